@@ -1,0 +1,20 @@
+/* error.h - the core's error convention.
+ *
+ * A failing function returns -1 (or NULL) after CF_ERR(...) has stored a message in a
+ * thread-local buffer, prefixed with the C file and line. Only lua/ turns the message into a
+ * Lua error. Nothing in core/ aborts or exits.
+ */
+#ifndef CF_ERROR_H
+#define CF_ERROR_H
+
+int cf_error_set(const char *file, int line, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+/* Prefix the current message with more context ("loading x.safetensors: " + old message). */
+int cf_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *cf_error_message(void);
+void cf_error_clear(void);
+
+/* Set the message and evaluate to -1: `return CF_ERR("matmul: inner dims differ: ...");` */
+#define CF_ERR(...) cf_error_set(__FILE__, __LINE__, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,1 @@
+/* empty until the core lands */ typedef int cf_placeholder_unused;

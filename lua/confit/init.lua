@@ -1,0 +1,4 @@
+-- confit: the user-facing module, built on the C module confit.core.
+local core = require "confit.core"
+local confit = setmetatable({}, {__index = core})
+return confit

@@ -1,0 +1,68 @@
+-- Tiny test harness shared by the Lua tests: named cases, expectations with messages,
+-- a closing "N passed, N failed" line and an exit status (0 ok, 1 failed, 77 skipped).
+local H = {}
+local passed, failed, skipped = 0, 0, 0
+local current = "?"
+
+function H.case(name, fn)
+  current = name
+  local ok, err = xpcall(fn, debug.traceback)
+  if ok then passed = passed + 1
+  else failed = failed + 1; io.stderr:write("FAIL ", name, ": ", tostring(err), "\n") end
+end
+
+function H.skip(name, why)
+  skipped = skipped + 1
+  print("SKIP " .. name .. ": " .. why)
+end
+
+-- Skip the whole file (exit 77, which ctest reports as skipped).
+function H.skip_all(why)
+  print("SKIP: " .. why)
+  os.exit(77)
+end
+
+function H.ok(cond, msg)
+  if not cond then error((msg or "expectation failed"), 2) end
+end
+
+function H.eq(a, b, msg)
+  if a ~= b then
+    error(string.format("%s: expected %s, got %s", msg or "eq", tostring(b), tostring(a)), 2)
+  end
+end
+
+function H.near(a, b, tol, msg)
+  tol = tol or 1e-6
+  if not (math.abs(a - b) <= tol * math.max(1, math.abs(b))) then
+    error(string.format("%s: expected %.9g, got %.9g (tol %g)", msg or "near", b, a, tol), 2)
+  end
+end
+
+-- Expect fn to raise an error whose message contains every given fragment (plain find).
+function H.raises(fn, ...)
+  local ok, err = pcall(fn)
+  if ok then error("expected an error, none raised", 2) end
+  err = tostring(err)
+  for _, frag in ipairs({...}) do
+    if not err:find(frag, 1, true) then
+      error(string.format("error %q lacks %q", err, frag), 2)
+    end
+  end
+  return err
+end
+
+-- The path of ../shared/data relative to the project root (tests run from the root).
+function H.shared(rel)
+  local p = "../shared/data/" .. rel
+  local f = io.open(p, "rb")
+  if f then f:close(); return p end
+  return nil
+end
+
+function H.finish()
+  print(string.format("%d passed, %d failed, %d skipped", passed, failed, skipped))
+  os.exit(failed == 0 and 0 or 1)
+end
+
+return H
