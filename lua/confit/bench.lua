@@ -1,0 +1,133 @@
+-- confit.bench: loaders for the math benchmarks (aime24, amc23, math500, minerva_math,
+-- olympiadbench, gsm8k) and for any JSONL or JSON-array file of questions and answers.
+--
+--   local bench = require "confit.bench"
+--   local items = bench.load("math500")                       -- ../shared/data/benchmarks/
+--   local items = bench.load("math500", {dir = "/data/bench", limit = 50})
+--   local items = bench.load("my.jsonl", {question = "q", answer = "a"})
+--   -- items[i] = {id = ..., question = "...", answer = "...", record = <decoded JSON object>}
+--
+-- A known name reads <dir>/<name>.jsonl (dir defaults to "../shared/data/benchmarks", relative
+-- to the working directory, i.e. the project root; the project ships no benchmark data) and
+-- takes the question field and reference answer of ../shared/data/README.md (the reference via
+-- confit.grade.reference). Anything else is a path: a file whose first non-blank character is
+-- "[" is a JSON array of objects, otherwise one JSON object per line (blank lines skipped);
+-- opts.question / opts.answer name the fields (defaults "question" and "answer"), numbers in
+-- the answer field become text ("27.0" -> "27").
+--
+-- Errors follow DESIGN.md: a file that cannot be opened is an environmental failure and comes
+-- back as nil, message; malformed JSON, a record that is not an object, and a missing question
+-- or answer are data errors and raise, naming the file and the line (JSONL) or the element
+-- (JSON array).
+local cjson = require "cjson"
+local grade = require "confit.grade"
+
+local bench = {}
+
+bench.default_dir = "../shared/data/benchmarks"
+
+-- name -> question field; the reference answer comes from grade.reference(name, record).
+local KNOWN = {
+  aime24 = "problem", amc23 = "problem", math500 = "problem", minerva_math = "problem",
+  olympiadbench = "question", gsm8k = "question",
+}
+bench.names = {"aime24", "amc23", "math500", "minerva_math", "olympiadbench", "gsm8k"}
+
+local function text_of(v)
+  if type(v) == "string" then return v end
+  if type(v) == "number" then
+    if v == math.floor(v) and math.abs(v) < 2^53 then return string.format("%d", v) end
+    return tostring(v)
+  end
+  return nil
+end
+
+-- JSON decodes every number as a float; ids that are whole numbers become integers.
+local function id_of(rec, fallback)
+  for _, k in ipairs({"id", "idx", "unique_id"}) do
+    local v = rec[k]
+    if type(v) == "number" then return math.tointeger(v) or v end
+    if type(v) == "string" then return v end
+  end
+  return fallback
+end
+
+local function read_all(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, "bench.load: cannot open '" .. path .. "': " .. tostring(err) end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+-- Decoded records with their locations: {rec, where} where where is "file:line" or
+-- "file: element N".
+local function decode_records(path, data)
+  local out = {}
+  if data:match("^%s*%[") then
+    local ok, arr = pcall(cjson.decode, data)
+    if not ok then error(string.format("bench.load: %s: malformed JSON array: %s", path, arr), 0) end
+    for i, rec in ipairs(arr) do out[#out + 1] = {rec, string.format("%s: element %d", path, i)} end
+    return out
+  end
+  local lineno = 0
+  for line in (data .. "\n"):gmatch("([^\n]*)\n") do
+    lineno = lineno + 1
+    if line:match("%S") then
+      local ok, rec = pcall(cjson.decode, line)
+      if not ok then
+        error(string.format("bench.load: %s:%d: malformed JSON: %s", path, lineno, rec), 0)
+      end
+      out[#out + 1] = {rec, string.format("%s:%d", path, lineno)}
+    end
+  end
+  return out
+end
+
+local function item_from(rec, where, n, qfield, answer_of, afield)
+  if type(rec) ~= "table" then
+    error(string.format("bench.load: %s: expected a JSON object, got %s", where, type(rec)), 0)
+  end
+  local q = rec[qfield]
+  if type(q) ~= "string" then
+    error(string.format("bench.load: %s: missing question field '%s'", where, qfield), 0)
+  end
+  local a = answer_of(rec)
+  if a == nil then
+    error(string.format("bench.load: %s: missing answer (%s)", where, afield), 0)
+  end
+  return {id = id_of(rec, n), question = q, answer = a, record = rec}
+end
+
+-- Load a benchmark by name or a file by path. Returns the list of items, or nil, message when
+-- the file cannot be opened.
+function bench.load(name_or_path, opts)
+  opts = opts or {}
+  if type(name_or_path) ~= "string" then
+    error("bench.load: expected a benchmark name or a path, got " .. type(name_or_path), 2)
+  end
+  local path, qfield, answer_of, afield
+  local known = KNOWN[name_or_path]
+  if known then
+    path = (opts.dir or bench.default_dir) .. "/" .. name_or_path .. ".jsonl"
+    qfield = opts.question or known
+    answer_of = function(rec) return grade.reference(name_or_path, rec) end
+    afield = "reference of " .. name_or_path
+  else
+    path = name_or_path
+    qfield = opts.question or "question"
+    local af = opts.answer or "answer"
+    answer_of = function(rec) return text_of(rec[af]) end
+    afield = "field '" .. af .. "'"
+  end
+  local data, err = read_all(path)
+  if not data then return nil, err end
+  local items = {}
+  for n, r in ipairs(decode_records(path, data)) do
+    if opts.limit and #items >= opts.limit then break end
+    items[#items + 1] = item_from(r[1], r[2], n, qfield, answer_of, afield)
+  end
+  return items
+end
+
+return bench

@@ -1,0 +1,784 @@
+-- confit.grade: math answer extraction, normalisation and equivalence, as specified in
+-- ../shared/docs/EVAL.md. Two modes:
+--
+--   "qwen"   (default) the Qwen2.5-Math evaluation harness: extraction with its fallbacks
+--            (Minerva phrasing, last "boxed", "the answer is", last number), normalisation,
+--            then equivalence by string, number (rel tol 1e-4, reference x100 / /100 accepted),
+--            tuples / intervals / matrices elementwise, equations as lhs-(rhs), and symbolic
+--            equivalence by evaluating both sides at seeded pseudo-random points.
+--   "strict" what RLSC used (Evalchemy / MATH): the last \boxed{} only, then string equality
+--            after the same normalisation, without numeric or symbolic steps.
+--
+-- API: grade.extract(text, opts) -> string or nil; grade.normalize(s, opts) -> string;
+-- grade.equal(pred, ref, opts) -> boolean; grade.reference(dataset, record) -> string or nil.
+-- opts.mode is "qwen" or "strict". extract returns the cleaned raw answer (not normalised);
+-- an empty answer counts as none (nil). normalize currently does the same in both modes.
+--
+-- Bounded time: answers longer than MAX_LEN characters are not normalised and compare only as
+-- exact strings; nesting deeper than MAX_DEPTH skips structural and symbolic comparison; every
+-- comparison has an evaluation-step budget and a CPU-time budget (os.clock), and a comparison
+-- that runs out counts as wrong. The LaTeX grammar (LPeg) is written so that its alternatives
+-- start with distinct tokens: a failed alternative never re-parses a long prefix, so parsing is
+-- linear in practice; LPeg's own stack limit turns pathological nesting into a caught error.
+--
+-- Where we deliberately differ from the Qwen harness:
+--   * we do not delete single-letter unit words nor every "and" substring (harness bugs that
+--     turn e.g. "band" into "b" and "5 m" into "5");
+--   * "x=", "y=", "z=" and "x\in" style prefixes are removed only at the start of the answer,
+--     not everywhere (the harness turns "(x=1,y=2x)" into "(1,22)"); the EVAL.md rule "left
+--     side of at most 2 characters" still applies, so "2x=4" becomes "4" as in the harness;
+--   * "\left"/"\right" are removed only as delimiters, so "\rightarrow" survives;
+--   * a comma counts as a thousands separator only in groups of three digits ("1,000",
+--     "1{,}000"); "1,2" is a two-element list, not the number 12;
+--   * "\sqrt2x" is sqrt(2)*x as in LaTeX (one token under the root), like "\frac12";
+--   * "\," "\;" "\:" "\ " "~" "\quad" are spaces, and "\displaystyle", "\big" etc. are dropped;
+--   * symbolic equivalence is numeric evaluation at random points (positive values in
+--     [0.35, 2.65], so |x| = x cannot be told apart), not sympy simplification; "\log" is the
+--     natural log, "i" is an ordinary variable (so 2i+1 = 1+2i, but no complex arithmetic);
+--   * kept from the harness on purpose: numbers compare with relative tolerance 1e-4, so
+--     "70001" equals "70000", and a prediction equal to the reference x100 or /100 counts;
+--   * strict mode shares this normalisation (EVAL.md: "the subset above"), zero-padded
+--     integers included, and compares exactly (case-sensitive).
+local lpeg = require "lpeg"
+
+local grade = {}
+
+local MAX_LEN = 2000          -- longer answers: no normalisation, exact comparison only
+local MAX_DEPTH = 48          -- deeper bracket nesting: no structural / symbolic comparison
+local BUDGET_S = 0.25         -- CPU seconds per comparison
+local EVAL_STEPS = 200000     -- expression-node evaluations per comparison
+local NPOINTS = 6             -- random points for symbolic comparison
+local REL_TOL = 1e-4
+
+grade.limits = {max_len = MAX_LEN, max_depth = MAX_DEPTH, budget_s = BUDGET_S,
+                eval_steps = EVAL_STEPS, points = NPOINTS, rel_tol = REL_TOL}
+
+-- ---------------------------------------------------------------- small string helpers
+
+-- Linear-time trims (a pattern such as "%s+$" backtracks quadratically on long blank runs).
+local function rstrip(s, chars)
+  local j = #s
+  while j > 0 and chars[s:byte(j)] do j = j - 1 end
+  return s:sub(1, j)
+end
+
+local BLANK = {[9] = true, [10] = true, [11] = true, [12] = true, [13] = true, [32] = true}
+
+local function trim(s)
+  local i = s:find("%S")
+  if not i then return "" end
+  return rstrip(s:sub(i), BLANK)
+end
+
+local function escape(p) return (p:gsub("%p", "%%%0")) end
+
+-- Replace every plain occurrence of `a` by `b`.
+local function replace(s, a, b)
+  return (s:gsub(escape(a), (b:gsub("%%", "%%%%"))))
+end
+
+local function starts(s, p) return s:sub(1, #p) == p end
+local function ends(s, p) return #p == 0 or s:sub(-#p) == p end
+
+-- Position of the last plain occurrence of p in s, or nil.
+local function find_last(s, p)
+  local last, pos = nil, 1
+  while true do
+    local i = s:find(p, pos, true)
+    if not i then return last end
+    last, pos = i, i + 1
+  end
+end
+
+-- s:sub(i, i) is "{": the brace-balanced content and the position of the closing brace;
+-- when unbalanced, everything after the "{" and nil.
+local function brace_content(s, i)
+  local depth, pos = 0, i
+  while true do
+    local j = s:find("[{}]", pos)
+    if not j then return s:sub(i + 1), nil end
+    if s:byte(j) == 123 then depth = depth + 1
+    else
+      depth = depth - 1
+      if depth == 0 then return s:sub(i + 1, j - 1), j end
+    end
+    pos = j + 1
+  end
+end
+
+local OPEN = {[40] = true, [91] = true, [123] = true}    -- ( [ {
+local CLOSE = {[41] = true, [93] = true, [125] = true}   -- ) ] }
+
+-- Maximum bracket nesting depth (all bracket kinds alike).
+local function max_depth(s)
+  local d, m = 0, 0
+  for i = 1, #s do
+    local b = s:byte(i)
+    if OPEN[b] then d = d + 1; if d > m then m = d end
+    elseif CLOSE[b] then d = d - 1 end
+  end
+  return m
+end
+
+-- Split s at occurrences of the plain separator sep that lie outside any bracket.
+local function split_top(s, sep)
+  local parts, d, start, i, n, first = {}, 0, 1, 1, #s, sep:byte(1)
+  while i <= n do
+    local b = s:byte(i)
+    if OPEN[b] then d = d + 1
+    elseif CLOSE[b] then d = d - 1
+    elseif d == 0 and b == first and s:sub(i, i + #sep - 1) == sep then
+      parts[#parts + 1] = s:sub(start, i - 1)
+      start = i + #sep
+      i = i + #sep - 1
+    end
+    i = i + 1
+  end
+  parts[#parts + 1] = s:sub(start)
+  return parts
+end
+
+-- Does the bracket opening at position 1 close exactly at the last character?
+local function wrapped(s)
+  if not OPEN[s:byte(1) or 0] or not CLOSE[s:byte(#s) or 0] then return false end
+  local d = 0
+  for i = 1, #s do
+    local b = s:byte(i)
+    if OPEN[b] then d = d + 1
+    elseif CLOSE[b] then
+      d = d - 1
+      if d == 0 then return i == #s end
+    end
+  end
+  return false
+end
+
+local function mode_of(opts)
+  local m = (opts and opts.mode) or "qwen"
+  if m ~= "qwen" and m ~= "strict" then
+    error("grade: unknown mode '" .. tostring(m) .. "' (expected \"qwen\" or \"strict\")", 3)
+  end
+  return m
+end
+
+-- A number as answer text: integral floats print without ".0" (amc23's 27.0 -> "27").
+local function number_text(x)
+  if math.type(x) == "float" and x == math.floor(x) and math.abs(x) < 2^53 then
+    return string.format("%d", x)
+  end
+  return tostring(x)
+end
+
+-- ---------------------------------------------------------------- extraction
+
+-- Final clean-up shared by the qwen rules: newlines dropped, one leading ":", one trailing "."
+-- and one trailing "/".
+local function clean(a)
+  a = trim(a:gsub("\n%s*", ""))
+  if starts(a, ":") then a = a:sub(2) end
+  if ends(a, ".") then a = a:sub(1, -2) end
+  if ends(a, "/") then a = a:sub(1, -2) end
+  a = trim(a)
+  if a == "" then return nil end
+  return a
+end
+
+local function extract_minerva(text)
+  local a = text:find("final answer is $", 1, true)
+  if not a then return nil end
+  local b = text:find("$. I hope", a + 17, true)
+  if not b then return nil end
+  return trim(text:sub(a + 17, b - 1))
+end
+
+-- After the last "boxed": brace-balanced content, or the text up to the next "$".
+local function extract_boxed(text)
+  local i = find_last(text, "boxed")
+  if not i then return nil end
+  local rest = text:sub(i + 5)
+  if rest:sub(1, 1) == "{" then return (brace_content(rest, 1)) end
+  return trim(rest:match("^[^$]*"))
+end
+
+local function extract_answer_is(text)
+  for _, key in ipairs({"he answer is", "final answer is"}) do
+    local i = find_last(text, key)
+    if i then return trim(text:sub(i + #key)) end
+  end
+  return nil
+end
+
+local function extract_last_number(text)
+  local last
+  for m in text:gsub(",", ""):gmatch("%-?%d*%.?%d+") do last = m end
+  return last
+end
+
+local function extract_qwen(text)
+  local a = extract_minerva(text) or extract_boxed(text) or extract_answer_is(text)
+            or extract_last_number(text)
+  if a == nil then return nil end
+  return clean(a)
+end
+
+-- Strict: the last "\boxed{...}" (balanced) or "\boxed X$" (MATH's form), nothing else.
+local function extract_strict(text)
+  local i = find_last(text, "\\boxed")
+  if not i then return nil end
+  local rest = text:sub(i + 6)
+  local a
+  if rest:sub(1, 1) == "{" then
+    local content, close = brace_content(rest, 1)
+    if not close then return nil end
+    a = content
+  elseif rest:sub(1, 1) == " " then
+    a = rest:match("^ ([^$]*)")
+  else
+    return nil
+  end
+  a = trim(a)
+  if a == "" then return nil end
+  return a
+end
+
+function grade.extract(text, opts)
+  local mode = mode_of(opts)
+  if type(text) ~= "string" then
+    error("grade.extract: text must be a string, got " .. type(text), 2)
+  end
+  if mode == "strict" then return extract_strict(text) end
+  return extract_qwen(text)
+end
+
+-- ---------------------------------------------------------------- normalisation
+
+-- Replace every "\name{X}" by X (keep) or by "" (drop); unbalanced tails are left alone.
+local function unwrap(s, name, keep)
+  local key = "\\" .. name .. "{"
+  local out, pos = {}, 1
+  while true do
+    local i = s:find(key, pos, true)
+    if not i then break end
+    local content, close = brace_content(s, i + #key - 1)
+    if not close then break end
+    out[#out + 1] = s:sub(pos, i - 1)
+    if keep then out[#out + 1] = content end
+    pos = close + 1
+  end
+  out[#out + 1] = s:sub(pos)
+  return table.concat(out)
+end
+
+local TEXT_CMDS = {"text", "textbf", "textrm", "textit", "mbox", "mathrm", "mathbf", "mathit",
+                   "operatorname", "boldsymbol"}
+local UNIT_CMDS = {"text", "textrm", "mbox", "mathrm"}
+
+-- A trailing "\text{unit}" (optionally followed by ^2 / ^{3}) is removed when something is
+-- left before it: "10\text{ cm}^2" -> "10", but "\text{(B)}" stays.
+local function drop_trailing_unit(s)
+  local body = s:gsub("%^{?%d}?$", "")
+  if not ends(body, "}") then return s end
+  local d, open = 0, nil
+  for i = #body, 1, -1 do
+    local b = body:byte(i)
+    if b == 125 then d = d + 1
+    elseif b == 123 then
+      d = d - 1
+      if d == 0 then open = i; break end
+    end
+  end
+  if not open then return s end
+  local head = body:sub(1, open - 1)
+  for _, cmd in ipairs(UNIT_CMDS) do
+    if ends(head, "\\" .. cmd) then
+      local before = trim(head:sub(1, -#cmd - 2))
+      if before ~= "" then return before end
+    end
+  end
+  return s
+end
+
+-- "\frac12" -> "\frac{1}{2}", "\frac1{2}" and "\frac{1}2" too (arguments: group or one char).
+local function fix_fracs(s)
+  local out, pos = {}, 1
+  while true do
+    local i = s:find("\\frac", pos, true)
+    if not i then break end
+    out[#out + 1] = s:sub(pos, i + 4)
+    local j, args = i + 5, {}
+    for k = 1, 2 do
+      local c = s:sub(j, j)
+      if c == "{" then
+        local content, close = brace_content(s, j)
+        if not close then args = nil; break end
+        args[k] = content; j = close + 1
+      elseif c ~= "" and c ~= "\\" and c ~= "}" then
+        args[k] = c; j = j + 1
+      else
+        args = nil; break
+      end
+    end
+    if args then
+      out[#out + 1] = "{" .. args[1] .. "}{" .. args[2] .. "}"
+      pos = j
+    else
+      pos = i + 5
+    end
+  end
+  out[#out + 1] = s:sub(pos)
+  return table.concat(out)
+end
+
+-- "\sqrt2" -> "\sqrt{2}" (one token under the root, as LaTeX reads it).
+local function fix_sqrt(s)
+  return (s:gsub("\\sqrt([^{%[\\])", "\\sqrt{%1}"))
+end
+
+local function fix_infinity(s)
+  s = s:gsub("%f[%a]infinity%f[%A]", "\\infty")
+  if not s:find("\\infty", 1, true) then s = s:gsub("%f[%a]inf%f[%A]", "\\infty") end
+  return s
+end
+
+local SPACES = {"\\qquad", "\\quad", "\\,", "\\;", "\\:", "\\ ", "~"}
+local DROPS = {"\\displaystyle", "\\Bigl", "\\Bigr", "\\bigl", "\\bigr", "\\Big", "\\big",
+               "\\!"}
+
+local function normalize_latex(s)
+  s = rstrip(trim(s:gsub("\n", "")), {[46] = true})
+  for _, d in ipairs(DROPS) do s = replace(s, d, "") end
+  for _, sp in ipairs(SPACES) do s = replace(s, sp, " ") end
+  s = s:gsub("(\\%a+)%s+{", "%1{")                       -- "\text {x}" -> "\text{x}"
+  -- matrices: array / bmatrix -> pmatrix
+  s = s:gsub("\\begin{array}{[^}]*}", "\\begin{pmatrix}")
+  s = replace(s, "\\end{array}", "\\end{pmatrix}")
+  s = replace(s, "bmatrix", "pmatrix")
+  s = replace(s, "tfrac", "frac")
+  s = replace(s, "dfrac", "frac")
+  s = s:gsub("\\neq%f[%A]", "\\ne"):gsub("\\leq%f[%A]", "\\le"):gsub("\\geq%f[%A]", "\\ge")
+  s = s:gsub("\\left%.", ""):gsub("\\right%.", "")
+  s = s:gsub("\\left%f[%A]", ""):gsub("\\right%f[%A]", "")
+  s = replace(s, "\\{", "{")
+  s = replace(s, "\\}", "}")
+  s = drop_trailing_unit(trim(s))
+  s = replace(s, "^{\\circ}", "")
+  s = replace(s, "^\\circ", "")
+  s = replace(s, "\194\176", "")                          -- the degree sign
+  s = replace(s, "\\$", "")
+  s = replace(s, "$", "")
+  s = replace(s, "\\(", "")
+  s = replace(s, "\\)", "")
+  for _, cmd in ipairs(TEXT_CMDS) do s = unwrap(s, cmd, true) end
+  s = trim(s)
+  local rest = s:match("^[xyz]%s*=(.*)$") or s:match("^[xyz]%s*\\in%f[%A](.*)$")
+               or s:match("^[xyz]%s*\\to%f[%A](.*)$")
+  if rest and trim(rest) ~= "" then s = trim(rest) end
+  s = replace(s, "\\emptyset", "{}")
+  s = replace(s, "\\varnothing", "{}")
+  s = replace(s, "\\%", "")
+  s = replace(s, "%", "")
+  return s
+end
+
+local function normalize_tail(s)
+  local parts = split_top(s, "=")
+  if #parts == 2 and #trim(parts[1]) <= 2 and trim(parts[2]) ~= "" then s = parts[2] end
+  s = fix_sqrt(s)
+  s = s:gsub("%s+", "")
+  s = fix_fracs(s)
+  s = replace(s, "{,}", ",")
+  s = s:gsub("^(%-?)(%d+)/(%d+)$", "%1\\frac{%2}{%3}")
+  s = s:gsub("^%.(%d)", "0.%1"):gsub("([{(%[,=+%-*/])%.(%d)", "%10.%2")
+  s = rstrip(s, {[92] = true, [44] = true, [46] = true})    -- trailing "\", ",", "."
+  s = fix_infinity(s)
+  s = replace(s, "(-\\infty,\\infty)", "\\mathbb{R}")
+  s = s:gsub("%f[%d](%d+)%.0*(%D)", "%1%2"):gsub("%f[%d](%d+)%.0*$", "%1")
+  if s:match("^%-?%d+$") then s = s:gsub("^(%-?)0+(%d)", "%1%2") end
+  return s
+end
+
+function grade.normalize(s, opts)
+  mode_of(opts)
+  if type(s) == "number" then s = number_text(s) end
+  if type(s) ~= "string" then
+    error("grade.normalize: expected a string, got " .. type(s), 2)
+  end
+  if #s > MAX_LEN then return trim(s) end
+  return normalize_tail(normalize_latex(s))
+end
+
+-- ---------------------------------------------------------------- numbers
+
+-- A plain decimal literal with optional exponent; LPeg repetitions do not backtrack, so this
+-- is linear where the equivalent Lua patterns are quadratic on long digit runs.
+local DECIMAL = (function()
+  local d = lpeg.R"09"
+  return lpeg.S"+-"^-1 * (d^1 * (lpeg.P"." * d^0)^-1 + lpeg.P"." * d^1)
+         * (lpeg.S"eE" * lpeg.S"+-"^-1 * d^1)^-1 * -1
+end)()
+
+local function parse_number(s)
+  local pct = false
+  if ends(s, "%") then pct, s = true, s:sub(1, -2) end
+  s = replace(s, "{,}", ",")
+  if s:find(",", 1, true) then
+    local sign, head, groups, frac = s:match("^([+-]?)(%d%d?%d?)(,[%d,]*)(.*)$")
+    if not groups or groups:gsub(",%d%d%d", "") ~= "" then return nil end
+    s = sign .. head .. groups:gsub(",", "") .. frac
+  end
+  if not lpeg.match(DECIMAL, s) then return nil end
+  local x = tonumber(s)
+  if x and pct then x = x / 100 end
+  return x
+end
+
+local function close(a, b, abs_tol)
+  if a == b then return true end
+  local d = math.abs(a - b)
+  return d <= REL_TOL * math.max(math.abs(a), math.abs(b)) or d <= (abs_tol or 0)
+end
+
+local function numbers_equal(p, r)
+  return close(p, r) or close(p, r * 100) or close(p, r / 100)
+end
+
+-- ---------------------------------------------------------------- LaTeX expressions (LPeg)
+-- AST nodes are arrays {op, ...}: {"num", x} {"var", name} {"neg", a} {"add"|"sub"|"mul"|
+-- "div"|"pow", a, b} {"fn", name, a} {"fact", a} {"binom", n, k} {"root", n, a}.
+
+local P, R, S, V, C, Ct, Cc = lpeg.P, lpeg.R, lpeg.S, lpeg.V, lpeg.C, lpeg.Ct, lpeg.Cc
+
+local GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta",
+  "theta", "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau",
+  "upsilon", "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi",
+  "Pi", "Sigma", "Phi", "Psi", "Omega", "hbar", "ell"}
+local FUNCS = {"arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "sin", "cos", "tan", "sec",
+  "csc", "cot", "exp", "ln", "log"}
+
+-- Longest names first, so "\sinh" is not read as "\sin" "h".
+local function command_choice(names)
+  table.sort(names, function(a, b) return #a > #b or (#a == #b and a < b) end)
+  local p = P(false)
+  for _, n in ipairs(names) do p = p + P("\\" .. n) end
+  return p
+end
+
+local function fold_left(t)
+  local acc = t[1]
+  for i = 2, #t, 2 do acc = {t[i], acc, t[i + 1]} end
+  return acc
+end
+
+local function make_pow(base, ...)
+  local n = select("#", ...)
+  if n == 0 then return base end
+  return {"pow", base, (...)}
+end
+
+local function make_fact(a, ...)
+  for _ = 1, select("#", ...) do a = {"fact", a} end
+  return a
+end
+
+local function num(s) return {"num", tonumber((s:gsub("{,}", "")))} end
+
+local digit, letter = R"09", R("az", "AZ")
+local brace = P{ "{" * ((1 - S"{}") + V(1))^0 * "}" }
+local subscript = P"_" * (brace + P"\\" * letter^1 + R("az", "AZ", "09"))
+local number = (digit^1 * (P"{,}" * digit * digit * digit)^0 * (P"." * digit^0)^-1
+               + P"." * digit^1) * (S"eE" * S"+-"^-1 * digit^1)^-1
+local mulop = P"*" * Cc"mul" + P"\\cdot" * Cc"mul" + P"\\times" * Cc"mul"
+              + P"/" * Cc"div" + P"\\div" * Cc"div"
+local greek = command_choice(GREEK)
+local fname = command_choice(FUNCS)
+
+local function var_name(s) return {"var", (s:gsub("[{}]", ""))} end
+
+local expr = P{ "Top",
+  Top = V"Sum" * -1,
+  Sum = Ct(V"Term" * (C(S"+-") / {["+"] = "add", ["-"] = "sub"} * V"Term")^0) / fold_left,
+  Term = Ct(V"Unary" * (mulop * V"Unary" + Cc"mul" * V"Power")^0) / fold_left,
+  Unary = P"-" * V"Unary" / function(a) return {"neg", a} end
+        + P"+" * V"Unary"
+        + V"Power",
+  Power = V"Postfix" * (P"^" * V"Exponent")^-1 / make_pow,
+  Exponent = P"-" * V"Exponent" / function(a) return {"neg", a} end
+           + P"+" * V"Exponent"
+           + V"Power",
+  Postfix = V"Atom" * C"!"^0 / make_fact,
+  Atom = C(number) / num
+       + P"(" * V"Sum" * P")" + P"{" * V"Sum" * P"}" + P"[" * V"Sum" * P"]"
+       + V"Frac" + V"Sqrt" + V"Binom" + V"Floor" + V"Func" + V"Const" + V"Var",
+  Arg = P"{" * V"Sum" * P"}" + C(digit) / num + C(letter) / var_name,
+  Frac = P"\\frac" * V"Arg" * V"Arg" / function(a, b) return {"div", a, b} end,
+  Sqrt = P"\\sqrt" * (P"[" * V"Sum" * P"]" + Cc(false)) * V"Arg"
+         / function(n, a) return n and {"root", n, a} or {"pow", a, {"num", 0.5}} end,
+  Binom = P"\\binom" * V"Arg" * V"Arg" / function(n, k) return {"binom", n, k} end,
+  Floor = P"\\lfloor" * V"Sum" * P"\\rfloor" / function(a) return {"fn", "floor", a} end
+        + P"\\lceil" * V"Sum" * P"\\rceil" / function(a) return {"fn", "ceil", a} end,
+  Func = C(fname) * (P"_" * V"Arg" + Cc(false)) * (P"^" * V"Exponent" + Cc(false)) * V"Power"
+         / function(name, base, power, arg)
+             local f = {"fn", name:sub(2), arg}
+             if base then f = {"div", {"fn", "ln", arg}, {"fn", "ln", base}} end   -- \log_b x
+             if power then f = {"pow", f, power} end                             -- \sin^2 x
+             return f
+           end,
+  Const = P"\\pi" * Cc"pi" / function() return {"num", math.pi} end
+        + P"\\infty" / function() return {"num", math.huge} end
+        + P"e" / function() return {"num", math.exp(1)} end,
+  Var = C((letter + greek) * subscript^-1) / var_name,
+}
+
+local function parse_expr(s)
+  if s == "" or #s > MAX_LEN then return nil end
+  local ok, tree = pcall(lpeg.match, expr, s)
+  if ok then return tree end
+  return nil
+end
+
+-- ---------------------------------------------------------------- evaluation
+
+local BUDGET = {}   -- error sentinel: the comparison ran out of steps or time
+
+local LANCZOS = {0.99999999999980993, 676.5203681218851, -1259.1392167224028,
+  771.32342877765313, -176.61503916999185, 12.507343278686905, -0.13857109526572012,
+  9.9843695780195716e-6, 1.5056327351493116e-7}
+
+local function gamma(x)
+  if x < 0.5 then return math.pi / (math.sin(math.pi * x) * gamma(1 - x)) end
+  if x > 171.7 then return math.huge end
+  x = x - 1
+  local a, t = LANCZOS[1], x + 7.5
+  for i = 1, 8 do a = a + LANCZOS[i + 1] / (x + i) end
+  return math.sqrt(2 * math.pi) * t ^ (x + 0.5) * math.exp(-t) * a
+end
+
+local function factorial(x)
+  if x == math.floor(x) and x >= 0 and x <= 170 then
+    local r = 1
+    for i = 2, x do r = r * i end
+    return r
+  end
+  return gamma(x + 1)
+end
+
+local FN = {
+  sin = math.sin, cos = math.cos, tan = math.tan, exp = math.exp, ln = math.log,
+  log = math.log, floor = math.floor, ceil = math.ceil,
+  arcsin = math.asin, arccos = math.acos, arctan = math.atan,
+  sec = function(x) return 1 / math.cos(x) end,
+  csc = function(x) return 1 / math.sin(x) end,
+  cot = function(x) return math.cos(x) / math.sin(x) end,
+  sinh = function(x) return (math.exp(x) - math.exp(-x)) / 2 end,
+  cosh = function(x) return (math.exp(x) + math.exp(-x)) / 2 end,
+  tanh = function(x) local a, b = math.exp(x), math.exp(-x); return (a - b) / (a + b) end,
+}
+
+-- The value of variable `name` at point k: a hash of the name seeds a small LCG, so every
+-- comparison sees the same values (deterministic), distinct per name and per point.
+local function var_value(name, k)
+  local h = 2166136261
+  for i = 1, #name do h = ((h ~ name:byte(i)) * 16777619) % 4294967296 end
+  local x = (h + k * 2654435761) % 4294967296
+  for _ = 1, 3 do x = (x * 1664525 + 1013904223) % 4294967296 end
+  local u = x / 4294967296
+  if k <= NPOINTS then return 0.35 + 2.3 * u end
+  return 10 ^ (4 * u - 2)            -- extra points: log-uniform in [0.01, 100]
+end
+
+local function evaluate(node, k, ctx)
+  ctx.steps = ctx.steps - 1
+  if ctx.steps <= 0 then error(BUDGET) end
+  if ctx.steps % 2048 == 0 and os.clock() > ctx.deadline then error(BUDGET) end
+  local op = node[1]
+  if op == "num" then return node[2] end
+  if op == "var" then
+    local key = node[2] .. "\0" .. k
+    local v = ctx.vars[key]
+    if not v then v = var_value(node[2], k); ctx.vars[key] = v end
+    return v
+  end
+  if op == "neg" then return -evaluate(node[2], k, ctx) end
+  if op == "fn" then return FN[node[2]](evaluate(node[3], k, ctx)) end
+  if op == "fact" then return factorial(evaluate(node[2], k, ctx)) end
+  local a, b = evaluate(node[2], k, ctx), evaluate(node[3], k, ctx)
+  if op == "add" then return a + b
+  elseif op == "sub" then return a - b
+  elseif op == "mul" then return a * b
+  elseif op == "div" then return a / b
+  elseif op == "pow" then return a ^ b
+  elseif op == "binom" then return factorial(a) / (factorial(b) * factorial(a - b))
+  elseif op == "root" then                      -- node = {"root", index, radicand}
+    if b < 0 and a == math.floor(a) and a % 2 == 1 then return -((-b) ^ (1 / a)) end
+    return b ^ (1 / a)
+  end
+  error("grade: unknown expression node " .. tostring(op))
+end
+
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+-- Compare two expression trees at up to 2*NPOINTS points, stopping after NPOINTS points where
+-- both are defined. sign_free: also accept a = -b (equations). Points where both sides are
+-- undefined (a root of a negative, arcsin out of range) are skipped; the first NPOINTS points
+-- draw variables from [0.35, 2.65], the rest log-uniformly from [0.01, 100] so that
+-- expressions with small domains still get defined points; at least one must be defined.
+local function trees_equal(ta, tb, ctx, sign_free)
+  local same, flipped, defined = true, sign_free, 0
+  for k = 1, 2 * NPOINTS do
+    if defined >= NPOINTS then break end
+    local a, b = evaluate(ta, k, ctx), evaluate(tb, k, ctx)
+    local fa, fb = finite(a), finite(b)
+    if fa ~= fb then return false end
+    if fa then
+      defined = defined + 1
+      same = same and close(a, b, 1e-12)
+      flipped = flipped and close(a, -b, 1e-12)
+      if not (same or flipped) then return false end
+    end
+  end
+  return defined > 0
+end
+
+-- ---------------------------------------------------------------- equivalence
+
+local function lower(s) return s:lower() end
+
+-- Structure of an answer: a matrix, a union of sets, a bracketed tuple / interval / set, or a
+-- bare comma list. Returns kind, parts (a list; for a matrix, a list of rows), or nil.
+local function structure(s)
+  if parse_number(s) then return nil end
+  local inner = s:match("^\\begin{pmatrix}(.*)\\end{pmatrix}$")
+  if inner then
+    local rows = split_top(inner, "\\\\")
+    if rows[#rows] == "" then rows[#rows] = nil end
+    for i, row in ipairs(rows) do rows[i] = split_top(row, "&") end
+    return "matrix", rows
+  end
+  local u = split_top(s, "\\cup")
+  if #u > 1 then return "union", u end
+  if wrapped(s) then
+    local parts = split_top(s:sub(2, -2), ",")
+    if #parts >= 2 then return "seq", parts end
+    return nil
+  end
+  local parts = split_top(s, ",")
+  if #parts >= 2 then return "seq", parts end
+  return nil
+end
+
+local equiv
+
+local function lists_equal(a, b, ctx)
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if not equiv(grade.normalize(a[i]), grade.normalize(b[i]), ctx) then return false end
+  end
+  return true
+end
+
+local function structures_equal(ka, pa, kb, pb, ctx)
+  if ka ~= kb then return false end
+  if ka ~= "matrix" then return lists_equal(pa, pb, ctx) end
+  if #pa ~= #pb then return false end
+  for i = 1, #pa do
+    if not lists_equal(pa[i], pb[i], ctx) then return false end
+  end
+  return true
+end
+
+local function equation_sides(s)
+  local parts = split_top(s, "=")
+  if #parts ~= 2 or parts[1] == "" or parts[2] == "" then return nil end
+  local l, r = parse_expr(parts[1]), parse_expr(parts[2])
+  if not (l and r) then return nil end
+  return {"sub", l, r}
+end
+
+-- p and r are normalised. Steps of EVAL.md, first that decides.
+function equiv(p, r, ctx)
+  if p == r or lower(p) == lower(r) then return true end
+  if max_depth(p) > MAX_DEPTH or max_depth(r) > MAX_DEPTH then return false end
+  local np, nr = parse_number(p), parse_number(r)
+  if np and nr then return numbers_equal(np, nr) end
+  local kp, pp = structure(p)
+  local kr, pr = structure(r)
+  if kp or kr then
+    if not (kp and kr) then return false end
+    return structures_equal(kp, pp, kr, pr, ctx)
+  end
+  local ep, er = equation_sides(p), equation_sides(r)
+  if ep and er then return trees_equal(ep, er, ctx, true) end
+  if ep or er then return false end
+  local tp, tr = parse_expr(p), parse_expr(r)
+  if not (tp and tr) then return false end
+  return trees_equal(tp, tr, ctx, false)
+end
+
+local function as_answer(x)
+  if type(x) == "number" then return number_text(x) end
+  if type(x) == "string" then return x end
+  return nil
+end
+
+function grade.equal(pred, ref, opts)
+  local mode = mode_of(opts)
+  pred, ref = as_answer(pred), as_answer(ref)
+  if not (pred and ref) then return false end
+  local p, r = grade.normalize(pred), grade.normalize(ref)
+  if mode == "strict" then return p == r end
+  if #p > MAX_LEN or #r > MAX_LEN then return p == r end
+  local ctx = {steps = EVAL_STEPS, deadline = os.clock() + BUDGET_S, vars = {}}
+  local ok, res = pcall(equiv, p, r, ctx)
+  if ok then return res end
+  if res == BUDGET then return false end
+  error(res, 0)
+end
+
+-- ---------------------------------------------------------------- reference answers
+
+local function last_boxed(text)
+  if type(text) ~= "string" then return nil end
+  return extract_strict(text)
+end
+
+local function field(record, name)
+  local v = record[name]
+  if type(v) == "number" then return number_text(v) end
+  if type(v) == "string" then return v end
+  return nil
+end
+
+local REFERENCE = {
+  math500 = function(rec) return last_boxed(rec.solution) or field(rec, "answer") end,
+  minerva_math = function(rec) return last_boxed(rec.solution) end,
+  gsm8k = function(rec)
+    local a = field(rec, "answer")
+    local i = a and find_last(a, "####")
+    return i and trim(a:sub(i + 4)) or nil
+  end,
+  olympiadbench = function(rec)
+    local fa = rec.final_answer
+    local a = type(fa) == "table" and fa[1] or fa
+    if type(a) ~= "string" then return nil end
+    return trim(replace(a, "$", ""))
+  end,
+  aime24 = function(rec) return field(rec, "answer") end,
+  amc23 = function(rec) return field(rec, "answer") end,
+}
+grade.datasets = {"aime24", "amc23", "math500", "minerva_math", "olympiadbench", "gsm8k"}
+
+-- The reference answer of one benchmark record (../shared/data/README.md), or nil when the
+-- record lacks it.
+function grade.reference(dataset, record)
+  local f = REFERENCE[dataset]
+  if not f then
+    error("grade.reference: unknown dataset '" .. tostring(dataset) .. "' (known: "
+          .. table.concat(grade.datasets, ", ") .. ")", 2)
+  end
+  if type(record) ~= "table" then
+    error("grade.reference: record must be a table, got " .. type(record), 2)
+  end
+  return f(record)
+end
+
+return grade

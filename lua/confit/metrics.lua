@@ -1,0 +1,177 @@
+-- confit.metrics: the evaluation metrics of ../shared/docs/EVAL.md and the summaries the eval
+-- loops print.
+--
+--   pass_at_k(n, c, k)        unbiased pass@k = 1 - C(n-c, k) / C(n, k), as the product
+--                             prod_{i=n-c+1}^{n} (1 - k/i): no huge binomials, no cancellation.
+--   majority(answers, opts)   the most frequent answer and its count. nil entries (no answer
+--                             extracted) are skipped and never win; ties go to the answer seen
+--                             first. Answers are grouped by opts.key(a) (default: the answer
+--                             itself; pass grade.normalize to merge "1/2" and "\frac{1}{2}").
+--                             Returns nil, 0 when every answer is nil. Takes answers.n as the
+--                             length when set, so lists with nil holes work.
+--   maj_at_n(answers, ref, opts)  1 when the majority answer equals ref (opts.equal, default
+--                             confit.grade.equal in opts.mode), else 0 (also when all are nil).
+--   mean(xs), std(xs)         std is the sample standard deviation (n-1 denominator; 0 for n<2).
+--   proportion_ci(k, n)       95% Wilson score interval for k successes out of n.
+--   mean_ci(xs)               95% interval for a mean: mean -/+ t(0.975, n-1) * std / sqrt(n)
+--                             (Student t; for binary outcomes prefer proportion_ci).
+--   summarize(problems, opts) one table of summary numbers for a list of per-problem records.
+local metrics = {}
+
+local function check_count(name, v, what)
+  if type(v) ~= "number" or v ~= math.floor(v) or v < 0 then
+    error(string.format("metrics.%s: %s must be a non-negative integer, got %s", name, what,
+                        tostring(v)), 3)
+  end
+end
+
+function metrics.pass_at_k(n, c, k)
+  check_count("pass_at_k", n, "n")
+  check_count("pass_at_k", c, "c")
+  check_count("pass_at_k", k, "k")
+  if c > n then error(string.format("metrics.pass_at_k: c=%d exceeds n=%d", c, n), 2) end
+  if k < 1 or k > n then
+    error(string.format("metrics.pass_at_k: k=%d must lie in [1, n=%d]", k, n), 2)
+  end
+  if n - c < k then return 1.0 end
+  local miss = 1.0                  -- C(n-c, k) / C(n, k)
+  for i = n - c + 1, n do miss = miss * (1 - k / i) end
+  return 1.0 - miss
+end
+
+local function length_of(t) return t.n or #t end
+
+function metrics.majority(answers, opts)
+  local key = (opts and opts.key) or function(a) return a end
+  local count, first, order = {}, {}, {}
+  for i = 1, length_of(answers) do
+    local a = answers[i]
+    if a ~= nil then
+      local kk = key(a)
+      if count[kk] == nil then
+        count[kk], first[kk] = 0, a
+        order[#order + 1] = kk
+      end
+      count[kk] = count[kk] + 1
+    end
+  end
+  local best, best_n = nil, 0
+  for _, kk in ipairs(order) do       -- first-seen order: strict ">" keeps the earlier on ties
+    if count[kk] > best_n then best, best_n = kk, count[kk] end
+  end
+  if best == nil then return nil, 0 end
+  return first[best], best_n
+end
+
+function metrics.maj_at_n(answers, ref, opts)
+  opts = opts or {}
+  local winner = metrics.majority(answers, opts)
+  if winner == nil then return 0 end
+  local equal = opts.equal
+  if not equal then
+    local grade = require "confit.grade"
+    equal = function(a, b) return grade.equal(a, b, {mode = opts.mode}) end
+  end
+  return equal(winner, ref) and 1 or 0
+end
+
+function metrics.mean(xs)
+  local n = #xs
+  if n == 0 then return 0 / 0 end
+  local s = 0
+  for i = 1, n do s = s + xs[i] end
+  return s / n
+end
+
+function metrics.std(xs)
+  local n = #xs
+  if n < 2 then return 0 end
+  local m, s = metrics.mean(xs), 0
+  for i = 1, n do s = s + (xs[i] - m) ^ 2 end
+  return math.sqrt(s / (n - 1))
+end
+
+local Z95 = 1.959963984540054
+
+function metrics.proportion_ci(k, n)
+  check_count("proportion_ci", k, "k")
+  check_count("proportion_ci", n, "n")
+  if k > n then error(string.format("metrics.proportion_ci: k=%d exceeds n=%d", k, n), 2) end
+  if n == 0 then return 0, 1 end
+  local p, z2 = k / n, Z95 * Z95
+  local centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+  local half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+  local lo, hi = math.max(0, centre - half), math.min(1, centre + half)
+  if k == 0 then lo = 0 end          -- exact ends (rounding leaves 1 - 1e-16 otherwise)
+  if k == n then hi = 1 end
+  return lo, hi
+end
+
+-- t(0.975, df) for df = 1..30; beyond, the Cornish-Fisher expansion around z (error < 1e-4).
+local T975 = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201,
+  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+  2.060, 2.056, 2.052, 2.048, 2.045, 2.042}
+
+function metrics.t975(df)
+  if df <= 30 then return T975[df] end
+  local z = Z95
+  return z + (z ^ 3 + z) / (4 * df) + (5 * z ^ 5 + 16 * z ^ 3 + 3 * z) / (96 * df * df)
+end
+
+function metrics.mean_ci(xs)
+  local n, m = #xs, metrics.mean(xs)
+  if n < 2 then return m, m end
+  local half = metrics.t975(n - 1) * metrics.std(xs) / math.sqrt(n)
+  return m - half, m + half
+end
+
+-- problems[i] fields (all optional but the first that applies):
+--   correct  boolean (greedy accuracy) or a number in [0, 1] (avg@n of one problem)
+--   n, c     samples drawn and correct ones (for pass@k with opts.k = {1, 8, ...})
+--   maj      0/1 or boolean: majority vote correct
+--   length   completion length in tokens;  boxed  boolean: the completion contains a box
+-- Result: {problems, acc, acc_lo, acc_hi, interval = "wilson95" | "t95", pass_at = {[k] = v},
+--          maj, mean_length, box_rate}. acc uses the Wilson interval when every `correct` is
+-- boolean, else the Student-t interval of the per-problem means.
+function metrics.summarize(problems, opts)
+  opts = opts or {}
+  local out = {problems = #problems, pass_at = {}}
+  local vals, all_bool, lengths, boxes, maj = {}, true, {}, {}, {}
+  for i, p in ipairs(problems) do
+    local c = p.correct
+    if c == nil and p.n and p.c then c = p.n > 0 and p.c / p.n or 0 end
+    if type(c) == "boolean" then vals[#vals + 1] = c and 1 or 0
+    elseif type(c) == "number" then vals[#vals + 1] = c; all_bool = false
+    elseif c ~= nil then
+      error(string.format("metrics.summarize: problem %d: 'correct' must be boolean or number", i), 2)
+    end
+    if p.length then lengths[#lengths + 1] = p.length end
+    if p.boxed ~= nil then boxes[#boxes + 1] = p.boxed and 1 or 0 end
+    if p.maj ~= nil then maj[#maj + 1] = (p.maj == true or p.maj == 1) and 1 or 0 end
+  end
+  if #vals > 0 then
+    out.acc = metrics.mean(vals)
+    if all_bool then
+      local k = 0
+      for _, v in ipairs(vals) do k = k + v end
+      out.acc_lo, out.acc_hi = metrics.proportion_ci(k, #vals)
+      out.interval = "wilson95"
+    else
+      out.acc_lo, out.acc_hi = metrics.mean_ci(vals)
+      out.interval = "t95"
+    end
+  end
+  for _, k in ipairs(opts.k or {}) do
+    local xs = {}
+    for _, p in ipairs(problems) do
+      if p.n and p.c and p.n >= k then xs[#xs + 1] = metrics.pass_at_k(p.n, p.c, k) end
+    end
+    if #xs > 0 then out.pass_at[k] = metrics.mean(xs) end
+  end
+  if #maj > 0 then out.maj = metrics.mean(maj) end
+  if #lengths > 0 then out.mean_length = metrics.mean(lengths) end
+  if #boxes > 0 then out.box_rate = metrics.mean(boxes) end
+  return out
+end
+
+return metrics

@@ -1,0 +1,93 @@
+-- Tests of confit.bench: generic JSONL / JSON-array loading, error messages that name the file
+-- and line, and the six benchmarks of ../shared/data/benchmarks (skipped when absent).
+local H = dofile("tests/lua/harness.lua")
+local bench = require "confit.bench"
+
+local function write_tmp(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+H.case("JSONL with custom field names", function()
+  local p = write_tmp('{"q": "1+1?", "a": 2}\n\n{"q": "2+2?", "a": "4", "id": "x7"}\n')
+  local items = assert(bench.load(p, {question = "q", answer = "a"}))
+  os.remove(p)
+  H.eq(#items, 2)
+  H.eq(items[1].question, "1+1?"); H.eq(items[1].answer, "2"); H.eq(items[1].id, 1)
+  H.eq(items[2].answer, "4"); H.eq(items[2].id, "x7")
+  H.eq(items[2].record.q, "2+2?")
+end)
+
+H.case("JSON array with default field names and limit", function()
+  local p = write_tmp('  [{"question": "a", "answer": 27.0}, {"question": "b", "answer": 0.25},\n'
+                      .. '{"question": "c", "answer": "x"}]')
+  local items = assert(bench.load(p, {limit = 2}))
+  os.remove(p)
+  H.eq(#items, 2)
+  H.eq(items[1].answer, "27"); H.eq(items[2].answer, "0.25")
+end)
+
+H.case("malformed JSON names file and line", function()
+  local p = write_tmp('{"question": "a", "answer": "1"}\n{"question": "b", "answer": }\n')
+  H.raises(function() bench.load(p) end, p .. ":2", "malformed JSON")
+  os.remove(p)
+end)
+
+H.case("missing fields name file, line and field", function()
+  local p = write_tmp('{"question": "a", "answer": "1"}\n{"question": "b"}\n')
+  H.raises(function() bench.load(p) end, p .. ":2", "missing answer", "'answer'")
+  os.remove(p)
+  p = write_tmp('{"question": null, "answer": "1"}\n')
+  H.raises(function() bench.load(p) end, p .. ":1", "missing question field 'question'")
+  os.remove(p)
+  p = write_tmp('[{"question": "a", "answer": "1"}, 5]')
+  H.raises(function() bench.load(p) end, "element 2", "expected a JSON object")
+  os.remove(p)
+end)
+
+H.case("missing file comes back as nil, message", function()
+  local items, err = bench.load("/nonexistent/dir/file.jsonl")
+  H.eq(items, nil)
+  H.ok(err:find("/nonexistent/dir/file.jsonl", 1, true), err)
+  items, err = bench.load("math500", {dir = "/nonexistent"})
+  H.eq(items, nil)
+  H.ok(err:find("/nonexistent/math500.jsonl", 1, true), err)
+end)
+
+H.case("bad argument raises", function()
+  H.raises(function() bench.load(nil) end, "bench.load", "name or a path")
+end)
+
+local ROWS = {aime24 = 30, amc23 = 40, math500 = 500, minerva_math = 272, olympiadbench = 675,
+              gsm8k = 1319}
+if not H.shared("benchmarks/math500.jsonl") then
+  H.skip("benchmark files", "../shared/data/benchmarks is absent")
+else
+  for _, name in ipairs(bench.names) do
+    H.case("benchmark " .. name, function()
+      local items = assert(bench.load(name))
+      H.eq(#items, ROWS[name], "rows")
+      for i, it in ipairs(items) do
+        H.ok(type(it.question) == "string" and #it.question > 10, name .. " question " .. i)
+        H.ok(type(it.answer) == "string" and it.answer ~= "", name .. " answer " .. i)
+        H.ok(it.id ~= nil, name .. " id " .. i)
+      end
+    end)
+  end
+  H.case("benchmark reference spot checks", function()
+    H.eq(bench.load("aime24")[8].answer, "025")
+    H.eq(bench.load("amc23")[1].answer, "27")
+    H.eq(bench.load("gsm8k")[1].answer, "18")
+    H.eq(bench.load("math500")[1].answer, "\\left( 3, \\frac{\\pi}{2} \\right)")
+    H.eq(bench.load("minerva_math")[1].answer, "1.6")
+    H.eq(bench.load("olympiadbench")[2].answer, "\\frac{1}{2 n+2}")
+    for _, it in ipairs(bench.load("math500")) do
+      H.eq(it.answer, it.record.answer, "math500 last box equals the answer field")
+    end
+  end)
+end
+
+H.finish()

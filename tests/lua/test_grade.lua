@@ -1,0 +1,376 @@
+-- Tests of confit.grade (EVAL.md): a table of extraction, normalisation and equivalence cases
+-- in both modes, hostile inputs that must return quickly, and a round trip of every reference
+-- answer of the six benchmarks in ../shared/data/benchmarks (skipped when absent).
+local H = dofile("tests/lua/harness.lua")
+local grade = require "confit.grade"
+local bench = require "confit.bench"
+
+local Q, STRICT = {mode = "qwen"}, {mode = "strict"}
+
+-- {kind, input, [second input,] expected}
+--   "x"  qwen extraction     "xs" strict extraction     "n" normalisation
+--   "eq" qwen equality       "es" strict equality
+local CASES = {
+  -- extraction, qwen: Minerva phrasing first
+  {"x", "Final Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.", "\\frac{1}{2}"},
+  {"x", "The final answer is $42$. I hope it is correct. \\boxed{7}", "42"},
+  {"x", "final answer is $3$ but no closing phrase, \\boxed{9}", "9"},
+  -- last "boxed", nested braces, boxed without braces
+  {"x", "so \\boxed{5} and then \\boxed{6}.", "6"},
+  {"x", "$\\boxed{\\frac{1}{\\sqrt{2}}}$", "\\frac{1}{\\sqrt{2}}"},
+  {"x", "\\boxed{{a}{b}{c}}", "{a}{b}{c}"},
+  {"x", "thus $\\boxed 7$ is it", "7"},
+  {"x", "answer: \\boxed{\\left(1,2\\right)}", "\\left(1,2\\right)"},
+  {"x", "\\boxed{x = 3}", "x = 3"},
+  {"x", "\\boxed{\\text{(B)}}", "\\text{(B)}"},
+  {"x", "the box is unbalanced \\boxed{1+{2", "1+{2"},
+  {"x", "\\boxed{}", nil},
+  {"x", "\\fbox{3} is framed", "3"},
+  {"x", "the 3 is not boxed", nil},
+  -- "the answer is" fallback
+  {"x", "So the answer is 12.", "12"},
+  {"x", "The answer is: 7", "7"},
+  {"x", "The answer is $\\frac{3}{4}$.", "$\\frac{3}{4}$"},
+  {"x", "the answer is 3, so the answer is 4", "4"},
+  {"x", "the answer is 3; final answer is 4", "3; final answer is 4"},
+  {"x", "We get it.\nThe answer is\n  5.", "5"},
+  {"x", "The answer is 1/", "1"},
+  -- last number fallback
+  {"x", "We computed 3 apples, then 4.5 pears.", "4.5"},
+  {"x", "Total: 1,234,567 dollars", "1234567"},
+  {"x", "It drops to -12 degrees", "-12"},
+  {"x", "no digits at all", nil},
+  {"x", "", nil},
+  -- extraction, strict: last \boxed{} only
+  {"xs", "\\boxed{1} then \\boxed{2}", "2"},
+  {"xs", "\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"},
+  {"xs", "The answer is 5", nil},
+  {"xs", "Final Answer: The final answer is $5$. I hope it is correct.", nil},
+  {"xs", "\\boxed{1+{2", nil},
+  {"xs", "$\\boxed 7$", "7"},
+  {"xs", "\\boxed{ 12 }", "12"},
+  {"xs", "fbox{3}", nil},
+  -- normalisation: one case per rule
+  {"n", "  42  ", "42"},
+  {"n", "42.", "42"},
+  {"n", "10,\\!080", "10,080"},
+  {"n", "\\tfrac{1}{2}", "\\frac{1}{2}"},
+  {"n", "\\dfrac{3}{4}", "\\frac{3}{4}"},
+  {"n", "\\left( 1, 2 \\right)", "(1,2)"},
+  {"n", "a\\rightarrow b", "a\\rightarrowb"},
+  {"n", "90^\\circ", "90"},
+  {"n", "90^{\\circ}", "90"},
+  {"n", "$5$", "5"},
+  {"n", "\\(5\\)", "5"},
+  {"n", "\\$32", "32"},
+  {"n", "\\text{Evelyn}", "Evelyn"},
+  {"n", "\\text{(C)}", "(C)"},
+  {"n", "10\\text{ cm}", "10"},
+  {"n", "864 \\mbox{ inches}^2", "864"},
+  {"n", "5.4 \\text{ cents}", "5.4"},
+  {"n", "\\frac{270}7\\text{ degrees}", "\\frac{270}{7}"},
+  {"n", "50\\%", "50"},
+  {"n", "50%", "50"},
+  {"n", "x=5", "5"},
+  {"n", "y = 2x + 3", "2x+3"},
+  {"n", "k = 5", "5"},
+  {"n", "ab=5", "5"},
+  {"n", "abc=5", "abc=5"},
+  {"n", "x \\in [-2,7]", "[-2,7]"},
+  {"n", "2x=4", "4"},                 -- left side of at most 2 characters (the harness: "24")
+  {"n", "2x+1=4", "2x+1=4"},
+  {"n", "27.0", "27"},
+  {"n", "27.000", "27"},
+  {"n", "27.05", "27.05"},
+  {"n", "(1.0, 2.50)", "(1,2.50)"},
+  {"n", ".5", "0.5"},
+  {"n", "-.5", "-0.5"},
+  {"n", "1 2 3", "123"},
+  {"n", "\\frac12", "\\frac{1}{2}"},
+  {"n", "\\frac1{2}", "\\frac{1}{2}"},
+  {"n", "\\frac{1}2", "\\frac{1}{2}"},
+  {"n", "3/4", "\\frac{3}{4}"},
+  {"n", "-3/4", "-\\frac{3}{4}"},
+  {"n", "x/4", "x/4"},
+  {"n", "\\sqrt2", "\\sqrt{2}"},
+  {"n", "2\\sqrt3", "2\\sqrt{3}"},
+  {"n", "infinity", "\\infty"},
+  {"n", "-inf", "-\\infty"},
+  {"n", "\\infty", "\\infty"},
+  {"n", "\\begin{bmatrix}1&2\\end{bmatrix}", "\\begin{pmatrix}1&2\\end{pmatrix}"},
+  {"n", "\\begin{array}{cc}1&2\\end{array}", "\\begin{pmatrix}1&2\\end{pmatrix}"},
+  {"n", "025", "25"},
+  {"n", "000", "0"},
+  {"n", "1{,}000", "1,000"},
+  {"n", "\\{1,2\\}", "{1,2}"},
+  {"n", "\\emptyset", "{}"},
+  {"n", "(-\\infty, \\infty)", "\\mathbb{R}"},
+  {"n", "band", "band"},
+  {"n", "5 m", "5m"},
+  {"n", "\\displaystyle\\frac{1}{2}", "\\frac{1}{2}"},
+  {"n", "1\\,000", "1000"},
+  {"n", "a\\neq b", "a\\neb"},
+  -- equivalence, qwen
+  {"eq", "\\frac{1}{2}", "0.5", true},
+  {"eq", "1/2", "\\frac{1}{2}", true},
+  {"eq", "\\frac12", "0.5", true},
+  {"eq", "0.5", "1/2", true},
+  {"eq", "\\dfrac{1}{2}", "\\tfrac12", true},
+  {"eq", "025", "25", true},
+  {"eq", "25", "025", true},
+  {"eq", "27.0", "27", true},
+  {"eq", 27.0, "27", true},
+  {"eq", "50\\%", "0.5", true},
+  {"eq", "50", "0.5", true},
+  {"eq", "0.5", "50", true},
+  {"eq", "0.5", "0.6", false},
+  {"eq", "1,000", "1000", true},
+  {"eq", "1{,}000", "1000", true},
+  {"eq", "1,2", "12", false},
+  {"eq", "3.14159", "\\pi", true},
+  {"eq", "3.14", "\\pi", false},
+  {"eq", "1.00001", "1", true},
+  {"eq", "1.001", "1", false},
+  {"eq", "0", "0.00001", false},
+  {"eq", "-5", "5", false},
+  {"eq", "4.5e33", "4.5\\times10^{33}", true},
+  {"eq", "x=5", "5", true},
+  {"eq", "k = 5", "5", true},
+  {"eq", "10\\text{ cm}", "10", true},
+  {"eq", "10 \\text{ meters}", "10", true},
+  {"eq", "90^\\circ", "90", true},
+  {"eq", "90^{\\circ}", "\\frac{\\pi}{2}", false},
+  {"eq", "\\infty", "infinity", true},
+  {"eq", "-\\infty", "\\infty", false},
+  {"eq", "\\text{(B)}", "B", true},
+  {"eq", "\\text{(B)}", "(C)", false},
+  {"eq", "\\text{Evelyn}", "evelyn", true},
+  {"eq", "(1,2)", "(1,2)", true},
+  {"eq", "( 1 , 2 )", "\\left(1,2\\right)", true},
+  {"eq", "(1,2)", "(2,1)", false},
+  {"eq", "(1,2)", "(1,2,3)", false},
+  {"eq", "(\\frac{1}{2}, 3)", "(0.5, 3)", true},
+  {"eq", "[1,2)", "(1,2]", true},
+  {"eq", "(0,9) \\cup (9,36)", "(0,9)\\cup(9,36)", true},
+  {"eq", "(0,9) \\cup (9,36)", "(0,9)", false},
+  {"eq", "(-\\infty, 0]", "(-\\infty,0)", true},
+  {"eq", "1,3,5", "1, 3, 5", true},
+  {"eq", "1,3,5", "(1,3,5)", true},
+  {"eq", "\\{1,2\\}", "\\{1, 2\\}", true},
+  {"eq", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}", true},
+  {"eq", "\\begin{pmatrix}0.5\\\\1\\end{pmatrix}", "\\begin{pmatrix}\\frac12\\\\1\\end{pmatrix}", true},
+  {"eq", "\\begin{pmatrix}1&2\\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", false},
+  {"eq", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&5\\end{pmatrix}", false},
+  {"eq", "x+y=1", "y+x-1=0", true},
+  {"eq", "x+y=1", "1-x-y=0", true},
+  {"eq", "x+y=1", "x-y=1", false},
+  {"eq", "5x - 7y + 11z + 4 = 0", "5x-7y+11z=-4", true},
+  {"eq", "x^2+y^2=1", "2", false},
+  {"eq", "x^2-1", "(x-1)(x+1)", true},
+  {"eq", "x^2+1", "(x-1)(x+1)", false},
+  {"eq", "2\\sqrt{2}", "\\sqrt{8}", true},
+  {"eq", "2\\sqrt{2}", "\\sqrt{6}", false},
+  {"eq", "\\sqrt[3]{8}", "2", true},
+  {"eq", "\\sqrt[3]{-8}", "-2", true},
+  {"eq", "\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}", true},
+  {"eq", "2\\pi r", "2r\\pi", true},
+  {"eq", "\\pi r^2", "r^2\\pi", true},
+  {"eq", "2 \\cdot 3", "6", true},
+  {"eq", "2 \\times 3", "6", true},
+  {"eq", "-x", "x", false},
+  {"eq", "-(x-1)", "1-x", true},
+  {"eq", "\\sin^2 x + \\cos^2 x", "1", true},
+  {"eq", "\\sin(2x)", "2\\sin x\\cos x", true},
+  {"eq", "\\tan x", "\\frac{\\sin x}{\\cos x}", true},
+  {"eq", "\\ln(e^2)", "2", true},
+  {"eq", "\\exp(1)", "e", true},
+  {"eq", "\\log_2 8", "3", true},
+  {"eq", "\\log_{2}(8)", "3", true},
+  {"eq", "\\log 100", "2", false},
+  {"eq", "5!", "120", true},
+  {"eq", "\\binom{5}{2}", "10", true},
+  {"eq", "\\frac{n(n+1)}{2}", "\\binom{n+1}{2}", true},
+  {"eq", "2^{10}", "1024", true},
+  {"eq", "2^10", "1024", true},
+  {"eq", "x^{-1}", "\\frac{1}{x}", true},
+  {"eq", "a_{n}+1", "1+a_n", true},
+  {"eq", "a_1", "a_2", false},
+  {"eq", "\\alpha+\\beta", "\\beta+\\alpha", true},
+  {"eq", "\\lfloor 2.5 \\rfloor", "2", true},
+  {"eq", "\\lceil 2.5 \\rceil", "3", true},
+  {"eq", "\\frac{1}{2}x", "\\frac{x}{2}", true},
+  {"eq", "6 - 5i", "-5i+6", true},
+  {"eq", "6 - 5i", "6 + 5i", false},
+  {"eq", "1 \\pm \\sqrt{19}", "1 \\pm \\sqrt{19}", true},
+  {"eq", "1 \\pm \\sqrt{19}", "1 \\pm \\sqrt{18}", false},
+  {"eq", "52_8", "52_{8}", false},
+  {"eq", "\\text{east}", "\\text{west}", false},
+  {"eq", "f(x)=2x", "f(x) = 2 x", true},
+  {"eq", "y = 2x + 3", "2x+3", true},
+  {"eq", "\\sqrt{-1}", "\\sqrt{-2}", false},
+  {"eq", "", "5", false},
+  {"eq", nil, "5", false},
+  {"eq", "5", nil, false},
+  -- strict: string equality after normalisation, no numeric / symbolic steps
+  {"es", "\\frac{1}{2}", "\\dfrac12", true},
+  {"es", "0.5", "\\frac{1}{2}", false},
+  {"es", "1/2", "\\frac{1}{2}", true},
+  {"es", "025", "25", true},
+  {"es", "27.0", "27", true},
+  {"es", "50\\%", "50", true},
+  {"es", "50\\%", "0.5", false},
+  {"es", "x = 5", "5", true},
+  {"es", "10\\text{ cm}", "10", true},
+  {"es", "2\\sqrt{2}", "\\sqrt{8}", false},
+  {"es", "x^2-1", "(x-1)(x+1)", false},
+  {"es", "\\text{B}", "b", false},
+  {"es", "1,000", "1000", false},
+}
+
+local function show(v) return v == nil and "nil" or string.format("%q", v) end
+
+H.case("case table has at least 150 cases", function()
+  H.ok(#CASES >= 150, "only " .. #CASES .. " cases")
+end)
+
+for i, c in ipairs(CASES) do
+  local kind = c[1]
+  local name = string.format("%s#%d %s", kind, i, show(c[2]))
+  H.case(name, function()
+    if kind == "x" then
+      H.eq(grade.extract(c[2], Q), c[3], "extract")
+    elseif kind == "xs" then
+      H.eq(grade.extract(c[2], STRICT), c[3], "extract strict")
+    elseif kind == "n" then
+      H.eq(grade.normalize(c[2]), c[3], "normalize")
+      H.eq(grade.normalize(c[2], STRICT), c[3], "normalize strict")
+    elseif kind == "eq" then
+      H.eq(grade.equal(c[2], c[3], Q), c[4], "equal " .. show(c[2]) .. " vs " .. show(c[3]))
+    elseif kind == "es" then
+      H.eq(grade.equal(c[2], c[3], STRICT), c[4],
+           "strict equal " .. show(c[2]) .. " vs " .. show(c[3]))
+    else
+      error("bad case kind " .. kind)
+    end
+  end)
+end
+
+H.case("default mode is qwen", function()
+  H.eq(grade.extract("The answer is 5"), "5")
+  H.eq(grade.equal("0.5", "\\frac{1}{2}"), true)
+end)
+
+H.case("unknown mode raises", function()
+  H.raises(function() grade.equal("1", "1", {mode = "sympy"}) end, "unknown mode", "sympy")
+  H.raises(function() grade.extract(5) end, "grade.extract", "string")
+end)
+
+H.case("equal is deterministic across calls", function()
+  for _ = 1, 3 do
+    H.eq(grade.equal("\\frac{n(n+1)}{2}", "\\binom{n+1}{2}"), true)
+    H.eq(grade.equal("x^3", "x^2"), false)
+  end
+end)
+
+-- ---------------------------------------------------------------- hostile inputs
+
+local function timed(fn)
+  local t0 = os.clock()
+  local r = fn()
+  return r, os.clock() - t0
+end
+
+local HOSTILE = {
+  {"10000 nested braces", "\\boxed{" .. ("{"):rep(10000) .. "1" .. ("}"):rep(10000) .. "}"},
+  {"'1' x 100000", ("1"):rep(100000)},
+  {"100000 dots", ("."):rep(100000)},
+  {"digits then dot", ("1"):rep(50000) .. "." .. ("1"):rep(50000) .. "x"},
+  {"many boxes", ("\\boxed{1}"):rep(20000)},
+  {"unclosed boxes", ("\\boxed{"):rep(20000)},
+  {"nested fracs", ("\\frac{1}{"):rep(300) .. "2" .. ("}"):rep(300)},
+  {"nested powers", ("x^{"):rep(40) .. "2" .. ("}"):rep(40)},
+  {"deep parens", ("("):rep(45) .. "x" .. (")"):rep(45)},
+  {"long sum", ("x+"):rep(900) .. "x"},
+  {"huge factorial", "(10^{10})!"},
+  {"tower", "2^{2^{2^{2^{2^{2}}}}}"},
+  {"many tuples", "(" .. ("1,"):rep(900) .. "1)"},
+  {"blank run after boxed", "boxed" .. (" "):rep(100000) .. "x"},
+  {"blank run after the answer is", "The answer is" .. (" "):rep(100000) .. "x"},
+  {"digits plus one, under the length cap", ("1"):rep(1990)},
+  {"dots and blanks under the cap", (" ."):rep(990)},
+}
+
+for _, h in ipairs(HOSTILE) do
+  H.case("hostile: " .. h[1], function()
+    local text = h[2]
+    local a, t1 = timed(function() return grade.extract(text) end)
+    local _, t2 = timed(function() return grade.extract(text, STRICT) end)
+    local _, t3 = timed(function() return grade.equal(text, text .. "+1") end)
+    local _, t4 = timed(function() return grade.equal(a or text, "1") end)
+    local _, t5 = timed(function() return grade.normalize(text) end)
+    local worst = math.max(t1, t2, t3, t4, t5)
+    H.ok(worst < 1.0, string.format("took %.3f s", worst))
+  end)
+end
+
+H.case("hostile: long equal strings are equal, long different ones are not", function()
+  local s = ("1"):rep(100000)
+  H.eq(grade.equal(s, s), true)
+  H.eq(grade.equal(s, s .. "2"), false)
+end)
+
+-- ---------------------------------------------------------------- benchmark references
+
+local function reformat(r)
+  local s = r:gsub("\\frac", "\\dfrac"):gsub(",", ", "):gsub("%+", " + "):gsub("=", " = ")
+  return s
+end
+
+local VARIANTS = {
+  boxed = function(r) return grade.extract("The final answer is $\\boxed{" .. r .. "}$") end,
+  reformatted = function(r) return grade.extract("So we get \\boxed{" .. reformat(r) .. "}.") end,
+  answer_is = function(r)
+    if r:find("\n", 1, true) then return r end        -- a newline ends the phrase
+    return grade.extract("Thus the answer is " .. r .. ".")
+  end,
+  minerva = function(r)
+    if r:find("$", 1, true) then return r end         -- a "$" inside would end the phrase
+    return grade.extract("Final Answer: The final answer is $" .. r .. "$. I hope it is correct.")
+  end,
+}
+
+local data_dir = H.shared("benchmarks/math500.jsonl") and "../shared/data/benchmarks"
+if not data_dir then
+  H.skip("benchmark references", "../shared/data/benchmarks is absent")
+else
+  local totals = {refs = 0, checks = 0, failed = 0}
+  for _, name in ipairs(bench.names) do
+    H.case("references round-trip: " .. name, function()
+      local items = assert(bench.load(name, {dir = data_dir}))
+      local fails = {}
+      for _, it in ipairs(items) do
+        local r = it.answer
+        totals.refs = totals.refs + 1
+        local ok = {self = grade.equal(r, r, Q),
+                    strict_self = grade.equal(r, r, STRICT),
+                    strict_boxed = grade.equal(grade.extract("\\boxed{" .. r .. "}", STRICT), r, STRICT)}
+        for vname, v in pairs(VARIANTS) do ok[vname] = grade.equal(v(r), r, Q) end
+        for check, passed in pairs(ok) do
+          totals.checks = totals.checks + 1
+          if not passed then
+            totals.failed = totals.failed + 1
+            fails[#fails + 1] = string.format("%s id=%s %s: %q", name, tostring(it.id), check, r)
+          end
+        end
+      end
+      H.ok(#fails == 0, #fails .. " failures:\n" .. table.concat(fails, "\n"))
+    end)
+  end
+  H.case("references round-trip: totals", function()
+    print(string.format("references: %d, checks: %d, failed: %d", totals.refs, totals.checks,
+                        totals.failed))
+    H.ok(totals.refs > 2800, "expected ~2836 references, got " .. totals.refs)
+  end)
+end
+
+H.finish()

@@ -1,0 +1,139 @@
+-- Tests of confit.metrics: pass@k and maj@n against hand-computed values, intervals, summaries.
+local H = dofile("tests/lua/harness.lua")
+local metrics = require "confit.metrics"
+
+local function choose(n, k)
+  local r = 1
+  for i = 1, k do r = r * (n - k + i) / i end
+  return r
+end
+
+H.case("pass@k hand-computed values", function()
+  -- n=2, c=1, k=1: 1 - C(1,1)/C(2,1) = 1/2
+  H.near(metrics.pass_at_k(2, 1, 1), 0.5, 1e-15)
+  -- n=5, c=2, k=2: 1 - C(3,2)/C(5,2) = 1 - 3/10
+  H.near(metrics.pass_at_k(5, 2, 2), 0.7, 1e-15)
+  -- n=10, c=3, k=1: c/n
+  H.near(metrics.pass_at_k(10, 3, 1), 0.3, 1e-15)
+  -- n=4, c=1, k=3: 1 - C(3,3)/C(4,3) = 3/4
+  H.near(metrics.pass_at_k(4, 1, 3), 0.75, 1e-15)
+  -- n=16, c=4, k=8: 1 - C(12,8)/C(16,8) = 1 - 495/12870
+  H.near(metrics.pass_at_k(16, 4, 8), 1 - 495 / 12870, 1e-14)
+end)
+
+H.case("pass@k edge cases: c=0, n=c, k=n, n-c<k", function()
+  H.eq(metrics.pass_at_k(8, 0, 1), 0.0)
+  H.eq(metrics.pass_at_k(8, 0, 8), 0.0)
+  H.eq(metrics.pass_at_k(8, 8, 1), 1.0)
+  H.eq(metrics.pass_at_k(8, 8, 8), 1.0)
+  H.eq(metrics.pass_at_k(8, 1, 8), 1.0)           -- k=n: any correct sample is drawn
+  H.eq(metrics.pass_at_k(8, 3, 6), 1.0)           -- n-c=5 < k=6
+  H.near(metrics.pass_at_k(1, 1, 1), 1.0, 0)
+  H.near(metrics.pass_at_k(1, 0, 1), 0.0, 0)
+end)
+
+H.case("pass@k product form matches binomials and is stable for large n", function()
+  for _, t in ipairs({{20, 5, 4}, {30, 7, 10}, {50, 1, 25}, {64, 10, 16}}) do
+    local n, c, k = t[1], t[2], t[3]
+    H.near(metrics.pass_at_k(n, c, k), 1 - choose(n - c, k) / choose(n, k), 1e-12,
+           string.format("n=%d c=%d k=%d", n, c, k))
+  end
+  local v = metrics.pass_at_k(10000, 3, 5000)     -- C(10000, 5000) overflows doubles
+  H.ok(v > 0.87 and v < 0.88, "pass@5000 of 3/10000: " .. v)    -- 1 - (1/2)^3 approx
+  H.near(metrics.pass_at_k(1000, 500, 1), 0.5, 1e-12)
+end)
+
+H.case("pass@k argument errors", function()
+  H.raises(function() metrics.pass_at_k(4, 5, 1) end, "c=5", "n=4")
+  H.raises(function() metrics.pass_at_k(4, 1, 0) end, "k=0")
+  H.raises(function() metrics.pass_at_k(4, 1, 5) end, "k=5")
+  H.raises(function() metrics.pass_at_k(4, 1.5, 1) end, "c must be")
+end)
+
+H.case("majority: plain, ties to first seen, nil ignored", function()
+  local a, n = metrics.majority({"1", "2", "2", "3"})
+  H.eq(a, "2"); H.eq(n, 2)
+  a, n = metrics.majority({"3", "1", "1", "3"})
+  H.eq(a, "3", "tie goes to first seen"); H.eq(n, 2)
+  a, n = metrics.majority({"5", "4"})
+  H.eq(a, "5"); H.eq(n, 1)
+  a, n = metrics.majority({n = 5, nil, "7", nil, nil, "8"})
+  H.eq(a, "7"); H.eq(n, 1)
+  a, n = metrics.majority({n = 3})
+  H.eq(a, nil); H.eq(n, 0)
+  a, n = metrics.majority({})
+  H.eq(a, nil); H.eq(n, 0)
+end)
+
+H.case("majority with a key merges equivalent spellings", function()
+  local grade = require "confit.grade"
+  local answers = {"\\frac{1}{2}", "3", "1/2", "3", "\\dfrac12"}
+  local a, n = metrics.majority(answers)
+  H.eq(a, "3"); H.eq(n, 2)
+  a, n = metrics.majority(answers, {key = grade.normalize})
+  H.eq(a, "\\frac{1}{2}", "first spelling is returned"); H.eq(n, 3)
+end)
+
+H.case("maj@n", function()
+  H.eq(metrics.maj_at_n({"2", "2", "3"}, "2"), 1)
+  H.eq(metrics.maj_at_n({"2", "3", "3"}, "2"), 0)
+  H.eq(metrics.maj_at_n({"3", "2"}, "2"), 0, "tie to first seen (3)")
+  H.eq(metrics.maj_at_n({"0.5", "1/2", "7"}, "\\frac{1}{2}"), 1, "0.5 wins and grades equal")
+  H.eq(metrics.maj_at_n({n = 2}, "1"), 0)
+  H.eq(metrics.maj_at_n({"a", "A"}, "B", {equal = function(x, y) return x == y end}), 0)
+  H.eq(metrics.maj_at_n({"0.5"}, "\\frac{1}{2}", {mode = "strict"}), 0)
+end)
+
+H.case("mean and std", function()
+  H.near(metrics.mean({1, 2, 3, 4}), 2.5, 1e-15)
+  H.near(metrics.std({2, 4, 4, 4, 5, 5, 7, 9}), math.sqrt(32 / 7), 1e-12)
+  H.eq(metrics.std({3}), 0)
+  H.ok(metrics.mean({}) ~= metrics.mean({}), "mean of nothing is nan")
+end)
+
+H.case("Wilson interval", function()
+  -- 8/10: centre (0.8 + 1.92/10)/(1 + 3.84/10), hand value [0.4902, 0.9433]
+  local lo, hi = metrics.proportion_ci(8, 10)
+  H.near(lo, 0.4902, 1e-3); H.near(hi, 0.9433, 1e-3)
+  lo, hi = metrics.proportion_ci(0, 30)
+  H.eq(lo, 0); H.near(hi, 0.1135, 1e-3)
+  lo, hi = metrics.proportion_ci(30, 30)
+  H.near(lo, 0.8865, 1e-3); H.eq(hi, 1)
+  lo, hi = metrics.proportion_ci(0, 0)
+  H.eq(lo, 0); H.eq(hi, 1)
+  H.raises(function() metrics.proportion_ci(3, 2) end, "k=3", "n=2")
+end)
+
+H.case("mean interval uses Student t", function()
+  local lo, hi = metrics.mean_ci({1, 2, 3})
+  local half = 4.303 * 1 / math.sqrt(3)
+  H.near(lo, 2 - half, 1e-9); H.near(hi, 2 + half, 1e-9)
+  H.near(metrics.t975(30), 2.042, 1e-3)
+  H.near(metrics.t975(31), 2.040, 1e-3)
+  H.near(metrics.t975(120), 1.980, 1e-3)
+end)
+
+H.case("summarize", function()
+  local probs = {
+    {correct = true, length = 100, boxed = true, n = 4, c = 2, maj = true},
+    {correct = false, length = 300, boxed = false, n = 4, c = 0, maj = false},
+    {correct = true, length = 200, boxed = true, n = 4, c = 4, maj = 1},
+  }
+  local s = metrics.summarize(probs, {k = {1, 2}})
+  H.eq(s.problems, 3)
+  H.near(s.acc, 2 / 3, 1e-15)
+  H.eq(s.interval, "wilson95")
+  local lo, hi = metrics.proportion_ci(2, 3)
+  H.near(s.acc_lo, lo, 1e-15); H.near(s.acc_hi, hi, 1e-15)
+  H.near(s.pass_at[1], (0.5 + 0 + 1) / 3, 1e-15)
+  H.near(s.pass_at[2], ((1 - 1 / 6) + 0 + 1) / 3, 1e-15)
+  H.near(s.maj, 2 / 3, 1e-15)
+  H.near(s.mean_length, 200, 1e-12)
+  H.near(s.box_rate, 2 / 3, 1e-15)
+  local avg = metrics.summarize({{n = 4, c = 1}, {n = 4, c = 3}})
+  H.near(avg.acc, 0.5, 1e-15)
+  H.eq(avg.interval, "t95")
+  H.raises(function() metrics.summarize({{correct = "yes"}}) end, "problem 1", "correct")
+end)
+
+H.finish()
