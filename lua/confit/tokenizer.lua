@@ -1,0 +1,117 @@
+-- confit.tokenizer: a byte-level BPE tokenizer (Hugging Face tokenizer.json) with chat templates.
+--
+--   local tok = assert(require("confit.tokenizer").new("path/tokenizer.json"))
+--   tok:encode(text)              -> {ids...}   0-based ids; "<|im_end|>" etc. in the text are
+--                                               matched as added tokens; no BOS is added
+--   tok:decode(ids [, {skip_special = true}]) -> string (raw bytes, possibly partial UTF-8)
+--   tok:chat(messages_or_question [, {template = "chatml", system = ..., add_generation_prompt = true}])
+--                                 -> prompt string (see confit.chat for the templates)
+--   tok:encode_chat(...)          -> ids of tok:chat(...)
+--   tok:token_to_id(s), tok:id_to_token(id), tok:added_tokens(), tok:free()
+--   fields: tok.vocab_size, tok.eos_ids (list, primary first), tok.eos_id, tok.special
+--           (content -> id of every special added token), tok.path
+--
+-- new() returns nil, message when the file is missing, corrupt or of an unsupported kind;
+-- wrong argument types raise errors. The BPE itself runs in C (core/text/bpe.c).
+local core = require "confit.core"
+local chat = require "confit.chat"
+
+local M = {}
+local Tokenizer = {}
+Tokenizer.__index = Tokenizer
+Tokenizer.__name = "confit.tokenizer"
+
+-- End-of-sequence tokens recognised by name, in order of preference: ChatML's end of turn
+-- first (what an instruct model emits), then the end-of-text markers.
+local EOS_NAMES = {"<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>"}
+
+function M.new(path)
+  if type(path) ~= "string" then
+    error("confit.tokenizer.new: path must be a string, got " .. type(path), 2)
+  end
+  local bpe, err = core.bpe_load(path)
+  if not bpe then return nil, err end
+  local self = setmetatable({bpe = bpe, path = path, special = {}, eos_ids = {}}, Tokenizer)
+  self.vocab_size = bpe:vocab_size()
+  for _, a in ipairs(bpe:added_tokens()) do
+    if a.special then self.special[a.content] = a.id end
+  end
+  for _, name in ipairs(EOS_NAMES) do
+    local id = bpe:token_to_id(name)
+    if id then self.eos_ids[#self.eos_ids + 1] = id end
+  end
+  self.eos_id = self.eos_ids[1]
+  return self
+end
+
+local function check_self(self, method)
+  if getmetatable(self) ~= Tokenizer then
+    error("confit.tokenizer:" .. method .. ": call it with ':' on a tokenizer", 3)
+  end
+end
+
+function Tokenizer:encode(text)
+  check_self(self, "encode")
+  if type(text) ~= "string" then
+    error("tokenizer:encode: text must be a string, got " .. type(text), 2)
+  end
+  return self.bpe:encode(text)
+end
+
+function Tokenizer:decode(ids, opts)
+  check_self(self, "decode")
+  if type(ids) ~= "table" then
+    error("tokenizer:decode: ids must be a table of token ids, got " .. type(ids), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("tokenizer:decode: opts must be a table such as {skip_special = true}, got " .. type(opts), 2)
+  end
+  return self.bpe:decode(ids, opts and opts.skip_special or false)
+end
+
+function Tokenizer:chat(messages, opts)
+  check_self(self, "chat")
+  if opts ~= nil and type(opts) ~= "table" then
+    error("tokenizer:chat: opts must be a table, got " .. type(opts), 2)
+  end
+  opts = opts or {}
+  return chat.apply(opts.template or "chatml", messages, opts)
+end
+
+function Tokenizer:encode_chat(messages, opts)
+  return self:encode(self:chat(messages, opts))
+end
+
+function Tokenizer:token_to_id(s)
+  check_self(self, "token_to_id")
+  if type(s) ~= "string" then error("tokenizer:token_to_id: expected a string, got " .. type(s), 2) end
+  return self.bpe:token_to_id(s)
+end
+
+function Tokenizer:id_to_token(id)
+  check_self(self, "id_to_token")
+  if math.type(id) ~= "integer" then
+    error("tokenizer:id_to_token: expected an integer id, got " .. tostring(id), 2)
+  end
+  return self.bpe:id_to_token(id)
+end
+
+function Tokenizer:added_tokens()
+  check_self(self, "added_tokens")
+  return self.bpe:added_tokens()
+end
+
+function Tokenizer:free()
+  self.bpe:free()
+end
+
+function Tokenizer:__tostring()
+  return string.format("confit.tokenizer(%s, %d ids)", self.path, self.vocab_size)
+end
+
+function Tokenizer:__close()
+  self.bpe:free()
+end
+
+M.Tokenizer = Tokenizer
+return M

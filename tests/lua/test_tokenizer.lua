@@ -1,0 +1,338 @@
+-- Tokenizer and chat template tests.
+--  * a tiny byte-level tokenizer.json written here (the toy world's format): always runs
+--  * the real Qwen tokenizer against ../shared/data/tokenizer/qwen-vectors.jsonl and against
+--    edge cases whose ids come from an independent reference (Python `regex` + a plain BPE
+--    over the same tokenizer.json); skipped with a message when ../shared is absent
+--  * chat templates, byte-exact
+local H = dofile("tests/lua/harness.lua")
+local confit = require "confit"
+local tokenizer = require "confit.tokenizer"
+local chat = require "confit.chat"
+local cjson = require "cjson"
+
+local function ids_eq(got, want, msg)
+  local ok = #got == #want
+  for i = 1, math.min(#got, #want) do ok = ok and got[i] == want[i] end
+  if not ok then
+    error(string.format("%s:\n  got  {%s}\n  want {%s}", msg or "ids", table.concat(got, ","),
+      table.concat(want, ",")), 2)
+  end
+end
+
+local function write_tmp(text)
+  local p = os.tmpname()
+  local f = assert(io.open(p, "wb"))
+  f:write(text)
+  f:close()
+  return p
+end
+
+-- GPT-2 bytes_to_unicode: byte -> the character standing for it.
+local function byte_chars()
+  local map, n = {}, 0
+  for b = 0, 255 do
+    local printable = (b >= 33 and b <= 126) or (b >= 161 and b <= 172) or (b >= 174)
+    if printable then map[b] = utf8.char(b) else map[b] = utf8.char(256 + n); n = n + 1 end
+  end
+  return map
+end
+
+-- The toy world's tokenizer: 256 byte tokens (id = byte value), no merges, plain ByteLevel
+-- without regex, no normalizer, "<|endoftext|>" = 256.
+local function toy_json(extra)
+  local bc = byte_chars()
+  local v = {}
+  for b = 0, 255 do v[#v + 1] = cjson.encode(bc[b]) .. ":" .. b end
+  return [==[{"version":"1.0","truncation":null,"padding":null,
+"added_tokens":[{"id":256,"content":"<|endoftext|>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],
+"normalizer":null,
+"pre_tokenizer":]==] .. (extra and extra.pre or
+    [[{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]]) .. [[,
+"post_processor":null,
+"decoder":{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false},
+"model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":"","end_of_word_suffix":"","fuse_unk":false,"byte_fallback":false,
+"vocab":{]] .. table.concat(v, ",") .. [[},"merges":]] .. (extra and extra.merges or "[]") .. "}}"
+end
+
+local toy_path = write_tmp(toy_json())
+
+H.case("toy byte-level tokenizer: encode, decode, added token", function()
+  local tok = assert(confit.tokenizer(toy_path))
+  H.eq(tok.vocab_size, 257, "vocab size")
+  ids_eq(tok:encode("hello"), {104, 101, 108, 108, 111}, "hello")
+  ids_eq(tok:encode("a b\n"), {97, 32, 98, 10}, "spaces and newline")
+  ids_eq(tok:encode("hi<|endoftext|>"), {104, 105, 256}, "added token")
+  ids_eq(tok:encode("<|endoftext|><|endoftext|>x"), {256, 256, 120}, "adjacent added tokens")
+  ids_eq(tok:encode("<|endoftext|"), {60, 124, 101, 110, 100, 111, 102, 116, 101, 120, 116, 124}, "partial")
+  ids_eq(tok:encode(""), {}, "empty")
+  H.eq(tok.eos_id, 256, "eos id")
+  H.eq(tok.special["<|endoftext|>"], 256, "special map")
+  H.eq(tok:decode({104, 105, 256}), "hi<|endoftext|>", "decode")
+  H.eq(tok:decode({104, 105, 256}, {skip_special = true}), "hi", "decode skip special")
+  H.eq(tok:token_to_id("Ġ"), 32, "token_to_id of the space byte")
+  H.eq(tok:id_to_token(10), "Ċ", "id_to_token of the newline byte")
+  H.eq(tok:id_to_token(256), "<|endoftext|>", "id_to_token of the added token")
+  H.eq(tok:id_to_token(257), nil, "id_to_token out of range")
+  H.eq(tok:token_to_id("nope"), nil, "token_to_id absent")
+  tok:free()
+  tok:free() -- idempotent
+end)
+
+H.case("toy tokenizer: every byte value round-trips, one id per byte", function()
+  local tok = assert(tokenizer.new(toy_path))
+  local bytes = {}
+  for b = 0, 255 do bytes[#bytes + 1] = string.char(b) end
+  local s = table.concat(bytes)
+  local ids = tok:encode(s)
+  H.eq(#ids, 256, "one id per byte")
+  for b = 0, 255 do H.eq(ids[b + 1], b, "byte " .. b) end
+  H.eq(tok:decode(ids), s, "round trip")
+  -- NUL bytes inside the text are text, not terminators
+  ids_eq(tok:encode("a\0b"), {97, 0, 98}, "embedded NUL")
+end)
+
+H.case("toy tokenizer with merges, GPT-2 regex and prefix space", function()
+  -- merges "Ġ h" -> "Ġh" needs the merged token in the vocab: build a variant with two extra ids
+  local j = toy_json({
+    pre = [[{"type":"ByteLevel","add_prefix_space":true,"trim_offsets":false,"use_regex":true}]],
+    merges = [=[["h i", ["Ġ", "hi"]]]=],
+  })
+  j = j:gsub('"vocab":{', '"vocab":{"hi":300,"Ġhi":301,', 1)
+  local p = write_tmp(j)
+  local tok = assert(tokenizer.new(p))
+  ids_eq(tok:encode("hi hi"), {301, 301}, "prefix space + merges")
+  ids_eq(tok:encode("hih"), {301, 104}, "merges by rank: h+i first, then Ġ+hi")
+  ids_eq(tok:encode("x hi"), {32, 120, 301}, "prefix space only at the start")
+  H.eq(tok:decode({301, 301}), " hi hi", "decode keeps the prefix space")
+  os.remove(p)
+end)
+
+H.case("toy tokenizer: ignore_merges takes a whole word found in the vocabulary", function()
+  local out = {}
+  for _, ignore in ipairs({false, true}) do
+    local j = toy_json({merges = '["a b"]'})
+    j = j:gsub('"vocab":{', '"vocab":{"ab":300,"abc":301,', 1)
+    j = j:gsub('"byte_fallback":false,', '"byte_fallback":false,"ignore_merges":' .. tostring(ignore) .. ',', 1)
+    local p = write_tmp(j)
+    local tok = assert(tokenizer.new(p))
+    out[ignore] = tok:encode("abc")
+    tok:free()
+    os.remove(p)
+  end
+  ids_eq(out[false], {300, 99}, "merges only")
+  ids_eq(out[true], {301}, "whole word")
+end)
+
+H.case("toy tokenizer with the Qwen2 and Llama-3 split regexes: digit grouping", function()
+  local function split(re)
+    return [[{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":]] .. cjson.encode(re) ..
+      [[},"behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]}]]
+  end
+  local qwen_re = [[(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+]]
+  local llama_re = qwen_re:gsub("\\p{N}|", "\\p{N}{1,3}|", 1)
+  local results = {}
+  for name, re in pairs({qwen = qwen_re, llama = llama_re}) do
+    local j = toy_json({pre = split(re), merges = '["1 2", "12 3"]'})
+    j = j:gsub('"vocab":{', '"vocab":{"12":300,"123":301,', 1)
+    local p = write_tmp(j)
+    local tok = assert(tokenizer.new(p))
+    results[name] = tok:encode("12345")
+    tok:free()
+    os.remove(p)
+  end
+  ids_eq(results.qwen, {49, 50, 51, 52, 53}, "Qwen2: one digit per piece")
+  ids_eq(results.llama, {301, 52, 53}, "Llama-3: digits in groups of three")
+end)
+
+H.case("load failures come back as nil, message", function()
+  local t, err = tokenizer.new("/nonexistent/tokenizer.json")
+  H.eq(t, nil, "missing file")
+  H.ok(err:find("/nonexistent/tokenizer.json", 1, true), "message names the file: " .. err)
+  local p = write_tmp('{"model": {"vocab": {"a": 0}, "merges": [')
+  t, err = tokenizer.new(p)
+  H.eq(t, nil, "corrupt JSON")
+  H.ok(err:find("corrupt JSON", 1, true), err)
+  os.remove(p)
+  local bad_re = [[{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"\\w+|[^\\w\\s]+"},"behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]}]]
+  p = write_tmp(toy_json({pre = bad_re}))
+  t, err = tokenizer.new(p)
+  H.eq(t, nil, "unknown regex")
+  H.ok(err:find("unknown regex \\w+|[^\\w\\s]+", 1, true), err)
+  os.remove(p)
+  p = write_tmp(toy_json({merges = '["x yz"]'}))
+  t, err = tokenizer.new(p)
+  H.eq(t, nil, "merge of unknown tokens")
+  H.ok(err:find("not in the vocabulary", 1, true), err)
+  os.remove(p)
+  local t2, err2 = confit.tokenizer("/nonexistent.json")
+  H.ok(t2 == nil and err2, "confit.tokenizer forwards nil, message")
+end)
+
+H.case("bad arguments raise clear errors", function()
+  local tok = assert(tokenizer.new(toy_path))
+  H.raises(function() tok:encode(42) end, "encode", "string")
+  H.raises(function() tok:decode("abc") end, "decode", "table")
+  H.raises(function() tok:decode({1, "x"}) end, "ids[2]")
+  H.raises(function() tok:decode({1, 2.5}) end, "ids[2]")
+  H.raises(function() tok:decode({999}) end, "id 999")
+  H.raises(function() tok:decode({-1}) end, "id -1")
+  H.raises(function() tok.encode("x") end, "tokenizer")
+  H.raises(function() tokenizer.new(nil) end, "path must be a string")
+  tok:free()
+  H.raises(function() tok:encode("x") end, "freed")
+end)
+
+-- ---------------------------------------------------------------- chat templates
+
+local SYS = "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
+
+H.case("chat templates are byte-exact", function()
+  local q = "What is $1+1$?"
+  H.eq(chat.apply("qwen25-math-cot", q),
+    SYS .. "<|im_start|>user\nWhat is $1+1$?<|im_end|>\n<|im_start|>assistant\n", "qwen25-math-cot")
+  H.eq(chat.apply("chatml", q), chat.apply("qwen25-math-cot", q), "chatml default system")
+  H.eq(chat.apply("chatml", {{role = "system", content = "S"}, {role = "user", content = "U"},
+    {role = "assistant", content = "A"}, {role = "user", content = "V"}}),
+    "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n" ..
+    "<|im_start|>user\nV<|im_end|>\n<|im_start|>assistant\n", "chatml multi-turn with own system")
+  H.eq(chat.apply("chatml", q, {system = false, add_generation_prompt = false}),
+    "<|im_start|>user\nWhat is $1+1$?<|im_end|>\n", "chatml without system or generation prompt")
+  H.eq(chat.apply("strict", q),
+    SYS .. "<|im_start|>user\nProblem: What is $1+1$?\nMark your solution with \\boxed\nAnswer:<|im_end|>\n" ..
+    "<|im_start|>assistant\n", "strict")
+  H.eq(chat.apply("plain", q), q, "plain")
+  H.eq(chat.apply("plain", {{role = "user", content = q}}), q, "plain from one user message")
+end)
+
+H.case("chat template errors", function()
+  H.raises(function() chat.apply("nope", "q") end, "unknown template", "chatml")
+  H.raises(function() chat.apply("chatml", 3) end, "question string or a list of messages")
+  H.raises(function() chat.apply("chatml", {}) end, "empty")
+  H.raises(function() chat.apply("chatml", {{role = "user"}}) end, "content")
+  H.raises(function() chat.apply("qwen25-math-cot", {{role = "user", content = "a"}, {role = "user", content = "b"}}) end,
+    "one user message")
+  local tok = assert(tokenizer.new(toy_path))
+  H.raises(function() tok:chat("q", 5) end, "opts must be a table")
+  H.eq(tok:chat("q", {template = "plain"}), "q", "tok:chat picks the template")
+end)
+
+-- ---------------------------------------------------------------- the real Qwen tokenizer
+
+local qwen_path = H.shared("tokenizer/qwen/tokenizer.json")
+local vectors_path = H.shared("tokenizer/qwen-vectors.jsonl")
+if not (qwen_path and vectors_path) then
+  H.skip("qwen tokenizer", "../shared/data/tokenizer is absent")
+  os.remove(toy_path)
+  H.finish()
+end
+
+local t0 = os.clock()
+local qwen = assert(tokenizer.new(qwen_path))
+local load_s = os.clock() - t0
+
+H.case("qwen: loads quickly, known sizes and special ids", function()
+  H.ok(load_s < 3, string.format("load took %.2f s", load_s))
+  H.eq(qwen.vocab_size, 151669, "vocab size (model + added)")
+  H.eq(qwen.eos_ids[1], 151645, "<|im_end|> first")
+  H.eq(qwen.eos_ids[2], 151643, "<|endoftext|> second")
+  H.eq(qwen.special["<|im_start|>"], 151644, "im_start")
+  H.eq(qwen.special["<think>"], nil, "<think> is not special")
+  H.eq(qwen:token_to_id("<think>"), 151667, "<think> is an added token")
+  H.eq(qwen:token_to_id("Ġthe"), 279, "Ġthe")
+  H.eq(qwen:id_to_token(279), "Ġthe", "id 279")
+  H.eq(#qwen:added_tokens(), 26, "added tokens")
+end)
+
+H.case("qwen: every vector encodes exactly and decodes back", function()
+  local n = 0
+  for line in io.lines(vectors_path) do
+    local r = cjson.decode(line)
+    ids_eq(qwen:encode(r.text), r.ids, r.source)
+    H.eq(qwen:decode(r.ids), r.text, "decode " .. r.source)
+    n = n + 1
+  end
+  H.eq(n, 87, "vector count")
+end)
+
+H.case("qwen: the cot template reproduces the vectors' prompts byte for byte", function()
+  local problems, prompts = {}, {}
+  for line in io.lines(vectors_path) do
+    local r = cjson.decode(line)
+    local i = r.source:match("^math500%[(%d+)%]%.problem$")
+    if i then problems[tonumber(i)] = r.text end
+    i = r.source:match("^qwen25%-math%-cot prompt for math500%[(%d+)%]$")
+    if i then prompts[tonumber(i)] = r end
+  end
+  local n = 0
+  for i, r in pairs(prompts) do
+    H.eq(chat.apply("qwen25-math-cot", problems[i]), r.text, "prompt " .. i)
+    ids_eq(qwen:encode_chat(problems[i], {template = "qwen25-math-cot"}), r.ids, "prompt ids " .. i)
+    n = n + 1
+  end
+  H.ok(n >= 10, "found prompts: " .. n)
+end)
+
+-- ids from the independent reference (see the file header)
+local EDGE = {
+  {"", {}},
+  {" ", {220}},
+  {"   ", {262}},
+  {"a   b", {64, 256, 293}},
+  {"\n\n\n", {1406}},
+  {"  \n  x", {2303, 220, 856}},
+  {"x  ", {87, 256}},
+  {"12345678901234567890", {16, 17, 18, 19, 20, 21, 22, 23, 24, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 15}},
+  {"😀🚀👍🏽", {141334, 145836, 144349, 145375}},
+  {"中文数学：求解的", {104811, 104552, 5122, 30918, 49238, 9370}},
+  {"I'm can't they'LL we've he'd she's you're 'tis",
+    {40, 2776, 646, 944, 807, 6, 4086, 582, 3003, 566, 4172, 1340, 594, 498, 2299, 364, 83, 285}},
+  {"a\r\nb\r\n\r\n", {64, 319, 65, 871}},
+  {"<|im_start|>user\nWhat is 2+2?<|im_end|>\n", {151644, 872, 198, 3838, 374, 220, 17, 10, 17, 30, 151645, 198}},
+  {"café", {924, 58858}},
+  {"cafe\u{301}", {924, 58858}}, -- NFC composes e + combining acute
+  {"\t\tx = y;\n", {197, 10225, 284, 379, 280}},
+  {"x²+ⅫⅣ", {87, 29456, 10, 70467, 104, 70467, 96}},
+  {"hello<|endoftext|>world<|im_end|><|im_end|>", {14990, 151643, 14615, 151645, 151645}},
+  {"<|im_start", {27, 91, 318, 4906}},
+  {"\u{a0}\u{3000}x", {4102, 22441, 87}},
+}
+
+H.case("qwen: edge cases", function()
+  for _, c in ipairs(EDGE) do
+    ids_eq(qwen:encode(c[1]), c[2], string.format("%q", c[1]))
+    H.eq(qwen:decode(c[2]), c[1]:find("\u{301}", 1, true) and "café" or c[1], string.format("decode %q", c[1]))
+  end
+  H.eq(qwen:decode({151644, 872, 198, 3838, 151645}, {skip_special = true}), "user\nWhat", "skip special")
+  H.eq(qwen:decode({151667, 151645}, {skip_special = true}), "<think>", "non-special added token kept")
+end)
+
+H.case("qwen: invalid UTF-8 is encoded byte by byte and decodes back", function()
+  for _, s in ipairs({"\xff", "abc\xfe\xff def", "\xc3", "x\xc3(", "\xe2\x82", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                      "\xc0\xaf <|im_end|>\xff", ("\x80"):rep(1000)}) do
+    local ids = qwen:encode(s)
+    H.ok(#ids > 0, "some ids")
+    H.eq(qwen:decode(ids), s, string.format("round trip %q", s))
+  end
+  ids_eq(qwen:encode("\xff"), {qwen:token_to_id("ÿ")}, "a lone 0xff is its byte token")
+  -- a decode of a partial multi-byte character returns the raw bytes
+  local ids = qwen:encode("中")
+  H.eq(#ids, 1, "one token for 中")
+  local parts = qwen:encode("\xe4\xb8")
+  H.eq(qwen:decode(parts), "\xe4\xb8", "partial character decodes to its bytes")
+end)
+
+H.case("qwen: long inputs stay fast (no quadratic merge)", function()
+  local t = os.clock()
+  local s = ("a"):rep(200000)
+  local ids = qwen:encode(s)
+  H.eq(qwen:decode(ids), s, "round trip of a 200 kB word")
+  local w = (" "):rep(100000) .. "x"
+  H.eq(qwen:decode(qwen:encode(w)), w, "round trip of a 100 kB space run")
+  local d = ("7"):rep(50000)
+  H.eq(#qwen:encode(d), 50000, "one token per digit")
+  H.ok(os.clock() - t < 5, string.format("took %.2f s", os.clock() - t))
+end)
+
+qwen:free()
+os.remove(toy_path)
+H.finish()
