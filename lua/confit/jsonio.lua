@@ -1,0 +1,294 @@
+-- confit.jsonio: JSON and JSON-lines files for run directories (docs/RUNDIR.md).
+--
+-- Reading uses lua-cjson; writing is our own encoder because cjson keeps only 14 significant
+-- digits and does not order keys. The encoder's output is deterministic:
+--  * object keys sorted (byte order); keys must be strings;
+--  * integers written as integers, floats with the shortest of %.15g/%.16g/%.17g that reads
+--    back to the same double (a float with an integral value keeps a ".0");
+--  * NaN and +-Inf are refused with an error naming the key path (e.g. `steps[3].loss`);
+--  * a table is an array when its keys are exactly 1..n; the empty table is written as [],
+--    unless marked with jsonio.object(t); a sparse or mixed table is an error;
+--  * strings that are not valid UTF-8 get each bad byte replaced by U+FFFD (model samples
+--    decoded from byte-level tokens may end inside a character).
+-- On reading, numbers with an integral value that fit in 2^53 come back as Lua integers
+-- (cjson reads every number as a float), null comes back as cjson.null.
+--
+-- Errors: bad values given to the encoder are programming errors and raise. Environmental
+-- failures (missing file, unreadable or malformed file, failed write) return nil, message;
+-- the message names the file, and for malformed input its line ("runs/a/steps.jsonl:7: ...").
+local cjson = require "cjson"
+
+local M = {}
+
+M.null = cjson.null
+
+local OBJECT_MT = {__name = "jsonio.object"}
+local ARRAY_MT = {__name = "jsonio.array"}
+
+-- Mark t (default a new table) to be written as an object even when empty.
+function M.object(t) return setmetatable(t or {}, OBJECT_MT) end
+-- Mark t (default a new table) to be written as an array.
+function M.array(t) return setmetatable(t or {}, ARRAY_MT) end
+
+-- Encoding -------------------------------------------------------------------------------------
+
+local ESC = {['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n",
+             ["\r"] = "\\r", ["\t"] = "\\t"}
+
+-- s with every byte that does not start a valid UTF-8 sequence replaced by U+FFFD.
+local function fix_utf8(s)
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local clen = c < 0x80 and 1 or c >= 0xF8 and 0 or c >= 0xF0 and 4 or c >= 0xE0 and 3
+                 or c >= 0xC0 and 2 or 0
+    local ch = clen > 0 and s:sub(i, i + clen - 1)
+    if ch and #ch == clen and utf8.len(ch) == 1 then
+      out[#out + 1] = ch
+      i = i + clen
+    else
+      out[#out + 1] = "\239\191\189"
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+M.fix_utf8 = fix_utf8
+
+local function encode_string(s)
+  if not utf8.len(s) then s = fix_utf8(s) end
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return ESC[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+M.encode_string = encode_string
+
+-- Text of a number with enough digits to read back the same double.
+function M.write_number(x, path)
+  if math.type(x) == "integer" then return string.format("%d", x) end
+  if x ~= x or x == math.huge or x == -math.huge then
+    error(string.format("jsonio: %s is %s; JSON has no NaN or Inf", path or "number",
+                        tostring(x)), 2)
+  end
+  local s
+  for _, fmt in ipairs({"%.15g", "%.16g", "%.17g"}) do
+    s = string.format(fmt, x)
+    if tonumber(s) == x then break end
+  end
+  if not s:find("[%.e]") then s = s .. ".0" end
+  return s
+end
+
+local function child_path(path, key)
+  if type(key) == "number" then return string.format("%s[%d]", path, key) end
+  if key:match("^[%a_][%w_]*$") then return path .. "." .. key end
+  return path .. "[" .. string.format("%q", key) .. "]"
+end
+
+local encode_value
+
+local function encode_table(t, path, seen, indent, depth, out)
+  if seen[t] then error("jsonio: " .. path .. " contains itself (a cycle)", 0) end
+  seen[t] = true
+  local mt = getmetatable(t)
+  local n, nstr, nother = 0, 0, 0
+  for k in pairs(t) do
+    if math.type(k) == "integer" and k >= 1 then n = n + 1
+    elseif type(k) == "string" then nstr = nstr + 1
+    else nother = nother + 1 end
+  end
+  local nl, pad, pad_in, colon = "", "", "", ":"
+  if indent then
+    nl = "\n"
+    pad = string.rep(" ", indent * depth)
+    pad_in = string.rep(" ", indent * (depth + 1))
+    colon = ": "
+  end
+  if nother > 0 or (n > 0 and nstr > 0) then
+    error("jsonio: " .. path .. " mixes key types (keys must be all strings or 1..n)", 0)
+  end
+  local is_array = n > 0 or (nstr == 0 and mt ~= OBJECT_MT)
+  if mt ~= nil and (mt == cjson.empty_array_mt or mt == cjson.array_mt or mt == ARRAY_MT) then
+    if nstr > 0 then error("jsonio: " .. path .. " is marked an array but has string keys", 0) end
+    is_array = true
+  end
+  if is_array then
+    for i = 1, n do
+      if t[i] == nil then error("jsonio: " .. path .. " is a sparse array (hole at " .. i .. ")", 0) end
+    end
+    if n == 0 then out[#out + 1] = "[]"; seen[t] = nil; return end
+    out[#out + 1] = "["
+    for i = 1, n do
+      if i > 1 then out[#out + 1] = "," end
+      out[#out + 1] = nl .. pad_in
+      encode_value(t[i], child_path(path, i), seen, indent, depth + 1, out)
+    end
+    out[#out + 1] = nl .. pad .. "]"
+  else
+    local keys = {}
+    for k in pairs(t) do keys[#keys + 1] = k end
+    table.sort(keys)
+    if #keys == 0 then out[#out + 1] = "{}"; seen[t] = nil; return end
+    out[#out + 1] = "{"
+    for i, k in ipairs(keys) do
+      if i > 1 then out[#out + 1] = "," end
+      out[#out + 1] = nl .. pad_in .. encode_string(k) .. colon
+      encode_value(t[k], child_path(path, k), seen, indent, depth + 1, out)
+    end
+    out[#out + 1] = nl .. pad .. "}"
+  end
+  seen[t] = nil
+end
+
+encode_value = function(v, path, seen, indent, depth, out)
+  local ty = type(v)
+  if v == nil or v == cjson.null then out[#out + 1] = "null"
+  elseif ty == "boolean" then out[#out + 1] = v and "true" or "false"
+  elseif ty == "number" then
+    if math.type(v) == "float" and (v ~= v or v == math.huge or v == -math.huge) then
+      error(string.format("jsonio: %s is %s; JSON has no NaN or Inf", path, tostring(v)), 0)
+    end
+    out[#out + 1] = M.write_number(v, path)
+  elseif ty == "string" then out[#out + 1] = encode_string(v)
+  elseif ty == "table" then encode_table(v, path, seen, indent, depth, out)
+  else error("jsonio: " .. path .. " is a " .. ty .. ", which JSON cannot hold", 0) end
+end
+
+-- JSON text of v. opts.indent = spaces per level (pretty, multi-line); default one line.
+-- opts.what is added to error messages ("writing runs/a/summary.json").
+function M.encode(v, opts)
+  local out = {}
+  local ok, err = pcall(encode_value, v, "value", {}, opts and opts.indent, 0, out)
+  if not ok then
+    if opts and opts.what then err = err .. " (" .. opts.what .. ")" end
+    error(err, 2)
+  end
+  return table.concat(out)
+end
+
+-- Decoding -------------------------------------------------------------------------------------
+
+local function integerize(v)
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      if type(x) == "number" then
+        if x == math.floor(x) and x >= -2^53 and x <= 2^53 then v[k] = math.tointeger(x) end
+      elseif type(x) == "table" then integerize(x) end
+    end
+  end
+  return v
+end
+
+local function decode_root(text)
+  local ok, v = pcall(cjson.decode, text)
+  if not ok then return nil, v end
+  if type(v) == "number" and v == math.floor(v) and math.abs(v) <= 2^53 then
+    v = math.tointeger(v)
+  end
+  return integerize(v)
+end
+
+-- Value of a JSON text, or nil, message.
+function M.decode(text)
+  local v, err = decode_root(text)
+  if v == nil and err then return nil, "jsonio: " .. err end
+  return v
+end
+
+local function line_of(text, char)
+  local line = 1
+  for _ in text:sub(1, char - 1):gmatch("\n") do line = line + 1 end
+  return line
+end
+
+local function read_all(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local text = f:read("a")
+  f:close()
+  if not text then return nil, path .. ": cannot read" end
+  return text
+end
+
+-- The value in a JSON file, or nil, "path:line: message".
+function M.read_json(path)
+  local text, err = read_all(path)
+  if not text then return nil, err end
+  local v, derr = decode_root(text)
+  if v == nil and derr then
+    local char = tonumber(derr:match("at character (%d+)"))
+    return nil, string.format("%s:%d: %s", path, char and line_of(text, char) or 1, derr)
+  end
+  return v
+end
+
+-- The list of values in a JSON-lines file (blank lines skipped), or nil, "path:line: message".
+-- opts.partial_tail: drop a last line that has no newline and does not parse (a writer that is
+-- still appending), instead of failing.
+function M.read_jsonl(path, opts)
+  local text, err = read_all(path)
+  if not text then return nil, err end
+  local out, lineno, pos = {}, 0, 1
+  while pos <= #text do
+    local nl = text:find("\n", pos, true)
+    local line = text:sub(pos, (nl or #text + 1) - 1)
+    lineno = lineno + 1
+    pos = (nl or #text) + 1
+    if line:find("%S") then
+      local v, derr = decode_root(line)
+      if v == nil then
+        if not nl and opts and opts.partial_tail then break end
+        return nil, string.format("%s:%d: %s", path, lineno, derr or "null is not a record")
+      end
+      out[#out + 1] = v
+    end
+  end
+  return out
+end
+
+-- Writing --------------------------------------------------------------------------------------
+
+-- Write text to path through path.tmp and a rename, so readers see the old or the new file.
+function M.write_text_atomic(path, text)
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, err end
+  local ok, werr = f:write(text)
+  if ok then ok, werr = f:flush() end
+  f:close()
+  if not ok then os.remove(tmp); return nil, tmp .. ": " .. tostring(werr) end
+  local rok, rerr = os.rename(tmp, path)
+  if not rok then os.remove(tmp); return nil, rerr end
+  return true
+end
+
+-- Write value as pretty JSON (2-space indent, sorted keys) atomically. true or nil, message.
+-- Raises for values JSON cannot hold (NaN, functions, cycles) before touching the file.
+function M.write_json_atomic(path, value, opts)
+  local text = M.encode(value, {indent = (opts and opts.indent) or 2, what = "writing " .. path})
+  return M.write_text_atomic(path, text .. "\n")
+end
+
+-- Append one value as one line. true or nil, message.
+function M.append_jsonl(path, value)
+  local line = M.encode(value, {what = "appending to " .. path})
+  local f, err = io.open(path, "ab")
+  if not f then return nil, err end
+  local ok, werr = f:write(line, "\n")
+  f:close()
+  if not ok then return nil, path .. ": " .. tostring(werr) end
+  return true
+end
+
+-- Write a whole list as a JSON-lines file atomically. true or nil, message.
+function M.write_jsonl_atomic(path, list)
+  local lines = {}
+  for i, v in ipairs(list) do
+    lines[i] = M.encode(v, {what = string.format("writing %s, record %d", path, i)})
+  end
+  lines[#lines + 1] = ""
+  return M.write_text_atomic(path, table.concat(lines, "\n"))
+end
+
+return M

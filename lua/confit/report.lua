@@ -1,0 +1,896 @@
+-- confit.report: one self-contained HTML report (inline CSS and SVG; no scripts, no external
+-- URLs) for one or more run directories in the format of docs/RUNDIR.md.
+--
+--   local report = require "confit.report"
+--   assert(report.write("report.html", {"runs/a", "runs/grid"}))
+--
+-- Sections: runs (files found, problems met), per-step training curves (one line per run),
+-- accuracy before/after per benchmark with 95% intervals, response-length and sequence
+-- log-probability histograms before/after (the paper's Figure 1b), summary metrics, and a
+-- config table per run. A missing or unreadable file never stops the report: the section says
+-- "no data" and the runs table says why.
+--
+-- Invariants: the output depends only on the input files (no timestamps, sorted keys), every
+-- piece of text from the files is HTML-escaped, and every number drawn is finite.
+local jsonio = require "confit.jsonio"
+
+local M = {}
+
+local fmt = string.format
+
+-- Tableau 10: distinguishable, print-safe run colors.
+M.palette = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+             "#ff9da7", "#9c755f", "#bab0ac"}
+local BEFORE, AFTER = "#8c8c8c", "#e15759"
+
+-- Small helpers --------------------------------------------------------------------------------
+
+local function esc(s)
+  s = tostring(s)
+  if not utf8.len(s) then s = jsonio.fix_utf8(s) end
+  return (s:gsub("[&<>\"']", {["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
+                                        ['"'] = "&quot;", ["'"] = "&#39;"}))
+end
+M.escape = esc
+
+local function finite(x)
+  return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge
+end
+
+local function basename(p)
+  p = p:gsub("/+$", "")
+  return p:match("([^/]+)$") or p
+end
+
+-- s cut to at most n characters (code points when s is valid UTF-8), with an ellipsis.
+local function trunc(s, n)
+  local len = utf8.len(s)
+  if not len then return #s > n and (s:sub(1, n - 1) .. "…") or s end
+  if len <= n then return s end
+  return s:sub(1, utf8.offset(s, n) - 1) .. "…"
+end
+M.truncate = trunc
+
+local function file_exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close(); return true end
+  return false
+end
+
+-- Short human form of a number for tables and labels.
+local function num(x, digits)
+  if type(x) ~= "number" then return tostring(x) end
+  if math.type(x) == "integer" then return tostring(x) end
+  if not finite(x) then return tostring(x) end
+  if x == math.floor(x) and math.abs(x) < 1e15 then return fmt("%d", math.tointeger(x)) end
+  local s = fmt("%." .. (digits or 4) .. "g", x)
+  return s
+end
+M.format_number = num
+
+local function pct(x) return finite(x) and fmt("%.1f", 100 * x) or "–" end
+
+-- Statistics -----------------------------------------------------------------------------------
+
+-- Wilson score interval of k successes in n trials (z = 1.96 for 95%).
+function M.wilson(k, n, z)
+  z = z or 1.959963984540054
+  if n <= 0 then return nil end
+  local p = k / n
+  local d = 1 + z * z / n
+  local c = (p + z * z / (2 * n)) / d
+  local h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+  return math.max(0, c - h), math.min(1, c + h)
+end
+
+-- Mean and 95% interval of per-question scores in [0, 1]: Wilson for 0/1 scores, else a
+-- normal approximation over the scores (clipped to [0, 1]).
+function M.score_interval(scores)
+  local n = #scores
+  if n == 0 then return nil end
+  local sum, binary = 0, true
+  for _, s in ipairs(scores) do
+    sum = sum + s
+    if s ~= 0 and s ~= 1 then binary = false end
+  end
+  local mean = sum / n
+  if binary then
+    local lo, hi = M.wilson(sum, n)
+    return mean, lo, hi
+  end
+  local ss = 0
+  for _, s in ipairs(scores) do ss = ss + (s - mean) ^ 2 end
+  local sd = n > 1 and math.sqrt(ss / (n - 1)) or 0
+  local h = 1.959963984540054 * sd / math.sqrt(n)
+  return mean, math.max(0, mean - h), math.min(1, mean + h)
+end
+
+-- Per-benchmark accuracy of eval records: {name = {acc, lo, hi, n, kind}} where kind says
+-- whether greedy correctness or the mean over samples (pass@1) was used.
+function M.eval_accuracy(records)
+  local by = {}
+  local order = {}
+  for _, r in ipairs(records or {}) do
+    local b = tostring(r.benchmark or "all")
+    local score, kind
+    if type(r.greedy) == "table" and r.greedy.correct ~= nil then
+      score, kind = r.greedy.correct == true and 1 or 0, "acc"
+    elseif type(r.samples) == "table" and #r.samples > 0 then
+      local c = 0
+      for _, s in ipairs(r.samples) do if s.correct == true then c = c + 1 end end
+      score, kind = c / #r.samples, "pass@1"
+    end
+    if score then
+      if not by[b] then by[b] = {scores = {}, kinds = {}}; order[#order + 1] = b end
+      table.insert(by[b].scores, score)
+      by[b].kinds[kind] = true
+    end
+  end
+  local out = {}
+  for _, b in ipairs(order) do
+    local mean, lo, hi = M.score_interval(by[b].scores)
+    out[b] = {acc = mean, lo = lo, hi = hi, n = #by[b].scores,
+              kind = by[b].kinds.acc and (by[b].kinds["pass@1"] and "mixed" or "acc") or "pass@1"}
+  end
+  return out
+end
+
+-- summary.json in either accepted shape -> {benchmark = {before = {...}, after = {...}}}
+function M.summary_benchmarks(summary)
+  if type(summary) ~= "table" then return {} end
+  if type(summary.benchmarks) == "table" then return summary.benchmarks end
+  if type(summary.before) == "table" or type(summary.after) == "table" then
+    return {all = {before = summary.before, after = summary.after}}
+  end
+  return {}
+end
+
+-- Accuracy of one run, phase ("before"/"after") and benchmark: {acc, lo, hi, n, source} or nil.
+local function accuracy(run, phase, bench)
+  local sb = M.summary_benchmarks(run.summary)[bench]
+  local m = sb and sb[phase]
+  local ev = run.acc[phase] and run.acc[phase][bench]
+  if type(m) == "table" then
+    local key = finite(m.acc) and "acc" or finite(m["pass@1"]) and "pass@1" or nil
+    if key then
+      local r = {acc = m[key], n = m.n, source = "summary " .. key}
+      local ci = m[key .. "_ci95"]
+      if type(ci) == "table" and finite(ci[1]) and finite(ci[2]) then
+        r.lo, r.hi = ci[1], ci[2]
+      elseif ev and ev.kind == key and math.abs(ev.acc - r.acc) < 1e-9 then
+        r.lo, r.hi = ev.lo, ev.hi
+      elseif math.type(m.n) == "integer" and m.n > 0 then
+        r.lo, r.hi = M.wilson(math.floor(r.acc * m.n + 0.5), m.n)
+      end
+      return r
+    end
+  end
+  if ev then return {acc = ev.acc, lo = ev.lo, hi = ev.hi, n = ev.n, source = "eval " .. ev.kind} end
+  return nil
+end
+
+-- Loading --------------------------------------------------------------------------------------
+
+local function list_subdirs(dir)
+  local p = io.popen("ls -1 -- '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+  if not p then return {} end
+  local out = {}
+  for name in p:lines() do out[#out + 1] = name end
+  p:close()
+  table.sort(out)
+  return out
+end
+
+local function is_run_dir(d)
+  return file_exists(d .. "/config.json") or file_exists(d .. "/steps.jsonl")
+      or file_exists(d .. "/eval_before.jsonl") or file_exists(d .. "/summary.json")
+end
+
+-- Run directories named by a list of paths: a grid directory expands to its runs (grid.json's
+-- order, else subdirectories holding run files, by name); anything else is taken as a run.
+function M.expand(dirs)
+  local out = {}
+  for _, d in ipairs(dirs) do
+    d = d:gsub("/+$", "")
+    if d == "" then d = "/" end
+    if is_run_dir(d) then
+      out[#out + 1] = d
+    else
+      local grid = file_exists(d .. "/grid.json") and jsonio.read_json(d .. "/grid.json")
+      local found = false
+      if type(grid) == "table" and type(grid.runs) == "table" then
+        for _, r in ipairs(grid.runs) do
+          local sub = type(r) == "table" and r.dir or r
+          if type(sub) == "string" then out[#out + 1] = d .. "/" .. sub; found = true end
+        end
+      end
+      if not found then
+        for _, name in ipairs(list_subdirs(d)) do
+          if is_run_dir(d .. "/" .. name) then out[#out + 1] = d .. "/" .. name; found = true end
+        end
+      end
+      if not found then out[#out + 1] = d end -- shown as a run with no data
+    end
+  end
+  return out
+end
+
+-- Read one run directory. Never raises for missing or malformed files: run.notes says why.
+function M.load_run(dir)
+  local run = {dir = dir, notes = {}, files = {}, acc = {}}
+  local function note(s) run.notes[#run.notes + 1] = s end
+  if not os.rename(dir, dir) then note(dir .. ": no such directory") end
+  local function load(file, reader, opts)
+    local p = dir .. "/" .. file
+    if not file_exists(p) then run.files[file] = "missing"; return nil end
+    local v, err = reader(p, opts)
+    if v == nil then run.files[file] = "unreadable"; note(err); return nil end
+    run.files[file] = "ok"
+    return v
+  end
+  run.config = load("config.json", jsonio.read_json)
+  run.steps = load("steps.jsonl", jsonio.read_jsonl, {partial_tail = true})
+  run.before = load("eval_before.jsonl", jsonio.read_jsonl)
+  run.after = load("eval_after.jsonl", jsonio.read_jsonl)
+  run.summary = load("summary.json", jsonio.read_json)
+  if type(run.config) ~= "table" and type(run.summary) == "table"
+     and type(run.summary.config) == "table" then
+    run.config = run.summary.config
+  end
+  if run.config ~= nil and type(run.config) ~= "table" then
+    note("config.json: not an object"); run.config = nil
+  end
+  local name = type(run.config) == "table" and run.config.name
+  run.name = type(name) == "string" and name ~= "" and name or basename(dir)
+  run.acc.before = M.eval_accuracy(run.before)
+  run.acc.after = M.eval_accuracy(run.after)
+  return run
+end
+
+-- SVG plotting ---------------------------------------------------------------------------------
+
+-- Round tick positions covering [lo, hi], about n of them, and the step between them.
+function M.nice_ticks(lo, hi, n)
+  n = n or 5
+  if not (hi > lo) then hi = lo + 1 end
+  local raw = (hi - lo) / n
+  local mag = 10 ^ math.floor(math.log(raw, 10))
+  local f = raw / mag
+  local step = (f < 1.5 and 1 or f < 3 and 2 or f < 7 and 5 or 10) * mag
+  local ticks = {}
+  local t = math.ceil(lo / step - 1e-9) * step
+  while t <= hi + step * 1e-9 do
+    ticks[#ticks + 1] = math.abs(t) < step * 1e-9 and 0 or t
+    t = t + step
+  end
+  return ticks, step
+end
+
+local function tick_label(v, step)
+  if v == 0 then return "0" end
+  local a = math.abs(v)
+  if a >= 1e5 or (a < 1e-3) then return (fmt("%.2g", v):gsub("e%+?(%-?)0*(%d)", "e%1%2")) end
+  local d = math.max(0, -math.floor(math.log(step, 10) + 1e-9))
+  return fmt("%." .. d .. "f", v)
+end
+
+-- y range of values, padded; a constant series gets a visible band around it.
+local function padded_range(lo, hi, include_zero)
+  if include_zero then lo, hi = math.min(lo, 0), math.max(hi, 0) end
+  if hi - lo < 1e-12 * math.max(1, math.abs(hi)) then
+    local d = math.abs(hi) > 0 and math.abs(hi) * 0.1 or 1
+    return lo - d, hi + d
+  end
+  local pad = (hi - lo) * 0.06
+  return lo - pad, hi + pad
+end
+
+local function svg_open(w, h, label)
+  return fmt('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d"'
+             .. ' role="img" aria-label="%s" font-family="Helvetica, Arial, sans-serif"'
+             .. ' font-size="11">', w, h, w, h, esc(label))
+end
+
+-- Axes, grid and tick labels; returns the SVG text and the x/y mapping functions.
+local function axes(o)
+  local L, R, T, B = o.left or 58, o.right or 12, o.top or 28, o.bottom or 40
+  local pw, ph = o.w - L - R, o.h - T - B
+  local xlo, xhi, ylo, yhi = o.xlo, o.xhi, o.ylo, o.yhi
+  local function X(x) return L + (x - xlo) / (xhi - xlo) * pw end
+  local function Y(y) return T + ph - (y - ylo) / (yhi - ylo) * ph end
+  local s = {}
+  s[#s + 1] = fmt('<text x="%d" y="16" font-size="13" font-weight="bold" fill="#222">%s</text>',
+                  L, esc(o.title))
+  local yt, ystep = M.nice_ticks(ylo, yhi, 5)
+  for _, v in ipairs(yt) do
+    local y = Y(v)
+    s[#s + 1] = fmt('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#e4e4e4"/>', L, y, L + pw, y)
+    s[#s + 1] = fmt('<text x="%.1f" y="%.1f" text-anchor="end" fill="#444">%s</text>', L - 5, y + 4,
+                    tick_label(v, ystep))
+  end
+  local xt, xstep
+  if o.integer_x then
+    xt, xstep = M.nice_ticks(xlo, xhi, 6)
+    if xstep < 1 then xt, xstep = {}, 1; for v = math.ceil(xlo), math.floor(xhi) do xt[#xt + 1] = v end end
+  else
+    xt, xstep = M.nice_ticks(xlo, xhi, 6)
+  end
+  for _, v in ipairs(xt) do
+    local x = X(v)
+    s[#s + 1] = fmt('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#666"/>', x, T + ph, x, T + ph + 4)
+    s[#s + 1] = fmt('<text x="%.1f" y="%.1f" text-anchor="middle" fill="#444">%s</text>', x, T + ph + 16,
+                    tick_label(v, xstep))
+  end
+  s[#s + 1] = fmt('<path d="M%.1f %.1fV%.1fH%.1f" fill="none" stroke="#666"/>', L, T, T + ph, L + pw)
+  if o.xlabel then
+    s[#s + 1] = fmt('<text x="%.1f" y="%.1f" text-anchor="middle" fill="#444">%s</text>',
+                    L + pw / 2, o.h - 6, esc(o.xlabel))
+  end
+  if o.ylabel then
+    s[#s + 1] = fmt('<text transform="translate(13 %.1f) rotate(-90)" text-anchor="middle" fill="#444">%s</text>',
+                    T + ph / 2, esc(o.ylabel))
+  end
+  return table.concat(s, "\n"), X, Y, {L = L, T = T, pw = pw, ph = ph}
+end
+
+-- Legend rows under a plot: items {label, color} laid out left to right, wrapping at width.
+-- Returns a function drawing it at a given y, and the height it takes.
+local function legend_below(items, x0, width)
+  local placed, x, row = {}, x0, 0
+  for _, it in ipairs(items) do
+    local label = trunc(it.label, 48)
+    local iw = 28 + (utf8.len(label) or #label) * 6.1 + 14
+    if x > x0 and x + iw > x0 + width then x, row = x0, row + 1 end
+    placed[#placed + 1] = {x = x, row = row, label = label, color = it.color}
+    x = x + iw
+  end
+  local lh = 15
+  local height = #items > 0 and (row + 1) * lh + 6 or 0
+  local function draw(y)
+    local s = {}
+    for _, p in ipairs(placed) do
+      local yy = y + 4 + (p.row + 0.5) * lh
+      s[#s + 1] = fmt('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="3"/>',
+                      p.x, yy, p.x + 20, yy, p.color)
+      s[#s + 1] = fmt('<text x="%.1f" y="%.1f" fill="#222">%s</text>', p.x + 25, yy + 4, esc(p.label))
+    end
+    return table.concat(s, "\n")
+  end
+  return draw, height
+end
+
+local function no_data_svg(w, h, title, why)
+  return svg_open(w, h, title) .. "\n"
+    .. fmt('<text x="58" y="16" font-size="13" font-weight="bold" fill="#222">%s</text>', esc(title))
+    .. fmt('<rect x="58" y="28" width="%d" height="%d" fill="#fafafa" stroke="#ddd"/>', w - 70, h - 68)
+    .. fmt('<text x="%d" y="%d" text-anchor="middle" fill="#999" font-size="13">no data%s</text>',
+           (w - 12 + 58) // 2, h // 2, why and (" (" .. esc(why) .. ")") or "")
+    .. "\n</svg>"
+end
+
+-- Line plot of series {name, color, xs, ys}; points with a non-finite y break the line.
+function M.line_plot(o)
+  local w, h = o.width or 350, o.height or 230
+  local xlo, xhi, ylo, yhi = math.huge, -math.huge, math.huge, -math.huge
+  local npts = 0
+  for _, se in ipairs(o.series) do
+    for i, x in ipairs(se.xs) do
+      local y = se.ys[i]
+      if finite(x) and finite(y) then
+        npts = npts + 1
+        xlo, xhi = math.min(xlo, x), math.max(xhi, x)
+        ylo, yhi = math.min(ylo, y), math.max(yhi, y)
+      end
+    end
+  end
+  if npts == 0 then return no_data_svg(w, h, o.title, o.no_data) end
+  if xhi == xlo then xlo, xhi = xlo - 1, xhi + 1 end
+  ylo, yhi = padded_range(ylo, yhi, o.include_zero)
+  if o.ymin then ylo = math.max(ylo, o.ymin) end
+  if o.ymax then yhi = math.min(yhi, o.ymax) end
+  -- legend: the series that have data, under the axes
+  local items = {}
+  for _, se in ipairs(o.series) do
+    for i, x in ipairs(se.xs) do
+      if finite(x) and finite(se.ys[i]) then
+        items[#items + 1] = {label = se.name, color = se.color}; break
+      end
+    end
+  end
+  local draw_legend, lh = legend_below(o.legend == false and {} or items, 58, w - 70)
+  local s = {svg_open(w, h + lh, o.title)}
+  local ax, X, Y = axes({w = w, h = h, xlo = xlo, xhi = xhi, ylo = ylo, yhi = yhi, title = o.title,
+                         xlabel = o.xlabel, ylabel = o.ylabel, integer_x = o.integer_x})
+  s[#s + 1] = ax
+  for _, se in ipairs(o.series) do
+    local segs, cur, pts = {}, {}, {}
+    for i, x in ipairs(se.xs) do
+      local y = se.ys[i]
+      if finite(x) and finite(y) then
+        cur[#cur + 1] = fmt("%.1f,%.1f", X(x), Y(y))
+        pts[#pts + 1] = {X(x), Y(y)}
+      elseif #cur > 0 then segs[#segs + 1] = cur; cur = {} end
+    end
+    if #cur > 0 then segs[#segs + 1] = cur end
+    for _, seg in ipairs(segs) do
+      if #seg > 1 then
+        s[#s + 1] = fmt('<polyline points="%s" fill="none" stroke="%s" stroke-width="1.8" stroke-linejoin="round"/>',
+                        table.concat(seg, " "), se.color)
+      end
+    end
+    if #pts <= 40 then
+      for _, p in ipairs(pts) do
+        s[#s + 1] = fmt('<circle cx="%.1f" cy="%.1f" r="2.4" fill="%s"/>', p[1], p[2], se.color)
+      end
+    end
+  end
+  s[#s + 1] = draw_legend(h)
+  s[#s + 1] = "</svg>"
+  return table.concat(s, "\n")
+end
+
+-- Histogram of several value lists on shared bins, each normalised to shares (outlined steps
+-- with a light fill). series {name, color, values}.
+function M.histogram(o)
+  local w, h = o.width or 350, o.height or 230
+  local lo, hi, n = math.huge, -math.huge, 0
+  for _, se in ipairs(o.series) do
+    for _, v in ipairs(se.values) do
+      if finite(v) then n = n + 1; lo, hi = math.min(lo, v), math.max(hi, v) end
+    end
+  end
+  if n == 0 then return no_data_svg(w, h, o.title, o.no_data) end
+  local nb = o.bins or 20
+  local bw
+  if o.integer then
+    -- whole-number bins centred on integers, so no bin holds more integers than another
+    lo, hi = math.floor(lo), math.floor(hi)
+    bw = math.max(1, math.ceil((hi - lo + 1) / nb))
+    nb = math.tointeger(math.ceil((hi - lo + 1) / bw))
+    lo = lo - 0.5
+    hi = lo + nb * bw
+  else
+    if hi == lo then lo, hi = lo - 0.5, hi + 0.5 end
+    bw = (hi - lo) / nb
+  end
+  local hists, ymax = {}, 0
+  for k, se in ipairs(o.series) do
+    local counts, m = {}, 0
+    for b = 1, nb do counts[b] = 0 end
+    for _, v in ipairs(se.values) do
+      if finite(v) then
+        local b = math.min(nb, math.floor((v - lo) / bw) + 1)
+        counts[b] = counts[b] + 1
+        m = m + 1
+      end
+    end
+    for b = 1, nb do
+      counts[b] = m > 0 and counts[b] / m or 0
+      ymax = math.max(ymax, counts[b])
+    end
+    hists[k] = {counts = counts, m = m}
+  end
+  local items = {}
+  for k, se in ipairs(o.series) do
+    local hh, mean = hists[k], 0
+    for _, v in ipairs(se.values) do if finite(v) then mean = mean + v end end
+    items[k] = {color = se.color,
+                label = hh.m > 0 and fmt("%s (n=%d, mean %s)", se.name, hh.m, num(mean / hh.m, 3))
+                        or fmt("%s (no data)", se.name)}
+  end
+  local draw_legend, lh = legend_below(items, 58, w - 70)
+  local s = {svg_open(w, h + lh, o.title)}
+  local ax, X, Y = axes({w = w, h = h, xlo = lo, xhi = hi, ylo = 0, yhi = ymax * 1.12, title = o.title,
+                         xlabel = o.xlabel, ylabel = "share"})
+  s[#s + 1] = ax
+  for k, se in ipairs(o.series) do
+    local hh = hists[k]
+    if hh.m > 0 then
+      local d = {fmt("M%.1f %.1f", X(lo), Y(0))}
+      for b = 1, nb do
+        d[#d + 1] = fmt("V%.1fH%.1f", Y(hh.counts[b]), X(lo + b * bw))
+      end
+      d[#d + 1] = fmt("V%.1fZ", Y(0))
+      s[#s + 1] = fmt('<path d="%s" fill="%s" fill-opacity="0.18" stroke="%s" stroke-width="1.6"/>',
+                      table.concat(d), se.color, se.color)
+    end
+  end
+  s[#s + 1] = draw_legend(h)
+  s[#s + 1] = "</svg>"
+  return table.concat(s, "\n")
+end
+
+-- Dot-and-whisker chart of accuracy before (hollow) and after (filled) per run, 0-100%.
+-- rows: {name, color, before = {acc, lo, hi}|nil, after = ...}
+function M.accuracy_plot(o)
+  local rows = o.rows
+  local w = o.width or 560
+  local rh = 34
+  local label_w = 150
+  local h = 44 + rh * #rows + 40
+  local s = {svg_open(w, h, o.title)}
+  local L, R, T = label_w, 20, 44
+  local pw = w - L - R
+  local function X(v) return L + v * pw end
+  s[#s + 1] = fmt('<text x="10" y="16" font-size="13" font-weight="bold" fill="#222">%s</text>', esc(o.title))
+  s[#s + 1] = fmt('<circle cx="%d" cy="31" r="4.5" fill="#fff" stroke="#555" stroke-width="1.8"/>'
+                  .. '<text x="%d" y="35" fill="#222">before</text>'
+                  .. '<circle cx="%d" cy="31" r="4.5" fill="#555"/><text x="%d" y="35" fill="#222">after</text>'
+                  .. '<text x="%d" y="35" fill="#666">whiskers: 95%% interval</text>',
+                  L + 6, L + 15, L + 70, L + 79, L + 130)
+  local bottom = T + rh * #rows
+  for _, v in ipairs({0, 0.2, 0.4, 0.6, 0.8, 1.0}) do
+    local x = X(v)
+    s[#s + 1] = fmt('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#e4e4e4"/>', x, T, x, bottom)
+    s[#s + 1] = fmt('<text x="%.1f" y="%d" text-anchor="middle" fill="#444">%d%%</text>', x, bottom + 16,
+                    math.floor(v * 100 + 0.5))
+  end
+  s[#s + 1] = fmt('<path d="M%d %dH%d" stroke="#666"/>', L, bottom, L + pw)
+  s[#s + 1] = fmt('<text x="%.1f" y="%d" text-anchor="middle" fill="#444">accuracy</text>', L + pw / 2, bottom + 32)
+  for i, r in ipairs(rows) do
+    local yc = T + (i - 0.5) * rh
+    local name = trunc(r.name, 22)
+    s[#s + 1] = fmt('<text x="%d" y="%.1f" text-anchor="end" fill="#222">%s</text>', L - 8, yc + 4, esc(name))
+    local function mark(m, dy, hollow)
+      if not (m and finite(m.acc)) then return end
+      local y = yc + dy
+      if finite(m.lo) and finite(m.hi) then
+        s[#s + 1] = fmt('<path d="M%.1f %.1fH%.1fM%.1f %.1fV%.1fM%.1f %.1fV%.1f" stroke="%s" stroke-width="1.5"/>',
+                        X(m.lo), y, X(m.hi), X(m.lo), y - 4, y + 4, X(m.hi), y - 4, y + 4, r.color)
+      end
+      if hollow then
+        s[#s + 1] = fmt('<circle cx="%.1f" cy="%.1f" r="4.5" fill="#fff" stroke="%s" stroke-width="1.8"/>',
+                        X(m.acc), y, r.color)
+      else
+        s[#s + 1] = fmt('<circle cx="%.1f" cy="%.1f" r="4.5" fill="%s"/>', X(m.acc), y, r.color)
+      end
+    end
+    if not r.before and not r.after then
+      s[#s + 1] = fmt('<text x="%d" y="%.1f" fill="#999">no data</text>', L + 6, yc + 4)
+    end
+    mark(r.before, -6, true)
+    mark(r.after, 6, false)
+  end
+  s[#s + 1] = "</svg>"
+  return table.concat(s, "\n")
+end
+
+-- HTML sections --------------------------------------------------------------------------------
+
+local CSS = [[
+body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1600px;line-height:1.4}
+h1{font-size:22px;margin:0 0 6px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h3{font-size:14px;margin:14px 0 6px}
+.grid{display:flex;flex-wrap:wrap;gap:14px}.grid>div{border:1px solid #eee;padding:6px;background:#fff}
+table{border-collapse:collapse;font-size:12px;margin:4px 0 10px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.nodata{color:#999;font-style:italic}.warn{color:#b00}.diff td{background:#fff7e0}
+.sw{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:5px;vertical-align:-1px}
+.legend span{margin-right:16px;white-space:nowrap}.muted{color:#777;font-size:12px}
+code{font-size:12px}
+]]
+
+local function legend_html(runs)
+  local s = {'<p class="legend">'}
+  for _, r in ipairs(runs) do
+    s[#s + 1] = fmt('<span><i class="sw" style="background:%s"></i>%s</span>', r.color, esc(r.name))
+  end
+  s[#s + 1] = "</p>"
+  return table.concat(s)
+end
+
+local function runs_section(runs)
+  local s = {"<h2>Runs</h2>", "<table><tr><th>run</th><th>directory</th><th>config</th><th>steps</th>"
+             .. "<th>eval before</th><th>eval after</th><th>summary</th><th>problems</th></tr>"}
+  local function cell(r, file, count)
+    local st = r.files[file]
+    if st == "ok" then return count and fmt('<td class="n">%d</td>', count) or "<td>ok</td>" end
+    if st == "unreadable" then return '<td class="warn">unreadable</td>' end
+    return '<td class="nodata">missing</td>'
+  end
+  for _, r in ipairs(runs) do
+    local probs = {}
+    for _, n in ipairs(r.notes) do probs[#probs + 1] = esc(n) end
+    s[#s + 1] = fmt('<tr><td><i class="sw" style="background:%s"></i>%s</td><td><code>%s</code></td>%s%s%s%s%s<td class="warn">%s</td></tr>',
+                    r.color, esc(r.name), esc(r.dir), cell(r, "config.json"),
+                    cell(r, "steps.jsonl", r.steps and #r.steps), cell(r, "eval_before.jsonl", r.before and #r.before),
+                    cell(r, "eval_after.jsonl", r.after and #r.after), cell(r, "summary.json"),
+                    table.concat(probs, "<br>"))
+  end
+  s[#s + 1] = "</table>"
+  return table.concat(s, "\n")
+end
+
+local CURVES = {
+  {key = "loss", title = "loss"},
+  {key = "mean_confidence", title = "mean confidence p(y|x)"},
+  {key = "entropy", title = "mean token entropy (nats)"},
+  {key = "mean_length", title = "mean completion length (tokens)"},
+  {key = "train_acc", title = "train accuracy (labels not used)", optional = true, ymin = 0, ymax = 1},
+  {key = "weight_share", title = "share of weights > 1e-6", ymin = 0, ymax = 1},
+  {key = "mean_logp", title = "mean sequence log p (nats)"},
+  {key = "box_rate", title = "box rate", ymin = 0, ymax = 1},
+  {key = "tokens_per_s", title = "generated tokens / s", include_zero = true},
+}
+
+local function curves_section(runs)
+  local s = {"<h2>Training curves</h2>"}
+  local any = false
+  for _, r in ipairs(runs) do if r.steps and #r.steps > 0 then any = true end end
+  if not any then
+    s[#s + 1] = '<p class="nodata">no data: no run has steps.jsonl</p>'
+    return table.concat(s, "\n")
+  end
+  s[#s + 1] = legend_html(runs)
+  s[#s + 1] = '<div class="grid">'
+  for _, c in ipairs(CURVES) do
+    local series, has = {}, false
+    for _, r in ipairs(runs) do
+      local xs, ys = {}, {}
+      for i, st in ipairs(r.steps or {}) do
+        xs[i] = finite(st.step) and st.step or i
+        ys[i] = finite(st[c.key]) and st[c.key] or (0 / 0)
+        if finite(st[c.key]) then has = true end
+      end
+      series[#series + 1] = {name = r.name, color = r.color, xs = xs, ys = ys}
+    end
+    if has or not c.optional then
+      s[#s + 1] = "<div>" .. M.line_plot({title = c.title, series = series, xlabel = "step",
+                                          integer_x = true, ymin = c.ymin, ymax = c.ymax,
+                                          include_zero = c.include_zero,
+                                          no_data = "no '" .. c.key .. "' in steps.jsonl"}) .. "</div>"
+    end
+  end
+  s[#s + 1] = "</div>"
+  return table.concat(s, "\n")
+end
+
+-- Benchmarks named anywhere in the runs, in first-seen order (summary first, then eval files).
+local function benchmark_names(runs)
+  local seen, order = {}, {}
+  local function add(b) if not seen[b] then seen[b] = true; order[#order + 1] = b end end
+  for _, r in ipairs(runs) do
+    local sb = M.summary_benchmarks(r.summary)
+    local names = {}
+    for b in pairs(sb) do names[#names + 1] = b end
+    table.sort(names)
+    for _, b in ipairs(names) do add(b) end
+    for _, recs in ipairs({r.before or {}, r.after or {}}) do
+      for _, rec in ipairs(recs) do add(tostring(rec.benchmark or "all")) end
+    end
+  end
+  return order
+end
+
+local function accuracy_section(runs)
+  local s = {"<h2>Accuracy before and after</h2>"}
+  local benches = benchmark_names(runs)
+  if #benches == 0 then
+    s[#s + 1] = '<p class="nodata">no data: no summary.json or eval files</p>'
+    return table.concat(s, "\n")
+  end
+  s[#s + 1] = '<div class="grid">'
+  local table_rows = {}
+  for _, b in ipairs(benches) do
+    local rows = {}
+    for _, r in ipairs(runs) do
+      local before, after = accuracy(r, "before", b), accuracy(r, "after", b)
+      rows[#rows + 1] = {name = r.name, color = r.color, before = before, after = after}
+      if before or after then
+        local function ci(m)
+          return (m and finite(m.lo)) and fmt("[%s, %s]", pct(m.lo), pct(m.hi)) or ""
+        end
+        local delta = (before and after) and fmt("%+.1f", 100 * (after.acc - before.acc)) or "–"
+        table_rows[#table_rows + 1] = fmt(
+          '<tr><td>%s</td><td><i class="sw" style="background:%s"></i>%s</td><td class="n">%s</td><td class="n">%s</td>'
+          .. '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td><td>%s</td></tr>',
+          esc(b), r.color, esc(r.name), before and pct(before.acc) or "–", ci(before),
+          after and pct(after.acc) or "–", ci(after), delta,
+          num((after and after.n) or (before and before.n) or "–"),
+          esc((after or before).source))
+      end
+    end
+    s[#s + 1] = "<div>" .. M.accuracy_plot({title = b, rows = rows}) .. "</div>"
+  end
+  s[#s + 1] = "</div>"
+  s[#s + 1] = "<table><tr><th>benchmark</th><th>run</th><th>before %</th><th>95% interval</th><th>after %</th>"
+              .. "<th>95% interval</th><th>change (points)</th><th>n</th><th>source</th></tr>"
+  s[#s + 1] = table.concat(table_rows, "\n") .. "</table>"
+  return table.concat(s, "\n")
+end
+
+-- Other summary metrics (pass@k, maj@n, lengths, box rate) as one table.
+local function metrics_section(runs)
+  local rows = {}
+  for _, r in ipairs(runs) do
+    local sb = M.summary_benchmarks(r.summary)
+    local names = {}
+    for b in pairs(sb) do names[#names + 1] = b end
+    table.sort(names)
+    for _, b in ipairs(names) do
+      local keys, seen = {}, {}
+      for _, phase in ipairs({"before", "after"}) do
+        if type(sb[b][phase]) == "table" then
+          for k, v in pairs(sb[b][phase]) do
+            if finite(v) and not seen[k] then seen[k] = true; keys[#keys + 1] = k end
+          end
+        end
+      end
+      table.sort(keys)
+      for _, k in ipairs(keys) do
+        local bv = type(sb[b].before) == "table" and sb[b].before[k]
+        local av = type(sb[b].after) == "table" and sb[b].after[k]
+        rows[#rows + 1] = fmt('<tr><td><i class="sw" style="background:%s"></i>%s</td><td>%s</td><td>%s</td>'
+                              .. '<td class="n">%s</td><td class="n">%s</td></tr>',
+                              r.color, esc(r.name), esc(b), esc(k), finite(bv) and num(bv) or "–",
+                              finite(av) and num(av) or "–")
+      end
+    end
+  end
+  if #rows == 0 then return "<h2>Summary metrics</h2>\n<p class=\"nodata\">no data: no summary.json</p>" end
+  return "<h2>Summary metrics</h2>\n<table><tr><th>run</th><th>benchmark</th><th>metric</th><th>before</th><th>after</th></tr>\n"
+         .. table.concat(rows, "\n") .. "</table>"
+end
+
+-- Values of one completion field over a run's eval records: sampled completions, or the
+-- greedy ones where nothing was sampled.
+local function eval_values(records, field)
+  local out = {}
+  for _, rec in ipairs(records or {}) do
+    local samples = type(rec.samples) == "table" and #rec.samples > 0 and rec.samples
+    if samples then
+      for _, c in ipairs(samples) do
+        if type(c) == "table" and finite(c[field]) then out[#out + 1] = c[field] end
+      end
+    elseif type(rec.greedy) == "table" and finite(rec.greedy[field]) then
+      out[#out + 1] = rec.greedy[field]
+    end
+  end
+  return out
+end
+
+local function histogram_section(runs, title, field, xlabel, note, opts)
+  local s = {"<h2>" .. esc(title) .. "</h2>", '<p class="muted">' .. note .. "</p>"}
+  local any = false
+  for _, r in ipairs(runs) do if r.before or r.after then any = true end end
+  if not any then
+    s[#s + 1] = '<p class="nodata">no data: no eval_before.jsonl or eval_after.jsonl</p>'
+    return table.concat(s, "\n")
+  end
+  s[#s + 1] = '<div class="grid">'
+  local without = {}
+  for _, r in ipairs(runs) do
+    if not (r.before or r.after) then without[#without + 1] = esc(r.name) end
+  end
+  for _, r in ipairs(runs) do
+    if r.before or r.after then
+      local series = {{name = "before", color = BEFORE, values = eval_values(r.before, field)},
+                      {name = "after", color = AFTER, values = eval_values(r.after, field)}}
+      s[#s + 1] = "<div>" .. M.histogram({title = r.name, xlabel = xlabel, bins = opts.bins,
+                                          integer = opts.integer, series = series,
+                                          no_data = "no '" .. field .. "' in the eval files"})
+                  .. "</div>"
+    end
+  end
+  s[#s + 1] = "</div>"
+  if #without > 0 then
+    s[#s + 1] = '<p class="nodata">no data (no eval files): ' .. table.concat(without, ", ") .. "</p>"
+  end
+  return table.concat(s, "\n")
+end
+
+local function flatten(t, prefix, out)
+  out = out or {}
+  for k, v in pairs(t) do
+    local key = prefix and (prefix .. "." .. tostring(k)) or tostring(k)
+    if type(v) == "table" and next(v) ~= nil then
+      local is_list = #v > 0
+      local all_scalar = true
+      for _, x in pairs(v) do if type(x) == "table" then all_scalar = false end end
+      if is_list and all_scalar then
+        local parts = {}
+        for i, x in ipairs(v) do parts[i] = type(x) == "number" and num(x, 6) or tostring(x) end
+        out[key] = "[" .. table.concat(parts, ", ") .. "]"
+      else
+        flatten(v, key, out)
+      end
+    elseif type(v) == "table" then out[key] = "[]"
+    elseif type(v) == "number" then out[key] = num(v, 6)
+    elseif v == jsonio.null then out[key] = "null"
+    else out[key] = tostring(v) end
+  end
+  return out
+end
+
+local function config_section(runs)
+  local s = {"<h2>Configuration</h2>"}
+  local flats, all_keys = {}, {}
+  for i, r in ipairs(runs) do
+    flats[i] = type(r.config) == "table" and flatten(r.config) or nil
+    for k in pairs(flats[i] or {}) do all_keys[k] = true end
+  end
+  if #runs > 1 then
+    s[#s + 1] = '<p class="muted">Highlighted rows differ between the runs that have a config.</p>'
+  end
+  s[#s + 1] = '<div class="grid">'
+  for i, r in ipairs(runs) do
+    s[#s + 1] = fmt('<div><h3><i class="sw" style="background:%s"></i>%s</h3>', r.color, esc(r.name))
+    local f = flats[i]
+    if not f then
+      s[#s + 1] = '<p class="nodata">no data: no config.json</p></div>'
+    else
+      local keys = {}
+      for k in pairs(f) do keys[#keys + 1] = k end
+      table.sort(keys)
+      s[#s + 1] = "<table><tr><th>key</th><th>value</th></tr>"
+      for _, k in ipairs(keys) do
+        local differs = false
+        for j = 1, #runs do
+          if j ~= i and flats[j] and flats[j][k] ~= f[k] then differs = true end
+        end
+        local v = f[k]
+        v = trunc(v, 120)
+        s[#s + 1] = fmt('<tr%s><td><code>%s</code></td><td>%s</td></tr>', differs and ' class="diff"' or "",
+                        esc(k), esc(v))
+      end
+      s[#s + 1] = "</table></div>"
+    end
+  end
+  s[#s + 1] = "</div>"
+  return table.concat(s, "\n")
+end
+
+-- Rendering ------------------------------------------------------------------------------------
+
+-- HTML text for run directories (paths; grid directories expand) or already loaded runs.
+-- opts.title sets the page title.
+function M.render(dirs_or_runs, opts)
+  opts = opts or {}
+  local runs = {}
+  local dirs = {}
+  for _, x in ipairs(dirs_or_runs) do
+    if type(x) == "table" then runs[#runs + 1] = x else dirs[#dirs + 1] = x end
+  end
+  for _, d in ipairs(M.expand(dirs)) do runs[#runs + 1] = M.load_run(d) end
+  if #runs == 0 then error("report: no run directories given", 2) end
+  local names = {}
+  for i, r in ipairs(runs) do
+    r.color = M.palette[(i - 1) % #M.palette + 1]
+    if names[r.name] then r.name = r.name .. " (" .. r.dir .. ")" end
+    names[r.name] = true
+  end
+  local title = opts.title or (#runs == 1 and ("confit report: " .. runs[1].name)
+                               or fmt("confit report: %d runs", #runs))
+  local body = {
+    "<!DOCTYPE html>",
+    '<html lang="en"><head><meta charset="utf-8">',
+    "<title>" .. esc(title) .. "</title>",
+    "<style>" .. CSS .. "</style></head><body>",
+    "<h1>" .. esc(title) .. "</h1>",
+    '<p class="muted">Run directories as in docs/RUNDIR.md. Intervals are 95% (Wilson for '
+      .. "0/1 outcomes, normal approximation over per-question means otherwise).</p>",
+    runs_section(runs),
+    curves_section(runs),
+    accuracy_section(runs),
+    metrics_section(runs),
+    histogram_section(runs, "Response length", "length", "completion length (tokens)",
+                      "Share of sampled completions (greedy where none were sampled) per length bin.",
+                      {bins = 24, integer = true}),
+    histogram_section(runs, "Sequence log-probability", "logprob", "log p(y|x) (nats, temperature 1)",
+                      "Distribution of the summed completion log-probability before and after "
+                      .. "training (the paper's Figure 1b): confidence sharpening moves mass to the right.",
+                      {bins = 24}),
+    config_section(runs),
+    "</body></html>",
+    "",
+  }
+  return table.concat(body, "\n")
+end
+
+-- Render and write atomically. true, or nil and a message.
+function M.write(out_path, dirs_or_runs, opts)
+  local html = M.render(dirs_or_runs, opts)
+  return jsonio.write_text_atomic(out_path, html)
+end
+
+return M

@@ -1,0 +1,151 @@
+-- Tests of confit.jsonio: deterministic encoding, full-precision numbers, round trips, errors
+-- that name the file and line or the key path, atomic writes.
+local H = dofile("tests/lua/harness.lua")
+local jsonio = require "confit.jsonio"
+local cjson = require "cjson"
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p '" .. d .. "'"))
+  return d
+end
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb")); local s = f:read("a"); f:close(); return s
+end
+
+local function spit(path, s)
+  local f = assert(io.open(path, "wb")); f:write(s); f:close()
+end
+
+local function deep_eq(a, b, path)
+  path = path or "value"
+  if type(a) ~= "table" or type(b) ~= "table" then
+    H.eq(a, b, path)
+    if type(a) == "number" then H.eq(math.type(a), math.type(b), path .. " number subtype") end
+    return
+  end
+  for k, v in pairs(a) do deep_eq(v, b[k], path .. "." .. tostring(k)) end
+  for k in pairs(b) do H.ok(a[k] ~= nil, path .. "." .. tostring(k) .. " missing") end
+end
+
+H.case("encode: sorted keys, integers, exact floats, escapes", function()
+  H.eq(jsonio.encode({b = 1, a = {3, 2, 1}, c = "x"}), '{"a":[3,2,1],"b":1,"c":"x"}', "sorted")
+  H.eq(jsonio.encode(0.1), "0.1", "shortest round-trip digits")
+  H.eq(jsonio.encode(1 / 3), "0.3333333333333333", "16 digits")
+  H.eq(jsonio.encode(2.0), "2.0", "integral float keeps .0")
+  H.eq(jsonio.encode(-0.0), "-0.0", "negative zero")
+  H.eq(jsonio.encode(1e300), "1e+300", "exponent")
+  H.eq(jsonio.encode(math.maxinteger), "9223372036854775807", "big integer")
+  H.eq(jsonio.encode("a\"b\\c\n\t\1"), '"a\\"b\\\\c\\n\\t\\u0001"', "escapes")
+  H.eq(jsonio.encode({}), "[]", "empty table is an array")
+  H.eq(jsonio.encode(jsonio.object()), "{}", "marked empty object")
+  H.eq(jsonio.encode({x = cjson.null, y = false}), '{"x":null,"y":false}', "null and false")
+  H.eq(jsonio.encode("caf\195\169 \226\136\145"), '"caf\195\169 \226\136\145"', "UTF-8 kept")
+  H.eq(jsonio.encode("ab\255c\226\136"), '"ab\239\191\189c\239\191\189\239\191\189"',
+       "invalid UTF-8 bytes replaced by U+FFFD")
+  H.eq(jsonio.encode({a = {b = 1}}, {indent = 2}), '{\n  "a": {\n    "b": 1\n  }\n}', "indent")
+  -- every double survives a text round trip exactly (the reason for this module)
+  local x = 0.123456789012345678
+  for _ = 1, 2000 do
+    x = (x * 1103515245.123 + 0.7) % 1e3 - 500
+    local back = cjson.decode("[" .. jsonio.encode(x) .. "]")[1]
+    H.eq(back, x, "round trip of " .. string.format("%.17g", x))
+  end
+  H.ok(#cjson.encode(1 / 3) < #jsonio.encode(1 / 3), "cjson alone writes fewer digits")
+end)
+
+H.case("encode: NaN/Inf, bad keys, sparse arrays, cycles raise with a key path", function()
+  H.raises(function() jsonio.encode({steps = {{loss = 1}, {loss = 0 / 0}}}) end,
+           "value.steps[2].loss", "NaN")
+  H.raises(function() jsonio.encode({a = {["odd key"] = math.huge}}) end,
+           'value.a["odd key"]', "Inf")
+  H.raises(function() jsonio.encode({x = -math.huge}) end, "value.x")
+  H.raises(function() jsonio.encode({[1] = 1, [3] = 3}) end, "sparse")
+  H.raises(function() jsonio.encode({1, x = 2}) end, "mixes key types")
+  H.raises(function() jsonio.encode({[2.5] = 1}) end, "mixes key types")
+  H.raises(function() jsonio.encode({f = print}) end, "value.f is a function")
+  local t = {}; t.self = t
+  H.raises(function() jsonio.encode(t) end, "cycle")
+  -- a table used twice (not a cycle) is fine
+  local s = {1}
+  H.eq(jsonio.encode({a = s, b = s}), '{"a":[1],"b":[1]}', "shared subtable")
+end)
+
+H.case("write_json_atomic / read_json round trip", function()
+  local d = tmpdir()
+  local v = {config = {lr = 1e-5, alpha = 0.1, steps = 20, name = "rlsc", flags = {true, false}},
+             before = {acc = 0.134, n = 30}, weird = {["a b"] = "x"}, list = {1.5, 2, "3"}}
+  local p = d .. "/summary.json"
+  assert(jsonio.write_json_atomic(p, v))
+  local back = assert(jsonio.read_json(p))
+  deep_eq(back, v)
+  local text = slurp(p)
+  H.ok(text:find('\n  "before": {', 1, true), "pretty printed with sorted keys")
+  H.eq(text, jsonio.encode(v, {indent = 2}) .. "\n", "file is the encoded text")
+  -- rewriting replaces the file whole and leaves no temporary behind
+  assert(jsonio.write_json_atomic(p, {x = 1}))
+  deep_eq(assert(jsonio.read_json(p)), {x = 1})
+  H.eq(io.open(p .. ".tmp", "rb"), nil, "no .tmp left")
+  -- a value JSON cannot hold raises before touching the existing file
+  H.raises(function() jsonio.write_json_atomic(p, {y = 0 / 0}) end, "value.y", p)
+  deep_eq(assert(jsonio.read_json(p)), {x = 1})
+  -- a failed write (missing directory) returns nil, message and creates nothing
+  local ok, err = jsonio.write_json_atomic(d .. "/nodir/x.json", {1})
+  H.eq(ok, nil, "failed write"); H.ok(err and err:find("nodir", 1, true), tostring(err))
+  os.remove(p); os.remove(d)
+end)
+
+H.case("read errors name the file and line", function()
+  local d = tmpdir()
+  local p = d .. "/bad.json"
+  spit(p, '{\n  "a": 1,\n  "b": oops\n}\n')
+  local v, err = jsonio.read_json(p)
+  H.eq(v, nil, "bad json"); H.ok(err:find(p .. ":3:", 1, true), err)
+  v, err = jsonio.read_json(d .. "/missing.json")
+  H.eq(v, nil, "missing"); H.ok(err:find("missing.json", 1, true), err)
+  local q = d .. "/steps.jsonl"
+  spit(q, '{"step":1}\n\n{"step":2}\n{"step":3,\n{"step":4}\n')
+  v, err = jsonio.read_jsonl(q)
+  H.eq(v, nil, "bad jsonl"); H.ok(err:find(q .. ":4:", 1, true), err)
+  v, err = jsonio.read_jsonl(d .. "/nope.jsonl")
+  H.eq(v, nil, "missing jsonl"); H.ok(err:find("nope.jsonl", 1, true), err)
+  os.remove(p); os.remove(q); os.remove(d)
+end)
+
+H.case("append_jsonl / read_jsonl, partial tail, write_jsonl_atomic", function()
+  local d = tmpdir()
+  local q = d .. "/steps.jsonl"
+  for i = 1, 50 do
+    assert(jsonio.append_jsonl(q, {step = i, loss = 1 / i, mean_logp = -i * 0.37, tag = "s" .. i}))
+  end
+  local rows = assert(jsonio.read_jsonl(q))
+  H.eq(#rows, 50, "rows")
+  for i, r in ipairs(rows) do
+    H.eq(r.step, i, "step"); H.eq(math.type(r.step), "integer", "step stays an integer")
+    H.eq(r.loss, 1 / i, "loss exact"); H.eq(r.mean_logp, -i * 0.37, "logp exact")
+  end
+  local text = slurp(q)
+  H.eq(select(2, text:gsub("\n", "")), 50, "one line per record")
+  -- a writer caught mid-append: strict reading fails, partial_tail drops the torn line
+  spit(q, text .. '{"step":51,"lo')
+  local v, err = jsonio.read_jsonl(q)
+  H.eq(v, nil, "torn tail is an error by default"); H.ok(err:find(":51:", 1, true), err)
+  rows = assert(jsonio.read_jsonl(q, {partial_tail = true}))
+  H.eq(#rows, 50, "torn tail dropped")
+  -- a bad line in the middle is an error even with partial_tail
+  spit(q, '{"a":1}\n{bad}\n{"a":2}\n')
+  v, err = jsonio.read_jsonl(q, {partial_tail = true})
+  H.eq(v, nil, "middle error"); H.ok(err:find(":2:", 1, true), err)
+  H.raises(function() jsonio.append_jsonl(q, {loss = 0 / 0}) end, "value.loss", q)
+  local e = d .. "/eval.jsonl"
+  assert(jsonio.write_jsonl_atomic(e, {{id = 1, samples = {{completion = "x", correct = true}}},
+                                       {id = 2, samples = {}}}))
+  rows = assert(jsonio.read_jsonl(e))
+  H.eq(#rows, 2, "eval rows"); H.eq(rows[1].samples[1].correct, true, "nested")
+  H.eq(#rows[2].samples, 0, "empty list")
+  os.remove(q); os.remove(e); os.remove(d)
+end)
+
+H.finish()

@@ -1,0 +1,348 @@
+-- Tests of confit.report (HTML report of run directories), recipes/report.lua and
+-- confit.progress. Builds synthetic run directories with confit.jsonio in a temporary
+-- directory; when /usr/bin/chromium exists, renders the report headless and checks for console
+-- errors and a non-blank screenshot (skipped with a message otherwise).
+-- CONFIT_REPORT_KEEP=DIR keeps the HTML and the screenshot there for a look.
+local H = dofile("tests/lua/harness.lua")
+local jsonio = require "confit.jsonio"
+local report = require "confit.report"
+local progress = require "confit.progress"
+local toy = require "confit.toy"
+
+local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p " .. sh_quote(d)))
+  return d
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb"); if not f then return nil end
+  local s = f:read("a"); f:close(); return s
+end
+
+local function count(s, pat)
+  return select(2, s:gsub(pat, ""))
+end
+
+-- Synthetic runs -------------------------------------------------------------------------------
+
+local function normal(rng)
+  local u1, u2 = math.max(rng:float(), 1e-12), rng:float()
+  return math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
+end
+
+-- Eval records for a toy benchmark; `skill` sets the share of right answers, `sharp` moves
+-- log-probs up and lengths down (what RLSC is expected to do).
+local function eval_records(rng, bench, n, skill, sharp, with_greedy, nsamples)
+  local w = toy.world(bench == "toy-pure" and "pure" or "mixed")
+  local out = {}
+  for i, q in ipairs(w:questions("heldout", n, 17)) do
+    local full = toy.solve(q.prompt)
+    local function completion()
+      local right = rng:float() < skill
+      local text = right and full or full:gsub("{%-?%d+}$", "{" .. (q.answer + 1) .. "}")
+      local ok, extracted = w:grade(text, q.answer)
+      return {completion = text, extracted = extracted, correct = ok,
+              length = #text + math.floor(6 * (1 - sharp) * math.abs(normal(rng))),
+              logprob = -math.abs(8 * (1 - sharp) + 2 + 2 * normal(rng))}
+    end
+    local rec = {benchmark = bench, id = i, question = q.prompt, answer = tostring(q.answer),
+                 samples = {}}
+    for k = 1, nsamples do rec.samples[k] = completion() end
+    if with_greedy then rec.greedy = completion() end
+    out[i] = rec
+  end
+  return out
+end
+
+local function make_run(dir, o)
+  assert(os.execute("mkdir -p " .. sh_quote(dir)))
+  local rng = toy.new_rng(o.seed, 1)
+  assert(jsonio.write_json_atomic(dir .. "/config.json", o.config))
+  for s = 1, o.steps do
+    local t = s / o.steps
+    local rec = {step = s, loss = 2.5 * math.exp(-3 * t) + 0.05 * normal(rng),
+                 mean_logp = -12 * (1 - 0.8 * t), weight_share = math.min(1, 0.2 + t),
+                 mean_confidence = math.exp(-12 * (1 - 0.8 * t)) * 1000 / 1000,
+                 entropy = 1.2 * (1 - 0.7 * t), mean_length = 40 - 15 * t + normal(rng),
+                 box_rate = math.min(1, 0.6 + 0.4 * t), tokens_per_s = 1500 + 20 * normal(rng),
+                 step_s = 2.1}
+    if o.train_acc then rec.train_acc = 0.3 + 0.5 * t end
+    assert(jsonio.append_jsonl(dir .. "/steps.jsonl", rec))
+  end
+  local before, after = {}, {}
+  for _, b in ipairs(o.benches) do
+    for _, r in ipairs(eval_records(rng, b, 40, 0.35, 0.0, o.greedy, o.nsamples)) do before[#before + 1] = r end
+    for _, r in ipairs(eval_records(rng, b, 40, 0.7, 0.6, o.greedy, o.nsamples)) do after[#after + 1] = r end
+  end
+  assert(jsonio.write_jsonl_atomic(dir .. "/eval_before.jsonl", before))
+  assert(jsonio.write_jsonl_atomic(dir .. "/eval_after.jsonl", after))
+  if o.summary then assert(jsonio.write_json_atomic(dir .. "/summary.json", o.summary)) end
+end
+
+-- A minimal XML well-formedness check of each <svg>...</svg> block: tags nest and close.
+local function check_svg_wellformed(html)
+  local n = 0
+  for svg in html:gmatch("<svg.-</svg>") do
+    n = n + 1
+    local stack = {}
+    for slash, name, rest in svg:gmatch("<(/?)([%w:%-]+)([^>]*)>") do
+      if slash == "/" then
+        local top = table.remove(stack)
+        H.eq(top, name, "svg " .. n .. ": closing tag")
+      elseif not rest:match("/%s*$") then
+        stack[#stack + 1] = name
+      end
+      H.ok(not rest:find("[<&]%s"), "svg " .. n .. ": raw < or & in a tag")
+    end
+    H.eq(#stack, 0, "svg " .. n .. ": unclosed tags")
+  end
+  return n
+end
+
+local root = tmpdir()
+local dir_a, dir_b = root .. "/rlsc-a", root .. "/grid/alpha=0.1,lr=1e-05"
+local dir_empty, dir_bad = root .. "/empty", root .. "/bad"
+
+make_run(dir_a, {seed = 1, steps = 20, benches = {"toy-mixed", "toy-pure"}, greedy = true,
+                 nsamples = 4, config = {recipe = "rlsc", name = "rlsc <A> & \"B\"", seed = 1,
+                 optim = {lr = 1e-5, weight_decay = 0.01}, alpha = 0.1, samples = 16,
+                 temperature = 0.5, benchmarks = {"toy-mixed", "toy-pure"}},
+                 summary = {config = {recipe = "rlsc"}, benchmarks = {
+                   ["toy-mixed"] = {before = {acc = 0.125, n = 40, ["pass@4"] = 0.5},
+                                    after = {acc = 0.75, acc_ci95 = {0.6, 0.86}, n = 40}}}}})
+make_run(dir_b, {seed = 2, steps = 12, benches = {"toy-mixed"}, greedy = false, nsamples = 8,
+                 train_acc = true, config = {recipe = "rlsc", seed = 2, alpha = 0.1,
+                 optim = {lr = 3e-5, weight_decay = 0.01}, samples = 8, temperature = 0.5}})
+assert(jsonio.write_json_atomic(root .. "/grid/grid.json", {axes = {alpha = {0.1}, lr = {1e-5}},
+  runs = {{dir = "alpha=0.1,lr=1e-05", params = {alpha = 0.1, lr = 1e-5}}}}))
+assert(os.execute("mkdir -p " .. sh_quote(dir_empty) .. " " .. sh_quote(dir_bad)))
+do
+  local f = assert(io.open(dir_bad .. "/steps.jsonl", "wb"))
+  f:write('{"step":1,"loss":1}\n{"step":2,"loss":oops}\n{"step":3,"loss":0.5}\n'); f:close()
+  f = assert(io.open(dir_bad .. "/config.json", "wb")); f:write('{"name": "bad run"}'); f:close()
+end
+
+H.case("statistics: Wilson interval, score intervals, eval accuracy", function()
+  local lo, hi = report.wilson(12, 30)
+  H.near(lo, 0.245906, 1e-5, "wilson lo"); H.near(hi, 0.576796, 1e-5, "wilson hi")
+  lo, hi = report.wilson(0, 30)
+  H.eq(lo, 0, "wilson lo at 0"); H.near(hi, 0.11351, 1e-4, "wilson hi at 0")
+  local m, l2, h2 = report.score_interval({0.5, 0.5, 0.5, 0.5})
+  H.eq(m, 0.5, "mean"); H.eq(l2, 0.5, "no spread, no width"); H.eq(h2, 0.5, "hi")
+  m, l2, h2 = report.score_interval({0, 0.25, 0.5, 1})
+  local sd = math.sqrt(((0 - 0.4375) ^ 2 + (0.25 - 0.4375) ^ 2 + (0.5 - 0.4375) ^ 2 + (1 - 0.4375) ^ 2) / 3)
+  H.near(m, 0.4375, 1e-12, "mean"); H.near(l2, 0.4375 - 1.96 * sd / 2, 1e-3, "normal lo")
+  local acc = report.eval_accuracy({
+    {benchmark = "x", greedy = {correct = true}}, {benchmark = "x", greedy = {correct = false}},
+    {benchmark = "y", samples = {{correct = true}, {correct = false}, {correct = false}, {correct = false}}},
+    {benchmark = "y", samples = {{correct = true}, {correct = true}, {correct = true}, {correct = false}}}})
+  H.eq(acc.x.acc, 0.5, "greedy acc"); H.eq(acc.x.kind, "acc", "greedy kind"); H.eq(acc.x.n, 2, "n")
+  H.eq(acc.y.acc, 0.5, "pass@1"); H.eq(acc.y.kind, "pass@1", "sample kind")
+  local ticks, step = report.nice_ticks(0, 1, 5)
+  H.eq(step, 0.2, "tick step"); H.eq(#ticks, 6, "ticks 0..1")
+  -- integer data get whole-number bins: 0..47 once each in 24 bins is 2 per bin, a flat top
+  local vals = {}
+  for v = 0, 47 do vals[#vals + 1] = v end
+  local svg = report.histogram({title = "h", integer = true, bins = 24,
+                                series = {{name = "x", color = "#000", values = vals}}})
+  local d = assert(svg:match('<path d="(M[^"]*Z)"'), "histogram path")
+  local heights = {}
+  for y in d:gmatch("V([%d%.]+)H") do heights[y] = true end
+  local nh = 0
+  for _ in pairs(heights) do nh = nh + 1 end
+  H.eq(nh, 1, "equal bars for uniform integers: " .. d)
+  H.ok(svg:find("no data", 1, true) == nil, "has data")
+  H.ok(report.histogram({title = "e", series = {{name = "x", color = "#000", values = {}}}})
+       :find("no data", 1, true), "empty histogram says no data")
+  ticks, step = report.nice_ticks(-37.2, 3.1, 5)
+  H.eq(step, 10, "tick step 10"); H.eq(ticks[1], -30, "first tick"); H.eq(ticks[#ticks], 0, "last tick")
+end)
+
+H.case("expand: grid directories become their runs", function()
+  local dirs = report.expand({dir_a, root .. "/grid", dir_empty})
+  H.eq(#dirs, 3, "three runs"); H.eq(dirs[2], dir_b, "grid.json run")
+  -- without grid.json, subdirectories holding run files, by name
+  local g2 = root .. "/grid2"
+  assert(os.execute("mkdir -p " .. sh_quote(g2 .. "/b") .. " " .. sh_quote(g2 .. "/a") .. " "
+                    .. sh_quote(g2 .. "/junk")))
+  assert(jsonio.write_json_atomic(g2 .. "/b/config.json", {name = "b"}))
+  assert(jsonio.write_json_atomic(g2 .. "/a/config.json", {name = "a"}))
+  dirs = report.expand({g2 .. "/"})
+  H.eq(#dirs, 2, "two runs"); H.eq(dirs[1], g2 .. "/a", "sorted a"); H.eq(dirs[2], g2 .. "/b", "b")
+end)
+
+H.case("load_run: files, names, problems", function()
+  local a = report.load_run(dir_a)
+  H.eq(a.name, 'rlsc <A> & "B"', "name from config"); H.eq(#a.steps, 20, "steps")
+  H.eq(#a.before, 80, "before records"); H.eq(a.files["summary.json"], "ok", "summary")
+  local bad = report.load_run(dir_bad)
+  H.eq(bad.files["steps.jsonl"], "unreadable", "bad steps"); H.eq(bad.steps, nil, "no steps")
+  H.ok(bad.notes[1] and bad.notes[1]:find("steps.jsonl:2:", 1, true), tostring(bad.notes[1]))
+  local e = report.load_run(dir_empty)
+  H.eq(e.name, "empty", "basename"); H.eq(e.files["config.json"], "missing", "missing")
+  H.eq(#e.notes, 0, "an empty directory is no problem")
+  local gone = report.load_run(root .. "/gone")
+  H.ok(gone.notes[1] and gone.notes[1]:find("no such directory", 1, true), "missing directory noted")
+  -- a run still being written: a torn last line is dropped
+  local live = root .. "/live"
+  assert(os.execute("mkdir -p " .. sh_quote(live)))
+  local f = assert(io.open(live .. "/steps.jsonl", "wb"))
+  f:write('{"step":1,"loss":1.5}\n{"step":2,"lo'); f:close()
+  local l = report.load_run(live)
+  H.eq(#l.steps, 1, "torn line dropped"); H.eq(#l.notes, 0, "no problem noted")
+end)
+
+local html
+H.case("render: sections, SVGs, escaping, no external resources, deterministic", function()
+  html = report.render({dir_a, root .. "/grid", dir_empty, dir_bad})
+  H.eq(report.render({dir_a, root .. "/grid", dir_empty, dir_bad}), html, "deterministic")
+  for _, sec in ipairs({"<h2>Runs</h2>", "<h2>Training curves</h2>", "<h2>Accuracy before and after</h2>",
+                        "<h2>Summary metrics</h2>", "<h2>Response length</h2>",
+                        "<h2>Sequence log-probability</h2>", "<h2>Configuration</h2>"}) do
+    H.ok(html:find(sec, 1, true), "section " .. sec)
+  end
+  local nsvg = check_svg_wellformed(html)
+  -- 9 curve panels (train_acc present in run B), 2 accuracy charts, 2 + 2 histograms (the
+  -- runs without eval files are listed under "no data" instead)
+  H.eq(nsvg, 9 + 2 + 2 + 2, "number of SVG plots")
+  H.eq(count(html, "no data %(no eval files%): empty, bad run"), 2, "runs without eval files named")
+  for _, t in ipairs({"loss", "mean confidence p(y|x)", "mean token entropy (nats)",
+                      "mean completion length (tokens)", "train accuracy (labels not used)"}) do
+    H.ok(html:find('aria-label="' .. report.escape(t) .. '"', 1, true), "curve " .. t)
+  end
+  H.eq(count(html, "<polyline"), 2 * 8 + 1, "one line per run with steps in each curve panel")
+  H.ok(html:find('aria-label="toy-mixed"', 1, true) and html:find('aria-label="toy-pure"', 1, true),
+       "one accuracy chart per benchmark")
+  -- escaping: the run name with markup characters never appears raw
+  H.ok(not html:find('rlsc <A> & "B"', 1, true), "raw name leaked")
+  H.ok(html:find("rlsc &lt;A&gt; &amp; &quot;B&quot;", 1, true), "escaped name")
+  -- self-contained: no scripts, no external resources (the SVG namespace is not a fetch)
+  H.ok(not html:lower():find("<script", 1, true), "no script")
+  local stripped = html:gsub('xmlns="http://www%.w3%.org/2000/svg"', "")
+  H.ok(not stripped:find("https?://"), "no URLs"); H.ok(not stripped:find("url%("), "no css url()")
+  H.ok(not stripped:find("<link", 1, true) and not stripped:find("<img", 1, true), "no links/images")
+  -- accuracy numbers: summary value with its interval; an eval-computed one for run B
+  H.ok(html:find("<td>toy-mixed</td><td><i class=\"sw\" style=\"background:#4e79a7\"></i>rlsc &lt;A&gt; &amp; &quot;B&quot;</td>"
+                 .. "<td class=\"n\">12.5</td>", 1, true), "summary before acc 12.5")
+  H.ok(html:find("[60.0, 86.0]", 1, true), "summary ci95 used")
+  local b = report.load_run(dir_b)
+  local ev = b.acc.after["toy-mixed"]
+  H.eq(ev.kind, "pass@1", "run B has samples only")
+  H.ok(html:find(string.format("%.1f</td><td class=\"n\">[%.1f, %.1f]", 100 * ev.acc, 100 * ev.lo, 100 * ev.hi),
+                 1, true), "run B after accuracy and interval from eval files")
+  -- missing data says so
+  H.ok(html:find("no data: no config.json", 1, true), "config no data")
+  H.ok(html:find('class="warn">unreadable', 1, true), "unreadable steps shown")
+  H.ok(html:find("bad.-steps%.jsonl:2:"), "problem line shown")
+  -- config table: flattened keys, differing rows highlighted
+  H.ok(html:find('<tr class="diff"><td><code>optim.lr</code></td><td>1e-05</td>', 1, true), "optim.lr differs")
+  H.ok(html:find('<tr class="diff"><td><code>optim.weight_decay</code>', 1, true), "absent in 'bad run'")
+  local two = report.render({dir_a, dir_b})
+  H.ok(two:find('<tr><td><code>optim.weight_decay</code>', 1, true), "same value: not highlighted")
+  H.ok(two:find('<tr class="diff"><td><code>seed</code>', 1, true), "seed differs")
+end)
+
+H.case("render: a lone empty run directory says no data everywhere", function()
+  local h = report.render({dir_empty})
+  H.eq(count(h, "no data"), 6, "no-data notes")
+  H.eq(check_svg_wellformed(h), 0, "no plots")
+  H.raises(function() report.render({}) end, "no run directories")
+  -- names that are not valid UTF-8 (odd directory names) still give a valid UTF-8 page
+  local r = report.load_run(dir_empty)
+  r.name = "odd\255name \206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177"
+  h = report.render({r})
+  H.ok(utf8.len(h) ~= nil, "page is valid UTF-8")
+  H.ok(h:find("odd\239\191\189name", 1, true), "bad byte shown as U+FFFD")
+end)
+
+H.case("recipes/report.lua writes the file", function()
+  local out = root .. "/report.html"
+  local chunk = assert(loadfile("recipes/report.lua"))
+  chunk(out, dir_a, root .. "/grid")
+  local text = slurp(out)
+  H.ok(text and text:find("<h2>Training curves</h2>", 1, true), "written")
+  H.eq(text, report.render({dir_a, root .. "/grid"}), "same as render")
+end)
+
+H.case("progress: plain lines every 10%, rate and ETA; bar on a terminal", function()
+  local lines = {}
+  local sink = {write = function(_, ...) for _, s in ipairs({...}) do lines[#lines + 1] = s end end}
+  local t = 0
+  local p = progress.new({total = 100, label = "eval", mode = "plain", stream = sink,
+                          clock = function() return t end, interval_s = 1000})
+  for _ = 1, 100 do t = t + 0.5; p:step(1, "acc 0.5") end
+  p:finish()
+  local text = table.concat(lines)
+  H.eq(count(text, "\n"), 10, "9 lines at 10%..90% and a final one")
+  H.ok(text:find("eval  50/100 ( 50%)  2.00 it/s  ETA 25s  acc 0.5\n", 1, true), text)
+  H.ok(text:find("eval  100/100 (100%)  2.00 it/s  in 50s  acc 0.5\n", 1, true), text)
+  -- unknown total: a line every interval_s seconds
+  lines, t = {}, 0
+  p = progress.new({label = "gen", mode = "plain", stream = sink, clock = function() return t end,
+                    interval_s = 10})
+  for _ = 1, 35 do t = t + 1; p:step() end
+  H.eq(count(table.concat(lines), "\n"), 3, "lines at 10, 20, 30 s")
+  -- bar mode redraws in place
+  lines, t = {}, 0
+  p = progress.new({total = 4, mode = "bar", stream = sink, width = 8, clock = function() return t end})
+  for _ = 1, 4 do t = t + 1; p:step() end
+  p:finish()
+  text = table.concat(lines)
+  H.ok(text:find("\r", 1, true) and text:find("[####....]", 1, true), "bar drawn: " .. text)
+  H.eq(text:sub(-1), "\n", "final newline")
+  H.eq(progress.format_duration(3725), "1:02:05", "h:mm:ss")
+  H.raises(function() progress.new({mode = "fancy"}) end, "mode must be")
+  H.eq(type(progress.is_tty()), "boolean", "tty test answers")
+end)
+
+-- Headless browser check --------------------------------------------------------------------
+
+local function png_size(path)
+  local s = slurp(path)
+  if not s or #s < 24 or s:sub(1, 8) ~= "\137PNG\r\n\26\n" then return nil end
+  return #s, string.unpack(">I4", s, 17), string.unpack(">I4", s, 21)
+end
+
+local function screenshot(html_path, png, logf, profile)
+  local cmd = table.concat({"timeout 120 /usr/bin/chromium --headless --no-sandbox --disable-gpu",
+    "--disable-quic --no-first-run --disable-background-networking --disable-component-update",
+    "--disable-sync --hide-scrollbars --enable-logging=stderr --v=0",
+    "--user-data-dir=" .. sh_quote(profile), "--screenshot=" .. sh_quote(png),
+    "--window-size=1200,2000", sh_quote("file://" .. html_path), ">" .. sh_quote(logf), "2>&1"}, " ")
+  return os.execute(cmd)
+end
+
+if not io.open("/usr/bin/chromium", "rb") then
+  H.skip("chromium render", "/usr/bin/chromium not installed")
+else
+  H.case("chromium renders the report without console errors and not blank", function()
+    local out = root .. "/shot.html"
+    assert(report.write(out, {dir_a, root .. "/grid", dir_empty, dir_bad}))
+    local blank = root .. "/blank.html"
+    local f = assert(io.open(blank, "wb")); f:write("<!DOCTYPE html><html><body></body></html>"); f:close()
+    screenshot(out, root .. "/shot.png", root .. "/shot.log", root .. "/profile1")
+    screenshot(blank, root .. "/blank.png", root .. "/blank.log", root .. "/profile2")
+    local log = slurp(root .. "/shot.log") or ""
+    H.ok(not log:find("Uncaught", 1, true), "uncaught error: " .. log)
+    -- the page has no script, so any console message (logged as INFO:CONSOLE or ERROR:CONSOLE,
+    -- whatever its level) is unexpected
+    H.ok(not log:find(":CONSOLE", 1, true), "console message: " .. log)
+    H.ok(not log:find("net::ERR", 1, true), "network error: " .. log)
+    local size, w, h = png_size(root .. "/shot.png")
+    local bsize, bw, bh = png_size(root .. "/blank.png")
+    H.ok(size and bsize, "both screenshots written: " .. log)
+    H.eq(w, 1200, "width"); H.eq(h, 2000, "height"); H.eq(bw, w, "blank width"); H.eq(bh, h, "blank height")
+    H.ok(size > 8 * bsize, string.format("report screenshot %d bytes vs blank %d", size, bsize))
+    local keep = os.getenv("CONFIT_REPORT_KEEP")
+    if keep and keep ~= "" then
+      os.execute("cp " .. sh_quote(out) .. " " .. sh_quote(root .. "/shot.png") .. " " .. sh_quote(keep))
+    end
+  end)
+end
+
+os.execute("rm -rf " .. sh_quote(root))
+H.finish()

@@ -1,0 +1,232 @@
+-- Tests of confit.toy: determinism, disjoint splits, correct chains, the direct-answer share,
+-- grading, and the byte-level tokenizer files.
+local H = dofile("tests/lua/harness.lua")
+local toy = require "confit.toy"
+local cjson = require "cjson"
+
+-- Independent re-check of a stepwise completion against its prompt: the steps must restate
+-- the prompt's operands in order, each result must be right, and the box must hold the last.
+local function check_stepwise(prompt, completion, answer, allow_negative)
+  local nums, ops = {}, {}
+  local body = assert(prompt:match("^(.*)=$"), "prompt ends with =")
+  nums[1] = tonumber(body:match("^%d+"))
+  for op, n in body:gmatch("([%+%-])(%d+)") do ops[#ops + 1] = op; nums[#nums + 1] = tonumber(n) end
+  local acc, i = nums[1], 0
+  local rest = completion
+  for a, op, b, r in completion:gmatch("(%-?%d+)([%+%-])(%d+)=(%-?%d+);") do
+    i = i + 1
+    H.eq(tonumber(a), acc, prompt .. " step " .. i .. " left operand")
+    H.eq(op, ops[i], prompt .. " step " .. i .. " op")
+    H.eq(tonumber(b), nums[i + 1], prompt .. " step " .. i .. " right operand")
+    local want = op == "+" and acc + tonumber(b) or acc - tonumber(b)
+    H.eq(tonumber(r), want, prompt .. " step " .. i .. " result")
+    if not allow_negative then H.ok(want >= 0, prompt .. ": negative intermediate") end
+    acc = want
+  end
+  H.eq(i, #ops, prompt .. ": number of steps written")
+  rest = completion:gsub("^.*;", "")
+  H.eq(rest, "\\boxed{" .. acc .. "}", prompt .. ": box")
+  H.eq(answer, acc, prompt .. ": answer field")
+end
+
+H.case("determinism: same seed same data, other seed other data", function()
+  local w = toy.world("mixed")
+  local a, b, c = w:sample("train", 300, 42), w:sample("train", 300, 42), w:sample("train", 300, 43)
+  local same_c = 0
+  for i = 1, 300 do
+    H.eq(a[i].prompt, b[i].prompt, "prompt " .. i)
+    H.eq(a[i].completion, b[i].completion, "completion " .. i)
+    H.eq(a[i].direct, b[i].direct, "direct " .. i)
+    if a[i].prompt == c[i].prompt then same_c = same_c + 1 end
+  end
+  H.ok(same_c < 10, "seed 43 repeats seed 42's prompts (" .. same_c .. " equal)")
+  -- a fresh world object gives the same stream, and math.random's state is not consulted
+  math.randomseed(1); local d = toy.world("mixed"):sample("train", 50, 42)
+  math.randomseed(2); local e = toy.world("mixed"):sample("train", 50, 42)
+  for i = 1, 50 do
+    H.eq(d[i].completion, a[i].completion, "fresh world " .. i)
+    H.eq(e[i].completion, a[i].completion, "after math.randomseed " .. i)
+  end
+  local q1, q2 = w:questions("heldout", 100, 7), w:questions("heldout", 100, 7)
+  for i = 1, 100 do H.eq(q1[i].prompt, q2[i].prompt, "questions " .. i) end
+end)
+
+H.case("splits are disjoint (5000 samples of each, both presets)", function()
+  for _, preset in ipairs({"mixed", "pure"}) do
+    local w = toy.world(preset)
+    local train, held = {}, {}
+    for _, e in ipairs(w:sample("train", 5000, 1)) do train[e.prompt] = true end
+    for _, e in ipairs(w:sample("heldout", 5000, 1)) do held[e.prompt] = true end
+    local nheld = 0
+    for p in pairs(held) do
+      nheld = nheld + 1
+      H.ok(not train[p], preset .. ": held-out prompt in train: " .. p)
+      H.eq(toy.split_of(p), "heldout", preset .. ": split_of " .. p)
+    end
+    for p in pairs(train) do H.eq(toy.split_of(p), "train", preset .. ": split_of " .. p) end
+    H.ok(nheld > 1000, preset .. ": too few distinct held-out prompts: " .. nheld)
+    -- the hash rule really splits about 10% off: count over raw chains
+    local rng, n10 = toy.new_rng(5, 0), 0
+    for _ = 1, 5000 do
+      local p = w:_chain(rng)
+      if toy.split_of(p) == "heldout" then n10 = n10 + 1 end
+    end
+    H.ok(n10 > 350 and n10 < 650, preset .. ": held-out share of raw chains " .. n10 / 5000)
+  end
+  H.raises(function() toy.world():sample("dev", 1, 1) end, "split must be")
+end)
+
+H.case("every completion is a correct chain (both presets, both splits)", function()
+  for _, preset in ipairs({"mixed", "pure"}) do
+    local w = toy.world(preset)
+    for _, split in ipairs({"train", "heldout"}) do
+      for _, e in ipairs(w:sample(split, 2000, 3, {direct_share = 0})) do
+        check_stepwise(e.prompt, e.completion, e.answer, false)
+        local nops = select(2, e.prompt:gsub("[%+%-]", ""))
+        H.eq(nops, w.opts.steps, preset .. ": steps in " .. e.prompt)
+        for n in e.prompt:gmatch("%d+") do
+          local v = tonumber(n)
+          H.ok(v >= w.opts.lo and v <= w.opts.hi, preset .. ": operand out of range " .. e.prompt)
+        end
+      end
+    end
+  end
+  -- direct completions carry the same answer as the solved chain
+  for _, e in ipairs(toy.world("mixed"):sample("train", 500, 9)) do
+    local full, ans = toy.solve(e.prompt)
+    H.eq(ans, e.answer, "solve answer " .. e.prompt)
+    if e.direct then H.eq(e.completion, "\\boxed{" .. ans .. "}", "direct form")
+    else H.eq(e.completion, full, "stepwise form") end
+  end
+  H.eq(toy.solve("37+48-19+25="), "37+48=85;85-19=66;66+25=91;\\boxed{91}", "worked example")
+end)
+
+H.case("knobs: operand range, ops, negatives", function()
+  local w = toy.world({steps = 6, lo = 3, hi = 5, ops = "-", allow_negative = true, direct_share = 0})
+  local neg = 0
+  for _, e in ipairs(w:sample("train", 500, 2)) do
+    H.ok(not e.prompt:find("+", 1, true), "only '-' ops: " .. e.prompt)
+    check_stepwise(e.prompt, e.completion, e.answer, true)
+    if e.answer < 0 then neg = neg + 1 end
+  end
+  H.eq(neg, 500, "6 subtractions of 3..5 from at most 5 always go negative")
+  local nn = toy.world({preset = "pure", steps = 5})
+  for _, e in ipairs(nn:sample("train", 500, 2)) do check_stepwise(e.prompt, e.completion, e.answer, false) end
+  H.raises(function() toy.world({steps = 2, lo = 3, hi = 5, ops = "-"}):sample("train", 1, 1) end,
+           "non-negative")
+  H.raises(function() toy.world({ops = "*"}) end, "ops must be")
+  H.raises(function() toy.world({lo = 5, hi = 2}) end, "lo <= hi")
+  H.raises(function() toy.world({stpes = 2}) end, "unknown option 'stpes'")
+  H.raises(function() toy.world("nope") end, "unknown preset")
+  local small = toy.world({steps = 1, lo = 0, hi = 3})
+  H.raises(function() small:questions("heldout", 50, 1) end, "distinct heldout questions")
+end)
+
+H.case("share of direct examples follows the knob", function()
+  for _, share in ipairs({0.0, 0.25, 0.6, 1.0}) do
+    local w = toy.world({direct_share = share})
+    local d = 0
+    local xs = w:sample("train", 5000, 11)
+    for _, e in ipairs(xs) do
+      if e.direct then d = d + 1 end
+      H.eq(toy.is_direct(e.completion), e.direct, "is_direct agrees: " .. e.completion)
+    end
+    -- binomial sd at n=5000 is at most 0.0071; allow 4 sd
+    H.near(d / 5000, share, 0.03, "direct share for knob " .. share)
+  end
+  local p = toy.world("pure")
+  for _, e in ipairs(p:sample("train", 1000, 1)) do H.ok(not e.direct, "pure has no direct answers") end
+end)
+
+H.case("questions: distinct prompts of the split with answers", function()
+  local w = toy.world("pure")
+  local qs = w:questions("heldout", 300, 4)
+  H.eq(#qs, 300, "count")
+  local seen = {}
+  for _, q in ipairs(qs) do
+    H.ok(not seen[q.prompt], "duplicate question " .. q.prompt)
+    seen[q.prompt] = true
+    H.eq(q.completion, nil, "no completion in a question")
+    H.eq(toy.split_of(q.prompt), "heldout", "split")
+    H.eq(select(2, toy.solve(q.prompt)), q.answer, "answer of " .. q.prompt)
+  end
+end)
+
+H.case("grading: right, wrong, missing box, last box wins", function()
+  local w = toy.world()
+  local ok, got = w:grade("3+4=7;\\boxed{7}", 7)
+  H.eq(ok, true, "right"); H.eq(got, "7", "extracted")
+  H.eq((w:grade("3+4=8;\\boxed{8}", 7)), false, "wrong")
+  ok, got = w:grade("3+4=7;7", 7)
+  H.eq(ok, false, "missing box"); H.eq(got, nil, "nothing extracted")
+  H.eq((w:grade("\\boxed{7", 7)), false, "unterminated box")
+  H.eq((w:grade("\\boxed{8} then \\boxed{7}", 7)), true, "last box wins")
+  H.eq((w:grade("\\boxed{7} then \\boxed{8}", 7)), false, "last box wins (wrong)")
+  H.eq((w:grade("\\boxed{ 12 }", "12")), true, "spaces and string reference")
+  H.eq((w:grade("\\boxed{-3}", -3)), true, "negative")
+  H.eq((w:grade("\\boxed{07}", 7)), true, "leading zero compares as a number")
+  H.eq((w:grade("\\boxed{7.5}", 7)), false, "not an integer")
+  H.eq((w:grade("\\boxed{}", 7)), false, "empty box")
+  H.eq(toy.extract_boxed("a\\boxed{{1}+{2}}b"), "{1}+{2}", "nested braces kept")
+  H.eq(w:is_direct("\\boxed{91}"), true, "direct")
+  H.eq(w:is_direct("37+48=85;\\boxed{85}"), false, "stepwise")
+  H.eq(w:is_direct("\\boxed{5}=5"), true, "'=' after the box only")
+  H.eq(w:is_direct("no box"), false, "no box is not direct")
+end)
+
+H.case("tokenizer files: valid JSON, 256 bytes + EOS, bijective byte mapping", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  assert(toy.write_tokenizer(dir))
+  local f = assert(io.open(dir .. "/tokenizer.json", "rb")); local text = f:read("a"); f:close()
+  local tj = cjson.decode(text)
+  H.eq(tj.model.type, "BPE", "model type")
+  H.eq(#tj.model.merges, 0, "no merges")
+  H.eq(tj.normalizer, cjson.null, "normalizer null")
+  H.eq(tj.pre_tokenizer.type, "ByteLevel", "pre_tokenizer")
+  H.eq(tj.pre_tokenizer.add_prefix_space, false, "add_prefix_space")
+  H.eq(tj.pre_tokenizer.trim_offsets, false, "trim_offsets")
+  H.eq(tj.pre_tokenizer.use_regex, false, "use_regex")
+  H.eq(tj.decoder.type, "ByteLevel", "decoder")
+  H.eq(#tj.added_tokens, 1, "one added token")
+  local at = tj.added_tokens[1]
+  H.eq(at.content, "<|endoftext|>", "eos content"); H.eq(at.id, 256, "eos id")
+  H.eq(at.special, true, "eos special")
+  -- vocab: 256 entries, ids 0..255 each once, keys single code points, mapping bijective
+  local n, ids, cps = 0, {}, {}
+  for k, id in pairs(tj.model.vocab) do
+    n = n + 1
+    H.ok(id >= 0 and id <= 255 and not ids[id], "id " .. id)
+    ids[id] = k
+    H.eq(utf8.len(k), 1, "one code point per token")
+    local cp = utf8.codepoint(k)
+    H.ok(not cps[cp], "code point used twice: " .. cp)
+    cps[cp] = id
+  end
+  H.eq(n, 256, "vocab size")
+  H.eq(n + #tj.added_tokens, toy.VOCAB_SIZE, "vocab + added = 257")
+  -- GPT-2 mapping spot checks: printable bytes are themselves, space is U+0120 'Ġ', \n is U+010A
+  H.eq(ids[65], "A", "byte 65"); H.eq(ids[34], '"', "byte 34 (escaped quote)")
+  H.eq(ids[92], "\\", "byte 92 (escaped backslash)")
+  H.eq(utf8.codepoint(ids[32]), 0x120, "space"); H.eq(utf8.codepoint(ids[10]), 0x10A, "newline")
+  H.eq(utf8.codepoint(ids[0]), 0x100, "byte 0"); H.eq(utf8.codepoint(ids[173]), 0x143, "byte 173")
+  -- deterministic text
+  H.eq(toy.tokenizer_json(), text, "same text twice")
+  f = assert(io.open(dir .. "/tokenizer_config.json", "rb"))
+  local cfg = cjson.decode(f:read("a")); f:close()
+  H.eq(cfg.eos_token, "<|endoftext|>", "config eos")
+  H.eq(cfg.added_tokens_decoder["256"].special, true, "config added token")
+  os.remove(dir .. "/tokenizer.json"); os.remove(dir .. "/tokenizer_config.json"); os.remove(dir)
+  local ok, err = toy.write_tokenizer(dir .. "/no/such/dir")
+  H.eq(ok, nil, "missing dir fails"); H.ok(err:find("toy.write_tokenizer", 1, true), err)
+end)
+
+H.case("encode/decode: one id per byte, EOS 256", function()
+  local ids = toy.encode("1+2=\\boxed{3}", true)
+  H.eq(#ids, 14, "13 bytes + eos"); H.eq(ids[1], 49, "'1'"); H.eq(ids[14], toy.EOS_ID, "eos")
+  H.eq(toy.decode(ids), "1+2=\\boxed{3}", "decode drops eos")
+  H.eq(toy.decode(ids, true), "1+2=\\boxed{3}<|endoftext|>", "decode keeps eos")
+end)
+
+H.finish()
