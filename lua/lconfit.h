@@ -1,12 +1,62 @@
-/* lconfit.h - shared declarations of the Lua binding parts (lua/l_*.c). */
+/* lconfit.h - shared declarations of the Lua binding parts (lua/l_*.c).
+ *
+ * Tensor boxes (l_tensor.c): a tensor reaches Lua as a full userdata of metatable
+ * "confit.tensor" holding one pointer to a refcounted cf_tensor (NULL once freed). The box owns
+ * one reference; __gc, __close and t:free() drop it (idempotently).
+ *
+ * Error convention: the core returns -1/NULL and sets a thread-local message; cf_lua_error()
+ * raises it as a Lua error. Expected environmental failures (missing file, no GPU) are returned
+ * as `nil, message` by the parts instead.
+ *
+ * GC around core calls: a core call that may allocate is bracketed with cf_lua_gc_begin/end (or
+ * CF_LUA_CORE) so that, if an allocation fails, the core's retry hook may run a full Lua GC on
+ * the lua_State whose binding call is running, and only then. The bracket holds no Lua error
+ * (the core never raises one), so it always closes.
+ */
 #ifndef CF_LCONFIT_H
 #define CF_LCONFIT_H
 #include <lua.h>
+#include "tensor.h"
 
 #define CF_LUA_PART(name) void cf_lua_open_##name(lua_State *L);
 #include "lparts.def"
 #undef CF_LUA_PART
 
 int luaopen_confit_core(lua_State *L);
+
+#define CF_LUA_TENSOR_MT "confit.tensor"
+
+/* The tensor at idx; raises a Lua error when it is not a tensor or was freed ("tensor was freed"). */
+cf_tensor *cf_lua_checktensor(lua_State *L, int idx);
+/* The tensor at idx, or NULL when the value is not a tensor box; a freed box raises the error. */
+cf_tensor *cf_lua_totensor(lua_State *L, int idx);
+/* Pushes a box for t, taking over the caller's reference. t == NULL raises the core's error. */
+void cf_lua_pushtensor(lua_State *L, cf_tensor *t);
+/* Pushes an empty box and returns its slot: fill it with a new reference after the allocation
+ * (liolib style: the box exists before the resource, so a Lua error can leak nothing). */
+cf_tensor **cf_lua_newtensorbox(lua_State *L);
+/* Raises the core's current message (cf_error_message()) as a Lua error. Never returns. */
+int cf_lua_error(lua_State *L);
+
+/* The bracket around core calls (see above); begin returns the previous state to restore. */
+lua_State *cf_lua_gc_begin(lua_State *L);
+void cf_lua_gc_end(lua_State *prev);
+#define CF_LUA_CORE(L, ...)                        \
+  do {                                             \
+    lua_State *cf_prev_ = cf_lua_gc_begin(L);      \
+    __VA_ARGS__;                                   \
+    cf_lua_gc_end(cf_prev_);                       \
+  } while (0)
+
+/* confit.memory(): each registered reporter adds its fields to the table at the top of the
+ * stack (l_tensor.c fills cpu_bytes; a CUDA part registers one for its device fields). */
+typedef void (*cf_lua_memory_fn)(lua_State *L);
+void cf_lua_add_memory_reporter(cf_lua_memory_fn fn);
+
+/* confit.clock() first calls this hook when set (a CUDA part installs a device synchronize). */
+void cf_lua_set_clock_sync(void (*sync)(void));
+
+/* Adds name -> doc to the module's `doc` table (creating it); the module table is at `module`. */
+void cf_lua_add_doc(lua_State *L, int module, const char *name, const char *doc);
 
 #endif

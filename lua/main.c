@@ -1,26 +1,139 @@
-/* main.c - the `confit` executable: runs a Lua script (args in `arg`) or, alone, the REPL.
- * The C module confit.core is linked in and preloaded; package.path finds lua/confit/<name>.lua
- * next to the sources (CONFIT_LUA_DIR) or under CONFIT_LUA_DIR in the environment.
- * (Minimal runner; the REPL is filled in by the REPL work.)
+/* main.c - the `confit` executable: script runner and interactive REPL.
+ *
+ *   confit [options] [script [args...]]      (`confit -h` lists the options)
+ *
+ * The C module confit.core is linked in and preloaded; package.path is prefixed with the
+ * directory holding lua/confit/<name>.lua (CONFIT_LUA_DIR, fixed at build time, overridable by
+ * the environment variable of the same name).
+ *
+ * Invariants and design notes:
+ *  - Everything that touches Lua runs under one lua_pcall (pmain), so an error or a memory
+ *    failure anywhere becomes a message and exit status 1, never a crash.
+ *  - Ctrl-C while Lua code runs: the SIGINT handler (installed around each call, the previous
+ *    one restored afterwards) only sets a count hook; the hook raises the Lua error
+ *    "interrupted" at the next instruction, which unwinds to the caller like any error. The
+ *    handler is one-shot (SA_RESETHAND): a second Ctrl-C, e.g. while stuck inside a long C
+ *    call, terminates the process the usual way. Hooks are per coroutine, so a loop inside a
+ *    coroutine other than the main one is not interruptible this way (same as lua.c).
+ *  - Ctrl-C while the REPL waits for input discards the pending (possibly multi-line) input.
+ *    libedit's own signal handling is turned off (rl_catch_signals = 0) so that its read()
+ *    returns EINTR and readline() returns; the handler then only records that it ran.
+ *  - The REPL reads with libedit when stdin is a terminal (prompts, history, completion) and
+ *    with plain fgets otherwise (no prompts, no banner, :time off), so piped sessions give
+ *    clean output that tests can compare.
+ *  - A line is first compiled as "return <line>" so expressions print their values (all of
+ *    them, through tostring/__tostring); a trailing ';' runs it without printing. A chunk that
+ *    fails to compile only because it ended early ("... near <eof>") is continued with ">> ".
  */
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <ctype.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <editline/readline.h>
 #include "../lua/lconfit.h"
 
+#ifndef CONFIT_VERSION
+#define CONFIT_VERSION "0.1.0"
+#endif
+
+#define PROMPT1 "> "
+#define PROMPT2 ">> "
+#define HISTORY_MAX 1000
+#define INDEX_CHAIN_MAX 32 /* most __index tables followed when completing */
+
+static const char *progname = "confit";
+
+/* ---------------------------------------------------------------- interrupts */
+
+static lua_State *volatile g_L;               /* the state a SIGINT interrupts */
+static volatile sig_atomic_t g_hook_armed;    /* the handler set the interrupt hook */
+static volatile sig_atomic_t g_read_interrupt; /* Ctrl-C arrived while reading input */
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  g_hook_armed = 0;
+  luaL_error(L, "interrupted");
+}
+
+/* Async-signal-safe: lua_sethook is documented as safe to call from a signal handler. The
+ * line mask matters: with only a count hook, Lua 5.4.4 does not stop in `while true do end`. */
+static void on_sigint_running(int sig) {
+  (void)sig;
+  g_hook_armed = 1;
+  lua_sethook(g_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+}
+
+static void on_sigint_reading(int sig) {
+  (void)sig;
+  g_read_interrupt = 1;
+}
+
+static void set_sigint(void (*handler)(int), int flags, struct sigaction *old) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sa.sa_flags = flags;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, old);
+}
+
+/* Message handler: the error message (or its __tostring) followed by a traceback. */
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
-  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
 
+/* Calls the function below its narg arguments with a traceback handler and Ctrl-C armed. */
+static int docall(lua_State *L, int narg, int nres) {
+  int base = lua_gettop(L) - narg;
+  struct sigaction old;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  g_L = L;
+  g_hook_armed = 0;
+  set_sigint(on_sigint_running, SA_RESETHAND, &old);
+  int status = lua_pcall(L, narg, nres, base);
+  sigaction(SIGINT, &old, NULL);
+  if (g_hook_armed) { /* Ctrl-C came after the last instruction: drop the pending hook */
+    lua_sethook(L, NULL, 0, 0);
+    g_hook_armed = 0;
+  }
+  lua_remove(L, base);
+  return status;
+}
+
+/* Prints the error message on top of the stack (if status is an error) and pops it. */
+static int report(lua_State *L, int status, int with_progname) {
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    if (msg == NULL) msg = "(error object is not a string)";
+    fflush(stdout);
+    if (with_progname) fprintf(stderr, "%s: %s\n", progname, msg);
+    else fprintf(stderr, "%s\n", msg);
+    fflush(stderr);
+    lua_pop(L, 1);
+  }
+  return status;
+}
+
+/* ---------------------------------------------------------------- setup */
+
 static void setup_paths(lua_State *L) {
   const char *dir = getenv("CONFIT_LUA_DIR");
-  if (!dir) dir = CONFIT_LUA_DIR;
+  if (dir == NULL || *dir == '\0') dir = CONFIT_LUA_DIR;
   lua_getglobal(L, "package");
   lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
   lua_getfield(L, -2, "path");
@@ -32,22 +145,722 @@ static void setup_paths(lua_State *L) {
   lua_pop(L, 2);
 }
 
-int main(int argc, char **argv) {
-  lua_State *L = luaL_newstate();
-  if (!L) { fprintf(stderr, "confit: cannot create Lua state\n"); return 1; }
+static void print_version(void) {
+#ifdef CF_HAVE_CUDA
+  const char *build = "CUDA";
+#else
+  const char *build = "CPU only";
+#endif
+  printf("confit %s (%s, %s)\n", CONFIT_VERSION, LUA_RELEASE, build);
+  fflush(stdout);
+}
+
+static void print_usage(FILE *f) {
+  fprintf(f,
+          "usage: %s [options] [script [args...]]\n"
+          "  script        run a Lua file; its arguments are in `arg` (arg[0] = script) and `...`\n"
+          "  -             run the script read from stdin\n"
+          "  -e code       run a chunk of code (may be given several times, run in order)\n"
+          "  -i            enter the REPL after running the script / -e chunks\n"
+          "  -v, --version print the version\n"
+          "  -h, --help    print this help\n"
+          "  --            stop handling options\n"
+          "With no script and no -e, starts the REPL (:help inside it). Errors print a traceback\n"
+          "to stderr and give exit status 1. Environment: CONFIT_LUA_DIR (pure-Lua modules),\n"
+          "CONFIT_HISTORY (REPL history file, default ~/.confit_history; empty = none).\n",
+          progname);
+}
+
+/* arg[0] = script (or the program when there is none), arg[1..] its arguments, the program
+ * and options at negative indices, as in the stock lua interpreter. */
+static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
+  lua_createtable(L, argc - script - 1 > 0 ? argc - script - 1 : 0, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+/* ---------------------------------------------------------------- the REPL: input */
+
+static int g_tty;    /* stdin is a terminal: use libedit */
+static int g_timing; /* print the wall time of each command */
+static char *g_histfile;
+
+static char *read_line_plain(void) {
+  size_t cap = 256, len = 0;
+  char *buf = malloc(cap);
+  if (buf == NULL) return NULL;
+  for (;;) {
+    if (fgets(buf + len, (int)(cap - len), stdin) == NULL) {
+      if (len > 0 && !g_read_interrupt) break; /* last line without a newline */
+      free(buf);
+      return NULL;
+    }
+    len += strlen(buf + len);
+    if (len > 0 && buf[len - 1] == '\n') break;
+    if (cap - len < 2) {
+      char *nb = realloc(buf, cap * 2);
+      if (nb == NULL) { free(buf); return NULL; }
+      buf = nb;
+      cap *= 2;
+    }
+  }
+  while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = '\0';
+  return buf;
+}
+
+enum { READ_LINE, READ_EOF, READ_INTERRUPTED };
+
+/* Reads one line into *out (malloc'd, no newline). Ctrl-C while waiting gives
+ * READ_INTERRUPTED; end of input gives READ_EOF. */
+static int read_line(const char *prompt, char **out) {
+  struct sigaction old;
+  g_read_interrupt = 0;
+  set_sigint(on_sigint_reading, 0, &old); /* no SA_RESTART: read() must return EINTR */
+  char *line = g_tty ? readline(prompt) : read_line_plain();
+  sigaction(SIGINT, &old, NULL);
+  *out = line;
+  if (g_read_interrupt) {
+    free(line);
+    *out = NULL;
+    if (!g_tty) clearerr(stdin);
+    return READ_INTERRUPTED;
+  }
+  return line ? READ_LINE : READ_EOF;
+}
+
+/* ---------------------------------------------------------------- the REPL: completion */
+
+static const char *const lua_keywords[] = {
+    "and",   "break", "do",  "else", "elseif", "end",    "false", "for",  "function", "goto", "if",
+    "in",    "local", "nil", "not",  "or",     "repeat", "return", "then", "true",    "until",
+    "while", NULL};
+
+static const char *const repl_commands[] = {":help", ":time", ":quit", NULL};
+
+static int is_keyword(const char *s) {
+  for (int i = 0; lua_keywords[i]; i++)
+    if (strcmp(s, lua_keywords[i]) == 0) return 1;
+  return 0;
+}
+
+static int is_identifier(const char *s, size_t n) {
+  if (n == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_')) return 0;
+  for (size_t i = 1; i < n; i++)
+    if (!(isalnum((unsigned char)s[i]) || s[i] == '_')) return 0;
+  return 1;
+}
+
+static int is_callable(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TFUNCTION) return 1;
+  int t = luaL_getmetafield(L, idx, "__call");
+  if (t != LUA_TNIL) lua_pop(L, 1);
+  return t != LUA_TNIL;
+}
+
+/* Adds to the set at `set` the names `prefix .. key` for the string keys of the table at
+ * `tab` that start with `word`; with methods_only, only keys whose values are callable. */
+static void collect_keys(lua_State *L, int tab, int set, const char *prefix, const char *word,
+                         int methods_only) {
+  size_t wl = strlen(word);
+  int show_meta = wl >= 2 && word[0] == '_' && word[1] == '_';
+  lua_pushnil(L);
+  while (lua_next(L, tab)) {
+    size_t kl;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      const char *k = lua_tolstring(L, -2, &kl);
+      if (is_identifier(k, kl) && !is_keyword(k) && kl >= wl && memcmp(k, word, wl) == 0 &&
+          (show_meta || !(kl >= 2 && k[0] == '_' && k[1] == '_')) &&
+          (!methods_only || is_callable(L, -1))) {
+        lua_pushfstring(L, "%s%s", prefix, k);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, set);
+      }
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* Collects the candidates of the value at `val` and of every table reachable from it through
+ * metatable __index fields that are tables (__index functions cannot be enumerated). */
+static void collect_chain(lua_State *L, int val, int set, const char *prefix, const char *word,
+                          int methods_only) {
+  lua_pushvalue(L, val);
+  for (int depth = 0; depth < INDEX_CHAIN_MAX; depth++) {
+    int cur = lua_gettop(L);
+    if (lua_type(L, cur) == LUA_TTABLE) collect_keys(L, cur, set, prefix, word, methods_only);
+    if (!lua_getmetatable(L, cur)) break;
+    lua_pushliteral(L, "__index");
+    lua_rawget(L, -2);
+    lua_remove(L, -2); /* the metatable */
+    if (lua_type(L, -1) != LUA_TTABLE || lua_rawequal(L, -1, cur)) break;
+    lua_remove(L, cur);
+  }
+}
+
+/* Lua C function: completion candidates for the word arg 1 (e.g. "confit.op", "t:ma", "pri",
+ * ":he"); returns a table whose keys are the full candidate strings. Runs protected: indexing
+ * along the path may call __index metamethods, which may fail. */
+static int complete_collect(lua_State *L) {
+  const char *text = luaL_checkstring(L, 1);
+  int at_line_start = lua_toboolean(L, 2);
+  lua_newtable(L);
+  int set = lua_gettop(L);
+  size_t tl = strlen(text);
+  if (at_line_start && text[0] == ':') {
+    for (int i = 0; repl_commands[i]; i++)
+      if (strncmp(repl_commands[i], text, tl) == 0) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, set, repl_commands[i]);
+      }
+    lua_settop(L, set);
+    return 1;
+  }
+  const char *sep = NULL;
+  for (const char *p = text; *p; p++)
+    if (*p == '.' || *p == ':') sep = p;
+  if (sep == NULL) { /* a global name or a keyword */
+    lua_pushglobaltable(L);
+    collect_chain(L, lua_gettop(L), set, "", text, 0);
+    for (int i = 0; lua_keywords[i]; i++)
+      if (strncmp(lua_keywords[i], text, tl) == 0) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, set, lua_keywords[i]);
+      }
+    lua_settop(L, set);
+    return 1;
+  }
+  /* resolve the path before the last separator, one field at a time from the globals; the
+   * indexing is the ordinary one (metamethods run), any error just means no candidates */
+  lua_pushglobaltable(L);
+  for (const char *p = text; p < sep;) {
+    const char *q = p;
+    while (q < sep && *q != '.' && *q != ':') q++;
+    if (q < sep && *q == ':') break;              /* "a:b.c" is not an expression */
+    if (!is_identifier(p, (size_t)(q - p))) break; /* also rejects an empty part */
+    lua_pushlstring(L, p, (size_t)(q - p));
+    lua_gettable(L, -2);
+    lua_remove(L, -2);
+    if (lua_isnil(L, -1)) break;
+    p = q + 1;
+    if (p > sep) { /* the whole path resolved: collect from its value */
+      lua_pushlstring(L, text, (size_t)(sep - text) + 1);
+      const char *prefix = lua_tostring(L, -1);
+      collect_chain(L, lua_gettop(L) - 1, set, prefix, sep + 1, *sep == ':');
+      break;
+    }
+  }
+  lua_settop(L, set);
+  return 1;
+}
+
+static char **g_matches;
+static size_t g_nmatches;
+
+static void free_matches(void) {
+  for (size_t i = 0; i < g_nmatches; i++) free(g_matches[i]);
+  free(g_matches);
+  g_matches = NULL;
+  g_nmatches = 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Generator for rl_completion_matches: hands out g_matches one by one (caller frees). */
+static char *match_generator(const char *text, int state) {
+  static size_t next;
+  (void)text;
+  if (state == 0) next = 0;
+  while (next < g_nmatches) {
+    char *m = g_matches[next++];
+    char *copy = malloc(strlen(m) + 1);
+    if (copy) strcpy(copy, m);
+    return copy;
+  }
+  return NULL;
+}
+
+static char **repl_complete(const char *text, int start, int end) {
+  (void)end;
+  lua_State *L = g_L;
+  rl_attempted_completion_over = 1; /* never fall back to file names */
+  rl_completion_append_character = '\0';
+  if (L == NULL) return NULL;
+  int top = lua_gettop(L);
+  char **result = NULL;
+  lua_pushcfunction(L, complete_collect);
+  lua_pushstring(L, text);
+  lua_pushboolean(L, start == 0);
+  if (lua_pcall(L, 2, 1, 0) == LUA_OK) {
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) { n++; lua_pop(L, 1); }
+    free_matches();
+    g_matches = n ? calloc(n, sizeof *g_matches) : NULL;
+    if (g_matches) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        const char *s = lua_tostring(L, -2);
+        char *copy = malloc(strlen(s) + 1);
+        if (copy) { strcpy(copy, s); g_matches[g_nmatches++] = copy; }
+        lua_pop(L, 1);
+      }
+      qsort(g_matches, g_nmatches, sizeof *g_matches, cmp_str);
+      result = rl_completion_matches(text, match_generator);
+    }
+    free_matches();
+  }
+  lua_settop(L, top);
+  return result;
+}
+
+/* ---------------------------------------------------------------- the REPL: :help */
+
+/* Pushes the doc string stored under `key` in the table at `tab`, or returns 0. */
+static int doc_lookup(lua_State *L, int tab, const char *key) {
+  if (lua_type(L, tab) != LUA_TTABLE) return 0;
+  lua_getfield(L, tab, key);
+  if (lua_type(L, -1) == LUA_TSTRING) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Lua C function: prints the one-line doc of arg 1. Sources, in order: the table returned by
+ * confit.repl_help, require("confit").doc, require("confit.core").doc. A qualified name
+ * ("x:matmul", "confit.optim.adamw") is also looked up by its last part and by the API spellings
+ * used in the docs (confit.<name>, t:<name>, t.<name>, m:<name>). */
+static int help_show(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  int src[3], nsrc = 0;
+  static const char *const modules[] = {"confit.repl_help", "confit", "confit.core"};
+  for (int i = 0; i < 3; i++) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, modules[i]);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) { lua_pop(L, 1); continue; }
+    if (i > 0) { /* the module's `doc` field */
+      if (lua_type(L, -1) == LUA_TTABLE) lua_getfield(L, -1, "doc");
+      else lua_pushnil(L);
+      lua_remove(L, -2);
+    }
+    if (lua_type(L, -1) == LUA_TTABLE) src[nsrc++] = lua_gettop(L);
+    else lua_pop(L, 1);
+  }
+  const char *last = name;
+  for (const char *p = name; *p; p++)
+    if (*p == '.' || *p == ':') last = p + 1;
+  const char *keys[6];
+  int nkeys = 0;
+  keys[nkeys++] = name;
+  if (*last) {
+    keys[nkeys++] = last;
+    keys[nkeys++] = lua_pushfstring(L, "confit.%s", last);
+    keys[nkeys++] = lua_pushfstring(L, "t:%s", last);
+    keys[nkeys++] = lua_pushfstring(L, "t.%s", last);
+    keys[nkeys++] = lua_pushfstring(L, "m:%s", last);
+  }
+  for (int k = 0; k < nkeys; k++)
+    for (int s = 0; s < nsrc; s++)
+      if (doc_lookup(L, src[s], keys[k])) {
+        const char *doc = lua_tostring(L, -1);
+        if (strstr(doc, last) != NULL) printf("%s\n", doc);
+        else printf("%s: %s\n", keys[k], doc);
+        return 0;
+      }
+  printf("no help for '%s'\n", name);
+  return 0;
+}
+
+static void help_overview(lua_State *L) {
+  printf("REPL commands:\n"
+         "  :help name   one-line doc of an API name (also ?name), e.g. :help confit.tensor\n"
+         "  :time        toggle printing the wall time of each command (now %s)\n"
+         "  :quit        leave (or Ctrl-D)\n"
+         "An expression prints its values; end a line with ';' to run it silently. Tab completes\n"
+         "globals, fields after '.', methods after ':'. Ctrl-C interrupts running code.\n",
+         g_timing ? "on" : "off");
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "confit.repl_help");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
+    int tab = lua_gettop(L), n = 0;
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, tab)) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, tab + 1, ++n);
+      }
+    }
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "sort");
+    lua_pushvalue(L, tab + 1);
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+    printf("Documented names:");
+    for (int i = 1, col = 80; i <= n; i++) {
+      lua_rawgeti(L, tab + 1, i);
+      size_t l;
+      const char *s = lua_tolstring(L, -1, &l);
+      if (col + (int)l + 1 > 78) { printf("\n "); col = 1; }
+      printf(" %s", s);
+      col += (int)l + 1;
+      lua_pop(L, 1);
+    }
+    printf("\n");
+  }
+  lua_pop(L, 1);
+}
+
+/* Handles a REPL command line (":..." or "?name"); returns 0 when the REPL should end. */
+static int repl_command(lua_State *L, const char *line) {
+  char cmd[32];
+  size_t n = 0;
+  const char *p = line;
+  if (*p == '?') {
+    p++;
+    strcpy(cmd, ":help");
+  } else {
+    while (*p && !isspace((unsigned char)*p) && n + 1 < sizeof cmd) cmd[n++] = *p++;
+    cmd[n] = '\0';
+  }
+  while (isspace((unsigned char)*p)) p++;
+  size_t al = strlen(p);
+  while (al > 0 && isspace((unsigned char)p[al - 1])) al--;
+  if (strcmp(cmd, ":quit") == 0 || strcmp(cmd, ":q") == 0 || strcmp(cmd, ":exit") == 0) return 0;
+  if (strcmp(cmd, ":time") == 0) {
+    g_timing = !g_timing;
+    printf("timing %s\n", g_timing ? "on" : "off");
+  } else if (strcmp(cmd, ":help") == 0 || strcmp(cmd, ":h") == 0) {
+    if (al == 0) help_overview(L);
+    else {
+      lua_pushcfunction(L, help_show);
+      lua_pushlstring(L, p, al);
+      report(L, docall(L, 1, 0), 0);
+    }
+  } else {
+    printf("unknown command %s (try :help)\n", cmd);
+  }
+  fflush(stdout);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- the REPL: evaluation */
+
+static int incomplete(lua_State *L, int status) {
+  if (status != LUA_ERRSYNTAX) return 0;
+  size_t l;
+  const char *msg = lua_tolstring(L, -1, &l);
+  return msg && l >= 5 && strcmp(msg + l - 5, "<eof>") == 0;
+}
+
+/* Lua C function: prints its arguments with tostring (__tostring / __name aware). */
+static int print_results(lua_State *L) {
+  int n = lua_gettop(L);
+  for (int i = 1; i <= n; i++) {
+    size_t l;
+    const char *s = luaL_tolstring(L, i, &l);
+    if (i > 1) fputc('\t', stdout);
+    fwrite(s, 1, l, stdout);
+    lua_pop(L, 1);
+  }
+  fputc('\n', stdout);
+  fflush(stdout);
+  return 0;
+}
+
+static int ends_with_semicolon(const char *s, size_t l) {
+  while (l > 0 && isspace((unsigned char)s[l - 1])) l--;
+  return l > 0 && s[l - 1] == ';';
+}
+
+/* Compiles the chunk on top of the stack, replacing it by the function. Tries "return chunk"
+ * first so expressions give values. Returns LUA_OK, or the error status with the message on
+ * top; *more is set when the chunk may still be completed by further lines. */
+static int compile_chunk(lua_State *L, int *more) {
+  size_t l;
+  const char *code = lua_tolstring(L, -1, &l);
+  const char *ret = lua_pushfstring(L, "return %s", code);
+  int status = luaL_loadbuffer(L, ret, strlen(ret), "=stdin");
+  int ret_more = incomplete(L, status);
+  if (status == LUA_OK) {
+    lua_remove(L, -2); /* the "return" string */
+    lua_remove(L, -2); /* the chunk */
+    *more = 0;
+    return LUA_OK;
+  }
+  lua_pop(L, 2);
+  status = luaL_loadbuffer(L, code, l, "=stdin");
+  *more = status != LUA_OK && (ret_more || incomplete(L, status));
+  lua_remove(L, -2);
+  return status;
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void history_add(const char *chunk) {
+  if (g_tty && *chunk) add_history(chunk);
+}
+
+static void repl_init_terminal(void) {
+  rl_readline_name = "confit";
+  rl_catch_signals = 0;
+  rl_attempted_completion_function = repl_complete;
+  /* '.' and ':' are not word breaks, so "t:ma" reaches the completer whole */
+  static char breaks[] = " \t\n\"\\'`@$><=;|&{}()[],+-*/%^#~";
+  rl_basic_word_break_characters = breaks;
+  rl_completer_word_break_characters = breaks;
+  using_history();
+  stifle_history(HISTORY_MAX);
+  const char *h = getenv("CONFIT_HISTORY");
+  if (h == NULL) {
+    const char *home = getenv("HOME");
+    if (home && *home) {
+      size_t n = strlen(home) + sizeof "/.confit_history";
+      g_histfile = malloc(n);
+      if (g_histfile) snprintf(g_histfile, n, "%s/.confit_history", home);
+    }
+  } else if (*h) {
+    g_histfile = malloc(strlen(h) + 1);
+    if (g_histfile) strcpy(g_histfile, h);
+  }
+  if (g_histfile) read_history(g_histfile);
+}
+
+static void repl_save_history(void) {
+  if (g_tty && g_histfile) {
+    if (write_history(g_histfile) != 0)
+      fprintf(stderr, "%s: warning: cannot write history to %s\n", progname, g_histfile);
+  }
+  free(g_histfile);
+  g_histfile = NULL;
+}
+
+/* confit = require "confit", as a global for the session; a failure is only a warning. */
+static void repl_preload(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "confit");
+  int status = docall(L, 1, 1);
+  if (status == LUA_OK) {
+    lua_setglobal(L, "confit");
+  } else {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "%s: warning: require \"confit\" failed: %s\n", progname,
+            msg ? msg : "(no message)");
+    lua_pop(L, 1);
+  }
+}
+
+static void repl(lua_State *L) {
+  g_tty = isatty(STDIN_FILENO);
+  g_timing = g_tty;
+  g_L = L;
+  if (g_tty) repl_init_terminal();
+  repl_preload(L);
+  if (g_tty) {
+    print_version();
+    printf("  :help for help, :quit or Ctrl-D to leave, Tab completes, Ctrl-C interrupts\n");
+  }
+  int base = lua_gettop(L);
+  for (;;) {
+    lua_settop(L, base);
+    fflush(stdout);
+    char *line;
+    int r = read_line(PROMPT1, &line);
+    if (r == READ_EOF) break;
+    if (r == READ_INTERRUPTED) {
+      if (g_tty) printf("\n");
+      continue;
+    }
+    const char *s = line;
+    while (isspace((unsigned char)*s)) s++;
+    if (*s == '\0') { free(line); continue; }
+    if (*s == ':' || *s == '?') {
+      history_add(line);
+      int go_on = repl_command(L, s);
+      free(line);
+      if (!go_on) break;
+      continue;
+    }
+    lua_pushstring(L, line);
+    free(line);
+    /* gather lines until the chunk compiles or is definitely wrong */
+    int more, status, eof = 0, interrupted = 0;
+    for (;;) {
+      lua_pushvalue(L, -1);
+      status = compile_chunk(L, &more);
+      if (status == LUA_OK || !more) break;
+      lua_pop(L, 1); /* the "incomplete" message */
+      r = read_line(PROMPT2, &line);
+      if (r != READ_LINE) {
+        eof = r == READ_EOF;
+        interrupted = r == READ_INTERRUPTED;
+        break;
+      }
+      lua_pushliteral(L, "\n");
+      lua_pushstring(L, line);
+      free(line);
+      lua_concat(L, 3);
+    }
+    if (interrupted) {
+      if (g_tty) printf("\n");
+      continue;
+    }
+    if (eof) { /* input ended inside a statement: say so, then stop */
+      lua_pushvalue(L, base + 1);
+      compile_chunk(L, &more);
+      history_add(lua_tostring(L, base + 1));
+      report(L, LUA_ERRSYNTAX, 0);
+      break;
+    }
+    size_t cl;
+    const char *chunk = lua_tolstring(L, base + 1, &cl);
+    history_add(chunk);
+    if (status != LUA_OK) {
+      report(L, status, 0);
+      continue;
+    }
+    int quiet = ends_with_semicolon(chunk, cl);
+    double t0 = now_seconds();
+    status = docall(L, 0, LUA_MULTRET);
+    double dt = now_seconds() - t0;
+    int nres = lua_gettop(L) - (base + 1);
+    if (status == LUA_OK && nres > 0 && !quiet) {
+      lua_pushcfunction(L, print_results);
+      lua_insert(L, base + 2);
+      status = docall(L, nres, 0);
+    }
+    report(L, status, 0);
+    if (g_timing) printf("[%.4fs]\n", dt);
+    fflush(stdout);
+  }
+  if (g_tty) printf("\n");
+  fflush(stdout);
+  lua_settop(L, base);
+  repl_save_history();
+}
+
+/* ---------------------------------------------------------------- main */
+
+struct cli {
+  int argc;
+  char **argv;
+  int script;      /* index of the script argument, 0 when none */
+  int interactive; /* -i */
+  int version;     /* -v */
+  int has_e;       /* at least one -e */
+  int exit_code;
+};
+
+/* Parses options; returns 0 after printing a usage error (or the help), 1 to go on. */
+static int parse_args(struct cli *c) {
+  for (int i = 1; i < c->argc; i++) {
+    const char *a = c->argv[i];
+    if (a[0] != '-' || strcmp(a, "-") == 0) { c->script = i; return 1; }
+    if (strcmp(a, "--") == 0) {
+      if (i + 1 < c->argc) c->script = i + 1;
+      return 1;
+    }
+    if (strcmp(a, "-i") == 0) c->interactive = 1;
+    else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) c->version = 1;
+    else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      print_usage(stdout);
+      c->exit_code = 0;
+      return 0;
+    } else if (strncmp(a, "-e", 2) == 0) {
+      if (a[2] == '\0' && ++i >= c->argc) {
+        fprintf(stderr, "%s: '-e' needs an argument\n", progname);
+        print_usage(stderr);
+        c->exit_code = 1;
+        return 0;
+      }
+      c->has_e = 1;
+    } else {
+      fprintf(stderr, "%s: unrecognized option '%s'\n", progname, a);
+      print_usage(stderr);
+      c->exit_code = 1;
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Runs the -e chunks in order; returns the first failing status. */
+static int run_e_chunks(lua_State *L, struct cli *c) {
+  int end = c->script ? c->script : c->argc;
+  for (int i = 1; i < end; i++) {
+    const char *a = c->argv[i];
+    if (strcmp(a, "--") == 0) break;
+    if (strncmp(a, "-e", 2) != 0) continue;
+    const char *code = a[2] ? a + 2 : c->argv[++i];
+    int status = luaL_loadbuffer(L, code, strlen(code), "=(command line)");
+    if (status == LUA_OK) status = docall(L, 0, 0);
+    if (report(L, status, 1) != LUA_OK) return status;
+  }
+  return LUA_OK;
+}
+
+static int run_script(lua_State *L, struct cli *c) {
+  const char *fname = c->argv[c->script];
+  if (strcmp(fname, "-") == 0) fname = NULL; /* stdin */
+  int status = luaL_loadfile(L, fname);
+  if (status == LUA_OK) {
+    int n = c->argc - c->script - 1;
+    luaL_checkstack(L, n + 3, "too many arguments to script");
+    for (int i = c->script + 1; i < c->argc; i++) lua_pushstring(L, c->argv[i]);
+    status = docall(L, n, 0);
+  }
+  return report(L, status, 1);
+}
+
+static int pmain(lua_State *L) {
+  struct cli *c = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  luaL_checkversion(L);
   luaL_openlibs(L);
   setup_paths(L);
-  if (argc < 2) { fprintf(stderr, "usage: confit script.lua [args]\n"); lua_close(L); return 1; }
-  lua_createtable(L, argc, 1);
-  for (int i = 0; i < argc; i++) { lua_pushstring(L, argv[i]); lua_rawseti(L, -2, i - 1); }
-  lua_setglobal(L, "arg");
-  lua_pushcfunction(L, msghandler);
-  int st = luaL_loadfile(L, argv[1]);
-  if (st == LUA_OK) {
-    for (int i = 2; i < argc; i++) lua_pushstring(L, argv[i]);
-    st = lua_pcall(L, argc - 2, 0, -(argc - 2) - 2);
+  if (!parse_args(c)) return 0;
+  create_arg_table(L, c->argv, c->argc, c->script);
+  lua_gc(L, LUA_GCRESTART);
+  int nothing = !c->script && !c->has_e && !c->version;
+  if (c->version) print_version();
+  int status = run_e_chunks(L, c);
+  if (status == LUA_OK && c->script) status = run_script(L, c);
+  /* with -i the REPL starts even after an error, to inspect the state (like python -i) */
+  if (c->interactive || nothing) {
+    repl(L);
+    status = LUA_OK;
   }
-  if (st != LUA_OK) fprintf(stderr, "confit: %s\n", lua_tostring(L, -1));
+  c->exit_code = status == LUA_OK ? 0 : 1;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argv[0] && argv[0][0]) progname = argv[0];
+  progname = strrchr(progname, '/') ? strrchr(progname, '/') + 1 : progname;
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    fprintf(stderr, "%s: cannot create the Lua state: not enough memory\n", progname);
+    return 1;
+  }
+  struct cli c = {argc, argv, 0, 0, 0, 0, 1};
+  lua_gc(L, LUA_GCSTOP); /* no collections while the libraries open */
+  lua_pushcfunction(L, pmain);
+  lua_pushlightuserdata(L, &c);
+  int status = lua_pcall(L, 1, 0, 0);
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "%s: %s\n", progname, msg ? msg : "(error object is not a string)");
+    c.exit_code = 1;
+  }
   lua_close(L);
-  return st == LUA_OK ? 0 : 1;
+  fflush(stdout);
+  return c.exit_code;
 }

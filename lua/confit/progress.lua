@@ -12,7 +12,7 @@
 --
 -- Terminal detection: TERM set and not "dumb", and `test -t 2` (stderr is a tty) succeeds; the
 -- answer is computed once per process. CONFIT_PROGRESS=bar|plain|off overrides it.
--- Time: a wall clock in seconds; confit.core.now() when the C module provides one, else
+-- Time: a wall clock in seconds; confit.core.clock() (monotonic) when the C module provides one, else
 -- os.time() (1 s resolution, enough for rates over long loops). opts.clock replaces it.
 local M = {}
 
@@ -29,7 +29,7 @@ end
 
 local function default_clock()
   local ok, core = pcall(require, "confit.core")
-  if ok and type(core) == "table" and type(core.now) == "function" then return core.now end
+  if ok and type(core) == "table" and type(core.clock) == "function" then return core.clock end
   return os.time
 end
 

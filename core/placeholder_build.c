@@ -1,1 +1,0 @@
-/* empty until the core lands */ typedef int cf_placeholder_unused;
