@@ -1,0 +1,741 @@
+/* test_safetensors.c - safetensors reader/writer, half conversions, shard index, fixtures.
+ *
+ * Run from the project root (ctest does). With `--write-corpus DIR` it only writes the corrupted
+ * and valid sample files into DIR (the seeds of tests/fuzz/run.sh) and exits.
+ * Prints "N passed, N failed" and exits 1 on any failure.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "error.h"
+#include "io/half.h"
+#include "io/safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int n_pass, n_fail;
+
+#define CHECK(cond, ...)                                                                                      \
+  do {                                                                                                        \
+    if (cond) {                                                                                               \
+      n_pass++;                                                                                               \
+    } else {                                                                                                  \
+      n_fail++;                                                                                               \
+      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                             \
+      printf(__VA_ARGS__);                                                                                    \
+      printf("\n");                                                                                           \
+    }                                                                                                         \
+  } while (0)
+
+static char tmpdir[256];
+
+static char *path_in(const char *dir, const char *name) {
+  static char buf[8][512];
+  static int k;
+  char *p = buf[k++ % 8];
+  snprintf(p, 512, "%s/%s", dir, name);
+  return p;
+}
+
+static int file_exists(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+static unsigned char *read_all(const char *p, size_t *len) {
+  FILE *f = fopen(p, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *b = malloc(n ? (size_t)n : 1);
+  if (fread(b, 1, (size_t)n, f) != (size_t)n) {
+    free(b);
+    fclose(f);
+    return NULL;
+  }
+  fclose(f);
+  *len = (size_t)n;
+  return b;
+}
+
+static void write_bytes(const char *p, const void *b, size_t n) {
+  FILE *f = fopen(p, "wb");
+  if (!f) {
+    printf("cannot write %s\n", p);
+    exit(1);
+  }
+  if (n) fwrite(b, 1, n, f);
+  fclose(f);
+}
+
+/* A raw file: 8-byte length (hlen_override if nonzero) + header text + ndata bytes 0,1,2,... */
+static void write_raw(const char *p, const char *header, size_t ndata, unsigned long long hlen_override) {
+  size_t h = strlen(header);
+  unsigned long long hl = hlen_override ? hlen_override : h;
+  unsigned char *b = malloc(8 + h + ndata + 1);
+  for (int i = 0; i < 8; i++) b[i] = (unsigned char)(hl >> (8 * i));
+  memcpy(b + 8, header, h);
+  for (size_t i = 0; i < ndata; i++) b[8 + h + i] = (unsigned char)(i * 7 + 1);
+  write_bytes(p, b, 8 + h + ndata);
+  free(b);
+}
+
+/* ---------------------------------------------------------------- corrupted corpus */
+
+typedef struct {
+  const char *file;     /* name in the corpus dir */
+  const char *header;   /* NULL: special-cased below */
+  size_t ndata;
+  unsigned long long hlen;
+  const char *expect;   /* fragment of the message */
+  const char *tensor;   /* tensor name the message must mention, or NULL */
+} bad_case;
+
+static const bad_case bad_cases[] = {
+  {"truncated.safetensors", NULL, 0, 0, "shorter than the 8-byte header length", NULL},
+  {"empty.safetensors", NULL, 0, 0, "shorter than the 8-byte header length", NULL},
+  {"header_too_long.safetensors", "{}", 0, 200000000ull, "exceeds the 100 MB limit", NULL},
+  {"header_past_end.safetensors", "{}", 4, 1000, "runs past the end of the file", NULL},
+  {"bad_json.safetensors", "{\"a\": {\"dtype\": \"F32\", ", 0, 0, "header is not valid JSON", NULL},
+  {"json_trailing.safetensors", "{} x", 0, 0, "trailing bytes after the top-level value", NULL},
+  {"not_object.safetensors", "[1, 2]", 0, 0, "header is not a JSON object", NULL},
+  {"entry_not_object.safetensors", "{\"w\": 3}", 0, 0, "entry is not an object", "w"},
+  {"missing_dtype.safetensors", "{\"w\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4, 0, "missing dtype", "w"},
+  {"dtype_not_string.safetensors", "{\"w\": {\"dtype\": 4, \"shape\": [1], \"data_offsets\": [0, 4]}}", 4, 0,
+   "dtype is not a string", "w"},
+  {"missing_shape.safetensors", "{\"w\": {\"dtype\": \"F32\", \"data_offsets\": [0, 4]}}", 4, 0, "missing shape",
+   "w"},
+  {"missing_offsets.safetensors", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1]}}", 4, 0, "missing data_offsets",
+   "w"},
+  {"offsets_arity.safetensors", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4, 8]}}", 4, 0,
+   "not an array of 2 integers", "w"},
+  {"unknown_dtype.safetensors", "{\"w\": {\"dtype\": \"F7\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 4, 0,
+   "unknown dtype 'F7'", "w"},
+  {"negative_dim.safetensors", "{\"w\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", 4, 0,
+   "negative dimension", "w"},
+  {"fractional_dim.safetensors", "{\"w\": {\"dtype\": \"F32\", \"shape\": [2.5], \"data_offsets\": [0, 4]}}", 4, 0,
+   "non-integer dimension", "w"},
+  {"string_dim.safetensors", "{\"w\": {\"dtype\": \"F32\", \"shape\": [\"1\"], \"data_offsets\": [0, 4]}}", 4, 0,
+   "non-integer dimension", "w"},
+  {"nine_dims.safetensors",
+   "{\"w\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], \"data_offsets\": [0, 4]}}", 4, 0,
+   "9 dims, more than 8", "w"},
+  {"wrong_size.safetensors", "{\"w\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}", 8, 0,
+   "size mismatch", "w"},
+  {"begin_after_end.safetensors", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 4]}}", 8, 0,
+   "begin 8 > end 4", "w"},
+  {"offsets_out_of_range.safetensors", "{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}",
+   8, 0, "out of range of the 8-byte data section", "w"},
+  {"truncated_data.safetensors",
+   "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}, "
+   "\"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 16]}}",
+   11, 0, "out of range", "b"},
+  {"overlap.safetensors",
+   "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}, "
+   "\"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
+   12, 0, "overlap", "b"},
+  {"gap.safetensors",
+   "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
+   "\"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 12]}}",
+   12, 0, "gap of 4 unused bytes", "b"},
+  {"gap_at_start.safetensors", "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 8, 0,
+   "gap of 4 unused bytes", "a"},
+  {"trailing_bytes.safetensors", "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 8, 0,
+   "4 trailing bytes", NULL},
+  {"duplicate_name.safetensors",
+   "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
+   "\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}",
+   8, 0, "duplicate tensor name 'a'", "a"},
+  {"duplicate_metadata.safetensors", "{\"__metadata__\": {}, \"__metadata__\": {}}", 0, 0,
+   "duplicate name '__metadata__'", NULL},
+  {"metadata_not_map.safetensors", "{\"__metadata__\": {\"format\": \"pt\", \"step\": 3}}", 0, 0,
+   "__metadata__ is not a string-to-string map", NULL},
+  {"metadata_not_object.safetensors", "{\"__metadata__\": \"pt\"}", 0, 0,
+   "__metadata__ is not a string-to-string map", NULL},
+  {"metadata_dup_key.safetensors", "{\"__metadata__\": {\"k\": \"1\", \"k\": \"2\"}}", 0, 0,
+   "__metadata__ has a duplicate key 'k'", NULL},
+  {"bad_utf8.safetensors", "{\"w\xff\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1]}}", 1, 0,
+   "not valid UTF-8", NULL},
+  {"nul_escape.safetensors", "{\"a\\u0000b\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1]}}", 1,
+   0, "\\u0000", NULL},
+  {"control_char.safetensors", "{\"a\x01\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1]}}", 1, 0,
+   "raw control byte 0x01", NULL},
+  {"duplicate_key.safetensors",
+   "{\"w\": {\"dtype\": \"F32\", \"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 4, 0,
+   "duplicate key 'dtype'", "w"},
+  {"negative_offset.safetensors", "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [-1, 0]}}", 1, 0,
+   "data_offsets are not non-negative integers", "w"},
+};
+
+static void write_bad(const char *dir, const bad_case *c) {
+  const char *p = path_in(dir, c->file);
+  if (!c->header) {
+    if (strcmp(c->file, "truncated.safetensors") == 0) write_bytes(p, "\x10\x00\x00\x00\x00", 5);
+    else write_bytes(p, "", 0);
+    return;
+  }
+  write_raw(p, c->header, c->ndata, c->hlen);
+}
+
+/* Valid samples that must open (also fuzzer seeds). */
+typedef struct {
+  const char *file, *header;
+  size_t ndata;
+  size_t count;
+} good_case;
+
+static const good_case good_cases[] = {
+  {"good_empty.safetensors", "{}", 0, 0},
+  {"good_padded.safetensors", "{\"__metadata__\": {\"format\": \"pt\"}}      ", 0, 0},
+  {"good_zero_size.safetensors",
+   "{\"e\": {\"dtype\": \"F32\", \"shape\": [0, 3], \"data_offsets\": [0, 0]}, "
+   "\"f\": {\"dtype\": \"I64\", \"shape\": [2, 0], \"data_offsets\": [0, 0]}, "
+   "\"s\": {\"dtype\": \"F64\", \"shape\": [], \"data_offsets\": [0, 8]}}",
+   8, 3},
+  {"good_unordered.safetensors",
+   "{\"b\": {\"dtype\": \"U8\", \"shape\": [3], \"data_offsets\": [2, 5]}, "
+   "\"a\": {\"dtype\": \"BF16\", \"shape\": [1], \"data_offsets\": [0, 2], \"extra\": 1}}",
+   5, 2},
+};
+
+static void test_corpus(void) {
+  for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+    const bad_case *c = &bad_cases[i];
+    write_bad(tmpdir, c);
+    const char *p = path_in(tmpdir, c->file);
+    cf_error_clear();
+    cf_st_file *f = cf_st_open(p);
+    const char *msg = cf_error_message();
+    CHECK(f == NULL, "%s: opened but should be rejected", c->file);
+    cf_st_close(f);
+    CHECK(strstr(msg, c->expect) != NULL, "%s: message '%s' lacks '%s'", c->file, msg, c->expect);
+    CHECK(strstr(msg, c->file) != NULL, "%s: message '%s' does not name the file", c->file, msg);
+    if (c->tensor) {
+      char q[64];
+      snprintf(q, sizeof q, "'%s'", c->tensor);
+      CHECK(strstr(msg, q) != NULL, "%s: message '%s' does not name tensor %s", c->file, msg, q);
+    }
+    /* the same bytes through the memory entry point give the same verdict */
+    size_t len = 0;
+    unsigned char *b = read_all(p, &len);
+    cf_st_file *g = cf_st_open_memory(b, len, c->file);
+    CHECK(g == NULL && strstr(cf_error_message(), c->expect), "%s: open_memory disagrees: %s", c->file,
+          cf_error_message());
+    cf_st_close(g);
+    free(b);
+  }
+  for (size_t i = 0; i < sizeof good_cases / sizeof good_cases[0]; i++) {
+    const good_case *c = &good_cases[i];
+    const char *p = path_in(tmpdir, c->file);
+    write_raw(p, c->header, c->ndata, 0);
+    cf_st_file *f = cf_st_open(p);
+    CHECK(f != NULL, "%s: rejected: %s", c->file, cf_error_message());
+    CHECK(cf_st_count(f) == c->count, "%s: count %zu != %zu", c->file, cf_st_count(f), c->count);
+    cf_st_close(f);
+  }
+  /* details of the unordered sample: header order kept, offsets honoured */
+  cf_st_file *f = cf_st_open(path_in(tmpdir, "good_unordered.safetensors"));
+  if (f) {
+    const cf_st_entry *a = cf_st_find(f, "a"), *b = cf_st_find(f, "b");
+    CHECK(strcmp(cf_st_get(f, 0)->name, "b") == 0, "header order not kept");
+    CHECK(a && b && a->nbytes == 2 && b->nbytes == 3, "unordered sizes");
+    CHECK(b && ((const unsigned char *)b->data)[0] == (unsigned char)(2 * 7 + 1), "unordered data offset");
+    CHECK(cf_st_find(f, "c") == NULL && cf_st_get(f, 2) == NULL, "find/get of absent");
+    cf_st_close(f);
+  }
+  /* a directory and a missing file */
+  CHECK(cf_st_open(tmpdir) == NULL && strstr(cf_error_message(), "not a regular file"), "dir: %s",
+        cf_error_message());
+  CHECK(cf_st_open(path_in(tmpdir, "nope.safetensors")) == NULL && strstr(cf_error_message(), "cannot open"),
+        "missing: %s", cf_error_message());
+}
+
+/* ---------------------------------------------------------------- round trip */
+
+static void test_round_trip(void) {
+  float f32[6] = {1.5f, -2.25f, 0.0f, 3e-8f, 1e30f, -0.0f};
+  uint16_t f16[5] = {0x3c00, 0xc000, 0x0001, 0x7c00, 0x7bff};
+  uint16_t bf16[3] = {0x3f80, 0xbfc0, 0x7f80};
+  double f64 = 3.141592653589793;
+  int64_t i64[4] = {-1, 0, (int64_t)1 << 40, INT64_MAX};
+  uint8_t u8[7] = {0, 1, 2, 250, 251, 254, 255};
+  uint8_t b8[2] = {1, 0};
+  int8_t i8[3] = {-128, 0, 127};
+  int16_t i16[2] = {-32768, 12345};
+  uint32_t u32[2] = {0, 4000000000u};
+  uint8_t one[2] = {7, 9};
+  cf_st_entry ents[] = {
+    {"w.f32", "F32", 2, {2, 3}, f32, sizeof f32},
+    {"u8 odd", "U8", 1, {7}, u8, sizeof u8}, /* makes the next tensor start unaligned */
+    {"h.f16", "F16", 1, {5}, f16, sizeof f16},
+    {"b.bf16", "BF16", 4, {1, 1, 1, 3}, bf16, sizeof bf16},
+    {"scalar", "F64", 0, {0}, &f64, sizeof f64},
+    {"ids", "I64", 1, {4}, i64, sizeof i64},
+    {"empty", "I32", 2, {0, 3}, NULL, 0},
+    {"empty2", "F32", 1, {0}, NULL, 0},
+    {"mask", "BOOL", 1, {2}, b8, sizeof b8},
+    {"i8", "I8", 1, {3}, i8, sizeof i8},
+    {"i16", "I16", 2, {2, 1}, i16, sizeof i16},
+    {"u32", "U32", 1, {2}, u32, sizeof u32},
+    {"eight", "U8", 8, {1, 1, 1, 1, 1, 1, 1, 2}, one, sizeof one},
+    {"quo\"te\\back/sl\xc3\xa9\n", "U8", 1, {1}, one, 1},
+  };
+  size_t n = sizeof ents / sizeof ents[0];
+  const char *meta[] = {"step", "12", "note", "h\xc3\xa9 \"q\"\n\\", "empty", "", NULL};
+  const char *p = path_in(tmpdir, "rt.safetensors");
+  int rc = cf_st_write(p, ents, n, meta);
+  CHECK(rc == 0, "write: %s", cf_error_message());
+  cf_st_file *f = cf_st_open(p);
+  CHECK(f != NULL, "reopen: %s", cf_error_message());
+  if (!f) return;
+  CHECK(cf_st_count(f) == n, "count %zu", cf_st_count(f));
+  for (size_t i = 0; i < n && i < cf_st_count(f); i++) {
+    const cf_st_entry *e = cf_st_get(f, i);
+    CHECK(strcmp(e->name, ents[i].name) == 0, "name %zu: %s", i, e->name);
+    CHECK(strcmp(e->dtype, ents[i].dtype) == 0, "dtype %s: %s", ents[i].name, e->dtype);
+    CHECK(e->ndim == ents[i].ndim, "ndim %s: %d", ents[i].name, e->ndim);
+    int same = 1;
+    for (int k = 0; k < e->ndim; k++) same &= e->shape[k] == ents[i].shape[k];
+    CHECK(same, "shape %s", ents[i].name);
+    CHECK(e->nbytes == ents[i].nbytes && (!e->nbytes || memcmp(e->data, ents[i].data, e->nbytes) == 0),
+          "bytes %s", ents[i].name);
+    CHECK(cf_st_find(f, ents[i].name) == e, "find %s", ents[i].name);
+  }
+  CHECK(cf_st_numel(cf_st_find(f, "scalar")) == 1, "0-d numel");
+  CHECK(cf_st_numel(cf_st_find(f, "empty")) == 0, "empty numel");
+  CHECK(cf_st_metadata(f, "format") && strcmp(cf_st_metadata(f, "format"), "pt") == 0, "format=pt");
+  CHECK(cf_st_metadata(f, "step") && strcmp(cf_st_metadata(f, "step"), "12") == 0, "step");
+  CHECK(cf_st_metadata(f, "note") && strcmp(cf_st_metadata(f, "note"), meta[3]) == 0, "note escaped");
+  CHECK(cf_st_metadata(f, "empty") && cf_st_metadata(f, "empty")[0] == 0, "empty value");
+  CHECK(cf_st_metadata(f, "missing") == NULL, "missing key");
+  CHECK(cf_st_metadata_count(f) == 4, "metadata count %zu", cf_st_metadata_count(f));
+  const char *k0 = NULL, *v0 = NULL;
+  CHECK(cf_st_metadata_at(f, 0, &k0, &v0) == 0 && strcmp(k0, "format") == 0, "metadata_at 0");
+  CHECK(cf_st_metadata_at(f, 9, &k0, &v0) == -1, "metadata_at out of range");
+
+  /* the raw layout: header length multiple of 8, padded with spaces, HF-style prefix */
+  size_t len = 0;
+  unsigned char *b = read_all(p, &len);
+  uint64_t hl = 0;
+  for (int i = 7; i >= 0; i--) hl = (hl << 8) | b[i];
+  CHECK(hl % 8 == 0, "header length %llu not a multiple of 8", (unsigned long long)hl);
+  CHECK(memcmp(b + 8, "{\"__metadata__\":{\"format\":\"pt\"", 30) == 0, "header starts with metadata");
+  size_t last = 8 + (size_t)hl - 1;
+  while (b[last] == ' ') last--;
+  CHECK(b[last] == '}', "padding is spaces after the closing brace");
+  size_t data_total = 0;
+  for (size_t i = 0; i < n; i++) data_total += ents[i].nbytes;
+  CHECK(len == 8 + hl + data_total, "file size %zu", len);
+  /* write_memory gives the same bytes */
+  unsigned char *m = NULL;
+  size_t mlen = 0;
+  CHECK(cf_st_write_memory(ents, n, meta, &m, &mlen) == 0 && mlen == len && memcmp(m, b, len) == 0,
+        "write_memory differs from the file");
+  free(m);
+  free(b);
+
+  /* refcount: an aliasing user keeps the mapping alive after the opener closes */
+  const cf_st_entry *w = cf_st_find(f, "w.f32");
+  cf_st_file *keep = cf_st_retain(f);
+  CHECK(keep == f, "retain returns f");
+  cf_st_close(f);
+  float got[6];
+  CHECK(cf_st_to_f32(w, got) == 0 && memcmp(got, f32, sizeof f32) == 0, "data alive after first close");
+  cf_st_close(keep);
+
+  /* no temporary left behind */
+  DIR *d = opendir(tmpdir);
+  int tmp_left = 0;
+  for (struct dirent *de; d && (de = readdir(d));)
+    if (strstr(de->d_name, ".tmp.")) tmp_left++;
+  if (d) closedir(d);
+  CHECK(tmp_left == 0, "%d temporary files left", tmp_left);
+
+  /* "format" may be overridden; no entries at all is a valid file */
+  const char *meta2[] = {"format", "np", NULL};
+  const char *p2 = path_in(tmpdir, "fmt.safetensors");
+  CHECK(cf_st_write(p2, NULL, 0, meta2) == 0, "write empty: %s", cf_error_message());
+  f = cf_st_open(p2);
+  CHECK(f && cf_st_count(f) == 0 && strcmp(cf_st_metadata(f, "format"), "np") == 0 && cf_st_metadata_count(f) == 1,
+        "format override");
+  cf_st_close(f);
+}
+
+static void test_writer_errors(void) {
+  float x[2] = {1, 2};
+  const char *p = path_in(tmpdir, "keep.safetensors");
+  cf_st_entry ok = {"x", "F32", 1, {2}, x, sizeof x};
+  CHECK(cf_st_write(p, &ok, 1, NULL) == 0, "write keep: %s", cf_error_message());
+  size_t len0 = 0;
+  unsigned char *before = read_all(p, &len0);
+
+  struct {
+    cf_st_entry e[2];
+    size_t n;
+    const char *expect;
+  } cases[] = {
+    {{{"x", "F32", 1, {3}, x, sizeof x}}, 1, "size mismatch"},
+    {{{"x", "F33", 1, {2}, x, sizeof x}}, 1, "unknown dtype 'F33'"},
+    {{{"x", "F32", 1, {2}, x, sizeof x}, {"x", "F32", 1, {2}, x, sizeof x}}, 2, "duplicate tensor name 'x'"},
+    {{{"__metadata__", "F32", 1, {2}, x, sizeof x}}, 1, "not a tensor name"},
+    {{{"", "F32", 1, {2}, x, sizeof x}}, 1, "has no name"},
+    {{{"x", "F32", 9, {2}, x, sizeof x}}, 1, "must be 0..8"},
+    {{{"x", "F32", 1, {-2}, x, sizeof x}}, 1, "negative dimension"},
+    {{{"x", "F32", 1, {2}, NULL, sizeof x}}, 1, "NULL data"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int rc = cf_st_write(p, cases[i].e, cases[i].n, NULL);
+    CHECK(rc == -1 && strstr(cf_error_message(), cases[i].expect), "writer case %zu: rc %d msg %s", i, rc,
+          cf_error_message());
+  }
+  const char *badmeta[] = {"k", "1", "k", "2", NULL};
+  CHECK(cf_st_write(p, &ok, 1, badmeta) == -1 && strstr(cf_error_message(), "duplicate metadata key 'k'"),
+        "dup meta: %s", cf_error_message());
+  size_t len1 = 0;
+  unsigned char *after = read_all(p, &len1);
+  CHECK(before && after && len0 == len1 && memcmp(before, after, len0) == 0, "failed writes changed the file");
+  free(before);
+  free(after);
+
+  /* into a missing directory: fails cleanly, leaves nothing */
+  const char *missing = path_in(tmpdir, "no/such/dir/x.safetensors");
+  CHECK(cf_st_write(missing, &ok, 1, NULL) == -1 && strstr(cf_error_message(), "cannot create"), "missing dir: %s",
+        cf_error_message());
+  CHECK(!file_exists(path_in(tmpdir, "no")), "missing dir was created");
+  /* path is a directory: rename fails, the temporary is removed */
+  const char *dpath = path_in(tmpdir, "adir");
+  mkdir(dpath, 0755);
+  CHECK(cf_st_write(dpath, &ok, 1, NULL) == -1 && strstr(cf_error_message(), "rename failed"), "rename over dir: %s",
+        cf_error_message());
+  char tmpname[600];
+  snprintf(tmpname, sizeof tmpname, "%s.tmp.%ld", dpath, (long)getpid());
+  CHECK(!file_exists(tmpname), "temporary %s left after a failed rename", tmpname);
+  rmdir(dpath);
+}
+
+/* ---------------------------------------------------------------- conversions */
+
+static uint32_t bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+static void test_half(void) {
+  /* bf16 round to nearest even */
+  CHECK(cf_f32_to_bf16(1.0f) == 0x3f80, "bf16 1");
+  CHECK(cf_f32_to_bf16(1.0f + 0x1p-8f) == 0x3f80, "bf16 tie to even (down)");
+  CHECK(cf_f32_to_bf16(1.0f + 3 * 0x1p-8f) == 0x3f82, "bf16 tie to even (up)");
+  CHECK(cf_f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 0x3f81, "bf16 above half rounds up");
+  CHECK(cf_f32_to_bf16(-1.0f - 0x1p-9f) == 0xbf80, "bf16 below half rounds down");
+  CHECK(cf_f32_to_bf16(3.4028235e38f) == 0x7f80, "bf16 FLT_MAX overflows to inf");
+  CHECK(cf_f32_to_bf16(INFINITY) == 0x7f80 && cf_f32_to_bf16(-INFINITY) == 0xff80, "bf16 inf");
+  uint16_t qn = cf_f32_to_bf16(NAN);
+  CHECK((qn & 0x7f80) == 0x7f80 && (qn & 0x7f), "bf16 NaN stays NaN: %04x", qn);
+  float snan;
+  uint32_t sb = 0x7f800001u; /* signalling NaN whose payload is all in the dropped bits */
+  memcpy(&snan, &sb, 4);
+  qn = cf_f32_to_bf16(snan);
+  CHECK((qn & 0x7f80) == 0x7f80 && (qn & 0x7f), "bf16 sNaN does not become inf: %04x", qn);
+  CHECK(bits(cf_bf16_to_f32(0x8000)) == 0x80000000u, "bf16 -0");
+  /* every finite bf16 survives widening + narrowing */
+  int bad = 0;
+  for (uint32_t h = 0; h < 65536; h++) {
+    if ((h & 0x7f80) == 0x7f80 && (h & 0x7f)) continue;
+    if (cf_f32_to_bf16(cf_bf16_to_f32((uint16_t)h)) != h) bad++;
+  }
+  CHECK(bad == 0, "bf16 round trip: %d bad", bad);
+
+  /* f16: exhaustive round trip, exact values, RNE at the edges */
+  bad = 0;
+  for (uint32_t h = 0; h < 65536; h++) {
+    float v = cf_f16_to_f32((uint16_t)h);
+    if (((h >> 10) & 0x1f) == 0x1f && (h & 0x3ff)) {
+      if (!isnan(v)) bad++;
+      continue;
+    }
+    if (cf_f32_to_f16(v) != h) bad++;
+  }
+  CHECK(bad == 0, "f16 round trip: %d bad", bad);
+  CHECK(cf_f16_to_f32(0x3c00) == 1.0f && cf_f16_to_f32(0xc000) == -2.0f, "f16 1, -2");
+  CHECK(cf_f16_to_f32(0x0001) == 0x1p-24f && cf_f16_to_f32(0x03ff) == 1023 * 0x1p-24f, "f16 subnormals");
+  CHECK(cf_f16_to_f32(0x7bff) == 65504.0f, "f16 max");
+  CHECK(cf_f32_to_f16(65519.0f) == 0x7bff && cf_f32_to_f16(65520.0f) == 0x7c00, "f16 overflow threshold");
+  CHECK(cf_f32_to_f16(1.0f + 0x1p-11f) == 0x3c00 && cf_f32_to_f16(1.0f + 3 * 0x1p-11f) == 0x3c02, "f16 ties");
+  CHECK(cf_f32_to_f16(0x1p-25f) == 0 && cf_f32_to_f16(0x1p-25f * 1.0001f) == 1, "f16 half of min subnormal");
+  CHECK(cf_f32_to_f16(3 * 0x1p-25f) == 2, "f16 subnormal tie to even");
+  CHECK(cf_f32_to_f16(-0x1p-30f) == 0x8000, "f16 underflow keeps sign");
+  CHECK(cf_f32_to_f16(1023.5f * 0x1p-24f) == 0x0400, "f16 subnormal rounds up into the normals");
+  CHECK(isnan(cf_f16_to_f32(cf_f32_to_f16(NAN))), "f16 NaN");
+
+  /* cf_st_to_f32 over dtypes */
+  uint16_t hb[3] = {0x3f80, 0xc040, 0x0000};
+  cf_st_entry e = {"b", "BF16", 1, {3}, hb, sizeof hb};
+  float out[4];
+  CHECK(cf_st_to_f32(&e, out) == 0 && out[0] == 1.0f && out[1] == -3.0f && out[2] == 0.0f, "to_f32 bf16");
+  uint16_t hh[2] = {0x3555, 0xfc00};
+  cf_st_entry eh = {"h", "F16", 1, {2}, hh, sizeof hh};
+  CHECK(cf_st_to_f32(&eh, out) == 0 && fabsf(out[0] - 0.333251953125f) == 0 && isinf(out[1]) && out[1] < 0,
+        "to_f32 f16");
+  int64_t iv[2] = {-5, 1 << 20};
+  cf_st_entry ei = {"i", "I64", 1, {2}, iv, sizeof iv};
+  CHECK(cf_st_to_f32(&ei, out) == 0 && out[0] == -5.0f && out[1] == 1048576.0f, "to_f32 i64");
+  double dv = 0.1;
+  cf_st_entry ed = {"d", "F64", 0, {0}, &dv, 8};
+  CHECK(cf_st_to_f32(&ed, out) == 0 && out[0] == 0.1f, "to_f32 f64 scalar");
+  uint8_t e4[4] = {0x38, 0x7e, 0x01, 0xff}; /* 1.0, 448, 2^-9, NaN */
+  cf_st_entry e8 = {"e4", "F8_E4M3", 1, {4}, e4, 4};
+  CHECK(cf_st_to_f32(&e8, out) == 0 && out[0] == 1.0f && out[1] == 448.0f && out[2] == 0x1p-9f && isnan(out[3]),
+        "to_f32 f8e4m3");
+  uint8_t e5[2] = {0x3c, 0x7b}; /* 1.0, 57344 */
+  cf_st_entry e52 = {"e5", "F8_E5M2", 1, {2}, e5, 2};
+  CHECK(cf_st_to_f32(&e52, out) == 0 && out[0] == 1.0f && out[1] == 57344.0f, "to_f32 f8e5m2");
+  cf_st_entry wrong = {"w", "F32", 1, {3}, hb, sizeof hb};
+  CHECK(cf_st_to_f32(&wrong, out) == -1 && strstr(cf_error_message(), "disagree"), "to_f32 size check");
+  cf_st_entry unk = {"u", "Q4", 1, {3}, hb, 6};
+  CHECK(cf_st_to_f32(&unk, out) == -1, "to_f32 unknown dtype");
+}
+
+/* ---------------------------------------------------------------- shard index */
+
+static void test_index(void) {
+  char dir[300];
+  snprintf(dir, sizeof dir, "%s/model", tmpdir);
+  mkdir(dir, 0755);
+  char **files = NULL;
+  size_t n = 0;
+  CHECK(cf_st_index_files(dir, &files, &n) == -1 && strstr(cf_error_message(), "no model.safetensors"),
+        "empty dir: %s", cf_error_message());
+  write_raw(path_in(dir, "model.safetensors"), "{}", 0, 0);
+  CHECK(cf_st_index_files(dir, &files, &n) == 0 && n == 1 && strcmp(files[0], path_in(dir, "model.safetensors")) == 0,
+        "single file");
+  cf_st_index_free(files, n);
+  const char *idx = "{\"metadata\": {\"total_size\": 16}, \"weight_map\": {"
+                    "\"a\": \"model-00002-of-00002.safetensors\", \"b\": \"model-00001-of-00002.safetensors\","
+                    "\"c\": \"model-00002-of-00002.safetensors\"}}";
+  write_bytes(path_in(dir, "model.safetensors.index.json"), idx, strlen(idx));
+  files = NULL;
+  n = 0;
+  int rc = cf_st_index_files(dir, &files, &n);
+  CHECK(rc == 0 && n == 2, "index: rc %d n %zu %s", rc, n, cf_error_message());
+  if (rc == 0 && n == 2) {
+    CHECK(strcmp(files[0], path_in(dir, "model-00001-of-00002.safetensors")) == 0, "shard 0: %s", files[0]);
+    CHECK(strcmp(files[1], path_in(dir, "model-00002-of-00002.safetensors")) == 0, "shard 1: %s", files[1]);
+  }
+  cf_st_index_free(files, n);
+  const char *evil = "{\"weight_map\": {\"a\": \"../../etc/passwd\"}}";
+  write_bytes(path_in(dir, "model.safetensors.index.json"), evil, strlen(evil));
+  CHECK(cf_st_index_files(dir, &files, &n) == -1 && strstr(cf_error_message(), "not a plain file name"),
+        "traversal: %s", cf_error_message());
+  const char *nomap = "{\"metadata\": {}}";
+  write_bytes(path_in(dir, "model.safetensors.index.json"), nomap, strlen(nomap));
+  CHECK(cf_st_index_files(dir, &files, &n) == -1 && strstr(cf_error_message(), "weight_map"), "no weight_map: %s",
+        cf_error_message());
+}
+
+/* ---------------------------------------------------------------- committed fixtures */
+
+static int shape_is(const cf_st_file *f, const char *name, const char *dtype, int ndim, int64_t d0, int64_t d1,
+                    int64_t d2) {
+  const cf_st_entry *e = cf_st_find(f, name);
+  int64_t d[3] = {d0, d1, d2};
+  int ok = e && strcmp(e->dtype, dtype) == 0 && e->ndim == ndim;
+  for (int k = 0; ok && k < ndim; k++) ok = e->shape[k] == d[k];
+  if (!ok) printf("  %s: %s\n", name, e ? "wrong dtype/shape" : "missing");
+  return ok;
+}
+
+static int json_int(const cJSON *cfg, const char *key, int dflt) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+  return cJSON_IsNumber(v) ? v->valueint : dflt;
+}
+
+static void check_fixture(const char *dir, int qwen) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/config.json", dir);
+  size_t len = 0;
+  unsigned char *txt = read_all(p, &len);
+  CHECK(txt != NULL, "fixture %s missing (regenerate with tests/fixtures/make_tiny_models.py)", p);
+  if (!txt) return;
+  cJSON *cfg = cJSON_ParseWithLength((const char *)txt, len);
+  free(txt);
+  CHECK(cfg != NULL, "%s: bad JSON", p);
+  if (!cfg) return;
+  int V = json_int(cfg, "vocab_size", -1), H = json_int(cfg, "hidden_size", -1);
+  int L = json_int(cfg, "num_hidden_layers", -1), nh = json_int(cfg, "num_attention_heads", -1);
+  int nkv = json_int(cfg, "num_key_value_heads", nh), I = json_int(cfg, "intermediate_size", -1);
+  int hd = json_int(cfg, "head_dim", nh > 0 ? H / nh : -1);
+  int tied = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings"));
+  const cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
+  CHECK(cJSON_IsString(mt) && strcmp(mt->valuestring, qwen ? "qwen2" : "llama") == 0, "%s: model_type", p);
+  cJSON_Delete(cfg);
+  CHECK(V > 0 && H > 0 && L > 0 && nh > 0 && nkv > 0 && I > 0 && hd > 0, "%s: config fields", p);
+
+  snprintf(p, sizeof p, "%s/model.safetensors", dir);
+  cf_st_file *m = cf_st_open(p);
+  CHECK(m != NULL, "fixture model: %s", cf_error_message());
+  snprintf(p, sizeof p, "%s/reference.safetensors", dir);
+  cf_st_file *r = cf_st_open(p);
+  CHECK(r != NULL, "fixture reference: %s", cf_error_message());
+  if (!m || !r) {
+    cf_st_close(m);
+    cf_st_close(r);
+    return;
+  }
+  int ok = 1;
+  size_t expect = 2 + (tied ? 0 : 1) + (size_t)L * (qwen ? 12 : 9);
+  ok &= shape_is(m, "model.embed_tokens.weight", "F32", 2, V, H, 0);
+  ok &= shape_is(m, "model.norm.weight", "F32", 1, H, 0, 0);
+  if (tied) ok &= cf_st_find(m, "lm_head.weight") == NULL;
+  else ok &= shape_is(m, "lm_head.weight", "F32", 2, V, H, 0);
+  for (int l = 0; l < L; l++) {
+    char nm[128];
+#define W(suffix, nd, a, b)                                                                                   \
+  snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix);                                                   \
+  ok &= shape_is(m, nm, "F32", nd, a, b, 0);
+    W("input_layernorm.weight", 1, H, 0)
+    W("post_attention_layernorm.weight", 1, H, 0)
+    W("self_attn.q_proj.weight", 2, nh * hd, H)
+    W("self_attn.k_proj.weight", 2, nkv * hd, H)
+    W("self_attn.v_proj.weight", 2, nkv * hd, H)
+    W("self_attn.o_proj.weight", 2, H, nh * hd)
+    W("mlp.gate_proj.weight", 2, I, H)
+    W("mlp.up_proj.weight", 2, I, H)
+    W("mlp.down_proj.weight", 2, H, I)
+    if (qwen) {
+      W("self_attn.q_proj.bias", 1, nh * hd, 0)
+      W("self_attn.k_proj.bias", 1, nkv * hd, 0)
+      W("self_attn.v_proj.bias", 1, nkv * hd, 0)
+    } else {
+      snprintf(nm, sizeof nm, "model.layers.%d.self_attn.q_proj.bias", l);
+      ok &= cf_st_find(m, nm) == NULL;
+    }
+#undef W
+  }
+  CHECK(ok, "%s: model tensor names/shapes", dir);
+  CHECK(cf_st_count(m) == expect, "%s: %zu model tensors, expected %zu", dir, cf_st_count(m), expect);
+
+  /* reference: every parameter has its gradient with the same shape */
+  ok = 1;
+  for (size_t i = 0; i < cf_st_count(m); i++) {
+    const cf_st_entry *w = cf_st_get(m, i);
+    char gn[300];
+    snprintf(gn, sizeof gn, "grad.%s", w->name);
+    const cf_st_entry *g = cf_st_find(r, gn);
+    int same = g && strcmp(g->dtype, "F32") == 0 && g->ndim == w->ndim;
+    for (int k = 0; same && k < w->ndim; k++) same = g->shape[k] == w->shape[k];
+    if (!same) printf("  %s: missing or wrong shape\n", gn);
+    ok &= same;
+  }
+  CHECK(ok, "%s: grad.* tensors", dir);
+  const cf_st_entry *ids = cf_st_find(r, "ids");
+  int B = ids && ids->ndim == 2 ? (int)ids->shape[0] : 0, T = ids && ids->ndim == 2 ? (int)ids->shape[1] : 0;
+  CHECK(B == 3 && T == 12 && strcmp(ids->dtype, "I64") == 0, "%s: ids [3,12] I64", dir);
+  if (B != 3 || T != 12) {
+    cf_st_close(m);
+    cf_st_close(r);
+    return;
+  }
+  ok = shape_is(r, "logits", "F32", 3, B, T, V) && shape_is(r, "prompt_lens", "I64", 1, B, 0, 0) &&
+       shape_is(r, "lens", "I64", 1, B, 0, 0) && shape_is(r, "logprobs_t1", "F32", 1, B, 0, 0) &&
+       shape_is(r, "logprobs_t05", "F32", 1, B, 0, 0) && shape_is(r, "loss_weights", "F32", 1, B, 0, 0) &&
+       shape_is(r, "greedy_tokens", "I64", 1, 8, 0, 0);
+  const cf_st_entry *gp = cf_st_find(r, "greedy_prompt");
+  ok &= gp && strcmp(gp->dtype, "I64") == 0 && gp->ndim == 1 && gp->shape[0] > 0;
+  CHECK(ok, "%s: reference tensors", dir);
+  if (!ok) {
+    cf_st_close(m);
+    cf_st_close(r);
+    return;
+  }
+  /* the stored log-probs agree with the stored logits (sum of completion-token log_softmax) */
+  int64_t idv[36], pl[3], ln[3];
+  memcpy(idv, ids->data, sizeof idv);
+  memcpy(pl, cf_st_find(r, "prompt_lens")->data, sizeof pl);
+  memcpy(ln, cf_st_find(r, "lens")->data, sizeof ln);
+  float *lg = malloc(sizeof(float) * (size_t)(B * T * V));
+  float lp1[3], lp05[3];
+  cf_st_to_f32(cf_st_find(r, "logits"), lg);
+  cf_st_to_f32(cf_st_find(r, "logprobs_t1"), lp1);
+  cf_st_to_f32(cf_st_find(r, "logprobs_t05"), lp05);
+  int sane = 1;
+  for (int b = 0; b < B; b++) {
+    sane &= pl[b] >= 1 && pl[b] < ln[b] && ln[b] <= T;
+    for (int t = 0; t < T; t++) sane &= idv[b * T + t] >= 0 && idv[b * T + t] < V;
+  }
+  CHECK(sane, "%s: ids/prompt_lens/lens in range", dir);
+  for (int b = 0; sane && b < B; b++) {
+    for (int ti = 0; ti < 2; ti++) {
+      double temp = ti ? 0.5 : 1.0, sum = 0;
+      for (int64_t t = pl[b]; t < ln[b]; t++) {
+        const float *z = lg + ((size_t)b * T + (size_t)(t - 1)) * (size_t)V;
+        double mx = -INFINITY, s = 0;
+        for (int v = 0; v < V; v++) mx = fmax(mx, z[v] / temp);
+        for (int v = 0; v < V; v++) s += exp(z[v] / temp - mx);
+        sum += z[idv[b * T + t]] / temp - mx - log(s);
+      }
+      double want = ti ? lp05[b] : lp1[b];
+      CHECK(fabs(sum - want) < 1e-4 * (1 + fabs(want)), "%s: row %d T=%.1f log-prob %.7f vs stored %.7f", dir, b,
+            temp, sum, want);
+    }
+  }
+  free(lg);
+  cf_st_close(m);
+  cf_st_close(r);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void rm_tree(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  for (struct dirent *de; (de = readdir(d));) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+    struct stat st;
+    if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_tree(p);
+    else unlink(p);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) {
+    mkdir(argv[2], 0755);
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) write_bad(argv[2], &bad_cases[i]);
+    for (size_t i = 0; i < sizeof good_cases / sizeof good_cases[0]; i++)
+      write_raw(path_in(argv[2], good_cases[i].file), good_cases[i].header, good_cases[i].ndata, 0);
+    float x[3] = {1, 2, 3};
+    uint16_t h[2] = {0x3c00, 0x3f80};
+    cf_st_entry e[2] = {{"x", "F32", 2, {1, 3}, x, sizeof x}, {"h", "BF16", 1, {2}, h, sizeof h}};
+    const char *meta[] = {"step", "1", NULL};
+    if (cf_st_write(path_in(argv[2], "good_written.safetensors"), e, 2, meta)) {
+      printf("%s\n", cf_error_message());
+      return 1;
+    }
+    return 0;
+  }
+  snprintf(tmpdir, sizeof tmpdir, "%s/cf_st_test_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(tmpdir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  test_corpus();
+  test_round_trip();
+  test_writer_errors();
+  test_half();
+  test_index();
+  check_fixture("tests/fixtures/tiny_qwen2", 1);
+  check_fixture("tests/fixtures/tiny_llama", 0);
+  rm_tree(tmpdir);
+  printf("%d passed, %d failed\n", n_pass, n_fail);
+  return n_fail ? 1 : 0;
+}
