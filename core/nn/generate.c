@@ -1,0 +1,391 @@
+/* generate.c - the CPU KV-cache sampler (see generate.h).
+ *
+ * Data layout: the model's f32 weights are used in place ([out, in] row-major, so a projection
+ * of rows X [A, in] is one sgemm X W^T). The cache holds, per layer and per sample slot,
+ * K and V as [kv_heads][capacity][head_dim]. A "step" takes A rows, each (slot, position,
+ * token), writes their K/V into the cache first and then lets each row attend to positions
+ * 0..pos of its own slot: prefill (many rows of one slot) and decode (one row per slot) are
+ * the same code. LM-head logits are computed only for the rows that need a next token.
+ */
+#include "generate.h"
+#include "../error.h"
+#include "../interrupt.h"
+#include "../rng.h"
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  int64_t capacity;           /* positions per slot */
+  float **k, **v;             /* [layer] -> [slots][kvh][capacity][hd] */
+} kv_cache;
+
+typedef struct {
+  const cf_qwen2 *m;
+  int D, F, H, KVH, hd, V;
+  int64_t nslots;
+  kv_cache kv;
+  double *inv_freq;           /* [hd/2] */
+} engine;
+
+static const float *W(const cf_tensor *t) { return t ? (const float *)cf_tensor_data(t) : NULL; }
+
+static int check_weights(const cf_qwen2 *m) {
+  for (int i = 0; i < m->nparams; i++) {
+    const cf_tensor *t = *m->slots[i];
+    if (cf_tensor_device(t) != CF_DEVICE_CPU || t->dtype != CF_DTYPE_F32 || !cf_tensor_is_contiguous(t))
+      return CF_ERR("generate: parameter %s must be a contiguous f32 CPU tensor (got %s on %s)",
+                    m->names[i], cf_dtype_name(t->dtype), cf_device_name(cf_tensor_device(t)));
+  }
+  return 0;
+}
+
+/* y[A, out] = x[A, in] @ w[out, in]^T (+ b) */
+static void linear(const float *x, const float *w, const float *b, float *y, int A, int in, int out) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, A, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+  if (b)
+    for (int r = 0; r < A; r++)
+      for (int j = 0; j < out; j++) y[(size_t)r * out + j] += b[j];
+}
+
+static void rmsnorm(const float *x, const float *w, float *y, int A, int D, double eps) {
+  #pragma omp parallel for if (A >= 16)
+  for (int r = 0; r < A; r++) {
+    const float *xr = x + (size_t)r * D;
+    double ss = 0;
+    for (int j = 0; j < D; j++) ss += (double)xr[j] * xr[j];
+    float inv = (float)(1.0 / sqrt(ss / D + eps));
+    for (int j = 0; j < D; j++) y[(size_t)r * D + j] = xr[j] * inv * w[j];
+  }
+}
+
+/* Rotate-half RoPE of one head vector in place at position pos. */
+static void rope(float *v, int hd, int64_t pos, const double *inv_freq) {
+  int h2 = hd / 2;
+  for (int i = 0; i < h2; i++) {
+    double ang = (double)pos * inv_freq[i];
+    float c = (float)cos(ang), s = (float)sin(ang);
+    float a = v[i], b = v[i + h2];
+    v[i] = a * c - b * s;
+    v[i + h2] = b * c + a * s;
+  }
+}
+
+static float *kv_at(float *base, const engine *e, int64_t slot, int h, int64_t pos) {
+  return base + (((size_t)slot * e->KVH + h) * e->kv.capacity + pos) * e->hd;
+}
+
+/* One pass of A rows through the layers. Writes final-norm hidden states of all rows to hout. */
+static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *pos,
+                        const int64_t *tok, float *hout) {
+  const cf_qwen2 *m = e->m;
+  const cf_qwen2_config *c = &m->cfg;
+  int D = e->D, F = e->F, H = e->H, KVH = e->KVH, hd = e->hd;
+  int Q = H * hd, KV = KVH * hd;
+  size_t big = (size_t)A * (size_t)(F > Q ? (F > D ? F : D) : (Q > D ? Q : D));
+  float *x = malloc((size_t)A * D * sizeof *x), *h = malloc((size_t)A * D * sizeof *h);
+  float *q = malloc((size_t)A * Q * sizeof *q), *k = malloc((size_t)A * KV * sizeof *k);
+  float *v = malloc((size_t)A * KV * sizeof *v), *att = malloc((size_t)A * Q * sizeof *att);
+  float *g = malloc(big * sizeof *g), *u = malloc(big * sizeof *u);
+  int rc = 0;
+  if (!x || !h || !q || !k || !v || !att || !g || !u) { rc = CF_ERR("generate: out of memory for %d rows", A); goto done; }
+  const float *emb = W(m->embed);
+  for (int r = 0; r < A; r++) memcpy(x + (size_t)r * D, emb + (size_t)tok[r] * D, (size_t)D * sizeof *x);
+  for (int l = 0; l < c->layers; l++) {
+    const cf_qwen2_layer *L = &m->layer[l];
+    rmsnorm(x, W(L->in_norm), h, A, D, c->rms_eps);
+    linear(h, W(L->q_w), W(L->q_b), q, A, D, Q);
+    linear(h, W(L->k_w), W(L->k_b), k, A, D, KV);
+    linear(h, W(L->v_w), W(L->v_b), v, A, D, KV);
+    float *K = e->kv.k[l], *Vc = e->kv.v[l];
+    for (int r = 0; r < A; r++) {
+      for (int hh = 0; hh < H; hh++) rope(q + (size_t)r * Q + (size_t)hh * hd, hd, pos[r], e->inv_freq);
+      for (int hh = 0; hh < KVH; hh++) {
+        float *kr = k + (size_t)r * KV + (size_t)hh * hd;
+        rope(kr, hd, pos[r], e->inv_freq);
+        memcpy(kv_at(K, e, slot[r], hh, pos[r]), kr, (size_t)hd * sizeof *kr);
+        memcpy(kv_at(Vc, e, slot[r], hh, pos[r]), v + (size_t)r * KV + (size_t)hh * hd, (size_t)hd * sizeof *kr);
+      }
+    }
+    double scale = 1.0 / sqrt((double)hd);
+    int group = H / KVH;
+    #pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int r = 0; r < A; r++) {
+      for (int hh = 0; hh < H; hh++) {
+        const float *qr = q + (size_t)r * Q + (size_t)hh * hd;
+        int kvh = hh / group;
+        int64_t n = pos[r] + 1;
+        float *out = att + (size_t)r * Q + (size_t)hh * hd;
+        double *sc = malloc((size_t)n * sizeof *sc);
+        double *acc = calloc((size_t)hd, sizeof *acc);
+        if (!sc || !acc) { free(sc); free(acc); continue; }
+        double mx = -INFINITY;
+        for (int64_t s = 0; s < n; s++) {
+          const float *kr = kv_at(K, e, slot[r], kvh, s);
+          double d = 0;
+          for (int j = 0; j < hd; j++) d += (double)qr[j] * kr[j];
+          sc[s] = d * scale;
+          if (sc[s] > mx) mx = sc[s];
+        }
+        double sum = 0;
+        for (int64_t s = 0; s < n; s++) { sc[s] = exp(sc[s] - mx); sum += sc[s]; }
+        for (int64_t s = 0; s < n; s++) {
+          const float *vr = kv_at(Vc, e, slot[r], kvh, s);
+          double p = sc[s] / sum;
+          for (int j = 0; j < hd; j++) acc[j] += p * vr[j];
+        }
+        for (int j = 0; j < hd; j++) out[j] = (float)acc[j];
+        free(sc);
+        free(acc);
+      }
+    }
+    linear(att, W(L->o_w), NULL, h, A, Q, D);
+    for (size_t i = 0; i < (size_t)A * D; i++) x[i] += h[i];
+    rmsnorm(x, W(L->post_norm), h, A, D, c->rms_eps);
+    linear(h, W(L->gate_w), NULL, g, A, D, F);
+    linear(h, W(L->up_w), NULL, u, A, D, F);
+    for (size_t i = 0; i < (size_t)A * F; i++) { float z = g[i]; g[i] = z / (1.0f + expf(-z)) * u[i]; }
+    linear(g, W(L->down_w), NULL, h, A, F, D);
+    for (size_t i = 0; i < (size_t)A * D; i++) x[i] += h[i];
+  }
+  rmsnorm(x, W(m->final_norm), hout, A, D, c->rms_eps);
+done:
+  free(x); free(h); free(q); free(k); free(v); free(att); free(g); free(u);
+  return rc;
+}
+
+int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int top_k,
+                        double top_p, double u, double *logprob, int64_t *idx, double *p) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+  double T = temperature > 0 ? temperature : 1.0;
+  double mx = logits[best] / T, sum = 0;
+  for (int64_t i = 0; i < V; i++) sum += exp(logits[i] / T - mx);
+  double lse = mx + log(sum);
+  if (temperature <= 0) { *logprob = logits[best] / T - lse; return best; }
+  /* Candidates sorted by probability when truncating; otherwise sample from the full softmax. */
+  int64_t n = V;
+  for (int64_t i = 0; i < V; i++) { idx[i] = i; p[i] = exp(logits[i] / T - lse); }
+  if (top_k > 0 || top_p < 1.0) {
+    /* insertion into a sorted prefix would be O(V^2): sort indices by p descending instead */
+    int64_t keep = top_k > 0 && top_k < V ? top_k : V;
+    /* partial selection sort for small k, else a full heap-free shell sort */
+    for (int64_t gap = V / 2; gap > 0; gap /= 2)
+      for (int64_t i = gap; i < V; i++) {
+        int64_t ti = idx[i];
+        double tp = p[i];
+        int64_t j = i;
+        while (j >= gap && (p[j - gap] < tp || (p[j - gap] == tp && idx[j - gap] > ti))) {
+          p[j] = p[j - gap]; idx[j] = idx[j - gap]; j -= gap;
+        }
+        p[j] = tp; idx[j] = ti;
+      }
+    n = keep;
+    if (top_p < 1.0) {
+      double cum = 0;
+      for (int64_t i = 0; i < keep; i++) { cum += p[i]; if (cum >= top_p) { n = i + 1; break; } }
+    }
+  }
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) total += p[i];
+  double target = u * total, cum = 0;
+  int64_t pick = idx[n - 1];
+  for (int64_t i = 0; i < n; i++) {
+    cum += p[i];
+    if (target < cum) { pick = idx[i]; break; }
+  }
+  *logprob = logits[pick] / T - lse;
+  return pick;
+}
+
+static uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+static double draw(uint64_t seed, int prompt, int j, int step) {
+  uint32_t w[4];
+  uint64_t key = mix64(seed ^ mix64(((uint64_t)(uint32_t)prompt << 32) | (uint32_t)j));
+  cf_philox((uint64_t)step, key, w);
+  return (double)(((uint64_t)(w[0] >> 5) << 26) | (w[1] >> 6)) * (1.0 / 9007199254740992.0);
+}
+
+static bool is_stop(const cf_qwen2 *m, const cf_gen_opts *o, int64_t t) {
+  if (!o->ignore_eos)
+    for (int i = 0; i < m->cfg.n_eos; i++) if (m->cfg.eos[i] == t) return true;
+  for (int i = 0; i < o->nstop; i++) if (o->stop[i] == t) return true;
+  return false;
+}
+
+static int push_token(cf_gen_sample *s, int64_t tok, double lp, int cap) {
+  if (s->ntokens >= cap) return 0;
+  s->tokens[s->ntokens] = tok;
+  s->logprobs[s->ntokens] = (float)lp;
+  s->ntokens++;
+  s->logprob += lp;
+  return 0;
+}
+
+void cf_gen_samples_free(cf_gen_sample *s, int n) {
+  if (!s) return;
+  for (int i = 0; i < n; i++) { free(s[i].tokens); free(s[i].logprobs); }
+  free(s);
+}
+
+static int check_opts(const cf_qwen2 *m, const int64_t *const *prompts, const int *plen, int np,
+                      const cf_gen_opts *o) {
+  if (o->n < 1) return CF_ERR("generate: n must be >= 1 (got %d)", o->n);
+  if (o->max_new_tokens < 0) return CF_ERR("generate: max_new_tokens must be >= 0 (got %d)", o->max_new_tokens);
+  if (!(o->temperature >= 0) || !isfinite(o->temperature))
+    return CF_ERR("generate: temperature must be a finite number >= 0 (got %g)", o->temperature);
+  if (!(o->top_p > 0 && o->top_p <= 1)) return CF_ERR("generate: top_p must be in (0, 1] (got %g)", o->top_p);
+  if (o->top_k < 0) return CF_ERR("generate: top_k must be >= 0 (got %d)", o->top_k);
+  for (int p = 0; p < np; p++) {
+    if (plen[p] < 1) return CF_ERR("generate: prompt %d is empty", p + 1);
+    if (plen[p] + o->max_new_tokens > m->cfg.max_pos)
+      return CF_ERR("generate: prompt %d (%d tokens) + max_new_tokens %d exceeds max_position_embeddings %d",
+                    p + 1, plen[p], o->max_new_tokens, m->cfg.max_pos);
+    for (int t = 0; t < plen[p]; t++)
+      if (prompts[p][t] < 0 || prompts[p][t] >= m->cfg.vocab)
+        return CF_ERR("generate: prompt %d token %d is id %lld, outside the vocabulary [0, %d)", p + 1,
+                      t + 1, (long long)prompts[p][t], m->cfg.vocab);
+  }
+  return 0;
+}
+
+int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *plen, int np,
+                      const cf_gen_opts *o, cf_gen_sample **out) {
+  *out = NULL;
+  if (np < 0) return CF_ERR("generate: negative prompt count");
+  if (check_opts(m, prompts, plen, np, o)) return -1;
+  if (cf_tensor_device(m->embed) == CF_DEVICE_CUDA) {
+    if (!cf_cuda_qwen2_generate) return CF_ERR("generate: the model is on CUDA but this build has no CUDA");
+    return cf_cuda_qwen2_generate(m, prompts, plen, np, o, out);
+  }
+  if (check_weights(m)) return -1;
+  const cf_qwen2_config *c = &m->cfg;
+  engine e;
+  memset(&e, 0, sizeof e);
+  e.m = m;
+  e.D = c->hidden; e.F = c->intermediate; e.H = c->heads; e.KVH = c->kv_heads; e.hd = c->head_dim;
+  e.V = c->vocab;
+  int n = o->n;
+  e.nslots = (int64_t)np * n;
+  int maxp = 0;
+  int64_t total_prompt = 0;
+  for (int p = 0; p < np; p++) { if (plen[p] > maxp) maxp = plen[p]; total_prompt += plen[p]; }
+  e.kv.capacity = maxp + o->max_new_tokens;
+  int rc = 0;
+  cf_gen_sample *s = calloc((size_t)(e.nslots ? e.nslots : 1), sizeof *s);
+  e.kv.k = calloc((size_t)c->layers, sizeof *e.kv.k);
+  e.kv.v = calloc((size_t)c->layers, sizeof *e.kv.v);
+  e.inv_freq = malloc((size_t)(e.hd / 2) * sizeof *e.inv_freq);
+  size_t per_layer = (size_t)e.nslots * e.KVH * (size_t)e.kv.capacity * e.hd;
+  int64_t rows_cap = total_prompt > e.nslots ? total_prompt : e.nslots;
+  int64_t *rslot = malloc((size_t)(rows_cap + 1) * sizeof *rslot);
+  int64_t *rpos = malloc((size_t)(rows_cap + 1) * sizeof *rpos);
+  int64_t *rtok = malloc((size_t)(rows_cap + 1) * sizeof *rtok);
+  float *hid = malloc((size_t)(rows_cap + 1) * e.D * sizeof *hid);
+  float *logits = malloc((size_t)(e.nslots + 1) * e.V * sizeof *logits);
+  float *hsel = malloc((size_t)(e.nslots + 1) * e.D * sizeof *hsel);
+  int64_t *sidx = malloc((size_t)e.V * sizeof *sidx);
+  double *sp = malloc((size_t)e.V * sizeof *sp);
+  bool *done = calloc((size_t)(e.nslots + 1), sizeof *done);
+  int64_t *last = calloc((size_t)(e.nslots + 1), sizeof *last);
+  if (!s || !e.kv.k || !e.kv.v || !e.inv_freq || !rslot || !rpos || !rtok || !hid || !logits ||
+      !hsel || !sidx || !sp || !done || !last) {
+    rc = CF_ERR("generate: out of memory");
+    goto done;
+  }
+  for (int l = 0; l < c->layers; l++) {
+    e.kv.k[l] = malloc((per_layer ? per_layer : 1) * sizeof(float));
+    e.kv.v[l] = malloc((per_layer ? per_layer : 1) * sizeof(float));
+    if (!e.kv.k[l] || !e.kv.v[l]) {
+      rc = CF_ERR("generate: out of memory for the KV cache (%zu bytes per layer)", 2 * per_layer * sizeof(float));
+      goto done;
+    }
+  }
+  for (int i = 0; i < e.hd / 2; i++) e.inv_freq[i] = pow(c->rope_theta, -2.0 * i / e.hd);
+  int cap = o->max_new_tokens;
+  for (int64_t i = 0; i < e.nslots; i++) {
+    s[i].prompt = (int)(i / n);
+    s[i].tokens = malloc((size_t)(cap ? cap : 1) * sizeof *s[i].tokens);
+    s[i].logprobs = malloc((size_t)(cap ? cap : 1) * sizeof *s[i].logprobs);
+    if (!s[i].tokens || !s[i].logprobs) { rc = CF_ERR("generate: out of memory"); goto done; }
+    s[i].finish = CF_FINISH_LENGTH;
+  }
+  /* Prefill: every prompt into the slot of its first sample. */
+  int64_t A = 0;
+  for (int p = 0; p < np; p++)
+    for (int t = 0; t < plen[p]; t++) { rslot[A] = (int64_t)p * n; rpos[A] = t; rtok[A] = prompts[p][t]; A++; }
+  if (np > 0 && cap > 0) {
+    if ((rc = forward_rows(&e, (int)A, rslot, rpos, rtok, hid))) goto done;
+    /* copy each prompt's cache to its other samples, and take its last hidden row */
+    int64_t r = 0;
+    for (int p = 0; p < np; p++) {
+      r += plen[p];
+      for (int l = 0; l < c->layers; l++)
+        for (int j = 1; j < n; j++)
+          for (int hh = 0; hh < e.KVH; hh++) {
+            size_t bytes = (size_t)plen[p] * e.hd * sizeof(float);
+            memcpy(kv_at(e.kv.k[l], &e, (int64_t)p * n + j, hh, 0), kv_at(e.kv.k[l], &e, (int64_t)p * n, hh, 0), bytes);
+            memcpy(kv_at(e.kv.v[l], &e, (int64_t)p * n + j, hh, 0), kv_at(e.kv.v[l], &e, (int64_t)p * n, hh, 0), bytes);
+          }
+      memcpy(hsel + (size_t)p * e.D, hid + (size_t)(r - 1) * e.D, (size_t)e.D * sizeof *hsel);
+    }
+    linear(hsel, W(m->lm_head), NULL, logits, np, e.D, e.V);
+    for (int64_t i = 0; i < e.nslots; i++) {
+      const float *lg = logits + (size_t)(i / n) * e.V;
+      double lp;
+      double u = draw(o->seed, (int)(i / n), (int)(i % n), 0);
+      int64_t tok = cf_sample_token(lg, e.V, o->temperature, o->top_k, o->top_p, u, &lp, sidx, sp);
+      push_token(&s[i], tok, lp, cap);
+      last[i] = tok;
+      if (is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
+      else if (s[i].ntokens >= cap) done[i] = true;
+    }
+  } else {
+    for (int64_t i = 0; i < e.nslots; i++) done[i] = true;
+  }
+  /* Decode. */
+  for (int step = 1; step < cap; step++) {
+    if (cf_interrupt_pending()) {
+      for (int64_t i = 0; i < e.nslots; i++) if (!done[i]) { done[i] = true; s[i].finish = CF_FINISH_INTERRUPTED; }
+      break;
+    }
+    A = 0;
+    for (int64_t i = 0; i < e.nslots; i++) {
+      if (done[i]) continue;
+      rslot[A] = i;
+      rpos[A] = plen[i / n] + s[i].ntokens - 1;
+      rtok[A] = last[i];
+      A++;
+    }
+    if (A == 0) break;
+    if ((rc = forward_rows(&e, (int)A, rslot, rpos, rtok, hid))) goto done;
+    linear(hid, W(m->lm_head), NULL, logits, (int)A, e.D, e.V);
+    for (int64_t r = 0; r < A; r++) {
+      int64_t i = rslot[r];
+      double lp;
+      double u = draw(o->seed, (int)(i / n), (int)(i % n), step);
+      int64_t tok = cf_sample_token(logits + (size_t)r * e.V, e.V, o->temperature, o->top_k,
+                                    o->top_p, u, &lp, sidx, sp);
+      push_token(&s[i], tok, lp, cap);
+      last[i] = tok;
+      if (is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
+      else if (s[i].ntokens >= cap) done[i] = true;
+    }
+  }
+done:
+  if (e.kv.k) for (int l = 0; l < c->layers; l++) free(e.kv.k[l]);
+  if (e.kv.v) for (int l = 0; l < c->layers; l++) free(e.kv.v[l]);
+  free(e.kv.k); free(e.kv.v); free(e.inv_freq);
+  free(rslot); free(rpos); free(rtok); free(hid); free(logits); free(hsel); free(sidx); free(sp);
+  free(done); free(last);
+  if (rc) { cf_gen_samples_free(s, (int)e.nslots); return rc; }
+  *out = s;
+  return 0;
+}

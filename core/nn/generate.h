@@ -1,0 +1,60 @@
+/* generate.h - batched sampling from a Qwen2/Llama model with a KV cache (no autograd).
+ *
+ * Prompts of different lengths are prefilled together, once each; the n samples of a prompt
+ * start from copies of that prompt's KV cache. Each decode step runs every unfinished sample as
+ * one row of the same GEMMs, at its own position. Sample j of prompt p draws its random numbers
+ * from a Philox stream keyed by (seed, p, j) and counted by step, so results do not depend on
+ * threading; greedy decoding (temperature 0) does not depend on how prompts are batched.
+ *
+ * A sample's tokens include the stop token that ended it (its log-prob counts in the sum).
+ * Log-probs are those of the sampling distribution at the given temperature before top-k/top-p
+ * truncation: log_softmax(logits / T); for greedy decoding, T = 1.
+ */
+#ifndef CF_NN_GENERATE_H
+#define CF_NN_GENERATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "qwen2.h"
+
+enum { CF_FINISH_STOP = 0, CF_FINISH_LENGTH = 1, CF_FINISH_INTERRUPTED = 2 };
+
+typedef struct cf_gen_opts {
+  int n;                    /* samples per prompt (>= 1) */
+  double temperature;       /* 0 = greedy */
+  double top_p;             /* (0, 1]; 1 = off */
+  int top_k;                /* 0 = off */
+  int max_new_tokens;       /* >= 0 */
+  uint64_t seed;
+  const int64_t *stop;      /* extra stop ids */
+  int nstop;
+  bool ignore_eos;          /* do not stop on the model's EOS ids */
+} cf_gen_opts;
+
+typedef struct cf_gen_sample {
+  int prompt;               /* index of its prompt */
+  int64_t *tokens;          /* completion tokens */
+  float *logprobs;          /* per token */
+  int ntokens;
+  double logprob;           /* sum of logprobs */
+  int finish;               /* CF_FINISH_* */
+} cf_gen_sample;
+
+/* Sample from m. out gets nprompts * o->n samples, ordered prompt by prompt; free them with
+ * cf_gen_samples_free. Returns 0, or -1 with a message (bad options, tokens out of range...). */
+int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *prompt_lens,
+                      int nprompts, const cf_gen_opts *o, cf_gen_sample **out);
+void cf_gen_samples_free(cf_gen_sample *s, int n);
+
+/* The CUDA layer provides this for models whose weights live on the GPU (weak elsewhere). */
+int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *prompt_lens,
+                           int nprompts, const cf_gen_opts *o, cf_gen_sample **out)
+  __attribute__((weak));
+
+/* Pick a token from logits [V] (shared by the CPU and GPU paths). u: uniform in [0, 1).
+ * Writes the token's log-prob under log_softmax(logits / T) (T = 1 when greedy). */
+int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int top_k,
+                        double top_p, double u, double *logprob, int64_t *scratch_idx,
+                        double *scratch_p);
+
+#endif

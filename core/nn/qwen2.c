@@ -1,0 +1,736 @@
+/* qwen2.c - the Qwen2 / Llama transformer: config, weights by Hugging Face names, the training
+ * forward built from ops, per-sequence log-probs, and saving a folder transformers can load.
+ *
+ * One layer, as Hugging Face computes it:
+ *   h = rmsnorm(x) ; q,k,v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)
+ *   q,k = rope(q), rope(k) ; a = causal grouped-query attention(q, k, v)
+ *   x = x + a Wo^T ; h = rmsnorm(x) ; x = x + (silu(h Wg^T) * (h Wu^T)) Wd^T
+ * and the model: embedding -> layers -> final rmsnorm -> LM head (tied to the embedding or not).
+ * Everything here goes through cf_op, so it runs on whatever device holds the weights and the
+ * autograd tape records it. The fast KV-cache path for sampling lives in generate.c.
+ */
+#include "qwen2.h"
+#include "../autograd.h"
+#include "../error.h"
+#include "../io/safetensors.h"
+#include "../nn_ops.h"
+#include "../ops.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- files */
+
+static char *read_text(const char *path, int *missing) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    if (missing) *missing = errno == ENOENT;
+    CF_ERR("cannot open %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+  if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    free(buf);
+    fclose(f);
+    CF_ERR("cannot read %s", path);
+    return NULL;
+  }
+  buf[n] = 0;
+  fclose(f);
+  return buf;
+}
+
+static char *join(const char *dir, const char *name) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s/%s", dir, name);
+  return p;
+}
+
+/* ---------------------------------------------------------------- config */
+
+static int get_int(cJSON *o, const char *key, int *out, bool required, const char *label) {
+  cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (!v || cJSON_IsNull(v)) {
+    if (required) return CF_ERR("%s: missing field \"%s\"", label, key);
+    return 1;
+  }
+  if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valuedouble < 0)
+    return CF_ERR("%s: field \"%s\" must be a non-negative integer", label, key);
+  *out = (int)v->valuedouble;
+  return 0;
+}
+
+static int get_num(cJSON *o, const char *key, double *out) {
+  cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (!v || !cJSON_IsNumber(v)) return 1;
+  *out = v->valuedouble;
+  return 0;
+}
+
+static int read_eos(cJSON *o, cf_qwen2_config *cfg, const char *label) {
+  cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "eos_token_id");
+  if (!v || cJSON_IsNull(v)) return 1;
+  cfg->n_eos = 0;
+  if (cJSON_IsNumber(v)) {
+    cfg->eos[cfg->n_eos++] = (int)v->valuedouble;
+    return 0;
+  }
+  if (!cJSON_IsArray(v)) return CF_ERR("%s: eos_token_id must be a number or a list", label);
+  cJSON *e;
+  cJSON_ArrayForEach(e, v) {
+    if (!cJSON_IsNumber(e)) return CF_ERR("%s: eos_token_id entries must be numbers", label);
+    if (cfg->n_eos < CF_MAX_EOS) cfg->eos[cfg->n_eos++] = (int)e->valuedouble;
+  }
+  return 0;
+}
+
+int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cJSON *o = cJSON_Parse(json);
+  if (!o || !cJSON_IsObject(o)) {
+    cJSON_Delete(o);
+    return CF_ERR("%s: not a JSON object", label);
+  }
+  int rc = -1;
+  cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
+  if (!cJSON_IsString(mt)) { CF_ERR("%s: missing field \"model_type\"", label); goto done; }
+  if (strcmp(mt->valuestring, "qwen2") != 0 && strcmp(mt->valuestring, "llama") != 0) {
+    CF_ERR("%s: model_type \"%s\" is not supported (qwen2 or llama)", label, mt->valuestring);
+    goto done;
+  }
+  snprintf(cfg->model_type, sizeof cfg->model_type, "%s", mt->valuestring);
+  if (get_int(o, "hidden_size", &cfg->hidden, true, label) ||
+      get_int(o, "intermediate_size", &cfg->intermediate, true, label) ||
+      get_int(o, "num_hidden_layers", &cfg->layers, true, label) ||
+      get_int(o, "num_attention_heads", &cfg->heads, true, label) ||
+      get_int(o, "vocab_size", &cfg->vocab, true, label))
+    goto done;
+  cfg->kv_heads = cfg->heads;
+  if (get_int(o, "num_key_value_heads", &cfg->kv_heads, false, label) < 0) goto done;
+  if (cfg->heads == 0 || cfg->hidden == 0 || cfg->kv_heads == 0 || cfg->vocab == 0) {
+    CF_ERR("%s: hidden_size, num_attention_heads, num_key_value_heads and vocab_size must be > 0", label);
+    goto done;
+  }
+  cfg->head_dim = cfg->hidden / cfg->heads;
+  if (get_int(o, "head_dim", &cfg->head_dim, false, label) < 0) goto done;
+  if (cfg->heads % cfg->kv_heads != 0 || cfg->head_dim % 2 != 0 || cfg->head_dim == 0) {
+    CF_ERR("%s: num_attention_heads (%d) must be a multiple of num_key_value_heads (%d) and "
+           "head_dim (%d) even", label, cfg->heads, cfg->kv_heads, cfg->head_dim);
+    goto done;
+  }
+  cfg->max_pos = 32768;
+  if (get_int(o, "max_position_embeddings", &cfg->max_pos, false, label) < 0) goto done;
+  cfg->rms_eps = 1e-6;
+  get_num(o, "rms_norm_eps", &cfg->rms_eps);
+  cfg->rope_theta = 10000.0;
+  get_num(o, "rope_theta", &cfg->rope_theta);
+  cJSON *rp = cJSON_GetObjectItemCaseSensitive(o, "rope_parameters");
+  if (cJSON_IsObject(rp)) get_num(rp, "rope_theta", &cfg->rope_theta);
+  const char *scaling_keys[] = {"rope_scaling", "rope_parameters"};
+  for (int i = 0; i < 2; i++) {
+    cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, scaling_keys[i]);
+    if (!cJSON_IsObject(rs)) continue;
+    cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (!ty) ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    if (ty && cJSON_IsString(ty) && strcmp(ty->valuestring, "default") != 0) {
+      CF_ERR("%s: rope scaling type \"%s\" is not supported (only default RoPE)", label, ty->valuestring);
+      goto done;
+    }
+  }
+  cJSON *tie = cJSON_GetObjectItemCaseSensitive(o, "tie_word_embeddings");
+  cfg->tie_embeddings = tie ? cJSON_IsTrue(tie) : false;
+  cfg->qkv_bias = strcmp(cfg->model_type, "qwen2") == 0;
+  cJSON *ab = cJSON_GetObjectItemCaseSensitive(o, "attention_bias");
+  if (ab && (cJSON_IsTrue(ab) || cJSON_IsFalse(ab))) cfg->qkv_bias = cJSON_IsTrue(ab);
+  if (read_eos(o, cfg, label) < 0) goto done;
+  rc = 0;
+done:
+  cJSON_Delete(o);
+  return rc;
+}
+
+int cf_qwen2_config_load(const char *dir, cf_qwen2_config *cfg) {
+  char *path = join(dir, "config.json");
+  char *text = path ? read_text(path, NULL) : NULL;
+  int rc = text ? cf_qwen2_config_parse(text, path, cfg) : -1;
+  free(text);
+  free(path);
+  if (rc) return rc;
+  path = join(dir, "generation_config.json");
+  int missing = 0;
+  text = path ? read_text(path, &missing) : NULL;
+  if (text) {
+    cJSON *o = cJSON_Parse(text);
+    if (!o) rc = CF_ERR("%s: not valid JSON", path);
+    else if (read_eos(o, cfg, path) < 0) rc = -1;
+    cJSON_Delete(o);
+  } else if (!missing) {
+    rc = -1;
+  }
+  if (rc == 0) cf_error_clear();
+  free(text);
+  free(path);
+  return rc;
+}
+
+static int write_atomic(const char *path, const char *text) {
+  size_t n = strlen(path) + 32;
+  char *tmp = malloc(n);
+  if (!tmp) return CF_ERR("out of memory");
+  snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (!f) { CF_ERR("cannot write %s: %s", tmp, strerror(errno)); free(tmp); return -1; }
+  size_t len = strlen(text);
+  bool ok = fwrite(text, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+  ok = fclose(f) == 0 && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    CF_ERR("cannot write %s: %s", path, strerror(errno));
+    unlink(tmp);
+    free(tmp);
+    return -1;
+  }
+  free(tmp);
+  return 0;
+}
+
+int cf_qwen2_config_save(const cf_qwen2_config *c, const char *dir) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
+  bool qwen = strcmp(c->model_type, "qwen2") == 0;
+  cJSON_AddItemToArray(arch, cJSON_CreateString(qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
+  cJSON_AddStringToObject(o, "model_type", c->model_type);
+  cJSON_AddNumberToObject(o, "hidden_size", c->hidden);
+  cJSON_AddNumberToObject(o, "intermediate_size", c->intermediate);
+  cJSON_AddNumberToObject(o, "num_hidden_layers", c->layers);
+  cJSON_AddNumberToObject(o, "num_attention_heads", c->heads);
+  cJSON_AddNumberToObject(o, "num_key_value_heads", c->kv_heads);
+  cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
+  cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
+  cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_pos);
+  cJSON_AddNumberToObject(o, "rms_norm_eps", c->rms_eps);
+  cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+  cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings);
+  if (!qwen) cJSON_AddBoolToObject(o, "attention_bias", c->qkv_bias);
+  cJSON_AddStringToObject(o, "hidden_act", "silu");
+  cJSON_AddStringToObject(o, "torch_dtype", "float32");
+  if (c->n_eos == 1) cJSON_AddNumberToObject(o, "eos_token_id", c->eos[0]);
+  else if (c->n_eos > 1) {
+    cJSON *e = cJSON_AddArrayToObject(o, "eos_token_id");
+    for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(e, cJSON_CreateNumber(c->eos[i]));
+  }
+  char *text = cJSON_Print(o);
+  cJSON_Delete(o);
+  char *path = join(dir, "config.json");
+  int rc = text && path ? write_atomic(path, text) : CF_ERR("out of memory");
+  free(text);
+  free(path);
+  if (rc || c->n_eos == 0) return rc;
+  o = cJSON_CreateObject();
+  if (c->n_eos == 1) cJSON_AddNumberToObject(o, "eos_token_id", c->eos[0]);
+  else {
+    cJSON *e = cJSON_AddArrayToObject(o, "eos_token_id");
+    for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(e, cJSON_CreateNumber(c->eos[i]));
+  }
+  text = cJSON_Print(o);
+  cJSON_Delete(o);
+  path = join(dir, "generation_config.json");
+  rc = text && path ? write_atomic(path, text) : CF_ERR("out of memory");
+  free(text);
+  free(path);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- parameters */
+
+static int add_param(cf_qwen2 *m, const char *name, cf_tensor **slot) {
+  char **names = realloc(m->names, (size_t)(m->nparams + 1) * sizeof *names);
+  if (!names) return CF_ERR("out of memory");
+  m->names = names;
+  cf_tensor ***slots = realloc(m->slots, (size_t)(m->nparams + 1) * sizeof *slots);
+  if (!slots) return CF_ERR("out of memory");
+  m->slots = slots;
+  m->names[m->nparams] = strdup(name);
+  if (!m->names[m->nparams]) return CF_ERR("out of memory");
+  m->slots[m->nparams] = slot;
+  m->nparams++;
+  return 0;
+}
+
+/* Register every parameter name with its slot and expected shape, allocating zeros. */
+static int build_params(cf_qwen2 *m) {
+  const cf_qwen2_config *c = &m->cfg;
+  int64_t D = c->hidden, F = c->intermediate, V = c->vocab;
+  int64_t Q = (int64_t)c->heads * c->head_dim, KV = (int64_t)c->kv_heads * c->head_dim;
+  char name[128];
+#define PARAM(slot, nd, ...)                                              \
+  do {                                                                    \
+    int64_t shp[] = {__VA_ARGS__};                                        \
+    if (add_param(m, name, &(slot))) return -1;                           \
+    (slot) = cf_tensor_zeros(nd, shp, CF_DTYPE_F32);                      \
+    if (!(slot)) return -1;                                               \
+  } while (0)
+  snprintf(name, sizeof name, "model.embed_tokens.weight");
+  PARAM(m->embed, 2, V, D);
+  for (int l = 0; l < c->layers; l++) {
+    cf_qwen2_layer *L = &m->layer[l];
+#define LNAME(s) snprintf(name, sizeof name, "model.layers.%d.%s", l, s)
+    LNAME("input_layernorm.weight"); PARAM(L->in_norm, 1, D);
+    LNAME("self_attn.q_proj.weight"); PARAM(L->q_w, 2, Q, D);
+    LNAME("self_attn.k_proj.weight"); PARAM(L->k_w, 2, KV, D);
+    LNAME("self_attn.v_proj.weight"); PARAM(L->v_w, 2, KV, D);
+    if (c->qkv_bias) {
+      LNAME("self_attn.q_proj.bias"); PARAM(L->q_b, 1, Q);
+      LNAME("self_attn.k_proj.bias"); PARAM(L->k_b, 1, KV);
+      LNAME("self_attn.v_proj.bias"); PARAM(L->v_b, 1, KV);
+    }
+    LNAME("self_attn.o_proj.weight"); PARAM(L->o_w, 2, D, Q);
+    LNAME("post_attention_layernorm.weight"); PARAM(L->post_norm, 1, D);
+    LNAME("mlp.gate_proj.weight"); PARAM(L->gate_w, 2, F, D);
+    LNAME("mlp.up_proj.weight"); PARAM(L->up_w, 2, F, D);
+    LNAME("mlp.down_proj.weight"); PARAM(L->down_w, 2, D, F);
+#undef LNAME
+  }
+  snprintf(name, sizeof name, "model.norm.weight");
+  PARAM(m->final_norm, 1, D);
+  if (!c->tie_embeddings) {
+    snprintf(name, sizeof name, "lm_head.weight");
+    PARAM(m->lm_head, 2, V, D);
+  }
+#undef PARAM
+  return 0;
+}
+
+cf_qwen2 *cf_qwen2_new(const cf_qwen2_config *cfg) {
+  cf_qwen2 *m = calloc(1, sizeof *m);
+  if (!m) { CF_ERR("out of memory"); return NULL; }
+  m->cfg = *cfg;
+  m->layer = calloc((size_t)(cfg->layers ? cfg->layers : 1), sizeof *m->layer);
+  if (!m->layer || build_params(m)) { cf_qwen2_free(m); return NULL; }
+  return m;
+}
+
+void cf_qwen2_free(cf_qwen2 *m) {
+  if (!m) return;
+  for (int i = 0; i < m->nparams; i++) {
+    cf_tensor_release(*m->slots[i]);
+    *m->slots[i] = NULL;
+    free(m->names[i]);
+  }
+  free(m->names);
+  free(m->slots);
+  free(m->layer);
+  free(m);
+}
+
+int cf_qwen2_set_param(cf_qwen2 *m, int i, cf_tensor *t) {
+  if (i < 0 || i >= m->nparams) return CF_ERR("set_param: index %d out of range", i);
+  cf_tensor *old = *m->slots[i];
+  if (old && !cf_same_shape(old, t)) {
+    char a[128], b[128];
+    return CF_ERR("%s: expected shape %s, got %s", m->names[i], cf_shape_str(old, a, sizeof a),
+                  cf_shape_str(t, b, sizeof b));
+  }
+  cf_tensor_retain(t);
+  *m->slots[i] = t;
+  cf_tensor_release(old);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+/* Storages that alias a private file mapping share one counter; the last unmaps. */
+typedef struct { void *base; size_t len; int refs; } shared_map;
+
+static void shared_map_release(cf_storage *s) {
+  shared_map *sm = s->ctx;
+  if (--sm->refs == 0) { munmap(sm->base, sm->len); free(sm); }
+}
+
+static int load_shard(cf_qwen2 *m, const char *path, bool *seen) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return CF_ERR("cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) { close(fd); return CF_ERR("cannot stat %s", path); }
+  size_t len = (size_t)st.st_size;
+  /* Private writable mapping: pages are read from the file on first touch, and the optimizer
+   * may update weights in place (copy-on-write), never touching the file. */
+  void *base = len ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0) : NULL;
+  close(fd);
+  if (len && base == MAP_FAILED) return CF_ERR("cannot map %s: %s", path, strerror(errno));
+  cf_st_file *f = cf_st_open_memory(base, len, path);
+  if (!f) { if (len) munmap(base, len); return -1; }
+  shared_map *sm = calloc(1, sizeof *sm);
+  if (!sm) { cf_st_close(f); munmap(base, len); return CF_ERR("out of memory"); }
+  sm->base = base;
+  sm->len = len;
+  sm->refs = 1;  /* held by this function until the end */
+  int rc = 0;
+  for (size_t i = 0; i < cf_st_count(f) && rc == 0; i++) {
+    const cf_st_entry *e = cf_st_get(f, i);
+    int idx = -1;
+    for (int p = 0; p < m->nparams; p++) if (strcmp(m->names[p], e->name) == 0) { idx = p; break; }
+    if (idx < 0) {
+      /* Tied checkpoints may still carry lm_head.weight; rotary caches are not parameters. */
+      if (strcmp(e->name, "lm_head.weight") == 0 || strstr(e->name, "rotary_emb")) continue;
+      rc = CF_ERR("%s: unexpected tensor \"%s\" for a %s model", path, e->name, m->cfg.model_type);
+      break;
+    }
+    cf_tensor *want = *m->slots[idx];
+    bool shape_ok = e->ndim == want->ndim;
+    for (int d = 0; shape_ok && d < e->ndim; d++) shape_ok = e->shape[d] == want->shape[d];
+    if (!shape_ok) {
+      char b[128];
+      rc = CF_ERR("%s: tensor \"%s\" has the wrong shape (expected %s)", path, e->name,
+                  cf_shape_str(want, b, sizeof b));
+      break;
+    }
+    cf_tensor *t = NULL;
+    if (strcmp(e->dtype, "F32") == 0 && ((uintptr_t)e->data % 4) == 0) {
+      cf_storage *s = cf_storage_wrap((void *)e->data, e->nbytes, CF_DEVICE_CPU, shared_map_release, sm, false);
+      if (!s) { rc = -1; break; }
+      sm->refs++;
+      t = cf_tensor_from_storage(s, 0, want->ndim, want->shape, CF_DTYPE_F32);
+      cf_storage_release(s);
+    } else {
+      t = cf_tensor_zeros(want->ndim, want->shape, CF_DTYPE_F32);
+      if (t && cf_st_to_f32(e, cf_tensor_data(t))) {
+        cf_error_prefix("%s: tensor \"%s\": ", path, e->name);
+        cf_tensor_release(t);
+        t = NULL;
+      }
+    }
+    if (!t) { rc = -1; break; }
+    cf_tensor_release(want);
+    *m->slots[idx] = t;
+    seen[idx] = true;
+  }
+  cf_st_close(f);
+  if (--sm->refs == 0) { if (len) munmap(base, len); free(sm); }
+  return rc;
+}
+
+cf_qwen2 *cf_qwen2_load(const char *dir) {
+  cf_qwen2_config cfg;
+  if (cf_qwen2_config_load(dir, &cfg)) return NULL;
+  cf_qwen2 *m = cf_qwen2_new(&cfg);
+  if (!m) return NULL;
+  char **files = NULL;
+  size_t nfiles = 0;
+  bool *seen = calloc((size_t)m->nparams, sizeof *seen);
+  if (!seen || cf_st_index_files(dir, &files, &nfiles)) { free(seen); cf_qwen2_free(m); return NULL; }
+  int rc = 0;
+  for (size_t i = 0; i < nfiles && rc == 0; i++) rc = load_shard(m, files[i], seen);
+  cf_st_index_free(files, nfiles);
+  for (int p = 0; p < m->nparams && rc == 0; p++)
+    if (!seen[p]) rc = CF_ERR("%s: the checkpoint has no tensor \"%s\"", dir, m->names[p]);
+  free(seen);
+  if (rc) { cf_qwen2_free(m); return NULL; }
+  if (cfg.tie_embeddings) { cf_tensor_retain(m->embed); m->lm_head = m->embed; }
+  return m;
+}
+
+/* ---------------------------------------------------------------- saving */
+
+int cf_qwen2_save(const cf_qwen2 *m, const char *dir) {
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST) return CF_ERR("cannot create %s: %s", dir, strerror(errno));
+  if (cf_qwen2_config_save(&m->cfg, dir)) return -1;
+  cf_st_entry *e = calloc((size_t)m->nparams, sizeof *e);
+  cf_tensor **held = calloc((size_t)m->nparams, sizeof *held);
+  int rc = 0;
+  if (!e || !held) { free(e); free(held); return CF_ERR("out of memory"); }
+  for (int i = 0; i < m->nparams && rc == 0; i++) {
+    cf_tensor *t = *m->slots[i];
+    cf_tensor *c = t->dtype == CF_DTYPE_F32 && cf_tensor_device(t) == CF_DEVICE_CPU
+                       ? cf_tensor_contiguous(t) : NULL;
+    if (!c) {
+      cf_tensor *cpu = cf_tensor_device(t) == CF_DEVICE_CPU ? (cf_tensor_retain(t), t)
+                                                            : cf_tensor_to_device(t, CF_DEVICE_CPU);
+      c = cpu ? cf_tensor_to_dtype(cpu, CF_DTYPE_F32) : NULL;
+      cf_tensor_release(cpu);
+    }
+    if (!c) { rc = -1; break; }
+    held[i] = c;
+    e[i].name = m->names[i];
+    snprintf(e[i].dtype, sizeof e[i].dtype, "F32");
+    e[i].ndim = c->ndim;
+    for (int d = 0; d < c->ndim; d++) e[i].shape[d] = c->shape[d];
+    e[i].data = cf_tensor_data(c);
+    e[i].nbytes = (size_t)cf_tensor_numel(c) * 4;
+  }
+  if (rc == 0) {
+    char *path = join(dir, "model.safetensors");
+    rc = path ? cf_st_write(path, e, (size_t)m->nparams, NULL) : CF_ERR("out of memory");
+    free(path);
+  }
+  for (int i = 0; i < m->nparams; i++) cf_tensor_release(held[i]);
+  free(held);
+  free(e);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- training forward */
+
+/* y = x @ W^T (+ b) for x [N, in], W [out, in]. */
+static cf_tensor *linear(cf_tensor *x, cf_tensor *w, cf_tensor *b) {
+  cf_tensor *in[1] = {w};
+  cf_args a = cf_args_none();
+  a.i[0] = 0; a.i[1] = 1; a.ni = 2;
+  cf_tensor *wt = cf_op(CF_OP_transpose, in, 1, &a);
+  if (!wt) return NULL;
+  cf_tensor *y = cf_op2(CF_OP_matmul, x, wt);
+  cf_tensor_release(wt);
+  if (!y || !b) return y;
+  cf_tensor *z = cf_op2(CF_OP_add, y, b);
+  cf_tensor_release(y);
+  return z;
+}
+
+static cf_tensor *reshape(cf_tensor *t, int nd, const int64_t *shape) {
+  cf_args a = cf_args_none();
+  a.i[0] = nd;
+  for (int d = 0; d < nd; d++) a.i[1 + d] = shape[d];
+  a.ni = nd + 1;
+  cf_tensor *in[1] = {t};
+  return cf_op(CF_OP_reshape, in, 1, &a);
+}
+
+static cf_tensor *transpose(cf_tensor *t, int d0, int d1) {
+  cf_args a = cf_args_none();
+  a.i[0] = d0; a.i[1] = d1; a.ni = 2;
+  cf_tensor *in[1] = {t};
+  return cf_op(CF_OP_transpose, in, 1, &a);
+}
+
+/* [B*T, H*hd] -> [B, H, T, hd] */
+static cf_tensor *split_heads(cf_tensor *x, int64_t B, int64_t T, int64_t H, int64_t hd) {
+  int64_t s[4] = {B, T, H, hd};
+  cf_tensor *r = reshape(x, 4, s);
+  if (!r) return NULL;
+  cf_tensor *t = transpose(r, 1, 2);
+  cf_tensor_release(r);
+  return t;
+}
+
+#define TRY(expr) do { if (!(expr)) goto fail; } while (0)
+
+static cf_tensor *layer_forward(cf_qwen2 *m, cf_qwen2_layer *L, cf_tensor *x, cf_tensor *pos,
+                                int64_t B, int64_t T) {
+  const cf_qwen2_config *c = &m->cfg;
+  int64_t D = c->hidden, hd = c->head_dim;
+  cf_tensor *h = NULL, *q = NULL, *k = NULL, *v = NULL, *qh = NULL, *kh = NULL, *vh = NULL;
+  cf_tensor *att = NULL, *att2 = NULL, *o = NULL, *x2 = NULL, *g = NULL, *u = NULL, *gu = NULL;
+  cf_tensor *d = NULL, *out = NULL, *tmp = NULL;
+  TRY(h = cf_rmsnorm(x, L->in_norm, c->rms_eps));
+  TRY(q = linear(h, L->q_w, L->q_b));
+  TRY(k = linear(h, L->k_w, L->k_b));
+  TRY(v = linear(h, L->v_w, L->v_b));
+  TRY(tmp = split_heads(q, B, T, c->heads, hd));
+  TRY(qh = cf_rope(tmp, pos, c->rope_theta));
+  cf_tensor_release(tmp); tmp = NULL;
+  TRY(tmp = split_heads(k, B, T, c->kv_heads, hd));
+  TRY(kh = cf_rope(tmp, pos, c->rope_theta));
+  cf_tensor_release(tmp); tmp = NULL;
+  TRY(vh = split_heads(v, B, T, c->kv_heads, hd));
+  TRY(att = cf_attention(qh, kh, vh, NULL, NAN, true));
+  TRY(tmp = transpose(att, 1, 2));
+  {
+    int64_t s[2] = {B * T, (int64_t)c->heads * hd};
+    TRY(att2 = reshape(tmp, 2, s));
+  }
+  cf_tensor_release(tmp); tmp = NULL;
+  TRY(o = linear(att2, L->o_w, NULL));
+  TRY(x2 = cf_op2(CF_OP_add, x, o));
+  cf_tensor_release(h); h = NULL;
+  TRY(h = cf_rmsnorm(x2, L->post_norm, c->rms_eps));
+  TRY(g = linear(h, L->gate_w, NULL));
+  TRY(tmp = cf_op1(CF_OP_silu, g));
+  TRY(u = linear(h, L->up_w, NULL));
+  TRY(gu = cf_op2(CF_OP_mul, tmp, u));
+  TRY(d = linear(gu, L->down_w, NULL));
+  TRY(out = cf_op2(CF_OP_add, x2, d));
+  (void)D;
+fail:
+  cf_tensor_release(h); cf_tensor_release(q); cf_tensor_release(k); cf_tensor_release(v);
+  cf_tensor_release(qh); cf_tensor_release(kh); cf_tensor_release(vh); cf_tensor_release(att);
+  cf_tensor_release(att2); cf_tensor_release(o); cf_tensor_release(x2); cf_tensor_release(g);
+  cf_tensor_release(u); cf_tensor_release(gu); cf_tensor_release(d); cf_tensor_release(tmp);
+  return out;
+}
+
+cf_tensor *cf_qwen2_hidden(cf_qwen2 *m, cf_tensor *ids, cf_tensor *positions) {
+  if (ids->ndim != 2 || (ids->dtype != CF_DTYPE_I64 && ids->dtype != CF_DTYPE_I32)) {
+    char b[128];
+    CF_ERR("forward: ids must be an integer [B, T] tensor, got %s %s", cf_dtype_name(ids->dtype),
+           cf_shape_str(ids, b, sizeof b));
+    return NULL;
+  }
+  int64_t B = ids->shape[0], T = ids->shape[1];
+  if (T > m->cfg.max_pos) {
+    CF_ERR("forward: %lld tokens exceed max_position_embeddings %d", (long long)T, m->cfg.max_pos);
+    return NULL;
+  }
+  cf_tensor *pos = positions;
+  if (!pos) {
+    pos = cf_tensor_arange(0, (double)T, 1, CF_DTYPE_I64);
+    if (pos && cf_tensor_device(ids) != CF_DEVICE_CPU) {
+      cf_tensor *p2 = cf_tensor_to_device(pos, cf_tensor_device(ids));
+      cf_tensor_release(pos);
+      pos = p2;
+    }
+    if (!pos) return NULL;
+  } else {
+    cf_tensor_retain(pos);
+  }
+  cf_tensor *x = NULL, *e = NULL, *out = NULL;
+  int64_t flat[2] = {B * T, m->cfg.hidden};
+  TRY(e = cf_embedding(m->embed, ids));           /* [B, T, D] */
+  TRY(x = reshape(e, 2, flat));                   /* [B*T, D] */
+  cf_tensor_release(e); e = NULL;
+  for (int l = 0; l < m->cfg.layers; l++) {
+    cf_tensor *nx = layer_forward(m, &m->layer[l], x, pos, B, T);
+    cf_tensor_release(x);
+    x = nx;
+    TRY(x);
+  }
+  TRY(e = cf_rmsnorm(x, m->final_norm, m->cfg.rms_eps));
+  {
+    int64_t s[3] = {B, T, m->cfg.hidden};
+    TRY(out = reshape(e, 3, s));
+  }
+fail:
+  cf_tensor_release(e);
+  cf_tensor_release(x);
+  cf_tensor_release(pos);
+  return out;
+}
+
+cf_tensor *cf_qwen2_logits(cf_qwen2 *m, cf_tensor *ids) {
+  cf_tensor *h = cf_qwen2_hidden(m, ids, NULL);
+  if (!h) return NULL;
+  int64_t B = h->shape[0], T = h->shape[1];
+  int64_t flat[2] = {B * T, m->cfg.hidden};
+  cf_tensor *h2 = reshape(h, 2, flat);
+  cf_tensor_release(h);
+  if (!h2) return NULL;
+  cf_tensor *lg = linear(h2, m->lm_head, NULL);
+  cf_tensor_release(h2);
+  if (!lg) return NULL;
+  int64_t s[3] = {B, T, m->cfg.vocab};
+  cf_tensor *out = reshape(lg, 3, s);
+  cf_tensor_release(lg);
+  return out;
+}
+
+cf_tensor *cf_qwen2_logprobs(cf_qwen2 *m, cf_tensor *ids, const int64_t *prompt_lens,
+                             const int64_t *lens, double temp) {
+  int64_t B = ids->ndim == 2 ? ids->shape[0] : 0, T = ids->ndim == 2 ? ids->shape[1] : 0;
+  for (int64_t b = 0; b < B; b++) {
+    int64_t len = lens ? lens[b] : T;
+    if (len < 1 || len > T || prompt_lens[b] < 1 || prompt_lens[b] > len) {
+      CF_ERR("logprobs: row %lld: prompt length %lld and length %lld must satisfy "
+             "1 <= prompt <= length <= %lld", (long long)b + 1, (long long)prompt_lens[b],
+             (long long)len, (long long)T);
+      return NULL;
+    }
+  }
+  cf_tensor *h = cf_qwen2_hidden(m, ids, NULL);
+  if (!h) return NULL;
+  cf_tensor *cpu_ids = cf_tensor_device(ids) == CF_DEVICE_CPU ? (cf_tensor_retain(ids), ids)
+                                                              : cf_tensor_to_device(ids, CF_DEVICE_CPU);
+  /* Gather the scoring rows: hidden[b, P-1 .. len-2] predicts tokens[b, P .. len-1]. */
+  int64_t N = 0;
+  for (int64_t b = 0; b < B; b++) N += (lens ? lens[b] : T) - prompt_lens[b];
+  cf_tensor *out = NULL, *rows = NULL, *targets = NULL, *lp = NULL;
+  cf_tensor **parts = calloc((size_t)(B ? B : 1), sizeof *parts);
+  int nparts = 0;
+  TRY(parts && cpu_ids);
+  {
+    int64_t tshape[1] = {N};
+    TRY(targets = cf_tensor_zeros(1, tshape, CF_DTYPE_I64));
+    int64_t k = 0;
+    for (int64_t b = 0; b < B; b++) {
+      int64_t len = lens ? lens[b] : T, P = prompt_lens[b];
+      for (int64_t t = P; t < len; t++) {
+        int64_t idx[2] = {b, t};
+        ((int64_t *)cf_tensor_data(targets))[k++] = (int64_t)cf_tensor_get(cpu_ids, idx);
+      }
+      if (len - P == 0) continue;
+      cf_args a = cf_args_none();
+      a.i[0] = 0; a.i[1] = b; a.ni = 2;
+      cf_tensor *in[1] = {h};
+      cf_tensor *hb = cf_op(CF_OP_select, in, 1, &a);       /* [T, D] */
+      TRY(hb);
+      a = cf_args_none();
+      a.i[0] = 0; a.i[1] = P - 1; a.i[2] = len - P; a.ni = 3;
+      in[0] = hb;
+      parts[nparts] = cf_op(CF_OP_narrow, in, 1, &a);       /* [len-P, D] */
+      cf_tensor_release(hb);
+      TRY(parts[nparts]);
+      nparts++;
+    }
+  }
+  if (cf_tensor_device(h) != CF_DEVICE_CPU) {
+    cf_tensor *tg = cf_tensor_to_device(targets, cf_tensor_device(h));
+    cf_tensor_release(targets);
+    TRY(targets = tg);
+  }
+  if (N > 0) {
+    cf_args a = cf_args_none();
+    a.i[0] = 0; a.ni = 1;
+    TRY(rows = cf_op(CF_OP_cat, parts, nparts, &a));        /* [N, D] */
+    TRY(lp = cf_head_logprob(rows, m->lm_head, targets, temp)); /* [N] */
+  }
+  {
+    /* Per-sequence sums: narrow each segment and sum, then stack. */
+    cf_tensor **sums = calloc((size_t)(B ? B : 1), sizeof *sums);
+    TRY(sums);
+    int64_t k = 0;
+    bool ok = true;
+    for (int64_t b = 0; b < B && ok; b++) {
+      int64_t n = (lens ? lens[b] : T) - prompt_lens[b];
+      if (n == 0) {
+        sums[b] = cf_tensor_scalar(0.0, h->dtype);
+        if (sums[b] && cf_tensor_device(h) != CF_DEVICE_CPU) {
+          cf_tensor *s2 = cf_tensor_to_device(sums[b], cf_tensor_device(h));
+          cf_tensor_release(sums[b]);
+          sums[b] = s2;
+        }
+      } else {
+        cf_args a = cf_args_none();
+        a.i[0] = 0; a.i[1] = k; a.i[2] = n; a.ni = 3;
+        cf_tensor *in[1] = {lp};
+        cf_tensor *seg = cf_op(CF_OP_narrow, in, 1, &a);
+        sums[b] = seg ? cf_op_dim(CF_OP_sum, seg, CF_DIM_ALL, false) : NULL;
+        cf_tensor_release(seg);
+      }
+      ok = sums[b] != NULL;
+      k += n;
+    }
+    if (ok) {
+      cf_args a = cf_args_none();
+      a.i[0] = 0; a.ni = 1;
+      out = cf_op(CF_OP_stack, sums, (int)B, &a);
+    }
+    for (int64_t b = 0; b < B; b++) cf_tensor_release(sums[b]);
+    free(sums);
+  }
+fail:
+  for (int i = 0; i < nparts; i++) cf_tensor_release(parts[i]);
+  free(parts);
+  cf_tensor_release(rows);
+  cf_tensor_release(targets);
+  cf_tensor_release(lp);
+  cf_tensor_release(cpu_ids);
+  cf_tensor_release(h);
+  return out;
+}

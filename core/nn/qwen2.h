@@ -1,0 +1,83 @@
+/* qwen2.h - the decoder-only transformer of the Qwen2 / Llama family, Hugging Face layout.
+ *
+ * A model is its config plus one tensor per Hugging Face parameter name. Two forward paths:
+ *  - cf_qwen2_hidden(): the training forward built from ops (autograd records it), returning
+ *    the final-norm hidden states [B, T, D]; logits and log-probs are taken from them.
+ *  - generation (generate.h): a KV-cache path with no autograd for sampling.
+ * Weights are f32 on the CPU (bf16 checkpoints are widened at load); the CUDA layer may move
+ * them to the GPU in bf16.
+ */
+#ifndef CF_NN_QWEN2_H
+#define CF_NN_QWEN2_H
+
+#include <stdbool.h>
+#include "../tensor.h"
+
+#define CF_MAX_EOS 8
+
+typedef struct cf_qwen2_config {
+  char model_type[16];     /* "qwen2" or "llama" */
+  int hidden;              /* hidden_size */
+  int intermediate;        /* intermediate_size */
+  int layers;              /* num_hidden_layers */
+  int heads;               /* num_attention_heads */
+  int kv_heads;            /* num_key_value_heads */
+  int head_dim;            /* head_dim, or hidden / heads */
+  int vocab;               /* vocab_size */
+  int max_pos;             /* max_position_embeddings */
+  double rms_eps;
+  double rope_theta;
+  bool tie_embeddings;
+  bool qkv_bias;           /* Qwen2: q/k/v projections have biases */
+  int eos[CF_MAX_EOS];     /* from generation_config.json (else config.json) */
+  int n_eos;
+} cf_qwen2_config;
+
+typedef struct cf_qwen2_layer {
+  cf_tensor *in_norm, *post_norm;            /* [D] */
+  cf_tensor *q_w, *k_w, *v_w, *o_w;          /* [H*hd, D], [Hkv*hd, D], [Hkv*hd, D], [D, H*hd] */
+  cf_tensor *q_b, *k_b, *v_b;                /* biases or NULL */
+  cf_tensor *gate_w, *up_w, *down_w;         /* [F, D], [F, D], [D, F] */
+} cf_qwen2_layer;
+
+typedef struct cf_qwen2 {
+  cf_qwen2_config cfg;
+  cf_tensor *embed;        /* model.embed_tokens.weight [V, D] */
+  cf_tensor *final_norm;   /* model.norm.weight [D] */
+  cf_tensor *lm_head;      /* lm_head.weight [V, D]; the embedding itself when tied */
+  cf_qwen2_layer *layer;
+  /* Every parameter by its Hugging Face name (pointers into the fields above). */
+  int nparams;
+  char **names;
+  cf_tensor ***slots;
+} cf_qwen2;
+
+/* Parse config.json (+ generation_config.json when present) in dir. */
+int cf_qwen2_config_load(const char *dir, cf_qwen2_config *cfg);
+/* Parse a config from JSON text (label names it in errors). */
+int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *cfg);
+/* Write config.json (and generation_config.json) for cfg into dir. */
+int cf_qwen2_config_save(const cf_qwen2_config *cfg, const char *dir);
+
+/* Load a model folder: config + safetensors (single or sharded). NULL + message on failure. */
+cf_qwen2 *cf_qwen2_load(const char *dir);
+/* A model with every parameter zero-filled (f32, CPU) for cfg: to be filled by the caller. */
+cf_qwen2 *cf_qwen2_new(const cf_qwen2_config *cfg);
+void cf_qwen2_free(cf_qwen2 *m);
+/* Save config + model.safetensors (f32) into dir (created if missing), atomically per file. */
+int cf_qwen2_save(const cf_qwen2 *m, const char *dir);
+/* Replace parameter i (same shape required; dtype/device may change). Takes a new reference. */
+int cf_qwen2_set_param(cf_qwen2 *m, int i, cf_tensor *t);
+
+/* Training forward: ids integer [B, T] -> final-norm hidden states [B, T, D] (autograd).
+ * positions: NULL for 0..T-1 in every row. */
+cf_tensor *cf_qwen2_hidden(cf_qwen2 *m, cf_tensor *ids, cf_tensor *positions);
+/* Logits [B, T, V] = hidden @ lm_head^T. */
+cf_tensor *cf_qwen2_logits(cf_qwen2 *m, cf_tensor *ids);
+/* Per-sequence sums of completion-token log-probs at temperature temp: [B].
+ * Row b is scored on tokens prompt_lens[b] .. lens[b]-1 (lens NULL: all T). Chunked over
+ * vocab rows (head_logprob): the [tokens x V] logits never exist at once. Differentiable. */
+cf_tensor *cf_qwen2_logprobs(cf_qwen2 *m, cf_tensor *ids, const int64_t *prompt_lens,
+                             const int64_t *lens, double temp);
+
+#endif

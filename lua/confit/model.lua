@@ -1,0 +1,184 @@
+-- confit.model: the user-facing model. Wraps the C model userdata (lua/l_model.c) with the
+-- folder's tokenizer, text prompts and completions, padding helpers and saving of a complete
+-- Hugging Face folder.
+--
+--   local m = confit.load(dir)                   -- config.json, *.safetensors, tokenizer.json
+--   m:forward(ids)                               -- logits [B, T, V]; ids: i64 tensor or table
+--   m:logprobs(ids, prompt_lens, {temperature = T, lens = {...}})   -- [B], differentiable
+--   m:generate(prompts, {n, temperature, top_p, top_k, max_new_tokens, seed, stop, ignore_eos})
+--   m:parameters()                               -- {hf_name = tensor}
+--   m:save(dir)                                  -- config, model.safetensors, tokenizer files
+local core = require "confit.core"
+
+local M = {}
+local Model = {}
+Model.__index = Model
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local function wrap(c, dir, tok)
+  local self = setmetatable({core = c, dir = dir, tokenizer = tok}, Model)
+  self.config = c:config()
+  return self
+end
+
+--- Load a Hugging Face model folder. Returns the model, or nil and a message.
+function M.load(dir)
+  if type(dir) ~= "string" then error("confit.load: expected a folder path, got " .. type(dir), 2) end
+  local c, err = core.model_load(dir)
+  if not c then return nil, err end
+  local tok
+  if file_exists(dir .. "/tokenizer.json") then
+    local terr
+    tok, terr = require("confit.tokenizer").new(dir .. "/tokenizer.json")
+    if not tok then c:free() return nil, terr end
+  end
+  return wrap(c, dir, tok)
+end
+
+--- A model with the given Hugging Face config table (model_type, hidden_size, ...), its
+--- parameters initialised with init_random(opts.seed, opts.std). opts.tokenizer: a
+--- tokenizer object or a tokenizer.json path to attach.
+function M.new(config, opts)
+  opts = opts or {}
+  local cjson = require "cjson"
+  local c = core.model_new(cjson.encode(config))
+  local tok = opts.tokenizer
+  if type(tok) == "string" then
+    local err
+    tok, err = require("confit.tokenizer").new(tok)
+    if not tok then error(err, 2) end
+  end
+  local self = wrap(c, opts.dir, tok)
+  self:init_random(opts.seed or 0, opts.std or 0.02)
+  return self
+end
+
+--- Random init in the usual transformer way: norms at 1, biases at 0, weights N(0, std^2).
+function Model:init_random(seed, std)
+  local confit = require "confit"
+  local params = self.core:parameters()
+  for i, name in ipairs(self.core:param_names()) do
+    local shape = params[name]:shape()
+    local t
+    if name:find("norm%.weight$") then t = confit.ones(shape)
+    elseif name:find("bias$") then t = confit.zeros(shape)
+    else t = confit.randn(shape, {seed = seed * 1000003 + i}) * std end
+    self.core:set_param(name, t)
+  end
+  self.core:tie()
+end
+
+local function as_ids(ids)
+  if type(ids) == "table" then
+    return require("confit").tensor(ids, {dtype = "i64"})
+  end
+  return ids
+end
+
+function Model:forward(ids) return self.core:forward(as_ids(ids)) end
+function Model:hidden(ids) return self.core:hidden(as_ids(ids)) end
+function Model:parameters() return self.core:parameters() end
+function Model:param_names() return self.core:param_names() end
+function Model:set_param(name, t) return self.core:set_param(name, t) end
+
+--- Sums of completion-token log-probs per row: [B]. opts.temperature (default 1), opts.lens
+--- (total lengths when rows are right-padded).
+function Model:logprobs(ids, prompt_lens, opts)
+  opts = opts or {}
+  return self.core:logprobs(as_ids(ids), prompt_lens, opts.temperature or 1.0, opts.lens)
+end
+
+--- Right-pad token lists into an i64 [B, Tmax] tensor; returns ids, lens.
+function M.pad(seqs, pad_id)
+  pad_id = pad_id or 0
+  local maxlen, lens, rows = 0, {}, {}
+  for i, s in ipairs(seqs) do lens[i] = #s; if #s > maxlen then maxlen = #s end end
+  for i, s in ipairs(seqs) do
+    local r = {}
+    for t = 1, maxlen do r[t] = s[t] or pad_id end
+    rows[i] = r
+  end
+  return require("confit").tensor(rows, {dtype = "i64"}), lens
+end
+Model.pad = function(_, seqs, pad_id) return M.pad(seqs, pad_id) end
+
+function Model:encode(text)
+  if not self.tokenizer then error("this model folder has no tokenizer.json: pass token ids", 3) end
+  return self.tokenizer:encode(text)
+end
+
+--- Sample completions. prompts: strings (encoded with the model's tokenizer) or lists of ids.
+--- Returns a flat list of samples {prompt, tokens, logprobs, logprob, finish, text} ordered
+--- prompt by prompt (n per prompt). text excludes a final stop token.
+function Model:generate(prompts, opts)
+  if type(prompts) ~= "table" then error("generate: prompts must be a list", 2) end
+  opts = opts or {}
+  local ids = {}
+  for i, p in ipairs(prompts) do
+    if type(p) == "string" then ids[i] = self:encode(p)
+    elseif type(p) == "table" then ids[i] = p
+    else error(("generate: prompt %d must be a string or a list of token ids"):format(i), 2) end
+  end
+  local out = self.core:generate(ids, opts)
+  if self.tokenizer then
+    for _, s in ipairs(out) do
+      local toks = s.tokens
+      if s.finish == "stop" and #toks > 0 then
+        toks = table.move(toks, 1, #toks - 1, 1, {})
+      end
+      s.text = self.tokenizer:decode(toks)
+    end
+  end
+  return out
+end
+
+--- Move the weights: m:to("cuda", "bf16"). Needs the CUDA build.
+function Model:to(device, dtype)
+  if not self.core.to_device then
+    error("model:to: this build has no CUDA support", 2)
+  end
+  self.core:to_device(device, dtype)
+  return self
+end
+
+local TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                         "vocab.json", "merges.txt"}
+
+local function copy_file(src, dst)
+  local f = assert(io.open(src, "rb"))
+  local data = f:read("a")
+  f:close()
+  local tmp = dst .. ".tmp"
+  local g, err = io.open(tmp, "wb")
+  if not g then error("save: cannot write " .. tmp .. ": " .. tostring(err), 3) end
+  g:write(data)
+  g:close()
+  assert(os.rename(tmp, dst))
+end
+
+--- Save a complete Hugging Face folder: config.json, generation_config.json,
+--- model.safetensors (f32) and the tokenizer files of the folder the model came from.
+function Model:save(dir)
+  os.execute(("mkdir -p %q"):format(dir))
+  self.core:save(dir)
+  local src = self.tokenizer_dir or self.dir
+  if src and src ~= dir then
+    for _, name in ipairs(TOKENIZER_FILES) do
+      if file_exists(src .. "/" .. name) then copy_file(src .. "/" .. name, dir .. "/" .. name) end
+    end
+  end
+  return true
+end
+
+function Model:free() self.core:free() end
+Model.__close = Model.free
+
+function Model:__tostring() return tostring(self.core) end
+
+M.Model = Model
+return M

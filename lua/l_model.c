@@ -1,0 +1,351 @@
+/* l_model.c - the model userdata ("confit.model"): a cf_qwen2 with its forward, log-probs,
+ * generation, parameters and saving. The user-facing wrapper (tokenizer, text in and out,
+ * devices) is lua/confit/model.lua.
+ *
+ * confit.core.model_load(dir)        -> model | nil, message
+ * confit.core.model_new(config_json) -> model with zero parameters (to be initialised in Lua)
+ * model:forward(ids)                 -> logits [B, T, V]          (ids: integer [B, T] tensor)
+ * model:hidden(ids)                  -> final hidden states [B, T, D]
+ * model:logprobs(ids, prompt_lens, temperature [, lens]) -> [B] sums of completion log-probs
+ * model:generate(prompts, opts)      -> list of {prompt, tokens, logprobs, logprob, finish}
+ * model:parameters()                 -> {name = tensor}; model:param_names() -> ordered list
+ * model:set_param(name, tensor); model:save(dir); model:config() -> table; model:free()
+ */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+#include "lconfit.h"
+#include "error.h"
+#include "interrupt.h"
+#include "nn/generate.h"
+#include "nn/qwen2.h"
+
+#define MODEL_MT "confit.model"
+
+typedef struct { cf_qwen2 *m; } model_box;
+
+static cf_qwen2 *check_model(lua_State *L, int idx) {
+  model_box *b = luaL_checkudata(L, idx, MODEL_MT);
+  if (!b->m) luaL_error(L, "model was freed");
+  return b->m;
+}
+
+static model_box *new_box(lua_State *L) {
+  model_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->m = NULL;
+  luaL_setmetatable(L, MODEL_MT);
+  return b;
+}
+
+static int model_load(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  model_box *b = new_box(L);
+  CF_LUA_CORE(L, b->m = cf_qwen2_load(dir));
+  if (!b->m) {
+    luaL_pushfail(L);
+    lua_pushstring(L, cf_error_message());
+    return 2;
+  }
+  return 1;
+}
+
+static int model_new(lua_State *L) {
+  const char *json = luaL_checkstring(L, 1);
+  model_box *b = new_box(L);
+  cf_qwen2_config cfg;
+  if (cf_qwen2_config_parse(json, "model config", &cfg)) return cf_lua_error(L);
+  CF_LUA_CORE(L, b->m = cf_qwen2_new(&cfg));
+  if (!b->m) return cf_lua_error(L);
+  return 1;
+}
+
+static int model_free(lua_State *L) {
+  model_box *b = luaL_checkudata(L, 1, MODEL_MT);
+  cf_qwen2_free(b->m);
+  b->m = NULL;
+  return 0;
+}
+
+static int model_forward(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  cf_tensor *ids = cf_lua_checktensor(L, 2);
+  cf_tensor *out;
+  CF_LUA_CORE(L, out = cf_qwen2_logits(m, ids));
+  cf_lua_pushtensor(L, out);
+  return 1;
+}
+
+static int model_hidden(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  cf_tensor *ids = cf_lua_checktensor(L, 2);
+  cf_tensor *out;
+  CF_LUA_CORE(L, out = cf_qwen2_hidden(m, ids, NULL));
+  cf_lua_pushtensor(L, out);
+  return 1;
+}
+
+/* A Lua list of n integers at idx into a buffer owned by a userdata pushed on the stack. */
+static int64_t *int_list(lua_State *L, int idx, int64_t n, const char *what) {
+  if (!lua_istable(L, idx)) luaL_error(L, "logprobs: %s must be a table of integers", what);
+  if ((int64_t)luaL_len(L, idx) != n)
+    luaL_error(L, "logprobs: %s has %d entries, the batch has %d rows", what, (int)luaL_len(L, idx), (int)n);
+  int64_t *v = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *v, 0);
+  for (int64_t i = 0; i < n; i++) {
+    lua_geti(L, idx, i + 1);
+    int ok;
+    v[i] = lua_tointegerx(L, -1, &ok);
+    lua_pop(L, 1);
+    if (!ok) luaL_error(L, "logprobs: %s[%d] is not an integer", what, (int)i + 1);
+  }
+  return v;
+}
+
+static int model_logprobs(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  cf_tensor *ids = cf_lua_checktensor(L, 2);
+  if (ids->ndim != 2) luaL_error(L, "logprobs: ids must be [B, T], got %d dims", ids->ndim);
+  int64_t B = ids->shape[0];
+  double temp = luaL_optnumber(L, 4, 1.0);
+  if (!(temp > 0)) luaL_error(L, "logprobs: temperature must be > 0 (got %f)", temp);
+  lua_settop(L, 5);
+  int64_t *plen = int_list(L, 3, B, "prompt_lens");
+  int64_t *lens = lua_isnil(L, 5) ? NULL : int_list(L, 5, B, "lens");
+  cf_tensor *out;
+  CF_LUA_CORE(L, out = cf_qwen2_logprobs(m, ids, plen, lens, temp));
+  cf_lua_pushtensor(L, out);
+  return 1;
+}
+
+static double opt_num(lua_State *L, int t, const char *key, double def) {
+  lua_getfield(L, t, key);
+  double v = def;
+  if (!lua_isnil(L, -1)) {
+    int ok;
+    v = lua_tonumberx(L, -1, &ok);
+    if (!ok) luaL_error(L, "generate: option %s must be a number (got %s)", key, luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static int64_t opt_int(lua_State *L, int t, const char *key, int64_t def) {
+  lua_getfield(L, t, key);
+  int64_t v = def;
+  if (!lua_isnil(L, -1)) {
+    int ok;
+    v = lua_tointegerx(L, -1, &ok);
+    if (!ok) luaL_error(L, "generate: option %s must be an integer (got %s)", key, luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *finish_name(int f) {
+  return f == CF_FINISH_STOP ? "stop" : f == CF_FINISH_LENGTH ? "length" : "interrupted";
+}
+
+static int model_generate(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (lua_isnoneornil(L, 3)) lua_newtable(L);
+  else luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  cf_gen_opts o;
+  memset(&o, 0, sizeof o);
+  int64_t n = opt_int(L, 3, "n", 1), maxn = opt_int(L, 3, "max_new_tokens", 256);
+  int64_t topk = opt_int(L, 3, "top_k", 0);
+  if (n < 1 || n > 1 << 20) luaL_error(L, "generate: n must be in [1, 2^20] (got %d)", (int)n);
+  if (maxn < 0 || maxn > 1 << 24) luaL_error(L, "generate: max_new_tokens must be in [0, 2^24]");
+  if (topk < 0 || topk > 1 << 30) luaL_error(L, "generate: top_k must be >= 0");
+  o.n = (int)n;
+  o.max_new_tokens = (int)maxn;
+  o.top_k = (int)topk;
+  o.temperature = opt_num(L, 3, "temperature", 1.0);
+  o.top_p = opt_num(L, 3, "top_p", 1.0);
+  o.seed = (uint64_t)opt_int(L, 3, "seed", 0);
+  lua_getfield(L, 3, "ignore_eos");
+  o.ignore_eos = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  int64_t *stop = NULL;
+  lua_getfield(L, 3, "stop");
+  if (!lua_isnil(L, -1)) {
+    if (!lua_istable(L, -1)) luaL_error(L, "generate: option stop must be a list of token ids");
+    o.nstop = (int)luaL_len(L, -1);
+    stop = lua_newuserdatauv(L, (size_t)(o.nstop ? o.nstop : 1) * sizeof *stop, 0);
+    for (int i = 0; i < o.nstop; i++) {
+      lua_geti(L, -2, i + 1);
+      int ok;
+      stop[i] = lua_tointegerx(L, -1, &ok);
+      if (!ok) luaL_error(L, "generate: stop[%d] is not an integer token id", i + 1);
+      lua_pop(L, 1);
+    }
+    o.stop = stop;
+  } else {
+    lua_pushnil(L);
+  }
+  /* stack: 4 = stop table or nil, 5 = stop buffer or nil */
+  int np = (int)luaL_len(L, 2);
+  int64_t **prompts = lua_newuserdatauv(L, (size_t)(np ? np : 1) * sizeof *prompts, 0);
+  int *plen = lua_newuserdatauv(L, (size_t)(np ? np : 1) * sizeof *plen, 0);
+  lua_newtable(L);  /* keeps the per-prompt buffers alive */
+  int keep = lua_gettop(L);
+  for (int p = 0; p < np; p++) {
+    lua_geti(L, 2, p + 1);
+    if (!lua_istable(L, -1)) luaL_error(L, "generate: prompt %d must be a list of token ids", p + 1);
+    int len = (int)luaL_len(L, -1);
+    int64_t *ids = lua_newuserdatauv(L, (size_t)(len ? len : 1) * sizeof *ids, 0);
+    for (int t = 0; t < len; t++) {
+      lua_geti(L, -2, t + 1);
+      int ok;
+      ids[t] = lua_tointegerx(L, -1, &ok);
+      if (!ok) luaL_error(L, "generate: prompt %d token %d is not an integer", p + 1, t + 1);
+      lua_pop(L, 1);
+    }
+    lua_rawseti(L, keep, p + 1);
+    lua_pop(L, 1);
+    prompts[p] = ids;
+    plen[p] = len;
+  }
+  cf_gen_sample *s = NULL;
+  int rc;
+  CF_LUA_CORE(L, rc = cf_qwen2_generate(m, (const int64_t *const *)prompts, plen, np, &o, &s));
+  cf_interrupt_clear();
+  if (rc) return cf_lua_error(L);
+  int total = np * o.n;
+  lua_createtable(L, total, 0);
+  for (int i = 0; i < total; i++) {
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, s[i].prompt + 1);
+    lua_setfield(L, -2, "prompt");
+    lua_createtable(L, s[i].ntokens, 0);
+    for (int t = 0; t < s[i].ntokens; t++) { lua_pushinteger(L, s[i].tokens[t]); lua_rawseti(L, -2, t + 1); }
+    lua_setfield(L, -2, "tokens");
+    lua_createtable(L, s[i].ntokens, 0);
+    for (int t = 0; t < s[i].ntokens; t++) { lua_pushnumber(L, s[i].logprobs[t]); lua_rawseti(L, -2, t + 1); }
+    lua_setfield(L, -2, "logprobs");
+    lua_pushnumber(L, s[i].logprob);
+    lua_setfield(L, -2, "logprob");
+    lua_pushstring(L, finish_name(s[i].finish));
+    lua_setfield(L, -2, "finish");
+    lua_rawseti(L, -2, i + 1);
+  }
+  cf_gen_samples_free(s, total);
+  return 1;
+}
+
+static int model_parameters(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  lua_createtable(L, 0, m->nparams);
+  for (int i = 0; i < m->nparams; i++) {
+    cf_tensor *t = *m->slots[i];
+    cf_tensor_retain(t);
+    cf_lua_pushtensor(L, t);
+    lua_setfield(L, -2, m->names[i]);
+  }
+  return 1;
+}
+
+static int model_param_names(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  lua_createtable(L, m->nparams, 0);
+  for (int i = 0; i < m->nparams; i++) { lua_pushstring(L, m->names[i]); lua_rawseti(L, -2, i + 1); }
+  return 1;
+}
+
+static int model_set_param(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  cf_tensor *t = cf_lua_checktensor(L, 3);
+  for (int i = 0; i < m->nparams; i++) {
+    if (strcmp(m->names[i], name) != 0) continue;
+    if (cf_qwen2_set_param(m, i, t)) return cf_lua_error(L);
+    if (m->cfg.tie_embeddings && strcmp(name, "model.embed_tokens.weight") == 0) {
+      cf_tensor_retain(t);
+      cf_tensor_release(m->lm_head);
+      m->lm_head = t;
+    }
+    return 0;
+  }
+  return luaL_error(L, "set_param: the model has no parameter \"%s\"", name);
+}
+
+static int model_tie(lua_State *L) {
+  /* After loading or replacing parameters: make a tied head alias the embedding again. */
+  cf_qwen2 *m = check_model(L, 1);
+  if (m->cfg.tie_embeddings && m->lm_head != m->embed) {
+    cf_tensor_retain(m->embed);
+    cf_tensor_release(m->lm_head);
+    m->lm_head = m->embed;
+  }
+  return 0;
+}
+
+static int model_save(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  const char *dir = luaL_checkstring(L, 2);
+  int rc;
+  CF_LUA_CORE(L, rc = cf_qwen2_save(m, dir));
+  if (rc) return cf_lua_error(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int model_config(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  const cf_qwen2_config *c = &m->cfg;
+  lua_createtable(L, 0, 16);
+  lua_pushstring(L, c->model_type); lua_setfield(L, -2, "model_type");
+#define SETI(k, v) (lua_pushinteger(L, v), lua_setfield(L, -2, k))
+  SETI("hidden_size", c->hidden);
+  SETI("intermediate_size", c->intermediate);
+  SETI("num_hidden_layers", c->layers);
+  SETI("num_attention_heads", c->heads);
+  SETI("num_key_value_heads", c->kv_heads);
+  SETI("head_dim", c->head_dim);
+  SETI("vocab_size", c->vocab);
+  SETI("max_position_embeddings", c->max_pos);
+#undef SETI
+  lua_pushnumber(L, c->rms_eps); lua_setfield(L, -2, "rms_norm_eps");
+  lua_pushnumber(L, c->rope_theta); lua_setfield(L, -2, "rope_theta");
+  lua_pushboolean(L, c->tie_embeddings); lua_setfield(L, -2, "tie_word_embeddings");
+  lua_pushboolean(L, c->qkv_bias); lua_setfield(L, -2, "attention_bias");
+  lua_createtable(L, c->n_eos, 0);
+  for (int i = 0; i < c->n_eos; i++) { lua_pushinteger(L, c->eos[i]); lua_rawseti(L, -2, i + 1); }
+  lua_setfield(L, -2, "eos_token_id");
+  return 1;
+}
+
+static int model_tostring(lua_State *L) {
+  model_box *b = luaL_checkudata(L, 1, MODEL_MT);
+  if (!b->m) { lua_pushstring(L, "model (freed)"); return 1; }
+  const cf_qwen2_config *c = &b->m->cfg;
+  int64_t n = 0;
+  for (int i = 0; i < b->m->nparams; i++) n += cf_tensor_numel(*b->m->slots[i]);
+  lua_pushfstring(L, "model %s: %d layers, hidden %d, %d/%d heads, vocab %d, %I parameters",
+                  c->model_type, c->layers, c->hidden, c->heads, c->kv_heads, c->vocab, (lua_Integer)n);
+  return 1;
+}
+
+void cf_lua_open_model(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"forward", model_forward}, {"hidden", model_hidden}, {"logprobs", model_logprobs},
+    {"generate", model_generate}, {"parameters", model_parameters},
+    {"param_names", model_param_names}, {"set_param", model_set_param}, {"tie", model_tie},
+    {"save", model_save}, {"config", model_config}, {"free", model_free}, {NULL, NULL}};
+  if (luaL_newmetatable(L, MODEL_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, model_free);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, model_free);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, model_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, model_load);
+  lua_setfield(L, -2, "model_load");
+  lua_pushcfunction(L, model_new);
+  lua_setfield(L, -2, "model_new");
+}

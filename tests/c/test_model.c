@@ -1,0 +1,252 @@
+/* test_model.c - the Qwen2/Llama transformer against the PyTorch-written fixtures
+ * (reference.safetensors in tests/fixtures/tiny_qwen2 and tiny_llama): logits, per-sequence log-probs at two
+ * temperatures with padding, every parameter's gradient of a weighted sum of log-probs, and
+ * greedy generation; plus KV-cache consistency, batching invariance, seeded sampling, saving
+ * and reloading, and config errors.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "autograd.h"
+#include "error.h"
+#include "io/safetensors.h"
+#include "nn/generate.h"
+#include "nn/qwen2.h"
+#include "ops.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                    \
+  do {                                                      \
+    if (cond) passed++;                                     \
+    else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
+  } while (0)
+
+static cf_tensor *ref_tensor(cf_st_file *f, const char *name) {
+  const cf_st_entry *e = cf_st_find(f, name);
+  if (!e) return NULL;
+  int64_t n = cf_st_numel(e);
+  if (strcmp(e->dtype, "I64") == 0)
+    return cf_tensor_from_bytes(e->ndim, e->shape, CF_DTYPE_I64, e->data, e->nbytes);
+  cf_tensor *t = cf_tensor_zeros(e->ndim, e->shape, CF_DTYPE_F32);
+  if (t && cf_st_to_f32(e, cf_tensor_data(t))) { cf_tensor_release(t); return NULL; }
+  (void)n;
+  return t;
+}
+
+/* max |a-b| / (atol + rtol |b|) over all elements (both CPU, any float dtype). */
+static double max_rel(const cf_tensor *a, const cf_tensor *b, double atol, double rtol) {
+  if (cf_tensor_numel(a) != cf_tensor_numel(b)) return INFINITY;
+  double worst = 0;
+  for (int64_t i = 0; i < cf_tensor_numel(a); i++) {
+    double x = cf_tensor_get_flat(a, i), y = cf_tensor_get_flat(b, i);
+    double r = fabs(x - y) / (atol + rtol * fabs(y));
+    if (!(r <= worst)) worst = r;
+  }
+  return worst;
+}
+
+static void test_fixture(const char *dir) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/reference.safetensors", dir);
+  cf_st_file *ref = cf_st_open(path);
+  CHECK(ref != NULL, "open %s: %s", path, cf_error_message());
+  if (!ref) return;
+  cf_qwen2 *m = cf_qwen2_load(dir);
+  CHECK(m != NULL, "load %s: %s", dir, cf_error_message());
+  if (!m) { cf_st_close(ref); return; }
+  cf_tensor *ids = ref_tensor(ref, "ids"), *want_logits = ref_tensor(ref, "logits");
+  cf_tensor *pl = ref_tensor(ref, "prompt_lens"), *ln = ref_tensor(ref, "lens");
+  int64_t B = ids->shape[0];
+  const int64_t *plen = cf_tensor_data(pl), *lens = cf_tensor_data(ln);
+
+  /* logits */
+  cf_tensor *logits = cf_qwen2_logits(m, ids);
+  CHECK(logits != NULL, "%s logits: %s", dir, cf_error_message());
+  if (logits) {
+    double r = max_rel(logits, want_logits, 1e-5, 1e-4);
+    CHECK(r <= 1.0, "%s logits differ from PyTorch (worst ratio %g)", dir, r);
+  }
+  cf_tensor_release(logits);
+
+  /* log-probs at T = 1 and 0.5, with a padded row */
+  const char *names[2] = {"logprobs_t1", "logprobs_t05"};
+  double temps[2] = {1.0, 0.5};
+  for (int k = 0; k < 2; k++) {
+    cf_tensor *want = ref_tensor(ref, names[k]);
+    cf_tensor *lp = cf_qwen2_logprobs(m, ids, plen, lens, temps[k]);
+    CHECK(lp != NULL, "%s %s: %s", dir, names[k], cf_error_message());
+    if (lp) {
+      double r = max_rel(lp, want, 1e-5, 1e-4);
+      CHECK(r <= 1.0, "%s %s differ (worst ratio %g)", dir, names[k], r);
+    }
+    cf_tensor_release(lp);
+    cf_tensor_release(want);
+  }
+
+  /* gradients of L = sum_b w_b * logprobs_t05[b] for every parameter */
+  for (int i = 0; i < m->nparams; i++) (*m->slots[i])->requires_grad = true;
+  cf_tensor *w = ref_tensor(ref, "loss_weights");
+  cf_tensor *lp = cf_qwen2_logprobs(m, ids, plen, lens, 0.5);
+  cf_tensor *wl = lp ? cf_op2(CF_OP_mul, lp, w) : NULL;
+  cf_tensor *loss = wl ? cf_op_dim(CF_OP_sum, wl, CF_DIM_ALL, false) : NULL;
+  CHECK(loss != NULL, "%s loss: %s", dir, cf_error_message());
+  if (loss) {
+    int rc = cf_backward(loss, NULL, false);
+    CHECK(rc == 0, "%s backward: %s", dir, cf_error_message());
+    for (int i = 0; i < m->nparams && rc == 0; i++) {
+      char gname[300];
+      snprintf(gname, sizeof gname, "grad.%s", m->names[i]);
+      cf_tensor *want = ref_tensor(ref, gname);
+      cf_tensor *got = (*m->slots[i])->grad;
+      CHECK(want && got, "%s: gradient %s missing (fixture %p, ours %p)", dir, m->names[i],
+            (void *)want, (void *)got);
+      if (want && got) {
+        double r = max_rel(got, want, 1e-5, 1e-4);
+        CHECK(r <= 1.0, "%s: gradient of %s differs (worst ratio %g)", dir, m->names[i], r);
+      }
+      cf_tensor_release(want);
+    }
+  }
+  cf_tensor_release(loss); cf_tensor_release(wl); cf_tensor_release(lp); cf_tensor_release(w);
+  for (int i = 0; i < m->nparams; i++) { cf_zero_grad(*m->slots[i]); (*m->slots[i])->requires_grad = false; }
+
+  /* greedy generation from the fixture prompt */
+  cf_tensor *gp = ref_tensor(ref, "greedy_prompt"), *gt = ref_tensor(ref, "greedy_tokens");
+  const int64_t *prompt = cf_tensor_data(gp);
+  int plen0 = (int)gp->shape[0];
+  cf_gen_opts o = {.n = 1, .temperature = 0, .top_p = 1, .max_new_tokens = (int)gt->shape[0], .ignore_eos = true};
+  cf_gen_sample *s = NULL;
+  int rc = cf_qwen2_generate(m, &prompt, &plen0, 1, &o, &s);
+  CHECK(rc == 0, "%s generate: %s", dir, cf_error_message());
+  if (rc == 0) {
+    bool same = s[0].ntokens == gt->shape[0];
+    for (int t = 0; same && t < s[0].ntokens; t++) same = s[0].tokens[t] == ((int64_t *)cf_tensor_data(gt))[t];
+    CHECK(same, "%s: greedy tokens differ from PyTorch's", dir);
+    /* KV-cache consistency: the cached path's log-probs equal the full forward's */
+    int64_t T = plen0 + s[0].ntokens;
+    int64_t shape[2] = {1, T};
+    cf_tensor *seq = cf_tensor_zeros(2, shape, CF_DTYPE_I64);
+    int64_t *sd = cf_tensor_data(seq);
+    for (int t = 0; t < plen0; t++) sd[t] = prompt[t];
+    for (int t = 0; t < s[0].ntokens; t++) sd[plen0 + t] = s[0].tokens[t];
+    int64_t pl1 = plen0;
+    cf_tensor *full = cf_qwen2_logprobs(m, seq, &pl1, NULL, 1.0);
+    CHECK(full && fabs(cf_tensor_get_flat(full, 0) - s[0].logprob) < 1e-4 * (1 + fabs(s[0].logprob)),
+          "%s: KV-cache log-prob %g vs full forward %g", dir, s[0].logprob,
+          full ? cf_tensor_get_flat(full, 0) : NAN);
+    cf_tensor_release(full);
+    cf_tensor_release(seq);
+  }
+  cf_gen_samples_free(s, 1);
+
+  /* batching: prompts of different lengths together == one at a time (greedy) */
+  int64_t p1[3] = {5, 9, 2}, p2[6] = {1, 2, 3, 4, 5, 6}, p3[1] = {7};
+  const int64_t *ps[3] = {p1, p2, p3};
+  int pls[3] = {3, 6, 1};
+  cf_gen_opts og = {.n = 2, .temperature = 0, .top_p = 1, .max_new_tokens = 6, .ignore_eos = true};
+  cf_gen_sample *all = NULL;
+  rc = cf_qwen2_generate(m, ps, pls, 3, &og, &all);
+  CHECK(rc == 0, "%s batched generate: %s", dir, cf_error_message());
+  for (int p = 0; p < 3 && rc == 0; p++) {
+    cf_gen_sample *one = NULL;
+    cf_gen_opts o1 = og;
+    o1.n = 1;
+    int rc1 = cf_qwen2_generate(m, &ps[p], &pls[p], 1, &o1, &one);
+    bool same = rc1 == 0 && one[0].ntokens == all[p * 2].ntokens && all[p * 2 + 1].ntokens == one[0].ntokens;
+    for (int t = 0; same && t < one[0].ntokens; t++)
+      same = one[0].tokens[t] == all[p * 2].tokens[t] && one[0].tokens[t] == all[p * 2 + 1].tokens[t];
+    CHECK(same, "%s: prompt %d: batched greedy differs from one-at-a-time", dir, p);
+    cf_gen_samples_free(one, 1);
+  }
+  cf_gen_samples_free(all, 6);
+
+  /* seeded sampling is reproducible; a different seed changes something */
+  cf_gen_opts os = {.n = 4, .temperature = 1.0, .top_p = 0.9, .top_k = 20, .max_new_tokens = 10, .seed = 7, .ignore_eos = true};
+  cf_gen_sample *a = NULL, *b = NULL, *c = NULL;
+  rc = cf_qwen2_generate(m, ps, pls, 3, &os, &a);
+  int rc2 = cf_qwen2_generate(m, ps, pls, 3, &os, &b);
+  os.seed = 8;
+  int rc3 = cf_qwen2_generate(m, ps, pls, 3, &os, &c);
+  CHECK(rc == 0 && rc2 == 0 && rc3 == 0, "%s sampling: %s", dir, cf_error_message());
+  if (rc == 0 && rc2 == 0 && rc3 == 0) {
+    bool same = true, differs = false;
+    for (int i = 0; i < 12; i++)
+      for (int t = 0; t < 10; t++) {
+        same = same && a[i].tokens[t] == b[i].tokens[t];
+        differs = differs || a[i].tokens[t] != c[i].tokens[t];
+      }
+    CHECK(same, "%s: same seed gave different samples", dir);
+    CHECK(differs, "%s: a different seed gave identical samples", dir);
+  }
+  cf_gen_samples_free(a, 12); cf_gen_samples_free(b, 12); cf_gen_samples_free(c, 12);
+
+  /* stop ids end a sample with finish = stop, the stop token included */
+  cf_gen_opts ost = {.n = 1, .temperature = 0, .top_p = 1, .max_new_tokens = (int)gt->shape[0], .ignore_eos = true};
+  int64_t stop_id = ((int64_t *)cf_tensor_data(gt))[2];
+  ost.stop = &stop_id;
+  ost.nstop = 1;
+  rc = cf_qwen2_generate(m, &prompt, &plen0, 1, &ost, &s);
+  if (rc == 0) {
+    int first = -1;
+    for (int t = 0; t < (int)gt->shape[0]; t++) if (((int64_t *)cf_tensor_data(gt))[t] == stop_id) { first = t; break; }
+    CHECK(s[0].finish == CF_FINISH_STOP && s[0].ntokens == first + 1, "%s: stop token handling (finish %d, %d tokens)",
+          dir, s[0].finish, s[0].ntokens);
+    cf_gen_samples_free(s, 1);
+  }
+
+  /* save, reload, same logits */
+  char tmpl[] = "/tmp/confit_model_XXXXXX";
+  char *tmp = mkdtemp(tmpl);
+  CHECK(tmp && cf_qwen2_save(m, tmp) == 0, "%s save: %s", dir, cf_error_message());
+  cf_qwen2 *m2 = tmp ? cf_qwen2_load(tmp) : NULL;
+  CHECK(m2 != NULL, "%s reload: %s", dir, cf_error_message());
+  if (m2) {
+    cf_tensor *l1 = cf_qwen2_logits(m, ids), *l2 = cf_qwen2_logits(m2, ids);
+    CHECK(l1 && l2 && max_rel(l1, l2, 1e-30, 0) == 0, "%s: reloaded model gives different logits", dir);
+    cf_tensor_release(l1); cf_tensor_release(l2);
+    CHECK(m2->cfg.n_eos == m->cfg.n_eos && m2->cfg.head_dim == m->cfg.head_dim &&
+          m2->cfg.tie_embeddings == m->cfg.tie_embeddings, "%s: config round trip", dir);
+    cf_qwen2_free(m2);
+  }
+  if (tmp) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) printf("warning: could not remove %s\n", tmp);
+  }
+
+  cf_tensor_release(gp); cf_tensor_release(gt);
+  cf_tensor_release(ids); cf_tensor_release(want_logits); cf_tensor_release(pl); cf_tensor_release(ln);
+  cf_qwen2_free(m);
+  cf_st_close(ref);
+  (void)B;
+}
+
+static void test_config_errors(void) {
+  cf_qwen2_config c;
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"gpt2\",\"hidden_size\":8}", "x", &c) != 0 &&
+        strstr(cf_error_message(), "gpt2"), "unknown model type refused: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,"
+                              "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9,"
+                              "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}", "x", &c) != 0 &&
+        strstr(cf_error_message(), "yarn"), "rope scaling refused: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8}", "cfg.json", &c) != 0 &&
+        strstr(cf_error_message(), "intermediate_size"), "missing field named: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse("[1,2]", "cfg.json", &c) != 0, "non-object refused");
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":8,"
+                              "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9,"
+                              "\"rope_parameters\":{\"rope_theta\":5000,\"rope_type\":\"default\"}}", "x", &c) == 0 &&
+        c.rope_theta == 5000 && c.qkv_bias, "rope_theta inside rope_parameters: %s", cf_error_message());
+  CHECK(cf_qwen2_load("/nonexistent/model") == NULL && strstr(cf_error_message(), "config.json"),
+        "missing folder names config.json: %s", cf_error_message());
+}
+
+int main(void) {
+  test_config_errors();
+  test_fixture("tests/fixtures/tiny_qwen2");
+  test_fixture("tests/fixtures/tiny_llama");
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
