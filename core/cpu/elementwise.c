@@ -1,0 +1,232 @@
+/* elementwise.c - CPU kernels of the elementwise ops: binary with broadcasting (add sub mul div
+ * pow maximum minimum), where, masked_fill and the unary ops (neg exp log sqrt rsqrt abs clamp
+ * silu sigmoid tanh gelu relu).
+ *
+ * The math is written once, in double (unary_fn, binary_fn); each kernel has two thin typed
+ * loops, f32 and f64, over the strided iterator of iter.h (inputs may have any strides and
+ * stride-0 broadcast dims; the output is the fresh contiguous tensor cf_op allocated). bf16
+ * compute is GPU-only: convert with to_dtype. Masks (where, masked_fill) may have any dtype;
+ * nonzero means true.
+ *
+ * NaN: maximum/minimum/relu/clamp propagate NaN inputs (like PyTorch).
+ */
+#include "cpu/iter.h"
+#include "error.h"
+#include "ops.h"
+#include <math.h>
+
+static int check_compute_dtype(const char *op, const cf_tensor *out) {
+  if (out->dtype == CF_DTYPE_F32 || out->dtype == CF_DTYPE_F64) return 0;
+  if (out->dtype == CF_DTYPE_BF16)
+    return CF_ERR("%s: bf16 compute is GPU-only; convert with to_dtype", op);
+  return CF_ERR("%s: unsupported dtype %s on the CPU", op, cf_dtype_name(out->dtype));
+}
+
+/* ---------------------------------------------------------------- unary */
+
+typedef enum { U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_ABS, U_CLAMP, U_SILU, U_SIGMOID, U_TANH,
+               U_GELU, U_RELU } unary_op;
+
+static inline double sigmoid(double x) {
+  if (x >= 0) return 1.0 / (1.0 + exp(-x));
+  double e = exp(x);
+  return e / (1.0 + e);
+}
+
+/* lo/hi: clamp bounds, NaN = absent */
+static inline double unary_fn(unary_op op, double x, double lo, double hi) {
+  switch (op) {
+    case U_NEG: return -x;
+    case U_EXP: return exp(x);
+    case U_LOG: return log(x);
+    case U_SQRT: return sqrt(x);
+    case U_RSQRT: return 1.0 / sqrt(x);
+    case U_ABS: return fabs(x);
+    case U_CLAMP:
+      if (!isnan(lo) && x < lo) x = lo;
+      if (!isnan(hi) && x > hi) x = hi;
+      return x;
+    case U_SILU: return x * sigmoid(x);
+    case U_SIGMOID: return sigmoid(x);
+    case U_TANH: return tanh(x);
+    case U_GELU: return 0.5 * x * erfc(-x * 0.70710678118654752440); /* = 0.5 x (1 + erf(x/sqrt2)) */
+    case U_RELU: return isnan(x) ? x : (x > 0 ? x : 0.0);
+  }
+  return x;
+}
+
+/* out [..] = f(x [..]) (same shape) */
+static int unary(const char *name, unary_op op, cf_tensor *out, cf_tensor *x, double lo, double hi) {
+  if (check_compute_dtype(name, out)) return -1;
+  cf_tensor *ops[2] = {out, x};
+  cf_iter it;
+  cf_iter_init(&it, out->ndim, out->shape, 2, ops);
+  if (out->dtype == CF_DTYPE_F32) {
+    float *o = out->storage->data;
+    const float *xs = x->storage->data;
+    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
+    for (int64_t u = 0; u < it.units; u++) {
+      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off), so = it.inner_stride[0],
+              sx = it.inner_stride[1];
+      for (int64_t j = 0; j < len; j++) o[off[0] + j * so] = (float)unary_fn(op, xs[off[1] + j * sx], lo, hi);
+    }
+  } else {
+    double *o = out->storage->data;
+    const double *xs = x->storage->data;
+    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
+    for (int64_t u = 0; u < it.units; u++) {
+      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off), so = it.inner_stride[0],
+              sx = it.inner_stride[1];
+      for (int64_t j = 0; j < len; j++) o[off[0] + j * so] = unary_fn(op, xs[off[1] + j * sx], lo, hi);
+    }
+  }
+  return 0;
+}
+
+#define UNARY_KERNEL(name, code)                                                           \
+  int cf_cpu_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {     \
+    (void)nin; (void)a;                                                                     \
+    return unary(#name, code, out, in[0], NAN, NAN);                                        \
+  }
+UNARY_KERNEL(neg, U_NEG)
+UNARY_KERNEL(exp, U_EXP)
+UNARY_KERNEL(log, U_LOG)
+UNARY_KERNEL(sqrt, U_SQRT)
+UNARY_KERNEL(rsqrt, U_RSQRT)
+UNARY_KERNEL(abs, U_ABS)
+UNARY_KERNEL(silu, U_SILU)
+UNARY_KERNEL(sigmoid, U_SIGMOID)
+UNARY_KERNEL(tanh, U_TANH)
+UNARY_KERNEL(gelu, U_GELU)
+UNARY_KERNEL(relu, U_RELU)
+
+/* clamp "T F F": a->f[0] = lo, a->f[1] = hi (NaN = absent); lo > hi gives hi everywhere */
+int cf_cpu_clamp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return unary("clamp", U_CLAMP, out, in[0], a->f[0], a->f[1]);
+}
+
+/* ---------------------------------------------------------------- binary */
+
+typedef enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN } binary_op;
+
+static inline double binary_fn(binary_op op, double a, double b) {
+  switch (op) {
+    case B_ADD: return a + b;
+    case B_SUB: return a - b;
+    case B_MUL: return a * b;
+    case B_DIV: return a / b;
+    case B_POW: return pow(a, b);
+    case B_MAX: return (isnan(a) || isnan(b)) ? a + b : (a > b ? a : b);
+    case B_MIN: return (isnan(a) || isnan(b)) ? a + b : (a < b ? a : b);
+  }
+  return a;
+}
+
+/* out [broadcast(a, b)] = f(a, b) */
+static int binary(const char *name, binary_op op, cf_tensor *out, cf_tensor *a, cf_tensor *b) {
+  if (check_compute_dtype(name, out)) return -1;
+  cf_tensor *ops[3] = {out, a, b};
+  cf_iter it;
+  cf_iter_init(&it, out->ndim, out->shape, 3, ops);
+  if (out->dtype == CF_DTYPE_F32) {
+    float *o = out->storage->data;
+    const float *as = a->storage->data, *bs = b->storage->data;
+    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
+    for (int64_t u = 0; u < it.units; u++) {
+      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off), so = it.inner_stride[0],
+              sa = it.inner_stride[1], sb = it.inner_stride[2];
+      for (int64_t j = 0; j < len; j++)
+        o[off[0] + j * so] = (float)binary_fn(op, as[off[1] + j * sa], bs[off[2] + j * sb]);
+    }
+  } else {
+    double *o = out->storage->data;
+    const double *as = a->storage->data, *bs = b->storage->data;
+    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
+    for (int64_t u = 0; u < it.units; u++) {
+      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off), so = it.inner_stride[0],
+              sa = it.inner_stride[1], sb = it.inner_stride[2];
+      for (int64_t j = 0; j < len; j++)
+        o[off[0] + j * so] = binary_fn(op, as[off[1] + j * sa], bs[off[2] + j * sb]);
+    }
+  }
+  return 0;
+}
+
+#define BINARY_KERNEL(name, code)                                                          \
+  int cf_cpu_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {     \
+    (void)nin; (void)a;                                                                     \
+    return binary(#name, code, out, in[0], in[1]);                                          \
+  }
+BINARY_KERNEL(add, B_ADD)
+BINARY_KERNEL(sub, B_SUB)
+BINARY_KERNEL(mul, B_MUL)
+BINARY_KERNEL(div, B_DIV)
+BINARY_KERNEL(pow, B_POW)
+BINARY_KERNEL(maximum, B_MAX)
+BINARY_KERNEL(minimum, B_MIN)
+
+/* ---------------------------------------------------------------- where, masked_fill */
+
+/* out [broadcast(c, a, b)] = c != 0 ? a : b.  With a == NULL: c != 0 ? fill : b (masked_fill). */
+static int select_kernel(const char *name, cf_tensor *out, cf_tensor *c, cf_tensor *a, cf_tensor *b,
+                         double fill) {
+  if (check_compute_dtype(name, out)) return -1;
+  cf_tensor *ops[4] = {out, c, b, a ? a : b};
+  cf_iter it;
+  cf_iter_init(&it, out->ndim, out->shape, 4, ops);
+  const void *cs = c->storage->data;
+  cf_dtype cdt = c->dtype;
+  bool have_a = a != NULL;
+  if (out->dtype == CF_DTYPE_F32) {
+    float *o = out->storage->data;
+    const float *bs = b->storage->data, *as = (a ? a : b)->storage->data;
+    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
+    for (int64_t u = 0; u < it.units; u++) {
+      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off);
+      for (int64_t j = 0; j < len; j++) {
+        bool on = cf_iter_load(cs, cdt, off[1] + j * it.inner_stride[1]) != 0;
+        o[off[0] + j * it.inner_stride[0]] =
+            on ? (have_a ? as[off[3] + j * it.inner_stride[3]] : (float)fill)
+               : bs[off[2] + j * it.inner_stride[2]];
+      }
+    }
+  } else {
+    double *o = out->storage->data;
+    const double *bs = b->storage->data, *as = (a ? a : b)->storage->data;
+    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
+    for (int64_t u = 0; u < it.units; u++) {
+      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off);
+      for (int64_t j = 0; j < len; j++) {
+        bool on = cf_iter_load(cs, cdt, off[1] + j * it.inner_stride[1]) != 0;
+        o[off[0] + j * it.inner_stride[0]] =
+            on ? (have_a ? as[off[3] + j * it.inner_stride[3]] : fill)
+               : bs[off[2] + j * it.inner_stride[2]];
+      }
+    }
+  }
+  return 0;
+}
+
+/* where "M T T": cond [..], a [..], b [..] broadcast together -> out */
+int cf_cpu_where(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin; (void)a;
+  return select_kernel("where", out, in[0], in[1], in[2], 0);
+}
+
+/* masked_fill "T M f": t [..], mask broadcastable to t's shape, value a->f[0] -> out [t's shape] */
+int cf_cpu_masked_fill(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  cf_tensor *t = in[0], *m = in[1];
+  bool ok = m->ndim <= t->ndim;
+  for (int d = 0; ok && d < m->ndim; d++) {
+    int64_t s = m->shape[d], ts = t->shape[d + t->ndim - m->ndim];
+    if (s != 1 && s != ts) ok = false;
+  }
+  if (!ok) {
+    char b1[128], b2[128];
+    return CF_ERR("masked_fill: mask %s does not broadcast to the tensor %s",
+                  cf_shape_str(m, b1, sizeof b1), cf_shape_str(t, b2, sizeof b2));
+  }
+  return select_kernel("masked_fill", out, m, NULL, t, a->f[0]);
+}

@@ -1,0 +1,215 @@
+/* reduce.c - CPU kernels of the reductions (sum mean max argmax logsumexp var) and of softmax
+ * and log_softmax.
+ *
+ * The input is made contiguous (a copy only when it is not) and seen as [outer, n, inner] where
+ * n is the reduced dim (for CF_DIM_ALL: outer = inner = 1, n = numel). Each of the outer * inner
+ * rows is reduced independently, in double, in a fixed order, so results do not depend on the
+ * number of threads (rows are spread over OpenMP threads; one huge row runs on one thread).
+ * f32 and f64 inputs share the code: loads and stores go through ld/st, which branch on one
+ * flag the compiler hoists out of the loops. bf16 compute is GPU-only.
+ *
+ * Conventions: max/argmax pick the FIRST maximum on ties and propagate NaN (the first NaN wins);
+ * they refuse an empty reduced dim. mean over an empty dim is NaN, sum is 0, logsumexp is -inf.
+ * logsumexp of a row that is all -inf is -inf (no NaN). softmax of an all -inf row is all 0 and
+ * log_softmax gives -inf there (a fully masked row carries no probability; no NaN). var divides
+ * by n - 1 when unbiased (NaN for one element), else by n.
+ *
+ * Arg layout (ops.h): reductions "T D k": i[0] dim or CF_DIM_ALL, i[1] keepdim; var adds i[2]
+ * unbiased; softmax/log_softmax "T d": i[0] dim.
+ */
+#include "cpu/iter.h"
+#include "error.h"
+#include "ops.h"
+#include <math.h>
+
+static inline double ld(const void *p, bool f32, int64_t i) {
+  return f32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
+}
+static inline void st(void *p, bool f32, int64_t i, double v) {
+  if (f32) ((float *)p)[i] = (float)v;
+  else ((double *)p)[i] = v;
+}
+
+static int check_float(const char *op, const cf_tensor *x) {
+  if (x->dtype == CF_DTYPE_F32 || x->dtype == CF_DTYPE_F64) return 0;
+  if (x->dtype == CF_DTYPE_BF16)
+    return CF_ERR("%s: bf16 compute is GPU-only; convert with to_dtype", op);
+  return CF_ERR("%s: unsupported dtype %s on the CPU", op, cf_dtype_name(x->dtype));
+}
+
+/* [outer, n, inner] of x around dim (CF_DIM_ALL allowed when all_ok). */
+static int geometry(const char *op, const cf_tensor *x, int64_t dim, bool all_ok, int64_t *outer,
+                    int64_t *n, int64_t *inner) {
+  if (dim == CF_DIM_ALL && all_ok) {
+    *outer = 1;
+    *n = cf_tensor_numel(x);
+    *inner = 1;
+    return 0;
+  }
+  if (dim < 0 || dim >= x->ndim) {
+    char b[128];
+    return CF_ERR("%s: dim %lld out of range for a %d-d tensor %s", op, (long long)dim + 1, x->ndim,
+                  cf_shape_str(x, b, sizeof b));
+  }
+  *outer = 1;
+  *inner = 1;
+  for (int d = 0; d < dim; d++) *outer *= x->shape[d];
+  for (int d = (int)dim + 1; d < x->ndim; d++) *inner *= x->shape[d];
+  *n = x->shape[dim];
+  return 0;
+}
+
+/* ---------------------------------------------------------------- reductions */
+
+typedef enum { R_SUM, R_MEAN, R_MAX, R_ARGMAX, R_LSE, R_VAR } reduce_op;
+
+/* Index (0..n-1) of the first maximum of x[base + k*s], the first NaN if any; -1 when n == 0. */
+static int64_t row_argmax(const void *x, bool f32, int64_t base, int64_t s, int64_t n) {
+  if (n == 0) return -1;
+  int64_t best = 0;
+  double bv = ld(x, f32, base);
+  if (isnan(bv)) return 0;
+  for (int64_t k = 1; k < n; k++) {
+    double v = ld(x, f32, base + k * s);
+    if (isnan(v)) return k;
+    if (v > bv) { bv = v; best = k; }
+  }
+  return best;
+}
+
+static double row_reduce(reduce_op op, const void *x, bool f32, int64_t base, int64_t s, int64_t n,
+                         bool unbiased) {
+  switch (op) {
+    case R_SUM:
+    case R_MEAN: {
+      double acc = 0;
+      for (int64_t k = 0; k < n; k++) acc += ld(x, f32, base + k * s);
+      return op == R_SUM ? acc : acc / (double)n;
+    }
+    case R_MAX:
+    case R_ARGMAX:
+      return ld(x, f32, base + row_argmax(x, f32, base, s, n) * s);
+    case R_LSE: {
+      double m = -INFINITY;
+      for (int64_t k = 0; k < n; k++) {
+        double v = ld(x, f32, base + k * s);
+        if (isnan(v)) return v;
+        if (v > m) m = v;
+      }
+      if (isinf(m)) return m;
+      double acc = 0;
+      for (int64_t k = 0; k < n; k++) acc += exp(ld(x, f32, base + k * s) - m);
+      return m + log(acc);
+    }
+    case R_VAR: {
+      double mean = 0, acc = 0;
+      for (int64_t k = 0; k < n; k++) mean += ld(x, f32, base + k * s);
+      mean /= (double)n;
+      for (int64_t k = 0; k < n; k++) {
+        double d = ld(x, f32, base + k * s) - mean;
+        acc += d * d;
+      }
+      return acc / ((double)n - (unbiased ? 1.0 : 0.0));
+    }
+  }
+  return 0;
+}
+
+/* out [x's shape with dim reduced (kept as 1 when keepdim)] = reduce(x [..]) */
+static int reduce(const char *name, reduce_op op, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
+  if (check_float(name, x0)) return -1;
+  int64_t outer = 0, n = 0, inner = 0;
+  if (geometry(name, x0, a->i[0], true, &outer, &n, &inner)) return -1;
+  int64_t rows = outer * inner;
+  if ((op == R_MAX || op == R_ARGMAX) && n == 0 && rows > 0) {
+    char b[128];
+    return CF_ERR("%s: reduction over an empty dim of %s", name, cf_shape_str(x0, b, sizeof b));
+  }
+  bool unbiased = op == R_VAR && (a->ni < 3 || a->i[2] != 0);
+  cf_tensor *x = cf_tensor_contiguous(x0);
+  if (!x) return -1;
+  const void *xp = cf_tensor_data(x);
+  void *op_ = cf_tensor_data(out);
+  bool f32 = x->dtype == CF_DTYPE_F32;
+  #pragma omp parallel for if (rows > 1 && rows * n > CF_OMP_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t base = (r / inner) * n * inner + r % inner;
+    if (op == R_ARGMAX) ((int64_t *)op_)[r] = row_argmax(xp, f32, base, inner, n);
+    else st(op_, f32, r, row_reduce(op, xp, f32, base, inner, n, unbiased));
+  }
+  cf_tensor_release(x);
+  return 0;
+}
+
+int cf_cpu_sum(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce("sum", R_SUM, out, in[0], a);
+}
+int cf_cpu_mean(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce("mean", R_MEAN, out, in[0], a);
+}
+int cf_cpu_max(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce("max", R_MAX, out, in[0], a);
+}
+int cf_cpu_argmax(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce("argmax", R_ARGMAX, out, in[0], a);
+}
+/* logsumexp "T d k": a dim is required */
+int cf_cpu_logsumexp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  if (a->i[0] == CF_DIM_ALL) return CF_ERR("logsumexp: a dim is required");
+  return reduce("logsumexp", R_LSE, out, in[0], a);
+}
+int cf_cpu_var(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce("var", R_VAR, out, in[0], a);
+}
+
+/* ---------------------------------------------------------------- softmax, log_softmax */
+
+/* out [x's shape] = softmax or log_softmax of x along dim a->i[0] */
+static int softmax(const char *name, bool logp, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
+  if (check_float(name, x0)) return -1;
+  int64_t outer = 0, n = 0, inner = 0;
+  if (geometry(name, x0, a->i[0], false, &outer, &n, &inner)) return -1;
+  cf_tensor *x = cf_tensor_contiguous(x0);
+  if (!x) return -1;
+  const void *xp = cf_tensor_data(x);
+  void *o = cf_tensor_data(out);
+  bool f32 = x->dtype == CF_DTYPE_F32;
+  int64_t rows = outer * inner;
+  #pragma omp parallel for if (rows > 1 && rows * n > CF_OMP_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t base = (r / inner) * n * inner + r % inner;
+    double m = -INFINITY, acc = 0;
+    for (int64_t k = 0; k < n; k++) {
+      double v = ld(xp, f32, base + k * inner);
+      if (v > m || isnan(v)) m = v;
+      if (isnan(v)) break;
+    }
+    if (m == -INFINITY) { /* all -inf (or empty): no probability mass */
+      for (int64_t k = 0; k < n; k++) st(o, f32, base + k * inner, logp ? -INFINITY : 0.0);
+      continue;
+    }
+    for (int64_t k = 0; k < n; k++) acc += exp(ld(xp, f32, base + k * inner) - m);
+    double lse = log(acc);
+    for (int64_t k = 0; k < n; k++) {
+      double z = ld(xp, f32, base + k * inner) - m;
+      st(o, f32, base + k * inner, logp ? z - lse : exp(z) / acc);
+    }
+  }
+  cf_tensor_release(x);
+  return 0;
+}
+
+int cf_cpu_softmax(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return softmax("softmax", false, out, in[0], a);
+}
+int cf_cpu_log_softmax(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return softmax("log_softmax", true, out, in[0], a);
+}

@@ -1,0 +1,469 @@
+/* test_ops.c - the table-driven op test: every op in ops.def must have a test row (optest.h
+ * format, rows in optest_*.inc). For each row and several random cases it checks the f64 and
+ * f32 forward against the row's naive reference, that non-contiguous copies of the inputs give
+ * the same result, and (f64) the gradient from cf_backward against central finite differences.
+ * A few hand-written checks follow: tie rules, infinities, error messages, the multi-threaded
+ * path on large inputs.
+ *
+ * Usage: test_ops [op-name]   (only that op's row). Prints one line per op and
+ * "N passed, N failed"; exits 1 on any failure.
+ */
+#include "optest.h"
+#include <time.h>
+
+#include "optest_elementwise.inc"
+#include "optest_nn.inc"
+#include "optest_views.inc"
+
+static int n_pass, n_fail;
+
+#define CHECK(cond, ...)                            \
+  do {                                              \
+    if (cond) {                                     \
+      n_pass++;                                     \
+    } else {                                        \
+      n_fail++;                                     \
+      printf("FAIL %s:%d: ", __FILE__, __LINE__);   \
+      printf(__VA_ARGS__);                          \
+      printf("\n");                                 \
+    }                                               \
+  } while (0)
+
+static const optest_row *const row_tables[] = {optest_elementwise_rows, optest_nn_rows, optest_views_rows};
+
+static const optest_row *find_row(const char *name) {
+  for (size_t t = 0; t < sizeof row_tables / sizeof *row_tables; t++)
+    for (const optest_row *r = row_tables[t]; r->op; r++)
+      if (strcmp(r->op, name) == 0) return r;
+  return NULL;
+}
+
+/* The spec letter of tensor input k ('L' for every variadic input). */
+static char input_letter(const char *spec, int k) {
+  int idx = 0;
+  for (const char *p = spec; *p; p++) {
+    if (*p == 'L') return 'L';
+    if (!strchr("TIMtim", *p)) continue;
+    if (idx++ == k) return *p;
+  }
+  return '?';
+}
+static bool is_diff(const char *spec, int k) {
+  char c = input_letter(spec, k);
+  return c == 'T' || c == 't' || c == 'L';
+}
+
+static void case_free(optest_case *c) {
+  for (int k = 0; k < c->nin; k++) cf_tensor_release(c->in[k]);
+  memset(c, 0, sizeof *c);
+}
+
+/* A copy of c with the floating (T/t/L) inputs converted to dt; others shared. */
+static int case_convert(const optest_case *c, const char *spec, cf_dtype dt, optest_case *o) {
+  *o = *c;
+  for (int k = 0; k < c->nin; k++) {
+    cf_tensor *t = c->in[k];
+    if (t && is_diff(spec, k) && t->dtype != dt) o->in[k] = cf_tensor_to_dtype(t, dt);
+    else cf_tensor_retain(t);
+    if (t && !o->in[k]) {
+      for (int j = 0; j < k; j++) cf_tensor_release(o->in[j]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Every input copied into a non-contiguous layout. */
+static int case_noncontig(const optest_case *c, optest_case *o) {
+  *o = *c;
+  for (int k = 0; k < c->nin; k++) {
+    o->in[k] = c->in[k] ? opt_noncontig(c->in[k]) : NULL;
+    if (c->in[k] && !o->in[k]) {
+      for (int j = 0; j < k; j++) cf_tensor_release(o->in[j]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static bool close_to(double a, double b, double tol) {
+  if (isnan(a) || isnan(b)) return isnan(a) && isnan(b);
+  if (a == b) return true;
+  return fabs(a - b) <= tol * (1 + fabs(b));
+}
+
+/* out vs want (same shape, values within tol by out's dtype); reports the first mismatch. */
+static bool compare(const char *op, int k, const char *what, const cf_tensor *out,
+                    const cf_tensor *want, double tol64, double tol32) {
+  char b1[128], b2[128];
+  if (!out || !want) {
+    CHECK(false, "%s case %d %s: %s", op, k, what, out ? "reference failed" : cf_error_message());
+    return false;
+  }
+  if (!cf_same_shape(out, want)) {
+    CHECK(false, "%s case %d %s: shape %s, want %s", op, k, what, cf_shape_str(out, b1, sizeof b1),
+          cf_shape_str(want, b2, sizeof b2));
+    return false;
+  }
+  double tol = out->dtype == CF_DTYPE_F32 ? (tol32 ? tol32 : 1e-5) : (tol64 ? tol64 : 1e-12);
+  if (!cf_dtype_is_float(out->dtype)) tol = 0;
+  int64_t n = cf_tensor_numel(out);
+  for (int64_t i = 0; i < n; i++) {
+    double a = cf_tensor_get_flat(out, i), b = cf_tensor_get_flat(want, i);
+    if (!close_to(a, b, tol)) {
+      CHECK(false, "%s case %d %s: element %lld of %s is %.17g, want %.17g", op, k, what, (long long)i,
+            cf_shape_str(out, b1, sizeof b1), a, b);
+      return false;
+    }
+  }
+  n_pass++;
+  return true;
+}
+
+/* sum(y * R) in double */
+static double dot_r(const cf_tensor *y, const cf_tensor *r) {
+  double s = 0;
+  int64_t n = cf_tensor_numel(y);
+  for (int64_t i = 0; i < n; i++) s += cf_tensor_get_flat(y, i) * cf_tensor_get_flat(r, i);
+  return s;
+}
+
+/* Finite-difference check of d sum(op(x) * R) / dx for every differentiable f64 input. */
+static bool grad_check(int id, const optest_row *row, cf_rng *g, int k, const optest_case *c) {
+  const char *spec = cf_ops[id].spec, *op = row->op;
+  const double eps = 1e-6, atol = 1e-5, rtol = 1e-3;
+  optest_case x = *c;
+  bool ok = true, any = false;
+  for (int j = 0; j < c->nin; j++) {
+    x.in[j] = c->in[j] ? cf_tensor_clone(c->in[j]) : NULL;
+    if (x.in[j] && is_diff(spec, j) && x.in[j]->dtype == CF_DTYPE_F64) {
+      x.in[j]->requires_grad = true;
+      any = true;
+    }
+  }
+  if (!any) { case_free(&x); return true; }
+  cf_set_grad_enabled(true);
+  cf_tensor *out = cf_op((cf_op_id)id, x.in, x.nin, &x.args);
+  cf_set_grad_enabled(false);
+  if (!out) {
+    CHECK(false, "%s case %d grad: forward failed: %s", op, k, cf_error_message());
+    case_free(&x);
+    return false;
+  }
+  if (out->dtype != CF_DTYPE_F64) { /* e.g. to_dtype(f32): finite differences need f64 */
+    cf_tensor_release(out);
+    case_free(&x);
+    return true;
+  }
+  cf_tensor *r = cf_tensor_randn(out->ndim, out->shape, CF_DTYPE_F64, g);
+  int rc = out->requires_grad ? cf_backward(out, r, false) : 0;
+  if (rc) {
+    CHECK(false, "%s case %d grad: backward failed: %s", op, k, cf_error_message());
+    ok = false;
+  }
+  cf_tensor_release(out);
+  for (int j = 0; j < c->nin && ok; j++) {
+    cf_tensor *t = x.in[j];
+    if (!t || !t->requires_grad) continue;
+    cf_tensor *gr = t->grad;
+    if (gr && !cf_same_shape(gr, t)) {
+      char b1[128], b2[128];
+      CHECK(false, "%s case %d grad of input %d: shape %s, want %s", op, k, j + 1,
+            cf_shape_str(gr, b1, sizeof b1), cf_shape_str(t, b2, sizeof b2));
+      ok = false;
+      break;
+    }
+    int64_t n = cf_tensor_numel(t);
+    for (int64_t i = 0; i < n && ok; i++) {
+      double v = cf_tensor_get_flat(t, i), f[2];
+      for (int s = 0; s < 2; s++) {
+        opt_set_flat(t, i, v + (s ? -eps : eps));
+        cf_tensor *y = cf_op((cf_op_id)id, x.in, x.nin, &x.args);
+        f[s] = y ? dot_r(y, r) : NAN;
+        cf_tensor_release(y);
+      }
+      opt_set_flat(t, i, v);
+      double num = (f[0] - f[1]) / (2 * eps), ana = gr ? cf_tensor_get_flat(gr, i) : 0;
+      if (!(fabs(ana - num) <= atol + rtol * fabs(num))) {
+        CHECK(false, "%s case %d grad of input %d element %lld: analytic %.10g, numeric %.10g", op, k,
+              j + 1, (long long)i, ana, num);
+        ok = false;
+      }
+    }
+  }
+  if (ok) n_pass++;
+  cf_tensor_release(r);
+  case_free(&x);
+  return ok;
+}
+
+static int run_row(int id, const optest_row *row) {
+  const char *spec = cf_ops[id].spec, *op = row->op;
+  int ncases = row->ncases ? row->ncases : OPT_CASES, good = 0, grads = 0;
+  uint64_t seed = 1000;
+  for (const char *p = op; *p; p++) seed = seed * 131 + (uint64_t)*p;
+  cf_rng g;
+  cf_rng_init(&g, seed);
+  for (int k = 0; k < ncases; k++) {
+    optest_case c;
+    memset(&c, 0, sizeof c);
+    if (row->gen(&g, k, &c)) {
+      CHECK(false, "%s case %d: generator failed: %s", op, k, cf_error_message());
+      case_free(&c);
+      continue;
+    }
+    bool ok = true;
+    cf_set_grad_enabled(false);
+    /* (1) f64 forward */
+    cf_tensor *want = row->ref(&c);
+    cf_tensor *out = cf_op((cf_op_id)id, c.in, c.nin, &c.args);
+    ok &= compare(op, k, "f64 forward", out, want, row->tol64, row->tol32);
+    /* (1b) f32 forward against the reference on the f32-rounded inputs */
+    if (!(row->flags & OPT_NO_F32)) {
+      optest_case c32, c32d;
+      if (case_convert(&c, spec, CF_DTYPE_F32, &c32) == 0) {
+        if (case_convert(&c32, spec, CF_DTYPE_F64, &c32d) == 0) {
+          cf_tensor *want32 = row->ref(&c32d);
+          cf_tensor *out32 = cf_op((cf_op_id)id, c32.in, c32.nin, &c32.args);
+          ok &= compare(op, k, "f32 forward", out32, want32, row->tol64, row->tol32);
+          cf_tensor_release(want32);
+          cf_tensor_release(out32);
+          case_free(&c32d);
+        }
+        case_free(&c32);
+      } else {
+        CHECK(false, "%s case %d: f32 conversion failed: %s", op, k, cf_error_message());
+        ok = false;
+      }
+    }
+    /* (2) non-contiguous inputs */
+    if (!(row->flags & OPT_NO_NONCONTIG) && out) {
+      optest_case nc;
+      if (case_noncontig(&c, &nc) == 0) {
+        cf_tensor *outnc = cf_op((cf_op_id)id, nc.in, nc.nin, &nc.args);
+        ok &= compare(op, k, "non-contiguous", outnc, out, 1e-12, 1e-12);
+        cf_tensor_release(outnc);
+        case_free(&nc);
+      }
+    }
+    cf_tensor_release(want);
+    cf_tensor_release(out);
+    /* (3) gradient */
+    if (!(row->flags & OPT_NOGRAD) && !(cf_ops[id].flags & CF_NOGRAD) && !c.no_grad) {
+      ok &= grad_check(id, row, &g, k, &c);
+      grads++;
+    }
+    cf_set_grad_enabled(true);
+    case_free(&c);
+    good += ok;
+  }
+  printf("%-14s %d/%d cases ok (%d with a gradient check)\n", op, good, ncases, grads);
+  return good == ncases ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------- hand-written checks */
+
+static cf_tensor *vec(int n, const double *v, cf_dtype dt) {
+  int64_t shape[1] = {n};
+  cf_tensor *t = cf_tensor_zeros(1, shape, dt);
+  for (int64_t i = 0; i < n; i++) cf_tensor_set(t, &i, v[i]);
+  return t;
+}
+
+static bool vec_is(const cf_tensor *t, int n, const double *v) {
+  if (!t || cf_tensor_numel(t) != n) return false;
+  for (int64_t i = 0; i < n; i++) {
+    double a = cf_tensor_get_flat(t, i);
+    if (!(a == v[i] || (isnan(a) && isnan(v[i])))) return false;
+  }
+  return true;
+}
+
+static void check_ties(void) {
+  /* max over all: gradient to the first maximum; argmax picks it */
+  double xv[5] = {1, 3, 3, 2, 3};
+  cf_tensor *x = vec(5, xv, CF_DTYPE_F64);
+  x->requires_grad = true;
+  cf_tensor *m = cf_op_dim(CF_OP_max, x, CF_DIM_ALL, false);
+  CHECK(m && cf_tensor_get_flat(m, 0) == 3, "max of a tie");
+  CHECK(m && cf_backward(m, NULL, false) == 0, "max backward: %s", cf_error_message());
+  double gw[5] = {0, 1, 0, 0, 0};
+  CHECK(vec_is(x->grad, 5, gw), "max: gradient goes to the first maximum only");
+  cf_tensor *am = cf_op_dim(CF_OP_argmax, x, 0, false);
+  CHECK(am && am->dtype == CF_DTYPE_I64 && cf_tensor_get_flat(am, 0) == 1, "argmax picks the first maximum");
+  cf_tensor_release(am);
+  cf_tensor_release(m);
+  cf_tensor_release(x);
+
+  /* maximum / minimum: ties split the gradient half/half */
+  double av[3] = {1, 2, 5}, bv[3] = {1, 3, 4};
+  for (int mn = 0; mn < 2; mn++) {
+    cf_tensor *a = vec(3, av, CF_DTYPE_F64), *b = vec(3, bv, CF_DTYPE_F64);
+    a->requires_grad = b->requires_grad = true;
+    cf_tensor *y = cf_op2(mn ? CF_OP_minimum : CF_OP_maximum, a, b);
+    cf_tensor *s = cf_op_dim(CF_OP_sum, y, CF_DIM_ALL, false);
+    CHECK(s && cf_backward(s, NULL, false) == 0, "maximum/minimum backward");
+    double ga_max[3] = {0.5, 0, 1}, gb_max[3] = {0.5, 1, 0};
+    double ga_min[3] = {0.5, 1, 0}, gb_min[3] = {0.5, 0, 1};
+    CHECK(vec_is(a->grad, 3, mn ? ga_min : ga_max) && vec_is(b->grad, 3, mn ? gb_min : gb_max),
+          "%s: ties send half the gradient to each input", mn ? "minimum" : "maximum");
+    cf_tensor_release(s);
+    cf_tensor_release(y);
+    cf_tensor_release(a);
+    cf_tensor_release(b);
+  }
+
+  /* abs and relu at 0: gradient 0; clamp at a bound: passes */
+  double zv[3] = {0, -1, 2};
+  cf_tensor *z = vec(3, zv, CF_DTYPE_F64);
+  z->requires_grad = true;
+  cf_tensor *az = cf_op1(CF_OP_abs, z), *rz = cf_op1(CF_OP_relu, z);
+  cf_tensor *t = cf_op2(CF_OP_add, az, rz);
+  cf_tensor *s = cf_op_dim(CF_OP_sum, t, CF_DIM_ALL, false);
+  CHECK(s && cf_backward(s, NULL, false) == 0, "abs+relu backward");
+  double gz[3] = {0, -1, 2};
+  CHECK(vec_is(z->grad, 3, gz), "abs and relu have gradient 0 at 0");
+  cf_tensor_release(s); cf_tensor_release(t); cf_tensor_release(az); cf_tensor_release(rz);
+  cf_tensor_release(z);
+}
+
+static void check_infinities(void) {
+  double v[3] = {-INFINITY, -INFINITY, -INFINITY};
+  for (int dt = 0; dt < 2; dt++) {
+    cf_tensor *x = vec(3, v, dt ? CF_DTYPE_F64 : CF_DTYPE_F32);
+    cf_tensor *l = cf_op_dim(CF_OP_logsumexp, x, 0, false);
+    cf_tensor *sm = cf_op_dim(CF_OP_softmax, x, 0, false);
+    cf_tensor *ls = cf_op_dim(CF_OP_log_softmax, x, 0, false);
+    double zeros[3] = {0, 0, 0};
+    CHECK(l && cf_tensor_get_flat(l, 0) == -INFINITY, "logsumexp of all -inf is -inf");
+    CHECK(vec_is(sm, 3, zeros), "softmax of an all -inf row is 0 (no NaN)");
+    CHECK(vec_is(ls, 3, v), "log_softmax of an all -inf row is -inf (no NaN)");
+    cf_tensor_release(l); cf_tensor_release(sm); cf_tensor_release(ls); cf_tensor_release(x);
+  }
+  /* large values: stable */
+  double big[2] = {1000, 1000};
+  cf_tensor *x = vec(2, big, CF_DTYPE_F32);
+  cf_tensor *l = cf_op_dim(CF_OP_logsumexp, x, 0, false);
+  cf_tensor *sm = cf_op_dim(CF_OP_softmax, x, 0, false);
+  double half[2] = {0.5, 0.5};
+  CHECK(l && fabs(cf_tensor_get_flat(l, 0) - (1000 + log(2.0))) < 1e-3, "logsumexp(1000, 1000) is stable");
+  CHECK(vec_is(sm, 2, half), "softmax(1000, 1000) = 0.5, 0.5");
+  cf_tensor_release(l); cf_tensor_release(sm); cf_tensor_release(x);
+  /* mean over an empty dim is NaN; max over it is an error */
+  int64_t shape[2] = {2, 0};
+  cf_tensor *e = cf_tensor_zeros(2, shape, CF_DTYPE_F32);
+  cf_tensor *me = cf_op_dim(CF_OP_mean, e, 1, false);
+  CHECK(me && cf_tensor_numel(me) == 2 && isnan(cf_tensor_get_flat(me, 0)), "mean over an empty dim is NaN");
+  cf_tensor *mx = cf_op_dim(CF_OP_max, e, 1, false);
+  CHECK(!mx && strstr(cf_error_message(), "max: reduction over an empty dim of [2 x 0]"),
+        "max over an empty dim fails: %s", cf_error_message());
+  cf_tensor_release(me); cf_tensor_release(e);
+}
+
+static void check_errors(void) {
+  int64_t s23[2] = {2, 3}, s4[1] = {4}, s32[2] = {3, 2};
+  cf_tensor *a = cf_tensor_zeros(2, s23, CF_DTYPE_F32), *b = cf_tensor_zeros(1, s4, CF_DTYPE_F32);
+  cf_tensor *r = cf_op2(CF_OP_add, a, b);
+  CHECK(!r && strstr(cf_error_message(), "add: shapes [2 x 3] and [4] do not broadcast"),
+        "broadcast error names op and shapes: %s", cf_error_message());
+  cf_tensor *h = cf_tensor_zeros(2, s23, CF_DTYPE_BF16);
+  r = cf_op2(CF_OP_mul, h, h);
+  CHECK(!r && strstr(cf_error_message(), "mul: bf16 compute is GPU-only; convert with to_dtype"),
+        "bf16 error: %s", cf_error_message());
+  r = cf_op_dim(CF_OP_softmax, h, 1, false);
+  CHECK(!r && strstr(cf_error_message(), "softmax: bf16 compute is GPU-only"), "bf16 softmax error: %s",
+        cf_error_message());
+  r = cf_op_dim(CF_OP_sum, a, 2, false);
+  CHECK(!r && strstr(cf_error_message(), "sum: dim 3 out of range for a 2-d tensor [2 x 3]"),
+        "dim error: %s", cf_error_message());
+  cf_tensor *m = cf_tensor_zeros(2, s32, CF_DTYPE_I64);
+  cf_args args = cf_args_none();
+  args.f[0] = 1;
+  args.nf = 1;
+  cf_tensor *in[2] = {a, m};
+  r = cf_op(CF_OP_masked_fill, in, 2, &args);
+  CHECK(!r && strstr(cf_error_message(), "masked_fill: mask [3 x 2] does not broadcast to the tensor [2 x 3]"),
+        "masked_fill error: %s", cf_error_message());
+  cf_tensor *d = cf_tensor_zeros(2, s23, CF_DTYPE_F64);
+  r = cf_op2(CF_OP_sub, a, d);
+  CHECK(!r && strstr(cf_error_message(), "sub: dtypes differ: f32 and f64"), "dtype error: %s",
+        cf_error_message());
+  cf_tensor_release(a); cf_tensor_release(b); cf_tensor_release(h); cf_tensor_release(m);
+  cf_tensor_release(d);
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Inputs past the OpenMP threshold and the iterator's chunk size, checked against plain loops;
+ * prints the time per op. */
+static void check_large(void) {
+  cf_rng g;
+  cf_rng_init(&g, 7);
+  int64_t sx[2] = {1000, 1000}, sb[2] = {1, 1000};
+  cf_tensor *x = cf_tensor_randn(2, sx, CF_DTYPE_F32, &g), *b = cf_tensor_randn(2, sb, CF_DTYPE_F32, &g);
+  cf_tensor *xt = cf_view_transpose(x, 0, 1);
+  double t0 = now();
+  cf_tensor *y = cf_op2(CF_OP_add, x, b);
+  double t1 = now();
+  cf_tensor *yt = cf_op2(CF_OP_mul, xt, b);
+  double t2 = now();
+  cf_tensor *s = cf_op_dim(CF_OP_sum, x, 1, false);
+  double t3 = now();
+  cf_tensor *sm = cf_op_dim(CF_OP_softmax, x, 1, false);
+  double t4 = now();
+  bool ok = y && yt && s && sm;
+  const float *xp = x->storage->data, *bp = b->storage->data;
+  for (int64_t i = 0; ok && i < 1000; i++) {
+    double acc = 0;
+    for (int64_t j = 0; j < 1000; j++) {
+      float v = xp[i * 1000 + j];
+      acc += v;
+      if (((float *)y->storage->data)[i * 1000 + j] != v + bp[j]) ok = false;
+      if (((float *)yt->storage->data)[j * 1000 + i] != v * bp[i]) ok = false;
+    }
+    if (fabs(((float *)s->storage->data)[i] - acc) > 1e-4 * (1 + fabs(acc))) ok = false;
+  }
+  CHECK(ok, "large add/mul (broadcast, transposed) and sum match plain loops");
+  printf("timing [1000 x 1000] f32: add (broadcast) %.2f ms, mul (transposed) %.2f ms, "
+         "sum(dim 2) %.2f ms, softmax(dim 2) %.2f ms\n",
+         1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2), 1e3 * (t4 - t3));
+  cf_tensor_release(x); cf_tensor_release(b); cf_tensor_release(xt); cf_tensor_release(y);
+  cf_tensor_release(yt); cf_tensor_release(s); cf_tensor_release(sm);
+}
+
+int main(int argc, char **argv) {
+  const char *only = argc > 1 ? argv[1] : NULL;
+  size_t live0 = cf_cpu_bytes_live();
+  /* every row must name an op */
+  for (size_t t = 0; t < sizeof row_tables / sizeof *row_tables; t++)
+    for (const optest_row *r = row_tables[t]; r->op; r++)
+      CHECK(cf_op_find(r->op) >= 0, "test row for unknown op %s", r->op);
+  for (int id = 0; id < CF_OP_COUNT; id++) {
+    const cf_op_info *op = &cf_ops[id];
+    if (only && strcmp(only, op->name) != 0) continue;
+    const optest_row *row = find_row(op->name);
+    if (!row) {
+      CHECK(false, "op %s has no test row", op->name);
+      continue;
+    }
+    if (op->flags & CF_VIEW) CHECK(op->view != NULL, "op %s has no view function", op->name);
+    else CHECK(op->cpu != NULL, "op %s has no CPU kernel", op->name);
+    if (!(op->flags & CF_NOGRAD)) CHECK(op->backward != NULL, "op %s has no backward rule", op->name);
+    if ((op->flags & CF_VIEW) ? !op->view : !op->cpu) continue;
+    CHECK(run_row(id, row) == 0, "op %s: some cases failed", op->name);
+  }
+  if (!only) {
+    check_ties();
+    check_infinities();
+    check_errors();
+    check_large();
+  }
+  CHECK(cf_cpu_bytes_live() == live0, "CPU bytes live %zu at the end, %zu at the start",
+        cf_cpu_bytes_live(), live0);
+  printf("%d passed, %d failed\n", n_pass, n_fail);
+  return n_fail ? 1 : 0;
+}
