@@ -20,9 +20,11 @@
  * inside the core (cf_lua_gc_begin/end bracket each core call; no Lua error can escape the
  * bracket because the core never raises one; during a GC finalizers cannot re-enter it because
  * Lua stops the collector while finalizers run); (2) "pressure": once the bytes of new tensors
- * since the last collection exceed max(256 MiB, live CPU bytes), the next tensor-returning call
+ * since the last collection exceed max(256 MiB, live CPU bytes after that collection), the next tensor-returning call
  * runs a full collection, which bounds memory held by dropped-but-uncollected boxes to about
- * twice the live set.
+ * twice the live set. (The live count used is the one measured right after the previous pressure
+ * collection: uncollected garbage is itself live to the allocator, so comparing against the
+ * current count would never fire.)
  */
 #include <lua.h>
 #include <lauxlib.h>
@@ -44,7 +46,8 @@ typedef struct {
 /* ---------------------------------------------------------------- GC bracket, pressure */
 
 static _Thread_local lua_State *active_L;
-static _Thread_local size_t pressure_bytes;
+static _Thread_local size_t pressure_bytes; /* new tensor bytes since the last pressure GC */
+static _Thread_local size_t live_after_gc;  /* live CPU bytes right after that GC */
 #define PRESSURE_MIN ((size_t)256 << 20)
 
 lua_State *cf_lua_gc_begin(lua_State *L) {
@@ -68,10 +71,10 @@ static void alloc_retry_hook(void *ud) {
 static void note_new_tensor(lua_State *L, const cf_tensor *t) {
   if (t->refcount != 1 || !t->storage || t->storage->refcount != 1) return; /* not new bytes */
   pressure_bytes += t->storage->nbytes;
-  size_t live = cf_cpu_bytes_live();
-  if (pressure_bytes > (live > PRESSURE_MIN ? live : PRESSURE_MIN)) {
+  if (pressure_bytes > (live_after_gc > PRESSURE_MIN ? live_after_gc : PRESSURE_MIN)) {
     pressure_bytes = 0;
     lua_gc(L, LUA_GCCOLLECT);
+    live_after_gc = cf_cpu_bytes_live();
   }
 }
 
@@ -188,11 +191,6 @@ static lua_Integer check_int(lua_State *L, int idx, const char *fn, const char *
     luaL_error(L, "%s: argument #%d (%s): expected an integer, got %s", fn, user_argno(L, idx),
                what, lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx));
   return v;
-}
-
-static void push_scalar(lua_State *L, cf_dtype dt, double v) {
-  if (dt == CF_DTYPE_I32 || dt == CF_DTYPE_I64) lua_pushinteger(L, (lua_Integer)v);
-  else lua_pushnumber(L, v);
 }
 
 /* Element at storage offset `off` of a CPU tensor, pushed exactly (i64 without going through
@@ -678,7 +676,7 @@ static int list_arg(op_ctx *c, int ai, cf_args *a, bool perm, const cf_tensor *r
   int count = table ? (int)lua_rawlen(L, ai) : 0;
   if (!table) {
     while (lua_type(L, ai + count) == LUA_TNUMBER) count++;
-    if (count == 0 && !(lua_type(L, ai) == LUA_TNONE && !perm))
+    if (count == 0 && !(lua_isnoneornil(L, ai) && !perm))
       op_error(c, ai, what, "expected a table or integers, got ", luaL_typename(L, ai));
   }
   if (count > CF_MAX_DIMS) luaL_error(L, "%s: %s has %d entries, at most %d", c->op->name, what, count, CF_MAX_DIMS);
@@ -706,12 +704,19 @@ static int list_arg(op_ctx *c, int ai, cf_args *a, bool perm, const cf_tensor *r
   return table ? ai + 1 : ai + count;
 }
 
-static int l_op(lua_State *L) {
-  int id = (int)lua_tointeger(L, lua_upvalueindex(1));
+/* Runs op `id` on the arguments on the stack; errors point at the Lua caller of the running C
+ * function (the method, module function or metamethod). */
+static int do_op(lua_State *L, int id) {
   const cf_op_info *op = &cf_ops[id];
   int nargs = lua_gettop(L);
   op_ctx c = {L, op, NULL, NULL};
   find_refs(L, nargs, &c.ref_float, &c.ref_any);
+  /* Pad with nils past every position the spec can read, so that the boxes and scratch pushed
+   * while parsing are never mistaken for arguments (each letter advances by at most one
+   * position past the last argument). */
+  int pad = (int)strlen(op->spec) + 2;
+  luaL_checkstack(L, pad + 8, "too many arguments");
+  lua_settop(L, nargs + pad);
 
   /* room for the inputs: fixed slots plus, for an L slot, the list's entries */
   int cap = 0;
@@ -827,22 +832,17 @@ static int l_op(lua_State *L) {
   return 1;
 }
 
-/* Calls op `id` with the two values at i and j (the arithmetic metamethods). */
-static int call_op2(lua_State *L, cf_op_id id, int i, int j) {
-  lua_pushinteger(L, id);
-  lua_pushcclosure(L, l_op, 1);
-  lua_pushvalue(L, i);
-  if (j) lua_pushvalue(L, j);
-  lua_call(L, j ? 2 : 1, 1);
-  return 1;
-}
+static int l_op(lua_State *L) { return do_op(L, (int)lua_tointeger(L, lua_upvalueindex(1))); }
 
-static int mm_add(lua_State *L) { return call_op2(L, CF_OP_add, 1, 2); }
-static int mm_sub(lua_State *L) { return call_op2(L, CF_OP_sub, 1, 2); }
-static int mm_mul(lua_State *L) { return call_op2(L, CF_OP_mul, 1, 2); }
-static int mm_div(lua_State *L) { return call_op2(L, CF_OP_div, 1, 2); }
-static int mm_pow(lua_State *L) { return call_op2(L, CF_OP_pow, 1, 2); }
-static int mm_unm(lua_State *L) { return call_op2(L, CF_OP_neg, 1, 0); }
+static int mm_add(lua_State *L) { return do_op(L, CF_OP_add); }
+static int mm_sub(lua_State *L) { return do_op(L, CF_OP_sub); }
+static int mm_mul(lua_State *L) { return do_op(L, CF_OP_mul); }
+static int mm_div(lua_State *L) { return do_op(L, CF_OP_div); }
+static int mm_pow(lua_State *L) { return do_op(L, CF_OP_pow); }
+static int mm_unm(lua_State *L) {
+  lua_settop(L, 1); /* Lua passes the operand twice */
+  return do_op(L, CF_OP_neg);
+}
 
 /* ---------------------------------------------------------------- methods */
 
@@ -1136,13 +1136,10 @@ static int mm_index(lua_State *L) {
       return luaL_error(L, "t[%d]: index out of range for dim 1 of size %d in %s", (int)i, (int)t->shape[0],
                         shape_str(t, sh, sizeof sh));
     /* t[i] = t:select(1, i) */
-    lua_pushinteger(L, CF_OP_select);
-    lua_pushcclosure(L, l_op, 1);
-    lua_pushvalue(L, 1);
+    lua_settop(L, 1);
     lua_pushinteger(L, 1);
     lua_pushinteger(L, i);
-    lua_call(L, 3, 1);
-    return 1;
+    return do_op(L, CF_OP_select);
   }
   return 0;
 }

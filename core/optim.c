@@ -1,0 +1,413 @@
+/* optim.c - AdamW, SGD with momentum, grad-norm clipping (see optim.h).
+ *
+ * The driver (cf_optim_step) does the bookkeeping shared by every device: skips parameters
+ * without a gradient, makes the gradient contiguous in the parameter's dtype, creates the state
+ * at a parameter's first update, counts per-parameter steps for the bias correction, then
+ * calls the device's per-tensor kernel. The CPU kernels below are plain loops in double
+ * arithmetic, parallel with OpenMP over large tensors; bf16 parameters are left to a device
+ * layer with fp32 master weights (the CPU kernels refuse them).
+ */
+#include "optim.h"
+#include "autograd.h"
+#include "error.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OMP_MIN 65536
+
+static const char *kind_name(cf_optim_kind k) { return k == CF_OPTIM_ADAMW ? "adamw" : "sgd"; }
+
+/* ---------------------------------------------------------------- CPU kernels */
+
+static int cpu_dtype_ok(const char *what, const cf_tensor *p) {
+  if (p->dtype == CF_DTYPE_F32 || p->dtype == CF_DTYPE_F64) return 0;
+  return CF_ERR("%s: %s parameters are not supported on the CPU (f32 or f64)", what,
+                cf_dtype_name(p->dtype));
+}
+
+/* p, g, m, v: [n] contiguous; p/g f32 with f32 state, or all f64. */
+static int cpu_adamw(cf_tensor *p, cf_tensor *g, cf_tensor *m, cf_tensor *v, const cf_adamw_hyper *h) {
+  if (cpu_dtype_ok("adamw", p)) return -1;
+  int64_t n = cf_tensor_numel(p);
+  const double decay = 1.0 - h->lr * h->weight_decay;
+  const double step = h->lr / h->bias1, sqrt_b2 = sqrt(h->bias2);
+  const double b1 = h->beta1, b2 = h->beta2, eps = h->eps;
+  if (p->dtype == CF_DTYPE_F32) {
+    float *pp = cf_tensor_data(p), *mp = cf_tensor_data(m), *vp = cf_tensor_data(v);
+    const float *gp = cf_tensor_data(g);
+    #pragma omp parallel for if (n > OMP_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      double gi = gp[i];
+      double mi = b1 * mp[i] + (1 - b1) * gi;
+      double vi = b2 * vp[i] + (1 - b2) * gi * gi;
+      mp[i] = (float)mi;
+      vp[i] = (float)vi;
+      pp[i] = (float)(pp[i] * decay - step * mi / (sqrt(vi) / sqrt_b2 + eps));
+    }
+  } else {
+    double *pp = cf_tensor_data(p), *mp = cf_tensor_data(m), *vp = cf_tensor_data(v);
+    const double *gp = cf_tensor_data(g);
+    #pragma omp parallel for if (n > OMP_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      double gi = gp[i];
+      double mi = b1 * mp[i] + (1 - b1) * gi;
+      double vi = b2 * vp[i] + (1 - b2) * gi * gi;
+      mp[i] = mi;
+      vp[i] = vi;
+      pp[i] = pp[i] * decay - step * mi / (sqrt(vi) / sqrt_b2 + eps);
+    }
+  }
+  return 0;
+}
+
+/* One SGD element: returns the new parameter, updates *buf when there is one. */
+static inline double sgd_elem(double p, double g, double *buf, const cf_sgd_hyper *h) {
+  double d = g + h->weight_decay * p;
+  if (buf) {
+    *buf = h->first ? d : h->momentum * *buf + (1 - h->dampening) * d;
+    d = h->nesterov ? d + h->momentum * *buf : *buf;
+  }
+  return p - h->lr * d;
+}
+
+static int cpu_sgd(cf_tensor *p, cf_tensor *g, cf_tensor *buf, const cf_sgd_hyper *h) {
+  if (cpu_dtype_ok("sgd", p)) return -1;
+  int64_t n = cf_tensor_numel(p);
+  if (p->dtype == CF_DTYPE_F32) {
+    float *pp = cf_tensor_data(p), *bp = buf ? cf_tensor_data(buf) : NULL;
+    const float *gp = cf_tensor_data(g);
+    #pragma omp parallel for if (n > OMP_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      double b = bp ? bp[i] : 0;
+      pp[i] = (float)sgd_elem(pp[i], gp[i], bp ? &b : NULL, h);
+      if (bp) bp[i] = (float)b;
+    }
+  } else {
+    double *pp = cf_tensor_data(p), *bp = buf ? cf_tensor_data(buf) : NULL;
+    const double *gp = cf_tensor_data(g);
+    #pragma omp parallel for if (n > OMP_MIN)
+    for (int64_t i = 0; i < n; i++) pp[i] = sgd_elem(pp[i], gp[i], bp ? &bp[i] : NULL, h);
+  }
+  return 0;
+}
+
+static int cpu_sumsq(cf_tensor *g, double *out) {
+  int64_t n = cf_tensor_numel(g);
+  double s = 0;
+  switch (g->dtype) {
+    case CF_DTYPE_F32: {
+      const float *x = cf_tensor_data(g);
+      #pragma omp parallel for reduction(+ : s) if (n > OMP_MIN)
+      for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+      break;
+    }
+    case CF_DTYPE_F64: {
+      const double *x = cf_tensor_data(g);
+      #pragma omp parallel for reduction(+ : s) if (n > OMP_MIN)
+      for (int64_t i = 0; i < n; i++) s += x[i] * x[i];
+      break;
+    }
+    case CF_DTYPE_BF16: {
+      const uint16_t *x = cf_tensor_data(g);
+      #pragma omp parallel for reduction(+ : s) if (n > OMP_MIN)
+      for (int64_t i = 0; i < n; i++) { double f = cf_bf16_to_float(x[i]); s += f * f; }
+      break;
+    }
+    default: return CF_ERR("clip_grad_norm: %s gradient", cf_dtype_name(g->dtype));
+  }
+  *out = s;
+  return 0;
+}
+
+static int cpu_scale(cf_tensor *g, double k) {
+  int64_t n = cf_tensor_numel(g);
+  switch (g->dtype) {
+    case CF_DTYPE_F32: {
+      float *x = cf_tensor_data(g);
+      #pragma omp parallel for if (n > OMP_MIN)
+      for (int64_t i = 0; i < n; i++) x[i] = (float)(x[i] * k);
+      break;
+    }
+    case CF_DTYPE_F64: {
+      double *x = cf_tensor_data(g);
+      #pragma omp parallel for if (n > OMP_MIN)
+      for (int64_t i = 0; i < n; i++) x[i] *= k;
+      break;
+    }
+    case CF_DTYPE_BF16: {
+      uint16_t *x = cf_tensor_data(g);
+      #pragma omp parallel for if (n > OMP_MIN)
+      for (int64_t i = 0; i < n; i++) x[i] = cf_float_to_bf16((float)(cf_bf16_to_float(x[i]) * k));
+      break;
+    }
+    default: return CF_ERR("clip_grad_norm: %s gradient", cf_dtype_name(g->dtype));
+  }
+  return 0;
+}
+
+static cf_optim_kernels kernels[2] = {{cpu_adamw, cpu_sgd, cpu_sumsq, cpu_scale}, {NULL, NULL, NULL, NULL}};
+
+void cf_optim_register_kernels(cf_device dev, const cf_optim_kernels *k) {
+  if ((int)dev >= 0 && (int)dev < 2) kernels[dev] = *k;
+}
+
+static const cf_optim_kernels *kernels_for(const char *what, const cf_tensor *t) {
+  cf_device dev = cf_tensor_device(t);
+  const cf_optim_kernels *k = (int)dev < 2 ? &kernels[dev] : NULL;
+  if (!k || !k->adamw) {
+    CF_ERR("%s: no optimizer kernels for device %s", what, cf_device_name(dev));
+    return NULL;
+  }
+  return k;
+}
+
+/* ---------------------------------------------------------------- construction */
+
+cf_optim_config cf_optim_defaults(cf_optim_kind kind) {
+  cf_optim_config c;
+  memset(&c, 0, sizeof c);
+  c.kind = kind;
+  c.lr = 1e-3;
+  if (kind == CF_OPTIM_ADAMW) {
+    c.beta1 = 0.9;
+    c.beta2 = 0.999;
+    c.eps = 1e-8;
+    c.weight_decay = 0.01;
+  }
+  return c;
+}
+
+int cf_optim_check_config(const cf_optim_config *c) {
+  const char *k = kind_name(c->kind);
+  if (!(c->lr >= 0) || !isfinite(c->lr)) return CF_ERR("%s: lr must be >= 0, got %g", k, c->lr);
+  if (!(c->weight_decay >= 0) || !isfinite(c->weight_decay))
+    return CF_ERR("%s: weight_decay must be >= 0, got %g", k, c->weight_decay);
+  if (c->kind == CF_OPTIM_ADAMW) {
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
+      return CF_ERR("adamw: betas must be in [0, 1), got {%g, %g}", c->beta1, c->beta2);
+    if (!(c->eps >= 0)) return CF_ERR("adamw: eps must be >= 0, got %g", c->eps);
+  } else {
+    if (!(c->momentum >= 0) || !isfinite(c->momentum))
+      return CF_ERR("sgd: momentum must be >= 0, got %g", c->momentum);
+    if (!(c->dampening >= 0 && c->dampening <= 1))
+      return CF_ERR("sgd: dampening must be in [0, 1], got %g", c->dampening);
+    if (c->nesterov && (c->momentum <= 0 || c->dampening != 0))
+      return CF_ERR("sgd: nesterov needs momentum > 0 and dampening 0");
+  }
+  return 0;
+}
+
+cf_optim *cf_optim_new(const cf_optim_config *cfg, cf_tensor *const *params, int n) {
+  const char *k = kind_name(cfg->kind);
+  if (cf_optim_check_config(cfg)) return NULL;
+  if (n < 0) { CF_ERR("%s: negative parameter count", k); return NULL; }
+  for (int i = 0; i < n; i++) {
+    cf_tensor *p = params[i];
+    char b[128];
+    if (!p || !p->storage) { CF_ERR("%s: parameter %d is missing or freed", k, i + 1); return NULL; }
+    if (!cf_dtype_is_float(p->dtype)) {
+      CF_ERR("%s: parameter %d %s is %s; parameters must be floating tensors", k, i + 1,
+             cf_shape_str(p, b, sizeof b), cf_dtype_name(p->dtype));
+      return NULL;
+    }
+    if (p->grad_fn) {
+      CF_ERR("%s: parameter %d %s is not a leaf (it was computed by %s); pass the leaf tensors", k,
+             i + 1, cf_shape_str(p, b, sizeof b), cf_ops[p->grad_fn->op].name);
+      return NULL;
+    }
+    if (!cf_tensor_is_contiguous(p)) {
+      CF_ERR("%s: parameter %d %s is not contiguous; use a contiguous copy as the parameter", k, i + 1,
+             cf_shape_str(p, b, sizeof b));
+      return NULL;
+    }
+    if (p->storage->readonly) {
+      CF_ERR("%s: parameter %d %s is read-only (a file mapping); clone it first", k, i + 1,
+             cf_shape_str(p, b, sizeof b));
+      return NULL;
+    }
+    for (int j = 0; j < i; j++)
+      if (params[j] == p) { CF_ERR("%s: parameter %d is the same tensor as parameter %d", k, i + 1, j + 1); return NULL; }
+  }
+  cf_optim *o = calloc(1, sizeof *o);
+  size_t m = (size_t)(n ? n : 1);
+  if (o) {
+    o->params = calloc(m, sizeof *o->params);
+    o->state[0] = calloc(m, sizeof *o->state[0]);
+    o->state[1] = calloc(m, sizeof *o->state[1]);
+    o->param_steps = calloc(m, sizeof *o->param_steps);
+  }
+  if (!o || !o->params || !o->state[0] || !o->state[1] || !o->param_steps) {
+    cf_optim_free(o);
+    CF_ERR("%s: out of memory", k);
+    return NULL;
+  }
+  o->cfg = *cfg;
+  o->n = n;
+  for (int i = 0; i < n; i++) {
+    cf_tensor_retain(params[i]);
+    o->params[i] = params[i];
+  }
+  return o;
+}
+
+void cf_optim_free(cf_optim *o) {
+  if (!o) return;
+  for (int i = 0; i < o->n; i++) {
+    if (o->params) cf_tensor_release(o->params[i]);
+    for (int s = 0; s < 2; s++) if (o->state[s]) cf_tensor_release(o->state[s][i]);
+  }
+  free(o->params);
+  free(o->state[0]);
+  free(o->state[1]);
+  free(o->param_steps);
+  free(o);
+}
+
+/* ---------------------------------------------------------------- state */
+
+int cf_optim_nslots(const cf_optim *o) {
+  if (o->cfg.kind == CF_OPTIM_ADAMW) return 2;
+  return o->cfg.momentum != 0 ? 1 : 0;
+}
+
+const char *cf_optim_slot_name(const cf_optim *o, int slot) {
+  if (o->cfg.kind == CF_OPTIM_ADAMW) return slot == 0 ? "exp_avg" : "exp_avg_sq";
+  return "momentum_buffer";
+}
+
+cf_tensor *cf_optim_state_get(const cf_optim *o, int param, int slot) {
+  if (param < 0 || param >= o->n || slot < 0 || slot > 1) return NULL;
+  return o->state[slot][param];
+}
+
+static cf_dtype state_dtype(const cf_tensor *p) {
+  return p->dtype == CF_DTYPE_F64 ? CF_DTYPE_F64 : CF_DTYPE_F32;
+}
+
+int cf_optim_state_set(cf_optim *o, int param, int slot, cf_tensor *src) {
+  const char *k = kind_name(o->cfg.kind);
+  if (param < 0 || param >= o->n || slot < 0 || slot >= cf_optim_nslots(o))
+    return CF_ERR("%s: no state slot %d for parameter %d", k, slot + 1, param + 1);
+  cf_tensor *p = o->params[param];
+  cf_tensor *c = NULL;
+  if (src) {
+    if (!cf_same_shape(src, p)) {
+      char a[128], b[128];
+      return CF_ERR("%s: state %s of parameter %d is %s, the parameter is %s", k,
+                    cf_optim_slot_name(o, slot), param + 1, cf_shape_str(src, a, sizeof a),
+                    cf_shape_str(p, b, sizeof b));
+    }
+    c = cf_tensor_empty(p->ndim, p->shape, state_dtype(p), cf_tensor_device(p));
+    if (!c) return -1;
+    if (cf_tensor_copy_(c, src)) { cf_tensor_release(c); return -1; }
+  }
+  cf_tensor_release(o->state[slot][param]);
+  o->state[slot][param] = c;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- step */
+
+/* The gradient of p, contiguous and of p's dtype (new reference), or NULL + message. */
+static cf_tensor *usable_grad(const char *k, int i, cf_tensor *p) {
+  cf_tensor *g = p->grad;
+  if (!cf_same_shape(g, p) || cf_tensor_device(g) != cf_tensor_device(p)) {
+    char a[128], b[128];
+    CF_ERR("%s: the gradient of parameter %d is %s on %s, the parameter %s on %s", k, i + 1,
+           cf_shape_str(g, a, sizeof a), cf_device_name(cf_tensor_device(g)),
+           cf_shape_str(p, b, sizeof b), cf_device_name(cf_tensor_device(p)));
+    return NULL;
+  }
+  if (g->dtype != p->dtype) return cf_tensor_to_dtype(g, p->dtype);
+  return cf_tensor_contiguous(g);
+}
+
+static int ensure_state(cf_optim *o, int i, int slot, bool *fresh) {
+  *fresh = false;
+  if (o->state[slot][i]) return 0;
+  cf_tensor *p = o->params[i];
+  o->state[slot][i] = cf_tensor_empty(p->ndim, p->shape, state_dtype(p), cf_tensor_device(p));
+  *fresh = true;
+  return o->state[slot][i] ? 0 : -1;
+}
+
+int cf_optim_step(cf_optim *o) {
+  const char *k = kind_name(o->cfg.kind);
+  if (cf_optim_check_config(&o->cfg)) return -1;
+  o->steps++;
+  for (int i = 0; i < o->n; i++) {
+    cf_tensor *p = o->params[i];
+    if (!p->grad) continue;
+    const cf_optim_kernels *kern = kernels_for(k, p);
+    if (!kern) return -1;
+    cf_tensor *g = usable_grad(k, i, p);
+    if (!g) return -1;
+    int rc = 0;
+    bool fresh;
+    if (o->cfg.kind == CF_OPTIM_ADAMW) {
+      rc = ensure_state(o, i, 0, &fresh);
+      if (rc == 0) rc = ensure_state(o, i, 1, &fresh);
+      if (rc == 0) {
+        int64_t t = ++o->param_steps[i];
+        cf_adamw_hyper h = {o->cfg.lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps, o->cfg.weight_decay,
+                            1 - pow(o->cfg.beta1, (double)t), 1 - pow(o->cfg.beta2, (double)t)};
+        rc = kern->adamw(p, g, o->state[0][i], o->state[1][i], &h);
+      }
+    } else {
+      cf_sgd_hyper h = {o->cfg.lr, o->cfg.weight_decay, o->cfg.momentum, o->cfg.dampening,
+                        o->cfg.nesterov, false};
+      cf_tensor *buf = NULL;
+      if (o->cfg.momentum != 0) {
+        rc = ensure_state(o, i, 0, &fresh);
+        h.first = fresh;
+        buf = o->state[0][i];
+      }
+      if (rc == 0) {
+        o->param_steps[i]++;
+        rc = kern->sgd(p, g, buf, &h);
+      }
+    }
+    cf_tensor_release(g);
+    if (rc) return cf_error_prefix("%s: parameter %d: ", k, i + 1);
+  }
+  return 0;
+}
+
+void cf_optim_zero_grad(cf_optim *o) {
+  for (int i = 0; i < o->n; i++) cf_zero_grad(o->params[i]);
+}
+
+/* ---------------------------------------------------------------- clipping */
+
+int cf_clip_grad_norm(cf_tensor *const *params, int n, double max_norm, double *total_norm) {
+  if (!(max_norm >= 0)) return CF_ERR("clip_grad_norm: max_norm must be >= 0, got %g", max_norm);
+  double sum = 0;
+  for (int i = 0; i < n; i++) {
+    cf_tensor *p = params[i];
+    if (!p || !p->grad) continue;
+    const cf_optim_kernels *kern = kernels_for("clip_grad_norm", p->grad);
+    if (!kern) return -1;
+    if (!cf_tensor_is_contiguous(p->grad)) {
+      /* scaling happens in place: own a contiguous gradient first */
+      cf_tensor *c = cf_tensor_clone(p->grad);
+      if (!c) return -1;
+      cf_tensor_release(p->grad);
+      p->grad = c;
+    }
+    double s;
+    if (kern->sumsq(p->grad, &s)) return -1;
+    sum += s;
+  }
+  double norm = sqrt(sum);
+  *total_norm = norm;
+  if (!isfinite(norm)) return 0;
+  double coef = max_norm / (norm + 1e-6);
+  if (coef >= 1) return 0;
+  for (int i = 0; i < n; i++) {
+    cf_tensor *p = params[i];
+    if (!p || !p->grad) continue;
+    if (kernels_for("clip_grad_norm", p->grad)->scale(p->grad, coef)) return -1;
+  }
+  return 0;
+}

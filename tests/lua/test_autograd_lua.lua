@@ -1,0 +1,176 @@
+-- Autograd from Lua: backward, seeds, accumulation, retain_graph, no_grad, detach, leaf rules,
+-- and a finite-difference check of a composite f64 function.
+local H = dofile("tests/lua/harness.lua")
+local confit = require "confit"
+
+local function flat(t)
+  local out = {}
+  local function walk(v)
+    if type(v) == "table" then for _, x in ipairs(v) do walk(x) end else out[#out + 1] = v end
+  end
+  walk(t:totable())
+  return out
+end
+
+local function same_list(a, b, tol, msg)
+  H.eq(#a, #b, (msg or "list") .. " length")
+  for i = 1, #a do H.near(a[i], b[i], tol or 1e-6, (msg or "list") .. " entry " .. i) end
+end
+
+H.case("backward of a scalar fills leaf grads", function()
+  local x = confit.tensor({1, -2, 3}, {requires_grad = true})
+  H.eq(x.grad, nil, "no grad before backward")
+  local y = (x * x):sum()
+  H.ok(y.requires_grad, "result requires grad")
+  y:backward()
+  same_list(flat(x.grad), {2, -4, 6})
+  local c = confit.tensor{5, 5, 5}
+  local z = (x * c):sum()
+  H.ok(not c.requires_grad)
+  z:backward()
+  same_list(flat(x.grad), {7, 1, 11}, 1e-6, "accumulates into .grad")
+  H.eq(c.grad, nil, "no grad for a tensor that does not require it")
+end)
+
+H.case("gradients accumulate across backward calls until zero_grad", function()
+  local w = confit.tensor({{1, 2}, {3, 4}}, {requires_grad = true})
+  for _ = 1, 3 do local s = (w * 2):sum(); s:backward() end
+  same_list(flat(w.grad), {6, 6, 6, 6})
+  H.ok(w:zero_grad() == w)
+  H.eq(w.grad, nil)
+  local s = (w * 2):sum()
+  s:backward()
+  same_list(flat(w.grad), {2, 2, 2, 2})
+  w.grad = nil
+  H.eq(w.grad, nil, "t.grad = nil clears")
+  w.grad = confit.ones(2, 2)
+  same_list(flat(w.grad), {1, 1, 1, 1}, 0, "t.grad can be set")
+  H.raises(function() w.grad = confit.ones(3) end, "grad", "[3]", "[2 x 2]")
+end)
+
+H.case("retain_graph allows a second backward; without it the graph is freed", function()
+  local x = confit.tensor({1, 2}, {requires_grad = true})
+  local y = (x:exp()):sum()
+  y:backward({retain_graph = true})
+  y:backward()
+  same_list(flat(x.grad), {2 * math.exp(1), 2 * math.exp(2)}, 1e-5)
+  H.raises(function() y:backward() end, "backward", "retain_graph")
+  local z = (x * 3):sum()
+  z:backward(nil, {retain_graph = true})
+  z:backward(1)
+end)
+
+H.case("backward with a seed gradient", function()
+  local x = confit.tensor({1, 2, 3}, {requires_grad = true})
+  local y = x * x
+  y:backward(confit.tensor{1, 10, 100})
+  same_list(flat(x.grad), {2, 40, 600})
+  x:zero_grad()
+  local s = (x * 4):sum()
+  s:backward(0.5)
+  same_list(flat(x.grad), {2, 2, 2}, 1e-6, "number seed")
+  x:zero_grad()
+  local v = x * 2
+  v:backward(3)
+  same_list(flat(x.grad), {6, 6, 6}, 1e-6, "number seed fills the tensor's shape")
+end)
+
+H.case("errors: non-scalar backward without seed, no requires_grad, bad seed", function()
+  local x = confit.tensor({{1, 2}, {3, 4}}, {requires_grad = true})
+  local y = x * 2
+  H.raises(function() y:backward() end, "backward", "[2 x 2]", "4 elements", "seed")
+  H.raises(function() y:backward(confit.ones(3)) end, "backward", "[3]", "[2 x 2]")
+  H.raises(function() y:backward("x") end, "backward", "seed")
+  H.raises(function() confit.ones(2):sum():backward() end, "backward", "does not require grad")
+end)
+
+H.case("no_grad runs without the tape and restores the mode, also on error", function()
+  local x = confit.tensor({1, 2}, {requires_grad = true})
+  H.ok(confit.grad_enabled())
+  local y, extra = confit.no_grad(function(a, b)
+    H.ok(not confit.grad_enabled(), "disabled inside")
+    return a * 2, b
+  end, x, "passed")
+  H.eq(extra, "passed", "arguments and results pass through")
+  H.ok(not y.requires_grad, "no tape inside no_grad")
+  H.ok(confit.grad_enabled(), "enabled again after")
+  local ok, err = pcall(confit.no_grad, function() error("boom") end)
+  H.ok(not ok and tostring(err):find("boom"), "the error propagates")
+  H.ok(confit.grad_enabled(), "restored after an error")
+  H.eq(confit.set_grad_enabled(false), true, "set_grad_enabled returns the previous mode")
+  H.ok(not (x * 2).requires_grad)
+  confit.set_grad_enabled(true)
+  -- nested no_grad
+  confit.no_grad(function()
+    confit.no_grad(function() end)
+    H.ok(not confit.grad_enabled(), "still disabled after a nested no_grad")
+  end)
+end)
+
+H.case("detach cuts the graph but shares the data", function()
+  local x = confit.tensor({1, 2, 3}, {requires_grad = true})
+  local d = x:detach()
+  H.ok(not d.requires_grad, "detached tensors do not require grad")
+  d:set(1, 10)
+  H.eq(x:get(1), 10, "shares storage")
+  local y = (x * x:detach()):sum() -- d/dx = x (the detached factor is a constant)
+  y:backward()
+  same_list(flat(x.grad), {10, 2, 3})
+end)
+
+H.case("requires_grad is settable on leaves only", function()
+  local x = confit.ones(2)
+  H.ok(not x.requires_grad)
+  x.requires_grad = true
+  H.ok(x.requires_grad)
+  local y = x * 2
+  H.raises(function() y.requires_grad = false end, "leaf", "mul")
+  H.ok(x:requires_grad_(false) == x)
+  H.ok(not x.requires_grad)
+  H.raises(function() confit.tensor({1}, {dtype = "i64"}).requires_grad = true end, "floating")
+  local v = confit.randn(3):requires_grad_()
+  H.ok(v.requires_grad, "requires_grad_() defaults to true")
+end)
+
+H.case("gradients flow through views and indexing", function()
+  local x = confit.tensor({{1, 2, 3}, {4, 5, 6}}, {requires_grad = true})
+  local y = x[2]:sum() + x:transpose(1, 2)[1]:sum() * 10
+  y:backward()
+  same_list(flat(x.grad), {10, 0, 0, 11, 1, 1})
+end)
+
+-- f(a, b) = mean(logsumexp(tanh(a @ b) , 2)) + sum(log_softmax(a, 1) * a); checked in f64.
+H.case("finite differences agree with backward for a composite f64 function", function()
+  local a = confit.randn({3, 4}, {dtype = "f64", seed = 11, requires_grad = true})
+  local b = confit.randn({4, 5}, {dtype = "f64", seed = 12, requires_grad = true})
+  local function f(x, y)
+    return (x:matmul(y):tanh():logsumexp(2)):mean() + (x:log_softmax(1) * x):sum()
+  end
+  f(a, b):backward()
+  local function check(p, g, name)
+    local pt = p:detach()
+    local G = flat(g)
+    local idx = 0
+    local shape = p:shape()
+    for i = 1, shape[1] do
+      for j = 1, shape[2] do
+        idx = idx + 1
+        local old = pt:get(i, j)
+        local h = 1e-6
+        local fp, fm = confit.no_grad(function()
+          pt:set(i, j, old + h)
+          local p1 = f(a, b):item()
+          pt:set(i, j, old - h)
+          local p2 = f(a, b):item()
+          pt:set(i, j, old)
+          return p1, p2
+        end)
+        H.near(G[idx], (fp - fm) / (2 * h), 1e-6, string.format("%s[%d][%d]", name, i, j))
+      end
+    end
+  end
+  check(a, a.grad, "a")
+  check(b, b.grad, "b")
+end)
+
+H.finish()

@@ -1,0 +1,272 @@
+-- Optimizers: AdamW and SGD (+momentum, nesterov, weight decay) against updates computed by
+-- hand in Lua, clip_grad_norm, state round trip, lr changes, parameter rules, lifetime.
+local H = dofile("tests/lua/harness.lua")
+local confit = require "confit"
+
+local function flat(t)
+  local out = {}
+  local function walk(v)
+    if type(v) == "table" then for _, x in ipairs(v) do walk(x) end else out[#out + 1] = v end
+  end
+  walk(t:totable())
+  return out
+end
+
+local function same_list(a, b, tol, msg)
+  H.eq(#a, #b, (msg or "list") .. " length")
+  for i = 1, #a do H.near(a[i], b[i], tol or 1e-6, (msg or "list") .. " entry " .. i) end
+end
+
+local function f64(values, rg)
+  return confit.tensor(values, {dtype = "f64", requires_grad = rg ~= false})
+end
+
+-- Hand-written PyTorch AdamW on a Lua list; state {m, v, t}.
+local function adamw_ref(p, g, st, h)
+  st.t = st.t + 1
+  local b1, b2 = h.betas[1], h.betas[2]
+  local bc1, bc2 = 1 - b1 ^ st.t, 1 - b2 ^ st.t
+  for i = 1, #p do
+    p[i] = p[i] * (1 - h.lr * h.weight_decay)
+    st.m[i] = b1 * st.m[i] + (1 - b1) * g[i]
+    st.v[i] = b2 * st.v[i] + (1 - b2) * g[i] * g[i]
+    local denom = math.sqrt(st.v[i]) / math.sqrt(bc2) + h.eps
+    p[i] = p[i] - h.lr / bc1 * st.m[i] / denom
+  end
+end
+
+-- Hand-written PyTorch SGD; st.buf nil until the first update.
+local function sgd_ref(p, g, st, h)
+  for i = 1, #p do
+    local d = g[i] + h.weight_decay * p[i]
+    if h.momentum ~= 0 then
+      if st.buf == nil then st.buf = {} end
+      if st.buf[i] == nil then st.buf[i] = d
+      else st.buf[i] = h.momentum * st.buf[i] + (1 - h.dampening) * d end
+      d = h.nesterov and d + h.momentum * st.buf[i] or st.buf[i]
+    end
+    p[i] = p[i] - h.lr * d
+  end
+end
+
+local grads = {{0.5, -1.0, 2.0, 0.1}, {-0.3, 0.2, 1.5, -2.0}, {1.0, 1.0, -0.5, 0.25}}
+
+H.case("AdamW matches the hand-computed update over 3 steps (f64)", function()
+  local h = {lr = 0.1, weight_decay = 0.05, betas = {0.8, 0.9}, eps = 1e-6}
+  local p = f64{1.0, -2.0, 0.5, 3.0}
+  local opt = confit.optim.adamw({p}, h)
+  local ref, st = {1.0, -2.0, 0.5, 3.0}, {m = {0, 0, 0, 0}, v = {0, 0, 0, 0}, t = 0}
+  for s = 1, 3 do
+    p.grad = f64(grads[s], false)
+    opt:step()
+    adamw_ref(ref, grads[s], st, h)
+    same_list(flat(p), ref, 1e-12, "step " .. s)
+  end
+  H.eq(opt.steps, 3)
+  local state = opt:state()
+  same_list(flat(state["exp_avg.1"]), st.m, 1e-12, "exp_avg")
+  same_list(flat(state["exp_avg_sq.1"]), st.v, 1e-12, "exp_avg_sq")
+  H.eq(state["step.1"], 3)
+end)
+
+H.case("AdamW defaults and f32 parameters", function()
+  local p = confit.tensor({1, 2}, {requires_grad = true})
+  local opt = confit.optim.adamw({p})
+  H.near(opt.lr, 1e-3)
+  H.near(opt.weight_decay, 0.01)
+  H.near(opt.eps, 1e-8)
+  H.near(opt.betas[1], 0.9)
+  H.near(opt.betas[2], 0.999)
+  p.grad = confit.tensor{0.5, -0.5}
+  opt:step()
+  local ref, st = {1, 2}, {m = {0, 0}, v = {0, 0}, t = 0}
+  adamw_ref(ref, {0.5, -0.5}, st, {lr = 1e-3, weight_decay = 0.01, betas = {0.9, 0.999}, eps = 1e-8})
+  same_list(flat(p), ref, 1e-6, "f32 step")
+  H.eq(opt:state()["exp_avg.1"]:dtype(), "f32", "f32 state for f32 parameters")
+end)
+
+H.case("SGD with momentum, dampening, weight decay and nesterov matches by hand", function()
+  local configs = {
+    {lr = 0.1, momentum = 0, weight_decay = 0, dampening = 0, nesterov = false},
+    {lr = 0.1, momentum = 0.9, weight_decay = 0, dampening = 0, nesterov = false},
+    {lr = 0.05, momentum = 0.8, weight_decay = 0.1, dampening = 0.3, nesterov = false},
+    {lr = 0.2, momentum = 0.7, weight_decay = 0.01, dampening = 0, nesterov = true},
+  }
+  for c, h in ipairs(configs) do
+    local p = f64{1.0, -2.0, 0.5, 3.0}
+    local opt = confit.optim.sgd({p}, h)
+    local ref, st = {1.0, -2.0, 0.5, 3.0}, {}
+    for s = 1, 3 do
+      p.grad = f64(grads[s], false)
+      opt:step()
+      sgd_ref(ref, grads[s], st, h)
+      same_list(flat(p), ref, 1e-12, string.format("config %d step %d", c, s))
+    end
+    H.eq(opt:state()["momentum_buffer.1"] ~= nil, h.momentum ~= 0, "momentum buffer only with momentum")
+  end
+end)
+
+H.case("parameters without a gradient are skipped", function()
+  local a, b = f64{1, 2}, f64{3, 4}
+  local opt = confit.optim.adamw({a, b}, {lr = 0.1})
+  a.grad = f64({1, 1}, false)
+  opt:step()
+  same_list(flat(b), {3, 4}, 0, "no grad: unchanged")
+  H.ok(flat(a)[1] ~= 1, "with grad: updated")
+  local s = opt:state()
+  H.eq(s["step.2"], 0, "no update counted")
+  H.eq(s["exp_avg.2"], nil, "no state created")
+  -- b's first update later gets bias correction for t = 1
+  b.grad = f64({2, -2}, false)
+  a.grad = nil
+  opt:step()
+  local ref = {3, 4}
+  adamw_ref(ref, {2, -2}, {m = {0, 0}, v = {0, 0}, t = 0}, {lr = 0.1, weight_decay = 0.01, betas = {0.9, 0.999}, eps = 1e-8})
+  same_list(flat(b), ref, 1e-12, "per-parameter step count")
+end)
+
+H.case("clip_grad_norm returns the norm and scales when above max_norm", function()
+  local a, b = f64{3, 0}, f64{0, 4}
+  a.grad = f64({3, 0}, false)
+  b.grad = f64({0, 4}, false)
+  local n = confit.optim.clip_grad_norm({a, b}, 10)
+  H.near(n, 5, 1e-12, "total norm")
+  same_list(flat(a.grad), {3, 0}, 0, "below max_norm: untouched")
+  n = confit.optim.clip_grad_norm({a, b}, 1)
+  H.near(n, 5, 1e-12)
+  local k = 1 / (5 + 1e-6)
+  same_list(flat(a.grad), {3 * k, 0}, 1e-12)
+  same_list(flat(b.grad), {0, 4 * k}, 1e-12)
+  H.near(confit.optim.clip_grad_norm({a, b}, 1), 1, 1e-5, "norm now at most max_norm")
+  local c = f64{1}
+  H.eq(confit.optim.clip_grad_norm({c}, 1), 0, "no grads: norm 0")
+  H.raises(function() confit.optim.clip_grad_norm({a}, -1) end, "max_norm")
+  -- grads from backward, through a real graph
+  local w = confit.tensor({{1, 2}, {3, 4}}, {requires_grad = true})
+  local y = (w * w):sum()
+  y:backward()
+  H.near(confit.optim.clip_grad_norm({w}, 100), math.sqrt(4 + 16 + 36 + 64), 1e-5)
+end)
+
+H.case("state round trip: a restored optimizer continues identically", function()
+  for _, kind in ipairs{"adamw", "sgd"} do
+    local opts = kind == "adamw" and {lr = 0.05, weight_decay = 0.1, betas = {0.7, 0.95}}
+                                 or {lr = 0.05, momentum = 0.9, nesterov = true}
+    local p1 = {f64{1, 2, 3}, f64{{-1, 0.5}, {2, 0}}}
+    local o1 = confit.optim[kind](p1, opts)
+    local function grads_for(step)
+      return {f64({step, -1, 0.5 * step}, false), f64({{0.1, step}, {-step, 2}}, false)}
+    end
+    for s = 1, 2 do
+      local g = grads_for(s)
+      p1[1].grad, p1[2].grad = g[1], g[2]
+      o1:step()
+    end
+    local saved = o1:state()
+    -- the saved state is a snapshot: later steps do not change it
+    local snap = flat(saved[kind == "adamw" and "exp_avg.1" or "momentum_buffer.1"])
+    local p2 = {p1[1]:clone():requires_grad_(), p1[2]:clone():requires_grad_()}
+    local o2 = confit.optim[kind](p2, kind == "adamw" and {} or {momentum = 0.1})
+    o2:load_state(saved)
+    H.near(o2.lr, 0.05, 1e-15, "hyperparameters restored")
+    H.eq(o2.steps, 2, "step count restored")
+    for s = 3, 5 do
+      local g1, g2 = grads_for(s), grads_for(s)
+      p1[1].grad, p1[2].grad = g1[1], g1[2]
+      p2[1].grad, p2[2].grad = g2[1], g2[2]
+      o1:step()
+      o2:step()
+      same_list(flat(p2[1]), flat(p1[1]), 0, kind .. " p1 step " .. s)
+      same_list(flat(p2[2]), flat(p1[2]), 0, kind .. " p2 step " .. s)
+    end
+    same_list(flat(saved[kind == "adamw" and "exp_avg.1" or "momentum_buffer.1"]), snap, 0, "snapshot")
+  end
+  local a = confit.optim.adamw({f64{1}})
+  H.raises(function() a:load_state(confit.optim.sgd({f64{1}}):state()) end, "load_state", "sgd", "adamw")
+  H.raises(function() a:load_state(confit.optim.adamw({f64{1}, f64{2}}):state()) end, "load_state", "2 parameters")
+  local s = a:state()
+  s["exp_avg.1"] = confit.zeros(3)
+  H.raises(function() a:load_state(s) end, "load_state", "[3]", "[1]")
+end)
+
+H.case("lr and other hyperparameters can change between steps", function()
+  local p = f64{1, 1}
+  local opt = confit.optim.sgd({p}, {lr = 0.1})
+  p.grad = f64({1, 2}, false)
+  opt:step()
+  same_list(flat(p), {0.9, 0.8}, 1e-12)
+  opt.lr = 0.5
+  H.eq(opt.lr, 0.5)
+  opt:step()
+  same_list(flat(p), {0.4, -0.2}, 1e-12, "the new lr is used")
+  opt.momentum = 0.5
+  H.eq(opt.momentum, 0.5)
+  H.raises(function() opt.lr = -1 end, "lr")
+  H.eq(opt.lr, 0.5, "a rejected value leaves the old one")
+  H.raises(function() opt.betas = {0.9, 0.9} end, "cannot set", "betas")
+  H.raises(function() opt.lr = "fast" end, "lr", "number")
+  local a = confit.optim.adamw({f64{1}})
+  a.betas = {0.5, 0.6}
+  H.near(a.betas[1], 0.5)
+  H.raises(function() a.betas = {1.5, 0.6} end, "betas")
+end)
+
+H.case("parameter and option errors", function()
+  local leaf = f64{1, 2}
+  H.raises(function() confit.optim.adamw({leaf * 2}) end, "adamw", "parameter 1", "not a leaf", "mul")
+  H.raises(function() confit.optim.sgd({confit.tensor({1}, {dtype = "i64"})}) end, "sgd", "floating")
+  H.raises(function() confit.optim.adamw({leaf, leaf}) end, "same tensor")
+  H.raises(function() confit.optim.adamw({leaf, 3}) end, "entry 2", "not a tensor")
+  H.raises(function() confit.optim.adamw(leaf) end, "adamw", "list")
+  H.raises(function() confit.optim.adamw({leaf}, {learning_rate = 1}) end, "unknown option", "learning_rate")
+  H.raises(function() confit.optim.sgd({leaf}, {betas = {0.9, 0.99}}) end, "unknown option", "betas")
+  H.raises(function() confit.optim.sgd({leaf}, {nesterov = true}) end, "nesterov", "momentum")
+  H.raises(function() confit.optim.adamw({confit.zeros(3, 2):transpose(1, 2)}) end, "contiguous")
+  local opt = confit.optim.sgd({leaf}, {lr = 0.1})
+  leaf.grad = nil
+  opt:step() -- nothing to do
+  same_list(flat(leaf), {1, 2}, 0)
+end)
+
+H.case("a name -> tensor table is taken in sorted name order", function()
+  local params = {["layer.b"] = f64{2}, ["layer.a"] = f64{1}, ["head"] = f64{0}}
+  local opt = confit.optim.sgd(params, {lr = 1})
+  local list = opt:params()
+  H.eq(#list, 3)
+  H.eq(list[1]:item(), 0, "head")
+  H.eq(list[2]:item(), 1, "layer.a")
+  H.eq(list[3]:item(), 2, "layer.b")
+  H.ok(list[2] == params["layer.a"], "the same tensors")
+end)
+
+H.case("the optimizer keeps its parameters alive; free and <close> release them", function()
+  collectgarbage()
+  local before = confit.memory().cpu_bytes
+  local opt = (function()
+    local w = confit.zeros({1000, 250}, {requires_grad = true}) -- 1 MB
+    return confit.optim.adamw({w}, {lr = 0.1})
+  end)()
+  collectgarbage()
+  collectgarbage()
+  H.ok(confit.memory().cpu_bytes >= before + 1000000, "parameter alive through the optimizer")
+  local p = opt:params()[1]
+  p.grad = confit.ones(1000, 250)
+  opt:step()
+  H.near(p:get(1, 1), -0.1, 1e-6, "the live parameter is updated")
+  p = nil
+  opt:free()
+  opt:free()
+  H.raises(function() opt:step() end, "freed")
+  collectgarbage()
+  collectgarbage()
+  H.eq(confit.memory().cpu_bytes, before, "parameter, grad and state released")
+  do
+    local w <close> = confit.zeros(500, 500)
+    local o <close> = confit.optim.sgd({w})
+    H.ok(tostring(o):find("sgd(1 params", 1, true), tostring(o))
+  end
+  collectgarbage()
+  H.eq(confit.memory().cpu_bytes, before, "released by <close>")
+end)
+
+H.finish()
