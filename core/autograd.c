@@ -1,0 +1,306 @@
+/* autograd.c - the tape, backward pass and gradient accumulation (see autograd.h).
+ *
+ * Node release is iterative: dropping the last reference to a long chain of nodes pushes them
+ * on a thread-local work list instead of recursing once per node.
+ */
+#include "autograd.h"
+#include "error.h"
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local bool grad_on = true;
+
+bool cf_grad_enabled(void) { return grad_on; }
+bool cf_set_grad_enabled(bool on) { bool old = grad_on; grad_on = on; return old; }
+
+/* ---------------------------------------------------------------- node lifetime */
+
+static void node_free_saved(cf_node *n) {
+  for (int k = 0; k < n->nin; k++) {
+    cf_tensor_release(n->in[k]);
+    n->in[k] = NULL;
+  }
+  cf_tensor_release(n->out);
+  n->out = NULL;
+  n->freed = true;
+}
+
+static void node_destroy(cf_node *n) {
+  node_free_saved(n);
+  for (int k = 0; k < n->nin; k++) {
+    cf_tensor_release(n->leaf[k]);
+    cf_node_release(n->next[k]);
+  }
+  cf_tensor_release(n->gacc);
+  free(n->in); free(n->next); free(n->leaf); free(n->needs);
+  free(n);
+}
+
+static _Thread_local cf_node **dead;
+static _Thread_local size_t dead_n, dead_cap;
+static _Thread_local bool draining;
+
+void cf_node_retain(cf_node *n) { if (n) n->refcount++; }
+
+void cf_node_release(cf_node *n) {
+  if (!n || --n->refcount > 0) return;
+  if (dead_n == dead_cap) {
+    size_t cap = dead_cap ? dead_cap * 2 : 256;
+    cf_node **p = realloc(dead, cap * sizeof *p);
+    if (!p) { node_destroy(n); return; }   /* fall back to recursion */
+    dead = p;
+    dead_cap = cap;
+  }
+  dead[dead_n++] = n;
+  if (draining) return;
+  draining = true;
+  while (dead_n) node_destroy(dead[--dead_n]);
+  draining = false;
+}
+
+/* ---------------------------------------------------------------- recording */
+
+/* Is tensor input k of this op differentiable (a T, t or L slot in the spec)? */
+static bool input_is_diff(const char *spec, int k) {
+  int idx = 0;
+  for (const char *p = spec; *p; p++) {
+    if (*p == 'L') return true;
+    if (!strchr("TIMtim", *p)) continue;
+    if (idx == k) return *p == 'T' || *p == 't';
+    idx++;
+  }
+  return false;
+}
+
+int cf_autograd_record(cf_op_id id, cf_tensor *const *in, int nin, const cf_args *a, cf_tensor *out) {
+  const char *spec = cf_ops[id].spec;
+  bool any = false;
+  for (int k = 0; k < nin; k++)
+    if (in[k] && in[k]->requires_grad && input_is_diff(spec, k)) any = true;
+  if (!any) return 0;
+  if (!cf_dtype_is_float(out->dtype)) return 0;
+  cf_node *n = calloc(1, sizeof *n);
+  if (!n) return CF_ERR("%s: out of memory recording the autograd node", cf_ops[id].name);
+  n->refcount = 1;
+  n->op = id;
+  n->args = *a;
+  n->nin = nin;
+  n->in = calloc((size_t)nin, sizeof *n->in);
+  n->next = calloc((size_t)nin, sizeof *n->next);
+  n->leaf = calloc((size_t)nin, sizeof *n->leaf);
+  n->needs = calloc((size_t)nin, sizeof *n->needs);
+  n->out = cf_view_alias(out);
+  if (!n->in || !n->next || !n->leaf || !n->needs || !n->out) {
+    node_destroy(n);
+    return CF_ERR("%s: out of memory recording the autograd node", cf_ops[id].name);
+  }
+  for (int k = 0; k < nin; k++) {
+    cf_tensor *t = in[k];
+    if (!t) continue;
+    cf_tensor_retain(t);
+    n->in[k] = t;
+    if (t->requires_grad && input_is_diff(spec, k)) {
+      n->needs[k] = true;
+      if (t->grad_fn) { cf_node_retain(t->grad_fn); n->next[k] = t->grad_fn; }
+      else { cf_tensor_retain(t); n->leaf[k] = t; }
+    }
+  }
+  out->requires_grad = true;
+  cf_node_release(out->grad_fn);
+  out->grad_fn = n;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+cf_tensor *cf_sum_to(cf_tensor *g, int ndim, const int64_t *shape) {
+  cf_tensor_retain(g);
+  while (g->ndim > ndim) {
+    cf_tensor *s = cf_op_dim(CF_OP_sum, g, 0, false);
+    cf_tensor_release(g);
+    if (!s) return NULL;
+    g = s;
+  }
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] == 1 && g->shape[d] != 1) {
+      cf_tensor *s = cf_op_dim(CF_OP_sum, g, d, true);
+      cf_tensor_release(g);
+      if (!s) return NULL;
+      g = s;
+    }
+  }
+  for (int d = 0; d < ndim; d++) {
+    if (g->shape[d] != shape[d]) {
+      char b[128];
+      CF_ERR("backward: gradient of shape %s does not reduce to the input's shape",
+             cf_shape_str(g, b, sizeof b));
+      cf_tensor_release(g);
+      return NULL;
+    }
+  }
+  return g;
+}
+
+cf_tensor *cf_detach(cf_tensor *t) { return cf_view_alias(t); }
+
+void cf_zero_grad(cf_tensor *t) {
+  cf_tensor_release(t->grad);
+  t->grad = NULL;
+}
+
+/* acc <- acc + g (acc may be NULL). Takes over g's reference. */
+static int accumulate(cf_tensor **acc, cf_tensor *g) {
+  if (!*acc) { *acc = g; return 0; }
+  cf_tensor *s = cf_op2(CF_OP_add, *acc, g);
+  cf_tensor_release(g);
+  if (!s) return -1;
+  cf_tensor_release(*acc);
+  *acc = s;
+  return 0;
+}
+
+/* Store a leaf's gradient: contiguous, owned by the leaf alone, in the leaf's dtype. */
+static int accumulate_leaf(cf_tensor *leaf, cf_tensor *g) {
+  if (g->dtype != leaf->dtype) {
+    cf_tensor *c = cf_tensor_to_dtype(g, leaf->dtype);
+    cf_tensor_release(g);
+    if (!c) return -1;
+    g = c;
+  }
+  if (leaf->grad) return accumulate(&leaf->grad, g);
+  if (g->refcount > 1 || !cf_tensor_is_contiguous(g) || g->storage->refcount > 1) {
+    cf_tensor *c = cf_tensor_clone(g);
+    cf_tensor_release(g);
+    if (!c) return -1;
+    g = c;
+  }
+  leaf->grad = g;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- backward */
+
+static int topo_order(cf_node *root, cf_node ***order, size_t *count) {
+  static _Thread_local int pass = 0;
+  pass++;
+  size_t cap = 64, n = 0, sp = 0, scap = 64;
+  cf_node **out = malloc(cap * sizeof *out);
+  struct frame { cf_node *n; int k; } *stack = malloc(scap * sizeof *stack);
+  if (!out || !stack) { free(out); free(stack); return CF_ERR("backward: out of memory"); }
+  root->mark = pass;
+  stack[sp++] = (struct frame){root, 0};
+  while (sp) {
+    struct frame *f = &stack[sp - 1];
+    if (f->k < f->n->nin) {
+      cf_node *c = f->n->next[f->k++];
+      if (c && c->mark != pass) {
+        c->mark = pass;
+        if (sp == scap) {
+          scap *= 2;
+          void *p = realloc(stack, scap * sizeof *stack);
+          if (!p) { free(out); free(stack); return CF_ERR("backward: out of memory"); }
+          stack = p;
+        }
+        stack[sp++] = (struct frame){c, 0};
+      }
+    } else {
+      if (n == cap) {
+        cap *= 2;
+        void *p = realloc(out, cap * sizeof *out);
+        if (!p) { free(out); free(stack); return CF_ERR("backward: out of memory"); }
+        out = p;
+      }
+      out[n++] = f->n;
+      sp--;
+    }
+  }
+  free(stack);
+  *order = out;
+  *count = n;
+  return 0;
+}
+
+static int run_node(cf_node *n, bool retain) {
+  const cf_op_info *op = &cf_ops[n->op];
+  cf_tensor *g = n->gacc;
+  n->gacc = NULL;
+  if (!g) return 0;
+  if (!op->backward) {
+    cf_tensor_release(g);
+    return CF_ERR("backward: op %s has no backward rule", op->name);
+  }
+  cf_tensor **gin = calloc((size_t)n->nin, sizeof *gin);
+  if (!gin) { cf_tensor_release(g); return CF_ERR("backward: out of memory"); }
+  int rc = op->backward(n, g, gin);
+  cf_tensor_release(g);
+  for (int k = 0; k < n->nin && rc == 0; k++) {
+    cf_tensor *gi = gin[k];
+    gin[k] = NULL;
+    if (!gi) continue;
+    if (!n->needs[k]) { cf_tensor_release(gi); continue; }
+    cf_tensor *x = n->in[k];
+    if (!cf_same_shape(gi, x)) {
+      cf_tensor *r = cf_sum_to(gi, x->ndim, x->shape);
+      cf_tensor_release(gi);
+      if (!r) { rc = cf_error_prefix("backward of %s: ", op->name); break; }
+      gi = r;
+    }
+    if (n->next[k]) rc = accumulate(&n->next[k]->gacc, gi);
+    else rc = accumulate_leaf(n->leaf[k], gi);
+  }
+  for (int k = 0; k < n->nin; k++) cf_tensor_release(gin[k]);
+  free(gin);
+  if (rc == 0 && !retain) node_free_saved(n);
+  return rc;
+}
+
+int cf_backward(cf_tensor *t, cf_tensor *seed, bool retain_graph) {
+  if (!t->requires_grad)
+    return CF_ERR("backward: the tensor does not require grad (no input had requires_grad)");
+  int64_t numel = cf_tensor_numel(t);
+  cf_tensor *s = NULL;
+  if (seed) {
+    if (!cf_same_shape(seed, t)) {
+      char a[128], b[128];
+      return CF_ERR("backward: seed gradient %s does not match the tensor %s",
+                    cf_shape_str(seed, a, sizeof a), cf_shape_str(t, b, sizeof b));
+    }
+    s = seed->dtype == t->dtype ? (cf_tensor_retain(seed), seed) : cf_tensor_to_dtype(seed, t->dtype);
+  } else {
+    if (numel != 1) {
+      char b[128];
+      return CF_ERR("backward: the tensor %s has %lld elements; give a seed gradient of its shape",
+                    cf_shape_str(t, b, sizeof b), (long long)numel);
+    }
+    cf_tensor *one = cf_tensor_full(t->ndim, t->shape, t->dtype, 1.0);
+    s = one && cf_tensor_device(t) != CF_DEVICE_CPU ? cf_tensor_to_device(one, cf_tensor_device(t)) : one;
+    if (s != one) cf_tensor_release(one);
+  }
+  if (!s) return -1;
+  bool old = cf_set_grad_enabled(false);
+  int rc = 0;
+  if (!t->grad_fn) {
+    rc = accumulate_leaf(t, s);
+    cf_set_grad_enabled(old);
+    return rc;
+  }
+  cf_node **order = NULL;
+  size_t count = 0;
+  if (topo_order(t->grad_fn, &order, &count)) { cf_tensor_release(s); cf_set_grad_enabled(old); return -1; }
+  for (size_t i = 0; i < count; i++) {
+    if (order[i]->freed) {
+      free(order);
+      cf_tensor_release(s);
+      cf_set_grad_enabled(old);
+      return CF_ERR("backward: the graph was already freed by an earlier backward "
+                    "(pass retain_graph = true to the first one)");
+    }
+  }
+  cf_tensor_release(t->grad_fn->gacc);
+  t->grad_fn->gacc = s;
+  for (size_t i = count; i-- > 0 && rc == 0;) rc = run_node(order[i], retain_graph);
+  if (rc) for (size_t i = 0; i < count; i++) { cf_tensor_release(order[i]->gacc); order[i]->gacc = NULL; }
+  free(order);
+  cf_set_grad_enabled(old);
+  return rc;
+}

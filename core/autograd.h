@@ -1,0 +1,57 @@
+/* autograd.h - reverse-mode automatic differentiation over a tape of nodes.
+ *
+ * cf_op() records a node for every op whose output needs a gradient: the op id, its args, the
+ * saved inputs, an alias of the output (sharing storage, never the output object itself, so no
+ * reference cycle), and for each input either the node that produced it (next) or the leaf
+ * tensor whose .grad receives the gradient. cf_backward() walks the nodes reachable from a
+ * tensor in reverse topological order (iteratively: long chains do not recurse), calls each
+ * op's backward rule with gradients disabled, reduces broadcast gradients to the input's shape,
+ * and accumulates into leaf .grad. Unless retain_graph is set, each node's saved tensors are
+ * released as soon as it has run; a second backward through it is then an error.
+ */
+#ifndef CF_AUTOGRAD_H
+#define CF_AUTOGRAD_H
+
+#include <stdbool.h>
+#include "tensor.h"
+#include "ops.h"
+
+typedef struct cf_node {
+  int refcount;
+  int op;              /* cf_op_id */
+  cf_args args;
+  int nin;
+  cf_tensor **in;      /* saved inputs (owned refs; NULL entries for absent optionals) */
+  cf_tensor *out;      /* alias of the output (owned ref) */
+  struct cf_node **next; /* producer of input i (owned ref) or NULL */
+  cf_tensor **leaf;    /* leaf input i that accumulates a gradient (owned ref) or NULL */
+  bool *needs;         /* input i needs a gradient */
+  bool freed;          /* saved tensors released after a backward pass */
+  /* used during one backward pass */
+  cf_tensor *gacc;
+  int pending;
+  int mark;
+} cf_node;
+
+bool cf_grad_enabled(void);
+bool cf_set_grad_enabled(bool on);    /* returns the previous setting */
+
+void cf_node_retain(cf_node *n);
+void cf_node_release(cf_node *n);     /* NULL is fine */
+
+/* Called by cf_op: attach a node to out when an input needs a gradient. */
+int cf_autograd_record(cf_op_id id, cf_tensor *const *in, int nin, const cf_args *a, cf_tensor *out);
+
+/* Backpropagate from t. seed may be NULL when t has one element (seed 1). */
+int cf_backward(cf_tensor *t, cf_tensor *seed, bool retain_graph);
+
+/* Sum g over broadcast dims so it has the given shape (new reference). */
+cf_tensor *cf_sum_to(cf_tensor *g, int ndim, const int64_t *shape);
+
+/* A tensor sharing t's data with no autograd history (new reference). */
+cf_tensor *cf_detach(cf_tensor *t);
+
+/* Set or clear t->grad (releases the old one). */
+void cf_zero_grad(cf_tensor *t);
+
+#endif
