@@ -1,0 +1,724 @@
+-- confit.evaluate: the evaluation loop of ../shared/docs/EVAL.md over a list of problems.
+--
+--   local evaluate = require "confit.evaluate"
+--   local summary, records = evaluate.run(model, bench.load("aime24"), {
+--     mode = "qwen",            -- "qwen" | "strict": default template and grader (EVAL.md)
+--     n = 16, temperature = 0.6, top_p = 0.95,   -- sampled decoding (n = 0: none)
+--     greedy = true,            -- one greedy completion per problem (acc)
+--     out_dir = "runs/eval-aime24", benchmark = "aime24"})
+--   print(evaluate.format_table({summary}))
+--
+-- problems[i] = {id, question, answer} (bench.load's items, or toy questions). Options:
+--   mode            "qwen" (default) or "strict"
+--   template        chat template name (confit.chat) or function(question, problem) -> prompt;
+--                   default "qwen25-math-cot" in qwen mode, "strict" in strict mode
+--   grader          "qwen" | "strict" | "toy" or a table {name, extract(text) -> answer|nil,
+--                   equal(pred, ref) -> bool, key(answer) -> string}; default: the mode's
+--   greedy          run greedy decoding (default true)
+--   n               samples per problem (default 0); temperature (0.6), top_p (0.95), top_k (0)
+--   max_new_tokens  default 3072
+--   stop            extra stop token ids; default the tokenizer's <|im_end|> and <|endoftext|>
+--                   (ids 151645 and 151643 for Qwen), whichever it has
+--   seed            default 0; batch_size problems per generate call (default 8)
+--   benchmark       name written into every record and the summary (default "custom")
+--   out_dir         write <out_dir>/eval_<stage>.jsonl (one record per problem, docs/RUNDIR.md),
+--                   eval_<stage>.settings.json, and merge the summary into summary.json
+--   stage           "before" (default) or "after": which eval file and summary slot
+--   summary_file    false: do not touch summary.json (a recipe that writes its own)
+--   resume          default true: problems already in the eval file are not generated again
+--   generate        function(prompts, gen_opts) -> samples, replacing model:generate (tests,
+--                   servers); model may then be nil
+--   rescore         sampled completions' logprob at temperature 1 (RUNDIR.md): default true
+--                   when sampling at T ~= 1 with a real model (one extra forward pass)
+--   progress        options for confit.progress (e.g. {mode = "off"}); false = none
+--
+-- Invariants:
+--  * Sampled decoding draws from seed * 1000003 + (position of the batch's first problem in
+--    the full list), and batches are fixed slices of the list, so a resumed run that regenerates
+--    whole batches gets the same samples as an uninterrupted one. Greedy decoding does not
+--    depend on batching at all.
+--  * Records are appended batch by batch; on resume a torn last line is dropped (the file is
+--    rewritten without it before anything is appended), and a file written with different
+--    decoding settings is refused rather than mixed.
+--  * Summaries are computed from the records alone (resumed and new alike), so re-running on a
+--    finished directory reproduces the same summary without generating anything.
+local chat = require "confit.chat"
+local grade = require "confit.grade"
+local jsonio = require "confit.jsonio"
+local metrics = require "confit.metrics"
+
+local evaluate = {}
+
+evaluate.KS = {1, 2, 4, 8, 16}
+evaluate.STOP_TOKENS = {"<|im_end|>", "<|endoftext|>"}
+evaluate.DEFAULT_TEMPLATE = {qwen = "qwen25-math-cot", strict = "strict"}
+
+local NULL = jsonio.null
+
+local function fail(msg, level) error("evaluate: " .. msg, (level or 1) + 1) end
+
+local function is_null(v) return v == nil or v == NULL end
+
+-- Graders ---------------------------------------------------------------------------------------
+
+local function math_grader(mode)
+  local o = {mode = mode}
+  return {
+    name = mode,
+    extract = function(text) return grade.extract(text, o) end,
+    equal = function(p, r) return grade.equal(p, r, o) end,
+    key = function(a) return grade.normalize(a, o) end,
+  }
+end
+
+local function toy_int(s)
+  if type(s) == "number" then return math.tointeger(s) end
+  if type(s) ~= "string" then return nil end
+  local t = s:match("^%s*([%+%-]?%d+)%s*$")
+  return t and math.tointeger(tonumber(t))
+end
+
+evaluate.graders = {
+  qwen = math_grader("qwen"),
+  strict = math_grader("strict"),
+  -- the toy world (confit.toy.grade): the last \boxed{}, integers compared as integers
+  toy = {
+    name = "toy",
+    extract = function(text) return require("confit.toy").extract_boxed(text) end,
+    equal = function(p, r)
+      local a, b = toy_int(p), toy_int(r)
+      if a ~= nil and b ~= nil then return a == b end
+      return p == tostring(r)
+    end,
+    key = function(a) local v = toy_int(a); return v and tostring(v) or a end,
+  },
+}
+
+local function resolve_grader(g, mode)
+  if g == nil then return evaluate.graders[mode] end
+  if type(g) == "string" then
+    local r = evaluate.graders[g]
+    if not r then fail(string.format("unknown grader %q (known: qwen, strict, toy)", g), 3) end
+    return r
+  end
+  if type(g) ~= "table" or type(g.extract) ~= "function" or type(g.equal) ~= "function" then
+    fail("grader must be a name or a table with extract and equal functions", 3)
+  end
+  return {name = g.name or "custom", extract = g.extract, equal = g.equal,
+          key = g.key or function(a) return a end}
+end
+
+-- Whether a completion contains a box (EVAL.md's "box rate").
+function evaluate.has_box(text) return text:find("\\boxed", 1, true) ~= nil end
+
+-- Grade one completion: {completion, extracted, correct, boxed}.
+function evaluate.grade_completion(grader, text, answer)
+  local extracted = grader.extract(text)
+  local correct = extracted ~= nil and grader.equal(extracted, answer) == true
+  return {completion = text, extracted = extracted == nil and NULL or extracted,
+          correct = correct, boxed = evaluate.has_box(text)}
+end
+
+-- Options ---------------------------------------------------------------------------------------
+
+local function check_int(v, name, lo)
+  if math.type(v) ~= "integer" or v < lo then
+    fail(string.format("%s must be an integer >= %d, got %s", name, lo, tostring(v)), 4)
+  end
+end
+
+local function check_num(v, name, lo, hi)
+  if type(v) ~= "number" or v ~= v or v < lo or (hi and v > hi) then
+    fail(string.format("%s must be a number in [%s, %s], got %s", name, tostring(lo),
+                       hi and tostring(hi) or "inf", tostring(v)), 4)
+  end
+end
+
+-- Options with defaults applied and checked.
+function evaluate.settings(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then fail("opts must be a table", 2) end
+  local s = {}
+  s.mode = opts.mode or "qwen"
+  if s.mode ~= "qwen" and s.mode ~= "strict" then
+    fail(string.format("mode must be \"qwen\" or \"strict\", got %q", tostring(s.mode)), 2)
+  end
+  s.greedy = opts.greedy ~= false
+  s.n = opts.n or 0
+  s.temperature = opts.temperature or 0.6
+  s.top_p = opts.top_p or 0.95
+  s.top_k = opts.top_k or 0
+  s.max_new_tokens = opts.max_new_tokens or 3072
+  s.seed = opts.seed or 0
+  s.batch_size = opts.batch_size or 8
+  s.stage = opts.stage or "before"
+  s.benchmark = opts.benchmark or "custom"
+  check_int(s.n, "n", 0)
+  check_num(s.temperature, "temperature", 0)
+  check_num(s.top_p, "top_p", 0, 1)
+  check_int(s.top_k, "top_k", 0)
+  check_int(s.max_new_tokens, "max_new_tokens", 1)
+  check_int(s.seed, "seed", 0)
+  check_int(s.batch_size, "batch_size", 1)
+  if s.n > 0 and s.temperature == 0 then
+    fail("sampled decoding (n > 0) needs temperature > 0; greedy is the separate greedy option", 2)
+  end
+  if s.n == 0 and not s.greedy then fail("nothing to do: greedy is off and n = 0", 2) end
+  if s.stage ~= "before" and s.stage ~= "after" then
+    fail("stage must be \"before\" or \"after\", got " .. tostring(s.stage), 2)
+  end
+  if type(s.benchmark) ~= "string" or s.benchmark == "" then fail("benchmark must be a name", 2) end
+  local t = opts.template or evaluate.DEFAULT_TEMPLATE[s.mode]
+  if type(t) == "string" then
+    if not chat.templates[t] then
+      local names = {}
+      for k in pairs(chat.templates) do names[#names + 1] = k end
+      table.sort(names)
+      fail(string.format("unknown template %q (known: %s)", t, table.concat(names, ", ")), 2)
+    end
+    s.template = t
+    s.apply_template = function(q) return chat.apply(t, q) end
+  elseif type(t) == "function" then
+    s.template = "custom"
+    s.apply_template = t
+  else
+    fail("template must be a name or a function", 2)
+  end
+  s.grader = resolve_grader(opts.grader, s.mode)
+  s.out_dir = opts.out_dir
+  s.summary_file = opts.summary_file
+  if s.summary_file == nil then s.summary_file = "summary.json" end
+  s.resume = opts.resume ~= false
+  s.stop = opts.stop
+  s.rescore = opts.rescore
+  s.progress = opts.progress
+  return s
+end
+
+-- The settings that must agree for resumed records to be mixed with new ones.
+local function identity(s)
+  local id = {benchmark = s.benchmark, mode = s.mode, grader = s.grader.name,
+              template = s.template, greedy = s.greedy, n = s.n,
+              max_new_tokens = s.max_new_tokens, seed = s.seed}
+  if s.n > 0 then id.temperature, id.top_p, id.top_k = s.temperature, s.top_p, s.top_k end
+  return id
+end
+
+-- Filesystem ------------------------------------------------------------------------------------
+
+local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close(); return true end
+  return false
+end
+
+function evaluate.mkdir_p(dir)
+  local ok = os.execute("mkdir -p " .. shell_quote(dir))
+  if not ok then return nil, "cannot create directory " .. dir end
+  return true
+end
+
+-- Resume: the records already in path (keyed by tostring(id)), after dropping a torn tail.
+local function load_done(path, ident, settings_path)
+  local done = {}
+  if not file_exists(path) then return done end
+  local prev = file_exists(settings_path) and jsonio.read_json(settings_path)
+  if type(prev) == "table" then
+    local diffs = {}
+    local keys = {}
+    for k in pairs(ident) do keys[#keys + 1] = k end
+    for k in pairs(prev) do if ident[k] == nil then keys[#keys + 1] = k end end
+    table.sort(keys)
+    local seen = {}
+    for _, k in ipairs(keys) do
+      if not seen[k] and prev[k] ~= ident[k] then
+        diffs[#diffs + 1] = string.format("%s: %s then, %s now", k, tostring(prev[k]), tostring(ident[k]))
+      end
+      seen[k] = true
+    end
+    if #diffs > 0 then
+      fail(string.format("%s was written with other settings (%s); use another output "
+        .. "directory or delete the file to start over", path, table.concat(diffs, "; ")), 3)
+    end
+  end
+  local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
+  if not recs then fail("cannot resume from " .. tostring(err), 3) end
+  local f = io.open(path, "rb")
+  local text = f:read("a")
+  f:close()
+  local lines = 0
+  for line in text:gmatch("[^\n]+") do if line:find("%S") then lines = lines + 1 end end
+  if lines ~= #recs or (#text > 0 and text:sub(-1) ~= "\n") then
+    -- a torn last line: rewrite the file with the complete records before appending
+    local ok, werr = jsonio.write_jsonl_atomic(path, recs)
+    if not ok then fail("cannot rewrite " .. path .. ": " .. tostring(werr), 3) end
+  end
+  for _, r in ipairs(recs) do
+    if type(r) == "table" and r.id ~= nil then done[tostring(r.id)] = r end
+  end
+  return done
+end
+
+-- Generation ------------------------------------------------------------------------------------
+
+local function stop_ids(model, s)
+  if s.stop then return s.stop end
+  local ids = {}
+  local tok = model and model.tokenizer
+  if tok and tok.token_to_id then
+    for _, name in ipairs(evaluate.STOP_TOKENS) do
+      local id = tok:token_to_id(name)
+      if id then ids[#ids + 1] = id end
+    end
+  end
+  return ids
+end
+
+-- Ids the tokenizer can decode. A model's embedding table is often padded past the
+-- tokenizer's vocabulary (the toy model: 264 rows for 257 tokens; Qwen: 151936 for 151669), and
+-- a sampled padding id must not stop an evaluation: such ids decode to nothing.
+local function decodable(tok, cache, id)
+  local v = cache[id]
+  if v == nil then
+    v = tok:id_to_token(id) ~= nil
+    cache[id] = v
+  end
+  return v
+end
+
+local function completion_text(model, smp, injected, cache)
+  local tok = not injected and model and model.tokenizer
+  if tok and smp.tokens then
+    local toks, n = {}, #smp.tokens
+    if smp.finish == "stop" and n > 0 then n = n - 1 end
+    for i = 1, n do
+      local id = smp.tokens[i]
+      if decodable(tok, cache, id) then toks[#toks + 1] = id end
+    end
+    return tok:decode(toks, {skip_special = true})
+  end
+  if type(smp.text) ~= "string" then fail("generate returned a sample without text", 4) end
+  return smp.text
+end
+
+local function sample_length(smp)
+  if type(smp.tokens) == "table" then return #smp.tokens end
+  if math.type(smp.length) == "integer" then return smp.length end
+  fail("generate returned a sample without tokens or length", 4)
+end
+
+-- Log-probs at temperature 1 of completions sampled at another temperature (RUNDIR.md).
+-- Log-probs at temperature 1 of completions sampled at another temperature (RUNDIR.md).
+-- items[k] = {prompt ids, completion ids}; rows are scored `batch` at a time.
+local function rescore(model, items, batch)
+  local confit = require "confit"
+  local mpad = require("confit.model").pad
+  local out = {}
+  for i = 1, #items, batch do
+    local seqs, plens = {}, {}
+    for j = i, math.min(#items, i + batch - 1) do
+      local p, c = items[j][1], items[j][2]
+      local seq = table.move(p, 1, #p, 1, {})
+      table.move(c, 1, #c, #seq + 1, seq)
+      seqs[#seqs + 1] = seq
+      plens[#plens + 1] = #p
+    end
+    local ids, lens = mpad(seqs, 0)
+    local lp = confit.no_grad(function()
+      return model:logprobs(ids, plens, {temperature = 1, lens = lens})
+    end)
+    for k, v in ipairs(lp:totable()) do out[i + k - 1] = v end
+    if lp.free then lp:free() end
+    if ids.free then ids:free() end
+  end
+  return out
+end
+
+local function completion_record(s, model, smp, answer, injected, logprob, cache)
+  local text = completion_text(model, smp, injected, cache)
+  local c = evaluate.grade_completion(s.grader, text, answer)
+  c.length = sample_length(smp)
+  local lp = logprob or smp.logprob
+  c.logprob = (type(lp) == "number" and lp == lp and lp > -math.huge) and lp or NULL
+  if smp.finish ~= nil then c.finished = smp.finish == "stop" end
+  return c
+end
+
+-- Generate and grade one batch of problems (all at positions first..). Returns records and the
+-- number of generated tokens.
+local function run_batch(model, s, gen, injected, batch, first_pos)
+  local prompts = {}
+  for i, p in ipairs(batch) do
+    local text = s.apply_template(p.question, p)
+    if type(text) ~= "string" then fail("the template returned " .. type(text) .. ", not a string", 3) end
+    prompts[i] = text
+  end
+  local inputs, prompt_ids = prompts, nil
+  if not injected and model and model.tokenizer then
+    prompt_ids = {}
+    for i, text in ipairs(prompts) do prompt_ids[i] = model.tokenizer:encode(text) end
+    inputs = prompt_ids
+  end
+  local stop = stop_ids(model, s)
+  -- Per prompt, the new-token budget that fits the model's context (max_position_embeddings):
+  -- like vLLM's max_model_len, a long prompt gets fewer new tokens instead of an error.
+  -- Prompts with the same budget are generated together.
+  local caps, groups, order = {}, {}, {}
+  local ctx = not injected and model and model.config and model.config.max_position_embeddings
+  for i = 1, #batch do
+    local cap = s.max_new_tokens
+    if ctx and prompt_ids then
+      cap = math.min(cap, ctx - #prompt_ids[i])
+      if cap < 1 then
+        fail(string.format("problem %s: the prompt has %d tokens, the model's context is %d positions",
+                           tostring(batch[i].id), #prompt_ids[i], ctx), 3)
+      end
+    end
+    caps[i] = cap
+    if not groups[cap] then groups[cap] = {}; order[#order + 1] = cap end
+    table.insert(groups[cap], i)
+  end
+  -- run generate over each group; out[i] (greedy) or out[(i-1)*n + j] in batch order
+  local function generate_all(n, temperature, seed)
+    local out = {}
+    for gi, cap in ipairs(order) do
+      local idx = groups[cap]
+      local sub = {}
+      for k, i in ipairs(idx) do sub[k] = inputs[i] end
+      local go = {n = n, temperature = temperature, max_new_tokens = cap, stop = stop,
+                  seed = seed + (gi - 1) * 7919}
+      if temperature > 0 then go.top_p, go.top_k = s.top_p, s.top_k end
+      local res = gen(sub, go)
+      if type(res) ~= "table" or #res ~= #sub * n then
+        fail(string.format("generate returned %s samples for %d prompts x n=%d",
+                           type(res) == "table" and #res or type(res), #sub, n), 4)
+      end
+      for k, i in ipairs(idx) do
+        for j = 1, n do out[(i - 1) * n + j] = res[(k - 1) * n + j] end
+      end
+    end
+    return out
+  end
+  local tokens = 0
+  local greedy_out, sample_out
+  if s.greedy then greedy_out = generate_all(1, 0, s.seed) end
+  local rescored
+  if s.n > 0 then
+    sample_out = generate_all(s.n, s.temperature, s.seed * 1000003 + first_pos)
+    local want = s.rescore
+    if want == nil then want = s.temperature ~= 1 end
+    if want and not injected and prompt_ids and model.logprobs then
+      local pairs_ = {}
+      for i = 1, #batch do
+        for j = 1, s.n do pairs_[#pairs_ + 1] = {prompt_ids[i], sample_out[(i - 1) * s.n + j].tokens} end
+      end
+      rescored = rescore(model, pairs_, 8)
+    end
+  end
+  local records, cache = {}, {}
+  for i, p in ipairs(batch) do
+    local r = {benchmark = s.benchmark, id = p.id, question = p.question,
+               answer = tostring(p.answer), mode = s.mode, samples = jsonio.array()}
+    if greedy_out then
+      local g = greedy_out[i]
+      r.greedy = completion_record(s, model, g, p.answer, injected, nil, cache)
+      tokens = tokens + r.greedy.length
+    end
+    for j = 1, s.n do
+      local k = (i - 1) * s.n + j
+      local c = completion_record(s, model, sample_out[k], p.answer, injected,
+                                  rescored and rescored[k], cache)
+      r.samples[j] = c
+      tokens = tokens + c.length
+    end
+    if r.greedy then r.has_box = r.greedy.boxed
+    else
+      r.has_box = false
+      for _, c in ipairs(r.samples) do if c.boxed then r.has_box = true end end
+    end
+    records[i] = r
+  end
+  return records, tokens
+end
+
+-- Summaries -------------------------------------------------------------------------------------
+
+local function finite(x) return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge end
+
+local function ci(lo, hi) return {lo, hi} end
+
+-- Summary of per-problem records (as written by run). grader: evaluate.graders entry used
+-- for maj@n; opts.ks: pass@k values (default evaluate.KS, those <= n).
+function evaluate.summarize(records, s)
+  s = s or {}
+  local grader = s.grader or evaluate.graders[s.mode or "qwen"]
+  local out = {n = #records, benchmark = s.benchmark, mode = s.mode,
+               grader = grader and grader.name, template = s.template}
+  local greedy_ok, greedy_len, greedy_box, greedy_trunc = {}, {}, {}, {}
+  local per_avg, sample_len, sample_box, sample_trunc, majs = {}, {}, {}, {}, {}
+  local nsamp
+  local pass = {}
+  for _, r in ipairs(records) do
+    local g = r.greedy
+    if type(g) == "table" then
+      greedy_ok[#greedy_ok + 1] = g.correct == true and 1 or 0
+      if g.length then greedy_len[#greedy_len + 1] = g.length end
+      greedy_box[#greedy_box + 1] = g.boxed and 1 or 0
+      if g.finished ~= nil then greedy_trunc[#greedy_trunc + 1] = g.finished and 0 or 1 end
+    end
+    local smp = type(r.samples) == "table" and r.samples or {}
+    if #smp > 0 then
+      nsamp = nsamp or #smp
+      if #smp ~= nsamp then
+        fail(string.format("problem %s has %d samples, others %d", tostring(r.id), #smp, nsamp), 2)
+      end
+      local c, answers = 0, {n = #smp}
+      for j, x in ipairs(smp) do
+        if x.correct == true then c = c + 1 end
+        if not is_null(x.extracted) then answers[j] = x.extracted end
+        if x.length then sample_len[#sample_len + 1] = x.length end
+        sample_box[#sample_box + 1] = x.boxed and 1 or 0
+        if x.finished ~= nil then sample_trunc[#sample_trunc + 1] = x.finished and 0 or 1 end
+      end
+      per_avg[#per_avg + 1] = c / #smp
+      for _, k in ipairs(s.ks or evaluate.KS) do
+        if k <= #smp then
+          pass[k] = pass[k] or {}
+          table.insert(pass[k], metrics.pass_at_k(#smp, c, k))
+        end
+      end
+      local winner = metrics.majority(answers, {key = grader.key})
+      majs[#majs + 1] = (winner ~= nil and grader.equal(winner, r.answer)) and 1 or 0
+    end
+  end
+  local function sum(xs) local t = 0; for _, x in ipairs(xs) do t = t + x end; return t end
+  if #greedy_ok > 0 then
+    out.acc = metrics.mean(greedy_ok)
+    out.acc_ci95 = ci(metrics.proportion_ci(math.tointeger(sum(greedy_ok)), #greedy_ok))
+    out.correct = math.tointeger(sum(greedy_ok))
+  end
+  if #per_avg > 0 then
+    out.samples = nsamp
+    out.temperature, out.top_p = s.temperature, s.top_p
+    local avg = metrics.mean(per_avg)
+    out["avg@" .. nsamp] = avg
+    out["pass@1"] = avg
+    out["pass@1_ci95"] = ci(metrics.mean_ci(per_avg))
+    for _, k in ipairs(s.ks or evaluate.KS) do
+      if pass[k] and k > 1 then out["pass@" .. k] = metrics.mean(pass[k]) end
+    end
+    local m = "maj@" .. nsamp
+    out[m] = metrics.mean(majs)
+    out[m .. "_ci95"] = ci(metrics.proportion_ci(math.tointeger(sum(majs)), #majs))
+  end
+  local lens = #greedy_len > 0 and greedy_len or sample_len
+  local boxes = #greedy_box > 0 and greedy_box or sample_box
+  local truncs = #greedy_box > 0 and greedy_trunc or sample_trunc
+  if #lens > 0 then out.mean_length = metrics.mean(lens) end
+  if #boxes > 0 then out.box_rate = metrics.mean(boxes) end
+  if #truncs > 0 then out.truncated_rate = metrics.mean(truncs) end
+  if #greedy_box > 0 and #sample_box > 0 then
+    if #sample_len > 0 then out.sample_mean_length = metrics.mean(sample_len) end
+    out.sample_box_rate = metrics.mean(sample_box)
+  end
+  for k, v in pairs(out) do
+    if type(v) == "number" and not finite(v) then out[k] = nil end
+    if type(v) == "table" and not (finite(v[1]) and finite(v[2])) then out[k] = nil end
+  end
+  return out
+end
+
+-- A plain-text table of summaries (one row each), percentages for rates.
+function evaluate.format_table(summaries)
+  local cols = {{"benchmark", function(s) return s.benchmark or "" end},
+                {"mode", function(s) return (s.grader and s.grader ~= s.mode) and s.grader or (s.mode or "") end},
+                {"n", function(s) return tostring(s.n) end}}
+  local function pct(x) return x and string.format("%.1f", 100 * x) or "-" end
+  local function with_ci(key)
+    return function(s)
+      if s[key] == nil then return "-" end
+      local c = s[key .. "_ci95"]
+      if c then return string.format("%s [%s, %s]", pct(s[key]), pct(c[1]), pct(c[2])) end
+      return pct(s[key])
+    end
+  end
+  local any = function(pred) for _, s in ipairs(summaries) do if pred(s) then return true end end end
+  if any(function(s) return s.acc end) then cols[#cols + 1] = {"acc % [95% CI]", with_ci("acc")} end
+  local samp = {}
+  for _, s in ipairs(summaries) do if s.samples then samp[s.samples] = true end end
+  if next(samp) then
+    cols[#cols + 1] = {"avg@n % [95% CI]", with_ci("pass@1")}
+    for _, k in ipairs(evaluate.KS) do
+      if k > 1 and any(function(s) return s["pass@" .. k] end) then
+        cols[#cols + 1] = {"pass@" .. k, function(s) return pct(s["pass@" .. k]) end}
+      end
+    end
+    cols[#cols + 1] = {"maj@n", function(s) return s.samples and pct(s["maj@" .. s.samples]) or "-" end}
+    cols[#cols + 1] = {"n samples", function(s) return s.samples and tostring(s.samples) or "-" end}
+  end
+  cols[#cols + 1] = {"mean len", function(s) return s.mean_length and string.format("%.1f", s.mean_length) or "-" end}
+  cols[#cols + 1] = {"box %", function(s) return pct(s.box_rate) end}
+  cols[#cols + 1] = {"trunc %", function(s) return pct(s.truncated_rate) end}
+  local rows, widths = {}, {}
+  for j, c in ipairs(cols) do widths[j] = #c[1] end
+  for i, s in ipairs(summaries) do
+    rows[i] = {}
+    for j, c in ipairs(cols) do
+      rows[i][j] = c[2](s)
+      widths[j] = math.max(widths[j], #rows[i][j])
+    end
+  end
+  local function line(cells)
+    local parts = {}
+    for j, v in ipairs(cells) do
+      parts[j] = j <= 2 and (v .. string.rep(" ", widths[j] - #v)) or (string.rep(" ", widths[j] - #v) .. v)
+    end
+    return table.concat(parts, "  ")
+  end
+  local head = {}
+  for j, c in ipairs(cols) do head[j] = c[1] end
+  local out = {line(head)}
+  local rule = {}
+  for j = 1, #cols do rule[j] = string.rep("-", widths[j]) end
+  out[#out + 1] = table.concat(rule, "  ")
+  for _, r in ipairs(rows) do out[#out + 1] = line(r) end
+  return table.concat(out, "\n")
+end
+
+-- The summary object as written to summary.json (only JSON-safe fields).
+local function summary_json(summary)
+  local o = {}
+  for k, v in pairs(summary) do
+    if type(v) ~= "function" then o[k] = v end
+  end
+  return o
+end
+
+-- Merge one benchmark's summary into <dir>/<file> ({"config", "benchmarks": {name: {stage}}}).
+function evaluate.write_summary(dir, file, benchmark, stage, summary, config)
+  local path = dir .. "/" .. file
+  local doc = file_exists(path) and jsonio.read_json(path) or nil
+  if type(doc) ~= "table" then doc = {} end
+  if type(doc.benchmarks) ~= "table" then doc.benchmarks = {} end
+  if config ~= nil then doc.config = config end
+  local b = doc.benchmarks[benchmark]
+  if type(b) ~= "table" then b = {}; doc.benchmarks[benchmark] = b end
+  b[stage] = summary_json(summary)
+  return jsonio.write_json_atomic(path, doc)
+end
+
+-- The loop --------------------------------------------------------------------------------------
+
+local function clock()
+  local ok, core = pcall(require, "confit.core")
+  if ok and type(core) == "table" and core.clock then return core.clock() end
+  return os.time()
+end
+
+function evaluate.run(model, problems, opts)
+  opts = opts or {}
+  local s = evaluate.settings(opts)
+  if type(problems) ~= "table" then fail("problems must be a list", 2) end
+  local injected = opts.generate ~= nil
+  if injected and type(opts.generate) ~= "function" then fail("opts.generate must be a function", 2) end
+  if not injected and (model == nil or model.generate == nil) then
+    fail("need a model with :generate (or opts.generate)", 2)
+  end
+  -- The C generate directly when there is one (token ids in, token ids out; we decode),
+  -- else the model's own generate.
+  local gen = opts.generate or function(prompts, go)
+    if model.core and model.core.generate and type(prompts[1]) == "table" then
+      return model.core:generate(prompts, go)
+    end
+    return model:generate(prompts, go)
+  end
+  local keys = {}
+  for i, p in ipairs(problems) do
+    if type(p) ~= "table" or type(p.question) ~= "string" or p.answer == nil then
+      fail(string.format("problem %d needs a question string and an answer", i), 2)
+    end
+    if p.id == nil then fail(string.format("problem %d has no id", i), 2) end
+    local k = tostring(p.id)
+    if keys[k] then fail(string.format("problems %d and %d share the id %s", keys[k], i, k), 2) end
+    keys[k] = i
+  end
+
+  local path, settings_path
+  local done = {}
+  local ident = identity(s)
+  if s.out_dir then
+    local ok, err = evaluate.mkdir_p(s.out_dir)
+    if not ok then fail(err, 2) end
+    path = s.out_dir .. "/eval_" .. s.stage .. ".jsonl"
+    settings_path = s.out_dir .. "/eval_" .. s.stage .. ".settings.json"
+    if s.resume then
+      done = load_done(path, ident, settings_path)
+    elseif file_exists(path) then
+      os.remove(path)
+    end
+    local wok, werr = jsonio.write_json_atomic(settings_path, ident)
+    if not wok then fail("cannot write " .. settings_path .. ": " .. tostring(werr), 2) end
+  end
+
+  local todo = 0
+  for _, p in ipairs(problems) do if not done[tostring(p.id)] then todo = todo + 1 end end
+  local bar
+  if s.progress ~= false and todo > 0 then
+    local popts = {total = todo, label = "eval " .. s.benchmark, unit = "q"}
+    for k, v in pairs(type(s.progress) == "table" and s.progress or {}) do popts[k] = v end
+    bar = require("confit.progress").new(popts)
+  end
+
+  local t0 = clock()
+  local tokens, new_correct, new_graded = 0, 0, 0
+  local by_key = {}
+  for start = 1, #problems, s.batch_size do
+    local batch = {}
+    for i = start, math.min(#problems, start + s.batch_size - 1) do
+      local p = problems[i]
+      local prev = done[tostring(p.id)]
+      if prev then by_key[tostring(p.id)] = prev else batch[#batch + 1] = p end
+    end
+    if #batch > 0 then
+      local recs, ntok = run_batch(model, s, gen, injected, batch, start)
+      tokens = tokens + ntok
+      for _, r in ipairs(recs) do
+        by_key[tostring(r.id)] = r
+        if path then
+          local ok, err = jsonio.append_jsonl(path, r)
+          if not ok then fail("cannot append to " .. path .. ": " .. tostring(err), 2) end
+        end
+        if r.greedy then
+          new_graded = new_graded + 1
+          if r.greedy.correct then new_correct = new_correct + 1 end
+        end
+      end
+      if bar then
+        local dt = clock() - t0
+        local extra = dt > 0 and string.format("%.0f tok/s", tokens / dt) or ""
+        if new_graded > 0 then extra = extra .. string.format("  acc %.3f", new_correct / new_graded) end
+        bar:step(#batch, extra)
+      end
+    end
+  end
+  if bar then bar:finish() end
+  local wall = clock() - t0
+
+  local records = {}
+  for i, p in ipairs(problems) do records[i] = by_key[tostring(p.id)] end
+  local summary = evaluate.summarize(records, s)
+  summary.resumed = #problems - todo
+  summary.generated_tokens = tokens
+  summary.wall_s = wall
+  if todo > 0 and wall > 0 then summary.tokens_per_s = tokens / wall end
+  if s.out_dir and s.summary_file then
+    local ok, err = evaluate.write_summary(s.out_dir, s.summary_file, s.benchmark, s.stage,
+                                           summary, opts.config)
+    if not ok then fail("cannot write summary: " .. tostring(err), 2) end
+  end
+  return summary, records
+end
+
+return evaluate

@@ -1,0 +1,585 @@
+-- recipes/ablate.lua: run an ablation grid of RLSC runs and tabulate the results.
+--
+--   confit recipes/ablate.lua GRID.lua [--out DIR] [--dry-run] [--report-only]
+--
+-- GRID.lua returns a table:
+--   return {
+--     base = {model = "examples/toy/model", steps = 20, questions_per_step = 8},  -- flags of every run
+--     grid = {method = {"l1", "l2"}, alpha = {0, 0.1}, n = {8, 16}, seed = {1, 2, 3}},
+--     out = "runs/ablate-x",             -- the grid directory (--out overrides)
+--     recipe = "recipes/rlsc.lua",       -- optional: the recipe each run calls (default)
+--     seed_key = "seed",                 -- optional: the axis results are averaged over
+--     metrics = {"acc", "pass@1"},       -- optional: which after-metrics to tabulate
+--   }
+--
+-- Every grid point is one run directory OUT/<key=value,...> (keys in byte order, docs/RUNDIR.md's
+-- grid layout), run as a subprocess `<confit> <recipe> --out DIR --key value ...` with its
+-- output in DIR/log.txt. Keys become flags with "_" turned into "-" (questions_per_step ->
+-- --questions-per-step); true is a bare flag, false leaves the flag out. Grid values override
+-- base values. A run whose DIR/summary.json exists is finished and skipped, so re-running the
+-- same command continues an interrupted grid; a failed run is reported and the grid goes on.
+-- The confit executable is $CONFIT_EXE, else arg[-1] (the program that runs this script).
+--
+-- Results: OUT/grid.json (axes and runs), OUT/results.csv and OUT/results.md with one row per
+-- grid point without the seed axis and per benchmark: for each metric of summary.json's
+-- "after", the mean over seeds and the sample standard deviation (n - 1 denominator), and the
+-- same for the change from "before" (after - before, per run, then averaged). Every numeric
+-- key of "after" is a metric except settings and bookkeeping (n, wall_s, temperature, ...,
+-- *_ci95); the grid file's metrics list picks and orders them explicitly.
+local jsonio = require "confit.jsonio"
+local metrics = require "confit.metrics"
+
+local M = {}
+
+local UserError = {}
+UserError.__tostring = function(e) return e.msg end
+local function die(fmt, ...)
+  error(setmetatable({msg = "ablate: " .. string.format(fmt, ...)}, UserError), 0)
+end
+M.UserError = UserError
+
+-- A shell word: as is when it holds only safe characters, else single-quoted.
+local function shell_quote(s)
+  s = tostring(s)
+  if s ~= "" and s:match("^[%w%-%./_=,@:+]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close(); return true end
+  return false
+end
+
+local function mkdir_p(dir)
+  return os.execute("mkdir -p " .. shell_quote(dir))
+end
+
+-- Text of a grid value, used in directory names and on command lines: integers as integers,
+-- floats with the fewest digits that read back the same (0.1, 1e-05, 3), strings as they are.
+function M.format_value(v)
+  local ty = type(v)
+  if ty == "boolean" then return tostring(v) end
+  if ty == "string" then return v end
+  if math.type(v) == "integer" then return string.format("%d", v) end
+  if ty == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then die("grid value %s is not finite", tostring(v)) end
+    for _, fmt in ipairs({"%.15g", "%.16g", "%.17g"}) do
+      local s = string.format(fmt, v)
+      if tonumber(s) == v then return s end
+    end
+  end
+  die("grid values must be strings, numbers or booleans, got %s", ty)
+end
+
+-- The axis names of a grid in directory-name order (byte order).
+local function axis_names(grid)
+  local names = {}
+  for k in pairs(grid) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+
+-- Check a grid spec (from a file or a table) and fill in defaults. Raises user errors.
+function M.check(spec, where)
+  where = where or "grid"
+  if type(spec) ~= "table" then die("%s must return a table, got %s", where, type(spec)) end
+  local base = spec.base or {}
+  if type(base) ~= "table" then die("%s: base must be a table of flags", where) end
+  local grid = spec.grid
+  if type(grid) ~= "table" or next(grid) == nil then
+    die("%s: grid must be a non-empty table such as {alpha = {0, 0.1}, seed = {1, 2}}", where)
+  end
+  local axes = {}
+  for k, vals in pairs(grid) do
+    if type(k) ~= "string" or not k:match("^[%w_][%w_%.%-]*$") then
+      die("%s: axis name %s must be a word (letters, digits, _ . -)", where, tostring(k))
+    end
+    if type(vals) ~= "table" then vals = {vals} end
+    if #vals == 0 then die("%s: axis %s has no values", where, k) end
+    local seen = {}
+    for i, v in ipairs(vals) do
+      local s = M.format_value(v)
+      if s:find("[/,=]") or s == "" or s:find("%c") then
+        die("%s: value %q of axis %s cannot be part of a directory name (no / , = or control characters)",
+            where, s, k)
+      end
+      if seen[s] then die("%s: axis %s repeats the value %s", where, k, s) end
+      seen[s] = true
+      vals[i] = v
+    end
+    axes[k] = vals
+  end
+  for k, v in pairs(base) do
+    if type(k) ~= "string" then die("%s: base keys must be flag names", where) end
+    M.format_value(v)
+  end
+  local s = {base = base, grid = axes, out = spec.out, recipe = spec.recipe or "recipes/rlsc.lua",
+             seed_key = spec.seed_key or "seed", metrics = spec.metrics}
+  if s.metrics ~= nil and type(s.metrics) ~= "table" then die("%s: metrics must be a list of names", where) end
+  return s
+end
+
+-- Load a grid file: a Lua chunk returning the spec.
+function M.load(path)
+  local chunk, err = loadfile(path, "t")
+  if not chunk then die("cannot read grid file: %s", tostring(err)) end
+  local ok, spec = pcall(chunk)
+  if not ok then die("grid file %s failed: %s", path, tostring(spec)) end
+  return M.check(spec, path)
+end
+
+-- Directory name of a parameter set: key=value joined by commas, keys in byte order.
+function M.dir_name(params, keys)
+  keys = keys or axis_names(params)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    if params[k] ~= nil then parts[#parts + 1] = k .. "=" .. M.format_value(params[k]) end
+  end
+  return table.concat(parts, ",")
+end
+
+-- Every grid point in order (the last axis in byte order varies fastest):
+-- {{dir = "alpha=0,seed=1", params = {alpha = 0, seed = 1}, group = "alpha=0"}, ...}
+function M.expand(spec)
+  local names = axis_names(spec.grid)
+  local group_keys = {}
+  for _, k in ipairs(names) do if k ~= spec.seed_key then group_keys[#group_keys + 1] = k end end
+  local runs = {}
+  local function rec(i, params)
+    if i > #names then
+      local p = {}
+      for k, v in pairs(params) do p[k] = v end
+      runs[#runs + 1] = {dir = M.dir_name(p, names), params = p, group = M.dir_name(p, group_keys)}
+      return
+    end
+    for _, v in ipairs(spec.grid[names[i]]) do
+      params[names[i]] = v
+      rec(i + 1, params)
+    end
+    params[names[i]] = nil
+  end
+  rec(1, {})
+  return runs, names
+end
+
+-- The flags of one run: base merged with the run's parameters, then --out.
+function M.flags(spec, run, dir)
+  local all = {}
+  for k, v in pairs(spec.base) do all[k] = v end
+  for k, v in pairs(run.params) do all[k] = v end
+  all.out = nil
+  local keys = axis_names(all)
+  local argv = {"--out", dir}
+  for _, k in ipairs(keys) do
+    local v = all[k]
+    local flag = "--" .. k:gsub("_", "-")
+    if v == true then argv[#argv + 1] = flag
+    elseif v ~= false then
+      argv[#argv + 1] = flag
+      argv[#argv + 1] = M.format_value(v)
+    end
+  end
+  return argv
+end
+
+-- The confit executable for subprocesses.
+function M.executable()
+  local e = os.getenv("CONFIT_EXE")
+  if e and e ~= "" then return e end
+  if arg and arg[-1] then
+    local i = -1
+    while arg[i - 1] do i = i - 1 end  -- the program is the lowest index (options sit above it)
+    return arg[i]
+  end
+  return "confit"
+end
+
+local function tail(path, n)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local lines = {}
+  for line in f:lines() do
+    lines[#lines + 1] = line
+    if #lines > n then table.remove(lines, 1) end
+  end
+  f:close()
+  return table.concat(lines, "\n")
+end
+
+-- Run one grid point as a subprocess; true, or nil and a reason.
+function M.subprocess_runner(run, ctx)
+  local argv = {ctx.exe, ctx.recipe}
+  for _, a in ipairs(run.argv) do argv[#argv + 1] = a end
+  local parts = {}
+  for i, a in ipairs(argv) do parts[i] = shell_quote(a) end
+  local log = run.path .. "/log.txt"
+  local cmd = table.concat(parts, " ") .. " > " .. shell_quote(log) .. " 2>&1"
+  local ok, how, code = os.execute(cmd)
+  if ok then return true end
+  local t = tail(log, 5)
+  return nil, string.format("%s %s; log %s%s", how == "signal" and "killed by signal" or "exit status",
+                            tostring(code), log, t ~= "" and (":\n    " .. t:gsub("\n", "\n    ")) or "")
+end
+
+-- Run every unfinished grid point. opts: runner(run, ctx) -> true | nil, why (default
+-- subprocess_runner), out, dry_run, say (print-like), clock. Returns {ran, skipped, failed =
+-- {{dir, why}}, runs}.
+function M.run_grid(spec, opts)
+  opts = opts or {}
+  local out = opts.out or spec.out
+  if type(out) ~= "string" or out == "" then die("no output directory: set out in the grid file or give --out") end
+  local say = opts.say or print
+  local runs, names = M.expand(spec)
+  local runner = opts.runner or M.subprocess_runner
+  local ctx = {exe = opts.exe or M.executable(), recipe = spec.recipe, out = out}
+  if not opts.dry_run then
+    if not mkdir_p(out) then die("cannot create %s", out) end
+    local axes = {}
+    for _, k in ipairs(names) do axes[k] = spec.grid[k] end
+    local list = {}
+    for i, r in ipairs(runs) do list[i] = {dir = r.dir, params = r.params} end
+    local ok, err = jsonio.write_json_atomic(out .. "/grid.json",
+      {axes = axes, runs = list, base = jsonio.object(spec.base), recipe = spec.recipe})
+    if not ok then die("cannot write %s/grid.json: %s", out, tostring(err)) end
+  end
+  local res = {ran = 0, skipped = 0, failed = {}, runs = runs}
+  local clock = opts.clock or os.time
+  for i, r in ipairs(runs) do
+    r.path = out .. "/" .. r.dir
+    r.argv = M.flags(spec, r, r.path)
+    local label = string.format("[%d/%d] %s", i, #runs, r.dir)
+    if file_exists(r.path .. "/summary.json") then
+      res.skipped = res.skipped + 1
+      say("ablate: " .. label .. ": finished before, skipped")
+    elseif opts.dry_run then
+      local parts = {shell_quote(ctx.exe), shell_quote(ctx.recipe)}
+      for _, a in ipairs(r.argv) do parts[#parts + 1] = shell_quote(a) end
+      say("ablate: " .. label .. ": " .. table.concat(parts, " "))
+    else
+      if not mkdir_p(r.path) then die("cannot create %s", r.path) end
+      say("ablate: " .. label .. ": running")
+      local t0 = clock()
+      local ok, why = runner(r, ctx)
+      if ok and not file_exists(r.path .. "/summary.json") then
+        ok, why = nil, "finished without writing summary.json"
+      end
+      if ok then
+        res.ran = res.ran + 1
+        say(string.format("ablate: %s: done in %ds", label, math.floor(clock() - t0 + 0.5)))
+      else
+        res.failed[#res.failed + 1] = {dir = r.dir, why = tostring(why)}
+        say("ablate: " .. label .. ": FAILED (" .. tostring(why) .. ")")
+      end
+    end
+  end
+  return res
+end
+
+-- Results ---------------------------------------------------------------------------------------
+
+local METRIC_ORDER = {"acc", "greedy_acc", "pass@1"}
+
+-- Numbers in a summary that are settings or bookkeeping, not outcomes.
+local NOT_METRICS = {n = true, correct = true, samples = true, resumed = true,
+  generated_tokens = true, wall_s = true, tokens_per_s = true, temperature = true, top_p = true,
+  top_k = true, seed = true, max_new_tokens = true, questions = true, step = true, steps = true}
+
+local function is_metric(k)
+  return not NOT_METRICS[k] and not k:match("_ci95$")
+end
+
+local function finite(x) return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge end
+
+-- Metric order: acc, pass@1, then pass@k by k, maj@n, avg@n, then the rest by name.
+local function metric_rank(k)
+  for i, m in ipairs(METRIC_ORDER) do if k == m then return i, 0, k end end
+  local kind, num = k:match("^(%a+)@(%d+)$")
+  if kind == "pass" then return 10, tonumber(num), k end
+  if kind == "maj" then return 20, tonumber(num), k end
+  if kind == "avg" then return 30, tonumber(num), k end
+  return 40, 0, k
+end
+
+local function sort_metrics(list)
+  table.sort(list, function(a, b)
+    local ra, na, ka = metric_rank(a)
+    local rb, nb, kb = metric_rank(b)
+    if ra ~= rb then return ra < rb end
+    if na ~= nb then return na < nb end
+    return ka < kb
+  end)
+  return list
+end
+
+-- summary.json in either shape -> {benchmark = {before, after}}
+local function benchmarks_of(summary)
+  if type(summary) ~= "table" then return {} end
+  if type(summary.benchmarks) == "table" then return summary.benchmarks end
+  if type(summary.before) == "table" or type(summary.after) == "table" then
+    return {all = {before = summary.before, after = summary.after}}
+  end
+  return {}
+end
+
+-- Aggregate finished runs: rows = {{group, params, benchmark, planned, runs, stats = {metric =
+-- {mean, std, delta_mean, delta_std, n}}}}, metric list, problems (unreadable summaries).
+function M.collect(spec, runs, out)
+  local groups, order = {}, {}
+  local problems = {}
+  local metric_set = {}
+  for _, r in ipairs(runs) do
+    local g = groups[r.group]
+    if not g then
+      local params = {}
+      for k, v in pairs(r.params) do if k ~= spec.seed_key then params[k] = v end end
+      g = {group = r.group, params = params, planned = 0, benches = {}, bench_order = {}}
+      groups[r.group] = g
+      order[#order + 1] = r.group
+    end
+    g.planned = g.planned + 1
+    local path = out .. "/" .. r.dir .. "/summary.json"
+    if file_exists(path) then
+      local summary, err = jsonio.read_json(path)
+      if not summary then
+        problems[#problems + 1] = {dir = r.dir, why = tostring(err)}
+      else
+        for bname, b in pairs(benchmarks_of(summary)) do
+          local after = type(b) == "table" and b.after
+          if type(after) == "table" then
+            local before = type(b.before) == "table" and b.before or {}
+            local gb = g.benches[bname]
+            if not gb then
+              gb = {runs = 0, vals = {}, deltas = {}}
+              g.benches[bname] = gb
+              g.bench_order[#g.bench_order + 1] = bname
+            end
+            gb.runs = gb.runs + 1
+            for k, v in pairs(after) do
+              if finite(v) and (spec.metrics == nil and is_metric(k)) then metric_set[k] = true end
+            end
+            for _, k in ipairs(spec.metrics or {}) do metric_set[k] = true end
+            for k, v in pairs(after) do
+              if finite(v) then
+                gb.vals[k] = gb.vals[k] or {}
+                table.insert(gb.vals[k], v)
+                if finite(before[k]) then
+                  gb.deltas[k] = gb.deltas[k] or {}
+                  table.insert(gb.deltas[k], v - before[k])
+                end
+              end
+            end
+          end
+        end
+      end
+    end
+  end
+  local mlist = {}
+  if spec.metrics then
+    for _, k in ipairs(spec.metrics) do mlist[#mlist + 1] = k end
+  else
+    for k in pairs(metric_set) do mlist[#mlist + 1] = k end
+    sort_metrics(mlist)
+  end
+  local rows = {}
+  for _, name in ipairs(order) do
+    local g = groups[name]
+    table.sort(g.bench_order)
+    if #g.bench_order == 0 then
+      rows[#rows + 1] = {group = name, params = g.params, planned = g.planned, runs = 0, stats = {}}
+    end
+    for _, bname in ipairs(g.bench_order) do
+      local gb = g.benches[bname]
+      local stats = {}
+      for _, k in ipairs(mlist) do
+        local xs, ds = gb.vals[k], gb.deltas[k]
+        if xs and #xs > 0 then
+          stats[k] = {mean = metrics.mean(xs), std = #xs > 1 and metrics.std(xs) or nil, n = #xs}
+          if ds and #ds > 0 then
+            stats[k].delta_mean = metrics.mean(ds)
+            stats[k].delta_std = #ds > 1 and metrics.std(ds) or nil
+          end
+        end
+      end
+      rows[#rows + 1] = {group = name, params = g.params, benchmark = bname, planned = g.planned,
+                         runs = gb.runs, stats = stats}
+    end
+  end
+  return rows, mlist, problems
+end
+
+local function num(x)
+  if x == nil then return "" end
+  return string.format("%.10g", x)
+end
+
+local function csv_field(s)
+  s = tostring(s)
+  if s:find('[,"\n\r]') then return '"' .. s:gsub('"', '""') .. '"' end
+  return s
+end
+
+-- results.csv text.
+function M.csv(rows, mlist, axes)
+  local head = {}
+  for _, a in ipairs(axes) do head[#head + 1] = a end
+  for _, h in ipairs({"benchmark", "runs", "planned"}) do head[#head + 1] = h end
+  for _, m in ipairs(mlist) do
+    for _, suf in ipairs({"_mean", "_std", "_delta_mean", "_delta_std"}) do head[#head + 1] = m .. suf end
+  end
+  local lines = {}
+  local cells = {}
+  for i, h in ipairs(head) do cells[i] = csv_field(h) end
+  lines[1] = table.concat(cells, ",")
+  for _, r in ipairs(rows) do
+    cells = {}
+    for _, a in ipairs(axes) do
+      cells[#cells + 1] = csv_field(r.params[a] ~= nil and M.format_value(r.params[a]) or "")
+    end
+    cells[#cells + 1] = csv_field(r.benchmark or "")
+    cells[#cells + 1] = tostring(r.runs)
+    cells[#cells + 1] = tostring(r.planned)
+    for _, m in ipairs(mlist) do
+      local s = r.stats[m] or {}
+      cells[#cells + 1] = num(s.mean)
+      cells[#cells + 1] = num(s.std)
+      cells[#cells + 1] = num(s.delta_mean)
+      cells[#cells + 1] = num(s.delta_std)
+    end
+    lines[#lines + 1] = table.concat(cells, ",")
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+local function fmt_metric(m, x, signed)
+  local f = m == "mean_length" and "%.1f" or "%.3f"
+  if signed then f = f:gsub("%%", "%%+") end
+  return string.format(f, x)
+end
+
+-- "0.512 ± 0.013 (Δ +0.101 ± 0.020)"; no "±" with a single seed.
+function M.cell(m, s)
+  if not s or s.mean == nil then return "–" end
+  local t = fmt_metric(m, s.mean)
+  if s.std then t = t .. " ± " .. fmt_metric(m, s.std) end
+  if s.delta_mean then
+    t = t .. " (Δ " .. fmt_metric(m, s.delta_mean, true)
+    if s.delta_std then t = t .. " ± " .. fmt_metric(m, s.delta_std) end
+    t = t .. ")"
+  end
+  return t
+end
+
+local function md_escape(s) return (tostring(s):gsub("|", "\\|")) end
+
+-- results.md text.
+function M.markdown(rows, mlist, axes, info)
+  local out = {}
+  out[#out + 1] = "# Ablation results" .. (info.out and (": " .. md_escape(info.out)) or "")
+  out[#out + 1] = ""
+  out[#out + 1] = "Each cell: mean ± sample standard deviation (n − 1 denominator) over seeds ("
+    .. md_escape(info.seed_key) .. ") of the metric after training; in parentheses Δ = after − "
+    .. "before, computed per run, then its mean ± sample standard deviation. No ± with one seed. "
+    .. "Rates are fractions in [0, 1]; lengths in tokens."
+  out[#out + 1] = ""
+  local head = {}
+  for _, a in ipairs(axes) do head[#head + 1] = md_escape(a) end
+  head[#head + 1] = "benchmark"
+  head[#head + 1] = "seeds"
+  for _, m in ipairs(mlist) do head[#head + 1] = md_escape(m) end
+  out[#out + 1] = "| " .. table.concat(head, " | ") .. " |"
+  local rule = {}
+  for i = 1, #head do rule[i] = i <= #axes + 1 and "---" or "---:" end
+  out[#out + 1] = "|" .. table.concat(rule, "|") .. "|"
+  for _, r in ipairs(rows) do
+    local cells = {}
+    for _, a in ipairs(axes) do
+      cells[#cells + 1] = md_escape(r.params[a] ~= nil and M.format_value(r.params[a]) or "")
+    end
+    cells[#cells + 1] = md_escape(r.benchmark or "–")
+    cells[#cells + 1] = r.runs == r.planned and tostring(r.runs) or (r.runs .. " of " .. r.planned)
+    for _, m in ipairs(mlist) do cells[#cells + 1] = M.cell(m, r.stats[m]) end
+    out[#out + 1] = "| " .. table.concat(cells, " | ") .. " |"
+  end
+  if info.failed and #info.failed > 0 then
+    out[#out + 1] = ""
+    out[#out + 1] = "Failed or unfinished runs:"
+    out[#out + 1] = ""
+    for _, f in ipairs(info.failed) do
+      out[#out + 1] = "- `" .. f.dir .. "`: " .. md_escape((f.why:gsub("\n.*", "")))
+    end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- Collect and write results.csv and results.md; returns rows, metric list.
+function M.write_results(spec, runs, out, failed)
+  local rows, mlist, problems = M.collect(spec, runs, out)
+  local names = axis_names(spec.grid)
+  local axes = {}
+  for _, k in ipairs(names) do if k ~= spec.seed_key then axes[#axes + 1] = k end end
+  local all_failed = {}
+  for _, f in ipairs(failed or {}) do all_failed[#all_failed + 1] = f end
+  for _, p in ipairs(problems) do all_failed[#all_failed + 1] = p end
+  local ok, err = jsonio.write_text_atomic(out .. "/results.csv", M.csv(rows, mlist, axes))
+  if not ok then die("cannot write %s/results.csv: %s", out, tostring(err)) end
+  ok, err = jsonio.write_text_atomic(out .. "/results.md", M.markdown(rows, mlist, axes,
+    {out = out, seed_key = spec.seed_key, failed = all_failed}))
+  if not ok then die("cannot write %s/results.md: %s", out, tostring(err)) end
+  return rows, mlist
+end
+
+local USAGE = [[
+usage: confit recipes/ablate.lua GRID.lua [--out DIR] [--dry-run] [--report-only]
+  GRID.lua returns {base = {flags...}, grid = {axis = {values...}, ...}, out = "runs/x"}
+  --dry-run      print the command of every unfinished run, run nothing
+  --report-only  only (re)write results.csv and results.md from finished runs]]
+
+function M.main(argv)
+  local path, o = nil, {}
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "-h" or a == "--help" then print(USAGE); return 0
+    elseif a == "--dry-run" then o.dry_run = true
+    elseif a == "--report-only" then o.report_only = true
+    elseif a == "--out" then
+      i = i + 1
+      o.out = argv[i]
+      if not o.out then die("--out needs a directory") end
+    elseif a:match("^%-") then die("unknown option %s (see --help)", a)
+    elseif path then die("one grid file only (got %s and %s)", path, a)
+    else path = a end
+    i = i + 1
+  end
+  if not path then die("give a grid file (see --help)") end
+  local spec = M.load(path)
+  local out = o.out or spec.out
+  if not out then die("no output directory: set out in %s or give --out", path) end
+  local res
+  if o.report_only then
+    res = {failed = {}, runs = (M.expand(spec))}
+  else
+    res = M.run_grid(spec, {out = out, dry_run = o.dry_run})
+    if o.dry_run then return 0 end
+  end
+  local rows, mlist = M.write_results(spec, res.runs, out, res.failed)
+  print(string.format("ablate: %d runs (%s ran, %s skipped, %d failed); %d rows, metrics: %s",
+    #res.runs, tostring(res.ran or 0), tostring(res.skipped or 0), #res.failed, #rows,
+    #mlist > 0 and table.concat(mlist, ", ") or "none yet"))
+  print("ablate: results in " .. out .. "/results.md and results.csv")
+  return #res.failed == 0 and 0 or 1
+end
+
+if arg and arg[0] and (arg[0] == "ablate.lua" or arg[0]:match("/ablate%.lua$")) then
+  local ok, res = xpcall(M.main, function(e)
+    if getmetatable(e) == UserError then return e end
+    return debug.traceback(tostring(e), 2)
+  end, {...})
+  if not ok then
+    io.stderr:write(getmetatable(res) == UserError and res.msg or tostring(res), "\n")
+    os.exit(1)
+  end
+  os.exit(res or 0)
+end
+return M

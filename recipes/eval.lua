@@ -1,0 +1,288 @@
+-- recipes/eval.lua: evaluate a model folder on math benchmarks, the toy world, or any JSONL /
+-- JSON-array file, in one of the two modes of ../shared/docs/EVAL.md.
+--
+--   confit recipes/eval.lua --model DIR --bench aime24,math500 [--mode qwen|strict]
+--       [--data-dir ../shared/data/benchmarks] [--n 16 --temperature 0.6 --top-p 0.95]
+--       [--limit K] [--out DIR] [--max-new-tokens N] [--template NAME] [--batch-size B]
+--       [--seed S] [--no-greedy] [--no-resume] [--device cpu|cuda] [--dtype bf16|f32]
+--   confit recipes/eval.lua --model DIR --data FILE --question-field F --answer-field F [--name N]
+--   confit recipes/eval.lua --model examples/toy/model --bench toy      (toy-mixed, toy-pure)
+--
+-- Writes OUT/<benchmark>/{config.json, eval_before.jsonl, summary.json} per docs/RUNDIR.md,
+-- and OUT/summary.json with every benchmark of this invocation; prints the summary table.
+-- Re-running with the same OUT resumes: finished problems are not generated again.
+-- OUT defaults to runs/eval-<model folder name>-<mode>.
+--
+-- User errors (missing model, unknown benchmark, bad flags, unreadable data) print one line
+-- "eval: ..." and exit with status 1; anything else is a bug and keeps its traceback.
+local evaluate = require "confit.evaluate"
+local bench = require "confit.bench"
+local jsonio = require "confit.jsonio"
+
+local USAGE = [[
+usage: confit recipes/eval.lua --model DIR (--bench NAMES | --data FILE) [options]
+  --bench a,b,...        aime24 amc23 math500 minerva_math olympiadbench gsm8k toy toy-mixed toy-pure
+  --data FILE            any JSONL or JSON array; --question-field F (question) --answer-field F
+                         (answer) --name NAME (default: the file's base name)
+  --data-dir DIR         benchmark files (default ../shared/data/benchmarks)
+  --mode qwen|strict     prompt and grading of EVAL.md (default qwen)
+  --template NAME        chatml, qwen25-math-cot, strict, plain (default: the mode's)
+  --n N                  samples per problem (default 0: greedy only); --temperature T (0.6)
+                         --top-p P (0.95) --top-k K (0)
+  --no-greedy            skip the greedy completion (then n > 0 is needed)
+  --max-new-tokens N     default 3072 (64 for the toy world)
+  --limit K              first K problems of each benchmark (toy: K questions)
+  --toy-questions N      held-out toy questions (default 500); --toy-seed S (default 1)
+  --batch-size B         problems per generate call (default 8); --seed S (default 0)
+  --out DIR              default runs/eval-<model>-<mode>; --no-resume starts over
+  --device cpu|cuda      default cpu; --dtype bf16|f32 for cuda (default bf16)
+  --progress bar|plain|off]]
+
+local TOY = {toy = "mixed", ["toy-mixed"] = "mixed", ["toy-pure"] = "pure"}
+
+local M = {}
+
+-- A user error: printed as one line by main, no traceback.
+local UserError = {}
+UserError.__index = UserError
+UserError.__tostring = function(e) return e.msg end
+local function die(fmt, ...)
+  error(setmetatable({msg = "eval: " .. string.format(fmt, ...)}, UserError), 0)
+end
+
+local SPEC = {
+  model = "string", bench = "string", data = "string", ["question-field"] = "string",
+  ["answer-field"] = "string", name = "string", ["data-dir"] = "string", mode = "string",
+  template = "string", n = "int", temperature = "number", ["top-p"] = "number", ["top-k"] = "int",
+  ["no-greedy"] = "flag", ["max-new-tokens"] = "int", limit = "int", ["toy-questions"] = "int",
+  ["toy-seed"] = "int", ["batch-size"] = "int", seed = "int", out = "string",
+  ["no-resume"] = "flag", device = "string", dtype = "string", progress = "string", help = "flag",
+}
+
+-- Parse "--key value", "--key=value" and flags into a table keyed by the option name.
+function M.parse_args(argv)
+  local o, i = {}, 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "-h" then a = "--help" end
+    local key, val = a:match("^%-%-([%w%-]+)=(.*)$")
+    if not key then key = a:match("^%-%-([%w%-]+)$") end
+    if not key then die("unexpected argument '%s' (options start with --; see --help)", a) end
+    local ty = SPEC[key]
+    if not ty then die("unknown option --%s (see --help)", key) end
+    if ty == "flag" then
+      if val ~= nil then die("--%s takes no value", key) end
+      o[key] = true
+    else
+      if val == nil then
+        i = i + 1
+        val = argv[i]
+        if val == nil then die("--%s needs a value", key) end
+      end
+      if ty == "int" then
+        local v = math.tointeger(tonumber(val))
+        if not v or v < 0 then die("--%s expects an integer >= 0, got '%s'", key, val) end
+        val = v
+      elseif ty == "number" then
+        local v = tonumber(val)
+        if not v or v ~= v or v < 0 then die("--%s expects a number >= 0, got '%s'", key, val) end
+        val = v
+      end
+      o[key] = val
+    end
+    i = i + 1
+  end
+  return o
+end
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close(); return true end
+  return false
+end
+
+local function basename(p)
+  p = p:gsub("/+$", "")
+  return p:match("([^/]+)$") or p
+end
+
+-- The benchmarks of this invocation: {name, problems, toy} in the order given.
+function M.problem_sets(o)
+  local sets = {}
+  local names = {}
+  if o.bench then
+    for name in o.bench:gmatch("[^,]+") do
+      name = name:match("^%s*(.-)%s*$")
+      if name ~= "" then names[#names + 1] = name end
+    end
+    if #names == 0 then die("--bench is empty") end
+  end
+  local known = {}
+  for _, n in ipairs(bench.names) do known[n] = true end
+  for _, name in ipairs(names) do
+    if TOY[name] then
+      local toy = require "confit.toy"
+      local count = o.limit or o["toy-questions"] or 500
+      local qs = toy.world(TOY[name]):questions("heldout", count, o["toy-seed"] or 1)
+      local probs = {}
+      for i, q in ipairs(qs) do probs[i] = {id = i, question = q.prompt, answer = tostring(q.answer)} end
+      sets[#sets + 1] = {name = "toy-" .. TOY[name], problems = probs, toy = true,
+                         source = string.format("toy world %s, held-out split, seed %d", TOY[name],
+                                                o["toy-seed"] or 1)}
+    elseif known[name] then
+      local ok, items, err = pcall(bench.load, name, {dir = o["data-dir"], limit = o.limit})
+      if not ok then die("%s", tostring(items)) end
+      if not items then die("cannot read benchmark %s: %s", name, err) end
+      sets[#sets + 1] = {name = name, problems = items,
+                         source = (o["data-dir"] or bench.default_dir) .. "/" .. name .. ".jsonl"}
+    else
+      local all = {}
+      for _, n in ipairs(bench.names) do all[#all + 1] = n end
+      for _, n in ipairs({"toy", "toy-mixed", "toy-pure"}) do all[#all + 1] = n end
+      die("unknown benchmark '%s' (known: %s; use --data FILE for other files)", name,
+          table.concat(all, ", "))
+    end
+  end
+  if o.data then
+    local ok, items, err = pcall(bench.load, o.data, {question = o["question-field"],
+                                                       answer = o["answer-field"], limit = o.limit})
+    if not ok then die("%s", tostring(items)) end
+    if not items then die("cannot read --data %s: %s", o.data, err) end
+    -- ids must be unique for resume; fall back to positions when the file's are not
+    local seen, dup = {}, false
+    for _, it in ipairs(items) do
+      if seen[tostring(it.id)] then dup = true end
+      seen[tostring(it.id)] = true
+    end
+    if dup then
+      io.stderr:write("eval: ids in ", o.data, " repeat; using line positions as ids\n")
+      for i, it in ipairs(items) do it.id = i end
+    end
+    local name = o.name or basename(o.data):gsub("%.jsonl?$", "")
+    sets[#sets + 1] = {name = name, problems = items, source = o.data}
+  end
+  if #sets == 0 then die("nothing to evaluate: give --bench NAMES or --data FILE (see --help)") end
+  local names_seen = {}
+  for _, s in ipairs(sets) do
+    if names_seen[s.name] then die("benchmark '%s' is given twice", s.name) end
+    names_seen[s.name] = true
+    if #s.problems == 0 then die("benchmark '%s' has no problems", s.name) end
+  end
+  return sets
+end
+
+local function iso_now() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
+
+function M.main(argv)
+  local o = M.parse_args(argv)
+  if o.help then print(USAGE); return 0 end
+  if not o.model then die("--model DIR is required (see --help)") end
+  local mode = o.mode or "qwen"
+  if mode ~= "qwen" and mode ~= "strict" then die("--mode must be qwen or strict, got '%s'", mode) end
+  if o.template and not require("confit.chat").templates[o.template] then
+    die("unknown template '%s' (known: chatml, qwen25-math-cot, strict, plain)", o.template)
+  end
+  if o["top-p"] and (o["top-p"] <= 0 or o["top-p"] > 1) then die("--top-p must be in (0, 1]") end
+  local n = o.n or 0
+  if n > 0 and o.temperature == 0 then die("--n %d needs --temperature > 0", n) end
+  if n == 0 and o["no-greedy"] then die("--no-greedy needs --n > 0 (nothing to do otherwise)") end
+  if o["batch-size"] == 0 then die("--batch-size must be >= 1") end
+  if o["max-new-tokens"] == 0 then die("--max-new-tokens must be >= 1") end
+  local device = o.device or "cpu"
+  if device ~= "cpu" and device ~= "cuda" then die("--device must be cpu or cuda, got '%s'", device) end
+  if o.progress and o.progress ~= "bar" and o.progress ~= "plain" and o.progress ~= "off" then
+    die("--progress must be bar, plain or off")
+  end
+  if not file_exists(o.model .. "/config.json") then
+    die("no model at '%s' (no config.json there)", o.model)
+  end
+  local sets = M.problem_sets(o)
+
+  local model, err = require("confit.model").load(o.model)
+  if not model then die("cannot load model '%s': %s", o.model, tostring(err)) end
+  if not model.tokenizer then die("model folder '%s' has no tokenizer.json", o.model) end
+  local dtype = o.dtype
+  if device == "cuda" then
+    dtype = dtype or "bf16"
+    local ok, terr = pcall(model.to, model, "cuda", dtype)
+    if not ok then die("cannot move the model to cuda: %s", tostring(terr)) end
+  end
+
+  local out = o.out or ("runs/eval-" .. basename(o.model) .. "-" .. mode)
+  local ok, merr = evaluate.mkdir_p(out)
+  if not ok then die("%s", merr) end
+  local summaries, bench_summaries = {}, {}
+  local common
+  for _, set in ipairs(sets) do
+    local dir = out .. "/" .. set.name
+    local cfg = {
+      recipe = "eval", name = set.name, model = o.model, benchmark = set.name, mode = mode,
+      template = o.template or (set.toy and "plain" or evaluate.DEFAULT_TEMPLATE[mode]),
+      grader = set.toy and "toy" or mode, greedy = not o["no-greedy"], n = n,
+      temperature = o.temperature or 0.6, top_p = o["top-p"] or 0.95, top_k = o["top-k"] or 0,
+      max_new_tokens = o["max-new-tokens"] or (set.toy and 64 or 3072),
+      seed = o.seed or 0, batch_size = o["batch-size"] or 8, limit = o.limit,
+      data = set.source,
+      device = device, dtype = dtype or "f32", started_at = iso_now(),
+      logprob_temperature = 1,
+    }
+    if set.toy then cfg.toy_seed = o["toy-seed"] or 1 end
+    common = common or cfg
+    local eok, eerr = evaluate.mkdir_p(dir)
+    if not eok then die("%s", eerr) end
+    local wok, werr = jsonio.write_json_atomic(dir .. "/config.json", cfg)
+    if not wok then die("cannot write %s/config.json: %s", dir, tostring(werr)) end
+    local rok, summary = pcall(evaluate.run, model, set.problems, {
+      mode = mode, template = cfg.template, grader = cfg.grader, greedy = cfg.greedy, n = n,
+      temperature = cfg.temperature, top_p = cfg.top_p, top_k = cfg.top_k,
+      max_new_tokens = cfg.max_new_tokens, seed = cfg.seed, batch_size = cfg.batch_size,
+      benchmark = set.name, out_dir = dir, resume = not o["no-resume"], config = cfg,
+      progress = o.progress and {mode = o.progress} or nil,
+    })
+    if not rok then
+      -- evaluate's own checks (changed settings, prompts longer than the context, ...) are
+      -- conditions of the input; Lua runtime errors stay bugs with their traceback
+      local msg = tostring(summary)
+      local own = msg:match("evaluate: (.*)$")
+      if own and not msg:find("stack traceback", 1, true) then die("%s: %s", set.name, own) end
+      error(summary, 0)
+    end
+    summaries[#summaries + 1] = summary
+    bench_summaries[set.name] = {before = summary}
+  end
+  local top = {recipe = "eval", name = basename(out), model = o.model, mode = mode,
+               benchmarks = {}, n = n, greedy = not o["no-greedy"], device = device}
+  for _, set in ipairs(sets) do top.benchmarks[#top.benchmarks + 1] = set.name end
+  local wok, werr = jsonio.write_json_atomic(out .. "/summary.json",
+                                             {config = top, benchmarks = bench_summaries})
+  if not wok then die("cannot write %s/summary.json: %s", out, tostring(werr)) end
+  local how = mode == "qwen" and "qwen (Qwen2.5-Math harness: qwen25-math-cot prompt, answer fallbacks, numeric and symbolic equivalence)"
+    or "strict (Evalchemy: question in the chat template, last \\boxed{} only, string equality after normalisation)"
+  print(string.format("eval: %s  mode %s", o.model, how))
+  if common then
+    print(string.format("eval: greedy %s, samples %d%s, max new tokens %s",
+      tostring(common.greedy), n, n > 0 and string.format(" at T=%g top_p=%g", common.temperature, common.top_p) or "",
+      tostring(common.max_new_tokens)))
+  end
+  print(evaluate.format_table(summaries))
+  print("eval: results in " .. out)
+  return 0
+end
+
+-- Run as a script (confit recipes/eval.lua ...); loaded with dofile it only returns M.
+if arg and arg[0] and (arg[0] == "eval.lua" or arg[0]:match("/eval%.lua$")) then
+  local ok, res = xpcall(M.main, function(e)
+    if getmetatable(e) == UserError then return e end
+    return debug.traceback(tostring(e), 2)
+  end, {...})
+  if not ok then
+    if getmetatable(res) == UserError then
+      io.stderr:write(res.msg, "\n")
+      os.exit(1)
+    end
+    io.stderr:write(tostring(res), "\n")
+    os.exit(1)
+  end
+  os.exit(res or 0)
+end
+return M

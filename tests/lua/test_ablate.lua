@@ -1,0 +1,307 @@
+-- Tests of recipes/ablate.lua: grid expansion and directory names, flags, skipping finished
+-- runs, failures, results.csv / results.md with mean ± sample std over seeds (hand-computed),
+-- the subprocess runner against a stand-in recipe, the command line, and (when the toy model
+-- and recipes/rlsc.lua are there) one tiny real RLSC run.
+local H = dofile("tests/lua/harness.lua")
+local ablate = dofile("recipes/ablate.lua")
+local jsonio = require "confit.jsonio"
+
+local TMP = os.tmpname()
+os.remove(TMP)
+assert(os.execute("mkdir -p '" .. TMP .. "'"))
+local EXE = arg and arg[-1] or "confit"
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local t = f:read("a")
+  f:close()
+  return t
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local function quiet() end
+
+-- Lines of a CSV text split into fields (no quoted commas in these tests).
+local function csv_rows(text)
+  local rows = {}
+  for line in text:gmatch("[^\n]+") do
+    local r = {}
+    for f in (line .. ","):gmatch("([^,]*),") do r[#r + 1] = f end
+    rows[#rows + 1] = r
+  end
+  local head = rows[1]
+  local out = {}
+  for i = 2, #rows do
+    local o = {}
+    for j, h in ipairs(head) do o[h] = rows[i][j] end
+    out[#out + 1] = o
+  end
+  return out, head
+end
+
+H.case("grid expansion, directory names, groups and flags", function()
+  local spec = ablate.check({
+    base = {steps = 2, questions_per_step = 4, verbose = true, quiet = false, alpha = 5},
+    grid = {method = {"l1", "l2"}, alpha = {0, 0.1}, seed = {1, 2, 3}, lr = {1e-5}},
+    out = TMP .. "/g1"})
+  local runs, names = ablate.expand(spec)
+  H.eq(#runs, 12, "2 x 2 x 3 x 1 runs")
+  H.eq(table.concat(names, " "), "alpha lr method seed", "axes in byte order")
+  H.eq(runs[1].dir, "alpha=0,lr=1e-05,method=l1,seed=1")
+  H.eq(runs[2].dir, "alpha=0,lr=1e-05,method=l1,seed=2", "the last axis varies fastest")
+  H.eq(runs[12].dir, "alpha=0.1,lr=1e-05,method=l2,seed=3")
+  H.eq(runs[12].group, "alpha=0.1,lr=1e-05,method=l2", "group drops the seed")
+  local dirs = {}
+  for _, r in ipairs(runs) do
+    H.ok(not dirs[r.dir], "unique dir " .. r.dir); dirs[r.dir] = true
+    H.ok(not r.dir:find("/"), "no slash")
+  end
+  local argv = ablate.flags(spec, runs[7], "OUT/x")
+  H.eq(table.concat(argv, " "), "--out OUT/x --alpha 0.1 --lr 1e-05 --method l1 "
+       .. "--questions-per-step 4 --seed 1 --steps 2 --verbose",
+       "sorted flags, grid overrides base, true is bare, false omitted")
+  H.eq(ablate.format_value(0.1), "0.1"); H.eq(ablate.format_value(3e-5), "3e-05")
+  H.eq(ablate.format_value(2), "2"); H.eq(ablate.format_value(2.0), "2")
+  H.eq(ablate.format_value(1 / 3), "0.3333333333333333")
+  -- a scalar axis is one value
+  local s2 = ablate.check({grid = {n = 8, seed = {1, 2}}})
+  H.eq(#ablate.expand(s2), 2)
+end)
+
+H.case("grid checks are user errors", function()
+  local function err(spec) local _, e = pcall(ablate.check, spec); return tostring(e) end
+  H.ok(err({grid = {}}):find("non%-empty"), "empty grid")
+  H.ok(err({grid = {alpha = {}}}):find("no values"), "empty axis")
+  H.ok(err({grid = {model = {"a/b"}}}):find("directory name"), "slash in a value")
+  H.ok(err({grid = {alpha = {0, 0}}}):find("repeats"), "repeated value")
+  H.ok(err({grid = {alpha = {{}}}}):find("strings, numbers or booleans"), "table value")
+  H.ok(err(7):find("must return a table"), "not a table")
+  local ok, e = pcall(ablate.check, {grid = {alpha = {}}})
+  H.ok(not ok and getmetatable(e) == ablate.UserError, "raised as a user error")
+end)
+
+-- A fake runner writing summary.json from the parameters:
+--   after.acc = 0.5 + alpha + 0.1 [l2] + 0.01 seed, before.acc = 0.5
+--   after.mean_length = 100 + 10 seed, before.mean_length = 100
+local function fake_runner(calls, fail_dir)
+  return function(run)
+    calls[#calls + 1] = run.dir
+    if run.dir == fail_dir then return nil, "boom" end
+    local p = run.params
+    local acc = 0.5 + p.alpha + (p.method == "l2" and 0.1 or 0) + 0.01 * p.seed
+    jsonio.write_json_atomic(run.path .. "/summary.json", {
+      before = {acc = 0.5, mean_length = 100, n = 30},
+      after = {acc = acc, acc_ci95 = {acc - 0.1, acc + 0.1}, mean_length = 100 + 10 * p.seed,
+               n = 30, ["pass@1"] = acc / 2},
+      config = {alpha = p.alpha}})
+    return true
+  end
+end
+
+H.case("running a grid: skip finished, failures, results with mean ± sample std", function()
+  local out = TMP .. "/g2"
+  local spec = ablate.check({grid = {method = {"l1", "l2"}, alpha = {0, 0.1}, seed = {1, 2, 3}},
+                             out = out})
+  local calls = {}
+  local fail_dir = "alpha=0,method=l2,seed=3"
+  local res = ablate.run_grid(spec, {runner = fake_runner(calls, fail_dir), say = quiet})
+  H.eq(#calls, 12); H.eq(res.ran, 11); H.eq(res.skipped, 0); H.eq(#res.failed, 1)
+  H.eq(res.failed[1].dir, fail_dir); H.eq(res.failed[1].why, "boom")
+  local grid = assert(jsonio.read_json(out .. "/grid.json"))
+  H.eq(#grid.runs, 12); H.eq(grid.runs[1].dir, "alpha=0,method=l1,seed=1")
+  H.eq(#grid.axes.seed, 3); H.eq(grid.runs[4].params.alpha, 0)
+  ablate.write_results(spec, res.runs, out, res.failed)
+  local rows, head = csv_rows(assert(read(out .. "/results.csv")))
+  H.eq(table.concat(head, ","), "alpha,method,benchmark,runs,planned,acc_mean,acc_std,acc_delta_mean,"
+       .. "acc_delta_std,pass@1_mean,pass@1_std,pass@1_delta_mean,pass@1_delta_std,mean_length_mean,"
+       .. "mean_length_std,mean_length_delta_mean,mean_length_delta_std", "CSV header")
+  H.eq(#rows, 4, "one row per grid point without the seed")
+  local r = rows[3]       -- alpha=0.1, method=l1: acc 0.61, 0.62, 0.63
+  H.eq(r.alpha, "0.1"); H.eq(r.method, "l1"); H.eq(r.benchmark, "all"); H.eq(r.runs, "3")
+  H.near(tonumber(r.acc_mean), 0.62, 1e-9); H.near(tonumber(r.acc_std), 0.01, 1e-9, "sample std")
+  H.near(tonumber(r.acc_delta_mean), 0.12, 1e-9); H.near(tonumber(r.acc_delta_std), 0.01, 1e-9)
+  H.near(tonumber(r.mean_length_mean), 120, 1e-9); H.near(tonumber(r.mean_length_std), 10, 1e-9)
+  H.near(tonumber(r.mean_length_delta_mean), 20, 1e-9)
+  H.eq(r["pass@1_delta_mean"], "", "no before value, no delta")
+  local f = rows[2]       -- alpha=0, method=l2: seed 3 failed; acc 0.61, 0.62
+  H.eq(f.runs, "2"); H.eq(f.planned, "3")
+  H.near(tonumber(f.acc_mean), 0.615, 1e-9)
+  H.near(tonumber(f.acc_std), math.sqrt(2 * 0.005 ^ 2), 1e-9, "sample std of two")
+  local md = assert(read(out .. "/results.md"))
+  H.ok(md:find("| 0.1 | l1 | all | 3 | 0.620 ± 0.010 (Δ +0.120 ± 0.010) |", 1, true), md)
+  H.ok(md:find("120.0 ± 10.0 (Δ +20.0 ± 10.0)", 1, true), "length cell")
+  H.ok(md:find("| 0 | l2 | all | 2 of 3 | 0.615 ± 0.007 (Δ +0.115 ± 0.007) |", 1, true), "partial row")
+  H.ok(md:find("sample standard deviation (n − 1 denominator)", 1, true), "says which spread")
+  H.ok(md:find("`" .. fail_dir .. "`: boom", 1, true), "lists the failed run")
+  -- second invocation: only the failed run is tried again
+  calls = {}
+  res = ablate.run_grid(spec, {runner = fake_runner(calls), say = quiet})
+  H.eq(#calls, 1); H.eq(calls[1], fail_dir); H.eq(res.skipped, 11); H.eq(res.ran, 1)
+  ablate.write_results(spec, res.runs, out, res.failed)
+  rows = csv_rows(assert(read(out .. "/results.csv")))
+  H.eq(rows[2].runs, "3")
+  H.ok(not read(out .. "/results.md"):find("Failed", 1, true), "no failures listed now")
+  -- a runner that returns success without writing summary.json counts as failed
+  local spec3 = ablate.check({grid = {alpha = {1}}, out = TMP .. "/g3"})
+  local r3 = ablate.run_grid(spec3, {runner = function() return true end, say = quiet})
+  H.eq(#r3.failed, 1); H.ok(r3.failed[1].why:find("summary.json", 1, true), r3.failed[1].why)
+end)
+
+H.case("one seed: no spread; several benchmarks: one row each", function()
+  local out = TMP .. "/g4"
+  local spec = ablate.check({grid = {alpha = {0, 1}}, out = out})
+  ablate.run_grid(spec, {say = quiet, runner = function(run)
+    local a = run.params.alpha
+    jsonio.write_json_atomic(run.path .. "/summary.json", {benchmarks = {
+      math500 = {before = {acc = 0.4}, after = {acc = 0.4 + a / 10, ["maj@16"] = 0.5}},
+      aime24 = {before = {acc = 0.1}, after = {acc = 0.1 + a / 20}}}})
+    return true
+  end})
+  local rows = ablate.write_results(spec, ablate.expand(spec), out, {})
+  H.eq(#rows, 4)
+  local csv = csv_rows(read(out .. "/results.csv"))
+  H.eq(csv[1].benchmark, "aime24"); H.eq(csv[2].benchmark, "math500")
+  H.eq(csv[4].acc_mean, "0.5"); H.eq(csv[4].acc_std, "", "one seed: no std")
+  H.near(tonumber(csv[4].acc_delta_mean), 0.1, 1e-12)
+  H.eq(csv[1]["maj@16_mean"], "", "aime24 has no maj@16")
+  local md = read(out .. "/results.md")
+  H.ok(md:find("| 1 | math500 | 1 | 0.500 (Δ +0.100) | 0.500 |", 1, true), md)
+end)
+
+H.case("metrics: any numeric after-key but settings and bookkeeping; explicit list wins", function()
+  local out = TMP .. "/g9"
+  local spec = ablate.check({grid = {seed = {1, 2}}, out = out})
+  ablate.run_grid(spec, {say = quiet, runner = function(run)
+    local sd = run.params.seed
+    jsonio.write_json_atomic(run.path .. "/summary.json", {
+      before = {greedy_acc = 0.3, pass1_t05 = 0.2},
+      after = {greedy_acc = 0.3 + sd / 10, pass1_t05 = 0.25, maj16 = 0.5, wall_s = 12.5, n = 100,
+               temperature = 0.5, mean_confidence = 0.01 * sd}})
+    return true
+  end})
+  local _, mlist = ablate.write_results(spec, ablate.expand(spec), out, {})
+  H.eq(table.concat(mlist, ","), "greedy_acc,maj16,mean_confidence,pass1_t05")
+  local csv = csv_rows(read(out .. "/results.csv"))
+  H.eq(#csv, 1, "no axis but the seed: one row")
+  H.near(tonumber(csv[1].greedy_acc_mean), 0.45, 1e-12)
+  H.near(tonumber(csv[1].greedy_acc_std), math.sqrt(0.005), 1e-9)
+  H.near(tonumber(csv[1].pass1_t05_delta_mean), 0.05, 1e-12)
+  H.eq(csv[1].pass1_t05_std, "0", "equal values: spread 0")
+  local spec2 = ablate.check({grid = {seed = {1, 2}}, out = out, metrics = {"pass1_t05", "greedy_acc"}})
+  local _, m2 = ablate.write_results(spec2, ablate.expand(spec2), out, {})
+  H.eq(table.concat(m2, ","), "pass1_t05,greedy_acc")
+  H.ok(read(out .. "/results.md"):find("| seeds | pass1_t05 | greedy_acc |", 1, true), "md header")
+end)
+
+-- A stand-in for recipes/rlsc.lua: checks its flags and writes summary.json; --fail exits 3.
+local FAKE_RECIPE = [[
+local jsonio = require "confit.jsonio"
+local a = {...}
+local o, i = {}, 1
+while i <= #a do
+  local k = a[i]:match("^%-%-(.+)$")
+  assert(k, "bad argument " .. a[i])
+  if a[i + 1] and not a[i + 1]:match("^%-%-") then o[k] = a[i + 1]; i = i + 2 else o[k] = true; i = i + 1 end
+end
+print("fake rlsc: out " .. o.out .. " alpha " .. tostring(o.alpha))
+if o.fail then io.stderr:write("fake rlsc: asked to fail\n"); os.exit(3) end
+assert(o.tag == "it's a \"tag\"", "tag mangled: " .. tostring(o.tag))
+local alpha = tonumber(o.alpha)
+jsonio.write_json_atomic(o.out .. "/summary.json", {before = {acc = 0.25},
+  after = {acc = 0.25 + alpha, mean_length = 10 * tonumber(o.seed)}, config = {tag = o.tag}})
+]]
+
+H.case("subprocess runner: real processes, quoting, log.txt, exit status", function()
+  local recipe = TMP .. "/fake_rlsc.lua"
+  write(recipe, FAKE_RECIPE)
+  local out = TMP .. "/g5 with space"
+  local spec = ablate.check({base = {tag = "it's a \"tag\""}, grid = {alpha = {0, 0.5}, seed = {1, 2}},
+                             out = out, recipe = recipe})
+  local lines = {}
+  local res = ablate.run_grid(spec, {say = function(s) lines[#lines + 1] = s end})
+  H.eq(res.ran, 4, table.concat(lines, "\n")); H.eq(#res.failed, 0)
+  local log = read(out .. "/alpha=0.5,seed=2/log.txt")
+  H.ok(log and log:find("fake rlsc: out " .. out .. "/alpha=0.5,seed=2 alpha 0.5", 1, true), tostring(log))
+  ablate.write_results(spec, res.runs, out, res.failed)
+  local rows = csv_rows(read(out .. "/results.csv"))
+  H.near(tonumber(rows[2].acc_mean), 0.75, 1e-12)
+  H.near(tonumber(rows[2].mean_length_std), math.sqrt(50), 1e-9)
+  -- a failing run: exit status and the log's tail in the reason
+  local spec2 = ablate.check({base = {tag = "it's a \"tag\""}, grid = {alpha = {0}, seed = {1}, fail = {false, true}},
+                              out = TMP .. "/g6", recipe = recipe})
+  local res2 = ablate.run_grid(spec2, {say = quiet})
+  H.eq(#res2.failed, 1)
+  H.eq(res2.failed[1].dir, "alpha=0,fail=true,seed=1")
+  H.ok(res2.failed[1].why:find("exit status 3", 1, true), res2.failed[1].why)
+  H.ok(res2.failed[1].why:find("asked to fail", 1, true), "log tail in the reason")
+end)
+
+local function run_cmd(args)
+  local outf = TMP .. "/cmd.out"
+  local ok, _, code = os.execute(string.format("CONFIT_EXE='%s' '%s' recipes/ablate.lua %s > '%s' 2>&1",
+                                               EXE, EXE, args, outf))
+  return ok and 0 or code, read(outf) or ""
+end
+
+H.case("command line: dry run, report only, user errors", function()
+  local recipe = TMP .. "/fake_rlsc.lua"
+  write(recipe, FAKE_RECIPE)
+  local gridf = TMP .. "/grid.lua"
+  write(gridf, string.format([[return {base = {tag = "it's a \"tag\""}, grid = {alpha = {0, 0.25}, seed = {1, 2}},
+    out = %q, recipe = %q}]], TMP .. "/g7", recipe))
+  local code, text = run_cmd("'" .. gridf .. "' --dry-run")
+  H.eq(code, 0, text)
+  H.ok(text:find("[1/4] alpha=0,seed=1: ", 1, true) and text:find("--alpha 0.25 --seed 1 --tag 'it'\\''s a \"tag\"'", 1, true), text)
+  H.ok(not read(TMP .. "/g7/grid.json"), "dry run writes nothing")
+  code, text = run_cmd("'" .. gridf .. "'")
+  H.eq(code, 0, text)
+  H.ok(text:find("4 runs (4 ran, 0 skipped, 0 failed)", 1, true), text)
+  H.ok(read(TMP .. "/g7/results.md"):find("0.25", 1, true))
+  code, text = run_cmd("'" .. gridf .. "'")
+  H.ok(text:find("(0 ran, 4 skipped", 1, true), text)
+  code, text = run_cmd("'" .. gridf .. "' --report-only --out " .. TMP .. "/g7")
+  H.eq(code, 0, text)
+  -- errors: one line, status 1
+  code, text = run_cmd("'" .. TMP .. "/nope.lua'")
+  H.eq(code, 1, text); H.ok(text:find("^ablate: cannot read grid file"), text)
+  H.eq(select(2, text:gsub("\n", "")), 1, "one line: " .. text)
+  write(TMP .. "/bad.lua", "return {grid = {alpha = {}}}")
+  code, text = run_cmd("'" .. TMP .. "/bad.lua'")
+  H.eq(code, 1, text); H.ok(text:find("axis alpha has no values", 1, true), text)
+  code, text = run_cmd("'" .. gridf .. "' --bogus")
+  H.eq(code, 1, text); H.ok(text:find("unknown option --bogus", 1, true), text)
+  -- failing runs make the exit status 1
+  write(TMP .. "/failing.lua", string.format([[return {base = {fail = true}, grid = {alpha = {0}},
+    out = %q, recipe = %q}]], TMP .. "/g8", recipe))
+  code, text = run_cmd("'" .. TMP .. "/failing.lua'")
+  H.eq(code, 1, text); H.ok(text:find("1 failed", 1, true), text)
+end)
+
+H.case("one tiny real RLSC run through recipes/rlsc.lua", function()
+  if not read("recipes/rlsc.lua") then
+    H.skip("real rlsc run", "recipes/rlsc.lua is not there yet"); return
+  end
+  if not read("examples/toy/model/config.json") then
+    H.skip("real rlsc run", "examples/toy/model is not there yet"); return
+  end
+  local out = TMP .. "/real"
+  local spec = ablate.check({base = {model = "examples/toy/model", questions_per_step = 2,
+                                     eval_questions = 4, n = 2},
+                             grid = {steps = {1}, seed = {1}}, out = out})
+  local res = ablate.run_grid(spec, {say = quiet})
+  if #res.failed > 0 then
+    H.skip("real rlsc run", "recipes/rlsc.lua failed: " .. res.failed[1].why); return
+  end
+  local rows = ablate.write_results(spec, res.runs, out, res.failed)
+  H.eq(#rows, 1); H.eq(rows[1].runs, 1)
+  H.ok(rows[1].stats.acc or rows[1].stats["pass@1"], "an accuracy metric from rlsc's summary")
+end)
+
+os.execute("rm -rf '" .. TMP .. "'")
+H.finish()
