@@ -24,6 +24,9 @@
  *  - A line is first compiled as "return <line>" so expressions print their values (all of
  *    them, through tostring/__tostring); a trailing ';' runs it without printing. A chunk that
  *    fails to compile only because it ended early ("... near <eof>") is continued with ">> ".
+ *  - Tab completion (and the scriptable `:complete text`) resolves the dotted path before the
+ *    last '.' or ':' with ordinary indexing inside a pcall, then lists the string keys of the
+ *    value and of the tables along its metatables' __index chain; ':' keeps callables only.
  */
 #include <lua.h>
 #include <lauxlib.h>
@@ -38,6 +41,7 @@
 #include <unistd.h>
 #include <editline/readline.h>
 #include "../lua/lconfit.h"
+#include "interrupt.h"
 
 #ifndef CONFIT_VERSION
 #define CONFIT_VERSION "0.1.0"
@@ -55,6 +59,7 @@ static const char *progname = "confit";
 static lua_State *volatile g_L;               /* the state a SIGINT interrupts */
 static volatile sig_atomic_t g_hook_armed;    /* the handler set the interrupt hook */
 static volatile sig_atomic_t g_read_interrupt; /* Ctrl-C arrived while reading input */
+static volatile sig_atomic_t g_run_interrupt;  /* Ctrl-C arrived during the last docall */
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
@@ -68,6 +73,8 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
 static void on_sigint_running(int sig) {
   (void)sig;
   g_hook_armed = 1;
+  g_run_interrupt = 1;
+  cf_interrupt_request();  /* long C loops (generation) stop between steps */
   lua_sethook(g_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
 }
 
@@ -104,9 +111,12 @@ static int docall(lua_State *L, int narg, int nres) {
   lua_insert(L, base);
   g_L = L;
   g_hook_armed = 0;
+  g_run_interrupt = 0;
+  cf_interrupt_clear();
   set_sigint(on_sigint_running, SA_RESETHAND, &old);
   int status = lua_pcall(L, narg, nres, base);
   sigaction(SIGINT, &old, NULL);
+  cf_interrupt_clear();
   if (g_hook_armed) { /* Ctrl-C came after the last instruction: drop the pending hook */
     lua_sethook(L, NULL, 0, 0);
     g_hook_armed = 0;
@@ -161,13 +171,16 @@ static void print_usage(FILE *f) {
           "  script        run a Lua file; its arguments are in `arg` (arg[0] = script) and `...`\n"
           "  -             run the script read from stdin\n"
           "  -e code       run a chunk of code (may be given several times, run in order)\n"
-          "  -i            enter the REPL after running the script / -e chunks\n"
+          "  -i            enter the REPL after the -e chunks and the script (even if they fail)\n"
           "  -v, --version print the version\n"
           "  -h, --help    print this help\n"
           "  --            stop handling options\n"
-          "With no script and no -e, starts the REPL (:help inside it). Errors print a traceback\n"
-          "to stderr and give exit status 1. Environment: CONFIT_LUA_DIR (pure-Lua modules),\n"
-          "CONFIT_HISTORY (REPL history file, default ~/.confit_history; empty = none).\n",
+          "Errors print a traceback to stderr and give exit status 1.\n"
+          "With no script and no -e, starts the REPL: expressions print their values, a line\n"
+          "ending in ';' runs silently, Tab completes, Ctrl-C interrupts. Commands: :help [name],\n"
+          ":time (wall time of each command; on when stdin is a terminal), :complete text, :quit.\n"
+          "Environment: CONFIT_LUA_DIR (pure-Lua modules), CONFIT_HISTORY (REPL history file,\n"
+          "default ~/.confit_history; empty = none).\n",
           progname);
 }
 
@@ -238,7 +251,7 @@ static const char *const lua_keywords[] = {
     "in",    "local", "nil", "not",  "or",     "repeat", "return", "then", "true",    "until",
     "while", NULL};
 
-static const char *const repl_commands[] = {":help", ":time", ":quit", NULL};
+static const char *const repl_commands[] = {":help", ":time", ":complete", ":quit", NULL};
 
 static int is_keyword(const char *s) {
   for (int i = 0; lua_keywords[i]; i++)
@@ -284,7 +297,9 @@ static void collect_keys(lua_State *L, int tab, int set, const char *prefix, con
 }
 
 /* Collects the candidates of the value at `val` and of every table reachable from it through
- * metatable __index fields that are tables (__index functions cannot be enumerated). */
+ * metatable __index fields that are tables. An __index function cannot be enumerated; then the
+ * metatable's `__methods` table (the hint the tensor binding leaves for introspection) and the
+ * metatable's own non-metamethod keys (where such bindings often keep methods) are offered. */
 static void collect_chain(lua_State *L, int val, int set, const char *prefix, const char *word,
                           int methods_only) {
   lua_pushvalue(L, val);
@@ -294,6 +309,13 @@ static void collect_chain(lua_State *L, int val, int set, const char *prefix, co
     if (!lua_getmetatable(L, cur)) break;
     lua_pushliteral(L, "__index");
     lua_rawget(L, -2);
+    if (lua_type(L, -1) == LUA_TFUNCTION) {
+      collect_keys(L, cur + 1, set, prefix, word, methods_only);
+      lua_pushliteral(L, "__methods");
+      lua_rawget(L, cur + 1);
+      if (lua_type(L, -1) == LUA_TTABLE) collect_keys(L, cur + 3, set, prefix, word, methods_only);
+      lua_pop(L, 1);
+    }
     lua_remove(L, -2); /* the metatable */
     if (lua_type(L, -1) != LUA_TTABLE || lua_rawequal(L, -1, cur)) break;
     lua_remove(L, cur);
@@ -384,22 +406,18 @@ static char *match_generator(const char *text, int state) {
   return NULL;
 }
 
-static char **repl_complete(const char *text, int start, int end) {
-  (void)end;
-  lua_State *L = g_L;
-  rl_attempted_completion_over = 1; /* never fall back to file names */
-  rl_completion_append_character = '\0';
-  if (L == NULL) return NULL;
+/* Fills g_matches (sorted) with the completions of `text`; returns their number. Errors while
+ * resolving the path (a failing __index, an out-of-memory) just give no candidates. */
+static size_t find_completions(lua_State *L, const char *text, int at_line_start) {
   int top = lua_gettop(L);
-  char **result = NULL;
+  free_matches();
   lua_pushcfunction(L, complete_collect);
   lua_pushstring(L, text);
-  lua_pushboolean(L, start == 0);
+  lua_pushboolean(L, at_line_start);
   if (lua_pcall(L, 2, 1, 0) == LUA_OK) {
     size_t n = 0;
     lua_pushnil(L);
     while (lua_next(L, -2)) { n++; lua_pop(L, 1); }
-    free_matches();
     g_matches = n ? calloc(n, sizeof *g_matches) : NULL;
     if (g_matches) {
       lua_pushnil(L);
@@ -410,11 +428,22 @@ static char **repl_complete(const char *text, int start, int end) {
         lua_pop(L, 1);
       }
       qsort(g_matches, g_nmatches, sizeof *g_matches, cmp_str);
-      result = rl_completion_matches(text, match_generator);
     }
-    free_matches();
   }
   lua_settop(L, top);
+  return g_nmatches;
+}
+
+/* libedit's completion hook: `text` is the word before the cursor, split at the break
+ * characters set in repl_init_terminal (which exclude '.' and ':'). */
+static char **repl_complete(const char *text, int start, int end) {
+  (void)end;
+  char **result = NULL;
+  rl_attempted_completion_over = 1; /* never fall back to file names */
+  rl_completion_append_character = '\0';
+  if (g_L != NULL && find_completions(g_L, text, start == 0) > 0)
+    result = rl_completion_matches(text, match_generator);
+  free_matches();
   return result;
 }
 
@@ -478,6 +507,7 @@ static void help_overview(lua_State *L) {
   printf("REPL commands:\n"
          "  :help name   one-line doc of an API name (also ?name), e.g. :help confit.tensor\n"
          "  :time        toggle printing the wall time of each command (now %s)\n"
+         "  :complete x  list what Tab completes x to (e.g. :complete t:ma)\n"
          "  :quit        leave (or Ctrl-D)\n"
          "An expression prints its values; end a line with ';' to run it silently. Tab completes\n"
          "globals, fields after '.', methods after ':'. Ctrl-C interrupts running code.\n",
@@ -534,6 +564,16 @@ static int repl_command(lua_State *L, const char *line) {
   if (strcmp(cmd, ":time") == 0) {
     g_timing = !g_timing;
     printf("timing %s\n", g_timing ? "on" : "off");
+  } else if (strcmp(cmd, ":complete") == 0) { /* what Tab would offer; scriptable */
+    char *text = malloc(al + 1);
+    if (text) {
+      memcpy(text, p, al);
+      text[al] = '\0';
+      find_completions(L, text, text[0] == ':');
+      for (size_t i = 0; i < g_nmatches; i++) printf("%s\n", g_matches[i]);
+      free_matches();
+      free(text);
+    }
   } else if (strcmp(cmd, ":help") == 0 || strcmp(cmd, ":h") == 0) {
     if (al == 0) help_overview(L);
     else {
@@ -581,10 +621,13 @@ static int ends_with_semicolon(const char *s, size_t l) {
  * first so expressions give values. Returns LUA_OK, or the error status with the message on
  * top; *more is set when the chunk may still be completed by further lines. */
 static int compile_chunk(lua_State *L, int *more) {
-  size_t l;
+  size_t l, rl;
   const char *code = lua_tolstring(L, -1, &l);
-  const char *ret = lua_pushfstring(L, "return %s", code);
-  int status = luaL_loadbuffer(L, ret, strlen(ret), "=stdin");
+  lua_pushliteral(L, "return ");
+  lua_pushvalue(L, -2);
+  lua_concat(L, 2);
+  const char *ret = lua_tolstring(L, -1, &rl);
+  int status = luaL_loadbuffer(L, ret, rl, "=stdin");
   int ret_more = incomplete(L, status);
   if (status == LUA_OK) {
     lua_remove(L, -2); /* the "return" string */
@@ -605,8 +648,14 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Adds a chunk (multi-line ones whole) to the history, skipping a repeat of the last entry. */
 static void history_add(const char *chunk) {
-  if (g_tty && *chunk) add_history(chunk);
+  static char *last;
+  if (!g_tty || *chunk == '\0' || (last && strcmp(last, chunk) == 0)) return;
+  add_history(chunk);
+  free(last);
+  last = malloc(strlen(chunk) + 1);
+  if (last) strcpy(last, chunk);
 }
 
 static void repl_init_terminal(void) {
@@ -737,8 +786,12 @@ static void repl(lua_State *L) {
       lua_insert(L, base + 2);
       status = docall(L, nres, 0);
     }
+    if (g_run_interrupt && g_tty) printf("\n"); /* the terminal echoed ^C mid-line */
     report(L, status, 0);
-    if (g_timing) printf("[%.4fs]\n", dt);
+    if (g_timing) {
+      if (dt < 1.0) printf("[%.1f ms]\n", dt * 1e3);
+      else printf("[%.2f s]\n", dt);
+    }
     fflush(stdout);
   }
   if (g_tty) printf("\n");

@@ -1,0 +1,386 @@
+-- test_repl.lua: the `confit` executable as a user drives it. Sessions are fed through a pipe
+-- (plain-stdin REPL: no prompts, no timing) and, when util-linux `script` is present, through a
+-- real pseudo-terminal (libedit: prompts, Tab completion, history). Ctrl-C is sent with kill
+-- once the running code has announced itself through a file, so no step depends on timing.
+local H = dofile("tests/lua/harness.lua")
+
+local function exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- The executable: $CONFIT_BUILD_DIR/confit (set by ctest), else the interpreter running this
+-- file, else build/confit.
+local exe
+local bdir = os.getenv("CONFIT_BUILD_DIR")
+if bdir and exists(bdir .. "/confit") then exe = bdir .. "/confit"
+elseif arg and arg[-1] and arg[-1]:match("confit$") and exists(arg[-1]) then exe = arg[-1]
+elseif exists("build/confit") then exe = "build/confit" end
+if not exe then H.skip_all("confit executable not found (set CONFIT_BUILD_DIR)") end
+
+local function q(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end
+
+local tmpbase = os.tmpname()
+local created = {tmpbase}
+local function tmp(suffix)
+  local p = tmpbase .. suffix
+  created[#created + 1] = p
+  return p
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Runs `confit <args>` with `input` on stdin; returns stdout, stderr, exit status.
+local function run(args, input)
+  local inp, err = tmp(".in"), tmp(".err")
+  write(inp, input or "")
+  local cmd = string.format("CONFIT_HISTORY= %s %s < %s 2> %s", q(exe), args or "", q(inp), q(err))
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  local _, how, code = p:close()
+  H.eq(how, "exit", "confit ended by a signal: " .. cmd)
+  return out, slurp(err), code
+end
+
+local function has(s, frag, what)
+  if not s:find(frag, 1, true) then
+    error(string.format("%s: %q lacks %q", what or "output", s, frag), 2)
+  end
+end
+
+local function lacks(s, frag, what)
+  if s:find(frag, 1, true) then
+    error(string.format("%s: %q should not contain %q", what or "output", s, frag), 2)
+  end
+end
+
+local docs = dofile("lua/confit/repl_help.lua")
+
+-- ------------------------------------------------------------------ the REPL through a pipe
+
+-- Each process start costs a noticeable fraction of a second (the CUDA and BLAS libraries
+-- load), so the piped-REPL cases share one session: each case contributes lines, a marker line
+-- separates them on stdout and on stderr, and the case checks its own slices.
+local segments, seg_names = {}, {}
+local function segment(name, input)
+  seg_names[#seg_names + 1] = name
+  segments[#segments + 1] = string.format("print(%q); io.stderr:write(%q)\n%s", "--8<-- " .. name,
+    "--8<-- " .. name .. "\n", input)
+end
+
+segment("expr", '1+2\n"a".."b"\nreturn 1, nil, "z"\nnil\n')
+segment("semicolon", "n = 0\nfunction f() n = n + 1 return n end\nf();\nf()\nx = 5\n")
+segment("tostring", 'setmetatable({}, {__tostring = function() return "<T 2x3>" end})\n')
+segment("multiline", "for i=1,3 do\nprint(i)\nend\n(\n1 +\n2)\ns = [[a\nb]]\ns\n")
+segment("runtime", 'error("boom")\nprint("after")\nlocal t = nil; t.x = 1\n"still"\n'
+  .. "error({})\nerror(setmetatable({}, {__tostring = function() return 'custom msg' end}))\n")
+segment("syntax", "x = = 1\nprint('ok')\n")
+segment("help", ":help confit.tensor\n?t:matmul\n:help x:softmax\n:help no_such_name\n")
+segment("help_binding", 'confit.doc = {fancy_op = "fancy_op(x) -> y: test doc", bare = "no name"}\n'
+  .. ":help t:fancy_op\n:help bare\n")
+segment("help_overview", ":help\n")
+segment("preload", "type(confit)\n")
+segment("timing", "1\n:time\n2\n:time\n3\n")
+segment("complete", table.concat({
+  "a = setmetatable({x = 1}, {__index = setmetatable({foo = 1, fn = print}, {__index = {bar = 2}})})",
+  ":complete a.",
+  ":complete a:",
+  ":complete io.stdout:se", -- userdata: methods in the metatable's __index table
+  "mt = {matmul = print}; mt.__index = function(t, k) return mt[k] end",
+  "u = setmetatable({}, mt)",
+  ":complete u:ma",          -- __index function: the metatable's own keys
+  ":complete pri",
+  ":complete wh",
+  ":complete nope.x",
+  ":complete ('s'):",
+  ""}, "\n"))
+segment("tensor_complete", 'ok, t = pcall(confit.tensor, {1, 2})\nprint(type(t))\n:complete t:ma\n')
+segment("eof", "print('a')\nfor i=1,2 do\n") -- must stay last: input ends inside the loop
+
+local session_out, session_err, session_code = run("", table.concat(segments))
+
+local function split(text)
+  local parts, name, start = {}, nil, 1
+  for pos, n, after in text:gmatch("()%-%-8<%-%- ([%w_]+)\n()") do
+    if name then parts[name] = text:sub(start, pos - 1) end
+    name, start = n, after
+  end
+  if name then parts[name] = text:sub(start) end
+  return parts
+end
+local OUT, ERR = split(session_out), split(session_err)
+local function seg(name)
+  return OUT[name] or error("segment " .. name .. " missing from stdout"),
+         ERR[name] or error("segment " .. name .. " missing from stderr")
+end
+
+H.case("the piped session ran every segment and exited 0", function()
+  H.eq(session_code, 0, "status")
+  for _, n in ipairs(seg_names) do seg(n) end
+end)
+
+H.case("expressions print their values", function()
+  local out, err = seg("expr")
+  H.eq(out, "3\nab\n1\tnil\tz\nnil\n", "stdout")
+  H.eq(err, "", "stderr")
+end)
+
+H.case("statements print nothing; a trailing ; suppresses printing", function()
+  H.eq(seg("semicolon"), "2\n", "only the unsuppressed call prints, and the suppressed one ran")
+end)
+
+H.case("tostring goes through __tostring", function()
+  H.eq(seg("tostring"), "<T 2x3>\n")
+end)
+
+H.case("multi-line statements and expressions", function()
+  local out, err = seg("multiline")
+  H.eq(out, "1\n2\n3\n3\na\nb\n", "stdout")
+  H.eq(err, "", "stderr")
+end)
+
+H.case("a runtime error prints message and traceback, and the session goes on", function()
+  local out, err = seg("runtime")
+  has(err, "boom", "stderr")
+  has(err, "stack traceback", "stderr")
+  has(err, "attempt to index", "stderr")
+  has(err, "error object is a table value", "stderr")
+  has(err, "custom msg", "stderr")
+  H.eq(out, "after\nstill\n", "stdout")
+end)
+
+H.case("a syntax error is reported and the session goes on", function()
+  local out, err = seg("syntax")
+  has(err, "unexpected symbol", "stderr")
+  H.eq(out, "ok\n", "stdout")
+end)
+
+H.case("input ending inside a statement is reported", function()
+  local out, err = seg("eof")
+  H.eq(out, "a\n", "stdout")
+  has(err, "<eof>", "stderr")
+end)
+
+H.case(":help prints the one-line doc of an API name", function()
+  local lines = {}
+  for l in seg("help"):gmatch("[^\n]+") do lines[#lines + 1] = l end
+  H.eq(lines[1], docs["confit.tensor"], ":help confit.tensor")
+  H.eq(lines[2], docs["t:matmul"], "?t:matmul")
+  -- by its last part: the binding's doc.softmax when it has one, else repl_help's t:softmax
+  H.ok(lines[3] and lines[3]:find("softmax", 1, true), "x:softmax: " .. tostring(lines[3]))
+  has(lines[4] or "", "no help for 'no_such_name'")
+end)
+
+H.case(":help reads the binding's confit.doc table too", function()
+  local out, err = seg("help_binding")
+  H.eq(err, "", "stderr (is require 'confit' broken?)")
+  H.eq(out, "fancy_op(x) -> y: test doc\nbare: no name\n")
+end)
+
+H.case(":help alone lists the commands and the documented names", function()
+  local out = seg("help_overview")
+  has(out, ":time")
+  has(out, ":quit")
+  has(out, "confit.save_safetensors")
+end)
+
+H.case("the confit module is preloaded as a global", function()
+  local out, err = seg("preload")
+  H.eq(out, "table\n")
+  H.eq(err, "")
+end)
+
+H.case(":time toggles timing (off when stdin is not a terminal)", function()
+  local out = seg("timing")
+  H.ok(out:match("^1\ntiming on\n2\n%[[%d.]+ m?s%]\ntiming off\n3\n$"), string.format("got %q", out))
+end)
+
+H.case(":complete lists Tab completions, walking __index chains", function()
+  H.eq(seg("complete"), table.concat({"a.bar", "a.fn", "a.foo", "a.x", "a:fn", "io.stdout:seek",
+    "io.stdout:setvbuf", "u:matmul", "print", "while", ""}, "\n"))
+end)
+
+H.case("tensor methods complete through the binding's metatable", function()
+  local out = seg("tensor_complete")
+  if not out:match("^userdata\n") then
+    H.skip("tensor completion", "confit.tensor does not make a tensor yet")
+    return
+  end
+  has(out, "t:matmul\n")
+end)
+
+H.case(":quit ends the session", function()
+  local out, _, code = run("", "1\n:quit\n2\n")
+  H.eq(out, "1\n")
+  H.eq(code, 0)
+end)
+
+H.case("repl_help documents the fixed API names, one line each", function()
+  local names = {"confit.tensor", "confit.randn", "confit.zeros", "confit.ones", "t:totable",
+    "t:item", "t:shape", "t:numel", "t:backward", "t:detach", "t.grad", "t:matmul", "t:transpose",
+    "t:sum", "t:mean", "t:exp", "t:log", "t:silu", "t:tanh", "t:softmax", "t:log_softmax",
+    "t:logsumexp", "confit.optim.adamw", "confit.clock", "confit.no_grad", "confit.load",
+    "m:forward", "m:parameters", "m:logprobs", "m:generate", "confit.load_safetensors",
+    "confit.save_safetensors", "confit.tokenizer", "confit.cuda.available", "confit.memory",
+    "confit.empty_cache"}
+  for _, n in ipairs(names) do
+    local d = docs[n]
+    H.ok(type(d) == "string" and #d > 10, "no doc for " .. n)
+    H.ok(not d:find("\n"), "doc of " .. n .. " spans lines")
+    local last = n:match("[%.:]([%w_]+)$")
+    H.ok(d:find(last, 1, true), "doc of " .. n .. " does not name it")
+  end
+end)
+
+-- ------------------------------------------------------------------ options and scripts
+
+H.case("a script gets arg and ...; -e chunks run first, in order", function()
+  local script = tmp(".lua")
+  write(script, string.format("print(arg[0] == %q, arg[1], arg[2], #arg, select('#', ...), ...)\n"
+    .. "print(arg[-1], arg[-2])\n", script))
+  local out, err, code = run(q(script) .. " a 'b c'")
+  H.eq(out, "true\ta\tb c\t2\t2\ta\tb c\n" .. exe .. "\tnil\n")
+  H.eq(err, "")
+  H.eq(code, 0)
+  out, err, code = run("-e 'x = 2' -e 'print(x * 21)' " .. q(script))
+  H.eq(out, "42\ntrue\tnil\tnil\t0\t0\nprint(x * 21)\t-e\n")
+  H.eq(err, "")
+  H.eq(code, 0)
+end)
+
+H.case("errors give status 1 and a traceback", function()
+  local script = tmp(".lua")
+  write(script, "local function inner() error('deep failure') end\ninner()\n")
+  local out, err, code = run(q(script))
+  H.eq(code, 1, "failing script")
+  has(err, "deep failure", "stderr")
+  has(err, "stack traceback", "stderr")
+  has(err, "inner", "stderr")
+  H.eq(out, "")
+  _, err, code = run(q(tmpbase .. ".does_not_exist.lua"))
+  H.eq(code, 1, "missing script")
+  has(err, "cannot open")
+  _, err, code = run("-e 'x = = 1'")
+  H.eq(code, 1, "syntax error")
+  has(err, "unexpected symbol")
+  _, err, code = run("--no-such-option")
+  H.eq(code, 1, "unknown option")
+  has(err, "usage:")
+end)
+
+H.case("- runs a script from stdin", function()
+  local out, _, code = run("- x y", "print('stdin', ...)\n")
+  H.eq(out, "stdin\tx\ty\n")
+  H.eq(code, 0)
+end)
+
+H.case("-i runs the script, then the REPL sees its globals", function()
+  local script = tmp(".lua")
+  write(script, "g = 40 + 2\nprint('ran')\n")
+  local out, _, code = run("-i " .. q(script), "g\ng + 1\n")
+  H.eq(out, "ran\n42\n43\n")
+  H.eq(code, 0)
+  write(script, "g = 1\nerror('half way')\n")
+  local err
+  out, err = run("-i " .. q(script), "g\n")
+  has(err, "half way")
+  H.eq(out, "1\n", "-i enters the REPL even after an error")
+end)
+
+H.case("-v and -h", function()
+  local out, _, code = run("-v")
+  H.ok(out:match("^confit %S+ %(Lua 5%.4"), "version line: " .. out)
+  H.eq(code, 0)
+  out, _, code = run("-h")
+  has(out, "usage:")
+  has(out, "-e code")
+  H.eq(code, 0)
+end)
+
+-- ------------------------------------------------------------------ Ctrl-C
+
+-- Starts confit in the background, waits for the file `ready` that its Lua code creates, sends
+-- SIGINT, and returns stdout, stderr, status. A watchdog kills it after 10 s so a failure to
+-- interrupt fails the case instead of hanging the suite.
+local function run_interrupted(args, input, ready)
+  local inp, out, err = tmp(".in"), tmp(".out"), tmp(".err")
+  write(inp, input)
+  local sh = table.concat({
+    "%s %s < %s > %s 2> %s & pid=$!",
+    "(sleep 10; kill -KILL $pid) >/dev/null 2>&1 & wd=$!",
+    "i=0; while [ ! -e %s ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done",
+    "kill -INT $pid; wait $pid; st=$?; kill $wd 2>/dev/null; echo $st"}, "\n")
+  local cmd = string.format(sh, q(exe), args, q(inp), q(out), q(err), q(ready))
+  local p = assert(io.popen("CONFIT_HISTORY= sh -c " .. q(cmd), "r"))
+  local st = tonumber(p:read("a"):match("%d+"))
+  p:close()
+  return slurp(out), slurp(err), st
+end
+
+H.case("Ctrl-C interrupts a running script: message, status 1", function()
+  local ready = tmp(".ready")
+  local code = string.format("io.open(%q, 'w'):close() while true do end", ready)
+  local _, err, st = run_interrupted("-e " .. q(code), "", ready)
+  has(err, "interrupted", "stderr")
+  has(err, "stack traceback", "stderr")
+  H.eq(st, 1, "status")
+  os.remove(ready)
+end)
+
+H.case("Ctrl-C in the REPL stops the command and the session goes on", function()
+  local ready = tmp(".ready2")
+  local input = string.format("io.open(%q, 'w'):close() while true do end\nprint('alive')\n", ready)
+  local out, err, st = run_interrupted("", input, ready)
+  has(err, "interrupted", "stderr")
+  H.eq(out, "alive\n", "stdout")
+  H.eq(st, 0, "status")
+  os.remove(ready)
+end)
+
+-- ------------------------------------------------------------------ a real terminal
+
+local function have(tool)
+  local p = io.popen("command -v " .. tool .. " 2>/dev/null")
+  local found = p:read("a") ~= ""
+  p:close()
+  return found
+end
+local have_script = have("script") and have("timeout")
+if have_script then
+  H.case("terminal: prompts, Tab completion, multi-line, history file", function()
+    local inp, hist = tmp(".tty"), tmp(".hist")
+    -- The pty queues all lines at once; libedit reads them as typed-ahead keys.
+    write(inp, 'x = "s"\nx:up\t()\nfor i=1,2 do\nprint(i * 10) end\n:quit\n')
+    local cmd = string.format("CONFIT_HISTORY=%s timeout 10 script -qec %s /dev/null < %s", q(hist), q(exe), q(inp))
+    local p = assert(io.popen(cmd, "r"))
+    -- drop CRs, the bell and cursor moves of libedit's redisplay
+    local out = p:read("a"):gsub("\r", ""):gsub("\7", ""):gsub("\27%[%d*%a", "")
+    p:close()
+    has(out, "> ", "prompt")
+    has(out, "x:upper()", "completed line")
+    has(out, "\nS\n", "result of the completed call")
+    has(out, ">> ", "continuation prompt")
+    has(out, "\n10\n20\n", "loop output")
+    local h = slurp(hist)
+    has(h, "x:upper()", "history file")
+    lacks(out, "stack traceback", "terminal session")
+  end)
+else
+  H.skip("terminal session", "util-linux `script` not found")
+end
+
+for _, p in ipairs(created) do os.remove(p) end
+H.finish()
