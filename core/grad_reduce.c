@@ -61,9 +61,11 @@ int cf_bwd_max(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   }
   if (!xs || !gk) return gx_end(&s);
   cf_tensor *idx = gx_keep(&s, cf_op_dim(CF_OP_argmax, xs, dim, true));
-  cf_tensor *idxf = idx ? gx_keep(&s, cf_tensor_to_dtype(idx, x->dtype)) : NULL;
+  /* positions compare in f32 for bf16 inputs: bf16 holds integers exactly only up to 256 */
+  cf_dtype cmp = x->dtype == CF_DTYPE_BF16 ? CF_DTYPE_F32 : x->dtype;
+  cf_tensor *idxf = idx ? gx_keep(&s, cf_tensor_to_dtype(idx, cmp)) : NULL;
   int64_t len = xs->shape[dim];
-  cf_tensor *ar = gx_keep(&s, cf_tensor_arange(0, (double)len, 1, x->dtype));
+  cf_tensor *ar = gx_keep(&s, cf_tensor_arange(0, (double)len, 1, cmp));
   if (ar && cf_tensor_device(x) != CF_DEVICE_CPU)
     ar = gx_keep(&s, cf_tensor_to_device(ar, cf_tensor_device(x)));
   for (int d = 0; d < xs->ndim; d++) shape[d] = d == dim ? len : 1;

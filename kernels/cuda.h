@@ -1,0 +1,51 @@
+/* cuda.h - the CUDA layer's C face: device init, the caching allocator's statistics, the one
+ * stream and the cuBLAS handle. Includers need no CUDA headers (handles are void *).
+ *
+ * Everything here exists only in a build with CF_HAVE_CUDA; callers in code that must also
+ * build without CUDA (lua/l_cuda.c) guard their calls with #ifdef CF_HAVE_CUDA.
+ *
+ * Initialisation is lazy: cf_cuda_register() (cheap, no CUDA call) installs the device hooks of
+ * tensor.h whose first use runs cf_cuda_init(); cf_cuda_init() picks device 0, creates the
+ * stream, the cuBLAS handle and the optimizer kernels. All device work of confit is queued on
+ * that one stream, so ordering between kernels, copies and allocator reuse is the stream order.
+ */
+#ifndef CF_CUDA_H
+#define CF_CUDA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 0 when a device is usable (idempotent); -1 + message ("no CUDA device: ...") otherwise. */
+int cf_cuda_init(void);
+/* Installs the tensor.h device hooks for CF_DEVICE_CUDA without touching the driver; the first
+ * allocation initialises the device (and fails with the init message when there is none). */
+void cf_cuda_register(void);
+/* True when cf_cuda_init() succeeds (the result of the first attempt is remembered). */
+bool cf_cuda_available(void);
+/* "NVIDIA H100 80GB HBM3" etc.; "" when no device. */
+const char *cf_cuda_device_name(void);
+/* Waits for all queued work; -1 + message when a kernel failed asynchronously. */
+int cf_cuda_synchronize(void);
+/* Returns every cached (free) block to the driver. */
+void cf_cuda_empty_cache(void);
+/* Bytes held by live tensors, bytes cached for reuse, peak of in_use since start. Any may be NULL. */
+void cf_cuda_memory(size_t *in_use, size_t *cached, size_t *peak);
+/* f32 GEMMs (matmul, head_logprob) may use TF32 tensor cores (off by default). */
+void cf_cuda_set_tf32(bool on);
+bool cf_cuda_tf32(void);
+/* The cudaStream_t all confit work runs on, and the cublasHandle_t bound to it. */
+void *cf_cuda_stream(void);
+void *cf_cuda_cublas(void);
+/* Scratch device memory from the caching allocator (NULL + message on failure). */
+void *cf_cuda_alloc(size_t nbytes);
+void cf_cuda_free(void *p, size_t nbytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,236 @@
+/* cuda_internal.cuh - what the kernel files (kernels/NAME.cu) share: core headers with C linkage, error
+ * checks, bf16/f32 load-store helpers, a strided N-d indexer, block reductions and launch
+ * helpers. Not a public header (kernels/cuda.h is).
+ *
+ * Conventions of every kernel file:
+ *  - compute dtypes on the GPU are f32 and bf16 (bf16 storage, fp32 math and accumulation);
+ *    f64 is CPU-only except for copies/conversions and matmul;
+ *  - kernels run on cf_cuda_stream(); host code never waits unless it must read a value back
+ *    (range checks of ids, optimizer norms), and then says so;
+ *  - a failed launch or CUDA call becomes CF_ERR with the op's name and returns -1.
+ */
+#ifndef CF_CUDA_INTERNAL_CUH
+#define CF_CUDA_INTERNAL_CUH
+
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cublas_v2.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+extern "C" {
+#include "tensor.h"
+#include "error.h"
+#include "ops.h"
+#include "autograd.h"
+#include "nn_ops.h"
+}
+#include "kernels/cuda.h"
+
+typedef __nv_bfloat16 bf16;
+
+#define CF_CU_THREADS 256
+
+static inline cudaStream_t cu_stream(void) { return (cudaStream_t)cf_cuda_stream(); }
+static inline cublasHandle_t cu_blas(void) { return (cublasHandle_t)cf_cuda_cublas(); }
+
+/* -1 with "what: CUDA error text" when e is not cudaSuccess. */
+static inline int cu_check(cudaError_t e, const char *what) {
+  if (e == cudaSuccess) return 0;
+  return CF_ERR("%s: CUDA error %s (%s)", what, cudaGetErrorName(e), cudaGetErrorString(e));
+}
+/* After a kernel launch: reports a bad launch configuration (not asynchronous faults). */
+static inline int cu_launched(const char *what) { return cu_check(cudaGetLastError(), what); }
+
+static inline int cu_blas_check(cublasStatus_t s, const char *what) {
+  if (s == CUBLAS_STATUS_SUCCESS) return 0;
+  return CF_ERR("%s: cuBLAS error %d", what, (int)s);
+}
+
+static inline unsigned cu_blocks(int64_t n, int threads) {
+  int64_t b = (n + threads - 1) / threads;
+  if (b < 1) b = 1;
+  if (b > 65535LL * 1024) b = 65535LL * 1024; /* kernels use grid-stride loops */
+  return (unsigned)b;
+}
+
+/* The op computes in f32 or bf16 on the GPU. */
+static inline int cu_check_float(const char *op, const cf_tensor *t) {
+  if (t->dtype == CF_DTYPE_F32 || t->dtype == CF_DTYPE_BF16) return 0;
+  return CF_ERR("%s: CUDA computes in f32 or bf16, got %s (convert with to_dtype)", op,
+                cf_dtype_name(t->dtype));
+}
+
+/* ---------------------------------------------------------------- element helpers */
+
+__device__ __forceinline__ float ldf(const float *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float ldf(const bf16 *p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ void stf(float *p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void stf(bf16 *p, int64_t i, float v) { p[i] = __float2bfloat16(v); }
+
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ bf16 from_float<bf16>(float v) { return __float2bfloat16(v); }
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
+
+/* Element i of any dtype as double (masks: nonzero = true). */
+__device__ __forceinline__ double ld_any(const void *p, int dt, int64_t i) {
+  switch (dt) {
+    case CF_DTYPE_F32: return ((const float *)p)[i];
+    case CF_DTYPE_F64: return ((const double *)p)[i];
+    case CF_DTYPE_BF16: return __bfloat162float(((const bf16 *)p)[i]);
+    case CF_DTYPE_I32: return ((const int32_t *)p)[i];
+    case CF_DTYPE_I64: return (double)((const int64_t *)p)[i];
+    default: return 0;
+  }
+}
+__device__ __forceinline__ int64_t ld_id(const void *p, int dt, int64_t i) {
+  return dt == CF_DTYPE_I64 ? ((const int64_t *)p)[i] : (int64_t)((const int32_t *)p)[i];
+}
+
+/* ---------------------------------------------------------------- strided indexer */
+
+#define CU_MAX_OPS 4
+/* Up to 4 operands walked over one (coalesced) iteration shape; strides in elements, offsets
+ * relative to each operand's data pointer (view offset already applied). */
+struct cu_iter {
+  int nd, nop;
+  int64_t shape[CF_MAX_DIMS];
+  int64_t st[CU_MAX_OPS][CF_MAX_DIMS];
+  bool contiguous; /* every operand is the same dense row-major walk: offset == index */
+};
+
+/* Builds the iterator of ops[0..nop) broadcast to shape (right-aligned, size-1 dims stride 0),
+ * dropping size-1 dims and merging dims contiguous for every operand. */
+static inline void cu_iter_init(cu_iter *it, int ndim, const int64_t *shape, int nop,
+                                const cf_tensor *const *ops) {
+  int64_t sh[CF_MAX_DIMS], st[CU_MAX_OPS][CF_MAX_DIMS];
+  int nd = 0;
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] == 1) continue;
+    sh[nd] = shape[d];
+    for (int k = 0; k < nop; k++) {
+      const cf_tensor *t = ops[k];
+      int sd = d - (ndim - t->ndim);
+      st[k][nd] = (sd < 0 || t->shape[sd] == 1) ? 0 : t->stride[sd];
+    }
+    nd++;
+  }
+  int m = 0;
+  for (int d = 0; d < nd; d++) {
+    bool merge = m > 0;
+    for (int k = 0; k < nop && merge; k++)
+      if (it->st[k][m - 1] != st[k][d] * sh[d]) merge = false;
+    if (merge) {
+      it->shape[m - 1] *= sh[d];
+      for (int k = 0; k < nop; k++) it->st[k][m - 1] = st[k][d];
+    } else {
+      it->shape[m] = sh[d];
+      for (int k = 0; k < nop; k++) it->st[k][m] = st[k][d];
+      m++;
+    }
+  }
+  it->nd = m;
+  it->nop = nop;
+  it->contiguous = m <= 1;
+  for (int k = 0; k < nop && m == 1; k++) if (it->st[k][0] != 1) it->contiguous = false;
+}
+
+/* Offsets of flat index i for the first NOP operands. */
+template <int NOP>
+__device__ __forceinline__ void cu_offsets(const cu_iter &it, int64_t i, int64_t *off) {
+#pragma unroll
+  for (int k = 0; k < NOP; k++) off[k] = 0;
+  for (int d = it.nd - 1; d >= 0; d--) {
+    int64_t s = it.shape[d];
+    int64_t c = i % s;
+    i /= s;
+#pragma unroll
+    for (int k = 0; k < NOP; k++) off[k] += c * it.st[k][d];
+  }
+}
+
+/* ---------------------------------------------------------------- block reductions */
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ double warp_sum(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/* Sum over the block (every thread gets the result). blockDim.x a multiple of 32, <= 1024. */
+template <typename A>
+__device__ __forceinline__ A block_sum(A v) {
+  __shared__ A part[32];
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) part[w] = v;
+  __syncthreads();
+  A r = lane < nw ? part[lane] : (A)0;
+  r = warp_sum(r);
+  return r;
+}
+
+__device__ __forceinline__ float block_max(float v) {
+  __shared__ float part[32];
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) part[w] = v;
+  __syncthreads();
+  float r = lane < nw ? part[lane] : -INFINITY;
+  return warp_max(r);
+}
+
+/* ---------------------------------------------------------------- shared host helpers */
+
+/* A contiguous f32/bf16 copy or t itself (retained); NULL + message on failure. */
+static inline cf_tensor *cu_contig(cf_tensor *t) { return cf_tensor_contiguous(t); }
+
+/* Scratch buffer owned by a scope: released by cu_scratch_free. */
+struct cu_scratch {
+  void *p;
+  size_t n;
+};
+static inline void *cu_scratch_get(cu_scratch *s, size_t n, const char *what) {
+  s->n = n ? n : 16;
+  s->p = cf_cuda_alloc(s->n);
+  if (!s->p) cf_error_prefix("%s: ", what);
+  return s->p;
+}
+static inline void cu_scratch_free(cu_scratch *s) {
+  if (s->p) cf_cuda_free(s->p, s->n);
+  s->p = NULL;
+}
+
+/* Reads back one int64 written by a kernel (waits for the stream). */
+int cu_read_i64(const int64_t *dev, int64_t *host, const char *what);
+/* Range check of n ids (any strides) against [lo_ok, limit): 0 ok; -1 + message naming the first
+ * offending id. Skipped (returns 0) while the stream is being captured into a graph. */
+int cu_check_ids(const char *op, const cf_tensor *ids, int64_t limit, bool allow_negative,
+                 const char *what, const cf_tensor *ref);
+/* dst [n] = src [n] converted (f32 -> f32/bf16 etc.), contiguous device buffers. */
+int cu_convert(void *dst, cf_dtype ddt, const void *src, cf_dtype sdt, int64_t n);
+
+/* cuBLAS GEMM in row-major terms: C[m x n] = alpha op(A)[m x k] op(B)[k x n] + beta C, batched
+ * with element strides sa, sb, sc (0 = shared). Types: A and B share at (f32, bf16, f64); C may
+ * be at or f32. (matmul.cu) */
+int cu_gemm(const char *what, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+            const void *A, int64_t lda, int64_t sa, const void *B, int64_t ldb, int64_t sb,
+            float beta, void *C, cf_dtype ct, int64_t ldc, int64_t sc, int64_t batch, cf_dtype at);
+
+#endif

@@ -1,0 +1,368 @@
+/* elementwise.cu - CUDA kernels of the elementwise ops (add sub mul div pow maximum minimum,
+ * where, masked_fill, neg exp log sqrt rsqrt abs clamp silu sigmoid tanh gelu relu) and the fused
+ * optimizer kernels registered with core/optim.h (AdamW, SGD, sum of squares, scale).
+ *
+ * One grid-stride kernel per family, templated on the storage type (f32 or bf16; math in f32)
+ * and the operation. Inputs may have any strides and broadcast (cu_iter, coalesced on the host);
+ * when every operand is dense and unbroadcast the kernel indexes flat (the fast path). The
+ * output is the fresh contiguous tensor cf_op allocated. Semantics follow core/cpu/elementwise.c:
+ * maximum/minimum/relu/clamp propagate NaN; masks may have any dtype, nonzero = true.
+ */
+#include "kernels/cuda_internal.cuh"
+
+extern "C" {
+#include "optim.h"
+}
+
+/* ---------------------------------------------------------------- math */
+
+enum { U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_ABS, U_CLAMP, U_SILU, U_SIGMOID, U_TANH, U_GELU, U_RELU };
+enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN };
+
+__device__ __forceinline__ float sigmoidf_(float x) {
+  if (x >= 0) return 1.0f / (1.0f + expf(-x));
+  float e = expf(x);
+  return e / (1.0f + e);
+}
+
+template <int OP>
+__device__ __forceinline__ float unary_fn(float x, float lo, float hi) {
+  switch (OP) {
+    case U_NEG: return -x;
+    case U_EXP: return expf(x);
+    case U_LOG: return logf(x);
+    case U_SQRT: return sqrtf(x);
+    case U_RSQRT: return 1.0f / sqrtf(x);
+    case U_ABS: return fabsf(x);
+    case U_CLAMP:
+      if (!isnan(lo) && x < lo) x = lo;
+      if (!isnan(hi) && x > hi) x = hi;
+      return x;
+    case U_SILU: return x * sigmoidf_(x);
+    case U_SIGMOID: return sigmoidf_(x);
+    case U_TANH: return tanhf(x);
+    case U_GELU: return 0.5f * x * erfcf(-x * 0.70710678118654752440f);
+    case U_RELU: return isnan(x) ? x : (x > 0 ? x : 0.0f);
+  }
+  return x;
+}
+
+template <int OP>
+__device__ __forceinline__ float binary_fn(float a, float b) {
+  switch (OP) {
+    case B_ADD: return a + b;
+    case B_SUB: return a - b;
+    case B_MUL: return a * b;
+    case B_DIV: return a / b;
+    case B_POW: return powf(a, b);
+    case B_MAX: return (isnan(a) || isnan(b)) ? a + b : (a > b ? a : b);
+    case B_MIN: return (isnan(a) || isnan(b)) ? a + b : (a < b ? a : b);
+  }
+  return a;
+}
+
+/* ---------------------------------------------------------------- kernels */
+
+// out [n] (dense) = f(x [strided by it.st[1]])
+template <typename T, int OP>
+__global__ void __launch_bounds__(CF_CU_THREADS) unary_kernel(T *out, const T *x, cu_iter it, int64_t n,
+                                                              float lo, float hi) {
+  int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (it.contiguous) {
+    for (; i < n; i += stride) stf(out, i, unary_fn<OP>(ldf(x, i), lo, hi));
+    return;
+  }
+  for (; i < n; i += stride) {
+    int64_t off[2];
+    cu_offsets<2>(it, i, off);
+    stf(out, off[0], unary_fn<OP>(ldf(x, off[1]), lo, hi));
+  }
+}
+
+// out [broadcast shape] = f(a, b)
+template <typename T, int OP>
+__global__ void __launch_bounds__(CF_CU_THREADS) binary_kernel(T *out, const T *a, const T *b, cu_iter it,
+                                                               int64_t n) {
+  int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (it.contiguous) {
+    for (; i < n; i += stride) stf(out, i, binary_fn<OP>(ldf(a, i), ldf(b, i)));
+    return;
+  }
+  for (; i < n; i += stride) {
+    int64_t off[3];
+    cu_offsets<3>(it, i, off);
+    stf(out, off[0], binary_fn<OP>(ldf(a, off[1]), ldf(b, off[2])));
+  }
+}
+
+// out = cond != 0 ? (a or fill) : b   (operands: out, cond, b, a)
+template <typename T>
+__global__ void __launch_bounds__(CF_CU_THREADS) select_kernel(T *out, const void *c, int cdt, const T *a,
+                                                               const T *b, float fill, cu_iter it, int64_t n) {
+  int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride) {
+    int64_t off[4];
+    if (it.contiguous) off[0] = off[1] = off[2] = off[3] = i;
+    else cu_offsets<4>(it, i, off);
+    bool on = ld_any(c, cdt, off[1]) != 0;
+    float v = on ? (a ? ldf(a, off[3]) : fill) : ldf(b, off[2]);
+    stf(out, off[0], v);
+  }
+}
+
+/* ---------------------------------------------------------------- host side */
+
+template <int OP>
+static int unary(const char *name, cf_tensor *out, cf_tensor *x, double lo, double hi) {
+  if (cu_check_float(name, out)) return -1;
+  int64_t n = cf_tensor_numel(out);
+  if (n == 0) return 0;
+  const cf_tensor *ops[2] = {out, x};
+  cu_iter it;
+  cu_iter_init(&it, out->ndim, out->shape, 2, ops);
+  unsigned g = cu_blocks(n, CF_CU_THREADS);
+  if (out->dtype == CF_DTYPE_F32)
+    unary_kernel<float, OP><<<g, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(out),
+        (const float *)cf_tensor_data(x), it, n, (float)lo, (float)hi);
+  else
+    unary_kernel<bf16, OP><<<g, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(out),
+        (const bf16 *)cf_tensor_data(x), it, n, (float)lo, (float)hi);
+  return cu_launched(name);
+}
+
+#define UNARY(name, code)                                                                        \
+  extern "C" int cf_cuda_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) { \
+    (void)nin; (void)a;                                                                           \
+    return unary<code>(#name, out, in[0], NAN, NAN);                                             \
+  }
+UNARY(neg, U_NEG)
+UNARY(exp, U_EXP)
+UNARY(log, U_LOG)
+UNARY(sqrt, U_SQRT)
+UNARY(rsqrt, U_RSQRT)
+UNARY(abs, U_ABS)
+UNARY(silu, U_SILU)
+UNARY(sigmoid, U_SIGMOID)
+UNARY(tanh, U_TANH)
+UNARY(gelu, U_GELU)
+UNARY(relu, U_RELU)
+
+extern "C" int cf_cuda_clamp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return unary<U_CLAMP>("clamp", out, in[0], a->f[0], a->f[1]);
+}
+
+template <int OP>
+static int binary(const char *name, cf_tensor *out, cf_tensor *a, cf_tensor *b) {
+  if (cu_check_float(name, out)) return -1;
+  int64_t n = cf_tensor_numel(out);
+  if (n == 0) return 0;
+  const cf_tensor *ops[3] = {out, a, b};
+  cu_iter it;
+  cu_iter_init(&it, out->ndim, out->shape, 3, ops);
+  unsigned g = cu_blocks(n, CF_CU_THREADS);
+  if (out->dtype == CF_DTYPE_F32)
+    binary_kernel<float, OP><<<g, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(out),
+        (const float *)cf_tensor_data(a), (const float *)cf_tensor_data(b), it, n);
+  else
+    binary_kernel<bf16, OP><<<g, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(out),
+        (const bf16 *)cf_tensor_data(a), (const bf16 *)cf_tensor_data(b), it, n);
+  return cu_launched(name);
+}
+
+#define BINARY(name, code)                                                                       \
+  extern "C" int cf_cuda_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) { \
+    (void)nin; (void)a;                                                                           \
+    return binary<code>(#name, out, in[0], in[1]);                                               \
+  }
+BINARY(add, B_ADD)
+BINARY(sub, B_SUB)
+BINARY(mul, B_MUL)
+BINARY(div, B_DIV)
+BINARY(pow, B_POW)
+BINARY(maximum, B_MAX)
+BINARY(minimum, B_MIN)
+
+static int select_op(const char *name, cf_tensor *out, cf_tensor *c, cf_tensor *a, cf_tensor *b, double fill) {
+  if (cu_check_float(name, out)) return -1;
+  int64_t n = cf_tensor_numel(out);
+  if (n == 0) return 0;
+  const cf_tensor *ops[4] = {out, c, b, a ? a : b};
+  cu_iter it;
+  cu_iter_init(&it, out->ndim, out->shape, 4, ops);
+  unsigned g = cu_blocks(n, CF_CU_THREADS);
+  if (out->dtype == CF_DTYPE_F32)
+    select_kernel<float><<<g, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(out),
+        cf_tensor_data(c), c->dtype, a ? (const float *)cf_tensor_data(a) : NULL,
+        (const float *)cf_tensor_data(b), (float)fill, it, n);
+  else
+    select_kernel<bf16><<<g, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(out),
+        cf_tensor_data(c), c->dtype, a ? (const bf16 *)cf_tensor_data(a) : NULL,
+        (const bf16 *)cf_tensor_data(b), (float)fill, it, n);
+  return cu_launched(name);
+}
+
+extern "C" int cf_cuda_where(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin; (void)a;
+  return select_op("where", out, in[0], in[1], in[2], 0);
+}
+
+extern "C" int cf_cuda_masked_fill(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  cf_tensor *t = in[0], *m = in[1];
+  bool ok = m->ndim <= t->ndim;
+  for (int d = 0; ok && d < m->ndim; d++) {
+    int64_t s = m->shape[d], ts = t->shape[d + t->ndim - m->ndim];
+    if (s != 1 && s != ts) ok = false;
+  }
+  if (!ok) {
+    char b1[128], b2[128];
+    return CF_ERR("masked_fill: mask %s does not broadcast to the tensor %s",
+                  cf_shape_str(m, b1, sizeof b1), cf_shape_str(t, b2, sizeof b2));
+  }
+  return select_op("masked_fill", out, m, NULL, t, a->f[0]);
+}
+
+/* ================================================================ optimizer kernels */
+
+// AdamW on p [n] (T), g [n] (T), m, v [n] (f32): fp32 math, p rounded once
+template <typename T>
+__global__ void __launch_bounds__(CF_CU_THREADS) adamw_kernel(T *p, const T *g, float *m, float *v, int64_t n,
+                                                              float lr, float b1, float b2, float eps,
+                                                              float wd, float bias1, float bias2) {
+  float sb2 = sqrtf(bias2);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    float pv = ldf(p, i), gv = ldf(g, i);
+    pv -= lr * wd * pv;
+    float mv = b1 * m[i] + (1.0f - b1) * gv;
+    float vv = b2 * v[i] + (1.0f - b2) * gv * gv;
+    m[i] = mv;
+    v[i] = vv;
+    pv -= (lr / bias1) * mv / (sqrtf(vv) / sb2 + eps);
+    stf(p, i, pv);
+  }
+}
+
+// SGD with momentum on p [n], g [n] (T), buf [n] f32 or NULL
+template <typename T>
+__global__ void __launch_bounds__(CF_CU_THREADS) sgd_kernel(T *p, const T *g, float *buf, int64_t n, float lr,
+                                                            float wd, float mom, float damp, int nesterov,
+                                                            int first) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    float pv = ldf(p, i), gv = ldf(g, i) + wd * pv;
+    if (buf) {
+      float b = first ? gv : mom * buf[i] + (1.0f - damp) * gv;
+      buf[i] = b;
+      gv = nesterov ? gv + mom * b : b;
+    }
+    stf(p, i, pv - lr * gv);
+  }
+}
+
+// out[0] += sum of g^2 (double), one block partial per block
+template <typename T>
+__global__ void __launch_bounds__(CF_CU_THREADS) sumsq_kernel(const T *g, int64_t n, double *out) {
+  double acc = 0;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    double x = ldf(g, i);
+    acc += x * x;
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) atomicAdd(out, acc);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(CF_CU_THREADS) scale_kernel(T *g, int64_t n, float s) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    stf(g, i, ldf(g, i) * s);
+}
+
+static int optim_dtype(const char *what, const cf_tensor *p, const cf_tensor *state) {
+  if (p->dtype != CF_DTYPE_F32 && p->dtype != CF_DTYPE_BF16)
+    return CF_ERR("%s: CUDA parameters must be f32 or bf16, got %s", what, cf_dtype_name(p->dtype));
+  if (state && state->dtype != CF_DTYPE_F32)
+    return CF_ERR("%s: CUDA optimizer state must be f32, got %s", what, cf_dtype_name(state->dtype));
+  return 0;
+}
+
+static int cu_adamw(cf_tensor *p, cf_tensor *g, cf_tensor *m, cf_tensor *v, const cf_adamw_hyper *h) {
+  if (optim_dtype("adamw", p, m) || optim_dtype("adamw", p, v)) return -1;
+  int64_t n = cf_tensor_numel(p);
+  if (n == 0) return 0;
+  unsigned blocks = cu_blocks(n, CF_CU_THREADS);
+  if (blocks > 4096) blocks = 4096;
+  float *mp = (float *)cf_tensor_data(m), *vp = (float *)cf_tensor_data(v);
+  if (p->dtype == CF_DTYPE_F32)
+    adamw_kernel<float><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(p),
+        (const float *)cf_tensor_data(g), mp, vp, n, (float)h->lr, (float)h->beta1, (float)h->beta2,
+        (float)h->eps, (float)h->weight_decay, (float)h->bias1, (float)h->bias2);
+  else
+    adamw_kernel<bf16><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(p),
+        (const bf16 *)cf_tensor_data(g), mp, vp, n, (float)h->lr, (float)h->beta1, (float)h->beta2,
+        (float)h->eps, (float)h->weight_decay, (float)h->bias1, (float)h->bias2);
+  return cu_launched("adamw");
+}
+
+static int cu_sgd(cf_tensor *p, cf_tensor *g, cf_tensor *buf, const cf_sgd_hyper *h) {
+  if (optim_dtype("sgd", p, buf)) return -1;
+  int64_t n = cf_tensor_numel(p);
+  if (n == 0) return 0;
+  unsigned blocks = cu_blocks(n, CF_CU_THREADS);
+  if (blocks > 4096) blocks = 4096;
+  float *bp = buf ? (float *)cf_tensor_data(buf) : NULL;
+  if (p->dtype == CF_DTYPE_F32)
+    sgd_kernel<float><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(p),
+        (const float *)cf_tensor_data(g), bp, n, (float)h->lr, (float)h->weight_decay,
+        (float)h->momentum, (float)h->dampening, h->nesterov, h->first);
+  else
+    sgd_kernel<bf16><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(p),
+        (const bf16 *)cf_tensor_data(g), bp, n, (float)h->lr, (float)h->weight_decay,
+        (float)h->momentum, (float)h->dampening, h->nesterov, h->first);
+  return cu_launched("sgd");
+}
+
+/* Waits for the stream: the norm is needed on the host. */
+static int cu_sumsq(cf_tensor *g, double *out) {
+  if (optim_dtype("clip_grad_norm", g, NULL)) return -1;
+  int64_t n = cf_tensor_numel(g);
+  *out = 0;
+  if (n == 0) return 0;
+  cu_scratch s = {NULL, 0};
+  double *acc = (double *)cu_scratch_get(&s, sizeof(double), "clip_grad_norm");
+  if (!acc) return -1;
+  int rc = cu_check(cudaMemsetAsync(acc, 0, sizeof(double), cu_stream()), "clip_grad_norm");
+  unsigned blocks = cu_blocks(n, CF_CU_THREADS);
+  if (blocks > 1024) blocks = 1024;
+  if (rc == 0) {
+    if (g->dtype == CF_DTYPE_F32)
+      sumsq_kernel<float><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((const float *)cf_tensor_data(g), n, acc);
+    else
+      sumsq_kernel<bf16><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((const bf16 *)cf_tensor_data(g), n, acc);
+    rc = cu_launched("clip_grad_norm");
+  }
+  if (rc == 0) rc = cu_check(cudaMemcpyAsync(out, acc, sizeof(double), cudaMemcpyDeviceToHost, cu_stream()),
+                             "clip_grad_norm");
+  if (rc == 0) rc = cu_check(cudaStreamSynchronize(cu_stream()), "clip_grad_norm");
+  cu_scratch_free(&s);
+  return rc;
+}
+
+static int cu_scale(cf_tensor *g, double s) {
+  if (optim_dtype("clip_grad_norm", g, NULL)) return -1;
+  int64_t n = cf_tensor_numel(g);
+  if (n == 0) return 0;
+  unsigned blocks = cu_blocks(n, CF_CU_THREADS);
+  if (blocks > 4096) blocks = 4096;
+  if (g->dtype == CF_DTYPE_F32)
+    scale_kernel<float><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(g), n, (float)s);
+  else
+    scale_kernel<bf16><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(g), n, (float)s);
+  return cu_launched("clip_grad_norm");
+}
+
+extern "C" void cf_cuda_register_optim(void) {
+  static const cf_optim_kernels k = {cu_adamw, cu_sgd, cu_sumsq, cu_scale};
+  cf_optim_register_kernels(CF_DEVICE_CUDA, &k);
+}

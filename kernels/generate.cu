@@ -1,0 +1,1164 @@
+/* generate.cu - cf_cuda_qwen2_generate: the KV-cache sampler of generate.h on the GPU.
+ *
+ * Contract: the same as the CPU sampler in core/nn/generate.c (prefill once per prompt, n samples
+ * per prompt, stop tokens, per-token log-probs under log_softmax(logits / T), sample j of prompt
+ * p drawing from the Philox stream keyed by (seed, p, j) and counted by step). Greedy decoding
+ * picks the first maximum like the CPU; sampled tokens follow the same distribution and, without
+ * top-k/top-p, walk the candidates in the same (index) order with the same uniform draw, so they
+ * agree with the CPU except where f32 rounding moves a boundary.
+ *
+ * Weights: every matrix (embedding, projections, head) must be a contiguous CUDA tensor of one
+ * dtype W, bf16 or f32; norms and biases may be f32 or bf16 (copied to f32 per call). Math is
+ * f32: GEMMs are cublasGemmEx with W inputs, f32 outputs and f32 compute; the residual stream is
+ * f32; GEMM inputs (norm outputs, attention output, SwiGLU output) are stored as W; the KV cache
+ * is W. When q/k/v (and gate/up) are adjacent in memory - model_cuda.cu lays them out so - one
+ * GEMM computes all three (both).
+ *
+ * Layout: K and V caches are [layer][slot][kv_head][capacity][head_dim]; slot nslots is a dummy
+ * that padded rows write into. A prompt is prefilled once into the slot of its first sample; its
+ * other samples do not copy it: every row carries (slot, pslot, plen) and attention reads
+ * positions < plen from slot pslot, later ones from its own slot (the n samples share the
+ * prompt's prefix in memory and in L2).
+ *
+ * Decode: one step = embed -> layers (rmsnorm, QKV GEMM, bias+RoPE+KV write, split-K decode
+ * attention + combine, o_proj GEMM accumulating into the residual (beta = 1), rmsnorm, gate/up
+ * GEMM, SwiGLU, down GEMM into the residual) -> final norm -> LM head GEMM -> sampler (one block
+ * per row: argmax, log-sum-exp, radix selection for top-k/top-p, the Philox draw, the pick and
+ * its log-prob; it advances the row's token, position and step in device memory). A step is
+ * captured once per batch bucket (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, ...) into a CUDA graph with
+ * fixed pointers; active rows are compacted into the bucket's first rows and the rest are padded
+ * (dummy slot). The host replays the graph up to KW times in a row, queuing the copy of each
+ * step's (token, log-prob) pairs into pinned memory, then waits once, applies stops and
+ * max_new_tokens, and re-compacts. Rows that finish inside a window compute a few discarded
+ * tokens; the cache has KW spare positions for them.
+ *
+ * Prefill runs eagerly over chunks of prompt rows through the same layer code (each row attends
+ * to 0..pos of its slot), then the first token of every sample is drawn from its prompt's last
+ * row. Attention in prefill is per row (no tiling across rows): fine for prompts of a few hundred
+ * tokens, quadratic in reads beyond that.
+ *
+ * GEMMs go to cuBLAS. k_gemv, a skinny GEMM for <= 16 rows of bf16, is opt-in
+ * (CONFIT_GEN_GEMV=1): measured on an H200 (1.5B shape, batch 16) it is slower than cuBLAS as it
+ * stands (4.97 vs 2.97 ms per step): its blocks are too small (4 rows, K split over 4 warps) to keep
+ * enough loads in flight. CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
+ */
+#include "kernels/cuda_internal.cuh"
+#include <stdlib.h>
+
+extern "C" {
+#include "nn/generate.h"
+#include "interrupt.h"
+}
+
+#define GEN_KW 8          /* decode steps between host synchronisations */
+#define GEN_PREFILL 1024  /* prompt rows per prefill chunk */
+#define GEN_SAMPLE_T 1024 /* threads of the sampler block */
+#define ATT_T 128         /* threads of the attention block */
+#define ATT_TILE 64       /* positions per attention tile */
+#define ATT_G 8           /* query heads per pass over a kv head's cache */
+#define ATT_MAXHD 256
+
+struct gen_out { int tok; float lp; };
+
+/* ---------------------------------------------------------------- device helpers */
+
+__device__ __forceinline__ void g_philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
+  uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
+  uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+#pragma unroll
+  for (int r = 0; r < 10; r++) {
+    uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+    uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
+    uint32_t n1 = (uint32_t)p1;
+    uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+    uint32_t n3 = (uint32_t)p0;
+    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+  }
+  out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+/* The uniform of generate.c's draw(): 53 bits of Philox(step, key). */
+__device__ __forceinline__ double g_draw(uint64_t key, uint64_t step) {
+  uint32_t w[4];
+  g_philox(step, key, w);
+  return (double)(((uint64_t)(w[0] >> 5) << 26) | (w[1] >> 6)) * (1.0 / 9007199254740992.0);
+}
+
+/* Order-preserving map of a float to uint32 (larger float -> larger key). */
+__device__ __forceinline__ uint32_t fkey(float f) {
+  uint32_t b = __float_as_uint(f);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+__device__ __forceinline__ float fkey_inv(uint32_t k) {
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+/* ---------------------------------------------------------------- layer kernels */
+
+// x is (A, D) f32: x[r] = emb[tok[r]]; emb is (V, D)
+template <typename T>
+__global__ void k_embed(const void *embv, const int *tok, float *x, int D) {
+  const T *emb = (const T *)embv;
+  int r = blockIdx.x;
+  const T *e = emb + (size_t)tok[r] * D;
+  for (int j = threadIdx.x; j < D; j += blockDim.x) x[(size_t)r * D + j] = to_float(e[j]);
+}
+
+// y (A, D) in T = x (A, D) f32 * rsqrt(mean(x^2) + eps) * w (D)
+template <typename T>
+__global__ void k_rmsnorm(const float *x, const float *w, void *yv, int D, float eps) {
+  T *y = (T *)yv;
+  int r = blockIdx.x;
+  const float *xr = x + (size_t)r * D;
+  float ss = 0;
+  for (int j = threadIdx.x; j < D; j += blockDim.x) ss += xr[j] * xr[j];
+  ss = block_sum(ss);
+  float inv = 1.0f / sqrtf(ss / D + eps);
+  for (int j = threadIdx.x; j < D; j += blockDim.x) y[(size_t)r * D + j] = from_float<T>(xr[j] * inv * w[j]);
+}
+
+/* qkv (A, ld) f32 holds q | k | v of each row. Adds the biases, rotates q and k at pos[r]
+ * (rotate-half, cos/sin tables (cap, hd/2)), writes q to qo (A, H*hd) f32 and k, v into the
+ * caches (slot, kv_head, pos). */
+template <typename T>
+__global__ void k_rope_kv(const float *qkv, int ld, const float *bq, const float *bk, const float *bv,
+                          const float *cos_t, const float *sin_t, const int *pos, const int *slot,
+                          float *qo, void *kcv, void *vcv, int H, int KVH, int hd, int cap) {
+  T *kc = (T *)kcv, *vc = (T *)vcv;
+  int r = blockIdx.x;
+  int h2 = hd / 2, Q = H * hd, KV = KVH * hd;
+  int p = pos[r];
+  size_t sl = (size_t)slot[r];
+  const float *row = qkv + (size_t)r * ld;
+  int nrot = (H + KVH) * h2;
+  for (int idx = threadIdx.x; idx < nrot + KV; idx += blockDim.x) {
+    if (idx < nrot) {
+      int head = idx / h2, i = idx % h2;
+      float c = cos_t[(size_t)p * h2 + i], s = sin_t[(size_t)p * h2 + i];
+      if (head < H) {
+        int o = head * hd + i;
+        float a = row[o] + (bq ? bq[o] : 0.f), b = row[o + h2] + (bq ? bq[o + h2] : 0.f);
+        qo[(size_t)r * Q + o] = a * c - b * s;
+        qo[(size_t)r * Q + o + h2] = b * c + a * s;
+      } else {
+        int kh = head - H, o = kh * hd + i;
+        float a = row[Q + o] + (bk ? bk[o] : 0.f), b = row[Q + o + h2] + (bk ? bk[o + h2] : 0.f);
+        T *dst = kc + ((sl * KVH + kh) * cap + p) * hd;
+        dst[i] = from_float<T>(a * c - b * s);
+        dst[i + h2] = from_float<T>(b * c + a * s);
+      }
+    } else {
+      int j = idx - nrot, kh = j / hd, d = j % hd;
+      float v = row[Q + KV + j] + (bv ? bv[j] : 0.f);
+      vc[((sl * KVH + kh) * cap + p) * hd + d] = from_float<T>(v);
+    }
+  }
+}
+
+/* Decode attention, split-K over positions. grid (nsplit, KVH, A), ATT_T threads.
+ * q (A, H*hd) f32 rotated; row r attends to positions 0..pos[r]: those < plen[r] from slot
+ * pslot[r], the rest from slot[r]. Split s covers positions [s*C, (s+1)*C). Writes the split's
+ * running max pm, sum pl (A, H, nsplit) and unnormalised output po (A, H, nsplit, hd). */
+template <typename T>
+__global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv, const void *vcv, const int *pos,
+                                                 const int *slot, const int *pslot, const int *plen,
+                                                 float *po, float *pm, float *pl, int H, int KVH, int hd,
+                                                 int cap, int C, int nsplit, float scale) {
+  const T *kc = (const T *)kcv, *vc = (const T *)vcv;
+  __shared__ float qs[ATT_G][ATT_MAXHD];
+  __shared__ float ss[ATT_G][ATT_TILE];
+  __shared__ float ms[ATT_G], ls[ATT_G], as[ATT_G];
+  int split = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32;
+  int group = H / KVH;
+  int p = pos[r], pl_r = plen[r];
+  int start = split * C, end = min(start + C, p + 1);
+  size_t own = ((size_t)slot[r] * KVH + kvh) * cap * hd, pre = ((size_t)pslot[r] * KVH + kvh) * cap * hd;
+  for (int g0 = 0; g0 < group; g0 += ATT_G) {
+    int G = min(ATT_G, group - g0);
+    int hbase = kvh * group + g0;
+    if (start >= end) {
+      for (int g = 0; g < G; g++) {
+        size_t pi = ((size_t)r * H + hbase + g) * nsplit + split;
+        for (int d = tid; d < hd; d += ATT_T) po[pi * hd + d] = 0.f;
+        if (tid == 0) { pm[pi] = -INFINITY; pl[pi] = 0.f; }
+      }
+      continue;
+    }
+    for (int i = tid; i < G * hd; i += ATT_T) {
+      int g = i / hd, d = i % hd;
+      qs[g][d] = q[(size_t)r * H * hd + (size_t)(hbase + g) * hd + d] * scale;
+    }
+    if (tid < ATT_G) { ms[tid] = -INFINITY; ls[tid] = 0.f; }
+    float acc[ATT_G][2];
+#pragma unroll
+    for (int g = 0; g < ATT_G; g++) { acc[g][0] = 0.f; acc[g][1] = 0.f; }
+    __syncthreads();
+    for (int t0 = start; t0 < end; t0 += ATT_TILE) {
+      int n = min(ATT_TILE, end - t0);
+      /* scores: one warp per position, lanes over head_dim */
+      for (int tt = warp; tt < n; tt += nwarp) {
+        int t = t0 + tt;
+        const T *kr = kc + (t < pl_r ? pre : own) + (size_t)t * hd;
+        float kv[ATT_MAXHD / 32];
+#pragma unroll
+        for (int c = 0; c < ATT_MAXHD / 32; c++) {
+          int d = lane + 32 * c;
+          kv[c] = d < hd ? to_float(kr[d]) : 0.f;
+        }
+#pragma unroll
+        for (int g = 0; g < ATT_G; g++) {
+          if (g >= G) break;
+          float s = 0.f;
+#pragma unroll
+          for (int c = 0; c < ATT_MAXHD / 32; c++) {
+            int d = lane + 32 * c;
+            if (d < hd) s += qs[g][d] * kv[c];
+          }
+          s = warp_sum(s);
+          if (lane == 0) ss[g][tt] = s;
+        }
+      }
+      __syncthreads();
+      /* online softmax per head: one warp per head */
+      for (int g = warp; g < G; g += nwarp) {
+        float a = lane < n ? ss[g][lane] : -INFINITY, b = lane + 32 < n ? ss[g][lane + 32] : -INFINITY;
+        float mt = warp_max(fmaxf(a, b));
+        float mold = ms[g], mnew = fmaxf(mold, mt);
+        float ea = lane < n ? expf(a - mnew) : 0.f, eb = lane + 32 < n ? expf(b - mnew) : 0.f;
+        if (lane < n) ss[g][lane] = ea;
+        if (lane + 32 < n) ss[g][lane + 32] = eb;
+        float sum = warp_sum(ea + eb);
+        if (lane == 0) {
+          float alpha = expf(mold - mnew);
+          as[g] = alpha;
+          ls[g] = ls[g] * alpha + sum;
+          ms[g] = mnew;
+        }
+      }
+      __syncthreads();
+      /* acc = acc * alpha + P V */
+#pragma unroll
+      for (int c = 0; c < 2; c++) {
+        int d = tid + c * ATT_T;
+        if (d >= hd) break;
+#pragma unroll
+        for (int g = 0; g < ATT_G; g++) if (g < G) acc[g][c] *= as[g];
+        for (int tt = 0; tt < n; tt++) {
+          int t = t0 + tt;
+          float v = to_float(vc[(t < pl_r ? pre : own) + (size_t)t * hd + d]);
+#pragma unroll
+          for (int g = 0; g < ATT_G; g++) if (g < G) acc[g][c] += ss[g][tt] * v;
+        }
+      }
+      __syncthreads();
+    }
+    for (int g = 0; g < G; g++) {
+      size_t pi = ((size_t)r * H + hbase + g) * nsplit + split;
+#pragma unroll
+      for (int c = 0; c < 2; c++) {
+        int d = tid + c * ATT_T;
+        if (d < hd) po[pi * hd + d] = acc[g][c];
+      }
+      if (tid == 0) { pm[pi] = ms[g]; pl[pi] = ls[g]; }
+    }
+    __syncthreads();
+  }
+}
+
+// out (A, H*hd) in T = merge of the nsplit partials. grid (H, A), hd threads (rounded to 32)
+template <typename T>
+__global__ void k_attn_combine(const float *po, const float *pm, const float *pl, void *outv, int H, int hd,
+                               int nsplit) {
+  T *out = (T *)outv;
+  int h = blockIdx.x, r = blockIdx.y, d = threadIdx.x;
+  size_t base = ((size_t)r * H + h) * nsplit;
+  float M = -INFINITY;
+  for (int s = 0; s < nsplit; s++) M = fmaxf(M, pm[base + s]);
+  float L = 0.f, o = 0.f;
+  for (int s = 0; s < nsplit; s++) {
+    if (pl[base + s] == 0.f) continue;
+    float w = expf(pm[base + s] - M);
+    L += pl[base + s] * w;
+    if (d < hd) o += po[(base + s) * hd + d] * w;
+  }
+  if (d < hd) out[(size_t)r * H * hd + (size_t)h * hd + d] = from_float<T>(L > 0.f ? o / L : 0.f);
+}
+
+// out (A, F) in T = silu(gu[:, :F]) * gu[:, F:]; gu (A, 2F) f32
+template <typename T>
+__global__ void k_swiglu(const float *gu, void *outv, int F, int64_t n) {
+  T *out = (T *)outv;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t r = i / F, j = i % F;
+    float z = gu[r * 2 * F + j], u = gu[r * 2 * F + F + j];
+    out[i] = from_float<T>(z / (1.0f + expf(-z)) * u);
+  }
+}
+
+/* Skinny GEMM for decode (A <= 16 rows, bf16): Y (A, ldy) f32 [+]= X (A, in; ldx) @ W (out, in)^T.
+ * One block of GEMV_W warps per GEMV_R output rows; the warps split K (interleaved 16-byte
+ * chunks, so each warp reads 512 contiguous bytes of a weight row per step) and reduce through
+ * shared memory in a fixed order (deterministic, no atomics). NB: the rows read from X, a power
+ * of two >= A (X has that many rows allocated); only rows < A are written. */
+#define GEMV_W 4
+#define GEMV_R 4
+template <int NB>
+__global__ void __launch_bounds__(GEMV_W * 32) k_gemv(const bf16 *W, const bf16 *X, int ldx, float *Y, int ldy,
+                                                      int A, int in, int out, float beta) {
+  __shared__ float red[GEMV_W][GEMV_R * NB];
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  int o0 = blockIdx.x * GEMV_R;
+  float acc[GEMV_R][NB];
+#pragma unroll
+  for (int rr = 0; rr < GEMV_R; rr++)
+#pragma unroll
+    for (int b = 0; b < NB; b++) acc[rr][b] = 0.f;
+  for (int k = (warp * 32 + lane) * 8; k < in; k += GEMV_W * 32 * 8) {
+    float w[GEMV_R][8];
+#pragma unroll
+    for (int rr = 0; rr < GEMV_R; rr++) {
+      uint4 u = make_uint4(0, 0, 0, 0);
+      if (o0 + rr < out) u = __ldg((const uint4 *)(W + (size_t)(o0 + rr) * in + k));
+      const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        float2 f = __bfloat1622float2(h[j]);
+        w[rr][2 * j] = f.x;
+        w[rr][2 * j + 1] = f.y;
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+      uint4 u = *(const uint4 *)(X + (size_t)b * ldx + k);
+      const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+      float x[8];
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        float2 f = __bfloat1622float2(h[j]);
+        x[2 * j] = f.x;
+        x[2 * j + 1] = f.y;
+      }
+#pragma unroll
+      for (int rr = 0; rr < GEMV_R; rr++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[rr][b] += w[rr][j] * x[j];
+    }
+  }
+#pragma unroll
+  for (int rr = 0; rr < GEMV_R; rr++)
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+      float v = warp_sum(acc[rr][b]);
+      if (lane == 0) red[warp][rr * NB + b] = v;
+    }
+  __syncthreads();
+  for (int i = threadIdx.x; i < GEMV_R * NB; i += blockDim.x) {
+    int rr = i / NB, b = i % NB, o = o0 + rr;
+    if (o >= out || b >= A) continue;
+    float v = 0.f;
+#pragma unroll
+    for (int ww = 0; ww < GEMV_W; ww++) v += red[ww][i];
+    float *y = Y + (size_t)b * ldy + o;
+    *y = beta != 0.f ? v + beta * *y : v;
+  }
+}
+
+/* ---------------------------------------------------------------- the sampler */
+
+/* Exclusive scan of one value per thread over the block (blockDim.x == GEN_SAMPLE_T); returns
+ * the prefix and writes the total. Deterministic (fixed tree). */
+template <typename A>
+__device__ A block_exscan(A v, A *total, A *buf) {
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  A x = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    A y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  __syncthreads();
+  if (lane == 31) buf[w] = x;
+  __syncthreads();
+  if (w == 0) {
+    A t = lane < nw ? buf[lane] : (A)0;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      A y = __shfl_up_sync(0xffffffffu, t, o);
+      if (lane >= o) t += y;
+    }
+    if (lane < nw) buf[lane] = t;
+  }
+  __syncthreads();
+  A before = (w > 0 ? buf[w - 1] : (A)0) + x - v;
+  *total = buf[nw - 1];
+  __syncthreads();
+  return before;
+}
+
+/* One block per row r; logits row lrow[r] (or r) of (., ldl) f32. Picks the token (greedy: the
+ * first maximum; else a draw u = Philox(step[r], key[r]) over the kept candidates in index
+ * order), writes out[r] = (token, log-prob under log_softmax(logits / T)) and, when update,
+ * advances tok[r], pos[r] and step[r]. */
+__global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, int64_t ldl, const int *lrow,
+                                                          int V, float temp, int greedy, int top_k, float top_p,
+                                                          const unsigned long long *key, int *step, int *tok,
+                                                          int *pos, gen_out *out, int update) {
+  __shared__ float s_bv[32];
+  __shared__ int s_bi[32];
+  __shared__ unsigned s_cnt[256];
+  __shared__ unsigned long long s_mass[256];
+  __shared__ double s_dbuf[32];
+  __shared__ int s_ibuf[32];
+  __shared__ uint32_t s_prefix, s_mask;
+  __shared__ int s_all, s_pick, s_lastkept;
+  __shared__ unsigned long long s_macc;
+  __shared__ unsigned s_cacc, s_binc;
+  __shared__ unsigned long long s_binm;
+  int r = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5, nw = blockDim.x >> 5;
+  const float *lg = logits + (size_t)(lrow ? lrow[r] : r) * ldl;
+  /* first maximum */
+  float bv = -INFINITY;
+  int bi = V;
+  for (int i = tid; i < V; i += blockDim.x) {
+    float v = lg[i];
+    if (v > bv) { bv = v; bi = i; }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+  }
+  if (lane == 0) { s_bv[w] = bv; s_bi[w] = bi; }
+  __syncthreads();
+  if (w == 0) {
+    bv = lane < nw ? s_bv[lane] : -INFINITY;
+    bi = lane < nw ? s_bi[lane] : V;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+      int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+    }
+    if (lane == 0) { s_bv[0] = bv; s_bi[0] = bi; }
+  }
+  __syncthreads();
+  bv = s_bv[0];
+  bi = s_bi[0] < V ? s_bi[0] : 0;
+  float T = greedy ? 1.0f : temp;
+  float mx = bv / T;
+  float se = 0.f;
+  for (int i = tid; i < V; i += blockDim.x) se += expf(lg[i] / T - mx);
+  se = block_sum(se);
+  float lse = mx + logf(se);
+  int pick = bi;
+  if (!greedy) {
+    double u = g_draw(key[r], (uint64_t)step[r]);
+    /* truncation: keep keys > kt, and the first `keq` (by index) equal to kt */
+    if (tid == 0) { s_all = 1; s_prefix = 0; s_mask = 0; }
+    __syncthreads();
+    bool trunc_p = top_p < 1.0f, trunc_k = top_k > 0 && top_k < V;
+    long long n_keep = V;
+    if (trunc_p) {
+      /* n_p: how many candidates, best first, reach mass top_p (in 2^40 fixed point) */
+      double thr = (double)top_p * 1099511627776.0;
+      if (tid == 0) { s_macc = 0; s_cacc = 0; s_all = 0; }
+      for (int pass = 0; pass < 4; pass++) {
+        int shift = 24 - 8 * pass;
+        for (int b = tid; b < 256; b += blockDim.x) { s_cnt[b] = 0; s_mass[b] = 0; }
+        __syncthreads();
+        uint32_t prefix = s_prefix, mask = s_mask;
+        for (int i = tid; i < V; i += blockDim.x) {
+          float v = lg[i];
+          uint32_t k = fkey(v);
+          if ((k & mask) != prefix) continue;
+          int b = (k >> shift) & 255;
+          atomicAdd(&s_cnt[b], 1u);
+          float pv = expf(v / T - lse);
+          atomicAdd(&s_mass[b], (unsigned long long)((double)pv * 1099511627776.0));
+        }
+        __syncthreads();
+        if (tid == 0 && !s_all) {
+          int sel = -1;
+          for (int b = 255; b >= 0; b--) {
+            if (s_cnt[b] == 0) continue;
+            if ((double)(s_macc + s_mass[b]) >= thr) { sel = b; break; }
+            s_macc += s_mass[b];
+            s_cacc += s_cnt[b];
+          }
+          if (sel < 0) s_all = 1;
+          else {
+            s_prefix = prefix | ((uint32_t)sel << shift);
+            s_mask = mask | (0xFFu << shift);
+            s_binc = s_cnt[sel];
+            s_binm = s_mass[sel];
+          }
+        }
+        __syncthreads();
+        if (s_all) break;
+      }
+      if (!s_all) {
+        /* every element of the final bin has the same logit, so the same mass */
+        double each = (double)s_binm / (double)s_binc;
+        double need = ceil((thr - (double)s_macc) / (each > 0 ? each : 1.0));
+        long long j = need < 1 ? 1 : (need > s_binc ? s_binc : (long long)need);
+        n_keep = (long long)s_cacc + j;
+      }
+      __syncthreads();
+    }
+    if (trunc_k && top_k < n_keep) n_keep = top_k;
+    int all = n_keep >= V;
+    uint32_t kt = 0;
+    long long keq = 0;
+    if (!all) {
+      /* the n_keep-th largest key, and how many equal to it are kept */
+      if (tid == 0) { s_prefix = 0; s_mask = 0; s_cacc = 0; }
+      __syncthreads();
+      for (int pass = 0; pass < 4; pass++) {
+        int shift = 24 - 8 * pass;
+        for (int b = tid; b < 256; b += blockDim.x) s_cnt[b] = 0;
+        __syncthreads();
+        uint32_t prefix = s_prefix, mask = s_mask;
+        for (int i = tid; i < V; i += blockDim.x) {
+          uint32_t k = fkey(lg[i]);
+          if ((k & mask) == prefix) atomicAdd(&s_cnt[(k >> shift) & 255], 1u);
+        }
+        __syncthreads();
+        if (tid == 0) {
+          int sel = 0;
+          for (int b = 255; b >= 0; b--) {
+            if (s_cnt[b] == 0) continue;
+            sel = b;
+            if ((long long)s_cacc + s_cnt[b] >= n_keep) break;
+            s_cacc += s_cnt[b];
+          }
+          s_prefix = prefix | ((uint32_t)sel << shift);
+          s_mask = mask | (0xFFu << shift);
+        }
+        __syncthreads();
+      }
+      kt = s_prefix;
+      keq = n_keep - (long long)s_cacc;
+    }
+    /* contiguous chunks per thread, in index order */
+    int chunk = (V + blockDim.x - 1) / blockDim.x;
+    int lo = min(tid * chunk, V), hi = min(lo + chunk, V);
+    int eq_before = 0, eq_total;
+    if (!all) {
+      int c = 0;
+      for (int i = lo; i < hi; i++) c += fkey(lg[i]) == kt;
+      eq_before = block_exscan<int>(c, &eq_total, s_ibuf);
+    }
+    double mass = 0;
+    int lastk = -1;
+    {
+      int e = eq_before;
+      for (int i = lo; i < hi; i++) {
+        float v = lg[i];
+        bool kept = all;
+        if (!all) {
+          uint32_t k = fkey(v);
+          if (k > kt) kept = true;
+          else if (k == kt) { kept = e < keq; e++; }
+        }
+        if (kept) { mass += (double)expf(v / T - lse); lastk = i; }
+      }
+    }
+    double total;
+    double before = block_exscan<double>(mass, &total, s_dbuf);
+    if (tid == 0) { s_pick = V; s_lastkept = -1; }
+    __syncthreads();
+    if (lastk >= 0) atomicMax(&s_lastkept, lastk);
+    double target = u * total;
+    if (mass > 0 && before <= target && target < before + mass) {
+      double cum = before;
+      int e = eq_before, found = lastk;
+      for (int i = lo; i < hi; i++) {
+        float v = lg[i];
+        bool kept = all;
+        if (!all) {
+          uint32_t k = fkey(v);
+          if (k > kt) kept = true;
+          else if (k == kt) { kept = e < keq; e++; }
+        }
+        if (!kept) continue;
+        cum += (double)expf(v / T - lse);
+        if (target < cum) { found = i; break; }
+      }
+      atomicMin(&s_pick, found);
+    }
+    __syncthreads();
+    pick = s_pick < V ? s_pick : (s_lastkept >= 0 ? s_lastkept : bi);
+  }
+  if (tid == 0) {
+    out[r].tok = pick;
+    out[r].lp = lg[pick] / T - lse;
+    if (update) { tok[r] = pick; pos[r] += 1; step[r] += 1; }
+  }
+}
+
+/* ---------------------------------------------------------------- host side */
+
+static uint64_t g_mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+/* The generator's own cuBLAS handle on confit's stream, with a fixed workspace so that GEMMs
+ * can be captured into graphs; pure f32 compute (no TF32) whatever cf_cuda_set_tf32 says. */
+static cublasHandle_t g_gen_blas;
+static void *g_gen_ws;
+#define GEN_WS_BYTES ((size_t)32 << 20)
+
+static int gen_blas(cublasHandle_t *out) {
+  if (!g_gen_blas) {
+    cublasHandle_t h;
+    if (cu_blas_check(cublasCreate(&h), "generate: cuBLAS")) return -1;
+    void *ws = NULL;
+    if (cu_check(cudaMalloc(&ws, GEN_WS_BYTES), "generate: cuBLAS workspace")) { cublasDestroy(h); return -1; }
+    g_gen_blas = h;
+    g_gen_ws = ws;
+  }
+  /* setting the stream resets the workspace: set both every call */
+  if (cu_blas_check(cublasSetStream(g_gen_blas, cu_stream()), "generate: cuBLAS stream") ||
+      cu_blas_check(cublasSetWorkspace(g_gen_blas, g_gen_ws, GEN_WS_BYTES), "generate: cuBLAS workspace") ||
+      cu_blas_check(cublasSetPointerMode(g_gen_blas, CUBLAS_POINTER_MODE_HOST), "generate: cuBLAS") ||
+      cu_blas_check(cublasSetMathMode(g_gen_blas, CUBLAS_DEFAULT_MATH), "generate: cuBLAS"))
+    return -1;
+  *out = g_gen_blas;
+  return 0;
+}
+
+struct gen_layer {
+  const void *qw, *kw, *vw, *ow, *gw, *uw, *dw;
+  bool qkv_fused, gu_fused;
+  float *in_norm, *post_norm, *bq, *bk, *bv;
+};
+
+struct gen_rows {  /* device row state, R entries each */
+  int *tok, *pos, *step, *slot, *pslot, *plen, *lrow;
+  unsigned long long *key;
+};
+
+struct gen_engine {
+  const cf_qwen2 *m;
+  int D, F, H, KVH, hd, V, Q, KV, L;
+  bool bf;
+  bool gemv;            /* bf16 and CONFIT_GEN_GEMV=1: k_gemv for <= 16 rows */
+  cudaDataType_t wt;
+  cublasHandle_t blas;
+  cudaStream_t st;
+  int nslots, cap;      /* slots (the dummy slot is nslots) and positions per slot */
+  int R, Bmax;          /* rows of the scratch buffers; largest decode bucket */
+  gen_layer *layer;
+  float *final_norm;
+  const void *embed, *head;
+  float *small;         /* f32 copies of norms and biases */
+  float *cos_t, *sin_t;
+  void *kc, *vc;        /* [L][nslots+1][KVH][cap][hd] of W */
+  float *x, *qkv, *qr, *gu, *logits, *po, *pm, *pl;
+  void *h, *att, *act;  /* GEMM inputs in W */
+  gen_rows rows;
+  void *rows_mem;
+  gen_out *out;
+  int nsplit_max;
+  /* pinned host staging */
+  void *pin;
+  size_t pin_bytes;
+  /* device allocations to free */
+  void *allocs[32];
+  size_t alloc_n[32];
+  int nallocs;
+};
+
+static void *gen_alloc(gen_engine *e, size_t n, const char *what) {
+  if (e->nallocs >= 32) { CF_ERR("generate: too many buffers"); return NULL; }
+  void *p = cf_cuda_alloc(n ? n : 16);
+  if (!p) { cf_error_prefix("generate: %s: ", what); return NULL; }
+  e->allocs[e->nallocs] = p;
+  e->alloc_n[e->nallocs] = n ? n : 16;
+  e->nallocs++;
+  return p;
+}
+
+static void gen_release(gen_engine *e) {
+  if (e->st) cudaStreamSynchronize(e->st);
+  cudaGetLastError();
+  for (int i = 0; i < e->nallocs; i++) cf_cuda_free(e->allocs[i], e->alloc_n[i]);
+  e->nallocs = 0;
+  if (e->pin) cudaFreeHost(e->pin);
+  e->pin = NULL;
+  free(e->layer);
+  e->layer = NULL;
+}
+
+static size_t wsize(const gen_engine *e) { return e->bf ? 2 : 4; }
+
+/* Y (A, ldy) f32 [+]= X (A, in; ldx) @ W (out, in)^T */
+static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float *Y, int ldy, int A, int in,
+                    int out, float beta, const char *what) {
+  if (e->gemv && A <= 16 && in % 8 == 0 && ldx % 8 == 0 && ((uintptr_t)W % 16) == 0 && ((uintptr_t)X % 16) == 0) {
+    unsigned grid = (unsigned)((out + GEMV_R - 1) / GEMV_R);
+    const bf16 *w = (const bf16 *)W, *x = (const bf16 *)X;
+    if (A <= 1) k_gemv<1><<<grid, GEMV_W * 32, 0, e->st>>>(w, x, ldx, Y, ldy, A, in, out, beta);
+    else if (A <= 2) k_gemv<2><<<grid, GEMV_W * 32, 0, e->st>>>(w, x, ldx, Y, ldy, A, in, out, beta);
+    else if (A <= 4) k_gemv<4><<<grid, GEMV_W * 32, 0, e->st>>>(w, x, ldx, Y, ldy, A, in, out, beta);
+    else if (A <= 8) k_gemv<8><<<grid, GEMV_W * 32, 0, e->st>>>(w, x, ldx, Y, ldy, A, in, out, beta);
+    else k_gemv<16><<<grid, GEMV_W * 32, 0, e->st>>>(w, x, ldx, Y, ldy, A, in, out, beta);
+    return cu_launched(what);
+  }
+  float alpha = 1.0f;
+  cublasStatus_t s = cublasGemmEx(e->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, A, in, &alpha, W, e->wt, in, X, e->wt,
+                                  ldx, &beta, Y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  return cu_blas_check(s, what);
+}
+
+#define LAUNCH_T(kernel, grid, block, ...)                                                      \
+  do {                                                                                          \
+    if (e->bf) kernel<bf16><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                        \
+    else kernel<float><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                             \
+  } while (0)
+
+static int norm_threads(int D) { return D >= 2048 ? 1024 : D >= 512 ? 512 : D >= 128 ? 128 : 32; }
+
+/* Attention split for A rows: enough blocks to fill the GPU, chunks of whole tiles. */
+static void att_split(const gen_engine *e, int A, int *nsplit, int *C) {
+  int want = (528 + A * e->KVH - 1) / (A * e->KVH);
+  int maxs = (e->cap + ATT_TILE - 1) / ATT_TILE;
+  if (want > maxs) want = maxs;
+  if (want > e->nsplit_max) want = e->nsplit_max;
+  if (want < 1) want = 1;
+  int c = (e->cap + want - 1) / want;
+  c = (c + ATT_TILE - 1) / ATT_TILE * ATT_TILE;
+  *C = c;
+  *nsplit = (e->cap + c - 1) / c;
+}
+
+/* A rows (row state in e->rows) through the layers: on return x (A, D) holds the residual
+ * stream after the last layer. Queued on e->st; capturable. */
+static int gen_layers(gen_engine *e, int A) {
+  int D = e->D, F = e->F, Q = e->Q, KV = e->KV, ld = Q + 2 * KV, hd = e->hd;
+  size_t ws = wsize(e);
+  int nsplit, C;
+  att_split(e, A, &nsplit, &C);
+  float scale = (float)(1.0 / sqrt((double)hd));
+  float eps = (float)e->m->cfg.rms_eps;
+  int nt = norm_threads(D);
+  size_t lkv = (size_t)(e->nslots + 1) * e->KVH * e->cap * hd * ws;
+  LAUNCH_T(k_embed, A, 256, e->embed, e->rows.tok, e->x, D);
+  for (int l = 0; l < e->L; l++) {
+    gen_layer *Ly = &e->layer[l];
+    void *kc = (char *)e->kc + l * lkv, *vc = (char *)e->vc + l * lkv;
+    LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->in_norm, e->h, D, eps);
+    if (Ly->qkv_fused) {
+      if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, ld, 0.f, "generate: qkv")) return -1;
+    } else if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, Q, 0.f, "generate: q_proj") ||
+               gen_gemm(e, Ly->kw, e->h, D, e->qkv + Q, ld, A, D, KV, 0.f, "generate: k_proj") ||
+               gen_gemm(e, Ly->vw, e->h, D, e->qkv + Q + KV, ld, A, D, KV, 0.f, "generate: v_proj")) {
+      return -1;
+    }
+    LAUNCH_T(k_rope_kv, A, 256, e->qkv, ld, Ly->bq, Ly->bk, Ly->bv, e->cos_t, e->sin_t, e->rows.pos,
+             e->rows.slot, e->qr, kc, vc, e->H, e->KVH, hd, e->cap);
+    LAUNCH_T(k_attn, dim3(nsplit, e->KVH, A), ATT_T, e->qr, kc, vc, e->rows.pos, e->rows.slot, e->rows.pslot,
+             e->rows.plen, e->po, e->pm, e->pl, e->H, e->KVH, hd, e->cap, C, nsplit, scale);
+    LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
+    if (gen_gemm(e, Ly->ow, e->att, Q, e->x, D, A, Q, D, 1.f, "generate: o_proj")) return -1;
+    LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->post_norm, e->h, D, eps);
+    if (Ly->gu_fused) {
+      if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, 2 * F, 0.f, "generate: gate/up")) return -1;
+    } else if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, F, 0.f, "generate: gate_proj") ||
+               gen_gemm(e, Ly->uw, e->h, D, e->gu + F, 2 * F, A, D, F, 0.f, "generate: up_proj")) {
+      return -1;
+    }
+    int64_t n = (int64_t)A * F;
+    LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
+    if (gen_gemm(e, Ly->dw, e->act, F, e->x, D, A, F, D, 1.f, "generate: down_proj")) return -1;
+  }
+  return cu_launched("generate: layer kernels");
+}
+
+struct gen_sampling { float temp, top_p; int greedy, top_k; };
+
+/* One decode step of Bp rows: layers, final norm, head, sampler (advances the row state). */
+static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
+  if (gen_layers(e, Bp)) return -1;
+  LAUNCH_T(k_rmsnorm, Bp, norm_threads(e->D), e->x, e->final_norm, e->h, e->D, (float)e->m->cfg.rms_eps);
+  if (gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, Bp, e->D, e->V, 0.f, "generate: lm_head")) return -1;
+  k_sample<<<Bp, GEN_SAMPLE_T, 0, e->st>>>(e->logits, e->V, NULL, e->V, sp->temp, sp->greedy, sp->top_k, sp->top_p,
+                                            e->rows.key, e->rows.step, e->rows.tok, e->rows.pos, e->out, 1);
+  return cu_launched("generate: sampler");
+}
+
+/* Row-state staging: [tok][pos][step][slot][pslot][plen][lrow] (R ints each), then key (R u64). */
+struct gen_stage {
+  int *tok, *pos, *step, *slot, *pslot, *plen, *lrow;
+  unsigned long long *key;
+};
+static gen_stage stage_view(void *base, int R) {
+  gen_stage s;
+  int *b = (int *)base;
+  s.tok = b; s.pos = b + R; s.step = b + 2 * R; s.slot = b + 3 * R; s.pslot = b + 4 * R; s.plen = b + 5 * R;
+  s.lrow = b + 6 * R;
+  s.key = (unsigned long long *)(b + 7 * R);
+  return s;
+}
+static size_t stage_bytes(int R) { return (size_t)R * (7 * sizeof(int) + sizeof(unsigned long long)); }
+
+static int gen_upload(gen_engine *e) {
+  if (cu_check(cudaMemcpyAsync(e->rows_mem, e->pin, stage_bytes(e->R), cudaMemcpyHostToDevice, e->st),
+               "generate: row upload"))
+    return -1;
+  return cu_check(cudaStreamSynchronize(e->st), "generate: row upload");
+}
+
+static int gen_bucket(int a) {
+  static const int b[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256};
+  for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) if (a <= b[i]) return b[i];
+  return (a + 63) / 64 * 64;
+}
+
+static int gen_capture(gen_engine *e, int Bp, const gen_sampling *sp, cudaGraphExec_t *exec) {
+  cudaGraph_t g = NULL;
+  *exec = NULL;
+  if (cu_check(cudaStreamBeginCapture(e->st, cudaStreamCaptureModeThreadLocal), "generate: graph capture"))
+    return -1;
+  int rc = gen_step(e, Bp, sp);
+  cudaError_t ce = cudaStreamEndCapture(e->st, &g);
+  if (rc == 0) rc = cu_check(ce, "generate: graph capture");
+  if (rc == 0) rc = cu_check(cudaGraphInstantiate(exec, g, 0), "generate: graph instantiate");
+  if (g) cudaGraphDestroy(g);
+  if (rc) { *exec = NULL; cudaGetLastError(); }
+  return rc;
+}
+
+static const void *wptr(const cf_tensor *t) { return t ? cf_tensor_data(t) : NULL; }
+
+/* Checks the weights and fills the engine's weight pointers and f32 small parameters. */
+static int gen_weights(gen_engine *e) {
+  const cf_qwen2 *m = e->m;
+  for (int i = 0; i < m->nparams; i++) {
+    const cf_tensor *t = *m->slots[i];
+    if (!t || cf_tensor_device(t) != CF_DEVICE_CUDA || !cf_tensor_is_contiguous(t) ||
+        (t->dtype != CF_DTYPE_BF16 && t->dtype != CF_DTYPE_F32))
+      return CF_ERR("generate (CUDA): parameter %s must be a contiguous bf16 or f32 CUDA tensor (got %s on %s)",
+                    m->names[i], t ? cf_dtype_name(t->dtype) : "nothing",
+                    t ? cf_device_name(cf_tensor_device(t)) : "-");
+  }
+  if (!m->lm_head || cf_tensor_device(m->lm_head) != CF_DEVICE_CUDA)
+    return CF_ERR("generate (CUDA): lm_head is not on the GPU (a tied model needs model:tie())");
+  cf_dtype wd = m->embed->dtype;
+  e->bf = wd == CF_DTYPE_BF16;
+  e->wt = e->bf ? CUDA_R_16BF : CUDA_R_32F;
+  const cf_tensor *mats[2] = {m->embed, m->lm_head};
+  for (int i = 0; i < 2; i++)
+    if (mats[i]->dtype != wd) return CF_ERR("generate (CUDA): embedding and lm_head dtypes differ");
+  for (int l = 0; l < e->L; l++) {
+    const cf_qwen2_layer *Ly = &m->layer[l];
+    const cf_tensor *w[7] = {Ly->q_w, Ly->k_w, Ly->v_w, Ly->o_w, Ly->gate_w, Ly->up_w, Ly->down_w};
+    for (int k = 0; k < 7; k++)
+      if (w[k]->dtype != wd)
+        return CF_ERR("generate (CUDA): layer %d matrices must all be %s like the embedding (got %s)", l,
+                      cf_dtype_name(wd), cf_dtype_name(w[k]->dtype));
+  }
+  e->embed = wptr(m->embed);
+  e->head = wptr(m->lm_head);
+  size_t per = (size_t)2 * e->D + e->Q + 2 * e->KV;
+  size_t nsmall = per * e->L + e->D;
+  e->small = (float *)gen_alloc(e, nsmall * sizeof(float), "norms");
+  e->layer = (gen_layer *)calloc((size_t)e->L, sizeof *e->layer);
+  if (!e->small || !e->layer) return e->small ? CF_ERR("generate: out of memory") : -1;
+  size_t ws = wsize(e);
+#define CONV(dst, t, n) \
+  do { if (cu_convert((dst), CF_DTYPE_F32, cf_tensor_data(t), (t)->dtype, (n))) return -1; } while (0)
+  for (int l = 0; l < e->L; l++) {
+    const cf_qwen2_layer *Ly = &m->layer[l];
+    gen_layer *g = &e->layer[l];
+    float *b = e->small + per * l;
+    g->in_norm = b; g->post_norm = b + e->D;
+    CONV(g->in_norm, Ly->in_norm, e->D);
+    CONV(g->post_norm, Ly->post_norm, e->D);
+    if (Ly->q_b && Ly->k_b && Ly->v_b) {
+      g->bq = b + 2 * e->D; g->bk = g->bq + e->Q; g->bv = g->bk + e->KV;
+      CONV(g->bq, Ly->q_b, e->Q);
+      CONV(g->bk, Ly->k_b, e->KV);
+      CONV(g->bv, Ly->v_b, e->KV);
+    }
+    g->qw = wptr(Ly->q_w); g->kw = wptr(Ly->k_w); g->vw = wptr(Ly->v_w); g->ow = wptr(Ly->o_w);
+    g->gw = wptr(Ly->gate_w); g->uw = wptr(Ly->up_w); g->dw = wptr(Ly->down_w);
+    g->qkv_fused = (const char *)g->kw == (const char *)g->qw + (size_t)e->Q * e->D * ws &&
+                   (const char *)g->vw == (const char *)g->kw + (size_t)e->KV * e->D * ws;
+    g->gu_fused = (const char *)g->uw == (const char *)g->gw + (size_t)e->F * e->D * ws;
+  }
+  e->final_norm = e->small + per * e->L;
+  CONV(e->final_norm, m->final_norm, e->D);
+#undef CONV
+  return 0;
+}
+
+static bool gen_is_stop(const cf_qwen2 *m, const cf_gen_opts *o, int64_t t) {
+  if (!o->ignore_eos)
+    for (int i = 0; i < m->cfg.n_eos; i++) if (m->cfg.eos[i] == t) return true;
+  for (int i = 0; i < o->nstop; i++) if (o->stop[i] == t) return true;
+  return false;
+}
+
+#define GEN_MAX_GRAPHS 64
+
+extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *plen, int np,
+                                      const cf_gen_opts *o, cf_gen_sample **out) {
+  *out = NULL;
+  if (cf_cuda_init()) return -1;
+  const cf_qwen2_config *c = &m->cfg;
+  int n = o->n, maxnew = o->max_new_tokens;
+  int64_t nslots64 = (int64_t)np * n;
+  if (nslots64 > (1 << 24)) return CF_ERR("generate (CUDA): %lld samples are too many", (long long)nslots64);
+  int nslots = (int)nslots64;
+  cf_gen_sample *s = (cf_gen_sample *)calloc((size_t)(nslots ? nslots : 1), sizeof *s);
+  if (!s) return CF_ERR("generate: out of memory");
+  for (int i = 0; i < nslots; i++) {
+    s[i].prompt = i / n;
+    s[i].finish = CF_FINISH_LENGTH;
+    s[i].tokens = (int64_t *)malloc((size_t)(maxnew ? maxnew : 1) * sizeof *s[i].tokens);
+    s[i].logprobs = (float *)malloc((size_t)(maxnew ? maxnew : 1) * sizeof *s[i].logprobs);
+    if (!s[i].tokens || !s[i].logprobs) { cf_gen_samples_free(s, nslots); return CF_ERR("generate: out of memory"); }
+  }
+  if (nslots == 0 || maxnew == 0) { *out = s; return 0; }
+
+  gen_engine E;
+  memset(&E, 0, sizeof E);
+  gen_engine *e = &E;
+  e->m = m;
+  e->D = c->hidden; e->F = c->intermediate; e->H = c->heads; e->KVH = c->kv_heads; e->hd = c->head_dim;
+  e->V = c->vocab; e->L = c->layers;
+  e->Q = e->H * e->hd; e->KV = e->KVH * e->hd;
+  e->st = cu_stream();
+  e->nslots = nslots;
+  e->nsplit_max = 1 << 20;
+  int rc = 0;
+  int maxp = 0;
+  int64_t P = 0;
+  for (int p = 0; p < np; p++) { if (plen[p] > maxp) maxp = plen[p]; P += plen[p]; }
+  e->cap = maxp + maxnew + GEN_KW;
+  e->Bmax = gen_bucket(nslots);
+  int R = e->Bmax > (P < GEN_PREFILL ? (int)P : GEN_PREFILL) ? e->Bmax : (P < GEN_PREFILL ? (int)P : GEN_PREFILL);
+  R = (R + 7) / 8 * 8;
+  e->R = R;
+  bool *done = (bool *)calloc((size_t)nslots, sizeof *done);
+  int64_t *last = (int64_t *)calloc((size_t)nslots, sizeof *last);
+  int *act = (int *)malloc((size_t)nslots * sizeof *act);
+  unsigned long long *keys = (unsigned long long *)malloc((size_t)nslots * sizeof *keys);
+  cudaGraphExec_t graphs[GEN_MAX_GRAPHS];
+  int graph_b[GEN_MAX_GRAPHS], ngraphs = 0;
+  bool use_graph = !(getenv("CONFIT_NO_GRAPH") && getenv("CONFIT_NO_GRAPH")[0] == '1');
+  gen_sampling sp;
+  sp.greedy = o->temperature <= 0;
+  sp.temp = sp.greedy ? 1.0f : (float)o->temperature;
+  sp.top_k = o->top_k;
+  sp.top_p = (float)o->top_p;
+  if (!done || !last || !act || !keys) { rc = CF_ERR("generate: out of memory"); goto fail; }
+  if (e->hd > ATT_MAXHD || e->hd % 2) { rc = CF_ERR("generate (CUDA): head_dim %d unsupported (even, <= %d)", e->hd, ATT_MAXHD); goto fail; }
+  for (int i = 0; i < nslots; i++)
+    keys[i] = g_mix64(o->seed ^ g_mix64(((uint64_t)(uint32_t)(i / n) << 32) | (uint32_t)(i % n)));
+  if (gen_blas(&e->blas)) { rc = -1; goto fail; }
+  /* anything queued before (weights being written) precedes us in stream order */
+  if ((rc = gen_weights(e))) goto fail;
+  e->gemv = e->bf && getenv("CONFIT_GEN_GEMV") && getenv("CONFIT_GEN_GEMV")[0] == '1';
+  {
+    size_t ws = wsize(e);
+    int D = e->D, F = e->F, Q = e->Q, KV = e->KV, h2 = e->hd / 2;
+    size_t kvb = (size_t)e->L * (nslots + 1) * e->KVH * (size_t)e->cap * e->hd * ws;
+    size_t prow = (size_t)(R + 528) * e->H;
+    if (!(e->kc = gen_alloc(e, kvb, "K cache")) || !(e->vc = gen_alloc(e, kvb, "V cache")) ||
+        !(e->x = (float *)gen_alloc(e, (size_t)R * D * 4, "buffers")) ||
+        !(e->qkv = (float *)gen_alloc(e, (size_t)R * (Q + 2 * KV) * 4, "buffers")) ||
+        !(e->qr = (float *)gen_alloc(e, (size_t)R * Q * 4, "buffers")) ||
+        !(e->gu = (float *)gen_alloc(e, (size_t)R * 2 * F * 4, "buffers")) ||
+        !(e->logits = (float *)gen_alloc(e, (size_t)e->Bmax * e->V * 4, "logits")) ||
+        !(e->po = (float *)gen_alloc(e, prow * e->hd * 4, "attention partials")) ||
+        !(e->pm = (float *)gen_alloc(e, prow * 4, "attention partials")) ||
+        !(e->pl = (float *)gen_alloc(e, prow * 4, "attention partials")) ||
+        !(e->h = gen_alloc(e, (size_t)R * D * ws, "buffers")) ||
+        !(e->att = gen_alloc(e, (size_t)R * Q * ws, "buffers")) ||
+        !(e->act = gen_alloc(e, (size_t)R * F * ws, "buffers")) ||
+        !(e->rows_mem = gen_alloc(e, stage_bytes(R), "row state")) ||
+        !(e->out = (gen_out *)gen_alloc(e, (size_t)e->Bmax * sizeof(gen_out), "outputs")) ||
+        !(e->cos_t = (float *)gen_alloc(e, (size_t)e->cap * h2 * 4 * 2, "rope tables"))) {
+      rc = -1;
+      goto fail;
+    }
+    e->sin_t = e->cos_t + (size_t)e->cap * h2;
+    gen_stage dv = stage_view(e->rows_mem, R);
+    e->rows.tok = dv.tok; e->rows.pos = dv.pos; e->rows.step = dv.step; e->rows.slot = dv.slot;
+    e->rows.pslot = dv.pslot; e->rows.plen = dv.plen; e->rows.lrow = dv.lrow; e->rows.key = dv.key;
+    e->pin_bytes = stage_bytes(R) + (size_t)GEN_KW * e->Bmax * sizeof(gen_out) + (size_t)np * 0;
+    size_t table = (size_t)e->cap * h2 * 2 * sizeof(float);
+    if (table > e->pin_bytes) e->pin_bytes = table;
+    if (cu_check(cudaMallocHost(&e->pin, e->pin_bytes), "generate: pinned staging")) { e->pin = NULL; rc = -1; goto fail; }
+    /* RoPE tables in double like the CPU path, then rounded to f32 */
+    float *tc = (float *)e->pin, *tsn = tc + (size_t)e->cap * h2;
+    for (int i = 0; i < h2; i++) {
+      double inv = pow(c->rope_theta, -2.0 * i / e->hd);
+      for (int p = 0; p < e->cap; p++) {
+        double ang = (double)p * inv;
+        tc[(size_t)p * h2 + i] = (float)cos(ang);
+        tsn[(size_t)p * h2 + i] = (float)sin(ang);
+      }
+    }
+    if (cu_check(cudaMemcpyAsync(e->cos_t, tc, table, cudaMemcpyHostToDevice, e->st), "generate: rope tables") ||
+        cu_check(cudaStreamSynchronize(e->st), "generate: rope tables")) { rc = -1; goto fail; }
+  }
+  {
+    gen_stage hs = stage_view(e->pin, R);
+    gen_out *ring = (gen_out *)((char *)e->pin + stage_bytes(R));
+    /* ---- prefill: prompt rows in chunks of R, each into the slot of its prompt's first sample */
+    float *xlast = (float *)gen_alloc(e, (size_t)np * e->D * 4, "prompt states");
+    if (!xlast) { rc = -1; goto fail; }
+    {
+      int p = 0, t = 0;
+      for (int64_t c0 = 0; c0 < P; c0 += R) {
+        int A = (int)(P - c0 < R ? P - c0 : R);
+        int p_first = p, t_first = t;
+        for (int r = 0; r < A; r++) {
+          hs.tok[r] = (int)prompts[p][t];
+          hs.pos[r] = t;
+          hs.step[r] = 0;
+          hs.slot[r] = p * n;
+          hs.pslot[r] = p * n;
+          hs.plen[r] = 0;
+          hs.lrow[r] = 0;
+          hs.key[r] = 0;
+          if (++t == plen[p]) { t = 0; p++; }
+        }
+        if ((rc = gen_upload(e)) || (rc = gen_layers(e, A))) goto fail;
+        /* keep the residual row of every prompt that ends in this chunk */
+        int pp = p_first, tt = t_first;
+        for (int r = 0; r < A; r++) {
+          if (tt == plen[pp] - 1 &&
+              (rc = cu_check(cudaMemcpyAsync(xlast + (size_t)pp * e->D, e->x + (size_t)r * e->D, (size_t)e->D * 4,
+                                             cudaMemcpyDeviceToDevice, e->st), "generate: prefill")))
+            goto fail;
+          if (++tt == plen[pp]) { tt = 0; pp++; }
+        }
+      }
+    }
+    /* ---- first token of every sample from its prompt's last row */
+    int gp = e->Bmax / n > 0 ? e->Bmax / n : 1;
+    for (int p0 = 0; p0 < np; p0 += gp) {
+      int g = np - p0 < gp ? np - p0 : gp;
+      LAUNCH_T(k_rmsnorm, g, norm_threads(e->D), xlast + (size_t)p0 * e->D, e->final_norm, e->h, e->D,
+               (float)c->rms_eps);
+      if ((rc = gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, g, e->D, e->V, 0.f, "generate: lm_head"))) goto fail;
+      int rows = g * n;
+      for (int r = 0; r < rows; r++) {
+        int i = p0 * n + r;
+        hs.tok[r] = 0; hs.pos[r] = 0; hs.step[r] = 0; hs.slot[r] = i; hs.pslot[r] = i; hs.plen[r] = 0;
+        hs.lrow[r] = r / n;
+        hs.key[r] = keys[i];
+      }
+      if ((rc = gen_upload(e))) goto fail;
+      k_sample<<<rows, GEN_SAMPLE_T, 0, e->st>>>(e->logits, e->V, e->rows.lrow, e->V, sp.temp, sp.greedy, sp.top_k,
+                                                  sp.top_p, e->rows.key, e->rows.step, e->rows.tok, e->rows.pos,
+                                                  e->out, 0);
+      if ((rc = cu_launched("generate: sampler")) ||
+          (rc = cu_check(cudaMemcpyAsync(ring, e->out, (size_t)rows * sizeof(gen_out), cudaMemcpyDeviceToHost, e->st),
+                         "generate: first tokens")) ||
+          (rc = cu_check(cudaStreamSynchronize(e->st), "generate: first tokens")))
+        goto fail;
+      for (int r = 0; r < rows; r++) {
+        int i = p0 * n + r;
+        int64_t tok = ring[r].tok;
+        s[i].tokens[0] = tok;
+        s[i].logprobs[0] = ring[r].lp;
+        s[i].ntokens = 1;
+        s[i].logprob = ring[r].lp;
+        last[i] = tok;
+        if (gen_is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
+        else if (s[i].ntokens >= maxnew) done[i] = true;
+      }
+    }
+    /* ---- decode */
+    for (;;) {
+      int na = 0;
+      for (int i = 0; i < nslots; i++) if (!done[i]) act[na++] = i;
+      if (na == 0) break;
+      if (cf_interrupt_pending()) {
+        for (int r = 0; r < na; r++) { done[act[r]] = true; s[act[r]].finish = CF_FINISH_INTERRUPTED; }
+        break;
+      }
+      int Bp = gen_bucket(na);
+      int remaining = 0;
+      for (int r = 0; r < Bp; r++) {
+        if (r < na) {
+          int i = act[r], p = i / n;
+          hs.tok[r] = (int)last[i];
+          hs.pos[r] = plen[p] + s[i].ntokens - 1;
+          hs.step[r] = s[i].ntokens;
+          hs.slot[r] = i;
+          hs.pslot[r] = p * n;
+          hs.plen[r] = plen[p];
+          hs.key[r] = keys[i];
+          if (maxnew - s[i].ntokens > remaining) remaining = maxnew - s[i].ntokens;
+        } else {
+          hs.tok[r] = 0; hs.pos[r] = 0; hs.step[r] = 0; hs.slot[r] = nslots; hs.pslot[r] = nslots;
+          hs.plen[r] = 0; hs.key[r] = 0;
+        }
+        hs.lrow[r] = r;
+      }
+      if ((rc = gen_upload(e))) goto fail;
+      cudaGraphExec_t ge = NULL;
+      if (use_graph) {
+        for (int k = 0; k < ngraphs; k++) if (graph_b[k] == Bp) ge = graphs[k];
+        if (!ge && ngraphs < GEN_MAX_GRAPHS) {
+          if (gen_capture(e, Bp, &sp, &ge) == 0) {
+            graphs[ngraphs] = ge;
+            graph_b[ngraphs++] = Bp;
+          } else {
+            use_graph = false; /* replay eagerly from now on */
+            cf_error_clear();
+            ge = NULL;
+          }
+        }
+      }
+      int kw = remaining < GEN_KW ? remaining : GEN_KW;
+      for (int w = 0; w < kw; w++) {
+        if (ge) rc = cu_check(cudaGraphLaunch(ge, e->st), "generate: graph launch");
+        else rc = gen_step(e, Bp, &sp);
+        if (rc) goto fail;
+        if ((rc = cu_check(cudaMemcpyAsync(ring + (size_t)w * e->Bmax, e->out, (size_t)Bp * sizeof(gen_out),
+                                           cudaMemcpyDeviceToHost, e->st), "generate: tokens")))
+          goto fail;
+      }
+      if ((rc = cu_check(cudaStreamSynchronize(e->st), "generate: decode"))) goto fail;
+      for (int w = 0; w < kw; w++)
+        for (int r = 0; r < na; r++) {
+          int i = act[r];
+          if (done[i]) continue;
+          gen_out go = ring[(size_t)w * e->Bmax + r];
+          if (go.tok < 0 || go.tok >= e->V) { rc = CF_ERR("generate (CUDA): sampler returned token %d", go.tok); goto fail; }
+          s[i].tokens[s[i].ntokens] = go.tok;
+          s[i].logprobs[s[i].ntokens] = go.lp;
+          s[i].ntokens++;
+          s[i].logprob += go.lp;
+          last[i] = go.tok;
+          if (gen_is_stop(m, o, go.tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
+          else if (s[i].ntokens >= maxnew) done[i] = true;
+        }
+    }
+  }
+  for (int k = 0; k < ngraphs; k++) cudaGraphExecDestroy(graphs[k]);
+  gen_release(e);
+  free(done); free(last); free(act); free(keys);
+  *out = s;
+  return 0;
+fail:
+  if (rc == 0) rc = -1;
+  for (int k = 0; k < ngraphs; k++) cudaGraphExecDestroy(graphs[k]);
+  gen_release(e);
+  free(done); free(last); free(act); free(keys);
+  cf_gen_samples_free(s, nslots);
+  return rc;
+}

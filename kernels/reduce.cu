@@ -1,0 +1,336 @@
+/* reduce.cu - CUDA kernels of the reductions (sum mean max argmax logsumexp var) and of softmax
+ * and log_softmax.
+ *
+ * The input is made contiguous (a device copy only when it is not) and seen as [outer, n, inner]
+ * around the reduced dim (dim = all: one row of numel). Two layouts:
+ *   inner == 1  one block per row; threads stride along the row and combine with block
+ *               reductions (coalesced reads);
+ *   inner > 1   one thread per (outer, inner) column walking n with stride inner (neighbouring
+ *               threads read neighbouring addresses, so loads stay coalesced).
+ * Accumulation: sums, means and variances in double; logsumexp and softmax in f32 after
+ * subtracting the row maximum (fp32 accumulation for bf16 too).
+ * Conventions (same as core/cpu/reduce.c): max/argmax pick the FIRST maximum and propagate NaN
+ * (the first NaN wins) and refuse an empty dim; mean of nothing is NaN; logsumexp of an all -inf
+ * row is -inf; softmax of an all -inf row is 0 (log_softmax -inf); var divides by n - 1 when
+ * unbiased.
+ */
+#include "kernels/cuda_internal.cuh"
+
+enum { R_SUM, R_MEAN, R_MAX, R_ARGMAX, R_LSE, R_VAR };
+
+/* (v, i) beats (w, j): NaN first, then larger, then the smaller index. */
+__device__ __forceinline__ bool arg_better(float v, int64_t i, float w, int64_t j) {
+  bool vn = isnan(v), wn = isnan(w);
+  if (vn || wn) return vn && (!wn || i < j);
+  if (v != w) return v > w;
+  return i < j;
+}
+
+__device__ void block_argmax(float &v, int64_t &idx) {
+  __shared__ float sv[32];
+  __shared__ int64_t si[32];
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    int64_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (arg_better(ov, oi, v, idx)) { v = ov; idx = oi; }
+  }
+  __syncthreads();
+  if (lane == 0) { sv[w] = v; si[w] = idx; }
+  __syncthreads();
+  v = lane < nw ? sv[lane] : -INFINITY;
+  idx = lane < nw ? si[lane] : INT64_MAX;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    int64_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (arg_better(ov, oi, v, idx)) { v = ov; idx = oi; }
+  }
+}
+
+/* Block-wide max that propagates NaN. */
+__device__ __forceinline__ float block_max_nan(float v) {
+  int nan = block_sum(isnan(v) ? 1.0f : 0.0f) > 0;
+  float m = block_max(v);
+  return nan ? NAN : m;
+}
+
+// out [rows] = reduce of x [rows, n] (one block per row)
+template <typename T, int OP>
+__global__ void __launch_bounds__(CF_CU_THREADS) reduce_rows_kernel(const T *x, void *out, int64_t n, int unbiased) {
+  const T *row = x + (int64_t)blockIdx.x * n;
+  int64_t r = blockIdx.x;
+  if (OP == R_SUM || OP == R_MEAN || OP == R_VAR) {
+    double acc = 0;
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) acc += (double)ldf(row, k);
+    acc = block_sum(acc);
+    if (OP == R_VAR) {
+      double mean = acc / (double)n, ss = 0;
+      for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+        double d = (double)ldf(row, k) - mean;
+        ss += d * d;
+      }
+      ss = block_sum(ss);
+      if (threadIdx.x == 0) stf((T *)out, r, (float)(ss / ((double)n - (unbiased ? 1.0 : 0.0))));
+    } else if (threadIdx.x == 0) {
+      stf((T *)out, r, (float)(OP == R_SUM ? acc : acc / (double)n));
+    }
+  } else if (OP == R_MAX || OP == R_ARGMAX) {
+    float v = -INFINITY;
+    int64_t idx = INT64_MAX;
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+      float w = ldf(row, k);
+      if (arg_better(w, k, v, idx)) { v = w; idx = k; }
+    }
+    block_argmax(v, idx);
+    if (threadIdx.x == 0) {
+      if (OP == R_ARGMAX) ((int64_t *)out)[r] = idx;
+      else stf((T *)out, r, v);
+    }
+  } else { /* R_LSE */
+    float m = -INFINITY;
+    bool nan = false;
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+      float w = ldf(row, k);
+      nan |= isnan(w);
+      m = fmaxf(m, w);
+    }
+    m = block_max_nan(nan ? NAN : m);
+    float res;
+    if (isnan(m) || isinf(m)) {
+      res = m;
+    } else {
+      float acc = 0;
+      for (int64_t k = threadIdx.x; k < n; k += blockDim.x) acc += expf(ldf(row, k) - m);
+      acc = block_sum(acc);
+      res = m + logf(acc);
+    }
+    if (threadIdx.x == 0) stf((T *)out, r, res);
+  }
+}
+
+// out [outer * inner] = reduce of x [outer, n, inner] along n (one thread per column)
+template <typename T, int OP>
+__global__ void __launch_bounds__(CF_CU_THREADS) reduce_cols_kernel(const T *x, void *out, int64_t rows, int64_t n,
+                                                                    int64_t inner, int unbiased) {
+  for (int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; r < rows; r += (int64_t)gridDim.x * blockDim.x) {
+    const T *col = x + (r / inner) * n * inner + r % inner;
+    if (OP == R_SUM || OP == R_MEAN || OP == R_VAR) {
+      double acc = 0;
+      for (int64_t k = 0; k < n; k++) acc += (double)ldf(col, k * inner);
+      if (OP == R_VAR) {
+        double mean = acc / (double)n, ss = 0;
+        for (int64_t k = 0; k < n; k++) {
+          double d = (double)ldf(col, k * inner) - mean;
+          ss += d * d;
+        }
+        stf((T *)out, r, (float)(ss / ((double)n - (unbiased ? 1.0 : 0.0))));
+      } else {
+        stf((T *)out, r, (float)(OP == R_SUM ? acc : acc / (double)n));
+      }
+    } else if (OP == R_MAX || OP == R_ARGMAX) {
+      float v = -INFINITY;
+      int64_t idx = 0;
+      for (int64_t k = 0; k < n; k++) {
+        float w = ldf(col, k * inner);
+        if (k == 0 || arg_better(w, k, v, idx)) { v = w; idx = k; }
+        if (isnan(w)) break;
+      }
+      if (OP == R_ARGMAX) ((int64_t *)out)[r] = idx;
+      else stf((T *)out, r, v);
+    } else {
+      float m = -INFINITY;
+      bool nan = false;
+      for (int64_t k = 0; k < n; k++) {
+        float w = ldf(col, k * inner);
+        nan |= isnan(w);
+        m = fmaxf(m, w);
+      }
+      float res;
+      if (nan) res = NAN;
+      else if (isinf(m)) res = m;
+      else {
+        float acc = 0;
+        for (int64_t k = 0; k < n; k++) acc += expf(ldf(col, k * inner) - m);
+        res = m + logf(acc);
+      }
+      stf((T *)out, r, res);
+    }
+  }
+}
+
+// out [rows, n] = softmax / log_softmax of x [rows, n] along n (one block per row)
+template <typename T, bool LOGP>
+__global__ void __launch_bounds__(CF_CU_THREADS) softmax_rows_kernel(const T *x, T *out, int64_t n) {
+  const T *row = x + (int64_t)blockIdx.x * n;
+  T *orow = out + (int64_t)blockIdx.x * n;
+  float m = -INFINITY;
+  bool nan = false;
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+    float w = ldf(row, k);
+    nan |= isnan(w);
+    m = fmaxf(m, w);
+  }
+  m = block_max_nan(nan ? NAN : m);
+  if (m == -INFINITY) {
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) stf(orow, k, LOGP ? -INFINITY : 0.0f);
+    return;
+  }
+  float acc = 0;
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) acc += expf(ldf(row, k) - m);
+  acc = block_sum(acc);
+  float lse = logf(acc), inv = 1.0f / acc;
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+    float z = ldf(row, k) - m;
+    stf(orow, k, LOGP ? z - lse : expf(z) * inv);
+  }
+}
+
+// out [outer, n, inner] = softmax along n (one thread per column)
+template <typename T, bool LOGP>
+__global__ void __launch_bounds__(CF_CU_THREADS) softmax_cols_kernel(const T *x, T *out, int64_t rows, int64_t n,
+                                                                     int64_t inner) {
+  for (int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; r < rows; r += (int64_t)gridDim.x * blockDim.x) {
+    int64_t base = (r / inner) * n * inner + r % inner;
+    const T *col = x + base;
+    T *ocol = out + base;
+    float m = -INFINITY;
+    bool nan = false;
+    for (int64_t k = 0; k < n; k++) {
+      float w = ldf(col, k * inner);
+      nan |= isnan(w);
+      m = fmaxf(m, w);
+    }
+    if (nan) m = NAN;
+    if (m == -INFINITY) {
+      for (int64_t k = 0; k < n; k++) stf(ocol, k * inner, LOGP ? -INFINITY : 0.0f);
+      continue;
+    }
+    float acc = 0;
+    for (int64_t k = 0; k < n; k++) acc += expf(ldf(col, k * inner) - m);
+    float lse = logf(acc), inv = 1.0f / acc;
+    for (int64_t k = 0; k < n; k++) {
+      float z = ldf(col, k * inner) - m;
+      stf(ocol, k * inner, LOGP ? z - lse : expf(z) * inv);
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- host side */
+
+static int geometry(const char *op, const cf_tensor *x, int64_t dim, bool all_ok, int64_t *outer,
+                    int64_t *n, int64_t *inner) {
+  if (dim == CF_DIM_ALL && all_ok) {
+    *outer = 1;
+    *n = cf_tensor_numel(x);
+    *inner = 1;
+    return 0;
+  }
+  if (dim < 0 || dim >= x->ndim) {
+    char b[128];
+    return CF_ERR("%s: dim %lld out of range for a %d-d tensor %s", op, (long long)dim + 1, x->ndim,
+                  cf_shape_str(x, b, sizeof b));
+  }
+  *outer = 1;
+  *inner = 1;
+  for (int d = 0; d < dim; d++) *outer *= x->shape[d];
+  for (int d = (int)dim + 1; d < x->ndim; d++) *inner *= x->shape[d];
+  *n = x->shape[dim];
+  return 0;
+}
+
+template <typename T, int OP>
+static void launch_reduce(const T *x, void *out, int64_t rows, int64_t n, int64_t inner, int unbiased) {
+  if (inner == 1 && rows <= 0x7fffffffLL)
+    reduce_rows_kernel<T, OP><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>(x, out, n, unbiased);
+  else
+    reduce_cols_kernel<T, OP><<<cu_blocks(rows, CF_CU_THREADS), CF_CU_THREADS, 0, cu_stream()>>>(
+        x, out, rows, n, inner, unbiased);
+}
+
+template <int OP>
+static int reduce(const char *name, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
+  if (cu_check_float(name, x0)) return -1;
+  int64_t outer = 0, n = 0, inner = 1;
+  if (geometry(name, x0, a->i[0], true, &outer, &n, &inner)) return -1;
+  int64_t rows = outer * inner;
+  if ((OP == R_MAX || OP == R_ARGMAX) && n == 0 && rows > 0) {
+    char b[128];
+    return CF_ERR("%s: reduction over an empty dim of %s", name, cf_shape_str(x0, b, sizeof b));
+  }
+  if (rows == 0) return 0;
+  if (n == 0) { /* sum 0 (already), mean/var NaN, lse -inf */
+    if (OP == R_SUM) return 0;
+    return cf_tensor_fill_(out, OP == R_LSE ? -INFINITY : NAN);
+  }
+  int unbiased = OP == R_VAR && (a->ni < 3 || a->i[2] != 0);
+  cf_tensor *x = cu_contig(x0);
+  if (!x) return -1;
+  void *op = cf_tensor_data(out);
+  if (x->dtype == CF_DTYPE_F32) launch_reduce<float, OP>((const float *)cf_tensor_data(x), op, rows, n, inner, unbiased);
+  else launch_reduce<bf16, OP>((const bf16 *)cf_tensor_data(x), op, rows, n, inner, unbiased);
+  cf_tensor_release(x);
+  return cu_launched(name);
+}
+
+extern "C" int cf_cuda_sum(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce<R_SUM>("sum", out, in[0], a);
+}
+extern "C" int cf_cuda_mean(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce<R_MEAN>("mean", out, in[0], a);
+}
+extern "C" int cf_cuda_max(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce<R_MAX>("max", out, in[0], a);
+}
+extern "C" int cf_cuda_argmax(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce<R_ARGMAX>("argmax", out, in[0], a);
+}
+extern "C" int cf_cuda_logsumexp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  if (a->i[0] == CF_DIM_ALL) return CF_ERR("logsumexp: a dim is required");
+  return reduce<R_LSE>("logsumexp", out, in[0], a);
+}
+extern "C" int cf_cuda_var(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce<R_VAR>("var", out, in[0], a);
+}
+
+template <bool LOGP>
+static int softmax(const char *name, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
+  if (cu_check_float(name, x0)) return -1;
+  int64_t outer = 0, n = 0, inner = 1;
+  if (geometry(name, x0, a->i[0], false, &outer, &n, &inner)) return -1;
+  int64_t rows = outer * inner;
+  if (rows == 0 || n == 0) return 0;
+  cf_tensor *x = cu_contig(x0);
+  if (!x) return -1;
+  bool f32 = x->dtype == CF_DTYPE_F32;
+  if (inner == 1 && rows <= 0x7fffffffLL) {
+    if (f32) softmax_rows_kernel<float, LOGP><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>(
+        (const float *)cf_tensor_data(x), (float *)cf_tensor_data(out), n);
+    else softmax_rows_kernel<bf16, LOGP><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>(
+        (const bf16 *)cf_tensor_data(x), (bf16 *)cf_tensor_data(out), n);
+  } else {
+    unsigned g = cu_blocks(rows, CF_CU_THREADS);
+    if (f32) softmax_cols_kernel<float, LOGP><<<g, CF_CU_THREADS, 0, cu_stream()>>>(
+        (const float *)cf_tensor_data(x), (float *)cf_tensor_data(out), rows, n, inner);
+    else softmax_cols_kernel<bf16, LOGP><<<g, CF_CU_THREADS, 0, cu_stream()>>>(
+        (const bf16 *)cf_tensor_data(x), (bf16 *)cf_tensor_data(out), rows, n, inner);
+  }
+  cf_tensor_release(x);
+  return cu_launched(name);
+}
+
+extern "C" int cf_cuda_softmax(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return softmax<false>("softmax", out, in[0], a);
+}
+extern "C" int cf_cuda_log_softmax(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return softmax<true>("log_softmax", out, in[0], a);
+}

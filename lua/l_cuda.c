@@ -1,0 +1,237 @@
+/* l_cuda.c - the CUDA part of the Lua face: confit.cuda.{available, synchronize, device_name,
+ * set_tf32, memory}, confit.empty_cache(), the device fields of confit.memory(), a device
+ * synchronize before confit.clock(), and the tensor methods t:to(...), t:cuda(), t:cpu().
+ *
+ * It compiles with or without CUDA: without CF_HAVE_CUDA, available() is false, the memory
+ * fields are absent, and moving a tensor to "cuda" raises "CUDA is not available in this build".
+ * With CUDA, opening the part only installs lazy device hooks (no driver call): the device is
+ * initialised by the first tensor placed on it, so `require "confit"` stays cheap and works on
+ * machines without a GPU.
+ *
+ * Moves between devices are copies outside the autograd tape (no op in ops.def records them):
+ * a leaf that requires grad stays a leaf that requires grad on the new device; the result of a
+ * move of a non-leaf has no history. Dtype changes go through the to_dtype op and are recorded.
+ */
+#include <lua.h>
+#include <lauxlib.h>
+#include <stdbool.h>
+#include <string.h>
+#include "lconfit.h"
+#include "autograd.h"
+#include "error.h"
+#include "ops.h"
+#ifdef CF_HAVE_CUDA
+#include "kernels/cuda.h"
+#endif
+
+#define NO_CUDA_BUILD "CUDA is not available in this build"
+
+static int l_available(lua_State *L) {
+#ifdef CF_HAVE_CUDA
+  lua_pushboolean(L, cf_cuda_available());
+#else
+  lua_pushboolean(L, 0);
+#endif
+  return 1;
+}
+
+/* Waits for queued GPU work; raises when an earlier kernel failed. No-op without CUDA. */
+static int l_synchronize(lua_State *L) {
+#ifdef CF_HAVE_CUDA
+  if (cf_cuda_synchronize()) return cf_lua_error(L);
+#else
+  (void)L;
+#endif
+  return 0;
+}
+
+/* The device's name, or nil, message when there is none. */
+static int l_device_name(lua_State *L) {
+#ifdef CF_HAVE_CUDA
+  if (cf_cuda_init() == 0) {
+    lua_pushstring(L, cf_cuda_device_name());
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, cf_error_message());
+  return 2;
+#else
+  lua_pushnil(L);
+  lua_pushstring(L, NO_CUDA_BUILD);
+  return 2;
+#endif
+}
+
+static int l_set_tf32(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TBOOLEAN);
+#ifdef CF_HAVE_CUDA
+  bool old = cf_cuda_tf32();
+  cf_cuda_set_tf32(lua_toboolean(L, 1));
+  lua_pushboolean(L, old);
+#else
+  lua_pushboolean(L, 0);
+#endif
+  return 1;
+}
+
+static int l_empty_cache(lua_State *L) {
+  (void)L;
+#ifdef CF_HAVE_CUDA
+  cf_cuda_empty_cache();
+#endif
+  return 0;
+}
+
+#ifdef CF_HAVE_CUDA
+static void cuda_memory_reporter(lua_State *L) {
+  size_t in_use = 0, cached = 0, peak = 0;
+  cf_cuda_memory(&in_use, &cached, &peak);
+  lua_pushinteger(L, (lua_Integer)in_use);
+  lua_setfield(L, -2, "cuda_bytes");
+  lua_pushinteger(L, (lua_Integer)cached);
+  lua_setfield(L, -2, "cuda_cached_bytes");
+  lua_pushinteger(L, (lua_Integer)peak);
+  lua_setfield(L, -2, "cuda_peak_bytes");
+}
+
+static void cuda_clock_sync(void) {
+  if (cf_cuda_synchronize()) cf_error_clear(); /* a failure surfaces at the next op */
+}
+#endif
+
+/* confit.cuda.memory() -> in_use, cached, peak (bytes; zeros without CUDA) */
+static int l_memory(lua_State *L) {
+  size_t in_use = 0, cached = 0, peak = 0;
+#ifdef CF_HAVE_CUDA
+  cf_cuda_memory(&in_use, &cached, &peak);
+#endif
+  lua_pushinteger(L, (lua_Integer)in_use);
+  lua_pushinteger(L, (lua_Integer)cached);
+  lua_pushinteger(L, (lua_Integer)peak);
+  return 3;
+}
+
+/* ---------------------------------------------------------------- tensor methods */
+
+/* A copy of t on dev (t itself, retained, when already there). Leaf grad flags carry over. */
+static cf_tensor *move_to(lua_State *L, cf_tensor *t, cf_device dev) {
+  if (cf_tensor_device(t) == dev) {
+    cf_tensor_retain(t);
+    return t;
+  }
+#ifndef CF_HAVE_CUDA
+  (void)L;
+  CF_ERR("%s", NO_CUDA_BUILD);
+  return NULL;
+#else
+  if (cf_cuda_init()) return NULL;
+  cf_tensor *c;
+  CF_LUA_CORE(L, c = cf_tensor_to_device(t, dev));
+  if (c && t->requires_grad && !t->grad_fn) c->requires_grad = true;
+  return c;
+#endif
+}
+
+/* t:to(target [, target2]): each target is "cuda", "cpu" or a dtype name; at most one of each. */
+static int m_to(lua_State *L) {
+  cf_tensor *t = cf_lua_checktensor(L, 1);
+  int n = lua_gettop(L);
+  if (n < 2) return luaL_error(L, "to: expected a device (\"cuda\", \"cpu\") or a dtype name");
+  bool have_dev = false, have_dt = false;
+  cf_device dev = cf_tensor_device(t);
+  cf_dtype dt = t->dtype;
+  for (int i = 2; i <= n; i++) {
+    const char *s = luaL_checkstring(L, i);
+    if (strcmp(s, "cuda") == 0 || strcmp(s, "gpu") == 0 || strcmp(s, "cpu") == 0) {
+      if (have_dev) return luaL_error(L, "to: two devices given");
+      have_dev = true;
+      dev = strcmp(s, "cpu") == 0 ? CF_DEVICE_CPU : CF_DEVICE_CUDA;
+    } else {
+      if (have_dt) return luaL_error(L, "to: two dtypes given");
+      if (cf_dtype_from_name(s, &dt))
+        return luaL_error(L, "to: '%s' is neither a device (\"cuda\", \"cpu\") nor a dtype (%s)", s,
+                          cf_error_message());
+      have_dt = true;
+    }
+  }
+  cf_tensor **slot = cf_lua_newtensorbox(L);
+  /* convert where it is cheaper: narrowing before the move, widening after */
+  bool first_dtype = have_dt && cf_dtype_size(dt) <= cf_dtype_size(t->dtype);
+  cf_tensor *cur = t;
+  cf_tensor_retain(cur);
+  for (int step = 0; step < 2; step++) {
+    bool do_dtype = (step == 0) == first_dtype;
+    cf_tensor *next;
+    if (do_dtype) {
+      if (cur->dtype == dt) continue;
+      cf_args a = cf_args_none();
+      a.i[0] = dt;
+      a.ni = 1;
+      cf_tensor *in[1] = {cur};
+      CF_LUA_CORE(L, next = cf_op(CF_OP_to_dtype, in, 1, &a));
+    } else {
+      next = move_to(L, cur, dev);
+    }
+    cf_tensor_release(cur);
+    if (!next) return cf_lua_error(L);
+    cur = next;
+  }
+  *slot = cur;
+  return 1;
+}
+
+static int move_method(lua_State *L, cf_device dev) {
+  cf_tensor *t = cf_lua_checktensor(L, 1);
+  cf_tensor **slot = cf_lua_newtensorbox(L);
+  cf_tensor *c = move_to(L, t, dev);
+  if (!c) return cf_lua_error(L);
+  *slot = c;
+  return 1;
+}
+
+static int m_cuda(lua_State *L) { return move_method(L, CF_DEVICE_CUDA); }
+static int m_cpu(lua_State *L) { return move_method(L, CF_DEVICE_CPU); }
+
+/* ---------------------------------------------------------------- registration */
+
+static const luaL_Reg cuda_functions[] = {
+  {"available", l_available}, {"synchronize", l_synchronize}, {"device_name", l_device_name},
+  {"set_tf32", l_set_tf32}, {"memory", l_memory}, {"empty_cache", l_empty_cache}, {NULL, NULL}};
+
+static const luaL_Reg tensor_methods[] = {{"to", m_to}, {"cuda", m_cuda}, {"cpu", m_cpu}, {NULL, NULL}};
+
+static const char *const docs[][2] = {
+  {"confit.cuda.available", "confit.cuda.available() -> boolean: true when built with CUDA and a GPU is usable"},
+  {"confit.cuda.synchronize", "confit.cuda.synchronize(): wait for queued GPU work (raises if a kernel failed)"},
+  {"confit.cuda.device_name", "confit.cuda.device_name() -> name, or nil, message without a GPU"},
+  {"confit.cuda.set_tf32", "confit.cuda.set_tf32(on) -> previous: let f32 matmuls use TF32 tensor cores (off by default)"},
+  {"confit.cuda.memory", "confit.cuda.memory() -> in_use, cached, peak: device bytes held by tensors, cached for reuse, peak in use"},
+  {"confit.cuda.empty_cache", "confit.cuda.empty_cache(): return cached device blocks to the driver"},
+  {"confit.empty_cache", "confit.empty_cache(): return cached device blocks to the driver (no-op without CUDA)"},
+  {"t:to", "t:to(target [, target2]) -> tensor: \"cuda\" | \"cpu\" and/or a dtype name (\"bf16\", \"f32\", ...); t itself when nothing changes; device moves keep a leaf's requires_grad but are not recorded by autograd"},
+  {"t:cuda", "t:cuda() -> t on the GPU (t itself when already there)"},
+  {"t:cpu", "t:cpu() -> t on the CPU (t itself when already there)"},
+};
+
+void cf_lua_open_cuda(lua_State *L) {
+  int module = lua_gettop(L);
+#ifdef CF_HAVE_CUDA
+  cf_cuda_register();
+  cf_lua_add_memory_reporter(cuda_memory_reporter);
+  cf_lua_set_clock_sync(cuda_clock_sync);
+#endif
+  lua_newtable(L);
+  luaL_setfuncs(L, cuda_functions, 0);
+  lua_setfield(L, module, "cuda");
+  lua_pushcfunction(L, l_empty_cache);
+  lua_setfield(L, module, "empty_cache");
+
+  /* the tensor methods live in the metatable's __methods table (l_tensor.c's __index reads it) */
+  luaL_getmetatable(L, CF_LUA_TENSOR_MT);
+  if (lua_istable(L, -1)) {
+    if (lua_getfield(L, -1, "__methods") == LUA_TTABLE) luaL_setfuncs(L, tensor_methods, 0);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) cf_lua_add_doc(L, module, docs[i][0], docs[i][1]);
+}

@@ -1,0 +1,128 @@
+/* l_model_cuda.c - the GPU methods of the model userdata ("confit.model", made by l_model.c):
+ *
+ * model:to_device(device [, dtype])      -> model | nil, message
+ *     device "cuda" (dtype "bf16" default, or "f32") or "cpu" (always f32). Replaces every
+ *     parameter; see kernels/model_cuda.h (no f32 master copy is kept for a bf16 model).
+ * model:init_random_cuda(seed, std [, dtype]) -> model | nil, message
+ *     parameters allocated and drawn on the GPU: norms 1, biases 0, matrices N(0, std^2).
+ * model:device()                         -> "cpu" | "cuda", dtype of the embedding
+ *
+ * "nil, message" is for the expected environmental failure (no GPU, a CPU-only build); bad
+ * arguments raise. This part must be opened after the model part (lparts.def order).
+ */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdint.h>
+#include <string.h>
+#include "lconfit.h"
+#include "error.h"
+#include "nn/qwen2.h"
+#ifdef CF_HAVE_CUDA
+#include "kernels/model_cuda.h"
+#endif
+
+#define MODEL_MT "confit.model"
+
+/* The box layout of l_model.c: a full userdata holding the model pointer (NULL once freed). */
+typedef struct { cf_qwen2 *m; } model_box;
+
+static cf_qwen2 *check_model(lua_State *L, int idx) {
+  model_box *b = luaL_checkudata(L, idx, MODEL_MT);
+  if (!b->m) luaL_error(L, "model was freed");
+  return b->m;
+}
+
+static int fail(lua_State *L, const char *msg) {
+  luaL_pushfail(L);
+  lua_pushstring(L, msg);
+  return 2;
+}
+
+static cf_dtype check_dtype(lua_State *L, int idx, const char *def) {
+  const char *name = luaL_optstring(L, idx, def);
+  cf_dtype dt;
+  if (cf_dtype_from_name(name, &dt) || (dt != CF_DTYPE_BF16 && dt != CF_DTYPE_F32))
+    luaL_error(L, "dtype must be \"bf16\" or \"f32\" (got \"%s\")", name);
+  return dt;
+}
+
+static int m_to_device(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  const char *dev = luaL_checkstring(L, 2);
+  int rc;
+  if (strcmp(dev, "cpu") == 0) {
+    if (!lua_isnoneornil(L, 3) && strcmp(luaL_checkstring(L, 3), "f32") != 0)
+      return luaL_error(L, "to_device: the CPU holds parameters in f32");
+#ifdef CF_HAVE_CUDA
+    CF_LUA_CORE(L, rc = cf_qwen2_to_cpu(m));
+    if (rc) return cf_lua_error(L);
+#endif
+    lua_settop(L, 1);
+    return 1;
+  }
+  if (strcmp(dev, "cuda") != 0) return luaL_error(L, "to_device: device must be \"cuda\" or \"cpu\" (got \"%s\")", dev);
+  cf_dtype dt = check_dtype(L, 3, "bf16");
+#ifdef CF_HAVE_CUDA
+  CF_LUA_CORE(L, rc = cf_qwen2_to_cuda(m, dt));
+  if (rc) {
+    const char *msg = cf_error_message();
+    if (strstr(msg, "no CUDA device")) return fail(L, msg);
+    return cf_lua_error(L);
+  }
+  lua_settop(L, 1);
+  return 1;
+#else
+  (void)m; (void)dt; (void)rc;
+  return fail(L, "to_device: this build has no CUDA");
+#endif
+}
+
+static int m_init_random_cuda(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  lua_Integer seed = luaL_checkinteger(L, 2);
+  double std = luaL_checknumber(L, 3);
+  cf_dtype dt = check_dtype(L, 4, "bf16");
+  if (!(std >= 0)) return luaL_error(L, "init_random_cuda: std must be >= 0");
+#ifdef CF_HAVE_CUDA
+  int rc;
+  CF_LUA_CORE(L, rc = cf_qwen2_init_random_cuda(m, dt, (uint64_t)seed, std));
+  if (rc) {
+    const char *msg = cf_error_message();
+    if (strstr(msg, "no CUDA device")) return fail(L, msg);
+    return cf_lua_error(L);
+  }
+  lua_settop(L, 1);
+  return 1;
+#else
+  (void)m; (void)seed; (void)dt;
+  return fail(L, "init_random_cuda: this build has no CUDA");
+#endif
+}
+
+static int m_device(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  lua_pushstring(L, cf_device_name(cf_tensor_device(m->embed)));
+  lua_pushstring(L, cf_dtype_name(m->embed->dtype));
+  return 2;
+}
+
+void cf_lua_open_model_cuda(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"to_device", m_to_device}, {"init_random_cuda", m_init_random_cuda}, {"device", m_device},
+    {NULL, NULL}};
+  int module = lua_gettop(L);
+  luaL_getmetatable(L, MODEL_MT);
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "__index");
+    if (lua_istable(L, -1)) luaL_setfuncs(L, methods, 0);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  cf_lua_add_doc(L, module, "model:to_device",
+                 "model:to_device(\"cuda\" [, \"bf16\"|\"f32\"]) or model:to_device(\"cpu\") -> model | nil, "
+                 "message: moves every parameter (bf16 keeps no f32 master copy)");
+  cf_lua_add_doc(L, module, "model:init_random_cuda",
+                 "model:init_random_cuda(seed, std [, dtype]) -> model | nil, message: parameters drawn on "
+                 "the GPU (norms 1, biases 0, matrices N(0, std^2)); for benchmarks");
+  cf_lua_add_doc(L, module, "model:device", "model:device() -> \"cpu\"|\"cuda\", dtype of the parameters");
+}

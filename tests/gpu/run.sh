@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
+#
+# From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests]
+#                                           [--bench-budget SECONDS] [--bench-args "..."]
+#
+#  1. unpacks .debs/*.deb into a prefix ($DEBROOT, default /tmp/debroot): Lua, LPeg, cJSON,
+#     utf8proc, libedit, OpenBLAS that the GPU machine lacks;
+#  2. configures against that prefix (every find_path/find_library of CMakeLists.txt is given
+#     explicitly, so nothing is taken from the system by accident) with CUDA arch 90, builds -j16
+#     into $BUILD (default build-gpu, kept between runs on a warm machine);
+#  3. stops there, successfully, when no GPU is usable (prints why);
+#  4. runs the GPU tests (ctest -R gpu);
+#  5. with --sanitize: compute-sanitizer memcheck over each GPU test file (time-limited);
+#  6. runs bench/gpu_bench.lua within a time budget;
+#  7. prints a table last: metric, value, baseline (PyTorch eager, H200, GPU.md), card.
+# Every stage runs under `timeout` and a failure does not stop the later stages. Logs go to
+# $OUT (the device tool returns what is written there), else to /tmp/confit-gpu-out.
+# Environment: OUT, DEBROOT, BUILD, JOBS, BENCH_BUDGET, CTEST_REGEX (default "gpu").
+# Exit status: 0 when every stage that ran passed, 1 otherwise.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+ROOT=$(pwd)
+
+SANITIZE=0; BENCH=1; TESTS=1; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sanitize) SANITIZE=1 ;;
+    --no-bench) BENCH=0 ;;
+    --no-tests) TESTS=0 ;;
+    --bench-budget) BENCH_BUDGET=$2; shift ;;
+    --bench-args) BENCH_ARGS=$2; shift ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+OUTDIR=${OUT:-/tmp/confit-gpu-out}
+mkdir -p "$OUTDIR"
+R=${DEBROOT:-/tmp/debroot}
+BUILD=${BUILD:-$ROOT/build-gpu}
+JOBS=${JOBS:-16}
+SUMMARY=$OUTDIR/summary.tsv
+: > "$SUMMARY"
+T_START=$(date +%s)
+STATUS=0
+
+say() { echo "[run.sh $(( $(date +%s) - T_START ))s] $*" | tee -a "$OUTDIR/run.log"; }
+row() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$SUMMARY"; }  # metric, value, baseline
+# stage NAME TIMEOUT CMD...: runs CMD with a time limit, output to $OUTDIR/NAME.log
+stage() {
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s)
+  say "stage $name (limit ${limit}s): $*"
+  timeout --kill-after=10 "$limit" "$@" > "$OUTDIR/$name.log" 2>&1
+  local rc=$?
+  local dt=$(( $(date +%s) - t0 ))
+  if [ $rc -eq 0 ]; then say "stage $name ok (${dt}s)"
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then say "stage $name TIMED OUT after ${dt}s"; tail -n 20 "$OUTDIR/$name.log"
+  else say "stage $name FAILED rc=$rc (${dt}s)"; tail -n 40 "$OUTDIR/$name.log"; fi
+  row "stage $name" "$([ $rc -eq 0 ] && echo ok || echo "rc=$rc") ${dt}s" "-"
+  return $rc
+}
+
+say "root $ROOT, out $OUTDIR, prefix $R, build $BUILD"
+{ uname -a; nvidia-smi 2>&1 | head -15; cmake --version | head -1; /usr/local/cuda/bin/nvcc --version | tail -2; } \
+  > "$OUTDIR/machine.log" 2>&1
+
+# 1. unpack ------------------------------------------------------------------------------------
+mkdir -p "$R"
+ls .debs/*.deb > /dev/null 2>&1 || say "no .debs/*.deb in $ROOT: the build needs them on the GPU machine"
+stage unpack 120 bash -c 'n=0; for f in .debs/*.deb; do dpkg -x "$f" "$0" || exit 1; n=$((n+1)); done; echo "unpacked $n packages into $0"' "$R" || STATUS=1
+
+ARCH=x86_64-linux-gnu
+L=$R/usr/lib/$ARCH
+export LD_LIBRARY_PATH="$L:$L/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LUA_CPATH="$L/lua/5.4/?.so;;"
+export LUA_PATH="$R/usr/share/lua/5.4/?.lua;$R/usr/share/lua/5.4/?/init.lua;;"
+
+# 2. configure + build -------------------------------------------------------------------------
+stage configure 180 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$R/usr" -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DCMAKE_C_FLAGS="-I$R/usr/include/$ARCH" -DCMAKE_CUDA_FLAGS="-I$R/usr/include/$ARCH" \
+  -DLUA_INCLUDE_DIR="$R/usr/include/lua5.4" -DLUA_LIBRARY="$L/liblua5.4.so" \
+  -DCBLAS_INCLUDE_DIR="$R/usr/include/$ARCH/openblas-pthread" -DBLAS_LIBRARY="$L/openblas-pthread/libopenblas.so" \
+  -DCJSON_INCLUDE_DIR="$R/usr/include" -DCJSON_LIBRARY="$L/libcjson.so" \
+  -DUTF8PROC_INCLUDE_DIR="$R/usr/include" -DUTF8PROC_LIBRARY="$L/libutf8proc.so" \
+  -DEDIT_INCLUDE_DIR="$R/usr/include" -DEDIT_LIBRARY="$L/libedit.so" \
+  || STATUS=1
+if ! stage build 480 cmake --build "$BUILD" -j"$JOBS"; then
+  STATUS=1
+  grep -E "error|Error" "$OUTDIR/build.log" | head -30
+fi
+CONFIT=$BUILD/confit
+
+# 3. is there a GPU? ---------------------------------------------------------------------------
+GPU=0; CARD="none"
+if [ -x "$CONFIT" ]; then
+  PROBE=$(timeout 60 "$CONFIT" -e 'local c = require "confit"
+    if c.cuda and c.cuda.available() then print("GPU " .. c.cuda.device_name()) else print("NOGPU") end' 2>&1 | tail -1)
+  case "$PROBE" in GPU*) GPU=1; CARD=${PROBE#GPU } ;; esac
+  say "device probe: $PROBE"
+else
+  say "no confit executable: the build failed, nothing more to run"
+fi
+if [ $GPU -eq 0 ]; then
+  say "no usable GPU: stopping after the build (status $STATUS)"
+  printf '\n%-34s %-24s %-18s %s\n' metric value baseline card
+  while IFS=$'\t' read -r m v b; do printf '%-34s %-24s %-18s %s\n' "$m" "$v" "$b" "$CARD"; done < "$SUMMARY"
+  exit $STATUS
+fi
+
+# 4. GPU tests ---------------------------------------------------------------------------------
+if [ $TESTS -eq 1 ]; then
+  stage gpu_tests 300 ctest --test-dir "$BUILD" -R "${CTEST_REGEX:-gpu}" --output-on-failure --timeout 240 || STATUS=1
+  PASSED=$(grep -Eo '[0-9]+% tests passed.*out of [0-9]+' "$OUTDIR/gpu_tests.log" | tail -1)
+  row "gpu tests" "${PASSED:-no summary}" "-"
+  grep -E "^\s*[0-9]+/[0-9]+ Test" "$OUTDIR/gpu_tests.log" | sed 's/^ *//' | while read -r line; do
+    row "  $(echo "$line" | awk '{print $4}')" "$(echo "$line" | grep -Eo 'Passed|\*\*\*Failed|Not Run|\*\*\*Skipped|Timeout' | head -1) $(echo "$line" | grep -Eo '[0-9.]+ sec')" "-"
+  done
+fi
+
+# 5. compute-sanitizer memcheck ---------------------------------------------------------------
+if [ $SANITIZE -eq 1 ]; then
+  CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  if [ -x "$CS" ]; then
+    for f in tests/gpu/test_*.lua; do
+      [ -e "$f" ] || continue
+      n=$(basename "$f" .lua)
+      if stage "memcheck_$n" 240 "$CS" --tool memcheck --leak-check no --error-exitcode 99 "$CONFIT" "$f"; then
+        row "memcheck $n" "clean" "-"
+      else
+        row "memcheck $n" "$(grep -Eo 'ERROR SUMMARY: [0-9]+ errors?' "$OUTDIR/memcheck_$n.log" | tail -1)" "-"
+        STATUS=1
+      fi
+    done
+  else
+    say "compute-sanitizer not found: memcheck skipped"
+  fi
+fi
+
+# 6. benchmarks --------------------------------------------------------------------------------
+if [ $BENCH -eq 1 ]; then
+  # shellcheck disable=SC2086
+  stage bench $((BENCH_BUDGET + 120)) "$CONFIT" bench/gpu_bench.lua --budget "$BENCH_BUDGET" $BENCH_ARGS || STATUS=1
+  grep '^{' "$OUTDIR/bench.log" > "$OUTDIR/bench.jsonl" 2>/dev/null
+  cat "$OUTDIR/bench.jsonl"
+  # flat JSON lines -> table rows (pure Lua patterns: no JSON module needed)
+  cat > "$OUTDIR/table.lua" <<'EOF'
+local function field(line, k)
+  local s = line:match('"' .. k .. '":"(.-)"') ; if s then return s end
+  return line:match('"' .. k .. '":([%-%d%.e+]+)')
+end
+local base = {["decode 1.5B b16"] = "968 (target 10000)", ["decode 1.5B b64"] = "3774",
+              ["decode 7B b16"] = "917", ["train 1.5B"] = "31700 (target 41000)"}
+for line in io.lines(arg[1]) do
+  local b = field(line, "bench")
+  if b == "decode" then
+    local key = "decode " .. field(line, "shape") .. " b" .. field(line, "batch")
+    print(string.format("%s tok/s\t%.0f (%.2f ms/step)\t%s", key, tonumber(field(line, "decode_tok_s")),
+      tonumber(field(line, "ms_step")), base[key] or "-"))
+  elseif b == "train" then
+    local key = "train " .. field(line, "shape")
+    print(string.format("%s tok/s\t%.0f (%.1f TFLOP/s, %.1f GB)\t%s", key, tonumber(field(line, "tok_s")),
+      tonumber(field(line, "tflops")), tonumber(field(line, "peak_gb")), base[key] or "-"))
+  elseif b == "error" then
+    print(string.format("bench error %s\t%s\t-", field(line, "stage") or "?", (field(line, "message") or "?"):sub(1, 60)))
+  elseif b == "skipped" then
+    print(string.format("bench skipped %s\tbudget\t-", field(line, "stage") or "?"))
+  end
+end
+EOF
+  if [ -s "$OUTDIR/bench.jsonl" ]; then
+    "$CONFIT" "$OUTDIR/table.lua" "$OUTDIR/bench.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
+  fi
+fi
+
+# 7. the table ---------------------------------------------------------------------------------
+say "done in $(( $(date +%s) - T_START ))s, status $STATUS; logs in $OUTDIR"
+{
+  printf '\n%-34s %-40s %-22s %s\n' metric value baseline card
+  while IFS=$'\t' read -r m v b; do printf '%-34s %-40s %-22s %s\n' "$m" "$v" "$b" "$CARD"; done < "$SUMMARY"
+} | tee "$OUTDIR/table.txt"
+exit $STATUS
