@@ -1,7 +1,8 @@
 /* l_io.c - safetensors files from Lua.
  *
  * confit.load_safetensors(path) -> {name = tensor}, metadata | nil, message
- *   F32/F64/BF16/I32/I64 keep their dtype; F16 widens to f32; other dtypes are refused.
+ *   F32/F64/BF16/I32/I64 keep their dtype; F16 widens to f32; a file holding another dtype
+ *   gives nil and a message naming the tensor and the dtype.
  * confit.save_safetensors(path, {name = tensor}, metadata?) -> true
  *   written atomically (temporary file, fsync, rename); names in sorted order; CPU copies of
  *   device tensors are taken first.
@@ -39,9 +40,12 @@ static int l_load(lua_State *L) {
     const cf_st_entry *e = cf_st_get(f, i);
     cf_dtype dt;
     if (st_dtype(e->dtype, &dt)) {
+      /* format the message before closing: e (name, dtype) lives in the file's memory */
+      luaL_pushfail(L);
+      lua_pushfstring(L, "%s: tensor \"%s\" has dtype %s, which confit does not load", path,
+                      e->name, e->dtype);
       cf_st_close(f);
-      return luaL_error(L, "%s: tensor \"%s\" has dtype %s, which confit does not load", path,
-                        e->name, e->dtype);
+      return 2;
     }
     cf_tensor *t;
     if (strcmp(e->dtype, "F16") == 0) {

@@ -13,6 +13,7 @@
 #include "../rng.h"
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,9 +42,65 @@ static int check_weights(const cf_qwen2 *m) {
   return 0;
 }
 
-/* y[A, out] = x[A, in] @ w[out, in]^T (+ b) */
+/* y[r, j] = dot(w[j, :], x[r, :]) for j < nb, r < A (w: nb rows of length in; y row stride ldy).
+ * Sixteen independent lanes then a fixed-order sum: the compiler vectorizes the lanes, and each
+ * output's summation order depends only on `in`, never on A or on how rows are blocked, so a
+ * row gives bitwise the same result alone or batched. Cloned for AVX2 where the CPU has it. */
+__attribute__((target_clones("avx2", "default")))
+static void matvec_block(const float *w, int nb, int in, const float *x, int A, float *y, int ldy) {
+  int in16 = in / 16 * 16;
+  for (int j = 0; j < nb; j++) {
+    const float *wj = w + (size_t)j * in;
+    for (int r = 0; r < A; r++) {
+      const float *xr = x + (size_t)r * in;
+      float acc[16] = {0};
+      for (int k = 0; k < in16; k += 16)
+        for (int l = 0; l < 16; l++) acc[l] += wj[k + l] * xr[k + l];
+      for (int k = in16; k < in; k++) acc[k - in16] += wj[k] * xr[k];
+      for (int l = 0; l < 8; l++) acc[l] += acc[l + 8];
+      for (int l = 0; l < 4; l++) acc[l] += acc[l + 4];
+      y[(size_t)r * ldy + j] = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+    }
+  }
+}
+
+/* y[A, out] = x[A, in] @ w[out, in]^T (+ b)
+ *
+ * Decoding a few rows is a matrix-vector product per weight, bound by reading the weights from
+ * memory once. OpenBLAS's sgemm with M = 1 packs the whole transposed weight first, and its
+ * sgemv reached about half the single-core read bandwidth on the dev machine, so up to
+ * GEMV_ROWS rows take matvec_block over blocks of output rows, and larger A (prefill, wide
+ * batches) take sgemm. Either way the output dim is split over OpenMP threads with OpenBLAS
+ * itself single-threaded, the one-thread-pool rule of core/cpu/linalg.c (OpenBLAS's own pool
+ * spinning beside the OpenMP one oversubscribes the cores). */
+#define GEMV_ROWS 4
+#define GEMV_BLOCK 64            /* output rows per parallel task */
+#define PAR_MIN_WORK (1 << 16)   /* A x in x out below which one thread does it all */
+
 static void linear(const float *x, const float *w, const float *b, float *y, int A, int in, int out) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, A, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+  if (A <= 0 || out <= 0) return;
+  if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+  double work = (double)A * in * out;
+  int nth = omp_in_parallel() || work < PAR_MIN_WORK ? 1 : omp_get_max_threads();
+  if (A <= GEMV_ROWS) {
+    int nblk = (out + GEMV_BLOCK - 1) / GEMV_BLOCK;
+    #pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1 && nblk > 1)
+    for (int blk = 0; blk < nblk; blk++) {
+      int j0 = blk * GEMV_BLOCK, nb = out - j0 < GEMV_BLOCK ? out - j0 : GEMV_BLOCK;
+      matvec_block(w + (size_t)j0 * in, nb, in, x, A, y + j0, out);
+    }
+  } else {
+    /* one column block (a multiple of 16 outputs) per thread */
+    int blk = (out + nth - 1) / nth;
+    blk = (blk + 15) / 16 * 16;
+    int nblk = (out + blk - 1) / blk;
+    #pragma omp parallel for schedule(static) num_threads(nth) if (nblk > 1)
+    for (int bi = 0; bi < nblk; bi++) {
+      int j0 = bi * blk, nb = out - j0 < blk ? out - j0 : blk;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, A, nb, in, 1.0f, x, in,
+                  w + (size_t)j0 * in, in, 0.0f, y + j0, out);
+    }
+  }
   if (b)
     for (int r = 0; r < A; r++)
       for (int j = 0; j < out; j++) y[(size_t)r * out + j] += b[j];
@@ -88,8 +145,14 @@ static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *po
   float *q = malloc((size_t)A * Q * sizeof *q), *k = malloc((size_t)A * KV * sizeof *k);
   float *v = malloc((size_t)A * KV * sizeof *v), *att = malloc((size_t)A * Q * sizeof *att);
   float *g = malloc(big * sizeof *g), *u = malloc(big * sizeof *u);
+  /* attention runs at most A * H (row, head) tasks: no more threads than that */
+  int nth = omp_get_max_threads();
+  if ((int64_t)nth > (int64_t)A * H) nth = A * H;
+  if (nth < 1) nth = 1;
+  size_t per_thread = (size_t)e->kv.capacity + (size_t)hd;
+  double *scratch = malloc((size_t)nth * per_thread * sizeof *scratch);
   int rc = 0;
-  if (!x || !h || !q || !k || !v || !att || !g || !u) { rc = CF_ERR("generate: out of memory for %d rows", A); goto done; }
+  if (!x || !h || !q || !k || !v || !att || !g || !u || !scratch) { rc = CF_ERR("generate: out of memory for %d rows", A); goto done; }
   const float *emb = W(m->embed);
   for (int r = 0; r < A; r++) memcpy(x + (size_t)r * D, emb + (size_t)tok[r] * D, (size_t)D * sizeof *x);
   for (int l = 0; l < c->layers; l++) {
@@ -110,16 +173,17 @@ static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *po
     }
     double scale = 1.0 / sqrt((double)hd);
     int group = H / KVH;
-    #pragma omp parallel for collapse(2) schedule(dynamic)
+    #pragma omp parallel for collapse(2) schedule(dynamic) num_threads(nth)
     for (int r = 0; r < A; r++) {
       for (int hh = 0; hh < H; hh++) {
         const float *qr = q + (size_t)r * Q + (size_t)hh * hd;
         int kvh = hh / group;
         int64_t n = pos[r] + 1;
         float *out = att + (size_t)r * Q + (size_t)hh * hd;
-        double *sc = malloc((size_t)n * sizeof *sc);
-        double *acc = calloc((size_t)hd, sizeof *acc);
-        if (!sc || !acc) { free(sc); free(acc); continue; }
+        /* this thread's scratch: scores [capacity] then accumulator [hd] */
+        double *sc = scratch + (size_t)omp_get_thread_num() * per_thread;
+        double *acc = sc + e->kv.capacity;
+        for (int j = 0; j < hd; j++) acc[j] = 0;
         double mx = -INFINITY;
         for (int64_t s = 0; s < n; s++) {
           const float *kr = kv_at(K, e, slot[r], kvh, s);
@@ -136,8 +200,6 @@ static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *po
           for (int j = 0; j < hd; j++) acc[j] += p * vr[j];
         }
         for (int j = 0; j < hd; j++) out[j] = (float)acc[j];
-        free(sc);
-        free(acc);
       }
     }
     linear(att, W(L->o_w), NULL, h, A, Q, D);
@@ -151,7 +213,7 @@ static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *po
   }
   rmsnorm(x, W(m->final_norm), hout, A, D, c->rms_eps);
 done:
-  free(x); free(h); free(q); free(k); free(v); free(att); free(g); free(u);
+  free(x); free(h); free(q); free(k); free(v); free(att); free(g); free(u); free(scratch);
   return rc;
 }
 

@@ -108,7 +108,7 @@ end
 Model.pad = function(_, seqs, pad_id) return M.pad(seqs, pad_id) end
 
 function Model:encode(text)
-  if not self.tokenizer then error("this model folder has no tokenizer.json: pass token ids", 3) end
+  if not self.tokenizer then error("model:encode: this model has no tokenizer (no tokenizer.json in its folder)", 2) end
   return self.tokenizer:encode(text)
 end
 
@@ -120,7 +120,11 @@ function Model:generate(prompts, opts)
   opts = opts or {}
   local ids = {}
   for i, p in ipairs(prompts) do
-    if type(p) == "string" then ids[i] = self:encode(p)
+    if type(p) == "string" then
+      if not self.tokenizer then
+        error(("generate: prompt %d is a string but this model has no tokenizer (no tokenizer.json in its folder): pass token ids"):format(i), 2)
+      end
+      ids[i] = self.tokenizer:encode(p)
     elseif type(p) == "table" then ids[i] = p
     else error(("generate: prompt %d must be a string or a list of token ids"):format(i), 2) end
   end
@@ -163,13 +167,22 @@ end
 
 --- Save a complete Hugging Face folder: config.json, generation_config.json,
 --- model.safetensors (f32) and the tokenizer files of the folder the model came from.
+--- The tokenizer files come from the folder of m.tokenizer's tokenizer.json when the model has
+--- a tokenizer (so a model made by model.new with opts.tokenizer saves it too), else from the
+--- folder the model was loaded from.
 function Model:save(dir)
   os.execute(("mkdir -p %q"):format(dir))
   self.core:save(dir)
-  local src = self.tokenizer_dir or self.dir
+  local src, tok_json = self.dir, nil
+  if self.tokenizer and type(self.tokenizer.path) == "string" then
+    tok_json = self.tokenizer.path
+    src = tok_json:match("^(.*)/[^/]*$") or "."
+  end
   if src and src ~= dir then
     for _, name in ipairs(TOKENIZER_FILES) do
-      if file_exists(src .. "/" .. name) then copy_file(src .. "/" .. name, dir .. "/" .. name) end
+      local from = src .. "/" .. name
+      if name == "tokenizer.json" and tok_json then from = tok_json end
+      if file_exists(from) then copy_file(from, dir .. "/" .. name) end
     end
   end
   return true

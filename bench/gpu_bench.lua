@@ -1,0 +1,225 @@
+-- gpu_bench.lua - GPU throughput of confit on random-weight models of the Qwen2.5-Math shapes
+-- (JSON lines; every line names the card).
+--
+--   build/confit bench/gpu_bench.lua [--only decode|train|all] [--budget 300] [--new 512]
+--                                    [--prompt 128] [--train_dtype bf16|f32] [--quick]
+--
+-- Lines:
+--   {"bench":"decode","shape":"1.5B","batch":16,...}  generate() of `batch` prompts of --prompt
+--       random tokens, --new new tokens each, ignore_eos, temperature 1 (sampling, no top-k/p);
+--       parameters bf16 on the GPU drawn by model:init_random_cuda (std 0.02).
+--       decode_tok_s = batch * (new - 1) / (time(new) - time(1)): the decode steps only;
+--       ms_step = that time per step; tok_s = batch * new / time(new) (prefill included).
+--       Best of 2 after a warm-up (which captures the CUDA graph of the batch).
+--   {"bench":"train","shape":"1.5B",...}  one RL step: 16 rows of 640 tokens (128 prompt + 512
+--       completion), sum of completion log-probs (model:logprobs), backward, AdamW step;
+--       tok_s = 16 * 640 / step time, tflops = 6 * params * tokens / step time, peak_gb = the
+--       allocator's peak. Mean of 3 steps after one warm-up step.
+--   {"bench":"error",...} when a stage fails (e.g. an op without a CUDA kernel): the message,
+--       and the run goes on with the next stage.
+-- Shapes: 1.5B = hidden 1536, 28 layers, 12/2 heads, FFN 8960, vocab 151936, tied;
+--         7B = 3584, 28 layers, 28/4 heads, FFN 18944, vocab 152064, untied.
+-- --budget (seconds) skips stages that would start after it has passed.
+local confit = require "confit"
+
+local opt = {only = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16", quick = false}
+do
+  local i = 1
+  while i <= #arg do
+    local a = arg[i]
+    if a == "--quick" then opt.quick = true; i = i + 1
+    else
+      local k = a:match("^%-%-([%w_]+)$")
+      if not k or opt[k] == nil or arg[i + 1] == nil then error("gpu_bench: unknown argument " .. a) end
+      local v = arg[i + 1]
+      opt[k] = type(opt[k]) == "number" and (tonumber(v) or error("gpu_bench: " .. a .. " needs a number")) or v
+      i = i + 2
+    end
+  end
+  if opt.quick then opt.new = 32 end
+end
+
+local T0 = confit.clock()
+local card = "none"
+
+local function jnum(x)
+  if math.type(x) == "integer" then return tostring(x) end
+  if x ~= x or x == math.huge or x == -math.huge then return "null" end
+  return string.format("%.6g", x)
+end
+local function jstr(s)
+  return '"' .. tostring(s):gsub('[%c"\\]', function(c)
+    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" end
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+local function emit(fields)
+  local parts = {}
+  for _, kv in ipairs(fields) do
+    local v = kv[2]
+    local s = type(v) == "number" and jnum(v) or type(v) == "boolean" and tostring(v) or jstr(v)
+    parts[#parts + 1] = jstr(kv[1]) .. ":" .. s
+  end
+  parts[#parts + 1] = jstr("card") .. ":" .. jstr(card)
+  print("{" .. table.concat(parts, ",") .. "}")
+  io.stdout:flush()
+end
+
+if not (confit.cuda and confit.cuda.available and confit.cuda.available()) then
+  emit({{"bench", "skip"}, {"reason", "no usable GPU (confit.cuda.available() is false)"}})
+  os.exit(0)
+end
+card = confit.cuda.device_name() or "?"
+
+local SHAPES = {
+  ["1.5B"] = {model_type = "qwen2", hidden_size = 1536, intermediate_size = 8960, num_hidden_layers = 28,
+              num_attention_heads = 12, num_key_value_heads = 2, vocab_size = 151936,
+              max_position_embeddings = 32768, rms_norm_eps = 1e-6, rope_theta = 10000,
+              tie_word_embeddings = true},
+  ["7B"] = {model_type = "qwen2", hidden_size = 3584, intermediate_size = 18944, num_hidden_layers = 28,
+            num_attention_heads = 28, num_key_value_heads = 4, vocab_size = 152064,
+            max_position_embeddings = 32768, rms_norm_eps = 1e-6, rope_theta = 10000,
+            tie_word_embeddings = false},
+}
+
+local function config_json(c)
+  local keys = {}
+  for k in pairs(c) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = c[k]
+    parts[#parts + 1] = jstr(k) .. ":" .. (type(v) == "string" and jstr(v) or tostring(v))
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+local function over_budget(stage)
+  local el = confit.clock() - T0
+  if el > opt.budget then
+    emit({{"bench", "skipped"}, {"stage", stage}, {"reason", string.format("budget %gs spent (%.0fs)", opt.budget, el)}})
+    return true
+  end
+  return false
+end
+
+local function gib(b) return b / 2 ^ 30 end
+
+local function new_model(shape, seed, dtype)
+  local m = confit.model_new(config_json(SHAPES[shape]))
+  local ok, msg = m:init_random_cuda(seed, 0.02, dtype or "bf16")
+  if not ok then error(msg, 0) end
+  local n = 0
+  for _, t in pairs(m:parameters()) do n = n + t:numel() end
+  return m, n
+end
+
+local function random_prompts(B, len, vocab, seed)
+  local ps, x = {}, seed
+  for b = 1, B do
+    local p = {}
+    for t = 1, len do x = (x * 6364136223846793005 + 1442695040888963407); p[t] = (x >> 33) % vocab end
+    ps[b] = p
+  end
+  return ps
+end
+
+local function stage(name, fn)
+  local t = confit.clock()
+  local ok, err = xpcall(fn, debug.traceback)
+  if not ok then
+    emit({{"bench", "error"}, {"stage", name}, {"message", tostring(err):gsub("\n.*", "")},
+          {"seconds", confit.clock() - t}})
+    io.stderr:write("gpu_bench: ", name, ": ", tostring(err), "\n")
+  end
+  collectgarbage("collect")
+  if confit.empty_cache then pcall(confit.empty_cache) end
+end
+
+-- Decode -------------------------------------------------------------------------------------
+local function decode(shape, batches)
+  if over_budget("decode " .. shape) then return end
+  local t_init = confit.clock()
+  local m, nparams = new_model(shape, 1)
+  t_init = confit.clock() - t_init
+  local ok, err = pcall(function()
+    local vocab = SHAPES[shape].vocab_size
+    for _, B in ipairs(batches) do
+      if over_budget("decode " .. shape .. " batch " .. B) then break end
+      local ps = random_prompts(B, opt.prompt, vocab, 17 + B)
+      local function run(new)
+        local t = confit.clock()
+        local r = m:generate(ps, {max_new_tokens = new, temperature = 1.0, seed = 3, ignore_eos = true})
+        local dt = confit.clock() - t
+        assert(#r == B and #r[1].tokens == new, "generate returned the wrong shape")
+        return dt
+      end
+      run(8) -- warm-up: graph capture for this batch, cuBLAS heuristics
+      local t1, tn = math.huge, math.huge
+      for _ = 1, 2 do
+        t1 = math.min(t1, run(1))
+        tn = math.min(tn, run(opt.new))
+      end
+      local dec = tn - t1
+      emit({{"bench", "decode"}, {"shape", shape}, {"batch", B}, {"prompt", opt.prompt}, {"new", opt.new},
+            {"params", nparams}, {"decode_tok_s", B * (opt.new - 1) / dec}, {"ms_step", 1000 * dec / (opt.new - 1)},
+            {"tok_s", B * opt.new / tn}, {"prefill_s", t1}, {"total_s", tn}, {"init_s", t_init}})
+    end
+  end)
+  m:free()
+  if not ok then error(err, 0) end
+end
+
+-- Train --------------------------------------------------------------------------------------
+local function train(shape, B, P, N)
+  if over_budget("train " .. shape) then return end
+  local m, nparams = new_model(shape, 2, opt.train_dtype)
+  local ok, err = pcall(function()
+    local params = m:parameters()
+    local list = {}
+    for _, name in ipairs(m:param_names()) do
+      local t = params[name]
+      if t then t:requires_grad_(true); list[#list + 1] = t end
+    end
+    local o = confit.optim.adamw(params, {lr = 1e-6, weight_decay = 0.0})
+    local vocab = SHAPES[shape].vocab_size
+    local rows = random_prompts(B, P + N, vocab, 99)
+    local ids = confit.tensor(rows, {dtype = "i64"}):to("cuda")
+    local plens = {}
+    for b = 1, B do plens[b] = P end
+    local function step()
+      local lp = m:logprobs(ids, plens, 1.0)
+      local loss = -(lp:sum())
+      loss:backward()
+      o:step()
+      o:zero_grad()
+      local v = loss:item()
+      lp:free(); loss:free()
+      return v
+    end
+    local v0 = step() -- warm-up
+    assert(v0 == v0, "loss is NaN")
+    local steps = opt.quick and 1 or 3
+    local t = confit.clock()
+    for _ = 1, steps do step() end
+    local dt = (confit.clock() - t) / steps
+    local tokens = B * (P + N)
+    local _, _, peak = confit.cuda.memory()
+    emit({{"bench", "train"}, {"shape", shape}, {"dtype", opt.train_dtype}, {"rows", B}, {"tokens_per_row", P + N},
+          {"params", nparams}, {"step_s", dt}, {"tok_s", tokens / dt}, {"tflops", 6 * nparams * tokens / dt / 1e12},
+          {"peak_gb", gib(peak)}, {"loss", v0}})
+    o:free()
+  end)
+  m:free()
+  if not ok then error(err, 0) end
+end
+
+emit({{"bench", "start"}, {"budget_s", opt.budget}, {"only", opt.only}, {"new", opt.new}, {"prompt", opt.prompt}})
+if opt.only == "all" or opt.only == "decode" then
+  stage("decode 1.5B", function() decode("1.5B", opt.quick and {16} or {16, 64}) end)
+  stage("decode 7B", function() decode("7B", {16}) end)
+end
+if opt.only == "all" or opt.only == "train" then
+  stage("train 1.5B", function() train("1.5B", 16, 128, 512) end)
+end
+emit({{"bench", "end"}, {"seconds", confit.clock() - T0}})

@@ -1,0 +1,101 @@
+-- load_mem.lua - peak memory of loading a model folder (JSON lines; not a test).
+--
+--   build/confit bench/load_mem.lua                 write a random ~39M-parameter Qwen2 (the
+--                                                   gen_bench.lua config) as f32 and as bf16
+--                                                   folders under a temporary directory, then
+--                                                   measure each in a fresh process
+--   build/confit bench/load_mem.lua --load DIR      the measuring child: one JSON line
+--
+-- The child reads VmRSS / VmHWM from /proc/self/status before confit.load(DIR), after it, and
+-- after one forward pass (which touches every weight: the loader maps F32 tensors of the file
+-- without copying, so their pages are only resident once read). It reports
+--   peak_over_baseline = VmHWM at the end - VmRSS before loading
+-- beside the weights' f32 byte size; target for an f32 file: peak_over_baseline <= weights + a
+-- small constant (one copy of the weights, never two). A bf16 file has to be widened to f32
+-- (the compute dtype), so its figure is reported too, for comparison.
+local confit = require "confit"
+
+local function status()
+  local f = assert(io.open("/proc/self/status", "r"))
+  local s = f:read("a")
+  f:close()
+  local function kb(key) return tonumber(s:match(key .. ":%s+(%d+) kB")) * 1024 end
+  return {rss = kb("VmRSS"), hwm = kb("VmHWM")}
+end
+
+local function emit(fields)
+  local parts = {}
+  for _, kv in ipairs(fields) do
+    local v = kv[2]
+    local s = type(v) == "number" and (math.type(v) == "integer" and tostring(v) or string.format("%.6g", v))
+              or string.format("%q", tostring(v))
+    parts[#parts + 1] = string.format("%q:%s", kv[1], s)
+  end
+  print("{" .. table.concat(parts, ",") .. "}")
+  io.stdout:flush()
+end
+
+if arg[1] == "--load" then
+  local dir = assert(arg[2], "load_mem: --load needs a folder")
+  collectgarbage()
+  local before = status()
+  local t0 = confit.clock()
+  local m = assert(confit.load(dir))
+  local load_s = confit.clock() - t0
+  local after_load = status()
+  local weights = 0
+  for _, t in pairs(m:parameters()) do weights = weights + t:numel() * 4 end
+  local lg = m:forward({{1, 2, 3, 4}})
+  lg:free()
+  local after_fwd = status()
+  local f = assert(io.open(dir .. "/model.safetensors", "rb"))
+  local file_bytes = f:seek("end")
+  f:close()
+  local peak = after_fwd.hwm - before.rss
+  emit({{"bench", "load_mem"}, {"dir", dir}, {"file_bytes", file_bytes},
+        {"weights_f32_bytes", weights}, {"load_s", load_s},
+        {"rss_before", before.rss}, {"rss_after_load", after_load.rss},
+        {"rss_after_forward", after_fwd.rss}, {"hwm_after_forward", after_fwd.hwm},
+        {"peak_over_baseline", peak}, {"peak_minus_weights", peak - weights},
+        {"peak_over_weights_ratio", peak / weights}})
+  m:free()
+  os.exit(0)
+end
+
+local model = require "confit.model"
+local config = {
+  model_type = "qwen2", hidden_size = 512, intermediate_size = 1408, num_hidden_layers = 8,
+  num_attention_heads = 8, num_key_value_heads = 2, head_dim = 64, vocab_size = 32000,
+  max_position_embeddings = 4096, rms_norm_eps = 1e-6, rope_theta = 1000000.0,
+  tie_word_embeddings = true, eos_token_id = 0,
+}
+local root = os.tmpname()
+os.remove(root)
+assert(os.execute(("mkdir -p %q"):format(root .. "/f32")))
+assert(os.execute(("mkdir -p %q"):format(root .. "/bf16")))
+do
+  local m = model.new(config, {seed = 1, std = 0.02})
+  m:save(root .. "/f32")
+  m:free()
+  -- the same weights stored as bf16 (config.json copied as is)
+  local w = assert(confit.load_safetensors(root .. "/f32/model.safetensors"))
+  local half = {}
+  for k, t in pairs(w) do half[k] = t:to_dtype("bf16") end
+  w = nil
+  assert(confit.save_safetensors(root .. "/bf16/model.safetensors", half, {format = "pt"}))
+  half = nil
+  local src = assert(io.open(root .. "/f32/config.json", "rb"))
+  local dst = assert(io.open(root .. "/bf16/config.json", "wb"))
+  dst:write(src:read("a"))
+  src:close(); dst:close()
+  collectgarbage()
+end
+local exe = arg[-1] or "confit"
+local script = arg[0]
+for _, kind in ipairs({"f32", "bf16"}) do
+  local p = assert(io.popen(("%q %q --load %q"):format(exe, script, root .. "/" .. kind)))
+  local line = p:read("a")
+  p:close()
+  io.write((line:gsub('^{', '{"file_dtype":"' .. kind .. '",')))
+end
+os.execute(("rm -rf %q"):format(root))

@@ -1,0 +1,355 @@
+-- test_model.lua - the Lua face of the models (lua/confit/model.lua over lua/l_model.c) against
+-- the PyTorch-written fixtures in tests/fixtures/tiny_qwen2 and tiny_llama (see their README):
+-- loading without a tokenizer, forward from tensors and tables, log-probs with padding at two
+-- temperatures, every parameter's gradient of a weighted sum of log-probs, greedy generation,
+-- string prompts through a toy tokenizer, saving and reloading, and the error messages.
+local H = dofile("tests/lua/harness.lua")
+local confit = require "confit"
+local model = require "confit.model"
+local toy = require "confit.toy"
+
+local FIXTURES = {"tests/fixtures/tiny_qwen2", "tests/fixtures/tiny_llama"}
+
+-- A fresh empty temporary folder; removed by cleanup() at the end.
+local temps = {}
+local function tempdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(os.execute(("mkdir -p %q"):format(p)))
+  temps[#temps + 1] = p
+  return p
+end
+local function cleanup()
+  for _, p in ipairs(temps) do os.execute(("rm -rf %q"):format(p)) end
+end
+
+local function read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- max over elements of |a - b| / (atol + rtol |b|); <= 1 means "agrees" (as tests/c/test_model.c).
+local function max_rel(a, b, atol, rtol)
+  local sa, sb = a:shape(), b:shape()
+  H.eq(#sa, #sb, "max_rel: ranks")
+  for i = 1, #sa do H.eq(sa[i], sb[i], "max_rel: dim " .. i) end
+  local a64, b64 = a:detach():to_dtype("f64"), b:detach():to_dtype("f64")
+  local r = ((a64 - b64):abs() / (b64:abs() * rtol + atol)):max():item()
+  return r
+end
+
+local function agree(a, b, what)
+  local r = max_rel(a, b, 1e-5, 1e-4)
+  H.ok(r <= 1, ("%s: differs from the fixture (max |a-b|/(1e-5 + 1e-4|b|) = %.3g)"):format(what, r))
+end
+
+local function ids_table(t) return t:totable() end
+
+for _, dir in ipairs(FIXTURES) do
+  local name = dir:match("[^/]+$")
+  local ref = assert(confit.load_safetensors(dir .. "/reference.safetensors"))
+
+  H.case(name .. ": loads without tokenizer.json, m.tokenizer is nil", function()
+    H.ok(not exists(dir .. "/tokenizer.json"), "the fixture folder should have no tokenizer.json")
+    local m, err = confit.load(dir)
+    H.ok(m, "load: " .. tostring(err))
+    H.eq(m.tokenizer, nil, "m.tokenizer")
+    H.eq(m.config.vocab_size, ref.logits:shape()[3], "config vocab_size")
+    H.ok(tostring(m):find("parameters"), "tostring names the parameter count")
+    m:free()
+  end)
+
+  local m = assert(confit.load(dir))
+
+  H.case(name .. ": forward from a table equals forward from an i64 tensor, equals the fixture", function()
+    local from_tensor = m:forward(ref.ids)
+    local from_table = m:forward(ids_table(ref.ids))
+    local s = from_tensor:shape()
+    H.eq(#s, 3, "logits rank")
+    H.eq(s[1], 3, "B"); H.eq(s[2], 12, "T"); H.eq(s[3], m.config.vocab_size, "V")
+    H.eq((from_tensor - from_table):abs():max():item(), 0, "table vs tensor logits")
+    agree(from_tensor, ref.logits, name .. " logits")
+    -- i32 ids are integers too
+    agree(m:forward(ref.ids:to_dtype("i32")), ref.logits, name .. " logits from i32 ids")
+  end)
+
+  H.case(name .. ": logprobs with prompt_lens and lens equal logprobs_t1 / t05", function()
+    local pl, lens = ref.prompt_lens:totable(), ref.lens:totable()
+    H.eq(lens[2], 10, "fixture row 2 is padded")
+    local lp1 = m:logprobs(ref.ids, pl, {lens = lens})
+    local lp05 = m:logprobs(ids_table(ref.ids), pl, {temperature = 0.5, lens = lens})
+    H.eq(#lp1:shape(), 1, "logprobs rank"); H.eq(lp1:shape()[1], 3, "logprobs rows")
+    agree(lp1, ref.logprobs_t1, name .. " logprobs_t1")
+    agree(lp05, ref.logprobs_t05, name .. " logprobs_t05")
+    -- the padding positions must not matter: overwrite them and get the same numbers
+    local ids2 = ref.ids:clone()
+    ids2:set(2, 11, 0); ids2:set(2, 12, 1)
+    H.eq((m:logprobs(ids2, pl, {lens = lens}) - lp1):abs():max():item(), 0, "padding is ignored")
+    -- without lens every row counts to the end: row 2 then differs
+    local full = m:logprobs(ref.ids, pl):totable()
+    H.ok(full[2] ~= lp1:totable()[2], "lens changes the padded row")
+  end)
+
+  H.case(name .. ": gradients of sum(w * logprobs_t05) equal the fixture's grad.<name>", function()
+    local gm = assert(confit.load(dir))
+    local params = gm:parameters()
+    local n = 0
+    for pname, t in pairs(params) do
+      t.requires_grad = true
+      H.ok(t.requires_grad, pname .. " requires_grad")
+      H.eq(t.grad, nil, pname .. " has no grad before backward")
+      n = n + 1
+    end
+    local want = 0
+    for k in pairs(ref) do if k:find("^grad%.") then want = want + 1 end end
+    H.eq(n, want, "parameters() has one entry per fixture gradient")
+    local lp = gm:logprobs(ref.ids, ref.prompt_lens:totable(),
+                          {temperature = 0.5, lens = ref.lens:totable()})
+    local loss = (lp * ref.loss_weights):sum()
+    -- the fixture's __metadata__ keeps the loss with 17 digits
+    local _, meta = confit.load_safetensors(dir .. "/reference.safetensors")
+    H.near(loss:item(), tonumber(meta.loss), 1e-4, "loss")
+    loss:backward()
+    for pname, t in pairs(params) do
+      local g = t.grad
+      H.ok(g, pname .. ": no gradient after backward")
+      agree(g, ref["grad." .. pname], name .. " grad." .. pname)
+    end
+    gm:free()
+  end)
+
+  H.case(name .. ": greedy generate equals greedy_tokens; batching and seeds", function()
+    local prompt = ref.greedy_prompt:totable()
+    local want = ref.greedy_tokens:totable()
+    local out = m:generate({prompt}, {temperature = 0, max_new_tokens = #want, ignore_eos = true})
+    H.eq(#out, 1, "one sample")
+    local s = out[1]
+    H.eq(s.prompt, 1, "sample.prompt")
+    H.eq(#s.tokens, #want, "token count")
+    for i = 1, #want do H.eq(s.tokens[i], want[i], "greedy token " .. i) end
+    H.eq(s.finish, "length", "finish")
+    H.eq(#s.logprobs, #want, "per-token logprobs")
+    local sum = 0
+    for i = 1, #want do
+      H.ok(s.logprobs[i] <= 0, "logprob <= 0")
+      sum = sum + s.logprobs[i]
+    end
+    H.near(s.logprob, sum, 1e-5, "logprob is the sum")
+    H.eq(s.text, nil, "no text without a tokenizer")
+    -- the greedy log-probs equal the training forward's log-probs of the same sequence
+    local full = {}
+    for i = 1, #prompt do full[i] = prompt[i] end
+    for i = 1, #want do full[#prompt + i] = want[i] end
+    H.near(m:logprobs({full}, {#prompt}):item(), s.logprob, 1e-4, "generate vs logprobs")
+    -- batched with another, longer prompt and n = 2: the same continuation for prompt 1
+    local other = {5, 9, 2, 7, 3, 1, 8}
+    local b = m:generate({other, prompt}, {temperature = 0, n = 2, max_new_tokens = #want, ignore_eos = true})
+    H.eq(#b, 4, "2 prompts x n = 2")
+    H.eq(b[1].prompt, 1, "ordered prompt by prompt"); H.eq(b[3].prompt, 2, "prompt index")
+    for j = 3, 4 do
+      for i = 1, #want do H.eq(b[j].tokens[i], want[i], "batched greedy token " .. i) end
+    end
+    -- sampling: same seed, same tokens; another seed, (almost surely) other tokens
+    local opts = {temperature = 1.0, n = 3, max_new_tokens = 12, seed = 7, ignore_eos = true}
+    local a1, a2 = m:generate({prompt}, opts), m:generate({prompt}, opts)
+    opts.seed = 8
+    local a3 = m:generate({prompt}, opts)
+    local same, differ = true, false
+    for j = 1, 3 do
+      for i = 1, 12 do
+        if a1[j].tokens[i] ~= a2[j].tokens[i] then same = false end
+        if a1[j].tokens[i] ~= a3[j].tokens[i] then differ = true end
+      end
+    end
+    H.ok(same, "same seed gives the same samples")
+    H.ok(differ, "another seed gives other samples")
+  end)
+
+  H.case(name .. ": stop ids end a sample, finish = stop, the stop token is kept", function()
+    local prompt = ref.greedy_prompt:totable()
+    local want = ref.greedy_tokens:totable()
+    local stop = want[3]
+    local k = 3
+    for i = 1, 3 do if want[i] == stop then k = i break end end
+    local s = m:generate({prompt}, {temperature = 0, max_new_tokens = #want, stop = {stop},
+                                    ignore_eos = true})[1]
+    H.eq(s.finish, "stop", "finish")
+    H.eq(#s.tokens, k, "tokens up to and including the stop id")
+    H.eq(s.tokens[k], stop, "last token is the stop id")
+  end)
+
+  H.case(name .. ": string prompts without a tokenizer raise a clear error", function()
+    local err = H.raises(function() m:generate({"2+3="}, {max_new_tokens = 2}) end, "tokenizer.json")
+    H.ok(err:find("generate", 1, true), "the error names generate: " .. err)
+  end)
+
+  H.case(name .. ": save then load gives identical logits; a tokenizer is copied", function()
+    local out = tempdir()
+    H.ok(m:save(out), "save")
+    H.ok(exists(out .. "/config.json"), "config.json written")
+    H.ok(exists(out .. "/model.safetensors"), "model.safetensors written")
+    H.ok(not exists(out .. "/tokenizer.json"), "no tokenizer to copy")
+    local m2 = assert(confit.load(out))
+    H.eq((m2:forward(ref.ids) - m:forward(ref.ids)):abs():max():item(), 0, "reloaded logits")
+    H.eq(m2.config.tie_word_embeddings, m.config.tie_word_embeddings, "tie_word_embeddings")
+    m2:free()
+    -- the saved weights read back through load_safetensors equal the parameters bit for bit
+    local w = assert(confit.load_safetensors(out .. "/model.safetensors"))
+    for pname, t in pairs(m:parameters()) do
+      H.ok(w[pname], "saved tensor " .. pname)
+      H.eq((w[pname] - t):abs():max():item(), 0, "saved " .. pname)
+    end
+    -- a folder with a tokenizer: save copies tokenizer.json and tokenizer_config.json
+    assert(toy.write_tokenizer(out))
+    local m3 = assert(confit.load(out))
+    H.ok(m3.tokenizer, "tokenizer loaded from the folder")
+    local out2 = tempdir()
+    m3:save(out2)
+    H.eq(read_file(out2 .. "/tokenizer.json"), read_file(out .. "/tokenizer.json"), "tokenizer.json copied")
+    H.eq(read_file(out2 .. "/tokenizer_config.json"), read_file(out .. "/tokenizer_config.json"),
+         "tokenizer_config.json copied")
+    local m4 = assert(confit.load(out2))
+    H.ok(m4.tokenizer, "reloaded tokenizer")
+    H.eq((m4:forward(ref.ids) - m:forward(ref.ids)):abs():max():item(), 0, "re-reloaded logits")
+    m3:free(); m4:free()
+  end)
+
+  H.case(name .. ": forward rejects wrong id dtypes and shapes, naming forward and the shape", function()
+    H.raises(function() m:forward(confit.tensor({{1, 2}, {3, 4}})) end, "forward", "f32", "[2 x 2]")
+    H.raises(function() m:forward(confit.tensor({1, 2, 3}, {dtype = "i64"})) end, "forward", "[3]")
+    H.raises(function() m:forward(confit.zeros({1, 2, 3}, {dtype = "i64"})) end, "forward", "[1 x 2 x 3]")
+    H.raises(function() m:forward({{1, 2}, {3}}) end, "ragged")
+    H.raises(function() m:forward({{1.5, 2}}) end, "not an integer")
+    H.raises(function() m:forward({{1, m.config.vocab_size}}) end, tostring(m.config.vocab_size))
+  end)
+
+  H.case(name .. ": generate rejects out-of-range ids and bad options, naming them", function()
+    local V = m.config.vocab_size
+    H.raises(function() m:generate({{1, V + 5}}, {max_new_tokens = 2}) end, "generate", tostring(V + 5))
+    H.raises(function() m:generate({{-3}}, {max_new_tokens = 2}) end, "generate", "-3")
+    H.raises(function() m:generate({{1, 2}}, {n = 0, max_new_tokens = 2}) end, "generate", "n ")
+    H.raises(function() m:generate({{1, 2}}, {top_p = 2, max_new_tokens = 2}) end, "generate", "top_p")
+    H.raises(function() m:generate({{1, 2}}, {top_p = 0, max_new_tokens = 2}) end, "generate", "top_p")
+    H.raises(function() m:generate({{1, 2}}, {temperature = -1, max_new_tokens = 2}) end,
+             "generate", "temperature")
+    H.raises(function() m:generate({{1, 2}}, {top_k = -1, max_new_tokens = 2}) end, "generate", "top_k")
+    H.raises(function() m:generate({{1, 2}}, {max_new_tokens = -1}) end, "generate", "max_new_tokens")
+    H.raises(function() m:generate({{1, 2}}, {max_new_tokens = 10 ^ 6}) end, "max_new_tokens")
+    H.raises(function() m:generate({{1, 2}}, {seed = "x", max_new_tokens = 2}) end, "generate", "seed")
+    H.raises(function() m:generate({{}}, {max_new_tokens = 2}) end, "generate", "empty")
+    H.raises(function() m:generate({{1, 2}}, {stop = 3, max_new_tokens = 2}) end, "generate", "stop")
+    H.raises(function() m:generate({42}, {max_new_tokens = 2}) end, "generate", "prompt 1")
+    H.raises(function() m:generate("hello") end, "generate", "list")
+  end)
+
+  m:free()
+end
+
+H.case("load: a missing folder gives nil and a message naming config.json", function()
+  local m, err = confit.load("tests/fixtures/no_such_model")
+  H.eq(m, nil, "model")
+  H.ok(type(err) == "string" and err:find("config.json", 1, true), "message: " .. tostring(err))
+  H.ok(err:find("no_such_model", 1, true), "message names the folder: " .. err)
+end)
+
+H.case("load: a corrupted model.safetensors gives nil and a message naming the file", function()
+  local src = "tests/fixtures/tiny_qwen2"
+  local dir = tempdir()
+  write_file(dir .. "/config.json", read_file(src .. "/config.json"))
+  write_file(dir .. "/generation_config.json", read_file(src .. "/generation_config.json"))
+  local bytes = read_file(src .. "/model.safetensors")
+  write_file(dir .. "/model.safetensors", bytes:sub(1, #bytes - 100))
+  local m, err = confit.load(dir)
+  H.eq(m, nil, "model")
+  H.ok(type(err) == "string" and err:find("model.safetensors", 1, true), "message: " .. tostring(err))
+  -- a file that lacks a tensor the config needs
+  local w = assert(confit.load_safetensors(src .. "/model.safetensors"))
+  w["model.norm.weight"] = nil
+  assert(confit.save_safetensors(dir .. "/model.safetensors", w, {format = "pt"}))
+  m, err = confit.load(dir)
+  H.eq(m, nil, "model without model.norm.weight")
+  H.ok(err and err:find("model.norm.weight", 1, true), "message names the tensor: " .. tostring(err))
+  -- a config.json that is not JSON
+  write_file(dir .. "/config.json", "{ not json")
+  m, err = confit.load(dir)
+  H.eq(m, nil, "model with a broken config")
+  H.ok(err and err:find("config.json", 1, true), "message names config.json: " .. tostring(err))
+end)
+
+H.case("toy tokenizer: string prompts, decoded text without the stop token, saved with the model", function()
+  local tokdir = tempdir()
+  assert(toy.write_tokenizer(tokdir))
+  local config = {model_type = "qwen2", hidden_size = 32, intermediate_size = 64,
+                  num_hidden_layers = 2, num_attention_heads = 4, num_key_value_heads = 2,
+                  vocab_size = toy.VOCAB_SIZE, max_position_embeddings = 256,
+                  rms_norm_eps = 1e-6, rope_theta = 10000.0, tie_word_embeddings = true,
+                  eos_token_id = toy.EOS_ID}
+  local m = model.new(config, {seed = 3, std = 0.5, tokenizer = tokdir .. "/tokenizer.json"})
+  H.ok(m.tokenizer, "tokenizer attached")
+  local text = "37+48-19+25="
+  local ids = m.tokenizer:encode(text)
+  H.eq(#ids, #text, "one byte token per character")
+  local opts = {temperature = 0, max_new_tokens = 16, ignore_eos = true}
+  local from_str = m:generate({text}, opts)[1]
+  local from_ids = m:generate({ids}, opts)[1]
+  H.eq(#from_str.tokens, 16, "length")
+  for i = 1, 16 do H.eq(from_str.tokens[i], from_ids.tokens[i], "string vs ids token " .. i) end
+  H.eq(from_str.text, m.tokenizer:decode(from_str.tokens), "text of a length-finished sample")
+  H.eq(from_str.finish, "length", "finish")
+  -- make the 4th greedy token a stop id: the sample ends there and its text leaves it out
+  local stop = from_str.tokens[4]
+  local k = 4
+  for i = 1, 4 do if from_str.tokens[i] == stop then k = i break end end
+  local s = m:generate({text}, {temperature = 0, max_new_tokens = 16, stop = {stop}})[1]
+  H.eq(s.finish, "stop", "finish on the stop id")
+  H.eq(#s.tokens, k, "tokens end at the stop id")
+  H.eq(s.tokens[k], stop, "the stop id is in tokens")
+  H.eq(s.text, m.tokenizer:decode({table.unpack(s.tokens, 1, k - 1)}), "text without the stop token")
+  -- the model's EOS (<|endoftext|>, from eos_token_id) is a stop token and never in the text:
+  -- steer the tied head so that EOS wins every step (its embedding row = the final hidden
+  -- direction is unknown, so make its row large along every direction the others use)
+  local emb = m:parameters()["model.embed_tokens.weight"]
+  local h = m:hidden({ids}):select(1, 1):select(1, -1)       -- [D], last prompt position
+  local row = emb:select(1, toy.EOS_ID + 1)
+  row:copy_(h * 100)
+  local e = m:generate({text, "1+1="}, {temperature = 0, max_new_tokens = 8})
+  H.eq(e[1].finish, "stop", "EOS stops the sample")
+  H.eq(e[1].tokens[#e[1].tokens], toy.EOS_ID, "EOS is the last token")
+  H.ok(not e[1].text:find(toy.EOS, 1, true), "text has no <|endoftext|>: " .. e[1].text)
+  H.eq(e[1].text, m.tokenizer:decode({table.unpack(e[1].tokens, 1, #e[1].tokens - 1)}), "text")
+  -- saving a model built with a tokenizer path copies the tokenizer files
+  local out = tempdir()
+  m:save(out)
+  H.eq(read_file(out .. "/tokenizer.json"), read_file(tokdir .. "/tokenizer.json"), "tokenizer.json copied")
+  H.ok(exists(out .. "/tokenizer_config.json"), "tokenizer_config.json copied")
+  local m2 = assert(confit.load(out))
+  H.ok(m2.tokenizer, "the saved folder loads with its tokenizer")
+  local s2 = m2:generate({text}, opts)[1]
+  for i = 1, 16 do H.eq(s2.tokens[i], m:generate({text}, opts)[1].tokens[i], "reloaded greedy " .. i) end
+  m:free(); m2:free()
+end)
+
+H.case("model.pad: right padding into an i64 tensor with lens", function()
+  local ids, lens = model.pad({{1, 2, 3}, {4}}, 0)
+  H.eq(ids:dtype(), "i64", "dtype")
+  H.eq(ids:shape()[1], 2, "rows"); H.eq(ids:shape()[2], 3, "cols")
+  H.eq(lens[1], 3, "len 1"); H.eq(lens[2], 1, "len 2")
+  H.eq(ids:get(2, 3), 0, "pad id")
+end)
+
+cleanup()
+H.finish()

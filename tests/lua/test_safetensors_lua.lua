@@ -1,0 +1,242 @@
+-- test_safetensors_lua.lua - confit.save_safetensors / confit.load_safetensors (lua/l_io.c over
+-- core/io/safetensors.c): round trips of every dtype confit keeps (f32, f64, bf16, i32, i64),
+-- 0-d and empty tensors, non-contiguous inputs, metadata; the file layout checked by hand
+-- (8-byte little-endian header length, JSON header with "__metadata__" {"format": "pt"},
+-- sorted names, packed data offsets, little-endian values); hand-written F16 files widen to f32;
+-- failures come back as nil, message naming the file (and the tensor where there is one).
+local H = dofile("tests/lua/harness.lua")
+local confit = require "confit"
+local cjson = require "cjson"
+
+local temps = {}
+local function tempfile()
+  local p = os.tmpname()
+  temps[#temps + 1] = p
+  return p
+end
+
+local function read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- A safetensors file written by hand: header JSON text and raw data bytes.
+local function write_st(path, header, data)
+  write_file(path, string.pack("<I8", #header) .. header .. data)
+end
+
+local function same_shape(a, b, what)
+  local sa, sb = a:shape(), b:shape()
+  H.eq(#sa, #sb, what .. ": rank")
+  for i = 1, #sa do H.eq(sa[i], sb[i], what .. ": dim " .. i) end
+end
+
+-- Element-wise equality through the flat element list (works for any dtype and rank).
+local function flat(t)
+  local out = {}
+  local function walk(v)
+    if type(v) == "table" then for _, x in ipairs(v) do walk(x) end
+    else out[#out + 1] = v end
+  end
+  walk(t:totable())
+  return out
+end
+
+local function same_values(a, b, what)
+  H.eq(a:dtype(), b:dtype(), what .. ": dtype")
+  same_shape(a, b, what)
+  local fa, fb = flat(a), flat(b)
+  H.eq(#fa, #fb, what .. ": element count")
+  for i = 1, #fa do
+    if fa[i] ~= fb[i] then
+      error(("%s: element %d is %s, expected %s"):format(what, i, tostring(fa[i]), tostring(fb[i])), 2)
+    end
+  end
+end
+
+H.case("round trip of f32, f64, bf16, i32, i64, 0-d, empty and non-contiguous tensors", function()
+  local t = {
+    f32 = confit.tensor({{1.5, -2.25, 3e-8}, {1e30, -0.0, 7}}),
+    f64 = confit.tensor({0.1, 1 / 3, -1e-300, 2 ^ 60}, {dtype = "f64"}),
+    bf16 = confit.tensor({1.5, -2.25, 3.0, 1024, -0.0078125}, {dtype = "bf16"}),
+    i32 = confit.tensor({{1, -2}, {2147483647, -2147483648}}, {dtype = "i32"}),
+    i64 = confit.tensor({2 ^ 40, -5, math.maxinteger, math.mininteger}, {dtype = "i64"}),
+    scalar = confit.tensor(3.5),
+    scalar_i64 = confit.tensor(-7, {dtype = "i64"}),
+    empty = confit.zeros({0, 3}),
+    empty_i64 = confit.zeros({4, 0}, {dtype = "i64"}),
+    transposed = confit.tensor({{1, 2, 3}, {4, 5, 6}}):transpose(1, 2),
+    randn = confit.randn({7, 5, 3}, {seed = 11}),
+  }
+  H.ok(not t.transposed:is_contiguous(), "the transposed input is a strided view")
+  local p = tempfile()
+  H.eq(confit.save_safetensors(p, t), true, "save returns true")
+  local back, meta = confit.load_safetensors(p)
+  H.ok(back, "load: " .. tostring(meta))
+  local n = 0
+  for _ in pairs(back) do n = n + 1 end
+  H.eq(n, 11, "tensor count")
+  for name, want in pairs(t) do
+    H.ok(back[name], "tensor " .. name .. " is back")
+    same_values(back[name], want, name)
+  end
+  H.eq(#back.scalar:shape(), 0, "0-d stays 0-d")
+  H.eq(back.scalar:item(), 3.5, "0-d value")
+  H.eq(back.empty:numel(), 0, "empty")
+  H.eq(back.i64:get(3), math.maxinteger, "i64 keeps all 64 bits")
+  H.eq(back.transposed:get(1, 2), 4, "transposed values are written in logical order")
+  H.eq(meta.format, "pt", "default metadata format")
+  -- a tensor saved twice gives the same bytes (names sorted, deterministic layout)
+  local p2 = tempfile()
+  confit.save_safetensors(p2, back)
+  H.eq(read_file(p2), read_file(p), "re-saving the loaded tensors gives the same file")
+end)
+
+H.case("metadata round trip", function()
+  local p = tempfile()
+  local meta = {format = "pt", seed = "1234", note = "a \"quoted\" value\nwith a newline", ["ü"] = "ÿ"}
+  confit.save_safetensors(p, {w = confit.ones({2, 2})}, meta)
+  local t, m = confit.load_safetensors(p)
+  H.ok(t and t.w, "tensor")
+  local n = 0
+  for k, v in pairs(m) do n = n + 1; H.eq(v, meta[k], "metadata " .. k) end
+  H.eq(n, 4, "metadata entry count")
+  -- metadata without "format": the writer adds "format": "pt" (Hugging Face needs it)
+  confit.save_safetensors(p, {w = confit.ones({2})}, {origin = "test"})
+  t, m = confit.load_safetensors(p)
+  H.eq(m.origin, "test", "user key")
+  H.eq(m.format, "pt", "format added")
+end)
+
+H.case("the header by hand: little-endian length, JSON, offsets, raw values", function()
+  local p = tempfile()
+  local a = confit.tensor({1.5, -2.0, 0.25})
+  local b = confit.tensor({{7, -8}}, {dtype = "i64"})
+  local c = confit.tensor({1.0, -3.0}, {dtype = "bf16"})
+  confit.save_safetensors(p, {b_ids = b, a_weights = a, c_half = c}, {format = "pt", k = "v"})
+  local s = read_file(p)
+  local n = string.unpack("<I8", s)
+  H.ok(n > 0 and 8 + n <= #s, "header length inside the file")
+  H.eq((8 + n) % 8, 0, "header padded so the data starts 8-byte aligned")
+  local text = s:sub(9, 8 + n)
+  H.ok(text:find('"__metadata__"', 1, true), "header mentions __metadata__")
+  local hdr = cjson.decode(text)
+  H.eq(hdr.__metadata__.format, "pt", "format pt")
+  H.eq(hdr.__metadata__.k, "v", "user metadata")
+  local names = {}
+  for k in pairs(hdr) do if k ~= "__metadata__" then names[#names + 1] = k end end
+  table.sort(names)
+  H.eq(table.concat(names, ","), "a_weights,b_ids,c_half", "tensor entries")
+  H.eq(hdr.a_weights.dtype, "F32", "F32")
+  H.eq(hdr.b_ids.dtype, "I64", "I64")
+  H.eq(hdr.c_half.dtype, "BF16", "BF16")
+  H.eq(#hdr.b_ids.shape, 2, "shape rank"); H.eq(hdr.b_ids.shape[2], 2, "shape")
+  -- offsets tile the data section without gaps or overlaps
+  local ranges = {}
+  for _, k in ipairs(names) do ranges[#ranges + 1] = hdr[k].data_offsets end
+  table.sort(ranges, function(x, y) return x[1] < y[1] end)
+  local at = 0
+  for _, r in ipairs(ranges) do H.eq(r[1], at, "no gap"); at = r[2] end
+  H.eq(8 + n + at, #s, "the data section ends at the end of the file")
+  -- the values, decoded by hand from the bytes
+  local base = 8 + n + 1
+  local off = hdr.a_weights.data_offsets
+  H.eq(off[2] - off[1], 12, "3 x f32")
+  local x1, x2, x3 = string.unpack("<fff", s, base + off[1])
+  H.eq(x1, 1.5); H.eq(x2, -2.0); H.eq(x3, 0.25)
+  off = hdr.b_ids.data_offsets
+  local i1, i2 = string.unpack("<i8i8", s, base + off[1])
+  H.eq(i1, 7); H.eq(i2, -8)
+  off = hdr.c_half.data_offsets
+  local h1, h2 = string.unpack("<I2I2", s, base + off[1])
+  H.eq(h1, 0x3F80, "bf16 1.0"); H.eq(h2, 0xC040, "bf16 -3.0")
+end)
+
+H.case("a hand-written file (as another writer would make it) loads; F16 widens to f32", function()
+  local p = tempfile()
+  local header = cjson.encode({
+    h = {dtype = "F16", shape = {3}, data_offsets = {0, 6}},
+    w = {dtype = "F32", shape = {2, 1}, data_offsets = {6, 14}},
+    __metadata__ = {format = "pt", who = "hand"},
+  })
+  write_st(p, header, string.pack("<I2I2I2", 0x3C00, 0xC000, 0x3555) .. string.pack("<ff", 0.5, -4))
+  local t, m = confit.load_safetensors(p)
+  H.ok(t, "load: " .. tostring(m))
+  H.eq(t.h:dtype(), "f32", "F16 loads as f32")
+  H.eq(t.h:get(1), 1.0); H.eq(t.h:get(2), -2.0)
+  H.near(t.h:get(3), 0.333251953125, 1e-9, "f16 0x3555")
+  H.eq(t.w:get(1, 1), 0.5); H.eq(t.w:get(2, 1), -4.0)
+  H.eq(m.who, "hand", "metadata")
+end)
+
+H.case("failures: nil and a message naming the file (and tensor)", function()
+  local t, err = confit.load_safetensors("tests/no_such_file.safetensors")
+  H.eq(t, nil, "missing file")
+  H.ok(type(err) == "string" and err:find("no_such_file.safetensors", 1, true), "names the file: " .. tostring(err))
+  -- truncated
+  local p = tempfile()
+  confit.save_safetensors(p, {w = confit.ones({16, 16})})
+  local s = read_file(p)
+  write_file(p, s:sub(1, #s - 10))
+  t, err = confit.load_safetensors(p)
+  H.eq(t, nil, "truncated file")
+  H.ok(err and err:find(p, 1, true), "names the file: " .. tostring(err))
+  -- shorter than the length prefix
+  write_file(p, "abc")
+  t, err = confit.load_safetensors(p)
+  H.eq(t, nil, "3-byte file")
+  H.ok(err and err:find(p, 1, true), "names the file: " .. tostring(err))
+  -- a dtype confit does not load: the message names the tensor and the dtype
+  write_st(p, '{"flags":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}', "ab")
+  t, err = confit.load_safetensors(p)
+  H.eq(t, nil, "U8 file")
+  H.ok(err and err:find("flags", 1, true) and err:find("U8", 1, true), "names tensor and dtype: " .. tostring(err))
+  -- a size that does not match the shape names the tensor
+  write_st(p, '{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', string.rep("\0", 8))
+  t, err = confit.load_safetensors(p)
+  H.eq(t, nil, "wrong size")
+  H.ok(err and (err:find("'w'", 1, true) or err:find('"w"', 1, true)), "names the tensor: " .. tostring(err))
+  -- writing into a folder that does not exist
+  t, err = pcall(confit.save_safetensors, "tests/no_such_dir/x.safetensors", {w = confit.ones({1})})
+  H.eq(t, false, "save into a missing folder fails")
+  H.ok(tostring(err):find("no_such_dir", 1, true), "names the path: " .. tostring(err))
+end)
+
+H.case("argument errors on save", function()
+  local p = tempfile()
+  H.raises(function() confit.save_safetensors(p, {[1] = confit.ones({1})}) end, "names must be strings")
+  H.raises(function() confit.save_safetensors(p, {w = 3}) end)
+  H.raises(function() confit.save_safetensors(p, {w = confit.ones({1})}, {x = 1}) end, "metadata")
+  H.raises(function() confit.save_safetensors(p, "w") end)
+end)
+
+H.case("the model writer's file is what load_safetensors reads (same reader)", function()
+  local ref = assert(confit.load_safetensors("tests/fixtures/tiny_qwen2/model.safetensors"))
+  local p = tempfile()
+  confit.save_safetensors(p, ref, {format = "pt"})
+  local back = assert(confit.load_safetensors(p))
+  for name, want in pairs(ref) do same_values(back[name], want, name) end
+  -- the model loader accepts a folder whose weights were written from Lua
+  local dir = tempfile()
+  os.remove(dir)
+  assert(os.execute(("mkdir -p %q"):format(dir)))
+  write_file(dir .. "/config.json", read_file("tests/fixtures/tiny_qwen2/config.json"))
+  write_file(dir .. "/model.safetensors", read_file(p))
+  local m, err = confit.load(dir)
+  H.ok(m, "model from Lua-written weights: " .. tostring(err))
+  local w = m:parameters()["model.norm.weight"]
+  same_values(w, ref["model.norm.weight"], "model.norm.weight")
+  m:free()
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
+for _, p in ipairs(temps) do os.remove(p) end
+H.finish()
