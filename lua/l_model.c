@@ -21,15 +21,16 @@
 #include "nn/generate.h"
 #include "nn/qwen2.h"
 
-#define MODEL_MT "confit.model"
+#define MODEL_MT CF_LUA_MODEL_MT
 
 typedef struct { cf_qwen2 *m; } model_box;
 
-static cf_qwen2 *check_model(lua_State *L, int idx) {
+cf_qwen2 *cf_lua_checkmodel(lua_State *L, int idx) {
   model_box *b = luaL_checkudata(L, idx, MODEL_MT);
   if (!b->m) luaL_error(L, "model was freed");
   return b->m;
 }
+#define check_model cf_lua_checkmodel
 
 static model_box *new_box(lua_State *L) {
   model_box *b = lua_newuserdatauv(L, sizeof *b, 0);

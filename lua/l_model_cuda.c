@@ -21,16 +21,8 @@
 #include "kernels/model_cuda.h"
 #endif
 
-#define MODEL_MT "confit.model"
-
-/* The box layout of l_model.c: a full userdata holding the model pointer (NULL once freed). */
-typedef struct { cf_qwen2 *m; } model_box;
-
-static cf_qwen2 *check_model(lua_State *L, int idx) {
-  model_box *b = luaL_checkudata(L, idx, MODEL_MT);
-  if (!b->m) luaL_error(L, "model was freed");
-  return b->m;
-}
+#define MODEL_MT CF_LUA_MODEL_MT
+#define check_model cf_lua_checkmodel
 
 static int fail(lua_State *L, const char *msg) {
   luaL_pushfail(L);

@@ -59,4 +59,10 @@ void cf_lua_set_clock_sync(void (*sync)(void));
 /* Adds name -> doc to the module's `doc` table (creating it); the module table is at `module`. */
 void cf_lua_add_doc(lua_State *L, int module, const char *name, const char *doc);
 
+/* Model boxes (l_model.c): metatable "confit.model" holding one cf_qwen2 pointer. */
+#define CF_LUA_MODEL_MT "confit.model"
+struct cf_qwen2;
+/* The model at idx; raises "model was freed" for a freed box. */
+struct cf_qwen2 *cf_lua_checkmodel(lua_State *L, int idx);
+
 #endif

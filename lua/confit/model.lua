@@ -188,6 +188,18 @@ function Model:save(dir)
   return true
 end
 
+--- "cpu" or "cuda": where the weights live.
+function Model:device()
+  if self.core.device then return self.core:device() end
+  return "cpu"
+end
+
+--- Fill every parameter with random values directly on the GPU (norms 1, biases 0).
+function Model:init_random_cuda(seed, std, dtype)
+  if not self.core.init_random_cuda then error("model:init_random_cuda: this build has no CUDA support", 2) end
+  return self.core:init_random_cuda(seed, std, dtype)
+end
+
 function Model:free() self.core:free() end
 Model.__close = Model.free
 
