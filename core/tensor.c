@@ -588,6 +588,33 @@ static void copy_strided(cf_tensor *dst, cf_tensor *src) {
     return;
   }
   int nd = dst->ndim;
+  /* Row-wise path: the last dim is walked with its strides, the outer index computed once per
+   * row (transpose -> reshape copies around attention spend their time here). */
+  if (nd >= 1 && dst->dtype == src->dtype && (dst->dtype == CF_DTYPE_F32 || dst->dtype == CF_DTYPE_F64)) {
+    int64_t inner = dst->shape[nd - 1], rows = n / inner;
+    int64_t dsi = dst->stride[nd - 1], ssi = src->stride[nd - 1];
+    bool f32 = dst->dtype == CF_DTYPE_F32;
+    #pragma omp parallel for if (n > 65536)
+    for (int64_t r = 0; r < rows; r++) {
+      int64_t q = r, doff = dst->offset, soff = src->offset;
+      for (int d = nd - 2; d >= 0; d--) {
+        int64_t k = q % dst->shape[d];
+        q /= dst->shape[d];
+        doff += k * dst->stride[d];
+        soff += k * src->stride[d];
+      }
+      if (f32) {
+        float *dp = (float *)db + doff;
+        const float *sp = (const float *)sb + soff;
+        for (int64_t j = 0; j < inner; j++) dp[j * dsi] = sp[j * ssi];
+      } else {
+        double *dp = (double *)db + doff;
+        const double *sp = (const double *)sb + soff;
+        for (int64_t j = 0; j < inner; j++) dp[j * dsi] = sp[j * ssi];
+      }
+    }
+    return;
+  }
   #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; i++) {
     int64_t r = i, doff = dst->offset, soff = src->offset;
