@@ -466,7 +466,15 @@ static int at_forward(cf_tensor *out, const at_geo &g, const at_ops &o, float *l
   return cu_launched(stats ? "attention backward" : "attention");
 }
 
+/* The tensor-core path (attention_tc.cu; off unless CONFIT_ATTN_TC=1): 1 = not taken, 0 = done, -1 = error. */
+int cu_attention_tc_forward(cf_tensor *out, cf_tensor *q, cf_tensor *k, cf_tensor *v, cf_tensor *mask, double scale,
+                            bool causal);
+int cu_attention_tc_backward(cf_tensor *gq, cf_tensor *gk, cf_tensor *gv, cf_tensor *q, cf_tensor *k, cf_tensor *v,
+                             cf_tensor *mask, double scale, bool causal, cf_tensor *gout);
+
 extern "C" int cf_cuda_attention(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  int tc = cu_attention_tc_forward(out, in[0], in[1], in[2], nin > 3 ? in[3] : NULL, a->f[0], a->i[0] != 0);
+  if (tc != 1) return tc;
   at_geo g;
   at_ops o;
   if (at_setup("attention", &g, &o, in[0], in[1], in[2], nin > 3 ? in[3] : NULL, NULL, a->f[0], a->i[0] != 0))
@@ -509,6 +517,8 @@ static int at_backward(cf_tensor *gq, cf_tensor *gk, cf_tensor *gv, const at_geo
  * gout [B,Hq,T,Dv] */
 extern "C" int cf_cuda_attention_backward(cf_tensor *gq, cf_tensor *gk, cf_tensor *gv, cf_tensor *q, cf_tensor *k,
                                           cf_tensor *v, cf_tensor *mask, double scale, bool causal, cf_tensor *gout) {
+  int tc = cu_attention_tc_backward(gq, gk, gv, q, k, v, mask, scale, causal, gout);
+  if (tc != 1) return tc;
   at_geo g;
   at_ops o;
   if (at_setup("attention backward", &g, &o, q, k, v, mask, gout, scale, causal)) return -1;

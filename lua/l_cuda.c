@@ -1,6 +1,7 @@
 /* l_cuda.c - the CUDA part of the Lua face: confit.cuda.{available, synchronize, device_name,
- * set_tf32, memory}, confit.empty_cache(), the device fields of confit.memory(), a device
- * synchronize before confit.clock(), and the tensor methods t:to(...), t:cuda(), t:cpu().
+ * set_tf32, set_attention_tc, memory}, confit.empty_cache(), the device fields of
+ * confit.memory(), a device synchronize before confit.clock(), and the tensor methods
+ * t:to(...), t:cuda(), t:cpu().
  *
  * It compiles with or without CUDA: without CF_HAVE_CUDA, available() is false, the memory
  * fields are absent, and moving a tensor to "cuda" raises "CUDA is not available in this build".
@@ -68,6 +69,17 @@ static int l_set_tf32(lua_State *L) {
   bool old = cf_cuda_tf32();
   cf_cuda_set_tf32(lua_toboolean(L, 1));
   lua_pushboolean(L, old);
+#else
+  lua_pushboolean(L, 0);
+#endif
+  return 1;
+}
+
+/* set_attention_tc(on) -> previous: the tensor-core attention path (attention_tc.cu). */
+static int l_set_attention_tc(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TBOOLEAN);
+#ifdef CF_HAVE_CUDA
+  lua_pushboolean(L, cf_cuda_set_attention_tc(lua_toboolean(L, 1)));
 #else
   lua_pushboolean(L, 0);
 #endif
@@ -196,7 +208,8 @@ static int m_cpu(lua_State *L) { return move_method(L, CF_DEVICE_CPU); }
 
 static const luaL_Reg cuda_functions[] = {
   {"available", l_available}, {"synchronize", l_synchronize}, {"device_name", l_device_name},
-  {"set_tf32", l_set_tf32}, {"memory", l_memory}, {"empty_cache", l_empty_cache}, {NULL, NULL}};
+  {"set_tf32", l_set_tf32}, {"set_attention_tc", l_set_attention_tc}, {"memory", l_memory},
+  {"empty_cache", l_empty_cache}, {NULL, NULL}};
 
 static const luaL_Reg tensor_methods[] = {{"to", m_to}, {"cuda", m_cuda}, {"cpu", m_cpu}, {NULL, NULL}};
 
@@ -205,6 +218,7 @@ static const char *const docs[][2] = {
   {"confit.cuda.synchronize", "confit.cuda.synchronize(): wait for queued GPU work (raises if a kernel failed)"},
   {"confit.cuda.device_name", "confit.cuda.device_name() -> name, or nil, message without a GPU"},
   {"confit.cuda.set_tf32", "confit.cuda.set_tf32(on) -> previous: let f32 matmuls use TF32 tensor cores (off by default)"},
+  {"confit.cuda.set_attention_tc", "confit.cuda.set_attention_tc(on) -> previous: bf16 attention without a mask and with D = Dv in {64, 128} on tensor cores (default: on when CONFIT_ATTN_TC=1)"},
   {"confit.cuda.memory", "confit.cuda.memory() -> in_use, cached, peak: device bytes held by tensors, cached for reuse, peak in use"},
   {"confit.cuda.empty_cache", "confit.cuda.empty_cache(): return cached device blocks to the driver"},
   {"confit.empty_cache", "confit.empty_cache(): return cached device blocks to the driver (no-op without CUDA)"},
