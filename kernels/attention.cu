@@ -466,7 +466,7 @@ static int at_forward(cf_tensor *out, const at_geo &g, const at_ops &o, float *l
   return cu_launched(stats ? "attention backward" : "attention");
 }
 
-/* The tensor-core path (attention_tc.cu; off unless CONFIT_ATTN_TC=1): 1 = not taken, 0 = done, -1 = error. */
+/* The tensor-core path (attention_tc.cu; on unless CONFIT_ATTN_TC=0): 1 = not taken, 0 = done, -1 = error. */
 int cu_attention_tc_forward(cf_tensor *out, cf_tensor *q, cf_tensor *k, cf_tensor *v, cf_tensor *mask, double scale,
                             bool causal);
 int cu_attention_tc_backward(cf_tensor *gq, cf_tensor *gk, cf_tensor *gv, cf_tensor *q, cf_tensor *k, cf_tensor *v,

@@ -5,8 +5,9 @@
  * qualify). Anything else falls back to the CUDA-core kernels of attention.cu.
  *
  * Selection: attention.cu calls cu_attention_tc_forward / _backward first; they return 1 when
- * the case does not qualify or the path is off. The path is off unless the environment variable
- * CONFIT_ATTN_TC is "1" (read once) or cf_cuda_set_attention_tc(true) was called.
+ * the case does not qualify or the path is off. The path is on by default (validated on an H200:
+ * tests/gpu/test_attention_tc.lua and the whole GPU suite); CONFIT_ATTN_TC=0 in the environment
+ * (read once) or cf_cuda_set_attention_tc(false) turns it off.
  *
  * Semantics are the op's (attention.cu): q [B,Hq,T,D], k/v [B,Hkv,S,D], query head h reads kv
  * head h / (Hq / Hkv); causal: key s is visible to query t when s <= t + (S - T); a query row
@@ -571,7 +572,7 @@ static int tc_state = -1; /* -1: not yet read from CONFIT_ATTN_TC */
 static bool tc_enabled(void) {
   if (tc_state < 0) {
     const char *e = getenv("CONFIT_ATTN_TC");
-    tc_state = e && strcmp(e, "1") == 0;
+    tc_state = !(e && strcmp(e, "0") == 0);
   }
   return tc_state == 1;
 }

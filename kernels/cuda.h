@@ -38,7 +38,7 @@ void cf_cuda_memory(size_t *in_use, size_t *cached, size_t *peak);
 void cf_cuda_set_tf32(bool on);
 bool cf_cuda_tf32(void);
 /* bf16 attention without a mask, D = Dv in {64, 128}, on tensor cores (attention_tc.cu); the
- * default is CONFIT_ATTN_TC=1 (read once). Returns the previous setting. */
+ * default is on; CONFIT_ATTN_TC=0 (read once) turns it off. Returns the previous setting. */
 bool cf_cuda_set_attention_tc(bool on);
 /* The cudaStream_t all confit work runs on, and the cublasHandle_t bound to it. */
 void *cf_cuda_stream(void);

@@ -218,7 +218,7 @@ static const char *const docs[][2] = {
   {"confit.cuda.synchronize", "confit.cuda.synchronize(): wait for queued GPU work (raises if a kernel failed)"},
   {"confit.cuda.device_name", "confit.cuda.device_name() -> name, or nil, message without a GPU"},
   {"confit.cuda.set_tf32", "confit.cuda.set_tf32(on) -> previous: let f32 matmuls use TF32 tensor cores (off by default)"},
-  {"confit.cuda.set_attention_tc", "confit.cuda.set_attention_tc(on) -> previous: bf16 attention without a mask and with D = Dv in {64, 128} on tensor cores (default: on when CONFIT_ATTN_TC=1)"},
+  {"confit.cuda.set_attention_tc", "confit.cuda.set_attention_tc(on) -> previous: bf16 attention without a mask and with D = Dv in {64, 128} on tensor cores (default: on; CONFIT_ATTN_TC=0 turns it off)"},
   {"confit.cuda.memory", "confit.cuda.memory() -> in_use, cached, peak: device bytes held by tensors, cached for reuse, peak in use"},
   {"confit.cuda.empty_cache", "confit.cuda.empty_cache(): return cached device blocks to the driver"},
   {"confit.empty_cache", "confit.empty_cache(): return cached device blocks to the driver (no-op without CUDA)"},

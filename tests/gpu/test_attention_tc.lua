@@ -1,8 +1,8 @@
 -- test_attention_tc.lua - the tensor-core attention path (kernels/attention_tc.cu) against the CPU
 -- f32 reference, forward and backward, then timings of both GPU paths. Skips (exit 77) without a GPU.
 --
--- The path is forced on with confit.cuda.set_attention_tc(true) (its default comes from
--- CONFIT_ATTN_TC=1) and restored at the end. Inputs are bf16-rounded random values fed to both
+-- The path is forced on with confit.cuda.set_attention_tc(true) (it is on by default;
+-- CONFIT_ATTN_TC=0 turns it off) and restored at the end. Inputs are bf16-rounded random values fed to both
 -- sides; the backward seeds loss = sum(out * R). Checks per output and gradient:
 --   elementwise |gpu - cpu| <= 1e-4 + 0.02 max|cpu| + 0.08 |cpu|   (test_cuda_ops.lua's bf16 rule:
 --     P and dS are rounded to bf16 before their products, as in FlashAttention-2, so entries
