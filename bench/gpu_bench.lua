@@ -2,7 +2,8 @@
 -- (JSON lines; every line names the card).
 --
 --   build/confit bench/gpu_bench.lua [--only decode|train|all] [--budget 300] [--new 512]
---                                    [--prompt 128] [--train_dtype bf16|f32] [--quick]
+--                                    [--prompt 128] [--train_dtype bf16|f32] [--state_dtype f32|bf16]
+--                                    [--quick]
 --
 -- Lines:
 --   {"bench":"decode","shape":"1.5B","batch":16,...}  generate() of `batch` prompts of --prompt
@@ -12,9 +13,12 @@
 --       ms_step = that time per step; tok_s = batch * new / time(new) (prefill included).
 --       Best of 2 after a warm-up (which captures the CUDA graph of the batch).
 --   {"bench":"train","shape":"1.5B",...}  one RL step: 16 rows of 640 tokens (128 prompt + 512
---       completion), sum of completion log-probs (model:logprobs), backward, AdamW step;
+--       completion), sum of completion log-probs (model:logprobs), backward, AdamW step (lr 1e-6;
+--       bf16 weights get f32 master copies; moments in --state_dtype);
 --       tok_s = 16 * 640 / step time, tflops = 6 * params * tokens / step time, peak_gb = the
---       allocator's peak. Mean of 3 steps after one warm-up step.
+--       allocator's peak. Mean of 3 steps after one warm-up step, then one more step timed by
+--       phase with confit.cuda.synchronize() between them: fwd_s (logprobs and the loss),
+--       bwd_s (backward), opt_s (the AdamW step).
 --   {"bench":"error",...} when a stage fails (e.g. an op without a CUDA kernel): the message,
 --       and the run goes on with the next stage.
 -- Shapes: 1.5B = hidden 1536, 28 layers, 12/2 heads, FFN 8960, vocab 151936, tied;
@@ -22,7 +26,8 @@
 -- --budget (seconds) skips stages that would start after it has passed.
 local confit = require "confit"
 
-local opt = {only = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16", quick = false}
+local opt = {only = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16", state_dtype = "f32",
+             quick = false}
 do
   local i = 1
   while i <= #arg do
@@ -181,7 +186,7 @@ local function train(shape, B, P, N)
       local t = params[name]
       if t then t:requires_grad_(true); list[#list + 1] = t end
     end
-    local o = confit.optim.adamw(params, {lr = 1e-6, weight_decay = 0.0})
+    local o = confit.optim.adamw(list, {lr = 1e-6, weight_decay = 0.0, state_dtype = opt.state_dtype})
     local vocab = SHAPES[shape].vocab_size
     local rows = random_prompts(B, P + N, vocab, 99)
     local ids = confit.tensor(rows, {dtype = "i64"}):to("cuda")
@@ -203,10 +208,26 @@ local function train(shape, B, P, N)
     local t = confit.clock()
     for _ = 1, steps do step() end
     local dt = (confit.clock() - t) / steps
+    -- one more step, timed by phase
+    confit.cuda.synchronize()
+    local t0 = confit.clock()
+    local lp = m:logprobs(ids, plens, 1.0)
+    local loss = -(lp:sum())
+    confit.cuda.synchronize()
+    local t1 = confit.clock()
+    loss:backward()
+    confit.cuda.synchronize()
+    local t2 = confit.clock()
+    o:step()
+    confit.cuda.synchronize()
+    local t3 = confit.clock()
+    o:zero_grad()
+    lp:free(); loss:free()
     local tokens = B * (P + N)
     local _, _, peak = confit.cuda.memory()
-    emit({{"bench", "train"}, {"shape", shape}, {"dtype", opt.train_dtype}, {"rows", B}, {"tokens_per_row", P + N},
-          {"params", nparams}, {"step_s", dt}, {"tok_s", tokens / dt}, {"tflops", 6 * nparams * tokens / dt / 1e12},
+    emit({{"bench", "train"}, {"shape", shape}, {"dtype", opt.train_dtype}, {"state_dtype", opt.state_dtype},
+          {"rows", B}, {"tokens_per_row", P + N}, {"params", nparams}, {"step_s", dt}, {"tok_s", tokens / dt},
+          {"tflops", 6 * nparams * tokens / dt / 1e12}, {"fwd_s", t1 - t0}, {"bwd_s", t2 - t1}, {"opt_s", t3 - t2},
           {"peak_gb", gib(peak)}, {"loss", v0}})
     o:free()
   end)

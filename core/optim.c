@@ -4,8 +4,12 @@
  * without a gradient, makes the gradient contiguous in the parameter's dtype, creates the state
  * at a parameter's first update, counts per-parameter steps for the bias correction, then
  * calls the device's per-tensor kernel. The CPU kernels below are plain loops in double
- * arithmetic, parallel with OpenMP over large tensors; bf16 parameters are left to a device
- * layer with fp32 master weights (the CPU kernels refuse them).
+ * arithmetic (f32 and bf16 parameters: rounded to f32 per element, like the CUDA kernels' f32
+ * math), parallel with OpenMP over large tensors. A bf16 parameter is updated through its f32
+ * master copy, which the driver creates from the parameter at its first update; the kernels
+ * then write bf16(master) into the parameter. State tensors are f64 for f64 parameters and
+ * cfg.state_dtype (f32 or bf16) otherwise; an existing state of another dtype is converted
+ * before the kernel sees it.
  */
 #include "optim.h"
 #include "autograd.h"
@@ -20,30 +24,77 @@ static const char *kind_name(cf_optim_kind k) { return k == CF_OPTIM_ADAMW ? "ad
 
 /* ---------------------------------------------------------------- CPU kernels */
 
-static int cpu_dtype_ok(const char *what, const cf_tensor *p) {
-  if (p->dtype == CF_DTYPE_F32 || p->dtype == CF_DTYPE_F64) return 0;
-  return CF_ERR("%s: %s parameters are not supported on the CPU (f32 or f64)", what,
-                cf_dtype_name(p->dtype));
+/* p f64 with f64 state; p f32 with f32/bf16 state; p bf16 with an f32 master and f32/bf16 state. */
+static int cpu_check(const char *what, const cf_tensor *p, const cf_tensor *master, const cf_tensor *s0,
+                     const cf_tensor *s1) {
+  if (p->dtype != CF_DTYPE_F32 && p->dtype != CF_DTYPE_F64 && p->dtype != CF_DTYPE_BF16)
+    return CF_ERR("%s: %s parameters are not supported on the CPU (f32, f64, or bf16 with a master)", what,
+                  cf_dtype_name(p->dtype));
+  if ((p->dtype == CF_DTYPE_BF16) != (master != NULL))
+    return CF_ERR("%s: a %s parameter %s", what, cf_dtype_name(p->dtype),
+                  master ? "has no master copy" : "needs its f32 master copy");
+  if (master && master->dtype != CF_DTYPE_F32)
+    return CF_ERR("%s: the master copy is %s, expected f32", what, cf_dtype_name(master->dtype));
+  const cf_tensor *st[2] = {s0, s1};
+  for (int k = 0; k < 2; k++) {
+    if (!st[k]) continue;
+    bool ok = p->dtype == CF_DTYPE_F64 ? st[k]->dtype == CF_DTYPE_F64
+                                       : st[k]->dtype == CF_DTYPE_F32 || st[k]->dtype == CF_DTYPE_BF16;
+    if (!ok) return CF_ERR("%s: %s state for a %s parameter", what, cf_dtype_name(st[k]->dtype),
+                           cf_dtype_name(p->dtype));
+  }
+  return 0;
 }
 
-/* p, g, m, v: [n] contiguous; p/g f32 with f32 state, or all f64. */
-static int cpu_adamw(cf_tensor *p, cf_tensor *g, cf_tensor *m, cf_tensor *v, const cf_adamw_hyper *h) {
-  if (cpu_dtype_ok("adamw", p)) return -1;
+/* State element i of an f32 or bf16 buffer. */
+static inline double st_load(const void *s, bool bf, int64_t i) {
+  return bf ? cf_bf16_to_float(((const uint16_t *)s)[i]) : ((const float *)s)[i];
+}
+static inline void st_store(void *s, bool bf, int64_t i, double x) {
+  if (bf) ((uint16_t *)s)[i] = cf_float_to_bf16((float)x);
+  else ((float *)s)[i] = (float)x;
+}
+
+/* w: the f32 weights an update reads and writes (the master of a bf16 parameter, else p itself);
+ * pb: the bf16 parameter to refresh with bf16(w), NULL for f32; gf / gh: g as f32 or bf16. */
+typedef struct {
+  float *w;
+  uint16_t *pb;
+  const float *gf;
+  const uint16_t *gh;
+} f32_view;
+
+static f32_view f32_weights(cf_tensor *p, cf_tensor *master, cf_tensor *g) {
+  f32_view v = {NULL, NULL, NULL, NULL};
+  if (master) { v.w = cf_tensor_data(master); v.pb = cf_tensor_data(p); }
+  else v.w = cf_tensor_data(p);
+  if (g->dtype == CF_DTYPE_BF16) v.gh = cf_tensor_data(g);
+  else v.gf = cf_tensor_data(g);
+  return v;
+}
+
+/* p, g, m, v: [n] contiguous; all f64, or f32 math on p (or the master of a bf16 p). */
+static int cpu_adamw(cf_tensor *p, cf_tensor *master, cf_tensor *g, cf_tensor *m, cf_tensor *v,
+                     const cf_adamw_hyper *h) {
+  if (cpu_check("adamw", p, master, m, v)) return -1;
   int64_t n = cf_tensor_numel(p);
   const double decay = 1.0 - h->lr * h->weight_decay;
   const double step = h->lr / h->bias1, sqrt_b2 = sqrt(h->bias2);
   const double b1 = h->beta1, b2 = h->beta2, eps = h->eps;
-  if (p->dtype == CF_DTYPE_F32) {
-    float *pp = cf_tensor_data(p), *mp = cf_tensor_data(m), *vp = cf_tensor_data(v);
-    const float *gp = cf_tensor_data(g);
+  if (p->dtype != CF_DTYPE_F64) {
+    f32_view w = f32_weights(p, master, g);
+    void *mp = cf_tensor_data(m), *vp = cf_tensor_data(v);
+    const bool mbf = m->dtype == CF_DTYPE_BF16, vbf = v->dtype == CF_DTYPE_BF16;
     #pragma omp parallel for if (n > OMP_MIN)
     for (int64_t i = 0; i < n; i++) {
-      double gi = gp[i];
-      double mi = b1 * mp[i] + (1 - b1) * gi;
-      double vi = b2 * vp[i] + (1 - b2) * gi * gi;
-      mp[i] = (float)mi;
-      vp[i] = (float)vi;
-      pp[i] = (float)(pp[i] * decay - step * mi / (sqrt(vi) / sqrt_b2 + eps));
+      double gi = w.gh ? cf_bf16_to_float(w.gh[i]) : w.gf[i];
+      double mi = b1 * st_load(mp, mbf, i) + (1 - b1) * gi;
+      double vi = b2 * st_load(vp, vbf, i) + (1 - b2) * gi * gi;
+      st_store(mp, mbf, i, mi);
+      st_store(vp, vbf, i, vi);
+      float x = (float)(w.w[i] * decay - step * mi / (sqrt(vi) / sqrt_b2 + eps));
+      w.w[i] = x;
+      if (w.pb) w.pb[i] = cf_float_to_bf16(x);
     }
   } else {
     double *pp = cf_tensor_data(p), *mp = cf_tensor_data(m), *vp = cf_tensor_data(v);
@@ -71,17 +122,21 @@ static inline double sgd_elem(double p, double g, double *buf, const cf_sgd_hype
   return p - h->lr * d;
 }
 
-static int cpu_sgd(cf_tensor *p, cf_tensor *g, cf_tensor *buf, const cf_sgd_hyper *h) {
-  if (cpu_dtype_ok("sgd", p)) return -1;
+static int cpu_sgd(cf_tensor *p, cf_tensor *master, cf_tensor *g, cf_tensor *buf, const cf_sgd_hyper *h) {
+  if (cpu_check("sgd", p, master, buf, NULL)) return -1;
   int64_t n = cf_tensor_numel(p);
-  if (p->dtype == CF_DTYPE_F32) {
-    float *pp = cf_tensor_data(p), *bp = buf ? cf_tensor_data(buf) : NULL;
-    const float *gp = cf_tensor_data(g);
+  if (p->dtype != CF_DTYPE_F64) {
+    f32_view w = f32_weights(p, master, g);
+    void *bp = buf ? cf_tensor_data(buf) : NULL;
+    const bool bbf = buf && buf->dtype == CF_DTYPE_BF16;
     #pragma omp parallel for if (n > OMP_MIN)
     for (int64_t i = 0; i < n; i++) {
-      double b = bp ? bp[i] : 0;
-      pp[i] = (float)sgd_elem(pp[i], gp[i], bp ? &b : NULL, h);
-      if (bp) bp[i] = (float)b;
+      double gi = w.gh ? cf_bf16_to_float(w.gh[i]) : w.gf[i];
+      double b = bp ? st_load(bp, bbf, i) : 0;
+      float x = (float)sgd_elem(w.w[i], gi, bp ? &b : NULL, h);
+      if (bp) st_store(bp, bbf, i, b);
+      w.w[i] = x;
+      if (w.pb) w.pb[i] = cf_float_to_bf16(x);
     }
   } else {
     double *pp = cf_tensor_data(p), *bp = buf ? cf_tensor_data(buf) : NULL;
@@ -169,6 +224,7 @@ cf_optim_config cf_optim_defaults(cf_optim_kind kind) {
   memset(&c, 0, sizeof c);
   c.kind = kind;
   c.lr = 1e-3;
+  c.state_dtype = CF_DTYPE_F32;
   if (kind == CF_OPTIM_ADAMW) {
     c.beta1 = 0.9;
     c.beta2 = 0.999;
@@ -195,6 +251,9 @@ int cf_optim_check_config(const cf_optim_config *c) {
     if (c->nesterov && (c->momentum <= 0 || c->dampening != 0))
       return CF_ERR("sgd: nesterov needs momentum > 0 and dampening 0");
   }
+  if (c->state_dtype != CF_DTYPE_F32 && c->state_dtype != CF_DTYPE_BF16)
+    return CF_ERR("%s: state_dtype must be f32 or bf16, got %s", k,
+                  (unsigned)c->state_dtype < CF_DTYPE_COUNT ? cf_dtype_name(c->state_dtype) : "?");
   return 0;
 }
 
@@ -235,9 +294,10 @@ cf_optim *cf_optim_new(const cf_optim_config *cfg, cf_tensor *const *params, int
     o->params = calloc(m, sizeof *o->params);
     o->state[0] = calloc(m, sizeof *o->state[0]);
     o->state[1] = calloc(m, sizeof *o->state[1]);
+    o->master = calloc(m, sizeof *o->master);
     o->param_steps = calloc(m, sizeof *o->param_steps);
   }
-  if (!o || !o->params || !o->state[0] || !o->state[1] || !o->param_steps) {
+  if (!o || !o->params || !o->state[0] || !o->state[1] || !o->master || !o->param_steps) {
     cf_optim_free(o);
     CF_ERR("%s: out of memory", k);
     return NULL;
@@ -256,10 +316,12 @@ void cf_optim_free(cf_optim *o) {
   for (int i = 0; i < o->n; i++) {
     if (o->params) cf_tensor_release(o->params[i]);
     for (int s = 0; s < 2; s++) if (o->state[s]) cf_tensor_release(o->state[s][i]);
+    if (o->master) cf_tensor_release(o->master[i]);
   }
   free(o->params);
   free(o->state[0]);
   free(o->state[1]);
+  free(o->master);
   free(o->param_steps);
   free(o);
 }
@@ -281,8 +343,8 @@ cf_tensor *cf_optim_state_get(const cf_optim *o, int param, int slot) {
   return o->state[slot][param];
 }
 
-static cf_dtype state_dtype(const cf_tensor *p) {
-  return p->dtype == CF_DTYPE_F64 ? CF_DTYPE_F64 : CF_DTYPE_F32;
+static cf_dtype state_dtype(const cf_optim *o, const cf_tensor *p) {
+  return p->dtype == CF_DTYPE_F64 ? CF_DTYPE_F64 : o->cfg.state_dtype;
 }
 
 int cf_optim_state_set(cf_optim *o, int param, int slot, cf_tensor *src) {
@@ -298,12 +360,42 @@ int cf_optim_state_set(cf_optim *o, int param, int slot, cf_tensor *src) {
                     cf_optim_slot_name(o, slot), param + 1, cf_shape_str(src, a, sizeof a),
                     cf_shape_str(p, b, sizeof b));
     }
-    c = cf_tensor_empty(p->ndim, p->shape, state_dtype(p), cf_tensor_device(p));
+    c = cf_tensor_empty(p->ndim, p->shape, state_dtype(o, p), cf_tensor_device(p));
     if (!c) return -1;
     if (cf_tensor_copy_(c, src)) { cf_tensor_release(c); return -1; }
   }
   cf_tensor_release(o->state[slot][param]);
   o->state[slot][param] = c;
+  return 0;
+}
+
+cf_tensor *cf_optim_master_get(const cf_optim *o, int param) {
+  if (param < 0 || param >= o->n) return NULL;
+  return o->master[param];
+}
+
+int cf_optim_master_set(cf_optim *o, int param, cf_tensor *src) {
+  const char *k = kind_name(o->cfg.kind);
+  if (param < 0 || param >= o->n) return CF_ERR("%s: no parameter %d", k, param + 1);
+  cf_tensor *p = o->params[param];
+  cf_tensor *c = NULL;
+  if (src) {
+    char a[128], b[128];
+    if (p->dtype != CF_DTYPE_BF16)
+      return CF_ERR("%s: parameter %d %s is %s; only bf16 parameters have an f32 master copy", k,
+                    param + 1, cf_shape_str(p, b, sizeof b), cf_dtype_name(p->dtype));
+    if (!cf_same_shape(src, p))
+      return CF_ERR("%s: master of parameter %d is %s, the parameter is %s", k, param + 1,
+                    cf_shape_str(src, a, sizeof a), cf_shape_str(p, b, sizeof b));
+    if (!cf_dtype_is_float(src->dtype))
+      return CF_ERR("%s: master of parameter %d is %s; expected a floating tensor", k, param + 1,
+                    cf_dtype_name(src->dtype));
+    c = cf_tensor_empty(p->ndim, p->shape, CF_DTYPE_F32, cf_tensor_device(p));
+    if (!c) return -1;
+    if (cf_tensor_copy_(c, src)) { cf_tensor_release(c); return -1; }
+  }
+  cf_tensor_release(o->master[param]);
+  o->master[param] = c;
   return 0;
 }
 
@@ -323,13 +415,32 @@ static cf_tensor *usable_grad(const char *k, int i, cf_tensor *p) {
   return cf_tensor_contiguous(g);
 }
 
+/* The state tensor of slot for parameter i, created zeroed (*fresh) or converted to the
+ * configured state dtype when it has another. */
 static int ensure_state(cf_optim *o, int i, int slot, bool *fresh) {
   *fresh = false;
-  if (o->state[slot][i]) return 0;
+  cf_tensor *p = o->params[i], *s = o->state[slot][i];
+  cf_dtype dt = state_dtype(o, p);
+  if (s && s->dtype == dt) return 0;
+  cf_tensor *c = s ? cf_tensor_to_dtype(s, dt) : cf_tensor_empty(p->ndim, p->shape, dt, cf_tensor_device(p));
+  if (!c) return -1;
+  cf_tensor_release(s);
+  o->state[slot][i] = c;
+  *fresh = s == NULL;
+  return 0;
+}
+
+/* The f32 master of bf16 parameter i (made from the parameter at its first update), else NULL. */
+static int ensure_master(cf_optim *o, int i, cf_tensor **master) {
   cf_tensor *p = o->params[i];
-  o->state[slot][i] = cf_tensor_empty(p->ndim, p->shape, state_dtype(p), cf_tensor_device(p));
-  *fresh = true;
-  return o->state[slot][i] ? 0 : -1;
+  *master = NULL;
+  if (p->dtype != CF_DTYPE_BF16) return 0;
+  if (!o->master[i]) {
+    o->master[i] = cf_tensor_to_dtype(p, CF_DTYPE_F32);
+    if (!o->master[i]) return -1;
+  }
+  *master = o->master[i];
+  return 0;
 }
 
 int cf_optim_step(cf_optim *o) {
@@ -343,18 +454,19 @@ int cf_optim_step(cf_optim *o) {
     if (!kern) return -1;
     cf_tensor *g = usable_grad(k, i, p);
     if (!g) return -1;
-    int rc = 0;
     bool fresh;
-    if (o->cfg.kind == CF_OPTIM_ADAMW) {
+    cf_tensor *master;
+    int rc = ensure_master(o, i, &master);
+    if (rc == 0 && o->cfg.kind == CF_OPTIM_ADAMW) {
       rc = ensure_state(o, i, 0, &fresh);
       if (rc == 0) rc = ensure_state(o, i, 1, &fresh);
       if (rc == 0) {
         int64_t t = ++o->param_steps[i];
         cf_adamw_hyper h = {o->cfg.lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps, o->cfg.weight_decay,
                             1 - pow(o->cfg.beta1, (double)t), 1 - pow(o->cfg.beta2, (double)t)};
-        rc = kern->adamw(p, g, o->state[0][i], o->state[1][i], &h);
+        rc = kern->adamw(p, master, g, o->state[0][i], o->state[1][i], &h);
       }
-    } else {
+    } else if (rc == 0) {
       cf_sgd_hyper h = {o->cfg.lr, o->cfg.weight_decay, o->cfg.momentum, o->cfg.dampening,
                         o->cfg.nesterov, false};
       cf_tensor *buf = NULL;
@@ -365,7 +477,7 @@ int cf_optim_step(cf_optim *o) {
       }
       if (rc == 0) {
         o->param_steps[i]++;
-        rc = kern->sgd(p, g, buf, &h);
+        rc = kern->sgd(p, master, g, buf, &h);
       }
     }
     cf_tensor_release(g);

@@ -1,6 +1,8 @@
 /* elementwise.cu - CUDA kernels of the elementwise ops (add sub mul div pow maximum minimum,
  * where, masked_fill, neg exp log sqrt rsqrt abs clamp silu sigmoid tanh gelu relu) and the fused
- * optimizer kernels registered with core/optim.h (AdamW, SGD, sum of squares, scale).
+ * optimizer kernels registered with core/optim.h (AdamW, SGD, sum of squares, scale). The
+ * optimizer kernels are templated on the parameter type (f32, or bf16 updated through its f32
+ * master copy) and the state type (f32 or bf16).
  *
  * One grid-stride kernel per family, templated on the storage type (f32 or bf16; math in f32)
  * and the operation. Inputs may have any strides and broadcast (cu_iter, coalesced on the host);
@@ -227,37 +229,43 @@ extern "C" int cf_cuda_masked_fill(cf_tensor *out, cf_tensor *const *in, int nin
 
 /* ================================================================ optimizer kernels */
 
-// AdamW on p [n] (T), g [n] (T), m, v [n] (f32): fp32 math, p rounded once
-template <typename T>
-__global__ void __launch_bounds__(CF_CU_THREADS) adamw_kernel(T *p, const T *g, float *m, float *v, int64_t n,
-                                                              float lr, float b1, float b2, float eps,
-                                                              float wd, float bias1, float bias2) {
+// AdamW on p [n] (T), g [n] (T), master [n] f32 or NULL, m, v [n] (S: f32 or bf16). f32 math;
+// with a master (bf16 p) the weight is read from and written to the master, then p = bf16(master);
+// the moments are stored rounded to S, the update uses them unrounded.
+template <typename T, typename S>
+__global__ void __launch_bounds__(CF_CU_THREADS) adamw_kernel(T *p, float *master, const T *g, S *m, S *v,
+                                                              int64_t n, float lr, float b1, float b2,
+                                                              float eps, float wd, float bias1, float bias2) {
   float sb2 = sqrtf(bias2);
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    float pv = ldf(p, i), gv = ldf(g, i);
+    float pv = master ? master[i] : ldf(p, i), gv = ldf(g, i);
     pv -= lr * wd * pv;
-    float mv = b1 * m[i] + (1.0f - b1) * gv;
-    float vv = b2 * v[i] + (1.0f - b2) * gv * gv;
-    m[i] = mv;
-    v[i] = vv;
+    float mv = b1 * ldf(m, i) + (1.0f - b1) * gv;
+    float vv = b2 * ldf(v, i) + (1.0f - b2) * gv * gv;
+    stf(m, i, mv);
+    stf(v, i, vv);
     pv -= (lr / bias1) * mv / (sqrtf(vv) / sb2 + eps);
+    if (master) master[i] = pv;
     stf(p, i, pv);
   }
 }
 
-// SGD with momentum on p [n], g [n] (T), buf [n] f32 or NULL
-template <typename T>
-__global__ void __launch_bounds__(CF_CU_THREADS) sgd_kernel(T *p, const T *g, float *buf, int64_t n, float lr,
-                                                            float wd, float mom, float damp, int nesterov,
-                                                            int first) {
+// SGD with momentum on p [n], g [n] (T), master [n] f32 or NULL (as for AdamW), buf [n] (S) or NULL
+template <typename T, typename S>
+__global__ void __launch_bounds__(CF_CU_THREADS) sgd_kernel(T *p, float *master, const T *g, S *buf, int64_t n,
+                                                            float lr, float wd, float mom, float damp,
+                                                            int nesterov, int first) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    float pv = ldf(p, i), gv = ldf(g, i) + wd * pv;
+    float pv = master ? master[i] : ldf(p, i);
+    float gv = ldf(g, i) + wd * pv;
     if (buf) {
-      float b = first ? gv : mom * buf[i] + (1.0f - damp) * gv;
-      buf[i] = b;
+      float b = first ? gv : mom * ldf(buf, i) + (1.0f - damp) * gv;
+      stf(buf, i, b);
       gv = nesterov ? gv + mom * b : b;
     }
-    stf(p, i, pv - lr * gv);
+    pv -= lr * gv;
+    if (master) master[i] = pv;
+    stf(p, i, pv);
   }
 }
 
@@ -279,53 +287,80 @@ __global__ void __launch_bounds__(CF_CU_THREADS) scale_kernel(T *g, int64_t n, f
     stf(g, i, ldf(g, i) * s);
 }
 
-static int optim_dtype(const char *what, const cf_tensor *p, const cf_tensor *state) {
+static int optim_dtype(const char *what, const cf_tensor *p, const cf_tensor *master, const cf_tensor *s0,
+                       const cf_tensor *s1) {
   if (p->dtype != CF_DTYPE_F32 && p->dtype != CF_DTYPE_BF16)
     return CF_ERR("%s: CUDA parameters must be f32 or bf16, got %s", what, cf_dtype_name(p->dtype));
-  if (state && state->dtype != CF_DTYPE_F32)
-    return CF_ERR("%s: CUDA optimizer state must be f32, got %s", what, cf_dtype_name(state->dtype));
+  if (master && (p->dtype != CF_DTYPE_BF16 || master->dtype != CF_DTYPE_F32))
+    return CF_ERR("%s: a master copy must be f32 and belong to a bf16 parameter, got %s for %s", what,
+                  cf_dtype_name(master->dtype), cf_dtype_name(p->dtype));
+  const cf_tensor *st[2] = {s0, s1};
+  for (int k = 0; k < 2; k++)
+    if (st[k] && st[k]->dtype != CF_DTYPE_F32 && st[k]->dtype != CF_DTYPE_BF16)
+      return CF_ERR("%s: CUDA optimizer state must be f32 or bf16, got %s", what, cf_dtype_name(st[k]->dtype));
+  if (s0 && s1 && s0->dtype != s1->dtype)
+    return CF_ERR("%s: the two moments differ in dtype (%s, %s)", what, cf_dtype_name(s0->dtype),
+                  cf_dtype_name(s1->dtype));
   return 0;
 }
 
-static int cu_adamw(cf_tensor *p, cf_tensor *g, cf_tensor *m, cf_tensor *v, const cf_adamw_hyper *h) {
-  if (optim_dtype("adamw", p, m) || optim_dtype("adamw", p, v)) return -1;
+static unsigned optim_blocks(int64_t n) {
+  unsigned blocks = cu_blocks(n, CF_CU_THREADS);
+  return blocks > 4096 ? 4096 : blocks;
+}
+
+template <typename T, typename S>
+static void launch_adamw(cf_tensor *p, cf_tensor *master, cf_tensor *g, cf_tensor *m, cf_tensor *v, int64_t n,
+                         const cf_adamw_hyper *h) {
+  adamw_kernel<T, S><<<optim_blocks(n), CF_CU_THREADS, 0, cu_stream()>>>((T *)cf_tensor_data(p),
+      master ? (float *)cf_tensor_data(master) : NULL, (const T *)cf_tensor_data(g), (S *)cf_tensor_data(m),
+      (S *)cf_tensor_data(v), n, (float)h->lr, (float)h->beta1, (float)h->beta2, (float)h->eps,
+      (float)h->weight_decay, (float)h->bias1, (float)h->bias2);
+}
+
+static int cu_adamw(cf_tensor *p, cf_tensor *master, cf_tensor *g, cf_tensor *m, cf_tensor *v,
+                    const cf_adamw_hyper *h) {
+  if (optim_dtype("adamw", p, master, m, v)) return -1;
   int64_t n = cf_tensor_numel(p);
   if (n == 0) return 0;
-  unsigned blocks = cu_blocks(n, CF_CU_THREADS);
-  if (blocks > 4096) blocks = 4096;
-  float *mp = (float *)cf_tensor_data(m), *vp = (float *)cf_tensor_data(v);
-  if (p->dtype == CF_DTYPE_F32)
-    adamw_kernel<float><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(p),
-        (const float *)cf_tensor_data(g), mp, vp, n, (float)h->lr, (float)h->beta1, (float)h->beta2,
-        (float)h->eps, (float)h->weight_decay, (float)h->bias1, (float)h->bias2);
-  else
-    adamw_kernel<bf16><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(p),
-        (const bf16 *)cf_tensor_data(g), mp, vp, n, (float)h->lr, (float)h->beta1, (float)h->beta2,
-        (float)h->eps, (float)h->weight_decay, (float)h->bias1, (float)h->bias2);
+  bool sbf = m->dtype == CF_DTYPE_BF16;
+  if (p->dtype == CF_DTYPE_F32) {
+    if (sbf) launch_adamw<float, bf16>(p, NULL, g, m, v, n, h);
+    else launch_adamw<float, float>(p, NULL, g, m, v, n, h);
+  } else {
+    if (sbf) launch_adamw<bf16, bf16>(p, master, g, m, v, n, h);
+    else launch_adamw<bf16, float>(p, master, g, m, v, n, h);
+  }
   return cu_launched("adamw");
 }
 
-static int cu_sgd(cf_tensor *p, cf_tensor *g, cf_tensor *buf, const cf_sgd_hyper *h) {
-  if (optim_dtype("sgd", p, buf)) return -1;
+template <typename T, typename S>
+static void launch_sgd(cf_tensor *p, cf_tensor *master, cf_tensor *g, cf_tensor *buf, int64_t n,
+                       const cf_sgd_hyper *h) {
+  sgd_kernel<T, S><<<optim_blocks(n), CF_CU_THREADS, 0, cu_stream()>>>((T *)cf_tensor_data(p),
+      master ? (float *)cf_tensor_data(master) : NULL, (const T *)cf_tensor_data(g),
+      buf ? (S *)cf_tensor_data(buf) : NULL, n, (float)h->lr, (float)h->weight_decay, (float)h->momentum,
+      (float)h->dampening, h->nesterov, h->first);
+}
+
+static int cu_sgd(cf_tensor *p, cf_tensor *master, cf_tensor *g, cf_tensor *buf, const cf_sgd_hyper *h) {
+  if (optim_dtype("sgd", p, master, buf, NULL)) return -1;
   int64_t n = cf_tensor_numel(p);
   if (n == 0) return 0;
-  unsigned blocks = cu_blocks(n, CF_CU_THREADS);
-  if (blocks > 4096) blocks = 4096;
-  float *bp = buf ? (float *)cf_tensor_data(buf) : NULL;
-  if (p->dtype == CF_DTYPE_F32)
-    sgd_kernel<float><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(p),
-        (const float *)cf_tensor_data(g), bp, n, (float)h->lr, (float)h->weight_decay,
-        (float)h->momentum, (float)h->dampening, h->nesterov, h->first);
-  else
-    sgd_kernel<bf16><<<blocks, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(p),
-        (const bf16 *)cf_tensor_data(g), bp, n, (float)h->lr, (float)h->weight_decay,
-        (float)h->momentum, (float)h->dampening, h->nesterov, h->first);
+  bool sbf = buf && buf->dtype == CF_DTYPE_BF16;
+  if (p->dtype == CF_DTYPE_F32) {
+    if (sbf) launch_sgd<float, bf16>(p, NULL, g, buf, n, h);
+    else launch_sgd<float, float>(p, NULL, g, buf, n, h);
+  } else {
+    if (sbf) launch_sgd<bf16, bf16>(p, master, g, buf, n, h);
+    else launch_sgd<bf16, float>(p, master, g, buf, n, h);
+  }
   return cu_launched("sgd");
 }
 
 /* Waits for the stream: the norm is needed on the host. */
 static int cu_sumsq(cf_tensor *g, double *out) {
-  if (optim_dtype("clip_grad_norm", g, NULL)) return -1;
+  if (optim_dtype("clip_grad_norm", g, NULL, NULL, NULL)) return -1;
   int64_t n = cf_tensor_numel(g);
   *out = 0;
   if (n == 0) return 0;
@@ -350,7 +385,7 @@ static int cu_sumsq(cf_tensor *g, double *out) {
 }
 
 static int cu_scale(cf_tensor *g, double s) {
-  if (optim_dtype("clip_grad_norm", g, NULL)) return -1;
+  if (optim_dtype("clip_grad_norm", g, NULL, NULL, NULL)) return -1;
   int64_t n = cf_tensor_numel(g);
   if (n == 0) return 0;
   unsigned blocks = cu_blocks(n, CF_CU_THREADS);

@@ -1,8 +1,10 @@
 /* l_optim.c - Lua binding of core/optim.h: confit.optim.adamw, confit.optim.sgd and
  * confit.optim.clip_grad_norm.
  *
- *   opt = confit.optim.adamw(params, {lr = 1e-3, weight_decay = 0.01, betas = {0.9, 0.999}, eps = 1e-8})
- *   opt = confit.optim.sgd(params, {lr = 1e-3, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false})
+ *   opt = confit.optim.adamw(params, {lr = 1e-3, weight_decay = 0.01, betas = {0.9, 0.999}, eps = 1e-8,
+ *                                     state_dtype = "f32"})
+ *   opt = confit.optim.sgd(params, {lr = 1e-3, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false,
+ *                                   state_dtype = "f32"})
  *   opt:step()  opt:zero_grad()  opt:params()  opt:state()  opt:load_state(s)  opt:free()
  *   opt.lr, opt.weight_decay, ... readable and settable (e.g. a schedule sets opt.lr each step);
  *   opt.steps is the number of step() calls.
@@ -13,10 +15,16 @@
  * parameter (the C optimizer retains them) and releases them on __gc/__close/free, like tensor
  * boxes (created empty first, so an error leaks nothing).
  *
- * opt:state() is a flat snapshot: scalars kind, steps, nparams, the hyperparameters,
- * "step.<i>" (updates applied to parameter i) and copies of the state tensors named
- * "<slot>.<i>" (exp_avg.1, exp_avg_sq.1 for AdamW, momentum_buffer.1 for SGD). load_state
- * takes such a table (e.g. after a round trip through a checkpoint) and continues identically.
+ * state_dtype ("f32" or "bf16") is the dtype of the moments / momentum buffer of f32 and bf16
+ * parameters (bf16 halves the optimizer memory; f64 parameters keep f64 state). bf16 parameters
+ * are updated through f32 master copies the optimizer keeps (see core/optim.h).
+ *
+ * opt:state() is a flat snapshot: scalars kind, steps, nparams, the hyperparameters (state_dtype
+ * included), "step.<i>" (updates applied to parameter i) and copies of the state tensors named
+ * "<slot>.<i>" (exp_avg.1, exp_avg_sq.1 for AdamW, momentum_buffer.1 for SGD) and "master.<i>"
+ * (the f32 master of a bf16 parameter i). load_state takes such a table (e.g. after a round trip
+ * through a checkpoint) and continues identically; a missing master is re-derived from the
+ * parameter at its next update.
  */
 #include <lua.h>
 #include <lauxlib.h>
@@ -116,12 +124,19 @@ static int apply_field(lua_State *L, cf_optim_config *c, const char *fn, const c
   else if (!adamw && strcmp(key, "nesterov") == 0) {
     if (lua_type(L, v) != LUA_TBOOLEAN) luaL_error(L, "%s: nesterov must be a boolean", fn);
     c->nesterov = lua_toboolean(L, v);
+  } else if (strcmp(key, "state_dtype") == 0) {
+    const char *s = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : NULL;
+    if (s && strcmp(s, "f32") == 0) c->state_dtype = CF_DTYPE_F32;
+    else if (s && strcmp(s, "bf16") == 0) c->state_dtype = CF_DTYPE_BF16;
+    else if (s) luaL_error(L, "%s: state_dtype must be \"f32\" or \"bf16\", got \"%s\"", fn, s);
+    else luaL_error(L, "%s: state_dtype must be \"f32\" or \"bf16\", got a %s", fn, luaL_typename(L, v));
   } else return 0;
   return 1;
 }
 
 static const char *known_fields(const cf_optim_config *c) {
-  return c->kind == CF_OPTIM_ADAMW ? "lr, weight_decay, betas, eps" : "lr, momentum, dampening, weight_decay, nesterov";
+  return c->kind == CF_OPTIM_ADAMW ? "lr, weight_decay, betas, eps, state_dtype"
+                                   : "lr, momentum, dampening, weight_decay, nesterov, state_dtype";
 }
 
 static void read_config(lua_State *L, int idx, cf_optim_config *c, const char *fn) {
@@ -224,6 +239,8 @@ static void push_config(lua_State *L, const cf_optim *o) {
     lua_pushboolean(L, c->nesterov);
     lua_setfield(L, -2, "nesterov");
   }
+  lua_pushstring(L, cf_dtype_name(c->state_dtype));
+  lua_setfield(L, -2, "state_dtype");
   lua_pushinteger(L, o->steps);
   lua_setfield(L, -2, "steps");
 }
@@ -251,6 +268,16 @@ static int m_state(lua_State *L) {
       *slot = c;
       lua_rawset(L, tab);
     }
+    cf_tensor *ms = cf_optim_master_get(o, i);
+    if (ms) {
+      lua_pushfstring(L, "master.%d", i + 1);
+      cf_tensor **slot = cf_lua_newtensorbox(L);
+      cf_tensor *c;
+      CF_LUA_CORE(L, c = cf_tensor_clone(ms));
+      if (!c) cf_lua_error(L);
+      *slot = c;
+      lua_rawset(L, tab);
+    }
   }
   return 1;
 }
@@ -270,7 +297,8 @@ static int m_load_state(lua_State *L) {
   lua_pop(L, 1);
   /* hyperparameters: every field of the state that names one */
   cf_optim_config c = o->cfg;
-  static const char *const fields[] = {"lr", "weight_decay", "beta1", "beta2", "eps", "momentum", "dampening", "nesterov"};
+  static const char *const fields[] = {"lr", "weight_decay", "beta1", "beta2", "eps", "momentum", "dampening", "nesterov",
+                                       "state_dtype"};
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
     if (lua_getfield(L, 2, fields[i]) != LUA_TNIL) apply_field(L, &c, "load_state", fields[i]);
     lua_pop(L, 1);
@@ -293,6 +321,23 @@ static int m_load_state(lua_State *L) {
       }
       lua_pop(L, 1);
     }
+  for (int i = 0; i < o->n; i++) {
+    lua_pushfstring(L, "master.%d", i + 1);
+    lua_rawget(L, 2);
+    if (!lua_isnil(L, -1)) {
+      cf_tensor *t = cf_lua_totensor(L, -1);
+      cf_tensor *p = o->params[i];
+      char a[128], b[128];
+      if (!t) luaL_error(L, "load_state: master.%d is a %s, not a tensor", i + 1, luaL_typename(L, -1));
+      if (p->dtype != CF_DTYPE_BF16)
+        luaL_error(L, "load_state: the state has a master copy of parameter %d (trained as bf16), this "
+                   "parameter %s is %s", i + 1, cf_shape_str(p, b, sizeof b), cf_dtype_name(p->dtype));
+      if (!cf_same_shape(t, p) || !cf_dtype_is_float(t->dtype))
+        luaL_error(L, "load_state: master.%d is %s %s, the parameter is %s", i + 1, cf_dtype_name(t->dtype),
+                   cf_shape_str(t, a, sizeof a), cf_shape_str(p, b, sizeof b));
+    }
+    lua_pop(L, 1);
+  }
   o->cfg = c;
   lua_getfield(L, 2, "steps");
   o->steps = lua_tointeger(L, -1);
@@ -311,6 +356,15 @@ static int m_load_state(lua_State *L) {
       if (rc) cf_lua_error(L);
       lua_pop(L, 1);
     }
+    lua_pushfstring(L, "master.%d", i + 1);
+    lua_rawget(L, 2);
+    cf_tensor *t = lua_isnil(L, -1) ? NULL : cf_lua_totensor(L, -1);
+    if (t || o->params[i]->dtype == CF_DTYPE_BF16) {
+      int rc;
+      CF_LUA_CORE(L, rc = cf_optim_master_set(o, i, t));
+      if (rc) cf_lua_error(L);
+    }
+    lua_pop(L, 1);
   }
   return 0;
 }
@@ -360,12 +414,12 @@ static const luaL_Reg methods[] = {
   {"params", m_params}, {"free", m_free}, {NULL, NULL}};
 
 static const char *const docs[][2] = {
-  {"confit.optim.adamw", "confit.optim.adamw(params, {lr = 1e-3, weight_decay = 0.01, betas = {0.9, 0.999}, eps = 1e-8}) -> optimizer: AdamW (PyTorch semantics, decoupled weight decay); opt:step(), opt:zero_grad(), opt.lr settable"},
-  {"confit.optim.sgd", "confit.optim.sgd(params, {lr = 1e-3, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false}) -> optimizer"},
+  {"confit.optim.adamw", "confit.optim.adamw(params, {lr = 1e-3, weight_decay = 0.01, betas = {0.9, 0.999}, eps = 1e-8, state_dtype = \"f32\"|\"bf16\"}) -> optimizer: AdamW (PyTorch semantics, decoupled weight decay; f32 master copies of bf16 parameters; bf16 state halves its memory); opt:step(), opt:zero_grad(), opt.lr settable"},
+  {"confit.optim.sgd", "confit.optim.sgd(params, {lr = 1e-3, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false, state_dtype = \"f32\"|\"bf16\"}) -> optimizer"},
   {"confit.optim.clip_grad_norm", "confit.optim.clip_grad_norm(params, max_norm) -> total L2 norm of the gradients before clipping"},
   {"opt:step", "opt:step(): one update of every parameter that has a .grad"},
   {"opt:zero_grad", "opt:zero_grad(): drops every parameter's .grad"},
-  {"opt:state", "opt:state() -> table: steps, hyperparameters, step.<i> and copies of the state tensors (exp_avg.<i>, exp_avg_sq.<i> | momentum_buffer.<i>)"},
+  {"opt:state", "opt:state() -> table: steps, hyperparameters, step.<i> and copies of the state tensors (exp_avg.<i>, exp_avg_sq.<i> | momentum_buffer.<i>; master.<i> for a bf16 parameter)"},
   {"opt:load_state", "opt:load_state(state): restore what opt:state() returned (the same kind and parameter count)"},
   {"opt:params", "opt:params() -> the list of parameters, in update order"},
 };

@@ -382,6 +382,80 @@ H.case("optimizer kernels (AdamW, SGD, clip_grad_norm) match the CPU", function(
   end
 end)
 
+-- bf16 parameters go through f32 masters on both devices (the CPU kernels compute the same f32
+-- master math, in double rounded to f32 per element): the masters agree to f32 rounding (a few
+-- ulps over the steps), the GPU parameter is exactly bf16(its master) and within one bf16 ulp of
+-- the CPU's. bf16 state: the moments may round differently at a tie, so the masters get a term
+-- of a few bf16 ulps of the update (steps * lr * 2^-6).
+H.case("bf16 parameters: CUDA AdamW/SGD with f32 masters and bf16 state match the CPU", function()
+  local p0 = rn({33, 17}, 710):to("bf16")
+  local g0 = rn({33, 17}, 711)
+  local p0f = p0:to("f32")
+  local function list(t) local out = {}; for _, r in ipairs(t:cpu():to("f32"):totable()) do for _, x in ipairs(r) do out[#out + 1] = x end end; return out end
+  local function compare(what, oc, og, pc, pg, lr, sd, steps)
+    local mc, mg = oc:state()["master.1"], og:state()["master.1"]
+    H.ok(mc ~= nil and mg ~= nil, what .. ": masters exist")
+    H.eq(mg:dtype(), "f32", what .. ": master f32")
+    H.eq(mg:device(), "cuda", what .. ": master on the GPU")
+    local a, b, pcs, pgs, p0s = list(mg), list(mc), list(pc), list(pg), list(p0f)
+    local bm = list(mg:cpu():to("bf16"))
+    local atol = sd == "bf16" and steps * lr * 2 ^ -6 or steps * lr * 1e-5
+    local moved = 0
+    for i = 1, #a do
+      local tol = 1e-6 * math.abs(b[i]) + atol
+      if not (math.abs(a[i] - b[i]) <= tol) then
+        error(string.format("%s: master entry %d: gpu %.9g, cpu %.9g (tol %.3g)", what, i, a[i], b[i], tol), 0)
+      end
+      if a[i] ~= p0s[i] then moved = moved + 1 end
+      H.eq(pgs[i], bm[i], what .. ": the GPU parameter is bf16(master), entry " .. i)
+      if not (math.abs(pgs[i] - pcs[i]) <= 2 ^ -7 * math.abs(pcs[i]) + 1e-30) then
+        error(string.format("%s: bf16 parameter entry %d: gpu %.9g, cpu %.9g", what, i, pgs[i], pcs[i]), 0)
+      end
+    end
+    H.eq(moved, #a, what .. ": every master entry moved")
+  end
+  for _, sd in ipairs({"f32", "bf16"}) do
+    for _, lr in ipairs({1e-2, 1e-6}) do
+      local what = string.format("adamw lr %g state %s", lr, sd)
+      local pc, pg = p0:clone():requires_grad_(), p0:to("cuda"):requires_grad_()
+      local h = {lr = lr, weight_decay = 0.1, state_dtype = sd}
+      local oc, og = confit.optim.adamw({pc}, h), confit.optim.adamw({pg}, h)
+      for s = 1, 3 do
+        local g = (g0 * (0.5 * s)):to("bf16")
+        pc.grad = g
+        pg.grad = g:to("cuda")
+        oc:step(); og:step()
+      end
+      H.eq(og:state()["exp_avg.1"]:dtype(), sd, what .. ": state dtype")
+      compare(what, oc, og, pc, pg, lr, sd, 3)
+      if lr == 1e-6 then
+        local same = 0
+        local pgs, p0s = list(pg), list(p0f)
+        for i = 1, #pgs do if pgs[i] == p0s[i] then same = same + 1 end end
+        H.ok(same > #pgs / 2, what .. ": most bf16 values cannot resolve 3e-6 (" .. same .. " unchanged)")
+      end
+      -- the saved state comes back exactly on the GPU
+      local pr = pg:clone():requires_grad_()
+      local orr = confit.optim.adamw({pr}, {})
+      orr:load_state(og:state())
+      pg.grad = g0:to("cuda", "bf16"); pr.grad = g0:to("cuda", "bf16")
+      og:step(); orr:step()
+      H.eq((pr:cpu():to("f32") - pg:cpu():to("f32")):abs():max():item(), 0, what .. ": restored run")
+      H.eq((orr:state()["master.1"] - og:state()["master.1"]):abs():max():item(), 0, what .. ": restored master")
+    end
+    local what = "sgd state " .. sd
+    local h = {lr = 1e-3, momentum = 0.9, weight_decay = 0.01, nesterov = true, state_dtype = sd}
+    local pc, pg = p0:clone():requires_grad_(), p0:to("cuda"):requires_grad_()
+    local oc, og = confit.optim.sgd({pc}, h), confit.optim.sgd({pg}, h)
+    for _ = 1, 3 do
+      pc.grad = g0:to("bf16"); pg.grad = g0:to("cuda", "bf16")
+      oc:step(); og:step()
+    end
+    H.eq(og:state()["momentum_buffer.1"]:dtype(), sd, what .. ": state dtype")
+    compare(what, oc, og, pc, pg, 4 * h.lr, sd, 3)
+  end
+end)
+
 H.case("set_tf32 toggles and f32 matmul stays close", function()
   local a, b = rn({129, 257}, 800), rn({257, 65}, 801)
   local ref = a:matmul(b)

@@ -269,4 +269,173 @@ H.case("the optimizer keeps its parameters alive; free and <close> release them"
   H.eq(confit.memory().cpu_bytes, before, "released by <close>")
 end)
 
+-- ---------------------------------------------------------------- f32 masters and bf16 state
+
+local function bf16(values) return confit.tensor(values, {dtype = "bf16"}) end
+local function bf16_param(values) return confit.tensor(values, {dtype = "bf16", requires_grad = true}) end
+-- the values of t rounded to bf16 (round to nearest even), as a Lua list
+local function as_bf16(t) return flat(t:to_dtype("bf16"):to_dtype("f32")) end
+local function rel_near(a, b, rel, msg)
+  if not (math.abs(a - b) <= rel * math.abs(b)) then
+    error(string.format("%s: expected %.12g, got %.12g (relative tol %g)", msg, b, a, rel), 2)
+  end
+end
+
+H.case("a bf16 parameter keeps an f32 master: lr 1e-6 updates accumulate instead of vanishing", function()
+  local init = {1.0, -0.5, 2 ^ -10, 3.0}
+  local p = bf16_param(init)
+  local h = {lr = 1e-6, weight_decay = 0.01, betas = {0.9, 0.999}, eps = 1e-8}
+  local opt = confit.optim.adamw({p}, h)
+  local g = {1, -1, 1, 0.5}
+  p.grad = bf16(g) -- constant gradient, kept across steps
+  H.eq(opt:state()["master.1"], nil, "no master before the first update")
+  local ref, st = {table.unpack(init)}, {m = {0, 0, 0, 0}, v = {0, 0, 0, 0}, t = 0}
+  local prev = init
+  for s = 1, 20 do
+    opt:step()
+    adamw_ref(ref, g, st, h)
+    local master = opt:state()["master.1"]
+    H.eq(master:dtype(), "f32", "the master is f32")
+    local mv = flat(master)
+    for i = 1, #init do
+      H.ok(mv[i] ~= prev[i], ("step %d: master entry %d moved"):format(s, i))
+      rel_near(mv[i], ref[i], 1e-6, ("step %d: master entry %d vs the f64 reference"):format(s, i))
+    end
+    same_list(flat(p), as_bf16(master), 0, "step " .. s .. ": the parameter is bf16(master)")
+    prev = mv
+  end
+  H.eq(p:dtype(), "bf16", "the parameter stays bf16")
+  H.eq(flat(p)[1], 1.0, "a 2e-5 change is below bf16's resolution at 1.0: only the master holds it")
+  H.ok(flat(p)[3] < 2 ^ -10, "near 2^-10 the bf16 value moves within a few steps")
+  -- after ~1950 steps of 1e-6 the master crosses the bf16 midpoint below 1.0
+  for _ = 21, 2100 do opt:step() end
+  local master = opt:state()["master.1"]
+  H.eq(flat(p)[1], 1 - 2 ^ -8, "the bf16 value moved eventually")
+  H.near(flat(master)[1], 1 - 2100 * 1e-6 * (1 + 0.01 * 0.999), 1e-4, "master after 2100 steps")
+  same_list(flat(p), as_bf16(master), 0, "the parameter is bf16(master)")
+  -- SGD updates bf16 parameters through a master too
+  local q = bf16_param({1.0, 2.0})
+  local o2 = confit.optim.sgd({q}, {lr = 1e-6, momentum = 0.9})
+  q.grad = bf16({1, -1})
+  for _ = 1, 5 do o2:step() end
+  local mq = flat(o2:state()["master.1"])
+  H.ok(mq[1] < 1 and mq[2] > 2, "sgd master moved")
+  same_list(flat(q), {1.0, 2.0}, 0, "sgd: bf16 values unchanged at this lr")
+end)
+
+H.case("state round trip includes the master: a restored bf16 run continues bit for bit", function()
+  local function make() return {bf16_param({1.0, -2.0, 0.25}), confit.tensor({{0.5, 1}, {2, -1}}, {requires_grad = true})} end
+  local function grads_for(s)
+    return {bf16({0.1 * s, -1, 0.5}), confit.tensor({{s, -0.5}, {0.25, 1}})}
+  end
+  local p1 = make()
+  local o1 = confit.optim.adamw(p1, {lr = 1e-5, weight_decay = 0.1})
+  for s = 1, 3 do
+    local g = grads_for(s)
+    p1[1].grad, p1[2].grad = g[1], g[2]
+    o1:step()
+  end
+  local saved = o1:state()
+  H.ok(saved["master.1"] ~= nil, "master of the bf16 parameter saved")
+  H.eq(saved["master.2"], nil, "an f32 parameter has no master")
+  H.ok(flat(saved["master.1"])[1] ~= flat(p1[1])[1], "the master holds what bf16 cannot")
+  -- the restored optimizer's parameters are the bf16 weights, as a checkpoint stores them
+  local p2 = {p1[1]:clone():requires_grad_(), p1[2]:clone():requires_grad_()}
+  local o2 = confit.optim.adamw(p2, {lr = 1})
+  o2:load_state(saved)
+  same_list(flat(o2:state()["master.1"]), flat(saved["master.1"]), 0, "master restored")
+  for s = 4, 6 do
+    for _, pair in ipairs{{p1, o1}, {p2, o2}} do
+      local g = grads_for(s)
+      pair[1][1].grad, pair[1][2].grad = g[1], g[2]
+      pair[2]:step()
+    end
+    same_list(flat(p2[1]), flat(p1[1]), 0, "bf16 parameter step " .. s)
+    same_list(flat(p2[2]), flat(p1[2]), 0, "f32 parameter step " .. s)
+    same_list(flat(o2:state()["master.1"]), flat(o1:state()["master.1"]), 0, "master step " .. s)
+  end
+  -- without a master in the state, the next update re-derives it from the parameter
+  local partial = o1:state()
+  partial["master.1"] = nil
+  local o3 = confit.optim.adamw({p2[1], p2[2]}, {})
+  o3:load_state(partial)
+  H.eq(o3:state()["master.1"], nil, "no master loaded")
+  p2[1].grad = bf16({1, 1, 1})
+  o3:step()
+  H.ok(o3:state()["master.1"] ~= nil, "master re-derived at the next update")
+  -- a master for an f32 parameter, or of the wrong shape, is refused before anything changes
+  local f = confit.optim.adamw({confit.tensor({1.0, -2.0, 0.25}, {requires_grad = true}), confit.zeros(2, 2)}, {})
+  H.raises(function() f:load_state(saved) end, "load_state", "master", "parameter 1", "f32")
+  local bad = o1:state()
+  bad["master.1"] = confit.zeros(4)
+  H.raises(function() o2:load_state(bad) end, "load_state", "master.1", "[4]", "[3]")
+end)
+
+H.case("state_dtype = bf16 stores the moments in bf16 and stays close to the f32-state run", function()
+  local init = {1.0, -2.0, 0.5, 3.0}
+  local function run(kind, opts, dtype, steps)
+    local p = confit.tensor(init, {dtype = dtype, requires_grad = true})
+    local o = confit.optim[kind]({p}, opts)
+    for s = 1, steps do
+      p.grad = confit.tensor(grads[(s - 1) % #grads + 1], {dtype = dtype})
+      o:step()
+    end
+    return p, o
+  end
+  local h = {lr = 1e-2, weight_decay = 0.01, betas = {0.9, 0.999}}
+  local pf, of = run("adamw", h, "f32", 5)
+  h.state_dtype = "bf16"
+  local pb, ob = run("adamw", h, "f32", 5)
+  H.eq(ob.state_dtype, "bf16")
+  H.eq(of.state_dtype, "f32", "f32 by default")
+  local sb, sf = ob:state(), of:state()
+  H.eq(sb.state_dtype, "bf16", "state_dtype in the saved state")
+  H.eq(sb["exp_avg.1"]:dtype(), "bf16")
+  H.eq(sb["exp_avg_sq.1"]:dtype(), "bf16")
+  H.eq(sf["exp_avg.1"]:dtype(), "f32")
+  same_list(flat(sb["exp_avg.1"]), as_bf16(sf["exp_avg.1"]), 2 ^ -7, "exp_avg within bf16 rounding")
+  -- each step's update has a relative error of a few bf16 ulps
+  same_list(flat(pb), flat(pf), 5 * h.lr * 2 ^ -6, "parameters after 5 steps")
+  -- bf16 parameters with bf16 state: f32 masters, bf16 moments
+  local pbb, obb = run("adamw", h, "bf16", 5)
+  H.eq(obb:state()["master.1"]:dtype(), "f32", "masters stay f32")
+  H.eq(obb:state()["exp_avg.1"]:dtype(), "bf16")
+  same_list(flat(obb:state()["master.1"]), flat(pf), 5 * h.lr * 2 ^ -6, "bf16 weights, bf16 state")
+  same_list(flat(pbb), as_bf16(obb:state()["master.1"]), 0, "the parameter is bf16(master)")
+  -- SGD's momentum buffer
+  local sh = {lr = 0.05, momentum = 0.9, weight_decay = 0.01}
+  local qf = run("sgd", sh, "f32", 5)
+  sh.state_dtype = "bf16"
+  local qb, oq = run("sgd", sh, "f32", 5)
+  H.eq(oq:state()["momentum_buffer.1"]:dtype(), "bf16")
+  same_list(flat(qb), flat(qf), 5 * sh.lr * 4 * 2 ^ -7, "sgd with a bf16 momentum buffer")
+  -- a saved bf16 state restores the option and continues identically
+  local p2 = pb:clone():requires_grad_()
+  local o2 = confit.optim.adamw({p2}, {})
+  o2:load_state(sb)
+  H.eq(o2.state_dtype, "bf16", "state_dtype restored")
+  for s = 6, 8 do
+    pb.grad = confit.tensor(grads[(s - 1) % #grads + 1])
+    p2.grad = confit.tensor(grads[(s - 1) % #grads + 1])
+    ob:step()
+    o2:step()
+    same_list(flat(p2), flat(pb), 0, "restored bf16-state run, step " .. s)
+  end
+  -- switching the option converts the state at the next update
+  ob.state_dtype = "f32"
+  ob:step()
+  H.eq(ob:state()["exp_avg.1"]:dtype(), "f32", "converted to f32")
+  -- f64 parameters keep f64 state whatever the option
+  local d = f64{1, 2}
+  local od = confit.optim.adamw({d}, {state_dtype = "bf16"})
+  d.grad = f64({1, 1}, false)
+  od:step()
+  H.eq(od:state()["exp_avg.1"]:dtype(), "f64", "f64 state for f64 parameters")
+  -- only f32 and bf16
+  H.raises(function() confit.optim.adamw({f64{1}}, {state_dtype = "f16"}) end, "adamw", "state_dtype", "f16")
+  H.raises(function() confit.optim.sgd({f64{1}}, {state_dtype = 16}) end, "sgd", "state_dtype", "number")
+  H.raises(function() ob.state_dtype = "f64" end, "state_dtype", "f64")
+  H.eq(ob.state_dtype, "f32", "a rejected value leaves the old one")
+end)
+
 H.finish()
