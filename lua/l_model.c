@@ -261,11 +261,6 @@ static int model_set_param(lua_State *L) {
   for (int i = 0; i < m->nparams; i++) {
     if (strcmp(m->names[i], name) != 0) continue;
     if (cf_qwen2_set_param(m, i, t)) return cf_lua_error(L);
-    if (m->cfg.tie_embeddings && strcmp(name, "model.embed_tokens.weight") == 0) {
-      cf_tensor_retain(t);
-      cf_tensor_release(m->lm_head);
-      m->lm_head = t;
-    }
     return 0;
   }
   return luaL_error(L, "set_param: the model has no parameter \"%s\"", name);

@@ -316,11 +316,14 @@ cf_qwen2 *cf_qwen2_new(const cf_qwen2_config *cfg) {
   m->cfg = *cfg;
   m->layer = calloc((size_t)(cfg->layers ? cfg->layers : 1), sizeof *m->layer);
   if (!m->layer || build_params(m)) { cf_qwen2_free(m); return NULL; }
+  if (cfg->tie_embeddings) { cf_tensor_retain(m->embed); m->lm_head = m->embed; }
   return m;
 }
 
 void cf_qwen2_free(cf_qwen2 *m) {
   if (!m) return;
+  /* A tied head is an extra reference to the embedding, not a slot of its own. */
+  if (m->cfg.tie_embeddings) { cf_tensor_release(m->lm_head); m->lm_head = NULL; }
   for (int i = 0; i < m->nparams; i++) {
     cf_tensor_release(*m->slots[i]);
     *m->slots[i] = NULL;
@@ -342,6 +345,11 @@ int cf_qwen2_set_param(cf_qwen2 *m, int i, cf_tensor *t) {
   }
   cf_tensor_retain(t);
   *m->slots[i] = t;
+  if (m->cfg.tie_embeddings && m->slots[i] == &m->embed) {  /* the tied head follows */
+    cf_tensor_retain(t);
+    cf_tensor_release(m->lm_head);
+    m->lm_head = t;
+  }
   cf_tensor_release(old);
   return 0;
 }
@@ -435,7 +443,11 @@ cf_qwen2 *cf_qwen2_load(const char *dir) {
     if (!seen[p]) rc = CF_ERR("%s: the checkpoint has no tensor \"%s\"", dir, m->names[p]);
   free(seen);
   if (rc) { cf_qwen2_free(m); return NULL; }
-  if (cfg.tie_embeddings) { cf_tensor_retain(m->embed); m->lm_head = m->embed; }
+  if (cfg.tie_embeddings && m->lm_head != m->embed) {
+    cf_tensor_retain(m->embed);
+    cf_tensor_release(m->lm_head);
+    m->lm_head = m->embed;
+  }
   return m;
 }
 
