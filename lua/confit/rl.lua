@@ -1,0 +1,419 @@
+-- confit.rl: the label-free RL losses, each a short function beside the others, chosen by name.
+--
+--   local batch = rl.batch(m, prompt_ids, samples, {n = 16, extract = fn, answers = labels})
+--   local loss, metrics = rl.loss("l2", batch, {alpha = 0.1, temperature = 0.5})
+--   loss:backward()
+--
+-- A batch is the N = n * Q samples of one optimizer step: Q questions (prompt token lists) and
+-- the n completions of each from m:generate (flat, question by question). Every method returns a
+-- scalar loss tensor (differentiable in the model's parameters) and a metrics table.
+--
+-- Conventions (../shared/docs/RLSC.md):
+--  * log p(y|x) is the SUM of completion token log-probs, the stop token included, the prompt
+--    masked, under log_softmax(logits / T) with T = opts.temperature (the LOSS temperature; the
+--    recipe passes the sampling temperature unless told --loss-temperature).
+--  * Weights are computed in Lua numbers (f64) from the detached log-probs: exp(-800) is 0 in
+--    f32 and in f64 alike, and exp(-50) = 2e-22 survives only in f64 (it then becomes an f32 weight,
+--    which holds it). Every method logs weight_share (share of samples with p_old > 1e-6),
+--    mean_logp, mean_confidence (mean p_old) and mean_length so underflow is visible.
+--  * RLSC sums over the N samples with no 1/N. With Q > 1 questions per step, every method's
+--    per-question loss is SUMMED over the questions (for RLSC that is just the sum over all
+--    samples). Per-question means (EM-FT's token mean, GRPO's 1/G) stay inside the question.
+--
+-- Methods (rl.methods[name](batch, opts) -> loss, metrics):
+--   l1             RLSC L1 = -sum_i p_old(y_i) log p(y_i)
+--   l2             RLSC L2 = -sum_i (p_old(y_i) + alpha) log p(y_i)       alpha = opts.alpha (0.1)
+--   ours_lennorm   ours: weight exp(log p / length) + alpha (length-normalised confidence)
+--   ours_softmax   ours: weight softmax_i(log p) over the question's n samples, + alpha
+--   ours_clip      ours: weight min(p_old, opts.clip_max (0.5)) + alpha: caps the pull of samples the
+--                  model is already sure of
+--   self_sft       every weight 1: -sum_i log p(y_i) (plain self-training on own samples)
+--   em_ft          EM-FT: mean token entropy of softmax(z / T) over the question's generated tokens
+--                  (a direct gradient through the entropy op), summed over questions
+--   grpo_ttrl      GRPO, reward 1 when the sample's extracted answer equals the group's majority
+--                  answer (TTRL), else 0
+--   grpo_intuitor  GRPO, reward self-certainty = mean over tokens of logsumexp(z) - mean(z) of the
+--                  unscaled logits (Intuitor; computed online from the current model)
+--   grpo_rent      GRPO, reward = -mean token entropy at T (RENT)
+--   grpo_prob      GRPO, reward = p_old(y) = exp(log p), f64 (sequence probability)
+--   temp_only      no training (rl.trains("temp_only") is false): evaluate colder instead
+-- Aliases: rlsc_l1, rlsc_l2, ttrl (= grpo_ttrl), intuitor, rent.
+--
+-- GRPO: advantages A_i = (r_i - mean_g r) / (std_g r + 1e-6) within each question (std with the
+-- n - 1 denominator); token ratios rho_t = exp(log p_t - log p_old_t) with p_old the detached
+-- current policy (one on-policy update, so rho = 1 and the gradient is A_i grad log p_t, but the
+-- clipped form min(rho A, clip(rho, 1 - eps, 1 + eps) A) is what is computed; eps = opts.clip_eps,
+-- 0.2); per question loss = -(1/G) sum_i (1/L_i) sum_t min(...); optional KL to a reference
+-- model (opts.kl_coef > 0 with batch.ref_model): the k3 estimator exp(d) - d - 1,
+-- d = log p_ref_t - log p_t, averaged the same way. KL is off by default.
+local confit = require "confit"
+local model = require "confit.model"
+
+local rl = {}
+
+rl.WEIGHT_MIN = 1e-6
+
+local ALIASES = {rlsc_l1 = "l1", rlsc_l2 = "l2", ttrl = "grpo_ttrl", intuitor = "grpo_intuitor",
+                 rent = "grpo_rent", prob = "grpo_prob"}
+
+--- The canonical name of a method, or nil and a message listing the known ones.
+function rl.resolve(name)
+  name = ALIASES[name] or name
+  if rl.methods[name] then return name end
+  local known = {}
+  for k in pairs(rl.methods) do known[#known + 1] = k end
+  table.sort(known)
+  return nil, ("unknown method '%s' (known: %s)"):format(tostring(name), table.concat(known, ", "))
+end
+
+--- Whether the method trains (temp_only does not).
+function rl.trains(name) return (ALIASES[name] or name) ~= "temp_only" end
+
+-- Batches ---------------------------------------------------------------------------------------
+
+--- Build a batch. prompts: list of token-id lists (one per question); samples: m:generate's flat
+--- list (opts.n per question, question by question). opts.extract(text) -> answer or nil (for
+--- majority votes and logging), opts.answers (labels per question, used only for train_acc),
+--- opts.grade(text, answer) -> bool, opts.answer_key(a) -> grouping key for votes.
+function rl.batch(m, prompts, samples, opts)
+  opts = opts or {}
+  local n = opts.n or (#samples // #prompts)
+  if n * #prompts ~= #samples then
+    error(("rl.batch: %d samples for %d prompts is not n = %d per prompt"):format(#samples, #prompts, n), 2)
+  end
+  local b = {model = m, n = n, samples = samples, prompts = prompts, groups = {},
+             prompt_lens = {}, comp_lens = {}, question_of = {}, texts = {},
+             extracted = {n = #samples}, answers = opts.answers, answer_key = opts.answer_key}
+  local seqs = {}
+  for i, s in ipairs(samples) do
+    local q = (i - 1) // n + 1
+    local p = prompts[q]
+    if #s.tokens == 0 then
+      error(("rl.batch: sample %d has no completion tokens (max_new_tokens = 0?)"):format(i), 2)
+    end
+    local seq = table.move(p, 1, #p, 1, {})
+    table.move(s.tokens, 1, #s.tokens, #seq + 1, seq)
+    seqs[i] = seq
+    b.prompt_lens[i] = #p
+    b.comp_lens[i] = #s.tokens
+    b.question_of[i] = q
+    b.texts[i] = s.text or ""
+    if opts.extract then b.extracted[i] = opts.extract(b.texts[i]) end
+  end
+  for q = 1, #prompts do b.groups[q] = {(q - 1) * n + 1, q * n} end
+  b.ids, b.lens = model.pad(seqs, 0)
+  if opts.grade and opts.answers then
+    b.correct = {}
+    for i = 1, #samples do b.correct[i] = opts.grade(b.texts[i], opts.answers[b.question_of[i]]) and true or false end
+  end
+  return b
+end
+
+-- Scoring ---------------------------------------------------------------------------------------
+
+-- [N] differentiable sums of completion log-probs at temperature T, and their values (f64).
+local function seq_logprobs(batch, T)
+  local lp = batch.model:logprobs(batch.ids, batch.prompt_lens, {temperature = T, lens = batch.lens})
+  return lp, lp:detach():totable()
+end
+rl.seq_logprobs = seq_logprobs
+
+local function head_weight(m)
+  local ps = m:parameters()
+  return ps["lm_head.weight"] or ps["model.embed_tokens.weight"]
+end
+
+-- Token view: the hidden rows that predict the completion tokens of every sample, stacked into
+-- H [Ntok, D] (the logit at position j predicts token j + 1), the targets [Ntok] and each
+-- sample's offset into them.
+local function token_rows(m, batch)
+  local h = m:hidden(batch.ids)              -- [N, Tmax, D]
+  local rows, targets, offs = {}, {}, {}
+  local off = 0
+  for i, s in ipairs(batch.samples) do
+    local P, L = batch.prompt_lens[i], batch.comp_lens[i]
+    -- completion tokens sit at 0-based P .. P+L-1; they are predicted by positions P-1 .. P+L-2,
+    -- which is the 1-based narrow start P, length L
+    rows[i] = h:select(1, i):narrow(1, P, L)
+    offs[i] = off
+    for t = 1, L do targets[off + t] = s.tokens[t] end
+    off = off + L
+  end
+  local H = #rows == 1 and rows[1] or confit.cat(rows, 1)
+  return H, confit.tensor(targets, {dtype = "i64"}), offs, off
+end
+
+--- Per-token quantities of the batch under the current model: logp_tok [Ntok] (differentiable,
+--- at temperature T), seq [N] (their per-sample sums), logits [Ntok, V] when want_logits.
+function rl.token_view(batch, T, want_logits, m)
+  m = m or batch.model
+  local H, targets, offs, ntok = token_rows(m, batch)
+  local W = head_weight(m)
+  local v = {offs = offs, ntok = ntok}
+  v.logp_tok = H:head_logprob(W, targets, T)
+  if want_logits then v.logits = H:matmul(W:transpose(1, 2)) end
+  v.seq = rl.segment_sums(v.logp_tok, batch)
+  return v
+end
+
+--- [N] per-sample sums of a per-token tensor x [Ntok] (differentiable).
+function rl.segment_sums(x, batch)
+  local parts, off = {}, 0
+  for i = 1, #batch.samples do
+    local L = batch.comp_lens[i]
+    parts[i] = x:narrow(1, off + 1, L):sum()
+    off = off + L
+  end
+  return confit.stack(parts, 1)
+end
+
+-- per-sample means of the values of a per-token tensor (Lua numbers)
+local function segment_means(vals, batch)
+  local out, off = {}, 0
+  for i = 1, #batch.samples do
+    local L, s = batch.comp_lens[i], 0
+    for t = off + 1, off + L do s = s + vals[t] end
+    out[i] = s / L
+    off = off + L
+  end
+  return out
+end
+
+-- Metrics every method reports ------------------------------------------------------------------
+
+local function base_metrics(batch, lpv)
+  local N = #batch.samples
+  local s_lp, s_conf, s_len, n_w, n_box = 0, 0, 0, 0, 0
+  for i = 1, N do
+    local p = math.exp(lpv[i])            -- f64
+    s_lp = s_lp + lpv[i]
+    s_conf = s_conf + p
+    if p > rl.WEIGHT_MIN then n_w = n_w + 1 end
+    s_len = s_len + batch.comp_lens[i]
+    if batch.texts[i]:find("\\boxed{", 1, true) then n_box = n_box + 1 end
+  end
+  local met = {n_samples = N, mean_logp = s_lp / N, mean_confidence = s_conf / N,
+               weight_share = n_w / N, mean_length = s_len / N, box_rate = n_box / N}
+  local key = batch.answer_key or function(a) return a end
+  local distinct = 0
+  for _, g in ipairs(batch.groups) do
+    local seen = {}
+    for i = g[1], g[2] do
+      local a = batch.extracted[i]
+      if a ~= nil and not seen[key(a)] then seen[key(a)] = true; distinct = distinct + 1 end
+    end
+  end
+  met.answer_diversity = distinct / N
+  if batch.correct then
+    local c = 0
+    for i = 1, N do if batch.correct[i] then c = c + 1 end end
+    met.train_acc = c / N
+  end
+  return met
+end
+rl.base_metrics = base_metrics
+
+local function mean_of(xs)
+  local s = 0
+  for i = 1, #xs do s = s + xs[i] end
+  return #xs > 0 and s / #xs or 0
+end
+
+-- Weighted log-likelihood methods: loss = -sum_i w_i log p_i ------------------------------------
+
+-- weight_fn(lpv, batch, opts) -> list of f64 weights
+local function weighted(weight_fn)
+  return function(batch, o)
+    local lp, lpv = seq_logprobs(batch, o.temperature or 1.0)
+    local w = weight_fn(lpv, batch, o)
+    local loss = -(confit.tensor(w) * lp):sum()
+    local met = base_metrics(batch, lpv)
+    met.mean_weight = mean_of(w)
+    return loss, met
+  end
+end
+
+local function alpha_of(o) return o.alpha == nil and 0.1 or o.alpha end
+
+rl.methods = {}
+
+rl.methods.l1 = weighted(function(lpv)
+  local w = {}
+  for i, v in ipairs(lpv) do w[i] = math.exp(v) end
+  return w
+end)
+
+rl.methods.l2 = weighted(function(lpv, _, o)
+  local a, w = alpha_of(o), {}
+  for i, v in ipairs(lpv) do w[i] = math.exp(v) + a end
+  return w
+end)
+
+rl.methods.ours_lennorm = weighted(function(lpv, batch, o)
+  local a, w = alpha_of(o), {}
+  for i, v in ipairs(lpv) do w[i] = math.exp(v / batch.comp_lens[i]) + a end
+  return w
+end)
+
+rl.methods.ours_softmax = weighted(function(lpv, batch, o)
+  local a, w = alpha_of(o), {}
+  for _, g in ipairs(batch.groups) do
+    local mx = -math.huge
+    for i = g[1], g[2] do if lpv[i] > mx then mx = lpv[i] end end
+    local z = 0
+    for i = g[1], g[2] do z = z + math.exp(lpv[i] - mx) end
+    for i = g[1], g[2] do w[i] = math.exp(lpv[i] - mx) / z + a end
+  end
+  return w
+end)
+
+rl.methods.ours_clip = weighted(function(lpv, _, o)
+  local a, cap, w = alpha_of(o), o.clip_max or 0.5, {}
+  for i, v in ipairs(lpv) do w[i] = math.min(math.exp(v), cap) + a end
+  return w
+end)
+
+rl.methods.self_sft = weighted(function(lpv)
+  local w = {}
+  for i = 1, #lpv do w[i] = 1.0 end
+  return w
+end)
+
+-- EM-FT -----------------------------------------------------------------------------------------
+
+rl.methods.em_ft = function(batch, o)
+  local T = o.temperature or 1.0
+  local v = rl.token_view(batch, T, true)
+  local ent = v.logits:entropy(T)                      -- [Ntok]
+  local ent_seq = rl.segment_sums(ent, batch)          -- [N]
+  -- per question: sum of its samples' token entropies / its token count; summed over questions
+  local coef = {}
+  for _, g in ipairs(batch.groups) do
+    local ntok = 0
+    for i = g[1], g[2] do ntok = ntok + batch.comp_lens[i] end
+    for i = g[1], g[2] do coef[i] = 1 / ntok end
+  end
+  local loss = (confit.tensor(coef) * ent_seq):sum()
+  local met = base_metrics(batch, v.seq:detach():totable())
+  local ev = ent:detach():totable()
+  met.entropy = mean_of(ev)
+  return loss, met
+end
+
+-- GRPO ------------------------------------------------------------------------------------------
+
+local function std_of(xs, first, last)
+  local n = last - first + 1
+  if n < 2 then return 0 end
+  local m = 0
+  for i = first, last do m = m + xs[i] end
+  m = m / n
+  local s = 0
+  for i = first, last do s = s + (xs[i] - m) ^ 2 end
+  return math.sqrt(s / (n - 1)), m
+end
+
+--- Group-normalised advantages (f64 list) of rewards r within each question.
+function rl.advantages(r, batch)
+  local adv = {}
+  for _, g in ipairs(batch.groups) do
+    local sd = std_of(r, g[1], g[2])
+    local m = 0
+    for i = g[1], g[2] do m = m + r[i] end
+    m = m / (g[2] - g[1] + 1)
+    for i = g[1], g[2] do adv[i] = (r[i] - m) / (sd + 1e-6) end
+  end
+  return adv
+end
+
+-- Rewards: fn(batch, view, opts) -> list of f64 rewards, extra metrics
+rl.rewards = {}
+
+function rl.rewards.majority(batch)
+  local metrics = require "confit.metrics"
+  local key = batch.answer_key or function(a) return a end
+  local r = {}
+  for _, g in ipairs(batch.groups) do
+    local answers = {n = g[2] - g[1] + 1}
+    for i = g[1], g[2] do answers[i - g[1] + 1] = batch.extracted[i] end
+    local winner = metrics.majority(answers, {key = key})
+    for i = g[1], g[2] do
+      local a = batch.extracted[i]
+      r[i] = (winner ~= nil and a ~= nil and key(a) == key(winner)) and 1.0 or 0.0
+    end
+  end
+  return r
+end
+
+function rl.rewards.self_certainty(batch, v)
+  local z = v.logits:detach()
+  local sc = (z:logsumexp(-1) - z:mean(-1)):totable()     -- [Ntok]
+  return segment_means(sc, batch)
+end
+
+function rl.rewards.neg_entropy(batch, v, o)
+  local ent = v.logits:detach():entropy(o.temperature or 1.0):totable()
+  local m = segment_means(ent, batch)
+  for i = 1, #m do m[i] = -m[i] end
+  return m, {entropy = mean_of(ent)}
+end
+
+function rl.rewards.probability(batch, v)
+  local lpv = v.seq:detach():totable()
+  local r = {}
+  for i = 1, #lpv do r[i] = math.exp(lpv[i]) end
+  return r
+end
+
+local function grpo(reward_name, need_logits)
+  return function(batch, o)
+    local T = o.temperature or 1.0
+    local eps = o.clip_eps or 0.2
+    local v = rl.token_view(batch, T, need_logits)
+    local r, extra = rl.rewards[reward_name](batch, v, o)
+    local adv = rl.advantages(r, batch)
+    local a_tok, c_tok = {}, {}
+    for q, g in ipairs(batch.groups) do
+      local G = g[2] - g[1] + 1
+      for i = g[1], g[2] do
+        local L, off = batch.comp_lens[i], v.offs[i]
+        for t = 1, L do a_tok[off + t] = adv[i]; c_tok[off + t] = 1 / (L * G) end
+      end
+    end
+    local A, C = confit.tensor(a_tok), confit.tensor(c_tok)
+    local ratio = (v.logp_tok - v.logp_tok:detach()):exp()
+    local obj = confit.minimum(ratio * A, ratio:clamp(1 - eps, 1 + eps) * A)
+    local loss = -(obj * C):sum()
+    local met = base_metrics(batch, v.seq:detach():totable())
+    met.mean_reward = mean_of(r)
+    if extra then for k, x in pairs(extra) do met[k] = x end end
+    if (o.kl_coef or 0) > 0 then
+      if not batch.ref_model then error("rl: kl_coef > 0 needs batch.ref_model (the start model)", 2) end
+      local ref = confit.no_grad(function() return rl.token_view(batch, T, false, batch.ref_model).logp_tok end)
+      local d = ref - v.logp_tok
+      local kl = d:exp() - d - 1
+      local klv = (kl * C):sum()
+      loss = loss + klv * o.kl_coef
+      met.kl = klv:item()
+    end
+    return loss, met
+  end
+end
+
+rl.methods.grpo_ttrl = grpo("majority", false)
+rl.methods.grpo_intuitor = grpo("self_certainty", true)
+rl.methods.grpo_rent = grpo("neg_entropy", true)
+rl.methods.grpo_prob = grpo("probability", false)
+
+rl.methods.temp_only = function()
+  error("rl: temp_only does not train; evaluate at a colder temperature instead", 2)
+end
+
+--- The loss of a method by name (aliases allowed): loss tensor, metrics table.
+function rl.loss(name, batch, opts)
+  local canon, err = rl.resolve(name)
+  if not canon then error("rl.loss: " .. err, 2) end
+  return rl.methods[canon](batch, opts or {})
+end
+
+return rl

@@ -1,0 +1,234 @@
+-- confit.toy_eval: evaluation of a model on toy-world questions (lua/confit/toy.lua).
+--
+--   local summary, records = toy_eval.run(m, questions, opts)
+--
+-- questions: list of {prompt, answer} (world:questions("heldout", n, seed)). For each question
+-- it decodes greedily once, samples opts.n (16) completions at T = 0.5 and opts.n at T = 1.0,
+-- and returns the summary (exactly these keys, all fractions in [0, 1] except the two counts):
+--
+--   greedy_acc        share of questions whose greedy completion is correct
+--   pass1_t05         mean over questions of the share of correct samples at T = 0.5 (avg@n)
+--   pass1_t10         the same at T = 1.0
+--   maj16             share of questions whose majority answer (T = 0.5 samples) is correct
+--   pass16            unbiased pass@16 over the T = 0.5 samples (metrics.pass_at_k)
+--   distinct_answers  mean over questions of the number of distinct extracted answers (T = 0.5)
+--   direct_share      share of T = 0.5 samples that answer directly (a box before any '=')
+--   mean_length       mean length in tokens (EOS included) of the T = 0.5 samples
+--   mean_confidence   mean over T = 0.5 samples of exp(log p(y|x)), log p at T = 0.5 (the
+--                     RLSC weight p_old), exponentiated in f64
+--   weight_share      share of T = 0.5 samples whose exp(log p) exceeds 1e-6
+--
+-- records: one per question in the eval_*.jsonl format of docs/RUNDIR.md: samples = the T = 0.5
+-- samples, samples_t10 = the T = 1.0 samples (an extra key), greedy = the greedy completion. Each
+-- completion's `logprob` is at temperature 1 (rescored by teacher forcing for the T = 0.5
+-- samples, as RUNDIR.md asks); `logprob_t` is the log-prob under the sampling temperature.
+--
+-- opts: n (16), seed (1: the sampling seeds; the same seed gives the same draws before and
+-- after training, so the comparison is paired), max_new_tokens (64), temperature_scale (1:
+-- multiplies both sampling temperatures; the temperature-only sharpening baseline evaluates
+-- with 0.5, i.e. T = 0.25 and 0.5, under the same keys), greedy (true), pass1_t10 (true; false
+-- skips the T = 1.0 pass and leaves pass1_t10 = nil), rescore (true: teacher-forced T = 1
+-- log-probs for the records), chunk (32 questions per generate call), benchmark ("toy").
+-- Answers are compared as integers (toy.grade); majority votes group answers by integer value.
+local confit = require "confit"
+local toy = require "confit.toy"
+local metrics = require "confit.metrics"
+
+local M = {}
+
+M.KEYS = {"greedy_acc", "pass1_t05", "pass1_t10", "maj16", "pass16", "distinct_answers",
+          "direct_share", "mean_length", "mean_confidence", "weight_share"}
+
+local WEIGHT_MIN = 1e-6
+
+-- the key answers are grouped by: the integer value when there is one, else the string
+local function answer_key(a)
+  local n = a and a:match("^%s*([%+%-]?%d+)%s*$")
+  if n then return tostring(math.tointeger(tonumber(n)) or n) end
+  return a
+end
+M.answer_key = answer_key
+
+-- Generate for every question, chunk by chunk; returns per question a list of samples.
+local function sample_all(m, prompts, gen, chunk)
+  local per_q = {}
+  for first = 1, #prompts, chunk do
+    local last = math.min(#prompts, first + chunk - 1)
+    local ps = table.move(prompts, first, last, 1, {})
+    local o = {}
+    for k, v in pairs(gen) do o[k] = v end
+    -- generate keys sample j of the p-th prompt of a call by (seed, p, j); the seed of a call
+    -- is derived from its first question, so draws depend on opts.chunk (keep it fixed)
+    o.seed = gen.seed * 1000003 + first
+    local out = m:generate(ps, o)
+    local n = gen.n or 1
+    for i = first, last do
+      local list = {}
+      for j = 1, n do list[j] = out[(i - first) * n + j] end
+      per_q[i] = list
+    end
+  end
+  return per_q
+end
+
+-- Teacher-forced log-probs at temperature 1 for a list of (prompt ids, sample) pairs; fills
+-- sample.logprob_t1. Rows are batched by `batch`.
+local function rescore(m, items, batch)
+  local model = require "confit.model"
+  confit.no_grad(function()
+    for first = 1, #items, batch do
+      local last = math.min(#items, first + batch - 1)
+      local seqs, plens = {}, {}
+      for i = first, last do
+        local it = items[i]
+        local s = table.move(it.prompt, 1, #it.prompt, 1, {})
+        table.move(it.sample.tokens, 1, #it.sample.tokens, #s + 1, s)
+        seqs[#seqs + 1] = s
+        plens[#plens + 1] = #it.prompt
+      end
+      local ids, lens = model.pad(seqs, toy.EOS_ID)
+      local lp = m:logprobs(ids, plens, {temperature = 1.0, lens = lens}):totable()
+      for i = first, last do items[i].sample.logprob_t1 = lp[i - first + 1] end
+    end
+  end)
+end
+
+local function completion_record(s, answer, temperature)
+  local text = s.text or toy.decode(s.tokens)
+  local correct, extracted = toy.grade(text, answer)
+  return {
+    completion = text,
+    extracted = extracted,
+    correct = correct,
+    length = #s.tokens,
+    logprob = s.logprob_t1 or s.logprob,
+    logprob_t = s.logprob,
+    temperature = temperature,
+    boxed = extracted ~= nil,
+    direct = toy.is_direct(text),
+    finished = s.finish == "stop",
+  }
+end
+
+--- Evaluate m on questions; returns summary (M.KEYS), records (per question).
+function M.run(m, questions, opts)
+  opts = opts or {}
+  local n = opts.n or 16
+  local seed = opts.seed or 1
+  local scale = opts.temperature_scale or 1.0
+  local max_new = opts.max_new_tokens or 64
+  local chunk = opts.chunk or 32
+  local do_t10 = opts.pass1_t10 ~= false
+  local prompts = {}
+  for i, q in ipairs(questions) do prompts[i] = toy.encode(q.prompt) end
+
+  local greedy
+  if opts.greedy ~= false then
+    greedy = sample_all(m, prompts, {n = 1, temperature = 0, max_new_tokens = max_new,
+                                     seed = seed}, chunk)
+  end
+  local t05 = 0.5 * scale
+  local s05 = sample_all(m, prompts, {n = n, temperature = t05, max_new_tokens = max_new,
+                                      seed = seed + 1}, chunk)
+  local t10, s10 = 1.0 * scale, nil
+  if do_t10 then
+    s10 = sample_all(m, prompts, {n = n, temperature = t10, max_new_tokens = max_new,
+                                  seed = seed + 2}, chunk)
+  end
+  if opts.rescore ~= false then
+    local items = {}
+    for i = 1, #questions do
+      for _, s in ipairs(s05[i]) do items[#items + 1] = {prompt = prompts[i], sample = s} end
+      if s10 and t10 ~= 1.0 then
+        for _, s in ipairs(s10[i]) do items[#items + 1] = {prompt = prompts[i], sample = s} end
+      end
+    end
+    if #items > 0 then rescore(m, items, opts.rescore_batch or 256) end
+  end
+
+  local k = math.min(16, n)
+  local acc_g, p05, p10, maj, pk, distinct = {}, {}, {}, {}, {}, {}
+  local n_direct, n_samp, len_sum, conf_sum, n_weight = 0, 0, 0, 0, 0
+  local records = {}
+  for i, q in ipairs(questions) do
+    local rec = {benchmark = opts.benchmark or "toy", id = i, question = q.prompt,
+                 answer = tostring(q.answer), samples = {}}
+    if greedy then
+      rec.greedy = completion_record(greedy[i][1], q.answer, 0)
+      acc_g[#acc_g + 1] = rec.greedy.correct and 1 or 0
+    end
+    local c, answers, seen, nd = 0, {n = #s05[i]}, {}, 0
+    for j, s in ipairs(s05[i]) do
+      local r = completion_record(s, q.answer, t05)
+      rec.samples[j] = r
+      if r.correct then c = c + 1 end
+      answers[j] = r.extracted
+      if r.extracted ~= nil then
+        local kk = answer_key(r.extracted)
+        if not seen[kk] then seen[kk] = true; nd = nd + 1 end
+      end
+      n_samp = n_samp + 1
+      if r.direct then n_direct = n_direct + 1 end
+      len_sum = len_sum + r.length
+      local w = math.exp(s.logprob)            -- f64
+      conf_sum = conf_sum + w
+      if w > WEIGHT_MIN then n_weight = n_weight + 1 end
+    end
+    p05[#p05 + 1] = c / #s05[i]
+    pk[#pk + 1] = metrics.pass_at_k(#s05[i], c, k)
+    distinct[#distinct + 1] = nd
+    local winner = metrics.majority(answers, {key = answer_key})
+    maj[#maj + 1] = (winner ~= nil and answer_key(winner) == answer_key(tostring(q.answer))) and 1 or 0
+    if s10 then
+      rec.samples_t10 = {}
+      local c10 = 0
+      for j, s in ipairs(s10[i]) do
+        local r = completion_record(s, q.answer, t10)
+        rec.samples_t10[j] = r
+        if r.correct then c10 = c10 + 1 end
+      end
+      p10[#p10 + 1] = c10 / #s10[i]
+    end
+    records[i] = rec
+  end
+  local summary = {
+    greedy_acc = greedy and metrics.mean(acc_g) or nil,
+    pass1_t05 = metrics.mean(p05),
+    pass1_t10 = s10 and metrics.mean(p10) or nil,
+    maj16 = metrics.mean(maj),
+    pass16 = metrics.mean(pk),
+    distinct_answers = metrics.mean(distinct),
+    direct_share = n_direct / n_samp,
+    mean_length = len_sum / n_samp,
+    mean_confidence = conf_sum / n_samp,
+    weight_share = n_weight / n_samp,
+  }
+  return summary, records
+end
+
+--- A text table of summaries side by side: cols = {name = summary} or a list of {name, summary}.
+function M.format_table(cols)
+  local list = {}
+  if #cols > 0 then list = cols
+  else
+    local names = {}
+    for name in pairs(cols) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do list[#list + 1] = {name, cols[name]} end
+  end
+  local lines = {}
+  local head = ("%-18s"):format("metric")
+  for _, c in ipairs(list) do head = head .. ("%12s"):format(c[1]) end
+  lines[1] = head
+  for _, key in ipairs(M.KEYS) do
+    local line = ("%-18s"):format(key)
+    for _, c in ipairs(list) do
+      local v = c[2][key]
+      line = line .. (v == nil and ("%12s"):format("-") or ("%12.4f"):format(v))
+    end
+    lines[#lines + 1] = line
+  end
+  return table.concat(lines, "\n")
+end
+
+return M

@@ -1,0 +1,302 @@
+-- confit.train: the label-free RL loop (recipes/rlsc.lua runs it for the toy and for real
+-- models), its checkpoints, and small helpers the recipes share (flag parsing, script detection).
+--
+--   local steps = train.run({model = m, questions = qs, method = "l2", steps = 20, ...})
+--
+-- Per step s (1-based): take questions ((s-1)*Q + 1 .. s*Q) cyclically (labels, when present,
+-- are used for logging only), build prompts (opts.prompt_of(q) -> string or token ids), sample
+-- n completions each at the sampling temperature with seed opts.seed * 1000003 + s, compute the
+-- method's loss (confit.rl) at the loss temperature, backward, check the loss and every gradient
+-- for NaN/Inf, optionally clip the gradient norm, AdamW step, and append one line to
+-- OUT/steps.jsonl (docs/RUNDIR.md). Every opts.checkpoint_every steps, a Hugging Face folder
+-- OUT/checkpoint-<s> (model.safetensors, config, tokenizer files, optimizer.safetensors with the
+-- AdamW moments, trainer_state.json) is written to OUT/.checkpoint-<s>.tmp and renamed into place,
+-- so a checkpoint folder is complete or absent. opts.resume continues from the latest checkpoint:
+-- weights and optimizer state are loaded, steps.jsonl is cut back to that step, and the run goes on
+-- with the same per-step seeds, so a resumed run equals an uninterrupted one.
+--
+-- A non-finite loss or gradient stops the run (an error naming the step and the tensor) before the
+-- optimizer step, so no checkpoint or weight is ever written from a corrupt update.
+local confit = require "confit"
+local model = require "confit.model"
+local rl = require "confit.rl"
+local jsonio = require "confit.jsonio"
+
+local M = {}
+
+-- Flags ----------------------------------------------------------------------------------------
+
+--- Parse `arg`-style flags: spec = {name = {type, default}} with type "string", "number", "int"
+--- or "flag" (no value); --some-name and --some_name both set some_name. --help prints the
+--- flags and exits. Returns the options table (defaults filled in, `given` = the set of names
+--- given on the command line).
+function M.parse_args(argv, spec, prog)
+  local o, given = {}, {}
+  for k, s in pairs(spec) do o[k] = s[2] end
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--help" or a == "-h" then
+      local names = {}
+      for k in pairs(spec) do names[#names + 1] = k end
+      table.sort(names)
+      print(("usage: confit %s [flags]"):format(prog))
+      for _, k in ipairs(names) do
+        local s = spec[k]
+        print(("  --%-22s %-7s default %s"):format(k:gsub("_", "-"), s[1], tostring(s[2])))
+      end
+      os.exit(0)
+    end
+    local name, val = a:match("^%-%-([%w_%-]+)=(.*)$")
+    if not name then name = a:match("^%-%-([%w_%-]+)$") end
+    if not name then error(("%s: unexpected argument '%s' (flags start with --)"):format(prog, a), 0) end
+    local key = name:gsub("%-", "_")
+    local s = spec[key]
+    if not s then error(("%s: unknown flag --%s (see --help)"):format(prog, name), 0) end
+    if s[1] == "flag" then
+      o[key] = true
+      if val then o[key] = not (val == "false" or val == "0") end
+    else
+      if val == nil then
+        i = i + 1
+        val = argv[i]
+        if val == nil then error(("%s: --%s needs a value"):format(prog, name), 0) end
+      end
+      if s[1] == "number" or s[1] == "int" then
+        local v = tonumber(val)
+        if v == nil then error(("%s: --%s expects a number, got '%s'"):format(prog, name, val), 0) end
+        if s[1] == "int" then
+          v = math.tointeger(v)
+          if v == nil then error(("%s: --%s expects an integer, got '%s'"):format(prog, name, val), 0) end
+        end
+        o[key] = v
+      else
+        o[key] = val
+      end
+    end
+    given[key] = true
+    i = i + 1
+  end
+  o.given = given
+  return o
+end
+
+--- True when the calling file is the script being run (arg[0]), false when it was loaded by
+--- dofile/loadfile from another script (e.g. a test that calls the recipe as a function).
+function M.is_main_script()
+  if not (arg and arg[0]) then return false end
+  local src = debug.getinfo(2, "S").source
+  local function norm(p) return (p:gsub("^@", ""):gsub("^%./", "")) end
+  return norm(src) == norm(arg[0])
+end
+
+--- Mark every parameter of m as requiring gradients; returns m:parameters().
+function M.trainable(m)
+  local ps = m:parameters()
+  for _, p in pairs(ps) do p:requires_grad_(true) end
+  return ps
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks)
+  return ks
+end
+
+local function isfinite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+--- The name of the first parameter (sorted order) whose gradient is not finite, and its norm.
+function M.bad_gradient(params)
+  for _, name in ipairs(sorted_keys(params)) do
+    local p = params[name]
+    if p.grad then
+      local norm = confit.optim.clip_grad_norm({p}, math.huge)
+      if not isfinite(norm) then return name, norm end
+    end
+  end
+  return nil
+end
+
+-- Checkpoints ----------------------------------------------------------------------------------
+
+local function sh(cmd) return os.execute(cmd) end
+
+local function list_dir(dir)
+  local p = io.popen(("ls -1 %q 2>/dev/null"):format(dir))
+  local out = {}
+  for line in p:lines() do out[#out + 1] = line end
+  p:close()
+  return out
+end
+
+--- The latest complete checkpoint folder of a run directory and its step, or nil.
+function M.latest_checkpoint(out)
+  local best, best_step
+  for _, name in ipairs(list_dir(out)) do
+    local s = name:match("^checkpoint%-(%d+)$")
+    if s and (not best_step or tonumber(s) > best_step) then
+      local f = io.open(out .. "/" .. name .. "/trainer_state.json", "rb")
+      if f then f:close(); best, best_step = out .. "/" .. name, math.tointeger(tonumber(s)) end
+    end
+  end
+  return best, best_step
+end
+
+--- Write OUT/checkpoint-<step> atomically (temp folder, then rename).
+function M.save_checkpoint(out, step, m, opt, extra)
+  local final = ("%s/checkpoint-%d"):format(out, step)
+  local tmp = ("%s/.checkpoint-%d.tmp"):format(out, step)
+  sh(("rm -rf %q"):format(tmp))
+  m:save(tmp)
+  local state = opt:state()
+  local tensors, scalars = {}, {}
+  for k, v in pairs(state) do
+    if confit.is_tensor(v) then tensors[k] = v else scalars[k] = v end
+  end
+  assert(confit.save_safetensors(tmp .. "/optimizer.safetensors", tensors))
+  local st = {step = step, optimizer = scalars}
+  for k, v in pairs(extra or {}) do st[k] = v end
+  assert(jsonio.write_json_atomic(tmp .. "/trainer_state.json", st))
+  sh(("rm -rf %q"):format(final))
+  local ok, err = os.rename(tmp, final)
+  if not ok then error("train: cannot rename checkpoint: " .. tostring(err)) end
+  return final
+end
+
+--- Load a checkpoint's weights into m (in place of its parameters) when opt is nil, else its
+--- optimizer state into opt (create opt on the loaded parameters first). Returns the trainer state.
+function M.load_checkpoint(dir, m, opt)
+  local st = assert(jsonio.read_json(dir .. "/trainer_state.json"))
+  if not opt then
+    local w, err = confit.load_safetensors(dir .. "/model.safetensors")
+    if not w then error("train: " .. err, 2) end
+    for _, name in ipairs(m:param_names()) do
+      if w[name] then m:set_param(name, w[name]) end
+    end
+  else
+    local tensors, terr = confit.load_safetensors(dir .. "/optimizer.safetensors")
+    if not tensors then error("train: " .. terr, 2) end
+    local state = {}
+    for k, v in pairs(st.optimizer) do state[k] = v end
+    for k, v in pairs(tensors) do state[k] = v end
+    opt:load_state(state)
+  end
+  return st
+end
+
+-- The loop -------------------------------------------------------------------------------------
+
+local DEFAULTS = {
+  method = "l2", alpha = 0.1, n = 16, temperature = 0.5, top_p = 1.0, top_k = 0,
+  max_new_tokens = 64, steps = 20, questions_per_step = 4, lr = 1e-4, weight_decay = 0.01,
+  beta1 = 0.9, beta2 = 0.999, eps = 1e-8, grad_clip = 0, seed = 1, checkpoint_every = 0,
+  clip_eps = 0.2, kl_coef = 0, clip_max = 0.5,
+}
+M.DEFAULTS = DEFAULTS
+
+--- Run RL. opts: model, questions (list of {prompt = string | token ids, answer = optional}),
+--- prompt_of(q) (default q.prompt), extract(text) -> answer, grade(text, answer) -> bool,
+--- answer_key(a), the DEFAULTS above, loss_temperature (default = temperature), stop (extra
+--- stop ids), out (run directory, nil = write nothing), resume, ref_model (GRPO KL), log(line)
+--- (default print), on_step(record). Returns the list of step records.
+function M.run(opts)
+  local o = {}
+  for k, v in pairs(DEFAULTS) do o[k] = v end
+  for k, v in pairs(opts) do o[k] = v end
+  local method, merr = rl.resolve(o.method)
+  if not method then error("train.run: " .. merr, 2) end
+  local m = o.model
+  local log = o.log or print
+  local T_loss = o.loss_temperature or o.temperature
+  local prompt_of = o.prompt_of or function(q) return q.prompt end
+  local Q = o.questions_per_step
+  if #o.questions == 0 then error("train.run: no questions", 2) end
+
+  local records = {}
+  if not rl.trains(method) then return records end
+
+  local params = M.trainable(m)
+  local opt = confit.optim.adamw(params, {lr = o.lr, weight_decay = o.weight_decay,
+                                          betas = {o.beta1, o.beta2}, eps = o.eps})
+  local start = 1
+  local steps_path = o.out and (o.out .. "/steps.jsonl")
+  if o.out and o.resume then
+    local dir, step = M.latest_checkpoint(o.out)
+    if dir then
+      M.load_checkpoint(dir, m, nil)
+      params = M.trainable(m)
+      opt = confit.optim.adamw(params, {lr = o.lr, weight_decay = o.weight_decay,
+                                        betas = {o.beta1, o.beta2}, eps = o.eps})
+      M.load_checkpoint(dir, m, opt)
+      start = step + 1
+      local old = jsonio.read_jsonl(steps_path, {partial_tail = true}) or {}
+      for _, r in ipairs(old) do if r.step <= step then records[#records + 1] = r end end
+      assert(jsonio.write_jsonl_atomic(steps_path, records))
+      log(("resumed from %s (step %d)"):format(dir, step))
+    else
+      log("resume: no checkpoint in " .. o.out .. "; starting at step 1")
+    end
+  end
+  if o.out and start == 1 then assert(jsonio.write_jsonl_atomic(steps_path, {})) end
+
+  local encode = function(p)
+    if type(p) == "table" then return p end
+    return m:encode(p)
+  end
+
+  for step = start, o.steps do
+    local t0 = confit.clock()
+    local qs, prompts, answers = {}, {}, {}
+    for j = 1, Q do
+      local q = o.questions[((step - 1) * Q + j - 1) % #o.questions + 1]
+      qs[j] = q
+      prompts[j] = encode(prompt_of(q))
+      answers[j] = q.answer
+    end
+    local samples = m:generate(prompts, {n = o.n, temperature = o.temperature, top_p = o.top_p,
+                                         top_k = o.top_k, max_new_tokens = o.max_new_tokens,
+                                         seed = o.seed * 1000003 + step, stop = o.stop})
+    local t_gen = confit.clock() - t0
+    local ntok = 0
+    for _, s in ipairs(samples) do ntok = ntok + #s.tokens end
+    local have_labels = answers[1] ~= nil and o.grade ~= nil
+    local batch = rl.batch(m, prompts, samples, {n = o.n, extract = o.extract,
+                                                 answers = have_labels and answers or nil,
+                                                 grade = o.grade, answer_key = o.answer_key})
+    batch.ref_model = o.ref_model
+    opt:zero_grad()
+    local loss, met = rl.loss(method, batch, {alpha = o.alpha, temperature = T_loss,
+                                              clip_eps = o.clip_eps, kl_coef = o.kl_coef,
+                                              clip_max = o.clip_max})
+    local lv = loss:item()
+    if not isfinite(lv) then
+      error(("train: step %d: the loss is %s (method %s); stopped before the update, nothing saved")
+            :format(step, tostring(lv), method), 0)
+    end
+    loss:backward()
+    local gnorm = confit.optim.clip_grad_norm(params, (o.grad_clip or 0) > 0 and o.grad_clip or math.huge)
+    if not isfinite(gnorm) then
+      local name, n = M.bad_gradient(params)
+      error(("train: step %d: the gradient of %s is not finite (norm %s); stopped before the update, nothing saved")
+            :format(step, name or "(unknown parameter)", tostring(n or gnorm)), 0)
+    end
+    opt:step()
+    local step_s = confit.clock() - t0
+    local rec = {step = step, loss = lv, lr = opt.lr, grad_norm = gnorm, step_s = step_s,
+                 gen_s = t_gen, tokens_per_s = ntok / step_s, time = os.time()}
+    for k, v in pairs(met) do rec[k] = v end
+    records[#records + 1] = rec
+    if steps_path then assert(jsonio.append_jsonl(steps_path, rec)) end
+    log(("step %3d  loss %9.4f  logp %8.3f  conf %.4f  w>1e-6 %.2f  len %5.1f%s  %.2fs")
+        :format(step, lv, met.mean_logp, met.mean_confidence, met.weight_share, met.mean_length,
+                met.train_acc and ("  acc %.3f"):format(met.train_acc) or "", step_s))
+    if o.on_step then o.on_step(rec) end
+    if o.out and (o.checkpoint_every or 0) > 0 and step % o.checkpoint_every == 0 then
+      M.save_checkpoint(o.out, step, m, opt, {method = method, seed = o.seed})
+    end
+  end
+  return records
+end
+
+return M

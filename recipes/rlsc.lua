@@ -1,0 +1,299 @@
+-- recipes/rlsc.lua: RLSC (reinforcement learning via self-confidence) end to end. With no
+-- arguments this is THE MAIN JOB: the shipped toy model (examples/toy/model) is evaluated on
+-- held-out toy questions, fine-tuned with RLSC (L2, alpha = 0.1, N = 16, T = 0.5, 4 questions per
+-- step, AdamW lr 1e-4, 20 steps) on unlabeled training questions, and evaluated again; a
+-- before/after table is printed, and the LAST line of output is one JSON object
+-- {"before": {...}, "after": {...}, "config": {...}} with the metric keys of confit.toy_eval
+-- (greedy_acc, pass1_t05, pass1_t10, maj16, pass16, distinct_answers, direct_share,
+-- mean_length, mean_confidence, weight_share).
+--
+--   confit recipes/rlsc.lua [--method l2] [--alpha 0.1] [--n 16] [--steps 20]
+--       [--questions-per-step 4] [--lr 1e-4] [--temperature 0.5] [--loss-temperature T]
+--       [--eval-questions 200] [--seed 1] [--model examples/toy/model] [--task mixed]
+--       [--out DIR] [--checkpoint-every K] [--resume] ...      (--help lists every flag)
+--
+-- Methods: every name of confit.rl (l1, l2, ours_lennorm, ours_softmax, ours_clip, self_sft,
+-- em_ft, grpo_ttrl, grpo_intuitor, grpo_rent, grpo_prob, temp_only). temp_only trains nothing:
+-- its "after" evaluation samples at the eval temperatures times --temperature-scale (0.5:
+-- T = 0.25 and 0.5, reported under the pass1_t05 / pass1_t10 keys; greedy cannot change).
+--
+-- Real data: --model DIR --data FILE (JSONL, one object per line with a --question-field,
+-- default "question"; an --answer-field, default "answer", is optional and only used for
+-- logging train_acc and for evaluation). Prompts use the --template of confit.chat (default
+-- "qwen25-math-cot"), generation stops on <|im_end|> / <|endoftext|>, answers are extracted with
+-- confit.grade (qwen mode). Unless given, the paper's settings apply: N = 16, T = 0.5,
+-- max_new_tokens 3072, 10 steps, 1 question per step, lr 1e-5, weight decay 0.01. Evaluation
+-- before and after uses confit.evaluate (greedy, plus --eval-n samples) on --eval-data (a file
+-- or a benchmark name of confit.bench; default: the training file when it has answers).
+--
+-- Run directory (docs/RUNDIR.md): --out, default runs/rlsc-<UTC timestamp>: config.json,
+-- steps.jsonl, eval_before.jsonl, eval_after.jsonl, summary.json, checkpoint-<step>/ when
+-- --checkpoint-every > 0, and model/ (the final weights) with --save-model.
+--
+-- Called from Lua (tests): local main = dofile("recipes/rlsc.lua"); main({"--steps", "2"})
+-- returns {before, after, config, steps}.
+local confit = require "confit"
+local model = require "confit.model"
+local toy = require "confit.toy"
+local rl = require "confit.rl"
+local train = require "confit.train"
+local toy_eval = require "confit.toy_eval"
+local jsonio = require "confit.jsonio"
+
+local SPEC = {
+  method = {"string", "l2"},
+  alpha = {"number", 0.1},
+  n = {"int", 16},
+  steps = {"int", 20},
+  questions_per_step = {"int", 4},
+  lr = {"number", 1e-4},
+  weight_decay = {"number", 0.01},
+  grad_clip = {"number", 0},
+  temperature = {"number", 0.5},
+  loss_temperature = {"number", nil},
+  top_p = {"number", 1.0},
+  max_new_tokens = {"int", 64},
+  clip_eps = {"number", 0.2},
+  kl_coef = {"number", 0},
+  clip_max = {"number", 0.5},
+  temperature_scale = {"number", 0.5},
+  eval_questions = {"int", 200},
+  eval_n = {"int", 16},
+  eval_seed = {"int", 1},
+  no_eval = {"flag", false},
+  seed = {"int", 1},
+  model = {"string", "examples/toy/model"},
+  task = {"string", "mixed"},
+  out = {"string", nil},
+  name = {"string", nil},
+  data = {"string", nil},
+  question_field = {"string", "question"},
+  answer_field = {"string", "answer"},
+  template = {"string", "qwen25-math-cot"},
+  eval_data = {"string", nil},
+  eval_mode = {"string", "qwen"},
+  checkpoint_every = {"int", 0},
+  resume = {"flag", false},
+  save_model = {"flag", false},
+  quiet = {"flag", false},
+}
+
+-- the paper's settings, applied for --data runs to every flag not given
+local PAPER = {n = 16, temperature = 0.5, max_new_tokens = 3072, steps = 10,
+               questions_per_step = 1, lr = 1e-5, weight_decay = 0.01, eval_n = 0}
+
+local function git_commit()
+  local p = io.popen("git rev-parse HEAD 2>/dev/null")
+  local c = p and p:read("l")
+  if p then p:close() end
+  return c
+end
+
+local function default_out()
+  local base = "runs/rlsc-" .. os.date("!%Y%m%d-%H%M%S")
+  local out, k = base, 1
+  while io.open(out .. "/config.json", "rb") do k = k + 1; out = base .. "-" .. k end
+  return out
+end
+
+local function metric_line(s)
+  local t = {}
+  for _, k in ipairs(toy_eval.KEYS) do t[k] = s[k] end
+  return t
+end
+
+-- RUNDIR.md's names beside ours, for the report
+local function with_aliases(s, n)
+  local t = metric_line(s)
+  t.acc, t["pass@1"], t["pass@16"], t["maj@16"], t.n = s.greedy_acc, s.pass1_t05, s.pass16, s.maj16, n
+  return t
+end
+
+-- Toy world ------------------------------------------------------------------------------------
+
+local function run_toy(o, cfg, say)
+  local m = assert(model.load(o.model))
+  local world = toy.world(o.task)
+  local bench_name = "toy-" .. o.task
+  local heldout = world:questions("heldout", o.eval_questions, o.eval_seed)
+  local trainq = world:questions("train", o.steps * o.questions_per_step, o.seed)
+  local eval_opts = {n = o.eval_n, seed = o.seed, max_new_tokens = o.max_new_tokens,
+                     benchmark = bench_name}
+  cfg.eval = {questions = #heldout, n = o.eval_n, seed = o.seed, question_seed = o.eval_seed,
+              temperatures = {0.5, 1.0}, greedy = true, max_new_tokens = o.max_new_tokens,
+              logprob_temperature = "weights and mean_confidence at 0.5; records at 1"}
+  if not rl.trains(o.method) then
+    cfg.eval.after_temperatures = {0.5 * o.temperature_scale, 1.0 * o.temperature_scale}
+  end
+  assert(jsonio.write_json_atomic(o.out .. "/config.json", cfg))
+  local timing = {}
+  local before, rec_before
+  if not o.no_eval then
+    local t0 = confit.clock()
+    before, rec_before = toy_eval.run(m, heldout, eval_opts)
+    timing.eval_before_s = confit.clock() - t0
+    assert(jsonio.write_jsonl_atomic(o.out .. "/eval_before.jsonl", rec_before))
+    say(("evaluated before: greedy %.3f  pass1_t05 %.3f  maj16 %.3f  (%d questions, %.1fs)")
+        :format(before.greedy_acc, before.pass1_t05, before.maj16, #heldout, timing.eval_before_s))
+  end
+  local t1 = confit.clock()
+  local steps = train.run({
+    model = m, questions = trainq, method = o.method, alpha = o.alpha, n = o.n,
+    temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
+    max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
+    lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed,
+    clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
+    ref_model = o.kl_coef > 0 and assert(model.load(o.model)) or nil,
+    out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
+    extract = toy.extract_boxed, answer_key = toy_eval.answer_key,
+    grade = function(text, answer) return (toy.grade(text, answer)) end,
+    log = say,
+  })
+  timing.train_s = confit.clock() - t1
+  local after
+  if not o.no_eval then
+    local t2 = confit.clock()
+    local ao = {}
+    for k, v in pairs(eval_opts) do ao[k] = v end
+    if not rl.trains(o.method) then ao.temperature_scale = o.temperature_scale end
+    local rec_after
+    after, rec_after = toy_eval.run(m, heldout, ao)
+    timing.eval_after_s = confit.clock() - t2
+    assert(jsonio.write_jsonl_atomic(o.out .. "/eval_after.jsonl", rec_after))
+  end
+  if o.save_model then m:save(o.out .. "/model") end
+  return before, after, steps, timing, #heldout
+end
+
+-- Real data ------------------------------------------------------------------------------------
+
+local function run_real(o, cfg, say)
+  local chat = require "confit.chat"
+  local grade = require "confit.grade"
+  local m = assert(model.load(o.model))
+  local rows, err = jsonio.read_jsonl(o.data)
+  if not rows then error("rlsc: " .. err, 0) end
+  local questions, labelled = {}, true
+  for i, r in ipairs(rows) do
+    local q = r[o.question_field]
+    if type(q) ~= "string" then
+      error(("rlsc: %s line %d has no string field '%s' (--question-field)"):format(o.data, i, o.question_field), 0)
+    end
+    local a = r[o.answer_field]
+    if a == nil or a == jsonio.null then labelled = false; a = nil end
+    questions[i] = {id = r.id or i, question = q, answer = a ~= nil and tostring(a) or nil,
+                    prompt = chat.apply(o.template, q)}
+  end
+  local stop = {}
+  for _, name in ipairs({"<|im_end|>", "<|endoftext|>"}) do
+    local id = m.tokenizer and m.tokenizer.token_to_id and m.tokenizer:token_to_id(name)
+    if id then stop[#stop + 1] = id end
+  end
+  local gopts = {mode = o.eval_mode}
+  local extract = function(text) return grade.extract(text, gopts) end
+  local ok_eval, evaluate = pcall(require, "confit.evaluate")
+  local problems
+  if o.eval_data then
+    local bench = require "confit.bench"
+    problems = assert(bench.load(o.eval_data))
+  elseif labelled then
+    problems = questions
+  end
+  local function do_eval(stage)
+    if o.no_eval then return nil end
+    if not ok_eval then say("rlsc: confit.evaluate is not available; skipping the " .. stage .. " evaluation"); return nil end
+    if not problems then say("rlsc: no answers to evaluate against (--eval-data); skipping the " .. stage .. " evaluation"); return nil end
+    return (evaluate.run(m, problems, {mode = o.eval_mode, template = o.template, greedy = true,
+                                       n = o.eval_n, max_new_tokens = o.max_new_tokens, seed = o.seed,
+                                       out_dir = o.out, stage = stage, summary_file = false,
+                                       resume = false, benchmark = o.eval_data or o.data}))
+  end
+  local timing = {}
+  local t0 = confit.clock()
+  local before = do_eval("before")
+  timing.eval_before_s = confit.clock() - t0
+  local t1 = confit.clock()
+  local steps = train.run({
+    model = m, questions = questions, method = o.method, alpha = o.alpha, n = o.n,
+    temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
+    max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
+    lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed,
+    clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, stop = stop,
+    ref_model = o.kl_coef > 0 and assert(model.load(o.model)) or nil,
+    out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
+    extract = extract, answer_key = function(a) return grade.normalize(a, gopts) end,
+    grade = labelled and function(text, answer)
+      local p = extract(text)
+      return p ~= nil and grade.equal(p, answer, gopts)
+    end or nil,
+    log = say,
+  })
+  timing.train_s = confit.clock() - t1
+  local t2 = confit.clock()
+  local after = do_eval("after")
+  timing.eval_after_s = confit.clock() - t2
+  if o.save_model then m:save(o.out .. "/model") end
+  return before, after, steps, timing, problems and #problems or 0
+end
+
+-- Main -----------------------------------------------------------------------------------------
+
+local function main(argv)
+  local o = train.parse_args(argv or {}, SPEC, "recipes/rlsc.lua")
+  local say = o.quiet and function() end or print
+  local method, merr = rl.resolve(o.method)
+  if not method then error("rlsc: " .. merr, 0) end
+  o.method = method
+  if o.data then
+    if not o.given.model then error("rlsc: --data needs --model DIR (a Hugging Face folder)", 0) end
+    for k, v in pairs(PAPER) do if not o.given[k] then o[k] = v end end
+  end
+  o.out = o.out or default_out()
+  os.execute(("mkdir -p %q"):format(o.out))
+  local cfg = {
+    recipe = "rlsc", name = o.name or o.out:match("([^/]+)/*$"), seed = o.seed, model = o.model,
+    method = method, loss = method, alpha = o.alpha, samples_per_question = o.n,
+    temperature = o.temperature, loss_temperature = o.loss_temperature or o.temperature,
+    top_p = o.top_p, max_new_tokens = o.max_new_tokens, steps = o.steps,
+    questions_per_step = o.questions_per_step,
+    optim = {name = "adamw", lr = o.lr, weight_decay = o.weight_decay, betas = {0.9, 0.999},
+             eps = 1e-8, grad_clip = o.grad_clip},
+    clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
+    task = not o.data and o.task or nil, data = o.data, template = o.data and o.template or nil,
+    checkpoint_every = o.checkpoint_every,
+    started_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), git = git_commit(), device = "cpu",
+    steps_logprob_temperature = o.loss_temperature or o.temperature,
+  }
+  if not rl.trains(method) then cfg.temperature_scale = o.temperature_scale end
+  say(("rlsc: %s on %s, method %s, alpha %g, N %d, T %g, %d steps x %d questions, lr %g, seed %d -> %s")
+      :format(o.model, o.data or ("toy " .. o.task), method, o.alpha, o.n, o.temperature, o.steps,
+              o.questions_per_step, o.lr, o.seed, o.out))
+  local t0 = confit.clock()
+  local before, after, steps, timing, nq
+  if o.data then
+    cfg.eval = {mode = o.eval_mode, data = o.eval_data, n = o.eval_n}
+    assert(jsonio.write_json_atomic(o.out .. "/config.json", cfg))
+    before, after, steps, timing, nq = run_real(o, cfg, say)
+  else
+    before, after, steps, timing, nq = run_toy(o, cfg, say)
+  end
+  timing.total_s = confit.clock() - t0
+  local summary = {config = cfg, timing = timing}
+  if before then summary.before = o.data and before or with_aliases(before, nq) end
+  if after then summary.after = o.data and after or with_aliases(after, nq) end
+  assert(jsonio.write_json_atomic(o.out .. "/summary.json", summary))
+  if not o.data and before and after then
+    say("")
+    say(toy_eval.format_table({{"before", before}, {"after", after}}))
+  end
+  say(("time: eval before %.1fs, training %.1fs, eval after %.1fs, total %.1fs")
+      :format(timing.eval_before_s or 0, timing.train_s or 0, timing.eval_after_s or 0, timing.total_s))
+  local last = {config = cfg}
+  if before then last.before = o.data and before or metric_line(before) end
+  if after then last.after = o.data and after or metric_line(after) end
+  print(jsonio.encode(last))
+  return {before = before, after = after, config = cfg, steps = steps, timing = timing, out = o.out}
+end
+
+if train.is_main_script() then return main(arg) end
+return main

@@ -1,0 +1,172 @@
+-- recipes/toy_compare.lua: RLSC (L1, L2) against the peers on the toy world, under several
+-- seeds, as a Markdown table of mean +- spread.
+--
+--   confit recipes/toy_compare.lua [--methods temp_only,l1,l2,self_sft,em_ft,grpo_ttrl]
+--       [--seeds 1,2,3] [--steps 20] [--questions-per-step 4] [--n 16] [--lr 1e-4]
+--       [--eval-questions 100] [--eval-n 16] [--model examples/toy/model] [--task mixed]
+--       [--out runs/toy_compare] [--md runs/toy_compare.md]
+--
+-- Every method runs from the same checkpoint with the same settings as the main job (alpha 0.1,
+-- N = 16, T = 0.5, AdamW lr 1e-4, 4 questions per step) on the same training questions for a
+-- given seed, and is evaluated on the same held-out questions with the same sampling seeds.
+-- "before" is evaluated once per seed (it does not depend on the method). Methods:
+--   temp_only  no training; "after" samples at half the temperature (T = 0.25 / 0.5)
+--   l1, l2     RLSC
+--   self_sft   every weight 1 (self-training on own samples)
+--   em_ft      token-entropy minimisation
+--   grpo_ttrl  majority-vote self-training, TTRL-style (GRPO with the majority-vote reward)
+-- (any confit.rl method name works). The grid is written as an ablation grid of docs/RUNDIR.md
+-- (OUT/grid.json, OUT/method=<m>,seed=<s>/...), the table to --md. Spread = sample standard
+-- deviation over the seeds (n - 1 denominator).
+local confit = require "confit"
+local model = require "confit.model"
+local toy = require "confit.toy"
+local rl = require "confit.rl"
+local train = require "confit.train"
+local toy_eval = require "confit.toy_eval"
+local jsonio = require "confit.jsonio"
+local metrics = require "confit.metrics"
+
+local SPEC = {
+  methods = {"string", "temp_only,l1,l2,self_sft,em_ft,grpo_ttrl"},
+  seeds = {"string", "1,2,3"},
+  steps = {"int", 20},
+  questions_per_step = {"int", 4},
+  n = {"int", 16},
+  alpha = {"number", 0.1},
+  temperature = {"number", 0.5},
+  lr = {"number", 1e-4},
+  temperature_scale = {"number", 0.5},
+  max_new_tokens = {"int", 64},
+  eval_questions = {"int", 100},
+  eval_n = {"int", 16},
+  eval_seed = {"int", 1},
+  model = {"string", "examples/toy/model"},
+  task = {"string", "mixed"},
+  out = {"string", "runs/toy_compare"},
+  md = {"string", "runs/toy_compare.md"},
+  quiet = {"flag", false},
+}
+
+local COLS = {{"greedy_acc", "greedy"}, {"pass1_t05", "pass@1 T=.5"}, {"pass1_t10", "pass@1 T=1"},
+              {"maj16", "maj@16"}, {"pass16", "pass@16"}, {"direct_share", "direct"},
+              {"distinct_answers", "distinct"}, {"mean_length", "length"},
+              {"mean_confidence", "confidence"}}
+
+local function split(s)
+  local out = {}
+  for x in s:gmatch("[^,%s]+") do out[#out + 1] = x end
+  return out
+end
+
+local function cell(xs, key)
+  local v = {}
+  for i, s in ipairs(xs) do v[i] = s[key] end
+  local digits = (key == "mean_length" or key == "distinct_answers") and 1 or 3
+  local m, sd = metrics.mean(v), metrics.std(v)
+  return (("%%.%df ± %%.%df"):format(digits, digits)):format(m, sd), m
+end
+
+local function main(argv)
+  local o = train.parse_args(argv or {}, SPEC, "recipes/toy_compare.lua")
+  local say = o.quiet and function() end or print
+  local methods, seeds = split(o.methods), {}
+  for _, s in ipairs(split(o.seeds)) do seeds[#seeds + 1] = math.tointeger(tonumber(s)) end
+  for i, mth in ipairs(methods) do methods[i] = assert(rl.resolve(mth)) end
+  os.execute(("mkdir -p %q"):format(o.out))
+  local world = toy.world(o.task)
+  local heldout = world:questions("heldout", o.eval_questions, o.eval_seed)
+  local t_all = confit.clock()
+  local before, after = {}, {}
+  local grid = {axes = {method = methods, seed = seeds}, runs = {}}
+  for _, seed in ipairs(seeds) do
+    local ev = {n = o.eval_n, seed = seed, max_new_tokens = o.max_new_tokens,
+                benchmark = "toy-" .. o.task}
+    local m0 = assert(model.load(o.model))
+    local t0 = confit.clock()
+    local b, rec_b = toy_eval.run(m0, heldout, ev)
+    m0:free()
+    before[seed] = b
+    say(("seed %d before: greedy %.3f pass1_t05 %.3f maj16 %.3f (%.1fs)")
+        :format(seed, b.greedy_acc, b.pass1_t05, b.maj16, confit.clock() - t0))
+    local trainq = world:questions("train", o.steps * o.questions_per_step, seed)
+    for _, mth in ipairs(methods) do
+      local name = ("method=%s,seed=%d"):format(mth, seed)
+      local dir = o.out .. "/" .. name
+      os.execute(("rm -rf %q && mkdir -p %q"):format(dir, dir))
+      local cfg = {recipe = "rlsc", name = name, seed = seed, model = o.model, method = mth,
+                   alpha = o.alpha, samples_per_question = o.n, temperature = o.temperature,
+                   loss_temperature = o.temperature, max_new_tokens = o.max_new_tokens,
+                   steps = o.steps, questions_per_step = o.questions_per_step,
+                   optim = {name = "adamw", lr = o.lr, weight_decay = 0.01}, task = o.task,
+                   eval = {questions = #heldout, n = o.eval_n, seed = seed}}
+      if not rl.trains(mth) then cfg.temperature_scale = o.temperature_scale end
+      assert(jsonio.write_json_atomic(dir .. "/config.json", cfg))
+      assert(jsonio.write_jsonl_atomic(dir .. "/eval_before.jsonl", rec_b))
+      local m = assert(model.load(o.model))
+      local t1 = confit.clock()
+      local steps = train.run({
+        model = m, questions = trainq, method = mth, alpha = o.alpha, n = o.n,
+        temperature = o.temperature, max_new_tokens = o.max_new_tokens, steps = o.steps,
+        questions_per_step = o.questions_per_step, lr = o.lr, seed = seed, out = dir,
+        extract = toy.extract_boxed, answer_key = toy_eval.answer_key,
+        grade = function(text, answer) return (toy.grade(text, answer)) end,
+        log = function() end,
+      })
+      local t_train = confit.clock() - t1
+      local ao = {}
+      for k, v in pairs(ev) do ao[k] = v end
+      if not rl.trains(mth) then ao.temperature_scale = o.temperature_scale end
+      local a, rec_a = toy_eval.run(m, heldout, ao)
+      m:free()
+      assert(jsonio.write_jsonl_atomic(dir .. "/eval_after.jsonl", rec_a))
+      assert(jsonio.write_json_atomic(dir .. "/summary.json", {config = cfg, before = b, after = a,
+                                                               train_s = t_train}))
+      after[mth] = after[mth] or {}
+      table.insert(after[mth], a)
+      grid.runs[#grid.runs + 1] = {dir = name, params = {method = mth, seed = seed}}
+      local last = steps[#steps]
+      say(("  %-10s greedy %.3f -> %.3f  pass1_t05 %.3f -> %.3f  direct %.2f  len %.1f  (%s%.1fs)")
+          :format(mth, b.greedy_acc, a.greedy_acc, b.pass1_t05, a.pass1_t05, a.direct_share,
+                  a.mean_length, last and ("w>1e-6 %.2f, "):format(last.weight_share) or "",
+                  confit.clock() - t1))
+    end
+  end
+  assert(jsonio.write_json_atomic(o.out .. "/grid.json", grid))
+
+  -- the table
+  local lines = {}
+  local head, rule = {"method"}, {"---"}
+  for _, c in ipairs(COLS) do head[#head + 1] = c[2]; rule[#rule + 1] = "---:" end
+  lines[1] = "| " .. table.concat(head, " | ") .. " |"
+  lines[2] = "| " .. table.concat(rule, " | ") .. " |"
+  local blist = {}
+  for _, s in ipairs(seeds) do blist[#blist + 1] = before[s] end
+  local function row(label, xs)
+    local r = {label}
+    for _, c in ipairs(COLS) do r[#r + 1] = (cell(xs, c[1])) end
+    lines[#lines + 1] = "| " .. table.concat(r, " | ") .. " |"
+  end
+  row("before (shipped model)", blist)
+  for _, mth in ipairs(methods) do row(mth, after[mth]) end
+  local total = confit.clock() - t_all
+  local md = {
+    ("Toy world `%s`, model `%s`: %d held-out questions, %d samples per question for the sampled " ..
+     "metrics; training %d steps x %d questions x N = %d at T = %g, AdamW lr %g, alpha %g; seeds %s " ..
+     "(mean ± sample std over seeds). temp_only: no training, sampled at %g x the temperature " ..
+     "(its greedy equals before by construction). %.0f s on this machine.")
+      :format(o.task, o.model, #heldout, o.eval_n, o.steps, o.questions_per_step, o.n,
+              o.temperature, o.lr, o.alpha, table.concat(seeds, ","), o.temperature_scale, total),
+    "",
+    table.concat(lines, "\n"),
+    "",
+  }
+  local text = table.concat(md, "\n")
+  assert(jsonio.write_text_atomic(o.md, text))
+  say("")
+  say(text)
+  return {before = before, after = after, markdown = text}
+end
+
+if train.is_main_script() then return main(arg) end
+return main

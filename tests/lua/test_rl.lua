@@ -1,0 +1,522 @@
+-- Mechanics of confit.rl and confit.train on a tiny random model: every method's loss and
+-- gradient against a direct computation, alpha = 0 gives L1, an RLSC step raises the confidence
+-- of the trained question's samples, determinism, resume, and the NaN stop.
+local H = dofile("tests/lua/harness.lua")
+local confit = require "confit"
+local model = require "confit.model"
+local toy = require "confit.toy"
+local rl = require "confit.rl"
+local train = require "confit.train"
+local jsonio = require "confit.jsonio"
+
+local CFG = {model_type = "qwen2", hidden_size = 32, intermediate_size = 64, num_hidden_layers = 2,
+             num_attention_heads = 4, num_key_value_heads = 2, vocab_size = 257,
+             max_position_embeddings = 64, tie_word_embeddings = true, eos_token_id = 256,
+             rms_norm_eps = 1e-6, rope_theta = 10000.0}
+local PNAME = "model.layers.1.mlp.up_proj.weight"
+
+local function tiny(seed, std)
+  local m = model.new(CFG, {seed = seed or 7, std = std or 0.3})
+  train.trainable(m)
+  return m
+end
+
+local function zero_grads(m) for _, p in pairs(m:parameters()) do p:zero_grad() end end
+
+local function grad_of(m, name)
+  local g = m:parameters()[name].grad
+  assert(g, "no gradient on " .. name)
+  return g:contiguous():view({-1}):totable()
+end
+
+-- max |a - b| / max(1, max |b|)
+local function rel_err(a, b)
+  local d, s = 0, 0
+  for i = 1, #b do
+    d = math.max(d, math.abs(a[i] - b[i]))
+    s = math.max(s, math.abs(b[i]))
+  end
+  return d / math.max(s, 1e-12), s
+end
+
+local PROMPTS = {toy.encode("1+2="), toy.encode("3+4-1="), toy.encode("9-5=")}
+
+local function make_batch(m, n, seed, max_new)
+  local samples = m:generate(PROMPTS, {n = n, temperature = 1.0, max_new_tokens = max_new or 5,
+                                       seed = seed or 11})
+  return rl.batch(m, PROMPTS, samples, {n = n, extract = toy.extract_boxed})
+end
+
+-- the log-prob of every sample separately (single-row forward), as tensors
+local function row_logprobs(m, b, T)
+  local out = {}
+  for i, s in ipairs(b.samples) do
+    local P = b.prompt_lens[i]
+    local ids = table.move(PROMPTS[b.question_of[i]], 1, P, 1, {})
+    table.move(s.tokens, 1, #s.tokens, P + 1, ids)
+    out[i] = m:logprobs({ids}, {P}, {temperature = T})
+  end
+  return out
+end
+
+-- Independent gradient of sum_i c_i * log p_i: one backward per sample, accumulated in Lua.
+local function weighted_grad(m, b, T, c, name)
+  local acc
+  for i, lp in ipairs(row_logprobs(m, b, T)) do
+    zero_grads(m)
+    if c[i] ~= 0 then
+      (lp:sum() * c[i]):backward()
+      local g = grad_of(m, name)
+      if not acc then acc = g else for k = 1, #g do acc[k] = acc[k] + g[k] end end
+    end
+  end
+  zero_grads(m)
+  if not acc then
+    acc = {}
+    for k = 1, m:parameters()[name]:numel() do acc[k] = 0 end
+  end
+  return acc
+end
+
+local function loss_and_grad(m, name, b, opts)
+  zero_grads(m)
+  local loss, met = rl.loss(name, b, opts)
+  loss:backward()
+  local g = grad_of(m, PNAME)
+  zero_grads(m)
+  return loss:item(), g, met
+end
+
+local function lp_values(m, b, T)
+  return confit.no_grad(function()
+    return m:logprobs(b.ids, b.prompt_lens, {temperature = T, lens = b.lens}):totable()
+  end)
+end
+
+-- weighted-likelihood methods: loss = -sum w_i log p_i with w computed by hand ------------------
+
+local HAND = {
+  l1 = function(v) return math.exp(v) end,
+  l2 = function(v, _, a) return math.exp(v) + a end,
+  ours_lennorm = function(v, L, a) return math.exp(v / L) + a end,
+  ours_clip = function(v, _, a) return math.min(math.exp(v), 0.5) + a end,
+  self_sft = function() return 1.0 end,
+}
+
+for _, name in ipairs({"l1", "l2", "ours_lennorm", "ours_clip", "self_sft", "ours_softmax"}) do
+  H.case(name .. ": loss and gradient equal a direct computation", function()
+    local m = tiny(3, 0.6)
+    local b = make_batch(m, 4, 5, 3)
+    local T, a = 0.7, 0.1
+    local v = lp_values(m, b, T)
+    local w = {}
+    if name == "ours_softmax" then
+      for _, g in ipairs(b.groups) do
+        local z = 0
+        for i = g[1], g[2] do z = z + math.exp(v[i]) end
+        for i = g[1], g[2] do w[i] = math.exp(v[i]) / z + a end
+      end
+    else
+      for i = 1, #v do w[i] = HAND[name](v[i], b.comp_lens[i], a) end
+    end
+    local direct = 0
+    for i = 1, #v do direct = direct - w[i] * v[i] end
+    local lv, g, met = loss_and_grad(m, name, b, {alpha = a, temperature = T})
+    H.near(lv, direct, 1e-5, name .. " loss")
+    local neg = {}
+    for i = 1, #w do neg[i] = -w[i] end
+    local ref = weighted_grad(m, b, T, neg, PNAME)
+    local err, scale = rel_err(g, ref)
+    H.ok(scale > 1e-6, name .. ": the reference gradient is zero")
+    H.ok(err < 1e-4, ("%s gradient: relative error %g"):format(name, err))
+    H.ok(met.weight_share >= 0 and met.weight_share <= 1, "weight_share in [0, 1]")
+    H.near(met.mean_logp, (function() local s = 0 for i = 1, #v do s = s + v[i] end return s / #v end)(), 1e-6, "mean_logp")
+  end)
+end
+
+H.case("l1: weights are large enough to matter in this test", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 4, 5, 3)
+  local v = lp_values(m, b, 0.7)
+  local big = 0
+  for i = 1, #v do if math.exp(v[i]) > 1e-3 then big = big + 1 end end
+  H.ok(big >= 2, "need samples with p > 1e-3 for the L1 checks to test anything, got " .. big)
+end)
+
+H.case("l2 gradient: central finite difference of one weight (weights held fixed)", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 4, 5, 3)
+  local T, a = 0.7, 0.1
+  local v = lp_values(m, b, T)
+  local w = {}
+  for i = 1, #v do w[i] = math.exp(v[i]) + a end
+  local _, g = loss_and_grad(m, "l2", b, {alpha = a, temperature = T})
+  -- the coordinate with the largest gradient
+  local k, gk = 1, 0
+  for i = 1, #g do if math.abs(g[i]) > math.abs(gk) then k, gk = i, g[i] end end
+  local p = m:parameters()[PNAME]
+  local cols = p:shape()[2]
+  local r, c = (k - 1) // cols + 1, (k - 1) % cols + 1
+  local x0 = p:get(r, c)
+  local function f(x)
+    p:set(r, c, x)
+    local lp = lp_values(m, b, T)
+    local s = 0
+    for i = 1, #lp do s = s - w[i] * lp[i] end
+    return s
+  end
+  local h = 1e-2
+  local fd = (f(x0 + h) - f(x0 - h)) / (2 * h)
+  p:set(r, c, x0)
+  H.ok(math.abs(fd - gk) <= 0.03 * math.abs(gk) + 1e-3,
+       ("finite difference %g vs autograd %g"):format(fd, gk))
+end)
+
+H.case("alpha = 0 gives L1 (loss and gradient)", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 4, 5, 3)
+  local l1, g1 = loss_and_grad(m, "l1", b, {temperature = 0.5})
+  local l2, g2 = loss_and_grad(m, "l2", b, {alpha = 0, temperature = 0.5})
+  H.eq(l2, l1, "loss")
+  for i = 1, #g1 do if g1[i] ~= g2[i] then error("gradient differs at " .. i) end end
+  local l2a = loss_and_grad(m, "l2", b, {alpha = 0.1, temperature = 0.5})
+  H.ok(l2a ~= l1, "alpha = 0.1 must differ from L1")
+end)
+
+H.case("rl.resolve: aliases and unknown names", function()
+  H.eq(rl.resolve("rlsc_l2"), "l2")
+  H.eq(rl.resolve("ttrl"), "grpo_ttrl")
+  local n, err = rl.resolve("nope")
+  H.eq(n, nil)
+  H.ok(err:find("l2", 1, true), "lists known methods")
+  H.ok(not rl.trains("temp_only") and rl.trains("l2"), "trains()")
+end)
+
+-- EM-FT -------------------------------------------------------------------------------------------
+
+-- entropy of softmax(z / T) for the rows of a [L, V] tensor, by tensor ops (not the entropy op)
+local function entropy_rows(z, T)
+  local lp = (z / T):log_softmax(-1)
+  return -(lp:exp() * lp):sum(-1)
+end
+
+H.case("em_ft: loss and gradient equal a direct computation", function()
+  local m = tiny(4, 0.5)
+  local b = make_batch(m, 3, 9, 4)
+  local T = 0.8
+  local lv, g, met = loss_and_grad(m, "em_ft", b, {temperature = T})
+  -- direct: full logits, rows predicting completion tokens, per-question token mean, summed
+  zero_grads(m)
+  local logits = m:forward(b.ids)
+  local total, hand = nil, 0
+  for _, grp in ipairs(b.groups) do
+    local ntok, parts = 0, {}
+    for i = grp[1], grp[2] do ntok = ntok + b.comp_lens[i] end
+    for i = grp[1], grp[2] do
+      local rows = logits:select(1, i):narrow(1, b.prompt_lens[i], b.comp_lens[i])
+      local e = entropy_rows(rows, T):sum() / ntok
+      total = total and (total + e) or e
+      -- by hand in f64 from the values
+      for _, zr in ipairs(rows:totable()) do
+        local mx = -math.huge
+        for _, x in ipairs(zr) do if x / T > mx then mx = x / T end end
+        local zsum = 0
+        for _, x in ipairs(zr) do zsum = zsum + math.exp(x / T - mx) end
+        local ent = 0
+        for _, x in ipairs(zr) do
+          local pr = math.exp(x / T - mx) / zsum
+          if pr > 0 then ent = ent - pr * math.log(pr) end
+        end
+        hand = hand + ent / ntok
+      end
+    end
+  end
+  H.near(lv, hand, 1e-4, "em_ft loss vs f64 by hand")
+  total:backward()
+  local ref = grad_of(m, PNAME)
+  zero_grads(m)
+  local err, scale = rel_err(g, ref)
+  H.ok(scale > 1e-7, "reference gradient is zero")
+  H.ok(err < 1e-3, ("em_ft gradient: relative error %g"):format(err))
+  H.ok(met.entropy and met.entropy > 0, "em_ft logs the entropy")
+end)
+
+-- GRPO --------------------------------------------------------------------------------------------
+
+local function advantages_by_hand(r, b)
+  local adv = {}
+  for _, g in ipairs(b.groups) do
+    local n, mean = g[2] - g[1] + 1, 0
+    for i = g[1], g[2] do mean = mean + r[i] end
+    mean = mean / n
+    local var = 0
+    for i = g[1], g[2] do var = var + (r[i] - mean) ^ 2 end
+    local sd = math.sqrt(var / (n - 1))
+    for i = g[1], g[2] do adv[i] = (r[i] - mean) / (sd + 1e-6) end
+  end
+  return adv
+end
+
+-- per-sample means over completion rows of f(row values) computed in Lua from the full logits
+local function per_sample_token_means(m, b, f)
+  local logits = confit.no_grad(function() return m:forward(b.ids) end)
+  local out = {}
+  for i = 1, #b.samples do
+    local rows = logits:select(1, i):narrow(1, b.prompt_lens[i], b.comp_lens[i]):totable()
+    local s = 0
+    for _, zr in ipairs(rows) do s = s + f(zr) end
+    out[i] = s / #rows
+  end
+  return out
+end
+
+local function lse(zr, T)
+  local mx = -math.huge
+  for _, x in ipairs(zr) do if x / T > mx then mx = x / T end end
+  local s = 0
+  for _, x in ipairs(zr) do s = s + math.exp(x / T - mx) end
+  return mx + math.log(s)
+end
+
+local REWARDS = {
+  grpo_ttrl = function(_, b)
+    -- extracted answers injected below: group 1 = {"3","3","4","nil"}, ...
+    local metrics = require "confit.metrics"
+    local r = {}
+    for _, g in ipairs(b.groups) do
+      local ans = {n = g[2] - g[1] + 1}
+      for i = g[1], g[2] do ans[i - g[1] + 1] = b.extracted[i] end
+      local win = metrics.majority(ans)
+      for i = g[1], g[2] do r[i] = (win ~= nil and b.extracted[i] == win) and 1 or 0 end
+    end
+    return r
+  end,
+  grpo_intuitor = function(m, b)
+    return per_sample_token_means(m, b, function(zr)
+      local s = 0
+      for _, x in ipairs(zr) do s = s + x end
+      return lse(zr, 1) - s / #zr
+    end)
+  end,
+  grpo_rent = function(m, b, T)
+    return per_sample_token_means(m, b, function(zr)
+      local l, ent = lse(zr, T), 0
+      for _, x in ipairs(zr) do
+        local pr = math.exp(x / T - l)
+        if pr > 0 then ent = ent - pr * (x / T - l) end
+      end
+      return -ent
+    end)
+  end,
+  grpo_prob = function(m, b, T)
+    local v = lp_values(m, b, T)
+    local r = {}
+    for i = 1, #v do r[i] = math.exp(v[i]) end
+    return r
+  end,
+}
+
+for _, name in ipairs({"grpo_ttrl", "grpo_intuitor", "grpo_rent", "grpo_prob"}) do
+  H.case(name .. ": rewards, advantages, loss and gradient equal a direct computation", function()
+    local m = tiny(5, 0.6)
+    local b = make_batch(m, 4, 13, 3)
+    local T = 0.9
+    if name == "grpo_ttrl" then
+      local fake = {"3", "3", "4", nil, "7", "8", "8", "8", "1", "2", "3", "1"}
+      b.extracted = {n = 12}
+      for i = 1, 12 do b.extracted[i] = fake[i] end
+    end
+    local r = REWARDS[name](m, b, T)
+    local adv = advantages_by_hand(r, b)
+    local nonzero = 0
+    for i = 1, #adv do if math.abs(adv[i]) > 1e-3 then nonzero = nonzero + 1 end end
+    H.ok(nonzero >= 2, name .. ": need non-zero advantages, got " .. nonzero)
+    local got = rl.advantages(r, b)
+    for i = 1, #adv do H.near(got[i], adv[i], 1e-9, "advantage " .. i) end
+    local lv, g, met = loss_and_grad(m, name, b, {temperature = T})
+    -- value at ratio 1: -sum_g (1/G) sum_i A_i (each token mean of A_i is A_i)
+    local direct = 0
+    for _, grp in ipairs(b.groups) do
+      local G = grp[2] - grp[1] + 1
+      for i = grp[1], grp[2] do direct = direct - adv[i] / G end
+    end
+    H.near(lv, direct, 1e-4, name .. " loss")
+    local c = {}
+    for q, grp in ipairs(b.groups) do
+      local G = grp[2] - grp[1] + 1
+      for i = grp[1], grp[2] do c[i] = -adv[i] / (b.comp_lens[i] * G) end
+    end
+    local ref = weighted_grad(m, b, T, c, PNAME)
+    local err, scale = rel_err(g, ref)
+    H.ok(scale > 1e-7, "reference gradient is zero")
+    H.ok(err < 1e-3, ("%s gradient: relative error %g"):format(name, err))
+    H.near(met.mean_reward, (function() local s = 0 for i = 1, #r do s = s + r[i] end return s / #r end)(), 1e-5, "mean_reward")
+  end)
+end
+
+H.case("grpo: the clip is active off-policy (ratio outside 1 +- eps gets no gradient)", function()
+  -- rho = exp(x - x_old); with A > 0 and rho > 1 + eps, min(rho A, clip(rho) A) = (1 + eps) A
+  local x = confit.tensor({0.5, -0.5, 0.05}):requires_grad_(true)
+  local old = confit.tensor({0.0, 0.0, 0.0})
+  local A = confit.tensor({1.0, -1.0, 1.0})
+  local ratio = (x - old):exp()
+  local obj = confit.minimum(ratio * A, ratio:clamp(0.8, 1.2) * A)
+  obj:sum():backward()
+  local g = x.grad:totable()
+  H.near(g[1], 0, 1e-7, "clipped above with A > 0")
+  H.near(g[2], 0, 1e-7, "clipped below with A < 0")
+  H.near(g[3], -1 * 0 + math.exp(0.05), 1e-5, "inside the clip range")
+end)
+
+H.case("grpo_ttrl: KL to a reference model adds the k3 term", function()
+  local m = tiny(5, 0.6)
+  local ref = tiny(6, 0.6)
+  local b = make_batch(m, 4, 13, 3)
+  b.ref_model = ref
+  local l0 = loss_and_grad(m, "grpo_ttrl", b, {temperature = 1.0})
+  local l1, _, met = loss_and_grad(m, "grpo_ttrl", b, {temperature = 1.0, kl_coef = 0.5})
+  H.ok(met.kl and met.kl > 0, "kl logged and positive for different models")
+  H.near(l1 - l0, 0.5 * met.kl, 1e-4, "loss includes kl_coef * kl")
+  b.ref_model = nil
+  H.raises(function() rl.loss("grpo_ttrl", b, {kl_coef = 0.1}) end, "ref_model")
+end)
+
+-- Training behaviour ------------------------------------------------------------------------------
+
+H.case("one RLSC step raises the mean confidence of the trained question's samples", function()
+  local m = tiny(8, 0.3)
+  local params = m:parameters()
+  local opt = confit.optim.adamw(params, {lr = 3e-3, weight_decay = 0.01})
+  local prompts = {PROMPTS[2]}
+  local samples = m:generate(prompts, {n = 16, temperature = 0.5, max_new_tokens = 6, seed = 21})
+  local b = rl.batch(m, prompts, samples, {n = 16})
+  local before = lp_values(m, b, 0.5)
+  opt:zero_grad()
+  local loss, met = rl.loss("l2", b, {alpha = 0.1, temperature = 0.5})
+  loss:backward()
+  opt:step()
+  local after = lp_values(m, b, 0.5)
+  local cb, ca = 0, 0
+  for i = 1, #before do cb = cb + math.exp(before[i]); ca = ca + math.exp(after[i]) end
+  H.near(cb / #before, met.mean_confidence, 1e-9, "metric = mean p_old")
+  H.ok(ca > cb, ("mean confidence of the same samples: %g -> %g"):format(cb / #before, ca / #before))
+  -- and fresh samples of the same question (new seed) are more confident on average
+  local function fresh_conf()
+    local s = m:generate(prompts, {n = 64, temperature = 0.5, max_new_tokens = 6, seed = 99})
+    local c = 0
+    for _, x in ipairs(s) do c = c + math.exp(x.logprob) end
+    return c / #s
+  end
+  local m0 = tiny(8, 0.3)
+  local f0
+  do
+    local s = m0:generate(prompts, {n = 64, temperature = 0.5, max_new_tokens = 6, seed = 99})
+    local c = 0
+    for _, x in ipairs(s) do c = c + math.exp(x.logprob) end
+    f0 = c / #s
+  end
+  local f1 = fresh_conf()
+  H.ok(f1 > f0, ("fresh samples: mean confidence %g -> %g"):format(f0, f1))
+end)
+
+local function run_tiny(out, steps, extra)
+  local m = tiny(9, 0.3)
+  local qs = {}
+  for i, q in ipairs(toy.world("mixed"):questions("train", 8, 3)) do qs[i] = q end
+  local o = {model = m, questions = qs, method = "l2", n = 4, steps = steps, questions_per_step = 2,
+             temperature = 0.7, max_new_tokens = 6, lr = 1e-3, seed = 4, out = out,
+             prompt_of = function(q) return toy.encode(q.prompt) end,
+             extract = toy.extract_boxed, grade = function(t, a) return (toy.grade(t, a)) end,
+             log = function() end}
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return train.run(o), m
+end
+
+local function strip_times(r)
+  local t = {}
+  for k, v in pairs(r) do
+    if k ~= "step_s" and k ~= "gen_s" and k ~= "tokens_per_s" and k ~= "time" then t[k] = v end
+  end
+  return t
+end
+
+H.case("train.run: same seed, same step metrics bit for bit", function()
+  local a = run_tiny(nil, 3)
+  local b = run_tiny(nil, 3)
+  H.eq(#a, 3, "three records")
+  for s = 1, 3 do
+    H.eq(jsonio.encode(strip_times(a[s])), jsonio.encode(strip_times(b[s])), "step " .. s)
+  end
+  local c = run_tiny(nil, 1, {seed = 5})
+  H.ok(c[1].loss ~= a[1].loss, "another seed samples differently")
+  for _, k in ipairs({"loss", "mean_logp", "weight_share", "mean_confidence", "mean_length",
+                      "box_rate", "tokens_per_s", "step_s", "train_acc"}) do
+    H.ok(type(a[1][k]) == "number", "record has " .. k)
+  end
+end)
+
+H.case("train.run: checkpoints and resume equal an uninterrupted run", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute(("mkdir -p %q"):format(dir))
+  local full = run_tiny(nil, 3)
+  run_tiny(dir, 2, {checkpoint_every = 2})
+  local ck, step = train.latest_checkpoint(dir)
+  H.eq(step, 2, "latest checkpoint step")
+  H.ok(io.open(ck .. "/model.safetensors", "rb"), "checkpoint has the weights")
+  H.ok(io.open(ck .. "/optimizer.safetensors", "rb"), "checkpoint has the optimizer state")
+  -- a torn third line in steps.jsonl must not survive the resume
+  local f = io.open(dir .. "/steps.jsonl", "ab")
+  f:write('{"step": 3, "loss": 1')
+  f:close()
+  local resumed = run_tiny(dir, 3, {resume = true, checkpoint_every = 2})
+  H.eq(#resumed, 3, "records after resume")
+  H.eq(jsonio.encode(strip_times(resumed[3])), jsonio.encode(strip_times(full[3])), "step 3 after resume")
+  local lines = assert(jsonio.read_jsonl(dir .. "/steps.jsonl"))
+  H.eq(#lines, 3, "steps.jsonl lines")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
+H.case("train.run: a NaN loss stops the run naming the step, before any update", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute(("mkdir -p %q"):format(dir))
+  local m = tiny(9, 0.3)
+  local w = m:parameters()["model.norm.weight"]
+  w:set(1, 0 / 0)
+  local qs = toy.world("mixed"):questions("train", 2, 3)
+  local err = H.raises(function()
+    train.run({model = m, questions = qs, method = "l2", n = 2, steps = 2, questions_per_step = 1,
+               max_new_tokens = 4, out = dir, checkpoint_every = 1, log = function() end,
+               prompt_of = function(q) return toy.encode(q.prompt) end})
+  end, "step 1", "nan")
+  H.ok(err:find("loss", 1, true) or err:find("gradient", 1, true), "names the tensor: " .. err)
+  H.eq(train.latest_checkpoint(dir), nil, "no checkpoint written")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
+H.case("train.bad_gradient names the parameter with a non-finite gradient", function()
+  local m = tiny(9, 0.3)
+  local b = make_batch(m, 2, 3, 3)
+  zero_grads(m)
+  rl.loss("l2", b, {temperature = 1.0}):backward()
+  local ps = m:parameters()
+  H.eq(train.bad_gradient(ps), nil, "all finite")
+  ps[PNAME].grad:set(1, 1, math.huge)
+  local name = train.bad_gradient(ps)
+  H.eq(name, PNAME, "the bad parameter")
+end)
+
+H.case("train.parse_args", function()
+  local spec = {steps = {"int", 20}, lr = {"number", 1e-4}, out = {"string", nil}, resume = {"flag", false}}
+  local o = train.parse_args({"--steps", "3", "--lr=3e-5", "--resume"}, spec, "t")
+  H.eq(o.steps, 3); H.eq(o.lr, 3e-5); H.eq(o.resume, true); H.eq(o.out, nil)
+  H.ok(o.given.steps and not o.given.out, "given")
+  H.raises(function() train.parse_args({"--nope"}, spec, "t") end, "unknown flag --nope")
+  H.raises(function() train.parse_args({"--steps", "x"}, spec, "t") end, "expects a number")
+  H.raises(function() train.parse_args({"--steps", "1.5"}, spec, "t") end, "expects an integer")
+  H.raises(function() train.parse_args({"--steps"}, spec, "t") end, "needs a value")
+  H.eq(train.parse_args({"--questions-per-step", "2"}, {questions_per_step = {"int", 4}}, "t").questions_per_step, 2)
+end)
+
+H.finish()

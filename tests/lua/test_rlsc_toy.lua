@@ -1,0 +1,114 @@
+-- The main job (recipes/rlsc.lua) on a reduced size, run as a user runs it: it finishes in
+-- under a minute, prints as its last line one JSON object whose before/after hold every metric,
+-- writes the run directory of docs/RUNDIR.md, and gives the same numbers bit for bit when run
+-- twice with the same seed. Also the temperature-only baseline's "after" (no training).
+local H = dofile("tests/lua/harness.lua")
+local jsonio = require "confit.jsonio"
+local toy_eval = require "confit.toy_eval"
+
+local MODEL = "examples/toy/model"
+do
+  local f = io.open(MODEL .. "/model.safetensors", "rb")
+  if not f then H.skip_all("no shipped toy checkpoint at " .. MODEL .. " (make it with recipes/pretrain_toy.lua)") end
+  f:close()
+end
+
+local exe = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
+local clock = require("confit").clock
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  return d
+end
+
+local function run(args, out)
+  local cmd = ("%q recipes/rlsc.lua %s --out %q 2>&1"):format(exe, args, out)
+  local t0 = clock()
+  local p = assert(io.popen(cmd))
+  local text = p:read("a")
+  local ok = p:close()
+  local dt = clock() - t0
+  local last
+  for line in text:gmatch("[^\n]+") do last = line end
+  return ok, text, last, dt
+end
+
+local REDUCED = "--steps 2 --questions-per-step 2 --n 8 --eval-questions 12 --eval-n 8 --seed 3"
+
+local first
+H.case("reduced main job: under a minute, last line holds every metric", function()
+  local out = tmpdir()
+  local ok, text, last, dt = run(REDUCED, out)
+  H.ok(ok, "the recipe failed:\n" .. text)
+  H.ok(dt < 60, ("took %.1fs (limit 60)"):format(dt))
+  local j = jsonio.decode(last)
+  H.ok(type(j) == "table" and j.before and j.after and j.config, "last line: " .. tostring(last))
+  for _, k in ipairs(toy_eval.KEYS) do
+    H.ok(type(j.before[k]) == "number", "before." .. k)
+    H.ok(type(j.after[k]) == "number", "after." .. k)
+  end
+  for _, k in ipairs({"greedy_acc", "pass1_t05", "pass1_t10", "maj16", "pass16", "direct_share",
+                      "mean_confidence", "weight_share"}) do
+    H.ok(j.before[k] >= 0 and j.before[k] <= 1, k .. " is a fraction")
+  end
+  H.eq(j.config.method, "l2")
+  H.eq(j.config.alpha, 0.1)
+  H.eq(j.config.steps, 2)
+  -- the run directory
+  local cfg = assert(jsonio.read_json(out .. "/config.json"))
+  H.eq(cfg.recipe, "rlsc")
+  local steps = assert(jsonio.read_jsonl(out .. "/steps.jsonl"))
+  H.eq(#steps, 2, "steps.jsonl lines")
+  for _, k in ipairs({"step", "loss", "mean_logp", "weight_share", "mean_confidence", "mean_length",
+                      "box_rate", "tokens_per_s", "step_s", "train_acc"}) do
+    H.ok(steps[1][k] ~= nil, "steps.jsonl has " .. k)
+  end
+  local eb = assert(jsonio.read_jsonl(out .. "/eval_before.jsonl"))
+  local ea = assert(jsonio.read_jsonl(out .. "/eval_after.jsonl"))
+  H.eq(#eb, 12); H.eq(#ea, 12)
+  H.eq(#eb[1].samples, 8, "samples per question")
+  for _, k in ipairs({"completion", "correct", "length", "logprob"}) do
+    H.ok(eb[1].samples[1][k] ~= nil, "sample record has " .. k)
+  end
+  H.ok(eb[1].greedy and eb[1].answer and eb[1].question, "greedy/answer/question")
+  local summary = assert(jsonio.read_json(out .. "/summary.json"))
+  H.eq(summary.before.greedy_acc, j.before.greedy_acc, "summary.json = last line")
+  first = j
+  os.execute(("rm -rf %q"):format(out))
+end)
+
+H.case("same seed, same metrics bit for bit", function()
+  H.ok(first, "needs the first run")
+  local out = tmpdir()
+  local ok, text, last = run(REDUCED, out)
+  H.ok(ok, text)
+  local j = jsonio.decode(last)
+  H.eq(jsonio.encode(j.before), jsonio.encode(first.before), "before")
+  H.eq(jsonio.encode(j.after), jsonio.encode(first.after), "after")
+  os.execute(("rm -rf %q"):format(out))
+end)
+
+H.case("temp_only: no training, greedy unchanged, colder sampling after", function()
+  local out = tmpdir()
+  local ok, text, last = run("--method temp_only --eval-questions 12 --eval-n 8 --seed 3", out)
+  H.ok(ok, text)
+  local j = jsonio.decode(last)
+  H.eq(j.after.greedy_acc, j.before.greedy_acc, "greedy cannot change without training")
+  H.ok(j.after.mean_confidence > j.before.mean_confidence, "colder samples are more confident")
+  H.eq(j.config.temperature_scale, 0.5)
+  H.ok(not io.open(out .. "/steps.jsonl", "rb"), "no training steps written")
+  os.execute(("rm -rf %q"):format(out))
+end)
+
+H.case("bad flags fail with a message", function()
+  local out = tmpdir()
+  local ok, text = run("--method nope", out)
+  H.ok(not ok, "must fail")
+  H.ok(text:find("unknown method 'nope'", 1, true), text)
+  ok, text = run("--data x.jsonl", out)
+  H.ok(not ok and text:find("--model", 1, true), text)
+  os.execute(("rm -rf %q"):format(out))
+end)
+
+H.finish()
