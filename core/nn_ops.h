@@ -125,6 +125,11 @@ static inline cf_tensor *cf_entropy(cf_tensor *logits, double temperature) {
 /* How BLAS can read a [r x c] matrix whose elements sit at i*sr + j*sc: 0 with *ld and *trans
  * set (trans: pass it as the transpose of a row-major [c x r] matrix), -1 when it needs a copy. */
 int cf_blas_layout(int64_t r, int64_t c, int64_t sr, int64_t sc, int64_t *ld, bool *trans);
+/* Make t's last two dims BLAS-addressable (shared by the CPU and cuBLAS matmuls): *use is t
+ * (retained) or a contiguous copy, with its leading dimension and transpose flag. */
+int cf_blas_operand(cf_tensor *t, cf_tensor **use, int64_t *ld, bool *trans);
+/* Can A's batch dims fold into its rows (one [batch*n x k] matrix with row stride ld)? */
+bool cf_blas_rows_fold(const cf_tensor *A, int64_t ld, bool trans);
 /* True when a GEMM of this size is too small to split over threads (callers then run several at
  * once on OpenMP threads instead). */
 bool cf_cpu_gemm_small(int64_t m, int64_t n, int64_t k);

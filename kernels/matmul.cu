@@ -68,38 +68,6 @@ int cu_gemm(const char *what, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
   return cu_blas_check(s, what);
 }
 
-/* Make t's last two dims BLAS-addressable: *use is t (retained) or a contiguous copy. */
-static int blas_operand(cf_tensor *t, cf_tensor **use, int64_t *ld, bool *trans) {
-  int nd = t->ndim;
-  if (cf_blas_layout(t->shape[nd - 2], t->shape[nd - 1], t->stride[nd - 2], t->stride[nd - 1], ld,
-                     trans) == 0) {
-    cf_tensor_retain(t);
-    *use = t;
-    return 0;
-  }
-  cf_tensor *c = cf_tensor_contiguous(t);
-  if (!c) return -1;
-  if (cf_blas_layout(c->shape[nd - 2], c->shape[nd - 1], c->stride[nd - 2], c->stride[nd - 1], ld,
-                     trans)) {
-    cf_tensor_release(c);
-    return CF_ERR("matmul: a matrix dim is too large for cuBLAS (%lld)", (long long)c->shape[nd - 1]);
-  }
-  *use = c;
-  return 0;
-}
-
-/* Can A's batch dims fold into its rows (one [batch*n x k] row-major matrix with row stride ld)? */
-static bool rows_fold(const cf_tensor *A, int64_t ld, bool trans) {
-  int nd = A->ndim;
-  if (trans && A->shape[nd - 1] != 1) return false;
-  int64_t expect = ld * A->shape[nd - 2];
-  for (int d = nd - 3; d >= 0; d--) {
-    if (A->shape[d] == 1) continue;
-    if (A->stride[d] != expect) return false;
-    expect *= A->shape[d];
-  }
-  return true;
-}
 
 extern "C" int cf_cuda_matmul(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *args) {
   (void)nin; (void)args;
@@ -115,8 +83,8 @@ extern "C" int cf_cuda_matmul(cf_tensor *out, cf_tensor *const *in, int nin, con
   cf_tensor *A = NULL, *B = NULL;
   int64_t lda, ldb;
   bool ta, tb;
-  if (blas_operand(A0, &A, &lda, &ta)) return -1;
-  if (blas_operand(B0, &B, &ldb, &tb)) { cf_tensor_release(A); return -1; }
+  if (cf_blas_operand(A0, &A, &lda, &ta)) return -1;
+  if (cf_blas_operand(B0, &B, &ldb, &tb)) { cf_tensor_release(A); return -1; }
   size_t es = cf_dtype_size(dt);
   const char *pa = (const char *)cf_tensor_data(A), *pb = (const char *)cf_tensor_data(B);
   char *pc = (char *)cf_tensor_data(out);
@@ -125,7 +93,7 @@ extern "C" int cf_cuda_matmul(cf_tensor *out, cf_tensor *const *in, int nin, con
   for (int d = 0; d < B->ndim - 2; d++) if (B->shape[d] != 1) b_batched = true;
   int rc = 0;
 
-  if (nb == 1 || (!b_batched && rows_fold(A, lda, ta))) {
+  if (nb == 1 || (!b_batched && cf_blas_rows_fold(A, lda, ta))) {
     rc = cu_gemm("matmul", ta, tb, nb * n, m, k, 1.0f, pa, lda, 0, pb, ldb, 0, 0.0f, pc, dt, m, 0, 1, dt);
   } else {
     /* batch strides of a and b aligned to the output's batch dims (0 where broadcast) */

@@ -136,7 +136,7 @@ int cf_infer_matmul(const char *op, cf_tensor *const *in, int nin, const cf_args
 /* ---------------------------------------------------------------- kernel */
 
 /* Make t's last two dims BLAS-addressable: *use is t (retained) or a contiguous copy. */
-static int blas_operand(cf_tensor *t, cf_tensor **use, int64_t *ld, bool *trans) {
+int cf_blas_operand(cf_tensor *t, cf_tensor **use, int64_t *ld, bool *trans) {
   int nd = t->ndim;
   if (cf_blas_layout(t->shape[nd - 2], t->shape[nd - 1], t->stride[nd - 2], t->stride[nd - 1], ld,
                      trans) == 0) {
@@ -156,7 +156,7 @@ static int blas_operand(cf_tensor *t, cf_tensor **use, int64_t *ld, bool *trans)
 }
 
 /* Can A's batch dims fold into its rows (one [batch*n x k] row-major matrix with row stride ld)? */
-static bool rows_fold(const cf_tensor *A, int64_t ld, bool trans) {
+bool cf_blas_rows_fold(const cf_tensor *A, int64_t ld, bool trans) {
   int nd = A->ndim;
   if (trans && A->shape[nd - 1] != 1) return false;
   int64_t expect = ld * A->shape[nd - 2];
@@ -184,8 +184,8 @@ int cf_cpu_matmul(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *
   cf_tensor *A = NULL, *B = NULL;
   int64_t lda, ldb;
   bool ta, tb;
-  if (blas_operand(A0, &A, &lda, &ta)) return -1;
-  if (blas_operand(B0, &B, &ldb, &tb)) { cf_tensor_release(A); return -1; }
+  if (cf_blas_operand(A0, &A, &lda, &ta)) return -1;
+  if (cf_blas_operand(B0, &B, &ldb, &tb)) { cf_tensor_release(A); return -1; }
   size_t es = cf_dtype_size(out->dtype);
   const char *pa = cf_tensor_data(A), *pb = cf_tensor_data(B);
   char *pc = cf_tensor_data(out);
@@ -194,7 +194,7 @@ int cf_cpu_matmul(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *
   bool b_batched = false;
   for (int d = 0; d < B->ndim - 2; d++) if (B->shape[d] != 1) b_batched = true;
 
-  if (nb == 1 || (!b_batched && rows_fold(A, lda, ta))) {
+  if (nb == 1 || (!b_batched && cf_blas_rows_fold(A, lda, ta))) {
     cf_cpu_gemm(out->dtype, ta, tb, nb * n, m, k, 1.0, pa, lda, pb, ldb, 0.0, pc, m);
     cf_tensor_release(A);
     cf_tensor_release(B);

@@ -11,19 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                            \
-  do {                                              \
-    if (cond) {                                     \
-      n_pass++;                                     \
-    } else {                                        \
-      n_fail++;                                     \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);   \
-      printf(__VA_ARGS__);                          \
-      printf("\n");                                 \
-    }                                               \
-  } while (0)
+#include "check.h"
 
 static cf_tensor *leaf(int n, const double *v) {
   int64_t s[1] = {n};
@@ -196,6 +184,5 @@ int main(void) {
   test_seed_and_freed();
   test_broadcast_grad();
   CHECK(cf_cpu_bytes_live() == live0, "CPU bytes live back to the start (%zu extra)", cf_cpu_bytes_live() - live0);
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail ? 1 : 0;
+  return check_finish();
 }

@@ -16,13 +16,7 @@
 #include "nn/qwen2.h"
 #include "ops.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                    \
-  do {                                                      \
-    if (cond) passed++;                                     \
-    else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
-  } while (0)
+#include "check.h"
 
 static cf_tensor *ref_tensor(cf_st_file *f, const char *name) {
   const cf_st_entry *e = cf_st_find(f, name);
@@ -247,6 +241,5 @@ int main(void) {
   test_config_errors();
   test_fixture("tests/fixtures/tiny_qwen2");
   test_fixture("tests/fixtures/tiny_llama");
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_finish();
 }

@@ -10,19 +10,7 @@
 #include "nn_ops.h"
 #include "optest.h"
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                               \
-  do {                                                                 \
-    if (cond) {                                                        \
-      n_pass++;                                                        \
-    } else {                                                           \
-      n_fail++;                                                        \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                      \
-      printf(__VA_ARGS__);                                             \
-      printf("\n");                                                    \
-    }                                                                  \
-  } while (0)
+#include "check.h"
 
 static cf_rng rng;
 
@@ -393,6 +381,5 @@ int main(void) {
   test_errors();
   test_cross_entropy_all_ignored();
   test_rope_batched_positions();
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail ? 1 : 0;
+  return check_finish();
 }

@@ -15,19 +15,7 @@
 #include "optest_nn.inc"
 #include "optest_views.inc"
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                            \
-  do {                                              \
-    if (cond) {                                     \
-      n_pass++;                                     \
-    } else {                                        \
-      n_fail++;                                     \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);   \
-      printf(__VA_ARGS__);                          \
-      printf("\n");                                 \
-    }                                               \
-  } while (0)
+#include "check.h"
 
 static const optest_row *const row_tables[] = {optest_elementwise_rows, optest_nn_rows, optest_views_rows};
 
@@ -464,6 +452,5 @@ int main(int argc, char **argv) {
   }
   CHECK(cf_cpu_bytes_live() == live0, "CPU bytes live %zu at the end, %zu at the start",
         cf_cpu_bytes_live(), live0);
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail ? 1 : 0;
+  return check_finish();
 }

@@ -18,19 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                                                      \
-  do {                                                                                                        \
-    if (cond) {                                                                                               \
-      n_pass++;                                                                                               \
-    } else {                                                                                                  \
-      n_fail++;                                                                                               \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                             \
-      printf(__VA_ARGS__);                                                                                    \
-      printf("\n");                                                                                           \
-    }                                                                                                         \
-  } while (0)
+#include "check.h"
 
 static char tmpdir[256];
 
@@ -736,6 +724,5 @@ int main(int argc, char **argv) {
   check_fixture("tests/fixtures/tiny_qwen2", 1);
   check_fixture("tests/fixtures/tiny_llama", 0);
   rm_tree(tmpdir);
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail ? 1 : 0;
+  return check_finish();
 }

@@ -10,19 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                            \
-  do {                                              \
-    if (cond) {                                     \
-      n_pass++;                                     \
-    } else {                                        \
-      n_fail++;                                     \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);   \
-      printf(__VA_ARGS__);                          \
-      printf("\n");                                 \
-    }                                               \
-  } while (0)
+#include "check.h"
 
 static bool has(const char *needle) { return strstr(cf_error_message(), needle) != NULL; }
 
@@ -277,6 +265,5 @@ int main(void) {
   test_rng();
   test_memory();
   CHECK(cf_cpu_bytes_live() == live0, "no CPU bytes live at the end (%zu)", cf_cpu_bytes_live() - live0);
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail ? 1 : 0;
+  return check_finish();
 }

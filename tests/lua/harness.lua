@@ -52,6 +52,22 @@ function H.raises(fn, ...)
   return err
 end
 
+-- The elements of a tensor (any shape) as a flat Lua list, row-major.
+function H.flat(t)
+  local out = {}
+  local function walk(v)
+    if type(v) == "table" then for _, x in ipairs(v) do walk(x) end else out[#out + 1] = v end
+  end
+  walk(t:totable())
+  return out
+end
+
+-- Two lists of numbers agree entry by entry (relative tolerance tol, default 1e-6).
+function H.same_list(a, b, tol, msg)
+  H.eq(#a, #b, (msg or "list") .. " length")
+  for i = 1, #a do H.near(a[i], b[i], tol or 1e-6, (msg or "list") .. " entry " .. i) end
+end
+
 -- The path of ../shared/data relative to the project root (tests run from the root).
 function H.shared(rel)
   local p = "../shared/data/" .. rel

@@ -3,19 +3,7 @@
 local H = dofile("tests/lua/harness.lua")
 local confit = require "confit"
 
-local function flat(t)
-  local out = {}
-  local function walk(v)
-    if type(v) == "table" then for _, x in ipairs(v) do walk(x) end else out[#out + 1] = v end
-  end
-  walk(t:totable())
-  return out
-end
-
-local function same_list(a, b, tol, msg)
-  H.eq(#a, #b, (msg or "list") .. " length")
-  for i = 1, #a do H.near(a[i], b[i], tol or 1e-6, (msg or "list") .. " entry " .. i) end
-end
+local flat, same_list = H.flat, H.same_list
 
 local function f64(values, rg)
   return confit.tensor(values, {dtype = "f64", requires_grad = rg ~= false})
