@@ -10,7 +10,8 @@
 --   confit recipes/rlsc.lua [--method l2] [--alpha 0.1] [--n 16] [--steps 20]
 --       [--questions-per-step 4] [--lr 1e-4] [--temperature 0.5] [--loss-temperature T]
 --       [--eval-questions 200] [--seed 1] [--model examples/toy/model] [--task mixed]
---       [--out DIR] [--checkpoint-every K] [--resume] ...      (--help lists every flag)
+--       [--out DIR] [--checkpoint-every K] [--resume] [--device cpu|cuda] [--dtype bf16|f32]
+--       ...      (--help lists every flag)
 --
 -- Methods: every name of confit.rl (l1, l2, ours_lennorm, ours_softmax, ours_clip, self_sft,
 -- em_ft, grpo_ttrl, grpo_intuitor, grpo_rent, grpo_prob, temp_only). temp_only trains nothing:
@@ -76,6 +77,8 @@ local SPEC = {
   resume = {"flag", false},
   save_model = {"flag", false},
   quiet = {"flag", false},
+  device = {"string", "cpu"},
+  dtype = {"string", "bf16"},
 }
 
 -- the paper's settings, applied for --data runs to every flag not given
@@ -111,8 +114,20 @@ end
 
 -- Toy world ------------------------------------------------------------------------------------
 
-local function run_toy(o, cfg, say)
+-- Load the model and move it to --device (cuda: weights in --dtype, fp32 masters in AdamW).
+local function load_model(o)
   local m = assert(model.load(o.model))
+  if o.device ~= "cpu" then
+    if o.device ~= "cuda" then error("rlsc: --device must be cpu or cuda, got " .. o.device, 0) end
+    local confit = require "confit"
+    if not (confit.cuda and confit.cuda.available()) then error("rlsc: --device cuda: no usable GPU", 0) end
+    m:to("cuda", o.dtype)
+  end
+  return m
+end
+
+local function run_toy(o, cfg, say)
+  local m = load_model(o)
   local world = toy.world(o.task)
   local bench_name = "toy-" .. o.task
   local heldout = world:questions("heldout", o.eval_questions, o.eval_seed)
@@ -170,7 +185,7 @@ end
 local function run_real(o, cfg, say)
   local chat = require "confit.chat"
   local grade = require "confit.grade"
-  local m = assert(model.load(o.model))
+  local m = load_model(o)
   local rows, err = jsonio.read_jsonl(o.data)
   if not rows then error("rlsc: " .. err, 0) end
   local questions, labelled = {}, true
@@ -261,7 +276,7 @@ local function main(argv)
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
     task = not o.data and o.task or nil, data = o.data, template = o.data and o.template or nil,
     checkpoint_every = o.checkpoint_every,
-    started_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), git = git_commit(), device = "cpu",
+    started_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), git = git_commit(), device = o.device, dtype = o.device ~= "cpu" and o.dtype or "f32",
     steps_logprob_temperature = o.loss_temperature or o.temperature,
   }
   if not rl.trains(method) then cfg.temperature_scale = o.temperature_scale end

@@ -73,15 +73,16 @@ function Model:init_random(seed, std)
   self.core:tie()
 end
 
-local function as_ids(ids)
-  if type(ids) == "table" then
-    return require("confit").tensor(ids, {dtype = "i64"})
-  end
+-- ids as an i64 tensor on the model's device.
+local function as_ids(self, ids)
+  if type(ids) == "table" then ids = require("confit").tensor(ids, {dtype = "i64"}) end
+  local dev = self:device()
+  if dev ~= "cpu" and ids:device() ~= dev then ids = ids:to(dev) end
   return ids
 end
 
-function Model:forward(ids) return self.core:forward(as_ids(ids)) end
-function Model:hidden(ids) return self.core:hidden(as_ids(ids)) end
+function Model:forward(ids) return self.core:forward(as_ids(self, ids)) end
+function Model:hidden(ids) return self.core:hidden(as_ids(self, ids)) end
 function Model:parameters() return self.core:parameters() end
 function Model:param_names() return self.core:param_names() end
 function Model:set_param(name, t) return self.core:set_param(name, t) end
@@ -90,7 +91,7 @@ function Model:set_param(name, t) return self.core:set_param(name, t) end
 --- (total lengths when rows are right-padded).
 function Model:logprobs(ids, prompt_lens, opts)
   opts = opts or {}
-  return self.core:logprobs(as_ids(ids), prompt_lens, opts.temperature or 1.0, opts.lens)
+  return self.core:logprobs(as_ids(self, ids), prompt_lens, opts.temperature or 1.0, opts.lens)
 end
 
 --- Right-pad token lists into an i64 [B, Tmax] tensor; returns ids, lens.

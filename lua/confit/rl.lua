@@ -114,8 +114,17 @@ end
 -- [N] differentiable sums of completion log-probs at temperature T, and their values (f64).
 local function seq_logprobs(batch, T)
   local lp = batch.model:logprobs(batch.ids, batch.prompt_lens, {temperature = T, lens = batch.lens})
+  if lp:dtype() ~= "f32" then lp = lp:to_dtype("f32") end   -- bf16 models on the GPU
   return lp, lp:detach():totable()
 end
+
+-- A tensor of Lua numbers with the device and dtype of ref (weights beside log-probs).
+local function like(values, ref)
+  local t = confit.tensor(values, {dtype = ref:dtype()})
+  if ref:device() ~= "cpu" then t = t:to(ref:device()) end
+  return t
+end
+rl.like = like
 rl.seq_logprobs = seq_logprobs
 
 local function head_weight(m)
@@ -140,7 +149,9 @@ local function token_rows(m, batch)
     off = off + L
   end
   local H = #rows == 1 and rows[1] or confit.cat(rows, 1)
-  return H, confit.tensor(targets, {dtype = "i64"}), offs, off
+  local tg = confit.tensor(targets, {dtype = "i64"})
+  if H:device() ~= "cpu" then tg = tg:to(H:device()) end
+  return H, tg, offs, off
 end
 
 --- Per-token quantities of the batch under the current model: logp_tok [Ntok] (differentiable,
@@ -226,7 +237,7 @@ local function weighted(weight_fn)
   return function(batch, o)
     local lp, lpv = seq_logprobs(batch, o.temperature or 1.0)
     local w = weight_fn(lpv, batch, o)
-    local loss = -(confit.tensor(w) * lp):sum()
+    local loss = -(like(w, lp) * lp):sum()
     local met = base_metrics(batch, lpv)
     met.mean_weight = mean_of(w)
     return loss, met
@@ -293,7 +304,7 @@ rl.methods.em_ft = function(batch, o)
     for i = g[1], g[2] do ntok = ntok + batch.comp_lens[i] end
     for i = g[1], g[2] do coef[i] = 1 / ntok end
   end
-  local loss = (confit.tensor(coef) * ent_seq):sum()
+  local loss = (like(coef, ent_seq) * ent_seq):sum()
   local met = base_metrics(batch, v.seq:detach():totable())
   local ev = ent:detach():totable()
   met.entropy = mean_of(ev)
@@ -380,7 +391,7 @@ local function grpo(reward_name, need_logits)
         for t = 1, L do a_tok[off + t] = adv[i]; c_tok[off + t] = 1 / (L * G) end
       end
     end
-    local A, C = confit.tensor(a_tok), confit.tensor(c_tok)
+    local A, C = like(a_tok, v.logp_tok), like(c_tok, v.logp_tok)
     local ratio = (v.logp_tok - v.logp_tok:detach()):exp()
     local obj = confit.minimum(ratio * A, ratio:clamp(1 - eps, 1 + eps) * A)
     local loss = -(obj * C):sum()
