@@ -205,7 +205,7 @@ cf_tensor *cf_op(cf_op_id id, cf_tensor *const *in, int nin, const cf_args *a) {
 
   cf_tensor *out = NULL;
   if (op->flags & CF_VIEW) {
-    if (!op->view) { CF_ERR("%s: not implemented", op->name); return NULL; }
+    if (!op->view) { CF_ERR("%s: no view function linked (cf_viewop_%s)", op->name, op->name); return NULL; }
     out = op->view(in, nin, a);
     if (!out) return NULL;
   } else {
