@@ -222,30 +222,15 @@ extern "C" int cf_cuda_gather_backward(cf_tensor *gx, int dim, cf_tensor *index,
 
 /* ================================================================ cat, stack: strided copies */
 
+/* cat and stack are views plus cf_tensor_copy_, which reaches the device through its hooks:
+ * the CPU entry points (core/cpu/nn.c) serve every device. */
+extern "C" int cf_cpu_cat(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a);
+extern "C" int cf_cpu_stack(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a);
 extern "C" int cf_cuda_cat(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  int dim = (int)a->i[0];
-  int64_t at = 0;
-  for (int k = 0; k < nin; k++) {
-    cf_tensor *region = cf_view_narrow(out, dim, at, in[k]->shape[dim]);
-    if (!region) return -1;
-    int rc = cf_tensor_copy_(region, in[k]);
-    cf_tensor_release(region);
-    if (rc) return -1;
-    at += in[k]->shape[dim];
-  }
-  return 0;
+  return cf_cpu_cat(out, in, nin, a);
 }
-
 extern "C" int cf_cuda_stack(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  int dim = (int)a->i[0];
-  for (int k = 0; k < nin; k++) {
-    cf_tensor *region = cf_view_select(out, dim, k);
-    if (!region) return -1;
-    int rc = cf_tensor_copy_(region, in[k]);
-    cf_tensor_release(region);
-    if (rc) return -1;
-  }
-  return 0;
+  return cf_cpu_stack(out, in, nin, a);
 }
 
 /* ================================================================ rmsnorm */

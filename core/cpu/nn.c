@@ -271,6 +271,7 @@ int cf_infer_cat(const char *op, cf_tensor *const *in, int nin, const cf_args *a
   return 0;
 }
 
+/* Device-agnostic (views + cf_tensor_copy_): kernels/nn.cu's cf_cuda_cat/stack call these. */
 int cf_cpu_cat(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   int dim = (int)a->i[0];
   int64_t at = 0;
