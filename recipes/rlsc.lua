@@ -310,5 +310,15 @@ local function main(argv)
   return {before = before, after = after, config = cfg, steps = steps, timing = timing, out = o.out}
 end
 
-if train.is_main_script() then return main(arg) end
+if train.is_main_script() then
+  -- Mistakes in the command line or the data ("rlsc: ..." messages) print one line and exit 1;
+  -- anything else keeps its traceback.
+  local ok, res = xpcall(main, function(e)
+    if type(e) == "string" and (e:match("^rlsc: ") or e:match("^recipes/rlsc%.lua: ")) then return {user = e} end
+    return debug.traceback(tostring(e), 2)
+  end, arg)
+  if ok then return res end
+  io.stderr:write(type(res) == "table" and res.user or tostring(res), "\n")
+  os.exit(1)
+end
 return main
