@@ -699,16 +699,9 @@ static void head_free(head_geo *g) {
   cf_tensor_release(g->tg);
 }
 
+/* A 2-d operand as BLAS reads it (cf_blas_operand) and its data pointer. */
 static int head_operand(cf_tensor *t, cf_tensor **hold, const char **p, int64_t *ld, bool *tr) {
-  if (cf_blas_layout(t->shape[0], t->shape[1], t->stride[0], t->stride[1], ld, tr) == 0) {
-    cf_tensor_retain(t);
-    *hold = t;
-  } else {
-    *hold = cf_tensor_contiguous(t);
-    if (!*hold) return -1;
-    if (cf_blas_layout(t->shape[0], t->shape[1], (*hold)->stride[0], (*hold)->stride[1], ld, tr))
-      return CF_ERR("head_logprob: a dim is too large for cuBLAS");
-  }
+  if (cf_blas_operand(t, hold, ld, tr)) return -1;
   *p = (const char *)cf_tensor_data(*hold);
   return 0;
 }
