@@ -3,7 +3,7 @@
 --
 --   build/confit bench/gpu_bench.lua [--only decode|train|all] [--budget 300] [--new 512]
 --                                    [--prompt 128] [--train_dtype bf16|f32] [--state_dtype f32|bf16]
---                                    [--quick]
+--                                    [--quick] [--profile]
 --
 -- Lines:
 --   {"bench":"decode","shape":"1.5B","batch":16,...}  generate() of `batch` prompts of --prompt
@@ -19,6 +19,13 @@
 --       allocator's peak. Mean of 3 steps after one warm-up step, then one more step timed by
 --       phase with confit.cuda.synchronize() between them: fwd_s (logprobs and the loss),
 --       bwd_s (backward), opt_s (the AdamW step).
+--   {"bench":"profile","what":"decode 1.5B b16",...}  with --profile: after each measurement, one
+--       more run under confit.profiler (decode: --profile_new new tokens, eager, no CUDA graph;
+--       train: one step), a line per region, largest first (phase, name, calls, device_ms, host_ms,
+--       share of the summed device time), then {"bench":"profile_total",...} with the summed
+--       device and host time (decode: also per decode step). Device times come from CUDA events
+--       around each region; in the eager decode run they include the launch gaps that the graph
+--       removes, so compare profile_total's device_ms_step with the graph's ms_step.
 --   {"bench":"error",...} when a stage fails (e.g. an op without a CUDA kernel): the message,
 --       and the run goes on with the next stage.
 -- Shapes: 1.5B = hidden 1536, 28 layers, 12/2 heads, FFN 8960, vocab 151936, tied;
@@ -27,12 +34,13 @@
 local confit = require "confit"
 
 local opt = {only = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16", state_dtype = "f32",
-             quick = false}
+             quick = false, profile = false, profile_new = 32, profile_top = 40}
 do
   local i = 1
   while i <= #arg do
     local a = arg[i]
     if a == "--quick" then opt.quick = true; i = i + 1
+    elseif a == "--profile" then opt.profile = true; i = i + 1
     else
       local k = a:match("^%-%-([%w_]+)$")
       if not k or opt[k] == nil or arg[i + 1] == nil then error("gpu_bench: unknown argument " .. a) end
@@ -141,6 +149,29 @@ local function stage(name, fn)
   if confit.empty_cache then pcall(confit.empty_cache) end
 end
 
+-- One JSON line per profiled region (the largest opt.profile_top), then the totals.
+local function emit_profile(what, rows, steps)
+  local tot = confit.profiler.total(rows)
+  local dev = tot.device_s or 0
+  for i = 1, math.min(opt.profile_top, #rows) do
+    local r = rows[i]
+    emit({{"bench", "profile"}, {"what", what}, {"phase", r.phase}, {"name", r.name}, {"calls", r.calls},
+          {"device_ms", r.device_s and 1e3 * r.device_s or -1}, {"host_ms", 1e3 * r.host_s},
+          {"share", dev > 0 and (r.device_s or 0) / dev or 0}})
+  end
+  local fields = {{"bench", "profile_total"}, {"what", what}, {"rows", #rows}, {"calls", tot.calls},
+                  {"device_ms", 1e3 * dev}, {"host_ms", 1e3 * tot.host_s}}
+  if steps then
+    local d = 0
+    for _, r in ipairs(rows) do
+      if r.phase == "gen.decode" and r.name ~= "host_wait" then d = d + (r.device_s or 0) end
+    end
+    fields[#fields + 1] = {"decode_steps", steps}
+    fields[#fields + 1] = {"device_ms_step", 1e3 * d / steps}
+  end
+  emit(fields)
+end
+
 -- Decode -------------------------------------------------------------------------------------
 local function decode(shape, batches)
   if over_budget("decode " .. shape) then return end
@@ -169,6 +200,12 @@ local function decode(shape, batches)
       emit({{"bench", "decode"}, {"shape", shape}, {"batch", B}, {"prompt", opt.prompt}, {"new", opt.new},
             {"params", nparams}, {"decode_tok_s", B * (opt.new - 1) / dec}, {"ms_step", 1000 * dec / (opt.new - 1)},
             {"tok_s", B * opt.new / tn}, {"prefill_s", t1}, {"total_s", tn}, {"init_s", t_init}})
+      if opt.profile then
+        local rows = confit.profile(function()
+          return m:generate(ps, {max_new_tokens = opt.profile_new, temperature = 1.0, seed = 3, ignore_eos = true})
+        end)
+        emit_profile(string.format("decode %s b%d", shape, B), rows, opt.profile_new - 1)
+      end
     end
   end)
   m:free()
@@ -229,6 +266,11 @@ local function train(shape, B, P, N)
           {"rows", B}, {"tokens_per_row", P + N}, {"params", nparams}, {"step_s", dt}, {"tok_s", tokens / dt},
           {"tflops", 6 * nparams * tokens / dt / 1e12}, {"fwd_s", t1 - t0}, {"bwd_s", t2 - t1}, {"opt_s", t3 - t2},
           {"peak_gb", gib(peak)}, {"loss", v0}})
+    if opt.profile then
+      confit.cuda.synchronize()
+      local rows = confit.profile(step)
+      emit_profile(string.format("train %s %dx%d", shape, B, P + N), rows)
+    end
     o:free()
   end)
   m:free()

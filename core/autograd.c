@@ -5,6 +5,7 @@
  */
 #include "autograd.h"
 #include "error.h"
+#include "profile.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -231,8 +232,11 @@ static int run_node(cf_node *n, bool retain) {
   }
   cf_tensor **gin = calloc((size_t)n->nin, sizeof *gin);
   if (!gin) { cf_tensor_release(g); return CF_ERR("backward: out of memory"); }
+  int region = cf_prof_push(op->name);
   int rc = op->backward(n, g, gin);
+  cf_prof_pop(region);
   cf_tensor_release(g);
+  region = cf_prof_push("accumulate");
   for (int k = 0; k < n->nin && rc == 0; k++) {
     cf_tensor *gi = gin[k];
     gin[k] = NULL;
@@ -251,10 +255,11 @@ static int run_node(cf_node *n, bool retain) {
   for (int k = 0; k < n->nin; k++) cf_tensor_release(gin[k]);
   free(gin);
   if (rc == 0 && !retain) node_free_saved(n);
+  cf_prof_pop(region);
   return rc;
 }
 
-int cf_backward(cf_tensor *t, cf_tensor *seed, bool retain_graph) {
+static int backward(cf_tensor *t, cf_tensor *seed, bool retain_graph) {
   if (!t->requires_grad)
     return CF_ERR("backward: the tensor does not require grad (no input had requires_grad)");
   int64_t numel = cf_tensor_numel(t);
@@ -302,5 +307,12 @@ int cf_backward(cf_tensor *t, cf_tensor *seed, bool retain_graph) {
   if (rc) for (size_t i = 0; i < count; i++) { cf_tensor_release(order[i]->gacc); order[i]->gacc = NULL; }
   free(order);
   cf_set_grad_enabled(old);
+  return rc;
+}
+
+int cf_backward(cf_tensor *t, cf_tensor *seed, bool retain_graph) {
+  const char *old = cf_prof_set_phase("bwd");
+  int rc = backward(t, seed, retain_graph);
+  cf_prof_set_phase(old);
   return rc;
 }

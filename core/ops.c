@@ -8,6 +8,7 @@
 #include "ops.h"
 #include "autograd.h"
 #include "error.h"
+#include "profile.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,8 +195,7 @@ static int check_inputs(const cf_op_info *op, cf_tensor *const *in, int nin) {
 
 /* ---------------------------------------------------------------- dispatch */
 
-cf_tensor *cf_op(cf_op_id id, cf_tensor *const *in, int nin, const cf_args *a) {
-  if ((int)id < 0 || id >= CF_OP_COUNT) { CF_ERR("unknown op id %d", (int)id); return NULL; }
+static cf_tensor *dispatch(cf_op_id id, cf_tensor *const *in, int nin, const cf_args *a) {
   const cf_op_info *op = &cf_ops[id];
   cf_args none = cf_args_none();
   if (!a) a = &none;
@@ -225,6 +225,15 @@ cf_tensor *cf_op(cf_op_id id, cf_tensor *const *in, int nin, const cf_args *a) {
   if (!(op->flags & CF_NOGRAD) && cf_grad_enabled()) {
     if (cf_autograd_record(id, in, nin, a, out)) { cf_tensor_release(out); return NULL; }
   }
+  return out;
+}
+
+cf_tensor *cf_op(cf_op_id id, cf_tensor *const *in, int nin, const cf_args *a) {
+  if ((int)id < 0 || id >= CF_OP_COUNT) { CF_ERR("unknown op id %d", (int)id); return NULL; }
+  if (!cf_prof_active()) return dispatch(id, in, nin, a);
+  int region = cf_prof_push(cf_ops[id].name);
+  cf_tensor *out = dispatch(id, in, nin, a);
+  cf_prof_pop(region);
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include "optim.h"
 #include "autograd.h"
 #include "error.h"
+#include "profile.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -443,7 +444,7 @@ static int ensure_master(cf_optim *o, int i, cf_tensor **master) {
   return 0;
 }
 
-int cf_optim_step(cf_optim *o) {
+static int optim_step(cf_optim *o) {
   const char *k = kind_name(o->cfg.kind);
   if (cf_optim_check_config(&o->cfg)) return -1;
   o->steps++;
@@ -486,13 +487,22 @@ int cf_optim_step(cf_optim *o) {
   return 0;
 }
 
+int cf_optim_step(cf_optim *o) {
+  const char *old = cf_prof_set_phase("opt");
+  int region = cf_prof_push(kind_name(o->cfg.kind));
+  int rc = optim_step(o);
+  cf_prof_pop(region);
+  cf_prof_set_phase(old);
+  return rc;
+}
+
 void cf_optim_zero_grad(cf_optim *o) {
   for (int i = 0; i < o->n; i++) cf_zero_grad(o->params[i]);
 }
 
 /* ---------------------------------------------------------------- clipping */
 
-int cf_clip_grad_norm(cf_tensor *const *params, int n, double max_norm, double *total_norm) {
+static int clip_grad_norm(cf_tensor *const *params, int n, double max_norm, double *total_norm) {
   if (!(max_norm >= 0)) return CF_ERR("clip_grad_norm: max_norm must be >= 0, got %g", max_norm);
   double sum = 0;
   for (int i = 0; i < n; i++) {
@@ -522,4 +532,13 @@ int cf_clip_grad_norm(cf_tensor *const *params, int n, double max_norm, double *
     if (kernels_for("clip_grad_norm", p->grad)->scale(p->grad, coef)) return -1;
   }
   return 0;
+}
+
+int cf_clip_grad_norm(cf_tensor *const *params, int n, double max_norm, double *total_norm) {
+  const char *old = cf_prof_set_phase("opt");
+  int region = cf_prof_push("clip_grad_norm");
+  int rc = clip_grad_norm(params, n, max_norm, total_norm);
+  cf_prof_pop(region);
+  cf_prof_set_phase(old);
+  return rc;
 }

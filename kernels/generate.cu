@@ -48,6 +48,7 @@
 extern "C" {
 #include "nn/generate.h"
 #include "interrupt.h"
+#include "profile.h"
 }
 
 #define GEN_KW 8          /* decode steps between host synchronisations */
@@ -673,7 +674,12 @@ struct gen_engine {
   void *allocs[32];
   size_t alloc_n[32];
   int nallocs;
+  int prof;             /* the open profiler stage (profile.h), -1 when none */
 };
+
+/* Profiled stages: with the profiler running the step is replayed eagerly (no graph) and every
+ * launch below is its own region, so the rows give each stage's device time. */
+#define STAGE(name) cf_prof_next(&e->prof, (name))
 
 static void *gen_alloc(gen_engine *e, size_t n, const char *what) {
   if (e->nallocs >= 32) { CF_ERR("generate: too many buffers"); return NULL; }
@@ -686,6 +692,7 @@ static void *gen_alloc(gen_engine *e, size_t n, const char *what) {
 }
 
 static void gen_release(gen_engine *e) {
+  STAGE(NULL);
   if (e->st) cudaStreamSynchronize(e->st);
   cudaGetLastError();
   for (int i = 0; i < e->nallocs; i++) cf_cuda_free(e->allocs[i], e->alloc_n[i]);
@@ -749,11 +756,14 @@ static int gen_layers(gen_engine *e, int A) {
   float eps = (float)e->m->cfg.rms_eps;
   int nt = norm_threads(D);
   size_t lkv = (size_t)(e->nslots + 1) * e->KVH * e->cap * hd * ws;
+  STAGE("embed");
   LAUNCH_T(k_embed, A, 256, e->embed, e->rows.tok, e->x, D);
   for (int l = 0; l < e->L; l++) {
     gen_layer *Ly = &e->layer[l];
     void *kc = (char *)e->kc + l * lkv, *vc = (char *)e->vc + l * lkv;
+    STAGE("rmsnorm");
     LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->in_norm, e->h, D, eps);
+    STAGE("qkv");
     if (Ly->qkv_fused) {
       if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, ld, 0.f, "generate: qkv")) return -1;
     } else if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, Q, 0.f, "generate: q_proj") ||
@@ -761,13 +771,19 @@ static int gen_layers(gen_engine *e, int A) {
                gen_gemm(e, Ly->vw, e->h, D, e->qkv + Q + KV, ld, A, D, KV, 0.f, "generate: v_proj")) {
       return -1;
     }
+    STAGE("rope_kv");
     LAUNCH_T(k_rope_kv, A, 256, e->qkv, ld, Ly->bq, Ly->bk, Ly->bv, e->cos_t, e->sin_t, e->rows.pos,
              e->rows.slot, e->qr, kc, vc, e->H, e->KVH, hd, e->cap);
+    STAGE("attention");
     LAUNCH_T(k_attn, dim3(nsplit, e->KVH, A), ATT_T, e->qr, kc, vc, e->rows.pos, e->rows.slot, e->rows.pslot,
              e->rows.plen, e->po, e->pm, e->pl, e->H, e->KVH, hd, e->cap, C, nsplit, scale);
+    STAGE("attn_combine");
     LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
+    STAGE("o_proj");
     if (gen_gemm(e, Ly->ow, e->att, Q, e->x, D, A, Q, D, 1.f, "generate: o_proj")) return -1;
+    STAGE("rmsnorm");
     LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->post_norm, e->h, D, eps);
+    STAGE("gate_up");
     if (Ly->gu_fused) {
       if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, 2 * F, 0.f, "generate: gate/up")) return -1;
     } else if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, F, 0.f, "generate: gate_proj") ||
@@ -775,9 +791,12 @@ static int gen_layers(gen_engine *e, int A) {
       return -1;
     }
     int64_t n = (int64_t)A * F;
+    STAGE("swiglu");
     LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
+    STAGE("down");
     if (gen_gemm(e, Ly->dw, e->act, F, e->x, D, A, F, D, 1.f, "generate: down_proj")) return -1;
   }
+  STAGE(NULL);
   return cu_launched("generate: layer kernels");
 }
 
@@ -786,10 +805,14 @@ struct gen_sampling { float temp, top_p; int greedy, top_k; };
 /* One decode step of Bp rows: layers, final norm, head, sampler (advances the row state). */
 static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
   if (gen_layers(e, Bp)) return -1;
+  STAGE("final_norm");
   LAUNCH_T(k_rmsnorm, Bp, norm_threads(e->D), e->x, e->final_norm, e->h, e->D, (float)e->m->cfg.rms_eps);
+  STAGE("lm_head");
   if (gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, Bp, e->D, e->V, 0.f, "generate: lm_head")) return -1;
+  STAGE("sample");
   k_sample<<<Bp, GEN_SAMPLE_T, 0, e->st>>>(e->logits, e->V, NULL, e->V, sp->temp, sp->greedy, sp->top_k, sp->top_p,
                                             e->rows.key, e->rows.step, e->rows.tok, e->rows.pos, e->out, 1);
+  STAGE(NULL);
   return cu_launched("generate: sampler");
 }
 
@@ -931,6 +954,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   gen_engine E;
   memset(&E, 0, sizeof E);
   gen_engine *e = &E;
+  e->prof = -1;
+  const char *phase0 = cf_prof_set_phase("gen.prefill");
   e->m = m;
   e->D = c->hidden; e->F = c->intermediate; e->H = c->heads; e->KVH = c->kv_heads; e->hd = c->head_dim;
   e->V = c->vocab; e->L = c->layers;
@@ -953,7 +978,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   unsigned long long *keys = (unsigned long long *)malloc((size_t)nslots * sizeof *keys);
   cudaGraphExec_t graphs[GEN_MAX_GRAPHS];
   int graph_b[GEN_MAX_GRAPHS], ngraphs = 0;
-  bool use_graph = !(getenv("CONFIT_NO_GRAPH") && getenv("CONFIT_NO_GRAPH")[0] == '1');
+  bool use_graph = !(getenv("CONFIT_NO_GRAPH") && getenv("CONFIT_NO_GRAPH")[0] == '1') && !cf_prof_active();
   gen_sampling sp;
   sp.greedy = o->temperature <= 0;
   sp.temp = sp.greedy ? 1.0f : (float)o->temperature;
@@ -1049,9 +1074,12 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     int gp = e->Bmax / n > 0 ? e->Bmax / n : 1;
     for (int p0 = 0; p0 < np; p0 += gp) {
       int g = np - p0 < gp ? np - p0 : gp;
+      STAGE("final_norm");
       LAUNCH_T(k_rmsnorm, g, norm_threads(e->D), xlast + (size_t)p0 * e->D, e->final_norm, e->h, e->D,
                (float)c->rms_eps);
+      STAGE("lm_head");
       if ((rc = gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, g, e->D, e->V, 0.f, "generate: lm_head"))) goto fail;
+      STAGE(NULL);
       int rows = g * n;
       for (int r = 0; r < rows; r++) {
         int i = p0 * n + r;
@@ -1060,6 +1088,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         hs.key[r] = keys[i];
       }
       if ((rc = gen_upload(e))) goto fail;
+      STAGE("sample");
       k_sample<<<rows, GEN_SAMPLE_T, 0, e->st>>>(e->logits, e->V, e->rows.lrow, e->V, sp.temp, sp.greedy, sp.top_k,
                                                   sp.top_p, e->rows.key, e->rows.step, e->rows.tok, e->rows.pos,
                                                   e->out, 0);
@@ -1068,6 +1097,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
                          "generate: first tokens")) ||
           (rc = cu_check(cudaStreamSynchronize(e->st), "generate: first tokens")))
         goto fail;
+      STAGE(NULL);
       for (int r = 0; r < rows; r++) {
         int i = p0 * n + r;
         int64_t tok = ring[r].tok;
@@ -1081,6 +1111,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       }
     }
     /* ---- decode */
+    cf_prof_set_phase("gen.decode");
     for (;;) {
       int na = 0;
       for (int i = 0; i < nslots; i++) if (!done[i]) act[na++] = i;
@@ -1132,7 +1163,10 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
                                            cudaMemcpyDeviceToHost, e->st), "generate: tokens")))
           goto fail;
       }
-      if ((rc = cu_check(cudaStreamSynchronize(e->st), "generate: decode"))) goto fail;
+      STAGE("host_wait");
+      rc = cu_check(cudaStreamSynchronize(e->st), "generate: decode");
+      STAGE(NULL);
+      if (rc) goto fail;
       for (int w = 0; w < kw; w++)
         for (int r = 0; r < na; r++) {
           int i = act[r];
@@ -1151,6 +1185,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   }
   for (int k = 0; k < ngraphs; k++) cudaGraphExecDestroy(graphs[k]);
   gen_release(e);
+  cf_prof_set_phase(phase0);
   free(done); free(last); free(act); free(keys);
   *out = s;
   return 0;
@@ -1158,6 +1193,7 @@ fail:
   if (rc == 0) rc = -1;
   for (int k = 0; k < ngraphs; k++) cudaGraphExecDestroy(graphs[k]);
   gen_release(e);
+  cf_prof_set_phase(phase0);
   free(done); free(last); free(act); free(keys);
   cf_gen_samples_free(s, nslots);
   return rc;

@@ -33,6 +33,7 @@
 
 extern "C" {
 #include "optim.h"
+#include "profile.h"
 }
 
 /* The core's retry hook (tensor.c). */
@@ -502,6 +503,53 @@ static int do_init(void) {
 
 static const cf_device_hooks g_hooks = {alloc_hook, free_hook, copy_hook, memset0_hook, copy_strided_hook};
 
+/* ---------------------------------------------------------------- profiler timer (profile.h) */
+/* Events on the one stream, recycled through a free list (creating an event costs more than
+ * recording one). Nothing is recorded before the device is in use or while the stream is being
+ * captured into a graph (an event recorded there would become a graph node, not a timestamp). */
+static cudaEvent_t *g_evfree;
+static int g_nevfree, g_capevfree;
+
+static void *prof_record(void) {
+  if (g_init_state != 1) return NULL;
+  cudaStreamCaptureStatus cs;
+  if (cudaStreamIsCapturing(g_stream, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) {
+    cudaGetLastError();
+    return NULL;
+  }
+  cudaEvent_t ev;
+  if (g_nevfree > 0) ev = g_evfree[--g_nevfree];
+  else if (cudaEventCreate(&ev) != cudaSuccess) { cudaGetLastError(); return NULL; }
+  if (cudaEventRecord(ev, g_stream) != cudaSuccess) {
+    cudaGetLastError();
+    cudaEventDestroy(ev);
+    return NULL;
+  }
+  return (void *)ev;
+}
+
+static int prof_elapsed(void *a, void *b, double *seconds) {
+  float ms = 0;
+  if (cudaEventElapsedTime(&ms, (cudaEvent_t)a, (cudaEvent_t)b) != cudaSuccess) { cudaGetLastError(); return -1; }
+  *seconds = 1e-3 * (double)ms;
+  return 0;
+}
+
+static int prof_sync(void) { return cf_cuda_synchronize(); }
+
+static void prof_release(void *ev) {
+  if (g_nevfree == g_capevfree) {
+    int cap = g_capevfree ? 2 * g_capevfree : 256;
+    cudaEvent_t *p = (cudaEvent_t *)realloc(g_evfree, (size_t)cap * sizeof *p);
+    if (!p) { cudaEventDestroy((cudaEvent_t)ev); return; }
+    g_evfree = p;
+    g_capevfree = cap;
+  }
+  g_evfree[g_nevfree++] = (cudaEvent_t)ev;
+}
+
+static const cf_prof_timer g_prof_timer = {prof_record, prof_elapsed, prof_sync, prof_release};
+
 static int ensure_init(void) {
   if (g_init_state == 1) return 0;
   return cf_cuda_init();
@@ -524,6 +572,7 @@ extern "C" int cf_cuda_init(void) {
 
 extern "C" void cf_cuda_register(void) {
   if (g_init_state == 0 && !cf_device_get(CF_DEVICE_CUDA)) cf_register_device(CF_DEVICE_CUDA, &g_hooks);
+  cf_prof_register_timer(&g_prof_timer);
 }
 
 extern "C" bool cf_cuda_available(void) {

@@ -10,6 +10,7 @@
 #include "generate.h"
 #include "../error.h"
 #include "../interrupt.h"
+#include "../profile.h"
 #include "../rng.h"
 #include <cblas.h>
 #include <math.h>
@@ -153,15 +154,20 @@ static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *po
   double *scratch = malloc((size_t)nth * per_thread * sizeof *scratch);
   int rc = 0;
   if (!x || !h || !q || !k || !v || !att || !g || !u || !scratch) { rc = CF_ERR("generate: out of memory for %d rows", A); goto done; }
+  int st = -1; /* the open profiler stage (profile.h) */
+  cf_prof_next(&st, "embed");
   const float *emb = W(m->embed);
   for (int r = 0; r < A; r++) memcpy(x + (size_t)r * D, emb + (size_t)tok[r] * D, (size_t)D * sizeof *x);
   for (int l = 0; l < c->layers; l++) {
     const cf_qwen2_layer *L = &m->layer[l];
+    cf_prof_next(&st, "rmsnorm");
     rmsnorm(x, W(L->in_norm), h, A, D, c->rms_eps);
+    cf_prof_next(&st, "qkv");
     linear(h, W(L->q_w), W(L->q_b), q, A, D, Q);
     linear(h, W(L->k_w), W(L->k_b), k, A, D, KV);
     linear(h, W(L->v_w), W(L->v_b), v, A, D, KV);
     float *K = e->kv.k[l], *Vc = e->kv.v[l];
+    cf_prof_next(&st, "rope_kv");
     for (int r = 0; r < A; r++) {
       for (int hh = 0; hh < H; hh++) rope(q + (size_t)r * Q + (size_t)hh * hd, hd, pos[r], e->inv_freq);
       for (int hh = 0; hh < KVH; hh++) {
@@ -173,6 +179,7 @@ static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *po
     }
     double scale = 1.0 / sqrt((double)hd);
     int group = H / KVH;
+    cf_prof_next(&st, "attention");
     #pragma omp parallel for collapse(2) schedule(dynamic) num_threads(nth)
     for (int r = 0; r < A; r++) {
       for (int hh = 0; hh < H; hh++) {
@@ -202,16 +209,23 @@ static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *po
         for (int j = 0; j < hd; j++) out[j] = (float)acc[j];
       }
     }
+    cf_prof_next(&st, "o_proj");
     linear(att, W(L->o_w), NULL, h, A, Q, D);
     for (size_t i = 0; i < (size_t)A * D; i++) x[i] += h[i];
+    cf_prof_next(&st, "rmsnorm");
     rmsnorm(x, W(L->post_norm), h, A, D, c->rms_eps);
+    cf_prof_next(&st, "gate_up");
     linear(h, W(L->gate_w), NULL, g, A, D, F);
     linear(h, W(L->up_w), NULL, u, A, D, F);
+    cf_prof_next(&st, "swiglu");
     for (size_t i = 0; i < (size_t)A * F; i++) { float z = g[i]; g[i] = z / (1.0f + expf(-z)) * u[i]; }
+    cf_prof_next(&st, "down");
     linear(g, W(L->down_w), NULL, h, A, F, D);
     for (size_t i = 0; i < (size_t)A * D; i++) x[i] += h[i];
   }
+  cf_prof_next(&st, "final_norm");
   rmsnorm(x, W(m->final_norm), hout, A, D, c->rms_eps);
+  cf_prof_next(&st, NULL);
 done:
   free(x); free(h); free(q); free(k); free(v); free(att); free(g); free(u); free(scratch);
   return rc;
@@ -329,6 +343,8 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
   }
   if (check_weights(m)) return -1;
   const cf_qwen2_config *c = &m->cfg;
+  const char *phase0 = cf_prof_set_phase("gen.prefill");
+  int st = -1; /* the open profiler stage */
   engine e;
   memset(&e, 0, sizeof e);
   e.m = m;
@@ -398,7 +414,9 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
           }
       memcpy(hsel + (size_t)p * e.D, hid + (size_t)(r - 1) * e.D, (size_t)e.D * sizeof *hsel);
     }
+    cf_prof_next(&st, "lm_head");
     linear(hsel, W(m->lm_head), NULL, logits, np, e.D, e.V);
+    cf_prof_next(&st, "sample");
     for (int64_t i = 0; i < e.nslots; i++) {
       const float *lg = logits + (size_t)(i / n) * e.V;
       double lp;
@@ -413,6 +431,8 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
     for (int64_t i = 0; i < e.nslots; i++) done[i] = true;
   }
   /* Decode. */
+  cf_prof_next(&st, NULL);
+  cf_prof_set_phase("gen.decode");
   for (int step = 1; step < cap; step++) {
     if (cf_interrupt_pending()) {
       for (int64_t i = 0; i < e.nslots; i++) if (!done[i]) { done[i] = true; s[i].finish = CF_FINISH_INTERRUPTED; }
@@ -427,8 +447,11 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
       A++;
     }
     if (A == 0) break;
+    cf_prof_next(&st, NULL);
     if ((rc = forward_rows(&e, (int)A, rslot, rpos, rtok, hid))) goto done;
+    cf_prof_next(&st, "lm_head");
     linear(hid, W(m->lm_head), NULL, logits, (int)A, e.D, e.V);
+    cf_prof_next(&st, "sample");
     for (int64_t r = 0; r < A; r++) {
       int64_t i = rslot[r];
       double lp;
@@ -442,6 +465,8 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
     }
   }
 done:
+  cf_prof_next(&st, NULL);
+  cf_prof_set_phase(phase0);
   if (e.kv.k) for (int l = 0; l < c->layers; l++) free(e.kv.k[l]);
   if (e.kv.v) for (int l = 0; l < c->layers; l++) free(e.kv.v[l]);
   free(e.kv.k); free(e.kv.v); free(e.inv_freq);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
-# From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests]
+# From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--profile]
 #                                           [--bench-budget SECONDS] [--bench-args "..."]
 #
 #  1. unpacks .debs/*.deb into a prefix ($DEBROOT, default /tmp/debroot): Lua, LPeg, cJSON,
@@ -12,7 +12,8 @@
 #  3. stops there, successfully, when no GPU is usable (prints why);
 #  4. runs the GPU tests (ctest -R gpu);
 #  5. with --sanitize: compute-sanitizer memcheck over each GPU test file (time-limited);
-#  6. runs bench/gpu_bench.lua within a time budget;
+#  6. runs bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of
+#     each measurement from confit.profiler, the largest regions of each in the table);
 #  7. prints a table last: metric, value, baseline (PyTorch eager, H200, GPU.md), card.
 # Every stage runs under `timeout` and a failure does not stop the later stages. Logs go to
 # $OUT (the device tool returns what is written there), else to /tmp/confit-gpu-out.
@@ -28,6 +29,7 @@ while [ $# -gt 0 ]; do
     --sanitize) SANITIZE=1 ;;
     --no-bench) BENCH=0 ;;
     --no-tests) TESTS=0 ;;
+    --profile) BENCH_ARGS="$BENCH_ARGS --profile" ;;
     --bench-budget) BENCH_BUDGET=$2; shift ;;
     --bench-args) BENCH_ARGS=$2; shift ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
@@ -151,6 +153,7 @@ local function field(line, k)
   local s = line:match('"' .. k .. '":"(.-)"') ; if s then return s end
   return line:match('"' .. k .. '":([%-%d%.e+]+)')
 end
+local shown = {}
 local base = {["decode 1.5B b16"] = "968 (target 10000)", ["decode 1.5B b64"] = "3774",
               ["decode 7B b16"] = "917", ["train 1.5B"] = "31700 (target 41000)"}
 for line in io.lines(arg[1]) do
@@ -163,6 +166,19 @@ for line in io.lines(arg[1]) do
     local key = "train " .. field(line, "shape")
     print(string.format("%s tok/s\t%.0f (%.1f TFLOP/s, %.1f GB)\t%s", key, tonumber(field(line, "tok_s")),
       tonumber(field(line, "tflops")), tonumber(field(line, "peak_gb")), base[key] or "-"))
+  elseif b == "profile" then
+    local what = field(line, "what")
+    shown[what] = (shown[what] or 0) + 1
+    if shown[what] <= 8 then
+      print(string.format("  %s %s/%s\t%.3f ms dev, %.3f ms host, %s calls (%.0f%%)\t-", what, field(line, "phase"),
+        field(line, "name"), tonumber(field(line, "device_ms")), tonumber(field(line, "host_ms")),
+        field(line, "calls"), 100 * tonumber(field(line, "share"))))
+    end
+  elseif b == "profile_total" then
+    local step = field(line, "device_ms_step")
+    print(string.format("  %s profiled total\t%.1f ms dev, %.1f ms host%s\t-", field(line, "what"),
+      tonumber(field(line, "device_ms")), tonumber(field(line, "host_ms")),
+      step and string.format(", %.3f ms/decode step", tonumber(step)) or ""))
   elseif b == "error" then
     print(string.format("bench error %s\t%s\t-", field(line, "stage") or "?", (field(line, "message") or "?"):sub(1, 60)))
   elseif b == "skipped" then

@@ -1,0 +1,65 @@
+-- confit.profiler: formatting of the rows of confit.profiler.stop() (lua/l_profile.c) and
+-- confit.profile(fn, ...), which profiles one call.
+--
+--   local rows, result = confit.profile(function() return step() end)
+--   print(confit.profiler.report(rows, {top = 15}))
+local M = {}
+
+local function core() return require("confit.core").profiler end
+
+-- The seconds a row is ranked by: device time when it has any larger than its host time.
+function M.seconds(r)
+  if r.device_s and r.device_s > r.host_s then return r.device_s end
+  return r.host_s
+end
+
+-- Runs fn(...) under the profiler and returns rows, fn's results. The profiler is stopped even
+-- when fn raises (the error is raised again, unchanged).
+function M.run(fn, ...)
+  if type(fn) ~= "function" then error("confit.profile: expected a function, got " .. type(fn), 2) end
+  local p = core()
+  p.start()
+  local res = table.pack(pcall(fn, ...))
+  local ok_stop, rows = pcall(p.stop)
+  if not res[1] then error(res[2], 0) end
+  if not ok_stop then error(rows, 0) end
+  return rows, table.unpack(res, 2, res.n)
+end
+
+-- Sums of rows: {host_s, device_s (nil when no row has device time), calls}.
+function M.total(rows)
+  local t = {host_s = 0, calls = 0}
+  for _, r in ipairs(rows) do
+    t.host_s = t.host_s + r.host_s
+    t.calls = t.calls + r.calls
+    if r.device_s then t.device_s = (t.device_s or 0) + r.device_s end
+  end
+  return t
+end
+
+-- A text table of the largest rows: opts.top (default 25) rows, opts.phase to keep one phase.
+function M.report(rows, opts)
+  opts = opts or {}
+  if type(rows) ~= "table" then error("profiler.report: expected the rows of confit.profiler.stop()", 2) end
+  local top = opts.top or 25
+  if type(top) ~= "number" or top < 1 then error("profiler.report: top must be a number >= 1", 2) end
+  local kept = {}
+  for _, r in ipairs(rows) do
+    if not opts.phase or r.phase == opts.phase then kept[#kept + 1] = r end
+  end
+  local tot = M.total(kept)
+  local out = {string.format("%10s %10s %8s %6s  %-12s %s", "device_ms", "host_ms", "calls", "share", "phase", "name")}
+  local all = math.max(tot.device_s or 0, tot.host_s)
+  for i = 1, math.min(top, #kept) do
+    local r = kept[i]
+    out[#out + 1] = string.format("%10s %10.3f %8d %5.1f%%  %-12s %s",
+      r.device_s and string.format("%.3f", r.device_s * 1e3) or "-", r.host_s * 1e3, r.calls,
+      all > 0 and 100 * M.seconds(r) / all or 0, r.phase, r.name)
+  end
+  if #kept > top then out[#out + 1] = string.format("(%d more rows)", #kept - top) end
+  out[#out + 1] = string.format("%10s %10.3f %8d %6s  %-12s %s",
+    tot.device_s and string.format("%.3f", tot.device_s * 1e3) or "-", tot.host_s * 1e3, tot.calls, "", "", "total")
+  return table.concat(out, "\n")
+end
+
+return M

@@ -1,0 +1,124 @@
+-- The region profiler (core/profile.c, lua/l_profile.c, lua/confit/profiler.lua): which regions
+-- it records, that nested ops are not counted twice, phases, error paths, generation stages.
+local H = dofile("tests/lua/harness.lua")
+local confit = require "confit"
+local P = confit.profiler
+
+-- rows indexed by "phase/name"
+local function by_key(rows)
+  local t = {}
+  for _, r in ipairs(rows) do
+    local k = r.phase .. "/" .. r.name
+    H.ok(not t[k], "one row per (phase, name): " .. k .. " twice")
+    t[k] = r
+  end
+  return t
+end
+
+local cuda_used = confit.cuda and confit.cuda.available and confit.cuda.available()
+
+H.case("forward, backward and optimizer regions, each op once", function()
+  local w = confit.randn({16, 32}); w.requires_grad = true
+  local x = confit.randn({4, 16})
+  local opt = confit.optim.adamw({w}, {lr = 1e-3})
+  local t0 = confit.clock()
+  local rows = confit.profile(function()
+    local y = x:matmul(w):relu():sum()
+    y:backward()
+    opt:step()
+  end)
+  local wall = confit.clock() - t0
+  local k = by_key(rows)
+  for _, key in ipairs({"fwd/matmul", "fwd/relu", "fwd/sum", "bwd/matmul", "bwd/relu", "bwd/sum", "opt/adamw"}) do
+    H.ok(k[key], "a row for " .. key)
+    H.eq(k[key].calls, 1, key .. " calls")
+  end
+  -- matmul's backward rule calls matmul twice (core/grad_nn.c): nested, so still one fwd call
+  H.eq(k["bwd/accumulate"].calls, 3, "one gradient accumulation per node")
+  local sum = 0
+  for _, r in ipairs(rows) do
+    H.ok(r.host_s >= 0, r.name .. " host_s >= 0")
+    sum = sum + r.host_s
+    if not cuda_used then H.eq(r.device_s, nil, r.name .. ": no device time on the CPU") end
+  end
+  H.ok(sum <= wall + 1e-3, string.format("regions (%.6f s) fit in the wall time (%.6f s)", sum, wall))
+  H.eq(P.active(), false, "stopped after confit.profile")
+end)
+
+H.case("rows are sorted, largest first, and the report shows them", function()
+  local a = confit.randn({256, 256})
+  local rows = confit.profile(function()
+    for _ = 1, 3 do a:matmul(a) end
+    a:neg()
+  end)
+  local sec = require("confit.profiler").seconds
+  for i = 2, #rows do H.ok(sec(rows[i - 1]) >= sec(rows[i]), "sorted at row " .. i) end
+  H.eq(by_key(rows)["fwd/matmul"].calls, 3, "three matmuls")
+  local text = P.report(rows, {top = 1})
+  H.ok(text:find("matmul", 1, true), "report names the top row")
+  H.ok(text:find("1 more rows", 1, true), "report says how many rows it left out")
+  H.ok(text:find("total", 1, true), "report has a total line")
+  H.eq(P.total(rows).calls, 4, "total calls")
+  H.raises(function() P.report(rows, {top = 0}) end, "top must be")
+end)
+
+H.case("phases label regions; backward and optimizer keep their own", function()
+  local w = confit.randn({8, 8}); w.requires_grad = true
+  local rows = confit.profile(function()
+    local old = P.phase("loss")
+    local y = w:mul(w):sum()
+    P.phase(old)
+    y:backward()
+    w:add(w)
+  end)
+  local k = by_key(rows)
+  H.ok(k["loss/mul"] and k["loss/sum"], "ops under the label")
+  H.ok(k["bwd/mul"], "backward under bwd")
+  H.ok(k["fwd/add"], "label restored afterwards")
+  H.raises(function() P.phase("") end, "empty phase")
+end)
+
+H.case("start/stop misuse is an error; errors inside leave it usable", function()
+  H.raises(function() P.stop() end, "not running")
+  P.start()
+  H.raises(function() P.start() end, "already running")
+  local a, b = confit.randn({3, 4}), confit.randn({5, 6})
+  local ok = pcall(function() return a:matmul(b) end)
+  H.ok(not ok, "the bad matmul raised")
+  a:relu()
+  local k = by_key(P.stop())
+  H.eq(k["fwd/matmul"].calls, 1, "the failed op is timed")
+  H.eq(k["fwd/relu"].calls, 1, "an op after the failure is still an outermost region")
+  H.raises(function() confit.profile(function() error("boom") end) end, "boom")
+  H.eq(P.active(), false, "stopped after fn raised")
+  H.raises(function() confit.profile(42) end, "expected a function")
+end)
+
+H.case("many regions: the pending list is folded without loss", function()
+  local a = confit.randn({4})
+  local rows = confit.profile(function() for _ = 1, 10000 do a:neg() end end)
+  H.eq(by_key(rows)["fwd/neg"].calls, 10000, "every call counted")
+end)
+
+H.case("CPU generation stages", function()
+  local m = confit.load("examples/toy/model")
+  local L = m.config.num_hidden_layers
+  local new, n = 5, 2
+  local rows = confit.profile(function()
+    return m:generate({{1, 2, 3, 4}, {5, 6}}, {max_new_tokens = new, n = n, ignore_eos = true, temperature = 0.7})
+  end)
+  local k = by_key(rows)
+  H.eq(k["gen.prefill/qkv"].calls, L, "one prefill pass over the layers")
+  H.eq(k["gen.prefill/sample"].calls, 1, "first tokens drawn once")
+  H.eq(k["gen.decode/qkv"].calls, L * (new - 1), "decode steps x layers")
+  H.eq(k["gen.decode/rmsnorm"].calls, 2 * L * (new - 1), "two norms per layer")
+  for _, s in ipairs({"embed", "rope_kv", "attention", "o_proj", "gate_up", "swiglu", "down", "final_norm", "lm_head", "sample"}) do
+    H.ok(k["gen.decode/" .. s], "decode stage " .. s)
+  end
+  H.eq(k["gen.decode/sample"].calls, new - 1, "one sampling pass per step")
+  -- the phase is restored after generation
+  local r2 = confit.profile(function() confit.randn({2}):neg() end)
+  H.ok(by_key(r2)["fwd/neg"], "phase back to fwd")
+end)
+
+H.finish()
