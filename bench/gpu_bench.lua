@@ -3,7 +3,7 @@
 --
 --   build/confit bench/gpu_bench.lua [--only decode|train|all] [--budget 300] [--new 512]
 --                                    [--prompt 128] [--train_dtype bf16|f32] [--state_dtype f32|bf16]
---                                    [--quick] [--profile]
+--                                    [--quick] [--profile] [--recompute]
 --
 -- Lines:
 --   {"bench":"decode","shape":"1.5B","batch":16,...}  generate() of `batch` prompts of --prompt
@@ -18,7 +18,8 @@
 --       tok_s = 16 * 640 / step time, tflops = 6 * params * tokens / step time, peak_gb = the
 --       allocator's peak. Mean of 3 steps after one warm-up step, then one more step timed by
 --       phase with confit.cuda.synchronize() between them: fwd_s (logprobs and the loss),
---       bwd_s (backward), opt_s (the AdamW step).
+--       bwd_s (backward), opt_s (the AdamW step). --recompute: activation recomputation per
+--       layer (m:set_recompute), for the memory it saves and the time it costs.
 --   {"bench":"profile","what":"decode 1.5B b16",...}  with --profile: after each measurement, one
 --       more run under confit.profiler (decode: --profile_new new tokens, eager, no CUDA graph;
 --       train: one step), a line per region, largest first (phase, name, calls, device_ms, host_ms,
@@ -34,13 +35,14 @@
 local confit = require "confit"
 
 local opt = {only = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16", state_dtype = "f32",
-             quick = false, profile = false, profile_new = 32, profile_top = 40}
+             quick = false, profile = false, recompute = false, profile_new = 32, profile_top = 40}
 do
   local i = 1
   while i <= #arg do
     local a = arg[i]
     if a == "--quick" then opt.quick = true; i = i + 1
     elseif a == "--profile" then opt.profile = true; i = i + 1
+    elseif a == "--recompute" then opt.recompute = true; i = i + 1
     else
       local k = a:match("^%-%-([%w_]+)$")
       if not k or opt[k] == nil or arg[i + 1] == nil then error("gpu_bench: unknown argument " .. a) end
@@ -216,6 +218,7 @@ end
 local function train(shape, B, P, N)
   if over_budget("train " .. shape) then return end
   local m, nparams = new_model(shape, 2, opt.train_dtype)
+  m:set_recompute(opt.recompute)
   local ok, err = pcall(function()
     local params = m:parameters()
     local list = {}
@@ -263,6 +266,7 @@ local function train(shape, B, P, N)
     local tokens = B * (P + N)
     local _, _, peak = confit.cuda.memory()
     emit({{"bench", "train"}, {"shape", shape}, {"dtype", opt.train_dtype}, {"state_dtype", opt.state_dtype},
+          {"recompute", opt.recompute},
           {"rows", B}, {"tokens_per_row", P + N}, {"params", nparams}, {"step_s", dt}, {"tok_s", tokens / dt},
           {"tflops", 6 * nparams * tokens / dt / 1e12}, {"fwd_s", t1 - t0}, {"bwd_s", t2 - t1}, {"opt_s", t3 - t2},
           {"peak_gb", gib(peak)}, {"loss", v0}})

@@ -23,6 +23,8 @@ static void node_free_saved(cf_node *n) {
   }
   cf_tensor_release(n->out);
   n->out = NULL;
+  if (n->custom && n->ctx) n->custom->free_ctx(n->ctx);
+  n->ctx = NULL;
   n->freed = true;
 }
 
@@ -73,34 +75,42 @@ static bool input_is_diff(const char *spec, int k) {
   return false;
 }
 
-int cf_autograd_record(cf_op_id id, cf_tensor *const *in, int nin, const cf_args *a, cf_tensor *out) {
-  const char *spec = cf_ops[id].spec;
-  bool any = false;
+const char *cf_node_name(const cf_node *n) { return n->custom ? n->custom->name : cf_ops[n->op].name; }
+
+/* A node for out with inputs in[0..nin); diff(k) says whether input k may carry a gradient. */
+static int record(cf_node *proto, cf_tensor *const *in, int nin, cf_tensor *out, bool force,
+                  bool (*diff)(const cf_node *proto, int k)) {
+  bool any = force;
   for (int k = 0; k < nin; k++)
-    if (in[k] && in[k]->requires_grad && input_is_diff(spec, k)) any = true;
-  if (!any) return 0;
-  if (!cf_dtype_is_float(out->dtype)) return 0;
+    if (in[k] && in[k]->requires_grad && diff(proto, k)) any = true;
+  if (!any || !cf_dtype_is_float(out->dtype)) {
+    if (proto->custom && proto->ctx) proto->custom->free_ctx(proto->ctx);
+    return 0;
+  }
   cf_node *n = calloc(1, sizeof *n);
-  if (!n) return CF_ERR("%s: out of memory recording the autograd node", cf_ops[id].name);
+  if (!n) {
+    if (proto->custom && proto->ctx) proto->custom->free_ctx(proto->ctx);
+    return CF_ERR("%s: out of memory recording the autograd node", cf_node_name(proto));
+  }
+  *n = *proto;
   n->refcount = 1;
-  n->op = id;
-  n->args = *a;
   n->nin = nin;
-  n->in = calloc((size_t)nin, sizeof *n->in);
-  n->next = calloc((size_t)nin, sizeof *n->next);
-  n->leaf = calloc((size_t)nin, sizeof *n->leaf);
-  n->needs = calloc((size_t)nin, sizeof *n->needs);
+  n->in = calloc((size_t)(nin ? nin : 1), sizeof *n->in);
+  n->next = calloc((size_t)(nin ? nin : 1), sizeof *n->next);
+  n->leaf = calloc((size_t)(nin ? nin : 1), sizeof *n->leaf);
+  n->needs = calloc((size_t)(nin ? nin : 1), sizeof *n->needs);
   n->out = cf_view_alias(out);
   if (!n->in || !n->next || !n->leaf || !n->needs || !n->out) {
+    n->nin = 0; /* nothing retained yet */
     node_destroy(n);
-    return CF_ERR("%s: out of memory recording the autograd node", cf_ops[id].name);
+    return CF_ERR("%s: out of memory recording the autograd node", cf_node_name(proto));
   }
   for (int k = 0; k < nin; k++) {
     cf_tensor *t = in[k];
     if (!t) continue;
     cf_tensor_retain(t);
     n->in[k] = t;
-    if (t->requires_grad && input_is_diff(spec, k)) {
+    if (t->requires_grad && diff(proto, k)) {
       n->needs[k] = true;
       if (t->grad_fn) { cf_node_retain(t->grad_fn); n->next[k] = t->grad_fn; }
       else { cf_tensor_retain(t); n->leaf[k] = t; }
@@ -110,6 +120,28 @@ int cf_autograd_record(cf_op_id id, cf_tensor *const *in, int nin, const cf_args
   cf_node_release(out->grad_fn);
   out->grad_fn = n;
   return 0;
+}
+
+static bool op_diff(const cf_node *proto, int k) { return input_is_diff(cf_ops[proto->op].spec, k); }
+
+int cf_autograd_record(cf_op_id id, cf_tensor *const *in, int nin, const cf_args *a, cf_tensor *out) {
+  cf_node proto;
+  memset(&proto, 0, sizeof proto);
+  proto.op = id;
+  proto.args = *a;
+  return record(&proto, in, nin, out, false, op_diff);
+}
+
+static bool custom_diff(const cf_node *proto, int k) { (void)proto; (void)k; return true; }
+
+int cf_autograd_record_custom(const cf_custom_fn *fn, void *ctx, cf_tensor *const *in, int nin, cf_tensor *out,
+                              bool force) {
+  cf_node proto;
+  memset(&proto, 0, sizeof proto);
+  proto.op = -1;
+  proto.custom = fn;
+  proto.ctx = ctx;
+  return record(&proto, in, nin, out, force, custom_diff);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -222,18 +254,19 @@ static int topo_order(cf_node *root, cf_node ***order, size_t *count) {
 }
 
 static int run_node(cf_node *n, bool retain) {
-  const cf_op_info *op = &cf_ops[n->op];
+  const char *name = cf_node_name(n);
   cf_tensor *g = n->gacc;
   n->gacc = NULL;
   if (!g) return 0;
-  if (!op->backward) {
+  int (*rule)(cf_node *, cf_tensor *, cf_tensor **) = n->custom ? n->custom->backward : cf_ops[n->op].backward;
+  if (!rule) {
     cf_tensor_release(g);
-    return CF_ERR("backward: op %s has no backward rule", op->name);
+    return CF_ERR("backward: op %s has no backward rule", name);
   }
   cf_tensor **gin = calloc((size_t)n->nin, sizeof *gin);
   if (!gin) { cf_tensor_release(g); return CF_ERR("backward: out of memory"); }
-  int region = cf_prof_push(op->name);
-  int rc = op->backward(n, g, gin);
+  int region = cf_prof_push(name);
+  int rc = rule(n, g, gin);
   cf_prof_pop(region);
   cf_tensor_release(g);
   region = cf_prof_push("accumulate");
@@ -246,7 +279,7 @@ static int run_node(cf_node *n, bool retain) {
     if (!cf_same_shape(gi, x)) {
       cf_tensor *r = cf_sum_to(gi, x->ndim, x->shape);
       cf_tensor_release(gi);
-      if (!r) { rc = cf_error_prefix("backward of %s: ", op->name); break; }
+      if (!r) { rc = cf_error_prefix("backward of %s: ", name); break; }
       gi = r;
     }
     if (n->next[k]) rc = accumulate(&n->next[k]->gacc, gi);

@@ -16,9 +16,24 @@
 #include "tensor.h"
 #include "ops.h"
 
+struct cf_node;
+
+/* A node whose backward is a C function rather than an op's rule (activation recomputation,
+ * core/nn/qwen2.c). backward fills gin[k] for the inputs with needs[k] and may accumulate into
+ * other leaves itself; it runs with gradients disabled like the op rules and reads its state
+ * from n->ctx and the saved inputs n->in. free_ctx releases ctx (once, when the node's saved
+ * state is released). */
+typedef struct cf_custom_fn {
+  const char *name;    /* in errors and profiles */
+  int (*backward)(struct cf_node *n, cf_tensor *gout, cf_tensor **gin);
+  void (*free_ctx)(void *ctx);
+} cf_custom_fn;
+
 typedef struct cf_node {
   int refcount;
-  int op;              /* cf_op_id */
+  int op;              /* cf_op_id; -1 for a custom node */
+  const cf_custom_fn *custom; /* the backward of a custom node, else NULL */
+  void *ctx;           /* a custom node's state (owned) */
   cf_args args;
   int nin;
   cf_tensor **in;      /* saved inputs (owned refs; NULL entries for absent optionals) */
@@ -41,6 +56,16 @@ void cf_node_release(cf_node *n);     /* NULL is fine */
 
 /* Called by cf_op: attach a node to out when an input needs a gradient. */
 int cf_autograd_record(cf_op_id id, cf_tensor *const *in, int nin, const cf_args *a, cf_tensor *out);
+
+/* Attach a custom node to out: every floating input that requires grad gets a gradient from
+ * fn->backward. With force the node is recorded even when no input requires grad (its backward
+ * reaches leaves of its own, e.g. a layer's weights). ctx belongs to the node from this call on,
+ * also when it fails (then it is freed at once). */
+int cf_autograd_record_custom(const cf_custom_fn *fn, void *ctx, cf_tensor *const *in, int nin, cf_tensor *out,
+                              bool force);
+
+/* The op name of a node, or its custom function's name. */
+const char *cf_node_name(const cf_node *n);
 
 /* Backpropagate from t. seed may be NULL when t has one element (seed 1). */
 int cf_backward(cf_tensor *t, cf_tensor *seed, bool retain_graph);

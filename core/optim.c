@@ -273,7 +273,7 @@ cf_optim *cf_optim_new(const cf_optim_config *cfg, cf_tensor *const *params, int
     }
     if (p->grad_fn) {
       CF_ERR("%s: parameter %d %s is not a leaf (it was computed by %s); pass the leaf tensors", k,
-             i + 1, cf_shape_str(p, b, sizeof b), cf_ops[p->grad_fn->op].name);
+             i + 1, cf_shape_str(p, b, sizeof b), cf_node_name(p->grad_fn));
       return NULL;
     }
     if (!cf_tensor_is_contiguous(p)) {

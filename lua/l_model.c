@@ -312,6 +312,15 @@ static int model_config(lua_State *L) {
   return 1;
 }
 
+/* m:set_recompute(on) -> previous: activation recomputation per layer in the training forward. */
+static int model_set_recompute(lua_State *L) {
+  cf_qwen2 *m = check_model(L, 1);
+  luaL_checktype(L, 2, LUA_TBOOLEAN);
+  lua_pushboolean(L, m->recompute);
+  m->recompute = lua_toboolean(L, 2);
+  return 1;
+}
+
 static int model_tostring(lua_State *L) {
   model_box *b = luaL_checkudata(L, 1, MODEL_MT);
   if (!b->m) { lua_pushstring(L, "model (freed)"); return 1; }
@@ -328,7 +337,8 @@ void cf_lua_open_model(lua_State *L) {
     {"forward", model_forward}, {"hidden", model_hidden}, {"logprobs", model_logprobs},
     {"generate", model_generate}, {"parameters", model_parameters},
     {"param_names", model_param_names}, {"set_param", model_set_param}, {"tie", model_tie},
-    {"save", model_save}, {"config", model_config}, {"free", model_free}, {NULL, NULL}};
+    {"save", model_save}, {"config", model_config}, {"set_recompute", model_set_recompute},
+    {"free", model_free}, {NULL, NULL}};
   if (luaL_newmetatable(L, MODEL_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

@@ -535,10 +535,9 @@ static cf_tensor *split_heads(cf_tensor *x, int64_t B, int64_t T, int64_t H, int
 
 #define TRY(expr) do { if (!(expr)) goto fail; } while (0)
 
-static cf_tensor *layer_forward(cf_qwen2 *m, cf_qwen2_layer *L, cf_tensor *x, cf_tensor *pos,
+static cf_tensor *layer_forward(const cf_qwen2_config *c, const cf_qwen2_layer *L, cf_tensor *x, cf_tensor *pos,
                                 int64_t B, int64_t T) {
-  const cf_qwen2_config *c = &m->cfg;
-  int64_t D = c->hidden, hd = c->head_dim;
+  int64_t hd = c->head_dim;
   cf_tensor *h = NULL, *q = NULL, *k = NULL, *v = NULL, *qh = NULL, *kh = NULL, *vh = NULL;
   cf_tensor *att = NULL, *att2 = NULL, *o = NULL, *x2 = NULL, *g = NULL, *u = NULL, *gu = NULL;
   cf_tensor *d = NULL, *out = NULL, *tmp = NULL;
@@ -570,13 +569,91 @@ static cf_tensor *layer_forward(cf_qwen2 *m, cf_qwen2_layer *L, cf_tensor *x, cf
   TRY(gu = cf_op2(CF_OP_mul, tmp, u));
   TRY(d = linear(gu, L->down_w, NULL));
   TRY(out = cf_op2(CF_OP_add, x2, d));
-  (void)D;
 fail:
   cf_tensor_release(h); cf_tensor_release(q); cf_tensor_release(k); cf_tensor_release(v);
   cf_tensor_release(qh); cf_tensor_release(kh); cf_tensor_release(vh); cf_tensor_release(att);
   cf_tensor_release(att2); cf_tensor_release(o); cf_tensor_release(x2); cf_tensor_release(g);
   cf_tensor_release(u); cf_tensor_release(gu); cf_tensor_release(d); cf_tensor_release(tmp);
   return out;
+}
+
+/* ---- activation recomputation: a layer as one custom autograd node (autograd.h) */
+
+#define LAYER_TENSORS 12
+typedef struct {
+  cf_qwen2_config cfg;
+  cf_qwen2_layer L;      /* the layer's weights, each retained (the model may be freed first) */
+  cf_tensor *pos;
+  int64_t B, T;
+  int index;
+} recompute_ctx;
+
+/* The addresses of a layer's weight slots (biases may hold NULL). */
+static void layer_tensors(cf_qwen2_layer *L, cf_tensor **s[LAYER_TENSORS]) {
+  s[0] = &L->in_norm; s[1] = &L->post_norm; s[2] = &L->q_w; s[3] = &L->k_w; s[4] = &L->v_w;
+  s[5] = &L->o_w; s[6] = &L->q_b; s[7] = &L->k_b; s[8] = &L->v_b; s[9] = &L->gate_w; s[10] = &L->up_w;
+  s[11] = &L->down_w;
+}
+
+static void recompute_free(void *p) {
+  recompute_ctx *c = p;
+  cf_tensor **s[LAYER_TENSORS];
+  layer_tensors(&c->L, s);
+  for (int i = 0; i < LAYER_TENSORS; i++) cf_tensor_release(*s[i]);
+  cf_tensor_release(c->pos);
+  free(c);
+}
+
+/* Runs the layer again on a detached copy of its saved input with gradients on, then
+ * backpropagates gout through it: the weights' gradients go to their .grad like any leaf's,
+ * the input's is returned. */
+static int recompute_backward(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
+  recompute_ctx *c = n->ctx;
+  cf_tensor *x = cf_detach(n->in[0]);
+  if (!x) return -1;
+  x->requires_grad = n->needs[0];
+  bool old = cf_set_grad_enabled(true);
+  cf_tensor *y = layer_forward(&c->cfg, &c->L, x, c->pos, c->B, c->T);
+  cf_set_grad_enabled(old);
+  int rc = y ? 0 : -1;
+  if (rc == 0 && y->requires_grad) rc = cf_backward(y, gout, false);
+  if (rc == 0 && n->needs[0] && x->grad) {
+    cf_tensor_retain(x->grad);
+    gin[0] = x->grad;
+  }
+  cf_tensor_release(y);
+  cf_tensor_release(x);
+  return rc ? cf_error_prefix("recomputing layer %d: ", c->index + 1) : 0;
+}
+
+static const cf_custom_fn recompute_fn = {"layer_recompute", recompute_backward, recompute_free};
+
+/* The layer without saving its activations: forward with gradients off, then one custom node
+ * (input x) that recomputes it in backward. */
+static cf_tensor *layer_forward_recompute(cf_qwen2 *m, int l, cf_tensor *x, cf_tensor *pos, int64_t B, int64_t T) {
+  cf_qwen2_layer *L = &m->layer[l];
+  cf_tensor **s[LAYER_TENSORS];
+  layer_tensors(L, s);
+  bool weights = false;
+  for (int i = 0; i < LAYER_TENSORS; i++) if (*s[i] && (*s[i])->requires_grad) weights = true;
+  if (!x->requires_grad && !weights) return layer_forward(&m->cfg, L, x, pos, B, T);
+  bool old = cf_set_grad_enabled(false);
+  cf_tensor *y = layer_forward(&m->cfg, L, x, pos, B, T);
+  cf_set_grad_enabled(old);
+  if (!y) return NULL;
+  recompute_ctx *c = calloc(1, sizeof *c);
+  if (!c) { cf_tensor_release(y); CF_ERR("forward: out of memory"); return NULL; }
+  c->cfg = m->cfg;
+  c->L = *L;
+  layer_tensors(&c->L, s);
+  for (int i = 0; i < LAYER_TENSORS; i++) if (*s[i]) cf_tensor_retain(*s[i]);
+  cf_tensor_retain(pos);
+  c->pos = pos;
+  c->B = B;
+  c->T = T;
+  c->index = l;
+  if (cf_autograd_record_custom(&recompute_fn, c, &x, 1, y, weights)) { cf_tensor_release(y); return NULL; }
+  return y;
 }
 
 cf_tensor *cf_qwen2_hidden(cf_qwen2 *m, cf_tensor *ids, cf_tensor *positions) {
@@ -609,7 +686,8 @@ cf_tensor *cf_qwen2_hidden(cf_qwen2 *m, cf_tensor *ids, cf_tensor *positions) {
   TRY(x = reshape(e, 2, flat));                   /* [B*T, D] */
   cf_tensor_release(e); e = NULL;
   for (int l = 0; l < m->cfg.layers; l++) {
-    cf_tensor *nx = layer_forward(m, &m->layer[l], x, pos, B, T);
+    cf_tensor *nx = m->recompute && cf_grad_enabled() ? layer_forward_recompute(m, l, x, pos, B, T)
+                                                      : layer_forward(&m->cfg, &m->layer[l], x, pos, B, T);
     cf_tensor_release(x);
     x = nx;
     TRY(x);

@@ -50,6 +50,9 @@ typedef struct cf_qwen2 {
   int nparams;
   char **names;
   cf_tensor ***slots;
+  /* Activation recomputation: when set, the training forward keeps only each layer's input
+   * (one [B*T, D] tensor per layer) and backward runs the layer again to get its gradients. */
+  bool recompute;
 } cf_qwen2;
 
 /* Parse config.json (+ generation_config.json when present) in dir. */
@@ -70,7 +73,9 @@ int cf_qwen2_save(const cf_qwen2 *m, const char *dir);
 int cf_qwen2_set_param(cf_qwen2 *m, int i, cf_tensor *t);
 
 /* Training forward: ids integer [B, T] -> final-norm hidden states [B, T, D] (autograd).
- * positions: NULL for 0..T-1 in every row. */
+ * positions: NULL for 0..T-1 in every row. With m->recompute each layer is one autograd node
+ * that saves only its input and recomputes the layer in backward (same gradients, the
+ * activation memory of one layer instead of all). */
 cf_tensor *cf_qwen2_hidden(cf_qwen2 *m, cf_tensor *ids, cf_tensor *positions);
 /* Logits [B, T, V] = hidden @ lm_head^T. */
 cf_tensor *cf_qwen2_logits(cf_qwen2 *m, cf_tensor *ids);

@@ -7,6 +7,7 @@
 --   m:logprobs(ids, prompt_lens, {temperature = T, lens = {...}})   -- [B], differentiable
 --   m:generate(prompts, {n, temperature, top_p, top_k, max_new_tokens, seed, stop, ignore_eos})
 --   m:parameters()                               -- {hf_name = tensor}
+--   m:set_recompute(true)                        -- activation recomputation per layer
 --   m:save(dir)                                  -- config, model.safetensors, tokenizer files
 local core = require "confit.core"
 
@@ -85,6 +86,9 @@ function Model:forward(ids) return self.core:forward(as_ids(self, ids)) end
 function Model:hidden(ids) return self.core:hidden(as_ids(self, ids)) end
 function Model:parameters() return self.core:parameters() end
 function Model:param_names() return self.core:param_names() end
+-- m:set_recompute(on) -> previous: activation recomputation per layer (keep only each layer's
+-- input in the forward, run the layer again in backward: same gradients, less memory).
+function Model:set_recompute(on) return self.core:set_recompute(on) end
 function Model:set_param(name, t) return self.core:set_param(name, t) end
 
 --- Sums of completion-token log-probs per row: [B]. opts.temperature (default 1), opts.lens

@@ -35,6 +35,7 @@ return {
   ["confit.load"] = "confit.load(dir) -> model | nil, msg: a Qwen2/Llama model from a Hugging Face folder (config.json, *.safetensors, tokenizer.json if present)",
   ["m:forward"] = "m:forward(ids) -> logits [B, T, V]: ids an i64 [B, T] tensor or a table of equal-length id lists",
   ["m:parameters"] = "m:parameters() -> table: the trainable weight tensors (name -> tensor), e.g. for confit.optim.adamw",
+  ["m:set_recompute"] = "m:set_recompute(on) -> previous: activation recomputation per layer (the training forward keeps each layer's input only; backward runs the layer again: same gradients, less memory)",
   ["m:logprobs"] = "m:logprobs(ids, prompt_lens [, {temperature=, lens=}]) -> [B]: sums of completion-token log-probs (chunked head, differentiable)",
   ["m:generate"] = "m:generate(prompts, {n=, temperature=, top_p=, top_k=, max_new_tokens=, seed=, stop=, ignore_eos=}) -> samples {tokens, text, logprob, finish}",
   ["confit.load_safetensors"] = "confit.load_safetensors(path) -> table | nil, msg: name -> tensor from a .safetensors file (mmap, strictly validated)",

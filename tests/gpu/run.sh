@@ -163,7 +163,7 @@ for line in io.lines(arg[1]) do
     print(string.format("%s tok/s\t%.0f (%.2f ms/step)\t%s", key, tonumber(field(line, "decode_tok_s")),
       tonumber(field(line, "ms_step")), base[key] or "-"))
   elseif b == "train" then
-    local key = "train " .. field(line, "shape")
+    local key = "train " .. field(line, "shape") .. (line:find('"recompute":true', 1, true) and " recompute" or "")
     print(string.format("%s tok/s\t%.0f (%.1f TFLOP/s, %.1f GB)\t%s", key, tonumber(field(line, "tok_s")),
       tonumber(field(line, "tflops")), tonumber(field(line, "peak_gb")), base[key] or "-"))
   elseif b == "profile" then
