@@ -4,7 +4,8 @@
  *   F32/F64/BF16/I32/I64 keep their dtype; F16 widens to f32; a file holding another dtype
  *   gives nil and a message naming the tensor and the dtype.
  * confit.save_safetensors(path, {name = tensor}, metadata?) -> true
- *   written atomically (temporary file, fsync, rename); names in sorted order; CPU copies of
+ *   written atomically (temporary file, fsync, rename); laid out by element size, then name
+ *   (every tensor aligned, core/io/safetensors.c); CPU copies of
  *   device tensors are taken first.
  */
 #include <lauxlib.h>

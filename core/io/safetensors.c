@@ -7,9 +7,11 @@
  * sorted to prove they tile the data section exactly. Every message starts with the file label
  * and names the tensor. The parsed JSON is dropped; entries own copies of names and metadata.
  *
- * Writing: the header is built by hand (cJSON prints large integers as doubles), then header and
- * data go to "<path>.tmp.<pid>", which is fsync'd, closed, renamed over path, and the directory
- * fsync'd. Any failure before the rename unlinks the temporary, so path is never partial.
+ * Writing: tensors are laid out by element size descending (8, 4, 2, 1 bytes), then by name, so
+ * each starts at a multiple of its element size (see st_order_cmp). The header is built by hand
+ * (cJSON prints large integers as doubles), then header and data go to "<path>.tmp.<pid>", which
+ * is fsync'd, closed, renamed over path, and the directory fsync'd. Any failure before the rename
+ * unlinks the temporary, so path is never partial.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "io/safetensors.h"
@@ -582,9 +584,34 @@ static void sb_json(st_buf *b, const char *s) {
   sb_put(b, "\"", 1);
 }
 
-/* Check entries and build the padded header (8-byte length prefix included) into *hb. */
+/* Element size of an entry's dtype (which need not be NUL-terminated); 0 when unknown. */
+static size_t st_entry_elsize(const cf_st_entry *e) {
+  char dt[sizeof e->dtype + 1];
+  memcpy(dt, e->dtype, sizeof e->dtype);
+  dt[sizeof e->dtype] = 0;
+  return cf_st_dtype_size(dt);
+}
+
+/* The write order: element size descending, then name (bytewise; names are unique, so the order
+ * is total and the file does not depend on the caller's order). The format allows no padding
+ * between tensors and the data section starts 8-aligned (the header is padded with spaces), so
+ * with all 8-byte tensors first, then 4, 2 and 1, every tensor starts at a multiple of its
+ * element size. In plain name order an odd-length bf16 tensor would push the f32 tensors after
+ * it off 4-byte alignment, and loaders (cf_qwen2_load) would have to copy them instead of using
+ * the mapping in place. Hugging Face's writer does the same (dtype alignment descending, then
+ * name; it also groups dtypes within a size, which alignment does not need). */
+static int st_order_cmp(const void *a, const void *b) {
+  const cf_st_entry *x = *(const cf_st_entry *const *)a, *y = *(const cf_st_entry *const *)b;
+  size_t sx = st_entry_elsize(x), sy = st_entry_elsize(y);
+  if (sx != sy) return sx > sy ? -1 : 1;
+  return strcmp(x->name, y->name);
+}
+
+/* Check entries and build the padded header (8-byte length prefix included) into *hb; *order gets
+ * a malloc'd array of the n entries in write order (st_order_cmp) for the data (free it). */
 static int st_build_header(const char *label, const cf_st_entry *entries, size_t n, const char *const *meta_kv,
-                           st_buf *hb) {
+                           st_buf *hb, const cf_st_entry ***order) {
+  *order = NULL;
   if (n && !entries) return CF_ERR("%s: NULL entries with n = %zu", label, n);
   for (size_t i = 0; i < n; i++) {
     const cf_st_entry *e = &entries[i];
@@ -637,6 +664,10 @@ static int st_build_header(const char *label, const cf_st_entry *entries, size_t
     }
     free(keys);
   }
+  const cf_st_entry **ord = calloc(n ? n : 1, sizeof *ord);
+  if (!ord) return CF_ERR("%s: out of memory", label);
+  for (size_t i = 0; i < n; i++) ord[i] = &entries[i];
+  qsort(ord, n, sizeof *ord, st_order_cmp);
   sb_put(hb, "\0\0\0\0\0\0\0\0", 8);
   sb_str(hb, "{\"__metadata__\":{");
   int has_format = 0;
@@ -652,7 +683,7 @@ static int st_build_header(const char *label, const cf_st_entry *entries, size_t
   sb_str(hb, "}");
   uint64_t off = 0;
   for (size_t i = 0; i < n; i++) {
-    const cf_st_entry *e = &entries[i];
+    const cf_st_entry *e = ord[i];
     char num[64], dt[sizeof e->dtype + 1];
     memcpy(dt, e->dtype, sizeof e->dtype);
     dt[sizeof e->dtype] = 0;
@@ -671,12 +702,19 @@ static int st_build_header(const char *label, const cf_st_entry *entries, size_t
     off += e->nbytes;
   }
   sb_str(hb, "}");
+  /* pad with spaces so the data section (after the 8-byte prefix and the header) starts 8-aligned */
   while (hb->len % 8) sb_put(hb, " ", 1);
-  if (hb->oom) return CF_ERR("%s: out of memory building the header", label);
+  if (hb->oom) {
+    free(ord);
+    return CF_ERR("%s: out of memory building the header", label);
+  }
   uint64_t hlen = hb->len - 8;
-  if (hlen > CF_ST_MAX_HEADER)
+  if (hlen > CF_ST_MAX_HEADER) {
+    free(ord);
     return CF_ERR("%s: header would be %llu bytes, over the 100 MB limit", label, (unsigned long long)hlen);
+  }
   for (int k = 0; k < 8; k++) hb->p[k] = (char)((hlen >> (8 * k)) & 0xff);
+  *order = ord;
   return 0;
 }
 
@@ -686,7 +724,8 @@ int cf_st_write_memory(const cf_st_entry *entries, size_t n, const char *const *
   *out = NULL;
   *len = 0;
   st_buf hb = {0};
-  if (st_build_header("<memory>", entries, n, meta_kv, &hb)) {
+  const cf_st_entry **ord = NULL;
+  if (st_build_header("<memory>", entries, n, meta_kv, &hb, &ord)) {
     free(hb.p);
     return -1;
   }
@@ -695,15 +734,17 @@ int cf_st_write_memory(const cf_st_entry *entries, size_t n, const char *const *
   unsigned char *buf = malloc(total ? total : 1);
   if (!buf) {
     free(hb.p);
+    free(ord);
     return CF_ERR("cf_st_write_memory: out of memory for %zu bytes", total);
   }
   memcpy(buf, hb.p, hb.len);
   size_t at = hb.len;
   for (size_t i = 0; i < n; i++) {
-    if (entries[i].nbytes) memcpy(buf + at, entries[i].data, entries[i].nbytes);
-    at += entries[i].nbytes;
+    if (ord[i]->nbytes) memcpy(buf + at, ord[i]->data, ord[i]->nbytes);
+    at += ord[i]->nbytes;
   }
   free(hb.p);
+  free(ord);
   *out = buf;
   *len = total;
   return 0;
@@ -726,7 +767,8 @@ static int st_write_all(int fd, const void *p, size_t n) {
 int cf_st_write(const char *path, const cf_st_entry *entries, size_t n, const char *const *meta_kv) {
   if (!path || !path[0]) return CF_ERR("cf_st_write: empty path");
   st_buf hb = {0};
-  if (st_build_header(path, entries, n, meta_kv, &hb)) {
+  const cf_st_entry **ord = NULL;
+  if (st_build_header(path, entries, n, meta_kv, &hb, &ord)) {
     free(hb.p);
     return -1;
   }
@@ -734,6 +776,7 @@ int cf_st_write(const char *path, const cf_st_entry *entries, size_t n, const ch
   char *tmp = malloc(plen + 32);
   if (!tmp) {
     free(hb.p);
+    free(ord);
     return CF_ERR("%s: out of memory", path);
   }
   snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
@@ -741,12 +784,13 @@ int cf_st_write(const char *path, const cf_st_entry *entries, size_t n, const ch
   if (fd < 0) {
     int err = errno;
     free(hb.p);
+    free(ord);
     free(tmp);
     return CF_ERR("%s: cannot create the temporary file: %s", path, strerror(err));
   }
   int rc = st_write_all(fd, hb.p, hb.len);
   for (size_t i = 0; rc == 0 && i < n; i++)
-    if (entries[i].nbytes) rc = st_write_all(fd, entries[i].data, entries[i].nbytes);
+    if (ord[i]->nbytes) rc = st_write_all(fd, ord[i]->data, ord[i]->nbytes);
   const char *what = "write";
   if (rc == 0 && fsync(fd) != 0) {
     rc = -1;
@@ -759,6 +803,7 @@ int cf_st_write(const char *path, const cf_st_entry *entries, size_t n, const ch
     err = errno;
   }
   free(hb.p);
+  free(ord);
   if (rc == 0 && rename(tmp, path) != 0) {
     rc = -1;
     what = "rename";

@@ -18,11 +18,15 @@
  *    section exactly (no gap, no trailing bytes), as HF's own loader requires;
  *  - __metadata__, when present, is an object of string values.
  * Entries keep the order of the header. Data pointers are NOT necessarily aligned beyond 1 byte
- * (the data section starts 8-aligned in files we write, tensors inside it follow each other
- * unpadded): read them with memcpy or check alignment before casting.
+ * in files from other writers: read them with memcpy or check alignment before casting. (In files
+ * we write, each tensor starts at a multiple of its element size from an 8-aligned data section,
+ * so a page-aligned mapping gives naturally aligned pointers.)
  *
  * Writer invariants: HF compatible (header JSON with "__metadata__" holding {"format":"pt"} and
- * the given keys, padded with spaces to a multiple of 8 bytes, data in entry order, no gaps);
+ * the given keys, padded with spaces to a multiple of 8 bytes, so the data section starts
+ * 8-aligned); tensors in header and data ordered by dtype element size descending (8, 4, 2, 1
+ * bytes), then by name, whatever the order of entries[] -- with no gaps (the format allows none)
+ * this puts every tensor at an offset that is a multiple of its element size;
  * written to "<path>.tmp.<pid>", fsync'd, renamed over path, the directory fsync'd. On failure
  * nothing is left at path (an existing file there is untouched) and the temporary is removed.
  *
@@ -72,9 +76,10 @@ const char *cf_st_metadata(const cf_st_file *f, const char *key);
 size_t cf_st_metadata_count(const cf_st_file *f);
 int cf_st_metadata_at(const cf_st_file *f, size_t i, const char **key, const char **value);
 
-/* Write entries atomically to path. meta_kv: key, value, key, value, ..., NULL (or NULL for
- * none); "format" defaults to "pt" and may be overridden. Entries are checked first (known dtype,
- * 0..8 dims >= 0, nbytes == numel * size, unique non-empty names, no "__metadata__"). */
+/* Write entries atomically to path, in the order above (element size descending, then name).
+ * meta_kv: key, value, key, value, ..., NULL (or NULL for none); "format" defaults to "pt" and
+ * may be overridden. Entries are checked first (known dtype, 0..8 dims >= 0,
+ * nbytes == numel * size, unique non-empty names, no "__metadata__"). */
 int cf_st_write(const char *path, const cf_st_entry *entries, size_t n, const char *const *meta_kv);
 /* The same bytes as cf_st_write, into a malloc'd buffer (*out, *len); free() it. */
 int cf_st_write_memory(const cf_st_entry *entries, size_t n, const char *const *meta_kv,

@@ -2,7 +2,8 @@
  * (reference.safetensors in tests/fixtures/tiny_qwen2 and tiny_llama): logits, per-sequence log-probs at two
  * temperatures with padding, every parameter's gradient of a weighted sum of log-probs, and
  * greedy generation; plus KV-cache consistency, batching invariance, seeded sampling, saving
- * and reloading, and config errors.
+ * and reloading, and config errors; a checkpoint mixing an odd-length bf16 tensor with f32 ones
+ * still has its f32 weights mapped from the file rather than copied (the writer's layout).
  */
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 #include "autograd.h"
 #include "error.h"
+#include "io/half.h"
 #include "io/safetensors.h"
 #include "nn/generate.h"
 #include "nn/qwen2.h"
@@ -237,8 +239,104 @@ static void test_config_errors(void) {
         "missing folder names config.json: %s", cf_error_message());
 }
 
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(((const cf_st_entry *)a)->name, ((const cf_st_entry *)b)->name);
+}
+
+/* A storage confit allocated (a copy) has the CPU allocator's release hook; a tensor that
+ * aliases the loader's file mapping has the loader's own. */
+static int is_copy(const cf_tensor *t) {
+  int64_t one = 1;
+  cf_tensor *ref = cf_tensor_zeros(1, &one, CF_DTYPE_F32);
+  int r = ref && t->storage->release == ref->storage->release;
+  cf_tensor_release(ref);
+  return r;
+}
+
+/* A model folder whose lm_head.weight is bf16 with an odd number of elements (7 x 5 = 70 bytes)
+ * and whose other weights are f32, passed to the writer in name order. lm_head.weight sorts
+ * first, so laid out by name every f32 weight would start 2 bytes off 4-byte alignment and
+ * cf_qwen2_load would copy them all; the writer puts larger elements first, so they map. */
+static void test_mixed_dtype_checkpoint_maps(void) {
+  cf_qwen2_config cfg;
+  const char *json = "{\"model_type\":\"qwen2\",\"hidden_size\":5,\"intermediate_size\":3,\"num_hidden_layers\":1,"
+                     "\"num_attention_heads\":1,\"num_key_value_heads\":1,\"head_dim\":2,\"vocab_size\":7,"
+                     "\"tie_word_embeddings\":false}";
+  CHECK(cf_qwen2_config_parse(json, "config", &cfg) == 0, "config: %s", cf_error_message());
+  cf_qwen2 *m = cf_qwen2_new(&cfg);
+  CHECK(m != NULL, "new: %s", cf_error_message());
+  char tmpl[] = "/tmp/confit_mixed_XXXXXX";
+  char *dir = mkdtemp(tmpl);
+  CHECK(dir != NULL, "mkdtemp");
+  if (!m || !dir) { cf_qwen2_free(m); return; }
+  CHECK(cf_qwen2_config_save(&cfg, dir) == 0, "config save: %s", cf_error_message());
+  cf_st_entry *e = calloc((size_t)m->nparams, sizeof *e);
+  uint16_t head[35];
+  int nhead = 0;
+  for (int i = 0; i < m->nparams; i++) {
+    cf_tensor *t = *m->slots[i];
+    float *d = cf_tensor_data(t);
+    int64_t numel = cf_tensor_numel(t);
+    e[i].name = m->names[i];
+    e[i].ndim = t->ndim;
+    for (int k = 0; k < t->ndim; k++) e[i].shape[k] = t->shape[k];
+    if (strcmp(m->names[i], "lm_head.weight") == 0) {
+      CHECK(numel == 35, "lm_head has %lld elements", (long long)numel);
+      for (int64_t k = 0; k < 35; k++) head[k] = cf_f32_to_bf16(0.25f * (float)k - 4.0f); /* exact in bf16 */
+      snprintf(e[i].dtype, sizeof e[i].dtype, "BF16");
+      e[i].data = head;
+      e[i].nbytes = sizeof head;
+      nhead++;
+    } else {
+      for (int64_t k = 0; k < numel; k++) d[k] = 0.125f * (float)(i * 100 + k) - 3.0f;
+      snprintf(e[i].dtype, sizeof e[i].dtype, "F32");
+      e[i].data = d;
+      e[i].nbytes = (size_t)numel * 4;
+    }
+  }
+  CHECK(nhead == 1, "the model has an untied lm_head.weight");
+  qsort(e, (size_t)m->nparams, sizeof *e, name_cmp);
+  CHECK(strcmp(e[0].name, "lm_head.weight") == 0, "lm_head.weight sorts first by name");
+  char path[600];
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  CHECK(cf_st_write(path, e, (size_t)m->nparams, NULL) == 0, "write: %s", cf_error_message());
+  free(e);
+  /* the raw layout: every tensor aligned to its element size in the (page-aligned) mapping */
+  cf_st_file *f = cf_st_open(path);
+  CHECK(f != NULL, "open: %s", cf_error_message());
+  for (size_t i = 0; f && i < cf_st_count(f); i++) {
+    const cf_st_entry *x = cf_st_get(f, i);
+    CHECK((uintptr_t)x->data % cf_st_dtype_size(x->dtype) == 0, "%s (%s) misaligned in the file", x->name, x->dtype);
+  }
+  cf_st_close(f);
+
+  cf_qwen2 *m2 = cf_qwen2_load(dir);
+  CHECK(m2 != NULL, "load: %s", cf_error_message());
+  for (int i = 0; m2 && i < m2->nparams; i++) {
+    cf_tensor *want = *m->slots[i], *got = *m2->slots[i];
+    const float *g = cf_tensor_data(got);
+    int64_t numel = cf_tensor_numel(got);
+    int same = numel == cf_tensor_numel(want);
+    if (strcmp(m2->names[i], "lm_head.weight") == 0) {
+      for (int64_t k = 0; same && k < numel; k++) same = g[k] == 0.25f * (float)k - 4.0f;
+      CHECK(same, "%s: bf16 values widen exactly", m2->names[i]);
+      CHECK(is_copy(got), "%s: bf16 is widened into a copy", m2->names[i]);
+    } else {
+      same = same && memcmp(g, cf_tensor_data(want), (size_t)numel * 4) == 0;
+      CHECK(same, "%s: f32 values exact", m2->names[i]);
+      CHECK(!is_copy(got), "%s: f32 weight was copied, not mapped (misaligned in the file?)", m2->names[i]);
+    }
+  }
+  cf_qwen2_free(m2);
+  cf_qwen2_free(m);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+}
+
 int main(void) {
   test_config_errors();
+  test_mixed_dtype_checkpoint_maps();
   test_fixture("tests/fixtures/tiny_qwen2");
   test_fixture("tests/fixtures/tiny_llama");
   return check_finish();

@@ -1,4 +1,8 @@
-/* test_safetensors.c - safetensors reader/writer, half conversions, shard index, fixtures.
+/* test_safetensors.c - safetensors reader/writer, half conversions, shard index, fixtures; the
+ * writer's layout (element size descending, then name) keeps every tensor naturally aligned
+ * (test_model.c checks that the model loader then maps f32 weights rather than copying them).
+ * Built alone with core/io/safetensors.c and core/error.c by tests/fuzz/run.sh: keep it free of
+ * the rest of the library.
  *
  * Run from the project root (ctest does). With `--write-corpus DIR` it only writes the corrupted
  * and valid sample files into DIR (the seeds of tests/fuzz/run.sh) and exits.
@@ -260,7 +264,7 @@ static void test_round_trip(void) {
   uint8_t one[2] = {7, 9};
   cf_st_entry ents[] = {
     {"w.f32", "F32", 2, {2, 3}, f32, sizeof f32},
-    {"u8 odd", "U8", 1, {7}, u8, sizeof u8}, /* makes the next tensor start unaligned */
+    {"u8 odd", "U8", 1, {7}, u8, sizeof u8}, /* odd length: the writer puts it among the 1-byte tensors */
     {"h.f16", "F16", 1, {5}, f16, sizeof f16},
     {"b.bf16", "BF16", 4, {1, 1, 1, 3}, bf16, sizeof bf16},
     {"scalar", "F64", 0, {0}, &f64, sizeof f64},
@@ -283,9 +287,17 @@ static void test_round_trip(void) {
   CHECK(f != NULL, "reopen: %s", cf_error_message());
   if (!f) return;
   CHECK(cf_st_count(f) == n, "count %zu", cf_st_count(f));
-  for (size_t i = 0; i < n && i < cf_st_count(f); i++) {
-    const cf_st_entry *e = cf_st_get(f, i);
-    CHECK(strcmp(e->name, ents[i].name) == 0, "name %zu: %s", i, e->name);
+  /* the file's order is the writer's (element size descending, then name), not the entries' */
+  for (size_t i = 1; i < cf_st_count(f); i++) {
+    const cf_st_entry *x = cf_st_get(f, i - 1), *y = cf_st_get(f, i);
+    size_t sx = cf_st_dtype_size(x->dtype), sy = cf_st_dtype_size(y->dtype);
+    CHECK(sx > sy || (sx == sy && strcmp(x->name, y->name) < 0), "write order: '%s' (%zu bytes) before '%s' (%zu)",
+          x->name, sx, y->name, sy);
+  }
+  for (size_t i = 0; i < n; i++) {
+    const cf_st_entry *e = cf_st_find(f, ents[i].name);
+    CHECK(e != NULL, "tensor '%s' is back", ents[i].name);
+    if (!e) continue;
     CHECK(strcmp(e->dtype, ents[i].dtype) == 0, "dtype %s: %s", ents[i].name, e->dtype);
     CHECK(e->ndim == ents[i].ndim, "ndim %s: %d", ents[i].name, e->ndim);
     int same = 1;
@@ -293,7 +305,6 @@ static void test_round_trip(void) {
     CHECK(same, "shape %s", ents[i].name);
     CHECK(e->nbytes == ents[i].nbytes && (!e->nbytes || memcmp(e->data, ents[i].data, e->nbytes) == 0),
           "bytes %s", ents[i].name);
-    CHECK(cf_st_find(f, ents[i].name) == e, "find %s", ents[i].name);
   }
   CHECK(cf_st_numel(cf_st_find(f, "scalar")) == 1, "0-d numel");
   CHECK(cf_st_numel(cf_st_find(f, "empty")) == 0, "empty numel");
@@ -488,6 +499,106 @@ static void test_half(void) {
   CHECK(cf_st_to_f32(&wrong, out) == -1 && strstr(cf_error_message(), "disagree"), "to_f32 size check");
   cf_st_entry unk = {"u", "Q4", 1, {3}, hb, 6};
   CHECK(cf_st_to_f32(&unk, out) == -1, "to_f32 unknown dtype");
+}
+
+/* ---------------------------------------------------------------- write order and alignment */
+
+/* The layout read from the raw bytes (our own JSON parse, not the reader): the header length is
+ * such that the data section starts 8-aligned, every tensor's absolute offset in the file is a
+ * multiple of its element size, and the header lists the tensors in the order of the data. */
+static void check_layout(const char *p, const char *const *want_order, size_t n) {
+  size_t len = 0;
+  unsigned char *b = read_all(p, &len);
+  CHECK(b && len >= 8, "%s: read back", p);
+  if (!b || len < 8) {
+    free(b);
+    return;
+  }
+  uint64_t hl = 0;
+  for (int i = 7; i >= 0; i--) hl = (hl << 8) | b[i];
+  CHECK((8 + hl) % 8 == 0, "%s: data section starts at %llu, not 8-aligned", p, (unsigned long long)(8 + hl));
+  cJSON *h = cJSON_ParseWithLength((const char *)b + 8, (size_t)hl);
+  CHECK(h != NULL, "%s: header parses", p);
+  size_t k = 0;
+  uint64_t at = 0;
+  for (const cJSON *c = h ? h->child : NULL; c; c = c->next) {
+    if (strcmp(c->string, "__metadata__") == 0) continue;
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(c, "dtype");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(c, "data_offsets");
+    size_t el = cJSON_IsString(dt) ? cf_st_dtype_size(dt->valuestring) : 0;
+    uint64_t begin = cJSON_IsArray(off) ? (uint64_t)cJSON_GetArrayItem(off, 0)->valuedouble : 1;
+    uint64_t end = cJSON_IsArray(off) ? (uint64_t)cJSON_GetArrayItem(off, 1)->valuedouble : 0;
+    CHECK(el && (8 + hl + begin) % el == 0, "%s: tensor '%s' (%s) at file offset %llu, not a multiple of %zu", p,
+          c->string, el ? dt->valuestring : "?", (unsigned long long)(8 + hl + begin), el);
+    CHECK(begin == at, "%s: tensor '%s' starts at %llu, the previous one ends at %llu (header order = data order)",
+          p, c->string, (unsigned long long)begin, (unsigned long long)at);
+    at = end;
+    if (want_order) {
+      CHECK(k < n && strcmp(c->string, want_order[k]) == 0, "%s: tensor %zu is '%s', expected '%s'", p, k,
+            c->string, k < n ? want_order[k] : "(none)");
+    }
+    k++;
+  }
+  CHECK(k == n, "%s: %zu tensors in the header, expected %zu", p, k, n);
+  CHECK(8 + hl + at == len, "%s: data section ends at the end of the file", p);
+  cJSON_Delete(h);
+  free(b);
+}
+
+static void test_write_alignment(void) {
+  /* In name order "a.bias" (3 x bf16 = 6 bytes) would come first and put "b.weight" (f32) at data
+   * offset 6, and every tensor after it off its alignment as well. */
+  uint16_t a_bias[3] = {0x3f80, 0xc040, 0x3e80}; /* 1, -3, 0.25 */
+  float b_weight[4] = {1.5f, -2.25f, 3e-8f, 1e30f};
+  uint8_t c_mask[5] = {1, 0, 1, 1, 0};
+  int64_t d_step[2] = {-7, (int64_t)1 << 40};
+  uint16_t e_half = 0x3c00;
+  double f_f64 = 0.1;
+  int32_t g_i32[3] = {1, -2, 2147483647};
+  cf_st_entry ents[] = { /* in name order, as confit.save_safetensors passes them */
+    {"a.bias", "BF16", 1, {3}, a_bias, sizeof a_bias},
+    {"b.weight", "F32", 2, {2, 2}, b_weight, sizeof b_weight},
+    {"c.mask", "BOOL", 1, {5}, c_mask, sizeof c_mask},
+    {"d.step", "I64", 1, {2}, d_step, sizeof d_step},
+    {"e.half", "F16", 0, {0}, &e_half, sizeof e_half},
+    {"f.f64", "F64", 0, {0}, &f_f64, sizeof f_f64},
+    {"g.i32", "I32", 1, {3}, g_i32, sizeof g_i32},
+  };
+  size_t n = sizeof ents / sizeof ents[0];
+  const char *want[] = {"d.step", "f.f64", "b.weight", "g.i32", "a.bias", "e.half", "c.mask"};
+  const char *p = path_in(tmpdir, "aligned.safetensors");
+  CHECK(cf_st_write(p, ents, n, NULL) == 0, "write: %s", cf_error_message());
+  check_layout(p, want, n);
+
+  /* through the reader: exact bytes back, and each pointer into the (page-aligned) mapping is
+   * aligned to its element size -- the test cf_qwen2_load makes before using f32 data in place */
+  cf_st_file *f = cf_st_open(p);
+  CHECK(f != NULL, "open: %s", cf_error_message());
+  for (size_t i = 0; f && i < n; i++) {
+    const cf_st_entry *e = cf_st_find(f, ents[i].name);
+    CHECK(e && e->nbytes == ents[i].nbytes && memcmp(e->data, ents[i].data, e->nbytes) == 0, "%s: exact round trip",
+          ents[i].name);
+    size_t el = cf_st_dtype_size(ents[i].dtype);
+    CHECK(e && (uintptr_t)e->data % el == 0, "%s: data pointer %p not %zu-byte aligned in the mapping", ents[i].name,
+          e ? e->data : NULL, el);
+  }
+  cf_st_close(f);
+
+  /* the layout depends on the tensors, not on the order they are passed in */
+  cf_st_entry rev[sizeof ents / sizeof ents[0]];
+  for (size_t i = 0; i < n; i++) rev[i] = ents[n - 1 - i];
+  const char *p2 = path_in(tmpdir, "aligned_rev.safetensors");
+  CHECK(cf_st_write(p2, rev, n, NULL) == 0, "write reversed: %s", cf_error_message());
+  size_t l1 = 0, l2 = 0;
+  unsigned char *b1 = read_all(p, &l1), *b2 = read_all(p2, &l2);
+  CHECK(b1 && b2 && l1 == l2 && memcmp(b1, b2, l1) == 0, "entry order changed the file");
+  unsigned char *m = NULL;
+  size_t ml = 0;
+  CHECK(cf_st_write_memory(rev, n, NULL, &m, &ml) == 0 && b1 && ml == l1 && memcmp(m, b1, l1) == 0,
+        "write_memory lays out the same bytes");
+  free(m);
+  free(b1);
+  free(b2);
 }
 
 /* ---------------------------------------------------------------- shard index */
@@ -719,6 +830,7 @@ int main(int argc, char **argv) {
   test_corpus();
   test_round_trip();
   test_writer_errors();
+  test_write_alignment();
   test_half();
   test_index();
   check_fixture("tests/fixtures/tiny_qwen2", 1);

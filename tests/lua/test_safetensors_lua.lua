@@ -2,7 +2,8 @@
 -- core/io/safetensors.c): round trips of every dtype confit keeps (f32, f64, bf16, i32, i64),
 -- 0-d and empty tensors, non-contiguous inputs, metadata; the file layout checked by hand
 -- (8-byte little-endian header length, JSON header with "__metadata__" {"format": "pt"},
--- sorted names, packed data offsets, little-endian values); hand-written F16 files widen to f32;
+-- tensors ordered by element size then name, packed data offsets each a multiple of the element
+-- size, little-endian values); hand-written F16 files widen to f32;
 -- failures come back as nil, message naming the file (and the tensor where there is one).
 local H = dofile("tests/lua/harness.lua")
 local confit = require "confit"
@@ -158,6 +159,38 @@ H.case("the header by hand: little-endian length, JSON, offsets, raw values", fu
   off = hdr.c_half.data_offsets
   local h1, h2 = string.unpack("<I2I2", s, base + off[1])
   H.eq(h1, 0x3F80, "bf16 1.0"); H.eq(h2, 0xC040, "bf16 -3.0")
+end)
+
+H.case("layout: element size descending, then name, so every tensor is naturally aligned", function()
+  -- by name alone, "a.bias" (3 x bf16 = 6 bytes) would put "b.weight" (f32) at data offset 6
+  local t = {
+    ["a.bias"] = confit.tensor({1.0, -3.0, 0.25}, {dtype = "bf16"}),
+    ["b.weight"] = confit.tensor({{1.5, -2.25}, {3e-8, 1e30}}),
+    ["c.ids"] = confit.tensor({7, -8, 2 ^ 40}, {dtype = "i64"}),
+    ["d.count"] = confit.tensor({1, -2, 2147483647}, {dtype = "i32"}),
+    ["e.odd"] = confit.tensor({0.5}, {dtype = "bf16"}),
+    ["f.f64"] = confit.tensor(0.1, {dtype = "f64"}),
+  }
+  local p = tempfile()
+  confit.save_safetensors(p, t)
+  local s = read_file(p)
+  local n = string.unpack("<I8", s)
+  H.eq((8 + n) % 8, 0, "data section 8-aligned")
+  local hdr = cjson.decode(s:sub(9, 8 + n))
+  local size = {F64 = 8, I64 = 8, F32 = 4, I32 = 4, BF16 = 2}
+  local names = {}
+  for k, v in pairs(hdr) do
+    if k ~= "__metadata__" then
+      names[#names + 1] = k
+      local el = size[v.dtype]
+      H.eq((8 + n + v.data_offsets[1]) % el, 0,
+        ("%s (%s) at file offset %d is a multiple of %d"):format(k, v.dtype, 8 + n + v.data_offsets[1], el))
+    end
+  end
+  table.sort(names, function(x, y) return hdr[x].data_offsets[1] < hdr[y].data_offsets[1] end)
+  H.eq(table.concat(names, ","), "c.ids,f.f64,b.weight,d.count,a.bias,e.odd", "data order")
+  local back = assert(confit.load_safetensors(p))
+  for name, want in pairs(t) do same_values(back[name], want, name) end
 end)
 
 H.case("a hand-written file (as another writer would make it) loads; F16 widens to f32", function()
