@@ -28,15 +28,14 @@
 -- *_ci95); the grid file's metrics list picks and orders them explicitly.
 local jsonio = require "confit.jsonio"
 local metrics = require "confit.metrics"
+local cli = require "confit.cli"
 
 local M = {}
 
-local UserError = {}
-UserError.__tostring = function(e) return e.msg end
-local function die(fmt, ...)
-  error(setmetatable({msg = "ablate: " .. string.format(fmt, ...)}, UserError), 0)
-end
-M.UserError = UserError
+-- User errors (bad flags, a missing or broken grid file): one line "ablate: ..." and exit status
+-- 1, no traceback (confit.cli).
+local die = cli.die_for("ablate")
+M.UserError = cli.UserError
 
 -- A shell word: as is when it holds only safe characters, else single-quoted.
 local function shell_quote(s)
@@ -512,7 +511,8 @@ function M.markdown(rows, mlist, axes, info)
   return table.concat(out, "\n") .. "\n"
 end
 
--- Collect and write results.csv and results.md; returns rows, metric list.
+-- Collect and write results.csv and results.md; returns rows, metric list, and the finished runs
+-- whose summary.json could not be read ({dir, why}: why names the file and line).
 function M.write_results(spec, runs, out, failed)
   local rows, mlist, problems = M.collect(spec, runs, out)
   local names = axis_names(spec.grid)
@@ -526,7 +526,7 @@ function M.write_results(spec, runs, out, failed)
   ok, err = jsonio.write_text_atomic(out .. "/results.md", M.markdown(rows, mlist, axes,
     {out = out, seed_key = spec.seed_key, failed = all_failed}))
   if not ok then die("cannot write %s/results.md: %s", out, tostring(err)) end
-  return rows, mlist
+  return rows, mlist, problems
 end
 
 local USAGE = [[
@@ -543,27 +543,37 @@ function M.main(argv)
     if a == "-h" or a == "--help" then print(USAGE); return 0
     elseif a == "--dry-run" then o.dry_run = true
     elseif a == "--report-only" then o.report_only = true
-    elseif a == "--out" then
-      i = i + 1
-      o.out = argv[i]
-      if not o.out then die("--out needs a directory") end
+    elseif a == "--out" or a:match("^%-%-out=") then
+      if a == "--out" then
+        i = i + 1
+        o.out = argv[i]
+      else
+        o.out = a:sub(7)
+      end
+      if not o.out or o.out == "" then die("--out needs a directory") end
     elseif a:match("^%-") then die("unknown option %s (see --help)", a)
     elseif path then die("one grid file only (got %s and %s)", path, a)
     else path = a end
     i = i + 1
   end
   if not path then die("give a grid file (see --help)") end
+  if not cli.exists(path) then die("cannot read grid file '%s': no such file", path) end
+  if cli.is_dir(path) then die("cannot read grid file '%s': it is a directory", path) end
   local spec = M.load(path)
   local out = o.out or spec.out
   if not out then die("no output directory: set out in %s or give --out", path) end
   local res
   if o.report_only then
+    if not cli.is_dir(out) then die("--report-only: no grid directory '%s' (nothing has run yet)", out) end
     res = {failed = {}, runs = (M.expand(spec))}
   else
     res = M.run_grid(spec, {out = out, dry_run = o.dry_run})
     if o.dry_run then return 0 end
   end
-  local rows, mlist = M.write_results(spec, res.runs, out, res.failed)
+  local rows, mlist, problems = M.write_results(spec, res.runs, out, res.failed)
+  for _, p in ipairs(problems or {}) do
+    io.stderr:write("ablate: warning: ", p.dir, ": unreadable summary.json: ", p.why, "\n")
+  end
   print(string.format("ablate: %d runs (%s ran, %s skipped, %d failed); %d rows, metrics: %s",
     #res.runs, tostring(res.ran or 0), tostring(res.skipped or 0), #res.failed, #rows,
     #mlist > 0 and table.concat(mlist, ", ") or "none yet"))
@@ -571,15 +581,6 @@ function M.main(argv)
   return #res.failed == 0 and 0 or 1
 end
 
-if arg and arg[0] and (arg[0] == "ablate.lua" or arg[0]:match("/ablate%.lua$")) then
-  local ok, res = xpcall(M.main, function(e)
-    if getmetatable(e) == UserError then return e end
-    return debug.traceback(tostring(e), 2)
-  end, {...})
-  if not ok then
-    io.stderr:write(getmetatable(res) == UserError and res.msg or tostring(res), "\n")
-    os.exit(1)
-  end
-  os.exit(res or 0)
-end
-return M
+-- Run as a script: exit status = M.main's (1 when a run failed), user errors one line and 1
+-- (confit.cli). Loaded with dofile it only returns M.
+return cli.main("ablate", M.main, M)

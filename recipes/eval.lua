@@ -14,10 +14,11 @@
 -- OUT defaults to runs/eval-<model folder name>-<mode>.
 --
 -- User errors (missing model, unknown benchmark, bad flags, unreadable data) print one line
--- "eval: ..." and exit with status 1; anything else is a bug and keeps its traceback.
+-- "eval: ..." and exit with status 1; anything else is a bug and keeps its traceback (confit.cli).
 local evaluate = require "confit.evaluate"
 local bench = require "confit.bench"
 local jsonio = require "confit.jsonio"
+local cli = require "confit.cli"
 
 local USAGE = [[
 usage: confit recipes/eval.lua --model DIR (--bench NAMES | --data FILE) [options]
@@ -42,13 +43,8 @@ local TOY = {toy = "mixed", ["toy-mixed"] = "mixed", ["toy-pure"] = "pure"}
 
 local M = {}
 
--- A user error: printed as one line by main, no traceback.
-local UserError = {}
-UserError.__index = UserError
-UserError.__tostring = function(e) return e.msg end
-local function die(fmt, ...)
-  error(setmetatable({msg = "eval: " .. string.format(fmt, ...)}, UserError), 0)
-end
+-- A user error: printed as one line by confit.cli, no traceback.
+local die = cli.die_for("eval")
 
 local SPEC = {
   model = "string", bench = "string", data = "string", ["question-field"] = "string",
@@ -269,20 +265,6 @@ function M.main(argv)
   return 0
 end
 
--- Run as a script (confit recipes/eval.lua ...); loaded with dofile it only returns M.
-if arg and arg[0] and (arg[0] == "eval.lua" or arg[0]:match("/eval%.lua$")) then
-  local ok, res = xpcall(M.main, function(e)
-    if getmetatable(e) == UserError then return e end
-    return debug.traceback(tostring(e), 2)
-  end, {...})
-  if not ok then
-    if getmetatable(res) == UserError then
-      io.stderr:write(res.msg, "\n")
-      os.exit(1)
-    end
-    io.stderr:write(tostring(res), "\n")
-    os.exit(1)
-  end
-  os.exit(res or 0)
-end
-return M
+-- Run as a script (confit recipes/eval.lua ...: exit status = M.main's, user errors one line and
+-- 1, confit.cli); loaded with dofile it only returns M.
+return cli.main("eval", M.main, M)

@@ -31,25 +31,33 @@ local toy = require "confit.toy"
 local train = require "confit.train"
 local toy_eval = require "confit.toy_eval"
 local jsonio = require "confit.jsonio"
+local cli = require "confit.cli"
+
+-- Mistakes in the command line: one line "pretrain_toy: ..." and exit status 1 (confit.cli).
+local die = cli.die_for("pretrain_toy")
+
+local TASKS = {}
+for k in pairs(toy.presets) do TASKS[#TASKS + 1] = k end
+table.sort(TASKS)
 
 local SPEC = {
   out = {"string", "examples/toy/model"},
-  steps = {"int", 1500},
-  batch = {"int", 64},
-  lr = {"number", 3e-3},
-  warmup = {"int", 20},
-  weight_decay = {"number", 0.01},
-  grad_clip = {"number", 1.0},
+  steps = {"int", 1500, min = 1},
+  batch = {"int", 64, min = 1},
+  lr = {"number", 3e-3, min = 0},
+  warmup = {"int", 20, min = 0},
+  weight_decay = {"number", 0.01, min = 0},
+  grad_clip = {"number", 1.0, above = 0},
   seed = {"int", 1},
-  task = {"string", "mixed"},
-  eval_every = {"int", 100},
-  eval_questions = {"int", 100},
-  layers = {"int", 3},
-  hidden = {"int", 128},
-  heads = {"int", 2},
-  ffn = {"int", 336},
-  loss_on = {"string", "completion"},
-  std = {"number", 0.08},
+  task = {"string", "mixed", choices = TASKS},
+  eval_every = {"int", 100, min = 0},
+  eval_questions = {"int", 100, min = 1},
+  layers = {"int", 3, min = 1},
+  hidden = {"int", 128, min = 2},
+  heads = {"int", 2, min = 1},
+  ffn = {"int", 336, min = 1},
+  loss_on = {"string", "completion", choices = {"all", "completion"}},
+  std = {"number", 0.08, min = 0},
   quiet = {"flag", false},
 }
 
@@ -81,11 +89,13 @@ local function lr_at(o, s)
 end
 
 local function main(argv)
-  local o = train.parse_args(argv or {}, SPEC, "pretrain_toy")
+  local o = train.parse_args(argv or {}, SPEC, "recipes/pretrain_toy.lua")
   local say = o.quiet and function() end or print
-  if o.loss_on ~= "all" and o.loss_on ~= "completion" then
-    error("pretrain_toy: --loss-on must be 'all' or 'completion', got " .. o.loss_on, 0)
+  if o.hidden % o.heads ~= 0 or (o.hidden // o.heads) % 2 ~= 0 then
+    die("--hidden %d must be --heads %d times an even head size", o.hidden, o.heads)
   end
+  if o.out:gsub("/+$", "") == "" then die("--out must name a folder") end
+  cli.mkdir_p("pretrain_toy", o.out, "--out")   -- fail now, not after the training
   local world = toy.world(o.task)
   local tokdir = os.tmpname()
   os.remove(tokdir)
@@ -127,7 +137,7 @@ local function main(argv)
     local loss = -lp:sum() / ntok
     loss:backward()
     local lv = loss:item()
-    if lv ~= lv or lv == math.huge then error(("pretrain_toy: loss %s at step %d"):format(lv, step)) end
+    if lv ~= lv or lv == math.huge then die("the loss is %s at step %d (try a lower --lr)", lv, step) end
     confit.optim.clip_grad_norm(params, o.grad_clip)
     opt:step()
     if step % 20 == 0 or step == 1 then
@@ -160,5 +170,6 @@ local function main(argv)
 end
 
 -- Run as a script (arg[0] is this file) or loaded by a test (dofile returns main).
-if train.is_main_script() then return main(arg) end
-return main
+-- Run as a script (arg[0] is this file: mistakes print one line and exit 1, confit.cli) or
+-- loaded by a test (dofile returns main).
+return cli.main("pretrain_toy", main)

@@ -40,45 +40,56 @@ local rl = require "confit.rl"
 local train = require "confit.train"
 local toy_eval = require "confit.toy_eval"
 local jsonio = require "confit.jsonio"
+local cli = require "confit.cli"
+
+-- Mistakes in the command line or the data: one line "rlsc: ..." and exit status 1 (confit.cli).
+local die = cli.die_for("rlsc")
+
+local function sorted_names(t)
+  local names = {}
+  for k in pairs(t) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
 
 local SPEC = {
   method = {"string", "l2"},
-  alpha = {"number", 0.1},
-  n = {"int", 16},
-  steps = {"int", 20},
-  questions_per_step = {"int", 4},
-  lr = {"number", 1e-4},
-  weight_decay = {"number", 0.01},
-  grad_clip = {"number", 0},
-  temperature = {"number", 0.5},
-  loss_temperature = {"number", nil},
-  top_p = {"number", 1.0},
-  max_new_tokens = {"int", 64},
-  clip_eps = {"number", 0.2},
-  kl_coef = {"number", 0},
-  clip_max = {"number", 0.5},
-  temperature_scale = {"number", 0.5},
-  eval_questions = {"int", 200},
-  eval_n = {"int", 16},
+  alpha = {"number", 0.1, min = 0},
+  n = {"int", 16, min = 1},
+  steps = {"int", 20, min = 1},
+  questions_per_step = {"int", 4, min = 1},
+  lr = {"number", 1e-4, min = 0},
+  weight_decay = {"number", 0.01, min = 0},
+  grad_clip = {"number", 0, min = 0},
+  temperature = {"number", 0.5, above = 0},
+  loss_temperature = {"number", nil, above = 0},
+  top_p = {"number", 1.0, above = 0, max = 1},
+  max_new_tokens = {"int", 64, min = 1},
+  clip_eps = {"number", 0.2, min = 0},
+  kl_coef = {"number", 0, min = 0},
+  clip_max = {"number", 0.5, min = 0},
+  temperature_scale = {"number", 0.5, above = 0},
+  eval_questions = {"int", 200, min = 1},
+  eval_n = {"int", 16, min = 0},
   eval_seed = {"int", 1},
   no_eval = {"flag", false},
   seed = {"int", 1},
   model = {"string", "examples/toy/model"},
-  task = {"string", "mixed"},
+  task = {"string", "mixed", choices = sorted_names(toy.presets)},
   out = {"string", nil},
   name = {"string", nil},
   data = {"string", nil},
   question_field = {"string", "question"},
   answer_field = {"string", "answer"},
-  template = {"string", "qwen25-math-cot"},
+  template = {"string", "qwen25-math-cot", choices = sorted_names(require("confit.chat").templates)},
   eval_data = {"string", nil},
-  eval_mode = {"string", "qwen"},
-  checkpoint_every = {"int", 0},
+  eval_mode = {"string", "qwen", choices = {"qwen", "strict"}},
+  checkpoint_every = {"int", 0, min = 0},
   resume = {"flag", false},
   save_model = {"flag", false},
   quiet = {"flag", false},
-  device = {"string", "cpu"},
-  dtype = {"string", "bf16"},
+  device = {"string", "cpu", choices = {"cpu", "cuda"}},
+  dtype = {"string", "bf16", choices = {"bf16", "f32"}},
 }
 
 -- the paper's settings, applied for --data runs to every flag not given
@@ -116,13 +127,9 @@ end
 
 -- Load the model and move it to --device (cuda: weights in --dtype, fp32 masters in AdamW).
 local function load_model(o)
-  local m = assert(model.load(o.model))
-  if o.device ~= "cpu" then
-    if o.device ~= "cuda" then error("rlsc: --device must be cpu or cuda, got " .. o.device, 0) end
-    local confit = require "confit"
-    if not (confit.cuda and confit.cuda.available()) then error("rlsc: --device cuda: no usable GPU", 0) end
-    m:to("cuda", o.dtype)
-  end
+  local m, err = model.load(o.model)
+  if not m then die("cannot load --model '%s': %s", o.model, tostring(err)) end
+  if o.device == "cuda" then m:to("cuda", o.dtype) end
   return m
 end
 
@@ -158,7 +165,7 @@ local function run_toy(o, cfg, say)
     max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
     lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
-    ref_model = o.kl_coef > 0 and assert(model.load(o.model)) or nil,
+    ref_model = o.kl_coef > 0 and load_model(o) or nil,
     out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
     extract = toy.extract_boxed, answer_key = toy_eval.answer_key,
     grade = function(text, answer) return (toy.grade(text, answer)) end,
@@ -182,23 +189,64 @@ end
 
 -- Real data ------------------------------------------------------------------------------------
 
-local function run_real(o, cfg, say)
+-- The training questions of --data (read before anything runs, so a bad file stops the run at
+-- once): the list of {id, question, answer, prompt} and whether every row has an answer.
+local function read_questions(o)
   local chat = require "confit.chat"
+  cli.check_file("rlsc", o.data, "--data")
+  local text
+  do
+    local f = assert(io.open(o.data, "rb"))
+    text = f:read("a")
+    f:close()
+  end
+  local questions, labelled, lineno = {}, true, 0
+  for line in (text .. "\n"):gmatch("(.-)\r?\n") do
+    lineno = lineno + 1
+    if line:find("%S") then
+      local r, derr = jsonio.decode(line)
+      if r == nil then
+        die("--data %s:%d: malformed JSON: %s", o.data, lineno, (tostring(derr):gsub("^jsonio: ", "")))
+      end
+      if type(r) ~= "table" then die("--data %s:%d: expected a JSON object", o.data, lineno) end
+      local q = r[o.question_field]
+      if type(q) ~= "string" then
+        die("--data %s:%d: no string field '%s' (--question-field)", o.data, lineno, o.question_field)
+      end
+      local a = r[o.answer_field]
+      if a == nil or a == jsonio.null then labelled = false; a = nil end
+      local i = #questions + 1
+      questions[i] = {id = r.id or i, question = q, answer = a ~= nil and tostring(a) or nil,
+                      prompt = chat.apply(o.template, q)}
+    end
+  end
+  if #questions == 0 then die("--data %s holds no questions", o.data) end
+  return questions, labelled
+end
+
+-- The --eval-data problems (a file or a benchmark name of confit.bench), or nil.
+local function read_eval_data(o)
+  if not o.eval_data then return nil end
+  local bench = require "confit.bench"
+  local ok, items, err = pcall(bench.load, o.eval_data)
+  if not ok then die("--eval-data: %s", (cli.message(items):gsub("^bench%.load: ", ""))) end
+  if not items then die("--eval-data: %s", (tostring(err):gsub("^bench%.load: ", ""))) end
+  if #items == 0 then die("--eval-data %s holds no problems", o.eval_data) end
+  return items
+end
+
+local function run_real(o, cfg, say)
   local grade = require "confit.grade"
   local m = load_model(o)
-  local rows, err = jsonio.read_jsonl(o.data)
-  if not rows then error("rlsc: " .. err, 0) end
-  local questions, labelled = {}, true
-  for i, r in ipairs(rows) do
-    local q = r[o.question_field]
-    if type(q) ~= "string" then
-      error(("rlsc: %s line %d has no string field '%s' (--question-field)"):format(o.data, i, o.question_field), 0)
-    end
-    local a = r[o.answer_field]
-    if a == nil or a == jsonio.null then labelled = false; a = nil end
-    questions[i] = {id = r.id or i, question = q, answer = a ~= nil and tostring(a) or nil,
-                    prompt = chat.apply(o.template, q)}
+  local questions, labelled = o.questions, o.labelled
+  if not m.tokenizer then die("--model '%s' has no tokenizer.json (--data needs one)", o.model) end
+  local longest, where = 0, nil
+  for _, q in ipairs(questions) do
+    local n = #m:encode(q.prompt)
+    if n > longest then longest, where = n, q.id end
   end
+  cli.check_context("rlsc", o.context, longest, o.max_new_tokens,
+                    ("prompt (--data %s, question %s)"):format(o.data, tostring(where)))
   local stop = {}
   for _, name in ipairs({"<|im_end|>", "<|endoftext|>"}) do
     local id = m.tokenizer and m.tokenizer.token_to_id and m.tokenizer:token_to_id(name)
@@ -207,13 +255,8 @@ local function run_real(o, cfg, say)
   local gopts = {mode = o.eval_mode}
   local extract = function(text) return grade.extract(text, gopts) end
   local ok_eval, evaluate = pcall(require, "confit.evaluate")
-  local problems
-  if o.eval_data then
-    local bench = require "confit.bench"
-    problems = assert(bench.load(o.eval_data))
-  elseif labelled then
-    problems = questions
-  end
+  local problems = o.eval_problems
+  if not problems and labelled then problems = questions end
   local function do_eval(stage)
     if o.no_eval then return nil end
     if not ok_eval then say("rlsc: confit.evaluate is not available; skipping the " .. stage .. " evaluation"); return nil end
@@ -234,7 +277,7 @@ local function run_real(o, cfg, say)
     max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
     lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, stop = stop,
-    ref_model = o.kl_coef > 0 and assert(model.load(o.model)) or nil,
+    ref_model = o.kl_coef > 0 and load_model(o) or nil,
     out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
     extract = extract, answer_key = function(a) return grade.normalize(a, gopts) end,
     grade = labelled and function(text, answer)
@@ -253,18 +296,50 @@ end
 
 -- Main -----------------------------------------------------------------------------------------
 
+-- Every check of the command line and the input files, before anything is printed or written.
+local function check(o)
+  local method, merr = rl.resolve(o.method)
+  if not method then die("--method: %s", merr) end
+  o.method = method
+  if o.data then
+    if not o.given.model then die("--data needs --model DIR (a Hugging Face folder)") end
+    for k, v in pairs(PAPER) do if not o.given[k] then o[k] = v end end
+  elseif o.given.eval_data then
+    die("--eval-data needs --data FILE (the toy world evaluates on its held-out questions)")
+  elseif not o.no_eval and o.eval_n < 1 then
+    die("--eval-n must be >= 1 for the toy evaluation, got %d (or give --no-eval)", o.eval_n)
+  end
+  cli.check_model_dir("rlsc", o.model, "--model")
+  if o.data then
+    o.questions, o.labelled = read_questions(o)
+    o.eval_problems = read_eval_data(o)
+  end
+  -- --max-new-tokens must fit the model's context (the real prompts are measured once the
+  -- tokenizer is loaded, in run_real; the toy prompts are known now)
+  o.context = cli.model_context("rlsc", o.model, "--model")
+  cli.check_context("rlsc", o.context, 0, o.max_new_tokens)
+  if not o.data then
+    local world, longest = toy.world(o.task), 0
+    local qs = world:questions("train", o.steps * o.questions_per_step, o.seed)
+    if not o.no_eval then
+      for _, q in ipairs(world:questions("heldout", o.eval_questions, o.eval_seed)) do qs[#qs + 1] = q end
+    end
+    for _, q in ipairs(qs) do longest = math.max(longest, #toy.encode(q.prompt)) end
+    cli.check_context("rlsc", o.context, longest, o.max_new_tokens, "toy prompt")
+  end
+  if o.device == "cuda" then
+    local confit = require "confit"
+    if not (confit.cuda and confit.cuda.available()) then die("--device cuda: no usable GPU") end
+  end
+end
+
 local function main(argv)
   local o = train.parse_args(argv or {}, SPEC, "recipes/rlsc.lua")
   local say = o.quiet and function() end or print
-  local method, merr = rl.resolve(o.method)
-  if not method then error("rlsc: " .. merr, 0) end
-  o.method = method
-  if o.data then
-    if not o.given.model then error("rlsc: --data needs --model DIR (a Hugging Face folder)", 0) end
-    for k, v in pairs(PAPER) do if not o.given[k] then o[k] = v end end
-  end
+  check(o)
+  local method = o.method
   o.out = o.out or default_out()
-  os.execute(("mkdir -p %q"):format(o.out))
+  cli.mkdir_p("rlsc", o.out, "--out")
   local cfg = {
     recipe = "rlsc", name = o.name or o.out:match("([^/]+)/*$"), seed = o.seed, model = o.model,
     method = method, loss = method, alpha = o.alpha, samples_per_question = o.n,
@@ -310,15 +385,6 @@ local function main(argv)
   return {before = before, after = after, config = cfg, steps = steps, timing = timing, out = o.out}
 end
 
-if train.is_main_script() then
-  -- Mistakes in the command line or the data ("rlsc: ..." messages) print one line and exit 1;
-  -- anything else keeps its traceback.
-  local ok, res = xpcall(main, function(e)
-    if type(e) == "string" and (e:match("^rlsc: ") or e:match("^recipes/rlsc%.lua: ")) then return {user = e} end
-    return debug.traceback(tostring(e), 2)
-  end, arg)
-  if ok then return res end
-  io.stderr:write(type(res) == "table" and res.user or tostring(res), "\n")
-  os.exit(1)
-end
-return main
+-- Run as a script: mistakes in the command line or the data print one line "rlsc: ..." and exit
+-- 1, anything else keeps its traceback (confit.cli). Loaded with dofile: returns main.
+return cli.main("rlsc", main)

@@ -26,23 +26,31 @@ local train = require "confit.train"
 local toy_eval = require "confit.toy_eval"
 local jsonio = require "confit.jsonio"
 local metrics = require "confit.metrics"
+local cli = require "confit.cli"
+
+-- Mistakes in the command line: one line "toy_compare: ..." and exit status 1 (confit.cli).
+local die = cli.die_for("toy_compare")
+
+local TASKS = {}
+for k in pairs(toy.presets) do TASKS[#TASKS + 1] = k end
+table.sort(TASKS)
 
 local SPEC = {
   methods = {"string", "temp_only,l1,l2,self_sft,em_ft,grpo_ttrl"},
   seeds = {"string", "1,2,3"},
-  steps = {"int", 20},
-  questions_per_step = {"int", 4},
-  n = {"int", 16},
-  alpha = {"number", 0.1},
-  temperature = {"number", 0.5},
-  lr = {"number", 1e-4},
-  temperature_scale = {"number", 0.5},
-  max_new_tokens = {"int", 64},
-  eval_questions = {"int", 100},
-  eval_n = {"int", 16},
+  steps = {"int", 20, min = 1},
+  questions_per_step = {"int", 4, min = 1},
+  n = {"int", 16, min = 1},
+  alpha = {"number", 0.1, min = 0},
+  temperature = {"number", 0.5, above = 0},
+  lr = {"number", 1e-4, min = 0},
+  temperature_scale = {"number", 0.5, above = 0},
+  max_new_tokens = {"int", 64, min = 1},
+  eval_questions = {"int", 100, min = 1},
+  eval_n = {"int", 16, min = 1},
   eval_seed = {"int", 1},
   model = {"string", "examples/toy/model"},
-  task = {"string", "mixed"},
+  task = {"string", "mixed", choices = TASKS},
   out = {"string", "runs/toy_compare"},
   md = {"string", "runs/toy_compare.md"},
   quiet = {"flag", false},
@@ -67,22 +75,58 @@ local function cell(xs, key)
   return (("%%.%df ± %%.%df"):format(digits, digits)):format(m, sd), m
 end
 
+local function load_model(dir)
+  local m, err = model.load(dir)
+  if not m then die("cannot load --model '%s': %s", dir, tostring(err)) end
+  return m
+end
+
 local function main(argv)
   local o = train.parse_args(argv or {}, SPEC, "recipes/toy_compare.lua")
   local say = o.quiet and function() end or print
   local methods, seeds = split(o.methods), {}
-  for _, s in ipairs(split(o.seeds)) do seeds[#seeds + 1] = math.tointeger(tonumber(s)) end
-  for i, mth in ipairs(methods) do methods[i] = assert(rl.resolve(mth)) end
-  os.execute(("mkdir -p %q"):format(o.out))
+  if #methods == 0 then die("--methods is empty (give names such as l1,l2)") end
+  local seen = {}
+  for i, mth in ipairs(methods) do
+    local canon, merr = rl.resolve(mth)
+    if not canon then die("--methods: %s", merr) end
+    if seen[canon] then die("--methods names %s twice", canon) end
+    seen[canon] = true
+    methods[i] = canon
+  end
+  seen = {}
+  for _, s in ipairs(split(o.seeds)) do
+    local v = math.tointeger(tonumber(s))
+    if not v then die("--seeds expects integers separated by commas, got '%s' in '%s'", s, o.seeds) end
+    if seen[v] then die("--seeds names %d twice", v) end
+    seen[v] = true
+    seeds[#seeds + 1] = v
+  end
+  if #seeds == 0 then die("--seeds is empty (give integers such as 1,2,3)") end
+  cli.check_model_dir("toy_compare", o.model, "--model")
   local world = toy.world(o.task)
   local heldout = world:questions("heldout", o.eval_questions, o.eval_seed)
+  do -- every prompt must leave room for --max-new-tokens in the model's context
+    local ctx = cli.model_context("toy_compare", o.model, "--model")
+    local longest = 0
+    for _, q in ipairs(heldout) do longest = math.max(longest, #toy.encode(q.prompt)) end
+    for _, seed in ipairs(seeds) do
+      for _, q in ipairs(world:questions("train", o.steps * o.questions_per_step, seed)) do
+        longest = math.max(longest, #toy.encode(q.prompt))
+      end
+    end
+    cli.check_context("toy_compare", ctx, longest, o.max_new_tokens, "toy prompt")
+  end
+  cli.mkdir_p("toy_compare", o.out, "--out")
+  local md_dir = o.md:match("^(.*)/[^/]*$")
+  if md_dir and md_dir ~= "" then cli.mkdir_p("toy_compare", md_dir, "--md") end
   local t_all = confit.clock()
   local before, after = {}, {}
   local grid = {axes = {method = methods, seed = seeds}, runs = {}}
   for _, seed in ipairs(seeds) do
     local ev = {n = o.eval_n, seed = seed, max_new_tokens = o.max_new_tokens,
                 benchmark = "toy-" .. o.task}
-    local m0 = assert(model.load(o.model))
+    local m0 = load_model(o.model)
     local t0 = confit.clock()
     local b, rec_b = toy_eval.run(m0, heldout, ev)
     m0:free()
@@ -103,7 +147,7 @@ local function main(argv)
       if not rl.trains(mth) then cfg.temperature_scale = o.temperature_scale end
       assert(jsonio.write_json_atomic(dir .. "/config.json", cfg))
       assert(jsonio.write_jsonl_atomic(dir .. "/eval_before.jsonl", rec_b))
-      local m = assert(model.load(o.model))
+      local m = load_model(o.model)
       local t1 = confit.clock()
       local steps = train.run({
         model = m, questions = trainq, method = mth, alpha = o.alpha, n = o.n,
@@ -168,5 +212,6 @@ local function main(argv)
   return {before = before, after = after, markdown = text}
 end
 
-if train.is_main_script() then return main(arg) end
-return main
+-- Run as a script (mistakes print one line and exit 1, confit.cli) or loaded by a test (dofile
+-- returns main).
+return cli.main("toy_compare", main)

@@ -1,5 +1,6 @@
 -- confit.train: the label-free RL loop (recipes/rlsc.lua runs it for the toy and for real
--- models), its checkpoints, and small helpers the recipes share (flag parsing, script detection).
+-- models), its checkpoints, and small helpers the recipes share (flag parsing and script
+-- detection, now in confit.cli).
 --
 --   local steps = train.run({model = m, questions = qs, method = "l2", steps = 20, ...})
 --
@@ -21,73 +22,24 @@ local confit = require "confit"
 local model = require "confit.model"
 local rl = require "confit.rl"
 local jsonio = require "confit.jsonio"
+local cli = require "confit.cli"
 
 local M = {}
 
 -- Flags ----------------------------------------------------------------------------------------
 
---- Parse `arg`-style flags: spec = {name = {type, default}} with type "string", "number", "int"
---- or "flag" (no value); --some-name and --some_name both set some_name. --help prints the
---- flags and exits. Returns the options table (defaults filled in, `given` = the set of names
---- given on the command line).
-function M.parse_args(argv, spec, prog)
-  local o, given = {}, {}
-  for k, s in pairs(spec) do o[k] = s[2] end
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    if a == "--help" or a == "-h" then
-      local names = {}
-      for k in pairs(spec) do names[#names + 1] = k end
-      table.sort(names)
-      print(("usage: confit %s [flags]"):format(prog))
-      for _, k in ipairs(names) do
-        local s = spec[k]
-        print(("  --%-22s %-7s default %s"):format(k:gsub("_", "-"), s[1], tostring(s[2])))
-      end
-      os.exit(0)
-    end
-    local name, val = a:match("^%-%-([%w_%-]+)=(.*)$")
-    if not name then name = a:match("^%-%-([%w_%-]+)$") end
-    if not name then error(("%s: unexpected argument '%s' (flags start with --)"):format(prog, a), 0) end
-    local key = name:gsub("%-", "_")
-    local s = spec[key]
-    if not s then error(("%s: unknown flag --%s (see --help)"):format(prog, name), 0) end
-    if s[1] == "flag" then
-      o[key] = true
-      if val then o[key] = not (val == "false" or val == "0") end
-    else
-      if val == nil then
-        i = i + 1
-        val = argv[i]
-        if val == nil then error(("%s: --%s needs a value"):format(prog, name), 0) end
-      end
-      if s[1] == "number" or s[1] == "int" then
-        local v = tonumber(val)
-        if v == nil then error(("%s: --%s expects a number, got '%s'"):format(prog, name, val), 0) end
-        if s[1] == "int" then
-          v = math.tointeger(v)
-          if v == nil then error(("%s: --%s expects an integer, got '%s'"):format(prog, name, val), 0) end
-        end
-        o[key] = v
-      else
-        o[key] = val
-      end
-    end
-    given[key] = true
-    i = i + 1
-  end
-  o.given = given
-  return o
-end
+-- The command line lives in confit.cli (one convention for every recipe); these names stay
+-- for the scripts that use them.
+
+--- Parse `arg`-style flags (confit.cli.parse_args): spec = {name = {type, default, min =, max =,
+--- above =, choices =}}; mistakes raise one-line user errors, --help prints the flags and exits.
+M.parse_args = cli.parse_args
 
 --- True when the calling file is the script being run (arg[0]), false when it was loaded by
 --- dofile/loadfile from another script (e.g. a test that calls the recipe as a function).
 function M.is_main_script()
-  if not (arg and arg[0]) then return false end
-  local src = debug.getinfo(2, "S").source
-  local function norm(p) return (p:gsub("^@", ""):gsub("^%./", "")) end
-  return norm(src) == norm(arg[0])
+  local yes = cli.is_main_script(2)   -- not a tail call: level 2 is our caller
+  return yes
 end
 
 --- Mark every parameter of m as requiring gradients; returns m:parameters().

@@ -261,8 +261,8 @@ end)
 
 H.case("recipes/report.lua writes the file", function()
   local out = root .. "/report.html"
-  local chunk = assert(loadfile("recipes/report.lua"))
-  chunk(out, dir_a, root .. "/grid")
+  local main = dofile("recipes/report.lua")
+  H.eq(main({out, dir_a, root .. "/grid"}), 0, "exit status")
   local text = slurp(out)
   H.ok(text and text:find("<h2>Training curves</h2>", 1, true), "written")
   H.eq(text, report.render({dir_a, root .. "/grid"}), "same as render")

@@ -1,0 +1,278 @@
+-- confit.cli: how the recipes meet the command line. One convention for every recipe: a mistake
+-- in the command line or the input files (unknown flag, bad value, value out of range, missing or
+-- malformed file) prints ONE line "<recipe>: <what and where>" on stderr and exits with status 1;
+-- any other error is a bug and keeps its traceback (also exit status 1).
+--
+--   local cli = require "confit.cli"
+--   local die = cli.die_for("myrecipe")                 -- die("--x must be ..., got %s", v)
+--   local function main(argv)
+--     local o = cli.parse_args(argv, SPEC, "recipes/myrecipe.lua")
+--     ...
+--   end
+--   return cli.main("myrecipe", main)   -- run as a script: main(arg) under the handler;
+--                                       -- loaded with dofile: returns main (or the 3rd argument)
+--
+-- A user error is an error object made by cli.raise / cli.die_for (it prints as its message), or
+-- (the recipes' older convention) a string raised at level 0 that starts with "<recipe>: ".
+local M = {}
+
+-- User errors -----------------------------------------------------------------------------------
+
+local UserError = {}
+UserError.__index = UserError
+UserError.__tostring = function(e) return e.msg end
+UserError.__name = "confit.cli.UserError"
+M.UserError = UserError
+
+--- Raise a user error whose text is msg (printed as is: one line, no traceback).
+function M.raise(msg)
+  error(setmetatable({msg = tostring(msg)}, UserError), 0)
+end
+
+--- A die(fmt, ...) for one recipe: raises the user error "<name>: <fmt formatted>".
+function M.die_for(name)
+  return function(fmt, ...) M.raise(name .. ": " .. string.format(fmt, ...)) end
+end
+
+--- True when e is a user error (of the recipe called name, for the string form).
+function M.is_user_error(e, name)
+  if getmetatable(e) == UserError then return true end
+  return type(e) == "string" and name ~= nil and e:sub(1, #name + 2) == name .. ": "
+end
+
+--- The text of an error object (the message of a user error, tostring otherwise).
+function M.message(e)
+  if getmetatable(e) == UserError then return e.msg end
+  return tostring(e)
+end
+
+-- Running a recipe ------------------------------------------------------------------------------
+
+--- Run main(argv) as the program `name`. A user error prints its message on stderr (one line;
+--- "<name>: " is added when missing) and exits 1; any other error prints its message and a
+--- traceback on stderr and exits 1. A number returned by main is the exit status; anything else
+--- is returned.
+function M.run(name, main, argv)
+  local ok, res = xpcall(main, function(e)
+    if M.is_user_error(e, name) then return e end
+    return debug.traceback(tostring(e), 2)
+  end, argv or {})
+  if not ok then
+    io.stdout:flush()   -- what was printed comes first
+    if M.is_user_error(res, name) then
+      local msg = M.message(res):gsub("\n+$", "")
+      if msg:sub(1, #name + 2) ~= name .. ": " then msg = name .. ": " .. msg end
+      io.stderr:write(msg, "\n")
+    else
+      io.stderr:write(tostring(res), "\n")
+    end
+    os.exit(1)
+  end
+  if math.type(res) == "integer" then
+    io.stdout:flush()
+    os.exit(res)
+  end
+  return res
+end
+
+local function norm_source(p) return (p:gsub("^@", ""):gsub("^%./", "")) end
+
+--- True when the file defining f (a function, or a stack level as in debug.getinfo: 1 = the
+--- function calling is_main_script, the default) is the script being run (arg[0]); false when
+--- that file was loaded by dofile/loadfile from another script (e.g. a test calling a recipe).
+function M.is_main_script(f)
+  if not (arg and arg[0]) then return false end
+  local info = debug.getinfo(type(f) == "function" and f or (f or 1) + 1, "S")
+  if not info then return false end
+  return norm_source(info.source) == norm_source(arg[0])
+end
+
+--- The last line of a recipe (`return cli.main("name", main)`): when the file defining main is
+--- the script being run, run main(arg) under M.run and return its result; otherwise return
+--- `module` (default main) to whoever loaded the file.
+function M.main(name, main, module)
+  if M.is_main_script(main) then return M.run(name, main, arg) end
+  return module or main
+end
+
+-- Flags -----------------------------------------------------------------------------------------
+
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+local function describe_range(s)
+  local parts = {}
+  if s.choices then parts[#parts + 1] = "one of " .. table.concat(s.choices, ", ") end
+  if s.above ~= nil then parts[#parts + 1] = "> " .. tostring(s.above) end
+  if s.min ~= nil then parts[#parts + 1] = ">= " .. tostring(s.min) end
+  if s.max ~= nil then parts[#parts + 1] = "<= " .. tostring(s.max) end
+  return table.concat(parts, " and ")
+end
+
+-- nil when v is allowed by the spec entry s, else what is allowed
+local function out_of_range(s, v)
+  if s.choices then
+    for _, c in ipairs(s.choices) do if c == v then return nil end end
+    return describe_range(s)
+  end
+  if type(v) == "number" then
+    if (s.above ~= nil and not (v > s.above)) or (s.min ~= nil and v < s.min)
+       or (s.max ~= nil and v > s.max) then
+      return describe_range(s)
+    end
+  end
+  return nil
+end
+
+--- The program name of a recipe path: "recipes/rlsc.lua" -> "rlsc".
+function M.name_of(prog)
+  return (tostring(prog):match("([^/]+)%.lua$")) or tostring(prog)
+end
+
+--- Parse `arg`-style flags: spec = {name = {type, default, min =, max =, above =, choices =}}
+--- with type "string", "number", "int" or "flag" (no value); --some-name and --some_name both
+--- set some_name; --name value and --name=value both work. min/max bound numbers inclusively,
+--- above exclusively; choices lists the allowed strings. --help / -h prints the flags and exits
+--- 0. Mistakes raise user errors "<name>: ..." (name: the recipe's file name without .lua).
+--- Returns the options table (defaults filled in, `given` = the set of names given).
+function M.parse_args(argv, spec, prog)
+  local name = M.name_of(prog)
+  local die = M.die_for(name)
+  local o, given = {}, {}
+  for k, s in pairs(spec) do o[k] = s[2] end
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--help" or a == "-h" then
+      local names = {}
+      for k in pairs(spec) do names[#names + 1] = k end
+      table.sort(names)
+      print(("usage: confit %s [flags]"):format(prog))
+      for _, k in ipairs(names) do
+        local s = spec[k]
+        local range = describe_range(s)
+        print(("  --%-22s %-7s default %s%s"):format(k:gsub("_", "-"), s[1], tostring(s[2]),
+                                                     range ~= "" and ("; " .. range) or ""))
+      end
+      io.stdout:flush()
+      os.exit(0)
+    end
+    local flag, val = a:match("^%-%-([%w_%-]+)=(.*)$")
+    if not flag then flag = a:match("^%-%-([%w_%-]+)$") end
+    if not flag then die("unexpected argument '%s' (flags start with --; see --help)", a) end
+    local key = flag:gsub("%-", "_")
+    local s = spec[key]
+    if not s then die("unknown flag --%s (see --help)", flag) end
+    if s[1] == "flag" then
+      o[key] = true
+      if val then
+        if val == "false" or val == "0" then o[key] = false
+        elseif not (val == "true" or val == "1") then
+          die("--%s is a flag: give it alone, or =true / =false, not '%s'", flag, val)
+        end
+      end
+    else
+      if val == nil then
+        i = i + 1
+        val = argv[i]
+        if val == nil then die("--%s needs a value", flag) end
+      end
+      if s[1] == "number" or s[1] == "int" then
+        local v = tonumber(val)
+        if v == nil or not finite(v) then die("--%s expects a number, got '%s'", flag, val) end
+        if s[1] == "int" then
+          v = math.tointeger(v)
+          if v == nil then die("--%s expects an integer, got '%s'", flag, val) end
+        end
+        val = v
+      end
+      local bad = out_of_range(s, val)
+      if bad then
+        die("--%s must be %s, got %s", flag, bad,
+            type(val) == "string" and ("'" .. val .. "'") or tostring(val))
+      end
+      o[key] = val
+    end
+    given[key] = true
+    i = i + 1
+  end
+  o.given = given
+  return o
+end
+
+-- Input checks shared by the recipes ------------------------------------------------------------
+
+--- True when path names an existing file or directory.
+function M.exists(path)
+  return os.rename(path, path) and true or false
+end
+
+--- True when path names a directory.
+function M.is_dir(path)
+  local f = io.open(path .. "/.", "rb")
+  if f then f:close(); return true end
+  return false
+end
+
+--- Check that dir is a Hugging Face model folder (has config.json); raises a user error
+--- "<name>: <flag> '<dir>': ..." otherwise.
+function M.check_model_dir(name, dir, flag)
+  flag = flag or "--model"
+  local die = M.die_for(name)
+  if not M.exists(dir) then die("%s '%s': no such directory", flag, dir) end
+  if not M.is_dir(dir) then die("%s '%s' is not a directory (a model folder is expected)", flag, dir) end
+  if not M.exists(dir .. "/config.json") then
+    die("%s '%s' is not a model folder (no config.json there)", flag, dir)
+  end
+end
+
+--- The context length (max_position_embeddings) in the config.json of model folder dir, or nil
+--- when it has none; a config.json that cannot be read is the user error "<name>: <flag> ...".
+function M.model_context(name, dir, flag)
+  local cfg, err = require("confit.jsonio").read_json(dir .. "/config.json")
+  if cfg == nil then M.die_for(name)("%s '%s': %s", flag or "--model", dir, tostring(err)) end
+  if type(cfg) ~= "table" then
+    M.die_for(name)("%s '%s': config.json is not a JSON object", flag or "--model", dir)
+  end
+  return math.tointeger(cfg.max_position_embeddings)
+end
+
+--- Check that max_new new tokens after a prompt of `longest` tokens (the longest `what`) fit a
+--- context of ctx positions (no check when ctx is nil); raises "<name>: ..." otherwise.
+function M.check_context(name, ctx, longest, max_new, what)
+  if not ctx then return end
+  local die = M.die_for(name)
+  if max_new >= ctx then
+    die("--max-new-tokens %d must be below the model's context of %d positions", max_new, ctx)
+  end
+  if longest >= ctx then
+    die("the longest %s has %d tokens, more than the model's context of %d positions",
+        what or "prompt", longest, ctx)
+  end
+  if longest + max_new > ctx then
+    die("--max-new-tokens %d does not fit: the longest %s has %d tokens and the model's context "
+        .. "is %d positions (so at most %d)", max_new, what or "prompt", longest, ctx, ctx - longest)
+  end
+end
+
+--- Check that path is a readable file; raises "<name>: <flag> '<path>': ..." otherwise.
+function M.check_file(name, path, flag)
+  local die = M.die_for(name)
+  if not M.exists(path) then die("%s '%s': no such file", flag, path) end
+  if M.is_dir(path) then die("%s '%s' is a directory, not a file", flag, path) end
+  local f, err = io.open(path, "rb")
+  if not f then die("%s '%s': %s", flag, path, tostring(err)) end
+  f:close()
+end
+
+--- Create directory dir (and its parents); raises "<name>: cannot create <flag> '<dir>'" when
+--- that fails or dir is a file.
+function M.mkdir_p(name, dir, flag)
+  local quoted = "'" .. tostring(dir):gsub("'", "'\\''") .. "'"
+  local ok = os.execute("mkdir -p " .. quoted .. " 2>/dev/null")
+  if not ok or not M.is_dir(dir) then
+    M.die_for(name)("cannot create %s'%s' (a file is in the way, or no permission)",
+                    flag and (flag .. " ") or "", dir)
+  end
+end
+
+return M
