@@ -1,5 +1,5 @@
-/* grad_nn.c - backward rules of matmul, embedding, gather, cat, stack, rmsnorm, rope, attention,
- * cross_entropy, token_logprob, head_logprob and entropy.
+/* grad_nn.c - backward rules of matmul, embedding, gather, cat, stack, swiglu, rmsnorm, rope,
+ * attention, cross_entropy, token_logprob, head_logprob and entropy.
  *
  * Rules run with gradients disabled (autograd.c) and return new references in gin[k] for the
  * inputs with n->needs[k]; the engine reduces broadcast gradients to the input shapes.
@@ -18,6 +18,7 @@
 
 WEAK int cf_cuda_embedding_backward(cf_tensor *gw, cf_tensor *ids, cf_tensor *gout);
 WEAK int cf_cuda_gather_backward(cf_tensor *gx, int dim, cf_tensor *index, cf_tensor *gout);
+WEAK int cf_cuda_swiglu_backward(cf_tensor *ga, cf_tensor *gb, cf_tensor *a, cf_tensor *b, cf_tensor *gout);
 WEAK int cf_cuda_rmsnorm_backward(cf_tensor *gx, cf_tensor *gw, cf_tensor *x, cf_tensor *w,
                                   double eps, cf_tensor *gout);
 WEAK int cf_cuda_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta, cf_tensor *gout);
@@ -102,6 +103,18 @@ int cf_bwd_matmul(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
     if (!gin[1]) return -1;
   }
   return 0;
+}
+
+/* ---------------------------------------------------------------- swiglu */
+
+/* One fused pass for both gradients, in the output's shape (run_node sums broadcast dims). */
+int cf_bwd_swiglu(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
+  int rc = 0;
+  cf_tensor *g[2];
+  g[0] = zeros_like(gout, n->needs[0], &rc);
+  g[1] = zeros_like(gout, n->needs[1], &rc);
+  if (rc == 0) rc = BACKWARD_KERNEL(swiglu, cf_tensor_device(gout), g[0], g[1], n->in[0], n->in[1], gout);
+  return finish(rc, gin, g, 2);
 }
 
 /* ---------------------------------------------------------------- embedding, gather */

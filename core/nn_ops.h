@@ -149,6 +149,8 @@ int cf_cpu_embedding_backward(cf_tensor *gw, cf_tensor *ids, cf_tensor *gout);
 int cf_cpu_gather_backward(cf_tensor *gx, int dim, cf_tensor *index, cf_tensor *gout);
 int cf_cpu_rmsnorm_backward(cf_tensor *gx, cf_tensor *gw, cf_tensor *x, cf_tensor *w, double eps,
                             cf_tensor *gout);
+/* ga, gb (either may be NULL) shaped like gout, dense; a, b broadcast to it (elementwise.c). */
+int cf_cpu_swiglu_backward(cf_tensor *ga, cf_tensor *gb, cf_tensor *a, cf_tensor *b, cf_tensor *gout);
 int cf_cpu_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta, cf_tensor *gout);
 int cf_cpu_attention_backward(cf_tensor *gq, cf_tensor *gk, cf_tensor *gv, cf_tensor *q,
                               cf_tensor *k, cf_tensor *v, cf_tensor *mask, double scale,

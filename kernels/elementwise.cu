@@ -1,5 +1,6 @@
-/* elementwise.cu - CUDA kernels of the elementwise ops (add sub mul div pow maximum minimum,
- * where, masked_fill, neg exp log sqrt rsqrt abs clamp silu sigmoid tanh gelu relu) and the fused
+/* elementwise.cu - CUDA kernels of the elementwise ops (add sub mul div pow maximum minimum
+ * swiglu, where, masked_fill, neg exp log sqrt rsqrt abs clamp silu sigmoid tanh gelu relu),
+ * swiglu's fused backward, and the fused
  * optimizer kernels registered with core/optim.h (AdamW, SGD, sum of squares, scale). The
  * optimizer kernels are templated on the parameter type (f32, or bf16 updated through its f32
  * master copy) and the state type (f32 or bf16).
@@ -19,7 +20,7 @@ extern "C" {
 /* ---------------------------------------------------------------- math */
 
 enum { U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_ABS, U_CLAMP, U_SILU, U_SIGMOID, U_TANH, U_GELU, U_RELU };
-enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN };
+enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN, B_SWIGLU };
 
 __device__ __forceinline__ float sigmoidf_(float x) {
   if (x >= 0) return 1.0f / (1.0f + expf(-x));
@@ -59,6 +60,7 @@ __device__ __forceinline__ float binary_fn(float a, float b) {
     case B_POW: return powf(a, b);
     case B_MAX: return (isnan(a) || isnan(b)) ? a + b : (a > b ? a : b);
     case B_MIN: return (isnan(a) || isnan(b)) ? a + b : (a < b ? a : b);
+    case B_SWIGLU: return a * sigmoidf_(a) * b;
   }
   return a;
 }
@@ -96,6 +98,23 @@ __global__ void __launch_bounds__(CF_CU_THREADS) binary_kernel(T *out, const T *
     int64_t off[3];
     cu_offsets<3>(it, i, off);
     stf(out, off[0], binary_fn<OP>(ldf(a, off[1]), ldf(b, off[2])));
+  }
+}
+
+// swiglu backward: ga, gb [n] (dense, either may be NULL) from g, a, b (operands: first output, g, a, b;
+// the second output shares the first one's offsets)
+template <typename T>
+__global__ void __launch_bounds__(CF_CU_THREADS) swiglu_bwd_kernel(T *ga, T *gb, const T *g, const T *a, const T *b,
+                                                                   cu_iter it, int64_t n) {
+  int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride) {
+    int64_t off[4];
+    if (it.contiguous) off[0] = off[1] = off[2] = off[3] = i;
+    else cu_offsets<4>(it, i, off);
+    float d = ldf(g, off[1]), x = ldf(a, off[2]), y = ldf(b, off[3]);
+    float s = sigmoidf_(x);
+    if (ga) stf(ga, off[0], d * y * s * (1.0f + x * (1.0f - s)));
+    if (gb) stf(gb, off[0], d * x * s);
   }
 }
 
@@ -186,6 +205,29 @@ BINARY(div, B_DIV)
 BINARY(pow, B_POW)
 BINARY(maximum, B_MAX)
 BINARY(minimum, B_MIN)
+BINARY(swiglu, B_SWIGLU)
+
+/* The contract of cf_cpu_swiglu_backward (core/nn_ops.h): ga, gb fresh and dense in gout's shape. */
+extern "C" int cf_cuda_swiglu_backward(cf_tensor *ga, cf_tensor *gb, cf_tensor *a, cf_tensor *b, cf_tensor *g) {
+  cf_tensor *first = ga ? ga : gb;
+  if (!first) return 0;
+  if (cu_check_float("swiglu backward", first)) return -1;
+  int64_t n = cf_tensor_numel(first);
+  if (n == 0) return 0;
+  const cf_tensor *ops[4] = {first, g, a, b};
+  cu_iter it;
+  cu_iter_init(&it, first->ndim, first->shape, 4, ops);
+  unsigned grid = cu_blocks(n, CF_CU_THREADS);
+  if (first->dtype == CF_DTYPE_F32)
+    swiglu_bwd_kernel<float><<<grid, CF_CU_THREADS, 0, cu_stream()>>>(ga ? (float *)cf_tensor_data(ga) : NULL,
+        gb ? (float *)cf_tensor_data(gb) : NULL, (const float *)cf_tensor_data(g), (const float *)cf_tensor_data(a),
+        (const float *)cf_tensor_data(b), it, n);
+  else
+    swiglu_bwd_kernel<bf16><<<grid, CF_CU_THREADS, 0, cu_stream()>>>(ga ? (bf16 *)cf_tensor_data(ga) : NULL,
+        gb ? (bf16 *)cf_tensor_data(gb) : NULL, (const bf16 *)cf_tensor_data(g), (const bf16 *)cf_tensor_data(a),
+        (const bf16 *)cf_tensor_data(b), it, n);
+  return cu_launched("swiglu backward");
+}
 
 static int select_op(const char *name, cf_tensor *out, cf_tensor *c, cf_tensor *a, cf_tensor *b, double fill) {
   if (cu_check_float(name, out)) return -1;

@@ -1,6 +1,6 @@
 /* elementwise.c - CPU kernels of the elementwise ops: binary with broadcasting (add sub mul div
- * pow maximum minimum), where, masked_fill and the unary ops (neg exp log sqrt rsqrt abs clamp
- * silu sigmoid tanh gelu relu).
+ * pow maximum minimum swiglu), where, masked_fill and the unary ops (neg exp log sqrt rsqrt abs
+ * clamp silu sigmoid tanh gelu relu), and swiglu's fused backward.
  *
  * The math is written once, in double (unary_fn, binary_fn); each kernel has two thin typed
  * loops, f32 and f64, over the strided iterator of iter.h (inputs may have any strides and
@@ -108,7 +108,7 @@ int cf_cpu_clamp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a
 
 /* ---------------------------------------------------------------- binary */
 
-typedef enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN } binary_op;
+typedef enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN, B_SWIGLU } binary_op;
 
 static inline double binary_fn(binary_op op, double a, double b) {
   switch (op) {
@@ -119,6 +119,7 @@ static inline double binary_fn(binary_op op, double a, double b) {
     case B_POW: return pow(a, b);
     case B_MAX: return (isnan(a) || isnan(b)) ? a + b : (a > b ? a : b);
     case B_MIN: return (isnan(a) || isnan(b)) ? a + b : (a < b ? a : b);
+    case B_SWIGLU: return a * sigmoid(a) * b;
   }
   return a;
 }
@@ -165,6 +166,40 @@ BINARY_KERNEL(div, B_DIV)
 BINARY_KERNEL(pow, B_POW)
 BINARY_KERNEL(maximum, B_MAX)
 BINARY_KERNEL(minimum, B_MIN)
+BINARY_KERNEL(swiglu, B_SWIGLU)
+
+/* swiglu backward, one pass: with s = sigmoid(a), ga = g b s (1 + a (1 - s)), gb = g a s.
+ * ga, gb: fresh contiguous tensors of g's (the output's) shape, either may be NULL; a, b may
+ * broadcast to it; the engine sums the gradients down to the input shapes. */
+int cf_cpu_swiglu_backward(cf_tensor *ga, cf_tensor *gb, cf_tensor *a, cf_tensor *b, cf_tensor *g) {
+  cf_tensor *first = ga ? ga : gb;
+  if (!first) return 0;
+  if (check_compute_dtype("swiglu backward", first)) return -1;
+  /* both outputs are dense and of one shape: gb is addressed with ga's offsets */
+  cf_tensor *ops[4] = {first, g, a, b};
+  cf_iter it;
+  cf_iter_init(&it, first->ndim, first->shape, 4, ops);
+#define SWIGLU_BWD_LOOP(T)                                                                          \
+  do {                                                                                              \
+    T *pa = ga ? ga->storage->data : NULL, *pb = gb ? gb->storage->data : NULL;                     \
+    const T *gs = g->storage->data, *as = a->storage->data, *bs = b->storage->data;                 \
+    _Pragma("omp parallel for if (it.numel > CF_OMP_MIN)")                                          \
+    for (int64_t u = 0; u < it.units; u++) {                                                        \
+      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off), so = it.inner_stride[0],          \
+              sg = it.inner_stride[1], sa = it.inner_stride[2], sb = it.inner_stride[3];            \
+      for (int64_t j = 0; j < len; j++) {                                                           \
+        double x = as[off[2] + j * sa], y = bs[off[3] + j * sb], d = gs[off[1] + j * sg];           \
+        double s = sigmoid(x);                                                                      \
+        if (pa) pa[off[0] + j * so] = (T)(d * y * s * (1.0 + x * (1.0 - s)));                       \
+        if (pb) pb[off[0] + j * so] = (T)(d * x * s);                                               \
+      }                                                                                             \
+    }                                                                                               \
+  } while (0)
+  if (first->dtype == CF_DTYPE_F32) SWIGLU_BWD_LOOP(float);
+  else SWIGLU_BWD_LOOP(double);
+#undef SWIGLU_BWD_LOOP
+  return 0;
+}
 
 /* ---------------------------------------------------------------- where, masked_fill */
 

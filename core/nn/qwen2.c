@@ -564,9 +564,8 @@ static cf_tensor *layer_forward(const cf_qwen2_config *c, const cf_qwen2_layer *
   cf_tensor_release(h); h = NULL;
   TRY(h = cf_rmsnorm(x2, L->post_norm, c->rms_eps));
   TRY(g = linear(h, L->gate_w, NULL));
-  TRY(tmp = cf_op1(CF_OP_silu, g));
   TRY(u = linear(h, L->up_w, NULL));
-  TRY(gu = cf_op2(CF_OP_mul, tmp, u));
+  TRY(gu = cf_op2(CF_OP_swiglu, g, u));                /* silu(g) * u in one pass */
   TRY(d = linear(gu, L->down_w, NULL));
   TRY(out = cf_op2(CF_OP_add, x2, d));
 fail:

@@ -90,7 +90,7 @@ end
 local cases = {}
 local function add(name, c) cases[name] = cases[name] or {}; table.insert(cases[name], c) end
 
-for _, op in ipairs({"add", "sub", "mul", "div", "maximum", "minimum"}) do
+for _, op in ipairs({"add", "sub", "mul", "div", "maximum", "minimum", "swiglu"}) do
   add(op, {make = function() return {rn({17, 33}, 1), rn({33}, 2)}, {} end})
   add(op, {make = function() return {rn({3, 17, 33}, 3), rn({17, 1}, 4)}, {} end})
 end
