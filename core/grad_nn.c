@@ -73,8 +73,16 @@ static cf_tensor *flatten_rows(cf_tensor *t) {
   return v;
 }
 
+/* B is W^T for a row-major W (a linear layer's weight seen through a transpose view). */
+static bool is_transposed_matrix(const cf_tensor *B) {
+  return B->ndim == 2 && B->stride[0] == 1 && B->stride[1] == B->shape[0] && B->shape[0] > 1 && B->shape[1] > 1;
+}
+
 /* dA = g @ B^T, dB = A^T @ g (transposes are views: BLAS reads them with the trans flag). When B
- * is a plain matrix and A batched, dB is one GEMM over A's rows instead of a batch to reduce. */
+ * is a plain matrix and A batched, dB is one GEMM over A's rows instead of a batch to reduce.
+ * When B = W^T (the linear layers) dB is computed as (g^T @ A)^T: the GEMM writes dW in W's own
+ * row-major layout, so the gradient reaching W through the transpose is contiguous and is
+ * stored as it is (A^T @ g would give a [k, m] matrix whose transpose the leaf must copy). */
 int cf_bwd_matmul(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
   cf_tensor *A = n->in[0], *B = n->in[1];
   if (n->needs[0]) {
@@ -95,9 +103,17 @@ int cf_bwd_matmul(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
       cf_tensor_retain(gout);
       g = gout;
     }
-    cf_tensor *at = a && g ? cf_view_transpose(a, a->ndim - 2, a->ndim - 1) : NULL;
-    gin[1] = at ? cf_op2(CF_OP_matmul, at, g) : NULL;
-    cf_tensor_release(at);
+    if (a && g && is_transposed_matrix(B) && a->ndim == 2) {
+      cf_tensor *gt = cf_view_transpose(g, 0, 1);
+      cf_tensor *dw = gt ? cf_op2(CF_OP_matmul, gt, a) : NULL;   /* [m, k] = W's layout */
+      gin[1] = dw ? cf_view_transpose(dw, 0, 1) : NULL;           /* [k, m], B's strides */
+      cf_tensor_release(gt);
+      cf_tensor_release(dw);
+    } else {
+      cf_tensor *at = a && g ? cf_view_transpose(a, a->ndim - 2, a->ndim - 1) : NULL;
+      gin[1] = at ? cf_op2(CF_OP_matmul, at, g) : NULL;
+      cf_tensor_release(at);
+    }
     cf_tensor_release(a);
     cf_tensor_release(g);
     if (!gin[1]) return -1;
