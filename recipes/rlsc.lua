@@ -11,6 +11,7 @@
 --       [--questions-per-step 4] [--lr 1e-4] [--temperature 0.5] [--loss-temperature T]
 --       [--eval-questions 200] [--seed 1] [--model examples/toy/model] [--task mixed]
 --       [--out DIR] [--checkpoint-every K] [--resume] [--device cpu|cuda] [--dtype bf16|f32]
+--       [--recompute] [--state-dtype f32|bf16]
 --       ...      (--help lists every flag)
 --
 -- Methods: every name of confit.rl (l1, l2, ours_lennorm, ours_softmax, ours_clip, self_sft,
@@ -90,6 +91,8 @@ local SPEC = {
   quiet = {"flag", false},
   device = {"string", "cpu", choices = {"cpu", "cuda"}},
   dtype = {"string", "bf16", choices = {"bf16", "f32"}},
+  recompute = {"flag", false},    -- activation recomputation per layer (m:set_recompute)
+  state_dtype = {"string", "f32", choices = {"f32", "bf16"}}, -- AdamW moments (bf16: 7B on one H200)
 }
 
 -- the paper's settings, applied for --data runs to every flag not given
@@ -130,6 +133,7 @@ local function load_model(o)
   local m, err = model.load(o.model)
   if not m then die("cannot load --model '%s': %s", o.model, tostring(err)) end
   if o.device == "cuda" then m:to("cuda", o.dtype) end
+  if o.recompute then m:set_recompute(true) end
   return m
 end
 
@@ -163,7 +167,7 @@ local function run_toy(o, cfg, say)
     model = m, questions = trainq, method = o.method, alpha = o.alpha, n = o.n,
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
     max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
-    lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed,
+    lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed, state_dtype = o.state_dtype,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
     ref_model = o.kl_coef > 0 and load_model(o) or nil,
     out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
@@ -275,7 +279,7 @@ local function run_real(o, cfg, say)
     model = m, questions = questions, method = o.method, alpha = o.alpha, n = o.n,
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
     max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
-    lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed,
+    lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed, state_dtype = o.state_dtype,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, stop = stop,
     ref_model = o.kl_coef > 0 and load_model(o) or nil,
     out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
@@ -347,7 +351,8 @@ local function main(argv)
     top_p = o.top_p, max_new_tokens = o.max_new_tokens, steps = o.steps,
     questions_per_step = o.questions_per_step,
     optim = {name = "adamw", lr = o.lr, weight_decay = o.weight_decay, betas = {0.9, 0.999},
-             eps = 1e-8, grad_clip = o.grad_clip},
+             eps = 1e-8, grad_clip = o.grad_clip, state_dtype = o.state_dtype},
+    recompute = o.recompute,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
     task = not o.data and o.task or nil, data = o.data, template = o.data and o.template or nil,
     checkpoint_every = o.checkpoint_every,

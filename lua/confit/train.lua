@@ -170,7 +170,7 @@ function M.run(opts)
 
   local params = M.trainable(m)
   local opt = confit.optim.adamw(params, {lr = o.lr, weight_decay = o.weight_decay,
-                                          betas = {o.beta1, o.beta2}, eps = o.eps})
+                                          betas = {o.beta1, o.beta2}, eps = o.eps, state_dtype = o.state_dtype})
   local start = 1
   local steps_path = o.out and (o.out .. "/steps.jsonl")
   if o.out and o.resume then
@@ -179,7 +179,7 @@ function M.run(opts)
       M.load_checkpoint(dir, m, nil)
       params = M.trainable(m)
       opt = confit.optim.adamw(params, {lr = o.lr, weight_decay = o.weight_decay,
-                                        betas = {o.beta1, o.beta2}, eps = o.eps})
+                                        betas = {o.beta1, o.beta2}, eps = o.eps, state_dtype = o.state_dtype})
       M.load_checkpoint(dir, m, opt)
       start = step + 1
       local old = jsonio.read_jsonl(steps_path, {partial_tail = true}) or {}
