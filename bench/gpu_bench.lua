@@ -14,8 +14,9 @@
 --       Best of 2 after a warm-up (which captures the CUDA graph of the batch).
 --   {"bench":"train","shape":"1.5B",...}  one RL step: 16 rows of 640 tokens (128 prompt + 512
 --       completion), sum of completion log-probs (model:logprobs), backward, AdamW step (lr 1e-6;
---       bf16 weights get f32 master copies; moments in --state_dtype);
---       tok_s = 16 * 640 / step time, tflops = 6 * params * tokens / step time, peak_gb = the
+--       bf16 weights get f32 master copies; moments in --state_dtype); the 7B shape the same on
+--       4 rows of 384 tokens (128 + 256) with bf16 moments, GPU.md's 7B baseline;
+--       tok_s = rows * tokens / step time, tflops = 6 * params * tokens / step time, peak_gb = the
 --       allocator's peak. Mean of 3 steps after one warm-up step, then one more step timed by
 --       phase with confit.cuda.synchronize() between them: fwd_s (logprobs and the loss),
 --       bwd_s (backward), opt_s (the AdamW step). --recompute: activation recomputation per
@@ -215,8 +216,9 @@ local function decode(shape, batches)
 end
 
 -- Train --------------------------------------------------------------------------------------
-local function train(shape, B, P, N)
+local function train(shape, B, P, N, state_dtype)
   if over_budget("train " .. shape) then return end
+  state_dtype = state_dtype or opt.state_dtype
   local m, nparams = new_model(shape, 2, opt.train_dtype)
   m:set_recompute(opt.recompute)
   local ok, err = pcall(function()
@@ -226,7 +228,7 @@ local function train(shape, B, P, N)
       local t = params[name]
       if t then t:requires_grad_(true); list[#list + 1] = t end
     end
-    local o = confit.optim.adamw(list, {lr = 1e-6, weight_decay = 0.0, state_dtype = opt.state_dtype})
+    local o = confit.optim.adamw(list, {lr = 1e-6, weight_decay = 0.0, state_dtype = state_dtype})
     local vocab = SHAPES[shape].vocab_size
     local rows = random_prompts(B, P + N, vocab, 99)
     local ids = confit.tensor(rows, {dtype = "i64"}):to("cuda")
@@ -265,7 +267,7 @@ local function train(shape, B, P, N)
     lp:free(); loss:free()
     local tokens = B * (P + N)
     local _, _, peak = confit.cuda.memory()
-    emit({{"bench", "train"}, {"shape", shape}, {"dtype", opt.train_dtype}, {"state_dtype", opt.state_dtype},
+    emit({{"bench", "train"}, {"shape", shape}, {"dtype", opt.train_dtype}, {"state_dtype", state_dtype},
           {"recompute", opt.recompute},
           {"rows", B}, {"tokens_per_row", P + N}, {"params", nparams}, {"step_s", dt}, {"tok_s", tokens / dt},
           {"tflops", 6 * nparams * tokens / dt / 1e12}, {"fwd_s", t1 - t0}, {"bwd_s", t2 - t1}, {"opt_s", t3 - t2},
@@ -288,5 +290,7 @@ if opt.only == "all" or opt.only == "decode" then
 end
 if opt.only == "all" or opt.only == "train" then
   stage("train 1.5B", function() train("1.5B", 16, 128, 512) end)
+  -- GPU.md's 7B baseline: 4 x 384 tokens, bf16 optimizer state (ours keeps fp32 masters too)
+  if not opt.quick then stage("train 7B", function() train("7B", 4, 128, 256, "bf16") end) end
 end
 emit({{"bench", "end"}, {"seconds", confit.clock() - T0}})

@@ -155,7 +155,8 @@ local function field(line, k)
 end
 local shown = {}
 local base = {["decode 1.5B b16"] = "968 (target 10000)", ["decode 1.5B b64"] = "3774",
-              ["decode 7B b16"] = "917", ["train 1.5B"] = "31700 (target 41000)"}
+              ["decode 7B b16"] = "917", ["train 1.5B"] = "31700 (target 41000)",
+              ["train 7B"] = "4630 (65 GB)"}
 for line in io.lines(arg[1]) do
   local b = field(line, "bench")
   if b == "decode" then
