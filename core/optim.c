@@ -202,7 +202,17 @@ static int cpu_scale(cf_tensor *g, double k) {
   return 0;
 }
 
-static cf_optim_kernels kernels[2] = {{cpu_adamw, cpu_sgd, cpu_sumsq, cpu_scale}, {NULL, NULL, NULL, NULL}};
+/* The CPU has nothing to fuse; it goes through the batched entry anyway so that the batching
+ * in cf_optim_step is exercised (and tested) on every machine. */
+static int cpu_adamw_many(const cf_adamw_item *it, int n) {
+  for (int i = 0; i < n; i++)
+    if (cpu_adamw(it[i].p, it[i].master, it[i].g, it[i].m, it[i].v, &it[i].h))
+      return cf_error_prefix("parameter %d: ", it[i].index + 1);
+  return 0;
+}
+
+static cf_optim_kernels kernels[2] = {{cpu_adamw, cpu_sgd, cpu_sumsq, cpu_scale, cpu_adamw_many},
+                                      {NULL, NULL, NULL, NULL, NULL}};
 
 void cf_optim_register_kernels(cf_device dev, const cf_optim_kernels *k) {
   if ((int)dev >= 0 && (int)dev < 2) kernels[dev] = *k;
@@ -444,30 +454,49 @@ static int ensure_master(cf_optim *o, int i, cf_tensor **master) {
   return 0;
 }
 
+/* The AdamW updates of the items on one device: batched when the device has adamw_many. */
+static int adamw_device(cf_adamw_item *items, int n, const cf_optim_kernels *kern) {
+  if (kern->adamw_many) return kern->adamw_many(items, n) ? cf_error_prefix("adamw: ") : 0;
+  for (int i = 0; i < n; i++)
+    if (kern->adamw(items[i].p, items[i].master, items[i].g, items[i].m, items[i].v, &items[i].h))
+      return cf_error_prefix("adamw: parameter %d: ", items[i].index + 1);
+  return 0;
+}
+
+/* Every parameter with a gradient is prepared first (gradient in the parameter's dtype, master
+ * copy, state); SGD updates it there and then, AdamW collects it and updates all of a device's
+ * parameters in one batched call. Per-parameter step counts advance only after the update. */
 static int optim_step(cf_optim *o) {
   const char *k = kind_name(o->cfg.kind);
   if (cf_optim_check_config(&o->cfg)) return -1;
   o->steps++;
-  for (int i = 0; i < o->n; i++) {
+  bool adamw = o->cfg.kind == CF_OPTIM_ADAMW;
+  cf_adamw_item *items = adamw ? calloc((size_t)(o->n ? o->n : 1), sizeof *items) : NULL;
+  if (adamw && !items) return CF_ERR("%s: out of memory", k);
+  int nitems = 0, rc = 0;
+  for (int i = 0; i < o->n && rc == 0; i++) {
     cf_tensor *p = o->params[i];
     if (!p->grad) continue;
     const cf_optim_kernels *kern = kernels_for(k, p);
-    if (!kern) return -1;
+    if (!kern) { rc = -1; break; }
     cf_tensor *g = usable_grad(k, i, p);
-    if (!g) return -1;
+    if (!g) { rc = -1; break; }
     bool fresh;
     cf_tensor *master;
-    int rc = ensure_master(o, i, &master);
-    if (rc == 0 && o->cfg.kind == CF_OPTIM_ADAMW) {
-      rc = ensure_state(o, i, 0, &fresh);
+    rc = ensure_master(o, i, &master);
+    if (adamw) {
+      if (rc == 0) rc = ensure_state(o, i, 0, &fresh);
       if (rc == 0) rc = ensure_state(o, i, 1, &fresh);
-      if (rc == 0) {
-        int64_t t = ++o->param_steps[i];
-        cf_adamw_hyper h = {o->cfg.lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps, o->cfg.weight_decay,
-                            1 - pow(o->cfg.beta1, (double)t), 1 - pow(o->cfg.beta2, (double)t)};
-        rc = kern->adamw(p, master, g, o->state[0][i], o->state[1][i], &h);
-      }
-    } else if (rc == 0) {
+      if (rc) { cf_tensor_release(g); rc = cf_error_prefix("%s: parameter %d: ", k, i + 1); break; }
+      double t = (double)(o->param_steps[i] + 1);
+      cf_adamw_item *it = &items[nitems++];
+      it->p = p; it->master = master; it->g = g; it->m = o->state[0][i]; it->v = o->state[1][i];
+      it->h = (cf_adamw_hyper){o->cfg.lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps, o->cfg.weight_decay,
+                               1 - pow(o->cfg.beta1, t), 1 - pow(o->cfg.beta2, t)};
+      it->index = i;
+      continue;
+    }
+    if (rc == 0) {
       cf_sgd_hyper h = {o->cfg.lr, o->cfg.weight_decay, o->cfg.momentum, o->cfg.dampening,
                         o->cfg.nesterov, false};
       cf_tensor *buf = NULL;
@@ -482,9 +511,23 @@ static int optim_step(cf_optim *o) {
       }
     }
     cf_tensor_release(g);
-    if (rc) return cf_error_prefix("%s: parameter %d: ", k, i + 1);
+    if (rc) rc = cf_error_prefix("%s: parameter %d: ", k, i + 1);
   }
-  return 0;
+  /* AdamW: one batched call per device, each with its items in parameter order */
+  cf_adamw_item *sub = nitems ? malloc((size_t)nitems * sizeof *sub) : NULL;
+  if (rc == 0 && nitems && !sub) rc = CF_ERR("%s: out of memory", k);
+  for (int dev = 0; rc == 0 && nitems && dev < 2; dev++) {
+    int m = 0;
+    for (int j = 0; j < nitems; j++)
+      if ((int)cf_tensor_device(items[j].p) == dev) sub[m++] = items[j];
+    if (m == 0) continue;
+    rc = adamw_device(sub, m, kernels_for(k, sub[0].p));
+    if (rc == 0) for (int j = 0; j < m; j++) o->param_steps[sub[j].index]++;
+  }
+  free(sub);
+  for (int j = 0; j < nitems; j++) cf_tensor_release(items[j].g);
+  free(items);
+  return rc;
 }
 
 int cf_optim_step(cf_optim *o) {

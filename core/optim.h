@@ -105,6 +105,13 @@ typedef struct cf_adamw_hyper {
   double bias1, bias2;    /* 1 - beta1^t, 1 - beta2^t for this parameter's t */
 } cf_adamw_hyper;
 
+/* One parameter of a batched AdamW update (cf_optim_kernels.adamw_many). */
+typedef struct cf_adamw_item {
+  cf_tensor *p, *master, *g, *m, *v;   /* as for cf_optim_kernels.adamw */
+  cf_adamw_hyper h;                    /* hyper-parameters with this parameter's bias corrections */
+  int index;                           /* the parameter's position in the optimizer (messages) */
+} cf_adamw_item;
+
 typedef struct cf_sgd_hyper {
   double lr, weight_decay, momentum, dampening;
   bool nesterov;
@@ -121,6 +128,9 @@ typedef struct cf_optim_kernels {
   int (*sgd)(cf_tensor *p, cf_tensor *master, cf_tensor *g, cf_tensor *buf, const cf_sgd_hyper *h);
   int (*sumsq)(cf_tensor *g, double *out);    /* sum of g^2 */
   int (*scale)(cf_tensor *g, double s);       /* g *= s in place */
+  /* The AdamW update of n parameters of this device in few launches (the GPU fuses them);
+   * exactly the per-parameter adamw's result. NULL: adamw is called per parameter. */
+  int (*adamw_many)(const cf_adamw_item *items, int n);
 } cf_optim_kernels;
 
 void cf_optim_register_kernels(cf_device dev, const cf_optim_kernels *k);
