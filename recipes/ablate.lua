@@ -72,12 +72,7 @@ function M.format_value(v)
 end
 
 -- The axis names of a grid in directory-name order (byte order).
-local function axis_names(grid)
-  local names = {}
-  for k in pairs(grid) do names[#names + 1] = k end
-  table.sort(names)
-  return names
-end
+local axis_names = cli.sorted_keys
 
 -- Check a grid spec (from a file or a table) and fill in defaults. Raises user errors.
 function M.check(spec, where)

@@ -46,12 +46,7 @@ local cli = require "confit.cli"
 -- Mistakes in the command line or the data: one line "rlsc: ..." and exit status 1 (confit.cli).
 local die = cli.die_for("rlsc")
 
-local function sorted_names(t)
-  local names = {}
-  for k in pairs(t) do names[#names + 1] = k end
-  table.sort(names)
-  return names
-end
+local sorted_names = cli.sorted_keys
 
 local SPEC = {
   method = {"string", "l2"},

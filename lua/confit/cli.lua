@@ -202,6 +202,14 @@ end
 -- Input checks shared by the recipes ------------------------------------------------------------
 
 --- True when path names an existing file or directory.
+-- The keys of a table, sorted (flag choices, axis names, parameter names).
+function M.sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks)
+  return ks
+end
+
 function M.exists(path)
   return os.rename(path, path) and true or false
 end

@@ -49,12 +49,7 @@ function M.trainable(m)
   return ps
 end
 
-local function sorted_keys(t)
-  local ks = {}
-  for k in pairs(t) do ks[#ks + 1] = k end
-  table.sort(ks)
-  return ks
-end
+local sorted_keys = cli.sorted_keys
 
 local function isfinite(x) return x == x and x ~= math.huge and x ~= -math.huge end
 
