@@ -25,8 +25,10 @@
 -- "qwen25-math-cot"), generation stops on <|im_end|> / <|endoftext|>, answers are extracted with
 -- confit.grade (qwen mode). Unless given, the paper's settings apply: N = 16, T = 0.5,
 -- max_new_tokens 3072, 10 steps, 1 question per step, lr 1e-5, weight decay 0.01. Evaluation
--- before and after uses confit.evaluate (greedy, plus --eval-n samples) on --eval-data (a file
--- or a benchmark name of confit.bench; default: the training file when it has answers).
+-- before and after uses confit.evaluate (greedy, plus --eval-n samples) on --eval-data (a file,
+-- read with the same --question-field / --answer-field, or a benchmark name of confit.bench;
+-- default: the training file when it has answers). Ids (an "id" field, else the line's position)
+-- must be unique.
 --
 -- Run directory (docs/RUNDIR.md): --out, default runs/rlsc-<UTC timestamp>: config.json,
 -- steps.jsonl, eval_before.jsonl, eval_after.jsonl, summary.json, checkpoint-<step>/ when
@@ -199,7 +201,7 @@ local function read_questions(o)
     text = f:read("a")
     f:close()
   end
-  local questions, labelled, lineno = {}, true, 0
+  local questions, labelled, lineno, seen = {}, true, 0, {}
   for line in (text .. "\n"):gmatch("(.-)\r?\n") do
     lineno = lineno + 1
     if line:find("%S") then
@@ -213,9 +215,21 @@ local function read_questions(o)
         die("--data %s:%d: no string field '%s' (--question-field)", o.data, lineno, o.question_field)
       end
       local a = r[o.answer_field]
-      if a == nil or a == jsonio.null then labelled = false; a = nil end
+      if a == nil or a == jsonio.null then labelled = false; a = nil
+      elseif type(a) ~= "string" and type(a) ~= "number" then
+        die("--data %s:%d: field '%s' (--answer-field) must be a string or a number", o.data, lineno, o.answer_field)
+      end
       local i = #questions + 1
-      questions[i] = {id = r.id or i, question = q, answer = a ~= nil and tostring(a) or nil,
+      local id = r.id
+      if id == nil or id == jsonio.null then id = i
+      elseif type(id) ~= "string" and type(id) ~= "number" then
+        die("--data %s:%d: field 'id' must be a string or a number", o.data, lineno)
+      end
+      if seen[tostring(id)] then
+        die("--data %s:%d: id %s repeats line %d (ids must be unique)", o.data, lineno, tostring(id), seen[tostring(id)])
+      end
+      seen[tostring(id)] = lineno
+      questions[i] = {id = id, question = q, answer = a ~= nil and tostring(a) or nil,
                       prompt = chat.apply(o.template, q)}
     end
   end
@@ -227,10 +241,21 @@ end
 local function read_eval_data(o)
   if not o.eval_data then return nil end
   local bench = require "confit.bench"
-  local ok, items, err = pcall(bench.load, o.eval_data)
+  -- a file is read with the --question-field / --answer-field of --data; a benchmark name
+  -- with its own fields and reference answers
+  local named = false
+  for _, name in ipairs(bench.names) do if name == o.eval_data then named = true end end
+  local lopts = not named and {question = o.question_field, answer = o.answer_field} or nil
+  local ok, items, err = pcall(bench.load, o.eval_data, lopts)
   if not ok then die("--eval-data: %s", (cli.message(items):gsub("^bench%.load: ", ""))) end
   if not items then die("--eval-data: %s", (tostring(err):gsub("^bench%.load: ", ""))) end
   if #items == 0 then die("--eval-data %s holds no problems", o.eval_data) end
+  local seen = {}
+  for i, it in ipairs(items) do
+    local k = tostring(it.id)
+    if seen[k] then die("--eval-data %s: problems %d and %d share the id %s", o.eval_data, seen[k], i, k) end
+    seen[k] = i
+  end
   return items
 end
 
@@ -256,6 +281,8 @@ local function run_real(o, cfg, say)
   local ok_eval, evaluate = pcall(require, "confit.evaluate")
   local problems = o.eval_problems
   if not problems and labelled then problems = questions end
+  local progress = nil                 -- evaluate's progress lines (stderr); --quiet: none
+  if o.quiet then progress = false end
   local function do_eval(stage)
     if o.no_eval then return nil end
     if not ok_eval then say("rlsc: confit.evaluate is not available; skipping the " .. stage .. " evaluation"); return nil end
@@ -263,7 +290,8 @@ local function run_real(o, cfg, say)
     return (evaluate.run(m, problems, {mode = o.eval_mode, template = o.template, greedy = true,
                                        n = o.eval_n, max_new_tokens = o.max_new_tokens, seed = o.seed,
                                        out_dir = o.out, stage = stage, summary_file = false,
-                                       resume = false, benchmark = o.eval_data or o.data}))
+                                       resume = false, benchmark = o.eval_data or o.data,
+                                       progress = progress}))
   end
   local timing = {}
   local t0 = confit.clock()

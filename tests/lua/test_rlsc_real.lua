@@ -1,0 +1,376 @@
+-- The "real model" path of the main recipe, run as a user runs it:
+--   confit recipes/rlsc.lua --model DIR --data FILE.jsonl ...
+-- with the real Qwen tokenizer (../shared/data/tokenizer/qwen) and the first three MATH-500
+-- problems (../shared/data/benchmarks/math500.jsonl). No real checkpoint exists where confit is
+-- tested, so the model is a tiny random-weight Qwen2 (hidden 32, one layer) over Qwen's full
+-- vocabulary (151936 rows, eos 151643 and 151645 as Qwen2.5-Math's generation config), built
+-- and saved through confit's API into a temporary folder.
+--
+-- Into the random weights one greedy path is planted, so that the run's answers are known: a
+-- bigram chain in the tied embedding and the final norm makes the model answer "\boxed{p-q}"
+-- and then <|im_end|> whenever the last prompt token is the "\n" that closes the chat
+-- template's "<|im_start|>assistant\n". The layers stay random (their output is ~1% of the
+-- residual). So the recipe must apply the template, encode with the real tokenizer, stop on
+-- <|im_end|>, decode, extract and normalise the answer: MATH-500 problem 2 ("p - q") is then
+-- right and problems 1 and 3 wrong, before and after one RLSC step.
+local H = dofile("tests/lua/harness.lua")
+
+local TOKDIR = "tokenizer/qwen"
+local tok_json = H.shared(TOKDIR .. "/tokenizer.json")
+if not tok_json then
+  H.skip_all("no Qwen tokenizer at ../shared/data/" .. TOKDIR .. "/tokenizer.json (shared data absent)")
+end
+local bench_file = H.shared("benchmarks/math500.jsonl")
+if not bench_file then
+  H.skip_all("no ../shared/data/benchmarks/math500.jsonl (shared data absent)")
+end
+
+local confit = require "confit"
+local model = require "confit.model"
+local jsonio = require "confit.jsonio"
+local grade = require "confit.grade"
+local chat = require "confit.chat"
+
+local exe = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
+local clock = confit.clock
+local T_START = clock()
+
+local TMP = os.tmpname()
+os.remove(TMP)
+assert(os.execute(("mkdir -p %q"):format(TMP)))
+local function rm_rf(d) os.execute(("rm -rf %q"):format(d)) end
+
+local IM_START, IM_END, ENDOFTEXT = 151644, 151645, 151643
+local TEMPLATE = "qwen25-math-cot"
+local ANSWER = "\\boxed{p-q}"          -- what the planted chain writes
+local MAX_NEW = 8
+
+-- The benchmark's first three lines, and the fields they use -------------------------------------
+
+local rows, lines = {}, {}
+do
+  local f = assert(io.open(bench_file, "rb"))
+  for line in f:lines() do
+    if line:find("%S") then
+      lines[#lines + 1] = line
+      rows[#rows + 1] = assert(jsonio.decode(line))
+      if #rows == 3 then break end
+    end
+  end
+  f:close()
+end
+
+local tok = assert(require("confit.tokenizer").new(tok_json))
+
+-- Model --------------------------------------------------------------------------------------
+
+-- A Qwen2 config with Qwen2.5-Math-1.5B's vocabulary and eos ids, everything else tiny.
+local CFG = {model_type = "qwen2", vocab_size = 151936, hidden_size = 32, intermediate_size = 64,
+             num_hidden_layers = 1, num_attention_heads = 4, num_key_value_heads = 2,
+             max_position_embeddings = 512, rms_norm_eps = 1e-6, rope_theta = 10000.0,
+             tie_word_embeddings = true, eos_token_id = {ENDOFTEXT, IM_END}, hidden_act = "silu"}
+
+-- Plant the greedy chain ids[1] -> ids[2] -> ... -> ids[#ids]. Edge e (ids[e] -> ids[e+1]) owns
+-- hidden dims 2e-1 and 2e (1-based); with x = embedding rows and g = final norm weight, the
+-- logit of b after a is sum_d g_d x_a[d] x_b[d] / rms(x_a), and
+--   x[ids[e]][2e-1] = 1, x[ids[e+1]][2e-1] = 1, g[2e-1] =  c_e / 2
+--   x[ids[e]][2e]   = 1, x[ids[e+1]][2e]   = -1, g[2e]   = -c_e / 2
+-- score c_e for the next token, 0 for staying, c_(e-1) for going back, ~0 for the random rows;
+-- c_e grows along the chain so every step's winner is the next token, by ~11 nats.
+local function plant(m, ids)
+  local H_ = CFG.hidden_size
+  assert(2 * (#ids - 1) <= H_, "chain too long for the hidden size")
+  local rows_, g = {}, {}
+  for i = 1, #ids do rows_[i] = {}; for d = 1, H_ do rows_[i][d] = 0 end end
+  for d = 1, H_ do g[d] = 1 end
+  for e = 1, #ids - 1 do
+    local c = 12 + 4 * e
+    rows_[e][2 * e - 1], rows_[e + 1][2 * e - 1], g[2 * e - 1] = 1, 1, c / 2
+    rows_[e][2 * e], rows_[e + 1][2 * e], g[2 * e] = 1, -1, -c / 2
+  end
+  -- the embedding with those rows replaced: slices of the random table around them
+  local order = {}
+  for i = 1, #ids do order[i] = i end
+  table.sort(order, function(a, b) return ids[a] < ids[b] end)
+  local E = m:parameters()["model.embed_tokens.weight"]
+  local parts, next_row = {}, 0      -- next_row: 0-based first row not yet copied
+  for _, i in ipairs(order) do
+    local id = ids[i]
+    if id > next_row then parts[#parts + 1] = E:narrow(1, next_row + 1, id - next_row) end
+    parts[#parts + 1] = confit.tensor({rows_[i]})
+    next_row = id + 1
+  end
+  if next_row < CFG.vocab_size then parts[#parts + 1] = E:narrow(1, next_row + 1, CFG.vocab_size - next_row) end
+  m:set_param("model.embed_tokens.weight", confit.cat(parts, 1):contiguous())
+  m:set_param("model.norm.weight", confit.tensor(g))
+  m.core:tie()
+end
+
+local prompt_ids = {}                 -- per problem: the template's prompt, encoded
+for i, r in ipairs(rows) do prompt_ids[i] = tok:encode(chat.apply(TEMPLATE, r.problem)) end
+local answer_ids = tok:encode(ANSWER)
+local NL = prompt_ids[1][#prompt_ids[1]]          -- the "\n" closing "<|im_start|>assistant\n"
+local CHAIN = {NL}
+for _, id in ipairs(answer_ids) do CHAIN[#CHAIN + 1] = id end
+CHAIN[#CHAIN + 1] = IM_END
+local GEN_LEN = #answer_ids + 1                   -- generated tokens, <|im_end|> included
+
+local MODEL = TMP .. "/model"
+local t_model = clock()
+do
+  local m = model.new(CFG, {tokenizer = tok_json, seed = 11})
+  plant(m, CHAIN)
+  m:save(MODEL)           -- config.json, generation_config.json, model.safetensors, tokenizer files
+  m:free()
+end
+t_model = clock() - t_model
+
+H.case("the data: MATH-500's fields and reference answers", function()
+  H.eq(#rows, 3, "three problems")
+  for i, r in ipairs(rows) do
+    H.eq(type(r.problem), "string", "problem " .. i .. " has a 'problem' field (--question-field)")
+    H.eq(type(r.answer), "string", "problem " .. i .. " has an 'answer' field (--answer-field)")
+    H.eq(r.question, nil, "no 'question' field: the flag is needed")
+    -- the answer field the recipe reads agrees with confit.grade's math500 reference
+    local ref = grade.reference("math500", r)
+    H.ok(grade.equal(r.answer, ref), ("problem %d: answer %q vs reference %q"):format(i, r.answer, ref))
+  end
+  H.eq(rows[2].answer, "p - q", "problem 2's reference (the planted answer is its unspaced form)")
+  H.eq(grade.normalize("p-q"), grade.normalize(rows[2].answer), "normalisation drops the spaces")
+  for _, i in ipairs({1, 3}) do H.ok(not grade.equal("p-q", rows[i].answer), "p-q is wrong for " .. i) end
+end)
+
+H.case("the chain and the chat template on the real tokenizer", function()
+  H.eq(tok:token_to_id("<|im_start|>"), IM_START); H.eq(tok:token_to_id("<|im_end|>"), IM_END)
+  H.eq(tok:token_to_id("<|endoftext|>"), ENDOFTEXT)
+  H.eq(tok:decode(answer_ids), ANSWER, "the answer round-trips")
+  local seen = {}
+  for _, id in ipairs(CHAIN) do H.ok(not seen[id], "chain ids distinct"); seen[id] = true end
+  H.ok(#CHAIN - 1 <= MAX_NEW, "the answer fits --max-new-tokens")
+  for i, r in ipairs(rows) do
+    local p = chat.apply(TEMPLATE, r.problem)
+    H.eq(p, "<|im_start|>system\nPlease reason step by step, and put your final answer within "
+         .. "\\boxed{}.<|im_end|>\n<|im_start|>user\n" .. r.problem .. "<|im_end|>\n"
+         .. "<|im_start|>assistant\n", "template, problem " .. i)
+    local ids = prompt_ids[i]
+    H.eq(ids[1], IM_START, "<|im_start|> is one special token")
+    H.eq(ids[#ids - 2], IM_START); H.eq(tok:decode({ids[#ids - 1]}), "assistant")
+    H.eq(ids[#ids], NL); H.eq(tok:decode({NL}), "\n")
+    -- without the template the prompt would not end in that "\n": the planted answer then
+    -- proves the recipe used the template
+    local plain = tok:encode(r.problem)
+    H.ok(plain[#plain] ~= NL, "a bare question does not end in the template's newline")
+    H.ok(#ids + MAX_NEW <= CFG.max_position_embeddings, "prompt + new tokens fit the context")
+  end
+end)
+
+H.case("the saved model: Qwen vocabulary, eos ids, tokenizer, the planted answer", function()
+  for _, f in ipairs({"config.json", "generation_config.json", "model.safetensors",
+                      "tokenizer.json", "tokenizer_config.json"}) do
+    H.ok(io.open(MODEL .. "/" .. f, "rb"), "model folder has " .. f)
+  end
+  local gc = assert(jsonio.read_json(MODEL .. "/generation_config.json"))
+  H.eq(jsonio.encode(gc.eos_token_id), "[151643,151645]", "generation_config eos ids")
+  local m = assert(confit.load(MODEL))
+  H.eq(m.config.vocab_size, 151936); H.eq(m.config.tie_word_embeddings, true)
+  H.eq(m.tokenizer.vocab_size, 151669, "the real tokenizer")
+  -- greedy and sampled at T = 0.5, as the recipe does: the chain, stopped by the model's eos
+  local out = m:generate({prompt_ids[2]}, {n = 1, temperature = 0, max_new_tokens = MAX_NEW})
+  H.eq(out[1].text, ANSWER, "greedy text"); H.eq(out[1].finish, "stop")
+  H.eq(#out[1].tokens, GEN_LEN); H.eq(out[1].tokens[GEN_LEN], IM_END)
+  local s = m:generate({prompt_ids[1]}, {n = 2, temperature = 0.5, max_new_tokens = MAX_NEW, seed = 3})
+  for _, x in ipairs(s) do H.eq(x.text, ANSWER, "sampled text") end
+  m:free()
+end)
+
+-- The recipe ---------------------------------------------------------------------------------
+
+local DATA = TMP .. "/math500-3.jsonl"
+do
+  local f = assert(io.open(DATA, "wb"))
+  f:write(table.concat(lines, "\n"), "\n")
+  f:close()
+end
+
+local function run(extra, out)
+  local cmd = ("%q recipes/rlsc.lua --model %q --data %q --question-field problem --answer-field answer "
+               .. "--steps 1 --n 2 --max-new-tokens %d --questions-per-step 1 --out %q %s 2>&1")
+              :format(exe, MODEL, DATA, MAX_NEW, out, extra or "")
+  local t0 = clock()
+  local p = assert(io.popen(cmd))
+  local text = p:read("a")
+  local ok, how, code = p:close()
+  local last
+  for line in text:gmatch("[^\n]+") do last = line end
+  return {ok = ok, code = code, how = how, text = text, last = last, dt = clock() - t0}
+end
+
+local function finite(x) return type(x) == "number" and x == x and x > -math.huge and x < math.huge end
+
+-- Everything a plain and a --recompute --state-dtype bf16 run must both satisfy; returns the
+-- last line's JSON and the run directory's files.
+local function check_run(r, out, label)
+  H.ok(r.ok and r.code == 0, ("%s: exit %s %s\n%s"):format(label, tostring(r.how), tostring(r.code), r.text))
+  local j = jsonio.decode(r.last or "")
+  H.ok(type(j) == "table" and j.before and j.after and j.config, label .. ": last line " .. tostring(r.last))
+  H.ok(r.text:find("step   1  loss", 1, true), label .. ": the step is logged\n" .. r.text)
+  for _, stage in ipairs({"before", "after"}) do
+    local s = j[stage]
+    H.eq(s.n, 3, stage .. ".n"); H.eq(s.mode, "qwen"); H.eq(s.grader, "qwen"); H.eq(s.template, TEMPLATE)
+    H.eq(s.correct, 1, stage .. ": problem 2 right"); H.near(s.acc, 1 / 3, 1e-12, stage .. ".acc")
+    H.eq(s.box_rate, 1.0, stage .. ".box_rate"); H.eq(s.truncated_rate, 0.0, stage .. ": all stopped")
+    H.eq(s.mean_length, GEN_LEN, stage .. ".mean_length (tokens with <|im_end|>)")
+    H.eq(s.generated_tokens, 3 * GEN_LEN, stage .. ".generated_tokens")
+    H.eq(s.samples, nil, "eval_n defaults to 0 with --data (greedy only)")
+  end
+  -- config.json
+  local cfg = assert(jsonio.read_json(out .. "/config.json"))
+  H.eq(cfg.recipe, "rlsc"); H.eq(cfg.template, TEMPLATE); H.eq(cfg.data, DATA); H.eq(cfg.model, MODEL)
+  H.eq(cfg.method, "l2"); H.eq(cfg.steps, 1); H.eq(cfg.samples_per_question, 2)
+  H.eq(cfg.questions_per_step, 1); H.eq(cfg.max_new_tokens, MAX_NEW)
+  H.eq(cfg.optim.lr, 1e-5, "the paper's lr applies to --data runs")
+  H.eq(cfg.eval.mode, "qwen"); H.eq(cfg.device, "cpu")
+  H.eq(jsonio.encode(j.config), jsonio.encode(cfg), "last line's config = config.json")
+  -- steps.jsonl: one step on problem 1 (answer "\left( 3, \frac{\pi}{2} \right)")
+  local steps = assert(jsonio.read_jsonl(out .. "/steps.jsonl"))
+  H.eq(#steps, 1, "steps.jsonl lines")
+  local st = steps[1]
+  H.eq(st.step, 1); H.eq(st.n_samples, 2)
+  for _, k in ipairs({"loss", "mean_logp", "weight_share", "mean_confidence", "mean_length",
+                      "box_rate", "grad_norm", "tokens_per_s", "step_s", "gen_s", "lr", "train_acc"}) do
+    H.ok(finite(st[k]), label .. ": steps.jsonl " .. k .. " = " .. tostring(st[k]))
+  end
+  H.ok(st.mean_logp <= 0 and st.mean_logp > -1, "the planted samples are near certain: " .. st.mean_logp)
+  H.ok(st.mean_confidence > 0.5 and st.weight_share == 1, "confident samples carry weight")
+  H.eq(st.mean_length, GEN_LEN); H.eq(st.box_rate, 1.0); H.eq(st.train_acc, 0.0, "p-q is wrong for problem 1")
+  H.ok(st.grad_norm > 0, "a gradient")
+  -- eval records
+  local evals = {}
+  for _, stage in ipairs({"before", "after"}) do
+    local recs = assert(jsonio.read_jsonl(out .. "/eval_" .. stage .. ".jsonl"))
+    H.eq(#recs, 3, stage .. " records")
+    for i, rec in ipairs(recs) do
+      local src = rows[i]
+      H.eq(rec.id, i); H.eq(rec.question, src.problem, "question text"); H.eq(rec.answer, src.answer)
+      H.eq(rec.mode, "qwen"); H.eq(rec.benchmark, DATA)
+      local g = rec.greedy
+      H.eq(type(g.completion), "string", "completion decoded to a string")
+      H.eq(g.completion, ANSWER, ("%s %d: the real tokenizer's decoding, <|im_end|> cut"):format(stage, i))
+      -- graded by confit.grade (qwen mode): raw extraction, equality after normalisation
+      H.eq(g.extracted, grade.extract(g.completion, {mode = "qwen"}))
+      H.eq(g.extracted, "p-q")
+      H.eq(g.correct, grade.equal(g.extracted, src.answer, {mode = "qwen"}), "correct as confit.grade says")
+      H.eq(g.correct, i == 2, stage .. " " .. i .. " correct")
+      H.eq(g.boxed, true); H.eq(g.finished, true); H.eq(g.length, GEN_LEN)
+      H.ok(finite(g.logprob) and g.logprob <= 0, "greedy logprob")
+      H.eq(#rec.samples, 0)
+    end
+    evals[stage] = recs
+  end
+  local summary = assert(jsonio.read_json(out .. "/summary.json"))
+  H.eq(summary.before.acc, j.before.acc, "summary.json = last line")
+  H.eq(summary.after.correct, j.after.correct)
+  return j, steps, evals
+end
+
+local first
+H.case("rlsc --model --data on the real tokenizer: exit 0, run directory, graded answers", function()
+  local out = TMP .. "/run1"
+  local r = run(nil, out)
+  local j, steps, evals = check_run(r, out, "plain")
+  H.eq(j.config.recompute, false); H.eq(j.config.optim.state_dtype, "f32")
+  -- the after evaluation sees the trained weights (one AdamW step at the paper's lr 1e-5 on a
+  -- near-certain model moves the log-probs only slightly, but it moves them)
+  local moved = 0
+  for i = 1, 3 do
+    if evals.after[i].greedy.logprob ~= evals.before[i].greedy.logprob then moved = moved + 1 end
+  end
+  H.eq(moved, 3, "greedy log-probs changed by the training step")
+  first = {j = j, steps = steps, evals = evals, dt = r.dt}
+end)
+
+H.case("the same run again: bit for bit", function()
+  H.ok(first, "needs the first run")
+  local out = TMP .. "/run1b"
+  local r = run(nil, out)
+  local j, steps, evals = check_run(r, out, "repeat")
+  for _, k in ipairs({"loss", "mean_logp", "grad_norm", "mean_confidence"}) do
+    H.eq(steps[1][k], first.steps[1][k], "steps." .. k)
+  end
+  for _, stage in ipairs({"before", "after"}) do
+    for i = 1, 3 do
+      H.eq(evals[stage][i].greedy.logprob, first.evals[stage][i].greedy.logprob, stage .. " logprob " .. i)
+    end
+  end
+end)
+
+H.case("--recompute --state-dtype bf16: succeeds, same step, same answers", function()
+  H.ok(first, "needs the first run")
+  local out = TMP .. "/run2"
+  local r = run("--recompute --state-dtype bf16", out)
+  local j, steps, evals = check_run(r, out, "recompute+bf16")
+  H.eq(j.config.recompute, true, "config records --recompute")
+  H.eq(j.config.optim.state_dtype, "bf16", "config records --state-dtype")
+  -- the step's loss and gradient come before the optimizer (whose state is the only
+  -- difference), and recomputed layers give the same gradients: equal bit for bit
+  for _, k in ipairs({"loss", "mean_logp", "grad_norm", "mean_confidence", "weight_share"}) do
+    H.eq(steps[1][k], first.steps[1][k], "steps." .. k)
+  end
+  -- before: the same weights; after: bf16 moments move the weights a little differently
+  for _, k in ipairs({"acc", "correct", "box_rate", "mean_length", "truncated_rate"}) do
+    H.eq(j.after[k], first.j.after[k], "after." .. k)
+  end
+  for i = 1, 3 do
+    H.eq(evals.before[i].greedy.logprob, first.evals.before[i].greedy.logprob, "before logprob " .. i)
+    H.near(evals.after[i].greedy.logprob, first.evals.after[i].greedy.logprob, 1e-3, "after logprob " .. i)
+  end
+end)
+
+H.case("--eval-data FILE with the --data fields, --quiet prints only the JSON line", function()
+  local EVAL = TMP .. "/math500-2-3.jsonl"
+  local f = assert(io.open(EVAL, "wb"))
+  f:write(lines[2], "\n", lines[3], "\n")
+  f:close()
+  local out = TMP .. "/run3"
+  local r = run(("--eval-data %q --quiet"):format(EVAL), out)
+  H.ok(r.ok, r.text)
+  local n = 0
+  for _ in r.text:gmatch("[^\n]+") do n = n + 1 end
+  H.eq(n, 1, "--quiet: one line (no progress lines either):\n" .. r.text)
+  local j = assert(jsonio.decode(r.last))
+  H.eq(j.before.n, 2); H.eq(j.before.correct, 1); H.near(j.after.acc, 0.5, 1e-12)
+  H.eq(j.before.benchmark, EVAL); H.eq(j.config.eval.data, EVAL)
+  local recs = assert(jsonio.read_jsonl(out .. "/eval_before.jsonl"))
+  H.eq(recs[1].question, rows[2].problem, "read with --question-field problem")
+  H.eq(recs[1].answer, rows[2].answer); H.eq(recs[1].greedy.correct, true)
+end)
+
+H.case("data mistakes: one line, exit 1, nothing written", function()
+  local BAD = TMP .. "/dup.jsonl"
+  local f = assert(io.open(BAD, "wb"))
+  f:write('{"id": 7, "problem": "1+1?", "answer": "2"}\n{"id": 7, "problem": "2+2?", "answer": "4"}\n')
+  f:close()
+  local cases = {
+    {"--data", BAD, "dup.jsonl:2: id 7 repeats line 1"},
+    {"--eval-data", BAD, "share the id 7"},
+  }
+  for k, c in ipairs(cases) do
+    local out = TMP .. "/bad" .. k
+    local cmd = ("%q recipes/rlsc.lua --model %q %s --question-field problem --steps 1 --n 2 "
+                 .. "--max-new-tokens 8 --out %q 2>&1"):format(exe, MODEL,
+                 c[1] == "--data" and ("--data %q"):format(BAD)
+                   or ("--data %q --eval-data %q"):format(DATA, BAD), out)
+    local p = assert(io.popen(cmd))
+    local text = p:read("a")
+    local _, _, code = p:close()
+    H.eq(code, 1, c[1] .. ": exit status\n" .. text)
+    H.ok(text:find(c[3], 1, true), c[1] .. ": message\n" .. text)
+    H.ok(not text:find("traceback", 1, true), c[1] .. ": no traceback\n" .. text)
+    H.ok(not io.open(out .. "/config.json", "rb"), c[1] .. ": nothing written")
+  end
+end)
+
+local total = clock() - T_START
+print(("timing: model %.2fs, plain run %.2fs, total %.1fs"):format(t_model, first and first.dt or -1, total))
+rm_rf(TMP)
+H.finish()
