@@ -215,7 +215,8 @@ static cf_tensor *dispatch(cf_op_id id, cf_tensor *const *in, int nin, const cf_
     cf_meta m;
     memset(&m, 0, sizeof m);
     if (op->infer(op->name, in, nin, a, &m)) return NULL;
-    out = cf_tensor_empty(m.ndim, m.shape, m.dtype, dev);
+    out = (op->flags & CF_FULLWRITE) ? cf_tensor_empty_uninit(m.ndim, m.shape, m.dtype, dev)
+                                     : cf_tensor_empty(m.ndim, m.shape, m.dtype, dev);
     if (!out) return NULL;
     if (fn(out, in, nin, a)) {
       cf_tensor_release(out);

@@ -3,8 +3,10 @@
  * cf_op() validates the inputs against the op's spec, infers the output shape, allocates the
  * output on the inputs' device, runs the device's kernel and, when gradients are enabled and an
  * input requires them, records an autograd node (autograd.h). Kernels write into a fresh
- * contiguous output (destination passing) and may assume it is zero-filled; inputs may have any
- * strides (a kernel that needs contiguous inputs calls cf_tensor_contiguous itself).
+ * contiguous output (destination passing); inputs may have any strides (a kernel that needs
+ * contiguous inputs calls cf_tensor_contiguous itself). The output is zero-filled unless the op
+ * is flagged CF_FULLWRITE (ops.def): then it is uninitialised (cf_tensor_empty_uninit; 0xFF
+ * bytes in poison mode) and every kernel of the op must write every element.
  *
  * Args: non-tensor arguments travel in cf_args. Spec letters are assigned in order to integer
  * slots a->i[] (d D e x n k c y; s and p write a count then the values) and float slots a->f[]
@@ -31,7 +33,7 @@ typedef enum {
   CF_OP_COUNT
 } cf_op_id;
 
-enum { CF_VIEW = 1, CF_NOGRAD = 2 };
+enum { CF_VIEW = 1, CF_NOGRAD = 2, CF_FULLWRITE = 4 };
 
 typedef struct cf_meta {
   int ndim;

@@ -1,7 +1,9 @@
 /* tensor.c - storages, tensor views, creation, copies and dtype conversion (see tensor.h).
  *
- * CPU memory is 64-byte aligned and zero-filled. When an allocation fails the retry hook (a
- * full Lua GC, installed by the Lua face) runs once and the allocation is tried again.
+ * CPU memory is 64-byte aligned and zero-filled, except for the _uninit allocations, which are
+ * left as they come (or filled with 0xFF bytes in poison mode: CONFIT_POISON=1, read once). When
+ * an allocation fails the retry hook (a full Lua GC, installed by the Lua face) runs once and the
+ * allocation is tried again.
  * Copies between dtypes go through double on the CPU; devices other than the CPU are reached
  * through the hooks the CUDA layer registers.
  */
@@ -68,21 +70,40 @@ static void device_release(cf_storage *s) {
   if (h) h->free(s->data, s->nbytes);
 }
 
-static void *cpu_alloc(size_t nbytes) {
+/* Poison mode: -1 not yet read from CONFIT_POISON, else 0 or 1. */
+static int poison_state = -1;
+
+bool cf_poison_enabled(void) {
+  if (poison_state < 0) {
+    const char *e = getenv("CONFIT_POISON");
+    poison_state = e && e[0] && strcmp(e, "0") != 0;
+  }
+  return poison_state == 1;
+}
+
+bool cf_set_poison(bool on) {
+  bool old = cf_poison_enabled();
+  poison_state = on ? 1 : 0;
+  return old;
+}
+
+static void *cpu_alloc(size_t nbytes, bool zero) {
   size_t n = (nbytes + 63) & ~(size_t)63;
   if (n == 0) n = 64;
   void *p = aligned_alloc(64, n);
-  if (p) memset(p, 0, n);
+  if (p && zero) memset(p, 0, n);
+  else if (p && cf_poison_enabled()) memset(p, 0xFF, n);
   return p;
 }
 
-cf_storage *cf_storage_new(cf_device dev, size_t nbytes) {
+/* zero: fill with zero bytes; else leave uninitialised (0xFF bytes in poison mode). */
+static cf_storage *storage_alloc(cf_device dev, size_t nbytes, bool zero) {
   cf_storage *s = calloc(1, sizeof *s);
   if (!s) { CF_ERR("out of memory allocating a storage header"); return NULL; }
   void *p = NULL;
   if (dev == CF_DEVICE_CPU) {
-    p = cpu_alloc(nbytes);
-    if (!p && retry_hook) { retry_hook(retry_ud); p = cpu_alloc(nbytes); }
+    p = cpu_alloc(nbytes, zero);
+    if (!p && retry_hook) { retry_hook(retry_ud); p = cpu_alloc(nbytes, zero); }
     if (!p) {
       free(s);
       CF_ERR("out of memory: cannot allocate %zu bytes on the CPU (%zu bytes live)", nbytes,
@@ -96,7 +117,10 @@ cf_storage *cf_storage_new(cf_device dev, size_t nbytes) {
     if (!h) { free(s); CF_ERR("device %s is not available in this build", cf_device_name(dev)); return NULL; }
     p = h->alloc(nbytes);
     if (!p) { free(s); return NULL; }
-    if (h->memset0(p, nbytes) != 0) { h->free(p, nbytes); free(s); return NULL; }
+    int rc = 0;
+    if (zero) rc = h->memset0(p, nbytes);
+    else if (cf_poison_enabled() && h->fill_bytes) rc = h->fill_bytes(p, 0xFF, nbytes);
+    if (rc != 0) { h->free(p, nbytes); free(s); return NULL; }
     s->release = device_release;
   }
   s->refcount = 1;
@@ -105,6 +129,9 @@ cf_storage *cf_storage_new(cf_device dev, size_t nbytes) {
   s->nbytes = nbytes;
   return s;
 }
+
+cf_storage *cf_storage_new(cf_device dev, size_t nbytes) { return storage_alloc(dev, nbytes, true); }
+cf_storage *cf_storage_new_uninit(cf_device dev, size_t nbytes) { return storage_alloc(dev, nbytes, false); }
 
 cf_storage *cf_storage_wrap(void *data, size_t nbytes, cf_device dev,
                             void (*release)(cf_storage *), void *ctx, bool readonly) {
@@ -175,13 +202,21 @@ static cf_tensor *tensor_header(cf_storage *s, int64_t offset, int ndim, const i
   return t;
 }
 
-cf_tensor *cf_tensor_empty(int ndim, const int64_t *shape, cf_dtype dt, cf_device dev) {
+static cf_tensor *tensor_alloc(int ndim, const int64_t *shape, cf_dtype dt, cf_device dev, bool zero) {
   int64_t n;
   if (dt >= CF_DTYPE_COUNT) { CF_ERR("tensor: invalid dtype %d", (int)dt); return NULL; }
   if (check_shape(ndim, shape, &n)) return NULL;
-  cf_storage *s = cf_storage_new(dev, (size_t)n * cf_dtype_size(dt));
+  cf_storage *s = storage_alloc(dev, (size_t)n * cf_dtype_size(dt), zero);
   if (!s) return NULL;
   return tensor_header(s, 0, ndim, shape, dt);
+}
+
+cf_tensor *cf_tensor_empty(int ndim, const int64_t *shape, cf_dtype dt, cf_device dev) {
+  return tensor_alloc(ndim, shape, dt, dev, true);
+}
+
+cf_tensor *cf_tensor_empty_uninit(int ndim, const int64_t *shape, cf_dtype dt, cf_device dev) {
+  return tensor_alloc(ndim, shape, dt, dev, false);
 }
 
 cf_tensor *cf_tensor_zeros(int ndim, const int64_t *shape, cf_dtype dt) {
@@ -687,7 +722,7 @@ int cf_tensor_fill_(cf_tensor *t, double value) {
 }
 
 cf_tensor *cf_tensor_clone(cf_tensor *t) {
-  cf_tensor *c = cf_tensor_empty(t->ndim, t->shape, t->dtype, cf_tensor_device(t));
+  cf_tensor *c = cf_tensor_empty_uninit(t->ndim, t->shape, t->dtype, cf_tensor_device(t));
   if (!c) return NULL;
   if (cf_tensor_copy_(c, t)) { cf_tensor_release(c); return NULL; }
   return c;
@@ -699,14 +734,14 @@ cf_tensor *cf_tensor_contiguous(cf_tensor *t) {
 }
 
 cf_tensor *cf_tensor_to_dtype(cf_tensor *t, cf_dtype dt) {
-  cf_tensor *c = cf_tensor_empty(t->ndim, t->shape, dt, cf_tensor_device(t));
+  cf_tensor *c = cf_tensor_empty_uninit(t->ndim, t->shape, dt, cf_tensor_device(t));
   if (!c) return NULL;
   if (cf_tensor_copy_(c, t)) { cf_tensor_release(c); return NULL; }
   return c;
 }
 
 cf_tensor *cf_tensor_to_device(cf_tensor *t, cf_device dev) {
-  cf_tensor *c = cf_tensor_empty(t->ndim, t->shape, t->dtype, dev);
+  cf_tensor *c = cf_tensor_empty_uninit(t->ndim, t->shape, t->dtype, dev);
   if (!c) return NULL;
   if (cf_tensor_copy_(c, t)) { cf_tensor_release(c); return NULL; }
   return c;

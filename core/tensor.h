@@ -3,7 +3,8 @@
  * A storage owns refcounted bytes on one device (CPU memory from malloc or a read-only file
  * mapping; CUDA memory from the caching allocator). A tensor is a view on a storage: dtype,
  * shape, strides (in elements) and an offset (in elements). Views (narrow, select, transpose,
- * permute, view, expand) share the storage and copy nothing.
+ * permute, view, expand) share the storage and copy nothing. New storages are zero-filled, except
+ * those from the _uninit functions (contents undefined; 0xFF bytes in poison mode, CONFIT_POISON=1).
  *
  * Ownership: every function that returns a tensor returns a NEW reference that the caller must
  * release with cf_tensor_release(). Nothing steals a reference unless its name says so.
@@ -70,6 +71,9 @@ const char *cf_device_name(cf_device d);         /* "cpu", "cuda" */
 
 /* ---- storage ---- */
 cf_storage *cf_storage_new(cf_device dev, size_t nbytes);      /* zero-filled */
+/* Like cf_storage_new but the bytes are left as they come (no zero-fill pass): for buffers the
+ * caller overwrites completely. In poison mode they are 0xFF bytes instead (see below). */
+cf_storage *cf_storage_new_uninit(cf_device dev, size_t nbytes);
 cf_storage *cf_storage_wrap(void *data, size_t nbytes, cf_device dev,
                             void (*release)(cf_storage *), void *ctx, bool readonly);
 void cf_storage_retain(cf_storage *s);
@@ -80,12 +84,21 @@ void cf_set_alloc_retry_hook(void (*hook)(void *ud), void *ud);
 void cf_run_alloc_retry_hook(void);
 /* Live bytes of CPU storages allocated by confit (not counting file mappings). */
 size_t cf_cpu_bytes_live(void);
+/* Poison mode (debugging): uninitialised allocations (the _uninit functions, every op output
+ * cf_op allocates for a CF_FULLWRITE op) are filled with 0xFF bytes (NaN for floats, -1 for
+ * integers), so an element a kernel forgot to write shows up. On when the environment variable
+ * CONFIT_POISON is set to 1 (read once, at the first allocation); cf_set_poison overrides it and
+ * returns the previous setting. Devices poison through their fill_bytes hook. */
+bool cf_poison_enabled(void);
+bool cf_set_poison(bool on);
 /* Device hooks: the CUDA layer registers them; they stay NULL in a CPU-only build. */
 typedef struct {
   void *(*alloc)(size_t nbytes);                  /* NULL + message on failure */
   void (*free)(void *p, size_t nbytes);
   int (*copy)(void *dst, cf_device ddev, const void *src, cf_device sdev, size_t nbytes);
   int (*memset0)(void *p, size_t nbytes);
+  /* Every byte of p [nbytes] = byte (poison mode); NULL: uninitialised memory stays as it is. */
+  int (*fill_bytes)(void *p, int byte, size_t nbytes);
   /* dst = src on the same device, any strides and dtypes (same shape). */
   int (*copy_strided)(struct cf_tensor *dst, struct cf_tensor *src);
 } cf_device_hooks;
@@ -98,6 +111,9 @@ void cf_tensor_release(cf_tensor *t);     /* NULL is fine */
 
 /* ---- creation (new references; NULL + message on failure) ---- */
 cf_tensor *cf_tensor_empty(int ndim, const int64_t *shape, cf_dtype dt, cf_device dev); /* zeroed */
+/* Contiguous like cf_tensor_empty, contents undefined (0xFF bytes in poison mode): the caller
+ * must write every element. cf_op allocates the outputs of CF_FULLWRITE ops (ops.def) this way. */
+cf_tensor *cf_tensor_empty_uninit(int ndim, const int64_t *shape, cf_dtype dt, cf_device dev);
 cf_tensor *cf_tensor_zeros(int ndim, const int64_t *shape, cf_dtype dt);
 cf_tensor *cf_tensor_full(int ndim, const int64_t *shape, cf_dtype dt, double value);
 cf_tensor *cf_tensor_scalar(double value, cf_dtype dt);   /* 0-d */

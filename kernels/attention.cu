@@ -483,6 +483,10 @@ extern "C" int cf_cuda_attention(cf_tensor *out, cf_tensor *const *in, int nin, 
   if (cf_tensor_numel(out) > 0 && g.S > 0) {
     rc = out->dtype == CF_DTYPE_F32 ? at_forward<float>(out, g, o, NULL, NULL, false)
                                     : at_forward<bf16>(out, g, o, NULL, NULL, false);
+  } else if (cf_tensor_numel(out) > 0) { /* no keys: every row is zeros */
+    rc = cu_check(cudaMemsetAsync(cf_tensor_data(out), 0,
+                                  (size_t)cf_tensor_numel(out) * cf_dtype_size(out->dtype), cu_stream()),
+                  "attention");
   }
   at_release(&o);
   return rc;

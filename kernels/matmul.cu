@@ -78,7 +78,9 @@ extern "C" int cf_cuda_matmul(cf_tensor *out, cf_tensor *const *in, int nin, con
   int nd = out->ndim;
   int64_t n = out->shape[nd - 2], m = out->shape[nd - 1], k = A0->shape[A0->ndim - 1];
   int64_t total = cf_tensor_numel(out);
-  if (total == 0 || k == 0) return 0; /* output is already zero-filled */
+  if (total == 0) return 0;
+  if (k == 0) /* an empty sum: zeros (the output is not zero-filled: matmul is CF_FULLWRITE) */
+    return cu_check(cudaMemsetAsync(cf_tensor_data(out), 0, (size_t)total * cf_dtype_size(dt), cu_stream()), "matmul");
 
   cf_tensor *A = NULL, *B = NULL;
   int64_t lda, ldb;

@@ -443,7 +443,7 @@ __device__ __forceinline__ float row_lse(const R *row, int64_t V, float s) {
 }
 
 // MODE 0 cross_entropy: part[r] = (lse - z[t], 1) or (0, 0) for t < 0
-// MODE 1 token_logprob: out[r] = z[t] s - lse(z s)  (t < 0 leaves 0)
+// MODE 1 token_logprob: out[r] = z[t] s - lse(z s)  (0 where t < 0)
 // MODE 2 entropy:       out[r] = lse - sum p z s
 template <typename T, typename R, int MODE>
 __global__ void __launch_bounds__(CF_CU_THREADS) row_loss_kernel(T *out, float2 *part, const R *z, const void *tg,
@@ -454,6 +454,7 @@ __global__ void __launch_bounds__(CF_CU_THREADS) row_loss_kernel(T *out, float2 
   int64_t t = MODE == 2 ? 0 : ld_id(tg, tdt, r);
   if (MODE != 2 && t < 0) {
     if (MODE == 0 && threadIdx.x == 0) part[r] = make_float2(0.f, 0.f);
+    if (MODE == 1 && threadIdx.x == 0) stf(out, r, 0.f);
     return;
   }
   float lse = row_lse(row, V, s);
@@ -569,6 +570,8 @@ extern "C" int cf_cuda_cross_entropy(cf_tensor *out, cf_tensor *const *in, int n
   int rc = 0;
   float2 *part = N ? (float2 *)cu_scratch_get(&s, (size_t)N * sizeof(float2), "cross_entropy") : NULL;
   if (N && !part) rc = -1;
+  if (N == 0) /* no rows: the loss is 0 */
+    rc = cu_check(cudaMemsetAsync(cf_tensor_data(out), 0, cf_dtype_size(out->dtype), cu_stream()), "cross_entropy");
   if (rc == 0 && N > 0) {
     DISPATCH_FT(z->dtype, T,
       row_loss_kernel<T, T, 0><<<(unsigned)N, CF_CU_THREADS, 0, cu_stream()>>>((T *)NULL, part,

@@ -260,8 +260,10 @@ static int reduce(const char *name, cf_tensor *out, cf_tensor *x0, const cf_args
     return CF_ERR("%s: reduction over an empty dim of %s", name, cf_shape_str(x0, b, sizeof b));
   }
   if (rows == 0) return 0;
-  if (n == 0) { /* sum 0 (already), mean/var NaN, lse -inf */
-    if (OP == R_SUM) return 0;
+  if (n == 0) { /* sum 0, mean/var NaN, lse -inf (the output is uninitialised: CF_FULLWRITE) */
+    if (OP == R_SUM)
+      return cu_check(cudaMemsetAsync(cf_tensor_data(out), 0, (size_t)rows * cf_dtype_size(out->dtype), cu_stream()),
+                      name);
     return cf_tensor_fill_(out, OP == R_LSE ? -INFINITY : NAN);
   }
   int unbiased = OP == R_VAR && (a->ni < 3 || a->i[2] != 0);

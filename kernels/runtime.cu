@@ -328,6 +328,12 @@ static int memset0_hook(void *p, size_t nbytes) {
   return cu_check(cudaMemsetAsync(p, 0, nbytes, g_stream), "device memset");
 }
 
+/* Poison mode (tensor.h): uninitialised allocations get every byte = byte. */
+static int fill_bytes_hook(void *p, int byte, size_t nbytes) {
+  if (nbytes == 0) return 0;
+  return cu_check(cudaMemsetAsync(p, byte, nbytes, g_stream), "device memset (poison)");
+}
+
 /* dst = src elementwise, any strides, any dtypes (the same shape). */
 template <typename D, typename S>
 __device__ __forceinline__ D cvt(S v) { return (D)v; }
@@ -501,7 +507,8 @@ static int do_init(void) {
   return 0;
 }
 
-static const cf_device_hooks g_hooks = {alloc_hook, free_hook, copy_hook, memset0_hook, copy_strided_hook};
+static const cf_device_hooks g_hooks = {alloc_hook, free_hook, copy_hook, memset0_hook, fill_bytes_hook,
+                                        copy_strided_hook};
 
 /* ---------------------------------------------------------------- profiler timer (profile.h) */
 /* Events on the one stream, recycled through a free list (creating an event costs more than

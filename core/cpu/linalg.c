@@ -179,7 +179,11 @@ int cf_cpu_matmul(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *
   if (n > INT_MAX || m > INT_MAX || k > INT_MAX)
     return CF_ERR("matmul: a matrix dim exceeds the BLAS limit of %d", INT_MAX);
   int64_t total = cf_tensor_numel(out);
-  if (total == 0 || k == 0) return 0; /* output is already zero-filled */
+  if (total == 0) return 0;
+  if (k == 0) { /* an empty sum: zeros (the output is not zero-filled: matmul is CF_FULLWRITE) */
+    memset(cf_tensor_data(out), 0, (size_t)total * cf_dtype_size(out->dtype));
+    return 0;
+  }
 
   cf_tensor *A = NULL, *B = NULL;
   int64_t lda, ldb;

@@ -639,7 +639,11 @@ int cf_cpu_attention(cf_tensor *out, cf_tensor *const *in, int nin, const cf_arg
   attn_geo g;
   if (attn_init(&g, in[0], in[1], in[2], in[3], a->f[0], a->i[0] != 0)) return -1;
   int64_t tasks = g.B * g.Hq;
-  if (cf_tensor_numel(out) == 0 || g.S == 0) { attn_free(&g); return 0; }
+  if (cf_tensor_numel(out) == 0 || g.S == 0) { /* no keys: every row is zeros */
+    memset(cf_tensor_data(out), 0, (size_t)cf_tensor_numel(out) * g.es);
+    attn_free(&g);
+    return 0;
+  }
   bool par = tasks > 1 && (cf_cpu_gemm_small(g.T, g.S, g.D > g.Dv ? g.D : g.Dv) ||
                            tasks >= omp_get_max_threads());
   char *op = cf_tensor_data(out);
@@ -849,7 +853,7 @@ int cf_cpu_token_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf
   #pragma omp parallel for schedule(static) if (N * V > 65536)
   for (int64_t r = 0; r < N; r++) {
     int64_t t = ld_id(tp, tg->dtype, r);
-    if (t < 0) continue;
+    if (t < 0) { stf(op, f64, r, 0.0); continue; }
     const char *row = zp + (size_t)(r * V) * es;
     stf(op, f64, r, ldf(row, f64, t) * s - row_lse(row, f64, V, s));
   }
@@ -902,6 +906,7 @@ int cf_cpu_entropy(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args 
   const char *zp = cf_tensor_data(z);
   void *op = cf_tensor_data(out);
   double s = 1.0 / temp;
+  if (V == 0) memset(op, 0, (size_t)cf_tensor_numel(out) * es); /* no classes: N is 0, rows are 0 */
   #pragma omp parallel for schedule(static) if (N * V > 65536)
   for (int64_t r = 0; r < N; r++) {
     const char *row = zp + (size_t)(r * V) * es;
@@ -1040,7 +1045,7 @@ int cf_cpu_head_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf_
     #pragma omp parallel for schedule(static) if (rows * g.V > 65536)
     for (int64_t i = 0; i < rows; i++) {
       int64_t t = ld_id(tp, g.tg->dtype, r0 + i);
-      if (t < 0) continue;
+      if (t < 0) { stf(op, g.f64, r0 + i, 0.0); continue; }
       const char *row = (const char *)Z + (size_t)(i * g.V) * g.es;
       stf(op, g.f64, r0 + i, ldf(row, g.f64, t) * g.s - row_lse(row, g.f64, g.V, g.s));
     }

@@ -2,8 +2,10 @@
  * format, rows in optest_*.inc). For each row and several random cases it checks the f64 and
  * f32 forward against the row's naive reference, that non-contiguous copies of the inputs give
  * the same result, and (f64) the gradient from cf_backward against central finite differences.
- * A few hand-written checks follow: tie rules, infinities, error messages, the multi-threaded
- * path on large inputs.
+ * A few hand-written checks follow: tie rules, infinities, error messages, the edge cases
+ * where a CF_FULLWRITE kernel must write zeros itself (with poison on), the multi-threaded
+ * path on large inputs. Run with CONFIT_POISON=1 (ctest does, as c.test_ops_poison) every
+ * output of a CF_FULLWRITE op starts as NaN, so the rows also check that kernels write it all.
  *
  * Usage: test_ops [op-name]   (only that op's row). Prints one line per op and
  * "N passed, N failed"; exits 1 on any failure.
@@ -380,6 +382,111 @@ static void check_errors(void) {
   cf_tensor_release(d);
 }
 
+/* Edge cases where a CF_FULLWRITE kernel must write zeros (or NaN, -inf) itself rather than
+ * rely on a zero-filled output, checked with poison on (an unwritten element would be NaN). */
+static bool all_eq(const cf_tensor *t, int64_t n, double v) {
+  if (!t || cf_tensor_numel(t) != n) return false;
+  for (int64_t i = 0; i < n; i++) {
+    double a = cf_tensor_get_flat(t, i);
+    if (!(a == v || (isnan(a) && isnan(v)))) return false;
+  }
+  return true;
+}
+
+static void check_fullwrite_edges(void) {
+  bool was = cf_set_poison(true);
+  for (int dti = 0; dti < 2; dti++) {
+    cf_dtype dt = dti ? CF_DTYPE_F64 : CF_DTYPE_F32;
+    const char *dn = cf_dtype_name(dt);
+    /* matmul with k = 0: an empty sum */
+    int64_t s20[2] = {2, 0}, s03[2] = {0, 3}, s320[3] = {3, 2, 0};
+    cf_tensor *a = cf_tensor_zeros(2, s20, dt), *b = cf_tensor_zeros(2, s03, dt);
+    cf_tensor *ab = cf_op2(CF_OP_matmul, a, b);
+    CHECK(all_eq(ab, 6, 0), "%s matmul [2 x 0] @ [0 x 3] is zeros: %s", dn, ab ? "" : cf_error_message());
+    cf_tensor *a3 = cf_tensor_zeros(3, s320, dt);
+    cf_tensor *ab3 = cf_op2(CF_OP_matmul, a3, b);
+    CHECK(all_eq(ab3, 18, 0), "%s batched matmul with k = 0 is zeros", dn);
+    /* reductions over an empty dim */
+    cf_tensor *su = cf_op_dim(CF_OP_sum, a, 1, false), *sa = cf_op_dim(CF_OP_sum, a, CF_DIM_ALL, false);
+    cf_tensor *ls = cf_op_dim(CF_OP_logsumexp, a, 1, true);
+    CHECK(all_eq(su, 2, 0) && all_eq(sa, 1, 0), "%s sum over an empty dim is 0", dn);
+    CHECK(all_eq(ls, 2, -INFINITY), "%s logsumexp over an empty dim is -inf", dn);
+    /* entropy with no classes */
+    cf_args fa = cf_args_none();
+    fa.f[0] = NAN;
+    fa.nf = 1;
+    cf_tensor *in1[1] = {a3};
+    cf_tensor *en = cf_op(CF_OP_entropy, in1, 1, &fa);
+    CHECK(all_eq(en, 6, 0), "%s entropy over 0 classes is 0: %s", dn, en ? "" : cf_error_message());
+    /* cat with an empty piece */
+    int64_t s23[2] = {2, 3};
+    cf_tensor *o23 = cf_tensor_full(2, s23, dt, 1.5);
+    cf_tensor *parts[2] = {a, o23};
+    cf_args ca = cf_args_none();
+    ca.i[0] = 1;
+    ca.ni = 1;
+    cf_tensor *ct = cf_op(CF_OP_cat, parts, 2, &ca);
+    CHECK(all_eq(ct, 6, 1.5), "%s cat with an empty piece", dn);
+    cf_tensor_release(a); cf_tensor_release(b); cf_tensor_release(ab); cf_tensor_release(a3);
+    cf_tensor_release(ab3); cf_tensor_release(su); cf_tensor_release(sa); cf_tensor_release(ls);
+    cf_tensor_release(en); cf_tensor_release(o23); cf_tensor_release(ct);
+
+    /* attention: no keys at all, and a query row whose keys are all masked */
+    int64_t qs[4] = {1, 2, 2, 3}, k0[4] = {1, 1, 0, 3}, ks[4] = {1, 1, 3, 3}, ms[2] = {2, 3};
+    cf_tensor *q = cf_tensor_full(4, qs, dt, 0.5), *ke = cf_tensor_zeros(4, k0, dt);
+    cf_tensor *k = cf_tensor_full(4, ks, dt, 0.25), *v = cf_tensor_full(4, ks, dt, 2.0);
+    cf_tensor *m = cf_tensor_zeros(2, ms, CF_DTYPE_I32);
+    for (int64_t j = 3; j < 6; j++) ((int32_t *)m->storage->data)[j] = 1; /* row 0 sees nothing */
+    cf_args aa = cf_args_none();
+    aa.f[0] = NAN;
+    aa.nf = 1;
+    aa.i[0] = 0;
+    aa.ni = 1;
+    cf_tensor *ain[4] = {q, ke, ke, NULL};
+    cf_tensor *at0 = cf_op(CF_OP_attention, ain, 4, &aa);
+    CHECK(all_eq(at0, 12, 0), "%s attention with no keys is zeros: %s", dn, at0 ? "" : cf_error_message());
+    cf_tensor *ain2[4] = {q, k, v, m};
+    cf_tensor *at1 = cf_op(CF_OP_attention, ain2, 4, &aa);
+    bool rows_ok = at1 != NULL;
+    for (int64_t i = 0; at1 && i < 12; i++) {
+      double x = cf_tensor_get_flat(at1, i);
+      rows_ok &= (i / 3) % 2 == 0 ? x == 0 : fabs(x - 2.0) < 1e-6; /* query row 0 of each head */
+    }
+    CHECK(rows_ok, "%s attention: a fully masked query row gives zeros", dn);
+    cf_tensor_release(q); cf_tensor_release(ke); cf_tensor_release(k); cf_tensor_release(v);
+    cf_tensor_release(m); cf_tensor_release(at0); cf_tensor_release(at1);
+
+    /* ignored targets (< 0) give 0; a loss over no rows is 0 */
+    int64_t s34[2] = {3, 4}, s3[1] = {3}, s04[2] = {0, 4}, s0[1] = {0}, s32[2] = {3, 2}, s42[2] = {4, 2};
+    cf_tensor *z = cf_tensor_full(2, s34, dt, 0.5), *tg = cf_tensor_zeros(1, s3, CF_DTYPE_I64);
+    ((int64_t *)tg->storage->data)[0] = -1;
+    ((int64_t *)tg->storage->data)[1] = 2;
+    ((int64_t *)tg->storage->data)[2] = -1;
+    cf_tensor *tin[2] = {z, tg};
+    cf_tensor *tl = cf_op(CF_OP_token_logprob, tin, 2, &fa);
+    CHECK(tl && cf_tensor_get_flat(tl, 0) == 0 && cf_tensor_get_flat(tl, 2) == 0 &&
+              fabs(cf_tensor_get_flat(tl, 1) + log(4.0)) < 1e-6,
+          "%s token_logprob is 0 at ignored targets", dn);
+    cf_tensor *h = cf_tensor_full(2, s32, dt, 0.1), *w = cf_tensor_full(2, s42, dt, 0.2);
+    cf_tensor *hin[3] = {h, w, tg};
+    cf_tensor *hl = cf_op(CF_OP_head_logprob, hin, 3, &fa);
+    CHECK(hl && cf_tensor_get_flat(hl, 0) == 0 && cf_tensor_get_flat(hl, 2) == 0 &&
+              fabs(cf_tensor_get_flat(hl, 1) + log(4.0)) < 1e-6,
+          "%s head_logprob is 0 at ignored targets", dn);
+    cf_tensor *z0 = cf_tensor_zeros(2, s04, dt), *t0 = cf_tensor_zeros(1, s0, CF_DTYPE_I64);
+    cf_tensor *cin[2] = {z0, t0};
+    cf_tensor *ce = cf_op(CF_OP_cross_entropy, cin, 2, NULL);
+    CHECK(all_eq(ce, 1, 0), "%s cross_entropy over no rows is 0", dn);
+    ((int64_t *)tg->storage->data)[1] = -1;
+    cf_tensor *ce2 = cf_op(CF_OP_cross_entropy, tin, 2, NULL);
+    CHECK(all_eq(ce2, 1, 0), "%s cross_entropy with every target ignored is 0", dn);
+    cf_tensor_release(z); cf_tensor_release(tg); cf_tensor_release(tl); cf_tensor_release(h);
+    cf_tensor_release(w); cf_tensor_release(hl); cf_tensor_release(z0); cf_tensor_release(t0);
+    cf_tensor_release(ce); cf_tensor_release(ce2);
+  }
+  cf_set_poison(was);
+}
+
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -448,6 +555,7 @@ int main(int argc, char **argv) {
     check_ties();
     check_infinities();
     check_errors();
+    check_fullwrite_edges();
     check_large();
   }
   CHECK(cf_cpu_bytes_live() == live0, "CPU bytes live %zu at the end, %zu at the start",

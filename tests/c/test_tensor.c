@@ -1,6 +1,7 @@
 /* test_tensor.c - storages and tensors: views and their legality, contiguous/clone, dtype
  * conversions (bf16 round-to-nearest-even, NaN), arange, from_bytes, the Philox generator
- * (known-answer vector, determinism, normal moments), memory accounting and error messages.
+ * (known-answer vector, determinism, normal moments), memory accounting, uninitialised (poisoned)
+ * allocations and error messages.
  * Prints "N passed, N failed"; exits 1 on any failure.
  */
 #include "error.h"
@@ -257,6 +258,35 @@ static void test_memory(void) {
   CHECK(cf_cpu_bytes_live() == live0, "live bytes return to the start after releases");
 }
 
+/* Uninitialised allocations: accounted like zeroed ones; in poison mode every byte is 0xFF
+ * (f32 NaN, i64 -1) while cf_tensor_empty still zero-fills. */
+static void test_uninit(void) {
+  bool was = cf_set_poison(true);
+  size_t live0 = cf_cpu_bytes_live();
+  int64_t s[2] = {7, 9};
+  cf_tensor *f = cf_tensor_empty_uninit(2, s, CF_DTYPE_F32, CF_DEVICE_CPU);
+  cf_tensor *i = cf_tensor_empty_uninit(2, s, CF_DTYPE_I64, CF_DEVICE_CPU);
+  cf_tensor *z = cf_tensor_empty(2, s, CF_DTYPE_F32, CF_DEVICE_CPU);
+  CHECK(f && i && z && cf_tensor_is_contiguous(f), "uninit allocations");
+  CHECK(cf_cpu_bytes_live() == live0 + 63 * 4 + 63 * 8 + 63 * 4, "uninit storages count as live bytes");
+  bool nan = true, neg = true, zero = true;
+  for (int64_t k = 0; f && i && z && k < 63; k++) {
+    nan &= isnan(cf_tensor_get_flat(f, k)) && ((const uint32_t *)f->storage->data)[k] == 0xFFFFFFFFu;
+    neg &= ((const int64_t *)i->storage->data)[k] == -1;
+    zero &= cf_tensor_get_flat(z, k) == 0;
+  }
+  CHECK(nan, "poison: uninit f32 is all-ones NaN");
+  CHECK(neg, "poison: uninit i64 is -1");
+  CHECK(zero, "poison leaves cf_tensor_empty zero-filled");
+  cf_storage *st = cf_storage_new_uninit(CF_DEVICE_CPU, 5);
+  CHECK(st && st->nbytes == 5 && ((unsigned char *)st->data)[4] == 0xFF, "poison: uninit storage");
+  cf_storage_release(st);
+  cf_tensor_release(f); cf_tensor_release(i); cf_tensor_release(z);
+  CHECK(cf_cpu_bytes_live() == live0, "uninit storages give their bytes back");
+  CHECK(cf_poison_enabled(), "cf_set_poison(true) turns poison on");
+  cf_set_poison(was);
+}
+
 int main(void) {
   size_t live0 = cf_cpu_bytes_live();
   test_views();
@@ -264,6 +294,7 @@ int main(void) {
   test_creation();
   test_rng();
   test_memory();
+  test_uninit();
   CHECK(cf_cpu_bytes_live() == live0, "no CPU bytes live at the end (%zu)", cf_cpu_bytes_live() - live0);
   return check_finish();
 }

@@ -10,7 +10,8 @@
 #     explicitly, so nothing is taken from the system by accident) with CUDA arch 90, builds -j16
 #     into $BUILD (default build-gpu, kept between runs on a warm machine);
 #  3. stops there, successfully, when no GPU is usable (prints why);
-#  4. runs the GPU tests (ctest -R gpu);
+#  4. runs the GPU tests (ctest -R gpu) with CONFIT_POISON=1: op outputs that cf_op does not
+#     zero-fill (CF_FULLWRITE) start as NaN, so a kernel that misses an element fails a test;
 #  5. with --sanitize: compute-sanitizer memcheck over each GPU test file (time-limited);
 #  6. runs bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of
 #     each measurement from confit.profiler, the largest regions of each in the table);
@@ -114,7 +115,8 @@ fi
 
 # 4. GPU tests ---------------------------------------------------------------------------------
 if [ $TESTS -eq 1 ]; then
-  stage gpu_tests 300 ctest --test-dir "$BUILD" -R "${CTEST_REGEX:-gpu}" --output-on-failure --timeout 240 || STATUS=1
+  stage gpu_tests 300 env CONFIT_POISON=1 ctest --test-dir "$BUILD" -R "${CTEST_REGEX:-gpu}" --output-on-failure \
+    --timeout 240 || STATUS=1
   PASSED=$(grep -Eo '[0-9]+% tests passed.*out of [0-9]+' "$OUTDIR/gpu_tests.log" | tail -1)
   row "gpu tests" "${PASSED:-no summary}" "-"
   grep -E "^\s*[0-9]+/[0-9]+ Test" "$OUTDIR/gpu_tests.log" | sed 's/^ *//' | while read -r line; do
