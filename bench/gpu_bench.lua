@@ -19,6 +19,8 @@
 --       tok_s = rows * tokens / step time, tflops = 6 * params * tokens / step time, peak_gb = the
 --       allocator's peak. Mean of 3 steps after one warm-up step, then one more step timed by
 --       phase with confit.cuda.synchronize() between them: fwd_s (logprobs and the loss),
+--       driver_mallocs_per_step / cache_flushes_per_step / malloc_ms_per_step: the caching
+--       allocator's trips to the driver during the timed steps (confit.cuda.allocator_stats),
 --       bwd_s (backward), opt_s (the AdamW step). --recompute: activation recomputation per
 --       layer (m:set_recompute), for the memory it saves and the time it costs.
 --   {"bench":"profile","what":"decode 1.5B b16",...}  with --profile: after each measurement, one
@@ -247,9 +249,11 @@ local function train(shape, B, P, N, state_dtype)
     local v0 = step() -- warm-up
     assert(v0 == v0, "loss is NaN")
     local steps = opt.quick and 1 or 3
+    local a0 = confit.cuda.allocator_stats()
     local t = confit.clock()
     for _ = 1, steps do step() end
     local dt = (confit.clock() - t) / steps
+    local a1 = confit.cuda.allocator_stats()
     -- one more step, timed by phase
     confit.cuda.synchronize()
     local t0 = confit.clock()
@@ -271,7 +275,11 @@ local function train(shape, B, P, N, state_dtype)
           {"recompute", opt.recompute},
           {"rows", B}, {"tokens_per_row", P + N}, {"params", nparams}, {"step_s", dt}, {"tok_s", tokens / dt},
           {"tflops", 6 * nparams * tokens / dt / 1e12}, {"fwd_s", t1 - t0}, {"bwd_s", t2 - t1}, {"opt_s", t3 - t2},
-          {"peak_gb", gib(peak)}, {"loss", v0}})
+          {"peak_gb", gib(peak)}, {"loss", v0},
+          -- the allocator's driver traffic per timed step (0 when the cache serves every request)
+          {"driver_mallocs_per_step", (a1.driver_mallocs - a0.driver_mallocs) / steps},
+          {"cache_flushes_per_step", (a1.cache_flushes - a0.cache_flushes) / steps},
+          {"malloc_ms_per_step", 1e3 * (a1.driver_malloc_seconds - a0.driver_malloc_seconds) / steps}})
     if opt.profile then
       confit.cuda.synchronize()
       local rows = confit.profile(step)

@@ -34,6 +34,16 @@ int cf_cuda_synchronize(void);
 void cf_cuda_empty_cache(void);
 /* Bytes held by live tensors, bytes cached for reuse, peak of in_use since start. Any may be NULL. */
 void cf_cuda_memory(size_t *in_use, size_t *cached, size_t *peak);
+/* The caching allocator's traffic since start: how often a request had to reach the driver
+ * (each cudaMalloc may synchronise the device and costs far more than a cache hit), and how
+ * often an allocation failure emptied the whole cache (cudaFree of every cached block). */
+typedef struct cf_cuda_alloc_stats {
+  long long requests, cache_hits;              /* allocations asked for; served from the cache */
+  long long driver_mallocs, driver_malloc_failures, driver_frees, cache_flushes;
+  long long driver_malloc_bytes;
+  double driver_malloc_seconds;                /* host time spent inside cudaMalloc */
+} cf_cuda_alloc_stats;
+void cf_cuda_alloc_stats_get(cf_cuda_alloc_stats *out);
 /* f32 GEMMs (matmul, head_logprob) may use TF32 tensor cores (off by default). */
 void cf_cuda_set_tf32(bool on);
 bool cf_cuda_tf32(void);

@@ -30,6 +30,7 @@
 #include "kernels/cuda_internal.cuh"
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 extern "C" {
 #include "optim.h"
@@ -62,6 +63,13 @@ struct block {
 };
 static block *free_list[NCLASS];
 static size_t st_in_use, st_cached, st_peak;
+static cf_cuda_alloc_stats st_counts;   /* driver traffic (cuda.h) */
+
+static double host_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 struct live_entry {
   void *p;      /* NULL empty, (void *)1 tombstone */
@@ -143,10 +151,12 @@ static int size_class(size_t n, size_t *rounded) {
 }
 
 static void release_cache_locked(void) {
+  st_counts.cache_flushes++;
   for (int c = 0; c < NCLASS; c++) {
     block *b = free_list[c];
     while (b) {
       block *nx = b->next;
+      st_counts.driver_frees++;
       cudaFree(b->p);
       st_cached -= b->size;
       free(b);
@@ -158,10 +168,16 @@ static void release_cache_locked(void) {
 
 static void *try_malloc(size_t size) {
   void *p = NULL;
-  if (cudaMalloc(&p, size) != cudaSuccess) {
+  double t0 = host_seconds();
+  cudaError_t e = cudaMalloc(&p, size);
+  st_counts.driver_malloc_seconds += host_seconds() - t0;
+  if (e != cudaSuccess) {
+    st_counts.driver_malloc_failures++;
     cudaGetLastError(); /* clear the sticky-free error state of the runtime */
     return NULL;
   }
+  st_counts.driver_mallocs++;
+  st_counts.driver_malloc_bytes += size;
   return p;
 }
 
@@ -177,12 +193,14 @@ static void *alloc_hook(size_t nbytes) {
   }
   pthread_mutex_lock(&g_lock);
   void *p = NULL;
+  st_counts.requests++;
   if (free_list[c]) {
     block *b = free_list[c];
     free_list[c] = b->next;
     p = b->p;
     st_cached -= b->size;
     free(b);
+    st_counts.cache_hits++;
   }
   if (!p) p = try_malloc(size);
   if (!p) {
@@ -248,6 +266,12 @@ static void free_hook(void *p, size_t nbytes) {
 
 extern "C" void *cf_cuda_alloc(size_t nbytes) { return alloc_hook(nbytes); }
 extern "C" void cf_cuda_free(void *p, size_t nbytes) { free_hook(p, nbytes); }
+
+extern "C" void cf_cuda_alloc_stats_get(cf_cuda_alloc_stats *out) {
+  pthread_mutex_lock(&g_lock);
+  *out = st_counts;
+  pthread_mutex_unlock(&g_lock);
+}
 
 extern "C" void cf_cuda_empty_cache(void) {
   if (g_init_state != 1) return;

@@ -123,6 +123,22 @@ static int l_memory(lua_State *L) {
   return 3;
 }
 
+/* confit.cuda.allocator_stats() -> table of the caching allocator's driver traffic (cuda.h) */
+static int l_allocator_stats(lua_State *L) {
+  lua_createtable(L, 0, 8);
+#ifdef CF_HAVE_CUDA
+  cf_cuda_alloc_stats s;
+  cf_cuda_alloc_stats_get(&s);
+#define SETI(k) (lua_pushinteger(L, (lua_Integer)s.k), lua_setfield(L, -2, #k))
+  SETI(requests); SETI(cache_hits); SETI(driver_mallocs); SETI(driver_malloc_failures);
+  SETI(driver_frees); SETI(cache_flushes); SETI(driver_malloc_bytes);
+#undef SETI
+  lua_pushnumber(L, s.driver_malloc_seconds);
+  lua_setfield(L, -2, "driver_malloc_seconds");
+#endif
+  return 1;
+}
+
 /* ---------------------------------------------------------------- tensor methods */
 
 /* A copy of t on dev (t itself, retained, when already there). Leaf grad flags carry over. */
@@ -209,7 +225,7 @@ static int m_cpu(lua_State *L) { return move_method(L, CF_DEVICE_CPU); }
 static const luaL_Reg cuda_functions[] = {
   {"available", l_available}, {"synchronize", l_synchronize}, {"device_name", l_device_name},
   {"set_tf32", l_set_tf32}, {"set_attention_tc", l_set_attention_tc}, {"memory", l_memory},
-  {"empty_cache", l_empty_cache}, {NULL, NULL}};
+  {"empty_cache", l_empty_cache}, {"allocator_stats", l_allocator_stats}, {NULL, NULL}};
 
 static const luaL_Reg tensor_methods[] = {{"to", m_to}, {"cuda", m_cuda}, {"cpu", m_cpu}, {NULL, NULL}};
 
@@ -221,6 +237,7 @@ static const char *const docs[][2] = {
   {"confit.cuda.set_attention_tc", "confit.cuda.set_attention_tc(on) -> previous: bf16 attention without a mask and with D = Dv in {64, 128} on tensor cores (default: on; CONFIT_ATTN_TC=0 turns it off)"},
   {"confit.cuda.memory", "confit.cuda.memory() -> in_use, cached, peak: device bytes held by tensors, cached for reuse, peak in use"},
   {"confit.cuda.empty_cache", "confit.cuda.empty_cache(): return cached device blocks to the driver"},
+  {"confit.cuda.allocator_stats", "confit.cuda.allocator_stats() -> {requests, cache_hits, driver_mallocs, driver_malloc_failures, driver_frees, cache_flushes, driver_malloc_bytes, driver_malloc_seconds}: the caching allocator's traffic since start (empty without CUDA)"},
   {"confit.empty_cache", "confit.empty_cache(): return cached device blocks to the driver (no-op without CUDA)"},
   {"t:to", "t:to(target [, target2]) -> tensor: \"cuda\" | \"cpu\" and/or a dtype name (\"bf16\", \"f32\", ...); t itself when nothing changes; device moves keep a leaf's requires_grad but are not recorded by autograd"},
   {"t:cuda", "t:cuda() -> t on the GPU (t itself when already there)"},

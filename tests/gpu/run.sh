@@ -167,8 +167,9 @@ for line in io.lines(arg[1]) do
       tonumber(field(line, "ms_step")), base[key] or "-"))
   elseif b == "train" then
     local key = "train " .. field(line, "shape") .. (line:find('"recompute":true', 1, true) and " recompute" or "")
-    print(string.format("%s tok/s\t%.0f (%.1f TFLOP/s, %.1f GB)\t%s", key, tonumber(field(line, "tok_s")),
-      tonumber(field(line, "tflops")), tonumber(field(line, "peak_gb")), base[key] or "-"))
+    print(string.format("%s tok/s\t%.0f (%.1f TFLOP/s, %.1f GB, %s mallocs/step)\t%s", key, tonumber(field(line, "tok_s")),
+      tonumber(field(line, "tflops")), tonumber(field(line, "peak_gb")), field(line, "driver_mallocs_per_step") or "?",
+      base[key] or "-"))
   elseif b == "profile" then
     local what = field(line, "what")
     shown[what] = (shown[what] or 0) + 1
