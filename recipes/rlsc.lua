@@ -11,7 +11,7 @@
 --       [--questions-per-step 4] [--lr 1e-4] [--temperature 0.5] [--loss-temperature T]
 --       [--eval-questions 200] [--seed 1] [--model examples/toy/model] [--task mixed]
 --       [--out DIR] [--checkpoint-every K] [--resume] [--device cpu|cuda] [--dtype bf16|f32]
---       [--recompute] [--state-dtype f32|bf16]
+--       [--recompute] [--state-dtype f32|bf16] [--profile]
 --       ...      (--help lists every flag)
 --
 -- Methods: every name of confit.rl (l1, l2, ours_lennorm, ours_softmax, ours_clip, self_sft,
@@ -89,6 +89,7 @@ local SPEC = {
   device = {"string", "cpu", choices = {"cpu", "cuda"}},
   dtype = {"string", "bf16", choices = {"bf16", "f32"}},
   recompute = {"flag", false},    -- activation recomputation per layer (m:set_recompute)
+  profile = {"flag", false},      -- time every op and generation stage: OUT/profile.json + a table
   state_dtype = {"string", "f32", choices = {"f32", "bf16"}}, -- AdamW moments (bf16: 7B on one H200)
 }
 
@@ -388,6 +389,7 @@ local function main(argv)
               o.questions_per_step, o.lr, o.seed, o.out))
   local t0 = confit.clock()
   local before, after, steps, timing, nq
+  if o.profile then confit.profiler.start() end
   if o.data then
     cfg.eval = {mode = o.eval_mode, data = o.eval_data, n = o.eval_n}
     assert(jsonio.write_json_atomic(o.out .. "/config.json", cfg))
@@ -396,6 +398,13 @@ local function main(argv)
     before, after, steps, timing, nq = run_toy(o, cfg, say)
   end
   timing.total_s = confit.clock() - t0
+  if o.profile then
+    local rows = confit.profiler.stop()
+    assert(jsonio.write_json_atomic(o.out .. "/profile.json", rows))
+    say("")
+    say("profile (" .. o.out .. "/profile.json):")
+    say(confit.profiler.report(rows, {top = 15}))
+  end
   local summary = {config = cfg, timing = timing}
   if before then summary.before = o.data and before or with_aliases(before, nq) end
   if after then summary.after = o.data and after or with_aliases(after, nq) end

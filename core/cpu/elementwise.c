@@ -55,30 +55,42 @@ static inline double unary_fn(unary_op op, double x, double lo, double hi) {
   return x;
 }
 
+/* One loop per (dtype, op): the op is chosen once per call, not per element, and a unit whose
+ * operands all have unit stride runs a plain loop the compiler can vectorise. The math is
+ * unary_fn's, in double, so every op gives the same bits as a per-element call. */
+#define UNARY_LOOP(T, OP)                                                                       \
+  do {                                                                                          \
+    T *o = out->storage->data;                                                                  \
+    const T *xs = x->storage->data;                                                             \
+    _Pragma("omp parallel for if (it.numel > CF_OMP_MIN)")                                      \
+    for (int64_t u = 0; u < it.units; u++) {                                                    \
+      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off), so = it.inner_stride[0],      \
+              sx = it.inner_stride[1];                                                          \
+      T *po = o + off[0];                                                                       \
+      const T *px = xs + off[1];                                                                \
+      if (so == 1 && sx == 1)                                                                   \
+        for (int64_t j = 0; j < len; j++) po[j] = (T)unary_fn(OP, px[j], lo, hi);               \
+      else                                                                                      \
+        for (int64_t j = 0; j < len; j++) po[j * so] = (T)unary_fn(OP, px[j * sx], lo, hi);     \
+    }                                                                                           \
+  } while (0)
+
+#define UNARY_CASE(OP)                                                                          \
+  case OP:                                                                                      \
+    if (out->dtype == CF_DTYPE_F32) UNARY_LOOP(float, OP);                                      \
+    else UNARY_LOOP(double, OP);                                                                \
+    break
+
 /* out [..] = f(x [..]) (same shape) */
 static int unary(const char *name, unary_op op, cf_tensor *out, cf_tensor *x, double lo, double hi) {
   if (check_compute_dtype(name, out)) return -1;
   cf_tensor *ops[2] = {out, x};
   cf_iter it;
   cf_iter_init(&it, out->ndim, out->shape, 2, ops);
-  if (out->dtype == CF_DTYPE_F32) {
-    float *o = out->storage->data;
-    const float *xs = x->storage->data;
-    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
-    for (int64_t u = 0; u < it.units; u++) {
-      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off), so = it.inner_stride[0],
-              sx = it.inner_stride[1];
-      for (int64_t j = 0; j < len; j++) o[off[0] + j * so] = (float)unary_fn(op, xs[off[1] + j * sx], lo, hi);
-    }
-  } else {
-    double *o = out->storage->data;
-    const double *xs = x->storage->data;
-    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
-    for (int64_t u = 0; u < it.units; u++) {
-      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off), so = it.inner_stride[0],
-              sx = it.inner_stride[1];
-      for (int64_t j = 0; j < len; j++) o[off[0] + j * so] = unary_fn(op, xs[off[1] + j * sx], lo, hi);
-    }
+  switch (op) {
+    UNARY_CASE(U_NEG); UNARY_CASE(U_EXP); UNARY_CASE(U_LOG); UNARY_CASE(U_SQRT); UNARY_CASE(U_RSQRT);
+    UNARY_CASE(U_ABS); UNARY_CASE(U_CLAMP); UNARY_CASE(U_SILU); UNARY_CASE(U_SIGMOID); UNARY_CASE(U_TANH);
+    UNARY_CASE(U_GELU); UNARY_CASE(U_RELU);
   }
   return 0;
 }
@@ -124,32 +136,39 @@ static inline double binary_fn(binary_op op, double a, double b) {
   return a;
 }
 
+/* As for the unary ops: one loop per (dtype, op), binary_fn's double math. */
+#define BINARY_LOOP(T, OP)                                                                      \
+  do {                                                                                          \
+    T *o = out->storage->data;                                                                  \
+    const T *as = a->storage->data, *bs = b->storage->data;                                     \
+    _Pragma("omp parallel for if (it.numel > CF_OMP_MIN)")                                      \
+    for (int64_t u = 0; u < it.units; u++) {                                                    \
+      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off), so = it.inner_stride[0],      \
+              sa = it.inner_stride[1], sb = it.inner_stride[2];                                 \
+      T *po = o + off[0];                                                                       \
+      const T *pa = as + off[1], *pb = bs + off[2];                                             \
+      if (so == 1 && sa == 1 && sb == 1)                                                        \
+        for (int64_t j = 0; j < len; j++) po[j] = (T)binary_fn(OP, pa[j], pb[j]);               \
+      else                                                                                      \
+        for (int64_t j = 0; j < len; j++) po[j * so] = (T)binary_fn(OP, pa[j * sa], pb[j * sb]); \
+    }                                                                                           \
+  } while (0)
+
+#define BINARY_CASE(OP)                                                                         \
+  case OP:                                                                                      \
+    if (out->dtype == CF_DTYPE_F32) BINARY_LOOP(float, OP);                                     \
+    else BINARY_LOOP(double, OP);                                                               \
+    break
+
 /* out [broadcast(a, b)] = f(a, b) */
 static int binary(const char *name, binary_op op, cf_tensor *out, cf_tensor *a, cf_tensor *b) {
   if (check_compute_dtype(name, out)) return -1;
   cf_tensor *ops[3] = {out, a, b};
   cf_iter it;
   cf_iter_init(&it, out->ndim, out->shape, 3, ops);
-  if (out->dtype == CF_DTYPE_F32) {
-    float *o = out->storage->data;
-    const float *as = a->storage->data, *bs = b->storage->data;
-    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
-    for (int64_t u = 0; u < it.units; u++) {
-      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off), so = it.inner_stride[0],
-              sa = it.inner_stride[1], sb = it.inner_stride[2];
-      for (int64_t j = 0; j < len; j++)
-        o[off[0] + j * so] = (float)binary_fn(op, as[off[1] + j * sa], bs[off[2] + j * sb]);
-    }
-  } else {
-    double *o = out->storage->data;
-    const double *as = a->storage->data, *bs = b->storage->data;
-    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
-    for (int64_t u = 0; u < it.units; u++) {
-      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off), so = it.inner_stride[0],
-              sa = it.inner_stride[1], sb = it.inner_stride[2];
-      for (int64_t j = 0; j < len; j++)
-        o[off[0] + j * so] = binary_fn(op, as[off[1] + j * sa], bs[off[2] + j * sb]);
-    }
+  switch (op) {
+    BINARY_CASE(B_ADD); BINARY_CASE(B_SUB); BINARY_CASE(B_MUL); BINARY_CASE(B_DIV); BINARY_CASE(B_POW);
+    BINARY_CASE(B_MAX); BINARY_CASE(B_MIN); BINARY_CASE(B_SWIGLU);
   }
   return 0;
 }

@@ -28,7 +28,7 @@ typedef struct {
   int D, F, H, KVH, hd, V;
   int64_t nslots;
   kv_cache kv;
-  double *inv_freq;           /* [hd/2] */
+  float *rope_cs;             /* [capacity][hd/2] cos then [capacity][hd/2] sin, rounded to f32 */
 } engine;
 
 static const float *W(const cf_tensor *t) { return t ? (const float *)cf_tensor_data(t) : NULL; }
@@ -118,12 +118,13 @@ static void rmsnorm(const float *x, const float *w, float *y, int A, int D, doub
   }
 }
 
-/* Rotate-half RoPE of one head vector in place at position pos. */
-static void rope(float *v, int hd, int64_t pos, const double *inv_freq) {
+/* Rotate-half RoPE of one head vector in place at position pos; the angles' cos and sin come
+ * from the table the engine fills once per call (computed in double, rounded to f32). */
+static void rope(float *v, int hd, int64_t pos, const engine *e) {
   int h2 = hd / 2;
+  const float *cs = e->rope_cs + (size_t)pos * h2, *sn = e->rope_cs + ((size_t)e->kv.capacity + pos) * h2;
   for (int i = 0; i < h2; i++) {
-    double ang = (double)pos * inv_freq[i];
-    float c = (float)cos(ang), s = (float)sin(ang);
+    float c = cs[i], s = sn[i];
     float a = v[i], b = v[i + h2];
     v[i] = a * c - b * s;
     v[i + h2] = b * c + a * s;
@@ -169,10 +170,10 @@ static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *po
     float *K = e->kv.k[l], *Vc = e->kv.v[l];
     cf_prof_next(&st, "rope_kv");
     for (int r = 0; r < A; r++) {
-      for (int hh = 0; hh < H; hh++) rope(q + (size_t)r * Q + (size_t)hh * hd, hd, pos[r], e->inv_freq);
+      for (int hh = 0; hh < H; hh++) rope(q + (size_t)r * Q + (size_t)hh * hd, hd, pos[r], e);
       for (int hh = 0; hh < KVH; hh++) {
         float *kr = k + (size_t)r * KV + (size_t)hh * hd;
-        rope(kr, hd, pos[r], e->inv_freq);
+        rope(kr, hd, pos[r], e);
         memcpy(kv_at(K, e, slot[r], hh, pos[r]), kr, (size_t)hd * sizeof *kr);
         memcpy(kv_at(Vc, e, slot[r], hh, pos[r]), v + (size_t)r * KV + (size_t)hh * hd, (size_t)hd * sizeof *kr);
       }
@@ -360,7 +361,7 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
   cf_gen_sample *s = calloc((size_t)(e.nslots ? e.nslots : 1), sizeof *s);
   e.kv.k = calloc((size_t)c->layers, sizeof *e.kv.k);
   e.kv.v = calloc((size_t)c->layers, sizeof *e.kv.v);
-  e.inv_freq = malloc((size_t)(e.hd / 2) * sizeof *e.inv_freq);
+  e.rope_cs = malloc(((size_t)e.kv.capacity * (e.hd / 2) * 2 + 1) * sizeof *e.rope_cs);
   size_t per_layer = (size_t)e.nslots * e.KVH * (size_t)e.kv.capacity * e.hd;
   int64_t rows_cap = total_prompt > e.nslots ? total_prompt : e.nslots;
   int64_t *rslot = malloc((size_t)(rows_cap + 1) * sizeof *rslot);
@@ -373,7 +374,7 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
   double *sp = malloc((size_t)e.V * sizeof *sp);
   bool *done = calloc((size_t)(e.nslots + 1), sizeof *done);
   int64_t *last = calloc((size_t)(e.nslots + 1), sizeof *last);
-  if (!s || !e.kv.k || !e.kv.v || !e.inv_freq || !rslot || !rpos || !rtok || !hid || !logits ||
+  if (!s || !e.kv.k || !e.kv.v || !e.rope_cs || !rslot || !rpos || !rtok || !hid || !logits ||
       !hsel || !sidx || !sp || !done || !last) {
     rc = CF_ERR("generate: out of memory");
     goto done;
@@ -386,7 +387,14 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
       goto done;
     }
   }
-  for (int i = 0; i < e.hd / 2; i++) e.inv_freq[i] = pow(c->rope_theta, -2.0 * i / e.hd);
+  for (int i = 0; i < e.hd / 2; i++) {
+    double inv = pow(c->rope_theta, -2.0 * i / e.hd);
+    for (int64_t p = 0; p < e.kv.capacity; p++) {
+      double ang = (double)p * inv;
+      e.rope_cs[(size_t)p * (e.hd / 2) + i] = (float)cos(ang);
+      e.rope_cs[((size_t)e.kv.capacity + p) * (e.hd / 2) + i] = (float)sin(ang);
+    }
+  }
   int cap = o->max_new_tokens;
   for (int64_t i = 0; i < e.nslots; i++) {
     s[i].prompt = (int)(i / n);
@@ -469,7 +477,7 @@ done:
   cf_prof_set_phase(phase0);
   if (e.kv.k) for (int l = 0; l < c->layers; l++) free(e.kv.k[l]);
   if (e.kv.v) for (int l = 0; l < c->layers; l++) free(e.kv.v[l]);
-  free(e.kv.k); free(e.kv.v); free(e.inv_freq);
+  free(e.kv.k); free(e.kv.v); free(e.rope_cs);
   free(rslot); free(rpos); free(rtok); free(hid); free(logits); free(hsel); free(sidx); free(sp);
   free(done); free(last);
   if (rc) { cf_gen_samples_free(s, (int)e.nslots); return rc; }

@@ -736,47 +736,40 @@ cf_tensor *cf_qwen2_logprobs(cf_qwen2 *m, cf_tensor *ids, const int64_t *prompt_
   if (!h) return NULL;
   cf_tensor *cpu_ids = cf_tensor_device(ids) == CF_DEVICE_CPU ? (cf_tensor_retain(ids), ids)
                                                               : cf_tensor_to_device(ids, CF_DEVICE_CPU);
-  /* Gather the scoring rows: hidden[b, P-1 .. len-2] predicts tokens[b, P .. len-1]. */
+  /* Gather the scoring rows: hidden[b, P-1 .. len-2] predicts tokens[b, P .. len-1]. One
+   * embedding lookup into the flattened [B*T, D] hidden states takes them all (its backward adds
+   * each row's gradient into one zeroed [B*T, D] tensor; a select + narrow per row would build a
+   * zeroed full-size gradient per row). */
   int64_t N = 0;
   for (int64_t b = 0; b < B; b++) N += (lens ? lens[b] : T) - prompt_lens[b];
-  cf_tensor *out = NULL, *rows = NULL, *targets = NULL, *lp = NULL;
-  cf_tensor **parts = calloc((size_t)(B ? B : 1), sizeof *parts);
-  int nparts = 0;
-  TRY(parts && cpu_ids);
+  cf_tensor *out = NULL, *rows = NULL, *targets = NULL, *lp = NULL, *where = NULL, *hflat = NULL;
+  TRY(cpu_ids);
   {
     int64_t tshape[1] = {N};
     TRY(targets = cf_tensor_zeros(1, tshape, CF_DTYPE_I64));
-    int64_t k = 0;
+    TRY(where = cf_tensor_zeros(1, tshape, CF_DTYPE_I64));
+    int64_t *tp = cf_tensor_data(targets), *wp = cf_tensor_data(where), k = 0;
     for (int64_t b = 0; b < B; b++) {
       int64_t len = lens ? lens[b] : T, P = prompt_lens[b];
-      for (int64_t t = P; t < len; t++) {
+      for (int64_t t = P; t < len; t++, k++) {
         int64_t idx[2] = {b, t};
-        ((int64_t *)cf_tensor_data(targets))[k++] = (int64_t)cf_tensor_get(cpu_ids, idx);
+        tp[k] = (int64_t)cf_tensor_get(cpu_ids, idx);
+        wp[k] = b * T + t - 1;
       }
-      if (len - P == 0) continue;
-      cf_args a = cf_args_none();
-      a.i[0] = 0; a.i[1] = b; a.ni = 2;
-      cf_tensor *in[1] = {h};
-      cf_tensor *hb = cf_op(CF_OP_select, in, 1, &a);       /* [T, D] */
-      TRY(hb);
-      a = cf_args_none();
-      a.i[0] = 0; a.i[1] = P - 1; a.i[2] = len - P; a.ni = 3;
-      in[0] = hb;
-      parts[nparts] = cf_op(CF_OP_narrow, in, 1, &a);       /* [len-P, D] */
-      cf_tensor_release(hb);
-      TRY(parts[nparts]);
-      nparts++;
     }
   }
   if (cf_tensor_device(h) != CF_DEVICE_CPU) {
     cf_tensor *tg = cf_tensor_to_device(targets, cf_tensor_device(h));
     cf_tensor_release(targets);
     TRY(targets = tg);
+    cf_tensor *wg = cf_tensor_to_device(where, cf_tensor_device(h));
+    cf_tensor_release(where);
+    TRY(where = wg);
   }
   if (N > 0) {
-    cf_args a = cf_args_none();
-    a.i[0] = 0; a.ni = 1;
-    TRY(rows = cf_op(CF_OP_cat, parts, nparts, &a));        /* [N, D] */
+    int64_t flat[2] = {B * T, m->cfg.hidden};
+    TRY(hflat = reshape(h, 2, flat));                          /* [B*T, D] */
+    TRY(rows = cf_embedding(hflat, where));                    /* [N, D] */
     TRY(lp = cf_head_logprob(rows, m->lm_head, targets, temp)); /* [N] */
   }
   {
@@ -814,8 +807,8 @@ cf_tensor *cf_qwen2_logprobs(cf_qwen2 *m, cf_tensor *ids, const int64_t *prompt_
     free(sums);
   }
 fail:
-  for (int i = 0; i < nparts; i++) cf_tensor_release(parts[i]);
-  free(parts);
+  cf_tensor_release(hflat);
+  cf_tensor_release(where);
   cf_tensor_release(rows);
   cf_tensor_release(targets);
   cf_tensor_release(lp);
