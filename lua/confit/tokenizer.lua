@@ -21,8 +21,8 @@ local Tokenizer = {}
 Tokenizer.__index = Tokenizer
 Tokenizer.__name = "confit.tokenizer"
 
--- End-of-sequence tokens recognised by name, in order of preference: ChatML's end of turn
--- first (what an instruct model emits), then the end-of-text markers.
+-- End-of-sequence tokens recognised by name among the special tokens, in order of preference:
+-- ChatML's end of turn first (what an instruct model emits), then the end-of-text markers.
 local EOS_NAMES = {"<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>"}
 
 function M.new(path)
@@ -36,8 +36,9 @@ function M.new(path)
   for _, a in ipairs(bpe:added_tokens()) do
     if a.special then self.special[a.content] = a.id end
   end
+  -- only special (added) tokens count: in Qwen's vocabulary "</s>" is ordinary text (id 128247)
   for _, name in ipairs(EOS_NAMES) do
-    local id = bpe:token_to_id(name)
+    local id = self.special[name]
     if id then self.eos_ids[#self.eos_ids + 1] = id end
   end
   self.eos_id = self.eos_ids[1]
