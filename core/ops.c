@@ -88,6 +88,22 @@ int cf_infer_same(const char *op, cf_tensor *const *in, int nin, const cf_args *
   return 0;
 }
 
+/* masked_fill: the tensor's shape; the mask must broadcast to it (checked once, for every device). */
+int cf_infer_masked_fill(const char *op, cf_tensor *const *in, int nin, const cf_args *a, cf_meta *out) {
+  cf_tensor *t = in[0], *m = in[1];
+  bool ok = m->ndim <= t->ndim;
+  for (int d = 0; ok && d < m->ndim; d++) {
+    int64_t s = m->shape[d], ts = t->shape[d + t->ndim - m->ndim];
+    if (s != 1 && s != ts) ok = false;
+  }
+  if (!ok) {
+    char b1[128], b2[128];
+    return CF_ERR("%s: mask %s does not broadcast to the tensor %s", op, cf_shape_str(m, b1, sizeof b1),
+                  cf_shape_str(t, b2, sizeof b2));
+  }
+  return cf_infer_same(op, in, nin, a, out);
+}
+
 int cf_infer_broadcast(const char *op, cf_tensor *const *in, int nin, const cf_args *a, cf_meta *out) {
   (void)a;
   out->dtype = in[0]->dtype;

@@ -268,19 +268,9 @@ int cf_cpu_where(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a
   return select_kernel("where", out, in[0], in[1], in[2], 0);
 }
 
-/* masked_fill "T M f": t [..], mask broadcastable to t's shape, value a->f[0] -> out [t's shape] */
+/* masked_fill "T M f": t [..], mask broadcastable to t's shape (cf_infer_masked_fill checked it),
+ * value a->f[0] -> out [t's shape] */
 int cf_cpu_masked_fill(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
-  cf_tensor *t = in[0], *m = in[1];
-  bool ok = m->ndim <= t->ndim;
-  for (int d = 0; ok && d < m->ndim; d++) {
-    int64_t s = m->shape[d], ts = t->shape[d + t->ndim - m->ndim];
-    if (s != 1 && s != ts) ok = false;
-  }
-  if (!ok) {
-    char b1[128], b2[128];
-    return CF_ERR("masked_fill: mask %s does not broadcast to the tensor %s",
-                  cf_shape_str(m, b1, sizeof b1), cf_shape_str(t, b2, sizeof b2));
-  }
-  return select_kernel("masked_fill", out, m, NULL, t, a->f[0]);
+  return select_kernel("masked_fill", out, in[1], NULL, in[0], a->f[0]);
 }
