@@ -269,19 +269,25 @@ static int run_node(cf_node *n, bool retain) {
   int rc = rule(n, g, gin);
   cf_prof_pop(region);
   cf_tensor_release(g);
+  /* gradients of broadcast inputs reduce to the input's shape (a profiler region of their own:
+   * a bias gradient is a long column sum) */
+  bool reducing = false;
+  for (int k = 0; k < n->nin && rc == 0; k++) {
+    cf_tensor *gi = gin[k], *x = n->in[k];
+    if (!gi || !n->needs[k] || cf_same_shape(gi, x)) continue;
+    if (!reducing) { reducing = true; region = cf_prof_push("sum_to"); }
+    cf_tensor *r = cf_sum_to(gi, x->ndim, x->shape);
+    cf_tensor_release(gi);
+    gin[k] = r;
+    if (!r) rc = cf_error_prefix("backward of %s: ", name);
+  }
+  if (reducing) cf_prof_pop(region);
   region = cf_prof_push("accumulate");
   for (int k = 0; k < n->nin && rc == 0; k++) {
     cf_tensor *gi = gin[k];
     gin[k] = NULL;
     if (!gi) continue;
     if (!n->needs[k]) { cf_tensor_release(gi); continue; }
-    cf_tensor *x = n->in[k];
-    if (!cf_same_shape(gi, x)) {
-      cf_tensor *r = cf_sum_to(gi, x->ndim, x->shape);
-      cf_tensor_release(gi);
-      if (!r) { rc = cf_error_prefix("backward of %s: ", name); break; }
-      gi = r;
-    }
     if (n->next[k]) rc = accumulate(&n->next[k]->gacc, gi);
     else rc = accumulate_leaf(n->leaf[k], gi);
   }

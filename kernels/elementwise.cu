@@ -84,14 +84,70 @@ __global__ void __launch_bounds__(CF_CU_THREADS) unary_kernel(T *out, const T *x
   }
 }
 
+/* 16-byte vector access for the dense paths: CU_VEC(T) elements (8 bf16, 4 f32) per load. */
+#define CU_VEC(T) ((int)(16 / sizeof(T)))
+__device__ __forceinline__ void ldv(const float *p, float *f) {
+  float4 u = *(const float4 *)p;
+  f[0] = u.x; f[1] = u.y; f[2] = u.z; f[3] = u.w;
+}
+__device__ __forceinline__ void ldv(const bf16 *p, float *f) {
+  uint4 u = *(const uint4 *)p;
+  const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    float2 v = __bfloat1622float2(h[j]);
+    f[2 * j] = v.x;
+    f[2 * j + 1] = v.y;
+  }
+}
+__device__ __forceinline__ void stv(float *p, const float *f) { *(float4 *)p = make_float4(f[0], f[1], f[2], f[3]); }
+__device__ __forceinline__ void stv(bf16 *p, const float *f) {
+  uint4 u;
+  __nv_bfloat162 *h = (__nv_bfloat162 *)&u;
+#pragma unroll
+  for (int j = 0; j < 4; j++) h[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
+  *(uint4 *)p = u;
+}
+static inline bool cu_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* How binary_kernel walks its operands (chosen on the host):
+ *   EW_DENSE  every operand dense, flat index;
+ *   EW_ROWS   [rows, ncol]: each operand either dense or one row repeated (a bias: offset i % ncol);
+ *   EW_ITER   anything else, through cu_iter.
+ * vec: the dense / rows walk in 16-byte vectors (pointers aligned, ncol a multiple of the width). */
+enum { EW_DENSE, EW_ROWS, EW_ITER };
+struct ew_walk {
+  int kind;
+  bool vec;
+  bool rep[3];  /* EW_ROWS: operand k (out, a, b) repeats one row */
+  int64_t ncol;
+};
+
+__device__ __forceinline__ int64_t ew_off(const ew_walk &w, int k, int64_t i) { return w.rep[k] ? i % w.ncol : i; }
+
 // out [broadcast shape] = f(a, b)
 template <typename T, int OP>
 __global__ void __launch_bounds__(CF_CU_THREADS) binary_kernel(T *out, const T *a, const T *b, cu_iter it,
-                                                               int64_t n) {
+                                                               ew_walk w, int64_t n) {
   int64_t stride = (int64_t)gridDim.x * blockDim.x;
   int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (it.contiguous) {
-    for (; i < n; i += stride) stf(out, i, binary_fn<OP>(ldf(a, i), ldf(b, i)));
+  if (w.kind != EW_ITER) {
+    int64_t done = 0;
+    if (w.vec) {
+      constexpr int V = CU_VEC(T);
+      int64_t nv = n / V;
+      for (int64_t j = i; j < nv; j += stride) {
+        float fa[V], fb[V], fo[V];
+        ldv(a + ew_off(w, 1, j * V), fa);
+        ldv(b + ew_off(w, 2, j * V), fb);
+#pragma unroll
+        for (int k = 0; k < V; k++) fo[k] = binary_fn<OP>(fa[k], fb[k]);
+        stv(out + j * V, fo);
+      }
+      done = nv * V;
+    }
+    for (int64_t j = done + i; j < n; j += stride)
+      stf(out, j, binary_fn<OP>(ldf(a, ew_off(w, 1, j)), ldf(b, ew_off(w, 2, j))));
     return;
   }
   for (; i < n; i += stride) {
@@ -102,19 +158,40 @@ __global__ void __launch_bounds__(CF_CU_THREADS) binary_kernel(T *out, const T *
 }
 
 // swiglu backward: ga, gb [n] (dense, either may be NULL) from g, a, b (operands: first output, g, a, b;
-// the second output shares the first one's offsets)
+// the second output shares the first one's offsets); vec: all dense and 16-byte aligned
+__device__ __forceinline__ void swiglu_grad(float d, float x, float y, float *ga, float *gb) {
+  float s = sigmoidf_(x);
+  *ga = d * y * s * (1.0f + x * (1.0f - s));
+  *gb = d * x * s;
+}
 template <typename T>
 __global__ void __launch_bounds__(CF_CU_THREADS) swiglu_bwd_kernel(T *ga, T *gb, const T *g, const T *a, const T *b,
-                                                                   cu_iter it, int64_t n) {
+                                                                   cu_iter it, int64_t n, bool vec) {
   int64_t stride = (int64_t)gridDim.x * blockDim.x;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride) {
+  int64_t i0 = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, done = 0;
+  if (vec) {
+    constexpr int V = CU_VEC(T);
+    int64_t nv = n / V;
+    for (int64_t j = i0; j < nv; j += stride) {
+      float fd[V], fx[V], fy[V], oa[V], ob[V];
+      ldv(g + j * V, fd);
+      ldv(a + j * V, fx);
+      ldv(b + j * V, fy);
+#pragma unroll
+      for (int k = 0; k < V; k++) swiglu_grad(fd[k], fx[k], fy[k], &oa[k], &ob[k]);
+      if (ga) stv(ga + j * V, oa);
+      if (gb) stv(gb + j * V, ob);
+    }
+    done = nv * V;
+  }
+  for (int64_t i = done + i0; i < n; i += stride) {
     int64_t off[4];
     if (it.contiguous) off[0] = off[1] = off[2] = off[3] = i;
     else cu_offsets<4>(it, i, off);
-    float d = ldf(g, off[1]), x = ldf(a, off[2]), y = ldf(b, off[3]);
-    float s = sigmoidf_(x);
-    if (ga) stf(ga, off[0], d * y * s * (1.0f + x * (1.0f - s)));
-    if (gb) stf(gb, off[0], d * x * s);
+    float oa, ob;
+    swiglu_grad(ldf(g, off[1]), ldf(a, off[2]), ldf(b, off[3]), &oa, &ob);
+    if (ga) stf(ga, off[0], oa);
+    if (gb) stf(gb, off[0], ob);
   }
 }
 
@@ -183,13 +260,27 @@ static int binary(const char *name, cf_tensor *out, cf_tensor *a, cf_tensor *b) 
   const cf_tensor *ops[3] = {out, a, b};
   cu_iter it;
   cu_iter_init(&it, out->ndim, out->shape, 3, ops);
-  unsigned g = cu_blocks(n, CF_CU_THREADS);
+  ew_walk w;
+  memset(&w, 0, sizeof w);
+  w.kind = it.contiguous ? EW_DENSE : EW_ITER;
+  if (!it.contiguous && it.nd == 2) {
+    bool rows = true;
+    for (int k = 0; k < 3; k++) {
+      w.rep[k] = it.st[k][0] == 0;
+      if (it.st[k][1] != 1 || (it.st[k][0] != 0 && it.st[k][0] != it.shape[1])) rows = false;
+    }
+    if (rows && !w.rep[0]) { w.kind = EW_ROWS; w.ncol = it.shape[1]; }
+  }
+  int vw = (int)(16 / cf_dtype_size(out->dtype));
+  w.vec = w.kind != EW_ITER && cu_aligned16(cf_tensor_data(out)) && cu_aligned16(cf_tensor_data(a)) &&
+          cu_aligned16(cf_tensor_data(b)) && (w.kind == EW_DENSE || w.ncol % vw == 0);
+  unsigned g = cu_blocks(w.vec ? (n + vw - 1) / vw : n, CF_CU_THREADS);
   if (out->dtype == CF_DTYPE_F32)
     binary_kernel<float, OP><<<g, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(out),
-        (const float *)cf_tensor_data(a), (const float *)cf_tensor_data(b), it, n);
+        (const float *)cf_tensor_data(a), (const float *)cf_tensor_data(b), it, w, n);
   else
     binary_kernel<bf16, OP><<<g, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(out),
-        (const bf16 *)cf_tensor_data(a), (const bf16 *)cf_tensor_data(b), it, n);
+        (const bf16 *)cf_tensor_data(a), (const bf16 *)cf_tensor_data(b), it, w, n);
   return cu_launched(name);
 }
 
@@ -217,15 +308,19 @@ extern "C" int cf_cuda_swiglu_backward(cf_tensor *ga, cf_tensor *gb, cf_tensor *
   const cf_tensor *ops[4] = {first, g, a, b};
   cu_iter it;
   cu_iter_init(&it, first->ndim, first->shape, 4, ops);
-  unsigned grid = cu_blocks(n, CF_CU_THREADS);
+  int vw = (int)(16 / cf_dtype_size(first->dtype));
+  bool vec = it.contiguous && cu_aligned16(cf_tensor_data(g)) && cu_aligned16(cf_tensor_data(a)) &&
+             cu_aligned16(cf_tensor_data(b)) && (!ga || cu_aligned16(cf_tensor_data(ga))) &&
+             (!gb || cu_aligned16(cf_tensor_data(gb)));
+  unsigned grid = cu_blocks(vec ? (n + vw - 1) / vw : n, CF_CU_THREADS);
   if (first->dtype == CF_DTYPE_F32)
     swiglu_bwd_kernel<float><<<grid, CF_CU_THREADS, 0, cu_stream()>>>(ga ? (float *)cf_tensor_data(ga) : NULL,
         gb ? (float *)cf_tensor_data(gb) : NULL, (const float *)cf_tensor_data(g), (const float *)cf_tensor_data(a),
-        (const float *)cf_tensor_data(b), it, n);
+        (const float *)cf_tensor_data(b), it, n, vec);
   else
     swiglu_bwd_kernel<bf16><<<grid, CF_CU_THREADS, 0, cu_stream()>>>(ga ? (bf16 *)cf_tensor_data(ga) : NULL,
         gb ? (bf16 *)cf_tensor_data(gb) : NULL, (const bf16 *)cf_tensor_data(g), (const bf16 *)cf_tensor_data(a),
-        (const bf16 *)cf_tensor_data(b), it, n);
+        (const bf16 *)cf_tensor_data(b), it, n, vec);
   return cu_launched("swiglu backward");
 }
 

@@ -160,22 +160,58 @@ __global__ void k_rope_kv(const float *qkv, int ld, const float *bq, const float
 /* Decode attention, split-K over positions. grid (nsplit, KVH, A), ATT_T threads.
  * q (A, H*hd) f32 rotated; row r attends to positions 0..pos[r]: those < plen[r] from slot
  * pslot[r], the rest from slot[r]. Split s covers positions [s*C, (s+1)*C). Writes the split's
- * running max pm, sum pl (A, H, nsplit) and unnormalised output po (A, H, nsplit, hd). */
-template <typename T>
+ * running max pm, sum pl (A, H, nsplit) and unnormalised output po (A, H, nsplit, hd).
+ * Per tile of ATT_TILE positions, for up to ATT_G query heads of the kv head at once:
+ *  scores  warp w takes positions (w / 2) * 32 + lane and half (w % 2) of head_dim: each thread
+ *          reads its own K row half (16-byte loads when VEC: head_dim % 16 == 0), the query from
+ *          shared memory (a broadcast: one address per warp); the halves add in shared memory;
+ *  softmax one warp per head, lanes over the tile (online: running max and sum);
+ *  P V     thread t owns the dim pairs 2 (t % 64 + 64 c) and the positions of parity t / 64,
+ *          reads V as pairs (coalesced), four positions in flight; the two parities add at the end.
+ * Every thread keeps many independent loads in flight: the kernel is bound by memory, not by
+ * the latency of one position after another. */
+static_assert(ATT_T == 128 && ATT_TILE == 64, "k_attn's thread layout assumes 128 threads and 64-position tiles");
+#define ATT_QPAD 4 /* floats between the two halves of a query row in shared memory (no bank clash) */
+
+__device__ __forceinline__ void att_load8(const bf16 *p, float *f) {
+  uint4 u = *(const uint4 *)p;
+  const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    float2 v = __bfloat1622float2(h[j]);
+    f[2 * j] = v.x;
+    f[2 * j + 1] = v.y;
+  }
+}
+__device__ __forceinline__ void att_load8(const float *p, float *f) {
+  float4 a = ((const float4 *)p)[0], b = ((const float4 *)p)[1];
+  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+__device__ __forceinline__ float2 att_load2(const bf16 *p) { return __bfloat1622float2(*(const __nv_bfloat162 *)p); }
+__device__ __forceinline__ float2 att_load2(const float *p) { return *(const float2 *)p; }
+
+template <typename T, bool VEC>
 __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv, const void *vcv, const int *pos,
                                                  const int *slot, const int *pslot, const int *plen,
                                                  float *po, float *pm, float *pl, int H, int KVH, int hd,
                                                  int cap, int C, int nsplit, float scale) {
   const T *kc = (const T *)kcv, *vc = (const T *)vcv;
-  __shared__ float qs[ATT_G][ATT_MAXHD];
-  __shared__ float ss[ATT_G][ATT_TILE];
+  __shared__ __align__(16) float qs[ATT_G][ATT_MAXHD + ATT_QPAD];
+  __shared__ float part[2][ATT_G][ATT_TILE];
+  __shared__ float ps[ATT_G][ATT_TILE];
+  __shared__ float red[ATT_G][ATT_MAXHD];
   __shared__ float ms[ATT_G], ls[ATT_G], as[ATT_G];
   int split = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
   int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32;
-  int group = H / KVH;
+  int group = H / KVH, hh = hd / 2;
   int p = pos[r], pl_r = plen[r];
   int start = split * C, end = min(start + C, p + 1);
   size_t own = ((size_t)slot[r] * KVH + kvh) * cap * hd, pre = ((size_t)pslot[r] * KVH + kvh) * cap * hd;
+  /* scores: my position within the tile and my half of head_dim */
+  int st_tt = lane + 32 * (warp >> 1), half = warp & 1;
+  int qoff = half ? hh + ATT_QPAD : 0;
+  /* P V: my dim pairs and position parity */
+  int pv_j = tid & 63, pv_par = tid >> 6;
   for (int g0 = 0; g0 < group; g0 += ATT_G) {
     int G = min(ATT_G, group - g0);
     int hbase = kvh * group + g0;
@@ -189,47 +225,60 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
     }
     for (int i = tid; i < G * hd; i += ATT_T) {
       int g = i / hd, d = i % hd;
-      qs[g][d] = q[(size_t)r * H * hd + (size_t)(hbase + g) * hd + d] * scale;
+      qs[g][d + (d >= hh ? ATT_QPAD : 0)] = q[(size_t)r * H * hd + (size_t)(hbase + g) * hd + d] * scale;
     }
     if (tid < ATT_G) { ms[tid] = -INFINITY; ls[tid] = 0.f; }
-    float acc[ATT_G][2];
+    float acc[ATT_G][2][2];
 #pragma unroll
-    for (int g = 0; g < ATT_G; g++) { acc[g][0] = 0.f; acc[g][1] = 0.f; }
+    for (int g = 0; g < ATT_G; g++)
+#pragma unroll
+      for (int c = 0; c < 2; c++) { acc[g][c][0] = 0.f; acc[g][c][1] = 0.f; }
     __syncthreads();
     for (int t0 = start; t0 < end; t0 += ATT_TILE) {
       int n = min(ATT_TILE, end - t0);
-      /* scores: one warp per position, lanes over head_dim */
-      for (int tt = warp; tt < n; tt += nwarp) {
-        int t = t0 + tt;
-        const T *kr = kc + (t < pl_r ? pre : own) + (size_t)t * hd;
-        float kv[ATT_MAXHD / 32];
+      /* scores: half dot products of my position with every head of the group */
+      {
+        float s[ATT_G];
 #pragma unroll
-        for (int c = 0; c < ATT_MAXHD / 32; c++) {
-          int d = lane + 32 * c;
-          kv[c] = d < hd ? to_float(kr[d]) : 0.f;
-        }
+        for (int g = 0; g < ATT_G; g++) s[g] = 0.f;
+        if (st_tt < n) {
+          int t = t0 + st_tt;
+          const T *kr = kc + (t < pl_r ? pre : own) + (size_t)t * hd + half * hh;
+          if (VEC) {
+            for (int d = 0; d < hh; d += 8) {
+              float kf[8];
+              att_load8(kr + d, kf);
 #pragma unroll
-        for (int g = 0; g < ATT_G; g++) {
-          if (g >= G) break;
-          float s = 0.f;
+              for (int g = 0; g < ATT_G; g++) {
+                if (g < G) {
+                  const float4 *qq = (const float4 *)&qs[g][qoff + d];
+                  float4 a = qq[0], b = qq[1];
+                  s[g] += a.x * kf[0] + a.y * kf[1] + a.z * kf[2] + a.w * kf[3] + b.x * kf[4] + b.y * kf[5] +
+                          b.z * kf[6] + b.w * kf[7];
+                }
+              }
+            }
+          } else {
+            for (int d = 0; d < hh; d++) {
+              float kv = to_float(kr[d]);
 #pragma unroll
-          for (int c = 0; c < ATT_MAXHD / 32; c++) {
-            int d = lane + 32 * c;
-            if (d < hd) s += qs[g][d] * kv[c];
+              for (int g = 0; g < ATT_G; g++) if (g < G) s[g] += qs[g][qoff + d] * kv;
+            }
           }
-          s = warp_sum(s);
-          if (lane == 0) ss[g][tt] = s;
         }
+#pragma unroll
+        for (int g = 0; g < ATT_G; g++) if (g < G) part[half][g][st_tt] = s[g];
       }
       __syncthreads();
       /* online softmax per head: one warp per head */
       for (int g = warp; g < G; g += nwarp) {
-        float a = lane < n ? ss[g][lane] : -INFINITY, b = lane + 32 < n ? ss[g][lane + 32] : -INFINITY;
+        float a = lane < n ? part[0][g][lane] + part[1][g][lane] : -INFINITY;
+        float b = lane + 32 < n ? part[0][g][lane + 32] + part[1][g][lane + 32] : -INFINITY;
         float mt = warp_max(fmaxf(a, b));
         float mold = ms[g], mnew = fmaxf(mold, mt);
         float ea = lane < n ? expf(a - mnew) : 0.f, eb = lane + 32 < n ? expf(b - mnew) : 0.f;
-        if (lane < n) ss[g][lane] = ea;
-        if (lane + 32 < n) ss[g][lane + 32] = eb;
+        ps[g][lane] = ea;
+        ps[g][lane + 32] = eb;
         float sum = warp_sum(ea + eb);
         if (lane == 0) {
           float alpha = expf(mold - mnew);
@@ -239,30 +288,61 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
         }
       }
       __syncthreads();
-      /* acc = acc * alpha + P V */
+      /* acc = acc * alpha + P V over my positions (parity pv_par) and dim pairs */
+#pragma unroll
+      for (int g = 0; g < ATT_G; g++)
+        if (g < G)
+#pragma unroll
+          for (int c = 0; c < 2; c++) { acc[g][c][0] *= as[g]; acc[g][c][1] *= as[g]; }
 #pragma unroll
       for (int c = 0; c < 2; c++) {
-        int d = tid + c * ATT_T;
+        int d = 2 * (pv_j + 64 * c);
         if (d >= hd) break;
-#pragma unroll
-        for (int g = 0; g < ATT_G; g++) if (g < G) acc[g][c] *= as[g];
-        for (int tt = 0; tt < n; tt++) {
+#pragma unroll 4
+        for (int tt = pv_par; tt < n; tt += 2) {
           int t = t0 + tt;
-          float v = to_float(vc[(t < pl_r ? pre : own) + (size_t)t * hd + d]);
+          float2 v = att_load2(vc + (t < pl_r ? pre : own) + (size_t)t * hd + d);
 #pragma unroll
-          for (int g = 0; g < ATT_G; g++) if (g < G) acc[g][c] += ss[g][tt] * v;
+          for (int g = 0; g < ATT_G; g++)
+            if (g < G) {
+              float w = ps[g][tt];
+              acc[g][c][0] += w * v.x;
+              acc[g][c][1] += w * v.y;
+            }
         }
       }
       __syncthreads();
     }
-    for (int g = 0; g < G; g++) {
-      size_t pi = ((size_t)r * H + hbase + g) * nsplit + split;
+    /* the two parities add; parity 1 hands its sums over through shared memory */
+    if (pv_par == 1) {
 #pragma unroll
       for (int c = 0; c < 2; c++) {
-        int d = tid + c * ATT_T;
-        if (d < hd) po[pi * hd + d] = acc[g][c];
+        int d = 2 * (pv_j + 64 * c);
+        if (d >= hd) break;
+#pragma unroll
+        for (int g = 0; g < ATT_G; g++)
+          if (g < G) { red[g][d] = acc[g][c][0]; red[g][d + 1] = acc[g][c][1]; }
       }
-      if (tid == 0) { pm[pi] = ms[g]; pl[pi] = ls[g]; }
+    }
+    __syncthreads();
+    if (pv_par == 0) {
+#pragma unroll
+      for (int c = 0; c < 2; c++) {
+        int d = 2 * (pv_j + 64 * c);
+        if (d >= hd) break;
+#pragma unroll
+        for (int g = 0; g < ATT_G; g++)
+          if (g < G) {
+            size_t pi = ((size_t)r * H + hbase + g) * nsplit + split;
+            po[pi * hd + d] = acc[g][c][0] + red[g][d];
+            po[pi * hd + d + 1] = acc[g][c][1] + red[g][d + 1];
+          }
+      }
+    }
+    if (tid < G) {
+      size_t pi = ((size_t)r * H + hbase + tid) * nsplit + split;
+      pm[pi] = ms[tid];
+      pl[pi] = ls[tid];
     }
     __syncthreads();
   }
@@ -730,6 +810,13 @@ static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float 
     else kernel<float><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                             \
   } while (0)
 
+/* the same for a kernel with a second template parameter */
+#define LAUNCH_T2(kernel, P, grid, block, ...)                                                  \
+  do {                                                                                          \
+    if (e->bf) kernel<bf16, P><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                     \
+    else kernel<float, P><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                          \
+  } while (0)
+
 static int norm_threads(int D) { return D >= 2048 ? 1024 : D >= 512 ? 512 : D >= 128 ? 128 : 32; }
 
 /* Attention split for A rows: enough blocks to fill the GPU, chunks of whole tiles. */
@@ -775,8 +862,14 @@ static int gen_layers(gen_engine *e, int A) {
     LAUNCH_T(k_rope_kv, A, 256, e->qkv, ld, Ly->bq, Ly->bk, Ly->bv, e->cos_t, e->sin_t, e->rows.pos,
              e->rows.slot, e->qr, kc, vc, e->H, e->KVH, hd, e->cap);
     STAGE("attention");
-    LAUNCH_T(k_attn, dim3(nsplit, e->KVH, A), ATT_T, e->qr, kc, vc, e->rows.pos, e->rows.slot, e->rows.pslot,
-             e->rows.plen, e->po, e->pm, e->pl, e->H, e->KVH, hd, e->cap, C, nsplit, scale);
+    {
+      dim3 ag(nsplit, e->KVH, A);
+#define ATT_ARGS e->qr, kc, vc, e->rows.pos, e->rows.slot, e->rows.pslot, e->rows.plen, e->po, e->pm, e->pl, \
+                 e->H, e->KVH, hd, e->cap, C, nsplit, scale
+      if (hd % 16 == 0) LAUNCH_T2(k_attn, true, ag, ATT_T, ATT_ARGS);
+      else LAUNCH_T2(k_attn, false, ag, ATT_T, ATT_ARGS);
+#undef ATT_ARGS
+    }
     STAGE("attn_combine");
     LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
     STAGE("o_proj");

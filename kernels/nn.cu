@@ -363,24 +363,29 @@ extern "C" int cf_cuda_rmsnorm_backward(cf_tensor *gx, cf_tensor *gw, cf_tensor 
 
 /* ================================================================ rope */
 
-// out [rows, D] = x rotated by sign * pos * theta^(-2i/D) (HF rotate-half); pairs (i, i + D/2)
+// out [B, M, T, D] (dense) = x rotated by sign * pos * theta^(-2i/D) (HF rotate-half); pairs
+// (i, i + D/2). x is read through strides (sb, sm, st; the last dim dense), so a transposed view
+// of heads needs no copy. One thread per (b, t, i): the angle's pow and sincos once, applied to
+// the M rows (heads) that share it.
 template <typename T>
 __global__ void __launch_bounds__(CF_CU_THREADS) rope_kernel(T *out, const T *x, const void *pos, int pdt,
-                                                             int64_t rows, int64_t T_, int64_t D,
-                                                             int64_t rows_per_b, int pos2d, double theta,
-                                                             double sign) {
-  int64_t h = D / 2, n = rows * h;
+                                                             int64_t B, int64_t M, int64_t T_, int64_t D,
+                                                             int64_t sb, int64_t sm, int64_t st, int pos2d,
+                                                             double theta, double sign) {
+  int64_t h = D / 2, n = B * T_ * h;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
-    int64_t r = e / h, i = e % h, t = r % T_;
-    int64_t p = pos2d ? (r / rows_per_b) * T_ + t : t;
+    int64_t i = e % h, t = (e / h) % T_, b = e / (h * T_);
+    int64_t p = pos2d ? b * T_ + t : t;
     double ang = (double)ld_id(pos, pdt, p) * pow(theta, -2.0 * (double)i / (double)D);
     double sd, cd;
     sincos(ang, &sd, &cd);
     float co = (float)cd, si = (float)(sign * sd);
-    int64_t o = r * D;
-    float x1 = ldf(x, o + i), x2 = ldf(x, o + i + h);
-    stf(out, o + i, x1 * co - x2 * si);
-    stf(out, o + i + h, x2 * co + x1 * si);
+    for (int64_t m = 0; m < M; m++) {
+      int64_t xi = b * sb + m * sm + t * st, o = ((b * M + m) * T_ + t) * D;
+      float x1 = ldf(x, xi + i), x2 = ldf(x, xi + i + h);
+      stf(out, o + i, x1 * co - x2 * si);
+      stf(out, o + i + h, x2 * co + x1 * si);
+    }
   }
 }
 
@@ -388,28 +393,34 @@ static int rope_apply(const char *op, cf_tensor *out, cf_tensor *x0, cf_tensor *
   if (cu_check_float(op, x0)) return -1;
   char b1[128], b2[128];
   if (x0->ndim < 2) return CF_ERR("%s: x must be [.., T, D], got %s", op, cf_shape_str(x0, b1, sizeof b1));
-  int64_t T = x0->shape[x0->ndim - 2], D = x0->shape[x0->ndim - 1];
+  int nd = x0->ndim;
+  int64_t T = x0->shape[nd - 2], D = x0->shape[nd - 1];
   if (D % 2) return CF_ERR("%s: the last dim must be even, got x %s", op, cf_shape_str(x0, b1, sizeof b1));
   if (!(theta > 0)) return CF_ERR("%s: theta must be > 0, got %g", op, theta);
   bool ok = (pos0->ndim == 1 && pos0->shape[0] == T) ||
-            (pos0->ndim == 2 && x0->ndim >= 3 && pos0->shape[0] == x0->shape[0] && pos0->shape[1] == T);
+            (pos0->ndim == 2 && nd >= 3 && pos0->shape[0] == x0->shape[0] && pos0->shape[1] == T);
   if (!ok)
     return CF_ERR("%s: positions must be [T] or [B, T] (B = x's dim 1) for x [.., T, D]: x %s, positions %s",
                   op, cf_shape_str(x0, b1, sizeof b1), cf_shape_str(pos0, b2, sizeof b2));
   int64_t numel = cf_tensor_numel(x0), rows = D ? numel / D : 0;
   if (rows == 0 || D == 0) return 0;
-  cf_tensor *x = cu_contig(x0), *pos = cu_contig(pos0);
+  /* a 4-d x with a dense last dim is read in place (the model's heads are a transposed view) */
+  bool strided = nd == 4 && x0->stride[3] == 1;
+  cf_tensor *x = strided ? (cf_tensor_retain(x0), x0) : cu_contig(x0), *pos = cu_contig(pos0);
   int rc = x && pos ? 0 : -1;
   if (rc == 0) {
-    int64_t rows_per_b = x->shape[0] ? rows / x->shape[0] : 1;
-    unsigned g = cu_blocks(rows * (D / 2), CF_CU_THREADS);
+    /* [B, M, T, D]: B = dim 0 when there are >= 3 dims (positions [B, T] index it), M the rest */
+    int64_t B = nd >= 3 ? x->shape[0] : 1, M = rows / T / B;
+    int64_t st = strided ? x->stride[2] : D, sm = strided ? x->stride[1] : T * D;
+    int64_t sb = strided ? x->stride[0] : M * T * D;
+    unsigned g = cu_blocks(B * T * (D / 2), CF_CU_THREADS);
     if (x->dtype == CF_DTYPE_F32)
       rope_kernel<float><<<g, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(out),
-          (const float *)cf_tensor_data(x), cf_tensor_data(pos), pos->dtype, rows, T, D, rows_per_b,
+          (const float *)cf_tensor_data(x), cf_tensor_data(pos), pos->dtype, B, M, T, D, sb, sm, st,
           pos->ndim == 2, theta, sign);
     else
       rope_kernel<bf16><<<g, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(out),
-          (const bf16 *)cf_tensor_data(x), cf_tensor_data(pos), pos->dtype, rows, T, D, rows_per_b,
+          (const bf16 *)cf_tensor_data(x), cf_tensor_data(pos), pos->dtype, B, M, T, D, sb, sm, st,
           pos->ndim == 2, theta, sign);
     rc = cu_launched(op);
   }
@@ -682,9 +693,10 @@ extern "C" int cf_cuda_entropy_backward(cf_tensor *gz, cf_tensor *logits, double
 
 /* ================================================================ head_logprob */
 
-/* Logit chunks are [C x V] f32: C rows such that a chunk stays near 256 MiB (at least 64 rows,
- * at most N), so the [N x V] logits never exist. */
-#define HEAD_CHUNK_BYTES ((int64_t)256 << 20)
+/* Logit chunks are [C x V] f32: C rows such that a chunk stays near 1 GiB (at least 64 rows,
+ * at most N), so the [N x V] logits never exist. Larger chunks mean fewer passes of the backward
+ * over the f32 weight-gradient accumulator (V x D x 4 bytes read and written per chunk). */
+#define HEAD_CHUNK_BYTES ((int64_t)1 << 30)
 
 typedef struct {
   cf_tensor *hh, *wh, *tg;
@@ -761,7 +773,7 @@ extern "C" int cf_cuda_head_logprob(cf_tensor *out, cf_tensor *const *in, int ni
   return rc;
 }
 
-/* Per chunk: dZ = g / T * (onehot - p) (fp32, then the compute dtype),
+/* Per chunk: dZ = g / T * (onehot - p) (fp32 math, stored in the compute dtype),
  * gh rows = dZ @ w, gw += dZ^T @ h rows (a bf16 gw accumulates in an f32 scratch over chunks). */
 extern "C" int cf_cuda_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
                                              cf_tensor *targets, double temperature, cf_tensor *gout0) {
@@ -792,11 +804,11 @@ extern "C" int cf_cuda_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_te
     int64_t rows = g.N - r0 < g.C ? g.N - r0 : g.C;
     rc = head_logits(&g, r0, rows, Z);
     if (rc) break;
+    /* dZ straight into the compute dtype (bf16: rounded once, as a conversion pass would) */
     DISPATCH_FT(g.dt, T,
-      row_grad_kernel<float, float, T, 1><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>(Z, g.V, Z, g.V,
+      row_grad_kernel<T, float, T, 1><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>((T *)Zc, g.V, Z, g.V,
           cf_tensor_data(g.tg), g.tg->dtype, (const T *)cf_tensor_data(gout), NULL, g.V, g.s, r0));
     rc = cu_launched("head_logprob backward");
-    if (rc == 0 && !f32) rc = cu_convert(Zc, g.dt, Z, CF_DTYPE_F32, rows * g.V);
     if (rc == 0 && gh)
       rc = cu_gemm("head_logprob backward", false, g.tw, rows, g.D, g.V, 1.0f, Zc, g.V, 0, g.wp, g.ldw, 0, 0.0f,
                    (char *)cf_tensor_data(gh) + (size_t)(r0 * g.D) * g.es, g.dt, g.D, 0, 1, g.dt);

@@ -160,6 +160,83 @@ __global__ void __launch_bounds__(CF_CU_THREADS) reduce_cols_kernel(const T *x, 
   }
 }
 
+/* Sum / mean over n of x [outer, n, inner] when the columns are few and n is long (a bias
+ * gradient: [tokens, features] -> [features]): one thread per column would walk n serially.
+ * Pass 1, grid (ceil(inner / 32), chunks, outer), 32 x 8 threads: the block sums rows
+ * [c * rows_per, (c + 1) * rows_per) of 32 columns; thread (tx, ty) takes every 8th row, then the
+ * 8 partials are added in a fixed order and written to part [outer, chunks, inner] (double).
+ * Pass 2 adds the chunk partials in order. Deterministic; double accumulation like the others. */
+#define COLS_TX 32
+#define COLS_TY 8
+template <typename T>
+__global__ void __launch_bounds__(COLS_TX * COLS_TY) sum_cols_part_kernel(const T *x, double *part, int64_t n,
+                                                                          int64_t inner, int64_t rows_per,
+                                                                          int chunks) {
+  __shared__ double red[COLS_TY][COLS_TX + 1];
+  int tx = threadIdx.x, ty = threadIdx.y;
+  int64_t c = (int64_t)blockIdx.x * COLS_TX + tx, o = blockIdx.z;
+  int64_t k0 = (int64_t)blockIdx.y * rows_per, k1 = k0 + rows_per < n ? k0 + rows_per : n;
+  double acc = 0;
+  if (c < inner) {
+    const T *col = x + o * n * inner + c;
+    for (int64_t k = k0 + ty; k < k1; k += COLS_TY) acc += (double)ldf(col, k * inner);
+  }
+  red[ty][tx] = acc;
+  __syncthreads();
+  if (ty == 0 && c < inner) {
+    double s = 0;
+#pragma unroll
+    for (int j = 0; j < COLS_TY; j++) s += red[j][tx];
+    part[(o * chunks + blockIdx.y) * inner + c] = s;
+  }
+}
+
+template <typename T, int OP>
+__global__ void __launch_bounds__(CF_CU_THREADS) sum_cols_final_kernel(const double *part, void *out, int64_t rows,
+                                                                       int64_t inner, int chunks, int64_t n) {
+  for (int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; r < rows; r += (int64_t)gridDim.x * blockDim.x) {
+    const double *p = part + (r / inner) * chunks * inner + r % inner;
+    double s = 0;
+    for (int j = 0; j < chunks; j++) s += p[(int64_t)j * inner];
+    stf((T *)out, r, (float)(OP == R_MEAN ? s / (double)n : s));
+  }
+}
+
+/* Pass-1 chunking: about 4 blocks per SM in all, chunks of at least 64 rows. */
+static void cols_chunking(int64_t outer, int64_t n, int64_t inner, int *chunks, int64_t *rows_per) {
+  int64_t colblocks = (inner + COLS_TX - 1) / COLS_TX;
+  int64_t want = 528 / (colblocks * outer > 0 ? colblocks * outer : 1);
+  int64_t maxc = (n + 63) / 64;
+  if (want > maxc) want = maxc;
+  if (want > 1024) want = 1024;
+  if (want < 1) want = 1;
+  *rows_per = (n + want - 1) / want;
+  *chunks = (int)((n + *rows_per - 1) / *rows_per);
+}
+
+template <typename T, int OP>
+static int launch_sum_cols(const T *x, void *out, int64_t outer, int64_t n, int64_t inner, const char *name) {
+  int chunks;
+  int64_t rows_per;
+  cols_chunking(outer, n, inner, &chunks, &rows_per);
+  cu_scratch s = {NULL, 0};
+  double *part = (double *)cu_scratch_get(&s, (size_t)(outer * chunks * inner) * sizeof(double), name);
+  if (!part) return -1;
+  dim3 grid((unsigned)((inner + COLS_TX - 1) / COLS_TX), (unsigned)chunks, (unsigned)outer);
+  sum_cols_part_kernel<T><<<grid, dim3(COLS_TX, COLS_TY), 0, cu_stream()>>>(x, part, n, inner, rows_per, chunks);
+  int64_t rows = outer * inner;
+  sum_cols_final_kernel<T, OP><<<cu_blocks(rows, CF_CU_THREADS), CF_CU_THREADS, 0, cu_stream()>>>(
+      part, out, rows, inner, chunks, n);
+  int rc = cu_launched(name);
+  cu_scratch_free(&s);
+  return rc;
+}
+
+/* The tiled column sum pays when a thread per column would be few threads walking long columns. */
+static bool use_sum_cols(int64_t outer, int64_t n, int64_t inner) {
+  return inner > 1 && n >= 256 && outer <= 65535 && outer * inner <= (int64_t)1 << 20;
+}
+
 // out [rows, n] = softmax / log_softmax of x [rows, n] along n (one block per row)
 template <typename T, bool LOGP>
 __global__ void __launch_bounds__(CF_CU_THREADS) softmax_rows_kernel(const T *x, T *out, int64_t n) {
@@ -270,6 +347,13 @@ static int reduce(const char *name, cf_tensor *out, cf_tensor *x0, const cf_args
   cf_tensor *x = cu_contig(x0);
   if (!x) return -1;
   void *op = cf_tensor_data(out);
+  if ((OP == R_SUM || OP == R_MEAN) && use_sum_cols(outer, n, inner)) {
+    int rc = x->dtype == CF_DTYPE_F32
+                 ? launch_sum_cols<float, OP>((const float *)cf_tensor_data(x), op, outer, n, inner, name)
+                 : launch_sum_cols<bf16, OP>((const bf16 *)cf_tensor_data(x), op, outer, n, inner, name);
+    cf_tensor_release(x);
+    return rc;
+  }
   if (x->dtype == CF_DTYPE_F32) launch_reduce<float, OP>((const float *)cf_tensor_data(x), op, rows, n, inner, unbiased);
   else launch_reduce<bf16, OP>((const bf16 *)cf_tensor_data(x), op, rows, n, inner, unbiased);
   cf_tensor_release(x);

@@ -114,6 +114,15 @@ for _, op in ipairs({"sum", "mean", "max", "var"}) do
   add(op, {make = function() return {rn({17, 33, 5}, 19)}, {2, true} end})
   add(op, {make = function() return {rn({17, 129}, 20)}, {-1} end})
 end
+-- long columns (the tiled column sum of reduce.cu: n >= 256, inner > 1), as a bias gradient is
+for _, op in ipairs({"sum", "mean"}) do
+  add(op, {make = function() return {rn({3, 700, 33}, 186)}, {2} end})
+  add(op, {make = function() return {rn({1300, 40}, 187)}, {1, true} end})
+end
+add("add", {make = function() return {rn({1300, 40}, 188), rn({40}, 189)}, {} end})
+-- the elementwise fast paths: a repeated row as the first operand, dense operands with a tail
+add("sub", {make = function() return {rn({40}, 190), rn({1300, 40}, 191)}, {} end})
+add("swiglu", {make = function() return {rn({17, 129}, 192), rn({17, 129}, 193)}, {} end})
 add("argmax", {nograd = true, make = function() return {rn({17, 33, 5}, 21)}, {2} end})
 add("argmax", {nograd = true, make = function() return {rn({17, 129}, 22)}, {} end})
 add("logsumexp", {make = function() return {rn({17, 33, 5}, 23)}, {2, true} end})
