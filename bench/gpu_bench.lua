@@ -1,7 +1,7 @@
 -- gpu_bench.lua - GPU throughput of confit on random-weight models of the Qwen2.5-Math shapes
 -- (JSON lines; every line names the card).
 --
---   build/confit bench/gpu_bench.lua [--only decode|train|all] [--budget 300] [--new 512]
+--   build/confit bench/gpu_bench.lua [--only decode|train|all] [--shape 1.5B|7B|all] [--budget 300] [--new 512]
 --                                    [--prompt 128] [--train_dtype bf16|f32] [--state_dtype f32|bf16]
 --                                    [--quick] [--profile] [--recompute]
 --
@@ -37,10 +37,10 @@
 -- --budget (seconds) skips stages that would start after it has passed.
 local confit = require "confit"
 
-local opt = {only = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16", state_dtype = "f32",
+local opt = {only = "all", shape = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16", state_dtype = "f32",
              quick = false, profile = false, recompute = false, profile_new = 32, profile_top = 40}
 do
-  local i = 1
+  local i, given = 1, {}
   while i <= #arg do
     local a = arg[i]
     if a == "--quick" then opt.quick = true; i = i + 1
@@ -51,10 +51,11 @@ do
       if not k or opt[k] == nil or arg[i + 1] == nil then error("gpu_bench: unknown argument " .. a) end
       local v = arg[i + 1]
       opt[k] = type(opt[k]) == "number" and (tonumber(v) or error("gpu_bench: " .. a .. " needs a number")) or v
+      given[k] = true
       i = i + 2
     end
   end
-  if opt.quick then opt.new = 32 end
+  if opt.quick and not given.new then opt.new = 32 end
 end
 
 local T0 = confit.clock()
@@ -292,13 +293,14 @@ local function train(shape, B, P, N, state_dtype)
 end
 
 emit({{"bench", "start"}, {"budget_s", opt.budget}, {"only", opt.only}, {"new", opt.new}, {"prompt", opt.prompt}})
+local function want(shape) return opt.shape == "all" or opt.shape == shape end
 if opt.only == "all" or opt.only == "decode" then
-  stage("decode 1.5B", function() decode("1.5B", opt.quick and {16} or {16, 64}) end)
-  stage("decode 7B", function() decode("7B", {16}) end)
+  if want("1.5B") then stage("decode 1.5B", function() decode("1.5B", opt.quick and {16} or {16, 64}) end) end
+  if want("7B") then stage("decode 7B", function() decode("7B", {16}) end) end
 end
 if opt.only == "all" or opt.only == "train" then
-  stage("train 1.5B", function() train("1.5B", 16, 128, 512) end)
+  if want("1.5B") then stage("train 1.5B", function() train("1.5B", 16, 128, 512) end) end
   -- GPU.md's 7B baseline: 4 x 384 tokens, bf16 optimizer state (ours keeps fp32 masters too)
-  if not opt.quick then stage("train 7B", function() train("7B", 4, 128, 256, "bf16") end) end
+  if not opt.quick and want("7B") then stage("train 7B", function() train("7B", 4, 128, 256, "bf16") end) end
 end
 emit({{"bench", "end"}, {"seconds", confit.clock() - T0}})

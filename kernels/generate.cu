@@ -166,12 +166,16 @@ __global__ void k_rope_kv(const float *qkv, int ld, const float *bq, const float
  *          reads its own K row half (16-byte loads when VEC: head_dim % 16 == 0), the query from
  *          shared memory (a broadcast: one address per warp); the halves add in shared memory;
  *  softmax one warp per head, lanes over the tile (online: running max and sum);
- *  P V     thread t owns the dim pairs 2 (t % 64 + 64 c) and the positions of parity t / 64,
- *          reads V as pairs (coalesced), four positions in flight; the two parities add at the end.
+ *  P V     warp w owns positions [16 w, 16 w + 16) of the tile, its lanes the dim pairs
+ *          2 (lane + 32 c); V is read as pairs (coalesced), the 16 loads of a pair all in flight
+ *          before the first is used; the four warps' sums add at the end.
  * Every thread keeps many independent loads in flight: the kernel is bound by memory, not by
  * the latency of one position after another. */
 static_assert(ATT_T == 128 && ATT_TILE == 64, "k_attn's thread layout assumes 128 threads and 64-position tiles");
 #define ATT_QPAD 4 /* floats between the two halves of a query row in shared memory (no bank clash) */
+#define ATT_PVG 4                      /* position groups of P V: one per warp */
+#define ATT_PVP (ATT_TILE / ATT_PVG)   /* positions per group */
+#define ATT_PVC (ATT_MAXHD / 64)       /* dim-pair passes of a lane (64 dims each) */
 
 __device__ __forceinline__ void att_load8(const bf16 *p, float *f) {
   uint4 u = *(const uint4 *)p;
@@ -199,7 +203,7 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
   __shared__ __align__(16) float qs[ATT_G][ATT_MAXHD + ATT_QPAD];
   __shared__ float part[2][ATT_G][ATT_TILE];
   __shared__ float ps[ATT_G][ATT_TILE];
-  __shared__ float red[ATT_G][ATT_MAXHD];
+  __shared__ float red[ATT_PVG - 1][ATT_G][ATT_MAXHD];
   __shared__ float ms[ATT_G], ls[ATT_G], as[ATT_G];
   int split = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
   int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32;
@@ -210,8 +214,8 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
   /* scores: my position within the tile and my half of head_dim */
   int st_tt = lane + 32 * (warp >> 1), half = warp & 1;
   int qoff = half ? hh + ATT_QPAD : 0;
-  /* P V: my dim pairs and position parity */
-  int pv_j = tid & 63, pv_par = tid >> 6;
+  /* P V: my warp's positions (ATT_PVP of them) and my lane's dim pairs 2 (lane + 32 c) */
+  int pv_grp = warp;
   for (int g0 = 0; g0 < group; g0 += ATT_G) {
     int G = min(ATT_G, group - g0);
     int hbase = kvh * group + g0;
@@ -228,11 +232,11 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
       qs[g][d + (d >= hh ? ATT_QPAD : 0)] = q[(size_t)r * H * hd + (size_t)(hbase + g) * hd + d] * scale;
     }
     if (tid < ATT_G) { ms[tid] = -INFINITY; ls[tid] = 0.f; }
-    float acc[ATT_G][2][2];
+    float acc[ATT_G][ATT_PVC][2];
 #pragma unroll
     for (int g = 0; g < ATT_G; g++)
 #pragma unroll
-      for (int c = 0; c < 2; c++) { acc[g][c][0] = 0.f; acc[g][c][1] = 0.f; }
+      for (int c = 0; c < ATT_PVC; c++) { acc[g][c][0] = 0.f; acc[g][c][1] = 0.f; }
     __syncthreads();
     for (int t0 = start; t0 < end; t0 += ATT_TILE) {
       int n = min(ATT_TILE, end - t0);
@@ -288,54 +292,63 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
         }
       }
       __syncthreads();
-      /* acc = acc * alpha + P V over my positions (parity pv_par) and dim pairs */
+      /* acc = acc * alpha + P V over my group's positions: all ATT_PVP loads of a dim pair are
+       * issued before the first is used */
 #pragma unroll
       for (int g = 0; g < ATT_G; g++)
         if (g < G)
 #pragma unroll
-          for (int c = 0; c < 2; c++) { acc[g][c][0] *= as[g]; acc[g][c][1] *= as[g]; }
+          for (int c = 0; c < ATT_PVC; c++) { acc[g][c][0] *= as[g]; acc[g][c][1] *= as[g]; }
 #pragma unroll
-      for (int c = 0; c < 2; c++) {
-        int d = 2 * (pv_j + 64 * c);
+      for (int c = 0; c < ATT_PVC; c++) {
+        int d = 2 * (lane + 32 * c);
         if (d >= hd) break;
-#pragma unroll 4
-        for (int tt = pv_par; tt < n; tt += 2) {
-          int t = t0 + tt;
-          float2 v = att_load2(vc + (t < pl_r ? pre : own) + (size_t)t * hd + d);
+        float2 v[ATT_PVP];
+#pragma unroll
+        for (int k = 0; k < ATT_PVP; k++) {
+          int tt = pv_grp * ATT_PVP + k, t = t0 + tt;
+          v[k] = tt < n ? att_load2(vc + (t < pl_r ? pre : own) + (size_t)t * hd + d) : make_float2(0.f, 0.f);
+        }
+#pragma unroll
+        for (int k = 0; k < ATT_PVP; k++) {
+          int tt = pv_grp * ATT_PVP + k;
 #pragma unroll
           for (int g = 0; g < ATT_G; g++)
             if (g < G) {
               float w = ps[g][tt];
-              acc[g][c][0] += w * v.x;
-              acc[g][c][1] += w * v.y;
+              acc[g][c][0] += w * v[k].x;
+              acc[g][c][1] += w * v[k].y;
             }
         }
       }
       __syncthreads();
     }
-    /* the two parities add; parity 1 hands its sums over through shared memory */
-    if (pv_par == 1) {
+    /* the position groups add: groups 1.. hand their sums over through shared memory */
+    if (pv_grp > 0) {
 #pragma unroll
-      for (int c = 0; c < 2; c++) {
-        int d = 2 * (pv_j + 64 * c);
+      for (int c = 0; c < ATT_PVC; c++) {
+        int d = 2 * (lane + 32 * c);
         if (d >= hd) break;
 #pragma unroll
         for (int g = 0; g < ATT_G; g++)
-          if (g < G) { red[g][d] = acc[g][c][0]; red[g][d + 1] = acc[g][c][1]; }
+          if (g < G) { red[pv_grp - 1][g][d] = acc[g][c][0]; red[pv_grp - 1][g][d + 1] = acc[g][c][1]; }
       }
     }
     __syncthreads();
-    if (pv_par == 0) {
+    if (pv_grp == 0) {
 #pragma unroll
-      for (int c = 0; c < 2; c++) {
-        int d = 2 * (pv_j + 64 * c);
+      for (int c = 0; c < ATT_PVC; c++) {
+        int d = 2 * (lane + 32 * c);
         if (d >= hd) break;
 #pragma unroll
         for (int g = 0; g < ATT_G; g++)
           if (g < G) {
+            float o0 = acc[g][c][0], o1 = acc[g][c][1];
+#pragma unroll
+            for (int j = 0; j < ATT_PVG - 1; j++) { o0 += red[j][g][d]; o1 += red[j][g][d + 1]; }
             size_t pi = ((size_t)r * H + hbase + g) * nsplit + split;
-            po[pi * hd + d] = acc[g][c][0] + red[g][d];
-            po[pi * hd + d + 1] = acc[g][c][1] + red[g][d + 1];
+            po[pi * hd + d] = o0;
+            po[pi * hd + d + 1] = o1;
           }
       }
     }
@@ -499,13 +512,28 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
   __shared__ unsigned long long s_binm;
   int r = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5, nw = blockDim.x >> 5;
   const float *lg = logits + (size_t)(lrow ? lrow[r] : r) * ldl;
-  /* first maximum */
-  float bv = -INFINITY;
+  float T = greedy ? 1.0f : temp;
+  /* one pass: the first maximum, and per thread a running max zm and sum zs of exp(z - zm) over
+   * z = logit / T (online softmax); float4 loads when the row is 16-byte aligned */
+  float bv = -INFINITY, zm = -INFINITY, zs = 0.f;
   int bi = V;
-  for (int i = tid; i < V; i += blockDim.x) {
-    float v = lg[i];
+  auto see = [&](float v, int i) {
     if (v > bv) { bv = v; bi = i; }
+    float z = v / T;
+    if (z == -INFINITY) return;
+    if (z > zm) { zs = zs * expf(zm - z) + 1.0f; zm = z; }
+    else zs += expf(z - zm);
+  };
+  int done = 0;
+  if ((((uintptr_t)lg) & 15) == 0) {
+    int n4 = V / 4;
+    for (int j = tid; j < n4; j += blockDim.x) {
+      float4 q = ((const float4 *)lg)[j];
+      see(q.x, 4 * j); see(q.y, 4 * j + 1); see(q.z, 4 * j + 2); see(q.w, 4 * j + 3);
+    }
+    done = 4 * n4;
   }
+  for (int i = done + tid; i < V; i += blockDim.x) see(lg[i], i);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     float ov = __shfl_xor_sync(0xffffffffu, bv, o);
@@ -528,11 +556,8 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
   __syncthreads();
   bv = s_bv[0];
   bi = s_bi[0] < V ? s_bi[0] : 0;
-  float T = greedy ? 1.0f : temp;
   float mx = bv / T;
-  float se = 0.f;
-  for (int i = tid; i < V; i += blockDim.x) se += expf(lg[i] / T - mx);
-  se = block_sum(se);
+  float se = block_sum(zs > 0.f ? zs * expf(zm - mx) : 0.f);
   float lse = mx + logf(se);
   int pick = bi;
   if (!greedy) {
