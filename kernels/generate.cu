@@ -21,7 +21,7 @@
  * prompt's prefix in memory and in L2).
  *
  * Decode: one step = embed -> layers (rmsnorm, QKV GEMM, bias+RoPE+KV write, split-K decode
- * attention + combine, o_proj GEMM accumulating into the residual (beta = 1), rmsnorm, gate/up
+ * attention whose last block per (row, kv head) merges the splits, o_proj GEMM accumulating into the residual (beta = 1), rmsnorm, gate/up
  * GEMM, SwiGLU, down GEMM into the residual) -> final norm -> LM head GEMM -> sampler (one block
  * per row: argmax, log-sum-exp, radix selection for top-k/top-p, the Philox draw, the pick and
  * its log-prob; it advances the row's token, position and step in device memory). A step is
@@ -168,7 +168,8 @@ __global__ void k_rope_kv(const float *qkv, int ld, const float *bq, const float
  *  softmax one warp per head, lanes over the tile (online: running max and sum);
  *  P V     warp w owns positions [16 w, 16 w + 16) of the tile, its lanes the dim pairs
  *          2 (lane + 32 c); V is read as pairs (coalesced), the 16 loads of a pair all in flight
- *          before the first is used; the four warps' sums add at the end.
+ *          before the first is used; the four warps' sums add at the end;
+ *  merge   the last block of (r, kv head) to finish merges every split into out (A, H*hd) in T.
  * Every thread keeps many independent loads in flight: the kernel is bound by memory, not by
  * the latency of one position after another. */
 static_assert(ATT_T == 128 && ATT_TILE == 64, "k_attn's thread layout assumes 128 threads and 64-position tiles");
@@ -197,8 +198,8 @@ __device__ __forceinline__ float2 att_load2(const float *p) { return *(const flo
 template <typename T, bool VEC>
 __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv, const void *vcv, const int *pos,
                                                  const int *slot, const int *pslot, const int *plen,
-                                                 float *po, float *pm, float *pl, int H, int KVH, int hd,
-                                                 int cap, int C, int nsplit, float scale) {
+                                                 float *po, float *pm, float *pl, int *cnt, void *outv, int H,
+                                                 int KVH, int hd, int cap, int C, int nsplit, float scale) {
   const T *kc = (const T *)kcv, *vc = (const T *)vcv;
   __shared__ __align__(16) float qs[ATT_G][ATT_MAXHD + ATT_QPAD];
   __shared__ float part[2][ATT_G][ATT_TILE];
@@ -359,25 +360,33 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
     }
     __syncthreads();
   }
-}
-
-// out (A, H*hd) in T = merge of the nsplit partials. grid (H, A), hd threads (rounded to 32)
-template <typename T>
-__global__ void k_attn_combine(const float *po, const float *pm, const float *pl, void *outv, int H, int hd,
-                               int nsplit) {
+  /* The last split of (r, kvh) to finish merges the partials of the group's heads into out
+   * (A, H*hd), splits in order (deterministic whichever block is last), and re-arms the counter
+   * for the next launch. Partials are read past L1 (__ldcg): other blocks wrote them. */
+  __shared__ int s_last;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) s_last = atomicAdd(&cnt[r * KVH + kvh], 1) == nsplit - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
   T *out = (T *)outv;
-  int h = blockIdx.x, r = blockIdx.y, d = threadIdx.x;
-  size_t base = ((size_t)r * H + h) * nsplit;
-  float M = -INFINITY;
-  for (int s = 0; s < nsplit; s++) M = fmaxf(M, pm[base + s]);
-  float L = 0.f, o = 0.f;
-  for (int s = 0; s < nsplit; s++) {
-    if (pl[base + s] == 0.f) continue;
-    float w = expf(pm[base + s] - M);
-    L += pl[base + s] * w;
-    if (d < hd) o += po[(base + s) * hd + d] * w;
+  for (int i = tid; i < group * hd; i += ATT_T) {
+    int h = kvh * group + i / hd, d = i % hd;
+    size_t base = ((size_t)r * H + h) * nsplit;
+    float M = -INFINITY;
+    for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, __ldcg(pm + base + sp));
+    float L = 0.f, o = 0.f;
+    for (int sp = 0; sp < nsplit; sp++) {
+      float l = __ldcg(pl + base + sp);
+      if (l == 0.f) continue;
+      float w = expf(__ldcg(pm + base + sp) - M);
+      L += l * w;
+      o += __ldcg(po + (base + sp) * hd + d) * w;
+    }
+    out[(size_t)r * H * hd + (size_t)h * hd + d] = from_float<T>(L > 0.f ? o / L : 0.f);
   }
-  if (d < hd) out[(size_t)r * H * hd + (size_t)h * hd + d] = from_float<T>(L > 0.f ? o / L : 0.f);
+  if (tid == 0) cnt[r * KVH + kvh] = 0;
 }
 
 // out (A, F) in T = silu(gu[:, :F]) * gu[:, F:]; gu (A, 2F) f32
@@ -767,6 +776,7 @@ struct gen_engine {
   float *cos_t, *sin_t;
   void *kc, *vc;        /* [L][nslots+1][KVH][cap][hd] of W */
   float *x, *qkv, *qr, *gu, *logits, *po, *pm, *pl;
+  int *att_cnt; /* per (row, kv head): splits of the attention launch done (k_attn re-arms it) */
   void *h, *att, *act;  /* GEMM inputs in W */
   gen_rows rows;
   void *rows_mem;
@@ -890,13 +900,11 @@ static int gen_layers(gen_engine *e, int A) {
     {
       dim3 ag(nsplit, e->KVH, A);
 #define ATT_ARGS e->qr, kc, vc, e->rows.pos, e->rows.slot, e->rows.pslot, e->rows.plen, e->po, e->pm, e->pl, \
-                 e->H, e->KVH, hd, e->cap, C, nsplit, scale
+                 e->att_cnt, e->att, e->H, e->KVH, hd, e->cap, C, nsplit, scale
       if (hd % 16 == 0) LAUNCH_T2(k_attn, true, ag, ATT_T, ATT_ARGS);
       else LAUNCH_T2(k_attn, false, ag, ATT_T, ATT_ARGS);
 #undef ATT_ARGS
     }
-    STAGE("attn_combine");
-    LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
     STAGE("o_proj");
     if (gen_gemm(e, Ly->ow, e->att, Q, e->x, D, A, Q, D, 1.f, "generate: o_proj")) return -1;
     STAGE("rmsnorm");
@@ -1124,6 +1132,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         !(e->po = (float *)gen_alloc(e, prow * e->hd * 4, "attention partials")) ||
         !(e->pm = (float *)gen_alloc(e, prow * 4, "attention partials")) ||
         !(e->pl = (float *)gen_alloc(e, prow * 4, "attention partials")) ||
+        !(e->att_cnt = (int *)gen_alloc(e, (size_t)R * e->KVH * sizeof(int), "attention counters")) ||
         !(e->h = gen_alloc(e, (size_t)R * D * ws, "buffers")) ||
         !(e->att = gen_alloc(e, (size_t)R * Q * ws, "buffers")) ||
         !(e->act = gen_alloc(e, (size_t)R * F * ws, "buffers")) ||
@@ -1134,6 +1143,9 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       goto fail;
     }
     e->sin_t = e->cos_t + (size_t)e->cap * h2;
+    if ((rc = cu_check(cudaMemsetAsync(e->att_cnt, 0, (size_t)R * e->KVH * sizeof(int), e->st),
+                       "generate: attention counters")))
+      goto fail;
     gen_stage dv = stage_view(e->rows_mem, R);
     e->rows.tok = dv.tok; e->rows.pos = dv.pos; e->rows.step = dv.step; e->rows.slot = dv.slot;
     e->rows.pslot = dv.pslot; e->rows.plen = dv.plen; e->rows.lrow = dv.lrow; e->rows.key = dv.key;

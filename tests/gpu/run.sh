@@ -12,13 +12,15 @@
 #  3. stops there, successfully, when no GPU is usable (prints why);
 #  4. runs the GPU tests (ctest -R gpu) with CONFIT_POISON=1: op outputs that cf_op does not
 #     zero-fill (CF_FULLWRITE) start as NaN, so a kernel that misses an element fails a test;
-#  5. with --sanitize: compute-sanitizer memcheck over each GPU test file (time-limited);
-#  6. runs bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of
+#  5. runs bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of
 #     each measurement from confit.profiler, the largest regions of each in the table);
+#  6. with --sanitize: compute-sanitizer memcheck over each GPU test file (time-limited; the files
+#     SANITIZE_TESTS names, default all, SANITIZE_LIMIT seconds each, default 240);
 #  7. prints a table last: metric, value, baseline (PyTorch eager, H200, GPU.md), card.
 # Every stage runs under `timeout` and a failure does not stop the later stages. Logs go to
 # $OUT (the device tool returns what is written there), else to /tmp/confit-gpu-out.
-# Environment: OUT, DEBROOT, BUILD, JOBS, BENCH_BUDGET, CTEST_REGEX (default "gpu").
+# Environment: OUT, DEBROOT, BUILD, JOBS, BENCH_BUDGET, CTEST_REGEX (default "gpu"), SANITIZE_TESTS,
+# SANITIZE_LIMIT.
 # Exit status: 0 when every stage that ran passed, 1 otherwise.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -124,26 +126,7 @@ if [ $TESTS -eq 1 ]; then
   done
 fi
 
-# 5. compute-sanitizer memcheck ---------------------------------------------------------------
-if [ $SANITIZE -eq 1 ]; then
-  CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  if [ -x "$CS" ]; then
-    for f in tests/gpu/test_*.lua; do
-      [ -e "$f" ] || continue
-      n=$(basename "$f" .lua)
-      if stage "memcheck_$n" 240 "$CS" --tool memcheck --leak-check no --error-exitcode 99 "$CONFIT" "$f"; then
-        row "memcheck $n" "clean" "-"
-      else
-        row "memcheck $n" "$(grep -Eo 'ERROR SUMMARY: [0-9]+ errors?' "$OUTDIR/memcheck_$n.log" | tail -1)" "-"
-        STATUS=1
-      fi
-    done
-  else
-    say "compute-sanitizer not found: memcheck skipped"
-  fi
-fi
-
-# 6. benchmarks --------------------------------------------------------------------------------
+# 5. benchmarks --------------------------------------------------------------------------------
 if [ $BENCH -eq 1 ]; then
   # shellcheck disable=SC2086
   stage bench $((BENCH_BUDGET + 120)) "$CONFIT" bench/gpu_bench.lua --budget "$BENCH_BUDGET" $BENCH_ARGS || STATUS=1
@@ -192,6 +175,25 @@ end
 EOF
   if [ -s "$OUTDIR/bench.jsonl" ]; then
     "$CONFIT" "$OUTDIR/table.lua" "$OUTDIR/bench.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
+  fi
+fi
+
+# 6. compute-sanitizer memcheck (after the benchmarks: a slow memcheck cannot cost their figures)
+if [ $SANITIZE -eq 1 ]; then
+  CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  if [ -x "$CS" ]; then
+    for f in ${SANITIZE_TESTS:-tests/gpu/test_*.lua}; do
+      [ -e "$f" ] || continue
+      n=$(basename "$f" .lua)
+      if stage "memcheck_$n" "${SANITIZE_LIMIT:-240}" "$CS" --tool memcheck --leak-check no --error-exitcode 99 "$CONFIT" "$f"; then
+        row "memcheck $n" "clean" "-"
+      else
+        row "memcheck $n" "$(grep -Eo 'ERROR SUMMARY: [0-9]+ errors?' "$OUTDIR/memcheck_$n.log" | tail -1)" "-"
+        STATUS=1
+      fi
+    done
+  else
+    say "compute-sanitizer not found: memcheck skipped"
   fi
 fi
 
