@@ -21,7 +21,7 @@
  * prompt's prefix in memory and in L2).
  *
  * Decode: one step = embed -> layers (rmsnorm, QKV GEMM, bias+RoPE+KV write, split-K decode
- * attention whose last block per (row, kv head) merges the splits, o_proj GEMM accumulating into the residual (beta = 1), rmsnorm, gate/up
+ * attention + combine, o_proj GEMM accumulating into the residual (beta = 1), rmsnorm, gate/up
  * GEMM, SwiGLU, down GEMM into the residual) -> final norm -> LM head GEMM -> sampler (one block
  * per row: argmax, log-sum-exp, radix selection for top-k/top-p, the Philox draw, the pick and
  * its log-prob; it advances the row's token, position and step in device memory). A step is
@@ -162,49 +162,70 @@ __global__ void k_rope_kv(const float *qkv, int ld, const float *bq, const float
  * pslot[r], the rest from slot[r]. Split s covers positions [s*C, (s+1)*C). Writes the split's
  * running max pm, sum pl (A, H, nsplit) and unnormalised output po (A, H, nsplit, hd).
  * Per tile of ATT_TILE positions, for up to ATT_G query heads of the kv head at once:
- *  scores  warp w takes positions (w / 2) * 32 + lane and half (w % 2) of head_dim: each thread
- *          reads its own K row half (16-byte loads when VEC: head_dim % 16 == 0), the query from
- *          shared memory (a broadcast: one address per warp); the halves add in shared memory;
+ *  loads   first, every thread issues all its loads of the tile: its K row half (scores) and
+ *          its V pairs (P V), into registers; on the first tile the query goes to shared memory
+ *          meanwhile. One memory round trip per tile instead of one per phase;
+ *  scores  warp w takes positions (w / 2) * 32 + lane and half (w % 2) of head_dim: the K half
+ *          row (16-byte loads when VEC: head_dim % 16 == 0; else read element by element here)
+ *          against the query from shared memory (a broadcast: one address per warp); the halves
+ *          add in shared memory;
  *  softmax one warp per head, lanes over the tile (online: running max and sum);
  *  P V     warp w owns positions [16 w, 16 w + 16) of the tile, its lanes the dim pairs
- *          2 (lane + 32 c); V is read as pairs (coalesced), the 16 loads of a pair all in flight
- *          before the first is used; the four warps' sums add at the end;
- *  merge   the last block of (r, kv head) to finish merges every split into out (A, H*hd) in T.
- * Every thread keeps many independent loads in flight: the kernel is bound by memory, not by
- * the latency of one position after another. */
+ *          2 (lane + 32 c) (coalesced pair loads); the four warps' sums add at the end.
+ * HD (128 or 256) bounds head_dim and sizes the register arrays. */
 static_assert(ATT_T == 128 && ATT_TILE == 64, "k_attn's thread layout assumes 128 threads and 64-position tiles");
-#define ATT_QPAD 4 /* floats between the two halves of a query row in shared memory (no bank clash) */
+#define ATT_QPAD 4                     /* floats between the two halves of a query row in shared memory */
 #define ATT_PVG 4                      /* position groups of P V: one per warp */
 #define ATT_PVP (ATT_TILE / ATT_PVG)   /* positions per group */
-#define ATT_PVC (ATT_MAXHD / 64)       /* dim-pair passes of a lane (64 dims each) */
 
-__device__ __forceinline__ void att_load8(const bf16 *p, float *f) {
-  uint4 u = *(const uint4 *)p;
-  const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+/* 8 consecutive cache elements as loaded (16 bytes of bf16, 32 of f32) and a pair of them */
+template <typename T> struct kv8;
+template <> struct kv8<bf16> {
+  uint4 u;
+  __device__ __forceinline__ void load(const bf16 *p) { u = *(const uint4 *)p; }
+  __device__ __forceinline__ void get(float *f) const {
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
 #pragma unroll
-  for (int j = 0; j < 4; j++) {
-    float2 v = __bfloat1622float2(h[j]);
-    f[2 * j] = v.x;
-    f[2 * j + 1] = v.y;
+    for (int j = 0; j < 4; j++) {
+      float2 v = __bfloat1622float2(h[j]);
+      f[2 * j] = v.x;
+      f[2 * j + 1] = v.y;
+    }
   }
-}
-__device__ __forceinline__ void att_load8(const float *p, float *f) {
-  float4 a = ((const float4 *)p)[0], b = ((const float4 *)p)[1];
-  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
-}
-__device__ __forceinline__ float2 att_load2(const bf16 *p) { return __bfloat1622float2(*(const __nv_bfloat162 *)p); }
-__device__ __forceinline__ float2 att_load2(const float *p) { return *(const float2 *)p; }
+};
+template <> struct kv8<float> {
+  float4 a, b;
+  __device__ __forceinline__ void load(const float *p) { a = ((const float4 *)p)[0]; b = ((const float4 *)p)[1]; }
+  __device__ __forceinline__ void get(float *f) const {
+    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+  }
+};
+template <typename T> struct kv2;
+template <> struct kv2<bf16> {
+  __nv_bfloat162 h;
+  __device__ __forceinline__ void load(const bf16 *p) { h = *(const __nv_bfloat162 *)p; }
+  __device__ __forceinline__ void zero() { h = __floats2bfloat162_rn(0.f, 0.f); }
+  __device__ __forceinline__ float2 get() const { return __bfloat1622float2(h); }
+};
+template <> struct kv2<float> {
+  float2 f;
+  __device__ __forceinline__ void load(const float *p) { f = *(const float2 *)p; }
+  __device__ __forceinline__ void zero() { f = make_float2(0.f, 0.f); }
+  __device__ __forceinline__ float2 get() const { return f; }
+};
 
-template <typename T, bool VEC>
+template <typename T, bool VEC, int HD>
 __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv, const void *vcv, const int *pos,
                                                  const int *slot, const int *pslot, const int *plen,
-                                                 float *po, float *pm, float *pl, int *cnt, void *outv, int H,
-                                                 int KVH, int hd, int cap, int C, int nsplit, float scale) {
+                                                 float *po, float *pm, float *pl, int H, int KVH, int hd,
+                                                 int cap, int C, int nsplit, float scale) {
+  constexpr int KCH = HD / 16; /* 8-element chunks of a K half row */
+  constexpr int PVC = HD / 64; /* dim-pair passes of a lane */
   const T *kc = (const T *)kcv, *vc = (const T *)vcv;
-  __shared__ __align__(16) float qs[ATT_G][ATT_MAXHD + ATT_QPAD];
+  __shared__ __align__(16) float qs[ATT_G][HD + ATT_QPAD];
   __shared__ float part[2][ATT_G][ATT_TILE];
   __shared__ float ps[ATT_G][ATT_TILE];
-  __shared__ float red[ATT_PVG - 1][ATT_G][ATT_MAXHD];
+  __shared__ float red[ATT_PVG - 1][ATT_G][HD];
   __shared__ float ms[ATT_G], ls[ATT_G], as[ATT_G];
   int split = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
   int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32;
@@ -215,7 +236,7 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
   /* scores: my position within the tile and my half of head_dim */
   int st_tt = lane + 32 * (warp >> 1), half = warp & 1;
   int qoff = half ? hh + ATT_QPAD : 0;
-  /* P V: my warp's positions (ATT_PVP of them) and my lane's dim pairs 2 (lane + 32 c) */
+  /* P V: my warp's positions and my lane's dim pairs */
   int pv_grp = warp;
   for (int g0 = 0; g0 < group; g0 += ATT_G) {
     int G = min(ATT_G, group - g0);
@@ -228,35 +249,59 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
       }
       continue;
     }
-    for (int i = tid; i < G * hd; i += ATT_T) {
-      int g = i / hd, d = i % hd;
-      qs[g][d + (d >= hh ? ATT_QPAD : 0)] = q[(size_t)r * H * hd + (size_t)(hbase + g) * hd + d] * scale;
-    }
-    if (tid < ATT_G) { ms[tid] = -INFINITY; ls[tid] = 0.f; }
-    float acc[ATT_G][ATT_PVC][2];
+    float acc[ATT_G][PVC][2];
 #pragma unroll
     for (int g = 0; g < ATT_G; g++)
 #pragma unroll
-      for (int c = 0; c < ATT_PVC; c++) { acc[g][c][0] = 0.f; acc[g][c][1] = 0.f; }
-    __syncthreads();
+      for (int c = 0; c < PVC; c++) { acc[g][c][0] = 0.f; acc[g][c][1] = 0.f; }
     for (int t0 = start; t0 < end; t0 += ATT_TILE) {
       int n = min(ATT_TILE, end - t0);
+      /* loads: my K half row and my V pairs, all in flight together */
+      kv8<T> kr8[KCH];
+      const T *krow = NULL;
+      if (st_tt < n) {
+        int t = t0 + st_tt;
+        krow = kc + (t < pl_r ? pre : own) + (size_t)t * hd + half * hh;
+        if (VEC) {
+#pragma unroll
+          for (int c = 0; c < KCH; c++) if (8 * c < hh) kr8[c].load(krow + 8 * c);
+        }
+      }
+      kv2<T> vr[PVC][ATT_PVP];
+#pragma unroll
+      for (int c = 0; c < PVC; c++) {
+        int d = 2 * (lane + 32 * c);
+#pragma unroll
+        for (int k = 0; k < ATT_PVP; k++) {
+          int tt = pv_grp * ATT_PVP + k, t = t0 + tt;
+          if (tt < n && d < hd) vr[c][k].load(vc + (t < pl_r ? pre : own) + (size_t)t * hd + d);
+          else vr[c][k].zero();
+        }
+      }
+      if (t0 == start) {
+        for (int i = tid; i < G * hd; i += ATT_T) {
+          int g = i / hd, d = i % hd;
+          qs[g][d + (d >= hh ? ATT_QPAD : 0)] = q[(size_t)r * H * hd + (size_t)(hbase + g) * hd + d] * scale;
+        }
+        if (tid < ATT_G) { ms[tid] = -INFINITY; ls[tid] = 0.f; }
+        __syncthreads();
+      }
       /* scores: half dot products of my position with every head of the group */
       {
         float s[ATT_G];
 #pragma unroll
         for (int g = 0; g < ATT_G; g++) s[g] = 0.f;
         if (st_tt < n) {
-          int t = t0 + st_tt;
-          const T *kr = kc + (t < pl_r ? pre : own) + (size_t)t * hd + half * hh;
           if (VEC) {
-            for (int d = 0; d < hh; d += 8) {
+#pragma unroll
+            for (int c = 0; c < KCH; c++) {
+              if (8 * c >= hh) break;
               float kf[8];
-              att_load8(kr + d, kf);
+              kr8[c].get(kf);
 #pragma unroll
               for (int g = 0; g < ATT_G; g++) {
                 if (g < G) {
-                  const float4 *qq = (const float4 *)&qs[g][qoff + d];
+                  const float4 *qq = (const float4 *)&qs[g][qoff + 8 * c];
                   float4 a = qq[0], b = qq[1];
                   s[g] += a.x * kf[0] + a.y * kf[1] + a.z * kf[2] + a.w * kf[3] + b.x * kf[4] + b.y * kf[5] +
                           b.z * kf[6] + b.w * kf[7];
@@ -265,7 +310,7 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
             }
           } else {
             for (int d = 0; d < hh; d++) {
-              float kv = to_float(kr[d]);
+              float kv = to_float(krow[d]);
 #pragma unroll
               for (int g = 0; g < ATT_G; g++) if (g < G) s[g] += qs[g][qoff + d] * kv;
             }
@@ -293,32 +338,25 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
         }
       }
       __syncthreads();
-      /* acc = acc * alpha + P V over my group's positions: all ATT_PVP loads of a dim pair are
-       * issued before the first is used */
+      /* acc = acc * alpha + P V over my group's positions (V already in registers) */
 #pragma unroll
       for (int g = 0; g < ATT_G; g++)
         if (g < G)
 #pragma unroll
-          for (int c = 0; c < ATT_PVC; c++) { acc[g][c][0] *= as[g]; acc[g][c][1] *= as[g]; }
+          for (int c = 0; c < PVC; c++) { acc[g][c][0] *= as[g]; acc[g][c][1] *= as[g]; }
 #pragma unroll
-      for (int c = 0; c < ATT_PVC; c++) {
-        int d = 2 * (lane + 32 * c);
-        if (d >= hd) break;
-        float2 v[ATT_PVP];
-#pragma unroll
-        for (int k = 0; k < ATT_PVP; k++) {
-          int tt = pv_grp * ATT_PVP + k, t = t0 + tt;
-          v[k] = tt < n ? att_load2(vc + (t < pl_r ? pre : own) + (size_t)t * hd + d) : make_float2(0.f, 0.f);
-        }
+      for (int c = 0; c < PVC; c++) {
+        if (2 * (lane + 32 * c) >= hd) break;
 #pragma unroll
         for (int k = 0; k < ATT_PVP; k++) {
           int tt = pv_grp * ATT_PVP + k;
+          float2 v = vr[c][k].get();
 #pragma unroll
           for (int g = 0; g < ATT_G; g++)
             if (g < G) {
               float w = ps[g][tt];
-              acc[g][c][0] += w * v[k].x;
-              acc[g][c][1] += w * v[k].y;
+              acc[g][c][0] += w * v.x;
+              acc[g][c][1] += w * v.y;
             }
         }
       }
@@ -327,7 +365,7 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
     /* the position groups add: groups 1.. hand their sums over through shared memory */
     if (pv_grp > 0) {
 #pragma unroll
-      for (int c = 0; c < ATT_PVC; c++) {
+      for (int c = 0; c < PVC; c++) {
         int d = 2 * (lane + 32 * c);
         if (d >= hd) break;
 #pragma unroll
@@ -338,7 +376,7 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
     __syncthreads();
     if (pv_grp == 0) {
 #pragma unroll
-      for (int c = 0; c < ATT_PVC; c++) {
+      for (int c = 0; c < PVC; c++) {
         int d = 2 * (lane + 32 * c);
         if (d >= hd) break;
 #pragma unroll
@@ -360,33 +398,39 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
     }
     __syncthreads();
   }
-  /* The last split of (r, kvh) to finish merges the partials of the group's heads into out
-   * (A, H*hd), splits in order (deterministic whichever block is last), and re-arms the counter
-   * for the next launch. Partials are read past L1 (__ldcg): other blocks wrote them. */
-  __shared__ int s_last;
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) s_last = atomicAdd(&cnt[r * KVH + kvh], 1) == nsplit - 1;
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
+}
+
+// out (A, H*hd) in T = merge of the nsplit partials. grid (H, A), hd threads (rounded to 32).
+// One warp turns the splits' maxima and sums into weights w[s] = exp(pm[s] - M) and the total L
+// (in shared memory), then every thread sums its dim over the splits with loads in flight.
+#define ATT_MAXSPLIT 528 /* att_split never makes more splits than this */
+template <typename T>
+__global__ void k_attn_combine(const float *po, const float *pm, const float *pl, void *outv, int H, int hd,
+                               int nsplit) {
+  __shared__ float w[ATT_MAXSPLIT];
+  __shared__ float sL;
   T *out = (T *)outv;
-  for (int i = tid; i < group * hd; i += ATT_T) {
-    int h = kvh * group + i / hd, d = i % hd;
-    size_t base = ((size_t)r * H + h) * nsplit;
+  int h = blockIdx.x, r = blockIdx.y, d = threadIdx.x, lane = d & 31;
+  size_t base = ((size_t)r * H + h) * nsplit;
+  if (d < 32) {
     float M = -INFINITY;
-    for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, __ldcg(pm + base + sp));
-    float L = 0.f, o = 0.f;
-    for (int sp = 0; sp < nsplit; sp++) {
-      float l = __ldcg(pl + base + sp);
-      if (l == 0.f) continue;
-      float w = expf(__ldcg(pm + base + sp) - M);
-      L += l * w;
-      o += __ldcg(po + (base + sp) * hd + d) * w;
+    for (int s = lane; s < nsplit; s += 32) M = fmaxf(M, pm[base + s]);
+    M = warp_max(M);
+    float L = 0.f;
+    for (int s = lane; s < nsplit; s += 32) {
+      float l = pl[base + s], ws = l == 0.f ? 0.f : expf(pm[base + s] - M);
+      w[s] = ws;
+      L += l * ws;
     }
-    out[(size_t)r * H * hd + (size_t)h * hd + d] = from_float<T>(L > 0.f ? o / L : 0.f);
+    L = warp_sum(L);
+    if (lane == 0) sL = L;
   }
-  if (tid == 0) cnt[r * KVH + kvh] = 0;
+  __syncthreads();
+  if (d >= hd) return;
+  float L = sL, o = 0.f;
+#pragma unroll 8
+  for (int s = 0; s < nsplit; s++) o += po[(base + s) * hd + d] * w[s];
+  out[(size_t)r * H * hd + (size_t)h * hd + d] = from_float<T>(L > 0.f ? o / L : 0.f);
 }
 
 // out (A, F) in T = silu(gu[:, :F]) * gu[:, F:]; gu (A, 2F) f32
@@ -776,7 +820,6 @@ struct gen_engine {
   float *cos_t, *sin_t;
   void *kc, *vc;        /* [L][nslots+1][KVH][cap][hd] of W */
   float *x, *qkv, *qr, *gu, *logits, *po, *pm, *pl;
-  int *att_cnt; /* per (row, kv head): splits of the attention launch done (k_attn re-arms it) */
   void *h, *att, *act;  /* GEMM inputs in W */
   gen_rows rows;
   void *rows_mem;
@@ -845,11 +888,11 @@ static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float 
     else kernel<float><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                             \
   } while (0)
 
-/* the same for a kernel with a second template parameter */
-#define LAUNCH_T2(kernel, P, grid, block, ...)                                                  \
+/* the same for a kernel with two more template parameters */
+#define LAUNCH_T3(kernel, P, Q, grid, block, ...)                                               \
   do {                                                                                          \
-    if (e->bf) kernel<bf16, P><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                     \
-    else kernel<float, P><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                          \
+    if (e->bf) kernel<bf16, P, Q><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                  \
+    else kernel<float, P, Q><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                       \
   } while (0)
 
 static int norm_threads(int D) { return D >= 2048 ? 1024 : D >= 512 ? 512 : D >= 128 ? 128 : 32; }
@@ -900,11 +943,15 @@ static int gen_layers(gen_engine *e, int A) {
     {
       dim3 ag(nsplit, e->KVH, A);
 #define ATT_ARGS e->qr, kc, vc, e->rows.pos, e->rows.slot, e->rows.pslot, e->rows.plen, e->po, e->pm, e->pl, \
-                 e->att_cnt, e->att, e->H, e->KVH, hd, e->cap, C, nsplit, scale
-      if (hd % 16 == 0) LAUNCH_T2(k_attn, true, ag, ATT_T, ATT_ARGS);
-      else LAUNCH_T2(k_attn, false, ag, ATT_T, ATT_ARGS);
+                 e->H, e->KVH, hd, e->cap, C, nsplit, scale
+      if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, ATT_ARGS);
+      else if (hd % 16 == 0) LAUNCH_T3(k_attn, true, ATT_MAXHD, ag, ATT_T, ATT_ARGS);
+      else if (hd <= 128) LAUNCH_T3(k_attn, false, 128, ag, ATT_T, ATT_ARGS);
+      else LAUNCH_T3(k_attn, false, ATT_MAXHD, ag, ATT_T, ATT_ARGS);
 #undef ATT_ARGS
     }
+    STAGE("attn_combine");
+    LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
     STAGE("o_proj");
     if (gen_gemm(e, Ly->ow, e->att, Q, e->x, D, A, Q, D, 1.f, "generate: o_proj")) return -1;
     STAGE("rmsnorm");
@@ -1132,7 +1179,6 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         !(e->po = (float *)gen_alloc(e, prow * e->hd * 4, "attention partials")) ||
         !(e->pm = (float *)gen_alloc(e, prow * 4, "attention partials")) ||
         !(e->pl = (float *)gen_alloc(e, prow * 4, "attention partials")) ||
-        !(e->att_cnt = (int *)gen_alloc(e, (size_t)R * e->KVH * sizeof(int), "attention counters")) ||
         !(e->h = gen_alloc(e, (size_t)R * D * ws, "buffers")) ||
         !(e->att = gen_alloc(e, (size_t)R * Q * ws, "buffers")) ||
         !(e->act = gen_alloc(e, (size_t)R * F * ws, "buffers")) ||
@@ -1143,9 +1189,6 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       goto fail;
     }
     e->sin_t = e->cos_t + (size_t)e->cap * h2;
-    if ((rc = cu_check(cudaMemsetAsync(e->att_cnt, 0, (size_t)R * e->KVH * sizeof(int), e->st),
-                       "generate: attention counters")))
-      goto fail;
     gen_stage dv = stage_view(e->rows_mem, R);
     e->rows.tok = dv.tok; e->rows.pos = dv.pos; e->rows.step = dv.step; e->rows.slot = dv.slot;
     e->rows.pslot = dv.pslot; e->rows.plen = dv.plen; e->rows.lrow = dv.lrow; e->rows.key = dv.key;

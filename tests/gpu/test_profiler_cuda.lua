@@ -46,7 +46,7 @@ H.case("generation under the profiler equals the graph path; stages have device 
   local k = by_key(rows)
   H.eq(k["gen.decode/qkv"].calls, L * 11, "11 decode steps x layers")
   H.eq(k["gen.decode/sample"].calls, 11, "one sampler launch per step")
-  for _, s in ipairs({"embed", "rmsnorm", "qkv", "rope_kv", "attention", "o_proj", "gate_up",
+  for _, s in ipairs({"embed", "rmsnorm", "qkv", "rope_kv", "attention", "attn_combine", "o_proj", "gate_up",
                       "swiglu", "down", "final_norm", "lm_head", "sample"}) do
     local r = k["gen.decode/" .. s]
     H.ok(r and r.device_s and r.device_s >= 0, "decode stage " .. s .. " with a device time")
