@@ -37,7 +37,8 @@
 -- --budget (seconds) skips stages that would start after it has passed.
 local confit = require "confit"
 
-local opt = {only = "all", shape = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16", state_dtype = "f32",
+local opt = {only = "all", shape = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16",
+             state_dtype = "f32",
              quick = false, profile = false, recompute = false, profile_new = 32, profile_top = 40}
 do
   local i, given = 1, {}

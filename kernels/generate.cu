@@ -44,6 +44,7 @@
  */
 #include "kernels/cuda_internal.cuh"
 #include <stdlib.h>
+#include <string.h>
 
 extern "C" {
 #include "nn/generate.h"
@@ -808,6 +809,7 @@ struct gen_engine {
   int D, F, H, KVH, hd, V, Q, KV, L;
   bool bf;
   bool gemv;            /* bf16 and CONFIT_GEN_GEMV=1: k_gemv for <= 16 rows */
+  const char *knockout; /* CONFIT_GEN_KNOCKOUT: stages left out of the step (timing only) */
   cudaDataType_t wt;
   cublasHandle_t blas;
   cudaStream_t st;
@@ -838,6 +840,11 @@ struct gen_engine {
 /* Profiled stages: with the profiler running the step is replayed eagerly (no graph) and every
  * launch below is its own region, so the rows give each stage's device time. */
 #define STAGE(name) cf_prof_next(&e->prof, (name))
+/* CONFIT_GEN_KNOCKOUT=attention,gate_up,... leaves those stages out of every step: the tokens are
+ * garbage, but the step time without a stage shows its cost inside the CUDA graph (no profiler
+ * can split a graph replay here: the GPU machines have no Nsight). Names: rmsnorm qkv rope_kv
+ * attention combine o_proj gate_up swiglu down lm_head sample. */
+#define KEEP(name) (!e->knockout || !strstr(e->knockout, (name)))
 
 static void *gen_alloc(gen_engine *e, size_t n, const char *what) {
   if (e->nallocs >= 32) { CF_ERR("generate: too many buffers"); return NULL; }
@@ -927,9 +934,10 @@ static int gen_layers(gen_engine *e, int A) {
     gen_layer *Ly = &e->layer[l];
     void *kc = (char *)e->kc + l * lkv, *vc = (char *)e->vc + l * lkv;
     STAGE("rmsnorm");
-    LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->in_norm, e->h, D, eps);
+    if (KEEP("rmsnorm")) LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->in_norm, e->h, D, eps);
     STAGE("qkv");
-    if (Ly->qkv_fused) {
+    if (!KEEP("qkv")) {
+    } else if (Ly->qkv_fused) {
       if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, ld, 0.f, "generate: qkv")) return -1;
     } else if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, Q, 0.f, "generate: q_proj") ||
                gen_gemm(e, Ly->kw, e->h, D, e->qkv + Q, ld, A, D, KV, 0.f, "generate: k_proj") ||
@@ -937,27 +945,31 @@ static int gen_layers(gen_engine *e, int A) {
       return -1;
     }
     STAGE("rope_kv");
-    LAUNCH_T(k_rope_kv, A, 256, e->qkv, ld, Ly->bq, Ly->bk, Ly->bv, e->cos_t, e->sin_t, e->rows.pos,
-             e->rows.slot, e->qr, kc, vc, e->H, e->KVH, hd, e->cap);
+    if (KEEP("rope_kv"))
+      LAUNCH_T(k_rope_kv, A, 256, e->qkv, ld, Ly->bq, Ly->bk, Ly->bv, e->cos_t, e->sin_t, e->rows.pos,
+               e->rows.slot, e->qr, kc, vc, e->H, e->KVH, hd, e->cap);
     STAGE("attention");
     {
       dim3 ag(nsplit, e->KVH, A);
 #define ATT_ARGS e->qr, kc, vc, e->rows.pos, e->rows.slot, e->rows.pslot, e->rows.plen, e->po, e->pm, e->pl, \
                  e->H, e->KVH, hd, e->cap, C, nsplit, scale
-      if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, ATT_ARGS);
+      if (!KEEP("attention")) {
+      } else if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, ATT_ARGS);
       else if (hd % 16 == 0) LAUNCH_T3(k_attn, true, ATT_MAXHD, ag, ATT_T, ATT_ARGS);
       else if (hd <= 128) LAUNCH_T3(k_attn, false, 128, ag, ATT_T, ATT_ARGS);
       else LAUNCH_T3(k_attn, false, ATT_MAXHD, ag, ATT_T, ATT_ARGS);
 #undef ATT_ARGS
     }
     STAGE("attn_combine");
-    LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
+    if (KEEP("combine"))
+      LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
     STAGE("o_proj");
-    if (gen_gemm(e, Ly->ow, e->att, Q, e->x, D, A, Q, D, 1.f, "generate: o_proj")) return -1;
+    if (KEEP("o_proj") && gen_gemm(e, Ly->ow, e->att, Q, e->x, D, A, Q, D, 1.f, "generate: o_proj")) return -1;
     STAGE("rmsnorm");
-    LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->post_norm, e->h, D, eps);
+    if (KEEP("rmsnorm")) LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->post_norm, e->h, D, eps);
     STAGE("gate_up");
-    if (Ly->gu_fused) {
+    if (!KEEP("gate_up")) {
+    } else if (Ly->gu_fused) {
       if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, 2 * F, 0.f, "generate: gate/up")) return -1;
     } else if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, F, 0.f, "generate: gate_proj") ||
                gen_gemm(e, Ly->uw, e->h, D, e->gu + F, 2 * F, A, D, F, 0.f, "generate: up_proj")) {
@@ -965,9 +977,9 @@ static int gen_layers(gen_engine *e, int A) {
     }
     int64_t n = (int64_t)A * F;
     STAGE("swiglu");
-    LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
+    if (KEEP("swiglu")) LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
     STAGE("down");
-    if (gen_gemm(e, Ly->dw, e->act, F, e->x, D, A, F, D, 1.f, "generate: down_proj")) return -1;
+    if (KEEP("down") && gen_gemm(e, Ly->dw, e->act, F, e->x, D, A, F, D, 1.f, "generate: down_proj")) return -1;
   }
   STAGE(NULL);
   return cu_launched("generate: layer kernels");
@@ -981,10 +993,14 @@ static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
   STAGE("final_norm");
   LAUNCH_T(k_rmsnorm, Bp, norm_threads(e->D), e->x, e->final_norm, e->h, e->D, (float)e->m->cfg.rms_eps);
   STAGE("lm_head");
-  if (gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, Bp, e->D, e->V, 0.f, "generate: lm_head")) return -1;
+  if (KEEP("lm_head") &&
+      gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, Bp, e->D, e->V, 0.f, "generate: lm_head"))
+    return -1;
   STAGE("sample");
-  k_sample<<<Bp, GEN_SAMPLE_T, 0, e->st>>>(e->logits, e->V, NULL, e->V, sp->temp, sp->greedy, sp->top_k, sp->top_p,
-                                            e->rows.key, e->rows.step, e->rows.tok, e->rows.pos, e->out, 1);
+  if (KEEP("sample"))
+    k_sample<<<Bp, GEN_SAMPLE_T, 0, e->st>>>(e->logits, e->V, NULL, e->V, sp->temp, sp->greedy, sp->top_k,
+                                              sp->top_p, e->rows.key, e->rows.step, e->rows.tok, e->rows.pos,
+                                              e->out, 1);
   STAGE(NULL);
   return cu_launched("generate: sampler");
 }
@@ -1165,6 +1181,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   /* anything queued before (weights being written) precedes us in stream order */
   if ((rc = gen_weights(e))) goto fail;
   e->gemv = e->bf && getenv("CONFIT_GEN_GEMV") && getenv("CONFIT_GEN_GEMV")[0] == '1';
+  e->knockout = getenv("CONFIT_GEN_KNOCKOUT");
   {
     size_t ws = wsize(e);
     int D = e->D, F = e->F, Q = e->Q, KV = e->KV, h2 = e->hd / 2;
