@@ -45,6 +45,17 @@ H.case("forward, backward and optimizer regions, each op once", function()
   H.eq(P.active(), false, "stopped after confit.profile")
 end)
 
+H.case("a broadcast input's gradient is reduced in its own region (sum_to)", function()
+  local b = confit.randn({32}); b.requires_grad = true
+  local x = confit.randn({64, 32}); x.requires_grad = true
+  local rows = confit.profile(function() (x + b):sum():backward() end)
+  local k = by_key(rows)
+  H.ok(k["bwd/sum_to"], "a row for bwd/sum_to")
+  H.eq(k["bwd/sum_to"].calls, 1, "one reduction: only b was broadcast")
+  H.eq(k["bwd/accumulate"].calls, 2, "one accumulation per node (sum, add)")
+  H.near(b.grad:sum():item(), 64 * 32, 1e-9, "b's gradient summed over the 64 rows")
+end)
+
 H.case("rows are sorted, largest first, and the report shows them", function()
   local a = confit.randn({256, 256})
   local rows = confit.profile(function()
