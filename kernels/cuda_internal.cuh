@@ -73,6 +73,16 @@ __device__ __forceinline__ void stf(bf16 *p, int64_t i, float v) { p[i] = __floa
 template <typename T> __device__ __forceinline__ T from_float(float v);
 template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
 template <> __device__ __forceinline__ bf16 from_float<bf16>(float v) { return __float2bfloat16(v); }
+/* 8 bf16 loaded as one 16-byte word -> 8 floats */
+__device__ __forceinline__ void bf16x8_to_float(const uint4 &u, float *f) {
+  const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    float2 v = __bfloat1622float2(h[j]);
+    f[2 * j] = v.x;
+    f[2 * j + 1] = v.y;
+  }
+}
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
 

@@ -90,16 +90,7 @@ __device__ __forceinline__ void ldv(const float *p, float *f) {
   float4 u = *(const float4 *)p;
   f[0] = u.x; f[1] = u.y; f[2] = u.z; f[3] = u.w;
 }
-__device__ __forceinline__ void ldv(const bf16 *p, float *f) {
-  uint4 u = *(const uint4 *)p;
-  const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
-#pragma unroll
-  for (int j = 0; j < 4; j++) {
-    float2 v = __bfloat1622float2(h[j]);
-    f[2 * j] = v.x;
-    f[2 * j + 1] = v.y;
-  }
-}
+__device__ __forceinline__ void ldv(const bf16 *p, float *f) { bf16x8_to_float(*(const uint4 *)p, f); }
 __device__ __forceinline__ void stv(float *p, const float *f) { *(float4 *)p = make_float4(f[0], f[1], f[2], f[3]); }
 __device__ __forceinline__ void stv(bf16 *p, const float *f) {
   uint4 u;

@@ -184,15 +184,7 @@ template <typename T> struct kv8;
 template <> struct kv8<bf16> {
   uint4 u;
   __device__ __forceinline__ void load(const bf16 *p) { u = *(const uint4 *)p; }
-  __device__ __forceinline__ void get(float *f) const {
-    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      float2 v = __bfloat1622float2(h[j]);
-      f[2 * j] = v.x;
-      f[2 * j + 1] = v.y;
-    }
-  }
+  __device__ __forceinline__ void get(float *f) const { bf16x8_to_float(u, f); }
 };
 template <> struct kv8<float> {
   float4 a, b;
@@ -469,25 +461,12 @@ __global__ void __launch_bounds__(GEMV_W * 32) k_gemv(const bf16 *W, const bf16 
     for (int rr = 0; rr < GEMV_R; rr++) {
       uint4 u = make_uint4(0, 0, 0, 0);
       if (o0 + rr < out) u = __ldg((const uint4 *)(W + (size_t)(o0 + rr) * in + k));
-      const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
-#pragma unroll
-      for (int j = 0; j < 4; j++) {
-        float2 f = __bfloat1622float2(h[j]);
-        w[rr][2 * j] = f.x;
-        w[rr][2 * j + 1] = f.y;
-      }
+      bf16x8_to_float(u, w[rr]);
     }
 #pragma unroll
     for (int b = 0; b < NB; b++) {
-      uint4 u = *(const uint4 *)(X + (size_t)b * ldx + k);
-      const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
       float x[8];
-#pragma unroll
-      for (int j = 0; j < 4; j++) {
-        float2 f = __bfloat1622float2(h[j]);
-        x[2 * j] = f.x;
-        x[2 * j + 1] = f.y;
-      }
+      bf16x8_to_float(*(const uint4 *)(X + (size_t)b * ldx + k), x);
 #pragma unroll
       for (int rr = 0; rr < GEMV_R; rr++)
 #pragma unroll
