@@ -1,9 +1,13 @@
 -- gpu_bench.lua - GPU throughput of confit on random-weight models of the Qwen2.5-Math shapes
 -- (JSON lines; every line names the card).
 --
---   build/confit bench/gpu_bench.lua [--only decode|train|all] [--shape 1.5B|7B|all] [--budget 300] [--new 512]
---                                    [--prompt 128] [--train_dtype bf16|f32] [--state_dtype f32|bf16]
---                                    [--quick] [--profile] [--recompute]
+--   build/confit bench/gpu_bench.lua [--only decode|train|all] [--shape 1.5B|7B|all] [--budget 300]
+--                                    [--new 512] [--prompt 128] [--train_dtype bf16|f32]
+--                                    [--state_dtype f32|bf16] [--quick] [--profile] [--recompute]
+--
+-- --quick: decode at batch 16 only, 32 new tokens unless --new is given, one timed train step,
+-- no 7B training. --shape: only that model shape. CONFIT_GEN_KNOCKOUT (environment) leaves decode
+-- stages out to time them inside the CUDA graph (kernels/generate.cu, bench/README.md).
 --
 -- Lines:
 --   {"bench":"decode","shape":"1.5B","batch":16,...}  generate() of `batch` prompts of --prompt
