@@ -37,12 +37,16 @@
  * row. Attention in prefill is per row (no tiling across rows): fine for prompts of a few hundred
  * tokens, quadratic in reads beyond that.
  *
- * GEMMs go to cuBLAS. k_gemv, a skinny GEMM for <= 16 rows of bf16, is opt-in
+ * GEMMs go to cuBLAS (cublasGemmEx; CONFIT_GEN_LT=1 times cublasLt's candidate algorithms per
+ * decode shape first and keeps the fastest: opt-in, written without a GPU, not yet measured).
+ * k_gemv, a skinny GEMM for <= 16 rows of bf16, is opt-in
  * (CONFIT_GEN_GEMV=1): measured on an H200 (1.5B shape, batch 16) it is slower than cuBLAS as it
  * stands (4.97 vs 2.97 ms per step): its blocks are too small (4 rows, K split over 4 warps) to keep
  * enough loads in flight. CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
 #include "kernels/cuda_internal.cuh"
+#include <cublasLt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +57,7 @@ extern "C" {
 }
 
 #define GEN_KW 8          /* decode steps between host synchronisations */
+#define GEN_MAX_PLANNED 16 /* decode buckets whose GEMMs are timed (CONFIT_GEN_LT) */
 #define GEN_PREFILL 1024  /* prompt rows per prefill chunk */
 #define GEN_SAMPLE_T 1024 /* threads of the sampler block */
 #define ATT_T 128         /* threads of the attention block */
@@ -783,12 +788,29 @@ struct gen_rows {  /* device row state, R entries each */
   unsigned long long *key;
 };
 
+/* A timed GEMM plan for one decode shape (CONFIT_GEN_LT; see plan_shape) */
+struct gen_plan {
+  int A, in, out, ldx, ldy;
+  bool acc;                 /* beta = 1 */
+  bool lt;                  /* use cublasLt with algo (else cublasGemmEx) */
+  cublasLtMatmulDesc_t op;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulAlgo_t algo;
+};
+static void plan_destroy(gen_plan *p);
+
 struct gen_engine {
   const cf_qwen2 *m;
   int D, F, H, KVH, hd, V, Q, KV, L;
   bool bf;
   bool gemv;            /* bf16 and CONFIT_GEN_GEMV=1: k_gemv for <= 16 rows */
   const char *knockout; /* CONFIT_GEN_KNOCKOUT: stages left out of the step (timing only) */
+  int lt_mode;          /* CONFIT_GEN_LT: 0 off, 1 timed cublasLt plans, 2 and print them */
+  struct gen_plan *plan; /* GEMM plans of the decode shapes (CONFIT_GEN_LT), nplan of them */
+  int nplan;
+  int planned[GEN_MAX_PLANNED]; /* decode buckets already planned */
+  int nplanned;
+  float *lt_out;        /* scratch output for timing plans (Bmax x V f32) */
   cudaDataType_t wt;
   cublasHandle_t blas;
   cudaStream_t st;
@@ -839,6 +861,10 @@ static void gen_release(gen_engine *e) {
   STAGE(NULL);
   if (e->st) cudaStreamSynchronize(e->st);
   cudaGetLastError();
+  for (int i = 0; i < e->nplan; i++) plan_destroy(&e->plan[i]);
+  free(e->plan);
+  e->plan = NULL;
+  e->nplan = 0;
   for (int i = 0; i < e->nallocs; i++) cf_cuda_free(e->allocs[i], e->alloc_n[i]);
   e->nallocs = 0;
   if (e->pin) cudaFreeHost(e->pin);
@@ -848,6 +874,142 @@ static void gen_release(gen_engine *e) {
 }
 
 static size_t wsize(const gen_engine *e) { return e->bf ? 2 : 4; }
+
+/* ---------------------------------------------------------------- timed GEMM plans (opt-in)
+ *
+ * CONFIT_GEN_LT=1: before a decode bucket's step is captured, every GEMM shape of the step
+ * (qkv, o_proj, gate/up, down, LM head at Bp rows) is timed on the engine's own buffers with
+ * cublasGemmEx (the default path) and with each of up to GEN_LT_ALGOS algorithms cublasLt's
+ * heuristic proposes (split-K among them, which skinny decode GEMMs may like); the fastest wins
+ * and gen_gemm uses it for that shape from then on (captured into the graph: the workspace is
+ * the fixed one of gen_blas). Never slower than the default by more than the timing noise; the
+ * chosen algorithm may sum in another order, so results can differ from the default path in the
+ * last bits. CONFIT_GEN_LT=2 also prints each plan on stderr. */
+#define GEN_LT_ALGOS 8
+#define GEN_MAX_PLANS 64
+static cublasLtHandle_t g_gen_lt;
+
+static gen_plan *plan_find(gen_engine *e, int A, int in, int out, int ldx, int ldy, bool acc) {
+  for (int i = 0; i < e->nplan; i++) {
+    gen_plan *p = &e->plan[i];
+    if (p->A == A && p->in == in && p->out == out && p->ldx == ldx && p->ldy == ldy && p->acc == acc) return p;
+  }
+  return NULL;
+}
+
+static void plan_destroy(gen_plan *p) {
+  if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
+  if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+  if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+  if (p->op) cublasLtMatmulDescDestroy(p->op);
+  memset(p, 0, sizeof *p);
+}
+
+static int lt_check(cublasStatus_t st, const char *what) {
+  return st == CUBLAS_STATUS_SUCCESS ? 0 : CF_ERR("generate: cublasLt %s failed (status %d)", what, (int)st);
+}
+
+/* The mean time of 10 launches of fn after 3 warm-up ones, in microseconds. */
+template <typename F>
+static int plan_time(gen_engine *e, F fn, float *us) {
+  cudaEvent_t a = NULL, b = NULL;
+  int rc = cu_check(cudaEventCreate(&a), "generate: plan timing") || cu_check(cudaEventCreate(&b), "generate: plan timing");
+  for (int i = 0; i < 3 && rc == 0; i++) rc = fn();
+  if (rc == 0) rc = cu_check(cudaEventRecord(a, e->st), "generate: plan timing");
+  for (int i = 0; i < 10 && rc == 0; i++) rc = fn();
+  if (rc == 0) rc = cu_check(cudaEventRecord(b, e->st), "generate: plan timing");
+  float ms = 0.f;
+  if (rc == 0) rc = cu_check(cudaEventSynchronize(b), "generate: plan timing");
+  if (rc == 0) rc = cu_check(cudaEventElapsedTime(&ms, a, b), "generate: plan timing");
+  if (a) cudaEventDestroy(a);
+  if (b) cudaEventDestroy(b);
+  *us = 1000.f * ms / 10.f;
+  return rc;
+}
+
+/* Times the shape Y (A, ldy) [+]= X (A, in; ldx) @ W (out, in)^T and records the fastest way. */
+static int plan_shape(gen_engine *e, const void *W, const void *X, int ldx, int ldy, int A, int in, int out,
+                      bool acc, const char *name) {
+  if (plan_find(e, A, in, out, ldx, ldy, acc)) return 0;
+  if (e->nplan >= GEN_MAX_PLANS) return 0; /* the rest keep the default path */
+  gen_plan *p = &e->plan[e->nplan];
+  memset(p, 0, sizeof *p);
+  p->A = A; p->in = in; p->out = out; p->ldx = ldx; p->ldy = ldy; p->acc = acc;
+  float alpha = 1.f, beta = acc ? 1.f : 0.f;
+  float *Y = e->lt_out;
+  float best = 0.f;
+  int rc = plan_time(e, [&]() {
+    return cu_blas_check(cublasGemmEx(e->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, A, in, &alpha, W, e->wt, in, X, e->wt,
+                                      ldx, &beta, Y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                         "generate: plan");
+  }, &best);
+  if (rc) return rc;
+  float t_default = best;
+  cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  size_t wsb = GEN_WS_BYTES;
+  cublasLtMatmulPreference_t pref = NULL;
+  cublasLtMatmulHeuristicResult_t res[GEN_LT_ALGOS];
+  int nres = 0;
+  rc = lt_check(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "descriptor") ||
+       lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "descriptor") ||
+       lt_check(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "descriptor") ||
+       lt_check(cublasLtMatrixLayoutCreate(&p->la, e->wt, in, out, in), "layout") ||
+       lt_check(cublasLtMatrixLayoutCreate(&p->lb, e->wt, in, A, ldx), "layout") ||
+       lt_check(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, out, A, ldy), "layout") ||
+       lt_check(cublasLtMatmulPreferenceCreate(&pref), "preference") ||
+       lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
+                                                     sizeof wsb), "preference");
+  /* no algorithm (an unsupported combination) is not an error: the default path stays */
+  if (rc == 0 &&
+      cublasLtMatmulAlgoGetHeuristic(g_gen_lt, p->op, p->la, p->lb, p->lc, p->lc, pref, GEN_LT_ALGOS, res, &nres) !=
+          CUBLAS_STATUS_SUCCESS)
+    nres = 0;
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  int chosen = -1;
+  for (int i = 0; i < nres && rc == 0; i++) {
+    if (res[i].state != CUBLAS_STATUS_SUCCESS || res[i].workspaceSize > wsb) continue;
+    float us = 0.f;
+    int trc = plan_time(e, [&]() {
+      return lt_check(cublasLtMatmul(g_gen_lt, p->op, &alpha, W, p->la, X, p->lb, &beta, Y, p->lc, Y, p->lc,
+                                     &res[i].algo, g_gen_ws, wsb, e->st), "matmul");
+    }, &us);
+    if (trc) { cf_error_clear(); cudaGetLastError(); continue; } /* an algorithm that fails is skipped */
+    if (us < best) { best = us; chosen = i; }
+  }
+  if (rc) cf_error_clear(); /* cublasLt could not describe the shape: the default path stays */
+  if (rc == 0 && chosen >= 0) {
+    p->lt = true;
+    p->algo = res[chosen].algo;
+  } else {
+    plan_destroy(p);
+    p->A = A; p->in = in; p->out = out; p->ldx = ldx; p->ldy = ldy; p->acc = acc;
+  }
+  e->nplan++;
+  if (e->lt_mode >= 2)
+    fprintf(stderr, "confit generate: plan %-10s rows %d, in %d, out %d: cublasGemmEx %.1f us, %s %.1f us\n", name,
+            A, in, out, t_default, chosen >= 0 ? "cublasLt" : "kept", best);
+  return 0;
+}
+
+/* Plans every GEMM shape of a decode step at Bp rows (before the step is captured). */
+static int gen_plan_bucket(gen_engine *e, int Bp) {
+  for (int i = 0; i < e->nplanned; i++) if (e->planned[i] == Bp) return 0;
+  if (e->nplanned >= GEN_MAX_PLANNED) return 0;
+  if (!g_gen_lt && lt_check(cublasLtCreate(&g_gen_lt), "handle")) return -1;
+  int D = e->D, F = e->F, Q = e->Q, KV = e->KV, ld = Q + 2 * KV;
+  const gen_layer *Ly = &e->layer[0];
+  int rc = 0;
+  if (Ly->qkv_fused) rc = plan_shape(e, Ly->qw, e->h, D, ld, Bp, D, ld, false, "qkv");
+  else rc = plan_shape(e, Ly->qw, e->h, D, ld, Bp, D, Q, false, "q_proj") ||
+            plan_shape(e, Ly->kw, e->h, D, ld, Bp, D, KV, false, "k/v_proj");
+  if (rc == 0) rc = plan_shape(e, Ly->ow, e->att, Q, D, Bp, Q, D, true, "o_proj");
+  if (rc == 0) rc = Ly->gu_fused ? plan_shape(e, Ly->gw, e->h, D, 2 * F, Bp, D, 2 * F, false, "gate/up")
+                                 : plan_shape(e, Ly->gw, e->h, D, 2 * F, Bp, D, F, false, "gate|up");
+  if (rc == 0) rc = plan_shape(e, Ly->dw, e->act, F, D, Bp, F, D, true, "down");
+  if (rc == 0) rc = plan_shape(e, e->head, e->h, e->D, e->V, Bp, e->D, e->V, false, "lm_head");
+  if (rc == 0) e->planned[e->nplanned++] = Bp;
+  return rc;
+}
 
 /* Y (A, ldy) f32 [+]= X (A, in; ldx) @ W (out, in)^T */
 static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float *Y, int ldy, int A, int in,
@@ -863,6 +1025,10 @@ static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float 
     return cu_launched(what);
   }
   float alpha = 1.0f;
+  const gen_plan *p = e->nplan ? plan_find(e, A, in, out, ldx, ldy, beta != 0.f) : NULL;
+  if (p && p->lt)
+    return lt_check(cublasLtMatmul(g_gen_lt, p->op, &alpha, W, p->la, X, p->lb, &beta, Y, p->lc, Y, p->lc, &p->algo,
+                                   g_gen_ws, GEN_WS_BYTES, e->st), what);
   cublasStatus_t s = cublasGemmEx(e->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, A, in, &alpha, W, e->wt, in, X, e->wt,
                                   ldx, &beta, Y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   return cu_blas_check(s, what);
@@ -1161,6 +1327,11 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   e->gemv = e->bf && getenv("CONFIT_GEN_GEMV") && getenv("CONFIT_GEN_GEMV")[0] == '1';
   e->knockout = getenv("CONFIT_GEN_KNOCKOUT");
+  e->lt_mode = getenv("CONFIT_GEN_LT") ? atoi(getenv("CONFIT_GEN_LT")) : 0;
+  if (e->lt_mode > 0 && !(e->plan = (gen_plan *)calloc(GEN_MAX_PLANS, sizeof *e->plan))) {
+    rc = CF_ERR("generate: out of memory");
+    goto fail;
+  }
   {
     size_t ws = wsize(e);
     int D = e->D, F = e->F, Q = e->Q, KV = e->KV, h2 = e->hd / 2;
@@ -1180,7 +1351,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         !(e->act = gen_alloc(e, (size_t)R * F * ws, "buffers")) ||
         !(e->rows_mem = gen_alloc(e, stage_bytes(R), "row state")) ||
         !(e->out = (gen_out *)gen_alloc(e, (size_t)e->Bmax * sizeof(gen_out), "outputs")) ||
-        !(e->cos_t = (float *)gen_alloc(e, (size_t)e->cap * h2 * 4 * 2, "rope tables"))) {
+        !(e->cos_t = (float *)gen_alloc(e, (size_t)e->cap * h2 * 4 * 2, "rope tables")) ||
+        (e->lt_mode > 0 && !(e->lt_out = (float *)gen_alloc(e, (size_t)e->Bmax * e->V * 4, "GEMM plan timing")))) {
       rc = -1;
       goto fail;
     }
@@ -1313,6 +1485,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       if (use_graph) {
         for (int k = 0; k < ngraphs; k++) if (graph_b[k] == Bp) ge = graphs[k];
         if (!ge && ngraphs < GEN_MAX_GRAPHS) {
+          if (e->lt_mode > 0 && (rc = gen_plan_bucket(e, Bp))) goto fail;
           if (gen_capture(e, Bp, &sp, &ge) == 0) {
             graphs[ngraphs] = ge;
             graph_b[ngraphs++] = Bp;

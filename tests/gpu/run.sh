@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
-# From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--profile]
+# From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-lt] [--profile]
 #                                           [--bench-budget SECONDS] [--bench-args "..."]
 #
 #  1. unpacks .debs/*.deb into a prefix ($DEBROOT, default /tmp/debroot): Lua, LPeg, cJSON,
@@ -13,7 +13,9 @@
 #  4. runs the GPU tests (ctest -R gpu) with CONFIT_POISON=1: op outputs that cf_op does not
 #     zero-fill (CF_FULLWRITE) start as NaN, so a kernel that misses an element fails a test;
 #  5. runs bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of
-#     each measurement from confit.profiler, the largest regions of each in the table);
+#     each measurement from confit.profiler, the largest regions of each in the table); then,
+#     unless --no-lt, the generation test and the 1.5B decode benchmark again with timed cuBLAS /
+#     cublasLt GEMM plans (CONFIT_GEN_LT, opt-in until a GPU run shows it pays; rows "1.5B+LT");
 #  6. with --sanitize: compute-sanitizer memcheck over each GPU test file (time-limited; the files
 #     SANITIZE_TESTS names, default all, SANITIZE_LIMIT seconds each, default 240);
 #  7. prints a table last: metric, value, baseline (PyTorch eager, H200, GPU.md), card.
@@ -26,12 +28,13 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; GPU_LT=1; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
     --no-bench) BENCH=0 ;;
     --no-tests) TESTS=0 ;;
+    --no-lt) GPU_LT=0 ;;
     --profile) BENCH_ARGS="$BENCH_ARGS --profile" ;;
     --bench-budget) BENCH_BUDGET=$2; shift ;;
     --bench-args) BENCH_ARGS=$2; shift ;;
@@ -175,6 +178,19 @@ end
 EOF
   if [ -s "$OUTDIR/bench.jsonl" ]; then
     "$CONFIT" "$OUTDIR/table.lua" "$OUTDIR/bench.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
+  fi
+  # 5b. decode with timed GEMM plans (CONFIT_GEN_LT, kernels/generate.cu; opt-in until measured):
+  # the generation test under it first, then the 1.5B decode benchmark (plans printed to the log)
+  if [ $GPU_LT -eq 1 ]; then
+    if stage gen_lt_test 120 env CONFIT_POISON=1 CONFIT_GEN_LT=1 "$CONFIT" tests/gpu/test_generate_cuda.lua; then
+      stage bench_lt 120 env CONFIT_GEN_LT=2 "$CONFIT" bench/gpu_bench.lua --only decode --shape 1.5B --budget 60 \
+        || STATUS=1
+      grep '^{' "$OUTDIR/bench_lt.log" | sed 's/"bench":"decode","shape":"1.5B"/"bench":"decode","shape":"1.5B+LT"/' \
+        > "$OUTDIR/bench_lt.jsonl" 2>/dev/null
+      [ -s "$OUTDIR/bench_lt.jsonl" ] && "$CONFIT" "$OUTDIR/table.lua" "$OUTDIR/bench_lt.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
+    else
+      STATUS=1
+    fi
   fi
 fi
 
