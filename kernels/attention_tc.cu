@@ -43,7 +43,7 @@
  *    partials [B,Hq,S,D] and tc_group_sum_kernel adds the group's heads in a fixed order.
  *  Everything is deterministic.
  */
-/* ---- primitives (begin): the only inline PTX; everything below uses these wrappers ---- */
+/* ---- primitives (begin): the inline PTX (with cu_mma_bf16 of cuda_internal.cuh); everything below uses these wrappers ---- */
 #include "kernels/cuda_internal.cuh"
 
 #include <stdlib.h>
@@ -74,16 +74,6 @@ __device__ __forceinline__ void tc_ldsm_t(uint32_t r[4], const bf16 *p) {
   unsigned a = (unsigned)__cvta_generic_to_shared(p);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
-}
-
-/* c[16x8] += a[16x16] b[16x8]. g = lane / 4, i = lane % 4:
- *   a: {(g, 2i..2i+1), (g+8, 2i..), (g, 2i+8..), (g+8, 2i+8..)}   b: {(2i..2i+1, g), (2i+8.., g)}
- *   c: (g, 2i), (g, 2i+1), (g+8, 2i), (g+8, 2i+1) */
-__device__ __forceinline__ void tc_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-               "{%8, %9}, {%0, %1, %2, %3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 /* Two floats as a bf16 pair (lo in the low half), and 2-element loads/stores. */
@@ -148,8 +138,8 @@ __device__ __forceinline__ void tc_gemm_nt(float acc[][4], const bf16 *A, int a_
     for (int np = 0; np < N / 16; np++) {
       uint32_t b[4];
       tc_ldsm(b, X + (xr + np * 16) * ld + kk * 16 + xc);
-      tc_mma(acc[2 * np], a, b[0], b[1]);
-      tc_mma(acc[2 * np + 1], a, b[2], b[3]);
+      cu_mma_bf16(acc[2 * np], a, b[0], b[1]);
+      cu_mma_bf16(acc[2 * np + 1], a, b[2], b[3]);
     }
   }
 }
@@ -171,8 +161,8 @@ __device__ __forceinline__ void tc_gemm_pv(float acc[][4], const float p[][4], c
     for (int np = 0; np < N / 16; np++) {
       uint32_t b[4];
       tc_ldsm_t(b, X + (xr + kk * 16) * ld + np * 16 + xc);
-      tc_mma(acc[2 * np], a, b[0], b[1]);
-      tc_mma(acc[2 * np + 1], a, b[2], b[3]);
+      cu_mma_bf16(acc[2 * np], a, b[0], b[1]);
+      cu_mma_bf16(acc[2 * np + 1], a, b[2], b[3]);
     }
   }
 }

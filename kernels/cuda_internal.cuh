@@ -83,6 +83,17 @@ __device__ __forceinline__ void bf16x8_to_float(const uint4 &u, float *f) {
     f[2 * j + 1] = v.y;
   }
 }
+/* Tensor cores (sm_80+): mma.sync.m16n8k16, bf16 x bf16 -> f32, accumulated in place:
+ * c[16x8] += a[16x16] b[16x8]. g = lane / 4, i = lane % 4:
+ *   a: {(g, 2i..2i+1), (g+8, 2i..), (g, 2i+8..), (g+8, 2i+8..)}   b: {(2i..2i+1, g), (2i+8.., g)}
+ *   c: (g, 2i), (g, 2i+1), (g+8, 2i), (g+8, 2i+1) */
+__device__ __forceinline__ void cu_mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+               "{%8, %9}, {%0, %1, %2, %3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
 

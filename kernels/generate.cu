@@ -39,10 +39,10 @@
  *
  * GEMMs go to cuBLAS (cublasGemmEx; CONFIT_GEN_LT=1 times cublasLt's candidate algorithms per
  * decode shape first and keeps the fastest: opt-in, written without a GPU, not yet measured).
- * k_gemv, a skinny GEMM for <= 16 rows of bf16, is opt-in
- * (CONFIT_GEN_GEMV=1): measured on an H200 (1.5B shape, batch 16) it is slower than cuBLAS as it
- * stands (4.97 vs 2.97 ms per step): its blocks are too small (4 rows, K split over 4 warps) to keep
- * enough loads in flight. CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
+ * k_mma16, a tensor-core GEMM for <= 16 rows of bf16 that also folds the SwiGLU into the gate/up
+ * GEMM, is opt-in (CONFIT_GEN_MMA=1; written without a GPU, not yet run). It replaced k_gemv, a
+ * CUDA-core version measured slower than cuBLAS on an H200 (1.5B shape, batch 16: 4.97 vs 2.97 ms
+ * per step; too few loads in flight). CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
 #include "kernels/cuda_internal.cuh"
 #include <cublasLt.h>
@@ -442,61 +442,6 @@ __global__ void k_swiglu(const float *gu, void *outv, int F, int64_t n) {
   }
 }
 
-/* Skinny GEMM for decode (A <= 16 rows, bf16): Y (A, ldy) f32 [+]= X (A, in; ldx) @ W (out, in)^T.
- * One block of GEMV_W warps per GEMV_R output rows; the warps split K (interleaved 16-byte
- * chunks, so each warp reads 512 contiguous bytes of a weight row per step) and reduce through
- * shared memory in a fixed order (deterministic, no atomics). NB: the rows read from X, a power
- * of two >= A (X has that many rows allocated); only rows < A are written. */
-#define GEMV_W 4
-#define GEMV_R 4
-template <int NB>
-__global__ void __launch_bounds__(GEMV_W * 32) k_gemv(const bf16 *W, const bf16 *X, int ldx, float *Y, int ldy,
-                                                      int A, int in, int out, float beta) {
-  __shared__ float red[GEMV_W][GEMV_R * NB];
-  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  int o0 = blockIdx.x * GEMV_R;
-  float acc[GEMV_R][NB];
-#pragma unroll
-  for (int rr = 0; rr < GEMV_R; rr++)
-#pragma unroll
-    for (int b = 0; b < NB; b++) acc[rr][b] = 0.f;
-  for (int k = (warp * 32 + lane) * 8; k < in; k += GEMV_W * 32 * 8) {
-    float w[GEMV_R][8];
-#pragma unroll
-    for (int rr = 0; rr < GEMV_R; rr++) {
-      uint4 u = make_uint4(0, 0, 0, 0);
-      if (o0 + rr < out) u = __ldg((const uint4 *)(W + (size_t)(o0 + rr) * in + k));
-      bf16x8_to_float(u, w[rr]);
-    }
-#pragma unroll
-    for (int b = 0; b < NB; b++) {
-      float x[8];
-      bf16x8_to_float(*(const uint4 *)(X + (size_t)b * ldx + k), x);
-#pragma unroll
-      for (int rr = 0; rr < GEMV_R; rr++)
-#pragma unroll
-        for (int j = 0; j < 8; j++) acc[rr][b] += w[rr][j] * x[j];
-    }
-  }
-#pragma unroll
-  for (int rr = 0; rr < GEMV_R; rr++)
-#pragma unroll
-    for (int b = 0; b < NB; b++) {
-      float v = warp_sum(acc[rr][b]);
-      if (lane == 0) red[warp][rr * NB + b] = v;
-    }
-  __syncthreads();
-  for (int i = threadIdx.x; i < GEMV_R * NB; i += blockDim.x) {
-    int rr = i / NB, b = i % NB, o = o0 + rr;
-    if (o >= out || b >= A) continue;
-    float v = 0.f;
-#pragma unroll
-    for (int ww = 0; ww < GEMV_W; ww++) v += red[ww][i];
-    float *y = Y + (size_t)b * ldy + o;
-    *y = beta != 0.f ? v + beta * *y : v;
-  }
-}
-
 /* ---------------------------------------------------------------- the sampler */
 
 /* Exclusive scan of one value per thread over the block (blockDim.x == GEN_SAMPLE_T); returns
@@ -803,7 +748,9 @@ struct gen_engine {
   const cf_qwen2 *m;
   int D, F, H, KVH, hd, V, Q, KV, L;
   bool bf;
-  bool gemv;            /* bf16 and CONFIT_GEN_GEMV=1: k_gemv for <= 16 rows */
+  bool mma;             /* bf16 and CONFIT_GEN_MMA=1: skinny.cu for GEMMs of <= 16 rows */
+  cf_skinny_opts mma_opts; /* CONFIT_GEN_MMA_NT, _KSB, _MINB (0: skinny.cu's defaults) */
+  cf_skinny_ws mma_ws;  /* its split-K workspace */
   const char *knockout; /* CONFIT_GEN_KNOCKOUT: stages left out of the step (timing only) */
   int lt_mode;          /* CONFIT_GEN_LT: 0 off, 1 timed cublasLt plans, 2 and print them */
   struct gen_plan *plan; /* GEMM plans of the decode shapes (CONFIT_GEN_LT), nplan of them */
@@ -867,6 +814,7 @@ static void gen_release(gen_engine *e) {
   e->nplan = 0;
   for (int i = 0; i < e->nallocs; i++) cf_cuda_free(e->allocs[i], e->alloc_n[i]);
   e->nallocs = 0;
+  cf_cuda_skinny_ws_free(&e->mma_ws);
   if (e->pin) cudaFreeHost(e->pin);
   e->pin = NULL;
   free(e->layer);
@@ -1011,19 +959,17 @@ static int gen_plan_bucket(gen_engine *e, int Bp) {
   return rc;
 }
 
+/* skinny.cu takes the GEMM (CONFIT_GEN_MMA=1): bf16, <= 16 rows, a qualifying shape */
+static bool mma_ok(const gen_engine *e, const void *W, const void *X, int ldx, int A, int in, int out, bool swiglu) {
+  return e->mma && cf_cuda_skinny_ok(W, X, ldx, A, in, out, swiglu);
+}
+
 /* Y (A, ldy) f32 [+]= X (A, in; ldx) @ W (out, in)^T */
 static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float *Y, int ldy, int A, int in,
                     int out, float beta, const char *what) {
-  if (e->gemv && A <= 16 && in % 8 == 0 && ldx % 8 == 0 && ((uintptr_t)W % 16) == 0 && ((uintptr_t)X % 16) == 0) {
-    unsigned grid = (unsigned)((out + GEMV_R - 1) / GEMV_R);
-    const bf16 *w = (const bf16 *)W, *x = (const bf16 *)X;
-    if (A <= 1) k_gemv<1><<<grid, GEMV_W * 32, 0, e->st>>>(w, x, ldx, Y, ldy, A, in, out, beta);
-    else if (A <= 2) k_gemv<2><<<grid, GEMV_W * 32, 0, e->st>>>(w, x, ldx, Y, ldy, A, in, out, beta);
-    else if (A <= 4) k_gemv<4><<<grid, GEMV_W * 32, 0, e->st>>>(w, x, ldx, Y, ldy, A, in, out, beta);
-    else if (A <= 8) k_gemv<8><<<grid, GEMV_W * 32, 0, e->st>>>(w, x, ldx, Y, ldy, A, in, out, beta);
-    else k_gemv<16><<<grid, GEMV_W * 32, 0, e->st>>>(w, x, ldx, Y, ldy, A, in, out, beta);
-    return cu_launched(what);
-  }
+  if (mma_ok(e, W, X, ldx, A, in, out, false))
+    return cf_cuda_skinny_gemm(W, X, ldx, Y, ldy, NULL, A, in, out, beta, false, &e->mma_opts, &e->mma_ws, e->st) ?
+               (cf_error_prefix("%s: ", what), -1) : 0;
   float alpha = 1.0f;
   const gen_plan *p = e->nplan ? plan_find(e, A, in, out, ldx, ldy, beta != 0.f) : NULL;
   if (p && p->lt)
@@ -1113,7 +1059,12 @@ static int gen_layers(gen_engine *e, int A) {
     STAGE("rmsnorm");
     if (KEEP("rmsnorm")) LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->post_norm, e->h, D, eps);
     STAGE("gate_up");
+    /* the gate/up GEMM with the SwiGLU in its epilogue (skinny.cu), or the GEMM then k_swiglu */
+    bool fused = Ly->gu_fused && mma_ok(e, Ly->gw, e->h, D, A, D, 2 * F, true);
     if (!KEEP("gate_up")) {
+    } else if (fused) {
+      if (cf_cuda_skinny_gemm(Ly->gw, e->h, D, NULL, 0, e->act, A, D, 2 * F, 0.f, true, &e->mma_opts, &e->mma_ws, e->st))
+        return cf_error_prefix("generate: gate/up+swiglu: "), -1;
     } else if (Ly->gu_fused) {
       if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, 2 * F, 0.f, "generate: gate/up")) return -1;
     } else if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, F, 0.f, "generate: gate_proj") ||
@@ -1122,7 +1073,7 @@ static int gen_layers(gen_engine *e, int A) {
     }
     int64_t n = (int64_t)A * F;
     STAGE("swiglu");
-    if (KEEP("swiglu")) LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
+    if (KEEP("swiglu") && !fused) LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
     STAGE("down");
     if (KEEP("down") && gen_gemm(e, Ly->dw, e->act, F, e->x, D, A, F, D, 1.f, "generate: down_proj")) return -1;
   }
@@ -1325,7 +1276,18 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if (gen_blas(&e->blas)) { rc = -1; goto fail; }
   /* anything queued before (weights being written) precedes us in stream order */
   if ((rc = gen_weights(e))) goto fail;
-  e->gemv = e->bf && getenv("CONFIT_GEN_GEMV") && getenv("CONFIT_GEN_GEMV")[0] == '1';
+  e->mma = e->bf && getenv("CONFIT_GEN_MMA") && getenv("CONFIT_GEN_MMA")[0] == '1';
+  if (e->mma) {
+    const char *v;
+    e->mma_opts.nt = (v = getenv("CONFIT_GEN_MMA_NT")) ? atoi(v) : 0;
+    e->mma_opts.ksb = (v = getenv("CONFIT_GEN_MMA_KSB")) ? atoi(v) : 0;
+    e->mma_opts.minb = (v = getenv("CONFIT_GEN_MMA_MINB")) ? atoi(v) : 0;
+    if (cf_cuda_skinny_ws_init(&e->mma_ws, (size_t)1 << 20, 4096)) {
+      cf_error_prefix("generate: ");
+      rc = -1;
+      goto fail;
+    }
+  }
   e->knockout = getenv("CONFIT_GEN_KNOCKOUT");
   e->lt_mode = getenv("CONFIT_GEN_LT") ? atoi(getenv("CONFIT_GEN_LT")) : 0;
   if (e->lt_mode > 0 && !(e->plan = (gen_plan *)calloc(GEN_MAX_PLANS, sizeof *e->plan))) {

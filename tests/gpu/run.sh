@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
-# From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-lt] [--profile]
+# From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-lt] [--variants "lt mma"]
+#                                           [--profile]
 #                                           [--bench-budget SECONDS] [--bench-args "..."]
 #
 #  1. unpacks .debs/*.deb into a prefix ($DEBROOT, default /tmp/debroot): Lua, LPeg, cJSON,
@@ -12,29 +13,33 @@
 #  3. stops there, successfully, when no GPU is usable (prints why);
 #  4. runs the GPU tests (ctest -R gpu) with CONFIT_POISON=1: op outputs that cf_op does not
 #     zero-fill (CF_FULLWRITE) start as NaN, so a kernel that misses an element fails a test;
-#  5. runs bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of
-#     each measurement from confit.profiler, the largest regions of each in the table); then,
-#     unless --no-lt, the generation test and the 1.5B decode benchmark again with timed cuBLAS /
-#     cublasLt GEMM plans (CONFIT_GEN_LT, opt-in until a GPU run shows it pays; rows "1.5B+LT");
+#  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
+#     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
+#     measurement from confit.profiler, the largest regions of each in the table); then, for each
+#     opt-in decode variant of $VARIANTS (default "lt mma"; --variants "...", --no-lt drops lt),
+#     the generation test and the 1.5B decode benchmark again under it: lt = timed cuBLAS /
+#     cublasLt GEMM plans (CONFIT_GEN_LT, rows "1.5B+LT"), mma = skinny.cu's tensor-core GEMMs
+#     with the fused SwiGLU (CONFIT_GEN_MMA, rows "1.5B+MMA");
 #  6. with --sanitize: compute-sanitizer memcheck over each GPU test file (time-limited; the files
 #     SANITIZE_TESTS names, default all, SANITIZE_LIMIT seconds each, default 240);
 #  7. prints a table last: metric, value, baseline (PyTorch eager, H200, GPU.md), card.
 # Every stage runs under `timeout` and a failure does not stop the later stages. Logs go to
 # $OUT (the device tool returns what is written there), else to /tmp/confit-gpu-out.
 # Environment: OUT, DEBROOT, BUILD, JOBS, BENCH_BUDGET, CTEST_REGEX (default "gpu"), SANITIZE_TESTS,
-# SANITIZE_LIMIT.
+# SANITIZE_LIMIT, VARIANTS.
 # Exit status: 0 when every stage that ran passed, 1 otherwise.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; GPU_LT=1; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; VARIANTS=${VARIANTS:-lt mma}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
     --no-bench) BENCH=0 ;;
     --no-tests) TESTS=0 ;;
-    --no-lt) GPU_LT=0 ;;
+    --no-lt) VARIANTS=$(echo " $VARIANTS " | sed 's/ lt / /; s/^ *//; s/ *$//') ;;
+    --variants) VARIANTS=$2; shift ;;
     --profile) BENCH_ARGS="$BENCH_ARGS --profile" ;;
     --bench-budget) BENCH_BUDGET=$2; shift ;;
     --bench-args) BENCH_ARGS=$2; shift ;;
@@ -131,6 +136,13 @@ fi
 
 # 5. benchmarks --------------------------------------------------------------------------------
 if [ $BENCH -eq 1 ]; then
+  # 5a. the decode GEMMs alone: skinny.cu's launch shapes against cuBLAS (seconds; JSON lines);
+  # the table keeps cuBLAS and the fastest correct skinny shape of each matrix
+  if [ -x "$BUILD/bench/skinny_bench" ]; then
+    stage skinny 120 "$BUILD/bench/skinny_bench" --shape all || STATUS=1
+    grep '^{' "$OUTDIR/skinny.log" > "$OUTDIR/skinny.jsonl" 2>/dev/null
+    [ -s "$OUTDIR/skinny.jsonl" ] && "$CONFIT" bench/skinny_table.lua "$OUTDIR/skinny.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
+  fi
   # shellcheck disable=SC2086
   stage bench $((BENCH_BUDGET + 120)) "$CONFIT" bench/gpu_bench.lua --budget "$BENCH_BUDGET" $BENCH_ARGS || STATUS=1
   grep '^{' "$OUTDIR/bench.log" > "$OUTDIR/bench.jsonl" 2>/dev/null
@@ -179,32 +191,41 @@ EOF
   if [ -s "$OUTDIR/bench.jsonl" ]; then
     "$CONFIT" "$OUTDIR/table.lua" "$OUTDIR/bench.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
   fi
-  # 5b. decode with timed GEMM plans (CONFIT_GEN_LT, kernels/generate.cu; opt-in until measured):
-  # the generation test under it first, then the 1.5B decode benchmark (plans printed to the log)
-  if [ $GPU_LT -eq 1 ]; then
-    if stage gen_lt_test 120 env CONFIT_POISON=1 CONFIT_GEN_LT=1 "$CONFIT" tests/gpu/test_generate_cuda.lua; then
-      stage bench_lt 120 env CONFIT_GEN_LT=2 "$CONFIT" bench/gpu_bench.lua --only decode --shape 1.5B --budget 60 \
+  # 5b. decode variants that are opt-in until measured (kernels/generate.cu), each as the generation
+  # test under it (values against the CPU forward) and then the 1.5B decode benchmark, rows
+  # "1.5B+LT" / "1.5B+MMA": lt = timed cuBLAS / cublasLt GEMM plans (CONFIT_GEN_LT, plans printed
+  # to the log), mma = the tensor-core skinny GEMMs of skinny.cu with the fused SwiGLU (CONFIT_GEN_MMA)
+  for V in $VARIANTS; do
+    case "$V" in
+      lt) TEST_ENV="CONFIT_GEN_LT=1"; BENCH_ENV="CONFIT_GEN_LT=2"; TAG=LT ;;
+      mma) TEST_ENV="CONFIT_GEN_MMA=1"; BENCH_ENV="CONFIT_GEN_MMA=1"; TAG=MMA ;;
+      *) say "unknown decode variant $V"; STATUS=1; continue ;;
+    esac
+    if stage "gen_${V}_test" 120 env CONFIT_POISON=1 $TEST_ENV "$CONFIT" tests/gpu/test_generate_cuda.lua; then
+      stage "bench_$V" 120 env $BENCH_ENV "$CONFIT" bench/gpu_bench.lua --only decode --shape 1.5B --budget 60 \
         || STATUS=1
-      grep '^{' "$OUTDIR/bench_lt.log" | sed 's/"bench":"decode","shape":"1.5B"/"bench":"decode","shape":"1.5B+LT"/' \
-        > "$OUTDIR/bench_lt.jsonl" 2>/dev/null
-      [ -s "$OUTDIR/bench_lt.jsonl" ] && "$CONFIT" "$OUTDIR/table.lua" "$OUTDIR/bench_lt.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
+      grep '^{' "$OUTDIR/bench_$V.log" | sed "s/\"bench\":\"decode\",\"shape\":\"1.5B\"/\"bench\":\"decode\",\"shape\":\"1.5B+$TAG\"/" \
+        > "$OUTDIR/bench_$V.jsonl" 2>/dev/null
+      [ -s "$OUTDIR/bench_$V.jsonl" ] && "$CONFIT" "$OUTDIR/table.lua" "$OUTDIR/bench_$V.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
     else
       STATUS=1
     fi
-  fi
+  done
 fi
 
 # 6. compute-sanitizer memcheck (after the benchmarks: a slow memcheck cannot cost their figures)
 if [ $SANITIZE -eq 1 ]; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   if [ -x "$CS" ]; then
-    for f in ${SANITIZE_TESTS:-tests/gpu/test_*.lua}; do
+    for f in ${SANITIZE_TESTS:-tests/gpu/test_*.lua tests/gpu/test_*.c}; do
       [ -e "$f" ] || continue
-      n=$(basename "$f" .lua)
+      n=$(basename "$f"); n=${n%.*}
+      # a C test runs as its executable, a Lua test under confit
+      case "$f" in *.c) CMD=("$BUILD/tests/$n") ;; *) CMD=("$CONFIT" "$f") ;; esac
       # --report-api-errors no: test_cuda_ops asks for too much memory on purpose (the OOM path);
       # memcheck is here for bad accesses, not for API calls that fail as the test intends
       if stage "memcheck_$n" "${SANITIZE_LIMIT:-240}" "$CS" --tool memcheck --leak-check no --report-api-errors no \
-          --error-exitcode 99 "$CONFIT" "$f"; then
+          --error-exitcode 99 "${CMD[@]}"; then
         row "memcheck $n" "clean" "-"
       else
         row "memcheck $n" "$(grep -Eo 'ERROR SUMMARY: [0-9]+ errors?' "$OUTDIR/memcheck_$n.log" | tail -1)" "-"
