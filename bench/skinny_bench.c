@@ -5,7 +5,8 @@
  * For each weight matrix of a decode step (qkv, o_proj, gate/up, down, LM head) of the Qwen2.5
  * 1.5B and 7B shapes, at N rows (default 16): the time of cublasGemmEx (bf16 in, f32 out and
  * compute, CUBLAS_GEMM_DEFAULT: what generate.cu calls) and of cf_cuda_skinny_gemm in each
- * launch shape (tiles per block 1/2/4, K split chosen or 1, register bound 1/2); gate/up also in
+ * launch shape (tiles per block 1/2/4, K split chosen or 1, register bound 1/2, and a few as
+ * programmatic dependent launches: back to back, each overlaps the previous); gate/up also in
  * its fused SwiGLU form (its cuBLAS row is the GEMM alone, without the SwiGLU kernel it saves).
  * Each figure is the mean over reps launches captured in one CUDA graph (as decode replays them),
  * cycling through enough copies of the weight that none is still in L2 from its last use; GB/s
@@ -167,8 +168,10 @@ int main(int argc, char **argv) {
     printf("{\"bench\":\"error\",\"message\":\"skinny workspace\"}\n");
     return 1;
   }
-  static const cf_skinny_opts variants[] = {{4, 0, 1}, {4, 0, 2}, {2, 0, 1}, {2, 0, 2}, {1, 0, 1},
-                                            {1, 0, 2}, {4, 1, 1}, {2, 1, 1}, {1, 1, 1}};
+  /* tiles per block, K parts (0: chosen), register bound, programmatic dependent launch */
+  static const cf_skinny_opts variants[] = {{4, 0, 1, false}, {4, 0, 2, false}, {2, 0, 1, false}, {2, 0, 2, false},
+                                            {1, 0, 1, false}, {1, 0, 2, false}, {4, 1, 1, false}, {2, 1, 1, false},
+                                            {1, 1, 1, false}, {4, 0, 1, true},  {2, 0, 1, true},  {1, 0, 1, true}};
   for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
     const gemm_shape *s = &shapes[si];
     if (strcmp(only, "all") && strcmp(only, s->model)) continue;
@@ -247,9 +250,9 @@ int main(int argc, char **argv) {
       }
       double t = time_graph(&c, o, reps);
       printf("{\"bench\":\"skinny\",\"device\":\"%s\",\"model\":\"%s\",\"gemm\":\"%s\",\"rows\":%d,\"in\":%d,\"out\":%d,"
-             "\"impl\":\"skinny\",\"nt\":%d,\"ksb\":%d,\"minb\":%d,\"grid\":%d,\"us\":%.2f,\"GBps\":%.0f,"
+             "\"impl\":\"skinny\",\"nt\":%d,\"ksb\":%d,\"minb\":%d,\"pdl\":%d,\"grid\":%d,\"us\":%.2f,\"GBps\":%.0f,"
              "\"vs_cublas\":%.3f,\"rel_err\":%.2e}\n",
-             card, s->model, s->name, rows, s->in, s->out, nt, ksb, o->minb, grid, t, wbytes / (t * 1e3),
+             card, s->model, s->name, rows, s->in, s->out, nt, ksb, o->minb, (int)o->pdl, grid, t, wbytes / (t * 1e3),
              t_blas > 0 ? t_blas / t : 0.0, err);
       fflush(stdout);
     }

@@ -19,8 +19,8 @@ for line in io.lines(path) do
     elseif not err or err >= 1e-2 then
       wrong[key] = (wrong[key] or 0) + 1
     elseif us and us > 0 and (not best[key] or us < best[key].us) then
-      best[key] = {us = us, cfg = string.format("nt%s ksb%s minb%s", field(line, "nt"), field(line, "ksb"),
-        field(line, "minb"))}
+      best[key] = {us = us, cfg = string.format("nt%s ksb%s minb%s%s", field(line, "nt"), field(line, "ksb"),
+        field(line, "minb"), field(line, "pdl") == "1" and " pdl" or "")}
     end
   elseif field(line, "bench") == "error" then
     print(string.format("skinny error\t%s\t-", (field(line, "message") or "?"):sub(1, 60)))

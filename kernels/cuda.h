@@ -64,9 +64,10 @@ void cf_cuda_free(void *p, size_t nbytes);
  * ldx % 8 == 0, 16-byte aligned W and X); cf_cuda_skinny_gemm fails with a message otherwise.
  * opts may be NULL (defaults); nt = tiles of 8 columns per block (1, 2, 4), ksb = parts K is split
  * into across blocks (needs ws; 0 = chosen), minb = 1 lets a block use up to 255 registers, 2
- * caps it for two blocks per multiprocessor. ws holds the partial tiles and ticket counters of a
+ * caps it for two blocks per multiprocessor, pdl launches it as a programmatic dependent launch
+ * (it prefetches its first weights into L2 while the previous kernel ends). ws holds the partial tiles and ticket counters of a
  * split K; one workspace serves launches queued in order on one stream. */
-typedef struct cf_skinny_opts { int nt, ksb, minb; } cf_skinny_opts;
+typedef struct cf_skinny_opts { int nt, ksb, minb; bool pdl; } cf_skinny_opts;
 typedef struct cf_skinny_ws { float *part; size_t nfloat; int *cnt; int ncnt; } cf_skinny_ws;
 bool cf_cuda_skinny_ok(const void *W, const void *X, int ldx, int A, int in, int out, bool swiglu);
 int cf_cuda_skinny_gemm(const void *W, const void *X, int ldx, float *Y, int ldy, void *act, int A, int in, int out,

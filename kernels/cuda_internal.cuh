@@ -56,6 +56,28 @@ static inline unsigned cu_blocks(int64_t n, int threads) {
   return (unsigned)b;
 }
 
+/* Launches k<<<grid, block, smem, st>>>(args...), with pdl as a programmatic dependent launch
+ * (see cu_pdl_wait). Errors are left for cu_launched (cudaGetLastError). */
+template <typename... P, typename... A>
+static inline void cu_launch(bool pdl, dim3 grid, dim3 block, size_t smem, cudaStream_t st, void (*k)(P...),
+                             A... args) {
+  if (!pdl) {
+    k<<<grid, block, smem, st>>>(((P)args)...);
+    return;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = st;
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = at;
+  cfg.numAttrs = 1;
+  cudaLaunchKernelEx(&cfg, k, ((P)args)...);
+}
+
 /* The op computes in f32 or bf16 on the GPU. */
 static inline int cu_check_float(const char *op, const cf_tensor *t) {
   if (t->dtype == CF_DTYPE_F32 || t->dtype == CF_DTYPE_BF16) return 0;
@@ -92,6 +114,27 @@ __device__ __forceinline__ void cu_mma_bf16(float c[4], const uint32_t a[4], uin
                "{%8, %9}, {%0, %1, %2, %3};\n"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Programmatic dependent launch (sm_90; cu_launch with pdl): such a kernel may start while its
+ * predecessor in the stream still runs. cu_pdl_wait() blocks until the predecessor has completed
+ * and its writes are visible (at once when there is none), cu_pdl_trigger() lets this kernel's
+ * own successor launch. Before the wait a kernel may only read what nothing in flight writes
+ * (weights) and must write nothing; every kernel launched with pdl waits before it ends (so that
+ * completing one implies its predecessors completed). No-ops below sm_90. */
+__device__ __forceinline__ void cu_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cu_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+/* Asks for the 128-byte line at p to be brought into L2 (no register, no wait). */
+__device__ __forceinline__ void cu_prefetch_l2(const void *p) {
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
 }
 
 __device__ __forceinline__ float to_float(float v) { return v; }

@@ -102,10 +102,15 @@ __device__ __forceinline__ float fkey_inv(uint32_t k) {
 }
 
 /* ---------------------------------------------------------------- layer kernels */
+/* Every kernel of the step starts with cu_pdl_wait(); cu_pdl_trigger(): with CONFIT_GEN_PDL=1 they
+ * are programmatic dependent launches (cuda_internal.cuh), so each is resident and waiting when
+ * its predecessor ends and the launch gaps between the step's ~300 kernels shrink. */
 
 // x is (A, D) f32: x[r] = emb[tok[r]]; emb is (V, D)
 template <typename T>
 __global__ void k_embed(const void *embv, const int *tok, float *x, int D) {
+  cu_pdl_wait();
+  cu_pdl_trigger();
   const T *emb = (const T *)embv;
   int r = blockIdx.x;
   const T *e = emb + (size_t)tok[r] * D;
@@ -115,6 +120,8 @@ __global__ void k_embed(const void *embv, const int *tok, float *x, int D) {
 // y (A, D) in T = x (A, D) f32 * rsqrt(mean(x^2) + eps) * w (D)
 template <typename T>
 __global__ void k_rmsnorm(const float *x, const float *w, void *yv, int D, float eps) {
+  cu_pdl_wait();
+  cu_pdl_trigger();
   T *y = (T *)yv;
   int r = blockIdx.x;
   const float *xr = x + (size_t)r * D;
@@ -132,6 +139,8 @@ template <typename T>
 __global__ void k_rope_kv(const float *qkv, int ld, const float *bq, const float *bk, const float *bv,
                           const float *cos_t, const float *sin_t, const int *pos, const int *slot,
                           float *qo, void *kcv, void *vcv, int H, int KVH, int hd, int cap) {
+  cu_pdl_wait();
+  cu_pdl_trigger();
   T *kc = (T *)kcv, *vc = (T *)vcv;
   int r = blockIdx.x;
   int h2 = hd / 2, Q = H * hd, KV = KVH * hd;
@@ -217,6 +226,8 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
                                                  const int *slot, const int *pslot, const int *plen,
                                                  float *po, float *pm, float *pl, int H, int KVH, int hd,
                                                  int cap, int C, int nsplit, float scale) {
+  cu_pdl_wait();
+  cu_pdl_trigger();
   constexpr int KCH = HD / 16; /* 8-element chunks of a K half row */
   constexpr int PVC = HD / 64; /* dim-pair passes of a lane */
   const T *kc = (const T *)kcv, *vc = (const T *)vcv;
@@ -405,6 +416,8 @@ __global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv,
 template <typename T>
 __global__ void k_attn_combine(const float *po, const float *pm, const float *pl, void *outv, int H, int hd,
                                int nsplit) {
+  cu_pdl_wait();
+  cu_pdl_trigger();
   __shared__ float w[ATT_MAXSPLIT];
   __shared__ float sL;
   T *out = (T *)outv;
@@ -434,6 +447,8 @@ __global__ void k_attn_combine(const float *po, const float *pm, const float *pl
 // out (A, F) in T = silu(gu[:, :F]) * gu[:, F:]; gu (A, 2F) f32
 template <typename T>
 __global__ void k_swiglu(const float *gu, void *outv, int F, int64_t n) {
+  cu_pdl_wait();
+  cu_pdl_trigger();
   T *out = (T *)outv;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     int64_t r = i / F, j = i % F;
@@ -482,6 +497,8 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
                                                           int V, float temp, int greedy, int top_k, float top_p,
                                                           const unsigned long long *key, int *step, int *tok,
                                                           int *pos, gen_out *out, int update) {
+  cu_pdl_wait();
+  cu_pdl_trigger();
   __shared__ float s_bv[32];
   __shared__ int s_bi[32];
   __shared__ unsigned s_cnt[256];
@@ -749,6 +766,7 @@ struct gen_engine {
   int D, F, H, KVH, hd, V, Q, KV, L;
   bool bf;
   bool mma;             /* bf16 and CONFIT_GEN_MMA=1: skinny.cu for GEMMs of <= 16 rows */
+  bool pdl;             /* CONFIT_GEN_PDL=1: the step's kernels as programmatic dependent launches */
   cf_skinny_opts mma_opts; /* CONFIT_GEN_MMA_NT, _KSB, _MINB (0: skinny.cu's defaults) */
   cf_skinny_ws mma_ws;  /* its split-K workspace */
   const char *knockout; /* CONFIT_GEN_KNOCKOUT: stages left out of the step (timing only) */
@@ -982,15 +1000,15 @@ static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float 
 
 #define LAUNCH_T(kernel, grid, block, ...)                                                      \
   do {                                                                                          \
-    if (e->bf) kernel<bf16><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                        \
-    else kernel<float><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                             \
+    if (e->bf) cu_launch(e->pdl, (grid), (block), 0, e->st, kernel<bf16>, __VA_ARGS__);         \
+    else cu_launch(e->pdl, (grid), (block), 0, e->st, kernel<float>, __VA_ARGS__);              \
   } while (0)
 
 /* the same for a kernel with two more template parameters */
 #define LAUNCH_T3(kernel, P, Q, grid, block, ...)                                               \
   do {                                                                                          \
-    if (e->bf) kernel<bf16, P, Q><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                  \
-    else kernel<float, P, Q><<<(grid), (block), 0, e->st>>>(__VA_ARGS__);                       \
+    if (e->bf) cu_launch(e->pdl, (grid), (block), 0, e->st, kernel<bf16, P, Q>, __VA_ARGS__);   \
+    else cu_launch(e->pdl, (grid), (block), 0, e->st, kernel<float, P, Q>, __VA_ARGS__);        \
   } while (0)
 
 static int norm_threads(int D) { return D >= 2048 ? 1024 : D >= 512 ? 512 : D >= 128 ? 128 : 32; }
@@ -1094,9 +1112,8 @@ static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
     return -1;
   STAGE("sample");
   if (KEEP("sample"))
-    k_sample<<<Bp, GEN_SAMPLE_T, 0, e->st>>>(e->logits, e->V, NULL, e->V, sp->temp, sp->greedy, sp->top_k,
-                                              sp->top_p, e->rows.key, e->rows.step, e->rows.tok, e->rows.pos,
-                                              e->out, 1);
+    cu_launch(e->pdl, Bp, GEN_SAMPLE_T, 0, e->st, k_sample, e->logits, e->V, NULL, e->V, sp->temp, sp->greedy,
+              sp->top_k, sp->top_p, e->rows.key, e->rows.step, e->rows.tok, e->rows.pos, e->out, 1);
   STAGE(NULL);
   return cu_launched("generate: sampler");
 }
@@ -1277,6 +1294,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   /* anything queued before (weights being written) precedes us in stream order */
   if ((rc = gen_weights(e))) goto fail;
   e->mma = e->bf && getenv("CONFIT_GEN_MMA") && getenv("CONFIT_GEN_MMA")[0] == '1';
+  e->pdl = getenv("CONFIT_GEN_PDL") && getenv("CONFIT_GEN_PDL")[0] == '1';
+  e->mma_opts.pdl = e->pdl;
   if (e->mma) {
     const char *v;
     e->mma_opts.nt = (v = getenv("CONFIT_GEN_MMA_NT")) ? atoi(v) : 0;

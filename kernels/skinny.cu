@@ -76,9 +76,9 @@ extern "C" void cf_cuda_skinny_plan(int in, int out, bool swiglu, const cf_skinn
 }
 
 template <int NT, int EPI>
-static void sk_launch(int minb, dim3 grid, cudaStream_t st, const sk_args &a) {
-  if (minb >= 2) k_skinny<NT, EPI, 2><<<grid, SK_WARPS * 32, 0, st>>>(a);
-  else k_skinny<NT, EPI, 1><<<grid, SK_WARPS * 32, 0, st>>>(a);
+static void sk_launch(int minb, bool pdl, dim3 grid, cudaStream_t st, const sk_args &a) {
+  if (minb >= 2) cu_launch(pdl, grid, SK_WARPS * 32, 0, st, k_skinny<NT, EPI, 2>, a);
+  else cu_launch(pdl, grid, SK_WARPS * 32, 0, st, k_skinny<NT, EPI, 1>, a);
 }
 
 extern "C" int cf_cuda_skinny_gemm(const void *W, const void *X, int ldx, float *Y, int ldy, void *act, int A, int in,
@@ -106,13 +106,14 @@ extern "C" int cf_cuda_skinny_gemm(const void *W, const void *X, int ldx, float 
   a.part = ksb > 1 ? ws->part : NULL;
   a.cnt = ksb > 1 ? ws->cnt : NULL;
   int minb = o ? o->minb : 0;
+  bool pdl = o && o->pdl;
   dim3 g((unsigned)grid, (unsigned)ksb);
   cudaStream_t st = stream ? (cudaStream_t)stream : cu_stream();
   if (swiglu) {
-    if (nt == 4) sk_launch<4, SK_SWIGLU>(minb, g, st, a);
-    else sk_launch<2, SK_SWIGLU>(minb, g, st, a);
-  } else if (nt == 4) sk_launch<4, SK_PLAIN>(minb, g, st, a);
-  else if (nt == 2) sk_launch<2, SK_PLAIN>(minb, g, st, a);
-  else sk_launch<1, SK_PLAIN>(minb, g, st, a);
+    if (nt == 4) sk_launch<4, SK_SWIGLU>(minb, pdl, g, st, a);
+    else sk_launch<2, SK_SWIGLU>(minb, pdl, g, st, a);
+  } else if (nt == 4) sk_launch<4, SK_PLAIN>(minb, pdl, g, st, a);
+  else if (nt == 2) sk_launch<2, SK_PLAIN>(minb, pdl, g, st, a);
+  else sk_launch<1, SK_PLAIN>(minb, pdl, g, st, a);
   return cu_launched("skinny gemm");
 }

@@ -1,7 +1,7 @@
 /* skinny_kernel.cuh - the device code of skinny.cu (see there for what it computes and how),
  * apart so that tests/c/test_skinny_emu.cpp can run it on the CPU: it needs from its includer
- * bf16, uint4, cu_mma_bf16, __ldg/__ldcs/__ldcg, atomicAdd, __threadfence, __syncthreads, the
- * thread and block indices and expf (cuda_internal.cuh, or the test's emulation of them).
+ * bf16, uint4, cu_mma_bf16, cu_prefetch_l2, cu_pdl_wait/trigger, __ldg/__ldcs/__ldcg, atomicAdd,
+ * __threadfence, __syncthreads, the thread and block indices and expf (cuda_internal.cuh, or the test's emulation of them).
  */
 #ifndef CF_SKINNY_KERNEL_CUH
 #define CF_SKINNY_KERNEL_CUH
@@ -80,6 +80,15 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
   /* chunks of this block's part of K, then this warp's share of them */
   int nch = p.in / 32, b0 = (int)((int64_t)blockIdx.y * nch / p.ksb), b1 = (int)((int64_t)(blockIdx.y + 1) * nch / p.ksb);
   int k = b0 + warp * (b1 - b0) / SK_WARPS, k1 = b0 + (warp + 1) * (b1 - b0) / SK_WARPS;
+  /* launched as a programmatic dependent launch, the block may be here while the kernel that
+   * writes X (and Y) still runs: ask for the first weights now, touch X and Y only after the wait */
+#pragma unroll
+  for (int u = 0; u < U; u++)
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+      if (k + u < k1) cu_prefetch_l2(wp[i] + (size_t)(k + u) * 32);
+  cu_pdl_wait();
+  cu_pdl_trigger();
   for (; k + U <= k1; k += U) {
     uint4 xa[U], xb[U], w[U][NT];
 #pragma unroll

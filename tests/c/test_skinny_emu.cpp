@@ -78,6 +78,9 @@ static emu_frag emu_stage[32][32]; /* [warp][lane] */
 static void __syncthreads() { emu_block_bar->wait(); }
 static void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 static int atomicAdd(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static void cu_pdl_wait() {}    /* launches here are plain: nothing to wait for */
+static void cu_pdl_trigger() {}
+static void cu_prefetch_l2(const void *) {}
 template <typename T> static T __ldg(const T *p) { return *p; }
 template <typename T> static T __ldcs(const T *p) { return *p; }
 template <typename T> static T __ldcg(const T *p) { return *p; }
