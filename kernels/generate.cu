@@ -42,7 +42,9 @@
  * k_mma16, a tensor-core GEMM for <= 16 rows of bf16 that also folds the SwiGLU into the gate/up
  * GEMM, is opt-in (CONFIT_GEN_MMA=1; written without a GPU, not yet run). It replaced k_gemv, a
  * CUDA-core version measured slower than cuBLAS on an H200 (1.5B shape, batch 16: 4.97 vs 2.97 ms
- * per step; too few loads in flight). CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
+ * per step; too few loads in flight). CONFIT_GEN_PDL=1 launches the step's kernels as programmatic
+ * dependent launches (each waits in place for its predecessor; opt-in, not yet run either).
+ * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
 #include "kernels/cuda_internal.cuh"
 #include <cublasLt.h>
