@@ -3,7 +3,7 @@
 # into build/. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS="cmake gcc make lua5.4 liblua5.4-dev lua-lpeg lua-lpeg-dev lua-cjson libopenblas-dev
+PKGS="cmake gcc g++ make lua5.4 liblua5.4-dev lua-lpeg lua-lpeg-dev lua-cjson libopenblas-dev
       libcjson-dev libutf8proc-dev libedit-dev"
 missing=$(for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
