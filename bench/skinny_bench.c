@@ -7,7 +7,9 @@
  * compute, CUBLAS_GEMM_DEFAULT: what generate.cu calls) and of cf_cuda_skinny_gemm in each
  * launch shape (tiles per block 1/2/4, K split chosen or 1, register bound 1/2, and a few as
  * programmatic dependent launches: back to back, each overlaps the previous); gate/up also in
- * its fused SwiGLU form (its cuBLAS row is the GEMM alone, without the SwiGLU kernel it saves).
+ * its fused SwiGLU form, and the GEMMs that read a norm's output also with the norm folded in
+ * (f32 activations normalised on load; "+norm"): their vs_cublas compares with the plain
+ * GEMM's cuBLAS time (without the SwiGLU or RMSNorm kernel they save).
  * Each figure is the mean over reps launches captured in one CUDA graph (as decode replays them),
  * cycling through enough copies of the weight that none is still in L2 from its last use; GB/s
  * counts the weight bytes only. Every skinny result is compared with cuBLAS's (max |diff| over
@@ -33,15 +35,22 @@
     }                                                                                         \
   } while (0)
 
-typedef struct { const char *model, *name; int in, out; int swiglu; float beta; } gemm_shape;
+/* normed: the activations as f32 RMS-normalised on load (the folded norm of decode), with a
+ * norm weight of 1 and sums of squares that make the scale exactly 1, so the result is the
+ * plain product's; cuBLAS has no such form (its time is the plain GEMM's) */
+typedef struct { const char *model, *name; int in, out; int swiglu; float beta; int normed; } gemm_shape;
 
 static const gemm_shape shapes[] = {
-  {"1.5B", "qkv", 1536, 1536 + 2 * 256, 0, 0.f},   {"1.5B", "o_proj", 1536, 1536, 0, 1.f},
-  {"1.5B", "gate_up", 1536, 2 * 8960, 0, 0.f},     {"1.5B", "gate_up+swiglu", 1536, 2 * 8960, 1, 0.f},
-  {"1.5B", "down", 8960, 1536, 0, 1.f},            {"1.5B", "lm_head", 1536, 151936, 0, 0.f},
-  {"7B", "qkv", 3584, 3584 + 2 * 512, 0, 0.f},     {"7B", "o_proj", 3584, 3584, 0, 1.f},
-  {"7B", "gate_up", 3584, 2 * 18944, 0, 0.f},      {"7B", "gate_up+swiglu", 3584, 2 * 18944, 1, 0.f},
-  {"7B", "down", 18944, 3584, 0, 1.f},             {"7B", "lm_head", 3584, 152064, 0, 0.f},
+  {"1.5B", "qkv", 1536, 1536 + 2 * 256, 0, 0.f, 0},          {"1.5B", "qkv+norm", 1536, 1536 + 2 * 256, 0, 0.f, 1},
+  {"1.5B", "o_proj", 1536, 1536, 0, 1.f, 0},                 {"1.5B", "gate_up", 1536, 2 * 8960, 0, 0.f, 0},
+  {"1.5B", "gate_up+swiglu", 1536, 2 * 8960, 1, 0.f, 0},     {"1.5B", "gate_up+swiglu+norm", 1536, 2 * 8960, 1, 0.f, 1},
+  {"1.5B", "down", 8960, 1536, 0, 1.f, 0},                   {"1.5B", "lm_head", 1536, 151936, 0, 0.f, 0},
+  {"1.5B", "lm_head+norm", 1536, 151936, 0, 0.f, 1},
+  {"7B", "qkv", 3584, 3584 + 2 * 512, 0, 0.f, 0},            {"7B", "qkv+norm", 3584, 3584 + 2 * 512, 0, 0.f, 1},
+  {"7B", "o_proj", 3584, 3584, 0, 1.f, 0},                   {"7B", "gate_up", 3584, 2 * 18944, 0, 0.f, 0},
+  {"7B", "gate_up+swiglu", 3584, 2 * 18944, 1, 0.f, 0},      {"7B", "gate_up+swiglu+norm", 3584, 2 * 18944, 1, 0.f, 1},
+  {"7B", "down", 18944, 3584, 0, 1.f, 0},                    {"7B", "lm_head", 3584, 152064, 0, 0.f, 0},
+  {"7B", "lm_head+norm", 3584, 152064, 0, 0.f, 1},
 };
 
 static char card[256];
@@ -53,7 +62,7 @@ typedef struct {
   const gemm_shape *s;
   int rows, ncopy;
   uint16_t **W, *X, *act;
-  float *Y;
+  float *Y, *xf, *gn, *ss; /* normed: X as f32, a norm weight of ones, sums of squares = in */
   cf_skinny_ws *ws;
 } ctx;
 
@@ -65,8 +74,19 @@ static int launch(const ctx *c, int copy, const cf_skinny_opts *o) {
                         s->in, c->X, CUDA_R_16BF, s->in, &beta, c->Y, CUDA_R_32F, s->out, CUBLAS_COMPUTE_32F,
                         CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS ? 0 : -1;
   }
-  return cf_cuda_skinny_gemm(c->W[copy], c->X, s->in, c->Y, s->out, c->act, c->rows, s->in, s->out, s->beta,
-                             s->swiglu != 0, o, c->ws, st);
+  cf_skinny_job j;
+  memset(&j, 0, sizeof j);
+  j.W = c->W[copy];
+  if (s->normed) {
+    j.xf = c->xf; j.gnorm = c->gn; j.ss_in = c->ss; j.ss_groups = 1; j.eps = 0.f;
+  } else {
+    j.X = c->X;
+  }
+  j.ldx = s->in;
+  j.A = c->rows; j.in = s->in; j.out = s->out; j.swiglu = s->swiglu != 0;
+  if (s->swiglu) j.act = c->act;
+  else { j.Y = c->Y; j.ldy = s->out; j.beta = s->beta; }
+  return cf_cuda_skinny_run(&j, o, c->ws, st);
 }
 
 /* mean microseconds per launch over reps launches in one graph (-1 on failure) */
@@ -195,6 +215,23 @@ int main(int argc, char **argv) {
     CK(cudaMalloc((void **)&c.Y, (size_t)16 * s->out * 4));
     CK(cudaMemset(c.Y, 0, (size_t)16 * s->out * 4));
     CK(cudaMalloc((void **)&c.act, (size_t)16 * s->out / 2 * 2));
+    if (s->normed) { /* X as f32 (exact: bf16 values), ones, and sums of squares that make the scale 1 */
+      size_t nx = (size_t)16 * s->in;
+      uint16_t *hx = (uint16_t *)malloc(nx * 2);
+      float *hf = (float *)malloc(nx * 4);
+      CK(cudaMemcpy(hx, c.X, nx * 2, cudaMemcpyDeviceToHost));
+      for (size_t i = 0; i < nx; i++) hf[i] = from_bf16(hx[i]);
+      CK(cudaMalloc((void **)&c.xf, nx * 4));
+      CK(cudaMemcpy(c.xf, hf, nx * 4, cudaMemcpyHostToDevice));
+      for (int i = 0; i < s->in; i++) hf[i] = 1.f;
+      CK(cudaMalloc((void **)&c.gn, (size_t)s->in * 4));
+      CK(cudaMemcpy(c.gn, hf, (size_t)s->in * 4, cudaMemcpyHostToDevice));
+      for (int i = 0; i < 16; i++) hf[i] = (float)s->in;
+      CK(cudaMalloc((void **)&c.ss, 16 * 4));
+      CK(cudaMemcpy(c.ss, hf, 16 * 4, cudaMemcpyHostToDevice));
+      free(hx);
+      free(hf);
+    }
     size_t nres = s->swiglu ? (size_t)rows * (s->out / 2) : (size_t)rows * s->out;
     float *ref = (float *)malloc(nres * 4), *got = (float *)malloc(nres * 4);
     /* the reference: cuBLAS once (beta = 0 on a zeroed Y), then SwiGLU on the host if fused */
@@ -202,6 +239,7 @@ int main(int argc, char **argv) {
       gemm_shape plain = *s;
       plain.beta = 0.f;
       plain.swiglu = 0;
+      plain.normed = 0;
       ctx p = c;
       p.s = &plain;
       CK(cudaMemset(c.Y, 0, (size_t)16 * s->out * 4));
@@ -220,18 +258,25 @@ int main(int argc, char **argv) {
       }
       free(full);
     }
-    static double t_gate_up = -1; /* the plain gate/up GEMM's cuBLAS time, for the fused rows */
-    double t_blas = s->swiglu ? t_gate_up : time_graph(&c, NULL, reps);
-    if (!strcmp(s->name, "gate_up")) t_gate_up = t_blas;
-    if (!s->swiglu)
+    /* the fused and normed rows compare with the plain GEMM's cuBLAS time of the same matrix */
+    static double t_plain = -1;
+    bool derived = s->swiglu || s->normed;
+    double t_blas = derived ? t_plain : time_graph(&c, NULL, reps);
+    if (!derived) t_plain = t_blas;
+    if (!derived)
       printf("{\"bench\":\"skinny\",\"device\":\"%s\",\"model\":\"%s\",\"gemm\":\"%s\",\"rows\":%d,\"in\":%d,\"out\":%d,"
              "\"impl\":\"cublas\",\"us\":%.2f,\"GBps\":%.0f}\n", card, s->model, s->name, rows, s->in, s->out, t_blas,
              wbytes / (t_blas * 1e3));
     for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
       const cf_skinny_opts *o = &variants[v];
-      if (s->swiglu && o->nt < 2) continue;
+      if ((s->swiglu && o->nt < 2) || (s->normed && o->nt != 4)) continue; /* the plan would make them 2 / 4 */
       int nt, ksb, grid;
-      cf_cuda_skinny_plan(s->in, s->out, s->swiglu != 0, o, &ws, &nt, &ksb, &grid);
+      {
+        cf_skinny_job pj;
+        memset(&pj, 0, sizeof pj);
+        pj.in = s->in; pj.out = s->out; pj.swiglu = s->swiglu != 0; pj.xf = s->normed ? c.xf : NULL;
+        cf_cuda_skinny_plan(&pj, o, &ws, &nt, &ksb, &grid);
+      }
       /* correctness first: one launch with beta = 0 semantics (Y zeroed; beta*0 adds nothing) */
       CK(cudaMemset(c.Y, 0, (size_t)16 * s->out * 4));
       double err = -1;
@@ -261,6 +306,7 @@ int main(int argc, char **argv) {
     cudaFree(c.X);
     cudaFree(c.Y);
     cudaFree(c.act);
+    if (s->normed) { cudaFree(c.xf); cudaFree(c.gn); cudaFree(c.ss); }
     free(ref);
     free(got);
   }

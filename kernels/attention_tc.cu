@@ -76,13 +76,7 @@ __device__ __forceinline__ void tc_ldsm_t(uint32_t r[4], const bf16 *p) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
 }
 
-/* Two floats as a bf16 pair (lo in the low half), and 2-element loads/stores. */
-__device__ __forceinline__ uint32_t tc_pack(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  uint32_t u;
-  memcpy(&u, &v, 4);
-  return u;
-}
+/* 2-element loads/stores (pairs packed with cu_pack_bf16x2 of cuda_internal.cuh). */
 __device__ __forceinline__ void tc_ld2(const bf16 *p, float &x0, float &x1) {
   __nv_bfloat162 v = *(const __nv_bfloat162 *)p;
   x0 = __low2float(v);
@@ -153,10 +147,10 @@ __device__ __forceinline__ void tc_gemm_pv(float acc[][4], const float p[][4], c
 #pragma unroll
   for (int kk = 0; kk < K / 16; kk++) {
     uint32_t a[4];
-    a[0] = tc_pack(p[2 * kk][0], p[2 * kk][1]);
-    a[1] = tc_pack(p[2 * kk][2], p[2 * kk][3]);
-    a[2] = tc_pack(p[2 * kk + 1][0], p[2 * kk + 1][1]);
-    a[3] = tc_pack(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+    a[0] = cu_pack_bf16x2(p[2 * kk][0], p[2 * kk][1]);
+    a[1] = cu_pack_bf16x2(p[2 * kk][2], p[2 * kk][3]);
+    a[2] = cu_pack_bf16x2(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+    a[3] = cu_pack_bf16x2(p[2 * kk + 1][2], p[2 * kk + 1][3]);
 #pragma unroll
     for (int np = 0; np < N / 16; np++) {
       uint32_t b[4];

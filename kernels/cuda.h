@@ -57,23 +57,44 @@ void *cf_cuda_cublas(void);
 void *cf_cuda_alloc(size_t nbytes);
 void cf_cuda_free(void *p, size_t nbytes);
 
-/* Decode GEMMs on tensor cores (skinny.cu): A <= 16 rows of bf16 X (A, in; row stride ldx)
- * against bf16 W (out, in): Y (A, ldy) f32 = X W^T + beta Y, or, with swiglu (W = [gate; up],
- * out = 2F), act (A, F) bf16 = silu(X Wg^T) * (X Wu^T). Queued on stream (NULL: confit's).
- * cf_cuda_skinny_ok says whether a shape qualifies (in % 32 == 0, out % 8 == 0 (16 with swiglu),
- * ldx % 8 == 0, 16-byte aligned W and X); cf_cuda_skinny_gemm fails with a message otherwise.
- * opts may be NULL (defaults); nt = tiles of 8 columns per block (1, 2, 4), ksb = parts K is split
- * into across blocks (needs ws; 0 = chosen), minb = 1 lets a block use up to 255 registers, 2
- * caps it for two blocks per multiprocessor, pdl launches it as a programmatic dependent launch
- * (it prefetches its first weights into L2 while the previous kernel ends). ws holds the partial tiles and ticket counters of a
- * split K; one workspace serves launches queued in order on one stream. */
+/* Decode GEMMs on tensor cores (skinny.cu): A <= 16 rows of activations against a bf16 weight
+ * W (out, in), queued on stream (NULL: confit's).
+ *   plain:  Y (A, ldy) f32 = X W^T + beta Y; with ss_out, also per-row partial sums of squares
+ *           of Y as written, [grid][16] (grid from cf_cuda_skinny_plan): what a following
+ *           GEMM's ss_in needs to RMS-normalise Y on load;
+ *   swiglu: W = [gate; up], out = 2F: act (A, F) bf16 = silu(X Wg^T) * (X Wu^T).
+ * The activations are bf16 X (A, in; row stride ldx), or f32 xf normalised on load,
+ * xf * rsqrt(ss / in + eps) * gnorm with ss = the sum of the ss_groups partials in ss_in
+ * (RMSNorm folded into the GEMM). cf_cuda_skinny_ok says whether a job qualifies (in % 32 == 0,
+ * out % 8 == 0 (16 for swiglu), ldx % 8 == 0, 16-byte aligned W, X / xf and gnorm);
+ * cf_cuda_skinny_run fails with a message saying what is wrong otherwise.
+ * opts may be NULL (defaults): nt = tiles of 8 columns per block (1, 2, 4; xf makes it 4),
+ * ksb = parts K is split into across blocks (needs ws; 0 = chosen), minb = 1 lets a block use up
+ * to 255 registers, 2 caps it for two blocks per multiprocessor, pdl launches it as a
+ * programmatic dependent launch (it prefetches its first weights into L2 while the previous
+ * kernel ends). ws holds the partial tiles and ticket counters of a split K; one workspace
+ * serves launches queued in order on one stream. */
 typedef struct cf_skinny_opts { int nt, ksb, minb; bool pdl; } cf_skinny_opts;
 typedef struct cf_skinny_ws { float *part; size_t nfloat; int *cnt; int ncnt; } cf_skinny_ws;
-bool cf_cuda_skinny_ok(const void *W, const void *X, int ldx, int A, int in, int out, bool swiglu);
-int cf_cuda_skinny_gemm(const void *W, const void *X, int ldx, float *Y, int ldy, void *act, int A, int in, int out,
-                        float beta, bool swiglu, const cf_skinny_opts *opts, const cf_skinny_ws *ws, void *stream);
+typedef struct cf_skinny_job {
+  const void *W;
+  const void *X;
+  const float *xf, *gnorm, *ss_in;
+  int ss_groups;
+  float eps;
+  int ldx;
+  float *Y;
+  int ldy;
+  float beta;
+  float *ss_out;
+  void *act;
+  int A, in, out;
+  bool swiglu;
+} cf_skinny_job;
+bool cf_cuda_skinny_ok(const cf_skinny_job *job);
+int cf_cuda_skinny_run(const cf_skinny_job *job, const cf_skinny_opts *opts, const cf_skinny_ws *ws, void *stream);
 /* The launch it would make: tiles per block, parts of K, column groups (grid.x). */
-void cf_cuda_skinny_plan(int in, int out, bool swiglu, const cf_skinny_opts *opts, const cf_skinny_ws *ws, int *nt,
+void cf_cuda_skinny_plan(const cf_skinny_job *job, const cf_skinny_opts *opts, const cf_skinny_ws *ws, int *nt,
                          int *ksb, int *grid);
 /* nfloat floats of partial tiles and ncnt zeroed counters; freed by cf_cuda_skinny_ws_free. */
 int cf_cuda_skinny_ws_init(cf_skinny_ws *ws, size_t nfloat, int ncnt);

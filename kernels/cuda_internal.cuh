@@ -116,6 +116,13 @@ __device__ __forceinline__ void cu_mma_bf16(float c[4], const uint32_t a[4], uin
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* Two floats rounded to a bf16 pair in one 32-bit word (lo in the low half: the lower index). */
+__device__ __forceinline__ uint32_t cu_pack_bf16x2(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  uint32_t u;
+  memcpy(&u, &v, 4);
+  return u;
+}
 /* Programmatic dependent launch (sm_90; cu_launch with pdl): such a kernel may start while its
  * predecessor in the stream still runs. cu_pdl_wait() blocks until the predecessor has completed
  * and its writes are visible (at once when there is none), cu_pdl_trigger() lets this kernel's

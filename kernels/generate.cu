@@ -109,14 +109,24 @@ __device__ __forceinline__ float fkey_inv(uint32_t k) {
  * its predecessor ends and the launch gaps between the step's ~300 kernels shrink. */
 
 // x is (A, D) f32: x[r] = emb[tok[r]]; emb is (V, D)
+// with ss (the folded RMSNorm of CONFIT_GEN_MMA): also ss[r] = sum of x[r]^2 (r < 16)
 template <typename T>
-__global__ void k_embed(const void *embv, const int *tok, float *x, int D) {
+__global__ void k_embed(const void *embv, const int *tok, float *x, int D, float *ss) {
   cu_pdl_wait();
   cu_pdl_trigger();
   const T *emb = (const T *)embv;
   int r = blockIdx.x;
   const T *e = emb + (size_t)tok[r] * D;
-  for (int j = threadIdx.x; j < D; j += blockDim.x) x[(size_t)r * D + j] = to_float(e[j]);
+  float q = 0.f;
+  for (int j = threadIdx.x; j < D; j += blockDim.x) {
+    float v = to_float(e[j]);
+    x[(size_t)r * D + j] = v;
+    q += v * v;
+  }
+  if (ss) {
+    q = block_sum(q);
+    if (threadIdx.x == 0) ss[r] = q;
+  }
 }
 
 // y (A, D) in T = x (A, D) f32 * rsqrt(mean(x^2) + eps) * w (D)
@@ -771,6 +781,8 @@ struct gen_engine {
   bool pdl;             /* CONFIT_GEN_PDL=1: the step's kernels as programmatic dependent launches */
   cf_skinny_opts mma_opts; /* CONFIT_GEN_MMA_NT, _KSB, _MINB (0: skinny.cu's defaults) */
   cf_skinny_ws mma_ws;  /* its split-K workspace */
+  float *ss;            /* folded RMSNorm: per-row partial sums of squares of x, [ss_cap][16] */
+  int ss_cap, ss_groups; /* partials it holds; partials the last writer of x left */
   const char *knockout; /* CONFIT_GEN_KNOCKOUT: stages left out of the step (timing only) */
   int lt_mode;          /* CONFIT_GEN_LT: 0 off, 1 timed cublasLt plans, 2 and print them */
   struct gen_plan *plan; /* GEMM plans of the decode shapes (CONFIT_GEN_LT), nplan of them */
@@ -979,17 +991,84 @@ static int gen_plan_bucket(gen_engine *e, int Bp) {
   return rc;
 }
 
-/* skinny.cu takes the GEMM (CONFIT_GEN_MMA=1): bf16, <= 16 rows, a qualifying shape */
-static bool mma_ok(const gen_engine *e, const void *W, const void *X, int ldx, int A, int in, int out, bool swiglu) {
-  return e->mma && cf_cuda_skinny_ok(W, X, ldx, A, in, out, swiglu);
+/* A job for skinny.cu: Y (A, ldy) f32 = X (A, in; ldx) @ W (out, in)^T + beta Y */
+static cf_skinny_job sk_job(const void *W, const void *X, int ldx, float *Y, int ldy, int A, int in, int out,
+                            float beta) {
+  cf_skinny_job j;
+  memset(&j, 0, sizeof j);
+  j.W = W; j.X = X; j.ldx = ldx; j.Y = Y; j.ldy = ldy; j.A = A; j.in = in; j.out = out; j.beta = beta;
+  return j;
+}
+
+static int gen_skinny(gen_engine *e, const cf_skinny_job *j, const char *what) {
+  if (cf_cuda_skinny_run(j, &e->mma_opts, &e->mma_ws, e->st)) return cf_error_prefix("%s: ", what);
+  return 0;
+}
+
+/* Folded RMSNorm (CONFIT_GEN_MMA, <= 16 rows): the GEMM that reads a norm's output reads the
+ * residual stream x (f32) instead and normalises it on load, from per-row partial sums of squares
+ * that the kernel writing x left in e->ss (k_embed, then the o_proj and down GEMMs, e->ss_groups
+ * partials). The job reading normalised x with norm weight g: */
+static cf_skinny_job sk_norm_job(const gen_engine *e, const void *W, const float *g, float *Y, int ldy, int A, int out) {
+  cf_skinny_job j = sk_job(W, NULL, e->D, Y, ldy, A, e->D, out, 0.f);
+  j.xf = e->x; j.gnorm = g; j.ss_in = e->ss; j.ss_groups = e->ss_groups; j.eps = (float)e->m->cfg.rms_eps;
+  return j;
+}
+/* ... and a GEMM adding into x (beta 1) that leaves the sums of squares of the new x */
+static cf_skinny_job sk_resid_job(const gen_engine *e, const void *W, const void *X, int ldx, int A, int in) {
+  cf_skinny_job j = sk_job(W, X, ldx, e->x, e->D, A, in, e->D, 1.f);
+  j.ss_out = e->ss;
+  return j;
+}
+/* launches a residual job and records how many partial sums it leaves */
+static int gen_resid(gen_engine *e, const cf_skinny_job *j, const char *what) {
+  int nt, ksb, grid;
+  cf_cuda_skinny_plan(j, &e->mma_opts, &e->mma_ws, &nt, &ksb, &grid);
+  if (gen_skinny(e, j, what)) return -1;
+  e->ss_groups = grid;
+  return 0;
+}
+
+/* Whether a step of A rows runs with its norms folded: every GEMM of it qualifies for skinny.cu
+ * in its folded form and the partial sums fit e->ss. */
+static bool gen_fold(gen_engine *e, int A) {
+  if (!e->mma || !e->ss || A > 16) return false;
+  const gen_layer *Ly = &e->layer[0];
+  int F = e->F, Q = e->Q, KV = e->KV, ld = Q + 2 * KV;
+  cf_skinny_job j[6];
+  int n = 0;
+  e->ss_groups = 1;
+  if (Ly->qkv_fused) j[n++] = sk_norm_job(e, Ly->qw, Ly->in_norm, e->qkv, ld, A, ld);
+  else {
+    j[n++] = sk_norm_job(e, Ly->qw, Ly->in_norm, e->qkv, ld, A, Q);
+    j[n++] = sk_norm_job(e, Ly->kw, Ly->in_norm, e->qkv + Q, ld, A, KV);
+  }
+  j[n++] = sk_resid_job(e, Ly->ow, e->att, Q, A, Q);
+  if (Ly->gu_fused) {
+    j[n] = sk_norm_job(e, Ly->gw, Ly->post_norm, NULL, 0, A, 2 * F);
+    j[n].Y = NULL; j[n].swiglu = true; j[n].act = e->act;
+    n++;
+  } else {
+    j[n++] = sk_norm_job(e, Ly->gw, Ly->post_norm, e->gu, 2 * F, A, F);
+  }
+  j[n++] = sk_resid_job(e, Ly->dw, e->act, F, A, F);
+  j[n++] = sk_norm_job(e, e->head, e->final_norm, e->logits, e->V, A, e->V);
+  for (int i = 0; i < n; i++) {
+    if (!cf_cuda_skinny_ok(&j[i])) return false;
+    int nt, ksb, grid;
+    cf_cuda_skinny_plan(&j[i], &e->mma_opts, &e->mma_ws, &nt, &ksb, &grid);
+    if (j[i].ss_out && grid > e->ss_cap) return false;
+  }
+  return true;
 }
 
 /* Y (A, ldy) f32 [+]= X (A, in; ldx) @ W (out, in)^T */
 static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float *Y, int ldy, int A, int in,
                     int out, float beta, const char *what) {
-  if (mma_ok(e, W, X, ldx, A, in, out, false))
-    return cf_cuda_skinny_gemm(W, X, ldx, Y, ldy, NULL, A, in, out, beta, false, &e->mma_opts, &e->mma_ws, e->st) ?
-               (cf_error_prefix("%s: ", what), -1) : 0;
+  if (e->mma) {
+    cf_skinny_job j = sk_job(W, X, ldx, Y, ldy, A, in, out, beta);
+    if (cf_cuda_skinny_ok(&j)) return gen_skinny(e, &j, what);
+  }
   float alpha = 1.0f;
   const gen_plan *p = e->nplan ? plan_find(e, A, in, out, ldx, ldy, beta != 0.f) : NULL;
   if (p && p->lt)
@@ -1029,8 +1108,9 @@ static void att_split(const gen_engine *e, int A, int *nsplit, int *C) {
 }
 
 /* A rows (row state in e->rows) through the layers: on return x (A, D) holds the residual
- * stream after the last layer. Queued on e->st; capturable. */
-static int gen_layers(gen_engine *e, int A) {
+ * stream after the last layer. Queued on e->st; capturable. With fold (gen_fold) the RMSNorms
+ * are folded into the GEMMs that read them (and the caller folds the final one into the head). */
+static int gen_layers(gen_engine *e, int A, bool fold) {
   int D = e->D, F = e->F, Q = e->Q, KV = e->KV, ld = Q + 2 * KV, hd = e->hd;
   size_t ws = wsize(e);
   int nsplit, C;
@@ -1040,14 +1120,22 @@ static int gen_layers(gen_engine *e, int A) {
   int nt = norm_threads(D);
   size_t lkv = (size_t)(e->nslots + 1) * e->KVH * e->cap * hd * ws;
   STAGE("embed");
-  LAUNCH_T(k_embed, A, 256, e->embed, e->rows.tok, e->x, D);
+  LAUNCH_T(k_embed, A, 256, e->embed, e->rows.tok, e->x, D, fold ? e->ss : (float *)NULL);
+  e->ss_groups = 1;
   for (int l = 0; l < e->L; l++) {
     gen_layer *Ly = &e->layer[l];
     void *kc = (char *)e->kc + l * lkv, *vc = (char *)e->vc + l * lkv;
     STAGE("rmsnorm");
-    if (KEEP("rmsnorm")) LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->in_norm, e->h, D, eps);
+    if (KEEP("rmsnorm") && !fold) LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->in_norm, e->h, D, eps);
     STAGE("qkv");
     if (!KEEP("qkv")) {
+    } else if (fold) {
+      cf_skinny_job q = sk_norm_job(e, Ly->qw, Ly->in_norm, e->qkv, ld, A, Ly->qkv_fused ? ld : Q);
+      cf_skinny_job k = sk_norm_job(e, Ly->kw, Ly->in_norm, e->qkv + Q, ld, A, KV);
+      cf_skinny_job v = sk_norm_job(e, Ly->vw, Ly->in_norm, e->qkv + Q + KV, ld, A, KV);
+      if (gen_skinny(e, &q, "generate: qkv") ||
+          (!Ly->qkv_fused && (gen_skinny(e, &k, "generate: k_proj") || gen_skinny(e, &v, "generate: v_proj"))))
+        return -1;
     } else if (Ly->qkv_fused) {
       if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, ld, 0.f, "generate: qkv")) return -1;
     } else if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, Q, 0.f, "generate: q_proj") ||
@@ -1075,16 +1163,29 @@ static int gen_layers(gen_engine *e, int A) {
     if (KEEP("combine"))
       LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
     STAGE("o_proj");
-    if (KEEP("o_proj") && gen_gemm(e, Ly->ow, e->att, Q, e->x, D, A, Q, D, 1.f, "generate: o_proj")) return -1;
+    if (!KEEP("o_proj")) {
+    } else if (fold) {
+      cf_skinny_job o = sk_resid_job(e, Ly->ow, e->att, Q, A, Q);
+      if (gen_resid(e, &o, "generate: o_proj")) return -1;
+    } else if (gen_gemm(e, Ly->ow, e->att, Q, e->x, D, A, Q, D, 1.f, "generate: o_proj")) {
+      return -1;
+    }
     STAGE("rmsnorm");
-    if (KEEP("rmsnorm")) LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->post_norm, e->h, D, eps);
+    if (KEEP("rmsnorm") && !fold) LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->post_norm, e->h, D, eps);
     STAGE("gate_up");
     /* the gate/up GEMM with the SwiGLU in its epilogue (skinny.cu), or the GEMM then k_swiglu */
-    bool fused = Ly->gu_fused && mma_ok(e, Ly->gw, e->h, D, A, D, 2 * F, true);
+    cf_skinny_job gu = fold ? sk_norm_job(e, Ly->gw, Ly->post_norm, NULL, 0, A, 2 * F)
+                            : sk_job(Ly->gw, e->h, D, NULL, 0, A, D, 2 * F, 0.f);
+    gu.swiglu = true;
+    gu.act = e->act;
+    bool sw = e->mma && Ly->gu_fused && cf_cuda_skinny_ok(&gu);
     if (!KEEP("gate_up")) {
-    } else if (fused) {
-      if (cf_cuda_skinny_gemm(Ly->gw, e->h, D, NULL, 0, e->act, A, D, 2 * F, 0.f, true, &e->mma_opts, &e->mma_ws, e->st))
-        return cf_error_prefix("generate: gate/up+swiglu: "), -1;
+    } else if (sw) {
+      if (gen_skinny(e, &gu, "generate: gate/up+swiglu")) return -1;
+    } else if (fold) {
+      cf_skinny_job g = sk_norm_job(e, Ly->gw, Ly->post_norm, e->gu, 2 * F, A, F);
+      cf_skinny_job u = sk_norm_job(e, Ly->uw, Ly->post_norm, e->gu + F, 2 * F, A, F);
+      if (gen_skinny(e, &g, "generate: gate_proj") || gen_skinny(e, &u, "generate: up_proj")) return -1;
     } else if (Ly->gu_fused) {
       if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, 2 * F, 0.f, "generate: gate/up")) return -1;
     } else if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, F, 0.f, "generate: gate_proj") ||
@@ -1093,9 +1194,15 @@ static int gen_layers(gen_engine *e, int A) {
     }
     int64_t n = (int64_t)A * F;
     STAGE("swiglu");
-    if (KEEP("swiglu") && !fused) LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
+    if (KEEP("swiglu") && !sw) LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
     STAGE("down");
-    if (KEEP("down") && gen_gemm(e, Ly->dw, e->act, F, e->x, D, A, F, D, 1.f, "generate: down_proj")) return -1;
+    if (!KEEP("down")) {
+    } else if (fold) {
+      cf_skinny_job d = sk_resid_job(e, Ly->dw, e->act, F, A, F);
+      if (gen_resid(e, &d, "generate: down_proj")) return -1;
+    } else if (gen_gemm(e, Ly->dw, e->act, F, e->x, D, A, F, D, 1.f, "generate: down_proj")) {
+      return -1;
+    }
   }
   STAGE(NULL);
   return cu_launched("generate: layer kernels");
@@ -1105,13 +1212,18 @@ struct gen_sampling { float temp, top_p; int greedy, top_k; };
 
 /* One decode step of Bp rows: layers, final norm, head, sampler (advances the row state). */
 static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
-  if (gen_layers(e, Bp)) return -1;
+  bool fold = gen_fold(e, Bp);
+  if (gen_layers(e, Bp, fold)) return -1;
   STAGE("final_norm");
-  LAUNCH_T(k_rmsnorm, Bp, norm_threads(e->D), e->x, e->final_norm, e->h, e->D, (float)e->m->cfg.rms_eps);
+  if (!fold) LAUNCH_T(k_rmsnorm, Bp, norm_threads(e->D), e->x, e->final_norm, e->h, e->D, (float)e->m->cfg.rms_eps);
   STAGE("lm_head");
-  if (KEEP("lm_head") &&
-      gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, Bp, e->D, e->V, 0.f, "generate: lm_head"))
+  if (!KEEP("lm_head")) {
+  } else if (fold) {
+    cf_skinny_job h = sk_norm_job(e, e->head, e->final_norm, e->logits, e->V, Bp, e->V);
+    if (gen_skinny(e, &h, "generate: lm_head")) return -1;
+  } else if (gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, Bp, e->D, e->V, 0.f, "generate: lm_head")) {
     return -1;
+  }
   STAGE("sample");
   if (KEEP("sample"))
     cu_launch(e->pdl, Bp, GEN_SAMPLE_T, 0, e->st, k_sample, e->logits, e->V, NULL, e->V, sp->temp, sp->greedy,
@@ -1308,6 +1420,11 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       rc = -1;
       goto fail;
     }
+    e->ss_cap = 1024;
+    if (!(e->ss = (float *)gen_alloc(e, (size_t)e->ss_cap * 16 * sizeof(float), "norm sums"))) {
+      rc = -1;
+      goto fail;
+    }
   }
   e->knockout = getenv("CONFIT_GEN_KNOCKOUT");
   e->lt_mode = getenv("CONFIT_GEN_LT") ? atoi(getenv("CONFIT_GEN_LT")) : 0;
@@ -1382,7 +1499,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
           hs.key[r] = 0;
           if (++t == plen[p]) { t = 0; p++; }
         }
-        if ((rc = gen_upload(e)) || (rc = gen_layers(e, A))) goto fail;
+        if ((rc = gen_upload(e)) || (rc = gen_layers(e, A, gen_fold(e, A)))) goto fail;
         /* keep the residual row of every prompt that ends in this chunk */
         int pp = p_first, tt = t_first;
         for (int r = 0; r < A; r++) {

@@ -1,9 +1,14 @@
 /* skinny.cu - the GEMMs of a decode step: at most 16 rows of activations against a bf16 weight
- * matrix, on tensor cores, memory-bound on the weights (cuda.h: cf_cuda_skinny_gemm).
+ * matrix, on tensor cores, memory-bound on the weights (cuda.h: cf_cuda_skinny_run).
  *
  *   plain:  Y (A, ldy) f32 = X (A, in; ldx) @ W (out, in)^T + beta * Y
  *   SwiGLU: W is [gate (F rows); up (F rows)], out = 2F; act (A, F) bf16 = silu(X Wg^T) * (X Wu^T)
  *           (the gate/up GEMM and the SwiGLU in one kernel; no f32 gate/up buffer)
+ *   folded RMSNorm: X may instead be f32 rows normalised on load, x * rsqrt(ss/in + eps) * g,
+ *           from per-row partial sums of squares ss that the kernel writing x left (a plain job
+ *           leaves them for its output with ss_out: the block finishing a column group sums the
+ *           squares of its columns per row in a fixed order). In decode the residual stream is
+ *           written by the o_proj and down GEMMs, so every RMSNorm kernel of the step goes away.
  *
  * Layout of the work. The 16 rows of X are the A operand of mma.m16n8k16 (rows >= A re-read row
  * A - 1 and are never written); each tile of 8 W rows is a B operand. A block owns NT tiles (NT*8
@@ -21,7 +26,8 @@
  * 2i+8, 2i+9, mma 1 takes 8i+4..7. A and B use the same permutation, so the sum over k is
  * unchanged. U = 8 / NT chunks of loads (4 KB of W per warp) are issued before their mmas. W is
  * read with evict-first loads (streamed once per step), X through the read-only cache (every
- * block re-reads it).
+ * block re-reads it). A normalised f32 source loads 2 x 32 bytes per row and 32 of the norm
+ * weight per chunk and rounds x * inv * g to the same bf16 pairs (so it runs with NT = 4).
  *
  * Written without a GPU (2026-11-26): compiled here, checked on a GPU by tests/gpu/test_skinny.c
  * and timed against cuBLAS by bench/skinny_bench.c, once a GPU session runs them.
@@ -43,11 +49,26 @@ static int sk_sms(void) {
   return sms;
 }
 
-extern "C" bool cf_cuda_skinny_ok(const void *W, const void *X, int ldx, int A, int in, int out, bool swiglu) {
-  if (A < 1 || A > SK_MAXROWS || in < 32 || in % 32 || out < 8 || out % 8 || ldx % 8 || ldx < in) return false;
-  if (((uintptr_t)W % 16) || ((uintptr_t)X % 16)) return false;
-  return !swiglu || out % 16 == 0;
+static bool al16(const void *p) { return ((uintptr_t)p % 16) == 0; }
+
+/* why job j does not qualify, or NULL */
+static const char *sk_refuse(const cf_skinny_job *j) {
+  if (j->A < 1 || j->A > SK_MAXROWS) return "rows out of 1..16";
+  if (j->in < 32 || j->in % 32) return "in not a positive multiple of 32";
+  if (j->out < 8 || j->out % (j->swiglu ? 16 : 8)) return j->swiglu ? "out not a multiple of 16" : "out not a multiple of 8";
+  if (j->ldx % 8 || j->ldx < j->in) return "ldx not a multiple of 8 and >= in";
+  if (!j->W || !al16(j->W)) return "W missing or not 16-byte aligned";
+  if (j->xf) {
+    if (!al16(j->xf) || !j->gnorm || !al16(j->gnorm)) return "xf or gnorm missing or not 16-byte aligned";
+    if (!j->ss_in || j->ss_groups < 1) return "xf without ss_in";
+  } else if (!j->X || !al16(j->X)) {
+    return "X missing or not 16-byte aligned";
+  }
+  if (j->swiglu ? !j->act || j->ss_out : !j->Y) return j->swiglu ? "SwiGLU needs act and takes no ss_out" : "no Y";
+  return NULL;
 }
+
+extern "C" bool cf_cuda_skinny_ok(const cf_skinny_job *j) { return sk_refuse(j) == NULL; }
 
 extern "C" int cf_cuda_skinny_ws_init(cf_skinny_ws *ws, size_t nfloat, int ncnt) {
   memset(ws, 0, sizeof *ws);
@@ -68,40 +89,45 @@ extern "C" void cf_cuda_skinny_ws_free(cf_skinny_ws *ws) {
   memset(ws, 0, sizeof *ws);
 }
 
-extern "C" void cf_cuda_skinny_plan(int in, int out, bool swiglu, const cf_skinny_opts *o, const cf_skinny_ws *ws,
-                                    int *nt_out, int *ksb_out, int *grid_out) {
+extern "C" void cf_cuda_skinny_plan(const cf_skinny_job *j, const cf_skinny_opts *o, const cf_skinny_ws *ws, int *nt,
+                                    int *ksb, int *grid) {
   bool have = ws && ws->part && ws->cnt;
-  sk_plan(in, out, swiglu, o ? o->nt : 0, o ? o->ksb : 0, sk_sms(), have ? ws->nfloat : 0, have ? ws->ncnt : 0, nt_out,
-          ksb_out, grid_out);
+  sk_plan(j->in, j->out, j->swiglu, j->xf != NULL, o ? o->nt : 0, o ? o->ksb : 0, sk_sms(), have ? ws->nfloat : 0,
+          have ? ws->ncnt : 0, nt, ksb, grid);
 }
 
-template <int NT, int EPI>
+template <int NT, int EPI, bool XN>
 static void sk_launch(int minb, bool pdl, dim3 grid, cudaStream_t st, const sk_args &a) {
-  if (minb >= 2) cu_launch(pdl, grid, SK_WARPS * 32, 0, st, k_skinny<NT, EPI, 2>, a);
-  else cu_launch(pdl, grid, SK_WARPS * 32, 0, st, k_skinny<NT, EPI, 1>, a);
+  if (minb >= 2) cu_launch(pdl, grid, SK_WARPS * 32, 0, st, k_skinny<NT, EPI, XN, 2>, a);
+  else cu_launch(pdl, grid, SK_WARPS * 32, 0, st, k_skinny<NT, EPI, XN, 1>, a);
 }
 
-extern "C" int cf_cuda_skinny_gemm(const void *W, const void *X, int ldx, float *Y, int ldy, void *act, int A, int in,
-                                   int out, float beta, bool swiglu, const cf_skinny_opts *o, const cf_skinny_ws *ws,
-                                   void *stream) {
-  if (!cf_cuda_skinny_ok(W, X, ldx, A, in, out, swiglu))
-    return CF_ERR("skinny gemm: unsupported shape (rows %d of 1..%d, in %d a multiple of 32, out %d a multiple of "
-                  "%d, ldx %d a multiple of 8 and >= in, 16-byte aligned data)", A, SK_MAXROWS, in, out,
-                  swiglu ? 16 : 8, ldx);
-  if (swiglu ? !act : !Y) return CF_ERR("skinny gemm: no output");
+extern "C" int cf_cuda_skinny_run(const cf_skinny_job *j, const cf_skinny_opts *o, const cf_skinny_ws *ws,
+                                  void *stream) {
+  const char *why = sk_refuse(j);
+  if (why)
+    return CF_ERR("skinny gemm: %s (rows %d, in %d, out %d, ldx %d%s)", why, j->A, j->in, j->out, j->ldx,
+                  j->swiglu ? ", SwiGLU" : "");
   int nt, ksb, grid;
-  cf_cuda_skinny_plan(in, out, swiglu, o, ws, &nt, &ksb, &grid);
+  cf_cuda_skinny_plan(j, o, ws, &nt, &ksb, &grid);
   sk_args a;
-  a.W = (const bf16 *)W;
-  a.X = (const bf16 *)X;
-  a.ldx = ldx;
-  a.Y = Y;
-  a.ldy = ldy;
-  a.act = (bf16 *)act;
-  a.A = A;
-  a.in = in;
-  a.out = out;
-  a.beta = beta;
+  memset(&a, 0, sizeof a);
+  a.W = (const bf16 *)j->W;
+  a.X = (const bf16 *)j->X;
+  a.xf = j->xf;
+  a.gnorm = j->gnorm;
+  a.ss_in = j->ss_in;
+  a.ss_groups = j->ss_groups;
+  a.eps = j->eps;
+  a.ldx = j->ldx;
+  a.Y = j->Y;
+  a.ldy = j->ldy;
+  a.beta = j->beta;
+  a.ss_out = j->ss_out;
+  a.act = (bf16 *)j->act;
+  a.A = j->A;
+  a.in = j->in;
+  a.out = j->out;
   a.ksb = ksb;
   a.part = ksb > 1 ? ws->part : NULL;
   a.cnt = ksb > 1 ? ws->cnt : NULL;
@@ -109,11 +135,14 @@ extern "C" int cf_cuda_skinny_gemm(const void *W, const void *X, int ldx, float 
   bool pdl = o && o->pdl;
   dim3 g((unsigned)grid, (unsigned)ksb);
   cudaStream_t st = stream ? (cudaStream_t)stream : cu_stream();
-  if (swiglu) {
-    if (nt == 4) sk_launch<4, SK_SWIGLU>(minb, pdl, g, st, a);
-    else sk_launch<2, SK_SWIGLU>(minb, pdl, g, st, a);
-  } else if (nt == 4) sk_launch<4, SK_PLAIN>(minb, pdl, g, st, a);
-  else if (nt == 2) sk_launch<2, SK_PLAIN>(minb, pdl, g, st, a);
-  else sk_launch<1, SK_PLAIN>(minb, pdl, g, st, a);
+  if (j->xf) { /* the plan makes nt 4 */
+    if (j->swiglu) sk_launch<4, SK_SWIGLU, true>(minb, pdl, g, st, a);
+    else sk_launch<4, SK_PLAIN, true>(minb, pdl, g, st, a);
+  } else if (j->swiglu) {
+    if (nt == 4) sk_launch<4, SK_SWIGLU, false>(minb, pdl, g, st, a);
+    else sk_launch<2, SK_SWIGLU, false>(minb, pdl, g, st, a);
+  } else if (nt == 4) sk_launch<4, SK_PLAIN, false>(minb, pdl, g, st, a);
+  else if (nt == 2) sk_launch<2, SK_PLAIN, false>(minb, pdl, g, st, a);
+  else sk_launch<1, SK_PLAIN, false>(minb, pdl, g, st, a);
   return cu_launched("skinny gemm");
 }

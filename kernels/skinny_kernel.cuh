@@ -1,7 +1,8 @@
 /* skinny_kernel.cuh - the device code of skinny.cu (see there for what it computes and how),
  * apart so that tests/c/test_skinny_emu.cpp can run it on the CPU: it needs from its includer
- * bf16, uint4, cu_mma_bf16, cu_prefetch_l2, cu_pdl_wait/trigger, __ldg/__ldcs/__ldcg, atomicAdd,
- * __threadfence, __syncthreads, the thread and block indices and expf (cuda_internal.cuh, or the test's emulation of them).
+ * bf16, uint4, float4, cu_mma_bf16, cu_pack_bf16x2, cu_prefetch_l2, cu_pdl_wait/trigger,
+ * __ldg/__ldcs/__ldcg, atomicAdd, __threadfence, __syncthreads, the thread and block indices,
+ * expf and sqrtf (cuda_internal.cuh, or the test's emulation of them).
  */
 #ifndef CF_SKINNY_KERNEL_CUH
 #define CF_SKINNY_KERNEL_CUH
@@ -12,16 +13,76 @@
 enum { SK_PLAIN = 0, SK_SWIGLU = 1 };
 
 struct sk_args {
-  const bf16 *W, *X;
+  const bf16 *W;
+  const bf16 *X;       /* bf16 rows (A, in; ldx), or, with XN: */
+  const float *xf;     /*   f32 rows, multiplied on load by rsqrt(ss/in + eps) * gnorm (RMSNorm) */
+  const float *gnorm;  /*   the norm's weight (in) */
+  const float *ss_in;  /*   per-row sums of squares of xf in ss_groups partials, [group][16] */
+  int ss_groups;
+  float eps;
   int ldx;
-  float *Y;
+  float *Y;            /* plain: Y (A, ldy) = product + beta Y */
   int ldy;
-  bf16 *act;
-  int A, in, out;
   float beta;
-  int ksb;     /* parts of K (grid.y) */
-  float *part; /* ksb > 1: partial tiles, [grid.x][ksb][tile elements] */
-  int *cnt;    /* ksb > 1: one ticket counter per column group (zero between launches) */
+  float *ss_out;       /* plain, optional: per-row sums of squares of the Y written, [grid.x][16] */
+  bf16 *act;           /* SwiGLU: (A, out/2) */
+  int A, in, out;
+  int ksb;             /* parts of K (grid.y) */
+  float *part;         /* ksb > 1: partial tiles, [grid.x][ksb][tile elements] */
+  int *cnt;            /* ksb > 1: one ticket counter per column group (zero between launches) */
+};
+
+/* The A operand's source: 16-byte loads of bf16 rows that are the fragment as loaded, or (XN)
+ * f32 rows and the norm weight, normalised and rounded to bf16 pairs in the same element order
+ * (x * inv * w as k_rmsnorm computes it). One chunk = 8 elements of rows g and g + 8. */
+template <bool XN> struct sk_xsrc;
+template <> struct sk_xsrc<false> {
+  struct buf { uint4 a, b; };
+  const bf16 *p0, *p1;
+  __device__ __forceinline__ void init(const sk_args &p, int r0, int r1, int t, const float *) {
+    p0 = p.X + (size_t)r0 * p.ldx + t * 8;
+    p1 = p.X + (size_t)r1 * p.ldx + t * 8;
+  }
+  __device__ __forceinline__ void load(int k, buf &x) const {
+    x.a = __ldg((const uint4 *)(p0 + (size_t)k * 32));
+    x.b = __ldg((const uint4 *)(p1 + (size_t)k * 32));
+  }
+  __device__ __forceinline__ void frag(const buf &x, uint4 &a, uint4 &b) const { a = x.a; b = x.b; }
+};
+template <> struct sk_xsrc<true> {
+  struct buf { float4 a0, a1, b0, b1, w0, w1; };
+  const float *p0, *p1, *w;
+  float inv0, inv1;
+  /* inv: the rows' 1/rms at [0] (row g) and [8] (row g + 8) */
+  __device__ __forceinline__ void init(const sk_args &p, int r0, int r1, int t, const float *inv) {
+    p0 = p.xf + (size_t)r0 * p.ldx + t * 8;
+    p1 = p.xf + (size_t)r1 * p.ldx + t * 8;
+    w = p.gnorm + t * 8;
+    inv0 = inv[0];
+    inv1 = inv[8];
+  }
+  __device__ __forceinline__ void load(int k, buf &x) const {
+    size_t o = (size_t)k * 32;
+    x.a0 = __ldg((const float4 *)(p0 + o));
+    x.a1 = __ldg((const float4 *)(p0 + o + 4));
+    x.b0 = __ldg((const float4 *)(p1 + o));
+    x.b1 = __ldg((const float4 *)(p1 + o + 4));
+    x.w0 = __ldg((const float4 *)(w + o));
+    x.w1 = __ldg((const float4 *)(w + o + 4));
+  }
+  static __device__ __forceinline__ uint4 norm8(const float4 &u, const float4 &v, const float4 &w0, const float4 &w1,
+                                                float inv) {
+    uint4 r;
+    r.x = cu_pack_bf16x2(u.x * inv * w0.x, u.y * inv * w0.y);
+    r.y = cu_pack_bf16x2(u.z * inv * w0.z, u.w * inv * w0.w);
+    r.z = cu_pack_bf16x2(v.x * inv * w1.x, v.y * inv * w1.y);
+    r.w = cu_pack_bf16x2(v.z * inv * w1.z, v.w * inv * w1.w);
+    return r;
+  }
+  __device__ __forceinline__ void frag(const buf &x, uint4 &a, uint4 &b) const {
+    a = norm8(x.a0, x.a1, x.w0, x.w1, inv0);
+    b = norm8(x.b0, x.b1, x.w0, x.w1, inv1);
+  }
 };
 
 template <int NT>
@@ -34,30 +95,35 @@ __device__ __forceinline__ void sk_chunk(float (&c)[NT][4], const uint4 &xa, con
   }
 }
 
-/* Element e of a block's tile set: fragment register j = tile*4 + reg of lane l is row l/4 (+8 for
- * regs 2, 3), column tile*8 + 2 (l%4) + (reg & 1) of the block's columns. */
-template <int NT, int EPI>
-__device__ __forceinline__ void sk_store(const sk_args &p, int c0, int j, int l, float v, float u) {
-  int r = j & 3, tile = j >> 2;
-  int row = (l >> 2) + (r >> 1) * 8, col = c0 + tile * 8 + 2 * (l & 3) + (r & 1);
-  if (row >= p.A) return;
+/* Writes result (row, col) of the block: v (gate for SwiGLU, with u the up value). Returns the
+ * value stored in Y (plain, in range), else 0: what ss_out sums. */
+template <int EPI>
+__device__ __forceinline__ float sk_store(const sk_args &p, int row, int col, float v, float u) {
+  if (row >= p.A) return 0.f;
   if (EPI == SK_SWIGLU) {
     int F = p.out / 2;
     if (col < F) p.act[(size_t)row * F + col] = __float2bfloat16(v / (1.0f + expf(-v)) * u);
-  } else if (col < p.out) {
-    float *y = p.Y + (size_t)row * p.ldy + col;
-    *y = p.beta != 0.f ? v + p.beta * *y : v;
+    return 0.f;
   }
+  if (col >= p.out) return 0.f;
+  float *y = p.Y + (size_t)row * p.ldy + col;
+  float o = p.beta != 0.f ? v + p.beta * *y : v;
+  *y = o;
+  return o;
 }
 
-template <int NT, int EPI, int MINB>
+template <int NT, int EPI, bool XN, int MINB>
 __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
   constexpr int U = 8 / NT;                   /* chunks whose loads are in flight together */
   constexpr int HALF = NT > 1 ? NT / 2 : 1;   /* SwiGLU: gate tiles, then as many up tiles */
   constexpr int NE = (EPI == SK_SWIGLU ? HALF : NT) * 4 * 32; /* results per block */
+  constexpr int UP = HALF * 4;                /* SwiGLU: register index of the up tile of gate index j */
   __shared__ float red[SK_WARPS][NT * 4][32];
+  __shared__ float sq[SK_MAXROWS][NT * 8 + 1]; /* ss_out: squares of the block's results */
+  __shared__ float s_inv[SK_MAXROWS];
   __shared__ int s_last;
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  /* SwiGLU: F = out / 2 columns; block b owns act columns [b*NT*4, +NT*4) */
   int F = p.out / 2, cols = EPI == SK_SWIGLU ? NT * 4 : NT * 8, c0 = blockIdx.x * cols;
   const bf16 *wp[NT];
 #pragma unroll
@@ -72,8 +138,7 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
     }
     wp[i] = p.W + (size_t)n * p.in + t * 8;
   }
-  const bf16 *xp0 = p.X + (size_t)(g < p.A ? g : p.A - 1) * p.ldx + t * 8;
-  const bf16 *xp1 = p.X + (size_t)(g + 8 < p.A ? g + 8 : p.A - 1) * p.ldx + t * 8;
+  int r0 = g < p.A ? g : p.A - 1, r1 = g + 8 < p.A ? g + 8 : p.A - 1; /* rows read (>= A: row A - 1) */
   float c[NT][4];
 #pragma unroll
   for (int i = 0; i < NT; i++) c[i][0] = c[i][1] = c[i][2] = c[i][3] = 0.f;
@@ -89,81 +154,112 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
       if (k + u < k1) cu_prefetch_l2(wp[i] + (size_t)(k + u) * 32);
   cu_pdl_wait();
   cu_pdl_trigger();
+  if (XN) {
+    if (threadIdx.x < SK_MAXROWS) {
+      int row = (int)threadIdx.x < p.A ? (int)threadIdx.x : p.A - 1;
+      float s = 0.f;
+      for (int q = 0; q < p.ss_groups; q++) s += p.ss_in[q * SK_MAXROWS + row];
+      s_inv[threadIdx.x] = 1.0f / sqrtf(s / p.in + p.eps);
+    }
+    __syncthreads();
+  }
+  sk_xsrc<XN> xs;
+  xs.init(p, r0, r1, t, s_inv + g);
   for (; k + U <= k1; k += U) {
-    uint4 xa[U], xb[U], w[U][NT];
+    typename sk_xsrc<XN>::buf xb[U];
+    uint4 w[U][NT];
 #pragma unroll
     for (int u = 0; u < U; u++) {
 #pragma unroll
       for (int i = 0; i < NT; i++) w[u][i] = __ldcs((const uint4 *)(wp[i] + (size_t)(k + u) * 32));
-      xa[u] = __ldg((const uint4 *)(xp0 + (size_t)(k + u) * 32));
-      xb[u] = __ldg((const uint4 *)(xp1 + (size_t)(k + u) * 32));
+      xs.load(k + u, xb[u]);
     }
 #pragma unroll
-    for (int u = 0; u < U; u++) sk_chunk<NT>(c, xa[u], xb[u], w[u]);
+    for (int u = 0; u < U; u++) {
+      uint4 a, b;
+      xs.frag(xb[u], a, b);
+      sk_chunk<NT>(c, a, b, w[u]);
+    }
   }
   for (; k < k1; k++) {
+    typename sk_xsrc<XN>::buf xb;
     uint4 w[NT];
 #pragma unroll
     for (int i = 0; i < NT; i++) w[i] = __ldcs((const uint4 *)(wp[i] + (size_t)k * 32));
-    uint4 xa = __ldg((const uint4 *)(xp0 + (size_t)k * 32)), xb = __ldg((const uint4 *)(xp1 + (size_t)k * 32));
-    sk_chunk<NT>(c, xa, xb, w);
+    xs.load(k, xb);
+    uint4 a, b;
+    xs.frag(xb, a, b);
+    sk_chunk<NT>(c, a, b, w);
   }
 #pragma unroll
   for (int i = 0; i < NT; i++)
 #pragma unroll
     for (int r = 0; r < 4; r++) red[warp][i * 4 + r][lane] = c[i][r];
   __syncthreads();
-  constexpr int UP = HALF * 4; /* SwiGLU: register index of the up tile matching gate index j */
-  if (p.ksb == 1) {
-    for (int e = threadIdx.x; e < NE; e += blockDim.x) {
-      int j = e >> 5, l = e & 31;
-      float v = 0.f, u = 0.f;
+  /* result e of the block: fragment register j = tile*4 + reg of lane l is row l/4 (+8 for regs
+   * 2, 3), column tile*8 + 2 (l%4) + (reg & 1) of the block's columns; SwiGLU: j indexes the gate
+   * tiles and j + UP the matching up tile */
+  constexpr int NP = NT * 4 * 32;
+  const float *all = NULL;
+  if (p.ksb > 1) {
+    /* this block's sums (gate and up for SwiGLU: all NP values) to the workspace; the last block
+     * of the column group to get here adds the ksb parts in order */
+    float *mine = p.part + ((size_t)blockIdx.x * p.ksb + blockIdx.y) * NP;
+    for (int e = threadIdx.x; e < NP; e += blockDim.x) {
+      float v = 0.f;
+#pragma unroll
+      for (int ww = 0; ww < SK_WARPS; ww++) v += red[ww][e >> 5][e & 31];
+      mine[e] = v;
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) s_last = atomicAdd(&p.cnt[blockIdx.x], 1) == p.ksb - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    all = p.part + (size_t)blockIdx.x * p.ksb * NP;
+  }
+  for (int e = threadIdx.x; e < NE; e += blockDim.x) {
+    int j = e >> 5, l = e & 31, r = j & 3, tile = j >> 2;
+    int row = (l >> 2) + (r >> 1) * 8, col = c0 + tile * 8 + 2 * (l & 3) + (r & 1);
+    float v = 0.f, u = 0.f;
+    if (all) {
+      for (int s = 0; s < p.ksb; s++) {
+        v += __ldcg(all + (size_t)s * NP + e);
+        if (EPI == SK_SWIGLU) u += __ldcg(all + (size_t)s * NP + e + UP * 32);
+      }
+    } else {
 #pragma unroll
       for (int ww = 0; ww < SK_WARPS; ww++) v += red[ww][j][l];
       if (EPI == SK_SWIGLU) {
 #pragma unroll
         for (int ww = 0; ww < SK_WARPS; ww++) u += red[ww][j + UP][l];
       }
-      sk_store<NT, EPI>(p, c0, j, l, v, u);
     }
-    return;
+    float o = sk_store<EPI>(p, row, col, v, u);
+    if (EPI == SK_PLAIN && p.ss_out) sq[row][col - c0] = o * o;
   }
-  /* ksb > 1: this block's sums (gate and up for SwiGLU: NT*4*32 values) to the workspace */
-  constexpr int NP = NT * 4 * 32;
-  float *mine = p.part + ((size_t)blockIdx.x * p.ksb + blockIdx.y) * NP;
-  for (int e = threadIdx.x; e < NP; e += blockDim.x) {
-    float v = 0.f;
-#pragma unroll
-    for (int ww = 0; ww < SK_WARPS; ww++) v += red[ww][e >> 5][e & 31];
-    mine[e] = v;
-  }
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) s_last = atomicAdd(&p.cnt[blockIdx.x], 1) == p.ksb - 1;
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  const float *all = p.part + (size_t)blockIdx.x * p.ksb * NP;
-  for (int e = threadIdx.x; e < NE; e += blockDim.x) {
-    int j = e >> 5, l = e & 31;
-    float v = 0.f, u = 0.f;
-    for (int s = 0; s < p.ksb; s++) {
-      v += __ldcg(all + (size_t)s * NP + e);
-      if (EPI == SK_SWIGLU) u += __ldcg(all + (size_t)s * NP + e + UP * 32);
+  if (EPI == SK_PLAIN && p.ss_out) {
+    __syncthreads();
+    if (threadIdx.x < SK_MAXROWS) {
+      float s = 0.f;
+      for (int q = 0; q < NT * 8; q++) s += sq[threadIdx.x][q];
+      p.ss_out[(size_t)blockIdx.x * SK_MAXROWS + threadIdx.x] = s;
     }
-    sk_store<NT, EPI>(p, c0, j, l, v, u);
   }
-  if (threadIdx.x == 0) p.cnt[blockIdx.x] = 0;
+  if (all && threadIdx.x == 0) p.cnt[blockIdx.x] = 0;
 }
 
 /* The launch shape (cuda.h: cf_cuda_skinny_plan): nt tiles per block (requested 1, 2 or 4, else
- * 4; SwiGLU at least 2), ksb parts of K (requested, else the fewest that give two blocks per
- * multiprocessor with at least one chunk per warp, at most 16), 1 when the workspace (nfloat
- * floats, ncnt counters) cannot hold the split; grid = column groups. */
-static inline void sk_plan(int in, int out, bool swiglu, int nt_req, int ksb_req, int sms, size_t nfloat, int ncnt,
-                           int *nt_out, int *ksb_out, int *grid_out) {
+ * 4; SwiGLU at least 2; a normalised f32 source (xn) exactly 4: its loads take more registers),
+ * ksb parts of K (requested, else the fewest that give two blocks per multiprocessor with at
+ * least one chunk per warp, at most 16), 1 when the workspace (nfloat floats, ncnt counters)
+ * cannot hold the split; grid = column groups. */
+static inline void sk_plan(int in, int out, bool swiglu, bool xn, int nt_req, int ksb_req, int sms, size_t nfloat,
+                           int ncnt, int *nt_out, int *ksb_out, int *grid_out) {
   int nt = nt_req == 1 || nt_req == 2 || nt_req == 4 ? nt_req : 4;
   if (swiglu && nt < 2) nt = 2;
+  if (xn) nt = 4;
   int cols = swiglu ? out / 2 : out, per = swiglu ? nt * 4 : nt * 8;
   int grid = (cols + per - 1) / per, nch = in / 32, maxk = nch / SK_WARPS > 1 ? nch / SK_WARPS : 1;
   int ksb = 1;

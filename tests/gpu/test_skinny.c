@@ -65,23 +65,51 @@ static void host_copy(cf_tensor *d, void *out, size_t bytes) {
   cf_tensor_release(c);
 }
 
-typedef struct { int A, in, out, ldx, ldy; bool swiglu; float beta; cf_skinny_opts o; } sk_case;
+/* xn: f32 activations RMS-normalised on load from sums of squares given in `groups` partials;
+ * ssout: the plain output also leaves per-row partial sums of squares */
+typedef struct {
+  int A, in, out, ldx, ldy;
+  bool swiglu;
+  float beta;
+  cf_skinny_opts o;
+  bool xn;
+  int groups;
+  bool ssout;
+} sk_case;
 
 static cf_skinny_ws ws;
 
 /* runs the case twice (the second run checks the counters were reset and the result repeats
- * bit for bit) and compares with the double-precision product */
+ * bit for bit) and compares with the double-precision product of the bf16 activations the
+ * kernel must have used */
 static void run_case(const sk_case *c) {
-  int A = c->A, in = c->in, out = c->out, ldx = c->ldx, ldy = c->ldy, F = out / 2;
+  int A = c->A, in = c->in, out = c->out, ldx = c->ldx, ldy = c->ldy, F = out / 2, G = c->groups > 0 ? c->groups : 1;
   int64_t nx = (int64_t)16 * ldx, nw = (int64_t)out * in;
-  float *x = malloc((size_t)nx * 4), *w = malloc((size_t)nw * 4);
+  float *x = malloc((size_t)nx * 4), *xf = malloc((size_t)nx * 4), *gn = malloc((size_t)in * 4);
+  float *w = malloc((size_t)nw * 4), *h = malloc((size_t)16 * in * 4), *ss = malloc((size_t)G * 16 * 4);
   cf_tensor *X = dev_bf16(nx, 2.0f, x), *W = dev_bf16(nw, 0.1f, w);
+  for (int64_t i = 0; i < nx; i++) xf[i] = (float)(3 * urand());
+  for (int k = 0; k < in; k++) gn[k] = (float)(1 + 0.5 * urand());
+  for (int r = 0; r < 16; r++) {
+    if (c->xn) {
+      double q = 0;
+      for (int k = 0; k < in; k++) q += (double)xf[(size_t)r * ldx + k] * xf[(size_t)r * ldx + k];
+      for (int g = 0; g < G; g++) ss[g * 16 + r] = (float)(q / G);
+      float sum = 0.f;
+      for (int g = 0; g < G; g++) sum += ss[g * 16 + r];
+      float inv = 1.0f / sqrtf(sum / in + 1e-6f);
+      for (int k = 0; k < in; k++) h[(size_t)r * in + k] = from_bf16(to_bf16(xf[(size_t)r * ldx + k] * inv * gn[k]));
+    } else {
+      for (int k = 0; k < in; k++) h[(size_t)r * in + k] = x[(size_t)r * ldx + k];
+    }
+  }
+  cf_tensor *XF = dev_f32(nx, xf), *GN = dev_f32(in, gn), *SS = dev_f32((int64_t)G * 16, ss);
   int ycols = c->swiglu ? F : ldy;
   int64_t ny = (int64_t)16 * ycols;
   float *y0 = malloc((size_t)ny * 4), *y1 = malloc((size_t)ny * 4), *y2 = malloc((size_t)ny * 4);
   uint16_t *a1 = malloc((size_t)ny * 2), *a2 = malloc((size_t)ny * 2);
   for (int64_t i = 0; i < ny; i++) y0[i] = (float)urand();
-  cf_tensor *Y = NULL, *ACT = NULL;
+  cf_tensor *Y = NULL, *ACT = NULL, *SO = NULL;
   if (c->swiglu) {
     for (int64_t i = 0; i < ny; i++) a1[i] = to_bf16(7.0f);
     ACT = cf_tensor_from_bytes(1, &ny, CF_DTYPE_BF16, a1, (size_t)ny * 2);
@@ -91,11 +119,34 @@ static void run_case(const sk_case *c) {
   } else {
     Y = dev_f32(ny, y0);
   }
+  cf_skinny_job job;
+  memset(&job, 0, sizeof job);
+  job.W = cf_tensor_data(W);
+  if (c->xn) {
+    job.xf = cf_tensor_data(XF);
+    job.gnorm = cf_tensor_data(GN);
+    job.ss_in = cf_tensor_data(SS);
+    job.ss_groups = G;
+    job.eps = 1e-6f;
+  } else {
+    job.X = cf_tensor_data(X);
+  }
+  job.ldx = ldx;
+  job.A = A; job.in = in; job.out = out; job.swiglu = c->swiglu;
+  job.Y = Y ? cf_tensor_data(Y) : NULL; job.ldy = ldy; job.beta = c->beta;
+  job.act = ACT ? cf_tensor_data(ACT) : NULL;
   int nt, ksb, grid;
-  cf_cuda_skinny_plan(in, out, c->swiglu, &c->o, &ws, &nt, &ksb, &grid);
-  char what[160];
-  snprintf(what, sizeof what, "A %d in %d out %d ldx %d ldy %d %s beta %g nt %d ksb %d minb %d", A, in, out, ldx, ldy,
-           c->swiglu ? "swiglu" : "plain", c->beta, nt, ksb, c->o.minb);
+  cf_cuda_skinny_plan(&job, &c->o, &ws, &nt, &ksb, &grid);
+  float *so = malloc((size_t)grid * 16 * 4);
+  if (c->ssout) {
+    for (int i = 0; i < grid * 16; i++) so[i] = -1.f;
+    SO = dev_f32((int64_t)grid * 16, so);
+    job.ss_out = cf_tensor_data(SO);
+  }
+  char what[200];
+  snprintf(what, sizeof what, "A %d in %d out %d ldx %d ldy %d %s%s%s beta %g nt %d ksb %d minb %d%s", A, in, out, ldx,
+           ldy, c->swiglu ? "swiglu" : "plain", c->xn ? " normed" : "", c->ssout ? " ss_out" : "", c->beta, nt, ksb,
+           c->o.minb, c->o.pdl ? " pdl" : "");
   int rc = 0;
   for (int rep = 0; rep < 2 && rc == 0; rep++) {
     if (rep == 1 && !c->swiglu) { /* restore Y for beta != 0 */
@@ -103,8 +154,7 @@ static void run_case(const sk_case *c) {
       cf_tensor_copy_(Y, t);
       cf_tensor_release(t);
     }
-    rc = cf_cuda_skinny_gemm(cf_tensor_data(W), cf_tensor_data(X), ldx, Y ? cf_tensor_data(Y) : NULL, ldy,
-                             ACT ? cf_tensor_data(ACT) : NULL, A, in, out, c->beta, c->swiglu, &c->o, &ws, NULL);
+    rc = cf_cuda_skinny_run(&job, &c->o, &ws, NULL);
     if (rc == 0) rc = cf_cuda_synchronize();
     if (rc == 0) {
       if (c->swiglu) host_copy(ACT, rep ? a2 : a1, (size_t)ny * 2);
@@ -113,7 +163,7 @@ static void run_case(const sk_case *c) {
   }
   CHECK(rc == 0, "%s: %s", what, cf_error_message());
   if (rc == 0) {
-    double worst = 0;
+    double worst = 0, rowss[16] = {0};
     int bad = 0;
     for (int r = 0; r < 16; r++)
       for (int j = 0; j < (c->swiglu ? F : out); j++) {
@@ -123,8 +173,8 @@ static void run_case(const sk_case *c) {
           if (r >= A) { want = 7.0; } else {
             double g = 0, u = 0;
             for (int k = 0; k < in; k++) {
-              g += (double)x[(size_t)r * ldx + k] * w[(size_t)j * in + k];
-              u += (double)x[(size_t)r * ldx + k] * w[(size_t)(F + j) * in + k];
+              g += (double)h[(size_t)r * in + k] * w[(size_t)j * in + k];
+              u += (double)h[(size_t)r * in + k] * w[(size_t)(F + j) * in + k];
             }
             want = g / (1.0 + exp(-g)) * u;
           }
@@ -132,12 +182,15 @@ static void run_case(const sk_case *c) {
           got = y1[(size_t)r * ldy + j];
           if (r >= A) { want = y0[(size_t)r * ldy + j]; } else {
             double s = 0;
-            for (int k = 0; k < in; k++) s += (double)x[(size_t)r * ldx + k] * w[(size_t)j * in + k];
+            for (int k = 0; k < in; k++) s += (double)h[(size_t)r * in + k] * w[(size_t)j * in + k];
             want = s + c->beta * y0[(size_t)r * ldy + j];
+            rowss[r] += want * want;
           }
         }
-        /* f32 accumulation of in products; bf16 rounding (2^-8) of the SwiGLU output */
-        double tol = r >= A ? 0 : c->swiglu ? 1e-3 + 8e-3 * fabs(want) : 1e-4 * sqrt((double)in) + 1e-5 * fabs(want);
+        /* f32 accumulation of in products; bf16 rounding (2^-8) of the SwiGLU output; a normalised
+         * activation may round to the other bf16 neighbour on the GPU */
+        double tol = r >= A ? 0 : c->swiglu ? 1e-3 + 8e-3 * fabs(want)
+                                            : 1e-4 * sqrt((double)in) + 1e-5 * fabs(want) + (c->xn ? 5e-3 : 0);
         double err = fabs(got - want);
         if (!(err <= tol)) {
           if (bad++ < 3) printf("  %s: row %d col %d got %.6g want %.6g\n", what, r, j, got, want);
@@ -153,12 +206,22 @@ static void run_case(const sk_case *c) {
     CHECK(bad == 0, "%s: %d wrong (worst |err| %.3g)", what, bad, worst);
     bool same = c->swiglu ? memcmp(a1, a2, (size_t)ny * 2) == 0 : memcmp(y1, y2, (size_t)ny * 4) == 0;
     CHECK(same, "%s: second launch differs from the first", what);
+    if (c->ssout) {
+      host_copy(SO, so, (size_t)grid * 16 * 4);
+      int sbad = 0;
+      for (int r = 0; r < 16; r++) {
+        double t = 0;
+        for (int g = 0; g < grid; g++) t += so[g * 16 + r];
+        if (!(fabs(t - rowss[r]) <= 1e-3 + 1e-4 * rowss[r]) && sbad++ < 3)
+          printf("  %s: row %d sum of squares %.6g want %.6g\n", what, r, t, rowss[r]);
+      }
+      CHECK(sbad == 0, "%s: sums of squares wrong", what);
+    }
   }
-  cf_tensor_release(X);
-  cf_tensor_release(W);
-  cf_tensor_release(Y);
-  cf_tensor_release(ACT);
-  free(x); free(w); free(y0); free(y1); free(y2); free(a1); free(a2);
+  cf_tensor_release(X); cf_tensor_release(W); cf_tensor_release(XF); cf_tensor_release(GN); cf_tensor_release(SS);
+  cf_tensor_release(Y); cf_tensor_release(ACT); cf_tensor_release(SO);
+  free(x); free(xf); free(gn); free(w); free(h); free(ss); free(so);
+  free(y0); free(y1); free(y2); free(a1); free(a2);
 }
 
 /* The decode chain: act = SwiGLU(X Wgu^T), then Y += act Wd^T, queued back to back as
@@ -179,11 +242,15 @@ static void chain_case(int A, int D, int F, int reps) {
   cf_tensor_release(ac);
   cf_skinny_opts o1 = {4, 1, 1, true}, o2 = {1, 3, 1, true};
   int rc = 0;
+  cf_skinny_job j1, j2;
+  memset(&j1, 0, sizeof j1);
+  memset(&j2, 0, sizeof j2);
+  j1.W = cf_tensor_data(WGU); j1.X = cf_tensor_data(X); j1.ldx = D; j1.act = cf_tensor_data(ACT);
+  j1.A = A; j1.in = D; j1.out = 2 * F; j1.swiglu = true;
+  j2.W = cf_tensor_data(WD); j2.X = cf_tensor_data(ACT); j2.ldx = F; j2.Y = cf_tensor_data(Y); j2.ldy = D;
+  j2.beta = 1.f; j2.A = A; j2.in = F; j2.out = D;
   for (int r = 0; r < reps && rc == 0; r++)
-    rc = cf_cuda_skinny_gemm(cf_tensor_data(WGU), cf_tensor_data(X), D, NULL, 0, cf_tensor_data(ACT), A, D, 2 * F, 0.f,
-                             true, &o1, &ws, NULL) ||
-         cf_cuda_skinny_gemm(cf_tensor_data(WD), cf_tensor_data(ACT), F, cf_tensor_data(Y), D, NULL, A, F, D, 1.f,
-                             false, &o2, &ws, NULL);
+    rc = cf_cuda_skinny_run(&j1, &o1, &ws, NULL) || cf_cuda_skinny_run(&j2, &o2, &ws, NULL);
   if (rc == 0) rc = cf_cuda_synchronize();
   CHECK(rc == 0, "PDL chain: %s", cf_error_message());
   if (rc == 0) {
@@ -227,12 +294,16 @@ int main(void) {
   static const int rows[] = {1, 2, 3, 5, 8, 9, 15, 16};
   /* rows x (plain beta 0, plain beta 1 with padded strides, SwiGLU), default plan */
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
-    sk_case c = {rows[i], 256, 96, 256, 96, false, 0.f, {0, 0, 0, false}};
+    sk_case c = {rows[i], 256, 96, 256, 96, false, 0.f, {0, 0, 0, false}, false, 0, false};
     run_case(&c);
-    sk_case d = {rows[i], 160, 40, 168, 48, false, 1.f, {0, 0, 0, false}};
+    sk_case d = {rows[i], 160, 40, 168, 48, false, 1.f, {0, 0, 0, false}, false, 0, true};
     run_case(&d);
-    sk_case s = {rows[i], 128, 64, 136, 0, true, 0.f, {0, 0, 0, false}};
+    sk_case s = {rows[i], 128, 64, 136, 0, true, 0.f, {0, 0, 0, false}, false, 0, false};
     run_case(&s);
+    sk_case n = {rows[i], 256, 64, 264, 64, false, 0.f, {0, 0, 0, false}, true, 3, true};
+    run_case(&n);
+    sk_case ns = {rows[i], 192, 96, 192, 0, true, 0.f, {0, 2, 0, false}, true, 1, false};
+    run_case(&ns);
   }
   /* every tile width, K split or not, both register bounds; K not a multiple of the unroll */
   static const int nts[] = {1, 2, 4}, ksbs[] = {1, 3, 7}, minbs[] = {1, 2};
@@ -240,37 +311,51 @@ int main(void) {
     for (size_t b = 0; b < 3; b++)
       for (size_t m = 0; m < 2; m++) {
         cf_skinny_opts o = {nts[a], ksbs[b], minbs[m], m == 1};
-        sk_case c = {16, 1504, 200, 1504, 200, false, 1.f, o};
+        sk_case c = {16, 1504, 200, 1504, 200, false, 1.f, o, false, 0, b == 1};
         run_case(&c);
-        sk_case s = {11, 928, 2 * 48, 928, 0, true, 0.f, o};
+        sk_case s = {11, 928, 2 * 48, 928, 0, true, 0.f, o, false, 0, false};
         run_case(&s);
       }
-  /* decode shapes of the 1.5B model (qkv, o_proj, gate/up + SwiGLU, down) with the default plan */
+  /* decode shapes of the 1.5B model with the default plan and the folded norms as decode runs
+   * them (qkv, o_proj, gate/up + SwiGLU, down, LM head, a smaller vocabulary) */
   {
-    sk_case c[] = {{16, 1536, 2048, 1536, 2048, false, 0.f, {0, 0, 0, false}},
-                   {16, 1536, 1536, 1536, 1536, false, 1.f, {0, 0, 0, false}},
-                   {16, 1536, 2 * 8960, 1536, 0, true, 0.f, {0, 0, 0, false}},
-                   {16, 8960, 1536, 8960, 1536, false, 1.f, {0, 0, 0, false}},
-                   {7, 8960, 1536, 8960, 1536, false, 1.f, {0, 0, 2, false}}};
+    sk_case c[] = {{16, 1536, 2048, 1536, 2048, false, 0.f, {0, 0, 0, false}, true, 48, false},
+                   {16, 1536, 1536, 1536, 1536, false, 1.f, {0, 0, 0, false}, false, 0, true},
+                   {16, 1536, 2 * 8960, 1536, 0, true, 0.f, {0, 0, 0, false}, true, 48, false},
+                   {16, 8960, 1536, 8960, 1536, false, 1.f, {0, 0, 0, false}, false, 0, true},
+                   {7, 8960, 1536, 8960, 1536, false, 1.f, {0, 0, 2, false}, false, 0, false},
+                   {16, 1536, 32000, 1536, 32000, false, 0.f, {0, 0, 0, true}, true, 48, false}};
     for (size_t i = 0; i < sizeof c / sizeof *c; i++) run_case(&c[i]);
   }
   chain_case(16, 256, 512, 20);
   chain_case(5, 1536, 8960, 4);
-  /* shapes it refuses, with a message */
+  /* jobs it refuses, with a message */
   {
     int64_t n = 4096;
     cf_tensor *z = cf_tensor_zeros(1, &n, CF_DTYPE_BF16), *t = cf_tensor_to_device(z, CF_DEVICE_CUDA);
     cf_tensor_release(z);
     void *p = cf_tensor_data(t);
-    float *y = (float *)p;
-    CHECK(!cf_cuda_skinny_ok(p, p, 48, 4, 48, 8, false), "in 48 accepted");
-    CHECK(!cf_cuda_skinny_ok(p, p, 64, 17, 64, 8, false), "17 rows accepted");
-    CHECK(!cf_cuda_skinny_ok(p, p, 64, 4, 64, 12, false), "out 12 accepted");
-    CHECK(!cf_cuda_skinny_ok(p, p, 64, 4, 64, 24, true), "SwiGLU out 24 accepted");
-    CHECK(!cf_cuda_skinny_ok((char *)p + 2, p, 64, 4, 64, 8, false), "misaligned W accepted");
-    CHECK(cf_cuda_skinny_ok(p, p, 64, 4, 64, 8, false), "a good shape refused");
-    int rc = cf_cuda_skinny_gemm(p, p, 48, y, 8, NULL, 4, 48, 8, 0.f, false, NULL, NULL, NULL);
-    CHECK(rc != 0 && strstr(cf_error_message(), "in 48"), "bad shape: rc %d, message %s", rc, cf_error_message());
+    cf_skinny_job j;
+    memset(&j, 0, sizeof j);
+    j.W = p; j.X = p; j.ldx = 64; j.Y = (float *)p; j.ldy = 8; j.A = 4; j.in = 64; j.out = 8;
+    CHECK(cf_cuda_skinny_ok(&j), "a good job refused");
+    cf_skinny_job b = j;
+    b.in = 48; b.ldx = 48;
+    CHECK(!cf_cuda_skinny_ok(&b), "in 48 accepted");
+    int rc = cf_cuda_skinny_run(&b, NULL, NULL, NULL);
+    CHECK(rc != 0 && strstr(cf_error_message(), "multiple of 32"), "in 48: rc %d, message %s", rc, cf_error_message());
+    b = j; b.A = 17;
+    CHECK(!cf_cuda_skinny_ok(&b), "17 rows accepted");
+    b = j; b.out = 12;
+    CHECK(!cf_cuda_skinny_ok(&b), "out 12 accepted");
+    b = j; b.out = 24; b.swiglu = true; b.act = p; b.Y = NULL;
+    CHECK(!cf_cuda_skinny_ok(&b), "SwiGLU out 24 accepted");
+    b = j; b.W = (char *)p + 2;
+    CHECK(!cf_cuda_skinny_ok(&b), "misaligned W accepted");
+    b = j; b.X = NULL; b.xf = (const float *)p; b.gnorm = (const float *)p;
+    CHECK(!cf_cuda_skinny_ok(&b), "normalised source without ss_in accepted");
+    b = j; b.Y = NULL;
+    CHECK(!cf_cuda_skinny_ok(&b), "no output accepted");
     cf_tensor_release(t);
   }
   cf_cuda_skinny_ws_free(&ws);
