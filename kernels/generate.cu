@@ -62,10 +62,6 @@ extern "C" {
 #define GEN_MAX_PLANNED 16 /* decode buckets whose GEMMs are timed (CONFIT_GEN_LT) */
 #define GEN_PREFILL 1024  /* prompt rows per prefill chunk */
 #define GEN_SAMPLE_T 1024 /* threads of the sampler block */
-#define ATT_T 128         /* threads of the attention block */
-#define ATT_TILE 64       /* positions per attention tile */
-#define ATT_G 8           /* query heads per pass over a kv head's cache */
-#define ATT_MAXHD 256
 
 struct gen_out { int tok; float lp; };
 
@@ -184,277 +180,7 @@ __global__ void k_rope_kv(const float *qkv, int ld, const float *bq, const float
   }
 }
 
-/* Decode attention, split-K over positions. grid (nsplit, KVH, A), ATT_T threads.
- * q (A, H*hd) f32 rotated; row r attends to positions 0..pos[r]: those < plen[r] from slot
- * pslot[r], the rest from slot[r]. Split s covers positions [s*C, (s+1)*C). Writes the split's
- * running max pm, sum pl (A, H, nsplit) and unnormalised output po (A, H, nsplit, hd).
- * Per tile of ATT_TILE positions, for up to ATT_G query heads of the kv head at once:
- *  loads   first, every thread issues all its loads of the tile: its K row half (scores) and
- *          its V pairs (P V), into registers; on the first tile the query goes to shared memory
- *          meanwhile. One memory round trip per tile instead of one per phase;
- *  scores  warp w takes positions (w / 2) * 32 + lane and half (w % 2) of head_dim: the K half
- *          row (16-byte loads when VEC: head_dim % 16 == 0; else read element by element here)
- *          against the query from shared memory (a broadcast: one address per warp); the halves
- *          add in shared memory;
- *  softmax one warp per head, lanes over the tile (online: running max and sum);
- *  P V     warp w owns positions [16 w, 16 w + 16) of the tile, its lanes the dim pairs
- *          2 (lane + 32 c) (coalesced pair loads); the four warps' sums add at the end.
- * HD (128 or 256) bounds head_dim and sizes the register arrays. */
-static_assert(ATT_T == 128 && ATT_TILE == 64, "k_attn's thread layout assumes 128 threads and 64-position tiles");
-#define ATT_QPAD 4                     /* floats between the two halves of a query row in shared memory */
-#define ATT_PVG 4                      /* position groups of P V: one per warp */
-#define ATT_PVP (ATT_TILE / ATT_PVG)   /* positions per group */
-
-/* 8 consecutive cache elements as loaded (16 bytes of bf16, 32 of f32) and a pair of them */
-template <typename T> struct kv8;
-template <> struct kv8<bf16> {
-  uint4 u;
-  __device__ __forceinline__ void load(const bf16 *p) { u = *(const uint4 *)p; }
-  __device__ __forceinline__ void get(float *f) const { bf16x8_to_float(u, f); }
-};
-template <> struct kv8<float> {
-  float4 a, b;
-  __device__ __forceinline__ void load(const float *p) { a = ((const float4 *)p)[0]; b = ((const float4 *)p)[1]; }
-  __device__ __forceinline__ void get(float *f) const {
-    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
-  }
-};
-template <typename T> struct kv2;
-template <> struct kv2<bf16> {
-  __nv_bfloat162 h;
-  __device__ __forceinline__ void load(const bf16 *p) { h = *(const __nv_bfloat162 *)p; }
-  __device__ __forceinline__ void zero() { h = __floats2bfloat162_rn(0.f, 0.f); }
-  __device__ __forceinline__ float2 get() const { return __bfloat1622float2(h); }
-};
-template <> struct kv2<float> {
-  float2 f;
-  __device__ __forceinline__ void load(const float *p) { f = *(const float2 *)p; }
-  __device__ __forceinline__ void zero() { f = make_float2(0.f, 0.f); }
-  __device__ __forceinline__ float2 get() const { return f; }
-};
-
-template <typename T, bool VEC, int HD>
-__global__ void __launch_bounds__(ATT_T) k_attn(const float *q, const void *kcv, const void *vcv, const int *pos,
-                                                 const int *slot, const int *pslot, const int *plen,
-                                                 float *po, float *pm, float *pl, int H, int KVH, int hd,
-                                                 int cap, int C, int nsplit, float scale) {
-  cu_pdl_wait();
-  cu_pdl_trigger();
-  constexpr int KCH = HD / 16; /* 8-element chunks of a K half row */
-  constexpr int PVC = HD / 64; /* dim-pair passes of a lane */
-  const T *kc = (const T *)kcv, *vc = (const T *)vcv;
-  __shared__ __align__(16) float qs[ATT_G][HD + ATT_QPAD];
-  __shared__ float part[2][ATT_G][ATT_TILE];
-  __shared__ float ps[ATT_G][ATT_TILE];
-  __shared__ float red[ATT_PVG - 1][ATT_G][HD];
-  __shared__ float ms[ATT_G], ls[ATT_G], as[ATT_G];
-  int split = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
-  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32;
-  int group = H / KVH, hh = hd / 2;
-  int p = pos[r], pl_r = plen[r];
-  int start = split * C, end = min(start + C, p + 1);
-  size_t own = ((size_t)slot[r] * KVH + kvh) * cap * hd, pre = ((size_t)pslot[r] * KVH + kvh) * cap * hd;
-  /* scores: my position within the tile and my half of head_dim */
-  int st_tt = lane + 32 * (warp >> 1), half = warp & 1;
-  int qoff = half ? hh + ATT_QPAD : 0;
-  /* P V: my warp's positions and my lane's dim pairs */
-  int pv_grp = warp;
-  for (int g0 = 0; g0 < group; g0 += ATT_G) {
-    int G = min(ATT_G, group - g0);
-    int hbase = kvh * group + g0;
-    if (start >= end) {
-      for (int g = 0; g < G; g++) {
-        size_t pi = ((size_t)r * H + hbase + g) * nsplit + split;
-        for (int d = tid; d < hd; d += ATT_T) po[pi * hd + d] = 0.f;
-        if (tid == 0) { pm[pi] = -INFINITY; pl[pi] = 0.f; }
-      }
-      continue;
-    }
-    float acc[ATT_G][PVC][2];
-#pragma unroll
-    for (int g = 0; g < ATT_G; g++)
-#pragma unroll
-      for (int c = 0; c < PVC; c++) { acc[g][c][0] = 0.f; acc[g][c][1] = 0.f; }
-    for (int t0 = start; t0 < end; t0 += ATT_TILE) {
-      int n = min(ATT_TILE, end - t0);
-      /* loads: my K half row and my V pairs, all in flight together */
-      kv8<T> kr8[KCH];
-      const T *krow = NULL;
-      if (st_tt < n) {
-        int t = t0 + st_tt;
-        krow = kc + (t < pl_r ? pre : own) + (size_t)t * hd + half * hh;
-        if (VEC) {
-#pragma unroll
-          for (int c = 0; c < KCH; c++) if (8 * c < hh) kr8[c].load(krow + 8 * c);
-        }
-      }
-      kv2<T> vr[PVC][ATT_PVP];
-#pragma unroll
-      for (int c = 0; c < PVC; c++) {
-        int d = 2 * (lane + 32 * c);
-#pragma unroll
-        for (int k = 0; k < ATT_PVP; k++) {
-          int tt = pv_grp * ATT_PVP + k, t = t0 + tt;
-          if (tt < n && d < hd) vr[c][k].load(vc + (t < pl_r ? pre : own) + (size_t)t * hd + d);
-          else vr[c][k].zero();
-        }
-      }
-      if (t0 == start) {
-        for (int i = tid; i < G * hd; i += ATT_T) {
-          int g = i / hd, d = i % hd;
-          qs[g][d + (d >= hh ? ATT_QPAD : 0)] = q[(size_t)r * H * hd + (size_t)(hbase + g) * hd + d] * scale;
-        }
-        if (tid < ATT_G) { ms[tid] = -INFINITY; ls[tid] = 0.f; }
-        __syncthreads();
-      }
-      /* scores: half dot products of my position with every head of the group */
-      {
-        float s[ATT_G];
-#pragma unroll
-        for (int g = 0; g < ATT_G; g++) s[g] = 0.f;
-        if (st_tt < n) {
-          if (VEC) {
-#pragma unroll
-            for (int c = 0; c < KCH; c++) {
-              if (8 * c >= hh) break;
-              float kf[8];
-              kr8[c].get(kf);
-#pragma unroll
-              for (int g = 0; g < ATT_G; g++) {
-                if (g < G) {
-                  const float4 *qq = (const float4 *)&qs[g][qoff + 8 * c];
-                  float4 a = qq[0], b = qq[1];
-                  s[g] += a.x * kf[0] + a.y * kf[1] + a.z * kf[2] + a.w * kf[3] + b.x * kf[4] + b.y * kf[5] +
-                          b.z * kf[6] + b.w * kf[7];
-                }
-              }
-            }
-          } else {
-            for (int d = 0; d < hh; d++) {
-              float kv = to_float(krow[d]);
-#pragma unroll
-              for (int g = 0; g < ATT_G; g++) if (g < G) s[g] += qs[g][qoff + d] * kv;
-            }
-          }
-        }
-#pragma unroll
-        for (int g = 0; g < ATT_G; g++) if (g < G) part[half][g][st_tt] = s[g];
-      }
-      __syncthreads();
-      /* online softmax per head: one warp per head */
-      for (int g = warp; g < G; g += nwarp) {
-        float a = lane < n ? part[0][g][lane] + part[1][g][lane] : -INFINITY;
-        float b = lane + 32 < n ? part[0][g][lane + 32] + part[1][g][lane + 32] : -INFINITY;
-        float mt = warp_max(fmaxf(a, b));
-        float mold = ms[g], mnew = fmaxf(mold, mt);
-        float ea = lane < n ? expf(a - mnew) : 0.f, eb = lane + 32 < n ? expf(b - mnew) : 0.f;
-        ps[g][lane] = ea;
-        ps[g][lane + 32] = eb;
-        float sum = warp_sum(ea + eb);
-        if (lane == 0) {
-          float alpha = expf(mold - mnew);
-          as[g] = alpha;
-          ls[g] = ls[g] * alpha + sum;
-          ms[g] = mnew;
-        }
-      }
-      __syncthreads();
-      /* acc = acc * alpha + P V over my group's positions (V already in registers) */
-#pragma unroll
-      for (int g = 0; g < ATT_G; g++)
-        if (g < G)
-#pragma unroll
-          for (int c = 0; c < PVC; c++) { acc[g][c][0] *= as[g]; acc[g][c][1] *= as[g]; }
-#pragma unroll
-      for (int c = 0; c < PVC; c++) {
-        if (2 * (lane + 32 * c) >= hd) break;
-#pragma unroll
-        for (int k = 0; k < ATT_PVP; k++) {
-          int tt = pv_grp * ATT_PVP + k;
-          float2 v = vr[c][k].get();
-#pragma unroll
-          for (int g = 0; g < ATT_G; g++)
-            if (g < G) {
-              float w = ps[g][tt];
-              acc[g][c][0] += w * v.x;
-              acc[g][c][1] += w * v.y;
-            }
-        }
-      }
-      __syncthreads();
-    }
-    /* the position groups add: groups 1.. hand their sums over through shared memory */
-    if (pv_grp > 0) {
-#pragma unroll
-      for (int c = 0; c < PVC; c++) {
-        int d = 2 * (lane + 32 * c);
-        if (d >= hd) break;
-#pragma unroll
-        for (int g = 0; g < ATT_G; g++)
-          if (g < G) { red[pv_grp - 1][g][d] = acc[g][c][0]; red[pv_grp - 1][g][d + 1] = acc[g][c][1]; }
-      }
-    }
-    __syncthreads();
-    if (pv_grp == 0) {
-#pragma unroll
-      for (int c = 0; c < PVC; c++) {
-        int d = 2 * (lane + 32 * c);
-        if (d >= hd) break;
-#pragma unroll
-        for (int g = 0; g < ATT_G; g++)
-          if (g < G) {
-            float o0 = acc[g][c][0], o1 = acc[g][c][1];
-#pragma unroll
-            for (int j = 0; j < ATT_PVG - 1; j++) { o0 += red[j][g][d]; o1 += red[j][g][d + 1]; }
-            size_t pi = ((size_t)r * H + hbase + g) * nsplit + split;
-            po[pi * hd + d] = o0;
-            po[pi * hd + d + 1] = o1;
-          }
-      }
-    }
-    if (tid < G) {
-      size_t pi = ((size_t)r * H + hbase + tid) * nsplit + split;
-      pm[pi] = ms[tid];
-      pl[pi] = ls[tid];
-    }
-    __syncthreads();
-  }
-}
-
-// out (A, H*hd) in T = merge of the nsplit partials. grid (H, A), hd threads (rounded to 32).
-// One warp turns the splits' maxima and sums into weights w[s] = exp(pm[s] - M) and the total L
-// (in shared memory), then every thread sums its dim over the splits with loads in flight.
-#define ATT_MAXSPLIT 528 /* att_split never makes more splits than this */
-template <typename T>
-__global__ void k_attn_combine(const float *po, const float *pm, const float *pl, void *outv, int H, int hd,
-                               int nsplit) {
-  cu_pdl_wait();
-  cu_pdl_trigger();
-  __shared__ float w[ATT_MAXSPLIT];
-  __shared__ float sL;
-  T *out = (T *)outv;
-  int h = blockIdx.x, r = blockIdx.y, d = threadIdx.x, lane = d & 31;
-  size_t base = ((size_t)r * H + h) * nsplit;
-  if (d < 32) {
-    float M = -INFINITY;
-    for (int s = lane; s < nsplit; s += 32) M = fmaxf(M, pm[base + s]);
-    M = warp_max(M);
-    float L = 0.f;
-    for (int s = lane; s < nsplit; s += 32) {
-      float l = pl[base + s], ws = l == 0.f ? 0.f : expf(pm[base + s] - M);
-      w[s] = ws;
-      L += l * ws;
-    }
-    L = warp_sum(L);
-    if (lane == 0) sL = L;
-  }
-  __syncthreads();
-  if (d >= hd) return;
-  float L = sL, o = 0.f;
-#pragma unroll 8
-  for (int s = 0; s < nsplit; s++) o += po[(base + s) * hd + d] * w[s];
-  out[(size_t)r * H * hd + (size_t)h * hd + d] = from_float<T>(L > 0.f ? o / L : 0.f);
-}
+#include "kernels/gen_attn.cuh"
 
 // out (A, F) in T = silu(gu[:, :F]) * gu[:, F:]; gu (A, 2F) f32
 template <typename T>
@@ -779,6 +505,8 @@ struct gen_engine {
   bool bf;
   bool mma;             /* bf16 and CONFIT_GEN_MMA=1: skinny.cu for GEMMs of <= 16 rows */
   bool pdl;             /* CONFIT_GEN_PDL=1: the step's kernels as programmatic dependent launches */
+  bool rq;              /* decode attention does bias + RoPE + the cache write (no k_rope_kv): with
+                           CONFIT_GEN_MMA, or CONFIT_GEN_FUSE_ROPE=1; =0 turns it off */
   cf_skinny_opts mma_opts; /* CONFIT_GEN_MMA_NT, _KSB, _MINB (0: skinny.cu's defaults) */
   cf_skinny_ws mma_ws;  /* its split-K workspace */
   float *ss;            /* folded RMSNorm: per-row partial sums of squares of x, [ss_cap][16] */
@@ -1109,8 +837,10 @@ static void att_split(const gen_engine *e, int A, int *nsplit, int *C) {
 
 /* A rows (row state in e->rows) through the layers: on return x (A, D) holds the residual
  * stream after the last layer. Queued on e->st; capturable. With fold (gen_fold) the RMSNorms
- * are folded into the GEMMs that read them (and the caller folds the final one into the head). */
-static int gen_layers(gen_engine *e, int A, bool fold) {
+ * are folded into the GEMMs that read them (and the caller folds the final one into the head).
+ * decode: every row adds exactly its own position (not prefill), which lets the attention load
+ * the cache early and, with e->rq, do k_rope_kv's work itself. */
+static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
   int D = e->D, F = e->F, Q = e->Q, KV = e->KV, ld = Q + 2 * KV, hd = e->hd;
   size_t ws = wsize(e);
   int nsplit, C;
@@ -1143,21 +873,32 @@ static int gen_layers(gen_engine *e, int A, bool fold) {
                gen_gemm(e, Ly->vw, e->h, D, e->qkv + Q + KV, ld, A, D, KV, 0.f, "generate: v_proj")) {
       return -1;
     }
+    /* decode with rq: k_attn does the bias + RoPE and writes position p's key and value itself */
+    bool rq = decode && e->rq;
     STAGE("rope_kv");
-    if (KEEP("rope_kv"))
+    if (KEEP("rope_kv") && !rq)
       LAUNCH_T(k_rope_kv, A, 256, e->qkv, ld, Ly->bq, Ly->bk, Ly->bv, e->cos_t, e->sin_t, e->rows.pos,
                e->rows.slot, e->qr, kc, vc, e->H, e->KVH, hd, e->cap);
     STAGE("attention");
     {
       dim3 ag(nsplit, e->KVH, A);
-#define ATT_ARGS e->qr, kc, vc, e->rows.pos, e->rows.slot, e->rows.pslot, e->rows.plen, e->po, e->pm, e->pl, \
-                 e->H, e->KVH, hd, e->cap, C, nsplit, scale
+      att_args aa;
+      memset(&aa, 0, sizeof aa);
+      aa.q = rq ? e->qkv : e->qr;
+      aa.kc = kc; aa.vc = vc;
+      aa.pos = e->rows.pos; aa.slot = e->rows.slot; aa.pslot = e->rows.pslot; aa.plen = e->rows.plen;
+      aa.po = e->po; aa.pm = e->pm; aa.pl = e->pl;
+      aa.H = e->H; aa.KVH = e->KVH; aa.hd = hd; aa.cap = e->cap; aa.C = C; aa.nsplit = nsplit;
+      aa.scale = scale;
+      aa.rq = rq;
+      aa.early = decode;
+      aa.ld = ld; aa.bq = Ly->bq; aa.bk = Ly->bk; aa.bv = Ly->bv; aa.cos_t = e->cos_t; aa.sin_t = e->sin_t;
+      aa.kcw = kc; aa.vcw = vc;
       if (!KEEP("attention")) {
-      } else if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, ATT_ARGS);
-      else if (hd % 16 == 0) LAUNCH_T3(k_attn, true, ATT_MAXHD, ag, ATT_T, ATT_ARGS);
-      else if (hd <= 128) LAUNCH_T3(k_attn, false, 128, ag, ATT_T, ATT_ARGS);
-      else LAUNCH_T3(k_attn, false, ATT_MAXHD, ag, ATT_T, ATT_ARGS);
-#undef ATT_ARGS
+      } else if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, aa);
+      else if (hd % 16 == 0) LAUNCH_T3(k_attn, true, ATT_MAXHD, ag, ATT_T, aa);
+      else if (hd <= 128) LAUNCH_T3(k_attn, false, 128, ag, ATT_T, aa);
+      else LAUNCH_T3(k_attn, false, ATT_MAXHD, ag, ATT_T, aa);
     }
     STAGE("attn_combine");
     if (KEEP("combine"))
@@ -1213,7 +954,7 @@ struct gen_sampling { float temp, top_p; int greedy, top_k; };
 /* One decode step of Bp rows: layers, final norm, head, sampler (advances the row state). */
 static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
   bool fold = gen_fold(e, Bp);
-  if (gen_layers(e, Bp, fold)) return -1;
+  if (gen_layers(e, Bp, fold, true)) return -1;
   STAGE("final_norm");
   if (!fold) LAUNCH_T(k_rmsnorm, Bp, norm_threads(e->D), e->x, e->final_norm, e->h, e->D, (float)e->m->cfg.rms_eps);
   STAGE("lm_head");
@@ -1409,6 +1150,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   e->mma = e->bf && getenv("CONFIT_GEN_MMA") && getenv("CONFIT_GEN_MMA")[0] == '1';
   e->pdl = getenv("CONFIT_GEN_PDL") && getenv("CONFIT_GEN_PDL")[0] == '1';
+  e->rq = getenv("CONFIT_GEN_FUSE_ROPE") ? getenv("CONFIT_GEN_FUSE_ROPE")[0] == '1' : e->mma;
   e->mma_opts.pdl = e->pdl;
   if (e->mma) {
     const char *v;
@@ -1499,7 +1241,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
           hs.key[r] = 0;
           if (++t == plen[p]) { t = 0; p++; }
         }
-        if ((rc = gen_upload(e)) || (rc = gen_layers(e, A, gen_fold(e, A)))) goto fail;
+        if ((rc = gen_upload(e)) || (rc = gen_layers(e, A, gen_fold(e, A), false))) goto fail;
         /* keep the residual row of every prompt that ends in this chunk */
         int pp = p_first, tt = t_first;
         for (int r = 0; r < A; r++) {

@@ -2,154 +2,27 @@
  * CUDA thread an OS thread, against naive double-precision products. Needs no GPU (built when the
  * CUDA toolkit is found, for its bf16 and vector types).
  *
- * What is emulated here, independently of the kernel:
- *  - mma.sync.m16n8k16 (row.col, bf16 -> f32) from the fragment layout of the PTX ISA: lane
- *    (g = lane/4, t = lane%4) holds A elements a0..a7 at row g + 8*((i/2)%2), column
- *    2t + (i%2) + 8*(i/4), B elements b0..b3 at row (k) 2t + (i%2) + 8*(i/2), column g, and C
- *    elements c0..c3 at row g + 8*(i/2), column 2t + (i%2); register j holds elements 2j (low
- *    half) and 2j+1. The warp's 32 fragments are gathered, multiplied, and scattered back.
- *  - __syncthreads (a barrier of the block's threads), __shared__ (one array per block: blocks
- *    run one after another), atomics and fences (the host's).
- * So this checks the kernel's index arithmetic - the permuted k order that turns 16-byte loads
+ * The CUDA surface it needs (mma.sync from the PTX fragment layout, barriers, atomics) is
+ * tests/c/cuda_emu.h, written independently of the kernel. This checks the kernel's index arithmetic - the permuted k order that turns 16-byte loads
  * into fragments, the K split over warps and blocks, the ticketed partial sums, the SwiGLU
  * pairing of gate and up tiles, the row and column guards - but not the GPU's timing, memory
  * model or performance (tests/gpu/test_skinny.c and bench/skinny_bench.c do that on a GPU).
  */
-#include <cuda_bf16.h>
-#include <vector_types.h>
+#include "cuda_emu.h"
 
-#include <atomic>
-#include <condition_variable>
 #include <math.h>
-#include <mutex>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <thread>
 #include <vector>
 
-/* ---------------------------------------------------------------- the emulated CUDA surface */
-
-typedef __nv_bfloat16 bf16;
-
-class emu_barrier { /* reusable barrier for n threads */
- public:
-  explicit emu_barrier(int n) : n_(n) {}
-  void wait() {
-    std::unique_lock<std::mutex> lk(m_);
-    unsigned gen = gen_;
-    if (++count_ == n_) {
-      count_ = 0;
-      gen_++;
-      cv_.notify_all();
-    } else {
-      cv_.wait(lk, [&] { return gen != gen_; });
-    }
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  int n_, count_ = 0;
-  unsigned gen_ = 0;
-};
-
-static thread_local dim3 emu_thread, emu_block;
-static dim3 emu_bdim;
-static emu_barrier *emu_block_bar;
-static emu_barrier *emu_warp_bar[32];
-struct emu_frag { uint32_t a[4], b[2]; float c[4]; };
-static emu_frag emu_stage[32][32]; /* [warp][lane] */
-
-/* cuda_bf16.h defined these qualifiers for host code; the kernel's shared arrays become statics */
-#undef __global__
-#undef __device__
-#undef __forceinline__
-#undef __shared__
-#define threadIdx emu_thread
-#define blockIdx emu_block
-#define blockDim emu_bdim
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __shared__ static
-#define __launch_bounds__(...)
-static void __syncthreads() { emu_block_bar->wait(); }
-static void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-static int atomicAdd(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
-static uint32_t cu_pack_bf16x2(float lo, float hi) { /* round to nearest even, lo in the low half */
-  bf16 a = __float2bfloat16(lo), b = __float2bfloat16(hi);
-  uint16_t ua, ub;
-  memcpy(&ua, &a, 2);
-  memcpy(&ub, &b, 2);
-  return (uint32_t)ua | ((uint32_t)ub << 16);
-}
-static void cu_pdl_wait() {}    /* launches here are plain: nothing to wait for */
-static void cu_pdl_trigger() {}
-static void cu_prefetch_l2(const void *) {}
-template <typename T> static T __ldg(const T *p) { return *p; }
-template <typename T> static T __ldcs(const T *p) { return *p; }
-template <typename T> static T __ldcg(const T *p) { return *p; }
-
-static float emu_half(uint32_t reg, int hi) { /* element of a packed bf16 pair as float */
-  uint32_t u = hi ? (reg & 0xffff0000u) : (reg << 16);
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-
-/* the warp-wide mma.sync, from the PTX fragment layout (see the header) */
-static void cu_mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-  int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31;
-  emu_frag &f = emu_stage[warp][lane];
-  memcpy(f.a, a, sizeof f.a);
-  f.b[0] = b0;
-  f.b[1] = b1;
-  memcpy(f.c, c, sizeof f.c);
-  emu_warp_bar[warp]->wait();
-  float A[16][16], B[16][8], C[16][8];
-  for (int l = 0; l < 32; l++) {
-    int g = l / 4, t = l % 4;
-    const emu_frag &s = emu_stage[warp][l];
-    for (int i = 0; i < 8; i++) A[g + 8 * ((i / 2) % 2)][2 * t + (i % 2) + 8 * (i / 4)] = emu_half(s.a[i / 2], i % 2);
-    for (int i = 0; i < 4; i++) B[2 * t + (i % 2) + 8 * (i / 2)][g] = emu_half(s.b[i / 2], i % 2);
-    for (int i = 0; i < 4; i++) C[g + 8 * (i / 2)][2 * t + (i % 2)] = s.c[i];
-  }
-  emu_warp_bar[warp]->wait(); /* every lane has read the stage before anyone writes it again */
-  int g = lane / 4, t = lane % 4;
-  for (int i = 0; i < 4; i++) {
-    int r = g + 8 * (i / 2), n = 2 * t + (i % 2);
-    double s = C[r][n];
-    for (int k = 0; k < 16; k++) s += (double)A[r][k] * B[k][n];
-    c[i] = (float)s;
-  }
-}
-
 #include "kernels/skinny_kernel.cuh"
-
-/* ---------------------------------------------------------------- the launcher */
 
 /* one "launch": blocks one after another, each with SK_WARPS*32 threads */
 template <int NT, int EPI, bool XN>
 static void emu_launch(int gx, int gy, const sk_args &a) {
-  int nthr = SK_WARPS * 32;
-  emu_bdim = dim3(nthr, 1, 1);
-  emu_barrier bb(nthr);
-  emu_block_bar = &bb;
-  for (int w = 0; w < SK_WARPS; w++) emu_warp_bar[w] = new emu_barrier(32);
-  for (int by = 0; by < gy; by++)
-    for (int bx = 0; bx < gx; bx++) {
-      std::vector<std::thread> th;
-      for (int t = 0; t < nthr; t++)
-        th.emplace_back([=] {
-          emu_thread = dim3(t, 0, 0);
-          emu_block = dim3(bx, by, 0);
-          k_skinny<NT, EPI, XN, 1>(a);
-        });
-      for (auto &x : th) x.join();
-    }
-  for (int w = 0; w < SK_WARPS; w++) delete emu_warp_bar[w];
+  emu_run(dim3(gx, gy, 1), SK_WARPS * 32, [=] { k_skinny<NT, EPI, XN, 1>(a); });
 }
 
 /* ---------------------------------------------------------------- the checks */

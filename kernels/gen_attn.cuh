@@ -1,0 +1,371 @@
+/* gen_attn.cuh - the decode attention of generate.cu (k_attn, k_attn_combine), apart so that
+ * tests/c/test_gen_attn_emu.cpp can run it on the CPU: it needs from its includer bf16, the
+ * vector types, bf16x8_to_float, to_float, from_float, warp_sum, warp_max, cu_pdl_wait/trigger,
+ * __syncthreads, the thread and block indices, expf, fmaxf, min and INFINITY
+ * (cuda_internal.cuh, or the test's emulation of them).
+ */
+#ifndef CF_GEN_ATTN_CUH
+#define CF_GEN_ATTN_CUH
+
+#define ATT_T 128         /* threads of the attention block */
+#define ATT_TILE 64       /* positions per attention tile */
+#define ATT_G 8           /* query heads per pass over a kv head's cache */
+#define ATT_MAXHD 256
+
+/* Decode attention, split-K over positions. grid (nsplit, KVH, A), ATT_T threads.
+ * q (A, H*hd) f32 rotated; row r attends to positions 0..pos[r]: those < plen[r] from slot
+ * pslot[r], the rest from slot[r]. Split s covers positions [s*C, (s+1)*C). Writes the split's
+ * running max pm, sum pl (A, H, nsplit) and unnormalised output po (A, H, nsplit, hd).
+ * Per tile of ATT_TILE positions, for up to ATT_G query heads of the kv head at once:
+ *  loads   first, every thread issues all its loads of the tile: its K row half (scores) and
+ *          its V pairs (P V), into registers; on the first tile the query goes to shared memory
+ *          meanwhile. One memory round trip per tile instead of one per phase;
+ *  scores  warp w takes positions (w / 2) * 32 + lane and half (w % 2) of head_dim: the K half
+ *          row (16-byte loads when VEC: head_dim % 16 == 0; else read element by element here)
+ *          against the query from shared memory (a broadcast: one address per warp); the halves
+ *          add in shared memory;
+ *  softmax one warp per head, lanes over the tile (online: running max and sum);
+ *  P V     warp w owns positions [16 w, 16 w + 16) of the tile, its lanes the dim pairs
+ *          2 (lane + 32 c) (coalesced pair loads); the four warps' sums add at the end.
+ * HD (128 or 256) bounds head_dim and sizes the register arrays. */
+static_assert(ATT_T == 128 && ATT_TILE == 64, "k_attn's thread layout assumes 128 threads and 64-position tiles");
+#define ATT_QPAD 4                     /* floats between the two halves of a query row in shared memory */
+#define ATT_PVG 4                      /* position groups of P V: one per warp */
+#define ATT_PVP (ATT_TILE / ATT_PVG)   /* positions per group */
+
+/* 8 consecutive cache elements as loaded (16 bytes of bf16, 32 of f32) and a pair of them */
+template <typename T> struct kv8;
+template <> struct kv8<bf16> {
+  uint4 u;
+  __device__ __forceinline__ void load(const bf16 *p) { u = *(const uint4 *)p; }
+  __device__ __forceinline__ void get(float *f) const { bf16x8_to_float(u, f); }
+};
+template <> struct kv8<float> {
+  float4 a, b;
+  __device__ __forceinline__ void load(const float *p) { a = ((const float4 *)p)[0]; b = ((const float4 *)p)[1]; }
+  __device__ __forceinline__ void get(float *f) const {
+    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+  }
+};
+template <typename T> struct kv2;
+template <> struct kv2<bf16> {
+  __nv_bfloat162 h;
+  __device__ __forceinline__ void load(const bf16 *p) { h = *(const __nv_bfloat162 *)p; }
+  __device__ __forceinline__ void zero() { h = __floats2bfloat162_rn(0.f, 0.f); }
+  __device__ __forceinline__ float2 get() const { return __bfloat1622float2(h); }
+};
+template <> struct kv2<float> {
+  float2 f;
+  __device__ __forceinline__ void load(const float *p) { f = *(const float2 *)p; }
+  __device__ __forceinline__ void zero() { f = make_float2(0.f, 0.f); }
+  __device__ __forceinline__ float2 get() const { return f; }
+};
+
+/* The attention's arguments. q: rotated queries (A, H*hd) f32, or with rq the GEMM's q|k|v rows
+ * (A, ld) f32 before bias and RoPE: then the block also rotates its queries itself and, when its
+ * range holds the row's new position pos[r], computes that position's key and value (bias, RoPE),
+ * writes them into the caches and uses them (the work of k_rope_kv, which then does not run;
+ * decode only: every row adds exactly its own position). early: the row's cached positions other
+ * than pos[r] are complete before this kernel starts (decode), so a programmatic dependent launch
+ * may load them before cu_pdl_wait. */
+struct att_args {
+  const float *q;
+  const void *kc, *vc;
+  const int *pos, *slot, *pslot, *plen;
+  float *po, *pm, *pl;
+  int H, KVH, hd, cap, C, nsplit;
+  float scale;
+  bool rq, early;
+  int ld;                                  /* rq: the q|k|v row stride */
+  const float *bq, *bk, *bv;               /* rq: biases (may be NULL) */
+  const float *cos_t, *sin_t;              /* rq: (cap, hd/2) */
+  void *kcw, *vcw;                         /* rq: the caches, written at (slot[r], pos[r]) */
+};
+
+template <typename T, bool VEC, int HD>
+__global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
+  constexpr int KCH = HD / 16; /* 8-element chunks of a K half row */
+  constexpr int PVC = HD / 64; /* dim-pair passes of a lane */
+  const T *kc = (const T *)a.kc, *vc = (const T *)a.vc;
+  int H = a.H, KVH = a.KVH, hd = a.hd, cap = a.cap, nsplit = a.nsplit;
+  __shared__ __align__(16) float qs[ATT_G][HD + ATT_QPAD];
+  __shared__ float part[2][ATT_G][ATT_TILE];
+  __shared__ float ps[ATT_G][ATT_TILE];
+  __shared__ float red[ATT_PVG - 1][ATT_G][HD];
+  __shared__ float ms[ATT_G], ls[ATT_G], as[ATT_G];
+  __shared__ __align__(16) T kvp[2][HD];   /* rq: the new position's key and value */
+  int split = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32;
+  int group = H / KVH, hh = hd / 2;
+  int p = a.pos[r], pl_r = a.plen[r];
+  int start = split * a.C, end = min(start + a.C, p + 1);
+  size_t own = ((size_t)a.slot[r] * KVH + kvh) * cap * hd, pre = ((size_t)a.pslot[r] * KVH + kvh) * cap * hd;
+  bool mine = a.rq && start <= p && p < end; /* this block makes position p's key and value */
+  bool waited = false;
+  if (!a.early) {
+    cu_pdl_wait();
+    cu_pdl_trigger();
+    waited = true;
+  }
+  /* scores: my position within the tile and my half of head_dim */
+  int st_tt = lane + 32 * (warp >> 1), half = warp & 1;
+  int qoff = half ? hh + ATT_QPAD : 0;
+  /* P V: my warp's positions and my lane's dim pairs */
+  int pv_grp = warp;
+  for (int g0 = 0; g0 < group; g0 += ATT_G) {
+    int G = min(ATT_G, group - g0);
+    int hbase = kvh * group + g0;
+    if (start >= end) {
+      if (!waited) {
+        cu_pdl_wait();
+        cu_pdl_trigger();
+        waited = true;
+      }
+      for (int g = 0; g < G; g++) {
+        size_t pi = ((size_t)r * H + hbase + g) * nsplit + split;
+        for (int d = tid; d < hd; d += ATT_T) a.po[pi * hd + d] = 0.f;
+        if (tid == 0) { a.pm[pi] = -INFINITY; a.pl[pi] = 0.f; }
+      }
+      continue;
+    }
+    float acc[ATT_G][PVC][2];
+#pragma unroll
+    for (int g = 0; g < ATT_G; g++)
+#pragma unroll
+      for (int c = 0; c < PVC; c++) { acc[g][c][0] = 0.f; acc[g][c][1] = 0.f; }
+    for (int t0 = start; t0 < end; t0 += ATT_TILE) {
+      int n = min(ATT_TILE, end - t0);
+      /* loads: my K half row and my V pairs, all in flight together */
+      kv8<T> kr8[KCH];
+      const T *krow = NULL;
+      if (st_tt < n) {
+        int t = t0 + st_tt;
+        krow = kc + (t < pl_r ? pre : own) + (size_t)t * hd + half * hh;
+        if (VEC) {
+#pragma unroll
+          for (int c = 0; c < KCH; c++) if (8 * c < hh) kr8[c].load(krow + 8 * c);
+        }
+      }
+      kv2<T> vr[PVC][ATT_PVP];
+#pragma unroll
+      for (int c = 0; c < PVC; c++) {
+        int d = 2 * (lane + 32 * c);
+#pragma unroll
+        for (int k = 0; k < ATT_PVP; k++) {
+          int tt = pv_grp * ATT_PVP + k, t = t0 + tt;
+          if (tt < n && d < hd) vr[c][k].load(vc + (t < pl_r ? pre : own) + (size_t)t * hd + d);
+          else vr[c][k].zero();
+        }
+      }
+      if (!waited) { /* from here on what the previous kernel wrote is visible */
+        cu_pdl_wait();
+        cu_pdl_trigger();
+        waited = true;
+      }
+      if (t0 == start) {
+        if (a.rq) {
+          /* queries: bias and RoPE of the GEMM's rows (as k_rope_kv computes them), scaled */
+          const float *row = a.q + (size_t)r * a.ld;
+          for (int i = tid; i < G * hd; i += ATT_T) {
+            int g = i / hd, d = i % hd, j = d % hh, o = (hbase + g) * hd + j;
+            float c = a.cos_t[(size_t)p * hh + j], sn = a.sin_t[(size_t)p * hh + j];
+            float x0 = row[o] + (a.bq ? a.bq[o] : 0.f), x1 = row[o + hh] + (a.bq ? a.bq[o + hh] : 0.f);
+            float v = d < hh ? x0 * c - x1 * sn : x1 * c + x0 * sn;
+            qs[g][d + (d >= hh ? ATT_QPAD : 0)] = v * a.scale;
+          }
+          if (mine && g0 == 0) {
+            /* position p's key and value for this kv head: into shared memory and the caches */
+            int Q = H * hd, KV = KVH * hd;
+            T *kw = (T *)a.kcw + own + (size_t)p * hd, *vw = (T *)a.vcw + own + (size_t)p * hd;
+            for (int d = tid; d < hd; d += ATT_T) {
+              int j = d % hh, o = kvh * hd + j;
+              float c = a.cos_t[(size_t)p * hh + j], sn = a.sin_t[(size_t)p * hh + j];
+              float x0 = row[Q + o] + (a.bk ? a.bk[o] : 0.f), x1 = row[Q + o + hh] + (a.bk ? a.bk[o + hh] : 0.f);
+              T kv = from_float<T>(d < hh ? x0 * c - x1 * sn : x1 * c + x0 * sn);
+              T vv = from_float<T>(row[Q + KV + kvh * hd + d] + (a.bv ? a.bv[kvh * hd + d] : 0.f));
+              kvp[0][d] = kv;
+              kvp[1][d] = vv;
+              kw[d] = kv;
+              vw[d] = vv;
+            }
+          }
+        } else {
+          for (int i = tid; i < G * hd; i += ATT_T) {
+            int g = i / hd, d = i % hd;
+            qs[g][d + (d >= hh ? ATT_QPAD : 0)] = a.q[(size_t)r * H * hd + (size_t)(hbase + g) * hd + d] * a.scale;
+          }
+        }
+        if (tid < ATT_G) { ms[tid] = -INFINITY; ls[tid] = 0.f; }
+        __syncthreads();
+      }
+      if (a.early && p >= t0 && p < t0 + n) {
+        /* position p was loaded before the wait (early) or is this block's own (rq): take it
+         * from shared memory (rq) or load it again */
+        int tp = p - t0;
+        const T *kp = mine ? &kvp[0][half * hh] : kc + own + (size_t)p * hd + half * hh;
+        const T *vp = mine ? kvp[1] : vc + own + (size_t)p * hd;
+        if (st_tt == tp) {
+          krow = kp;
+          if (VEC) {
+#pragma unroll
+            for (int c = 0; c < KCH; c++) if (8 * c < hh) kr8[c].load(krow + 8 * c);
+          }
+        }
+#pragma unroll
+        for (int c = 0; c < PVC; c++) {
+          int d = 2 * (lane + 32 * c);
+#pragma unroll
+          for (int k = 0; k < ATT_PVP; k++)
+            if (pv_grp * ATT_PVP + k == tp && d < hd) vr[c][k].load(vp + d);
+        }
+      }
+      /* scores: half dot products of my position with every head of the group */
+      {
+        float s[ATT_G];
+#pragma unroll
+        for (int g = 0; g < ATT_G; g++) s[g] = 0.f;
+        if (st_tt < n) {
+          if (VEC) {
+#pragma unroll
+            for (int c = 0; c < KCH; c++) {
+              if (8 * c >= hh) break;
+              float kf[8];
+              kr8[c].get(kf);
+#pragma unroll
+              for (int g = 0; g < ATT_G; g++) {
+                if (g < G) {
+                  const float4 *qq = (const float4 *)&qs[g][qoff + 8 * c];
+                  float4 x = qq[0], y = qq[1];
+                  s[g] += x.x * kf[0] + x.y * kf[1] + x.z * kf[2] + x.w * kf[3] + y.x * kf[4] + y.y * kf[5] +
+                          y.z * kf[6] + y.w * kf[7];
+                }
+              }
+            }
+          } else {
+            for (int d = 0; d < hh; d++) {
+              float kv = to_float(krow[d]);
+#pragma unroll
+              for (int g = 0; g < ATT_G; g++) if (g < G) s[g] += qs[g][qoff + d] * kv;
+            }
+          }
+        }
+#pragma unroll
+        for (int g = 0; g < ATT_G; g++) if (g < G) part[half][g][st_tt] = s[g];
+      }
+      __syncthreads();
+      /* online softmax per head: one warp per head */
+      for (int g = warp; g < G; g += nwarp) {
+        float x = lane < n ? part[0][g][lane] + part[1][g][lane] : -INFINITY;
+        float y = lane + 32 < n ? part[0][g][lane + 32] + part[1][g][lane + 32] : -INFINITY;
+        float mt = warp_max(fmaxf(x, y));
+        float mold = ms[g], mnew = fmaxf(mold, mt);
+        float ex = lane < n ? expf(x - mnew) : 0.f, ey = lane + 32 < n ? expf(y - mnew) : 0.f;
+        ps[g][lane] = ex;
+        ps[g][lane + 32] = ey;
+        float sum = warp_sum(ex + ey);
+        if (lane == 0) {
+          float alpha = expf(mold - mnew);
+          as[g] = alpha;
+          ls[g] = ls[g] * alpha + sum;
+          ms[g] = mnew;
+        }
+      }
+      __syncthreads();
+      /* acc = acc * alpha + P V over my group's positions (V already in registers) */
+#pragma unroll
+      for (int g = 0; g < ATT_G; g++)
+        if (g < G)
+#pragma unroll
+          for (int c = 0; c < PVC; c++) { acc[g][c][0] *= as[g]; acc[g][c][1] *= as[g]; }
+#pragma unroll
+      for (int c = 0; c < PVC; c++) {
+        if (2 * (lane + 32 * c) >= hd) break;
+#pragma unroll
+        for (int k = 0; k < ATT_PVP; k++) {
+          int tt = pv_grp * ATT_PVP + k;
+          float2 v = vr[c][k].get();
+#pragma unroll
+          for (int g = 0; g < ATT_G; g++)
+            if (g < G) {
+              float w = ps[g][tt];
+              acc[g][c][0] += w * v.x;
+              acc[g][c][1] += w * v.y;
+            }
+        }
+      }
+      __syncthreads();
+    }
+    /* the position groups add: groups 1.. hand their sums over through shared memory */
+    if (pv_grp > 0) {
+#pragma unroll
+      for (int c = 0; c < PVC; c++) {
+        int d = 2 * (lane + 32 * c);
+        if (d >= hd) break;
+#pragma unroll
+        for (int g = 0; g < ATT_G; g++)
+          if (g < G) { red[pv_grp - 1][g][d] = acc[g][c][0]; red[pv_grp - 1][g][d + 1] = acc[g][c][1]; }
+      }
+    }
+    __syncthreads();
+    if (pv_grp == 0) {
+#pragma unroll
+      for (int c = 0; c < PVC; c++) {
+        int d = 2 * (lane + 32 * c);
+        if (d >= hd) break;
+#pragma unroll
+        for (int g = 0; g < ATT_G; g++)
+          if (g < G) {
+            float o0 = acc[g][c][0], o1 = acc[g][c][1];
+#pragma unroll
+            for (int j = 0; j < ATT_PVG - 1; j++) { o0 += red[j][g][d]; o1 += red[j][g][d + 1]; }
+            size_t pi = ((size_t)r * H + hbase + g) * nsplit + split;
+            a.po[pi * hd + d] = o0;
+            a.po[pi * hd + d + 1] = o1;
+          }
+      }
+    }
+    if (tid < G) {
+      size_t pi = ((size_t)r * H + hbase + tid) * nsplit + split;
+      a.pm[pi] = ms[tid];
+      a.pl[pi] = ls[tid];
+    }
+    __syncthreads();
+  }
+}
+
+// out (A, H*hd) in T = merge of the nsplit partials. grid (H, A), hd threads (rounded to 32).
+// One warp turns the splits' maxima and sums into weights w[s] = exp(pm[s] - M) and the total L
+// (in shared memory), then every thread sums its dim over the splits with loads in flight.
+#define ATT_MAXSPLIT 528 /* att_split never makes more splits than this */
+template <typename T>
+__global__ void k_attn_combine(const float *po, const float *pm, const float *pl, void *outv, int H, int hd,
+                               int nsplit) {
+  cu_pdl_wait();
+  cu_pdl_trigger();
+  __shared__ float w[ATT_MAXSPLIT];
+  __shared__ float sL;
+  T *out = (T *)outv;
+  int h = blockIdx.x, r = blockIdx.y, d = threadIdx.x, lane = d & 31;
+  size_t base = ((size_t)r * H + h) * nsplit;
+  if (d < 32) {
+    float M = -INFINITY;
+    for (int s = lane; s < nsplit; s += 32) M = fmaxf(M, pm[base + s]);
+    M = warp_max(M);
+    float L = 0.f;
+    for (int s = lane; s < nsplit; s += 32) {
+      float l = pl[base + s], ws = l == 0.f ? 0.f : expf(pm[base + s] - M);
+      w[s] = ws;
+      L += l * ws;
+    }
+    L = warp_sum(L);
+    if (lane == 0) sL = L;
+  }
+  __syncthreads();
+  if (d >= hd) return;
+  float L = sL, o = 0.f;
+#pragma unroll 8
+  for (int s = 0; s < nsplit; s++) o += po[(base + s) * hd + d] * w[s];
+  out[(size_t)r * H * hd + (size_t)h * hd + d] = from_float<T>(L > 0.f ? o / L : 0.f);
+}
+
+#endif

@@ -1,0 +1,208 @@
+/* cuda_emu.h - just enough of CUDA to run a kernel's device code on the CPU (the *_emu tests):
+ * every CUDA thread an OS thread, blocks one after another (so __shared__ arrays can be statics),
+ * __syncthreads a barrier of the block, warp-wide operations (mma.sync, __shfl_xor_sync)
+ * gathered through a per-warp stage between two barriers of the warp. Written from the CUDA and
+ * PTX documentation, independently of the kernels it runs: the mma fragment layout is the PTX
+ * ISA's for m16n8k16 (lane g = lane/4, t = lane%4 holds A elements a0..a7 at row
+ * g + 8*((i/2)%2), column 2t + (i%2) + 8*(i/4), B elements b0..b3 at row (k) 2t + (i%2) + 8*(i/2),
+ * column g, C elements c0..c3 at row g + 8*(i/2), column 2t + (i%2); register j holds elements 2j
+ * (low half) and 2j+1). Checks index arithmetic, not timing or the GPU's memory model.
+ *
+ * Use: include this, then the kernel header, then emu_run(grid, threads, [&]{ kernel(args); }).
+ */
+#ifndef CF_CUDA_EMU_H
+#define CF_CUDA_EMU_H
+
+#include <cuda_bf16.h>
+#include <vector_types.h>
+
+#include <algorithm>
+
+#include <atomic>
+#include <condition_variable>
+#include <math.h>
+#include <mutex>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <thread>
+#include <vector>
+
+/* ---------------------------------------------------------------- the emulated CUDA surface */
+
+typedef __nv_bfloat16 bf16;
+
+class emu_barrier { /* reusable barrier for n threads */
+ public:
+  explicit emu_barrier(int n) : n_(n) {}
+  void wait() {
+    std::unique_lock<std::mutex> lk(m_);
+    unsigned gen = gen_;
+    if (++count_ == n_) {
+      count_ = 0;
+      gen_++;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lk, [&] { return gen != gen_; });
+    }
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  int n_, count_ = 0;
+  unsigned gen_ = 0;
+};
+
+static thread_local dim3 emu_thread, emu_block;
+static dim3 emu_bdim;
+static emu_barrier *emu_block_bar;
+static emu_barrier *emu_warp_bar[32];
+struct emu_frag { uint32_t a[4], b[2]; float c[4]; };
+static emu_frag emu_stage[32][32]; /* [warp][lane] */
+static float emu_shfl[32][32];
+
+/* cuda_bf16.h defined these qualifiers for host code; the kernel's shared arrays become statics */
+#undef __global__
+#undef __device__
+#undef __forceinline__
+#undef __shared__
+#define threadIdx emu_thread
+#define blockIdx emu_block
+#define blockDim emu_bdim
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+#define __launch_bounds__(...)
+static inline void __syncthreads() { emu_block_bar->wait(); }
+static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+static inline int atomicAdd(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t cu_pack_bf16x2(float lo, float hi) { /* round to nearest even, lo in the low half */
+  bf16 a = __float2bfloat16(lo), b = __float2bfloat16(hi);
+  uint16_t ua, ub;
+  memcpy(&ua, &a, 2);
+  memcpy(&ub, &b, 2);
+  return (uint32_t)ua | ((uint32_t)ub << 16);
+}
+/* Programmatic dependent launch: a test may stand in for the predecessor kernel. emu_wait_hook
+ * runs once per block when its threads reach cu_pdl_wait (the predecessor's writes land then),
+ * emu_block_end_hook after each block (to take them back, so that the next block again sees
+ * what was there before the predecessor finished). Every thread of a block must call
+ * cu_pdl_wait at the same point, as the kernels here do. */
+#include <functional>
+static std::function<void()> emu_wait_hook, emu_block_end_hook;
+static inline void cu_pdl_wait() {
+  if (!emu_wait_hook) return;
+  emu_block_bar->wait();
+  if (threadIdx.x == 0) emu_wait_hook();
+  emu_block_bar->wait();
+}
+static inline void cu_pdl_trigger() {}
+static inline void cu_prefetch_l2(const void *) {}
+template <typename T> static T __ldg(const T *p) { return *p; }
+template <typename T> static T __ldcs(const T *p) { return *p; }
+template <typename T> static T __ldcg(const T *p) { return *p; }
+#ifndef INFINITY
+#define INFINITY (__builtin_inff())
+#endif
+using std::min;
+
+/* __shfl_xor_sync over the whole warp: every lane's value through the stage */
+static inline float __shfl_xor_sync(unsigned, float v, int o) {
+  int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31;
+  emu_shfl[warp][lane] = v;
+  emu_warp_bar[warp]->wait();
+  float r = emu_shfl[warp][lane ^ o];
+  emu_warp_bar[warp]->wait();
+  return r;
+}
+/* the butterflies of cuda_internal.cuh's warp_sum / warp_max, over the emulated shuffle */
+static inline float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+static inline float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+/* element helpers of cuda_internal.cuh */
+static inline void bf16x8_to_float(const uint4 &u, float *f) {
+  const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+  for (int j = 0; j < 4; j++) {
+    float2 v = __bfloat1622float2(h[j]);
+    f[2 * j] = v.x;
+    f[2 * j + 1] = v.y;
+  }
+}
+static inline float to_float(float v) { return v; }
+static inline float to_float(bf16 v) { return __bfloat162float(v); }
+template <typename T> T from_float(float v);
+template <> inline float from_float<float>(float v) { return v; }
+template <> inline bf16 from_float<bf16>(float v) { return __float2bfloat16(v); }
+
+static inline float emu_half(uint32_t reg, int hi) { /* element of a packed bf16 pair as float */
+  uint32_t u = hi ? (reg & 0xffff0000u) : (reg << 16);
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* the warp-wide mma.sync, from the PTX fragment layout (see the header) */
+static inline void cu_mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31;
+  emu_frag &f = emu_stage[warp][lane];
+  memcpy(f.a, a, sizeof f.a);
+  f.b[0] = b0;
+  f.b[1] = b1;
+  memcpy(f.c, c, sizeof f.c);
+  emu_warp_bar[warp]->wait();
+  float A[16][16], B[16][8], C[16][8];
+  for (int l = 0; l < 32; l++) {
+    int g = l / 4, t = l % 4;
+    const emu_frag &s = emu_stage[warp][l];
+    for (int i = 0; i < 8; i++) A[g + 8 * ((i / 2) % 2)][2 * t + (i % 2) + 8 * (i / 4)] = emu_half(s.a[i / 2], i % 2);
+    for (int i = 0; i < 4; i++) B[2 * t + (i % 2) + 8 * (i / 2)][g] = emu_half(s.b[i / 2], i % 2);
+    for (int i = 0; i < 4; i++) C[g + 8 * (i / 2)][2 * t + (i % 2)] = s.c[i];
+  }
+  emu_warp_bar[warp]->wait(); /* every lane has read the stage before anyone writes it again */
+  int g = lane / 4, t = lane % 4;
+  for (int i = 0; i < 4; i++) {
+    int r = g + 8 * (i / 2), n = 2 * t + (i % 2);
+    double s = C[r][n];
+    for (int k = 0; k < 16; k++) s += (double)A[r][k] * B[k][n];
+    c[i] = (float)s;
+  }
+}
+
+/* runs body (which calls the kernel) as grid.x * grid.y * grid.z blocks of nthr threads, one
+ * block after another: nthr OS threads walk the blocks in step, a barrier between blocks */
+template <typename F>
+static inline void emu_run(dim3 grid, int nthr, F body) {
+  emu_bdim = dim3(nthr, 1, 1);
+  emu_barrier bb(nthr), done(nthr);
+  emu_block_bar = &bb;
+  int nw = (nthr + 31) / 32;
+  for (int w = 0; w < nw; w++) emu_warp_bar[w] = new emu_barrier(32);
+  std::vector<std::thread> th;
+  for (int t = 0; t < nthr; t++)
+    th.emplace_back([&, t] {
+      emu_thread = dim3(t, 0, 0);
+      for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+          for (unsigned bx = 0; bx < grid.x; bx++) {
+            emu_block = dim3(bx, by, bz);
+            body();
+            done.wait(); /* the block's shared arrays are free for the next block */
+            if (emu_block_end_hook) {
+              if (t == 0) emu_block_end_hook();
+              done.wait();
+            }
+          }
+    });
+  for (auto &x : th) x.join();
+  for (int w = 0; w < nw; w++) delete emu_warp_bar[w];
+}
+
+#endif

@@ -1,0 +1,211 @@
+/* test_gen_attn_emu.cpp - the decode attention of kernels/gen_attn.cuh (k_attn, then
+ * k_attn_combine) run on the CPU through tests/c/cuda_emu.h, against a naive double-precision
+ * attention over the same caches. Needs no GPU (built when the CUDA toolkit is found).
+ *
+ * Covered: bf16 and f32 caches; head_dim 128 and 16 on the 16-byte path, 24 on the element path,
+ * 256; query groups of 1, 2, 6 and 12 heads per kv head (12: two passes of the kernel); splits of
+ * one and of two tiles; positions on and across tile edges; rows sharing a prompt prefix slot;
+ * and the three ways decode runs it: queries already rotated (k_rope_kv ran), the same with the
+ * cache loaded before the dependency wait (early: position p is loaded again after it), and the
+ * fused form (rq) that rotates the queries itself and makes, stores and uses position p's key
+ * and value (checked in the caches too). The predecessor kernel is emulated at the wait: what it
+ * writes is NaN in every block until that block has waited, so a read before the wait of
+ * anything but the finished cache shows.
+ */
+#include "cuda_emu.h"
+
+#include "kernels/gen_attn.cuh"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+static int n_pass, n_fail;
+#define CHECK(cond, ...)                                                        \
+  do {                                                                          \
+    if (cond) n_pass++;                                                         \
+    else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
+  } while (0)
+
+static uint64_t rs = 0x9E3779B97F4A7C15ull;
+static double urand() {
+  rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
+  return (double)(rs >> 11) / 4503599627370496.0 - 1.0;
+}
+
+static float tof(float v) { return v; }
+static float tof(bf16 v) { return __bfloat162float(v); }
+
+struct cfg {
+  const char *name;
+  int H, KVH, hd, cap, C;
+  std::vector<int> pos, plen; /* per row; rows with plen > 0 share slot 0's prefix */
+};
+
+enum { MODE_ROTATED, MODE_EARLY, MODE_FUSED };
+static const char *mode_name[] = {"rotated q", "rotated q, early loads", "fused bias+RoPE"};
+
+template <typename T, bool VEC, int HD>
+static void run(const cfg &c, int mode) {
+  int A = (int)c.pos.size(), H = c.H, KVH = c.KVH, hd = c.hd, cap = c.cap, hh = hd / 2;
+  int Q = H * hd, KV = KVH * hd, ld = Q + 2 * KV, group = H / KVH;
+  int nslots = A + 1; /* slot 0: the shared prompt; row r owns slot r + 1 */
+  int nsplit = (cap + c.C - 1) / c.C;
+  size_t ncache = (size_t)(nslots + 1) * KVH * cap * hd;
+  std::vector<T> kc(ncache), vc(ncache);
+  for (auto &v : kc) v = from_float<T>((float)urand());
+  for (auto &v : vc) v = from_float<T>((float)urand());
+  std::vector<int> pos(c.pos), plen(c.plen), slot(A), pslot(A);
+  for (int r = 0; r < A; r++) { slot[r] = r + 1; pslot[r] = plen[r] > 0 ? 0 : r + 1; }
+  std::vector<float> q((size_t)A * Q), qkv((size_t)A * ld), bq(Q), bk(KV), bv(KV);
+  std::vector<float> cs((size_t)cap * hh), sn((size_t)cap * hh);
+  for (auto &v : q) v = (float)urand();
+  for (auto &v : qkv) v = (float)urand();
+  for (auto &v : bq) v = (float)(0.3 * urand());
+  for (auto &v : bk) v = (float)(0.3 * urand());
+  for (auto &v : bv) v = (float)(0.3 * urand());
+  for (int t = 0; t < cap; t++)
+    for (int i = 0; i < hh; i++) {
+      double ang = t * pow(10000.0, -2.0 * i / hd);
+      cs[(size_t)t * hh + i] = (float)cos(ang);
+      sn[(size_t)t * hh + i] = (float)sin(ang);
+    }
+  /* the fused form: the rotated queries and position p's key and value it must produce */
+  std::vector<float> qrot((size_t)A * Q);
+  std::vector<T> kp((size_t)A * KV), vp((size_t)A * KV);
+  for (int r = 0; r < A; r++) {
+    int p = pos[r];
+    const float *row = &qkv[(size_t)r * ld];
+    for (int h = 0; h < H + KVH; h++)
+      for (int d = 0; d < hd; d++) {
+        int j = d % hh, o = (h < H ? h : h - H) * hd + j, base = h < H ? 0 : Q;
+        const float *b = h < H ? bq.data() : bk.data();
+        float x0 = row[base + o] + b[o], x1 = row[base + o + hh] + b[o + hh];
+        float cc = cs[(size_t)p * hh + j], ss = sn[(size_t)p * hh + j];
+        float v = d < hh ? x0 * cc - x1 * ss : x1 * cc + x0 * ss;
+        if (h < H) qrot[(size_t)r * Q + h * hd + d] = v;
+        else kp[(size_t)r * KV + (h - H) * hd + d] = from_float<T>(v);
+      }
+    for (int j = 0; j < KV; j++) vp[(size_t)r * KV + j] = from_float<T>(row[Q + KV + j] + bv[j]);
+  }
+  std::vector<T> kc0 = kc, vc0 = vc;
+  std::vector<float> po((size_t)A * H * nsplit * hd), pm((size_t)A * H * nsplit), pl((size_t)A * H * nsplit);
+  std::vector<T> out((size_t)A * Q);
+  att_args a;
+  memset(&a, 0, sizeof a);
+  a.q = mode == MODE_FUSED ? qkv.data() : q.data();
+  a.kc = kc.data(); a.vc = vc.data();
+  a.pos = pos.data(); a.slot = slot.data(); a.pslot = pslot.data(); a.plen = plen.data();
+  a.po = po.data(); a.pm = pm.data(); a.pl = pl.data();
+  a.H = H; a.KVH = KVH; a.hd = hd; a.cap = cap; a.C = c.C; a.nsplit = nsplit;
+  a.scale = (float)(1.0 / sqrt((double)hd));
+  a.rq = mode == MODE_FUSED;
+  a.early = mode != MODE_ROTATED;
+  a.ld = ld; a.bq = bq.data(); a.bk = bk.data(); a.bv = bv.data(); a.cos_t = cs.data(); a.sin_t = sn.data();
+  a.kcw = kc.data(); a.vcw = vc.data();
+  /* the predecessor kernel, emulated: what it writes (the rotated queries; in early mode also
+   * position p of each row's own slot; in the fused form the GEMM's rows) is NaN until the block
+   * waits for it, and NaN again for the next block */
+  std::vector<float> &qlive = mode == MODE_FUSED ? qkv : q;
+  std::vector<float> qreal = qlive;
+  auto put = [&](bool real) {
+    for (size_t i = 0; i < qlive.size(); i++) qlive[i] = real ? qreal[i] : NAN;
+    if (mode == MODE_EARLY)
+      for (int r = 0; r < A; r++)
+        for (int kh = 0; kh < KVH; kh++)
+          for (int d = 0; d < hd; d++) {
+            size_t i = (((size_t)slot[r] * KVH + kh) * cap + pos[r]) * hd + d;
+            kc[i] = real ? kc0[i] : from_float<T>(NAN);
+            vc[i] = real ? vc0[i] : from_float<T>(NAN);
+          }
+  };
+  put(false);
+  emu_wait_hook = [&] { put(true); };
+  emu_block_end_hook = [&] { put(false); };
+  emu_run(dim3(nsplit, KVH, A), ATT_T, [=] { k_attn<T, VEC, HD>(a); });
+  emu_wait_hook = nullptr;
+  emu_block_end_hook = nullptr;
+  put(true);
+  emu_run(dim3(H, A, 1), (hd + 31) / 32 * 32,
+          [&] { k_attn_combine<T>(po.data(), pm.data(), pl.data(), out.data(), H, hd, nsplit); });
+  char what[200];
+  snprintf(what, sizeof what, "%s, %s, %s", c.name, sizeof(T) == 2 ? "bf16" : "f32", mode_name[mode]);
+  /* the reference: softmax(q k / sqrt(hd)) v over positions 0..p, in double */
+  int bad = 0;
+  double worst = 0;
+  for (int r = 0; r < A; r++) {
+    int p = pos[r];
+    for (int h = 0; h < H; h++) {
+      int kh = h / group;
+      const float *qq = mode == MODE_FUSED ? &qrot[(size_t)r * Q + h * hd] : &q[(size_t)r * Q + h * hd];
+      std::vector<double> sc(p + 1);
+      double mx = -1e300;
+      for (int t = 0; t <= p; t++) {
+        int sl = t < plen[r] ? pslot[r] : slot[r];
+        size_t off = (((size_t)sl * KVH + kh) * cap + t) * hd;
+        double s = 0;
+        for (int d = 0; d < hd; d++) {
+          double kv = mode == MODE_FUSED && t == p ? tof(kp[(size_t)r * KV + kh * hd + d]) : tof(kc0[off + d]);
+          s += (double)qq[d] * kv;
+        }
+        sc[t] = s / sqrt((double)hd);
+        if (sc[t] > mx) mx = sc[t];
+      }
+      double L = 0;
+      for (int t = 0; t <= p; t++) { sc[t] = exp(sc[t] - mx); L += sc[t]; }
+      for (int d = 0; d < hd; d++) {
+        double o = 0;
+        for (int t = 0; t <= p; t++) {
+          int sl = t < plen[r] ? pslot[r] : slot[r];
+          size_t off = (((size_t)sl * KVH + kh) * cap + t) * hd;
+          double vv = mode == MODE_FUSED && t == p ? tof(vp[(size_t)r * KV + kh * hd + d]) : tof(vc0[off + d]);
+          o += sc[t] * vv;
+        }
+        o /= L;
+        double got = tof(out[(size_t)r * Q + h * hd + d]);
+        double tol = sizeof(T) == 2 ? 1e-2 + 1e-2 * fabs(o) : 2e-5 + 1e-5 * fabs(o);
+        double err = fabs(got - o);
+        if (!(err <= tol) && bad++ < 3) printf("  %s: row %d head %d dim %d got %.6g want %.6g\n", what, r, h, d, got, o);
+        if (err > worst) worst = err;
+      }
+    }
+  }
+  CHECK(bad == 0, "%s: %d wrong (worst %.3g)", what, bad, worst);
+  /* the caches: only the fused form writes, exactly position p of each row's own slot */
+  int cbad = 0;
+  for (size_t i = 0; i < ncache; i++) {
+    size_t d = i % hd, t = (i / hd) % cap, kh = (i / hd / cap) % KVH, sl = i / hd / cap / KVH;
+    T kw = kc0[i], vw = vc0[i];
+    if (mode == MODE_FUSED && sl >= 1 && (int)sl <= A && (int)t == pos[sl - 1]) {
+      kw = kp[(sl - 1) * KV + kh * hd + d];
+      vw = vp[(sl - 1) * KV + kh * hd + d];
+    }
+    if ((memcmp(&kc[i], &kw, sizeof(T)) || memcmp(&vc[i], &vw, sizeof(T))) && cbad++ < 3)
+      printf("  %s: cache slot %zu kv head %zu position %zu dim %zu differs\n", what, sl, kh, t, d);
+  }
+  CHECK(cbad == 0, "%s: caches written wrongly (%d)", what, cbad);
+}
+
+int main() {
+  /* positions: tile edges (63, 64), a split edge, the last cached position, short rows; plen > 0
+   * rows read their first plen positions from the shared prompt slot */
+  cfg c128 = {"hd 128, 12 heads on 2", 12, 2, 128, 200, 64, {150, 63, 64, 0}, {40, 40, 0, 0}};
+  cfg c16 = {"hd 16, 12 heads on 1 (two passes), 2 tiles per split", 12, 1, 16, 300, 128, {299, 128, 5}, {100, 0, 3}};
+  cfg c24 = {"hd 24 (element path), 4 heads on 2", 4, 2, 24, 140, 64, {139, 70, 1}, {0, 30, 1}};
+  cfg c256 = {"hd 256, 2 heads on 1", 2, 1, 256, 130, 64, {129, 65}, {64, 0}};
+  cfg c1 = {"hd 128, one head per kv head", 2, 2, 128, 70, 64, {69, 2}, {10, 0}};
+  for (int m = 0; m < 3; m++) {
+    run<bf16, true, 128>(c128, m);
+    run<float, true, 128>(c128, m);
+    run<bf16, true, 128>(c16, m);
+    run<bf16, false, 128>(c24, m);
+    run<float, false, 128>(c24, m);
+    run<bf16, true, 256>(c256, m);
+    run<bf16, true, 128>(c1, m);
+  }
+  printf("%d passed, %d failed\n", n_pass, n_fail);
+  return n_fail ? 1 : 0;
+}
