@@ -891,7 +891,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
       aa.H = e->H; aa.KVH = e->KVH; aa.hd = hd; aa.cap = e->cap; aa.C = C; aa.nsplit = nsplit;
       aa.scale = scale;
       aa.rq = rq;
-      aa.early = decode;
+      aa.early = decode && e->pdl; /* (without PDL there is nothing to overlap) */
       aa.ld = ld; aa.bq = Ly->bq; aa.bk = Ly->bk; aa.bv = Ly->bv; aa.cos_t = e->cos_t; aa.sin_t = e->sin_t;
       aa.kcw = kc; aa.vcw = vc;
       if (!KEEP("attention")) {
