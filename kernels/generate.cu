@@ -42,8 +42,11 @@
  * k_mma16, a tensor-core GEMM for <= 16 rows of bf16 that also folds the SwiGLU into the gate/up
  * GEMM, is opt-in (CONFIT_GEN_MMA=1; written without a GPU, not yet run). It replaced k_gemv, a
  * CUDA-core version measured slower than cuBLAS on an H200 (1.5B shape, batch 16: 4.97 vs 2.97 ms
- * per step; too few loads in flight). CONFIT_GEN_PDL=1 launches the step's kernels as programmatic
- * dependent launches (each waits in place for its predecessor; opt-in, not yet run either).
+ * per step; too few loads in flight). With CONFIT_GEN_MMA the RMSNorms fold into the GEMMs that
+ * read them (gen_fold) and the decode attention does k_rope_kv's work (att_args.rq;
+ * CONFIT_GEN_FUSE_ROPE=0/1 overrides): 6 kernels per layer. CONFIT_GEN_PDL=1 launches the
+ * step's kernels as programmatic dependent launches (each waits in place for its predecessor).
+ * All opt-in and not yet run on a GPU.
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
 #include "kernels/cuda_internal.cuh"

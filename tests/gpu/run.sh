@@ -2,7 +2,7 @@
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-lt] [--variants "mma+pdl lt"]
-#                                           [--profile]   (variants: any of lt mma pdl, joined by +)
+#                                           [--profile]   (variants: lt mma pdl rope rope0, joined by +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."]
 #
 #  1. unpacks .debs/*.deb into a prefix ($DEBROOT, default /tmp/debroot): Lua, LPeg, cJSON,
@@ -16,11 +16,9 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     opt-in decode variant of $VARIANTS (default "mma+pdl mma pdl lt"; --variants "...", --no-lt
-#     drops lt), the generation test and the 1.5B decode benchmark again under it: lt = timed
-#     cuBLAS / cublasLt GEMM plans (CONFIT_GEN_LT), mma = skinny.cu's tensor-core GEMMs with the
-#     fused SwiGLU (CONFIT_GEN_MMA), pdl = programmatic dependent launches (CONFIT_GEN_PDL), a+b
-#     both; rows "1.5B+MMA+PDL" etc.;
+#     opt-in decode variant of $VARIANTS (default "mma+pdl mma pdl rope lt"; --variants "...",
+#     --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
+#     below says what each is); rows "1.5B+MMA+PDL" etc.;
 #  6. with --sanitize: compute-sanitizer memcheck over each GPU test file (time-limited; the files
 #     SANITIZE_TESTS names, default all, SANITIZE_LIMIT seconds each, default 240);
 #  7. prints a table last: metric, value, baseline (PyTorch eager, H200, GPU.md), card.
@@ -33,7 +31,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; VARIANTS=${VARIANTS:-mma+pdl mma pdl lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; VARIANTS=${VARIANTS:-mma+pdl mma pdl rope lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -193,10 +191,13 @@ EOF
     "$CONFIT" "$OUTDIR/table.lua" "$OUTDIR/bench.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
   fi
   # 5b. decode variants that are opt-in until measured (kernels/generate.cu), each as the generation
-  # test under it (values against the CPU forward) and then the 1.5B decode benchmark, rows
+  # test under it (values against the CPU forward) and then the 1.5B decode benchmark at batch 16
+  # (512 new tokens), rows
   # "1.5B+<VARIANT>": lt = timed cuBLAS / cublasLt GEMM plans (CONFIT_GEN_LT, plans printed to the
-  # log), mma = the tensor-core skinny GEMMs of skinny.cu with the fused SwiGLU (CONFIT_GEN_MMA),
-  # pdl = programmatic dependent launches (CONFIT_GEN_PDL); a+b sets both
+  # log), mma = the tensor-core skinny GEMMs of skinny.cu with the SwiGLU and the RMSNorms folded
+  # in and the attention doing the RoPE (CONFIT_GEN_MMA), pdl = programmatic dependent launches
+  # (CONFIT_GEN_PDL), rope = the attention doing the RoPE alone (CONFIT_GEN_FUSE_ROPE=1: on f32
+  # models too, so the test's exact f32 comparisons cover it), rope0 = mma without it; a+b both
   for V in $VARIANTS; do
     TEST_ENV=""; BENCH_ENV=""; TAG=$(echo "$V" | tr '[:lower:]' '[:upper:]'); OKV=1
     for part in $(echo "$V" | tr '+' ' '); do
@@ -204,13 +205,15 @@ EOF
         lt) TEST_ENV="$TEST_ENV CONFIT_GEN_LT=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_LT=2" ;;
         mma) TEST_ENV="$TEST_ENV CONFIT_GEN_MMA=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_MMA=1" ;;
         pdl) TEST_ENV="$TEST_ENV CONFIT_GEN_PDL=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_PDL=1" ;;
+        rope) TEST_ENV="$TEST_ENV CONFIT_GEN_FUSE_ROPE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_FUSE_ROPE=1" ;;
+        rope0) TEST_ENV="$TEST_ENV CONFIT_GEN_FUSE_ROPE=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_FUSE_ROPE=0" ;;
         *) say "unknown decode variant $part in $V"; STATUS=1; OKV=0 ;;
       esac
     done
     [ $OKV -eq 1 ] || continue
     V=$(echo "$V" | tr '+' '_')
     if stage "gen_${V}_test" 120 env CONFIT_POISON=1 $TEST_ENV "$CONFIT" tests/gpu/test_generate_cuda.lua; then
-      stage "bench_$V" 120 env $BENCH_ENV "$CONFIT" bench/gpu_bench.lua --only decode --shape 1.5B --budget 60 \
+      stage "bench_$V" 120 env $BENCH_ENV "$CONFIT" bench/gpu_bench.lua --only decode --shape 1.5B --quick --new 512 --budget 60 \
         || STATUS=1
       grep '^{' "$OUTDIR/bench_$V.log" | sed "s/\"bench\":\"decode\",\"shape\":\"1.5B\"/\"bench\":\"decode\",\"shape\":\"1.5B+$TAG\"/" \
         > "$OUTDIR/bench_$V.jsonl" 2>/dev/null
