@@ -760,35 +760,44 @@ static int gen_resid(gen_engine *e, const cf_skinny_job *j, const char *what) {
   return 0;
 }
 
-/* Whether a step of A rows runs with its norms folded: every GEMM of it qualifies for skinny.cu
- * in its folded form and the partial sums fit e->ss. */
+/* Whether a step of A rows runs with its norms folded: every GEMM of every layer and the head
+ * qualifies for skinny.cu in its folded form (shapes, alignment of weights and norms) and the
+ * partial sums fit e->ss. Host-side checks only (at capture, not per replay). */
 static bool gen_fold(gen_engine *e, int A) {
   if (!e->mma || !e->ss || A > 16) return false;
-  const gen_layer *Ly = &e->layer[0];
   int F = e->F, Q = e->Q, KV = e->KV, ld = Q + 2 * KV;
-  cf_skinny_job j[6];
-  int n = 0;
   e->ss_groups = 1;
-  if (Ly->qkv_fused) j[n++] = sk_norm_job(e, Ly->qw, Ly->in_norm, e->qkv, ld, A, ld);
-  else {
-    j[n++] = sk_norm_job(e, Ly->qw, Ly->in_norm, e->qkv, ld, A, Q);
-    j[n++] = sk_norm_job(e, Ly->kw, Ly->in_norm, e->qkv + Q, ld, A, KV);
-  }
-  j[n++] = sk_resid_job(e, Ly->ow, e->att, Q, A, Q);
-  if (Ly->gu_fused) {
-    j[n] = sk_norm_job(e, Ly->gw, Ly->post_norm, NULL, 0, A, 2 * F);
-    j[n].Y = NULL; j[n].swiglu = true; j[n].act = e->act;
-    n++;
-  } else {
-    j[n++] = sk_norm_job(e, Ly->gw, Ly->post_norm, e->gu, 2 * F, A, F);
-  }
-  j[n++] = sk_resid_job(e, Ly->dw, e->act, F, A, F);
-  j[n++] = sk_norm_job(e, e->head, e->final_norm, e->logits, e->V, A, e->V);
-  for (int i = 0; i < n; i++) {
-    if (!cf_cuda_skinny_ok(&j[i])) return false;
-    int nt, ksb, grid;
-    cf_cuda_skinny_plan(&j[i], &e->mma_opts, &e->mma_ws, &nt, &ksb, &grid);
-    if (j[i].ss_out && grid > e->ss_cap) return false;
+  for (int l = 0; l <= e->L; l++) {
+    cf_skinny_job j[6];
+    int n = 0;
+    if (l == e->L) { /* the head, after the final norm */
+      j[n++] = sk_norm_job(e, e->head, e->final_norm, e->logits, e->V, A, e->V);
+    } else {
+      const gen_layer *Ly = &e->layer[l];
+      if (Ly->qkv_fused) j[n++] = sk_norm_job(e, Ly->qw, Ly->in_norm, e->qkv, ld, A, ld);
+      else {
+        j[n++] = sk_norm_job(e, Ly->qw, Ly->in_norm, e->qkv, ld, A, Q);
+        j[n++] = sk_norm_job(e, Ly->kw, Ly->in_norm, e->qkv + Q, ld, A, KV);
+        j[n++] = sk_norm_job(e, Ly->vw, Ly->in_norm, e->qkv + Q + KV, ld, A, KV);
+      }
+      j[n++] = sk_resid_job(e, Ly->ow, e->att, Q, A, Q);
+      if (Ly->gu_fused) {
+        j[n] = sk_norm_job(e, Ly->gw, Ly->post_norm, NULL, 0, A, 2 * F);
+        j[n].swiglu = true;
+        j[n].act = e->act;
+        n++;
+      } else {
+        j[n++] = sk_norm_job(e, Ly->gw, Ly->post_norm, e->gu, 2 * F, A, F);
+        j[n++] = sk_norm_job(e, Ly->uw, Ly->post_norm, e->gu + F, 2 * F, A, F);
+      }
+      j[n++] = sk_resid_job(e, Ly->dw, e->act, F, A, F);
+    }
+    for (int i = 0; i < n; i++) {
+      if (!cf_cuda_skinny_ok(&j[i])) return false;
+      int nt, ksb, grid;
+      cf_cuda_skinny_plan(&j[i], &e->mma_opts, &e->mma_ws, &nt, &ksb, &grid);
+      if (j[i].ss_out && grid > e->ss_cap) return false;
+    }
   }
   return true;
 }
