@@ -511,6 +511,10 @@ struct gen_engine {
   bool rq;              /* decode attention does bias + RoPE + the cache write (no k_rope_kv): with
                            CONFIT_GEN_MMA, or CONFIT_GEN_FUSE_ROPE=1; =0 turns it off */
   cf_skinny_opts mma_opts; /* CONFIT_GEN_MMA_NT, _KSB, _MINB (0: skinny.cu's defaults) */
+  bool mma_tune;        /* CONFIT_GEN_MMA=2: each decode bucket's GEMM kinds timed in a few launch
+                           shapes first, the fastest kept (gen_tune) */
+  struct gen_tuned *tuned;
+  int ntuned;
   cf_skinny_ws mma_ws;  /* its split-K workspace */
   float *ss;            /* folded RMSNorm: per-row partial sums of squares of x, [ss_cap][16] */
   int ss_cap, ss_groups; /* partials it holds; partials the last writer of x left */
@@ -520,7 +524,7 @@ struct gen_engine {
   int nplan;
   int planned[GEN_MAX_PLANNED]; /* decode buckets already planned */
   int nplanned;
-  float *lt_out;        /* scratch output for timing plans (Bmax x V f32) */
+  float *lt_out;        /* scratch output for timing plans (Bmax x V f32; also CONFIT_GEN_MMA=2) */
   cudaDataType_t wt;
   cublasHandle_t blas;
   cudaStream_t st;
@@ -578,6 +582,9 @@ static void gen_release(gen_engine *e) {
   for (int i = 0; i < e->nallocs; i++) cf_cuda_free(e->allocs[i], e->alloc_n[i]);
   e->nallocs = 0;
   cf_cuda_skinny_ws_free(&e->mma_ws);
+  free(e->tuned);
+  e->tuned = NULL;
+  e->ntuned = 0;
   if (e->pin) cudaFreeHost(e->pin);
   e->pin = NULL;
   free(e->layer);
@@ -731,8 +738,20 @@ static cf_skinny_job sk_job(const void *W, const void *X, int ldx, float *Y, int
   return j;
 }
 
-static int gen_skinny(gen_engine *e, const cf_skinny_job *j, const char *what) {
-  if (cf_cuda_skinny_run(j, &e->mma_opts, &e->mma_ws, e->st)) return cf_error_prefix("%s: ", what);
+/* The GEMM kinds of a folded decode step, each tuned on its own (CONFIT_GEN_MMA=2) */
+enum { GK_QKV, GK_OPROJ, GK_GATEUP, GK_DOWN, GK_HEAD, GK_OTHER, GK_N };
+static const char *const gk_name[GK_N] = {"qkv", "o_proj", "gate/up", "down", "lm_head", "other"};
+struct gen_tuned { int A; cf_skinny_opts o[GK_N]; };
+
+/* the launch options of a job of kind k over A rows: tuned, else the environment's */
+static const cf_skinny_opts *gen_opts(const gen_engine *e, int A, int k) {
+  for (int i = 0; i < e->ntuned; i++)
+    if (e->tuned[i].A == A) return &e->tuned[i].o[k];
+  return &e->mma_opts;
+}
+
+static int gen_skinny(gen_engine *e, const cf_skinny_job *j, int kind, const char *what) {
+  if (cf_cuda_skinny_run(j, gen_opts(e, j->A, kind), &e->mma_ws, e->st)) return cf_error_prefix("%s: ", what);
   return 0;
 }
 
@@ -752,10 +771,10 @@ static cf_skinny_job sk_resid_job(const gen_engine *e, const void *W, const void
   return j;
 }
 /* launches a residual job and records how many partial sums it leaves */
-static int gen_resid(gen_engine *e, const cf_skinny_job *j, const char *what) {
+static int gen_resid(gen_engine *e, const cf_skinny_job *j, int kind, const char *what) {
   int nt, ksb, grid;
-  cf_cuda_skinny_plan(j, &e->mma_opts, &e->mma_ws, &nt, &ksb, &grid);
-  if (gen_skinny(e, j, what)) return -1;
+  cf_cuda_skinny_plan(j, gen_opts(e, j->A, kind), &e->mma_ws, &nt, &ksb, &grid);
+  if (gen_skinny(e, j, kind, what)) return -1;
   e->ss_groups = grid;
   return 0;
 }
@@ -802,12 +821,113 @@ static bool gen_fold(gen_engine *e, int A) {
   return true;
 }
 
+/* CONFIT_GEN_MMA=2: before a decode bucket of A rows is captured, each GEMM kind of the folded
+ * step is timed in a few launch shapes (tiles per block, K split, register bound) and the fastest
+ * kept for that bucket. Each time is the mean of 2L launches in one CUDA graph walking the layers'
+ * weights (as a step does: none is in L2 from its last use), written into scratch (e->lt_out) and
+ * e->ss, which the step itself rewrites before reading. A kind whose shapes all fail keeps the
+ * default. Prints the choices on stderr. */
+static bool tune_job(gen_engine *e, int k, int l, int A, cf_skinny_job *j) {
+  const gen_layer *Ly = &e->layer[l];
+  int F = e->F, Q = e->Q, KV = e->KV, ld = Q + 2 * KV;
+  float *S = e->lt_out;
+  e->ss_groups = 1;
+  switch (k) {
+    case GK_QKV:
+      if (!Ly->qkv_fused) return false;
+      *j = sk_norm_job(e, Ly->qw, Ly->in_norm, S, ld, A, ld);
+      break;
+    case GK_OPROJ: *j = sk_resid_job(e, Ly->ow, e->att, Q, A, Q); j->Y = S; break;
+    case GK_GATEUP:
+      if (!Ly->gu_fused) return false;
+      *j = sk_norm_job(e, Ly->gw, Ly->post_norm, NULL, 0, A, 2 * F);
+      j->swiglu = true;
+      j->act = S;
+      break;
+    case GK_DOWN: *j = sk_resid_job(e, Ly->dw, e->act, F, A, F); j->Y = S; break;
+    case GK_HEAD: *j = sk_norm_job(e, e->head, e->final_norm, S, e->V, A, e->V); break;
+    default: return false;
+  }
+  return cf_cuda_skinny_ok(j);
+}
+
+/* mean microseconds of one launch of kind k with options o (2L launches in a graph); < 0: failed */
+static float tune_time(gen_engine *e, int k, int A, const cf_skinny_opts *o, cudaEvent_t ev0, cudaEvent_t ev1) {
+  int reps = 2 * e->L;
+  cudaGraph_t g = NULL;
+  cudaGraphExec_t ge = NULL;
+  if (cudaStreamBeginCapture(e->st, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return -1.f;
+  int bad = 0;
+  for (int i = 0; i < reps && !bad; i++) {
+    cf_skinny_job j;
+    bad = !tune_job(e, k, i % e->L, A, &j) || cf_cuda_skinny_run(&j, o, &e->mma_ws, e->st) != 0;
+  }
+  cudaError_t ce = cudaStreamEndCapture(e->st, &g);
+  float ms = -1.f;
+  if (!bad && ce == cudaSuccess && cudaGraphInstantiate(&ge, g, 0) == cudaSuccess &&
+      cudaGraphLaunch(ge, e->st) == cudaSuccess && cudaEventRecord(ev0, e->st) == cudaSuccess &&
+      cudaGraphLaunch(ge, e->st) == cudaSuccess && cudaEventRecord(ev1, e->st) == cudaSuccess &&
+      cudaEventSynchronize(ev1) == cudaSuccess && cudaEventElapsedTime(&ms, ev0, ev1) == cudaSuccess)
+    ms = 1000.f * ms / reps;
+  else
+    ms = -1.f;
+  if (ge) cudaGraphExecDestroy(ge);
+  if (g) cudaGraphDestroy(g);
+  cudaGetLastError();
+  cf_error_clear();
+  return ms;
+}
+
+static int gen_tune(gen_engine *e, int A) {
+  for (int i = 0; i < e->ntuned; i++) if (e->tuned[i].A == A) return 0;
+  if (e->ntuned >= GEN_MAX_PLANNED) return 0;
+  gen_tuned *t = &e->tuned[e->ntuned];
+  t->A = A;
+  for (int k = 0; k < GK_N; k++) t->o[k] = e->mma_opts;
+  if (!gen_fold(e, A)) { e->ntuned++; return 0; } /* the unfolded step keeps the defaults */
+  static const cf_skinny_opts cand[] = {{4, 0, 1, false}, {4, 0, 2, false}, {2, 0, 1, false}, {2, 0, 2, false},
+                                        {1, 0, 1, false}, {1, 0, 2, false}, {4, 1, 1, false}, {4, 1, 2, false}};
+  cudaEvent_t ev0 = NULL, ev1 = NULL;
+  if (cu_check(cudaStreamSynchronize(e->st), "generate: tuning") || cu_check(cudaEventCreate(&ev0), "generate: tuning") ||
+      cu_check(cudaEventCreate(&ev1), "generate: tuning")) {
+    if (ev0) cudaEventDestroy(ev0);
+    return -1;
+  }
+  for (int k = 0; k < GK_OTHER; k++) {
+    cf_skinny_job j;
+    if (!tune_job(e, k, 0, A, &j)) continue;
+    int seen[sizeof cand / sizeof *cand][3], nseen = 0;
+    float best = -1.f, first = -1.f;
+    for (size_t c = 0; c < sizeof cand / sizeof *cand; c++) {
+      cf_skinny_opts o = cand[c];
+      o.pdl = e->pdl;
+      int nt, ksb, grid, dup = 0;
+      cf_cuda_skinny_plan(&j, &o, &e->mma_ws, &nt, &ksb, &grid);
+      if (j.ss_out && grid > e->ss_cap) continue;
+      for (int q = 0; q < nseen; q++) dup |= seen[q][0] == nt && seen[q][1] == ksb && seen[q][2] == o.minb;
+      if (dup) continue;
+      seen[nseen][0] = nt; seen[nseen][1] = ksb; seen[nseen][2] = o.minb; nseen++;
+      float us = tune_time(e, k, A, &o, ev0, ev1);
+      if (c == 0) first = us;
+      if (us > 0.f && (best < 0.f || us < best)) { best = us; t->o[k] = o; }
+    }
+    int nt, ksb, grid;
+    cf_cuda_skinny_plan(&j, &t->o[k], &e->mma_ws, &nt, &ksb, &grid);
+    fprintf(stderr, "confit generate: tuned %-8s rows %2d: nt %d ksb %d minb %d%s  %.2f us (default shape %.2f us)\n",
+            gk_name[k], A, nt, ksb, t->o[k].minb, t->o[k].pdl ? " pdl" : "", best, first);
+  }
+  cudaEventDestroy(ev0);
+  cudaEventDestroy(ev1);
+  e->ntuned++;
+  return 0;
+}
+
 /* Y (A, ldy) f32 [+]= X (A, in; ldx) @ W (out, in)^T */
 static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float *Y, int ldy, int A, int in,
                     int out, float beta, const char *what) {
   if (e->mma) {
     cf_skinny_job j = sk_job(W, X, ldx, Y, ldy, A, in, out, beta);
-    if (cf_cuda_skinny_ok(&j)) return gen_skinny(e, &j, what);
+    if (cf_cuda_skinny_ok(&j)) return gen_skinny(e, &j, GK_OTHER, what);
   }
   float alpha = 1.0f;
   const gen_plan *p = e->nplan ? plan_find(e, A, in, out, ldx, ldy, beta != 0.f) : NULL;
@@ -875,8 +995,9 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
       cf_skinny_job q = sk_norm_job(e, Ly->qw, Ly->in_norm, e->qkv, ld, A, Ly->qkv_fused ? ld : Q);
       cf_skinny_job k = sk_norm_job(e, Ly->kw, Ly->in_norm, e->qkv + Q, ld, A, KV);
       cf_skinny_job v = sk_norm_job(e, Ly->vw, Ly->in_norm, e->qkv + Q + KV, ld, A, KV);
-      if (gen_skinny(e, &q, "generate: qkv") ||
-          (!Ly->qkv_fused && (gen_skinny(e, &k, "generate: k_proj") || gen_skinny(e, &v, "generate: v_proj"))))
+      if (gen_skinny(e, &q, Ly->qkv_fused ? GK_QKV : GK_OTHER, "generate: qkv") ||
+          (!Ly->qkv_fused && (gen_skinny(e, &k, GK_OTHER, "generate: k_proj") ||
+                              gen_skinny(e, &v, GK_OTHER, "generate: v_proj"))))
         return -1;
     } else if (Ly->qkv_fused) {
       if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, ld, 0.f, "generate: qkv")) return -1;
@@ -919,7 +1040,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     if (!KEEP("o_proj")) {
     } else if (fold) {
       cf_skinny_job o = sk_resid_job(e, Ly->ow, e->att, Q, A, Q);
-      if (gen_resid(e, &o, "generate: o_proj")) return -1;
+      if (gen_resid(e, &o, GK_OPROJ, "generate: o_proj")) return -1;
     } else if (gen_gemm(e, Ly->ow, e->att, Q, e->x, D, A, Q, D, 1.f, "generate: o_proj")) {
       return -1;
     }
@@ -934,11 +1055,12 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     bool sw = e->mma && Ly->gu_fused && cf_cuda_skinny_ok(&gu);
     if (!KEEP("gate_up")) {
     } else if (sw) {
-      if (gen_skinny(e, &gu, "generate: gate/up+swiglu")) return -1;
+      if (gen_skinny(e, &gu, fold ? GK_GATEUP : GK_OTHER, "generate: gate/up+swiglu")) return -1;
     } else if (fold) {
       cf_skinny_job g = sk_norm_job(e, Ly->gw, Ly->post_norm, e->gu, 2 * F, A, F);
       cf_skinny_job u = sk_norm_job(e, Ly->uw, Ly->post_norm, e->gu + F, 2 * F, A, F);
-      if (gen_skinny(e, &g, "generate: gate_proj") || gen_skinny(e, &u, "generate: up_proj")) return -1;
+      if (gen_skinny(e, &g, GK_OTHER, "generate: gate_proj") || gen_skinny(e, &u, GK_OTHER, "generate: up_proj"))
+        return -1;
     } else if (Ly->gu_fused) {
       if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, 2 * F, 0.f, "generate: gate/up")) return -1;
     } else if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, F, 0.f, "generate: gate_proj") ||
@@ -952,7 +1074,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     if (!KEEP("down")) {
     } else if (fold) {
       cf_skinny_job d = sk_resid_job(e, Ly->dw, e->act, F, A, F);
-      if (gen_resid(e, &d, "generate: down_proj")) return -1;
+      if (gen_resid(e, &d, GK_DOWN, "generate: down_proj")) return -1;
     } else if (gen_gemm(e, Ly->dw, e->act, F, e->x, D, A, F, D, 1.f, "generate: down_proj")) {
       return -1;
     }
@@ -973,7 +1095,7 @@ static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
   if (!KEEP("lm_head")) {
   } else if (fold) {
     cf_skinny_job h = sk_norm_job(e, e->head, e->final_norm, e->logits, e->V, Bp, e->V);
-    if (gen_skinny(e, &h, "generate: lm_head")) return -1;
+    if (gen_skinny(e, &h, GK_HEAD, "generate: lm_head")) return -1;
   } else if (gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, Bp, e->D, e->V, 0.f, "generate: lm_head")) {
     return -1;
   }
@@ -1160,7 +1282,12 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if (gen_blas(&e->blas)) { rc = -1; goto fail; }
   /* anything queued before (weights being written) precedes us in stream order */
   if ((rc = gen_weights(e))) goto fail;
-  e->mma = e->bf && getenv("CONFIT_GEN_MMA") && getenv("CONFIT_GEN_MMA")[0] == '1';
+  e->mma = e->bf && getenv("CONFIT_GEN_MMA") && (getenv("CONFIT_GEN_MMA")[0] == '1' || getenv("CONFIT_GEN_MMA")[0] == '2');
+  e->mma_tune = e->mma && getenv("CONFIT_GEN_MMA")[0] == '2';
+  if (e->mma_tune && !(e->tuned = (gen_tuned *)calloc(GEN_MAX_PLANNED, sizeof *e->tuned))) {
+    rc = CF_ERR("generate: out of memory");
+    goto fail;
+  }
   e->pdl = getenv("CONFIT_GEN_PDL") && getenv("CONFIT_GEN_PDL")[0] == '1';
   e->rq = getenv("CONFIT_GEN_FUSE_ROPE") ? getenv("CONFIT_GEN_FUSE_ROPE")[0] == '1' : e->mma;
   e->mma_opts.pdl = e->pdl;
@@ -1206,7 +1333,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         !(e->rows_mem = gen_alloc(e, stage_bytes(R), "row state")) ||
         !(e->out = (gen_out *)gen_alloc(e, (size_t)e->Bmax * sizeof(gen_out), "outputs")) ||
         !(e->cos_t = (float *)gen_alloc(e, (size_t)e->cap * h2 * 4 * 2, "rope tables")) ||
-        (e->lt_mode > 0 && !(e->lt_out = (float *)gen_alloc(e, (size_t)e->Bmax * e->V * 4, "GEMM plan timing")))) {
+        ((e->lt_mode > 0 || e->mma_tune) &&
+         !(e->lt_out = (float *)gen_alloc(e, (size_t)e->Bmax * e->V * 4, "GEMM plan timing")))) {
       rc = -1;
       goto fail;
     }
@@ -1340,6 +1468,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         for (int k = 0; k < ngraphs; k++) if (graph_b[k] == Bp) ge = graphs[k];
         if (!ge && ngraphs < GEN_MAX_GRAPHS) {
           if (e->lt_mode > 0 && (rc = gen_plan_bucket(e, Bp))) goto fail;
+          if (e->mma_tune && (rc = gen_tune(e, Bp))) goto fail;
           if (gen_capture(e, Bp, &sp, &ge) == 0) {
             graphs[ngraphs] = ge;
             graph_b[ngraphs++] = Bp;

@@ -2,7 +2,7 @@
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-lt] [--variants "mma+pdl lt"]
-#                                           [--profile]   (variants: lt mma pdl rope rope0, joined by +)
+#                                           [--profile]   (variants: lt mma tune pdl rope rope0, joined by +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."]
 #
 #  1. unpacks .debs/*.deb into a prefix ($DEBROOT, default /tmp/debroot): Lua, LPeg, cJSON,
@@ -16,7 +16,7 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     opt-in decode variant of $VARIANTS (default "mma+pdl mma pdl rope lt"; --variants "...",
+#     opt-in decode variant of $VARIANTS (default "tune+pdl mma+pdl pdl rope"; --variants "...",
 #     --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
 #     below says what each is); rows "1.5B+MMA+PDL" etc.;
 #  6. with --sanitize: compute-sanitizer memcheck over each GPU test file (time-limited; the files
@@ -31,7 +31,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; VARIANTS=${VARIANTS:-mma+pdl mma pdl rope lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; VARIANTS=${VARIANTS:-tune+pdl mma+pdl pdl rope}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -192,18 +192,22 @@ EOF
   fi
   # 5b. decode variants that are opt-in until measured (kernels/generate.cu), each as the generation
   # test under it (values against the CPU forward) and then the 1.5B decode benchmark at batch 16
-  # (512 new tokens), rows
-  # "1.5B+<VARIANT>": lt = timed cuBLAS / cublasLt GEMM plans (CONFIT_GEN_LT, plans printed to the
-  # log), mma = the tensor-core skinny GEMMs of skinny.cu with the SwiGLU and the RMSNorms folded
-  # in and the attention doing the RoPE (CONFIT_GEN_MMA), pdl = programmatic dependent launches
-  # (CONFIT_GEN_PDL), rope = the attention doing the RoPE alone (CONFIT_GEN_FUSE_ROPE=1: on f32
-  # models too, so the test's exact f32 comparisons cover it), rope0 = mma without it; a+b both
+  # (512 new tokens), rows "1.5B+<VARIANT>". Variants, joined by + to combine:
+  #   lt    timed cuBLAS / cublasLt GEMM plans (CONFIT_GEN_LT; plans printed to the log)
+  #   mma   skinny.cu's tensor-core GEMMs, SwiGLU and RMSNorms folded in, the attention doing the
+  #         RoPE (CONFIT_GEN_MMA=1)
+  #   tune  the same, each GEMM kind's launch shape timed per batch first (CONFIT_GEN_MMA=2;
+  #         choices in the log)
+  #   pdl   programmatic dependent launches (CONFIT_GEN_PDL=1)
+  #   rope  the attention doing the RoPE alone (CONFIT_GEN_FUSE_ROPE=1; on f32 models too, so the
+  #         test's exact f32 comparisons cover it); rope0 turns it off under mma
   for V in $VARIANTS; do
     TEST_ENV=""; BENCH_ENV=""; TAG=$(echo "$V" | tr '[:lower:]' '[:upper:]'); OKV=1
     for part in $(echo "$V" | tr '+' ' '); do
       case "$part" in
         lt) TEST_ENV="$TEST_ENV CONFIT_GEN_LT=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_LT=2" ;;
         mma) TEST_ENV="$TEST_ENV CONFIT_GEN_MMA=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_MMA=1" ;;
+        tune) TEST_ENV="$TEST_ENV CONFIT_GEN_MMA=2"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_MMA=2" ;;
         pdl) TEST_ENV="$TEST_ENV CONFIT_GEN_PDL=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_PDL=1" ;;
         rope) TEST_ENV="$TEST_ENV CONFIT_GEN_FUSE_ROPE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_FUSE_ROPE=1" ;;
         rope0) TEST_ENV="$TEST_ENV CONFIT_GEN_FUSE_ROPE=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_FUSE_ROPE=0" ;;
