@@ -150,7 +150,17 @@ static int size_class(size_t n, size_t *rounded) {
   return 8 + (k - 12) * 4 + (j - 1);
 }
 
+/* CONFIT_ALLOC_TRACE=1: every trip to the driver on stderr (size, why, what is held), to find
+ * where a step keeps allocating (read once) */
+static int trace_on(void) {
+  static int on = -1;
+  if (on < 0) on = getenv("CONFIT_ALLOC_TRACE") && getenv("CONFIT_ALLOC_TRACE")[0] == '1';
+  return on;
+}
+
 static void release_cache_locked(void) {
+  if (trace_on())
+    fprintf(stderr, "confit alloc: emptying the cache (%zu bytes cached, %zu in use)\n", st_cached, st_in_use);
   st_counts.cache_flushes++;
   for (int c = 0; c < NCLASS; c++) {
     block *b = free_list[c];
@@ -202,7 +212,12 @@ static void *alloc_hook(size_t nbytes) {
     free(b);
     st_counts.cache_hits++;
   }
-  if (!p) p = try_malloc(size);
+  if (!p) {
+    if (trace_on())
+      fprintf(stderr, "confit alloc: driver malloc %zu bytes (asked %zu; class %d empty; %zu in use, %zu cached)\n",
+              size, nbytes, c, st_in_use, st_cached);
+    p = try_malloc(size);
+  }
   if (!p) {
     release_cache_locked();
     p = try_malloc(size);
