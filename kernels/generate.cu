@@ -939,6 +939,15 @@ static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float 
   return cu_blas_check(s, what);
 }
 
+/* x (A, D) += X (A, in; ldx) @ W (D, in)^T: the residual GEMMs (o_proj, down); folded, through
+ * skinny.cu leaving the sums of squares of the new x for the next norm (gen_resid) */
+static int gen_add_x(gen_engine *e, bool fold, const void *W, const void *X, int ldx, int A, int in, int kind,
+                     const char *what) {
+  if (!fold) return gen_gemm(e, W, X, ldx, e->x, e->D, A, in, e->D, 1.f, what);
+  cf_skinny_job j = sk_resid_job(e, W, X, ldx, A, in);
+  return gen_resid(e, &j, kind, what);
+}
+
 #define LAUNCH_T(kernel, grid, block, ...)                                                      \
   do {                                                                                          \
     if (e->bf) cu_launch(e->pdl, (grid), (block), 0, e->st, kernel<bf16>, __VA_ARGS__);         \
@@ -1037,13 +1046,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     if (KEEP("combine"))
       LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
     STAGE("o_proj");
-    if (!KEEP("o_proj")) {
-    } else if (fold) {
-      cf_skinny_job o = sk_resid_job(e, Ly->ow, e->att, Q, A, Q);
-      if (gen_resid(e, &o, GK_OPROJ, "generate: o_proj")) return -1;
-    } else if (gen_gemm(e, Ly->ow, e->att, Q, e->x, D, A, Q, D, 1.f, "generate: o_proj")) {
-      return -1;
-    }
+    if (KEEP("o_proj") && gen_add_x(e, fold, Ly->ow, e->att, Q, A, Q, GK_OPROJ, "generate: o_proj")) return -1;
     STAGE("rmsnorm");
     if (KEEP("rmsnorm") && !fold) LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->post_norm, e->h, D, eps);
     STAGE("gate_up");
@@ -1071,13 +1074,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     STAGE("swiglu");
     if (KEEP("swiglu") && !sw) LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
     STAGE("down");
-    if (!KEEP("down")) {
-    } else if (fold) {
-      cf_skinny_job d = sk_resid_job(e, Ly->dw, e->act, F, A, F);
-      if (gen_resid(e, &d, GK_DOWN, "generate: down_proj")) return -1;
-    } else if (gen_gemm(e, Ly->dw, e->act, F, e->x, D, A, F, D, 1.f, "generate: down_proj")) {
-      return -1;
-    }
+    if (KEEP("down") && gen_add_x(e, fold, Ly->dw, e->act, F, A, F, GK_DOWN, "generate: down_proj")) return -1;
   }
   STAGE(NULL);
   return cu_launched("generate: layer kernels");

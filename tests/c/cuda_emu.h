@@ -176,6 +176,14 @@ static inline void cu_mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uin
   }
 }
 
+/* a test's random numbers: xorshift64 on *state, uniform in [-1, 1) */
+static inline double emu_urand(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+  *state = x;
+  return (double)(x >> 11) / 4503599627370496.0 - 1.0;
+}
+
 /* runs body (which calls the kernel) as grid.x * grid.y * grid.z blocks of nthr threads, one
  * block after another: nthr OS threads walk the blocks in step, a barrier between blocks */
 template <typename F>

@@ -13,6 +13,7 @@
  * anything but the finished cache shows.
  */
 #include "cuda_emu.h"
+#include "check.h"
 
 #include "kernels/gen_attn.cuh"
 
@@ -23,18 +24,8 @@
 #include <string.h>
 #include <vector>
 
-static int n_pass, n_fail;
-#define CHECK(cond, ...)                                                        \
-  do {                                                                          \
-    if (cond) n_pass++;                                                         \
-    else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
-  } while (0)
-
 static uint64_t rs = 0x9E3779B97F4A7C15ull;
-static double urand() {
-  rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
-  return (double)(rs >> 11) / 4503599627370496.0 - 1.0;
-}
+static double urand() { return emu_urand(&rs); }
 
 static float tof(float v) { return v; }
 static float tof(bf16 v) { return __bfloat162float(v); }
@@ -206,6 +197,5 @@ int main() {
     run<bf16, true, 256>(c256, m);
     run<bf16, true, 128>(c1, m);
   }
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail ? 1 : 0;
+  return check_finish();
 }

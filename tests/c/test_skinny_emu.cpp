@@ -9,6 +9,7 @@
  * model or performance (tests/gpu/test_skinny.c and bench/skinny_bench.c do that on a GPU).
  */
 #include "cuda_emu.h"
+#include "check.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -27,18 +28,8 @@ static void emu_launch(int gx, int gy, const sk_args &a) {
 
 /* ---------------------------------------------------------------- the checks */
 
-static int n_pass, n_fail;
-#define CHECK(cond, ...)                                                        \
-  do {                                                                          \
-    if (cond) n_pass++;                                                         \
-    else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } \
-  } while (0)
-
 static uint64_t rs = 0x2545F4914F6CDD1Dull;
-static double urand() {
-  rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
-  return (double)(rs >> 11) / 4503599627370496.0 - 1.0;
-}
+static double urand() { return emu_urand(&rs); }
 
 /* xn: the activations are f32 rows normalised on load (RMSNorm folded in) from ss partials
  * in `groups` parts; ssout: the plain output also leaves per-row sums of squares */
@@ -199,6 +190,5 @@ int main() {
     {9, 256, 64, 256, 64, false, 1.f, 2, 4, false, 0, true},
   };
   for (const emu_case &c : cases) run(c);
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail ? 1 : 0;
+  return check_finish();
 }
