@@ -561,6 +561,20 @@ struct gen_engine {
  * attention combine o_proj gate_up swiglu down lm_head sample. */
 #define KEEP(name) (!e->knockout || !strstr(e->knockout, (name)))
 
+/* An integer switch from the environment: def when unset; an error naming it when it is not an
+ * integer in lo..hi. */
+static int env_int(const char *name, int def, int lo, int hi, int *out) {
+  const char *v = getenv(name);
+  *out = def;
+  if (!v || !*v) return 0;
+  char *end;
+  long x = strtol(v, &end, 10);
+  if (*end || x < lo || x > hi)
+    return CF_ERR("generate: %s must be an integer from %d to %d (got \"%s\")", name, lo, hi, v);
+  *out = (int)x;
+  return 0;
+}
+
 static void *gen_alloc(gen_engine *e, size_t n, const char *what) {
   if (e->nallocs >= 32) { CF_ERR("generate: too many buffers"); return NULL; }
   void *p = cf_cuda_alloc(n ? n : 16);
@@ -1279,20 +1293,30 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if (gen_blas(&e->blas)) { rc = -1; goto fail; }
   /* anything queued before (weights being written) precedes us in stream order */
   if ((rc = gen_weights(e))) goto fail;
-  e->mma = e->bf && getenv("CONFIT_GEN_MMA") && (getenv("CONFIT_GEN_MMA")[0] == '1' || getenv("CONFIT_GEN_MMA")[0] == '2');
-  e->mma_tune = e->mma && getenv("CONFIT_GEN_MMA")[0] == '2';
+  {
+    /* the decode switches (kernels/generate.cu header; bench/README.md) */
+    int mma, pdl, rope, nt, ksb, minb;
+    if (env_int("CONFIT_GEN_MMA", 0, 0, 2, &mma) || env_int("CONFIT_GEN_PDL", 0, 0, 1, &pdl) ||
+        env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
+        env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb)) {
+      rc = -1;
+      goto fail;
+    }
+    if (nt == 3) { rc = CF_ERR("generate: CONFIT_GEN_MMA_NT must be 1, 2 or 4 (got 3)"); goto fail; }
+    e->mma = e->bf && mma > 0;
+    e->mma_tune = e->mma && mma == 2;
+    e->pdl = pdl == 1;
+    e->rq = rope >= 0 ? rope == 1 : e->mma;
+    e->mma_opts.nt = nt;
+    e->mma_opts.ksb = ksb;
+    e->mma_opts.minb = minb;
+    e->mma_opts.pdl = e->pdl;
+  }
   if (e->mma_tune && !(e->tuned = (gen_tuned *)calloc(GEN_MAX_PLANNED, sizeof *e->tuned))) {
     rc = CF_ERR("generate: out of memory");
     goto fail;
   }
-  e->pdl = getenv("CONFIT_GEN_PDL") && getenv("CONFIT_GEN_PDL")[0] == '1';
-  e->rq = getenv("CONFIT_GEN_FUSE_ROPE") ? getenv("CONFIT_GEN_FUSE_ROPE")[0] == '1' : e->mma;
-  e->mma_opts.pdl = e->pdl;
   if (e->mma) {
-    const char *v;
-    e->mma_opts.nt = (v = getenv("CONFIT_GEN_MMA_NT")) ? atoi(v) : 0;
-    e->mma_opts.ksb = (v = getenv("CONFIT_GEN_MMA_KSB")) ? atoi(v) : 0;
-    e->mma_opts.minb = (v = getenv("CONFIT_GEN_MMA_MINB")) ? atoi(v) : 0;
     if (cf_cuda_skinny_ws_init(&e->mma_ws, (size_t)1 << 20, 4096)) {
       cf_error_prefix("generate: ");
       rc = -1;
