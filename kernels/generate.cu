@@ -51,6 +51,7 @@
  */
 #include "kernels/cuda_internal.cuh"
 #include <cublasLt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -837,7 +838,7 @@ static bool gen_fold(gen_engine *e, int A) {
 
 /* CONFIT_GEN_MMA=2: before a decode bucket of A rows is captured, each GEMM kind of the folded
  * step is timed in a few launch shapes (tiles per block, K split, register bound) and the fastest
- * kept for that bucket. Each time is the mean of 2L launches in one CUDA graph walking the layers'
+ * kept for that bucket (and for later calls with the same shapes: g_tune_cache). Each time is the mean of 2L launches in one CUDA graph walking the layers'
  * weights (as a step does: none is in L2 from its last use), written into scratch (e->lt_out) and
  * e->ss, which the step itself rewrites before reading. A kind whose shapes all fail keeps the
  * default. Prints the choices on stderr. */
@@ -892,6 +893,28 @@ static float tune_time(gen_engine *e, int k, int A, const cf_skinny_opts *o, cud
   return ms;
 }
 
+/* Choices outlive the call: a later generate() with the same shapes, rows and switches takes
+ * them without timing again (a process-wide table, guarded: generate may run on any thread). */
+struct gen_tune_key { int D, F, Q, KV, V, L, A; bool pdl; cf_skinny_opts env; };
+#define GEN_TUNE_CACHE 64
+static struct { gen_tune_key key; cf_skinny_opts o[GK_N]; } g_tune_cache[GEN_TUNE_CACHE];
+static int g_ntune_cache;
+static pthread_mutex_t g_tune_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool tune_same(const gen_tune_key &a, const gen_tune_key &b) {
+  return a.D == b.D && a.F == b.F && a.Q == b.Q && a.KV == b.KV && a.V == b.V && a.L == b.L && a.A == b.A &&
+         a.pdl == b.pdl && a.env.nt == b.env.nt && a.env.ksb == b.env.ksb && a.env.minb == b.env.minb &&
+         a.env.pdl == b.env.pdl;
+}
+
+static gen_tune_key tune_key(const gen_engine *e, int A) {
+  gen_tune_key k;
+  memset(&k, 0, sizeof k);
+  k.D = e->D; k.F = e->F; k.Q = e->Q; k.KV = e->KV; k.V = e->V; k.L = e->L; k.A = A; k.pdl = e->pdl;
+  k.env = e->mma_opts;
+  return k;
+}
+
 static int gen_tune(gen_engine *e, int A) {
   for (int i = 0; i < e->ntuned; i++) if (e->tuned[i].A == A) return 0;
   if (e->ntuned >= GEN_MAX_PLANNED) return 0;
@@ -899,6 +922,16 @@ static int gen_tune(gen_engine *e, int A) {
   t->A = A;
   for (int k = 0; k < GK_N; k++) t->o[k] = e->mma_opts;
   if (!gen_fold(e, A)) { e->ntuned++; return 0; } /* the unfolded step keeps the defaults */
+  gen_tune_key key = tune_key(e, A);
+  bool hit = false;
+  pthread_mutex_lock(&g_tune_lock);
+  for (int i = 0; i < g_ntune_cache && !hit; i++)
+    if (tune_same(g_tune_cache[i].key, key)) {
+      memcpy(t->o, g_tune_cache[i].o, sizeof t->o);
+      hit = true;
+    }
+  pthread_mutex_unlock(&g_tune_lock);
+  if (hit) { e->ntuned++; return 0; }
   static const cf_skinny_opts cand[] = {{4, 0, 1, false}, {4, 0, 2, false}, {2, 0, 1, false}, {2, 0, 2, false},
                                         {1, 0, 1, false}, {1, 0, 2, false}, {4, 1, 1, false}, {4, 1, 2, false}};
   cudaEvent_t ev0 = NULL, ev1 = NULL;
@@ -933,6 +966,13 @@ static int gen_tune(gen_engine *e, int A) {
   cudaEventDestroy(ev0);
   cudaEventDestroy(ev1);
   e->ntuned++;
+  pthread_mutex_lock(&g_tune_lock);
+  if (g_ntune_cache < GEN_TUNE_CACHE) {
+    g_tune_cache[g_ntune_cache].key = key;
+    memcpy(g_tune_cache[g_ntune_cache].o, t->o, sizeof t->o);
+    g_ntune_cache++;
+  }
+  pthread_mutex_unlock(&g_tune_lock);
   return 0;
 }
 
