@@ -12,7 +12,9 @@
 #define ATT_G 8           /* query heads per pass over a kv head's cache */
 #define ATT_MAXHD 256
 
-/* Decode attention, split-K over positions. grid (nsplit, KVH, A), ATT_T threads.
+/* Decode attention, split-K over positions. grid (nsplit, KVH * gs, A), ATT_T threads: block y
+ * takes kv head y / gs and the (y % gs)-th share of its query heads (gs > 1: less work per block,
+ * the same tile loaded by gs blocks).
  * q (A, H*hd) f32 rotated; row r attends to positions 0..pos[r]: those < plen[r] from slot
  * pslot[r], the rest from slot[r]. Split s covers positions [s*C, (s+1)*C). Writes the split's
  * running max pm, sum pl (A, H, nsplit) and unnormalised output po (A, H, nsplit, hd).
@@ -74,6 +76,8 @@ struct att_args {
   const int *pos, *slot, *pslot, *plen;
   float *po, *pm, *pl;
   int H, KVH, hd, cap, C, nsplit;
+  int gs;                                  /* blocks per kv head (grid.y = KVH * gs): each takes a
+                                              share of the kv head's query heads */
   float scale;
   bool rq, early;
   int ld;                                  /* rq: the q|k|v row stride */
@@ -94,9 +98,10 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
   __shared__ float red[ATT_PVG - 1][ATT_G][HD];
   __shared__ float ms[ATT_G], ls[ATT_G], as[ATT_G];
   __shared__ __align__(16) T kvp[2][HD];   /* rq: the new position's key and value */
-  int split = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
+  int split = blockIdx.x, kvh = blockIdx.y / a.gs, gi = blockIdx.y % a.gs, r = blockIdx.z;
   int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32;
   int group = H / KVH, hh = hd / 2;
+  int gper = (group + a.gs - 1) / a.gs, gbeg = gi * gper, gend = min(group, gbeg + gper); /* my query heads */
   int p = a.pos[r], pl_r = a.plen[r];
   int start = split * a.C, end = min(start + a.C, p + 1);
   size_t own = ((size_t)a.slot[r] * KVH + kvh) * cap * hd, pre = ((size_t)a.pslot[r] * KVH + kvh) * cap * hd;
@@ -112,8 +117,8 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
   int qoff = half ? hh + ATT_QPAD : 0;
   /* P V: my warp's positions and my lane's dim pairs */
   int pv_grp = warp;
-  for (int g0 = 0; g0 < group; g0 += ATT_G) {
-    int G = min(ATT_G, group - g0);
+  for (int g0 = gbeg; g0 < gend; g0 += ATT_G) {
+    int G = min(ATT_G, gend - g0);
     int hbase = kvh * group + g0;
     if (start >= end) {
       if (!waited) {
@@ -173,8 +178,9 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
             float v = d < hh ? x0 * c - x1 * sn : x1 * c + x0 * sn;
             qs[g][d + (d >= hh ? ATT_QPAD : 0)] = v * a.scale;
           }
-          if (mine && g0 == 0) {
-            /* position p's key and value for this kv head: into shared memory and the caches */
+          if (mine && g0 == gbeg) {
+            /* position p's key and value for this kv head: into shared memory and (the first of
+             * the kv head's gs blocks) the caches */
             int Q = H * hd, KV = KVH * hd;
             T *kw = (T *)a.kcw + own + (size_t)p * hd, *vw = (T *)a.vcw + own + (size_t)p * hd;
             for (int d = tid; d < hd; d += ATT_T) {
@@ -185,8 +191,10 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
               T vv = from_float<T>(row[Q + KV + kvh * hd + d] + (a.bv ? a.bv[kvh * hd + d] : 0.f));
               kvp[0][d] = kv;
               kvp[1][d] = vv;
-              kw[d] = kv;
-              vw[d] = vv;
+              if (gi == 0) {
+                kw[d] = kv;
+                vw[d] = vv;
+              }
             }
           }
         } else {
@@ -331,6 +339,7 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
     }
     __syncthreads();
   }
+  if (!waited) cu_pdl_wait(); /* a block with no heads (gs > group) still ends after its predecessor */
 }
 
 // out (A, H*hd) in T = merge of the nsplit partials. grid (H, A), hd threads (rounded to 32).

@@ -509,6 +509,7 @@ struct gen_engine {
   bool bf;
   bool mma;             /* bf16 and CONFIT_GEN_MMA=1: skinny.cu for GEMMs of <= 16 rows */
   bool pdl;             /* CONFIT_GEN_PDL=1: the step's kernels as programmatic dependent launches */
+  int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
   bool rq;              /* decode attention does bias + RoPE + the cache write (no k_rope_kv): with
                            CONFIT_GEN_MMA, or CONFIT_GEN_FUSE_ROPE=1; =0 turns it off */
   cf_skinny_opts mma_opts; /* CONFIT_GEN_MMA_NT, _KSB, _MINB (0: skinny.cu's defaults) */
@@ -814,7 +815,7 @@ static cf_skinny_job sk_job(const void *W, const void *X, int ldx, float *Y, int
 /* The GEMM kinds of a folded decode step, each tuned on its own (CONFIT_GEN_MMA=2) */
 enum { GK_QKV, GK_OPROJ, GK_GATEUP, GK_DOWN, GK_HEAD, GK_OTHER, GK_N };
 static const char *const gk_name[GK_N] = {"qkv", "o_proj", "gate/up", "down", "lm_head", "other"};
-struct gen_tuned { int A; cf_skinny_opts o[GK_N]; };
+struct gen_tuned { int A; cf_skinny_opts o[GK_N]; int att_gs; };
 
 /* the launch options of a job of kind k over A rows: tuned, else the environment's */
 static const cf_skinny_opts *gen_opts(const gen_engine *e, int A, int k) {
@@ -924,20 +925,18 @@ static bool tune_job(gen_engine *e, int k, int l, int A, cf_skinny_job *j) {
   return cf_cuda_skinny_ok(j);
 }
 
-/* mean microseconds of one launch of kind k with options o (2L launches in a graph); < 0: failed */
-static float tune_time(gen_engine *e, int k, int A, const cf_skinny_opts *o, cudaEvent_t ev0, cudaEvent_t ev1) {
-  int reps = 2 * e->L;
+/* Mean microseconds of one of `reps` launches queued by launch(i) (true when queued), captured
+ * in one CUDA graph and replayed once warm; < 0 when anything failed (the error is cleared). */
+template <typename F>
+static float graph_time(gen_engine *e, int reps, F launch, cudaEvent_t ev0, cudaEvent_t ev1) {
   cudaGraph_t g = NULL;
   cudaGraphExec_t ge = NULL;
   if (cudaStreamBeginCapture(e->st, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return -1.f;
-  int bad = 0;
-  for (int i = 0; i < reps && !bad; i++) {
-    cf_skinny_job j;
-    bad = !tune_job(e, k, i % e->L, A, &j) || cf_cuda_skinny_run(&j, o, &e->mma_ws, e->st) != 0;
-  }
+  bool ok = true;
+  for (int i = 0; i < reps && ok; i++) ok = launch(i);
   cudaError_t ce = cudaStreamEndCapture(e->st, &g);
   float ms = -1.f;
-  if (!bad && ce == cudaSuccess && cudaGraphInstantiate(&ge, g, 0) == cudaSuccess &&
+  if (ok && ce == cudaSuccess && cudaGraphInstantiate(&ge, g, 0) == cudaSuccess &&
       cudaGraphLaunch(ge, e->st) == cudaSuccess && cudaEventRecord(ev0, e->st) == cudaSuccess &&
       cudaGraphLaunch(ge, e->st) == cudaSuccess && cudaEventRecord(ev1, e->st) == cudaSuccess &&
       cudaEventSynchronize(ev1) == cudaSuccess && cudaEventElapsedTime(&ms, ev0, ev1) == cudaSuccess)
@@ -951,11 +950,27 @@ static float tune_time(gen_engine *e, int k, int A, const cf_skinny_opts *o, cud
   return ms;
 }
 
+/* one launch of GEMM kind k with options o, 2L of them walking the layers */
+static float tune_time(gen_engine *e, int k, int A, const cf_skinny_opts *o, cudaEvent_t ev0, cudaEvent_t ev1) {
+  return graph_time(e, 2 * e->L, [&](int i) {
+    cf_skinny_job j;
+    return tune_job(e, k, i % e->L, A, &j) && cf_cuda_skinny_run(&j, o, &e->mma_ws, e->st) == 0;
+  }, ev0, ev1);
+}
+
+static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int gs);
+
+/* the attention with gs blocks per kv head, 2L launches walking the layers (no rq cache writes) */
+static float tune_att(gen_engine *e, int A, int gs, cudaEvent_t ev0, cudaEvent_t ev1) {
+  return graph_time(e, 2 * e->L, [&](int i) { return gen_attention(e, i % e->L, A, false, e->pdl, gs) == 0; },
+                    ev0, ev1);
+}
+
 /* Choices outlive the call: a later generate() with the same shapes, rows and switches takes
  * them without timing again (a process-wide table, guarded: generate may run on any thread). */
 struct gen_tune_key { int D, F, Q, KV, V, L, A; bool pdl; cf_skinny_opts env; };
 #define GEN_TUNE_CACHE 64
-static struct { gen_tune_key key; cf_skinny_opts o[GK_N]; } g_tune_cache[GEN_TUNE_CACHE];
+static struct { gen_tune_key key; cf_skinny_opts o[GK_N]; int att_gs; } g_tune_cache[GEN_TUNE_CACHE];
 static int g_ntune_cache;
 static pthread_mutex_t g_tune_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -979,6 +994,7 @@ static int gen_tune(gen_engine *e, int A) {
   gen_tuned *t = &e->tuned[e->ntuned];
   t->A = A;
   for (int k = 0; k < GK_N; k++) t->o[k] = e->mma_opts;
+  t->att_gs = e->att_gs;
   if (!gen_fold(e, A)) { e->ntuned++; return 0; } /* the unfolded step keeps the defaults */
   gen_tune_key key = tune_key(e, A);
   bool hit = false;
@@ -986,6 +1002,7 @@ static int gen_tune(gen_engine *e, int A) {
   for (int i = 0; i < g_ntune_cache && !hit; i++)
     if (tune_same(g_tune_cache[i].key, key)) {
       memcpy(t->o, g_tune_cache[i].o, sizeof t->o);
+      t->att_gs = g_tune_cache[i].att_gs;
       hit = true;
     }
   pthread_mutex_unlock(&g_tune_lock);
@@ -1021,6 +1038,18 @@ static int gen_tune(gen_engine *e, int A) {
     fprintf(stderr, "confit generate: tuned %-8s rows %2d: nt %d ksb %d minb %d%s  %.2f us (default shape %.2f us)\n",
             gk_name[k], A, nt, ksb, t->o[k].minb, t->o[k].pdl ? " pdl" : "", best, first);
   }
+  {
+    /* the attention: 1 to 4 blocks per kv head (timed without rq's cache writes) */
+    int group = e->H / e->KVH;
+    float best = -1.f, one = -1.f;
+    for (int gs = 1; gs <= 4 && gs <= group; gs++) {
+      float us = tune_att(e, A, gs, ev0, ev1);
+      if (gs == 1) one = us;
+      if (us > 0.f && (best < 0.f || us < best)) { best = us; t->att_gs = gs; }
+    }
+    fprintf(stderr, "confit generate: tuned attention rows %2d: %d block(s) per kv head  %.2f us (1 block %.2f us)\n",
+            A, t->att_gs, best, one);
+  }
   cudaEventDestroy(ev0);
   cudaEventDestroy(ev1);
   e->ntuned++;
@@ -1028,6 +1057,7 @@ static int gen_tune(gen_engine *e, int A) {
   if (g_ntune_cache < GEN_TUNE_CACHE) {
     g_tune_cache[g_ntune_cache].key = key;
     memcpy(g_tune_cache[g_ntune_cache].o, t->o, sizeof t->o);
+    g_tune_cache[g_ntune_cache].att_gs = t->att_gs;
     g_ntune_cache++;
   }
   pthread_mutex_unlock(&g_tune_lock);
@@ -1088,6 +1118,44 @@ static void att_split(const gen_engine *e, int A, int *nsplit, int *C) {
   *nsplit = (e->cap + c - 1) / c;
 }
 
+/* Attention blocks per kv head for A rows: tuned (CONFIT_GEN_MMA=2), else CONFIT_GEN_ATT_GS;
+ * at most the query heads of a kv head. */
+static int gen_att_gs(const gen_engine *e, int A) {
+  int gs = e->att_gs;
+  for (int i = 0; i < e->ntuned; i++)
+    if (e->tuned[i].A == A) gs = e->tuned[i].att_gs;
+  int group = e->H / e->KVH;
+  return gs < 1 ? 1 : gs > group ? group : gs;
+}
+
+/* The decode attention of layer l over A rows (k_attn; gen_attn.cuh): rq, early as att_args says,
+ * gs blocks per kv head. Writes e->po/pm/pl (and with rq the caches at each row's position). */
+static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int gs) {
+  const gen_layer *Ly = &e->layer[l];
+  int hd = e->hd, nsplit, C;
+  att_split(e, A, &nsplit, &C);
+  size_t lkv = (size_t)(e->nslots + 1) * e->KVH * e->cap * hd * wsize(e);
+  void *kc = (char *)e->kc + l * lkv, *vc = (char *)e->vc + l * lkv;
+  dim3 ag(nsplit, e->KVH * gs, A);
+  att_args aa;
+  memset(&aa, 0, sizeof aa);
+  aa.q = rq ? e->qkv : e->qr;
+  aa.kc = kc; aa.vc = vc;
+  aa.pos = e->rows.pos; aa.slot = e->rows.slot; aa.pslot = e->rows.pslot; aa.plen = e->rows.plen;
+  aa.po = e->po; aa.pm = e->pm; aa.pl = e->pl;
+  aa.H = e->H; aa.KVH = e->KVH; aa.hd = hd; aa.cap = e->cap; aa.C = C; aa.nsplit = nsplit; aa.gs = gs;
+  aa.scale = (float)(1.0 / sqrt((double)hd));
+  aa.rq = rq;
+  aa.early = early;
+  aa.ld = e->Q + 2 * e->KV; aa.bq = Ly->bq; aa.bk = Ly->bk; aa.bv = Ly->bv; aa.cos_t = e->cos_t; aa.sin_t = e->sin_t;
+  aa.kcw = kc; aa.vcw = vc;
+  if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, aa);
+  else if (hd % 16 == 0) LAUNCH_T3(k_attn, true, ATT_MAXHD, ag, ATT_T, aa);
+  else if (hd <= 128) LAUNCH_T3(k_attn, false, 128, ag, ATT_T, aa);
+  else LAUNCH_T3(k_attn, false, ATT_MAXHD, ag, ATT_T, aa);
+  return cu_launched("generate: attention");
+}
+
 /* A rows (row state in e->rows) through the layers: on return x (A, D) holds the residual
  * stream after the last layer. Queued on e->st; capturable. With fold (gen_fold) the RMSNorms
  * are folded into the GEMMs that read them (and the caller folds the final one into the head).
@@ -1098,7 +1166,6 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
   size_t ws = wsize(e);
   int nsplit, C;
   att_split(e, A, &nsplit, &C);
-  float scale = (float)(1.0 / sqrt((double)hd));
   float eps = (float)e->m->cfg.rms_eps;
   int nt = norm_threads(D);
   size_t lkv = (size_t)(e->nslots + 1) * e->KVH * e->cap * hd * ws;
@@ -1134,26 +1201,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
       LAUNCH_T(k_rope_kv, A, 256, e->qkv, ld, Ly->bq, Ly->bk, Ly->bv, e->cos_t, e->sin_t, e->rows.pos,
                e->rows.slot, e->qr, kc, vc, e->H, e->KVH, hd, e->cap);
     STAGE("attention");
-    {
-      dim3 ag(nsplit, e->KVH, A);
-      att_args aa;
-      memset(&aa, 0, sizeof aa);
-      aa.q = rq ? e->qkv : e->qr;
-      aa.kc = kc; aa.vc = vc;
-      aa.pos = e->rows.pos; aa.slot = e->rows.slot; aa.pslot = e->rows.pslot; aa.plen = e->rows.plen;
-      aa.po = e->po; aa.pm = e->pm; aa.pl = e->pl;
-      aa.H = e->H; aa.KVH = e->KVH; aa.hd = hd; aa.cap = e->cap; aa.C = C; aa.nsplit = nsplit;
-      aa.scale = scale;
-      aa.rq = rq;
-      aa.early = decode && e->pdl; /* (without PDL there is nothing to overlap) */
-      aa.ld = ld; aa.bq = Ly->bq; aa.bk = Ly->bk; aa.bv = Ly->bv; aa.cos_t = e->cos_t; aa.sin_t = e->sin_t;
-      aa.kcw = kc; aa.vcw = vc;
-      if (!KEEP("attention")) {
-      } else if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, aa);
-      else if (hd % 16 == 0) LAUNCH_T3(k_attn, true, ATT_MAXHD, ag, ATT_T, aa);
-      else if (hd <= 128) LAUNCH_T3(k_attn, false, 128, ag, ATT_T, aa);
-      else LAUNCH_T3(k_attn, false, ATT_MAXHD, ag, ATT_T, aa);
-    }
+    if (KEEP("attention") && gen_attention(e, l, A, rq, decode && e->pdl, gen_att_gs(e, A))) return -1;
     STAGE("attn_combine");
     if (KEEP("combine"))
       LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
@@ -1393,8 +1441,9 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, pdl, rope, nt, ksb, minb;
+    int mma, pdl, rope, nt, ksb, minb, gs;
     if (env_int("CONFIT_GEN_MMA", 0, 0, 2, &mma) || env_int("CONFIT_GEN_PDL", 0, 0, 1, &pdl) ||
+        env_int("CONFIT_GEN_ATT_GS", 1, 1, 64, &gs) ||
         env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb)) {
       rc = -1;
@@ -1409,6 +1458,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     e->mma_opts.ksb = ksb;
     e->mma_opts.minb = minb;
     e->mma_opts.pdl = e->pdl;
+    e->att_gs = gs;
   }
   if (e->mma_tune && !(e->tuned = (gen_tuned *)calloc(GEN_MAX_PLANNED, sizeof *e->tuned))) {
     rc = CF_ERR("generate: out of memory");

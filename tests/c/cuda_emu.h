@@ -33,26 +33,32 @@
 
 typedef __nv_bfloat16 bf16;
 
-class emu_barrier { /* reusable barrier for n threads */
+class emu_barrier { /* reusable barrier for n threads: spins (yielding) a while, then sleeps */
  public:
   explicit emu_barrier(int n) : n_(n) {}
   void wait() {
-    std::unique_lock<std::mutex> lk(m_);
-    unsigned gen = gen_;
-    if (++count_ == n_) {
-      count_ = 0;
-      gen_++;
+    unsigned gen = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+      count_.store(0, std::memory_order_relaxed);
+      std::lock_guard<std::mutex> lk(m_);
+      gen_.fetch_add(1, std::memory_order_acq_rel);
       cv_.notify_all();
-    } else {
-      cv_.wait(lk, [&] { return gen != gen_; });
+      return;
     }
+    for (int i = 0; i < 64; i++) {
+      if (gen_.load(std::memory_order_acquire) != gen) return;
+      std::this_thread::yield();
+    }
+    std::unique_lock<std::mutex> lk(m_);
+    cv_.wait(lk, [&] { return gen_.load(std::memory_order_acquire) != gen; });
   }
 
  private:
+  int n_;
+  std::atomic<int> count_{0};
+  std::atomic<unsigned> gen_{0};
   std::mutex m_;
   std::condition_variable cv_;
-  int n_, count_ = 0;
-  unsigned gen_ = 0;
 };
 
 static thread_local dim3 emu_thread, emu_block;

@@ -3,7 +3,8 @@
  * attention over the same caches. Needs no GPU (built when the CUDA toolkit is found).
  *
  * Covered: bf16 and f32 caches; head_dim 128 and 16 on the 16-byte path, 24 on the element path,
- * 256; query groups of 1, 2, 6 and 12 heads per kv head (12: two passes of the kernel); splits of
+ * 256; query groups of 1, 2, 6 and 12 heads per kv head (12: two passes of the kernel), also
+ * shared out over several blocks per kv head (gs, one of them with no head left); splits of
  * one and of two tiles; positions on and across tile edges; rows sharing a prompt prefix slot;
  * and the three ways decode runs it: queries already rotated (k_rope_kv ran), the same with the
  * cache loaded before the dependency wait (early: position p is loaded again after it), and the
@@ -40,7 +41,7 @@ enum { MODE_ROTATED, MODE_EARLY, MODE_FUSED };
 static const char *mode_name[] = {"rotated q", "rotated q, early loads", "fused bias+RoPE"};
 
 template <typename T, bool VEC, int HD>
-static void run(const cfg &c, int mode) {
+static void run(const cfg &c, int mode, int gs = 1) {
   int A = (int)c.pos.size(), H = c.H, KVH = c.KVH, hd = c.hd, cap = c.cap, hh = hd / 2;
   int Q = H * hd, KV = KVH * hd, ld = Q + 2 * KV, group = H / KVH;
   int nslots = A + 1; /* slot 0: the shared prompt; row r owns slot r + 1 */
@@ -91,7 +92,7 @@ static void run(const cfg &c, int mode) {
   a.kc = kc.data(); a.vc = vc.data();
   a.pos = pos.data(); a.slot = slot.data(); a.pslot = pslot.data(); a.plen = plen.data();
   a.po = po.data(); a.pm = pm.data(); a.pl = pl.data();
-  a.H = H; a.KVH = KVH; a.hd = hd; a.cap = cap; a.C = c.C; a.nsplit = nsplit;
+  a.H = H; a.KVH = KVH; a.hd = hd; a.cap = cap; a.C = c.C; a.nsplit = nsplit; a.gs = gs;
   a.scale = (float)(1.0 / sqrt((double)hd));
   a.rq = mode == MODE_FUSED;
   a.early = mode != MODE_ROTATED;
@@ -116,14 +117,15 @@ static void run(const cfg &c, int mode) {
   put(false);
   emu_wait_hook = [&] { put(true); };
   emu_block_end_hook = [&] { put(false); };
-  emu_run(dim3(nsplit, KVH, A), ATT_T, [=] { k_attn<T, VEC, HD>(a); });
+  emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn<T, VEC, HD>(a); });
   emu_wait_hook = nullptr;
   emu_block_end_hook = nullptr;
   put(true);
   emu_run(dim3(H, A, 1), (hd + 31) / 32 * 32,
           [&] { k_attn_combine<T>(po.data(), pm.data(), pl.data(), out.data(), H, hd, nsplit); });
   char what[200];
-  snprintf(what, sizeof what, "%s, %s, %s", c.name, sizeof(T) == 2 ? "bf16" : "f32", mode_name[mode]);
+  snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head", c.name, sizeof(T) == 2 ? "bf16" : "f32",
+           mode_name[mode], gs);
   /* the reference: softmax(q k / sqrt(hd)) v over positions 0..p, in double */
   int bad = 0;
   double worst = 0;
@@ -196,6 +198,13 @@ int main() {
     run<float, false, 128>(c24, m);
     run<bf16, true, 256>(c256, m);
     run<bf16, true, 128>(c1, m);
+  }
+  /* the query heads of a kv head shared out over 2 and 7 blocks (7 > 6: one block idle), 3 for
+   * the 12-head group; in the fused form one of them writes the caches */
+  for (int m = 1; m < 3; m++) {
+    run<bf16, true, 128>(c128, m, 2);
+    run<bf16, true, 128>(c128, m, 7);
+    run<bf16, true, 128>(c16, m, 3);
   }
   return check_finish();
 }
