@@ -29,8 +29,9 @@
  * block re-reads it). A normalised f32 source loads 2 x 32 bytes per row and 32 of the norm
  * weight per chunk and rounds x * inv * g to the same bf16 pairs (so it runs with NT = 4).
  *
- * Written without a GPU (2026-11-26): compiled here, checked on a GPU by tests/gpu/test_skinny.c
- * and timed against cuBLAS by bench/skinny_bench.c, once a GPU session runs them.
+ * Written without a GPU (2026-11-26): compiled, its device code run on the CPU against naive
+ * products by tests/c/test_skinny_emu.cpp; tests/gpu/test_skinny.c checks it on a GPU and
+ * bench/skinny_bench.c times it against cuBLAS, once a GPU session runs them.
  */
 #include "kernels/cuda_internal.cuh"
 
@@ -42,8 +43,10 @@ static int sk_sms(void) {
   static int sms = 0;
   if (!sms) {
     int dev = 0, n = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError(); /* not left for the next launch check; plan for an H100 */
       n = 132;
+    }
     sms = n > 0 ? n : 132;
   }
   return sms;
