@@ -19,13 +19,14 @@
 #     opt-in decode variant of $VARIANTS (default "tune+pdl mma+pdl pdl rope+gs2"; --variants "...",
 #     --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
 #     below says what each is); rows "1.5B+MMA+PDL" etc.;
-#  6. with --sanitize: compute-sanitizer memcheck over each GPU test file (time-limited; the files
-#     SANITIZE_TESTS names, default all, SANITIZE_LIMIT seconds each, default 240);
+#  6. with --sanitize: compute-sanitizer over each GPU test file (time-limited; the tools
+#     SANITIZE_TOOLS names, default memcheck, also racecheck / synccheck; the files SANITIZE_TESTS
+#     names, default all; SANITIZE_LIMIT seconds each, default 240);
 #  7. prints a table last: metric, value, baseline (PyTorch eager, H200, GPU.md), card.
 # Every stage runs under `timeout` and a failure does not stop the later stages. Logs go to
 # $OUT (the device tool returns what is written there), else to /tmp/confit-gpu-out.
 # Environment: OUT, DEBROOT, BUILD, JOBS, BENCH_BUDGET, CTEST_REGEX (default "gpu"), SANITIZE_TESTS,
-# SANITIZE_LIMIT, VARIANTS.
+# SANITIZE_TOOLS, SANITIZE_LIMIT, VARIANTS.
 # Exit status: 0 when every stage that ran passed, 1 otherwise.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -230,27 +231,32 @@ EOF
   done
 fi
 
-# 6. compute-sanitizer memcheck (after the benchmarks: a slow memcheck cannot cost their figures)
+# 6. compute-sanitizer (after the benchmarks: a slow sanitizer cannot cost their figures): each
+# tool of SANITIZE_TOOLS (default memcheck; racecheck and synccheck look at shared memory and
+# barriers) over each GPU test file
 if [ $SANITIZE -eq 1 ]; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   if [ -x "$CS" ]; then
-    for f in ${SANITIZE_TESTS:-tests/gpu/test_*.lua tests/gpu/test_*.c}; do
-      [ -e "$f" ] || continue
-      n=$(basename "$f"); n=${n%.*}
-      # a C test runs as its executable, a Lua test under confit
-      case "$f" in *.c) CMD=("$BUILD/tests/$n") ;; *) CMD=("$CONFIT" "$f") ;; esac
-      # --report-api-errors no: test_cuda_ops asks for too much memory on purpose (the OOM path);
-      # memcheck is here for bad accesses, not for API calls that fail as the test intends
-      if stage "memcheck_$n" "${SANITIZE_LIMIT:-240}" "$CS" --tool memcheck --leak-check no --report-api-errors no \
-          --error-exitcode 99 "${CMD[@]}"; then
-        row "memcheck $n" "clean" "-"
-      else
-        row "memcheck $n" "$(grep -Eo 'ERROR SUMMARY: [0-9]+ errors?' "$OUTDIR/memcheck_$n.log" | tail -1)" "-"
-        STATUS=1
-      fi
+    for tool in ${SANITIZE_TOOLS:-memcheck}; do
+      for f in ${SANITIZE_TESTS:-tests/gpu/test_*.lua tests/gpu/test_*.c}; do
+        [ -e "$f" ] || continue
+        n=$(basename "$f"); n=${n%.*}
+        # a C test runs as its executable, a Lua test under confit
+        case "$f" in *.c) CMD=("$BUILD/tests/$n") ;; *) CMD=("$CONFIT" "$f") ;; esac
+        # --report-api-errors no: test_cuda_ops asks for too much memory on purpose (the OOM
+        # path); the tools are here for bad accesses, not for API calls that fail as intended
+        EXTRA=(); [ "$tool" = memcheck ] && EXTRA=(--leak-check no)
+        if stage "${tool}_$n" "${SANITIZE_LIMIT:-240}" "$CS" --tool "$tool" "${EXTRA[@]}" --report-api-errors no \
+            --error-exitcode 99 "${CMD[@]}"; then
+          row "$tool $n" "clean" "-"
+        else
+          row "$tool $n" "$(grep -Eo 'ERROR SUMMARY: [0-9]+ errors?' "$OUTDIR/${tool}_$n.log" | tail -1)" "-"
+          STATUS=1
+        fi
+      done
     done
   else
-    say "compute-sanitizer not found: memcheck skipped"
+    say "compute-sanitizer not found: sanitizer runs skipped"
   fi
 fi
 
