@@ -1,7 +1,8 @@
 /* gen_attn.cuh - the decode attention of generate.cu (k_attn, k_attn_combine), apart so that
  * tests/c/test_gen_attn_emu.cpp can run it on the CPU: it needs from its includer bf16, the
  * vector types, bf16x8_to_float, to_float, from_float, warp_sum, warp_max, cu_pdl_wait/trigger,
- * __syncthreads, the thread and block indices, expf, fmaxf, min and INFINITY
+ * __syncthreads, __threadfence, atomicAdd, __ldcg, the thread and block indices, expf, fmaxf, min
+ * and INFINITY
  * (cuda_internal.cuh, or the test's emulation of them).
  */
 #ifndef CF_GEN_ATTN_CUH
@@ -11,6 +12,7 @@
 #define ATT_TILE 64       /* positions per attention tile */
 #define ATT_G 8           /* query heads per pass over a kv head's cache */
 #define ATT_MAXHD 256
+#define ATT_MAXSPLIT 528 /* att_split never makes more splits than this */
 
 /* Decode attention, split-K over positions. grid (nsplit, KVH * gs, A), ATT_T threads: block y
  * takes kv head y / gs and the (y % gs)-th share of its query heads (gs > 1: less work per block,
@@ -84,7 +86,54 @@ struct att_args {
   const float *bq, *bk, *bv;               /* rq: biases (may be NULL) */
   const float *cos_t, *sin_t;              /* rq: (cap, hd/2) */
   void *kcw, *vcw;                         /* rq: the caches, written at (slot[r], pos[r]) */
+  int *cnt;    /* non-NULL: the last of the nsplit blocks of a (row, y) merges the splits itself
+                  (k_attn_combine's work; one ticket counter per (row, y), zero between launches) */
+  void *out;   /* with cnt: the attention output (A, H*hd) of T */
 };
+
+/* The splits of query heads [gbeg, gend) of kv head kvh, row r, merged into a.out by the last of
+ * the row's nsplit blocks for this y to finish (a ticket); the same arithmetic, in the same
+ * order, as k_attn_combine below. Other blocks' partials are read through L2 (__ldcg). */
+template <typename T>
+__device__ void att_merge(const att_args &a, int r, int kvh, int gbeg, int gend) {
+  __shared__ int s_last;
+  __shared__ float cw[ATT_MAXSPLIT];
+  __shared__ float cL;
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, H = a.H, hd = a.hd, nsplit = a.nsplit;
+  int group = H / a.KVH;
+  int *ct = a.cnt + (size_t)r * a.KVH * a.gs + blockIdx.y;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) s_last = atomicAdd(ct, 1) == nsplit - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  T *out = (T *)a.out;
+  for (int h = kvh * group + gbeg; h < kvh * group + gend; h++) {
+    size_t base = ((size_t)r * H + h) * nsplit;
+    if (warp == 0) {
+      float M = -INFINITY;
+      for (int s = lane; s < nsplit; s += 32) M = fmaxf(M, __ldcg(a.pm + base + s));
+      M = warp_max(M);
+      float L = 0.f;
+      for (int s = lane; s < nsplit; s += 32) {
+        float l = __ldcg(a.pl + base + s), ws = l == 0.f ? 0.f : expf(__ldcg(a.pm + base + s) - M);
+        cw[s] = ws;
+        L += l * ws;
+      }
+      L = warp_sum(L);
+      if (lane == 0) cL = L;
+    }
+    __syncthreads();
+    for (int d = tid; d < hd; d += ATT_T) {
+      float o = 0.f;
+      for (int s = 0; s < nsplit; s++) o += __ldcg(a.po + (base + s) * hd + d) * cw[s];
+      out[(size_t)r * H * hd + (size_t)h * hd + d] = from_float<T>(cL > 0.f ? o / cL : 0.f);
+    }
+    __syncthreads();
+  }
+  if (tid == 0) *ct = 0;
+}
 
 template <typename T, bool VEC, int HD>
 __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
@@ -340,12 +389,12 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
     __syncthreads();
   }
   if (!waited) cu_pdl_wait(); /* a block with no heads (gs > group) still ends after its predecessor */
+  if (a.cnt) att_merge<T>(a, r, kvh, gbeg, gend);
 }
 
 // out (A, H*hd) in T = merge of the nsplit partials. grid (H, A), hd threads (rounded to 32).
 // One warp turns the splits' maxima and sums into weights w[s] = exp(pm[s] - M) and the total L
 // (in shared memory), then every thread sums its dim over the splits with loads in flight.
-#define ATT_MAXSPLIT 528 /* att_split never makes more splits than this */
 template <typename T>
 __global__ void k_attn_combine(const float *po, const float *pm, const float *pl, void *outv, int H, int hd,
                                int nsplit) {

@@ -510,6 +510,8 @@ struct gen_engine {
   bool mma;             /* bf16 and CONFIT_GEN_MMA=1: skinny.cu for GEMMs of <= 16 rows */
   bool pdl;             /* CONFIT_GEN_PDL=1: the step's kernels as programmatic dependent launches */
   int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
+  bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
+  int *att_cnt;         /* its ticket counters, Bmax x KVH x group, zero between launches */
   bool rq;              /* decode attention does bias + RoPE + the cache write (no k_rope_kv): with
                            CONFIT_GEN_MMA, or CONFIT_GEN_FUSE_ROPE=1; =0 turns it off */
   cf_skinny_opts mma_opts; /* CONFIT_GEN_MMA_NT, _KSB, _MINB (0: skinny.cu's defaults) */
@@ -815,7 +817,7 @@ static cf_skinny_job sk_job(const void *W, const void *X, int ldx, float *Y, int
 /* The GEMM kinds of a folded decode step, each tuned on its own (CONFIT_GEN_MMA=2) */
 enum { GK_QKV, GK_OPROJ, GK_GATEUP, GK_DOWN, GK_HEAD, GK_OTHER, GK_N };
 static const char *const gk_name[GK_N] = {"qkv", "o_proj", "gate/up", "down", "lm_head", "other"};
-struct gen_tuned { int A; cf_skinny_opts o[GK_N]; int att_gs; };
+struct gen_tuned { int A; cf_skinny_opts o[GK_N]; int att_gs; bool att_merge; };
 
 /* the launch options of a job of kind k over A rows: tuned, else the environment's */
 static const cf_skinny_opts *gen_opts(const gen_engine *e, int A, int k) {
@@ -958,19 +960,13 @@ static float tune_time(gen_engine *e, int k, int A, const cf_skinny_opts *o, cud
   }, ev0, ev1);
 }
 
-static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int gs);
-
-/* the attention with gs blocks per kv head, 2L launches walking the layers (no rq cache writes) */
-static float tune_att(gen_engine *e, int A, int gs, cudaEvent_t ev0, cudaEvent_t ev1) {
-  return graph_time(e, 2 * e->L, [&](int i) { return gen_attention(e, i % e->L, A, false, e->pdl, gs) == 0; },
-                    ev0, ev1);
-}
+static float tune_att(gen_engine *e, int A, int gs, bool merge, cudaEvent_t ev0, cudaEvent_t ev1);
 
 /* Choices outlive the call: a later generate() with the same shapes, rows and switches takes
  * them without timing again (a process-wide table, guarded: generate may run on any thread). */
 struct gen_tune_key { int D, F, Q, KV, V, L, A; bool pdl; cf_skinny_opts env; };
 #define GEN_TUNE_CACHE 64
-static struct { gen_tune_key key; cf_skinny_opts o[GK_N]; int att_gs; } g_tune_cache[GEN_TUNE_CACHE];
+static struct { gen_tune_key key; cf_skinny_opts o[GK_N]; int att_gs; bool att_merge; } g_tune_cache[GEN_TUNE_CACHE];
 static int g_ntune_cache;
 static pthread_mutex_t g_tune_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -995,6 +991,7 @@ static int gen_tune(gen_engine *e, int A) {
   t->A = A;
   for (int k = 0; k < GK_N; k++) t->o[k] = e->mma_opts;
   t->att_gs = e->att_gs;
+  t->att_merge = e->att_merge;
   if (!gen_fold(e, A)) { e->ntuned++; return 0; } /* the unfolded step keeps the defaults */
   gen_tune_key key = tune_key(e, A);
   bool hit = false;
@@ -1003,6 +1000,7 @@ static int gen_tune(gen_engine *e, int A) {
     if (tune_same(g_tune_cache[i].key, key)) {
       memcpy(t->o, g_tune_cache[i].o, sizeof t->o);
       t->att_gs = g_tune_cache[i].att_gs;
+      t->att_merge = g_tune_cache[i].att_merge;
       hit = true;
     }
   pthread_mutex_unlock(&g_tune_lock);
@@ -1039,16 +1037,18 @@ static int gen_tune(gen_engine *e, int A) {
             gk_name[k], A, nt, ksb, t->o[k].minb, t->o[k].pdl ? " pdl" : "", best, first);
   }
   {
-    /* the attention: 1 to 4 blocks per kv head (timed without rq's cache writes) */
+    /* the attention with its merge: 1 to 4 blocks per kv head, the merge separate or in the
+     * attention (timed without rq's cache writes) */
     int group = e->H / e->KVH;
     float best = -1.f, one = -1.f;
-    for (int gs = 1; gs <= 4 && gs <= group; gs++) {
-      float us = tune_att(e, A, gs, ev0, ev1);
-      if (gs == 1) one = us;
-      if (us > 0.f && (best < 0.f || us < best)) { best = us; t->att_gs = gs; }
-    }
-    fprintf(stderr, "confit generate: tuned attention rows %2d: %d block(s) per kv head  %.2f us (1 block %.2f us)\n",
-            A, t->att_gs, best, one);
+    for (int m = 0; m < (e->att_cnt ? 2 : 1); m++)
+      for (int gs = 1; gs <= 4 && gs <= group; gs++) {
+        float us = tune_att(e, A, gs, m == 1, ev0, ev1);
+        if (gs == 1 && m == 0) one = us;
+        if (us > 0.f && (best < 0.f || us < best)) { best = us; t->att_gs = gs; t->att_merge = m == 1; }
+      }
+    fprintf(stderr, "confit generate: tuned attention rows %2d: %d block(s) per kv head, merge %s  %.2f us "
+            "(1 block, separate merge %.2f us)\n", A, t->att_gs, t->att_merge ? "inside" : "separate", best, one);
   }
   cudaEventDestroy(ev0);
   cudaEventDestroy(ev1);
@@ -1058,6 +1058,7 @@ static int gen_tune(gen_engine *e, int A) {
     g_tune_cache[g_ntune_cache].key = key;
     memcpy(g_tune_cache[g_ntune_cache].o, t->o, sizeof t->o);
     g_tune_cache[g_ntune_cache].att_gs = t->att_gs;
+    g_tune_cache[g_ntune_cache].att_merge = t->att_merge;
     g_ntune_cache++;
   }
   pthread_mutex_unlock(&g_tune_lock);
@@ -1127,10 +1128,18 @@ static int gen_att_gs(const gen_engine *e, int A) {
   int group = e->H / e->KVH;
   return gs < 1 ? 1 : gs > group ? group : gs;
 }
+/* whether the attention merges its splits for A rows: tuned, else CONFIT_GEN_ATT_MERGE */
+static bool gen_att_merge(const gen_engine *e, int A) {
+  bool m = e->att_merge;
+  for (int i = 0; i < e->ntuned; i++)
+    if (e->tuned[i].A == A) m = e->tuned[i].att_merge;
+  return m && e->att_cnt;
+}
 
 /* The decode attention of layer l over A rows (k_attn; gen_attn.cuh): rq, early as att_args says,
- * gs blocks per kv head. Writes e->po/pm/pl (and with rq the caches at each row's position). */
-static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int gs) {
+ * gs blocks per kv head. Writes e->po/pm/pl (and with rq the caches at each row's position);
+ * with merge also e->att (no k_attn_combine needed). */
+static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int gs, bool merge) {
   const gen_layer *Ly = &e->layer[l];
   int hd = e->hd, nsplit, C;
   att_split(e, A, &nsplit, &C);
@@ -1149,12 +1158,27 @@ static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int g
   aa.early = early;
   aa.ld = e->Q + 2 * e->KV; aa.bq = Ly->bq; aa.bk = Ly->bk; aa.bv = Ly->bv; aa.cos_t = e->cos_t; aa.sin_t = e->sin_t;
   aa.kcw = kc; aa.vcw = vc;
+  if (merge) { aa.cnt = e->att_cnt; aa.out = e->att; }
   if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, aa);
   else if (hd % 16 == 0) LAUNCH_T3(k_attn, true, ATT_MAXHD, ag, ATT_T, aa);
   else if (hd <= 128) LAUNCH_T3(k_attn, false, 128, ag, ATT_T, aa);
   else LAUNCH_T3(k_attn, false, ATT_MAXHD, ag, ATT_T, aa);
   return cu_launched("generate: attention");
 }
+
+/* the attention with gs blocks per kv head, 2L launches walking the layers (no rq cache writes) */
+static float tune_att(gen_engine *e, int A, int gs, bool merge, cudaEvent_t ev0, cudaEvent_t ev1) {
+  int nsplit, C;
+  att_split(e, A, &nsplit, &C);
+  int hd = e->hd;
+  return graph_time(e, 2 * e->L, [&](int i) {
+    if (gen_attention(e, i % e->L, A, false, e->pdl, gs, merge)) return false;
+    if (!merge) /* the separate merge counts too */
+      LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
+    return cu_launched("generate: combine") == 0;
+  }, ev0, ev1);
+}
+
 
 /* A rows (row state in e->rows) through the layers: on return x (A, D) holds the residual
  * stream after the last layer. Queued on e->st; capturable. With fold (gen_fold) the RMSNorms
@@ -1201,9 +1225,10 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
       LAUNCH_T(k_rope_kv, A, 256, e->qkv, ld, Ly->bq, Ly->bk, Ly->bv, e->cos_t, e->sin_t, e->rows.pos,
                e->rows.slot, e->qr, kc, vc, e->H, e->KVH, hd, e->cap);
     STAGE("attention");
-    if (KEEP("attention") && gen_attention(e, l, A, rq, decode && e->pdl, gen_att_gs(e, A))) return -1;
+    bool merge = gen_att_merge(e, A);
+    if (KEEP("attention") && gen_attention(e, l, A, rq, decode && e->pdl, gen_att_gs(e, A), merge)) return -1;
     STAGE("attn_combine");
-    if (KEEP("combine"))
+    if (KEEP("combine") && !merge)
       LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
     STAGE("o_proj");
     if (KEEP("o_proj") && gen_add_x(e, fold, Ly->ow, e->att, Q, A, Q, GK_OPROJ, "generate: o_proj")) return -1;
@@ -1441,9 +1466,9 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, pdl, rope, nt, ksb, minb, gs;
+    int mma, pdl, rope, nt, ksb, minb, gs, amerge;
     if (env_int("CONFIT_GEN_MMA", 0, 0, 2, &mma) || env_int("CONFIT_GEN_PDL", 0, 0, 1, &pdl) ||
-        env_int("CONFIT_GEN_ATT_GS", 1, 1, 64, &gs) ||
+        env_int("CONFIT_GEN_ATT_GS", 1, 1, 64, &gs) || env_int("CONFIT_GEN_ATT_MERGE", 0, 0, 1, &amerge) ||
         env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb)) {
       rc = -1;
@@ -1459,6 +1484,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     e->mma_opts.minb = minb;
     e->mma_opts.pdl = e->pdl;
     e->att_gs = gs;
+    e->att_merge = amerge == 1;
   }
   if (e->mma_tune && !(e->tuned = (gen_tuned *)calloc(GEN_MAX_PLANNED, sizeof *e->tuned))) {
     rc = CF_ERR("generate: out of memory");
@@ -1472,6 +1498,14 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     }
     e->ss_cap = 1024;
     if (!(e->ss = (float *)gen_alloc(e, (size_t)e->ss_cap * 16 * sizeof(float), "norm sums"))) {
+      rc = -1;
+      goto fail;
+    }
+  }
+  if (e->att_merge || e->mma_tune) {
+    size_t n = (size_t)e->R * e->H * sizeof(int); /* rows x KVH x (at most group) blocks */
+    if (!(e->att_cnt = (int *)gen_alloc(e, n, "attention tickets")) ||
+        cu_check(cudaMemsetAsync(e->att_cnt, 0, n, e->st), "generate: attention tickets")) {
       rc = -1;
       goto fail;
     }

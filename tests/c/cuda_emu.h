@@ -1,5 +1,6 @@
 /* cuda_emu.h - just enough of CUDA to run a kernel's device code on the CPU (the *_emu tests):
- * every CUDA thread an OS thread, blocks one after another (so __shared__ arrays can be statics),
+ * every CUDA thread an OS thread, blocks one after another in a shuffled order (so __shared__
+ * arrays can be statics),
  * __syncthreads a barrier of the block, warp-wide operations (mma.sync, __shfl_xor_sync)
  * gathered through a per-warp stage between two barriers of the warp. Written from the CUDA and
  * PTX documentation, independently of the kernels it runs: the mma fragment layout is the PTX
@@ -191,7 +192,9 @@ static inline double emu_urand(uint64_t *state) {
 }
 
 /* runs body (which calls the kernel) as grid.x * grid.y * grid.z blocks of nthr threads, one
- * block after another: nthr OS threads walk the blocks in step, a barrier between blocks */
+ * block after another in a shuffled order (a GPU promises no order; a kernel that leans on one,
+ * or blocks that share a counter they should not, shows): nthr OS threads walk the blocks in
+ * step, a barrier between blocks */
 template <typename F>
 static inline void emu_run(dim3 grid, int nthr, F body) {
   emu_bdim = dim3(nthr, 1, 1);
@@ -199,21 +202,28 @@ static inline void emu_run(dim3 grid, int nthr, F body) {
   emu_block_bar = &bb;
   int nw = (nthr + 31) / 32;
   for (int w = 0; w < nw; w++) emu_warp_bar[w] = new emu_barrier(32);
+  std::vector<dim3> order;
+  for (unsigned bz = 0; bz < grid.z; bz++)
+    for (unsigned by = 0; by < grid.y; by++)
+      for (unsigned bx = 0; bx < grid.x; bx++) order.push_back(dim3(bx, by, bz));
+  uint64_t st = 0x853c49e6748fea9bull ^ order.size();
+  for (size_t i = order.size(); i > 1; i--) { /* Fisher-Yates, fixed seed */
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    std::swap(order[i - 1], order[(size_t)(st >> 33) % i]);
+  }
   std::vector<std::thread> th;
   for (int t = 0; t < nthr; t++)
     th.emplace_back([&, t] {
       emu_thread = dim3(t, 0, 0);
-      for (unsigned bz = 0; bz < grid.z; bz++)
-        for (unsigned by = 0; by < grid.y; by++)
-          for (unsigned bx = 0; bx < grid.x; bx++) {
-            emu_block = dim3(bx, by, bz);
-            body();
-            done.wait(); /* the block's shared arrays are free for the next block */
-            if (emu_block_end_hook) {
-              if (t == 0) emu_block_end_hook();
-              done.wait();
-            }
-          }
+      for (const dim3 &b : order) {
+        emu_block = b;
+        body();
+        done.wait(); /* the block's shared arrays are free for the next block */
+        if (emu_block_end_hook) {
+          if (t == 0) emu_block_end_hook();
+          done.wait();
+        }
+      }
     });
   for (auto &x : th) x.join();
   for (int w = 0; w < nw; w++) delete emu_warp_bar[w];

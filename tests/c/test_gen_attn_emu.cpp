@@ -4,7 +4,8 @@
  *
  * Covered: bf16 and f32 caches; head_dim 128 and 16 on the 16-byte path, 24 on the element path,
  * 256; query groups of 1, 2, 6 and 12 heads per kv head (12: two passes of the kernel), also
- * shared out over several blocks per kv head (gs, one of them with no head left); splits of
+ * shared out over several blocks per kv head (gs, one of them with no head left); the splits
+ * merged by k_attn_combine or by the attention's last block (a ticket per row and block row); splits of
  * one and of two tiles; positions on and across tile edges; rows sharing a prompt prefix slot;
  * and the three ways decode runs it: queries already rotated (k_rope_kv ran), the same with the
  * cache loaded before the dependency wait (early: position p is loaded again after it), and the
@@ -41,7 +42,7 @@ enum { MODE_ROTATED, MODE_EARLY, MODE_FUSED };
 static const char *mode_name[] = {"rotated q", "rotated q, early loads", "fused bias+RoPE"};
 
 template <typename T, bool VEC, int HD>
-static void run(const cfg &c, int mode, int gs = 1) {
+static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
   int A = (int)c.pos.size(), H = c.H, KVH = c.KVH, hd = c.hd, cap = c.cap, hh = hd / 2;
   int Q = H * hd, KV = KVH * hd, ld = Q + 2 * KV, group = H / KVH;
   int nslots = A + 1; /* slot 0: the shared prompt; row r owns slot r + 1 */
@@ -98,6 +99,8 @@ static void run(const cfg &c, int mode, int gs = 1) {
   a.early = mode != MODE_ROTATED;
   a.ld = ld; a.bq = bq.data(); a.bk = bk.data(); a.bv = bv.data(); a.cos_t = cs.data(); a.sin_t = sn.data();
   a.kcw = kc.data(); a.vcw = vc.data();
+  std::vector<int> cnt((size_t)A * KVH * gs, 0);
+  if (merge) { a.cnt = cnt.data(); a.out = out.data(); }
   /* the predecessor kernel, emulated: what it writes (the rotated queries; in early mode also
    * position p of each row's own slot; in the fused form the GEMM's rows) is NaN until the block
    * waits for it, and NaN again for the next block */
@@ -121,11 +124,15 @@ static void run(const cfg &c, int mode, int gs = 1) {
   emu_wait_hook = nullptr;
   emu_block_end_hook = nullptr;
   put(true);
-  emu_run(dim3(H, A, 1), (hd + 31) / 32 * 32,
-          [&] { k_attn_combine<T>(po.data(), pm.data(), pl.data(), out.data(), H, hd, nsplit); });
+  if (!merge)
+    emu_run(dim3(H, A, 1), (hd + 31) / 32 * 32,
+            [&] { k_attn_combine<T>(po.data(), pm.data(), pl.data(), out.data(), H, hd, nsplit); });
+  bool zero = true;
+  for (int v : cnt) zero = zero && v == 0;
   char what[200];
-  snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head", c.name, sizeof(T) == 2 ? "bf16" : "f32",
-           mode_name[mode], gs);
+  snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head%s", c.name, sizeof(T) == 2 ? "bf16" : "f32",
+           mode_name[mode], gs, merge ? ", merged in the attention" : "");
+  CHECK(zero, "%s: ticket counters not reset", what);
   /* the reference: softmax(q k / sqrt(hd)) v over positions 0..p, in double */
   int bad = 0;
   double worst = 0;
@@ -206,5 +213,13 @@ int main() {
     run<bf16, true, 128>(c128, m, 7);
     run<bf16, true, 128>(c16, m, 3);
   }
+  /* the splits merged by the attention's last block per (row, kv head share) instead of
+   * k_attn_combine: the same output */
+  for (int m = 0; m < 3; m++) {
+    run<bf16, true, 128>(c128, m, 1, true);
+    run<float, false, 128>(c24, m, 1, true);
+  }
+  run<bf16, true, 128>(c128, MODE_FUSED, 2, true);
+  run<bf16, true, 128>(c16, MODE_EARLY, 3, true);
   return check_finish();
 }

@@ -2,7 +2,7 @@
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-lt] [--variants "mma+pdl lt"]
-#                                           [--profile]   (variants: lt mma tune pdl rope rope0 gs2 gs3, joined by +)
+#                                           [--profile]   (variants: lt mma tune pdl rope rope0 gs2 gs3 merge, +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."]
 #
 #  1. unpacks .debs/*.deb into a prefix ($DEBROOT, default /tmp/debroot): Lua, LPeg, cJSON,
@@ -16,7 +16,7 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     opt-in decode variant of $VARIANTS (default "tune+pdl mma+pdl pdl rope+gs2"; --variants "...",
+#     opt-in decode variant of $VARIANTS (default "tune+pdl mma+pdl pdl rope+gs2+merge"; --variants "...",
 #     --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
 #     below says what each is); rows "1.5B+MMA+PDL" etc.;
 #  6. with --sanitize: compute-sanitizer over each GPU test file (time-limited; the tools
@@ -32,7 +32,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; VARIANTS=${VARIANTS:-tune+pdl mma+pdl pdl rope+gs2}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; VARIANTS=${VARIANTS:-tune+pdl mma+pdl pdl rope+gs2+merge}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -203,6 +203,7 @@ EOF
   #   rope  the attention doing the RoPE alone (CONFIT_GEN_FUSE_ROPE=1; on f32 models too, so the
   #         test's exact f32 comparisons cover it); rope0 turns it off under mma
   #   gs2, gs3  2 or 3 attention blocks per kv head (CONFIT_GEN_ATT_GS)
+  #   merge the attention merges its splits itself, no k_attn_combine (CONFIT_GEN_ATT_MERGE=1)
   for V in $VARIANTS; do
     TEST_ENV=""; BENCH_ENV=""; TAG=$(echo "$V" | tr '[:lower:]' '[:upper:]'); OKV=1
     for part in $(echo "$V" | tr '+' ' '); do
@@ -214,6 +215,7 @@ EOF
         rope) TEST_ENV="$TEST_ENV CONFIT_GEN_FUSE_ROPE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_FUSE_ROPE=1" ;;
         rope0) TEST_ENV="$TEST_ENV CONFIT_GEN_FUSE_ROPE=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_FUSE_ROPE=0" ;;
         gs2|gs3) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_GS=${part#gs}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_GS=${part#gs}" ;;
+        merge) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_MERGE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_MERGE=1" ;;
         *) say "unknown decode variant $part in $V"; STATUS=1; OKV=0 ;;
       esac
     done
