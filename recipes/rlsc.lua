@@ -11,7 +11,7 @@
 --       [--questions-per-step 4] [--lr 1e-4] [--temperature 0.5] [--loss-temperature T]
 --       [--eval-questions 200] [--seed 1] [--model examples/toy/model] [--task mixed]
 --       [--out DIR] [--checkpoint-every K] [--resume] [--device cpu|cuda] [--dtype bf16|f32]
---       [--recompute] [--state-dtype f32|bf16] [--profile]
+--       [--recompute] [--micro-batch K] [--state-dtype f32|bf16] [--profile]
 --       ...      (--help lists every flag)
 --
 -- Methods: every name of confit.rl (l1, l2, ours_lennorm, ours_softmax, ours_clip, self_sft,
@@ -89,6 +89,7 @@ local SPEC = {
   device = {"string", "cpu", choices = {"cpu", "cuda"}},
   dtype = {"string", "bf16", choices = {"bf16", "f32"}},
   recompute = {"flag", false},    -- activation recomputation per layer (m:set_recompute)
+  micro_batch = {"int", 0, min = 0}, -- sequences per forward/backward (0 = the whole step; rl.backward)
   profile = {"flag", false},      -- time every op and generation stage: OUT/profile.json + a table
   state_dtype = {"string", "f32", choices = {"f32", "bf16"}}, -- AdamW moments (bf16: 7B on one H200)
 }
@@ -166,6 +167,7 @@ local function run_toy(o, cfg, say)
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
     max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
     lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed, state_dtype = o.state_dtype,
+    micro_batch = o.micro_batch,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
     ref_model = o.kl_coef > 0 and load_model(o) or nil,
     out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
@@ -304,6 +306,7 @@ local function run_real(o, cfg, say)
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
     max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
     lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed, state_dtype = o.state_dtype,
+    micro_batch = o.micro_batch,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, stop = stop,
     ref_model = o.kl_coef > 0 and load_model(o) or nil,
     out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
@@ -376,7 +379,7 @@ local function main(argv)
     questions_per_step = o.questions_per_step,
     optim = {name = "adamw", lr = o.lr, weight_decay = o.weight_decay, betas = {0.9, 0.999},
              eps = 1e-8, grad_clip = o.grad_clip, state_dtype = o.state_dtype},
-    recompute = o.recompute,
+    recompute = o.recompute, micro_batch = o.micro_batch,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
     task = not o.data and o.task or nil, data = o.data, template = o.data and o.template or nil,
     checkpoint_every = o.checkpoint_every,

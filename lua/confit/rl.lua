@@ -3,6 +3,8 @@
 --   local batch = rl.batch(m, prompt_ids, samples, {n = 16, extract = fn, answers = labels})
 --   local loss, metrics = rl.loss("l2", batch, {alpha = 0.1, temperature = 0.5})
 --   loss:backward()
+--   local lv, metrics = rl.backward("l2", batch, {alpha = 0.1, temperature = 0.5, micro_batch = 4})
+--                                   -- the same gradient, 4 sequences per forward/backward
 --
 -- A batch is the N = n * Q samples of one optimizer step: Q questions (prompt token lists) and
 -- the n completions of each from m:generate (flat, question by question). Every method returns a
@@ -101,6 +103,7 @@ function rl.batch(m, prompts, samples, opts)
     if opts.extract then b.extracted[i] = opts.extract(b.texts[i]) end
   end
   for q = 1, #prompts do b.groups[q] = {(q - 1) * n + 1, q * n} end
+  b.seqs = seqs
   b.ids, b.lens = model.pad(seqs, 0)
   if opts.grade and opts.answers then
     b.correct = {}
@@ -232,8 +235,11 @@ end
 
 -- Weighted log-likelihood methods: loss = -sum_i w_i log p_i ------------------------------------
 
--- weight_fn(lpv, batch, opts) -> list of f64 weights
-local function weighted(weight_fn)
+-- weight_fn(lpv, batch, opts) -> list of f64 weights. per_sample: a sample's weight depends on
+-- its own log-prob and length only (micro-batches may then split a question's samples).
+-- Returns the method and its entry of rl.weights.
+rl.weights = {}
+local function weighted(weight_fn, per_sample)
   return function(batch, o)
     local lp, lpv = seq_logprobs(batch, o.temperature or 1.0)
     local w = weight_fn(lpv, batch, o)
@@ -241,32 +247,32 @@ local function weighted(weight_fn)
     local met = base_metrics(batch, lpv)
     met.mean_weight = mean_of(w)
     return loss, met
-  end
+  end, {fn = weight_fn, per_sample = per_sample}
 end
 
 local function alpha_of(o) return o.alpha == nil and 0.1 or o.alpha end
 
 rl.methods = {}
 
-rl.methods.l1 = weighted(function(lpv)
+rl.methods.l1, rl.weights.l1 = weighted(function(lpv)
   local w = {}
   for i, v in ipairs(lpv) do w[i] = math.exp(v) end
   return w
-end)
+end, true)
 
-rl.methods.l2 = weighted(function(lpv, _, o)
+rl.methods.l2, rl.weights.l2 = weighted(function(lpv, _, o)
   local a, w = alpha_of(o), {}
   for i, v in ipairs(lpv) do w[i] = math.exp(v) + a end
   return w
-end)
+end, true)
 
-rl.methods.ours_lennorm = weighted(function(lpv, batch, o)
+rl.methods.ours_lennorm, rl.weights.ours_lennorm = weighted(function(lpv, batch, o)
   local a, w = alpha_of(o), {}
   for i, v in ipairs(lpv) do w[i] = math.exp(v / batch.comp_lens[i]) + a end
   return w
-end)
+end, true)
 
-rl.methods.ours_softmax = weighted(function(lpv, batch, o)
+rl.methods.ours_softmax, rl.weights.ours_softmax = weighted(function(lpv, batch, o)
   local a, w = alpha_of(o), {}
   for _, g in ipairs(batch.groups) do
     local mx = -math.huge
@@ -276,19 +282,19 @@ rl.methods.ours_softmax = weighted(function(lpv, batch, o)
     for i = g[1], g[2] do w[i] = math.exp(lpv[i] - mx) / z + a end
   end
   return w
-end)
+end, false)
 
-rl.methods.ours_clip = weighted(function(lpv, _, o)
+rl.methods.ours_clip, rl.weights.ours_clip = weighted(function(lpv, _, o)
   local a, cap, w = alpha_of(o), o.clip_max or 0.5, {}
   for i, v in ipairs(lpv) do w[i] = math.min(math.exp(v), cap) + a end
   return w
-end)
+end, true)
 
-rl.methods.self_sft = weighted(function(lpv)
+rl.methods.self_sft, rl.weights.self_sft = weighted(function(lpv)
   local w = {}
   for i = 1, #lpv do w[i] = 1.0 end
   return w
-end)
+end, true)
 
 -- EM-FT -----------------------------------------------------------------------------------------
 
@@ -425,6 +431,137 @@ function rl.loss(name, batch, opts)
   local canon, err = rl.resolve(name)
   if not canon then error("rl.loss: " .. err, 2) end
   return rl.methods[canon](batch, opts or {})
+end
+
+-- Micro-batches ---------------------------------------------------------------------------------
+
+local function isfinite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+--- The batch of the samples idx (indices into batch, in that order), padded anew; its groups are
+--- the runs of idx that share a question.
+function rl.sub_batch(batch, idx)
+  local b = {model = batch.model, n = batch.n, prompts = batch.prompts, answers = batch.answers,
+             answer_key = batch.answer_key, ref_model = batch.ref_model, samples = {}, groups = {},
+             prompt_lens = {}, comp_lens = {}, question_of = {}, texts = {}, seqs = {},
+             extracted = {n = #idx}, correct = batch.correct and {} or nil}
+  for j, i in ipairs(idx) do
+    b.samples[j], b.seqs[j], b.texts[j] = batch.samples[i], batch.seqs[i], batch.texts[i]
+    b.prompt_lens[j], b.comp_lens[j] = batch.prompt_lens[i], batch.comp_lens[i]
+    b.extracted[j] = batch.extracted[i]
+    if b.correct then b.correct[j] = batch.correct[i] end
+    local q = batch.question_of[i]
+    if j > 1 and b.question_of[j - 1] == q then b.groups[#b.groups][2] = j
+    else b.groups[#b.groups + 1] = {j, j} end
+    b.question_of[j] = q
+  end
+  b.ids, b.lens = model.pad(b.seqs, 0)
+  return b
+end
+
+--- The micro-batches of at most K sequences (lists of sample indices). per_sample: any split is
+--- exact, so the samples go longest first and each chunk pads only to its own longest; otherwise
+--- a chunk holds whole questions (consecutive ones while they fit; a larger question alone).
+function rl.chunks(batch, K, per_sample)
+  local out = {}
+  if per_sample then
+    local order, len = {}, batch.lens
+    for i = 1, #batch.samples do order[i] = i end
+    table.sort(order, function(a, b)
+      if len[a] ~= len[b] then return len[a] > len[b] end
+      return a < b
+    end)
+    for s = 1, #order, K do out[#out + 1] = table.move(order, s, math.min(s + K - 1, #order), 1, {}) end
+    return out
+  end
+  local cur = {}
+  for _, g in ipairs(batch.groups) do
+    if #cur > 0 and #cur + (g[2] - g[1] + 1) > K then out[#out + 1] = cur; cur = {} end
+    for i = g[1], g[2] do cur[#cur + 1] = i end
+  end
+  if #cur > 0 then out[#out + 1] = cur end
+  return out
+end
+
+-- Metrics of micro-batches -> the batch's: kl is a sum over questions, entropy a mean over
+-- tokens, n_samples a count, the rest means over samples.
+local function combine_metrics(parts)
+  local met, n, ntok = {}, 0, 0
+  for _, p in ipairs(parts) do n, ntok = n + p.n, ntok + p.ntok end
+  for _, p in ipairs(parts) do
+    for k, v in pairs(p.met) do
+      local share = p.n / n
+      if k == "kl" or k == "n_samples" then share = 1
+      elseif k == "entropy" then share = p.ntok / ntok end
+      met[k] = (met[k] or 0) + v * share
+    end
+  end
+  return met
+end
+
+--- The method's loss and its gradient: runs the backward and returns the loss value (a number)
+--- and the metrics. opts as rl.loss, plus opts.micro_batch = K > 0: the forward and backward run
+--- over micro-batches of at most K sequences (rl.chunks) whose gradients add up. Every method's
+--- loss is a sum over samples (the weighted ones) or over questions (the rest), so this is the
+--- one-pass gradient up to float rounding, with the activations of K sequences held at a time.
+--- Weights that need the whole question (ours_softmax) come from a first forward without a graph.
+--- GRPO and EM-FT split only between questions. A loss that is not finite is returned before its
+--- backward (the metrics are then nil).
+function rl.backward(name, batch, opts)
+  opts = opts or {}
+  local canon, err = rl.resolve(name)
+  if not canon then error("rl.backward: " .. err, 2) end
+  local K = opts.micro_batch or 0
+  if math.type(K) ~= "integer" or K < 0 then
+    error(("rl.backward: micro_batch must be an integer >= 0 (0 = one pass), got %s"):format(tostring(K)), 2)
+  end
+  if K == 0 or K >= #batch.samples then
+    local loss, met = rl.methods[canon](batch, opts)
+    local lv = loss:item()
+    if not isfinite(lv) then return lv, nil end
+    loss:backward()
+    return lv, met
+  end
+  local T, wt, total = opts.temperature or 1.0, rl.weights[canon], 0
+  if not wt then
+    local parts = {}
+    for _, idx in ipairs(rl.chunks(batch, K, false)) do
+      local sub = rl.sub_batch(batch, idx)
+      local loss, met = rl.methods[canon](sub, opts)
+      local lv = loss:item()
+      total = total + lv
+      if not isfinite(lv) then return total, nil end
+      loss:backward()
+      local ntok = 0
+      for _, L in ipairs(sub.comp_lens) do ntok = ntok + L end
+      parts[#parts + 1] = {met = met, n = #idx, ntok = ntok}
+    end
+    return total, combine_metrics(parts)
+  end
+  local chunks, lpv_all, w_all, w_used = rl.chunks(batch, K, true), {}, nil, {}
+  if not wt.per_sample then
+    confit.no_grad(function()
+      for _, idx in ipairs(chunks) do
+        local _, v = seq_logprobs(rl.sub_batch(batch, idx), T)
+        for j, i in ipairs(idx) do lpv_all[i] = v[j] end
+      end
+    end)
+    w_all = wt.fn(lpv_all, batch, opts)
+  end
+  for _, idx in ipairs(chunks) do
+    local sub = rl.sub_batch(batch, idx)
+    local lp, lpv = seq_logprobs(sub, T)
+    local w = {}
+    if w_all then for j, i in ipairs(idx) do w[j] = w_all[i] end else w = wt.fn(lpv, sub, opts) end
+    local loss = -(like(w, lp) * lp):sum()
+    local lv = loss:item()
+    total = total + lv
+    if not isfinite(lv) then return total, nil end
+    loss:backward()
+    for j, i in ipairs(idx) do lpv_all[i], w_used[i] = lpv[j], w[j] end
+  end
+  local met = base_metrics(batch, lpv_all)
+  met.mean_weight = mean_of(w_used)
+  return total, met
 end
 
 return rl

@@ -7,7 +7,8 @@
 -- Per step s (1-based): take questions ((s-1)*Q + 1 .. s*Q) cyclically (labels, when present,
 -- are used for logging only), build prompts (opts.prompt_of(q) -> string or token ids), sample
 -- n completions each at the sampling temperature with seed opts.seed * 1000003 + s, compute the
--- method's loss (confit.rl) at the loss temperature, backward, check the loss and every gradient
+-- method's loss (confit.rl) at the loss temperature and its gradient (rl.backward: in micro-batches
+-- of opts.micro_batch sequences when > 0, same gradient), check the loss and every gradient
 -- for NaN/Inf, optionally clip the gradient norm, AdamW step, and append one line to
 -- OUT/steps.jsonl (docs/RUNDIR.md). Every opts.checkpoint_every steps, a Hugging Face folder
 -- OUT/checkpoint-<s> (model.safetensors, config, tokenizer files, optimizer.safetensors with the
@@ -138,13 +139,13 @@ local DEFAULTS = {
   method = "l2", alpha = 0.1, n = 16, temperature = 0.5, top_p = 1.0, top_k = 0,
   max_new_tokens = 64, steps = 20, questions_per_step = 4, lr = 1e-4, weight_decay = 0.01,
   beta1 = 0.9, beta2 = 0.999, eps = 1e-8, grad_clip = 0, seed = 1, checkpoint_every = 0,
-  clip_eps = 0.2, kl_coef = 0, clip_max = 0.5,
+  clip_eps = 0.2, kl_coef = 0, clip_max = 0.5, micro_batch = 0,
 }
 M.DEFAULTS = DEFAULTS
 
 --- Run RL. opts: model, questions (list of {prompt = string | token ids, answer = optional}),
 --- prompt_of(q) (default q.prompt), extract(text) -> answer, grade(text, answer) -> bool,
---- answer_key(a), the DEFAULTS above, loss_temperature (default = temperature), stop (extra
+--- answer_key(a), the DEFAULTS above (micro_batch: sequences per forward/backward, 0 = all), loss_temperature (default = temperature), stop (extra
 --- stop ids), out (run directory, nil = write nothing), resume, ref_model (GRPO KL), log(line)
 --- (default print), on_step(record). Returns the list of step records.
 function M.run(opts)
@@ -213,15 +214,13 @@ function M.run(opts)
                                                  grade = o.grade, answer_key = o.answer_key})
     batch.ref_model = o.ref_model
     opt:zero_grad()
-    local loss, met = rl.loss(method, batch, {alpha = o.alpha, temperature = T_loss,
-                                              clip_eps = o.clip_eps, kl_coef = o.kl_coef,
-                                              clip_max = o.clip_max})
-    local lv = loss:item()
+    local lv, met = rl.backward(method, batch, {alpha = o.alpha, temperature = T_loss,
+                                                clip_eps = o.clip_eps, kl_coef = o.kl_coef,
+                                                clip_max = o.clip_max, micro_batch = o.micro_batch})
     if not isfinite(lv) then
       error(("train: step %d: the loss is %s (method %s); stopped before the update, nothing saved")
             :format(step, tostring(lv), method), 0)
     end
-    loss:backward()
     local gnorm = confit.optim.clip_grad_norm(params, (o.grad_clip or 0) > 0 and o.grad_clip or math.huge)
     if not isfinite(gnorm) then
       local name, n = M.bad_gradient(params)

@@ -519,4 +519,122 @@ H.case("train.parse_args", function()
   H.eq(train.parse_args({"--questions-per-step", "2"}, {questions_per_step = {"int", 4}}, "t").questions_per_step, 2)
 end)
 
+-- Micro-batches (rl.backward with opts.micro_batch) -------------------------------------------
+
+-- every parameter's gradient, flat, in name order
+local function all_grads(m)
+  local ps, out = m:parameters(), {}
+  for _, name in ipairs(train.sorted_keys and train.sorted_keys(ps) or m:param_names()) do
+    local g = ps[name].grad
+    if g then for _, x in ipairs(g:contiguous():view({-1}):totable()) do out[#out + 1] = x end end
+  end
+  return out
+end
+
+-- a batch whose completions have different lengths (1..5 tokens), so chunks pad differently
+local function ragged_batch(m, n)
+  local samples = m:generate(PROMPTS, {n = n, temperature = 1.0, max_new_tokens = 5, seed = 21})
+  for i, s in ipairs(samples) do
+    local L = 1 + (i * 7) % 5
+    s.tokens = table.move(s.tokens, 1, math.min(L, #s.tokens), 1, {})
+  end
+  return rl.batch(m, PROMPTS, samples, {n = n, extract = toy.extract_boxed})
+end
+
+local function backward_with(m, name, b, opts)
+  zero_grads(m)
+  local lv, met = rl.backward(name, b, opts)
+  local g = all_grads(m)
+  zero_grads(m)
+  return lv, g, met
+end
+
+local METHODS = {}
+for name in pairs(rl.methods) do if rl.trains(name) then METHODS[#METHODS + 1] = name end end
+table.sort(METHODS)
+
+for _, name in ipairs(METHODS) do
+  H.case(name .. ": micro-batches give the one-pass loss, gradient and metrics", function()
+    local m = tiny(3, 0.6)
+    local b = ragged_batch(m, 4)
+    local opts = {alpha = 0.1, temperature = 0.7, kl_coef = 0}
+    if name:find("^grpo") then opts.kl_coef = 0.05; b.ref_model = tiny(4, 0.6) end
+    local lv0, g0, met0 = backward_with(m, name, b, opts)
+    local loss = rl.loss(name, b, opts)
+    H.near(lv0, loss:item(), 1e-12, "micro_batch 0 is rl.loss")
+    for _, K in ipairs({1, 3, 5}) do
+      opts.micro_batch = K
+      local lv, g, met = backward_with(m, name, b, opts)
+      H.near(lv, lv0, 1e-5, ("K = %d: loss"):format(K))
+      local err, scale = rel_err(g, g0)
+      H.ok(scale > 1e-6, "the gradient is not zero")
+      H.ok(err < 1e-4, ("K = %d: gradient relative error %g"):format(K, err))
+      for k, v in pairs(met0) do
+        H.ok(met[k] ~= nil, ("K = %d: metric %s missing"):format(K, k))
+        H.near(met[k], v, 1e-5, ("K = %d: metric %s"):format(K, k))
+      end
+    end
+  end)
+end
+
+H.case("rl.chunks: longest first for per-sample methods, whole questions otherwise", function()
+  local m = tiny(3, 0.6)
+  local b = ragged_batch(m, 4)
+  local ch = rl.chunks(b, 5, true)
+  H.eq(#ch, 3, "12 samples in chunks of 5")
+  local seen, prev = {}, math.huge
+  for _, c in ipairs(ch) do
+    H.ok(#c <= 5, "chunk size")
+    for _, i in ipairs(c) do
+      H.ok(not seen[i], "sample once"); seen[i] = true
+      H.ok(b.lens[i] <= prev, "longest first"); prev = b.lens[i]
+    end
+  end
+  local q = rl.chunks(b, 5, false)
+  H.eq(#q, 3, "a question of 4 per chunk at K = 5")
+  H.eq(table.concat(q[2], ","), "5,6,7,8", "the second question")
+  H.eq(#rl.chunks(b, 8, false), 2, "two questions fit in 8")
+  H.eq(#rl.chunks(b, 2, false)[1], 4, "a question larger than K goes alone")
+  local sub = rl.sub_batch(b, {7, 8, 2})
+  H.eq(#sub.groups, 2, "runs of a question are groups")
+  H.eq(sub.groups[1][2], 2, "first run")
+  H.eq(sub.comp_lens[3], b.comp_lens[2], "fields follow the indices")
+  H.eq(sub.ids:shape()[2], math.max(b.lens[7], b.lens[8], b.lens[2]), "padded to its own longest")
+end)
+
+H.case("micro-batches bound the rows of every forward and cut padding", function()
+  local m = tiny(3, 0.6)
+  local b = ragged_batch(m, 4)
+  local core = m.core
+  local rows, cells = 0, 0
+  local real = m.logprobs
+  m.logprobs = function(self, ids, ...)
+    local sh = ids:shape()
+    rows = math.max(rows, sh[1]); cells = cells + sh[1] * sh[2]
+    return real(self, ids, ...)
+  end
+  rl.backward("l2", b, {alpha = 0.1, temperature = 0.7, micro_batch = 3})
+  H.ok(rows <= 3, "at most 3 rows per forward, got " .. rows)
+  local micro = cells
+  rows, cells = 0, 0
+  zero_grads(m)
+  rl.backward("l2", b, {alpha = 0.1, temperature = 0.7})
+  H.eq(rows, 12, "one pass holds every row")
+  H.ok(micro < cells, ("padded cells: %d in micro-batches, %d in one pass"):format(micro, cells))
+  m.logprobs = real
+  assert(core)
+  H.raises(function() rl.backward("l2", b, {micro_batch = -1}) end, "micro_batch", "-1")
+  H.raises(function() rl.backward("l2", b, {micro_batch = 1.5}) end, "micro_batch")
+end)
+
+H.case("train.run: micro_batch steps match one-pass steps", function()
+  local a = run_tiny(nil, 2)
+  local b = run_tiny(nil, 2, {micro_batch = 3})
+  for s = 1, 2 do
+    for _, k in ipairs({"loss", "mean_logp", "mean_confidence", "grad_norm", "weight_share"}) do
+      H.near(b[s][k], a[s][k], 1e-4, ("step %d %s"):format(s, k))
+    end
+  end
+end)
+
 H.finish()
