@@ -42,11 +42,13 @@ template <typename T> struct kv8;
 template <> struct kv8<bf16> {
   uint4 u;
   __device__ __forceinline__ void load(const bf16 *p) { u = *(const uint4 *)p; }
+  __device__ __forceinline__ void load_cg(const bf16 *p) { u = __ldcg((const uint4 *)p); }
   __device__ __forceinline__ void get(float *f) const { bf16x8_to_float(u, f); }
 };
 template <> struct kv8<float> {
   float4 a, b;
   __device__ __forceinline__ void load(const float *p) { a = ((const float4 *)p)[0]; b = ((const float4 *)p)[1]; }
+  __device__ __forceinline__ void load_cg(const float *p) { a = __ldcg((const float4 *)p); b = __ldcg((const float4 *)p + 1); }
   __device__ __forceinline__ void get(float *f) const {
     f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
   }
@@ -55,12 +57,14 @@ template <typename T> struct kv2;
 template <> struct kv2<bf16> {
   __nv_bfloat162 h;
   __device__ __forceinline__ void load(const bf16 *p) { h = *(const __nv_bfloat162 *)p; }
+  __device__ __forceinline__ void load_cg(const bf16 *p) { h = __ldcg((const __nv_bfloat162 *)p); }
   __device__ __forceinline__ void zero() { h = __floats2bfloat162_rn(0.f, 0.f); }
   __device__ __forceinline__ float2 get() const { return __bfloat1622float2(h); }
 };
 template <> struct kv2<float> {
   float2 f;
   __device__ __forceinline__ void load(const float *p) { f = *(const float2 *)p; }
+  __device__ __forceinline__ void load_cg(const float *p) { f = __ldcg((const float2 *)p); }
   __device__ __forceinline__ void zero() { f = make_float2(0.f, 0.f); }
   __device__ __forceinline__ float2 get() const { return f; }
 };
@@ -255,9 +259,10 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
         if (tid < ATT_G) { ms[tid] = -INFINITY; ls[tid] = 0.f; }
         __syncthreads();
       }
-      if (a.early && p >= t0 && p < t0 + n) {
-        /* position p was loaded before the wait (early) or is this block's own (rq): take it
-         * from shared memory (rq) or load it again */
+      if ((a.early || mine) && p >= t0 && p < t0 + n) {
+        /* position p was loaded before the wait (early) or before this block made it (rq): take
+         * it from shared memory (rq) or load it again, through L2 (a line of it may sit in this
+         * SM's L1 from before the wait) */
         int tp = p - t0;
         const T *kp = mine ? &kvp[0][half * hh] : kc + own + (size_t)p * hd + half * hh;
         const T *vp = mine ? kvp[1] : vc + own + (size_t)p * hd;
@@ -265,7 +270,11 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
           krow = kp;
           if (VEC) {
 #pragma unroll
-            for (int c = 0; c < KCH; c++) if (8 * c < hh) kr8[c].load(krow + 8 * c);
+            for (int c = 0; c < KCH; c++)
+              if (8 * c < hh) {
+                if (mine) kr8[c].load(krow + 8 * c);
+                else kr8[c].load_cg(krow + 8 * c);
+              }
           }
         }
 #pragma unroll
@@ -273,7 +282,10 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
           int d = 2 * (lane + 32 * c);
 #pragma unroll
           for (int k = 0; k < ATT_PVP; k++)
-            if (pv_grp * ATT_PVP + k == tp && d < hd) vr[c][k].load(vp + d);
+            if (pv_grp * ATT_PVP + k == tp && d < hd) {
+              if (mine) vr[c][k].load(vp + d);
+              else vr[c][k].load_cg(vp + d);
+            }
         }
       }
       /* scores: half dot products of my position with every head of the group */

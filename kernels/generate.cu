@@ -1038,7 +1038,7 @@ static int gen_tune(gen_engine *e, int A) {
   }
   {
     /* the attention with its merge: 1 to 4 blocks per kv head, the merge separate or in the
-     * attention (timed without rq's cache writes) */
+     * attention */
     int group = e->H / e->KVH;
     float best = -1.f, one = -1.f;
     for (int m = 0; m < (e->att_cnt ? 2 : 1); m++)
@@ -1166,13 +1166,15 @@ static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int g
   return cu_launched("generate: attention");
 }
 
-/* the attention with gs blocks per kv head, 2L launches walking the layers (no rq cache writes) */
+/* the attention with gs blocks per kv head, 2L launches walking the layers, as the decode step
+ * runs it (with rq: bias + RoPE and position p's key and value, whose cache writes land where the
+ * step about to run writes them again) */
 static float tune_att(gen_engine *e, int A, int gs, bool merge, cudaEvent_t ev0, cudaEvent_t ev1) {
   int nsplit, C;
   att_split(e, A, &nsplit, &C);
   int hd = e->hd;
   return graph_time(e, 2 * e->L, [&](int i) {
-    if (gen_attention(e, i % e->L, A, false, e->pdl, gs, merge)) return false;
+    if (gen_attention(e, i % e->L, A, e->rq, e->pdl, gs, merge)) return false;
     if (!merge) /* the separate merge counts too */
       LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
     return cu_launched("generate: combine") == 0;
@@ -1515,6 +1517,12 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if (e->lt_mode > 0 && !(e->plan = (gen_plan *)calloc(GEN_MAX_PLANS, sizeof *e->plan))) {
     rc = CF_ERR("generate: out of memory");
     goto fail;
+  }
+  if (!use_graph && (e->mma_tune || e->lt_mode > 0)) { /* said once per process */
+    static int told;
+    if (__sync_bool_compare_and_swap(&told, 0, 1))
+      fprintf(stderr, "confit generate: CONFIT_GEN_MMA=2 and CONFIT_GEN_LT choose by timing CUDA graphs; "
+                      "without graphs (CONFIT_NO_GRAPH=1, the profiler) the default choices run\n");
   }
   {
     size_t ws = wsize(e);

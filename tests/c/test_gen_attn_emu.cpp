@@ -7,10 +7,11 @@
  * shared out over several blocks per kv head (gs, one of them with no head left); the splits
  * merged by k_attn_combine or by the attention's last block (a ticket per row and block row); splits of
  * one and of two tiles; positions on and across tile edges; rows sharing a prompt prefix slot;
- * and the three ways decode runs it: queries already rotated (k_rope_kv ran), the same with the
+ * and the four ways decode runs it: queries already rotated (k_rope_kv ran), the same with the
  * cache loaded before the dependency wait (early: position p is loaded again after it), and the
  * fused form (rq) that rotates the queries itself and makes, stores and uses position p's key
- * and value (checked in the caches too). The predecessor kernel is emulated at the wait: what it
+ * and value (checked in the caches too; the caches hold NaN at p before), without and with early
+ * loads. The predecessor kernel is emulated at the wait: what it
  * writes is NaN in every block until that block has waited, so a read before the wait of
  * anything but the finished cache shows.
  */
@@ -38,8 +39,9 @@ struct cfg {
   std::vector<int> pos, plen; /* per row; rows with plen > 0 share slot 0's prefix */
 };
 
-enum { MODE_ROTATED, MODE_EARLY, MODE_FUSED };
-static const char *mode_name[] = {"rotated q", "rotated q, early loads", "fused bias+RoPE"};
+enum { MODE_ROTATED, MODE_EARLY, MODE_FUSED, MODE_FUSED_EARLY, NMODE };
+static const char *mode_name[] = {"rotated q", "rotated q, early loads", "fused bias+RoPE",
+                                  "fused bias+RoPE, early loads"};
 
 template <typename T, bool VEC, int HD>
 static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
@@ -47,6 +49,7 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
   int Q = H * hd, KV = KVH * hd, ld = Q + 2 * KV, group = H / KVH;
   int nslots = A + 1; /* slot 0: the shared prompt; row r owns slot r + 1 */
   int nsplit = (cap + c.C - 1) / c.C;
+  bool fused = mode == MODE_FUSED || mode == MODE_FUSED_EARLY;
   size_t ncache = (size_t)(nslots + 1) * KVH * cap * hd;
   std::vector<T> kc(ncache), vc(ncache);
   for (auto &v : kc) v = from_float<T>((float)urand());
@@ -84,19 +87,28 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
       }
     for (int j = 0; j < KV; j++) vp[(size_t)r * KV + j] = from_float<T>(row[Q + KV + j] + bv[j]);
   }
+  /* fused: what the caches hold at position p before the step is stale (NaN here); the kernel
+   * must use the key and value it makes */
+  if (fused)
+    for (int r = 0; r < A; r++)
+      for (int kh = 0; kh < KVH; kh++)
+        for (int d = 0; d < hd; d++) {
+          size_t i = (((size_t)slot[r] * KVH + kh) * cap + pos[r]) * hd + d;
+          kc[i] = vc[i] = from_float<T>(NAN);
+        }
   std::vector<T> kc0 = kc, vc0 = vc;
   std::vector<float> po((size_t)A * H * nsplit * hd), pm((size_t)A * H * nsplit), pl((size_t)A * H * nsplit);
   std::vector<T> out((size_t)A * Q);
   att_args a;
   memset(&a, 0, sizeof a);
-  a.q = mode == MODE_FUSED ? qkv.data() : q.data();
+  a.q = fused ? qkv.data() : q.data();
   a.kc = kc.data(); a.vc = vc.data();
   a.pos = pos.data(); a.slot = slot.data(); a.pslot = pslot.data(); a.plen = plen.data();
   a.po = po.data(); a.pm = pm.data(); a.pl = pl.data();
   a.H = H; a.KVH = KVH; a.hd = hd; a.cap = cap; a.C = c.C; a.nsplit = nsplit; a.gs = gs;
   a.scale = (float)(1.0 / sqrt((double)hd));
-  a.rq = mode == MODE_FUSED;
-  a.early = mode != MODE_ROTATED;
+  a.rq = fused;
+  a.early = mode == MODE_EARLY || mode == MODE_FUSED_EARLY;
   a.ld = ld; a.bq = bq.data(); a.bk = bk.data(); a.bv = bv.data(); a.cos_t = cs.data(); a.sin_t = sn.data();
   a.kcw = kc.data(); a.vcw = vc.data();
   std::vector<int> cnt((size_t)A * KVH * gs, 0);
@@ -104,7 +116,7 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
   /* the predecessor kernel, emulated: what it writes (the rotated queries; in early mode also
    * position p of each row's own slot; in the fused form the GEMM's rows) is NaN until the block
    * waits for it, and NaN again for the next block */
-  std::vector<float> &qlive = mode == MODE_FUSED ? qkv : q;
+  std::vector<float> &qlive = fused ? qkv : q;
   std::vector<float> qreal = qlive;
   auto put = [&](bool real) {
     for (size_t i = 0; i < qlive.size(); i++) qlive[i] = real ? qreal[i] : NAN;
@@ -140,7 +152,7 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
     int p = pos[r];
     for (int h = 0; h < H; h++) {
       int kh = h / group;
-      const float *qq = mode == MODE_FUSED ? &qrot[(size_t)r * Q + h * hd] : &q[(size_t)r * Q + h * hd];
+      const float *qq = fused ? &qrot[(size_t)r * Q + h * hd] : &q[(size_t)r * Q + h * hd];
       std::vector<double> sc(p + 1);
       double mx = -1e300;
       for (int t = 0; t <= p; t++) {
@@ -148,7 +160,7 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
         size_t off = (((size_t)sl * KVH + kh) * cap + t) * hd;
         double s = 0;
         for (int d = 0; d < hd; d++) {
-          double kv = mode == MODE_FUSED && t == p ? tof(kp[(size_t)r * KV + kh * hd + d]) : tof(kc0[off + d]);
+          double kv = fused && t == p ? tof(kp[(size_t)r * KV + kh * hd + d]) : tof(kc0[off + d]);
           s += (double)qq[d] * kv;
         }
         sc[t] = s / sqrt((double)hd);
@@ -161,7 +173,7 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
         for (int t = 0; t <= p; t++) {
           int sl = t < plen[r] ? pslot[r] : slot[r];
           size_t off = (((size_t)sl * KVH + kh) * cap + t) * hd;
-          double vv = mode == MODE_FUSED && t == p ? tof(vp[(size_t)r * KV + kh * hd + d]) : tof(vc0[off + d]);
+          double vv = fused && t == p ? tof(vp[(size_t)r * KV + kh * hd + d]) : tof(vc0[off + d]);
           o += sc[t] * vv;
         }
         o /= L;
@@ -179,7 +191,7 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
   for (size_t i = 0; i < ncache; i++) {
     size_t d = i % hd, t = (i / hd) % cap, kh = (i / hd / cap) % KVH, sl = i / hd / cap / KVH;
     T kw = kc0[i], vw = vc0[i];
-    if (mode == MODE_FUSED && sl >= 1 && (int)sl <= A && (int)t == pos[sl - 1]) {
+    if (fused && sl >= 1 && (int)sl <= A && (int)t == pos[sl - 1]) {
       kw = kp[(sl - 1) * KV + kh * hd + d];
       vw = vp[(sl - 1) * KV + kh * hd + d];
     }
@@ -197,7 +209,7 @@ int main() {
   cfg c24 = {"hd 24 (element path), 4 heads on 2", 4, 2, 24, 140, 64, {139, 70, 1}, {0, 30, 1}};
   cfg c256 = {"hd 256, 2 heads on 1", 2, 1, 256, 130, 64, {129, 65}, {64, 0}};
   cfg c1 = {"hd 128, one head per kv head", 2, 2, 128, 70, 64, {69, 2}, {10, 0}};
-  for (int m = 0; m < 3; m++) {
+  for (int m = 0; m < NMODE; m++) {
     run<bf16, true, 128>(c128, m);
     run<float, true, 128>(c128, m);
     run<bf16, true, 128>(c16, m);
@@ -208,18 +220,19 @@ int main() {
   }
   /* the query heads of a kv head shared out over 2 and 7 blocks (7 > 6: one block idle), 3 for
    * the 12-head group; in the fused form one of them writes the caches */
-  for (int m = 1; m < 3; m++) {
+  for (int m = 1; m < NMODE; m++) {
     run<bf16, true, 128>(c128, m, 2);
     run<bf16, true, 128>(c128, m, 7);
     run<bf16, true, 128>(c16, m, 3);
   }
   /* the splits merged by the attention's last block per (row, kv head share) instead of
    * k_attn_combine: the same output */
-  for (int m = 0; m < 3; m++) {
+  for (int m = 0; m < NMODE; m++) {
     run<bf16, true, 128>(c128, m, 1, true);
     run<float, false, 128>(c24, m, 1, true);
   }
   run<bf16, true, 128>(c128, MODE_FUSED, 2, true);
+  run<bf16, true, 128>(c128, MODE_FUSED_EARLY, 2, true);
   run<bf16, true, 128>(c16, MODE_EARLY, 3, true);
   return check_finish();
 }
