@@ -35,6 +35,9 @@ struct sk_args {
 /* The A operand's source: 16-byte loads of bf16 rows that are the fragment as loaded, or (XN)
  * f32 rows and the norm weight, normalised and rounded to bf16 pairs in the same element order
  * (x * inv * w as k_rmsnorm computes it). One chunk = 8 elements of rows g and g + 8. */
+/* The activations (and their sums of squares, ss_in) are read through L2 (__ldcg), not the
+ * read-only path or L1: under a dependent launch this grid is resident while its predecessor
+ * writes them. */
 template <bool XN> struct sk_xsrc;
 template <> struct sk_xsrc<false> {
   struct buf { uint4 a, b; };
@@ -44,8 +47,8 @@ template <> struct sk_xsrc<false> {
     p1 = p.X + (size_t)r1 * p.ldx + t * 8;
   }
   __device__ __forceinline__ void load(int k, buf &x) const {
-    x.a = __ldg((const uint4 *)(p0 + (size_t)k * 32));
-    x.b = __ldg((const uint4 *)(p1 + (size_t)k * 32));
+    x.a = __ldcg((const uint4 *)(p0 + (size_t)k * 32));
+    x.b = __ldcg((const uint4 *)(p1 + (size_t)k * 32));
   }
   __device__ __forceinline__ void frag(const buf &x, uint4 &a, uint4 &b) const { a = x.a; b = x.b; }
 };
@@ -63,10 +66,10 @@ template <> struct sk_xsrc<true> {
   }
   __device__ __forceinline__ void load(int k, buf &x) const {
     size_t o = (size_t)k * 32;
-    x.a0 = __ldg((const float4 *)(p0 + o));
-    x.a1 = __ldg((const float4 *)(p0 + o + 4));
-    x.b0 = __ldg((const float4 *)(p1 + o));
-    x.b1 = __ldg((const float4 *)(p1 + o + 4));
+    x.a0 = __ldcg((const float4 *)(p0 + o));
+    x.a1 = __ldcg((const float4 *)(p0 + o + 4));
+    x.b0 = __ldcg((const float4 *)(p1 + o));
+    x.b1 = __ldcg((const float4 *)(p1 + o + 4));
     x.w0 = __ldg((const float4 *)(w + o));
     x.w1 = __ldg((const float4 *)(w + o + 4));
   }
@@ -158,7 +161,7 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
     if (threadIdx.x < SK_MAXROWS) {
       int row = (int)threadIdx.x < p.A ? (int)threadIdx.x : p.A - 1;
       float s = 0.f;
-      for (int q = 0; q < p.ss_groups; q++) s += p.ss_in[q * SK_MAXROWS + row];
+      for (int q = 0; q < p.ss_groups; q++) s += __ldcg(p.ss_in + q * SK_MAXROWS + row);
       s_inv[threadIdx.x] = 1.0f / sqrtf(s / p.in + p.eps);
     }
     __syncthreads();
