@@ -1413,7 +1413,10 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   const cf_qwen2_config *c = &m->cfg;
   int n = o->n, maxnew = o->max_new_tokens;
   int64_t nslots64 = (int64_t)np * n;
-  if (nslots64 > (1 << 24)) return CF_ERR("generate (CUDA): %lld samples are too many", (long long)nslots64);
+  /* a decode step's rows are a grid dimension (at most 65,535; buckets round up to 64s) */
+  if (nslots64 > 65472)
+    return CF_ERR("generate (CUDA): %lld samples (prompts x n) in one call; at most 65472 decode together, "
+                  "split the prompts over several calls", (long long)nslots64);
   int nslots = (int)nslots64;
   cf_gen_sample *s = (cf_gen_sample *)calloc((size_t)(nslots ? nslots : 1), sizeof *s);
   if (!s) return CF_ERR("generate: out of memory");

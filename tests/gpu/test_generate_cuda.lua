@@ -168,6 +168,10 @@ for _, dir in ipairs(FIX) do
     end
   end)
 
+  H.case(name .. ": more samples than a decode step holds: a clear error", function()
+    H.raises(function() gpu:generate({ps[1]}, {max_new_tokens = 2, n = 65473}) end, "65473 samples", "several calls")
+  end)
+
   H.case(name .. ": many samples (several buckets as samples stop)", function()
     local o = {max_new_tokens = 40, temperature = 1.0, seed = 21, n = 33}
     local a, b = cpu:generate(ps, o), gpu:generate(ps, o)
