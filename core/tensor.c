@@ -44,13 +44,15 @@ int cf_dtype_from_name(const char *name, cf_dtype *out) {
 
 static void (*retry_hook)(void *) = NULL;
 static void *retry_ud = NULL;
-static atomic_size_t cpu_live = 0;
+static atomic_size_t cpu_live = 0, cpu_peak = 0;
 static cf_device_hooks device_hooks[2];
 static bool device_present[2];
 
 void cf_set_alloc_retry_hook(void (*hook)(void *), void *ud) { retry_hook = hook; retry_ud = ud; }
 void cf_run_alloc_retry_hook(void) { if (retry_hook) retry_hook(retry_ud); }
 size_t cf_cpu_bytes_live(void) { return atomic_load(&cpu_live); }
+size_t cf_cpu_bytes_peak(void) { return atomic_load(&cpu_peak); }
+void cf_cpu_reset_peak(void) { atomic_store(&cpu_peak, atomic_load(&cpu_live)); }
 
 void cf_register_device(cf_device dev, const cf_device_hooks *hooks) {
   device_hooks[dev] = *hooks;
@@ -110,7 +112,8 @@ static cf_storage *storage_alloc(cf_device dev, size_t nbytes, bool zero) {
              cf_cpu_bytes_live());
       return NULL;
     }
-    atomic_fetch_add(&cpu_live, nbytes);
+    size_t now = atomic_fetch_add(&cpu_live, nbytes) + nbytes, pk = atomic_load(&cpu_peak);
+    while (now > pk && !atomic_compare_exchange_weak(&cpu_peak, &pk, now)) {}
     s->release = cpu_release;
   } else {
     const cf_device_hooks *h = cf_device_get(dev);

@@ -84,6 +84,10 @@ void cf_set_alloc_retry_hook(void (*hook)(void *ud), void *ud);
 void cf_run_alloc_retry_hook(void);
 /* Live bytes of CPU storages allocated by confit (not counting file mappings). */
 size_t cf_cpu_bytes_live(void);
+/* The most CPU tensor bytes live at once since the start or the last cf_cpu_reset_peak(), which
+ * sets it to what is live now. */
+size_t cf_cpu_bytes_peak(void);
+void cf_cpu_reset_peak(void);
 /* Poison mode (debugging): uninitialised allocations (the _uninit functions, every op output
  * cf_op allocates for a CF_FULLWRITE op) are filled with 0xFF bytes (NaN for floats, -1 for
  * integers), so an element a kernel forgot to write shows up. On when the environment variable

@@ -34,6 +34,8 @@ int cf_cuda_synchronize(void);
 void cf_cuda_empty_cache(void);
 /* Bytes held by live tensors, bytes cached for reuse, peak of in_use since start. Any may be NULL. */
 void cf_cuda_memory(size_t *in_use, size_t *cached, size_t *peak);
+/* The peak becomes what is in use now. */
+void cf_cuda_reset_peak(void);
 /* The caching allocator's traffic since start: how often a request had to reach the driver
  * (each cudaMalloc may synchronise the device and costs far more than a cache hit), and how
  * often an allocation failure emptied the whole cache (cudaFree of every cached block). */

@@ -763,9 +763,9 @@ extern "C" int cf_cuda_head_logprob(cf_tensor *out, cf_tensor *const *in, int ni
     int64_t rows = g.N - r0 < g.C ? g.N - r0 : g.C;
     rc = head_logits(&g, r0, rows, Z);
     if (rc) break;
-    DISPATCH_FT(g.dt, T,
-      row_loss_kernel<T, float, 1><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>((T *)cf_tensor_data(out),
-          NULL, Z, cf_tensor_data(g.tg), g.tg->dtype, g.V, g.V, g.s, r0));
+    /* the output is f32 for f32 and bf16 inputs (cf_infer_head_logprob) */
+    row_loss_kernel<float, float, 1><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(out),
+        NULL, Z, cf_tensor_data(g.tg), g.tg->dtype, g.V, g.V, g.s, r0);
     rc = cu_launched("head_logprob");
   }
   cu_scratch_free(&s);
@@ -783,6 +783,9 @@ extern "C" int cf_cuda_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_te
   cf_tensor *gout = cu_contig(gout0);
   cu_scratch sz = {NULL, 0}, sb = {NULL, 0}, sw = {NULL, 0};
   int rc = gout ? 0 : -1;
+  if (rc == 0 && gout->dtype != CF_DTYPE_F32 && gout->dtype != g.dt)
+    rc = CF_ERR("head_logprob backward: the upstream gradient is %s; expected f32 or %s",
+                cf_dtype_name(gout->dtype), cf_dtype_name(g.dt));
   bool f32 = g.dt == CF_DTYPE_F32;
   int64_t nchunks = (g.N + g.C - 1) / g.C;
   float *Z = rc == 0 ? (float *)cu_scratch_get(&sz, (size_t)(g.C * g.V) * 4, "head_logprob backward") : NULL;
@@ -804,10 +807,16 @@ extern "C" int cf_cuda_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_te
     int64_t rows = g.N - r0 < g.C ? g.N - r0 : g.C;
     rc = head_logits(&g, r0, rows, Z);
     if (rc) break;
-    /* dZ straight into the compute dtype (bf16: rounded once, as a conversion pass would) */
-    DISPATCH_FT(g.dt, T,
-      row_grad_kernel<T, float, T, 1><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>((T *)Zc, g.V, Z, g.V,
-          cf_tensor_data(g.tg), g.tg->dtype, (const T *)cf_tensor_data(gout), NULL, g.V, g.s, r0));
+    /* dZ straight into the compute dtype (bf16: rounded once, as a conversion pass would); the
+     * upstream gradient is the f32 output's (or, passed by hand, in the compute dtype) */
+    if (gout->dtype == CF_DTYPE_F32)
+      DISPATCH_FT(g.dt, T,
+        row_grad_kernel<T, float, float, 1><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>((T *)Zc, g.V, Z, g.V,
+            cf_tensor_data(g.tg), g.tg->dtype, (const float *)cf_tensor_data(gout), NULL, g.V, g.s, r0));
+    else
+      DISPATCH_FT(g.dt, T,
+        row_grad_kernel<T, float, T, 1><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>((T *)Zc, g.V, Z, g.V,
+            cf_tensor_data(g.tg), g.tg->dtype, (const T *)cf_tensor_data(gout), NULL, g.V, g.s, r0));
     rc = cu_launched("head_logprob backward");
     if (rc == 0 && gh)
       rc = cu_gemm("head_logprob backward", false, g.tw, rows, g.D, g.V, 1.0f, Zc, g.V, 0, g.wp, g.ldw, 0, 0.0f,

@@ -295,6 +295,12 @@ extern "C" void cf_cuda_empty_cache(void) {
   pthread_mutex_unlock(&g_lock);
 }
 
+extern "C" void cf_cuda_reset_peak(void) {
+  pthread_mutex_lock(&g_lock);
+  st_peak = st_in_use;
+  pthread_mutex_unlock(&g_lock);
+}
+
 extern "C" void cf_cuda_memory(size_t *in_use, size_t *cached, size_t *peak) {
   pthread_mutex_lock(&g_lock);
   if (in_use) *in_use = st_in_use;

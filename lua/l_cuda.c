@@ -249,6 +249,7 @@ void cf_lua_open_cuda(lua_State *L) {
 #ifdef CF_HAVE_CUDA
   cf_cuda_register();
   cf_lua_add_memory_reporter(cuda_memory_reporter);
+  cf_lua_add_peak_reset(cf_cuda_reset_peak);
   cf_lua_set_clock_sync(cuda_clock_sync);
 #endif
   lua_newtable(L);

@@ -133,6 +133,14 @@ void cf_lua_add_memory_reporter(cf_lua_memory_fn fn) {
   if (nreporters < MAX_REPORTERS) reporters[nreporters++] = fn;
 }
 
+static void (*peak_resets[MAX_REPORTERS])(void);
+static int npeak_resets;
+
+void cf_lua_add_peak_reset(void (*reset)(void)) {
+  for (int i = 0; i < npeak_resets; i++) if (peak_resets[i] == reset) return;
+  if (npeak_resets < MAX_REPORTERS) peak_resets[npeak_resets++] = reset;
+}
+
 void cf_lua_set_clock_sync(void (*sync)(void)) { clock_sync = sync; }
 
 void cf_lua_add_doc(lua_State *L, int module, const char *name, const char *doc) {
@@ -151,6 +159,15 @@ void cf_lua_add_doc(lua_State *L, int module, const char *name, const char *doc)
 static void cpu_memory_reporter(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)cf_cpu_bytes_live());
   lua_setfield(L, -2, "cpu_bytes");
+  lua_pushinteger(L, (lua_Integer)cf_cpu_bytes_peak());
+  lua_setfield(L, -2, "cpu_peak_bytes");
+}
+
+static int l_reset_peak_memory(lua_State *L) {
+  (void)L;
+  cf_cpu_reset_peak();
+  for (int i = 0; i < npeak_resets; i++) peak_resets[i]();
+  return 0;
 }
 
 static int l_memory(lua_State *L) {
@@ -1274,7 +1291,7 @@ static const luaL_Reg functions[] = {
   {"randn", l_randn}, {"rand", l_rand}, {"arange", l_arange}, {"from_bytes", l_from_bytes},
   {"manual_seed", l_manual_seed}, {"is_tensor", l_is_tensor}, {"no_grad", l_no_grad},
   {"grad_enabled", l_grad_enabled}, {"set_grad_enabled", l_set_grad_enabled},
-  {"clock", l_clock}, {"memory", l_memory}, {NULL, NULL}};
+  {"clock", l_clock}, {"memory", l_memory}, {"reset_peak_memory", l_reset_peak_memory}, {NULL, NULL}};
 
 static const char *const docs[][2] = {
   {"confit.tensor", "confit.tensor(data [, opts]) -> tensor: from a number or nested tables of numbers; opts {dtype = \"f32\"|\"f64\"|\"bf16\"|\"i32\"|\"i64\", requires_grad = bool} (dtype defaults to f32, also for integer data)"},
@@ -1291,7 +1308,8 @@ static const char *const docs[][2] = {
   {"confit.grad_enabled", "confit.grad_enabled() -> boolean: whether ops record the autograd tape"},
   {"confit.set_grad_enabled", "confit.set_grad_enabled(on) -> previous setting"},
   {"confit.clock", "confit.clock() -> seconds: a monotonic wall clock (waits for queued GPU work first), for timing"},
-  {"confit.memory", "confit.memory() -> table: {cpu_bytes = live CPU tensor bytes, ...device fields when a GPU layer is present}"},
+  {"confit.memory", "confit.memory() -> table: {cpu_bytes = live CPU tensor bytes, cpu_peak_bytes = their most at once, ...device fields (cuda_bytes, cuda_cached_bytes, cuda_peak_bytes) when a GPU layer is present}"},
+  {"confit.reset_peak_memory", "confit.reset_peak_memory(): the peaks of confit.memory() restart from what is in use now (to measure one phase)"},
   {"confit.ops", "confit.ops: the list of op names (each is a tensor method and a module function)"},
   {"t:totable", "t:totable() -> nested tables of numbers (a number for a 0-d tensor)"},
   {"t:item", "t:item() -> number: the value of a one-element tensor"},

@@ -52,6 +52,9 @@ void cf_lua_gc_end(lua_State *prev);
  * stack (l_tensor.c fills cpu_bytes; a CUDA part registers one for its device fields). */
 typedef void (*cf_lua_memory_fn)(lua_State *L);
 void cf_lua_add_memory_reporter(cf_lua_memory_fn fn);
+/* confit.reset_peak_memory(): the CPU peak and each registered device's peak restart from what is
+ * in use now. */
+void cf_lua_add_peak_reset(void (*reset)(void));
 
 /* confit.clock() first calls this hook when set (a CUDA part installs a device synchronize). */
 void cf_lua_set_clock_sync(void (*sync)(void));

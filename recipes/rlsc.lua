@@ -24,7 +24,8 @@
 -- logging train_acc and for evaluation). Prompts use the --template of confit.chat (default
 -- "qwen25-math-cot"), generation stops on <|im_end|> / <|endoftext|>, answers are extracted with
 -- confit.grade (qwen mode). Unless given, the paper's settings apply: N = 16, T = 0.5,
--- max_new_tokens 3072, 10 steps, 1 question per step, lr 1e-5, weight decay 0.01. Evaluation
+-- max_new_tokens 3072, 10 steps, 1 question per step, lr 1e-5, weight decay 0.01 (and
+-- --micro-batch 4: the same gradient in four passes, which bounds memory). Evaluation
 -- before and after uses confit.evaluate (greedy, plus --eval-n samples) on --eval-data (a file,
 -- read with the same --question-field / --answer-field, or a benchmark name of confit.bench;
 -- default: the training file when it has answers). Ids (an "id" field, else the line's position)
@@ -96,7 +97,8 @@ local SPEC = {
 
 -- the paper's settings, applied for --data runs to every flag not given
 local PAPER = {n = 16, temperature = 0.5, max_new_tokens = 3072, steps = 10,
-               questions_per_step = 1, lr = 1e-5, weight_decay = 0.01, eval_n = 0}
+               questions_per_step = 1, lr = 1e-5, weight_decay = 0.01, eval_n = 0,
+               micro_batch = 4}   -- not the paper's: 4 sequences per forward/backward, same gradient
 
 local function git_commit()
   local p = io.popen("git rev-parse HEAD 2>/dev/null")

@@ -969,7 +969,9 @@ int cf_infer_head_logprob(const char *op, cf_tensor *const *in, int nin, const c
                   cf_shape_str(t, b3, sizeof b3));
   out->ndim = 1;
   out->shape[0] = h->shape[0];
-  out->dtype = h->dtype;
+  /* log-probs stay f32 for bf16 inputs (from f32 logits; a bf16 log-prob near -300 would be
+   * rounded to a step of 2 nats) */
+  out->dtype = h->dtype == CF_DTYPE_BF16 ? CF_DTYPE_F32 : h->dtype;
   return 0;
 }
 

@@ -781,7 +781,7 @@ cf_tensor *cf_qwen2_logprobs(cf_qwen2 *m, cf_tensor *ids, const int64_t *prompt_
     for (int64_t b = 0; b < B && ok; b++) {
       int64_t n = (lens ? lens[b] : T) - prompt_lens[b];
       if (n == 0) {
-        sums[b] = cf_tensor_scalar(0.0, h->dtype);
+        sums[b] = cf_tensor_scalar(0.0, h->dtype == CF_DTYPE_BF16 ? CF_DTYPE_F32 : h->dtype); /* as lp */
         if (sums[b] && cf_tensor_device(h) != CF_DEVICE_CPU) {
           cf_tensor *s2 = cf_tensor_to_device(sums[b], cf_tensor_device(h));
           cf_tensor_release(sums[b]);

@@ -81,7 +81,8 @@ cf_tensor *cf_qwen2_hidden(cf_qwen2 *m, cf_tensor *ids, cf_tensor *positions);
 cf_tensor *cf_qwen2_logits(cf_qwen2 *m, cf_tensor *ids);
 /* Per-sequence sums of completion-token log-probs at temperature temp: [B].
  * Row b is scored on tokens prompt_lens[b] .. lens[b]-1 (lens NULL: all T). Chunked over
- * vocab rows (head_logprob): the [tokens x V] logits never exist at once. Differentiable. */
+ * vocab rows (head_logprob): the [tokens x V] logits never exist at once. Differentiable.
+ * f32 for f32 and bf16 models (token log-probs from f32 logits, summed in f32), f64 for f64. */
 cf_tensor *cf_qwen2_logprobs(cf_qwen2 *m, cf_tensor *ids, const int64_t *prompt_lens,
                              const int64_t *lens, double temp);
 

@@ -117,7 +117,7 @@ end
 -- [N] differentiable sums of completion log-probs at temperature T, and their values (f64).
 local function seq_logprobs(batch, T)
   local lp = batch.model:logprobs(batch.ids, batch.prompt_lens, {temperature = T, lens = batch.lens})
-  if lp:dtype() ~= "f32" then lp = lp:to_dtype("f32") end   -- bf16 models on the GPU
+  if lp:dtype() ~= "f32" then lp = lp:to_dtype("f32") end   -- f64 models (bf16 ones give f32)
   return lp, lp:detach():totable()
 end
 

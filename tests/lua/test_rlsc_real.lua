@@ -279,6 +279,7 @@ H.case("rlsc --model --data on the real tokenizer: exit 0, run directory, graded
   local r = run(nil, out)
   local j, steps, evals = check_run(r, out, "plain")
   H.eq(j.config.recompute, false); H.eq(j.config.optim.state_dtype, "f32")
+  H.eq(j.config.micro_batch, 4, "--data runs default to micro-batches of 4")
   -- the after evaluation sees the trained weights (one AdamW step at the paper's lr 1e-5 on a
   -- near-certain model moves the log-probs only slightly, but it moves them)
   local moved = 0
@@ -301,6 +302,17 @@ H.case("the same run again: bit for bit", function()
     for i = 1, 3 do
       H.eq(evals[stage][i].greedy.logprob, first.evals[stage][i].greedy.logprob, stage .. " logprob " .. i)
     end
+  end
+end)
+
+H.case("--micro-batch 1: the same step in one-sequence passes", function()
+  H.ok(first, "needs the first run")
+  local out = TMP .. "/run_mb"
+  local r = run("--micro-batch 1", out)
+  local j, steps = check_run(r, out, "micro-batch 1")
+  H.eq(j.config.micro_batch, 1, "config records --micro-batch")
+  for _, k in ipairs({"loss", "mean_logp", "grad_norm", "mean_confidence", "weight_share"}) do
+    H.near(steps[1][k], first.steps[1][k], 1e-4, "steps." .. k)
   end
 end)
 

@@ -449,4 +449,22 @@ H.case("issue example: gradient of sum(silu(x @ w)) matches finite differences",
   end
 end)
 
+H.case("confit.memory: the CPU peak and reset_peak_memory", function()
+  collectgarbage(); collectgarbage()
+  confit.reset_peak_memory()
+  local m0 = confit.memory()
+  H.eq(m0.cpu_peak_bytes, m0.cpu_bytes, "after a reset the peak is what is live")
+  do
+    local a = confit.zeros({500, 1000})          -- 2,000,000 bytes
+    local b = confit.zeros({250, 1000})          -- 1,000,000 more
+    H.ok(confit.memory().cpu_peak_bytes >= m0.cpu_bytes + 3000000, "both counted")
+    a:free(); b:free()
+  end
+  local m1 = confit.memory()
+  H.ok(m1.cpu_peak_bytes >= m0.cpu_bytes + 3000000, "the peak stays after the release")
+  H.ok(m1.cpu_bytes < m0.cpu_bytes + 3000000, "live bytes drop")
+  confit.reset_peak_memory()
+  H.eq(confit.memory().cpu_peak_bytes, confit.memory().cpu_bytes, "reset again")
+end)
+
 H.finish()

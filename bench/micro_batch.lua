@@ -1,0 +1,99 @@
+-- micro_batch.lua - one RLSC gradient (rl.backward, L2, alpha 0.1, T 0.5) over a batch of ragged
+-- samples, in one pass and in micro-batches of K sequences (JSON lines): time, the peak of tensor
+-- memory during the call above what was live before it, and the gradient's largest difference
+-- from the one-pass gradient (relative to its largest element).
+-- The model is bench/train_step.lua's random Qwen2 (4 layers, hidden 512, 15.4M parameters); the
+-- batch is --questions prompts of 32 tokens with --n completions each, of lengths spread evenly
+-- over 8 .. --max-len tokens (the spread of real RLSC samples: some stop early, some run long).
+--
+--   build/confit bench/micro_batch.lua [--ks 0,2,4,8] [--n 16] [--questions 1] [--max-len 256]
+--                                      [--device cpu|cuda]
+local confit = require "confit"
+local rl = require "confit.rl"
+local model = require "confit.model"
+local train = require "confit.train"
+
+local SPEC = {ks = {"string", "0,2,4,8"}, n = {"int", 16, min = 1}, questions = {"int", 1, min = 1},
+              max_len = {"int", 256, min = 8}, device = {"string", "cpu", choices = {"cpu", "cuda"}}}
+local o = train.parse_args(arg, SPEC, "bench/micro_batch.lua")
+local ks = {}
+for k in o.ks:gmatch("[^,]+") do
+  local v = math.tointeger(tonumber(k))
+  if not v or v < 0 then io.stderr:write("micro_batch.lua: --ks wants integers >= 0, got ", k, "\n"); os.exit(1) end
+  ks[#ks + 1] = v
+end
+if o.device == "cuda" and not (confit.cuda and confit.cuda.available()) then
+  io.stderr:write("micro_batch.lua: --device cuda: no usable GPU\n"); os.exit(1)
+end
+
+local VOCAB = 8000
+local m = model.new({model_type = "qwen2", hidden_size = 512, intermediate_size = 1408,
+                     num_hidden_layers = 4, num_attention_heads = 8, num_key_value_heads = 2,
+                     vocab_size = VOCAB, max_position_embeddings = 4096, rms_norm_eps = 1e-6,
+                     rope_theta = 10000, tie_word_embeddings = true}, {seed = 1, std = 0.02})
+if o.device == "cuda" then m:to("cuda", "bf16") end
+train.trainable(m)
+
+local prompts, samples, total = {}, {}, 0
+for q = 1, o.questions do
+  local p = {}
+  for t = 1, 32 do p[t] = (q * 977 + t * 31) % VOCAB end
+  prompts[q] = p
+  for j = 1, o.n do
+    local L = 8 + ((o.max_len - 8) * (j - 1)) // math.max(1, o.n - 1)
+    local toks = {}
+    for t = 1, L do toks[t] = (q * 131 + j * 17 + t * 7) % VOCAB end
+    samples[#samples + 1] = {tokens = toks, text = ""}
+    total = total + 32 + L
+  end
+end
+local batch = rl.batch(m, prompts, samples, {n = o.n})
+
+local function peak_key()
+  return o.device == "cuda" and "cuda_peak_bytes" or "cpu_peak_bytes"
+end
+local function live_key()
+  return o.device == "cuda" and "cuda_bytes" or "cpu_bytes"
+end
+
+local function grads()
+  local out, ps = {}, m:parameters()
+  for _, name in ipairs(m:param_names()) do
+    local g = ps[name].grad
+    if g then for _, x in ipairs(g:to("cpu"):to_dtype("f32"):contiguous():view({-1}):totable()) do out[#out + 1] = x end end
+  end
+  return out
+end
+
+local function zero()
+  for _, p in pairs(m:parameters()) do p.grad = nil end
+  collectgarbage(); collectgarbage()
+end
+
+local ref
+local maxlen = 0
+for _, L in ipairs(batch.lens) do if L > maxlen then maxlen = L end end
+for _, K in ipairs(ks) do
+  zero()
+  rl.backward("l2", batch, {alpha = 0.1, temperature = 0.5, micro_batch = K})   -- warm-up
+  zero()
+  local before = confit.memory()[live_key()]
+  confit.reset_peak_memory()
+  local t0 = confit.clock()
+  local lv = rl.backward("l2", batch, {alpha = 0.1, temperature = 0.5, micro_batch = K})
+  local dt = confit.clock() - t0
+  local peak = confit.memory()[peak_key()] - before
+  local g = grads()
+  local diff, scale = 0, 0
+  if not ref then ref = g end
+  for i = 1, #ref do
+    diff = math.max(diff, math.abs(g[i] - ref[i]))
+    scale = math.max(scale, math.abs(ref[i]))
+  end
+  local chunks = K > 0 and #rl.chunks(batch, K, true) or 1
+  print(string.format('{"bench":"micro_batch","device":"%s","micro_batch":%d,"chunks":%d,"samples":%d,' ..
+                      '"tokens":%d,"padded_tokens_one_pass":%d,"loss":%.6g,"step_s":%.3f,"peak_mb":%.1f,' ..
+                      '"grad_rel_diff":%.3g}',
+                      o.device, K, chunks, #samples, total, #samples * maxlen, lv, dt, peak / 2 ^ 20,
+                      diff / math.max(scale, 1e-30)))
+end
