@@ -329,9 +329,9 @@ local function fix_fracs(s)
   return table.concat(out)
 end
 
--- "\sqrt2" -> "\sqrt{2}" (one token under the root, as LaTeX reads it).
+-- "\sqrt2", "\sqrt 2" -> "\sqrt{2}" (one token under the root, as LaTeX reads it).
 local function fix_sqrt(s)
-  return (s:gsub("\\sqrt([^{%[\\])", "\\sqrt{%1}"))
+  return (s:gsub("\\sqrt%s*([^{%[\\%s])", "\\sqrt{%1}"))
 end
 
 local function fix_infinity(s)
@@ -355,6 +355,8 @@ local function normalize_latex(s)
   s = replace(s, "bmatrix", "pmatrix")
   s = replace(s, "tfrac", "frac")
   s = replace(s, "dfrac", "frac")
+  s = replace(s, "dbinom", "binom")
+  s = replace(s, "tbinom", "binom")
   s = s:gsub("\\neq%f[%A]", "\\ne"):gsub("\\leq%f[%A]", "\\le"):gsub("\\geq%f[%A]", "\\ge")
   s = s:gsub("\\left%.", ""):gsub("\\right%.", "")
   s = s:gsub("\\left%f[%A]", ""):gsub("\\right%f[%A]", "")
@@ -434,6 +436,7 @@ end
 
 local function close(a, b, abs_tol)
   if a == b then return true end
+  if a ~= a or b ~= b or math.abs(a) == math.huge or math.abs(b) == math.huge then return false end
   local d = math.abs(a - b)
   return d <= REL_TOL * math.max(math.abs(a), math.abs(b)) or d <= (abs_tol or 0)
 end
@@ -480,7 +483,8 @@ local function make_fact(a, ...)
   return a
 end
 
-local function num(s) return {"num", tonumber((s:gsub("{,}", "")))} end
+-- floats, so that products and factorials past 2^63 do not wrap around
+local function num(s) return {"num", tonumber((s:gsub("{,}", ""))) + 0.0} end
 
 local digit, letter = R"09", R("az", "AZ")
 local brace = P{ "{" * ((1 - S"{}") + V(1))^0 * "}" }
@@ -555,7 +559,7 @@ end
 
 local function factorial(x)
   if x == math.floor(x) and x >= 0 and x <= 170 then
-    local r = 1
+    local r = 1.0
     for i = 2, x do r = r * i end
     return r
   end

@@ -225,6 +225,21 @@ local CASES = {
   {"es", "x^2-1", "(x-1)(x+1)", false},
   {"es", "\\text{B}", "b", false},
   {"es", "1,000", "1000", false},
+  -- a space after \sqrt; numbers beyond a double are not infinitely close to anything;
+  -- products and factorials past 2^63 in floats; \dbinom / \tbinom
+  {"eq", "\\sqrt 3", "\\sqrt{3}", true},
+  {"eq", "70 \\sqrt 2", "70\\sqrt{2}", true},
+  {"eq", "\\sqrt 3", "\\sqrt{2}", false},
+  {"eq", "1e400", "5", false},
+  {"eq", string.rep("9", 400), "25", false},
+  {"eq", "-1e400", "1e400", false},
+  {"eq", "\\binom{25}{2}", "300", true},
+  {"eq", "\\binom{30}{15}", "155117520", true},
+  {"eq", "\\frac{25!}{23!}", "600", true},
+  {"eq", "21!", "51090942171709440000", true},
+  {"eq", "10000000000\\cdot10000000000", "10^{20}", true},
+  {"eq", "\\dbinom{5}{2}", "10", true},
+  {"eq", "\\tbinom{6}{3}", "20", true},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
