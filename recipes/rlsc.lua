@@ -17,7 +17,9 @@
 -- Methods: every name of confit.rl (l1, l2, ours_lennorm, ours_softmax, ours_clip, self_sft,
 -- em_ft, grpo_ttrl, grpo_intuitor, grpo_rent, grpo_prob, temp_only). temp_only trains nothing:
 -- its "after" evaluation samples at the eval temperatures times --temperature-scale (0.5:
--- T = 0.25 and 0.5, reported under the pass1_t05 / pass1_t10 keys; greedy cannot change).
+-- T = 0.25 and 0.5, reported under the pass1_t05 / pass1_t10 keys; greedy cannot change). With
+-- --data the evaluation samples --eval-n (16 for temp_only unless given) completions at T = 0.6
+-- before and at 0.6 x --temperature-scale after.
 --
 -- Real data: --model DIR --data FILE (JSONL, one object per line with a --question-field,
 -- default "question"; an --answer-field, default "answer", is optional and only used for
@@ -94,6 +96,9 @@ local SPEC = {
   profile = {"flag", false},      -- time every op and generation stage: OUT/profile.json + a table
   state_dtype = {"string", "f32", choices = {"f32", "bf16"}}, -- AdamW moments (bf16: 7B on one H200)
 }
+
+-- the sampling temperature of confit.evaluate (--data runs, --eval-n > 0)
+local EVAL_TEMPERATURE = 0.6
 
 -- the paper's settings, applied for --data runs to every flag not given
 local PAPER = {n = 16, temperature = 0.5, max_new_tokens = 3072, steps = 10,
@@ -283,6 +288,8 @@ local function run_real(o, cfg, say)
   end
   local gopts = {mode = o.eval_mode}
   local extract = function(text) return grade.extract(text, gopts) end
+  -- temp_only: the "after" evaluation samples at the evaluation's temperature (0.6) scaled
+  local after_temperature = not rl.trains(o.method) and EVAL_TEMPERATURE * o.temperature_scale or nil
   local ok_eval, evaluate = pcall(require, "confit.evaluate")
   local problems = o.eval_problems
   if not problems and labelled then problems = questions end
@@ -294,6 +301,7 @@ local function run_real(o, cfg, say)
     if not problems then say("rlsc: no answers to evaluate against (--eval-data); skipping the " .. stage .. " evaluation"); return nil end
     return (evaluate.run(m, problems, {mode = o.eval_mode, template = o.template, greedy = true,
                                        n = o.eval_n, max_new_tokens = o.max_new_tokens, seed = o.seed,
+                                       temperature = stage == "after" and after_temperature or EVAL_TEMPERATURE,
                                        out_dir = o.out, stage = stage, summary_file = false,
                                        resume = false, benchmark = o.eval_data or o.data,
                                        progress = progress}))
@@ -337,6 +345,14 @@ local function check(o)
   if o.data then
     if not o.given.model then die("--data needs --model DIR (a Hugging Face folder)") end
     for k, v in pairs(PAPER) do if not o.given[k] then o[k] = v end end
+    -- temp_only is judged on sampled decoding before and after (greedy cannot change)
+    if method == "temp_only" then
+      if not o.given.eval_n then o.eval_n = 16 end
+      if o.no_eval then die("--method temp_only trains nothing: it is only an evaluation (drop --no-eval)") end
+      if o.eval_n < 1 then
+        die("--method temp_only compares sampled decoding before and after; --eval-n must be >= 1, got %d", o.eval_n)
+      end
+    end
   elseif o.given.eval_data then
     die("--eval-data needs --data FILE (the toy world evaluates on its held-out questions)")
   elseif not o.no_eval and o.eval_n < 1 then
@@ -396,7 +412,8 @@ local function main(argv)
   local before, after, steps, timing, nq
   if o.profile then confit.profiler.start() end
   if o.data then
-    cfg.eval = {mode = o.eval_mode, data = o.eval_data, n = o.eval_n}
+    cfg.eval = {mode = o.eval_mode, data = o.eval_data, n = o.eval_n, temperature = EVAL_TEMPERATURE}
+    if not rl.trains(method) then cfg.eval.after_temperature = EVAL_TEMPERATURE * o.temperature_scale end
     assert(jsonio.write_json_atomic(o.out .. "/config.json", cfg))
     before, after, steps, timing, nq = run_real(o, cfg, say)
   else

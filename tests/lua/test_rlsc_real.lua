@@ -338,6 +338,27 @@ H.case("--recompute --state-dtype bf16: succeeds, same step, same answers", func
   end
 end)
 
+H.case("--method temp_only: no step; sampled evaluation at 0.6 before, 0.6 x scale after", function()
+  local out = TMP .. "/run_temp"
+  local r = run("--method temp_only --temperature-scale 0.5 --eval-n 3", out)
+  H.ok(r.ok and r.code == 0, r.text)
+  local j = assert(jsonio.decode(r.last))
+  H.eq(j.config.eval.n, 3)
+  H.near(j.config.eval.temperature, 0.6, 1e-12); H.near(j.config.eval.after_temperature, 0.3, 1e-12)
+  H.near(j.before.temperature, 0.6, 1e-12, "before: the evaluation's temperature")
+  H.near(j.after.temperature, 0.3, 1e-12, "after: scaled")
+  H.eq(j.before.samples, 3); H.eq(j.after.samples, 3)
+  local steps = jsonio.read_jsonl(out .. "/steps.jsonl") or {}
+  H.eq(#steps, 0, "no training step")
+  -- unless --eval-n is given, temp_only samples 16 per problem (1 new token: a quick run)
+  local d = run("--method temp_only --max-new-tokens 1", TMP .. "/run_temp16")
+  H.ok(d.ok and d.code == 0, d.text)
+  H.eq(assert(jsonio.decode(d.last)).config.eval.n, 16, "temp_only's default --eval-n")
+  local bad = run("--method temp_only --eval-n 0", TMP .. "/run_temp0")
+  H.eq(bad.code, 1, "--eval-n 0 with temp_only is refused")
+  H.ok(bad.text:find("--eval-n must be >= 1", 1, true), bad.text)
+end)
+
 H.case("--eval-data FILE with the --data fields, --quiet prints only the JSON line", function()
   local EVAL = TMP .. "/math500-2-3.jsonl"
   local f = assert(io.open(EVAL, "wb"))
