@@ -17,7 +17,9 @@
 --  * Weights are computed in Lua numbers (f64) from the detached log-probs: exp(-800) is 0 in
 --    f32 and in f64 alike, and exp(-50) = 2e-22 survives only in f64 (it then becomes an f32 weight,
 --    which holds it). Every method logs weight_share (share of samples with p_old > 1e-6),
---    mean_logp, mean_confidence (mean p_old) and mean_length so underflow is visible.
+--    mean_logp, mean_confidence (mean p_old) and mean_length so underflow is visible, and the
+--    mean token entropy at T of the scored tokens (entropy; from the same forward, its logits
+--    1024 tokens at a time without a graph).
 --  * RLSC sums over the N samples with no 1/N. With Q > 1 questions per step, every method's
 --    per-question loss is SUMMED over the questions (for RLSC that is just the sum over all
 --    samples). Per-question means (EM-FT's token mean, GRPO's 1/G) stay inside the question.
@@ -158,16 +160,56 @@ local function token_rows(m, batch)
 end
 
 --- Per-token quantities of the batch under the current model: logp_tok [Ntok] (differentiable,
---- at temperature T), seq [N] (their per-sample sums), logits [Ntok, V] when want_logits.
+--- at temperature T), seq [N] (their per-sample sums), logits [Ntok, V] when want_logits, and
+--- the hidden rows H [Ntok, D] and head weight W they come from.
 function rl.token_view(batch, T, want_logits, m)
   m = m or batch.model
   local H, targets, offs, ntok = token_rows(m, batch)
   local W = head_weight(m)
-  local v = {offs = offs, ntok = ntok}
+  local v = {offs = offs, ntok = ntok, H = H, W = W}
   v.logp_tok = H:head_logprob(W, targets, T)
   if want_logits then v.logits = H:matmul(W:transpose(1, 2)) end
   v.seq = rl.segment_sums(v.logp_tok, batch)
   return v
+end
+
+-- The sum over the rows of z = H W^T (no graph) of the entropy of softmax(z / T), 1024 rows of
+-- logits at a time: the [Ntok, V] logits are never held. logits: z itself when at hand.
+local function entropy_sum(H, W, T, logits)
+  local s = 0
+  confit.no_grad(function()
+    local Wt, n = W:transpose(1, 2), H:shape()[1]
+    for off = 1, n, 1024 do
+      local rows = math.min(1024, n - off + 1)
+      local z = logits and logits:narrow(1, off, rows) or H:narrow(1, off, rows):matmul(Wt)
+      if z:dtype() == "bf16" then z = z:to_dtype("f32") end
+      s = s + z:entropy(T):sum():item()
+    end
+  end)
+  return s
+end
+
+--- The mean token entropy (nats, a Lua number) of softmax(z / T) over the completion tokens of
+--- a token view (RUNDIR.md's per-step `entropy`).
+function rl.view_entropy(v, T)
+  if v.ntok == 0 then return 0 end
+  return entropy_sum(v.H:detach(), v.W, T, v.logits and v.logits:detach()) / v.ntok
+end
+
+--- The same for a batch, without a graph and K sequences per forward (0 = all): for methods that
+--- do not build a token view.
+function rl.token_entropy(batch, T, K, m)
+  m = m or batch.model
+  K = (K and K > 0) and K or #batch.samples
+  local sum, count = 0, 0
+  confit.no_grad(function()
+    for _, idx in ipairs(rl.chunks(batch, K, true)) do
+      local H = token_rows(m, #idx == #batch.samples and batch or rl.sub_batch(batch, idx))
+      sum = sum + entropy_sum(H, head_weight(m), T)
+      count = count + H:shape()[1]
+    end
+  end)
+  return count > 0 and sum / count or 0
 end
 
 --- [N] per-sample sums of a per-token tensor x [Ntok] (differentiable).
@@ -239,13 +281,24 @@ end
 -- its own log-prob and length only (micro-batches may then split a question's samples).
 -- Returns the method and its entry of rl.weights.
 rl.weights = {}
+-- The loss and metrics of a weighted method on batch, and the log-prob values, the weights and
+-- the token count; w_given: weights decided outside (rl.backward's micro-batches).
+local function weighted_loss(batch, o, weight_fn, w_given)
+  local T = o.temperature or 1.0
+  local v = rl.token_view(batch, T, false)
+  local lp = v.seq
+  local lpv = lp:detach():totable()
+  local w = w_given or weight_fn(lpv, batch, o)
+  local loss = -(like(w, lp) * lp):sum()
+  local met = base_metrics(batch, lpv)
+  met.mean_weight = mean_of(w)
+  met.entropy = rl.view_entropy(v, T)
+  return loss, met, lpv, w, v.ntok
+end
+
 local function weighted(weight_fn, per_sample)
   return function(batch, o)
-    local lp, lpv = seq_logprobs(batch, o.temperature or 1.0)
-    local w = weight_fn(lpv, batch, o)
-    local loss = -(like(w, lp) * lp):sum()
-    local met = base_metrics(batch, lpv)
-    met.mean_weight = mean_of(w)
+    local loss, met = weighted_loss(batch, o, weight_fn)
     return loss, met
   end, {fn = weight_fn, per_sample = per_sample}
 end
@@ -404,6 +457,7 @@ local function grpo(reward_name, need_logits)
     local met = base_metrics(batch, v.seq:detach():totable())
     met.mean_reward = mean_of(r)
     if extra then for k, x in pairs(extra) do met[k] = x end end
+    if met.entropy == nil then met.entropy = rl.view_entropy(v, T) end
     if (o.kl_coef or 0) > 0 then
       if not batch.ref_model then error("rl: kl_coef > 0 needs batch.ref_model (the start model)", 2) end
       local ref = confit.no_grad(function() return rl.token_view(batch, T, false, batch.ref_model).logp_tok end)
@@ -547,20 +601,24 @@ function rl.backward(name, batch, opts)
     end)
     w_all = wt.fn(lpv_all, batch, opts)
   end
+  local ent, ntok = 0, 0
   for _, idx in ipairs(chunks) do
-    local sub = rl.sub_batch(batch, idx)
-    local lp, lpv = seq_logprobs(sub, T)
-    local w = {}
-    if w_all then for j, i in ipairs(idx) do w[j] = w_all[i] end else w = wt.fn(lpv, sub, opts) end
-    local loss = -(like(w, lp) * lp):sum()
+    local w_given
+    if w_all then
+      w_given = {}
+      for j, i in ipairs(idx) do w_given[j] = w_all[i] end
+    end
+    local loss, cm, lpv, w, n = weighted_loss(rl.sub_batch(batch, idx), opts, wt.fn, w_given)
     local lv = loss:item()
     total = total + lv
     if not isfinite(lv) then return total, nil end
     loss:backward()
     for j, i in ipairs(idx) do lpv_all[i], w_used[i] = lpv[j], w[j] end
+    ent, ntok = ent + cm.entropy * n, ntok + n
   end
   local met = base_metrics(batch, lpv_all)
   met.mean_weight = mean_of(w_used)
+  met.entropy = ntok > 0 and ent / ntok or 0
   return total, met
 end
 

@@ -221,6 +221,9 @@ function M.run(opts)
       error(("train: step %d: the loss is %s (method %s); stopped before the update, nothing saved")
             :format(step, tostring(lv), method), 0)
     end
+    -- the mean token entropy of the scored tokens (RUNDIR.md): the built-in methods log it; for a
+    -- method added to rl.methods that does not, a forward without a graph, before the update
+    if met.entropy == nil then met.entropy = rl.token_entropy(batch, T_loss, o.micro_batch) end
     local gnorm = confit.optim.clip_grad_norm(params, (o.grad_clip or 0) > 0 and o.grad_clip or math.huge)
     if not isfinite(gnorm) then
       local name, n = M.bad_gradient(params)
@@ -234,9 +237,9 @@ function M.run(opts)
     for k, v in pairs(met) do rec[k] = v end
     records[#records + 1] = rec
     if steps_path then assert(jsonio.append_jsonl(steps_path, rec)) end
-    log(("step %3d  loss %9.4f  logp %8.3f  conf %.4f  w>1e-6 %.2f  len %5.1f%s  %.2fs")
+    log(("step %3d  loss %9.4f  logp %8.3f  conf %.4f  w>1e-6 %.2f  len %5.1f  ent %.3f%s  %.2fs")
         :format(step, lv, met.mean_logp, met.mean_confidence, met.weight_share, met.mean_length,
-                met.train_acc and ("  acc %.3f"):format(met.train_acc) or "", step_s))
+                met.entropy, met.train_acc and ("  acc %.3f"):format(met.train_acc) or "", step_s))
     if o.on_step then o.on_step(rec) end
     if o.out and (o.checkpoint_every or 0) > 0 and step % o.checkpoint_every == 0 then
       M.save_checkpoint(o.out, step, m, opt, {method = method, seed = o.seed})

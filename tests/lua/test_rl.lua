@@ -607,8 +607,8 @@ H.case("micro-batches bound the rows of every forward and cut padding", function
   local b = ragged_batch(m, 4)
   local core = m.core
   local rows, cells = 0, 0
-  local real = m.logprobs
-  m.logprobs = function(self, ids, ...)
+  local real = m.hidden
+  m.hidden = function(self, ids, ...)
     local sh = ids:shape()
     rows = math.max(rows, sh[1]); cells = cells + sh[1] * sh[2]
     return real(self, ids, ...)
@@ -621,7 +621,7 @@ H.case("micro-batches bound the rows of every forward and cut padding", function
   rl.backward("l2", b, {alpha = 0.1, temperature = 0.7})
   H.eq(rows, 12, "one pass holds every row")
   H.ok(micro < cells, ("padded cells: %d in micro-batches, %d in one pass"):format(micro, cells))
-  m.logprobs = real
+  m.hidden = real
   assert(core)
   H.raises(function() rl.backward("l2", b, {micro_batch = -1}) end, "micro_batch", "-1")
   H.raises(function() rl.backward("l2", b, {micro_batch = 1.5}) end, "micro_batch")
@@ -634,6 +634,34 @@ H.case("train.run: micro_batch steps match one-pass steps", function()
     for _, k in ipairs({"loss", "mean_logp", "mean_confidence", "grad_norm", "weight_share"}) do
       H.near(b[s][k], a[s][k], 1e-4, ("step %d %s"):format(s, k))
     end
+  end
+end)
+
+H.case("every method logs the mean token entropy of the scored tokens", function()
+  local m = tiny(3, 0.6)
+  local b = ragged_batch(m, 4)
+  local T = 0.7
+  -- by hand: full logits of every sequence, entropy of softmax(z / T) at the scored positions
+  local s, n = 0, 0
+  confit.no_grad(function()
+    for i = 1, #b.samples do
+      local ids = confit.tensor({b.seqs[i]}, {dtype = "i64"})
+      local z = m:hidden(ids):matmul(m:parameters()["model.embed_tokens.weight"]:transpose(1, 2))
+      local lp = (z:select(1, 1) / T):log_softmax(-1)
+      local ent = (-(lp:exp() * lp):sum(-1)):totable()
+      local P, L = b.prompt_lens[i], b.comp_lens[i]
+      for t = P, P + L - 1 do s = s + ent[t]; n = n + 1 end   -- 1-based row t predicts token t + 1
+    end
+  end)
+  local want = s / n
+  H.near(rl.token_entropy(b, T), want, 1e-5, "rl.token_entropy")
+  H.near(rl.token_entropy(b, T, 3), want, 1e-5, "rl.token_entropy in chunks of 3")
+  for _, name in ipairs(METHODS) do
+    local opts = {alpha = 0.1, temperature = T}
+    if name:find("^grpo") then opts.kl_coef = 0 end
+    local _, met = rl.loss(name, b, opts)
+    H.ok(met.entropy, name .. " logs entropy")
+    H.near(met.entropy, want, 1e-5, name .. " entropy")
   end
 end)
 
