@@ -15,7 +15,10 @@
 -- AdamW moments, trainer_state.json) is written to OUT/.checkpoint-<s>.tmp and renamed into place,
 -- so a checkpoint folder is complete or absent. opts.resume continues from the latest checkpoint:
 -- weights and optimizer state are loaded, steps.jsonl is cut back to that step, and the run goes on
--- with the same per-step seeds, so a resumed run equals an uninterrupted one.
+-- with the same per-step seeds, so a resumed run equals an uninterrupted one. A resume whose
+-- method, seed, sampling / loss settings or optimizer settings differ from the checkpoint's
+-- (trainer_state.json) is refused with one line naming the first difference, before anything
+-- is loaded.
 --
 -- A non-finite loss or gradient stops the run (an error naming the step and the tensor) before the
 -- optimizer step, so no checkpoint or weight is ever written from a corrupt update.
@@ -135,6 +138,48 @@ end
 
 -- The loop -------------------------------------------------------------------------------------
 
+-- What a resumed run must share with the checkpoint it continues (trainer_state.json): the
+-- settings that decide its samples and its loss; the optimizer's own (lr, betas, eps, weight
+-- decay, state dtype) are compared with the optimizer state it restores.
+local RESUME_KEYS = {"alpha", "n", "temperature", "loss_temperature", "top_p", "top_k", "max_new_tokens",
+                     "questions_per_step", "clip_eps", "kl_coef", "clip_max"}
+local OPT_KEYS = {lr = "lr", weight_decay = "weight_decay", beta1 = "beta1", beta2 = "beta2", eps = "eps",
+                  state_dtype = "state_dtype"}
+
+local function run_settings(o, T_loss)
+  local s = {}
+  for _, k in ipairs(RESUME_KEYS) do s[k] = o[k] end
+  s.loss_temperature = T_loss
+  return s
+end
+
+-- nil, or a message naming the first setting of this run that differs from the checkpoint's
+local function resume_mismatch(st, o, method, T_loss)
+  local function differ(a, b)
+    if type(a) == "number" and type(b) == "number" then return math.abs(a - b) > 1e-12 * math.max(1, math.abs(a)) end
+    return a ~= b
+  end
+  if st.method ~= nil and st.method ~= method then
+    return ("method %s, this run %s"):format(tostring(st.method), method)
+  end
+  if st.seed ~= nil and differ(st.seed, o.seed) then return ("seed %s, this run %s"):format(st.seed, o.seed) end
+  local mine = run_settings(o, T_loss)
+  for _, k in ipairs(RESUME_KEYS) do
+    local was = st.settings and st.settings[k]
+    if was ~= nil and differ(was, mine[k]) then
+      return ("%s %s, this run %s"):format(k, tostring(was), tostring(mine[k]))
+    end
+  end
+  for ok, sk in pairs(OPT_KEYS) do
+    local was = st.optimizer and st.optimizer[sk]
+    local want = ok == "state_dtype" and (o.state_dtype or "f32") or o[ok]
+    if was ~= nil and want ~= nil and differ(was, want) then
+      return ("%s %s, this run %s"):format(ok, tostring(was), tostring(want))
+    end
+  end
+  return nil
+end
+
 local DEFAULTS = {
   method = "l2", alpha = 0.1, n = 16, temperature = 0.5, top_p = 1.0, top_k = 0,
   max_new_tokens = 64, steps = 20, questions_per_step = 4, lr = 1e-4, weight_decay = 0.01,
@@ -172,6 +217,14 @@ function M.run(opts)
   if o.out and o.resume then
     local dir, step = M.latest_checkpoint(o.out)
     if dir then
+      local st = jsonio.read_json(dir .. "/trainer_state.json")
+      -- a user error (one line from a recipe): the checkpoint, not the program, is at odds
+      if not st then cli.raise(("train: resume: %s has no readable trainer_state.json"):format(dir)) end
+      local bad = resume_mismatch(st, o, method, T_loss)
+      if bad then
+        cli.raise(("train: resume: %s was made with %s; resume with the run's settings or start a new run directory")
+                  :format(dir, bad))
+      end
       M.load_checkpoint(dir, m, nil)
       params = M.trainable(m)
       opt = confit.optim.adamw(params, {lr = o.lr, weight_decay = o.weight_decay,
@@ -242,7 +295,7 @@ function M.run(opts)
                 met.entropy, met.train_acc and ("  acc %.3f"):format(met.train_acc) or "", step_s))
     if o.on_step then o.on_step(rec) end
     if o.out and (o.checkpoint_every or 0) > 0 and step % o.checkpoint_every == 0 then
-      M.save_checkpoint(o.out, step, m, opt, {method = method, seed = o.seed})
+      M.save_checkpoint(o.out, step, m, opt, {method = method, seed = o.seed, settings = run_settings(o, T_loss)})
     end
   end
   return records

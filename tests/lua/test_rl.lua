@@ -477,6 +477,25 @@ H.case("train.run: checkpoints and resume equal an uninterrupted run", function(
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+H.case("train.run: resume refuses settings that differ from the checkpoint's", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute(("mkdir -p %q"):format(dir))
+  run_tiny(dir, 2, {checkpoint_every = 2})
+  for _, c in ipairs({{{lr = 5e-2}, "lr 0.001, this run 0.05"}, {{alpha = 0.3}, "alpha 0.1, this run 0.3"},
+                      {{method = "l1"}, "method l2, this run l1"}, {{seed = 9}, "seed 4, this run 9"},
+                      {{n = 3}, "n 4, this run 3"}, {{state_dtype = "bf16"}, "state_dtype f32, this run bf16"}}) do
+    local extra = {resume = true, checkpoint_every = 2}
+    for k, v in pairs(c[1]) do extra[k] = v end
+    H.raises(function() run_tiny(dir, 3, extra) end, "resume", "checkpoint-2", c[2])
+  end
+  local lines = assert(jsonio.read_jsonl(dir .. "/steps.jsonl"))
+  H.eq(#lines, 2, "a refused resume leaves steps.jsonl as it was")
+  local resumed = run_tiny(dir, 3, {resume = true, checkpoint_every = 2})
+  H.eq(#resumed, 3, "the same settings resume")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: a NaN loss stops the run naming the step, before any update", function()
   local dir = os.tmpname()
   os.remove(dir)
