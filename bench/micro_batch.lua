@@ -1,4 +1,4 @@
--- micro_batch.lua - one RLSC gradient (rl.backward, L2, alpha 0.1, T 0.5) over a batch of ragged
+-- micro_batch.lua - one RL gradient (rl.backward; --method, default RLSC L2, alpha 0.1, T 0.5) over a batch of ragged
 -- samples, in one pass and in micro-batches of K sequences (JSON lines): time, the peak of tensor
 -- memory during the call above what was live before it, and the gradient's largest difference
 -- from the one-pass gradient (relative to its largest element).
@@ -7,15 +7,20 @@
 -- over 8 .. --max-len tokens (the spread of real RLSC samples: some stop early, some run long).
 --
 --   build/confit bench/micro_batch.lua [--ks 0,2,4,8] [--n 16] [--questions 1] [--max-len 256]
---                                      [--device cpu|cuda]
+--                                      [--device cpu|cuda] [--method l2]
 local confit = require "confit"
 local rl = require "confit.rl"
 local model = require "confit.model"
 local train = require "confit.train"
 
 local SPEC = {ks = {"string", "0,2,4,8"}, n = {"int", 16, min = 1}, questions = {"int", 1, min = 1},
-              max_len = {"int", 256, min = 8}, device = {"string", "cpu", choices = {"cpu", "cuda"}}}
+              max_len = {"int", 256, min = 8}, device = {"string", "cpu", choices = {"cpu", "cuda"}},
+              method = {"string", "l2"}}
 local o = train.parse_args(arg, SPEC, "bench/micro_batch.lua")
+local method, merr = rl.resolve(o.method)
+if not method or not rl.trains(method) then
+  io.stderr:write("micro_batch.lua: --method: ", merr or "temp_only does not train", "\n"); os.exit(1)
+end
 local ks = {}
 for k in o.ks:gmatch("[^,]+") do
   local v = math.tointeger(tonumber(k))
@@ -75,12 +80,12 @@ local maxlen = 0
 for _, L in ipairs(batch.lens) do if L > maxlen then maxlen = L end end
 for _, K in ipairs(ks) do
   zero()
-  rl.backward("l2", batch, {alpha = 0.1, temperature = 0.5, micro_batch = K})   -- warm-up
+  rl.backward(method, batch, {alpha = 0.1, temperature = 0.5, micro_batch = K})   -- warm-up
   zero()
   local before = confit.memory()[live_key()]
   confit.reset_peak_memory()
   local t0 = confit.clock()
-  local lv = rl.backward("l2", batch, {alpha = 0.1, temperature = 0.5, micro_batch = K})
+  local lv = rl.backward(method, batch, {alpha = 0.1, temperature = 0.5, micro_batch = K})
   local dt = confit.clock() - t0
   local peak = confit.memory()[peak_key()] - before
   local g = grads()
@@ -91,9 +96,9 @@ for _, K in ipairs(ks) do
     scale = math.max(scale, math.abs(ref[i]))
   end
   local chunks = K > 0 and #rl.chunks(batch, K, true) or 1
-  print(string.format('{"bench":"micro_batch","device":"%s","micro_batch":%d,"chunks":%d,"samples":%d,' ..
+  print(string.format('{"bench":"micro_batch","method":"%s","device":"%s","micro_batch":%d,"chunks":%d,"samples":%d,' ..
                       '"tokens":%d,"padded_tokens_one_pass":%d,"loss":%.6g,"step_s":%.3f,"peak_mb":%.1f,' ..
                       '"grad_rel_diff":%.3g}',
-                      o.device, K, chunks, #samples, total, #samples * maxlen, lv, dt, peak / 2 ^ 20,
+                      method, o.device, K, chunks, #samples, total, #samples * maxlen, lv, dt, peak / 2 ^ 20,
                       diff / math.max(scale, 1e-30)))
 end

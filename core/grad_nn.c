@@ -1,5 +1,5 @@
 /* grad_nn.c - backward rules of matmul, embedding, gather, cat, stack, swiglu, rmsnorm, rope,
- * attention, cross_entropy, token_logprob, head_logprob and entropy.
+ * attention, cross_entropy, token_logprob, head_logprob, head_entropy and entropy.
  *
  * Rules run with gradients disabled (autograd.c) and return new references in gin[k] for the
  * inputs with n->needs[k]; the engine reduces broadcast gradients to the input shapes.
@@ -31,6 +31,8 @@ WEAK int cf_cuda_token_logprob_backward(cf_tensor *gz, cf_tensor *logits, cf_ten
                                         double temperature, cf_tensor *gout);
 WEAK int cf_cuda_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
                                        cf_tensor *targets, double temperature, cf_tensor *gout);
+WEAK int cf_cuda_head_entropy_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
+                                       double temperature, cf_tensor *gout);
 WEAK int cf_cuda_entropy_backward(cf_tensor *gz, cf_tensor *logits, double temperature,
                                   cf_tensor *gout);
 
@@ -229,6 +231,16 @@ int cf_bwd_head_logprob(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
   if (rc == 0)
     rc = BACKWARD_KERNEL(head_logprob, cf_tensor_device(gout), g[0], g[1], n->in[0], n->in[1],
                          n->in[2], n->args.f[0], gout);
+  return finish(rc, gin, g, 2);
+}
+
+int cf_bwd_head_entropy(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
+  int rc = 0;
+  cf_tensor *g[2];
+  g[0] = zeros_like(n->in[0], n->needs[0], &rc);
+  g[1] = zeros_like(n->in[1], n->needs[1], &rc);
+  if (rc == 0)
+    rc = BACKWARD_KERNEL(head_entropy, cf_tensor_device(gout), g[0], g[1], n->in[0], n->in[1], n->args.f[0], gout);
   return finish(rc, gin, g, 2);
 }
 

@@ -15,6 +15,7 @@
  *   token_logprob targets < 0 give 0 and no gradient.
  *   head_logprob  log_softmax(h @ w^T / temp)[target] computed CF_HEAD_CHUNK rows at a time, so
  *                 the [N x V] logits never exist (forward and backward).
+ *   head_entropy  the entropy of softmax(h @ w^T / temp) per row, chunked the same way.
  */
 #ifndef CF_NN_OPS_H
 #define CF_NN_OPS_H
@@ -110,6 +111,15 @@ static inline cf_tensor *cf_head_logprob(cf_tensor *h, cf_tensor *w, cf_tensor *
   return cf_op(CF_OP_head_logprob, in, 3, &a);
 }
 
+/* h [N, D], w [V, D] -> [N] */
+static inline cf_tensor *cf_head_entropy(cf_tensor *h, cf_tensor *w, double temperature) {
+  cf_args a = cf_args_none();
+  a.f[0] = temperature;
+  a.nf = 1;
+  cf_tensor *in[2] = {h, w};
+  return cf_op(CF_OP_head_entropy, in, 2, &a);
+}
+
 static inline cf_tensor *cf_entropy(cf_tensor *logits, double temperature) {
   cf_args a = cf_args_none();
   a.f[0] = temperature;
@@ -161,6 +171,8 @@ int cf_cpu_token_logprob_backward(cf_tensor *gz, cf_tensor *logits, cf_tensor *t
                                   double temperature, cf_tensor *gout);
 int cf_cpu_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
                                  cf_tensor *targets, double temperature, cf_tensor *gout);
+int cf_cpu_head_entropy_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
+                                 double temperature, cf_tensor *gout);
 int cf_cpu_entropy_backward(cf_tensor *gz, cf_tensor *logits, double temperature, cf_tensor *gout);
 
 #endif

@@ -734,9 +734,8 @@ static int head_init(head_geo *g, const char *op, cf_tensor *h, cf_tensor *w, cf
   int64_t c = g->V ? HEAD_CHUNK_BYTES / (g->V * 4) : g->N;
   if (c < 64) c = 64;
   g->C = g->N < c ? g->N : c;
-  if (cu_check_ids(op, targets, g->V, true, "target", w)) return -1;
-  g->tg = cu_contig(targets);
-  if (!g->tg || head_operand(h, &g->hh, &g->hp, &g->ldh, &g->th) || head_operand(w, &g->wh, &g->wp, &g->ldw, &g->tw)) {
+  if (targets && (cu_check_ids(op, targets, g->V, true, "target", w) || !(g->tg = cu_contig(targets)))) return -1;
+  if (head_operand(h, &g->hh, &g->hp, &g->ldh, &g->th) || head_operand(w, &g->wh, &g->wp, &g->ldw, &g->tw)) {
     head_free(g);
     return -1;
   }
@@ -751,79 +750,104 @@ static int head_logits(const head_geo *g, int64_t r0, int64_t rows, float *Z) {
                  Z, CF_DTYPE_F32, g->V, 0, 1, g->dt);
 }
 
-extern "C" int cf_cuda_head_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
+/* out [N] per row of z = h @ w^T / T, a chunk of rows at a time: with targets
+ * log_softmax(z)[target] (head_logprob, row mode 1), without the entropy of softmax(z)
+ * (head_entropy, mode 2). The output is f32 for f32 and bf16 inputs (cf_infer_head_*). */
+static int head_forward(const char *op, cf_tensor *out, cf_tensor *h, cf_tensor *w, cf_tensor *targets,
+                        double temperature) {
   head_geo g;
-  if (head_init(&g, "head_logprob", in[0], in[1], in[2], a->f[0])) return -1;
+  if (head_init(&g, op, h, w, targets, temperature)) return -1;
   if (g.N == 0) { head_free(&g); return 0; }
   cu_scratch s = {NULL, 0};
-  float *Z = (float *)cu_scratch_get(&s, (size_t)(g.C * g.V) * 4, "head_logprob logits chunk");
+  float *Z = (float *)cu_scratch_get(&s, (size_t)(g.C * g.V) * 4, op);
   int rc = Z ? 0 : -1;
   for (int64_t r0 = 0; r0 < g.N && rc == 0; r0 += g.C) {
     int64_t rows = g.N - r0 < g.C ? g.N - r0 : g.C;
     rc = head_logits(&g, r0, rows, Z);
     if (rc) break;
-    /* the output is f32 for f32 and bf16 inputs (cf_infer_head_logprob) */
-    row_loss_kernel<float, float, 1><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(out),
-        NULL, Z, cf_tensor_data(g.tg), g.tg->dtype, g.V, g.V, g.s, r0);
-    rc = cu_launched("head_logprob");
+    if (g.tg)
+      row_loss_kernel<float, float, 1><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(out),
+          NULL, Z, cf_tensor_data(g.tg), g.tg->dtype, g.V, g.V, g.s, r0);
+    else
+      row_loss_kernel<float, float, 2><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(out),
+          NULL, Z, NULL, 0, g.V, g.V, g.s, r0);
+    rc = cu_launched(op);
   }
   cu_scratch_free(&s);
   head_free(&g);
   return rc;
 }
 
-/* Per chunk: dZ = g / T * (onehot - p) (fp32 math, stored in the compute dtype),
- * gh rows = dZ @ w, gw += dZ^T @ h rows (a bf16 gw accumulates in an f32 scratch over chunks). */
-extern "C" int cf_cuda_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
-                                             cf_tensor *targets, double temperature, cf_tensor *gout0) {
+extern "C" int cf_cuda_head_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return head_forward("head_logprob", out, in[0], in[1], in[2], a->f[0]);
+}
+
+extern "C" int cf_cuda_head_entropy(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return head_forward("head_entropy", out, in[0], in[1], NULL, a->f[0]);
+}
+
+/* Row gradients of a logits chunk into dZ: mode 1 (head_logprob) g / T (onehot - p), mode 2
+ * (head_entropy) -g / T p (log p + H); the upstream gradient in f32 or the compute dtype T. */
+template <typename T, int MODE>
+static void head_row_grads(T *Zc, const float *Z, const head_geo &g, const cf_tensor *gout, int64_t rows,
+                           int64_t r0) {
+  const void *tg = g.tg ? cf_tensor_data(g.tg) : NULL;
+  int tdt = g.tg ? g.tg->dtype : 0;
+  if (gout->dtype == CF_DTYPE_F32)
+    row_grad_kernel<T, float, float, MODE><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>(Zc, g.V, Z, g.V,
+        tg, tdt, (const float *)cf_tensor_data(gout), NULL, g.V, g.s, r0);
+  else
+    row_grad_kernel<T, float, T, MODE><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>(Zc, g.V, Z, g.V,
+        tg, tdt, (const T *)cf_tensor_data(gout), NULL, g.V, g.s, r0);
+}
+
+/* Per chunk: dZ = the row gradients above (fp32 math, stored in the compute dtype),
+ * gh rows = dZ @ w, gw += dZ^T @ h rows (a bf16 gw accumulates in an f32 scratch over chunks).
+ * targets NULL: head_entropy. */
+static int head_backward(const char *op, cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
+                         cf_tensor *targets, double temperature, cf_tensor *gout0) {
   head_geo g;
-  if (head_init(&g, "head_logprob backward", h, w, targets, temperature)) return -1;
+  if (head_init(&g, op, h, w, targets, temperature)) return -1;
   if (g.N == 0 || g.V == 0 || g.D == 0) { head_free(&g); return 0; }
   cf_tensor *gout = cu_contig(gout0);
   cu_scratch sz = {NULL, 0}, sb = {NULL, 0}, sw = {NULL, 0};
   int rc = gout ? 0 : -1;
   if (rc == 0 && gout->dtype != CF_DTYPE_F32 && gout->dtype != g.dt)
-    rc = CF_ERR("head_logprob backward: the upstream gradient is %s; expected f32 or %s",
-                cf_dtype_name(gout->dtype), cf_dtype_name(g.dt));
+    rc = CF_ERR("%s: the upstream gradient is %s; expected f32 or %s", op, cf_dtype_name(gout->dtype),
+                cf_dtype_name(g.dt));
   bool f32 = g.dt == CF_DTYPE_F32;
   int64_t nchunks = (g.N + g.C - 1) / g.C;
-  float *Z = rc == 0 ? (float *)cu_scratch_get(&sz, (size_t)(g.C * g.V) * 4, "head_logprob backward") : NULL;
+  float *Z = rc == 0 ? (float *)cu_scratch_get(&sz, (size_t)(g.C * g.V) * 4, op) : NULL;
   void *Zc = Z;        /* dZ in the compute dtype */
   void *gwacc = gw ? cf_tensor_data(gw) : NULL;
   cf_dtype acc_dt = g.dt;
   if (rc == 0 && !Z) rc = -1;
   if (rc == 0 && !f32) {
-    Zc = cu_scratch_get(&sb, (size_t)(g.C * g.V) * 2, "head_logprob backward");
+    Zc = cu_scratch_get(&sb, (size_t)(g.C * g.V) * 2, op);
     if (!Zc) rc = -1;
   }
   if (rc == 0 && gw && !f32 && nchunks > 1) {
-    gwacc = cu_scratch_get(&sw, (size_t)(g.V * g.D) * 4, "head_logprob backward (f32 weight gradient)");
+    gwacc = cu_scratch_get(&sw, (size_t)(g.V * g.D) * 4, "head backward (f32 weight gradient)");
     acc_dt = CF_DTYPE_F32;
     if (!gwacc) rc = -1;
-    else rc = cu_check(cudaMemsetAsync(gwacc, 0, (size_t)(g.V * g.D) * 4, cu_stream()), "head_logprob backward");
+    else rc = cu_check(cudaMemsetAsync(gwacc, 0, (size_t)(g.V * g.D) * 4, cu_stream()), op);
   }
   for (int64_t r0 = 0; r0 < g.N && rc == 0; r0 += g.C) {
     int64_t rows = g.N - r0 < g.C ? g.N - r0 : g.C;
     rc = head_logits(&g, r0, rows, Z);
     if (rc) break;
-    /* dZ straight into the compute dtype (bf16: rounded once, as a conversion pass would); the
-     * upstream gradient is the f32 output's (or, passed by hand, in the compute dtype) */
-    if (gout->dtype == CF_DTYPE_F32)
-      DISPATCH_FT(g.dt, T,
-        row_grad_kernel<T, float, float, 1><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>((T *)Zc, g.V, Z, g.V,
-            cf_tensor_data(g.tg), g.tg->dtype, (const float *)cf_tensor_data(gout), NULL, g.V, g.s, r0));
-    else
-      DISPATCH_FT(g.dt, T,
-        row_grad_kernel<T, float, T, 1><<<(unsigned)rows, CF_CU_THREADS, 0, cu_stream()>>>((T *)Zc, g.V, Z, g.V,
-            cf_tensor_data(g.tg), g.tg->dtype, (const T *)cf_tensor_data(gout), NULL, g.V, g.s, r0));
-    rc = cu_launched("head_logprob backward");
+    /* dZ straight into the compute dtype (bf16: rounded once, as a conversion pass would) */
+    if (g.tg) DISPATCH_FT(g.dt, T, head_row_grads<T, 1>((T *)Zc, Z, g, gout, rows, r0));
+    else DISPATCH_FT(g.dt, T, head_row_grads<T, 2>((T *)Zc, Z, g, gout, rows, r0));
+    rc = cu_launched(op);
     if (rc == 0 && gh)
-      rc = cu_gemm("head_logprob backward", false, g.tw, rows, g.D, g.V, 1.0f, Zc, g.V, 0, g.wp, g.ldw, 0, 0.0f,
+      rc = cu_gemm(op, false, g.tw, rows, g.D, g.V, 1.0f, Zc, g.V, 0, g.wp, g.ldw, 0, 0.0f,
                    (char *)cf_tensor_data(gh) + (size_t)(r0 * g.D) * g.es, g.dt, g.D, 0, 1, g.dt);
     if (rc == 0 && gw) {
       const char *hp = g.hp + (size_t)(g.th ? r0 : r0 * g.ldh) * g.es;
-      rc = cu_gemm("head_logprob backward", true, g.th, g.V, g.D, rows, 1.0f, Zc, g.V, 0, hp, g.ldh, 0, 1.0f,
+      rc = cu_gemm(op, true, g.th, g.V, g.D, rows, 1.0f, Zc, g.V, 0, hp, g.ldh, 0, 1.0f,
                    gwacc, acc_dt, g.D, 0, 1, g.dt);
     }
   }
@@ -835,4 +859,14 @@ extern "C" int cf_cuda_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_te
   cf_tensor_release(gout);
   head_free(&g);
   return rc;
+}
+
+extern "C" int cf_cuda_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
+                                             cf_tensor *targets, double temperature, cf_tensor *gout) {
+  return head_backward("head_logprob backward", gh, gw, h, w, targets, temperature, gout);
+}
+
+extern "C" int cf_cuda_head_entropy_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
+                                             double temperature, cf_tensor *gout) {
+  return head_backward("head_entropy backward", gh, gw, h, w, NULL, temperature, gout);
 }

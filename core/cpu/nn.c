@@ -88,6 +88,31 @@ static double row_lse(const void *z, bool f64, int64_t n, double s) {
   return mx + log(sum);
 }
 
+/* Entropy (nats) of softmax(z * s) over n elements: lse - sum p x. */
+static double row_entropy(const void *z, bool f64, int64_t n, double s) {
+  double lse = row_lse(z, f64, n, s), ez = 0;
+  for (int64_t j = 0; j < n; j++) {
+    double x = ldf(z, f64, j) * s;
+    ez += exp(x - lse) * x;
+  }
+  return lse - ez;
+}
+
+/* Its gradient times g: out[j] = -g s p_j (log p_j + H); out may be z (each element is read
+ * before it is written). */
+static void row_entropy_grad(const void *z, void *out, bool f64, int64_t n, double s, double g) {
+  double lse = row_lse(z, f64, n, s), H = 0;
+  for (int64_t j = 0; j < n; j++) {
+    double lp = ldf(z, f64, j) * s - lse;
+    H -= exp(lp) * lp;
+  }
+  double c = -g * s;
+  for (int64_t j = 0; j < n; j++) {
+    double lp = ldf(z, f64, j) * s - lse;
+    stf(out, f64, j, c * exp(lp) * (lp + H));
+  }
+}
+
 /* Range-check the ids (contiguous) against [0, limit); with allow_negative, ids < 0 pass (they
  * mark ignored rows). The message names the id, the limit and `refname ref`'s shape. */
 static int check_ids(const char *op, const cf_tensor *ids, int64_t limit, bool allow_negative,
@@ -908,15 +933,7 @@ int cf_cpu_entropy(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args 
   double s = 1.0 / temp;
   if (V == 0) memset(op, 0, (size_t)cf_tensor_numel(out) * es); /* no classes: N is 0, rows are 0 */
   #pragma omp parallel for schedule(static) if (N * V > 65536)
-  for (int64_t r = 0; r < N; r++) {
-    const char *row = zp + (size_t)(r * V) * es;
-    double lse = row_lse(row, f64, V, s), ez = 0;
-    for (int64_t j = 0; j < V; j++) {
-      double x = ldf(row, f64, j) * s;
-      ez += exp(x - lse) * x;
-    }
-    stf(op, f64, r, lse - ez);
-  }
+  for (int64_t r = 0; r < N; r++) stf(op, f64, r, row_entropy(zp + (size_t)(r * V) * es, f64, V, s));
   cf_tensor_release(z);
   return 0;
 }
@@ -937,20 +954,8 @@ int cf_cpu_entropy_backward(cf_tensor *gz, cf_tensor *logits, double temperature
   char *gp = cf_tensor_data(gz);
   double s = 1.0 / temp;
   #pragma omp parallel for schedule(static) if (N * V > 65536)
-  for (int64_t r = 0; r < N; r++) {
-    const char *row = zp + (size_t)(r * V) * es;
-    char *grow = gp + (size_t)(r * V) * es;
-    double lse = row_lse(row, f64, V, s), H = 0;
-    for (int64_t j = 0; j < V; j++) {
-      double lp = ldf(row, f64, j) * s - lse;
-      H -= exp(lp) * lp;
-    }
-    double c = -ldf(gop, f64, r) * s;
-    for (int64_t j = 0; j < V; j++) {
-      double lp = ldf(row, f64, j) * s - lse;
-      stf(grow, f64, j, c * exp(lp) * (lp + H));
-    }
-  }
+  for (int64_t r = 0; r < N; r++)
+    row_entropy_grad(zp + (size_t)(r * V) * es, gp + (size_t)(r * V) * es, f64, V, s, ldf(gop, f64, r));
   cf_tensor_release(z);
   cf_tensor_release(gout);
   return 0;
@@ -971,6 +976,19 @@ int cf_infer_head_logprob(const char *op, cf_tensor *const *in, int nin, const c
   out->shape[0] = h->shape[0];
   /* log-probs stay f32 for bf16 inputs (from f32 logits; a bf16 log-prob near -300 would be
    * rounded to a step of 2 nats) */
+  out->dtype = h->dtype == CF_DTYPE_BF16 ? CF_DTYPE_F32 : h->dtype;
+  return 0;
+}
+
+int cf_infer_head_entropy(const char *op, cf_tensor *const *in, int nin, const cf_args *a, cf_meta *out) {
+  (void)nin; (void)a;
+  const cf_tensor *h = in[0], *w = in[1];
+  char b1[128], b2[128];
+  if (h->ndim != 2 || w->ndim != 2 || h->shape[1] != w->shape[1])
+    return CF_ERR("%s: expected h [N x D], w [V x D]: h %s, w %s", op, cf_shape_str(h, b1, sizeof b1),
+                  cf_shape_str(w, b2, sizeof b2));
+  out->ndim = 1;
+  out->shape[0] = h->shape[0];
   out->dtype = h->dtype == CF_DTYPE_BF16 ? CF_DTYPE_F32 : h->dtype;
   return 0;
 }
@@ -1009,10 +1027,12 @@ static int head_init(head_geo *g, const char *op, cf_tensor *h, cf_tensor *w, cf
   g->f64 = h->dtype == CF_DTYPE_F64;
   g->es = cf_dtype_size(h->dtype);
   if (g->V > INT_MAX || g->D > INT_MAX) return CF_ERR("%s: a dim exceeds the BLAS limit", op);
-  g->tg = cf_tensor_contiguous(targets);
-  if (!g->tg || check_ids(op, g->tg, g->V, true, "target", "rows of w", w) ||
-      head_operand(h, &g->hh, &g->hp, &g->ldh, &g->th) ||
-      head_operand(w, &g->wh, &g->wp, &g->ldw, &g->tw)) {
+  if (targets && (!(g->tg = cf_tensor_contiguous(targets)) ||
+                  check_ids(op, g->tg, g->V, true, "target", "rows of w", w))) {
+    head_free(g);
+    return -1;
+  }
+  if (head_operand(h, &g->hh, &g->hp, &g->ldh, &g->th) || head_operand(w, &g->wh, &g->wp, &g->ldw, &g->tw)) {
     head_free(g);
     return -1;
   }
@@ -1027,29 +1047,30 @@ static void head_logits(const head_geo *g, int64_t r0, int64_t rows, void *Z) {
                    g->ldh, g->wp, g->ldw, 0.0, Z, g->V);
 }
 
-/* out [N] = log_softmax(h @ w^T / T)[target], CF_HEAD_CHUNK rows of logits at a time */
-int cf_cpu_head_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
+/* out [N] per row of z = h @ w^T / T, CF_HEAD_CHUNK rows of logits at a time: with targets
+ * log_softmax(z)[target] (head_logprob), without the entropy of softmax(z) (head_entropy) */
+static int head_forward(const char *op, cf_tensor *out, cf_tensor *h, cf_tensor *w, cf_tensor *targets,
+                        double temperature) {
   head_geo g;
-  if (head_init(&g, "head_logprob", in[0], in[1], in[2], a->f[0])) return -1;
+  if (head_init(&g, op, h, w, targets, temperature)) return -1;
   int64_t C = g.N < CF_HEAD_CHUNK ? g.N : CF_HEAD_CHUNK;
   void *Z = malloc((size_t)(C * g.V) * g.es + 1);
   if (!Z) {
     head_free(&g);
-    return CF_ERR("head_logprob: out of memory for a [%lld x %lld] logits chunk", (long long)C,
-                  (long long)g.V);
+    return CF_ERR("%s: out of memory for a [%lld x %lld] logits chunk", op, (long long)C, (long long)g.V);
   }
-  const void *tp = cf_tensor_data(g.tg);
-  void *op = cf_tensor_data(out);
+  const void *tp = g.tg ? cf_tensor_data(g.tg) : NULL;
+  void *op_ = cf_tensor_data(out);
   for (int64_t r0 = 0; r0 < g.N; r0 += C) {
     int64_t rows = g.N - r0 < C ? g.N - r0 : C;
     head_logits(&g, r0, rows, Z);
     #pragma omp parallel for schedule(static) if (rows * g.V > 65536)
     for (int64_t i = 0; i < rows; i++) {
-      int64_t t = ld_id(tp, g.tg->dtype, r0 + i);
-      if (t < 0) { stf(op, g.f64, r0 + i, 0.0); continue; }
       const char *row = (const char *)Z + (size_t)(i * g.V) * g.es;
-      stf(op, g.f64, r0 + i, ldf(row, g.f64, t) * g.s - row_lse(row, g.f64, g.V, g.s));
+      if (!tp) { stf(op_, g.f64, r0 + i, row_entropy(row, g.f64, g.V, g.s)); continue; }
+      int64_t t = ld_id(tp, g.tg->dtype, r0 + i);
+      if (t < 0) { stf(op_, g.f64, r0 + i, 0.0); continue; }
+      stf(op_, g.f64, r0 + i, ldf(row, g.f64, t) * g.s - row_lse(row, g.f64, g.V, g.s));
     }
   }
   free(Z);
@@ -1057,30 +1078,42 @@ int cf_cpu_head_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf_
   return 0;
 }
 
-/* With c = g / T * (onehot - p) per chunk (typed, in place of the logits):
- * gh rows = c @ w,  gw += c^T @ h rows.  gh [N x D], gw [V x D] zeroed; either may be NULL. */
-int cf_cpu_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
-                                 cf_tensor *targets, double temperature, cf_tensor *gout0) {
+int cf_cpu_head_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return head_forward("head_logprob", out, in[0], in[1], in[2], a->f[0]);
+}
+
+int cf_cpu_head_entropy(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return head_forward("head_entropy", out, in[0], in[1], NULL, a->f[0]);
+}
+
+/* With c = dout/dz per chunk (typed, in place of the logits; head_logprob g / T (onehot - p),
+ * head_entropy -g / T p (log p + H)): gh rows = c @ w,  gw += c^T @ h rows.  gh [N x D],
+ * gw [V x D] zeroed; either may be NULL. targets NULL: head_entropy. */
+static int head_backward(const char *op, cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
+                         cf_tensor *targets, double temperature, cf_tensor *gout0) {
   head_geo g;
-  if (head_init(&g, "head_logprob backward", h, w, targets, temperature)) return -1;
+  if (head_init(&g, op, h, w, targets, temperature)) return -1;
   cf_tensor *gout = cf_tensor_contiguous(gout0);
   int64_t C = g.N < CF_HEAD_CHUNK ? g.N : CF_HEAD_CHUNK;
   void *Z = gout ? malloc((size_t)(C * g.V) * g.es + 1) : NULL;
   if (!Z) {
     cf_tensor_release(gout);
     head_free(&g);
-    return gout ? CF_ERR("head_logprob backward: out of memory for a [%lld x %lld] logits chunk",
-                         (long long)C, (long long)g.V) : -1;
+    return gout ? CF_ERR("%s: out of memory for a [%lld x %lld] logits chunk", op, (long long)C,
+                         (long long)g.V) : -1;
   }
   cf_dtype dt = g.f64 ? CF_DTYPE_F64 : CF_DTYPE_F32;
-  const void *tp = cf_tensor_data(g.tg), *gop = cf_tensor_data(gout);
+  const void *tp = g.tg ? cf_tensor_data(g.tg) : NULL, *gop = cf_tensor_data(gout);
   for (int64_t r0 = 0; r0 < g.N; r0 += C) {
     int64_t rows = g.N - r0 < C ? g.N - r0 : C;
     head_logits(&g, r0, rows, Z);
     #pragma omp parallel for schedule(static) if (rows * g.V > 65536)
     for (int64_t i = 0; i < rows; i++) {
-      int64_t t = ld_id(tp, g.tg->dtype, r0 + i);
       char *row = (char *)Z + (size_t)(i * g.V) * g.es;
+      if (!tp) { row_entropy_grad(row, row, g.f64, g.V, g.s, ldf(gop, g.f64, r0 + i)); continue; }
+      int64_t t = ld_id(tp, g.tg->dtype, r0 + i);
       if (t < 0) { memset(row, 0, (size_t)g.V * g.es); continue; }
       double lse = row_lse(row, g.f64, g.V, g.s), c = ldf(gop, g.f64, r0 + i) * g.s;
       for (int64_t j = 0; j < g.V; j++)
@@ -1099,4 +1132,14 @@ int cf_cpu_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_
   cf_tensor_release(gout);
   head_free(&g);
   return 0;
+}
+
+int cf_cpu_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
+                                 cf_tensor *targets, double temperature, cf_tensor *gout) {
+  return head_backward("head_logprob backward", gh, gw, h, w, targets, temperature, gout);
+}
+
+int cf_cpu_head_entropy_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
+                                 double temperature, cf_tensor *gout) {
+  return head_backward("head_entropy backward", gh, gw, h, w, NULL, temperature, gout);
 }

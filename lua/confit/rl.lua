@@ -33,7 +33,7 @@
 --                  model is already sure of
 --   self_sft       every weight 1: -sum_i log p(y_i) (plain self-training on own samples)
 --   em_ft          EM-FT: mean token entropy of softmax(z / T) over the question's generated tokens
---                  (a direct gradient through the entropy op), summed over questions
+--                  (a direct gradient through head_entropy), summed over questions
 --   grpo_ttrl      GRPO, reward 1 when the sample's extracted answer equals the group's majority
 --                  answer (TTRL), else 0
 --   grpo_intuitor  GRPO, reward self-certainty = mean over tokens of logsumexp(z) - mean(z) of the
@@ -105,6 +105,13 @@ function rl.batch(m, prompts, samples, opts)
     if opts.extract then b.extracted[i] = opts.extract(b.texts[i]) end
   end
   for q = 1, #prompts do b.groups[q] = {(q - 1) * n + 1, q * n} end
+  -- per question: its completion tokens and its sample count (micro-batches keep the batch's)
+  b.qtok, b.gsize = {}, {}
+  for i = 1, #samples do
+    local q = b.question_of[i]
+    b.qtok[q] = (b.qtok[q] or 0) + b.comp_lens[i]
+    b.gsize[q] = n
+  end
   b.seqs = seqs
   b.ids, b.lens = model.pad(seqs, 0)
   if opts.grade and opts.answers then
@@ -173,27 +180,11 @@ function rl.token_view(batch, T, want_logits, m)
   return v
 end
 
--- The sum over the rows of z = H W^T (no graph) of the entropy of softmax(z / T), 1024 rows of
--- logits at a time: the [Ntok, V] logits are never held. logits: z itself when at hand.
-local function entropy_sum(H, W, T, logits)
-  local s = 0
-  confit.no_grad(function()
-    local Wt, n = W:transpose(1, 2), H:shape()[1]
-    for off = 1, n, 1024 do
-      local rows = math.min(1024, n - off + 1)
-      local z = logits and logits:narrow(1, off, rows) or H:narrow(1, off, rows):matmul(Wt)
-      if z:dtype() == "bf16" then z = z:to_dtype("f32") end
-      s = s + z:entropy(T):sum():item()
-    end
-  end)
-  return s
-end
-
 --- The mean token entropy (nats, a Lua number) of softmax(z / T) over the completion tokens of
---- a token view (RUNDIR.md's per-step `entropy`).
+--- a token view (RUNDIR.md's per-step `entropy`), without a graph (head_entropy: no logits held).
 function rl.view_entropy(v, T)
   if v.ntok == 0 then return 0 end
-  return entropy_sum(v.H:detach(), v.W, T, v.logits and v.logits:detach()) / v.ntok
+  return confit.no_grad(function() return v.H:detach():head_entropy(v.W, T):sum():item() end) / v.ntok
 end
 
 --- The same for a batch, without a graph and K sequences per forward (0 = all): for methods that
@@ -205,7 +196,7 @@ function rl.token_entropy(batch, T, K, m)
   confit.no_grad(function()
     for _, idx in ipairs(rl.chunks(batch, K, true)) do
       local H = token_rows(m, #idx == #batch.samples and batch or rl.sub_batch(batch, idx))
-      sum = sum + entropy_sum(H, head_weight(m), T)
+      sum = sum + H:head_entropy(head_weight(m), T):sum():item()
       count = count + H:shape()[1]
     end
   end)
@@ -351,23 +342,22 @@ end, true)
 
 -- EM-FT -----------------------------------------------------------------------------------------
 
+-- Per question: the sum of its samples' token entropies at T over its token count (batch.qtok,
+-- so a micro-batch holding part of a question weighs its samples the same); summed over
+-- questions. The entropies come from the hidden rows (head_entropy: the [Ntok, V] logits are
+-- never held, in the forward or the backward). Also returns the log-prob values.
 rl.methods.em_ft = function(batch, o)
   local T = o.temperature or 1.0
-  local v = rl.token_view(batch, T, true)
-  local ent = v.logits:entropy(T)                      -- [Ntok]
+  local v = rl.token_view(batch, T, false)
+  local ent = v.H:head_entropy(v.W, T)                 -- [Ntok]
   local ent_seq = rl.segment_sums(ent, batch)          -- [N]
-  -- per question: sum of its samples' token entropies / its token count; summed over questions
   local coef = {}
-  for _, g in ipairs(batch.groups) do
-    local ntok = 0
-    for i = g[1], g[2] do ntok = ntok + batch.comp_lens[i] end
-    for i = g[1], g[2] do coef[i] = 1 / ntok end
-  end
+  for i = 1, #batch.samples do coef[i] = 1 / batch.qtok[batch.question_of[i]] end
   local loss = (like(coef, ent_seq) * ent_seq):sum()
-  local met = base_metrics(batch, v.seq:detach():totable())
-  local ev = ent:detach():totable()
-  met.entropy = mean_of(ev)
-  return loss, met
+  local lpv = v.seq:detach():totable()
+  local met = base_metrics(batch, lpv)
+  met.entropy = mean_of(ent:detach():totable())
+  return loss, met, lpv
 end
 
 -- GRPO ------------------------------------------------------------------------------------------
@@ -396,8 +386,25 @@ function rl.advantages(r, batch)
   return adv
 end
 
--- Rewards: fn(batch, view, opts) -> list of f64 rewards, extra metrics
+-- per-sample means of f(z) [rows] over the logits z of a token view's rows, computed without a
+-- graph 1024 tokens at a time (the [Ntok, V] logits are never held)
+local function chunked_token_means(batch, v, f)
+  local vals = {}
+  confit.no_grad(function()
+    local H, Wt = v.H:detach(), v.W:transpose(1, 2)
+    for off = 1, v.ntok, 1024 do
+      local z = H:narrow(1, off, math.min(1024, v.ntok - off + 1)):matmul(Wt)
+      if z:dtype() == "bf16" then z = z:to_dtype("f32") end
+      for j, x in ipairs(f(z):totable()) do vals[off + j - 1] = x end
+    end
+  end)
+  return segment_means(vals, batch)
+end
+
+-- Rewards: fn(batch, view, opts) -> list of f64 rewards, extra metrics. The view is computed
+-- without a graph when the reward is all it is for; majority needs none (rl.reward_needs_view).
 rl.rewards = {}
+rl.reward_needs_view = {majority = false, self_certainty = true, neg_entropy = true, probability = true}
 
 function rl.rewards.majority(batch)
   local metrics = require "confit.metrics"
@@ -416,13 +423,12 @@ function rl.rewards.majority(batch)
 end
 
 function rl.rewards.self_certainty(batch, v)
-  local z = v.logits:detach()
-  local sc = (z:logsumexp(-1) - z:mean(-1)):totable()     -- [Ntok]
-  return segment_means(sc, batch)
+  return chunked_token_means(batch, v, function(z) return z:logsumexp(-1) - z:mean(-1) end)
 end
 
 function rl.rewards.neg_entropy(batch, v, o)
-  local ent = v.logits:detach():entropy(o.temperature or 1.0):totable()
+  local T = o.temperature or 1.0
+  local ent = confit.no_grad(function() return v.H:detach():head_entropy(v.W, T) end):totable()
   local m = segment_means(ent, batch)
   for i = 1, #m do m[i] = -m[i] end
   return m, {entropy = mean_of(ent)}
@@ -435,46 +441,49 @@ function rl.rewards.probability(batch, v)
   return r
 end
 
-local function grpo(reward_name, need_logits)
+-- The clipped objective (and the KL term) of batch's samples over a token view given their
+-- advantages adv: per question -(1/G) sum_i (1/L_i) sum_t min(rho A, clip(rho) A), G its sample
+-- count (batch.gsize: a micro-batch may hold part of a question). Returns the loss and the KL.
+local function grpo_objective(batch, o, v, adv)
+  local T, eps = o.temperature or 1.0, o.clip_eps or 0.2
+  local a_tok, c_tok = {}, {}
+  for i = 1, #batch.samples do
+    local L, off, G = batch.comp_lens[i], v.offs[i], batch.gsize[batch.question_of[i]]
+    for t = 1, L do a_tok[off + t] = adv[i]; c_tok[off + t] = 1 / (L * G) end
+  end
+  local A, C = like(a_tok, v.logp_tok), like(c_tok, v.logp_tok)
+  local ratio = (v.logp_tok - v.logp_tok:detach()):exp()
+  local obj = confit.minimum(ratio * A, ratio:clamp(1 - eps, 1 + eps) * A)
+  local loss = -(obj * C):sum()
+  if (o.kl_coef or 0) <= 0 then return loss, nil end
+  if not batch.ref_model then error("rl: kl_coef > 0 needs batch.ref_model (the start model)", 3) end
+  local ref = confit.no_grad(function() return rl.token_view(batch, T, false, batch.ref_model).logp_tok end)
+  local d = ref - v.logp_tok
+  local klv = ((d:exp() - d - 1) * C):sum()
+  return loss + klv * o.kl_coef, klv:item()
+end
+
+-- GRPO with a reward of rl.rewards; rl.grpo_reward[name] names it for rl.backward
+rl.grpo_reward = {}
+local function grpo(reward_name)
   return function(batch, o)
     local T = o.temperature or 1.0
-    local eps = o.clip_eps or 0.2
-    local v = rl.token_view(batch, T, need_logits)
+    local v = rl.token_view(batch, T, false)
     local r, extra = rl.rewards[reward_name](batch, v, o)
-    local adv = rl.advantages(r, batch)
-    local a_tok, c_tok = {}, {}
-    for q, g in ipairs(batch.groups) do
-      local G = g[2] - g[1] + 1
-      for i = g[1], g[2] do
-        local L, off = batch.comp_lens[i], v.offs[i]
-        for t = 1, L do a_tok[off + t] = adv[i]; c_tok[off + t] = 1 / (L * G) end
-      end
-    end
-    local A, C = like(a_tok, v.logp_tok), like(c_tok, v.logp_tok)
-    local ratio = (v.logp_tok - v.logp_tok:detach()):exp()
-    local obj = confit.minimum(ratio * A, ratio:clamp(1 - eps, 1 + eps) * A)
-    local loss = -(obj * C):sum()
+    local loss, kl = grpo_objective(batch, o, v, rl.advantages(r, batch))
     local met = base_metrics(batch, v.seq:detach():totable())
     met.mean_reward = mean_of(r)
     if extra then for k, x in pairs(extra) do met[k] = x end end
     if met.entropy == nil then met.entropy = rl.view_entropy(v, T) end
-    if (o.kl_coef or 0) > 0 then
-      if not batch.ref_model then error("rl: kl_coef > 0 needs batch.ref_model (the start model)", 2) end
-      local ref = confit.no_grad(function() return rl.token_view(batch, T, false, batch.ref_model).logp_tok end)
-      local d = ref - v.logp_tok
-      local kl = d:exp() - d - 1
-      local klv = (kl * C):sum()
-      loss = loss + klv * o.kl_coef
-      met.kl = klv:item()
-    end
+    met.kl = kl
     return loss, met
-  end
+  end, reward_name
 end
 
-rl.methods.grpo_ttrl = grpo("majority", false)
-rl.methods.grpo_intuitor = grpo("self_certainty", true)
-rl.methods.grpo_rent = grpo("neg_entropy", true)
-rl.methods.grpo_prob = grpo("probability", false)
+rl.methods.grpo_ttrl, rl.grpo_reward.grpo_ttrl = grpo("majority")
+rl.methods.grpo_intuitor, rl.grpo_reward.grpo_intuitor = grpo("self_certainty")
+rl.methods.grpo_rent, rl.grpo_reward.grpo_rent = grpo("neg_entropy")
+rl.methods.grpo_prob, rl.grpo_reward.grpo_prob = grpo("probability")
 
 rl.methods.temp_only = function()
   error("rl: temp_only does not train; evaluate at a colder temperature instead", 2)
@@ -495,7 +504,8 @@ local function isfinite(x) return x == x and x ~= math.huge and x ~= -math.huge 
 --- the runs of idx that share a question.
 function rl.sub_batch(batch, idx)
   local b = {model = batch.model, n = batch.n, prompts = batch.prompts, answers = batch.answers,
-             answer_key = batch.answer_key, ref_model = batch.ref_model, samples = {}, groups = {},
+             answer_key = batch.answer_key, ref_model = batch.ref_model, qtok = batch.qtok,
+             gsize = batch.gsize, samples = {}, groups = {},
              prompt_lens = {}, comp_lens = {}, question_of = {}, texts = {}, seqs = {},
              extracted = {n = #idx}, correct = batch.correct and {} or nil}
   for j, i in ipairs(idx) do
@@ -555,11 +565,13 @@ end
 --- The method's loss and its gradient: runs the backward and returns the loss value (a number)
 --- and the metrics. opts as rl.loss, plus opts.micro_batch = K > 0: the forward and backward run
 --- over micro-batches of at most K sequences (rl.chunks) whose gradients add up. Every method's
---- loss is a sum over samples (the weighted ones) or over questions (the rest), so this is the
---- one-pass gradient up to float rounding, with the activations of K sequences held at a time.
---- Weights that need the whole question (ours_softmax) come from a first forward without a graph.
---- GRPO and EM-FT split only between questions. A loss that is not finite is returned before its
---- backward (the metrics are then nil).
+--- loss is a sum over samples of terms fixed by the whole batch (weights, advantages, token
+--- counts), so this is the one-pass gradient up to float rounding, with the activations of K
+--- sequences held at a time; the samples go longest first (less padding). What needs a whole
+--- question comes first, from a forward without a graph: the weights of ours_softmax, the rewards
+--- of GRPO (but TTRL's majority votes need no forward). A method added to rl.methods splits between
+--- questions only. A loss that is not finite is returned before its backward (the metrics are
+--- then nil).
 function rl.backward(name, batch, opts)
   opts = opts or {}
   local canon, err = rl.resolve(name)
@@ -575,51 +587,81 @@ function rl.backward(name, batch, opts)
     loss:backward()
     return lv, met
   end
-  local T, wt, total = opts.temperature or 1.0, rl.weights[canon], 0
-  if not wt then
-    local parts = {}
-    for _, idx in ipairs(rl.chunks(batch, K, false)) do
-      local sub = rl.sub_batch(batch, idx)
-      local loss, met = rl.methods[canon](sub, opts)
-      local lv = loss:item()
-      total = total + lv
-      if not isfinite(lv) then return total, nil end
-      loss:backward()
-      local ntok = 0
-      for _, L in ipairs(sub.comp_lens) do ntok = ntok + L end
-      parts[#parts + 1] = {met = met, n = #idx, ntok = ntok}
-    end
-    return total, combine_metrics(parts)
-  end
-  local chunks, lpv_all, w_all, w_used = rl.chunks(batch, K, true), {}, nil, {}
-  if not wt.per_sample then
+  local T, total = opts.temperature or 1.0, 0
+  local wt, reward = rl.weights[canon], rl.grpo_reward[canon]
+  local per_sample = wt ~= nil or reward ~= nil or canon == "em_ft"
+  local chunks = rl.chunks(batch, K, per_sample)
+  -- first: what needs whole questions, without a graph
+  local w_all, adv
+  if wt and not wt.per_sample then
+    local lpv = {}
     confit.no_grad(function()
       for _, idx in ipairs(chunks) do
         local _, v = seq_logprobs(rl.sub_batch(batch, idx), T)
-        for j, i in ipairs(idx) do lpv_all[i] = v[j] end
+        for j, i in ipairs(idx) do lpv[i] = v[j] end
       end
     end)
-    w_all = wt.fn(lpv_all, batch, opts)
+    w_all = wt.fn(lpv, batch, opts)
   end
-  local ent, ntok = 0, 0
-  for _, idx in ipairs(chunks) do
-    local w_given
-    if w_all then
-      w_given = {}
-      for j, i in ipairs(idx) do w_given[j] = w_all[i] end
+  local r_all, r_extra = {}, {}
+  if reward then
+    if not rl.reward_needs_view[reward] then
+      r_all = rl.rewards[reward](batch, nil, opts)
+    else
+      confit.no_grad(function()
+        for _, idx in ipairs(chunks) do
+          local sub = rl.sub_batch(batch, idx)
+          local r = rl.rewards[reward](sub, rl.token_view(sub, T, false), opts)
+          for j, i in ipairs(idx) do r_all[i] = r[j] end
+        end
+      end)
     end
-    local loss, cm, lpv, w, n = weighted_loss(rl.sub_batch(batch, idx), opts, wt.fn, w_given)
+    adv = rl.advantages(r_all, batch)
+  end
+  -- then the chunks' losses and backward passes
+  local parts, lpv_all, w_used, kl = {}, {}, {}, nil
+  for _, idx in ipairs(chunks) do
+    local sub = rl.sub_batch(batch, idx)
+    local loss, met, lpv, ntok
+    if wt then
+      local w_given
+      if w_all then
+        w_given = {}
+        for j, i in ipairs(idx) do w_given[j] = w_all[i] end
+      end
+      local w
+      loss, met, lpv, w, ntok = weighted_loss(sub, opts, wt.fn, w_given)
+      for j, i in ipairs(idx) do w_used[i] = w[j] end
+    elseif reward then
+      local v = rl.token_view(sub, T, false)
+      local a = {}
+      for j, i in ipairs(idx) do a[j] = adv[i] end
+      local k
+      loss, k = grpo_objective(sub, opts, v, a)
+      if k then kl = (kl or 0) + k end
+      lpv, ntok = v.seq:detach():totable(), v.ntok
+      met = {entropy = rl.view_entropy(v, T)}
+    else
+      loss, met, lpv = rl.methods[canon](sub, opts)
+      ntok = 0
+      for _, L in ipairs(sub.comp_lens) do ntok = ntok + L end
+    end
     local lv = loss:item()
     total = total + lv
     if not isfinite(lv) then return total, nil end
     loss:backward()
-    for j, i in ipairs(idx) do lpv_all[i], w_used[i] = lpv[j], w[j] end
-    ent, ntok = ent + cm.entropy * n, ntok + n
+    if lpv then for j, i in ipairs(idx) do lpv_all[i] = lpv[j] end end
+    parts[#parts + 1] = {met = met, n = #idx, ntok = ntok}
   end
-  local met = base_metrics(batch, lpv_all)
-  met.mean_weight = mean_of(w_used)
-  met.entropy = ntok > 0 and ent / ntok or 0
+  local met = combine_metrics(parts)
+  -- the metrics of the whole batch where the chunks hold parts of questions
+  if per_sample then
+    for k, x in pairs(base_metrics(batch, lpv_all)) do met[k] = x end
+  end
+  if wt then met.mean_weight = mean_of(w_used) end
+  if reward then
+    met.mean_reward, met.kl = mean_of(r_all), kl
+  end
   return total, met
 end
-
 return rl

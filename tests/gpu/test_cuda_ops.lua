@@ -171,6 +171,8 @@ add("token_logprob", {make = function() return {rn({33, 65}, 78), ints(33, 0, 64
 -- log-probs come out in f32 for bf16 inputs too (out_dtype)
 add("head_logprob", {out_dtype = "f32", make = function() return {rn({33, 64}, 80), rn({129, 64}, 81, 0.3), ints(33, 0, 128, 82, nil, 6)}, {1.3} end})
 add("head_logprob", {out_dtype = "f32", make = function() return {rn({17, 33}, 83), rn({65, 33}, 84, 0.5), ints(17, 0, 64, 85)}, {} end})
+add("head_entropy", {out_dtype = "f32", make = function() return {rn({33, 64}, 86), rn({129, 64}, 87, 0.3)}, {0.7} end})
+add("head_entropy", {out_dtype = "f32", make = function() return {rn({17, 33}, 88), rn({65, 33}, 89, 0.5)}, {} end})
 add("entropy", {make = function() return {rn({17, 129}, 86, 2)}, {0.9} end})
 add("entropy", {make = function() return {rn({3, 5, 33}, 87)}, {} end})
 

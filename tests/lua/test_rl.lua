@@ -640,6 +640,13 @@ H.case("micro-batches bound the rows of every forward and cut padding", function
   rl.backward("l2", b, {alpha = 0.1, temperature = 0.7})
   H.eq(rows, 12, "one pass holds every row")
   H.ok(micro < cells, ("padded cells: %d in micro-batches, %d in one pass"):format(micro, cells))
+  -- every method, first forwards (weights, rewards) included, at most 3 rows at a time
+  for _, name in ipairs(METHODS) do
+    rows = 0
+    zero_grads(m)
+    rl.backward(name, b, {alpha = 0.1, temperature = 0.7, micro_batch = 3})
+    H.ok(rows > 0 and rows <= 3, ("%s: at most 3 rows per forward, got %d"):format(name, rows))
+  end
   m.hidden = real
   assert(core)
   H.raises(function() rl.backward("l2", b, {micro_batch = -1}) end, "micro_batch", "-1")
