@@ -480,7 +480,7 @@ __global__ void __launch_bounds__(CF_CU_THREADS) row_loss_kernel(T *out, float2 
       ez += expf(x - lse) * x;
     }
     ez = block_sum(ez);
-    if (threadIdx.x == 0) stf(out, r, lse - ez);
+    if (threadIdx.x == 0) stf(out, r, V > 0 ? lse - ez : 0.f); /* no classes: 0, not -inf */
   }
 }
 

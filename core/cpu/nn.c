@@ -90,6 +90,7 @@ static double row_lse(const void *z, bool f64, int64_t n, double s) {
 
 /* Entropy (nats) of softmax(z * s) over n elements: lse - sum p x. */
 static double row_entropy(const void *z, bool f64, int64_t n, double s) {
+  if (n == 0) return 0; /* no classes: nothing uncertain */
   double lse = row_lse(z, f64, n, s), ez = 0;
   for (int64_t j = 0; j < n; j++) {
     double x = ldf(z, f64, j) * s;

@@ -18,8 +18,8 @@
 --    f32 and in f64 alike, and exp(-50) = 2e-22 survives only in f64 (it then becomes an f32 weight,
 --    which holds it). Every method logs weight_share (share of samples with p_old > 1e-6),
 --    mean_logp, mean_confidence (mean p_old) and mean_length so underflow is visible, and the
---    mean token entropy at T of the scored tokens (entropy; from the same forward, its logits
---    1024 tokens at a time without a graph).
+--    mean token entropy at T of the scored tokens (entropy; from the same forward's hidden rows
+--    by head_entropy, without a graph, never holding the logits).
 --  * RLSC sums over the N samples with no 1/N. With Q > 1 questions per step, every method's
 --    per-question loss is SUMMED over the questions (for RLSC that is just the sum over all
 --    samples). Per-question means (EM-FT's token mean, GRPO's 1/G) stay inside the question.
@@ -149,20 +149,25 @@ end
 -- sample's offset into them.
 local function token_rows(m, batch)
   local h = m:hidden(batch.ids)              -- [N, Tmax, D]
-  local rows, targets, offs = {}, {}, {}
+  local sh = h:shape()
+  local where, targets, offs = {}, {}, {}
   local off = 0
   for i, s in ipairs(batch.samples) do
     local P, L = batch.prompt_lens[i], batch.comp_lens[i]
     -- completion tokens sit at 0-based P .. P+L-1; they are predicted by positions P-1 .. P+L-2,
-    -- which is the 1-based narrow start P, length L
-    rows[i] = h:select(1, i):narrow(1, P, L)
+    -- rows (i-1)*Tmax + P-1 .. of the flattened [N*Tmax, D] hidden states
     offs[i] = off
-    for t = 1, L do targets[off + t] = s.tokens[t] end
+    for t = 1, L do
+      targets[off + t] = s.tokens[t]
+      where[off + t] = (i - 1) * sh[2] + P + t - 2
+    end
     off = off + L
   end
-  local H = #rows == 1 and rows[1] or confit.cat(rows, 1)
+  -- one gather (its backward adds every row into one zeroed [N*Tmax, D] gradient)
+  local ix = confit.tensor(where, {dtype = "i64"})
   local tg = confit.tensor(targets, {dtype = "i64"})
-  if H:device() ~= "cpu" then tg = tg:to(H:device()) end
+  if h:device() ~= "cpu" then ix, tg = ix:to(h:device()), tg:to(h:device()) end
+  local H = h:reshape({sh[1] * sh[2], sh[3]}):embedding(ix)
   return H, tg, offs, off
 end
 
@@ -552,11 +557,13 @@ local function combine_metrics(parts)
   local met, n, ntok = {}, 0, 0
   for _, p in ipairs(parts) do n, ntok = n + p.n, ntok + p.ntok end
   for _, p in ipairs(parts) do
-    for k, v in pairs(p.met) do
+    for k, v in pairs(p.met or {}) do
+      if type(v) ~= "number" then goto continue end
       local share = p.n / n
       if k == "kl" or k == "n_samples" then share = 1
       elseif k == "entropy" then share = p.ntok / ntok end
       met[k] = (met[k] or 0) + v * share
+      ::continue::
     end
   end
   return met
@@ -570,8 +577,9 @@ end
 --- sequences held at a time; the samples go longest first (less padding). What needs a whole
 --- question comes first, from a forward without a graph: the weights of ours_softmax, the rewards
 --- of GRPO (but TTRL's majority votes need no forward). A method added to rl.methods splits between
---- questions only. A loss that is not finite is returned before its backward (the metrics are
---- then nil).
+--- questions only. A loss that is not finite is returned before its backward, with nil metrics
+--- (with micro-batches the chunks before it have added their gradients: the caller must not
+--- step; train.run stops the run).
 function rl.backward(name, batch, opts)
   opts = opts or {}
   local canon, err = rl.resolve(name)
@@ -605,7 +613,7 @@ function rl.backward(name, batch, opts)
   end
   local r_all, r_extra = {}, {}
   if reward then
-    if not rl.reward_needs_view[reward] then
+    if rl.reward_needs_view[reward] == false then
       r_all = rl.rewards[reward](batch, nil, opts)
     else
       confit.no_grad(function()

@@ -142,7 +142,12 @@ end
 -- settings that decide its samples and its loss; the optimizer's own (lr, betas, eps, weight
 -- decay, state dtype) are compared with the optimizer state it restores.
 local RESUME_KEYS = {"alpha", "n", "temperature", "loss_temperature", "top_p", "top_k", "max_new_tokens",
-                     "questions_per_step", "clip_eps", "kl_coef", "clip_max"}
+                     "questions_per_step", "clip_eps", "kl_coef", "clip_max", "grad_clip"}
+-- the keys only some methods read (the others are compared for every method)
+local METHOD_KEYS = {alpha = {l2 = true, ours_lennorm = true, ours_softmax = true, ours_clip = true},
+                     clip_max = {ours_clip = true},
+                     clip_eps = {grpo_ttrl = true, grpo_intuitor = true, grpo_rent = true, grpo_prob = true},
+                     kl_coef = {grpo_ttrl = true, grpo_intuitor = true, grpo_rent = true, grpo_prob = true}}
 local OPT_KEYS = {lr = "lr", weight_decay = "weight_decay", beta1 = "beta1", beta2 = "beta2", eps = "eps",
                   state_dtype = "state_dtype"}
 
@@ -166,7 +171,8 @@ local function resume_mismatch(st, o, method, T_loss)
   local mine = run_settings(o, T_loss)
   for _, k in ipairs(RESUME_KEYS) do
     local was = st.settings and st.settings[k]
-    if was ~= nil and differ(was, mine[k]) then
+    local used = not METHOD_KEYS[k] or METHOD_KEYS[k][method]
+    if used and was ~= nil and differ(was, mine[k]) then
       return ("%s %s, this run %s"):format(k, tostring(was), tostring(mine[k]))
     end
   end

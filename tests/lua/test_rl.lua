@@ -491,7 +491,10 @@ H.case("train.run: resume refuses settings that differ from the checkpoint's", f
   end
   local lines = assert(jsonio.read_jsonl(dir .. "/steps.jsonl"))
   H.eq(#lines, 2, "a refused resume leaves steps.jsonl as it was")
-  local resumed = run_tiny(dir, 3, {resume = true, checkpoint_every = 2})
+  H.raises(function() run_tiny(dir, 3, {resume = true, checkpoint_every = 2, grad_clip = 1}) end,
+           "grad_clip 0, this run 1")
+  -- a setting this method (l2) does not read may differ
+  local resumed = run_tiny(dir, 3, {resume = true, checkpoint_every = 2, clip_eps = 0.3, kl_coef = 0})
   H.eq(#resumed, 3, "the same settings resume")
   os.execute(("rm -rf %q"):format(dir))
 end)
@@ -640,7 +643,8 @@ H.case("micro-batches bound the rows of every forward and cut padding", function
   rl.backward("l2", b, {alpha = 0.1, temperature = 0.7})
   H.eq(rows, 12, "one pass holds every row")
   H.ok(micro < cells, ("padded cells: %d in micro-batches, %d in one pass"):format(micro, cells))
-  -- every method, first forwards (weights, rewards) included, at most 3 rows at a time
+  -- every method at most 3 rows per forward (GRPO reward passes included; ours_softmax's first
+  -- pass goes through m:logprobs, which this hook does not see)
   for _, name in ipairs(METHODS) do
     rows = 0
     zero_grads(m)
