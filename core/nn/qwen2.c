@@ -147,6 +147,21 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
       goto done;
     }
   }
+  /* what this transformer does not compute is refused, not approximated */
+  cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "hidden_act");
+  if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0)) {
+    CF_ERR("%s: hidden_act \"%s\" is not supported (only silu)", label,
+           cJSON_IsString(act) ? act->valuestring : "(not a string)");
+    goto done;
+  }
+  if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "mlp_bias"))) {
+    CF_ERR("%s: mlp_bias = true is not supported (MLP projections without bias)", label);
+    goto done;
+  }
+  if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "use_sliding_window"))) {
+    CF_ERR("%s: use_sliding_window = true is not supported (full causal attention only)", label);
+    goto done;
+  }
   cJSON *tie = cJSON_GetObjectItemCaseSensitive(o, "tie_word_embeddings");
   cfg->tie_embeddings = tie ? cJSON_IsTrue(tie) : false;
   cfg->qkv_bias = strcmp(cfg->model_type, "qwen2") == 0;

@@ -228,6 +228,22 @@ static void test_config_errors(void) {
                               "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9,"
                               "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}", "x", &c) != 0 &&
         strstr(cf_error_message(), "yarn"), "rope scaling refused: %s", cf_error_message());
+  static const char *const refused[][2] = {
+      {"\"hidden_act\":\"gelu\"", "gelu"},
+      {"\"mlp_bias\":true", "mlp_bias"},
+      {"\"use_sliding_window\":true", "use_sliding_window"}};
+  for (int i = 0; i < 3; i++) {
+    char js[400];
+    snprintf(js, sizeof js, "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,"
+             "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9,%s}", refused[i][0]);
+    CHECK(cf_qwen2_config_parse(js, "x", &c) != 0 && strstr(cf_error_message(), refused[i][1]),
+          "%s refused: %s", refused[i][1], cf_error_message());
+  }
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":8,"
+                              "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9,"
+                              "\"hidden_act\":\"silu\",\"mlp_bias\":false,\"use_sliding_window\":false,"
+                              "\"sliding_window\":4096}", "x", &c) == 0,
+        "Qwen2.5's own settings load: %s", cf_error_message());
   CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8}", "cfg.json", &c) != 0 &&
         strstr(cf_error_message(), "intermediate_size"), "missing field named: %s", cf_error_message());
   CHECK(cf_qwen2_config_parse("[1,2]", "cfg.json", &c) != 0, "non-object refused");
