@@ -1,7 +1,7 @@
 -- gpu_bench.lua - GPU throughput of confit on random-weight models of the Qwen2.5-Math shapes
 -- (JSON lines; every line names the card).
 --
---   build/confit bench/gpu_bench.lua [--only decode|train|all] [--shape 1.5B|7B|all] [--budget 300]
+--   build/confit bench/gpu_bench.lua [--only decode|train|rlsc|all] [--shape 1.5B|7B|all] [--budget 300]
 --                                    [--new 512] [--prompt 128] [--train_dtype bf16|f32]
 --                                    [--state_dtype f32|bf16] [--quick] [--profile] [--recompute]
 --
@@ -27,6 +27,12 @@
 --       allocator's trips to the driver during the timed steps (confit.cuda.allocator_stats),
 --       bwd_s (backward), opt_s (the AdamW step). --recompute: activation recomputation per
 --       layer (m:set_recompute), for the memory it saves and the time it costs.
+--   {"bench":"rlsc","shape":"1.5B","micro_batch":4,...}  one RLSC step at the paper's scale: one
+--       question (128 random prompt tokens) with 16 completions of 256 .. 3072 tokens (spread
+--       evenly, as sampled completions spread), rl.backward("l2") in micro-batches of 4 sequences
+--       (--micro_batch) and in one pass, then AdamW (bf16 weights, f32 masters, --state_dtype
+--       moments): step_s, tok_s (scored tokens, prompts included, per second), peak_gb. One pass
+--       may run out of memory: then an error line, and the run goes on. 1.5B shape only.
 --   {"bench":"profile","what":"decode 1.5B b16",...}  with --profile: after each measurement, one
 --       more run under confit.profiler (decode: --profile_new new tokens, eager, no CUDA graph;
 --       train: one step), a line per region, largest first (phase, name, calls, device_ms, host_ms,
@@ -43,7 +49,8 @@ local confit = require "confit"
 
 local opt = {only = "all", shape = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16",
              state_dtype = "f32",
-             quick = false, profile = false, recompute = false, profile_new = 32, profile_top = 40}
+             quick = false, profile = false, recompute = false, profile_new = 32, profile_top = 40,
+             micro_batch = 4}
 do
   local i, given = 1, {}
   while i <= #arg do
@@ -297,6 +304,54 @@ local function train(shape, B, P, N, state_dtype)
   if not ok then error(err, 0) end
 end
 
+-- RLSC at the paper's scale ------------------------------------------------------------------
+local function rlsc(shape)
+  if over_budget("rlsc " .. shape) then return end
+  local rl = require "confit.rl"
+  local m = new_model(shape, 3, opt.train_dtype)
+  m:set_recompute(opt.recompute)
+  local ok, err = pcall(function()
+    local lm = require("confit.model").from_core(m)
+    local params = require("confit.train").trainable(lm)
+    local o = confit.optim.adamw(params, {lr = 1e-6, weight_decay = 0.0, state_dtype = opt.state_dtype})
+    local vocab = SHAPES[shape].vocab_size
+    local prompt = random_prompts(1, 128, vocab, 5)[1]
+    local samples = {}
+    for j = 1, 16 do
+      samples[j] = {tokens = random_prompts(1, 256 + (3072 - 256) * (j - 1) // 15, vocab, 100 + j)[1], text = ""}
+    end
+    local batch = rl.batch(lm, {prompt}, samples, {n = 16})
+    local tokens = 0
+    for _, L in ipairs(batch.lens) do tokens = tokens + L end
+    for _, K in ipairs({math.tointeger(opt.micro_batch) or 4, 0}) do   -- one pass last: it may not fit
+      local function step()
+        o:zero_grad()
+        rl.backward("l2", batch, {alpha = 0.1, temperature = 0.5, micro_batch = K})
+        o:step()
+      end
+      local ok2, e2 = pcall(function()
+        step() -- warm-up (the optimizer state appears)
+        confit.cuda.synchronize()
+        confit.reset_peak_memory()
+        local t = confit.clock()
+        step()
+        local dt = confit.clock() - t
+        local _, _, peak = confit.cuda.memory()
+        emit({{"bench", "rlsc"}, {"shape", shape}, {"micro_batch", K}, {"samples", 16}, {"tokens", tokens},
+              {"step_s", dt}, {"tok_s", tokens / dt}, {"peak_gb", gib(peak)}, {"recompute", opt.recompute},
+              {"state_dtype", opt.state_dtype}})
+      end)
+      if not ok2 then emit({{"bench", "error"}, {"stage", "rlsc " .. shape .. " micro_batch " .. K}, {"message", tostring(e2)}}) end
+      o:zero_grad()
+      collectgarbage(); collectgarbage()
+      confit.empty_cache()
+    end
+    o:free()
+  end)
+  m:free()
+  if not ok then error(err, 0) end
+end
+
 emit({{"bench", "start"}, {"budget_s", opt.budget}, {"only", opt.only}, {"new", opt.new}, {"prompt", opt.prompt}})
 local function want(shape) return opt.shape == "all" or opt.shape == shape end
 if opt.only == "all" or opt.only == "decode" then
@@ -307,5 +362,8 @@ if opt.only == "all" or opt.only == "train" then
   if want("1.5B") then stage("train 1.5B", function() train("1.5B", 16, 128, 512) end) end
   -- GPU.md's 7B baseline: 4 x 384 tokens, bf16 optimizer state (ours keeps fp32 masters too)
   if not opt.quick and want("7B") then stage("train 7B", function() train("7B", 4, 128, 256, "bf16") end) end
+end
+if (opt.only == "all" or opt.only == "rlsc") and want("1.5B") then
+  stage("rlsc 1.5B", function() rlsc("1.5B") end)
 end
 emit({{"bench", "end"}, {"seconds", confit.clock() - T0}})

@@ -27,6 +27,10 @@ local function wrap(c, dir, tok)
   return self
 end
 
+--- The model object of a core model (confit.model_new / confit.core's model userdata): the same
+--- weights, with this module's methods (generate, logprobs with opts, ...).
+function M.from_core(c) return wrap(c) end
+
 --- Load a Hugging Face model folder. Returns the model, or nil and a message.
 function M.load(dir)
   if type(dir) ~= "string" then error("confit.load: expected a folder path, got " .. type(dir), 2) end

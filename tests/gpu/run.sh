@@ -168,6 +168,10 @@ for line in io.lines(arg[1]) do
     print(string.format("%s tok/s\t%.0f (%.1f TFLOP/s, %.1f GB, %s mallocs/step)\t%s", key, tonumber(field(line, "tok_s")),
       tonumber(field(line, "tflops")), tonumber(field(line, "peak_gb")), field(line, "driver_mallocs_per_step") or "?",
       base[key] or "-"))
+  elseif b == "rlsc" then
+    print(string.format("rlsc %s micro_batch %s tok/s\t%.0f (%.2f s/step, %.1f GB)\t-", field(line, "shape"),
+      field(line, "micro_batch"), tonumber(field(line, "tok_s")), tonumber(field(line, "step_s")),
+      tonumber(field(line, "peak_gb"))))
   elseif b == "profile" then
     local what = field(line, "what")
     shown[what] = (shown[what] or 0) + 1
