@@ -196,9 +196,10 @@ M.DEFAULTS = DEFAULTS
 
 --- Run RL. opts: model, questions (list of {prompt = string | token ids, answer = optional}),
 --- prompt_of(q) (default q.prompt), extract(text) -> answer, grade(text, answer) -> bool,
---- answer_key(a), the DEFAULTS above (micro_batch: sequences per forward/backward, 0 = all), loss_temperature (default = temperature), stop (extra
---- stop ids), out (run directory, nil = write nothing), resume, ref_model (GRPO KL), log(line)
---- (default print), on_step(record). Returns the list of step records.
+--- answer_key(a), the DEFAULTS above (micro_batch: sequences per forward/backward, 0 = all),
+--- loss_temperature (default = temperature), stop (extra stop ids), out (run directory, nil =
+--- write nothing), resume, ref_model (GRPO KL), log(line) (default print), on_step(record).
+--- Returns the list of step records.
 function M.run(opts)
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
