@@ -17,7 +17,8 @@
 -- output in DIR/log.txt. Keys become flags with "_" turned into "-" (questions_per_step ->
 -- --questions-per-step); true is a bare flag, false leaves the flag out. Grid values override
 -- base values. A run whose DIR/summary.json exists is finished and skipped, so re-running the
--- same command continues an interrupted grid; a failed run is reported and the grid goes on.
+-- same command continues an interrupted grid (an rlsc run that left checkpoints gets --resume);
+-- a failed run is reported and the grid goes on.
 -- The confit executable is $CONFIT_EXE, else arg[-1] (the program that runs this script).
 --
 -- Results: OUT/grid.json (axes and runs), OUT/results.csv and OUT/results.md with one row per
@@ -252,7 +253,16 @@ function M.run_grid(spec, opts)
       say("ablate: " .. label .. ": " .. table.concat(parts, " "))
     else
       if not mkdir_p(r.path) then die("cannot create %s", r.path) end
-      say("ablate: " .. label .. ": running")
+      -- an unfinished RL run that left checkpoints continues from them (rlsc refuses a fresh
+      -- start over them)
+      local resumed = ""
+      if ctx.recipe:match("rlsc%.lua$") and require("confit.train").latest_checkpoint(r.path) then
+        local has = false
+        for _, a in ipairs(r.argv) do has = has or a == "--resume" end
+        if not has then r.argv[#r.argv + 1] = "--resume" end
+        resumed = " (resuming from its checkpoints)"
+      end
+      say("ablate: " .. label .. ": running" .. resumed)
       local t0 = clock()
       local ok, why = runner(r, ctx)
       if ok and not file_exists(r.path .. "/summary.json") then

@@ -380,6 +380,16 @@ local function check(o)
     local confit = require "confit"
     if not (confit.cuda and confit.cuda.available()) then die("--device cuda: no usable GPU") end
   end
+  -- an --out with checkpoints: --resume with the same settings, or nothing (before any write)
+  if o.out then
+    local bad = train.check_out(o.out, {
+      method = o.method, resume = o.resume, seed = o.seed, alpha = o.alpha, n = o.n,
+      temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
+      max_new_tokens = o.max_new_tokens, questions_per_step = o.questions_per_step,
+      clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, grad_clip = o.grad_clip,
+      lr = o.lr, weight_decay = o.weight_decay, state_dtype = o.state_dtype})
+    if bad then die("%s", bad) end
+  end
 end
 
 local function main(argv)

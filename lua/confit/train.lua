@@ -194,6 +194,30 @@ local DEFAULTS = {
 }
 M.DEFAULTS = DEFAULTS
 
+--- Whether a run with opts (train.run's, defaults filled in) may use the run directory out:
+--- nil, or a message. A resumed run must have the settings of the latest checkpoint; a fresh
+--- one must find no checkpoint (a later resume would continue an earlier run's). Recipes call
+--- it before they write anything; train.run calls it too.
+function M.check_out(out, opts)
+  local o = {}
+  for k, v in pairs(DEFAULTS) do o[k] = v end
+  for k, v in pairs(opts) do o[k] = v end
+  local dir = M.latest_checkpoint(out)
+  if not dir then return nil end
+  if not o.resume then
+    return ("run directory %s holds %s of an earlier run: resume it (--resume) or use another run directory")
+           :format(out, dir:match("[^/]+$"))
+  end
+  local st = jsonio.read_json(dir .. "/trainer_state.json")
+  if not st then return ("resume: %s has no readable trainer_state.json"):format(dir) end
+  local bad = resume_mismatch(st, o, rl.resolve(o.method) or o.method, o.loss_temperature or o.temperature)
+  if bad then
+    return ("resume: %s was made with %s; resume with the run's settings or use another run directory")
+           :format(dir, bad)
+  end
+  return nil
+end
+
 --- Run RL. opts: model, questions (list of {prompt = string | token ids, answer = optional}),
 --- prompt_of(q) (default q.prompt), extract(text) -> answer, grade(text, answer) -> bool,
 --- answer_key(a), the DEFAULTS above (micro_batch: sequences per forward/backward, 0 = all),
@@ -221,17 +245,14 @@ function M.run(opts)
                                           betas = {o.beta1, o.beta2}, eps = o.eps, state_dtype = o.state_dtype})
   local start = 1
   local steps_path = o.out and (o.out .. "/steps.jsonl")
+  if o.out then
+    -- a user error (one line from a recipe): the run directory, not the program, is at odds
+    local bad = M.check_out(o.out, o)
+    if bad then cli.raise("train: " .. bad) end
+  end
   if o.out and o.resume then
     local dir, step = M.latest_checkpoint(o.out)
     if dir then
-      local st = jsonio.read_json(dir .. "/trainer_state.json")
-      -- a user error (one line from a recipe): the checkpoint, not the program, is at odds
-      if not st then cli.raise(("train: resume: %s has no readable trainer_state.json"):format(dir)) end
-      local bad = resume_mismatch(st, o, method, T_loss)
-      if bad then
-        cli.raise(("train: resume: %s was made with %s; resume with the run's settings or start a new run directory")
-                  :format(dir, bad))
-      end
       M.load_checkpoint(dir, m, nil)
       params = M.trainable(m)
       opt = confit.optim.adamw(params, {lr = o.lr, weight_decay = o.weight_decay,

@@ -139,10 +139,15 @@ H.case("running a grid: skip finished, failures, results with mean ± sample std
   H.ok(md:find("| 0 | l2 | all | 2 of 3 | 0.615 ± 0.007 (Δ +0.115 ± 0.007) |", 1, true), "partial row")
   H.ok(md:find("sample standard deviation (n − 1 denominator)", 1, true), "says which spread")
   H.ok(md:find("`" .. fail_dir .. "`: boom", 1, true), "lists the failed run")
-  -- second invocation: only the failed run is tried again
+  -- second invocation: only the failed run is tried again; it left a checkpoint, so --resume
+  os.execute(("mkdir -p %q"):format(out .. "/" .. fail_dir .. "/checkpoint-1"))
+  jsonio.write_json_atomic(out .. "/" .. fail_dir .. "/checkpoint-1/trainer_state.json", {step = 1})
   calls = {}
-  res = ablate.run_grid(spec, {runner = fake_runner(calls), say = quiet})
+  local argv
+  local inner = fake_runner(calls)
+  res = ablate.run_grid(spec, {runner = function(r, ctx) argv = r.argv; return inner(r, ctx) end, say = quiet})
   H.eq(#calls, 1); H.eq(calls[1], fail_dir); H.eq(res.skipped, 11); H.eq(res.ran, 1)
+  H.eq(argv[#argv], "--resume", "a run that left checkpoints resumes")
   ablate.write_results(spec, res.runs, out, res.failed)
   rows = csv_rows(assert(read(out .. "/results.csv")))
   H.eq(rows[2].runs, "3")

@@ -493,6 +493,9 @@ H.case("train.run: resume refuses settings that differ from the checkpoint's", f
   H.eq(#lines, 2, "a refused resume leaves steps.jsonl as it was")
   H.raises(function() run_tiny(dir, 3, {resume = true, checkpoint_every = 2, grad_clip = 1}) end,
            "grad_clip 0, this run 1")
+  H.raises(function() run_tiny(dir, 3, {checkpoint_every = 2}) end, "holds checkpoint-2 of an earlier run", "--resume")
+  H.eq(train.check_out(dir, {method = "l2", resume = true, lr = 1e-3, n = 4, questions_per_step = 2,
+                             temperature = 0.7, max_new_tokens = 6, seed = 4}), nil, "train.check_out: the run's settings")
   -- a setting this method (l2) does not read may differ
   local resumed = run_tiny(dir, 3, {resume = true, checkpoint_every = 2, clip_eps = 0.3, kl_coef = 0})
   H.eq(#resumed, 3, "the same settings resume")

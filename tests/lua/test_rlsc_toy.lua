@@ -112,6 +112,22 @@ H.case("temp_only: no training, greedy unchanged, colder sampling after", functi
   os.execute(("rm -rf %q"):format(out))
 end)
 
+H.case("an --out with checkpoints: --resume with other settings or a fresh run is refused before any write", function()
+  local out = tmpdir()
+  local ok, text = run(REDUCED .. " --checkpoint-every 1", out)
+  H.ok(ok, text)
+  local function slurp(f) local h = assert(io.open(out .. "/" .. f, "rb")); local t = h:read("a"); h:close(); return t end
+  local cfg, ev = slurp("config.json"), slurp("eval_before.jsonl")
+  ok, text = run(REDUCED .. " --checkpoint-every 1 --resume --lr 0.001", out)
+  H.ok(not ok and text:find("was made with lr 0.0001, this run 0.001", 1, true), text)
+  H.ok(not text:find("traceback", 1, true), "one line, no traceback: " .. text)
+  ok, text = run(REDUCED .. " --checkpoint-every 1", out)
+  H.ok(not ok and text:find("holds checkpoint-2 of an earlier run", 1, true), text)
+  H.eq(slurp("config.json"), cfg, "config.json untouched")
+  H.eq(slurp("eval_before.jsonl"), ev, "eval_before.jsonl untouched")
+  os.execute(("rm -rf %q"):format(out))
+end)
+
 H.case("bad flags fail with a message", function()
   local out = tmpdir()
   local ok, text = run("--method nope", out)
