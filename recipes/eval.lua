@@ -224,17 +224,21 @@ function M.main(argv)
     }
     if set.toy then cfg.toy_seed = o["toy-seed"] or 1 end
     common = common or cfg
-    local eok, eerr = evaluate.mkdir_p(dir)
-    if not eok then die("%s", eerr) end
-    local wok, werr = jsonio.write_json_atomic(dir .. "/config.json", cfg)
-    if not wok then die("cannot write %s/config.json: %s", dir, tostring(werr)) end
-    local rok, summary = pcall(evaluate.run, model, set.problems, {
+    local eopts = {
       mode = mode, template = cfg.template, grader = cfg.grader, greedy = cfg.greedy, n = n,
       temperature = cfg.temperature, top_p = cfg.top_p, top_k = cfg.top_k,
       max_new_tokens = cfg.max_new_tokens, seed = cfg.seed, batch_size = cfg.batch_size,
       benchmark = set.name, out_dir = dir, resume = not o["no-resume"], config = cfg,
       progress = o.progress and {mode = o.progress} or nil,
-    })
+    }
+    -- records of other settings in OUT: refused before config.json is rewritten
+    local conflict = evaluate.check_resume(eopts)
+    if conflict then die("%s: %s", set.name, conflict) end
+    local eok, eerr = evaluate.mkdir_p(dir)
+    if not eok then die("%s", eerr) end
+    local wok, werr = jsonio.write_json_atomic(dir .. "/config.json", cfg)
+    if not wok then die("cannot write %s/config.json: %s", dir, tostring(werr)) end
+    local rok, summary = pcall(evaluate.run, model, set.problems, eopts)
     if not rok then
       -- evaluate's own checks (changed settings, prompts longer than the context, ...) are
       -- conditions of the input; Lua runtime errors stay bugs with their traceback

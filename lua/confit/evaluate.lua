@@ -220,29 +220,44 @@ function evaluate.mkdir_p(dir)
   return true
 end
 
+-- nil, or why the records in path (written with the settings in settings_path) cannot be
+-- resumed with the settings ident
+local function resume_conflict(path, ident, settings_path)
+  if not file_exists(path) then return nil end
+  local prev = file_exists(settings_path) and jsonio.read_json(settings_path)
+  if type(prev) ~= "table" then return nil end
+  local diffs = {}
+  local keys = {}
+  for k in pairs(ident) do keys[#keys + 1] = k end
+  for k in pairs(prev) do if ident[k] == nil then keys[#keys + 1] = k end end
+  table.sort(keys)
+  local seen = {}
+  for _, k in ipairs(keys) do
+    if not seen[k] and prev[k] ~= ident[k] then
+      diffs[#diffs + 1] = string.format("%s: %s then, %s now", k, tostring(prev[k]), tostring(ident[k]))
+    end
+    seen[k] = true
+  end
+  if #diffs == 0 then return nil end
+  return string.format("%s was written with other settings (%s); use another output directory, "
+    .. "or start over (eval.lua --no-resume; opts.resume = false)", path, table.concat(diffs, "; "))
+end
+
+--- Before anything is written: nil, or why evaluate.run(model, problems, opts) would refuse to
+--- resume what opts.out_dir holds (records written with other settings).
+function evaluate.check_resume(opts)
+  local s = evaluate.settings(opts)
+  if not s.out_dir or not s.resume then return nil end
+  return resume_conflict(s.out_dir .. "/eval_" .. s.stage .. ".jsonl", identity(s),
+                         s.out_dir .. "/eval_" .. s.stage .. ".settings.json")
+end
+
 -- Resume: the records already in path (keyed by tostring(id)), after dropping a torn tail.
 local function load_done(path, ident, settings_path)
   local done = {}
   if not file_exists(path) then return done end
-  local prev = file_exists(settings_path) and jsonio.read_json(settings_path)
-  if type(prev) == "table" then
-    local diffs = {}
-    local keys = {}
-    for k in pairs(ident) do keys[#keys + 1] = k end
-    for k in pairs(prev) do if ident[k] == nil then keys[#keys + 1] = k end end
-    table.sort(keys)
-    local seen = {}
-    for _, k in ipairs(keys) do
-      if not seen[k] and prev[k] ~= ident[k] then
-        diffs[#diffs + 1] = string.format("%s: %s then, %s now", k, tostring(prev[k]), tostring(ident[k]))
-      end
-      seen[k] = true
-    end
-    if #diffs > 0 then
-      fail(string.format("%s was written with other settings (%s); use another output "
-        .. "directory or delete the file to start over", path, table.concat(diffs, "; ")), 3)
-    end
-  end
+  local conflict = resume_conflict(path, ident, settings_path)
+  if conflict then fail(conflict, 3) end
   local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
   if not recs then fail("cannot resume from " .. tostring(err), 3) end
   local f = io.open(path, "rb")

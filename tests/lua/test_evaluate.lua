@@ -222,6 +222,10 @@ H.case("resume skips finished problems, tolerates a torn last line, refuses othe
   -- other decoding settings: refused with the difference named
   local o = opts(fake(SCRIPT)); o.n = 2
   H.raises(function() evaluate.run(nil, PROBLEMS, o) end, "other settings", "n: 4 then, 2 now")
+  -- the same verdict before anything runs or is written (recipes check first)
+  local why = evaluate.check_resume(o)
+  H.ok(why and why:find("n: 4 then, 2 now", 1, true) and why:find("--no-resume", 1, true), tostring(why))
+  H.eq(evaluate.check_resume(opts(fake(SCRIPT))), nil, "the same settings resume")
   -- resume = false starts over
   local f5 = fake(SCRIPT)
   local o5 = opts(f5); o5.resume = false
@@ -425,6 +429,11 @@ H.case("recipes/eval.lua: user errors are one line with exit status 1", function
   H.eq(sj.benchmarks["toy-mixed"].before.n, 5)
   local cfg = assert(jsonio.read_json(out .. "/toy-mixed/config.json"))
   H.eq(cfg.recipe, "eval"); H.eq(cfg.n, 2)
+  -- the same OUT with other settings: refused before config.json is rewritten
+  local c8, t8 = run_cmd("--model " .. mdir .. " --bench toy --limit 5 --max-new-tokens 6 --n 4 "
+                         .. "--temperature 0.8 --out " .. out)
+  H.eq(c8, 1, t8); H.ok(t8:find("n: 2 then, 4 now", 1, true) and t8:find("--no-resume", 1, true), t8)
+  H.eq(assert(jsonio.read_json(out .. "/toy-mixed/config.json")).n, 2, "config.json untouched")
   local data = TMP .. "/custom.jsonl"
   local fh = assert(io.open(data, "wb"))
   fh:write('{"q": "1+1=", "a": 2}\n{"q": "2+5=", "a": 7}\n')
