@@ -392,8 +392,20 @@ local function check(o)
   end
 end
 
+-- printed after the flags by --help
+local function help_notes()
+  local methods = {}
+  for name in pairs(rl.methods) do methods[#methods + 1] = name end
+  table.sort(methods)
+  return "methods: " .. table.concat(methods, ", ") .. " (and the aliases of confit.rl).\n" ..
+    "The defaults above are the toy world's. With --data, flags not given take the paper's settings:\n" ..
+    "  --n 16 --temperature 0.5 --max-new-tokens 3072 --steps 10 --questions-per-step 1 --lr 1e-5\n" ..
+    "  --weight-decay 0.01 --eval-n 0 (temp_only: 16) --micro-batch 4; --model is then required.\n" ..
+    "--dtype applies to --device cuda (the CPU computes in f32)."
+end
+
 local function main(argv)
-  local o = train.parse_args(argv or {}, SPEC, "recipes/rlsc.lua")
+  local o = train.parse_args(argv or {}, SPEC, "recipes/rlsc.lua", help_notes())
   local say = o.quiet and function() end or print
   check(o)
   local method = o.method
@@ -415,9 +427,14 @@ local function main(argv)
     steps_logprob_temperature = o.loss_temperature or o.temperature,
   }
   if not rl.trains(method) then cfg.temperature_scale = o.temperature_scale end
-  say(("rlsc: %s on %s, method %s, alpha %g, N %d, T %g, %d steps x %d questions, lr %g, seed %d -> %s")
-      :format(o.model, o.data or ("toy " .. o.task), method, o.alpha, o.n, o.temperature, o.steps,
-              o.questions_per_step, o.lr, o.seed, o.out))
+  if rl.trains(method) then
+    say(("rlsc: %s on %s, method %s, alpha %g, N %d, T %g, %d steps x %d questions, lr %g, seed %d -> %s")
+        :format(o.model, o.data or ("toy " .. o.task), method, o.alpha, o.n, o.temperature, o.steps,
+                o.questions_per_step, o.lr, o.seed, o.out))
+  else
+    say(("rlsc: %s on %s, method temp_only: no training; the after evaluation samples %g x colder, seed %d -> %s")
+        :format(o.model, o.data or ("toy " .. o.task), 1 / o.temperature_scale, o.seed, o.out))
+  end
   local t0 = confit.clock()
   local before, after, steps, timing, nq
   if o.profile then confit.profiler.start() end

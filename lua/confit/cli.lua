@@ -132,9 +132,10 @@ end
 --- with type "string", "number", "int" or "flag" (no value); --some-name and --some_name both
 --- set some_name; --name value and --name=value both work. min/max bound numbers inclusively,
 --- above exclusively; choices lists the allowed strings. --help / -h prints the flags and exits
---- 0. Mistakes raise user errors "<name>: ..." (name: the recipe's file name without .lua).
+--- 0 (notes, when given: lines printed after the flags). Mistakes raise user errors
+--- "<name>: ..." (name: the recipe's file name without .lua).
 --- Returns the options table (defaults filled in, `given` = the set of names given).
-function M.parse_args(argv, spec, prog)
+function M.parse_args(argv, spec, prog, notes)
   local name = M.name_of(prog)
   local die = M.die_for(name)
   local o, given = {}, {}
@@ -153,6 +154,7 @@ function M.parse_args(argv, spec, prog)
         print(("  --%-22s %-7s default %s%s"):format(k:gsub("_", "-"), s[1], tostring(s[2]),
                                                      range ~= "" and ("; " .. range) or ""))
       end
+      if notes then print(notes) end
       io.stdout:flush()
       os.exit(0)
     end

@@ -44,4 +44,10 @@ return {
   ["confit.cuda.available"] = "confit.cuda.available() -> boolean: true when built with CUDA and a GPU is usable",
   ["confit.memory"] = "confit.memory() -> table: bytes held by tensors (CPU and GPU, in use and cached by the allocator)",
   ["confit.empty_cache"] = "confit.empty_cache() : returns cached, unused GPU blocks to the driver (after a Lua GC frees dropped tensors)",
+  ["confit.profile"] = "confit.profile(fn, ...) -> rows, fn's results: runs fn with the profiler on; rows per (phase, region): calls, host and device time",
+  ["confit.profiler.report"] = "confit.profiler.report(rows [, {top=}]) -> string: the profile rows as a table, largest first",
+  ["confit.profiler.phase"] = "confit.profiler.phase(name) -> previous: label the regions that follow (rows are keyed by phase and name)",
+  ["confit.reset_peak_memory"] = "confit.reset_peak_memory() : the peaks of confit.memory() restart from what is in use now",
+  ["rl.backward"] = "rl.backward(method, batch, {alpha=, temperature=, micro_batch=K, ...}) -> loss value, metrics: the loss's gradient, K sequences per forward/backward (require \"confit.rl\")",
+  ["rl.loss"] = "rl.loss(method, batch, opts) -> loss tensor, metrics: an RL method's loss by name (require \"confit.rl\"; rl.batch builds the batch)",
 }
