@@ -256,9 +256,18 @@ function M.main(argv)
   local wok, werr = jsonio.write_json_atomic(out .. "/summary.json",
                                              {config = top, benchmarks = bench_summaries})
   if not wok then die("cannot write %s/summary.json: %s", out, tostring(werr)) end
-  local how = mode == "qwen" and "qwen (Qwen2.5-Math harness: qwen25-math-cot prompt, answer fallbacks, numeric and symbolic equivalence)"
-    or "strict (Evalchemy: question in the chat template, last \\boxed{} only, string equality after normalisation)"
-  print(string.format("eval: %s  mode %s", o.model, how))
+  -- what was graded how (the toy world has its own prompt and grader; --template overrides)
+  local how = mode == "qwen" and "qwen (Qwen2.5-Math harness: answer fallbacks, numeric and symbolic equivalence)"
+    or "strict (Evalchemy: last \\boxed{} only, string equality after normalisation)"
+  local per, all_toy = {}, true
+  for _, set in ipairs(sets) do
+    all_toy = all_toy and set.toy
+    local cfg = set.toy and {grader = "toy", template = o.template or "plain"}
+                or {grader = mode, template = o.template or evaluate.DEFAULT_TEMPLATE[mode]}
+    per[#per + 1] = string.format("%s: %s grader, %s prompt", set.name, cfg.grader, cfg.template)
+  end
+  if all_toy then print(string.format("eval: %s  %s", o.model, table.concat(per, "; ")))
+  else print(string.format("eval: %s  mode %s; %s", o.model, how, table.concat(per, "; "))) end
   if common then
     print(string.format("eval: greedy %s, samples %d%s, max new tokens %s",
       tostring(common.greedy), n, n > 0 and string.format(" at T=%g top_p=%g", common.temperature, common.top_p) or "",
