@@ -9,6 +9,7 @@
 -- Run from the project root:
 --   build/confit bench/eval_bench.lua [--questions 500] [--n 0] [--batch-size 8,32]
 --       [--max-new-tokens 64] [--model DIR]
+require("confit.cli").header_help(arg)
 local evaluate = require "confit.evaluate"
 local jsonio = require "confit.jsonio"
 local toy = require "confit.toy"

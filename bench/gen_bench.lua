@@ -21,6 +21,7 @@
 --   batch 1 also gets bound_tok_s = bandwidth / weight bytes per token and share = decode_tok_s
 --   / bound_tok_s (target >= 0.5: at batch 1 a decode step is a matrix-vector product per
 --   weight, so it cannot beat streaming the weights from memory once).
+require("confit.cli").header_help(arg)
 local confit = require "confit"
 local model = require "confit.model"
 

@@ -45,6 +45,7 @@
 -- Shapes: 1.5B = hidden 1536, 28 layers, 12/2 heads, FFN 8960, vocab 151936, tied;
 --         7B = 3584, 28 layers, 28/4 heads, FFN 18944, vocab 152064, untied.
 -- --budget (seconds) skips stages that would start after it has passed.
+require("confit.cli").header_help(arg)
 local confit = require "confit"
 
 local opt = {only = "all", shape = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16",

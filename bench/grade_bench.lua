@@ -4,6 +4,7 @@
 -- reformatted spelling (\dfrac, spaces), in both modes. Prints one JSON line per benchmark and
 -- mode plus a total, with the machine's host name and CPU model.
 -- Run from the project root: build/confit bench/grade_bench.lua [repeats]
+require("confit.cli").header_help(arg)
 local grade = require "confit.grade"
 local bench = require "confit.bench"
 

@@ -13,6 +13,7 @@
 -- beside the weights' f32 byte size; target for an f32 file: peak_over_baseline <= weights + a
 -- small constant (one copy of the weights, never two). A bf16 file has to be widened to f32
 -- (the compute dtype), so its figure is reported too, for comparison.
+require("confit.cli").header_help(arg)
 local confit = require "confit"
 
 local function status()

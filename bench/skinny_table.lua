@@ -1,6 +1,7 @@
 -- skinny_table.lua FILE: skinny_bench's JSON lines -> run.sh table rows (metric, value, baseline):
 -- per decode GEMM the fastest skinny launch shape whose result matched cuBLAS (rel_err < 1e-2),
 -- next to cuBLAS's time. Flat JSON lines read with patterns (no JSON module needed).
+require("confit.cli").header_help(arg)
 local function field(line, k)
   local s = line:match('"' .. k .. '":"(.-)"')
   if s then return s end

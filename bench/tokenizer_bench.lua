@@ -2,6 +2,7 @@
 -- one core and print one JSON line. Two passes over the same text: "cold" on a freshly loaded
 -- tokenizer (empty word cache, what a first epoch sees) and "warm" (cache filled).
 --   build/confit bench/tokenizer_bench.lua [tokenizer.json] [math500.jsonl]
+require("confit.cli").header_help(arg)
 local tokenizer = require "confit.tokenizer"
 local cjson = require "cjson"
 

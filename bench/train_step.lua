@@ -5,6 +5,7 @@
 -- them back to back on the same machine (see bench/README.md).
 --
 --   build/confit bench/train_step.lua [--reps 7] [--recompute] [--profile]
+require("confit.cli").header_help(arg)
 local confit = require "confit"
 
 local opt = {reps = 7, recompute = false, profile = false}

@@ -123,6 +123,25 @@ local function out_of_range(s, v)
   return nil
 end
 
+--- For scripts without a flag table (the benchmarks): when argv asks for --help / -h, print the
+--- script's leading comment block (its documentation) and exit 0.
+function M.header_help(argv)
+  local a = argv and argv[1]
+  if a ~= "--help" and a ~= "-h" then return end
+  local src = debug.getinfo(2, "S").source
+  local f = src:sub(1, 1) == "@" and io.open(src:sub(2), "rb")
+  if f then
+    for line in f:lines() do
+      local c = line:match("^%-%-%s?(.*)$")
+      if not c then break end
+      print(c)
+    end
+    f:close()
+  end
+  io.stdout:flush()
+  os.exit(0)
+end
+
 --- The program name of a recipe path: "recipes/rlsc.lua" -> "rlsc".
 function M.name_of(prog)
   return (tostring(prog):match("([^/]+)%.lua$")) or tostring(prog)
