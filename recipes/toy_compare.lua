@@ -71,8 +71,9 @@ local function cell(xs, key)
   local v = {}
   for i, s in ipairs(xs) do v[i] = s[key] end
   local digits = (key == "mean_length" or key == "distinct_answers") and 1 or 3
-  local m, sd = metrics.mean(v), metrics.std(v)
-  return (("%%.%df ± %%.%df"):format(digits, digits)):format(m, sd), m
+  local m = metrics.mean(v)
+  if #v < 2 then return (("%%.%df"):format(digits)):format(m), m end   -- one seed: no spread
+  return (("%%.%df ± %%.%df"):format(digits, digits)):format(m, metrics.std(v)), m
 end
 
 local function load_model(dir)
@@ -186,6 +187,8 @@ local function main(argv)
   lines[2] = "| " .. table.concat(rule, " | ") .. " |"
   local blist = {}
   for _, s in ipairs(seeds) do blist[#blist + 1] = before[s] end
+  local has_temp_only = false
+  for _, mth in ipairs(methods) do has_temp_only = has_temp_only or mth == "temp_only" end
   local function row(label, xs)
     local r = {label}
     for _, c in ipairs(COLS) do r[#r + 1] = (cell(xs, c[1])) end
@@ -196,11 +199,14 @@ local function main(argv)
   local total = confit.clock() - t_all
   local md = {
     ("Toy world `%s`, model `%s`: %d held-out questions, %d samples per question for the sampled " ..
-     "metrics; training %d steps x %d questions x N = %d at T = %g, AdamW lr %g, alpha %g; seeds %s " ..
-     "(mean ± sample std over seeds). temp_only: no training, sampled at %g x the temperature " ..
-     "(its greedy equals before by construction). %.0f s on this machine.")
+     "metrics; training %d steps x %d questions x N = %d at T = %g, AdamW lr %g, alpha %g; seeds %s%s.%s " ..
+     "%.0f s on this machine.")
       :format(o.task, o.model, #heldout, o.eval_n, o.steps, o.questions_per_step, o.n,
-              o.temperature, o.lr, o.alpha, table.concat(seeds, ","), o.temperature_scale, total),
+              o.temperature, o.lr, o.alpha, table.concat(seeds, ","),
+              #seeds > 1 and " (mean ± sample std over seeds)" or " (one seed: no spread)",
+              has_temp_only and (" temp_only: no training, sampled at %g x the temperature (its greedy " ..
+                                 "equals before by construction)."):format(o.temperature_scale) or "",
+              total),
     "",
     table.concat(lines, "\n"),
     "",
