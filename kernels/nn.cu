@@ -757,7 +757,11 @@ static int head_forward(const char *op, cf_tensor *out, cf_tensor *h, cf_tensor 
                         double temperature) {
   head_geo g;
   if (head_init(&g, op, h, w, targets, temperature)) return -1;
-  if (g.N == 0) { head_free(&g); return 0; }
+  if (g.N == 0 || g.V == 0) { /* no rows, or no classes: log-probs of ignored rows and entropies are 0 */
+    int rc = g.N ? cu_check(cudaMemsetAsync(cf_tensor_data(out), 0, (size_t)g.N * 4, cu_stream()), op) : 0;
+    head_free(&g);
+    return rc;
+  }
   cu_scratch s = {NULL, 0};
   float *Z = (float *)cu_scratch_get(&s, (size_t)(g.C * g.V) * 4, op);
   int rc = Z ? 0 : -1;
