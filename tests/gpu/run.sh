@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
-# From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-lt] [--variants "mma+pdl lt"]
+# From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-skinny] [--no-lt] [--variants "mma+pdl lt"]
 #                                           [--profile]   (variants: lt mma tune pdl rope rope0 gs2 gs3 merge, +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."]
 #
@@ -32,12 +32,13 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; VARIANTS=${VARIANTS:-tune+pdl mma+pdl pdl rope+gs2+merge}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; VARIANTS=${VARIANTS:-tune+pdl mma+pdl pdl rope+gs2+merge}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
     --no-bench) BENCH=0 ;;
     --no-tests) TESTS=0 ;;
+    --no-skinny) SKINNY=0 ;;
     --no-lt) VARIANTS=$(echo " $VARIANTS " | sed 's/ lt / /; s/^ *//; s/ *$//') ;;
     --variants) VARIANTS=$2; shift ;;
     --profile) BENCH_ARGS="$BENCH_ARGS --profile" ;;
@@ -138,7 +139,7 @@ fi
 if [ $BENCH -eq 1 ]; then
   # 5a. the decode GEMMs alone: skinny.cu's launch shapes against cuBLAS (seconds; JSON lines);
   # the table keeps cuBLAS and the fastest correct skinny shape of each matrix
-  if [ -x "$BUILD/bench/skinny_bench" ]; then
+  if [ $SKINNY -eq 1 ] && [ -x "$BUILD/bench/skinny_bench" ]; then
     stage skinny 120 "$BUILD/bench/skinny_bench" --shape all || STATUS=1
     grep '^{' "$OUTDIR/skinny.log" > "$OUTDIR/skinny.jsonl" 2>/dev/null
     [ -s "$OUTDIR/skinny.jsonl" ] && "$CONFIT" bench/skinny_table.lua "$OUTDIR/skinny.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
