@@ -262,18 +262,21 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
       if ((a.early || mine) && p >= t0 && p < t0 + n) {
         /* position p was loaded before the wait (early) or before this block made it (rq): take
          * it from shared memory (rq) or load it again, through L2 (a line of it may sit in this
-         * SM's L1 from before the wait) */
+         * SM's L1 from before the wait). The global and shared pointers stay apart: __ldcg is
+         * ld.global.cg, which the compiler may issue ahead of the branch (non-volatile asm), and
+         * given a shared address it stops the kernel (cudaErrorInvalidAddressSpace, seen on an
+         * H200 when one pointer chose between the two) */
         int tp = p - t0;
-        const T *kp = mine ? &kvp[0][half * hh] : kc + own + (size_t)p * hd + half * hh;
-        const T *vp = mine ? kvp[1] : vc + own + (size_t)p * hd;
+        const T *kg = kc + own + (size_t)p * hd + half * hh, *vg = vc + own + (size_t)p * hd;
+        const T *ks = &kvp[0][half * hh], *vs = kvp[1];
         if (st_tt == tp) {
-          krow = kp;
+          krow = mine ? ks : kg;
           if (VEC) {
 #pragma unroll
             for (int c = 0; c < KCH; c++)
               if (8 * c < hh) {
-                if (mine) kr8[c].load(krow + 8 * c);
-                else kr8[c].load_cg(krow + 8 * c);
+                if (mine) kr8[c].load(ks + 8 * c);
+                else kr8[c].load_cg(kg + 8 * c);
               }
           }
         }
@@ -283,8 +286,8 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
 #pragma unroll
           for (int k = 0; k < ATT_PVP; k++)
             if (pv_grp * ATT_PVP + k == tp && d < hd) {
-              if (mine) vr[c][k].load(vp + d);
-              else vr[c][k].load_cg(vp + d);
+              if (mine) vr[c][k].load(vs + d);
+              else vr[c][k].load_cg(vg + d);
             }
         }
       }
