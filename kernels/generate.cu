@@ -497,6 +497,7 @@ struct gen_plan {
   int A, in, out, ldx, ldy;
   bool acc;                 /* beta = 1 */
   bool lt;                  /* use cublasLt with algo (else cublasGemmEx) */
+  uint32_t al_w, al_x, al_y; /* the pointer alignments (bytes) algo was chosen for */
   cublasLtMatmulDesc_t op;
   cublasLtMatrixLayout_t la, lb, lc;
   cublasLtMatmulAlgo_t algo;
@@ -641,6 +642,14 @@ static void plan_destroy(gen_plan *p) {
   memset(p, 0, sizeof *p);
 }
 
+/* the largest power of two, at most 256, that divides p's address */
+static uint32_t ptr_align(const void *p) {
+  uintptr_t v = (uintptr_t)p;
+  uint32_t a = 256;
+  while (a > 1 && v % a) a >>= 1;
+  return a;
+}
+
 static int lt_check(cublasStatus_t st, const char *what) {
   return st == CUBLAS_STATUS_SUCCESS ? 0 : CF_ERR("generate: cublasLt %s failed (status %d)", what, (int)st);
 }
@@ -704,10 +713,21 @@ static void plan_remember(const gen_plan *p, cudaDataType_t wt) {
     c->A = p->A; c->in = p->in; c->out = p->out; c->ldx = p->ldx; c->ldy = p->ldy; c->acc = p->acc;
     c->lt = p->lt;
     c->algo = p->algo;
+    c->al_w = p->al_w; c->al_x = p->al_x; c->al_y = p->al_y;
     g_plan_cache[g_nplan_cache].wt = wt;
     g_nplan_cache++;
   }
   pthread_mutex_unlock(&g_plan_lock);
+}
+
+/* Columns of e->lt_out, which stands in for every GEMM output of a step (plan_shape, tune_job):
+ * the widest row of them. The vocabulary alone is not enough: a small model's gate/up (2F) or
+ * q|k|v row can be wider, and timing it wrote past the scratch (NaN log-probs on an H200). */
+static size_t scratch_cols(const gen_engine *e) {
+  size_t c = (size_t)e->V;
+  size_t w[4] = {(size_t)e->D, (size_t)e->Q + 2 * (size_t)e->KV, 2 * (size_t)e->F, (size_t)e->Q};
+  for (int i = 0; i < 4; i++) if (w[i] > c) c = w[i];
+  return c;
 }
 
 /* Times the shape Y (A, ldy) [+]= X (A, in; ldx) @ W (out, in)^T and records the fastest way. */
@@ -721,10 +741,12 @@ static int plan_shape(gen_engine *e, const void *W, const void *X, int ldx, int 
   {
     /* timed by an earlier call: its choice, without timing again */
     gen_plan c;
+    memset(&c, 0, sizeof c);
     if (plan_cached(p, e->wt, &c)) {
       if (c.lt && plan_layouts(e, p) == 0) {
         p->lt = true;
         p->algo = c.algo;
+        p->al_w = c.al_w; p->al_x = c.al_x; p->al_y = c.al_y;
       } else if (c.lt) {
         cf_error_clear();
         plan_destroy(p);
@@ -745,13 +767,25 @@ static int plan_shape(gen_engine *e, const void *W, const void *X, int ldx, int 
   if (rc) return rc;
   float t_default = best;
   size_t wsb = GEN_WS_BYTES;
+  /* the heuristic assumes 256-byte aligned pointers unless told: tell it those of the timed call;
+   * gen_gemm keeps the default path for a call whose pointers are less aligned (k_proj and v_proj
+   * share a shape, a layer's weights may sit at other offsets) */
+  p->al_w = ptr_align(W); p->al_x = ptr_align(X); p->al_y = ptr_align(Y);
   cublasLtMatmulPreference_t pref = NULL;
   cublasLtMatmulHeuristicResult_t res[GEN_LT_ALGOS];
   int nres = 0;
   rc = plan_layouts(e, p) ||
        lt_check(cublasLtMatmulPreferenceCreate(&pref), "preference") ||
        lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
-                                                     sizeof wsb), "preference");
+                                                     sizeof wsb), "preference") ||
+       lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &p->al_w,
+                                                     sizeof p->al_w), "preference") ||
+       lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &p->al_x,
+                                                     sizeof p->al_x), "preference") ||
+       lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &p->al_y,
+                                                     sizeof p->al_y), "preference") ||
+       lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &p->al_y,
+                                                     sizeof p->al_y), "preference");
   /* no algorithm (an unsupported combination) is not an error: the default path stays */
   if (rc == 0 &&
       cublasLtMatmulAlgoGetHeuristic(g_gen_lt, p->op, p->la, p->lb, p->lc, p->lc, pref, GEN_LT_ALGOS, res, &nres) !=
@@ -1074,7 +1108,7 @@ static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float 
   }
   float alpha = 1.0f;
   const gen_plan *p = e->nplan ? plan_find(e, A, in, out, ldx, ldy, beta != 0.f) : NULL;
-  if (p && p->lt)
+  if (p && p->lt && ptr_align(W) >= p->al_w && ptr_align(X) >= p->al_x && ptr_align(Y) >= p->al_y)
     return lt_check(cublasLtMatmul(g_gen_lt, p->op, &alpha, W, p->la, X, p->lb, &beta, Y, p->lc, Y, p->lc, &p->algo,
                                    g_gen_ws, GEN_WS_BYTES, e->st), what);
   cublasStatus_t s = cublasGemmEx(e->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, A, in, &alpha, W, e->wt, in, X, e->wt,
@@ -1548,7 +1582,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         !(e->out = (gen_out *)gen_alloc(e, (size_t)e->Bmax * sizeof(gen_out), "outputs")) ||
         !(e->cos_t = (float *)gen_alloc(e, (size_t)e->cap * h2 * 4 * 2, "rope tables")) ||
         ((e->lt_mode > 0 || e->mma_tune) &&
-         !(e->lt_out = (float *)gen_alloc(e, (size_t)e->Bmax * e->V * 4, "GEMM plan timing")))) {
+         !(e->lt_out = (float *)gen_alloc(e, (size_t)e->Bmax * scratch_cols(e) * 4, "GEMM plan timing")))) {
       rc = -1;
       goto fail;
     }
