@@ -4,6 +4,7 @@
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-skinny] [--no-lt] [--variants "mma+pdl lt"]
 #                                           [--profile]   (variants: lt mma tune pdl rope rope0 gs2 gs3 merge, +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."]
+#                                           [--knockout "none attention combine ..."]
 #
 #  1. unpacks .debs/*.deb into a prefix ($DEBROOT, default /tmp/debroot): Lua, LPeg, cJSON,
 #     utf8proc, libedit, OpenBLAS that the GPU machine lacks;
@@ -18,7 +19,10 @@
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
 #     opt-in decode variant of $VARIANTS (default "tune+pdl mma+pdl pdl rope+gs2+merge"; --variants "...",
 #     --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
-#     below says what each is); rows "1.5B+MMA+PDL" etc.;
+#     below says what each is); rows "1.5B+MMA+PDL" etc.; with --knockout, the 1.5B decode
+#     benchmark at batch 16 once per named stage with that stage left out of the step
+#     (CONFIT_GEN_KNOCKOUT; "none" for the whole step): rows "knockout STAGE", the step time and
+#     how much less than the whole step (that stage's cost inside the CUDA graph);
 #  6. with --sanitize: compute-sanitizer over each GPU test file (time-limited; the tools
 #     SANITIZE_TOOLS names, default memcheck, also racecheck / synccheck; the files SANITIZE_TESTS
 #     names, default all; SANITIZE_LIMIT seconds each, default 240);
@@ -32,7 +36,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; VARIANTS=${VARIANTS:-tune+pdl mma+pdl pdl rope+gs2+merge}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; VARIANTS=${VARIANTS:-tune+pdl mma+pdl pdl rope+gs2+merge}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
     --no-skinny) SKINNY=0 ;;
     --no-lt) VARIANTS=$(echo " $VARIANTS " | sed 's/ lt / /; s/^ *//; s/ *$//') ;;
     --variants) VARIANTS=$2; shift ;;
+    --knockout) KNOCKOUT=$2; shift ;;
     --profile) BENCH_ARGS="$BENCH_ARGS --profile" ;;
     --bench-budget) BENCH_BUDGET=$2; shift ;;
     --bench-args) BENCH_ARGS=$2; shift ;;
@@ -204,7 +209,7 @@ EOF
   #         RoPE (CONFIT_GEN_MMA=1)
   #   tune  the same, each GEMM kind's launch shape timed per batch first (CONFIT_GEN_MMA=2;
   #         choices in the log)
-  #   pdl   programmatic dependent launches (CONFIT_GEN_PDL=1)
+  #   pdl   programmatic dependent launches (CONFIT_GEN_PDL=1; the default on sm_90), pdl0 without
   #   rope  the attention doing the RoPE alone (CONFIT_GEN_FUSE_ROPE=1; on f32 models too, so the
   #         test's exact f32 comparisons cover it); rope0 turns it off under mma
   #   gs2, gs3  2 or 3 attention blocks per kv head (CONFIT_GEN_ATT_GS)
@@ -217,6 +222,7 @@ EOF
         mma) TEST_ENV="$TEST_ENV CONFIT_GEN_MMA=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_MMA=1" ;;
         tune) TEST_ENV="$TEST_ENV CONFIT_GEN_MMA=2"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_MMA=2" ;;
         pdl) TEST_ENV="$TEST_ENV CONFIT_GEN_PDL=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_PDL=1" ;;
+        pdl0) TEST_ENV="$TEST_ENV CONFIT_GEN_PDL=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_PDL=0" ;;
         rope) TEST_ENV="$TEST_ENV CONFIT_GEN_FUSE_ROPE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_FUSE_ROPE=1" ;;
         rope0) TEST_ENV="$TEST_ENV CONFIT_GEN_FUSE_ROPE=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_FUSE_ROPE=0" ;;
         gs2|gs3) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_GS=${part#gs}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_GS=${part#gs}" ;;
@@ -232,6 +238,25 @@ EOF
       grep '^{' "$OUTDIR/bench_$V.log" | sed "s/\"bench\":\"decode\",\"shape\":\"1.5B\"/\"bench\":\"decode\",\"shape\":\"1.5B+$TAG\"/" \
         > "$OUTDIR/bench_$V.jsonl" 2>/dev/null
       [ -s "$OUTDIR/bench_$V.jsonl" ] && "$CONFIT" "$OUTDIR/table.lua" "$OUTDIR/bench_$V.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
+    else
+      STATUS=1
+    fi
+  done
+fi
+
+# 5c. where a decode step's time goes: each stage left out in turn (kernels/generate.cu, KEEP)
+if [ $BENCH -eq 1 ] && [ -n "$KNOCKOUT" ]; then
+  FULL=""
+  for S in $KNOCKOUT; do
+    if stage "knockout_$S" 90 env CONFIT_GEN_KNOCKOUT="$S" "$CONFIT" bench/gpu_bench.lua --only decode --shape 1.5B \
+        --quick --new 512 --budget 60; then
+      MS=$(grep -o '"ms_step":[0-9.e+-]*' "$OUTDIR/knockout_$S.log" | head -1 | cut -d: -f2)
+      [ "$S" = none ] && FULL=$MS
+      if [ -n "$MS" ] && [ -n "$FULL" ] && [ "$S" != none ]; then
+        row "knockout $S" "$(awk -v a="$MS" -v f="$FULL" 'BEGIN { printf "%.3f ms/step (%.3f less)", a, f - a }')" "-"
+      else
+        row "knockout $S" "${MS:-?} ms/step" "-"
+      fi
     else
       STATUS=1
     fi
