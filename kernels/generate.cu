@@ -37,16 +37,17 @@
  * row. Attention in prefill is per row (no tiling across rows): fine for prompts of a few hundred
  * tokens, quadratic in reads beyond that.
  *
- * GEMMs go to cuBLAS (cublasGemmEx; CONFIT_GEN_LT=1 times cublasLt's candidate algorithms per
- * decode shape first and keeps the fastest: opt-in, written without a GPU, not yet measured).
- * k_mma16, a tensor-core GEMM for <= 16 rows of bf16 that also folds the SwiGLU into the gate/up
- * GEMM, is opt-in (CONFIT_GEN_MMA=1; written without a GPU, not yet run). It replaced k_gemv, a
- * CUDA-core version measured slower than cuBLAS on an H200 (1.5B shape, batch 16: 4.97 vs 2.97 ms
- * per step; too few loads in flight). With CONFIT_GEN_MMA the RMSNorms fold into the GEMMs that
- * read them (gen_fold) and the decode attention does k_rope_kv's work (att_args.rq;
- * CONFIT_GEN_FUSE_ROPE=0/1 overrides): 6 kernels per layer. CONFIT_GEN_PDL=1 launches the
- * step's kernels as programmatic dependent launches (each waits in place for its predecessor).
- * All opt-in and not yet run on a GPU.
+ * By default (measured fastest on an H200, 1.5B shape, batch 16, 2026-11-26: 2.07 ms per step)
+ * GEMMs go to cuBLAS (cublasGemmEx), the step's kernels are programmatic dependent launches on
+ * sm_90 and later (each waits in place for its predecessor; CONFIT_GEN_PDL=0 turns it off:
+ * 2.20 ms), and the decode attention does k_rope_kv's work (att_args.rq; CONFIT_GEN_FUSE_ROPE=0
+ * keeps k_rope_kv: 2.12 ms). Opt-in, each measured slower there: CONFIT_GEN_LT=1 (cublasLt's
+ * candidate algorithms timed per decode shape, the fastest kept: 2.13 ms; timed alone, with the
+ * weights warm in L2, they win, in the step they do not), CONFIT_GEN_MMA=1 (skinny.cu's
+ * tensor-core GEMMs for <= 16 rows of bf16 with the SwiGLU folded into gate/up and the RMSNorms
+ * into the GEMMs that read them (gen_fold): 6 kernels per layer, 2.88 ms with PDL), CONFIT_GEN_MMA=2
+ * (the same, launch shapes tuned: 2.33 ms), CONFIT_GEN_ATT_MERGE=1 (2.43 ms). skinny.cu replaced
+ * k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs 2.97 ms per step).
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
 #include "kernels/cuda_internal.cuh"
@@ -514,8 +515,8 @@ struct gen_engine {
   int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
   bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
   int *att_cnt;         /* its ticket counters, Bmax x KVH x group, zero between launches */
-  bool rq;              /* decode attention does bias + RoPE + the cache write (no k_rope_kv): with
-                           CONFIT_GEN_MMA, or CONFIT_GEN_FUSE_ROPE=1; =0 turns it off */
+  bool rq;              /* decode attention does bias + RoPE + the cache write (no k_rope_kv): the
+                           default; CONFIT_GEN_FUSE_ROPE=0 turns it off */
   cf_skinny_opts mma_opts; /* CONFIT_GEN_MMA_NT, _KSB, _MINB (0: skinny.cu's defaults) */
   bool mma_tune;        /* CONFIT_GEN_MMA=2: each decode bucket's GEMM kinds timed in a few launch
                            shapes first, the fastest kept (gen_tune) */
@@ -1524,7 +1525,10 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     e->mma = e->bf && mma > 0;
     e->mma_tune = e->mma && mma == 2;
     e->pdl = pdl == 1;
-    e->rq = rope >= 0 ? rope == 1 : e->mma;
+    /* the decode attention does k_rope_kv's work (bias, RoPE, the new key and value) by default:
+     * H200, 1.5B b16, with PDL: 2.07 ms/step against 2.12 (2026-11-26); CONFIT_GEN_FUSE_ROPE=0
+     * keeps k_rope_kv */
+    e->rq = rope >= 0 ? rope == 1 : true;
     e->mma_opts.nt = nt;
     e->mma_opts.ksb = ksb;
     e->mma_opts.minb = minb;

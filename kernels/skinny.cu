@@ -29,9 +29,11 @@
  * block re-reads it). A normalised f32 source loads 2 x 32 bytes per row and 32 of the norm
  * weight per chunk and rounds x * inv * g to the same bf16 pairs (so it runs with NT = 4).
  *
- * Written without a GPU (2026-11-26): compiled, its device code run on the CPU against naive
- * products by tests/c/test_skinny_emu.cpp; tests/gpu/test_skinny.c checks it on a GPU and
- * bench/skinny_bench.c times it against cuBLAS, once a GPU session runs them.
+ * Written without a GPU: its device code runs on the CPU against naive products in
+ * tests/c/test_skinny_emu.cpp; tests/gpu/test_skinny.c passes on an H200 (2026-11-26), and so does
+ * the generation test with it (CONFIT_GEN_MMA=1, 2). It is opt-in: the decode step with it was
+ * slower there than with cuBLAS (2.88 / 2.33 ms tuned, against 2.12; kernels/generate.cu).
+ * bench/skinny_bench.c times each matrix against cuBLAS (not yet run on a GPU).
  */
 #include "kernels/cuda_internal.cuh"
 

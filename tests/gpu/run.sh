@@ -17,8 +17,8 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     opt-in decode variant of $VARIANTS (default "tune+pdl mma+pdl pdl rope+gs2+merge"; --variants "...",
-#     --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
+#     decode variant of $VARIANTS (default "rope0 pdl0 lt tune": the defaults' alternatives;
+#     --variants "...", --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
 #     below says what each is); rows "1.5B+MMA+PDL" etc.; with --knockout, the 1.5B decode
 #     benchmark at batch 16 once per named stage with that stage left out of the step
 #     (CONFIT_GEN_KNOCKOUT; "none" for the whole step): rows "knockout STAGE", the step time and
@@ -36,7 +36,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; VARIANTS=${VARIANTS:-tune+pdl mma+pdl pdl rope+gs2+merge}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; VARIANTS=${VARIANTS:-rope0 pdl0 lt tune}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -201,7 +201,7 @@ EOF
   if [ -s "$OUTDIR/bench.jsonl" ]; then
     "$CONFIT" "$OUTDIR/table.lua" "$OUTDIR/bench.jsonl" >> "$SUMMARY" 2>> "$OUTDIR/run.log"
   fi
-  # 5b. decode variants that are opt-in until measured (kernels/generate.cu), each as the generation
+  # 5b. decode variants (kernels/generate.cu says which is the default and why), each as the generation
   # test under it (values against the CPU forward) and then the 1.5B decode benchmark at batch 16
   # (512 new tokens), rows "1.5B+<VARIANT>". Variants, joined by + to combine:
   #   lt    timed cuBLAS / cublasLt GEMM plans (CONFIT_GEN_LT; plans printed to the log)
@@ -210,8 +210,8 @@ EOF
   #   tune  the same, each GEMM kind's launch shape timed per batch first (CONFIT_GEN_MMA=2;
   #         choices in the log)
   #   pdl   programmatic dependent launches (CONFIT_GEN_PDL=1; the default on sm_90), pdl0 without
-  #   rope  the attention doing the RoPE alone (CONFIT_GEN_FUSE_ROPE=1; on f32 models too, so the
-  #         test's exact f32 comparisons cover it); rope0 turns it off under mma
+  #   rope  the attention doing the RoPE (CONFIT_GEN_FUSE_ROPE=1; the default, on f32 models too,
+  #         so the test's exact f32 comparisons cover it); rope0 keeps k_rope_kv
   #   gs2, gs3  2 or 3 attention blocks per kv head (CONFIT_GEN_ATT_GS)
   #   merge the attention merges its splits itself, no k_attn_combine (CONFIT_GEN_ATT_MERGE=1)
   for V in $VARIANTS; do
