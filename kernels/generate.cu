@@ -617,9 +617,10 @@ static size_t wsize(const gen_engine *e) { return e->bf ? 2 : 4; }
 /* ---------------------------------------------------------------- timed GEMM plans (opt-in)
  *
  * CONFIT_GEN_LT=1: before a decode bucket's step is captured, every GEMM shape of the step
- * (qkv, o_proj, gate/up, down, LM head at Bp rows) is timed on the engine's own buffers with
- * cublasGemmEx (the default path) and with each of up to GEN_LT_ALGOS algorithms cublasLt's
- * heuristic proposes (split-K among them, which skinny decode GEMMs may like); the fastest wins
+ * (qkv, o_proj, gate/up, down, LM head at Bp rows) is timed on the engine's own buffers, walking
+ * the layers' weights in a CUDA graph as the step does (plan_shape), with cublasGemmEx (the
+ * default path) and with each of up to GEN_LT_ALGOS algorithms cublasLt's heuristic proposes
+ * (split-K among them, which skinny decode GEMMs may like); the fastest wins
  * and gen_gemm uses it for that shape from then on (captured into the graph: the workspace is
  * the fixed one of gen_blas). Never slower than the default by more than the timing noise; the
  * chosen algorithm may sum in another order, so results can differ from the default path in the
@@ -656,22 +657,29 @@ static int lt_check(cublasStatus_t st, const char *what) {
   return st == CUBLAS_STATUS_SUCCESS ? 0 : CF_ERR("generate: cublasLt %s failed (status %d)", what, (int)st);
 }
 
-/* The mean time of 10 launches of fn after 3 warm-up ones, in microseconds. */
+/* Mean microseconds of one of `reps` launches queued by launch(i) (true when queued), captured
+ * in one CUDA graph and replayed once warm; < 0 when anything failed (the error is cleared). */
 template <typename F>
-static int plan_time(gen_engine *e, F fn, float *us) {
-  cudaEvent_t a = NULL, b = NULL;
-  int rc = cu_check(cudaEventCreate(&a), "generate: plan timing") || cu_check(cudaEventCreate(&b), "generate: plan timing");
-  for (int i = 0; i < 3 && rc == 0; i++) rc = fn();
-  if (rc == 0) rc = cu_check(cudaEventRecord(a, e->st), "generate: plan timing");
-  for (int i = 0; i < 10 && rc == 0; i++) rc = fn();
-  if (rc == 0) rc = cu_check(cudaEventRecord(b, e->st), "generate: plan timing");
-  float ms = 0.f;
-  if (rc == 0) rc = cu_check(cudaEventSynchronize(b), "generate: plan timing");
-  if (rc == 0) rc = cu_check(cudaEventElapsedTime(&ms, a, b), "generate: plan timing");
-  if (a) cudaEventDestroy(a);
-  if (b) cudaEventDestroy(b);
-  *us = 1000.f * ms / 10.f;
-  return rc;
+static float graph_time(gen_engine *e, int reps, F launch, cudaEvent_t ev0, cudaEvent_t ev1) {
+  cudaGraph_t g = NULL;
+  cudaGraphExec_t ge = NULL;
+  if (cudaStreamBeginCapture(e->st, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return -1.f;
+  bool ok = true;
+  for (int i = 0; i < reps && ok; i++) ok = launch(i);
+  cudaError_t ce = cudaStreamEndCapture(e->st, &g);
+  float ms = -1.f;
+  if (ok && ce == cudaSuccess && cudaGraphInstantiate(&ge, g, 0) == cudaSuccess &&
+      cudaGraphLaunch(ge, e->st) == cudaSuccess && cudaEventRecord(ev0, e->st) == cudaSuccess &&
+      cudaGraphLaunch(ge, e->st) == cudaSuccess && cudaEventRecord(ev1, e->st) == cudaSuccess &&
+      cudaEventSynchronize(ev1) == cudaSuccess && cudaEventElapsedTime(&ms, ev0, ev1) == cudaSuccess)
+    ms = 1000.f * ms / reps;
+  else
+    ms = -1.f;
+  if (ge) cudaGraphExecDestroy(ge);
+  if (g) cudaGraphDestroy(g);
+  cudaGetLastError();
+  cf_error_clear();
+  return ms;
 }
 
 /* cublasLt's description of plan p's shape (op, la, lb, lc) */
@@ -732,9 +740,13 @@ static size_t scratch_cols(const gen_engine *e) {
   return c;
 }
 
-/* Times the shape Y (A, ldy) [+]= X (A, in; ldx) @ W (out, in)^T and records the fastest way. */
-static int plan_shape(gen_engine *e, const void *W, const void *X, int ldx, int ldy, int A, int in, int out,
-                      bool acc, const char *name) {
+/* Times the shape Y (A, ldy) [+]= X (A, in; ldx) @ W (out, in)^T and records the fastest way. W
+ * is each layer's field wf (or W0 when wf is NULL: the head): every way is timed as the step runs
+ * it, 2L launches walking the layers' weights in one CUDA graph, so no weight is in L2 from its
+ * last use (timed on one weight over and over, the small ones sat in L2: cublasLt won every shape
+ * alone and nothing in the step, H200 2026-11-26). */
+static int plan_shape(gen_engine *e, const void *gen_layer::*wf, const void *W0, const void *X, int ldx, int ldy,
+                      int A, int in, int out, bool acc, const char *name) {
   if (plan_find(e, A, in, out, ldx, ldy, acc)) return 0;
   if (e->nplan >= GEN_MAX_PLANS) return 0; /* the rest keep the default path */
   gen_plan *p = &e->plan[e->nplan];
@@ -760,23 +772,29 @@ static int plan_shape(gen_engine *e, const void *W, const void *X, int ldx, int 
   }
   float alpha = 1.f, beta = acc ? 1.f : 0.f;
   float *Y = e->lt_out;
-  float best = 0.f;
-  int rc = plan_time(e, [&]() {
-    return cu_blas_check(cublasGemmEx(e->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, A, in, &alpha, W, e->wt, in, X, e->wt,
-                                      ldx, &beta, Y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                         "generate: plan");
-  }, &best);
-  if (rc) return rc;
+  auto Wl = [&](int i) { return wf ? e->layer[i % e->L].*wf : W0; };
+  cudaEvent_t ev0 = NULL, ev1 = NULL;
+  if (cu_check(cudaEventCreate(&ev0), "generate: plan timing") || cu_check(cudaEventCreate(&ev1), "generate: plan timing")) {
+    if (ev0) cudaEventDestroy(ev0);
+    return -1;
+  }
+  float best = graph_time(e, 2 * e->L, [&](int i) {
+    return cublasGemmEx(e->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, A, in, &alpha, Wl(i), e->wt, in, X, e->wt, ldx, &beta,
+                        Y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS;
+  }, ev0, ev1);
   float t_default = best;
+  int rc = best < 0.f; /* the default path cannot be timed: it stays, untimed */
   size_t wsb = GEN_WS_BYTES;
   /* the heuristic assumes 256-byte aligned pointers unless told: tell it those of the timed call;
    * gen_gemm keeps the default path for a call whose pointers are less aligned (k_proj and v_proj
    * share a shape, a layer's weights may sit at other offsets) */
-  p->al_w = ptr_align(W); p->al_x = ptr_align(X); p->al_y = ptr_align(Y);
+  p->al_w = 256;
+  for (int l = 0; l < e->L; l++) p->al_w = ptr_align(Wl(l)) < p->al_w ? ptr_align(Wl(l)) : p->al_w;
+  p->al_x = ptr_align(X); p->al_y = ptr_align(Y);
   cublasLtMatmulPreference_t pref = NULL;
   cublasLtMatmulHeuristicResult_t res[GEN_LT_ALGOS];
   int nres = 0;
-  rc = plan_layouts(e, p) ||
+  rc = rc || plan_layouts(e, p) ||
        lt_check(cublasLtMatmulPreferenceCreate(&pref), "preference") ||
        lt_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
                                                      sizeof wsb), "preference") ||
@@ -797,12 +815,11 @@ static int plan_shape(gen_engine *e, const void *W, const void *X, int ldx, int 
   int chosen = -1;
   for (int i = 0; i < nres && rc == 0; i++) {
     if (res[i].state != CUBLAS_STATUS_SUCCESS || res[i].workspaceSize > wsb) continue;
-    float us = 0.f;
-    int trc = plan_time(e, [&]() {
-      return lt_check(cublasLtMatmul(g_gen_lt, p->op, &alpha, W, p->la, X, p->lb, &beta, Y, p->lc, Y, p->lc,
-                                     &res[i].algo, g_gen_ws, wsb, e->st), "matmul");
-    }, &us);
-    if (trc) { cf_error_clear(); cudaGetLastError(); continue; } /* an algorithm that fails is skipped */
+    float us = graph_time(e, 2 * e->L, [&](int k) {
+      return cublasLtMatmul(g_gen_lt, p->op, &alpha, Wl(k), p->la, X, p->lb, &beta, Y, p->lc, Y, p->lc, &res[i].algo,
+                            g_gen_ws, wsb, e->st) == CUBLAS_STATUS_SUCCESS;
+    }, ev0, ev1);
+    if (us < 0.f) continue; /* an algorithm that fails is skipped (graph_time cleared the error) */
     if (us < best) { best = us; chosen = i; }
   }
   if (rc) cf_error_clear(); /* cublasLt could not describe the shape: the default path stays */
@@ -813,6 +830,8 @@ static int plan_shape(gen_engine *e, const void *W, const void *X, int ldx, int 
     plan_destroy(p);
     p->A = A; p->in = in; p->out = out; p->ldx = ldx; p->ldy = ldy; p->acc = acc;
   }
+  cudaEventDestroy(ev0);
+  cudaEventDestroy(ev1);
   e->nplan++;
   plan_remember(p, e->wt);
   if (e->lt_mode >= 2)
@@ -829,14 +848,14 @@ static int gen_plan_bucket(gen_engine *e, int Bp) {
   int D = e->D, F = e->F, Q = e->Q, KV = e->KV, ld = Q + 2 * KV;
   const gen_layer *Ly = &e->layer[0];
   int rc = 0;
-  if (Ly->qkv_fused) rc = plan_shape(e, Ly->qw, e->h, D, ld, Bp, D, ld, false, "qkv");
-  else rc = plan_shape(e, Ly->qw, e->h, D, ld, Bp, D, Q, false, "q_proj") ||
-            plan_shape(e, Ly->kw, e->h, D, ld, Bp, D, KV, false, "k/v_proj");
-  if (rc == 0) rc = plan_shape(e, Ly->ow, e->att, Q, D, Bp, Q, D, true, "o_proj");
-  if (rc == 0) rc = Ly->gu_fused ? plan_shape(e, Ly->gw, e->h, D, 2 * F, Bp, D, 2 * F, false, "gate/up")
-                                 : plan_shape(e, Ly->gw, e->h, D, 2 * F, Bp, D, F, false, "gate|up");
-  if (rc == 0) rc = plan_shape(e, Ly->dw, e->act, F, D, Bp, F, D, true, "down");
-  if (rc == 0) rc = plan_shape(e, e->head, e->h, e->D, e->V, Bp, e->D, e->V, false, "lm_head");
+  if (Ly->qkv_fused) rc = plan_shape(e, &gen_layer::qw, NULL, e->h, D, ld, Bp, D, ld, false, "qkv");
+  else rc = plan_shape(e, &gen_layer::qw, NULL, e->h, D, ld, Bp, D, Q, false, "q_proj") ||
+            plan_shape(e, &gen_layer::kw, NULL, e->h, D, ld, Bp, D, KV, false, "k/v_proj");
+  if (rc == 0) rc = plan_shape(e, &gen_layer::ow, NULL, e->att, Q, D, Bp, Q, D, true, "o_proj");
+  if (rc == 0) rc = Ly->gu_fused ? plan_shape(e, &gen_layer::gw, NULL, e->h, D, 2 * F, Bp, D, 2 * F, false, "gate/up")
+                                 : plan_shape(e, &gen_layer::gw, NULL, e->h, D, 2 * F, Bp, D, F, false, "gate|up");
+  if (rc == 0) rc = plan_shape(e, &gen_layer::dw, NULL, e->act, F, D, Bp, F, D, true, "down");
+  if (rc == 0) rc = plan_shape(e, NULL, e->head, e->h, e->D, e->V, Bp, e->D, e->V, false, "lm_head");
   if (rc == 0) e->planned[e->nplanned++] = Bp;
   return rc;
 }
@@ -961,31 +980,6 @@ static bool tune_job(gen_engine *e, int k, int l, int A, cf_skinny_job *j) {
     default: return false;
   }
   return cf_cuda_skinny_ok(j);
-}
-
-/* Mean microseconds of one of `reps` launches queued by launch(i) (true when queued), captured
- * in one CUDA graph and replayed once warm; < 0 when anything failed (the error is cleared). */
-template <typename F>
-static float graph_time(gen_engine *e, int reps, F launch, cudaEvent_t ev0, cudaEvent_t ev1) {
-  cudaGraph_t g = NULL;
-  cudaGraphExec_t ge = NULL;
-  if (cudaStreamBeginCapture(e->st, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return -1.f;
-  bool ok = true;
-  for (int i = 0; i < reps && ok; i++) ok = launch(i);
-  cudaError_t ce = cudaStreamEndCapture(e->st, &g);
-  float ms = -1.f;
-  if (ok && ce == cudaSuccess && cudaGraphInstantiate(&ge, g, 0) == cudaSuccess &&
-      cudaGraphLaunch(ge, e->st) == cudaSuccess && cudaEventRecord(ev0, e->st) == cudaSuccess &&
-      cudaGraphLaunch(ge, e->st) == cudaSuccess && cudaEventRecord(ev1, e->st) == cudaSuccess &&
-      cudaEventSynchronize(ev1) == cudaSuccess && cudaEventElapsedTime(&ms, ev0, ev1) == cudaSuccess)
-    ms = 1000.f * ms / reps;
-  else
-    ms = -1.f;
-  if (ge) cudaGraphExecDestroy(ge);
-  if (g) cudaGraphDestroy(g);
-  cudaGetLastError();
-  cf_error_clear();
-  return ms;
 }
 
 /* one launch of GEMM kind k with options o, 2L of them walking the layers */
