@@ -131,16 +131,29 @@ __global__ void k_embed(const void *embv, const int *tok, float *x, int D, float
   }
 }
 
-// y (A, D) in T = x (A, D) f32 * rsqrt(mean(x^2) + eps) * w (D)
+// y (A, D) in T = x (A, D) f32 * rsqrt(mean(x^2) + eps) * w (D). With np > 0 the split-K
+// partials of the GEMM before (CONFIT_GEN_SPLITK; parts[s] at s * pstride, (A, D) each) are added
+// into x first, in order, and x is written back (each thread rereads only what it wrote).
 template <typename T>
-__global__ void k_rmsnorm(const float *x, const float *w, void *yv, int D, float eps) {
+__global__ void k_rmsnorm(float *x, const float *w, void *yv, int D, float eps, const float *parts, int np,
+                          size_t pstride) {
   cu_pdl_wait();
   cu_pdl_trigger();
   T *y = (T *)yv;
   int r = blockIdx.x;
-  const float *xr = x + (size_t)r * D;
+  float *xr = x + (size_t)r * D;
   float ss = 0;
-  for (int j = threadIdx.x; j < D; j += blockDim.x) ss += xr[j] * xr[j];
+  if (np > 0) {
+    const float *pr = parts + (size_t)r * D;
+    for (int j = threadIdx.x; j < D; j += blockDim.x) {
+      float v = xr[j];
+      for (int q = 0; q < np; q++) v += pr[(size_t)q * pstride + j];
+      xr[j] = v;
+      ss += v * v;
+    }
+  } else {
+    for (int j = threadIdx.x; j < D; j += blockDim.x) ss += xr[j] * xr[j];
+  }
   ss = block_sum(ss);
   float inv = 1.0f / sqrtf(ss / D + eps);
   for (int j = threadIdx.x; j < D; j += blockDim.x) y[(size_t)r * D + j] = from_float<T>(xr[j] * inv * w[j]);
@@ -495,6 +508,8 @@ struct gen_rows {  /* device row state, R entries each */
 };
 
 /* A timed GEMM plan for one decode shape (CONFIT_GEN_LT; see plan_shape) */
+#define GEN_MAX_ALLOCS 48 /* device buffers of one engine (gen_alloc) */
+
 struct gen_plan {
   int A, in, out, ldx, ldy;
   bool acc;                 /* beta = 1 */
@@ -514,6 +529,9 @@ struct gen_engine {
   bool pdl;             /* the step's kernels as programmatic dependent launches (sm_90 on; CONFIT_GEN_PDL) */
   int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
   bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
+  int splitk;           /* CONFIT_GEN_SPLITK: parts of K for the decode o_proj and down GEMMs (gen_add_x) */
+  float *skp;           /* their partials, splitk x Bmax x D f32 */
+  int pend;             /* partials in skp that the next k_rmsnorm adds into x (0: none) */
   int *att_cnt;         /* its ticket counters, Bmax x KVH x group, zero between launches */
   bool rq;              /* decode attention does bias + RoPE + the cache write (no k_rope_kv): the
                            default; CONFIT_GEN_FUSE_ROPE=0 turns it off */
@@ -553,8 +571,8 @@ struct gen_engine {
   void *pin;
   size_t pin_bytes;
   /* device allocations to free */
-  void *allocs[32];
-  size_t alloc_n[32];
+  void *allocs[GEN_MAX_ALLOCS];
+  size_t alloc_n[GEN_MAX_ALLOCS];
   int nallocs;
   int prof;             /* the open profiler stage (profile.h), -1 when none */
 };
@@ -583,7 +601,7 @@ static int env_int(const char *name, int def, int lo, int hi, int *out) {
 }
 
 static void *gen_alloc(gen_engine *e, size_t n, const char *what) {
-  if (e->nallocs >= 32) { CF_ERR("generate: too many buffers"); return NULL; }
+  if (e->nallocs >= GEN_MAX_ALLOCS) { CF_ERR("generate: too many buffers"); return NULL; }
   void *p = cf_cuda_alloc(n ? n : 16);
   if (!p) { cf_error_prefix("generate: %s: ", what); return NULL; }
   e->allocs[e->nallocs] = p;
@@ -1113,9 +1131,24 @@ static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float 
 }
 
 /* x (A, D) += X (A, in; ldx) @ W (D, in)^T: the residual GEMMs (o_proj, down); folded, through
- * skinny.cu leaving the sums of squares of the new x for the next norm (gen_resid) */
-static int gen_add_x(gen_engine *e, bool fold, const void *W, const void *X, int ldx, int A, int in, int kind,
-                     const char *what) {
+ * skinny.cu leaving the sums of squares of the new x for the next norm (gen_resid). In a decode
+ * step with CONFIT_GEN_SPLITK=s (opt-in, not yet run on a GPU) the GEMM is s GEMMs over parts of
+ * K in one strided-batched call, s times the thread blocks of one on these skinny shapes (on an
+ * H200 cuBLAS streamed the down weights at 51 % of the copy bandwidth, o_proj's at 20 %), each
+ * writing its partial product; the next k_rmsnorm adds them into x, so no kernel is added. */
+static int gen_add_x(gen_engine *e, bool fold, bool decode, const void *W, const void *X, int ldx, int A, int in,
+                     int kind, const char *what) {
+  int s = e->splitk;
+  if (!fold && decode && s > 1 && in % (8 * s) == 0 && A <= e->Bmax && e->pend == 0) {
+    int kc = in / s, D = e->D;
+    float one = 1.f, zero = 0.f;
+    cublasStatus_t st = cublasGemmStridedBatchedEx(e->blas, CUBLAS_OP_T, CUBLAS_OP_N, D, A, kc, &one, W, e->wt, in,
+                                                   kc, X, e->wt, ldx, kc, &zero, e->skp, CUDA_R_32F, D,
+                                                   (long long)D * A, s, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (cu_blas_check(st, what)) return -1;
+    e->pend = s;
+    return 0;
+  }
   if (!fold) return gen_gemm(e, W, X, ldx, e->x, e->D, A, in, e->D, 1.f, what);
   cf_skinny_job j = sk_resid_job(e, W, X, ldx, A, in);
   return gen_resid(e, &j, kind, what);
@@ -1135,6 +1168,13 @@ static int gen_add_x(gen_engine *e, bool fold, const void *W, const void *X, int
   } while (0)
 
 static int norm_threads(int D) { return D >= 2048 ? 1024 : D >= 512 ? 512 : D >= 128 ? 128 : 32; }
+
+/* h (A, D) = rmsnorm(x) * g, adding the pending split-K partials into x first (gen_add_x) */
+static void gen_norm(gen_engine *e, int A, const float *g) {
+  LAUNCH_T(k_rmsnorm, A, norm_threads(e->D), e->x, g, e->h, e->D, (float)e->m->cfg.rms_eps,
+           (const float *)(e->pend ? e->skp : NULL), e->pend, (size_t)e->D * A);
+  e->pend = 0;
+}
 
 /* Attention split for A rows: enough blocks to fill the GPU, chunks of whole tiles. */
 static void att_split(const gen_engine *e, int A, int *nsplit, int *C) {
@@ -1222,9 +1262,8 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
   size_t ws = wsize(e);
   int nsplit, C;
   att_split(e, A, &nsplit, &C);
-  float eps = (float)e->m->cfg.rms_eps;
-  int nt = norm_threads(D);
   size_t lkv = (size_t)(e->nslots + 1) * e->KVH * e->cap * hd * ws;
+  e->pend = 0; /* x is written anew: no partials of an earlier step may be added */
   STAGE("embed");
   LAUNCH_T(k_embed, A, 256, e->embed, e->rows.tok, e->x, D, fold ? e->ss : (float *)NULL);
   e->ss_groups = 1;
@@ -1232,7 +1271,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     gen_layer *Ly = &e->layer[l];
     void *kc = (char *)e->kc + l * lkv, *vc = (char *)e->vc + l * lkv;
     STAGE("rmsnorm");
-    if (KEEP("rmsnorm") && !fold) LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->in_norm, e->h, D, eps);
+    if (KEEP("rmsnorm") && !fold) { gen_norm(e, A, Ly->in_norm); }
     STAGE("qkv");
     if (!KEEP("qkv")) {
     } else if (fold) {
@@ -1263,9 +1302,9 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     if (KEEP("combine") && !merge)
       LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
     STAGE("o_proj");
-    if (KEEP("o_proj") && gen_add_x(e, fold, Ly->ow, e->att, Q, A, Q, GK_OPROJ, "generate: o_proj")) return -1;
+    if (KEEP("o_proj") && gen_add_x(e, fold, decode, Ly->ow, e->att, Q, A, Q, GK_OPROJ, "generate: o_proj")) return -1;
     STAGE("rmsnorm");
-    if (KEEP("rmsnorm") && !fold) LAUNCH_T(k_rmsnorm, A, nt, e->x, Ly->post_norm, e->h, D, eps);
+    if (KEEP("rmsnorm") && !fold) { gen_norm(e, A, Ly->post_norm); }
     STAGE("gate_up");
     /* the gate/up GEMM with the SwiGLU in its epilogue (skinny.cu), or the GEMM then k_swiglu */
     cf_skinny_job gu = fold ? sk_norm_job(e, Ly->gw, Ly->post_norm, NULL, 0, A, 2 * F)
@@ -1291,7 +1330,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     STAGE("swiglu");
     if (KEEP("swiglu") && !sw) LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
     STAGE("down");
-    if (KEEP("down") && gen_add_x(e, fold, Ly->dw, e->act, F, A, F, GK_DOWN, "generate: down_proj")) return -1;
+    if (KEEP("down") && gen_add_x(e, fold, decode, Ly->dw, e->act, F, A, F, GK_DOWN, "generate: down_proj")) return -1;
   }
   STAGE(NULL);
   return cu_launched("generate: layer kernels");
@@ -1304,7 +1343,7 @@ static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
   bool fold = gen_fold(e, Bp);
   if (gen_layers(e, Bp, fold, true)) return -1;
   STAGE("final_norm");
-  if (!fold) LAUNCH_T(k_rmsnorm, Bp, norm_threads(e->D), e->x, e->final_norm, e->h, e->D, (float)e->m->cfg.rms_eps);
+  if (!fold) gen_norm(e, Bp, e->final_norm);
   STAGE("lm_head");
   if (!KEEP("lm_head")) {
   } else if (fold) {
@@ -1501,7 +1540,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, pdl, rope, nt, ksb, minb, gs, amerge, dev = 0, cc = 0;
+    int mma, pdl, rope, nt, ksb, minb, gs, amerge, sk, dev = 0, cc = 0;
     /* programmatic dependent launches by default where the GPU has them (sm_90 on): on an H200
      * the 1.5B step at batch 16 took 2.12 ms with them and 2.20 without (2026-11-26) */
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -1511,7 +1550,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     if (env_int("CONFIT_GEN_MMA", 0, 0, 2, &mma) || env_int("CONFIT_GEN_PDL", cc >= 9, 0, 1, &pdl) ||
         env_int("CONFIT_GEN_ATT_GS", 1, 1, 64, &gs) || env_int("CONFIT_GEN_ATT_MERGE", 0, 0, 1, &amerge) ||
         env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
-        env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb)) {
+        env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
+        env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk)) {
       rc = -1;
       goto fail;
     }
@@ -1529,6 +1569,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     e->mma_opts.pdl = e->pdl;
     e->att_gs = gs;
     e->att_merge = amerge == 1;
+    e->splitk = sk > 1 ? sk : 0;
   }
   if (e->mma_tune && !(e->tuned = (gen_tuned *)calloc(GEN_MAX_PLANNED, sizeof *e->tuned))) {
     rc = CF_ERR("generate: out of memory");
@@ -1586,6 +1627,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         !(e->rows_mem = gen_alloc(e, stage_bytes(R), "row state")) ||
         !(e->out = (gen_out *)gen_alloc(e, (size_t)e->Bmax * sizeof(gen_out), "outputs")) ||
         !(e->cos_t = (float *)gen_alloc(e, (size_t)e->cap * h2 * 4 * 2, "rope tables")) ||
+        (e->splitk && !(e->skp = (float *)gen_alloc(e, (size_t)e->splitk * e->Bmax * D * 4, "split-K partials"))) ||
         ((e->lt_mode > 0 || e->mma_tune) &&
          !(e->lt_out = (float *)gen_alloc(e, (size_t)e->Bmax * scratch_cols(e) * 4, "GEMM plan timing")))) {
       rc = -1;
@@ -1652,7 +1694,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       int g = np - p0 < gp ? np - p0 : gp;
       STAGE("final_norm");
       LAUNCH_T(k_rmsnorm, g, norm_threads(e->D), xlast + (size_t)p0 * e->D, e->final_norm, e->h, e->D,
-               (float)c->rms_eps);
+               (float)c->rms_eps, (const float *)NULL, 0, (size_t)0);
       STAGE("lm_head");
       if ((rc = gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, g, e->D, e->V, 0.f, "generate: lm_head"))) goto fail;
       STAGE(NULL);

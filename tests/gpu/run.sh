@@ -17,7 +17,8 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     decode variant of $VARIANTS (default "rope0 pdl0 lt tune": the defaults' alternatives;
+#     decode variant of $VARIANTS (default "lt splitk4 splitk2 rope0 pdl0": the unmeasured ones,
+#     then the defaults' alternatives;
 #     --variants "...", --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
 #     below says what each is); rows "1.5B+MMA+PDL" etc.; with --knockout, the 1.5B decode
 #     benchmark at batch 16 once per named stage with that stage left out of the step
@@ -36,7 +37,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; VARIANTS=${VARIANTS:-rope0 pdl0 lt tune}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; VARIANTS=${VARIANTS:-lt splitk4 splitk2 rope0 pdl0}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -214,6 +215,8 @@ EOF
   #         so the test's exact f32 comparisons cover it); rope0 keeps k_rope_kv
   #   gs2, gs3  2 or 3 attention blocks per kv head (CONFIT_GEN_ATT_GS)
   #   merge the attention merges its splits itself, no k_attn_combine (CONFIT_GEN_ATT_MERGE=1)
+  #   splitkN  the o_proj and down GEMMs in N parts of K, added by the next RMSNorm
+  #         (CONFIT_GEN_SPLITK=N, 2..8)
   for V in $VARIANTS; do
     TEST_ENV=""; BENCH_ENV=""; TAG=$(echo "$V" | tr '[:lower:]' '[:upper:]'); OKV=1
     for part in $(echo "$V" | tr '+' ' '); do
@@ -227,6 +230,7 @@ EOF
         rope0) TEST_ENV="$TEST_ENV CONFIT_GEN_FUSE_ROPE=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_FUSE_ROPE=0" ;;
         gs2|gs3) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_GS=${part#gs}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_GS=${part#gs}" ;;
         merge) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_MERGE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_MERGE=1" ;;
+        splitk[2-8]) TEST_ENV="$TEST_ENV CONFIT_GEN_SPLITK=${part#splitk}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SPLITK=${part#splitk}" ;;
         *) say "unknown decode variant $part in $V"; STATUS=1; OKV=0 ;;
       esac
     done
