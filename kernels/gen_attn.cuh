@@ -87,6 +87,9 @@ struct att_args {
   float scale;
   bool rq, early;
   int ld;                                  /* rq: the q|k|v row stride */
+  int qnp;                                 /* rq: q|k|v is the sum of qnp (> 1) partial products
+                                              of a split-K GEMM, qps floats apart; 0, 1: one */
+  size_t qps;
   const float *bq, *bk, *bv;               /* rq: biases (may be NULL) */
   const float *cos_t, *sin_t;              /* rq: (cap, hd/2) */
   void *kcw, *vcw;                         /* rq: the caches, written at (slot[r], pos[r]) */
@@ -224,10 +227,17 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
         if (a.rq) {
           /* queries: bias and RoPE of the GEMM's rows (as k_rope_kv computes them), scaled */
           const float *row = a.q + (size_t)r * a.ld;
+          int qnp = a.qnp;
+          size_t qps = a.qps;
+          auto rd = [row, qnp, qps](int o) { /* element o of the row, its partials added in order */
+            float v = row[o];
+            for (int q = 1; q < qnp; q++) v += row[(size_t)q * qps + o];
+            return v;
+          };
           for (int i = tid; i < G * hd; i += ATT_T) {
             int g = i / hd, d = i % hd, j = d % hh, o = (hbase + g) * hd + j;
             float c = a.cos_t[(size_t)p * hh + j], sn = a.sin_t[(size_t)p * hh + j];
-            float x0 = row[o] + (a.bq ? a.bq[o] : 0.f), x1 = row[o + hh] + (a.bq ? a.bq[o + hh] : 0.f);
+            float x0 = rd(o) + (a.bq ? a.bq[o] : 0.f), x1 = rd(o + hh) + (a.bq ? a.bq[o + hh] : 0.f);
             float v = d < hh ? x0 * c - x1 * sn : x1 * c + x0 * sn;
             qs[g][d + (d >= hh ? ATT_QPAD : 0)] = v * a.scale;
           }
@@ -239,9 +249,9 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
             for (int d = tid; d < hd; d += ATT_T) {
               int j = d % hh, o = kvh * hd + j;
               float c = a.cos_t[(size_t)p * hh + j], sn = a.sin_t[(size_t)p * hh + j];
-              float x0 = row[Q + o] + (a.bk ? a.bk[o] : 0.f), x1 = row[Q + o + hh] + (a.bk ? a.bk[o + hh] : 0.f);
+              float x0 = rd(Q + o) + (a.bk ? a.bk[o] : 0.f), x1 = rd(Q + o + hh) + (a.bk ? a.bk[o + hh] : 0.f);
               T kv = from_float<T>(d < hh ? x0 * c - x1 * sn : x1 * c + x0 * sn);
-              T vv = from_float<T>(row[Q + KV + kvh * hd + d] + (a.bv ? a.bv[kvh * hd + d] : 0.f));
+              T vv = from_float<T>(rd(Q + KV + kvh * hd + d) + (a.bv ? a.bv[kvh * hd + d] : 0.f));
               kvp[0][d] = kv;
               kvp[1][d] = vv;
               if (gi == 0) {

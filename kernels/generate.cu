@@ -20,8 +20,8 @@
  * positions < plen from slot pslot, later ones from its own slot (the n samples share the
  * prompt's prefix in memory and in L2).
  *
- * Decode: one step = embed -> layers (rmsnorm, QKV GEMM, bias+RoPE+KV write, split-K decode
- * attention + combine, o_proj GEMM accumulating into the residual (beta = 1), rmsnorm, gate/up
+ * Decode: one step = embed -> layers (rmsnorm, QKV GEMM, bias+RoPE+KV write (by default inside
+ * the attention), split-K decode attention + combine, o_proj GEMM accumulating into the residual (beta = 1), rmsnorm, gate/up
  * GEMM, SwiGLU, down GEMM into the residual) -> final norm -> LM head GEMM -> sampler (one block
  * per row: argmax, log-sum-exp, radix selection for top-k/top-p, the Philox draw, the pick and
  * its log-prob; it advances the row's token, position and step in device memory). A step is
@@ -40,13 +40,15 @@
  * By default (measured fastest on an H200, 1.5B shape, batch 16, 2026-11-26: 2.07 ms per step)
  * GEMMs go to cuBLAS (cublasGemmEx), the step's kernels are programmatic dependent launches on
  * sm_90 and later (each waits in place for its predecessor; CONFIT_GEN_PDL=0 turns it off:
- * 2.20 ms), and the decode attention does k_rope_kv's work (att_args.rq; CONFIT_GEN_FUSE_ROPE=0
+ * 2.20 ms with k_rope_kv), and the decode attention does k_rope_kv's work (att_args.rq; CONFIT_GEN_FUSE_ROPE=0
  * keeps k_rope_kv: 2.12 ms). Opt-in, each measured slower there: CONFIT_GEN_LT=1 (cublasLt's
  * candidate algorithms timed per decode shape, the fastest kept: 2.13 ms; timed alone, with the
  * weights warm in L2, they win, in the step they do not), CONFIT_GEN_MMA=1 (skinny.cu's
  * tensor-core GEMMs for <= 16 rows of bf16 with the SwiGLU folded into gate/up and the RMSNorms
  * into the GEMMs that read them (gen_fold): 6 kernels per layer, 2.88 ms with PDL), CONFIT_GEN_MMA=2
- * (the same, launch shapes tuned: 2.33 ms), CONFIT_GEN_ATT_MERGE=1 (2.43 ms). skinny.cu replaced
+ * (the same, launch shapes tuned: 2.33 ms), CONFIT_GEN_ATT_MERGE=1 (2.43 ms). Not yet run on a GPU:
+ * CONFIT_GEN_SPLITK=s (gen_add_x: the decode qkv, o_proj and down GEMMs as s batched GEMMs over
+ * parts of K, their partials added by the attention and the next k_rmsnorm). skinny.cu replaced
  * k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs 2.97 ms per step).
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
@@ -507,9 +509,9 @@ struct gen_rows {  /* device row state, R entries each */
   unsigned long long *key;
 };
 
-/* A timed GEMM plan for one decode shape (CONFIT_GEN_LT; see plan_shape) */
 #define GEN_MAX_ALLOCS 48 /* device buffers of one engine (gen_alloc) */
 
+/* A timed GEMM plan for one decode shape (CONFIT_GEN_LT; see plan_shape) */
 struct gen_plan {
   int A, in, out, ldx, ldy;
   bool acc;                 /* beta = 1 */
@@ -532,6 +534,7 @@ struct gen_engine {
   int splitk;           /* CONFIT_GEN_SPLITK: parts of K for the decode o_proj and down GEMMs (gen_add_x) */
   float *skp;           /* their partials, splitk x Bmax x D f32 */
   int pend;             /* partials in skp that the next k_rmsnorm adds into x (0: none) */
+  int qnp;              /* partials of q|k|v in skp that the attention adds (0: q|k|v in qkv) */
   int *att_cnt;         /* its ticket counters, Bmax x KVH x group, zero between launches */
   bool rq;              /* decode attention does bias + RoPE + the cache write (no k_rope_kv): the
                            default; CONFIT_GEN_FUSE_ROPE=0 turns it off */
@@ -549,7 +552,7 @@ struct gen_engine {
   int nplan;
   int planned[GEN_MAX_PLANNED]; /* decode buckets already planned */
   int nplanned;
-  float *lt_out;        /* scratch output for timing plans (Bmax x V f32; also CONFIT_GEN_MMA=2) */
+  float *lt_out;        /* scratch output for timing plans (Bmax x scratch_cols f32; also CONFIT_GEN_MMA=2) */
   cudaDataType_t wt;
   cublasHandle_t blas;
   cudaStream_t st;
@@ -583,7 +586,8 @@ struct gen_engine {
 /* CONFIT_GEN_KNOCKOUT=attention,gate_up,... leaves those stages out of every step: the tokens are
  * garbage, but the step time without a stage shows its cost inside the CUDA graph (no profiler
  * can split a graph replay here: the GPU machines have no Nsight). Names: rmsnorm qkv rope_kv
- * attention combine o_proj gate_up swiglu down lm_head sample. */
+ * attention combine o_proj gate_up swiglu down lm_head sample. With CONFIT_GEN_SPLITK, leaving
+ * out rmsnorm also leaves the later o_proj and down GEMMs unsplit (the partials are never taken). */
 #define KEEP(name) (!e->knockout || !strstr(e->knockout, (name)))
 
 /* An integer switch from the environment: def when unset; an error naming it when it is not an
@@ -1135,18 +1139,27 @@ static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float 
  * step with CONFIT_GEN_SPLITK=s (opt-in, not yet run on a GPU) the GEMM is s GEMMs over parts of
  * K in one strided-batched call, s times the thread blocks of one on these skinny shapes (on an
  * H200 cuBLAS streamed the down weights at 51 % of the copy bandwidth, o_proj's at 20 %), each
- * writing its partial product; the next k_rmsnorm adds them into x, so no kernel is added. */
+ * writing its partial product; the next k_rmsnorm adds them into x, so no kernel is added. The
+ * fused qkv GEMM splits too when the attention does the RoPE (it adds the partials: qnp). K must
+ * be a multiple of 8 s, else that GEMM runs unsplit (1.5B shape: s = 3, 6 leave down unsplit,
+ * s = 5, 7 qkv and o_proj); so does one that cuBLAS refuses. */
+static bool gen_can_split(const gen_engine *e, bool fold, bool decode, int A, int in) {
+  return !fold && decode && e->splitk > 1 && in % (8 * e->splitk) == 0 && A <= e->Bmax;
+}
+/* skp[s] (A, out) f32 = X[:, s-th part of K] @ W[:, s-th part]^T for s < splitk: one call.
+ * False when cuBLAS refuses it (nothing queued): the caller takes the unsplit GEMM. */
+static bool gen_split_gemm(gen_engine *e, const void *W, const void *X, int ldx, int A, int in, int out) {
+  int s = e->splitk, kc = in / s;
+  float one = 1.f, zero = 0.f;
+  return cublasGemmStridedBatchedEx(e->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, A, kc, &one, W, e->wt, in, kc, X, e->wt,
+                                    ldx, kc, &zero, e->skp, CUDA_R_32F, out, (long long)out * A, s,
+                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS;
+}
+
 static int gen_add_x(gen_engine *e, bool fold, bool decode, const void *W, const void *X, int ldx, int A, int in,
                      int kind, const char *what) {
-  int s = e->splitk;
-  if (!fold && decode && s > 1 && in % (8 * s) == 0 && A <= e->Bmax && e->pend == 0) {
-    int kc = in / s, D = e->D;
-    float one = 1.f, zero = 0.f;
-    cublasStatus_t st = cublasGemmStridedBatchedEx(e->blas, CUBLAS_OP_T, CUBLAS_OP_N, D, A, kc, &one, W, e->wt, in,
-                                                   kc, X, e->wt, ldx, kc, &zero, e->skp, CUDA_R_32F, D,
-                                                   (long long)D * A, s, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (cu_blas_check(st, what)) return -1;
-    e->pend = s;
+  if (gen_can_split(e, fold, decode, A, in) && e->pend == 0 && gen_split_gemm(e, W, X, ldx, A, in, e->D)) {
+    e->pend = e->splitk;
     return 0;
   }
   if (!fold) return gen_gemm(e, W, X, ldx, e->x, e->D, A, in, e->D, 1.f, what);
@@ -1218,7 +1231,9 @@ static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int g
   dim3 ag(nsplit, e->KVH * gs, A);
   att_args aa;
   memset(&aa, 0, sizeof aa);
-  aa.q = rq ? e->qkv : e->qr;
+  aa.q = !rq ? e->qr : e->qnp > 1 ? e->skp : e->qkv;
+  aa.qnp = rq ? e->qnp : 0;
+  aa.qps = (size_t)A * (e->Q + 2 * e->KV);
   aa.kc = kc; aa.vc = vc;
   aa.pos = e->rows.pos; aa.slot = e->rows.slot; aa.pslot = e->rows.pslot; aa.plen = e->rows.plen;
   aa.po = e->po; aa.pm = e->pm; aa.pl = e->pl;
@@ -1253,7 +1268,8 @@ static float tune_att(gen_engine *e, int A, int gs, bool merge, cudaEvent_t ev0,
 
 
 /* A rows (row state in e->rows) through the layers: on return x (A, D) holds the residual
- * stream after the last layer. Queued on e->st; capturable. With fold (gen_fold) the RMSNorms
+ * stream after the last layer (with CONFIT_GEN_SPLITK, once gen_norm has added the last down
+ * GEMM's partials). Queued on e->st; capturable. With fold (gen_fold) the RMSNorms
  * are folded into the GEMMs that read them (and the caller folds the final one into the head).
  * decode: every row adds exactly its own position (not prefill), which lets the attention load
  * the cache early and, with e->rq, do k_rope_kv's work itself. */
@@ -1264,6 +1280,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
   att_split(e, A, &nsplit, &C);
   size_t lkv = (size_t)(e->nslots + 1) * e->KVH * e->cap * hd * ws;
   e->pend = 0; /* x is written anew: no partials of an earlier step may be added */
+  e->qnp = 0;
   STAGE("embed");
   LAUNCH_T(k_embed, A, 256, e->embed, e->rows.tok, e->x, D, fold ? e->ss : (float *)NULL);
   e->ss_groups = 1;
@@ -1282,6 +1299,9 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
           (!Ly->qkv_fused && (gen_skinny(e, &k, GK_OTHER, "generate: k_proj") ||
                               gen_skinny(e, &v, GK_OTHER, "generate: v_proj"))))
         return -1;
+    } else if (Ly->qkv_fused && decode && e->rq && gen_can_split(e, fold, decode, A, D) &&
+               gen_split_gemm(e, Ly->qw, e->h, D, A, D, ld)) {
+      e->qnp = e->splitk; /* CONFIT_GEN_SPLITK: q|k|v as partials in skp, added by the attention */
     } else if (Ly->qkv_fused) {
       if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, ld, 0.f, "generate: qkv")) return -1;
     } else if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, Q, 0.f, "generate: q_proj") ||
@@ -1298,6 +1318,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     STAGE("attention");
     bool merge = gen_att_merge(e, A);
     if (KEEP("attention") && gen_attention(e, l, A, rq, decode && e->pdl, gen_att_gs(e, A), merge)) return -1;
+    e->qnp = 0;
     STAGE("attn_combine");
     if (KEEP("combine") && !merge)
       LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
@@ -1547,6 +1568,13 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       cudaGetLastError();
       cc = 0;
     }
+    /* and only where the kernels were compiled with the waits (cu_pdl_wait is empty below sm_90:
+     * a build for an older target, JIT-compiled on a Hopper card, must not overlap them) */
+    cudaFuncAttributes fa;
+    if (cc >= 9 && (cudaFuncGetAttributes(&fa, k_rmsnorm<float>) != cudaSuccess || fa.ptxVersion < 90)) {
+      cudaGetLastError();
+      cc = 0;
+    }
     if (env_int("CONFIT_GEN_MMA", 0, 0, 2, &mma) || env_int("CONFIT_GEN_PDL", cc >= 9, 0, 1, &pdl) ||
         env_int("CONFIT_GEN_ATT_GS", 1, 1, 64, &gs) || env_int("CONFIT_GEN_ATT_MERGE", 0, 0, 1, &amerge) ||
         env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
@@ -1627,7 +1655,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         !(e->rows_mem = gen_alloc(e, stage_bytes(R), "row state")) ||
         !(e->out = (gen_out *)gen_alloc(e, (size_t)e->Bmax * sizeof(gen_out), "outputs")) ||
         !(e->cos_t = (float *)gen_alloc(e, (size_t)e->cap * h2 * 4 * 2, "rope tables")) ||
-        (e->splitk && !(e->skp = (float *)gen_alloc(e, (size_t)e->splitk * e->Bmax * D * 4, "split-K partials"))) ||
+        (e->splitk && !(e->skp = (float *)gen_alloc(e, (size_t)e->splitk * e->Bmax * (D > Q + 2 * e->KV ? D : Q + 2 * e->KV) * 4,
+                                                   "split-K partials"))) ||
         ((e->lt_mode > 0 || e->mma_tune) &&
          !(e->lt_out = (float *)gen_alloc(e, (size_t)e->Bmax * scratch_cols(e) * 4, "GEMM plan timing")))) {
       rc = -1;

@@ -44,7 +44,7 @@ static const char *mode_name[] = {"rotated q", "rotated q, early loads", "fused 
                                   "fused bias+RoPE, early loads"};
 
 template <typename T, bool VEC, int HD>
-static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
+static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np = 1) {
   int A = (int)c.pos.size(), H = c.H, KVH = c.KVH, hd = c.hd, cap = c.cap, hh = hd / 2;
   int Q = H * hd, KV = KVH * hd, ld = Q + 2 * KV, group = H / KVH;
   int nslots = A + 1; /* slot 0: the shared prompt; row r owns slot r + 1 */
@@ -60,6 +60,18 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
   std::vector<float> cs((size_t)cap * hh), sn((size_t)cap * hh);
   for (auto &v : q) v = (float)urand();
   for (auto &v : qkv) v = (float)urand();
+  /* fused with np > 1: the GEMM's rows come as np split-K partials; the rows they stand for are
+   * their sum in the kernel's order, so the reference below sees the very same floats */
+  std::vector<float> parts;
+  if (fused && np > 1) {
+    parts.resize((size_t)np * A * ld);
+    for (auto &v : parts) v = (float)urand();
+    for (size_t i = 0; i < qkv.size(); i++) {
+      float v = parts[i];
+      for (int k = 1; k < np; k++) v += parts[(size_t)k * A * ld + i];
+      qkv[i] = v;
+    }
+  }
   for (auto &v : bq) v = (float)(0.3 * urand());
   for (auto &v : bk) v = (float)(0.3 * urand());
   for (auto &v : bv) v = (float)(0.3 * urand());
@@ -101,7 +113,9 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
   std::vector<T> out((size_t)A * Q);
   att_args a;
   memset(&a, 0, sizeof a);
-  a.q = fused ? qkv.data() : q.data();
+  a.q = parts.size() ? parts.data() : fused ? qkv.data() : q.data();
+  a.qnp = np;
+  a.qps = (size_t)A * ld;
   a.kc = kc.data(); a.vc = vc.data();
   a.pos = pos.data(); a.slot = slot.data(); a.pslot = pslot.data(); a.plen = plen.data();
   a.po = po.data(); a.pm = pm.data(); a.pl = pl.data();
@@ -116,7 +130,7 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
   /* the predecessor kernel, emulated: what it writes (the rotated queries; in early mode also
    * position p of each row's own slot; in the fused form the GEMM's rows) is NaN until the block
    * waits for it, and NaN again for the next block */
-  std::vector<float> &qlive = fused ? qkv : q;
+  std::vector<float> &qlive = parts.size() ? parts : fused ? qkv : q;
   std::vector<float> qreal = qlive;
   auto put = [&](bool real) {
     for (size_t i = 0; i < qlive.size(); i++) qlive[i] = real ? qreal[i] : NAN;
@@ -142,8 +156,8 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false) {
   bool zero = true;
   for (int v : cnt) zero = zero && v == 0;
   char what[200];
-  snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head%s", c.name, sizeof(T) == 2 ? "bf16" : "f32",
-           mode_name[mode], gs, merge ? ", merged in the attention" : "");
+  snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head%s%s", c.name, sizeof(T) == 2 ? "bf16" : "f32",
+           mode_name[mode], gs, merge ? ", merged in the attention" : "", np > 1 ? ", split-K q|k|v" : "");
   CHECK(zero, "%s: ticket counters not reset", what);
   /* the reference: softmax(q k / sqrt(hd)) v over positions 0..p, in double */
   int bad = 0;
@@ -234,5 +248,11 @@ int main() {
   run<bf16, true, 128>(c128, MODE_FUSED, 2, true);
   run<bf16, true, 128>(c128, MODE_FUSED_EARLY, 2, true);
   run<bf16, true, 128>(c16, MODE_EARLY, 3, true);
+  /* q|k|v as the partials of a split-K GEMM (CONFIT_GEN_SPLITK), added by the attention */
+  for (int m = MODE_FUSED; m <= MODE_FUSED_EARLY; m++) {
+    run<bf16, true, 128>(c128, m, 1, false, 4);
+    run<float, false, 128>(c24, m, 2, false, 2);
+    run<bf16, true, 256>(c256, m, 1, true, 3);
+  }
   return check_finish();
 }

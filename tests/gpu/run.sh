@@ -2,9 +2,9 @@
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-skinny] [--no-lt] [--variants "mma+pdl lt"]
-#                                           [--profile]   (variants: lt mma tune pdl rope rope0 gs2 gs3 merge, +)
+#                                           [--profile]   (variants: lt mma tune pdl pdl0 rope rope0 gs2 gs3 merge splitk2..8, +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."]
-#                                           [--knockout "none attention combine ..."]
+#                                           [--knockout "none attention combine ..."]   (none first)
 #
 #  1. unpacks .debs/*.deb into a prefix ($DEBROOT, default /tmp/debroot): Lua, LPeg, cJSON,
 #     utf8proc, libedit, OpenBLAS that the GPU machine lacks;
