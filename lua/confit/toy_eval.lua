@@ -9,8 +9,10 @@
 --   greedy_acc        share of questions whose greedy completion is correct
 --   pass1_t05         mean over questions of the share of correct samples at T = 0.5 (avg@n)
 --   pass1_t10         the same at T = 1.0
---   maj16             share of questions whose majority answer (T = 0.5 samples) is correct
---   pass16            unbiased pass@16 over the T = 0.5 samples (metrics.pass_at_k)
+--   maj16             share of questions whose majority answer (all opts.n T = 0.5 samples) is
+--                     correct: maj@16 at the default n
+--   pass16            unbiased pass@k, k = min(16, opts.n), over the T = 0.5 samples
+--                     (metrics.pass_at_k)
 --   distinct_answers  mean over questions of the number of distinct extracted answers (T = 0.5)
 --   direct_share      share of T = 0.5 samples that answer directly (a box before any '=')
 --   mean_length       mean length in tokens (EOS included) of the T = 0.5 samples
