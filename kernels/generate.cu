@@ -531,8 +531,8 @@ struct gen_engine {
   bool pdl;             /* the step's kernels as programmatic dependent launches (sm_90 on; CONFIT_GEN_PDL) */
   int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
   bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
-  int splitk;           /* CONFIT_GEN_SPLITK: parts of K for the decode o_proj and down GEMMs (gen_add_x) */
-  float *skp;           /* their partials, splitk x Bmax x D f32 */
+  int splitk;           /* CONFIT_GEN_SPLITK: parts of K for the decode qkv, o_proj, down GEMMs (gen_add_x) */
+  float *skp;           /* their partials, splitk x Bmax x max(D, Q + 2 KV) f32 */
   int pend;             /* partials in skp that the next k_rmsnorm adds into x (0: none) */
   int qnp;              /* partials of q|k|v in skp that the attention adds (0: q|k|v in qkv) */
   int *att_cnt;         /* its ticket counters, Bmax x KVH x group, zero between launches */
@@ -587,7 +587,7 @@ struct gen_engine {
  * garbage, but the step time without a stage shows its cost inside the CUDA graph (no profiler
  * can split a graph replay here: the GPU machines have no Nsight). Names: rmsnorm qkv rope_kv
  * attention combine o_proj gate_up swiglu down lm_head sample. With CONFIT_GEN_SPLITK, leaving
- * out rmsnorm also leaves the later o_proj and down GEMMs unsplit (the partials are never taken). */
+ * out rmsnorm leaves every GEMM after the first o_proj unsplit (its partials are never taken). */
 #define KEEP(name) (!e->knockout || !strstr(e->knockout, (name)))
 
 /* An integer switch from the environment: def when unset; an error naming it when it is not an
@@ -1299,7 +1299,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
           (!Ly->qkv_fused && (gen_skinny(e, &k, GK_OTHER, "generate: k_proj") ||
                               gen_skinny(e, &v, GK_OTHER, "generate: v_proj"))))
         return -1;
-    } else if (Ly->qkv_fused && decode && e->rq && gen_can_split(e, fold, decode, A, D) &&
+    } else if (Ly->qkv_fused && decode && e->rq && gen_can_split(e, fold, decode, A, D) && e->pend == 0 &&
                gen_split_gemm(e, Ly->qw, e->h, D, A, D, ld)) {
       e->qnp = e->splitk; /* CONFIT_GEN_SPLITK: q|k|v as partials in skp, added by the attention */
     } else if (Ly->qkv_fused) {

@@ -61,7 +61,7 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   for (auto &v : q) v = (float)urand();
   for (auto &v : qkv) v = (float)urand();
   /* fused with np > 1: the GEMM's rows come as np split-K partials; the rows they stand for are
-   * their sum in the kernel's order, so the reference below sees the very same floats */
+   * their sum in the kernel's order (the reference below sees the floats the kernel should) */
   std::vector<float> parts;
   if (fused && np > 1) {
     parts.resize((size_t)np * A * ld);

@@ -215,8 +215,8 @@ EOF
   #         so the test's exact f32 comparisons cover it); rope0 keeps k_rope_kv
   #   gs2, gs3  2 or 3 attention blocks per kv head (CONFIT_GEN_ATT_GS)
   #   merge the attention merges its splits itself, no k_attn_combine (CONFIT_GEN_ATT_MERGE=1)
-  #   splitkN  the o_proj and down GEMMs in N parts of K, added by the next RMSNorm
-  #         (CONFIT_GEN_SPLITK=N, 2..8)
+  #   splitkN  the qkv, o_proj and down GEMMs in N parts of K, added by the attention and the
+  #         next RMSNorm (CONFIT_GEN_SPLITK=N, 2..8)
   for V in $VARIANTS; do
     TEST_ENV=""; BENCH_ENV=""; TAG=$(echo "$V" | tr '[:lower:]' '[:upper:]'); OKV=1
     for part in $(echo "$V" | tr '+' ' '); do
