@@ -27,7 +27,9 @@ usage: confit recipes/eval.lua --model DIR (--bench NAMES | --data FILE) [option
                          (answer) --name NAME (default: the file's base name)
   --data-dir DIR         benchmark files (default ../shared/data/benchmarks)
   --mode qwen|strict     prompt and grading of EVAL.md (default qwen)
-  --template NAME        chatml, qwen25-math-cot, strict, plain (default: the mode's)
+  --template NAME        chatml, qwen25-math-cot, strict, llama3, llama3-math-cot, strict-llama3,
+                         plain (default: the mode's prompt in the model's chat format, read from
+                         its tokenizer_config.json: Llama 3 or else ChatML)
   --n N                  samples per problem (default 0: greedy only); --temperature T (0.6)
                          --top-p P (0.95) --top-k K (0)
   --no-greedy            skip the greedy completion (then n > 0 is needed)
@@ -176,7 +178,10 @@ function M.main(argv)
   local mode = o.mode or "qwen"
   if mode ~= "qwen" and mode ~= "strict" then die("--mode must be qwen or strict, got '%s'", mode) end
   if o.template and not require("confit.chat").templates[o.template] then
-    die("unknown template '%s' (known: chatml, qwen25-math-cot, strict, plain)", o.template)
+    local names = {}
+    for k in pairs(require("confit.chat").templates) do names[#names + 1] = k end
+    table.sort(names)
+    die("unknown template '%s' (known: %s)", o.template, table.concat(names, ", "))
   end
   if o["top-p"] and (o["top-p"] <= 0 or o["top-p"] > 1) then die("--top-p must be in (0, 1]") end
   local n = o.n or 0
@@ -213,7 +218,7 @@ function M.main(argv)
     local dir = out .. "/" .. set.name
     local cfg = {
       recipe = "eval", name = set.name, model = o.model, benchmark = set.name, mode = mode,
-      template = o.template or (set.toy and "plain" or evaluate.DEFAULT_TEMPLATE[mode]),
+      template = o.template or (set.toy and "plain" or evaluate.default_template(mode, o.model)),
       grader = set.toy and "toy" or mode, greedy = not o["no-greedy"], n = n,
       temperature = o.temperature or 0.6, top_p = o["top-p"] or 0.95, top_k = o["top-k"] or 0,
       max_new_tokens = o["max-new-tokens"] or (set.toy and 64 or 3072),
@@ -263,7 +268,7 @@ function M.main(argv)
   for _, set in ipairs(sets) do
     all_toy = all_toy and set.toy
     local cfg = set.toy and {grader = "toy", template = o.template or "plain"}
-                or {grader = mode, template = o.template or evaluate.DEFAULT_TEMPLATE[mode]}
+                or {grader = mode, template = o.template or evaluate.default_template(mode, o.model)}
     per[#per + 1] = string.format("%s: %s grader, %s prompt", set.name, cfg.grader, cfg.template)
   end
   if all_toy then print(string.format("eval: %s  %s", o.model, table.concat(per, "; ")))

@@ -24,7 +24,9 @@
 -- Real data: --model DIR --data FILE (JSONL, one object per line with a --question-field,
 -- default "question"; an --answer-field, default "answer", is optional and only used for
 -- logging train_acc and for evaluation). Prompts use the --template of confit.chat (default
--- "qwen25-math-cot"), generation stops on <|im_end|> / <|endoftext|>, answers are extracted with
+-- "auto": "qwen25-math-cot", or "llama3-math-cot" when the model's tokenizer_config.json has a
+-- Llama 3 chat template), generation stops on the tokenizer's end-of-turn / end-of-text tokens
+-- (<|im_end|> / <|endoftext|> for Qwen) and the config's eos_token_id, answers are extracted with
 -- confit.grade (qwen mode). Unless given, the paper's settings apply: N = 16, T = 0.5,
 -- max_new_tokens 3072, 10 steps, 1 question per step, lr 1e-5, weight decay 0.01 (and
 -- --micro-batch 4: the same gradient in four passes, which bounds memory). Evaluation
@@ -82,7 +84,11 @@ local SPEC = {
   data = {"string", nil},
   question_field = {"string", "question"},
   answer_field = {"string", "answer"},
-  template = {"string", "qwen25-math-cot", choices = sorted_names(require("confit.chat").templates)},
+  template = {"string", "auto", choices = (function()
+    local t = sorted_names(require("confit.chat").templates)
+    table.insert(t, 1, "auto")
+    return t
+  end)()},
   eval_data = {"string", nil},
   eval_mode = {"string", "qwen", choices = {"qwen", "strict"}},
   checkpoint_every = {"int", 0, min = 0},
@@ -281,11 +287,8 @@ local function run_real(o, cfg, say)
   end
   cli.check_context("rlsc", o.context, longest, o.max_new_tokens,
                     ("prompt (--data %s, question %s)"):format(o.data, tostring(where)))
-  local stop = {}
-  for _, name in ipairs({"<|im_end|>", "<|endoftext|>"}) do
-    local id = m.tokenizer and m.tokenizer.token_to_id and m.tokenizer:token_to_id(name)
-    if id then stop[#stop + 1] = id end
-  end
+  local stop = {} -- the tokenizer's end-of-turn and end-of-text special tokens (tokenizer.lua)
+  for i, id in ipairs(m.tokenizer.eos_ids or {}) do stop[i] = id end
   local gopts = {mode = o.eval_mode}
   local extract = function(text) return grade.extract(text, gopts) end
   -- temp_only: the "after" evaluation samples at the evaluation's temperature (0.6) scaled
@@ -360,6 +363,7 @@ local function check(o)
   end
   cli.check_model_dir("rlsc", o.model, "--model")
   if o.data then
+    if o.template == "auto" then o.template = require("confit.evaluate").default_template("qwen", o.model) end
     o.questions, o.labelled = read_questions(o)
     o.eval_problems = read_eval_data(o)
   end

@@ -14,7 +14,22 @@
 --                    "qwen" mode): ChatML with the default system message and one user turn
 --   strict           EVAL.md "strict" mode: the user turn is
 --                    `Problem: {question}\nMark your solution with \boxed\nAnswer:` in ChatML
+--   llama3           Llama 3's format: `<|begin_of_text|>`, then per turn
+--                    `<|start_header_id|>role<|end_header_id|>\n\n` content (trimmed, as its
+--                    template trims) `<|eot_id|>`; a system turn only when given (opts.system or
+--                    a system message). Llama 3.1+'s default "Cutting Knowledge Date" system turn
+--                    is not added.
+--   llama3-math-cot  the "qwen" mode prompt for a Llama 3 model: llama3 with the Qwen2.5-Math
+--                    chain-of-thought instruction as the system turn and one user turn
+--   strict-llama3    the "strict" mode user turn in llama3 (no system turn)
 --   plain            the question as is
+--
+--   chat.family(dir) -> "chatml" | "llama3" | nil, why
+--     which format a model folder's chat template (dir/tokenizer_config.json, chat_template) uses;
+--     nil with the reason when the file or the template is missing or of another kind.
+--   chat.default_template(mode, family) -> name
+--     the template EVAL.md's mode ("qwen" | "strict") uses for a model of that family: the
+--     question goes in "the model's chat template" (ChatML when the family is unknown).
 local M = {}
 
 M.QWEN_MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -62,6 +77,23 @@ local function chatml(msgs, opts)
   return table.concat(out)
 end
 
+local function llama3(msgs, opts)
+  local out = {"<|begin_of_text|>"}
+  local system = opts.system
+  if system ~= nil and system ~= false and msgs[1].role ~= "system" then
+    if type(system) ~= "string" then fail("opts.system must be a string or false") end
+    out[#out + 1] = "<|start_header_id|>system<|end_header_id|>\n\n" .. system:match("^%s*(.-)%s*$") .. "<|eot_id|>"
+  end
+  for _, m in ipairs(msgs) do
+    out[#out + 1] = "<|start_header_id|>" .. m.role .. "<|end_header_id|>\n\n" .. m.content:match("^%s*(.-)%s*$") ..
+      "<|eot_id|>"
+  end
+  if opts.add_generation_prompt ~= false then out[#out + 1] = "<|start_header_id|>assistant<|end_header_id|>\n\n" end
+  return table.concat(out)
+end
+
+local function strict_text(q) return "Problem: " .. q .. "\nMark your solution with \\boxed\nAnswer:" end
+
 M.templates = {
   chatml = function(x, opts)
     return chatml(messages_of(x), opts)
@@ -73,7 +105,19 @@ M.templates = {
   end,
   strict = function(x, opts)
     local q = question_of(x, "strict")
-    return chatml({{role = "user", content = "Problem: " .. q .. "\nMark your solution with \\boxed\nAnswer:"}}, opts)
+    return chatml({{role = "user", content = strict_text(q)}}, opts)
+  end,
+  llama3 = function(x, opts)
+    return llama3(messages_of(x), opts)
+  end,
+  ["llama3-math-cot"] = function(x, opts)
+    local q = question_of(x, "llama3-math-cot")
+    return llama3({{role = "user", content = q}},
+                  {system = M.QWEN_MATH_SYSTEM, add_generation_prompt = opts.add_generation_prompt})
+  end,
+  ["strict-llama3"] = function(x, opts)
+    local q = question_of(x, "strict-llama3")
+    return llama3({{role = "user", content = strict_text(q)}}, {add_generation_prompt = opts.add_generation_prompt})
   end,
   plain = function(x)
     return question_of(x, "plain")
@@ -91,6 +135,36 @@ function M.apply(name, x, opts)
   end
   if opts ~= nil and type(opts) ~= "table" then fail("opts must be a table, got " .. type(opts)) end
   return f(x, opts or {})
+end
+
+-- The chat format of a model folder, from its tokenizer_config.json's chat_template (a string, or
+-- a list of {name, template} of which "default" or the first counts).
+function M.family(dir)
+  if type(dir) ~= "string" then fail("family: dir must be a string, got " .. type(dir)) end
+  local path = dir .. "/tokenizer_config.json"
+  local cfg, err = require("confit.jsonio").read_json(path)
+  if cfg == nil then return nil, tostring(err) end
+  if type(cfg) ~= "table" then return nil, path .. ": not a JSON object" end
+  local t = cfg.chat_template
+  if type(t) == "table" then
+    local pick = t[1]
+    for _, e in ipairs(t) do if type(e) == "table" and e.name == "default" then pick = e end end
+    t = type(pick) == "table" and pick.template or nil
+  end
+  if type(t) ~= "string" then return nil, path .. " has no chat_template" end
+  if t:find("<|im_start|>", 1, true) then return "chatml" end
+  if t:find("<|start_header_id|>", 1, true) then return "llama3" end
+  return nil, path .. ": chat_template is neither ChatML nor Llama 3's"
+end
+
+local DEFAULTS = {chatml = {qwen = "qwen25-math-cot", strict = "strict"},
+                  llama3 = {qwen = "llama3-math-cot", strict = "strict-llama3"}}
+
+function M.default_template(mode, family)
+  if mode ~= "qwen" and mode ~= "strict" then
+    fail(string.format("default_template: mode must be \"qwen\" or \"strict\", got %s", tostring(mode)))
+  end
+  return (DEFAULTS[family] or DEFAULTS.chatml)[mode]
 end
 
 return M

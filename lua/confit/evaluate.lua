@@ -11,14 +11,19 @@
 -- problems[i] = {id, question, answer} (bench.load's items, or toy questions). Options:
 --   mode            "qwen" (default) or "strict"
 --   template        chat template name (confit.chat) or function(question, problem) -> prompt;
---                   default "qwen25-math-cot" in qwen mode, "strict" in strict mode
+--                   default evaluate.default_template(mode, model): the mode's prompt in the
+--                   model folder's chat format ("qwen25-math-cot" / "strict" for ChatML models
+--                   and when the format is unknown, "llama3-math-cot" / "strict-llama3" for
+--                   Llama 3)
 --   grader          "qwen" | "strict" | "toy" or a table {name, extract(text) -> answer|nil,
 --                   equal(pred, ref) -> bool, key(answer) -> string}; default: the mode's
 --   greedy          run greedy decoding (default true)
 --   n               samples per problem (default 0); temperature (0.6), top_p (0.95), top_k (0)
 --   max_new_tokens  default 3072
---   stop            extra stop token ids; default the tokenizer's <|im_end|> and <|endoftext|>
---                   (ids 151645 and 151643 for Qwen), whichever it has
+--   stop            stop token ids; default the tokenizer's end-of-turn and end-of-text special
+--                   tokens (tok.eos_ids: <|im_end|> and <|endoftext|>, ids 151645 and 151643
+--                   for Qwen; <|eot_id|> and <|end_of_text|> for Llama 3), besides the config's
+--                   eos_token_id
 --   seed            default 0; batch_size problems per generate call (default 8)
 --   benchmark       name written into every record and the summary (default "custom")
 --   out_dir         write <out_dir>/eval_<stage>.jsonl (one record per problem, docs/RUNDIR.md),
@@ -28,6 +33,8 @@
 --   resume          default true: problems already in the eval file are not generated again
 --   generate        function(prompts, gen_opts) -> samples, replacing model:generate (tests,
 --                   servers); model may then be nil
+--   model_dir       the model folder whose chat format picks the default template (default
+--                   model.dir)
 --   rescore         sampled completions' logprob at temperature 1 (RUNDIR.md): default true
 --                   when sampling at T ~= 1 with a real model (one extra forward pass)
 --   progress        options for confit.progress (e.g. {mode = "off"}); false = none
@@ -52,6 +59,14 @@ local evaluate = {}
 evaluate.KS = {1, 2, 4, 8, 16}
 evaluate.STOP_TOKENS = {"<|im_end|>", "<|endoftext|>"}
 evaluate.DEFAULT_TEMPLATE = {qwen = "qwen25-math-cot", strict = "strict"}
+
+-- The mode's template for a model (a confit.model with .dir, or a folder path): the prompt in
+-- the model's chat format (confit.chat.family), ChatML when that is unknown or there is no model.
+function evaluate.default_template(mode, model)
+  local dir = type(model) == "string" and model or (type(model) == "table" and model.dir) or nil
+  local family = dir and chat.family(dir) or nil
+  return chat.default_template(mode, family)
+end
 
 local NULL = jsonio.null
 
@@ -168,7 +183,7 @@ function evaluate.settings(opts)
     fail("stage must be \"before\" or \"after\", got " .. tostring(s.stage), 2)
   end
   if type(s.benchmark) ~= "string" or s.benchmark == "" then fail("benchmark must be a name", 2) end
-  local t = opts.template or evaluate.DEFAULT_TEMPLATE[s.mode]
+  local t = opts.template or evaluate.default_template(s.mode, opts.model_dir)
   if type(t) == "string" then
     if not chat.templates[t] then
       local names = {}
@@ -282,7 +297,9 @@ local function stop_ids(model, s)
   if s.stop then return s.stop end
   local ids = {}
   local tok = model and model.tokenizer
-  if tok and tok.token_to_id then
+  if tok and type(tok.eos_ids) == "table" and #tok.eos_ids > 0 then
+    for i, id in ipairs(tok.eos_ids) do ids[i] = id end
+  elseif tok and tok.token_to_id then
     for _, name in ipairs(evaluate.STOP_TOKENS) do
       local id = tok:token_to_id(name)
       if id then ids[#ids + 1] = id end
@@ -634,6 +651,13 @@ end
 
 function evaluate.run(model, problems, opts)
   opts = opts or {}
+  if type(opts) == "table" and opts.template == nil and opts.model_dir == nil and type(model) == "table" and
+      type(model.dir) == "string" then
+    local o2 = {}
+    for k, v in pairs(opts) do o2[k] = v end
+    o2.model_dir = model.dir
+    opts = o2
+  end
   local s = evaluate.settings(opts)
   if type(problems) ~= "table" then fail("problems must be a list", 2) end
   local injected = opts.generate ~= nil

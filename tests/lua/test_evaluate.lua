@@ -246,6 +246,38 @@ H.case("argument checks", function()
            "0 samples for 3 prompts x n=1")
 end)
 
+H.case("the default template follows the model folder's chat format; stop ids are the tokenizer's", function()
+  local dir = TMP .. "/llama-folder"
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  local f = assert(io.open(dir .. "/tokenizer_config.json", "wb"))
+  f:write('{"chat_template": "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}' ..
+          '<|end_header_id|>{% endfor %}"}')
+  f:close()
+  H.eq(evaluate.settings({}).template, "qwen25-math-cot", "no model: ChatML")
+  H.eq(evaluate.settings({model_dir = dir}).template, "llama3-math-cot")
+  H.eq(evaluate.settings({model_dir = dir, mode = "strict"}).template, "strict-llama3")
+  H.eq(evaluate.settings({model_dir = dir, template = "plain"}).template, "plain", "an explicit template wins")
+  H.eq(evaluate.default_template("strict", TMP .. "/no-such-folder"), "strict", "unreadable folder: ChatML")
+  local seen, stop = {}, nil
+  local function gen(prompts, go)
+    stop = go.stop
+    local out = {}
+    for i, p in ipairs(prompts) do
+      seen[#seen + 1] = p
+      out[i] = {prompt = i, text = "\\boxed{3}", length = 3, logprob = -1, finish = "stop"}
+    end
+    return out
+  end
+  local model = {dir = dir, tokenizer = {eos_ids = {128009, 128001}}}
+  evaluate.run(model, {PROBLEMS[1]}, {generate = gen, progress = QUIET})
+  H.ok(seen[1]:find("^<|begin_of_text|><|start_header_id|>system<|end_header_id|>"), "prompt: " .. seen[1])
+  H.eq(stop and #stop, 2, "stop ids")
+  H.eq(stop[1], 128009); H.eq(stop[2], 128001)
+  seen = {}
+  evaluate.run(model, {PROBLEMS[1]}, {generate = gen, progress = QUIET, mode = "strict"})
+  H.ok(seen[1]:find("Problem: ", 1, true) and seen[1]:find("^<|begin_of_text|>"), "strict prompt: " .. seen[1])
+end)
+
 H.case("toy grader and the summary table", function()
   local probs = {{id = 1, question = "1+2=", answer = 3}, {id = 2, question = "4+4=", answer = 8}}
   local script = {["1+2="] = {greedy = "1+2=3;\\boxed{3}"}, ["4+4="] = {greedy = "4+4=8;\\boxed{08}"}}

@@ -216,6 +216,74 @@ H.case("chat template errors", function()
   H.eq(tok:chat("q", {template = "plain"}), "q", "tok:chat picks the template")
 end)
 
+-- Llama 3's format, written out from its chat template (a BOS, then per message the role in
+-- header tokens, two newlines, the trimmed content, <|eot_id|>)
+local L3_USER = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
+local L3_GEN = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+
+H.case("llama3 templates are byte-exact", function()
+  local q = "What is $1+1$?"
+  H.eq(chat.apply("llama3", q), L3_USER .. "What is $1+1$?<|eot_id|>" .. L3_GEN, "llama3, no system by default")
+  H.eq(chat.apply("llama3", {{role = "system", content = "S"}, {role = "user", content = "  U \n"},
+    {role = "assistant", content = "A"}, {role = "user", content = "V"}}, {add_generation_prompt = false}),
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|>" ..
+    "<|start_header_id|>user<|end_header_id|>\n\nU<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nA" ..
+    "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nV<|eot_id|>", "llama3 multi-turn, content trimmed")
+  H.eq(chat.apply("llama3", q, {system = "Be brief."}),
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>" ..
+    "<|start_header_id|>user<|end_header_id|>\n\nWhat is $1+1$?<|eot_id|>" .. L3_GEN, "llama3 with opts.system")
+  H.eq(chat.apply("llama3-math-cot", q),
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nPlease reason step by step, and put your " ..
+    "final answer within \\boxed{}.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWhat is $1+1$?<|eot_id|>" ..
+    L3_GEN, "llama3-math-cot")
+  H.eq(chat.apply("strict-llama3", q),
+    L3_USER .. "Problem: What is $1+1$?\nMark your solution with \\boxed\nAnswer:<|eot_id|>" .. L3_GEN,
+    "strict-llama3")
+  H.raises(function() chat.apply("strict-llama3", {{role = "user", content = "a"}, {role = "user", content = "b"}}) end,
+    "one user message")
+  H.raises(function() chat.apply("llama3", q, {system = 3}) end, "opts.system")
+end)
+
+H.case("chat.family reads the model folder's chat format; default_template follows it", function()
+  local base = os.tmpname()
+  os.remove(base)
+  local function folder(name, text)
+    local d = base .. "-" .. name
+    assert(os.execute("mkdir -p '" .. d .. "'"))
+    if text then
+      local f = assert(io.open(d .. "/tokenizer_config.json", "wb"))
+      f:write(text)
+      f:close()
+    end
+    return d
+  end
+  local chatml = folder("chatml", '{"chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\\n{% endfor %}"}')
+  local llama = folder("llama", '{"chat_template": "{{ bos_token }}<|start_header_id|>{{ m.role }}<|end_header_id|>"}')
+  local listed = folder("listed", '{"chat_template": [{"name": "tool_use", "template": "<|im_start|>"}, ' ..
+    '{"name": "default", "template": "<|start_header_id|>"}]}')
+  local none = folder("none", '{"model_max_length": 10}')
+  local other = folder("other", '{"chat_template": "[INST] {{ m.content }} [/INST]"}')
+  local broken = folder("broken", '{"chat_template": ')
+  local missing = folder("missing", nil)
+  H.eq(chat.family(chatml), "chatml")
+  H.eq(chat.family(llama), "llama3")
+  H.eq(chat.family(listed), "llama3", "a list of templates: the one named default")
+  for _, c in ipairs({{none, "no chat_template"}, {other, "neither ChatML nor Llama 3"},
+                      {broken, "tokenizer_config.json"}, {missing, "tokenizer_config.json"}}) do
+    local f, why = chat.family(c[1])
+    H.eq(f, nil, c[1])
+    H.ok(why and why:find(c[2], 1, true), "why: " .. tostring(why))
+  end
+  H.eq(chat.default_template("qwen", "chatml"), "qwen25-math-cot")
+  H.eq(chat.default_template("strict", "chatml"), "strict")
+  H.eq(chat.default_template("qwen", "llama3"), "llama3-math-cot")
+  H.eq(chat.default_template("strict", "llama3"), "strict-llama3")
+  H.eq(chat.default_template("strict", nil), "strict", "unknown format: ChatML")
+  H.raises(function() chat.default_template("loose", "chatml") end, "mode")
+  H.raises(function() chat.family(5) end, "dir must be a string")
+  os.execute("rm -rf '" .. base .. "'-*")
+end)
+
 -- ---------------------------------------------------------------- the real Qwen tokenizer
 
 local qwen_path = H.shared("tokenizer/qwen/tokenizer.json")
@@ -225,6 +293,10 @@ if not (qwen_path and vectors_path) then
   os.remove(toy_path)
   H.finish()
 end
+
+H.case("qwen: the folder's chat template is ChatML", function()
+  H.eq(chat.family((qwen_path:gsub("/tokenizer%.json$", ""))), "chatml")
+end)
 
 local t0 = os.clock()
 local qwen = assert(tokenizer.new(qwen_path))
