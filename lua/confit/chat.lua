@@ -77,15 +77,17 @@ local function chatml(msgs, opts)
   return table.concat(out)
 end
 
+local function trim(text) return text:match("^%s*(.-)%s*$") end
+
 local function llama3(msgs, opts)
   local out = {"<|begin_of_text|>"}
   local system = opts.system
   if system ~= nil and system ~= false and msgs[1].role ~= "system" then
     if type(system) ~= "string" then fail("opts.system must be a string or false") end
-    out[#out + 1] = "<|start_header_id|>system<|end_header_id|>\n\n" .. system:match("^%s*(.-)%s*$") .. "<|eot_id|>"
+    out[#out + 1] = "<|start_header_id|>system<|end_header_id|>\n\n" .. trim(system) .. "<|eot_id|>"
   end
   for _, m in ipairs(msgs) do
-    out[#out + 1] = "<|start_header_id|>" .. m.role .. "<|end_header_id|>\n\n" .. m.content:match("^%s*(.-)%s*$") ..
+    out[#out + 1] = "<|start_header_id|>" .. m.role .. "<|end_header_id|>\n\n" .. trim(m.content) ..
       "<|eot_id|>"
   end
   if opts.add_generation_prompt ~= false then out[#out + 1] = "<|start_header_id|>assistant<|end_header_id|>\n\n" end

@@ -149,8 +149,9 @@ local function check_num(v, name, lo, hi)
   end
 end
 
--- Options with defaults applied and checked.
-function evaluate.settings(opts)
+-- Options with defaults applied and checked; model (optional): whose folder's chat format picks
+-- the default template when opts gives neither template nor model_dir.
+function evaluate.settings(opts, model)
   opts = opts or {}
   if type(opts) ~= "table" then fail("opts must be a table", 2) end
   local s = {}
@@ -183,7 +184,7 @@ function evaluate.settings(opts)
     fail("stage must be \"before\" or \"after\", got " .. tostring(s.stage), 2)
   end
   if type(s.benchmark) ~= "string" or s.benchmark == "" then fail("benchmark must be a name", 2) end
-  local t = opts.template or evaluate.default_template(s.mode, opts.model_dir)
+  local t = opts.template or evaluate.default_template(s.mode, opts.model_dir or model)
   if type(t) == "string" then
     if not chat.templates[t] then
       local names = {}
@@ -651,14 +652,7 @@ end
 
 function evaluate.run(model, problems, opts)
   opts = opts or {}
-  if type(opts) == "table" and opts.template == nil and opts.model_dir == nil and type(model) == "table" and
-      type(model.dir) == "string" then
-    local o2 = {}
-    for k, v in pairs(opts) do o2[k] = v end
-    o2.model_dir = model.dir
-    opts = o2
-  end
-  local s = evaluate.settings(opts)
+  local s = evaluate.settings(opts, model)
   if type(problems) ~= "table" then fail("problems must be a list", 2) end
   local injected = opts.generate ~= nil
   if injected and type(opts.generate) ~= "function" then fail("opts.generate must be a function", 2) end
