@@ -6,7 +6,8 @@
  * 1.5B and 7B shapes, at N rows (default 16): the time of cublasGemmEx (bf16 in, f32 out and
  * compute, CUBLAS_GEMM_DEFAULT: what generate.cu calls) and of cf_cuda_skinny_gemm in each
  * launch shape (tiles per block 1/2/4, K split chosen or 1, register bound 1/2, and a few as
- * programmatic dependent launches: back to back, each overlaps the previous); gate/up also in
+ * programmatic dependent launches: back to back, each overlaps the previous) and in the wide
+ * layout (impl "skinny_wide": tiles per warp, X staged in shared memory); gate/up also in
  * its fused SwiGLU form, and the GEMMs that read a norm's output also with the norm folded in
  * (f32 activations normalised on load; "+norm"): their vs_cublas compares with the plain
  * GEMM's cuBLAS time (without the SwiGLU or RMSNorm kernel they save).
@@ -184,14 +185,18 @@ int main(int argc, char **argv) {
   CK(cudaMalloc(&bws, (size_t)32 << 20));
   cublasSetWorkspace(blas, bws, (size_t)32 << 20);
   cf_skinny_ws ws;
-  if (cf_cuda_skinny_ws_init(&ws, (size_t)1 << 20, 4096)) {
+  if (cf_cuda_skinny_ws_init(&ws, (size_t)1 << 21, 4096)) {
     printf("{\"bench\":\"error\",\"message\":\"skinny workspace\"}\n");
     return 1;
   }
-  /* tiles per block, K parts (0: chosen), register bound, programmatic dependent launch */
-  static const cf_skinny_opts variants[] = {{4, 0, 1, false}, {4, 0, 2, false}, {2, 0, 1, false}, {2, 0, 2, false},
-                                            {1, 0, 1, false}, {1, 0, 2, false}, {4, 1, 1, false}, {2, 1, 1, false},
-                                            {1, 1, 1, false}, {4, 0, 1, true},  {2, 0, 1, true},  {1, 0, 1, true}};
+  /* tiles per block (per warp when wide), K parts (0: chosen), register bound, programmatic
+   * dependent launch, the wide layout */
+  static const cf_skinny_opts variants[] = {
+      {4, 0, 1, false, false}, {4, 0, 2, false, false}, {2, 0, 1, false, false}, {2, 0, 2, false, false},
+      {1, 0, 1, false, false}, {1, 0, 2, false, false}, {4, 1, 1, false, false}, {2, 1, 1, false, false},
+      {1, 1, 1, false, false}, {4, 0, 1, true, false},  {2, 0, 1, true, false},  {1, 0, 1, true, false},
+      {4, 0, 1, false, true},  {2, 0, 1, false, true},  {1, 0, 1, false, true},  {2, 0, 1, true, true},
+      {4, 0, 1, true, true}};
   for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
     const gemm_shape *s = &shapes[si];
     if (strcmp(only, "all") && strcmp(only, s->model)) continue;
@@ -269,14 +274,17 @@ int main(int argc, char **argv) {
              wbytes / (t_blas * 1e3));
     for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
       const cf_skinny_opts *o = &variants[v];
-      if ((s->swiglu && o->nt < 2) || (s->normed && o->nt != 4)) continue; /* the plan would make them 2 / 4 */
+      /* the narrow plan makes SwiGLU 2+ tiles and a normed source 4; the wide one only the former */
+      if ((s->swiglu && o->nt < 2) || (s->normed && !o->wide && o->nt != 4)) continue;
       int nt, ksb, grid;
+      bool wide;
       {
         cf_skinny_job pj;
         memset(&pj, 0, sizeof pj);
         pj.in = s->in; pj.out = s->out; pj.swiglu = s->swiglu != 0; pj.xf = s->normed ? c.xf : NULL;
-        cf_cuda_skinny_plan(&pj, o, &ws, &nt, &ksb, &grid);
+        wide = cf_cuda_skinny_plan(&pj, o, &ws, &nt, &ksb, &grid);
       }
+      if (o->wide && !wide) continue; /* its parts of K do not fit the workspace: the narrow plan runs */
       /* correctness first: one launch with beta = 0 semantics (Y zeroed; beta*0 adds nothing) */
       CK(cudaMemset(c.Y, 0, (size_t)16 * s->out * 4));
       double err = -1;
@@ -295,9 +303,10 @@ int main(int argc, char **argv) {
       }
       double t = time_graph(&c, o, reps);
       printf("{\"bench\":\"skinny\",\"device\":\"%s\",\"model\":\"%s\",\"gemm\":\"%s\",\"rows\":%d,\"in\":%d,\"out\":%d,"
-             "\"impl\":\"skinny\",\"nt\":%d,\"ksb\":%d,\"minb\":%d,\"pdl\":%d,\"grid\":%d,\"us\":%.2f,\"GBps\":%.0f,"
+             "\"impl\":\"%s\",\"nt\":%d,\"ksb\":%d,\"minb\":%d,\"pdl\":%d,\"grid\":%d,\"us\":%.2f,\"GBps\":%.0f,"
              "\"vs_cublas\":%.3f,\"rel_err\":%.2e}\n",
-             card, s->model, s->name, rows, s->in, s->out, nt, ksb, o->minb, (int)o->pdl, grid, t, wbytes / (t * 1e3),
+             card, s->model, s->name, rows, s->in, s->out, wide ? "skinny_wide" : "skinny", nt, ksb, o->minb, (int)o->pdl,
+             grid, t, wbytes / (t * 1e3),
              t_blas > 0 ? t_blas / t : 0.0, err);
       fflush(stdout);
     }

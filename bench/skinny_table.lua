@@ -20,7 +20,8 @@ for line in io.lines(path) do
     elseif not err or err >= 1e-2 then
       wrong[key] = (wrong[key] or 0) + 1
     elseif us and us > 0 and (not best[key] or us < best[key].us) then
-      best[key] = {us = us, cfg = string.format("nt%s ksb%s minb%s%s", field(line, "nt"), field(line, "ksb"),
+      best[key] = {us = us, cfg = string.format("%snt%s ksb%s minb%s%s",
+        field(line, "impl") == "skinny_wide" and "wide " or "", field(line, "nt"), field(line, "ksb"),
         field(line, "minb"), field(line, "pdl") == "1" and " pdl" or "")}
     end
   elseif field(line, "bench") == "error" then

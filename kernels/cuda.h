@@ -74,9 +74,12 @@ void cf_cuda_free(void *p, size_t nbytes);
  * ksb = parts K is split into across blocks (needs ws; 0 = chosen), minb = 1 lets a block use up
  * to 255 registers, 2 caps it for two blocks per multiprocessor, pdl launches it as a
  * programmatic dependent launch (it prefetches its first weights into L2 while the previous
- * kernel ends). ws holds the partial tiles and ticket counters of a split K; one workspace
- * serves launches queued in order on one stream. */
-typedef struct cf_skinny_opts { int nt, ksb, minb; bool pdl; } cf_skinny_opts;
+ * kernel ends), wide asks for the wide layout (nt tiles per warp, the block's X staged in shared
+ * memory; skinny_kernel.cuh; minb does not apply), kept only where the workspace holds the parts
+ * of K it needs. ws holds
+ * the partial tiles and ticket counters of a split K; one workspace serves launches queued in
+ * order on one stream. */
+typedef struct cf_skinny_opts { int nt, ksb, minb; bool pdl, wide; } cf_skinny_opts;
 typedef struct cf_skinny_ws { float *part; size_t nfloat; int *cnt; int ncnt; } cf_skinny_ws;
 typedef struct cf_skinny_job {
   const void *W;
@@ -95,8 +98,9 @@ typedef struct cf_skinny_job {
 } cf_skinny_job;
 bool cf_cuda_skinny_ok(const cf_skinny_job *job);
 int cf_cuda_skinny_run(const cf_skinny_job *job, const cf_skinny_opts *opts, const cf_skinny_ws *ws, void *stream);
-/* The launch it would make: tiles per block, parts of K, column groups (grid.x). */
-void cf_cuda_skinny_plan(const cf_skinny_job *job, const cf_skinny_opts *opts, const cf_skinny_ws *ws, int *nt,
+/* The launch it would make: tiles per block (per warp when wide), parts of K, column groups
+ * (grid.x); returns whether it is the wide layout. */
+bool cf_cuda_skinny_plan(const cf_skinny_job *job, const cf_skinny_opts *opts, const cf_skinny_ws *ws, int *nt,
                          int *ksb, int *grid);
 /* nfloat floats of partial tiles and ncnt zeroed counters; freed by cf_cuda_skinny_ws_free. */
 int cf_cuda_skinny_ws_init(cf_skinny_ws *ws, size_t nfloat, int ncnt);

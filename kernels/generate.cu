@@ -48,7 +48,9 @@
  * into the GEMMs that read them (gen_fold): 6 kernels per layer, 2.88 ms with PDL), CONFIT_GEN_MMA=2
  * (the same, launch shapes tuned: 2.33 ms), CONFIT_GEN_ATT_MERGE=1 (2.43 ms). Not yet run on a GPU:
  * CONFIT_GEN_SPLITK=s (gen_add_x: the decode qkv, o_proj and down GEMMs as s batched GEMMs over
- * parts of K, their partials added by the attention and the next k_rmsnorm). skinny.cu replaced
+ * parts of K, their partials added by the attention and the next k_rmsnorm) and skinny.cu's wide
+ * layout (CONFIT_GEN_MMA_WIDE=1 with CONFIT_GEN_MMA=1; CONFIT_GEN_MMA=2 also times it per GEMM
+ * kind: a block's warps share an X slice staged in shared memory). skinny.cu replaced
  * k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs 2.97 ms per step).
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
@@ -538,7 +540,7 @@ struct gen_engine {
   int *att_cnt;         /* its ticket counters, Bmax x KVH x group, zero between launches */
   bool rq;              /* decode attention does bias + RoPE + the cache write (no k_rope_kv): the
                            default; CONFIT_GEN_FUSE_ROPE=0 turns it off */
-  cf_skinny_opts mma_opts; /* CONFIT_GEN_MMA_NT, _KSB, _MINB (0: skinny.cu's defaults) */
+  cf_skinny_opts mma_opts; /* CONFIT_GEN_MMA_NT, _KSB, _MINB, _WIDE (0: skinny.cu's defaults) */
   bool mma_tune;        /* CONFIT_GEN_MMA=2: each decode bucket's GEMM kinds timed in a few launch
                            shapes first, the fastest kept (gen_tune) */
   struct gen_tuned *tuned;
@@ -1025,7 +1027,7 @@ static pthread_mutex_t g_tune_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool tune_same(const gen_tune_key &a, const gen_tune_key &b) {
   return a.D == b.D && a.F == b.F && a.Q == b.Q && a.KV == b.KV && a.V == b.V && a.L == b.L && a.A == b.A &&
          a.pdl == b.pdl && a.env.nt == b.env.nt && a.env.ksb == b.env.ksb && a.env.minb == b.env.minb &&
-         a.env.pdl == b.env.pdl;
+         a.env.pdl == b.env.pdl && a.env.wide == b.env.wide;
 }
 
 static gen_tune_key tune_key(const gen_engine *e, int A) {
@@ -1057,8 +1059,11 @@ static int gen_tune(gen_engine *e, int A) {
     }
   pthread_mutex_unlock(&g_tune_lock);
   if (hit) { e->ntuned++; return 0; }
-  static const cf_skinny_opts cand[] = {{4, 0, 1, false}, {4, 0, 2, false}, {2, 0, 1, false}, {2, 0, 2, false},
-                                        {1, 0, 1, false}, {1, 0, 2, false}, {4, 1, 1, false}, {4, 1, 2, false}};
+  /* {tiles, K parts, register bound, pdl, wide}: the first is the default shape */
+  static const cf_skinny_opts cand[] = {
+      {4, 0, 1, false, false}, {4, 0, 2, false, false}, {2, 0, 1, false, false}, {2, 0, 2, false, false},
+      {1, 0, 1, false, false}, {1, 0, 2, false, false}, {4, 1, 1, false, false}, {4, 1, 2, false, false},
+      {4, 0, 1, false, true},  {2, 0, 1, false, true},  {1, 0, 1, false, true}};
   cudaEvent_t ev0 = NULL, ev1 = NULL;
   if (cu_check(cudaStreamSynchronize(e->st), "generate: tuning") || cu_check(cudaEventCreate(&ev0), "generate: tuning") ||
       cu_check(cudaEventCreate(&ev1), "generate: tuning")) {
@@ -1068,25 +1073,26 @@ static int gen_tune(gen_engine *e, int A) {
   for (int k = 0; k < GK_OTHER; k++) {
     cf_skinny_job j;
     if (!tune_job(e, k, 0, A, &j)) continue;
-    int seen[sizeof cand / sizeof *cand][3], nseen = 0;
+    int seen[sizeof cand / sizeof *cand][4], nseen = 0;
     float best = -1.f, first = -1.f;
     for (size_t c = 0; c < sizeof cand / sizeof *cand; c++) {
       cf_skinny_opts o = cand[c];
       o.pdl = e->pdl;
       int nt, ksb, grid, dup = 0;
-      cf_cuda_skinny_plan(&j, &o, &e->mma_ws, &nt, &ksb, &grid);
+      int wide = cf_cuda_skinny_plan(&j, &o, &e->mma_ws, &nt, &ksb, &grid);
       if (j.ss_out && grid > e->ss_cap) continue;
-      for (int q = 0; q < nseen; q++) dup |= seen[q][0] == nt && seen[q][1] == ksb && seen[q][2] == o.minb;
+      for (int q = 0; q < nseen; q++)
+        dup |= seen[q][0] == nt && seen[q][1] == ksb && seen[q][3] == wide && (wide || seen[q][2] == o.minb);
       if (dup) continue;
-      seen[nseen][0] = nt; seen[nseen][1] = ksb; seen[nseen][2] = o.minb; nseen++;
+      seen[nseen][0] = nt; seen[nseen][1] = ksb; seen[nseen][2] = o.minb; seen[nseen][3] = wide; nseen++;
       float us = tune_time(e, k, A, &o, ev0, ev1);
       if (c == 0) first = us;
       if (us > 0.f && (best < 0.f || us < best)) { best = us; t->o[k] = o; }
     }
     int nt, ksb, grid;
-    cf_cuda_skinny_plan(&j, &t->o[k], &e->mma_ws, &nt, &ksb, &grid);
-    fprintf(stderr, "confit generate: tuned %-8s rows %2d: nt %d ksb %d minb %d%s  %.2f us (default shape %.2f us)\n",
-            gk_name[k], A, nt, ksb, t->o[k].minb, t->o[k].pdl ? " pdl" : "", best, first);
+    bool wide = cf_cuda_skinny_plan(&j, &t->o[k], &e->mma_ws, &nt, &ksb, &grid);
+    fprintf(stderr, "confit generate: tuned %-8s rows %2d: %s nt %d ksb %d minb %d%s  %.2f us (default shape %.2f us)\n",
+            gk_name[k], A, wide ? "wide" : "narrow", nt, ksb, t->o[k].minb, t->o[k].pdl ? " pdl" : "", best, first);
   }
   {
     /* the attention with its merge: 1 to 4 blocks per kv head, the merge separate or in the
@@ -1561,7 +1567,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, pdl, rope, nt, ksb, minb, gs, amerge, sk, dev = 0, cc = 0;
+    int mma, pdl, rope, nt, ksb, minb, gs, amerge, sk, wide, dev = 0, cc = 0;
     /* programmatic dependent launches by default where the GPU has them (sm_90 on): on an H200
      * the 1.5B step at batch 16 took 2.12 ms with them and 2.20 without (2026-11-26) */
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -1579,7 +1585,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         env_int("CONFIT_GEN_ATT_GS", 1, 1, 64, &gs) || env_int("CONFIT_GEN_ATT_MERGE", 0, 0, 1, &amerge) ||
         env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
-        env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk)) {
+        env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide)) {
       rc = -1;
       goto fail;
     }
@@ -1595,6 +1601,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     e->mma_opts.ksb = ksb;
     e->mma_opts.minb = minb;
     e->mma_opts.pdl = e->pdl;
+    e->mma_opts.wide = wide == 1;
     e->att_gs = gs;
     e->att_merge = amerge == 1;
     e->splitk = sk > 1 ? sk : 0;
@@ -1604,7 +1611,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     goto fail;
   }
   if (e->mma) {
-    if (cf_cuda_skinny_ws_init(&e->mma_ws, (size_t)1 << 20, 4096)) {
+    if (cf_cuda_skinny_ws_init(&e->mma_ws, (size_t)1 << 21, 4096)) {
       cf_error_prefix("generate: ");
       rc = -1;
       goto fail;

@@ -29,10 +29,17 @@
  * block re-reads it). A normalised f32 source loads 2 x 32 bytes per row and 32 of the norm
  * weight per chunk and rounds x * inv * g to the same bf16 pairs (so it runs with NT = 4).
  *
+ * The wide layout (opts->wide; k_skinny_wide in skinny_kernel.cuh) puts the warps of a block on
+ * different columns instead and stages the block's slice of X in shared memory once, so X is
+ * read from L2 once per SK_WARPS*NT*8 columns rather than once per NT*8 (for a normalised f32
+ * source, as many bytes as the block's weights in the layout above); it needs K in parts of at
+ * most SKW_MAXCH chunks and more ticketed partials.
+ *
  * Written without a GPU: its device code runs on the CPU against naive products in
  * tests/c/test_skinny_emu.cpp; tests/gpu/test_skinny.c passes on an H200 (2026-11-26), and so does
  * the generation test with it (CONFIT_GEN_MMA=1, 2). It is opt-in: the decode step with it was
- * slower there than with cuBLAS (2.88 / 2.33 ms tuned, against 2.12; kernels/generate.cu).
+ * slower there than with cuBLAS (2.88 / 2.33 ms tuned, against 2.12; kernels/generate.cu). The
+ * wide layout (written in the seventh session, without a GPU) has run only in the emulation.
  * bench/skinny_bench.c times each matrix against cuBLAS (not yet run on a GPU).
  */
 #include "kernels/cuda_internal.cuh"
@@ -94,17 +101,41 @@ extern "C" void cf_cuda_skinny_ws_free(cf_skinny_ws *ws) {
   memset(ws, 0, sizeof *ws);
 }
 
-extern "C" void cf_cuda_skinny_plan(const cf_skinny_job *j, const cf_skinny_opts *o, const cf_skinny_ws *ws, int *nt,
-                                    int *ksb, int *grid) {
+/* the launch shape of job j (cf_cuda_skinny_plan), with the wide layout's shared memory */
+static bool sk_plan_job(const cf_skinny_job *j, const cf_skinny_opts *o, const cf_skinny_ws *ws, int *nt, int *ksb,
+                        int *grid, size_t *smem) {
   bool have = ws && ws->part && ws->cnt;
+  *smem = 0;
+  if (o && o->wide && skw_plan(j->in, j->out, j->swiglu, o->nt, o->ksb, sk_sms(), have ? ws->nfloat : 0,
+                               have ? ws->ncnt : 0, nt, ksb, grid, smem))
+    return true;
   sk_plan(j->in, j->out, j->swiglu, j->xf != NULL, o ? o->nt : 0, o ? o->ksb : 0, sk_sms(), have ? ws->nfloat : 0,
           have ? ws->ncnt : 0, nt, ksb, grid);
+  return false;
+}
+
+extern "C" bool cf_cuda_skinny_plan(const cf_skinny_job *j, const cf_skinny_opts *o, const cf_skinny_ws *ws, int *nt,
+                                    int *ksb, int *grid) {
+  size_t smem;
+  return sk_plan_job(j, o, ws, nt, ksb, grid, &smem);
 }
 
 template <int NT, int EPI, bool XN>
 static void sk_launch(int minb, bool pdl, dim3 grid, cudaStream_t st, const sk_args &a) {
   if (minb >= 2) cu_launch(pdl, grid, SK_WARPS * 32, 0, st, k_skinny<NT, EPI, XN, 2>, a);
   else cu_launch(pdl, grid, SK_WARPS * 32, 0, st, k_skinny<NT, EPI, XN, 1>, a);
+}
+
+/* the wide layout for nt tiles per warp (no register bound: ptxas gives every form 96 to 112
+ * registers, two blocks per multiprocessor either way) */
+template <bool XN>
+static void skw_dispatch(bool swiglu, int nt, size_t smem, bool pdl, dim3 g, cudaStream_t st, const sk_args &a) {
+  const int T = SK_WARPS * 32;
+  if (swiglu && nt == 4) cu_launch(pdl, g, T, smem, st, k_skinny_wide<4, SK_SWIGLU, XN, 1>, a);
+  else if (swiglu) cu_launch(pdl, g, T, smem, st, k_skinny_wide<2, SK_SWIGLU, XN, 1>, a);
+  else if (nt == 4) cu_launch(pdl, g, T, smem, st, k_skinny_wide<4, SK_PLAIN, XN, 1>, a);
+  else if (nt == 2) cu_launch(pdl, g, T, smem, st, k_skinny_wide<2, SK_PLAIN, XN, 1>, a);
+  else cu_launch(pdl, g, T, smem, st, k_skinny_wide<1, SK_PLAIN, XN, 1>, a);
 }
 
 extern "C" int cf_cuda_skinny_run(const cf_skinny_job *j, const cf_skinny_opts *o, const cf_skinny_ws *ws,
@@ -114,7 +145,8 @@ extern "C" int cf_cuda_skinny_run(const cf_skinny_job *j, const cf_skinny_opts *
     return CF_ERR("skinny gemm: %s (rows %d, in %d, out %d, ldx %d%s)", why, j->A, j->in, j->out, j->ldx,
                   j->swiglu ? ", SwiGLU" : "");
   int nt, ksb, grid;
-  cf_cuda_skinny_plan(j, o, ws, &nt, &ksb, &grid);
+  size_t smem;
+  bool wide = sk_plan_job(j, o, ws, &nt, &ksb, &grid, &smem);
   sk_args a;
   memset(&a, 0, sizeof a);
   a.W = (const bf16 *)j->W;
@@ -140,7 +172,11 @@ extern "C" int cf_cuda_skinny_run(const cf_skinny_job *j, const cf_skinny_opts *
   bool pdl = o && o->pdl;
   dim3 g((unsigned)grid, (unsigned)ksb);
   cudaStream_t st = stream ? (cudaStream_t)stream : cu_stream();
-  if (j->xf) { /* the plan makes nt 4 */
+  if (wide && j->xf) {
+    skw_dispatch<true>(j->swiglu, nt, smem, pdl, g, st, a);
+  } else if (wide) {
+    skw_dispatch<false>(j->swiglu, nt, smem, pdl, g, st, a);
+  } else if (j->xf) { /* the plan makes nt 4 */
     if (j->swiglu) sk_launch<4, SK_SWIGLU, true>(minb, pdl, g, st, a);
     else sk_launch<4, SK_PLAIN, true>(minb, pdl, g, st, a);
   } else if (j->swiglu) {

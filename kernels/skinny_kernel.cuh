@@ -253,6 +253,176 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
   if (all && threadIdx.x == 0) p.cnt[blockIdx.x] = 0;
 }
 
+/* ---------------------------------------------------------------- the wide layout
+ *
+ * k_skinny's warps split K, so a block owns only NT*8 columns and every block re-reads the whole
+ * X slice it covers: as many bytes of X as of W for a normalised f32 source (through L2, with the
+ * norm redone in every block). In the wide layout the SK_WARPS warps of a block each own NT tiles
+ * (a block: SK_WARPS*NT*8 columns; SwiGLU SK_WARPS*NT*4 act columns), all over the block's part
+ * of K, whose X slice the block first stages in shared memory as the bf16 fragments (normalised
+ * there once): X is read once per SK_WARPS times as many columns. The price: a part of K is at
+ * most SKW_MAXCH chunks (ksb >= in / (32 SKW_MAXCH)) and fewer, wider column groups need more
+ * parts to fill the GPU, so more partial tiles go through the workspace. Each warp's first U
+ * chunks of W are loaded before the dependent-launch wait (weights are constants of a step),
+ * later ones one group ahead of the mmas. Partials, tickets and the epilogue work as in k_skinny,
+ * each thread on its own fragment values (no shared-memory reduction); sums of squares for
+ * ss_out go per thread, then per row in a fixed order (warp, thread). */
+#define SKW_MAXCH 40 /* 1 KB of shared memory per chunk: 16 rows x 32 k of bf16 */
+#ifndef SK_DYN_SMEM  /* the CPU emulation (tests/c/test_skinny_emu.cpp) makes it a static array */
+#define SK_DYN_SMEM(T, name) extern __shared__ T name[]
+#endif
+
+template <int NT>
+__device__ __forceinline__ void skw_load(uint4 (&w)[8 / NT][NT], const bf16 *const (&wp)[NT], int k, int k1) {
+#pragma unroll
+  for (int u = 0; u < 8 / NT; u++)
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+      if (k + u < k1) w[u][i] = __ldcs((const uint4 *)(wp[i] + (size_t)(k + u) * 32));
+}
+
+template <int NT, int EPI, bool XN, int MINB>
+__global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny_wide(sk_args p) {
+  constexpr int U = 8 / NT;
+  constexpr int HALF = NT > 1 ? NT / 2 : 1;
+  constexpr int NP = SK_WARPS * NT * 4 * 32; /* fragment values of a block */
+  SK_DYN_SMEM(uint4, xsm);                   /* [chunk][row 16][4]: 8 bf16 of k = chunk*32 + 8 q */
+  __shared__ float s_inv[SK_MAXROWS];
+  __shared__ float wsq[SK_WARPS][SK_MAXROWS][4];
+  __shared__ int s_last;
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  int F = p.out / 2, per = EPI == SK_SWIGLU ? NT * 4 : NT * 8;
+  int c0 = ((int)blockIdx.x * SK_WARPS + warp) * per; /* the warp's first column (act column for SwiGLU) */
+  const bf16 *wp[NT];
+#pragma unroll
+  for (int i = 0; i < NT; i++) {
+    int n;
+    if (EPI == SK_SWIGLU) {
+      int j = c0 + (i % HALF) * 8 + g;
+      n = (j < F ? j : F - 1) + (i < HALF ? 0 : F);
+    } else {
+      n = c0 + i * 8 + g;
+      n = n < p.out ? n : p.out - 1;
+    }
+    wp[i] = p.W + (size_t)n * p.in + t * 8;
+  }
+  int nch = p.in / 32, b0 = (int)((int64_t)blockIdx.y * nch / p.ksb), b1 = (int)((int64_t)(blockIdx.y + 1) * nch / p.ksb);
+  uint4 w[U][NT], wn[U][NT];
+  skw_load<NT>(w, wp, b0, b1); /* before the wait: W is no predecessor's output */
+  cu_pdl_wait();
+  cu_pdl_trigger();
+  if (XN) {
+    if (threadIdx.x < SK_MAXROWS) {
+      int row = (int)threadIdx.x < p.A ? (int)threadIdx.x : p.A - 1;
+      float s = 0.f;
+      for (int q = 0; q < p.ss_groups; q++) s += __ldcg(p.ss_in + q * SK_MAXROWS + row);
+      s_inv[threadIdx.x] = 1.0f / sqrtf(s / p.in + p.eps);
+    }
+    __syncthreads();
+  }
+  /* stage X (rows >= A re-read row A - 1) */
+  for (int q = threadIdx.x; q < (b1 - b0) * 64; q += SK_WARPS * 32) {
+    int row = (q >> 2) & 15, r = row < p.A ? row : p.A - 1, k = (b0 + (q >> 6)) * 32 + (q & 3) * 8;
+    uint4 v;
+    if (XN) {
+      const float *x = p.xf + (size_t)r * p.ldx + k;
+      v = sk_xsrc<true>::norm8(__ldcg((const float4 *)x), __ldcg((const float4 *)(x + 4)),
+                               __ldg((const float4 *)(p.gnorm + k)), __ldg((const float4 *)(p.gnorm + k + 4)),
+                               s_inv[row]);
+    } else {
+      v = __ldcg((const uint4 *)(p.X + (size_t)r * p.ldx + k));
+    }
+    xsm[q] = v;
+  }
+  __syncthreads();
+  float c[NT][4];
+#pragma unroll
+  for (int i = 0; i < NT; i++) c[i][0] = c[i][1] = c[i][2] = c[i][3] = 0.f;
+  for (int k = b0; k < b1; k += U) {
+    if (k + U < b1) skw_load<NT>(wn, wp, k + U, b1); /* the next group's loads fly over these mmas */
+#pragma unroll
+    for (int u = 0; u < U; u++)
+      if (k + u < b1) {
+        const uint4 *xc = xsm + (k + u - b0) * 64;
+        sk_chunk<NT>(c, xc[g * 4 + t], xc[(g + 8) * 4 + t], w[u]);
+      }
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+      for (int i = 0; i < NT; i++) w[u][i] = wn[u][i];
+  }
+  if (p.ksb > 1) {
+    /* this block's values to the workspace; the last block of the column group adds the parts */
+    float *mine = p.part + ((size_t)blockIdx.x * p.ksb + blockIdx.y) * NP + (size_t)warp * NT * 4 * 32 + lane;
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) mine[(i * 4 + r) * 32] = c[i][r];
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) s_last = atomicAdd(&p.cnt[blockIdx.x], 1) == p.ksb - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    const float *all = p.part + (size_t)blockIdx.x * p.ksb * NP + (size_t)warp * NT * 4 * 32 + lane;
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) {
+        float v = 0.f;
+        for (int s = 0; s < p.ksb; s++) v += __ldcg(all + (size_t)s * NP + (i * 4 + r) * 32);
+        c[i][r] = v;
+      }
+  }
+  /* fragment register r of tile i: row g (+8 for r >= 2), column 2t + (r & 1) of the tile */
+  float sq0 = 0.f, sq1 = 0.f;
+#pragma unroll
+  for (int i = 0; i < (EPI == SK_SWIGLU ? HALF : NT); i++)
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      int row = g + (r >> 1) * 8, col = c0 + i * 8 + 2 * t + (r & 1);
+      float o = sk_store<EPI>(p, row, col, c[i][r], EPI == SK_SWIGLU ? c[i + HALF][r] : 0.f);
+      if (r < 2) sq0 += o * o;
+      else sq1 += o * o;
+    }
+  if (EPI == SK_PLAIN && p.ss_out) {
+    wsq[warp][g][t] = sq0;
+    wsq[warp][g + 8][t] = sq1;
+    __syncthreads();
+    if (threadIdx.x < SK_MAXROWS) {
+      float s = 0.f;
+      for (int ww = 0; ww < SK_WARPS; ww++)
+        for (int q = 0; q < 4; q++) s += wsq[ww][threadIdx.x][q];
+      p.ss_out[(size_t)blockIdx.x * SK_MAXROWS + threadIdx.x] = s;
+    }
+  }
+  if (p.ksb > 1 && threadIdx.x == 0) p.cnt[blockIdx.x] = 0;
+}
+
+/* The wide layout's launch shape, or false where it cannot run (the parts of K it needs do not
+ * fit the workspace): nt tiles per warp (1, 2 or 4, else 2; SwiGLU at least 2), ksb parts of K
+ * (at least in / (32 SKW_MAXCH); requested, else the fewest that give two blocks per
+ * multiprocessor, at most 64 and one chunk per part), grid = column groups of SK_WARPS*nt tiles;
+ * *smem the bytes of shared memory a block stages. */
+static inline bool skw_plan(int in, int out, bool swiglu, int nt_req, int ksb_req, int sms, size_t nfloat, int ncnt,
+                            int *nt_out, int *ksb_out, int *grid_out, size_t *smem_out) {
+  int nt = nt_req == 1 || nt_req == 2 || nt_req == 4 ? nt_req : 2;
+  if (swiglu && nt < 2) nt = 2;
+  int cols = swiglu ? out / 2 : out, per = SK_WARPS * (swiglu ? nt * 4 : nt * 8);
+  int grid = (cols + per - 1) / per, nch = in / 32, kmin = (nch + SKW_MAXCH - 1) / SKW_MAXCH;
+  int ksb = ksb_req > kmin ? ksb_req : kmin;
+  if (ksb_req <= 0)
+    while (grid * ksb < 2 * sms && ksb < 64) ksb++;
+  if (ksb > nch) ksb = nch;
+  size_t need = (size_t)grid * ksb * SK_WARPS * nt * 4 * 32;
+  if (ksb > 1 && (grid > ncnt || need > nfloat)) return false;
+  *nt_out = nt;
+  *ksb_out = ksb;
+  *grid_out = grid;
+  *smem_out = (size_t)((nch + ksb - 1) / ksb) * 64 * sizeof(uint4);
+  return true;
+}
+
 /* The launch shape (cuda.h: cf_cuda_skinny_plan): nt tiles per block (requested 1, 2 or 4, else
  * 4; SwiGLU at least 2; a normalised f32 source (xn) exactly 4: its loads take more registers),
  * ksb parts of K (requested, else the fewest that give two blocks per multiprocessor with at

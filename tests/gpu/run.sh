@@ -2,7 +2,7 @@
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-skinny] [--no-lt] [--variants "mma+pdl lt"]
-#                                           [--profile]   (variants: lt mma tune pdl pdl0 rope rope0 gs2 gs3 merge splitk2..8, +)
+#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge splitk2..8, +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."]
 #                                           [--knockout "none attention combine ..."]   (none first)
 #
@@ -17,8 +17,8 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     decode variant of $VARIANTS (default "lt splitk4 splitk2 rope0 pdl0": the unmeasured ones,
-#     then the defaults' alternatives;
+#     decode variant of $VARIANTS (default "splitk4 splitk2 mma+wide tune lt rope0 pdl0": the
+#     unmeasured ones, then the defaults' alternatives;
 #     --variants "...", --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
 #     below says what each is); rows "1.5B+MMA+PDL" etc.; with --knockout, the 1.5B decode
 #     benchmark at batch 16 once per named stage with that stage left out of the step
@@ -37,7 +37,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; VARIANTS=${VARIANTS:-lt splitk4 splitk2 rope0 pdl0}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; VARIANTS=${VARIANTS:-splitk4 splitk2 mma+wide tune lt rope0 pdl0}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -209,7 +209,8 @@ EOF
   #   mma   skinny.cu's tensor-core GEMMs, SwiGLU and RMSNorms folded in, the attention doing the
   #         RoPE (CONFIT_GEN_MMA=1)
   #   tune  the same, each GEMM kind's launch shape timed per batch first (CONFIT_GEN_MMA=2;
-  #         choices in the log)
+  #         choices in the log; the wide layout among the shapes)
+  #   wide  with mma: skinny.cu's wide layout, X staged in shared memory (CONFIT_GEN_MMA_WIDE=1)
   #   pdl   programmatic dependent launches (CONFIT_GEN_PDL=1; the default on sm_90), pdl0 without
   #   rope  the attention doing the RoPE (CONFIT_GEN_FUSE_ROPE=1; the default, on f32 models too,
   #         so the test's exact f32 comparisons cover it); rope0 keeps k_rope_kv
@@ -224,6 +225,7 @@ EOF
         lt) TEST_ENV="$TEST_ENV CONFIT_GEN_LT=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_LT=2" ;;
         mma) TEST_ENV="$TEST_ENV CONFIT_GEN_MMA=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_MMA=1" ;;
         tune) TEST_ENV="$TEST_ENV CONFIT_GEN_MMA=2"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_MMA=2" ;;
+        wide) TEST_ENV="$TEST_ENV CONFIT_GEN_MMA_WIDE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_MMA_WIDE=1" ;;
         pdl) TEST_ENV="$TEST_ENV CONFIT_GEN_PDL=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_PDL=1" ;;
         pdl0) TEST_ENV="$TEST_ENV CONFIT_GEN_PDL=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_PDL=0" ;;
         rope) TEST_ENV="$TEST_ENV CONFIT_GEN_FUSE_ROPE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_FUSE_ROPE=1" ;;

@@ -144,9 +144,9 @@ static void run_case(const sk_case *c) {
     job.ss_out = cf_tensor_data(SO);
   }
   char what[200];
-  snprintf(what, sizeof what, "A %d in %d out %d ldx %d ldy %d %s%s%s beta %g nt %d ksb %d minb %d%s", A, in, out, ldx,
-           ldy, c->swiglu ? "swiglu" : "plain", c->xn ? " normed" : "", c->ssout ? " ss_out" : "", c->beta, nt, ksb,
-           c->o.minb, c->o.pdl ? " pdl" : "");
+  snprintf(what, sizeof what, "A %d in %d out %d ldx %d ldy %d %s%s%s beta %g nt %d ksb %d minb %d%s%s", A, in, out,
+           ldx, ldy, c->swiglu ? "swiglu" : "plain", c->xn ? " normed" : "", c->ssout ? " ss_out" : "", c->beta, nt, ksb,
+           c->o.minb, c->o.pdl ? " pdl" : "", c->o.wide ? " wide" : "");
   int rc = 0;
   for (int rep = 0; rep < 2 && rc == 0; rep++) {
     if (rep == 1 && !c->swiglu) { /* restore Y for beta != 0 */
@@ -228,7 +228,7 @@ static void run_case(const sk_case *c) {
  * programmatic dependent launches (the second may start before the first ends and must wait for
  * act), K split in the second so that its ticketed partials are in play too; repeated reps times,
  * with Y read back once at the end: every rep adds the same product. */
-static void chain_case(int A, int D, int F, int reps) {
+static void chain_case(int A, int D, int F, int reps, bool wide) {
   int64_t nx = (int64_t)16 * D, ngu = (int64_t)2 * F * D, nd = (int64_t)D * F, ny = (int64_t)16 * D,
           na = (int64_t)16 * F;
   float *x = malloc((size_t)nx * 4), *wgu = malloc((size_t)ngu * 4), *wd = malloc((size_t)nd * 4);
@@ -240,7 +240,7 @@ static void chain_case(int A, int D, int F, int reps) {
   cf_tensor *ac = cf_tensor_from_bytes(1, &na, CF_DTYPE_BF16, act, (size_t)na * 2);
   cf_tensor *ACT = cf_tensor_to_device(ac, CF_DEVICE_CUDA);
   cf_tensor_release(ac);
-  cf_skinny_opts o1 = {4, 1, 1, true}, o2 = {1, 3, 1, true};
+  cf_skinny_opts o1 = {4, 1, 1, true, wide}, o2 = {1, 3, 1, true, wide};
   int rc = 0;
   cf_skinny_job j1, j2;
   memset(&j1, 0, sizeof j1);
@@ -252,7 +252,7 @@ static void chain_case(int A, int D, int F, int reps) {
   for (int r = 0; r < reps && rc == 0; r++)
     rc = cf_cuda_skinny_run(&j1, &o1, &ws, NULL) || cf_cuda_skinny_run(&j2, &o2, &ws, NULL);
   if (rc == 0) rc = cf_cuda_synchronize();
-  CHECK(rc == 0, "PDL chain: %s", cf_error_message());
+  CHECK(rc == 0, "PDL chain%s: %s", wide ? " (wide)" : "", cf_error_message());
   if (rc == 0) {
     host_copy(ACT, act, (size_t)na * 2);
     host_copy(Y, y, (size_t)ny * 4);
@@ -278,7 +278,7 @@ static void chain_case(int A, int D, int F, int reps) {
         if (!(fabs(got - want) <= 1e-3 + 8e-3 * fabs(want)) && bad++ < 3)
           printf("  PDL chain act: row %d col %d got %g want %g\n", r, j, got, want);
       }
-    CHECK(bad == 0, "PDL chain A %d D %d F %d x%d: %d wrong", A, D, F, reps, bad);
+    CHECK(bad == 0, "PDL chain%s A %d D %d F %d x%d: %d wrong", wide ? " (wide)" : "", A, D, F, reps, bad);
   }
   cf_tensor_release(X); cf_tensor_release(WGU); cf_tensor_release(WD); cf_tensor_release(Y); cf_tensor_release(ACT);
   free(x); free(wgu); free(wd); free(y0); free(y); free(act);
@@ -294,15 +294,15 @@ int main(void) {
   static const int rows[] = {1, 2, 3, 5, 8, 9, 15, 16};
   /* rows x (plain beta 0, plain beta 1 with padded strides, SwiGLU), default plan */
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
-    sk_case c = {rows[i], 256, 96, 256, 96, false, 0.f, {0, 0, 0, false}, false, 0, false};
+    sk_case c = {rows[i], 256, 96, 256, 96, false, 0.f, {0, 0, 0, false, false}, false, 0, false};
     run_case(&c);
-    sk_case d = {rows[i], 160, 40, 168, 48, false, 1.f, {0, 0, 0, false}, false, 0, true};
+    sk_case d = {rows[i], 160, 40, 168, 48, false, 1.f, {0, 0, 0, false, false}, false, 0, true};
     run_case(&d);
-    sk_case s = {rows[i], 128, 64, 136, 0, true, 0.f, {0, 0, 0, false}, false, 0, false};
+    sk_case s = {rows[i], 128, 64, 136, 0, true, 0.f, {0, 0, 0, false, false}, false, 0, false};
     run_case(&s);
-    sk_case n = {rows[i], 256, 64, 264, 64, false, 0.f, {0, 0, 0, false}, true, 3, true};
+    sk_case n = {rows[i], 256, 64, 264, 64, false, 0.f, {0, 0, 0, false, false}, true, 3, true};
     run_case(&n);
-    sk_case ns = {rows[i], 192, 96, 192, 0, true, 0.f, {0, 2, 0, false}, true, 1, false};
+    sk_case ns = {rows[i], 192, 96, 192, 0, true, 0.f, {0, 2, 0, false, false}, true, 1, false};
     run_case(&ns);
   }
   /* every tile width, K split or not, both register bounds; K not a multiple of the unroll */
@@ -310,7 +310,7 @@ int main(void) {
   for (size_t a = 0; a < 3; a++)
     for (size_t b = 0; b < 3; b++)
       for (size_t m = 0; m < 2; m++) {
-        cf_skinny_opts o = {nts[a], ksbs[b], minbs[m], m == 1};
+        cf_skinny_opts o = {nts[a], ksbs[b], minbs[m], m == 1, false};
         sk_case c = {16, 1504, 200, 1504, 200, false, 1.f, o, false, 0, b == 1};
         run_case(&c);
         sk_case s = {11, 928, 2 * 48, 928, 0, true, 0.f, o, false, 0, false};
@@ -319,16 +319,48 @@ int main(void) {
   /* decode shapes of the 1.5B model with the default plan and the folded norms as decode runs
    * them (qkv, o_proj, gate/up + SwiGLU, down, LM head, a smaller vocabulary) */
   {
-    sk_case c[] = {{16, 1536, 2048, 1536, 2048, false, 0.f, {0, 0, 0, false}, true, 48, false},
-                   {16, 1536, 1536, 1536, 1536, false, 1.f, {0, 0, 0, false}, false, 0, true},
-                   {16, 1536, 2 * 8960, 1536, 0, true, 0.f, {0, 0, 0, false}, true, 48, false},
-                   {16, 8960, 1536, 8960, 1536, false, 1.f, {0, 0, 0, false}, false, 0, true},
-                   {7, 8960, 1536, 8960, 1536, false, 1.f, {0, 0, 2, false}, false, 0, false},
-                   {16, 1536, 32000, 1536, 32000, false, 0.f, {0, 0, 0, true}, true, 48, false}};
+    sk_case c[] = {{16, 1536, 2048, 1536, 2048, false, 0.f, {0, 0, 0, false, false}, true, 48, false},
+                   {16, 1536, 1536, 1536, 1536, false, 1.f, {0, 0, 0, false, false}, false, 0, true},
+                   {16, 1536, 2 * 8960, 1536, 0, true, 0.f, {0, 0, 0, false, false}, true, 48, false},
+                   {16, 8960, 1536, 8960, 1536, false, 1.f, {0, 0, 0, false, false}, false, 0, true},
+                   {7, 8960, 1536, 8960, 1536, false, 1.f, {0, 0, 2, false, false}, false, 0, false},
+                   {16, 1536, 32000, 1536, 32000, false, 0.f, {0, 0, 0, true, false}, true, 48, false}};
     for (size_t i = 0; i < sizeof c / sizeof *c; i++) run_case(&c[i]);
   }
-  chain_case(16, 256, 512, 20);
-  chain_case(5, 1536, 8960, 4);
+  chain_case(16, 256, 512, 20, false);
+  chain_case(5, 1536, 8960, 4, false);
+  /* the wide layout (X staged in shared memory, warps over columns): every tile width, K parts
+   * chosen, forced, and more than one part of SKW_MAXCH chunks needs; both register bounds,
+   * with and without PDL; then the decode shapes with the norms folded, and the chain */
+  {
+    static const int wnts[] = {1, 2, 4}, wksbs[] = {0, 1, 9};
+    for (size_t a = 0; a < 3; a++)
+      for (size_t b = 0; b < 3; b++)
+        for (size_t m = 0; m < 2; m++) {
+          cf_skinny_opts o = {wnts[a], wksbs[b], minbs[m], m == 1, true};
+          sk_case c = {16, 1504, 200, 1504, 200, false, 1.f, o, false, 0, b == 1};
+          sk_case s = {11, 928, 2 * 48, 928, 0, true, 0.f, o, false, 0, false};
+          sk_case n = {9, 1536, 136, 1536, 136, false, 0.f, o, true, 3, b != 1};
+          const sk_case *cs[] = {&c, &s, &n};
+          for (int q = 0; q < 3; q++) {
+            cf_skinny_job j;
+            memset(&j, 0, sizeof j);
+            j.in = cs[q]->in; j.out = cs[q]->out; j.swiglu = cs[q]->swiglu;
+            int nt, ksb, grid;
+            CHECK(cf_cuda_skinny_plan(&j, &o, &ws, &nt, &ksb, &grid), "wide plan refused (in %d out %d nt %d ksb %d)",
+                  j.in, j.out, o.nt, o.ksb);
+            run_case(cs[q]);
+          }
+        }
+    sk_case c[] = {{16, 1536, 2048, 1536, 2048, false, 0.f, {2, 0, 0, true, true}, true, 48, false},
+                   {16, 1536, 1536, 1536, 1536, false, 1.f, {1, 0, 0, true, true}, false, 0, true},
+                   {16, 1536, 2 * 8960, 1536, 0, true, 0.f, {4, 0, 0, true, true}, true, 48, false},
+                   {16, 8960, 1536, 8960, 1536, false, 1.f, {2, 0, 2, true, true}, false, 0, true},
+                   {3, 8960, 1536, 8960, 1536, false, 1.f, {4, 0, 1, true, true}, false, 0, true}};
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) run_case(&c[i]);
+  }
+  chain_case(16, 256, 512, 20, true);
+  chain_case(5, 1536, 8960, 4, true);
   /* jobs it refuses, with a message */
   {
     int64_t n = 4096;
