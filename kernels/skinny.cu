@@ -126,16 +126,16 @@ static void sk_launch(int minb, bool pdl, dim3 grid, cudaStream_t st, const sk_a
   else cu_launch(pdl, grid, SK_WARPS * 32, 0, st, k_skinny<NT, EPI, XN, 1>, a);
 }
 
-/* the wide layout for nt tiles per warp (no register bound: ptxas gives every form 96 to 112
- * registers, two blocks per multiprocessor either way) */
+/* the wide layout for nt tiles per warp, bound to two blocks per multiprocessor (128 registers: the
+ * bf16 forms take about 100 anyway, the normalised ones 127 to 131 unbound; no spills) */
 template <bool XN>
 static void skw_dispatch(bool swiglu, int nt, size_t smem, bool pdl, dim3 g, cudaStream_t st, const sk_args &a) {
   const int T = SK_WARPS * 32;
-  if (swiglu && nt == 4) cu_launch(pdl, g, T, smem, st, k_skinny_wide<4, SK_SWIGLU, XN, 1>, a);
-  else if (swiglu) cu_launch(pdl, g, T, smem, st, k_skinny_wide<2, SK_SWIGLU, XN, 1>, a);
-  else if (nt == 4) cu_launch(pdl, g, T, smem, st, k_skinny_wide<4, SK_PLAIN, XN, 1>, a);
-  else if (nt == 2) cu_launch(pdl, g, T, smem, st, k_skinny_wide<2, SK_PLAIN, XN, 1>, a);
-  else cu_launch(pdl, g, T, smem, st, k_skinny_wide<1, SK_PLAIN, XN, 1>, a);
+  if (swiglu && nt == 4) cu_launch(pdl, g, T, smem, st, k_skinny_wide<4, SK_SWIGLU, XN, 2>, a);
+  else if (swiglu) cu_launch(pdl, g, T, smem, st, k_skinny_wide<2, SK_SWIGLU, XN, 2>, a);
+  else if (nt == 4) cu_launch(pdl, g, T, smem, st, k_skinny_wide<4, SK_PLAIN, XN, 2>, a);
+  else if (nt == 2) cu_launch(pdl, g, T, smem, st, k_skinny_wide<2, SK_PLAIN, XN, 2>, a);
+  else cu_launch(pdl, g, T, smem, st, k_skinny_wide<1, SK_PLAIN, XN, 2>, a);
 }
 
 extern "C" int cf_cuda_skinny_run(const cf_skinny_job *j, const cf_skinny_opts *o, const cf_skinny_ws *ws,

@@ -272,6 +272,25 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
 #define SK_DYN_SMEM(T, name) extern __shared__ T name[]
 #endif
 
+#define SKW_SU 4      /* staging loads in flight per thread */
+
+/* one staged item: 8 elements of row r at k, as loaded (bf16; or f32 and the norm's weight) and
+ * as stored (the fragment's bf16, normalised with the row's inv) */
+__device__ __forceinline__ void skw_ldx(sk_xsrc<false>::buf &b, const sk_args &p, int r, int k) {
+  b.a = __ldcg((const uint4 *)(p.X + (size_t)r * p.ldx + k));
+}
+__device__ __forceinline__ void skw_ldx(sk_xsrc<true>::buf &b, const sk_args &p, int r, int k) {
+  const float *x = p.xf + (size_t)r * p.ldx + k;
+  b.a0 = __ldcg((const float4 *)x);
+  b.a1 = __ldcg((const float4 *)(x + 4));
+  b.w0 = __ldg((const float4 *)(p.gnorm + k));
+  b.w1 = __ldg((const float4 *)(p.gnorm + k + 4));
+}
+__device__ __forceinline__ uint4 skw_frag(const sk_xsrc<false>::buf &b, float) { return b.a; }
+__device__ __forceinline__ uint4 skw_frag(const sk_xsrc<true>::buf &b, float inv) {
+  return sk_xsrc<true>::norm8(b.a0, b.a1, b.w0, b.w1, inv);
+}
+
 template <int NT>
 __device__ __forceinline__ void skw_load(uint4 (&w)[8 / NT][NT], const bf16 *const (&wp)[NT], int k, int k1) {
 #pragma unroll
@@ -320,19 +339,23 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny_wide(sk_args p) 
     }
     __syncthreads();
   }
-  /* stage X (rows >= A re-read row A - 1) */
-  for (int q = threadIdx.x; q < (b1 - b0) * 64; q += SK_WARPS * 32) {
-    int row = (q >> 2) & 15, r = row < p.A ? row : p.A - 1, k = (b0 + (q >> 6)) * 32 + (q & 3) * 8;
-    uint4 v;
-    if (XN) {
-      const float *x = p.xf + (size_t)r * p.ldx + k;
-      v = sk_xsrc<true>::norm8(__ldcg((const float4 *)x), __ldcg((const float4 *)(x + 4)),
-                               __ldg((const float4 *)(p.gnorm + k)), __ldg((const float4 *)(p.gnorm + k + 4)),
-                               s_inv[row]);
-    } else {
-      v = __ldcg((const uint4 *)(p.X + (size_t)r * p.ldx + k));
+  /* stage X (rows >= A re-read row A - 1), SKW_SU items of 8 elements per thread in flight */
+  constexpr int SU = SKW_SU;
+  for (int q0 = threadIdx.x; q0 < (b1 - b0) * 64; q0 += SU * SK_WARPS * 32) {
+    typename sk_xsrc<XN>::buf v[SU] = {};
+#pragma unroll
+    for (int s = 0; s < SU; s++) {
+      int q = q0 + s * SK_WARPS * 32;
+      if (q >= (b1 - b0) * 64) break;
+      int row = (q >> 2) & 15, r = row < p.A ? row : p.A - 1, k = (b0 + (q >> 6)) * 32 + (q & 3) * 8;
+      skw_ldx(v[s], p, r, k);
     }
-    xsm[q] = v;
+#pragma unroll
+    for (int s = 0; s < SU; s++) {
+      int q = q0 + s * SK_WARPS * 32;
+      if (q >= (b1 - b0) * 64) break;
+      xsm[q] = skw_frag(v[s], s_inv[(q >> 2) & 15]);
+    }
   }
   __syncthreads();
   float c[NT][4];
