@@ -280,13 +280,6 @@ local function run_real(o, cfg, say)
   local m = load_model(o)
   local questions, labelled = o.questions, o.labelled
   if not m.tokenizer then die("--model '%s' has no tokenizer.json (--data needs one)", o.model) end
-  local longest, where = 0, nil
-  for _, q in ipairs(questions) do
-    local n = #m:encode(q.prompt)
-    if n > longest then longest, where = n, q.id end
-  end
-  cli.check_context("rlsc", o.context, longest, o.max_new_tokens,
-                    ("prompt (--data %s, question %s)"):format(o.data, tostring(where)))
   local stop = {} -- the tokenizer's end-of-turn and end-of-text special tokens (tokenizer.lua)
   for i, id in ipairs(m.tokenizer.eos_ids or {}) do stop[i] = id end
   local gopts = {mode = o.eval_mode}
@@ -367,10 +360,24 @@ local function check(o)
     o.questions, o.labelled = read_questions(o)
     o.eval_problems = read_eval_data(o)
   end
-  -- --max-new-tokens must fit the model's context (the real prompts are measured once the
-  -- tokenizer is loaded, in run_real; the toy prompts are known now)
+  -- --max-new-tokens must fit the model's context after the longest prompt (the --data prompts
+  -- measured with the model folder's tokenizer.json, the toy prompts with the toy's bytes)
   o.context = cli.model_context("rlsc", o.model, "--model")
   cli.check_context("rlsc", o.context, 0, o.max_new_tokens)
+  if o.data then
+    local tpath = o.model .. "/tokenizer.json"
+    if not cli.exists(tpath) then die("--model '%s' has no tokenizer.json (--data needs one)", o.model) end
+    local tok, terr = require("confit.tokenizer").new(tpath)
+    if not tok then die("--model '%s': cannot read tokenizer.json: %s", o.model, tostring(terr)) end
+    local longest, where = 0, nil
+    for _, q in ipairs(o.questions) do
+      local n = #tok:encode(q.prompt)
+      if n > longest then longest, where = n, q.id end
+    end
+    tok:free()
+    cli.check_context("rlsc", o.context, longest, o.max_new_tokens,
+                      ("prompt (--data %s, question %s)"):format(o.data, tostring(where)))
+  end
   if not o.data then
     local world, longest = toy.world(o.task), 0
     local qs = world:questions("train", o.steps * o.questions_per_step, o.seed)

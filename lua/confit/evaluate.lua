@@ -230,9 +230,10 @@ local function file_exists(path)
   return false
 end
 
+-- nil and a one-line message when dir cannot be made (mkdir's own complaint is not printed)
 function evaluate.mkdir_p(dir)
-  local ok = os.execute("mkdir -p " .. shell_quote(dir))
-  if not ok then return nil, "cannot create directory " .. dir end
+  local ok = os.execute("mkdir -p " .. shell_quote(dir) .. " 2>/dev/null")
+  if not ok then return nil, "cannot create directory " .. dir .. " (a file is in the way, or no permission)" end
   return true
 end
 

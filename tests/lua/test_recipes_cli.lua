@@ -42,6 +42,13 @@ write(BAD, '{"question": "1+1=", "answer": "2"}\n{"question": oops}\n')
 local NOQ = TMP .. "/noq.jsonl"
 write(NOQ, '{"problem": "1+1=", "answer": "2"}\n')
 local MISSING = TMP .. "/no-such-file.jsonl"
+local GOOD = TMP .. "/good.jsonl"
+write(GOOD, '{"question": "1+1=", "answer": "2"}\n')
+-- a model folder with the toy's byte-level tokenizer (its ChatML prompt is 158 tokens > 128)
+local TOKMODEL = TMP .. "/tokmodel"
+assert(os.execute("mkdir -p " .. q(TOKMODEL)))
+write(TOKMODEL .. "/config.json", '{"max_position_embeddings": 128}\n')
+write(TOKMODEL .. "/tokenizer.json", read("examples/toy/model/tokenizer.json"))
 local GRID_SYNTAX = TMP .. "/broken_grid.lua"
 write(GRID_SYNTAX, "return {grid = {alpha = {0, 0.1}}\n")
 local GRID_EMPTY = TMP .. "/empty_axis.lua"
@@ -77,6 +84,11 @@ local CASES = {
   {"rlsc", "--model " .. q(BADMODEL) .. " " .. R_OUT, 1, {BADMODEL .. "/config.json:2"}},
   {"rlsc", "--model " .. q(MODEL) .. " --max-new-tokens 500 " .. R_OUT, 1, {"--max-new-tokens 500", "128"}},
   {"rlsc", "--model " .. q(MODEL) .. " --max-new-tokens 125 " .. R_OUT, 1, {"--max-new-tokens 125", "toy prompt"}},
+  -- --data prompts are measured before the banner and the run directory (checked at the end)
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --max-new-tokens 16 " .. R_OUT, 1,
+   {"tokenizer.json"}},
+  {"rlsc", "--model " .. q(TOKMODEL) .. " --data " .. q(GOOD) .. " --max-new-tokens 16 " .. R_OUT, 1,
+   {"longest prompt", GOOD, "128"}},
   {"rlsc", "--help", 0, {"usage", "--steps"}},
   -- eval
   {"eval", "--bogus", 1, {"--bogus"}},
@@ -84,6 +96,7 @@ local CASES = {
   {"eval", "--model " .. q(TMP .. "/no-model") .. " --bench toy", 1, {TMP .. "/no-model"}},
   {"eval", "--model " .. q(MODEL) .. " --data " .. q(MISSING), 1, {MISSING}},
   {"eval", "--model " .. q(MODEL) .. " --data " .. q(BAD), 1, {BAD .. ":2"}},
+  {"eval", "--model examples/toy/model --bench toy --out " .. q(BAD .. "/x"), 1, {BAD .. "/x"}},
   {"eval", "--help", 0, {"usage"}},
   -- pretrain_toy
   {"pretrain_toy", "--bogus " .. P_OUT, 1, {"--bogus"}},
@@ -108,6 +121,7 @@ local CASES = {
   {"ablate", q(GRID_SYNTAX), 1, {GRID_SYNTAX .. ":2"}},
   {"ablate", q(GRID_EMPTY), 1, {GRID_EMPTY, "alpha"}},
   {"ablate", q(GRID_OK) .. " --report-only", 1, {"--report-only", TMP .. "/never-ran"}},
+  {"ablate", q(GRID_OK) .. " --out " .. q(BAD), 1, {BAD}},
   {"ablate", "--help", 0, {"usage"}},
   -- report
   {"report", "", 1, {"output file", "run directory"}},
