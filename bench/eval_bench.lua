@@ -3,7 +3,7 @@
 -- toy grader, greedy; optionally sampled) and prints one JSON line per configuration: wall
 -- time, generated tokens per second, questions per second, accuracy, and which model it was.
 -- Without examples/toy/model it uses a randomly initialised model of the same architecture as
--- recipes/pretrain_toy.lua's (3 layers, d=128, 2 heads, FFN 336, 264 ids, 128 positions) with
+-- recipes/pretrain_toy.lua's (3 layers, d=128, 2 heads, FFN 336, 257 ids, 128 positions) with
 -- the toy tokenizer, and says so ("model": "random ..."); a random model rarely stops early, so
 -- it generates more tokens per question than a trained one.
 -- Run from the project root:
@@ -49,7 +49,7 @@ else
   m = require("confit.model").new({
     architectures = {"Qwen2ForCausalLM"}, model_type = "qwen2", hidden_size = 128,
     intermediate_size = 336, num_hidden_layers = 3, num_attention_heads = 2,
-    num_key_value_heads = 2, vocab_size = 264, max_position_embeddings = 128,
+    num_key_value_heads = 2, vocab_size = toy.VOCAB_SIZE, max_position_embeddings = 128,
     rms_norm_eps = 1e-6, rope_theta = 10000.0, tie_word_embeddings = true,
     bos_token_id = toy.EOS_ID, eos_token_id = toy.EOS_ID, hidden_act = "silu"},
     {tokenizer = dir .. "/tokenizer.json", seed = 1})

@@ -1,4 +1,4 @@
--- gen_bench.lua - CPU generation throughput of a ~30M-parameter random Qwen2 (JSON lines).
+-- gen_bench.lua - CPU generation throughput of a random Qwen2 of 38.9M parameters (JSON lines).
 --
 --   build/confit bench/gen_bench.lua [--new 128] [--prompt 32] [--batch 16] [--reps 3] [--quick]
 --                                    [--membw path/to/membw]
