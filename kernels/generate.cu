@@ -48,9 +48,11 @@
  * into the GEMMs that read them (gen_fold): 6 kernels per layer, 2.88 ms with PDL), CONFIT_GEN_MMA=2
  * (the same, launch shapes tuned: 2.33 ms), CONFIT_GEN_ATT_MERGE=1 (2.43 ms). Not yet run on a GPU:
  * CONFIT_GEN_SPLITK=s (gen_add_x: the decode qkv, o_proj and down GEMMs as s batched GEMMs over
- * parts of K, their partials added by the attention and the next k_rmsnorm) and skinny.cu's wide
+ * parts of K, their partials added by the attention and the next k_rmsnorm), skinny.cu's wide
  * layout (CONFIT_GEN_MMA_WIDE=1 with CONFIT_GEN_MMA=1; CONFIT_GEN_MMA=2 also times it per GEMM
- * kind: a block's warps share an X slice staged in shared memory). skinny.cu replaced
+ * kind: a block's warps share an X slice staged in shared memory) and the sampler split over
+ * several blocks per row (CONFIT_GEN_SAMPLE_SPLIT=1, or =S blocks; gen_sample.cuh: k_sample gives
+ * a row one block, 16 multiprocessors at batch 16; untruncated sampling and greedy). skinny.cu replaced
  * k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs 2.97 ms per step).
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
@@ -72,32 +74,10 @@ extern "C" {
 #define GEN_PREFILL 1024  /* prompt rows per prefill chunk */
 #define GEN_SAMPLE_T 1024 /* threads of the sampler block */
 
-struct gen_out { int tok; float lp; };
-
 /* ---------------------------------------------------------------- device helpers */
 
-__device__ __forceinline__ void g_philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
-  uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-#pragma unroll
-  for (int r = 0; r < 10; r++) {
-    uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
-    uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
-    uint32_t n1 = (uint32_t)p1;
-    uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-    uint32_t n3 = (uint32_t)p0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
-    k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
-  }
-  out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
-}
-
-/* The uniform of generate.c's draw(): 53 bits of Philox(step, key). */
-__device__ __forceinline__ double g_draw(uint64_t key, uint64_t step) {
-  uint32_t w[4];
-  g_philox(step, key, w);
-  return (double)(((uint64_t)(w[0] >> 5) << 26) | (w[1] >> 6)) * (1.0 / 9007199254740992.0);
-}
+/* g_philox, g_draw (generate.c's draw) and gen_out; k_sample_split */
+#include "kernels/gen_sample.cuh"
 
 /* Order-preserving map of a float to uint32 (larger float -> larger key). */
 __device__ __forceinline__ uint32_t fkey(float f) {
@@ -571,6 +551,10 @@ struct gen_engine {
   gen_rows rows;
   void *rows_mem;
   gen_out *out;
+  int smp_split;        /* CONFIT_GEN_SAMPLE_SPLIT: 0 k_sample, 1 k_sample_split with S chosen, 2.. S */
+  int sms;              /* multiprocessors */
+  float4 *smp_part;     /* k_sample_split's segment summaries (Bmax x SMP_MAXS) and tickets (Bmax) */
+  int *smp_cnt;
   int nsplit_max;
   /* pinned host staging */
   void *pin;
@@ -1380,9 +1364,27 @@ static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
     return -1;
   }
   STAGE("sample");
-  if (KEEP("sample"))
+  bool trunc = !sp->greedy && ((sp->top_k > 0 && sp->top_k < e->V) || sp->top_p < 1.0f);
+  if (!KEEP("sample")) {
+  } else if (e->smp_split && !trunc) {
+    /* k_sample_split: S segments per row, about two blocks per multiprocessor, segments of at
+     * least 1024 ids (CONFIT_GEN_SAMPLE_SPLIT=1), or S as set */
+    int S = e->smp_split;
+    if (S == 1) {
+      S = (2 * e->sms + Bp - 1) / Bp;
+      if (S > e->V / 1024) S = e->V / 1024;
+      S = S < 1 ? 1 : S > SMP_MAXS ? SMP_MAXS : S;
+    }
+    smp_args a;
+    memset(&a, 0, sizeof a);
+    a.logits = e->logits; a.ldl = e->V; a.V = e->V; a.S = S; a.temp = sp->temp; a.greedy = sp->greedy;
+    a.key = e->rows.key; a.step = e->rows.step; a.tok = e->rows.tok; a.pos = e->rows.pos; a.update = 1;
+    a.out = e->out; a.part = e->smp_part; a.cnt = e->smp_cnt;
+    cu_launch(e->pdl, dim3(S, Bp), SMP_T, 0, e->st, k_sample_split, a);
+  } else {
     cu_launch(e->pdl, Bp, GEN_SAMPLE_T, 0, e->st, k_sample, e->logits, e->V, NULL, e->V, sp->temp, sp->greedy,
               sp->top_k, sp->top_p, e->rows.key, e->rows.step, e->rows.tok, e->rows.pos, e->out, 1);
+  }
   STAGE(NULL);
   return cu_launched("generate: sampler");
 }
@@ -1567,12 +1569,16 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, pdl, rope, nt, ksb, minb, gs, amerge, sk, wide, dev = 0, cc = 0;
+    int mma, pdl, rope, nt, ksb, minb, gs, amerge, sk, wide, ssplit, dev = 0, cc = 0;
     /* programmatic dependent launches by default where the GPU has them (sm_90 on): on an H200
      * the 1.5B step at batch 16 took 2.12 ms with them and 2.20 without (2026-11-26) */
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
       cudaGetLastError();
       cc = 0;
+    }
+    if (cudaDeviceGetAttribute(&e->sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || e->sms < 1) {
+      cudaGetLastError();
+      e->sms = 132;
     }
     /* and only where the kernels were compiled with the waits (cu_pdl_wait is empty below sm_90:
      * a build for an older target, JIT-compiled on a Hopper card, must not overlap them) */
@@ -1585,7 +1591,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         env_int("CONFIT_GEN_ATT_GS", 1, 1, 64, &gs) || env_int("CONFIT_GEN_ATT_MERGE", 0, 0, 1, &amerge) ||
         env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
-        env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide)) {
+        env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide) ||
+        env_int("CONFIT_GEN_SAMPLE_SPLIT", 0, 0, SMP_MAXS, &ssplit)) {
       rc = -1;
       goto fail;
     }
@@ -1605,6 +1612,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     e->att_gs = gs;
     e->att_merge = amerge == 1;
     e->splitk = sk > 1 ? sk : 0;
+    e->smp_split = e->V < (1 << 24) ? ssplit : 0; /* k_sample_split keeps ids in floats */
   }
   if (e->mma_tune && !(e->tuned = (gen_tuned *)calloc(GEN_MAX_PLANNED, sizeof *e->tuned))) {
     rc = CF_ERR("generate: out of memory");
@@ -1665,7 +1673,11 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         (e->splitk && !(e->skp = (float *)gen_alloc(e, (size_t)e->splitk * e->Bmax * (D > Q + 2 * e->KV ? D : Q + 2 * e->KV) * 4,
                                                    "split-K partials"))) ||
         ((e->lt_mode > 0 || e->mma_tune) &&
-         !(e->lt_out = (float *)gen_alloc(e, (size_t)e->Bmax * scratch_cols(e) * 4, "GEMM plan timing")))) {
+         !(e->lt_out = (float *)gen_alloc(e, (size_t)e->Bmax * scratch_cols(e) * 4, "GEMM plan timing"))) ||
+        (e->smp_split &&
+         (!(e->smp_part = (float4 *)gen_alloc(e, (size_t)e->Bmax * SMP_MAXS * sizeof(float4), "sampler partials")) ||
+          !(e->smp_cnt = (int *)gen_alloc(e, (size_t)e->Bmax * sizeof(int), "sampler tickets")) ||
+          cu_check(cudaMemsetAsync(e->smp_cnt, 0, (size_t)e->Bmax * sizeof(int), e->st), "generate: sampler tickets")))) {
       rc = -1;
       goto fail;
     }

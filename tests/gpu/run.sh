@@ -2,7 +2,7 @@
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-skinny] [--no-lt] [--variants "mma+pdl lt"]
-#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge splitk2..8, +)
+#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge splitk2..8 sample1..32, +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."]
 #                                           [--knockout "none attention combine ..."]   (none first)
 #
@@ -17,8 +17,8 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     decode variant of $VARIANTS (default "splitk4 splitk2 mma+wide tune lt rope0 pdl0": the
-#     unmeasured ones, then the defaults' alternatives;
+#     decode variant of $VARIANTS (default "splitk4 splitk2 sample1 mma+wide tune lt": the
+#     unmeasured ones, then the cublasLt plans, timed another way since;
 #     --variants "...", --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
 #     below says what each is); rows "1.5B+MMA+PDL" etc.; with --knockout, the 1.5B decode
 #     benchmark at batch 16 once per named stage with that stage left out of the step
@@ -37,7 +37,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; VARIANTS=${VARIANTS:-splitk4 splitk2 mma+wide tune lt rope0 pdl0}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; VARIANTS=${VARIANTS:-splitk4 splitk2 sample1 mma+wide tune lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -218,6 +218,9 @@ EOF
   #   merge the attention merges its splits itself, no k_attn_combine (CONFIT_GEN_ATT_MERGE=1)
   #   splitkN  the qkv, o_proj and down GEMMs in N parts of K, added by the attention and the
   #         next RMSNorm (CONFIT_GEN_SPLITK=N, 2..8)
+  #   sampleN  the sampler split over N blocks per row (CONFIT_GEN_SAMPLE_SPLIT=N; 1: N chosen,
+  #         about two blocks per multiprocessor; untruncated sampling and greedy only); the
+  #         generation test runs sample1 with 7 (chosen, its tiny vocabularies would get 1)
   for V in $VARIANTS; do
     TEST_ENV=""; BENCH_ENV=""; TAG=$(echo "$V" | tr '[:lower:]' '[:upper:]'); OKV=1
     for part in $(echo "$V" | tr '+' ' '); do
@@ -233,6 +236,9 @@ EOF
         gs2|gs3) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_GS=${part#gs}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_GS=${part#gs}" ;;
         merge) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_MERGE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_MERGE=1" ;;
         splitk[2-8]) TEST_ENV="$TEST_ENV CONFIT_GEN_SPLITK=${part#splitk}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SPLITK=${part#splitk}" ;;
+        sample[1-9]|sample[1-3][0-9]) # the tests' vocabularies are tiny: chosen, N would be 1 there
+          N=${part#sample}; [ "$N" = 1 ] && TN=7 || TN=$N
+          TEST_ENV="$TEST_ENV CONFIT_GEN_SAMPLE_SPLIT=$TN"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SAMPLE_SPLIT=$N" ;;
         *) say "unknown decode variant $part in $V"; STATUS=1; OKV=0 ;;
       esac
     done

@@ -1,0 +1,236 @@
+/* gen_sample.cuh - the draw of generate.c's sampler (g_draw) and the decode step's sampler split
+ * over several blocks per row (k_sample_split), apart so that tests/c/test_gen_sample_emu.cpp can
+ * run them on the CPU: it needs from its includer __syncthreads, __threadfence, atomicAdd,
+ * __ldcg, the thread and block indices, expf, logf, fmaxf and INFINITY (cuda_internal.cuh, or
+ * the test's emulation of them).
+ */
+#ifndef CF_GEN_SAMPLE_CUH
+#define CF_GEN_SAMPLE_CUH
+
+/* a sampled token and its log-probability, as the samplers write them */
+struct gen_out { int tok; float lp; };
+
+__device__ __forceinline__ void g_philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
+  uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
+  uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+#pragma unroll
+  for (int r = 0; r < 10; r++) {
+    uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+    uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
+    uint32_t n1 = (uint32_t)p1;
+    uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+    uint32_t n3 = (uint32_t)p0;
+    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+  }
+  out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+/* The uniform of generate.c's draw(): 53 bits of Philox(step, key). */
+__device__ __forceinline__ double g_draw(uint64_t key, uint64_t step) {
+  uint32_t w[4];
+  g_philox(step, key, w);
+  return (double)(((uint64_t)(w[0] >> 5) << 26) | (w[1] >> 6)) * (1.0 / 9007199254740992.0);
+}
+
+/* ---------------------------------------------------------------- k_sample_split
+ *
+ * k_sample (generate.cu) gives each row one block, which walks the whole vocabulary twice: in a
+ * decode step of 16 rows, 16 of the GPU's multiprocessors do the work. Without top-k / top-p
+ * truncation the draw needs only the first maximum, the log-sum-exp and the inverse CDF in
+ * index order, and those split: grid (S, rows), block (s, r) takes segment s of row r (V / S
+ * ids, a multiple of 4 long), finds its first maximum and its running max and sum of exp(z - max)
+ * (z = logit / T, online softmax) and stores them; the last block of the row to finish (a ticket)
+ * merges the S segments in order, draws u = g_draw(key, step) like k_sample, finds the segment
+ * where the cumulative probability passes u, then inside it the group of threads, the thread and
+ * the id (the probability of each id is exp(z - lse) in double, as k_sample sums them; the
+ * segments' totals come from their float sums, so at a boundary the walk may settle on the last
+ * id of the segment before or the first after, a difference of a rounding). Greedy picks the first
+ * maximum. Writes out (token, log-prob under log_softmax(z)) and advances tok, pos and step as
+ * k_sample does. The tree merges run in a fixed order: the result is deterministic. */
+#define SMP_T 256    /* threads per block */
+#define SMP_MAXS 32  /* segments per row at most */
+#define SMP_GROUP 8  /* threads per group of the inverse-CDF walk: SMP_T / 32 groups */
+
+/* a running first maximum (bv at id bi) and online softmax (max zm, sum zs of exp(z - zm)) */
+struct smp_acc {
+  float bv, zm, zs;
+  int bi;
+  __device__ __forceinline__ void init(int V) { bv = -INFINITY; zm = -INFINITY; zs = 0.f; bi = V; }
+  __device__ __forceinline__ void see(float v, int i, float T) {
+    if (v > bv) { bv = v; bi = i; }
+    float z = v / T;
+    if (z == -INFINITY) return;
+    if (z > zm) { zs = zs * expf(zm - z) + 1.0f; zm = z; }
+    else zs += expf(z - zm);
+  }
+  __device__ __forceinline__ void merge(const smp_acc &o) {
+    if (o.bv > bv || (o.bv == bv && o.bi < bi)) { bv = o.bv; bi = o.bi; }
+    if (o.zs <= 0.f) return;
+    if (zs <= 0.f) { zm = o.zm; zs = o.zs; return; }
+    float m = fmaxf(zm, o.zm);
+    zs = zs * expf(zm - m) + o.zs * expf(o.zm - m);
+    zm = m;
+  }
+};
+
+struct smp_args {
+  const float *logits;           /* (rows, ldl) */
+  int64_t ldl;
+  int V, S;                      /* ids per row; segments per row (grid.x) */
+  float temp;
+  int greedy;
+  const unsigned long long *key;
+  int *step, *tok, *pos;         /* advanced when update */
+  int update;
+  gen_out *out;
+  float4 *part;                  /* (rows, S): bv, zm, zs, bi (as a float: V < 2^24) */
+  int *cnt;                      /* one ticket counter per row, zero between launches */
+};
+
+/* the segment [lo, hi) of row r for segment s of S (lengths a multiple of 4 but the last) */
+__device__ __forceinline__ void smp_segment(int V, int S, int s, int *lo, int *hi) {
+  int seg = ((V + S - 1) / S + 3) / 4 * 4;
+  *lo = s * seg < V ? s * seg : V;
+  *hi = *lo + seg < V ? *lo + seg : V;
+}
+
+__global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
+  cu_pdl_wait();
+  cu_pdl_trigger();
+  __shared__ smp_acc red[SMP_T];
+  __shared__ double dm[SMP_T], gm[SMP_T / SMP_GROUP];
+  __shared__ float4 segs[SMP_MAXS];
+  __shared__ int s_last, s_pick, s_seg, s_thr, s_take_last;
+  __shared__ double s_target;
+  int S = a.S, s = blockIdx.x, r = blockIdx.y, tid = threadIdx.x, V = a.V;
+  const float *lg = a.logits + (size_t)r * a.ldl;
+  float T = a.greedy ? 1.0f : a.temp;
+  int lo, hi;
+  smp_segment(V, S, s, &lo, &hi);
+  smp_acc acc;
+  acc.init(V);
+  int i0 = lo;
+  if ((((uintptr_t)(lg + lo)) & 15) == 0) {
+    int n4 = (hi - lo) / 4;
+    const float4 *l4 = (const float4 *)(lg + lo);
+    for (int j = tid; j < n4; j += SMP_T) {
+      float4 q = __ldcg(l4 + j);
+      int i = lo + 4 * j;
+      acc.see(q.x, i, T); acc.see(q.y, i + 1, T); acc.see(q.z, i + 2, T); acc.see(q.w, i + 3, T);
+    }
+    i0 = lo + 4 * n4;
+  }
+  for (int i = i0 + tid; i < hi; i += SMP_T) acc.see(__ldcg(lg + i), i, T);
+  red[tid] = acc;
+  __syncthreads();
+  for (int o = SMP_T / 2; o > 0; o >>= 1) {
+    if (tid < o) red[tid].merge(red[tid + o]);
+    __syncthreads();
+  }
+  /* this segment's summary to the workspace; the row's last block goes on */
+  if (tid == 0) a.part[(size_t)r * S + s] = make_float4(red[0].bv, red[0].zm, red[0].zs, (float)red[0].bi);
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) s_last = atomicAdd(&a.cnt[r], 1) == S - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  if (tid < S) segs[tid] = __ldcg(a.part + (size_t)r * S + tid);
+  __syncthreads();
+  /* the row: merged in segment order (every thread the same, from shared memory) */
+  smp_acc row;
+  row.init(V);
+  for (int q = 0; q < S; q++) {
+    smp_acc o;
+    o.bv = segs[q].x; o.zm = segs[q].y; o.zs = segs[q].z; o.bi = (int)segs[q].w;
+    row.merge(o);
+  }
+  int bi = row.bi < V ? row.bi : 0;
+  float lse = row.zm + logf(row.zs);
+  if (!a.greedy) {
+    double u = g_draw(a.key[r], (uint64_t)a.step[r]);
+    if (tid == 0) {
+      /* the segment: its mass exp(zm_q - lse) zs_q; past the end (rounding) the last with mass */
+      double total = 0;
+      for (int q = 0; q < S; q++) total += segs[q].z > 0.f ? (double)segs[q].z * exp((double)segs[q].y - lse) : 0.0;
+      double target = u * total, cum = 0;
+      int pick = -1, lastm = 0;
+      for (int q = 0; q < S && pick < 0; q++) {
+        double m = segs[q].z > 0.f ? (double)segs[q].z * exp((double)segs[q].y - lse) : 0.0;
+        if (m <= 0) continue;
+        lastm = q;
+        if (target < cum + m) pick = q;
+        else cum += m;
+      }
+      s_take_last = pick < 0;
+      s_seg = pick < 0 ? lastm : pick;
+      s_target = target - cum;
+    }
+    __syncthreads();
+    /* inside the segment: thread tid's contiguous chunk, its mass in double */
+    smp_segment(V, S, s_seg, &lo, &hi);
+    int chunk = (hi - lo + SMP_T - 1) / SMP_T;
+    int clo = lo + tid * chunk < hi ? lo + tid * chunk : hi, chi = clo + chunk < hi ? clo + chunk : hi;
+    double mass = 0;
+    for (int i = clo; i < chi; i++) mass += (double)expf(__ldcg(lg + i) / T - lse);
+    dm[tid] = mass;
+    __syncthreads();
+    if (tid < SMP_T / SMP_GROUP) {
+      double g = 0;
+      for (int k = 0; k < SMP_GROUP; k++) g += dm[tid * SMP_GROUP + k];
+      gm[tid] = g;
+    }
+    __syncthreads();
+    if (tid == 0) {
+      /* the group, then the thread: the first whose cumulative mass passes the target, else (the
+       * target past the end, by rounding) the last with mass */
+      double t = s_target;
+      bool last = s_take_last;
+      int g = -1, lastg = 0;
+      for (int k = 0; k < SMP_T / SMP_GROUP && g < 0; k++) {
+        if (gm[k] <= 0) continue;
+        lastg = k;
+        if (!last && t < gm[k]) g = k;
+        else t -= gm[k];
+      }
+      if (g < 0) { g = lastg; last = true; }
+      int th = -1, lastt = g * SMP_GROUP;
+      for (int k = g * SMP_GROUP; k < (g + 1) * SMP_GROUP && th < 0; k++) {
+        if (dm[k] <= 0) continue;
+        lastt = k;
+        if (!last && t < dm[k]) th = k;
+        else t -= dm[k];
+      }
+      if (th < 0) { th = lastt; last = true; }
+      s_thr = th;
+      s_target = t;
+      s_take_last = last;
+      s_pick = bi;
+    }
+    __syncthreads();
+    if (tid == s_thr) {
+      double t = s_target, cum = 0;
+      int found = -1, lastk = -1;
+      for (int i = clo; i < chi && found < 0; i++) {
+        double p = (double)expf(__ldcg(lg + i) / T - lse);
+        if (p <= 0) continue;
+        lastk = i;
+        if (!s_take_last && t < cum + p) found = i;
+        cum += p;
+      }
+      if (found < 0) found = lastk;
+      if (found >= 0) s_pick = found;
+    }
+    __syncthreads();
+    bi = s_pick;
+  }
+  if (tid == 0) {
+    a.out[r].tok = bi;
+    a.out[r].lp = lg[bi] / T - lse;
+    if (a.update) { a.tok[r] = bi; a.pos[r] += 1; a.step[r] += 1; }
+    a.cnt[r] = 0;
+  }
+}
+
+#endif
