@@ -28,8 +28,9 @@ usage: confit recipes/eval.lua --model DIR (--bench NAMES | --data FILE) [option
   --data-dir DIR         benchmark files (default ../shared/data/benchmarks)
   --mode qwen|strict     prompt and grading of EVAL.md (default qwen)
   --template NAME        chatml, qwen25-math-cot, strict, llama3, llama3-math-cot, strict-llama3,
-                         plain (default: the mode's prompt in the model's chat format, read from
-                         its tokenizer_config.json: Llama 3 or else ChatML)
+                         llama31, llama31-math-cot, strict-llama31, plain (default: the mode's
+                         prompt in the model's chat format, read from its tokenizer_config.json:
+                         Llama 3.0, Llama 3.1+ or else ChatML)
   --n N                  samples per problem (default 0: greedy only); --temperature T (0.6)
                          --top-p P (0.95) --top-k K (0)
   --no-greedy            skip the greedy completion (then n > 0 is needed)

@@ -24,8 +24,8 @@
 -- Real data: --model DIR --data FILE (JSONL, one object per line with a --question-field,
 -- default "question"; an --answer-field, default "answer", is optional and only used for
 -- logging train_acc and for evaluation). Prompts use the --template of confit.chat (default
--- "auto": "qwen25-math-cot", or "llama3-math-cot" when the model's tokenizer_config.json has a
--- Llama 3 chat template), generation stops on the tokenizer's end-of-turn / end-of-text tokens
+-- "auto": "qwen25-math-cot", or "llama3-math-cot" / "llama31-math-cot" when the model's
+-- tokenizer_config.json has a Llama 3.0 / 3.1+ chat template), generation stops on the tokenizer's end-of-turn / end-of-text tokens
 -- (<|im_end|> / <|endoftext|> for Qwen) and the config's eos_token_id, answers are extracted with
 -- confit.grade (qwen mode). Unless given, the paper's settings apply: N = 16, T = 0.5,
 -- max_new_tokens 3072, 10 steps, 1 question per step, lr 1e-5, weight decay 0.01 (and

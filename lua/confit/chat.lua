@@ -17,16 +17,24 @@
 --   llama3           Llama 3's format: `<|begin_of_text|>`, then per turn
 --                    `<|start_header_id|>role<|end_header_id|>\n\n` content (trimmed, as its
 --                    template trims) `<|eot_id|>`; a system turn only when given (opts.system or
---                    a system message). Llama 3.1+'s default "Cutting Knowledge Date" system turn
---                    is not added.
+--                    a system message). This is Llama 3.0's template.
+--   llama31          Llama 3.1's (also 3.2's and 3.3's): llama3, but the system turn is always
+--                    there and starts `Cutting Knowledge Date: December 2023\nToday Date: DATE\n\n`
+--                    before the (trimmed, possibly empty) system message. DATE is opts.date, by
+--                    default "26 Jul 2024", the templates' own default; 3.2's template would put
+--                    today's date there when rendered by transformers (strftime_now), which would
+--                    make the same prompt differ from day to day: pass opts.date for that.
 --   llama3-math-cot  the "qwen" mode prompt for a Llama 3 model: llama3 with the Qwen2.5-Math
 --                    chain-of-thought instruction as the system turn and one user turn
+--   llama31-math-cot the same in llama31 (the instruction after the date lines)
 --   strict-llama3    the "strict" mode user turn in llama3 (no system turn)
+--   strict-llama31   the same in llama31 (the system turn holds the date lines only)
 --   plain            the question as is
 --
---   chat.family(dir) -> "chatml" | "llama3" | nil, why
+--   chat.family(dir) -> "chatml" | "llama3" | "llama3.1" | nil, why
 --     which format a model folder's chat template (dir/tokenizer_config.json, chat_template) uses;
---     nil with the reason when the file or the template is missing or of another kind.
+--     nil with the reason when the file or the template is missing or of another kind. "llama3.1"
+--     when the Llama 3 template writes the "Cutting Knowledge Date" system turn (3.1, 3.2, 3.3).
 --   chat.default_template(mode, family) -> name
 --     the template EVAL.md's mode ("qwen" | "strict") uses for a model of that family: the
 --     question goes in "the model's chat template" (ChatML when the family is unknown).
@@ -79,14 +87,26 @@ end
 
 local function trim(text) return text:match("^%s*(.-)%s*$") end
 
-local function llama3(msgs, opts)
+M.LLAMA31_DATE = "26 Jul 2024"
+
+-- dated: Llama 3.1's form, whose system turn (always there) opens with the date lines
+local function llama3(msgs, opts, dated)
   local out = {"<|begin_of_text|>"}
   local system = opts.system
-  if system ~= nil and system ~= false and msgs[1].role ~= "system" then
-    if type(system) ~= "string" then fail("opts.system must be a string or false") end
+  if system ~= nil and system ~= false and type(system) ~= "string" then fail("opts.system must be a string or false") end
+  local first = 1
+  if dated then
+    local date = opts.date
+    if date == nil then date = M.LLAMA31_DATE end
+    if type(date) ~= "string" then fail("opts.date must be a string (like \"26 Jul 2024\"), got " .. type(date)) end
+    if msgs[1].role == "system" then system, first = msgs[1].content, 2 end
+    out[#out + 1] = "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n" ..
+      "Today Date: " .. date .. "\n\n" .. trim(system or "") .. "<|eot_id|>"
+  elseif system ~= nil and system ~= false and msgs[1].role ~= "system" then
     out[#out + 1] = "<|start_header_id|>system<|end_header_id|>\n\n" .. trim(system) .. "<|eot_id|>"
   end
-  for _, m in ipairs(msgs) do
+  for i = first, #msgs do
+    local m = msgs[i]
     out[#out + 1] = "<|start_header_id|>" .. m.role .. "<|end_header_id|>\n\n" .. trim(m.content) ..
       "<|eot_id|>"
   end
@@ -120,6 +140,20 @@ M.templates = {
   ["strict-llama3"] = function(x, opts)
     local q = question_of(x, "strict-llama3")
     return llama3({{role = "user", content = strict_text(q)}}, {add_generation_prompt = opts.add_generation_prompt})
+  end,
+  llama31 = function(x, opts)
+    return llama3(messages_of(x), opts, true)
+  end,
+  ["llama31-math-cot"] = function(x, opts)
+    local q = question_of(x, "llama31-math-cot")
+    return llama3({{role = "user", content = q}},
+                  {system = M.QWEN_MATH_SYSTEM, date = opts.date, add_generation_prompt = opts.add_generation_prompt},
+                  true)
+  end,
+  ["strict-llama31"] = function(x, opts)
+    local q = question_of(x, "strict-llama31")
+    return llama3({{role = "user", content = strict_text(q)}},
+                  {date = opts.date, add_generation_prompt = opts.add_generation_prompt}, true)
   end,
   plain = function(x)
     return question_of(x, "plain")
@@ -155,12 +189,15 @@ function M.family(dir)
   end
   if type(t) ~= "string" then return nil, path .. " has no chat_template" end
   if t:find("<|im_start|>", 1, true) then return "chatml" end
-  if t:find("<|start_header_id|>", 1, true) then return "llama3" end
+  if t:find("<|start_header_id|>", 1, true) then
+    return t:find("Cutting Knowledge Date", 1, true) and "llama3.1" or "llama3"
+  end
   return nil, path .. ": chat_template is neither ChatML nor Llama 3's"
 end
 
 local DEFAULTS = {chatml = {qwen = "qwen25-math-cot", strict = "strict"},
-                  llama3 = {qwen = "llama3-math-cot", strict = "strict-llama3"}}
+                  llama3 = {qwen = "llama3-math-cot", strict = "strict-llama3"},
+                  ["llama3.1"] = {qwen = "llama31-math-cot", strict = "strict-llama31"}}
 
 function M.default_template(mode, family)
   if mode ~= "qwen" and mode ~= "strict" then

@@ -14,7 +14,7 @@
 --                   default evaluate.default_template(mode, model): the mode's prompt in the
 --                   model folder's chat format ("qwen25-math-cot" / "strict" for ChatML models
 --                   and when the format is unknown, "llama3-math-cot" / "strict-llama3" for
---                   Llama 3)
+--                   Llama 3.0, "llama31-math-cot" / "strict-llama31" for Llama 3.1 and later)
 --   grader          "qwen" | "strict" | "toy" or a table {name, extract(text) -> answer|nil,
 --                   equal(pred, ref) -> bool, key(answer) -> string}; default: the mode's
 --   greedy          run greedy decoding (default true)

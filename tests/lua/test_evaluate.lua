@@ -258,6 +258,14 @@ H.case("the default template follows the model folder's chat format; stop ids ar
   H.eq(evaluate.settings({model_dir = dir, mode = "strict"}).template, "strict-llama3")
   H.eq(evaluate.settings({model_dir = dir, template = "plain"}).template, "plain", "an explicit template wins")
   H.eq(evaluate.default_template("strict", TMP .. "/no-such-folder"), "strict", "unreadable folder: ChatML")
+  local dir31 = TMP .. "/llama31-folder"
+  assert(os.execute("mkdir -p '" .. dir31 .. "'"))
+  f = assert(io.open(dir31 .. "/tokenizer_config.json", "wb"))
+  f:write('{"chat_template": "{{ bos_token }}<|start_header_id|>system<|end_header_id|>\\n\\n' ..
+          'Cutting Knowledge Date: December 2023\\n"}')
+  f:close()
+  H.eq(evaluate.settings({model_dir = dir31}).template, "llama31-math-cot", "Llama 3.1's format")
+  H.eq(evaluate.settings({model_dir = dir31, mode = "strict"}).template, "strict-llama31")
   local seen, stop = {}, nil
   local function gen(prompts, go)
     stop = go.stop

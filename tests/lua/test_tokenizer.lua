@@ -244,6 +244,37 @@ H.case("llama3 templates are byte-exact", function()
   H.raises(function() chat.apply("llama3", q, {system = 3}) end, "opts.system")
 end)
 
+-- Llama 3.1's format, from its chat template: the system turn is always written, opening with the
+-- knowledge-cutoff and date lines (date_string defaults to "26 Jul 2024"), then the trimmed system
+-- message ("" without one)
+local L31_SYS = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n" ..
+  "Today Date: 26 Jul 2024\n\n"
+local L31_USER = "<|start_header_id|>user<|end_header_id|>\n\n"
+
+H.case("llama31 templates are byte-exact", function()
+  local q = "What is $1+1$?"
+  H.eq(chat.apply("llama31", q), L31_SYS .. "<|eot_id|>" .. L31_USER .. "What is $1+1$?<|eot_id|>" .. L3_GEN,
+    "llama31: the date lines and an empty system message")
+  H.eq(chat.apply("llama31", {{role = "system", content = " S \n"}, {role = "user", content = "U"},
+    {role = "assistant", content = "A"}}, {add_generation_prompt = false}),
+    L31_SYS .. "S<|eot_id|>" .. L31_USER .. "U<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nA<|eot_id|>",
+    "llama31: a system message goes after the date lines, trimmed, and is not repeated")
+  H.eq(chat.apply("llama31", q, {system = "Be brief.", date = "01 Jan 2026"}),
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n" ..
+    "Today Date: 01 Jan 2026\n\nBe brief.<|eot_id|>" .. L31_USER .. "What is $1+1$?<|eot_id|>" .. L3_GEN,
+    "llama31 with opts.system and opts.date")
+  H.eq(chat.apply("llama31", q, {system = false}), chat.apply("llama31", q), "system = false: the date lines stay")
+  H.eq(chat.apply("llama31-math-cot", q),
+    L31_SYS .. "Please reason step by step, and put your final answer within \\boxed{}.<|eot_id|>" .. L31_USER ..
+    "What is $1+1$?<|eot_id|>" .. L3_GEN, "llama31-math-cot")
+  H.eq(chat.apply("strict-llama31", q, {date = "02 Feb 2025"}),
+    L31_SYS:gsub("26 Jul 2024", "02 Feb 2025") .. "<|eot_id|>" .. L31_USER ..
+    "Problem: What is $1+1$?\nMark your solution with \\boxed\nAnswer:<|eot_id|>" .. L3_GEN, "strict-llama31")
+  H.raises(function() chat.apply("llama31", q, {date = 2024}) end, "opts.date must be a string")
+  H.raises(function() chat.apply("llama31-math-cot", {{role = "system", content = "s"}, {role = "user", content = "u"}}) end,
+    "one user message")
+end)
+
 H.case("chat.family reads the model folder's chat format; default_template follows it", function()
   local base = os.tmpname()
   os.remove(base)
@@ -259,6 +290,9 @@ H.case("chat.family reads the model folder's chat format; default_template follo
   end
   local chatml = folder("chatml", '{"chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\\n{% endfor %}"}')
   local llama = folder("llama", '{"chat_template": "{{ bos_token }}<|start_header_id|>{{ m.role }}<|end_header_id|>"}')
+  local llama31 = folder("llama31", '{"chat_template": "{{- bos_token }}{%- if not date_string is defined %}' ..
+    '{%- set date_string = \\"26 Jul 2024\\" %}{%- endif %}{{- \\"<|start_header_id|>system<|end_header_id|>\\\\n\\\\n\\" }}' ..
+    '{{- \\"Cutting Knowledge Date: December 2023\\\\n\\" }}"}')
   local listed = folder("listed", '{"chat_template": [{"name": "tool_use", "template": "<|im_start|>"}, ' ..
     '{"name": "default", "template": "<|start_header_id|>"}]}')
   local none = folder("none", '{"model_max_length": 10}')
@@ -268,6 +302,7 @@ H.case("chat.family reads the model folder's chat format; default_template follo
   H.eq(chat.family(chatml), "chatml")
   H.eq(chat.family(llama), "llama3")
   H.eq(chat.family(listed), "llama3", "a list of templates: the one named default")
+  H.eq(chat.family(llama31), "llama3.1", "the date system turn: Llama 3.1's format")
   for _, c in ipairs({{none, "no chat_template"}, {other, "neither ChatML nor Llama 3"},
                       {broken, "tokenizer_config.json"}, {missing, "tokenizer_config.json"}}) do
     local f, why = chat.family(c[1])
@@ -278,6 +313,8 @@ H.case("chat.family reads the model folder's chat format; default_template follo
   H.eq(chat.default_template("strict", "chatml"), "strict")
   H.eq(chat.default_template("qwen", "llama3"), "llama3-math-cot")
   H.eq(chat.default_template("strict", "llama3"), "strict-llama3")
+  H.eq(chat.default_template("qwen", "llama3.1"), "llama31-math-cot")
+  H.eq(chat.default_template("strict", "llama3.1"), "strict-llama31")
   H.eq(chat.default_template("strict", nil), "strict", "unknown format: ChatML")
   H.raises(function() chat.default_template("loose", "chatml") end, "mode")
   H.raises(function() chat.family(5) end, "dir must be a string")
