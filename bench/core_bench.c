@@ -199,8 +199,8 @@ static cf_tensor *block_forward(const block *p, cf_tensor *x, cf_tensor *pos) {
   if (!h) die("rmsnorm");
   cf_tensor *q = heads(linear(h, p->wq)), *k = heads(linear(h, p->wk)), *v = heads(linear(h, p->wv));
   cf_tensor_release(h);
-  q = take(cf_rope(q, pos, 10000.0), q, "rope");
-  k = take(cf_rope(k, pos, 10000.0), k, "rope");
+  q = take(cf_rope(q, pos, 10000.0, NULL), q, "rope");
+  k = take(cf_rope(k, pos, 10000.0, NULL), k, "rope");
   cf_tensor *a = cf_attention(q, k, v, NULL, NAN, true);
   if (!a) die("attention");
   cf_tensor_release(q);

@@ -21,7 +21,7 @@ WEAK int cf_cuda_gather_backward(cf_tensor *gx, int dim, cf_tensor *index, cf_te
 WEAK int cf_cuda_swiglu_backward(cf_tensor *ga, cf_tensor *gb, cf_tensor *a, cf_tensor *b, cf_tensor *gout);
 WEAK int cf_cuda_rmsnorm_backward(cf_tensor *gx, cf_tensor *gw, cf_tensor *x, cf_tensor *w,
                                   double eps, cf_tensor *gout);
-WEAK int cf_cuda_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta, cf_tensor *gout);
+WEAK int cf_cuda_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta, const double *scaling, cf_tensor *gout);
 WEAK int cf_cuda_attention_backward(cf_tensor *gq, cf_tensor *gk, cf_tensor *gv, cf_tensor *q,
                                     cf_tensor *k, cf_tensor *v, cf_tensor *mask, double scale,
                                     bool causal, cf_tensor *gout);
@@ -193,7 +193,7 @@ int cf_bwd_rmsnorm(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
 int cf_bwd_rope(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
   int rc = 0;
   cf_tensor *gx = zeros_like(n->in[0], n->needs[0], &rc);
-  if (gx) rc = BACKWARD_KERNEL(rope, cf_tensor_device(gx), gx, n->in[1], n->args.f[0], gout);
+  if (gx) rc = BACKWARD_KERNEL(rope, cf_tensor_device(gx), gx, n->in[1], n->args.f[0], &n->args.f[1], gout);
   return finish(rc, gin, &gx, 1);
 }
 

@@ -67,11 +67,16 @@ static inline cf_tensor *cf_rmsnorm(cf_tensor *x, cf_tensor *weight, double eps)
   return cf_op(CF_OP_rmsnorm, in, 2, &a);
 }
 
-/* x [.., T, D], positions integer [T] or [B, T] */
-static inline cf_tensor *cf_rope(cf_tensor *x, cf_tensor *positions, double theta) {
+/* x [.., T, D], positions integer [T] or [B, T]; scaling: NULL, or Llama 3's rope scaling (factor,
+ * low_freq_factor, high_freq_factor, original_max_position_embeddings; rope_freq.h) */
+static inline cf_tensor *cf_rope(cf_tensor *x, cf_tensor *positions, double theta, const double *scaling) {
   cf_args a = cf_args_none();
   a.f[0] = theta;
   a.nf = 1;
+  if (scaling) {
+    for (int i = 0; i < 4; i++) a.f[1 + i] = scaling[i];
+    a.nf = 5;
+  }
   cf_tensor *in[2] = {x, positions};
   return cf_op(CF_OP_rope, in, 2, &a);
 }
@@ -161,7 +166,7 @@ int cf_cpu_rmsnorm_backward(cf_tensor *gx, cf_tensor *gw, cf_tensor *x, cf_tenso
                             cf_tensor *gout);
 /* ga, gb (either may be NULL) shaped like gout, dense; a, b broadcast to it (elementwise.c). */
 int cf_cpu_swiglu_backward(cf_tensor *ga, cf_tensor *gb, cf_tensor *a, cf_tensor *b, cf_tensor *gout);
-int cf_cpu_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta, cf_tensor *gout);
+int cf_cpu_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta, const double *scaling, cf_tensor *gout);
 int cf_cpu_attention_backward(cf_tensor *gq, cf_tensor *gk, cf_tensor *gv, cf_tensor *q,
                               cf_tensor *k, cf_tensor *v, cf_tensor *mask, double scale,
                               bool causal, cf_tensor *gout);

@@ -22,7 +22,7 @@
 
 typedef struct cf_args {
   int64_t i[CF_MAX_ARGS];
-  double f[4];
+  double f[6];
   int ni, nf;
 } cf_args;
 

@@ -68,6 +68,7 @@ extern "C" {
 #include "interrupt.h"
 #include "profile.h"
 }
+#include "rope_freq.h"
 
 #define GEN_KW 8          /* decode steps between host synchronisations */
 #define GEN_MAX_PLANNED 16 /* decode buckets whose GEMMs are timed (CONFIT_GEN_LT) */
@@ -1692,7 +1693,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     /* RoPE tables in double like the CPU path, then rounded to f32 */
     float *tc = (float *)e->pin, *tsn = tc + (size_t)e->cap * h2;
     for (int i = 0; i < h2; i++) {
-      double inv = pow(c->rope_theta, -2.0 * i / e->hd);
+      cf_rope_scaling sc = {c->rope_scaling[0], c->rope_scaling[1], c->rope_scaling[2], c->rope_scaling[3]};
+      double inv = cf_rope_inv_freq(c->rope_theta, i, e->hd, sc);
       for (int p = 0; p < e->cap; p++) {
         double ang = (double)p * inv;
         tc[(size_t)p * h2 + i] = (float)cos(ang);

@@ -12,6 +12,7 @@
  * block per id), so it does not depend on scheduling; gather's backward uses atomics (fp32).
  */
 #include "kernels/cuda_internal.cuh"
+#include "rope_freq.h"
 #include <cub/cub.cuh>
 #include <limits.h>
 
@@ -371,12 +372,12 @@ template <typename T>
 __global__ void __launch_bounds__(CF_CU_THREADS) rope_kernel(T *out, const T *x, const void *pos, int pdt,
                                                              int64_t B, int64_t M, int64_t T_, int64_t D,
                                                              int64_t sb, int64_t sm, int64_t st, int pos2d,
-                                                             double theta, double sign) {
+                                                             double theta, cf_rope_scaling sc, double sign) {
   int64_t h = D / 2, n = B * T_ * h;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
     int64_t i = e % h, t = (e / h) % T_, b = e / (h * T_);
     int64_t p = pos2d ? b * T_ + t : t;
-    double ang = (double)ld_id(pos, pdt, p) * pow(theta, -2.0 * (double)i / (double)D);
+    double ang = (double)ld_id(pos, pdt, p) * cf_rope_inv_freq(theta, i, D, sc);
     double sd, cd;
     sincos(ang, &sd, &cd);
     float co = (float)cd, si = (float)(sign * sd);
@@ -389,7 +390,8 @@ __global__ void __launch_bounds__(CF_CU_THREADS) rope_kernel(T *out, const T *x,
   }
 }
 
-static int rope_apply(const char *op, cf_tensor *out, cf_tensor *x0, cf_tensor *pos0, double theta, double sign) {
+static int rope_apply(const char *op, cf_tensor *out, cf_tensor *x0, cf_tensor *pos0, double theta, cf_rope_scaling sc,
+                      double sign) {
   if (cu_check_float(op, x0)) return -1;
   char b1[128], b2[128];
   if (x0->ndim < 2) return CF_ERR("%s: x must be [.., T, D], got %s", op, cf_shape_str(x0, b1, sizeof b1));
@@ -397,6 +399,9 @@ static int rope_apply(const char *op, cf_tensor *out, cf_tensor *x0, cf_tensor *
   int64_t T = x0->shape[nd - 2], D = x0->shape[nd - 1];
   if (D % 2) return CF_ERR("%s: the last dim must be even, got x %s", op, cf_shape_str(x0, b1, sizeof b1));
   if (!(theta > 0)) return CF_ERR("%s: theta must be > 0, got %g", op, theta);
+  const char *bad = cf_rope_scaling_check(sc);
+  if (bad) return CF_ERR("%s: rope scaling: %s (factor %g, low %g, high %g, original %g)", op, bad, sc.factor, sc.low,
+                         sc.high, sc.orig);
   bool ok = (pos0->ndim == 1 && pos0->shape[0] == T) ||
             (pos0->ndim == 2 && nd >= 3 && pos0->shape[0] == x0->shape[0] && pos0->shape[1] == T);
   if (!ok)
@@ -417,11 +422,11 @@ static int rope_apply(const char *op, cf_tensor *out, cf_tensor *x0, cf_tensor *
     if (x->dtype == CF_DTYPE_F32)
       rope_kernel<float><<<g, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(out),
           (const float *)cf_tensor_data(x), cf_tensor_data(pos), pos->dtype, B, M, T, D, sb, sm, st,
-          pos->ndim == 2, theta, sign);
+          pos->ndim == 2, theta, sc, sign);
     else
       rope_kernel<bf16><<<g, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(out),
           (const bf16 *)cf_tensor_data(x), cf_tensor_data(pos), pos->dtype, B, M, T, D, sb, sm, st,
-          pos->ndim == 2, theta, sign);
+          pos->ndim == 2, theta, sc, sign);
     rc = cu_launched(op);
   }
   cf_tensor_release(x);
@@ -431,11 +436,12 @@ static int rope_apply(const char *op, cf_tensor *out, cf_tensor *x0, cf_tensor *
 
 extern "C" int cf_cuda_rope(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
-  return rope_apply("rope", out, in[0], in[1], a->f[0], 1.0);
+  return rope_apply("rope", out, in[0], in[1], a->f[0], cf_rope_scaling_of(&a->f[1]), 1.0);
 }
 
-extern "C" int cf_cuda_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta, cf_tensor *gout) {
-  return rope_apply("rope backward", gx, gout, pos, theta, -1.0);
+extern "C" int cf_cuda_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta, const double *scaling,
+                                     cf_tensor *gout) {
+  return rope_apply("rope backward", gx, gout, pos, theta, cf_rope_scaling_of(scaling), -1.0);
 }
 
 /* ================================================================ row losses over a vocabulary */

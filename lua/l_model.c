@@ -304,6 +304,15 @@ static int model_config(lua_State *L) {
 #undef SETI
   lua_pushnumber(L, c->rms_eps); lua_setfield(L, -2, "rms_norm_eps");
   lua_pushnumber(L, c->rope_theta); lua_setfield(L, -2, "rope_theta");
+  if (c->rope_scaling[0] > 0) { /* Llama 3.1+ */
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, "llama3"); lua_setfield(L, -2, "rope_type");
+    lua_pushnumber(L, c->rope_scaling[0]); lua_setfield(L, -2, "factor");
+    lua_pushnumber(L, c->rope_scaling[1]); lua_setfield(L, -2, "low_freq_factor");
+    lua_pushnumber(L, c->rope_scaling[2]); lua_setfield(L, -2, "high_freq_factor");
+    lua_pushnumber(L, c->rope_scaling[3]); lua_setfield(L, -2, "original_max_position_embeddings");
+    lua_setfield(L, -2, "rope_scaling");
+  }
   lua_pushboolean(L, c->tie_embeddings); lua_setfield(L, -2, "tie_word_embeddings");
   lua_pushboolean(L, c->qkv_bias); lua_setfield(L, -2, "attention_bias");
   lua_createtable(L, c->n_eos, 0);

@@ -819,7 +819,7 @@ static int do_op(lua_State *L, int id) {
         if (s == 'F' && (type == LUA_TNIL || type == LUA_TNONE)) v = NAN;
         else if (type == LUA_TNUMBER) v = lua_tonumber(L, ai);
         else v = op_error(&c, ai, "number", "expected a number, got ", luaL_typename(L, ai));
-        if (a.nf >= 4) luaL_error(L, "%s: too many number arguments", op->name);
+        if (a.nf >= 6) luaL_error(L, "%s: too many number arguments", op->name);
         a.f[a.nf++] = v;
         ai++;
         break;

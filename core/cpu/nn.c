@@ -20,6 +20,7 @@
 #include "error.h"
 #include "nn_ops.h"
 #include "ops.h"
+#include "rope_freq.h"
 
 /* ---------------------------------------------------------------- element helpers */
 
@@ -434,13 +435,16 @@ int cf_cpu_rmsnorm_backward(cf_tensor *gx, cf_tensor *gw, cf_tensor *x0, cf_tens
 
 /* Validates x [.., T, D] and positions [T] or [B, T]; fills the cos/sin table [npos x D/2]. */
 static int rope_table(const char *op, const cf_tensor *x, const cf_tensor *pos, double theta,
-                      double **cs, bool *pos2d) {
+                      cf_rope_scaling sc, double **cs, bool *pos2d) {
   char b1[128], b2[128];
   if (x->ndim < 2)
     return CF_ERR("%s: x must be [.., T, D], got %s", op, cf_shape_str(x, b1, sizeof b1));
   int64_t T = x->shape[x->ndim - 2], D = x->shape[x->ndim - 1];
   if (D % 2) return CF_ERR("%s: the last dim must be even, got x %s", op, cf_shape_str(x, b1, sizeof b1));
   if (!(theta > 0)) return CF_ERR("%s: theta must be > 0, got %g", op, theta);
+  const char *bad = cf_rope_scaling_check(sc);
+  if (bad) return CF_ERR("%s: rope scaling: %s (factor %g, low %g, high %g, original %g)", op, bad, sc.factor, sc.low,
+                         sc.high, sc.orig);
   bool ok = (pos->ndim == 1 && pos->shape[0] == T) ||
             (pos->ndim == 2 && x->ndim >= 3 && pos->shape[0] == x->shape[0] && pos->shape[1] == T);
   if (!ok)
@@ -453,14 +457,18 @@ static int rope_table(const char *op, const cf_tensor *x, const cf_tensor *pos, 
   double *t = malloc(sizeof(double) * (size_t)(2 * np * h + 1));
   if (!t) { cf_tensor_release(pc); return CF_ERR("%s: out of memory", op); }
   const void *pp = cf_tensor_data(pc);
+  double invs[64], *iv = h <= 64 ? invs : malloc(sizeof(double) * (size_t)h); /* f_i per pair */
+  if (!iv) { free(t); cf_tensor_release(pc); return CF_ERR("%s: out of memory", op); }
+  for (int64_t i = 0; i < h; i++) iv[i] = cf_rope_inv_freq(theta, i, D, sc);
   for (int64_t p = 0; p < np; p++) {
     double ps = (double)ld_id(pp, pc->dtype, p);
     for (int64_t i = 0; i < h; i++) {
-      double ang = ps * pow(theta, -2.0 * (double)i / (double)D);
+      double ang = ps * iv[i];
       t[(p * h + i) * 2] = cos(ang);
       t[(p * h + i) * 2 + 1] = sin(ang);
     }
   }
+  if (iv != invs) free(iv);
   cf_tensor_release(pc);
   *cs = t;
   return 0;
@@ -468,11 +476,11 @@ static int rope_table(const char *op, const cf_tensor *x, const cf_tensor *pos, 
 
 /* out = x rotated by +angle (sign 1) or -angle (sign -1, the transpose, for backward) */
 static int rope_apply(const char *op, cf_tensor *out, cf_tensor *x0, cf_tensor *pos, double theta,
-                      double sign) {
+                      cf_rope_scaling sc, double sign) {
   if (cpu_float(op, x0)) return -1;
   double *cs;
   bool pos2d;
-  if (rope_table(op, x0, pos, theta, &cs, &pos2d)) return -1;
+  if (rope_table(op, x0, pos, theta, sc, &cs, &pos2d)) return -1;
   cf_tensor *x = x0; /* read in place through its strides */
   bool f64 = x->dtype == CF_DTYPE_F64;
   int64_t T = x->shape[x->ndim - 2], D = x->shape[x->ndim - 1], h = D / 2, sl = x->stride[x->ndim - 1];
@@ -495,14 +503,15 @@ static int rope_apply(const char *op, cf_tensor *out, cf_tensor *x0, cf_tensor *
   return 0;
 }
 
-/* out [.., T, D] = x * cos + rotate_half(x) * sin,  angle = pos * theta^(-2i/D) */
+/* out [.., T, D] = x * cos + rotate_half(x) * sin,  angle = pos * f_i (rope_freq.h: theta^(-2i/D),
+ * with Llama 3's scaling when a->f[1..4] are given) */
 int cf_cpu_rope(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
-  return rope_apply("rope", out, in[0], in[1], a->f[0], 1.0);
+  return rope_apply("rope", out, in[0], in[1], a->f[0], cf_rope_scaling_of(&a->f[1]), 1.0);
 }
 
-int cf_cpu_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta, cf_tensor *gout) {
-  return rope_apply("rope backward", gx, gout, pos, theta, -1.0);
+int cf_cpu_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta, const double *scaling, cf_tensor *gout) {
+  return rope_apply("rope backward", gx, gout, pos, theta, cf_rope_scaling_of(scaling), -1.0);
 }
 
 /* ================================================================ attention */

@@ -12,6 +12,7 @@
 #include "../interrupt.h"
 #include "../profile.h"
 #include "../rng.h"
+#include "../rope_freq.h"
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -388,7 +389,8 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
     }
   }
   for (int i = 0; i < e.hd / 2; i++) {
-    double inv = pow(c->rope_theta, -2.0 * i / e.hd);
+    cf_rope_scaling sc = {c->rope_scaling[0], c->rope_scaling[1], c->rope_scaling[2], c->rope_scaling[3]};
+    double inv = cf_rope_inv_freq(c->rope_theta, i, e.hd, sc);
     for (int64_t p = 0; p < e.kv.capacity; p++) {
       double ang = (double)p * inv;
       e.rope_cs[(size_t)p * (e.hd / 2) + i] = (float)cos(ang);

@@ -15,6 +15,7 @@
 #include "../io/safetensors.h"
 #include "../nn_ops.h"
 #include "../ops.h"
+#include "../rope_freq.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -142,8 +143,23 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
     if (!cJSON_IsObject(rs)) continue;
     cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
     if (!ty) ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
-    if (ty && cJSON_IsString(ty) && strcmp(ty->valuestring, "default") != 0) {
-      CF_ERR("%s: rope scaling type \"%s\" is not supported (only default RoPE)", label, ty->valuestring);
+    if (!ty || !cJSON_IsString(ty) || strcmp(ty->valuestring, "default") == 0) continue;
+    if (strcmp(ty->valuestring, "llama3") != 0) {
+      CF_ERR("%s: %s: rope type \"%s\" is not supported (default RoPE, or Llama 3's \"llama3\" scaling)", label,
+             scaling_keys[i], ty->valuestring);
+      goto done;
+    }
+    /* Llama 3.1+: the four numbers, all required */
+    const char *keys[4] = {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"};
+    for (int j = 0; j < 4; j++)
+      if (get_num(rs, keys[j], &cfg->rope_scaling[j])) {
+        CF_ERR("%s: %s of rope type \"llama3\" needs a number \"%s\"", label, scaling_keys[i], keys[j]);
+        goto done;
+      }
+    cf_rope_scaling sc = {cfg->rope_scaling[0], cfg->rope_scaling[1], cfg->rope_scaling[2], cfg->rope_scaling[3]};
+    const char *bad = cfg->rope_scaling[0] == 0 ? "factor must be > 0" : cf_rope_scaling_check(sc);
+    if (bad) {
+      CF_ERR("%s: %s (rope type \"llama3\"): %s", label, scaling_keys[i], bad);
       goto done;
     }
   }
@@ -234,6 +250,14 @@ int cf_qwen2_config_save(const cf_qwen2_config *c, const char *dir) {
   cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_pos);
   cJSON_AddNumberToObject(o, "rms_norm_eps", c->rms_eps);
   cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+  if (c->rope_scaling[0] > 0) {
+    cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
+    cJSON_AddStringToObject(rs, "rope_type", "llama3");
+    cJSON_AddNumberToObject(rs, "factor", c->rope_scaling[0]);
+    cJSON_AddNumberToObject(rs, "low_freq_factor", c->rope_scaling[1]);
+    cJSON_AddNumberToObject(rs, "high_freq_factor", c->rope_scaling[2]);
+    cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_scaling[3]);
+  }
   cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings);
   if (!qwen) cJSON_AddBoolToObject(o, "attention_bias", c->qkv_bias);
   cJSON_AddStringToObject(o, "hidden_act", "silu");
@@ -561,10 +585,11 @@ static cf_tensor *layer_forward(const cf_qwen2_config *c, const cf_qwen2_layer *
   TRY(k = linear(h, L->k_w, L->k_b));
   TRY(v = linear(h, L->v_w, L->v_b));
   TRY(tmp = split_heads(q, B, T, c->heads, hd));
-  TRY(qh = cf_rope(tmp, pos, c->rope_theta));
+  const double *sc = c->rope_scaling[0] > 0 ? c->rope_scaling : NULL;
+  TRY(qh = cf_rope(tmp, pos, c->rope_theta, sc));
   cf_tensor_release(tmp); tmp = NULL;
   TRY(tmp = split_heads(k, B, T, c->kv_heads, hd));
-  TRY(kh = cf_rope(tmp, pos, c->rope_theta));
+  TRY(kh = cf_rope(tmp, pos, c->rope_theta, sc));
   cf_tensor_release(tmp); tmp = NULL;
   TRY(vh = split_heads(v, B, T, c->kv_heads, hd));
   TRY(att = cf_attention(qh, kh, vh, NULL, NAN, true));

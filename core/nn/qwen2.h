@@ -27,6 +27,9 @@ typedef struct cf_qwen2_config {
   int max_pos;             /* max_position_embeddings */
   double rms_eps;
   double rope_theta;
+  double rope_scaling[4];  /* rope_scaling of rope_type "llama3": factor, low_freq_factor,
+                              high_freq_factor, original_max_position_embeddings (rope_freq.h);
+                              factor 0: none (plain RoPE) */
   bool tie_embeddings;
   bool qkv_bias;           /* Qwen2: q/k/v projections have biases */
   int eos[CF_MAX_EOS];     /* from generation_config.json (else config.json) */

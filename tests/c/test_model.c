@@ -253,6 +253,23 @@ static void test_config_errors(void) {
         c.rope_theta == 5000 && c.qkv_bias, "rope_theta inside rope_parameters: %s", cf_error_message());
   CHECK(cf_qwen2_load("/nonexistent/model") == NULL && strstr(cf_error_message(), "config.json"),
         "missing folder names config.json: %s", cf_error_message());
+  /* Llama 3.1's rope scaling: kept; its four numbers required and in range */
+#define L31 "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1," \
+            "\"num_attention_heads\":2,\"vocab_size\":9,\"rope_scaling\":{\"rope_type\":\"llama3\""
+  CHECK(cf_qwen2_config_parse(L31 ",\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+                              "\"original_max_position_embeddings\":8192}}", "x", &c) == 0 &&
+        c.rope_scaling[0] == 8 && c.rope_scaling[1] == 1 && c.rope_scaling[2] == 4 && c.rope_scaling[3] == 8192,
+        "llama3 rope scaling kept: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse(L31 ",\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0}}", "cfg.json",
+                              &c) != 0 && strstr(cf_error_message(), "original_max_position_embeddings") &&
+        strstr(cf_error_message(), "cfg.json"), "a missing number named: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse(L31 ",\"factor\":8.0,\"low_freq_factor\":4.0,\"high_freq_factor\":1.0,"
+                              "\"original_max_position_embeddings\":8192}}", "x", &c) != 0 &&
+        strstr(cf_error_message(), "high_freq_factor"), "high below low refused: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse(L31 ",\"factor\":0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+                              "\"original_max_position_embeddings\":8192}}", "x", &c) != 0 &&
+        strstr(cf_error_message(), "factor must be > 0"), "factor 0 refused: %s", cf_error_message());
+#undef L31
 }
 
 static int name_cmp(const void *a, const void *b) {
@@ -355,5 +372,6 @@ int main(void) {
   test_mixed_dtype_checkpoint_maps();
   test_fixture("tests/fixtures/tiny_qwen2");
   test_fixture("tests/fixtures/tiny_llama");
+  test_fixture("tests/fixtures/tiny_llama31"); /* Llama 3.1 rope scaling */
   return check_finish();
 }

@@ -319,7 +319,7 @@ static void test_errors(void) {
   cf_tensor *x = randn(2, x5, CF_DTYPE_F32);
   r = cf_rmsnorm(x, v, 1e-6);
   CHECK(!r && has_substr(cf_error_message(), "x [2 x 5], weight [4]"), "rmsnorm message: %s", cf_error_message());
-  r = cf_rope(x, ids, 10000);
+  r = cf_rope(x, ids, 10000, NULL);
   CHECK(!r && has_substr(cf_error_message(), "even"), "rope odd D message: %s", cf_error_message());
 
   cf_tensor *objs[] = {a, b, v, w, ids, logits, t, q, k, x};
@@ -348,11 +348,11 @@ static void test_rope_batched_positions(void) {
   int64_t xs[4] = {2, 3, 5, 8}, ps[2] = {2, 5};
   cf_tensor *x = randn(4, xs, CF_DTYPE_F64), *p = cf_tensor_zeros(2, ps, CF_DTYPE_I64);
   for (int64_t i = 0; i < 10; i++) opt_set_flat(p, i, (double)opt_int(&rng, 0, 4000));
-  cf_tensor *all = cf_rope(x, p, 1e6);
+  cf_tensor *all = cf_rope(x, p, 1e6, NULL);
   double worst = 0;
   for (int64_t b = 0; b < 2; b++) {
     cf_tensor *xb = cf_view_select(x, 0, b), *pb = cf_view_select(p, 0, b), *ob = cf_view_select(all, 0, b);
-    cf_tensor *r = cf_rope(xb, pb, 1e6);
+    cf_tensor *r = cf_rope(xb, pb, 1e6, NULL);
     double e = rel_err(ob, r);
     if (e > worst) worst = e;
     cf_tensor_release(xb);

@@ -835,6 +835,7 @@ int main(int argc, char **argv) {
   test_index();
   check_fixture("tests/fixtures/tiny_qwen2", 1);
   check_fixture("tests/fixtures/tiny_llama", 0);
+  check_fixture("tests/fixtures/tiny_llama31", 0);
   rm_tree(tmpdir);
   return check_finish();
 }

@@ -7,7 +7,7 @@
 local H = dofile("tests/lua/harness.lua")
 local confit = require "confit"
 
-local FIX = {"tests/fixtures/tiny_qwen2", "tests/fixtures/tiny_llama"}
+local FIX = {"tests/fixtures/tiny_qwen2", "tests/fixtures/tiny_llama", "tests/fixtures/tiny_llama31"}
 
 local function load(dir) return assert(confit.model_load(dir)) end
 

@@ -26,7 +26,7 @@ local function run(m, ids, plens, recompute)
   return lp:to("cpu", "f32"):totable(), g
 end
 
-for _, dir in ipairs({"tests/fixtures/tiny_qwen2", "tests/fixtures/tiny_llama"}) do
+for _, dir in ipairs({"tests/fixtures/tiny_qwen2", "tests/fixtures/tiny_llama", "tests/fixtures/tiny_llama31"}) do
   for _, dt in ipairs({"f32", "bf16"}) do
     H.case(dir:match("[^/]+$") .. " " .. dt .. ": recomputation gives the same gradients", function()
       local m = confit.load(dir)

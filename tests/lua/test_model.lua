@@ -8,7 +8,7 @@ local confit = require "confit"
 local model = require "confit.model"
 local toy = require "confit.toy"
 
-local FIXTURES = {"tests/fixtures/tiny_qwen2", "tests/fixtures/tiny_llama"}
+local FIXTURES = {"tests/fixtures/tiny_qwen2", "tests/fixtures/tiny_llama", "tests/fixtures/tiny_llama31"}
 
 -- A fresh empty temporary folder; removed by cleanup() at the end.
 local temps = {}

@@ -4,7 +4,7 @@
 local H = dofile("tests/lua/harness.lua")
 local confit = require "confit"
 
-local FIX = {"tests/fixtures/tiny_qwen2", "tests/fixtures/tiny_llama"}
+local FIX = {"tests/fixtures/tiny_qwen2", "tests/fixtures/tiny_llama", "tests/fixtures/tiny_llama31"}
 
 local function ids_for(m, B, T, seed)
   local v, x, rows = m.config.vocab_size, seed, {}
