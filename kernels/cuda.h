@@ -74,11 +74,11 @@ void cf_cuda_free(void *p, size_t nbytes);
  * ksb = parts K is split into across blocks (needs ws; 0 = chosen), minb = 1 lets a block use up
  * to 255 registers, 2 caps it for two blocks per multiprocessor, pdl launches it as a
  * programmatic dependent launch (it prefetches its first weights into L2 while the previous
- * kernel ends), wide asks for the wide layout (nt tiles per warp, the block's X staged in shared
- * memory; skinny_kernel.cuh; minb does not apply), kept only where the workspace holds the parts
- * of K it needs. ws holds
- * the partial tiles and ticket counters of a split K; one workspace serves launches queued in
- * order on one stream. */
+ * kernel ends; the wide layout loads them into registers then: with pdl, no kernel still in flight
+ * may be writing W), wide asks for the wide layout (nt tiles per warp, the block's X staged in
+ * shared memory; skinny_kernel.cuh; minb does not apply), kept only where the workspace holds the
+ * parts of K it needs. ws holds the partial tiles and ticket counters of a split K; one workspace
+ * serves launches queued in order on one stream. */
 typedef struct cf_skinny_opts { int nt, ksb, minb; bool pdl, wide; } cf_skinny_opts;
 typedef struct cf_skinny_ws { float *part; size_t nfloat; int *cnt; int ncnt; } cf_skinny_ws;
 typedef struct cf_skinny_job {

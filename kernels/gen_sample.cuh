@@ -38,41 +38,24 @@ __device__ __forceinline__ double g_draw(uint64_t key, uint64_t step) {
  * k_sample (generate.cu) gives each row one block, which walks the whole vocabulary twice: in a
  * decode step of 16 rows, 16 of the GPU's multiprocessors do the work. Without top-k / top-p
  * truncation the draw needs only the first maximum, the log-sum-exp and the inverse CDF in
- * index order, and those split: grid (S, rows), block (s, r) takes segment s of row r (V / S
- * ids, a multiple of 4 long), finds its first maximum and its running max and sum of exp(z - max)
- * (z = logit / T, online softmax) and stores them; the last block of the row to finish (a ticket)
- * merges the S segments in order, draws u = g_draw(key, step) like k_sample, finds the segment
- * where the cumulative probability passes u, then inside it the group of threads, the thread and
- * the id (the probability of each id is exp(z - lse) in double, as k_sample sums them; the
- * segments' totals come from their float sums, so at a boundary the walk may settle on the last
- * id of the segment before or the first after, a difference of a rounding). Greedy picks the first
- * maximum. Writes out (token, log-prob under log_softmax(z)) and advances tok, pos and step as
- * k_sample does. The tree merges run in a fixed order: the result is deterministic. */
+ * index order, and those split: grid (S, rows), block (s, r) takes segment s of row r (V / S ids,
+ * a multiple of 4 long), finds its first maximum and the maximum zm of z = logit / T, then sums
+ * (double) expf(z - zm) over it, and stores the three; the last block of the row to finish (a
+ * ticket) merges the segments in order (lse in double), draws u = g_draw(key, step) like k_sample,
+ * finds the segment where the cumulative probability passes u, then inside it the group of
+ * threads, the thread and the id, summing the same (double) expf(z - zm) terms as the segment's
+ * sum (so the walk and the segment totals agree to the last bits of a double). Against k_sample,
+ * which sums (double) expf(z - lse) per id, each id's probability differs only by the rounding of
+ * its own float exponential, not by an error shared by a whole segment. Greedy picks the first
+ * maximum. Writes out (token, log-prob z - lse) and advances tok, pos and step as k_sample does.
+ * Tree merges run in a fixed order: the result is deterministic. */
 #define SMP_T 256    /* threads per block */
 #define SMP_MAXS 32  /* segments per row at most */
 #define SMP_GROUP 8  /* threads per group of the inverse-CDF walk: SMP_T / 32 groups */
 
-/* a running first maximum (bv at id bi) and online softmax (max zm, sum zs of exp(z - zm)) */
-struct smp_acc {
-  float bv, zm, zs;
-  int bi;
-  __device__ __forceinline__ void init(int V) { bv = -INFINITY; zm = -INFINITY; zs = 0.f; bi = V; }
-  __device__ __forceinline__ void see(float v, int i, float T) {
-    if (v > bv) { bv = v; bi = i; }
-    float z = v / T;
-    if (z == -INFINITY) return;
-    if (z > zm) { zs = zs * expf(zm - z) + 1.0f; zm = z; }
-    else zs += expf(z - zm);
-  }
-  __device__ __forceinline__ void merge(const smp_acc &o) {
-    if (o.bv > bv || (o.bv == bv && o.bi < bi)) { bv = o.bv; bi = o.bi; }
-    if (o.zs <= 0.f) return;
-    if (zs <= 0.f) { zm = o.zm; zs = o.zs; return; }
-    float m = fmaxf(zm, o.zm);
-    zs = zs * expf(zm - m) + o.zs * expf(o.zm - m);
-    zm = m;
-  }
-};
+/* a segment's summary: its first maximum (bv at id bi), the maximum zm of z and S = sum of
+ * (double) expf(z - zm) */
+struct smp_part { double S; float bv, zm; int bi, pad; };
 
 struct smp_args {
   const float *logits;           /* (rows, ldl) */
@@ -84,7 +67,7 @@ struct smp_args {
   int *step, *tok, *pos;         /* advanced when update */
   int update;
   gen_out *out;
-  float4 *part;                  /* (rows, S): bv, zm, zs, bi (as a float: V < 2^24) */
+  smp_part *part;                /* (rows, S) */
   int *cnt;                      /* one ticket counter per row, zero between launches */
 };
 
@@ -95,12 +78,49 @@ __device__ __forceinline__ void smp_segment(int V, int S, int s, int *lo, int *h
   *hi = *lo + seg < V ? *lo + seg : V;
 }
 
+/* first maximum (value v at id i, over ids seen in increasing order per thread) and max of z */
+struct smp_max {
+  float bv, zm;
+  int bi;
+  __device__ __forceinline__ void see(float v, int i, float T) {
+    if (v > bv) { bv = v; bi = i; }
+    zm = fmaxf(zm, v / T);
+  }
+  __device__ __forceinline__ void merge(const smp_max &o) {
+    if (o.bv > bv || (o.bv == bv && o.bi < bi)) { bv = o.bv; bi = o.bi; }
+    zm = fmaxf(zm, o.zm);
+  }
+};
+
+/* (double) expf(v / T - zm), 0 for z = -inf */
+__device__ __forceinline__ double smp_p(float v, float T, float zm) {
+  float z = v / T;
+  return z == -INFINITY ? 0.0 : (double)expf(z - zm);
+}
+
+/* sum over [lo, hi) of smp_p, thread tid's share (float4 loads when aligned) */
+__device__ __forceinline__ double smp_sum(const float *lg, int lo, int hi, float T, float zm, int tid) {
+  double s = 0;
+  int i0 = lo;
+  if ((((uintptr_t)(lg + lo)) & 15) == 0) {
+    int n4 = (hi - lo) / 4;
+    const float4 *l4 = (const float4 *)(lg + lo);
+    for (int j = tid; j < n4; j += SMP_T) {
+      float4 q = __ldcg(l4 + j);
+      s += smp_p(q.x, T, zm) + smp_p(q.y, T, zm) + smp_p(q.z, T, zm) + smp_p(q.w, T, zm);
+    }
+    i0 = lo + 4 * n4;
+  }
+  for (int i = i0 + tid; i < hi; i += SMP_T) s += smp_p(__ldcg(lg + i), T, zm);
+  return s;
+}
+
 __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   cu_pdl_wait();
   cu_pdl_trigger();
-  __shared__ smp_acc red[SMP_T];
+  __shared__ smp_max red[SMP_T];
   __shared__ double dm[SMP_T], gm[SMP_T / SMP_GROUP];
-  __shared__ float4 segs[SMP_MAXS];
+  __shared__ smp_part segs[SMP_MAXS];
   __shared__ int s_last, s_pick, s_seg, s_thr, s_take_last;
   __shared__ double s_target;
   int S = a.S, s = blockIdx.x, r = blockIdx.y, tid = threadIdx.x, V = a.V;
@@ -108,8 +128,9 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   float T = a.greedy ? 1.0f : a.temp;
   int lo, hi;
   smp_segment(V, S, s, &lo, &hi);
-  smp_acc acc;
-  acc.init(V);
+  /* the segment's first maximum and zm, then its sum */
+  smp_max mx;
+  mx.bv = -INFINITY; mx.zm = -INFINITY; mx.bi = V;
   int i0 = lo;
   if ((((uintptr_t)(lg + lo)) & 15) == 0) {
     int n4 = (hi - lo) / 4;
@@ -117,63 +138,85 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
     for (int j = tid; j < n4; j += SMP_T) {
       float4 q = __ldcg(l4 + j);
       int i = lo + 4 * j;
-      acc.see(q.x, i, T); acc.see(q.y, i + 1, T); acc.see(q.z, i + 2, T); acc.see(q.w, i + 3, T);
+      mx.see(q.x, i, T); mx.see(q.y, i + 1, T); mx.see(q.z, i + 2, T); mx.see(q.w, i + 3, T);
     }
     i0 = lo + 4 * n4;
   }
-  for (int i = i0 + tid; i < hi; i += SMP_T) acc.see(__ldcg(lg + i), i, T);
-  red[tid] = acc;
+  for (int i = i0 + tid; i < hi; i += SMP_T) mx.see(__ldcg(lg + i), i, T);
+  red[tid] = mx;
   __syncthreads();
   for (int o = SMP_T / 2; o > 0; o >>= 1) {
     if (tid < o) red[tid].merge(red[tid + o]);
     __syncthreads();
   }
+  float zm = red[0].zm;
+  dm[tid] = zm == -INFINITY ? 0.0 : smp_sum(lg, lo, hi, T, zm, tid);
+  __syncthreads();
+  for (int o = SMP_T / 2; o > 0; o >>= 1) {
+    if (tid < o) dm[tid] += dm[tid + o];
+    __syncthreads();
+  }
   /* this segment's summary to the workspace; the row's last block goes on */
-  if (tid == 0) a.part[(size_t)r * S + s] = make_float4(red[0].bv, red[0].zm, red[0].zs, (float)red[0].bi);
+  if (tid == 0) {
+    smp_part *pp = a.part + (size_t)r * S + s;
+    pp->S = dm[0]; pp->bv = red[0].bv; pp->zm = zm; pp->bi = red[0].bi;
+  }
   __threadfence();
   __syncthreads();
   if (tid == 0) s_last = atomicAdd(&a.cnt[r], 1) == S - 1;
   __syncthreads();
   if (!s_last) return;
   __threadfence();
-  if (tid < S) segs[tid] = __ldcg(a.part + (size_t)r * S + tid);
+  if (tid < S) {
+    const smp_part *pp = a.part + (size_t)r * S + tid;
+    segs[tid].S = __ldcg(&pp->S); segs[tid].bv = __ldcg(&pp->bv); segs[tid].zm = __ldcg(&pp->zm);
+    segs[tid].bi = __ldcg(&pp->bi);
+  }
   __syncthreads();
-  /* the row: merged in segment order (every thread the same, from shared memory) */
-  smp_acc row;
-  row.init(V);
+  /* the row, merged in segment order (every thread the same, from shared memory): the first
+   * maximum, and lse = M + log(sum_q S_q exp(zm_q - M)) in double */
+  smp_max row;
+  row.bv = -INFINITY; row.zm = -INFINITY; row.bi = V;
   for (int q = 0; q < S; q++) {
-    smp_acc o;
-    o.bv = segs[q].x; o.zm = segs[q].y; o.zs = segs[q].z; o.bi = (int)segs[q].w;
+    smp_max o;
+    o.bv = segs[q].bv; o.zm = segs[q].zm; o.bi = segs[q].bi;
     row.merge(o);
   }
+  double L = 0;
+  for (int q = 0; q < S; q++)
+    if (segs[q].S > 0) L += segs[q].S * exp((double)segs[q].zm - (double)row.zm);
+  double lse = (double)row.zm + log(L);
   int bi = row.bi < V ? row.bi : 0;
-  float lse = row.zm + logf(row.zs);
   if (!a.greedy) {
     double u = g_draw(a.key[r], (uint64_t)a.step[r]);
     if (tid == 0) {
-      /* the segment: its mass exp(zm_q - lse) zs_q; past the end (rounding) the last with mass */
+      /* the segment (mass S_q exp(zm_q - lse)); past the end (rounding) the last with mass. The
+       * target goes on in the chosen segment's own units, exp(z - zm_q) */
       double total = 0;
-      for (int q = 0; q < S; q++) total += segs[q].z > 0.f ? (double)segs[q].z * exp((double)segs[q].y - lse) : 0.0;
-      double target = u * total, cum = 0;
+      for (int q = 0; q < S; q++)
+        if (segs[q].S > 0) total += segs[q].S * exp((double)segs[q].zm - lse);
+      double target = u * total, cum = 0, unit = 1;
       int pick = -1, lastm = 0;
       for (int q = 0; q < S && pick < 0; q++) {
-        double m = segs[q].z > 0.f ? (double)segs[q].z * exp((double)segs[q].y - lse) : 0.0;
-        if (m <= 0) continue;
+        if (!(segs[q].S > 0)) continue;
+        double e = exp((double)segs[q].zm - lse), m = segs[q].S * e;
         lastm = q;
+        unit = e;
         if (target < cum + m) pick = q;
         else cum += m;
       }
       s_take_last = pick < 0;
       s_seg = pick < 0 ? lastm : pick;
-      s_target = target - cum;
+      s_target = (target - cum) / unit;
     }
     __syncthreads();
-    /* inside the segment: thread tid's contiguous chunk, its mass in double */
+    /* inside the segment: thread tid's contiguous chunk, its sum of the same terms */
     smp_segment(V, S, s_seg, &lo, &hi);
+    float zq = segs[s_seg].zm;
     int chunk = (hi - lo + SMP_T - 1) / SMP_T;
     int clo = lo + tid * chunk < hi ? lo + tid * chunk : hi, chi = clo + chunk < hi ? clo + chunk : hi;
     double mass = 0;
-    for (int i = clo; i < chi; i++) mass += (double)expf(__ldcg(lg + i) / T - lse);
+    for (int i = clo; i < chi; i++) mass += smp_p(__ldcg(lg + i), T, zq);
     dm[tid] = mass;
     __syncthreads();
     if (tid < SMP_T / SMP_GROUP) {
@@ -213,7 +256,7 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
       double t = s_target, cum = 0;
       int found = -1, lastk = -1;
       for (int i = clo; i < chi && found < 0; i++) {
-        double p = (double)expf(__ldcg(lg + i) / T - lse);
+        double p = smp_p(__ldcg(lg + i), T, zq);
         if (p <= 0) continue;
         lastk = i;
         if (!s_take_last && t < cum + p) found = i;
@@ -227,7 +270,7 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   }
   if (tid == 0) {
     a.out[r].tok = bi;
-    a.out[r].lp = lg[bi] / T - lse;
+    a.out[r].lp = (float)((double)(lg[bi] / T) - lse);
     if (a.update) { a.tok[r] = bi; a.pos[r] += 1; a.step[r] += 1; }
     a.cnt[r] = 0;
   }

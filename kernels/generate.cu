@@ -554,7 +554,7 @@ struct gen_engine {
   gen_out *out;
   int smp_split;        /* CONFIT_GEN_SAMPLE_SPLIT: 0 k_sample, 1 k_sample_split with S chosen, 2.. S */
   int sms;              /* multiprocessors */
-  float4 *smp_part;     /* k_sample_split's segment summaries (Bmax x SMP_MAXS) and tickets (Bmax) */
+  smp_part *smp_part;   /* k_sample_split's segment summaries (Bmax x SMP_MAXS) and tickets (Bmax) */
   int *smp_cnt;
   int nsplit_max;
   /* pinned host staging */
@@ -1613,7 +1613,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     e->att_gs = gs;
     e->att_merge = amerge == 1;
     e->splitk = sk > 1 ? sk : 0;
-    e->smp_split = e->V < (1 << 24) ? ssplit : 0; /* k_sample_split keeps ids in floats */
+    e->smp_split = ssplit;
   }
   if (e->mma_tune && !(e->tuned = (gen_tuned *)calloc(GEN_MAX_PLANNED, sizeof *e->tuned))) {
     rc = CF_ERR("generate: out of memory");
@@ -1676,7 +1676,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         ((e->lt_mode > 0 || e->mma_tune) &&
          !(e->lt_out = (float *)gen_alloc(e, (size_t)e->Bmax * scratch_cols(e) * 4, "GEMM plan timing"))) ||
         (e->smp_split &&
-         (!(e->smp_part = (float4 *)gen_alloc(e, (size_t)e->Bmax * SMP_MAXS * sizeof(float4), "sampler partials")) ||
+         (!(e->smp_part = (smp_part *)gen_alloc(e, (size_t)e->Bmax * SMP_MAXS * sizeof(smp_part), "sampler partials")) ||
           !(e->smp_cnt = (int *)gen_alloc(e, (size_t)e->Bmax * sizeof(int), "sampler tickets")) ||
           cu_check(cudaMemsetAsync(e->smp_cnt, 0, (size_t)e->Bmax * sizeof(int), e->st), "generate: sampler tickets")))) {
       rc = -1;

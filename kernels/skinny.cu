@@ -25,8 +25,8 @@
  * fragments as loaded: mma 0 takes elements 8i+0..3 of thread i as the fragment's k = 2i, 2i+1,
  * 2i+8, 2i+9, mma 1 takes 8i+4..7. A and B use the same permutation, so the sum over k is
  * unchanged. U = 8 / NT chunks of loads (4 KB of W per warp) are issued before their mmas. W is
- * read with evict-first loads (streamed once per step), X through the read-only cache (every
- * block re-reads it). A normalised f32 source loads 2 x 32 bytes per row and 32 of the norm
+ * read with evict-first loads (streamed once per step), X through L2 (__ldcg: every block
+ * re-reads it, and under a dependent launch its writer may still be running). A normalised f32 source loads 2 x 32 bytes per row and 32 of the norm
  * weight per chunk and rounds x * inv * g to the same bf16 pairs (so it runs with NT = 4).
  *
  * The wide layout (opts->wide; k_skinny_wide in skinny_kernel.cuh) puts the warps of a block on

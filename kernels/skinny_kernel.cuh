@@ -354,7 +354,7 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny_wide(sk_args p) 
     for (int s = 0; s < SU; s++) {
       int q = q0 + s * SK_WARPS * 32;
       if (q >= (b1 - b0) * 64) break;
-      xsm[q] = skw_frag(v[s], s_inv[(q >> 2) & 15]);
+      xsm[q] = skw_frag(v[s], XN ? s_inv[(q >> 2) & 15] : 1.f);
     }
   }
   __syncthreads();

@@ -290,7 +290,7 @@ int main(void) {
     return 77;
   }
   printf("device: %s\n", cf_cuda_device_name());
-  CHECK(cf_cuda_skinny_ws_init(&ws, (size_t)1 << 20, 4096) == 0, "workspace: %s", cf_error_message());
+  CHECK(cf_cuda_skinny_ws_init(&ws, (size_t)1 << 21, 4096) == 0, "workspace: %s", cf_error_message());
   static const int rows[] = {1, 2, 3, 5, 8, 9, 15, 16};
   /* rows x (plain beta 0, plain beta 1 with padded strides, SwiGLU), default plan */
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
@@ -341,8 +341,9 @@ int main(void) {
           sk_case c = {16, 1504, 200, 1504, 200, false, 1.f, o, false, 0, b == 1};
           sk_case s = {11, 928, 2 * 48, 928, 0, true, 0.f, o, false, 0, false};
           sk_case n = {9, 1536, 136, 1536, 136, false, 0.f, o, true, 3, b != 1};
-          const sk_case *cs[] = {&c, &s, &n};
-          for (int q = 0; q < 3; q++) {
+          sk_case ns = {16, 1536, 2 * 112, 1536, 0, true, 0.f, o, true, 2, false}; /* gate/up as decode runs it */
+          const sk_case *cs[] = {&c, &s, &n, &ns};
+          for (int q = 0; q < 4; q++) {
             cf_skinny_job j;
             memset(&j, 0, sizeof j);
             j.in = cs[q]->in; j.out = cs[q]->out; j.swiglu = cs[q]->swiglu;
@@ -357,7 +358,15 @@ int main(void) {
                    {16, 1536, 2 * 8960, 1536, 0, true, 0.f, {4, 0, 0, true, true}, true, 48, false},
                    {16, 8960, 1536, 8960, 1536, false, 1.f, {2, 0, 2, true, true}, false, 0, true},
                    {3, 8960, 1536, 8960, 1536, false, 1.f, {4, 0, 1, true, true}, false, 0, true}};
-    for (size_t i = 0; i < sizeof c / sizeof *c; i++) run_case(&c[i]);
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+      cf_skinny_job j;
+      memset(&j, 0, sizeof j);
+      j.in = c[i].in; j.out = c[i].out; j.swiglu = c[i].swiglu;
+      int nt, ksb, grid;
+      CHECK(cf_cuda_skinny_plan(&j, &c[i].o, &ws, &nt, &ksb, &grid), "wide decode shape refused (in %d out %d)", j.in,
+            j.out);
+      run_case(&c[i]);
+    }
   }
   chain_case(16, 256, 512, 20, true);
   chain_case(5, 1536, 8960, 4, true);
