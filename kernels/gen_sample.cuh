@@ -98,21 +98,22 @@ __device__ __forceinline__ double smp_p(float v, float T, float zm) {
   return z == -INFINITY ? 0.0 : (double)expf(z - zm);
 }
 
-/* sum over [lo, hi) of smp_p, thread tid's share (float4 loads when aligned) */
-__device__ __forceinline__ double smp_sum(const float *lg, int lo, int hi, float T, float zm, int tid) {
-  double s = 0;
+/* f(v, i) for thread tid's share of the ids in [lo, hi), in increasing order (float4 loads
+ * when the row is 16-byte aligned there, then the rest one by one) */
+template <typename F>
+__device__ __forceinline__ void smp_each(const float *lg, int lo, int hi, int tid, F f) {
   int i0 = lo;
   if ((((uintptr_t)(lg + lo)) & 15) == 0) {
     int n4 = (hi - lo) / 4;
     const float4 *l4 = (const float4 *)(lg + lo);
     for (int j = tid; j < n4; j += SMP_T) {
       float4 q = __ldcg(l4 + j);
-      s += smp_p(q.x, T, zm) + smp_p(q.y, T, zm) + smp_p(q.z, T, zm) + smp_p(q.w, T, zm);
+      int i = lo + 4 * j;
+      f(q.x, i); f(q.y, i + 1); f(q.z, i + 2); f(q.w, i + 3);
     }
     i0 = lo + 4 * n4;
   }
-  for (int i = i0 + tid; i < hi; i += SMP_T) s += smp_p(__ldcg(lg + i), T, zm);
-  return s;
+  for (int i = i0 + tid; i < hi; i += SMP_T) f(__ldcg(lg + i), i);
 }
 
 __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
@@ -131,18 +132,7 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   /* the segment's first maximum and zm, then its sum */
   smp_max mx;
   mx.bv = -INFINITY; mx.zm = -INFINITY; mx.bi = V;
-  int i0 = lo;
-  if ((((uintptr_t)(lg + lo)) & 15) == 0) {
-    int n4 = (hi - lo) / 4;
-    const float4 *l4 = (const float4 *)(lg + lo);
-    for (int j = tid; j < n4; j += SMP_T) {
-      float4 q = __ldcg(l4 + j);
-      int i = lo + 4 * j;
-      mx.see(q.x, i, T); mx.see(q.y, i + 1, T); mx.see(q.z, i + 2, T); mx.see(q.w, i + 3, T);
-    }
-    i0 = lo + 4 * n4;
-  }
-  for (int i = i0 + tid; i < hi; i += SMP_T) mx.see(__ldcg(lg + i), i, T);
+  smp_each(lg, lo, hi, tid, [&](float v, int i) { mx.see(v, i, T); });
   red[tid] = mx;
   __syncthreads();
   for (int o = SMP_T / 2; o > 0; o >>= 1) {
@@ -150,7 +140,9 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
     __syncthreads();
   }
   float zm = red[0].zm;
-  dm[tid] = zm == -INFINITY ? 0.0 : smp_sum(lg, lo, hi, T, zm, tid);
+  double sum = 0;
+  if (zm != -INFINITY) smp_each(lg, lo, hi, tid, [&](float v, int) { sum += smp_p(v, T, zm); });
+  dm[tid] = sum;
   __syncthreads();
   for (int o = SMP_T / 2; o > 0; o >>= 1) {
     if (tid < o) dm[tid] += dm[tid + o];

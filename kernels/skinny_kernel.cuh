@@ -115,20 +115,13 @@ __device__ __forceinline__ float sk_store(const sk_args &p, int row, int col, fl
   return o;
 }
 
-template <int NT, int EPI, bool XN, int MINB>
-__global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
-  constexpr int U = 8 / NT;                   /* chunks whose loads are in flight together */
-  constexpr int HALF = NT > 1 ? NT / 2 : 1;   /* SwiGLU: gate tiles, then as many up tiles */
-  constexpr int NE = (EPI == SK_SWIGLU ? HALF : NT) * 4 * 32; /* results per block */
-  constexpr int UP = HALF * 4;                /* SwiGLU: register index of the up tile of gate index j */
-  __shared__ float red[SK_WARPS][NT * 4][32];
-  __shared__ float sq[SK_MAXROWS][NT * 8 + 1]; /* ss_out: squares of the block's results */
-  __shared__ float s_inv[SK_MAXROWS];
-  __shared__ int s_last;
-  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  /* SwiGLU: F = out / 2 columns; block b owns act columns [b*NT*4, +NT*4) */
-  int F = p.out / 2, cols = EPI == SK_SWIGLU ? NT * 4 : NT * 8, c0 = blockIdx.x * cols;
-  const bf16 *wp[NT];
+/* W row pointers of the NT tiles whose first column is c0 (clamped to a valid row past the end):
+ * thread (g, t) reads row tile*8 + g at k = 8 t of each chunk; SwiGLU: tiles < NT/2 are gate rows
+ * for act columns c0 + (tile % (NT/2)) * 8 + g, the rest the matching up rows (F below) */
+template <int NT, int EPI>
+__device__ __forceinline__ void sk_wrows(const sk_args &p, int c0, int g, int t, const bf16 *(&wp)[NT]) {
+  constexpr int HALF = NT > 1 ? NT / 2 : 1;
+  int F = p.out / 2;
 #pragma unroll
   for (int i = 0; i < NT; i++) {
     int n;
@@ -141,6 +134,35 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
     }
     wp[i] = p.W + (size_t)n * p.in + t * 8;
   }
+}
+
+/* the rows' 1/rms from the ss_in partials into s_inv (rows >= A: row A - 1's), then a barrier;
+ * after the dependent-launch wait */
+__device__ __forceinline__ void sk_inv(const sk_args &p, float *s_inv) {
+  if (threadIdx.x < SK_MAXROWS) {
+    int row = (int)threadIdx.x < p.A ? (int)threadIdx.x : p.A - 1;
+    float s = 0.f;
+    for (int q = 0; q < p.ss_groups; q++) s += __ldcg(p.ss_in + q * SK_MAXROWS + row);
+    s_inv[threadIdx.x] = 1.0f / sqrtf(s / p.in + p.eps);
+  }
+  __syncthreads();
+}
+
+template <int NT, int EPI, bool XN, int MINB>
+__global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
+  constexpr int U = 8 / NT;                   /* chunks whose loads are in flight together */
+  constexpr int HALF = NT > 1 ? NT / 2 : 1;   /* SwiGLU: gate tiles, then as many up tiles */
+  constexpr int NE = (EPI == SK_SWIGLU ? HALF : NT) * 4 * 32; /* results per block */
+  constexpr int UP = HALF * 4;                /* SwiGLU: register index of the up tile of gate index j */
+  __shared__ float red[SK_WARPS][NT * 4][32];
+  __shared__ float sq[SK_MAXROWS][NT * 8 + 1]; /* ss_out: squares of the block's results */
+  __shared__ float s_inv[SK_MAXROWS];
+  __shared__ int s_last;
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  /* SwiGLU: block b owns act columns [b*NT*4, +NT*4) of out / 2 */
+  int cols = EPI == SK_SWIGLU ? NT * 4 : NT * 8, c0 = blockIdx.x * cols;
+  const bf16 *wp[NT];
+  sk_wrows<NT, EPI>(p, c0, g, t, wp);
   int r0 = g < p.A ? g : p.A - 1, r1 = g + 8 < p.A ? g + 8 : p.A - 1; /* rows read (>= A: row A - 1) */
   float c[NT][4];
 #pragma unroll
@@ -157,15 +179,7 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
       if (k + u < k1) cu_prefetch_l2(wp[i] + (size_t)(k + u) * 32);
   cu_pdl_wait();
   cu_pdl_trigger();
-  if (XN) {
-    if (threadIdx.x < SK_MAXROWS) {
-      int row = (int)threadIdx.x < p.A ? (int)threadIdx.x : p.A - 1;
-      float s = 0.f;
-      for (int q = 0; q < p.ss_groups; q++) s += __ldcg(p.ss_in + q * SK_MAXROWS + row);
-      s_inv[threadIdx.x] = 1.0f / sqrtf(s / p.in + p.eps);
-    }
-    __syncthreads();
-  }
+  if (XN) sk_inv(p, s_inv);
   sk_xsrc<XN> xs;
   xs.init(p, r0, r1, t, s_inv + g);
   for (; k + U <= k1; k += U) {
@@ -310,35 +324,16 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny_wide(sk_args p) 
   __shared__ float wsq[SK_WARPS][SK_MAXROWS][4];
   __shared__ int s_last;
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  int F = p.out / 2, per = EPI == SK_SWIGLU ? NT * 4 : NT * 8;
+  int per = EPI == SK_SWIGLU ? NT * 4 : NT * 8;
   int c0 = ((int)blockIdx.x * SK_WARPS + warp) * per; /* the warp's first column (act column for SwiGLU) */
   const bf16 *wp[NT];
-#pragma unroll
-  for (int i = 0; i < NT; i++) {
-    int n;
-    if (EPI == SK_SWIGLU) {
-      int j = c0 + (i % HALF) * 8 + g;
-      n = (j < F ? j : F - 1) + (i < HALF ? 0 : F);
-    } else {
-      n = c0 + i * 8 + g;
-      n = n < p.out ? n : p.out - 1;
-    }
-    wp[i] = p.W + (size_t)n * p.in + t * 8;
-  }
+  sk_wrows<NT, EPI>(p, c0, g, t, wp);
   int nch = p.in / 32, b0 = (int)((int64_t)blockIdx.y * nch / p.ksb), b1 = (int)((int64_t)(blockIdx.y + 1) * nch / p.ksb);
   uint4 w[U][NT], wn[U][NT];
   skw_load<NT>(w, wp, b0, b1); /* before the wait: W is no predecessor's output */
   cu_pdl_wait();
   cu_pdl_trigger();
-  if (XN) {
-    if (threadIdx.x < SK_MAXROWS) {
-      int row = (int)threadIdx.x < p.A ? (int)threadIdx.x : p.A - 1;
-      float s = 0.f;
-      for (int q = 0; q < p.ss_groups; q++) s += __ldcg(p.ss_in + q * SK_MAXROWS + row);
-      s_inv[threadIdx.x] = 1.0f / sqrtf(s / p.in + p.eps);
-    }
-    __syncthreads();
-  }
+  if (XN) sk_inv(p, s_inv);
   /* stage X (rows >= A re-read row A - 1), SKW_SU items of 8 elements per thread in flight */
   constexpr int SU = SKW_SU;
   for (int q0 = threadIdx.x; q0 < (b1 - b0) * 64; q0 += SU * SK_WARPS * 32) {
