@@ -149,6 +149,9 @@ add("rmsnorm", {make = function() return {rn({3, 17, 129}, 50), ru({129}, 51, 0.
 add("rmsnorm", {make = function() return {rn({129, 33}, 52), ru({33}, 53, 0.5, 1.5)}, {1e-5} end})
 add("rope", {make = function() return {rn({2, 3, 17, 64}, 54), ints(17, 0, 4000, 55)}, {10000} end})
 add("rope", {make = function() return {rn({2, 3, 17, 32}, 56), ints(34, 0, 100, 57, {2, 17})}, {1000000} end})
+-- Llama 3.1's rope scaling (factor 8, low 1, high 4, original 8192): at head_dim 128 and theta 5e5
+-- the pairs fall in all three bands
+add("rope", {make = function() return {rn({2, 3, 17, 128}, 58), ints(17, 0, 20000, 59)}, {500000, 8, 1, 4, 8192} end})
 
 local function attn_nc(t)  -- [B,H,T,D] with the strides of a [B,T,H,D] tensor (the model's layout)
   if t:dim() ~= 4 then return t end
