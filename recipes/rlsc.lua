@@ -25,9 +25,10 @@
 -- default "question"; an --answer-field, default "answer", is optional and only used for
 -- logging train_acc and for evaluation). Prompts use the --template of confit.chat (default
 -- "auto": "qwen25-math-cot", or "llama3-math-cot" / "llama31-math-cot" when the model's
--- tokenizer_config.json has a Llama 3.0 / 3.1+ chat template), generation stops on the tokenizer's end-of-turn / end-of-text tokens
--- (<|im_end|> / <|endoftext|> for Qwen) and the config's eos_token_id, answers are extracted with
--- confit.grade (qwen mode). Unless given, the paper's settings apply: N = 16, T = 0.5,
+-- tokenizer_config.json has a Llama 3.0 / 3.1+ chat template; with --eval-mode strict and
+-- "auto", the evaluation uses the strict prompt of the same format), generation stops on the
+-- tokenizer's end-of-turn / end-of-text tokens (<|im_end|> / <|endoftext|> for Qwen) and the
+-- config's eos_token_id, answers are extracted with confit.grade (qwen mode). Unless given, the paper's settings apply: N = 16, T = 0.5,
 -- max_new_tokens 3072, 10 steps, 1 question per step, lr 1e-5, weight decay 0.01 (and
 -- --micro-batch 4: the same gradient in four passes, which bounds memory). Evaluation
 -- before and after uses confit.evaluate (greedy, plus --eval-n samples) on --eval-data (a file,
@@ -295,7 +296,7 @@ local function run_real(o, cfg, say)
     if o.no_eval then return nil end
     if not ok_eval then say("rlsc: confit.evaluate is not available; skipping the " .. stage .. " evaluation"); return nil end
     if not problems then say("rlsc: no answers to evaluate against (--eval-data); skipping the " .. stage .. " evaluation"); return nil end
-    return (evaluate.run(m, problems, {mode = o.eval_mode, template = o.template, greedy = true,
+    return (evaluate.run(m, problems, {mode = o.eval_mode, template = o.eval_template, greedy = true,
                                        n = o.eval_n, max_new_tokens = o.max_new_tokens, seed = o.seed,
                                        temperature = stage == "after" and after_temperature or EVAL_TEMPERATURE,
                                        out_dir = o.out, stage = stage, summary_file = false,
@@ -356,7 +357,14 @@ local function check(o)
   end
   cli.check_model_dir("rlsc", o.model, "--model")
   if o.data then
-    if o.template == "auto" then o.template = require("confit.evaluate").default_template("qwen", o.model) end
+    local evaluate = require "confit.evaluate"
+    -- the training prompt; the evaluation's is --eval-mode's prompt in the same format, unless a
+    -- --template was given (then both use it)
+    o.eval_template = o.template
+    if o.template == "auto" then
+      o.template = evaluate.default_template("qwen", o.model)
+      o.eval_template = evaluate.default_template(o.eval_mode, o.model)
+    end
     o.questions, o.labelled = read_questions(o)
     o.eval_problems = read_eval_data(o)
   end
@@ -450,7 +458,8 @@ local function main(argv)
   local before, after, steps, timing, nq
   if o.profile then confit.profiler.start() end
   if o.data then
-    cfg.eval = {mode = o.eval_mode, data = o.eval_data, n = o.eval_n, temperature = EVAL_TEMPERATURE}
+    cfg.eval = {mode = o.eval_mode, template = o.eval_template, data = o.eval_data, n = o.eval_n,
+                temperature = EVAL_TEMPERATURE}
     if not rl.trains(method) then cfg.eval.after_temperature = EVAL_TEMPERATURE * o.temperature_scale end
     assert(jsonio.write_json_atomic(o.out .. "/config.json", cfg))
     before, after, steps, timing, nq = run_real(o, cfg, say)

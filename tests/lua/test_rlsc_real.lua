@@ -229,7 +229,7 @@ local function check_run(r, out, label)
   H.eq(cfg.method, "l2"); H.eq(cfg.steps, 1); H.eq(cfg.samples_per_question, 2)
   H.eq(cfg.questions_per_step, 1); H.eq(cfg.max_new_tokens, MAX_NEW)
   H.eq(cfg.optim.lr, 1e-5, "the paper's lr applies to --data runs")
-  H.eq(cfg.eval.mode, "qwen"); H.eq(cfg.device, "cpu")
+  H.eq(cfg.eval.mode, "qwen"); H.eq(cfg.eval.template, TEMPLATE); H.eq(cfg.device, "cpu")
   H.eq(jsonio.encode(j.config), jsonio.encode(cfg), "last line's config = config.json")
   -- steps.jsonl: one step on problem 1 (answer "\left( 3, \frac{\pi}{2} \right)")
   local steps = assert(jsonio.read_jsonl(out .. "/steps.jsonl"))
@@ -357,6 +357,19 @@ H.case("--method temp_only: no step; sampled evaluation at 0.6 before, 0.6 x sca
   local bad = run("--method temp_only --eval-n 0", TMP .. "/run_temp0")
   H.eq(bad.code, 1, "--eval-n 0 with temp_only is refused")
   H.ok(bad.text:find("--eval-n must be >= 1", 1, true), bad.text)
+end)
+
+H.case("--eval-mode strict: the evaluation takes the strict prompt of the model's format", function()
+  local r = run("--method temp_only --max-new-tokens 1 --eval-n 1 --eval-mode strict", TMP .. "/run_strict")
+  H.ok(r.ok and r.code == 0, r.text)
+  local j = assert(jsonio.decode(r.last))
+  H.eq(j.config.template, TEMPLATE, "the training prompt")
+  H.eq(j.config.eval.template, "strict"); H.eq(j.before.template, "strict"); H.eq(j.before.mode, "strict")
+  -- a --template given serves both
+  local g = run("--method temp_only --max-new-tokens 1 --eval-n 1 --eval-mode strict --template chatml",
+                TMP .. "/run_strict2")
+  H.ok(g.ok and g.code == 0, g.text)
+  H.eq(assert(jsonio.decode(g.last)).before.template, "chatml")
 end)
 
 H.case("--eval-data FILE with the --data fields, --quiet prints only the JSON line", function()
