@@ -23,7 +23,8 @@
 #     below says what each is); rows "1.5B+MMA+PDL" etc.; with --knockout, the 1.5B decode
 #     benchmark at batch 16 once per named stage with that stage left out of the step
 #     (CONFIT_GEN_KNOCKOUT; "none" for the whole step): rows "knockout STAGE", the step time and
-#     how much less than the whole step (that stage's cost inside the CUDA graph);
+#     how much less than the whole step (that stage's cost inside the CUDA graph); KNOCKOUT_ENV
+#     (e.g. "CONFIT_GEN_MMA=2 CONFIT_GEN_MMA_WIDE=1") splits another decode variant's step so;
 #  6. with --sanitize: compute-sanitizer over each GPU test file (time-limited; the tools
 #     SANITIZE_TOOLS names, default memcheck, also racecheck / synccheck; the files SANITIZE_TESTS
 #     names, default all; SANITIZE_LIMIT seconds each, default 240);
@@ -31,7 +32,7 @@
 # Every stage runs under `timeout` and a failure does not stop the later stages. Logs go to
 # $OUT (the device tool returns what is written there), else to /tmp/confit-gpu-out.
 # Environment: OUT, DEBROOT, BUILD, JOBS, BENCH_BUDGET, CTEST_REGEX (default "gpu"), SANITIZE_TESTS,
-# SANITIZE_TOOLS, SANITIZE_LIMIT, VARIANTS.
+# SANITIZE_TOOLS, SANITIZE_LIMIT, VARIANTS, KNOCKOUT_ENV.
 # Exit status: 0 when every stage that ran passed, 1 otherwise.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -260,7 +261,7 @@ fi
 if [ $BENCH -eq 1 ] && [ -n "$KNOCKOUT" ]; then
   FULL=""
   for S in $KNOCKOUT; do
-    if stage "knockout_$S" 90 env CONFIT_GEN_KNOCKOUT="$S" "$CONFIT" bench/gpu_bench.lua --only decode --shape 1.5B \
+    if stage "knockout_$S" 90 env CONFIT_GEN_KNOCKOUT="$S" ${KNOCKOUT_ENV:-} "$CONFIT" bench/gpu_bench.lua --only decode --shape 1.5B \
         --quick --new 512 --budget 60; then
       MS=$(grep -o '"ms_step":[0-9.e+-]*' "$OUTDIR/knockout_$S.log" | head -1 | cut -d: -f2)
       [ "$S" = none ] && FULL=$MS
