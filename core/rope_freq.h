@@ -25,6 +25,15 @@
 /* factor <= 0 (or NaN): no scaling */
 typedef struct cf_rope_scaling { double factor, low, high, orig; } cf_rope_scaling;
 
+/* NULL when the rope op's four scaling numbers f4 are all absent (NaN) or all given, else why */
+static inline const char *cf_rope_scaling_given(const double *f4) {
+  int n = 0;
+  for (int i = 0; f4 && i < 4; i++) n += f4[i] == f4[i];
+  return n == 0 || n == 4 ? 0
+                          : "the scaling takes all four numbers (factor, low_freq_factor, high_freq_factor, "
+                            "original_max_position_embeddings) or none";
+}
+
 /* from the rope op's number arguments after theta (NaN when absent) */
 static inline cf_rope_scaling cf_rope_scaling_of(const double *f4) {
   cf_rope_scaling s = {0, 0, 0, 0};

@@ -436,6 +436,8 @@ static int rope_apply(const char *op, cf_tensor *out, cf_tensor *x0, cf_tensor *
 
 extern "C" int cf_cuda_rope(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
+  const char *why = cf_rope_scaling_given(&a->f[1]);
+  if (why) return CF_ERR("rope: %s", why);
   return rope_apply("rope", out, in[0], in[1], a->f[0], cf_rope_scaling_of(&a->f[1]), 1.0);
 }
 

@@ -142,8 +142,20 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
     cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, scaling_keys[i]);
     if (!cJSON_IsObject(rs)) continue;
     cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
-    if (!ty) ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
-    if (!ty || !cJSON_IsString(ty) || strcmp(ty->valuestring, "default") == 0) continue;
+    if (!ty || cJSON_IsNull(ty)) ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    if (ty && !cJSON_IsNull(ty) && !cJSON_IsString(ty)) {
+      CF_ERR("%s: %s: rope_type must be a string", label, scaling_keys[i]);
+      goto done;
+    }
+    if (!ty || cJSON_IsNull(ty)) {
+      /* no type: plain RoPE, unless it carries a scaling's numbers (then what was meant is unknown) */
+      if (cJSON_GetObjectItemCaseSensitive(rs, "factor")) {
+        CF_ERR("%s: %s has a factor but no rope_type (\"llama3\" is supported)", label, scaling_keys[i]);
+        goto done;
+      }
+      continue;
+    }
+    if (strcmp(ty->valuestring, "default") == 0) continue;
     if (strcmp(ty->valuestring, "llama3") != 0) {
       CF_ERR("%s: %s: rope type \"%s\" is not supported (default RoPE, or Llama 3's \"llama3\" scaling)", label,
              scaling_keys[i], ty->valuestring);
@@ -234,38 +246,60 @@ static int write_atomic(const char *path, const char *text) {
   return 0;
 }
 
+/* v as a JSON number written as a float ("8.0", not "8"): transformers checks some config
+ * fields (rope_scaling's) for floats. Shortest form that reads back exactly. */
+static cJSON *add_float(cJSON *o, const char *key, double v) {
+  char b[40];
+  snprintf(b, sizeof b, "%.15g", v);
+  if (strtod(b, NULL) != v) snprintf(b, sizeof b, "%.17g", v);
+  if (!strpbrk(b, ".eEn")) strcat(b, ".0");
+  return cJSON_AddRawToObject(o, key, b);
+}
+
 int cf_qwen2_config_save(const cf_qwen2_config *c, const char *dir) {
   cJSON *o = cJSON_CreateObject();
+  bool ok = o != NULL; /* every field added, or "out of memory" below */
+#define ADD(x) (ok = ok && (x) != NULL)
   cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
   bool qwen = strcmp(c->model_type, "qwen2") == 0;
-  cJSON_AddItemToArray(arch, cJSON_CreateString(qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
-  cJSON_AddStringToObject(o, "model_type", c->model_type);
-  cJSON_AddNumberToObject(o, "hidden_size", c->hidden);
-  cJSON_AddNumberToObject(o, "intermediate_size", c->intermediate);
-  cJSON_AddNumberToObject(o, "num_hidden_layers", c->layers);
-  cJSON_AddNumberToObject(o, "num_attention_heads", c->heads);
-  cJSON_AddNumberToObject(o, "num_key_value_heads", c->kv_heads);
-  cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
-  cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
-  cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_pos);
-  cJSON_AddNumberToObject(o, "rms_norm_eps", c->rms_eps);
-  cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+  ADD(arch);
+  if (ok) ok = cJSON_AddItemToArray(arch, cJSON_CreateString(qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
+  ADD(cJSON_AddStringToObject(o, "model_type", c->model_type));
+  ADD(cJSON_AddNumberToObject(o, "hidden_size", c->hidden));
+  ADD(cJSON_AddNumberToObject(o, "intermediate_size", c->intermediate));
+  ADD(cJSON_AddNumberToObject(o, "num_hidden_layers", c->layers));
+  ADD(cJSON_AddNumberToObject(o, "num_attention_heads", c->heads));
+  ADD(cJSON_AddNumberToObject(o, "num_key_value_heads", c->kv_heads));
+  ADD(cJSON_AddNumberToObject(o, "head_dim", c->head_dim));
+  ADD(cJSON_AddNumberToObject(o, "vocab_size", c->vocab));
+  ADD(cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_pos));
+  ADD(cJSON_AddNumberToObject(o, "rms_norm_eps", c->rms_eps));
+  ADD(add_float(o, "rope_theta", c->rope_theta));
   if (c->rope_scaling[0] > 0) {
     cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
-    cJSON_AddStringToObject(rs, "rope_type", "llama3");
-    cJSON_AddNumberToObject(rs, "factor", c->rope_scaling[0]);
-    cJSON_AddNumberToObject(rs, "low_freq_factor", c->rope_scaling[1]);
-    cJSON_AddNumberToObject(rs, "high_freq_factor", c->rope_scaling[2]);
-    cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_scaling[3]);
+    ADD(rs);
+    if (ok) {
+      ADD(cJSON_AddStringToObject(rs, "rope_type", "llama3"));
+      ADD(add_float(rs, "factor", c->rope_scaling[0]));
+      ADD(add_float(rs, "low_freq_factor", c->rope_scaling[1]));
+      ADD(add_float(rs, "high_freq_factor", c->rope_scaling[2]));
+      ADD(cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_scaling[3]));
+    }
   }
-  cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings);
-  if (!qwen) cJSON_AddBoolToObject(o, "attention_bias", c->qkv_bias);
-  cJSON_AddStringToObject(o, "hidden_act", "silu");
-  cJSON_AddStringToObject(o, "torch_dtype", "float32");
-  if (c->n_eos == 1) cJSON_AddNumberToObject(o, "eos_token_id", c->eos[0]);
+  ADD(cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings));
+  if (!qwen) ADD(cJSON_AddBoolToObject(o, "attention_bias", c->qkv_bias));
+  ADD(cJSON_AddStringToObject(o, "hidden_act", "silu"));
+  ADD(cJSON_AddStringToObject(o, "torch_dtype", "float32"));
+  if (c->n_eos == 1) ADD(cJSON_AddNumberToObject(o, "eos_token_id", c->eos[0]));
   else if (c->n_eos > 1) {
     cJSON *e = cJSON_AddArrayToObject(o, "eos_token_id");
-    for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(e, cJSON_CreateNumber(c->eos[i]));
+    ADD(e);
+    for (int i = 0; ok && i < c->n_eos; i++) ok = cJSON_AddItemToArray(e, cJSON_CreateNumber(c->eos[i]));
+  }
+#undef ADD
+  if (!ok) {
+    cJSON_Delete(o);
+    return CF_ERR("saving %s/config.json: out of memory", dir);
   }
   char *text = cJSON_Print(o);
   cJSON_Delete(o);

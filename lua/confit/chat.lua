@@ -3,9 +3,13 @@
 --   chat.apply(name, messages_or_question [, opts]) -> string
 --
 -- `messages_or_question` is either a question string (one user turn) or a list of
--- {role = "system"|"user"|"assistant"|..., content = string}. opts:
---   system                 system message for templates that use one; false = no system turn
---   add_generation_prompt  append the opening of the assistant turn (default true)
+-- {role = "system"|"user"|"assistant"|..., content = string}. opts (each template takes only the
+-- ones it uses; another, or a value of the wrong type, is an error naming the template):
+--   system                 system message (chatml, strict, llama3, llama31): a string, or false
+--                          for no system turn (llama31: no system message; its date lines stay)
+--   date                   llama31's "Today Date" (llama31, llama31-math-cot, strict-llama31)
+--   add_generation_prompt  append the opening of the assistant turn (boolean, default true;
+--                          every template but plain)
 --
 -- Templates:
 --   chatml           ChatML, `<|im_start|>role\ncontent<|im_end|>\n` per turn; when the messages
@@ -31,10 +35,11 @@
 --   strict-llama31   the same in llama31 (the system turn holds the date lines only)
 --   plain            the question as is
 --
---   chat.family(dir) -> "chatml" | "llama3" | "llama3.1" | nil, why
+--   chat.family(dir) -> "chatml" | "llama3" | "llama31" | nil, why
 --     which format a model folder's chat template (dir/tokenizer_config.json, chat_template) uses;
---     nil with the reason when the file or the template is missing or of another kind. "llama3.1"
+--     nil with the reason when the file or the template is missing or of another kind. "llama31"
 --     when the Llama 3 template writes the "Cutting Knowledge Date" system turn (3.1, 3.2, 3.3).
+--     A family is also the name of its general template (chat.apply(chat.family(dir), msgs)).
 --   chat.default_template(mode, family) -> name
 --     the template EVAL.md's mode ("qwen" | "strict") uses for a model of that family: the
 --     question goes in "the model's chat template" (ChatML when the family is unknown).
@@ -44,18 +49,22 @@ M.QWEN_MATH_SYSTEM = "Please reason step by step, and put your final answer with
 
 local function fail(msg) error("confit.chat: " .. msg, 3) end
 
+-- inside a template: an error that chat.apply reports with the template's name, at its caller
+local BAD = {}
+local function bad(msg) error(setmetatable({msg = msg}, BAD), 0) end
+
 -- Normalise the input to a list of messages, checking every field.
 local function messages_of(x)
   if type(x) == "string" then return {{role = "user", content = x}} end
-  if type(x) ~= "table" then fail("expected a question string or a list of messages, got " .. type(x)) end
-  if #x == 0 then fail("the message list is empty") end
+  if type(x) ~= "table" then bad("expected a question string or a list of messages, got " .. type(x)) end
+  if #x == 0 then bad("the message list is empty") end
   for i, m in ipairs(x) do
-    if type(m) ~= "table" then fail(string.format("message %d is a %s, not a table", i, type(m))) end
+    if type(m) ~= "table" then bad(string.format("message %d is a %s, not a table", i, type(m))) end
     if type(m.role) ~= "string" or m.role == "" then
-      fail(string.format("message %d has no role (a non-empty string)", i))
+      bad(string.format("message %d has no role (a non-empty string)", i))
     end
     if type(m.content) ~= "string" then
-      fail(string.format("message %d (%s) has no content string", i, m.role))
+      bad(string.format("message %d (%s) has no content string", i, m.role))
     end
   end
   return x
@@ -65,7 +74,7 @@ end
 local function question_of(x, name)
   local msgs = messages_of(x)
   if #msgs ~= 1 or msgs[1].role ~= "user" then
-    fail(string.format("template %q takes a question or one user message, got %d messages", name, #msgs))
+    bad(string.format("takes a question or one user message, got %d messages", #msgs))
   end
   return msgs[1].content
 end
@@ -75,7 +84,6 @@ local function chatml(msgs, opts)
   local system = opts.system
   if system == nil then system = M.QWEN_MATH_SYSTEM end
   if system ~= false and msgs[1].role ~= "system" then
-    if type(system) ~= "string" then fail("opts.system must be a string or false") end
     out[#out + 1] = "<|im_start|>system\n" .. system .. "<|im_end|>\n"
   end
   for _, m in ipairs(msgs) do
@@ -85,7 +93,34 @@ local function chatml(msgs, opts)
   return table.concat(out)
 end
 
-local function trim(text) return text:match("^%s*(.-)%s*$") end
+-- Jinja's trim (Python's str.strip): the whitespace code points Python knows, in UTF-8
+local SPACE = {}
+for _, c in ipairs({0x9, 0xA, 0xB, 0xC, 0xD, 0x1C, 0x1D, 0x1E, 0x1F, 0x20, 0x85, 0xA0, 0x1680, 0x2028, 0x2029,
+                    0x202F, 0x205F, 0x3000}) do SPACE[c] = true end
+for c = 0x2000, 0x200A do SPACE[c] = true end
+
+local function code_at(text, i) -- code point at byte i and its length, or nil (invalid UTF-8)
+  local ok, c = pcall(utf8.codepoint, text, i)
+  if not ok then return nil end
+  return c, #utf8.char(c)
+end
+
+local function trim(text)
+  local i, j = 1, #text
+  while i <= j do
+    local c, n = code_at(text, i)
+    if not c or not SPACE[c] then break end
+    i = i + n
+  end
+  while j >= i do
+    local k = j
+    while k > i and text:byte(k) >= 0x80 and text:byte(k) < 0xC0 do k = k - 1 end -- the last char's start
+    local c, n = code_at(text, k)
+    if not c or k + n - 1 ~= j or not SPACE[c] then break end
+    j = k - 1
+  end
+  return text:sub(i, j)
+end
 
 M.LLAMA31_DATE = "26 Jul 2024"
 
@@ -93,12 +128,10 @@ M.LLAMA31_DATE = "26 Jul 2024"
 local function llama3(msgs, opts, dated)
   local out = {"<|begin_of_text|>"}
   local system = opts.system
-  if system ~= nil and system ~= false and type(system) ~= "string" then fail("opts.system must be a string or false") end
   local first = 1
   if dated then
     local date = opts.date
     if date == nil then date = M.LLAMA31_DATE end
-    if type(date) ~= "string" then fail("opts.date must be a string (like \"26 Jul 2024\"), got " .. type(date)) end
     if msgs[1].role == "system" then system, first = msgs[1].content, 2 end
     out[#out + 1] = "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n" ..
       "Today Date: " .. date .. "\n\n" .. trim(system or "") .. "<|eot_id|>"
@@ -160,17 +193,63 @@ M.templates = {
   end,
 }
 
-function M.apply(name, x, opts)
-  if type(name) ~= "string" then fail("template name must be a string, got " .. type(name)) end
+-- the options each template takes, and what each must be
+local TAKES = {
+  chatml = {system = true, add_generation_prompt = true},
+  ["qwen25-math-cot"] = {add_generation_prompt = true},
+  strict = {system = true, add_generation_prompt = true},
+  llama3 = {system = true, add_generation_prompt = true},
+  ["llama3-math-cot"] = {add_generation_prompt = true},
+  ["strict-llama3"] = {add_generation_prompt = true},
+  llama31 = {system = true, date = true, add_generation_prompt = true},
+  ["llama31-math-cot"] = {date = true, add_generation_prompt = true},
+  ["strict-llama31"] = {date = true, add_generation_prompt = true},
+  plain = {},
+}
+local OPTION_TYPE = {
+  system = function(v) return type(v) == "string" or v == false, "a string or false" end,
+  date = function(v) return type(v) == "string", 'a string (like "26 Jul 2024")' end,
+  add_generation_prompt = function(v) return type(v) == "boolean", "true or false" end,
+}
+
+-- chat.apply's work; errors are raised at `level` (the caller's caller of apply or tok:chat)
+function M._apply(name, x, opts, level)
+  if type(name) ~= "string" then error("confit.chat: template name must be a string, got " .. type(name), level) end
   local f = M.templates[name]
   if not f then
     local names = {}
     for k in pairs(M.templates) do names[#names + 1] = k end
     table.sort(names)
-    fail(string.format("unknown template %q (known: %s)", name, table.concat(names, ", ")))
+    error(string.format("confit.chat: unknown template %q (known: %s)", name, table.concat(names, ", ")), level)
   end
-  if opts ~= nil and type(opts) ~= "table" then fail("opts must be a table, got " .. type(opts)) end
-  return f(x, opts or {})
+  if opts ~= nil and type(opts) ~= "table" then error("confit.chat: opts must be a table, got " .. type(opts), level) end
+  opts = opts or {}
+  local takes = TAKES[name] or {}
+  for k, v in pairs(opts) do
+    if not takes[k] then
+      local known = {}
+      for o in pairs(takes) do known[#known + 1] = o end
+      table.sort(known)
+      error(string.format("confit.chat: template %q takes no option %s (it takes: %s)", name, tostring(k),
+                          #known > 0 and table.concat(known, ", ") or "none"), level)
+    end
+    local check = OPTION_TYPE[k]
+    local ok, want = check(v)
+    if not ok then
+      error(string.format("confit.chat: template %q: opts.%s must be %s, got %s", name, k, want, type(v)), level)
+    end
+  end
+  local ok, res = pcall(f, x, opts)
+  if not ok then
+    if getmetatable(res) == BAD then error(string.format("confit.chat: template %q: %s", name, res.msg), level) end
+    error(res, 0)
+  end
+  return res
+end
+
+function M.apply(name, x, opts)
+  local s = M._apply(name, x, opts, 3)
+  return s
 end
 
 -- The chat format of a model folder, from its tokenizer_config.json's chat_template (a string, or
@@ -190,14 +269,14 @@ function M.family(dir)
   if type(t) ~= "string" then return nil, path .. " has no chat_template" end
   if t:find("<|im_start|>", 1, true) then return "chatml" end
   if t:find("<|start_header_id|>", 1, true) then
-    return t:find("Cutting Knowledge Date", 1, true) and "llama3.1" or "llama3"
+    return t:find("Cutting Knowledge Date", 1, true) and "llama31" or "llama3"
   end
   return nil, path .. ": chat_template is neither ChatML nor Llama 3's"
 end
 
 local DEFAULTS = {chatml = {qwen = "qwen25-math-cot", strict = "strict"},
                   llama3 = {qwen = "llama3-math-cot", strict = "strict-llama3"},
-                  ["llama3.1"] = {qwen = "llama31-math-cot", strict = "strict-llama31"}}
+                  llama31 = {qwen = "llama31-math-cot", strict = "strict-llama31"}}
 
 function M.default_template(mode, family)
   if mode ~= "qwen" and mode ~= "strict" then

@@ -4,7 +4,7 @@
 --   tok:encode(text)              -> {ids...}   0-based ids; "<|im_end|>" etc. in the text are
 --                                               matched as added tokens; no BOS is added
 --   tok:decode(ids [, {skip_special = true}]) -> string (raw bytes, possibly partial UTF-8)
---   tok:chat(messages_or_question [, {template = "chatml", system = ..., add_generation_prompt = true}])
+--   tok:chat(messages_or_question [, {template = "chatml", system = ..., date = ..., add_generation_prompt = true}])
 --                                 -> prompt string (see confit.chat for the templates)
 --   tok:encode_chat(...)          -> ids of tok:chat(...)
 --   tok:token_to_id(s), tok:id_to_token(id), tok:added_tokens(), tok:free()
@@ -75,8 +75,10 @@ function Tokenizer:chat(messages, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("tokenizer:chat: opts must be a table, got " .. type(opts), 2)
   end
-  opts = opts or {}
-  return chat.apply(opts.template or "chatml", messages, opts)
+  local rest = {} -- the template's own options (chat.apply checks them)
+  for k, v in pairs(opts or {}) do if k ~= "template" then rest[k] = v end end
+  local s = chat._apply(opts and opts.template or "chatml", messages, rest, 3)
+  return s
 end
 
 function Tokenizer:encode_chat(messages, opts)

@@ -270,6 +270,19 @@ static void test_config_errors(void) {
                               "\"original_max_position_embeddings\":8192}}", "x", &c) != 0 &&
         strstr(cf_error_message(), "factor must be > 0"), "factor 0 refused: %s", cf_error_message());
 #undef L31
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+                              "\"num_attention_heads\":2,\"vocab_size\":9,\"rope_scaling\":{\"factor\":8.0}}", "x", &c) != 0 &&
+        strstr(cf_error_message(), "no rope_type"), "a factor without a type refused: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+                              "\"num_attention_heads\":2,\"vocab_size\":9,\"rope_scaling\":{\"rope_type\":3}}", "x", &c) != 0 &&
+        strstr(cf_error_message(), "must be a string"), "a non-string type refused: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+                              "\"num_attention_heads\":2,\"vocab_size\":9,\"rope_scaling\":{\"rope_type\":null,"
+                              "\"type\":\"yarn\"}}", "x", &c) != 0 && strstr(cf_error_message(), "yarn"),
+        "a null rope_type does not hide type: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+                              "\"num_attention_heads\":2,\"vocab_size\":9,\"rope_scaling\":null}", "x", &c) == 0 &&
+        c.rope_scaling[0] == 0, "rope_scaling null: plain RoPE: %s", cf_error_message());
 }
 
 static int name_cmp(const void *a, const void *b) {

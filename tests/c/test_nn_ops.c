@@ -321,6 +321,16 @@ static void test_errors(void) {
   CHECK(!r && has_substr(cf_error_message(), "x [2 x 5], weight [4]"), "rmsnorm message: %s", cf_error_message());
   r = cf_rope(x, ids, 10000, NULL);
   CHECK(!r && has_substr(cf_error_message(), "even"), "rope odd D message: %s", cf_error_message());
+  {
+    int64_t s4[2] = {3, 4};
+    cf_tensor *x4 = randn(2, s4, CF_DTYPE_F32);
+    double part[4] = {8, NAN, NAN, NAN}, bad[4] = {8, 4, 1, 64};
+    r = cf_rope(x4, ids, 10000, part);
+    CHECK(!r && has_substr(cf_error_message(), "all four numbers"), "rope partial scaling: %s", cf_error_message());
+    r = cf_rope(x4, ids, 10000, bad);
+    CHECK(!r && has_substr(cf_error_message(), "high_freq_factor above it"), "rope high < low: %s", cf_error_message());
+    cf_tensor_release(x4);
+  }
 
   cf_tensor *objs[] = {a, b, v, w, ids, logits, t, q, k, x};
   for (size_t i = 0; i < sizeof objs / sizeof *objs; i++) cf_tensor_release(objs[i]);

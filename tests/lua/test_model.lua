@@ -206,6 +206,17 @@ for _, dir in ipairs(FIXTURES) do
     local m2 = assert(confit.load(out))
     H.eq((m2:forward(ref.ids) - m:forward(ref.ids)):abs():max():item(), 0, "reloaded logits")
     H.eq(m2.config.tie_word_embeddings, m.config.tie_word_embeddings, "tie_word_embeddings")
+    if m.config.rope_scaling then
+      -- written as transformers writes it: the factors as floats
+      local f = assert(io.open(out .. "/config.json", "rb"))
+      local text = f:read("a")
+      f:close()
+      for _, k in ipairs({'"factor":%s*8%.0[,\n]', '"low_freq_factor":%s*1%.0[,\n]', '"high_freq_factor":%s*4%.0[,\n]',
+                          '"original_max_position_embeddings":%s*64[,\n]', '"rope_theta":%s*500000%.0[,\n]'}) do
+        H.ok(text:find(k), "config.json matches " .. k .. ":\n" .. text)
+      end
+      H.eq(m2.config.rope_scaling.factor, 8)
+    end
     m2:free()
     -- the saved weights read back through load_safetensors equal the parameters bit for bit
     local w = assert(confit.load_safetensors(out .. "/model.safetensors"))

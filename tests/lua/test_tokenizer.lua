@@ -270,9 +270,39 @@ H.case("llama31 templates are byte-exact", function()
   H.eq(chat.apply("strict-llama31", q, {date = "02 Feb 2025"}),
     L31_SYS:gsub("26 Jul 2024", "02 Feb 2025") .. "<|eot_id|>" .. L31_USER ..
     "Problem: What is $1+1$?\nMark your solution with \\boxed\nAnswer:<|eot_id|>" .. L3_GEN, "strict-llama31")
-  H.raises(function() chat.apply("llama31", q, {date = 2024}) end, "opts.date must be a string")
+  H.raises(function() chat.apply("llama31", q, {date = 2024}) end, 'template "llama31": opts.date must be a string')
   H.raises(function() chat.apply("llama31-math-cot", {{role = "system", content = "s"}, {role = "user", content = "u"}}) end,
     "one user message")
+end)
+
+H.case("chat options: each template takes its own, of the right type; errors name the template and the caller", function()
+  local q = "What is $1+1$?"
+  -- Jinja's trim strips Unicode whitespace too (no-break space, ideographic space)
+  H.eq(chat.apply("llama3", "\u{A0}\u{3000} Q \u{2009}\n"), L3_USER .. "Q<|eot_id|>" .. L3_GEN, "trim as Python's strip")
+  H.eq(chat.apply("llama3", "\u{200B}Q"), L3_USER .. "\u{200B}Q<|eot_id|>" .. L3_GEN, "a zero-width space is not whitespace")
+  for _, c in ipairs({
+    {"llama31-math-cot", q, {system = "S"}, 'template "llama31-math-cot" takes no option system'},
+    {"chatml", q, {date = "1 Jan 2025"}, 'template "chatml" takes no option date'},
+    {"plain", q, {add_generation_prompt = false}, 'template "plain" takes no option add_generation_prompt (it takes: none)'},
+    {"chatml", q, {templ = "llama31"}, "takes no option templ"},
+    {"chatml", q, {add_generation_prompt = "no"}, "opts.add_generation_prompt must be true or false, got string"},
+    {"llama3", q, {system = 3}, 'template "llama3": opts.system must be a string or false'},
+    {"llama31", {{role = "user"}}, nil, 'template "llama31": message 1 (user) has no content string'},
+    {"strict-llama31", {{role = "user", content = "a"}, {role = "user", content = "b"}}, nil,
+     'template "strict-llama31": takes a question or one user message, got 2 messages'},
+  }) do
+    local ok, err = pcall(chat.apply, c[1], c[2], c[3])
+    H.ok(not ok and tostring(err):find(c[4], 1, true), "want " .. c[4] .. ", got " .. tostring(err))
+  end
+  -- the position is the caller's line, for chat.apply and tok:chat alike (not a tail call)
+  local ok, err = pcall(function() local s = chat.apply("llama31", q, {date = 5}); return s end)
+  H.ok(not ok and err:find("test_tokenizer.lua:%d+: confit.chat") ~= nil, "position: " .. tostring(err))
+  local tok = assert(tokenizer.new(toy_path))
+  ok, err = pcall(function() local s = tok:chat(q, {template = "llama31", date = 5}); return s end)
+  H.ok(not ok and err:find("test_tokenizer.lua:%d+: confit.chat") ~= nil, "tok:chat position: " .. tostring(err))
+  H.eq(tok:chat(q, {template = "llama31", date = "01 Jan 2026"}), chat.apply("llama31", q, {date = "01 Jan 2026"}),
+    "tok:chat passes the template's options")
+  tok:free()
 end)
 
 H.case("chat.family reads the model folder's chat format; default_template follows it", function()
@@ -302,7 +332,8 @@ H.case("chat.family reads the model folder's chat format; default_template follo
   H.eq(chat.family(chatml), "chatml")
   H.eq(chat.family(llama), "llama3")
   H.eq(chat.family(listed), "llama3", "a list of templates: the one named default")
-  H.eq(chat.family(llama31), "llama3.1", "the date system turn: Llama 3.1's format")
+  H.eq(chat.family(llama31), "llama31", "the date system turn: Llama 3.1's format")
+  H.eq(chat.apply(chat.family(llama31), "q"), chat.apply("llama31", "q"), "a family names its general template")
   for _, c in ipairs({{none, "no chat_template"}, {other, "neither ChatML nor Llama 3"},
                       {broken, "tokenizer_config.json"}, {missing, "tokenizer_config.json"}}) do
     local f, why = chat.family(c[1])
@@ -313,8 +344,8 @@ H.case("chat.family reads the model folder's chat format; default_template follo
   H.eq(chat.default_template("strict", "chatml"), "strict")
   H.eq(chat.default_template("qwen", "llama3"), "llama3-math-cot")
   H.eq(chat.default_template("strict", "llama3"), "strict-llama3")
-  H.eq(chat.default_template("qwen", "llama3.1"), "llama31-math-cot")
-  H.eq(chat.default_template("strict", "llama3.1"), "strict-llama31")
+  H.eq(chat.default_template("qwen", "llama31"), "llama31-math-cot")
+  H.eq(chat.default_template("strict", "llama31"), "strict-llama31")
   H.eq(chat.default_template("strict", nil), "strict", "unknown format: ChatML")
   H.raises(function() chat.default_template("loose", "chatml") end, "mode")
   H.raises(function() chat.family(5) end, "dir must be a string")
