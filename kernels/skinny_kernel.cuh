@@ -148,6 +148,19 @@ __device__ __forceinline__ void sk_inv(const sk_args &p, float *s_inv) {
   __syncthreads();
 }
 
+/* after this block stored its partial tile: takes the column group's ticket and says whether the
+ * block is the last of the ksb parts to finish (then every part's partials are visible to it);
+ * s_last: a shared int. Called by every thread of the block. */
+__device__ __forceinline__ bool sk_last_part(const sk_args &p, int *s_last) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) *s_last = atomicAdd(&p.cnt[blockIdx.x], 1) == p.ksb - 1;
+  __syncthreads();
+  if (!*s_last) return false;
+  __threadfence();
+  return true;
+}
+
 template <int NT, int EPI, bool XN, int MINB>
 __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
   constexpr int U = 8 / NT;                   /* chunks whose loads are in flight together */
@@ -228,12 +241,7 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
       for (int ww = 0; ww < SK_WARPS; ww++) v += red[ww][e >> 5][e & 31];
       mine[e] = v;
     }
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) s_last = atomicAdd(&p.cnt[blockIdx.x], 1) == p.ksb - 1;
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
+    if (!sk_last_part(p, &s_last)) return;
     all = p.part + (size_t)blockIdx.x * p.ksb * NP;
   }
   for (int e = threadIdx.x; e < NE; e += blockDim.x) {
@@ -376,12 +384,7 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny_wide(sk_args p) 
     for (int i = 0; i < NT; i++)
 #pragma unroll
       for (int r = 0; r < 4; r++) mine[(i * 4 + r) * 32] = c[i][r];
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) s_last = atomicAdd(&p.cnt[blockIdx.x], 1) == p.ksb - 1;
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
+    if (!sk_last_part(p, &s_last)) return;
     const float *all = p.part + (size_t)blockIdx.x * p.ksb * NP + (size_t)warp * NT * 4 * 32 + lane;
 #pragma unroll
     for (int i = 0; i < NT; i++)
