@@ -13,6 +13,8 @@
 #define ATT_G 8           /* query heads per pass over a kv head's cache */
 #define ATT_MAXHD 256
 #define ATT_MAXSPLIT 528 /* att_split never makes more splits than this */
+#define ATT_QB 2         /* query elements a thread loads at once (more: more registers, and at
+                            head_dim 128 fewer blocks per multiprocessor than 168 allow) */
 
 /* Decode attention, split-K over positions. grid (nsplit, KVH * gs, A), ATT_T threads: block y
  * takes kv head y / gs and the (y % gs)-th share of its query heads (gs > 1: less work per block,
@@ -100,13 +102,20 @@ struct att_args {
 
 /* The splits of query heads [gbeg, gend) of kv head kvh, row r, merged into a.out by the last of
  * the row's nsplit blocks for this y to finish (a ticket); the same arithmetic, in the same
- * order, as k_attn_combine below. Other blocks' partials are read through L2 (__ldcg). */
+ * order, as k_attn_combine below. Other blocks' partials are read through L2 (__ldcg). Heads go
+ * in batches of at most ATT_MERGE_HB whose split weights fit cw: the warps find the weights of a
+ * batch's heads side by side, then every thread sums ATT_MQ outputs at once, the loads of ATT_MS
+ * splits of each in flight together (a loop of dependent load-and-adds per output would wait on
+ * L2 once per split). */
+#define ATT_MERGE_HB 16
+#define ATT_MQ 4
+#define ATT_MS 8
 template <typename T>
 __device__ void att_merge(const att_args &a, int r, int kvh, int gbeg, int gend) {
   __shared__ int s_last;
   __shared__ float cw[ATT_MAXSPLIT];
-  __shared__ float cL;
-  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, H = a.H, hd = a.hd, nsplit = a.nsplit;
+  __shared__ float cL[ATT_MERGE_HB];
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32, H = a.H, hd = a.hd, nsplit = a.nsplit;
   int group = H / a.KVH;
   int *ct = a.cnt + (size_t)r * a.KVH * a.gs + blockIdx.y;
   __threadfence();
@@ -116,26 +125,54 @@ __device__ void att_merge(const att_args &a, int r, int kvh, int gbeg, int gend)
   if (!s_last) return;
   __threadfence();
   T *out = (T *)a.out;
-  for (int h = kvh * group + gbeg; h < kvh * group + gend; h++) {
-    size_t base = ((size_t)r * H + h) * nsplit;
-    if (warp == 0) {
+  int hb = ATT_MAXSPLIT / nsplit < ATT_MERGE_HB ? ATT_MAXSPLIT / nsplit : ATT_MERGE_HB;
+  for (int h0 = kvh * group + gbeg; h0 < kvh * group + gend; h0 += hb) {
+    int nh = min(hb, kvh * group + gend - h0);
+    for (int j = warp; j < nh; j += nwarp) {
+      size_t base = ((size_t)r * H + h0 + j) * nsplit;
       float M = -INFINITY;
       for (int s = lane; s < nsplit; s += 32) M = fmaxf(M, __ldcg(a.pm + base + s));
       M = warp_max(M);
       float L = 0.f;
       for (int s = lane; s < nsplit; s += 32) {
         float l = __ldcg(a.pl + base + s), ws = l == 0.f ? 0.f : expf(__ldcg(a.pm + base + s) - M);
-        cw[s] = ws;
+        cw[j * nsplit + s] = ws;
         L += l * ws;
       }
       L = warp_sum(L);
-      if (lane == 0) cL = L;
+      if (lane == 0) cL[j] = L;
     }
     __syncthreads();
-    for (int d = tid; d < hd; d += ATT_T) {
-      float o = 0.f;
-      for (int s = 0; s < nsplit; s++) o += __ldcg(a.po + (base + s) * hd + d) * cw[s];
-      out[(size_t)r * H * hd + (size_t)h * hd + d] = from_float<T>(cL > 0.f ? o / cL : 0.f);
+    int ne = nh * hd; /* element e: head h0 + e / hd, dim e % hd */
+    for (int e0 = 0; e0 < ne; e0 += ATT_MQ * ATT_T) {
+      float o[ATT_MQ];
+#pragma unroll
+      for (int k = 0; k < ATT_MQ; k++) o[k] = 0.f;
+      for (int s0 = 0; s0 < nsplit; s0 += ATT_MS) {
+        float v[ATT_MQ][ATT_MS];
+#pragma unroll
+        for (int k = 0; k < ATT_MQ; k++) { /* past the end: a valid address again, not added */
+          int e = min(e0 + tid + k * ATT_T, ne - 1);
+          const float *pe = a.po + ((size_t)r * H + h0 + e / hd) * nsplit * hd + e % hd;
+#pragma unroll
+          for (int q = 0; q < ATT_MS; q++) v[k][q] = __ldcg(pe + (size_t)min(s0 + q, nsplit - 1) * hd);
+        }
+#pragma unroll
+        for (int k = 0; k < ATT_MQ; k++) {
+          int j = min(e0 + tid + k * ATT_T, ne - 1) / hd;
+#pragma unroll
+          for (int q = 0; q < ATT_MS; q++)
+            if (s0 + q < nsplit) o[k] += v[k][q] * cw[j * nsplit + s0 + q];
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < ATT_MQ; k++) {
+        int e = e0 + tid + k * ATT_T;
+        if (e < ne) {
+          float L = cL[e / hd];
+          out[(size_t)r * H * hd + (size_t)(h0 + e / hd) * hd + e % hd] = from_float<T>(L > 0.f ? o[k] / L : 0.f);
+        }
+      }
     }
     __syncthreads();
   }
@@ -234,12 +271,43 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
             for (int q = 1; q < qnp; q++) v += row[(size_t)q * qps + o];
             return v;
           };
-          for (int i = tid; i < G * hd; i += ATT_T) {
-            int g = i / hd, d = i % hd, j = d % hh, o = (hbase + g) * hd + j;
-            float c = a.cos_t[(size_t)p * hh + j], sn = a.sin_t[(size_t)p * hh + j];
-            float x0 = rd(o) + (a.bq ? a.bq[o] : 0.f), x1 = rd(o + hh) + (a.bq ? a.bq[o + hh] : 0.f);
-            float v = d < hh ? x0 * c - x1 * sn : x1 * c + x0 * sn;
-            qs[g][d + (d >= hh ? ATT_QPAD : 0)] = v * a.scale;
+          /* 1: each query element with its partials (added in order) and bias, unrotated, into
+           * qs; the loads of ATT_QB elements in flight at once: one wait on L2 per ATT_QB
+           * elements, not per element (more at once would cost registers: the tile's K and V are
+           * in flight). Past the last element a thread loads the last one again, unused. */
+          const float *qrow = row + (size_t)hbase * hd;
+          for (int i0 = tid; i0 < G * hd; i0 += ATT_QB * ATT_T) {
+            float x[ATT_QB];
+#pragma unroll
+            for (int k = 0; k < ATT_QB; k++) x[k] = qrow[min(i0 + k * ATT_T, G * hd - 1)];
+            for (int q = 1; q < qnp; q++)
+#pragma unroll
+              for (int k = 0; k < ATT_QB; k++) x[k] += qrow[(size_t)q * qps + min(i0 + k * ATT_T, G * hd - 1)];
+#pragma unroll
+            for (int k = 0; k < ATT_QB; k++) {
+              int i = i0 + k * ATT_T, d = i % hd;
+              if (i < G * hd) qs[i / hd][d + (d >= hh ? ATT_QPAD : 0)] = x[k] + (a.bq ? a.bq[(size_t)hbase * hd + i] : 0.f);
+            }
+          }
+          __syncthreads();
+          /* 2: RoPE at position p of each pair (j, j + hh), by the thread that owns the pair, scaled */
+          for (int i0 = tid; i0 < G * hh; i0 += ATT_QB * ATT_T) {
+            float cv[ATT_QB], sv[ATT_QB];
+#pragma unroll
+            for (int k = 0; k < ATT_QB; k++) {
+              int j = min(i0 + k * ATT_T, G * hh - 1) % hh;
+              cv[k] = a.cos_t[(size_t)p * hh + j];
+              sv[k] = a.sin_t[(size_t)p * hh + j];
+            }
+#pragma unroll
+            for (int k = 0; k < ATT_QB; k++) {
+              int i = i0 + k * ATT_T, g = i / hh, j = i % hh;
+              if (i < G * hh) {
+                float y0 = qs[g][j], y1 = qs[g][j + hh + ATT_QPAD];
+                qs[g][j] = (y0 * cv[k] - y1 * sv[k]) * a.scale;
+                qs[g][j + hh + ATT_QPAD] = (y1 * cv[k] + y0 * sv[k]) * a.scale;
+              }
+            }
           }
           if (mine && g0 == gbeg) {
             /* position p's key and value for this kv head: into shared memory and (the first of
@@ -261,9 +329,15 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
             }
           }
         } else {
-          for (int i = tid; i < G * hd; i += ATT_T) {
-            int g = i / hd, d = i % hd;
-            qs[g][d + (d >= hh ? ATT_QPAD : 0)] = a.q[(size_t)r * H * hd + (size_t)(hbase + g) * hd + d] * a.scale;
+          for (int i0 = tid; i0 < G * hd; i0 += ATT_QB * ATT_T) { /* loads first, as above */
+            float x[ATT_QB];
+#pragma unroll
+            for (int k = 0; k < ATT_QB; k++) x[k] = a.q[(size_t)r * H * hd + (size_t)hbase * hd + min(i0 + k * ATT_T, G * hd - 1)];
+#pragma unroll
+            for (int k = 0; k < ATT_QB; k++) {
+              int i = i0 + k * ATT_T, g = i / hd, d = i % hd;
+              if (i < G * hd) qs[g][d + (d >= hh ? ATT_QPAD : 0)] = x[k] * a.scale;
+            }
           }
         }
         if (tid < ATT_G) { ms[tid] = -INFINITY; ls[tid] = 0.f; }

@@ -52,7 +52,12 @@
  * layout (CONFIT_GEN_MMA_WIDE=1 with CONFIT_GEN_MMA=1; CONFIT_GEN_MMA=2 also times it per GEMM
  * kind: a block's warps share an X slice staged in shared memory) and the sampler split over
  * several blocks per row (CONFIT_GEN_SAMPLE_SPLIT=1, or =S blocks; gen_sample.cuh: k_sample gives
- * a row one block, 16 multiprocessors at batch 16; untruncated sampling and greedy). skinny.cu replaced
+ * a row one block, 16 multiprocessors at batch 16; untruncated sampling and greedy). Changed
+ * since their measurement, not yet rerun (eighth session, no GPU): the merge in the attention,
+ * the skinny GEMMs' split-K sums and folded-norm sums of squares, the attention's query staging
+ * and k_rmsnorm issue their loads together where each had waited on L2 once per part, head or
+ * element (a loop of load-and-add whose trip count the compiler does not know runs one round
+ * trip per iteration; the PTX showed them), the same sums in the same order. skinny.cu replaced
  * k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs 2.97 ms per step).
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
@@ -119,29 +124,49 @@ __global__ void k_embed(const void *embv, const int *tok, float *x, int D, float
 // y (A, D) in T = x (A, D) f32 * rsqrt(mean(x^2) + eps) * w (D). With np > 0 the split-K
 // partials of the GEMM before (CONFIT_GEN_SPLITK; parts[s] at s * pstride, (A, D) each) are added
 // into x first, in order, and x is written back (each thread rereads only what it wrote).
+// A thread's first RMS_REG elements stay in registers, their loads issued together (the norm
+// weight's before the dependent-launch wait: it is no predecessor's output); elements past
+// RMS_REG * blockDim (D > 4096 at 1024 threads) take the loop after.
+#define RMS_REG 4
 template <typename T>
 __global__ void k_rmsnorm(float *x, const float *w, void *yv, int D, float eps, const float *parts, int np,
                           size_t pstride) {
+  T *y = (T *)yv;
+  int r = blockIdx.x, bd = blockDim.x, tid = threadIdx.x;
+  float wv[RMS_REG], xv[RMS_REG];
+#pragma unroll
+  for (int k = 0; k < RMS_REG; k++)
+    if (tid + k * bd < D) wv[k] = w[tid + k * bd];
   cu_pdl_wait();
   cu_pdl_trigger();
-  T *y = (T *)yv;
-  int r = blockIdx.x;
   float *xr = x + (size_t)r * D;
+  const float *pr = np > 0 ? parts + (size_t)r * D : NULL;
+#pragma unroll
+  for (int k = 0; k < RMS_REG; k++)
+    if (tid + k * bd < D) xv[k] = xr[tid + k * bd];
+  for (int q = 0; q < np; q++)
+#pragma unroll
+    for (int k = 0; k < RMS_REG; k++)
+      if (tid + k * bd < D) xv[k] += pr[(size_t)q * pstride + tid + k * bd];
   float ss = 0;
-  if (np > 0) {
-    const float *pr = parts + (size_t)r * D;
-    for (int j = threadIdx.x; j < D; j += blockDim.x) {
-      float v = xr[j];
-      for (int q = 0; q < np; q++) v += pr[(size_t)q * pstride + j];
-      xr[j] = v;
-      ss += v * v;
+#pragma unroll
+  for (int k = 0; k < RMS_REG; k++)
+    if (tid + k * bd < D) {
+      if (np > 0) xr[tid + k * bd] = xv[k];
+      ss += xv[k] * xv[k];
     }
-  } else {
-    for (int j = threadIdx.x; j < D; j += blockDim.x) ss += xr[j] * xr[j];
+  for (int j = tid + RMS_REG * bd; j < D; j += bd) {
+    float v = xr[j];
+    for (int q = 0; q < np; q++) v += pr[(size_t)q * pstride + j];
+    if (np > 0) xr[j] = v;
+    ss += v * v;
   }
   ss = block_sum(ss);
   float inv = 1.0f / sqrtf(ss / D + eps);
-  for (int j = threadIdx.x; j < D; j += blockDim.x) y[(size_t)r * D + j] = from_float<T>(xr[j] * inv * w[j]);
+#pragma unroll
+  for (int k = 0; k < RMS_REG; k++)
+    if (tid + k * bd < D) y[(size_t)r * D + tid + k * bd] = from_float<T>(xv[k] * inv * wv[k]);
+  for (int j = tid + RMS_REG * bd; j < D; j += bd) y[(size_t)r * D + j] = from_float<T>(xr[j] * inv * w[j]);
 }
 
 /* qkv (A, ld) f32 holds q | k | v of each row. Adds the biases, rotates q and k at pos[r]
@@ -515,7 +540,7 @@ struct gen_engine {
   int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
   bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
   int splitk;           /* CONFIT_GEN_SPLITK: parts of K for the decode qkv, o_proj, down GEMMs (gen_add_x) */
-  float *skp;           /* their partials, splitk x Bmax x max(D, Q + 2 KV) f32 */
+  float *skp;           /* their partials, splitk x gen_splitk_rows x max(D, Q + 2 KV) f32 */
   int pend;             /* partials in skp that the next k_rmsnorm adds into x (0: none) */
   int qnp;              /* partials of q|k|v in skp that the attention adds (0: q|k|v in qkv) */
   int *att_cnt;         /* its ticket counters, Bmax x KVH x group, zero between launches */
@@ -1133,9 +1158,13 @@ static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float 
  * writing its partial product; the next k_rmsnorm adds them into x, so no kernel is added. The
  * fused qkv GEMM splits too when the attention does the RoPE (it adds the partials: qnp). K must
  * be a multiple of 8 s, else that GEMM runs unsplit (1.5B shape: s = 3, 6 leave down unsplit,
- * s = 5, 7 qkv and o_proj); so does one that cuBLAS refuses. */
+ * s = 5, 7 qkv and o_proj); so does one that cuBLAS refuses. Only steps of at most
+ * GEN_SPLITK_ROWS rows split (a skinny GEMM is what wants more blocks), so the partials buffer
+ * stays small whatever the batch capacity. */
+#define GEN_SPLITK_ROWS 64
+static int gen_splitk_rows(const gen_engine *e) { return e->Bmax < GEN_SPLITK_ROWS ? e->Bmax : GEN_SPLITK_ROWS; }
 static bool gen_can_split(const gen_engine *e, bool fold, bool decode, int A, int in) {
-  return !fold && decode && e->splitk > 1 && in % (8 * e->splitk) == 0 && A <= e->Bmax;
+  return !fold && decode && e->splitk > 1 && in % (8 * e->splitk) == 0 && A <= gen_splitk_rows(e);
 }
 /* skp[s] (A, out) f32 = X[:, s-th part of K] @ W[:, s-th part]^T for s < splitk: one call.
  * False when cuBLAS refuses it (nothing queued): the caller takes the unsplit GEMM. */
@@ -1671,7 +1700,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         !(e->rows_mem = gen_alloc(e, stage_bytes(R), "row state")) ||
         !(e->out = (gen_out *)gen_alloc(e, (size_t)e->Bmax * sizeof(gen_out), "outputs")) ||
         !(e->cos_t = (float *)gen_alloc(e, (size_t)e->cap * h2 * 4 * 2, "rope tables")) ||
-        (e->splitk && !(e->skp = (float *)gen_alloc(e, (size_t)e->splitk * e->Bmax * (D > Q + 2 * e->KV ? D : Q + 2 * e->KV) * 4,
+        (e->splitk && !(e->skp = (float *)gen_alloc(e, (size_t)e->splitk * gen_splitk_rows(e) * (D > Q + 2 * e->KV ? D : Q + 2 * e->KV) * 4,
                                                    "split-K partials"))) ||
         ((e->lt_mode > 0 || e->mma_tune) &&
          !(e->lt_out = (float *)gen_alloc(e, (size_t)e->Bmax * scratch_cols(e) * 4, "GEMM plan timing"))) ||

@@ -136,14 +136,36 @@ __device__ __forceinline__ void sk_wrows(const sk_args &p, int c0, int g, int t,
   }
 }
 
+/* v[j] += p[s * stride + j * jstride] for s = 0 .. n-1 in that order (the fixed order that keeps
+ * a sum of partials deterministic), for each of the NV values. The loads of SB parts are issued
+ * together: a loop of n dependent load-and-adds would wait on L2 n times (NV n times where each
+ * value had its own loop), this about n / SB times. Through L2 (__ldcg): other blocks wrote them. */
+template <int NV, int SB>
+__device__ __forceinline__ void sk_add_parts(float (&v)[NV], const float *p, size_t stride, int jstride, int n) {
+  for (int s0 = 0; s0 < n; s0 += SB) {
+    float x[SB][NV];
+#pragma unroll
+    for (int s = 0; s < SB; s++) { /* past the end: part n - 1 again, not added (no branch between loads) */
+      int q = s0 + s < n ? s0 + s : n - 1;
+#pragma unroll
+      for (int j = 0; j < NV; j++) x[s][j] = __ldcg(p + (size_t)q * stride + (size_t)j * jstride);
+    }
+#pragma unroll
+    for (int s = 0; s < SB; s++)
+#pragma unroll
+      for (int j = 0; j < NV; j++)
+        if (s0 + s < n) v[j] += x[s][j];
+  }
+}
+
 /* the rows' 1/rms from the ss_in partials into s_inv (rows >= A: row A - 1's), then a barrier;
  * after the dependent-launch wait */
 __device__ __forceinline__ void sk_inv(const sk_args &p, float *s_inv) {
   if (threadIdx.x < SK_MAXROWS) {
     int row = (int)threadIdx.x < p.A ? (int)threadIdx.x : p.A - 1;
-    float s = 0.f;
-    for (int q = 0; q < p.ss_groups; q++) s += __ldcg(p.ss_in + q * SK_MAXROWS + row);
-    s_inv[threadIdx.x] = 1.0f / sqrtf(s / p.in + p.eps);
+    float s[1] = {0.f};
+    sk_add_parts<1, 16>(s, p.ss_in + row, SK_MAXROWS, 0, p.ss_groups);
+    s_inv[threadIdx.x] = 1.0f / sqrtf(s[0] / p.in + p.eps);
   }
   __syncthreads();
 }
@@ -249,10 +271,10 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
     int row = (l >> 2) + (r >> 1) * 8, col = c0 + tile * 8 + 2 * (l & 3) + (r & 1);
     float v = 0.f, u = 0.f;
     if (all) {
-      for (int s = 0; s < p.ksb; s++) {
-        v += __ldcg(all + (size_t)s * NP + e);
-        if (EPI == SK_SWIGLU) u += __ldcg(all + (size_t)s * NP + e + UP * 32);
-      }
+      float vu[EPI == SK_SWIGLU ? 2 : 1] = {};
+      sk_add_parts<EPI == SK_SWIGLU ? 2 : 1, 8>(vu, all + e, NP, UP * 32, p.ksb);
+      v = vu[0];
+      if (EPI == SK_SWIGLU) u = vu[EPI == SK_SWIGLU ? 1 : 0];
     } else {
 #pragma unroll
       for (int ww = 0; ww < SK_WARPS; ww++) v += red[ww][j][l];
@@ -295,6 +317,10 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny(sk_args p) {
 #endif
 
 #define SKW_SU 4      /* staging loads in flight per thread */
+/* the staged X plus k_skinny_wide's static arrays stay under the 48 KB a launch gets without
+ * cudaFuncSetAttribute (the emulation would not notice: there it is a static array) */
+static_assert(SKW_MAXCH * 64 * 16 + SK_WARPS * SK_MAXROWS * 4 * 4 + 1024 <= 48 * 1024,
+              "SKW_MAXCH: the wide layout's shared memory would pass 48 KB");
 
 /* one staged item: 8 elements of row r at k, as loaded (bf16; or f32 and the norm's weight) and
  * as stored (the fragment's bf16, normalised with the row's inv) */
@@ -386,14 +412,12 @@ __global__ void __launch_bounds__(SK_WARPS * 32, MINB) k_skinny_wide(sk_args p) 
       for (int r = 0; r < 4; r++) mine[(i * 4 + r) * 32] = c[i][r];
     if (!sk_last_part(p, &s_last)) return;
     const float *all = p.part + (size_t)blockIdx.x * p.ksb * NP + (size_t)warp * NT * 4 * 32 + lane;
+    float f[NT * 4] = {};
+    sk_add_parts<NT * 4, 16 / NT>(f, all, NP, 32, p.ksb);
 #pragma unroll
     for (int i = 0; i < NT; i++)
 #pragma unroll
-      for (int r = 0; r < 4; r++) {
-        float v = 0.f;
-        for (int s = 0; s < p.ksb; s++) v += __ldcg(all + (size_t)s * NP + (i * 4 + r) * 32);
-        c[i][r] = v;
-      }
+      for (int r = 0; r < 4; r++) c[i][r] = f[i * 4 + r];
   }
   /* fragment register r of tile i: row g (+8 for r >= 2), column 2t + (r & 1) of the tile */
   float sq0 = 0.f, sq1 = 0.f;

@@ -254,5 +254,9 @@ int main() {
     run<float, false, 128>(c24, m, 2, false, 2);
     run<bf16, true, 256>(c256, m, 1, true, 3);
   }
+  /* 100 splits: the merge takes the 6 heads of a kv head in batches of 5 (their weights fill its
+   * 528 floats of shared memory), each head's splits over more than one lane pass */
+  cfg cmany = {"hd 128, 12 heads on 2, 100 splits", 12, 2, 128, 6400, 64, {6399, 4000}, {0, 100}};
+  run<bf16, true, 128>(cmany, MODE_FUSED_EARLY, 1, true);
   return check_finish();
 }
