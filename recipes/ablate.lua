@@ -18,7 +18,12 @@
 -- --questions-per-step); true is a bare flag, false leaves the flag out. Grid values override
 -- base values. A run whose DIR/summary.json exists is finished and skipped, so re-running the
 -- same command continues an interrupted grid (an rlsc run that left checkpoints gets --resume);
--- a failed run is reported and the grid goes on.
+-- a failed run is reported and the grid goes on. Before a run starts, its settings (the flags
+-- but --out, and the recipe) are recorded in DIR/ablate.json; when a finished run's recorded
+-- settings (or, for a run finished before that record existed, OUT/grid.json's) differ from what
+-- the grid file gives it now (base or recipe changed), ablate refuses before running or writing
+-- anything, naming the run and the setting: remove that run directory to rerun it, or give
+-- another --out.
 -- The confit executable is $CONFIT_EXE, else arg[-1] (the program that runs this script).
 --
 -- Results: OUT/grid.json (axes and runs), OUT/results.csv and OUT/results.md with one row per
@@ -38,12 +43,7 @@ local M = {}
 local die = cli.die_for("ablate")
 M.UserError = cli.UserError
 
--- A shell word: as is when it holds only safe characters, else single-quoted.
-local function shell_quote(s)
-  s = tostring(s)
-  if s ~= "" and s:match("^[%w%-%./_=,@:+]+$") then return s end
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shell_quote = cli.shell_quote
 
 local function file_exists(path)
   local f = io.open(path, "rb")
@@ -57,19 +57,22 @@ end
 
 -- Text of a grid value, used in directory names and on command lines: integers as integers,
 -- floats with the fewest digits that read back the same (0.1, 1e-05, 3), strings as they are.
-function M.format_value(v)
+-- A value that cannot be one is a user error "<where>: ..." (where: e.g. "g.lua: axis alpha").
+function M.format_value(v, where)
   local ty = type(v)
   if ty == "boolean" then return tostring(v) end
   if ty == "string" then return v end
   if math.type(v) == "integer" then return string.format("%d", v) end
   if ty == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then die("grid value %s is not finite", tostring(v)) end
+    if v ~= v or v == math.huge or v == -math.huge then
+      die("%s: value %s is not finite", where or "grid", v ~= v and "NaN" or tostring(v))
+    end
     for _, fmt in ipairs({"%.15g", "%.16g", "%.17g"}) do
       local s = string.format(fmt, v)
       if tonumber(s) == v then return s end
     end
   end
-  die("grid values must be strings, numbers or booleans, got %s", ty)
+  die("%s: values must be strings, numbers or booleans, got %s", where or "grid", ty)
 end
 
 -- The axis names of a grid in directory-name order (byte order).
@@ -94,7 +97,7 @@ function M.check(spec, where)
     if #vals == 0 then die("%s: axis %s has no values", where, k) end
     local seen = {}
     for i, v in ipairs(vals) do
-      local s = M.format_value(v)
+      local s = M.format_value(v, ("%s: axis %s"):format(where, k))
       if s:find("[/,=]") or s == "" or s:find("%c") then
         die("%s: value %q of axis %s cannot be part of a directory name (no / , = or control characters)",
             where, s, k)
@@ -107,7 +110,7 @@ function M.check(spec, where)
   end
   for k, v in pairs(base) do
     if type(k) ~= "string" then die("%s: base keys must be flag names", where) end
-    M.format_value(v)
+    M.format_value(v, ("%s: base setting %s"):format(where, k))
   end
   local s = {base = base, grid = axes, out = spec.out, recipe = spec.recipe or "recipes/rlsc.lua",
              seed_key = spec.seed_key or "seed", metrics = spec.metrics}
@@ -158,24 +161,81 @@ function M.expand(spec)
   return runs, names
 end
 
--- The flags of one run: base merged with the run's parameters, then --out.
-function M.flags(spec, run, dir)
+-- The settings of one run: base merged with the run's parameters, without out; each value as
+-- its text, true kept (a bare flag), false left out (no flag).
+function M.settings(spec, run)
   local all = {}
   for k, v in pairs(spec.base) do all[k] = v end
   for k, v in pairs(run.params) do all[k] = v end
   all.out = nil
-  local keys = axis_names(all)
+  for k, v in pairs(all) do
+    if v == false then all[k] = nil elseif v ~= true then all[k] = M.format_value(v) end
+  end
+  return all
+end
+
+-- The flags of one run: --out, then its settings in byte order.
+function M.flags(spec, run, dir)
+  local all = M.settings(spec, run)
   local argv = {"--out", dir}
-  for _, k in ipairs(keys) do
-    local v = all[k]
-    local flag = "--" .. k:gsub("_", "-")
-    if v == true then argv[#argv + 1] = flag
-    elseif v ~= false then
-      argv[#argv + 1] = flag
-      argv[#argv + 1] = M.format_value(v)
-    end
+  for _, k in ipairs(axis_names(all)) do
+    argv[#argv + 1] = "--" .. k:gsub("_", "-")
+    if all[k] ~= true then argv[#argv + 1] = all[k] end
   end
   return argv
+end
+
+local function flag_text(k, v)
+  local flag = "--" .. k:gsub("_", "-")
+  if v == nil then return "no " .. flag end
+  return v == true and flag or (flag .. " " .. tostring(v))
+end
+
+-- Refuse (a user error) when a finished run of the grid in out was made with other settings
+-- than the grid gives it now: those recorded in its ablate.json, else in out/grid.json.
+function M.check_finished(spec, runs, out)
+  local old = file_exists(out .. "/grid.json") and jsonio.read_json(out .. "/grid.json")
+  local old_runs = {}
+  if type(old) == "table" and type(old.runs) == "table" then
+    for _, r in ipairs(old.runs) do
+      if type(r) == "table" and type(r.dir) == "string" then old_runs[r.dir] = r end
+    end
+  end
+  for _, r in ipairs(runs) do
+    local path = out .. "/" .. r.dir
+    if file_exists(path .. "/summary.json") then
+      local rec = jsonio.read_json(path .. "/ablate.json")
+      local was, recipe
+      if type(rec) == "table" and type(rec.settings) == "table" then
+        was, recipe = rec.settings, rec.recipe
+      elseif old_runs[r.dir] and type(old.base) == "table" and type(old_runs[r.dir].params) == "table" then
+        was, recipe = M.settings({base = old.base}, {params = old_runs[r.dir].params}), old.recipe
+      end
+      if was then
+        local why
+        if recipe ~= spec.recipe then
+          why = ("recipe %s, but the grid now names %s"):format(tostring(recipe), spec.recipe)
+        else
+          local now = M.settings(spec, r)
+          local keys = {}
+          for k in pairs(now) do keys[#keys + 1] = k end
+          for k in pairs(was) do if now[k] == nil then keys[#keys + 1] = k end end
+          table.sort(keys)
+          local a, b = {}, {}
+          for _, k in ipairs(keys) do
+            if was[k] ~= now[k] then a[#a + 1] = flag_text(k, was[k]); b[#b + 1] = flag_text(k, now[k]) end
+          end
+          if #a > 0 then
+            why = ("%s, but the grid now gives it %s"):format(table.concat(a, " and "), table.concat(b, " and "))
+          end
+        end
+        if why then
+          die("run %s finished with %s: remove that run directory to run it again, or give another --out",
+              path, why)
+        end
+      end
+    end
+  end
 end
 
 -- The confit executable for subprocesses.
@@ -228,6 +288,7 @@ function M.run_grid(spec, opts)
   local runs, names = M.expand(spec)
   local runner = opts.runner or M.subprocess_runner
   local ctx = {exe = opts.exe or M.executable(), recipe = spec.recipe, out = out}
+  M.check_finished(spec, runs, out)
   if not opts.dry_run then
     if not mkdir_p(out) then die("cannot create %s", out) end
     local axes = {}
@@ -253,6 +314,9 @@ function M.run_grid(spec, opts)
       say("ablate: " .. label .. ": " .. table.concat(parts, " "))
     else
       if not mkdir_p(r.path) then die("cannot create %s", r.path) end
+      local wok, werr = jsonio.write_json_atomic(r.path .. "/ablate.json",
+        {recipe = spec.recipe, settings = jsonio.object(M.settings(spec, r))})
+      if not wok then die("cannot write %s/ablate.json: %s", r.path, tostring(werr)) end
       -- an unfinished RL run that left checkpoints continues from them (rlsc refuses a fresh
       -- start over them)
       local resumed = ""
@@ -538,7 +602,10 @@ local USAGE = [[
 usage: confit recipes/ablate.lua GRID.lua [--out DIR] [--dry-run] [--report-only]
   GRID.lua returns {base = {flags...}, grid = {axis = {values...}, ...}, out = "runs/x"}
   --dry-run      print the command of every unfinished run, run nothing
-  --report-only  only (re)write results.csv and results.md from finished runs]]
+  --report-only  only (re)write results.csv and results.md from finished runs
+  A finished run (DIR/summary.json) is skipped. Its settings are recorded in DIR/ablate.json:
+  when the grid file now gives it others (base or recipe changed), ablate refuses, naming the
+  run and the setting; remove that run directory to run it again, or give another --out.]]
 
 function M.main(argv)
   local path, o = nil, {}
@@ -571,6 +638,7 @@ function M.main(argv)
   if o.report_only then
     if not cli.is_dir(out) then die("--report-only: no grid directory '%s' (nothing has run yet)", out) end
     res = {failed = {}, runs = (M.expand(spec))}
+    M.check_finished(spec, res.runs, out)
   else
     res = M.run_grid(spec, {out = out, dry_run = o.dry_run})
     if o.dry_run then return 0 end

@@ -10,8 +10,11 @@
 --
 -- Writes OUT/<benchmark>/{config.json, eval_before.jsonl, summary.json} per docs/RUNDIR.md,
 -- and OUT/summary.json with every benchmark of this invocation; prints the summary table.
--- Re-running with the same OUT resumes: finished problems are not generated again.
--- OUT defaults to runs/eval-<model folder name>-<mode>.
+-- Re-running with the same OUT resumes: finished problems are not generated again. A resume is
+-- refused (one line; --no-resume starts over) when the records' settings file is missing or
+-- unreadable, the settings changed, or a finished problem's question or answer changed in the data.
+-- OUT defaults to runs/eval-<model folder name>-<mode>; eval refuses an OUT holding another
+-- recipe's run (its config.json or summary.json), never overwriting them.
 --
 -- User errors (missing model, unknown benchmark, bad flags, unreadable data) print one line
 -- "eval: ..." and exit with status 1; anything else is a bug and keeps its traceback (confit.cli).
@@ -38,7 +41,12 @@ usage: confit recipes/eval.lua --model DIR (--bench NAMES | --data FILE) [option
   --limit K              first K problems of each benchmark (toy: K questions)
   --toy-questions N      held-out toy questions (default 500); --toy-seed S (default 1)
   --batch-size B         problems per generate call (default 8); --seed S (default 0)
-  --out DIR              default runs/eval-<model>-<mode>; --no-resume starts over
+  --out DIR              default runs/eval-<model>-<mode>; not a folder holding another
+                         recipe's run (config.json or summary.json that eval did not write)
+  --no-resume            start over; by default a rerun with the same OUT keeps the finished
+                         problems, and stops when their settings file is missing or unreadable,
+                         the decoding settings changed, or the data file changed a question or
+                         answer of a kept problem
   --device cpu|cuda      default cpu; --dtype bf16|f32 for cuda (default bf16)
   --progress bar|plain|off]]
 
@@ -57,6 +65,9 @@ local SPEC = {
   ["toy-seed"] = "int", ["batch-size"] = "int", seed = "int", out = "string",
   ["no-resume"] = "flag", device = "string", dtype = "string", progress = "string", help = "flag",
 }
+
+-- Largest values (the generator's limits: lua/l_model.c).
+local MAX = {n = 1 << 20, ["top-k"] = 1 << 30}
 
 -- Parse "--key value", "--key=value" and flags into a table keyed by the option name.
 function M.parse_args(argv)
@@ -81,10 +92,13 @@ function M.parse_args(argv)
       if ty == "int" then
         local v = math.tointeger(tonumber(val))
         if not v or v < 0 then die("--%s expects an integer >= 0, got '%s'", key, val) end
+        if MAX[key] and v > MAX[key] then die("--%s must be <= %d, got %d", key, MAX[key], v) end
         val = v
       elseif ty == "number" then
         local v = tonumber(val)
-        if not v or v ~= v or v < 0 then die("--%s expects a number >= 0, got '%s'", key, val) end
+        if not v or v ~= v or v < 0 or v == math.huge then
+          die("--%s expects a finite number >= 0, got '%s'", key, val)
+        end
         val = v
       end
       o[key] = val
@@ -103,6 +117,24 @@ end
 local function basename(p)
   p = p:gsub("/+$", "")
   return p:match("([^/]+)$") or p
+end
+
+-- Where the i-th record of a data file is, as bench.load counts them: "FILE:LINE" (JSONL, blank
+-- lines skipped) or "FILE: element i" (a JSON array).
+local function record_where(path, i)
+  local f = io.open(path, "rb")
+  local text = f and f:read("a") or ""
+  if f then f:close() end
+  if text:match("^%s*%[") then return string.format("%s: element %d", path, i) end
+  local lineno, k = 0, 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    lineno = lineno + 1
+    if line:find("%S") then
+      k = k + 1
+      if k == i then return string.format("%s:%d", path, lineno) end
+    end
+  end
+  return string.format("%s: problem %d", path, i)
 end
 
 -- The benchmarks of this invocation: {name, problems, toy} in the order given.
@@ -131,7 +163,7 @@ function M.problem_sets(o)
     elseif known[name] then
       local ok, items, err = pcall(bench.load, name, {dir = o["data-dir"], limit = o.limit})
       if not ok then die("%s", tostring(items)) end
-      if not items then die("cannot read benchmark %s: %s", name, err) end
+      if not items then die("cannot read benchmark %s: %s", name, tostring(err or "read error")) end
       sets[#sets + 1] = {name = name, problems = items,
                          source = (o["data-dir"] or bench.default_dir) .. "/" .. name .. ".jsonl"}
     else
@@ -143,10 +175,11 @@ function M.problem_sets(o)
     end
   end
   if o.data then
+    cli.check_file("eval", o.data, "--data")
     local ok, items, err = pcall(bench.load, o.data, {question = o["question-field"],
                                                        answer = o["answer-field"], limit = o.limit})
     if not ok then die("%s", tostring(items)) end
-    if not items then die("cannot read --data %s: %s", o.data, err) end
+    if not items then die("cannot read --data %s: %s", o.data, tostring(err or "read error")) end
     -- ids must be unique for resume; fall back to positions when the file's are not
     local seen, dup = {}, false
     for _, it in ipairs(items) do
@@ -166,8 +199,33 @@ function M.problem_sets(o)
     if names_seen[s.name] then die("benchmark '%s' is given twice", s.name) end
     names_seen[s.name] = true
     if #s.problems == 0 then die("benchmark '%s' has no problems", s.name) end
+    for i, p in ipairs(s.problems) do
+      if not p.question:find("%S") then die("%s: empty question", p.where or record_where(s.source, i)) end
+    end
   end
   return sets
+end
+
+-- nil, or why eval must not write into OUT: eval writes OUT/summary.json and, per benchmark,
+-- OUT/<name>/{config.json, summary.json}; a file there that another recipe wrote (a training
+-- run's summary, a model's config.json) is not overwritten.
+function M.foreign_out(out, names)
+  -- key: where the file keeps its config (nil: it is one); any: no such file is eval's
+  local function check(path, key, any)
+    if not file_exists(path) then return nil end
+    local cfg = jsonio.read_json(path)
+    if key and type(cfg) == "table" then cfg = cfg[key] end
+    local r = type(cfg) == "table" and cfg.recipe
+    if r == "eval" and not any then return nil end
+    if type(r) == "string" then return string.format("%s, written by %s", path, r) end
+    return string.format("%s, not written by eval", path)
+  end
+  local why = check(out .. "/config.json", nil, true) or check(out .. "/summary.json", "config")
+  for _, name in ipairs(names) do
+    why = why or check(out .. "/" .. name .. "/config.json")
+      or check(out .. "/" .. name .. "/summary.json", "config")
+  end
+  return why
 end
 
 local function iso_now() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
@@ -200,21 +258,17 @@ function M.main(argv)
   end
   local sets = M.problem_sets(o)
 
-  local model, err = require("confit.model").load(o.model)
-  if not model then die("cannot load model '%s': %s", o.model, tostring(err)) end
-  if not model.tokenizer then die("model folder '%s' has no tokenizer.json", o.model) end
   local dtype = o.dtype
-  if device == "cuda" then
-    dtype = dtype or "bf16"
-    local ok, terr = pcall(model.to, model, "cuda", dtype)
-    if not ok then die("cannot move the model to cuda: %s", tostring(terr)) end
-  end
-
+  if device == "cuda" then dtype = dtype or "bf16" end
   local out = o.out or ("runs/eval-" .. basename(o.model) .. "-" .. mode)
-  local ok, merr = evaluate.mkdir_p(out)
-  if not ok then die("%s", merr) end
-  local summaries, bench_summaries = {}, {}
-  local common
+  local names = {}
+  for i, set in ipairs(sets) do names[i] = set.name end
+  local foreign = M.foreign_out(out, names)
+  if foreign then die("--out %s is another run's folder (%s); give another --out", out, foreign) end
+
+  -- every benchmark's config and options; what OUT holds is checked for all of them before
+  -- the model is loaded and anything is written
+  local plans = {}
   for _, set in ipairs(sets) do
     local dir = out .. "/" .. set.name
     local cfg = {
@@ -225,11 +279,10 @@ function M.main(argv)
       max_new_tokens = o["max-new-tokens"] or (set.toy and 64 or 3072),
       seed = o.seed or 0, batch_size = o["batch-size"] or 8, limit = o.limit,
       data = set.source,
-      device = device, dtype = dtype or "f32", started_at = iso_now(),
+      device = device, dtype = dtype or "f32",
       logprob_temperature = 1,
     }
     if set.toy then cfg.toy_seed = o["toy-seed"] or 1 end
-    common = common or cfg
     local eopts = {
       mode = mode, template = cfg.template, grader = cfg.grader, greedy = cfg.greedy, n = n,
       temperature = cfg.temperature, top_p = cfg.top_p, top_k = cfg.top_k,
@@ -237,14 +290,36 @@ function M.main(argv)
       benchmark = set.name, out_dir = dir, resume = not o["no-resume"], config = cfg,
       progress = o.progress and {mode = o.progress} or nil,
     }
-    -- records of other settings in OUT: refused before config.json is rewritten
-    local conflict = evaluate.check_resume(eopts)
+    -- records of other settings or other data in OUT: refused before config.json is rewritten
+    local conflict = evaluate.check_resume(eopts, set.problems)
     if conflict then die("%s: %s", set.name, conflict) end
+    plans[#plans + 1] = {set = set, dir = dir, cfg = cfg, eopts = eopts}
+  end
+  local common = plans[1] and plans[1].cfg
+
+  local model, err = require("confit.model").load(o.model)
+  if not model then die("cannot load model '%s': %s", o.model, tostring(err)) end
+  if not model.tokenizer then die("model folder '%s' has no tokenizer.json", o.model) end
+  if device == "cuda" then
+    local ok, terr = pcall(model.to, model, "cuda", dtype)
+    if not ok then
+      terr = tostring(terr)
+      if not terr:find("cannot move the model", 1, true) then terr = "cannot move the model to cuda: " .. terr end
+      die("%s", terr)
+    end
+  end
+
+  local ok, merr = evaluate.mkdir_p(out)
+  if not ok then die("%s", merr) end
+  local summaries, bench_summaries = {}, {}
+  for _, plan in ipairs(plans) do
+    local set, dir, cfg = plan.set, plan.dir, plan.cfg
+    cfg.started_at = iso_now()
     local eok, eerr = evaluate.mkdir_p(dir)
     if not eok then die("%s", eerr) end
     local wok, werr = jsonio.write_json_atomic(dir .. "/config.json", cfg)
     if not wok then die("cannot write %s/config.json: %s", dir, tostring(werr)) end
-    local rok, summary = pcall(evaluate.run, model, set.problems, eopts)
+    local rok, summary = pcall(evaluate.run, model, set.problems, plan.eopts)
     if not rok then
       -- evaluate's own checks (changed settings, prompts longer than the context, ...) are
       -- conditions of the input; Lua runtime errors stay bugs with their traceback

@@ -25,6 +25,12 @@
 -- direct form unreliably, and samples either. Every --eval-every steps a small held-out
 -- evaluation is printed so the point can be chosen; the final model is evaluated on
 -- --eval-questions held-out questions and its metrics are written beside it (metrics.json).
+--
+-- --out (default: the shipped checkpoint, which this recipe regenerates) is checked before the
+-- training: it may be missing, an empty folder, or a model folder this recipe could have written
+-- (config.json of a qwen2 with the toy's 257 ids, model.safetensors, and nothing but the files
+-- listed in MODEL_FILES); anything else is refused. The model is saved into a new sibling
+-- folder <out>.tmp.XXXXXX, then moved into place file by file; no other file is touched.
 local confit = require "confit"
 local model = require "confit.model"
 local toy = require "confit.toy"
@@ -61,6 +67,70 @@ local SPEC = {
   quiet = {"flag", false},
 }
 
+-- The files this recipe writes into a model folder (model:save, the tokenizer, metrics.json).
+local MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                     "tokenizer_config.json", "metrics.json"}
+
+local q, list_dir = cli.shell_quote, cli.list_dir
+
+-- A new empty folder named like template with its XXXXXX made unique (mktemp -d), or nil.
+local function temp_dir(template)
+  local p = io.popen("mktemp -d " .. q(template) .. " 2>/dev/null")
+  local dir = p:read("l")
+  if not (p:close() and dir and cli.is_dir(dir)) then return nil end
+  return dir
+end
+
+-- Remove dir, a folder this run made, and the files in it (best effort: on an error's way out).
+local function remove_own_dir(dir)
+  for _, name in ipairs(list_dir(dir) or {}) do os.remove(dir .. "/" .. name) end
+  os.remove(dir)
+end
+
+-- nil when out may be written: missing, an empty folder or a toy model folder; else why not.
+local function out_refused(out)
+  if not cli.exists(out) then return nil end
+  if not cli.is_dir(out) then return "is not a folder" end
+  local names = list_dir(out)
+  if not names then return "cannot be listed" end
+  if #names == 0 then return nil end
+  local known = {}
+  for _, name in ipairs(MODEL_FILES) do known[name] = true end
+  for _, name in ipairs(names) do
+    if not known[name] then return ("holds %s, which pretrain_toy does not write"):format(name) end
+  end
+  local cfg = jsonio.read_json(out .. "/config.json")
+  if type(cfg) ~= "table" or cfg.model_type ~= "qwen2" or cfg.vocab_size ~= toy.VOCAB_SIZE
+     or not cli.exists(out .. "/model.safetensors") then
+    return "is not a toy model folder (config.json of a qwen2 with 257 ids, model.safetensors)"
+  end
+  return nil
+end
+
+-- Move the model folder tmp to out: a rename when out is missing, else file by file (out was
+-- checked by out_refused: only MODEL_FILES are there, and those tmp lacks are removed).
+local function install(tmp, out)
+  local function check(ok, err, what)
+    if not ok then error(("pretrain_toy: cannot %s: %s (the model is in %s)"):format(what, tostring(err), tmp), 0) end
+  end
+  if not cli.exists(out) then
+    local ok, err = os.rename(tmp, out)
+    return check(ok, err, "rename it to " .. out)
+  end
+  for _, name in ipairs(MODEL_FILES) do
+    local from, to = tmp .. "/" .. name, out .. "/" .. name
+    if cli.exists(from) then
+      local ok, err = os.rename(from, to)
+      check(ok, err, "move " .. name .. " into " .. out)
+    elseif cli.exists(to) then
+      local ok, err = os.remove(to)
+      check(ok, err, "remove the old " .. to)
+    end
+  end
+  local ok, err = os.remove(tmp)
+  check(ok, err, "remove the emptied " .. tmp)
+end
+
 local function config_of(o)
   return {
     architectures = {"Qwen2ForCausalLM"},
@@ -88,22 +158,44 @@ local function lr_at(o, s)
   return o.lr * 0.5 * (1 + math.cos(math.pi * t))
 end
 
+local NOTES = "--out is replaced only when it is empty or a toy model folder (one this recipe "
+  .. "could have written); anything else is refused."
+
+-- The toy's byte-level tokenizer, read from a temporary folder that is removed at once.
+local function toy_tokenizer()
+  local dir = os.tmpname()   -- a new file's name: made a folder
+  os.remove(dir)
+  if not os.execute("mkdir " .. q(dir) .. " 2>/dev/null") then
+    error("pretrain_toy: cannot create the temporary folder " .. dir, 0)
+  end
+  local ok, err = toy.write_tokenizer(dir)
+  local tok, terr
+  if ok then tok, terr = require("confit.tokenizer").new(dir .. "/tokenizer.json") end
+  remove_own_dir(dir)
+  if not tok then error("pretrain_toy: " .. tostring(err or terr), 0) end
+  return tok
+end
+
 local function main(argv)
-  local o = train.parse_args(argv or {}, SPEC, "recipes/pretrain_toy.lua")
+  local o = train.parse_args(argv or {}, SPEC, "recipes/pretrain_toy.lua", NOTES)
   local say = o.quiet and function() end or print
   if o.hidden % o.heads ~= 0 or (o.hidden // o.heads) % 2 ~= 0 then
     die("--hidden %d must be --heads %d times an even head size", o.hidden, o.heads)
   end
-  if o.out:gsub("/+$", "") == "" then die("--out must name a folder") end
-  cli.mkdir_p("pretrain_toy", o.out, "--out")   -- fail now, not after the training
+  local out = o.out:gsub("/+$", "")
+  if out == "" then die("--out must name a folder") end
+  local bad = out_refused(out)
+  if bad then
+    die("--out '%s' %s: only an empty folder or a toy model folder is replaced (give another --out)", o.out, bad)
+  end
+  -- fail now, not after the training: the parent must exist and take the temporary sibling
+  local parent = out:match("^(.*)/") or "."
+  local probe = (os.execute("mkdir -p " .. q(parent == "" and "/" or parent) .. " 2>/dev/null"))
+                and temp_dir(out .. ".tmp.XXXXXX")
+  if not probe then die("cannot create --out '%s' (a file is in the way, or no permission)", o.out) end
+  os.remove(probe)
   local world = toy.world(o.task)
-  local tokdir = os.tmpname()
-  os.remove(tokdir)
-  os.execute(("mkdir -p %q"):format(tokdir))
-  assert(toy.write_tokenizer(tokdir))
-  local m = model.new(config_of(o), {seed = o.seed, std = o.std,
-                                     tokenizer = tokdir .. "/tokenizer.json"})
-  m.tokenizer_dir = tokdir
+  local m = model.new(config_of(o), {seed = o.seed, std = o.std, tokenizer = toy_tokenizer()})
   local params = train.trainable(m)
   local nparams = 0
   for _, p in pairs(params) do nparams = nparams + p:numel() end
@@ -154,22 +246,29 @@ local function main(argv)
   local train_s = confit.clock() - t_start
   local summary = toy_eval.run(m, heldout, {seed = o.seed, n = 16, benchmark = "toy-" .. o.task})
   say(toy_eval.format_table({final = summary}))
-  os.execute(("mkdir -p %q"):format(o.out))
-  local tmp = o.out .. ".tmp"
-  os.execute(("rm -rf %q"):format(tmp))
+  -- save into a new sibling of out (removed if anything fails), then move it into place
+  local tmp = temp_dir(out .. ".tmp.XXXXXX")
+  if not tmp then error(("pretrain_toy: cannot create a folder beside %s"):format(out), 0) end
+  local cleanup <close> = setmetatable({}, {__close = function() if tmp then remove_own_dir(tmp) end end})
   m:save(tmp)
   assert(toy.write_tokenizer(tmp))
   assert(jsonio.write_json_atomic(tmp .. "/metrics.json", {
     recipe = "pretrain_toy", options = o, parameters = nparams, train_seconds = train_s,
     eval = summary, eval_questions = #heldout, final_loss = history[#history].loss,
   }))
-  os.execute(("rm -rf %q && mv %q %q"):format(o.out, tmp, o.out))
-  os.execute(("rm -rf %q"):format(tokdir))
-  say(("pretrain_toy: saved %s (%.1fs of training)"):format(o.out, train_s))
+  bad = out_refused(out)
+  if bad then
+    local kept = tmp
+    tmp = nil
+    die("--out '%s' changed during the training and now %s: the model is in %s", o.out, bad, kept)
+  end
+  local dir = tmp
+  tmp = nil   -- from here a failure leaves the model there (install's message says so)
+  install(dir, out)
+  say(("pretrain_toy: saved %s (%.1fs of training)"):format(out, train_s))
   return summary
 end
 
--- Run as a script (arg[0] is this file) or loaded by a test (dofile returns main).
 -- Run as a script (arg[0] is this file: mistakes print one line and exit 1, confit.cli) or
 -- loaded by a test (dofile returns main).
 return cli.main("pretrain_toy", main)

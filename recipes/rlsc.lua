@@ -38,7 +38,11 @@
 --
 -- Run directory (docs/RUNDIR.md): --out, default runs/rlsc-<UTC timestamp>: config.json,
 -- steps.jsonl, eval_before.jsonl, eval_after.jsonl, summary.json, checkpoint-<step>/ when
--- --checkpoint-every > 0, and model/ (the final weights) with --save-model.
+-- --checkpoint-every > 0, and model/ (the final weights) with --save-model. --out must not hold a
+-- model or another recipe's run: an unfinished rlsc run there is started over, or continued from
+-- its latest checkpoint with --resume (same settings); a finished one (summary.json) is only
+-- resumed. Every input (flags, files, the model, the checkpoint to resume) is checked before
+-- anything is printed or written.
 --
 -- Called from Lua (tests): local main = dofile("recipes/rlsc.lua"); main({"--steps", "2"})
 -- returns {before, after, config, steps}.
@@ -56,12 +60,15 @@ local die = cli.die_for("rlsc")
 
 local sorted_names = cli.sorted_keys
 
+-- the generator's limit on samples per prompt (--n, --eval-n)
+local MAX_SAMPLES = 1 << 20
+
 local SPEC = {
   method = {"string", "l2"},
   alpha = {"number", 0.1, min = 0},
-  n = {"int", 16, min = 1},
-  steps = {"int", 20, min = 1},
-  questions_per_step = {"int", 4, min = 1},
+  n = {"int", 16, min = 1, max = MAX_SAMPLES},
+  steps = {"int", 20, min = 1, max = 1000000},
+  questions_per_step = {"int", 4, min = 1, max = 4096},
   lr = {"number", 1e-4, min = 0},
   weight_decay = {"number", 0.01, min = 0},
   grad_clip = {"number", 0, min = 0},
@@ -73,8 +80,8 @@ local SPEC = {
   kl_coef = {"number", 0, min = 0},
   clip_max = {"number", 0.5, min = 0},
   temperature_scale = {"number", 0.5, above = 0},
-  eval_questions = {"int", 200, min = 1},
-  eval_n = {"int", 16, min = 0},
+  eval_questions = {"int", 200, min = 1, max = 10000},
+  eval_n = {"int", 16, min = 0, max = MAX_SAMPLES},
   eval_seed = {"int", 1},
   no_eval = {"flag", false},
   seed = {"int", 1},
@@ -107,6 +114,10 @@ local SPEC = {
 -- the sampling temperature of confit.evaluate (--data runs, --eval-n > 0)
 local EVAL_TEMPERATURE = 0.6
 
+-- the toy world's training questions are distinct: at most this many (--steps x
+-- --questions-per-step), so that drawing them stays quick
+local TOY_MAX_QUESTIONS = 100000
+
 -- the paper's settings, applied for --data runs to every flag not given
 local PAPER = {n = 16, temperature = 0.5, max_new_tokens = 3072, steps = 10,
                questions_per_step = 1, lr = 1e-5, weight_decay = 0.01, eval_n = 0,
@@ -132,10 +143,12 @@ local function metric_line(s)
   return t
 end
 
--- RUNDIR.md's names beside ours, for the report
-local function with_aliases(s, n)
+-- RUNDIR.md's names beside ours, for the report: n questions, k samples each (toy_eval's maj16
+-- is the majority of all k samples, its pass16 is pass@min(16, k))
+local function with_aliases(s, n, k)
   local t = metric_line(s)
-  t.acc, t["pass@1"], t["pass@16"], t["maj@16"], t.n = s.greedy_acc, s.pass1_t05, s.pass16, s.maj16, n
+  t.acc, t["pass@1"], t.n = s.greedy_acc, s.pass1_t05, n
+  t["pass@" .. math.min(16, k)], t["maj@" .. k] = s.pass16, s.maj16
   return t
 end
 
@@ -145,26 +158,21 @@ end
 local function load_model(o)
   local m, err = model.load(o.model)
   if not m then die("cannot load --model '%s': %s", o.model, tostring(err)) end
-  if o.device == "cuda" then m:to("cuda", o.dtype) end
+  if o.device == "cuda" then
+    local ok, err = pcall(m.to, m, "cuda", o.dtype)
+    if not ok then m:free(); die("%s", tostring(err)) end
+  end
   if o.recompute then m:set_recompute(true) end
   return m
 end
 
-local function run_toy(o, cfg, say)
-  local m = load_model(o)
+local function run_toy(o, m, say)
   local world = toy.world(o.task)
   local bench_name = "toy-" .. o.task
   local heldout = world:questions("heldout", o.eval_questions, o.eval_seed)
   local trainq = world:questions("train", o.steps * o.questions_per_step, o.seed)
   local eval_opts = {n = o.eval_n, seed = o.seed, max_new_tokens = o.max_new_tokens,
                      benchmark = bench_name}
-  cfg.eval = {questions = #heldout, n = o.eval_n, seed = o.seed, question_seed = o.eval_seed,
-              temperatures = {0.5, 1.0}, greedy = true, max_new_tokens = o.max_new_tokens,
-              logprob_temperature = "weights and mean_confidence at 0.5; records at 1"}
-  if not rl.trains(o.method) then
-    cfg.eval.after_temperatures = {0.5 * o.temperature_scale, 1.0 * o.temperature_scale}
-  end
-  assert(jsonio.write_json_atomic(o.out .. "/config.json", cfg))
   local timing = {}
   local before, rec_before
   if not o.no_eval then
@@ -231,6 +239,7 @@ local function read_questions(o)
       if type(q) ~= "string" then
         die("--data %s:%d: no string field '%s' (--question-field)", o.data, lineno, o.question_field)
       end
+      if not q:find("%S") then die("--data %s:%d: empty question", o.data, lineno) end
       local a = r[o.answer_field]
       if a == nil or a == jsonio.null then labelled = false; a = nil
       elseif type(a) ~= "string" and type(a) ~= "number" then
@@ -276,11 +285,9 @@ local function read_eval_data(o)
   return items
 end
 
-local function run_real(o, cfg, say)
+local function run_real(o, m, say)
   local grade = require "confit.grade"
-  local m = load_model(o)
   local questions, labelled = o.questions, o.labelled
-  if not m.tokenizer then die("--model '%s' has no tokenizer.json (--data needs one)", o.model) end
   local stop = {} -- the tokenizer's end-of-turn and end-of-text special tokens (tokenizer.lua)
   for i, id in ipairs(m.tokenizer.eos_ids or {}) do stop[i] = id end
   local gopts = {mode = o.eval_mode}
@@ -289,7 +296,6 @@ local function run_real(o, cfg, say)
   local after_temperature = not rl.trains(o.method) and EVAL_TEMPERATURE * o.temperature_scale or nil
   local ok_eval, evaluate = pcall(require, "confit.evaluate")
   local problems = o.eval_problems
-  if not problems and labelled then problems = questions end
   local progress = nil                 -- evaluate's progress lines (stderr); --quiet: none
   if o.quiet then progress = false end
   local function do_eval(stage)
@@ -334,6 +340,41 @@ end
 
 -- Main -----------------------------------------------------------------------------------------
 
+local function list_dir(dir) return cli.list_dir(dir) or {} end
+
+-- --out: a new folder, or one that holds no model and no other run than an rlsc run (other files,
+-- such as ablate's log.txt, may be there). A fresh run starts an unfinished rlsc run over,
+-- --resume continues it from its latest checkpoint (with the same settings); a finished run
+-- (summary.json) is only resumed from a checkpoint. No --out: a new folder.
+local function check_out_dir(o)
+  if not o.out then
+    if o.resume then die("--resume needs --out (the run directory to continue)") end
+    return
+  end
+  if not cli.exists(o.out) then return end
+  if not cli.is_dir(o.out) then die("--out '%s' is a file, not a folder", o.out) end
+  if cli.exists(o.out .. "/config.json") then
+    local cfg = jsonio.read_json(o.out .. "/config.json")
+    if type(cfg) ~= "table" or cfg.recipe ~= "rlsc" then
+      die("--out '%s' holds a config.json that is not an rlsc run's (a model folder?); use another --out", o.out)
+    end
+  end
+  for _, name in ipairs(list_dir(o.out)) do
+    if name:match("%.safetensors$") then die("--out '%s' holds a model (%s); use another --out", o.out, name) end
+  end
+  local bad = train.check_out(o.out, {
+    method = o.method, resume = o.resume, seed = o.seed, alpha = o.alpha, n = o.n,
+    temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
+    max_new_tokens = o.max_new_tokens, questions_per_step = o.questions_per_step,
+    clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, grad_clip = o.grad_clip,
+    lr = o.lr, weight_decay = o.weight_decay, state_dtype = o.state_dtype})
+  if bad then die("%s", bad) end
+  if cli.exists(o.out .. "/summary.json") and not (o.resume and train.latest_checkpoint(o.out)) then
+    die("--out '%s' holds a finished run (summary.json)%s; use another --out", o.out,
+        o.resume and " and no checkpoint to resume from" or "")
+  end
+end
+
 -- Every check of the command line and the input files, before anything is printed or written.
 local function check(o)
   local method, merr = rl.resolve(o.method)
@@ -366,27 +407,18 @@ local function check(o)
       o.eval_template = evaluate.default_template(o.eval_mode, o.model)
     end
     o.questions, o.labelled = read_questions(o)
-    o.eval_problems = read_eval_data(o)
+    -- evaluated on --eval-data, else on the training file when it has answers
+    o.eval_problems = read_eval_data(o) or (o.labelled and o.questions or nil)
   end
   -- --max-new-tokens must fit the model's context after the longest prompt (the --data prompts
   -- measured with the model folder's tokenizer.json, the toy prompts with the toy's bytes)
   o.context = cli.model_context("rlsc", o.model, "--model")
   cli.check_context("rlsc", o.context, 0, o.max_new_tokens)
-  if o.data then
-    local tpath = o.model .. "/tokenizer.json"
-    if not cli.exists(tpath) then die("--model '%s' has no tokenizer.json (--data needs one)", o.model) end
-    local tok, terr = require("confit.tokenizer").new(tpath)
-    if not tok then die("--model '%s': cannot read tokenizer.json: %s", o.model, tostring(terr)) end
-    local longest, where = 0, nil
-    for _, q in ipairs(o.questions) do
-      local n = #tok:encode(q.prompt)
-      if n > longest then longest, where = n, q.id end
-    end
-    tok:free()
-    cli.check_context("rlsc", o.context, longest, o.max_new_tokens,
-                      ("prompt (--data %s, question %s)"):format(o.data, tostring(where)))
-  end
   if not o.data then
+    if o.steps * o.questions_per_step > TOY_MAX_QUESTIONS then
+      die("--steps %d x --questions-per-step %d asks the toy world for %d distinct training questions; at most %d",
+          o.steps, o.questions_per_step, o.steps * o.questions_per_step, TOY_MAX_QUESTIONS)
+    end
     local world, longest = toy.world(o.task), 0
     local qs = world:questions("train", o.steps * o.questions_per_step, o.seed)
     if not o.no_eval then
@@ -395,20 +427,39 @@ local function check(o)
     for _, q in ipairs(qs) do longest = math.max(longest, #toy.encode(q.prompt)) end
     cli.check_context("rlsc", o.context, longest, o.max_new_tokens, "toy prompt")
   end
+  if not cli.exists(o.model .. "/tokenizer.json") then
+    die("--model '%s' has no tokenizer.json (rlsc reads its prompts and samples with it)", o.model)
+  end
+  if o.data then
+    local chat = require "confit.chat"
+    local tok, terr = require("confit.tokenizer").new(o.model .. "/tokenizer.json")
+    if not tok then die("--model '%s': cannot read tokenizer.json: %s", o.model, tostring(terr)) end
+    -- the longest prompt of a list and its question's id; an empty prompt cannot be sampled
+    local function longest_prompt(list, prompt_of, what)
+      local longest, where = 0, nil
+      for _, q in ipairs(list) do
+        local n = #tok:encode(prompt_of(q))
+        if n == 0 then die("%s, question %s: the prompt is empty", what, tostring(q.id)) end
+        if n > longest then longest, where = n, q.id end
+      end
+      return longest, where
+    end
+    local longest, where = longest_prompt(o.questions, function(q) return q.prompt end, "--data " .. o.data)
+    cli.check_context("rlsc", o.context, longest, o.max_new_tokens,
+                      ("prompt (--data %s, question %s)"):format(o.data, tostring(where)))
+    -- confit.evaluate gives a long prompt fewer new tokens (like vLLM): it only needs room for one
+    if o.eval_problems and not o.no_eval then
+      local what = "--eval-data " .. (o.eval_data or o.data)
+      longest, where = longest_prompt(o.eval_problems, function(q) return chat.apply(o.eval_template, q.question) end, what)
+      cli.check_context("rlsc", o.context, longest, 1, ("evaluation prompt (%s, question %s)"):format(what, tostring(where)))
+    end
+    tok:free()
+  end
   if o.device == "cuda" then
     local confit = require "confit"
     if not (confit.cuda and confit.cuda.available()) then die("--device cuda: no usable GPU") end
   end
-  -- an --out with checkpoints: --resume with the same settings, or nothing (before any write)
-  if o.out then
-    local bad = train.check_out(o.out, {
-      method = o.method, resume = o.resume, seed = o.seed, alpha = o.alpha, n = o.n,
-      temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
-      max_new_tokens = o.max_new_tokens, questions_per_step = o.questions_per_step,
-      clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, grad_clip = o.grad_clip,
-      lr = o.lr, weight_decay = o.weight_decay, state_dtype = o.state_dtype})
-    if bad then die("%s", bad) end
-  end
+  check_out_dir(o)
 end
 
 -- printed after the flags by --help
@@ -420,14 +471,19 @@ local function help_notes()
     "The defaults above are the toy world's. With --data, flags not given take the paper's settings:\n" ..
     "  --n 16 --temperature 0.5 --max-new-tokens 3072 --steps 10 --questions-per-step 1 --lr 1e-5\n" ..
     "  --weight-decay 0.01 --eval-n 0 (temp_only: 16) --micro-batch 4; --model is then required.\n" ..
-    "--dtype applies to --device cuda (the CPU computes in f32)."
+    "--dtype applies to --device cuda (the CPU computes in f32).\n" ..
+    "--out: a new folder or an rlsc run directory, never a model folder. An unfinished run there starts\n" ..
+    "  over, or with --resume continues from its latest checkpoint (same settings); a finished run\n" ..
+    "  (summary.json) is kept unless resumed from a checkpoint. --resume needs --out."
 end
 
 local function main(argv)
   local o = train.parse_args(argv or {}, SPEC, "recipes/rlsc.lua", help_notes())
   local say = o.quiet and function() end or print
   check(o)
+  local m = load_model(o)   -- the last check: a model that does not load stops the run here
   local method = o.method
+  local resumed = o.resume and train.latest_checkpoint(o.out) ~= nil
   o.out = o.out or default_out()
   cli.mkdir_p("rlsc", o.out, "--out")
   local cfg = {
@@ -446,6 +502,25 @@ local function main(argv)
     steps_logprob_temperature = o.loss_temperature or o.temperature,
   }
   if not rl.trains(method) then cfg.temperature_scale = o.temperature_scale end
+  if o.data then
+    cfg.eval = {mode = o.eval_mode, template = o.eval_template, data = o.eval_data, n = o.eval_n,
+                temperature = EVAL_TEMPERATURE}
+    if not rl.trains(method) then cfg.eval.after_temperature = EVAL_TEMPERATURE * o.temperature_scale end
+  else
+    cfg.eval = {questions = o.eval_questions, n = o.eval_n, seed = o.seed, question_seed = o.eval_seed,
+                temperatures = {0.5, 1.0}, greedy = true, max_new_tokens = o.max_new_tokens,
+                logprob_temperature = "weights and mean_confidence at 0.5; records at 1"}
+    if not rl.trains(method) then
+      cfg.eval.after_temperatures = {0.5 * o.temperature_scale, 1.0 * o.temperature_scale}
+    end
+  end
+  local ok, err = jsonio.write_json_atomic(o.out .. "/config.json", cfg)
+  if not ok then die("cannot write --out '%s': %s", o.out, tostring(err)) end
+  -- what an earlier attempt in this run directory wrote and this run writes anew (a resumed run
+  -- keeps the evaluation before training of the run it continues)
+  local stale = {"eval_after.jsonl", "eval_after.settings.json", "summary.json", "profile.json"}
+  if not resumed then stale[#stale + 1] = "eval_before.jsonl"; stale[#stale + 1] = "eval_before.settings.json" end
+  for _, f in ipairs(stale) do os.remove(o.out .. "/" .. f) end
   if rl.trains(method) then
     say(("rlsc: %s on %s, method %s, alpha %g, N %d, T %g, %d steps x %d questions, lr %g, seed %d -> %s")
         :format(o.model, o.data or ("toy " .. o.task), method, o.alpha, o.n, o.temperature, o.steps,
@@ -458,13 +533,9 @@ local function main(argv)
   local before, after, steps, timing, nq
   if o.profile then confit.profiler.start() end
   if o.data then
-    cfg.eval = {mode = o.eval_mode, template = o.eval_template, data = o.eval_data, n = o.eval_n,
-                temperature = EVAL_TEMPERATURE}
-    if not rl.trains(method) then cfg.eval.after_temperature = EVAL_TEMPERATURE * o.temperature_scale end
-    assert(jsonio.write_json_atomic(o.out .. "/config.json", cfg))
-    before, after, steps, timing, nq = run_real(o, cfg, say)
+    before, after, steps, timing, nq = run_real(o, m, say)
   else
-    before, after, steps, timing, nq = run_toy(o, cfg, say)
+    before, after, steps, timing, nq = run_toy(o, m, say)
   end
   timing.total_s = confit.clock() - t0
   if o.profile then
@@ -475,8 +546,8 @@ local function main(argv)
     say(confit.profiler.report(rows, {top = 15}))
   end
   local summary = {config = cfg, timing = timing}
-  if before then summary.before = o.data and before or with_aliases(before, nq) end
-  if after then summary.after = o.data and after or with_aliases(after, nq) end
+  if before then summary.before = o.data and before or with_aliases(before, nq, o.eval_n) end
+  if after then summary.after = o.data and after or with_aliases(after, nq, o.eval_n) end
   assert(jsonio.write_json_atomic(o.out .. "/summary.json", summary))
   if not o.data and before and after then
     say("")

@@ -118,9 +118,16 @@ local function main(argv)
     end
     cli.check_context("toy_compare", ctx, longest, o.max_new_tokens, "toy prompt")
   end
+  if cli.is_dir(o.md) then die("--md '%s' is a directory (give the Markdown file to write)", o.md) end
   cli.mkdir_p("toy_compare", o.out, "--out")
   local md_dir = o.md:match("^(.*)/[^/]*$")
   if md_dir and md_dir ~= "" then cli.mkdir_p("toy_compare", md_dir, "--md") end
+  do -- the table is written at the end (through --md.tmp): make sure that can work first
+    local f, err = io.open(o.md .. ".tmp", "wb")
+    if not f then die("cannot write --md '%s': %s", o.md, tostring(err)) end
+    f:close()
+    os.remove(o.md .. ".tmp")
+  end
   local t_all = confit.clock()
   local before, after = {}, {}
   local grid = {axes = {method = methods, seed = seeds}, runs = {}}
@@ -138,7 +145,7 @@ local function main(argv)
     for _, mth in ipairs(methods) do
       local name = ("method=%s,seed=%d"):format(mth, seed)
       local dir = o.out .. "/" .. name
-      os.execute(("rm -rf %q && mkdir -p %q"):format(dir, dir))
+      os.execute(("rm -rf -- %s && mkdir -p -- %s"):format(cli.shell_quote(dir), cli.shell_quote(dir)))
       local cfg = {recipe = "rlsc", name = name, seed = seed, model = o.model, method = mth,
                    alpha = o.alpha, samples_per_question = o.n, temperature = o.temperature,
                    loss_temperature = o.temperature, max_new_tokens = o.max_new_tokens,

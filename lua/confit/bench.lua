@@ -19,7 +19,7 @@
 -- back as nil, message; malformed JSON, a record that is not an object, and a missing question
 -- or answer are data errors and raise, naming the file and the line (JSONL) or the element
 -- (JSON array).
-local cjson = require "cjson"
+local jsonio = require "confit.jsonio"
 local grade = require "confit.grade"
 
 local bench = {}
@@ -55,9 +55,10 @@ end
 local function read_all(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, "bench.load: cannot open '" .. path .. "': " .. tostring(err) end
-  local data = f:read("a")
+  local data, rerr = f:read("a")
   f:close()
-  return data
+  if not data then return nil, "bench.load: cannot read '" .. path .. "': " .. tostring(rerr) end
+  return (data:gsub("^\239\187\191", "")) -- a UTF-8 byte order mark is not part of the JSON
 end
 
 -- Decoded records with their locations: {rec, where} where where is "file:line" or
@@ -65,8 +66,8 @@ end
 local function decode_records(path, data)
   local out = {}
   if data:match("^%s*%[") then
-    local ok, arr = pcall(cjson.decode, data)
-    if not ok then error(string.format("bench.load: %s: malformed JSON array: %s", path, arr), 0) end
+    local arr, err = jsonio.decode(data)
+    if arr == nil then error(string.format("bench.load: %s: malformed JSON array: %s", path, (err:gsub("^jsonio: ", ""))), 0) end
     for i, rec in ipairs(arr) do out[#out + 1] = {rec, string.format("%s: element %d", path, i)} end
     return out
   end
@@ -74,9 +75,9 @@ local function decode_records(path, data)
   for line in (data .. "\n"):gmatch("([^\n]*)\n") do
     lineno = lineno + 1
     if line:match("%S") then
-      local ok, rec = pcall(cjson.decode, line)
-      if not ok then
-        error(string.format("bench.load: %s:%d: malformed JSON: %s", path, lineno, rec), 0)
+      local rec, err = jsonio.decode(line)
+      if rec == nil then
+        error(string.format("bench.load: %s:%d: malformed JSON: %s", path, lineno, (err:gsub("^jsonio: ", ""))), 0)
       end
       out[#out + 1] = {rec, string.format("%s:%d", path, lineno)}
     end
@@ -86,7 +87,8 @@ end
 
 local function item_from(rec, where, n, qfield, answer_of, afield)
   if type(rec) ~= "table" then
-    error(string.format("bench.load: %s: expected a JSON object, got %s", where, type(rec)), 0)
+    error(string.format("bench.load: %s: expected a JSON object, got %s", where,
+                        rec == jsonio.null and "null" or type(rec)), 0)
   end
   local q = rec[qfield]
   if type(q) ~= "string" then
@@ -96,7 +98,7 @@ local function item_from(rec, where, n, qfield, answer_of, afield)
   if a == nil then
     error(string.format("bench.load: %s: missing answer (%s)", where, afield), 0)
   end
-  return {id = id_of(rec, n), question = q, answer = a, record = rec}
+  return {id = id_of(rec, n), question = q, answer = a, record = rec, where = where}
 end
 
 -- Load a benchmark by name or a file by path. Returns the list of items, or nil, message when

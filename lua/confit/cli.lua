@@ -293,11 +293,28 @@ function M.check_file(name, path, flag)
   f:close()
 end
 
+--- s as one shell word: as is when it holds only characters the shell leaves alone, else in
+--- single quotes (the one quoting every shell command of confit uses).
+function M.shell_quote(s)
+  s = tostring(s)
+  if s ~= "" and s:match("^[%w%-%./_=,@:+]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+--- The names in folder dir (dot files too, not . and ..), or nil when it cannot be listed.
+function M.list_dir(dir)
+  local p = io.popen("ls -A -- " .. M.shell_quote(dir) .. " 2>/dev/null")
+  if not p then return nil end
+  local names = {}
+  for name in p:lines() do names[#names + 1] = name end
+  if not p:close() then return nil end
+  return names
+end
+
 --- Create directory dir (and its parents); raises "<name>: cannot create <flag> '<dir>'" when
 --- that fails or dir is a file.
 function M.mkdir_p(name, dir, flag)
-  local quoted = "'" .. tostring(dir):gsub("'", "'\\''") .. "'"
-  local ok = os.execute("mkdir -p " .. quoted .. " 2>/dev/null")
+  local ok = os.execute("mkdir -p " .. M.shell_quote(dir) .. " 2>/dev/null")
   if not ok or not M.is_dir(dir) then
     M.die_for(name)("cannot create %s'%s' (a file is in the way, or no permission)",
                     flag and (flag .. " ") or "", dir)

@@ -31,6 +31,8 @@
 --   stage           "before" (default) or "after": which eval file and summary slot
 --   summary_file    false: do not touch summary.json (a recipe that writes its own)
 --   resume          default true: problems already in the eval file are not generated again
+--                   (refused when the eval file's settings file is missing or unreadable, or
+--                   when a record's question or answer is not the data's now)
 --   generate        function(prompts, gen_opts) -> samples, replacing model:generate (tests,
 --                   servers); model may then be nil
 --   model_dir       the model folder whose chat format picks the default template (default
@@ -46,7 +48,8 @@
 --    depend on batching at all.
 --  * Records are appended batch by batch; on resume a torn last line is dropped (the file is
 --    rewritten without it before anything is appended), and a file written with different
---    decoding settings is refused rather than mixed.
+--    decoding settings (or whose settings file is lost) is refused rather than mixed, as is a
+--    record whose question or answer the data file has changed since.
 --  * Summaries are computed from the records alone (resumed and new alike), so re-running on a
 --    finished directory reproduces the same summary without generating anything.
 local chat = require "confit.chat"
@@ -222,7 +225,7 @@ end
 
 -- Filesystem ------------------------------------------------------------------------------------
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local shell_quote = require("confit.cli").shell_quote
 
 local function file_exists(path)
   local f = io.open(path, "rb")
@@ -237,12 +240,30 @@ function evaluate.mkdir_p(dir)
   return true
 end
 
+local START_OVER = "use another output directory, or start over (eval.lua --no-resume; opts.resume = false)"
+
+-- True when the file at path is not empty.
+local function has_content(path)
+  local f = io.open(path, "rb")
+  if not f then return false end
+  local size = f:seek("end")
+  f:close()
+  return (size or 0) > 0
+end
+
 -- nil, or why the records in path (written with the settings in settings_path) cannot be
--- resumed with the settings ident
+-- resumed with the settings ident. Records whose settings file is missing or unreadable are
+-- not resumed: nothing would say how they were made.
 local function resume_conflict(path, ident, settings_path)
-  if not file_exists(path) then return nil end
-  local prev = file_exists(settings_path) and jsonio.read_json(settings_path)
-  if type(prev) ~= "table" then return nil end
+  if not has_content(path) then return nil end
+  local prev, err
+  if file_exists(settings_path) then prev, err = jsonio.read_json(settings_path) end
+  if type(prev) ~= "table" then
+    local why = not file_exists(settings_path) and "is missing"
+      or ("cannot be read (" .. tostring(err or "not a JSON object") .. ")")
+    return string.format("cannot resume %s: its settings file %s %s; %s", path, settings_path,
+                         why, START_OVER)
+  end
   local diffs = {}
   local keys = {}
   for k in pairs(ident) do keys[#keys + 1] = k end
@@ -256,27 +277,62 @@ local function resume_conflict(path, ident, settings_path)
     seen[k] = true
   end
   if #diffs == 0 then return nil end
-  return string.format("%s was written with other settings (%s); use another output directory, "
-    .. "or start over (eval.lua --no-resume; opts.resume = false)", path, table.concat(diffs, "; "))
+  return string.format("%s was written with other settings (%s); %s", path,
+                        table.concat(diffs, "; "), START_OVER)
+end
+
+-- JSON text as written back (invalid UTF-8 repaired, as confit.jsonio writes it).
+local function as_written(v)
+  v = tostring(v)
+  return utf8.len(v) and v or jsonio.fix_utf8(v)
+end
+
+-- nil, or why the records of path (recs) cannot stand for problems: a record is resumed only
+-- when its question and answer are the data's now (an edited data file is not graded with the
+-- old answers).
+local function data_conflict(path, recs, problems)
+  local by_id = {}
+  for _, r in ipairs(recs) do
+    if type(r) == "table" and r.id ~= nil then by_id[tostring(r.id)] = r end
+  end
+  for _, p in ipairs(problems) do
+    local r = by_id[tostring(p.id)]
+    if r then
+      local what = r.question ~= as_written(p.question) and "question"
+        or r.answer ~= as_written(p.answer) and "answer" or nil
+      if what then
+        return string.format("%s holds problem %s with another %s than the data now; %s", path,
+                             tostring(p.id), what, START_OVER)
+      end
+    end
+  end
 end
 
 --- Before anything is written: nil, or why evaluate.run(model, problems, opts) would refuse to
---- resume what opts.out_dir holds (records written with other settings).
-function evaluate.check_resume(opts)
+--- resume what opts.out_dir holds (records written with other settings, or without a readable
+--- settings file; with problems given, also records whose question or answer the data changed).
+function evaluate.check_resume(opts, problems)
   local s = evaluate.settings(opts)
   if not s.out_dir or not s.resume then return nil end
-  return resume_conflict(s.out_dir .. "/eval_" .. s.stage .. ".jsonl", identity(s),
-                         s.out_dir .. "/eval_" .. s.stage .. ".settings.json")
+  local path = s.out_dir .. "/eval_" .. s.stage .. ".jsonl"
+  local conflict = resume_conflict(path, identity(s),
+                                   s.out_dir .. "/eval_" .. s.stage .. ".settings.json")
+  if conflict or not problems or not file_exists(path) then return conflict end
+  local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
+  if not recs then return "cannot resume from " .. tostring(err) end
+  return data_conflict(path, recs, problems)
 end
 
 -- Resume: the records already in path (keyed by tostring(id)), after dropping a torn tail.
-local function load_done(path, ident, settings_path)
+local function load_done(path, ident, settings_path, problems)
   local done = {}
   if not file_exists(path) then return done end
   local conflict = resume_conflict(path, ident, settings_path)
   if conflict then fail(conflict, 3) end
   local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
   if not recs then fail("cannot resume from " .. tostring(err), 3) end
+  conflict = data_conflict(path, recs, problems)
+  if conflict then fail(conflict, 3) end
   local f = io.open(path, "rb")
   local text = f:read("a")
   f:close()
@@ -688,7 +744,7 @@ function evaluate.run(model, problems, opts)
     path = s.out_dir .. "/eval_" .. s.stage .. ".jsonl"
     settings_path = s.out_dir .. "/eval_" .. s.stage .. ".settings.json"
     if s.resume then
-      done = load_done(path, ident, settings_path)
+      done = load_done(path, ident, settings_path, problems)
     elseif file_exists(path) then
       os.remove(path)
     end

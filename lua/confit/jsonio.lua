@@ -11,7 +11,9 @@
 --  * strings that are not valid UTF-8 get each bad byte replaced by U+FFFD (model samples
 --    decoded from byte-level tokens may end inside a character).
 -- On reading, numbers with an integral value that fit in 2^53 come back as Lua integers
--- (cjson reads every number as a float), null comes back as cjson.null.
+-- (cjson reads every number as a float), null comes back as cjson.null. A leading UTF-8 byte
+-- order mark is skipped. Numbers must be JSON and finite: cjson's extensions NaN, Infinity and
+-- hex, and a literal too large for a double (1e999), are malformed input.
 --
 -- Errors: bad values given to the encoder are programming errors and raise. Environmental
 -- failures (missing file, unreadable or malformed file, failed write) return nil, message;
@@ -169,22 +171,48 @@ end
 
 -- Decoding -------------------------------------------------------------------------------------
 
+-- A decoder of our own that refuses NaN, Infinity and hex numbers (the module's cjson accepts
+-- them, and other users of cjson keep its settings).
+local strict = cjson.new()
+strict.decode_invalid_numbers(false)
+
+local NOT_FINITE = "a number that is not finite (too large for a double)"
+
+-- v with integral numbers made integers; nil, message when a number is not finite.
 local function integerize(v)
   if type(v) == "table" then
     for k, x in pairs(v) do
       if type(x) == "number" then
+        if x ~= x or x == math.huge or x == -math.huge then return nil, NOT_FINITE end
         if x == math.floor(x) and x >= -2^53 and x <= 2^53 then v[k] = math.tointeger(x) end
-      elseif type(x) == "table" then integerize(x) end
+      elseif type(x) == "table" then
+        local ok, err = integerize(x)
+        if ok == nil then return nil, err end
+      end
     end
   end
   return v
 end
 
+-- text without a leading UTF-8 byte order mark
+local function no_bom(text)
+  if text:sub(1, 3) == "\239\187\191" then return text:sub(4) end
+  return text
+end
+
 local function decode_root(text)
-  local ok, v = pcall(cjson.decode, text)
-  if not ok then return nil, v end
-  if type(v) == "number" and v == math.floor(v) and math.abs(v) <= 2^53 then
-    v = math.tointeger(v)
+  text = no_bom(text)
+  local ok, v = pcall(strict.decode, text)
+  if not ok then
+    -- cjson's own extensions were the only fault: say so (the position stays in the message)
+    if pcall(cjson.decode, text) then
+      v = v:gsub("^Expected value but found invalid %a+", "a number JSON does not have (NaN, Infinity or hex)")
+    end
+    return nil, v
+  end
+  if type(v) == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return nil, NOT_FINITE end
+    if v == math.floor(v) and math.abs(v) <= 2^53 then v = math.tointeger(v) end
   end
   return integerize(v)
 end
@@ -215,15 +243,18 @@ end
 function M.read_json(path)
   local text, err = read_all(path)
   if not text then return nil, err end
+  text = no_bom(text)
   local v, derr = decode_root(text)
   if v == nil and derr then
     local char = tonumber(derr:match("at character (%d+)"))
-    return nil, string.format("%s:%d: %s", path, char and line_of(text, char) or 1, derr)
+    if not char then return nil, string.format("%s: %s", path, derr) end
+    return nil, string.format("%s:%d: %s", path, line_of(text, char), derr)
   end
   return v
 end
 
--- The list of values in a JSON-lines file (blank lines skipped), or nil, "path:line: message".
+-- The list of values in a JSON-lines file (blank lines skipped; a null line is an error), or nil,
+-- "path:line: message".
 -- opts.partial_tail: drop a last line that has no newline and does not parse (a writer that is
 -- still appending), instead of failing.
 function M.read_jsonl(path, opts)
@@ -239,8 +270,9 @@ function M.read_jsonl(path, opts)
       local v, derr = decode_root(line)
       if v == nil then
         if not nl and opts and opts.partial_tail then break end
-        return nil, string.format("%s:%d: %s", path, lineno, derr or "null is not a record")
+        return nil, string.format("%s:%d: %s", path, lineno, derr)
       end
+      if v == M.null then return nil, string.format("%s:%d: a record is null", path, lineno) end
       out[#out + 1] = v
     end
   end

@@ -31,7 +31,18 @@ end
 --- weights, with this module's methods (generate, logprobs with opts, ...).
 function M.from_core(c) return wrap(c) end
 
---- Load a Hugging Face model folder. Returns the model, or nil and a message.
+-- nil, or why tok cannot drive core model c: an id of the tokenizer (added tokens included)
+-- past the model's embedding rows. Fewer ids than rows is fine (Qwen pads 151669 to 151936).
+local function vocab_mismatch(c, tok)
+  local rows = c:config().vocab_size
+  if tok and rows and type(tok.vocab_size) == "number" and tok.vocab_size > rows then
+    return ("%s has ids up to %d but the model's vocab_size is %d: the tokenizer does not belong "
+            .. "to this model"):format(tok.path, tok.vocab_size - 1, rows)
+  end
+end
+
+--- Load a Hugging Face model folder. Returns the model, or nil and a message (also when the
+--- folder's tokenizer.json has ids past the model's vocab_size).
 function M.load(dir)
   if type(dir) ~= "string" then error("confit.load: expected a folder path, got " .. type(dir), 2) end
   local c, err = core.model_load(dir)
@@ -41,6 +52,8 @@ function M.load(dir)
     local terr
     tok, terr = require("confit.tokenizer").new(dir .. "/tokenizer.json")
     if not tok then c:free() return nil, terr end
+    terr = vocab_mismatch(c, tok)
+    if terr then tok:free(); c:free() return nil, terr end
   end
   return wrap(c, dir, tok)
 end
@@ -58,6 +71,8 @@ function M.new(config, opts)
     tok, err = require("confit.tokenizer").new(tok)
     if not tok then error(err, 2) end
   end
+  local bad = vocab_mismatch(c, tok)
+  if bad then c:free(); error("model.new: " .. bad, 2) end
   local self = wrap(c, opts.dir, tok)
   self:init_random(opts.seed or 0, opts.std or 0.02)
   return self
@@ -150,12 +165,14 @@ function Model:generate(prompts, opts)
   return out
 end
 
---- Move the weights: m:to("cuda", "bf16"). Needs the CUDA build.
+--- Move the weights: m:to("cuda", "bf16"). Needs the CUDA build and a usable GPU: raises
+--- "cannot move the model to <device>: <why>" otherwise (the model stays where it was).
 function Model:to(device, dtype)
   if not self.core.to_device then
     error("model:to: this build has no CUDA support", 2)
   end
-  self.core:to_device(device, dtype)
+  local ok, err = self.core:to_device(device, dtype)
+  if not ok then error(("cannot move the model to %s: %s"):format(tostring(device), tostring(err)), 2) end
   return self
 end
 
@@ -180,7 +197,7 @@ end
 --- a tokenizer (so a model made by model.new with opts.tokenizer saves it too), else from the
 --- folder the model was loaded from.
 function Model:save(dir)
-  os.execute(("mkdir -p %q"):format(dir))
+  os.execute("mkdir -p -- " .. require("confit.cli").shell_quote(dir) .. " 2>/dev/null")
   self.core:save(dir)
   local src, tok_json = self.dir, nil
   if self.tokenizer and type(self.tokenizer.path) == "string" then

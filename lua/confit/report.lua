@@ -117,7 +117,7 @@ function M.eval_accuracy(records)
       score, kind = r.greedy.correct == true and 1 or 0, "acc"
     elseif type(r.samples) == "table" and #r.samples > 0 then
       local c = 0
-      for _, s in ipairs(r.samples) do if s.correct == true then c = c + 1 end end
+      for _, s in ipairs(r.samples) do if type(s) == "table" and s.correct == true then c = c + 1 end end
       score, kind = c / #r.samples, "pass@1"
     end
     if score then
@@ -153,7 +153,7 @@ local function accuracy(run, phase, bench)
   if type(m) == "table" then
     local key = finite(m.acc) and "acc" or finite(m["pass@1"]) and "pass@1" or nil
     if key then
-      local r = {acc = m[key], n = m.n, source = "summary " .. key}
+      local r = {acc = m[key], n = finite(m.n) and m.n or nil, source = "summary " .. key}
       local ci = m[key .. "_ci95"]
       if type(ci) == "table" and finite(ci[1]) and finite(ci[2]) then
         r.lo, r.hi = ci[1], ci[2]
@@ -172,7 +172,7 @@ end
 -- Loading --------------------------------------------------------------------------------------
 
 local function list_subdirs(dir)
-  local p = io.popen("ls -1 -- '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+  local p = io.popen("ls -1 -- " .. require("confit.cli").shell_quote(dir) .. " 2>/dev/null")
   if not p then return {} end
   local out = {}
   for name in p:lines() do out[#out + 1] = name end
@@ -215,6 +215,32 @@ function M.expand(dirs)
   return out
 end
 
+-- The records of JSONL file path that are objects; each other one is noted with its line
+-- (lines counted as jsonio.read_jsonl reads them: blank ones hold no record).
+local function objects_only(recs, path, note)
+  if not recs then return nil end
+  local keep, lines = {}, nil
+  for i, r in ipairs(recs) do
+    if type(r) == "table" then
+      keep[#keep + 1] = r
+    else
+      if not lines then
+        lines = {}
+        local f = io.open(path, "rb")
+        local text = f and f:read("a") or ""
+        if f then f:close() end
+        local lineno = 0
+        for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+          lineno = lineno + 1
+          if line:find("%S") then lines[#lines + 1] = lineno end
+        end
+      end
+      note(fmt("%s:%s: not a JSON object; skipped", path, tostring(lines[i] or "?")))
+    end
+  end
+  return keep
+end
+
 -- Read one run directory. Never raises for missing or malformed files: run.notes says why.
 function M.load_run(dir)
   local run = {dir = dir, notes = {}, files = {}, acc = {}}
@@ -233,6 +259,22 @@ function M.load_run(dir)
   run.before = load("eval_before.jsonl", jsonio.read_jsonl)
   run.after = load("eval_after.jsonl", jsonio.read_jsonl)
   run.summary = load("summary.json", jsonio.read_json)
+  for _, k in ipairs({"steps", "before", "after"}) do
+    local file = k == "steps" and "steps.jsonl" or ("eval_" .. k .. ".jsonl")
+    run[k] = objects_only(run[k], dir .. "/" .. file, note)
+  end
+  local sb = type(run.summary) == "table" and run.summary.benchmarks
+  if type(sb) == "table" then
+    local names = {}
+    for b in pairs(sb) do names[#names + 1] = b end
+    table.sort(names, function(x, y) return tostring(x) < tostring(y) end)
+    for _, b in ipairs(names) do
+      if type(sb[b]) ~= "table" then
+        note(fmt("%s/summary.json: benchmarks.%s is not an object; skipped", dir, tostring(b)))
+        sb[b] = nil
+      end
+    end
+  end
   if type(run.config) ~= "table" and type(run.summary) == "table"
      and type(run.summary.config) == "table" then
     run.config = run.summary.config

@@ -74,31 +74,79 @@ end
 local function sh(cmd) return os.execute(cmd) end
 
 local function list_dir(dir)
-  local p = io.popen(("ls -1 %q 2>/dev/null"):format(dir))
+  local p = io.popen("ls -1 -- " .. cli.shell_quote(dir) .. " 2>/dev/null")
   local out = {}
   for line in p:lines() do out[#out + 1] = line end
   p:close()
   return out
 end
 
---- The latest complete checkpoint folder of a run directory and its step, or nil.
-function M.latest_checkpoint(out)
-  local best, best_step
+-- The complete checkpoint folders of a run directory, latest first: a list of {dir, step}.
+local function checkpoints(out)
+  local list = {}
   for _, name in ipairs(list_dir(out)) do
     local s = name:match("^checkpoint%-(%d+)$")
-    if s and (not best_step or tonumber(s) > best_step) then
-      local f = io.open(out .. "/" .. name .. "/trainer_state.json", "rb")
-      if f then f:close(); best, best_step = out .. "/" .. name, math.tointeger(tonumber(s)) end
+    s = s and math.tointeger(tonumber(s))
+    local f = s and io.open(out .. "/" .. name .. "/trainer_state.json", "rb")
+    if f then f:close(); list[#list + 1] = {dir = out .. "/" .. name, step = s} end
+  end
+  table.sort(list, function(a, b) return a.step > b.step end)
+  return list
+end
+
+--- The latest complete checkpoint folder of a run directory and its step, or nil.
+function M.latest_checkpoint(out)
+  local c = checkpoints(out)[1]
+  if c then return c.dir, c.step end
+  return nil
+end
+
+-- nil, or what is wrong with the safetensors file at path: it must be there, its header must
+-- parse and every tensor must end inside the file (a truncated copy fails here). The tensors
+-- themselves are read at the resume.
+local function safetensors_problem(path)
+  local f, err = io.open(path, "rb")
+  if not f then return tostring(err) end
+  local size = f:seek("end")
+  f:seek("set")
+  local head = f:read(8)
+  local n = head and #head == 8 and string.unpack("<i8", head)
+  local header = n and n >= 2 and n <= size - 8 and f:read(n)
+  f:close()
+  local h = header and jsonio.decode(header)
+  if type(h) ~= "table" then return path .. ": not a safetensors file (no readable header)" end
+  for name, e in pairs(h) do
+    if name ~= "__metadata__" then
+      local off = type(e) == "table" and e.data_offsets
+      if type(off) ~= "table" or type(off[2]) ~= "number" or off[2] > size - 8 - n then
+        return ("%s: tensor %s ends past the end of the file (truncated?)"):format(path, name)
+      end
     end
   end
-  return best, best_step
+  return nil
+end
+
+-- The records of a run's steps.jsonl up to step `upto` (a resume keeps them; a missing file has
+-- none; a torn last line is dropped), or nil and a message naming the file and line.
+local function steps_before(path, upto)
+  if not cli.exists(path) then return {} end
+  local old, err = jsonio.read_jsonl(path, {partial_tail = true})
+  if not old then return nil, err end
+  local kept = {}
+  for i, r in ipairs(old) do
+    if type(r) ~= "table" or type(r.step) ~= "number" then
+      return nil, ("%s: record %d has no numeric \"step\""):format(path, i)
+    end
+    if r.step <= upto then kept[#kept + 1] = r end
+  end
+  return kept
 end
 
 --- Write OUT/checkpoint-<step> atomically (temp folder, then rename).
 function M.save_checkpoint(out, step, m, opt, extra)
   local final = ("%s/checkpoint-%d"):format(out, step)
   local tmp = ("%s/.checkpoint-%d.tmp"):format(out, step)
-  sh(("rm -rf %q"):format(tmp))
+  sh("rm -rf -- " .. cli.shell_quote(tmp))
   m:save(tmp)
   local state = opt:state()
   local tensors, scalars = {}, {}
@@ -109,7 +157,7 @@ function M.save_checkpoint(out, step, m, opt, extra)
   local st = {step = step, optimizer = scalars}
   for k, v in pairs(extra or {}) do st[k] = v end
   assert(jsonio.write_json_atomic(tmp .. "/trainer_state.json", st))
-  sh(("rm -rf %q"):format(final))
+  sh("rm -rf -- " .. cli.shell_quote(final))
   local ok, err = os.rename(tmp, final)
   if not ok then error("train: cannot rename checkpoint: " .. tostring(err)) end
   return final
@@ -121,13 +169,13 @@ function M.load_checkpoint(dir, m, opt)
   local st = assert(jsonio.read_json(dir .. "/trainer_state.json"))
   if not opt then
     local w, err = confit.load_safetensors(dir .. "/model.safetensors")
-    if not w then error("train: " .. err, 2) end
+    if not w then cli.raise("train: " .. err) end
     for _, name in ipairs(m:param_names()) do
       if w[name] then m:set_param(name, w[name]) end
     end
   else
     local tensors, terr = confit.load_safetensors(dir .. "/optimizer.safetensors")
-    if not tensors then error("train: " .. terr, 2) end
+    if not tensors then cli.raise("train: " .. terr) end
     local state = {}
     for k, v in pairs(st.optimizer) do state[k] = v end
     for k, v in pairs(tensors) do state[k] = v end
@@ -195,26 +243,37 @@ local DEFAULTS = {
 M.DEFAULTS = DEFAULTS
 
 --- Whether a run with opts (train.run's, defaults filled in) may use the run directory out:
---- nil, or a message. A resumed run must have the settings of the latest checkpoint; a fresh
---- one must find no checkpoint (a later resume would continue an earlier run's). Recipes call
---- it before they write anything; train.run calls it too.
+--- nil, or a message. A resumed run must have the settings of the latest checkpoint, whose
+--- files must be whole, and a readable steps.jsonl; a fresh one must find no checkpoint (a later
+--- resume would continue an earlier run's). Recipes call it before they write anything;
+--- train.run calls it too.
 function M.check_out(out, opts)
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
   for k, v in pairs(opts) do o[k] = v end
-  local dir = M.latest_checkpoint(out)
-  if not dir then return nil end
+  local list = checkpoints(out)
+  if not list[1] then return nil end
+  local dir, step = list[1].dir, list[1].step
   if not o.resume then
     return ("run directory %s holds %s of an earlier run: resume it (--resume) or use another run directory")
            :format(out, dir:match("[^/]+$"))
   end
   local st = jsonio.read_json(dir .. "/trainer_state.json")
-  if not st then return ("resume: %s has no readable trainer_state.json"):format(dir) end
+  if type(st) ~= "table" then return ("resume: %s has no readable trainer_state.json"):format(dir) end
   local bad = resume_mismatch(st, o, rl.resolve(o.method) or o.method, o.loss_temperature or o.temperature)
   if bad then
     return ("resume: %s was made with %s; resume with the run's settings or use another run directory")
            :format(dir, bad)
   end
+  for _, f in ipairs({"model.safetensors", "optimizer.safetensors"}) do
+    local why = safetensors_problem(dir .. "/" .. f)
+    if why then
+      return ("resume: checkpoint %s is damaged (%s)%s"):format(dir, why, list[2] and
+             (("; remove it to resume from the earlier %s"):format(list[2].dir:match("[^/]+$"))) or "")
+    end
+  end
+  local _, serr = steps_before(out .. "/steps.jsonl", step)
+  if serr then return ("resume: %s (fix or remove that line)"):format(serr) end
   return nil
 end
 
@@ -259,8 +318,9 @@ function M.run(opts)
                                         betas = {o.beta1, o.beta2}, eps = o.eps, state_dtype = o.state_dtype})
       M.load_checkpoint(dir, m, opt)
       start = step + 1
-      local old = jsonio.read_jsonl(steps_path, {partial_tail = true}) or {}
-      for _, r in ipairs(old) do if r.step <= step then records[#records + 1] = r end end
+      local serr
+      records, serr = steps_before(steps_path, step)
+      if not records then cli.raise("train: resume: " .. serr) end
       assert(jsonio.write_jsonl_atomic(steps_path, records))
       log(("resumed from %s (step %d)"):format(dir, step))
     else
@@ -298,9 +358,10 @@ function M.run(opts)
     local lv, met = rl.backward(method, batch, {alpha = o.alpha, temperature = T_loss,
                                                 clip_eps = o.clip_eps, kl_coef = o.kl_coef,
                                                 clip_max = o.clip_max, micro_batch = o.micro_batch})
+    -- a user error (one line from a recipe): the settings, not the program, diverged
     if not isfinite(lv) then
-      error(("train: step %d: the loss is %s (method %s); stopped before the update, nothing saved")
-            :format(step, tostring(lv), method), 0)
+      cli.raise(("train: step %d: the loss is %s (method %s); stopped before the update, so step %d is neither applied nor saved")
+                :format(step, tostring(lv), method, step))
     end
     -- the mean token entropy of the scored tokens (RUNDIR.md): the built-in methods log it; for a
     -- method added to rl.methods that does not, a forward without a graph, before the update
@@ -308,8 +369,8 @@ function M.run(opts)
     local gnorm = confit.optim.clip_grad_norm(params, (o.grad_clip or 0) > 0 and o.grad_clip or math.huge)
     if not isfinite(gnorm) then
       local name, n = M.bad_gradient(params)
-      error(("train: step %d: the gradient of %s is not finite (norm %s); stopped before the update, nothing saved")
-            :format(step, name or "(unknown parameter)", tostring(n or gnorm)), 0)
+      cli.raise(("train: step %d: the gradient of %s is not finite (norm %s); stopped before the update, so step %d is neither applied nor saved")
+                :format(step, name or "(unknown parameter)", tostring(n or gnorm), step))
     end
     opt:step()
     local step_s = confit.clock() - t0

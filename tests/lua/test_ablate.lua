@@ -288,6 +288,63 @@ H.case("command line: dry run, report only, user errors", function()
   H.eq(code, 1, text); H.ok(text:find("1 failed", 1, true), text)
 end)
 
+H.case("grid value errors name the grid file and the axis or base setting", function()
+  local function err(spec) local _, e = pcall(ablate.check, spec, "g.lua"); return tostring(e) end
+  H.eq(err({grid = {alpha = {0, 0 / 0}}}), "ablate: g.lua: axis alpha: value NaN is not finite")
+  H.eq(err({grid = {alpha = {-math.huge}}}), "ablate: g.lua: axis alpha: value -inf is not finite")
+  H.eq(err({grid = {alpha = {{}}}}), "ablate: g.lua: axis alpha: values must be strings, numbers or booleans, got table")
+  H.eq(err({base = {lr = 1 / 0}, grid = {alpha = {0}}}), "ablate: g.lua: base setting lr: value inf is not finite")
+  H.eq(err({base = {steps = {}}, grid = {alpha = {0}}}),
+       "ablate: g.lua: base setting steps: values must be strings, numbers or booleans, got table")
+end)
+
+H.case("a finished run made with other settings than the grid now gives is refused", function()
+  local out = TMP .. "/g10"
+  local function spec_of(base, alphas, recipe)
+    return ablate.check({base = base, grid = {alpha = alphas, method = {"l1"}, seed = {1}}, out = out,
+                         recipe = recipe})
+  end
+  local calls = {}
+  local res = ablate.run_grid(spec_of({steps = 1}, {0, 0.1}), {runner = fake_runner(calls), say = quiet})
+  H.eq(res.ran, 2)
+  local rec = assert(jsonio.read_json(out .. "/alpha=0,method=l1,seed=1/ablate.json"))
+  H.eq(rec.settings.steps, "1"); H.eq(rec.recipe, "recipes/rlsc.lua")
+  local grid_before = read(out .. "/grid.json")
+  -- base changed: refused before anything runs or is written, naming the run and the settings
+  local changed = spec_of({steps = 2, lr = 0.5}, {0, 0.1})
+  for _, dry in ipairs({false, true}) do
+    calls = {}
+    local ok, e = pcall(ablate.run_grid, changed, {runner = fake_runner(calls), say = quiet, dry_run = dry})
+    H.ok(not ok and getmetatable(e) == ablate.UserError, "a user error: " .. tostring(e))
+    H.eq(tostring(e), "ablate: run " .. out .. "/alpha=0,method=l1,seed=1 finished with no --lr and "
+         .. "--steps 1, but the grid now gives it --lr 0.5 and --steps 2: remove that run directory "
+         .. "to run it again, or give another --out")
+    H.eq(#calls, 0, "nothing ran")
+    H.eq(read(out .. "/grid.json"), grid_before, "grid.json untouched")
+  end
+  -- a bare flag that was not there, and another recipe
+  local _, e = pcall(ablate.run_grid, spec_of({steps = 1, verbose = true}, {0}), {say = quiet})
+  H.ok(tostring(e):find("finished with no --verbose, but the grid now gives it --verbose:", 1, true), tostring(e))
+  _, e = pcall(ablate.run_grid, spec_of({steps = 1}, {0}, "recipes/other.lua"), {say = quiet})
+  H.ok(tostring(e):find("finished with recipe recipes/rlsc.lua, but the grid now names recipes/other.lua", 1, true),
+       tostring(e))
+  -- same settings (false is no flag; 1.0 is 1): skipped; a new axis value runs
+  calls = {}
+  res = ablate.run_grid(spec_of({steps = 1.0, verbose = false}, {0, 0.1, 0.2}), {runner = fake_runner(calls), say = quiet})
+  H.eq(res.skipped, 2); H.eq(res.ran, 1); H.eq(calls[1], "alpha=0.2,method=l1,seed=1")
+  -- runs finished before ablate.json existed are checked against grid.json
+  for _, a in ipairs({"0", "0.1", "0.2"}) do os.remove(out .. "/alpha=" .. a .. ",method=l1,seed=1/ablate.json") end
+  _, e = pcall(ablate.run_grid, spec_of({steps = 3}, {0, 0.1, 0.2}), {say = quiet})
+  H.ok(tostring(e):find("alpha=0,method=l1,seed=1 finished with --steps 1, but the grid now gives it --steps 3",
+                        1, true), tostring(e))
+  -- and --report-only refuses too (its table would be labelled with the new settings)
+  local gridf = TMP .. "/g10.lua"
+  write(gridf, ("return {base = {steps = 3}, grid = {alpha = {0}, method = {'l1'}, seed = {1}}, out = %q}"):format(out))
+  local code, text = run_cmd("'" .. gridf .. "' --report-only")
+  H.eq(code, 1, text)
+  H.ok(text:find("^ablate: run .-alpha=0,method=l1,seed=1 finished with %-%-steps 1"), text)
+end)
+
 H.case("one tiny real RLSC run through recipes/rlsc.lua", function()
   if not read("recipes/rlsc.lua") then
     H.skip("real rlsc run", "recipes/rlsc.lua is not there yet"); return

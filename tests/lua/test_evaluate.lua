@@ -234,6 +234,59 @@ H.case("resume skips finished problems, tolerates a torn last line, refuses othe
   H.eq(#assert(jsonio.read_jsonl(path)), 3)
 end)
 
+-- (fix_eval) Resume refuses what it cannot vouch for: records without a readable settings
+-- file, and records whose question or answer the data has changed since.
+H.case("resume refuses records whose settings file is missing or unreadable", function()
+  local dir = TMP .. "/resume-settings"
+  local opts = {generate = fake(SCRIPT).generate, out_dir = dir, progress = QUIET, benchmark = "unit"}
+  evaluate.run(nil, PROBLEMS, opts)
+  local settings = dir .. "/eval_before.settings.json"
+  local fh = assert(io.open(settings, "wb")); fh:write("{\n"); fh:close()
+  local o2 = {generate = fake(SCRIPT).generate, out_dir = dir, progress = QUIET, benchmark = "unit",
+              n = 4, max_new_tokens = 8}
+  H.raises(function() evaluate.run(nil, PROBLEMS, o2) end, "cannot resume", settings, "cannot be read")
+  local why = evaluate.check_resume(o2)
+  H.ok(why and why:find(settings, 1, true) and why:find("--no-resume", 1, true), tostring(why))
+  fh = assert(io.open(settings, "rb")); H.eq(fh:read("a"), "{\n", "settings file left alone"); fh:close()
+  os.remove(settings)
+  H.raises(function() evaluate.run(nil, PROBLEMS, opts) end, "cannot resume", settings, "is missing")
+  H.ok(evaluate.check_resume(opts), "check_resume says so too")
+  -- an empty eval file holds nothing to resume: no settings needed
+  fh = assert(io.open(dir .. "/eval_before.jsonl", "wb")); fh:close()
+  local f = fake(SCRIPT)
+  evaluate.run(nil, PROBLEMS, {generate = f.generate, out_dir = dir, progress = QUIET, benchmark = "unit"})
+  H.eq(f.calls, 1, "generated afresh")
+end)
+
+H.case("resume refuses records whose question or answer the data changed", function()
+  local dir = TMP .. "/resume-data"
+  local function opts(f) return {generate = f.generate, out_dir = dir, progress = QUIET, benchmark = "unit"} end
+  evaluate.run(nil, PROBLEMS, opts(fake(SCRIPT)))
+  local function with(i, field, value)
+    local probs = {}
+    for k, p in ipairs(PROBLEMS) do probs[k] = {id = p.id, question = p.question, answer = p.answer} end
+    probs[i][field] = value
+    return probs
+  end
+  local path = dir .. "/eval_before.jsonl"
+  local fixed = with(2, "answer", "8")
+  H.raises(function() evaluate.run(nil, fixed, opts(fake(SCRIPT))) end, path, "problem two", "another answer")
+  local why = evaluate.check_resume(opts(fake(SCRIPT)), fixed)
+  H.ok(why and why:find("problem two", 1, true) and why:find("--no-resume", 1, true), tostring(why))
+  H.raises(function() evaluate.run(nil, with(3, "question", "Q-three: a half"), opts(fake(SCRIPT))) end,
+           "problem 3", "another question")
+  -- the same data (answers given as numbers or strings alike) resumes without generating
+  local f = fake(SCRIPT)
+  local s = evaluate.run(nil, with(1, "answer", 5), opts(f))
+  H.eq(f.calls, 0, "nothing generated"); H.eq(s.resumed, 3)
+  H.eq(evaluate.check_resume(opts(f), PROBLEMS), nil, "unchanged data resumes")
+  -- starting over takes the new answer
+  local o = opts(fake(SCRIPT)); o.resume = false
+  local s2, r2 = evaluate.run(nil, fixed, o)
+  H.eq(r2[2].answer, "8"); H.eq(r2[2].greedy.correct, true, "graded with the new answer")
+  H.near(s2.acc, 3 / 3, 0)
+end)
+
 H.case("argument checks", function()
   local g = fake(SCRIPT).generate
   H.raises(function() evaluate.run(nil, PROBLEMS, {generate = g, mode = "loose"}) end, "mode")

@@ -42,6 +42,18 @@ local function exists(path)
   return false
 end
 
+-- A byte-level tokenizer of 50 ids (the first 50 bytes), small enough for the fixtures'
+-- vocabularies (64, 72), with the toy's tokenizer_config.json beside it.
+local function write_small_tokenizer(dir)
+  local cjson = require "cjson"
+  local map, vocab = toy.bytes_to_unicode(), {}
+  for b = 0, 49 do vocab[#vocab + 1] = cjson.encode(utf8.char(map[b])) .. ": " .. b end
+  write_file(dir .. "/tokenizer.json", '{"added_tokens": [], "pre_tokenizer": {"type": "ByteLevel", '
+    .. '"add_prefix_space": false, "use_regex": false}, "decoder": {"type": "ByteLevel"}, '
+    .. '"model": {"type": "BPE", "vocab": {' .. table.concat(vocab, ", ") .. '}, "merges": []}}')
+  write_file(dir .. "/tokenizer_config.json", toy.tokenizer_config_json())
+end
+
 -- max over elements of |a - b| / (atol + rtol |b|); <= 1 means "agrees" (as tests/c/test_model.c).
 local function max_rel(a, b, atol, rtol)
   local sa, sb = a:shape(), b:shape()
@@ -198,8 +210,12 @@ for _, dir in ipairs(FIXTURES) do
   end)
 
   H.case(name .. ": save then load gives identical logits; a tokenizer is copied", function()
-    local out = tempdir()
+    -- a folder name the shell would expand or split: saved exactly there, nowhere else
+    local parent = tempdir()
+    local out = parent .. "/a $HOME `x` 'q'"
     H.ok(m:save(out), "save")
+    local names = require("confit.cli").list_dir(parent)
+    H.ok(names and #names == 1 and names[1] == "a $HOME `x` 'q'", "only the named folder: " .. table.concat(names or {}, " | "))
     H.ok(exists(out .. "/config.json"), "config.json written")
     H.ok(exists(out .. "/model.safetensors"), "model.safetensors written")
     H.ok(not exists(out .. "/tokenizer.json"), "no tokenizer to copy")
@@ -225,7 +241,7 @@ for _, dir in ipairs(FIXTURES) do
       H.eq((w[pname] - t):abs():max():item(), 0, "saved " .. pname)
     end
     -- a folder with a tokenizer: save copies tokenizer.json and tokenizer_config.json
-    assert(toy.write_tokenizer(out))
+    write_small_tokenizer(out)
     local m3 = assert(confit.load(out))
     H.ok(m3.tokenizer, "tokenizer loaded from the folder")
     local out2 = tempdir()
@@ -299,6 +315,38 @@ H.case("load: a corrupted model.safetensors gives nil and a message naming the f
   m, err = confit.load(dir)
   H.eq(m, nil, "model with a broken config")
   H.ok(err and err:find("config.json", 1, true), "message names config.json: " .. tostring(err))
+end)
+
+-- (fix_eval) A tokenizer must fit the model's embedding rows; m:to a device that is not there raises.
+H.case("load: a tokenizer with ids past the model's vocab_size is refused, with the numbers", function()
+  local src = "tests/fixtures/tiny_qwen2"
+  local dir = tempdir()
+  for _, f in ipairs({"config.json", "model.safetensors"}) do write_file(dir .. "/" .. f, read_file(src .. "/" .. f)) end
+  assert(toy.write_tokenizer(dir))                         -- ids 0..256, the model has 64 rows
+  local m, err = confit.load(dir)
+  H.eq(m, nil, "model")
+  H.ok(err and err:find(dir .. "/tokenizer.json", 1, true) and err:find("up to 256", 1, true)
+       and err:find("vocab_size is 64", 1, true), "message: " .. tostring(err))
+  local cfg = assert(require("confit.jsonio").read_json(src .. "/config.json"))
+  H.raises(function() model.new(cfg, {tokenizer = dir .. "/tokenizer.json"}) end, "vocab_size is 64")
+  -- fewer ids than rows is fine (Qwen: 151669 ids, 151936 rows); as many as rows too (the toy)
+  write_small_tokenizer(dir)
+  local small = assert(confit.load(dir))
+  H.eq(small.tokenizer.vocab_size, 50, "small tokenizer")
+  small:free()
+  local t = assert(confit.load("examples/toy/model"))
+  H.eq(t.tokenizer.vocab_size, t.config.vocab_size, "the toy: as many ids as rows")
+  t:free()
+end)
+
+H.case("m:to(\"cuda\") without a usable GPU raises and leaves the model on the CPU", function()
+  if confit.cuda and confit.cuda.available() then H.skip("m:to without a GPU", "a GPU is usable here"); return end
+  local m = assert(confit.load("tests/fixtures/tiny_qwen2"))
+  local err = H.raises(function() m:to("cuda", "f32") end, "cannot move the model to cuda: ")
+  H.ok(not err:find("\n"), "one line: " .. err)
+  H.eq(m:device(), "cpu", "still on the CPU")
+  H.ok(m:to("cpu") == m, "to the CPU works")
+  m:free()
 end)
 
 H.case("toy tokenizer: string prompts, decoded text without the stop token, saved with the model", function()

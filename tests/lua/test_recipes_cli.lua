@@ -211,5 +211,218 @@ H.case("cli.parse_args: ranges, choices, flags, user errors", function()
   H.eq(cli.name_of("recipes/toy_compare.lua"), "toy_compare")
 end)
 
+-- >>> pretrain_toy --out, ablate grid values, integer flag ranges (added with the pretrain_toy /
+-- ablate / jsonio fixes) ---------------------------------------------------------------------
+
+-- Run one recipe command line; its output (stdout and stderr) and exit status.
+local function run_recipe(recipe, args)
+  local outf = TMP .. "/one.out"
+  local ok, _, code = os.execute(("%s recipes/%s.lua %s > %s 2>&1"):format(q(EXE), recipe, args, q(outf)))
+  return ok and 0 or code, read(outf) or ""
+end
+
+H.case("pretrain_toy: an --out holding other files is refused in one line and left alone", function()
+  local dir = TMP .. "/pt_keep"
+  assert(os.execute("mkdir -p " .. q(dir .. "/precious")))
+  write(dir .. "/notes.txt", "keep\n")
+  -- tiny settings: a recipe that did not refuse would finish in a moment (and delete the files)
+  local rc, text = run_recipe("pretrain_toy", "--steps 1 --batch 1 --eval-every 0 --eval-questions 1 "
+    .. "--layers 1 --hidden 4 --heads 1 --ffn 2 --out " .. q(dir .. "/"))
+  H.eq(rc, 1, text)
+  H.eq(text, "pretrain_toy: --out '" .. dir .. "/' holds notes.txt, which pretrain_toy does not write: "
+       .. "only an empty folder or a toy model folder is replaced (give another --out)\n")
+  H.eq(read(dir .. "/notes.txt"), "keep\n", "notes.txt kept")
+  H.ok(cli.is_dir(dir .. "/precious"), "precious/ kept")
+end)
+
+H.case("ablate: a value that cannot be a flag names the grid file and the axis", function()
+  local g = TMP .. "/nan_grid.lua"
+  write(g, ('return {grid = {alpha = {0, 0/0}}, out = %q}\n'):format(TMP .. "/never"))
+  local rc, text = run_recipe("ablate", q(g) .. " --dry-run")
+  H.eq(rc, 1, text)
+  H.eq(text, "ablate: " .. g .. ": axis alpha: value NaN is not finite\n")
+end)
+
+H.case("cli.parse_args: integer flags take max, and refuse inf and nan", function()
+  local spec = {k = {"int", 2, min = 1, max = 8}}
+  H.eq(cli.parse_args({"--k", "8"}, spec, "x").k, 8)
+  H.raises(function() cli.parse_args({"--k", "9"}, spec, "x") end, "x: --k must be >= 1 and <= 8, got 9")
+  for _, v in ipairs({"inf", "-inf", "nan", "1e999"}) do
+    H.raises(function() cli.parse_args({"--k", v}, spec, "x") end, "--k expects a number, got '" .. v .. "'")
+  end
+  H.raises(function() cli.parse_args({"--k", "2.5"}, spec, "x") end, "--k expects an integer")
+end)
+-- <<< end of the pretrain_toy / ablate / jsonio block
+
+-- >>> eval / toy_compare inputs (added with the fix_eval fixes): a GPU that is not there, flag
+-- values past the generator's limits, empty questions, a directory as --data or --md, another
+-- run's folder as --out, a tokenizer that does not fit the model, resumes that cannot be trusted.
+do
+  local FE = TMP .. "/fix_eval"
+  assert(os.execute("mkdir -p " .. q(FE)))
+  local TOYM = "examples/toy/model"
+  local function eval_line(args, out)
+    return ("--model %s --progress off --out %s %s"):format(TOYM, q(out), args)
+  end
+  -- inputs
+  local EMPTYQ = FE .. "/emptyq.jsonl"
+  write(EMPTYQ, '{"question": "1+2=", "answer": "3"}\n\n{"question": "", "answer": "4"}\n')
+  local RLSCRUN = FE .. "/rlsc-run"
+  assert(os.execute("mkdir -p " .. q(RLSCRUN)))
+  local RUN_SUMMARY = '{"config": {"recipe": "rlsc"}, "benchmarks": {"toy-mixed": {"before": {"acc": 0.5}}}}\n'
+  write(RLSCRUN .. "/summary.json", RUN_SUMMARY)
+  local MISFIT = FE .. "/misfit"                       -- 64 embedding rows, a 257-id tokenizer
+  assert(os.execute("mkdir -p " .. q(MISFIT)))
+  for _, f in ipairs({"config.json", "model.safetensors"}) do
+    write(MISFIT .. "/" .. f, read("tests/fixtures/tiny_qwen2/" .. f))
+  end
+  write(MISFIT .. "/tokenizer.json", read("examples/toy/model/tokenizer.json"))
+  -- finished runs to resume: one whose settings file gets corrupted, one whose data changes
+  local SETTINGS_RUN, DATA_RUN = FE .. "/resume-settings", FE .. "/resume-data"
+  local DATA = FE .. "/data.jsonl"
+  write(DATA, '{"question": "1+2=", "answer": "3"}\n{"question": "2+2=", "answer": "4"}\n')
+  local prep = {("%s recipes/eval.lua %s"):format(q(EXE), eval_line("--bench toy --limit 2 --max-new-tokens 4", SETTINGS_RUN)),
+                ("%s recipes/eval.lua %s"):format(q(EXE), eval_line("--data " .. q(DATA) .. " --template plain --max-new-tokens 4", DATA_RUN))}
+  for _, cmd in ipairs(prep) do assert(os.execute(cmd .. " > /dev/null 2>&1"), cmd) end
+  local SETTINGS = SETTINGS_RUN .. "/toy-mixed/eval_before.settings.json"
+  write(SETTINGS, "{\n")
+  write(DATA, '{"question": "1+2=", "answer": "3"}\n{"question": "2+2=", "answer": "5"}\n')
+
+  local confit = require "confit"
+  local gpu = confit.cuda and confit.cuda.available()
+  local cases = {
+    {"eval", eval_line("--bench toy --temperature 1e400 --n 2", FE .. "/o1"), {"--temperature", "1e400"}},
+    {"eval", eval_line("--bench toy --n 2000000", FE .. "/o2"), {"--n", "1048576", "2000000"}},
+    {"eval", eval_line("--data " .. q(EMPTYQ) .. " --template plain", FE .. "/o3"), {EMPTYQ .. ":3: empty question"}},
+    {"eval", eval_line("--data " .. q(FE), FE .. "/o4"), {FE, "is a directory"}},
+    {"eval", eval_line("--bench toy --limit 1", RLSCRUN), {RLSCRUN .. "/summary.json", "rlsc", "another --out"}},
+    {"eval", ("--model %s --bench toy --limit 1 --out %s"):format(q(MISFIT), q(FE .. "/o6")),
+     {MISFIT .. "/tokenizer.json", "vocab_size is 64"}},
+    {"eval", eval_line("--bench toy --limit 2 --max-new-tokens 8 --n 4", SETTINGS_RUN), {SETTINGS, "--no-resume"}},
+    {"eval", eval_line("--data " .. q(DATA) .. " --template plain --max-new-tokens 4", DATA_RUN),
+     {"problem 2", "answer", "--no-resume"}},
+    {"toy_compare", "--md " .. q(FE) .. " --out " .. q(FE .. "/cmp") .. " --seeds 1 --methods l2 --steps 1 "
+     .. "--questions-per-step 1 --n 2 --eval-questions 2 --eval-n 1 --max-new-tokens 8", {"--md", FE, "directory"}},
+  }
+  if not gpu then
+    cases[#cases + 1] = {"eval", eval_line("--bench toy --limit 1 --device cuda", FE .. "/o-cuda"),
+                         {"cannot move the model to cuda"}}
+  end
+  local sh = {}
+  for i, c in ipairs(cases) do
+    sh[#sh + 1] = ("( %s%s recipes/%s.lua %s > %s 2>&1; echo $? > %s ) &"):format(
+      has_timeout and "timeout 60 " or "", q(EXE), c[1], c[2], q(("%s/c%d.out"):format(FE, i)),
+      q(("%s/c%d.rc"):format(FE, i)))
+  end
+  sh[#sh + 1] = "wait"
+  write(FE .. "/cases.sh", table.concat(sh, "\n") .. "\n")
+  assert(os.execute("sh " .. q(FE .. "/cases.sh") .. " > /dev/null 2>&1"))
+  for i, c in ipairs(cases) do
+    H.case(("fix_eval: %s %s"):format(c[1], c[2]), function()
+      local text = read(("%s/c%d.out"):format(FE, i)) or ""
+      local rc = tonumber((read(("%s/c%d.rc"):format(FE, i)) or ""):match("%d+"))
+      local shown = ("recipes/%s.lua %s -> rc %s:\n%s"):format(c[1], c[2], tostring(rc), text)
+      H.eq(rc, 1, "exit status of " .. shown)
+      local body = text:gsub("\n$", "")
+      H.ok(body ~= "" and not body:find("\n"), "not exactly one line: " .. shown)
+      H.ok(body:sub(1, #c[1] + 2) == c[1] .. ": ", "not prefixed: " .. shown)
+      for _, f in ipairs(c[3]) do H.ok(text:find(f, 1, true), ("output lacks %q: %s"):format(f, shown)) end
+    end)
+  end
+  H.case("fix_eval: refused runs left the files they found alone and wrote nothing", function()
+    H.eq(read(RLSCRUN .. "/summary.json"), RUN_SUMMARY, "the training run's summary.json")
+    H.ok(not cli.exists(RLSCRUN .. "/toy-mixed"), "no benchmark folder in the training run")
+    H.eq(read(SETTINGS), "{\n", "the unreadable settings file is not rewritten")
+    H.ok(not cli.exists(FE .. "/o-cuda"), "no --out for a model that cannot reach the GPU")
+    H.ok(not cli.exists(FE .. "/cmp/grid.json"), "toy_compare computed nothing")
+  end)
+end
+-- <<< end of the eval / toy_compare inputs block
+
+-- >>> rlsc inputs (added with the fix_rlsc fixes): every check before anything is printed or
+-- written. --resume without --out, flag values past the generator's and the toy world's limits, a
+-- model without tokenizer.json or with cut weights, an empty question, evaluation prompts longer
+-- than the context, an --out that is a model folder, holds weights or a finished run, or cannot
+-- be written.
+do
+  local FR = TMP .. "/fix_rlsc"
+  assert(os.execute("mkdir -p " .. q(FR)))
+  local TOYM = "examples/toy/model"
+  local TINY = "--steps 1 --questions-per-step 1 --n 2 --no-eval"
+  local NEW = FR .. "/new"                 -- the --out of every case that must not get that far
+  -- inputs
+  local FINISHED = FR .. "/finished"       -- a finished rlsc run (no checkpoint)
+  assert(os.execute("mkdir -p " .. q(FINISHED)))
+  write(FINISHED .. "/config.json", '{"recipe": "rlsc"}\n')
+  write(FINISHED .. "/summary.json", '{"after": {"greedy_acc": 0.5}}\n')
+  local WEIGHTS = FR .. "/weights"          -- a folder with weights and no config.json
+  assert(os.execute("mkdir -p " .. q(WEIGHTS)))
+  write(WEIGHTS .. "/model.safetensors", "weights\n")
+  local NOWRITE = FR .. "/nowrite"          -- an rlsc run where config.json cannot be written
+  assert(os.execute("mkdir -p " .. q(NOWRITE .. "/config.json.tmp")))
+  write(NOWRITE .. "/config.json", '{"recipe": "rlsc"}\n')
+  local CUT = FR .. "/cut"                  -- the toy model with its weights cut short
+  assert(os.execute("mkdir -p " .. q(CUT)))
+  for _, f in ipairs({"config.json", "tokenizer.json"}) do write(CUT .. "/" .. f, read(TOYM .. "/" .. f)) end
+  write(CUT .. "/model.safetensors", read(TOYM .. "/model.safetensors"):sub(1, 5000))
+  local EMPTYQ = FR .. "/emptyq.jsonl"
+  write(EMPTYQ, '{"question": "1+2=", "answer": "3"}\n{"question": "", "answer": "4"}\n')
+  local LONG = FR .. "/long.jsonl"          -- 200 tokens of the toy's byte-level tokenizer
+  write(LONG, '{"question": "' .. ("9"):rep(200) .. '", "answer": "9"}\n')
+  local TOKCFG = read(TOKMODEL .. "/config.json")
+
+  local function o(dir) return " --out " .. q(dir) end
+  local cases = {
+    {"--resume " .. TINY, {"--resume needs --out"}},
+    {"--n 2000000 " .. TINY .. o(NEW), {"--n", "1048576", "2000000"}},
+    {"--eval-n 2000000 --steps 1 --questions-per-step 1 --n 2" .. o(NEW), {"--eval-n", "1048576"}},
+    {"--steps 1000000000 --no-eval" .. o(NEW), {"--steps", "1000000", "1000000000"}},
+    {"--eval-questions 1000000000 --steps 1" .. o(NEW), {"--eval-questions", "10000"}},
+    {"--steps 100000 --questions-per-step 2 --no-eval" .. o(NEW), {"200000 distinct training questions", "100000"}},
+    {"--model tests/fixtures/tiny_qwen2 " .. TINY .. o(NEW), {"tests/fixtures/tiny_qwen2", "no tokenizer.json"}},
+    {"--model " .. q(TOKMODEL) .. " --data " .. q(EMPTYQ) .. " --template plain --max-new-tokens 16" .. o(NEW),
+     {EMPTYQ .. ":2: empty question"}},
+    {"--model " .. q(TOKMODEL) .. " --data " .. q(GOOD) .. " --template plain --max-new-tokens 16 --eval-data "
+     .. q(LONG) .. o(NEW), {"evaluation prompt", LONG, "200 tokens", "128 positions"}},
+    {"--model " .. q(TOKMODEL) .. " " .. TINY .. o(TOKMODEL), {TOKMODEL, "not an rlsc run's"}},
+    {TINY .. o(WEIGHTS), {WEIGHTS, "holds a model (model.safetensors)"}},
+    {TINY .. " --lr 1e30" .. o(FINISHED), {FINISHED, "finished run (summary.json)"}},
+    {TINY .. " --resume" .. o(FINISHED), {FINISHED, "no checkpoint to resume from"}},
+    {"--model " .. q(CUT) .. " " .. TINY .. o(NEW), {"cannot load --model", CUT}},
+    {TINY .. o(NOWRITE), {"cannot write --out", NOWRITE .. "/config.json.tmp"}},
+  }
+  local sh = {}
+  for i, c in ipairs(cases) do
+    sh[#sh + 1] = ("( %s%s recipes/rlsc.lua %s > %s 2>&1; echo $? > %s ) &"):format(
+      has_timeout and "timeout 60 " or "", q(EXE), c[1], q(("%s/c%d.out"):format(FR, i)),
+      q(("%s/c%d.rc"):format(FR, i)))
+  end
+  sh[#sh + 1] = "wait"
+  write(FR .. "/cases.sh", table.concat(sh, "\n") .. "\n")
+  assert(os.execute("sh " .. q(FR .. "/cases.sh") .. " > /dev/null 2>&1"))
+  for i, c in ipairs(cases) do
+    H.case(("fix_rlsc: rlsc %s"):format(c[1]), function()
+      local text = read(("%s/c%d.out"):format(FR, i)) or ""
+      local rc = tonumber((read(("%s/c%d.rc"):format(FR, i)) or ""):match("%d+"))
+      local shown = ("recipes/rlsc.lua %s -> rc %s:\n%s"):format(c[1], tostring(rc), text)
+      H.eq(rc, 1, "exit status of " .. shown)
+      local body = text:gsub("\n$", "")
+      H.ok(body ~= "" and not body:find("\n"), "not exactly one line: " .. shown)
+      H.ok(body:sub(1, 6) == "rlsc: ", "not prefixed: " .. shown)
+      for _, f in ipairs(c[2]) do H.ok(text:find(f, 1, true), ("output lacks %q: %s"):format(f, shown)) end
+    end)
+  end
+  H.case("fix_rlsc: refused runs left the folders they found alone and created none", function()
+    H.ok(not cli.exists(NEW), "an --out was created")
+    H.eq(read(TOKMODEL .. "/config.json"), TOKCFG, "the model's config.json")
+    H.eq(read(FINISHED .. "/config.json"), '{"recipe": "rlsc"}\n', "the finished run's config.json")
+    H.eq(read(FINISHED .. "/summary.json"), '{"after": {"greedy_acc": 0.5}}\n', "the finished run's summary.json")
+    H.ok(not cli.exists(FINISHED .. "/steps.jsonl"), "steps.jsonl in the finished run")
+    H.ok(not cli.exists(WEIGHTS .. "/config.json"), "config.json beside the weights")
+    H.eq(read(NOWRITE .. "/config.json"), '{"recipe": "rlsc"}\n', "the unwritable run's config.json")
+  end)
+end
+-- <<< end of the rlsc inputs block
+
 os.execute("rm -rf " .. q(TMP))
 H.finish()

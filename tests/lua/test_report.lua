@@ -299,6 +299,34 @@ H.case("progress: plain lines every 10%, rate and ETA; bar on a terminal", funct
   H.eq(type(progress.is_tty()), "boolean", "tty test answers")
 end)
 
+-- (fix_eval) Records and summary entries of the wrong JSON type are skipped with a note naming
+-- the file and line (or key), never a traceback.
+H.case("load_run and render skip records and summary entries that are not objects", function()
+  local d = root .. "/wrong-types"
+  assert(os.execute("mkdir -p " .. sh_quote(d)))
+  local function put(name, text)
+    local f = assert(io.open(d .. "/" .. name, "wb")); f:write(text); f:close()
+  end
+  put("eval_before.jsonl", '{"benchmark":"x","id":1,"greedy":{"correct":true}}\n\n5\n'
+      .. '{"benchmark":"x","id":2,"samples":[7,{"correct":true}]}\n')
+  put("eval_after.jsonl", '"text"\n{"benchmark":"x","id":1,"greedy":{"correct":false}}\n')
+  put("steps.jsonl", '[1,2]\n{"step":1,"loss":0.5}\ntrue\n')
+  put("summary.json", '{"benchmarks":{"x":5,"y":{"before":{"acc":0.5,"n":"<b>"}}}}')
+  local r = report.load_run(d)
+  local notes = table.concat(r.notes, "\n")
+  for _, want in ipairs({d .. "/eval_before.jsonl:3:", d .. "/eval_after.jsonl:1:",
+                         d .. "/steps.jsonl:3:", d .. "/summary.json: benchmarks.x"}) do
+    H.ok(notes:find(want, 1, true), "note " .. want .. " in:\n" .. notes)
+  end
+  H.eq(#r.before, 2, "objects kept"); H.eq(#r.after, 1); H.eq(#r.steps, 2, "an array is an object to Lua")
+  local html = report.render({r})
+  H.ok(html:find("eval_before.jsonl:3:", 1, true), "the page names the line")
+  H.ok(not html:find("<b>", 1, true), "summary text escaped or dropped")
+  local out = root .. "/wrong-types.html"
+  local main = dofile("recipes/report.lua")
+  H.eq(main({out, d}), 0, "recipes/report.lua carries on")
+end)
+
 -- Headless browser check --------------------------------------------------------------------
 
 local function png_size(path)

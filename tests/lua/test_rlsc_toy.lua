@@ -74,6 +74,11 @@ H.case("reduced main job: under a minute, last line holds every metric", functio
   H.ok(eb[1].greedy and eb[1].answer and eb[1].question, "greedy/answer/question")
   local summary = assert(jsonio.read_json(out .. "/summary.json"))
   H.eq(summary.before.greedy_acc, j.before.greedy_acc, "summary.json = last line")
+  -- RUNDIR.md's names carry the eval's sample count (--eval-n 8), not a fixed 16
+  H.eq(summary.after["maj@8"], summary.after.maj16, "maj@8")
+  H.eq(summary.after["pass@8"], summary.after.pass16, "pass@8")
+  H.eq(summary.after["maj@16"], nil, "no maj@16 from 8 samples")
+  H.eq(summary.after["pass@16"], nil, "no pass@16 from 8 samples")
   first = j
   os.execute(("rm -rf %q"):format(out))
 end)
@@ -137,5 +142,121 @@ H.case("bad flags fail with a message", function()
   H.ok(not ok and text:find("--model", 1, true), text)
   os.execute(("rm -rf %q"):format(out))
 end)
+
+-- >>> resumes from a damaged run directory, and a diverging run (added with the fix_rlsc fixes):
+-- one line naming the file, the line or the checkpoint, and nothing rewritten ------------------
+local TINY = "--checkpoint-every 1 --no-eval --questions-per-step 1 --n 2"
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local t = f:read("a")
+  f:close()
+  return t
+end
+
+local function spit(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+-- a 3-step run with a checkpoint per step, interrupted before its summary
+local base = tmpdir()
+local base_ok = false
+H.case("a tiny run with a checkpoint per step (the next cases damage copies of it)", function()
+  local ok, text = run(TINY .. " --steps 3", base)
+  H.ok(ok, text)
+  os.remove(base .. "/summary.json")
+  base_ok = true
+end)
+
+local function copy_of_base()
+  H.ok(base_ok, "needs the tiny run")
+  local d = tmpdir()
+  os.execute(("cp -r %q %q"):format(base, d))
+  return d
+end
+
+-- the recipe failed with exactly one line holding every fragment, and no traceback
+local function one_line_failure(ok, text, ...)
+  H.ok(not ok, "must fail: " .. text)
+  H.ok(not text:find("traceback", 1, true), "a traceback: " .. text)
+  H.eq(select(2, text:gsub("\n", "")), 1, "lines of output: " .. text)
+  H.ok(text:sub(1, 6) == "rlsc: ", "not prefixed: " .. text)
+  for _, f in ipairs({...}) do H.ok(text:find(f, 1, true), ("lacks %q: %s"):format(f, text)) end
+end
+
+H.case("--resume: a malformed steps.jsonl line, or a record without its step, is one line; nothing rewritten", function()
+  for _, c in ipairs({{'{"step": 2, oops', "/steps.jsonl:2: "}, {'{"loss": 1.5}', '/steps.jsonl: record 2 has no numeric "step"'}}) do
+    local d = copy_of_base()
+    local lines = {}
+    for line in slurp(d .. "/steps.jsonl"):gmatch("[^\n]+") do lines[#lines + 1] = line end
+    lines[2] = c[1]
+    spit(d .. "/steps.jsonl", table.concat(lines, "\n") .. "\n")
+    local steps, cfg = slurp(d .. "/steps.jsonl"), slurp(d .. "/config.json")
+    local ok, text = run(TINY .. " --steps 4 --resume", d)
+    one_line_failure(ok, text, d .. c[2])
+    H.eq(slurp(d .. "/steps.jsonl"), steps, "steps.jsonl untouched")
+    H.eq(slurp(d .. "/config.json"), cfg, "config.json untouched")
+    os.execute(("rm -rf %q"):format(d))
+  end
+end)
+
+H.case("--resume: a cut checkpoint is one line naming it and the earlier one; nothing rewritten", function()
+  local d = copy_of_base()
+  local ck = d .. "/checkpoint-3"
+  local w = slurp(ck .. "/model.safetensors")
+  spit(ck .. "/model.safetensors", w:sub(1, #w - 100))
+  local cfg = slurp(d .. "/config.json")
+  local ok, text = run(TINY .. " --steps 4 --resume", d)
+  one_line_failure(ok, text, ck, "model.safetensors", "truncated", "checkpoint-2")
+  H.eq(slurp(d .. "/config.json"), cfg, "config.json untouched")
+  -- the optimizer state cut to nothing, and no earlier checkpoint to suggest
+  spit(ck .. "/model.safetensors", w)
+  spit(ck .. "/optimizer.safetensors", "")
+  os.execute(("rm -rf %q %q"):format(d .. "/checkpoint-1", d .. "/checkpoint-2"))
+  ok, text = run(TINY .. " --steps 4 --resume", d)
+  one_line_failure(ok, text, ck, "optimizer.safetensors")
+  H.ok(not text:find("earlier", 1, true), "no earlier checkpoint to suggest: " .. text)
+  H.eq(slurp(d .. "/config.json"), cfg, "config.json untouched")
+  os.execute(("rm -rf %q"):format(d))
+end)
+
+H.case("a diverging run (--lr 1e30): one error line, true to what was saved", function()
+  local d = tmpdir()
+  local ok, text = run("--no-eval --questions-per-step 1 --n 2 --steps 3 --lr 1e30", d)
+  H.ok(not ok, "must fail: " .. text)
+  H.ok(not text:find("traceback", 1, true), "a traceback: " .. text)
+  local last = text:match("([^\n]*)\n?$")
+  -- the loss (or first a gradient) is not finite
+  H.ok(last:find("^rlsc: train: step %d+: the ") and last:find("neither applied nor saved", 1, true), last)
+  local step = tonumber(last:match("step (%d+)"))
+  H.eq(#assert(jsonio.read_jsonl(d .. "/steps.jsonl")), step - 1, "steps.jsonl holds the steps before")
+  H.ok(not slurp(d .. "/summary.json"), "no summary.json")
+  os.execute(("rm -rf %q"):format(d))
+end)
+
+H.case("--out: an unfinished run starts over without the earlier files; a finished one resumes from its checkpoint", function()
+  local d = copy_of_base()
+  spit(d .. "/eval_after.jsonl", '{"id": 1}\n')
+  spit(d .. "/eval_before.jsonl", '{"id": 1}\n')
+  os.execute(("rm -rf %q/checkpoint-*"):format(d))
+  local ok, text = run("--no-eval --questions-per-step 1 --n 2 --steps 1", d)
+  H.ok(ok, text)
+  H.ok(not slurp(d .. "/eval_after.jsonl") and not slurp(d .. "/eval_before.jsonl"), "the earlier evaluations are gone")
+  H.eq(#assert(jsonio.read_jsonl(d .. "/steps.jsonl")), 1, "steps.jsonl of this run")
+  os.execute(("rm -rf %q"):format(d))
+  d = copy_of_base()
+  spit(d .. "/summary.json", "{}\n")
+  ok, text = run(TINY .. " --steps 4 --resume", d)
+  H.ok(ok and text:find("resumed from " .. d .. "/checkpoint-3", 1, true), text)
+  H.eq(assert(jsonio.read_json(d .. "/summary.json")).config.steps, 4, "the resumed run's summary")
+  H.eq(#assert(jsonio.read_jsonl(d .. "/steps.jsonl")), 4, "steps.jsonl")
+  os.execute(("rm -rf %q"):format(d))
+end)
+
+os.execute(("rm -rf %q"):format(base))
+-- <<< end of the fix_rlsc block
 
 H.finish()

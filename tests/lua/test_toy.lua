@@ -229,4 +229,80 @@ H.case("encode/decode: one id per byte, EOS 256", function()
   H.eq(toy.decode(ids, true), "1+2=\\boxed{3}<|endoftext|>", "decode keeps eos")
 end)
 
+-- recipes/pretrain_toy.lua's --out, with a tiny model (a fraction of a second a run) ---------------
+
+local pretrain = dofile("recipes/pretrain_toy.lua")
+local cli = require "confit.cli"
+local jsonio = require "confit.jsonio"
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local function ls(dir)
+  local p = io.popen("ls -A " .. q(dir))
+  local t = {}
+  for name in p:lines() do t[#t + 1] = name end
+  p:close()
+  return table.concat(t, " ")
+end
+local function spit(path, text) local f = assert(io.open(path, "wb")); f:write(text); f:close() end
+local function pretrain_into(out, ...)
+  local a = {"--steps", "1", "--batch", "1", "--eval-every", "0", "--eval-questions", "1", "--layers",
+             "1", "--hidden", "4", "--heads", "1", "--ffn", "2", "--quiet", "--out", out, ...}
+  return pcall(pretrain, a)
+end
+local PT = os.tmpname()
+os.remove(PT)
+assert(os.execute("mkdir -p " .. q(PT)))
+
+H.case("pretrain_toy --out: a trailing slash, a toy model folder replaced, nothing left beside", function()
+  local ok, e = pretrain_into(PT .. "/m/")
+  H.ok(ok, tostring(e))
+  H.eq(ls(PT .. "/m"), "config.json generation_config.json metrics.json model.safetensors tokenizer.json "
+       .. "tokenizer_config.json", "the model folder")
+  H.eq(ls(PT), "m", "no temporary sibling left")
+  ok, e = pretrain_into(PT .. "/m", "--seed", "2")
+  H.ok(ok, tostring(e))
+  H.eq(assert(jsonio.read_json(PT .. "/m/metrics.json")).options.seed, 2, "replaced")
+  H.eq(ls(PT), "m")
+end)
+
+H.case("pretrain_toy --out: anything but an empty folder or a toy model is refused, untouched", function()
+  local d = PT .. "/refused"
+  assert(os.execute("mkdir -p " .. q(d .. "/keep/precious") .. " " .. q(d .. "/other")))
+  spit(d .. "/keep/notes.txt", "keep\n")
+  local ok, e = pretrain_into(d .. "/keep")
+  H.ok(not ok and cli.is_user_error(e), "a user error: " .. tostring(e))
+  H.ok(tostring(e):find("--out '" .. d .. "/keep' holds notes.txt", 1, true), tostring(e))
+  H.eq(ls(d .. "/keep"), "notes.txt precious", "untouched")
+  spit(d .. "/other/config.json", '{"model_type": "llama", "vocab_size": 32000}')
+  spit(d .. "/other/model.safetensors", "x")
+  ok, e = pretrain_into(d .. "/other/")
+  H.ok(not ok and tostring(e):find("is not a toy model folder", 1, true), tostring(e))
+  H.eq(ls(d .. "/other"), "config.json model.safetensors", "untouched")
+  spit(d .. "/file", "x")
+  ok, e = pretrain_into(d .. "/file")
+  H.ok(not ok and tostring(e):find("is not a folder", 1, true), tostring(e))
+  H.eq(ls(d), "file keep other", "nothing made beside them")
+end)
+
+H.case("pretrain_toy: a run that dies leaves no temporary folder; a failed save keeps the old model", function()
+  local d = PT .. "/dies"
+  assert(os.execute("mkdir -p " .. q(d)))
+  local made, tmpname = {}, os.tmpname
+  os.tmpname = function() local n = tmpname(); made[#made + 1] = n; return n end
+  local ok, e = pretrain_into(d .. "/nan", "--steps", "2", "--lr", "1e30")
+  os.tmpname = tmpname
+  H.ok(not ok and tostring(e):find("the loss is", 1, true), tostring(e))
+  H.ok(#made > 0, "the tokenizer went through os.tmpname")
+  for _, n in ipairs(made) do H.ok(not cli.exists(n), "left behind: " .. n) end
+  H.eq(ls(d), "", "nothing made for --out")
+  assert(pretrain_into(d .. "/m", "--seed", "2"))
+  local write = jsonio.write_json_atomic
+  jsonio.write_json_atomic = function() return nil, "disk full" end
+  ok, e = pretrain_into(d .. "/m", "--seed", "3")
+  jsonio.write_json_atomic = write
+  H.ok(not ok and tostring(e):find("disk full", 1, true), tostring(e))
+  H.eq(ls(d), "m", "no temporary sibling left")
+  H.eq(assert(jsonio.read_json(d .. "/m/metrics.json")).options.seed, 2, "the old model kept")
+end)
+
+os.execute("rm -rf " .. q(PT))
 H.finish()
