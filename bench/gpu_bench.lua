@@ -4,6 +4,7 @@
 --   build/confit bench/gpu_bench.lua [--only decode|train|rlsc|all] [--shape 1.5B|7B|all] [--budget 300]
 --                                    [--new 512] [--prompt 128] [--train_dtype bf16|f32]
 --                                    [--state_dtype f32|bf16] [--quick] [--profile] [--recompute]
+--                                    [--micro_batch K]
 --
 -- --quick: decode at batch 16 only, 32 new tokens unless --new is given, one timed train step,
 -- no 7B training. --shape: only that model shape. CONFIT_GEN_KNOCKOUT (environment) leaves decode

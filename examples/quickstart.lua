@@ -1,4 +1,4 @@
--- quickstart.lua - tensors, autograd and one optimizer step in a dozen lines.
+-- quickstart.lua - tensors, autograd, one optimizer step, then a model: sampling and log-probs.
 --   build/confit examples/quickstart.lua
 -- or with the stock interpreter:
 --   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lib/?.so;;" lua5.4 examples/quickstart.lua
@@ -32,3 +32,18 @@ confit.no_grad(function()
 end)
 print(string.format("after the block: %.1f MB; took %.3f s", confit.memory().cpu_bytes / 1e6,
                     confit.clock() - t0))
+
+-- A model: any Hugging Face folder of a Qwen2 / Llama model; here the shipped toy (a tiny Qwen2
+-- that does chain arithmetic, examples/toy/README.md). Run from the project root.
+local m = assert(confit.load("examples/toy/model"))
+local prompt = "3+4-2+5="
+for _, s in ipairs(m:generate({prompt}, {n = 4, temperature = 0.5, max_new_tokens = 40, seed = 1})) do
+  print(string.format("%-40s log p = %7.3f  %d tokens, %s", s.text, s.logprob, #s.tokens, s.finish))
+end
+-- Log-probs of given completions under the model (differentiable: RLSC's loss is built on them).
+-- The toy finds the short direct answer far likelier than the worked one: the habit RLSC works on.
+local ids, lens = m:pad({m:encode(prompt .. "3+4=7;7-2=5;5+5=10;\\boxed{10}"), m:encode(prompt .. "\\boxed{9}")})
+local plen = #m:encode(prompt)
+local lp = m:logprobs(ids, {plen, plen}, {lens = lens})
+print(string.format("log p(worked answer) = %.3f, log p(wrong direct answer) = %.3f", lp[1]:item(), lp[2]:item()))
+m:free()
