@@ -76,6 +76,22 @@ function H.shared(rel)
   return nil
 end
 
+-- The bytes of the file at path, or nil when it cannot be opened.
+function H.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Write text to the file at path (raises when it cannot).
+function H.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(text))
+  f:close()
+end
+
 function H.finish()
   print(string.format("%d passed, %d failed, %d skipped", passed, failed, skipped))
   os.exit(failed == 0 and 0 or 1)

@@ -11,19 +11,7 @@ os.remove(TMP)
 assert(os.execute("mkdir -p '" .. TMP .. "'"))
 local EXE = arg and arg[-1] or "confit"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local t = f:read("a")
-  f:close()
-  return t
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local read, write = H.read, H.write
 
 local function quiet() end
 

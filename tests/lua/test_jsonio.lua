@@ -11,13 +11,7 @@ local function tmpdir()
   return d
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb")); local s = f:read("a"); f:close(); return s
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb")); f:write(s); f:close()
-end
+local slurp, spit = H.read, H.write
 
 local function deep_eq(a, b, path)
   path = path or "value"

@@ -23,18 +23,7 @@ local function cleanup()
   for _, p in ipairs(temps) do os.execute(("rm -rf %q"):format(p)) end
 end
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local read_file, write_file = H.read, H.write
 
 local function exists(path)
   local f = io.open(path, "rb")

@@ -14,19 +14,7 @@ local TMP = os.tmpname()
 os.remove(TMP)
 assert(os.execute("mkdir -p " .. q(TMP)))
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read, write = H.read, H.write
 
 -- Inputs: a folder that passes for a model (config.json only, with the toy's 128 positions: the
 -- checks stop before loading),

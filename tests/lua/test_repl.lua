@@ -29,19 +29,8 @@ local function tmp(suffix)
   return p
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local write = H.write
+local function slurp(path) return H.read(path) or "" end
 
 -- Runs `confit <args>` with `input` on stdin; returns stdout, stderr, exit status.
 local function run(args, input)

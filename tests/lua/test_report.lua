@@ -18,10 +18,7 @@ local function tmpdir()
   return d
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb"); if not f then return nil end
-  local s = f:read("a"); f:close(); return s
-end
+local slurp = H.read
 
 local function count(s, pat)
   return select(2, s:gsub(pat, ""))

@@ -147,19 +147,7 @@ end)
 -- one line naming the file, the line or the checkpoint, and nothing rewritten ------------------
 local TINY = "--checkpoint-every 1 --no-eval --questions-per-step 1 --n 2"
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local t = f:read("a")
-  f:close()
-  return t
-end
-
-local function spit(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local slurp, spit = H.read, H.write
 
 -- a 3-step run with a checkpoint per step, interrupted before its summary
 local base = tmpdir()

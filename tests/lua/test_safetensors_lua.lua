@@ -16,18 +16,7 @@ local function tempfile()
   return p
 end
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local read_file, write_file = H.read, H.write
 
 -- A safetensors file written by hand: header JSON text and raw data bytes.
 local function write_st(path, header, data)

@@ -242,7 +242,8 @@ local function ls(dir)
   p:close()
   return table.concat(t, " ")
 end
-local function spit(path, text) local f = assert(io.open(path, "wb")); f:write(text); f:close() end
+local spit = H.write
+
 local function pretrain_into(out, ...)
   local a = {"--steps", "1", "--batch", "1", "--eval-every", "0", "--eval-questions", "1", "--layers",
              "1", "--hidden", "4", "--heads", "1", "--ffn", "2", "--quiet", "--out", out, ...}
