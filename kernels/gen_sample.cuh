@@ -50,6 +50,7 @@ __device__ __forceinline__ double g_draw(uint64_t key, uint64_t step) {
  * maximum. Writes out (token, log-prob z - lse) and advances tok, pos and step as k_sample does.
  * Tree merges run in a fixed order: the result is deterministic. */
 #define SMP_T 256    /* threads per block */
+#define SMP_U 4      /* 16-byte loads a thread has in flight in a pass over its segment */
 #define SMP_MAXS 32  /* segments per row at most */
 #define SMP_GROUP 8  /* threads per group of the inverse-CDF walk: SMP_T / 32 groups */
 
@@ -106,7 +107,20 @@ __device__ __forceinline__ void smp_each(const float *lg, int lo, int hi, int ti
   if ((((uintptr_t)(lg + lo)) & 15) == 0) {
     int n4 = (hi - lo) / 4;
     const float4 *l4 = (const float4 *)(lg + lo);
-    for (int j = tid; j < n4; j += SMP_T) {
+    int j = tid;
+    /* SMP_U loads in flight, then their values in the order of the plain loop below: a loop
+     * whose body uses what it just loaded waits on memory every iteration */
+    for (; j + (SMP_U - 1) * SMP_T < n4; j += SMP_U * SMP_T) {
+      float4 q[SMP_U];
+#pragma unroll
+      for (int u = 0; u < SMP_U; u++) q[u] = __ldcg(l4 + j + u * SMP_T);
+#pragma unroll
+      for (int u = 0; u < SMP_U; u++) {
+        int i = lo + 4 * (j + u * SMP_T);
+        f(q[u].x, i); f(q[u].y, i + 1); f(q[u].z, i + 2); f(q[u].w, i + 3);
+      }
+    }
+    for (; j < n4; j += SMP_T) {
       float4 q = __ldcg(l4 + j);
       int i = lo + 4 * j;
       f(q.x, i); f(q.y, i + 1); f(q.z, i + 2); f(q.w, i + 3);

@@ -54,8 +54,8 @@
  * several blocks per row (CONFIT_GEN_SAMPLE_SPLIT=1, or =S blocks; gen_sample.cuh: k_sample gives
  * a row one block, 16 multiprocessors at batch 16; untruncated sampling and greedy). Changed
  * since their measurement, not yet rerun (eighth session, no GPU): the merge in the attention,
- * the skinny GEMMs' split-K sums and folded-norm sums of squares, the attention's query staging
- * and k_rmsnorm issue their loads together where each had waited on L2 once per part, head or
+ * the skinny GEMMs' split-K sums and folded-norm sums of squares, the attention's query staging,
+ * k_rmsnorm and the samplers' passes over the logits issue their loads together where each had waited on L2 once per part, head or
  * element (a loop of load-and-add whose trip count the compiler does not know runs one round
  * trip per iteration; the PTX showed them), the same sums in the same order. skinny.cu replaced
  * k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs 2.97 ms per step).
@@ -293,9 +293,18 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
   };
   int done = 0;
   if ((((uintptr_t)lg) & 15) == 0) {
-    int n4 = V / 4;
-    for (int j = tid; j < n4; j += blockDim.x) {
-      float4 q = ((const float4 *)lg)[j];
+    int n4 = V / 4, bd = blockDim.x, j = tid;
+    const float4 *l4 = (const float4 *)lg;
+    for (; j + 3 * bd < n4; j += 4 * bd) { /* 4 loads in flight, then their values in order */
+      float4 q0 = l4[j], q1 = l4[j + bd], q2 = l4[j + 2 * bd], q3 = l4[j + 3 * bd];
+      see(q0.x, 4 * j); see(q0.y, 4 * j + 1); see(q0.z, 4 * j + 2); see(q0.w, 4 * j + 3);
+      int j1 = j + bd, j2 = j + 2 * bd, j3 = j + 3 * bd;
+      see(q1.x, 4 * j1); see(q1.y, 4 * j1 + 1); see(q1.z, 4 * j1 + 2); see(q1.w, 4 * j1 + 3);
+      see(q2.x, 4 * j2); see(q2.y, 4 * j2 + 1); see(q2.z, 4 * j2 + 2); see(q2.w, 4 * j2 + 3);
+      see(q3.x, 4 * j3); see(q3.y, 4 * j3 + 1); see(q3.z, 4 * j3 + 2); see(q3.w, 4 * j3 + 3);
+    }
+    for (; j < n4; j += bd) {
+      float4 q = l4[j];
       see(q.x, 4 * j); see(q.y, 4 * j + 1); see(q.z, 4 * j + 2); see(q.w, 4 * j + 3);
     }
     done = 4 * n4;
