@@ -152,6 +152,19 @@ static int model_generate(lua_State *L) {
   if (lua_isnoneornil(L, 3)) lua_newtable(L);
   else luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
+  /* a misspelt option would otherwise be ignored without a word */
+  static const char *const known[] = {"n", "max_new_tokens", "top_k", "temperature", "top_p", "seed",
+                                      "ignore_eos", "stop", NULL};
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    lua_pop(L, 1);
+    int ok = 0;
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (int i = 0; known[i] && !ok; i++) ok = strcmp(lua_tostring(L, -1), known[i]) == 0;
+    if (!ok)
+      luaL_error(L, "generate: unknown option %s (options: n, max_new_tokens, temperature, top_p, top_k, seed, "
+                    "stop, ignore_eos)", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+  }
   cf_gen_opts o;
   memset(&o, 0, sizeof o);
   int64_t n = opt_int(L, 3, "n", 1), maxn = opt_int(L, 3, "max_new_tokens", 256);
@@ -179,6 +192,8 @@ static int model_generate(lua_State *L) {
       int ok;
       stop[i] = lua_tointegerx(L, -1, &ok);
       if (!ok) luaL_error(L, "generate: stop[%d] is not an integer token id", i + 1);
+      if (stop[i] < 0 || stop[i] >= m->cfg.vocab)
+        luaL_error(L, "generate: stop[%d] = %d is outside the vocabulary [0, %d)", i + 1, (int)stop[i], m->cfg.vocab);
       lua_pop(L, 1);
     }
     o.stop = stop;

@@ -250,6 +250,8 @@ function M.main(argv)
   if o["max-new-tokens"] == 0 then die("--max-new-tokens must be >= 1") end
   local device = o.device or "cpu"
   if device ~= "cpu" and device ~= "cuda" then die("--device must be cpu or cuda, got '%s'", device) end
+  if o.dtype and o.dtype ~= "bf16" and o.dtype ~= "f32" then die("--dtype must be bf16 or f32, got '%s'", o.dtype) end
+  if o.dtype == "bf16" and device == "cpu" then die("--dtype bf16 needs --device cuda (the CPU computes in f32)") end
   if o.progress and o.progress ~= "bar" and o.progress ~= "plain" and o.progress ~= "off" then
     die("--progress must be bar, plain or off")
   end

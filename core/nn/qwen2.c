@@ -137,6 +137,11 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
   get_num(o, "rope_theta", &cfg->rope_theta);
   cJSON *rp = cJSON_GetObjectItemCaseSensitive(o, "rope_parameters");
   if (cJSON_IsObject(rp)) get_num(rp, "rope_theta", &cfg->rope_theta);
+  if (!(cfg->rms_eps > 0 && cfg->rms_eps < 1) || !(cfg->rope_theta > 1 && cfg->rope_theta < 1e30)) {
+    CF_ERR("%s: rms_norm_eps (%g) must be in (0, 1) and rope_theta (%g) in (1, 1e30)", label, cfg->rms_eps,
+           cfg->rope_theta);
+    goto done;
+  }
   const char *scaling_keys[] = {"rope_scaling", "rope_parameters"};
   for (int i = 0; i < 2; i++) {
     cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, scaling_keys[i]);
@@ -500,15 +505,44 @@ static int load_shard(cf_qwen2 *m, const char *path, bool *seen) {
   return rc;
 }
 
+/* How many layers the checkpoint's tensor names cover (the largest N of "model.layers.N." plus
+ * one), from the shards' headers alone; -1 when a header cannot be read. */
+static int checkpoint_layers(char **files, size_t nfiles) {
+  int most = 0;
+  for (size_t i = 0; i < nfiles; i++) {
+    cf_st_file *f = cf_st_open(files[i]);
+    if (!f) return -1;
+    for (size_t k = 0; k < cf_st_count(f); k++) {
+      int n;
+      if (sscanf(cf_st_get(f, k)->name, "model.layers.%d.", &n) == 1 && n >= most) most = n + 1;
+    }
+    cf_st_close(f);
+  }
+  return most;
+}
+
 cf_qwen2 *cf_qwen2_load(const char *dir) {
   cf_qwen2_config cfg;
   if (cf_qwen2_config_load(dir, &cfg)) return NULL;
-  cf_qwen2 *m = cf_qwen2_new(&cfg);
-  if (!m) return NULL;
   char **files = NULL;
   size_t nfiles = 0;
-  bool *seen = calloc((size_t)m->nparams, sizeof *seen);
-  if (!seen || cf_st_index_files(dir, &files, &nfiles)) { free(seen); cf_qwen2_free(m); return NULL; }
+  if (cf_st_index_files(dir, &files, &nfiles)) return NULL;
+  /* a config.json with more layers than its checkpoint is refused before the model's memory
+   * (every layer's, in f32) is allocated */
+  int have = checkpoint_layers(files, nfiles);
+  if (have >= 0 && have < cfg.layers) {
+    CF_ERR("%s: the checkpoint has no tensor \"model.layers.%d.*\" (config.json: num_hidden_layers = %d; "
+           "the checkpoint holds %d layers)", dir, have, cfg.layers, have);
+    have = -1;
+  }
+  cf_qwen2 *m = have >= 0 ? cf_qwen2_new(&cfg) : NULL;
+  bool *seen = m ? calloc((size_t)m->nparams, sizeof *seen) : NULL;
+  if (!seen) {
+    if (m && !seen) CF_ERR("out of memory");
+    cf_st_index_free(files, nfiles);
+    cf_qwen2_free(m);
+    return NULL;
+  }
   int rc = 0;
   for (size_t i = 0; i < nfiles && rc == 0; i++) rc = load_shard(m, files[i], seen);
   cf_st_index_free(files, nfiles);

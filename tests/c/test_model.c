@@ -231,8 +231,12 @@ static void test_config_errors(void) {
   static const char *const refused[][2] = {
       {"\"hidden_act\":\"gelu\"", "gelu"},
       {"\"mlp_bias\":true", "mlp_bias"},
-      {"\"use_sliding_window\":true", "use_sliding_window"}};
-  for (int i = 0; i < 3; i++) {
+      {"\"use_sliding_window\":true", "use_sliding_window"},
+      {"\"rms_norm_eps\":-1e-6", "rms_norm_eps"},
+      {"\"rms_norm_eps\":0", "rms_norm_eps"},
+      {"\"rope_theta\":0", "rope_theta"},
+      {"\"rope_theta\":1e300", "rope_theta"}};
+  for (int i = 0; i < (int)(sizeof refused / sizeof refused[0]); i++) {
     char js[400];
     snprintf(js, sizeof js, "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,"
              "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9,%s}", refused[i][0]);
@@ -373,6 +377,14 @@ static void test_mixed_dtype_checkpoint_maps(void) {
       CHECK(!is_copy(got), "%s: f32 weight was copied, not mapped (misaligned in the file?)", m2->names[i]);
     }
   }
+  cf_qwen2_free(m2);
+  /* a config.json with more layers than its checkpoint: refused, naming the first missing layer,
+   * before memory for them all is allocated */
+  cfg.layers = 100000;
+  CHECK(cf_qwen2_config_save(&cfg, dir) == 0, "config save: %s", cf_error_message());
+  m2 = cf_qwen2_load(dir);
+  CHECK(m2 == NULL && strstr(cf_error_message(), "\"model.layers.1.*\"") &&
+        strstr(cf_error_message(), "num_hidden_layers = 100000"), "too many layers refused: %s", cf_error_message());
   cf_qwen2_free(m2);
   cf_qwen2_free(m);
   char cmd[600];

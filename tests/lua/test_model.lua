@@ -193,6 +193,14 @@ for _, dir in ipairs(FIXTURES) do
     H.eq(s.tokens[k], stop, "last token is the stop id")
   end)
 
+  H.case(name .. ": a misspelt option or a stop id outside the vocabulary is refused", function()
+    local err = H.raises(function() m:generate({{1, 2}}, {max_new_tokens = 2, temprature = 0.5}) end, "unknown option")
+    H.ok(err:find("temprature", 1, true), err)
+    err = H.raises(function() m:generate({{1, 2}}, {max_new_tokens = 2, stop = {m.config.vocab_size}}) end,
+                   "outside the vocabulary")
+    H.ok(err:find("stop[1]", 1, true), err)
+  end)
+
   H.case(name .. ": string prompts without a tokenizer raise a clear error", function()
     local err = H.raises(function() m:generate({"2+3="}, {max_new_tokens = 2}) end, "tokenizer.json")
     H.ok(err:find("generate", 1, true), "the error names generate: " .. err)

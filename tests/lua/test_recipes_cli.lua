@@ -281,6 +281,8 @@ do
   local cases = {
     {"eval", eval_line("--bench toy --temperature 1e400 --n 2", FE .. "/o1"), {"--temperature", "1e400"}},
     {"eval", eval_line("--bench toy --n 2000000", FE .. "/o2"), {"--n", "1048576", "2000000"}},
+    {"eval", eval_line("--bench toy --dtype fp16", FE .. "/o7"), {"--dtype", "fp16"}},
+    {"eval", eval_line("--bench toy --dtype bf16", FE .. "/o8"), {"--dtype bf16 needs --device cuda"}},
     {"eval", eval_line("--data " .. q(EMPTYQ) .. " --template plain", FE .. "/o3"), {EMPTYQ .. ":3: empty question"}},
     {"eval", eval_line("--data " .. q(FE), FE .. "/o4"), {FE, "is a directory"}},
     {"eval", eval_line("--bench toy --limit 1", RLSCRUN), {RLSCRUN .. "/summary.json", "rlsc", "another --out"}},
