@@ -1,8 +1,8 @@
 /* gen_attn.cuh - the decode attention of generate.cu (k_attn, k_attn_combine), apart so that
  * tests/c/test_gen_attn_emu.cpp can run it on the CPU: it needs from its includer bf16, the
  * vector types, bf16x8_to_float, to_float, from_float, warp_sum, warp_max, cu_pdl_wait/trigger,
- * __syncthreads, __threadfence, atomicAdd, __ldcg, the thread and block indices, expf, fmaxf, min
- * and INFINITY
+ * __syncthreads, __threadfence, atomicAdd, __ldcg, __fmaf_rn, __fmul_rn, the thread and block
+ * indices, expf, fmaxf, min and INFINITY
  * (cuda_internal.cuh, or the test's emulation of them).
  */
 #ifndef CF_GEN_ATTN_CUH
@@ -70,6 +70,13 @@ template <> struct kv2<float> {
   __device__ __forceinline__ void zero() { f = make_float2(0.f, 0.f); }
   __device__ __forceinline__ float2 get() const { return f; }
 };
+
+/* RoPE of the pair (x0, x1) (elements j and j + head_dim/2) by cos c and sin s: the first and the
+ * second output, with the rounding written out (one product rounded, the other fused) so that
+ * k_rope_kv and both of this file's rotations (queries, the new key) agree bit for bit whatever
+ * the compiler would contract */
+__device__ __forceinline__ float rope_lo(float x0, float x1, float c, float s) { return __fmaf_rn(x0, c, -__fmul_rn(x1, s)); }
+__device__ __forceinline__ float rope_hi(float x0, float x1, float c, float s) { return __fmaf_rn(x0, s, __fmul_rn(x1, c)); }
 
 /* The attention's arguments. q: rotated queries (A, H*hd) f32, or with rq the GEMM's q|k|v rows
  * (A, ld) f32 before bias and RoPE: then the block also rotates its queries itself and, when its
@@ -151,11 +158,11 @@ __device__ void att_merge(const att_args &a, int r, int kvh, int gbeg, int gend)
       for (int s0 = 0; s0 < nsplit; s0 += ATT_MS) {
         float v[ATT_MQ][ATT_MS];
 #pragma unroll
-        for (int k = 0; k < ATT_MQ; k++) { /* past the end: a valid address again, not added */
-          int e = min(e0 + tid + k * ATT_T, ne - 1);
+        for (int k = 0; k < ATT_MQ; k++) { /* past the end: no load, not added */
+          int e = e0 + tid + k * ATT_T;
           const float *pe = a.po + ((size_t)r * H + h0 + e / hd) * nsplit * hd + e % hd;
 #pragma unroll
-          for (int q = 0; q < ATT_MS; q++) v[k][q] = __ldcg(pe + (size_t)min(s0 + q, nsplit - 1) * hd);
+          for (int q = 0; q < ATT_MS; q++) v[k][q] = e < ne && s0 + q < nsplit ? __ldcg(pe + (size_t)(s0 + q) * hd) : 0.f;
         }
 #pragma unroll
         for (int k = 0; k < ATT_MQ; k++) {
@@ -304,8 +311,8 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
               int i = i0 + k * ATT_T, g = i / hh, j = i % hh;
               if (i < G * hh) {
                 float y0 = qs[g][j], y1 = qs[g][j + hh + ATT_QPAD];
-                qs[g][j] = (y0 * cv[k] - y1 * sv[k]) * a.scale;
-                qs[g][j + hh + ATT_QPAD] = (y1 * cv[k] + y0 * sv[k]) * a.scale;
+                qs[g][j] = rope_lo(y0, y1, cv[k], sv[k]) * a.scale;
+                qs[g][j + hh + ATT_QPAD] = rope_hi(y0, y1, cv[k], sv[k]) * a.scale;
               }
             }
           }
@@ -318,7 +325,7 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
               int j = d % hh, o = kvh * hd + j;
               float c = a.cos_t[(size_t)p * hh + j], sn = a.sin_t[(size_t)p * hh + j];
               float x0 = rd(Q + o) + (a.bk ? a.bk[o] : 0.f), x1 = rd(Q + o + hh) + (a.bk ? a.bk[o + hh] : 0.f);
-              T kv = from_float<T>(d < hh ? x0 * c - x1 * sn : x1 * c + x0 * sn);
+              T kv = from_float<T>(d < hh ? rope_lo(x0, x1, c, sn) : rope_hi(x0, x1, c, sn));
               T vv = from_float<T>(rd(Q + KV + kvh * hd + d) + (a.bv ? a.bv[kvh * hd + d] : 0.f));
               kvp[0][d] = kv;
               kvp[1][d] = vv;

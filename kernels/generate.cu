@@ -95,7 +95,9 @@ __device__ __forceinline__ float fkey_inv(uint32_t k) {
 }
 
 /* ---------------------------------------------------------------- layer kernels */
-/* Every kernel of the step starts with cu_pdl_wait(); cu_pdl_trigger(): on sm_90 and later (unless
+/* Every kernel of the step calls cu_pdl_wait(); cu_pdl_trigger() before it touches what an earlier
+ * kernel of the step writes (most of them first thing; k_rmsnorm, the attention and skinny.cu's
+ * kernels load model weights or cached positions before): on sm_90 and later (unless
  * CONFIT_GEN_PDL=0) they are programmatic dependent launches (cuda_internal.cuh), so each is
  * resident and waiting when its predecessor ends and the launch gaps between the step's ~300
  * kernels shrink. */
@@ -169,7 +171,10 @@ __global__ void k_rmsnorm(float *x, const float *w, void *yv, int D, float eps, 
   for (int j = tid + RMS_REG * bd; j < D; j += bd) y[(size_t)r * D + j] = from_float<T>(xr[j] * inv * w[j]);
 }
 
-/* qkv (A, ld) f32 holds q | k | v of each row. Adds the biases, rotates q and k at pos[r]
+#include "kernels/gen_attn.cuh"
+
+/* qkv (A, ld) f32 holds q | k | v of each row. Adds the biases, rotates q and k at pos[r] (rope_lo,
+ * rope_hi of gen_attn.cuh)
  * (rotate-half, cos/sin tables (cap, hd/2)), writes q to qo (A, H*hd) f32 and k, v into the
  * caches (slot, kv_head, pos). */
 template <typename T>
@@ -192,14 +197,14 @@ __global__ void k_rope_kv(const float *qkv, int ld, const float *bq, const float
       if (head < H) {
         int o = head * hd + i;
         float a = row[o] + (bq ? bq[o] : 0.f), b = row[o + h2] + (bq ? bq[o + h2] : 0.f);
-        qo[(size_t)r * Q + o] = a * c - b * s;
-        qo[(size_t)r * Q + o + h2] = b * c + a * s;
+        qo[(size_t)r * Q + o] = rope_lo(a, b, c, s);
+        qo[(size_t)r * Q + o + h2] = rope_hi(a, b, c, s);
       } else {
         int kh = head - H, o = kh * hd + i;
         float a = row[Q + o] + (bk ? bk[o] : 0.f), b = row[Q + o + h2] + (bk ? bk[o + h2] : 0.f);
         T *dst = kc + ((sl * KVH + kh) * cap + p) * hd;
-        dst[i] = from_float<T>(a * c - b * s);
-        dst[i + h2] = from_float<T>(b * c + a * s);
+        dst[i] = from_float<T>(rope_lo(a, b, c, s));
+        dst[i + h2] = from_float<T>(rope_hi(a, b, c, s));
       }
     } else {
       int j = idx - nrot, kh = j / hd, d = j % hd;
@@ -209,7 +214,6 @@ __global__ void k_rope_kv(const float *qkv, int ld, const float *bq, const float
   }
 }
 
-#include "kernels/gen_attn.cuh"
 
 // out (A, F) in T = silu(gu[:, :F]) * gu[:, F:]; gu (A, 2F) f32
 template <typename T>

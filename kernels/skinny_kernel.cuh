@@ -145,11 +145,10 @@ __device__ __forceinline__ void sk_add_parts(float (&v)[NV], const float *p, siz
   for (int s0 = 0; s0 < n; s0 += SB) {
     float x[SB][NV];
 #pragma unroll
-    for (int s = 0; s < SB; s++) { /* past the end: part n - 1 again, not added (no branch between loads) */
-      int q = s0 + s < n ? s0 + s : n - 1;
+    for (int s = 0; s < SB; s++) /* past the end: no load (a predicated one does not wait) */
 #pragma unroll
-      for (int j = 0; j < NV; j++) x[s][j] = __ldcg(p + (size_t)q * stride + (size_t)j * jstride);
-    }
+      for (int j = 0; j < NV; j++)
+        x[s][j] = s0 + s < n ? __ldcg(p + (size_t)(s0 + s) * stride + (size_t)j * jstride) : 0.f;
 #pragma unroll
     for (int s = 0; s < SB; s++)
 #pragma unroll

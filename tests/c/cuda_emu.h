@@ -111,6 +111,9 @@ static inline void cu_prefetch_l2(const void *) {}
 template <typename T> static T __ldg(const T *p) { return *p; }
 template <typename T> static T __ldcs(const T *p) { return *p; }
 template <typename T> static T __ldcg(const T *p) { return *p; }
+/* the intrinsics that fix a rounding: one product rounded, or fused (fmaf is exact then rounds) */
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
 #ifndef INFINITY
 #define INFINITY (__builtin_inff())
 #endif

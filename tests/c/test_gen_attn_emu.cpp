@@ -93,7 +93,7 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
         const float *b = h < H ? bq.data() : bk.data();
         float x0 = row[base + o] + b[o], x1 = row[base + o + hh] + b[o + hh];
         float cc = cs[(size_t)p * hh + j], ss = sn[(size_t)p * hh + j];
-        float v = d < hh ? x0 * cc - x1 * ss : x1 * cc + x0 * ss;
+        float v = d < hh ? rope_lo(x0, x1, cc, ss) : rope_hi(x0, x1, cc, ss); /* the kernels' rounding */
         if (h < H) qrot[(size_t)r * Q + h * hd + d] = v;
         else kp[(size_t)r * KV + (h - H) * hd + d] = from_float<T>(v);
       }
