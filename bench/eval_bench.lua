@@ -44,7 +44,7 @@ if io.open(model_dir .. "/config.json") then
 else
   local dir = os.tmpname()
   os.remove(dir)
-  os.execute("mkdir -p '" .. dir .. "'")
+  os.execute("mkdir -p -- " .. require("confit.cli").shell_quote(dir))
   assert(toy.write_tokenizer(dir))
   m = require("confit.model").new({
     architectures = {"Qwen2ForCausalLM"}, model_type = "qwen2", hidden_size = 128,
@@ -53,7 +53,7 @@ else
     rms_norm_eps = 1e-6, rope_theta = 10000.0, tie_word_embeddings = true,
     bos_token_id = toy.EOS_ID, eos_token_id = toy.EOS_ID, hidden_act = "silu"},
     {tokenizer = dir .. "/tokenizer.json", seed = 1})
-  os.execute("rm -rf '" .. dir .. "'")
+  os.execute("rm -rf -- " .. require("confit.cli").shell_quote(dir))
   what = "random (toy architecture; examples/toy/model absent)"
 end
 

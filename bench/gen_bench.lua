@@ -84,7 +84,7 @@ collectgarbage()
 local bw, source = math.max(copy_gbs, read_gbs), "confit"
 local c = {}
 if opt.membw then
-  local p = assert(io.popen(("%q"):format(opt.membw), "r"))
+  local p = assert(io.popen(require("confit.cli").shell_quote(opt.membw), "r"))
   local line = p:read("l")
   p:close()
   local ok, d = pcall(require("cjson").decode, line or "")

@@ -72,8 +72,9 @@ local config = {
 }
 local root = os.tmpname()
 os.remove(root)
-assert(os.execute(("mkdir -p %q"):format(root .. "/f32")))
-assert(os.execute(("mkdir -p %q"):format(root .. "/bf16")))
+local sq = require("confit.cli").shell_quote
+assert(os.execute("mkdir -p -- " .. sq(root .. "/f32")))
+assert(os.execute("mkdir -p -- " .. sq(root .. "/bf16")))
 do
   local m = model.new(config, {seed = 1, std = 0.02})
   m:save(root .. "/f32")
@@ -94,9 +95,9 @@ end
 local exe = arg[-1] or "confit"
 local script = arg[0]
 for _, kind in ipairs({"f32", "bf16"}) do
-  local p = assert(io.popen(("%q %q --load %q"):format(exe, script, root .. "/" .. kind)))
+  local p = assert(io.popen(("%s %s --load %s"):format(sq(exe), sq(script), sq(root .. "/" .. kind))))
   local line = p:read("a")
   p:close()
   io.write((line:gsub('^{', '{"file_dtype":"' .. kind .. '",')))
 end
-os.execute(("rm -rf %q"):format(root))
+os.execute("rm -rf -- " .. sq(root))

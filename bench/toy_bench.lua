@@ -115,8 +115,9 @@ if not o.no_torch then
   assert(jsonio.write_json_atomic(job, {rlsc_prompt = prompt, eval_prompts = eval_prompts,
     n = o.n, temperature = 0.5, max_new_tokens = 64, eos = toy.EOS_ID,
     pretrain = {ids = padded, prompt_lens = plens, lens = lens}}))
-  local p = io.popen(("/usr/bin/python3 bench/torch_toy_rlsc.py %q %q --reps %d 2>&1")
-                     :format(o.model, job, o.reps))
+  local sq = require("confit.cli").shell_quote
+  local p = io.popen(("/usr/bin/python3 bench/torch_toy_rlsc.py %s %s --reps %d 2>&1")
+                     :format(sq(o.model), sq(job), o.reps))
   for line in p:lines() do
     print(line)
     local ok, t = pcall(jsonio.decode, line)

@@ -52,7 +52,7 @@ local function file_exists(path)
 end
 
 local function mkdir_p(dir)   -- mkdir's own complaint is not printed: the caller's one line says it
-  return os.execute("mkdir -p " .. shell_quote(dir) .. " 2>/dev/null")
+  return os.execute("mkdir -p -- " .. shell_quote(dir) .. " 2>/dev/null")
 end
 
 -- Text of a grid value, used in directory names and on command lines: integers as integers,

@@ -75,7 +75,7 @@ local q, list_dir = cli.shell_quote, cli.list_dir
 
 -- A new empty folder named like template with its XXXXXX made unique (mktemp -d), or nil.
 local function temp_dir(template)
-  local p = io.popen("mktemp -d " .. q(template) .. " 2>/dev/null")
+  local p = io.popen("mktemp -d -- " .. q(template) .. " 2>/dev/null")
   local dir = p:read("l")
   if not (p:close() and dir and cli.is_dir(dir)) then return nil end
   return dir
@@ -107,8 +107,9 @@ local function out_refused(out)
   return nil
 end
 
--- Move the model folder tmp to out: a rename when out is missing, else file by file (out was
--- checked by out_refused: only MODEL_FILES are there, and those tmp lacks are removed).
+-- Move the model folder tmp to out by renames: a missing out directly; an existing one (checked
+-- by out_refused: only MODEL_FILES there) is first set aside beside it, then removed once tmp
+-- has taken its place, so out is always a whole model, the old or the new.
 local function install(tmp, out)
   local function check(ok, err, what)
     if not ok then error(("pretrain_toy: cannot %s: %s (the model is in %s)"):format(what, tostring(err), tmp), 0) end
@@ -117,18 +118,15 @@ local function install(tmp, out)
     local ok, err = os.rename(tmp, out)
     return check(ok, err, "rename it to " .. out)
   end
-  for _, name in ipairs(MODEL_FILES) do
-    local from, to = tmp .. "/" .. name, out .. "/" .. name
-    if cli.exists(from) then
-      local ok, err = os.rename(from, to)
-      check(ok, err, "move " .. name .. " into " .. out)
-    elseif cli.exists(to) then
-      local ok, err = os.remove(to)
-      check(ok, err, "remove the old " .. to)
-    end
-  end
-  local ok, err = os.remove(tmp)
-  check(ok, err, "remove the emptied " .. tmp)
+  local old = temp_dir(out .. ".old.XXXXXX")   -- an empty folder, which a rename may replace
+  check(old, "mktemp failed", "set the old " .. out .. " aside")
+  local ok, err = os.rename(out, old)
+  if not ok then os.remove(old) end
+  check(ok, err, "set the old " .. out .. " aside")
+  ok, err = os.rename(tmp, out)
+  if not ok then os.rename(old, out) end       -- the old model back in place
+  check(ok, err, "rename it to " .. out)
+  remove_own_dir(old)
 end
 
 local function config_of(o)
@@ -190,7 +188,7 @@ local function main(argv)
   end
   -- fail now, not after the training: the parent must exist and take the temporary sibling
   local parent = out:match("^(.*)/") or "."
-  local probe = (os.execute("mkdir -p " .. q(parent == "" and "/" or parent) .. " 2>/dev/null"))
+  local probe = (os.execute("mkdir -p -- " .. q(parent == "" and "/" or parent) .. " 2>/dev/null"))
                 and temp_dir(out .. ".tmp.XXXXXX")
   if not probe then die("cannot create --out '%s' (a file is in the way, or no permission)", o.out) end
   os.remove(probe)

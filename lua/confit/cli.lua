@@ -314,7 +314,7 @@ end
 --- Create directory dir (and its parents); raises "<name>: cannot create <flag> '<dir>'" when
 --- that fails or dir is a file.
 function M.mkdir_p(name, dir, flag)
-  local ok = os.execute("mkdir -p " .. M.shell_quote(dir) .. " 2>/dev/null")
+  local ok = os.execute("mkdir -p -- " .. M.shell_quote(dir) .. " 2>/dev/null")
   if not ok or not M.is_dir(dir) then
     M.die_for(name)("cannot create %s'%s' (a file is in the way, or no permission)",
                     flag and (flag .. " ") or "", dir)

@@ -172,11 +172,10 @@ end
 -- Loading --------------------------------------------------------------------------------------
 
 local function list_subdirs(dir)
-  local p = io.popen("ls -1 -- " .. require("confit.cli").shell_quote(dir) .. " 2>/dev/null")
-  if not p then return {} end
   local out = {}
-  for name in p:lines() do out[#out + 1] = name end
-  p:close()
+  for _, name in ipairs(require("confit.cli").list_dir(dir) or {}) do
+    if name:sub(1, 1) ~= "." then out[#out + 1] = name end
+  end
   table.sort(out)
   return out
 end
