@@ -12,7 +12,8 @@
 -- and OUT/summary.json with every benchmark of this invocation; prints the summary table.
 -- Re-running with the same OUT resumes: finished problems are not generated again. A resume is
 -- refused (one line; --no-resume starts over) when the records' settings file is missing or
--- unreadable, the settings changed, or a finished problem's question or answer changed in the data.
+-- unreadable, the settings changed, another model (folder or weights), device or dtype wrote them,
+-- or a finished problem's question or answer changed in the data.
 -- OUT defaults to runs/eval-<model folder name>-<mode>; eval refuses an OUT holding another
 -- recipe's run (its config.json or summary.json), never overwriting them.
 --
@@ -45,9 +46,10 @@ usage: confit recipes/eval.lua --model DIR (--bench NAMES | --data FILE) [option
                          recipe's run (config.json or summary.json that eval did not write)
   --no-resume            start over; by default a rerun with the same OUT keeps the finished
                          problems, and stops when their settings file is missing or unreadable,
-                         the decoding settings changed, or the data file changed a question or
-                         answer of a kept problem
-  --device cpu|cuda      default cpu; --dtype bf16|f32 for cuda (default bf16)
+                         the decoding settings, the model (folder or weights), device or dtype
+                         changed, or the data file changed a question or answer of a kept problem
+  --device cpu|cuda      default cpu; --dtype bf16|f32 applies to cuda (default bf16; the CPU
+                         computes in f32)
   --progress bar|plain|off]]
 
 local TOY = {toy = "mixed", ["toy-mixed"] = "mixed", ["toy-pure"] = "pure"}
@@ -119,23 +121,8 @@ local function basename(p)
   return p:match("([^/]+)$") or p
 end
 
--- Where the i-th record of a data file is, as bench.load counts them: "FILE:LINE" (JSONL, blank
--- lines skipped) or "FILE: element i" (a JSON array).
-local function record_where(path, i)
-  local f = io.open(path, "rb")
-  local text = f and f:read("a") or ""
-  if f then f:close() end
-  if text:match("^%s*%[") then return string.format("%s: element %d", path, i) end
-  local lineno, k = 0, 0
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    lineno = lineno + 1
-    if line:find("%S") then
-      k = k + 1
-      if k == i then return string.format("%s:%d", path, lineno) end
-    end
-  end
-  return string.format("%s: problem %d", path, i)
-end
+-- bench.load's error message without its "bench.load: " prefix (it names the file and line).
+local function load_error(e) return (cli.message(e):gsub("^bench%.load: ", "")) end
 
 -- The benchmarks of this invocation: {name, problems, toy} in the order given.
 function M.problem_sets(o)
@@ -162,8 +149,8 @@ function M.problem_sets(o)
                                                 o["toy-seed"] or 1)}
     elseif known[name] then
       local ok, items, err = pcall(bench.load, name, {dir = o["data-dir"], limit = o.limit})
-      if not ok then die("%s", tostring(items)) end
-      if not items then die("cannot read benchmark %s: %s", name, tostring(err or "read error")) end
+      if not ok then die("%s", load_error(items)) end
+      if not items then die("cannot read benchmark %s: %s", name, load_error(err or "read error")) end
       sets[#sets + 1] = {name = name, problems = items,
                          source = (o["data-dir"] or bench.default_dir) .. "/" .. name .. ".jsonl"}
     else
@@ -178,8 +165,8 @@ function M.problem_sets(o)
     cli.check_file("eval", o.data, "--data")
     local ok, items, err = pcall(bench.load, o.data, {question = o["question-field"],
                                                        answer = o["answer-field"], limit = o.limit})
-    if not ok then die("%s", tostring(items)) end
-    if not items then die("cannot read --data %s: %s", o.data, tostring(err or "read error")) end
+    if not ok then die("%s", load_error(items)) end
+    if not items then die("cannot read --data %s: %s", o.data, load_error(err or "read error")) end
     -- ids must be unique for resume; fall back to positions when the file's are not
     local seen, dup = {}, false
     for _, it in ipairs(items) do
@@ -200,7 +187,7 @@ function M.problem_sets(o)
     names_seen[s.name] = true
     if #s.problems == 0 then die("benchmark '%s' has no problems", s.name) end
     for i, p in ipairs(s.problems) do
-      if not p.question:find("%S") then die("%s: empty question", p.where or record_where(s.source, i)) end
+      if not p.question:find("%S") then die("%s: empty question", p.where or (s.name .. ": problem " .. i)) end
     end
   end
   return sets
@@ -251,7 +238,6 @@ function M.main(argv)
   local device = o.device or "cpu"
   if device ~= "cpu" and device ~= "cuda" then die("--device must be cpu or cuda, got '%s'", device) end
   if o.dtype and o.dtype ~= "bf16" and o.dtype ~= "f32" then die("--dtype must be bf16 or f32, got '%s'", o.dtype) end
-  if o.dtype == "bf16" and device == "cpu" then die("--dtype bf16 needs --device cuda (the CPU computes in f32)") end
   if o.progress and o.progress ~= "bar" and o.progress ~= "plain" and o.progress ~= "off" then
     die("--progress must be bar, plain or off")
   end
@@ -260,8 +246,8 @@ function M.main(argv)
   end
   local sets = M.problem_sets(o)
 
-  local dtype = o.dtype
-  if device == "cuda" then dtype = dtype or "bf16" end
+  -- --dtype applies to cuda; the CPU computes in f32
+  local dtype = device == "cuda" and (o.dtype or "bf16") or "f32"
   local out = o.out or ("runs/eval-" .. basename(o.model) .. "-" .. mode)
   local names = {}
   for i, set in ipairs(sets) do names[i] = set.name end
@@ -281,7 +267,7 @@ function M.main(argv)
       max_new_tokens = o["max-new-tokens"] or (set.toy and 64 or 3072),
       seed = o.seed or 0, batch_size = o["batch-size"] or 8, limit = o.limit,
       data = set.source,
-      device = device, dtype = dtype or "f32",
+      device = device, dtype = dtype,
       logprob_temperature = 1,
     }
     if set.toy then cfg.toy_seed = o["toy-seed"] or 1 end
@@ -291,6 +277,7 @@ function M.main(argv)
       max_new_tokens = cfg.max_new_tokens, seed = cfg.seed, batch_size = cfg.batch_size,
       benchmark = set.name, out_dir = dir, resume = not o["no-resume"], config = cfg,
       progress = o.progress and {mode = o.progress} or nil,
+      model_dir = o.model, device = device, dtype = dtype,
     }
     -- records of other settings or other data in OUT: refused before config.json is rewritten
     local conflict = evaluate.check_resume(eopts, set.problems)
@@ -298,27 +285,41 @@ function M.main(argv)
     plans[#plans + 1] = {set = set, dir = dir, cfg = cfg, eopts = eopts}
   end
   local common = plans[1] and plans[1].cfg
+  if device == "cuda" then
+    local confit = require "confit"
+    if not (confit.cuda and confit.cuda.available()) then die("--device cuda: no usable GPU") end
+  end
 
+  -- the folders are made before the model is loaded; a failure from here on removes those made
+  local made = {}
+  local function give_up(fmt, ...)
+    for i = #made, 1, -1 do os.remove(made[i]) end
+    die(fmt, ...)
+  end
+  local dirs = {out}
+  for _, plan in ipairs(plans) do dirs[#dirs + 1] = plan.dir end
+  for _, dir in ipairs(dirs) do
+    local fresh = not cli.exists(dir)
+    local ok, merr = evaluate.mkdir_p(dir)
+    if not ok then give_up("--out: %s", merr) end
+    if fresh then made[#made + 1] = dir end
+  end
   local model, err = require("confit.model").load(o.model)
-  if not model then die("cannot load model '%s': %s", o.model, tostring(err)) end
-  if not model.tokenizer then die("model folder '%s' has no tokenizer.json", o.model) end
+  if not model then give_up("cannot load model '%s': %s", o.model, tostring(err)) end
+  if not model.tokenizer then give_up("model folder '%s' has no tokenizer.json", o.model) end
   if device == "cuda" then
     local ok, terr = pcall(model.to, model, "cuda", dtype)
     if not ok then
       terr = tostring(terr)
       if not terr:find("cannot move the model", 1, true) then terr = "cannot move the model to cuda: " .. terr end
-      die("%s", terr)
+      give_up("%s", terr)
     end
   end
 
-  local ok, merr = evaluate.mkdir_p(out)
-  if not ok then die("%s", merr) end
   local summaries, bench_summaries = {}, {}
   for _, plan in ipairs(plans) do
     local set, dir, cfg = plan.set, plan.dir, plan.cfg
     cfg.started_at = iso_now()
-    local eok, eerr = evaluate.mkdir_p(dir)
-    if not eok then die("%s", eerr) end
     local wok, werr = jsonio.write_json_atomic(dir .. "/config.json", cfg)
     if not wok then die("cannot write %s/config.json: %s", dir, tostring(werr)) end
     local rok, summary = pcall(evaluate.run, model, set.problems, plan.eopts)

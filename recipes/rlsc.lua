@@ -38,11 +38,14 @@
 --
 -- Run directory (docs/RUNDIR.md): --out, default runs/rlsc-<UTC timestamp>: config.json,
 -- steps.jsonl, eval_before.jsonl, eval_after.jsonl, summary.json, checkpoint-<step>/ when
--- --checkpoint-every > 0, and model/ (the final weights) with --save-model. --out must not hold a
--- model or another recipe's run: an unfinished rlsc run there is started over, or continued from
--- its latest checkpoint with --resume (same settings); a finished one (summary.json) is only
--- resumed. Every input (flags, files, the model, the checkpoint to resume) is checked before
--- anything is printed or written.
+-- --checkpoint-every > 0, and model/ (the final weights) with --save-model. --out is a new or
+-- empty folder, an rlsc run directory (config.json with recipe "rlsc") that holds no model, or an
+-- ablate grid point rlsc has not written to yet (only ablate.json and log.txt); anything else is
+-- refused. An unfinished rlsc run there is started over (its files removed), or continued from
+-- its latest checkpoint with --resume (same settings, same --model); a finished one
+-- (summary.json) is only resumed. A resumed --data run keeps its evaluation before training when
+-- it was made with the same settings and data. Every input (flags, files, the model, the
+-- checkpoint to resume) is checked before anything is printed or written.
 --
 -- Called from Lua (tests): local main = dofile("recipes/rlsc.lua"); main({"--steps", "2"})
 -- returns {before, after, config, steps}.
@@ -285,6 +288,23 @@ local function read_eval_data(o)
   return items
 end
 
+-- The options of confit.evaluate for the evaluation of a --data run at stage "before" or
+-- "after" into --out; resume: the "before" stage of a resumed run that keeps its records (check).
+local function eval_opts(o, stage)
+  -- temp_only: the "after" evaluation samples at the evaluation's temperature (0.6) scaled
+  local temperature = EVAL_TEMPERATURE
+  if stage == "after" and not rl.trains(o.method) then temperature = EVAL_TEMPERATURE * o.temperature_scale end
+  local progress = nil                 -- evaluate's progress lines (stderr); --quiet: none
+  if o.quiet then progress = false end
+  return {mode = o.eval_mode, template = o.eval_template, greedy = true, n = o.eval_n,
+          max_new_tokens = o.max_new_tokens, seed = o.seed, temperature = temperature,
+          out_dir = o.out, stage = stage, summary_file = false,
+          resume = stage == "before" and o.keep_before == true, benchmark = o.eval_data or o.data,
+          -- the model as recorded with the records (evaluate.check_resume sees no model object)
+          model_dir = o.model, device = o.device, dtype = o.device == "cuda" and o.dtype or "f32",
+          progress = progress}
+end
+
 local function run_real(o, m, say)
   local grade = require "confit.grade"
   local questions, labelled = o.questions, o.labelled
@@ -292,22 +312,12 @@ local function run_real(o, m, say)
   for i, id in ipairs(m.tokenizer.eos_ids or {}) do stop[i] = id end
   local gopts = {mode = o.eval_mode}
   local extract = function(text) return grade.extract(text, gopts) end
-  -- temp_only: the "after" evaluation samples at the evaluation's temperature (0.6) scaled
-  local after_temperature = not rl.trains(o.method) and EVAL_TEMPERATURE * o.temperature_scale or nil
-  local ok_eval, evaluate = pcall(require, "confit.evaluate")
+  local evaluate = require "confit.evaluate"
   local problems = o.eval_problems
-  local progress = nil                 -- evaluate's progress lines (stderr); --quiet: none
-  if o.quiet then progress = false end
   local function do_eval(stage)
     if o.no_eval then return nil end
-    if not ok_eval then say("rlsc: confit.evaluate is not available; skipping the " .. stage .. " evaluation"); return nil end
     if not problems then say("rlsc: no answers to evaluate against (--eval-data); skipping the " .. stage .. " evaluation"); return nil end
-    return (evaluate.run(m, problems, {mode = o.eval_mode, template = o.eval_template, greedy = true,
-                                       n = o.eval_n, max_new_tokens = o.max_new_tokens, seed = o.seed,
-                                       temperature = stage == "after" and after_temperature or EVAL_TEMPERATURE,
-                                       out_dir = o.out, stage = stage, summary_file = false,
-                                       resume = false, benchmark = o.eval_data or o.data,
-                                       progress = progress}))
+    return (evaluate.run(m, problems, eval_opts(o, stage)))
   end
   local timing = {}
   local t0 = confit.clock()
@@ -340,12 +350,35 @@ end
 
 -- Main -----------------------------------------------------------------------------------------
 
-local function list_dir(dir) return cli.list_dir(dir) or {} end
+-- the files ablate (recipes/ablate.lua) writes into a grid point's folder before it runs rlsc there
+local ABLATE_FILES = {["ablate.json"] = true, ["log.txt"] = true}
 
--- --out: a new folder, or one that holds no model and no other run than an rlsc run (other files,
--- such as ablate's log.txt, may be there). A fresh run starts an unfinished rlsc run over,
--- --resume continues it from its latest checkpoint (with the same settings); a finished run
--- (summary.json) is only resumed from a checkpoint. No --out: a new folder.
+-- a folder path as written, without "./" parts, repeated or trailing slashes
+local function tidy_path(p)
+  p = p:gsub("/+", "/")
+  repeat local n; p, n = p:gsub("/%./", "/") until n == 0
+  p = p:gsub("^%./", ""):gsub("/%.?$", "")
+  return p ~= "" and p or "/"
+end
+
+-- true when the folder paths a and b are written alike or lead to the same folder
+local function same_folder(a, b)
+  if tidy_path(a) == tidy_path(b) then return true end
+  local function physical(d)
+    local p = io.popen("cd -- " .. cli.shell_quote(d) .. " 2>/dev/null && pwd -P")
+    local r = p and p:read("l")
+    if p then p:close() end
+    return r
+  end
+  local pa = physical(a)
+  return pa ~= nil and pa == physical(b)
+end
+
+-- --out: a new or empty folder, an rlsc run directory (its config.json has recipe "rlsc") that
+-- holds no model, or an ablate grid point that rlsc has not written to yet (only ablate.json
+-- and log.txt). A fresh run starts an unfinished rlsc run over, --resume continues it from its
+-- latest checkpoint (with the same settings and model); a finished run (summary.json) is only
+-- resumed from a checkpoint. No --out: a new folder. Sets o.resumed (a checkpoint is continued).
 local function check_out_dir(o)
   if not o.out then
     if o.resume then die("--resume needs --out (the run directory to continue)") end
@@ -353,23 +386,44 @@ local function check_out_dir(o)
   end
   if not cli.exists(o.out) then return end
   if not cli.is_dir(o.out) then die("--out '%s' is a file, not a folder", o.out) end
+  local names = cli.list_dir(o.out)
+  if not names then die("--out '%s': cannot list the folder", o.out) end
+  table.sort(names)
+  local run
   if cli.exists(o.out .. "/config.json") then
-    local cfg = jsonio.read_json(o.out .. "/config.json")
-    if type(cfg) ~= "table" or cfg.recipe ~= "rlsc" then
+    run = jsonio.read_json(o.out .. "/config.json")
+    if type(run) ~= "table" or run.recipe ~= "rlsc" then
       die("--out '%s' holds a config.json that is not an rlsc run's (a model folder?); use another --out", o.out)
     end
   end
-  for _, name in ipairs(list_dir(o.out)) do
+  for _, name in ipairs(names) do
     if name:match("%.safetensors$") then die("--out '%s' holds a model (%s); use another --out", o.out, name) end
+  end
+  if not run then
+    for _, name in ipairs(names) do
+      if not ABLATE_FILES[name] then
+        die("--out '%s' holds %s and no rlsc run (config.json): rlsc writes only into a new or empty folder, "
+            .. "an rlsc run directory or an ablate grid point; use another --out", o.out, name)
+      end
+    end
+  end
+  local ckpt = train.latest_checkpoint(o.out)
+  o.resumed = o.resume and ckpt ~= nil
+  -- the checkpoint continued must come from --model: the run's recorded folder, then (in
+  -- train.check_out) the architecture of --model's config.json against the checkpoint's
+  if o.resumed and run and type(run.model) == "string" and not same_folder(run.model, o.model) then
+    die("--resume: --out '%s' is a run of --model '%s', not '%s'; resume with its --model or use another --out",
+        o.out, run.model, o.model)
   end
   local bad = train.check_out(o.out, {
     method = o.method, resume = o.resume, seed = o.seed, alpha = o.alpha, n = o.n,
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
     max_new_tokens = o.max_new_tokens, questions_per_step = o.questions_per_step,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, grad_clip = o.grad_clip,
-    lr = o.lr, weight_decay = o.weight_decay, state_dtype = o.state_dtype})
+    lr = o.lr, weight_decay = o.weight_decay, state_dtype = o.state_dtype,
+    model_config = jsonio.read_json(o.model .. "/config.json")})
   if bad then die("%s", bad) end
-  if cli.exists(o.out .. "/summary.json") and not (o.resume and train.latest_checkpoint(o.out)) then
+  if cli.exists(o.out .. "/summary.json") and not o.resumed then
     die("--out '%s' holds a finished run (summary.json)%s; use another --out", o.out,
         o.resume and " and no checkpoint to resume from" or "")
   end
@@ -460,6 +514,16 @@ local function check(o)
     if not (confit.cuda and confit.cuda.available()) then die("--device cuda: no usable GPU") end
   end
   check_out_dir(o)
+  -- a resumed --data run keeps the evaluation before training of the run it continues
+  -- (confit.evaluate resumes eval_before.jsonl: only problems it lacks are generated), unless
+  -- its records were made with other settings or data: then it evaluates again. The toy
+  -- evaluation is quick and always runs again.
+  if o.data and o.resumed and not o.no_eval and o.eval_problems
+     and cli.exists(o.out .. "/eval_before.jsonl") then
+    local eo = eval_opts(o, "before")
+    eo.resume = true
+    o.keep_before = require("confit.evaluate").check_resume(eo, o.eval_problems) == nil
+  end
 end
 
 -- printed after the flags by --help
@@ -472,9 +536,10 @@ local function help_notes()
     "  --n 16 --temperature 0.5 --max-new-tokens 3072 --steps 10 --questions-per-step 1 --lr 1e-5\n" ..
     "  --weight-decay 0.01 --eval-n 0 (temp_only: 16) --micro-batch 4; --model is then required.\n" ..
     "--dtype applies to --device cuda (the CPU computes in f32).\n" ..
-    "--out: a new folder or an rlsc run directory, never a model folder. An unfinished run there starts\n" ..
-    "  over, or with --resume continues from its latest checkpoint (same settings); a finished run\n" ..
-    "  (summary.json) is kept unless resumed from a checkpoint. --resume needs --out."
+    "--out: a new or empty folder, an rlsc run directory or an ablate grid point; never a model folder\n" ..
+    "  or a folder of other files. An unfinished run there starts over, or with --resume continues from\n" ..
+    "  its latest checkpoint (same settings, same --model); a finished run (summary.json) is kept\n" ..
+    "  unless resumed from a checkpoint. --resume needs --out."
 end
 
 local function main(argv)
@@ -483,7 +548,6 @@ local function main(argv)
   check(o)
   local m = load_model(o)   -- the last check: a model that does not load stops the run here
   local method = o.method
-  local resumed = o.resume and train.latest_checkpoint(o.out) ~= nil
   o.out = o.out or default_out()
   cli.mkdir_p("rlsc", o.out, "--out")
   local cfg = {
@@ -516,11 +580,17 @@ local function main(argv)
   end
   local ok, err = jsonio.write_json_atomic(o.out .. "/config.json", cfg)
   if not ok then die("cannot write --out '%s': %s", o.out, tostring(err)) end
-  -- what an earlier attempt in this run directory wrote and this run writes anew (a resumed run
-  -- keeps the evaluation before training of the run it continues)
+  -- what an earlier attempt in this run directory wrote (check_out_dir accepted the folder):
+  -- the evaluations, summary, profile and final weights, which this run writes anew or not at
+  -- all (a resumed --data run keeps eval_before, see check), and on a fresh start the step log
+  -- (a resumed run's train.run cuts it back to the checkpoint)
   local stale = {"eval_after.jsonl", "eval_after.settings.json", "summary.json", "profile.json"}
-  if not resumed then stale[#stale + 1] = "eval_before.jsonl"; stale[#stale + 1] = "eval_before.settings.json" end
+  if not o.keep_before then
+    stale[#stale + 1] = "eval_before.jsonl"; stale[#stale + 1] = "eval_before.settings.json"
+  end
+  if not o.resumed then stale[#stale + 1] = "steps.jsonl" end
   for _, f in ipairs(stale) do os.remove(o.out .. "/" .. f) end
+  if cli.exists(o.out .. "/model") then os.execute("rm -rf -- " .. cli.shell_quote(o.out .. "/model")) end
   if rl.trains(method) then
     say(("rlsc: %s on %s, method %s, alpha %g, N %d, T %g, %d steps x %d questions, lr %g, seed %d -> %s")
         :format(o.model, o.data or ("toy " .. o.task), method, o.alpha, o.n, o.temperature, o.steps,

@@ -31,12 +31,16 @@
 --   stage           "before" (default) or "after": which eval file and summary slot
 --   summary_file    false: do not touch summary.json (a recipe that writes its own)
 --   resume          default true: problems already in the eval file are not generated again
---                   (refused when the eval file's settings file is missing or unreadable, or
---                   when a record's question or answer is not the data's now)
+--                   (refused when the eval file's settings file is missing or unreadable, when
+--                   the settings or the model differ, or when a record's question or answer is
+--                   not the data's now)
 --   generate        function(prompts, gen_opts) -> samples, replacing model:generate (tests,
 --                   servers); model may then be nil
---   model_dir       the model folder whose chat format picks the default template (default
---                   model.dir)
+--   model_dir       the model folder whose chat format picks the default template and whose
+--                   identity (absolute path; size and modification time of config.json and
+--                   *.safetensors) is kept with the records for resume (default model.dir)
+--   device, dtype   where and in which precision the model computes, kept for resume likewise
+--                   (default model:device(); dtype is "f32" on the CPU whatever is given)
 --   rescore         sampled completions' logprob at temperature 1 (RUNDIR.md): default true
 --                   when sampling at T ~= 1 with a real model (one extra forward pass)
 --   progress        options for confit.progress (e.g. {mode = "off"}); false = none
@@ -48,8 +52,9 @@
 --    depend on batching at all.
 --  * Records are appended batch by batch; on resume a torn last line is dropped (the file is
 --    rewritten without it before anything is appended), and a file written with different
---    decoding settings (or whose settings file is lost) is refused rather than mixed, as is a
---    record whose question or answer the data file has changed since.
+--    decoding settings or by another model, device or dtype (or whose settings file is lost, or
+--    does not name the model) is refused rather than mixed, as is a record whose question or
+--    answer the data file has changed since.
 --  * Summaries are computed from the records alone (resumed and new alike), so re-running on a
 --    finished directory reproduces the same summary without generating anything.
 local chat = require "confit.chat"
@@ -211,21 +216,43 @@ function evaluate.settings(opts, model)
   s.stop = opts.stop
   s.rescore = opts.rescore
   s.progress = opts.progress
+  s.model_dir = opts.model_dir or (type(model) == "table" and model.dir) or nil
+  s.device = opts.device
+  if s.device == nil and type(model) == "table" and type(model.device) == "function" then
+    s.device = model:device()
+  end
+  s.dtype = s.device == "cpu" and "f32" or opts.dtype     -- the CPU computes in f32
   return s
+end
+
+-- Filesystem ------------------------------------------------------------------------------------
+
+local shell_quote = require("confit.cli").shell_quote
+
+--- The identity of model folder dir: its absolute path (symbolic links resolved; dir itself when
+--- it cannot be entered) and "name size mtime" of its config.json and *.safetensors (links
+--- followed), which change when the weights are rewritten without reading them.
+function evaluate.model_identity(dir)
+  local p = io.popen("cd -- " .. shell_quote(dir) .. " 2>/dev/null && pwd -P && "
+                     .. "stat -L -c '%n %s %.9Y' -- config.json *.safetensors 2>/dev/null")
+  local lines = {}
+  if p then
+    for line in p:lines() do lines[#lines + 1] = line end
+    p:close()
+  end
+  local path = table.remove(lines, 1) or dir
+  return path, table.concat(lines, ", ")
 end
 
 -- The settings that must agree for resumed records to be mixed with new ones.
 local function identity(s)
   local id = {benchmark = s.benchmark, mode = s.mode, grader = s.grader.name,
               template = s.template, greedy = s.greedy, n = s.n,
-              max_new_tokens = s.max_new_tokens, seed = s.seed}
+              max_new_tokens = s.max_new_tokens, seed = s.seed, device = s.device, dtype = s.dtype}
   if s.n > 0 then id.temperature, id.top_p, id.top_k = s.temperature, s.top_p, s.top_k end
+  if s.model_dir then id.model, id.model_files = evaluate.model_identity(s.model_dir) end
   return id
 end
-
--- Filesystem ------------------------------------------------------------------------------------
-
-local shell_quote = require("confit.cli").shell_quote
 
 local function file_exists(path)
   local f = io.open(path, "rb")
@@ -235,7 +262,7 @@ end
 
 -- nil and a one-line message when dir cannot be made (mkdir's own complaint is not printed)
 function evaluate.mkdir_p(dir)
-  local ok = os.execute("mkdir -p " .. shell_quote(dir) .. " 2>/dev/null")
+  local ok = os.execute("mkdir -p -- " .. shell_quote(dir) .. " 2>/dev/null")
   if not ok then return nil, "cannot create directory " .. dir .. " (a file is in the way, or no permission)" end
   return true
 end
@@ -263,6 +290,10 @@ local function resume_conflict(path, ident, settings_path)
       or ("cannot be read (" .. tostring(err or "not a JSON object") .. ")")
     return string.format("cannot resume %s: its settings file %s %s; %s", path, settings_path,
                          why, START_OVER)
+  end
+  if ident.model ~= nil and prev.model == nil then
+    return string.format("cannot resume %s: its settings file %s does not name the model that "
+                         .. "wrote it (written by an older confit); %s", path, settings_path, START_OVER)
   end
   local diffs = {}
   local keys = {}
@@ -737,8 +768,8 @@ function evaluate.run(model, problems, opts)
 
   local path, settings_path
   local done = {}
-  local ident = identity(s)
   if s.out_dir then
+    local ident = identity(s)
     local ok, err = evaluate.mkdir_p(s.out_dir)
     if not ok then fail(err, 2) end
     path = s.out_dir .. "/eval_" .. s.stage .. ".jsonl"

@@ -220,7 +220,7 @@ local function objects_only(recs, path, note)
   if not recs then return nil end
   local keep, lines = {}, nil
   for i, r in ipairs(recs) do
-    if type(r) == "table" then
+    if type(r) == "table" and r[1] == nil then -- an object (a JSON array decodes to a list)
       keep[#keep + 1] = r
     else
       if not lines then

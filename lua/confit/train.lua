@@ -17,8 +17,8 @@
 -- weights and optimizer state are loaded, steps.jsonl is cut back to that step, and the run goes on
 -- with the same per-step seeds, so a resumed run equals an uninterrupted one. A resume whose
 -- method, seed, sampling / loss settings or optimizer settings differ from the checkpoint's
--- (trainer_state.json) is refused with one line naming the first difference, before anything
--- is loaded.
+-- (trainer_state.json), or whose model's architecture differs from the checkpoint's (its
+-- config.json), is refused with one line naming the first difference, before anything is loaded.
 --
 -- A non-finite loss or gradient stops the run (an error naming the step and the tensor) before the
 -- optimizer step, so no checkpoint or weight is ever written from a corrupt update.
@@ -73,18 +73,10 @@ end
 
 local function sh(cmd) return os.execute(cmd) end
 
-local function list_dir(dir)
-  local p = io.popen("ls -1 -- " .. cli.shell_quote(dir) .. " 2>/dev/null")
-  local out = {}
-  for line in p:lines() do out[#out + 1] = line end
-  p:close()
-  return out
-end
-
 -- The complete checkpoint folders of a run directory, latest first: a list of {dir, step}.
 local function checkpoints(out)
   local list = {}
-  for _, name in ipairs(list_dir(out)) do
+  for _, name in ipairs(cli.list_dir(out) or {}) do
     local s = name:match("^checkpoint%-(%d+)$")
     s = s and math.tointeger(tonumber(s))
     local f = s and io.open(out .. "/" .. name .. "/trainer_state.json", "rb")
@@ -198,6 +190,10 @@ local METHOD_KEYS = {alpha = {l2 = true, ours_lennorm = true, ours_softmax = tru
                      kl_coef = {grpo_ttrl = true, grpo_intuitor = true, grpo_rent = true, grpo_prob = true}}
 local OPT_KEYS = {lr = "lr", weight_decay = "weight_decay", beta1 = "beta1", beta2 = "beta2", eps = "eps",
                   state_dtype = "state_dtype"}
+-- the config.json keys that decide the shapes of the weights a checkpoint holds: a resume from
+-- another model's checkpoint is refused (compared where both configs give the key)
+local ARCH_KEYS = {"model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
+                   "num_attention_heads", "num_key_value_heads", "vocab_size"}
 
 local function run_settings(o, T_loss)
   local s = {}
@@ -234,6 +230,18 @@ local function resume_mismatch(st, o, method, T_loss)
   return nil
 end
 
+-- nil, or a message naming the first architecture key (ARCH_KEYS) in which the model config mc
+-- differs from the checkpoint's config.json ck
+local function model_mismatch(ck, mc)
+  for _, k in ipairs(ARCH_KEYS) do
+    local a, b = ck[k], mc[k]
+    if a ~= nil and b ~= nil and a ~= b then
+      return ("%s %s, the model to train %s"):format(k, tostring(a), tostring(b))
+    end
+  end
+  return nil
+end
+
 local DEFAULTS = {
   method = "l2", alpha = 0.1, n = 16, temperature = 0.5, top_p = 1.0, top_k = 0,
   max_new_tokens = 64, steps = 20, questions_per_step = 4, lr = 1e-4, weight_decay = 0.01,
@@ -242,11 +250,13 @@ local DEFAULTS = {
 }
 M.DEFAULTS = DEFAULTS
 
---- Whether a run with opts (train.run's, defaults filled in) may use the run directory out:
---- nil, or a message. A resumed run must have the settings of the latest checkpoint, whose
---- files must be whole, and a readable steps.jsonl; a fresh one must find no checkpoint (a later
---- resume would continue an earlier run's). Recipes call it before they write anything;
---- train.run calls it too.
+--- Whether a run with opts (train.run's, defaults filled in) may use the run directory out (the
+--- recipe's --out): nil, or a message. A resumed run must have the settings of the latest
+--- checkpoint and its model's architecture (ARCH_KEYS of opts.model_config, a config.json
+--- table, else of opts.model.config when opts.model is a loaded model), the checkpoint's files
+--- must be whole, and steps.jsonl readable; a fresh one must find no checkpoint (a later resume
+--- would continue an earlier run's). Recipes call it before they write anything; train.run calls
+--- it too.
 function M.check_out(out, opts)
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
@@ -255,14 +265,22 @@ function M.check_out(out, opts)
   if not list[1] then return nil end
   local dir, step = list[1].dir, list[1].step
   if not o.resume then
-    return ("run directory %s holds %s of an earlier run: resume it (--resume) or use another run directory")
+    return ("--out '%s' holds %s of an earlier run: resume it (--resume) or use another --out")
            :format(out, dir:match("[^/]+$"))
   end
   local st = jsonio.read_json(dir .. "/trainer_state.json")
   if type(st) ~= "table" then return ("resume: %s has no readable trainer_state.json"):format(dir) end
   local bad = resume_mismatch(st, o, rl.resolve(o.method) or o.method, o.loss_temperature or o.temperature)
   if bad then
-    return ("resume: %s was made with %s; resume with the run's settings or use another run directory")
+    return ("resume: %s was made with %s; resume with the run's settings or use another --out")
+           :format(dir, bad)
+  end
+  local mc = o.model_config
+  if mc == nil and type(o.model) == "table" then mc = o.model.config end
+  local ck = type(mc) == "table" and jsonio.read_json(dir .. "/config.json")
+  bad = type(ck) == "table" and model_mismatch(ck, mc)
+  if bad then
+    return ("resume: %s was trained from another model (%s); resume with the run's --model or use another --out")
            :format(dir, bad)
   end
   for _, f in ipairs({"model.safetensors", "optimizer.safetensors"}) do

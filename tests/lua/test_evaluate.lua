@@ -287,6 +287,84 @@ H.case("resume refuses records whose question or answer the data changed", funct
   H.near(s2.acc, 3 / 3, 0)
 end)
 
+-- (fix_eval2) Records say which model wrote them: another folder, rewritten weights, another
+-- device or dtype are refused like other settings, and so are records that do not say.
+H.case("resume refuses records of another model folder, other weights, device or dtype", function()
+  local dir = TMP .. "/resume-model"
+  local ma, mb = TMP .. "/model-a", TMP .. "/model-b"
+  for _, m in ipairs({ma, mb}) do
+    assert(os.execute("mkdir -p '" .. m .. "'"))
+    H.write(m .. "/config.json", '{"model_type": "qwen2"}\n')
+    H.write(m .. "/model.safetensors", "weights")
+  end
+  local function opts(mdir, f, extra)
+    local o = {generate = (f or fake(SCRIPT)).generate, out_dir = dir, progress = QUIET,
+               benchmark = "unit", model_dir = mdir, device = "cpu"}
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return o
+  end
+  evaluate.run(nil, PROBLEMS, opts(ma))
+  local settings = dir .. "/eval_before.settings.json"
+  local st = assert(jsonio.read_json(settings))
+  local abs_a = st.model
+  H.ok(abs_a:sub(1, 1) == "/" and abs_a:find("/model%-a$"), "absolute path: " .. abs_a)
+  H.ok(st.model_files:find("config.json 24 ", 1, true) and st.model_files:find("model.safetensors 7 ", 1, true),
+       st.model_files)
+  H.eq(st.device, "cpu"); H.eq(st.dtype, "f32", "the CPU computes in f32")
+  H.eq(evaluate.check_resume(opts(ma, nil, {dtype = "bf16"})), nil, "whatever dtype is asked for")
+  -- the same folder, however spelled, resumes
+  local f = fake(SCRIPT)
+  evaluate.run(nil, PROBLEMS, opts(ma .. "/", f))
+  H.eq(f.calls, 0, "nothing generated")
+  -- another folder with the same files
+  local why = evaluate.check_resume(opts(mb))
+  H.ok(why and why:find("model: " .. abs_a .. " then, ", 1, true) and why:find("/model-b now", 1, true)
+       and why:find("--no-resume", 1, true), tostring(why))
+  H.raises(function() evaluate.run(nil, PROBLEMS, opts(mb)) end, "other settings", "model: " .. abs_a .. " then")
+  -- another device and dtype
+  H.raises(function() evaluate.run(nil, PROBLEMS, opts(ma, nil, {device = "cuda", dtype = "bf16"})) end,
+           "device: cpu then, cuda now", "dtype: f32 then, bf16 now")
+  -- rewritten weights: another size, or the same size written later
+  H.write(ma .. "/model.safetensors", "new weights")
+  H.raises(function() evaluate.run(nil, PROBLEMS, opts(ma)) end, "model_files: ",
+           "model.safetensors 7 ", "model.safetensors 11 ")
+  H.write(ma .. "/model.safetensors", "weights")
+  assert(os.execute("touch -d '2001-02-03 04:05:06' '" .. ma .. "/model.safetensors'"))
+  why = evaluate.check_resume(opts(ma))
+  H.ok(why and why:find("model_files: ", 1, true), tostring(why))
+  -- records written before the settings named the model: refused, not guessed
+  local old = assert(jsonio.read_json(settings))
+  old.model, old.model_files, old.device, old.dtype = nil, nil, nil, nil
+  assert(jsonio.write_json_atomic(settings, old))
+  local o = opts(ma)
+  H.raises(function() evaluate.run(nil, PROBLEMS, o) end, "cannot resume", settings,
+           "does not name the model", "--no-resume")
+  why = evaluate.check_resume(o)
+  H.ok(why and why:find("does not name the model", 1, true), tostring(why))
+  -- ... unless the caller names no model either (records of an injected generate)
+  local f2 = fake(SCRIPT)
+  evaluate.run(nil, PROBLEMS, {generate = f2.generate, out_dir = dir, progress = QUIET, benchmark = "unit"})
+  H.eq(f2.calls, 0, "nothing generated")
+  -- starting over records the model
+  f2 = fake(SCRIPT)
+  evaluate.run(nil, PROBLEMS, opts(ma, f2, {resume = false}))
+  H.eq(f2.calls, 1, "generated afresh")
+  H.eq(assert(jsonio.read_json(settings)).model, abs_a)
+  H.eq(evaluate.check_resume(opts(ma)), nil, "and resumes with it")
+end)
+
+H.case("mkdir_p makes a folder whose name starts with a dash", function()
+  local exe = EXE
+  if exe:sub(1, 1) ~= "/" then
+    local p = assert(io.popen("pwd")); exe = p:read("l") .. "/" .. EXE; p:close()
+  end
+  local code = 'local ok, err = require("confit.evaluate").mkdir_p("-x/y"); print(ok, err)'
+  local p = assert(io.popen(("cd '%s' && '%s' -e '%s' 2>&1"):format(TMP, exe, code)))
+  local said = p:read("a"); p:close()
+  H.ok(said:find("^true"), said)
+  H.ok(require("confit.cli").is_dir(TMP .. "/-x/y"), "folder made")
+end)
+
 H.case("argument checks", function()
   local g = fake(SCRIPT).generate
   H.raises(function() evaluate.run(nil, PROBLEMS, {generate = g, mode = "loose"}) end, "mode")

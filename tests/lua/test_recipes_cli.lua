@@ -265,12 +265,21 @@ do
     write(MISFIT .. "/" .. f, read("tests/fixtures/tiny_qwen2/" .. f))
   end
   write(MISFIT .. "/tokenizer.json", read("examples/toy/model/tokenizer.json"))
+  local AFILE = FE .. "/afile"                        -- a file where --out wants a folder
+  write(AFILE, "not a folder\n")
+  local BADJSON = FE .. "/bad.jsonl"
+  write(BADJSON, '{"question": "1+2=", "answer": "3"}\n{"question": oops}\n')
+  -- (fix_eval2) a copy of the toy model in another folder, to resume another model's records
+  local TOYCOPY = FE .. "/toy-copy"
+  assert(os.execute("cp -R " .. q(TOYM) .. " " .. q(TOYCOPY)))
   -- finished runs to resume: one whose settings file gets corrupted, one whose data changes
-  local SETTINGS_RUN, DATA_RUN = FE .. "/resume-settings", FE .. "/resume-data"
+  local SETTINGS_RUN, DATA_RUN, MODEL_RUN = FE .. "/resume-settings", FE .. "/resume-data", FE .. "/resume-model"
   local DATA = FE .. "/data.jsonl"
   write(DATA, '{"question": "1+2=", "answer": "3"}\n{"question": "2+2=", "answer": "4"}\n')
   local prep = {("%s recipes/eval.lua %s"):format(q(EXE), eval_line("--bench toy --limit 2 --max-new-tokens 4", SETTINGS_RUN)),
-                ("%s recipes/eval.lua %s"):format(q(EXE), eval_line("--data " .. q(DATA) .. " --template plain --max-new-tokens 4", DATA_RUN))}
+                ("%s recipes/eval.lua %s"):format(q(EXE), eval_line("--data " .. q(DATA) .. " --template plain --max-new-tokens 4", DATA_RUN)),
+                -- --dtype bf16 on the CPU is accepted (it applies to cuda)
+                ("%s recipes/eval.lua %s"):format(q(EXE), eval_line("--bench toy --limit 1 --max-new-tokens 4 --dtype bf16", MODEL_RUN))}
   for _, cmd in ipairs(prep) do assert(os.execute(cmd .. " > /dev/null 2>&1"), cmd) end
   local SETTINGS = SETTINGS_RUN .. "/toy-mixed/eval_before.settings.json"
   write(SETTINGS, "{\n")
@@ -282,9 +291,16 @@ do
     {"eval", eval_line("--bench toy --temperature 1e400 --n 2", FE .. "/o1"), {"--temperature", "1e400"}},
     {"eval", eval_line("--bench toy --n 2000000", FE .. "/o2"), {"--n", "1048576", "2000000"}},
     {"eval", eval_line("--bench toy --dtype fp16", FE .. "/o7"), {"--dtype", "fp16"}},
-    {"eval", eval_line("--bench toy --dtype bf16", FE .. "/o8"), {"--dtype bf16 needs --device cuda"}},
     {"eval", eval_line("--data " .. q(EMPTYQ) .. " --template plain", FE .. "/o3"), {EMPTYQ .. ":3: empty question"}},
     {"eval", eval_line("--data " .. q(FE), FE .. "/o4"), {FE, "is a directory"}},
+    {"eval", eval_line("--data " .. q(BADJSON) .. " --template plain", FE .. "/o8"),
+     {BADJSON .. ":2: malformed JSON"}, {"bench.load"}},
+    -- the --out that cannot be made is found before the model is loaded (MISFIT's load fails)
+    {"eval", ("--model %s --bench toy --limit 1 --out %s"):format(q(MISFIT), q(AFILE .. "/o")),
+     {AFILE .. "/o", "cannot create"}},
+    -- another model's records in --out are not resumed
+    {"eval", ("--model %s --progress off --out %s --bench toy --limit 1 --max-new-tokens 4"):format(q(TOYCOPY), q(MODEL_RUN)),
+     {"model: ", "examples/toy/model then, ", "/toy-copy now", "--no-resume"}},
     {"eval", eval_line("--bench toy --limit 1", RLSCRUN), {RLSCRUN .. "/summary.json", "rlsc", "another --out"}},
     {"eval", ("--model %s --bench toy --limit 1 --out %s"):format(q(MISFIT), q(FE .. "/o6")),
      {MISFIT .. "/tokenizer.json", "vocab_size is 64"}},
@@ -296,7 +312,7 @@ do
   }
   if not gpu then
     cases[#cases + 1] = {"eval", eval_line("--bench toy --limit 1 --device cuda", FE .. "/o-cuda"),
-                         {"cannot move the model to cuda"}}
+                         {"--device cuda: no usable GPU"}}
   end
   local sh = {}
   for i, c in ipairs(cases) do
@@ -317,6 +333,7 @@ do
       H.ok(body ~= "" and not body:find("\n"), "not exactly one line: " .. shown)
       H.ok(body:sub(1, #c[1] + 2) == c[1] .. ": ", "not prefixed: " .. shown)
       for _, f in ipairs(c[3]) do H.ok(text:find(f, 1, true), ("output lacks %q: %s"):format(f, shown)) end
+      for _, f in ipairs(c[4] or {}) do H.ok(not text:find(f, 1, true), ("output has %q: %s"):format(f, shown)) end
     end)
   end
   H.case("fix_eval: refused runs left the files they found alone and wrote nothing", function()
@@ -324,7 +341,20 @@ do
     H.ok(not cli.exists(RLSCRUN .. "/toy-mixed"), "no benchmark folder in the training run")
     H.eq(read(SETTINGS), "{\n", "the unreadable settings file is not rewritten")
     H.ok(not cli.exists(FE .. "/o-cuda"), "no --out for a model that cannot reach the GPU")
+    H.ok(not cli.exists(FE .. "/o6"), "no --out left for a model that cannot be loaded")
+    H.eq(read(AFILE), "not a folder\n", "the file in the way")
+    H.eq(cli.exists(MODEL_RUN .. "/toy-mixed/config.json")
+         and require("confit.jsonio").read_json(MODEL_RUN .. "/toy-mixed/config.json").model, TOYM,
+         "config.json still names the model that wrote the records")
     H.ok(not cli.exists(FE .. "/cmp/grid.json"), "toy_compare computed nothing")
+  end)
+  H.case("fix_eval2: eval --dtype bf16 on the CPU runs and records f32, and the model", function()
+    local jsonio = require "confit.jsonio"
+    local cfg = jsonio.read_json(MODEL_RUN .. "/toy-mixed/config.json")
+    H.eq(type(cfg) == "table" and cfg.dtype, "f32", "config.json dtype")
+    local st = jsonio.read_json(MODEL_RUN .. "/toy-mixed/eval_before.settings.json")
+    H.ok(type(st) == "table" and st.device == "cpu" and st.dtype == "f32"
+         and tostring(st.model):find("/examples/toy/model$"), "settings: " .. tostring(st and st.model))
   end)
 end
 -- <<< end of the eval / toy_compare inputs block
@@ -333,7 +363,8 @@ end
 -- written. --resume without --out, flag values past the generator's and the toy world's limits, a
 -- model without tokenizer.json or with cut weights, an empty question, evaluation prompts longer
 -- than the context, an --out that is a model folder, holds weights or a finished run, or cannot
--- be written.
+-- be written; (fix_rlsc2) an --out of other files or an ablate grid's root, a resume from another
+-- model's checkpoint.
 do
   local FR = TMP .. "/fix_rlsc"
   assert(os.execute("mkdir -p " .. q(FR)))
@@ -360,6 +391,28 @@ do
   local LONG = FR .. "/long.jsonl"          -- 200 tokens of the toy's byte-level tokenizer
   write(LONG, '{"question": "' .. ("9"):rep(200) .. '", "answer": "9"}\n')
   local TOKCFG = read(TOKMODEL .. "/config.json")
+  -- (fix_rlsc2) folders that are no rlsc run: other files beside what rlsc would delete, and an
+  -- ablate grid's root
+  local NOTES = FR .. "/notes"
+  assert(os.execute("mkdir -p " .. q(NOTES)))
+  local NOTES_FILES = {["eval_before.jsonl"] = '{"id": 1}\n', ["notes.txt"] = "keep\n", ["profile.json"] = "[]\n"}
+  for f, text in pairs(NOTES_FILES) do write(NOTES .. "/" .. f, text) end
+  local GRIDROOT = FR .. "/grid"
+  assert(os.execute("mkdir -p " .. q(GRIDROOT .. "/alpha=0")))
+  write(GRIDROOT .. "/grid.json", '{"axes": {"alpha": [0]}}\n')
+  write(GRIDROOT .. "/alpha=0/ablate.json", "{}\n")
+  -- (fix_rlsc2) runs with a checkpoint to resume (made by hand: the checks stop before reading
+  -- weights): one of another model folder, one whose checkpoint has another architecture
+  local function fake_run(dir, model_path, hidden)
+    assert(os.execute("mkdir -p " .. q(dir .. "/checkpoint-1")))
+    write(dir .. "/config.json", ('{"recipe": "rlsc", "model": "%s"}\n'):format(model_path))
+    write(dir .. "/checkpoint-1/trainer_state.json", '{"step": 1, "method": "l2", "seed": 1}\n')
+    write(dir .. "/checkpoint-1/config.json", (read(TOYM .. "/config.json"):gsub('"hidden_size":%s*128', '"hidden_size": ' .. hidden)))
+  end
+  local OTHERRUN, ARCHRUN = FR .. "/other-model-run", FR .. "/arch-run"
+  fake_run(OTHERRUN, "elsewhere/model", 128)
+  fake_run(ARCHRUN, TOYM, 64)
+  local RUNCFG = {[OTHERRUN] = read(OTHERRUN .. "/config.json"), [ARCHRUN] = read(ARCHRUN .. "/config.json")}
 
   local function o(dir) return " --out " .. q(dir) end
   local cases = {
@@ -380,6 +433,12 @@ do
     {TINY .. " --resume" .. o(FINISHED), {FINISHED, "no checkpoint to resume from"}},
     {"--model " .. q(CUT) .. " " .. TINY .. o(NEW), {"cannot load --model", CUT}},
     {TINY .. o(NOWRITE), {"cannot write --out", NOWRITE .. "/config.json.tmp"}},
+    -- (fix_rlsc2)
+    {TINY .. o(NOTES), {"--out '" .. NOTES .. "' holds eval_before.jsonl and no rlsc run (config.json)", "another --out"}},
+    {TINY .. o(GRIDROOT), {"--out '" .. GRIDROOT .. "' holds alpha=0 and no rlsc run"}},
+    {TINY .. " --resume" .. o(OTHERRUN), {"--out '" .. OTHERRUN .. "' is a run of --model 'elsewhere/model', not '" .. TOYM .. "'"}},
+    {TINY .. " --resume" .. o(ARCHRUN), {ARCHRUN .. "/checkpoint-1 was trained from another model (hidden_size 64, the model to train 128)"}},
+    {TINY .. o(ARCHRUN), {"--out '" .. ARCHRUN .. "' holds checkpoint-1 of an earlier run: resume it (--resume) or use another --out"}},
   }
   local sh = {}
   for i, c in ipairs(cases) do
@@ -410,6 +469,12 @@ do
     H.ok(not cli.exists(FINISHED .. "/steps.jsonl"), "steps.jsonl in the finished run")
     H.ok(not cli.exists(WEIGHTS .. "/config.json"), "config.json beside the weights")
     H.eq(read(NOWRITE .. "/config.json"), '{"recipe": "rlsc"}\n', "the unwritable run's config.json")
+    for f, text in pairs(NOTES_FILES) do H.eq(read(NOTES .. "/" .. f), text, "the other folder's " .. f) end
+    H.ok(not cli.exists(NOTES .. "/config.json") and not cli.exists(GRIDROOT .. "/config.json"), "config.json in a folder of other files")
+    for dir, text in pairs(RUNCFG) do
+      H.eq(read(dir .. "/config.json"), text, dir .. "/config.json")
+      H.ok(not cli.exists(dir .. "/steps.jsonl"), dir .. "/steps.jsonl")
+    end
   end)
 end
 -- <<< end of the rlsc inputs block

@@ -244,6 +244,112 @@ H.case("--out: an unfinished run starts over without the earlier files; a finish
   os.execute(("rm -rf %q"):format(d))
 end)
 
+-- >>> the fix_rlsc2 fixes: a resume must continue from --model's checkpoints, a fresh start in
+-- a reused folder keeps none of the earlier attempt's files, an ablate grid point is an --out,
+-- messages name --out, a resumed --data run keeps its evaluation before training
+H.case("--resume with another --model: one line naming the run's model or the size that differs; nothing rewritten", function()
+  local d = copy_of_base()
+  spit(d .. "/eval_before.jsonl", '{"id": 1}\n')
+  spit(d .. "/eval_after.jsonl", '{"id": 2}\n')
+  local kept = {"config.json", "steps.jsonl", "eval_before.jsonl", "eval_after.jsonl"}
+  local function snapshot()
+    local t = {}
+    for _, f in ipairs(kept) do t[f] = slurp(d .. "/" .. f) end
+    return t
+  end
+  local function unchanged(was)
+    for _, f in ipairs(kept) do H.eq(slurp(d .. "/" .. f), was[f], f .. " untouched") end
+  end
+  -- the same model in another folder (same shapes: it would have resumed silently)
+  local other = tmpdir()
+  os.execute(("cp -r %q %q"):format(MODEL, other))
+  local was = snapshot()
+  local ok, text = run(TINY .. " --steps 4 --resume --model " .. other, d)
+  one_line_failure(ok, text, "--out '" .. d .. "' is a run of --model '" .. MODEL .. "', not '" .. other .. "'")
+  unchanged(was)
+  -- the run's own model folder, replaced since by a model of other shapes (hidden size 4)
+  os.execute(("rm -rf %q"):format(other))
+  local p = assert(io.popen(("%q recipes/pretrain_toy.lua --steps 1 --batch 1 --eval-every 0 --eval-questions 1 "
+    .. "--layers 1 --hidden 4 --heads 1 --ffn 2 --out %q 2>&1"):format(exe, other)))
+  local made = p:read("a")
+  H.ok(p:close(), made)
+  local run_cfg = slurp(d .. "/config.json")
+  spit(d .. "/config.json", (run_cfg:gsub('"model":%s*"[^"]*"', '"model": "' .. other .. '"')))
+  was = snapshot()
+  ok, text = run(TINY .. " --steps 4 --resume --model " .. other, d)
+  one_line_failure(ok, text, d .. "/checkpoint-3", "hidden_size 128, the model to train 4", "--model")
+  unchanged(was)
+  -- the run's model written another way resumes
+  spit(d .. "/config.json", run_cfg)
+  ok, text = run(TINY .. " --steps 4 --resume --model ./" .. MODEL .. "/", d)
+  H.ok(ok and text:find("resumed from " .. d .. "/checkpoint-3", 1, true), text)
+  os.execute(("rm -rf %q %q"):format(d, other))
+end)
+
+H.case("a fresh start in a reused folder removes the earlier steps.jsonl and model/ (temp_only writes neither)", function()
+  local d = copy_of_base()
+  os.execute(("rm -rf %q/checkpoint-*"):format(d))
+  os.execute(("mkdir -p %q"):format(d .. "/model"))
+  spit(d .. "/model/config.json", "{}\n")
+  local ok, text = run("--method temp_only --eval-questions 2 --eval-n 1", d)
+  H.ok(ok, text)
+  H.ok(not slurp(d .. "/steps.jsonl"), "the earlier steps.jsonl is gone")
+  H.ok(not io.open(d .. "/model/config.json", "rb"), "the earlier model/ is gone")
+  H.ok(slurp(d .. "/summary.json"), "this run's summary.json")
+  os.execute(("rm -rf %q"):format(d))
+end)
+
+H.case("--out: a folder holding only ablate.json and log.txt (an ablate grid point) is used", function()
+  local d = tmpdir()
+  os.execute(("mkdir -p %q"):format(d))
+  spit(d .. "/ablate.json", '{"recipe": "recipes/rlsc.lua"}\n')
+  spit(d .. "/log.txt", "")
+  local ok, text = run("--no-eval --questions-per-step 1 --n 2 --steps 1", d)
+  H.ok(ok, text)
+  H.eq(assert(jsonio.read_json(d .. "/config.json")).recipe, "rlsc", "the run's config.json")
+  H.eq(slurp(d .. "/ablate.json"), '{"recipe": "recipes/rlsc.lua"}\n', "ablate.json kept")
+  os.execute(("rm -rf %q"):format(d))
+end)
+
+H.case("an --out with checkpoints: the refusals name --out, as rlsc's other messages do", function()
+  local d = copy_of_base()
+  local ok, text = run(TINY .. " --steps 4", d)
+  one_line_failure(ok, text, "rlsc: --out '" .. d .. "' holds checkpoint-3 of an earlier run: resume it (--resume) or use another --out")
+  ok, text = run(TINY .. " --steps 4 --resume --lr 0.5", d)
+  one_line_failure(ok, text, "was made with lr 0.0001, this run 0.5; resume with the run's settings or use another --out")
+  H.ok(not text:find("run directory", 1, true), text)
+  os.execute(("rm -rf %q"):format(d))
+end)
+
+H.case("a resumed --data run keeps its evaluation before training (unless made with other settings)", function()
+  local data = os.tmpname()
+  spit(data, '{"question": "2+3=", "answer": "5"}\n{"question": "4+4=", "answer": "8"}\n')
+  local d = tmpdir()
+  local args = "--model " .. MODEL .. " --data " .. data .. " --template plain --max-new-tokens 8 --steps 2 --n 2 --checkpoint-every 1 --quiet"
+  local ok, text, last = run(args, d)
+  H.ok(ok, text)
+  local first = assert(jsonio.decode(last))
+  H.eq(first.before.resumed, 0, "the first run evaluates")
+  local ev = slurp(d .. "/eval_before.jsonl")
+  os.remove(d .. "/summary.json")
+  ok, text, last = run(args .. " --resume", d)
+  H.ok(ok, text)
+  local j = assert(jsonio.decode(last))
+  H.eq(j.before.resumed, 2, "the kept records stand for both problems")
+  H.eq(j.before.acc, first.before.acc, "before: the first run's accuracy")
+  H.eq(assert(jsonio.read_json(d .. "/summary.json")).before.resumed, 2, "summary.json's before")
+  H.eq(slurp(d .. "/eval_before.jsonl"), ev, "eval_before.jsonl kept")
+  -- other evaluation settings: evaluated again
+  os.remove(d .. "/summary.json")
+  ok, text, last = run(args .. " --resume --eval-n 1", d)
+  H.ok(ok, text)
+  j = assert(jsonio.decode(last))
+  H.eq(j.before.resumed, 0, "evaluated again")
+  H.eq(#assert(jsonio.read_jsonl(d .. "/eval_before.jsonl"))[1].samples, 1, "with --eval-n 1")
+  os.execute(("rm -rf %q %q"):format(d, data))
+end)
+-- <<< end of the fix_rlsc2 block
+
 os.execute(("rm -rf %q"):format(base))
 -- <<< end of the fix_rlsc block
 
