@@ -45,11 +45,7 @@ M.UserError = cli.UserError
 
 local shell_quote = cli.shell_quote
 
-local function file_exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close(); return true end
-  return false
-end
+local file_exists = require("confit.cli").can_read
 
 local function mkdir_p(dir)   -- mkdir's own complaint is not printed: the caller's one line says it
   return os.execute("mkdir -p -- " .. shell_quote(dir) .. " 2>/dev/null")

@@ -110,11 +110,7 @@ function M.parse_args(argv)
   return o
 end
 
-local function file_exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close(); return true end
-  return false
-end
+local file_exists = require("confit.cli").can_read
 
 local function basename(p)
   p = p:gsub("/+$", "")

@@ -235,6 +235,13 @@ function M.exists(path)
   return os.rename(path, path) and true or false
 end
 
+--- True when path can be opened for reading (a file, or a folder on Linux).
+function M.can_read(path)
+  local f = io.open(path, "rb")
+  if f then f:close(); return true end
+  return false
+end
+
 --- True when path names a directory.
 function M.is_dir(path)
   local f = io.open(path .. "/.", "rb")

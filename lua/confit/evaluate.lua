@@ -254,11 +254,7 @@ local function identity(s)
   return id
 end
 
-local function file_exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close(); return true end
-  return false
-end
+local file_exists = require("confit.cli").can_read
 
 -- nil and a one-line message when dir cannot be made (mkdir's own complaint is not printed)
 function evaluate.mkdir_p(dir)

@@ -15,11 +15,7 @@ local M = {}
 local Model = {}
 Model.__index = Model
 
-local function file_exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local file_exists = require("confit.cli").can_read
 
 local function wrap(c, dir, tok)
   local self = setmetatable({core = c, dir = dir, tokenizer = tok}, Model)

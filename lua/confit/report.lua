@@ -51,11 +51,7 @@ local function trunc(s, n)
 end
 M.truncate = trunc
 
-local function file_exists(p)
-  local f = io.open(p, "rb")
-  if f then f:close(); return true end
-  return false
-end
+local file_exists = require("confit.cli").can_read
 
 -- Short human form of a number for tables and labels.
 local function num(x, digits)
