@@ -17,8 +17,9 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     decode variant of $VARIANTS (default "splitk4 sample1 merge mma+wide tune lt splitk2": the
-#     unmeasured ones and those whose kernels changed since, most promising first;
+#     decode variant of $VARIANTS (default "splitk4+merge+sample1 tune+sample1 splitk4 merge
+#     sample1 mma+wide lt": the unmeasured ones and those whose kernels changed since, the
+#     combinations of the likeliest first, then each alone to tell them apart;
 #     --variants "...", --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
 #     below says what each is); rows "1.5B+MMA+PDL" etc.; with --knockout, the 1.5B decode
 #     benchmark at batch 16 once per named stage with that stage left out of the step
@@ -38,7 +39,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; VARIANTS=${VARIANTS:-splitk4 sample1 merge mma+wide tune lt splitk2}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; VARIANTS=${VARIANTS:-splitk4+merge+sample1 tune+sample1 splitk4 merge sample1 mma+wide lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
