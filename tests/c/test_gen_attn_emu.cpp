@@ -192,7 +192,9 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
         }
         o /= L;
         double got = tof(out[(size_t)r * Q + h * hd + d]);
-        double tol = sizeof(T) == 2 ? 1e-2 + 1e-2 * fabs(o) : 2e-5 + 1e-5 * fabs(o);
+        /* bf16: the output is rounded to bf16 (2^-8 relative at most); the cache values are the
+         * reference's own */
+        double tol = sizeof(T) == 2 ? 1e-4 + 8e-3 * fabs(o) : 2e-5 + 1e-5 * fabs(o);
         double err = fabs(got - o);
         if (!(err <= tol) && bad++ < 3) printf("  %s: row %d head %d dim %d got %.6g want %.6g\n", what, r, h, d, got, o);
         if (err > worst) worst = err;

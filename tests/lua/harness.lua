@@ -39,6 +39,13 @@ function H.near(a, b, tol, msg)
   end
 end
 
+-- |a - b| <= tol, whatever the size of b (H.near's tolerance grows with |b|).
+function H.near_abs(a, b, tol, msg)
+  if not (math.abs(a - b) <= tol) then
+    error(string.format("%s: expected %.9g, got %.9g (absolute tol %g)", msg or "near_abs", b, a, tol), 2)
+  end
+end
+
 -- Expect fn to raise an error whose message contains every given fragment (plain find).
 function H.raises(fn, ...)
   local ok, err = pcall(fn)
