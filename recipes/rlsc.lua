@@ -536,6 +536,8 @@ local function help_notes()
     "  --n 16 --temperature 0.5 --max-new-tokens 3072 --steps 10 --questions-per-step 1 --lr 1e-5\n" ..
     "  --weight-decay 0.01 --eval-n 0 (temp_only: 16) --micro-batch 4; --model is then required.\n" ..
     "--dtype applies to --device cuda (the CPU computes in f32).\n" ..
+    "--clip-eps (GRPO's PPO clip) does not bind here: each batch gets one on-policy update, so the\n" ..
+    "  ratio is 1 (rl.lua clips against a sample's old_logprobs when a recipe supplies them).\n" ..
     "--out: a new or empty folder, an rlsc run directory or an ablate grid point; never a model folder\n" ..
     "  or a folder of other files. An unfinished run there starts over, or with --resume continues from\n" ..
     "  its latest checkpoint (same settings, same --model); a finished run (summary.json) is kept\n" ..

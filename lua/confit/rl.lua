@@ -44,12 +44,16 @@
 -- Aliases: rlsc_l1, rlsc_l2, ttrl (= grpo_ttrl), intuitor, rent.
 --
 -- GRPO: advantages A_i = (r_i - mean_g r) / (std_g r + 1e-6) within each question (std with the
--- n - 1 denominator); token ratios rho_t = exp(log p_t - log p_old_t) with p_old the detached
--- current policy (one on-policy update, so rho = 1 and the gradient is A_i grad log p_t, but the
--- clipped form min(rho A, clip(rho, 1 - eps, 1 + eps) A) is what is computed; eps = opts.clip_eps,
--- 0.2); per question loss = -(1/G) sum_i (1/L_i) sum_t min(...); optional KL to a reference
--- model (opts.kl_coef > 0 with batch.ref_model): the k3 estimator exp(d) - d - 1,
--- d = log p_ref_t - log p_t, averaged the same way. KL is off by default.
+-- n - 1 denominator); token ratios rho_t = exp(log p_t - log p_old_t), clipped objective
+-- min(rho A, clip(rho, 1 - eps, 1 + eps) A), eps = opts.clip_eps (0.2); per question loss
+-- = -(1/G) sum_i (1/L_i) sum_t min(...). p_old: a sample's old_logprobs (a list of its L token
+-- log-probs at the loss temperature under the policy that drew it, set by the caller) where it
+-- has them, else the detached current policy. train.run sets none: it makes one on-policy update
+-- per batch, so there rho = 1, the clip never binds and the gradient is A_i grad log p_t / (L_i G)
+-- (clip_eps then changes nothing). Optional KL to a reference model (opts.kl_coef > 0 with
+-- batch.ref_model): the k3 estimator exp(d) - d - 1 >= 0, d = log p_ref_t - log p_t (an unbiased
+-- estimate of KL(p || p_ref) for tokens drawn from p), averaged the same way; the loss adds
+-- kl_coef times it and metrics.kl is it. KL is off by default.
 local confit = require "confit"
 local model = require "confit.model"
 
@@ -457,7 +461,24 @@ local function grpo_objective(batch, o, v, adv)
     for t = 1, L do a_tok[off + t] = adv[i]; c_tok[off + t] = 1 / (L * G) end
   end
   local A, C = like(a_tok, v.logp_tok), like(c_tok, v.logp_tok)
-  local ratio = (v.logp_tok - v.logp_tok:detach()):exp()
+  -- p_old: the samples' old_logprobs where given (see the header), else the current values (rho = 1)
+  local old = v.logp_tok:detach()
+  local given = false
+  for _, s in ipairs(batch.samples) do if s.old_logprobs then given = true; break end end
+  if given then
+    local vals = old:totable()
+    for i, s in ipairs(batch.samples) do
+      local ol, L = s.old_logprobs, batch.comp_lens[i]
+      if ol then
+        if #ol ~= L then
+          error(("rl: sample %d has %d old_logprobs for %d tokens"):format(i, #ol, L), 3)
+        end
+        for t = 1, L do vals[v.offs[i] + t] = ol[t] end
+      end
+    end
+    old = like(vals, v.logp_tok)
+  end
+  local ratio = (v.logp_tok - old):exp()
   local obj = confit.minimum(ratio * A, ratio:clamp(1 - eps, 1 + eps) * A)
   local loss = -(obj * C):sum()
   if (o.kl_coef or 0) <= 0 then return loss, nil end

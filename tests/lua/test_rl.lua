@@ -95,11 +95,14 @@ end
 
 -- weighted-likelihood methods: loss = -sum w_i log p_i with w computed by hand ------------------
 
+-- ours_clip's cap in the test below: under the batch's largest probability (0.48), above others
+local CLIP_MAX = 0.1
+
 local HAND = {
   l1 = function(v) return math.exp(v) end,
   l2 = function(v, _, a) return math.exp(v) + a end,
   ours_lennorm = function(v, L, a) return math.exp(v / L) + a end,
-  ours_clip = function(v, _, a) return math.min(math.exp(v), 0.5) + a end,
+  ours_clip = function(v, _, a, cap) return math.min(math.exp(v), cap) + a end,
   self_sft = function() return 1.0 end,
 }
 
@@ -117,11 +120,22 @@ for _, name in ipairs({"l1", "l2", "ours_lennorm", "ours_clip", "self_sft", "our
         for i = g[1], g[2] do w[i] = math.exp(v[i]) / z + a end
       end
     else
-      for i = 1, #v do w[i] = HAND[name](v[i], b.comp_lens[i], a) end
+      for i = 1, #v do w[i] = HAND[name](v[i], b.comp_lens[i], a, CLIP_MAX) end
+    end
+    local opts = {alpha = a, temperature = T}
+    if name == "ours_clip" then
+      opts.clip_max = CLIP_MAX
+      local capped, free = 0, 0
+      for i = 1, #v do
+        if math.exp(v[i]) > 1.5 * CLIP_MAX then capped = capped + 1 end
+        if math.exp(v[i]) < 0.5 * CLIP_MAX and math.exp(v[i]) > 1e-3 then free = free + 1 end
+      end
+      H.ok(capped >= 1 and free >= 1,
+           ("ours_clip: need samples clearly above and below the cap, got %d and %d"):format(capped, free))
     end
     local direct = 0
     for i = 1, #v do direct = direct - w[i] * v[i] end
-    local lv, g, met = loss_and_grad(m, name, b, {alpha = a, temperature = T})
+    local lv, g, met = loss_and_grad(m, name, b, opts)
     H.near(lv, direct, 1e-5, name .. " loss")
     local neg = {}
     for i = 1, #w do neg[i] = -w[i] end
@@ -133,6 +147,20 @@ for _, name in ipairs({"l1", "l2", "ours_lennorm", "ours_clip", "self_sft", "our
     H.near(met.mean_logp, (function() local s = 0 for i = 1, #v do s = s + v[i] end return s / #v end)(), 1e-6, "mean_logp")
   end)
 end
+
+H.case("ours_clip: the default cap is 0.5", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 4, 5, 3)
+  local T, a = 0.4, 0.1
+  local v = lp_values(m, b, T)
+  local direct, capped = 0, 0
+  for i = 1, #v do
+    if math.exp(v[i]) > 0.6 then capped = capped + 1 end
+    direct = direct - HAND.ours_clip(v[i], b.comp_lens[i], a, 0.5) * v[i]
+  end
+  H.ok(capped >= 1, "need a sample with p > 0.6 at T = 0.4")
+  H.near(rl.loss("ours_clip", b, {alpha = a, temperature = T}):item(), direct, 1e-5, "loss with the default cap")
+end)
 
 H.case("l1: weights are large enough to matter in this test", function()
   local m = tiny(3, 0.6)
@@ -354,29 +382,148 @@ for _, name in ipairs({"grpo_ttrl", "grpo_intuitor", "grpo_rent", "grpo_prob"}) 
   end)
 end
 
-H.case("grpo: the clip is active off-policy (ratio outside 1 +- eps gets no gradient)", function()
-  -- rho = exp(x - x_old); with A > 0 and rho > 1 + eps, min(rho A, clip(rho) A) = (1 + eps) A
-  local x = confit.tensor({0.5, -0.5, 0.05}):requires_grad_(true)
-  local old = confit.tensor({0.0, 0.0, 0.0})
-  local A = confit.tensor({1.0, -1.0, 1.0})
-  local ratio = (x - old):exp()
-  local obj = confit.minimum(ratio * A, ratio:clamp(0.8, 1.2) * A)
-  obj:sum():backward()
-  local g = x.grad:totable()
-  H.near(g[1], 0, 1e-7, "clipped above with A > 0")
-  H.near(g[2], 0, 1e-7, "clipped below with A < 0")
-  H.near(g[3], -1 * 0 + math.exp(0.05), 1e-5, "inside the clip range")
+-- per-token log-probs at T of every sample's completion tokens, in Lua numbers (f64), from the
+-- full logits (not the head_logprob op rl uses): out[i][t]
+local function token_logps(m, b, T)
+  local logits = confit.no_grad(function() return m:forward(b.ids) end)
+  local out = {}
+  for i, s in ipairs(b.samples) do
+    local rows = logits:select(1, i):narrow(1, b.prompt_lens[i], b.comp_lens[i]):totable()
+    out[i] = {}
+    for t, zr in ipairs(rows) do out[i][t] = zr[s.tokens[t] + 1] / T - lse(zr, T) end
+  end
+  return out
+end
+
+-- Independent gradient of sum_i sum_t c[i][t] * log p_t (token log-probs at T from the full
+-- logits by log_softmax, picked by a mask of the coefficients).
+local function token_weighted_grad(m, b, T, c, name)
+  zero_grads(m)
+  local logits = m:forward(b.ids)
+  local V = logits:shape()[3]
+  local total
+  for i, s in ipairs(b.samples) do
+    local L = b.comp_lens[i]
+    local lp = (logits:select(1, i):narrow(1, b.prompt_lens[i], L) / T):log_softmax(-1)
+    local mask = {}
+    for t = 1, L do
+      mask[t] = {}
+      for k = 1, V do mask[t][k] = 0 end
+      mask[t][s.tokens[t] + 1] = c[i][t]
+    end
+    local term = (lp * confit.tensor(mask)):sum()
+    total = total and (total + term) or term
+  end
+  total:backward()
+  local g = grad_of(m, name)
+  zero_grads(m)
+  return g
+end
+
+local TTRL_FAKE = {"3", "3", "4", nil, "7", "8", "8", "8", "1", "2", "3", "1"}
+local function fake_answers(b)
+  b.extracted = {n = 12}
+  for i = 1, 12 do b.extracted[i] = TTRL_FAKE[i] end
+end
+
+H.case("grpo: with old_logprobs the clip binds (clipped tokens get no gradient, the others rho A)", function()
+  local m = tiny(5, 0.6)
+  local b = make_batch(m, 4, 13, 3)
+  fake_answers(b)
+  local T, eps = 0.9, 0.2
+  local adv = advantages_by_hand(REWARDS.grpo_ttrl(m, b), b)
+  local cur = token_logps(m, b, T)
+  -- log rho per token: far above 1 + eps, inside, far below 1 - eps
+  local SHIFT = {0.5, 0.05, -0.5}
+  local direct, coef, n = 0, {}, {clipped = 0, inside = 0, outside_free = 0}
+  for i, s in ipairs(b.samples) do
+    local L, G = b.comp_lens[i], b.groups[b.question_of[i]][2] - b.groups[b.question_of[i]][1] + 1
+    local A, c = adv[i], 1 / (b.comp_lens[i] * G)
+    s.old_logprobs, coef[i] = {}, {}
+    for t = 1, L do
+      local sh = SHIFT[((i - 1) * 5 + t * t) % 3 + 1]
+      s.old_logprobs[t] = cur[i][t] - sh
+      local rho = math.exp(sh)
+      local rc = math.max(1 - eps, math.min(1 + eps, rho))
+      direct = direct - c * math.min(rho * A, rc * A)
+      -- the min takes the unclipped term (gradient rho A) unless the clipped one is smaller
+      local free = rho * A <= rc * A
+      coef[i][t] = free and -c * rho * A or 0
+      if math.abs(A) > 1e-3 then
+        if not free then n.clipped = n.clipped + 1
+        elseif rho == rc then n.inside = n.inside + 1
+        else n.outside_free = n.outside_free + 1 end
+      end
+    end
+  end
+  H.ok(n.clipped >= 2 and n.inside >= 2 and n.outside_free >= 2,
+       ("need clipped, inside and unclipped-outside tokens: %d, %d, %d"):format(n.clipped, n.inside, n.outside_free))
+  local lv, g = loss_and_grad(m, "grpo_ttrl", b, {temperature = T, clip_eps = eps})
+  H.near(lv, direct, 1e-5, "clipped loss")
+  local ref = token_weighted_grad(m, b, T, coef, PNAME)
+  local err, scale = rel_err(g, ref)
+  H.ok(scale > 1e-7, "reference gradient is zero")
+  H.ok(err < 1e-3, ("clipped gradient: relative error %g"):format(err))
+  -- the same through rl.backward in micro-batches (the samples carry their old_logprobs)
+  zero_grads(m)
+  local lvm = rl.backward("grpo_ttrl", b, {temperature = T, clip_eps = eps, micro_batch = 3})
+  local gm = grad_of(m, PNAME)
+  zero_grads(m)
+  H.near(lvm, direct, 1e-5, "clipped loss in micro-batches")
+  err = rel_err(gm, ref)
+  H.ok(err < 1e-3, ("clipped gradient in micro-batches: relative error %g"):format(err))
+  -- every token clipped (rho above 1 + eps where A > 0, below 1 - eps where A < 0): no gradient
+  for i, s in ipairs(b.samples) do
+    for t = 1, b.comp_lens[i] do s.old_logprobs[t] = cur[i][t] - (adv[i] > 0 and 0.5 or -0.5) end
+  end
+  local _, g0 = loss_and_grad(m, "grpo_ttrl", b, {temperature = T, clip_eps = eps})
+  local mx = 0
+  for k = 1, #g0 do mx = math.max(mx, math.abs(g0[k])) end
+  H.eq(mx, 0, "all tokens clipped: the gradient is zero")
+  -- a wider clip range takes the same tokens back (ratio e^0.5 < 1 + 0.7)
+  local _, gw = loss_and_grad(m, "grpo_ttrl", b, {temperature = T, clip_eps = 0.7})
+  mx = 0
+  for k = 1, #gw do mx = math.max(mx, math.abs(gw[k])) end
+  H.ok(mx > 1e-6, "clip_eps 0.7: the gradient is not zero")
+  b.samples[2].old_logprobs = {0}
+  H.raises(function() rl.loss("grpo_ttrl", b, {temperature = T}) end, "sample 2", "old_logprobs")
 end)
 
-H.case("grpo_ttrl: KL to a reference model adds the k3 term", function()
+H.case("grpo_ttrl: KL to a reference model: the k3 term's value and gradient equal a direct computation", function()
   local m = tiny(5, 0.6)
   local ref = tiny(6, 0.6)
   local b = make_batch(m, 4, 13, 3)
+  fake_answers(b)
   b.ref_model = ref
-  local l0 = loss_and_grad(m, "grpo_ttrl", b, {temperature = 1.0})
-  local l1, _, met = loss_and_grad(m, "grpo_ttrl", b, {temperature = 1.0, kl_coef = 0.5})
-  H.ok(met.kl and met.kl > 0, "kl logged and positive for different models")
-  H.near(l1 - l0, 0.5 * met.kl, 1e-4, "loss includes kl_coef * kl")
+  local T, kc = 0.8, 0.5
+  -- k3 = sum_i (1 / (L_i G)) sum_t (e^d - d - 1), d = log p_ref_t - log p_t; its derivative in
+  -- log p_t is (1 - e^d) / (L_i G)
+  local cur, rp = token_logps(m, b, T), token_logps(ref, b, T)
+  local kl, coef = 0, {}
+  for i = 1, #b.samples do
+    local L, G = b.comp_lens[i], b.groups[b.question_of[i]][2] - b.groups[b.question_of[i]][1] + 1
+    coef[i] = {}
+    for t = 1, L do
+      local d = rp[i][t] - cur[i][t]
+      kl = kl + (math.exp(d) - d - 1) / (L * G)
+      coef[i][t] = kc * (1 - math.exp(d)) / (L * G)
+    end
+  end
+  H.ok(kl > 1e-2, "the models must differ for this test, kl " .. kl)
+  local l0, g0 = loss_and_grad(m, "grpo_ttrl", b, {temperature = T})
+  local l1, g1, met = loss_and_grad(m, "grpo_ttrl", b, {temperature = T, kl_coef = kc})
+  H.near(met.kl, kl, 1e-4 * kl, "metrics.kl = k3 by hand")
+  H.near(l1 - l0, kc * kl, 1e-4 * kl, "the loss adds kl_coef * k3")
+  local gd = {}
+  for k = 1, #g1 do gd[k] = g1[k] - g0[k] end
+  local want = token_weighted_grad(m, b, T, coef, PNAME)
+  local err, scale = rel_err(gd, want)
+  H.ok(scale > 1e-6, "the KL gradient is zero")
+  H.ok(err < 1e-3, ("KL gradient: relative error %g"):format(err))
+  zero_grads(m)
+  local _, metm = rl.backward("grpo_ttrl", b, {temperature = T, kl_coef = kc, micro_batch = 3})
+  zero_grads(m)
+  H.near(metm.kl, kl, 1e-4 * kl, "metrics.kl in micro-batches")
   b.ref_model = nil
   H.raises(function() rl.loss("grpo_ttrl", b, {kl_coef = 0.1}) end, "ref_model")
 end)
