@@ -93,7 +93,8 @@ static int l_save(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, 2)) {
     if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "save_safetensors: tensor names must be strings");
-    cf_lua_checktensor(L, -1);
+    if (!cf_lua_totensor(L, -1))
+      luaL_error(L, "save_safetensors: tensors.%s is a %s, not a tensor", lua_tostring(L, -2), luaL_typename(L, -1));
     n++;
     lua_pop(L, 1);
   }

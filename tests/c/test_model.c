@@ -185,6 +185,7 @@ static void test_fixture(const char *dir) {
   ost.stop = &stop_id;
   ost.nstop = 1;
   rc = cf_qwen2_generate(m, &prompt, &plen0, 1, &ost, &s);
+  CHECK(rc == 0, "%s generate with stop ids: %s", dir, cf_error_message());
   if (rc == 0) {
     int first = -1;
     for (int t = 0; t < (int)gt->shape[0]; t++) if (((int64_t *)cf_tensor_data(gt))[t] == stop_id) { first = t; break; }

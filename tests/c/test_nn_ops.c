@@ -313,14 +313,17 @@ static void test_errors(void) {
   int64_t qs[4] = {1, 3, 2, 4}, ks[4] = {1, 2, 2, 4};
   cf_tensor *q = randn(4, qs, CF_DTYPE_F32), *k = randn(4, ks, CF_DTYPE_F32);
   r = cf_attention(q, k, k, NULL, NAN, true);
-  CHECK(!r && has_substr(cf_error_message(), "q [1 x 3 x 2 x 4]"), "attention GQA message: %s", cf_error_message());
+  CHECK(!r && has_substr(cf_error_message(), "with Hq a multiple of Hkv: q [1 x 3 x 2 x 4], k [1 x 2 x 2 x 4], "
+                                            "v [1 x 2 x 2 x 4]"),
+        "attention GQA message: %s", cf_error_message());
 
   int64_t x5[2] = {2, 5};
   cf_tensor *x = randn(2, x5, CF_DTYPE_F32);
   r = cf_rmsnorm(x, v, 1e-6);
   CHECK(!r && has_substr(cf_error_message(), "x [2 x 5], weight [4]"), "rmsnorm message: %s", cf_error_message());
   r = cf_rope(x, ids, 10000, NULL);
-  CHECK(!r && has_substr(cf_error_message(), "even"), "rope odd D message: %s", cf_error_message());
+  CHECK(!r && has_substr(cf_error_message(), "rope: the last dim must be even, got x [2 x 5]"), "rope odd D message: %s",
+        cf_error_message());
   {
     int64_t s4[2] = {3, 4};
     cf_tensor *x4 = randn(2, s4, CF_DTYPE_F32);

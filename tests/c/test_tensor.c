@@ -159,10 +159,28 @@ static void test_dtypes(void) {
   bool ok = back != NULL;
   for (int64_t i = 0; ok && i < 6; i++) ok = cf_tensor_get_flat(back, i) == cf_tensor_get_flat(xt, i);
   CHECK(ok, "strided f32 -> bf16 -> f32 keeps exactly representable values");
-  /* ints */
-  cf_tensor *i64 = cf_tensor_to_dtype(xt, CF_DTYPE_I64);
-  CHECK(i64 && cf_tensor_get_flat(i64, 1) == -0.0 && cf_tensor_get_flat(i64, 5) == 1,
-        "f32 -> i64 truncates toward zero");
+  /* ints: toward zero, so negative halves round up (floor would give -1 for -0.5) */
+  cf_tensor *i64 = cf_tensor_to_dtype(xt, CF_DTYPE_I64); /* xt flat: -1, 0.5, -0.5, 1, 0, 1.5 */
+  CHECK(i64 && cf_tensor_get_flat(i64, 0) == -1 && cf_tensor_get_flat(i64, 1) == 0 &&
+            cf_tensor_get_flat(i64, 2) == 0 && cf_tensor_get_flat(i64, 5) == 1,
+        "strided f32 -> i64 truncates toward zero (-0.5 -> %g)", i64 ? cf_tensor_get_flat(i64, 2) : NAN);
+  {
+    const double tv[6] = {-0.5, -1.5, 0.5, 1.5, -2.75, 2.75}, tw[6] = {0, -1, 0, 1, -2, 2};
+    const cf_dtype from[2] = {CF_DTYPE_F32, CF_DTYPE_F64}, to[2] = {CF_DTYPE_I64, CF_DTYPE_I32};
+    int64_t s6[1] = {6};
+    for (int f = 0; f < 2; f++) {
+      cf_tensor *src = cf_tensor_zeros(1, s6, from[f]);
+      for (int64_t i = 0; i < 6; i++) cf_tensor_set(src, &i, tv[i]);
+      for (int d = 0; d < 2; d++) {
+        cf_tensor *c = cf_tensor_to_dtype(src, to[d]);
+        for (int64_t i = 0; i < 6; i++)
+          CHECK(c && c->dtype == to[d] && cf_tensor_get_flat(c, i) == tw[i], "%s -> %s: %g gives %g, want %g",
+                cf_dtype_name(from[f]), cf_dtype_name(to[d]), tv[i], c ? cf_tensor_get_flat(c, i) : NAN, tw[i]);
+        cf_tensor_release(c);
+      }
+      cf_tensor_release(src);
+    }
+  }
   cf_tensor_release(x); cf_tensor_release(xt); cf_tensor_release(b); cf_tensor_release(back);
   cf_tensor_release(i64);
   cf_dtype dt;

@@ -119,7 +119,7 @@ H.case("no effect without gradients; the model may be freed before backward", fu
   for k, t in pairs(params) do g[k] = t.grad and t.grad:clone() or false end
   same_grads(ref_g, g, 1e-6, "after m:free()")
   H.ok(ref_lp[1] < 0, "reference log-prob")
-  H.raises(function() m:set_recompute(true) end)
+  H.raises(function() m:set_recompute(true) end, "model was freed")
   local m2 = confit.load("tests/fixtures/tiny_qwen2")
   H.raises(function() m2:set_recompute("yes") end, "boolean expected")
   H.eq(m2:set_recompute(true), false, "returns the previous setting")

@@ -211,11 +211,15 @@ H.case("failures: nil and a message naming the file (and tensor)", function()
   t, err = confit.load_safetensors(p)
   H.eq(t, nil, "truncated file")
   H.ok(err and err:find(p, 1, true), "names the file: " .. tostring(err))
+  -- 16 x 16 f32 = 1024 bytes of data, 10 of them cut off
+  H.ok(err:find("tensor 'w': data_offsets [0, 1024] out of range of the 1014-byte data section", 1, true),
+       "says which tensor runs past the end: " .. err)
   -- shorter than the length prefix
   write_file(p, "abc")
   t, err = confit.load_safetensors(p)
   H.eq(t, nil, "3-byte file")
   H.ok(err and err:find(p, 1, true), "names the file: " .. tostring(err))
+  H.ok(err:find("file is 3 bytes, shorter than the 8-byte header length", 1, true), "says it is too short: " .. err)
   -- a dtype confit does not load: the message names the tensor and the dtype
   write_st(p, '{"flags":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}', "ab")
   t, err = confit.load_safetensors(p)
@@ -235,9 +239,11 @@ end)
 H.case("argument errors on save", function()
   local p = tempfile()
   H.raises(function() confit.save_safetensors(p, {[1] = confit.ones({1})}) end, "names must be strings")
-  H.raises(function() confit.save_safetensors(p, {w = 3}) end)
-  H.raises(function() confit.save_safetensors(p, {w = confit.ones({1})}, {x = 1}) end, "metadata")
-  H.raises(function() confit.save_safetensors(p, "w") end)
+  H.raises(function() confit.save_safetensors(p, {w = 3}) end, "save_safetensors: tensors.w is a number, not a tensor")
+  H.raises(function() confit.save_safetensors(p, {a = confit.ones({1}), b = "x"} ) end,
+           "save_safetensors: tensors.b is a string, not a tensor")
+  H.raises(function() confit.save_safetensors(p, {w = confit.ones({1})}, {x = 1}) end, "save_safetensors: metadata must map strings to strings")
+  H.raises(function() confit.save_safetensors(p, "w") end, "bad argument #2 to 'save_safetensors' (table expected, got string)")
 end)
 
 H.case("the model writer's file is what load_safetensors reads (same reader)", function()

@@ -366,12 +366,9 @@ H.case("qwen: the folder's chat template is ChatML", function()
   H.eq(chat.family((qwen_path:gsub("/tokenizer%.json$", ""))), "chatml")
 end)
 
-local t0 = os.clock()
 local qwen = assert(tokenizer.new(qwen_path))
-local load_s = os.clock() - t0
 
-H.case("qwen: loads quickly, known sizes and special ids", function()
-  H.ok(load_s < 3, string.format("load took %.2f s", load_s))
+H.case("qwen: known sizes and special ids", function()
   H.eq(qwen.vocab_size, 151669, "vocab size (model + added)")
   H.eq(qwen.eos_ids[1], 151645, "<|im_end|> first")
   H.eq(qwen.eos_ids[2], 151643, "<|endoftext|> second")
@@ -462,8 +459,8 @@ H.case("qwen: invalid UTF-8 is encoded byte by byte and decodes back", function(
   H.eq(qwen:decode(parts), "\xe4\xb8", "partial character decodes to its bytes")
 end)
 
-H.case("qwen: long inputs stay fast (no quadratic merge)", function()
-  local t = os.clock()
+-- A quadratic merge would take minutes here: ctest's timeout catches that, no clock needed.
+H.case("qwen: long inputs round-trip", function()
   local s = ("a"):rep(200000)
   local ids = qwen:encode(s)
   H.eq(qwen:decode(ids), s, "round trip of a 200 kB word")
@@ -471,7 +468,6 @@ H.case("qwen: long inputs stay fast (no quadratic merge)", function()
   H.eq(qwen:decode(qwen:encode(w)), w, "round trip of a 100 kB space run")
   local d = ("7"):rep(50000)
   H.eq(#qwen:encode(d), 50000, "one token per digit")
-  H.ok(os.clock() - t < 5, string.format("took %.2f s", os.clock() - t))
 end)
 
 qwen:free()
