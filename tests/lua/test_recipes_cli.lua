@@ -120,41 +120,49 @@ local CASES = {
   {"report", "--help", 0, {"usage"}},
 }
 
--- Run every case side by side: output (stdout and stderr together) to TMP/case<i>.out, exit
--- status to TMP/case<i>.rc. `timeout` guards against a case that would start real work.
+-- Run `confit recipes/<recipe>.lua <args>` for every {recipe, args} of runs side by side (one
+-- shell script in dir); returns per run {text = stdout and stderr together, rc = exit status}.
+-- `timeout` guards against a case that would start real work.
 local has_timeout = os.execute("command -v timeout >/dev/null 2>&1")
-local lines = {}
-for i, c in ipairs(CASES) do
-  local cmd = ("%s%s recipes/%s.lua %s"):format(has_timeout and "timeout 60 " or "", q(EXE), c[1], c[2])
-  lines[#lines + 1] = ("( %s > %s 2>&1; echo $? > %s ) &"):format(cmd, q(("%s/case%d.out"):format(TMP, i)),
-                                                              q(("%s/case%d.rc"):format(TMP, i)))
+local function run_side_by_side(dir, runs)
+  local lines = {}
+  for i, r in ipairs(runs) do
+    local cmd = ("%s%s recipes/%s.lua %s"):format(has_timeout and "timeout 60 " or "", q(EXE), r[1], r[2])
+    lines[#lines + 1] = ("( %s > %s 2>&1; echo $? > %s ) &"):format(cmd, q(("%s/case%d.out"):format(dir, i)),
+                                                                q(("%s/case%d.rc"):format(dir, i)))
+  end
+  lines[#lines + 1] = "wait"
+  write(dir .. "/cases.sh", table.concat(lines, "\n") .. "\n")
+  assert(os.execute("sh " .. q(dir .. "/cases.sh") .. " > /dev/null 2>&1"))
+  local out = {}
+  for i = 1, #runs do
+    out[i] = {text = read(("%s/case%d.out"):format(dir, i)) or "",
+              rc = tonumber((read(("%s/case%d.rc"):format(dir, i)) or ""):match("%d+"))}
+  end
+  return out
 end
-lines[#lines + 1] = "wait"
-local script = TMP .. "/cases.sh"
-write(script, table.concat(lines, "\n") .. "\n")
-local t0 = require("confit").clock()
-local p = assert(io.popen("sh " .. q(script) .. " 2>&1"))
-p:read("a")
-p:close()
-local wall = require("confit").clock() - t0
 
+-- The run of recipe name with args gave exit status want_rc, no traceback, every fragment of
+-- frags and none of absent; a refusal (rc 1) is one line "name: ...".
+local function check_run(name, args, res, want_rc, frags, absent)
+  local text = res.text
+  local shown = ("recipes/%s.lua %s -> rc %s:\n%s"):format(name, args, tostring(res.rc), text)
+  H.eq(res.rc, want_rc, "exit status of " .. shown)
+  H.ok(not text:find("stack traceback", 1, true), "a traceback: " .. shown)
+  for _, f in ipairs(frags or {}) do H.ok(text:find(f, 1, true), ("output lacks %q: %s"):format(f, shown)) end
+  for _, f in ipairs(absent or {}) do H.ok(not text:find(f, 1, true), ("output has %q: %s"):format(f, shown)) end
+  if want_rc == 1 then
+    local body = text:gsub("\n$", "")
+    H.ok(body ~= "" and not body:find("\n"), "not exactly one line: " .. shown)
+    H.ok(body:sub(1, #name + 2) == name .. ": ", "not prefixed with '" .. name .. ": ': " .. shown)
+  end
+end
+
+local t0 = require("confit").clock()
+local results = run_side_by_side(TMP, CASES)
+local wall = require("confit").clock() - t0
 for i, c in ipairs(CASES) do
-  local name, args, want_rc, frags = c[1], c[2], c[3], c[4]
-  H.case(("%s %s"):format(name, args), function()
-    local text = read(("%s/case%d.out"):format(TMP, i)) or ""
-    local rc = tonumber((read(("%s/case%d.rc"):format(TMP, i)) or ""):match("%d+"))
-    local shown = ("recipes/%s.lua %s -> rc %s:\n%s"):format(name, args, tostring(rc), text)
-    H.eq(rc, want_rc, "exit status of " .. shown)
-    H.ok(not text:find("stack traceback", 1, true), "a traceback: " .. shown)
-    for _, f in ipairs(frags) do
-      H.ok(text:find(f, 1, true), ("output lacks %q: %s"):format(f, shown))
-    end
-    if want_rc == 1 then
-      local body = text:gsub("\n$", "")
-      H.ok(body ~= "" and not body:find("\n"), "not exactly one line: " .. shown)
-      H.ok(body:sub(1, #name + 2) == name .. ": ", "not prefixed with '" .. name .. ": ': " .. shown)
-    end
-  end)
+  H.case(("%s %s"):format(c[1], c[2]), function() check_run(c[1], c[2], results[i], c[3], c[4]) end)
 end
 
 H.case("report: a malformed JSONL line is a warning naming file and line; the page is written", function()
@@ -314,27 +322,9 @@ do
     cases[#cases + 1] = {"eval", eval_line("--bench toy --limit 1 --device cuda", FE .. "/o-cuda"),
                          {"--device cuda: no usable GPU"}}
   end
-  local sh = {}
+  local res = run_side_by_side(FE, cases)
   for i, c in ipairs(cases) do
-    sh[#sh + 1] = ("( %s%s recipes/%s.lua %s > %s 2>&1; echo $? > %s ) &"):format(
-      has_timeout and "timeout 60 " or "", q(EXE), c[1], c[2], q(("%s/c%d.out"):format(FE, i)),
-      q(("%s/c%d.rc"):format(FE, i)))
-  end
-  sh[#sh + 1] = "wait"
-  write(FE .. "/cases.sh", table.concat(sh, "\n") .. "\n")
-  assert(os.execute("sh " .. q(FE .. "/cases.sh") .. " > /dev/null 2>&1"))
-  for i, c in ipairs(cases) do
-    H.case(("fix_eval: %s %s"):format(c[1], c[2]), function()
-      local text = read(("%s/c%d.out"):format(FE, i)) or ""
-      local rc = tonumber((read(("%s/c%d.rc"):format(FE, i)) or ""):match("%d+"))
-      local shown = ("recipes/%s.lua %s -> rc %s:\n%s"):format(c[1], c[2], tostring(rc), text)
-      H.eq(rc, 1, "exit status of " .. shown)
-      local body = text:gsub("\n$", "")
-      H.ok(body ~= "" and not body:find("\n"), "not exactly one line: " .. shown)
-      H.ok(body:sub(1, #c[1] + 2) == c[1] .. ": ", "not prefixed: " .. shown)
-      for _, f in ipairs(c[3]) do H.ok(text:find(f, 1, true), ("output lacks %q: %s"):format(f, shown)) end
-      for _, f in ipairs(c[4] or {}) do H.ok(not text:find(f, 1, true), ("output has %q: %s"):format(f, shown)) end
-    end)
+    H.case(("fix_eval: %s %s"):format(c[1], c[2]), function() check_run(c[1], c[2], res[i], 1, c[3], c[4]) end)
   end
   H.case("fix_eval: refused runs left the files they found alone and wrote nothing", function()
     H.eq(read(RLSCRUN .. "/summary.json"), RUN_SUMMARY, "the training run's summary.json")
@@ -440,26 +430,11 @@ do
     {TINY .. " --resume" .. o(ARCHRUN), {ARCHRUN .. "/checkpoint-1 was trained from another model (hidden_size 64, the model to train 128)"}},
     {TINY .. o(ARCHRUN), {"--out '" .. ARCHRUN .. "' holds checkpoint-1 of an earlier run: resume it (--resume) or use another --out"}},
   }
-  local sh = {}
+  local runs = {}
+  for i, c in ipairs(cases) do runs[i] = {"rlsc", c[1]} end
+  local res = run_side_by_side(FR, runs)
   for i, c in ipairs(cases) do
-    sh[#sh + 1] = ("( %s%s recipes/rlsc.lua %s > %s 2>&1; echo $? > %s ) &"):format(
-      has_timeout and "timeout 60 " or "", q(EXE), c[1], q(("%s/c%d.out"):format(FR, i)),
-      q(("%s/c%d.rc"):format(FR, i)))
-  end
-  sh[#sh + 1] = "wait"
-  write(FR .. "/cases.sh", table.concat(sh, "\n") .. "\n")
-  assert(os.execute("sh " .. q(FR .. "/cases.sh") .. " > /dev/null 2>&1"))
-  for i, c in ipairs(cases) do
-    H.case(("fix_rlsc: rlsc %s"):format(c[1]), function()
-      local text = read(("%s/c%d.out"):format(FR, i)) or ""
-      local rc = tonumber((read(("%s/c%d.rc"):format(FR, i)) or ""):match("%d+"))
-      local shown = ("recipes/rlsc.lua %s -> rc %s:\n%s"):format(c[1], tostring(rc), text)
-      H.eq(rc, 1, "exit status of " .. shown)
-      local body = text:gsub("\n$", "")
-      H.ok(body ~= "" and not body:find("\n"), "not exactly one line: " .. shown)
-      H.ok(body:sub(1, 6) == "rlsc: ", "not prefixed: " .. shown)
-      for _, f in ipairs(c[2]) do H.ok(text:find(f, 1, true), ("output lacks %q: %s"):format(f, shown)) end
-    end)
+    H.case(("fix_rlsc: rlsc %s"):format(c[1]), function() check_run("rlsc", c[1], res[i], 1, c[2]) end)
   end
   H.case("fix_rlsc: refused runs left the folders they found alone and created none", function()
     H.ok(not cli.exists(NEW), "an --out was created")
