@@ -39,15 +39,19 @@ local function main(argv)
     dirs[#dirs + 1] = d
   end
   local runs = {}
-  for _, d in ipairs(report.expand(dirs)) do
+  local expanded, grid_notes = report.expand(dirs)
+  for _, note in ipairs(grid_notes) do
+    io.stderr:write("report: warning: ", report.terminal_safe(note), "\n")
+  end
+  for _, d in ipairs(expanded) do
     local r = report.load_run(d)
     for _, note in ipairs(r.notes) do
       if note:sub(1, #d) ~= d then note = d .. ": " .. note end
-      io.stderr:write("report: warning: ", note, "\n")
+      io.stderr:write("report: warning: ", report.terminal_safe(note), "\n")
     end
     runs[#runs + 1] = r
   end
-  local ok, err = report.write(out, runs)
+  local ok, err = report.write(out, runs, {notes = grid_notes})
   if not ok then die("cannot write %s: %s", out, tostring(err)) end
   print(string.format("report: %d run%s -> %s", #runs, #runs == 1 and "" or "s", out))
   return 0

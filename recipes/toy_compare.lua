@@ -16,7 +16,10 @@
 --   em_ft      token-entropy minimisation
 --   grpo_ttrl  majority-vote self-training, TTRL-style (GRPO with the majority-vote reward)
 -- (any confit.rl method name works). The grid is written as an ablation grid of docs/RUNDIR.md
--- (OUT/grid.json, OUT/method=<m>,seed=<s>/...), the table to --md. Spread = sample standard
+-- (OUT/grid.json, OUT/method=<m>,seed=<s>/...), the table to --md (and printed). --out must be
+-- new, empty or an earlier toy_compare grid: anything else in it is refused before any work, and
+-- only run folders toy_compare wrote are replaced. summary.json carries docs/RUNDIR.md's acc,
+-- pass@1, maj@K, pass@K and n beside the toy's metric names, as rlsc writes them. Spread = sample standard
 -- deviation over the seeds (n - 1 denominator).
 local confit = require "confit"
 local model = require "confit.model"
@@ -82,6 +85,89 @@ local function load_model(dir)
   return m
 end
 
+-- What toy_compare writes under --out, and so all it ever replaces: grid.json (with method and
+-- seed axes) and run folders method=<m>,seed=<s> holding only the files below (or their atomic
+-- .tmp), with a config.json of recipe rlsc named after the folder. Anything else is someone
+-- else's and makes --out refused before any work; only folders that pass are ever removed.
+local RUN_FILES = {["config.json"] = true, ["eval_before.jsonl"] = true, ["eval_after.jsonl"] = true,
+                   ["steps.jsonl"] = true, ["summary.json"] = true}
+local RUN_NAME = "^method=[^,/]+,seed=%-?%d+$"
+
+-- the file an atomic write of name leaves behind when interrupted: name.tmp or name.tmp-<...>
+local function tmp_of(name)
+  return name:match("^(.*)%.tmp$") or name:match("^(.*)%.tmp%-[^/]*$")
+end
+
+local function run_file(name)
+  return RUN_FILES[name] or RUN_FILES[tmp_of(name) or ""] or false
+end
+
+-- nil when folder dir (named name under --out) is one toy_compare wrote, else why not
+local function foreign_run(dir, name)
+  if not cli.is_dir(dir) then return "is not a folder" end
+  local names = cli.list_dir(dir)
+  if not names then return "cannot be listed" end
+  local only_tmp = true
+  for _, f in ipairs(names) do
+    if not run_file(f) then return ("holds '%s'"):format(f) end
+    only_tmp = only_tmp and tmp_of(f) ~= nil
+  end
+  if only_tmp then return nil end   -- empty, or interrupted while writing its config.json
+  local cfg = jsonio.read_json(dir .. "/config.json")
+  if type(cfg) ~= "table" or cfg.recipe ~= "rlsc" or cfg.name ~= name then
+    return ("has no config.json of a toy_compare run (recipe rlsc, name %s)"):format(name)
+  end
+  return nil
+end
+
+local function is_own_grid(path)
+  local g = jsonio.read_json(path)
+  if type(g) ~= "table" or type(g.axes) ~= "table" or type(g.runs) ~= "table" then return false end
+  for k in pairs(g.axes) do if k ~= "method" and k ~= "seed" then return false end end
+  return true
+end
+
+-- a path without "./" parts, repeated or trailing slashes (to compare --md with --out)
+local function norm(p)
+  p = p:gsub("/+", "/"):gsub("/%./", "/"):gsub("^%./", ""):gsub("/%.$", "")
+  if #p > 1 then p = p:gsub("/$", "") end
+  return p
+end
+
+-- a name beside path that nothing uses (temporary files never clobber one that is there)
+local function unique_tmp(path)
+  for _ = 1, 100 do
+    local t = ("%s.tmp-tc-%06d"):format(path, math.random(0, 999999))
+    if not cli.exists(t) then return t end
+  end
+  die("cannot find a free temporary name beside '%s'", path)
+end
+
+-- write text to path through a temporary file of its own; nil, message on failure
+local function write_text(path, text)
+  local tmp = unique_tmp(path)
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, err end
+  local ok, werr = f:write(text)
+  local cok, cerr = f:close()
+  if not ok or not cok then os.remove(tmp); return nil, tostring(werr or cerr) end
+  local rok, rerr = os.rename(tmp, path)
+  if not rok then os.remove(tmp); return nil, rerr end
+  return true
+end
+
+-- the summary of one evaluation with docs/RUNDIR.md's names beside the toy's (as rlsc writes
+-- them): acc, pass@1, maj@K, pass@min(16, K), n = questions
+local function with_aliases(s, n, k)
+  local t = {}
+  for key, v in pairs(s) do t[key] = v end
+  t.acc, t["pass@1"], t.n = s.greedy_acc, s.pass1_t05, n
+  t["maj@" .. k] = s.maj16
+  -- pass@min(16, K); with K = 1 that name is pass@1, which stays pass1_t05 as above
+  if math.min(16, k) > 1 then t["pass@" .. math.min(16, k)] = s.pass16 end
+  return t
+end
+
 local function main(argv)
   local o = train.parse_args(argv or {}, SPEC, "recipes/toy_compare.lua")
   local say = o.quiet and function() end or print
@@ -97,7 +183,8 @@ local function main(argv)
   end
   seen = {}
   for _, s in ipairs(split(o.seeds)) do
-    local v = math.tointeger(tonumber(s))
+    -- decimal integers only (not 0x10, 1e0, 1.0)
+    local v = s:match("^[+-]?%d+$") and math.tointeger(tonumber(s))
     if not v then die("--seeds expects integers separated by commas, got '%s' in '%s'", s, o.seeds) end
     if seen[v] then die("--seeds names %d twice", v) end
     seen[v] = true
@@ -118,19 +205,59 @@ local function main(argv)
     end
     cli.check_context("toy_compare", ctx, longest, o.max_new_tokens, "toy prompt")
   end
-  if cli.is_dir(o.md) then die("--md '%s' is a directory (give the Markdown file to write)", o.md) end
+  -- --md: a file, not --out or anything toy_compare writes under it
+  local out_n, md_n = norm(o.out), norm(o.md)
+  local md_dir, md_base = md_n:match("^(.*)/([^/]*)$")
+  if not md_dir then md_dir, md_base = nil, md_n end
+  if md_n == out_n or md_base == "" or md_base == "." or md_base == ".." or o.md:match("/$")
+     or cli.is_dir(o.md) then
+    die("--md '%s' is a directory (give the Markdown file to write)", o.md)
+  end
+  local md_in_out = md_dir == out_n
+  if md_n:sub(1, #out_n + 1) == out_n .. "/" then
+    local rest = md_n:sub(#out_n + 2)
+    if rest == "grid.json" or rest:match("^grid%.json%.") or rest:match("^method=[^/]*,seed=") then
+      die("--md '%s' is where toy_compare writes its grid in --out '%s'; give another --md", o.md, o.out)
+    end
+  end
+  -- --out: empty, new, or an earlier toy_compare grid; nothing else in it is touched
+  if cli.exists(o.out) and cli.is_dir(o.out) then
+    local names = cli.list_dir(o.out)
+    if not names then die("cannot list --out '%s'", o.out) end
+    for _, name in ipairs(names) do
+      local p = o.out .. "/" .. name
+      local why
+      if name == "grid.json" then
+        if not is_own_grid(p) then why = "grid.json is not one of toy_compare's (method and seed axes)" end
+      elseif name:match(RUN_NAME) then
+        local w = foreign_run(p, name)
+        if w then why = ("'%s' %s"):format(name, w) end
+      elseif tmp_of(name) == "grid.json" or (md_in_out and (name == md_base or tmp_of(name) == md_base)) then
+        why = nil   -- a leftover temporary file of toy_compare's, or the table of an earlier run
+      else
+        why = ("'%s' is not something toy_compare writes"):format(name)
+      end
+      if why then
+        die("--out '%s' holds data toy_compare did not write (%s); use another --out", o.out, why)
+      end
+    end
+  end
   cli.mkdir_p("toy_compare", o.out, "--out")
-  local md_dir = o.md:match("^(.*)/[^/]*$")
   if md_dir and md_dir ~= "" then cli.mkdir_p("toy_compare", md_dir, "--md") end
-  do -- the table is written at the end (through --md.tmp): make sure that can work first
-    local f, err = io.open(o.md .. ".tmp", "wb")
+  if cli.is_dir(o.md) then die("--md '%s' is a directory (give the Markdown file to write)", o.md) end
+  do -- the table is written at the end: make sure a file can be written beside --md first
+    local tmp = unique_tmp(o.md)
+    local f, err = io.open(tmp, "wb")
     if not f then die("cannot write --md '%s': %s", o.md, tostring(err)) end
     f:close()
-    os.remove(o.md .. ".tmp")
+    os.remove(tmp)
   end
   local t_all = confit.clock()
   local before, after = {}, {}
+  -- grid.json lists the finished runs: rewritten (atomically) at the start and after each run,
+  -- so it never names a folder that is being replaced or half written
   local grid = {axes = {method = methods, seed = seeds}, runs = {}}
+  assert(jsonio.write_json_atomic(o.out .. "/grid.json", grid))
   for _, seed in ipairs(seeds) do
     local ev = {n = o.eval_n, seed = seed, max_new_tokens = o.max_new_tokens,
                 benchmark = "toy-" .. o.task}
@@ -145,7 +272,13 @@ local function main(argv)
     for _, mth in ipairs(methods) do
       local name = ("method=%s,seed=%d"):format(mth, seed)
       local dir = o.out .. "/" .. name
-      os.execute(("rm -rf -- %s && mkdir -p -- %s"):format(cli.shell_quote(dir), cli.shell_quote(dir)))
+      if cli.exists(dir) then -- only a run folder of an earlier toy_compare is replaced
+        local why = foreign_run(dir, name)
+        if why then die("--out '%s': '%s' %s; not removed (use another --out)", o.out, name, why) end
+        local ok = os.execute("rm -rf -- " .. cli.shell_quote(dir))
+        if not ok or cli.exists(dir) then die("cannot remove the earlier run folder '%s'", dir) end
+      end
+      cli.mkdir_p("toy_compare", dir, "run folder")
       local cfg = {recipe = "rlsc", name = name, seed = seed, model = o.model, method = mth,
                    alpha = o.alpha, samples_per_question = o.n, temperature = o.temperature,
                    loss_temperature = o.temperature, max_new_tokens = o.max_new_tokens,
@@ -172,11 +305,13 @@ local function main(argv)
       local a, rec_a = toy_eval.run(m, heldout, ao)
       m:free()
       assert(jsonio.write_jsonl_atomic(dir .. "/eval_after.jsonl", rec_a))
-      assert(jsonio.write_json_atomic(dir .. "/summary.json", {config = cfg, before = b, after = a,
-                                                               train_s = t_train}))
+      assert(jsonio.write_json_atomic(dir .. "/summary.json", {
+        config = cfg, before = with_aliases(b, #heldout, o.eval_n),
+        after = with_aliases(a, #heldout, o.eval_n), train_s = t_train}))
       after[mth] = after[mth] or {}
       table.insert(after[mth], a)
       grid.runs[#grid.runs + 1] = {dir = name, params = {method = mth, seed = seed}}
+      assert(jsonio.write_json_atomic(o.out .. "/grid.json", grid))
       local last = steps[#steps]
       say(("  %-10s greedy %.3f -> %.3f  pass1_t05 %.3f -> %.3f  direct %.2f  len %.1f  (%s%.1fs)")
           :format(mth, b.greedy_acc, a.greedy_acc, b.pass1_t05, a.pass1_t05, a.direct_share,
@@ -184,7 +319,6 @@ local function main(argv)
                   confit.clock() - t1))
     end
   end
-  assert(jsonio.write_json_atomic(o.out .. "/grid.json", grid))
 
   -- the table
   local lines = {}
@@ -224,9 +358,11 @@ local function main(argv)
     "",
   }
   local text = table.concat(md, "\n")
-  assert(jsonio.write_text_atomic(o.md, text))
   say("")
-  say(text)
+  say(text)   -- first: the table is on the screen even when --md cannot be written
+  local ok, err = write_text(o.md, text)
+  if not ok and o.quiet then print(text) end
+  if not ok then die("cannot write --md '%s': %s (the table is printed above)", o.md, tostring(err)) end
   return {before = before, after = after, markdown = text}
 end
 

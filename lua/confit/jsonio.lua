@@ -281,9 +281,35 @@ end
 
 -- Writing --------------------------------------------------------------------------------------
 
--- Write text to path through path.tmp and a rename, so readers see the old or the new file.
+-- A temporary name beside path that nothing uses yet: path.tmp-PID-TIME-RANDOM. Unique per
+-- process and call, so an existing file (or symlink) of a fixed name is never written through,
+-- and two writers of one path never share a temporary file.
+local tmp_serial = 0
+local function process_id()
+  local f = io.open("/proc/self/stat", "rb")
+  local line = f and f:read("l")
+  local pid = line and line:match("^(%d+)")
+  if f then f:close() end
+  return pid or tostring({}):match("(%x+)$") or "0"
+end
+local PID
+local function fresh_tmp_name(path)
+  PID = PID or process_id()
+  for _ = 1, 100 do
+    tmp_serial = tmp_serial + 1
+    local tmp = string.format("%s.tmp-%s-%d-%d-%06x", path, PID, os.time(), tmp_serial,
+                              math.random(0, 0xffffff))
+    -- os.rename(x, x) succeeds for anything there, a dangling symlink included
+    if not os.rename(tmp, tmp) then return tmp end
+  end
+  return nil, path .. ": no free temporary name"
+end
+
+-- Write text to a fresh temporary file beside path and rename it over path, so readers see the
+-- old or the new file.
 function M.write_text_atomic(path, text)
-  local tmp = path .. ".tmp"
+  local tmp, terr = fresh_tmp_name(path)
+  if not tmp then return nil, terr end
   local f, err = io.open(tmp, "wb")
   if not f then return nil, err end
   local ok, werr = f:write(text)

@@ -25,17 +25,54 @@ local BEFORE, AFTER = "#8c8c8c", "#e15759"
 
 -- Small helpers --------------------------------------------------------------------------------
 
+-- Control characters other than tab, newline and carriage return (C0 and DEL) become U+FFFD
+-- in HTML: they are parse errors there and make an SVG cut out of the page ill-formed.
+local function no_controls(c)
+  if c == "\t" or c == "\n" or c == "\r" then return c end
+  return "\239\191\189"
+end
+
 local function esc(s)
   s = tostring(s)
   if not utf8.len(s) then s = jsonio.fix_utf8(s) end
+  s = s:gsub("%c", no_controls)
   return (s:gsub("[&<>\"']", {["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
                                         ['"'] = "&quot;", ["'"] = "&#39;"}))
 end
 M.escape = esc
 
+-- Text for a terminal line: control characters (newlines included) shown as \xNN, so a file or
+-- directory name cannot move the cursor or send escape sequences.
+function M.terminal_safe(s)
+  return (tostring(s):gsub("%c", function(c) return fmt("\\x%02X", c:byte()) end))
+end
+
 local function finite(x)
   return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge
 end
+
+-- Largest magnitude kept on an axis, so that padding a range never overflows to inf.
+local BIG = 1e307
+local function clampbig(x) return math.max(-BIG, math.min(BIG, x)) end
+
+-- A drawn coordinate: always finite (far-off values are pinned well outside the plot).
+local function coord(v)
+  if v ~= v then return 0 end
+  return math.max(-1e5, math.min(1e5, v))
+end
+
+-- lo, hi widened so that hi - lo is a usable, finite width: a constant range, or one only a
+-- few ulps wide (which float steps cannot walk), gets a band around it.
+local function spread(lo, hi, d0)
+  lo, hi = clampbig(lo), clampbig(hi)
+  local scale = math.max(math.abs(lo), math.abs(hi))
+  if not (hi - lo > 1e-12 * scale) then
+    local d = math.max(scale * 0.1, d0 or 0.5)
+    return clampbig(lo - d), clampbig(lo + d)
+  end
+  return lo, hi
+end
+M.spread = spread
 
 local function basename(p)
   p = p:gsub("/+$", "")
@@ -52,6 +89,9 @@ end
 M.truncate = trunc
 
 local file_exists = require("confit.cli").can_read
+
+-- Longest run or benchmark name shown (in code points); longer ones end in an ellipsis.
+local NAME_MAX = 200
 
 -- Short human form of a number for tables and labels.
 local function num(x, digits)
@@ -141,17 +181,30 @@ function M.summary_benchmarks(summary)
   return {}
 end
 
--- Accuracy of one run, phase ("before"/"after") and benchmark: {acc, lo, hi, n, source} or nil.
-local function accuracy(run, phase, bench)
+local function share(x) return finite(x) and x >= 0 and x <= 1 end
+
+-- Accuracy of one run, phase ("before"/"after") and benchmark: {acc, lo, hi, n, source,
+-- metric} or nil. metric is "acc" (greedy) or "pass@1" ("mixed" for eval files holding both);
+-- want, when given, asks for that metric only. A summary value outside [0, 1] is not used:
+-- problem(text) is told.
+local function accuracy(run, phase, bench, want, problem)
   local sb = M.summary_benchmarks(run.summary)[bench]
   local m = sb and sb[phase]
   local ev = run.acc[phase] and run.acc[phase][bench]
+  if ev and want and ev.kind ~= want then ev = nil end
   if type(m) == "table" then
-    local key = finite(m.acc) and "acc" or finite(m["pass@1"]) and "pass@1" or nil
+    local key
+    for _, k in ipairs(want and {want} or {"acc", "pass@1"}) do
+      if finite(m[k]) and not share(m[k]) and problem then
+        problem(fmt("%s: summary.json %s.%s.%s = %s is outside [0, 1]; not used", run.name,
+                    tostring(bench), phase, k, num(m[k])))
+      end
+      if not key and share(m[k]) then key = k end
+    end
     if key then
-      local r = {acc = m[key], n = finite(m.n) and m.n or nil, source = "summary " .. key}
+      local r = {acc = m[key], n = finite(m.n) and m.n or nil, source = "summary " .. key, metric = key}
       local ci = m[key .. "_ci95"]
-      if type(ci) == "table" and finite(ci[1]) and finite(ci[2]) then
+      if type(ci) == "table" and share(ci[1]) and share(ci[2]) then
         r.lo, r.hi = ci[1], ci[2]
       elseif ev and ev.kind == key and math.abs(ev.acc - r.acc) < 1e-9 then
         r.lo, r.hi = ev.lo, ev.hi
@@ -161,7 +214,9 @@ local function accuracy(run, phase, bench)
       return r
     end
   end
-  if ev then return {acc = ev.acc, lo = ev.lo, hi = ev.hi, n = ev.n, source = "eval " .. ev.kind} end
+  if ev then
+    return {acc = ev.acc, lo = ev.lo, hi = ev.hi, n = ev.n, source = "eval " .. ev.kind, metric = ev.kind}
+  end
   return nil
 end
 
@@ -181,22 +236,47 @@ local function is_run_dir(d)
       or file_exists(d .. "/eval_before.jsonl") or file_exists(d .. "/summary.json")
 end
 
+-- A grid's run "dir" must name a folder inside the grid: relative, no ".." component.
+local function inside_grid(sub)
+  if sub == "" or sub:sub(1, 1) == "/" then return false end
+  for part in sub:gmatch("[^/]+") do if part == ".." then return false end end
+  return sub:find("[^/.]") ~= nil -- not "." or "./"
+end
+
 -- Run directories named by a list of paths: a grid directory expands to its runs (grid.json's
 -- order, else subdirectories holding run files, by name); anything else is taken as a run.
+-- Second result: problems met in grid.json files (unreadable, wrong shape, a "dir" outside
+-- the grid), as text lines.
 function M.expand(dirs)
-  local out = {}
+  local out, notes = {}, {}
   for _, d in ipairs(dirs) do
     d = d:gsub("/+$", "")
     if d == "" then d = "/" end
     if is_run_dir(d) then
       out[#out + 1] = d
     else
-      local grid = file_exists(d .. "/grid.json") and jsonio.read_json(d .. "/grid.json")
+      local gpath = d .. "/grid.json"
+      local grid, gerr
+      if file_exists(gpath) then
+        grid, gerr = jsonio.read_json(gpath)
+        if grid == nil then
+          notes[#notes + 1] = tostring(gerr) .. "; runs found by their folders instead"
+        elseif type(grid) ~= "table" or type(grid.runs) ~= "table" then
+          notes[#notes + 1] = gpath .. ": no \"runs\" list; runs found by their folders instead"
+          grid = nil
+        end
+      end
       local found = false
-      if type(grid) == "table" and type(grid.runs) == "table" then
-        for _, r in ipairs(grid.runs) do
+      if grid then
+        for i, r in ipairs(grid.runs) do
           local sub = type(r) == "table" and r.dir or r
-          if type(sub) == "string" then out[#out + 1] = d .. "/" .. sub; found = true end
+          if type(sub) ~= "string" then
+            notes[#notes + 1] = fmt("%s: runs[%d] has no \"dir\" string; skipped", gpath, i)
+          elseif not inside_grid(sub) then
+            notes[#notes + 1] = fmt("%s: runs[%d].dir '%s' is outside the grid; refused", gpath, i, sub)
+          else
+            out[#out + 1] = d .. "/" .. sub; found = true
+          end
         end
       end
       if not found then
@@ -207,7 +287,7 @@ function M.expand(dirs)
       if not found then out[#out + 1] = d end -- shown as a run with no data
     end
   end
-  return out
+  return out, notes
 end
 
 -- The records of JSONL file path that are objects; each other one is noted with its line
@@ -258,8 +338,22 @@ function M.load_run(dir)
     local file = k == "steps" and "steps.jsonl" or ("eval_" .. k .. ".jsonl")
     run[k] = objects_only(run[k], dir .. "/" .. file, note)
   end
+  local function is_object(v) return type(v) == "table" and v[1] == nil end
+  -- before/after of one summary entry must be objects (an array's numbers are no metrics)
+  local function check_phases(t, where)
+    for _, phase in ipairs({"before", "after"}) do
+      local v = t[phase]
+      if v ~= nil and v ~= jsonio.null and not is_object(v) then
+        note(fmt("%s/summary.json: %s%s is not an object; skipped", dir, where, phase))
+        t[phase] = nil
+      end
+    end
+  end
   local sb = type(run.summary) == "table" and run.summary.benchmarks
-  if type(sb) == "table" then
+  if type(sb) == "table" and not is_object(sb) then
+    note(fmt("%s/summary.json: benchmarks is not an object; skipped", dir))
+    run.summary.benchmarks = nil
+  elseif type(sb) == "table" then
     local names = {}
     for b in pairs(sb) do names[#names + 1] = b end
     table.sort(names, function(x, y) return tostring(x) < tostring(y) end)
@@ -267,7 +361,25 @@ function M.load_run(dir)
       if type(sb[b]) ~= "table" then
         note(fmt("%s/summary.json: benchmarks.%s is not an object; skipped", dir, tostring(b)))
         sb[b] = nil
+      else
+        check_phases(sb[b], "benchmarks." .. tostring(b) .. ".")
       end
+    end
+  elseif type(run.summary) == "table" then
+    check_phases(run.summary, "")
+  end
+  -- a benchmark name must be a string (or a number); an object would show as a table address
+  for _, k in ipairs({"before", "after"}) do
+    if run[k] then
+      local keep = {}
+      for i, rec in ipairs(run[k]) do
+        local b = rec.benchmark
+        if b == nil or type(b) == "string" or type(b) == "number" then keep[#keep + 1] = rec
+        else
+          note(fmt("%s/eval_%s.jsonl: record %d: benchmark is not a string; skipped", dir, k, i))
+        end
+      end
+      run[k] = keep
     end
   end
   if type(run.config) ~= "table" and type(run.summary) == "table"
@@ -278,7 +390,7 @@ function M.load_run(dir)
     note("config.json: not an object"); run.config = nil
   end
   local name = type(run.config) == "table" and run.config.name
-  run.name = type(name) == "string" and name ~= "" and name or basename(dir)
+  run.name = trunc(type(name) == "string" and name ~= "" and name or basename(dir), NAME_MAX)
   run.acc.before = M.eval_accuracy(run.before)
   run.acc.after = M.eval_accuracy(run.after)
   return run
@@ -287,18 +399,25 @@ end
 -- SVG plotting ---------------------------------------------------------------------------------
 
 -- Round tick positions covering [lo, hi], about n of them, and the step between them.
+-- Never more than MAX_TICKS: ranges a few ulps wide are widened first (spread), and ticks are
+-- first + i * step, so a step below an ulp cannot stall the loop.
+local MAX_TICKS = 50
 function M.nice_ticks(lo, hi, n)
   n = n or 5
-  if not (hi > lo) then hi = lo + 1 end
-  local raw = (hi - lo) / n
+  if not finite(lo) then lo = 0 end
+  if not finite(hi) then hi = lo end
+  lo, hi = spread(lo, hi)
+  local raw = (hi / n) - (lo / n) -- no overflow for lo, hi of opposite signs near the limit
   local mag = 10 ^ math.floor(math.log(raw, 10))
   local f = raw / mag
   local step = (f < 1.5 and 1 or f < 3 and 2 or f < 7 and 5 or 10) * mag
   local ticks = {}
-  local t = math.ceil(lo / step - 1e-9) * step
-  while t <= hi + step * 1e-9 do
+  if not (finite(step) and step > 0) then return {lo, hi}, hi - lo end
+  local first = math.ceil(lo / step - 1e-9) * step
+  for i = 0, MAX_TICKS - 1 do
+    local t = first + i * step
+    if not (finite(t) and t <= hi + step * 1e-9) then break end
     ticks[#ticks + 1] = math.abs(t) < step * 1e-9 and 0 or t
-    t = t + step
   end
   return ticks, step
 end
@@ -314,12 +433,13 @@ end
 -- y range of values, padded; a constant series gets a visible band around it.
 local function padded_range(lo, hi, include_zero)
   if include_zero then lo, hi = math.min(lo, 0), math.max(hi, 0) end
-  if hi - lo < 1e-12 * math.max(1, math.abs(hi)) then
+  lo, hi = clampbig(lo), clampbig(hi)
+  if hi - lo < 1e-12 * math.max(1, math.abs(lo), math.abs(hi)) then
     local d = math.abs(hi) > 0 and math.abs(hi) * 0.1 or 1
-    return lo - d, hi + d
+    return clampbig(lo - d), clampbig(hi + d)
   end
-  local pad = (hi - lo) * 0.06
-  return lo - pad, hi + pad
+  local pad = (hi * 0.5 - lo * 0.5) * 0.12
+  return clampbig(lo - pad), clampbig(hi + pad)
 end
 
 local function svg_open(w, h, label)
@@ -332,9 +452,11 @@ end
 local function axes(o)
   local L, R, T, B = o.left or 58, o.right or 12, o.top or 28, o.bottom or 40
   local pw, ph = o.w - L - R, o.h - T - B
-  local xlo, xhi, ylo, yhi = o.xlo, o.xhi, o.ylo, o.yhi
-  local function X(x) return L + (x - xlo) / (xhi - xlo) * pw end
-  local function Y(y) return T + ph - (y - ylo) / (yhi - ylo) * ph end
+  local xlo, xhi = spread(o.xlo, o.xhi)
+  local ylo, yhi = spread(o.ylo, o.yhi)
+  -- halves keep x - lo and hi - lo finite for any finite values; coord() pins the result
+  local function X(x) return coord(L + (x * 0.5 - xlo * 0.5) / (xhi * 0.5 - xlo * 0.5) * pw) end
+  local function Y(y) return coord(T + ph - (y * 0.5 - ylo * 0.5) / (yhi * 0.5 - ylo * 0.5) * ph) end
   local s = {}
   s[#s + 1] = fmt('<text x="%d" y="16" font-size="13" font-weight="bold" fill="#222">%s</text>',
                   L, esc(o.title))
@@ -421,10 +543,12 @@ function M.line_plot(o)
     end
   end
   if npts == 0 then return no_data_svg(w, h, o.title, o.no_data) end
-  if xhi == xlo then xlo, xhi = xlo - 1, xhi + 1 end
+  xlo, xhi = spread(xlo, xhi, 1)
   ylo, yhi = padded_range(ylo, yhi, o.include_zero)
-  if o.ymin then ylo = math.max(ylo, o.ymin) end
-  if o.ymax then yhi = math.min(yhi, o.ymax) end
+  -- the natural limits (0 and 1 for shares) trim the padding, unless values lie beyond them
+  local clo = o.ymin and math.max(ylo, o.ymin) or ylo
+  local chi = o.ymax and math.min(yhi, o.ymax) or yhi
+  if chi - clo > 1e-12 * math.max(1, math.abs(clo), math.abs(chi)) then ylo, yhi = clo, chi end
   -- legend: the series that have data, under the axes
   local items = {}
   for _, se in ipairs(o.series) do
@@ -479,7 +603,7 @@ function M.histogram(o)
   if n == 0 then return no_data_svg(w, h, o.title, o.no_data) end
   local nb = o.bins or 20
   local bw
-  if o.integer then
+  if o.integer and math.abs(lo) < 2 ^ 50 and math.abs(hi) < 2 ^ 50 then
     -- whole-number bins centred on integers, so no bin holds more integers than another
     lo, hi = math.floor(lo), math.floor(hi)
     bw = math.max(1, math.ceil((hi - lo + 1) / nb))
@@ -487,8 +611,9 @@ function M.histogram(o)
     lo = lo - 0.5
     hi = lo + nb * bw
   else
-    if hi == lo then lo, hi = lo - 0.5, hi + 0.5 end
-    bw = (hi - lo) / nb
+    -- (integers too large to count one by one are binned like reals)
+    lo, hi = spread(lo, hi)
+    bw = hi / nb - lo / nb
   end
   local hists, ymax = {}, 0
   for k, se in ipairs(o.series) do
@@ -496,7 +621,7 @@ function M.histogram(o)
     for b = 1, nb do counts[b] = 0 end
     for _, v in ipairs(se.values) do
       if finite(v) then
-        local b = math.min(nb, math.floor((v - lo) / bw) + 1)
+        local b = math.max(1, math.min(nb, math.floor((v * 0.5 - lo * 0.5) / (bw * 0.5)) + 1))
         counts[b] = counts[b] + 1
         m = m + 1
       end
@@ -548,7 +673,8 @@ function M.accuracy_plot(o)
   local s = {svg_open(w, h, o.title)}
   local L, R, T = label_w, 20, 44
   local pw = w - L - R
-  local function X(v) return L + v * pw end
+  -- accuracies are shares; anything outside [0, 1] is pinned to the edge (the table flags it)
+  local function X(v) return L + math.max(0, math.min(1, v)) * pw end
   s[#s + 1] = fmt('<text x="10" y="16" font-size="13" font-weight="bold" fill="#222">%s</text>', esc(o.title))
   s[#s + 1] = fmt('<circle cx="%d" cy="31" r="4.5" fill="#fff" stroke="#555" stroke-width="1.8"/>'
                   .. '<text x="%d" y="35" fill="#222">before</text>'
@@ -690,7 +816,7 @@ local function benchmark_names(runs)
     local sb = M.summary_benchmarks(r.summary)
     local names = {}
     for b in pairs(sb) do names[#names + 1] = b end
-    table.sort(names)
+    table.sort(names, function(x, y) return tostring(x) < tostring(y) end)
     for _, b in ipairs(names) do add(b) end
     for _, recs in ipairs({r.before or {}, r.after or {}}) do
       for _, rec in ipairs(recs) do add(tostring(rec.benchmark or "all")) end
@@ -707,32 +833,52 @@ local function accuracy_section(runs)
     return table.concat(s, "\n")
   end
   s[#s + 1] = '<div class="grid">'
-  local table_rows = {}
+  local table_rows, problems, seen_problem = {}, {}, {}
+  local function problem(text)
+    if not seen_problem[text] then seen_problem[text] = true; problems[#problems + 1] = esc(text) end
+  end
   for _, b in ipairs(benches) do
     local rows = {}
     for _, r in ipairs(runs) do
-      local before, after = accuracy(r, "before", b), accuracy(r, "after", b)
+      local before, after = accuracy(r, "before", b, nil, problem), accuracy(r, "after", b, nil, problem)
+      -- one row compares one metric: when the phases' first choices differ, look for the
+      -- other phase's metric on each side; failing that, no change is given
+      local same = not (before and after) or before.metric == after.metric
+      if not same then
+        local a2 = accuracy(r, "after", b, before.metric)
+        local b2 = not a2 and accuracy(r, "before", b, after.metric)
+        if a2 then after, same = a2, true elseif b2 then before, same = b2, true end
+      end
+      if not same then
+        problem(fmt("%s, %s: before is %s and after is %s; not compared", r.name, tostring(b),
+                    before.source, after.source))
+      end
       rows[#rows + 1] = {name = r.name, color = r.color, before = before, after = after}
       if before or after then
         local function ci(m)
           return (m and finite(m.lo)) and fmt("[%s, %s]", pct(m.lo), pct(m.hi)) or ""
         end
-        local delta = (before and after) and fmt("%+.1f", 100 * (after.acc - before.acc)) or "–"
+        local delta = (before and after and same) and fmt("%+.1f", 100 * (after.acc - before.acc)) or "–"
+        local source = (after or before).source
+        if before and after and before.source ~= after.source then
+          source = "before: " .. before.source .. "; after: " .. after.source
+        end
         table_rows[#table_rows + 1] = fmt(
           '<tr><td>%s</td><td><i class="sw" style="background:%s"></i>%s</td><td class="n">%s</td><td class="n">%s</td>'
           .. '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td><td>%s</td></tr>',
-          esc(b), r.color, esc(r.name), before and pct(before.acc) or "–", ci(before),
+          esc(trunc(tostring(b), NAME_MAX)), r.color, esc(r.name), before and pct(before.acc) or "–", ci(before),
           after and pct(after.acc) or "–", ci(after), delta,
           num((after and after.n) or (before and before.n) or "–"),
-          esc((after or before).source))
+          esc(source))
       end
     end
-    s[#s + 1] = "<div>" .. M.accuracy_plot({title = b, rows = rows}) .. "</div>"
+    s[#s + 1] = "<div>" .. M.accuracy_plot({title = trunc(tostring(b), NAME_MAX), rows = rows}) .. "</div>"
   end
   s[#s + 1] = "</div>"
   s[#s + 1] = "<table><tr><th>benchmark</th><th>run</th><th>before %</th><th>95% interval</th><th>after %</th>"
               .. "<th>95% interval</th><th>change (points)</th><th>n</th><th>source</th></tr>"
   s[#s + 1] = table.concat(table_rows, "\n") .. "</table>"
+  if #problems > 0 then s[#s + 1] = '<p class="warn">' .. table.concat(problems, "<br>") .. "</p>" end
   return table.concat(s, "\n")
 end
 
@@ -743,7 +889,7 @@ local function metrics_section(runs)
     local sb = M.summary_benchmarks(r.summary)
     local names = {}
     for b in pairs(sb) do names[#names + 1] = b end
-    table.sort(names)
+    table.sort(names, function(x, y) return tostring(x) < tostring(y) end)
     for _, b in ipairs(names) do
       local keys, seen = {}, {}
       for _, phase in ipairs({"before", "after"}) do
@@ -753,13 +899,14 @@ local function metrics_section(runs)
           end
         end
       end
-      table.sort(keys)
+      table.sort(keys, function(x, y) return tostring(x) < tostring(y) end)
       for _, k in ipairs(keys) do
         local bv = type(sb[b].before) == "table" and sb[b].before[k]
         local av = type(sb[b].after) == "table" and sb[b].after[k]
         rows[#rows + 1] = fmt('<tr><td><i class="sw" style="background:%s"></i>%s</td><td>%s</td><td>%s</td>'
                               .. '<td class="n">%s</td><td class="n">%s</td></tr>',
-                              r.color, esc(r.name), esc(b), esc(k), finite(bv) and num(bv) or "–",
+                              r.color, esc(r.name), esc(trunc(tostring(b), NAME_MAX)), esc(k),
+                              finite(bv) and num(bv) or "–",
                               finite(av) and num(av) or "–")
       end
     end
@@ -816,9 +963,38 @@ local function histogram_section(runs, title, field, xlabel, note, opts)
   return table.concat(s, "\n")
 end
 
-local function flatten(t, prefix, out)
-  out = out or {}
-  for k, v in pairs(t) do
+local function scalar_text(x)
+  if type(x) == "number" then return num(x, 6) end
+  if x == jsonio.null then return "null" end
+  return tostring(x)
+end
+
+-- Keys in a fixed order (numbers first, then strings), so flattening never depends on pairs().
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(x, y)
+    local tx, ty = type(x) == "number", type(y) == "number"
+    if tx ~= ty then return tx end
+    if tx then return x < y end
+    return tostring(x) < tostring(y)
+  end)
+  return keys
+end
+
+-- Config as dotted key -> text. Two paths giving one dotted key ({"a.b":1} and {"a":{"b":2}})
+-- keep the first in key order and list the rest as "KEY (2)", ...; dups collects those keys.
+local function flatten(t, prefix, out, dups)
+  out, dups = out or {}, dups or {}
+  local function put(key, text)
+    if out[key] == nil then out[key] = text; return end
+    local i = 2
+    while out[key .. " (" .. i .. ")"] ~= nil do i = i + 1 end
+    out[key .. " (" .. i .. ")"] = text
+    dups[#dups + 1] = key
+  end
+  for _, k in ipairs(sorted_keys(t)) do
+    local v = t[k]
     local key = prefix and (prefix .. "." .. tostring(k)) or tostring(k)
     if type(v) == "table" and next(v) ~= nil then
       local is_list = #v > 0
@@ -826,25 +1002,23 @@ local function flatten(t, prefix, out)
       for _, x in pairs(v) do if type(x) == "table" then all_scalar = false end end
       if is_list and all_scalar then
         local parts = {}
-        for i, x in ipairs(v) do parts[i] = type(x) == "number" and num(x, 6) or tostring(x) end
-        out[key] = "[" .. table.concat(parts, ", ") .. "]"
+        for i, x in ipairs(v) do parts[i] = scalar_text(x) end
+        put(key, "[" .. table.concat(parts, ", ") .. "]")
       else
-        flatten(v, key, out)
+        flatten(v, key, out, dups)
       end
-    elseif type(v) == "table" then out[key] = "[]"
-    elseif type(v) == "number" then out[key] = num(v, 6)
-    elseif v == jsonio.null then out[key] = "null"
-    else out[key] = tostring(v) end
+    elseif type(v) == "table" then put(key, "[]")
+    else put(key, scalar_text(v)) end
   end
-  return out
+  return out, dups
 end
+M.flatten = flatten
 
 local function config_section(runs)
   local s = {"<h2>Configuration</h2>"}
-  local flats, all_keys = {}, {}
+  local flats, dups = {}, {}
   for i, r in ipairs(runs) do
-    flats[i] = type(r.config) == "table" and flatten(r.config) or nil
-    for k in pairs(flats[i] or {}) do all_keys[k] = true end
+    if type(r.config) == "table" then flats[i], dups[i] = flatten(r.config) end
   end
   if #runs > 1 then
     s[#s + 1] = '<p class="muted">Highlighted rows differ between the runs that have a config.</p>'
@@ -870,7 +1044,12 @@ local function config_section(runs)
         s[#s + 1] = fmt('<tr%s><td><code>%s</code></td><td>%s</td></tr>', differs and ' class="diff"' or "",
                         esc(k), esc(v))
       end
-      s[#s + 1] = "</table></div>"
+      s[#s + 1] = "</table>"
+      if #dups[i] > 0 then
+        s[#s + 1] = '<p class="warn">keys that collide once flattened (shown as KEY (2), ...): '
+                    .. esc(table.concat(dups[i], ", ")) .. "</p>"
+      end
+      s[#s + 1] = "</div>"
     end
   end
   s[#s + 1] = "</div>"
@@ -888,12 +1067,17 @@ function M.render(dirs_or_runs, opts)
   for _, x in ipairs(dirs_or_runs) do
     if type(x) == "table" then runs[#runs + 1] = x else dirs[#dirs + 1] = x end
   end
-  for _, d in ipairs(M.expand(dirs)) do runs[#runs + 1] = M.load_run(d) end
+  local expanded, grid_notes = M.expand(dirs)
+  for _, d in ipairs(expanded) do runs[#runs + 1] = M.load_run(d) end
   if #runs == 0 then error("report: no run directories given", 2) end
+  local notes = {}
+  for _, n in ipairs(grid_notes) do notes[#notes + 1] = esc(n) end
+  for _, n in ipairs(opts.notes or {}) do notes[#notes + 1] = esc(n) end
   local names = {}
   for i, r in ipairs(runs) do
     r.color = M.palette[(i - 1) % #M.palette + 1]
-    if names[r.name] then r.name = r.name .. " (" .. r.dir .. ")" end
+    r.name = trunc(tostring(r.name), NAME_MAX)
+    if names[r.name] then r.name = r.name .. " (" .. trunc(r.dir, NAME_MAX) .. ")" end
     names[r.name] = true
   end
   local title = opts.title or (#runs == 1 and ("confit report: " .. runs[1].name)
@@ -907,6 +1091,7 @@ function M.render(dirs_or_runs, opts)
     '<p class="muted">Run directories as in docs/RUNDIR.md. Intervals are 95% (Wilson for '
       .. "0/1 outcomes, normal approximation over per-question means otherwise).</p>",
     runs_section(runs),
+    #notes > 0 and ('<p class="warn">' .. table.concat(notes, "<br>") .. "</p>") or "",
     curves_section(runs),
     accuracy_section(runs),
     metrics_section(runs),

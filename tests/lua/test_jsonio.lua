@@ -82,6 +82,9 @@ H.case("write_json_atomic / read_json round trip", function()
   assert(jsonio.write_json_atomic(p, {x = 1}))
   deep_eq(assert(jsonio.read_json(p)), {x = 1})
   H.eq(io.open(p .. ".tmp", "rb"), nil, "no .tmp left")
+  for _, name in ipairs(require("confit.cli").list_dir(d) or {}) do
+    H.ok(not name:find("tmp", 1, true), "temporary left behind: " .. name)
+  end
   -- a value JSON cannot hold raises before touching the existing file
   H.raises(function() jsonio.write_json_atomic(p, {y = 0 / 0}) end, "value.y", p)
   deep_eq(assert(jsonio.read_json(p)), {x = 1})
@@ -89,6 +92,26 @@ H.case("write_json_atomic / read_json round trip", function()
   local ok, err = jsonio.write_json_atomic(d .. "/nodir/x.json", {1})
   H.eq(ok, nil, "failed write"); H.ok(err and err:find("nodir", 1, true), tostring(err))
   os.remove(p); os.remove(d)
+end)
+
+-- (fix_report) the temporary file has a fresh, unique name: a file or a symlink at the old
+-- fixed name OUT.tmp is neither clobbered nor followed.
+H.case("write_text_atomic: a unique temporary file, never OUT.tmp", function()
+  local d = tmpdir()
+  local p, victim = d .. "/out.html", d .. "/victim.txt"
+  spit(p .. ".tmp", "someone else's file")
+  spit(victim, "precious")
+  assert(jsonio.write_text_atomic(p, "one"))
+  H.eq(slurp(p .. ".tmp"), "someone else's file", "existing OUT.tmp untouched")
+  os.remove(p .. ".tmp")
+  assert(os.execute("ln -s victim.txt '" .. p .. ".tmp'"))
+  assert(jsonio.write_text_atomic(p, "two"))
+  H.eq(slurp(victim), "precious", "symlink at OUT.tmp not followed")
+  H.eq(slurp(p), "two", "written")
+  local names = require("confit.cli").list_dir(d) or {}
+  table.sort(names)
+  H.eq(table.concat(names, " "), "out.html out.html.tmp victim.txt", "no temporary left behind")
+  os.execute("rm -rf '" .. d .. "'")
 end)
 
 H.case("read errors name the file and line", function()

@@ -369,9 +369,6 @@ do
   local WEIGHTS = FR .. "/weights"          -- a folder with weights and no config.json
   assert(os.execute("mkdir -p " .. q(WEIGHTS)))
   write(WEIGHTS .. "/model.safetensors", "weights\n")
-  local NOWRITE = FR .. "/nowrite"          -- an rlsc run where config.json cannot be written
-  assert(os.execute("mkdir -p " .. q(NOWRITE .. "/config.json.tmp")))
-  write(NOWRITE .. "/config.json", '{"recipe": "rlsc"}\n')
   local CUT = FR .. "/cut"                  -- the toy model with its weights cut short
   assert(os.execute("mkdir -p " .. q(CUT)))
   for _, f in ipairs({"config.json", "tokenizer.json"}) do write(CUT .. "/" .. f, read(TOYM .. "/" .. f)) end
@@ -422,7 +419,6 @@ do
     {TINY .. " --lr 1e30" .. o(FINISHED), {FINISHED, "finished run (summary.json)"}},
     {TINY .. " --resume" .. o(FINISHED), {FINISHED, "no checkpoint to resume from"}},
     {"--model " .. q(CUT) .. " " .. TINY .. o(NEW), {"cannot load --model", CUT}},
-    {TINY .. o(NOWRITE), {"cannot write --out", NOWRITE .. "/config.json.tmp"}},
     -- (fix_rlsc2)
     {TINY .. o(NOTES), {"--out '" .. NOTES .. "' holds eval_before.jsonl and no rlsc run (config.json)", "another --out"}},
     {TINY .. o(GRIDROOT), {"--out '" .. GRIDROOT .. "' holds alpha=0 and no rlsc run"}},
@@ -443,7 +439,6 @@ do
     H.eq(read(FINISHED .. "/summary.json"), '{"after": {"greedy_acc": 0.5}}\n', "the finished run's summary.json")
     H.ok(not cli.exists(FINISHED .. "/steps.jsonl"), "steps.jsonl in the finished run")
     H.ok(not cli.exists(WEIGHTS .. "/config.json"), "config.json beside the weights")
-    H.eq(read(NOWRITE .. "/config.json"), '{"recipe": "rlsc"}\n', "the unwritable run's config.json")
     for f, text in pairs(NOTES_FILES) do H.eq(read(NOTES .. "/" .. f), text, "the other folder's " .. f) end
     H.ok(not cli.exists(NOTES .. "/config.json") and not cli.exists(GRIDROOT .. "/config.json"), "config.json in a folder of other files")
     for dir, text in pairs(RUNCFG) do
@@ -453,6 +448,88 @@ do
   end)
 end
 -- <<< end of the rlsc inputs block
+
+-- >>> toy_compare --out / --md / summary block (added with the fix_tc fixes): an --out holding
+-- data toy_compare did not write is refused before any work and left as it was; --md that is
+-- --out or toy_compare's own grid.json is refused up front; decimal --seeds only; summary.json
+-- carries RUNDIR.md's acc / pass@1 / maj@K / pass@K / n; a rerun on its own grid is accepted and
+-- leaves a file named <md>.tmp alone.
+do
+  local TC = TMP .. "/fix_tc"
+  assert(os.execute("mkdir -p " .. q(TC)))
+  local TINY = "--seeds 1 --methods l2 --steps 1 --questions-per-step 1 --n 2 --eval-questions 2 "
+               .. "--eval-n 2 --max-new-tokens 8 --quiet"
+  -- an ablate grid's run folder with the method/seed axes toy_compare uses
+  local ABL = TC .. "/abl"
+  local ABLRUN = ABL .. "/method=l2,seed=1"
+  assert(os.execute("mkdir -p " .. q(ABLRUN)))
+  write(ABLRUN .. "/ablate.json", '{"keep": 1}\n')
+  write(ABLRUN .. "/checkpoint-keep.txt", "keep\n")
+  -- a run folder of the right name whose config.json is not toy_compare's
+  local OTHER = TC .. "/other"
+  assert(os.execute("mkdir -p " .. q(OTHER .. "/method=l2,seed=1")))
+  write(OTHER .. "/method=l2,seed=1/config.json", '{"recipe": "rlsc", "name": "mine"}\n')
+  -- an rlsc run as --out
+  local RLRUN = TC .. "/rlsc-run"
+  assert(os.execute("mkdir -p " .. q(RLRUN)))
+  write(RLRUN .. "/config.json", '{"recipe": "rlsc"}\n')
+  write(RLRUN .. "/summary.json", '{"after": {"acc": 0.5}}\n')
+  local function tc(args) return TINY .. " " .. args end
+  local cases = {
+    {"toy_compare", tc("--out " .. q(ABL) .. " --md " .. q(TC .. "/a.md")), 1, {ABL, "ablate.json", "another --out"}},
+    {"toy_compare", tc("--out " .. q(OTHER) .. " --md " .. q(TC .. "/b.md")), 1, {OTHER, "method=l2,seed=1"}},
+    {"toy_compare", tc("--out " .. q(RLRUN) .. " --md " .. q(TC .. "/c.md")), 1, {RLRUN, "config.json"}},
+    {"toy_compare", tc("--out " .. q(TC .. "/same") .. " --md " .. q(TC .. "/same")), 1, {"--md", "directory"}},
+    {"toy_compare", tc("--out " .. q(TC .. "/g") .. " --md " .. q(TC .. "/g/grid.json")), 1, {"--md", "grid"}},
+    {"toy_compare", tc("--out " .. q(TC .. "/h") .. " --md " .. q(TC .. "/h.md") .. " --seeds 0x10"), 1, {"--seeds", "'0x10'"}},
+    {"toy_compare", tc("--out " .. q(TC .. "/e") .. " --md " .. q(TC .. "/e.md") .. " --seeds 1e0"), 1, {"--seeds", "'1e0'"}},
+  }
+  local res = run_side_by_side(TC, cases)
+  for i, c in ipairs(cases) do
+    H.case(("fix_tc: %s %s"):format(c[1], c[2]), function() check_run(c[1], c[2], res[i], c[3], c[4]) end)
+  end
+  H.case("fix_tc: refused toy_compare runs left what they found and computed nothing", function()
+    H.eq(read(ABLRUN .. "/ablate.json"), '{"keep": 1}\n', "the ablate run's ablate.json")
+    H.eq(read(ABLRUN .. "/checkpoint-keep.txt"), "keep\n", "the ablate run's checkpoint")
+    H.eq(read(OTHER .. "/method=l2,seed=1/config.json"), '{"recipe": "rlsc", "name": "mine"}\n', "the other config.json")
+    H.eq(read(RLRUN .. "/summary.json"), '{"after": {"acc": 0.5}}\n', "the rlsc run's summary.json")
+    for _, d in ipairs({ABL, OTHER, RLRUN, TC .. "/same", TC .. "/g", TC .. "/h", TC .. "/e"}) do
+      H.ok(not cli.exists(d .. "/grid.json"), d .. "/grid.json written")
+    end
+    H.ok(not cli.exists(TC .. "/a.md") and not cli.exists(TC .. "/same/grid.json"), "a table written")
+  end)
+  H.case("fix_tc: summary.json aliases, grid.json, a rerun on its own grid keeps <md>.tmp", function()
+    local jsonio = require "confit.jsonio"
+    local OUT, MD = TC .. "/ok", TC .. "/ok.md"
+    local cmd = ("%s recipes/toy_compare.lua %s --out %s --md %s 2>&1; echo rc=$?"):format(q(EXE), TINY, q(OUT), q(MD))
+    local function go()
+      local pp = assert(io.popen(cmd))
+      local text = pp:read("a")
+      pp:close()
+      return text
+    end
+    local text = go()
+    H.ok(text:find("rc=0", 1, true), text)
+    local s = jsonio.read_json(OUT .. "/method=l2,seed=1/summary.json")
+    H.ok(type(s) == "table", "summary.json")
+    for _, part in ipairs({"before", "after"}) do
+      local t = s[part]
+      H.eq(t.acc, t.greedy_acc, part .. " acc")
+      H.eq(t["pass@1"], t.pass1_t05, part .. " pass@1")
+      H.eq(t.n, 2, part .. " n")
+      H.eq(t["maj@2"], t.maj16, part .. " maj@2")
+      H.eq(t["pass@2"], t.pass16, part .. " pass@2")
+    end
+    local g = jsonio.read_json(OUT .. "/grid.json")
+    H.eq(g.runs[1].dir, "method=l2,seed=1", "grid.json run")
+    write(MD .. ".tmp", "someone's\n")
+    text = go()
+    H.ok(text:find("rc=0", 1, true), "rerun on its own grid: " .. text)
+    H.eq(read(MD .. ".tmp"), "someone's\n", "<md>.tmp")
+    H.ok(read(MD):find("| l2 |", 1, true), "the table")
+  end)
+end
+-- <<< end of the toy_compare --out / --md / summary block
 
 os.execute("rm -rf " .. q(TMP))
 H.finish()

@@ -324,6 +324,139 @@ H.case("load_run and render skip records and summary entries that are not object
   H.eq(main({out, d}), 0, "recipes/report.lua carries on")
 end)
 
+-- (fix_report) Hostile but parseable numbers: no hang, no traceback, every drawn coordinate
+-- finite; mismatched metrics are not compared; config flattening is deterministic.
+local function put_files(d, files)
+  assert(os.execute("mkdir -p " .. sh_quote(d)))
+  for name, text in pairs(files) do
+    local f = assert(io.open(d .. "/" .. name, "wb")); f:write(text); f:close()
+  end
+end
+
+local function eval_line(len, lp)
+  return string.format('{"benchmark":"b","id":1,"greedy":{"correct":true,"length":%s,"logprob":%s}}\n',
+                       len, lp)
+end
+
+-- attribute values of the SVGs that are not finite numbers
+local function bad_coords(html)
+  local bad = {}
+  for attr, v in html:gmatch('%s([%w%-]+)="([^"]*)"') do
+    if attr ~= "aria-label" and (v:lower():find("nan", 1, true) or v:lower():find("inf", 1, true)) then
+      bad[#bad + 1] = attr .. "=" .. v
+    end
+  end
+  return bad
+end
+
+H.case("nice_ticks: ranges a few ulps wide and huge ranges end with few ticks", function()
+  for _, r in ipairs({{-1.0000000000000002, -1.0}, {1e17, 1e17 + 16}, {5, 5}, {-1e308, 1e308},
+                      {0, 1e-300}, {1e300, 1e300}}) do
+    local ticks, step = report.nice_ticks(r[1], r[2], 5)
+    H.ok(#ticks >= 1 and #ticks <= 50, string.format("%d ticks for %.17g..%.17g", #ticks, r[1], r[2]))
+    for _, t in ipairs(ticks) do H.ok(t == t and t > -math.huge and t < math.huge, "finite tick") end
+    H.ok(step > 0 and step < math.huge, "finite step")
+  end
+end)
+
+H.case("render: hostile numbers give a page with finite coordinates and notes", function()
+  local base = root .. "/hostile"
+  put_files(base .. "/ulp", {["eval_before.jsonl"] = eval_line(3, "-1.0"),
+                             ["eval_after.jsonl"] = eval_line(3, "-1.0000000000000002")})
+  put_files(base .. "/steps", {["steps.jsonl"] = '{"step":1e17,"loss":1}\n{"step":100000000000000016,"loss":2}\n'})
+  put_files(base .. "/lens", {["eval_before.jsonl"] = eval_line("1e17", -1),
+                              ["eval_after.jsonl"] = eval_line("100000000000000016", -2)})
+  put_files(base .. "/wide", {["eval_before.jsonl"] = eval_line("-1e308", "-1e308"),
+                              ["eval_after.jsonl"] = eval_line("1e308", "1e308")})
+  put_files(base .. "/one", {["eval_before.jsonl"] = eval_line("1e300", -1)})
+  put_files(base .. "/loss", {["steps.jsonl"] = '{"step":1,"loss":-1e308,"box_rate":1.06}\n'
+                                                .. '{"step":2,"loss":1e308,"box_rate":2.06}\n'})
+  put_files(base .. "/acc", {["summary.json"] =
+    '{"benchmarks":{"b":{"before":{"acc":1e308,"acc_ci95":[-1e308,1e308],"n":3},"after":{"acc":0.5,"n":3}}}}'})
+  put_files(base .. "/arr", {["summary.json"] =
+    '{"benchmarks":{"b":{"before":{"acc":0.5,"n":3},"after":[0.7,0.8]}}}'})
+  for _, name in ipairs({"ulp", "steps", "lens", "wide", "one", "loss", "acc", "arr"}) do
+    local ok, h = pcall(report.render, {base .. "/" .. name})
+    H.ok(ok, name .. ": " .. tostring(h))
+    if ok then
+      local bad = bad_coords(h)
+      H.eq(#bad, 0, name .. ": non-finite attributes: " .. table.concat(bad, " ", 1, math.min(#bad, 5)))
+      H.eq(check_svg_wellformed(h) > 0, true, name .. ": plots drawn")
+      H.ok(not h:find(">%-?inf<") and not h:find("[%-?inf", 1, true), name .. ": inf in a table")
+    end
+  end
+  local h = report.render({base .. "/acc"})
+  H.ok(h:find("outside [0, 1]", 1, true), "out-of-range accuracy flagged")
+  h = report.render({base .. "/arr"})
+  H.ok(h:find("benchmarks.b.after is not an object", 1, true), "array phase noted")
+end)
+
+H.case("render: one accuracy row compares one metric", function()
+  local d = root .. "/mixed-metrics"
+  put_files(d, {["summary.json"] = '{"benchmarks":{"b":{"before":{"pass@1":0.8,"n":3},"after":{"acc":0.0,"n":3}}}}'})
+  local h = report.render({d})
+  H.ok(not h:find("-80.0", 1, true), "no change across two metrics")
+  H.ok(h:find("before: summary pass@1; after: summary acc", 1, true), "both sources named")
+  -- when the after side also has pass@1, that one is compared
+  put_files(d, {["summary.json"] = '{"benchmarks":{"b":{"before":{"pass@1":0.8,"n":3},'
+                                   .. '"after":{"acc":0.0,"pass@1":0.9,"n":3}}}}'})
+  h = report.render({d})
+  H.ok(h:find(">+10.0<", 1, true), "pass@1 against pass@1")
+end)
+
+H.case("config flattening is deterministic; null and object benchmarks", function()
+  local d = root .. "/flat"
+  put_files(d, {["config.json"] = '{"name":"flat","a.b":"flat","a":{"b":"nested"},"l":[1,null,"x"]}',
+                ["eval_before.jsonl"] = '{"benchmark":{"a":1},"id":1,"greedy":{"correct":true}}\n'
+                                        .. '{"benchmark":"ok","id":2,"greedy":{"correct":true}}\n'})
+  local h = report.render({d})
+  H.ok(h:find("<code>a.b</code></td><td>nested</td>", 1, true), "first in key order kept")
+  H.ok(h:find("<code>a.b (2)</code></td><td>flat</td>", 1, true), "the colliding key kept too")
+  H.ok(h:find("collide once flattened", 1, true), "collision reported")
+  H.ok(h:find("[1, null, x]", 1, true), "null in a list")
+  H.ok(not h:find("userdata", 1, true) and not h:find("table: ", 1, true), "no Lua addresses")
+  H.ok(h:find("benchmark is not a string", 1, true), "object benchmark noted")
+  local flat = report.flatten({["a.b"] = 1, a = {b = 2}, z = {y = 1, x = 2}})
+  H.eq(flat["a.b"], "2", "nested a.b first"); H.eq(flat["a.b (2)"], "1", "flat a.b second")
+end)
+
+H.case("control characters never reach the page or the terminal raw", function()
+  local e = report.escape("a\0b\1c\7d\27[31me\127f\tg")
+  H.ok(not e:find("[%z\1-\8\11\12\14-\31\127]"), "no control characters: " .. e)
+  H.ok(e:find("a\239\191\189b", 1, true), "replaced by U+FFFD")
+  H.ok(e:find("\tg", 1, true), "tab kept")
+  local t = report.terminal_safe("dir\1name\27[2J\n")
+  H.eq(t, "dir\\x01name\\x1B[2J\\x0A", "terminal text")
+  local d = root .. "/ctl\1dir"
+  put_files(d, {["config.json"] = '{"name":"n\\u0000a\\u0007m\\u001be","k":"v\\u0001"}'})
+  local h = report.render({d})
+  H.ok(not h:find("[%z\1-\8\11\12\14-\31\127]"), "page has no control characters")
+end)
+
+H.case("grids: malformed grid.json and a dir outside the grid are noted; long names cut", function()
+  local g = root .. "/badgrid"
+  put_files(g .. "/r1", {["config.json"] = '{"name":"r1"}'})
+  put_files(g, {["grid.json"] = '{"runs": [oops]}'})
+  local dirs, notes = report.expand({g})
+  H.eq(dirs[1], g .. "/r1", "folders used instead")
+  H.ok(notes and notes[1] and notes[1]:find("grid.json", 1, true), "malformed grid.json noted")
+  H.ok(report.render({g}):find("runs found by their folders instead", 1, true), "on the page")
+  local g2 = root .. "/escgrid"
+  put_files(g2 .. "/ok", {["config.json"] = '{"name":"ok"}'})
+  put_files(g2, {["grid.json"] = '{"runs":[{"dir":"ok"},{"dir":"../rlsc-a"},{"dir":"/etc"},{"dir":"a/../../x"}]}'})
+  dirs, notes = report.expand({g2})
+  H.eq(#dirs, 1, "only the run inside the grid"); H.eq(dirs[1], g2 .. "/ok", "ok")
+  H.eq(#(notes or {}), 3, "three refused")
+  H.ok(notes and notes[1]:find("outside the grid; refused", 1, true), tostring(notes and notes[1]))
+  local long = root .. "/longname"
+  put_files(long, {["config.json"] = '{"name":"' .. string.rep("n", 300) .. '"}',
+                   ["summary.json"] = '{"benchmarks":{"' .. string.rep("b", 300) .. '":{"after":{"acc":0.5}}}}'})
+  local h = report.render({long})
+  H.ok(not h:find(string.rep("n", 201), 1, true), "run name cut")
+  H.ok(h:find(string.rep("n", 199) .. "…", 1, true), "with an ellipsis")
+  H.ok(not h:find(string.rep("b", 201), 1, true), "benchmark name cut")
+end)
+
 -- Headless browser check --------------------------------------------------------------------
 
 local function png_size(path)
