@@ -281,9 +281,10 @@ end
 
 -- Writing --------------------------------------------------------------------------------------
 
--- A temporary name beside path that nothing uses yet: path.tmp-PID-TIME-RANDOM. Unique per
+-- A temporary name beside path that nothing uses yet: path.tmp-PID-TIME-SERIAL. Unique per
 -- process and call, so an existing file (or symlink) of a fixed name is never written through,
--- and two writers of one path never share a temporary file.
+-- and two writers of one path never share a temporary file. (Not math.random: a user's seeded
+-- random stream must not move because a file was written.)
 local tmp_serial = 0
 local function process_id()
   local f = io.open("/proc/self/stat", "rb")
@@ -297,8 +298,7 @@ local function fresh_tmp_name(path)
   PID = PID or process_id()
   for _ = 1, 100 do
     tmp_serial = tmp_serial + 1
-    local tmp = string.format("%s.tmp-%s-%d-%d-%06x", path, PID, os.time(), tmp_serial,
-                              math.random(0, 0xffffff))
+    local tmp = string.format("%s.tmp-%s-%d-%d", path, PID, os.time(), tmp_serial)
     -- os.rename(x, x) succeeds for anything there, a dangling symlink included
     if not os.rename(tmp, tmp) then return tmp end
   end
