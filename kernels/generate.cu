@@ -55,7 +55,8 @@
  * a row one block, 16 multiprocessors at batch 16; untruncated sampling and greedy). Changed
  * since their measurement, not yet rerun (eighth session, no GPU): the merge in the attention,
  * the skinny GEMMs' split-K sums and folded-norm sums of squares, the attention's query staging,
- * k_rmsnorm and the samplers' passes over the logits issue their loads together where each had waited on L2 once per part, head or
+ * k_rmsnorm and the samplers' passes over the logits issue their loads together, and the RoPE's
+ * rounding is written out (rope_lo, rope_hi) where each had waited on L2 once per part, head or
  * element (a loop of load-and-add whose trip count the compiler does not know runs one round
  * trip per iteration; the PTX showed them), the same sums in the same order. skinny.cu replaced
  * k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs 2.97 ms per step).

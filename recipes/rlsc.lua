@@ -41,8 +41,9 @@
 -- --checkpoint-every > 0, and model/ (the final weights) with --save-model. --out is a new or
 -- empty folder, an rlsc run directory (config.json with recipe "rlsc") that holds no model, or an
 -- ablate grid point rlsc has not written to yet (only ablate.json and log.txt); anything else is
--- refused. An unfinished rlsc run there is started over (its files removed), or continued from
--- its latest checkpoint with --resume (same settings, same --model); a finished one
+-- refused. An unfinished rlsc run there without checkpoints is started over (its files removed);
+-- one with checkpoints is continued from the latest with --resume (same settings, same --model)
+-- and otherwise refused; a finished one
 -- (summary.json) is only resumed. A resumed --data run keeps its evaluation before training when
 -- it was made with the same settings and data. Every input (flags, files, the model, the
 -- checkpoint to resume) is checked before anything is printed or written.
@@ -539,9 +540,9 @@ local function help_notes()
     "--clip-eps (GRPO's PPO clip) does not bind here: each batch gets one on-policy update, so the\n" ..
     "  ratio is 1 (rl.lua clips against a sample's old_logprobs when a recipe supplies them).\n" ..
     "--out: a new or empty folder, an rlsc run directory or an ablate grid point; never a model folder\n" ..
-    "  or a folder of other files. An unfinished run there starts over, or with --resume continues from\n" ..
-    "  its latest checkpoint (same settings, same --model); a finished run (summary.json) is kept\n" ..
-    "  unless resumed from a checkpoint. --resume needs --out."
+    "  or a folder of other files. An unfinished run without checkpoints there starts over; one with\n" ..
+    "  checkpoints needs --resume (same settings, same --model), which continues from the latest; a\n" ..
+    "  finished run (summary.json) is kept unless resumed from a checkpoint. --resume needs --out."
 end
 
 local function main(argv)
