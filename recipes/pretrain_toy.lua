@@ -30,7 +30,9 @@
 -- training: it may be missing, an empty folder, or a model folder this recipe could have written
 -- (config.json of a qwen2 with the toy's 257 ids, model.safetensors, and nothing but the files
 -- listed in MODEL_FILES); anything else is refused. The model is saved into a new sibling
--- folder <out>.tmp.XXXXXX, then moved into place file by file; no other file is touched.
+-- folder <out>.tmp.XXXXXX (a mktemp template), then put in place by renames: the old folder set
+-- aside as <out>.old.XXXXXX, the new one renamed to <out>, the old one removed; no other file is
+-- touched.
 local confit = require "confit"
 local model = require "confit.model"
 local toy = require "confit.toy"

@@ -354,13 +354,7 @@ end
 -- the files ablate (recipes/ablate.lua) writes into a grid point's folder before it runs rlsc there
 local ABLATE_FILES = {["ablate.json"] = true, ["log.txt"] = true}
 
--- a folder path as written, without "./" parts, repeated or trailing slashes
-local function tidy_path(p)
-  p = p:gsub("/+", "/")
-  repeat local n; p, n = p:gsub("/%./", "/") until n == 0
-  p = p:gsub("^%./", ""):gsub("/%.?$", "")
-  return p ~= "" and p or "/"
-end
+local tidy_path = cli.tidy_path
 
 -- true when the folder paths a and b are written alike or lead to the same folder
 local function same_folder(a, b)

@@ -127,12 +127,7 @@ local function is_own_grid(path)
   return true
 end
 
--- a path without "./" parts, repeated or trailing slashes (to compare --md with --out)
-local function norm(p)
-  p = p:gsub("/+", "/"):gsub("/%./", "/"):gsub("^%./", ""):gsub("/%.$", "")
-  if #p > 1 then p = p:gsub("/$", "") end
-  return p
-end
+local norm = cli.tidy_path -- to compare --md with --out
 
 -- a name beside path that nothing uses (temporary files never clobber one that is there)
 local function unique_tmp(path)
@@ -141,19 +136,6 @@ local function unique_tmp(path)
     if not cli.exists(t) then return t end
   end
   die("cannot find a free temporary name beside '%s'", path)
-end
-
--- write text to path through a temporary file of its own; nil, message on failure
-local function write_text(path, text)
-  local tmp = unique_tmp(path)
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  local ok, werr = f:write(text)
-  local cok, cerr = f:close()
-  if not ok or not cok then os.remove(tmp); return nil, tostring(werr or cerr) end
-  local rok, rerr = os.rename(tmp, path)
-  if not rok then os.remove(tmp); return nil, rerr end
-  return true
 end
 
 -- the summary of one evaluation with docs/RUNDIR.md's names beside the toy's (as rlsc writes
@@ -360,7 +342,7 @@ local function main(argv)
   local text = table.concat(md, "\n")
   say("")
   say(text)   -- first: the table is on the screen even when --md cannot be written
-  local ok, err = write_text(o.md, text)
+  local ok, err = jsonio.write_text_atomic(o.md, text)
   if not ok and o.quiet then print(text) end
   if not ok then die("cannot write --md '%s': %s (the table is printed above)", o.md, tostring(err)) end
   return {before = before, after = after, markdown = text}

@@ -235,6 +235,15 @@ function M.exists(path)
   return os.rename(path, path) and true or false
 end
 
+--- A path as written, without "./" parts, repeated or trailing slashes ("a//./b/" -> "a/b"), to
+--- compare two paths the user gave.
+function M.tidy_path(p)
+  p = p:gsub("/+", "/")
+  repeat local n; p, n = p:gsub("/%./", "/") until n == 0
+  p = p:gsub("^%./", ""):gsub("/%.?$", "")
+  return p ~= "" and p or "/"
+end
+
 --- True when path can be opened for reading (a file, or a folder on Linux).
 function M.can_read(path)
   local f = io.open(path, "rb")
