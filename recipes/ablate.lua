@@ -47,9 +47,7 @@ local shell_quote = cli.shell_quote
 
 local file_exists = require("confit.cli").can_read
 
-local function mkdir_p(dir)   -- mkdir's own complaint is not printed: the caller's one line says it
-  return os.execute("mkdir -p -- " .. shell_quote(dir) .. " 2>/dev/null")
-end
+local mkdir_p = cli.make_dir
 
 -- Text of a grid value, used in directory names and on command lines: integers as integers,
 -- floats with the fewest digits that read back the same (0.1, 1e-05, 3), strings as they are.

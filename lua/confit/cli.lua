@@ -327,11 +327,20 @@ function M.list_dir(dir)
   return names
 end
 
+--- Create directory dir (and its parents): true, or nil and a one-line message when that fails
+--- or dir is a file (mkdir's own complaint is not printed).
+function M.make_dir(dir)
+  local ok = os.execute("mkdir -p -- " .. M.shell_quote(dir) .. " 2>/dev/null")
+  if not ok or not M.is_dir(dir) then
+    return nil, "cannot create directory " .. dir .. " (a file is in the way, or no permission)"
+  end
+  return true
+end
+
 --- Create directory dir (and its parents); raises "<name>: cannot create <flag> '<dir>'" when
 --- that fails or dir is a file.
 function M.mkdir_p(name, dir, flag)
-  local ok = os.execute("mkdir -p -- " .. M.shell_quote(dir) .. " 2>/dev/null")
-  if not ok or not M.is_dir(dir) then
+  if not M.make_dir(dir) then
     M.die_for(name)("cannot create %s'%s' (a file is in the way, or no permission)",
                     flag and (flag .. " ") or "", dir)
   end

@@ -256,12 +256,8 @@ end
 
 local file_exists = require("confit.cli").can_read
 
--- nil and a one-line message when dir cannot be made (mkdir's own complaint is not printed)
-function evaluate.mkdir_p(dir)
-  local ok = os.execute("mkdir -p -- " .. shell_quote(dir) .. " 2>/dev/null")
-  if not ok then return nil, "cannot create directory " .. dir .. " (a file is in the way, or no permission)" end
-  return true
-end
+-- true, or nil and a one-line message when dir cannot be made
+evaluate.mkdir_p = require("confit.cli").make_dir
 
 local START_OVER = "use another output directory, or start over (eval.lua --no-resume; opts.resume = false)"
 
