@@ -36,7 +36,7 @@ local m = model.new({model_type = "qwen2", hidden_size = 512, intermediate_size 
                      num_hidden_layers = 4, num_attention_heads = 8, num_key_value_heads = 2,
                      vocab_size = VOCAB, max_position_embeddings = 4096, rms_norm_eps = 1e-6,
                      rope_theta = 10000, tie_word_embeddings = true}, {seed = 1, std = 0.02})
-if o.device == "cuda" then m:to("cuda", "bf16") end
+if o.device == "cuda" then assert(m:to("cuda", "bf16")) end
 train.trainable(m)
 
 local prompts, samples, total = {}, {}, 0

@@ -3,8 +3,11 @@
  * confit.memory(), a device synchronize before confit.clock(), and the tensor methods
  * t:to(...), t:cuda(), t:cpu().
  *
- * It compiles with or without CUDA: without CF_HAVE_CUDA, available() is false, the memory
- * fields are absent, and moving a tensor to "cuda" raises "CUDA is not available in this build".
+ * It compiles with or without CUDA: without CF_HAVE_CUDA, available() is false and the memory
+ * fields are absent. Moving a tensor to "cuda" where no GPU is usable (a CPU-only build, no
+ * device, a failed driver start) is the expected environmental failure of DESIGN.md: t:to and
+ * t:cuda return nil, message ("CUDA is not available in this build", or why the device did not
+ * start). Bad arguments and failures of the copy itself (out of memory) raise.
  * With CUDA, opening the part only installs lazy device hooks (no driver call): the device is
  * initialised by the first tensor placed on it, so `require "confit"` stays cheap and works on
  * machines without a GPU.
@@ -141,6 +144,21 @@ static int l_allocator_stats(lua_State *L) {
 
 /* ---------------------------------------------------------------- tensor methods */
 
+/* Pushes nil, message and returns 2 when a move of t to dev needs a GPU that is not usable;
+ * returns 0 otherwise (nothing pushed). */
+static int no_gpu_for(lua_State *L, const cf_tensor *t, cf_device dev) {
+  if (dev != CF_DEVICE_CUDA || cf_tensor_device(t) == CF_DEVICE_CUDA) return 0;
+#ifdef CF_HAVE_CUDA
+  if (cf_cuda_init() == 0) return 0;
+  lua_pushnil(L);
+  lua_pushstring(L, cf_error_message());
+#else
+  lua_pushnil(L);
+  lua_pushstring(L, NO_CUDA_BUILD);
+#endif
+  return 2;
+}
+
 /* A copy of t on dev (t itself, retained, when already there). Leaf grad flags carry over. */
 static cf_tensor *move_to(lua_State *L, cf_tensor *t, cf_device dev) {
   if (cf_tensor_device(t) == dev) {
@@ -182,6 +200,7 @@ static int m_to(lua_State *L) {
       have_dt = true;
     }
   }
+  if (no_gpu_for(L, t, dev)) return 2;
   cf_tensor **slot = cf_lua_newtensorbox(L);
   /* convert where it is cheaper: narrowing before the move, widening after */
   bool first_dtype = have_dt && cf_dtype_size(dt) <= cf_dtype_size(t->dtype);
@@ -210,6 +229,7 @@ static int m_to(lua_State *L) {
 
 static int move_method(lua_State *L, cf_device dev) {
   cf_tensor *t = cf_lua_checktensor(L, 1);
+  if (no_gpu_for(L, t, dev)) return 2;
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *c = move_to(L, t, dev);
   if (!c) return cf_lua_error(L);
@@ -239,8 +259,8 @@ static const char *const docs[][2] = {
   {"confit.cuda.empty_cache", "confit.cuda.empty_cache(): return cached device blocks to the driver"},
   {"confit.cuda.allocator_stats", "confit.cuda.allocator_stats() -> {requests, cache_hits, driver_mallocs, driver_malloc_failures, driver_frees, cache_flushes, driver_malloc_bytes, driver_malloc_seconds}: the caching allocator's traffic since start (empty without CUDA)"},
   {"confit.empty_cache", "confit.empty_cache(): return cached device blocks to the driver (no-op without CUDA)"},
-  {"t:to", "t:to(target [, target2]) -> tensor: \"cuda\" | \"cpu\" and/or a dtype name (\"bf16\", \"f32\", ...); t itself when nothing changes; device moves keep a leaf's requires_grad but are not recorded by autograd"},
-  {"t:cuda", "t:cuda() -> t on the GPU (t itself when already there)"},
+  {"t:to", "t:to(target [, target2]) -> tensor: \"cuda\" | \"cpu\" and/or a dtype name (\"bf16\", \"f32\", ...); t itself when nothing changes; device moves keep a leaf's requires_grad but are not recorded by autograd; nil, message when \"cuda\" is asked for and no GPU is usable"},
+  {"t:cuda", "t:cuda() -> t on the GPU (t itself when already there), or nil, message when no GPU is usable"},
   {"t:cpu", "t:cpu() -> t on the CPU (t itself when already there)"},
 };
 

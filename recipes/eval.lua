@@ -304,9 +304,9 @@ function M.main(argv)
   if not model then give_up("cannot load model '%s': %s", o.model, tostring(err)) end
   if not model.tokenizer then give_up("model folder '%s' has no tokenizer.json", o.model) end
   if device == "cuda" then
-    local ok, terr = pcall(model.to, model, "cuda", dtype)
-    if not ok then
-      terr = tostring(terr)
+    local ok, moved, merr = pcall(model.to, model, "cuda", dtype)
+    if not (ok and moved) then
+      local terr = tostring(ok and merr or moved)
       if not terr:find("cannot move the model", 1, true) then terr = "cannot move the model to cuda: " .. terr end
       give_up("%s", terr)
     end

@@ -163,8 +163,8 @@ local function load_model(o)
   local m, err = model.load(o.model)
   if not m then die("cannot load --model '%s': %s", o.model, tostring(err)) end
   if o.device == "cuda" then
-    local ok, err = pcall(m.to, m, "cuda", o.dtype)
-    if not ok then m:free(); die("%s", tostring(err)) end
+    local ok, moved, err = pcall(m.to, m, "cuda", o.dtype)
+    if not (ok and moved) then m:free(); die("%s", tostring(ok and err or moved)) end
   end
   if o.recompute then m:set_recompute(true) end
   return m

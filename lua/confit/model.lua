@@ -161,14 +161,12 @@ function Model:generate(prompts, opts)
   return out
 end
 
---- Move the weights: m:to("cuda", "bf16"). Needs the CUDA build and a usable GPU: raises
---- "cannot move the model to <device>: <why>" otherwise (the model stays where it was).
+--- Move the weights: m:to("cuda", "bf16") -> m. Needs the CUDA build and a usable GPU: without
+--- one it returns nil, "cannot move the model to cuda: <why>" and the model stays where it was
+--- (check it: `assert(m:to("cuda", "bf16"))`). Bad arguments and out of memory raise.
 function Model:to(device, dtype)
-  if not self.core.to_device then
-    error("model:to: this build has no CUDA support", 2)
-  end
   local ok, err = self.core:to_device(device, dtype)
-  if not ok then error(("cannot move the model to %s: %s"):format(tostring(device), tostring(err)), 2) end
+  if not ok then return nil, ("cannot move the model to %s: %s"):format(tostring(device), tostring(err)) end
   return self
 end
 

@@ -336,12 +336,24 @@ H.case("load: a tokenizer with ids past the model's vocab_size is refused, with 
   t:free()
 end)
 
-H.case("m:to(\"cuda\") without a usable GPU raises and leaves the model on the CPU", function()
+H.case("m:to(\"cuda\") and t:to(\"cuda\") without a usable GPU: nil, message; the model stays on the CPU", function()
   if confit.cuda and confit.cuda.available() then H.skip("m:to without a GPU", "a GPU is usable here"); return end
   local m = assert(confit.load("tests/fixtures/tiny_qwen2"))
-  local err = H.raises(function() m:to("cuda", "f32") end, "cannot move the model to cuda: ")
-  H.ok(not err:find("\n"), "one line: " .. err)
+  local moved, err = m:to("cuda", "f32")
+  H.eq(moved, nil, "m:to returns nil")
+  H.ok(type(err) == "string" and err:find("cannot move the model to cuda: ", 1, true) and not err:find("\n"),
+       "one line naming the move: " .. tostring(err))
   H.eq(m:device(), "cpu", "still on the CPU")
+  H.raises(function() m:to("tpu") end, 'device must be "cuda" or "cpu"')
+  local t = confit.randn({2, 3}, {seed = 1})
+  for _, mv in ipairs({function() return t:to("cuda") end, function() return t:cuda() end,
+                       function() return t:to("cuda", "bf16") end}) do
+    local r, why = mv()
+    H.eq(r, nil, "t:to(\"cuda\") returns nil")
+    H.ok(type(why) == "string" and #why > 0 and not why:find("\n"), "with a one-line reason: " .. tostring(why))
+  end
+  H.raises(function() return t:to("tpu") end, "neither a device")
+  H.ok(t:to("cpu") == t and t:cpu() == t, "to the CPU: the tensor itself")
   H.ok(m:to("cpu") == m, "to the CPU works")
   m:free()
 end)
