@@ -7,11 +7,18 @@
  *   written atomically (temporary file, fsync, rename); laid out by element size, then name
  *   (every tensor aligned, core/io/safetensors.c); CPU copies of
  *   device tensors are taken first.
+ * confit.fsync(path) -> true | nil, message
+ *   flushes a file's or a directory's data to the disk (fsync): the Lua writers (jsonio's
+ *   atomic writes, checkpoints) sync a temporary file before renaming it and the directory
+ *   after. A file system that cannot sync a directory (EINVAL, EROFS) counts as done.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "lconfit.h"
 #include "error.h"
 #include "io/safetensors.h"
@@ -148,7 +155,30 @@ static int l_save(lua_State *L) {
   return 1;
 }
 
+static int l_fsync(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  const char *what = "open";
+  int err = 0;
+  if (fd < 0) {
+    err = errno;
+  } else {
+    what = "fsync";
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) err = errno;
+    close(fd);
+  }
+  if (err) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s failed: %s", path, what, strerror(err));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 void cf_lua_open_io(lua_State *L) {
+  lua_pushcfunction(L, l_fsync);
+  lua_setfield(L, -2, "fsync");
   lua_pushcfunction(L, l_load);
   lua_setfield(L, -2, "load_safetensors");
   lua_pushcfunction(L, l_save);

@@ -305,8 +305,20 @@ local function fresh_tmp_name(path)
   return nil, path .. ": no free temporary name"
 end
 
--- Write text to a fresh temporary file beside path and rename it over path, so readers see the
--- old or the new file.
+-- fsync from the C module (confit.fsync) when it is there; stock Lua without it writes unsynced
+local has_core, core = pcall(require, "confit.core")
+local function fsync(path)
+  if has_core and type(core) == "table" and core.fsync then return core.fsync(path) end
+  return true
+end
+
+-- The directory part of path ("." for a bare name).
+local function dir_of(path)
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
+-- Write text to a fresh temporary file beside path, sync it to the disk, rename it over path
+-- and sync the directory, so readers (and a restart after a crash) see the old or the new file.
 function M.write_text_atomic(path, text)
   local tmp, terr = fresh_tmp_name(path)
   if not tmp then return nil, terr end
@@ -315,9 +327,12 @@ function M.write_text_atomic(path, text)
   local ok, werr = f:write(text)
   if ok then ok, werr = f:flush() end
   f:close()
+  if ok then ok, werr = fsync(tmp) end
   if not ok then os.remove(tmp); return nil, tmp .. ": " .. tostring(werr) end
   local rok, rerr = os.rename(tmp, path)
   if not rok then os.remove(tmp); return nil, rerr end
+  local dok, derr = fsync(dir_of(path) == "" and "/" or dir_of(path))
+  if not dok then return nil, derr end
   return true
 end
 

@@ -173,16 +173,14 @@ end
 local TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                          "vocab.json", "merges.txt"}
 
+-- Copy src to dst atomically (a synced temporary file renamed into place).
 local function copy_file(src, dst)
-  local f = assert(io.open(src, "rb"))
+  local f, err = io.open(src, "rb")
+  if not f then error("save: cannot read " .. src .. ": " .. tostring(err), 3) end
   local data = f:read("a")
   f:close()
-  local tmp = dst .. ".tmp"
-  local g, err = io.open(tmp, "wb")
-  if not g then error("save: cannot write " .. tmp .. ": " .. tostring(err), 3) end
-  g:write(data)
-  g:close()
-  assert(os.rename(tmp, dst))
+  local ok, werr = require("confit.jsonio").write_text_atomic(dst, data or "")
+  if not ok then error("save: cannot write " .. dst .. ": " .. tostring(werr), 3) end
 end
 
 --- Save a complete Hugging Face folder: config.json, generation_config.json,
@@ -191,7 +189,8 @@ end
 --- a tokenizer (so a model made by model.new with opts.tokenizer saves it too), else from the
 --- folder the model was loaded from.
 function Model:save(dir)
-  os.execute("mkdir -p -- " .. require("confit.cli").shell_quote(dir) .. " 2>/dev/null")
+  local ok, err = require("confit.cli").make_dir(dir)
+  if not ok then error("save: " .. err, 2) end
   self.core:save(dir)
   local src, tok_json = self.dir, nil
   if self.tokenizer and type(self.tokenizer.path) == "string" then

@@ -12,8 +12,9 @@
 -- for NaN/Inf, optionally clip the gradient norm, AdamW step, and append one line to
 -- OUT/steps.jsonl (docs/RUNDIR.md). Every opts.checkpoint_every steps, a Hugging Face folder
 -- OUT/checkpoint-<s> (model.safetensors, config, tokenizer files, optimizer.safetensors with the
--- AdamW moments, trainer_state.json) is written to OUT/.checkpoint-<s>.tmp and renamed into place,
--- so a checkpoint folder is complete or absent. opts.resume continues from the latest checkpoint:
+-- AdamW moments, trainer_state.json) is written to OUT/.checkpoint-<s>.tmp, every file and the
+-- folder synced to the disk, and renamed into place, so a checkpoint folder is complete or absent,
+-- a crash included. opts.resume continues from the latest checkpoint:
 -- weights and optimizer state are loaded, steps.jsonl is cut back to that step, and the run goes on
 -- with the same per-step seeds, so a resumed run equals an uninterrupted one. A resume whose
 -- method, seed, sampling / loss settings or optimizer settings differ from the checkpoint's
@@ -149,9 +150,12 @@ function M.save_checkpoint(out, step, m, opt, extra)
   local st = {step = step, optimizer = scalars}
   for k, v in pairs(extra or {}) do st[k] = v end
   assert(jsonio.write_json_atomic(tmp .. "/trainer_state.json", st))
+  -- every file is synced by its writer; the folder's entries, then the rename, are synced here
+  assert(confit.fsync(tmp))
   sh("rm -rf -- " .. cli.shell_quote(final))
   local ok, err = os.rename(tmp, final)
   if not ok then error("train: cannot rename checkpoint: " .. tostring(err)) end
+  assert(confit.fsync(out))
   return final
 end
 

@@ -114,6 +114,32 @@ H.case("write_text_atomic: a unique temporary file, never OUT.tmp", function()
   os.execute("rm -rf '" .. d .. "'")
 end)
 
+H.case("confit.fsync; write_text_atomic syncs the temporary file, then the directory", function()
+  local core = require "confit.core"
+  local d = tmpdir()
+  local p = d .. "/state.json"
+  spit(p, "old")
+  H.eq(core.fsync(p), true, "a file")
+  H.eq(core.fsync(d), true, "a directory")
+  local r, err = core.fsync(d .. "/missing")
+  H.ok(r == nil and tostring(err):find("missing: open failed: No such file", 1, true), "nil, message: " .. tostring(err))
+  local real, calls = core.fsync, {}
+  core.fsync = function(path) calls[#calls + 1] = path; return real(path) end
+  local ok, werr = pcall(jsonio.write_text_atomic, p, "new")
+  core.fsync = real
+  H.ok(ok and werr == true, "written: " .. tostring(werr))
+  H.eq(#calls, 2, "two syncs")
+  H.ok(calls[1] and calls[1]:find("^" .. d:gsub("%p", "%%%0") .. "/state%.json%.tmp%-"), "first the temporary file: " .. tostring(calls[1]))
+  H.eq(calls[2], d, "then the directory")
+  core.fsync = function() return nil, "disk on fire" end
+  local ok2, r2, e2 = pcall(jsonio.write_text_atomic, p, "newer")
+  core.fsync = real
+  H.ok(ok2 and r2 == nil and tostring(e2):find("disk on fire", 1, true), "a failed sync is an error: " .. tostring(e2))
+  H.eq(slurp(p), "new", "the file keeps its content")
+  H.eq(#(require("confit.cli").list_dir(d) or {}), 1, "no temporary left behind")
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
 H.case("read errors name the file and line", function()
   local d = tmpdir()
   local p = d .. "/bad.json"

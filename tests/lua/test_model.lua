@@ -249,6 +249,16 @@ for _, dir in ipairs(FIXTURES) do
     local m4 = assert(confit.load(out2))
     H.ok(m4.tokenizer, "reloaded tokenizer")
     H.eq((m4:forward(ref.ids) - m:forward(ref.ids)):abs():max():item(), 0, "re-reloaded logits")
+    local leftovers = {}
+    for _, n in ipairs(require("confit.cli").list_dir(out2) or {}) do
+      if n:find("tmp", 1, true) then leftovers[#leftovers + 1] = n end
+    end
+    H.eq(table.concat(leftovers, " "), "", "no temporary file left in the saved folder")
+    -- a file where the folder should be: one error naming it, the file untouched
+    local blocked = tempdir() .. "/file"
+    local f = assert(io.open(blocked, "wb")); f:write("mine"); f:close()
+    H.raises(function() m3:save(blocked) end, "save: cannot create directory " .. blocked)
+    H.eq(read_file(blocked), "mine", "the file in the way is untouched")
     m3:free(); m4:free()
   end)
 
