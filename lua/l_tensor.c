@@ -1199,20 +1199,79 @@ static int mm_eq(lua_State *L) {
   return 1;
 }
 
+/* Printing: one line per row (the last dim), values right-aligned to the widest one shown.
+ * A row shows every element up to SHOW_ALL, else its first and last SHOW_EDGE; rows (the
+ * leading dims flattened) likewise up to SHOW_ROWS. Rows of a tensor of 3 or more dims are
+ * labelled with their leading indices, 1-based: [i,j]. */
 #define SHOW_ALL 16
 #define SHOW_EDGE 3
+#define SHOW_ROWS 8
 
-static void add_value(luaL_Buffer *B, const cf_tensor *h, int64_t i) {
-  char s[64];
+static void format_value(char *s, size_t n, const cf_tensor *h, int64_t i) {
   int64_t off = flat_offset(h, i);
   const void *base = h->storage->data;
   switch (h->dtype) {
-    case CF_DTYPE_I32: snprintf(s, sizeof s, "%d", ((const int32_t *)base)[off]); break;
-    case CF_DTYPE_I64: snprintf(s, sizeof s, "%lld", (long long)((const int64_t *)base)[off]); break;
-    default: snprintf(s, sizeof s, "%.4g", cf_tensor_get_flat(h, i)); break;
+    case CF_DTYPE_I32: snprintf(s, n, "%d", ((const int32_t *)base)[off]); break;
+    case CF_DTYPE_I64: snprintf(s, n, "%lld", (long long)((const int64_t *)base)[off]); break;
+    default: snprintf(s, n, "%.4g", cf_tensor_get_flat(h, i)); break;
   }
-  luaL_addstring(B, "  ");
-  luaL_addstring(B, s);
+}
+
+/* How many places a run of n shows (values and the gap), and the index shown at place k; -1 is
+ * the gap. */
+static int64_t shown_count(int64_t n, int64_t all) { return n <= all ? n : 2 * SHOW_EDGE + 1; }
+static int64_t shown_index(int64_t n, int64_t all, int64_t k) {
+  if (n <= all) return k;
+  if (k < SHOW_EDGE) return k;
+  if (k == SHOW_EDGE) return -1;
+  return n - (2 * SHOW_EDGE + 1 - k);
+}
+
+/* Width of the widest value shown (mode 0), or append the rows to B (mode 1). */
+static int print_rows(luaL_Buffer *B, const cf_tensor *h, int width) {
+  int64_t n = cf_tensor_numel(h);
+  int64_t cols = h->ndim ? h->shape[h->ndim - 1] : 1, rows = n / cols;
+  char s[64];
+  int widest = 0;
+  for (int64_t kr = 0; kr < shown_count(rows, SHOW_ROWS); kr++) {
+    int64_t r = shown_index(rows, SHOW_ROWS, kr);
+    if (B && kr) luaL_addchar(B, '\n');
+    if (r < 0) {
+      if (B) luaL_addstring(B, "  ...");
+      continue;
+    }
+    if (B && h->ndim >= 3) {
+      /* leading indices of row r, 1-based, padded to the widest label */
+      int64_t idx[CF_MAX_DIMS], rest = r;
+      for (int d = h->ndim - 2; d >= 0; d--) { idx[d] = rest % h->shape[d]; rest /= h->shape[d]; }
+      char label[CF_MAX_DIMS * 22 + 4];
+      int len = 0, lw = 1;
+      for (int d = 0; d <= h->ndim - 2; d++) {
+        len += snprintf(label + len, sizeof label - (size_t)len, d ? ",%lld" : "[%lld", (long long)idx[d] + 1);
+        lw += snprintf(s, sizeof s, ",%lld", (long long)h->shape[d]);
+      }
+      snprintf(label + len, sizeof label - (size_t)len, "]");
+      luaL_addstring(B, "  ");
+      luaL_addstring(B, label);
+      for (int k = len + 1; k < lw; k++) luaL_addchar(B, ' ');
+    }
+    for (int64_t kc = 0; kc < shown_count(cols, SHOW_ALL); kc++) {
+      int64_t c = shown_index(cols, SHOW_ALL, kc);
+      if (c < 0) {
+        if (B) luaL_addstring(B, " ...");
+        continue;
+      }
+      format_value(s, sizeof s, h, r * cols + c);
+      int len = (int)strlen(s);
+      if (len > widest) widest = len;
+      if (B) {
+        char cell[80];
+        snprintf(cell, sizeof cell, "  %*s", width, s);
+        luaL_addstring(B, cell);
+      }
+    }
+  }
+  return widest;
 }
 
 static int mm_tostring(lua_State *L) {
@@ -1234,16 +1293,8 @@ static int mm_tostring(lua_State *L) {
   luaL_addstring(&B, cf_device_name(cf_tensor_device(t)));
   if (t->requires_grad) luaL_addstring(&B, " requires_grad");
   luaL_addchar(&B, '\n');
-  int64_t n = cf_tensor_numel(h);
-  if (n == 0) {
-    luaL_addstring(&B, "  (no elements)");
-  } else if (n <= SHOW_ALL) {
-    for (int64_t i = 0; i < n; i++) add_value(&B, h, i);
-  } else {
-    for (int64_t i = 0; i < SHOW_EDGE; i++) add_value(&B, h, i);
-    luaL_addstring(&B, " ...");
-    for (int64_t i = n - SHOW_EDGE; i < n; i++) add_value(&B, h, i);
-  }
+  if (cf_tensor_numel(h) == 0) luaL_addstring(&B, "  (no elements)");
+  else print_rows(&B, h, print_rows(NULL, h, 0));
   luaL_pushresult(&B);
   return 1;
 }

@@ -293,12 +293,27 @@ H.case("__eq, __name, __tostring", function()
   local ok, err = pcall(string.rep, t, 2)
   H.ok(not ok and tostring(err):find("confit.tensor", 1, true), "__name in type errors: " .. tostring(err))
   local w = confit.tensor({{1, 2, 3}, {4, 5, 6}, {7, 8, 9}, {10, 11, 12.5}}, {requires_grad = true})
-  H.eq(tostring(w), "tensor[4 x 3] f32 cpu requires_grad\n  1  2  3  4  5  6  7  8  9  10  11  12.5")
-  local big = confit.arange(100):view(10, 10)
-  local s = tostring(big)
-  H.eq(s, "tensor[10 x 10] f32 cpu\n  0  1  2 ...  97  98  99")
+  -- one line per row, values right-aligned to the widest shown
+  H.eq(tostring(w), "tensor[4 x 3] f32 cpu requires_grad\n     1     2     3\n     4     5     6\n" ..
+                    "     7     8     9\n    10    11  12.5")
+  -- long rows and many rows: first and last three of each
+  H.eq(tostring(confit.arange(100):view(10, 10):transpose(1, 2)), "tensor[10 x 10] f32 cpu\n" ..
+       "   0  10  20  30  40  50  60  70  80  90\n   1  11  21  31  41  51  61  71  81  91\n" ..
+       "   2  12  22  32  42  52  62  72  82  92\n  ...\n" ..
+       "   7  17  27  37  47  57  67  77  87  97\n   8  18  28  38  48  58  68  78  88  98\n" ..
+       "   9  19  29  39  49  59  69  79  89  99")
+  H.eq(tostring(confit.arange(40)), "tensor[40] f32 cpu\n   0   1   2 ...  37  38  39")
+  -- 3 or more dims: rows labelled with their leading indices (1-based), labels padded
+  H.eq(tostring(confit.arange(24):view(2, 3, 4)), "tensor[2 x 3 x 4] f32 cpu\n" ..
+       "  [1,1]   0   1   2   3\n  [1,2]   4   5   6   7\n  [1,3]   8   9  10  11\n" ..
+       "  [2,1]  12  13  14  15\n  [2,2]  16  17  18  19\n  [2,3]  20  21  22  23")
+  local lines = {}
+  for l in tostring(confit.zeros({1, 10, 2})):gmatch("[^\n]+") do lines[#lines + 1] = l end
+  H.eq(lines[2], "  [1,1]   0  0", "label padded to [1,10]")
+  H.eq(lines[#lines], "  [1,10]  0  0")
   H.eq(tostring(confit.tensor(-0.123456)), "tensor[] f32 cpu\n  -0.1235")
   H.eq(tostring(confit.tensor({3}, {dtype = "i64"})), "tensor[1] i64 cpu\n  3")
+  H.eq(tostring(confit.zeros({0, 3})), "tensor[0 x 3] f32 cpu\n  (no elements)")
 end)
 
 -- ---------------------------------------------------------------- lifetime
