@@ -467,9 +467,10 @@ bad: {
   }
 }
 
-cf_tensor *cf_view_reshape(cf_tensor *t, int ndim, const int64_t *shape) {
+/* cf_view_reshape's body; op ("view" or "reshape") names the caller in a count error. */
+static cf_tensor *view_reshape(const char *op, cf_tensor *t, int ndim, const int64_t *shape) {
   int64_t ns[CF_MAX_DIMS], nst[CF_MAX_DIMS];
-  if (resolve_shape("view", t, ndim, shape, ns)) return NULL;
+  if (resolve_shape(op, t, ndim, shape, ns)) return NULL;
   if (t->ndim == 0 || cf_tensor_numel(t) == 0) {
     int64_t s = 1;
     for (int d = ndim - 1; d >= 0; d--) { nst[d] = s; s *= ns[d]; }
@@ -499,6 +500,22 @@ fail: {
            cf_shape_str(t, b, sizeof b));
     return NULL;
   }
+}
+
+cf_tensor *cf_view_reshape(cf_tensor *t, int ndim, const int64_t *shape) {
+  return view_reshape("view", t, ndim, shape);
+}
+
+cf_tensor *cf_tensor_reshape(cf_tensor *t, int ndim, const int64_t *shape) {
+  cf_tensor *v = view_reshape("reshape", t, ndim, shape);
+  if (v || cf_tensor_numel(t) == 0) return v;
+  int64_t ns[CF_MAX_DIMS];
+  if (resolve_shape("reshape", t, ndim, shape, ns)) return NULL;  /* a count error: no copy */
+  cf_tensor *c = cf_tensor_clone(t);
+  if (!c) return NULL;
+  v = view_reshape("reshape", c, ndim, ns);
+  cf_tensor_release(c);
+  return v;
 }
 
 cf_tensor *cf_view_expand(cf_tensor *t, int ndim, const int64_t *shape) {

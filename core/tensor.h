@@ -148,6 +148,8 @@ cf_tensor *cf_view_transpose(cf_tensor *t, int d0, int d1);
 cf_tensor *cf_view_permute(cf_tensor *t, const int *perm);
 /* NULL + message when the strides do not allow it (use cf_tensor_reshape). One dim may be -1. */
 cf_tensor *cf_view_reshape(cf_tensor *t, int ndim, const int64_t *shape);
+/* A view when the strides allow it, else a view of a contiguous copy. One dim may be -1. */
+cf_tensor *cf_tensor_reshape(cf_tensor *t, int ndim, const int64_t *shape);
 cf_tensor *cf_view_expand(cf_tensor *t, int ndim, const int64_t *shape);
 cf_tensor *cf_view_unsqueeze(cf_tensor *t, int dim);
 cf_tensor *cf_view_squeeze(cf_tensor *t, int dim);

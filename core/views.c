@@ -55,13 +55,7 @@ cf_tensor *cf_viewop_reshape(cf_tensor *const *in, int nin, const cf_args *a) {
   int n;
   int64_t shape[CF_MAX_DIMS];
   shape_arg(a, &n, shape);
-  cf_tensor *v = cf_view_reshape(in[0], n, shape);
-  if (v) return v;
-  cf_tensor *c = cf_tensor_clone(in[0]);
-  if (!c) return NULL;
-  v = cf_view_reshape(c, n, shape);
-  cf_tensor_release(c);
-  return v;
+  return cf_tensor_reshape(in[0], n, shape);
 }
 
 cf_tensor *cf_viewop_expand(cf_tensor *const *in, int nin, const cf_args *a) {
