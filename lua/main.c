@@ -179,6 +179,7 @@ static void print_usage(FILE *f) {
           "With no script and no -e, starts the REPL: expressions print their values, a line\n"
           "ending in ';' runs silently, Tab completes, Ctrl-C interrupts. Commands: :help [name],\n"
           ":time (wall time of each command; on when stdin is a terminal), :complete text, :quit.\n"
+          "Fed from a pipe or a file, the REPL goes on after an error and exits with status 1.\n"
           "Environment: CONFIT_LUA_DIR (pure-Lua modules), CONFIT_HISTORY (REPL history file,\n"
           "default ~/.confit_history; empty = none).\n",
           progname);
@@ -481,7 +482,7 @@ static int help_show(lua_State *L) {
   const char *last = name;
   for (const char *p = name; *p; p++)
     if (*p == '.' || *p == ':') last = p + 1;
-  const char *keys[6];
+  const char *keys[8];
   int nkeys = 0;
   keys[nkeys++] = name;
   if (*last) {
@@ -490,6 +491,8 @@ static int help_show(lua_State *L) {
     keys[nkeys++] = lua_pushfstring(L, "t:%s", last);
     keys[nkeys++] = lua_pushfstring(L, "t.%s", last);
     keys[nkeys++] = lua_pushfstring(L, "m:%s", last);
+    keys[nkeys++] = lua_pushfstring(L, "tok:%s", last);
+    keys[nkeys++] = lua_pushfstring(L, "opt:%s", last);
   }
   for (int k = 0; k < nkeys; k++)
     for (int s = 0; s < nsrc; s++)
@@ -503,46 +506,73 @@ static int help_show(lua_State *L) {
   return 0;
 }
 
+/* Prints the sorted list at `list` (n strings) after `title`, wrapped at 78 columns. */
+static void print_wrapped(lua_State *L, int list, int n, const char *title) {
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "sort");
+  lua_pushvalue(L, list);
+  lua_call(L, 1, 0);
+  lua_pop(L, 1);
+  printf("%s", title);
+  for (int i = 1, col = 80; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    size_t l;
+    const char *s = lua_tolstring(L, -1, &l);
+    if (col + (int)l + 1 > 78) { printf("\n "); col = 1; }
+    printf(" %s", s);
+    col += (int)l + 1;
+    lua_pop(L, 1);
+  }
+  printf("\n");
+}
+
+/* :help alone: the commands, then every name `:help name` knows (help_show's sources), the
+ * API apart from the ops (names without '.' or ':', also tensor methods). */
 static void help_overview(lua_State *L) {
   printf("REPL commands:\n"
          "  :help name   one-line doc of an API name (also ?name), e.g. :help confit.tensor\n"
          "  :time        toggle printing the wall time of each command (now %s)\n"
-         "  :complete x  list what Tab completes x to (e.g. :complete t:ma)\n"
+         "  :complete x  list what Tab completes x to (e.g. :complete confit.ra)\n"
          "  :quit        leave (or Ctrl-D)\n"
          "An expression prints its values; end a line with ';' to run it silently. Tab completes\n"
          "globals, fields after '.', methods after ':'. Ctrl-C interrupts running code.\n",
          g_timing ? "on" : "off");
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "confit.repl_help");
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
-    int tab = lua_gettop(L), n = 0;
-    lua_newtable(L);
+  int top = lua_gettop(L);
+  lua_newtable(L); /* seen */
+  lua_newtable(L); /* api */
+  lua_newtable(L); /* ops */
+  int seen = top + 1, api = top + 2, ops = top + 3, napi = 0, nops = 0;
+  static const char *const modules[] = {"confit.repl_help", "confit", "confit.core"};
+  for (int m = 0; m < 3; m++) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, modules[m]);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE) { lua_pop(L, 1); continue; }
+    if (m > 0) { /* the module's `doc` field */
+      lua_getfield(L, -1, "doc");
+      lua_remove(L, -2);
+      if (lua_type(L, -1) != LUA_TTABLE) { lua_pop(L, 1); continue; }
+    }
+    int tab = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, tab)) {
       lua_pop(L, 1);
-      if (lua_type(L, -1) == LUA_TSTRING) {
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, tab + 1, ++n);
-      }
-    }
-    lua_getglobal(L, "table");
-    lua_getfield(L, -1, "sort");
-    lua_pushvalue(L, tab + 1);
-    lua_call(L, 1, 0);
-    lua_pop(L, 1);
-    printf("Documented names:");
-    for (int i = 1, col = 80; i <= n; i++) {
-      lua_rawgeti(L, tab + 1, i);
-      size_t l;
-      const char *s = lua_tolstring(L, -1, &l);
-      if (col + (int)l + 1 > 78) { printf("\n "); col = 1; }
-      printf(" %s", s);
-      col += (int)l + 1;
+      if (lua_type(L, -1) != LUA_TSTRING) continue;
+      const char *k = lua_tostring(L, -1);
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, seen) != LUA_TNIL) { lua_pop(L, 1); continue; }
       lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, seen);
+      int is_op = strpbrk(k, ".:[") == NULL;
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, is_op ? ops : api, is_op ? ++nops : ++napi);
     }
-    printf("\n");
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  if (napi) print_wrapped(L, api, napi, "Documented names:");
+  if (nops) print_wrapped(L, ops, nops, "Ops (confit.name(t, ...) and t:name(...)):");
+  lua_settop(L, top);
 }
 
 /* Handles a REPL command line (":..." or "?name"); returns 0 when the REPL should end. */
@@ -629,15 +659,19 @@ static int compile_chunk(lua_State *L, int *more) {
   const char *ret = lua_tolstring(L, -1, &rl);
   int status = luaL_loadbuffer(L, ret, rl, "=stdin");
   int ret_more = incomplete(L, status);
+  lua_remove(L, -2); /* the "return" string: [chunk, function or message] */
   if (status == LUA_OK) {
-    lua_remove(L, -2); /* the "return" string */
     lua_remove(L, -2); /* the chunk */
     *more = 0;
     return LUA_OK;
   }
-  lua_pop(L, 2);
-  status = luaL_loadbuffer(L, code, l, "=stdin");
-  *more = status != LUA_OK && (ret_more || incomplete(L, status));
+  status = luaL_loadbuffer(L, code, l, "=stdin"); /* [chunk, return message, result] */
+  int plain_more = status != LUA_OK && incomplete(L, status);
+  *more = status != LUA_OK && (ret_more || plain_more);
+  /* an expression cut short ("1 +") fails as a statement for another reason; when input ends
+   * there, the expression's message ("near <eof>") is the one that says what is missing */
+  if (status != LUA_OK && ret_more && !plain_more) lua_pop(L, 1);
+  else lua_remove(L, -2);
   lua_remove(L, -2);
   return status;
 }
@@ -707,7 +741,9 @@ static void repl_preload(lua_State *L) {
   }
 }
 
-static void repl(lua_State *L) {
+/* Reads, evaluates and prints until the input ends; returns how many chunks failed. */
+static int repl(lua_State *L) {
+  int failures = 0;
   g_tty = isatty(STDIN_FILENO);
   g_timing = g_tty;
   g_L = L;
@@ -767,6 +803,7 @@ static void repl(lua_State *L) {
       compile_chunk(L, &more);
       history_add(lua_tostring(L, base + 1));
       report(L, LUA_ERRSYNTAX, 0);
+      failures++;
       break;
     }
     size_t cl;
@@ -774,6 +811,7 @@ static void repl(lua_State *L) {
     history_add(chunk);
     if (status != LUA_OK) {
       report(L, status, 0);
+      failures++;
       continue;
     }
     int quiet = ends_with_semicolon(chunk, cl);
@@ -787,7 +825,7 @@ static void repl(lua_State *L) {
       status = docall(L, nres, 0);
     }
     if (g_run_interrupt && g_tty) printf("\n"); /* the terminal echoed ^C mid-line */
-    report(L, status, 0);
+    if (report(L, status, 0) != LUA_OK) failures++;
     if (g_timing) {
       if (dt < 1.0) printf("[%.1f ms]\n", dt * 1e3);
       else printf("[%.2f s]\n", dt);
@@ -798,6 +836,7 @@ static void repl(lua_State *L) {
   fflush(stdout);
   lua_settop(L, base);
   repl_save_history();
+  return failures;
 }
 
 /* ---------------------------------------------------------------- main */
@@ -886,10 +925,11 @@ static int pmain(lua_State *L) {
   if (c->version) print_version();
   int status = run_e_chunks(L, c);
   if (status == LUA_OK && c->script) status = run_script(L, c);
-  /* with -i the REPL starts even after an error, to inspect the state (like python -i) */
+  /* with -i the REPL starts even after an error, to inspect the state (like python -i). Input
+   * that is not a terminal (a pipe, a file) is a script: a failed chunk makes the exit status 1. */
   if (c->interactive || nothing) {
-    repl(L);
-    status = LUA_OK;
+    int failures = repl(L);
+    status = failures && !g_tty ? LUA_ERRRUN : LUA_OK;
   }
   c->exit_code = status == LUA_OK ? 0 : 1;
   return 0;

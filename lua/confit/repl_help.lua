@@ -1,23 +1,16 @@
--- confit.repl_help: one-line docs shown by the REPL's `:help name` (and `?name`).
+-- confit.repl_help: one-line docs shown by the REPL's `:help name` (and `?name`) for the Lua
+-- layer: the model and tokenizer objects, the pure-Lua modules (rl, train, evaluate, grade,
+-- metrics, ...) and a few tensor methods whose op docs say less.
 --
 -- A plain table: API name -> one line that starts with the call form. Names are spelled as
--- the user writes them: `confit.x` for module functions, `t:x` for tensor methods, `t.x` for
--- tensor fields, `m:x` for model methods. The REPL also looks names up in
--- require("confit").doc and require("confit.core").doc (written by the bindings), and tries
--- a qualified name by its last part, so `:help x:matmul` finds `t:matmul`. Keep each entry to
--- one line; the binding's own doc tables take over as they grow.
+-- the user writes them: `confit.x` for module functions, `t:x` for tensor methods, `m:x` for
+-- model methods, `tok:x` for tokenizer methods, `rl.x` for require("confit.rl").x and so on for
+-- the other modules (`train`, `evaluate`, `grade`, `metrics`, `toy`, `chat`, `jsonio`,
+-- `report`). The REPL also looks names up in require("confit").doc (written by the C bindings,
+-- which document every op, tensor method and C function: an entry here must not repeat one of
+-- them), and tries a qualified name by its last part, so `:help x:matmul` finds `t:matmul`.
+-- tests/lua/test_repl.lua checks that every name here exists.
 return {
-  ["confit.tensor"] = "confit.tensor(data [, {dtype=, requires_grad=}]) -> tensor: a new tensor from a nested table of numbers (dtype f32 unless given: f32 f64 bf16 i32 i64)",
-  ["confit.randn"] = "confit.randn(shape [, {dtype=, requires_grad=, seed=}]) -> tensor: standard normal samples (Philox; seed gives a fresh generator, else the global one)",
-  ["confit.zeros"] = "confit.zeros(shape... [, opts]) -> tensor: a new tensor filled with 0",
-  ["confit.ones"] = "confit.ones(shape... [, opts]) -> tensor: a new tensor filled with 1",
-  ["t:totable"] = "t:totable() -> table: the values as nested Lua tables (one level per dim), copied to the CPU",
-  ["t:item"] = "t:item() -> number: the value of a one-element tensor",
-  ["t:shape"] = "t:shape() -> table: the sizes of the dims, {d1, d2, ...}",
-  ["t:numel"] = "t:numel() -> integer: the number of elements (product of the shape)",
-  ["t:backward"] = "t:backward([grad]) : reverse-mode autograd from t (a scalar unless grad is given); accumulates into .grad of leaves",
-  ["t:detach"] = "t:detach() -> tensor: the same values, cut from the autograd graph (no gradient flows through)",
-  ["t.grad"] = "t.grad : the accumulated gradient of a leaf tensor after backward(), or nil",
   ["t:matmul"] = "t:matmul(u) -> tensor: matrix product t @ u (batched over leading dims); inner dims must agree",
   ["t:transpose"] = "t:transpose(d1, d2) -> tensor: a view with dims d1 and d2 swapped (1-based, negative from the end)",
   ["t:sum"] = "t:sum([dim [, keepdim]]) -> tensor: sum of all elements, or along dim",
@@ -29,9 +22,6 @@ return {
   ["t:softmax"] = "t:softmax(dim) -> tensor: softmax along dim (1-based, negative from the end), computed stably",
   ["t:log_softmax"] = "t:log_softmax(dim) -> tensor: log of softmax along dim, computed stably",
   ["t:logsumexp"] = "t:logsumexp(dim [, keepdim]) -> tensor: log(sum(exp(t))) along dim, computed stably",
-  ["confit.optim.adamw"] = "confit.optim.adamw(params, {lr=, betas=, eps=, weight_decay=, state_dtype=\"f32\"|\"bf16\"}) -> optimizer: AdamW (decoupled decay; fp32 masters for bf16 params); opt:step(), opt:zero_grad(), opt:state()",
-  ["confit.clock"] = "confit.clock() -> seconds: a monotonic wall clock (waits for queued GPU work first), for timing",
-  ["confit.no_grad"] = "confit.no_grad(fn, ...) -> fn's results: runs fn without recording the autograd tape",
   ["confit.load"] = "confit.load(dir) -> model | nil, msg: a Qwen2/Llama model from a Hugging Face folder (config.json, *.safetensors, tokenizer.json if present)",
   ["m:forward"] = "m:forward(ids) -> logits [B, T, V]: ids an i64 [B, T] tensor or a table of equal-length id lists",
   ["m:parameters"] = "m:parameters() -> table: the trainable weight tensors (name -> tensor), e.g. for confit.optim.adamw",
@@ -42,13 +32,46 @@ return {
   ["confit.load_safetensors"] = "confit.load_safetensors(path) -> table | nil, msg: name -> tensor from a .safetensors file (mmap, strictly validated)",
   ["confit.save_safetensors"] = "confit.save_safetensors(path, tensors [, metadata]) -> true: writes name -> tensor atomically (temp file, fsync, rename)",
   ["confit.tokenizer"] = "confit.tokenizer(path_to_tokenizer_json) -> tok | nil, msg: byte-level BPE; tok:encode(text), tok:decode(ids), tok:chat(messages)",
-  ["confit.cuda.available"] = "confit.cuda.available() -> boolean: true when built with CUDA and a GPU is usable",
-  ["confit.memory"] = "confit.memory() -> table: bytes held by tensors (CPU and GPU, in use and cached by the allocator)",
-  ["confit.empty_cache"] = "confit.empty_cache() : returns cached, unused GPU blocks to the driver (after a Lua GC frees dropped tensors)",
   ["confit.profile"] = "confit.profile(fn, ...) -> rows, fn's results: runs fn with the profiler on; rows per (phase, region): calls, host and device time",
   ["confit.profiler.report"] = "confit.profiler.report(rows [, {top=}]) -> string: the profile rows as a table, largest first",
-  ["confit.profiler.phase"] = "confit.profiler.phase(name) -> previous: label the regions that follow (rows are keyed by phase and name)",
-  ["confit.reset_peak_memory"] = "confit.reset_peak_memory() : the peaks of confit.memory() restart from what is in use now",
   ["rl.backward"] = "rl.backward(method, batch, {alpha=, temperature=, micro_batch=K, ...}) -> loss value, metrics: the loss's gradient, K sequences per forward/backward (require \"confit.rl\")",
   ["rl.loss"] = "rl.loss(method, batch, opts) -> loss tensor, metrics: an RL method's loss by name (require \"confit.rl\"; rl.batch builds the batch)",
+  ["m:hidden"] = "m:hidden(ids) -> [B, T, hidden]: the final-norm hidden states (the input of the LM head)",
+  ["m:param_names"] = "m:param_names() -> list: the parameters' Hugging Face names, in the checkpoint's order",
+  ["m:set_param"] = "m:set_param(name, tensor): replace one parameter (same shape) by its Hugging Face name",
+  ["m:init_random"] = "m:init_random(seed, std) -> m: draw every matrix from N(0, std^2), norms 1, biases 0",
+  ["m:pad"] = "m:pad(seqs [, pad_id]) -> ids, lens: right-pad token lists into an i64 [B, Tmax] tensor (also confit.model.pad)",
+  ["m:encode"] = "m:encode(text) -> ids: the model's tokenizer (raises when the folder had no tokenizer.json)",
+  ["m:to"] = "m:to(\"cuda\" | \"cpu\" [, \"bf16\" | \"f32\"]) -> m | nil, msg: move the weights (nil, msg when no GPU is usable: check it)",
+  ["m:device"] = "m:device() -> \"cpu\" | \"cuda\": where the weights live",
+  ["m:save"] = "m:save(dir) -> true: a Hugging Face folder (config.json, generation_config.json, model.safetensors in f32, the tokenizer files), every file written atomically",
+  ["m:free"] = "m:free(): release the weights now (also on garbage collection)",
+  ["m.config"] = "m.config : the config.json table (hidden_size, num_hidden_layers, vocab_size, ...)",
+  ["m.tokenizer"] = "m.tokenizer : the folder's tokenizer (tok:encode, tok:decode, tok:chat), or nil",
+  ["confit.model.new"] = "confit.model.new(config [, {seed=, std=, tokenizer=}]) -> model: a random model of a config.json-shaped table",
+  ["tok:encode"] = "tok:encode(text) -> ids: byte-level BPE token ids (0-based values), special tokens recognised",
+  ["tok:decode"] = "tok:decode(ids [, {skip_special=}]) -> text",
+  ["tok:chat"] = "tok:chat(messages [, {template=, system=, add_generation_prompt=}]) -> prompt string: {{role=, content=}, ...} in a chat format (default chatml; chat.apply's templates)",
+  ["tok:encode_chat"] = "tok:encode_chat(messages [, opts]) -> ids: tok:encode(tok:chat(messages, opts))",
+  ["tok:token_to_id"] = "tok:token_to_id(s) -> id | nil: the id of one vocabulary entry or special token",
+  ["tok:id_to_token"] = "tok:id_to_token(id) -> string | nil: the vocabulary entry of an id",
+  ["tok:free"] = "tok:free(): release the tokenizer now",
+  ["rl.batch"] = "rl.batch(m, prompts, samples [, {extract=, grade=, answers=, answer_key=}]) -> batch: m:generate's samples (n per prompt, prompt by prompt) packed for rl.loss / rl.backward",
+  ["rl.methods"] = "rl.methods : name -> function(batch, opts) -> loss, metrics: the RL methods (l1, l2, ours_*, em_ft, self_sft, grpo_*); add your own here or with rl.register_weighted",
+  ["rl.base_metrics"] = "rl.base_metrics(batch, lpv) -> metrics: mean_logp, mean_confidence, weight_share, mean_length of a batch (for a custom method's metrics)",
+  ["train.run"] = "train.run{model=, questions=, method=, steps=, n=, temperature=, lr=, out=, ...} -> step records: the RL loop (sample, loss, backward, AdamW, log; checkpoints and resume) (require \"confit.train\")",
+  ["evaluate.run"] = "evaluate.run(model, problems [, {mode=, n=, temperature=, greedy=, out_dir=, benchmark=, ...}]) -> summary, records: the EVAL.md loop (require \"confit.evaluate\")",
+  ["evaluate.format_table"] = "evaluate.format_table(summaries) -> string: evaluation summaries as a text table",
+  ["grade.extract"] = "grade.extract(text [, {mode=\"qwen\"|\"strict\"}]) -> answer | nil: the answer of a completion (EVAL.md's rules) (require \"confit.grade\")",
+  ["grade.normalize"] = "grade.normalize(s [, {mode=}]) -> string: an answer in normal form (EVAL.md's list)",
+  ["grade.equal"] = "grade.equal(pred, ref [, {mode=}]) -> boolean: EVAL.md's equivalence (normal forms, numbers, tuples, intervals, matrices, equations, symbolic)",
+  ["grade.reference"] = "grade.reference(dataset, record) -> answer | nil: the reference answer of a benchmark record",
+  ["metrics.pass_at_k"] = "metrics.pass_at_k(n, c, k) -> number: the unbiased pass@k of n samples with c correct (require \"confit.metrics\")",
+  ["metrics.majority"] = "metrics.majority(answers [, {key=}]) -> answer, count: the most frequent answer (ties: the first seen)",
+  ["metrics.summarize"] = "metrics.summarize(problems [, {k = {1, 8, ...}}]) -> table: acc with its 95% interval, pass@k, maj, mean length, box rate",
+  ["toy.world"] = "toy.world(\"mixed\" | \"pure\" | spec) -> world: the toy arithmetic world's questions and answers (require \"confit.toy\")",
+  ["chat.apply"] = "chat.apply(name, question_or_messages [, {system=, date=, add_generation_prompt=}]) -> prompt string: a named template (chatml, qwen25-math-cot, strict, llama3, llama31, plain, ...) (require \"confit.chat\")",
+  ["jsonio.read_jsonl"] = "jsonio.read_jsonl(path [, {partial_tail=}]) -> records | nil, msg: a JSON-lines file, errors naming the line (require \"confit.jsonio\")",
+  ["jsonio.write_json_atomic"] = "jsonio.write_json_atomic(path, value) -> true | nil, msg: pretty JSON, written to a synced temporary file and renamed",
+  ["report.write"] = "report.write(out_html, dirs [, opts]) -> true | nil, msg: the HTML report of run folders (require \"confit.report\")",
 }

@@ -106,15 +106,15 @@ end
 
 function Tokenizer:free()
   self.bpe:free()
+  self.freed = true
 end
 
 function Tokenizer:__tostring()
+  if self.freed then return string.format("confit.tokenizer(%s, freed)", self.path) end
   return string.format("confit.tokenizer(%s, %d ids)", self.path, self.vocab_size)
 end
 
-function Tokenizer:__close()
-  self.bpe:free()
-end
+Tokenizer.__close = Tokenizer.free
 
 M.Tokenizer = Tokenizer
 return M

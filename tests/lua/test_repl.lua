@@ -56,7 +56,10 @@ local function lacks(s, frag, what)
   end
 end
 
-local docs = dofile("lua/confit/repl_help.lua")
+local repl_docs = dofile("lua/confit/repl_help.lua")
+-- what :help finds: repl_help first, then the bindings' confit.doc
+local binding_docs = require("confit").doc
+local docs = setmetatable({}, {__index = function(_, k) return repl_docs[k] or binding_docs[k] end})
 
 -- ------------------------------------------------------------------ the REPL through a pipe
 
@@ -116,9 +119,16 @@ local function seg(name)
          ERR[name] or error("segment " .. name .. " missing from stderr")
 end
 
-H.case("the piped session ran every segment and exited 0", function()
-  H.eq(session_code, 0, "status")
+H.case("the piped session ran every segment; its failed chunks make the exit status 1", function()
+  H.eq(session_code, 1, "status")
   for _, n in ipairs(seg_names) do seg(n) end
+  local out, err, code = run("", "x = 1\nx + 1\n")
+  H.eq(out, "2\n")
+  H.eq(err, "")
+  H.eq(code, 0, "a session without errors exits 0")
+  local _, err2, code2 = run("", "1 +\n")
+  H.eq(code2, 1, "input ending inside an expression")
+  has(err2, "<eof>", "the message says the input ended")
 end)
 
 H.case("expressions print their values", function()
@@ -217,7 +227,37 @@ H.case(":quit ends the session", function()
   H.eq(code, 0)
 end)
 
-H.case("repl_help documents the fixed API names, one line each", function()
+H.case("every name repl_help documents exists", function()
+  local confit = require "confit"
+  local m = assert(confit.load("examples/toy/model"))
+  local opt = confit.optim.adamw({confit.zeros({2}, {requires_grad = true})}, {lr = 1e-3})
+  local owners = {confit = confit, t = confit.zeros({2}), m = m, tok = m.tokenizer, opt = opt}
+  for _, mod in ipairs({"rl", "train", "evaluate", "grade", "metrics", "toy", "chat", "jsonio", "report"}) do
+    owners[mod] = require("confit." .. mod)
+  end
+  local n = 0
+  for name in pairs(repl_docs) do
+    local head, rest = name:match("^([%w_]+)[%.:](.+)$")
+    local v = head and owners[head]
+    H.ok(v ~= nil, "unknown prefix in " .. name)
+    for part in (rest or ""):gmatch("[^%.:]+") do
+      if v ~= nil then v = v[part] end
+    end
+    H.ok(v ~= nil, name .. " is documented but does not exist")
+    n = n + 1
+  end
+  H.ok(n > 40, "repl_help has " .. n .. " entries")
+  m:free()
+end)
+
+H.case("a freed tokenizer says so", function()
+  local tok = assert(require("confit").load("examples/toy/model")).tokenizer
+  H.ok(tostring(tok):find("ids)", 1, true), tostring(tok))
+  tok:free()
+  H.ok(tostring(tok):find("freed", 1, true), tostring(tok))
+end)
+
+H.case("the fixed API names are documented (repl_help or the bindings), one line each", function()
   local names = {"confit.tensor", "confit.randn", "confit.zeros", "confit.ones", "t:totable",
     "t:item", "t:shape", "t:numel", "t:backward", "t:detach", "t.grad", "t:matmul", "t:transpose",
     "t:sum", "t:mean", "t:exp", "t:log", "t:silu", "t:tanh", "t:softmax", "t:log_softmax",
@@ -335,7 +375,7 @@ H.case("Ctrl-C in the REPL stops the command and the session goes on", function(
   local out, err, st = run_interrupted("", input, ready)
   has(err, "interrupted", "stderr")
   H.eq(out, "alive\n", "stdout")
-  H.eq(st, 0, "status")
+  H.eq(st, 1, "status: piped input is a script, and one of its chunks was interrupted")
   os.remove(ready)
 end)
 
