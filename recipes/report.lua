@@ -1,6 +1,7 @@
 -- recipes/report.lua: render run directories (docs/RUNDIR.md) into one self-contained HTML file.
 --   confit recipes/report.lua OUT.html RUNDIR [RUNDIR...]
--- A grid directory (grid.json plus one subdirectory per run) stands for all of its runs.
+-- A grid directory (grid.json plus one subdirectory per run) stands for all of its runs, and an
+-- eval.lua output (OUT/summary.json, OUT/<bench>/) for its benchmark folders.
 -- A RUNDIR that does not exist, a wrong argument or an unwritable OUT.html print one line
 -- "report: ..." and exit 1 (confit.cli). A file of a run that is missing or malformed does not
 -- stop the report: the page says which file and line, and so does a warning on stderr.
@@ -11,7 +12,7 @@ local cli = require "confit.cli"
 
 local die = cli.die_for("report")
 
-local USAGE = "usage: confit recipes/report.lua OUT.html RUNDIR [RUNDIR...]"
+local USAGE = "usage: confit recipes/report.lua OUT.html RUNDIR [RUNDIR...] (a RUNDIR may be an ablate grid or an eval.lua --out folder)"
 
 local function main(argv)
   local args = {}

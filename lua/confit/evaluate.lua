@@ -142,6 +142,26 @@ function evaluate.grade_completion(grader, text, answer)
           correct = correct, boxed = evaluate.has_box(text)}
 end
 
+-- Answer diversity of one problem's samples (collapse shows as fewer distinct answers): the
+-- number of distinct extracted answers, grouped by grader.key as maj@n groups them, and the
+-- share of the samples giving the most frequent one. Samples without an answer are no answer
+-- (counted in the share's denominator only). Returns distinct, modal_share (0, 0 when none).
+function evaluate.answer_spread(samples, grader)
+  local key = grader and grader.key or function(a) return a end
+  local count, distinct, top = {}, 0, 0
+  for _, x in ipairs(samples) do
+    local a = type(x) == "table" and x.extracted
+    if a ~= nil and a ~= false and not is_null(a) then
+      local k = key(a)
+      if k == nil then k = a end
+      if not count[k] then count[k] = 0; distinct = distinct + 1 end
+      count[k] = count[k] + 1
+      if count[k] > top then top = count[k] end
+    end
+  end
+  return distinct, #samples > 0 and top / #samples or 0
+end
+
 -- Options ---------------------------------------------------------------------------------------
 
 local function check_int(v, name, lo)
@@ -459,6 +479,15 @@ local function completion_record(s, model, smp, answer, injected, logprob, cache
   return c
 end
 
+--- For a prompt longer than the model's context: nil, or a hint naming the template (a name of
+--- confit.chat.templates other than "plain") that wraps each question in text of its own, and
+--- the way without it. Recipes that check prompt lengths themselves can append it too.
+function evaluate.context_hint(template)
+  if type(template) ~= "string" or template == "plain" or not chat.templates[template] then return nil end
+  return string.format("template %s wraps the question in text of its own; --template plain "
+                       .. "sends the question alone", template)
+end
+
 -- Generate and grade one batch of problems (all at positions first..). Returns records and the
 -- number of generated tokens.
 local function run_batch(model, s, gen, injected, batch, first_pos)
@@ -485,8 +514,10 @@ local function run_batch(model, s, gen, injected, batch, first_pos)
     if ctx and prompt_ids then
       cap = math.min(cap, ctx - #prompt_ids[i])
       if cap < 1 then
-        fail(string.format("problem %s: the prompt has %d tokens, the model's context is %d positions",
-                           tostring(batch[i].id), #prompt_ids[i], ctx), 3)
+        local hint = evaluate.context_hint(s.template)
+        fail(string.format("problem %s: the prompt has %d tokens, the model's context is %d positions%s",
+                           tostring(batch[i].id), #prompt_ids[i], ctx,
+                           hint and (" (" .. hint .. ")") or ""), 3)
       end
     end
     caps[i] = cap
@@ -546,6 +577,9 @@ local function run_batch(model, s, gen, injected, batch, first_pos)
       r.samples[j] = c
       tokens = tokens + c.length
     end
+    if s.n > 1 then
+      r.distinct_answers, r.modal_share = evaluate.answer_spread(r.samples, s.grader)
+    end
     if r.greedy then r.has_box = r.greedy.boxed
     else
       r.has_box = false
@@ -563,7 +597,10 @@ local function finite(x) return type(x) == "number" and x == x and x ~= math.hug
 local function ci(lo, hi) return {lo, hi} end
 
 -- Summary of per-problem records (as written by run). grader: evaluate.graders entry used
--- for maj@n; opts.ks: pass@k values (default evaluate.KS, those <= n).
+-- for maj@n and answer diversity; opts.ks: pass@k values (default evaluate.KS, those <= n).
+-- With n > 1 samples: distinct_answers and modal_share, means over problems of
+-- evaluate.answer_spread (recomputed from the samples, not read from the records). Intervals
+-- of shares lie in [0, 1].
 function evaluate.summarize(records, s)
   s = s or {}
   local grader = s.grader or evaluate.graders[s.mode or "qwen"]
@@ -571,6 +608,7 @@ function evaluate.summarize(records, s)
                grader = grader and grader.name, template = s.template}
   local greedy_ok, greedy_len, greedy_box, greedy_trunc = {}, {}, {}, {}
   local per_avg, sample_len, sample_box, sample_trunc, majs = {}, {}, {}, {}, {}
+  local distinct, modal = {}, {}
   local nsamp
   local pass = {}
   for _, r in ipairs(records) do
@@ -602,6 +640,10 @@ function evaluate.summarize(records, s)
           table.insert(pass[k], metrics.pass_at_k(#smp, c, k))
         end
       end
+      if #smp > 1 then
+        local d, ms = evaluate.answer_spread(smp, grader)
+        distinct[#distinct + 1], modal[#modal + 1] = d, ms
+      end
       local winner = metrics.majority(answers, {key = grader.key})
       majs[#majs + 1] = (winner ~= nil and grader.equal(winner, r.answer)) and 1 or 0
     end
@@ -618,13 +660,17 @@ function evaluate.summarize(records, s)
     local avg = metrics.mean(per_avg)
     out["avg@" .. nsamp] = avg
     out["pass@1"] = avg
-    out["pass@1_ci95"] = ci(metrics.mean_ci(per_avg))
+    out["pass@1_ci95"] = ci(metrics.mean_ci(per_avg, 0, 1))
     for _, k in ipairs(s.ks or evaluate.KS) do
       if pass[k] and k > 1 then out["pass@" .. k] = metrics.mean(pass[k]) end
     end
     local m = "maj@" .. nsamp
     out[m] = metrics.mean(majs)
     out[m .. "_ci95"] = ci(metrics.proportion_ci(math.tointeger(sum(majs)), #majs))
+    if #distinct > 0 then
+      out.distinct_answers = metrics.mean(distinct)
+      out.modal_share = metrics.mean(modal)
+    end
   end
   local lens = #greedy_len > 0 and greedy_len or sample_len
   local boxes = #greedy_box > 0 and greedy_box or sample_box
@@ -670,6 +716,10 @@ function evaluate.format_table(summaries)
     end
     cols[#cols + 1] = {"maj@n", function(s) return s.samples and pct(s["maj@" .. s.samples]) or "-" end}
     cols[#cols + 1] = {"n samples", function(s) return s.samples and tostring(s.samples) or "-" end}
+    if any(function(s) return s.distinct_answers end) then
+      cols[#cols + 1] = {"distinct", function(s)
+        return s.distinct_answers and string.format("%.2f", s.distinct_answers) or "-" end}
+    end
   end
   cols[#cols + 1] = {"mean len", function(s) return s.mean_length and string.format("%.1f", s.mean_length) or "-" end}
   cols[#cols + 1] = {"box %", function(s) return pct(s.box_rate) end}

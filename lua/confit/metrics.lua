@@ -13,8 +13,10 @@
 --                             confit.grade.equal in opts.mode), else 0 (also when all are nil).
 --   mean(xs), std(xs)         std is the sample standard deviation (n-1 denominator; 0 for n<2).
 --   proportion_ci(k, n)       95% Wilson score interval for k successes out of n.
---   mean_ci(xs)               95% interval for a mean: mean -/+ t(0.975, n-1) * std / sqrt(n)
---                             (Student t; for binary outcomes prefer proportion_ci).
+--   mean_ci(xs, lo, hi)       95% interval for a mean: mean -/+ t(0.975, n-1) * std / sqrt(n)
+--                             (Student t; for binary outcomes prefer proportion_ci), clipped to
+--                             [lo, hi] when given (shares: 0, 1; 3 problems at 1/4, 2/4, 3/4
+--                             correct give -0.12..1.12 unclipped).
 --   summarize(problems, opts) one table of summary numbers for a list of per-problem records.
 local metrics = {}
 
@@ -118,11 +120,14 @@ function metrics.t975(df)
   return z + (z ^ 3 + z) / (4 * df) + (5 * z ^ 5 + 16 * z ^ 3 + 3 * z) / (96 * df * df)
 end
 
-function metrics.mean_ci(xs)
+function metrics.mean_ci(xs, lo, hi)
   local n, m = #xs, metrics.mean(xs)
   if n < 2 then return m, m end
   local half = metrics.t975(n - 1) * metrics.std(xs) / math.sqrt(n)
-  return m - half, m + half
+  local a, b = m - half, m + half
+  if lo then a = math.max(lo, a) end
+  if hi then b = math.min(hi, b) end
+  return a, b
 end
 
 -- problems[i] fields (all optional but the first that applies):
@@ -132,7 +137,7 @@ end
 --   length   completion length in tokens;  boxed  boolean: the completion contains a box
 -- Result: {problems, acc, acc_lo, acc_hi, interval = "wilson95" | "t95", pass_at = {[k] = v},
 --          maj, mean_length, box_rate}. acc uses the Wilson interval when every `correct` is
--- boolean, else the Student-t interval of the per-problem means.
+-- boolean, else the Student-t interval of the per-problem means (clipped to [0, 1]).
 function metrics.summarize(problems, opts)
   opts = opts or {}
   local out = {problems = #problems, pass_at = {}}
@@ -157,7 +162,7 @@ function metrics.summarize(problems, opts)
       out.acc_lo, out.acc_hi = metrics.proportion_ci(k, #vals)
       out.interval = "wilson95"
     else
-      out.acc_lo, out.acc_hi = metrics.mean_ci(vals)
+      out.acc_lo, out.acc_hi = metrics.mean_ci(vals, 0, 1)
       out.interval = "t95"
     end
   end

@@ -4,6 +4,9 @@
 --   local report = require "confit.report"
 --   assert(report.write("report.html", {"runs/a", "runs/grid"}))
 --
+-- A directory that recipes/eval.lua --out wrote stands for its benchmark folders OUT/<bench>/;
+-- a single-benchmark summary.json is named after its eval records' benchmark (docs/RUNDIR.md).
+--
 -- Sections: runs (files found, problems met), per-step training curves (one line per run),
 -- accuracy before/after per benchmark with 95% intervals, response-length and sequence
 -- log-probability histograms before/after (the paper's Figure 1b), summary metrics, and a
@@ -171,14 +174,42 @@ function M.eval_accuracy(records)
   return out
 end
 
--- summary.json in either accepted shape -> {benchmark = {before = {...}, after = {...}}}
-function M.summary_benchmarks(summary)
+-- summary.json in either accepted shape -> {benchmark = {before = {...}, after = {...}}}; the
+-- single-benchmark shape ({"before", "after"} at the top) is named `name` (default "all").
+function M.summary_benchmarks(summary, name)
   if type(summary) ~= "table" then return {} end
   if type(summary.benchmarks) == "table" then return summary.benchmarks end
   if type(summary.before) == "table" or type(summary.after) == "table" then
-    return {all = {before = summary.before, after = summary.after}}
+    return {[name or "all"] = {before = summary.before, after = summary.after}}
   end
   return {}
+end
+
+-- A run's summary by benchmark, its single-benchmark summary named as load_run found.
+local function run_summary(run)
+  return M.summary_benchmarks(run.summary, run.summary_name)
+end
+
+-- The name of a single-benchmark summary: the benchmark its eval records all name (before and
+-- after), else the config's (`benchmark`, or a `benchmarks` list of one), else "all". So a
+-- toy rlsc run is one row "toy-mixed", not "all" beside the same numbers as "toy-mixed".
+local function single_summary_name(run)
+  local names, n = {}, 0
+  for _, recs in ipairs({run.before or {}, run.after or {}}) do
+    for _, rec in ipairs(recs) do
+      local b = tostring(rec.benchmark or "all")
+      if not names[b] then names[b] = true; n = n + 1 end
+    end
+  end
+  if n == 1 then return (next(names)) end
+  if n > 1 then return "all" end -- the summary aggregates several benchmarks
+  local cfg = type(run.config) == "table" and run.config or {}
+  local b = cfg.benchmark
+  if type(b) ~= "string" and type(cfg.benchmarks) == "table" and #cfg.benchmarks == 1 then
+    b = cfg.benchmarks[1]
+  end
+  if (type(b) == "string" and b ~= "") or math.type(b) == "integer" then return tostring(b) end
+  return "all"
 end
 
 local function share(x) return finite(x) and x >= 0 and x <= 1 end
@@ -188,7 +219,7 @@ local function share(x) return finite(x) and x >= 0 and x <= 1 end
 -- want, when given, asks for that metric only. A summary value outside [0, 1] is not used:
 -- problem(text) is told.
 local function accuracy(run, phase, bench, want, problem)
-  local sb = M.summary_benchmarks(run.summary)[bench]
+  local sb = run_summary(run)[bench]
   local m = sb and sb[phase]
   local ev = run.acc[phase] and run.acc[phase][bench]
   if ev and want and ev.kind ~= want then ev = nil end
@@ -204,8 +235,10 @@ local function accuracy(run, phase, bench, want, problem)
     if key then
       local r = {acc = m[key], n = finite(m.n) and m.n or nil, source = "summary " .. key, metric = key}
       local ci = m[key .. "_ci95"]
-      if type(ci) == "table" and share(ci[1]) and share(ci[2]) then
-        r.lo, r.hi = ci[1], ci[2]
+      if type(ci) == "table" and finite(ci[1]) and finite(ci[2]) and ci[1] <= r.acc
+         and r.acc <= ci[2] then
+        -- a share's interval ends in [0, 1] (an unclipped Student t interval may not)
+        r.lo, r.hi = math.max(0, ci[1]), math.min(1, ci[2])
       elseif ev and ev.kind == key and math.abs(ev.acc - r.acc) < 1e-9 then
         r.lo, r.hi = ev.lo, ev.hi
       elseif math.type(m.n) == "integer" and m.n > 0 then
@@ -236,6 +269,40 @@ local function is_run_dir(d)
       or file_exists(d .. "/eval_before.jsonl") or file_exists(d .. "/summary.json")
 end
 
+-- A folder that recipes/eval.lua --out wrote: OUT/summary.json (every benchmark) and one run
+-- folder OUT/<bench>/ per benchmark (eval_<stage>.settings.json, or a config.json of recipe
+-- "eval"). Returns those folders (summary.json's config.benchmarks order, then by name), or nil
+-- when d holds run files of its own (config.json, steps.jsonl, eval files) or no such folder.
+local function eval_output_runs(d)
+  for _, f in ipairs({"config.json", "steps.jsonl", "eval_before.jsonl", "eval_after.jsonl"}) do
+    if file_exists(d .. "/" .. f) then return nil end
+  end
+  local function is_eval_run(p)
+    if file_exists(p .. "/eval_before.settings.json") or file_exists(p .. "/eval_after.settings.json") then
+      return true
+    end
+    local cfg = file_exists(p .. "/config.json") and jsonio.read_json(p .. "/config.json")
+    return type(cfg) == "table" and cfg.recipe == "eval"
+  end
+  local found = {}
+  for _, name in ipairs(list_subdirs(d)) do
+    if is_eval_run(d .. "/" .. name) then found[name] = true end
+  end
+  if next(found) == nil then return nil end
+  local out, taken = {}, {}
+  local top = jsonio.read_json(d .. "/summary.json")
+  local order = type(top) == "table" and type(top.config) == "table" and top.config.benchmarks
+  for _, name in ipairs(type(order) == "table" and order or {}) do
+    if type(name) == "string" and found[name] and not taken[name] then
+      out[#out + 1] = d .. "/" .. name; taken[name] = true
+    end
+  end
+  for _, name in ipairs(list_subdirs(d)) do
+    if found[name] and not taken[name] then out[#out + 1] = d .. "/" .. name end
+  end
+  return out
+end
+
 -- A grid's run "dir" must name a folder inside the grid: relative, no ".." component.
 local function inside_grid(sub)
   if sub == "" or sub:sub(1, 1) == "/" then return false end
@@ -252,7 +319,10 @@ function M.expand(dirs)
   for _, d in ipairs(dirs) do
     d = d:gsub("/+$", "")
     if d == "" then d = "/" end
-    if is_run_dir(d) then
+    local evals = eval_output_runs(d)
+    if evals then
+      for _, e in ipairs(evals) do out[#out + 1] = e end
+    elseif is_run_dir(d) then
       out[#out + 1] = d
     else
       local gpath = d .. "/grid.json"
@@ -393,6 +463,9 @@ function M.load_run(dir)
   run.name = trunc(type(name) == "string" and name ~= "" and name or basename(dir), NAME_MAX)
   run.acc.before = M.eval_accuracy(run.before)
   run.acc.after = M.eval_accuracy(run.after)
+  if type(run.summary) == "table" and type(run.summary.benchmarks) ~= "table" then
+    run.summary_name = single_summary_name(run)
+  end
   return run
 end
 
@@ -773,6 +846,8 @@ local CURVES = {
   {key = "weight_share", title = "share of weights > 1e-6", ymin = 0, ymax = 1},
   {key = "mean_logp", title = "mean sequence log p (nats)"},
   {key = "box_rate", title = "box rate", ymin = 0, ymax = 1},
+  {key = "answer_diversity", title = "answer diversity (distinct answers / samples)", optional = true,
+   ymin = 0, ymax = 1},
   {key = "tokens_per_s", title = "generated tokens / s", include_zero = true},
 }
 
@@ -813,7 +888,7 @@ local function benchmark_names(runs)
   local seen, order = {}, {}
   local function add(b) if not seen[b] then seen[b] = true; order[#order + 1] = b end end
   for _, r in ipairs(runs) do
-    local sb = M.summary_benchmarks(r.summary)
+    local sb = run_summary(r)
     local names = {}
     for b in pairs(sb) do names[#names + 1] = b end
     table.sort(names, function(x, y) return tostring(x) < tostring(y) end)
@@ -886,7 +961,7 @@ end
 local function metrics_section(runs)
   local rows = {}
   for _, r in ipairs(runs) do
-    local sb = M.summary_benchmarks(r.summary)
+    local sb = run_summary(r)
     local names = {}
     for b in pairs(sb) do names[#names + 1] = b end
     table.sort(names, function(x, y) return tostring(x) < tostring(y) end)

@@ -186,6 +186,45 @@ H.case("per-problem JSONL fields, summary.json and settings file", function()
   H.ok(io.open(dir .. "/eval_after.jsonl"), "eval_after.jsonl")
 end)
 
+-- (audit) Collapse visibility: how many distinct answers the n samples of a problem give and
+-- how many of them give the most frequent one, per record and as means in the summary.
+H.case("answer diversity per problem and in the summary (hand-made records)", function()
+  local function smp(extracted, correct)
+    return {completion = "x", extracted = extracted, correct = correct, length = 3, boxed = true}
+  end
+  local null = jsonio.null
+  local recs = {
+    {id = 1, answer = "1", samples = {smp("1", true), smp("1", true), smp("2", false), smp("1", true)}},
+    -- no answer does not count as one; "03" is 3 to the toy grader
+    {id = 2, answer = "4", samples = {smp("3", false), smp(null, false), smp("3", false), smp("03", false)}},
+    {id = 3, answer = "5", samples = {smp("5", true), smp("6", false), smp("7", false), smp("8", false)}},
+  }
+  local d, m = evaluate.answer_spread(recs[2].samples, evaluate.graders.toy)
+  H.eq(d, 1, "distinct answers of problem 2"); H.near(m, 3 / 4, 1e-15, "modal share of problem 2")
+  d, m = evaluate.answer_spread({smp(null, false), smp(null, false)}, evaluate.graders.toy)
+  H.eq(d, 0, "no answers: none distinct"); H.eq(m, 0, "no answers: no modal share")
+  local s = evaluate.summarize(recs, {grader = evaluate.graders.toy})
+  H.near(s.distinct_answers, (2 + 1 + 4) / 3, 1e-15, "mean distinct answers")
+  H.near(s.modal_share, (3 / 4 + 3 / 4 + 1 / 4) / 3, 1e-15, "mean modal share")
+  -- per-problem means 3/4, 0, 1/4: the t interval (-0.62..1.28) is clipped to [0, 1]
+  H.near(s["pass@1"], 1 / 3, 1e-15)
+  H.eq(s["pass@1_ci95"][1], 0, "pass@1 interval clipped below"); H.eq(s["pass@1_ci95"][2], 1, "and above")
+  H.ok(evaluate.format_table({s}):find("distinct", 1, true), "a column in the table")
+  -- one sample per problem says nothing about diversity
+  local one = {{id = 1, answer = "1", samples = {smp("1", true)}}, {id = 2, answer = "1", samples = {smp("2", false)}}}
+  s = evaluate.summarize(one, {grader = evaluate.graders.toy})
+  H.eq(s.distinct_answers, nil, "n = 1: no distinct_answers"); H.eq(s.modal_share, nil, "nor modal_share")
+  H.ok(not evaluate.format_table({s}):find("distinct", 1, true), "no column")
+  -- evaluate.run writes the per-problem values into each record (SCRIPT, qwen grader: 5 and
+  -- 5.0 are one answer, 1/2 and \frac12 too)
+  local _, rr = evaluate.run(nil, PROBLEMS, {generate = fake(SCRIPT).generate, n = 4, progress = QUIET})
+  H.eq(rr[1].distinct_answers, 1); H.near(rr[1].modal_share, 3 / 4, 1e-15)
+  H.eq(rr[2].distinct_answers, 2); H.near(rr[2].modal_share, 2 / 4, 1e-15)
+  H.eq(rr[3].distinct_answers, 2); H.near(rr[3].modal_share, 2 / 4, 1e-15)
+  _, rr = evaluate.run(nil, PROBLEMS, {generate = fake(SCRIPT).generate, progress = QUIET})
+  H.eq(rr[1].distinct_answers, nil, "greedy only: no diversity fields")
+end)
+
 H.case("resume skips finished problems, tolerates a torn last line, refuses other settings", function()
   local dir = TMP .. "/resume"
   local opts = function(f) return {generate = f.generate, n = 4, out_dir = dir, batch_size = 1,
@@ -558,6 +597,19 @@ H.case("end to end with a tiny random model: records, counts, resume, rescoring"
     evaluate.run(m, {{id = "huge", question = string.rep("1+", 64) .. "1=", answer = "1"}},
                  {grader = "toy", template = "plain", progress = QUIET})
   end, "problem huge", "130 tokens", "128 positions")
+  -- (audit) a template that adds text of its own: the message names it and the way out; the
+  -- plain template has no such hint
+  local ok, err = pcall(evaluate.run, m, {{id = "huge", question = string.rep("1+", 40) .. "1=", answer = "1"}},
+                        {grader = "toy", template = "chatml", progress = QUIET})
+  H.ok(not ok, "refused")
+  err = tostring(err)
+  H.ok(err:find("problem huge", 1, true) and err:find("128 positions", 1, true), err)
+  H.ok(err:find("template chatml", 1, true) and err:find("--template plain", 1, true), "hint: " .. err)
+  ok, err = pcall(evaluate.run, m, {{id = "huge", question = string.rep("1+", 64) .. "1=", answer = "1"}},
+                  {grader = "toy", template = "plain", progress = QUIET})
+  H.ok(not ok and not tostring(err):find("--template", 1, true), "no hint for plain: " .. tostring(err))
+  H.eq(evaluate.context_hint("plain"), nil); H.eq(evaluate.context_hint("custom"), nil)
+  H.ok(evaluate.context_hint("qwen25-math-cot"):find("--template plain", 1, true), "hint for a named template")
 end)
 
 -- recipes/eval.lua as a user runs it.

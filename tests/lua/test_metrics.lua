@@ -113,6 +113,20 @@ H.case("mean interval uses Student t", function()
   H.near(metrics.t975(120), 1.980, 1e-3)
 end)
 
+-- (audit) 3 problems at n = 4 with 1, 2 and 3 correct: 50.0 [-12.1, 112.1] unclipped. Shares
+-- stay in [0, 1]: mean_ci clips to the bounds it is given, summarize to [0, 1].
+H.case("mean interval of shares is clipped to [0, 1]", function()
+  local lo, hi = metrics.mean_ci({0.25, 0.5, 0.75})
+  H.ok(lo < 0 and hi > 1, "unbounded: the t interval itself")
+  lo, hi = metrics.mean_ci({0.25, 0.5, 0.75}, 0, 1)
+  H.eq(lo, 0, "clipped lo"); H.eq(hi, 1, "clipped hi")
+  lo, hi = metrics.mean_ci({0.5, 0.75, 1}, 0, 1)
+  H.near(lo, 0.75 - 4.303 * 0.25 / math.sqrt(3), 1e-9, "inside: untouched"); H.eq(hi, 1, "hi clipped")
+  local s = metrics.summarize({{n = 4, c = 1}, {n = 4, c = 2}, {n = 4, c = 3}})
+  H.eq(s.interval, "t95"); H.near(s.acc, 0.5, 1e-15)
+  H.eq(s.acc_lo, 0, "summarize lo"); H.eq(s.acc_hi, 1, "summarize hi")
+end)
+
 H.case("summarize", function()
   local probs = {
     {correct = true, length = 100, boxed = true, n = 4, c = 2, maj = true},

@@ -457,6 +457,93 @@ H.case("grids: malformed grid.json and a dir outside the grid are noted; long na
   H.ok(not h:find(string.rep("b", 201), 1, true), "benchmark name cut")
 end)
 
+-- (audit) A single-benchmark summary (rlsc on the toy world writes {"before", "after",
+-- "config"}) names no benchmark; its eval records do. One run, benchmark and metric is one row
+-- and one chart, under the records' name, not once as "all" and once as "toy-mixed".
+H.case("single-benchmark summary takes the eval records' benchmark name: one row", function()
+  local d = root .. "/rlsc-single"
+  local rec_b = '{"benchmark":"toy-mixed","id":%d,"greedy":{"correct":%s,"length":5,"logprob":-1},'
+                .. '"samples":[{"correct":true,"extracted":"1","length":4,"logprob":-2}]}\n'
+  put_files(d, {["config.json"] = '{"recipe":"rlsc","name":"single","task":"mixed"}',
+                ["summary.json"] = '{"before":{"acc":0.5,"n":2,"distinct_answers":1.5},'
+                                   .. '"after":{"acc":1.0,"n":2},"config":{"recipe":"rlsc"}}',
+                ["eval_before.jsonl"] = rec_b:format(1, "true") .. rec_b:format(2, "false"),
+                ["eval_after.jsonl"] = rec_b:format(1, "true") .. rec_b:format(2, "true")})
+  local h = report.render({d})
+  H.eq(count(h, "<tr><td>toy%-mixed</td>"), 1, "one accuracy row")
+  H.ok(not h:find("<tr><td>all</td>", 1, true), "no row named all")
+  H.eq(count(h, 'aria%-label="toy%-mixed"'), 1, "one accuracy chart")
+  H.ok(not h:find('aria-label="all"', 1, true), "no chart named all")
+  H.ok(h:find("<td>toy-mixed</td><td>distinct_answers</td>", 1, true), "summary metrics under the name")
+  -- records of two benchmarks: the summary stays "all" (it is their aggregate); the config
+  -- names the benchmark when the records do not
+  local d2 = root .. "/single-config"
+  put_files(d2, {["config.json"] = '{"recipe":"eval","name":"x","benchmark":"gsm8k"}',
+                 ["summary.json"] = '{"before":{"acc":0.5,"n":2}}'})
+  h = report.render({d2})
+  H.eq(count(h, "<tr><td>gsm8k</td>"), 1, "named by config.benchmark"); H.ok(not h:find("<tr><td>all</td>", 1, true))
+  local d3 = root .. "/single-two"
+  put_files(d3, {["summary.json"] = '{"before":{"acc":0.5,"n":2}}',
+                 ["eval_before.jsonl"] = '{"benchmark":"a","id":1,"greedy":{"correct":true}}\n'
+                                         .. '{"benchmark":"b","id":1,"greedy":{"correct":false}}\n'})
+  h = report.render({d3})
+  H.eq(count(h, "<tr><td>all</td>"), 1, "aggregate kept as all")
+  H.eq(count(h, "<tr><td>a</td>"), 1); H.eq(count(h, "<tr><td>b</td>"), 1)
+end)
+
+-- (audit) answer diversity over steps (collapse) is a training curve when logged.
+H.case("answer_diversity is a training curve", function()
+  local d = root .. "/diversity"
+  put_files(d, {["steps.jsonl"] = '{"step":1,"loss":1,"answer_diversity":0.5}\n'
+                                  .. '{"step":2,"loss":0.5,"answer_diversity":0.25}\n'})
+  local h = report.render({d})
+  H.ok(h:find('aria-label="answer diversity (distinct answers / samples)"', 1, true), "curve drawn")
+  local d2 = root .. "/no-diversity"
+  put_files(d2, {["steps.jsonl"] = '{"step":1,"loss":1}\n'})
+  H.ok(not report.render({d2}):find("answer diversity", 1, true), "optional: absent without data")
+end)
+
+-- (audit) An interval in summary.json that leaves [0, 1] (written before evaluate clipped its
+-- Student t interval) is shown clipped, not replaced by another method's.
+H.case("summary intervals are clipped to [0, 1]", function()
+  local d = root .. "/ci-clip"
+  put_files(d, {["summary.json"] = '{"benchmarks":{"b":{"before":{"pass@1":0.5,"pass@1_ci95":[-0.121,1.121],"n":3}}}}'})
+  local h = report.render({d})
+  H.ok(h:find("<td class=\"n\">50.0</td><td class=\"n\">[0.0, 100.0]</td>", 1, true), "clipped interval")
+end)
+
+-- (audit) recipes/eval.lua --out OUT writes OUT/summary.json and OUT/<bench>/ per benchmark:
+-- the report shows the benchmark folders, not OUT as a run without config or eval files.
+H.case("an eval.lua output folder expands to its benchmark folders", function()
+  local out = root .. "/eval-out"
+  local rec = '{"benchmark":"%s","id":1,"greedy":{"correct":true,"length":7,"logprob":-3}}\n'
+  put_files(out, {["summary.json"] = '{"config":{"recipe":"eval","benchmarks":["zeta","alpha"]},'
+                  .. '"benchmarks":{"zeta":{"before":{"acc":1,"n":1}},"alpha":{"before":{"acc":1,"n":1}}}}'})
+  for _, b in ipairs({"zeta", "alpha"}) do
+    put_files(out .. "/" .. b, {["config.json"] = '{"recipe":"eval","name":"' .. b .. '","benchmark":"' .. b .. '"}',
+                                ["eval_before.jsonl"] = rec:format(b),
+                                ["eval_before.settings.json"] = '{"benchmark":"' .. b .. '"}',
+                                ["summary.json"] = '{"benchmarks":{"' .. b .. '":{"before":{"acc":1,"n":1}}}}'})
+  end
+  local dirs = report.expand({out})
+  H.eq(#dirs, 2, "two benchmark folders"); H.eq(dirs[1], out .. "/zeta", "in the invocation's order")
+  H.eq(dirs[2], out .. "/alpha")
+  local h = report.render({out})
+  -- runs table: run, directory, config, steps, eval before, eval after, summary
+  for _, b in ipairs({"zeta", "alpha"}) do
+    H.ok(h:find("<code>" .. report.escape(out .. "/" .. b) .. '</code></td><td>ok</td><td class="nodata">missing</td>'
+                .. '<td class="n">1</td>', 1, true), b .. ": config and eval before found")
+  end
+  H.ok(not h:find("<code>" .. report.escape(out) .. "</code>", 1, true), "OUT itself is no run")
+  H.ok(h:find('aria-label="zeta"', 1, true) and h:find('aria-label="alpha"', 1, true), "an accuracy chart each")
+  H.ok(h:find("n=1, mean 7", 1, true), "length histograms drawn")
+  -- a folder of its own run files is a run even with eval folders inside
+  local d2 = root .. "/run-with-subs"
+  put_files(d2, {["config.json"] = '{"recipe":"rlsc"}'})
+  put_files(d2 .. "/zeta", {["eval_before.settings.json"] = "{}"})
+  H.eq(report.expand({d2})[1], d2, "a run stays a run")
+end)
+
 -- Headless browser check --------------------------------------------------------------------
 
 local function png_size(path)
