@@ -280,6 +280,16 @@ function M.main(argv)
     if conflict then die("%s: %s", set.name, conflict) end
     plans[#plans + 1] = {set = set, dir = dir, cfg = cfg, eopts = eopts}
   end
+  -- every prompt must leave room for a new token: checked with the folder's tokenizer alone
+  if not file_exists(o.model .. "/tokenizer.json") then die("model folder '%s' has no tokenizer.json", o.model) end
+  local tok, terr = require("confit.tokenizer").new(o.model .. "/tokenizer.json")
+  if not tok then die("model folder '%s': %s", o.model, tostring(terr)) end
+  local ctx = cli.model_context("eval", o.model)
+  for _, plan in ipairs(plans) do
+    local long = evaluate.check_prompts(plan.set.problems, plan.eopts, tok, ctx)
+    if long then tok:free(); die("%s: %s", plan.set.name, long) end
+  end
+  tok:free()
   local common = plans[1] and plans[1].cfg
   if device == "cuda" then
     local confit = require "confit"

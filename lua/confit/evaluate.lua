@@ -488,6 +488,29 @@ function evaluate.context_hint(template)
                        .. "sends the question alone", template)
 end
 
+-- The message for a prompt of n tokens that leaves no room in a context of ctx positions.
+local function too_long(s, id, n, ctx)
+  local hint = evaluate.context_hint(s.template)
+  return string.format("problem %s: the prompt has %d tokens, the model's context is %d positions%s",
+                       tostring(id), n, ctx, hint and (" (" .. hint .. ")") or "")
+end
+
+--- Before a model is loaded: nil, or the message evaluate.run would fail with for the first
+--- problem whose prompt (opts' template, encoded with tokenizer) has no room for one new token
+--- in a context of ctx positions (config.json's max_position_embeddings; nil: no check).
+function evaluate.check_prompts(problems, opts, tokenizer, ctx)
+  if not ctx then return nil end
+  local s = evaluate.settings(opts, nil)
+  for i, p in ipairs(problems) do
+    local text = s.apply_template(p.question, p)
+    if type(text) == "string" then
+      local n = #tokenizer:encode(text)
+      if n >= ctx then return too_long(s, p.id ~= nil and p.id or i, n, ctx) end
+    end
+  end
+  return nil
+end
+
 -- Generate and grade one batch of problems (all at positions first..). Returns records and the
 -- number of generated tokens.
 local function run_batch(model, s, gen, injected, batch, first_pos)
@@ -513,12 +536,7 @@ local function run_batch(model, s, gen, injected, batch, first_pos)
     local cap = s.max_new_tokens
     if ctx and prompt_ids then
       cap = math.min(cap, ctx - #prompt_ids[i])
-      if cap < 1 then
-        local hint = evaluate.context_hint(s.template)
-        fail(string.format("problem %s: the prompt has %d tokens, the model's context is %d positions%s",
-                           tostring(batch[i].id), #prompt_ids[i], ctx,
-                           hint and (" (" .. hint .. ")") or ""), 3)
-      end
+      if cap < 1 then fail(too_long(s, batch[i].id, #prompt_ids[i], ctx), 3) end
     end
     caps[i] = cap
     if not groups[cap] then groups[cap] = {}; order[#order + 1] = cap end

@@ -663,6 +663,30 @@ H.case("recipes/eval.lua: user errors are one line with exit status 1", function
   H.eq(c7, 0, t7)
   recs = assert(jsonio.read_jsonl(out .. "/custom/eval_before.jsonl"))
   H.eq(#recs, 2); H.eq(recs[2].answer, "7"); H.eq(recs[1].question, "1+1=")
+  -- a prompt with no room in the context: refused with the template's hint before the model is
+  -- loaded and anything is written (the second benchmark's folder included)
+  local longdata = TMP .. "/long.jsonl"
+  fh = assert(io.open(longdata, "wb"))
+  fh:write('{"q": "1+1=", "a": 2}\n{"q": "' .. string.rep("1+", 64) .. '1=", "a": 65}\n')
+  fh:close()
+  local out2 = TMP .. "/never-made"
+  local c9, t9 = run_cmd("--model " .. mdir .. " --data " .. longdata .. " --question-field q "
+                         .. "--answer-field a --template plain --out " .. out2)
+  H.eq(c9, 1, t9)
+  H.ok(t9:find("long: problem 2: the prompt has 130 tokens", 1, true), t9)
+  H.ok(not t9:find("--template", 1, true), "no hint for plain: " .. t9)
+  H.eq(select(2, t9:gsub("\n", "")), 1, "one line: " .. t9)
+  H.ok(not io.open(out2, "rb"), "--out not created")
+  -- chatml's system turn alone overflows the toy's 128 positions: the hint names it
+  local c10, t10 = run_cmd("--model " .. mdir .. " --data " .. longdata .. " --question-field q "
+                           .. "--answer-field a --template chatml --out " .. out2)
+  H.eq(c10, 1, t10)
+  H.ok(t10:find("long: problem 1: the prompt has", 1, true) and t10:find("--template plain", 1, true), t10)
+  H.ok(not io.open(out2, "rb"), "--out not created")
+  H.eq(evaluate.check_prompts({{id = "a", question = "1+1="}}, {template = "plain", grader = "toy"},
+                              m.tokenizer, 128), nil, "a short prompt passes")
+  H.eq(evaluate.check_prompts({{id = "a", question = string.rep("1+", 64)}}, {template = "plain", grader = "toy"},
+                              m.tokenizer, nil), nil, "no context: no check")
 end)
 
 rm_rf(TMP)
