@@ -31,7 +31,20 @@
 -- "after", the mean over seeds and the sample standard deviation (n - 1 denominator), and the
 -- same for the change from "before" (after - before, per run, then averaged). Every numeric
 -- key of "after" is a metric except settings and bookkeeping (n, wall_s, temperature, ...,
--- *_ci95); the grid file's metrics list picks and orders them explicitly.
+-- *_ci95) and a second name of a number the summary holds under docs/RUNDIR.md's name too
+-- (rlsc's toy runs: greedy_acc = acc, pass1_t05 = pass@1, pass<k> = pass@k, maj<n> = maj@n;
+-- confit.evaluate: avg@n = pass@1): the column keeps RUNDIR.md's name. The grid file's metrics
+-- list picks and orders them explicitly (second names included).
+--
+-- recipe: any script taking rlsc's flags and writing summary.json; the confit executable runs
+-- it as `<confit> <recipe> --out DIR ...`. A recipe of one's own that wraps rlsc (a method of
+-- one's own registered with confit.rl first) loads rlsc and runs it under its own name:
+--   local rl, cli = require "confit.rl", require "confit.cli"
+--   rl.register_weighted("sq", function(lpv) ... end)
+--   return cli.main("sq", dofile("recipes/rlsc.lua"))   -- dofile returns rlsc's main
+-- (cli.main runs main when the chunk calling it is the script being run; cli.run("sq", main,
+-- arg) runs it unconditionally). A run that ends without summary.json and an empty log.txt
+-- is reported as such: the recipe never ran its main.
 local jsonio = require "confit.jsonio"
 local metrics = require "confit.metrics"
 local cli = require "confit.cli"
@@ -325,6 +338,14 @@ function M.run_grid(spec, opts)
       local ok, why = runner(r, ctx)
       if ok and not file_exists(r.path .. "/summary.json") then
         ok, why = nil, "finished without writing summary.json"
+        local f = io.open(r.path .. "/log.txt", "rb")
+        if f then
+          if f:read(1) == nil then
+            why = why .. "; the recipe wrote nothing (log.txt is empty): did it run main? A wrapper "
+              .. "recipe ends `return cli.main(\"name\", dofile(\"recipes/rlsc.lua\"))` (see --help)"
+          end
+          f:close()
+        end
       end
       if ok then
         res.ran = res.ran + 1
@@ -349,6 +370,24 @@ local NOT_METRICS = {n = true, correct = true, samples = true, resumed = true,
 
 local function is_metric(k)
   return not NOT_METRICS[k] and not k:match("_ci95$")
+end
+
+-- The docs/RUNDIR.md name of which k is a second name, or nil: rlsc's toy summaries hold
+-- greedy_acc = acc, pass1_t05 = pass@1, pass<k> = pass@k and maj<n> = maj@n, confit.evaluate's
+-- avg@n = pass@1.
+local function rundir_name(k)
+  if k == "greedy_acc" then return "acc" end
+  if k == "pass1_t05" or k:match("^avg@%d+$") then return "pass@1" end
+  local kind, n = k:match("^(%a+)(%d+)$")
+  if kind == "pass" or kind == "maj" then return kind .. "@" .. n end
+  return nil
+end
+
+-- True when after[k] repeats a number after holds under its RUNDIR.md name too (and before
+-- likewise, so that the change is the same as well).
+local function second_name(k, after, before)
+  local r = rundir_name(k)
+  return r ~= nil and after[r] == after[k] and before[r] == before[k]
 end
 
 local function finite(x) return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge end
@@ -418,11 +457,14 @@ function M.collect(spec, runs, out)
             end
             gb.runs = gb.runs + 1
             for k, v in pairs(after) do
-              if finite(v) and (spec.metrics == nil and is_metric(k)) then metric_set[k] = true end
+              if finite(v) and spec.metrics == nil and is_metric(k) and not second_name(k, after, before) then
+                metric_set[k] = true
+              end
             end
             for _, k in ipairs(spec.metrics or {}) do metric_set[k] = true end
             for k, v in pairs(after) do
-              if finite(v) then
+              -- a second name's column, asked for explicitly only, gets its values
+              if finite(v) and (spec.metrics ~= nil or not second_name(k, after, before)) then
                 gb.vals[k] = gb.vals[k] or {}
                 table.insert(gb.vals[k], v)
                 if finite(before[k]) then
@@ -595,6 +637,11 @@ end
 local USAGE = [[
 usage: confit recipes/ablate.lua GRID.lua [--out DIR] [--dry-run] [--report-only]
   GRID.lua returns {base = {flags...}, grid = {axis = {values...}, ...}, out = "runs/x"}
+    optional: recipe = "recipes/rlsc.lua", seed_key = "seed", metrics = {"acc", "pass@1"}
+  A recipe of one's own wrapping rlsc (e.g. to register a method with confit.rl) ends with
+    return require("confit.cli").main("mine", dofile("recipes/rlsc.lua"))
+  so that rlsc's main runs when the wrapper is the script run (a run that writes nothing to its
+  log.txt never ran its main).
   --dry-run      print the command of every unfinished run, run nothing
   --report-only  only (re)write results.csv and results.md from finished runs
   A finished run (DIR/summary.json) is skipped. Its settings are recorded in DIR/ablate.json:

@@ -3,9 +3,11 @@
 -- held-out toy questions, fine-tuned with RLSC (L2, alpha = 0.1, N = 16, T = 0.5, 4 questions per
 -- step, AdamW lr 1e-4, 20 steps) on unlabeled training questions, and evaluated again; a
 -- before/after table is printed, and the LAST line of output is one JSON object
--- {"before": {...}, "after": {...}, "config": {...}} with the metric keys of confit.toy_eval
--- (greedy_acc, pass1_t05, pass1_t10, maj16, pass16, distinct_answers, direct_share,
--- mean_length, mean_confidence, weight_share).
+-- {"before": {...}, "after": {...}, "config": {...}} with the metric keys of confit.toy_eval,
+-- named after --eval-n (n = 16: greedy_acc, pass1_t05, pass1_t10, maj16, pass2, pass4, pass8,
+-- pass16, distinct_answers, direct_share, mean_length, mean_confidence, weight_share; n = 4:
+-- maj4, pass2, pass4). --data runs print the same kind of before/after table of
+-- confit.evaluate's metrics (acc, pass@1, pass@k, maj@n, lengths, box and truncation rates).
 --
 --   confit recipes/rlsc.lua [--method l2] [--alpha 0.1] [--n 16] [--steps 20]
 --       [--questions-per-step 4] [--lr 1e-4] [--temperature 0.5] [--loss-temperature T]
@@ -111,6 +113,7 @@ local SPEC = {
   dtype = {"string", "bf16", choices = {"bf16", "f32"}},
   recompute = {"flag", false},    -- activation recomputation per layer (m:set_recompute)
   micro_batch = {"int", 0, min = 0}, -- sequences per forward/backward (0 = the whole step; rl.backward)
+  updates_per_batch = {"int", 1, min = 1}, -- optimizer steps per sampled batch (GRPO's mu; train.run)
   profile = {"flag", false},      -- time every op and generation stage: OUT/profile.json + a table
   state_dtype = {"string", "f32", choices = {"f32", "bf16"}}, -- AdamW moments (bf16: 7B on one H200)
 }
@@ -141,19 +144,42 @@ local function default_out()
   return out
 end
 
+-- the metrics of a toy evaluation, named after its sample count (toy_eval.keys)
 local function metric_line(s)
   local t = {}
-  for _, k in ipairs(toy_eval.KEYS) do t[k] = s[k] end
+  for _, k in ipairs(toy_eval.keys(s.samples)) do t[k] = s[k] end
   return t
 end
 
--- RUNDIR.md's names beside ours, for the report: n questions, k samples each (toy_eval's maj16
--- is the majority of all k samples, its pass16 is pass@min(16, k))
-local function with_aliases(s, n, k)
-  local t = metric_line(s)
-  t.acc, t["pass@1"], t.n = s.greedy_acc, s.pass1_t05, n
-  t["pass@" .. math.min(16, k)], t["maj@" .. k] = s.pass16, s.maj16
-  return t
+-- the rows of the before/after table of a --data run: confit.evaluate's metrics that either
+-- summary has (avg@n is pass@1 again, so it is left out)
+local function data_keys(before, after)
+  local keys, ks, seen = {"acc", "pass@1"}, {}, {}
+  for _, s in ipairs({before, after}) do
+    for k in pairs(s) do
+      local n = tonumber(k:match("^pass@(%d+)$"))
+      if n and n > 1 and not seen[n] then seen[n] = true; ks[#ks + 1] = n end
+    end
+  end
+  table.sort(ks)
+  for _, n in ipairs(ks) do keys[#keys + 1] = "pass@" .. n end
+  local ns = {}
+  for _, s in ipairs({before, after}) do
+    if s.samples and not ns[s.samples] then ns[s.samples] = true; keys[#keys + 1] = "maj@" .. s.samples end
+  end
+  for _, k in ipairs({"distinct_answers", "modal_share", "mean_length", "box_rate", "truncated_rate",
+                      "sample_mean_length", "sample_box_rate"}) do
+    keys[#keys + 1] = k
+  end
+  return keys
+end
+
+-- the benchmark name of a --data / --eval-data file (as recipes/eval.lua names one: the file's
+-- base name without .jsonl / .json), or the name of a benchmark of confit.bench as it is
+local function bench_name(path)
+  local base = path:gsub("/+$", "")
+  base = base:match("([^/]+)$") or base
+  return (base:gsub("%.jsonl?$", ""))
 end
 
 -- Toy world ------------------------------------------------------------------------------------
@@ -184,8 +210,9 @@ local function run_toy(o, m, say)
     before, rec_before = toy_eval.run(m, heldout, eval_opts)
     timing.eval_before_s = confit.clock() - t0
     assert(jsonio.write_jsonl_atomic(o.out .. "/eval_before.jsonl", rec_before))
-    say(("evaluated before: greedy %.3f  pass1_t05 %.3f  maj16 %.3f  (%d questions, %.1fs)")
-        :format(before.greedy_acc, before.pass1_t05, before.maj16, #heldout, timing.eval_before_s))
+    say(("evaluated before: greedy %.3f  pass1_t05 %.3f  maj%d %.3f  (%d questions, %.1fs)")
+        :format(before.greedy_acc, before.pass1_t05, o.eval_n, before["maj" .. o.eval_n], #heldout,
+                timing.eval_before_s))
   end
   local t1 = confit.clock()
   local steps = train.run({
@@ -193,7 +220,7 @@ local function run_toy(o, m, say)
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
     max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
     lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed, state_dtype = o.state_dtype,
-    micro_batch = o.micro_batch,
+    micro_batch = o.micro_batch, updates_per_batch = o.updates_per_batch,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
     ref_model = o.kl_coef > 0 and load_model(o) or nil,
     out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
@@ -300,7 +327,7 @@ local function eval_opts(o, stage)
   return {mode = o.eval_mode, template = o.eval_template, greedy = true, n = o.eval_n,
           max_new_tokens = o.max_new_tokens, seed = o.seed, temperature = temperature,
           out_dir = o.out, stage = stage, summary_file = false,
-          resume = stage == "before" and o.keep_before == true, benchmark = o.eval_data or o.data,
+          resume = stage == "before" and o.keep_before == true, benchmark = bench_name(o.eval_data or o.data),
           -- the model as recorded with the records (evaluate.check_resume sees no model object)
           model_dir = o.model, device = o.device, dtype = o.device == "cuda" and o.dtype or "f32",
           progress = progress}
@@ -323,14 +350,14 @@ local function run_real(o, m, say)
   local timing = {}
   local t0 = confit.clock()
   local before = do_eval("before")
-  timing.eval_before_s = confit.clock() - t0
+  if before then timing.eval_before_s = confit.clock() - t0 end
   local t1 = confit.clock()
   local steps = train.run({
     model = m, questions = questions, method = o.method, alpha = o.alpha, n = o.n,
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
     max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
     lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed, state_dtype = o.state_dtype,
-    micro_batch = o.micro_batch,
+    micro_batch = o.micro_batch, updates_per_batch = o.updates_per_batch,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, stop = stop,
     ref_model = o.kl_coef > 0 and load_model(o) or nil,
     out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
@@ -344,7 +371,7 @@ local function run_real(o, m, say)
   timing.train_s = confit.clock() - t1
   local t2 = confit.clock()
   local after = do_eval("after")
-  timing.eval_after_s = confit.clock() - t2
+  if after then timing.eval_after_s = confit.clock() - t2 end
   if o.save_model then m:save(o.out .. "/model") end
   return before, after, steps, timing, problems and #problems or 0
 end
@@ -415,6 +442,7 @@ local function check_out_dir(o)
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
     max_new_tokens = o.max_new_tokens, questions_per_step = o.questions_per_step,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, grad_clip = o.grad_clip,
+    updates_per_batch = o.updates_per_batch,
     lr = o.lr, weight_decay = o.weight_decay, state_dtype = o.state_dtype,
     model_config = jsonio.read_json(o.model .. "/config.json")})
   if bad then die("%s", bad) end
@@ -494,13 +522,15 @@ local function check(o)
       return longest, where
     end
     local longest, where = longest_prompt(o.questions, function(q) return q.prompt end, "--data " .. o.data)
+    local hint = require("confit.evaluate").context_hint
     cli.check_context("rlsc", o.context, longest, o.max_new_tokens,
-                      ("prompt (--data %s, question %s)"):format(o.data, tostring(where)))
+                      ("prompt (--data %s, question %s)"):format(o.data, tostring(where)), hint(o.template))
     -- confit.evaluate gives a long prompt fewer new tokens (like vLLM): it only needs room for one
     if o.eval_problems and not o.no_eval then
       local what = "--eval-data " .. (o.eval_data or o.data)
       longest, where = longest_prompt(o.eval_problems, function(q) return chat.apply(o.eval_template, q.question) end, what)
-      cli.check_context("rlsc", o.context, longest, 1, ("evaluation prompt (%s, question %s)"):format(what, tostring(where)))
+      cli.check_context("rlsc", o.context, longest, 1, ("evaluation prompt (%s, question %s)"):format(what, tostring(where)),
+                        hint(o.eval_template))
     end
     tok:free()
   end
@@ -531,8 +561,12 @@ local function help_notes()
     "  --n 16 --temperature 0.5 --max-new-tokens 3072 --steps 10 --questions-per-step 1 --lr 1e-5\n" ..
     "  --weight-decay 0.01 --eval-n 0 (temp_only: 16) --micro-batch 4; --model is then required.\n" ..
     "--dtype applies to --device cuda (the CPU computes in f32).\n" ..
-    "--clip-eps (GRPO's PPO clip) does not bind here: each batch gets one on-policy update, so the\n" ..
-    "  ratio is 1 (rl.lua clips against a sample's old_logprobs when a recipe supplies them).\n" ..
+    "--updates-per-batch MU: MU optimizer steps on each sampled batch (GRPO's mu), the loss computed\n" ..
+    "  anew each time; --steps, --checkpoint-every and checkpoint-<K> count sampled batches, steps.jsonl\n" ..
+    "  and the log have one line per optimizer step (step = (batch - 1) * MU + update, with batch and\n" ..
+    "  update keys when MU > 1). --clip-eps (GRPO's PPO clip) binds only with MU > 1: from the second\n" ..
+    "  update the ratio is taken against the sampling policy (its rewards kept; clip_frac logged); with\n" ..
+    "  MU = 1 the one update is on-policy, the ratio is 1. RLSC's p_old is the current model's each update.\n" ..
     "--out: a new or empty folder, an rlsc run directory or an ablate grid point; never a model folder\n" ..
     "  or a folder of other files. An unfinished run without checkpoints there starts over; one with\n" ..
     "  checkpoints needs --resume (same settings, same --model), which continues from the latest; a\n" ..
@@ -555,7 +589,7 @@ local function main(argv)
     questions_per_step = o.questions_per_step,
     optim = {name = "adamw", lr = o.lr, weight_decay = o.weight_decay, betas = {0.9, 0.999},
              eps = 1e-8, grad_clip = o.grad_clip, state_dtype = o.state_dtype},
-    recompute = o.recompute, micro_batch = o.micro_batch,
+    recompute = o.recompute, micro_batch = o.micro_batch, updates_per_batch = o.updates_per_batch,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
     task = not o.data and o.task or nil, data = o.data, template = o.data and o.template or nil,
     checkpoint_every = o.checkpoint_every,
@@ -563,9 +597,11 @@ local function main(argv)
     steps_logprob_temperature = o.loss_temperature or o.temperature,
   }
   if not rl.trains(method) then cfg.temperature_scale = o.temperature_scale end
-  if o.data then
+  if o.no_eval or (o.data and not o.eval_problems) then
+    cfg.eval = false   -- no evaluation: --no-eval, or a --data file without answers and no --eval-data
+  elseif o.data then
     cfg.eval = {mode = o.eval_mode, template = o.eval_template, data = o.eval_data, n = o.eval_n,
-                temperature = EVAL_TEMPERATURE}
+                temperature = EVAL_TEMPERATURE, benchmark = bench_name(o.eval_data or o.data)}
     if not rl.trains(method) then cfg.eval.after_temperature = EVAL_TEMPERATURE * o.temperature_scale end
   else
     cfg.eval = {questions = o.eval_questions, n = o.eval_n, seed = o.seed, question_seed = o.eval_seed,
@@ -613,15 +649,21 @@ local function main(argv)
     say(confit.profiler.report(rows, {top = 15}))
   end
   local summary = {config = cfg, timing = timing}
-  if before then summary.before = o.data and before or with_aliases(before, nq, o.eval_n) end
-  if after then summary.after = o.data and after or with_aliases(after, nq, o.eval_n) end
+  if before then summary.before = o.data and before or toy_eval.rundir(before, nq) end
+  if after then summary.after = o.data and after or toy_eval.rundir(after, nq) end
   assert(jsonio.write_json_atomic(o.out .. "/summary.json", summary))
-  if not o.data and before and after then
+  if before and after then
     say("")
-    say(toy_eval.format_table({{"before", before}, {"after", after}}))
+    say(toy_eval.format_table({{"before", before}, {"after", after}},
+                              {change = true, keys = o.data and data_keys(before, after) or nil}))
   end
-  say(("time: eval before %.1fs, training %.1fs, eval after %.1fs, total %.1fs")
-      :format(timing.eval_before_s or 0, timing.train_s or 0, timing.eval_after_s or 0, timing.total_s))
+  -- the times of what ran (no evaluation: no "eval before 0.0s")
+  local times = {}
+  if timing.eval_before_s then times[#times + 1] = ("eval before %.1fs"):format(timing.eval_before_s) end
+  if timing.train_s then times[#times + 1] = ("training %.1fs"):format(timing.train_s) end
+  if timing.eval_after_s then times[#times + 1] = ("eval after %.1fs"):format(timing.eval_after_s) end
+  times[#times + 1] = ("total %.1fs"):format(timing.total_s)
+  say("time: " .. table.concat(times, ", "))
   local last = {config = cfg}
   if before then last.before = o.data and before or metric_line(before) end
   if after then last.after = o.data and after or metric_line(after) end

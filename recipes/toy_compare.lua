@@ -19,8 +19,9 @@
 -- (OUT/grid.json, OUT/method=<m>,seed=<s>/...), the table to --md (and printed). --out must be
 -- new, empty or an earlier toy_compare grid: anything else in it is refused before any work, and
 -- only run folders toy_compare wrote are replaced. summary.json carries docs/RUNDIR.md's acc,
--- pass@1, maj@K, pass@K and n beside the toy's metric names, as rlsc writes them. Spread = sample standard
--- deviation over the seeds (n - 1 denominator).
+-- pass@1, pass@k, maj@K and n beside the toy's metric names (toy_eval.rundir), as rlsc writes
+-- them; K = --eval-n, and the table's maj@K and pass@K columns are named after it. Spread =
+-- sample standard deviation over the seeds (n - 1 denominator).
 local confit = require "confit"
 local model = require "confit.model"
 local toy = require "confit.toy"
@@ -59,10 +60,18 @@ local SPEC = {
   quiet = {"flag", false},
 }
 
-local COLS = {{"greedy_acc", "greedy"}, {"pass1_t05", "pass@1 T=.5"}, {"pass1_t10", "pass@1 T=1"},
-              {"maj16", "maj@16"}, {"pass16", "pass@16"}, {"direct_share", "direct"},
-              {"distinct_answers", "distinct"}, {"mean_length", "length"},
-              {"mean_confidence", "confidence"}}
+-- the table's columns for K samples per question: {summary key, header}; pass@K only for K > 1
+-- (pass@1 is the T = .5 column)
+local function columns(k)
+  local cols = {{"greedy_acc", "greedy"}, {"pass1_t05", "pass@1 T=.5"}, {"pass1_t10", "pass@1 T=1"},
+                {"maj" .. k, "maj@" .. k}}
+  if k > 1 then cols[#cols + 1] = {"pass" .. k, "pass@" .. k} end
+  for _, c in ipairs({{"direct_share", "direct"}, {"distinct_answers", "distinct"},
+                      {"mean_length", "length"}, {"mean_confidence", "confidence"}}) do
+    cols[#cols + 1] = c
+  end
+  return cols
+end
 
 local function split(s)
   local out = {}
@@ -136,18 +145,6 @@ local function unique_tmp(path)
     if not cli.exists(t) then return t end
   end
   die("cannot find a free temporary name beside '%s'", path)
-end
-
--- the summary of one evaluation with docs/RUNDIR.md's names beside the toy's (as rlsc writes
--- them): acc, pass@1, maj@K, pass@min(16, K), n = questions
-local function with_aliases(s, n, k)
-  local t = {}
-  for key, v in pairs(s) do t[key] = v end
-  t.acc, t["pass@1"], t.n = s.greedy_acc, s.pass1_t05, n
-  t["maj@" .. k] = s.maj16
-  -- pass@min(16, K); with K = 1 that name is pass@1, which stays pass1_t05 as above
-  if math.min(16, k) > 1 then t["pass@" .. math.min(16, k)] = s.pass16 end
-  return t
 end
 
 local function main(argv)
@@ -248,8 +245,8 @@ local function main(argv)
     local b, rec_b = toy_eval.run(m0, heldout, ev)
     m0:free()
     before[seed] = b
-    say(("seed %d before: greedy %.3f pass1_t05 %.3f maj16 %.3f (%.1fs)")
-        :format(seed, b.greedy_acc, b.pass1_t05, b.maj16, confit.clock() - t0))
+    say(("seed %d before: greedy %.3f pass1_t05 %.3f maj%d %.3f (%.1fs)")
+        :format(seed, b.greedy_acc, b.pass1_t05, o.eval_n, b["maj" .. o.eval_n], confit.clock() - t0))
     local trainq = world:questions("train", o.steps * o.questions_per_step, seed)
     for _, mth in ipairs(methods) do
       local name = ("method=%s,seed=%d"):format(mth, seed)
@@ -288,8 +285,8 @@ local function main(argv)
       m:free()
       assert(jsonio.write_jsonl_atomic(dir .. "/eval_after.jsonl", rec_a))
       assert(jsonio.write_json_atomic(dir .. "/summary.json", {
-        config = cfg, before = with_aliases(b, #heldout, o.eval_n),
-        after = with_aliases(a, #heldout, o.eval_n), train_s = t_train}))
+        config = cfg, before = toy_eval.rundir(b, #heldout),
+        after = toy_eval.rundir(a, #heldout), train_s = t_train}))
       after[mth] = after[mth] or {}
       table.insert(after[mth], a)
       grid.runs[#grid.runs + 1] = {dir = name, params = {method = mth, seed = seed}}
@@ -305,10 +302,10 @@ local function main(argv)
   -- the table
   local lines = {}
   local head, rule = {"method"}, {"---"}
-  -- maj and pass count over min(16, --eval-n) samples (toy_eval): the headers say so
-  local k = math.min(16, o.eval_n)
+  -- maj and pass count over --eval-n samples (toy_eval): the keys and headers say so
+  local COLS = columns(o.eval_n)
   for _, c in ipairs(COLS) do
-    head[#head + 1] = (c[2]:gsub("@16$", "@" .. (c[1] == "maj16" and o.eval_n or k)))
+    head[#head + 1] = c[2]
     rule[#rule + 1] = "---:"
   end
   lines[1] = "| " .. table.concat(head, " | ") .. " |"

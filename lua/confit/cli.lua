@@ -12,6 +12,10 @@
 --   return cli.main("myrecipe", main)   -- run as a script: main(arg) under the handler;
 --                                       -- loaded with dofile: returns main (or the 3rd argument)
 --
+-- A script of one's own that wraps a recipe (registers a method, then runs rlsc) ends
+--   return cli.main("mine", dofile("recipes/rlsc.lua"))   -- runs rlsc's main as the script's
+-- or calls cli.run("mine", main, argv) itself (e.g. to add flags to argv).
+--
 -- A user error is an error object made by cli.raise / cli.die_for (it prints as its message), or
 -- (the recipes' older convention) a string raised at level 0 that starts with "<recipe>: ".
 local M = {}
@@ -87,11 +91,38 @@ function M.is_main_script(f)
   return norm_source(info.source) == norm_source(arg[0])
 end
 
+-- True when the chunk that called M.main is the script being run (arg[0]), level 1 being M.main
+-- here. A chunk ending `return cli.main(...)` makes a tail call: its frame is gone, and what
+-- called it is seen instead. The script is called by the host program (a C function) with no
+-- Lua function below it, while a file loaded by dofile / require / loadfile from a script (a
+-- test loading a recipe) has that script's Lua frame further down; so after a tail call, "no Lua
+-- frame below, on the main thread, while a script runs" is the script itself.
+local function called_by_script(level)
+  if not (arg and arg[0] and arg[-1]) then return false end   -- no script (REPL, -e)
+  local _, on_main = coroutine.running()
+  if not on_main then return false end
+  local me = debug.getinfo(level + 1, "t")
+  if not me then return false end
+  if not me.istailcall then
+    local caller = debug.getinfo(level + 2, "S")
+    return caller ~= nil and caller.what == "main" and norm_source(caller.source) == norm_source(arg[0])
+  end
+  local l = level + 2
+  while true do
+    local info = debug.getinfo(l, "S")
+    if not info then return true end
+    if info.what ~= "C" then return false end
+    l = l + 1
+  end
+end
+
 --- The last line of a recipe (`return cli.main("name", main)`): when the file defining main is
---- the script being run, run main(arg) under M.run and return its result; otherwise return
---- `module` (default main) to whoever loaded the file.
+--- the script being run, or the chunk calling cli.main is (a wrapper script such as
+--- `rl.register_weighted(...); return cli.main("mine", dofile("recipes/rlsc.lua"))`: dofile
+--- returns rlsc's main, which then runs as the wrapper's), run main(arg) under M.run and return
+--- its result; otherwise return `module` (default main) to whoever loaded the file.
 function M.main(name, main, module)
-  if M.is_main_script(main) then return M.run(name, main, arg) end
+  if M.is_main_script(main) or called_by_script(1) then return M.run(name, main, arg) end
   return module or main
 end
 
@@ -282,20 +313,22 @@ function M.model_context(name, dir, flag)
 end
 
 --- Check that max_new new tokens after a prompt of `longest` tokens (the longest `what`) fit a
---- context of ctx positions (no check when ctx is nil); raises "<name>: ..." otherwise.
-function M.check_context(name, ctx, longest, max_new, what)
+--- context of ctx positions (no check when ctx is nil); raises "<name>: ..." otherwise, with
+--- `hint` (e.g. confit.evaluate.context_hint(template)) after a prompt that is too long.
+function M.check_context(name, ctx, longest, max_new, what, hint)
   if not ctx then return end
   local die = M.die_for(name)
+  local tail = hint and (" (" .. hint .. ")") or ""
   if max_new >= ctx then
     die("--max-new-tokens %d must be below the model's context of %d positions", max_new, ctx)
   end
   if longest >= ctx then
-    die("the longest %s has %d tokens, more than the model's context of %d positions",
-        what or "prompt", longest, ctx)
+    die("the longest %s has %d tokens, more than the model's context of %d positions%s",
+        what or "prompt", longest, ctx, tail)
   end
   if longest + max_new > ctx then
     die("--max-new-tokens %d does not fit: the longest %s has %d tokens and the model's context "
-        .. "is %d positions (so at most %d)", max_new, what or "prompt", longest, ctx, ctx - longest)
+        .. "is %d positions (so at most %d)%s", max_new, what or "prompt", longest, ctx, ctx - longest, tail)
   end
 end
 

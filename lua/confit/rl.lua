@@ -14,11 +14,13 @@
 --  * log p(y|x) is the SUM of completion token log-probs, the stop token included, the prompt
 --    masked, under log_softmax(logits / T) with T = opts.temperature (the LOSS temperature; the
 --    recipe passes the sampling temperature unless told --loss-temperature).
---  * Weights are computed in Lua numbers (f64) from the detached log-probs: exp(-800) is 0 in
---    f32 and in f64 alike, and exp(-50) = 2e-22 survives only in f64 (it then becomes an f32 weight,
---    which holds it). Every method logs weight_share (share of samples with p_old > 1e-6),
---    mean_logp, mean_confidence (mean p_old) and mean_length so underflow is visible, and the
---    mean token entropy at T of the scored tokens (entropy; from the same forward's hidden rows
+--  * Weights are computed in Lua numbers (f64) from the detached log-probs. exp underflows to 0
+--    below about -103 in f32 (-87 for normal numbers) and below about -745 in f64: exp(-50) =
+--    2e-22 is held by both, exp(-200) = 1e-87 only by f64 (as an f32 weight it becomes 0),
+--    exp(-800) by neither. Every method logs weight_share (share of samples with p_old > 1e-6),
+--    mean_logp, mean_confidence (mean p_old) and mean_length (completion tokens, the stop token
+--    included when the sample stopped) so underflow is visible, and the mean token entropy at
+--    the LOSS temperature T of the scored tokens (entropy; from the same forward's hidden rows
 --    by head_entropy, without a graph, never holding the logits).
 --  * RLSC sums over the N samples with no 1/N. With Q > 1 questions per step, every method's
 --    per-question loss is SUMMED over the questions (for RLSC that is just the sum over all
@@ -31,29 +33,59 @@
 --   ours_softmax   ours: weight softmax_i(log p) over the question's n samples, + alpha
 --   ours_clip      ours: weight min(p_old, opts.clip_max (0.5)) + alpha: caps the pull of samples the
 --                  model is already sure of
---   self_sft       every weight 1: -sum_i log p(y_i) (plain self-training on own samples)
---   em_ft          EM-FT: mean token entropy of softmax(z / T) over the question's generated tokens
---                  (a direct gradient through head_entropy), summed over questions
+--   self_sft       every weight 1: -sum_i log p(y_i) (plain self-training on own samples; RLSC.md's
+--                  "all weights 1 (alpha only)": L2 with every p_old = 0, rescaled by 1 / alpha)
+--   em_ft          EM-FT: mean token entropy of softmax(z / T), T the LOSS temperature, over the
+--                  question's generated tokens (a direct gradient through head_entropy), summed
+--                  over questions
 --   grpo_ttrl      GRPO, reward 1 when the sample's extracted answer equals the group's majority
 --                  answer (TTRL), else 0
 --   grpo_intuitor  GRPO, reward self-certainty = mean over tokens of logsumexp(z) - mean(z) of the
 --                  unscaled logits (Intuitor; computed online from the current model)
---   grpo_rent      GRPO, reward = -mean token entropy at T (RENT)
+--   grpo_rent      GRPO, reward = -mean token entropy of softmax(z / T) at the LOSS temperature T (RENT)
 --   grpo_prob      GRPO, reward = p_old(y) = exp(log p), f64 (sequence probability)
 --   temp_only      no training (rl.trains("temp_only") is false): evaluate colder instead
--- Aliases: rlsc_l1, rlsc_l2, ttrl (= grpo_ttrl), intuitor, rent.
+-- Aliases: rlsc_l1, rlsc_l2, ttrl (= grpo_ttrl), intuitor, rent, prob.
+--
+-- A method of one's own (docs/TOY.md, "Your own loss"): rl.methods.NAME = function(batch, opts)
+-- return loss, metrics end, with opts as above (opts.temperature: the loss temperature). The
+-- metrics may be any subset, {} or nil: train.run fills in the standard ones it lacks with
+-- rl.fill_metrics. rl.backward splits such a method between questions only (see HACKING.md). A
+-- weighted likelihood, loss = -sum_i w_i log p(y_i), is best registered with
+--   rl.register_weighted(NAME, function(lpv, batch, opts) return weights end, {per_sample = true})
+-- (lpv: f64 sequence log-probs of the current model; per_sample only when a sample's weight
+-- depends on its own log-prob and length), which sets rl.methods[NAME] and rl.weights[NAME] so
+-- that micro-batches give the one-pass gradient, and logs the standard metrics and mean_weight.
+-- Pieces to build with:
+--   rl.seq_logprobs(batch, T) -> lp [N] (differentiable, f32), its values (f64 list)
+--   rl.token_view(batch, T)   -> {logp_tok [Ntok], seq [N], offs, ntok, H, W}: per-token log-probs
+--   rl.segment_sums(x, batch) -> [N] per-sample sums of a per-token tensor
+--   rl.like(values, ref)      -> a tensor of Lua numbers with ref's dtype and device (weights)
+--   rl.base_metrics(batch, lpv) -> the standard metrics but entropy, from the log-prob values
+--   rl.fill_metrics(met, batch, T, K) -> met with the missing standard metrics (entropy included)
+--   rl.advantages(r, batch)   -> GRPO's group-normalised advantages of rewards r
+-- batch fields: samples (each {tokens, text, old_logprobs?}), n, groups ({first, last} per
+-- question), question_of, prompt_lens, comp_lens, texts, extracted, qtok, gsize, model.
+--
+-- Several updates per sampled batch (train.run's updates_per_batch, GRPO's mu): rl.snapshot_policy
+-- first records the sampling policy (old_logprobs, and a GRPO method's rewards in batch.rewards);
+-- the weighted methods and em_ft ignore both, their p_old being the current model's at every update.
 --
 -- GRPO: advantages A_i = (r_i - mean_g r) / (std_g r + 1e-6) within each question (std with the
 -- n - 1 denominator); token ratios rho_t = exp(log p_t - log p_old_t), clipped objective
 -- min(rho A, clip(rho, 1 - eps, 1 + eps) A), eps = opts.clip_eps (0.2); per question loss
 -- = -(1/G) sum_i (1/L_i) sum_t min(...). p_old: a sample's old_logprobs (a list of its L token
 -- log-probs at the loss temperature under the policy that drew it, set by the caller) where it
--- has them, else the detached current policy. train.run sets none: it makes one on-policy update
--- per batch, so there rho = 1, the clip never binds and the gradient is A_i grad log p_t / (L_i G)
--- (clip_eps then changes nothing). Optional KL to a reference model (opts.kl_coef > 0 with
--- batch.ref_model): the k3 estimator exp(d) - d - 1 >= 0, d = log p_ref_t - log p_t (an unbiased
--- estimate of KL(p || p_ref) for tokens drawn from p), averaged the same way; the loss adds
--- kl_coef times it and metrics.kl is it. KL is off by default.
+-- has them, else the detached current policy; the rewards: batch.rewards where set, else
+-- computed from the current model. With train.run's default of one on-policy update per batch
+-- there are neither: rho = 1, the clip never binds and the gradient is A_i grad log p_t / (L_i G)
+-- (clip_eps then changes nothing). With updates_per_batch > 1, rl.snapshot_policy sets both (the
+-- advantages stay those of the sampling policy): from the second update on rho moves away from 1
+-- and the clip binds. metrics.clip_frac is the share of tokens where it binds (rho > 1 + eps with
+-- A > 0, or rho < 1 - eps with A < 0: no gradient). Optional KL to a reference model
+-- (opts.kl_coef > 0 with batch.ref_model): the k3 estimator exp(d) - d - 1 >= 0,
+-- d = log p_ref_t - log p_t (an unbiased estimate of KL(p || p_ref) for tokens drawn from p),
+-- averaged the same way; the loss adds kl_coef times it and metrics.kl is it. KL is off by default.
 local confit = require "confit"
 local model = require "confit.model"
 
@@ -277,18 +309,29 @@ end
 
 -- Weighted log-likelihood methods: loss = -sum_i w_i log p_i ------------------------------------
 
--- weight_fn(lpv, batch, opts) -> list of f64 weights. per_sample: a sample's weight depends on
--- its own log-prob and length only (micro-batches may then split a question's samples).
--- Returns the method and its entry of rl.weights.
+-- rl.weights[name] = {fn = weight_fn, per_sample = bool, name = name} for every weighted method
+-- (rl.register_weighted below): weight_fn(lpv, batch, opts) -> list of f64 weights; per_sample:
+-- a sample's weight depends on its own log-prob and length only (micro-batches may then split a
+-- question's samples and compute the weights chunk by chunk).
 rl.weights = {}
+
+-- w, when it is a list of n weights; else an error naming the method
+local function checked_weights(w, n, name)
+  if type(w) ~= "table" or #w ~= n then
+    error(("rl: method %s: its weight function gave %s for %d samples"):format(tostring(name),
+          type(w) == "table" and (#w .. " weights") or type(w), n), 0)
+  end
+  return w
+end
+
 -- The loss and metrics of a weighted method on batch, and the log-prob values, the weights and
 -- the token count; w_given: weights decided outside (rl.backward's micro-batches).
-local function weighted_loss(batch, o, weight_fn, w_given)
+local function weighted_loss(batch, o, weight_fn, w_given, name)
   local T = o.temperature or 1.0
   local v = rl.token_view(batch, T, false)
   local lp = v.seq
   local lpv = lp:detach():totable()
-  local w = w_given or weight_fn(lpv, batch, o)
+  local w = w_given or checked_weights(weight_fn(lpv, batch, o), #lpv, name)
   local loss = -(like(w, lp) * lp):sum()
   local met = base_metrics(batch, lpv)
   met.mean_weight = mean_of(w)
@@ -296,36 +339,63 @@ local function weighted_loss(batch, o, weight_fn, w_given)
   return loss, met, lpv, w, v.ntok
 end
 
-local function weighted(weight_fn, per_sample)
-  return function(batch, o)
-    local loss, met = weighted_loss(batch, o, weight_fn)
+-- the methods that come with confit (rl.register_weighted refuses their names and the aliases)
+local BUILTIN = {}
+
+--- Register a weighted-likelihood method: loss = -sum_i w_i log p(y_i) with the weights
+--- w = weight_fn(lpv, batch, opts) (lpv: the batch's sequence log-probs at the loss temperature,
+--- f64 Lua numbers from the detached values, the current model's at every call; a list of #lpv
+--- numbers back), the standard metrics and mean_weight. Sets rl.methods[name] and
+--- rl.weights[name] (so rl.backward splits it exactly) and returns the method. spec.per_sample =
+--- true: a sample's weight depends on its own log-prob and length only, so micro-batches compute
+--- the weights chunk by chunk; otherwise (the default) they come first from a forward without a
+--- graph over the whole batch. A name of confit's own methods or aliases is refused; one's own
+--- may be registered again.
+function rl.register_weighted(name, weight_fn, spec)
+  if type(name) ~= "string" or name == "" then
+    error("rl.register_weighted: the name must be a non-empty string, got " .. tostring(name), 2)
+  end
+  if BUILTIN[name] or ALIASES[name] then
+    error(("rl.register_weighted: '%s' is a built-in method or alias; choose another name"):format(name), 2)
+  end
+  if type(weight_fn) ~= "function" then
+    error(("rl.register_weighted: weight_fn must be a function (lpv, batch, opts) -> weights, got %s")
+          :format(type(weight_fn)), 2)
+  end
+  local fn = function(batch, o)
+    local loss, met = weighted_loss(batch, o, weight_fn, nil, name)
     return loss, met
-  end, {fn = weight_fn, per_sample = per_sample}
+  end
+  rl.methods[name] = fn
+  rl.weights[name] = {fn = weight_fn, per_sample = (spec or {}).per_sample == true, name = name}
+  rl.grpo_reward[name] = nil
+  return fn
 end
 
 local function alpha_of(o) return o.alpha == nil and 0.1 or o.alpha end
 
 rl.methods = {}
+rl.grpo_reward = {}
 
-rl.methods.l1, rl.weights.l1 = weighted(function(lpv)
+rl.register_weighted("l1", function(lpv)
   local w = {}
   for i, v in ipairs(lpv) do w[i] = math.exp(v) end
   return w
-end, true)
+end, {per_sample = true})
 
-rl.methods.l2, rl.weights.l2 = weighted(function(lpv, _, o)
+rl.register_weighted("l2", function(lpv, _, o)
   local a, w = alpha_of(o), {}
   for i, v in ipairs(lpv) do w[i] = math.exp(v) + a end
   return w
-end, true)
+end, {per_sample = true})
 
-rl.methods.ours_lennorm, rl.weights.ours_lennorm = weighted(function(lpv, batch, o)
+rl.register_weighted("ours_lennorm", function(lpv, batch, o)
   local a, w = alpha_of(o), {}
   for i, v in ipairs(lpv) do w[i] = math.exp(v / batch.comp_lens[i]) + a end
   return w
-end, true)
+end, {per_sample = true})
 
-rl.methods.ours_softmax, rl.weights.ours_softmax = weighted(function(lpv, batch, o)
+rl.register_weighted("ours_softmax", function(lpv, batch, o)
   local a, w = alpha_of(o), {}
   for _, g in ipairs(batch.groups) do
     local mx = -math.huge
@@ -335,19 +405,19 @@ rl.methods.ours_softmax, rl.weights.ours_softmax = weighted(function(lpv, batch,
     for i = g[1], g[2] do w[i] = math.exp(lpv[i] - mx) / z + a end
   end
   return w
-end, false)
+end)
 
-rl.methods.ours_clip, rl.weights.ours_clip = weighted(function(lpv, _, o)
+rl.register_weighted("ours_clip", function(lpv, _, o)
   local a, cap, w = alpha_of(o), o.clip_max or 0.5, {}
   for i, v in ipairs(lpv) do w[i] = math.min(math.exp(v), cap) + a end
   return w
-end, true)
+end, {per_sample = true})
 
-rl.methods.self_sft, rl.weights.self_sft = weighted(function(lpv)
+rl.register_weighted("self_sft", function(lpv)
   local w = {}
   for i = 1, #lpv do w[i] = 1.0 end
   return w
-end, true)
+end, {per_sample = true})
 
 -- EM-FT -----------------------------------------------------------------------------------------
 
@@ -452,7 +522,9 @@ end
 
 -- The clipped objective (and the KL term) of batch's samples over a token view given their
 -- advantages adv: per question -(1/G) sum_i (1/L_i) sum_t min(rho A, clip(rho) A), G its sample
--- count (batch.gsize: a micro-batch may hold part of a question). Returns the loss and the KL.
+-- count (batch.gsize: a micro-batch may hold part of a question). Returns the loss, the KL and
+-- the number of tokens the clip binds on (rho > 1 + eps with A > 0, or rho < 1 - eps with A < 0:
+-- the min takes the clipped term, whose gradient is 0).
 local function grpo_objective(batch, o, v, adv)
   local T, eps = o.temperature or 1.0, o.clip_eps or 0.2
   local a_tok, c_tok = {}, {}
@@ -481,24 +553,33 @@ local function grpo_objective(batch, o, v, adv)
   local ratio = (v.logp_tok - old):exp()
   local obj = confit.minimum(ratio * A, ratio:clamp(1 - eps, 1 + eps) * A)
   local loss = -(obj * C):sum()
-  if (o.kl_coef or 0) <= 0 then return loss, nil end
+  local nclip = 0
+  if given then
+    for k, r in ipairs(ratio:detach():totable()) do
+      local a = a_tok[k]
+      if (r > 1 + eps and a > 0) or (r < 1 - eps and a < 0) then nclip = nclip + 1 end
+    end
+  end
+  if (o.kl_coef or 0) <= 0 then return loss, nil, nclip end
   if not batch.ref_model then error("rl: kl_coef > 0 needs batch.ref_model (the start model)", 3) end
   local ref = confit.no_grad(function() return rl.token_view(batch, T, false, batch.ref_model).logp_tok end)
   local d = ref - v.logp_tok
   local klv = ((d:exp() - d - 1) * C):sum()
-  return loss + klv * o.kl_coef, klv:item()
+  return loss + klv * o.kl_coef, klv:item(), nclip
 end
 
 -- GRPO with a reward of rl.rewards; rl.grpo_reward[name] names it for rl.backward
-rl.grpo_reward = {}
 local function grpo(reward_name)
   return function(batch, o)
     local T = o.temperature or 1.0
     local v = rl.token_view(batch, T, false)
-    local r, extra = rl.rewards[reward_name](batch, v, o)
-    local loss, kl = grpo_objective(batch, o, v, rl.advantages(r, batch))
+    -- the rewards of the samples' policy when rl.snapshot_policy recorded them
+    local r, extra = batch.rewards, nil
+    if not r then r, extra = rl.rewards[reward_name](batch, v, o) end
+    local loss, kl, nclip = grpo_objective(batch, o, v, rl.advantages(r, batch))
     local met = base_metrics(batch, v.seq:detach():totable())
     met.mean_reward = mean_of(r)
+    met.clip_frac = v.ntok > 0 and nclip / v.ntok or 0
     if extra then for k, x in pairs(extra) do met[k] = x end end
     if met.entropy == nil then met.entropy = rl.view_entropy(v, T) end
     met.kl = kl
@@ -514,6 +595,11 @@ rl.methods.grpo_prob, rl.grpo_reward.grpo_prob = grpo("probability")
 rl.methods.temp_only = function()
   error("rl: temp_only does not train; evaluate at a colder temperature instead", 2)
 end
+
+for k in pairs(rl.methods) do BUILTIN[k] = true end
+
+--- Whether name (aliases allowed) is one of confit's own methods, not one registered by a user.
+function rl.builtin(name) return BUILTIN[ALIASES[name] or name] == true end
 
 --- The loss of a method by name (aliases allowed): loss tensor, metrics table.
 function rl.loss(name, batch, opts)
@@ -534,7 +620,9 @@ function rl.sub_batch(batch, idx)
              gsize = batch.gsize, samples = {}, groups = {},
              prompt_lens = {}, comp_lens = {}, question_of = {}, texts = {}, seqs = {},
              extracted = {n = #idx}, correct = batch.correct and {} or nil}
+  if batch.rewards then b.rewards = {} end
   for j, i in ipairs(idx) do
+    if b.rewards then b.rewards[j] = batch.rewards[i] end
     b.samples[j], b.seqs[j], b.texts[j] = batch.samples[i], batch.seqs[i], batch.texts[i]
     b.prompt_lens[j], b.comp_lens[j] = batch.prompt_lens[i], batch.comp_lens[i]
     b.extracted[j] = batch.extracted[i]
@@ -572,8 +660,8 @@ function rl.chunks(batch, K, per_sample)
   return out
 end
 
--- Metrics of micro-batches -> the batch's: kl is a sum over questions, entropy a mean over
--- tokens, n_samples a count, the rest means over samples.
+-- Metrics of micro-batches -> the batch's: kl is a sum over questions, entropy and clip_frac
+-- means over tokens, n_samples a count, the rest means over samples.
 local function combine_metrics(parts)
   local met, n, ntok = {}, 0, 0
   for _, p in ipairs(parts) do n, ntok = n + p.n, ntok + p.ntok end
@@ -582,12 +670,106 @@ local function combine_metrics(parts)
       if type(v) ~= "number" then goto continue end
       local share = p.n / n
       if k == "kl" or k == "n_samples" then share = 1
-      elseif k == "entropy" then share = p.ntok / ntok end
+      elseif k == "entropy" or k == "clip_frac" then share = p.ntok / ntok end
       met[k] = (met[k] or 0) + v * share
       ::continue::
     end
   end
   return met
+end
+
+-- The rewards (f64 list) of every sample of batch for the GRPO reward of rl.rewards named reward,
+-- from forwards without a graph over the micro-batches chunks (lists of sample indices).
+local function batch_rewards(batch, reward, opts, chunks)
+  if rl.reward_needs_view[reward] == false then return (rl.rewards[reward](batch, nil, opts)) end
+  local T, r_all = opts.temperature or 1.0, {}
+  confit.no_grad(function()
+    for _, idx in ipairs(chunks) do
+      local sub = rl.sub_batch(batch, idx)
+      local r = rl.rewards[reward](sub, rl.token_view(sub, T, false), opts)
+      for j, i in ipairs(idx) do r_all[i] = r[j] end
+    end
+  end)
+  return r_all
+end
+
+-- fn(sub, idx) for the micro-batches of at most K samples (any split: per-sample quantities
+-- only), without a graph; K = 0 or K >= N: once, with the batch itself and idx = 1..N
+local function each_chunk_no_grad(batch, K, fn)
+  local N = #batch.samples
+  confit.no_grad(function()
+    if K == nil or K <= 0 or K >= N then
+      local idx = {}
+      for i = 1, N do idx[i] = i end
+      fn(batch, idx)
+      return
+    end
+    for _, idx in ipairs(rl.chunks(batch, K, true)) do fn(rl.sub_batch(batch, idx), idx) end
+  end)
+end
+
+-- the metrics every built-in method reports (rl.fill_metrics fills the missing ones)
+rl.STANDARD_METRICS = {"n_samples", "mean_logp", "mean_confidence", "weight_share", "mean_length",
+                       "box_rate", "answer_diversity", "entropy"}
+
+--- Fill in the standard metrics (rl.STANDARD_METRICS, and train_acc when the batch is graded)
+--- that met lacks, as a built-in method computes them, from a forward without a graph over the
+--- batch at the loss temperature T, K sequences at a time (0 = all) under model m (default
+--- batch.model); nothing is computed when none is missing. The metrics met has are kept.
+--- Returns met (a new table when met is nil). train.run calls it for a method of one's own.
+function rl.fill_metrics(met, batch, T, K, m)
+  met = met or {}
+  local missing = batch.correct ~= nil and met.train_acc == nil
+  for _, k in ipairs(rl.STANDARD_METRICS) do missing = missing or met[k] == nil end
+  if not missing then return met end
+  m = m or batch.model
+  local lpv, esum, ecount = {}, 0, 0
+  each_chunk_no_grad(batch, K, function(sub, idx)
+    local v = rl.token_view(sub, T, false, m)
+    for j, x in ipairs(v.seq:totable()) do lpv[idx[j]] = x end
+    if v.ntok > 0 then esum = esum + v.H:head_entropy(v.W, T):sum():item() end
+    ecount = ecount + v.ntok
+  end)
+  for k, x in pairs(base_metrics(batch, lpv)) do
+    if met[k] == nil then met[k] = x end
+  end
+  if met.entropy == nil then met.entropy = ecount > 0 and esum / ecount or 0 end
+  return met
+end
+
+--- Before several updates on one batch (train.run's updates_per_batch, GRPO's mu): record the
+--- current model as the policy that drew the samples. Every sample gets old_logprobs (its token
+--- log-probs at opts.temperature, without a graph, opts.micro_batch sequences per forward), which
+--- GRPO's ratio rho = p / p_old is taken against; a GRPO method's batch gets batch.rewards (the
+--- rewards under this policy, so the advantages stay those of the samples at every update). The
+--- weighted methods and em_ft read neither: their p_old (weights) is the current model's at every
+--- update (RLSC.md), so for them nothing is computed. Returns the batch.
+function rl.snapshot_policy(name, batch, opts)
+  opts = opts or {}
+  local canon, err = rl.resolve(name)
+  if not canon then error("rl.snapshot_policy: " .. err, 2) end
+  if rl.weights[canon] or canon == "em_ft" then return batch end
+  local T, K = opts.temperature or 1.0, opts.micro_batch or 0
+  each_chunk_no_grad(batch, K, function(sub, idx)
+    local v = rl.token_view(sub, T, false)
+    local vals = v.logp_tok:totable()
+    for j, i in ipairs(idx) do
+      batch.samples[i].old_logprobs = table.move(vals, v.offs[j] + 1, v.offs[j] + sub.comp_lens[j], 1, {})
+    end
+  end)
+  local reward = rl.grpo_reward[canon]
+  if reward then
+    batch.rewards = nil
+    local N, chunks = #batch.samples, nil
+    if K <= 0 or K >= N then
+      chunks = {{}}
+      for i = 1, N do chunks[1][i] = i end
+    else
+      chunks = rl.chunks(batch, K, true)
+    end
+    batch.rewards = batch_rewards(batch, reward, opts, chunks)
+  end
+  return batch
 end
 
 --- The method's loss and its gradient: runs the backward and returns the loss value (a number)
@@ -614,7 +796,7 @@ function rl.backward(name, batch, opts)
     local lv = loss:item()
     if not isfinite(lv) then return lv, nil end
     loss:backward()
-    return lv, met
+    return lv, met or {}
   end
   local T, total = opts.temperature or 1.0, 0
   local wt, reward = rl.weights[canon], rl.grpo_reward[canon]
@@ -630,21 +812,11 @@ function rl.backward(name, batch, opts)
         for j, i in ipairs(idx) do lpv[i] = v[j] end
       end
     end)
-    w_all = wt.fn(lpv, batch, opts)
+    w_all = checked_weights(wt.fn(lpv, batch, opts), #lpv, canon)
   end
-  local r_all, r_extra = {}, {}
+  local r_all
   if reward then
-    if rl.reward_needs_view[reward] == false then
-      r_all = rl.rewards[reward](batch, nil, opts)
-    else
-      confit.no_grad(function()
-        for _, idx in ipairs(chunks) do
-          local sub = rl.sub_batch(batch, idx)
-          local r = rl.rewards[reward](sub, rl.token_view(sub, T, false), opts)
-          for j, i in ipairs(idx) do r_all[i] = r[j] end
-        end
-      end)
-    end
+    r_all = batch.rewards or batch_rewards(batch, reward, opts, chunks)
     adv = rl.advantages(r_all, batch)
   end
   -- then the chunks' losses and backward passes
@@ -665,13 +837,14 @@ function rl.backward(name, batch, opts)
       local v = rl.token_view(sub, T, false)
       local a = {}
       for j, i in ipairs(idx) do a[j] = adv[i] end
-      local k
-      loss, k = grpo_objective(sub, opts, v, a)
+      local k, nclip
+      loss, k, nclip = grpo_objective(sub, opts, v, a)
       if k then kl = (kl or 0) + k end
       lpv, ntok = v.seq:detach():totable(), v.ntok
-      met = {entropy = rl.view_entropy(v, T)}
+      met = {entropy = rl.view_entropy(v, T), clip_frac = nclip / v.ntok}
     else
       loss, met, lpv = rl.methods[canon](sub, opts)
+      if type(lpv) ~= "table" then lpv = nil end   -- em_ft's log-prob values; a method of one's own may give none
       ntok = 0
       for _, L in ipairs(sub.comp_lens) do ntok = ntok + L end
     end

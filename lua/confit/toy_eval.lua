@@ -4,21 +4,26 @@
 --
 -- questions: list of {prompt, answer} (world:questions("heldout", n, seed)). For each question
 -- it decodes greedily once, samples opts.n (16) completions at T = 0.5 and opts.n at T = 1.0,
--- and returns the summary (exactly these keys, all fractions in [0, 1] except the two counts):
+-- and returns the summary: the metric keys M.keys(n) (all fractions in [0, 1] except the two
+-- counts), named after the real sample count n = opts.n, plus samples = n:
 --
 --   greedy_acc        share of questions whose greedy completion is correct
---   pass1_t05         mean over questions of the share of correct samples at T = 0.5 (avg@n)
+--   pass1_t05         mean over questions of the share of correct samples at T = 0.5 (avg@n,
+--                     the unbiased pass@1)
 --   pass1_t10         the same at T = 1.0
---   maj16             share of questions whose majority answer (all opts.n T = 0.5 samples) is
---                     correct: maj@16 at the default n
---   pass16            unbiased pass@k, k = min(16, opts.n), over the T = 0.5 samples
---                     (metrics.pass_at_k)
+--   maj<n>            share of questions whose majority answer (all n T = 0.5 samples) is
+--                     correct: maj16 at the default n = 16, maj4 with n = 4
+--   pass<k>           unbiased pass@k over the T = 0.5 samples (metrics.pass_at_k), for k =
+--                     2, 4, 8, ... below n and k = n (M.pass_ks(n)): pass2 .. pass16 at n = 16
 --   distinct_answers  mean over questions of the number of distinct extracted answers (T = 0.5)
 --   direct_share      share of T = 0.5 samples that answer directly (a box before any '=')
 --   mean_length       mean length in tokens (EOS included) of the T = 0.5 samples
 --   mean_confidence   mean over T = 0.5 samples of exp(log p(y|x)), log p at T = 0.5 (the
 --                     RLSC weight p_old), exponentiated in f64
 --   weight_share      share of T = 0.5 samples whose exp(log p) exceeds 1e-6
+--
+-- M.rundir(summary, questions) adds docs/RUNDIR.md's names for the run directory's summary.json
+-- (acc, pass@1, pass@k, maj@n, n); M.format_table prints summaries side by side.
 --
 -- records: one per question in the eval_*.jsonl format of docs/RUNDIR.md: samples = the T = 0.5
 -- samples, samples_t10 = the T = 1.0 samples (an extra key), greedy = the greedy completion. Each
@@ -38,8 +43,30 @@ local metrics = require "confit.metrics"
 
 local M = {}
 
-M.KEYS = {"greedy_acc", "pass1_t05", "pass1_t10", "maj16", "pass16", "distinct_answers",
-          "direct_share", "mean_length", "mean_confidence", "weight_share"}
+--- The k of the pass@k keys for n samples: 2, 4, 8, ... below n, then n itself ({} for n = 1:
+--- pass@1 is pass1_t05).
+function M.pass_ks(n)
+  local ks, k = {}, 2
+  while k < n do ks[#ks + 1] = k; k = k * 2 end
+  if n >= 2 then ks[#ks + 1] = n end
+  return ks
+end
+
+--- The metric keys of a summary of n samples per question (default 16), in table order.
+function M.keys(n)
+  n = n or 16
+  local keys = {"greedy_acc", "pass1_t05", "pass1_t10", "maj" .. n}
+  for _, k in ipairs(M.pass_ks(n)) do keys[#keys + 1] = "pass" .. k end
+  for _, k in ipairs({"distinct_answers", "direct_share", "mean_length", "mean_confidence",
+                      "weight_share"}) do
+    keys[#keys + 1] = k
+  end
+  return keys
+end
+
+-- the keys at the default n = 16 (greedy_acc, pass1_t05, pass1_t10, maj16, pass2, pass4, pass8,
+-- pass16, distinct_answers, ...); a summary of other n has M.keys(summary.samples)
+M.KEYS = M.keys(16)
 
 local WEIGHT_MIN = 1e-6
 
@@ -148,8 +175,9 @@ function M.run(m, questions, opts)
     if #items > 0 then rescore(m, items, opts.rescore_batch or 256) end
   end
 
-  local k = math.min(16, n)
+  local ks = M.pass_ks(n)
   local acc_g, p05, p10, maj, pk, distinct = {}, {}, {}, {}, {}, {}
+  for _, k in ipairs(ks) do pk[k] = {} end
   local n_direct, n_samp, len_sum, conf_sum, n_weight = 0, 0, 0, 0, 0
   local records = {}
   for i, q in ipairs(questions) do
@@ -177,7 +205,7 @@ function M.run(m, questions, opts)
       if w > WEIGHT_MIN then n_weight = n_weight + 1 end
     end
     p05[#p05 + 1] = c / #s05[i]
-    pk[#pk + 1] = metrics.pass_at_k(#s05[i], c, k)
+    for _, k in ipairs(ks) do table.insert(pk[k], metrics.pass_at_k(#s05[i], c, k)) end
     distinct[#distinct + 1] = nd
     local winner = metrics.majority(answers, {key = answer_key})
     maj[#maj + 1] = (winner ~= nil and answer_key(winner) == answer_key(tostring(q.answer))) and 1 or 0
@@ -197,19 +225,37 @@ function M.run(m, questions, opts)
     greedy_acc = greedy and metrics.mean(acc_g) or nil,
     pass1_t05 = metrics.mean(p05),
     pass1_t10 = s10 and metrics.mean(p10) or nil,
-    maj16 = metrics.mean(maj),
-    pass16 = metrics.mean(pk),
     distinct_answers = metrics.mean(distinct),
     direct_share = n_direct / n_samp,
     mean_length = len_sum / n_samp,
     mean_confidence = conf_sum / n_samp,
     weight_share = n_weight / n_samp,
+    samples = n,
   }
+  summary["maj" .. n] = metrics.mean(maj)
+  for _, k in ipairs(ks) do summary["pass" .. k] = metrics.mean(pk[k]) end
   return summary, records
 end
 
+--- The summary with docs/RUNDIR.md's names beside the toy's, for a run directory's summary.json:
+--- acc (= greedy_acc), pass@1 (= pass1_t05), pass@k (= pass<k>), maj@n (= maj<n>), and n = nq
+--- questions (samples = n samples per question is already there).
+function M.rundir(s, nq)
+  local t = {}
+  for k, v in pairs(s) do t[k] = v end
+  local n = s.samples or 16
+  t.acc, t["pass@1"], t.n = s.greedy_acc, s.pass1_t05, nq
+  t["maj@" .. n] = s["maj" .. n]
+  for _, k in ipairs(M.pass_ks(n)) do t["pass@" .. k] = s["pass" .. k] end
+  return t
+end
+
 --- A text table of summaries side by side: cols = {name = summary} or a list of {name, summary}.
-function M.format_table(cols)
+--- opts.keys: the rows (default: the metric keys M.keys of the summaries' sample counts); a
+--- row no summary has a number for is left out. opts.change: with two columns, a third,
+--- "change" = the second minus the first.
+function M.format_table(cols, opts)
+  opts = opts or {}
   local list = {}
   if #cols > 0 then list = cols
   else
@@ -218,17 +264,38 @@ function M.format_table(cols)
     table.sort(names)
     for _, name in ipairs(names) do list[#list + 1] = {name, cols[name]} end
   end
+  local keys = opts.keys
+  if not keys then
+    keys = {}
+    local seen = {}
+    for _, c in ipairs(list) do
+      for _, k in ipairs(M.keys(c[2].samples)) do
+        if not seen[k] then seen[k] = true; keys[#keys + 1] = k end
+      end
+    end
+  end
+  local change = opts.change and #list == 2
+  local width = 18
+  for _, k in ipairs(keys) do width = math.max(width, #k + 2) end
+  local name_fmt = "%-" .. width .. "s"
   local lines = {}
-  local head = ("%-18s"):format("metric")
+  local head = name_fmt:format("metric")
   for _, c in ipairs(list) do head = head .. ("%12s"):format(c[1]) end
+  if change then head = head .. ("%12s"):format("change") end
   lines[1] = head
-  for _, key in ipairs(M.KEYS) do
-    local line = ("%-18s"):format(key)
+  for _, key in ipairs(keys) do
+    local line, any = name_fmt:format(key), false
     for _, c in ipairs(list) do
       local v = c[2][key]
-      line = line .. (v == nil and ("%12s"):format("-") or ("%12.4f"):format(v))
+      if type(v) == "number" then any = true end
+      line = line .. (type(v) ~= "number" and ("%12s"):format("-") or ("%12.4f"):format(v))
     end
-    lines[#lines + 1] = line
+    if change then
+      local a, b = list[1][2][key], list[2][2][key]
+      line = line .. ((type(a) == "number" and type(b) == "number") and ("%+12.4f"):format(b - a)
+                      or ("%12s"):format("-"))
+    end
+    if any then lines[#lines + 1] = line end
   end
   return table.concat(lines, "\n")
 end

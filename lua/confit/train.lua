@@ -10,7 +10,22 @@
 -- method's loss (confit.rl) at the loss temperature and its gradient (rl.backward: in micro-batches
 -- of opts.micro_batch sequences when > 0, same gradient), check the loss and every gradient
 -- for NaN/Inf, optionally clip the gradient norm, AdamW step, and append one line to
--- OUT/steps.jsonl (docs/RUNDIR.md). Every opts.checkpoint_every steps, a Hugging Face folder
+-- OUT/steps.jsonl (docs/RUNDIR.md). A method that leaves out some of the standard metrics (a
+-- method of one's own returning loss, {}) gets them from rl.fill_metrics (a forward without a
+-- graph over the batch), so every record and step line has them.
+--
+-- opts.updates_per_batch = mu > 1 (GRPO's mu): each sampled batch gets mu optimizer steps. The
+-- batch is sampled once; rl.snapshot_policy records the sampling policy (every sample's
+-- old_logprobs, and a GRPO method's rewards, so its clipped ratio rho = p / p_old moves away from 1
+-- and the clip binds from the second update on); then mu times: the loss is computed anew on
+-- the same batch under the current model (an RLSC method's p_old is the current model's at every
+-- update, RLSC.md), backward, checks, AdamW step, and one record and one log line. A record's
+-- `step` is then the optimizer step (s - 1) * mu + u, and it has `batch` = s and `update` = u
+-- (neither key with mu = 1); the first update's record holds the sampling (gen_s, tokens_per_s,
+-- its step_s includes it), the later ones gen_s = tokens_per_s = 0. opts.steps, the questions and
+-- seeds per step, opts.checkpoint_every and the checkpoints' numbers count sampled batches.
+--
+-- Every opts.checkpoint_every steps, a Hugging Face folder
 -- OUT/checkpoint-<s> (model.safetensors, config, tokenizer files, optimizer.safetensors with the
 -- AdamW moments, trainer_state.json) is written to OUT/.checkpoint-<s>.tmp, every file and the
 -- folder synced to the disk, and renamed into place, so a checkpoint folder is complete or absent,
@@ -130,7 +145,9 @@ local function steps_before(path, upto)
     if type(r) ~= "table" or type(r.step) ~= "number" then
       return nil, ("%s: record %d has no numeric \"step\""):format(path, i)
     end
-    if r.step <= upto then kept[#kept + 1] = r end
+    -- with several updates per batch, a record's batch is the step a checkpoint counts
+    local b = type(r.batch) == "number" and r.batch or r.step
+    if b <= upto then kept[#kept + 1] = r end
   end
   return kept
 end
@@ -186,8 +203,11 @@ end
 -- settings that decide its samples and its loss; the optimizer's own (lr, betas, eps, weight
 -- decay, state dtype) are compared with the optimizer state it restores.
 local RESUME_KEYS = {"alpha", "n", "temperature", "loss_temperature", "top_p", "top_k", "max_new_tokens",
-                     "questions_per_step", "clip_eps", "kl_coef", "clip_max", "grad_clip"}
--- the keys only some methods read (the others are compared for every method)
+                     "questions_per_step", "clip_eps", "kl_coef", "clip_max", "grad_clip", "updates_per_batch"}
+-- what a checkpoint that lacks a key (written before it existed) was made with
+local RESUME_WAS = {updates_per_batch = 1}
+-- the keys only some built-in methods read (the others, and all for a method of one's own, are
+-- compared for every method)
 local METHOD_KEYS = {alpha = {l2 = true, ours_lennorm = true, ours_softmax = true, ours_clip = true},
                      clip_max = {ours_clip = true},
                      clip_eps = {grpo_ttrl = true, grpo_intuitor = true, grpo_rent = true, grpo_prob = true},
@@ -219,7 +239,9 @@ local function resume_mismatch(st, o, method, T_loss)
   local mine = run_settings(o, T_loss)
   for _, k in ipairs(RESUME_KEYS) do
     local was = st.settings and st.settings[k]
-    local used = not METHOD_KEYS[k] or METHOD_KEYS[k][method]
+    if was == nil and st.settings then was = RESUME_WAS[k] end
+    -- a method of one's own may read any setting
+    local used = not METHOD_KEYS[k] or METHOD_KEYS[k][method] or not rl.builtin(method)
     if used and was ~= nil and differ(was, mine[k]) then
       return ("%s %s, this run %s"):format(k, tostring(was), tostring(mine[k]))
     end
@@ -250,7 +272,7 @@ local DEFAULTS = {
   method = "l2", alpha = 0.1, n = 16, temperature = 0.5, top_p = 1.0, top_k = 0,
   max_new_tokens = 64, steps = 20, questions_per_step = 4, lr = 1e-4, weight_decay = 0.01,
   beta1 = 0.9, beta2 = 0.999, eps = 1e-8, grad_clip = 0, seed = 1, checkpoint_every = 0,
-  clip_eps = 0.2, kl_coef = 0, clip_max = 0.5, micro_batch = 0,
+  clip_eps = 0.2, kl_coef = 0, clip_max = 0.5, micro_batch = 0, updates_per_batch = 1,
 }
 M.DEFAULTS = DEFAULTS
 
@@ -301,10 +323,12 @@ end
 
 --- Run RL. opts: model, questions (list of {prompt = string | token ids, answer = optional}),
 --- prompt_of(q) (default q.prompt), extract(text) -> answer, grade(text, answer) -> bool,
---- answer_key(a), the DEFAULTS above (micro_batch: sequences per forward/backward, 0 = all),
---- loss_temperature (default = temperature), stop (extra stop ids), out (run directory, nil =
---- write nothing), resume, ref_model (GRPO KL), log(line) (default print), on_step(record).
---- Returns the list of step records.
+--- answer_key(a), the DEFAULTS above (micro_batch: sequences per forward/backward, 0 = all;
+--- updates_per_batch: optimizer steps per sampled batch, see the header), loss_temperature
+--- (default = temperature), stop (extra stop ids), out (run directory, nil = write nothing),
+--- resume, ref_model (GRPO KL), log(line) (default print), on_step(record, batch) (after each
+--- optimizer step; batch: the rl.batch it was taken on). Returns the list of step records (one
+--- per optimizer step).
 function M.run(opts)
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
@@ -317,6 +341,10 @@ function M.run(opts)
   local prompt_of = o.prompt_of or function(q) return q.prompt end
   local Q = o.questions_per_step
   if #o.questions == 0 then error("train.run: no questions", 2) end
+  local U = o.updates_per_batch
+  if math.type(U) ~= "integer" or U < 1 then
+    error(("train.run: updates_per_batch must be an integer >= 1, got %s"):format(tostring(U)), 2)
+  end
 
   local records = {}
   if not rl.trains(method) then return records end
@@ -344,7 +372,8 @@ function M.run(opts)
       records, serr = steps_before(steps_path, step)
       if not records then cli.raise("train: resume: " .. serr) end
       assert(jsonio.write_jsonl_atomic(steps_path, records))
-      log(("resumed from %s (step %d)"):format(dir, step))
+      log(("resumed from %s (step %d%s)"):format(dir, step,
+          U > 1 and (", %d updates per batch: optimizer step %d"):format(U, step * U) or ""))
     else
       log("resume: no checkpoint in " .. o.out .. "; starting at step 1")
     end
@@ -376,35 +405,51 @@ function M.run(opts)
                                                  answers = have_labels and answers or nil,
                                                  grade = o.grade, answer_key = o.answer_key})
     batch.ref_model = o.ref_model
-    opt:zero_grad()
-    local lv, met = rl.backward(method, batch, {alpha = o.alpha, temperature = T_loss,
-                                                clip_eps = o.clip_eps, kl_coef = o.kl_coef,
-                                                clip_max = o.clip_max, micro_batch = o.micro_batch})
-    -- a user error (one line from a recipe): the settings, not the program, diverged
-    if not isfinite(lv) then
-      cli.raise(("train: step %d: the loss is %s (method %s); stopped before the update, so step %d is neither applied nor saved")
-                :format(step, tostring(lv), method, step))
+    local ropts = {alpha = o.alpha, temperature = T_loss, clip_eps = o.clip_eps, kl_coef = o.kl_coef,
+                   clip_max = o.clip_max, micro_batch = o.micro_batch}
+    -- several updates on this batch: the ratio of the later ones is taken against this policy
+    if U > 1 then rl.snapshot_policy(method, batch, ropts) end
+    for u = 1, U do
+      local t_u = u == 1 and t0 or confit.clock()
+      local ostep = (step - 1) * U + u
+      local where = U > 1 and ("step %d (batch %d, update %d of %d)"):format(ostep, step, u, U)
+                    or ("step %d"):format(step)
+      opt:zero_grad()
+      local lv, met = rl.backward(method, batch, ropts)
+      -- a user error (one line from a recipe): the settings, not the program, diverged
+      if not isfinite(lv) then
+        cli.raise(("train: %s: the loss is %s (method %s); stopped before the update, so step %d is neither applied nor saved")
+                  :format(where, tostring(lv), method, ostep))
+      end
+      -- the standard metrics (RUNDIR.md) a method of one's own left out: a forward without a
+      -- graph, before the update
+      rl.fill_metrics(met, batch, T_loss, o.micro_batch)
+      local gnorm = confit.optim.clip_grad_norm(params, (o.grad_clip or 0) > 0 and o.grad_clip or math.huge)
+      if not isfinite(gnorm) then
+        local name, n = M.bad_gradient(params)
+        cli.raise(("train: %s: the gradient of %s is not finite (norm %s); stopped before the update, so step %d is neither applied nor saved")
+                  :format(where, name or "(unknown parameter)", tostring(n or gnorm), ostep))
+      end
+      opt:step()
+      local step_s = confit.clock() - t_u
+      local rec = {step = ostep, loss = lv, lr = opt.lr, grad_norm = gnorm, step_s = step_s,
+                   gen_s = u == 1 and t_gen or 0, tokens_per_s = u == 1 and ntok / step_s or 0,
+                   time = os.time()}
+      for k, v in pairs(met) do if rec[k] == nil then rec[k] = v end end
+      if U > 1 then rec.batch, rec.update = step, u end
+      records[#records + 1] = rec
+      if steps_path then assert(jsonio.append_jsonl(steps_path, rec)) end
+      -- a metric that is not a number (a method of one's own) prints as "-"
+      local function num(f, x) return type(x) == "number" and f:format(x) or "-" end
+      log(("step %3d%s  loss %9.4f  logp %s  conf %s  w>1e-6 %s  len %s  ent %s%s%s  %.2fs")
+          :format(ostep, U > 1 and ("  upd %d/%d"):format(u, U) or "", lv, num("%8.3f", met.mean_logp),
+                  num("%.4f", met.mean_confidence), num("%.2f", met.weight_share),
+                  num("%5.1f", met.mean_length), num("%.3f", met.entropy),
+                  type(met.train_acc) == "number" and ("  acc %.3f"):format(met.train_acc) or "",
+                  U > 1 and type(met.clip_frac) == "number" and ("  clip %.3f"):format(met.clip_frac) or "",
+                  step_s))
+      if o.on_step then o.on_step(rec, batch) end
     end
-    -- the mean token entropy of the scored tokens (RUNDIR.md): the built-in methods log it; for a
-    -- method added to rl.methods that does not, a forward without a graph, before the update
-    if met.entropy == nil then met.entropy = rl.token_entropy(batch, T_loss, o.micro_batch) end
-    local gnorm = confit.optim.clip_grad_norm(params, (o.grad_clip or 0) > 0 and o.grad_clip or math.huge)
-    if not isfinite(gnorm) then
-      local name, n = M.bad_gradient(params)
-      cli.raise(("train: step %d: the gradient of %s is not finite (norm %s); stopped before the update, so step %d is neither applied nor saved")
-                :format(step, name or "(unknown parameter)", tostring(n or gnorm), step))
-    end
-    opt:step()
-    local step_s = confit.clock() - t0
-    local rec = {step = step, loss = lv, lr = opt.lr, grad_norm = gnorm, step_s = step_s,
-                 gen_s = t_gen, tokens_per_s = ntok / step_s, time = os.time()}
-    for k, v in pairs(met) do rec[k] = v end
-    records[#records + 1] = rec
-    if steps_path then assert(jsonio.append_jsonl(steps_path, rec)) end
-    log(("step %3d  loss %9.4f  logp %8.3f  conf %.4f  w>1e-6 %.2f  len %5.1f  ent %.3f%s  %.2fs")
-        :format(step, lv, met.mean_logp, met.mean_confidence, met.weight_share, met.mean_length,
-                met.entropy, met.train_acc and ("  acc %.3f"):format(met.train_acc) or "", step_s))
-    if o.on_step then o.on_step(rec) end
     if o.out and (o.checkpoint_every or 0) > 0 and step % o.checkpoint_every == 0 then
       M.save_checkpoint(o.out, step, m, opt, {method = method, seed = o.seed, settings = run_settings(o, T_loss)})
     end

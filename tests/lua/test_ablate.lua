@@ -349,5 +349,84 @@ H.case("one tiny real RLSC run through recipes/rlsc.lua", function()
   H.ok(rows[1].stats.acc or rows[1].stats["pass@1"], "an accuracy metric from rlsc's summary")
 end)
 
+H.case("results: a number a summary holds under two names is one column, RUNDIR.md's", function()
+  local out = TMP .. "/g11"
+  local spec = ablate.check({grid = {seed = {1, 2}}, out = out})
+  ablate.run_grid(spec, {say = quiet, runner = function(run)
+    local sd = run.params.seed
+    -- as rlsc writes a toy run with --eval-n 4 (toy_eval.rundir), and confit.evaluate's avg@n
+    local function toy(x)
+      return {greedy_acc = x, acc = x, pass1_t05 = x / 2, ["pass@1"] = x / 2, pass2 = 0.6, ["pass@2"] = 0.6,
+              pass4 = 0.7, ["pass@4"] = 0.7, maj4 = 0.4 + x, ["maj@4"] = 0.4 + x, pass1_t10 = 0.3,
+              direct_share = 0.5, n = 10, samples = 4}
+    end
+    jsonio.write_json_atomic(run.path .. "/summary.json", {benchmarks = {
+      toy = {before = toy(0.2), after = toy(0.2 + sd / 10)},
+      data = {before = {acc = 0.1, ["pass@1"] = 0.2, ["avg@4"] = 0.2},
+              after = {acc = 0.3, ["pass@1"] = 0.25, ["avg@4"] = 0.25}},
+      -- a second name whose number differs is a metric of its own, and kept
+      odd = {after = {acc = 0.5, greedy_acc = 0.25}}}})
+    return true
+  end})
+  local _, mlist = ablate.write_results(spec, ablate.expand(spec), out, {})
+  H.eq(table.concat(mlist, ","), "acc,greedy_acc,pass@1,pass@2,pass@4,maj@4,direct_share,pass1_t10",
+       "each number once (greedy_acc only where it differs from acc)")
+  local md = read(out .. "/results.md")
+  H.ok(md:find("| benchmark | seeds | acc | greedy_acc | pass@1 | pass@2 | pass@4 | maj@4 | direct_share | pass1_t10 |",
+               1, true), md)
+  H.ok(md:find("| toy | 2 | 0.350 ± 0.071 (Δ +0.150 ± 0.071) | – | 0.175", 1, true), md)
+  -- an explicit list still names what it asks for
+  local spec2 = ablate.check({grid = {seed = {1, 2}}, out = out, metrics = {"maj4", "avg@4"}})
+  local _, m2 = ablate.write_results(spec2, ablate.expand(spec2), out, {})
+  H.eq(table.concat(m2, ","), "maj4,avg@4")
+end)
+
+-- A recipe of one's own: registers a method and runs rlsc's main as its own (the pattern of
+-- ablate's --help), run by ablate as a subprocess with tiny settings
+local WRAPPER = [[
+local cli = require "confit.cli"
+local rl = require "confit.rl"
+rl.register_weighted("sq_test", function(lpv)
+  local w = {}
+  for i, lp in ipairs(lpv) do w[i] = math.exp(lp) ^ 2 end
+  return w
+end)
+return cli.main("sq", dofile("recipes/rlsc.lua"))
+]]
+
+H.case("a wrapper recipe (cli.main of dofile'd rlsc) runs under ablate; a silent one is named", function()
+  local recipe = TMP .. "/wrap dir/w.lua"
+  assert(os.execute("mkdir -p '" .. TMP .. "/wrap dir'"))
+  write(recipe, WRAPPER)
+  local out = TMP .. "/g12"
+  local spec = ablate.check({base = {method = "sq_test", questions_per_step = 1, n = 2, eval_questions = 2,
+                                     eval_n = 2, max_new_tokens = 16},
+                             grid = {steps = {1}, seed = {1}}, out = out, recipe = recipe})
+  local lines = {}
+  local res = ablate.run_grid(spec, {say = function(s) lines[#lines + 1] = s end})
+  H.eq(#res.failed, 0, table.concat(lines, "\n"))
+  H.eq(res.ran, 1, "runs made")
+  local s = assert(jsonio.read_json(out .. "/seed=1,steps=1/summary.json"))
+  H.eq(s.config.method, "sq_test", "the wrapper's method trained")
+  H.ok(read(out .. "/seed=1,steps=1/log.txt"):find("method sq_test", 1, true), "rlsc's banner in log.txt")
+  -- loaded by dofile from this test, the wrapper only returns rlsc's main
+  H.eq(type(dofile(recipe)), "function", "dofile of the wrapper returns main, runs nothing")
+  local _, mlist = ablate.write_results(spec, res.runs, out, res.failed)
+  local seen = {}
+  for _, m in ipairs(mlist) do seen[m] = true end
+  H.ok(seen.acc and seen["pass@1"] and seen["maj@2"] and seen["pass@2"], table.concat(mlist, ","))
+  for _, m in ipairs({"greedy_acc", "pass1_t05", "maj2", "pass2", "maj16", "pass16"}) do
+    H.ok(not seen[m], m .. " is a second name (or not there): " .. table.concat(mlist, ","))
+  end
+  -- a recipe that neither prints nor writes anything: the reason says so
+  local silent = TMP .. "/silent.lua"
+  write(silent, "local function main() print('never') end\nreturn main\n")
+  local spec2 = ablate.check({grid = {seed = {1}}, out = TMP .. "/g13", recipe = silent})
+  local r2 = ablate.run_grid(spec2, {say = quiet})
+  H.eq(#r2.failed, 1)
+  H.ok(r2.failed[1].why:find("summary.json", 1, true) and r2.failed[1].why:find("log.txt is empty", 1, true)
+       and r2.failed[1].why:find("did it run main", 1, true), r2.failed[1].why)
+end)
+
 os.execute("rm -rf '" .. TMP .. "'")
 H.finish()

@@ -207,6 +207,33 @@ H.case("cli.parse_args: ranges, choices, flags, user errors", function()
   H.eq(cli.name_of("recipes/toy_compare.lua"), "toy_compare")
 end)
 
+-- cli.main: a recipe runs its main when it is the script run, and so does a wrapper script that
+-- hands cli.main the main a dofile'd recipe returns (tail call or not); a file loaded by
+-- dofile from a script (a test, a wrapper loading the recipe), also on a coroutine, runs nothing.
+H.case("cli.main: the recipe run, a wrapper run (tail call or not); nothing when loaded", function()
+  local dir = TMP .. "/clim"
+  assert(os.execute("mkdir -p " .. q(dir)))
+  local A = dir .. "/a.lua"
+  write(A, 'local cli = require "confit.cli"\n'
+        .. 'local function main(argv) print("ran a: " .. table.concat(argv, " ")) end\n'
+        .. 'return cli.main("a", main)\n')
+  write(dir .. "/w.lua", ('local cli = require "confit.cli"\nreturn cli.main("w", dofile(%q))\n'):format(A))
+  write(dir .. "/w2.lua", ('local cli = require "confit.cli"\nlocal r = cli.main("w", dofile(%q))\nreturn r\n'):format(A))
+  write(dir .. "/load.lua", ('print(type(dofile(%q)), type(dofile(%q)))\n'):format(A, dir .. "/w.lua")
+        .. ('print(type(coroutine.wrap(dofile)(%q)))\n'):format(dir .. "/w.lua")
+        .. ('print(type(select(2, pcall(dofile, %q))))\n'):format(dir .. "/w2.lua"))
+  local function go(script)
+    local p = assert(io.popen(("%s %s x y 2>&1"):format(q(EXE), q(script))))
+    local text = p:read("a")
+    p:close()
+    return text
+  end
+  H.eq(go(A), "ran a: x y\n", "the recipe run as the script")
+  H.eq(go(dir .. "/w.lua"), "ran a: x y\n", "a wrapper: return cli.main(name, dofile(recipe))")
+  H.eq(go(dir .. "/w2.lua"), "ran a: x y\n", "a wrapper calling cli.main without a tail call")
+  H.eq(go(dir .. "/load.lua"), "function\tfunction\nfunction\nfunction\n", "loaded: main returned, nothing run")
+end)
+
 -- >>> pretrain_toy --out, ablate grid values, integer flag ranges (added with the pretrain_toy /
 -- ablate / jsonio fixes) ---------------------------------------------------------------------
 
@@ -414,6 +441,9 @@ do
      {EMPTYQ .. ":2: empty question"}},
     {"--model " .. q(TOKMODEL) .. " --data " .. q(GOOD) .. " --template plain --max-new-tokens 16 --eval-data "
      .. q(LONG) .. o(NEW), {"evaluation prompt", LONG, "200 tokens", "128 positions"}},
+    -- a template that adds text of its own: the message names it and the way out
+    {"--model " .. q(TOKMODEL) .. " --data " .. q(LONG) .. " --template chatml --max-new-tokens 16" .. o(NEW),
+     {"prompt (--data", "128 positions", "template chatml wraps the question", "--template plain"}},
     {"--model " .. q(TOKMODEL) .. " " .. TINY .. o(TOKMODEL), {TOKMODEL, "not an rlsc run's"}},
     {TINY .. o(WEIGHTS), {WEIGHTS, "holds a model (model.safetensors)"}},
     {TINY .. " --lr 1e30" .. o(FINISHED), {FINISHED, "finished run (summary.json)"}},
@@ -517,9 +547,14 @@ do
       H.eq(t.acc, t.greedy_acc, part .. " acc")
       H.eq(t["pass@1"], t.pass1_t05, part .. " pass@1")
       H.eq(t.n, 2, part .. " n")
-      H.eq(t["maj@2"], t.maj16, part .. " maj@2")
-      H.eq(t["pass@2"], t.pass16, part .. " pass@2")
+      -- --eval-n 2: the toy's names and RUNDIR.md's both say 2, never 16
+      H.ok(type(t.maj2) == "number" and t["maj@2"] == t.maj2, part .. " maj@2 = maj2")
+      H.ok(type(t.pass2) == "number" and t["pass@2"] == t.pass2, part .. " pass@2 = pass2")
+      H.eq(t.samples, 2, part .. " samples")
+      for _, k in ipairs({"maj16", "pass16", "maj@16", "pass@16"}) do H.eq(t[k], nil, part .. " " .. k) end
     end
+    local md = read(MD)
+    H.ok(md:find("| maj@2 | pass@2 |", 1, true) and not md:find("@16", 1, true), "the table's headers: " .. md)
     local g = jsonio.read_json(OUT .. "/grid.json")
     H.eq(g.runs[1].dir, "method=l2,seed=1", "grid.json run")
     write(MD .. ".tmp", "someone's\n")
@@ -530,6 +565,61 @@ do
   end)
 end
 -- <<< end of the toy_compare --out / --md / summary block
+
+-- >>> rlsc's output and records without an evaluation, and for --data runs (tiny runs, seconds):
+-- --no-eval records "eval": false and prints no evaluation time; a --data run names its
+-- benchmark as recipes/eval.lua does (the file's base name) and prints a before/after table with
+-- the change; the toy run's table and JSON name maj/pass after --eval-n.
+do
+  local RL = TMP .. "/rlsc_out"
+  assert(os.execute("mkdir -p " .. q(RL)))
+  local jsonio = require "confit.jsonio"
+  local RLSC = "recipes/rlsc.lua"
+  local function rlsc(args)
+    local p = assert(io.popen(("%s %s %s 2>&1; echo rc=$?"):format(q(EXE), RLSC, args)))
+    local text = p:read("a")
+    p:close()
+    local last
+    for line in text:gmatch("[^\n]+") do if not line:match("^rc=") then last = line end end
+    return text, last
+  end
+  local TINY = "--steps 1 --questions-per-step 1 --n 2 --max-new-tokens 16"
+  H.case("rlsc --no-eval: config.json records no evaluation, and no evaluation time is printed", function()
+    local out = RL .. "/noeval"
+    local text = rlsc(TINY .. " --no-eval --out " .. q(out))
+    H.ok(text:find("rc=0", 1, true), text)
+    H.eq(assert(jsonio.read_json(out .. "/config.json")).eval, false, "config.json eval")
+    H.ok(not text:find("eval before", 1, true) and not text:find("eval after", 1, true), text)
+    H.ok(text:find("time: training ", 1, true), text)
+  end)
+  H.case("rlsc toy --eval-n 4: the table and the JSON line say maj4 and pass4, with the change", function()
+    local out = RL .. "/toy4"
+    local text, last = rlsc(TINY .. " --eval-questions 3 --eval-n 4 --out " .. q(out))
+    H.ok(text:find("rc=0", 1, true), text)
+    H.ok(text:find("\nmaj4 ", 1, true) and text:find("\npass4 ", 1, true) and text:find("change", 1, true), text)
+    local j = assert(jsonio.decode(last))
+    H.ok(type(j.after.maj4) == "number" and type(j.after.pass2) == "number", last)
+    H.eq(j.after.maj16, nil, "no maj16 from 4 samples"); H.eq(j.after.pass16, nil, "no pass16")
+    H.ok(not text:find("maj16", 1, true) and not text:find("pass16", 1, true), text)
+  end)
+  H.case("rlsc --data FILE: the benchmark is the file's base name; a before/after table with the change", function()
+    local data = RL .. "/short.jsonl"
+    write(data, '{"question": "1+2=", "answer": "3"}\n{"question": "4+4-1=", "answer": "7"}\n')
+    local out = RL .. "/data"
+    local text, last = rlsc(TINY .. " --model examples/toy/model --template plain --eval-n 2 --data "
+                            .. q(data) .. " --out " .. q(out))
+    H.ok(text:find("rc=0", 1, true), text)
+    local j = assert(jsonio.decode(last))
+    H.eq(j.before.benchmark, "short", "named as recipes/eval.lua names the file")
+    H.eq(j.config.data, data, "the path stays in config")
+    H.eq(assert(jsonio.read_json(out .. "/summary.json")).after.benchmark, "short")
+    H.eq(assert(jsonio.read_jsonl(out .. "/eval_before.jsonl"))[1].benchmark, "short", "the records")
+    H.ok(text:find("metric%s+before%s+after%s+change\n") and text:find("\nacc ", 1, true)
+         and text:find("\npass@2 ", 1, true) and text:find("\nmaj@2 ", 1, true), text)
+    H.ok(not text:find("\navg@2", 1, true), "avg@2 is pass@1 again: " .. text)
+  end)
+end
+-- <<< end of the rlsc output block
 
 os.execute("rm -rf " .. q(TMP))
 H.finish()

@@ -845,4 +845,241 @@ H.case("every method logs the mean token entropy of the scored tokens", function
   end
 end)
 
+-- >>> methods of one's own, several updates per batch (audit: custom methods, GRPO's clip) ----
+
+H.case("rl.register_weighted: a method of one's own (w = p_old^2) gives -sum w log p, one-pass gradient in micro-batches", function()
+  local m = tiny(3, 0.6)
+  local b = ragged_batch(m, 4)
+  local T = 0.7
+  local sq = rl.register_weighted("test_sq", function(lpv)
+    local w = {}
+    for i, v in ipairs(lpv) do w[i] = math.exp(2 * v) end
+    return w
+  end, {per_sample = true})
+  H.eq(rl.methods.test_sq, sq, "registered in rl.methods")
+  H.ok(rl.weights.test_sq and rl.weights.test_sq.per_sample == true, "and in rl.weights, per sample")
+  H.eq(rl.resolve("test_sq"), "test_sq", "rl.resolve knows it")
+  local v = lp_values(m, b, T)
+  local direct, w, sw = 0, {}, 0
+  for i = 1, #v do w[i] = math.exp(2 * v[i]); direct = direct - w[i] * v[i]; sw = sw + w[i] end
+  H.ok(sw / #v > 1e-3, "weights large enough to matter: mean " .. sw / #v)
+  local lv, g, met = loss_and_grad(m, "test_sq", b, {temperature = T})
+  H.near(lv, direct, 1e-5 * math.max(1, math.abs(direct)), "loss = -sum p_old^2 log p by hand")
+  H.near(met.mean_weight, sw / #v, 1e-6, "mean_weight")
+  for _, k in ipairs({"mean_logp", "mean_confidence", "weight_share", "mean_length", "entropy"}) do
+    H.ok(type(met[k]) == "number", "the standard metric " .. k)
+  end
+  local neg = {}
+  for i = 1, #w do neg[i] = -w[i] end
+  local err, scale = rel_err(g, weighted_grad(m, b, T, neg, PNAME))
+  H.ok(scale > 1e-6, "the reference gradient is zero")
+  H.ok(err < 1e-4, ("gradient vs by hand: relative error %g"):format(err))
+  local lv0, g0, met0 = backward_with(m, "test_sq", b, {temperature = T})
+  for _, K in ipairs({1, 3, 5}) do
+    local lvk, gk, metk = backward_with(m, "test_sq", b, {temperature = T, micro_batch = K})
+    H.near(lvk, lv0, 1e-5, ("K = %d: loss"):format(K))
+    err = rel_err(gk, g0)
+    H.ok(err < 1e-4, ("K = %d: gradient relative error %g"):format(K, err))
+    for k, x in pairs(met0) do H.near(metk[k], x, 1e-5, ("K = %d: metric %s"):format(K, k)) end
+  end
+end)
+
+H.case("rl.register_weighted: weights of the whole question (the default) split exactly; per_sample would not", function()
+  local m = tiny(3, 0.6)
+  local b = ragged_batch(m, 4)
+  local T = 0.7
+  -- each sample's probability over its question's mean: depends on the other samples
+  local function share(lpv, batch)
+    local w = {}
+    for _, g in ipairs(batch.groups) do
+      local s = 0
+      for i = g[1], g[2] do s = s + math.exp(lpv[i]) end
+      for i = g[1], g[2] do w[i] = math.exp(lpv[i]) * (g[2] - g[1] + 1) / s end
+    end
+    return w
+  end
+  rl.register_weighted("test_share", share)
+  rl.register_weighted("test_share_wrong", share, {per_sample = true})
+  H.eq(rl.weights.test_share.per_sample, false, "per_sample defaults to false")
+  local v = lp_values(m, b, T)
+  local w, direct = share(v, b), 0
+  for i = 1, #v do direct = direct - w[i] * v[i] end
+  local lv0, g0 = backward_with(m, "test_share", b, {temperature = T})
+  H.near(lv0, direct, 1e-5 * math.max(1, math.abs(direct)), "loss by hand")
+  local lv, g = backward_with(m, "test_share", b, {temperature = T, micro_batch = 3})
+  H.near(lv, lv0, 1e-5, "micro-batches: loss")
+  local err = rel_err(g, g0)
+  H.ok(err < 1e-4, ("micro-batches: gradient relative error %g"):format(err))
+  -- the test splits questions: weights computed per chunk would give another gradient
+  local _, gw = backward_with(m, "test_share_wrong", b, {temperature = T, micro_batch = 3})
+  H.ok(rel_err(gw, g0) > 1e-3, "per_sample = true on a question-wide weight changes the gradient here")
+  -- mistakes: one line each
+  H.raises(function() rl.register_weighted("l2", share) end, "register_weighted", "built-in", "l2")
+  H.raises(function() rl.register_weighted("ttrl", share) end, "built-in", "ttrl")
+  H.raises(function() rl.register_weighted("x", 3) end, "weight_fn", "function")
+  H.raises(function() rl.register_weighted("", share) end, "name")
+  rl.register_weighted("test_short", function() return {1, 1} end)
+  H.raises(function() rl.loss("test_short", b, {temperature = T}) end, "test_short", "2 weights for 12 samples")
+  H.raises(function() rl.backward("test_short", b, {temperature = T, micro_batch = 3}) end, "2 weights for 12 samples")
+end)
+
+H.case("rl.backward: a method of one's own returning a loss alone or loss, {} gives a metrics table", function()
+  local m = tiny(3, 0.6)
+  local b = ragged_batch(m, 4)
+  rl.methods.test_bare = function(batch, o) return -rl.seq_logprobs(batch, o.temperature):sum(), {} end
+  rl.methods.test_none = function(batch, o) return -rl.seq_logprobs(batch, o.temperature):sum() end
+  for _, name in ipairs({"test_bare", "test_none"}) do
+    for _, K in ipairs({0, 5}) do
+      zero_grads(m)
+      local lv, met = rl.backward(name, b, {temperature = 0.7, micro_batch = K})
+      H.ok(type(lv) == "number" and type(met) == "table", ("%s, K = %d: loss and a metrics table"):format(name, K))
+    end
+  end
+  zero_grads(m)
+  -- the standard metrics train.run fills in: those of a built-in method on the same batch
+  local met = rl.fill_metrics({}, b, 0.7, 0)
+  local _, ref = rl.loss("self_sft", b, {temperature = 0.7})
+  for _, k in ipairs({"n_samples", "mean_logp", "mean_confidence", "weight_share", "mean_length",
+                      "box_rate", "answer_diversity", "entropy"}) do
+    H.ok(met[k] ~= nil, "fill_metrics gives " .. k)
+    H.near(met[k], ref[k], 1e-5, "fill_metrics " .. k)
+  end
+  local met3 = rl.fill_metrics({mean_logp = 42}, b, 0.7, 3)
+  H.eq(met3.mean_logp, 42, "a metric the method gave is kept")
+  H.near(met3.mean_confidence, ref.mean_confidence, 1e-5, "in chunks of 3")
+  H.near(met3.entropy, ref.entropy, 1e-5, "entropy in chunks of 3")
+end)
+
+H.case("train.run updates_per_batch = 2: GRPO's second update clips against the sampling policy", function()
+  local T, eps = 0.7, 0.02
+  local seen = {}
+  local function grab(rec, batch)
+    -- after update 1 of batch 1: the model update 2 scores with, and the sampling policy's values
+    if rec.step == 1 then
+      local old, r = {}, {}
+      for i, s in ipairs(batch.samples) do
+        H.ok(type(s.old_logprobs) == "table" and #s.old_logprobs == batch.comp_lens[i], "sample " .. i .. " has old_logprobs")
+        old[i] = table.move(s.old_logprobs, 1, #s.old_logprobs, 1, {})
+        local sum = 0
+        for _, x in ipairs(old[i]) do sum = sum + x end
+        r[i] = math.exp(sum)           -- grpo_prob's reward under the sampling policy
+      end
+      seen.old, seen.r, seen.cur, seen.batch = old, r, token_logps(batch.model, batch, T), batch
+    end
+  end
+  local tight = run_tiny(nil, 2, {method = "grpo_prob", updates_per_batch = 2, clip_eps = eps, lr = 1e-2, on_step = grab})
+  local loose = run_tiny(nil, 2, {method = "grpo_prob", updates_per_batch = 2, clip_eps = 1e3, lr = 1e-2})
+  H.eq(#tight, 4, "two batches x two updates: four records")
+  for i, r in ipairs(tight) do
+    H.eq(r.step, i, "step = optimizer step")
+    H.eq(r.batch, (i + 1) // 2, "batch")
+    H.eq(r.update, (i - 1) % 2 + 1, "update")
+  end
+  -- update 1 is on-policy: ratio 1, the clip cannot matter
+  H.eq(tight[1].clip_frac, 0, "update 1: nothing clipped")
+  H.near(tight[1].grad_norm, loose[1].grad_norm, 1e-6 * loose[1].grad_norm, "update 1: the clip range changes nothing")
+  -- update 2 by hand: ratios against the sampling policy's token log-probs, advantages of its rewards
+  local b = seen.batch
+  local adv = advantages_by_hand(seen.r, b)
+  local direct, nclip, ntok = 0, 0, 0
+  for i = 1, #b.samples do
+    local L, G = b.comp_lens[i], b.groups[b.question_of[i]][2] - b.groups[b.question_of[i]][1] + 1
+    for t = 1, L do
+      local rho = math.exp(seen.cur[i][t] - seen.old[i][t])
+      local rc = math.max(1 - eps, math.min(1 + eps, rho))
+      direct = direct - math.min(rho * adv[i], rc * adv[i]) / (L * G)
+      if (rho > 1 + eps and adv[i] > 0) or (rho < 1 - eps and adv[i] < 0) then nclip = nclip + 1 end
+      ntok = ntok + 1
+    end
+  end
+  H.ok(nclip > 0, "update 1 moved some ratios out of the clip range")
+  H.near(tight[2].loss, direct, 1e-4 * math.max(1, math.abs(direct)), "update 2: clipped loss by hand")
+  H.near(tight[2].clip_frac, nclip / ntok, 1e-9, "update 2: clip_frac")
+  H.ok(tight[2].clip_frac > 0 and loose[2].clip_frac == 0, ("clipped with eps 0.02, not with eps 1000: %g, %g"):format(tight[2].clip_frac, loose[2].clip_frac))
+  H.ok(math.abs(tight[2].grad_norm - loose[2].grad_norm) > 1e-3 * loose[2].grad_norm,
+       ("update 2: the clip changes the gradient (%g vs %g)"):format(tight[2].grad_norm, loose[2].grad_norm))
+  -- in micro-batches of 3 (the snapshot and the rewards chunked too): the same updates
+  local mb = run_tiny(nil, 1, {method = "grpo_prob", updates_per_batch = 2, clip_eps = eps, lr = 1e-2, micro_batch = 3})
+  for u = 1, 2 do
+    H.near(mb[u].loss, tight[u].loss, 1e-4 * math.max(1, math.abs(tight[u].loss)), "micro-batches: loss of update " .. u)
+    H.near(mb[u].grad_norm, tight[u].grad_norm, 1e-4 * tight[u].grad_norm, "micro-batches: grad_norm of update " .. u)
+    H.near(mb[u].clip_frac, tight[u].clip_frac, 0.03, "micro-batches: clip_frac of update " .. u)
+  end
+  -- update 1 equals a one-update step
+  local one = run_tiny(nil, 1, {method = "grpo_prob", clip_eps = eps, lr = 1e-2})
+  H.near(one[1].grad_norm, tight[1].grad_norm, 1e-5 * one[1].grad_norm, "update 1 = the step of updates_per_batch 1")
+  H.eq(one[1].batch, nil, "updates_per_batch 1 writes no batch/update keys")
+end)
+
+H.case("train.run updates_per_batch = 2: RLSC's p_old is the current model's at every update", function()
+  local T = 0.7
+  local want = {}
+  local function grab(rec, batch)
+    -- what the next update must see: the same samples under the model just updated
+    local v = lp_values(batch.model, batch, T)
+    local loss, conf, lp = 0, 0, 0
+    for i = 1, #v do loss = loss - math.exp(v[i]) * v[i]; conf = conf + math.exp(v[i]); lp = lp + v[i] end
+    want[rec.step + 1] = {loss = loss, mean_confidence = conf / #v, mean_logp = lp / #v}
+  end
+  local recs = run_tiny(nil, 1, {method = "l1", updates_per_batch = 3, lr = 1e-2, on_step = grab})
+  H.eq(#recs, 3, "three updates")
+  for u = 2, 3 do
+    for k, x in pairs(want[u]) do H.near(recs[u][k], x, 1e-5 * math.max(1, math.abs(x)), ("update %d: %s"):format(u, k)) end
+  end
+  H.ok(math.abs(recs[3].mean_confidence - recs[1].mean_confidence) > 1e-4, "the updates moved p_old")
+  H.raises(function() run_tiny(nil, 1, {updates_per_batch = 0}) end, "updates_per_batch", "0")
+  H.raises(function() run_tiny(nil, 1, {updates_per_batch = 1.5}) end, "updates_per_batch")
+end)
+
+H.case("train.run updates_per_batch = 2: resume equals an uninterrupted run; another updates_per_batch is refused", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute(("mkdir -p %q"):format(dir))
+  local X = {method = "grpo_prob", updates_per_batch = 2, lr = 1e-2, clip_eps = 0.05}
+  local function with(t) local o = {} for k, v in pairs(X) do o[k] = v end for k, v in pairs(t) do o[k] = v end return o end
+  local full = run_tiny(nil, 3, X)
+  run_tiny(dir, 2, with({checkpoint_every = 2}))
+  local _, step = train.latest_checkpoint(dir)
+  H.eq(step, 2, "checkpoint-<batch>")
+  H.eq(#assert(jsonio.read_jsonl(dir .. "/steps.jsonl")), 4, "two records per batch")
+  H.raises(function() run_tiny(dir, 3, with({resume = true, checkpoint_every = 2, updates_per_batch = 1})) end,
+           "checkpoint-2", "updates_per_batch 2, this run 1")
+  local resumed = run_tiny(dir, 3, with({resume = true, checkpoint_every = 2}))
+  H.eq(#resumed, 6, "records after resume")
+  for s = 5, 6 do H.eq(jsonio.encode(strip_times(resumed[s])), jsonio.encode(strip_times(full[s])), "record " .. s) end
+  H.eq(#assert(jsonio.read_jsonl(dir .. "/steps.jsonl")), 6, "steps.jsonl lines")
+  os.execute(("rm -rf %q"):format(dir))
+  -- a checkpoint written before the setting existed counts as updates_per_batch 1
+  dir = os.tmpname()
+  os.remove(dir)
+  os.execute(("mkdir -p %q"):format(dir))
+  run_tiny(dir, 1, {checkpoint_every = 1})
+  local ck = dir .. "/checkpoint-1/trainer_state.json"
+  local st = assert(jsonio.read_json(ck))
+  st.settings.updates_per_batch = nil
+  assert(jsonio.write_json_atomic(ck, st))
+  H.raises(function() run_tiny(dir, 2, {resume = true, checkpoint_every = 1, updates_per_batch = 2}) end,
+           "updates_per_batch 1, this run 2")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
+H.case("train.run: a resume of a method of one's own compares every setting (which ones it reads is unknown)", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute(("mkdir -p %q"):format(dir))
+  rl.register_weighted("test_own", function(lpv, _, o)
+    local w = {}
+    for i, v in ipairs(lpv) do w[i] = math.exp(v) + o.clip_max end
+    return w
+  end, {per_sample = true})
+  run_tiny(dir, 1, {method = "test_own", checkpoint_every = 1})
+  H.raises(function() run_tiny(dir, 2, {method = "test_own", resume = true, checkpoint_every = 1, clip_max = 0.3}) end,
+           "clip_max 0.5, this run 0.3")
+  H.raises(function() run_tiny(dir, 2, {method = "test_own", resume = true, checkpoint_every = 1, alpha = 0.3}) end,
+           "alpha 0.1, this run 0.3")
+  H.eq(#run_tiny(dir, 2, {method = "test_own", resume = true, checkpoint_every = 1}), 2, "the same settings resume")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+-- <<< end of the audit block
+
 H.finish()

@@ -252,7 +252,7 @@ local function check_run(r, out, label)
     for i, rec in ipairs(recs) do
       local src = rows[i]
       H.eq(rec.id, i); H.eq(rec.question, src.problem, "question text"); H.eq(rec.answer, src.answer)
-      H.eq(rec.mode, "qwen"); H.eq(rec.benchmark, DATA)
+      H.eq(rec.mode, "qwen"); H.eq(rec.benchmark, "math500-3", "named as recipes/eval.lua names --data")
       local g = rec.greedy
       H.eq(type(g.completion), "string", "completion decoded to a string")
       H.eq(g.completion, ANSWER, ("%s %d: the real tokenizer's decoding, <|im_end|> cut"):format(stage, i))
@@ -385,7 +385,7 @@ H.case("--eval-data FILE with the --data fields, --quiet prints only the JSON li
   H.eq(n, 1, "--quiet: one line (no progress lines either):\n" .. r.text)
   local j = assert(jsonio.decode(r.last))
   H.eq(j.before.n, 2); H.eq(j.before.correct, 1); H.near(j.after.acc, 0.5, 1e-12)
-  H.eq(j.before.benchmark, EVAL); H.eq(j.config.eval.data, EVAL)
+  H.eq(j.before.benchmark, "math500-2-3"); H.eq(j.config.eval.data, EVAL)
   local recs = assert(jsonio.read_jsonl(out .. "/eval_before.jsonl"))
   H.eq(recs[1].question, rows[2].problem, "read with --question-field problem")
   H.eq(recs[1].answer, rows[2].answer); H.eq(recs[1].greedy.correct, true)

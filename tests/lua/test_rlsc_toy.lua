@@ -43,11 +43,11 @@ H.case("reduced main job: last line holds every metric", function()
   H.ok(ok, "the recipe failed:\n" .. text)
   local j = jsonio.decode(last)
   H.ok(type(j) == "table" and j.before and j.after and j.config, "last line: " .. tostring(last))
-  for _, k in ipairs(toy_eval.KEYS) do
+  for _, k in ipairs(toy_eval.keys(8)) do   -- named after --eval-n 8: maj8, pass2, pass4, pass8
     H.ok(type(j.before[k]) == "number", "before." .. k)
     H.ok(type(j.after[k]) == "number", "after." .. k)
   end
-  for _, k in ipairs({"greedy_acc", "pass1_t05", "pass1_t10", "maj16", "pass16", "direct_share",
+  for _, k in ipairs({"greedy_acc", "pass1_t05", "pass1_t10", "maj8", "pass8", "direct_share",
                       "mean_confidence", "weight_share"}) do
     H.ok(j.before[k] >= 0 and j.before[k] <= 1, k .. " is a fraction")
   end
@@ -74,8 +74,9 @@ H.case("reduced main job: last line holds every metric", function()
   local summary = assert(jsonio.read_json(out .. "/summary.json"))
   H.eq(summary.before.greedy_acc, j.before.greedy_acc, "summary.json = last line")
   -- RUNDIR.md's names carry the eval's sample count (--eval-n 8), not a fixed 16
-  H.eq(summary.after["maj@8"], summary.after.maj16, "maj@8")
-  H.eq(summary.after["pass@8"], summary.after.pass16, "pass@8")
+  H.eq(summary.after["maj@8"], summary.after.maj8, "maj@8")
+  H.eq(summary.after["pass@8"], summary.after.pass8, "pass@8")
+  H.eq(j.after.maj16, nil, "no maj16 from 8 samples"); H.eq(j.after.pass16, nil, "no pass16 from 8 samples")
   H.eq(summary.after["maj@16"], nil, "no maj@16 from 8 samples")
   H.eq(summary.after["pass@16"], nil, "no pass@16 from 8 samples")
   first = j
@@ -351,5 +352,83 @@ end)
 
 os.execute(("rm -rf %q"):format(base))
 -- <<< end of the fix_rlsc block
+
+-- >>> the audit's fixes: a method of one's own through train.run, several updates per batch, and
+-- docs/TOY.md's "Your own loss" example -------------------------------------------------------
+H.case("train.run on the toy model: a method of one's own returning loss, {} (or no metrics) logs the standard metrics", function()
+  local model = require "confit.model"
+  local rl = require "confit.rl"
+  local train = require "confit.train"
+  local toy = require "confit.toy"
+  -- self_sft's loss, without its metrics
+  rl.methods.toy_bare = function(batch, o) return -rl.seq_logprobs(batch, o.temperature):sum(), {} end
+  rl.methods.toy_none = function(batch, o) return -rl.seq_logprobs(batch, o.temperature):sum() end
+  local qs = toy.world("mixed"):questions("train", 2, 3)
+  local function go(method, mb)
+    local m = assert(model.load(MODEL))
+    local lines = {}
+    local recs = train.run({model = m, questions = qs, method = method, n = 4, steps = 2,
+                            questions_per_step = 1, seed = 3, micro_batch = mb,
+                            extract = toy.extract_boxed, answer_key = toy_eval.answer_key,
+                            grade = function(t, a) return (toy.grade(t, a)) end,
+                            log = function(l) lines[#lines + 1] = l end})
+    return recs, lines
+  end
+  local ref = go("self_sft", 0)
+  for _, c in ipairs({{"toy_bare", 0}, {"toy_none", 0}, {"toy_bare", 3}}) do
+    local recs, lines = go(c[1], c[2])
+    local what = ("%s, micro_batch %d"):format(c[1], c[2])
+    H.eq(#recs, 2, what .. ": two steps")
+    for s = 1, 2 do
+      for _, k in ipairs({"loss", "mean_logp", "mean_confidence", "weight_share", "mean_length", "entropy",
+                          "box_rate", "answer_diversity", "n_samples", "train_acc", "grad_norm"}) do
+        H.ok(type(recs[s][k]) == "number", ("%s: step %d has %s"):format(what, s, k))
+        H.near(recs[s][k], ref[s][k], 1e-4 * math.max(1, math.abs(ref[s][k])), ("%s: step %d %s = self_sft's"):format(what, s, k))
+      end
+      H.ok(lines[s]:find("^step +" .. s .. "  loss ") and lines[s]:find("len ", 1, true), what .. ": the step line: " .. lines[s])
+    end
+  end
+end)
+
+H.case("--updates-per-batch 2: two optimizer steps per sampled batch, one steps.jsonl record each", function()
+  local d = tmpdir()
+  local ok, text = run("--no-eval --questions-per-step 1 --n 4 --steps 2 --method grpo_prob --updates-per-batch 2 "
+                       .. "--clip-eps 0.05 --lr 0.01 --checkpoint-every 2", d)
+  H.ok(ok, text)
+  local steps = assert(jsonio.read_jsonl(d .. "/steps.jsonl"))
+  H.eq(#steps, 4, "records")
+  for i, r in ipairs(steps) do
+    H.eq(r.step, i, "step"); H.eq(r.batch, (i + 1) // 2, "batch"); H.eq(r.update, (i - 1) % 2 + 1, "update")
+    H.ok(type(r.clip_frac) == "number", "clip_frac")
+  end
+  H.ok(text:find("upd 2/2", 1, true), "the step line names the update: " .. text)
+  H.ok(io.open(d .. "/checkpoint-2/trainer_state.json", "rb"), "checkpoint-<batch>")
+  ok, text = run("--no-eval --questions-per-step 1 --n 4 --steps 3 --method grpo_prob --updates-per-batch 3 "
+                 .. "--clip-eps 0.05 --lr 0.01 --checkpoint-every 2 --resume", d)
+  H.ok(not ok and text:find("updates_per_batch 2, this run 3", 1, true), text)
+  H.ok(not text:find("traceback", 1, true), "one line: " .. text)
+  ok, text = run("--updates-per-batch 0", d)
+  H.ok(not ok and text:find("--updates-per-batch must be >= 1", 1, true), text)
+  os.execute(("rm -rf %q"):format(d))
+end)
+
+H.case("docs/TOY.md's \"Your own loss\" example runs (reduced)", function()
+  local doc = assert(slurp("docs/TOY.md"))
+  local code = doc:match("### Your own loss.-```lua\n(.-)```")
+  H.ok(code, "docs/TOY.md has a lua block under \"### Your own loss\"")
+  local f = os.tmpname() .. ".lua"
+  spit(f, code)
+  local d = tmpdir()
+  local p = assert(io.popen(("%q %q --no-eval --steps 1 --questions-per-step 1 --n 4 --out %q 2>&1"):format(exe, f, d)))
+  local text = p:read("a")
+  H.ok(p:close(), text)
+  local last
+  for line in text:gmatch("[^\n]+") do last = line end
+  local j = jsonio.decode(last or "")
+  H.ok(type(j) == "table" and j.config and j.config.method == "sq", "the run used the registered method: " .. tostring(last))
+  H.eq(#assert(jsonio.read_jsonl(d .. "/steps.jsonl")), 1, "steps.jsonl")
+  os.execute(("rm -rf %q %q"):format(d, f))
+end)
+-- <<< end of the audit block
 
 H.finish()

@@ -229,6 +229,69 @@ H.case("encode/decode: one id per byte, EOS 256", function()
   H.eq(toy.decode(ids, true), "1+2=\\boxed{3}<|endoftext|>", "decode keeps eos")
 end)
 
+-- confit.toy_eval on a stand-in model whose samples are fixed per question: the metric names
+-- follow the real sample count n, pass@k comes for k = 2, 4, ..., n (hand-computed values) ------
+
+local toy_eval = require "confit.toy_eval"
+
+-- answers[prompt] = the boxed answers of the n samples (the same at T = 0.5 and T = 1); greedy
+-- gives the first one
+local function fake_model(answers)
+  return {generate = function(_, prompts, o)
+    local out = {}
+    for _, ids in ipairs(prompts) do
+      local list = answers[toy.decode(ids)]
+      for j = 1, o.n do
+        local text = "\\boxed{" .. list[o.temperature == 0 and 1 or j] .. "}"
+        out[#out + 1] = {text = text, tokens = toy.encode(text, true), logprob = -1, finish = "stop"}
+      end
+    end
+    return out
+  end}
+end
+
+H.case("toy_eval: maj<n> and pass<k> named after the real n, pass@k for k = 2, 4, ..., n", function()
+  -- 3 questions, 4 samples: 3, 1 and 0 correct; majorities 2 (right), 9 (wrong), 1 (wrong)
+  local qs = {{prompt = "1+1=", answer = 2}, {prompt = "3+4=", answer = 7}, {prompt = "2-1=", answer = 1}}
+  local m = fake_model({["1+1="] = {2, 2, 2, 5}, ["3+4="] = {9, 7, 9, 3}, ["2-1="] = {0, 4, 4, 5}})
+  local s = toy_eval.run(m, qs, {n = 4, rescore = false})
+  H.eq(s.maj16, nil, "no maj16 from 4 samples"); H.eq(s.pass16, nil, "no pass16 from 4 samples")
+  local want = {"greedy_acc", "pass1_t05", "pass1_t10", "maj4", "pass2", "pass4", "distinct_answers",
+                "direct_share", "mean_length", "mean_confidence", "weight_share"}
+  local got = {}
+  for k in pairs(s) do got[#got + 1] = k end
+  table.sort(got)
+  local all = {"samples"}
+  for _, k in ipairs(want) do all[#all + 1] = k end
+  table.sort(all)
+  H.eq(table.concat(got, ","), table.concat(all, ","), "exactly the keys of n = 4, and samples")
+  H.eq(s.samples, 4)
+  H.eq(table.concat(toy_eval.keys(4), ","), table.concat(want, ","), "keys(4)")
+  H.near(s.greedy_acc, 1 / 3, 1e-12)
+  H.near(s.pass1_t05, (0.75 + 0.25 + 0) / 3, 1e-12)
+  H.near(s.maj4, 1 / 3, 1e-12)
+  -- pass@2: 1 - C(1,2)/C(4,2) = 1; 1 - C(3,2)/C(4,2) = 1/2; 0
+  H.near(s.pass2, (1 + 0.5 + 0) / 3, 1e-12)
+  H.near(s.pass4, 2 / 3, 1e-12)
+  H.near(s.distinct_answers, (2 + 3 + 3) / 3, 1e-12)
+  -- the run directory's names: RUNDIR.md's beside the toy's
+  local r = toy_eval.rundir(s, 3)
+  H.eq(r["maj@4"], s.maj4); H.eq(r["pass@4"], s.pass4); H.eq(r["pass@2"], s.pass2)
+  H.eq(r.acc, s.greedy_acc); H.eq(r["pass@1"], s.pass1_t05); H.eq(r.n, 3)
+  H.eq(r["maj@16"], nil); H.eq(r["pass@16"], nil)
+  -- the table names what it shows, and the change after - before
+  local t = toy_eval.format_table({{"before", s}, {"after", s}}, {change = true})
+  H.ok(t:find("maj4 ", 1, true) and t:find("pass4 ", 1, true) and not t:find("16", 1, true), t)
+  H.ok(t:find("change", 1, true) and t:find("+0.0000", 1, true), t)
+  -- other n: 2, 4, 8, ... below n, then n
+  H.eq(table.concat(toy_eval.pass_ks(16), ","), "2,4,8,16")
+  H.eq(table.concat(toy_eval.pass_ks(12), ","), "2,4,8,12")
+  H.eq(table.concat(toy_eval.pass_ks(2), ","), "2")
+  H.eq(#toy_eval.pass_ks(1), 0, "n = 1: pass@1 is pass1_t05")
+  H.eq(toy_eval.KEYS[4], "maj16", "KEYS: the default n = 16")
+  H.eq(toy_eval.KEYS[8], "pass16")
+end)
+
 -- recipes/pretrain_toy.lua's --out, with a tiny model (a fraction of a second a run) ---------------
 
 local pretrain = dofile("recipes/pretrain_toy.lua")
