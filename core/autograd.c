@@ -6,6 +6,7 @@
 #include "autograd.h"
 #include "error.h"
 #include "profile.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +36,7 @@ static void node_destroy(cf_node *n) {
     cf_node_release(n->next[k]);
   }
   cf_tensor_release(n->gacc);
-  free(n->in); free(n->next); free(n->leaf); free(n->needs);
+  free(n->in); free(n->next); free(n->leaf); free(n->needs); free(n->version);
   free(n);
 }
 
@@ -99,8 +100,9 @@ static int record(cf_node *proto, cf_tensor *const *in, int nin, cf_tensor *out,
   n->next = calloc((size_t)(nin ? nin : 1), sizeof *n->next);
   n->leaf = calloc((size_t)(nin ? nin : 1), sizeof *n->leaf);
   n->needs = calloc((size_t)(nin ? nin : 1), sizeof *n->needs);
+  n->version = calloc((size_t)nin + 1, sizeof *n->version);
   n->out = cf_view_alias(out);
-  if (!n->in || !n->next || !n->leaf || !n->needs || !n->out) {
+  if (!n->in || !n->next || !n->leaf || !n->needs || !n->version || !n->out) {
     n->nin = 0; /* nothing retained yet */
     node_destroy(n);
     return CF_ERR("%s: out of memory recording the autograd node", cf_node_name(proto));
@@ -110,12 +112,14 @@ static int record(cf_node *proto, cf_tensor *const *in, int nin, cf_tensor *out,
     if (!t) continue;
     cf_tensor_retain(t);
     n->in[k] = t;
+    n->version[k] = cf_tensor_version(t);
     if (t->requires_grad && diff(proto, k)) {
       n->needs[k] = true;
       if (t->grad_fn) { cf_node_retain(t->grad_fn); n->next[k] = t->grad_fn; }
       else { cf_tensor_retain(t); n->leaf[k] = t; }
     }
   }
+  n->version[nin] = cf_tensor_version(out);
   out->requires_grad = true;
   cf_node_release(out->grad_fn);
   out->grad_fn = n;
@@ -208,6 +212,70 @@ static int accumulate_leaf(cf_tensor *leaf, cf_tensor *g) {
     g = c;
   }
   leaf->grad = g;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- saved versions */
+
+/* Whether the backward of n reads the values of input k (k == nin: the output). Shapes are
+ * never written in place, so a tensor read only for its shape (sum's input, a view's) is not
+ * listed. An op missing here is checked on every input and its output: list a new op once its
+ * rule is known. */
+static bool reads_value(const cf_node *n, int k) {
+  bool out = k == n->nin;
+  if (n->custom) return !out;      /* its inputs; extra state through check_saved */
+  switch ((cf_op_id)n->op) {
+    case CF_OP_add: case CF_OP_sub: case CF_OP_neg: case CF_OP_sum: case CF_OP_mean:
+    case CF_OP_cat: case CF_OP_stack: case CF_OP_narrow: case CF_OP_select: case CF_OP_transpose:
+    case CF_OP_permute: case CF_OP_view: case CF_OP_reshape: case CF_OP_expand: case CF_OP_squeeze:
+    case CF_OP_unsqueeze: case CF_OP_contiguous: case CF_OP_to_dtype:
+      return false;
+    case CF_OP_mul: case CF_OP_matmul:            /* each input's gradient reads the other one */
+      return !out && n->needs[1 - k];
+    case CF_OP_div:                                /* da = g / b, db = -g out / b */
+      return out ? n->needs[1] : k == 1;
+    case CF_OP_pow: case CF_OP_maximum: case CF_OP_minimum:
+      return true;
+    case CF_OP_swiglu: case CF_OP_rmsnorm: case CF_OP_attention: case CF_OP_cross_entropy:
+    case CF_OP_token_logprob: case CF_OP_head_logprob: case CF_OP_head_entropy:
+      return !out;
+    case CF_OP_where:                              /* the condition */
+      return k == 0;
+    case CF_OP_masked_fill: case CF_OP_embedding: case CF_OP_gather: case CF_OP_rope:
+      return k == 1;                               /* the mask, ids, index, positions */
+    case CF_OP_exp: case CF_OP_sqrt: case CF_OP_sigmoid: case CF_OP_tanh: case CF_OP_relu:
+    case CF_OP_softmax: case CF_OP_log_softmax:
+      return out;
+    case CF_OP_log: case CF_OP_silu: case CF_OP_max: case CF_OP_var: case CF_OP_entropy:
+      return k == 0;
+    case CF_OP_rsqrt: case CF_OP_abs: case CF_OP_clamp: case CF_OP_gelu: case CF_OP_logsumexp:
+      return k == 0 || out;
+    default:
+      return true;
+  }
+}
+
+int cf_autograd_check_saved(const char *op, const char *what, const cf_tensor *t, uint64_t version) {
+  if (cf_tensor_version(t) == version) return 0;
+  char b[128];
+  return CF_ERR("backward: %s %s %s of %s was modified in place (fill_, copy_, set or an optimizer step) "
+                "after %s saved it for its gradient (version %llu, now %llu); write it after backward, or "
+                "write a clone", what, cf_shape_str(t, b, sizeof b), cf_dtype_name(t->dtype), op, op,
+                (unsigned long long)version, (unsigned long long)cf_tensor_version(t));
+}
+
+/* Every tensor n's backward will read still holds the values n saw. */
+static int check_node(const cf_node *n) {
+  const char *name = cf_node_name(n);
+  for (int k = 0; k <= n->nin; k++) {
+    cf_tensor *t = k < n->nin ? n->in[k] : n->out;
+    if (!t || !reads_value(n, k)) continue;
+    char what[32];
+    if (k < n->nin) snprintf(what, sizeof what, "input %d", k + 1);
+    else snprintf(what, sizeof what, "the output");
+    if (cf_autograd_check_saved(name, what, t, n->version[k])) return -1;
+  }
+  if (n->custom && n->custom->check_saved && n->custom->check_saved(n)) return -1;
   return 0;
 }
 
@@ -338,6 +406,15 @@ static int backward(cf_tensor *t, cf_tensor *seed, bool retain_graph) {
       cf_set_grad_enabled(old);
       return CF_ERR("backward: the graph was already freed by an earlier backward "
                     "(pass retain_graph = true to the first one)");
+    }
+  }
+  /* every saved value is checked before any gradient moves */
+  for (size_t i = 0; i < count; i++) {
+    if (check_node(order[i])) {
+      free(order);
+      cf_tensor_release(s);
+      cf_set_grad_enabled(old);
+      return -1;
     }
   }
   cf_tensor_release(t->grad_fn->gacc);

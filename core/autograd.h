@@ -8,6 +8,14 @@
  * op's backward rule with gradients disabled, reduces broadcast gradients to the input's shape,
  * and accumulates into leaf .grad. Unless retain_graph is set, each node's saved tensors are
  * released as soon as it has run; a second backward through it is then an error.
+ *
+ * In-place writes: a node records the storage version (tensor.h) of each saved input and of its
+ * output when it is made. Before any rule runs, cf_backward checks, for every node it will visit,
+ * the tensors that node's backward reads the values of (a per-op list in autograd.c: mul reads
+ * the other factor, exp its output, add nothing); a version that moved means the tensor was
+ * written in place after the node saved it, and the backward is refused with the op, the tensor
+ * and its shape named, before any gradient is accumulated. A custom node checks its own extra
+ * state through check_saved.
  */
 #ifndef CF_AUTOGRAD_H
 #define CF_AUTOGRAD_H
@@ -27,6 +35,9 @@ typedef struct cf_custom_fn {
   const char *name;    /* in errors and profiles */
   int (*backward)(struct cf_node *n, cf_tensor *gout, cf_tensor **gin);
   void (*free_ctx)(void *ctx);
+  /* Optional: -1 + message when state in ctx that backward will read was written in place since
+   * the node was made (cf_autograd_check_saved); the saved inputs are checked by the engine. */
+  int (*check_saved)(const struct cf_node *n);
 } cf_custom_fn;
 
 typedef struct cf_node {
@@ -41,6 +52,7 @@ typedef struct cf_node {
   struct cf_node **next; /* producer of input i (owned ref) or NULL */
   cf_tensor **leaf;    /* leaf input i that accumulates a gradient (owned ref) or NULL */
   bool *needs;         /* input i needs a gradient */
+  uint64_t *version;   /* storage version of in[i] (i < nin) and of out (i = nin) when recorded */
   bool freed;          /* saved tensors released after a backward pass */
   /* used during one backward pass */
   cf_tensor *gacc;
@@ -66,6 +78,10 @@ int cf_autograd_record_custom(const cf_custom_fn *fn, void *ctx, cf_tensor *cons
 
 /* The op name of a node, or its custom function's name. */
 const char *cf_node_name(const cf_node *n);
+
+/* 0 when t's storage version is still `version`, else -1 + "backward: <what> <shape> of <op> was
+ * modified in place (fill_, copy_, set or an optimizer step) after <op> saved it ...". */
+int cf_autograd_check_saved(const char *op, const char *what, const cf_tensor *t, uint64_t version);
 
 /* Backpropagate from t. seed may be NULL when t has one element (seed 1). */
 int cf_backward(cf_tensor *t, cf_tensor *seed, bool retain_graph);

@@ -253,7 +253,8 @@ int cf_optim_check_config(const cf_optim_config *c) {
   if (c->kind == CF_OPTIM_ADAMW) {
     if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
       return CF_ERR("adamw: betas must be in [0, 1), got {%g, %g}", c->beta1, c->beta2);
-    if (!(c->eps >= 0)) return CF_ERR("adamw: eps must be >= 0, got %g", c->eps);
+    /* PyTorch asks eps >= 0; an infinite eps would turn every update into 0 without a word */
+    if (!(c->eps >= 0) || !isfinite(c->eps)) return CF_ERR("adamw: eps must be finite and >= 0, got %g", c->eps);
   } else {
     if (!(c->momentum >= 0) || !isfinite(c->momentum))
       return CF_ERR("sgd: momentum must be >= 0, got %g", c->momentum);
@@ -266,6 +267,17 @@ int cf_optim_check_config(const cf_optim_config *c) {
     return CF_ERR("%s: state_dtype must be f32 or bf16, got %s", k,
                   (unsigned)c->state_dtype < CF_DTYPE_COUNT ? cf_dtype_name(c->state_dtype) : "?");
   return 0;
+}
+
+/* Two contiguous parameters share bytes of one storage (disjoint views, e.g. the GPU's q/k/v
+ * in one allocation, do not). */
+static bool params_overlap(const cf_tensor *a, const cf_tensor *b) {
+  if (a->storage != b->storage) return false;
+  int64_t na = cf_tensor_numel(a), nb = cf_tensor_numel(b);
+  if (na == 0 || nb == 0) return false;
+  size_t alo = (size_t)a->offset * cf_dtype_size(a->dtype), ahi = alo + (size_t)na * cf_dtype_size(a->dtype);
+  size_t blo = (size_t)b->offset * cf_dtype_size(b->dtype), bhi = blo + (size_t)nb * cf_dtype_size(b->dtype);
+  return alo < bhi && blo < ahi;
 }
 
 cf_optim *cf_optim_new(const cf_optim_config *cfg, cf_tensor *const *params, int n) {
@@ -296,8 +308,16 @@ cf_optim *cf_optim_new(const cf_optim_config *cfg, cf_tensor *const *params, int
              cf_shape_str(p, b, sizeof b));
       return NULL;
     }
-    for (int j = 0; j < i; j++)
+    for (int j = 0; j < i; j++) {
       if (params[j] == p) { CF_ERR("%s: parameter %d is the same tensor as parameter %d", k, i + 1, j + 1); return NULL; }
+      if (params_overlap(params[j], p)) {
+        char a[128];
+        CF_ERR("%s: parameters %d %s and %d %s overlap in memory (views of one storage); each element would be "
+               "stepped twice: pass each tensor once", k, j + 1, cf_shape_str(params[j], a, sizeof a), i + 1,
+               cf_shape_str(p, b, sizeof b));
+        return NULL;
+      }
+    }
   }
   cf_optim *o = calloc(1, sizeof *o);
   size_t m = (size_t)(n ? n : 1);
@@ -484,6 +504,9 @@ static int optim_step(cf_optim *o) {
     bool fresh;
     cf_tensor *master;
     rc = ensure_master(o, i, &master);
+    /* the update writes p (and its master) in place: a graph that saved p sees it (tensor.h) */
+    cf_tensor_bump_version(p);
+    if (master) cf_tensor_bump_version(master);
     if (adamw) {
       if (rc == 0) rc = ensure_state(o, i, 0, &fresh);
       if (rc == 0) rc = ensure_state(o, i, 1, &fresh);
@@ -572,6 +595,7 @@ static int clip_grad_norm(cf_tensor *const *params, int n, double max_norm, doub
   for (int i = 0; i < n; i++) {
     cf_tensor *p = params[i];
     if (!p || !p->grad) continue;
+    cf_tensor_bump_version(p->grad);
     if (kernels_for("clip_grad_norm", p->grad)->scale(p->grad, coef)) return -1;
   }
   return 0;

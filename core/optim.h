@@ -10,7 +10,11 @@
  * Parameters without a gradient (p->grad == NULL) are skipped and their state is untouched.
  *
  * Ownership: the optimizer holds a reference to every parameter and owns its state tensors.
- * Parameters must be contiguous floating leaf tensors, all distinct. State tensors have the
+ * Parameters must be contiguous floating leaf tensors that share no memory (two views of one
+ * storage may be parameters only when their elements are disjoint). Every step bumps the version
+ * of each parameter it writes (tensor.h), so a graph that saved one refuses a later backward.
+ * Ranges: lr, weight_decay, momentum finite and >= 0; betas in [0, 1); eps finite and >= 0
+ * (PyTorch allows an infinite eps, which makes every update 0); dampening in [0, 1]. State tensors have the
  * parameter's shape and device; they are created at a parameter's first update.
  *
  * Master weights: a bf16 parameter gets an fp32 master copy (same shape and device), made from

@@ -5,7 +5,8 @@
  * an allocation fails the retry hook (a full Lua GC, installed by the Lua face) runs once and the
  * allocation is tried again.
  * Copies between dtypes go through double on the CPU; devices other than the CPU are reached
- * through the hooks the CUDA layer registers.
+ * through the hooks the CUDA layer registers. Every write into an existing tensor bumps its
+ * storage's version (tensor.h); a value bound for an integer dtype is range-checked first.
  */
 #include "tensor.h"
 #include "error.h"
@@ -226,14 +227,29 @@ cf_tensor *cf_tensor_zeros(int ndim, const int64_t *shape, cf_dtype dt) {
   return cf_tensor_empty(ndim, shape, dt, CF_DEVICE_CPU);
 }
 
-cf_tensor *cf_tensor_full(int ndim, const int64_t *shape, cf_dtype dt, double value) {
+/* "op: value V does not fit in i32" when v does not fit dt; what names the value ("value",
+ * "element 3"). */
+static int check_fits(const char *op, const char *what, cf_dtype dt, double v) {
+  if (cf_value_fits(dt, v)) return 0;
+  char b[40];
+  if (isnan(v)) snprintf(b, sizeof b, "nan");
+  else snprintf(b, sizeof b, "%.15g", v);
+  return CF_ERR("%s: %s %s does not fit in %s", op, what, b, cf_dtype_name(dt));
+}
+
+static cf_tensor *full_named(const char *op, int ndim, const int64_t *shape, cf_dtype dt, double value) {
+  if (check_fits(op, "value", dt, value)) return NULL;
   cf_tensor *t = cf_tensor_zeros(ndim, shape, dt);
-  if (t && value != 0.0) cf_tensor_fill_(t, value);
+  if (t && value != 0.0 && cf_tensor_fill_(t, value)) { cf_tensor_release(t); return NULL; }
   return t;
 }
 
+cf_tensor *cf_tensor_full(int ndim, const int64_t *shape, cf_dtype dt, double value) {
+  return full_named("full", ndim, shape, dt, value);
+}
+
 cf_tensor *cf_tensor_scalar(double value, cf_dtype dt) {
-  return cf_tensor_full(0, NULL, dt, value);
+  return full_named("scalar", 0, NULL, dt, value);
 }
 
 cf_tensor *cf_tensor_arange(double start, double end, double step, cf_dtype dt) {
@@ -242,7 +258,15 @@ cf_tensor *cf_tensor_arange(double start, double end, double step, cf_dtype dt) 
     return NULL;
   }
   double cnt = ceil((end - start) / step);
+  if (!(cnt < 0x1p62)) {
+    CF_ERR("arange: start=%g end=%g step=%g gives %g elements, too many", start, end, step, cnt);
+    return NULL;
+  }
   int64_t n = cnt > 0 ? (int64_t)cnt : 0;
+  /* the values run monotonically from the first to the last: checking both checks all */
+  if (n > 0 && (check_fits("arange", "value", dt, start) ||
+                check_fits("arange", "value", dt, start + (double)(n - 1) * step)))
+    return NULL;
   cf_tensor *t = cf_tensor_zeros(1, &n, dt);
   if (!t) return NULL;
   for (int64_t i = 0; i < n; i++) cf_tensor_set(t, &i, start + (double)i * step);
@@ -449,12 +473,20 @@ static int resolve_shape(const char *op, const cf_tensor *t, int ndim, const int
     } else if (shape[d] < 0) {
       return CF_ERR("%s: negative size %lld in dim %d", op, (long long)shape[d], d + 1);
     } else {
+      if (shape[d] > 0 && known > INT64_MAX / 16 / shape[d])
+        return CF_ERR("%s: shape too large (overflow at dim %d)", op, d + 1);
       known *= shape[d];
     }
   }
   int64_t n = cf_tensor_numel(t);
   if (infer >= 0) {
-    if (known == 0 || n % known != 0) goto bad;
+    if (known == 0) {
+      char b[128];
+      return CF_ERR("%s: the -1 in dim %d cannot be inferred: the other sizes multiply to 0, so any size "
+                    "would fit %s (%lld elements); give every size", op, infer + 1, cf_shape_str(t, b, sizeof b),
+                    (long long)n);
+    }
+    if (n % known != 0) goto bad;
     out[infer] = n / known;
   } else if (known != n) {
     goto bad;
@@ -524,25 +556,49 @@ cf_tensor *cf_view_expand(cf_tensor *t, int ndim, const int64_t *shape) {
     CF_ERR("expand: cannot expand %s to %d dims", cf_shape_str(t, b, sizeof b), ndim);
     return NULL;
   }
+  char b[128];
+  int lead = ndim - t->ndim;
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] >= 0 || (shape[d] == -1 && d >= lead)) continue;
+    if (shape[d] == -1)
+      CF_ERR("expand: -1 in dim %d asks to keep a size, but dim %d is a new leading dim (expanding %s to %d "
+             "dims): give its size", d + 1, d + 1, cf_shape_str(t, b, sizeof b), ndim);
+    else
+      CF_ERR("expand: size %lld in dim %d is negative (-1 keeps an existing dim's size)", (long long)shape[d], d + 1);
+    return NULL;
+  }
   cf_tensor *v = view_of(t);
   if (!v) return NULL;
-  int lead = ndim - t->ndim;
   v->ndim = ndim;
+  int64_t numel = 1;
   for (int d = ndim - 1; d >= 0; d--) {
     int sd = d - lead;
     int64_t want = shape[d];
+    bool ok = true;
     if (sd >= 0) {
       if (want == -1) want = t->shape[sd];
-      if (t->shape[sd] == want) { v->shape[d] = want; v->stride[d] = t->stride[sd]; continue; }
-      if (t->shape[sd] == 1 && want >= 0) { v->shape[d] = want; v->stride[d] = 0; continue; }
-    } else if (want >= 0) {
-      v->shape[d] = want; v->stride[d] = 0; continue;
+      if (t->shape[sd] == want) { v->shape[d] = want; v->stride[d] = t->stride[sd]; }
+      else if (t->shape[sd] == 1) { v->shape[d] = want; v->stride[d] = 0; }
+      else ok = false;
+    } else {
+      v->shape[d] = want; v->stride[d] = 0;
     }
-    char b[128];
-    CF_ERR("expand: dim %d of %s (size %lld) cannot expand to %lld", d + 1,
-           cf_shape_str(t, b, sizeof b), sd >= 0 ? (long long)t->shape[sd] : 0LL, (long long)shape[d]);
-    cf_tensor_release(v);
-    return NULL;
+    if (!ok) {
+      CF_ERR("expand: dim %d of %s (size %lld) cannot expand to %lld (only a size-1 dim expands)", d + 1,
+             cf_shape_str(t, b, sizeof b), (long long)t->shape[sd], (long long)shape[d]);
+      cf_tensor_release(v);
+      return NULL;
+    }
+    if (want > 0 && numel > INT64_MAX / 16 / want) {
+      char w[CF_MAX_DIMS * 22 + 4];
+      size_t k = 0;
+      for (int e = 0; e < ndim; e++)
+        k += (size_t)snprintf(w + k, sizeof w - k, "%s%lld", e ? " x " : "[", (long long)shape[e]);
+      CF_ERR("expand: shape %s] too large: its element count overflows (from %s)", w, cf_shape_str(t, b, sizeof b));
+      cf_tensor_release(v);
+      return NULL;
+    }
+    numel *= want;
   }
   return v;
 }
@@ -591,6 +647,14 @@ static double load(const void *base, cf_dtype dt, int64_t i) {
   }
 }
 
+bool cf_value_fits(cf_dtype dt, double v) {
+  /* the bounds are powers of two, exact in double; a value truncates toward zero */
+  if (dt == CF_DTYPE_I32) return v > -2147483649.0 && v < 2147483648.0;
+  if (dt == CF_DTYPE_I64) return v >= -0x1p63 && v < 0x1p63;
+  return true;
+}
+
+/* v must fit an integer dt (cf_value_fits): callers check before storing. */
 static void store(void *base, cf_dtype dt, int64_t i, double v) {
   switch (dt) {
     case CF_DTYPE_F32: ((float *)base)[i] = (float)v; break;
@@ -606,8 +670,11 @@ double cf_tensor_get(const cf_tensor *t, const int64_t *index) {
   return load(t->storage->data, t->dtype, elem_offset(t, index));
 }
 
-void cf_tensor_set(cf_tensor *t, const int64_t *index, double value) {
+int cf_tensor_set(cf_tensor *t, const int64_t *index, double value) {
+  if (check_fits("set", "value", t->dtype, value)) return -1;
+  cf_tensor_bump_version(t);
   store(t->storage->data, t->dtype, elem_offset(t, index), value);
+  return 0;
 }
 
 double cf_tensor_get_flat(const cf_tensor *t, int64_t i) {
@@ -686,13 +753,69 @@ static void copy_strided(cf_tensor *dst, cf_tensor *src) {
   }
 }
 
-int cf_tensor_copy_(cf_tensor *dst, cf_tensor *src) {
+/* The first and one-past-last byte a view can touch in its storage. */
+static void byte_span(const cf_tensor *t, size_t *lo, size_t *hi) {
+  int64_t last = t->offset;
+  for (int d = 0; d < t->ndim; d++) last += (t->shape[d] - 1) * t->stride[d];
+  size_t es = cf_dtype_size(t->dtype);
+  *lo = (size_t)t->offset * es;
+  *hi = ((size_t)last + 1) * es;
+}
+
+/* Whether writing dst element by element could overwrite src elements not yet read: the two
+ * share a storage and their spans meet (and they are not the very same view, which copies
+ * every element onto itself). */
+static bool copy_overlaps(const cf_tensor *dst, const cf_tensor *src) {
+  if (dst->storage != src->storage || cf_tensor_numel(dst) == 0) return false;
+  bool same = dst->offset == src->offset && dst->dtype == src->dtype;
+  for (int d = 0; same && d < dst->ndim; d++) same = dst->stride[d] == src->stride[d];
+  if (same) return false;
+  size_t dlo, dhi, slo, shi;
+  byte_span(dst, &dlo, &dhi);
+  byte_span(src, &slo, &shi);
+  return dlo < shi && slo < dhi;
+}
+
+/* Every value of src must fit dst's integer dtype (a float, or an i64 into i32). A device tensor
+ * is checked from a host copy (rare: ids are made as integers). */
+static int check_range(const char *op, cf_tensor *src, cf_dtype dt) {
+  if (cf_dtype_is_float(dt) || src->dtype == dt || (dt == CF_DTYPE_I64 && src->dtype == CF_DTYPE_I32)) return 0;
+  cf_tensor *h = src;
+  if (cf_tensor_device(src) != CF_DEVICE_CPU) {
+    h = cf_tensor_to_device(src, CF_DEVICE_CPU);
+    if (!h) return -1;
+  }
+  int rc = 0;
+  int64_t n = cf_tensor_numel(h);
+  for (int64_t i = 0; i < n && rc == 0; i++) {
+    double v = cf_tensor_get_flat(h, i);
+    if (!cf_value_fits(dt, v)) {
+      char what[48];
+      snprintf(what, sizeof what, "element %lld =", (long long)i + 1);
+      rc = check_fits(op, what, dt, v);
+    }
+  }
+  if (h != src) cf_tensor_release(h);
+  return rc;
+}
+
+/* cf_tensor_copy_ with the op named in errors (copy_, to_dtype, ...). */
+static int copy_named(const char *op, cf_tensor *dst, cf_tensor *src) {
   if (!cf_same_shape(dst, src)) {
     char a[128], b[128];
-    return CF_ERR("copy: shapes differ: %s <- %s", cf_shape_str(dst, a, sizeof a),
+    return CF_ERR("%s: shapes differ: %s <- %s", op, cf_shape_str(dst, a, sizeof a),
                   cf_shape_str(src, b, sizeof b));
   }
-  if (dst->storage->readonly) return CF_ERR("copy: destination is read-only (a file mapping)");
+  if (dst->storage->readonly) return CF_ERR("%s: destination is read-only (a file mapping)", op);
+  if (copy_overlaps(dst, src)) {
+    cf_tensor *tmp = cf_tensor_clone(src);
+    if (!tmp) return -1;
+    int rc = copy_named(op, dst, tmp);
+    cf_tensor_release(tmp);
+    return rc;
+  }
+  if (check_range(op, src, dst->dtype)) return -1;   /* before anything is written */
+  cf_tensor_bump_version(dst);
   cf_device dd = cf_tensor_device(dst), sd = cf_tensor_device(src);
   if (dd == CF_DEVICE_CPU && sd == CF_DEVICE_CPU) { copy_strided(dst, src); return 0; }
   /* A device is involved: move contiguous same-dtype bytes through the hooks. */
@@ -724,7 +847,11 @@ int cf_tensor_copy_(cf_tensor *dst, cf_tensor *src) {
                  (size_t)cf_tensor_numel(dst) * cf_dtype_size(dst->dtype));
 }
 
+int cf_tensor_copy_(cf_tensor *dst, cf_tensor *src) { return copy_named("copy_", dst, src); }
+
 int cf_tensor_fill_(cf_tensor *t, double value) {
+  if (check_fits("fill_", "value", t->dtype, value)) return -1;
+  if (t->storage->readonly) return CF_ERR("fill_: the tensor is read-only (a file mapping)");
   if (cf_tensor_device(t) != CF_DEVICE_CPU) {
     cf_tensor *c = cf_tensor_full(t->ndim, t->shape, t->dtype, value);
     if (!c) return -1;
@@ -732,6 +859,7 @@ int cf_tensor_fill_(cf_tensor *t, double value) {
     cf_tensor_release(c);
     return rc;
   }
+  cf_tensor_bump_version(t);
   int64_t n = cf_tensor_numel(t);
   for (int64_t i = 0; i < n; i++) {
     int64_t r = i, off = t->offset;
@@ -756,7 +884,7 @@ cf_tensor *cf_tensor_contiguous(cf_tensor *t) {
 cf_tensor *cf_tensor_to_dtype(cf_tensor *t, cf_dtype dt) {
   cf_tensor *c = cf_tensor_empty_uninit(t->ndim, t->shape, dt, cf_tensor_device(t));
   if (!c) return NULL;
-  if (cf_tensor_copy_(c, t)) { cf_tensor_release(c); return NULL; }
+  if (copy_named("to_dtype", c, t)) { cf_tensor_release(c); return NULL; }
   return c;
 }
 

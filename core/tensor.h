@@ -12,6 +12,17 @@
  *
  * Autograd fields live on the tensor: requires_grad, grad (a tensor or NULL) and grad_fn (the
  * node that produced it, NULL for leaves). See autograd.h.
+ *
+ * Version counter: every write into an existing tensor (cf_tensor_copy_, cf_tensor_fill_,
+ * cf_tensor_set, an optimizer step, clipping a gradient, t:set from Lua) bumps the version of
+ * the storage it writes, which every view of that storage shares. Autograd records the versions
+ * of the tensors a node's backward reads and refuses to run that backward when one has moved
+ * (a gradient from overwritten values would be silently wrong). Code that writes into a tensor
+ * it did not just allocate itself calls cf_tensor_bump_version.
+ *
+ * Integer dtypes: a value written into an i32 or i64 tensor (fill, full, arange, set, copies and
+ * conversions from another dtype) must fit once truncated toward zero; NaN, infinities and
+ * out-of-range values are refused with the op and the value named, never cast (undefined in C).
  */
 #ifndef CF_TENSOR_H
 #define CF_TENSOR_H
@@ -43,6 +54,7 @@ struct cf_storage {
   void (*release)(cf_storage *s);
   void *ctx;
   bool readonly; /* e.g. a read-only file mapping: writes must copy first */
+  uint64_t version; /* bumped by every in-place write (see the header) */
 };
 
 struct cf_node;
@@ -160,13 +172,22 @@ cf_tensor *cf_tensor_contiguous(cf_tensor *t); /* t itself (retained) when alrea
 cf_tensor *cf_tensor_clone(cf_tensor *t);      /* always a fresh contiguous copy */
 cf_tensor *cf_tensor_to_dtype(cf_tensor *t, cf_dtype dt);  /* new contiguous tensor */
 cf_tensor *cf_tensor_to_device(cf_tensor *t, cf_device dev);
-/* dst = src elementwise (same shape, any strides and dtypes, same device). */
+/* dst = src elementwise (same shape, any strides and dtypes, same device). When src is a view
+ * of dst's storage whose elements overlap dst's, it is copied through a temporary first. */
 int cf_tensor_copy_(cf_tensor *dst, cf_tensor *src);
 int cf_tensor_fill_(cf_tensor *t, double value);
 
+/* ---- version counter (see the header) ---- */
+static inline uint64_t cf_tensor_version(const cf_tensor *t) { return t->storage->version; }
+static inline void cf_tensor_bump_version(cf_tensor *t) { t->storage->version++; }
+/* Whether v, truncated toward zero, fits in integer dtype dt (always true for floating dtypes);
+ * NaN and infinities never fit an integer dtype. */
+bool cf_value_fits(cf_dtype dt, double v);
+
 /* ---- element access (CPU; index has ndim entries, 0-based) ---- */
 double cf_tensor_get(const cf_tensor *t, const int64_t *index);
-void cf_tensor_set(cf_tensor *t, const int64_t *index, double value);
+/* 0, or -1 + message when value does not fit t's integer dtype (nothing written then). */
+int cf_tensor_set(cf_tensor *t, const int64_t *index, double value);
 /* Element i of the view in row-major order as double (CPU). */
 double cf_tensor_get_flat(const cf_tensor *t, int64_t i);
 

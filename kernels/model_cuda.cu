@@ -105,7 +105,7 @@ static void retie(cf_qwen2 *m) {
 static void install(cf_qwen2 *m, cf_tensor **nt) {
   for (int i = 0; i < m->nparams; i++) {
     nt[i]->requires_grad = (*m->slots[i])->requires_grad;
-    cf_qwen2_set_param(m, i, nt[i]); /* same shapes: cannot fail */
+    cf_qwen2_replace_param(m, i, nt[i]); /* same shapes: cannot fail (the layout changes: unchecked) */
   }
   retie(m);
   release_all(nt, m->nparams);

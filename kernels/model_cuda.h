@@ -1,6 +1,6 @@
 /* model_cuda.h - a model's parameters on the GPU (model_cuda.cu; CUDA builds only).
  *
- * cf_qwen2_to_cuda replaces every parameter slot (cf_qwen2_set_param) with a CUDA tensor of dtype
+ * cf_qwen2_to_cuda replaces every parameter slot (cf_qwen2_replace_param) with a CUDA tensor of dtype
  * bf16 or f32, copying the values (f32 -> bf16 rounds to nearest even on the GPU). Per layer the
  * q/k/v projections share one storage (q, then k, then v) and so do gate/up (gate, then up), so
  * the generator can run each group as one GEMM; each parameter is still its own tensor (a view).

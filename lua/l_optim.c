@@ -113,7 +113,8 @@ static int apply_field(lua_State *L, cf_optim_config *c, const char *fn, const c
   else if (adamw && strcmp(key, "beta1") == 0) c->beta1 = opt_number(L, v, fn, key);
   else if (adamw && strcmp(key, "beta2") == 0) c->beta2 = opt_number(L, v, fn, key);
   else if (adamw && strcmp(key, "betas") == 0) {
-    if (lua_type(L, v) != LUA_TTABLE) luaL_error(L, "%s: betas must be a table {beta1, beta2}", fn);
+    if (lua_type(L, v) != LUA_TTABLE || lua_rawlen(L, v) != 2)
+      luaL_error(L, "%s: betas must be a table of two numbers {beta1, beta2}", fn);
     lua_rawgeti(L, v, 1);
     lua_rawgeti(L, v, 2);
     c->beta1 = opt_number(L, v + 1, fn, "betas[1]");
@@ -135,7 +136,7 @@ static int apply_field(lua_State *L, cf_optim_config *c, const char *fn, const c
 }
 
 static const char *known_fields(const cf_optim_config *c) {
-  return c->kind == CF_OPTIM_ADAMW ? "lr, weight_decay, betas, eps, state_dtype"
+  return c->kind == CF_OPTIM_ADAMW ? "lr, weight_decay, betas (or beta1, beta2), eps, state_dtype"
                                    : "lr, momentum, dampening, weight_decay, nesterov, state_dtype";
 }
 

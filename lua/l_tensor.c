@@ -664,6 +664,9 @@ static int64_t dim_arg(op_ctx *c, int ai, const cf_tensor *ref, int extra) {
   int nd = (ref ? ref->ndim : 0) + extra;
   if (d >= 1 && d <= nd) return d - 1;
   if (d <= -1 && d >= -nd) return nd + d;
+  if (nd == 0)
+    return luaL_error(L, "%s: argument #%d (dim): the tensor is 0-d (a scalar) and has no dim %d", c->op->name,
+                      user_argno(L, ai), (int)d);
   char b[128];
   return luaL_error(L, "%s: argument #%d (dim): %d is out of range for %s%d-d tensor %s (valid: 1..%d or -%d..-1)",
                     c->op->name, user_argno(L, ai), (int)d, extra ? "insertion into a " : "a ",
@@ -793,7 +796,11 @@ static int do_op(lua_State *L, int id) {
         if (!ok) op_error(&c, ai, "index", "expected an integer, got ", luaL_typename(L, ai));
         int64_t size = (ref && last_dim >= 0) ? ref->shape[last_dim] : 0;
         int64_t i0 = x >= 1 ? x - 1 : size + x;
-        if (x == 0 || i0 < 0 || i0 >= size) {
+        /* a start followed by a length (narrow) may be one past the end: an empty slice there */
+        const char *q = p + 1;
+        while (*q == ' ') q++;
+        int64_t limit = *q == 'n' ? size + 1 : size;
+        if (x == 0 || i0 < 0 || i0 >= limit) {
           char b[128];
           luaL_error(L, "%s: argument #%d (index): %d is out of range for dim %d of size %d in %s",
                      op->name, user_argno(L, ai), (int)x, (int)last_dim + 1, (int)size,
@@ -1006,6 +1013,7 @@ static int m_set(lua_State *L) {
   check_cpu_writable(L, t, "set");
   int64_t off = index_offset(L, t, 2, top - 2, "set");
   store_value(L, top, t, off, "set", "the value");
+  cf_tensor_bump_version(t); /* an in-place write: autograd's saved-value check (tensor.h) */
   lua_settop(L, 1);
   return 1;
 }
@@ -1079,6 +1087,12 @@ static int m_backward(lua_State *L) {
   if (lua_type(L, 2) == LUA_TTABLE && !cf_lua_totensor(L, 2)) { seed_idx = 0; opts_idx = 2; }
   bool retain = false;
   if (lua_type(L, opts_idx) == LUA_TTABLE) {
+    lua_pushnil(L); /* a misspelt option would otherwise be ignored without a word */
+    while (lua_next(L, opts_idx)) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "retain_graph") != 0)
+        luaL_error(L, "backward: unknown option '%s' (the only option is retain_graph)", luaL_tolstring(L, -1, NULL));
+    }
     lua_getfield(L, opts_idx, "retain_graph");
     retain = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -1302,7 +1316,12 @@ static int mm_tostring(lua_State *L) {
 /* ---------------------------------------------------------------- autograd switches */
 
 static int l_no_grad(lua_State *L) {
-  luaL_checkany(L, 1);
+  if (lua_type(L, 1) != LUA_TFUNCTION) {   /* else Lua's own "attempt to call a number value" */
+    if (luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
+      return luaL_error(L, "no_grad: argument #1: expected a function to run without the tape, got %s",
+                        luaL_typename(L, 1));
+    lua_pop(L, 1); /* the __call field: callable */
+  }
   int n = lua_gettop(L);
   bool old = cf_set_grad_enabled(false);
   int st = lua_pcall(L, n - 1, LUA_MULTRET, 0);
@@ -1370,7 +1389,7 @@ static const char *const docs[][2] = {
   {"t:dim", "t:dim() -> number of dims"},
   {"t:dtype", "t:dtype() -> \"f32\" | \"f64\" | \"bf16\" | \"i32\" | \"i64\""},
   {"t:device", "t:device() -> \"cpu\" | \"cuda\""},
-  {"t:backward", "t:backward([seed [, {retain_graph = true}]]): reverse-mode autograd from t (one element unless a seed tensor/number is given); accumulates into .grad of leaves"},
+  {"t:backward", "t:backward([seed [, {retain_graph = true}]]): reverse-mode autograd from t (one element unless a seed tensor/number is given); accumulates into .grad of leaves. Refused when a value the gradient needs was written in place (fill_, copy_, set, an optimizer step) after the forward saved it"},
   {"t:detach", "t:detach() -> tensor: same data, cut from the autograd graph"},
   {"t.grad", "t.grad: the accumulated gradient of a leaf after backward(), or nil; settable to nil or a same-shaped tensor"},
   {"t.requires_grad", "t.requires_grad: whether gradients flow to t; settable on leaf tensors"},
@@ -1380,9 +1399,9 @@ static const char *const docs[][2] = {
   {"t:clone", "t:clone() -> a fresh contiguous copy, detached from the graph (t * 1 copies with gradient)"},
   {"t:is_contiguous", "t:is_contiguous() -> boolean: row-major without gaps"},
   {"t:get", "t:get(i, j, ...) -> number: one element, 1-based indices (negative from the end)"},
-  {"t:set", "t:set(i, j, ..., v) -> t: write one element (CPU)"},
-  {"t:fill_", "t:fill_(v) -> t: set every element to v"},
-  {"t:copy_", "t:copy_(src) -> t: copy src's values (same shape, any dtype)"},
+  {"t:set", "t:set(i, j, ..., v) -> t: write one element (CPU; an integer dtype refuses a value that does not fit)"},
+  {"t:fill_", "t:fill_(v) -> t: set every element to v (an integer dtype refuses a value that does not fit, NaN included)"},
+  {"t:copy_", "t:copy_(src) -> t: copy src's values (same shape, any dtype; a view overlapping t is read whole before t is written)"},
   {"t[i]", "t[i] -> t:select(1, i): the i-th slice along dim 1 (1-based, negative from the end)"},
 };
 

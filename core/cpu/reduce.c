@@ -12,7 +12,8 @@
  * they refuse an empty reduced dim. mean over an empty dim is NaN, sum is 0, logsumexp is -inf.
  * logsumexp of a row that is all -inf is -inf (no NaN). softmax of an all -inf row is all 0 and
  * log_softmax gives -inf there (a fully masked row carries no probability; no NaN). var divides
- * by n - 1 when unbiased (NaN for one element), else by n.
+ * by n - 1 when unbiased (NaN for one element), else by n; over an empty dim it is NaN like the
+ * mean (kernels/reduce.cu fills NaN there too).
  *
  * Arg layout (ops.h): reductions "T D k": i[0] dim or CF_DIM_ALL, i[1] keepdim; var adds i[2]
  * unbiased; softmax/log_softmax "T d": i[0] dim.
@@ -102,6 +103,7 @@ static double row_reduce(reduce_op op, const void *x, bool f32, int64_t base, in
       return m + log(acc);
     }
     case R_VAR: {
+      if (n == 0) return NAN;   /* like the mean of nothing (else 0 / -1 = -0 unbiased) */
       double mean = 0, acc = 0;
       for (int64_t k = 0; k < n; k++) mean += ld(x, f32, base + k * s);
       mean /= (double)n;

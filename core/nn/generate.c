@@ -37,9 +37,16 @@ static const float *W(const cf_tensor *t) { return t ? (const float *)cf_tensor_
 static int check_weights(const cf_qwen2 *m) {
   for (int i = 0; i < m->nparams; i++) {
     const cf_tensor *t = *m->slots[i];
-    if (cf_tensor_device(t) != CF_DEVICE_CPU || t->dtype != CF_DTYPE_F32 || !cf_tensor_is_contiguous(t))
-      return CF_ERR("generate: parameter %s must be a contiguous f32 CPU tensor (got %s on %s)",
-                    m->names[i], cf_dtype_name(t->dtype), cf_device_name(cf_tensor_device(t)));
+    const char *bad = cf_tensor_device(t) != CF_DEVICE_CPU ? "it is not on the CPU"
+                      : t->dtype != CF_DTYPE_F32           ? "its dtype is not f32"
+                      : !cf_tensor_is_contiguous(t)        ? "it is not contiguous"
+                                                           : NULL;
+    if (bad) {
+      char b[128];
+      return CF_ERR("generate: parameter %s must be a contiguous f32 CPU tensor: %s (%s %s on %s%s)", m->names[i],
+                    bad, cf_dtype_name(t->dtype), cf_shape_str(t, b, sizeof b), cf_device_name(cf_tensor_device(t)),
+                    cf_tensor_is_contiguous(t) ? "" : ", strided");
+    }
   }
   return 0;
 }

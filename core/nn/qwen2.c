@@ -413,7 +413,7 @@ void cf_qwen2_free(cf_qwen2 *m) {
   free(m);
 }
 
-int cf_qwen2_set_param(cf_qwen2 *m, int i, cf_tensor *t) {
+int cf_qwen2_replace_param(cf_qwen2 *m, int i, cf_tensor *t) {
   if (i < 0 || i >= m->nparams) return CF_ERR("set_param: index %d out of range", i);
   cf_tensor *old = *m->slots[i];
   if (old && !cf_same_shape(old, t)) {
@@ -429,6 +429,29 @@ int cf_qwen2_set_param(cf_qwen2 *m, int i, cf_tensor *t) {
     m->lm_head = t;
   }
   cf_tensor_release(old);
+  return 0;
+}
+
+int cf_qwen2_set_param(cf_qwen2 *m, int i, cf_tensor *t) {
+  if (i < 0 || i >= m->nparams) return CF_ERR("set_param: index %d out of range", i);
+  if (!t || !t->storage) return CF_ERR("set_param: %s: the tensor is missing or freed", m->names[i]);
+  cf_tensor *old = *m->slots[i];
+  char a[128];
+  /* the model's layout is its current parameters': f32 on the CPU; bf16 or f32 on the GPU, one
+   * dtype for all (model_cuda.h). A new parameter must match it: ops refuse mixed dtypes and
+   * devices, and the generators read the weights as they are. */
+  cf_device dev = old ? cf_tensor_device(old) : CF_DEVICE_CPU;
+  cf_dtype dt = old ? old->dtype : CF_DTYPE_F32;
+  if (dev == CF_DEVICE_CPU) dt = CF_DTYPE_F32;
+  if (cf_tensor_device(t) != dev || t->dtype != dt)
+    return CF_ERR("set_param: %s: the model holds its parameters as %s on %s, got %s %s on %s (convert it first: "
+                  "t:to(\"%s\", \"%s\"))", m->names[i], cf_dtype_name(dt), cf_device_name(dev), cf_dtype_name(t->dtype),
+                  cf_shape_str(t, a, sizeof a), cf_device_name(cf_tensor_device(t)), cf_device_name(dev),
+                  cf_dtype_name(dt));
+  if (!cf_tensor_is_contiguous(t))
+    return CF_ERR("set_param: %s: the tensor %s is not contiguous (a transposed or sliced view); pass "
+                  "t:contiguous()", m->names[i], cf_shape_str(t, a, sizeof a));
+  if (cf_qwen2_replace_param(m, i, t)) return cf_error_prefix("set_param: ");
   return 0;
 }
 
@@ -693,6 +716,7 @@ typedef struct {
   cf_tensor *pos;
   int64_t B, T;
   int index;
+  uint64_t version[LAYER_TENSORS + 1]; /* of each weight (layer_tensors order) and of pos, at the forward */
 } recompute_ctx;
 
 /* The addresses of a layer's weight slots (biases may hold NULL). */
@@ -733,7 +757,26 @@ static int recompute_backward(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
   return rc ? cf_error_prefix("recomputing layer %d: ", c->index + 1) : 0;
 }
 
-static const cf_custom_fn recompute_fn = {"layer_recompute", recompute_backward, recompute_free};
+/* The backward runs the layer again: its weights and positions must still be the forward's. */
+static int recompute_check(const cf_node *n) {
+  recompute_ctx *c = n->ctx;
+  cf_tensor **s[LAYER_TENSORS];
+  layer_tensors(&c->L, s);
+  static const char *const names[LAYER_TENSORS] = {
+      "input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.weight",
+      "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias",
+      "self_attn.k_proj.bias", "self_attn.v_proj.bias", "mlp.gate_proj.weight", "mlp.up_proj.weight",
+      "mlp.down_proj.weight"};
+  char what[96];
+  for (int i = 0; i < LAYER_TENSORS; i++) {
+    if (!*s[i]) continue;
+    snprintf(what, sizeof what, "model.layers.%d.%s", c->index, names[i]);
+    if (cf_autograd_check_saved("layer_recompute", what, *s[i], c->version[i])) return -1;
+  }
+  return cf_autograd_check_saved("layer_recompute", "the positions", c->pos, c->version[LAYER_TENSORS]);
+}
+
+static const cf_custom_fn recompute_fn = {"layer_recompute", recompute_backward, recompute_free, recompute_check};
 
 /* The layer without saving its activations: forward with gradients off, then one custom node
  * (input x) that recomputes it in backward. */
@@ -753,9 +796,10 @@ static cf_tensor *layer_forward_recompute(cf_qwen2 *m, int l, cf_tensor *x, cf_t
   c->cfg = m->cfg;
   c->L = *L;
   layer_tensors(&c->L, s);
-  for (int i = 0; i < LAYER_TENSORS; i++) if (*s[i]) cf_tensor_retain(*s[i]);
+  for (int i = 0; i < LAYER_TENSORS; i++) if (*s[i]) { cf_tensor_retain(*s[i]); c->version[i] = cf_tensor_version(*s[i]); }
   cf_tensor_retain(pos);
   c->pos = pos;
+  c->version[LAYER_TENSORS] = cf_tensor_version(pos);
   c->B = B;
   c->T = T;
   c->index = l;

@@ -72,8 +72,14 @@ cf_qwen2 *cf_qwen2_new(const cf_qwen2_config *cfg);
 void cf_qwen2_free(cf_qwen2 *m);
 /* Save config + model.safetensors (f32) into dir (created if missing), atomically per file. */
 int cf_qwen2_save(const cf_qwen2 *m, const char *dir);
-/* Replace parameter i (same shape required; dtype/device may change). Takes a new reference. */
+/* Replace parameter i with t (takes a new reference). t must have the parameter's shape, be
+ * contiguous, and match the model's layout: the dtype and device of the parameter it replaces,
+ * which is f32 on the CPU (bf16 or f32 on the GPU, model_cuda.h). -1 + message naming the
+ * property otherwise, the parameter left as it was. */
 int cf_qwen2_set_param(cf_qwen2 *m, int i, cf_tensor *t);
+/* Like cf_qwen2_set_param, checking the shape only: for moving every parameter to another
+ * device or dtype at once (model_cuda.cu), where the model is mixed until the last one. */
+int cf_qwen2_replace_param(cf_qwen2 *m, int i, cf_tensor *t);
 
 /* Training forward: ids integer [B, T] -> final-norm hidden states [B, T, D] (autograd).
  * positions: NULL for 0..T-1 in every row. With m->recompute each layer is one autograd node

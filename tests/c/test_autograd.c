@@ -6,6 +6,7 @@
 #include "autograd.h"
 #include "error.h"
 #include "ops.h"
+#include "optim.h"
 #include "tensor.h"
 #include <math.h>
 #include <stdio.h>
@@ -175,6 +176,49 @@ static void test_broadcast_grad(void) {
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) cf_tensor_release(all[i]);
 }
 
+/* In-place writes after a node saved a tensor: the node's backward refuses (the storage's
+ * version moved); writes the backward does not read (add's inputs), writes before the forward,
+ * the optimizer after backward and clipping a gradient pass. */
+static void test_saved_versions(void) {
+  double v[2] = {1, 2}, wv[2] = {3, 4};
+  for (int how = 0; how < 4; how++) {
+    cf_tensor *x = leaf(2, v), *w = leaf(2, wv);
+    w->requires_grad = false;
+    cf_tensor *y = cf_op2(CF_OP_mul, x, w), *s = sum_all(y);
+    int64_t one = 1;
+    cf_tensor *src = cf_tensor_full(1, (int64_t[]){2}, CF_DTYPE_F64, 7.0);
+    cf_tensor *part = cf_view_narrow(w, 0, 1, 1);
+    if (how == 0) cf_tensor_fill_(w, 10);
+    else if (how == 1) cf_tensor_copy_(w, src);
+    else if (how == 2) cf_tensor_set(w, &one, 10);
+    else cf_tensor_fill_(part, 10);             /* through a view of the same storage */
+    int rc = cf_backward(s, NULL, false);
+    CHECK(rc != 0 && strstr(cf_error_message(), "modified in place") && strstr(cf_error_message(), "mul") &&
+          strstr(cf_error_message(), "[2]"), "write %d after mul saved w: %s", how, rc ? cf_error_message() : "(ran)");
+    CHECK(x->grad == NULL, "write %d: no gradient accumulated", how);
+    cf_tensor_release(part); cf_tensor_release(src);
+    cf_tensor_release(s); cf_tensor_release(y); cf_tensor_release(w); cf_tensor_release(x);
+  }
+  /* add reads no values: a write to its input does not matter */
+  cf_tensor *x = leaf(2, v), *w = leaf(2, wv);
+  w->requires_grad = false;
+  cf_tensor *y = cf_op2(CF_OP_add, x, w), *s = sum_all(y);
+  cf_tensor_fill_(w, 10);
+  double ones[2] = {1, 1};
+  CHECK(cf_backward(s, NULL, false) == 0 && grad_is(x, 2, ones), "add's inputs may change: %s", cf_error_message());
+  cf_tensor_release(s); cf_tensor_release(y);
+  /* retain_graph, then a write, then a second backward: refused */
+  y = cf_op2(CF_OP_mul, x, x);
+  s = sum_all(y);
+  CHECK(cf_backward(s, NULL, true) == 0, "first backward: %s", cf_error_message());
+  double scale = 0;
+  CHECK(cf_clip_grad_norm(&x, 1, 0.5, &scale) == 0, "clipping .grad in place: %s", cf_error_message());
+  cf_tensor_fill_(x, 0);
+  CHECK(cf_backward(s, NULL, false) != 0 && strstr(cf_error_message(), "modified in place"),
+        "a write between two backward passes of a retained graph is refused: %s", cf_error_message());
+  cf_tensor_release(s); cf_tensor_release(y); cf_tensor_release(w); cf_tensor_release(x);
+}
+
 int main(void) {
   size_t live0 = cf_cpu_bytes_live();
   test_used_twice();
@@ -183,6 +227,7 @@ int main(void) {
   test_long_chain();
   test_seed_and_freed();
   test_broadcast_grad();
+  test_saved_versions();
   CHECK(cf_cpu_bytes_live() == live0, "CPU bytes live back to the start (%zu extra)", cf_cpu_bytes_live() - live0);
   return check_finish();
 }

@@ -17,6 +17,7 @@
 #include "nn/generate.h"
 #include "nn/qwen2.h"
 #include "ops.h"
+#include "rng.h"
 
 #include "check.h"
 
@@ -393,7 +394,116 @@ static void test_mixed_dtype_checkpoint_maps(void) {
   if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
 }
 
+/* A tiny random model (1 layer, D 8) built from a config, f32 on the CPU. */
+static cf_qwen2 *tiny_model(void) {
+  cf_qwen2_config c;
+  if (cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":16,"
+                            "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"num_key_value_heads\":1,"
+                            "\"vocab_size\":11}", "tiny", &c))
+    return NULL;
+  cf_qwen2 *m = cf_qwen2_new(&c);
+  if (!m) return NULL;
+  cf_rng g;
+  cf_rng_init(&g, 5);
+  for (int i = 0; i < m->nparams; i++) {
+    cf_tensor *p = *m->slots[i];
+    cf_tensor *r = cf_tensor_randn(p->ndim, p->shape, CF_DTYPE_F32, &g);
+    cf_tensor *s = r ? cf_op_scalar(CF_OP_mul, r, 0.3) : NULL;
+    if (!s || cf_qwen2_set_param(m, i, s)) { cf_tensor_release(r); cf_tensor_release(s); cf_qwen2_free(m); return NULL; }
+    cf_tensor_release(r);
+    cf_tensor_release(s);
+  }
+  return m;
+}
+
+static int find_param(const cf_qwen2 *m, const char *name) {
+  for (int i = 0; i < m->nparams; i++) if (strcmp(m->names[i], name) == 0) return i;
+  return -1;
+}
+
+/* set_param refuses what the model cannot hold (dtype, contiguity, device) with the property named;
+ * generate's check names the property that is wrong. */
+static void test_set_param_checks(void) {
+  cf_qwen2 *m = tiny_model();
+  CHECK(m != NULL, "tiny model: %s", cf_error_message());
+  if (!m) return;
+  int qi = find_param(m, "model.layers.0.self_attn.q_proj.weight");
+  cf_tensor *q = *m->slots[qi];
+  const cf_dtype bad[3] = {CF_DTYPE_F64, CF_DTYPE_BF16, CF_DTYPE_I64};
+  for (int k = 0; k < 3; k++) {
+    cf_tensor *t = cf_tensor_zeros(q->ndim, q->shape, bad[k]);
+    int rc = cf_qwen2_set_param(m, qi, t);
+    CHECK(rc != 0 && strstr(cf_error_message(), cf_dtype_name(bad[k])) && strstr(cf_error_message(), "f32") &&
+          strstr(cf_error_message(), "q_proj"), "a %s parameter refused with the dtype named: %s",
+          cf_dtype_name(bad[k]), rc ? cf_error_message() : "(accepted)");
+    CHECK(*m->slots[qi] == q, "a refused tensor leaves the parameter as it was");
+    cf_tensor_release(t);
+  }
+  /* [Q, D] as the transpose of a [D, Q] tensor: the right shape, not contiguous */
+  int64_t ts[2] = {q->shape[1], q->shape[0]};
+  cf_tensor *tt = cf_tensor_zeros(2, ts, CF_DTYPE_F32);
+  cf_tensor *nc = cf_view_transpose(tt, 0, 1);
+  int rc = cf_qwen2_set_param(m, qi, nc);
+  CHECK(rc != 0 && strstr(cf_error_message(), "contiguous"), "a non-contiguous parameter refused: %s",
+        rc ? cf_error_message() : "(accepted)");
+  cf_tensor *ok = cf_tensor_clone(nc);
+  CHECK(cf_qwen2_set_param(m, qi, ok) == 0 && *m->slots[qi] == ok, "a contiguous f32 copy is accepted: %s",
+        cf_error_message());
+  cf_tensor *wrong = cf_tensor_zeros(1, ts, CF_DTYPE_F32);
+  CHECK(cf_qwen2_set_param(m, qi, wrong) != 0 && strstr(cf_error_message(), "shape"), "wrong shape refused");
+  cf_tensor_release(wrong);
+  /* generate names the property: a non-contiguous slot (written past set_param) */
+  cf_tensor *kept = *m->slots[qi];
+  *m->slots[qi] = nc;
+  int64_t prompt[2] = {1, 2};
+  const int64_t *pp = prompt;
+  int plen = 2;
+  cf_gen_opts o = {.n = 1, .temperature = 0, .top_p = 1, .max_new_tokens = 2, .ignore_eos = true};
+  cf_gen_sample *s = NULL;
+  rc = cf_qwen2_generate(m, &pp, &plen, 1, &o, &s);
+  CHECK(rc != 0 && strstr(cf_error_message(), "not contiguous"), "generate says the parameter is not contiguous: %s",
+        rc ? cf_error_message() : "(ran)");
+  if (rc == 0) cf_gen_samples_free(s, 1);
+  *m->slots[qi] = kept;
+  cf_tensor_release(nc);
+  cf_tensor_release(tt);
+  cf_tensor_release(ok);
+  cf_qwen2_free(m);
+}
+
+/* Activation recomputation reads the layer's weights again in backward: a weight written in
+ * place between the forward and the backward is refused, not silently used. */
+static void test_recompute_version(void) {
+  cf_qwen2 *m = tiny_model();
+  CHECK(m != NULL, "tiny model: %s", cf_error_message());
+  if (!m) return;
+  m->recompute = true;
+  for (int i = 0; i < m->nparams; i++) (*m->slots[i])->requires_grad = true;
+  int64_t shape[2] = {1, 4};
+  cf_tensor *ids = cf_tensor_zeros(2, shape, CF_DTYPE_I64);
+  for (int64_t t = 0; t < 4; t++) ((int64_t *)cf_tensor_data(ids))[t] = t + 1;
+  int64_t pl = 1;
+  for (int pass = 0; pass < 2; pass++) {
+    cf_tensor *lp = cf_qwen2_logprobs(m, ids, &pl, NULL, 1.0);
+    cf_tensor *loss = lp ? cf_op_dim(CF_OP_sum, lp, CF_DIM_ALL, false) : NULL;
+    CHECK(loss != NULL, "recompute forward: %s", cf_error_message());
+    if (!loss) { cf_tensor_release(lp); break; }
+    if (pass == 1) cf_tensor_fill_(m->layer[0].up_w, 0.5);  /* after the forward, before its backward */
+    int rc = cf_backward(loss, NULL, false);
+    if (pass == 0) CHECK(rc == 0, "recompute backward: %s", cf_error_message());
+    else
+      CHECK(rc != 0 && strstr(cf_error_message(), "modified in place") && strstr(cf_error_message(), "layer_recompute"),
+            "a weight written before the recompute's backward is refused: %s", rc ? cf_error_message() : "(ran)");
+    cf_tensor_release(loss);
+    cf_tensor_release(lp);
+  }
+  cf_tensor_release(ids);
+  cf_qwen2_free(m);
+}
+
 int main(void) {
+  test_set_param_checks();
+  test_recompute_version();
   test_config_errors();
   test_mixed_dtype_checkpoint_maps();
   test_fixture("tests/fixtures/tiny_qwen2");

@@ -305,6 +305,41 @@ static void test_uninit(void) {
   cf_set_poison(was);
 }
 
+/* Writes to integer dtypes refuse values out of range (NaN included), naming the value; copy_
+ * from an overlapping view of itself goes through a temporary. */
+static void test_int_ranges_and_overlap(void) {
+  int64_t one = 1, two = 2, i0 = 0;
+  CHECK(cf_tensor_full(1, &one, CF_DTYPE_I32, 1099511627776.0) == NULL &&
+        strstr(cf_error_message(), "1099511627776") && strstr(cf_error_message(), "does not fit in i32"),
+        "full of 2^40 as i32 refused: %s", cf_error_message());
+  cf_tensor *t = cf_tensor_zeros(1, &two, CF_DTYPE_I64);
+  CHECK(cf_tensor_fill_(t, NAN) != 0 && strstr(cf_error_message(), "nan") && strstr(cf_error_message(), "i64"),
+        "fill_ NaN into i64 refused: %s", cf_error_message());
+  CHECK(cf_tensor_set(t, &i0, 9.3e18) != 0 && strstr(cf_error_message(), "does not fit in i64"),
+        "set 9.3e18 into i64 refused: %s", cf_error_message());
+  CHECK(cf_tensor_set(t, &i0, -9223372036854775808.0) == 0 && ((int64_t *)cf_tensor_data(t))[0] == INT64_MIN,
+        "-2^63 fits in i64: %s", cf_error_message());
+  cf_tensor *f = cf_tensor_full(1, &two, CF_DTYPE_F64, 3e9);
+  cf_tensor *c = cf_tensor_zeros(1, &two, CF_DTYPE_I32);
+  CHECK(cf_tensor_copy_(c, f) != 0 && strstr(cf_error_message(), "3000000000"), "copy of 3e9 into i32 refused: %s",
+        cf_error_message());
+  CHECK(cf_tensor_to_dtype(f, CF_DTYPE_I32) == NULL && strstr(cf_error_message(), "to_dtype"),
+        "to_dtype names itself: %s", cf_error_message());
+  CHECK(cf_tensor_arange(2147483646.0, 2147483649.0, 1, CF_DTYPE_I32) == NULL &&
+        strstr(cf_error_message(), "2147483648"), "arange past i32 refused: %s", cf_error_message());
+  cf_tensor_release(c); cf_tensor_release(f); cf_tensor_release(t);
+  /* a = a^T for a 2 x 2 */
+  int64_t s2[2] = {2, 2};
+  cf_tensor *a = cf_tensor_zeros(2, s2, CF_DTYPE_F32);
+  for (int64_t i = 0; i < 4; i++) ((float *)cf_tensor_data(a))[i] = (float)(i + 1);
+  cf_tensor *at = cf_view_transpose(a, 0, 1);
+  CHECK(cf_tensor_copy_(a, at) == 0, "copy_ from the transpose: %s", cf_error_message());
+  const float *ad = cf_tensor_data(a);
+  CHECK(ad[0] == 1 && ad[1] == 3 && ad[2] == 2 && ad[3] == 4, "a = a^T gives 1 3 2 4, got %g %g %g %g", ad[0], ad[1],
+        ad[2], ad[3]);
+  cf_tensor_release(at); cf_tensor_release(a);
+}
+
 int main(void) {
   size_t live0 = cf_cpu_bytes_live();
   test_views();
@@ -313,6 +348,7 @@ int main(void) {
   test_rng();
   test_memory();
   test_uninit();
+  test_int_ranges_and_overlap();
   CHECK(cf_cpu_bytes_live() == live0, "no CPU bytes live at the end (%zu)", cf_cpu_bytes_live() - live0);
   return check_finish();
 }

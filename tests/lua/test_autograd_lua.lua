@@ -161,4 +161,96 @@ H.case("finite differences agree with backward for a composite f64 function", fu
   check(b, b.grad, "b")
 end)
 
+-- ---------------------------------------------------------------- in-place writes after a save
+
+-- The version counter: every in-place write (fill_, copy_, set, an optimizer step) bumps the
+-- version of the storage it writes; a node checks the versions of the tensors its backward reads.
+H.case("fill_, copy_ and set after a node saved the tensor: backward refuses instead of a wrong gradient", function()
+  local writes = {
+    fill_ = function(w) w:fill_(10) end,
+    copy_ = function(w) w:copy_(confit.tensor{10, 10}) end,
+    set = function(w) w:set(2, 10) end,
+    view_copy_ = function(w) w:narrow(1, 2, 1):copy_(confit.tensor{10}) end,
+  }
+  for name, write in pairs(writes) do
+    local x = confit.ones({2}, {requires_grad = true})
+    local w = confit.tensor{1, 2}
+    local y = (x * w):sum()
+    write(w)
+    H.raises(function() y:backward() end, "mul", "[2]", "modified in place",
+             "(fill_, copy_, set or an optimizer step) after mul saved it")
+    H.eq(x.grad, nil, name .. ": no gradient accumulated")
+  end
+end)
+
+H.case("an output a backward reads (exp's) written in place is refused too", function()
+  local x = confit.tensor({0, 1}, {requires_grad = true})
+  local e = x:exp()
+  local y = e:sum()
+  e:fill_(0)
+  H.raises(function() y:backward() end, "output", "exp", "[2]", "modified in place")
+end)
+
+H.case("an optimizer step between a retain_graph backward and the next backward is refused", function()
+  local w = confit.tensor({1, 2}, {requires_grad = true})
+  local y = (w * w):sum()
+  y:backward(nil, {retain_graph = true})
+  local opt = confit.optim.sgd({w}, {lr = 0.1})
+  opt:step()
+  H.raises(function() y:backward() end, "mul", "[2]", "modified in place", "optimizer step")
+end)
+
+H.case("legit in-place writes do not trip the version check", function()
+  -- a value the backward does not read (add's inputs) may change: the gradient is the same
+  local x = confit.ones({2}, {requires_grad = true})
+  local w = confit.tensor{1, 2}
+  local y = (x + w):sum()
+  w:fill_(10)
+  y:backward()
+  same_list(flat(x.grad), {1, 1}, 0, "add saves no values")
+  -- the usual loop: forward, backward, step, forward again; gradients accumulate in between
+  local p = confit.tensor({1, 2}, {requires_grad = true})
+  local opt = confit.optim.sgd({p}, {lr = 0.5})
+  for _ = 1, 3 do
+    local l = (p * p):sum()
+    l:backward()
+    local l2 = (p * p):sum()
+    l2:backward()
+    opt:step()
+    opt:zero_grad()
+  end
+  same_list(flat(p), {1 * (-1) ^ 3, 2 * (-1) ^ 3}, 1e-6, "p -= 0.5 * 4p three times")
+  -- writes in no_grad before the forward, and into a detached copy after backward, are fine
+  local q = confit.tensor({3, 4}, {requires_grad = true})
+  confit.no_grad(function() q:fill_(2) end)
+  local l = (q * q):sum()
+  l:backward()
+  q:detach():fill_(0)
+  same_list(flat(q.grad), {4, 4}, 0)
+  -- a clone is a new storage: writing the original does not affect the clone's graph
+  local c = q:clone():requires_grad_()
+  local lc = (c * c):sum()
+  q:fill_(7)
+  lc:backward()
+  same_list(flat(c.grad), {0, 0}, 0)
+end)
+
+H.case("backward refuses unknown options", function()
+  local x = confit.tensor({1, 2}, {requires_grad = true})
+  local y = (x * x):sum()
+  H.raises(function() y:backward(nil, {retian_graph = true}) end, "backward", "unknown option", "retian_graph",
+           "retain_graph")
+  H.raises(function() y:backward({retian_graph = true}) end, "unknown option", "retian_graph")
+  y:backward({retain_graph = true})
+  y:backward()
+  same_list(flat(x.grad), {4, 8}, 0)
+end)
+
+H.case("no_grad names itself when its argument is not callable", function()
+  H.raises(function() confit.no_grad(5) end, "no_grad", "function", "number")
+  H.raises(function() confit.no_grad() end, "no_grad", "function")
+  local callable = setmetatable({}, {__call = function(_, a) return a + 1 end})
+  H.eq(confit.no_grad(callable, 1), 2, "a table with __call is callable")
+end)
+
 H.finish()

@@ -427,4 +427,44 @@ H.case("state_dtype = bf16 stores the moments in bf16 and stays close to the f32
   H.eq(ob.state_dtype, "f32", "a rejected value leaves the old one")
 end)
 
+H.case("option ranges: eps finite and >= 0, betas a pair, every bound named", function()
+  local leaf = f64{1, 2}
+  H.raises(function() confit.optim.adamw({leaf}, {eps = math.huge}) end, "adamw", "eps", "finite", "inf")
+  H.raises(function() confit.optim.adamw({leaf}, {eps = -1e-8}) end, "adamw", "eps", ">= 0")
+  H.raises(function() confit.optim.adamw({leaf}, {eps = 0 / 0}) end, "adamw", "eps")
+  local zero_eps = confit.optim.adamw({leaf}, {eps = 0})
+  H.eq(zero_eps.eps, 0, "eps = 0 is allowed (as in PyTorch)")
+  H.raises(function() zero_eps.eps = math.huge end, "eps", "finite")
+  H.raises(function() confit.optim.adamw({leaf}, {betas = {0.9, 0.99, 0.5}}) end, "betas", "two")
+  H.raises(function() confit.optim.adamw({leaf}, {beta1 = 1}) end, "betas", "[0, 1)")
+  H.raises(function() confit.optim.adamw({leaf}, {lr = math.huge}) end, "lr")
+  H.raises(function() confit.optim.sgd({leaf}, {momentum = math.huge}) end, "momentum")
+  H.raises(function() confit.optim.sgd({leaf}, {dampening = 2}) end, "dampening")
+  -- the unknown-option message lists every accepted name
+  local err = H.raises(function() confit.optim.adamw({leaf}, {beta = 0.9}) end, "unknown option", "beta")
+  for _, k in ipairs{"lr", "weight_decay", "betas", "beta1", "beta2", "eps", "state_dtype"} do
+    H.ok(err:find(k, 1, true), "the message names " .. k .. ": " .. err)
+  end
+  local a = confit.optim.adamw({leaf}, {beta1 = 0.8, beta2 = 0.9})
+  H.near(a.betas[1], 0.8, 1e-12, "beta1 is accepted")
+end)
+
+H.case("two views of one storage passed as separate parameters are refused", function()
+  local base = f64{1, 2, 3, 4}
+  local v1, v2 = confit.no_grad(function() return base:narrow(1, 1, 3), base:narrow(1, 2, 3) end)
+  v1:requires_grad_(); v2:requires_grad_()
+  H.raises(function() confit.optim.sgd({v1, v2}) end, "sgd", "parameters 1", "2", "overlap")
+  H.raises(function() confit.optim.adamw({base, v1}) end, "adamw", "overlap")
+  local alias = base:detach():requires_grad_()
+  H.raises(function() confit.optim.adamw({base, alias}) end, "adamw", "overlap")
+  -- disjoint views of one storage (how the GPU lays out q/k/v) are separate parameters
+  local h1, h2 = confit.no_grad(function() return base:narrow(1, 1, 2), base:narrow(1, 3, 2) end)
+  h1:requires_grad_(); h2:requires_grad_()
+  local opt = confit.optim.sgd({h1, h2}, {lr = 1})
+  h1.grad = f64({1, 1}, false)
+  h2.grad = f64({2, 2}, false)
+  opt:step()
+  same_list(flat(base), {0, 1, 1, 2}, 0, "each view stepped once")
+end)
+
 H.finish()

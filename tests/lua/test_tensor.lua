@@ -482,4 +482,94 @@ H.case("confit.memory: the CPU peak and reset_peak_memory", function()
   H.eq(confit.memory().cpu_peak_bytes, confit.memory().cpu_bytes, "reset again")
 end)
 
+-- ---------------------------------------------------------------- writes, ranges and edge cases
+
+H.case("copy_ from an overlapping view of the same storage copies through a temporary", function()
+  local a = confit.tensor{{1, 2}, {3, 4}}
+  a:copy_(a:transpose(1, 2))
+  same_list(flat(a), {1, 3, 2, 4}, 0, "a = a^T")
+  local b = confit.arange(8):view(4, 2)
+  local col = b:select(2, 1)                       -- {0, 2, 4, 6}, stride 2
+  col:narrow(1, 2, 3):copy_(col:narrow(1, 1, 3))   -- shift down by one
+  same_list(flat(col), {0, 0, 2, 4}, 0, "strided shift")
+  same_list(flat(b:select(2, 2)), {1, 3, 5, 7}, 0, "the other column untouched")
+  local c = confit.arange(6):view(2, 3)
+  c:narrow(2, 1, 2):copy_(c:narrow(2, 2, 2))       -- rows shift left, strided
+  same_list(flat(c), {1, 2, 2, 4, 5, 5}, 0, "strided shift up")
+  local d = confit.tensor({1, 2, 3, 4}, "f64")
+  d:narrow(1, 2, 3):copy_(d:narrow(1, 1, 3))
+  same_list(flat(d), {1, 1, 2, 3}, 0, "contiguous shift")
+  local e = confit.tensor{{1, 2}, {3, 4}}
+  e:copy_(e)                                       -- the same view: a no-op
+  same_list(flat(e), {1, 2, 3, 4}, 0)
+end)
+
+H.case("writes to integer dtypes refuse values out of range (NaN included)", function()
+  H.raises(function() confit.full({1}, 2 ^ 40, {dtype = "i32"}) end, "full", "1099511627776", "does not fit in i32")
+  H.raises(function() confit.tensor{3e9}:to_dtype("i32") end, "to_dtype", "3000000000", "does not fit in i32")
+  H.raises(function() confit.arange(2 ^ 31 - 1, 2 ^ 31 + 1, {dtype = "i32"}) end, "arange", "2147483648",
+           "does not fit in i32")
+  H.raises(function() confit.tensor{0 / 0, 1e30}:to_dtype("i64") end, "to_dtype", "nan", "does not fit in i64")
+  H.raises(function() confit.tensor({1, 1e30}, "f64"):to_dtype("i64") end, "to_dtype", "element 2 = 1e+30",
+           "does not fit in i64")
+  H.raises(function() confit.zeros({2}, {dtype = "i32"}):fill_(2 ^ 40) end, "fill_", "1099511627776", "i32")
+  H.raises(function() confit.zeros({2}, {dtype = "i64"}):fill_(0 / 0) end, "fill_", "nan", "i64")
+  H.raises(function() confit.zeros({2}, {dtype = "i32"}):copy_(confit.tensor{1, 3e9}) end, "copy_", "3000000000", "i32")
+  H.raises(function() confit.tensor({3000000000}, {dtype = "i64"}):to_dtype("i32") end, "to_dtype", "3000000000", "i32")
+  H.raises(function() confit.tensor({2 ^ 40}, {dtype = "i32"}) end, "does not fit in i32")
+  H.raises(function() confit.zeros({1}, {dtype = "i32"}):set(1, 2 ^ 40) end, "does not fit in i32")
+  -- in range: kept, and a fraction is truncated toward zero as before
+  same_list(flat(confit.tensor({2147483647.9, -2147483648.9}, "f64"):to_dtype("i32")), {2147483647, -2147483648}, 0)
+  same_list(flat(confit.tensor{2.7, -2.7}:to_dtype("i64")), {2, -2}, 0)
+  same_list(flat(confit.full({2}, -2 ^ 31, {dtype = "i32"})), {-2147483648, -2147483648}, 0)
+  same_list(flat(confit.arange(2 ^ 31 - 2, 2 ^ 31, {dtype = "i32"})), {2147483646, 2147483647}, 0)
+  local big = confit.zeros({1}, {dtype = "i64"}):fill_(-2 ^ 63)
+  H.eq(big:item(), math.mininteger, "-2^63 fits in i64")
+  H.raises(function() confit.zeros({1}, {dtype = "i64"}):fill_(2 ^ 63) end, "fill_", "i64")
+  H.raises(function() confit.arange(0, 1e30) end, "arange")
+end)
+
+H.case("expand: an element count that overflows is too large; -1 in a new dim is named", function()
+  H.raises(function() confit.ones{1, 1}:expand{4294967297, 4294967295} end, "expand", "too large")
+  local err = H.raises(function() confit.ones{3}:expand{-1, 3} end, "expand", "-1", "dim 1")
+  H.ok(err:find("new", 1, true) and not err:find("size 0", 1, true), "names the new leading dim: " .. err)
+  H.raises(function() confit.ones{3}:expand{2, -2} end, "expand", "-2")
+  shape_is(confit.ones{3}:expand{2, -1}, {2, 3}, "-1 keeps an existing dim")
+  H.raises(function() confit.ones{2, 1}:view(4294967297, 4294967295, 1) end, "too large")
+end)
+
+H.case("var over an empty dim is NaN like the mean", function()
+  for _, unbiased in ipairs{true, false} do
+    local v = confit.zeros{0, 3}:var(1, false, unbiased)
+    shape_is(v, {3})
+    for _, x in ipairs(flat(v)) do H.ok(x ~= x, "var over an empty dim is NaN, got " .. tostring(x)) end
+  end
+  H.ok(confit.zeros{0, 3}:var():item() ~= confit.zeros{0, 3}:var():item(), "var of no elements")
+  local m = confit.zeros{0, 3}:mean(1)
+  H.ok(flat(m)[1] ~= flat(m)[1], "mean over an empty dim is NaN")
+end)
+
+H.case("narrow accepts an empty slice at the end; rmsnorm refuses a negative eps", function()
+  local a = confit.zeros(3, 4)
+  shape_is(a:narrow(2, 5, 0), {3, 0}, "start = size + 1 with length 0")
+  shape_is(a:narrow(2, 4, 0), {3, 0})
+  H.raises(function() a:narrow(2, 5, 1) end, "narrow", "[3 x 4]")
+  H.raises(function() a:narrow(2, 6, 0) end, "narrow", "6", "[3 x 4]")
+  H.raises(function() a:select(2, 5) end, "select", "5", "[3 x 4]")
+  local x, w = confit.ones(2, 3), confit.ones(3)
+  H.raises(function() x:rmsnorm(w, -1e-6) end, "rmsnorm", "eps", ">= 0")
+  H.raises(function() x:rmsnorm(w, 0 / 0) end, "rmsnorm", "eps")
+  same_list(flat(x:rmsnorm(w, 0)), {1, 1, 1, 1, 1, 1}, 1e-6, "eps = 0 is allowed")
+end)
+
+H.case("messages: a 0-d tensor has no dim to select; -1 cannot be inferred from a zero count", function()
+  local err = H.raises(function() confit.tensor(3):select(1, 1) end, "select", "0-d")
+  H.ok(not err:find("1..0", 1, true), "no empty range in the message: " .. err)
+  H.raises(function() confit.tensor(3):sum(1) end, "sum", "0-d")
+  err = H.raises(function() confit.zeros{0, 4}:reshape{0, -1} end, "reshape", "-1", "0")
+  H.ok(not err:find("totalling", 1, true), "names the ambiguous -1: " .. err)
+  H.raises(function() confit.zeros{0, 4}:view{0, -1} end, "view", "-1")
+  shape_is(confit.zeros{0, 4}:reshape{-1, 4}, {0, 4}, "-1 with nonzero known sizes still works")
+end)
+
 H.finish()
