@@ -183,8 +183,16 @@ function M.load_checkpoint(dir, m, opt)
   if not opt then
     local w, err = confit.load_safetensors(dir .. "/model.safetensors")
     if not w then cli.raise("train: " .. err) end
+    -- the checkpoint holds f32 on the CPU; a model on the GPU takes its parameters' device and dtype
+    local params = m:parameters()
     for _, name in ipairs(m:param_names()) do
-      if w[name] then m:set_param(name, w[name]) end
+      local t, p = w[name], params[name]
+      if t and p then
+        if t:device() ~= p:device() or t:dtype() ~= p:dtype() then
+          t = assert(t:to(p:device(), p:dtype()))
+        end
+        m:set_param(name, t)
+      end
     end
   else
     local tensors, terr = confit.load_safetensors(dir .. "/optimizer.safetensors")

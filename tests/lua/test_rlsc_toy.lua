@@ -431,4 +431,26 @@ H.case("docs/TOY.md's \"Your own loss\" example runs (reduced)", function()
 end)
 -- <<< end of the audit block
 
+-- A checkpoint's weights (f32 on the CPU) go into the model in its own parameters' device and
+-- dtype: a bf16 file into this f32 CPU model exercises the conversion a GPU model needs.
+H.case("load_checkpoint converts the file's tensors to the parameters' dtype", function()
+  local confit = require "confit"
+  local train = require "confit.train"
+  local m = assert(confit.load(MODEL))
+  local dir = tmpdir()
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  local w = {}
+  for name, p in pairs(m:parameters()) do w[name] = (p * 0.5):to("bf16") end
+  assert(confit.save_safetensors(dir .. "/model.safetensors", w))
+  spit(dir .. "/trainer_state.json", '{"step": 3, "optimizer": {}}\n')
+  local st = train.load_checkpoint(dir, m, nil)
+  H.eq(st.step, 3)
+  for name, p in pairs(m:parameters()) do
+    H.eq(p:dtype(), "f32", name .. " stays f32")
+    H.eq((p - w[name]:to("f32")):abs():max():item(), 0, name .. " loaded")
+  end
+  m:free()
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 H.finish()
