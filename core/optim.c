@@ -432,16 +432,20 @@ int cf_optim_master_set(cf_optim *o, int param, cf_tensor *src) {
 
 /* ---------------------------------------------------------------- step */
 
+/* 0 when parameter i's gradient matches it in shape and device, else -1 + message. */
+static int check_grad(const char *k, int i, const cf_tensor *p) {
+  const cf_tensor *g = p->grad;
+  if (cf_same_shape(g, p) && cf_tensor_device(g) == cf_tensor_device(p)) return 0;
+  char a[128], b[128];
+  return CF_ERR("%s: the gradient of parameter %d is %s on %s, the parameter %s on %s", k, i + 1,
+                cf_shape_str(g, a, sizeof a), cf_device_name(cf_tensor_device(g)),
+                cf_shape_str(p, b, sizeof b), cf_device_name(cf_tensor_device(p)));
+}
+
 /* The gradient of p, contiguous and of p's dtype (new reference), or NULL + message. */
 static cf_tensor *usable_grad(const char *k, int i, cf_tensor *p) {
   cf_tensor *g = p->grad;
-  if (!cf_same_shape(g, p) || cf_tensor_device(g) != cf_tensor_device(p)) {
-    char a[128], b[128];
-    CF_ERR("%s: the gradient of parameter %d is %s on %s, the parameter %s on %s", k, i + 1,
-           cf_shape_str(g, a, sizeof a), cf_device_name(cf_tensor_device(g)),
-           cf_shape_str(p, b, sizeof b), cf_device_name(cf_tensor_device(p)));
-    return NULL;
-  }
+  if (check_grad(k, i, p)) return NULL;
   if (g->dtype != p->dtype) return cf_tensor_to_dtype(g, p->dtype);
   return cf_tensor_contiguous(g);
 }
@@ -489,6 +493,13 @@ static int adamw_device(cf_adamw_item *items, int n, const cf_optim_kernels *ker
 static int optim_step(cf_optim *o) {
   const char *k = kind_name(o->cfg.kind);
   if (cf_optim_check_config(&o->cfg)) return -1;
+  /* what the user can get wrong is checked for every parameter before anything changes (a
+   * gradient of another shape or device, a device without kernels): a refused step moves no
+   * parameter, state or step count */
+  for (int i = 0; i < o->n; i++) {
+    cf_tensor *p = o->params[i];
+    if (p->grad && (!kernels_for(k, p) || check_grad(k, i, p))) return -1;
+  }
   o->steps++;
   bool adamw = o->cfg.kind == CF_OPTIM_ADAMW;
   cf_adamw_item *items = adamw ? calloc((size_t)(o->n ? o->n : 1), sizeof *items) : NULL;

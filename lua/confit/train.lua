@@ -183,17 +183,18 @@ function M.load_checkpoint(dir, m, opt)
   if not opt then
     local w, err = confit.load_safetensors(dir .. "/model.safetensors")
     if not w then cli.raise("train: " .. err) end
-    -- the checkpoint holds f32 on the CPU; a model on the GPU takes its parameters' device and dtype
+    -- copied into the parameters as they are (device, dtype, and the GPU's fused layouts: the
+    -- q/k/v and gate/up weights are views of one buffer there); the checkpoint holds f32 on the CPU
     local params = m:parameters()
-    for _, name in ipairs(m:param_names()) do
-      local t, p = w[name], params[name]
-      if t and p then
-        if t:device() ~= p:device() or t:dtype() ~= p:dtype() then
-          t = assert(t:to(p:device(), p:dtype()))
+    confit.no_grad(function()
+      for _, name in ipairs(m:param_names()) do
+        local t, p = w[name], params[name]
+        if t and p then   -- shapes: the resume checks compared the architectures first
+          if t:device() ~= p:device() then t = assert(t:to(p:device())) end
+          p:copy_(t)
         end
-        m:set_param(name, t)
       end
-    end
+    end)
   else
     local tensors, terr = confit.load_safetensors(dir .. "/optimizer.safetensors")
     if not tensors then cli.raise("train: " .. terr) end

@@ -219,6 +219,31 @@ static void test_saved_versions(void) {
   cf_tensor_release(s); cf_tensor_release(y); cf_tensor_release(w); cf_tensor_release(x);
 }
 
+/* A refused optimizer step (a gradient of another shape on a later parameter) moves nothing:
+ * not the parameters before it (SGD updates one after another), not the step count. */
+static void test_refused_step_changes_nothing(void) {
+  double a[2] = {1, 2}, b[3] = {3, 4, 5};
+  cf_tensor *p[2] = {leaf(2, a), leaf(3, b)};
+  double ga[2] = {1, 1}, gb[2] = {1, 1};
+  p[0]->grad = leaf(2, ga);
+  p[1]->grad = leaf(2, gb);                    /* [2] for a [3] parameter */
+  for (int kind = 0; kind < 2; kind++) {
+    cf_optim_config cfg = cf_optim_defaults(kind == 0 ? CF_OPTIM_SGD : CF_OPTIM_ADAMW);
+    cfg.lr = 0.5;
+    cf_optim *o = cf_optim_new(&cfg, p, 2);
+    CHECK(o != NULL, "optimizer: %s", cf_error_message());
+    uint64_t v0 = cf_tensor_version(p[0]);
+    int rc = o ? cf_optim_step(o) : -1;
+    CHECK(rc != 0 && strstr(cf_error_message(), "parameter 2"), "kind %d: refused naming parameter 2: %s", kind,
+          cf_error_message());
+    CHECK(grad_is(p[0], 2, ga) && cf_tensor_get_flat(p[0], 0) == 1 && cf_tensor_get_flat(p[0], 1) == 2,
+          "kind %d: parameter 1 unchanged (%g %g)", kind, cf_tensor_get_flat(p[0], 0), cf_tensor_get_flat(p[0], 1));
+    CHECK(cf_tensor_version(p[0]) == v0, "kind %d: parameter 1's version unchanged", kind);
+    cf_optim_free(o);
+  }
+  cf_tensor_release(p[0]); cf_tensor_release(p[1]);
+}
+
 int main(void) {
   size_t live0 = cf_cpu_bytes_live();
   test_used_twice();
@@ -228,6 +253,7 @@ int main(void) {
   test_seed_and_freed();
   test_broadcast_grad();
   test_saved_versions();
+  test_refused_step_changes_nothing();
   CHECK(cf_cpu_bytes_live() == live0, "CPU bytes live back to the start (%zu extra)", cf_cpu_bytes_live() - live0);
   return check_finish();
 }

@@ -443,10 +443,12 @@ H.case("load_checkpoint converts the file's tensors to the parameters' dtype", f
   for name, p in pairs(m:parameters()) do w[name] = (p * 0.5):to("bf16") end
   assert(confit.save_safetensors(dir .. "/model.safetensors", w))
   spit(dir .. "/trainer_state.json", '{"step": 3, "optimizer": {}}\n')
+  local before = m:parameters()
   local st = train.load_checkpoint(dir, m, nil)
   H.eq(st.step, 3)
   for name, p in pairs(m:parameters()) do
     H.eq(p:dtype(), "f32", name .. " stays f32")
+    H.ok(p == before[name], name .. ": the same tensor, written in place (layouts kept)")
     H.eq((p - w[name]:to("f32")):abs():max():item(), 0, name .. " loaded")
   end
   m:free()
