@@ -134,7 +134,9 @@ end
 
 --- Sample completions. prompts: strings (encoded with the model's tokenizer) or lists of ids.
 --- Returns a flat list of samples {prompt, tokens, logprobs, logprob, finish, text} ordered
---- prompt by prompt (n per prompt). text excludes a final stop token.
+--- prompt by prompt (n per prompt). text excludes a final stop token, and ids past the
+--- tokenizer's vocabulary (an embedding table padded beyond it: Qwen has 151936 rows for 151669
+--- tokens) decode to nothing; tokens keeps every sampled id.
 function Model:generate(prompts, opts)
   if type(prompts) ~= "table" then error("generate: prompts must be a list", 2) end
   opts = opts or {}
@@ -149,13 +151,19 @@ function Model:generate(prompts, opts)
     else error(("generate: prompt %d must be a string or a list of token ids"):format(i), 2) end
   end
   local out = self.core:generate(ids, opts)
-  if self.tokenizer then
+  local tok = self.tokenizer
+  if tok then
+    local known = {}   -- id -> whether the tokenizer has it
     for _, s in ipairs(out) do
-      local toks = s.tokens
-      if s.finish == "stop" and #toks > 0 then
-        toks = table.move(toks, 1, #toks - 1, 1, {})
+      local toks, n = {}, #s.tokens
+      if s.finish == "stop" and n > 0 then n = n - 1 end
+      for i = 1, n do
+        local id = s.tokens[i]
+        local k = known[id]
+        if k == nil then k = tok:id_to_token(id) ~= nil; known[id] = k end
+        if k then toks[#toks + 1] = id end
       end
-      s.text = self.tokenizer:decode(toks)
+      s.text = tok:decode(toks)
     end
   end
   return out

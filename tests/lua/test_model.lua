@@ -340,6 +340,18 @@ H.case("load: a tokenizer with ids past the model's vocab_size is refused, with 
   write_small_tokenizer(dir)
   local small = assert(confit.load(dir))
   H.eq(small.tokenizer.vocab_size, 50, "small tokenizer")
+  -- sampled ids past the tokenizer's 50 (rows 50..63) decode to nothing; tokens keeps them
+  local out = small:generate({{1, 2, 3}}, {n = 8, temperature = 2.0, max_new_tokens = 12, seed = 3,
+                                            ignore_eos = true})
+  local padded = 0
+  for _, s in ipairs(out) do
+    local known = {}
+    for _, id in ipairs(s.tokens) do
+      if id >= 50 then padded = padded + 1 else known[#known + 1] = id end
+    end
+    H.eq(s.text, small.tokenizer:decode(known), "text of the known ids")
+  end
+  H.ok(padded > 0, "some sampled ids are padding rows (" .. padded .. ")")
   small:free()
   local t = assert(confit.load("examples/toy/model"))
   H.eq(t.tokenizer.vocab_size, t.config.vocab_size, "the toy: as many ids as rows")
