@@ -240,6 +240,38 @@ done:
   return rc;
 }
 
+/* Sorts idx[0..n) / p[0..n) by probability, descending, ties by id ascending: a total order, so
+ * any prefix of the sorted vocabulary sorts to the same sequence whether it is sorted alone or
+ * with the rest. */
+static void sort_by_p(int64_t *idx, double *p, int64_t n) {
+  for (int64_t gap = n / 2; gap > 0; gap /= 2)
+    for (int64_t i = gap; i < n; i++) {
+      int64_t ti = idx[i];
+      double tp = p[i];
+      int64_t j = i;
+      while (j >= gap && (p[j - gap] < tp || (p[j - gap] == tp && idx[j - gap] > ti))) {
+        p[j] = p[j - gap]; idx[j] = idx[j - gap]; j -= gap;
+      }
+      p[j] = tp; idx[j] = ti;
+    }
+}
+
+/* How many of the sorted candidates top-k / top-p keep: the first keep, cut where the running
+ * sum first reaches top_p. *reached: the sum reached top_p (or top_p is off). */
+static int64_t nucleus(const double *p, int64_t n, int64_t keep, double top_p, bool *reached) {
+  if (keep > n) keep = n;
+  *reached = !(top_p < 1.0);
+  if (*reached) return keep;
+  double cum = 0;
+  for (int64_t i = 0; i < keep; i++) {
+    cum += p[i];
+    if (cum >= top_p) { *reached = true; return i + 1; }
+  }
+  return keep;
+}
+
+#define SAMPLE_BUCKETS 64
+
 int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int top_k,
                         double top_p, double u, double *logprob, int64_t *idx, double *p) {
   int64_t best = 0;
@@ -249,27 +281,53 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
   for (int64_t i = 0; i < V; i++) sum += exp(logits[i] / T - mx);
   double lse = mx + log(sum);
   if (temperature <= 0) { *logprob = logits[best] / T - lse; return best; }
-  /* Candidates sorted by probability when truncating; otherwise sample from the full softmax. */
+  /* Truncation (top-k, top-p) keeps a prefix of the vocabulary sorted by probability. Sorting
+   * all V (151,936 for Qwen) every token dominated CPU sampling, so only a prefix that surely
+   * holds the kept tokens is sorted: the ids whose probability is within 2^-b of the largest,
+   * b the first power that holds at least top_k ids or top_p of the mass (one pass buckets the
+   * ids by b). The sort order is total, so the kept tokens, their order and every sum are those
+   * of sorting all V; if the running sum misses top_p inside the prefix (rounding), the whole
+   * vocabulary is sorted. Without truncation, the full softmax is sampled. */
   int64_t n = V;
   for (int64_t i = 0; i < V; i++) { idx[i] = i; p[i] = exp(logits[i] / T - lse); }
   if (top_k > 0 || top_p < 1.0) {
-    /* insertion into a sorted prefix would be O(V^2): sort indices by p descending instead */
     int64_t keep = top_k > 0 && top_k < V ? top_k : V;
-    /* partial selection sort for small k, else a full heap-free shell sort */
-    for (int64_t gap = V / 2; gap > 0; gap /= 2)
-      for (int64_t i = gap; i < V; i++) {
-        int64_t ti = idx[i];
-        double tp = p[i];
-        int64_t j = i;
-        while (j >= gap && (p[j - gap] < tp || (p[j - gap] == tp && idx[j - gap] > ti))) {
-          p[j] = p[j - gap]; idx[j] = idx[j - gap]; j -= gap;
-        }
-        p[j] = tp; idx[j] = ti;
+    double pmax = p[best];
+    int64_t count[SAMPLE_BUCKETS] = {0};
+    double mass[SAMPLE_BUCKETS] = {0};
+    for (int64_t i = 0; i < V; i++) {
+      int e, b = SAMPLE_BUCKETS - 1;
+      if (p[i] > 0) {
+        frexp(p[i] / pmax, &e);                 /* p / pmax in [2^(e-1), 2^e) */
+        b = 1 - e < SAMPLE_BUCKETS - 1 ? 1 - e : SAMPLE_BUCKETS - 1;
       }
-    n = keep;
-    if (top_p < 1.0) {
-      double cum = 0;
-      for (int64_t i = 0; i < keep; i++) { cum += p[i]; if (cum >= top_p) { n = i + 1; break; } }
+      count[b]++;
+      mass[b] += p[i];
+    }
+    int B = SAMPLE_BUCKETS - 1;
+    int64_t cc = 0;
+    double cm = 0;
+    for (int b = 0; b < SAMPLE_BUCKETS - 1; b++) {
+      cc += count[b];
+      cm += mass[b];
+      if (cc >= keep || (top_p < 1.0 && cm >= top_p)) { B = b; break; }
+    }
+    int64_t m = 0;
+    if (B < SAMPLE_BUCKETS - 1) {
+      for (int64_t i = 0; i < V; i++) {
+        int e;
+        if (p[i] > 0 && (frexp(p[i] / pmax, &e), 1 - e <= B)) { idx[m] = i; p[m] = p[i]; m++; }
+      }
+    } else {
+      m = V;
+    }
+    bool reached;
+    sort_by_p(idx, p, m);
+    n = nucleus(p, m, keep, top_p, &reached);
+    if (!reached && m < keep && m < V) {        /* the prefix fell short: sort everything */
+      for (int64_t i = 0; i < V; i++) { idx[i] = i; p[i] = exp(logits[i] / T - lse); }
+      sort_by_p(idx, p, V);
+      n = nucleus(p, V, keep, top_p, &reached);
     }
   }
   double total = 0;

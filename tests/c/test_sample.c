@@ -1,0 +1,109 @@
+/* test_sample.c - cf_sample_token (core/nn/generate.c) against a plain reference: softmax in
+ * double; when truncating, the whole vocabulary sorted by probability (descending, ties by id)
+ * with qsort, top-k then top-p cut where the running sum first reaches top_p; the pick of u times
+ * the kept mass (without truncation, over the ids in order).
+ * The sampler sorts only a prefix that holds the kept tokens; its token and log-prob must equal
+ * the reference's exactly, for flat, peaked, tied and underflowing distributions.
+ * Prints "N passed, N failed"; exits 1 on any failure.
+ */
+#include "nn/generate.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+typedef struct { int64_t id; double p; } cand;
+
+static int by_p(const void *a, const void *b) {
+  const cand *x = a, *y = b;
+  if (x->p != y->p) return x->p > y->p ? -1 : 1;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int64_t reference(const float *logits, int64_t V, double T, int top_k, double top_p, double u,
+                         double *logprob) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+  double mx = logits[best] / T, sum = 0;
+  for (int64_t i = 0; i < V; i++) sum += exp(logits[i] / T - mx);
+  double lse = mx + log(sum);
+  cand *c = malloc((size_t)V * sizeof *c);
+  for (int64_t i = 0; i < V; i++) { c[i].id = i; c[i].p = exp(logits[i] / T - lse); }
+  if (top_k > 0 || top_p < 1.0) qsort(c, (size_t)V, sizeof *c, by_p);   /* else: in id order */
+  int64_t keep = top_k > 0 && top_k < V ? top_k : V, n = keep;
+  if (top_p < 1.0) {
+    double cum = 0;
+    for (int64_t i = 0; i < keep; i++) { cum += c[i].p; if (cum >= top_p) { n = i + 1; break; } }
+  }
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) total += c[i].p;
+  double target = u * total, cum = 0;
+  int64_t pick = c[n - 1].id;
+  for (int64_t i = 0; i < n; i++) { cum += c[i].p; if (target < cum) { pick = c[i].id; break; } }
+  free(c);
+  *logprob = logits[pick] / T - lse;
+  return pick;
+}
+
+static uint64_t rng_state = 12345;
+static double uniform(void) {
+  rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+  return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* kinds of logits: 0 gaussian-ish, 1 one spike, 2 all equal, 3 few values (many ties),
+ * 4 half -inf (probability 0), 5 a long tail: a wide spread that needs many buckets */
+static void fill(float *lg, int64_t V, int kind) {
+  for (int64_t i = 0; i < V; i++) {
+    double g = uniform() + uniform() + uniform() - 1.5;
+    switch (kind) {
+      case 0: lg[i] = (float)(3 * g); break;
+      case 1: lg[i] = (float)g; break;
+      case 2: lg[i] = 0.5f; break;
+      case 3: lg[i] = (float)(int)(4 * uniform()); break;
+      case 4: lg[i] = i % 2 ? -INFINITY : (float)(2 * g); break;
+      default: lg[i] = (float)(-0.05 * (double)i); break;
+    }
+  }
+  if (kind == 1) lg[V / 3] = 25.0f;
+}
+
+int main(void) {
+  const int64_t sizes[] = {1, 2, 7, 1000, 40000};
+  const double temps[] = {0.3, 1.0, 2.5};
+  const int ks[] = {0, 1, 5, 64, 100000};
+  const double ps[] = {1.0, 0.95, 0.5, 0.01, 0.999999};
+  const double us[] = {0.0, 0.37, 0.999999};
+  int mismatches = 0, cases = 0;
+  for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+    int64_t V = sizes[si];
+    float *lg = malloc((size_t)V * sizeof *lg);
+    int64_t *idx = malloc((size_t)V * sizeof *idx);
+    double *p = malloc((size_t)V * sizeof *p);
+    for (int kind = 0; kind < 6; kind++) {
+      fill(lg, V, kind);
+      if (kind == 4 && V >= 1) lg[0] = 1.0f;   /* at least one finite logit */
+      for (size_t ti = 0; ti < 3; ti++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
+          for (size_t pi = 0; pi < sizeof ps / sizeof *ps; pi++)
+            for (size_t ui = 0; ui < 3; ui++) {
+              if (ks[ki] == 0 && ps[pi] == 1.0 && ui > 0) continue;
+              double lp_ref, lp;
+              int64_t want = reference(lg, V, temps[ti], ks[ki], ps[pi], us[ui], &lp_ref);
+              int64_t got = cf_sample_token(lg, V, temps[ti], ks[ki], ps[pi], us[ui], &lp, idx, p);
+              cases++;
+              if (got != want || lp != lp_ref) {
+                if (mismatches++ < 10)
+                  printf("V=%lld kind=%d T=%g top_k=%d top_p=%g u=%g: token %lld (logprob %.17g), reference %lld (%.17g)\n",
+                         (long long)V, kind, temps[ti], ks[ki], ps[pi], us[ui], (long long)got, lp,
+                         (long long)want, lp_ref);
+              }
+            }
+    }
+    free(lg); free(idx); free(p);
+  }
+  CHECK(mismatches == 0, "%d of %d draws differ from the reference", mismatches, cases);
+  CHECK(cases > 5000, "%d draws compared", cases);
+  return check_finish();
+}
