@@ -13,28 +13,30 @@
 --   }
 --
 -- Every grid point is one run directory OUT/<key=value,...> (keys in byte order, docs/RUNDIR.md's
--- grid layout), run as a subprocess `<confit> <recipe> --out DIR --key value ...` with its
--- output in DIR/log.txt. Keys become flags with "_" turned into "-" (questions_per_step ->
--- --questions-per-step); true is a bare flag, false leaves the flag out. Grid values override
--- base values. A run whose DIR/summary.json exists is finished and skipped, so re-running the
--- same command continues an interrupted grid (an rlsc run that left checkpoints gets --resume);
--- a failed run is reported and the grid goes on. Before a run starts, its settings (the flags
--- but --out, and the recipe) are recorded in DIR/ablate.json; when a finished run's recorded
--- settings (or, for a run finished before that record existed, OUT/grid.json's) differ from what
--- the grid file gives it now (base or recipe changed), ablate refuses before running or writing
--- anything, naming the run and the setting: remove that run directory to rerun it, or give
--- another --out.
+-- grid layout), run as a subprocess `<confit> <recipe> --out DIR --key value ...` with its output
+-- appended to DIR/log.txt after a line "==== ablate <UTC time>: <command>" (a point run again,
+-- after a failure or resumed from its checkpoints, keeps the earlier attempts' output). Keys become
+-- flags with "_" turned into "-" (questions_per_step -> --questions-per-step); true is a bare flag,
+-- false leaves the flag out. Grid values override base values. A run whose DIR/summary.json exists
+-- is finished and skipped, so re-running the same command continues an interrupted grid (an rlsc
+-- run that left checkpoints gets --resume); a failed run is reported and the grid goes on. Before a
+-- run starts, its settings (the flags but --out, and the recipe) are recorded in DIR/ablate.json;
+-- when a finished run's recorded settings (or, for a run finished before that record existed,
+-- OUT/grid.json's) differ from what the grid file gives it now (base or recipe changed), ablate
+-- refuses before running or writing anything, naming the run and the setting: remove that run
+-- directory to rerun it, or give another --out.
 -- The confit executable is $CONFIT_EXE, else arg[-1] (the program that runs this script).
 --
--- Results: OUT/grid.json (axes and runs), OUT/results.csv and OUT/results.md with one row per
--- grid point without the seed axis and per benchmark: for each metric of summary.json's
--- "after", the mean over seeds and the sample standard deviation (n - 1 denominator), and the
--- same for the change from "before" (after - before, per run, then averaged). Every numeric
--- key of "after" is a metric except settings and bookkeeping (n, wall_s, temperature, ...,
--- *_ci95) and a second name of a number the summary holds under docs/RUNDIR.md's name too
+-- Results: OUT/grid.json (axes and runs), OUT/results.csv and OUT/results.md with one row per grid
+-- point without the seed axis and per benchmark (a single-benchmark summary is named as the report
+-- names it: the benchmark its before/after or its config name, else "all"): for each metric of
+-- summary.json's "after", the mean over seeds and the sample standard deviation (n - 1
+-- denominator), and the same for the change from "before" (after - before, per run, then averaged).
+-- Every numeric key of "after" is a metric except settings and bookkeeping (n, wall_s, temperature,
+-- ..., *_ci95) and a second name of a number the summary holds under docs/RUNDIR.md's name too
 -- (rlsc's toy runs: greedy_acc = acc, pass1_t05 = pass@1, pass<k> = pass@k, maj<n> = maj@n;
--- confit.evaluate: avg@n = pass@1): the column keeps RUNDIR.md's name. The grid file's metrics
--- list picks and orders them explicitly (second names included).
+-- confit.evaluate: avg@n = pass@1): the column keeps RUNDIR.md's name. The grid file's metrics list
+-- picks and orders them explicitly (second names included).
 --
 -- recipe: any script taking rlsc's flags and writing summary.json; the confit executable runs
 -- it as `<confit> <recipe> --out DIR ...`. A recipe of one's own that wraps rlsc (a method of
@@ -257,9 +259,11 @@ function M.executable()
   return "confit"
 end
 
-local function tail(path, n)
+-- The last n lines of the file at path from byte offset from (default 0: the whole file).
+local function tail(path, n, from)
   local f = io.open(path, "rb")
   if not f then return "" end
+  if from then f:seek("set", from) end
   local lines = {}
   for line in f:lines() do
     lines[#lines + 1] = line
@@ -269,17 +273,35 @@ local function tail(path, n)
   return table.concat(lines, "\n")
 end
 
--- Run one grid point as a subprocess; true, or nil and a reason.
+-- The size of the file at path in bytes (0 when it is not there).
+local function file_size(path)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local n = f:seek("end")
+  f:close()
+  return n or 0
+end
+
+-- Run one grid point as a subprocess; true, or nil and a reason. Its output is appended to
+-- DIR/log.txt after a line naming this invocation (time and command), so a grid point run
+-- again (after a failure, or resumed from its checkpoints) keeps the earlier attempts' output;
+-- run.log_from is where this attempt's output starts.
 function M.subprocess_runner(run, ctx)
   local argv = {ctx.exe, ctx.recipe}
   for _, a in ipairs(run.argv) do argv[#argv + 1] = a end
   local parts = {}
   for i, a in ipairs(argv) do parts[i] = shell_quote(a) end
   local log = run.path .. "/log.txt"
-  local cmd = table.concat(parts, " ") .. " > " .. shell_quote(log) .. " 2>&1"
+  local f = io.open(log, "ab")
+  if not f then return nil, "cannot write " .. log end
+  f:write(("==== ablate %s: %s%s\n"):format(os.date("!%Y-%m-%dT%H:%M:%SZ"), table.concat(parts, " "),
+                                          run.resumed and "  (resuming from its checkpoints)" or ""))
+  f:close()
+  run.log_from = file_size(log)
+  local cmd = table.concat(parts, " ") .. " >> " .. shell_quote(log) .. " 2>&1"
   local ok, how, code = os.execute(cmd)
   if ok then return true end
-  local t = tail(log, 5)
+  local t = tail(log, 5, run.log_from)
   return nil, string.format("%s %s; log %s%s", how == "signal" and "killed by signal" or "exit status",
                             tostring(code), log, t ~= "" and (":\n    " .. t:gsub("\n", "\n    ")) or "")
 end
@@ -332,19 +354,17 @@ function M.run_grid(spec, opts)
         for _, a in ipairs(r.argv) do has = has or a == "--resume" end
         if not has then r.argv[#r.argv + 1] = "--resume" end
         resumed = " (resuming from its checkpoints)"
+        r.resumed = true
       end
       say("ablate: " .. label .. ": running" .. resumed)
       local t0 = clock()
       local ok, why = runner(r, ctx)
       if ok and not file_exists(r.path .. "/summary.json") then
         ok, why = nil, "finished without writing summary.json"
-        local f = io.open(r.path .. "/log.txt", "rb")
-        if f then
-          if f:read(1) == nil then
-            why = why .. "; the recipe wrote nothing (log.txt is empty): did it run main? A wrapper "
-              .. "recipe ends `return cli.main(\"name\", dofile(\"recipes/rlsc.lua\"))` (see --help)"
-          end
-          f:close()
+        local log = r.path .. "/log.txt"
+        if file_exists(log) and file_size(log) <= (r.log_from or 0) then
+          why = why .. "; the recipe wrote nothing (log.txt is empty after this run's header line): did it run "
+            .. "main? A wrapper recipe ends `return cli.main(\"name\", dofile(\"recipes/rlsc.lua\"))` (see --help)"
         end
       end
       if ok then
@@ -413,12 +433,33 @@ local function sort_metrics(list)
   return list
 end
 
+-- The name of a single-benchmark summary (as the report names one, lua/confit/report.lua): the
+-- benchmark its before / after name when they name one (an rlsc --data run's, from
+-- confit.evaluate), else the config's (`benchmark`, a `benchmarks` list of one, or rlsc's
+-- `eval.benchmark`), else "all".
+local function single_name(summary)
+  local names, n = {}, 0
+  for _, stage in ipairs({"before", "after"}) do
+    local s = summary[stage]
+    local b = type(s) == "table" and s.benchmark
+    if type(b) == "string" and b ~= "" and not names[b] then names[b] = true; n = n + 1 end
+  end
+  if n == 1 then return (next(names)) end
+  if n > 1 then return "all" end
+  local cfg = type(summary.config) == "table" and summary.config or {}
+  local b = cfg.benchmark
+  if type(b) ~= "string" and type(cfg.benchmarks) == "table" and #cfg.benchmarks == 1 then b = cfg.benchmarks[1] end
+  if type(b) ~= "string" and type(cfg.eval) == "table" then b = cfg.eval.benchmark end
+  if type(b) == "string" and b ~= "" then return b end
+  return "all"
+end
+
 -- summary.json in either shape -> {benchmark = {before, after}}
 local function benchmarks_of(summary)
   if type(summary) ~= "table" then return {} end
   if type(summary.benchmarks) == "table" then return summary.benchmarks end
   if type(summary.before) == "table" or type(summary.after) == "table" then
-    return {all = {before = summary.before, after = summary.after}}
+    return {[single_name(summary)] = {before = summary.before, after = summary.after}}
   end
   return {}
 end

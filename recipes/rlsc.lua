@@ -11,7 +11,7 @@
 --
 --   confit recipes/rlsc.lua [--method l2] [--alpha 0.1] [--n 16] [--steps 20]
 --       [--questions-per-step 4] [--lr 1e-4] [--temperature 0.5] [--loss-temperature T]
---       [--eval-questions 200] [--seed 1] [--model examples/toy/model] [--task mixed]
+--       [--eval-questions N] [--eval-seed S] [--seed 1] [--model examples/toy/model] [--task mixed]
 --       [--out DIR] [--checkpoint-every K] [--resume] [--device cpu|cuda] [--dtype bf16|f32]
 --       [--recompute] [--micro-batch K] [--state-dtype f32|bf16] [--profile]
 --       ...      (--help lists every flag)
@@ -35,8 +35,14 @@
 -- --micro-batch 4: the same gradient in four passes, which bounds memory). Evaluation
 -- before and after uses confit.evaluate (greedy, plus --eval-n samples) on --eval-data (a file,
 -- read with the same --question-field / --answer-field, or a benchmark name of confit.bench;
--- default: the training file when it has answers). Ids (an "id" field, else the line's position)
--- must be unique.
+-- default: the training file when it has answers): its first --eval-questions problems (default
+-- all), sampled with seed --eval-seed (default --seed). A --data or --eval-data file named after
+-- a benchmark of confit.bench (gsm8k.jsonl, olympiadbench.jsonl, ...) is read, unless
+-- --answer-field is given, as --eval-data NAME reads the benchmark: its question field (unless
+-- --question-field is given), its reference answers (confit.grade.reference: gsm8k's number after
+-- "####", not the worked solution) and its ids. Ids (an "id" field, else the line's position;
+-- a benchmark's: id, idx or unique_id) must be unique. The toy world's --eval-questions (200)
+-- held-out questions are drawn with --eval-seed (1).
 --
 -- Run directory (docs/RUNDIR.md): --out, default runs/rlsc-<UTC timestamp>: config.json,
 -- steps.jsonl, eval_before.jsonl, eval_after.jsonl, summary.json, checkpoint-<step>/ when
@@ -46,9 +52,11 @@
 -- refused. An unfinished rlsc run there without checkpoints is started over (its files removed);
 -- one with checkpoints is continued from the latest with --resume (same settings, same --model)
 -- and otherwise refused; a finished one
--- (summary.json) is only resumed. A resumed --data run keeps its evaluation before training when
--- it was made with the same settings and data. Every input (flags, files, the model, the
--- checkpoint to resume) is checked before anything is printed or written.
+-- (summary.json) is only resumed. A --data run with --resume keeps its evaluation before training
+-- when it was made with the same settings and data, and continues one that was cut short (also
+-- without a checkpoint): only the problems eval_before.jsonl lacks are generated (records made
+-- otherwise are evaluated again, and the log says why). Every input (flags, files, the model,
+-- the checkpoint to resume) is checked before anything is printed or written.
 --
 -- Called from Lua (tests): local main = dofile("recipes/rlsc.lua"); main({"--steps", "2"})
 -- returns {before, after, config, steps}.
@@ -86,9 +94,10 @@ local SPEC = {
   kl_coef = {"number", 0, min = 0},
   clip_max = {"number", 0.5, min = 0},
   temperature_scale = {"number", 0.5, above = 0},
-  eval_questions = {"int", 200, min = 1, max = 10000},
+  -- nil: resolved per mode in check (toy: 200 questions, seed 1; --data: every problem, --seed)
+  eval_questions = {"int", nil, min = 1, max = 10000},
   eval_n = {"int", 16, min = 0, max = MAX_SAMPLES},
-  eval_seed = {"int", 1},
+  eval_seed = {"int", nil},
   no_eval = {"flag", false},
   seed = {"int", 1},
   model = {"string", "examples/toy/model"},
@@ -182,6 +191,49 @@ local function bench_name(path)
   return (base:gsub("%.jsonl?$", ""))
 end
 
+-- The benchmark of confit.bench a --data / --eval-data FILE is, or nil: a file named
+-- <name>.jsonl after one (math500.jsonl, gsm8k.jsonl, ...) when --answer-field is not given.
+-- Such a file is read as `--eval-data NAME` reads the benchmark (bench.load(name, {dir =
+-- the file's folder})): its question field (unless --question-field is given), its reference
+-- answers (confit.grade.reference: gsm8k's text after "####", olympiadbench's final_answer,
+-- minerva_math's last \boxed{} of the solution) and its ids (id, idx or unique_id).
+local function known_benchmark(o, path)
+  if o.given.answer_field then return nil end
+  local base = path:match("([^/]+)$") or path
+  local name = base:match("^(.+)%.jsonl$")
+  for _, n in ipairs(require("confit.bench").names) do
+    if n == name then return name, path:match("^(.*)/[^/]*$") or "." end
+  end
+  return nil
+end
+
+-- A benchmark file's items (known_benchmark) through confit.bench; what: the flag, for messages.
+local function load_known(o, name, dir, what)
+  local bench = require "confit.bench"
+  local qf = o.given.question_field and o.question_field or nil
+  local ok, items, err = pcall(bench.load, name, {dir = dir, question = qf})
+  local msg = not ok and cli.message(items) or not items and tostring(err) or nil
+  if msg then
+    die("%s %s (a file named %s.jsonl is read as the benchmark %s: give --answer-field FIELD to read it as a plain file)",
+        what, (msg:gsub("^bench%.load: ", "")), name, name)
+  end
+  return items
+end
+
+-- The field a benchmark file's question was read from (for config.json): --question-field when
+-- given, else the field of the first record that holds the question (the benchmark's: "problem"
+-- where a record holds it under both names, as aime24's and amc23's do)
+local function question_field_of(o, item)
+  if o.given.question_field then return o.question_field end
+  local rec = item.record
+  for _, k in ipairs({"problem", "question"}) do
+    if rec[k] == item.question then return k end
+  end
+  for _, k in ipairs(cli.sorted_keys(rec)) do
+    if rec[k] == item.question then return k end
+  end
+end
+
 -- Toy world ------------------------------------------------------------------------------------
 
 -- Load the model and move it to --device (cuda: weights in --dtype, fp32 masters in AdamW).
@@ -251,6 +303,23 @@ end
 local function read_questions(o)
   local chat = require "confit.chat"
   cli.check_file("rlsc", o.data, "--data")
+  local name, dir = known_benchmark(o, o.data)
+  if name then
+    -- a benchmark's file: its fields, reference answers and ids (every problem has an answer)
+    local items = load_known(o, name, dir, "--data")
+    if #items == 0 then die("--data %s holds no questions", o.data) end
+    local questions, seen = {}, {}
+    for i, it in ipairs(items) do
+      if not it.question:find("%S") then die("--data %s: empty question", it.where) end
+      local k = tostring(it.id)
+      if seen[k] then die("--data %s: id %s repeats problem %d (ids must be unique)", it.where, k, seen[k]) end
+      seen[k] = i
+      questions[i] = {id = it.id, question = it.question, answer = it.answer,
+                      prompt = chat.apply(o.template, it.question)}
+    end
+    o.data_reference, o.data_question_field = name, question_field_of(o, items[1])
+    return questions, true
+  end
   local text
   do
     local f = assert(io.open(o.data, "rb"))
@@ -272,7 +341,9 @@ local function read_questions(o)
       end
       if not q:find("%S") then die("--data %s:%d: empty question", o.data, lineno) end
       local a = r[o.answer_field]
-      if a == nil or a == jsonio.null then labelled = false; a = nil
+      if a == nil or a == jsonio.null then
+        labelled = false; a = nil
+        o.unlabelled_line = o.unlabelled_line or lineno  -- the first, named when nothing is evaluated
       elseif type(a) ~= "string" and type(a) ~= "number" then
         die("--data %s:%d: field '%s' (--answer-field) must be a string or a number", o.data, lineno, o.answer_field)
       end
@@ -291,6 +362,7 @@ local function read_questions(o)
     end
   end
   if #questions == 0 then die("--data %s holds no questions", o.data) end
+  o.data_question_field, o.data_answer_field = o.question_field, o.answer_field
   return questions, labelled
 end
 
@@ -302,10 +374,22 @@ local function read_eval_data(o)
   -- with its own fields and reference answers
   local named = false
   for _, name in ipairs(bench.names) do if name == o.eval_data then named = true end end
-  local lopts = not named and {question = o.question_field, answer = o.answer_field} or nil
-  local ok, items, err = pcall(bench.load, o.eval_data, lopts)
-  if not ok then die("--eval-data: %s", (cli.message(items):gsub("^bench%.load: ", ""))) end
-  if not items then die("--eval-data: %s", (tostring(err):gsub("^bench%.load: ", ""))) end
+  -- a file named after a benchmark is read as the benchmark (unless --answer-field is given)
+  local kname, kdir = nil, nil
+  if not named then kname, kdir = known_benchmark(o, o.eval_data) end
+  local items
+  if kname then
+    items = load_known(o, kname, kdir, "--eval-data")
+    o.eval_reference, o.eval_question_field = kname, items[1] and question_field_of(o, items[1])
+  else
+    local lopts = not named and {question = o.question_field, answer = o.answer_field} or nil
+    local ok, got, err = pcall(bench.load, o.eval_data, lopts)
+    if not ok then die("--eval-data: %s", (cli.message(got):gsub("^bench%.load: ", ""))) end
+    if not got then die("--eval-data: %s", (tostring(err):gsub("^bench%.load: ", ""))) end
+    items = got
+    if named then o.eval_reference = o.eval_data
+    else o.eval_question_field, o.eval_answer_field = o.question_field, o.answer_field end
+  end
   if #items == 0 then die("--eval-data %s holds no problems", o.eval_data) end
   local seen = {}
   for i, it in ipairs(items) do
@@ -325,7 +409,7 @@ local function eval_opts(o, stage)
   local progress = nil                 -- evaluate's progress lines (stderr); --quiet: none
   if o.quiet then progress = false end
   return {mode = o.eval_mode, template = o.eval_template, greedy = true, n = o.eval_n,
-          max_new_tokens = o.max_new_tokens, seed = o.seed, temperature = temperature,
+          max_new_tokens = o.max_new_tokens, seed = o.eval_seed, temperature = temperature,
           out_dir = o.out, stage = stage, summary_file = false,
           resume = stage == "before" and o.keep_before == true, benchmark = bench_name(o.eval_data or o.data),
           -- the model as recorded with the records (evaluate.check_resume sees no model object)
@@ -343,14 +427,28 @@ local function run_real(o, m, say)
   local evaluate = require "confit.evaluate"
   local problems = o.eval_problems
   local function do_eval(stage)
-    if o.no_eval then return nil end
-    if not problems then say("rlsc: no answers to evaluate against (--eval-data); skipping the " .. stage .. " evaluation"); return nil end
+    if o.no_eval or not problems then return nil end
     return (evaluate.run(m, problems, eval_opts(o, stage)))
   end
+  if not o.no_eval and not problems then
+    -- said once, with the reason and the way to an evaluation
+    say(("rlsc: no answers to evaluate against: %s:%d has no field '%s' (--answer-field), so there is no "
+         .. "evaluation before or after training; give --eval-data NAME (a benchmark: %s) or --eval-data FILE, "
+         .. "or --answer-field FIELD"):format(o.data, o.unlabelled_line or 1, o.answer_field,
+                                             table.concat(require("confit.bench").names, ", ")))
+  end
+  if o.before_redo then say("rlsc: --resume: " .. o.before_redo .. "; evaluating again before training") end
   local timing = {}
   local t0 = confit.clock()
   local before = do_eval("before")
-  if before then timing.eval_before_s = confit.clock() - t0 end
+  if before then
+    timing.eval_before_s = confit.clock() - t0
+    if (before.resumed or 0) > 0 then
+      timing.eval_before_resumed = before.resumed
+      say(("rlsc: the evaluation before training resumed %d of %d problems from %s/eval_before.jsonl%s")
+          :format(before.resumed, before.n, o.out, before.resumed == before.n and " (kept; nothing generated)" or ""))
+    end
+  end
   local t1 = confit.clock()
   local steps = train.run({
     model = m, questions = questions, method = o.method, alpha = o.alpha, n = o.n,
@@ -473,6 +571,18 @@ local function check(o)
   elseif not o.no_eval and o.eval_n < 1 then
     die("--eval-n must be >= 1 for the toy evaluation, got %d (or give --no-eval)", o.eval_n)
   end
+  -- --eval-questions / --eval-seed: the toy's held-out questions (200, drawn with seed 1), or
+  -- the first N problems of a --data run's evaluation (all) and its sampling seed (--seed)
+  if o.data then
+    if o.eval_seed == nil then o.eval_seed = o.seed end
+    if o.eval_seed < 0 then
+      die("--eval-seed must be >= 0 with --data (the evaluation's seed%s), got %d",
+          o.given.eval_seed and "" or "; it defaults to --seed", o.eval_seed)
+    end
+  else
+    if o.eval_questions == nil then o.eval_questions = 200 end
+    if o.eval_seed == nil then o.eval_seed = 1 end
+  end
   cli.check_model_dir("rlsc", o.model, "--model")
   if o.data then
     local evaluate = require "confit.evaluate"
@@ -484,8 +594,17 @@ local function check(o)
       o.eval_template = evaluate.default_template(o.eval_mode, o.model)
     end
     o.questions, o.labelled = read_questions(o)
-    -- evaluated on --eval-data, else on the training file when it has answers
-    o.eval_problems = read_eval_data(o) or (o.labelled and o.questions or nil)
+    -- evaluated on --eval-data, else on the training file when it has answers (read alike)
+    o.eval_problems = read_eval_data(o)
+    if not o.eval_problems and o.labelled then
+      o.eval_problems = o.questions
+      o.eval_reference, o.eval_question_field, o.eval_answer_field =
+        o.data_reference, o.data_question_field, o.data_answer_field
+    end
+    -- --eval-questions N: the first N problems
+    if o.eval_problems and o.eval_questions and o.eval_questions < #o.eval_problems then
+      o.eval_problems = table.move(o.eval_problems, 1, o.eval_questions, 1, {})
+    end
   end
   -- --max-new-tokens must fit the model's context after the longest prompt (the --data prompts
   -- measured with the model folder's tokenizer.json, the toy prompts with the toy's bytes)
@@ -539,15 +658,35 @@ local function check(o)
     if not (confit.cuda and confit.cuda.available()) then die("--device cuda: no usable GPU") end
   end
   check_out_dir(o)
-  -- a resumed --data run keeps the evaluation before training of the run it continues
-  -- (confit.evaluate resumes eval_before.jsonl: only problems it lacks are generated), unless
-  -- its records were made with other settings or data: then it evaluates again. The toy
-  -- evaluation is quick and always runs again.
-  if o.data and o.resumed and not o.no_eval and o.eval_problems
+  -- --resume keeps the evaluation before training of the run it continues, also one cut short
+  -- (a run stopped before its first checkpoint, or during that evaluation): confit.evaluate
+  -- resumes eval_before.jsonl, generating only the problems it lacks. Records it would refuse
+  -- to resume (other settings, model or data, or a settings file missing or unreadable) and
+  -- records of problems this evaluation does not ask for are evaluated again, and the log says
+  -- why (check_resume: decided here, so evaluate.run never refuses after files were written).
+  -- The toy evaluation is quick and always runs again.
+  if o.data and o.resume and not o.no_eval and o.eval_problems
      and cli.exists(o.out .. "/eval_before.jsonl") then
+    local path = o.out .. "/eval_before.jsonl"
     local eo = eval_opts(o, "before")
     eo.resume = true
-    o.keep_before = require("confit.evaluate").check_resume(eo, o.eval_problems) == nil
+    local why = require("confit.evaluate").check_resume(eo, o.eval_problems)
+    if why then
+      why = why:gsub(";%s*use another output directory, or start over.*$", "")
+    else
+      local recs = jsonio.read_jsonl(path, {partial_tail = true}) or {}
+      local want = {}
+      for _, q in ipairs(o.eval_problems) do want[tostring(q.id)] = true end
+      for _, r in ipairs(recs) do
+        if type(r) == "table" and not want[tostring(r.id)] then
+          why = ("%s holds problem %s, which this evaluation does not ask for (--eval-data or --eval-questions changed)")
+                :format(path, tostring(r.id))
+          break
+        end
+      end
+    end
+    o.keep_before = why == nil
+    o.before_redo = why
   end
 end
 
@@ -560,6 +699,13 @@ local function help_notes()
     "The defaults above are the toy world's. With --data, flags not given take the paper's settings:\n" ..
     "  --n 16 --temperature 0.5 --max-new-tokens 3072 --steps 10 --questions-per-step 1 --lr 1e-5\n" ..
     "  --weight-decay 0.01 --eval-n 0 (temp_only: 16) --micro-batch 4; --model is then required.\n" ..
+    "--eval-questions N: toy: N held-out questions (default 200); --data: the first N problems of the\n" ..
+    "  evaluation's data (default: all of them).\n" ..
+    "--eval-seed S: toy: the seed that draws the held-out questions (default 1; sampling uses --seed);\n" ..
+    "  --data: the seed of the evaluation's sampling (default: --seed).\n" ..
+    "--data / --eval-data FILE named after a benchmark (gsm8k.jsonl, math500.jsonl, olympiadbench.jsonl, ...)\n" ..
+    "  without --answer-field: read as --eval-data NAME reads that benchmark (its question field unless\n" ..
+    "  --question-field is given, its reference answers, its ids); with --answer-field: a plain file.\n" ..
     "--dtype applies to --device cuda (the CPU computes in f32).\n" ..
     "--updates-per-batch MU: MU optimizer steps on each sampled batch (GRPO's mu), the loss computed\n" ..
     "  anew each time; --steps, --checkpoint-every and checkpoint-<K> count sampled batches, steps.jsonl\n" ..
@@ -570,7 +716,9 @@ local function help_notes()
     "--out: a new or empty folder, an rlsc run directory or an ablate grid point; never a model folder\n" ..
     "  or a folder of other files. An unfinished run without checkpoints there starts over; one with\n" ..
     "  checkpoints needs --resume (same settings, same --model), which continues from the latest; a\n" ..
-    "  finished run (summary.json) is kept unless resumed from a checkpoint. --resume needs --out."
+    "  finished run (summary.json) is kept unless resumed from a checkpoint. --resume needs --out.\n" ..
+    "  With --data, --resume also continues the evaluation before training where it stopped (a run cut\n" ..
+    "  short before its first checkpoint included); records made with other settings are evaluated again."
 end
 
 local function main(argv)
@@ -592,6 +740,9 @@ local function main(argv)
     recompute = o.recompute, micro_batch = o.micro_batch, updates_per_batch = o.updates_per_batch,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
     task = not o.data and o.task or nil, data = o.data, template = o.data and o.template or nil,
+    -- how --data was read: its fields, or a benchmark's fields and reference answers
+    question_field = o.data_question_field, answer_field = o.data_answer_field,
+    answer_reference = o.data_reference,
     checkpoint_every = o.checkpoint_every,
     started_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), git = git_commit(), device = o.device, dtype = o.device ~= "cpu" and o.dtype or "f32",
     steps_logprob_temperature = o.loss_temperature or o.temperature,
@@ -600,8 +751,13 @@ local function main(argv)
   if o.no_eval or (o.data and not o.eval_problems) then
     cfg.eval = false   -- no evaluation: --no-eval, or a --data file without answers and no --eval-data
   elseif o.data then
-    cfg.eval = {mode = o.eval_mode, template = o.eval_template, data = o.eval_data, n = o.eval_n,
-                temperature = EVAL_TEMPERATURE, benchmark = bench_name(o.eval_data or o.data)}
+    -- confit.evaluate's settings as it applies them (top_p, greedy, seed, ...)
+    local es = require("confit.evaluate").settings(eval_opts(o, "before"))
+    cfg.eval = {mode = o.eval_mode, template = es.template, data = o.eval_data or o.data, n = es.n,
+                greedy = es.greedy, temperature = es.temperature, top_p = es.top_p, top_k = es.top_k,
+                max_new_tokens = es.max_new_tokens, seed = es.seed, questions = #o.eval_problems,
+                benchmark = es.benchmark, answer_reference = o.eval_reference,
+                question_field = o.eval_question_field, answer_field = o.eval_answer_field}
     if not rl.trains(method) then cfg.eval.after_temperature = EVAL_TEMPERATURE * o.temperature_scale end
   else
     cfg.eval = {questions = o.eval_questions, n = o.eval_n, seed = o.seed, question_seed = o.eval_seed,
@@ -659,7 +815,13 @@ local function main(argv)
   end
   -- the times of what ran (no evaluation: no "eval before 0.0s")
   local times = {}
-  if timing.eval_before_s then times[#times + 1] = ("eval before %.1fs"):format(timing.eval_before_s) end
+  local kept = timing.eval_before_resumed
+  if kept and before and kept == before.n then
+    times[#times + 1] = "eval before kept"   -- every record resumed: nothing was evaluated
+  elseif timing.eval_before_s then
+    times[#times + 1] = ("eval before %.1fs"):format(timing.eval_before_s)
+    if kept then times[#times] = times[#times] .. (" (resumed %d of %d)"):format(kept, before.n) end
+  end
   if timing.train_s then times[#times + 1] = ("training %.1fs"):format(timing.train_s) end
   if timing.eval_after_s then times[#times + 1] = ("eval after %.1fs"):format(timing.eval_after_s) end
   times[#times + 1] = ("total %.1fs"):format(timing.total_s)

@@ -36,6 +36,10 @@
 -- (trainer_state.json), or whose model's architecture differs from the checkpoint's (its
 -- config.json), is refused with one line naming the first difference, before anything is loaded.
 --
+-- The first step (once per run) whose weighted loss trains nothing, every sample's weight p_old
+-- underflowed (weight_share 0) with no alpha to stand in (the weights are 0 as f32), is logged
+-- with a one-line warning (M.underflow_warning): only weight decay moved the weights.
+--
 -- A non-finite loss or gradient stops the run (an error naming the step and the tensor) before the
 -- optimizer step, so no checkpoint or weight is ever written from a corrupt update.
 local confit = require "confit"
@@ -221,6 +225,31 @@ local METHOD_KEYS = {alpha = {l2 = true, ours_lennorm = true, ours_softmax = tru
                      clip_max = {ours_clip = true},
                      clip_eps = {grpo_ttrl = true, grpo_intuitor = true, grpo_rent = true, grpo_prob = true},
                      kl_coef = {grpo_ttrl = true, grpo_intuitor = true, grpo_rent = true, grpo_prob = true}}
+-- Half the smallest positive f32 (2^-150): a weight below it is 0 once the loss multiplies it
+-- into the f32 log-probs.
+local F32_ZERO = 2.0 ^ -150
+
+--- The warning for a step whose weighted loss trains nothing: every sample's p_old underflowed
+--- (weight_share 0) and the method's weights sum below what f32 holds (alpha = 0 adds
+--- nothing), so the loss and its gradient are 0 and only weight decay moves the weights. nil
+--- for any other step. method: the canonical name; met: the step's metrics; alpha: the run's.
+function M.underflow_warning(step, method, met, alpha)
+  local w, n = met.mean_weight, met.n_samples
+  if met.weight_share ~= 0 or type(w) ~= "number" or type(n) ~= "number" then return nil end
+  if not (w >= 0 and w * n < F32_ZERO) then return nil end
+  local what, fix
+  if not rl.builtin(method) then
+    what, fix = (" (method %s's weights are all 0)"):format(method), "weights that do not underflow"
+  elseif METHOD_KEYS.alpha[method] then
+    what, fix = (" and alpha = %g"):format(alpha or 0), "alpha > 0"
+  else
+    what, fix = "", "l2 with alpha > 0"
+  end
+  return ("step %d: every sample's weight p_old underflowed to 0%s: this step trains nothing but weight "
+          .. "decay (RLSC.md: underflow; %s or shorter completions keep a weight; said once per run)")
+         :format(step, what, fix)
+end
+
 local OPT_KEYS = {lr = "lr", weight_decay = "weight_decay", beta1 = "beta1", beta2 = "beta2", eps = "eps",
                   state_dtype = "state_dtype"}
 -- the config.json keys that decide the shapes of the weights a checkpoint holds: a resume from
@@ -393,6 +422,7 @@ function M.run(opts)
     if type(p) == "table" then return p end
     return m:encode(p)
   end
+  local warned_underflow = false
 
   for step = start, o.steps do
     local t0 = confit.clock()
@@ -457,6 +487,10 @@ function M.run(opts)
                   type(met.train_acc) == "number" and ("  acc %.3f"):format(met.train_acc) or "",
                   U > 1 and type(met.clip_frac) == "number" and ("  clip %.3f"):format(met.clip_frac) or "",
                   step_s))
+      if not warned_underflow then
+        local warn = M.underflow_warning(ostep, method, met, o.alpha)
+        if warn then log(warn); warned_underflow = true end
+      end
       if o.on_step then o.on_step(rec, batch) end
     end
     if o.out and (o.checkpoint_every or 0) > 0 and step % o.checkpoint_every == 0 then

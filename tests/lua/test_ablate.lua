@@ -428,5 +428,61 @@ H.case("a wrapper recipe (cli.main of dofile'd rlsc) runs under ablate; a silent
        and r2.failed[1].why:find("did it run main", 1, true), r2.failed[1].why)
 end)
 
+-- >>> the audit's fixes: a resumed grid point's log.txt keeps the earlier attempt's output
+-- (appended after a line naming the invocation); a single-benchmark summary that names its
+-- benchmark gets a row of that name, not "all"
+H.case("B7: a grid point run again appends to its log.txt, after a line naming the invocation", function()
+  local recipe = TMP .. "/fake_rlsc_b7.lua"
+  write(recipe, FAKE_RECIPE)
+  local out = TMP .. "/g_b7"
+  local spec = ablate.check({base = {tag = "it's a \"tag\""}, grid = {alpha = {0}, seed = {1}, fail = {true}},
+                             out = out, recipe = recipe})
+  local log = out .. "/alpha=0,fail=true,seed=1/log.txt"
+  local r1 = ablate.run_grid(spec, {say = quiet})
+  H.eq(#r1.failed, 1)
+  -- the second attempt continues from a checkpoint the first left
+  os.execute(("mkdir -p %q"):format(out .. "/alpha=0,fail=true,seed=1/checkpoint-1"))
+  write(out .. "/alpha=0,fail=true,seed=1/checkpoint-1/trainer_state.json", '{"step": 1}\n')
+  local recipe_rlsc = TMP .. "/b7/rlsc.lua"      -- named rlsc.lua, so ablate adds --resume
+  assert(os.execute(("mkdir -p %q"):format(TMP .. "/b7")))
+  write(recipe_rlsc, FAKE_RECIPE)
+  spec.recipe = recipe_rlsc
+  local r2 = ablate.run_grid(spec, {say = quiet})
+  H.eq(#r2.failed, 1)
+  local text = assert(read(log))
+  local n = 0
+  for _ in text:gmatch("fake rlsc: out ") do n = n + 1 end
+  H.eq(n, 2, "both attempts' output is in log.txt:\n" .. text)
+  local seps = {}
+  for line in text:gmatch("[^\n]+") do if line:find("^=+ ablate ") then seps[#seps + 1] = line end end
+  H.eq(#seps, 2, "a separator line per attempt:\n" .. text)
+  H.ok(seps[1]:find(recipe, 1, true) and seps[2]:find(recipe_rlsc, 1, true), "names the invocation:\n" .. text)
+  H.ok(seps[2]:find("--resume", 1, true) and seps[2]:find("resuming from its checkpoints", 1, true),
+       "the resumed one says so: " .. seps[2])
+  H.ok(not seps[1]:find("resuming", 1, true), seps[1])
+  -- the failure's log tail is this attempt's
+  H.ok(r2.failed[1].why:find("asked to fail", 1, true), r2.failed[1].why)
+end)
+
+H.case("D6: a single-benchmark summary that names its benchmark (rlsc --data) is a row of that name", function()
+  local out = TMP .. "/g_d6"
+  local spec = ablate.check({grid = {alpha = {0, 0.1}}, out = out})
+  local res = ablate.run_grid(spec, {say = quiet, runner = function(run)
+    local named = run.params.alpha == 0
+    jsonio.write_json_atomic(run.path .. "/summary.json", {
+      before = {acc = 0.2, n = 2, benchmark = named and "gsm8k" or nil},
+      after = {acc = 0.5, n = 2, benchmark = named and "gsm8k" or nil},
+      config = {recipe = "rlsc"}})
+    return true
+  end})
+  H.eq(#res.failed, 0)
+  local rows = ablate.write_results(spec, res.runs, out, res.failed)
+  H.eq(rows[1].benchmark, "gsm8k", "the summary's benchmark")
+  H.eq(rows[2].benchmark, "all", "a summary that names none")
+  local csv = csv_rows(assert(read(out .. "/results.csv")))
+  H.eq(csv[1].benchmark, "gsm8k")
+  H.ok(read(out .. "/results.md"):find("| 0 | gsm8k | 1 |", 1, true), read(out .. "/results.md"))
+end)
+
 os.execute("rm -rf '" .. TMP .. "'")
 H.finish()

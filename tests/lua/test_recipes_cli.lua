@@ -32,6 +32,12 @@ write(NOQ, '{"problem": "1+1=", "answer": "2"}\n')
 local MISSING = TMP .. "/no-such-file.jsonl"
 local GOOD = TMP .. "/good.jsonl"
 write(GOOD, '{"question": "1+1=", "answer": "2"}\n')
+-- files named after benchmarks are read as the benchmark (its fields and reference answers)
+assert(os.execute("mkdir -p " .. q(TMP .. "/bench")))
+local GSM_NOREF = TMP .. "/bench/gsm8k.jsonl"        -- gsm8k's reference is the text after ####
+write(GSM_NOREF, '{"question": "1+1=", "answer": "2"}\n')
+local MINERVA_Q = TMP .. "/bench/minerva_math.jsonl" -- minerva_math's question field is problem
+write(MINERVA_Q, '{"question": "1+1=", "solution": "\\\\boxed{2}"}\n')
 -- a model folder with the toy's byte-level tokenizer (its ChatML prompt is 158 tokens > 128)
 local TOKMODEL = TMP .. "/tokmodel"
 assert(os.execute("mkdir -p " .. q(TOKMODEL)))
@@ -77,7 +83,14 @@ local CASES = {
    {"tokenizer.json"}},
   {"rlsc", "--model " .. q(TOKMODEL) .. " --data " .. q(GOOD) .. " --max-new-tokens 16 " .. R_OUT, 1,
    {"longest prompt", GOOD, "128"}},
-  {"rlsc", "--help", 0, {"usage", "--steps"}},
+  {"rlsc", "--help", 0, {"usage", "--steps", "--eval-questions N: toy: N held-out questions (default 200); --data: the first N",
+                          "--eval-seed S: toy: the seed that draws the held-out questions", "--data: the seed of the evaluation's sampling (default: --seed)"}},
+  -- (the audit's fixes) --eval-seed is the evaluation's seed with --data; benchmark-named files
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --eval-seed -1 " .. R_OUT, 1, {"--eval-seed must be >= 0", "-1"}},
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GSM_NOREF) .. " " .. R_OUT, 1,
+   {GSM_NOREF .. ":1", "reference of gsm8k", "--answer-field"}},
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --eval-data " .. q(MINERVA_Q) .. " " .. R_OUT, 1,
+   {"--eval-data " .. MINERVA_Q .. ":1", "question field 'problem'"}},
   -- eval
   {"eval", "--bogus", 1, {"--bogus"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --n x", 1, {"--n", "'x'"}},

@@ -230,6 +230,12 @@ local function check_run(r, out, label)
   H.eq(cfg.questions_per_step, 1); H.eq(cfg.max_new_tokens, MAX_NEW)
   H.eq(cfg.optim.lr, 1e-5, "the paper's lr applies to --data runs")
   H.eq(cfg.eval.mode, "qwen"); H.eq(cfg.eval.template, TEMPLATE); H.eq(cfg.device, "cpu")
+  -- everything needed to rerun (RUNDIR.md): how the data was read, the evaluation's settings
+  H.eq(cfg.question_field, "problem"); H.eq(cfg.answer_field, "answer"); H.eq(cfg.answer_reference, nil)
+  H.eq(cfg.eval.data, DATA, "the evaluation's data, also when it defaults to --data")
+  H.eq(cfg.eval.n, 0); H.eq(cfg.eval.greedy, true); H.eq(cfg.eval.max_new_tokens, MAX_NEW)
+  H.eq(cfg.eval.seed, 1, "the evaluation's seed: --seed unless --eval-seed")
+  H.eq(cfg.eval.questions, 3, "all of the evaluation's problems"); H.near(cfg.eval.top_p, 0.95, 1e-12)
   H.eq(jsonio.encode(j.config), jsonio.encode(cfg), "last line's config = config.json")
   -- steps.jsonl: one step on problem 1 (answer "\left( 3, \frac{\pi}{2} \right)")
   local steps = assert(jsonio.read_jsonl(out .. "/steps.jsonl"))
@@ -414,6 +420,167 @@ H.case("data mistakes: one line, exit 1, nothing written", function()
     H.ok(not text:find("traceback", 1, true), c[1] .. ": no traceback\n" .. text)
     H.ok(not io.open(out .. "/config.json", "rb"), c[1] .. ": nothing written")
   end
+end)
+
+-- The audit's fixes (real-data path) ---------------------------------------------------------
+
+-- rlsc with the given flags only (no --question-field / --answer-field added)
+local function rlsc(args)
+  local p = assert(io.popen(("%q recipes/rlsc.lua --model %q %s 2>&1"):format(exe, MODEL, args)))
+  local text = p:read("a")
+  local ok, how, code = p:close()
+  local last
+  for line in text:gmatch("[^\n]+") do last = line end
+  return {ok = ok, code = code, text = text, last = last}
+end
+local function count(text, frag)
+  local n, i = 0, 1
+  while true do
+    local a, b = text:find(frag, i, true)
+    if not a then return n end
+    n, i = n + 1, b + 1
+  end
+end
+local function first_lines(name, k)
+  local f = assert(io.open(H.shared("benchmarks/" .. name .. ".jsonl"), "rb"))
+  local ls, rs = {}, {}
+  for line in f:lines() do
+    if line:find("%S") then ls[#ls + 1] = line; rs[#rs + 1] = assert(jsonio.decode(line)) end
+    if #ls == k then break end
+  end
+  f:close()
+  return ls, rs
+end
+
+H.case("B2: --data named after a benchmark (gsm8k, olympiadbench, minerva_math) is read with its fields and reference answers", function()
+  local dir = TMP .. "/bench2"
+  os.execute(("mkdir -p %q"):format(dir))
+  for _, c in ipairs({{"gsm8k", "question", "idx"}, {"olympiadbench", "question", "id"}, {"minerva_math", "problem", "idx"}}) do
+    local name, qf, idf = c[1], c[2], c[3]
+    if not H.shared("benchmarks/" .. name .. ".jsonl") then
+      H.skip(name, "no ../shared/data/benchmarks/" .. name .. ".jsonl")
+    else
+      local ls, rs = first_lines(name, 2)
+      local file = dir .. "/" .. name .. ".jsonl"
+      H.write(file, table.concat(ls, "\n") .. "\n")
+      local out = TMP .. "/b2-" .. name
+      local r = rlsc(("--data %q --steps 1 --n 2 --max-new-tokens %d --out %q"):format(file, MAX_NEW, out))
+      H.ok(r.ok and r.code == 0, name .. ": " .. r.text)
+      local j = assert(jsonio.decode(r.last or ""), name .. ": " .. r.text)
+      H.eq(j.config.question_field, qf, name .. ": the benchmark's question field")
+      H.eq(j.config.answer_reference, name, name .. ": its reference rule"); H.eq(j.config.answer_field, nil)
+      H.eq(j.config.eval.data, file); H.eq(j.config.eval.answer_reference, name)
+      H.eq(j.before and j.before.n, 2, name .. ": both problems evaluated")
+      local recs = assert(jsonio.read_jsonl(out .. "/eval_before.jsonl"))
+      H.eq(#recs, 2, name .. " records")
+      for i, rec in ipairs(recs) do
+        H.eq(rec.benchmark, name)
+        H.eq(rec.answer, grade.reference(name, rs[i]), name .. " " .. i .. ": the reference answer")
+        H.eq(rec.question, rs[i][qf], name .. " " .. i .. ": the question")
+        H.eq(rec.id, rs[i][idf], name .. " " .. i .. ": the benchmark's id")
+      end
+      if name == "gsm8k" then
+        H.eq(recs[1].answer, "18", "not the worked solution")
+        -- --answer-field given: a plain file, as before
+        local r2 = rlsc(("--data %q --answer-field answer --steps 1 --n 2 --max-new-tokens %d --out %q")
+                        :format(file, MAX_NEW, out .. "-plain"))
+        H.ok(r2.ok and r2.code == 0, r2.text)
+        local p = assert(jsonio.read_jsonl(out .. "-plain/eval_before.jsonl"))
+        H.eq(p[1].answer, rs[1].answer, "--answer-field answer: the field as it is")
+        H.eq(jsonio.decode(r2.last).config.answer_field, "answer")
+      end
+    end
+  end
+end)
+
+H.case("B3: --eval-questions and --eval-seed act on a --data run's evaluation", function()
+  local out = TMP .. "/b3"
+  local r = run("--eval-questions 2 --eval-seed 5 --eval-n 1", out)
+  H.ok(r.ok and r.code == 0, r.text)
+  local j = assert(jsonio.decode(r.last))
+  H.eq(j.before.n, 2, "the first two problems"); H.eq(j.after.n, 2)
+  H.eq(#assert(jsonio.read_jsonl(out .. "/eval_before.jsonl")), 2, "eval_before records")
+  H.eq(#assert(jsonio.read_jsonl(out .. "/eval_after.jsonl")), 2, "eval_after records")
+  H.eq(assert(jsonio.read_json(out .. "/eval_before.settings.json")).seed, 5, "the evaluation's seed")
+  H.eq(j.config.eval.seed, 5); H.eq(j.config.eval.questions, 2); H.eq(j.config.seed, 1, "training's seed")
+  -- the evaluation's seed defaults to --seed
+  local d = run("--seed 4 --eval-n 1", out .. "-seed4")
+  H.ok(d.ok and d.code == 0, d.text)
+  H.eq(assert(jsonio.read_json(out .. "-seed4/eval_before.settings.json")).seed, 4, "--seed 4")
+  H.eq(assert(jsonio.decode(d.last)).config.eval.questions, 3, "all problems by default")
+  -- --help says what each does in each mode
+  local h = rlsc("--help")
+  H.ok(h.text:find("--eval-questions N: toy", 1, true) and h.text:find("--eval-seed S: toy", 1, true), h.text)
+end)
+
+H.case("B5 / D3: --resume continues a before evaluation that was cut short; a finished one is kept", function()
+  local out = TMP .. "/b5"
+  local r = run("--eval-n 1", out)
+  H.ok(r.ok and r.code == 0, r.text)
+  local path = out .. "/eval_before.jsonl"
+  local recs = assert(jsonio.read_jsonl(path))
+  H.eq(#recs, 3)
+  -- killed during the before evaluation: one record written (marked, so a regenerated one shows)
+  recs[1].greedy.completion = recs[1].greedy.completion .. " "
+  assert(jsonio.write_jsonl_atomic(path, {recs[1]}))
+  for _, f in ipairs({"steps.jsonl", "eval_after.jsonl", "eval_after.settings.json", "summary.json"}) do
+    os.remove(out .. "/" .. f)
+  end
+  r = run("--eval-n 1 --resume", out)
+  H.ok(r.ok and r.code == 0, r.text)
+  local j = assert(jsonio.decode(r.last))
+  H.eq(j.before.resumed, 1, "one problem resumed"); H.eq(j.before.n, 3)
+  H.ok(r.text:find("resumed 1 of 3", 1, true), "the log says so:\n" .. r.text)
+  local now = assert(jsonio.read_jsonl(path))
+  H.eq(#now, 3, "the missing problems generated")
+  H.eq(now[1].greedy.completion, ANSWER .. " ", "the kept record was not generated again")
+  H.eq(assert(jsonio.read_json(out .. "/summary.json")).before.resumed, 1, "summary.json")
+  -- killed after the before evaluation: every record kept, none generated
+  for _, f in ipairs({"steps.jsonl", "eval_after.jsonl", "eval_after.settings.json", "summary.json"}) do
+    os.remove(out .. "/" .. f)
+  end
+  r = run("--eval-n 1 --resume", out)
+  H.ok(r.ok and r.code == 0, r.text)
+  H.eq(assert(jsonio.decode(r.last)).before.resumed, 3)
+  H.ok(r.text:find("eval before kept", 1, true) and not r.text:find("eval before 0.0s", 1, true), r.text)
+  -- other evaluation settings: evaluated again, and the log says why
+  os.remove(out .. "/summary.json")
+  r = run("--eval-n 2 --resume", out)
+  H.ok(r.ok and r.code == 0, r.text)
+  H.eq(assert(jsonio.decode(r.last)).before.resumed, 0, "evaluated again")
+  H.ok(r.text:find("other settings", 1, true), "says why:\n" .. r.text)
+end)
+
+H.case("D4: a --data file without answers: one line says why nothing is evaluated and how to get an evaluation", function()
+  local file = TMP .. "/noanswers.jsonl"
+  local f = assert(io.open(file, "wb"))
+  for _, r in ipairs(rows) do f:write(jsonio.encode({problem = r.problem}), "\n") end
+  f:close()
+  local r = rlsc(("--data %q --question-field problem --steps 1 --n 2 --max-new-tokens %d --out %q")
+                 :format(file, MAX_NEW, TMP .. "/d4"))
+  H.ok(r.ok and r.code == 0, r.text)
+  H.eq(count(r.text, "no answers"), 1, "said once:\n" .. r.text)
+  H.ok(r.text:find("noanswers.jsonl:1", 1, true) and r.text:find("--eval-data", 1, true)
+       and r.text:find("math500", 1, true), "the reason and the way out:\n" .. r.text)
+  H.eq(assert(jsonio.decode(r.last)).config.eval, false)
+end)
+
+H.case("D7: every weight underflowed with alpha = 0: one warning per run", function()
+  -- at T = 50 the samples leave the planted chain: 16 near-uniform tokens of 151936, log p ~ -190
+  local base = ("--steps 2 --n 2 --temperature 50 --max-new-tokens 16 --no-eval --question-field problem --data %q")
+               :format(DATA)
+  local r = rlsc(base .. (" --alpha 0 --out %q"):format(TMP .. "/d7"))
+  H.ok(r.ok and r.code == 0, r.text)
+  local steps = assert(jsonio.read_jsonl(TMP .. "/d7/steps.jsonl"))
+  H.eq(#steps, 2)
+  for s = 1, 2 do H.eq(steps[s].weight_share, 0, "step " .. s .. " weight_share") end
+  H.eq(count(r.text, "underflowed"), 1, "warned once:\n" .. r.text)
+  H.ok(r.text:find("step 1: every sample's weight", 1, true) and r.text:find("alpha = 0", 1, true)
+       and r.text:find("RLSC.md", 1, true), r.text)
+  -- with alpha > 0 the samples still train: no warning
+  local a = rlsc(base .. (" --alpha 0.1 --out %q"):format(TMP .. "/d7a"))
+  H.ok(a.ok and a.code == 0, a.text)
+  H.eq(count(a.text, "underflowed"), 0, a.text)
 end)
 
 local total = clock() - T_START
