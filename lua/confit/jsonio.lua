@@ -256,10 +256,12 @@ end
 -- The list of values in a JSON-lines file (blank lines skipped; a null line is an error), or nil,
 -- "path:line: message".
 -- opts.partial_tail: drop a last line that has no newline and does not parse (a writer that is
--- still appending), instead of failing.
+-- still appending), instead of failing. opts.lines: also return the list of the records' lines
+-- as they are in the file (to keep some of them verbatim: decoding turns 0.0 into 0).
 function M.read_jsonl(path, opts)
   local text, err = read_all(path)
   if not text then return nil, err end
+  local lines = opts and opts.lines and {} or nil
   local out, lineno, pos = {}, 0, 1
   while pos <= #text do
     local nl = text:find("\n", pos, true)
@@ -274,9 +276,10 @@ function M.read_jsonl(path, opts)
       end
       if v == M.null then return nil, string.format("%s:%d: a record is null", path, lineno) end
       out[#out + 1] = v
+      if lines then lines[#lines + 1] = line end
     end
   end
-  return out
+  return out, lines
 end
 
 -- Writing --------------------------------------------------------------------------------------

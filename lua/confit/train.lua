@@ -138,22 +138,23 @@ local function safetensors_problem(path)
   return nil
 end
 
--- The records of a run's steps.jsonl up to step `upto` (a resume keeps them; a missing file has
--- none; a torn last line is dropped), or nil and a message naming the file and line.
+-- The records of a run's steps.jsonl up to step `upto` and their lines as written (a resume
+-- keeps them; a missing file has none; a torn last line is dropped), or nil and a message naming
+-- the file and line.
 local function steps_before(path, upto)
-  if not cli.exists(path) then return {} end
-  local old, err = jsonio.read_jsonl(path, {partial_tail = true})
-  if not old then return nil, err end
-  local kept = {}
+  if not cli.exists(path) then return {}, {} end
+  local old, lines_or_err = jsonio.read_jsonl(path, {partial_tail = true, lines = true})
+  if not old then return nil, lines_or_err end
+  local kept, kept_lines = {}, {}
   for i, r in ipairs(old) do
     if type(r) ~= "table" or type(r.step) ~= "number" then
       return nil, ("%s: record %d has no numeric \"step\""):format(path, i)
     end
     -- with several updates per batch, a record's batch is the step a checkpoint counts
     local b = type(r.batch) == "number" and r.batch or r.step
-    if b <= upto then kept[#kept + 1] = r end
+    if b <= upto then kept[#kept + 1] = r; kept_lines[#kept_lines + 1] = lines_or_err[i] end
   end
-  return kept
+  return kept, kept_lines
 end
 
 --- Write OUT/checkpoint-<step> atomically (temp folder, then rename).
@@ -354,8 +355,8 @@ function M.check_out(out, opts)
              (("; remove it to resume from the earlier %s"):format(list[2].dir:match("[^/]+$"))) or "")
     end
   end
-  local _, serr = steps_before(out .. "/steps.jsonl", step)
-  if serr then return ("resume: %s (fix or remove that line)"):format(serr) end
+  local kept, serr = steps_before(out .. "/steps.jsonl", step)
+  if not kept then return ("resume: %s (fix or remove that line)"):format(serr) end
   return nil
 end
 
@@ -406,10 +407,12 @@ function M.run(opts)
                                         betas = {o.beta1, o.beta2}, eps = o.eps, state_dtype = o.state_dtype})
       M.load_checkpoint(dir, m, opt)
       start = step + 1
-      local serr
-      records, serr = steps_before(steps_path, step)
-      if not records then cli.raise("train: resume: " .. serr) end
-      assert(jsonio.write_jsonl_atomic(steps_path, records))
+      local kept_lines
+      records, kept_lines = steps_before(steps_path, step)
+      if not records then cli.raise("train: resume: " .. kept_lines) end
+      -- the kept lines as they were written (a re-encoding would turn 0.0 into 0)
+      kept_lines[#kept_lines + 1] = ""
+      assert(jsonio.write_text_atomic(steps_path, table.concat(kept_lines, "\n")))
       log(("resumed from %s (step %d%s)"):format(dir, step,
           U > 1 and (", %d updates per batch: optimizer step %d"):format(U, step * U) or ""))
     else

@@ -608,6 +608,7 @@ H.case("train.run: checkpoints and resume equal an uninterrupted run", function(
   os.execute(("mkdir -p %q"):format(dir))
   local full = run_tiny(nil, 3)
   run_tiny(dir, 2, {checkpoint_every = 2})
+  local before_text = H.read(dir .. "/steps.jsonl")
   local ck, step = train.latest_checkpoint(dir)
   H.eq(step, 2, "latest checkpoint step")
   H.ok(io.open(ck .. "/model.safetensors", "rb"), "checkpoint has the weights")
@@ -621,6 +622,10 @@ H.case("train.run: checkpoints and resume equal an uninterrupted run", function(
   H.eq(jsonio.encode(strip_times(resumed[3])), jsonio.encode(strip_times(full[3])), "step 3 after resume")
   local lines = assert(jsonio.read_jsonl(dir .. "/steps.jsonl"))
   H.eq(#lines, 3, "steps.jsonl lines")
+  -- the kept lines are the ones written before, byte for byte (a re-encoding turned 0.0 into 0)
+  local after_text = H.read(dir .. "/steps.jsonl")
+  H.eq(after_text:sub(1, #before_text), before_text, "steps 1-2 kept verbatim")
+  H.ok(before_text:find("%.0[,}]"), "the kept lines hold a float written as N.0: " .. before_text:sub(1, 200))
   os.execute(("rm -rf %q"):format(dir))
 end)
 
