@@ -1241,7 +1241,8 @@ static int64_t shown_index(int64_t n, int64_t all, int64_t k) {
   return n - (2 * SHOW_EDGE + 1 - k);
 }
 
-/* Width of the widest value shown (mode 0), or append the rows to B (mode 1). */
+/* With B NULL: the width of the widest value shown. With B: appends the rows, values padded
+ * to width, and returns the same width. */
 static int print_rows(luaL_Buffer *B, const cf_tensor *h, int width) {
   int64_t n = cf_tensor_numel(h);
   int64_t cols = h->ndim ? h->shape[h->ndim - 1] : 1, rows = n / cols;
