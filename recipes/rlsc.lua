@@ -221,17 +221,10 @@ local function load_known(o, name, dir, what)
 end
 
 -- The field a benchmark file's question was read from (for config.json): --question-field when
--- given, else the field of the first record that holds the question (the benchmark's: "problem"
--- where a record holds it under both names, as aime24's and amc23's do)
-local function question_field_of(o, item)
+-- given, else the benchmark's (confit.bench.question_field)
+local function question_field_of(o, name)
   if o.given.question_field then return o.question_field end
-  local rec = item.record
-  for _, k in ipairs({"problem", "question"}) do
-    if rec[k] == item.question then return k end
-  end
-  for _, k in ipairs(cli.sorted_keys(rec)) do
-    if rec[k] == item.question then return k end
-  end
+  return require("confit.bench").question_field(name)
 end
 
 -- Toy world ------------------------------------------------------------------------------------
@@ -317,7 +310,7 @@ local function read_questions(o)
       questions[i] = {id = it.id, question = it.question, answer = it.answer,
                       prompt = chat.apply(o.template, it.question)}
     end
-    o.data_reference, o.data_question_field = name, question_field_of(o, items[1])
+    o.data_reference, o.data_question_field = name, question_field_of(o, name)
     return questions, true
   end
   local text
@@ -380,7 +373,7 @@ local function read_eval_data(o)
   local items
   if kname then
     items = load_known(o, kname, kdir, "--eval-data")
-    o.eval_reference, o.eval_question_field = kname, items[1] and question_field_of(o, items[1])
+    o.eval_reference, o.eval_question_field = kname, question_field_of(o, kname)
   else
     local lopts = not named and {question = o.question_field, answer = o.answer_field} or nil
     local ok, got, err = pcall(bench.load, o.eval_data, lopts)

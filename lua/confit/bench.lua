@@ -33,6 +33,10 @@ local KNOWN = {
 }
 bench.names = {"aime24", "amc23", "math500", "minerva_math", "olympiadbench", "gsm8k"}
 
+--- The field a benchmark's records hold the question in ("problem", "question"), or nil for a
+--- name that is not one of bench.names.
+function bench.question_field(name) return KNOWN[name] end
+
 local function text_of(v)
   if type(v) == "string" then return v end
   if type(v) == "number" then
