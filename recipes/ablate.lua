@@ -28,8 +28,9 @@
 -- The confit executable is $CONFIT_EXE, else arg[-1] (the program that runs this script).
 --
 -- Results: OUT/grid.json (axes and runs), OUT/results.csv and OUT/results.md with one row per grid
--- point without the seed axis and per benchmark (a single-benchmark summary is named as the report
--- names it: the benchmark its before/after or its config name, else "all"): for each metric of
+-- point without the seed axis and per benchmark (a single-benchmark summary is named after the
+-- benchmark its before/after or its config name, else "all": unlike the report, which reads the
+-- eval records, a toy rlsc run is "all" here): for each metric of
 -- summary.json's "after", the mean over seeds and the sample standard deviation (n - 1
 -- denominator), and the same for the change from "before" (after - before, per run, then averaged).
 -- Every numeric key of "after" is a metric except settings and bookkeeping (n, wall_s, temperature,
@@ -433,7 +434,8 @@ local function sort_metrics(list)
   return list
 end
 
--- The name of a single-benchmark summary (as the report names one, lua/confit/report.lua): the
+-- The name of a single-benchmark summary (like the report's, lua/confit/report.lua, but without
+-- reading the eval records: a toy rlsc run is "all" here, "toy-mixed" there): the
 -- benchmark its before / after name when they name one (an rlsc --data run's, from
 -- confit.evaluate), else the config's (`benchmark`, a `benchmarks` list of one, or rlsc's
 -- `eval.benchmark`), else "all".

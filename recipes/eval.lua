@@ -8,7 +8,8 @@
 --   confit recipes/eval.lua --model DIR --data FILE --question-field F --answer-field F [--name N]
 --   confit recipes/eval.lua --model examples/toy/model --bench toy      (toy-mixed, toy-pure)
 --
--- Writes OUT/<benchmark>/{config.json, eval_before.jsonl, summary.json} per docs/RUNDIR.md,
+-- Writes OUT/<benchmark>/{config.json, eval_before.jsonl, eval_before.settings.json, summary.json}
+-- per docs/RUNDIR.md,
 -- and OUT/summary.json with every benchmark of this invocation; prints the summary table.
 -- Re-running with the same OUT resumes: finished problems are not generated again. A resume is
 -- refused (one line; --no-resume starts over) when the records' settings file is missing or

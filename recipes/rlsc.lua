@@ -7,7 +7,8 @@
 -- named after --eval-n (n = 16: greedy_acc, pass1_t05, pass1_t10, maj16, pass2, pass4, pass8,
 -- pass16, distinct_answers, direct_share, mean_length, mean_confidence, weight_share; n = 4:
 -- maj4, pass2, pass4). --data runs print the same kind of before/after table of
--- confit.evaluate's metrics (acc, pass@1, pass@k, maj@n, lengths, box and truncation rates).
+-- confit.evaluate's metrics (acc, pass@1, pass@k, maj@n, answer diversity, lengths, box and
+-- truncation rates).
 --
 --   confit recipes/rlsc.lua [--method l2] [--alpha 0.1] [--n 16] [--steps 20]
 --       [--questions-per-step 4] [--lr 1e-4] [--temperature 0.5] [--loss-temperature T]
@@ -59,7 +60,7 @@
 -- the checkpoint to resume) is checked before anything is printed or written.
 --
 -- Called from Lua (tests): local main = dofile("recipes/rlsc.lua"); main({"--steps", "2"})
--- returns {before, after, config, steps}.
+-- returns {before, after, config, steps, timing, out}.
 local confit = require "confit"
 local model = require "confit.model"
 local toy = require "confit.toy"

@@ -139,7 +139,8 @@ local function completion_record(s, answer, temperature)
   }
 end
 
---- Evaluate m on questions; returns summary (M.KEYS), records (per question).
+--- Evaluate m on questions; returns summary (the keys M.keys(opts.n), plus samples), records
+--- (per question).
 function M.run(m, questions, opts)
   opts = opts or {}
   local n = opts.n or 16
