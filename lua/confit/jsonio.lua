@@ -329,7 +329,8 @@ function M.write_text_atomic(path, text)
   if not f then return nil, err end
   local ok, werr = f:write(text)
   if ok then ok, werr = f:flush() end
-  f:close()
+  local cok, cerr = f:close()
+  if ok and not cok then ok, werr = nil, cerr end
   if ok then ok, werr = fsync(tmp) end
   if not ok then os.remove(tmp); return nil, tmp .. ": " .. tostring(werr) end
   local rok, rerr = os.rename(tmp, path)
@@ -352,7 +353,10 @@ function M.append_jsonl(path, value)
   local f, err = io.open(path, "ab")
   if not f then return nil, err end
   local ok, werr = f:write(line, "\n")
-  f:close()
+  -- a full disk shows only when the buffer goes out: at the flush (or the close)
+  if ok then ok, werr = f:flush() end
+  local cok, cerr = f:close()
+  if ok and not cok then ok, werr = nil, cerr end
   if not ok then return nil, path .. ": " .. tostring(werr) end
   return true
 end

@@ -20,24 +20,31 @@
 --   summarize(problems, opts) one table of summary numbers for a list of per-problem records.
 local metrics = {}
 
+-- v as an integer when it is a non-negative whole number below 2^53, else an error naming it
 local function check_count(name, v, what)
-  if type(v) ~= "number" or v ~= math.floor(v) or v < 0 then
+  local i = type(v) == "number" and v >= 0 and v < 2^53 and math.tointeger(v) or nil
+  if not i then
     error(string.format("metrics.%s: %s must be a non-negative integer, got %s", name, what,
                         tostring(v)), 3)
   end
+  return i
 end
 
 function metrics.pass_at_k(n, c, k)
-  check_count("pass_at_k", n, "n")
-  check_count("pass_at_k", c, "c")
-  check_count("pass_at_k", k, "k")
+  n = check_count("pass_at_k", n, "n")
+  c = check_count("pass_at_k", c, "c")
+  k = check_count("pass_at_k", k, "k")
   if c > n then error(string.format("metrics.pass_at_k: c=%d exceeds n=%d", c, n), 2) end
   if k < 1 or k > n then
     error(string.format("metrics.pass_at_k: k=%d must lie in [1, n=%d]", k, n), 2)
   end
   if n - c < k then return 1.0 end
-  local miss = 1.0                  -- C(n-c, k) / C(n, k)
-  for i = n - c + 1, n do miss = miss * (1 - k / i) end
+  local miss = 1.0                  -- C(n-c, k) / C(n, k), as a product of min(c, k) factors
+  if c <= k then
+    for i = n - c + 1, n do miss = miss * (1 - k / i) end
+  else
+    for j = 0, k - 1 do miss = miss * ((n - c - j) / (n - j)) end
+  end
   return 1.0 - miss
 end
 

@@ -140,6 +140,16 @@ H.case("confit.fsync; write_text_atomic syncs the temporary file, then the direc
   os.execute("rm -rf '" .. d .. "'")
 end)
 
+-- (Lua API audit) a full disk: the error shows at the flush, not the write; it must not be lost
+H.case("append_jsonl on a full device returns nil, message", function()
+  local f = io.open("/dev/full", "ab")
+  if not f then H.skip("/dev/full", "no /dev/full here"); return end
+  f:close()
+  local ok, err = jsonio.append_jsonl("/dev/full", {a = 1})
+  H.eq(ok, nil, "not reported as written")
+  H.ok(tostring(err):find("No space left", 1, true), "the reason: " .. tostring(err))
+end)
+
 H.case("read errors name the file and line", function()
   local d = tmpdir()
   local p = d .. "/bad.json"

@@ -41,6 +41,16 @@ H.case("pass@k product form matches binomials and is stable for large n", functi
   local v = metrics.pass_at_k(10000, 3, 5000)     -- C(10000, 5000) overflows doubles
   H.ok(v > 0.87 and v < 0.88, "pass@5000 of 3/10000: " .. v)    -- 1 - (1/2)^3 approx
   H.near(metrics.pass_at_k(1000, 500, 1), 0.5, 1e-12)
+  -- both product forms (c <= k, c > k) against the binomials, every c and k of n = 16
+  for c = 0, 16 do
+    for k = 1, 16 do
+      local want = 16 - c < k and 1.0 or 1 - choose(16 - c, k) / choose(16, k)
+      H.near(metrics.pass_at_k(16, c, k), want, 1e-13, string.format("n=16 c=%d k=%d", c, k))
+    end
+  end
+  -- huge counts finish (a loop over c terms of 2^53 - 1 never ended)
+  H.near(metrics.pass_at_k(1e15, 1e15 - 1, 3), 1.0, 1e-12, "1e15 samples")
+  H.near(metrics.pass_at_k(2 ^ 53 - 1, 3, 2), 0, 1e-12, "3 of 2^53 - 1")
 end)
 
 H.case("pass@k argument errors", function()
@@ -48,6 +58,9 @@ H.case("pass@k argument errors", function()
   H.raises(function() metrics.pass_at_k(4, 1, 0) end, "k=0")
   H.raises(function() metrics.pass_at_k(4, 1, 5) end, "k=5")
   H.raises(function() metrics.pass_at_k(4, 1.5, 1) end, "c must be")
+  H.raises(function() metrics.pass_at_k(math.huge, 1, 1) end, "n must be", "inf")
+  H.raises(function() metrics.pass_at_k(2 ^ 60, 1, 1) end, "n must be")
+  H.raises(function() metrics.pass_at_k(0 / 0, 1, 1) end, "n must be")
 end)
 
 H.case("majority: plain, ties to first seen, nil ignored", function()
