@@ -816,11 +816,24 @@ function evaluate.run(model, problems, opts)
     return model:generate(prompts, go)
   end
   local keys = {}
+  local count = 0
+  for k in pairs(problems) do
+    if math.type(k) ~= "integer" or k < 1 then fail("problems must be a list (keys 1..n), got the key " .. tostring(k), 2) end
+    count = math.max(count, k)
+  end
+  for i = 1, count do
+    if problems[i] == nil then fail(string.format("problems has a hole: no problem %d (of %d)", i, count), 2) end
+  end
   for i, p in ipairs(problems) do
     if type(p) ~= "table" or type(p.question) ~= "string" or p.answer == nil then
       fail(string.format("problem %d needs a question string and an answer", i), 2)
     end
     if p.id == nil then fail(string.format("problem %d has no id", i), 2) end
+    -- ids are written to the records and read back on resume: a string or a finite number
+    if type(p.id) ~= "string" and not (type(p.id) == "number" and p.id == p.id and math.abs(p.id) < math.huge) then
+      fail(string.format("problem %d: the id must be a string or a finite number, got %s", i, tostring(p.id)), 2)
+    end
+    if not p.question:find("%S") then fail(string.format("problem %d (id %s): the question is empty", i, tostring(p.id)), 2) end
     local k = tostring(p.id)
     if keys[k] then fail(string.format("problems %d and %d share the id %s", keys[k], i, k), 2) end
     keys[k] = i

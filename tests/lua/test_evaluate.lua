@@ -412,6 +412,14 @@ H.case("argument checks", function()
   H.raises(function() evaluate.run(nil, PROBLEMS, {generate = g, greedy = false}) end, "nothing to do")
   H.raises(function() evaluate.run(nil, PROBLEMS, {generate = g, template = "nope"}) end, "unknown template")
   H.raises(function() evaluate.run(nil, {PROBLEMS[1], PROBLEMS[1]}, {generate = g}) end, "share the id 1")
+  -- (Lua API audit) ids that cannot come back from the records, holes, empty questions
+  H.raises(function() evaluate.run(nil, {{id = {}, question = "1+1=", answer = "2"}}, {generate = g}) end,
+           "problem 1: the id must be a string or a finite number")
+  H.raises(function() evaluate.run(nil, {{id = 0 / 0, question = "1+1=", answer = "2"}}, {generate = g}) end,
+           "problem 1: the id must be")
+  H.raises(function() evaluate.run(nil, {PROBLEMS[1], nil, PROBLEMS[2]}, {generate = g}) end, "problems has a hole")
+  H.raises(function() evaluate.run(nil, {{id = "q7", question = "  ", answer = "2"}}, {generate = g}) end,
+           "problem 1 (id q7): the question is empty")
   H.raises(function() evaluate.run(nil, PROBLEMS, {}) end, "need a model")
   H.raises(function() evaluate.run(nil, PROBLEMS, {generate = function() return {} end, progress = QUIET}) end,
            "0 samples for 3 prompts x n=1")
