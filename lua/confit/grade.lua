@@ -154,6 +154,9 @@ local function wrapped(s)
 end
 
 local function mode_of(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("grade: opts must be a table such as {mode = \"strict\"}, got %s %s"):format(type(opts), tostring(opts)), 3)
+  end
   local m = (opts and opts.mode) or "qwen"
   if m ~= "qwen" and m ~= "strict" then
     error("grade: unknown mode '" .. tostring(m) .. "' (expected \"qwen\" or \"strict\")", 3)
@@ -431,6 +434,7 @@ local function parse_number(s)
   if not lpeg.match(DECIMAL, s) then return nil end
   local x = tonumber(s)
   if x and pct then x = x / 100 end
+  if x and (x ~= x or math.abs(x) == math.huge) then return nil end   -- 1e400: not a number we can compare
   return x
 end
 
@@ -719,7 +723,10 @@ function equiv(p, r, ctx)
 end
 
 local function as_answer(x)
-  if type(x) == "number" then return number_text(x) end
+  if type(x) == "number" then
+    if x ~= x or math.abs(x) == math.huge then return nil end   -- NaN and inf are no answers
+    return number_text(x)
+  end
   if type(x) == "string" then return x end
   return nil
 end

@@ -355,6 +355,17 @@ for _, h in ipairs(HOSTILE) do
   end)
 end
 
+-- (Lua API audit) numbers past double range and NaN are no numbers to compare; options are a table
+H.case("overflowing numbers, NaN, and string options", function()
+  H.eq(grade.equal("1e400", "1e401"), false, "two different numbers that overflow to inf")
+  H.eq(grade.equal("1e400", "1e400"), true, "the same text")
+  H.eq(grade.equal(0 / 0, 0 / 0), false, "NaN is no answer")
+  H.eq(grade.equal(1 / 0, "inf"), false, "inf is no answer")
+  H.eq(grade.equal(27.0, "27"), true, "an integral float")
+  H.raises(function() grade.extract("\\boxed{5}", "strict") end, "opts must be a table", "strict")
+  H.raises(function() grade.equal("1", "1", "qwen") end, "opts must be a table")
+end)
+
 H.case("hostile: long equal strings are equal, long different ones are not", function()
   local s = ("1"):rep(100000)
   H.eq(grade.equal(s, s), true)
