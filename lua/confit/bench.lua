@@ -126,8 +126,17 @@ function bench.load(name_or_path, opts)
     answer_of = function(rec) return text_of(rec[af]) end
     afield = "field '" .. af .. "'"
   end
+  if opts.limit ~= nil and (math.type(opts.limit) ~= "integer" or opts.limit < 0) then
+    error("bench.load: opts.limit must be an integer >= 0, got " .. tostring(opts.limit), 2)
+  end
   local data, err = read_all(path)
-  if not data then return nil, err end
+  if not data then
+    -- a bare word that is no file: most likely a misspelt benchmark name
+    if not known and not path:find("[/.]") then
+      err = err .. " (not a file, nor a benchmark: " .. table.concat(bench.names, ", ") .. ")"
+    end
+    return nil, err
+  end
   local items = {}
   for n, r in ipairs(decode_records(path, data)) do
     if opts.limit and #items >= opts.limit then break end

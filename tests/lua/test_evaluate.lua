@@ -425,6 +425,19 @@ H.case("argument checks", function()
            "0 samples for 3 prompts x n=1")
 end)
 
+H.case("bench.load: a misspelt name lists the benchmarks; limit must be a count", function()
+  local bench = require "confit.bench"
+  local items, err = bench.load("aime2024")
+  H.eq(items, nil)
+  H.ok(tostring(err):find("nor a benchmark: aime24, amc23", 1, true), tostring(err))
+  local _, err2 = bench.load(TMP .. "/no-such.jsonl")
+  H.ok(not tostring(err2):find("nor a benchmark", 1, true), "a path is not taken for a name: " .. tostring(err2))
+  H.raises(function() bench.load("aime24", {limit = -1}) end, "opts.limit must be an integer >= 0")
+  H.raises(function() bench.load("aime24", {limit = 1.5}) end, "opts.limit")
+  H.eq(bench.question_field("gsm8k"), "question"); H.eq(bench.question_field("math500"), "problem")
+  H.eq(bench.question_field("nope"), nil)
+end)
+
 H.case("the default template follows the model folder's chat format; stop ids are the tokenizer's", function()
   local dir = TMP .. "/llama-folder"
   assert(os.execute("mkdir -p '" .. dir .. "'"))
