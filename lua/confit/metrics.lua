@@ -57,6 +57,7 @@ function metrics.majority(answers, opts)
     local a = answers[i]
     if a ~= nil then
       local kk = key(a)
+      if kk == nil then error(string.format("metrics.majority: the key of answer %d (%s) is nil", i, tostring(a)), 2) end
       if count[kk] == nil then
         count[kk], first[kk] = 0, a
         order[#order + 1] = kk
@@ -153,13 +154,22 @@ function metrics.summarize(problems, opts)
     local c = p.correct
     if c == nil and p.n and p.c then c = p.n > 0 and p.c / p.n or 0 end
     if type(c) == "boolean" then vals[#vals + 1] = c and 1 or 0
-    elseif type(c) == "number" then vals[#vals + 1] = c; all_bool = false
+    elseif type(c) == "number" and c >= 0 and c <= 1 then vals[#vals + 1] = c; all_bool = false
     elseif c ~= nil then
-      error(string.format("metrics.summarize: problem %d: 'correct' must be boolean or number", i), 2)
+      error(string.format("metrics.summarize: problem %d: 'correct' must be a boolean or a share in [0, 1], got %s",
+                          i, tostring(c)), 2)
     end
     if p.length then lengths[#lengths + 1] = p.length end
     if p.boxed ~= nil then boxes[#boxes + 1] = p.boxed and 1 or 0 end
-    if p.maj ~= nil then maj[#maj + 1] = (p.maj == true or p.maj == 1) and 1 or 0 end
+    if p.maj ~= nil then
+      if p.maj ~= true and p.maj ~= false and p.maj ~= 0 and p.maj ~= 1 then
+        error(string.format("metrics.summarize: problem %d: 'maj' must be a boolean, 0 or 1, got %s", i, tostring(p.maj)), 2)
+      end
+      maj[#maj + 1] = (p.maj == true or p.maj == 1) and 1 or 0
+    end
+  end
+  if opts.k ~= nil and type(opts.k) ~= "table" then
+    error("metrics.summarize: opts.k must be a list of k values such as {1, 8}, got " .. tostring(opts.k), 2)
   end
   if #vals > 0 then
     out.acc = metrics.mean(vals)
