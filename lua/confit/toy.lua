@@ -188,6 +188,8 @@ local function check_opts(o)
   need(math.type(o.lo) == "integer" and math.type(o.hi) == "integer",
        "lo and hi must be integers")
   need(o.lo >= 0 and o.lo <= o.hi, string.format("need 0 <= lo <= hi, got lo=%d hi=%d", o.lo, o.hi))
+  -- sums of steps + 1 operands stay exact integers, and the draws need a range below 2^53
+  need(o.hi <= 10 ^ 12 and o.steps <= 1000, string.format("need hi <= 10^12 and steps <= 1000, got hi=%d steps=%d", o.hi, o.steps))
   need(type(o.ops) == "string" and #o.ops > 0 and not o.ops:find("[^%+%-]"),
        "ops must be a non-empty string of '+' and '-' (got " .. tostring(o.ops) .. ")")
   need(type(o.direct_share) == "number" and o.direct_share >= 0 and o.direct_share <= 1,

@@ -115,6 +115,8 @@ H.case("knobs: operand range, ops, negatives", function()
   H.raises(function() toy.world({steps = 2, lo = 3, hi = 5, ops = "-"}):sample("train", 1, 1) end,
            "non-negative")
   H.raises(function() toy.world({ops = "*"}) end, "ops must be")
+  -- (Lua API audit) a range whose draws overflowed gave negative operands with allow_negative false
+  H.raises(function() toy.world({hi = math.maxinteger}) end, "hi <= 10^12")
   H.raises(function() toy.world({lo = 5, hi = 2}) end, "lo <= hi")
   H.raises(function() toy.world({stpes = 2}) end, "unknown option 'stpes'")
   H.raises(function() toy.world("nope") end, "unknown preset")
