@@ -323,6 +323,8 @@ end
 -- Write text to a fresh temporary file beside path, sync it to the disk, rename it over path
 -- and sync the directory, so readers (and a restart after a crash) see the old or the new file.
 function M.write_text_atomic(path, text)
+  if type(path) ~= "string" or path == "" then error("jsonio: the path must be a non-empty string, got " .. tostring(path), 2) end
+  if type(text) ~= "string" then error("jsonio: writing " .. path .. ": the text must be a string, got " .. type(text), 2) end
   local tmp, terr = fresh_tmp_name(path)
   if not tmp then return nil, terr end
   local f, err = io.open(tmp, "wb")
@@ -363,6 +365,14 @@ end
 
 -- Write a whole list as a JSON-lines file atomically. true or nil, message.
 function M.write_jsonl_atomic(path, list)
+  local n = 0
+  for k in pairs(list) do
+    if math.type(k) ~= "integer" or k < 1 then error(("jsonio: writing %s: the records must be a list, got the key %s"):format(path, tostring(k)), 2) end
+    if k > n then n = k end
+  end
+  for i = 1, n do
+    if list[i] == nil then error(("jsonio: writing %s: record %d of %d is nil"):format(path, i, n), 2) end
+  end
   local lines = {}
   for i, v in ipairs(list) do
     lines[i] = M.encode(v, {what = string.format("writing %s, record %d", path, i)})

@@ -150,6 +150,14 @@ H.case("append_jsonl on a full device returns nil, message", function()
   H.ok(tostring(err):find("No space left", 1, true), "the reason: " .. tostring(err))
 end)
 
+H.case("writers refuse a path that is no string and a list with holes", function()
+  local d = tmpdir()
+  H.raises(function() jsonio.write_text_atomic(nil, "x") end, "the path must be a non-empty string")
+  H.raises(function() jsonio.write_jsonl_atomic(d .. "/r.jsonl", {{a = 1}, nil, {b = 2}}) end, "record 2 of 3 is nil")
+  H.eq(#(require("confit.cli").list_dir(d) or {}), 0, "nothing written")
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
 H.case("read errors name the file and line", function()
   local d = tmpdir()
   local p = d .. "/bad.json"
