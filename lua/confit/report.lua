@@ -1137,6 +1137,10 @@ end
 -- opts.title sets the page title.
 function M.render(dirs_or_runs, opts)
   opts = opts or {}
+  if type(dirs_or_runs) == "string" then dirs_or_runs = {dirs_or_runs} end   -- one folder
+  if type(dirs_or_runs) ~= "table" then
+    error("report: expected a list of run folders (or one folder), got " .. tostring(dirs_or_runs), 2)
+  end
   local runs = {}
   local dirs = {}
   for _, x in ipairs(dirs_or_runs) do

@@ -248,6 +248,9 @@ H.case("render: a lone empty run directory says no data everywhere", function()
   H.eq(count(h, "no data"), 6, "no-data notes")
   H.eq(check_svg_wellformed(h), 0, "no plots")
   H.raises(function() report.render({}) end, "no run directories")
+  -- (Lua API audit) one folder as a string is that folder; nil is named
+  H.eq(report.render(dir_empty), h, "a string is one folder")
+  H.raises(function() report.render(nil) end, "expected a list of run folders")
   -- names that are not valid UTF-8 (odd directory names) still give a valid UTF-8 page
   local r = report.load_run(dir_empty)
   r.name = "odd\255name \206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177"
