@@ -149,6 +149,19 @@ function M.run(m, questions, opts)
   local max_new = opts.max_new_tokens or 64
   local chunk = opts.chunk or 32
   local do_t10 = opts.pass1_t10 ~= false
+  local function count(v, what, lo)
+    if math.type(v) ~= "integer" or v < lo then
+      error(("toy_eval.run: %s must be an integer >= %d, got %s"):format(what, lo, tostring(v)), 3)
+    end
+  end
+  count(n, "n", 1); count(max_new, "max_new_tokens", 1); count(chunk, "chunk", 1)
+  count(opts.rescore_batch or 256, "rescore_batch", 1)
+  if type(questions) ~= "table" or #questions == 0 then
+    error("toy_eval.run: questions must be a non-empty list", 2)
+  end
+  if not (type(scale) == "number" and scale > 0 and scale < math.huge) then
+    error("toy_eval.run: temperature_scale must be a finite number > 0, got " .. tostring(scale), 2)
+  end
   local prompts = {}
   for i, q in ipairs(questions) do prompts[i] = toy.encode(q.prompt) end
 

@@ -330,6 +330,17 @@ H.case("pretrain_toy --out: a trailing slash, a toy model folder replaced, nothi
   H.eq(ls(PT), "m")
 end)
 
+H.case("toy_eval.run refuses counts it cannot use (chunk 0 looped on a zero step)", function()
+  local m = assert(require("confit").load("examples/toy/model"))
+  local q = {{prompt = "1+2=", answer = "3"}}
+  H.raises(function() toy_eval.run(m, q, {chunk = 0}) end, "chunk must be an integer >= 1, got 0")
+  H.raises(function() toy_eval.run(m, q, {rescore_batch = -1}) end, "rescore_batch must be")
+  H.raises(function() toy_eval.run(m, q, {n = 2.5}) end, "n must be an integer >= 1")
+  H.raises(function() toy_eval.run(m, {}, {}) end, "questions must be a non-empty list")
+  H.raises(function() toy_eval.run(m, q, {temperature_scale = 0}) end, "temperature_scale must be")
+  m:free()
+end)
+
 H.case("pretrain_toy --out: anything but an empty folder or a toy model is refused, untouched", function()
   local d = PT .. "/refused"
   assert(os.execute("mkdir -p " .. q(d .. "/keep/precious") .. " " .. q(d .. "/other")))
