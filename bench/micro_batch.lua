@@ -48,11 +48,12 @@ for q = 1, o.questions do
     local L = 8 + ((o.max_len - 8) * (j - 1)) // math.max(1, o.n - 1)
     local toks = {}
     for t = 1, L do toks[t] = (q * 131 + j * 17 + t * 7) % VOCAB end
-    samples[#samples + 1] = {tokens = toks, text = ""}
+    samples[#samples + 1] = {tokens = toks, text = tostring(j % 3)}   -- the "answer" TTRL votes on
     total = total + 32 + L
   end
 end
-local batch = rl.batch(m, prompts, samples, {n = o.n})
+-- extract: TTRL votes on extracted answers (here the text itself, three answers per question)
+local batch = rl.batch(m, prompts, samples, {n = o.n, extract = function(text) return text end})
 
 local function peak_key()
   return o.device == "cuda" and "cuda_peak_bytes" or "cpu_peak_bytes"

@@ -549,6 +549,9 @@ local function check(o)
   local method, merr = rl.resolve(o.method)
   if not method then die("--method: %s", merr) end
   o.method = method
+  if rl.grpo_reward[method] and o.n < 2 then
+    die("--method %s needs --n >= 2: its advantages are rewards relative to the other samples of a question (got --n %d)", method, o.n)
+  end
   if o.data then
     if not o.given.model then die("--data needs --model DIR (a Hugging Face folder)") end
     for k, v in pairs(PAPER) do if not o.given[k] then o[k] = v end end

@@ -157,6 +157,9 @@ local function main(argv)
     local canon, merr = rl.resolve(mth)
     if not canon then die("--methods: %s", merr) end
     if seen[canon] then die("--methods names %s twice", canon) end
+    if rl.grpo_reward[canon] and o.n < 2 then
+      die("--methods %s needs --n >= 2: its advantages are rewards relative to the other samples of a question (got --n %d)", canon, o.n)
+    end
     seen[canon] = true
     methods[i] = canon
   end

@@ -10,6 +10,14 @@
 -- the n completions of each from m:generate (flat, question by question). Every method returns a
 -- scalar loss tensor (differentiable in the model's parameters) and a metrics table.
 --
+-- Inputs are checked where they come in, each mistake one line naming it ("rl.batch: prompt 2,
+-- token 5: ...", "rl.loss: opts.alpha must be ..."): rl.batch its model, prompts, samples and n;
+-- rl.loss, rl.backward and rl.snapshot_policy the options they read (temperature > 0; alpha,
+-- clip_eps, kl_coef, clip_max >= 0, finite; micro_batch an integer >= 0), the batch (rl.batch's,
+-- its rewards one finite number per sample) and what the method needs (GRPO: n >= 2, grpo_ttrl:
+-- a batch built with extract, kl_coef > 0: batch.ref_model), all before any forward; then a
+-- method's result (a scalar loss tensor, a metrics table or nil) and a weight function's weights.
+--
 -- Conventions (../shared/docs/RLSC.md):
 --  * log p(y|x) is the SUM of completion token log-probs, the stop token included, the prompt
 --    masked, under log_softmax(logits / T) with T = opts.temperature (the LOSS temperature; the
@@ -111,31 +119,168 @@ function rl.trains(name) return (ALIASES[name] or name) ~= "temp_only" end
 
 -- Batches ---------------------------------------------------------------------------------------
 
---- Build a batch. prompts: list of token-id lists (one per question); samples: m:generate's flat
---- list (opts.n per question, question by question). opts.extract(text) -> answer or nil (for
---- majority votes and logging), opts.answers (labels per question, used only for train_acc),
---- opts.grade(text, answer) -> bool, opts.answer_key(a) -> grouping key for votes.
+-- Checks ----------------------------------------------------------------------------------------
+
+local function isfinite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+-- a value as a message shows it: strings quoted (on one line), tables and functions by type
+local function show(v)
+  if type(v) == "string" then return (("%q"):format(v):gsub("\\\n", "\\n")) end
+  if type(v) == "number" or type(v) == "boolean" or v == nil then return tostring(v) end
+  return "a " .. type(v)
+end
+rl.show = show
+
+-- nil when the number v obeys rule ({int =, min =, above =}), else the rule in words
+local function num_problem(v, rule)
+  local words = (rule.int and "an integer" or "a finite number")
+                .. (rule.above and (" > " .. rule.above) or rule.min and (" >= " .. rule.min) or "")
+  if type(v) ~= "number" or not isfinite(v) or (rule.int and math.type(v) ~= "integer")
+     or (rule.above and not (v > rule.above)) or (rule.min and v < rule.min) then
+    return words
+  end
+  return nil
+end
+
+-- the loss options that rl.loss, rl.backward and rl.snapshot_policy read (nil: the default)
+local LOSS_OPTS = {{"temperature", {above = 0}}, {"alpha", {min = 0}}, {"clip_eps", {min = 0}},
+                   {"kl_coef", {min = 0}}, {"clip_max", {min = 0}}, {"micro_batch", {int = true, min = 0}}}
+local LOSS_OPT_WHY = {micro_batch = " (0 = one pass)", temperature = " (the loss temperature)"}
+
+-- opts (a table, {} for nil), or an error naming who, the option and its range
+local function check_loss_opts(who, opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(("%s: opts must be a table, got %s"):format(who, show(opts)), 3) end
+  for _, e in ipairs(LOSS_OPTS) do
+    local v = opts[e[1]]
+    local want = v ~= nil and num_problem(v, e[2])
+    if want then
+      error(("%s: opts.%s must be %s%s, got %s"):format(who, e[1], want, LOSS_OPT_WHY[e[1]] or "", show(v)), 3)
+    end
+  end
+  return opts
+end
+
+-- an error unless batch is one of rl.batch's (its rewards, when set, one finite number per sample)
+local function check_batch(who, batch)
+  if type(batch) ~= "table" or type(batch.samples) ~= "table" or type(batch.model) ~= "table"
+     or batch.ids == nil or type(batch.comp_lens) ~= "table" then
+    error(("%s: batch must be a batch made by rl.batch, got %s"):format(who,
+          type(batch) == "table" and "a table without its fields (samples, model, ids, ...)" or show(batch)), 3)
+  end
+  local r, N = batch.rewards, #batch.samples
+  if r ~= nil then
+    if type(r) ~= "table" or #r ~= N then
+      error(("%s: batch.rewards must hold one reward per sample (%d), got %s"):format(who, N,
+            type(r) == "table" and (#r .. " rewards") or show(r)), 3)
+    end
+    for i = 1, N do
+      if type(r[i]) ~= "number" or not isfinite(r[i]) then
+        error(("%s: batch.rewards[%d] must be a finite number, got %s"):format(who, i, show(r[i])), 3)
+      end
+    end
+  end
+end
+
+-- id, when it is a token id of a vocabulary of V rows (V nil: unknown), else nil
+local function token_id(id, V)
+  local i = type(id) == "number" and math.tointeger(id)
+  if not i or i < 0 or (V and i >= V) then return nil end
+  return i
+end
+
+-- a list of token ids (what) as a checked copy, or an error naming it
+local function checked_ids(ids, V, what)
+  local out = {}
+  for t = 1, #ids do
+    local i = token_id(ids[t], V)
+    if not i then
+      error(("rl.batch: %s, token %d: %s is not a token id of this model (integers 0..%s)")
+            :format(what, t, show(ids[t]), V and tostring(V - 1) or "vocab_size - 1"), 3)
+    end
+    out[t] = i
+  end
+  return out
+end
+
+--- Build a batch. m: the model (confit.model) the losses score with; prompts: a non-empty list,
+--- one prompt per question, each a list of token ids or a string (encoded with m's tokenizer);
+--- samples: m:generate's flat list (opts.n per question, question by question; each sample a
+--- table with tokens, a non-empty list of token ids, and optionally text). opts.n (an integer
+--- >= 1, default #samples / #prompts), opts.extract(text) -> answer or nil (for majority votes,
+--- grpo_ttrl's reward, and logging), opts.answers (labels per question, used only for
+--- train_acc), opts.grade(text, answer) -> bool, opts.answer_key(a) -> grouping key for votes.
+--- Every mistake is refused here with one line "rl.batch: ..." naming the prompt or sample.
 function rl.batch(m, prompts, samples, opts)
+  if opts ~= nil and type(opts) ~= "table" then error("rl.batch: opts must be a table, got " .. show(opts), 2) end
   opts = opts or {}
+  if type(m) ~= "table" or type(m.hidden) ~= "function" or type(m.logprobs) ~= "function" then
+    error("rl.batch: m must be a model (confit.model.load(dir) or model.new(config)), got " .. show(m), 2)
+  end
+  if type(prompts) ~= "table" or #prompts == 0 then
+    error("rl.batch: prompts must be a non-empty list (one per question: token ids or a string), got "
+          .. (type(prompts) == "table" and "an empty list" or show(prompts)), 2)
+  end
+  if type(samples) ~= "table" or #samples == 0 then
+    error("rl.batch: samples must be a non-empty list (m:generate's, n per prompt), got "
+          .. (type(samples) == "table" and "an empty list" or show(samples)), 2)
+  end
+  if opts.n ~= nil and (math.type(opts.n) ~= "integer" or opts.n < 1) then
+    error("rl.batch: opts.n must be an integer >= 1 (samples per prompt), got " .. show(opts.n), 2)
+  end
+  for _, k in ipairs({"extract", "grade", "answer_key"}) do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then
+      error(("rl.batch: opts.%s must be a function, got %s"):format(k, show(opts[k])), 2)
+    end
+  end
+  if opts.answers ~= nil and type(opts.answers) ~= "table" then
+    error("rl.batch: opts.answers must be a list (one label per prompt), got " .. show(opts.answers), 2)
+  end
   local n = opts.n or (#samples // #prompts)
-  if n * #prompts ~= #samples then
+  if n < 1 or n * #prompts ~= #samples then
     error(("rl.batch: %d samples for %d prompts is not n = %d per prompt"):format(#samples, #prompts, n), 2)
   end
+  local V = type(m.config) == "table" and math.tointeger(m.config.vocab_size) or nil
+  local ids_of = {}
+  for q, p in ipairs(prompts) do
+    if type(p) == "string" then
+      if not m.tokenizer then
+        error(("rl.batch: prompt %d is a string but the model has no tokenizer (no tokenizer.json in its folder): pass token ids"):format(q), 2)
+      end
+      p = m:encode(p)
+    elseif type(p) ~= "table" then
+      error(("rl.batch: prompt %d must be a list of token ids or a string, got %s"):format(q, show(p)), 2)
+    end
+    if #p == 0 then
+      error(("rl.batch: prompt %d is empty: a completion's first token is scored from the prompt's last one, so every prompt needs a token"):format(q), 2)
+    end
+    ids_of[q] = checked_ids(p, V, ("prompt %d"):format(q))
+  end
+  prompts = ids_of
   local b = {model = m, n = n, samples = samples, prompts = prompts, groups = {},
              prompt_lens = {}, comp_lens = {}, question_of = {}, texts = {},
-             extracted = {n = #samples}, answers = opts.answers, answer_key = opts.answer_key}
+             extracted = {n = #samples}, answers = opts.answers, answer_key = opts.answer_key,
+             extract = opts.extract}
   local seqs = {}
   for i, s in ipairs(samples) do
     local q = (i - 1) // n + 1
     local p = prompts[q]
+    if type(s) ~= "table" or type(s.tokens) ~= "table" then
+      error(("rl.batch: sample %d must be a table with tokens (a list of token ids), got %s"):format(i,
+            type(s) == "table" and ("tokens = " .. show(s.tokens)) or show(s)), 2)
+    end
     if #s.tokens == 0 then
       error(("rl.batch: sample %d has no completion tokens (max_new_tokens = 0?)"):format(i), 2)
     end
+    if s.text ~= nil and type(s.text) ~= "string" then
+      error(("rl.batch: sample %d: text must be a string, got %s"):format(i, show(s.text)), 2)
+    end
+    local toks = checked_ids(s.tokens, V, ("sample %d"):format(i))
     local seq = table.move(p, 1, #p, 1, {})
-    table.move(s.tokens, 1, #s.tokens, #seq + 1, seq)
+    table.move(toks, 1, #toks, #seq + 1, seq)
     seqs[i] = seq
     b.prompt_lens[i] = #p
-    b.comp_lens[i] = #s.tokens
+    b.comp_lens[i] = #toks
     b.question_of[i] = q
     b.texts[i] = s.text or ""
     if opts.extract then b.extracted[i] = opts.extract(b.texts[i]) end
@@ -315,11 +460,19 @@ end
 -- question's samples and compute the weights chunk by chunk).
 rl.weights = {}
 
--- w, when it is a list of n weights; else an error naming the method
-local function checked_weights(w, n, name)
+-- w, when it is a list of n numbers, each finite where its sample's log-prob lpv[i] is (a
+-- diverged model's NaN reaches the loss, which rl.backward's caller reports as such); else an
+-- error naming the method (and the sample)
+local function checked_weights(w, n, name, lpv)
   if type(w) ~= "table" or #w ~= n then
     error(("rl: method %s: its weight function gave %s for %d samples"):format(tostring(name),
           type(w) == "table" and (#w .. " weights") or type(w), n), 0)
+  end
+  for i = 1, n do
+    if type(w[i]) ~= "number" or (not isfinite(w[i]) and isfinite(lpv[i])) then
+      error(("rl: method %s: its weight function gave sample %d the weight %s (weights must be finite numbers)")
+            :format(tostring(name), i, show(w[i])), 0)
+    end
   end
   return w
 end
@@ -331,7 +484,7 @@ local function weighted_loss(batch, o, weight_fn, w_given, name)
   local v = rl.token_view(batch, T, false)
   local lp = v.seq
   local lpv = lp:detach():totable()
-  local w = w_given or checked_weights(weight_fn(lpv, batch, o), #lpv, name)
+  local w = w_given or checked_weights(weight_fn(lpv, batch, o), #lpv, name, lpv)
   local loss = -(like(w, lp) * lp):sum()
   local met = base_metrics(batch, lpv)
   met.mean_weight = mean_of(w)
@@ -601,22 +754,62 @@ for k in pairs(rl.methods) do BUILTIN[k] = true end
 --- Whether name (aliases allowed) is one of confit's own methods, not one registered by a user.
 function rl.builtin(name) return BUILTIN[ALIASES[name] or name] == true end
 
---- The loss of a method by name (aliases allowed): loss tensor, metrics table.
+-- What a method needs of its batch and options, checked before any forward: GRPO compares a
+-- question's samples (n >= 2), TTRL votes on extracted answers, the KL term needs the reference.
+local function check_method_batch(who, canon, batch, opts)
+  if not rl.trains(canon) then
+    error(("%s: %s does not train; evaluate at a colder temperature instead"):format(who, canon), 3)
+  end
+  if not rl.grpo_reward[canon] then return end
+  if (batch.n or 0) < 2 then
+    error(("%s: %s needs n >= 2 samples per question (GRPO's advantages compare a question's samples: "
+           .. "with n = %s every advantage is 0 and nothing trains)"):format(who, canon, tostring(batch.n)), 3)
+  end
+  if canon == "grpo_ttrl" and batch.rewards == nil and batch.extract == nil then
+    error(("%s: grpo_ttrl rewards agreement with the majority of the extracted answers: build the batch "
+           .. "with rl.batch(m, prompts, samples, {extract = fn}) (without it every reward is 0)"):format(who), 3)
+  end
+  if (opts.kl_coef or 0) > 0 and batch.ref_model == nil then
+    error(("%s: kl_coef > 0 needs batch.ref_model (the start model)"):format(who), 3)
+  end
+end
+
+-- an error unless a method gave a scalar loss tensor and a metrics table (or nil)
+local function check_result(canon, loss, met)
+  if not confit.is_tensor(loss) then
+    error(("rl: method %s must return a loss tensor (and a metrics table), got %s"):format(canon, show(loss)), 3)
+  end
+  if loss:numel() ~= 1 then
+    error(("rl: method %s must return a scalar loss tensor, got one of %d elements"):format(canon, loss:numel()), 3)
+  end
+  if met ~= nil and type(met) ~= "table" then
+    error(("rl: method %s must return a metrics table (or nil) after its loss, got %s"):format(canon, show(met)), 3)
+  end
+end
+
+--- The loss of a method by name (aliases allowed): loss tensor, metrics table. Refused with one
+--- line before any forward: an unknown method, opts out of range (temperature > 0; alpha,
+--- clip_eps, kl_coef, clip_max >= 0; finite numbers), a batch not made by rl.batch or with
+--- rewards of another length, a GRPO method with n < 2, grpo_ttrl on a batch without extract,
+--- kl_coef > 0 without batch.ref_model; and after it a method that returns no loss tensor.
 function rl.loss(name, batch, opts)
   local canon, err = rl.resolve(name)
   if not canon then error("rl.loss: " .. err, 2) end
-  return rl.methods[canon](batch, opts or {})
+  opts = check_loss_opts("rl.loss", opts)
+  check_batch("rl.loss", batch)
+  check_method_batch("rl.loss", canon, batch, opts)
+  local loss, met = rl.methods[canon](batch, opts)
+  check_result(canon, loss, met)
+  return loss, met
 end
 
 -- Micro-batches ---------------------------------------------------------------------------------
-
-local function isfinite(x) return x == x and x ~= math.huge and x ~= -math.huge end
 
 --- The batch of the samples idx (indices into batch, in that order), padded anew; its groups are
 --- the runs of idx that share a question.
 function rl.sub_batch(batch, idx)
   local b = {model = batch.model, n = batch.n, prompts = batch.prompts, answers = batch.answers,
-             answer_key = batch.answer_key, ref_model = batch.ref_model, qtok = batch.qtok,
+             answer_key = batch.answer_key, extract = batch.extract, ref_model = batch.ref_model, qtok = batch.qtok,
              gsize = batch.gsize, samples = {}, groups = {},
              prompt_lens = {}, comp_lens = {}, question_of = {}, texts = {}, seqs = {},
              extracted = {n = #idx}, correct = batch.correct and {} or nil}
@@ -718,7 +911,15 @@ rl.STANDARD_METRICS = {"n_samples", "mean_logp", "mean_confidence", "weight_shar
 --- batch.model); nothing is computed when none is missing. The metrics met has are kept.
 --- Returns met (a new table when met is nil). train.run calls it for a method of one's own.
 function rl.fill_metrics(met, batch, T, K, m)
-  met = met or {}
+  if met ~= nil and type(met) ~= "table" then
+    error("rl.fill_metrics: met must be a metrics table (or nil), got " .. show(met), 2)
+  end
+  local want = T ~= nil and num_problem(T, {above = 0})
+  if want then error(("rl.fill_metrics: T (the loss temperature) must be %s, got %s"):format(want, show(T)), 2) end
+  want = K ~= nil and num_problem(K, {int = true, min = 0})
+  if want then error(("rl.fill_metrics: K (sequences per forward, 0 = all) must be %s, got %s"):format(want, show(K)), 2) end
+  check_batch("rl.fill_metrics", batch)
+  met, T = met or {}, T or 1.0
   local missing = batch.correct ~= nil and met.train_acc == nil
   for _, k in ipairs(rl.STANDARD_METRICS) do missing = missing or met[k] == nil end
   if not missing then return met end
@@ -745,10 +946,12 @@ end
 --- weighted methods and em_ft read neither: their p_old (weights) is the current model's at every
 --- update (RLSC.md), so for them nothing is computed. Returns the batch.
 function rl.snapshot_policy(name, batch, opts)
-  opts = opts or {}
   local canon, err = rl.resolve(name)
   if not canon then error("rl.snapshot_policy: " .. err, 2) end
+  opts = check_loss_opts("rl.snapshot_policy", opts)
+  check_batch("rl.snapshot_policy", batch)
   if rl.weights[canon] or canon == "em_ft" then return batch end
+  check_method_batch("rl.snapshot_policy", canon, batch, opts)
   local T, K = opts.temperature or 1.0, opts.micro_batch or 0
   each_chunk_no_grad(batch, K, function(sub, idx)
     local v = rl.token_view(sub, T, false)
@@ -772,6 +975,16 @@ function rl.snapshot_policy(name, batch, opts)
   return batch
 end
 
+-- loss:backward(), or (a loss no parameter reaches) an error saying why there is no gradient
+local function backward_of(canon, loss)
+  if not loss.requires_grad then
+    error(("rl.backward: the loss of method %s depends on no parameter that requires a gradient: mark the "
+           .. "model's parameters trainable first (train.trainable(m) does it for all), and call it outside "
+           .. "confit.no_grad"):format(canon), 3)
+  end
+  loss:backward()
+end
+
 --- The method's loss and its gradient: runs the backward and returns the loss value (a number)
 --- and the metrics. opts as rl.loss, plus opts.micro_batch = K > 0: the forward and backward run
 --- over micro-batches of at most K sequences (rl.chunks) whose gradients add up. Every method's
@@ -784,18 +997,18 @@ end
 --- (with micro-batches the chunks before it have added their gradients: the caller must not
 --- step; train.run stops the run).
 function rl.backward(name, batch, opts)
-  opts = opts or {}
   local canon, err = rl.resolve(name)
   if not canon then error("rl.backward: " .. err, 2) end
+  opts = check_loss_opts("rl.backward", opts)
+  check_batch("rl.backward", batch)
+  check_method_batch("rl.backward", canon, batch, opts)
   local K = opts.micro_batch or 0
-  if math.type(K) ~= "integer" or K < 0 then
-    error(("rl.backward: micro_batch must be an integer >= 0 (0 = one pass), got %s"):format(tostring(K)), 2)
-  end
   if K == 0 or K >= #batch.samples then
     local loss, met = rl.methods[canon](batch, opts)
+    check_result(canon, loss, met)
     local lv = loss:item()
     if not isfinite(lv) then return lv, nil end
-    loss:backward()
+    backward_of(canon, loss)
     return lv, met or {}
   end
   local T, total = opts.temperature or 1.0, 0
@@ -812,7 +1025,7 @@ function rl.backward(name, batch, opts)
         for j, i in ipairs(idx) do lpv[i] = v[j] end
       end
     end)
-    w_all = checked_weights(wt.fn(lpv, batch, opts), #lpv, canon)
+    w_all = checked_weights(wt.fn(lpv, batch, opts), #lpv, canon, lpv)
   end
   local r_all
   if reward then
@@ -844,6 +1057,7 @@ function rl.backward(name, batch, opts)
       met = {entropy = rl.view_entropy(v, T), clip_frac = nclip / v.ntok}
     else
       loss, met, lpv = rl.methods[canon](sub, opts)
+      check_result(canon, loss, met)
       if type(lpv) ~= "table" then lpv = nil end   -- em_ft's log-prob values; a method of one's own may give none
       ntok = 0
       for _, L in ipairs(sub.comp_lens) do ntok = ntok + L end
@@ -851,7 +1065,7 @@ function rl.backward(name, batch, opts)
     local lv = loss:item()
     total = total + lv
     if not isfinite(lv) then return total, nil end
-    loss:backward()
+    backward_of(canon, loss)
     if lpv then for j, i in ipairs(idx) do lpv_all[i] = lpv[j] end end
     parts[#parts + 1] = {met = met, n = #idx, ntok = ntok}
   end

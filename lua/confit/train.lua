@@ -25,6 +25,10 @@
 -- its step_s includes it), the later ones gen_s = tokens_per_s = 0. opts.steps, the questions and
 -- seeds per step, opts.checkpoint_every and the checkpoints' numbers count sampled batches.
 --
+-- OUT (opts.out) is created when missing. A fresh run (not opts.resume) refuses an OUT holding
+-- checkpoints (check_out) or a steps.jsonl with records, so an earlier run's log is never
+-- overwritten; every option is checked first (M.run's comment lists the ranges).
+--
 -- Every opts.checkpoint_every steps, a Hugging Face folder
 -- OUT/checkpoint-<s> (model.safetensors, config, tokenizer files, optimizer.safetensors with the
 -- AdamW moments, trainer_state.json) is written to OUT/.checkpoint-<s>.tmp, every file and the
@@ -360,30 +364,154 @@ function M.check_out(out, opts)
   return nil
 end
 
+-- The options of train.run besides DEFAULTS' (an unknown key, a typo, is refused)
+local OTHER_KEYS = {"model", "questions", "prompt_of", "extract", "grade", "answer_key", "loss_temperature",
+                    "stop", "out", "resume", "ref_model", "log", "on_step", "state_dtype", "model_config"}
+local KNOWN_KEYS = {}
+for k in pairs(DEFAULTS) do KNOWN_KEYS[k] = true end
+for _, k in ipairs(OTHER_KEYS) do KNOWN_KEYS[k] = true end
+
+-- the numeric options and their ranges: int (an integer), min / above (>= / >), max / below
+local NUMBER_RULES = {
+  {"steps", int = true, min = 0}, {"questions_per_step", int = true, min = 1}, {"n", int = true, min = 1},
+  {"max_new_tokens", int = true, min = 1}, {"top_k", int = true, min = 0}, {"micro_batch", int = true, min = 0},
+  {"updates_per_batch", int = true, min = 1}, {"checkpoint_every", int = true, min = 0}, {"seed", int = true},
+  {"temperature", above = 0}, {"loss_temperature", above = 0}, {"top_p", above = 0, max = 1},
+  {"lr", min = 0}, {"weight_decay", min = 0}, {"beta1", min = 0, below = 1}, {"beta2", min = 0, below = 1},
+  {"eps", min = 0}, {"alpha", min = 0}, {"clip_eps", min = 0}, {"clip_max", min = 0}, {"kl_coef", min = 0},
+  {"grad_clip", min = 0},
+}
+local NUMBER_WHY = {steps = " (0: a run that samples nothing)", micro_batch = " (0 = the whole step at once)",
+                    checkpoint_every = " (0 = none)", grad_clip = " (0 = no clipping)", top_k = " (0 = off)"}
+
+local function is_model(x)
+  return type(x) == "table" and type(x.generate) == "function" and type(x.parameters) == "function"
+end
+
+-- nil, or the first mistake in train.run's options o (defaults filled in) for the method
+local function options_problem(o, method)
+  local show = rl.show
+  local unknown = {}
+  for k in pairs(o) do if not KNOWN_KEYS[k] then unknown[#unknown + 1] = tostring(k) end end
+  if unknown[1] then
+    table.sort(unknown)
+    return ("unknown option '%s' (known: %s)"):format(unknown[1], table.concat(sorted_keys(KNOWN_KEYS), ", "))
+  end
+  if not is_model(o.model) then
+    return "model must be a loaded model (confit.model.load(dir) or model.new(config)), got " .. show(o.model)
+  end
+  if type(o.questions) ~= "table" or #o.questions == 0 then
+    return "questions must be a non-empty list (each {prompt = string | token ids, answer = optional}), got "
+           .. (type(o.questions) == "table" and "an empty list" or show(o.questions))
+  end
+  for _, r in ipairs(NUMBER_RULES) do
+    local k, v = r[1], o[r[1]]
+    if v ~= nil or k ~= "loss_temperature" then
+      local ok = type(v) == "number" and isfinite(v) and (not r.int or math.type(v) == "integer")
+                 and (r.min == nil or v >= r.min) and (r.above == nil or v > r.above)
+                 and (r.max == nil or v <= r.max) and (r.below == nil or v < r.below)
+      if not ok then
+        local parts = {}
+        if r.above then parts[#parts + 1] = "> " .. r.above end
+        if r.min then parts[#parts + 1] = ">= " .. r.min end
+        if r.max then parts[#parts + 1] = "<= " .. r.max end
+        if r.below then parts[#parts + 1] = "< " .. r.below end
+        return ("%s must be %s%s%s, got %s"):format(k, r.int and "an integer" or "a finite number",
+               #parts > 0 and (" " .. table.concat(parts, " and ")) or "", NUMBER_WHY[k] or "", show(v))
+      end
+    end
+  end
+  for _, k in ipairs({"prompt_of", "extract", "grade", "answer_key", "log", "on_step"}) do
+    if o[k] ~= nil and type(o[k]) ~= "function" then return ("%s must be a function, got %s"):format(k, show(o[k])) end
+  end
+  if o.out ~= nil and (type(o.out) ~= "string" or o.out == "") then
+    return "out must be a non-empty string (the run directory; nil writes nothing), got " .. show(o.out)
+  end
+  if o.resume ~= nil and type(o.resume) ~= "boolean" then return "resume must be true or false, got " .. show(o.resume) end
+  if o.resume and not o.out then return "resume = true needs out (the run directory to continue)" end
+  if o.checkpoint_every > 0 and not o.out then
+    return ("checkpoint_every = %d needs out (the run directory the checkpoints go to)"):format(o.checkpoint_every)
+  end
+  if o.state_dtype ~= nil and o.state_dtype ~= "f32" and o.state_dtype ~= "bf16" then
+    return "state_dtype must be \"f32\" or \"bf16\", got " .. show(o.state_dtype)
+  end
+  if o.stop ~= nil and type(o.stop) ~= "table" then return "stop must be a list of token ids, got " .. show(o.stop) end
+  if o.ref_model ~= nil and not is_model(o.ref_model) then
+    return "ref_model must be a loaded model (the start model, for the KL term), got " .. show(o.ref_model)
+  end
+  if o.kl_coef > 0 and o.ref_model == nil then
+    return ("kl_coef = %g needs ref_model (the start model the KL term compares with)"):format(o.kl_coef)
+  end
+  if o.model_config ~= nil and type(o.model_config) ~= "table" then
+    return "model_config must be a config.json table, got " .. show(o.model_config)
+  end
+  if rl.grpo_reward[method] and o.n < 2 then
+    return ("method %s needs n >= 2 samples per question (GRPO's advantages compare a question's samples: "
+            .. "with n = %d every advantage is 0 and nothing trains)"):format(method, o.n)
+  end
+  if method == "grpo_ttrl" and o.extract == nil then
+    return "method grpo_ttrl rewards agreement with the majority of the extracted answers: it needs "
+           .. "extract(text) -> answer (without it every reward is 0 and nothing trains)"
+  end
+  if o.prompt_of == nil then
+    for i = 1, #o.questions do
+      local q = o.questions[i]
+      local p = type(q) == "table" and q.prompt
+      if (type(p) ~= "string" and type(p) ~= "table") or #p == 0 then
+        return ("question %d: prompt must be a non-empty string or list of token ids (or give prompt_of), got %s")
+               :format(i, type(q) == "table" and show(q.prompt) or ("the question " .. show(q)))
+      end
+    end
+  end
+  return nil
+end
+
+-- true when the file at path holds anything but white space (a missing file holds nothing)
+local function has_content(path)
+  local f = io.open(path, "rb")
+  if not f then return false end
+  while true do
+    local chunk = f:read(65536)
+    if not chunk then f:close(); return false end
+    if chunk:find("%S") then f:close(); return true end
+  end
+end
+
 --- Run RL. opts: model, questions (list of {prompt = string | token ids, answer = optional}),
---- prompt_of(q) (default q.prompt), extract(text) -> answer, grade(text, answer) -> bool,
---- answer_key(a), the DEFAULTS above (micro_batch: sequences per forward/backward, 0 = all;
---- updates_per_batch: optimizer steps per sampled batch, see the header), loss_temperature
---- (default = temperature), stop (extra stop ids), out (run directory, nil = write nothing),
---- resume, ref_model (GRPO KL), log(line) (default print), on_step(record, batch) (after each
---- optimizer step; batch: the rl.batch it was taken on). Returns the list of step records (one
---- per optimizer step).
+--- prompt_of(q) (default q.prompt), extract(text) -> answer (grpo_ttrl needs it), grade(text,
+--- answer) -> bool, answer_key(a), the DEFAULTS above (micro_batch: sequences per
+--- forward/backward, 0 = all; updates_per_batch: optimizer steps per sampled batch, see the
+--- header), loss_temperature (default = temperature), state_dtype ("f32" | "bf16", AdamW's
+--- moments), stop (extra stop ids), out (run directory, created when missing; nil = write
+--- nothing), resume, ref_model (GRPO KL), log(line) (default print), on_step(record, batch) (after
+--- each optimizer step; batch: the rl.batch it was taken on), model_config (see M.check_out).
+--- Returns the list of step records (one per optimizer step).
+---
+--- Every option is checked before anything runs, each mistake one line "train.run: ..." naming
+--- the option and its range (a user error, cli.raise): counts are integers (steps >= 0,
+--- questions_per_step, n, max_new_tokens, updates_per_batch >= 1; top_k, micro_batch,
+--- checkpoint_every >= 0), the rest finite numbers (temperature, loss_temperature > 0; top_p in
+--- (0, 1]; lr, weight_decay, eps, alpha, clip_eps, clip_max, kl_coef, grad_clip >= 0; betas in
+--- [0, 1)); kl_coef > 0 needs ref_model; checkpoint_every > 0 and resume need out; the GRPO
+--- methods need n >= 2 (their advantages compare a question's samples), grpo_ttrl needs extract;
+--- an unknown option (a typo) is refused. steps = 0 samples nothing and returns {} (with out, an
+--- empty steps.jsonl). A fresh run (resume not set) refuses an out that holds checkpoints (see
+--- M.check_out) or a steps.jsonl with records: it would overwrite an earlier run's log.
 function M.run(opts)
+  if type(opts) ~= "table" then cli.raise("train.run: opts must be a table of options, got " .. rl.show(opts)) end
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
   for k, v in pairs(opts) do o[k] = v end
   local method, merr = rl.resolve(o.method)
-  if not method then error("train.run: " .. merr, 2) end
+  if not method then cli.raise("train.run: " .. merr) end
+  local bad_opt = options_problem(o, method)
+  if bad_opt then cli.raise("train.run: " .. bad_opt) end
   local m = o.model
   local log = o.log or print
   local T_loss = o.loss_temperature or o.temperature
   local prompt_of = o.prompt_of or function(q) return q.prompt end
   local Q = o.questions_per_step
-  if #o.questions == 0 then error("train.run: no questions", 2) end
   local U = o.updates_per_batch
-  if math.type(U) ~= "integer" or U < 1 then
-    error(("train.run: updates_per_batch must be an integer >= 1, got %s"):format(tostring(U)), 2)
-  end
 
   local records = {}
   if not rl.trains(method) then return records end
@@ -397,6 +525,14 @@ function M.run(opts)
     -- a user error (one line from a recipe): the run directory, not the program, is at odds
     local bad = M.check_out(o.out, o)
     if bad then cli.raise("train: " .. bad) end
+    -- a fresh run would overwrite the log of an earlier one (check_out found no checkpoint:
+    -- there is nothing to resume from; a resume without one starts over, as it says)
+    if not o.resume and has_content(steps_path) then
+      cli.raise(("train.run: out '%s' holds the steps.jsonl of an earlier run (and no checkpoint to resume it from); "
+                 .. "remove it or use another out"):format(o.out))
+    end
+    local ok, derr = cli.make_dir(o.out)
+    if not ok then cli.raise(("train.run: out '%s': %s"):format(o.out, derr)) end
   end
   if o.out and o.resume then
     local dir, step = M.latest_checkpoint(o.out)
@@ -421,9 +557,19 @@ function M.run(opts)
   end
   if o.out and start == 1 then assert(jsonio.write_jsonl_atomic(steps_path, {})) end
 
-  local encode = function(p)
-    if type(p) == "table" then return p end
-    return m:encode(p)
+  -- question qi's prompt as token ids (prompt_of's string encoded), refused when it has none
+  local encode = function(p, qi)
+    if type(p) == "string" then
+      if not m.tokenizer then
+        cli.raise(("train.run: question %d's prompt is a string but the model has no tokenizer: give token ids"):format(qi))
+      end
+      p = m:encode(p)
+    elseif type(p) ~= "table" then
+      cli.raise(("train.run: question %d's prompt%s must be a string or a list of token ids, got %s")
+                :format(qi, o.prompt_of and " (prompt_of)" or "", rl.show(p)))
+    end
+    if #p == 0 then cli.raise(("train.run: question %d's prompt is empty (no tokens)"):format(qi)) end
+    return p
   end
   local warned_underflow = false
 
@@ -431,10 +577,11 @@ function M.run(opts)
     local t0 = confit.clock()
     local qs, prompts, answers = {}, {}, {}
     for j = 1, Q do
-      local q = o.questions[((step - 1) * Q + j - 1) % #o.questions + 1]
+      local qi = ((step - 1) * Q + j - 1) % #o.questions + 1
+      local q = o.questions[qi]
       qs[j] = q
-      prompts[j] = encode(prompt_of(q))
-      answers[j] = q.answer
+      prompts[j] = encode(prompt_of(q), qi)
+      answers[j] = type(q) == "table" and q.answer or nil
     end
     local samples = m:generate(prompts, {n = o.n, temperature = o.temperature, top_p = o.top_p,
                                          top_k = o.top_k, max_new_tokens = o.max_new_tokens,

@@ -444,6 +444,7 @@ do
   local function o(dir) return " --out " .. q(dir) end
   local cases = {
     {"--resume " .. TINY, {"--resume needs --out"}},
+    {"--method grpo_prob --n 1 --steps 1 --no-eval" .. o(NEW), {"--method grpo_prob needs --n >= 2"}},
     {"--n 2000000 " .. TINY .. o(NEW), {"--n", "1048576", "2000000"}},
     {"--eval-n 2000000 --steps 1 --questions-per-step 1 --n 2" .. o(NEW), {"--eval-n", "1048576"}},
     {"--steps 1000000000 --no-eval" .. o(NEW), {"--steps", "1000000", "1000000000"}},

@@ -1087,4 +1087,227 @@ H.case("train.run: a resume of a method of one's own compares every setting (whi
 end)
 -- <<< end of the audit block
 
+-- >>> input checks (audit E): every bad input to rl.* and train.run is one line naming it -----
+
+-- fn must raise one line (no traceback, no raw Lua error) holding every fragment
+local function refused(fn, ...)
+  local err = H.raises(fn, ...)
+  H.ok(not err:find("\n", 1, true), "one line: " .. err)
+  H.ok(not err:find("attempt to", 1, true) and not err:find("bad argument", 1, true), "not a raw Lua error: " .. err)
+  return err
+end
+
+H.case("rl.batch refuses bad prompts, samples and n with one line naming them", function()
+  local m = tiny(3, 0.6)
+  local s = m:generate({PROMPTS[1]}, {n = 2, temperature = 1.0, max_new_tokens = 3, seed = 1})
+  local p = PROMPTS[1]
+  refused(function() rl.batch(nil, {p}, s) end, "rl.batch", "m must be a model", "nil")
+  refused(function() rl.batch("examples/toy/model", {p}, s) end, "rl.batch", "m must be a model")
+  refused(function() rl.batch(m, {}, s) end, "rl.batch", "prompts must be a non-empty list", "empty")
+  refused(function() rl.batch(m, "1+2=", s) end, "rl.batch", "prompts must be a non-empty list")
+  refused(function() rl.batch(m, {{}}, s) end, "rl.batch", "prompt 1 is empty")
+  refused(function() rl.batch(m, {5}, s) end, "rl.batch", "prompt 1 must be a list of token ids or a string")
+  refused(function() rl.batch(m, {{1.5, 2}}, s) end, "prompt 1, token 1", "1.5", "0..256")
+  refused(function() rl.batch(m, {{4, 300}}, s) end, "prompt 1, token 2", "300", "0..256")
+  refused(function() rl.batch(m, {{-1}}, s) end, "prompt 1, token 1", "-1")
+  -- a string prompt needs the model's tokenizer (this random model has none)
+  refused(function() rl.batch(m, {"1+2="}, s) end, "rl.batch", "prompt 1 is a string", "no tokenizer")
+  refused(function() rl.batch(m, {p}, nil) end, "rl.batch", "samples must be a non-empty list", "nil")
+  refused(function() rl.batch(m, {p}, {}) end, "rl.batch", "samples must be a non-empty list", "empty")
+  refused(function() rl.batch(m, {p}, {{text = "x"}, {text = "y"}}) end, "rl.batch", "sample 1", "tokens")
+  refused(function() rl.batch(m, {p}, {s[1], {tokens = {1, 999}}}) end, "sample 2, token 2", "999")
+  refused(function() rl.batch(m, {p}, {s[1], {tokens = s[2].tokens, text = 7}}) end, "sample 2", "text")
+  refused(function() rl.batch(m, {p}, s, {n = 0}) end, "rl.batch", "opts.n", "integer >= 1", "0")
+  refused(function() rl.batch(m, {p}, s, {n = "2"}) end, "rl.batch", "opts.n", '"2"')
+  refused(function() rl.batch(m, {p}, s, {n = 1.0}) end, "rl.batch", "opts.n", "1.0")
+  refused(function() rl.batch(m, {p, p}, {s[1], s[2], s[1]}) end, "3 samples for 2 prompts")
+  refused(function() rl.batch(m, {p}, s, {extract = "boxed"}) end, "rl.batch", "opts.extract", "function")
+  refused(function() rl.batch(m, {p}, s, "x") end, "rl.batch", "opts must be a table")
+  -- the good batch still builds
+  H.eq(rl.batch(m, {p}, s, {n = 2}).n, 2, "n")
+end)
+
+H.case("rl.batch encodes string prompts with the model's tokenizer", function()
+  local toym = model.load("examples/toy/model")
+  if not toym then H.skip("string prompts", "examples/toy/model is missing"); return end
+  local ids = toym:encode("1+2=")
+  local s = toym:generate({ids}, {n = 2, temperature = 1.0, max_new_tokens = 3, seed = 1})
+  local a = rl.batch(toym, {"1+2="}, s)
+  local b = rl.batch(toym, {ids}, s)
+  H.eq(table.concat(a.seqs[1], ","), table.concat(b.seqs[1], ","), "the same sequence")
+  H.eq(a.prompt_lens[1], #ids, "the prompt's length in tokens")
+  H.near(rl.loss("l2", a, {temperature = 1.0}):item(), rl.loss("l2", b, {temperature = 1.0}):item(), 1e-12, "the same loss")
+end)
+
+H.case("rl.loss, rl.backward, rl.snapshot_policy and rl.fill_metrics check the options and batch they read", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 2, 5, 3)
+  for _, c in ipairs({{{alpha = -1}, "opts.alpha", ">= 0", "-1"}, {{alpha = "x"}, "opts.alpha", '"x"'},
+                      {{clip_eps = -1}, "opts.clip_eps", "-1"}, {{temperature = 0}, "opts.temperature", "> 0"},
+                      {{temperature = 0 / 0}, "opts.temperature"}, {{kl_coef = -0.5}, "opts.kl_coef"},
+                      {{clip_max = -1}, "opts.clip_max"}}) do
+    refused(function() rl.loss("l2", b, c[1]) end, "rl.loss", table.unpack(c, 2))
+    refused(function() rl.backward("grpo_prob", b, c[1]) end, "rl.backward", table.unpack(c, 2))
+  end
+  refused(function() rl.loss("l2", b, "x") end, "rl.loss", "opts must be a table")
+  refused(function() rl.loss("l2", nil, {}) end, "rl.loss", "batch must be a batch made by rl.batch", "nil")
+  refused(function() rl.backward("l2", {}, {}) end, "rl.backward", "batch must be a batch made by rl.batch")
+  refused(function() rl.backward("temp_only", b, {}) end, "rl.backward", "temp_only does not train")
+  refused(function() rl.snapshot_policy("grpo_prob", b, {micro_batch = -3}) end, "rl.snapshot_policy", "micro_batch", "-3")
+  refused(function() rl.snapshot_policy("grpo_prob", b, {micro_batch = 1.5}) end, "rl.snapshot_policy", "micro_batch", "1.5")
+  refused(function() rl.fill_metrics(nil, b, 0.7, -3) end, "rl.fill_metrics", "K", "-3")
+  refused(function() rl.fill_metrics(nil, b, 0.7, 1.5) end, "rl.fill_metrics", "K", "1.5")
+  refused(function() rl.fill_metrics(nil, b, 0, 0) end, "rl.fill_metrics", "T", "> 0")
+  refused(function() rl.fill_metrics("x", b, 0.7, 0) end, "rl.fill_metrics", "met")
+  -- rewards recorded for the batch: one finite number per sample
+  b.rewards = {1}
+  refused(function() rl.backward("grpo_prob", b, {}) end, "rl.backward", "batch.rewards", "one reward per sample (6)", "1 rewards")
+  b.rewards = {1, 0, 0 / 0, 1, 0, 1}
+  refused(function() rl.loss("grpo_prob", b, {}) end, "rl.loss", "batch.rewards[3]")
+end)
+
+H.case("GRPO methods refuse n = 1 and grpo_ttrl a batch without extract (they would train nothing)", function()
+  local m = tiny(3, 0.6)
+  local s1 = m:generate(PROMPTS, {n = 1, temperature = 1.0, max_new_tokens = 3, seed = 2})
+  local b1 = rl.batch(m, PROMPTS, s1, {n = 1, extract = toy.extract_boxed})
+  for _, name in ipairs({"grpo_prob", "grpo_rent", "grpo_intuitor", "ttrl"}) do
+    refused(function() rl.backward(name, b1, {}) end, "n >= 2", "advantage")
+    refused(function() rl.loss(name, b1, {}) end, "rl.loss", "n >= 2")
+  end
+  local s2 = m:generate(PROMPTS, {n = 2, temperature = 1.0, max_new_tokens = 3, seed = 2})
+  local plain = rl.batch(m, PROMPTS, s2, {n = 2})
+  refused(function() rl.backward("grpo_ttrl", plain, {}) end, "grpo_ttrl", "extract")
+  refused(function() rl.loss("ttrl", plain, {}) end, "grpo_ttrl", "extract")
+  refused(function() rl.backward("grpo_prob", plain, {kl_coef = 0.1}) end, "kl_coef > 0 needs batch.ref_model")
+  -- with extract (and n >= 2) it runs
+  local ok = rl.batch(m, PROMPTS, s2, {n = 2, extract = toy.extract_boxed})
+  zero_grads(m)
+  H.ok(type(rl.backward("grpo_ttrl", ok, {})) == "number", "grpo_ttrl with extract")
+  zero_grads(m)
+end)
+
+H.case("a method of one's own: a loss that is no tensor, or weights that are not finite, are named", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 2, 5, 3)
+  rl.methods.test_number = function() return 5, {} end
+  rl.methods.test_vector = function(batch, o) return rl.seq_logprobs(batch, o.temperature or 1.0), {} end
+  rl.methods.test_badmet = function(batch, o) return -rl.seq_logprobs(batch, o.temperature or 1.0):sum(), "ok" end
+  refused(function() rl.backward("test_number", b, {}) end, "method test_number must return a loss tensor", "got 5")
+  refused(function() rl.backward("test_number", b, {micro_batch = 2}) end, "method test_number must return a loss tensor")
+  refused(function() rl.loss("test_number", b, {}) end, "method test_number must return a loss tensor")
+  refused(function() rl.backward("test_vector", b, {}) end, "test_vector", "scalar", "6 elements")
+  refused(function() rl.backward("test_badmet", b, {}) end, "test_badmet", "metrics table")
+  rl.register_weighted("test_nanw", function(lpv)
+    local w = {}
+    for i = 1, #lpv do w[i] = i == 4 and 0 / 0 or 1 end
+    return w
+  end)
+  refused(function() rl.backward("test_nanw", b, {}) end, "method test_nanw", "sample 4", "finite")
+  refused(function() rl.backward("test_nanw", b, {micro_batch = 2}) end, "method test_nanw", "sample 4")
+  rl.register_weighted("test_strw", function(lpv)
+    local w = {}
+    for i = 1, #lpv do w[i] = "1" end
+    return w
+  end, {per_sample = true})
+  refused(function() rl.loss("test_strw", b, {}) end, "method test_strw", "sample 1", '"1"')
+  rl.methods.test_number, rl.methods.test_vector, rl.methods.test_badmet = nil, nil, nil
+  rl.methods.test_nanw, rl.methods.test_strw, rl.weights.test_nanw, rl.weights.test_strw = nil, nil, nil, nil
+end)
+
+H.case("rl.backward on a model with nothing trainable says how to fix it", function()
+  local m = model.new(CFG, {seed = 3, std = 0.6})     -- parameters not marked trainable
+  local b = make_batch(m, 2, 5, 3)
+  refused(function() rl.backward("l2", b, {}) end, "rl.backward", "requires a gradient", "train.trainable(m)")
+  refused(function() rl.backward("l2", b, {micro_batch = 2}) end, "train.trainable(m)")
+end)
+
+-- the options of run_tiny, with extra ones set ("NIL" removes one)
+local function tiny_opts(extra)
+  local qs = toy.world("mixed"):questions("train", 4, 3)
+  local o = {model = tiny(9, 0.3), questions = qs, method = "l2", n = 2, steps = 1, questions_per_step = 1,
+             max_new_tokens = 3, prompt_of = function(q) return toy.encode(q.prompt) end,
+             extract = toy.extract_boxed, log = function() end}
+  for k, v in pairs(extra) do if v == "NIL" then o[k] = nil else o[k] = v end end
+  return o
+end
+
+H.case("train.run checks every option before anything runs, one line naming it and its range", function()
+  local cases = {
+    {{questions_per_step = 0}, "questions_per_step", "integer >= 1", "got 0"},
+    {{questions_per_step = -2}, "questions_per_step", "-2"},
+    {{steps = -1}, "steps", "integer >= 0", "-1"}, {{steps = 1.5}, "steps", "1.5"}, {{steps = "x"}, "steps", '"x"'},
+    {{n = 0}, "n must be", ">= 1"}, {{n = 2.0}, "n must be", "2.0"},
+    {{max_new_tokens = 0}, "max_new_tokens", ">= 1"}, {{top_k = -1}, "top_k", ">= 0"},
+    {{micro_batch = -1}, "micro_batch", ">= 0"}, {{updates_per_batch = 1.0}, "updates_per_batch", "1.0"},
+    {{temperature = 0}, "temperature", "> 0", "got 0"}, {{loss_temperature = -1}, "loss_temperature", "> 0"},
+    {{top_p = 0}, "top_p", "> 0 and <= 1"}, {{top_p = 1.5}, "top_p", "1.5"},
+    {{lr = -1}, "lr", ">= 0"}, {{lr = 0 / 0}, "lr", "finite"}, {{alpha = -1}, "alpha", ">= 0", "-1"},
+    {{weight_decay = -0.1}, "weight_decay"}, {{beta1 = 1}, "beta1", "< 1"}, {{eps = -1}, "eps"},
+    {{grad_clip = -1}, "grad_clip", ">= 0", "no clipping"}, {{clip_eps = -0.2}, "clip_eps"},
+    {{clip_max = -1}, "clip_max"}, {{kl_coef = -1}, "kl_coef", ">= 0"},
+    {{kl_coef = 0.1, method = "grpo_prob"}, "kl_coef = 0.1 needs ref_model"},
+    {{checkpoint_every = -1}, "checkpoint_every", ">= 0"},
+    {{checkpoint_every = 1}, "checkpoint_every = 1 needs out"},
+    {{resume = true}, "resume = true needs out"}, {{resume = "yes"}, "resume must be true or false"},
+    {{seed = 1.5}, "seed", "integer"},
+    {{out = ""}, "out must be a non-empty string"}, {{out = 5}, "out must be a non-empty string", "got 5"},
+    {{questions = "NIL"}, "questions must be a non-empty list", "nil"},
+    {{questions = "abc"}, "questions must be a non-empty list", '"abc"'},
+    {{questions = {}}, "questions must be a non-empty list", "empty"},
+    {{questions = {{answer = "3"}}, prompt_of = "NIL"}, "question 1", "prompt"},
+    {{questions = {{prompt = ""}}, prompt_of = "NIL"}, "question 1", "prompt", "non-empty"},
+    {{model = "NIL"}, "model must be a loaded model", "nil"},
+    {{model = "examples/toy/model"}, "model must be a loaded model", '"examples/toy/model"'},
+    {{ref_model = 5, kl_coef = 0.1, method = "grpo_prob"}, "ref_model must be a loaded model"},
+    {{method = "ttrl", extract = "NIL"}, "grpo_ttrl", "extract"},
+    {{method = "grpo_prob", n = 1}, "grpo_prob needs n >= 2"},
+    {{method = "grpo_rent", n = 1}, "grpo_rent needs n >= 2"},
+    {{method = "nope"}, "unknown method 'nope'"},
+    {{lrr = 5}, "unknown option 'lrr'"},
+    {{log = 5}, "log must be a function"}, {{stop = "x"}, "stop must be a list of token ids"},
+    {{state_dtype = "f16"}, "state_dtype"},
+  }
+  for _, c in ipairs(cases) do
+    local wrote = false
+    local o = tiny_opts(c[1])
+    o.on_step = function() wrote = true end
+    refused(function() train.run(o) end, "train.run: ", table.unpack(c, 2))
+    H.ok(not wrote, "refused before any step: " .. c[2])
+  end
+  -- a prompt_of that gives no prompt names the question
+  refused(function() train.run(tiny_opts({prompt_of = function() return nil end})) end,
+          "train.run", "question 1's prompt (prompt_of)", "nil")
+  refused(function() train.run(tiny_opts({prompt_of = function() return {} end})) end, "question 1's prompt is empty")
+  -- steps = 0 samples nothing
+  H.eq(#train.run(tiny_opts({steps = 0})), 0, "steps = 0: no records")
+end)
+
+H.case("train.run out: created when missing, an earlier run's steps.jsonl is not overwritten", function()
+  local root = os.tmpname()
+  os.remove(root)
+  local dir = root .. "/a/b"
+  local recs = train.run(tiny_opts({out = dir, steps = 2}))
+  H.eq(#recs, 2, "two steps")
+  local before = H.read(dir .. "/steps.jsonl")
+  H.eq(#assert(jsonio.read_jsonl(dir .. "/steps.jsonl")), 2, "the missing out was created and holds the log")
+  refused(function() train.run(tiny_opts({out = dir, steps = 1})) end,
+          "train.run", "holds the steps.jsonl of an earlier run", "another out")
+  H.eq(H.read(dir .. "/steps.jsonl"), before, "the earlier log is untouched")
+  -- resume without a checkpoint starts over at step 1, as it says
+  local said = {}
+  H.eq(#train.run(tiny_opts({out = dir, steps = 1, resume = true, log = function(l) said[#said + 1] = l end})), 1,
+       "resume without a checkpoint: one step")
+  H.ok(said[1]:find("no checkpoint", 1, true), "says it starts over: " .. tostring(said[1]))
+  H.eq(#assert(jsonio.read_jsonl(dir .. "/steps.jsonl")), 1, "the log starts over")
+  -- an out whose steps.jsonl is empty (removed run, or an empty file) is fine
+  H.write(dir .. "/steps.jsonl", "\n")
+  H.eq(#train.run(tiny_opts({out = dir, steps = 1})), 1, "an empty steps.jsonl is taken")
+  -- an out that is a file
+  local f = root .. "/file"
+  H.write(f, "x")
+  refused(function() train.run(tiny_opts({out = f})) end, "train.run", f, "cannot create")
+  os.execute(("rm -rf %q"):format(root))
+end)
+-- <<< end of the input checks
+
 H.finish()
