@@ -799,8 +799,10 @@ static int check_range(const char *op, cf_tensor *src, cf_dtype dt) {
   return rc;
 }
 
-/* cf_tensor_copy_ with the op named in errors (copy_, to_dtype, ...). */
-static int copy_named(const char *op, cf_tensor *dst, cf_tensor *src) {
+/* cf_tensor_copy_ with the op named in errors (copy_, to_dtype, ...); checked: src's values are
+ * known to fit dst's dtype (a staging copy inside this function: a device source is then not
+ * copied to the host a second time to check them). */
+static int copy_impl(const char *op, cf_tensor *dst, cf_tensor *src, bool checked) {
   if (!cf_same_shape(dst, src)) {
     char a[128], b[128];
     return CF_ERR("%s: shapes differ: %s <- %s", op, cf_shape_str(dst, a, sizeof a),
@@ -810,11 +812,11 @@ static int copy_named(const char *op, cf_tensor *dst, cf_tensor *src) {
   if (copy_overlaps(dst, src)) {
     cf_tensor *tmp = cf_tensor_clone(src);
     if (!tmp) return -1;
-    int rc = copy_named(op, dst, tmp);
+    int rc = copy_impl(op, dst, tmp, checked);
     cf_tensor_release(tmp);
     return rc;
   }
-  if (check_range(op, src, dst->dtype)) return -1;   /* before anything is written */
+  if (!checked && check_range(op, src, dst->dtype)) return -1;   /* before anything is written */
   cf_tensor_bump_version(dst);
   cf_device dd = cf_tensor_device(dst), sd = cf_tensor_device(src);
   if (dd == CF_DEVICE_CPU && sd == CF_DEVICE_CPU) { copy_strided(dst, src); return 0; }
@@ -827,7 +829,7 @@ static int copy_named(const char *op, cf_tensor *dst, cf_tensor *src) {
     /* Stage through a contiguous tensor on the source device with the destination dtype. */
     cf_tensor *tmp = cf_tensor_empty(src->ndim, src->shape, dst->dtype, sd);
     if (!tmp) return -1;
-    int rc = cf_tensor_copy_(tmp, src);
+    int rc = copy_impl(op, tmp, src, true);
     if (rc == 0) {
       if (cf_tensor_is_contiguous(dst)) {
         rc = h->copy(cf_tensor_data(dst), dd, cf_tensor_data(tmp), sd,
@@ -836,7 +838,7 @@ static int copy_named(const char *op, cf_tensor *dst, cf_tensor *src) {
         cf_tensor *tmp2 = cf_tensor_empty(dst->ndim, dst->shape, dst->dtype, dd);
         rc = tmp2 ? h->copy(cf_tensor_data(tmp2), dd, cf_tensor_data(tmp), sd,
                             (size_t)cf_tensor_numel(dst) * cf_dtype_size(dst->dtype)) : -1;
-        if (rc == 0) rc = cf_tensor_copy_(dst, tmp2);
+        if (rc == 0) rc = copy_impl(op, dst, tmp2, true);
         cf_tensor_release(tmp2);
       }
     }
@@ -846,6 +848,8 @@ static int copy_named(const char *op, cf_tensor *dst, cf_tensor *src) {
   return h->copy(cf_tensor_data(dst), dd, cf_tensor_data(src), sd,
                  (size_t)cf_tensor_numel(dst) * cf_dtype_size(dst->dtype));
 }
+
+static int copy_named(const char *op, cf_tensor *dst, cf_tensor *src) { return copy_impl(op, dst, src, false); }
 
 int cf_tensor_copy_(cf_tensor *dst, cf_tensor *src) { return copy_named("copy_", dst, src); }
 
