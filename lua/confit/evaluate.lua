@@ -47,9 +47,10 @@
 --
 -- Invariants:
 --  * Sampled decoding draws from seed * 1000003 + (position of the batch's first problem in
---    the full list), and batches are fixed slices of the list, so a resumed run that regenerates
---    whole batches gets the same samples as an uninterrupted one. Greedy decoding does not
---    depend on batching at all.
+--    the full list), and batches are fixed slices of the list (batch_size is part of what a
+--    resume must share). A batch that lacks any record is generated again whole, and only its
+--    missing records are appended, so a resumed run gets the samples (and the greedy results,
+--    whose float sums depend on the batch's make-up) of an uninterrupted one.
 --  * Records are appended batch by batch; on resume a torn last line is dropped (the file is
 --    rewritten without it before anything is appended), and a file written with different
 --    decoding settings or by another model, device or dtype (or whose settings file is lost, or
@@ -268,7 +269,8 @@ end
 local function identity(s)
   local id = {benchmark = s.benchmark, mode = s.mode, grader = s.grader.name,
               template = s.template, greedy = s.greedy, n = s.n,
-              max_new_tokens = s.max_new_tokens, seed = s.seed, device = s.device, dtype = s.dtype}
+              max_new_tokens = s.max_new_tokens, seed = s.seed, device = s.device, dtype = s.dtype,
+              batch_size = s.batch_size}
   if s.n > 0 then id.temperature, id.top_p, id.top_k = s.temperature, s.top_p, s.top_k end
   if s.model_dir then id.model, id.model_files = evaluate.model_identity(s.model_dir) end
   return id
@@ -869,16 +871,19 @@ function evaluate.run(model, problems, opts)
   local tokens, new_correct, new_graded = 0, 0, 0
   local by_key = {}
   for start = 1, #problems, s.batch_size do
-    local batch = {}
+    local batch, missing = {}, 0
     for i = start, math.min(#problems, start + s.batch_size - 1) do
       local p = problems[i]
       local prev = done[tostring(p.id)]
-      if prev then by_key[tostring(p.id)] = prev else batch[#batch + 1] = p end
+      batch[#batch + 1] = p
+      if prev then by_key[tostring(p.id)] = prev else missing = missing + 1 end
     end
-    if #batch > 0 then
+    if missing > 0 then
+      -- the whole batch, its finished problems too: what a batch draws depends on all of it
       local recs, ntok = run_batch(model, s, gen, injected, batch, start)
       tokens = tokens + ntok
       for _, r in ipairs(recs) do
+        if done[tostring(r.id)] then goto kept end
         by_key[tostring(r.id)] = r
         if path then
           local ok, err = jsonio.append_jsonl(path, r)
@@ -888,12 +893,13 @@ function evaluate.run(model, problems, opts)
           new_graded = new_graded + 1
           if r.greedy.correct then new_correct = new_correct + 1 end
         end
+        ::kept::
       end
       if bar then
         local dt = clock() - t0
         local extra = dt > 0 and string.format("%.0f tok/s", tokens / dt) or ""
         if new_graded > 0 then extra = extra .. string.format("  acc %.3f", new_correct / new_graded) end
-        bar:step(#batch, extra)
+        bar:step(missing, extra)
       end
     end
   end

@@ -589,6 +589,25 @@ H.case("end to end with a tiny random model: records, counts, resume, rescoring"
   local s2 = evaluate.run(m, probs, opts)
   H.eq(calls, 0, "resume: nothing generated"); H.eq(s2.resumed, 6)
   H.near(s2.mean_length, s.mean_length, 0)
+  -- (kill -9 audit) a run killed in the middle of a batch (2 of its 4 records written): the
+  -- resume generates that batch whole again and appends only what is missing, so every record
+  -- equals the uninterrupted run's (a batch of the missing problems alone drew other samples)
+  local text = H.read(dir .. "/eval_before.jsonl")
+  local first_two = text:match("^([^\n]*\n[^\n]*\n)")
+  H.write(dir .. "/eval_before.jsonl", first_two)
+  calls = 0
+  local s3, recs3 = evaluate.run(m, probs, opts)
+  H.eq(calls, 4, "both batches generated again (the first whole)"); H.eq(s3.resumed, 2)
+  for i = 1, 6 do
+    H.eq(jsonio.encode(recs3[i].samples), jsonio.encode(recs[i].samples), "samples of problem " .. i)
+    H.eq(jsonio.encode(recs3[i].greedy), jsonio.encode(recs[i].greedy), "greedy of problem " .. i)
+  end
+  H.eq(#assert(jsonio.read_jsonl(dir .. "/eval_before.jsonl")), 6, "six records, none twice")
+  -- another batch size is another run: refused, not mixed
+  local o4 = {}
+  for k, v in pairs(opts) do o4[k] = v end
+  o4.batch_size = 3
+  H.raises(function() evaluate.run(m, probs, o4) end, "batch_size: 4 then, 3 now")
   -- same seed, same samples: greedy identical across batch sizes
   local o3 = {grader = "toy", template = "plain", max_new_tokens = 8, batch_size = 1,
               progress = QUIET}
