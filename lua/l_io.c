@@ -11,13 +11,26 @@
  *   flushes a file's or a directory's data to the disk (fsync): the Lua writers (jsonio's
  *   atomic writes, checkpoints) sync a temporary file before renaming it and the directory
  *   after. A file system that cannot sync a directory (EINVAL, EROFS) counts as done.
+ * confit.lock(path) -> handle | nil, message, pid
+ *   an exclusive lock on the file path (created when missing, mode 0644): flock(LOCK_EX |
+ *   LOCK_NB) on a descriptor opened O_CLOEXEC (a child process started by os.execute does not
+ *   inherit it). The holder's PID is written into the file. A file another process (or another
+ *   handle of this one: flock locks belong to an open file description) holds gives nil, a
+ *   message and that holder's PID (nil when the file does not say). handle:close() (also
+ *   __close and __gc) removes the file while still holding it, then releases the lock; a
+ *   process that dies (kill -9 included) releases it in the kernel, leaving the file behind,
+ *   which the next taker simply locks. A taker that locked a file since removed (or replaced)
+ *   by its holder opens the path again, so two handles never lock different files of one path.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "lconfit.h"
 #include "error.h"
@@ -176,7 +189,117 @@ static int l_fsync(lua_State *L) {
   return 1;
 }
 
+#define LOCK_MT "confit.lock"
+
+typedef struct {
+  int fd;      /* -1 once released */
+  char *path;  /* malloc'd */
+} io_lock;
+
+static void lock_release(io_lock *h) {
+  if (h->fd >= 0) {
+    /* remove the file while holding it: a waiter that opened it sees it gone and opens anew */
+    struct stat a, b;
+    if (h->path && fstat(h->fd, &a) == 0 && stat(h->path, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+      unlink(h->path);
+    close(h->fd);
+    h->fd = -1;
+  }
+  free(h->path);
+  h->path = NULL;
+}
+
+static int l_lock_close(lua_State *L) {
+  io_lock *h = luaL_checkudata(L, 1, LOCK_MT);
+  lock_release(h);
+  return 0;
+}
+
+static int l_lock_tostring(lua_State *L) {
+  io_lock *h = luaL_checkudata(L, 1, LOCK_MT);
+  if (h->fd >= 0) lua_pushfstring(L, "confit.lock (%s)", h->path);
+  else lua_pushstring(L, "confit.lock (released)");
+  return 1;
+}
+
+/* the PID written in the lock file fd, or 0 when it holds none */
+static long lock_pid(int fd) {
+  char buf[32];
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  char *end;
+  long pid = strtol(buf, &end, 10);
+  return pid > 0 && (*end == '\n' || *end == 0) ? pid : 0;
+}
+
+static int l_lock(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  io_lock *h = lua_newuserdatauv(L, sizeof *h, 0);
+  h->fd = -1;
+  h->path = NULL;
+  luaL_setmetatable(L, LOCK_MT);
+  size_t len = strlen(path);
+  h->path = malloc(len + 1);
+  if (!h->path) return luaL_error(L, "confit.lock: out of memory");
+  memcpy(h->path, path, len + 1);
+  for (int tries = 0; tries < 100; tries++) {
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      int err = errno;
+      luaL_pushfail(L);
+      lua_pushfstring(L, "%s: cannot open the lock file: %s", path, strerror(err));
+      return 2;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int err = errno;
+      long pid = err == EWOULDBLOCK ? lock_pid(fd) : 0;
+      close(fd);
+      luaL_pushfail(L);
+      if (err != EWOULDBLOCK) {
+        lua_pushfstring(L, "%s: cannot lock: %s", path, strerror(err));
+        return 2;
+      }
+      if (pid) lua_pushfstring(L, "%s is held by another process (PID %d)", path, (int)pid);
+      else lua_pushfstring(L, "%s is held by another process", path);
+      if (pid) lua_pushinteger(L, pid); else lua_pushnil(L);
+      return 3;
+    }
+    /* the holder before us may have removed the file after we opened it: lock the path's file */
+    struct stat a, b;
+    if (fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+      close(fd);
+      continue;
+    }
+    h->fd = fd;
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    /* the PID is only for messages: a failed write leaves the lock itself intact */
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) { /* message says no PID */ }
+    return 1;
+  }
+  luaL_pushfail(L);
+  lua_pushfstring(L, "%s: cannot lock: the file keeps being replaced", path);
+  return 2;
+}
+
 void cf_lua_open_io(lua_State *L) {
+  if (luaL_newmetatable(L, LOCK_MT)) {
+    lua_pushcfunction(L, l_lock_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_lock_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_lock_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_newtable(L);
+    lua_pushcfunction(L, l_lock_close);
+    lua_setfield(L, -2, "close");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_lock);
+  lua_setfield(L, -2, "lock");
   lua_pushcfunction(L, l_fsync);
   lua_setfield(L, -2, "fsync");
   lua_pushcfunction(L, l_load);

@@ -319,8 +319,18 @@ function M.run_grid(spec, opts)
   local runner = opts.runner or M.subprocess_runner
   local ctx = {exe = opts.exe or M.executable(), recipe = spec.recipe, out = out}
   M.check_finished(spec, runs, out)
+  -- one ablate per grid folder, held until run_grid returns (however it ends)
+  local grid_lock = {}
+  local _ <close> = setmetatable({}, {__close = function() if grid_lock.h then grid_lock.h:close() end end})
   if not opts.dry_run then
     if not mkdir_p(out) then die("cannot create %s", out) end
+    local h, _, pid = require("confit").lock(out .. "/.lock")
+    if not h then
+      die("--out %s is in use by another confit process%s; wait for it or use another --out", out,
+          pid and (" (PID %d)"):format(pid) or "")
+    end
+    grid_lock.h = h
+    jsonio.remove_stale_temps(out)   -- what a killed ablate left half written (grid.json, results)
     local axes = {}
     for _, k in ipairs(names) do axes[k] = spec.grid[k] end
     local list = {}
@@ -344,9 +354,22 @@ function M.run_grid(spec, opts)
       say("ablate: " .. label .. ": " .. table.concat(parts, " "))
     else
       if not mkdir_p(r.path) then die("cannot create %s", r.path) end
-      local wok, werr = jsonio.write_json_atomic(r.path .. "/ablate.json",
-        {recipe = spec.recipe, settings = jsonio.object(M.settings(spec, r))})
-      if not wok then die("cannot write %s/ablate.json: %s", r.path, tostring(werr)) end
+      -- a grid point another process still writes (the rlsc child of a killed ablate) is left
+      -- alone: the point fails with that reason and nothing is written into its folder
+      local busy
+      do
+        local h, _, pid = require("confit").lock(r.path .. "/.lock")
+        if h then
+          jsonio.remove_stale_temps(r.path)   -- ablate.json (or the run's files) cut short by a kill
+          local wok, werr = jsonio.write_json_atomic(r.path .. "/ablate.json",
+            {recipe = spec.recipe, settings = jsonio.object(M.settings(spec, r))})
+          h:close()   -- the recipe run there takes its own lock
+          if not wok then die("cannot write %s/ablate.json: %s", r.path, tostring(werr)) end
+        else
+          busy = ("%s is in use by another confit process%s; wait for it and run ablate again")
+                 :format(r.path, pid and (" (PID %d)"):format(pid) or "")
+        end
+      end
       -- an unfinished RL run that left checkpoints continues from them (rlsc refuses a fresh
       -- start over them)
       local resumed = ""
@@ -357,9 +380,14 @@ function M.run_grid(spec, opts)
         resumed = " (resuming from its checkpoints)"
         r.resumed = true
       end
-      say("ablate: " .. label .. ": running" .. resumed)
       local t0 = clock()
-      local ok, why = runner(r, ctx)
+      local ok, why
+      if busy then
+        ok, why = nil, busy
+      else
+        say("ablate: " .. label .. ": running" .. resumed)
+        ok, why = runner(r, ctx)
+      end
       if ok and not file_exists(r.path .. "/summary.json") then
         ok, why = nil, "finished without writing summary.json"
         local log = r.path .. "/log.txt"

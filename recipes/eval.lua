@@ -298,19 +298,33 @@ function M.main(argv)
   end
 
   -- the folders are made before the model is loaded; a failure from here on removes those made
-  local made = {}
+  -- (and OUT/.lock, the lock this run holds on OUT until main ends, however it ends)
+  local made, lock = {}, nil
+  local _ <close> = setmetatable({}, {__close = function() if lock then lock:close(); lock = nil end end})
   local function give_up(fmt, ...)
+    if lock then lock:close(); lock = nil end
     for i = #made, 1, -1 do os.remove(made[i]) end
     die(fmt, ...)
   end
   local dirs = {out}
   for _, plan in ipairs(plans) do dirs[#dirs + 1] = plan.dir end
-  for _, dir in ipairs(dirs) do
+  for i, dir in ipairs(dirs) do
     local fresh = not cli.exists(dir)
     local ok, merr = evaluate.mkdir_p(dir)
     if not ok then give_up("--out: %s", merr) end
     if fresh then made[#made + 1] = dir end
+    if i == 1 then
+      -- one eval process per OUT: a second one would write the same records
+      local h, _, pid = require("confit").lock(out .. "/.lock")
+      if not h then
+        give_up("--out %s is in use by another confit process%s; wait for it or use another --out", out,
+                pid and (" (PID %d)"):format(pid) or "")
+      end
+      lock = h
+    end
   end
+  -- temporary files of atomic writes that a killed eval left behind
+  for _, dir in ipairs(dirs) do jsonio.remove_stale_temps(dir) end
   local model, err = require("confit.model").load(o.model)
   if not model then give_up("cannot load model '%s': %s", o.model, tostring(err)) end
   if not model.tokenizer then give_up("model folder '%s' has no tokenizer.json", o.model) end

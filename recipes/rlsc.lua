@@ -488,6 +488,20 @@ local function same_folder(a, b)
   return pa ~= nil and pa == physical(b)
 end
 
+-- Lock the run directory o.out (OUT/.lock, held in o.lock until the run ends or main returns):
+-- a second confit process on one run directory is refused in one line.
+local function take_lock(o)
+  if o.lock then return end
+  local h, _, pid = confit.lock(o.out .. "/.lock")
+  if not h and pid then
+    die("--out %s is in use by another confit process (PID %d); wait for it or use another --out", o.out, pid)
+  elseif not h then
+    die("--out %s is in use by another confit process (or its lock file %s/.lock cannot be taken); "
+        .. "wait for it or use another --out", o.out, o.out)
+  end
+  o.lock = h
+end
+
 -- --out: a new or empty folder, an rlsc run directory (its config.json has recipe "rlsc") that
 -- holds no model, or an ablate grid point that rlsc has not written to yet (only ablate.json
 -- and log.txt). A fresh run starts an unfinished rlsc run over, --resume continues it from its
@@ -515,7 +529,8 @@ local function check_out_dir(o)
   end
   if not run then
     for _, name in ipairs(names) do
-      if not ABLATE_FILES[name] then
+      -- the run lock and jsonio's temporary files (a write cut short) are never data
+      if not ABLATE_FILES[name] and name ~= ".lock" and not jsonio.is_temp_name(name) then
         die("--out '%s' holds %s and no rlsc run (config.json): rlsc writes only into a new or empty folder, "
             .. "an rlsc run directory or an ablate grid point; use another --out", o.out, name)
       end
@@ -542,6 +557,8 @@ local function check_out_dir(o)
     die("--out '%s' holds a finished run (summary.json)%s; use another --out", o.out,
         o.resume and " and no checkpoint to resume from" or "")
   end
+  -- the folder is rlsc's to use: no other process may write it from here to the run's end
+  take_lock(o)
 end
 
 -- Every check of the command line and the input files, before anything is printed or written.
@@ -720,12 +737,17 @@ end
 
 local function main(argv)
   local o = train.parse_args(argv or {}, SPEC, "recipes/rlsc.lua", help_notes())
+  -- the run directory's lock (take_lock) is released however main ends
+  local _ <close> = setmetatable({}, {__close = function() if o.lock then o.lock:close(); o.lock = nil end end})
   local say = o.quiet and function() end or print
   check(o)
   local m = load_model(o)   -- the last check: a model that does not load stops the run here
   local method = o.method
   o.out = o.out or default_out()
   cli.mkdir_p("rlsc", o.out, "--out")
+  take_lock(o)   -- a new folder (an existing one was locked by check_out_dir)
+  -- temporary files of atomic writes that a killed run left behind
+  jsonio.remove_stale_temps(o.out)
   local cfg = {
     recipe = "rlsc", name = o.name or o.out:match("([^/]+)/*$"), seed = o.seed, model = o.model,
     method = method, loss = method, alpha = o.alpha, samples_per_question = o.n,

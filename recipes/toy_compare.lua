@@ -107,8 +107,9 @@ local function tmp_of(name)
   return name:match("^(.*)%.tmp$") or name:match("^(.*)%.tmp%-[^/]*$")
 end
 
+-- .lock: rlsc's lock on its run folder (confit.lock), left unlocked by a run that was killed
 local function run_file(name)
-  return RUN_FILES[name] or RUN_FILES[tmp_of(name) or ""] or false
+  return name == ".lock" or RUN_FILES[name] or RUN_FILES[tmp_of(name) or ""] or false
 end
 
 -- nil when folder dir (named name under --out) is one toy_compare wrote, else why not
@@ -119,7 +120,7 @@ local function foreign_run(dir, name)
   local only_tmp = true
   for _, f in ipairs(names) do
     if not run_file(f) then return ("holds '%s'"):format(f) end
-    only_tmp = only_tmp and tmp_of(f) ~= nil
+    only_tmp = only_tmp and (tmp_of(f) ~= nil or f == ".lock")
   end
   if only_tmp then return nil end   -- empty, or interrupted while writing its config.json
   local cfg = jsonio.read_json(dir .. "/config.json")

@@ -308,6 +308,46 @@ local function fresh_tmp_name(path)
   return nil, path .. ": no free temporary name"
 end
 
+-- The name a temporary file of this module's atomic writes has (NAME.tmp-PID-TIME-SERIAL, a
+-- bare file name or a path): returns NAME (with the path's folder part) and the writer's PID,
+-- or nil for any other name. Such a file is never data: it is a write in progress (its writer
+-- alive) or one a killed writer left behind.
+function M.is_temp_name(name)
+  if type(name) ~= "string" then return nil end
+  local base, pid = name:match("^(.+)%.tmp%-(%d+)%-%d+%-%d+$")
+  if not base then return nil end
+  return base, math.tointeger(tonumber(pid))
+end
+
+-- true when process pid is alive (its /proc entry exists); nil when /proc cannot tell
+local function pid_alive(pid)
+  local self = io.open("/proc/self/stat", "rb")
+  if not self then return nil end
+  self:close()
+  local f = io.open("/proc/" .. pid .. "/stat", "rb")
+  if f then f:close(); return true end
+  return false
+end
+
+-- Remove the temporary files of atomic writes (M.is_temp_name) in folder dir (not below it)
+-- whose writer is gone: its PID has no /proc entry, or it is this process (which is not
+-- writing while it calls this). Those of another live process (a concurrent writer) stay, and
+-- so does everything when /proc is not there to tell. Returns the list of names removed.
+function M.remove_stale_temps(dir)
+  local removed = {}
+  local names = require("confit.cli").list_dir(dir)
+  if not names then return removed end
+  PID = PID or process_id()
+  for _, name in ipairs(names) do
+    local base, pid = M.is_temp_name(name)
+    if base and pid and (tostring(pid) == PID or pid_alive(pid) == false) then
+      if os.remove(dir .. "/" .. name) then removed[#removed + 1] = name end
+    end
+  end
+  table.sort(removed)
+  return removed
+end
+
 -- fsync from the C module (confit.fsync) when it is there; stock Lua without it writes unsynced
 local has_core, core = pcall(require, "confit.core")
 local function fsync(path)

@@ -28,6 +28,8 @@ return {
   ["m:set_recompute"] = "m:set_recompute(on) -> previous: activation recomputation per layer (the training forward keeps each layer's input only; backward runs the layer again: same gradients, less memory)",
   ["m:logprobs"] = "m:logprobs(ids, prompt_lens [, {temperature=, lens=}]) -> [B]: sums of completion-token log-probs (chunked head, differentiable)",
   ["m:generate"] = "m:generate(prompts, {n=, temperature=, top_p=, top_k=, max_new_tokens=, seed=, stop=, ignore_eos=}) -> samples {tokens, text, logprob, finish}",
+  ["confit.lock"] = "confit.lock(path) -> handle | nil, msg, pid: an exclusive flock on path (rlsc, eval and ablate lock their --out as OUT/.lock); handle:close() releases it, and so does the process's death",
+  ["jsonio.remove_stale_temps"] = "jsonio.remove_stale_temps(dir) -> names: remove the atomic writers' temporary files whose writing process is gone",
   ["confit.fsync"] = "confit.fsync(path) -> true | nil, msg: flush a file's or a directory's data to the disk (the atomic writers sync before renaming)",
   ["confit.load_safetensors"] = "confit.load_safetensors(path) -> table | nil, msg: name -> tensor from a .safetensors file (mmap, strictly validated)",
   ["confit.save_safetensors"] = "confit.save_safetensors(path, tensors [, metadata]) -> true: writes name -> tensor atomically (temp file, fsync, rename)",

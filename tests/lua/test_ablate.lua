@@ -146,6 +146,39 @@ H.case("running a grid: skip finished, failures, results with mean ± sample std
   H.eq(#r3.failed, 1); H.ok(r3.failed[1].why:find("summary.json", 1, true), r3.failed[1].why)
 end)
 
+-- (audit_f) a killed ablate's rlsc child may still write its grid point; a rerun must not start a
+-- second writer there: the point fails, naming the holder, and its folder is not written.
+-- A second ablate on one grid folder is refused; a dead writer's temporary files are removed.
+H.case("locks: a grid point in use fails untouched; a grid folder in use is refused; stale temps go", function()
+  local confit = require "confit"
+  local out = TMP .. "/glock"
+  local spec = ablate.check({grid = {alpha = {0, 0.1}, seed = {1}}, out = out})
+  local busy = out .. "/alpha=0,seed=1"
+  assert(os.execute("mkdir -p '" .. busy .. "' '" .. out .. "/alpha=0.1,seed=1'"))
+  write(out .. "/alpha=0.1,seed=1/ablate.json.tmp-999999-1-1", "{")
+  write(out .. "/grid.json.tmp-999999-1-2", "{")
+  local me = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+  local h = assert(confit.lock(busy .. "/.lock"))
+  local calls = {}
+  local res = ablate.run_grid(spec, {runner = fake_runner(calls), say = quiet})
+  H.eq(table.concat(calls, " "), "alpha=0.1,seed=1", "only the free point ran")
+  H.eq(#res.failed, 1, "one failure")
+  H.ok(res.failed[1] and res.failed[1].why:find("in use by another confit process (PID " .. me .. ")", 1, true),
+       tostring(res.failed[1] and res.failed[1].why))
+  H.eq(io.open(busy .. "/ablate.json"), nil, "nothing written into the point in use")
+  H.eq(io.open(out .. "/alpha=0.1,seed=1/ablate.json.tmp-999999-1-1"), nil, "the point's stale temporary file")
+  H.eq(io.open(out .. "/grid.json.tmp-999999-1-2"), nil, "the grid folder's stale temporary file")
+  h:close()
+  local g = assert(confit.lock(out .. "/.lock"))
+  local ok, e = pcall(ablate.run_grid, spec, {runner = fake_runner({}), say = quiet})
+  H.ok(not ok and tostring(type(e) == "table" and e.msg or e):find("is in use by another confit process (PID " .. me .. ")", 1, true),
+       tostring(type(e) == "table" and e.msg or e))
+  g:close()
+  res = ablate.run_grid(spec, {runner = fake_runner({}), say = quiet})
+  H.eq(#res.failed, 0, "runs once free")
+  H.eq(io.open(out .. "/.lock"), nil, "the grid lock is removed when run_grid returns")
+end)
+
 H.case("one seed: no spread; several benchmarks: one row each", function()
   local out = TMP .. "/g4"
   local spec = ablate.check({grid = {alpha = {0, 1}}, out = out})

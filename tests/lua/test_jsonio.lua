@@ -239,4 +239,57 @@ H.case("read: a leading BOM is skipped; null records and non-finite numbers are 
   os.remove(p); os.remove(q); os.remove(d)
 end)
 
+H.case("is_temp_name / remove_stale_temps: dead writers' temporary files go, the rest stays", function()
+  H.eq(jsonio.is_temp_name("config.json.tmp-12-1700000000-3"), "config.json", "a temporary name")
+  H.eq(select(2, jsonio.is_temp_name("a/steps.jsonl.tmp-12-1700000000-3")), 12, "its PID")
+  for _, name in ipairs({"config.json", "config.json.tmp", "x.tmp-12-1", "x.tmp-a-1-2", ".tmp-1-2-3", ".lock"}) do
+    H.eq(jsonio.is_temp_name(name), nil, name)
+  end
+  local d = tmpdir()
+  local me = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+  local dead, live, mine = "config.json.tmp-999999-1-1", "summary.json.tmp-1-2-3", "grid.json.tmp-" .. me .. "-5-6"
+  for _, name in ipairs({dead, live, mine, "config.json", "steps.jsonl", "notes.tmp-999999-x", ".lock"}) do
+    spit(d .. "/" .. name, "x")
+  end
+  local removed = jsonio.remove_stale_temps(d)
+  H.eq(table.concat(removed, " "), table.concat({dead, mine}, " "), "removed")
+  H.eq(io.open(d .. "/" .. dead), nil, "a dead PID's temporary file is gone")
+  H.eq(io.open(d .. "/" .. mine), nil, "this process's (not writing now) is gone")
+  for _, name in ipairs({live, "config.json", "steps.jsonl", "notes.tmp-999999-x", ".lock"}) do
+    H.ok(H.read(d .. "/" .. name) == "x", name .. " kept")
+    os.remove(d .. "/" .. name)
+  end
+  H.eq(#jsonio.remove_stale_temps(d .. "/missing"), 0, "a missing folder: nothing")
+  os.remove(d)
+end)
+
+H.case("confit.lock: one holder per lock file; released on close and garbage collection", function()
+  local confit = require "confit"
+  local d = tmpdir()
+  local path = d .. "/.lock"
+  local h = assert(confit.lock(path))
+  local me = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+  H.eq(H.read(path), me .. "\n", "the holder's PID is in the file")
+  local none, msg, pid = confit.lock(path)   -- flock: a second open file description is refused
+  H.eq(none, nil, "a second lock is refused")
+  H.eq(pid, math.tointeger(tonumber(me)), "the holder's PID")
+  H.ok(tostring(msg):find("PID " .. me, 1, true), tostring(msg))
+  h:close()
+  H.eq(io.open(path), nil, "close removes the lock file")
+  h:close()   -- idempotent
+  local h2 = assert(confit.lock(path), "free again after close")
+  h2 = nil
+  collectgarbage(); collectgarbage()
+  local h3 = confit.lock(path)
+  H.ok(h3 ~= nil, "free again after the handle is collected")
+  do local h4 <close> = h3 end
+  spit(path, "123\n")   -- left by a killed holder: the kernel released its lock
+  local h5 = confit.lock(path)
+  H.ok(h5 ~= nil, "a lock file with no holder is taken")
+  if h5 then H.eq(H.read(path), me .. "\n", "and holds the new PID"); h5:close() end
+  local bad, berr = confit.lock(d .. "/no/such/.lock")
+  H.eq(bad, nil); H.ok(tostring(berr):find("cannot open the lock file", 1, true), tostring(berr))
+  os.remove(d)
+end)
+
 H.finish()

@@ -386,6 +386,33 @@ do
     H.ok(type(st) == "table" and st.device == "cpu" and st.dtype == "f32"
          and tostring(st.model):find("/examples/toy/model$"), "settings: " .. tostring(st and st.model))
   end)
+  -- (audit_f) one eval process per --out: a second is refused in one line; a dead writer's
+  -- temporary files in OUT and its benchmark folders are removed when it runs
+  H.case("eval: an --out locked by another confit process is refused in one line; stale temporary files go", function()
+    local out = FE .. "/locked"
+    assert(os.execute("mkdir -p " .. q(out .. "/toy-mixed")))
+    local h = assert(require("confit").lock(out .. "/.lock"))
+    local me = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+    local function eval(args)
+      local p = assert(io.popen(("%s recipes/eval.lua %s 2>&1; echo rc=$?"):format(q(EXE), args)))
+      local text = p:read("a")
+      p:close()
+      return text
+    end
+    local args = eval_line("--bench toy --limit 1 --max-new-tokens 8", out)
+    local text = eval(args)
+    H.eq(text, ("eval: --out %s is in use by another confit process (PID %s); wait for it or use another --out\nrc=1\n")
+               :format(out, me), "one line")
+    H.ok(not cli.exists(out .. "/toy-mixed/config.json"), "nothing written")
+    h:close()
+    write(out .. "/summary.json.tmp-999999-1-1", "{")
+    write(out .. "/toy-mixed/eval_before.jsonl.tmp-999999-1-2", "{")
+    text = eval(args)
+    H.ok(text:find("rc=0", 1, true), text)
+    H.ok(not cli.exists(out .. "/summary.json.tmp-999999-1-1"), "OUT's temporary file removed")
+    H.ok(not cli.exists(out .. "/toy-mixed/eval_before.jsonl.tmp-999999-1-2"), "the benchmark folder's removed")
+    H.ok(not cli.exists(out .. "/.lock"), "the lock file is removed at the end")
+  end)
 end
 -- <<< end of the eval / toy_compare inputs block
 
@@ -576,6 +603,15 @@ do
     H.ok(text:find("rc=0", 1, true), "rerun on its own grid: " .. text)
     H.eq(read(MD .. ".tmp"), "someone's\n", "<md>.tmp")
     H.ok(read(MD):find("| l2 |", 1, true), "the table")
+    -- a run killed mid-way leaves rlsc's unlocked .lock (and, killed before config.json, only
+    -- that): toy_compare takes the folder back
+    write(OUT .. "/method=l2,seed=1/.lock", "12345\n")
+    text = go()
+    H.ok(text:find("rc=0", 1, true), "a run folder with a leftover .lock: " .. text)
+    os.execute("rm -rf " .. q(OUT .. "/method=l2,seed=1") .. " && mkdir -p " .. q(OUT .. "/method=l2,seed=1"))
+    write(OUT .. "/method=l2,seed=1/.lock", "12345\n")
+    text = go()
+    H.ok(text:find("rc=0", 1, true), "a run folder holding only a leftover .lock: " .. text)
   end)
 end
 -- <<< end of the toy_compare --out / --md / summary block
@@ -631,6 +667,45 @@ do
     H.ok(text:find("metric%s+before%s+after%s+change\n") and text:find("\nacc ", 1, true)
          and text:find("\npass@2 ", 1, true) and text:find("\nmaj@2 ", 1, true), text)
     H.ok(not text:find("\navg@2", 1, true), "avg@2 is pass@1 again: " .. text)
+  end)
+  -- (audit_f) a kill while config.json is written leaves only jsonio's temporary file; an ablate
+  -- grid point killed while ablate.json is written likewise: neither is foreign data
+  H.case("rlsc: an --out holding only a dead writer's temporary files is accepted, the files removed", function()
+    for _, c in ipairs({{"tmpcfg", {"config.json.tmp-999999-1-1"}},
+                        {"tmpablate", {"ablate.json.tmp-999999-1-1", "log.txt"}}}) do
+      local out = RL .. "/" .. c[1]
+      assert(os.execute("mkdir -p " .. q(out)))
+      for _, f in ipairs(c[2]) do write(out .. "/" .. f, "{") end
+      local text = rlsc(TINY .. " --no-eval --quiet --out " .. q(out))
+      H.ok(text:find("rc=0", 1, true), text)
+      H.ok(not cli.exists(out .. "/" .. c[2][1]), c[2][1] .. " removed")
+      H.eq(assert(jsonio.read_json(out .. "/config.json")).recipe, "rlsc", "the run's config.json")
+      H.ok(not cli.exists(out .. "/.lock"), "the lock file is removed at the end")
+    end
+  end)
+  -- (audit_f) two processes on one run directory: the second is refused in one line until the
+  -- first lets go (flock locks belong to an open file description: this process's handle counts)
+  H.case("rlsc: an --out locked by another confit process is refused in one line, then runs", function()
+    local confit = require "confit"
+    local out = RL .. "/locked"
+    assert(os.execute("mkdir -p " .. q(out)))
+    local h = assert(confit.lock(out .. "/.lock"))
+    local me = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+    local text = rlsc(TINY .. " --no-eval --quiet --out " .. q(out))
+    H.ok(text:find("rc=1", 1, true), text)
+    local want = ("rlsc: --out %s is in use by another confit process (PID %s); wait for it or use another --out\n")
+                 :format(out, me)
+    H.eq(text:gsub("rc=%d+\n$", ""), want, "one line")
+    H.ok(not cli.exists(out .. "/config.json"), "nothing written")
+    h:close()
+    text = rlsc(TINY .. " --no-eval --quiet --out " .. q(out))
+    H.ok(text:find("rc=0", 1, true), text)
+    H.ok(cli.exists(out .. "/summary.json"), "the run ran")
+    -- a lock file a killed run left behind (the kernel released its lock) stops nothing
+    write(out .. "/.lock", "999999\n")
+    assert(os.execute("rm -f " .. q(out .. "/summary.json")))
+    text = rlsc(TINY .. " --no-eval --quiet --out " .. q(out))
+    H.ok(text:find("rc=0", 1, true), "a stale .lock in a run directory: " .. text)
   end)
 end
 -- <<< end of the rlsc output block
