@@ -132,6 +132,28 @@ function Model:encode(text)
   return self.tokenizer:encode(text)
 end
 
+--- The token ids of each prompt: a string is encoded with the model's tokenizer, a list of ids
+--- is taken as it is. Anything else, or a string for a model without a tokenizer, raises
+--- "<what>: prompt i ..." at the level of whoever called the function calling this one.
+function Model:prompt_ids(prompts, what)
+  local ids = {}
+  for i, p in ipairs(prompts) do
+    if type(p) == "string" then
+      if not self.tokenizer then
+        error(("%s: prompt %d is a string but this model has no tokenizer (no tokenizer.json in its folder): pass token ids")
+              :format(what, i), 3)
+      end
+      ids[i] = self.tokenizer:encode(p)
+    elseif type(p) == "table" then
+      ids[i] = p
+    else
+      local shown = type(p) == "number" and tostring(p) or type(p)
+      error(("%s: prompt %d must be a list of token ids or a string, got %s"):format(what, i, shown), 3)
+    end
+  end
+  return ids
+end
+
 --- Sample completions. prompts: strings (encoded with the model's tokenizer) or lists of ids.
 --- Returns a flat list of samples {prompt, tokens, logprobs, logprob, finish, text} ordered
 --- prompt by prompt (n per prompt). text excludes a final stop token, and ids past the
@@ -140,17 +162,7 @@ end
 function Model:generate(prompts, opts)
   if type(prompts) ~= "table" then error("generate: prompts must be a list", 2) end
   opts = opts or {}
-  local ids = {}
-  for i, p in ipairs(prompts) do
-    if type(p) == "string" then
-      if not self.tokenizer then
-        error(("generate: prompt %d is a string but this model has no tokenizer (no tokenizer.json in its folder): pass token ids"):format(i), 2)
-      end
-      ids[i] = self.tokenizer:encode(p)
-    elseif type(p) == "table" then ids[i] = p
-    else error(("generate: prompt %d must be a string or a list of token ids"):format(i), 2) end
-  end
-  local out = self.core:generate(ids, opts)
+  local out = self.core:generate(self:prompt_ids(prompts, "generate"), opts)
   local tok = self.tokenizer
   if tok then
     local known = {}   -- id -> whether the tokenizer has it

@@ -214,7 +214,8 @@ end
 function rl.batch(m, prompts, samples, opts)
   if opts ~= nil and type(opts) ~= "table" then error("rl.batch: opts must be a table, got " .. show(opts), 2) end
   opts = opts or {}
-  if type(m) ~= "table" or type(m.hidden) ~= "function" or type(m.logprobs) ~= "function" then
+  if type(m) ~= "table" or type(m.hidden) ~= "function" or type(m.logprobs) ~= "function"
+     or type(m.prompt_ids) ~= "function" then
     error("rl.batch: m must be a model (confit.model.load(dir) or model.new(config)), got " .. show(m), 2)
   end
   if type(prompts) ~= "table" or #prompts == 0 then
@@ -242,15 +243,7 @@ function rl.batch(m, prompts, samples, opts)
   end
   local V = type(m.config) == "table" and math.tointeger(m.config.vocab_size) or nil
   local ids_of = {}
-  for q, p in ipairs(prompts) do
-    if type(p) == "string" then
-      if not m.tokenizer then
-        error(("rl.batch: prompt %d is a string but the model has no tokenizer (no tokenizer.json in its folder): pass token ids"):format(q), 2)
-      end
-      p = m:encode(p)
-    elseif type(p) ~= "table" then
-      error(("rl.batch: prompt %d must be a list of token ids or a string, got %s"):format(q, show(p)), 2)
-    end
+  for q, p in ipairs(m:prompt_ids(prompts, "rl.batch")) do
     if #p == 0 then
       error(("rl.batch: prompt %d is empty: a completion's first token is scored from the prompt's last one, so every prompt needs a token"):format(q), 2)
     end
