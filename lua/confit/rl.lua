@@ -879,18 +879,24 @@ local function batch_rewards(batch, reward, opts, chunks)
   return r_all
 end
 
--- fn(sub, idx) for the micro-batches of at most K samples (any split: per-sample quantities
--- only), without a graph; K = 0 or K >= N: once, with the batch itself and idx = 1..N
-local function each_chunk_no_grad(batch, K, fn)
+-- The micro-batches of at most K samples, as lists of sample indices (any split: for per-sample
+-- quantities only); K = 0 or K >= N: one list of all N, and whole = true.
+local function per_sample_chunks(batch, K)
   local N = #batch.samples
+  if K == nil or K <= 0 or K >= N then
+    local all = {}
+    for i = 1, N do all[i] = i end
+    return {all}, true
+  end
+  return rl.chunks(batch, K, true), false
+end
+
+-- fn(sub, idx) for the micro-batches of at most K samples (per_sample_chunks), without a graph;
+-- K = 0 or K >= N: once, with the batch itself and idx = 1..N
+local function each_chunk_no_grad(batch, K, fn)
+  local chunks, whole = per_sample_chunks(batch, K)
   confit.no_grad(function()
-    if K == nil or K <= 0 or K >= N then
-      local idx = {}
-      for i = 1, N do idx[i] = i end
-      fn(batch, idx)
-      return
-    end
-    for _, idx in ipairs(rl.chunks(batch, K, true)) do fn(rl.sub_batch(batch, idx), idx) end
+    for _, idx in ipairs(chunks) do fn(whole and batch or rl.sub_batch(batch, idx), idx) end
   end)
 end
 
@@ -956,14 +962,7 @@ function rl.snapshot_policy(name, batch, opts)
   local reward = rl.grpo_reward[canon]
   if reward then
     batch.rewards = nil
-    local N, chunks = #batch.samples, nil
-    if K <= 0 or K >= N then
-      chunks = {{}}
-      for i = 1, N do chunks[1][i] = i end
-    else
-      chunks = rl.chunks(batch, K, true)
-    end
-    batch.rewards = batch_rewards(batch, reward, opts, chunks)
+    batch.rewards = batch_rewards(batch, reward, opts, (per_sample_chunks(batch, K)))
   end
   return batch
 end
