@@ -43,6 +43,7 @@ return {
   ["m:set_param"] = "m:set_param(name, tensor): replace one parameter (same shape) by its Hugging Face name",
   ["m:init_random"] = "m:init_random(seed, std) -> m: draw every matrix from N(0, std^2), norms 1, biases 0",
   ["m:pad"] = "m:pad(seqs [, pad_id]) -> ids, lens: right-pad token lists into an i64 [B, Tmax] tensor (also confit.model.pad)",
+  ["m:prompt_ids"] = "m:prompt_ids(prompts, what) -> lists of ids: strings encoded with the tokenizer, id lists as they are (m:generate and rl.batch use it; errors say what)",
   ["m:encode"] = "m:encode(text) -> ids: the model's tokenizer (raises when the folder had no tokenizer.json)",
   ["m:to"] = "m:to(\"cuda\" | \"cpu\" [, \"bf16\" | \"f32\"]) -> m | nil, msg: move the weights (nil, msg when no GPU is usable: check it)",
   ["m:device"] = "m:device() -> \"cpu\" | \"cuda\": where the weights live",
