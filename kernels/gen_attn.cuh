@@ -158,11 +158,12 @@ __device__ void att_merge(const att_args &a, int r, int kvh, int gbeg, int gend)
       for (int s0 = 0; s0 < nsplit; s0 += ATT_MS) {
         float v[ATT_MQ][ATT_MS];
 #pragma unroll
-        for (int k = 0; k < ATT_MQ; k++) { /* past the end: no load, not added */
-          int e = e0 + tid + k * ATT_T;
-          const float *pe = a.po + ((size_t)r * H + h0 + e / hd) * nsplit * hd + e % hd;
+        for (int k = 0; k < ATT_MQ; k++) { /* past the end: no load, not added (addresses kept */
+          int e = e0 + tid + k * ATT_T, ec = min(e, ne - 1); /* in range should a load be issued) */
+          const float *pe = a.po + ((size_t)r * H + h0 + ec / hd) * nsplit * hd + ec % hd;
 #pragma unroll
-          for (int q = 0; q < ATT_MS; q++) v[k][q] = e < ne && s0 + q < nsplit ? __ldcg(pe + (size_t)(s0 + q) * hd) : 0.f;
+          for (int q = 0; q < ATT_MS; q++)
+            v[k][q] = e < ne && s0 + q < nsplit ? __ldcg(pe + (size_t)min(s0 + q, nsplit - 1) * hd) : 0.f;
         }
 #pragma unroll
         for (int k = 0; k < ATT_MQ; k++) {

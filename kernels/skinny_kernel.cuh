@@ -145,10 +145,11 @@ __device__ __forceinline__ void sk_add_parts(float (&v)[NV], const float *p, siz
   for (int s0 = 0; s0 < n; s0 += SB) {
     float x[SB][NV];
 #pragma unroll
-    for (int s = 0; s < SB; s++) /* past the end: no load (a predicated one does not wait) */
+    for (int s = 0; s < SB; s++) { /* past the end: no load (a predicated one does not wait), */
+      size_t si = (size_t)min(s0 + s, n - 1); /* and an address in range should one be issued */
 #pragma unroll
-      for (int j = 0; j < NV; j++)
-        x[s][j] = s0 + s < n ? __ldcg(p + (size_t)(s0 + s) * stride + (size_t)j * jstride) : 0.f;
+      for (int j = 0; j < NV; j++) x[s][j] = s0 + s < n ? __ldcg(p + si * stride + (size_t)j * jstride) : 0.f;
+    }
 #pragma unroll
     for (int s = 0; s < SB; s++)
 #pragma unroll
