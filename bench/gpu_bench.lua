@@ -1,7 +1,7 @@
 -- gpu_bench.lua - GPU throughput of confit on random-weight models of the Qwen2.5-Math shapes
 -- (JSON lines; every line names the card).
 --
---   build/confit bench/gpu_bench.lua [--only decode|train|rlsc|all] [--shape 1.5B|7B|all] [--budget 300]
+--   build/confit bench/gpu_bench.lua [--only decode|train|rlsc|all] [--shape 1.5B|7B|all] [--budget 600]
 --                                    [--new 512] [--prompt 128] [--train_dtype bf16|f32]
 --                                    [--state_dtype f32|bf16] [--quick] [--profile] [--recompute]
 --                                    [--micro_batch K]

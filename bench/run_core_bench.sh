@@ -7,6 +7,7 @@
 #
 # Threads: 2 unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set (torch gets the same count).
 set -eu
+case "${1:-}" in -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac  # print the header above
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=$(cd "${1:-$root/build}" && pwd)

@@ -6,6 +6,7 @@
 #
 # Threads: whatever OMP_NUM_THREADS says (unset: all cores); gen lines record it.
 set -eu
+case "${1:-}" in -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac  # print the header above
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=$(cd "${1:-$root/build}" && pwd)

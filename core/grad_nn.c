@@ -4,37 +4,19 @@
  * Rules run with gradients disabled (autograd.c) and return new references in gin[k] for the
  * inputs with n->needs[k]; the engine reduces broadcast gradients to the input shapes.
  * matmul, cat and stack are written with ops and views, so they work on any device. The others
- * call a fused backward kernel: cf_cpu_<op>_backward (core/cpu/nn.c) on the CPU, and the
- * cf_cuda_<op>_backward of the same signature on a GPU when a CUDA build links one in (weak
- * symbols: absent ones report "no cuda kernel"). Saved inputs are recomputed from, never
- * stored: attention recomputes its probabilities, head_logprob its logits chunk by chunk.
+ * call a fused backward kernel: cf_cpu_<op>_backward (core/cpu/nn.c; swiglu's in
+ * core/cpu/elementwise.c) on the CPU, and the cf_cuda_<op>_backward of the same signature
+ * (declared in nn_bwd.h) on a GPU when a CUDA build links one in (weak symbols: absent ones
+ * report "no cuda kernel"). Saved inputs are recomputed from, never stored: attention
+ * recomputes its probabilities, head_logprob its logits chunk by chunk.
  */
 #include "autograd.h"
 #include "error.h"
 #include "nn_ops.h"
 #include "ops.h"
 
-#define WEAK __attribute__((weak))
-
-WEAK int cf_cuda_embedding_backward(cf_tensor *gw, cf_tensor *ids, cf_tensor *gout);
-WEAK int cf_cuda_gather_backward(cf_tensor *gx, int dim, cf_tensor *index, cf_tensor *gout);
-WEAK int cf_cuda_swiglu_backward(cf_tensor *ga, cf_tensor *gb, cf_tensor *a, cf_tensor *b, cf_tensor *gout);
-WEAK int cf_cuda_rmsnorm_backward(cf_tensor *gx, cf_tensor *gw, cf_tensor *x, cf_tensor *w,
-                                  double eps, cf_tensor *gout);
-WEAK int cf_cuda_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta, const double *scaling, cf_tensor *gout);
-WEAK int cf_cuda_attention_backward(cf_tensor *gq, cf_tensor *gk, cf_tensor *gv, cf_tensor *q,
-                                    cf_tensor *k, cf_tensor *v, cf_tensor *mask, double scale,
-                                    bool causal, cf_tensor *gout);
-WEAK int cf_cuda_cross_entropy_backward(cf_tensor *gz, cf_tensor *logits, cf_tensor *targets,
-                                        cf_tensor *gout);
-WEAK int cf_cuda_token_logprob_backward(cf_tensor *gz, cf_tensor *logits, cf_tensor *targets,
-                                        double temperature, cf_tensor *gout);
-WEAK int cf_cuda_head_logprob_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
-                                       cf_tensor *targets, double temperature, cf_tensor *gout);
-WEAK int cf_cuda_head_entropy_backward(cf_tensor *gh, cf_tensor *gw, cf_tensor *h, cf_tensor *w,
-                                       double temperature, cf_tensor *gout);
-WEAK int cf_cuda_entropy_backward(cf_tensor *gz, cf_tensor *logits, double temperature,
-                                  cf_tensor *gout);
+#define CF_BWD_WEAK __attribute__((weak))
+#include "nn_bwd.h"
 
 /* Run the device's backward kernel for op `name` on arguments (...). */
 #define BACKWARD_KERNEL(name, dev, ...)                                        \

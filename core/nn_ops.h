@@ -151,15 +151,16 @@ bool cf_cpu_gemm_small(int64_t m, int64_t n, int64_t k);
 /* Row-major C[m x n] = alpha * op(A)[m x k] @ op(B)[k x n] + beta * C; dt is f32 or f64.
  * Keeps OpenBLAS single-threaded and splits large products over OpenMP threads itself (one
  * thread pool; see linalg.c), running on the calling thread alone inside a parallel region.
- * CPU code should call this rather than cblas_*gemm directly. */
+ * CPU code should call this rather than cblas_*gemm directly (the one exception, the sampler's
+ * linear in nn/generate.c, makes the same split itself). */
 void cf_cpu_gemm(cf_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
                  const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
                  int64_t ldc);
 
 /* Backward kernels (CPU). Gradient outputs are fresh contiguous zero-filled tensors of the
  * input's shape; NULL for a gradient that is not wanted. gout has the forward output's shape and
- * any strides. A CUDA build provides cf_cuda_<op>_backward with the same signatures; the rules
- * in grad_nn.c pick the one for gout's device. */
+ * any strides. A CUDA build provides cf_cuda_<op>_backward with the same signatures (declared
+ * in nn_bwd.h); the rules in grad_nn.c pick the one for gout's device. */
 int cf_cpu_embedding_backward(cf_tensor *gw, cf_tensor *ids, cf_tensor *gout);
 int cf_cpu_gather_backward(cf_tensor *gx, int dim, cf_tensor *index, cf_tensor *gout);
 int cf_cpu_rmsnorm_backward(cf_tensor *gx, cf_tensor *gw, cf_tensor *x, cf_tensor *w, double eps,

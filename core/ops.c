@@ -44,15 +44,6 @@ cf_args cf_args_none(void) {
   return a;
 }
 
-int cf_spec_tensor_count(const char *spec) {
-  int n = 0;
-  for (const char *p = spec; *p; p++) {
-    if (*p == 'L') return -1;
-    if (strchr("TIMtim", *p)) n++;
-  }
-  return n;
-}
-
 /* ---------------------------------------------------------------- shape rules */
 
 int cf_broadcast_shapes(const char *op, cf_tensor *const *in, int nin, cf_meta *out) {

@@ -74,9 +74,6 @@ cf_tensor *cf_op_dim(cf_op_id id, cf_tensor *a, int dim, bool keepdim);  /* sum/
 cf_tensor *cf_op_scalar(cf_op_id id, cf_tensor *a, double s);   /* add/sub/mul/div/pow by a number */
 cf_args cf_args_none(void);
 
-/* The number of tensor inputs the spec takes (L counts as 1 + variadic: returns -1). */
-int cf_spec_tensor_count(const char *spec);
-
 /* Shape helpers for kernels and infer rules. */
 int cf_broadcast_shapes(const char *op, cf_tensor *const *in, int nin, cf_meta *out);
 

@@ -25,6 +25,10 @@
  */
 #include "kernels/cuda_internal.cuh"
 
+extern "C" {
+#include "nn_bwd.h" /* the declarations grad_nn.c calls: checked against the definitions */
+}
+
 #define AT_WARPS 4
 #define AT_R 4                      /* rows per warp */
 #define AT_BQ (AT_WARPS * AT_R)     /* rows per block */

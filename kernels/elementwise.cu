@@ -10,10 +10,13 @@
  * when every operand is dense and unbroadcast the kernel indexes flat (the fast path). The
  * output is the fresh contiguous tensor cf_op allocated. Semantics follow core/cpu/elementwise.c:
  * maximum/minimum/relu/clamp propagate NaN; masks may have any dtype, nonzero = true.
+ * Finding a kernel: cf_cuda_<op> of the unary and binary ops is made by a macro, so grep for
+ * `UNARY(<op>,` or `BINARY(<op>,` (clamp, where, masked_fill are written out).
  */
 #include "kernels/cuda_internal.cuh"
 
 extern "C" {
+#include "nn_bwd.h" /* the declarations grad_nn.c calls: checked against the definitions */
 #include "optim.h"
 }
 

@@ -1,7 +1,7 @@
 /* nn.cu - CUDA kernels of the transformer's ops other than attention (kernels/attention.cu):
  * embedding (+ backward as a sort and segment sum), gather (+ scatter-add), cat, stack,
  * rmsnorm (+ backward), rope (+ backward), cross_entropy, token_logprob, entropy and the chunked
- * head_logprob, each with the backward kernel core/grad_nn.c calls (signatures of nn_ops.h).
+ * head_logprob, each with the backward kernel core/grad_nn.c calls (declared in core/nn_bwd.h).
  *
  * Numerics: storage f32 or bf16, math and every accumulation (sums of squares, maxima, sums of
  * exponentials) in f32; rotation angles in f64 (position * theta^(-2i/D) loses digits in f32 at
@@ -15,6 +15,10 @@
 #include "rope_freq.h"
 #include <cub/cub.cuh>
 #include <limits.h>
+
+extern "C" {
+#include "nn_bwd.h" /* the declarations grad_nn.c calls: checked against the definitions */
+}
 
 static int check_temperature(const char *op, double temp, double *out) {
   if (isnan(temp)) temp = 1.0;

@@ -9,6 +9,8 @@
  * nonzero means true.
  *
  * NaN: maximum/minimum/relu/clamp propagate NaN inputs (like PyTorch).
+ * Finding a kernel: cf_cpu_<op> of the unary and binary ops is made by a macro, so grep for
+ * `UNARY_KERNEL(<op>,` or `BINARY_KERNEL(<op>,` (clamp, where, masked_fill are written out).
  */
 #include "cpu/iter.h"
 #include "error.h"

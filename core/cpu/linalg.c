@@ -14,7 +14,9 @@
  * batch and a's batch dims fold into its rows, the whole product is one GEMM (the linear layers
  * of a transformer). Otherwise a batched product runs its batch items on OpenMP threads when
  * there are enough of them or each is small, and splits each GEMM otherwise.
- * All CPU GEMMs of confit should go through cf_cpu_gemm so that this holds.
+ * All CPU GEMMs of confit go through cf_cpu_gemm so that this holds, except the sampler's
+ * linear layers (linear in core/nn/generate.c), which split the same way themselves at a lower
+ * threshold and call single-threaded OpenBLAS per block.
  * 1-d inputs are refused with a message: view a vector as [1 x k] or [k x 1] first.
  */
 #include <cblas.h>

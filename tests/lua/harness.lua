@@ -1,5 +1,5 @@
 -- Tiny test harness shared by the Lua tests: named cases, expectations with messages,
--- a closing "N passed, N failed" line and an exit status (0 ok, 1 failed, 77 skipped).
+-- a closing "N passed, N failed, N skipped" line and an exit status (0 ok, 1 failed, 77 skipped).
 local H = {}
 local passed, failed, skipped = 0, 0, 0
 local current = "?"
