@@ -1,7 +1,7 @@
 -- confit.rl: the label-free RL losses, each a short function beside the others, chosen by name.
 --
---   local batch = rl.batch(m, prompt_ids, samples, {n = 16, extract = fn, answers = labels})
---   local loss, metrics = rl.loss("l2", batch, {alpha = 0.1, temperature = 0.5})
+--   local batch = rl.batch(m, prompt_ids, samples, {n = 16, temperature = 0.5, extract = fn})
+--   local loss, metrics = rl.loss("l2", batch, {alpha = 0.1})   -- loss temperature: the batch's 0.5
 --   loss:backward()
 --   local lv, metrics = rl.backward("l2", batch, {alpha = 0.1, temperature = 0.5, micro_batch = 4})
 --                                   -- the same gradient, 4 sequences per forward/backward
@@ -10,18 +10,40 @@
 -- the n completions of each from m:generate (flat, question by question). Every method returns a
 -- scalar loss tensor (differentiable in the model's parameters) and a metrics table.
 --
+-- RLSC in one place (method l2; l1 is l2 with alpha = 0), for the N samples of one step:
+--   lp_i = sum over sample i's completion tokens (the stop token included, the prompt's not
+--          scored) of log softmax(z / T)[token], z the logit row of the position BEFORE the token
+--          (position t scores token t + 1); T the loss temperature: opts.temperature, else the
+--          sampling temperature given to rl.batch, else an error. Differentiable.
+--   w_i  = exp(lp_i) + alpha, in Lua numbers (f64) from lp_i's detached value, then a tensor of
+--          lp's dtype (rl.like): a constant, no gradient through it; alpha = opts.alpha (0.1).
+--   loss = -sum_i w_i * lp_i over all N samples of all Q questions: no 1/N, no mean over questions.
+-- The code, in reading order:
+--   rl.batch                 prompt + completion ids per sample, prompt_lens P, comp_lens L
+--   rl.loss / rl.backward    check the inputs, fill in the temperature (with_temperature), call
+--   rl.methods.l2            made by rl.register_weighted("l2", its weight function)
+--   weighted_loss            lp from rl.token_view, w from the weight function, the loss
+--   rl.token_view            token_rows: one forward (m:hidden), the hidden rows at positions
+--                            P-1 .. P+L-2 of each sample; head_logprob(W, tokens, T): each token's
+--                            log-prob without the [Ntok, V] logits; rl.segment_sums: lp per sample
+--   "l2" weight function     w_i = exp(lp_i) + alpha (checked_weights: one finite number each)
+--   rl.backward              loss:backward(); with opts.micro_batch K the same sum K samples at
+--                            a time (each sample's weight is its own), the gradients adding up
+--
 -- Inputs are checked where they come in, each mistake one line naming it ("rl.batch: prompt 2,
 -- token 5: ...", "rl.loss: opts.alpha must be ..."): rl.batch its model, prompts, samples and n;
--- rl.loss, rl.backward and rl.snapshot_policy the options they read (temperature > 0; alpha,
--- clip_eps, kl_coef, clip_max >= 0, finite; micro_batch an integer >= 0), the batch (rl.batch's,
--- its rewards one finite number per sample) and what the method needs (GRPO: n >= 2, grpo_ttrl:
--- a batch built with extract, kl_coef > 0: batch.ref_model), all before any forward; then a
--- method's result (a scalar loss tensor, a metrics table or nil) and a weight function's weights.
+-- rl.loss, rl.backward and rl.snapshot_policy the options they read (temperature > 0, given or
+-- the batch's; alpha, clip_eps, kl_coef, clip_max >= 0, finite; micro_batch an integer >= 0), the
+-- batch (rl.batch's, its rewards one finite number per sample) and what the method needs (GRPO:
+-- n >= 2, grpo_ttrl: a batch built with extract, kl_coef > 0: batch.ref_model), all before any
+-- forward; then a method's result (a scalar loss tensor, a metrics table or nil) and a weight
+-- function's weights.
 --
 -- Conventions (../shared/docs/RLSC.md):
 --  * log p(y|x) is the SUM of completion token log-probs, the stop token included, the prompt
 --    masked, under log_softmax(logits / T) with T = opts.temperature (the LOSS temperature; the
---    recipe passes the sampling temperature unless told --loss-temperature).
+--    recipe passes the sampling temperature unless told --loss-temperature), else the sampling
+--    temperature the batch was built with (rl.batch's opts.temperature), else refused.
 --  * Weights are computed in Lua numbers (f64) from the detached log-probs. exp underflows to 0
 --    below about -103 in f32 (-87 for normal numbers) and below about -745 in f64: exp(-50) =
 --    2e-22 is held by both, exp(-200) = 1e-87 only by f64 (as an f32 weight it becomes 0),
@@ -56,7 +78,8 @@
 -- Aliases: rlsc_l1, rlsc_l2, ttrl (= grpo_ttrl), intuitor, rent, prob.
 --
 -- A method of one's own (docs/TOY.md, "Your own loss"): rl.methods.NAME = function(batch, opts)
--- return loss, metrics end, with opts as above (opts.temperature: the loss temperature). The
+-- return loss, metrics end, with opts as above (opts.temperature: the loss temperature, always set
+-- by rl.loss and rl.backward). The
 -- metrics may be any subset, {} or nil: train.run fills in the standard ones it lacks with
 -- rl.fill_metrics. rl.backward splits such a method between questions only (see HACKING.md). A
 -- weighted likelihood, loss = -sum_i w_i log p(y_i), is best registered with
@@ -73,7 +96,8 @@
 --   rl.fill_metrics(met, batch, T, K) -> met with the missing standard metrics (entropy included)
 --   rl.advantages(r, batch)   -> GRPO's group-normalised advantages of rewards r
 -- batch fields: samples (each {tokens, text, old_logprobs?}), n, groups ({first, last} per
--- question), question_of, prompt_lens, comp_lens, texts, extracted, qtok, gsize, model.
+-- question), question_of, prompt_lens, comp_lens, texts, extracted, qtok, gsize, model,
+-- temperature (the sampling temperature, when rl.batch was given it).
 --
 -- Several updates per sampled batch (train.run's updates_per_batch, GRPO's mu): rl.snapshot_policy
 -- first records the sampling policy (old_logprobs, and a GRPO method's rewards in batch.rewards);
@@ -116,8 +140,6 @@ end
 
 --- Whether the method trains (temp_only does not).
 function rl.trains(name) return (ALIASES[name] or name) ~= "temp_only" end
-
--- Batches ---------------------------------------------------------------------------------------
 
 -- Checks ----------------------------------------------------------------------------------------
 
@@ -182,6 +204,27 @@ local function check_batch(who, batch)
   end
 end
 
+-- The loss temperature: opts.temperature, else the sampling temperature the batch was built with
+-- (rl.batch's opts.temperature); with neither, an error (RLSC.md's default is the sampling
+-- temperature, which only the caller knows: never a silent 1.0). level: as error's (0 by default).
+local function loss_temperature(o, batch, who, level)
+  local T = o.temperature or batch.temperature
+  if T == nil then
+    error(("%s: no loss temperature: pass opts.temperature, or build the batch with rl.batch(m, prompts, "
+           .. "samples, {temperature = T}) (RLSC.md: the sampling temperature)"):format(who or "rl"),
+          level or 0)
+  end
+  return T
+end
+
+-- opts with its temperature set (a copy when it lacked one): what the methods are given
+local function with_temperature(who, opts, batch)
+  if opts.temperature ~= nil then return opts end
+  local o = {temperature = loss_temperature(opts, batch, who, 4)}
+  for k, v in pairs(opts) do o[k] = v end
+  return o
+end
+
 -- id, when it is a token id of a vocabulary of V rows (V nil: unknown), else nil
 local function token_id(id, V)
   local i = type(id) == "number" and math.tointeger(id)
@@ -203,14 +246,19 @@ local function checked_ids(ids, V, what)
   return out
 end
 
+-- Batches ---------------------------------------------------------------------------------------
+
 --- Build a batch. m: the model (confit.model) the losses score with; prompts: a non-empty list,
 --- one prompt per question, each a list of token ids or a string (encoded with m's tokenizer);
 --- samples: m:generate's flat list (opts.n per question, question by question; each sample a
 --- table with tokens, a non-empty list of token ids, and optionally text). opts.n (an integer
 --- >= 1, default #samples / #prompts), opts.extract(text) -> answer or nil (for majority votes,
 --- grpo_ttrl's reward, and logging), opts.answers (labels per question, used only for
---- train_acc), opts.grade(text, answer) -> bool, opts.answer_key(a) -> grouping key for votes.
---- Every mistake is refused here with one line "rl.batch: ..." naming the prompt or sample.
+--- train_acc), opts.grade(text, answer) -> bool, opts.answer_key(a) -> grouping key for votes,
+--- opts.temperature (> 0: the samples' sampling temperature, kept as batch.temperature: the loss
+--- temperature of rl.loss, rl.backward, rl.snapshot_policy and rl.fill_metrics when they are given
+--- none; without it they must be given one). Every mistake is refused here with one line
+--- "rl.batch: ..." naming the prompt or sample.
 function rl.batch(m, prompts, samples, opts)
   if opts ~= nil and type(opts) ~= "table" then error("rl.batch: opts must be a table, got " .. show(opts), 2) end
   opts = opts or {}
@@ -234,6 +282,10 @@ function rl.batch(m, prompts, samples, opts)
       error(("rl.batch: opts.%s must be a function, got %s"):format(k, show(opts[k])), 2)
     end
   end
+  local want = opts.temperature ~= nil and num_problem(opts.temperature, {above = 0})
+  if want then
+    error(("rl.batch: opts.temperature must be %s (the sampling temperature), got %s"):format(want, show(opts.temperature)), 2)
+  end
   if opts.answers ~= nil and type(opts.answers) ~= "table" then
     error("rl.batch: opts.answers must be a list (one label per prompt), got " .. show(opts.answers), 2)
   end
@@ -253,7 +305,7 @@ function rl.batch(m, prompts, samples, opts)
   local b = {model = m, n = n, samples = samples, prompts = prompts, groups = {},
              prompt_lens = {}, comp_lens = {}, question_of = {}, texts = {},
              extracted = {n = #samples}, answers = opts.answers, answer_key = opts.answer_key,
-             extract = opts.extract}
+             extract = opts.extract, temperature = opts.temperature}
   local seqs = {}
   for i, s in ipairs(samples) do
     local q = (i - 1) // n + 1
@@ -345,16 +397,15 @@ local function token_rows(m, batch)
   return H, tg, offs, off
 end
 
---- Per-token quantities of the batch under the current model: logp_tok [Ntok] (differentiable,
---- at temperature T), seq [N] (their per-sample sums), logits [Ntok, V] when want_logits, and
---- the hidden rows H [Ntok, D] and head weight W they come from.
-function rl.token_view(batch, T, want_logits, m)
+--- Per-token quantities of the batch under the current model (m, default batch.model): logp_tok
+--- [Ntok] (differentiable, at temperature T), seq [N] (their per-sample sums), and the hidden rows
+--- H [Ntok, D] and head weight W they come from (the [Ntok, V] logits are never held).
+function rl.token_view(batch, T, m)
   m = m or batch.model
   local H, targets, offs, ntok = token_rows(m, batch)
   local W = head_weight(m)
   local v = {offs = offs, ntok = ntok, H = H, W = W}
   v.logp_tok = H:head_logprob(W, targets, T)
-  if want_logits then v.logits = H:matmul(W:transpose(1, 2)) end
   v.seq = rl.segment_sums(v.logp_tok, batch)
   return v
 end
@@ -364,22 +415,6 @@ end
 function rl.view_entropy(v, T)
   if v.ntok == 0 then return 0 end
   return confit.no_grad(function() return v.H:detach():head_entropy(v.W, T):sum():item() end) / v.ntok
-end
-
---- The same for a batch, without a graph and K sequences per forward (0 = all): for methods that
---- do not build a token view.
-function rl.token_entropy(batch, T, K, m)
-  m = m or batch.model
-  K = (K and K > 0) and K or #batch.samples
-  local sum, count = 0, 0
-  confit.no_grad(function()
-    for _, idx in ipairs(rl.chunks(batch, K, true)) do
-      local H = token_rows(m, #idx == #batch.samples and batch or rl.sub_batch(batch, idx))
-      sum = sum + H:head_entropy(head_weight(m), T):sum():item()
-      count = count + H:shape()[1]
-    end
-  end)
-  return count > 0 and sum / count or 0
 end
 
 --- [N] per-sample sums of a per-token tensor x [Ntok] (differentiable).
@@ -473,8 +508,8 @@ end
 -- The loss and metrics of a weighted method on batch, and the log-prob values, the weights and
 -- the token count; w_given: weights decided outside (rl.backward's micro-batches).
 local function weighted_loss(batch, o, weight_fn, w_given, name)
-  local T = o.temperature or 1.0
-  local v = rl.token_view(batch, T, false)
+  local T = loss_temperature(o, batch)
+  local v = rl.token_view(batch, T)
   local lp = v.seq
   local lpv = lp:detach():totable()
   local w = w_given or checked_weights(weight_fn(lpv, batch, o), #lpv, name, lpv)
@@ -572,8 +607,8 @@ end, {per_sample = true})
 -- questions. The entropies come from the hidden rows (head_entropy: the [Ntok, V] logits are
 -- never held, in the forward or the backward). Also returns the log-prob values.
 rl.methods.em_ft = function(batch, o)
-  local T = o.temperature or 1.0
-  local v = rl.token_view(batch, T, false)
+  local T = loss_temperature(o, batch)
+  local v = rl.token_view(batch, T)
   local ent = v.H:head_entropy(v.W, T)                 -- [Ntok]
   local ent_seq = rl.segment_sums(ent, batch)          -- [N]
   local coef = {}
@@ -652,7 +687,7 @@ function rl.rewards.self_certainty(batch, v)
 end
 
 function rl.rewards.neg_entropy(batch, v, o)
-  local T = o.temperature or 1.0
+  local T = loss_temperature(o, batch)
   local ent = confit.no_grad(function() return v.H:detach():head_entropy(v.W, T) end):totable()
   local m = segment_means(ent, batch)
   for i = 1, #m do m[i] = -m[i] end
@@ -672,7 +707,7 @@ end
 -- the number of tokens the clip binds on (rho > 1 + eps with A > 0, or rho < 1 - eps with A < 0:
 -- the min takes the clipped term, whose gradient is 0).
 local function grpo_objective(batch, o, v, adv)
-  local T, eps = o.temperature or 1.0, o.clip_eps or 0.2
+  local T, eps = loss_temperature(o, batch), o.clip_eps or 0.2
   local a_tok, c_tok = {}, {}
   for i = 1, #batch.samples do
     local L, off, G = batch.comp_lens[i], v.offs[i], batch.gsize[batch.question_of[i]]
@@ -708,7 +743,7 @@ local function grpo_objective(batch, o, v, adv)
   end
   if (o.kl_coef or 0) <= 0 then return loss, nil, nclip end
   if not batch.ref_model then error("rl: kl_coef > 0 needs batch.ref_model (the start model)", 3) end
-  local ref = confit.no_grad(function() return rl.token_view(batch, T, false, batch.ref_model).logp_tok end)
+  local ref = confit.no_grad(function() return rl.token_view(batch, T, batch.ref_model).logp_tok end)
   local d = ref - v.logp_tok
   local klv = ((d:exp() - d - 1) * C):sum()
   return loss + klv * o.kl_coef, klv:item(), nclip
@@ -717,8 +752,8 @@ end
 -- GRPO with a reward of rl.rewards; rl.grpo_reward[name] names it for rl.backward
 local function grpo(reward_name)
   return function(batch, o)
-    local T = o.temperature or 1.0
-    local v = rl.token_view(batch, T, false)
+    local T = loss_temperature(o, batch)
+    local v = rl.token_view(batch, T)
     -- the rewards of the samples' policy when rl.snapshot_policy recorded them
     local r, extra = batch.rewards, nil
     if not r then r, extra = rl.rewards[reward_name](batch, v, o) end
@@ -738,6 +773,8 @@ rl.methods.grpo_intuitor, rl.grpo_reward.grpo_intuitor = grpo("self_certainty")
 rl.methods.grpo_rent, rl.grpo_reward.grpo_rent = grpo("neg_entropy")
 rl.methods.grpo_prob, rl.grpo_reward.grpo_prob = grpo("probability")
 
+-- temp_only; the built-in set --------------------------------------------------------------------
+
 rl.methods.temp_only = function()
   error("rl: temp_only does not train; evaluate at a colder temperature instead", 2)
 end
@@ -746,6 +783,8 @@ for k in pairs(rl.methods) do BUILTIN[k] = true end
 
 --- Whether name (aliases allowed) is one of confit's own methods, not one registered by a user.
 function rl.builtin(name) return BUILTIN[ALIASES[name] or name] == true end
+
+-- The loss by name -------------------------------------------------------------------------------
 
 -- What a method needs of its batch and options, checked before any forward: GRPO compares a
 -- question's samples (n >= 2), TTRL votes on extracted answers, the KL term needs the reference.
@@ -784,13 +823,16 @@ end
 --- line before any forward: an unknown method, opts out of range (temperature > 0; alpha,
 --- clip_eps, kl_coef, clip_max >= 0; finite numbers), a batch not made by rl.batch or with
 --- rewards of another length, a GRPO method with n < 2, grpo_ttrl on a batch without extract,
---- kl_coef > 0 without batch.ref_model; and after it a method that returns no loss tensor.
+--- kl_coef > 0 without batch.ref_model, no temperature in opts or the batch (rl.batch's
+--- opts.temperature; the method is given opts with it set); and after it a method that returns no
+--- loss tensor.
 function rl.loss(name, batch, opts)
   local canon, err = rl.resolve(name)
   if not canon then error("rl.loss: " .. err, 2) end
   opts = check_loss_opts("rl.loss", opts)
   check_batch("rl.loss", batch)
   check_method_batch("rl.loss", canon, batch, opts)
+  opts = with_temperature("rl.loss", opts, batch)
   local loss, met = rl.methods[canon](batch, opts)
   check_result(canon, loss, met)
   return loss, met
@@ -803,6 +845,7 @@ end
 function rl.sub_batch(batch, idx)
   local b = {model = batch.model, n = batch.n, prompts = batch.prompts, answers = batch.answers,
              answer_key = batch.answer_key, extract = batch.extract, ref_model = batch.ref_model, qtok = batch.qtok,
+             temperature = batch.temperature,
              gsize = batch.gsize, samples = {}, groups = {},
              prompt_lens = {}, comp_lens = {}, question_of = {}, texts = {}, seqs = {},
              extracted = {n = #idx}, correct = batch.correct and {} or nil}
@@ -868,11 +911,11 @@ end
 -- from forwards without a graph over the micro-batches chunks (lists of sample indices).
 local function batch_rewards(batch, reward, opts, chunks)
   if rl.reward_needs_view[reward] == false then return (rl.rewards[reward](batch, nil, opts)) end
-  local T, r_all = opts.temperature or 1.0, {}
+  local T, r_all = loss_temperature(opts, batch), {}
   confit.no_grad(function()
     for _, idx in ipairs(chunks) do
       local sub = rl.sub_batch(batch, idx)
-      local r = rl.rewards[reward](sub, rl.token_view(sub, T, false), opts)
+      local r = rl.rewards[reward](sub, rl.token_view(sub, T), opts)
       for j, i in ipairs(idx) do r_all[i] = r[j] end
     end
   end)
@@ -906,8 +949,9 @@ rl.STANDARD_METRICS = {"n_samples", "mean_logp", "mean_confidence", "weight_shar
 
 --- Fill in the standard metrics (rl.STANDARD_METRICS, and train_acc when the batch is graded)
 --- that met lacks, as a built-in method computes them, from a forward without a graph over the
---- batch at the loss temperature T, K sequences at a time (0 = all) under model m (default
---- batch.model); nothing is computed when none is missing. The metrics met has are kept.
+--- batch at the loss temperature T (default batch.temperature; neither: refused), K sequences at
+--- a time (0 = all) under model m (default batch.model); nothing is computed when none is
+--- missing. The metrics met has are kept.
 --- Returns met (a new table when met is nil). train.run calls it for a method of one's own.
 function rl.fill_metrics(met, batch, T, K, m)
   if met ~= nil and type(met) ~= "table" then
@@ -918,14 +962,18 @@ function rl.fill_metrics(met, batch, T, K, m)
   want = K ~= nil and num_problem(K, {int = true, min = 0})
   if want then error(("rl.fill_metrics: K (sequences per forward, 0 = all) must be %s, got %s"):format(want, show(K)), 2) end
   check_batch("rl.fill_metrics", batch)
-  met, T = met or {}, T or 1.0
+  met, T = met or {}, T or batch.temperature
+  if T == nil then
+    error("rl.fill_metrics: no loss temperature: pass T, or build the batch with rl.batch(m, prompts, samples, "
+          .. "{temperature = T}) (RLSC.md: the sampling temperature)", 2)
+  end
   local missing = batch.correct ~= nil and met.train_acc == nil
   for _, k in ipairs(rl.STANDARD_METRICS) do missing = missing or met[k] == nil end
   if not missing then return met end
   m = m or batch.model
   local lpv, esum, ecount = {}, 0, 0
   each_chunk_no_grad(batch, K, function(sub, idx)
-    local v = rl.token_view(sub, T, false, m)
+    local v = rl.token_view(sub, T, m)
     for j, x in ipairs(v.seq:totable()) do lpv[idx[j]] = x end
     if v.ntok > 0 then esum = esum + v.H:head_entropy(v.W, T):sum():item() end
     ecount = ecount + v.ntok
@@ -939,11 +987,12 @@ end
 
 --- Before several updates on one batch (train.run's updates_per_batch, GRPO's mu): record the
 --- current model as the policy that drew the samples. Every sample gets old_logprobs (its token
---- log-probs at opts.temperature, without a graph, opts.micro_batch sequences per forward), which
---- GRPO's ratio rho = p / p_old is taken against; a GRPO method's batch gets batch.rewards (the
---- rewards under this policy, so the advantages stay those of the samples at every update). The
---- weighted methods and em_ft read neither: their p_old (weights) is the current model's at every
---- update (RLSC.md), so for them nothing is computed. Returns the batch.
+--- log-probs at the loss temperature as rl.loss takes it, without a graph, opts.micro_batch
+--- sequences per forward), which GRPO's ratio rho = p / p_old is taken against; a GRPO method's
+--- batch gets batch.rewards (the rewards under this policy, so the advantages stay those of the
+--- samples at every update). The weighted methods and em_ft read neither: their p_old (weights)
+--- is the current model's at every update (RLSC.md), so for them nothing is computed. Returns
+--- the batch.
 function rl.snapshot_policy(name, batch, opts)
   local canon, err = rl.resolve(name)
   if not canon then error("rl.snapshot_policy: " .. err, 2) end
@@ -951,9 +1000,10 @@ function rl.snapshot_policy(name, batch, opts)
   check_batch("rl.snapshot_policy", batch)
   if rl.weights[canon] or canon == "em_ft" then return batch end
   check_method_batch("rl.snapshot_policy", canon, batch, opts)
-  local T, K = opts.temperature or 1.0, opts.micro_batch or 0
+  opts = with_temperature("rl.snapshot_policy", opts, batch)
+  local T, K = opts.temperature, opts.micro_batch or 0
   each_chunk_no_grad(batch, K, function(sub, idx)
-    local v = rl.token_view(sub, T, false)
+    local v = rl.token_view(sub, T)
     local vals = v.logp_tok:totable()
     for j, i in ipairs(idx) do
       batch.samples[i].old_logprobs = table.move(vals, v.offs[j] + 1, v.offs[j] + sub.comp_lens[j], 1, {})
@@ -994,6 +1044,7 @@ function rl.backward(name, batch, opts)
   opts = check_loss_opts("rl.backward", opts)
   check_batch("rl.backward", batch)
   check_method_batch("rl.backward", canon, batch, opts)
+  opts = with_temperature("rl.backward", opts, batch)
   local K = opts.micro_batch or 0
   if K == 0 or K >= #batch.samples then
     local loss, met = rl.methods[canon](batch, opts)
@@ -1003,7 +1054,7 @@ function rl.backward(name, batch, opts)
     backward_of(canon, loss)
     return lv, met or {}
   end
-  local T, total = opts.temperature or 1.0, 0
+  local T, total = opts.temperature, 0
   local wt, reward = rl.weights[canon], rl.grpo_reward[canon]
   local per_sample = wt ~= nil or reward ~= nil or canon == "em_ft"
   local chunks = rl.chunks(batch, K, per_sample)
@@ -1036,10 +1087,10 @@ function rl.backward(name, batch, opts)
         for j, i in ipairs(idx) do w_given[j] = w_all[i] end
       end
       local w
-      loss, met, lpv, w, ntok = weighted_loss(sub, opts, wt.fn, w_given)
+      loss, met, lpv, w, ntok = weighted_loss(sub, opts, wt.fn, w_given, canon)
       for j, i in ipairs(idx) do w_used[i] = w[j] end
     elseif reward then
-      local v = rl.token_view(sub, T, false)
+      local v = rl.token_view(sub, T)
       local a = {}
       for j, i in ipairs(idx) do a[j] = adv[i] end
       local k, nclip

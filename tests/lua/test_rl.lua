@@ -44,7 +44,7 @@ local PROMPTS = {toy.encode("1+2="), toy.encode("3+4-1="), toy.encode("9-5=")}
 local function make_batch(m, n, seed, max_new)
   local samples = m:generate(PROMPTS, {n = n, temperature = 1.0, max_new_tokens = max_new or 5,
                                        seed = seed or 11})
-  return rl.batch(m, PROMPTS, samples, {n = n, extract = toy.extract_boxed})
+  return rl.batch(m, PROMPTS, samples, {n = n, extract = toy.extract_boxed, temperature = 1.0})
 end
 
 -- the log-prob of every sample separately (single-row forward), as tensors
@@ -839,8 +839,8 @@ H.case("every method logs the mean token entropy of the scored tokens", function
     end
   end)
   local want = s / n
-  H.near(rl.token_entropy(b, T), want, 1e-5, "rl.token_entropy")
-  H.near(rl.token_entropy(b, T, 3), want, 1e-5, "rl.token_entropy in chunks of 3")
+  H.near(rl.fill_metrics(nil, b, T, 0).entropy, want, 1e-5, "rl.fill_metrics")
+  H.near(rl.fill_metrics(nil, b, T, 3).entropy, want, 1e-5, "rl.fill_metrics in chunks of 3")
   for _, name in ipairs(METHODS) do
     local opts = {alpha = 0.1, temperature = T}
     if name:find("^grpo") then opts.kl_coef = 0 end
@@ -1180,7 +1180,7 @@ H.case("GRPO methods refuse n = 1 and grpo_ttrl a batch without extract (they wo
   refused(function() rl.loss("ttrl", plain, {}) end, "grpo_ttrl", "extract")
   refused(function() rl.backward("grpo_prob", plain, {kl_coef = 0.1}) end, "kl_coef > 0 needs batch.ref_model")
   -- with extract (and n >= 2) it runs
-  local ok = rl.batch(m, PROMPTS, s2, {n = 2, extract = toy.extract_boxed})
+  local ok = rl.batch(m, PROMPTS, s2, {n = 2, extract = toy.extract_boxed, temperature = 1.0})
   zero_grads(m)
   H.ok(type(rl.backward("grpo_ttrl", ok, {})) == "number", "grpo_ttrl with extract")
   zero_grads(m)
@@ -1210,8 +1210,39 @@ H.case("a method of one's own: a loss that is no tensor, or weights that are not
     return w
   end, {per_sample = true})
   refused(function() rl.loss("test_strw", b, {}) end, "method test_strw", "sample 1", '"1"')
+  refused(function() rl.backward("test_strw", b, {micro_batch = 2}) end, "method test_strw", "sample 1", '"1"')
   rl.methods.test_number, rl.methods.test_vector, rl.methods.test_badmet = nil, nil, nil
   rl.methods.test_nanw, rl.methods.test_strw, rl.weights.test_nanw, rl.weights.test_strw = nil, nil, nil, nil
+end)
+
+H.case("the loss temperature defaults to the sampling temperature rl.batch recorded, and is asked for without one", function()
+  local m = tiny(3, 0.6)
+  local samples = m:generate(PROMPTS, {n = 2, temperature = 0.7, max_new_tokens = 3, seed = 5})
+  local b = rl.batch(m, PROMPTS, samples, {n = 2, extract = toy.extract_boxed, temperature = 0.7})
+  H.eq(b.temperature, 0.7, "batch.temperature")
+  for _, name in ipairs(METHODS) do
+    local want = rl.loss(name, b, {temperature = 0.7}):item()
+    H.near(rl.loss(name, b, {}):item(), want, 1e-12, name .. ": rl.loss at the sampling temperature")
+    zero_grads(m)
+    H.near(rl.backward(name, b, {micro_batch = 3}), want, 1e-5, name .. ": rl.backward in micro-batches")
+    zero_grads(m)
+  end
+  H.ok(math.abs(rl.loss("l2", b, {}):item() - rl.loss("l2", b, {temperature = 1.0}):item()) > 1e-6, "not 1.0")
+  H.near(rl.fill_metrics(nil, b, nil, 0).entropy, rl.fill_metrics(nil, b, 0.7, 0).entropy, 1e-12, "rl.fill_metrics")
+  rl.snapshot_policy("grpo_prob", b, {})
+  H.near(b.samples[2].old_logprobs[1], rl.token_view(b, 0.7).logp_tok:totable()[b.comp_lens[1] + 1], 1e-6,
+         "rl.snapshot_policy")
+  b.rewards = nil
+  for _, s in ipairs(samples) do s.old_logprobs = nil end
+  -- no temperature anywhere: refused, never a silent 1.0
+  local plain = rl.batch(m, PROMPTS, samples, {n = 2, extract = toy.extract_boxed})
+  refused(function() rl.loss("l2", plain, {alpha = 0.1}) end, "rl.loss", "opts.temperature")
+  refused(function() rl.backward("l2", plain, {micro_batch = 3}) end, "rl.backward", "opts.temperature")
+  refused(function() rl.backward("grpo_rent", plain, {micro_batch = 3}) end, "rl.backward", "opts.temperature")
+  refused(function() rl.snapshot_policy("grpo_prob", plain, {}) end, "rl.snapshot_policy", "opts.temperature")
+  refused(function() rl.fill_metrics(nil, plain) end, "rl.fill_metrics", "temperature")
+  refused(function() rl.methods.l2(plain, {}) end, "opts.temperature")
+  refused(function() rl.batch(m, PROMPTS, samples, {n = 2, temperature = 0}) end, "rl.batch", "opts.temperature", "> 0")
 end)
 
 H.case("rl.backward on a model with nothing trainable says how to fix it", function()
