@@ -489,7 +489,8 @@ static int adamw_device(cf_adamw_item *items, int n, const cf_optim_kernels *ker
 
 /* Every parameter with a gradient is prepared first (gradient in the parameter's dtype, master
  * copy, state); SGD updates it there and then, AdamW collects it and updates all of a device's
- * parameters in one batched call. Per-parameter step counts advance only after the update. */
+ * parameters in one batched call. Per-parameter step counts advance only after the update, the
+ * optimizer's step count only after a step that succeeded. */
 static int optim_step(cf_optim *o) {
   const char *k = kind_name(o->cfg.kind);
   if (cf_optim_check_config(&o->cfg)) return -1;
@@ -500,7 +501,6 @@ static int optim_step(cf_optim *o) {
     cf_tensor *p = o->params[i];
     if (p->grad && (!kernels_for(k, p) || check_grad(k, i, p))) return -1;
   }
-  o->steps++;
   bool adamw = o->cfg.kind == CF_OPTIM_ADAMW;
   cf_adamw_item *items = adamw ? calloc((size_t)(o->n ? o->n : 1), sizeof *items) : NULL;
   if (adamw && !items) return CF_ERR("%s: out of memory", k);
@@ -561,6 +561,9 @@ static int optim_step(cf_optim *o) {
   free(sub);
   for (int j = 0; j < nitems; j++) cf_tensor_release(items[j].g);
   free(items);
+  /* a step that failed (out of memory for a state, a master copy or a gradient in the
+   * parameter's dtype) is not counted; the per-parameter counts tell which updates happened */
+  if (rc == 0) o->steps++;
   return rc;
 }
 

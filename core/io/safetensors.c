@@ -9,9 +9,15 @@
  *
  * Writing: tensors are laid out by element size descending (8, 4, 2, 1 bytes), then by name, so
  * each starts at a multiple of its element size (see st_order_cmp). The header is built by hand
- * (cJSON prints large integers as doubles), then header and data go to "<path>.tmp.<pid>", which
- * is fsync'd, closed, renamed over path, and the directory fsync'd. Any failure before the rename
- * unlinks the temporary, so path is never partial.
+ * (cJSON prints large integers as doubles), then header and data go to a fresh temporary file
+ * "<path>.tmp-<pid>-<time>-<serial>" (jsonio's naming; O_EXCL | O_NOFOLLOW), which is fsync'd,
+ * closed, renamed over path, and the directory fsync'd. Any failure before the rename unlinks the
+ * temporary, so path is never partial. cf_st_write_file writes any bytes the same way.
+ *
+ * Files are opened O_NONBLOCK and checked to be regular files before anything is read, so a
+ * FIFO where a model file should be is refused instead of blocking the caller forever.
+ * Out of memory is reported as such, also inside cJSON (malloc sets errno to ENOMEM): a good
+ * checkpoint never looks corrupt because memory ran out.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "io/safetensors.h"
@@ -29,6 +35,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct cf_st_file {
@@ -309,10 +316,13 @@ static int st_parse(cf_st_file *f) {
   memcpy(hdr, p + 8, (size_t)hlen);
   hdr[hlen] = 0;
   const char *end = NULL;
+  errno = 0;
   cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
   if (!root) {
+    int oom = errno == ENOMEM; /* cJSON's allocation failed: the header may well be fine */
     size_t at = end ? (size_t)(end - hdr) : 0;
     free(hdr);
+    if (oom) return CF_ERR("%s: out of memory parsing the %llu-byte header", label, (unsigned long long)hlen);
     return CF_ERR("%s: header is not valid JSON (error near byte %zu)", label, at);
   }
   for (const char *q = end; q < hdr + hlen; q++) {
@@ -420,6 +430,83 @@ static cf_st_file *st_new(const char *label) {
   return f;
 }
 
+static const char *st_kind(mode_t m) {
+  if (S_ISDIR(m)) return "a folder";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+  if (S_ISSOCK(m)) return "a socket";
+  return "not a plain file";
+}
+
+/* path opened for reading after checking that it is a regular file: O_NONBLOCK first (opening a
+ * FIFO that no one writes would block), fstat, refuse anything else, then blocking reads again.
+ * The descriptor, or -1 + CF_ERR naming path (*missing = 1 when path does not exist). */
+static int st_open_regular(const char *path, struct stat *st, int *missing) {
+  if (missing) *missing = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    int err = errno;
+    if (missing) *missing = err == ENOENT;
+    return CF_ERR("%s: cannot open: %s", path, strerror(err));
+  }
+  if (fstat(fd, st) != 0) {
+    int err = errno;
+    close(fd);
+    return CF_ERR("%s: cannot stat: %s", path, strerror(err));
+  }
+  if (!S_ISREG(st->st_mode)) {
+    close(fd);
+    return CF_ERR("%s: not a regular file (it is %s)", path, st_kind(st->st_mode));
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
+    int err = errno;
+    close(fd);
+    return CF_ERR("%s: cannot read: %s", path, strerror(err));
+  }
+  return fd;
+}
+
+int cf_st_read_file(const char *path, char **out, size_t *len, int *missing) {
+  if (!path || !out || !len) return CF_ERR("cf_st_read_file: NULL argument");
+  *out = NULL;
+  *len = 0;
+  struct stat st;
+  int fd = st_open_regular(path, &st, missing);
+  if (fd < 0) return -1;
+  if ((uintmax_t)st.st_size >= (uintmax_t)SIZE_MAX / 2) {
+    close(fd);
+    return CF_ERR("%s: file of %lld bytes is too large to read", path, (long long)st.st_size);
+  }
+  size_t size = (size_t)st.st_size, n = 0;
+  char *buf = malloc(size + 1);
+  if (!buf) {
+    close(fd);
+    return CF_ERR("%s: out of memory reading %zu bytes", path, size);
+  }
+  while (n < size) {
+    ssize_t r = read(fd, buf + n, size - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int err = errno;
+      free(buf);
+      close(fd);
+      return CF_ERR("%s: cannot read: %s", path, strerror(err));
+    }
+    if (r == 0) break;
+    n += (size_t)r;
+  }
+  close(fd);
+  if (n != size) {
+    free(buf);
+    return CF_ERR("%s: cannot read: the file shrank from %zu to %zu bytes while being read", path, size, n);
+  }
+  buf[n] = 0;
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
 cf_st_file *cf_st_open_memory(const void *data, size_t size, const char *label) {
   if (!data && size) {
     CF_ERR("%s: NULL data with size %zu", label ? label : "<memory>", size);
@@ -441,22 +528,9 @@ cf_st_file *cf_st_open(const char *path) {
     CF_ERR("cf_st_open: NULL path");
     return NULL;
   }
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    CF_ERR("%s: cannot open: %s", path, strerror(errno));
-    return NULL;
-  }
   struct stat st;
-  if (fstat(fd, &st) != 0) {
-    CF_ERR("%s: cannot stat: %s", path, strerror(errno));
-    close(fd);
-    return NULL;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    CF_ERR("%s: not a regular file", path);
-    close(fd);
-    return NULL;
-  }
+  int fd = st_open_regular(path, &st, NULL);
+  if (fd < 0) return NULL;
   size_t size = (size_t)st.st_size;
   if (size < 8) { /* mmap of an empty file fails; give the format's message instead */
     close(fd);
@@ -512,8 +586,6 @@ const cf_st_entry *cf_st_find(const cf_st_file *f, const char *name) {
   }
   return NULL;
 }
-
-const char *cf_st_label(const cf_st_file *f) { return f ? f->label : NULL; }
 
 const char *cf_st_metadata(const cf_st_file *f, const char *key) {
   if (!f || !key) return NULL;
@@ -703,7 +775,7 @@ static int st_build_header(const char *label, const cf_st_entry *entries, size_t
   }
   sb_str(hb, "}");
   /* pad with spaces so the data section (after the 8-byte prefix and the header) starts 8-aligned */
-  while (hb->len % 8) sb_put(hb, " ", 1);
+  while (!hb->oom && hb->len % 8) sb_put(hb, " ", 1); /* sb_put adds nothing once out of memory */
   if (hb->oom) {
     free(ord);
     return CF_ERR("%s: out of memory building the header", label);
@@ -758,52 +830,64 @@ static int st_write_all(int fd, const void *p, size_t n) {
       if (errno == EINTR) continue;
       return -1;
     }
+    if (w == 0) { /* no progress: never loop on it */
+      errno = ENOSPC;
+      return -1;
+    }
     q += w;
     n -= (size_t)w;
   }
   return 0;
 }
 
-int cf_st_write(const char *path, const cf_st_entry *entries, size_t n, const char *const *meta_kv) {
-  if (!path || !path[0]) return CF_ERR("cf_st_write: empty path");
-  st_buf hb = {0};
-  const cf_st_entry **ord = NULL;
-  if (st_build_header(path, entries, n, meta_kv, &hb, &ord)) {
-    free(hb.p);
-    return -1;
+/* A fresh temporary file beside path, "<path>.tmp-<pid>-<time>-<serial>" (the naming of
+ * lua/confit/jsonio.lua, so jsonio.remove_stale_temps knows it), created O_EXCL | O_NOFOLLOW: a
+ * file or symlink already at a name is never written through; the next serial is tried. The
+ * descriptor, *tmp (malloc'd), or -1 + CF_ERR. */
+static int st_create_temp(const char *path, char **tmp) {
+  static atomic_uint serial;
+  *tmp = NULL;
+  size_t cap = strlen(path) + 80;
+  char *name = malloc(cap);
+  if (!name) return CF_ERR("%s: out of memory", path);
+  int err = EEXIST;
+  for (int tries = 0; tries < 100 && err == EEXIST; tries++) {
+    snprintf(name, cap, "%s.tmp-%ld-%lld-%u", path, (long)getpid(), (long long)time(NULL),
+             atomic_fetch_add(&serial, 1) + 1);
+    int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd >= 0) {
+      *tmp = name;
+      return fd;
+    }
+    err = errno;
   }
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 32);
-  if (!tmp) {
-    free(hb.p);
-    free(ord);
-    return CF_ERR("%s: out of memory", path);
-  }
-  snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (fd < 0) {
-    int err = errno;
-    free(hb.p);
-    free(ord);
-    free(tmp);
-    return CF_ERR("%s: cannot create the temporary file: %s", path, strerror(err));
-  }
-  int rc = st_write_all(fd, hb.p, hb.len);
-  for (size_t i = 0; rc == 0 && i < n; i++)
-    if (ord[i]->nbytes) rc = st_write_all(fd, ord[i]->data, ord[i]->nbytes);
+  free(name);
+  return CF_ERR("%s: cannot create the temporary file: %s", path, strerror(err));
+}
+
+typedef int (*st_emit_fn)(int fd, const void *ctx);
+
+/* Write path atomically: emit(fd, ctx) writes the bytes into a fresh temporary file (-1 with
+ * errno set on failure), which is fsync'd, closed and renamed over path; then path's directory
+ * is fsync'd. On any failure before the rename the temporary is unlinked and path untouched. */
+static int st_write_atomic(const char *path, st_emit_fn emit, const void *ctx) {
+  char *tmp = NULL;
+  int fd = st_create_temp(path, &tmp);
+  if (fd < 0) return -1;
+  errno = 0;
+  int rc = emit(fd, ctx);
   const char *what = "write";
+  int err = errno;
   if (rc == 0 && fsync(fd) != 0) {
     rc = -1;
     what = "fsync";
+    err = errno;
   }
-  int err = errno;
   if (close(fd) != 0 && rc == 0) {
     rc = -1;
     what = "close";
     err = errno;
   }
-  free(hb.p);
-  free(ord);
   if (rc == 0 && rename(tmp, path) != 0) {
     rc = -1;
     what = "rename";
@@ -812,12 +896,12 @@ int cf_st_write(const char *path, const cf_st_entry *entries, size_t n, const ch
   if (rc != 0) {
     unlink(tmp);
     free(tmp);
-    return CF_ERR("%s: %s failed: %s", path, what, strerror(err));
+    return CF_ERR("%s: %s failed: %s", path, what, err ? strerror(err) : "unknown error");
   }
   free(tmp);
   /* Make the rename durable: fsync the directory holding path. */
   char *dir = st_strdup(path);
-  if (!dir) return CF_ERR("%s: out of memory", path);
+  if (!dir) return CF_ERR("%s: written, but out of memory to fsync its directory", path);
   char *slash = strrchr(dir, '/');
   if (slash == dir) slash[1] = 0;
   else if (slash) *slash = 0;
@@ -837,6 +921,52 @@ int cf_st_write(const char *path, const cf_st_entry *entries, size_t n, const ch
   close(dfd);
   free(dir);
   return 0;
+}
+
+typedef struct {
+  const st_buf *hb;
+  const cf_st_entry **ord;
+  size_t n;
+} st_file_parts;
+
+static int st_emit_file(int fd, const void *ctx) {
+  const st_file_parts *fp = ctx;
+  int rc = st_write_all(fd, fp->hb->p, fp->hb->len);
+  for (size_t i = 0; rc == 0 && i < fp->n; i++)
+    if (fp->ord[i]->nbytes) rc = st_write_all(fd, fp->ord[i]->data, fp->ord[i]->nbytes);
+  return rc;
+}
+
+int cf_st_write(const char *path, const cf_st_entry *entries, size_t n, const char *const *meta_kv) {
+  if (!path || !path[0]) return CF_ERR("cf_st_write: empty path");
+  st_buf hb = {0};
+  const cf_st_entry **ord = NULL;
+  if (st_build_header(path, entries, n, meta_kv, &hb, &ord)) {
+    free(hb.p);
+    return -1;
+  }
+  st_file_parts fp = {&hb, ord, n};
+  int rc = st_write_atomic(path, st_emit_file, &fp);
+  free(hb.p);
+  free(ord);
+  return rc;
+}
+
+typedef struct {
+  const void *data;
+  size_t len;
+} st_bytes;
+
+static int st_emit_bytes(int fd, const void *ctx) {
+  const st_bytes *b = ctx;
+  return st_write_all(fd, b->data, b->len);
+}
+
+int cf_st_write_file(const char *path, const void *data, size_t len) {
+  if (!path || !path[0]) return CF_ERR("cf_st_write_file: empty path");
+  if (len && !data) return CF_ERR("%s: NULL data with %zu bytes", path, len);
+  st_bytes b = {data, len};
+  return st_write_atomic(path, st_emit_bytes, &b);
 }
 
 /* ---- conversion ---- */
@@ -912,43 +1042,6 @@ static char *st_join(const char *dir, const char *name) {
   return p;
 }
 
-static int st_read_text(const char *path, char **out, size_t *len) {
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return CF_ERR("%s: cannot open: %s", path, strerror(errno));
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
-  while (buf) {
-    if (n + 1 >= cap) {
-      if (cap > ((size_t)1 << 30)) {
-        free(buf);
-        fclose(fp);
-        return CF_ERR("%s: index file larger than 1 GB", path);
-      }
-      char *q = realloc(buf, cap * 2);
-      if (!q) break;
-      buf = q;
-      cap *= 2;
-    }
-    size_t r = fread(buf + n, 1, cap - 1 - n, fp);
-    n += r;
-    if (r == 0) break;
-  }
-  int bad = ferror(fp);
-  fclose(fp);
-  if (!buf || n + 1 > cap) {
-    free(buf);
-    return CF_ERR("%s: out of memory", path);
-  }
-  if (bad) {
-    free(buf);
-    return CF_ERR("%s: read error", path);
-  }
-  buf[n] = 0;
-  *out = buf;
-  *len = n;
-  return 0;
-}
-
 int cf_st_index_files(const char *dir, char ***files, size_t *n) {
   if (!dir || !files || !n) return CF_ERR("cf_st_index_files: NULL argument");
   *files = NULL;
@@ -973,20 +1066,28 @@ int cf_st_index_files(const char *dir, char ***files, size_t *n) {
     *n = 1;
     return 0;
   }
-  char *text = NULL;
-  size_t len = 0;
-  if (st_read_text(ipath, &text, &len)) {
+  if (S_ISREG(st.st_mode) && st.st_size > ((off_t)1 << 30)) {
+    CF_ERR("%s: index file larger than 1 GB", ipath);
     free(ipath);
     return -1;
   }
+  char *text = NULL;
+  size_t len = 0;
+  if (cf_st_read_file(ipath, &text, &len, NULL)) {
+    free(ipath);
+    return -1;
+  }
+  errno = 0;
   cJSON *root = cJSON_ParseWithLength(text, len);
+  int oom = !root && errno == ENOMEM;
   free(text);
   int rc = -1;
   char **names = NULL;
   size_t count = 0;
   const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
   if (!root) {
-    CF_ERR("%s: not valid JSON", ipath);
+    if (oom) CF_ERR("%s: out of memory parsing it", ipath);
+    else CF_ERR("%s: not valid JSON", ipath);
     goto done;
   }
   if (!cJSON_IsObject(wm)) {

@@ -27,8 +27,18 @@
  * 8-aligned); tensors in header and data ordered by dtype element size descending (8, 4, 2, 1
  * bytes), then by name, whatever the order of entries[] -- with no gaps (the format allows none)
  * this puts every tensor at an offset that is a multiple of its element size;
- * written to "<path>.tmp.<pid>", fsync'd, renamed over path, the directory fsync'd. On failure
- * nothing is left at path (an existing file there is untouched) and the temporary is removed.
+ * written to a fresh temporary file beside path, fsync'd, renamed over path, the directory fsync'd.
+ * On failure nothing is left at path (an existing file there is untouched) and the temporary is
+ * removed.
+ *
+ * Temporary files (cf_st_write, cf_st_write_file): "<path>.tmp-<pid>-<time>-<serial>", the name
+ * lua/confit/jsonio.lua's atomic writers use (jsonio.is_temp_name knows it, and
+ * jsonio.remove_stale_temps removes one a killed writer left), created with O_EXCL | O_NOFOLLOW:
+ * never a file or symlink that was already there.
+ *
+ * Reading files (cf_st_open, cf_st_read_file, the shard index): a path that is not a regular file
+ * (a FIFO, a device, a folder) is refused with "<path>: not a regular file ..." before anything
+ * is read; it is opened O_NONBLOCK, so a FIFO without a writer never blocks the caller.
  *
  * Errors follow core/error.h: NULL or -1 with a message naming the file and the tensor.
  */
@@ -70,7 +80,6 @@ void cf_st_close(cf_st_file *f);
 size_t cf_st_count(const cf_st_file *f);
 const cf_st_entry *cf_st_get(const cf_st_file *f, size_t i);         /* NULL when i >= count */
 const cf_st_entry *cf_st_find(const cf_st_file *f, const char *name); /* NULL when absent */
-const char *cf_st_label(const cf_st_file *f);                        /* the path or label */
 /* __metadata__ value for key, or NULL. The count/at pair iterates the map in header order. */
 const char *cf_st_metadata(const cf_st_file *f, const char *key);
 size_t cf_st_metadata_count(const cf_st_file *f);
@@ -81,6 +90,13 @@ int cf_st_metadata_at(const cf_st_file *f, size_t i, const char **key, const cha
  * may be overridden. Entries are checked first (known dtype, 0..8 dims >= 0,
  * nbytes == numel * size, unique non-empty names, no "__metadata__"). */
 int cf_st_write(const char *path, const cf_st_entry *entries, size_t n, const char *const *meta_kv);
+/* Write len bytes to path atomically (temporary file as above, fsync, rename, directory fsync):
+ * the model saver's config.json goes through here. 0, or -1 + CF_ERR naming path. */
+int cf_st_write_file(const char *path, const void *data, size_t len);
+/* Read the whole regular file at path into a malloc'd, NUL-terminated buffer (*out, *len; free()
+ * it). -1 + CF_ERR naming path when it cannot be opened (*missing = 1 when it does not exist;
+ * missing may be NULL), is not a regular file, cannot be read, or memory runs out. */
+int cf_st_read_file(const char *path, char **out, size_t *len, int *missing);
 /* The same bytes as cf_st_write, into a malloc'd buffer (*out, *len); free() it. */
 int cf_st_write_memory(const cf_st_entry *entries, size_t n, const char *const *meta_kv,
                        unsigned char **out, size_t *len);

@@ -28,26 +28,21 @@
 
 /* ---------------------------------------------------------------- files */
 
+/* The whole file (NUL-terminated), or NULL + CF_ERR naming it: missing, not a regular file (a
+ * FIFO is refused, not waited on), unreadable, or out of memory (cf_st_read_file). */
 static char *read_text(const char *path, int *missing) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    if (missing) *missing = errno == ENOENT;
-    CF_ERR("cannot open %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-  if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-    free(buf);
-    fclose(f);
-    CF_ERR("cannot read %s", path);
-    return NULL;
-  }
-  buf[n] = 0;
-  fclose(f);
+  char *buf = NULL;
+  size_t len = 0;
+  if (cf_st_read_file(path, &buf, &len, missing)) return NULL;
   return buf;
+}
+
+/* cJSON_Parse that tells out of memory (malloc sets errno) from bad JSON: NULL with *oom. */
+static cJSON *parse_json(const char *text, bool *oom) {
+  errno = 0;
+  cJSON *o = cJSON_Parse(text);
+  *oom = !o && errno == ENOMEM;
+  return o;
 }
 
 static char *join(const char *dir, const char *name) {
@@ -97,7 +92,9 @@ static int read_eos(cJSON *o, cf_qwen2_config *cfg, const char *label) {
 
 int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  cJSON *o = cJSON_Parse(json);
+  bool oom;
+  cJSON *o = parse_json(json, &oom);
+  if (oom) return CF_ERR("%s: out of memory parsing it", label);
   if (!o || !cJSON_IsObject(o)) {
     cJSON_Delete(o);
     return CF_ERR("%s: not a JSON object", label);
@@ -209,17 +206,20 @@ done:
 
 int cf_qwen2_config_load(const char *dir, cf_qwen2_config *cfg) {
   char *path = join(dir, "config.json");
-  char *text = path ? read_text(path, NULL) : NULL;
+  if (!path) return CF_ERR("%s: out of memory", dir);
+  char *text = read_text(path, NULL);
   int rc = text ? cf_qwen2_config_parse(text, path, cfg) : -1;
   free(text);
   free(path);
   if (rc) return rc;
   path = join(dir, "generation_config.json");
+  if (!path) return CF_ERR("%s: out of memory", dir);
   int missing = 0;
-  text = path ? read_text(path, &missing) : NULL;
+  text = read_text(path, &missing);
   if (text) {
-    cJSON *o = cJSON_Parse(text);
-    if (!o) rc = CF_ERR("%s: not valid JSON", path);
+    bool oom;
+    cJSON *o = parse_json(text, &oom);
+    if (!o) rc = oom ? CF_ERR("%s: out of memory parsing it", path) : CF_ERR("%s: not valid JSON", path);
     else if (read_eos(o, cfg, path) < 0) rc = -1;
     cJSON_Delete(o);
   } else if (!missing) {
@@ -231,23 +231,10 @@ int cf_qwen2_config_load(const char *dir, cf_qwen2_config *cfg) {
   return rc;
 }
 
+/* text to path atomically: a fresh temporary file (jsonio's naming, never through a symlink),
+ * fsync, rename, directory fsync (cf_st_write_file). */
 static int write_atomic(const char *path, const char *text) {
-  size_t n = strlen(path) + 32;
-  char *tmp = malloc(n);
-  if (!tmp) return CF_ERR("out of memory");
-  snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) { CF_ERR("cannot write %s: %s", tmp, strerror(errno)); free(tmp); return -1; }
-  size_t len = strlen(text);
-  bool ok = fwrite(text, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = fclose(f) == 0 && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    CF_ERR("cannot write %s: %s", path, strerror(errno));
-    unlink(tmp);
-    free(tmp);
-    return -1;
-  }
-  free(tmp);
+  if (cf_st_write_file(path, text, strlen(text))) return cf_error_prefix("cannot write %s: ", path);
   return 0;
 }
 
@@ -309,20 +296,23 @@ int cf_qwen2_config_save(const cf_qwen2_config *c, const char *dir) {
   char *text = cJSON_Print(o);
   cJSON_Delete(o);
   char *path = join(dir, "config.json");
-  int rc = text && path ? write_atomic(path, text) : CF_ERR("out of memory");
+  int rc = text && path ? write_atomic(path, text) : CF_ERR("saving %s/config.json: out of memory", dir);
   free(text);
   free(path);
   if (rc || c->n_eos == 0) return rc;
+  /* every eos id written, or "out of memory": never a generation_config.json missing some */
   o = cJSON_CreateObject();
-  if (c->n_eos == 1) cJSON_AddNumberToObject(o, "eos_token_id", c->eos[0]);
-  else {
+  ok = o != NULL;
+  if (ok && c->n_eos == 1) ok = cJSON_AddNumberToObject(o, "eos_token_id", c->eos[0]) != NULL;
+  else if (ok) {
     cJSON *e = cJSON_AddArrayToObject(o, "eos_token_id");
-    for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(e, cJSON_CreateNumber(c->eos[i]));
+    ok = e != NULL;
+    for (int i = 0; ok && i < c->n_eos; i++) ok = cJSON_AddItemToArray(e, cJSON_CreateNumber(c->eos[i]));
   }
-  text = cJSON_Print(o);
+  text = ok ? cJSON_Print(o) : NULL;
   cJSON_Delete(o);
   path = join(dir, "generation_config.json");
-  rc = text && path ? write_atomic(path, text) : CF_ERR("out of memory");
+  rc = text && path ? write_atomic(path, text) : CF_ERR("saving %s/generation_config.json: out of memory", dir);
   free(text);
   free(path);
   return rc;
@@ -393,6 +383,7 @@ cf_qwen2 *cf_qwen2_new(const cf_qwen2_config *cfg) {
   if (!m) { CF_ERR("out of memory"); return NULL; }
   m->cfg = *cfg;
   m->layer = calloc((size_t)(cfg->layers ? cfg->layers : 1), sizeof *m->layer);
+  if (!m->layer) CF_ERR("out of memory for the %d layers of the model", cfg->layers);
   if (!m->layer || build_params(m)) { cf_qwen2_free(m); return NULL; }
   if (cfg->tie_embeddings) { cf_tensor_retain(m->embed); m->lm_head = m->embed; }
   return m;
@@ -466,10 +457,12 @@ static void shared_map_release(cf_storage *s) {
 }
 
 static int load_shard(cf_qwen2 *m, const char *path, bool *seen) {
-  int fd = open(path, O_RDONLY);
+  /* O_NONBLOCK: a FIFO at path must not block the open; only a regular file is mapped */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return CF_ERR("cannot open %s: %s", path, strerror(errno));
   struct stat st;
-  if (fstat(fd, &st) != 0) { close(fd); return CF_ERR("cannot stat %s", path); }
+  if (fstat(fd, &st) != 0) { int err = errno; close(fd); return CF_ERR("cannot stat %s: %s", path, strerror(err)); }
+  if (!S_ISREG(st.st_mode)) { close(fd); return CF_ERR("%s: not a regular file", path); }
   size_t len = (size_t)st.st_size;
   /* Private writable mapping: pages are read from the file on first touch, and the optimizer
    * may update weights in place (copy-on-write), never touching the file. */
@@ -927,6 +920,7 @@ cf_tensor *cf_qwen2_logprobs(cf_qwen2 *m, cf_tensor *ids, const int64_t *prompt_
   {
     /* Per-sequence sums: narrow each segment and sum, then stack. */
     cf_tensor **sums = calloc((size_t)(B ? B : 1), sizeof *sums);
+    if (!sums) CF_ERR("logprobs: out of memory for %lld sequence sums", (long long)B);
     TRY(sums);
     int64_t k = 0;
     bool ok = true;

@@ -16,13 +16,18 @@
  *    U+0300, none of which decomposes or composes with anything, so NFC leaves it unchanged.
  *    Invalid UTF-8 is never handed to utf8proc: only valid runs are normalised.
  */
+#define _POSIX_C_SOURCE 200809L
 #include "bpe.h"
 #include "error.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <utf8proc.h>
 
 #define CACHE_MAX_WORD 128
@@ -472,7 +477,12 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
 }
 
 cf_bpe *cf_bpe_load_json(const char *json, size_t len) {
+  errno = 0;
   cJSON *root = cJSON_ParseWithLength(json, len);
+  if (!root && errno == ENOMEM) { /* cJSON's malloc failed: the file may well be fine */
+    CF_ERR("tokenizer: out of memory parsing %zu bytes of JSON", len);
+    return NULL;
+  }
   if (!root) {
     const char *at = cJSON_GetErrorPtr();
     size_t off = at && at >= json && at <= json + len ? (size_t)(at - json) : 0;
@@ -501,22 +511,67 @@ cf_bpe *cf_bpe_load_json(const char *json, size_t len) {
   return t;
 }
 
-cf_bpe *cf_bpe_load(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) { CF_ERR("tokenizer: cannot open %s: %s", path, strerror(errno)); return NULL; }
-  char *data = NULL;
-  long size = -1;
-  if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-  if (size >= 0 && fseek(f, 0, SEEK_SET) == 0) data = malloc((size_t)size + 1);
-  if (!data || fread(data, 1, (size_t)size, f) != (size_t)size) {
-    CF_ERR("tokenizer: cannot read %s", path);
-    free(data);
-    fclose(f);
+/* The whole regular file at path (NUL-terminated, *size bytes), or NULL + CF_ERR. Opened
+ * O_NONBLOCK and checked with fstat first: a FIFO (or a folder, a device) named tokenizer.json is
+ * refused, never waited on. (Like cf_st_read_file; bpe.c stays free of the rest of the library
+ * for tests/fuzz.) */
+static char *read_regular(const char *path, size_t *size) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) { CF_ERR("tokenizer: cannot open %s: %s", path, strerror(errno)); return NULL; }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    CF_ERR("tokenizer: cannot read %s: %s", path, strerror(errno));
+    close(fd);
     return NULL;
   }
-  fclose(f);
-  data[size] = 0;
-  cf_bpe *t = cf_bpe_load_json(data, (size_t)size);
+  if (!S_ISREG(st.st_mode)) {
+    CF_ERR("tokenizer: %s: not a regular file (%s)", path,
+           S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a folder" : "a device or socket");
+    close(fd);
+    return NULL;
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
+    CF_ERR("tokenizer: cannot read %s: %s", path, strerror(errno));
+    close(fd);
+    return NULL;
+  }
+  if ((uintmax_t)st.st_size >= (uintmax_t)SIZE_MAX / 2) {
+    close(fd);
+    CF_ERR("tokenizer: %s is too large (%lld bytes)", path, (long long)st.st_size);
+    return NULL;
+  }
+  size_t n = 0, want = (size_t)st.st_size;
+  char *data = malloc(want + 1);
+  if (!data) {
+    close(fd);
+    CF_ERR("tokenizer: out of memory reading %s (%zu bytes)", path, want);
+    return NULL;
+  }
+  int err = 0;
+  while (n < want) {
+    ssize_t r = read(fd, data + n, want - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) err = errno;
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  close(fd);
+  if (n != want) {
+    free(data);
+    CF_ERR("tokenizer: cannot read %s: %s", path, err ? strerror(err) : "the file shrank while being read");
+    return NULL;
+  }
+  data[n] = 0;
+  *size = n;
+  return data;
+}
+
+cf_bpe *cf_bpe_load(const char *path) {
+  size_t size = 0;
+  char *data = read_regular(path, &size);
+  if (!data) return NULL;
+  cf_bpe *t = cf_bpe_load_json(data, size);
   free(data);
   if (!t) cf_error_prefix("loading %s: ", path);
   return t;

@@ -297,11 +297,11 @@ local function process_id()
   return pid or tostring({}):match("(%x+)$") or "0"
 end
 local PID
-local function fresh_tmp_name(path)
+local function fresh_tmp_name(path, tag)
   PID = PID or process_id()
   for _ = 1, 100 do
     tmp_serial = tmp_serial + 1
-    local tmp = string.format("%s.tmp-%s-%d-%d", path, PID, os.time(), tmp_serial)
+    local tmp = string.format("%s.%s-%s-%d-%d", path, tag or "tmp", PID, os.time(), tmp_serial)
     -- os.rename(x, x) succeeds for anything there, a dangling symlink included
     if not os.rename(tmp, tmp) then return tmp end
   end
@@ -332,16 +332,25 @@ end
 -- Remove the temporary files of atomic writes (M.is_temp_name) in folder dir (not below it)
 -- whose writer is gone: its PID has no /proc entry, or it is this process (which is not
 -- writing while it calls this). Those of another live process (a concurrent writer) stay, and
--- so does everything when /proc is not there to tell. Returns the list of names removed.
+-- so does everything when /proc is not there to tell. A temporary folder of M.write_dir_atomic
+-- (a model or checkpoint save cut short) goes with what it holds. The C writers
+-- (core/io/safetensors.c: model.safetensors, config.json) use the same names. Returns the list
+-- of names removed.
 function M.remove_stale_temps(dir)
   local removed = {}
-  local names = require("confit.cli").list_dir(dir)
+  local cli = require("confit.cli")
+  local names = cli.list_dir(dir)
   if not names then return removed end
   PID = PID or process_id()
   for _, name in ipairs(names) do
     local base, pid = M.is_temp_name(name)
     if base and pid and (tostring(pid) == PID or pid_alive(pid) == false) then
-      if os.remove(dir .. "/" .. name) then removed[#removed + 1] = name end
+      local path = dir .. "/" .. name
+      local gone = os.remove(path)
+      if not gone and cli.is_dir(path) then
+        gone = os.execute("rm -rf -- " .. cli.shell_quote(path) .. " 2>/dev/null") and not cli.exists(path)
+      end
+      if gone then removed[#removed + 1] = name end
     end
   end
   table.sort(removed)
@@ -380,6 +389,79 @@ function M.write_text_atomic(path, text)
   local dok, derr = fsync(dir_of(path) == "" and "/" or dir_of(path))
   if not dok then return nil, derr end
   return true
+end
+
+-- Write a whole folder atomically: fill(tmp) writes the files into a fresh temporary folder
+-- beside dir (DIR.tmp-PID-TIME-SERIAL: a M.is_temp_name, so M.remove_stale_temps clears one a
+-- killed writer left), each file synced by its writer; then the folder is synced, renamed to dir
+-- and dir's parent synced. Readers (and a restart after a crash) see the old folder or the
+-- complete new one, never a part.
+--   * fill raising (a full disk): the temporary folder is removed and the error raised again, as
+--     it was; dir is untouched.
+--   * dir missing, or an empty folder: the new folder is renamed onto it.
+--   * dir a folder with entries: replaced only when opts.replaceable(name) is true for every
+--     entry (nil, message naming the first other one, before anything is written: a save never
+--     deletes what it did not write, say a user's notes or a folder given by mistake). Then
+--     dir is renamed aside to DIR.old-PID-TIME-SERIAL, the new folder renamed in, the parent
+--     synced, and the old folder removed. A crash between the two renames leaves no dir but
+--     the old folder at DIR.old-... (never removed by M.remove_stale_temps) and the new one at
+--     DIR.tmp-...; a failed second rename puts the old folder back.
+--   * dir a file (or a parent that cannot be made): nil, "cannot create directory ...".
+-- Returns true (and fill's first result), or nil and a one-line message.
+function M.write_dir_atomic(dir, fill, opts)
+  if type(dir) ~= "string" or dir == "" then error("jsonio: the folder must be a non-empty string, got " .. tostring(dir), 2) end
+  if type(fill) ~= "function" then error("jsonio: write_dir_atomic needs a function to fill the folder", 2) end
+  opts = opts or {}
+  local cli = require("confit.cli")
+  dir = dir:gsub("(.)/+$", "%1")
+  local parent = dir_of(dir)
+  if parent == "" then parent = "/" end
+  local ok, err = cli.make_dir(parent)
+  if not ok then return nil, err end
+  local exists = cli.exists(dir)
+  if exists and not cli.is_dir(dir) then
+    return nil, "cannot create directory " .. dir .. " (a file is in the way, or no permission)"
+  end
+  local old_names = exists and cli.list_dir(dir) or {}
+  if exists and not cli.list_dir(dir) then return nil, "cannot list the folder " .. dir end
+  table.sort(old_names)
+  for _, name in ipairs(old_names) do
+    if not (opts.replaceable and opts.replaceable(name)) then
+      return nil, ("%s already holds %s, which this save does not write: not replaced (save into a new or "
+                   .. "empty folder, or move it away first)"):format(dir, name)
+    end
+  end
+  local tmp, terr = fresh_tmp_name(dir)
+  if not tmp then return nil, terr end
+  if not os.execute("mkdir -- " .. cli.shell_quote(tmp) .. " 2>/dev/null") then
+    return nil, "cannot create the temporary folder " .. tmp
+  end
+  local function remove(p) os.execute("rm -rf -- " .. cli.shell_quote(p) .. " 2>/dev/null") end
+  local res = table.pack(pcall(fill, tmp))
+  if not res[1] then
+    remove(tmp)
+    error(res[2], 0)
+  end
+  local fok, ferr = fsync(tmp)
+  if not fok then remove(tmp); return nil, ferr end
+  local aside
+  if #old_names > 0 then
+    local aerr
+    aside, aerr = fresh_tmp_name(dir, "old")
+    local rok, rerr = aside and os.rename(dir, aside)
+    rerr = rerr or aerr
+    if not rok then remove(tmp); return nil, "cannot move the old " .. dir .. " aside: " .. tostring(rerr) end
+  end
+  local rok, rerr = os.rename(tmp, dir)
+  if not rok then
+    if aside then os.rename(aside, dir) end
+    remove(tmp)
+    return nil, "cannot rename " .. tmp .. " to " .. dir .. ": " .. tostring(rerr)
+  end
+  local dok, derr = fsync(parent)
+  if aside then remove(aside) end
+  if not dok then return nil, derr end
+  return true, res[2]
 end
 
 -- Write value as pretty JSON (2-space indent, sorted keys) atomically. true or nil, message.

@@ -9,13 +9,23 @@
 --   m:parameters()                               -- {hf_name = tensor}
 --   m:set_recompute(true)                        -- activation recomputation per layer
 --   m:save(dir)                                  -- config, model.safetensors, tokenizer files
+--                                                   (the whole folder atomically)
 local core = require "confit.core"
+local cli = require "confit.cli"
+local jsonio = require "confit.jsonio"
 
 local M = {}
 local Model = {}
 Model.__index = Model
 
-local file_exists = require("confit.cli").can_read
+-- Existence without opening: io.open on a FIFO would wait for a writer forever. The C loaders
+-- refuse a path that is not a regular file with a message naming it.
+local file_exists = cli.exists
+
+-- true when path is a regular file (or a symlink to one); asked without opening it
+local function is_regular(path)
+  return os.execute("test -f " .. cli.shell_quote(path)) == true
+end
 
 local function wrap(c, dir, tok)
   local self = setmetatable({core = c, dir = dir, tokenizer = tok}, Model)
@@ -195,35 +205,66 @@ local TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tok
 
 -- Copy src to dst atomically (a synced temporary file renamed into place).
 local function copy_file(src, dst)
+  if not is_regular(src) then error("save: cannot copy " .. src .. ": not a regular file", 3) end
   local f, err = io.open(src, "rb")
   if not f then error("save: cannot read " .. src .. ": " .. tostring(err), 3) end
-  local data = f:read("a")
+  local data, rerr = f:read("a")
   f:close()
-  local ok, werr = require("confit.jsonio").write_text_atomic(dst, data or "")
+  if not data then error("save: cannot read " .. src .. ": " .. tostring(rerr), 3) end
+  local ok, werr = jsonio.write_text_atomic(dst, data)
   if not ok then error("save: cannot write " .. dst .. ": " .. tostring(werr), 3) end
 end
 
---- Save a complete Hugging Face folder: config.json, generation_config.json,
---- model.safetensors (f32) and the tokenizer files of the folder the model came from.
---- The tokenizer files come from the folder of m.tokenizer's tokenizer.json when the model has
---- a tokenizer (so a model made by model.new with opts.tokenizer saves it too), else from the
---- folder the model was loaded from.
-function Model:save(dir)
-  local ok, err = require("confit.cli").make_dir(dir)
-  if not ok then error("save: " .. err, 2) end
+local SAVED_NAMES = {["config.json"] = true, ["generation_config.json"] = true, ["trainer_state.json"] = true}
+for _, name in ipairs(TOKENIZER_FILES) do SAVED_NAMES[name] = true end
+
+--- True for a file name a saved model or checkpoint folder holds: config.json,
+--- generation_config.json, the tokenizer files, any *.safetensors (weights, shards,
+--- optimizer.safetensors) or *.safetensors.index.json, trainer_state.json, and the temporary
+--- files of atomic writes (jsonio.is_temp_name). m:save replaces an existing folder only when
+--- every entry in it is one of these.
+function M.is_saved_file(name)
+  return SAVED_NAMES[name] == true or name:find("%.safetensors$") ~= nil
+         or name:find("%.safetensors%.index%.json$") ~= nil or jsonio.is_temp_name(name) ~= nil
+end
+
+--- Write the files of a saved folder (config.json, generation_config.json, model.safetensors,
+--- the tokenizer files) into the existing folder dir: each file atomically, the folder as a whole
+--- not. m:save and train.save_checkpoint call it inside a temporary folder.
+function Model:save_into(dir)
   self.core:save(dir)
   local src, tok_json = self.dir, nil
   if self.tokenizer and type(self.tokenizer.path) == "string" then
     tok_json = self.tokenizer.path
     src = tok_json:match("^(.*)/[^/]*$") or "."
   end
-  if src and src ~= dir then
+  if src and cli.tidy_path(src) ~= cli.tidy_path(dir) then
     for _, name in ipairs(TOKENIZER_FILES) do
       local from = src .. "/" .. name
       if name == "tokenizer.json" and tok_json then from = tok_json end
       if file_exists(from) then copy_file(from, dir .. "/" .. name) end
     end
   end
+  return true
+end
+
+--- Save a complete Hugging Face folder: config.json, generation_config.json,
+--- model.safetensors (f32) and the tokenizer files of the folder the model came from.
+--- The tokenizer files come from the folder of m.tokenizer's tokenizer.json when the model has
+--- a tokenizer (so a model made by model.new with opts.tokenizer saves it too), else from the
+--- folder the model was loaded from (also when that is dir itself).
+--- The folder is written atomically (jsonio.write_dir_atomic): into a temporary folder beside
+--- dir, every file and the folder synced, then renamed into place, so dir holds the old folder
+--- or the complete new one, never a part (a full disk included), and a failed save leaves no
+--- temporary folder behind. An existing dir is replaced as a whole when it holds only what a
+--- save writes (M.is_saved_file: an earlier save, a checkpoint, a downloaded model's weights and
+--- tokenizer); one holding anything else (notes, metrics.json, a folder given by mistake) is
+--- refused with an error naming the entry, before anything is written.
+function Model:save(dir)
+  if type(dir) ~= "string" or dir == "" then error("save: expected a folder path, got " .. tostring(dir), 2) end
+  local ok, err = jsonio.write_dir_atomic(dir, function(tmp) self:save_into(tmp) end,
+                                          {replaceable = M.is_saved_file})
+  if not ok then error("save: " .. err, 2) end
   return true
 end
 

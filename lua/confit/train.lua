@@ -31,9 +31,11 @@
 --
 -- Every opts.checkpoint_every steps, a Hugging Face folder
 -- OUT/checkpoint-<s> (model.safetensors, config, tokenizer files, optimizer.safetensors with the
--- AdamW moments, trainer_state.json) is written to OUT/.checkpoint-<s>.tmp, every file and the
--- folder synced to the disk, and renamed into place, so a checkpoint folder is complete or absent,
--- a crash included. opts.resume continues from the latest checkpoint:
+-- AdamW moments, trainer_state.json) is written to a temporary folder beside it
+-- (OUT/checkpoint-<s>.tmp-PID-TIME-SERIAL, jsonio.write_dir_atomic, as m:save), every file and
+-- the folder synced to the disk, and renamed into place, so a checkpoint folder is complete or
+-- absent, a crash included; a write that fails (a full disk) removes its temporary folder and
+-- raises. opts.resume continues from the latest checkpoint:
 -- weights and optimizer state are loaded, steps.jsonl is cut back to that step, and the run goes on
 -- with the same per-step seeds, so a resumed run equals an uninterrupted one. A resume whose
 -- method, seed, sampling / loss settings or optimizer settings differ from the checkpoint's
@@ -94,8 +96,6 @@ function M.bad_gradient(params)
 end
 
 -- Checkpoints ----------------------------------------------------------------------------------
-
-local function sh(cmd) return os.execute(cmd) end
 
 -- The complete checkpoint folders of a run directory, latest first: a list of {dir, step}.
 local function checkpoints(out)
@@ -161,27 +161,25 @@ local function steps_before(path, upto)
   return kept, kept_lines
 end
 
---- Write OUT/checkpoint-<step> atomically (temp folder, then rename).
+--- Write OUT/checkpoint-<step> atomically: into a temporary folder beside it, every file synced
+--- by its writer, then the folder synced and renamed into place (jsonio.write_dir_atomic, the
+--- helper m:save uses). A failure removes the temporary folder and raises; an existing
+--- checkpoint of that step is replaced as a whole (model.is_saved_file decides what it may hold).
 function M.save_checkpoint(out, step, m, opt, extra)
   local final = ("%s/checkpoint-%d"):format(out, step)
-  local tmp = ("%s/.checkpoint-%d.tmp"):format(out, step)
-  sh("rm -rf -- " .. cli.shell_quote(tmp))
-  m:save(tmp)
-  local state = opt:state()
-  local tensors, scalars = {}, {}
-  for k, v in pairs(state) do
-    if confit.is_tensor(v) then tensors[k] = v else scalars[k] = v end
-  end
-  assert(confit.save_safetensors(tmp .. "/optimizer.safetensors", tensors))
-  local st = {step = step, optimizer = scalars}
-  for k, v in pairs(extra or {}) do st[k] = v end
-  assert(jsonio.write_json_atomic(tmp .. "/trainer_state.json", st))
-  -- every file is synced by its writer; the folder's entries, then the rename, are synced here
-  assert(confit.fsync(tmp))
-  sh("rm -rf -- " .. cli.shell_quote(final))
-  local ok, err = os.rename(tmp, final)
-  if not ok then error("train: cannot rename checkpoint: " .. tostring(err)) end
-  assert(confit.fsync(out))
+  local ok, err = jsonio.write_dir_atomic(final, function(tmp)
+    if m.save_into then m:save_into(tmp) else m:save(tmp) end
+    local state = opt:state()
+    local tensors, scalars = {}, {}
+    for k, v in pairs(state) do
+      if confit.is_tensor(v) then tensors[k] = v else scalars[k] = v end
+    end
+    assert(confit.save_safetensors(tmp .. "/optimizer.safetensors", tensors))
+    local st = {step = step, optimizer = scalars}
+    for k, v in pairs(extra or {}) do st[k] = v end
+    assert(jsonio.write_json_atomic(tmp .. "/trainer_state.json", st))
+  end, {replaceable = model.is_saved_file})
+  if not ok then error("train: cannot write checkpoint " .. final .. ": " .. tostring(err)) end
   return final
 end
 
@@ -573,19 +571,89 @@ function M.run(opts)
   end
   local warned_underflow = false
 
-  for step = start, o.steps do
-    local t0 = confit.clock()
-    local qs, prompts, answers = {}, {}, {}
+  -- the prompts (token ids) of step's Q questions, taken cyclically, and their labels (nil when
+  -- unlabeled: used for logging only)
+  local function step_prompts(step)
+    local prompts, answers = {}, {}
     for j = 1, Q do
       local qi = ((step - 1) * Q + j - 1) % #o.questions + 1
       local q = o.questions[qi]
-      qs[j] = q
       prompts[j] = encode(prompt_of(q), qi)
       answers[j] = type(q) == "table" and q.answer or nil
     end
-    local samples = m:generate(prompts, {n = o.n, temperature = o.temperature, top_p = o.top_p,
-                                         top_k = o.top_k, max_new_tokens = o.max_new_tokens,
-                                         seed = o.seed * 1000003 + step, stop = o.stop})
+    return prompts, answers
+  end
+
+  -- o.n samples per prompt with step's seed. The sampler refuses NaN / Inf logits (a weight that
+  -- is not finite, or an update that diverged): like a non-finite loss, one line naming the step.
+  local function sample(step, prompts)
+    local gen_ok, samples = pcall(m.generate, m, prompts, {n = o.n, temperature = o.temperature, top_p = o.top_p,
+                                                           top_k = o.top_k, max_new_tokens = o.max_new_tokens,
+                                                           seed = o.seed * 1000003 + step, stop = o.stop})
+    if not gen_ok then
+      local why = type(samples) == "string" and samples:match("non%-finite logits: (.*)$")
+      if not why then error(samples, 0) end
+      local ostep = (step - 1) * U + 1
+      cli.raise(("train: %s: the model's logits are not finite while sampling (%s); stopped before the loss and "
+                 .. "the update, so step %d is neither applied nor saved")
+                :format(U > 1 and ("step %d (batch %d)"):format(ostep, step) or ("step %d"):format(step), why, ostep))
+    end
+    return samples
+  end
+
+  -- a metric that is not a number (a method of one's own) prints as "-"
+  local function num(f, x) return type(x) == "number" and f:format(x) or "-" end
+
+  -- One optimizer update u (1..U) on step's batch: the gradient, its checks (a non-finite loss or
+  -- gradient stops the run before the update: a user error, one line from a recipe), the AdamW
+  -- step, the record (appended to steps.jsonl), the log line. t_u: when the update began (the
+  -- first one's includes the sampling); gen_s and ntok: the sampling's, for the first update only.
+  local function update(step, u, batch, ropts, t_u, gen_s, ntok)
+    local ostep = (step - 1) * U + u
+    local where = U > 1 and ("step %d (batch %d, update %d of %d)"):format(ostep, step, u, U)
+                  or ("step %d"):format(step)
+    opt:zero_grad()
+    local lv, met = rl.backward(method, batch, ropts)
+    if not isfinite(lv) then
+      cli.raise(("train: %s: the loss is %s (method %s); stopped before the update, so step %d is neither applied nor saved")
+                :format(where, tostring(lv), method, ostep))
+    end
+    -- the standard metrics (RUNDIR.md) a method of one's own left out: a forward without a
+    -- graph, before the update
+    rl.fill_metrics(met, batch, T_loss, o.micro_batch)
+    local gnorm = confit.optim.clip_grad_norm(params, (o.grad_clip or 0) > 0 and o.grad_clip or math.huge)
+    if not isfinite(gnorm) then
+      local name, n = M.bad_gradient(params)
+      cli.raise(("train: %s: the gradient of %s is not finite (norm %s); stopped before the update, so step %d is neither applied nor saved")
+                :format(where, name or "(unknown parameter)", tostring(n or gnorm), ostep))
+    end
+    opt:step()
+    local step_s = confit.clock() - t_u
+    local rec = {step = ostep, loss = lv, lr = opt.lr, grad_norm = gnorm, step_s = step_s,
+                 gen_s = gen_s, tokens_per_s = ntok and ntok / step_s or 0, time = os.time()}
+    for k, v in pairs(met) do if rec[k] == nil then rec[k] = v end end
+    if U > 1 then rec.batch, rec.update = step, u end
+    records[#records + 1] = rec
+    if steps_path then assert(jsonio.append_jsonl(steps_path, rec)) end
+    log(("step %3d%s  loss %9.4f  logp %s  conf %s  w>1e-6 %s  len %s  ent %s%s%s  %.2fs")
+        :format(ostep, U > 1 and ("  upd %d/%d"):format(u, U) or "", lv, num("%8.3f", met.mean_logp),
+                num("%.4f", met.mean_confidence), num("%.2f", met.weight_share),
+                num("%5.1f", met.mean_length), num("%.3f", met.entropy),
+                type(met.train_acc) == "number" and ("  acc %.3f"):format(met.train_acc) or "",
+                U > 1 and type(met.clip_frac) == "number" and ("  clip %.3f"):format(met.clip_frac) or "",
+                step_s))
+    if not warned_underflow then
+      local warn = M.underflow_warning(ostep, method, met, o.alpha)
+      if warn then log(warn); warned_underflow = true end
+    end
+    if o.on_step then o.on_step(rec, batch) end
+  end
+
+  -- One step s: sample the batch once, U updates on it, a checkpoint when one is due.
+  local function one_step(step)
+    local t0 = confit.clock()
+    local prompts, answers = step_prompts(step)
+    local samples = sample(step, prompts)
     local t_gen = confit.clock() - t0
     local ntok = 0
     for _, s in ipairs(samples) do ntok = ntok + #s.tokens end
@@ -600,53 +668,14 @@ function M.run(opts)
     if U > 1 then rl.snapshot_policy(method, batch, ropts) end
     for u = 1, U do
       local t_u = u == 1 and t0 or confit.clock()
-      local ostep = (step - 1) * U + u
-      local where = U > 1 and ("step %d (batch %d, update %d of %d)"):format(ostep, step, u, U)
-                    or ("step %d"):format(step)
-      opt:zero_grad()
-      local lv, met = rl.backward(method, batch, ropts)
-      -- a user error (one line from a recipe): the settings, not the program, diverged
-      if not isfinite(lv) then
-        cli.raise(("train: %s: the loss is %s (method %s); stopped before the update, so step %d is neither applied nor saved")
-                  :format(where, tostring(lv), method, ostep))
-      end
-      -- the standard metrics (RUNDIR.md) a method of one's own left out: a forward without a
-      -- graph, before the update
-      rl.fill_metrics(met, batch, T_loss, o.micro_batch)
-      local gnorm = confit.optim.clip_grad_norm(params, (o.grad_clip or 0) > 0 and o.grad_clip or math.huge)
-      if not isfinite(gnorm) then
-        local name, n = M.bad_gradient(params)
-        cli.raise(("train: %s: the gradient of %s is not finite (norm %s); stopped before the update, so step %d is neither applied nor saved")
-                  :format(where, name or "(unknown parameter)", tostring(n or gnorm), ostep))
-      end
-      opt:step()
-      local step_s = confit.clock() - t_u
-      local rec = {step = ostep, loss = lv, lr = opt.lr, grad_norm = gnorm, step_s = step_s,
-                   gen_s = u == 1 and t_gen or 0, tokens_per_s = u == 1 and ntok / step_s or 0,
-                   time = os.time()}
-      for k, v in pairs(met) do if rec[k] == nil then rec[k] = v end end
-      if U > 1 then rec.batch, rec.update = step, u end
-      records[#records + 1] = rec
-      if steps_path then assert(jsonio.append_jsonl(steps_path, rec)) end
-      -- a metric that is not a number (a method of one's own) prints as "-"
-      local function num(f, x) return type(x) == "number" and f:format(x) or "-" end
-      log(("step %3d%s  loss %9.4f  logp %s  conf %s  w>1e-6 %s  len %s  ent %s%s%s  %.2fs")
-          :format(ostep, U > 1 and ("  upd %d/%d"):format(u, U) or "", lv, num("%8.3f", met.mean_logp),
-                  num("%.4f", met.mean_confidence), num("%.2f", met.weight_share),
-                  num("%5.1f", met.mean_length), num("%.3f", met.entropy),
-                  type(met.train_acc) == "number" and ("  acc %.3f"):format(met.train_acc) or "",
-                  U > 1 and type(met.clip_frac) == "number" and ("  clip %.3f"):format(met.clip_frac) or "",
-                  step_s))
-      if not warned_underflow then
-        local warn = M.underflow_warning(ostep, method, met, o.alpha)
-        if warn then log(warn); warned_underflow = true end
-      end
-      if o.on_step then o.on_step(rec, batch) end
+      update(step, u, batch, ropts, t_u, u == 1 and t_gen or 0, u == 1 and ntok or nil)
     end
     if o.out and (o.checkpoint_every or 0) > 0 and step % o.checkpoint_every == 0 then
       M.save_checkpoint(o.out, step, m, opt, {method = method, seed = o.seed, settings = run_settings(o, T_loss)})
     end
   end
+
+  for step = start, o.steps do one_step(step) end
   return records
 end
 

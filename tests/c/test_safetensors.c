@@ -39,6 +39,17 @@ static int file_exists(const char *p) {
   return stat(p, &st) == 0;
 }
 
+/* How many names in folder dir start with prefix. */
+static int count_prefixed(const char *dir, const char *prefix) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int k = 0;
+  for (struct dirent *de; (de = readdir(d));)
+    if (strncmp(de->d_name, prefix, strlen(prefix)) == 0) k++;
+  closedir(d);
+  return k;
+}
+
 static unsigned char *read_all(const char *p, size_t *len) {
   FILE *f = fopen(p, "rb");
   if (!f) return NULL;
@@ -412,10 +423,83 @@ static void test_writer_errors(void) {
   mkdir(dpath, 0755);
   CHECK(cf_st_write(dpath, &ok, 1, NULL) == -1 && strstr(cf_error_message(), "rename failed"), "rename over dir: %s",
         cf_error_message());
-  char tmpname[600];
-  snprintf(tmpname, sizeof tmpname, "%s.tmp.%ld", dpath, (long)getpid());
-  CHECK(!file_exists(tmpname), "temporary %s left after a failed rename", tmpname);
+  CHECK(count_prefixed(tmpdir, "adir.tmp") == 0, "a temporary file left after a failed rename");
   rmdir(dpath);
+}
+
+/* ---------------------------------------------------------------- special files, temporary names */
+
+/* A FIFO (or any file that is not a regular one) where a safetensors file or an index is expected
+ * is refused at once with a message, never opened in a way that waits for a writer. alarm():
+ * a hang fails the test (SIGALRM ends the process) instead of stalling ctest. */
+static void test_special_files(void) {
+  char dir[300];
+  snprintf(dir, sizeof dir, "%s/fifo_model", tmpdir);
+  mkdir(dir, 0755);
+  const char *fifo = path_in(dir, "model.safetensors");
+  CHECK(mkfifo(fifo, 0644) == 0, "mkfifo %s", fifo);
+  alarm(20);
+  cf_st_file *f = cf_st_open(fifo);
+  CHECK(f == NULL && strstr(cf_error_message(), "not a regular file") && strstr(cf_error_message(), fifo),
+        "FIFO safetensors: %s", cf_error_message());
+  cf_st_close(f);
+  unlink(fifo);
+  const char *idx = path_in(dir, "model.safetensors.index.json");
+  CHECK(mkfifo(idx, 0644) == 0, "mkfifo %s", idx);
+  char **files = NULL;
+  size_t n = 0;
+  CHECK(cf_st_index_files(dir, &files, &n) == -1 && strstr(cf_error_message(), "not a regular file"),
+        "FIFO index: %s", cf_error_message());
+  alarm(0);
+  unlink(idx);
+  rmdir(dir);
+
+  /* the writer's temporary file has a fresh name (PATH.tmp-PID-TIME-SERIAL, confit.jsonio's), so a
+   * symlink already at the old fixed name PATH.tmp.PID is neither followed nor clobbered */
+  float x[2] = {1, 2};
+  cf_st_entry e = {"x", "F32", 1, {2}, x, sizeof x};
+  const char *out = path_in(tmpdir, "linked.safetensors");
+  const char *victim = path_in(tmpdir, "victim.txt");
+  write_bytes(victim, "precious", 8);
+  char fixed[600];
+  snprintf(fixed, sizeof fixed, "%s.tmp.%ld", out, (long)getpid());
+  CHECK(symlink(victim, fixed) == 0, "symlink %s", fixed);
+  CHECK(cf_st_write(out, &e, 1, NULL) == 0, "write beside a symlink: %s", cf_error_message());
+  size_t len = 0;
+  unsigned char *v = read_all(victim, &len);
+  CHECK(v && len == 8 && memcmp(v, "precious", 8) == 0, "the symlink's target was written through");
+  free(v);
+  struct stat st;
+  CHECK(lstat(out, &st) == 0 && S_ISREG(st.st_mode), "%s is not a regular file after the write", out);
+  CHECK(lstat(fixed, &st) == 0 && S_ISLNK(st.st_mode), "the symlink at %s was replaced", fixed);
+  unlink(fixed);
+  unlink(victim);
+  /* cf_st_write_file: any bytes, atomically, same naming; no temporary left behind */
+  const char *txt = path_in(tmpdir, "plain.json");
+  CHECK(cf_st_write_file(txt, "{\"a\": 1}\n", 9) == 0, "write_file: %s", cf_error_message());
+  v = read_all(txt, &len);
+  CHECK(v && len == 9 && memcmp(v, "{\"a\": 1}\n", 9) == 0, "write_file content");
+  free(v);
+  CHECK(count_prefixed(tmpdir, "plain.json.tmp") == 0, "write_file left a temporary file");
+  CHECK(cf_st_write_file(path_in(tmpdir, "no/such/dir/p.json"), "x", 1) == -1 &&
+            strstr(cf_error_message(), "cannot create"), "write_file into a missing folder: %s", cf_error_message());
+  /* reading a whole regular file; a FIFO is refused */
+  char *text = NULL;
+  int missing = 0;
+  CHECK(cf_st_read_file(txt, &text, &len, &missing) == 0 && len == 9 && text && text[9] == 0 &&
+            memcmp(text, "{\"a\": 1}\n", 9) == 0, "read_file: %s", cf_error_message());
+  free(text);
+  text = NULL;
+  CHECK(cf_st_read_file(path_in(tmpdir, "absent.json"), &text, &len, &missing) == -1 && missing == 1 &&
+            strstr(cf_error_message(), "cannot open"), "read_file of a missing file: %s", cf_error_message());
+  const char *ff = path_in(tmpdir, "fifo.json");
+  CHECK(mkfifo(ff, 0644) == 0, "mkfifo %s", ff);
+  alarm(20);
+  missing = 0;
+  CHECK(cf_st_read_file(ff, &text, &len, &missing) == -1 && missing == 0 &&
+            strstr(cf_error_message(), "not a regular file"), "read_file of a FIFO: %s", cf_error_message());
+  alarm(0);
+  unlink(ff);
 }
 
 /* ---------------------------------------------------------------- conversions */
@@ -830,6 +914,7 @@ int main(int argc, char **argv) {
   test_corpus();
   test_round_trip();
   test_writer_errors();
+  test_special_files();
   test_write_alignment();
   test_half();
   test_index();

@@ -1,0 +1,209 @@
+-- Fault-injection findings, kept fixed: files that are not regular files in a model folder (a
+-- FIFO would block the reader forever), whole-folder atomic saves (m:save, checkpoints) that
+-- leave the destination as it was when a write fails, no temporary folder left behind, and the
+-- C writers' temporary files (fresh names that jsonio knows, never written through a symlink).
+-- Out-of-memory paths have no hook in the library: they were checked with an LD_PRELOAD
+-- allocation-failure shim outside the repository (see the commit's report).
+local H = dofile("tests/lua/harness.lua")
+local confit = require "confit"
+local jsonio = require "confit.jsonio"
+local cli = require "confit.cli"
+local train = require "confit.train"
+
+local q = cli.shell_quote
+local EXE = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
+local TOY = "examples/toy/model"
+if not cli.exists(TOY .. "/model.safetensors") then H.skip_all("no " .. TOY) end
+
+local temps = {}
+local function tempdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -p -- " .. q(p)))
+  temps[#temps + 1] = p
+  return p
+end
+
+local function names(dir)
+  local list = cli.list_dir(dir) or {}
+  table.sort(list)
+  return table.concat(list, " ")
+end
+
+local function read(path) return H.read(path) end
+
+-- the files of folder dir: {name = bytes}
+local function snapshot(dir)
+  local s = {}
+  for _, n in ipairs(cli.list_dir(dir) or {}) do s[n] = read(dir .. "/" .. n) end
+  return s
+end
+
+local function same_snapshot(a, b, what)
+  for k, v in pairs(a) do H.ok(b[k] == v, what .. ": " .. k .. " changed or missing") end
+  for k in pairs(b) do H.ok(a[k] ~= nil, what .. ": " .. k .. " appeared") end
+end
+
+-- a copy of the toy model folder (without its metrics.json) at dir
+local function toy_copy(dir)
+  assert(os.execute("mkdir -p -- " .. q(dir)))
+  for _, n in ipairs({"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                      "tokenizer_config.json"}) do
+    assert(os.execute(("cp -- %s %s"):format(q(TOY .. "/" .. n), q(dir .. "/" .. n))))
+  end
+  return dir
+end
+
+-- The model m with its core's save failing after writing everything (a disk that fills up at
+-- the last file looks the same to the caller). Returns the function that undoes it.
+local function break_save(m)
+  local real = m.core
+  m.core = setmetatable({save = function(_, d) real:save(d); error("injected: No space left on device", 0) end},
+                        {__index = function(_, k)
+                          local v = real[k]
+                          if type(v) == "function" then return function(_, ...) return v(real, ...) end end
+                          return v
+                        end})
+  return function() m.core = real end
+end
+
+-- Runs script (Lua text) in a fresh confit process under a time limit; returns its output and
+-- whether it ended by itself (a blocked open shows as a timeout, not as a stalled test).
+local function run_limited(script, seconds)
+  local dir = tempdir()
+  H.write(dir .. "/s.lua", script)
+  local p = assert(io.popen(("timeout %d %s %s 2>&1; echo \"rc=$?\""):format(seconds, q(EXE), q(dir .. "/s.lua"))))
+  local out = p:read("a")
+  p:close()
+  local rc = tonumber(out:match("rc=(%d+)%s*$"))
+  return out, rc ~= 124 and rc ~= 137, rc
+end
+
+H.case("a FIFO in a model folder is refused with its name, never waited on", function()
+  for _, name in ipairs({"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"}) do
+    local dir = toy_copy(tempdir() .. "/m")
+    os.remove(dir .. "/" .. name)
+    assert(os.execute("mkfifo -- " .. q(dir .. "/" .. name)))
+    local out, ended, rc = run_limited(([[
+      local m, err = require("confit").load(%q)
+      io.write(m and "LOADED" or ("ERR " .. tostring(err)), "\n")
+    ]]):format(dir), 20)
+    H.ok(ended, name .. ": confit.load did not return (rc " .. tostring(rc) .. "): " .. out)
+    H.ok(out:find("ERR", 1, true) and out:find("not a regular file", 1, true) and out:find(name, 1, true),
+         name .. ": " .. out)
+  end
+end)
+
+H.case("m:save writes the folder atomically: a failed save leaves nothing, or the old folder as it was", function()
+  local m = assert(confit.load(TOY))
+  local parent = tempdir()
+  local dst = parent .. "/model"
+  -- a new folder: nothing at all after a failure
+  local undo = break_save(m)
+  H.raises(function() m:save(dst) end, "injected: No space left on device")
+  undo()
+  H.eq(names(parent), "", "nothing left beside the destination")
+  -- an existing model folder: as it was after a failure
+  H.ok(m:save(dst), "save")
+  H.eq(names(parent), "model", "only the folder")
+  H.eq(names(dst), "config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json",
+       "the saved files")
+  local before = snapshot(dst)
+  local emb = m:parameters()["model.embed_tokens.weight"]
+  confit.no_grad(function() emb:copy_(emb * 2) end)
+  undo = break_save(m)
+  H.raises(function() m:save(dst) end, "injected")
+  undo()
+  same_snapshot(before, snapshot(dst), "after a failed save over it")
+  H.eq(names(parent), "model", "no temporary folder left")
+  -- a successful save replaces it as a whole
+  H.ok(m:save(dst), "save over the old folder")
+  H.eq(names(parent), "model", "the old folder is gone")
+  local m2 = assert(confit.load(dst))
+  H.eq((m2:parameters()["model.embed_tokens.weight"] - emb):abs():max():item(), 0, "the new weights")
+  H.ok(m2.tokenizer, "the tokenizer came along")
+  m2:free()
+  -- a folder holding something a save does not write is not replaced
+  H.write(dst .. "/notes.txt", "mine")
+  before = snapshot(dst)
+  H.raises(function() m:save(dst) end, "save: ", dst, "notes.txt")
+  same_snapshot(before, snapshot(dst), "a refused save")
+  H.eq(names(parent), "model", "nothing beside it")
+  -- an empty folder is simply filled
+  local empty = tempdir()
+  H.ok(m:save(empty), "save into an empty folder")
+  H.ok(cli.exists(empty .. "/model.safetensors"), "weights there")
+  m:free()
+end)
+
+H.case("m:save into the folder the model came from keeps its tokenizer files", function()
+  local parent = tempdir()
+  local dir = toy_copy(parent .. "/m")
+  local tok = read(dir .. "/tokenizer.json")
+  local m = assert(confit.load(dir))
+  H.ok(m:save(dir), "save over its own folder")
+  H.eq(read(dir .. "/tokenizer.json"), tok, "tokenizer.json kept")
+  H.ok(cli.exists(dir .. "/tokenizer_config.json"), "tokenizer_config.json kept")
+  H.eq(names(parent), "m", "nothing left beside it")
+  local m2 = assert(confit.load(dir))
+  H.ok(m2.tokenizer, "loads with its tokenizer")
+  local ids = {{1, 2, 3, 4}}
+  H.eq((m2:forward(ids) - m:forward(ids)):abs():max():item(), 0, "same logits")
+  m:free(); m2:free()
+end)
+
+H.case("save_checkpoint: a failed write removes its temporary folder; a rewrite replaces the checkpoint", function()
+  local out = tempdir()
+  local function write_cfg(_, d) assert(os.execute("mkdir -p -- " .. q(d))); H.write(d .. "/config.json", "{}\n") end
+  local fake_model = {save = write_cfg, save_into = write_cfg}
+  local failing_opt = {state = function() error("injected: No space left on device", 0) end}
+  H.raises(function() train.save_checkpoint(out, 3, fake_model, failing_opt) end, "injected")
+  H.eq(names(out), "", "no temporary checkpoint folder left")
+  local opt = {state = function() return {kind = "adamw", steps = 3} end}
+  local final = train.save_checkpoint(out, 3, fake_model, opt, {method = "l2"})
+  H.eq(final, out .. "/checkpoint-3", "the folder")
+  H.eq(names(out), "checkpoint-3", "only the checkpoint")
+  H.eq(names(final), "config.json optimizer.safetensors trainer_state.json", "its files")
+  H.eq(jsonio.read_json(final .. "/trainer_state.json").method, "l2", "trainer_state.json")
+  -- the same step again (a resumed run that reaches it): replaced, nothing else left
+  train.save_checkpoint(out, 3, fake_model, opt, {method = "l2", again = true})
+  H.eq(names(out), "checkpoint-3", "only the checkpoint")
+  H.eq(jsonio.read_json(final .. "/trainer_state.json").again, true, "the new one")
+end)
+
+H.case("C writers: a symlink at the old fixed temporary name is not written through", function()
+  local m = assert(confit.load(TOY))
+  local dir = tempdir()
+  local pid = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+  H.write(dir .. "/victim.txt", "precious")
+  for _, n in ipairs({"config.json", "generation_config.json", "model.safetensors"}) do
+    assert(os.execute(("ln -s victim.txt %s"):format(q(dir .. "/" .. n .. ".tmp." .. pid))))
+  end
+  m.core:save(dir)
+  H.eq(read(dir .. "/victim.txt"), "precious", "the symlink's target is untouched")
+  local m2 = assert(confit.load(dir))
+  H.eq(m2.config.hidden_size, m.config.hidden_size, "the saved folder loads")
+  m:free(); m2:free()
+  H.eq(names(dir), "config.json config.json.tmp." .. pid .. " generation_config.json generation_config.json.tmp."
+       .. pid .. " model.safetensors model.safetensors.tmp." .. pid .. " victim.txt", "no temporary file left")
+end)
+
+H.case("write_dir_atomic and remove_stale_temps: temporary folders", function()
+  local parent = tempdir()
+  local dst = parent .. "/d"
+  -- the folder fill writes into is a temporary name jsonio knows
+  local seen
+  H.ok(jsonio.write_dir_atomic(dst, function(tmp) seen = tmp; H.write(tmp .. "/a", "1") end), "write")
+  H.eq(jsonio.is_temp_name(seen), dst, "the temporary folder's name: " .. tostring(seen))
+  H.eq(read(dst .. "/a"), "1", "written")
+  H.eq(names(parent), "d", "only the folder")
+  -- a killed writer's temporary folder (a dead PID) goes, with what it holds
+  local stale = parent .. "/d.tmp-999999-1-1"
+  assert(os.execute("mkdir -p -- " .. q(stale .. "/sub")))
+  H.write(stale .. "/sub/model.safetensors", "x")
+  H.eq(table.concat(jsonio.remove_stale_temps(parent), " "), "d.tmp-999999-1-1", "removed")
+  H.eq(names(parent), "d", "the folder stays")
+end)
+
+for _, p in ipairs(temps) do os.execute("rm -rf -- " .. q(p)) end
+H.finish()
