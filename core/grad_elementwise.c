@@ -2,13 +2,17 @@
  *
  * Rules are formulas over table ops (grad_expr.h), so they run on any device that has the
  * forward kernels. Binary rules return full-size gradients; the engine sums them down to each
- * input's shape. Masks are built from nonzero-ness (where treats nonzero as true), e.g. "x is the
- * maximum" is "x - out == 0".
+ * input's shape. Masks are built from nonzero-ness (where treats nonzero as true). There is no
+ * comparison op, so comparisons are spelled with ops that propagate NaN: `differs` is x != y
+ * (true for NaN, false for equal infinities, where x - y alone is NaN), `is_nan` is nonzero only
+ * at NaN.
  *
  * Conventions at non-differentiable points (documented in ops.def's docs):
- *   maximum/minimum  ties send half of the gradient to each input;
- *   abs              gradient 0 at 0;  relu: 0 at 0;
- *   clamp            the gradient passes where lo <= x <= hi (bounds included);
+ *   maximum/minimum  ties (equal infinities too) send half of the gradient to each input, a NaN
+ *                    operand the whole gradient to both (as PyTorch);
+ *   abs              gradient 0 at 0 and at NaN (PyTorch's sgn);  relu: 0 at 0;
+ *   clamp            the gradient passes where lo <= x <= hi (bounds included; an unclamped
+ *                    infinity passes, NaN does not);
  *   pow              d/da is 0 where b == 0, d/db is 0 where a == 0.
  */
 #include "grad_expr.h"
@@ -16,6 +20,28 @@
 /* 1 - t */
 static cf_tensor *one_minus(cf_gx *s, cf_tensor *t) {
   return gx_num(s, CF_OP_add, gx_op1(s, CF_OP_neg, t), 1.0);
+}
+
+/* clamp(t, lo, hi) */
+static cf_tensor *gx_clamp(cf_gx *s, cf_tensor *t, double lo, double hi) {
+  if (!t) { s->failed = true; return NULL; }
+  cf_args a = cf_args_none();
+  a.f[0] = lo;
+  a.f[1] = hi;
+  a.nf = 2;
+  return gx_keep(s, cf_op(CF_OP_clamp, &t, 1, &a));
+}
+
+/* NaN where t is NaN, 0 elsewhere (infinities included): clamp propagates NaN */
+static cf_tensor *is_nan(cf_gx *s, cf_tensor *t) { return gx_clamp(s, t, 0, 0); }
+
+/* Nonzero exactly where x != y (NaN differs from everything): x - y, except where that is NaN
+ * (equal infinities or a NaN operand); there the difference of x and y clamped to [-1, 1],
+ * 0 for equal infinities and NaN for NaN. */
+static cf_tensor *differs(cf_gx *s, cf_tensor *x, cf_tensor *y) {
+  cf_tensor *d = gx_op2(s, CF_OP_sub, x, y);
+  cf_tensor *dc = gx_op2(s, CF_OP_sub, gx_clamp(s, x, -1, 1), gx_clamp(s, y, -1, 1));
+  return gx_where(s, is_nan(s, d), dc, d);
 }
 
 /* ---------------------------------------------------------------- binary */
@@ -70,15 +96,17 @@ int cf_bwd_pow(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   return gx_end(&s);
 }
 
-/* maximum and minimum: the gradient goes to the input equal to the output, half each on ties */
+/* maximum and minimum: an input gets g unless the other one strictly won (the other equals the
+ * output and this one differs from it), half of g on ties; a NaN operand makes the output NaN,
+ * which neither equals, so both get g */
 static int minmax_bwd(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   cf_gx s = {0};
   cf_tensor *a = n->in[0], *b = n->in[1], *out = n->out;
   cf_tensor *zero = gx_const(&s, g, 0.0);
-  cf_tensor *half = gx_where(&s, gx_op2(&s, CF_OP_sub, a, b), gx_const(&s, g, 1.0), gx_const(&s, g, 0.5));
-  cf_tensor *gh = gx_op2(&s, CF_OP_mul, g, half);
-  if (n->needs[0]) gin[0] = gx_result(&s, gx_where(&s, gx_op2(&s, CF_OP_sub, a, out), zero, gh));
-  if (n->needs[1]) gin[1] = gx_result(&s, gx_where(&s, gx_op2(&s, CF_OP_sub, b, out), zero, gh));
+  cf_tensor *ab = differs(&s, a, b);
+  cf_tensor *tie = gx_where(&s, ab, zero, gx_num(&s, CF_OP_mul, g, 0.5)); /* 0 where a != b */
+  if (n->needs[0]) gin[0] = gx_result(&s, gx_where(&s, differs(&s, b, out), g, tie));
+  if (n->needs[1]) gin[1] = gx_result(&s, gx_where(&s, differs(&s, a, out), g, tie));
   return gx_end(&s);
 }
 
@@ -141,18 +169,21 @@ int cf_bwd_rsqrt(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   return unary_done(&s, g, d, gin);
 }
 
-/* sign(x) with sign(0) = 0: x / |x| is NaN at 0, where() picks 0 there */
+/* sign(x) with sign(0) = sign(NaN) = 0: c / |c| with c = clamp(x, -1, 1) is +-1 wherever x is
+ * nonzero (infinities included) and NaN at 0 and NaN, where where() picks 0 */
 int cf_bwd_abs(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   cf_gx s = {0};
-  cf_tensor *x = n->in[0];
-  cf_tensor *sign = gx_where(&s, x, gx_op2(&s, CF_OP_div, x, n->out), gx_const(&s, g, 0.0));
+  cf_tensor *x = n->in[0], *zero = gx_const(&s, g, 0.0);
+  cf_tensor *c = gx_clamp(&s, x, -1, 1);
+  cf_tensor *sign = gx_where(&s, is_nan(&s, x), zero,
+                             gx_where(&s, x, gx_op2(&s, CF_OP_div, c, gx_op1(&s, CF_OP_abs, c)), zero));
   return unary_done(&s, g, sign, gin);
 }
 
-/* passes where the value was not clamped (out == x, bounds included) */
+/* passes where the value was not clamped (out == x, bounds included; not at NaN) */
 int cf_bwd_clamp(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   cf_gx s = {0};
-  cf_tensor *moved = gx_op2(&s, CF_OP_sub, n->out, n->in[0]);
+  cf_tensor *moved = differs(&s, n->out, n->in[0]);
   gin[0] = gx_result(&s, gx_where(&s, moved, gx_const(&s, g, 0.0), g));
   return gx_end(&s);
 }
@@ -176,12 +207,14 @@ int cf_bwd_tanh(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   return unary_done(&s, g, one_minus(&s, gx_op2(&s, CF_OP_mul, n->out, n->out)), gin);
 }
 
-/* d gelu = Phi(x) + x phi(x), with Phi(x) = gelu(x) / x (0.5 at x = 0) and
- * phi(x) = exp(-x^2 / 2) / sqrt(2 pi): no erf op is needed */
+/* d gelu = Phi(x) + x phi(x), with Phi(x) = gelu(x) / x and phi(x) = exp(-x^2 / 2) / sqrt(2 pi):
+ * no erf op is needed. Where |x| <= 2^-64, Phi(x) is 0.5 to double precision, and gelu(x) / x
+ * would be 0 / 0 or, for subnormal x, gelu(x) rounded to few bits: take 0.5 there. */
 int cf_bwd_gelu(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   cf_gx s = {0};
   cf_tensor *x = n->in[0];
-  cf_tensor *cdf = gx_where(&s, x, gx_op2(&s, CF_OP_div, n->out, x), gx_const(&s, g, 0.5));
+  cf_tensor *big = gx_op1(&s, CF_OP_relu, gx_num(&s, CF_OP_sub, gx_op1(&s, CF_OP_abs, x), 0x1p-64));
+  cf_tensor *cdf = gx_where(&s, big, gx_op2(&s, CF_OP_div, n->out, x), gx_const(&s, g, 0.5));
   cf_tensor *pdf = gx_num(&s, CF_OP_mul,
                           gx_op1(&s, CF_OP_exp, gx_num(&s, CF_OP_mul, gx_op2(&s, CF_OP_mul, x, x), -0.5)),
                           0.39894228040143267794);

@@ -5,6 +5,10 @@
  * Numerics: float inputs are f32 or f64; per-row statistics (sums of squares, maxima, sums of
  * exponentials, log-sum-exp, rotation angles) are accumulated in double whatever the dtype, and
  * results are rounded to the output dtype once. Softmax-like rows subtract the row maximum.
+ * Vocabulary rows (cross_entropy, token_logprob, entropy, head_*) keep the maximum m and
+ * lsum = log(sum exp((z - m) / T)) apart, log p = (z - m) / T - lsum, never forming the
+ * log-sum-exp m / T + lsum, which loses lsum when |m / T| is huge. A -inf logit has p = 0 and
+ * adds nothing to an entropy.
  * Kernels that need contiguous inputs make a contiguous copy only when the input is not already;
  * attention and head_logprob read their matrices in place through BLAS strides (linalg.c).
  *
@@ -69,50 +73,78 @@ static int cpu_float(const char *op, const cf_tensor *t) {
                 cf_dtype_name(t->dtype));
 }
 
+/* The temperature (NaN: 1) must be > 0, finite, and large enough that s = 1 / T is finite. */
 static int check_temperature(const char *op, double temp, double *out) {
   if (isnan(temp)) temp = 1.0;
   if (!(temp > 0) || isinf(temp)) return CF_ERR("%s: temperature must be > 0 and finite, got %g", op, temp);
+  if (isinf(1.0 / temp)) return CF_ERR("%s: temperature %g is too small (1 / T overflows)", op, temp);
   *out = temp;
   return 0;
 }
 
-/* log(sum(exp(z[i] * s))) over n elements (double), stable. -inf for n == 0. */
-static double row_lse(const void *z, bool f64, int64_t n, double s) {
-  double mx = -INFINITY;
+/* The largest of n elements (NaN skipped: it reaches the sums); -inf for n == 0. */
+static double row_max(const void *z, bool f64, int64_t n) {
+  double m = -INFINITY;
   for (int64_t i = 0; i < n; i++) {
-    double v = ldf(z, f64, i) * s;
-    if (v > mx) mx = v;
+    double v = ldf(z, f64, i);
+    if (v > m) m = v;
   }
-  if (mx == -INFINITY) return mx;
+  return m;
+}
+
+/* (z_i - m) * s: a logit over T, less the row's largest; <= 0 */
+static inline double shifted(const void *z, bool f64, int64_t i, double m, double s) {
+  return (ldf(z, f64, i) - m) * s;
+}
+
+/* lsum = log(sum exp((z - m) * s)) over n elements with m = row_max(z): >= 0, as the largest
+ * term is 1. NaN when the row holds NaN, +inf, or only -inf. */
+static double row_lsum(const void *z, bool f64, int64_t n, double m, double s) {
   double sum = 0;
-  for (int64_t i = 0; i < n; i++) sum += exp(ldf(z, f64, i) * s - mx);
-  return mx + log(sum);
+  for (int64_t i = 0; i < n; i++) sum += exp(shifted(z, f64, i, m, s));
+  return log(sum);
 }
 
-/* Entropy (nats) of softmax(z * s) over n elements: lse - sum p x. */
+/* Entropy (nats) of softmax(z * s) over n > 0 elements, with *m = row_max(z) and *ls = lsum:
+ * with t = (z - m) s <= 0 and e = exp(t), H = log(sum e) - sum(e t) / sum e, two terms >= 0, so
+ * H >= 0. Terms with e = 0 (p = 0, a -inf logit) are left out of sum(e t) (0 * -inf is NaN). */
+static double row_entropy_lsum(const void *z, bool f64, int64_t n, double s, double *m, double *ls) {
+  double sum = 0, et = 0;
+  *m = row_max(z, f64, n);
+  for (int64_t j = 0; j < n; j++) {
+    double t = shifted(z, f64, j, *m, s), e = exp(t);
+    sum += e;
+    if (e > 0) et += e * t;
+  }
+  *ls = log(sum);
+  return *ls - et / sum;
+}
+
 static double row_entropy(const void *z, bool f64, int64_t n, double s) {
-  if (n == 0) return 0; /* no classes: nothing uncertain */
-  double lse = row_lse(z, f64, n, s), ez = 0;
-  for (int64_t j = 0; j < n; j++) {
-    double x = ldf(z, f64, j) * s;
-    ez += exp(x - lse) * x;
-  }
-  return lse - ez;
+  double m, ls;
+  return n == 0 ? 0 : row_entropy_lsum(z, f64, n, s, &m, &ls); /* no classes: nothing uncertain */
 }
 
-/* Its gradient times g: out[j] = -g s p_j (log p_j + H); out may be z (each element is read
- * before it is written). */
+/* Its gradient times g: out[j] = -g s p_j (log p_j + H), 0 where p_j = 0; out may be z (each
+ * element is read before it is written). */
 static void row_entropy_grad(const void *z, void *out, bool f64, int64_t n, double s, double g) {
-  double lse = row_lse(z, f64, n, s), H = 0;
+  double m, ls, H = row_entropy_lsum(z, f64, n, s, &m, &ls), c = -g * s;
   for (int64_t j = 0; j < n; j++) {
-    double lp = ldf(z, f64, j) * s - lse;
-    H -= exp(lp) * lp;
+    double lp = shifted(z, f64, j, m, s) - ls, p = exp(lp);
+    stf(out, f64, j, p > 0 ? c * p * (lp + H) : 0.0);
   }
-  double c = -g * s;
-  for (int64_t j = 0; j < n; j++) {
-    double lp = ldf(z, f64, j) * s - lse;
-    stf(out, f64, j, c * exp(lp) * (lp + H));
-  }
+}
+
+/* log_softmax(z * s)[t] over n elements */
+static double row_logprob(const void *z, bool f64, int64_t n, double s, int64_t t) {
+  double m = row_max(z, f64, n);
+  return shifted(z, f64, t, m, s) - row_lsum(z, f64, n, m, s);
+}
+
+/* out[j] = c (onehot(t)_j - softmax(z * s)_j); out may be z */
+static void row_logprob_grad(const void *z, void *out, bool f64, int64_t n, double s, int64_t t, double c) {
+  double m = row_max(z, f64, n), ls = row_lsum(z, f64, n, m, s);
+  for (int64_t j = 0; j < n; j++) stf(out, f64, j, c * ((j == t) - exp(shifted(z, f64, j, m, s) - ls)));
 }
 
 /* Range-check the ids (contiguous) against [0, limit); with allow_negative, ids < 0 pass (they
@@ -822,7 +854,7 @@ int cf_cpu_cross_entropy(cf_tensor *out, cf_tensor *const *in, int nin, const cf
     int64_t t = ld_id(tp, tg->dtype, r);
     if (t < 0) continue;
     const char *row = zp + (size_t)(r * V) * cf_dtype_size(z->dtype);
-    total += row_lse(row, f64, V, 1.0) - ldf(row, f64, t);
+    total -= row_logprob(row, f64, V, 1.0, t);
     count++;
   }
   stf(cf_tensor_data(out), f64, 0, count ? total / (double)count : 0.0);
@@ -850,8 +882,7 @@ int cf_cpu_cross_entropy_backward(cf_tensor *gz, cf_tensor *logits, cf_tensor *t
     if (t < 0) continue;
     const char *row = zp + (size_t)(r * V) * es;
     char *grow = gp + (size_t)(r * V) * es;
-    double lse = row_lse(row, f64, V, 1.0);
-    for (int64_t j = 0; j < V; j++) stf(grow, f64, j, c * (exp(ldf(row, f64, j) - lse) - (j == t)));
+    row_logprob_grad(row, grow, f64, V, 1.0, t, -c);
   }
   cf_tensor_release(z);
   cf_tensor_release(tg);
@@ -892,7 +923,7 @@ int cf_cpu_token_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf
     int64_t t = ld_id(tp, tg->dtype, r);
     if (t < 0) { stf(op, f64, r, 0.0); continue; }
     const char *row = zp + (size_t)(r * V) * es;
-    stf(op, f64, r, ldf(row, f64, t) * s - row_lse(row, f64, V, s));
+    stf(op, f64, r, row_logprob(row, f64, V, s, t));
   }
   cf_tensor_release(z);
   cf_tensor_release(tg);
@@ -921,8 +952,7 @@ int cf_cpu_token_logprob_backward(cf_tensor *gz, cf_tensor *logits, cf_tensor *t
     if (t < 0) continue;
     const char *row = zp + (size_t)(r * V) * es;
     char *grow = gp + (size_t)(r * V) * es;
-    double lse = row_lse(row, f64, V, s), c = ldf(gop, f64, r) * s;
-    for (int64_t j = 0; j < V; j++) stf(grow, f64, j, c * ((j == t) - exp(ldf(row, f64, j) * s - lse)));
+    row_logprob_grad(row, grow, f64, V, s, t, ldf(gop, f64, r) * s);
   }
   cf_tensor_release(z);
   cf_tensor_release(tg);
@@ -1082,7 +1112,7 @@ static int head_forward(const char *op, cf_tensor *out, cf_tensor *h, cf_tensor 
       if (!tp) { stf(op_, g.f64, r0 + i, row_entropy(row, g.f64, g.V, g.s)); continue; }
       int64_t t = ld_id(tp, g.tg->dtype, r0 + i);
       if (t < 0) { stf(op_, g.f64, r0 + i, 0.0); continue; }
-      stf(op_, g.f64, r0 + i, ldf(row, g.f64, t) * g.s - row_lse(row, g.f64, g.V, g.s));
+      stf(op_, g.f64, r0 + i, row_logprob(row, g.f64, g.V, g.s, t));
     }
   }
   free(Z);
@@ -1127,9 +1157,7 @@ static int head_backward(const char *op, cf_tensor *gh, cf_tensor *gw, cf_tensor
       if (!tp) { row_entropy_grad(row, row, g.f64, g.V, g.s, ldf(gop, g.f64, r0 + i)); continue; }
       int64_t t = ld_id(tp, g.tg->dtype, r0 + i);
       if (t < 0) { memset(row, 0, (size_t)g.V * g.es); continue; }
-      double lse = row_lse(row, g.f64, g.V, g.s), c = ldf(gop, g.f64, r0 + i) * g.s;
-      for (int64_t j = 0; j < g.V; j++)
-        stf(row, g.f64, j, c * ((j == t) - exp(ldf(row, g.f64, j) * g.s - lse)));
+      row_logprob_grad(row, row, g.f64, g.V, g.s, t, ldf(gop, g.f64, r0 + i) * g.s);
     }
     if (g.D == 0) continue;
     if (gh)

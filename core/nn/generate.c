@@ -99,7 +99,8 @@ static void linear(const float *x, const float *w, const float *b, float *y, int
       matvec_block(w + (size_t)j0 * in, nb, in, x, A, y + j0, out);
     }
   } else {
-    /* one column block (a multiple of 16 outputs) per thread */
+    /* one column block (a multiple of 16 outputs) per thread: cf_cpu_gemm's split, made here at
+     * this file's lower threshold, so each block calls OpenBLAS (one thread) directly */
     int blk = (out + nth - 1) / nth;
     blk = (blk + 15) / 16 * 16;
     int nblk = (out + blk - 1) / blk;
@@ -272,15 +273,27 @@ static int64_t nucleus(const double *p, int64_t n, int64_t keep, double top_p, b
 
 #define SAMPLE_BUCKETS 64
 
+/* (logit - c) / T in double: with c = 0 exactly logit / T */
+static inline double scaled(const float *logits, int64_t i, double c, double T) { return (logits[i] - c) / T; }
+
+/* Returns the token, or -1 with a message when the logits hold NaN or +inf, or only -inf.
+ * Any T > 0 samples softmax(logits / T): where the largest logit / T overflows (T tiny), the
+ * logits are shifted by the largest first, so the draw is one-hot, or uniform over tied maxima. */
 int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int top_k,
                         double top_p, double u, double *logprob, int64_t *idx, double *p) {
   int64_t best = 0;
-  for (int64_t i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+  for (int64_t i = 0; i < V; i++) {
+    if (!(logits[i] < INFINITY))              /* NaN or +inf, checked in the pass for the maximum */
+      return CF_ERR("non-finite logits: id %lld is %s", (long long)i, isnan(logits[i]) ? "nan" : "inf");
+    if (logits[i] > logits[best]) best = i;
+  }
+  if (logits[best] == -INFINITY) return CF_ERR("non-finite logits: every logit is -inf");
   double T = temperature > 0 ? temperature : 1.0;
-  double mx = logits[best] / T, sum = 0;
-  for (int64_t i = 0; i < V; i++) sum += exp(logits[i] / T - mx);
+  double c = isfinite(logits[best] / T) ? 0.0 : logits[best];
+  double mx = scaled(logits, best, c, T), sum = 0;
+  for (int64_t i = 0; i < V; i++) sum += exp(scaled(logits, i, c, T) - mx);
   double lse = mx + log(sum);
-  if (temperature <= 0) { *logprob = logits[best] / T - lse; return best; }
+  if (temperature <= 0) { *logprob = scaled(logits, best, c, T) - lse; return best; }
   /* Truncation (top-k, top-p) keeps a prefix of the vocabulary sorted by probability. Sorting
    * all V (151,936 for Qwen) every token dominated CPU sampling, so only a prefix that surely
    * holds the kept tokens is sorted: the ids whose probability is within 2^-b of the largest,
@@ -289,7 +302,7 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
    * of sorting all V; if the running sum misses top_p inside the prefix (rounding), the whole
    * vocabulary is sorted. Without truncation, the full softmax is sampled. */
   int64_t n = V;
-  for (int64_t i = 0; i < V; i++) { idx[i] = i; p[i] = exp(logits[i] / T - lse); }
+  for (int64_t i = 0; i < V; i++) { idx[i] = i; p[i] = exp(scaled(logits, i, c, T) - lse); }
   if (top_k > 0 || top_p < 1.0) {
     int64_t keep = top_k > 0 && top_k < V ? top_k : V;
     double pmax = p[best];
@@ -325,7 +338,7 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
     sort_by_p(idx, p, m);
     n = nucleus(p, m, keep, top_p, &reached);
     if (!reached && m < keep && m < V) {        /* the prefix fell short: sort everything */
-      for (int64_t i = 0; i < V; i++) { idx[i] = i; p[i] = exp(logits[i] / T - lse); }
+      for (int64_t i = 0; i < V; i++) { idx[i] = i; p[i] = exp(scaled(logits, i, c, T) - lse); }
       sort_by_p(idx, p, V);
       n = nucleus(p, V, keep, top_p, &reached);
     }
@@ -338,7 +351,7 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
     cum += p[i];
     if (target < cum) { pick = idx[i]; break; }
   }
-  *logprob = logits[pick] / T - lse;
+  *logprob = scaled(logits, pick, c, T) - lse;
   return pick;
 }
 
@@ -376,6 +389,12 @@ void cf_gen_samples_free(cf_gen_sample *s, int n) {
   if (!s) return;
   for (int i = 0; i < n; i++) { free(s[i].tokens); free(s[i].logprobs); }
   free(s);
+}
+
+/* cf_sample_token's message, with where generation stood */
+static int bad_logits(int step, int64_t i, int n) {
+  return cf_error_prefix("generate: token %d of sample %lld (prompt %lld): ", step + 1, (long long)(i % n + 1),
+                         (long long)(i / n + 1));
 }
 
 static int check_opts(const cf_qwen2 *m, const int64_t *const *prompts, const int *plen, int np,
@@ -497,6 +516,7 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
       double lp;
       double u = draw(o->seed, (int)(i / n), (int)(i % n), 0);
       int64_t tok = cf_sample_token(lg, e.V, o->temperature, o->top_k, o->top_p, u, &lp, sidx, sp);
+      if (tok < 0) { rc = bad_logits(0, i, n); goto done; }
       push_token(&s[i], tok, lp, cap);
       last[i] = tok;
       if (is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
@@ -533,6 +553,7 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
       double u = draw(o->seed, (int)(i / n), (int)(i % n), step);
       int64_t tok = cf_sample_token(logits + (size_t)r * e.V, e.V, o->temperature, o->top_k,
                                     o->top_p, u, &lp, sidx, sp);
+      if (tok < 0) { rc = bad_logits(step, i, n); goto done; }
       push_token(&s[i], tok, lp, cap);
       last[i] = tok;
       if (is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }

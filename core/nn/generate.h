@@ -51,8 +51,10 @@ int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int
                            int nprompts, const cf_gen_opts *o, cf_gen_sample **out)
   __attribute__((weak));
 
-/* Pick a token from logits [V] (shared by the CPU and GPU paths). u: uniform in [0, 1).
- * Writes the token's log-prob under log_softmax(logits / T) (T = 1 when greedy). */
+/* Pick a token from logits [V] (the CPU generator's; the GPU samples in kernels/gen_sample.cuh).
+ * u: uniform in [0, 1); any T > 0 (T <= 0: greedy). Writes the token's log-prob under
+ * log_softmax(logits / T) (T = 1 when greedy). Returns -1 with a message (core/error.h) when
+ * the logits hold NaN or +inf, or only -inf. */
 int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int top_k,
                         double top_p, double u, double *logprob, int64_t *scratch_idx,
                         double *scratch_p);

@@ -3,9 +3,12 @@
  * with qsort, top-k then top-p cut where the running sum first reaches top_p; the pick of u times
  * the kept mass (without truncation, over the ids in order).
  * The sampler sorts only a prefix that holds the kept tokens; its token and log-prob must equal
- * the reference's exactly, for flat, peaked, tied and underflowing distributions.
+ * the reference's exactly, for flat, peaked, tied and underflowing distributions. Then the edges:
+ * temperatures so small that logit / T overflows (the softmax is then one-hot, or uniform over
+ * tied maxima), and logits holding NaN, +inf or only -inf, which are refused with a message.
  * Prints "N passed, N failed"; exits 1 on any failure.
  */
+#include "error.h"
 #include "nn/generate.h"
 #include <math.h>
 #include <stdlib.h>
@@ -69,6 +72,54 @@ static void fill(float *lg, int64_t V, int kind) {
   if (kind == 1) lg[V / 3] = 25.0f;
 }
 
+/* cf_sample_token(logits, T, top_k, top_p, u) picks want with log-prob lp */
+static void expect_pick(const char *what, const float *lg, int64_t V, double T, int top_k, double top_p,
+                        double u, int64_t want, double lp_want) {
+  int64_t idx[8];
+  double p[8], lp = NAN;
+  int64_t got = cf_sample_token(lg, V, T, top_k, top_p, u, &lp, idx, p);
+  CHECK(got == want && lp == lp_want, "%s (T=%g top_k=%d top_p=%g u=%g): token %lld (logprob %.17g), want %lld (%.17g)%s%s",
+        what, T, top_k, top_p, u, (long long)got, lp, (long long)want, lp_want, got < 0 ? ": " : "",
+        got < 0 ? cf_error_message() : "");
+}
+
+static void test_tiny_temperatures(void) {
+  const float one[3] = {1, 2, -INFINITY}, tie[4] = {2, -INFINITY, 2, 0};
+  const float big[3] = {1e10f, 0, -1e10f}, low[2] = {-1e10f, -2e10f};
+  const double temps[] = {1e-310, 4.9e-324};
+  const int ks[] = {0, 2};
+  const double ps[] = {1.0, 0.9}, us[] = {0.0, 0.4, 0.999999};
+  for (int ti = 0; ti < 2; ti++)
+    for (int ki = 0; ki < 2; ki++)
+      for (int pi = 0; pi < 2; pi++)
+        for (int ui = 0; ui < 3; ui++) {
+          double T = temps[ti], u = us[ui];
+          expect_pick("one-hot at a subnormal T", one, 3, T, ks[ki], ps[pi], u, 1, 0.0);
+          expect_pick("a tie at a subnormal T", tie, 4, T, ks[ki], ps[pi], u, u < 0.5 ? 0 : 2, -log(2.0));
+        }
+  expect_pick("1e10 / 1e-300 overflows", big, 3, 1e-300, 0, 1.0, 0.7, 0, 0.0);
+  expect_pick("-1e10 / 1e-300 overflows", low, 2, 1e-300, 0, 1.0, 0.7, 0, 0.0);
+}
+
+/* logits with NaN or +inf, or only -inf, are refused (sampled and greedy) */
+static void test_bad_logits(void) {
+  const float nan1[3] = {0, NAN, 1}, nan0[3] = {NAN, 0, 1}, inf1[3] = {0, INFINITY, 1};
+  const float ninf[2] = {-INFINITY, -INFINITY};
+  const struct { const float *lg; int64_t V; const char *want; } cases[] = {
+    {nan1, 3, "id 1 is nan"}, {nan0, 3, "id 0 is nan"}, {inf1, 3, "id 1 is inf"}, {ninf, 2, "every logit is -inf"}};
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+    for (int greedy = 0; greedy < 2; greedy++) {
+      int64_t idx[8];
+      double p[8], lp = 0;
+      cf_error_clear();
+      int64_t got = cf_sample_token(cases[c].lg, cases[c].V, greedy ? 0.0 : 1.0, 0, 1.0, 0.5, &lp, idx, p);
+      const char *msg = cf_error_message();
+      CHECK(got == -1 && strstr(msg, "non-finite logits") && strstr(msg, cases[c].want),
+            "case %zu %s: token %lld, message %s (want -1 and \"%s\")", c, greedy ? "greedy" : "sampled",
+            (long long)got, msg, cases[c].want);
+    }
+}
+
 int main(void) {
   const int64_t sizes[] = {1, 2, 7, 1000, 40000};
   const double temps[] = {0.3, 1.0, 2.5};
@@ -105,5 +156,7 @@ int main(void) {
   }
   CHECK(mismatches == 0, "%d of %d draws differ from the reference", mismatches, cases);
   CHECK(cases > 5000, "%d draws compared", cases);
+  test_tiny_temperatures();
+  test_bad_logits();
   return check_finish();
 }

@@ -293,6 +293,17 @@ for _, dir in ipairs(FIXTURES) do
   m:free()
 end
 
+H.case("generate: NaN logits raise an error naming the token and the sample, sampled and greedy", function()
+  local m = assert(confit.load("tests/fixtures/tiny_qwen2"))
+  confit.no_grad(function() m:parameters()["model.norm.weight"]:fill_(0 / 0) end)
+  for _, T in ipairs{1.0, 0} do
+    local err = H.raises(function() m:generate({{1, 2, 3}}, {temperature = T, n = 2, max_new_tokens = 4}) end,
+                         "generate", "non-finite logits", "is nan", "token 1 of sample 1 (prompt 1)")
+    H.ok(not err:find("\n", 1, true), "one line: " .. err)
+  end
+  m:free()
+end)
+
 H.case("load: a missing folder gives nil and a message naming config.json", function()
   local m, err = confit.load("tests/fixtures/no_such_model")
   H.eq(m, nil, "model")

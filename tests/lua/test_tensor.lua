@@ -572,4 +572,81 @@ H.case("messages: a 0-d tensor has no dim to select; -1 cannot be inferred from 
   shape_is(confit.zeros{0, 4}:reshape{-1, 4}, {0, 4}, "-1 with nonzero known sizes still works")
 end)
 
+-- ---------------------------------------------------------------- numerics at the edges
+
+-- Gradient of sum(f(x)) (f64) as a flat list.
+local function grad_of(f, xs)
+  local x = confit.tensor(xs, {dtype = "f64", requires_grad = true})
+  f(x):sum():backward()
+  return flat(x.grad)
+end
+
+H.case("vocabulary losses: -inf logits, huge logits and tiny temperatures (values from torch)", function()
+  local inf, log2 = math.huge, math.log(2)
+  -- a -inf logit has p = 0 and adds nothing (torch: Categorical(logits=[[-inf, 0, 1]]).entropy())
+  for _, dt in ipairs{"f64", "f32"} do
+    local z = confit.tensor({{-inf, 0, 1}}, {dtype = dt, requires_grad = true})
+    local e = z:entropy()
+    e:sum():backward()
+    H.near(e:item(), 0.582203108888218, 1e-6, dt .. " entropy with a -inf logit")
+    same_list(flat(z.grad), {0, 0.19661193324148185, -0.19661193324148185}, 1e-6, dt .. " its gradient")
+  end
+  -- log(sum exp) survives a huge maximum: log_softmax of a tie at 3e38 is -log 2
+  local z = confit.tensor({{3e38, 3e38, 0}}, {requires_grad = true})
+  local t0 = confit.tensor({0}, {dtype = "i64"})
+  local lp = z:token_logprob(t0)
+  lp:sum():backward()
+  H.near(lp:item(), -log2, 1e-6, "token_logprob of a 3e38 tie")
+  same_list(flat(z.grad), {0.5, -0.5, 0}, 1e-6, "its gradient")
+  z.grad = nil
+  local ce = z:cross_entropy(t0)
+  ce:backward()
+  H.near(ce:item(), log2, 1e-6, "cross_entropy of a 3e38 tie")
+  same_list(flat(z.grad), {-0.5, 0.5, 0}, 1e-6, "its gradient")
+  z.grad = nil
+  local e = z:entropy()
+  e:sum():backward()
+  H.near(e:item(), log2, 1e-6, "entropy of a 3e38 tie")
+  same_list(flat(z.grad), {0, 0, 0}, 1e-6, "its gradient")
+  H.near(confit.tensor({{1e17, 1e17}}, {dtype = "f64"}):token_logprob(t0):item(), -log2, 1e-12, "f64 1e17 tie")
+  H.near(confit.tensor({{30, 30}}, {dtype = "f64"}):token_logprob(t0, 1e-16):item(), -log2, 1e-12, "T = 1e-16")
+  local h, w = confit.tensor({{1e18}}, {dtype = "f64"}), confit.tensor({{1}, {1}, {0}}, {dtype = "f64"})
+  H.near(h:head_entropy(w):item(), log2, 1e-12, "head_entropy of a 1e18 tie")
+  H.near(h:head_logprob(w, confit.tensor({1}, {dtype = "i64"})):item(), -log2, 1e-12, "head_logprob of a 1e18 tie")
+  -- at T = 1e-3 nearly every row is one-hot: the entropy is tiny, never negative
+  for seed = 1, 4 do
+    local zz = confit.randn({64, 1000}, {seed = seed}) * 5
+    local hh, ww = confit.randn({64, 16}, {seed = seed}), confit.randn({1000, 16}, {seed = seed + 100})
+    for _, v in ipairs(zz:entropy(1e-3):totable()) do H.ok(v >= 0, "entropy at T = 1e-3: " .. v) end
+    for _, v in ipairs(hh:head_entropy(ww, 1e-3):totable()) do H.ok(v >= 0, "head_entropy at T = 1e-3: " .. v) end
+  end
+  -- a temperature whose reciprocal overflows is refused, not turned into NaN
+  H.raises(function() confit.tensor({{1, 2}}):token_logprob(t0, 1e-310) end, "token_logprob", "temperature")
+  H.raises(function() confit.tensor({{1, 2}}):entropy(1e-310) end, "entropy", "temperature")
+end)
+
+H.case("elementwise gradients at 0, infinities, NaN and subnormals (values from torch)", function()
+  local inf, nan = math.huge, 0 / 0
+  same_list(grad_of(function(x) return x:abs() end, {0, -0.0, inf, -inf, nan, 2, -3, 5e-324}),
+            {0, 0, 1, -1, 0, 1, -1, 1}, 0, "abs")
+  same_list(grad_of(function(x) return x:clamp(0) end, {inf, -inf, nan, 0, -1, 2}), {1, 0, 0, 1, 0, 1}, 0, "clamp(0)")
+  same_list(grad_of(function(x) return x:clamp(nil, 0) end, {inf, -inf, nan, 0}), {0, 1, 0, 1}, 0, "clamp(nil, 0)")
+  same_list(grad_of(function(x) return x:clamp(-1, 1) end, {inf, -inf, nan, 1, -1, 0.5}), {0, 0, 0, 1, 1, 1}, 0,
+            "clamp(-1, 1)")
+  local av, bv = {inf, -inf, nan, 1, 1, 2, inf}, {inf, -inf, 1, nan, 1, 3, -inf}
+  for _, case in ipairs{{"maximum", {0.5, 0.5, 1, 1, 0.5, 0, 1}, {0.5, 0.5, 1, 1, 0.5, 1, 0}},
+                        {"minimum", {0.5, 0.5, 1, 1, 0.5, 1, 0}, {0.5, 0.5, 1, 1, 0.5, 0, 1}}} do
+    local a = confit.tensor(av, {dtype = "f64", requires_grad = true})
+    local b = confit.tensor(bv, {dtype = "f64", requires_grad = true})
+    a[case[1]](a, b):sum():backward()
+    same_list(flat(a.grad), case[2], 0, case[1] .. " d/da")
+    same_list(flat(b.grad), case[3], 0, case[1] .. " d/db")
+  end
+  same_list(grad_of(function(x) return x:gelu() end, {5e-324, 1e-310, 0, 1e-30, -1e-30}), {0.5, 0.5, 0.5, 0.5, 0.5},
+            1e-15, "gelu f64")
+  local x = confit.tensor({1e-45, 1e-40, -1e-42}, {requires_grad = true})
+  x:gelu():sum():backward()
+  same_list(flat(x.grad), {0.5, 0.5, 0.5}, 1e-7, "gelu f32")
+end)
+
 H.finish()
