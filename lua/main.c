@@ -11,7 +11,10 @@
  *    failure anywhere becomes a message and exit status 1, never a crash.
  *  - Ctrl-C while Lua code runs: the SIGINT handler (installed around each call, the previous
  *    one restored afterwards) only sets a count hook; the hook raises the Lua error
- *    "interrupted" at the next instruction, which unwinds to the caller like any error. The
+ *    "interrupted" (no position: confit.cli.is_interrupt knows it) at the next instruction,
+ *    which unwinds to the caller like any error. A script that ends so prints one line
+ *    "confit: interrupted" and exits with status 130 (128 + SIGINT), no traceback; -e chunks
+ *    and the REPL keep the traceback (where it stopped) and status 1. The
  *    handler is one-shot (SA_RESETHAND): a second Ctrl-C, e.g. while stuck inside a long C
  *    call, terminates the process the usual way. Hooks are per coroutine, so a loop inside a
  *    coroutine other than the main one is not interruptible this way (same as lua.c).
@@ -65,7 +68,9 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
   g_hook_armed = 0;
-  luaL_error(L, "interrupted");
+  cf_interrupt_clear(); /* acted on: a caller that catches it and goes on generates whole again */
+  lua_pushliteral(L, "interrupted");
+  lua_error(L);
 }
 
 /* Async-signal-safe: lua_sethook is documented as safe to call from a signal handler. The
@@ -849,6 +854,7 @@ struct cli {
   int version;     /* -v */
   int has_e;       /* at least one -e */
   int exit_code;
+  int interrupted; /* the script ended by a Ctrl-C */
 };
 
 /* Parses options; returns 0 after printing a usage error (or the help), 1 to go on. */
@@ -909,6 +915,13 @@ static int run_script(lua_State *L, struct cli *c) {
     for (int i = c->script + 1; i < c->argc; i++) lua_pushstring(L, c->argv[i]);
     status = docall(L, n, 0);
   }
+  /* a Ctrl-C is no bug: one line, no traceback (msghandler appended one to "interrupted") */
+  const char *msg = status != LUA_OK ? lua_tostring(L, -1) : NULL;
+  if (g_run_interrupt && msg && strncmp(msg, "interrupted", 11) == 0 && (msg[11] == '\0' || msg[11] == '\n')) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "interrupted");
+    c->interrupted = 1;
+  }
   return report(L, status, 1);
 }
 
@@ -930,8 +943,9 @@ static int pmain(lua_State *L) {
   if (c->interactive || nothing) {
     int failures = repl(L);
     status = failures && !g_tty ? LUA_ERRRUN : LUA_OK;
+    c->interrupted = 0; /* the session's status, not the script's */
   }
-  c->exit_code = status == LUA_OK ? 0 : 1;
+  c->exit_code = c->interrupted ? 130 : status == LUA_OK ? 0 : 1;
   return 0;
 }
 
@@ -943,7 +957,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: cannot create the Lua state: not enough memory\n", progname);
     return 1;
   }
-  struct cli c = {argc, argv, 0, 0, 0, 0, 1};
+  struct cli c = {argc, argv, 0, 0, 0, 0, 1, 0};
   lua_gc(L, LUA_GCSTOP); /* no collections while the libraries open */
   lua_pushcfunction(L, pmain);
   lua_pushlightuserdata(L, &c);
@@ -954,6 +968,10 @@ int main(int argc, char **argv) {
     c.exit_code = 1;
   }
   lua_close(L);
-  fflush(stdout);
+  /* output that could not be written (a full disk, a closed pipe) is a failure, not a success */
+  if ((fflush(stdout) != 0 || ferror(stdout)) && c.exit_code == 0) {
+    fprintf(stderr, "%s: cannot write the standard output: %s\n", progname, strerror(errno ? errno : EIO));
+    c.exit_code = 1;
+  }
   return c.exit_code;
 }

@@ -11,26 +11,39 @@
 --     seed_key = "seed",                 -- optional: the axis results are averaged over
 --     metrics = {"acc", "pass@1"},       -- optional: which after-metrics to tabulate
 --   }
+-- The default recipe is recipes/rlsc.lua from the current folder, else the rlsc.lua beside this
+-- file; a recipe given is a path from the current folder. A seed_key given must be an axis.
 --
 -- Every grid point is one run directory OUT/<key=value,...> (keys in byte order, docs/RUNDIR.md's
 -- grid layout), run as a subprocess `<confit> <recipe> --out DIR --key value ...` with its output
 -- appended to DIR/log.txt after a line "==== ablate <UTC time>: <command>" (a point run again,
 -- after a failure or resumed from its checkpoints, keeps the earlier attempts' output). Keys become
 -- flags with "_" turned into "-" (questions_per_step -> --questions-per-step); true is a bare flag,
--- false leaves the flag out. Grid values override base values. A run whose DIR/summary.json exists
+-- false leaves the flag out. Each setting is given once: a key both in base and in grid, or in two
+-- spellings (eval_n and eval-n), is refused. A run whose DIR/summary.json exists
 -- is finished and skipped, so re-running the same command continues an interrupted grid (an rlsc
--- run that left checkpoints gets --resume); a failed run is reported and the grid goes on. Before a
+-- run that left checkpoints gets --resume); a failed run is reported and the grid goes on. A run
+-- that ends by a Ctrl-C or a kill (SIGINT / SIGTERM, or exit status 130 / 143) stops the grid, and
+-- so does a Ctrl-C of ablate itself (after the run going on): the results so far are written and
+-- the exit status is 130 (143 for SIGTERM). A kill -9 of ablate leaves its running run going on
+-- (nothing can stop it); it holds DIR/.lock until it ends, and a rerun meanwhile fails that point
+-- (naming the PID) without writing into it. Before a
 -- run starts, its settings (the flags but --out, and the recipe) are recorded in DIR/ablate.json;
 -- when a finished run's recorded settings (or, for a run finished before that record existed,
 -- OUT/grid.json's) differ from what the grid file gives it now (base or recipe changed), ablate
 -- refuses before running or writing anything, naming the run and the setting: remove that run
 -- directory to rerun it, or give another --out.
 -- The confit executable is $CONFIT_EXE, else arg[-1] (the program that runs this script).
+-- Before anything runs (a dry run too), a recipe of confit.cli that declares its flags (rlsc, or
+-- a wrapper ending `return cli.main(name, dofile("recipes/rlsc.lua"))`: loaded, it returns
+-- rlsc's main and runs nothing) is asked for them: every key must be one of its flags, every
+-- run's flags must parse, every --method must be a method of confit.rl, and the metrics list
+-- must name metrics rlsc's summaries hold. Other recipes are not loaded, nor checked.
 --
 -- Results: OUT/grid.json (axes and runs), OUT/results.csv and OUT/results.md with one row per grid
 -- point without the seed axis and per benchmark (a single-benchmark summary is named after the
--- benchmark its before/after or its config name, else "all": unlike the report, which reads the
--- eval records, a toy rlsc run is "all" here): for each metric of
+-- benchmark its before/after or its config name, a toy rlsc run "toy-<task>" as its eval records
+-- and the report name it, else "all"): for each metric of
 -- summary.json's "after", the mean over seeds and the sample standard deviation (n - 1
 -- denominator), and the same for the change from "before" (after - before, per run, then averaged).
 -- Every numeric key of "after" is a metric except settings and bookkeeping (n, wall_s, temperature,
@@ -51,6 +64,7 @@
 local jsonio = require "confit.jsonio"
 local metrics = require "confit.metrics"
 local cli = require "confit.cli"
+local report = require "confit.report"
 
 local M = {}
 
@@ -88,6 +102,19 @@ end
 -- The axis names of a grid in directory-name order (byte order).
 local axis_names = cli.sorted_keys
 
+-- The setting a key names: eval-n and eval_n are one (--eval-n).
+local function flag_key(k) return (k:gsub("%-", "_")) end
+
+-- The folder of this file, to find rlsc.lua beside it from any current folder.
+local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+
+--- The recipe of a grid that names none: recipes/rlsc.lua from the current folder, else the one
+--- beside this file.
+function M.default_recipe()
+  if file_exists("recipes/rlsc.lua") then return "recipes/rlsc.lua" end
+  return cli.tidy_path(HERE .. "/rlsc.lua")
+end
+
 -- Check a grid spec (from a file or a table) and fill in defaults. Raises user errors.
 function M.check(spec, where)
   where = where or "grid"
@@ -122,9 +149,30 @@ function M.check(spec, where)
     if type(k) ~= "string" then die("%s: base keys must be flag names", where) end
     M.format_value(v, ("%s: base setting %s"):format(where, k))
   end
-  local s = {base = base, grid = axes, out = spec.out, recipe = spec.recipe or "recipes/rlsc.lua",
+  -- each setting once: not in base and grid, nor in two spellings
+  local given = {}
+  local function once(k, what)
+    local f = flag_key(k)
+    if given[f] then
+      die("%s: --%s is given twice (%s and %s): give each setting once, in base or as an axis",
+          where, (f:gsub("_", "-")), given[f], what)
+    end
+    given[f] = what
+  end
+  for _, k in ipairs(axis_names(base)) do once(k, "base " .. k) end
+  for _, k in ipairs(axis_names(axes)) do once(k, "axis " .. k) end
+  if spec.seed_key ~= nil and axes[spec.seed_key] == nil then
+    die("%s: seed_key %s is not an axis of the grid (axes: %s)", where, tostring(spec.seed_key),
+        table.concat(axis_names(axes), ", "))
+  end
+  local s = {base = base, grid = axes, out = spec.out, recipe = spec.recipe or M.default_recipe(),
              seed_key = spec.seed_key or "seed", metrics = spec.metrics}
-  if s.metrics ~= nil and type(s.metrics) ~= "table" then die("%s: metrics must be a list of names", where) end
+  if s.metrics ~= nil then
+    if type(s.metrics) ~= "table" then die("%s: metrics must be a list of names", where) end
+    for _, m in ipairs(s.metrics) do
+      if type(m) ~= "string" then die("%s: metrics must be a list of names, got a %s", where, type(m)) end
+    end
+  end
   return s
 end
 
@@ -171,12 +219,12 @@ function M.expand(spec)
   return runs, names
 end
 
--- The settings of one run: base merged with the run's parameters, without out; each value as
--- its text, true kept (a bare flag), false left out (no flag).
+-- The settings of one run: base merged with the run's parameters (keys spelled with "_"), without
+-- out; each value as its text, true kept (a bare flag), false left out (no flag).
 function M.settings(spec, run)
   local all = {}
-  for k, v in pairs(spec.base) do all[k] = v end
-  for k, v in pairs(run.params) do all[k] = v end
+  for k, v in pairs(spec.base) do all[flag_key(k)] = v end
+  for k, v in pairs(run.params) do all[flag_key(k)] = v end
   all.out = nil
   for k, v in pairs(all) do
     if v == false then all[k] = nil elseif v ~= true then all[k] = M.format_value(v) end
@@ -201,6 +249,66 @@ local function flag_text(k, v)
   return v == true and flag or (flag .. " " .. tostring(v))
 end
 
+-- The flags a recipe declared (confit.cli.declare_flags: rlsc, or a wrapper ending
+-- `return cli.main(name, dofile("recipes/rlsc.lua"))`), or nil. Only a file that ends in cli.main
+-- is loaded: loaded with dofile, it returns its main and runs nothing (a wrapper registers its
+-- methods with confit.rl, which the method check then knows).
+local function recipe_flags(recipe)
+  local f = io.open(recipe, "rb")
+  local text = f and f:read("a")
+  if f then f:close() end
+  if not (text and text:find("cli\"?%)?%.main%s*%(")) then return nil end   -- cli.main( or cli").main(
+  local ok, main = pcall(dofile, recipe)
+  return ok and cli.flags_of(main) or nil
+end
+
+-- The metric names of rlsc's summaries (confit.toy_eval's and their docs/RUNDIR.md names,
+-- confit.evaluate's), and the numbered ones: a metrics list naming another is a typo.
+local RLSC_METRICS = {"acc", "pass@1", "greedy_acc", "pass1_t05", "pass1_t10", "distinct_answers",
+  "modal_share", "direct_share", "mean_length", "mean_confidence", "weight_share", "box_rate",
+  "truncated_rate", "sample_mean_length", "sample_box_rate"}
+local RLSC_NUMBERED = {"^pass@%d+$", "^maj@%d+$", "^avg@%d+$", "^pass%d+$", "^maj%d+$"}
+
+local function rlsc_metric(m)
+  for _, k in ipairs(RLSC_METRICS) do if k == m then return true end end
+  for _, p in ipairs(RLSC_NUMBERED) do if m:match(p) then return true end end
+  return false
+end
+
+--- Check a grid against its recipe's flags when the recipe declared them (recipe_flags): every
+--- key a flag, every run's flags as the recipe parses them, every --method one of confit.rl's,
+--- the metrics list rlsc's names. Raises user errors "<where>: ..."; true when checked.
+function M.check_recipe(spec, where)
+  local flags = recipe_flags(spec.recipe)
+  if not flags then return false end
+  local keys = axis_names(spec.base)
+  for _, k in ipairs(axis_names(spec.grid)) do keys[#keys + 1] = k end
+  for _, k in ipairs(keys) do
+    if not flags[flag_key(k)] then
+      die("%s: %s is not a flag of %s (see confit %s --help)", where, k, spec.recipe, spec.recipe)
+    end
+  end
+  local rl = require "confit.rl"
+  for _, r in ipairs((M.expand(spec))) do
+    local argv = M.flags(spec, r, "x")
+    table.remove(argv, 1); table.remove(argv, 1)   -- --out x
+    local ok, e = pcall(cli.parse_args, argv, flags, spec.recipe)
+    if not ok then die("%s: run %s: %s", where, r.dir, (cli.message(e):gsub("^[^:]*: ", ""))) end
+    local method = M.settings(spec, r).method
+    if method and flags.method then
+      local _, merr = rl.resolve(method)
+      if merr then die("%s: run %s: --method: %s", where, r.dir, merr) end
+    end
+  end
+  for _, m in ipairs(spec.metrics or {}) do
+    if not rlsc_metric(m) then
+      die("%s: metrics: %s is not a metric of rlsc's summaries (they hold %s, pass@k, maj@n, avg@n, "
+          .. "pass<k>, maj<n>; k and n numbers)", where, m, table.concat(RLSC_METRICS, ", "))
+    end
+  end
+  return true
+end
+
 -- Refuse (a user error) when a finished run of the grid in out was made with other settings
 -- than the grid gives it now: those recorded in its ablate.json, else in out/grid.json.
 function M.check_finished(spec, runs, out)
@@ -217,7 +325,8 @@ function M.check_finished(spec, runs, out)
       local rec = jsonio.read_json(path .. "/ablate.json")
       local was, recipe
       if type(rec) == "table" and type(rec.settings) == "table" then
-        was, recipe = rec.settings, rec.recipe
+        was, recipe = {}, rec.recipe
+        for k, v in pairs(rec.settings) do was[flag_key(k)] = v end
       elseif old_runs[r.dir] and type(old.base) == "table" and type(old_runs[r.dir].params) == "table" then
         was, recipe = M.settings({base = old.base}, {params = old_runs[r.dir].params}), old.recipe
       end
@@ -283,10 +392,11 @@ local function file_size(path)
   return n or 0
 end
 
--- Run one grid point as a subprocess; true, or nil and a reason. Its output is appended to
--- DIR/log.txt after a line naming this invocation (time and command), so a grid point run
--- again (after a failure, or resumed from its checkpoints) keeps the earlier attempts' output;
--- run.log_from is where this attempt's output starts.
+-- Run one grid point as a subprocess; true, or nil, a reason and, when it ended by a Ctrl-C or a
+-- kill (SIGINT / SIGTERM, or exit status 130 / 143), the exit status that stops the grid. Its
+-- output is appended to DIR/log.txt after a line naming this invocation (time and command), so a
+-- grid point run again (after a failure, or resumed from its checkpoints) keeps the earlier
+-- attempts' output; run.log_from is where this attempt's output starts.
 function M.subprocess_runner(run, ctx)
   local argv = {ctx.exe, ctx.recipe}
   for _, a in ipairs(run.argv) do argv[#argv + 1] = a end
@@ -300,16 +410,24 @@ function M.subprocess_runner(run, ctx)
   f:close()
   run.log_from = file_size(log)
   local cmd = table.concat(parts, " ") .. " >> " .. shell_quote(log) .. " 2>&1"
-  local ok, how, code = os.execute(cmd)
+  -- not os.execute: system() ignores SIGINT while it waits, so a Ctrl-C of ablate alone was lost
+  local p, perr = io.popen(cmd, "r")
+  if not p then return nil, "cannot start " .. ctx.recipe .. ": " .. tostring(perr) end
+  local ok, how, code = p:close()   -- waits for the run (its output goes to log.txt)
   if ok then return true end
+  local ended = string.format("%s %s", how == "signal" and "killed by signal" or "exit status", tostring(code))
+  if (how == "signal" and (code == 2 or code == 15)) or (how == "exit" and (code == 130 or code == 143)) then
+    return nil, ended .. "; log " .. log, how == "signal" and 128 + code or code
+  end
   local t = tail(log, 5, run.log_from)
-  return nil, string.format("%s %s; log %s%s", how == "signal" and "killed by signal" or "exit status",
-                            tostring(code), log, t ~= "" and (":\n    " .. t:gsub("\n", "\n    ")) or "")
+  return nil, string.format("%s; log %s%s", ended, log, t ~= "" and (":\n    " .. t:gsub("\n", "\n    ")) or "")
 end
 
--- Run every unfinished grid point. opts: runner(run, ctx) -> true | nil, why (default
--- subprocess_runner), out, dry_run, say (print-like), clock. Returns {ran, skipped, failed =
--- {{dir, why}}, runs}.
+-- Run every unfinished grid point. opts: runner(run, ctx) -> true | nil, why, stop (default
+-- subprocess_runner; stop: an exit status, the run was interrupted), out, dry_run, say
+-- (print-like), clock. A run that returns stop, or a Ctrl-C of this process while a run goes on,
+-- stops the grid. Returns {ran, skipped, failed = {{dir, why}}, runs, stopped = nil | {dir, why,
+-- status}}.
 function M.run_grid(spec, opts)
   opts = opts or {}
   local out = opts.out or spec.out
@@ -381,12 +499,23 @@ function M.run_grid(spec, opts)
         r.resumed = true
       end
       local t0 = clock()
-      local ok, why
+      local ok, why, stop
       if busy then
         ok, why = nil, busy
       else
         say("ablate: " .. label .. ": running" .. resumed)
-        ok, why = runner(r, ctx)
+        -- a Ctrl-C of ablate raises "interrupted" once the run has ended (lua/main.c)
+        local rok, a, b, c = pcall(runner, r, ctx)
+        if rok then ok, why, stop = a, b, c
+        elseif cli.is_interrupt(a) then   -- the run has ended: finished, or interrupted too
+          ok, why, stop = file_exists(r.path .. "/summary.json"), "interrupted by Ctrl-C", 130
+        else error(a, 0) end
+      end
+      local again = "run the same command again to continue"
+      if stop and not ok then
+        res.stopped = {dir = r.dir, why = tostring(why), status = stop}
+        say(("ablate: %s: stopped (%s); the grid stops here: %s"):format(label, tostring(why), again))
+        break
       end
       if ok and not file_exists(r.path .. "/summary.json") then
         ok, why = nil, "finished without writing summary.json"
@@ -402,6 +531,11 @@ function M.run_grid(spec, opts)
       else
         res.failed[#res.failed + 1] = {dir = r.dir, why = tostring(why)}
         say("ablate: " .. label .. ": FAILED (" .. tostring(why) .. ")")
+      end
+      if stop then
+        res.stopped = {why = tostring(why), status = stop}
+        say(("ablate: %s; the grid stops after %s: %s"):format(why, label, again))
+        break
       end
     end
   end
@@ -421,23 +555,10 @@ local function is_metric(k)
   return not NOT_METRICS[k] and not k:match("_ci95$")
 end
 
--- The docs/RUNDIR.md name of which k is a second name, or nil: rlsc's toy summaries hold
--- greedy_acc = acc, pass1_t05 = pass@1, pass<k> = pass@k and maj<n> = maj@n, confit.evaluate's
--- avg@n = pass@1.
-local function rundir_name(k)
-  if k == "greedy_acc" then return "acc" end
-  if k == "pass1_t05" or k:match("^avg@%d+$") then return "pass@1" end
-  local kind, n = k:match("^(%a+)(%d+)$")
-  if kind == "pass" or kind == "maj" then return kind .. "@" .. n end
-  return nil
-end
-
--- True when after[k] repeats a number after holds under its RUNDIR.md name too (and before
--- likewise, so that the change is the same as well).
-local function second_name(k, after, before)
-  local r = rundir_name(k)
-  return r ~= nil and after[r] == after[k] and before[r] == before[k]
-end
+-- True when after[k] repeats a number after holds under its docs/RUNDIR.md name too (and before
+-- likewise, so that the change is the same as well): confit.report.second_name, which the
+-- report's summary table uses alike.
+local second_name = report.second_name
 
 local function finite(x) return type(x) == "number" and x == x and x ~= math.huge and x ~= -math.huge end
 
@@ -463,10 +584,10 @@ local function sort_metrics(list)
 end
 
 -- The name of a single-benchmark summary (like the report's, lua/confit/report.lua, but without
--- reading the eval records: a toy rlsc run is "all" here, "toy-mixed" there): the
--- benchmark its before / after name when they name one (an rlsc --data run's, from
--- confit.evaluate), else the config's (`benchmark`, a `benchmarks` list of one, or rlsc's
--- `eval.benchmark`), else "all".
+-- reading the eval records): the benchmark its before / after name when they name one (an rlsc
+-- run's), else the config's (`benchmark`, a `benchmarks` list of one, or rlsc's
+-- `eval.benchmark`; a toy rlsc run's, made before its summary named it, "toy-<task>" as its eval
+-- records name it), else "all".
 local function single_name(summary)
   local names, n = {}, 0
   for _, stage in ipairs({"before", "after"}) do
@@ -480,6 +601,9 @@ local function single_name(summary)
   local b = cfg.benchmark
   if type(b) ~= "string" and type(cfg.benchmarks) == "table" and #cfg.benchmarks == 1 then b = cfg.benchmarks[1] end
   if type(b) ~= "string" and type(cfg.eval) == "table" then b = cfg.eval.benchmark end
+  if type(b) ~= "string" and cfg.recipe == "rlsc" and cfg.data == nil and type(cfg.task) == "string" then
+    b = "toy-" .. cfg.task
+  end
   if type(b) == "string" and b ~= "" then return b end
   return "all"
 end
@@ -715,6 +839,10 @@ usage: confit recipes/ablate.lua GRID.lua [--out DIR] [--dry-run] [--report-only
   log.txt never ran its main).
   --dry-run      print the command of every unfinished run, run nothing
   --report-only  only (re)write results.csv and results.md from finished runs
+  Keys are rlsc's flags (eval_n or eval-n: --eval-n), each given once (in base or as an axis);
+  with rlsc (or a wrapper of it) they, the methods and the metrics are checked before anything
+  runs. A run ended by Ctrl-C or SIGTERM, or a Ctrl-C of ablate, stops the grid (status 130 /
+  143) after writing the results so far; the same command continues it.
   A finished run (DIR/summary.json) is skipped. Its settings are recorded in DIR/ablate.json:
   when the grid file now gives it others (base or recipe changed), ablate refuses, naming the
   run and the setting; remove that run directory to run it again, or give another --out.]]
@@ -728,6 +856,7 @@ function M.main(argv)
     elseif a == "--dry-run" then o.dry_run = true
     elseif a == "--report-only" then o.report_only = true
     elseif a == "--out" or a:match("^%-%-out=") then
+      if o.out then die("--out is given twice (give it once)") end
       if a == "--out" then
         i = i + 1
         o.out = argv[i]
@@ -741,11 +870,19 @@ function M.main(argv)
     i = i + 1
   end
   if not path then die("give a grid file (see --help)") end
+  if o.dry_run and o.report_only then
+    die("--dry-run and --report-only exclude each other (--dry-run shows the runs to make, "
+        .. "--report-only writes the results of those made)")
+  end
   if not cli.exists(path) then die("cannot read grid file '%s': no such file", path) end
   if cli.is_dir(path) then die("cannot read grid file '%s': it is a directory", path) end
   local spec = M.load(path)
   local out = o.out or spec.out
   if not out then die("no output directory: set out in %s or give --out", path) end
+  if not o.report_only and (not file_exists(spec.recipe) or cli.is_dir(spec.recipe)) then
+    die("%s: recipe %s: no such file (a relative path is from the current folder)", path, spec.recipe)
+  end
+  M.check_recipe(spec, path)
   local res
   if o.report_only then
     if not cli.is_dir(out) then die("--report-only: no grid directory '%s' (nothing has run yet)", out) end
@@ -755,7 +892,11 @@ function M.main(argv)
     res = M.run_grid(spec, {out = out, dry_run = o.dry_run})
     if o.dry_run then return 0 end
   end
-  local rows, mlist, problems = M.write_results(spec, res.runs, out, res.failed)
+  -- results.md lists the failed runs and the one a stop cut short
+  local unfinished = table.move(res.failed, 1, #res.failed, 1, {})
+  local stop = res.stopped
+  if stop and stop.dir then unfinished[#unfinished + 1] = {dir = stop.dir, why = "stopped: " .. stop.why} end
+  local rows, mlist, problems = M.write_results(spec, res.runs, out, unfinished)
   for _, p in ipairs(problems or {}) do
     io.stderr:write("ablate: warning: ", p.dir, ": unreadable summary.json: ", p.why, "\n")
   end
@@ -763,9 +904,10 @@ function M.main(argv)
     #res.runs, tostring(res.ran or 0), tostring(res.skipped or 0), #res.failed, #rows,
     #mlist > 0 and table.concat(mlist, ", ") or "none yet"))
   print("ablate: results in " .. out .. "/results.md and results.csv")
+  if stop then return stop.status end
   return #res.failed == 0 and 0 or 1
 end
 
--- Run as a script: exit status = M.main's (1 when a run failed), user errors one line and 1
--- (confit.cli). Loaded with dofile it only returns M.
+-- Run as a script: exit status = M.main's (1 when a run failed, 130 / 143 when the grid was
+-- stopped), user errors one line and 1 (confit.cli). Loaded with dofile it only returns M.
 return cli.main("ablate", M.main, M)

@@ -6,6 +6,7 @@
 --       [--limit K] [--out DIR] [--max-new-tokens N] [--template NAME] [--batch-size B]
 --       [--seed S] [--no-greedy] [--no-resume] [--device cpu|cuda] [--dtype bf16|f32]
 --   confit recipes/eval.lua --model DIR --data FILE --question-field F --answer-field F [--name N]
+--       (--bench and --data together: the benchmarks, then the file)
 --   confit recipes/eval.lua --model examples/toy/model --bench toy      (toy-mixed, toy-pure)
 --
 -- Writes OUT/<benchmark>/{config.json, eval_before.jsonl, eval_before.settings.json, summary.json}
@@ -26,11 +27,13 @@ local jsonio = require "confit.jsonio"
 local cli = require "confit.cli"
 
 local USAGE = [[
-usage: confit recipes/eval.lua --model DIR (--bench NAMES | --data FILE) [options]
+usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [options]
   --bench a,b,...        aime24 amc23 math500 minerva_math olympiadbench gsm8k toy toy-mixed toy-pure
   --data FILE            any JSONL or JSON array; --question-field F (question) --answer-field F
                          (answer) --name NAME (default: the file's base name)
-  --data-dir DIR         benchmark files (default ../shared/data/benchmarks)
+                         (one of them at least; --bench and --data together evaluate the
+                         benchmarks, then the file, each in its own OUT/<name>/)
+  --data-dir DIR         benchmark files (default ../shared/data/benchmarks, from the current folder)
   --mode qwen|strict     prompt and grading of EVAL.md (default qwen)
   --template NAME        chatml, qwen25-math-cot, strict, llama3, llama3-math-cot, strict-llama3,
                          llama31, llama31-math-cot, strict-llama31, plain (default: the mode's
@@ -72,7 +75,8 @@ local SPEC = {
 -- Largest values (the generator's limits: lua/l_model.c).
 local MAX = {n = 1 << 20, ["top-k"] = 1 << 30}
 
--- Parse "--key value", "--key=value" and flags into a table keyed by the option name.
+-- Parse "--key value", "--key=value" and flags into a table keyed by the option name; an option
+-- given twice is refused (no value silently wins).
 function M.parse_args(argv)
   local o, i = {}, 1
   while i <= #argv do
@@ -83,6 +87,7 @@ function M.parse_args(argv)
     if not key then die("unexpected argument '%s' (options start with --; see --help)", a) end
     local ty = SPEC[key]
     if not ty then die("unknown option --%s (see --help)", key) end
+    if o[key] ~= nil then die("--%s is given twice (give each option once)", key) end
     if ty == "flag" then
       if val ~= nil then die("--%s takes no value", key) end
       o[key] = true
@@ -147,7 +152,10 @@ function M.problem_sets(o)
     elseif known[name] then
       local ok, items, err = pcall(bench.load, name, {dir = o["data-dir"], limit = o.limit})
       if not ok then die("%s", load_error(items)) end
-      if not items then die("cannot read benchmark %s: %s", name, load_error(err or "read error")) end
+      if not items then
+        die("cannot read benchmark %s: %s%s", name, load_error(err or "read error"), o["data-dir"] and ""
+            or (" (the default --data-dir %s is relative to the current folder; give --data-dir DIR)"):format(bench.default_dir))
+      end
       sets[#sets + 1] = {name = name, problems = items,
                          source = (o["data-dir"] or bench.default_dir) .. "/" .. name .. ".jsonl"}
     else

@@ -1,6 +1,7 @@
 -- recipes/report.lua: render run directories (docs/RUNDIR.md) into one self-contained HTML file.
 --   confit recipes/report.lua OUT.html RUNDIR [RUNDIR...]
--- A grid directory (grid.json plus one subdirectory per run) stands for all of its runs, and an
+-- A grid directory (grid.json plus one subdirectory per run) stands for all of its runs (the page
+-- points to its results.md / results.csv, ablate's mean ± SD over seeds), and an
 -- eval.lua output (OUT/summary.json, OUT/<bench>/) for its benchmark folders.
 -- A RUNDIR that does not exist, a wrong argument or an unwritable OUT.html print one line
 -- "report: ..." and exit 1 (confit.cli). A file of a run that is missing or malformed does not
@@ -40,7 +41,7 @@ local function main(argv)
     dirs[#dirs + 1] = d
   end
   local runs = {}
-  local expanded, grid_notes = report.expand(dirs)
+  local expanded, grid_notes, grids = report.expand(dirs)
   for _, note in ipairs(grid_notes) do
     io.stderr:write("report: warning: ", report.terminal_safe(note), "\n")
   end
@@ -52,7 +53,7 @@ local function main(argv)
     end
     runs[#runs + 1] = r
   end
-  local ok, err = report.write(out, runs, {notes = grid_notes})
+  local ok, err = report.write(out, runs, {notes = grid_notes, grids = grids})
   if not ok then die("cannot write %s: %s", out, tostring(err)) end
   print(string.format("report: %d run%s -> %s", #runs, #runs == 1 and "" or "s", out))
   return 0

@@ -563,6 +563,11 @@ end
 
 -- Every check of the command line and the input files, before anything is printed or written.
 local function check(o)
+  if o.no_eval then
+    for _, k in ipairs({"eval_n", "eval_questions", "eval_seed", "eval_data", "eval_mode"}) do
+      if o.given[k] then die("--no-eval runs no evaluation, so --%s has nothing to set; drop one of them", (k:gsub("_", "-"))) end
+    end
+  end
   local method, merr = rl.resolve(o.method)
   if not method then die("--method: %s", merr) end
   o.method = method
@@ -826,6 +831,10 @@ local function main(argv)
   local summary = {config = cfg, timing = timing}
   if before then summary.before = o.data and before or toy_eval.rundir(before, nq) end
   if after then summary.after = o.data and after or toy_eval.rundir(after, nq) end
+  -- a toy run's benchmark is named as its eval records name it (a --data run's summaries have it)
+  if not o.data then
+    for _, s in pairs({summary.before, summary.after}) do s.benchmark = "toy-" .. o.task end
+  end
   assert(jsonio.write_json_atomic(o.out .. "/summary.json", summary))
   if before and after then
     say("")
@@ -853,5 +862,6 @@ local function main(argv)
 end
 
 -- Run as a script: mistakes in the command line or the data print one line "rlsc: ..." and exit
--- 1, anything else keeps its traceback (confit.cli). Loaded with dofile: returns main.
-return cli.main("rlsc", main)
+-- 1, anything else keeps its traceback (confit.cli). Loaded with dofile: returns main, whose
+-- flags cli.flags_of(main) gives (ablate checks a grid against them).
+return cli.main("rlsc", cli.declare_flags(main, SPEC))

@@ -1,7 +1,8 @@
 -- confit.cli: how the recipes meet the command line. One convention for every recipe: a mistake
 -- in the command line or the input files (unknown flag, bad value, value out of range, missing or
 -- malformed file) prints ONE line "<recipe>: <what and where>" on stderr and exits with status 1;
--- any other error is a bug and keeps its traceback (also exit status 1).
+-- a Ctrl-C prints "<recipe>: interrupted" and exits with status 130; any other error is a bug and
+-- keeps its traceback (also exit status 1).
 --
 --   local cli = require "confit.cli"
 --   local die = cli.die_for("myrecipe")                 -- die("--x must be ..., got %s", v)
@@ -52,18 +53,27 @@ end
 
 -- Running a recipe ------------------------------------------------------------------------------
 
+--- True when e is the error a Ctrl-C raises in Lua code run by the confit executable
+--- (lua/main.c: "interrupted"; with a position when something raised it again).
+function M.is_interrupt(e)
+  return type(e) == "string" and (e == "interrupted" or e:match("^[^\n]*:%d+: interrupted$") ~= nil)
+end
+
 --- Run main(argv) as the program `name`. A user error prints its message on stderr (one line;
---- "<name>: " is added when missing) and exits 1; any other error prints its message and a
---- traceback on stderr and exits 1. A number returned by main is the exit status; anything else
---- is returned.
+--- "<name>: " is added when missing) and exits 1; a Ctrl-C prints "<name>: interrupted" and
+--- exits 130; any other error prints its message and a traceback on stderr and exits 1. A number
+--- returned by main is the exit status; anything else is returned.
 function M.run(name, main, argv)
   local ok, res = xpcall(main, function(e)
-    if M.is_user_error(e, name) then return e end
+    if M.is_user_error(e, name) or M.is_interrupt(e) then return e end
     return debug.traceback(tostring(e), 2)
   end, argv or {})
   if not ok then
     io.stdout:flush()   -- what was printed comes first
-    if M.is_user_error(res, name) then
+    if M.is_interrupt(res) then
+      io.stderr:write(name, ": interrupted\n")
+      os.exit(130)
+    elseif M.is_user_error(res, name) then
       local msg = M.message(res):gsub("\n+$", "")
       if msg:sub(1, #name + 2) ~= name .. ": " then msg = name .. ": " .. msg end
       io.stderr:write(msg, "\n")
@@ -73,10 +83,19 @@ function M.run(name, main, argv)
     os.exit(1)
   end
   if math.type(res) == "integer" then
-    io.stdout:flush()
-    os.exit(res)
+    os.exit(M.flush_stdout(name) and res or (res ~= 0 and res or 1))
   end
   return res
+end
+
+--- Flush the standard output; false after one line "<name>: cannot write the standard output:
+--- ..." on stderr when that fails (a full disk, a closed pipe: the output is lost, so the run
+--- must not look like a success).
+function M.flush_stdout(name)
+  local ok, err = io.stdout:flush()
+  if ok then return true end
+  io.stderr:write(("%s: cannot write the standard output: %s\n"):format(name, tostring(err)))
+  return false
 end
 
 local function norm_source(p) return (p:gsub("^@", ""):gsub("^%./", "")) end
@@ -125,6 +144,20 @@ function M.main(name, main, module)
   if M.is_main_script(main) or called_by_script(1) then return M.run(name, main, arg) end
   return module or main
 end
+
+-- The flag table of each recipe main that declared one (weak keys: a main no longer used goes).
+local flag_tables = setmetatable({}, {__mode = "k"})
+
+--- Declare the parse_args spec main parses its flags with; returns main. A recipe ends
+--- `return cli.main("rlsc", cli.declare_flags(main, SPEC))`, so that whoever loads it (ablate,
+--- checking a grid before it runs anything) finds the flags with cli.flags_of(main).
+function M.declare_flags(main, spec)
+  flag_tables[main] = spec
+  return main
+end
+
+--- The spec declared for main (cli.declare_flags), or nil.
+function M.flags_of(main) return flag_tables[main] end
 
 -- Flags -----------------------------------------------------------------------------------------
 
@@ -180,7 +213,8 @@ end
 
 --- Parse `arg`-style flags: spec = {name = {type, default, min =, max =, above =, choices =}}
 --- with type "string", "number", "int" or "flag" (no value); --some-name and --some_name both
---- set some_name; --name value and --name=value both work. min/max bound numbers inclusively,
+--- set some_name; --name value and --name=value both work. A flag given again (in either
+--- spelling) is refused: which value was meant is unknown. min/max bound numbers inclusively,
 --- above exclusively; choices lists the allowed strings. --help / -h prints the flags and exits
 --- 0 (notes, when given: lines printed after the flags). Mistakes raise user errors
 --- "<name>: ..." (name: the recipe's file name without .lua).
@@ -214,6 +248,7 @@ function M.parse_args(argv, spec, prog, notes)
     local key = flag:gsub("%-", "_")
     local s = spec[key]
     if not s then die("unknown flag --%s (see --help)", flag) end
+    if given[key] then die("--%s is given twice (give each flag once)", flag) end
     if s[1] == "flag" then
       o[key] = true
       if val then
@@ -361,11 +396,15 @@ function M.list_dir(dir)
 end
 
 --- Create directory dir (and its parents): true, or nil and a one-line message when that fails
---- or dir is a file (mkdir's own complaint is not printed).
+--- or dir is a file, with mkdir's reason in brackets ("Not a directory", "Read-only file system").
 function M.make_dir(dir)
-  local ok = os.execute("mkdir -p -- " .. M.shell_quote(dir) .. " 2>/dev/null")
+  local p = io.popen("mkdir -p -- " .. M.shell_quote(dir) .. " 2>&1", "r")
+  local said = p and p:read("a") or ""
+  local ok = p and p:close()
   if not ok or not M.is_dir(dir) then
-    return nil, "cannot create directory " .. dir .. " (a file is in the way, or no permission)"
+    -- mkdir's reason ("...: Read-only file system"), else the likely ones
+    local why = said:match(":%s*([^:\n]+)%s*$") or "a file is in the way, or no permission"
+    return nil, "cannot create directory " .. dir .. " (" .. why .. ")"
   end
   return true
 end
@@ -373,9 +412,10 @@ end
 --- Create directory dir (and its parents); raises "<name>: cannot create <flag> '<dir>'" when
 --- that fails or dir is a file.
 function M.mkdir_p(name, dir, flag)
-  if not M.make_dir(dir) then
-    M.die_for(name)("cannot create %s'%s' (a file is in the way, or no permission)",
-                    flag and (flag .. " ") or "", dir)
+  local ok, err = M.make_dir(dir)
+  if not ok then
+    M.die_for(name)("cannot create %s'%s' (%s)", flag and (flag .. " ") or "", dir,
+                    err:match("%(([^()]*)%)$") or "a file is in the way, or no permission")
   end
 end
 

@@ -185,20 +185,47 @@ function M.summary_benchmarks(summary, name)
   return {}
 end
 
+-- The docs/RUNDIR.md name of which metric k is a second name, or nil: rlsc's toy summaries hold
+-- greedy_acc = acc, pass1_t05 = pass@1, pass<k> = pass@k and maj<n> = maj@n, confit.evaluate's
+-- avg@n = pass@1.
+function M.rundir_name(k)
+  if k == "greedy_acc" then return "acc" end
+  if k == "pass1_t05" or k:match("^avg@%d+$") then return "pass@1" end
+  local kind, n = k:match("^(%a+)(%d+)$")
+  if kind == "pass" or kind == "maj" then return kind .. "@" .. n end
+  return nil
+end
+
+--- True when after[k] repeats a number after holds under its RUNDIR.md name too, and before
+--- likewise (tables, {} when missing): that number is shown once, under RUNDIR.md's name (here
+--- and in recipes/ablate.lua's results).
+function M.second_name(k, after, before)
+  local r = M.rundir_name(k)
+  return r ~= nil and after[r] == after[k] and before[r] == before[k]
+end
+
 -- A run's summary by benchmark, its single-benchmark summary named as load_run found.
 local function run_summary(run)
   return M.summary_benchmarks(run.summary, run.summary_name)
 end
 
 -- The name of a single-benchmark summary: the benchmark its eval records all name (before and
--- after), else the config's (`benchmark`, or a `benchmarks` list of one), else "all". So a
--- toy rlsc run is one row "toy-mixed", not "all" beside the same numbers as "toy-mixed".
+-- after), else the one its before / after name (rlsc's), else the config's (`benchmark`, or a
+-- `benchmarks` list of one), else "all". So a toy rlsc run is one row "toy-mixed", not "all"
+-- beside the same numbers as "toy-mixed" (and ablate's results name it so too).
 local function single_summary_name(run)
   local names, n = {}, 0
   for _, recs in ipairs({run.before or {}, run.after or {}}) do
     for _, rec in ipairs(recs) do
       local b = tostring(rec.benchmark or "all")
       if not names[b] then names[b] = true; n = n + 1 end
+    end
+  end
+  if n == 0 and type(run.summary) == "table" then
+    for _, stage in ipairs({"before", "after"}) do
+      local s = run.summary[stage]
+      local b = type(s) == "table" and s.benchmark
+      if type(b) == "string" and b ~= "" and not names[b] then names[b] = true; n = n + 1 end
     end
   end
   if n == 1 then return (next(names)) end
@@ -313,9 +340,9 @@ end
 -- Run directories named by a list of paths: a grid directory expands to its runs (grid.json's
 -- order, else subdirectories holding run files, by name); anything else is taken as a run.
 -- Second result: problems met in grid.json files (unreadable, wrong shape, a "dir" outside
--- the grid), as text lines.
+-- the grid), as text lines. Third: the grid directories (those with a grid.json: ablate's).
 function M.expand(dirs)
-  local out, notes = {}, {}
+  local out, notes, grids = {}, {}, {}
   for _, d in ipairs(dirs) do
     d = d:gsub("/+$", "")
     if d == "" then d = "/" end
@@ -328,6 +355,7 @@ function M.expand(dirs)
       local gpath = d .. "/grid.json"
       local grid, gerr
       if file_exists(gpath) then
+        grids[#grids + 1] = d
         grid, gerr = jsonio.read_json(gpath)
         if grid == nil then
           notes[#notes + 1] = tostring(gerr) .. "; runs found by their folders instead"
@@ -357,7 +385,19 @@ function M.expand(dirs)
       if not found then out[#out + 1] = d end -- shown as a run with no data
     end
   end
-  return out, notes
+  return out, notes, grids
+end
+
+-- Where an ablation grid's table of mean ± SD over seeds is (recipes/ablate.lua writes it).
+local function grids_section(grids)
+  local s = {}
+  for _, g in ipairs(grids) do
+    local there = file_exists(g .. "/results.md")
+    s[#s + 1] = fmt('<p>Ablation grid %s: the mean ± sample standard deviation over seeds per grid '
+                    .. "point and benchmark is in %s/results.md and %s/results.csv%s.</p>", esc(g), esc(g), esc(g),
+                    there and "" or " (not written yet: confit recipes/ablate.lua GRID.lua --report-only writes them)")
+  end
+  return table.concat(s, "\n")
 end
 
 -- The records of JSONL file path that are objects; each other one is noted with its line
@@ -957,7 +997,8 @@ local function accuracy_section(runs)
   return table.concat(s, "\n")
 end
 
--- Other summary metrics (pass@k, maj@n, lengths, box rate) as one table.
+-- Other summary metrics (pass@k, maj@n, lengths, box rate) as one table; a number a summary holds
+-- under two names (toy rlsc: maj4 and maj@4) once, under RUNDIR.md's (M.second_name).
 local function metrics_section(runs)
   local rows = {}
   for _, r in ipairs(runs) do
@@ -975,14 +1016,17 @@ local function metrics_section(runs)
         end
       end
       table.sort(keys, function(x, y) return tostring(x) < tostring(y) end)
+      local before = type(sb[b].before) == "table" and sb[b].before or {}
+      local after = type(sb[b].after) == "table" and sb[b].after or {}
       for _, k in ipairs(keys) do
-        local bv = type(sb[b].before) == "table" and sb[b].before[k]
-        local av = type(sb[b].after) == "table" and sb[b].after[k]
+        local bv, av = before[k], after[k]
+        if type(k) == "string" and M.second_name(k, after, before) then goto next end
         rows[#rows + 1] = fmt('<tr><td><i class="sw" style="background:%s"></i>%s</td><td>%s</td><td>%s</td>'
                               .. '<td class="n">%s</td><td class="n">%s</td></tr>',
                               r.color, esc(r.name), esc(trunc(tostring(b), NAME_MAX)), esc(k),
                               finite(bv) and num(bv) or "–",
                               finite(av) and num(av) or "–")
+        ::next::
       end
     end
   end
@@ -1134,7 +1178,8 @@ end
 -- Rendering ------------------------------------------------------------------------------------
 
 -- HTML text for run directories (paths; grid directories expand) or already loaded runs.
--- opts.title sets the page title.
+-- opts.title sets the page title; opts.grids names grid directories (M.expand's third result)
+-- whose runs came loaded, to point to their results.md.
 function M.render(dirs_or_runs, opts)
   opts = opts or {}
   if type(dirs_or_runs) == "string" then dirs_or_runs = {dirs_or_runs} end   -- one folder
@@ -1146,7 +1191,8 @@ function M.render(dirs_or_runs, opts)
   for _, x in ipairs(dirs_or_runs) do
     if type(x) == "table" then runs[#runs + 1] = x else dirs[#dirs + 1] = x end
   end
-  local expanded, grid_notes = M.expand(dirs)
+  local expanded, grid_notes, grids = M.expand(dirs)
+  for _, d in ipairs(opts.grids or {}) do grids[#grids + 1] = d end
   for _, d in ipairs(expanded) do runs[#runs + 1] = M.load_run(d) end
   if #runs == 0 then error("report: no run directories given", 2) end
   local notes = {}
@@ -1170,6 +1216,7 @@ function M.render(dirs_or_runs, opts)
     '<p class="muted">Run directories as in docs/RUNDIR.md. Intervals are 95% (Wilson for '
       .. "0/1 outcomes, normal approximation over per-question means otherwise).</p>",
     runs_section(runs),
+    grids_section(grids),
     #notes > 0 and ('<p class="warn">' .. table.concat(notes, "<br>") .. "</p>") or "",
     curves_section(runs),
     accuracy_section(runs),

@@ -35,7 +35,7 @@ end
 
 H.case("grid expansion, directory names, groups and flags", function()
   local spec = ablate.check({
-    base = {steps = 2, questions_per_step = 4, verbose = true, quiet = false, alpha = 5},
+    base = {steps = 2, questions_per_step = 4, verbose = true, quiet = false},
     grid = {method = {"l1", "l2"}, alpha = {0, 0.1}, seed = {1, 2, 3}, lr = {1e-5}},
     out = TMP .. "/g1"})
   local runs, names = ablate.expand(spec)
@@ -53,7 +53,7 @@ H.case("grid expansion, directory names, groups and flags", function()
   local argv = ablate.flags(spec, runs[7], "OUT/x")
   H.eq(table.concat(argv, " "), "--out OUT/x --alpha 0.1 --lr 1e-05 --method l1 "
        .. "--questions-per-step 4 --seed 1 --steps 2 --verbose",
-       "sorted flags, grid overrides base, true is bare, false omitted")
+       "sorted flags, true is bare, false omitted")
   H.eq(ablate.format_value(0.1), "0.1"); H.eq(ablate.format_value(3e-5), "3e-05")
   H.eq(ablate.format_value(2), "2"); H.eq(ablate.format_value(2.0), "2")
   H.eq(ablate.format_value(1 / 3), "0.3333333333333333")
@@ -380,6 +380,7 @@ H.case("one tiny real RLSC run through recipes/rlsc.lua", function()
   local rows = ablate.write_results(spec, res.runs, out, res.failed)
   H.eq(#rows, 1); H.eq(rows[1].runs, 1)
   H.ok(rows[1].stats.acc or rows[1].stats["pass@1"], "an accuracy metric from rlsc's summary")
+  H.eq(rows[1].benchmark, "toy-mixed", "named as the report and the eval records name it")
 end)
 
 H.case("results: a number a summary holds under two names is one column, RUNDIR.md's", function()
@@ -515,6 +516,134 @@ H.case("D6: a single-benchmark summary that names its benchmark (rlsc --data) is
   local csv = csv_rows(assert(read(out .. "/results.csv")))
   H.eq(csv[1].benchmark, "gsm8k")
   H.ok(read(out .. "/results.md"):find("| 0 | gsm8k | 1 |", 1, true), read(out .. "/results.md"))
+end)
+
+
+-- >>> (audit_w) stopping a grid, keys given twice, its file's optional keys, the default recipe
+-- from another folder, the benchmark name of a toy rlsc run
+
+-- A stand-in recipe: --seed S equal to --stop-at ends the run as a Ctrl-C or a kill does (--how
+-- int: exit status 130, rlsc's after a Ctrl-C; term: killed by SIGTERM); --ready FILE: creates
+-- FILE, then works for a second; else writes summary.json.
+local STOP_RECIPE = [[
+local jsonio = require "confit.jsonio"
+local a, o = {...}, {}
+for i = 1, #a, 2 do o[a[i]:match("^%-%-(.+)$")] = a[i + 1] end
+if o.seed == o["stop-at"] then
+  if o.how == "int" then io.stderr:write("rlsc: interrupted\n"); os.exit(130) end
+  local pid = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+  os.execute("kill -TERM " .. pid)
+end
+if o.ready then io.open(o.ready, "w"):close(); os.execute("sleep 1") end
+jsonio.write_json_atomic(o.out .. "/summary.json", {before = {acc = 0.25}, after = {acc = 0.5}})
+]]
+
+H.case("B1: a run ended by SIGINT / SIGTERM (or status 130) stops the grid; results so far are written", function()
+  local recipe = TMP .. "/stop_rlsc.lua"
+  write(recipe, STOP_RECIPE)
+  for _, how in ipairs({"int", "term"}) do
+    local out = TMP .. "/g_stop_" .. how
+    local spec = ablate.check({base = {["stop-at"] = 2, how = how}, grid = {seed = {1, 2, 3}},
+                               out = out, recipe = recipe})
+    local res = ablate.run_grid(spec, {say = quiet})
+    H.ok(res.stopped, how .. ": the grid stops")
+    H.eq(res.stopped and res.stopped.dir, "seed=2", how .. ": at the second run")
+    H.eq(res.ran, 1, how); H.eq(#res.failed, 0, how .. ": a stop is not a failed run")
+    H.eq(io.open(out .. "/seed=3/log.txt"), nil, how .. ": the third run never started")
+  end
+  -- the command line: results of the finished run, one line saying why, status 130 / 143
+  for how, want in pairs({int = 130, term = 143}) do
+    local gridf = TMP .. "/g_stop_cmd_" .. how .. ".lua"
+    write(gridf, ("return {base = {['stop-at'] = 2, how = %q}, grid = {seed = {1, 2, 3}}, out = %q, recipe = %q}")
+                 :format(how, TMP .. "/g_stop_cmd_" .. how, recipe))
+    local code, text = run_cmd("'" .. gridf .. "'")
+    H.eq(code, want, text)
+    H.ok(text:find("ablate: [2/3] seed=2: stopped", 1, true) and text:find("run the same command again", 1, true), text)
+    H.ok(not text:find("[3/3]", 1, true), "no third run: " .. text)
+    H.ok((read(TMP .. "/g_stop_cmd_" .. how .. "/results.md") or ""):find("| 1 of 3 |", 1, true), "results so far")
+  end
+end)
+
+H.case("B1: Ctrl-C (SIGINT) to ablate alone stops the grid after the running run", function()
+  local recipe = TMP .. "/stop_rlsc.lua"
+  write(recipe, STOP_RECIPE)
+  local out, ready, outf = TMP .. "/g_ctrlc", TMP .. "/g_ctrlc.ready", TMP .. "/g_ctrlc.txt"
+  local gridf = TMP .. "/g_ctrlc.lua"
+  write(gridf, ("return {base = {ready = %q}, grid = {seed = {1, 2}}, out = %q, recipe = %q}"):format(ready, out, recipe))
+  local sh = table.concat({
+    "CONFIT_EXE='%s' '%s' recipes/ablate.lua '%s' > '%s' 2>&1 & pid=$!",
+    "(sleep 20; kill -KILL $pid) >/dev/null 2>&1 & wd=$!",
+    "i=0; while [ ! -e '%s' ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done",
+    "kill -INT $pid; wait $pid; st=$?; kill $wd 2>/dev/null; echo $st"}, "\n")
+  local p = assert(io.popen("sh -c '" .. sh:format(EXE, EXE, gridf, outf, ready):gsub("'", "'\\''") .. "'"))
+  local st = tonumber(p:read("a"):match("%d+"))
+  p:close()
+  local text = read(outf) or ""
+  H.eq(st, 130, text)
+  H.ok(text:find("interrupted", 1, true), text)
+  H.ok(read(out .. "/seed=1/summary.json"), "the running run finished")
+  H.eq(io.open(out .. "/seed=2/log.txt"), nil, "the next one never started: " .. text)
+  H.ok(read(out .. "/results.md"), "results so far")
+end)
+
+H.case("B2: a key given twice (base and grid, or both spellings) is refused; a dashed axis is one flag", function()
+  local function err(spec) local _, e = pcall(ablate.check, spec, "g.lua"); return tostring(e) end
+  H.ok(err({base = {eval_n = 2}, grid = {["eval-n"] = {2, 4}}}):find("eval-n", 1, true)
+       and err({base = {eval_n = 2}, grid = {["eval-n"] = {2, 4}}}):find("twice", 1, true),
+       err({base = {eval_n = 2}, grid = {["eval-n"] = {2, 4}}}))
+  H.ok(err({base = {alpha = 5}, grid = {alpha = {0}}}):find("twice", 1, true), "base and grid")
+  H.ok(err({base = {eval_n = 1, ["eval-n"] = 2}, grid = {seed = {1}}}):find("twice", 1, true), "two spellings in base")
+  H.ok(err({grid = {eval_n = {1}, ["eval-n"] = {2}}}):find("twice", 1, true), "two spellings in grid")
+  local spec = ablate.check({base = {steps = 1}, grid = {["eval-n"] = {2, 4}}})
+  local runs = ablate.expand(spec)
+  H.eq(runs[2].dir, "eval-n=4", "the directory keeps the axis as written")
+  H.eq(table.concat(ablate.flags(spec, runs[2], "D"), " "), "--out D --eval-n 4 --steps 1")
+end)
+
+H.case("U3: a seed_key that is not an axis is refused, naming the axes", function()
+  local _, e = pcall(ablate.check, {grid = {alpha = {0}, seed = {1, 2}}, seed_key = "sed"}, "g.lua")
+  e = tostring(e)
+  H.ok(e:find("seed_key", 1, true) and e:find("sed", 1, true) and e:find("alpha, seed", 1, true), e)
+  H.ok(pcall(ablate.check, {grid = {alpha = {0}}}), "the default seed_key needs no seed axis")
+end)
+
+H.case("U1: a wrapper recipe's grid is checked with rlsc's flags and the wrapper's own methods", function()
+  local recipe = TMP .. "/wrap_check.lua"
+  write(recipe, (WRAPPER:gsub('cli%.main%(', 'require("confit.cli").main(')))
+  local gridf = TMP .. "/g_wrap_check.lua"
+  local function grid(method, key)
+    write(gridf, ("return {base = {%s = 1}, grid = {method = {%q}, seed = {1}}, out = %q, recipe = %q}")
+                 :format(key, method, TMP .. "/g_wrap_check", recipe))
+    return run_cmd("'" .. gridf .. "' --dry-run")
+  end
+  local code, text = grid("sq_test", "steps")
+  H.eq(code, 0, text)
+  code, text = grid("sq_tset", "steps")
+  H.eq(code, 1, text); H.ok(text:find("unknown method 'sq_tset'", 1, true) and text:find("sq_test", 1, true), text)
+  code, text = grid("sq_test", "stpes")
+  H.eq(code, 1, text); H.ok(text:find("stpes is not a flag of", 1, true), text)
+end)
+
+H.case("U2: run from another folder, the default recipe is found; a missing recipe is refused", function()
+  local here = io.popen("pwd"):read("l")
+  local exe = EXE:sub(1, 1) == "/" and EXE or (here .. "/" .. EXE)
+  local gridf = TMP .. "/g_cwd.lua"
+  write(gridf, "return {base = {steps = 1}, grid = {seed = {1}}, out = 'g_cwd'}")
+  local function from_tmp(args)
+    local p = io.popen(("cd '%s' && CONFIT_EXE='%s' '%s' '%s/recipes/ablate.lua' %s 2>&1; echo rc=$?")
+                       :format(TMP, exe, exe, here, args))
+    local text = p:read("a")
+    p:close()
+    return text
+  end
+  local text = from_tmp("'" .. gridf .. "' --dry-run")
+  H.ok(text:find("rc=0", 1, true), text)
+  local recipe = text:match("%[1/1%] seed=1: %S+ (%S+) %-%-out")
+  H.ok(recipe and recipe:find("rlsc%.lua$"), text)
+  H.ok(recipe and io.open(recipe:sub(1, 1) == "/" and recipe or (TMP .. "/" .. recipe)), "readable from there: " .. text)
+  write(gridf, "return {grid = {seed = {1}}, out = 'g_cwd', recipe = 'nope/mine.lua'}")
+  text = from_tmp("'" .. gridf .. "' --dry-run")
+  H.ok(text:find("rc=1", 1, true) and text:find("^ablate: .*nope/mine%.lua"), text)
 end)
 
 os.execute("rm -rf '" .. TMP .. "'")

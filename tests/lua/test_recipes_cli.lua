@@ -49,6 +49,18 @@ local GRID_EMPTY = TMP .. "/empty_axis.lua"
 write(GRID_EMPTY, 'return {grid = {alpha = {}}, out = "x"}\n')
 local GRID_OK = TMP .. "/grid.lua"
 write(GRID_OK, ('return {grid = {alpha = {0}}, out = %q}\n'):format(TMP .. "/never-ran"))
+-- (audit_w) grids that rlsc's flags, methods or metric names refuse, or that give a key twice
+local function grid_file(name, body)
+  local path = TMP .. "/" .. name .. ".lua"
+  write(path, ("return {%s, out = %q}\n"):format(body, TMP .. "/never-ran"))
+  return path
+end
+local GRID_TYPO = grid_file("typo_axis", 'grid = {methd = {"l1", "l2"}}')
+local GRID_METHOD = grid_file("bad_method", 'grid = {method = {"l2", "l3"}}')
+local GRID_VALUE = grid_file("bad_value", 'base = {steps = 0}, grid = {seed = {1}}')
+local GRID_SEEDKEY = grid_file("bad_seed_key", 'grid = {alpha = {0}, seed = {1}}, seed_key = "sed"')
+local GRID_METRICS = grid_file("bad_metrics", 'grid = {alpha = {0}}, metrics = {"acc", "pass@l"}')
+local GRID_TWICE = grid_file("twice", 'base = {eval_n = 2}, grid = {["eval-n"] = {2, 4}}')
 local RUN = TMP .. "/run1"
 assert(os.execute("mkdir -p " .. q(RUN)))
 write(RUN .. "/config.json", '{"recipe": "rlsc", "name": "r1"}\n')
@@ -91,6 +103,11 @@ local CASES = {
    {GSM_NOREF .. ":1", "reference of gsm8k", "--answer-field"}},
   {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --eval-data " .. q(MINERVA_Q) .. " " .. R_OUT, 1,
    {"--eval-data " .. MINERVA_Q .. ":1", "question field 'problem'"}},
+  -- (audit_w) evaluation flags with --no-eval are refused; eval.lua refuses an option given twice
+  -- (confit.cli's recipes warn: below)
+  {"rlsc", "--steps 1 --questions-per-step 1 --n 2 --no-eval --eval-n 8 " .. R_OUT, 1, {"--no-eval", "--eval-n"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --n 1 --n 2", 1, {"--n", "twice"}},
+  {"eval", "--help", 0, {"--bench and --data together"}},
   -- eval
   {"eval", "--bogus", 1, {"--bogus"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --n x", 1, {"--n", "'x'"}},
@@ -124,6 +141,15 @@ local CASES = {
   {"ablate", q(GRID_OK) .. " --report-only", 1, {"--report-only", TMP .. "/never-ran"}},
   {"ablate", q(GRID_OK) .. " --out " .. q(BAD), 1, {BAD}},
   {"ablate", "--help", 0, {"usage"}},
+  -- (audit_w) checked against the recipe before anything runs (a dry run too); conflicting options
+  {"ablate", q(GRID_TYPO) .. " --dry-run", 1, {"methd", "recipes/rlsc.lua"}},
+  {"ablate", q(GRID_METHOD) .. " --dry-run", 1, {"l3", "l2"}},
+  {"ablate", q(GRID_VALUE) .. " --dry-run", 1, {"--steps", "0"}},
+  {"ablate", q(GRID_SEEDKEY) .. " --dry-run", 1, {"seed_key", "sed", "alpha, seed"}},
+  {"ablate", q(GRID_METRICS) .. " --dry-run", 1, {"pass@l", "pass@k"}},
+  {"ablate", q(GRID_TWICE) .. " --dry-run", 1, {"eval-n", "twice"}},
+  {"ablate", q(GRID_OK) .. " --dry-run --report-only", 1, {"--dry-run", "--report-only"}},
+  {"ablate", q(GRID_OK) .. " --dry-run --out a --out b", 1, {"--out", "twice"}},
   -- report
   {"report", "", 1, {"output file", "run directory"}},
   {"report", "--bogus", 1, {"--bogus"}},
@@ -194,6 +220,16 @@ H.case("nothing was written outside the temp folder, and the cases ran in parall
   H.ok(not read(OUT .. "/rlsc/config.json"), "rlsc wrote a run directory")
   H.ok(not read(OUT .. "/pretrain/config.json"), "pretrain_toy wrote a model")
   print(("%d recipe invocations in %.1fs"):format(#CASES, wall))
+end)
+
+-- (audit_w) a flag given twice, in either spelling, is refused: which value was meant is unknown
+H.case("cli.parse_args: a flag given twice is refused, naming it", function()
+  local spec = {eval_n = {"int", 16}, quiet = {"flag", false}}
+  local e = H.raises(function() cli.parse_args({"--eval-n", "2", "--eval_n=4"}, spec, "recipes/x.lua") end)
+  H.ok(e:find("--eval_n is given twice", 1, true), e)
+  e = H.raises(function() cli.parse_args({"--quiet", "--quiet"}, spec, "recipes/x.lua") end)
+  H.ok(e:find("--quiet is given twice", 1, true), e)
+  H.eq(cli.parse_args({"--eval-n", "2", "--quiet"}, spec, "recipes/x.lua").eval_n, 2)
 end)
 
 -- The shared parser, in process.
@@ -345,7 +381,7 @@ do
      {BADJSON .. ":2: malformed JSON"}, {"bench.load"}},
     -- the --out that cannot be made is found before the model is loaded (MISFIT's load fails)
     {"eval", ("--model %s --bench toy --limit 1 --out %s"):format(q(MISFIT), q(AFILE .. "/o")),
-     {AFILE .. "/o", "cannot create"}},
+     {AFILE .. "/o", "cannot create", "(Not a directory)"}},
     -- another model's records in --out are not resumed
     {"eval", ("--model %s --progress off --out %s --bench toy --limit 1 --max-new-tokens 4"):format(q(TOYCOPY), q(MODEL_RUN)),
      {"model: ", "examples/toy/model then, ", "/toy-copy now", "--no-resume"}},
@@ -552,8 +588,9 @@ do
     {"toy_compare", tc("--out " .. q(RLRUN) .. " --md " .. q(TC .. "/c.md")), 1, {RLRUN, "config.json"}},
     {"toy_compare", tc("--out " .. q(TC .. "/same") .. " --md " .. q(TC .. "/same")), 1, {"--md", "directory"}},
     {"toy_compare", tc("--out " .. q(TC .. "/g") .. " --md " .. q(TC .. "/g/grid.json")), 1, {"--md", "grid"}},
-    {"toy_compare", tc("--out " .. q(TC .. "/h") .. " --md " .. q(TC .. "/h.md") .. " --seeds 0x10"), 1, {"--seeds", "'0x10'"}},
-    {"toy_compare", tc("--out " .. q(TC .. "/e") .. " --md " .. q(TC .. "/e.md") .. " --seeds 1e0"), 1, {"--seeds", "'1e0'"}},
+    -- (a flag is given once: TINY's --seeds 1 replaced)
+    {"toy_compare", tc("--out " .. q(TC .. "/h") .. " --md " .. q(TC .. "/h.md")):gsub("%-%-seeds 1", "--seeds 0x10"), 1, {"--seeds", "'0x10'"}},
+    {"toy_compare", tc("--out " .. q(TC .. "/e") .. " --md " .. q(TC .. "/e.md")):gsub("%-%-seeds 1", "--seeds 1e0"), 1, {"--seeds", "'1e0'"}},
   }
   local res = run_side_by_side(TC, cases)
   for i, c in ipairs(cases) do
@@ -709,6 +746,59 @@ do
   end)
 end
 -- <<< end of the rlsc output block
+
+
+-- >>> (audit_w) Ctrl-C: a recipe (confit.cli) or a plain script says so in one line and exits with
+-- status 130, no traceback; eval.lua's default benchmark folder, missing, names --data-dir
+do
+  -- start `confit script`, wait for the file `ready` it creates, send SIGINT; stderr and status
+  local function interrupted(script, ready)
+    local errf = TMP .. "/int.err"
+    local sh = table.concat({
+      "%s %s > /dev/null 2> %s & pid=$!",
+      "(sleep 10; kill -KILL $pid) >/dev/null 2>&1 & wd=$!",
+      "i=0; while [ ! -e %s ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done",
+      "kill -INT $pid; wait $pid; st=$?; kill $wd 2>/dev/null; echo $st"}, "\n")
+    local p = assert(io.popen("sh -c " .. q(sh:format(q(EXE), q(script), q(errf), q(ready)))))
+    local st = tonumber(p:read("a"):match("%d+"))
+    p:close()
+    return read(errf) or "", st
+  end
+  H.case("U5: Ctrl-C of a recipe or a script: one line, exit status 130", function()
+    local ready = TMP .. "/int.ready"
+    local cases = {
+      {"local cli = require 'confit.cli'\nreturn cli.run('demo', function() io.open(%q, 'w'):close() while true do end end)\n",
+       "demo: interrupted\n"},
+      {"io.open(%q, 'w'):close()\nwhile true do end\n", "confit: interrupted\n"}}
+    for i, c in ipairs(cases) do
+      os.remove(ready)
+      local script = TMP .. "/int" .. i .. ".lua"
+      write(script, c[1]:format(ready))
+      local err, st = interrupted(script, ready)
+      H.eq(st, 130, "status: " .. err)
+      H.eq(err, c[2], "stderr")
+    end
+    -- a real error keeps its traceback and status 1
+    local script = TMP .. "/int_err.lua"
+    write(script, "local cli = require 'confit.cli'\nreturn cli.run('demo', function() local x = nil; return x.y end)\n")
+    local p = assert(io.popen(("%s %s 2>&1; echo rc=$?"):format(q(EXE), q(script))))
+    local text = p:read("a")
+    p:close()
+    H.ok(text:find("stack traceback", 1, true) and text:find("rc=1", 1, true), text)
+  end)
+  H.case("U2: eval.lua's default benchmark folder, missing, names --data-dir", function()
+    local here = io.popen("pwd"):read("l")
+    local deep = TMP .. "/a/b"          -- no ../shared/data/benchmarks from there
+    assert(os.execute("mkdir -p " .. q(deep)))
+    local p = assert(io.popen(("cd %s && %s %s --model %s --bench math500 2>&1; echo rc=$?")
+                              :format(q(deep), q(EXE), q(here .. "/recipes/eval.lua"), q(here .. "/examples/toy/model"))))
+    local text = p:read("a")
+    p:close()
+    H.ok(text:find("rc=1", 1, true) and text:find("--data-dir", 1, true), text)
+    H.ok(not text:find("stack traceback", 1, true), text)
+  end)
+end
+-- <<< end of the audit_w block
 
 os.execute("rm -rf " .. q(TMP))
 H.finish()

@@ -379,6 +379,29 @@ H.case("Ctrl-C in the REPL stops the command and the session goes on", function(
   os.remove(ready)
 end)
 
+H.case("a Ctrl-C caught by pcall is spent: the next generation runs whole", function()
+  local ready = tmp(".ready3")
+  local code = string.format([[
+    local m = assert(require("confit").load("examples/toy/model"))
+    local ok, e = pcall(function() io.open(%q, "w"):close() while true do end end)
+    local s = m:generate({"3+4="}, {n = 1, max_new_tokens = 8, ignore_eos = true})[1]
+    print(ok, e, #s.tokens, s.finish)]], ready)
+  local out, err, st = run_interrupted("-e " .. q(code), "", ready)
+  H.eq(out, "false\tinterrupted\t8\tlength\n", "stdout (stderr: " .. err .. ")")
+  H.eq(st, 0, "status")
+  os.remove(ready)
+end)
+
+H.case("output that cannot be written (a full disk) is a failure, named", function()
+  if not io.open("/dev/full", "w") then return H.skip("stdout to /dev/full", "no /dev/full") end
+  local err = tmp(".err")
+  local p = assert(io.popen(("%s -e 'print(1)' > /dev/full 2> %s; echo $?"):format(q(exe), q(err)), "r"))
+  local st = tonumber(p:read("a"):match("%d+"))
+  p:close()
+  H.eq(st, 1, "status")
+  has(slurp(err), "cannot write the standard output", "stderr")
+end)
+
 -- ------------------------------------------------------------------ a real terminal
 
 local function have(tool)

@@ -564,6 +564,38 @@ local function screenshot(html_path, png, logf, profile)
   return os.execute(cmd)
 end
 
+
+-- >>> (audit_w) each number of a summary once in "Summary metrics" (its docs/RUNDIR.md name, as
+-- ablate's results do); a toy rlsc summary without eval records keeps its benchmark's name; a
+-- grid's page points to ablate's results.md / results.csv
+H.case("summary metrics: a number held under two names is one row, RUNDIR.md's", function()
+  local d = root .. "/two-names"
+  put_files(d, {["config.json"] = '{"recipe":"rlsc","name":"two"}',
+                ["summary.json"] = '{"before":{"acc":0.5,"greedy_acc":0.5,"maj4":0.25,"maj@4":0.25,'
+                                   .. '"pass2":0.6,"pass@2":0.6,"pass1_t05":0.3,"pass@1":0.3,"mean_length":9,'
+                                   .. '"benchmark":"toy-mixed"},'
+                                   .. '"after":{"acc":0.75,"greedy_acc":0.75,"maj4":0.5,"maj@4":0.5,'
+                                   .. '"pass2":0.7,"pass@2":0.7,"pass1_t05":0.4,"pass@1":0.4,"mean_length":8,'
+                                   .. '"benchmark":"toy-mixed"}}'})
+  local h = report.render({d})
+  for _, k in ipairs({"acc", "maj@4", "pass@2", "pass@1", "mean_length"}) do
+    H.eq(count(h, "<td>" .. k:gsub("%p", "%%%0") .. "</td><td class=\"n\">"), 1, k .. " once")
+  end
+  for _, k in ipairs({"greedy_acc", "maj4", "pass2", "pass1_t05"}) do
+    H.ok(not h:find("<td>" .. k .. "</td>", 1, true), k .. " is a second name")
+  end
+  H.ok(h:find("<td>toy-mixed</td><td>acc</td>", 1, true), "named after the summary's benchmark")
+end)
+
+H.case("a grid's page points to ablate's results.md and results.csv", function()
+  local h = report.render({root .. "/grid"})
+  H.ok(h:find("results.md", 1, true) and h:find("results.csv", 1, true), "grid page")
+  H.ok(not report.render({dir_a}):find("results.md", 1, true), "not on a lone run's page")
+  local out = root .. "/grid-report.html"
+  H.eq(dofile("recipes/report.lua")({out, root .. "/grid"}), 0)
+  H.ok(slurp(out):find("results.md", 1, true), "recipes/report.lua's page too")
+end)
+
 if not io.open("/usr/bin/chromium", "rb") then
   H.skip("chromium render", "/usr/bin/chromium not installed")
 else

@@ -193,9 +193,11 @@ do
 end
 
 local function run(extra, out)
+  extra = extra or ""
+  local max_new = extra:find("--max-new-tokens", 1, true) and "" or ("--max-new-tokens %d"):format(MAX_NEW)
   local cmd = ("%q recipes/rlsc.lua --model %q --data %q --question-field problem --answer-field answer "
-               .. "--steps 1 --n 2 --max-new-tokens %d --questions-per-step 1 --out %q %s 2>&1")
-              :format(exe, MODEL, DATA, MAX_NEW, out, extra or "")
+               .. "--steps 1 --n 2 %s --questions-per-step 1 --out %q %s 2>&1")
+              :format(exe, MODEL, DATA, max_new, out, extra)
   local t0 = clock()
   local p = assert(io.popen(cmd))
   local text = p:read("a")

@@ -309,9 +309,18 @@ local function ls(dir)
 end
 local spit = H.write
 
+-- the flags of a tiny pretraining into out; a flag of `...` replaces its default (a flag given
+-- twice is refused)
 local function pretrain_into(out, ...)
-  local a = {"--steps", "1", "--batch", "1", "--eval-every", "0", "--eval-questions", "1", "--layers",
-             "1", "--hidden", "4", "--heads", "1", "--ffn", "2", "--quiet", "--out", out, ...}
+  local d = {"--steps", "1", "--batch", "1", "--eval-every", "0", "--eval-questions", "1", "--layers",
+             "1", "--hidden", "4", "--heads", "1", "--ffn", "2"}
+  local extra, given, a = {...}, {}, {}
+  for i = 1, #extra, 2 do given[extra[i]] = true end
+  for i = 1, #d, 2 do
+    if not given[d[i]] then a[#a + 1] = d[i]; a[#a + 1] = d[i + 1] end
+  end
+  for _, v in ipairs(extra) do a[#a + 1] = v end
+  for _, v in ipairs({"--quiet", "--out", out}) do a[#a + 1] = v end
   return pcall(pretrain, a)
 end
 local PT = os.tmpname()
