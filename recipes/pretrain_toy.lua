@@ -177,7 +177,7 @@ local function toy_tokenizer()
 end
 
 local function main(argv)
-  local o = train.parse_args(argv or {}, SPEC, "recipes/pretrain_toy.lua", NOTES)
+  local o = cli.parse_args(argv or {}, SPEC, "recipes/pretrain_toy.lua", NOTES)
   local say = o.quiet and function() end or print
   if o.hidden % o.heads ~= 0 or (o.hidden // o.heads) % 2 ~= 0 then
     die("--hidden %d must be --heads %d times an even head size", o.hidden, o.heads)

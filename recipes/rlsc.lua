@@ -741,7 +741,7 @@ local function help_notes()
 end
 
 local function main(argv)
-  local o = train.parse_args(argv or {}, SPEC, "recipes/rlsc.lua", help_notes())
+  local o = cli.parse_args(argv or {}, SPEC, "recipes/rlsc.lua", help_notes())
   -- the run directory's lock (take_lock) is released however main ends
   local _ <close> = setmetatable({}, {__close = function() if o.lock then o.lock:close(); o.lock = nil end end})
   local say = o.quiet and function() end or print

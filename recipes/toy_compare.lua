@@ -149,7 +149,7 @@ local function unique_tmp(path)
 end
 
 local function main(argv)
-  local o = train.parse_args(argv or {}, SPEC, "recipes/toy_compare.lua")
+  local o = cli.parse_args(argv or {}, SPEC, "recipes/toy_compare.lua")
   local say = o.quiet and function() end or print
   local methods, seeds = split(o.methods), {}
   if #methods == 0 then die("--methods is empty (give names such as l1,l2)") end
