@@ -488,8 +488,8 @@ __global__ void __launch_bounds__(CF_CU_THREADS) row_loss_kernel(T *out, float2 
   } else {
     float ez = 0;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-      float x = ldf(row, j) * s;
-      ez += expf(x - lse) * x;
+      float x = ldf(row, j) * s, e = expf(x - lse);
+      if (e > 0.f) ez += e * x; /* p = 0 adds nothing (0 * -inf would be NaN) */
     }
     ez = block_sum(ez);
     if (threadIdx.x == 0) stf(out, r, V > 0 ? lse - ez : 0.f); /* no classes: 0, not -inf */
@@ -542,14 +542,14 @@ __global__ void __launch_bounds__(CF_CU_THREADS) row_grad_kernel(GT *gz, int64_t
   } else {
     float H = 0;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-      float lp = ldf(row, j) * s - lse;
-      H -= expf(lp) * lp;
+      float lp = ldf(row, j) * s - lse, p = expf(lp);
+      if (p > 0.f) H -= p * lp; /* p = 0 adds nothing (0 * -inf would be NaN) */
     }
     H = block_sum(H);
     float c = -ldf(gout, r) * s;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-      float lp = ldf(row, j) * s - lse;
-      stf(grow, j, c * expf(lp) * (lp + H));
+      float lp = ldf(row, j) * s - lse, p = expf(lp);
+      stf(grow, j, p > 0.f ? c * p * (lp + H) : 0.f);
     }
   }
 }
