@@ -532,6 +532,20 @@ local function time_it(fn, reps)
   return (confit.clock() - t0) / reps
 end
 
+H.case("entropy over a row holding -inf: terms of probability 0 add nothing (the CPU's values)", function()
+  for _, dev in ipairs({"cpu", "cuda"}) do
+    local z = confit.tensor({{-math.huge, 0, 1}, {2, -math.huge, -math.huge}}):to(dev)
+    z.requires_grad = true
+    local e = z:entropy()
+    e:sum():backward()
+    local v, g = e:cpu():totable(), z.grad:cpu():totable()
+    H.near(v[1], 0.58220, 1e-4, dev .. " entropy row 1 (torch: 0.5822)")
+    H.near(v[2], 0, 1e-6, dev .. " entropy row 2 (one class left)")
+    H.near(g[1][1], 0, 0, dev .. " grad at -inf"); H.near(g[1][2], 0.19661, 1e-4, dev .. " grad")
+    H.near(g[1][3], -0.19661, 1e-4, dev .. " grad")
+  end
+end)
+
 H.case("timings", function()
   local B, Hq, Hkv, T, D = 4, 12, 2, 512, 128
   local q = rn({B, Hq, T, D}, 900):to("cuda", "bf16")
