@@ -15,6 +15,9 @@
 #define ATT_MAXSPLIT 528 /* att_split never makes more splits than this */
 #define ATT_QB 2         /* query elements a thread loads at once (more: more registers, and at
                             head_dim 128 fewer blocks per multiprocessor than 168 allow) */
+#define ATT_QP 3         /* query RoPE pairs a thread stages at once with QP (6 loads each; 3 x 128
+                            threads cover the 1.5B shape's group, 6 heads x 64 pairs, in one pass;
+                            the 7B's 7 heads take two) */
 
 /* Decode attention, split-K over positions. grid (nsplit, KVH * gs, A), ATT_T threads: block y
  * takes kv head y / gs and the (y % gs)-th share of its query heads (gs > 1: less work per block,
@@ -33,7 +36,11 @@
  *  softmax one warp per head, lanes over the tile (online: running max and sum);
  *  P V     warp w owns positions [16 w, 16 w + 16) of the tile, its lanes the dim pairs
  *          2 (lane + 32 c) (coalesced pair loads); the four warps' sums add at the end.
- * HD (128 or 256) bounds head_dim and sizes the register arrays. */
+ * HD (128 or 256) bounds head_dim and sizes the register arrays. QP (rq only): the queries are
+ * staged in one pass, a thread taking ATT_QP RoPE pairs at once with every load of them (elements,
+ * partials, biases, cos, sin) in flight together, where k_attn takes two passes (elements and
+ * biases into shared memory, then the rotation), each with its own waits on L2; the same
+ * arithmetic in the same order (k_attn_qp below, the default: CONFIT_GEN_ATT_QPAIR). */
 static_assert(ATT_T == 128 && ATT_TILE == 64, "k_attn's thread layout assumes 128 threads and 64-position tiles");
 #define ATT_QPAD 4                     /* floats between the two halves of a query row in shared memory */
 #define ATT_PVG 4                      /* position groups of P V: one per warp */
@@ -187,8 +194,8 @@ __device__ void att_merge(const att_args &a, int r, int kvh, int gbeg, int gend)
   if (tid == 0) *ct = 0;
 }
 
-template <typename T, bool VEC, int HD>
-__global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
+template <typename T, bool VEC, int HD, bool QP>
+__device__ __forceinline__ void attn_body(const att_args &a) {
   constexpr int KCH = HD / 16; /* 8-element chunks of a K half row */
   constexpr int PVC = HD / 64; /* dim-pair passes of a lane */
   const T *kc = (const T *)a.kc, *vc = (const T *)a.vc;
@@ -284,36 +291,70 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
            * elements, not per element (more at once would cost registers: the tile's K and V are
            * in flight). Past the last element a thread loads the last one again, unused. */
           const float *qrow = row + (size_t)hbase * hd;
-          for (int i0 = tid; i0 < G * hd; i0 += ATT_QB * ATT_T) {
-            float x[ATT_QB];
+          if (QP) {
+            /* one pass: thread i takes pairs (g, j) = (i / hh, i % hh), ATT_QP of them at once,
+             * all their loads in flight together (past the last pair: the last one again, unused) */
+            for (int i0 = tid; i0 < G * hh; i0 += ATT_QP * ATT_T) {
+              float x0[ATT_QP], x1[ATT_QP], cv[ATT_QP], sv[ATT_QP], b0[ATT_QP], b1[ATT_QP];
 #pragma unroll
-            for (int k = 0; k < ATT_QB; k++) x[k] = qrow[min(i0 + k * ATT_T, G * hd - 1)];
-            for (int q = 1; q < qnp; q++)
+              for (int k = 0; k < ATT_QP; k++) {
+                int i = min(i0 + k * ATT_T, G * hh - 1), j = i % hh, o = (i / hh) * hd + j;
+                x0[k] = qrow[o];
+                x1[k] = qrow[o + hh];
+                cv[k] = a.cos_t[(size_t)p * hh + j];
+                sv[k] = a.sin_t[(size_t)p * hh + j];
+                b0[k] = a.bq ? a.bq[(size_t)hbase * hd + o] : 0.f;
+                b1[k] = a.bq ? a.bq[(size_t)hbase * hd + o + hh] : 0.f;
+              }
+              for (int q = 1; q < qnp; q++)
 #pragma unroll
-              for (int k = 0; k < ATT_QB; k++) x[k] += qrow[(size_t)q * qps + min(i0 + k * ATT_T, G * hd - 1)];
+                for (int k = 0; k < ATT_QP; k++) {
+                  int i = min(i0 + k * ATT_T, G * hh - 1), o = (i / hh) * hd + i % hh;
+                  x0[k] += qrow[(size_t)q * qps + o];
+                  x1[k] += qrow[(size_t)q * qps + o + hh];
+                }
 #pragma unroll
-            for (int k = 0; k < ATT_QB; k++) {
-              int i = i0 + k * ATT_T, d = i % hd;
-              if (i < G * hd) qs[i / hd][d + (d >= hh ? ATT_QPAD : 0)] = x[k] + (a.bq ? a.bq[(size_t)hbase * hd + i] : 0.f);
+              for (int k = 0; k < ATT_QP; k++) {
+                int i = i0 + k * ATT_T, g = i / hh, j = i % hh;
+                if (i < G * hh) {
+                  float y0 = x0[k] + b0[k], y1 = x1[k] + b1[k];
+                  qs[g][j] = rope_lo(y0, y1, cv[k], sv[k]) * a.scale;
+                  qs[g][j + hh + ATT_QPAD] = rope_hi(y0, y1, cv[k], sv[k]) * a.scale;
+                }
+              }
             }
-          }
-          __syncthreads();
-          /* 2: RoPE at position p of each pair (j, j + hh), by the thread that owns the pair, scaled */
-          for (int i0 = tid; i0 < G * hh; i0 += ATT_QB * ATT_T) {
-            float cv[ATT_QB], sv[ATT_QB];
+          } else {
+            for (int i0 = tid; i0 < G * hd; i0 += ATT_QB * ATT_T) {
+              float x[ATT_QB];
 #pragma unroll
-            for (int k = 0; k < ATT_QB; k++) {
-              int j = min(i0 + k * ATT_T, G * hh - 1) % hh;
-              cv[k] = a.cos_t[(size_t)p * hh + j];
-              sv[k] = a.sin_t[(size_t)p * hh + j];
+              for (int k = 0; k < ATT_QB; k++) x[k] = qrow[min(i0 + k * ATT_T, G * hd - 1)];
+              for (int q = 1; q < qnp; q++)
+#pragma unroll
+                for (int k = 0; k < ATT_QB; k++) x[k] += qrow[(size_t)q * qps + min(i0 + k * ATT_T, G * hd - 1)];
+#pragma unroll
+              for (int k = 0; k < ATT_QB; k++) {
+                int i = i0 + k * ATT_T, d = i % hd;
+                if (i < G * hd) qs[i / hd][d + (d >= hh ? ATT_QPAD : 0)] = x[k] + (a.bq ? a.bq[(size_t)hbase * hd + i] : 0.f);
+              }
             }
+            __syncthreads();
+            /* 2: RoPE at position p of each pair (j, j + hh), by the thread that owns the pair, scaled */
+            for (int i0 = tid; i0 < G * hh; i0 += ATT_QB * ATT_T) {
+              float cv[ATT_QB], sv[ATT_QB];
 #pragma unroll
-            for (int k = 0; k < ATT_QB; k++) {
-              int i = i0 + k * ATT_T, g = i / hh, j = i % hh;
-              if (i < G * hh) {
-                float y0 = qs[g][j], y1 = qs[g][j + hh + ATT_QPAD];
-                qs[g][j] = rope_lo(y0, y1, cv[k], sv[k]) * a.scale;
-                qs[g][j + hh + ATT_QPAD] = rope_hi(y0, y1, cv[k], sv[k]) * a.scale;
+              for (int k = 0; k < ATT_QB; k++) {
+                int j = min(i0 + k * ATT_T, G * hh - 1) % hh;
+                cv[k] = a.cos_t[(size_t)p * hh + j];
+                sv[k] = a.sin_t[(size_t)p * hh + j];
+              }
+#pragma unroll
+              for (int k = 0; k < ATT_QB; k++) {
+                int i = i0 + k * ATT_T, g = i / hh, j = i % hh;
+                if (i < G * hh) {
+                  float y0 = qs[g][j], y1 = qs[g][j + hh + ATT_QPAD];
+                  qs[g][j] = rope_lo(y0, y1, cv[k], sv[k]) * a.scale;
+                  qs[g][j + hh + ATT_QPAD] = rope_hi(y0, y1, cv[k], sv[k]) * a.scale;
+                }
               }
             }
           }
@@ -498,6 +539,15 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) {
   if (!waited) cu_pdl_wait(); /* a block with no heads (gs > group) still ends after its predecessor */
   if (a.cnt) att_merge<T>(a, r, kvh, gbeg, gend);
 }
+
+/* the kernels: k_attn as measured (ptxas chose 168 registers for bf16 at head_dim 128; an explicit
+ * minimum of blocks per multiprocessor, even 1, changes its choice), and k_attn_qp, QP at head_dim
+ * <= 128 (16-byte loads), held to 3 blocks of 128 threads per multiprocessor in bf16 (168
+ * registers, no spills; unbounded it took 224) */
+template <typename T, bool VEC, int HD>
+__global__ void __launch_bounds__(ATT_T) k_attn(att_args a) { attn_body<T, VEC, HD, false>(a); }
+template <typename T>
+__global__ void __launch_bounds__(ATT_T, sizeof(T) == 2 ? 3 : 1) k_attn_qp(att_args a) { attn_body<T, true, 128, true>(a); }
 
 // out (A, H*hd) in T = merge of the nsplit partials. grid (H, A), hd threads (rounded to 32).
 // One warp turns the splits' maxima and sums into weights w[s] = exp(pm[s] - M) and the total L

@@ -37,29 +37,28 @@
  * row. Attention in prefill is per row (no tiling across rows): fine for prompts of a few hundred
  * tokens, quadratic in reads beyond that.
  *
- * By default (measured fastest on an H200, 1.5B shape, batch 16, 2026-11-26: 2.07 ms per step)
+ * By default (measured fastest on an H200, 1.5B shape, batch 16, 2026-11-27: 2.01 ms per step)
  * GEMMs go to cuBLAS (cublasGemmEx), the step's kernels are programmatic dependent launches on
  * sm_90 and later (each waits in place for its predecessor; CONFIT_GEN_PDL=0 turns it off:
- * 2.20 ms with k_rope_kv), and the decode attention does k_rope_kv's work (att_args.rq; CONFIT_GEN_FUSE_ROPE=0
- * keeps k_rope_kv: 2.12 ms). Opt-in, each measured slower there: CONFIT_GEN_LT=1 (cublasLt's
- * candidate algorithms timed per decode shape, the fastest kept: 2.13 ms; timed alone, with the
- * weights warm in L2, they win, in the step they do not), CONFIT_GEN_MMA=1 (skinny.cu's
+ * 2.20 ms with k_rope_kv, sixth session), the decode attention does k_rope_kv's work
+ * (att_args.rq; CONFIT_GEN_FUSE_ROPE=0 keeps k_rope_kv: 2.12 ms against 2.07, sixth session) and
+ * stages its queries in one pass, a RoPE pair per thread with all its loads in flight
+ * (k_attn_qp; CONFIT_GEN_ATT_QPAIR=0 takes the two passes of k_attn: 2.18 ms against 2.05), and
+ * the sampler splits each row over about two blocks per multiprocessor (k_sample_split;
+ * CONFIT_GEN_SAMPLE_SPLIT=0 gives a row one block, k_sample: 2.05 ms against 2.01; untruncated
+ * sampling and greedy only, k_sample otherwise). Opt-in, none faster on the same card (2026-11-27,
+ * against 2.17-2.18 ms for the default of then, without the last two; runs spread about 1 %):
+ * CONFIT_GEN_LT=1 (cublasLt's candidate algorithms timed per decode shape as the step runs them,
+ * the fastest kept: 2.16 ms, a tie), CONFIT_GEN_MMA=1 with CONFIT_GEN_MMA_WIDE=1 (skinny.cu's
  * tensor-core GEMMs for <= 16 rows of bf16 with the SwiGLU folded into gate/up and the RMSNorms
- * into the GEMMs that read them (gen_fold): 6 kernels per layer, 2.88 ms with PDL), CONFIT_GEN_MMA=2
- * (the same, launch shapes tuned: 2.33 ms), CONFIT_GEN_ATT_MERGE=1 (2.43 ms). Not yet run on a GPU:
- * CONFIT_GEN_SPLITK=s (gen_add_x: the decode qkv, o_proj and down GEMMs as s batched GEMMs over
- * parts of K, their partials added by the attention and the next k_rmsnorm), skinny.cu's wide
- * layout (CONFIT_GEN_MMA_WIDE=1 with CONFIT_GEN_MMA=1; CONFIT_GEN_MMA=2 also times it per GEMM
- * kind: a block's warps share an X slice staged in shared memory) and the sampler split over
- * several blocks per row (CONFIT_GEN_SAMPLE_SPLIT=1, or =S blocks; gen_sample.cuh: k_sample gives
- * a row one block, 16 multiprocessors at batch 16; untruncated sampling and greedy). Changed
- * since their measurement, not yet rerun (eighth session, no GPU): the merge in the attention,
- * the skinny GEMMs' split-K sums and folded-norm sums of squares, the attention's query staging,
- * k_rmsnorm and the samplers' passes over the logits issue their loads together, and the RoPE's
- * rounding is written out (rope_lo, rope_hi) where each had waited on L2 once per part, head or
- * element (a loop of load-and-add whose trip count the compiler does not know runs one round
- * trip per iteration; the PTX showed them), the same sums in the same order. skinny.cu replaced
- * k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs 2.97 ms per step).
+ * into the GEMMs that read them (gen_fold), wide layout: 2.43 ms; narrow, sixth session: 2.88),
+ * CONFIT_GEN_MMA=2 (the same, launch shapes, attention blocks per kv head and merge tuned; with
+ * the split sampler: 2.19 ms), CONFIT_GEN_SPLITK=4 (gen_add_x: the decode qkv, o_proj and down
+ * GEMMs as 4 batched GEMMs over parts of K, their partials added by the attention and the next
+ * k_rmsnorm: 2.20 ms), CONFIT_GEN_ATT_MERGE=1 (the attention merges its splits: 2.57 ms),
+ * CONFIT_GEN_ATT_GS=2 (2.27 ms; with the one-pass staging and the split sampler 2.14 against
+ * 2.01). skinny.cu replaced k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs
+ * 2.97 ms per step).
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
 #include "kernels/cuda_internal.cuh"
@@ -553,6 +552,7 @@ struct gen_engine {
   bool pdl;             /* the step's kernels as programmatic dependent launches (sm_90 on; CONFIT_GEN_PDL) */
   int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
   bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
+  bool att_qpair;       /* the fused attention stages its queries in one pass (CONFIT_GEN_ATT_QPAIR, default 1) */
   int splitk;           /* CONFIT_GEN_SPLITK: parts of K for the decode qkv, o_proj, down GEMMs (gen_add_x) */
   float *skp;           /* their partials, splitk x gen_splitk_rows x max(D, Q + 2 KV) f32 */
   int pend;             /* partials in skp that the next k_rmsnorm adds into x (0: none) */
@@ -591,7 +591,7 @@ struct gen_engine {
   gen_rows rows;
   void *rows_mem;
   gen_out *out;
-  int smp_split;        /* CONFIT_GEN_SAMPLE_SPLIT: 0 k_sample, 1 k_sample_split with S chosen, 2.. S */
+  int smp_split;        /* CONFIT_GEN_SAMPLE_SPLIT: 0 k_sample, 1 (default) k_sample_split with S chosen, 2.. S */
   int sms;              /* multiprocessors */
   smp_part *smp_part;   /* k_sample_split's segment summaries (Bmax x SMP_MAXS) and tickets (Bmax) */
   int *smp_cnt;
@@ -1278,7 +1278,9 @@ static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int g
   aa.ld = e->Q + 2 * e->KV; aa.bq = Ly->bq; aa.bk = Ly->bk; aa.bv = Ly->bv; aa.cos_t = e->cos_t; aa.sin_t = e->sin_t;
   aa.kcw = kc; aa.vcw = vc;
   if (merge) { aa.cnt = e->att_cnt; aa.out = e->att; }
-  if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, aa);
+  if (rq && e->att_qpair && hd % 16 == 0 && hd <= 128) /* gen_attn.cuh: QP */
+    LAUNCH_T(k_attn_qp, ag, ATT_T, aa);
+  else if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, aa);
   else if (hd % 16 == 0) LAUNCH_T3(k_attn, true, ATT_MAXHD, ag, ATT_T, aa);
   else if (hd <= 128) LAUNCH_T3(k_attn, false, 128, ag, ATT_T, aa);
   else LAUNCH_T3(k_attn, false, ATT_MAXHD, ag, ATT_T, aa);
@@ -1613,7 +1615,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, pdl, rope, nt, ksb, minb, gs, amerge, sk, wide, ssplit, dev = 0, cc = 0;
+    int mma, pdl, rope, nt, ksb, minb, gs, amerge, qpair, sk, wide, ssplit, dev = 0, cc = 0;
     /* programmatic dependent launches by default where the GPU has them (sm_90 on): on an H200
      * the 1.5B step at batch 16 took 2.12 ms with them and 2.20 without (2026-11-26) */
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -1636,7 +1638,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
         env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide) ||
-        env_int("CONFIT_GEN_SAMPLE_SPLIT", 0, 0, SMP_MAXS, &ssplit)) {
+        env_int("CONFIT_GEN_SAMPLE_SPLIT", 1, 0, SMP_MAXS, &ssplit) || env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair)) {
       rc = -1;
       goto fail;
     }
@@ -1655,6 +1657,10 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     e->mma_opts.wide = wide == 1;
     e->att_gs = gs;
     e->att_merge = amerge == 1;
+    /* by default the fused attention stages its queries in one pass (k_attn_qp) and the sampler
+     * splits each row over several blocks: H200, 1.5B b16, in one run (2026-11-27): 2.18 ms/step
+     * with neither, 2.05 with the one-pass staging, 2.01 with both; =0 turns each off */
+    e->att_qpair = qpair == 1;
     e->splitk = sk > 1 ? sk : 0;
     e->smp_split = ssplit;
   }

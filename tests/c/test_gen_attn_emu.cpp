@@ -43,6 +43,8 @@ enum { MODE_ROTATED, MODE_EARLY, MODE_FUSED, MODE_FUSED_EARLY, NMODE };
 static const char *mode_name[] = {"rotated q", "rotated q, early loads", "fused bias+RoPE",
                                   "fused bias+RoPE, early loads"};
 
+static bool g_qp = false; /* run k_attn_qp (the one-pass query staging; VEC, HD 128, fused only) */
+
 template <typename T, bool VEC, int HD>
 static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np = 1) {
   int A = (int)c.pos.size(), H = c.H, KVH = c.KVH, hd = c.hd, cap = c.cap, hh = hd / 2;
@@ -146,7 +148,11 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   put(false);
   emu_wait_hook = [&] { put(true); };
   emu_block_end_hook = [&] { put(false); };
-  emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn<T, VEC, HD>(a); });
+  if (g_qp) {
+    CHECK(VEC && HD == 128 && fused, "test setup: k_attn_qp runs fused at head_dim <= 128 with 16-byte loads only");
+    emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn_qp<T>(a); });
+  } else
+    emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn<T, VEC, HD>(a); });
   emu_wait_hook = nullptr;
   emu_block_end_hook = nullptr;
   put(true);
@@ -156,8 +162,9 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   bool zero = true;
   for (int v : cnt) zero = zero && v == 0;
   char what[200];
-  snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head%s%s", c.name, sizeof(T) == 2 ? "bf16" : "f32",
-           mode_name[mode], gs, merge ? ", merged in the attention" : "", np > 1 ? ", split-K q|k|v" : "");
+  snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head%s%s%s", c.name, sizeof(T) == 2 ? "bf16" : "f32",
+           mode_name[mode], gs, merge ? ", merged in the attention" : "", np > 1 ? ", split-K q|k|v" : "",
+           g_qp ? ", one-pass query staging" : "");
   CHECK(zero, "%s: ticket counters not reset", what);
   /* the reference: softmax(q k / sqrt(hd)) v over positions 0..p, in double */
   int bad = 0;
@@ -260,5 +267,21 @@ int main() {
    * 528 floats of shared memory), each head's splits over more than one lane pass */
   cfg cmany = {"hd 128, 12 heads on 2, 100 splits", 12, 2, 128, 6400, 64, {6399, 4000}, {0, 100}};
   run<bf16, true, 128>(cmany, MODE_FUSED_EARLY, 1, true);
+  /* the one-pass query staging (k_attn_qp, CONFIT_GEN_ATT_QPAIR=1): the same checks; 6 heads x
+   * 64 pairs fill its 3 pairs x 128 threads exactly, 12 heads on 1 take two passes of 8 and 4
+   * heads (partial pair batches), 2 heads on 2 leave most threads without a pair */
+  g_qp = true;
+  for (int m = MODE_FUSED; m <= MODE_FUSED_EARLY; m++) {
+    run<bf16, true, 128>(c128, m);
+    run<float, true, 128>(c128, m);
+    run<bf16, true, 128>(c16, m);
+    run<bf16, true, 128>(c1, m);
+    run<bf16, true, 128>(c128, m, 2);
+    run<bf16, true, 128>(c128, m, 7);
+    run<bf16, true, 128>(c128, m, 1, true);
+    run<bf16, true, 128>(c128, m, 1, false, 4);
+    run<bf16, true, 128>(c16, m, 3, true, 2);
+  }
+  g_qp = false;
   return check_finish();
 }

@@ -2,7 +2,7 @@
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-skinny] [--no-lt] [--variants "mma+pdl lt"]
-#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge splitk2..8 sample1..32, +)
+#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge qpair qpair0 splitk2..8 sample0..32, +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."] [--deadline SECONDS]
 #                                           [--knockout "none attention combine ..."]   (none first)
 #
@@ -17,9 +17,8 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     decode variant of $VARIANTS (default "splitk4+merge+sample1 tune+sample1 splitk4 merge
-#     sample1 mma+wide lt": the unmeasured ones and those whose kernels changed since, the
-#     combinations of the likeliest first, then each alone to tell them apart;
+#     decode variant of $VARIANTS (default "qpair0 sample0 rope0 lt": each default switch turned
+#     off in turn, to confirm it still pays, and the cublasLt plans, a tie when last measured;
 #     --variants "...", --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
 #     below says what each is); rows "1.5B+MMA+PDL" etc.; with --knockout, the 1.5B decode
 #     benchmark at batch 16 once per named stage with that stage left out of the step
@@ -39,7 +38,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; DEADLINE=${DEADLINE:-}; VARIANTS=${VARIANTS:-splitk4+merge+sample1 tune+sample1 splitk4 merge sample1 mma+wide lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; DEADLINE=${DEADLINE:-}; VARIANTS=${VARIANTS:-qpair0 sample0 rope0 lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -219,11 +218,14 @@ EOF
   #         so the test's exact f32 comparisons cover it); rope0 keeps k_rope_kv
   #   gs2, gs3  2 or 3 attention blocks per kv head (CONFIT_GEN_ATT_GS)
   #   merge the attention merges its splits itself, no k_attn_combine (CONFIT_GEN_ATT_MERGE=1)
+  #   qpair the attention stages its queries in one pass, a RoPE pair per thread (k_attn_qp;
+  #         CONFIT_GEN_ATT_QPAIR=1, the default); qpair0 the two passes of k_attn
   #   splitkN  the qkv, o_proj and down GEMMs in N parts of K, added by the attention and the
   #         next RMSNorm (CONFIT_GEN_SPLITK=N, 2..8)
   #   sampleN  the sampler split over N blocks per row (CONFIT_GEN_SAMPLE_SPLIT=N; 1: N chosen,
   #         about two blocks per multiprocessor; untruncated sampling and greedy only); the
-  #         generation test runs sample1 with 7 (chosen, its tiny vocabularies would get 1)
+  #         generation test runs sample1 with 7 (chosen, its tiny vocabularies would get 1);
+  #         the default is sample1; sample0 gives each row one block (k_sample)
   for V in $VARIANTS; do
     # --deadline: no variant starts after that many seconds, so the table still gets printed
     # inside the caller's time limit
@@ -244,6 +246,9 @@ EOF
         rope0) TEST_ENV="$TEST_ENV CONFIT_GEN_FUSE_ROPE=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_FUSE_ROPE=0" ;;
         gs2|gs3) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_GS=${part#gs}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_GS=${part#gs}" ;;
         merge) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_MERGE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_MERGE=1" ;;
+        qpair|qpair0) Q=1; [ "$part" = qpair0 ] && Q=0
+          TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_QPAIR=$Q"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_QPAIR=$Q" ;;
+        sample0) TEST_ENV="$TEST_ENV CONFIT_GEN_SAMPLE_SPLIT=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SAMPLE_SPLIT=0" ;;
         splitk[2-8]) TEST_ENV="$TEST_ENV CONFIT_GEN_SPLITK=${part#splitk}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SPLITK=${part#splitk}" ;;
         sample[1-9]|sample[1-3][0-9]) # the tests' vocabularies are tiny: chosen, N would be 1 there
           N=${part#sample}; [ "$N" = 1 ] && TN=7 || TN=$N
