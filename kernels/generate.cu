@@ -57,7 +57,12 @@
  * GEMMs as 4 batched GEMMs over parts of K, their partials added by the attention and the next
  * k_rmsnorm: 2.20 ms), CONFIT_GEN_ATT_MERGE=1 (the attention merges its splits: 2.57 ms),
  * CONFIT_GEN_ATT_GS=2 (2.27 ms; with the one-pass staging and the split sampler 2.14 against
- * 2.01). skinny.cu replaced k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs
+ * 2.01). Written after the eleventh session's GPU time, not yet run: CONFIT_GEN_PREFETCH=1 and
+ * CONFIT_GEN_PREFETCH_MB=M (the decode attention's blocks, which read few bytes and wait on
+ * memory for most of the attention's 15 us, ask L2 for the layer's o_proj weight and the first M
+ * MB of its gate/up weight, cp.async.bulk.prefetch, so that those GEMMs find them there; the
+ * attention reads 0.72 ms worth of weights per step from memory at full bandwidth otherwise
+ * idle during it). skinny.cu replaced k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs
  * 2.97 ms per step).
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
@@ -553,6 +558,8 @@ struct gen_engine {
   int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
   bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
   bool att_qpair;       /* the fused attention stages its queries in one pass (CONFIT_GEN_ATT_QPAIR, default 1) */
+  bool pf_o;            /* the decode attention asks L2 for the layer's o_proj weight (CONFIT_GEN_PREFETCH=1) */
+  size_t pf_gu;         /* and for this many bytes from the start of its gate/up weight (CONFIT_GEN_PREFETCH_MB) */
   int splitk;           /* CONFIT_GEN_SPLITK: parts of K for the decode qkv, o_proj, down GEMMs (gen_add_x) */
   float *skp;           /* their partials, splitk x gen_splitk_rows x max(D, Q + 2 KV) f32 */
   int pend;             /* partials in skp that the next k_rmsnorm adds into x (0: none) */
@@ -1255,8 +1262,10 @@ static bool gen_att_merge(const gen_engine *e, int A) {
 
 /* The decode attention of layer l over A rows (k_attn; gen_attn.cuh): rq, early as att_args says,
  * gs blocks per kv head. Writes e->po/pm/pl (and with rq the caches at each row's position);
- * with merge also e->att (no k_attn_combine needed). */
-static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int gs, bool merge) {
+ * with merge also e->att (no k_attn_combine needed). With pf, the blocks also ask L2 for the
+ * weights that CONFIT_GEN_PREFETCH / _MB name (ranges of 16-byte multiples at 16-byte addresses;
+ * a weight not so aligned is left out). */
+static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int gs, bool merge, bool pf) {
   const gen_layer *Ly = &e->layer[l];
   int hd = e->hd, nsplit, C;
   att_split(e, A, &nsplit, &C);
@@ -1278,6 +1287,16 @@ static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int g
   aa.ld = e->Q + 2 * e->KV; aa.bq = Ly->bq; aa.bk = Ly->bk; aa.bv = Ly->bv; aa.cos_t = e->cos_t; aa.sin_t = e->sin_t;
   aa.kcw = kc; aa.vcw = vc;
   if (merge) { aa.cnt = e->att_cnt; aa.out = e->att; }
+  if (pf) {
+    size_t ob = (size_t)e->D * e->Q * wsize(e), gb = (size_t)(Ly->gu_fused ? 2 : 1) * e->F * e->D * wsize(e);
+    const char *w[2] = {(const char *)Ly->ow, (const char *)Ly->gw};
+    size_t n[2] = {e->pf_o ? ob : 0, e->pf_gu < gb ? e->pf_gu : gb};
+    for (int i = 0; i < 2; i++)
+      if (n[i] >= 16 && (uintptr_t)w[i] % 16 == 0) {
+        aa.pf[i] = w[i];
+        aa.pf_n[i] = n[i] / 16 * 16;
+      }
+  }
   if (rq && e->att_qpair && hd % 16 == 0 && hd <= 128) /* gen_attn.cuh: QP */
     LAUNCH_T(k_attn_qp, ag, ATT_T, aa);
   else if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, aa);
@@ -1295,7 +1314,7 @@ static float tune_att(gen_engine *e, int A, int gs, bool merge, cudaEvent_t ev0,
   att_split(e, A, &nsplit, &C);
   int hd = e->hd;
   return graph_time(e, 2 * e->L, [&](int i) {
-    if (gen_attention(e, i % e->L, A, e->rq, e->pdl, gs, merge)) return false;
+    if (gen_attention(e, i % e->L, A, e->rq, e->pdl, gs, merge, true)) return false;
     if (!merge) /* the separate merge counts too */
       LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
     return cu_launched("generate: combine") == 0;
@@ -1353,7 +1372,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
                e->rows.slot, e->qr, kc, vc, e->H, e->KVH, hd, e->cap);
     STAGE("attention");
     bool merge = gen_att_merge(e, A);
-    if (KEEP("attention") && gen_attention(e, l, A, rq, decode && e->pdl, gen_att_gs(e, A), merge)) return -1;
+    if (KEEP("attention") && gen_attention(e, l, A, rq, decode && e->pdl, gen_att_gs(e, A), merge, decode)) return -1;
     e->qnp = 0;
     STAGE("attn_combine");
     if (KEEP("combine") && !merge)
@@ -1615,7 +1634,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, pdl, rope, nt, ksb, minb, gs, amerge, qpair, sk, wide, ssplit, dev = 0, cc = 0;
+    int mma, pdl, rope, nt, ksb, minb, gs, amerge, qpair, pfo, pfmb, sk, wide, ssplit, dev = 0, cc = 0;
     /* programmatic dependent launches by default where the GPU has them (sm_90 on): on an H200
      * the 1.5B step at batch 16 took 2.12 ms with them and 2.20 without (2026-11-26) */
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -1638,7 +1657,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
         env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide) ||
-        env_int("CONFIT_GEN_SAMPLE_SPLIT", 1, 0, SMP_MAXS, &ssplit) || env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair)) {
+        env_int("CONFIT_GEN_SAMPLE_SPLIT", 1, 0, SMP_MAXS, &ssplit) || env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) ||
+        env_int("CONFIT_GEN_PREFETCH", 0, 0, 1, &pfo) || env_int("CONFIT_GEN_PREFETCH_MB", 0, 0, 1024, &pfmb)) {
       rc = -1;
       goto fail;
     }
@@ -1661,6 +1681,10 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
      * splits each row over several blocks: H200, 1.5B b16, in one run (2026-11-27): 2.18 ms/step
      * with neither, 2.05 with the one-pass staging, 2.01 with both; =0 turns each off */
     e->att_qpair = qpair == 1;
+    /* opt-in, not yet run on a GPU (eleventh session): the decode attention, which reads few
+     * bytes and waits on memory, asks L2 for the o_proj weight and the first MB of gate/up */
+    e->pf_o = pfo == 1;
+    e->pf_gu = (size_t)pfmb << 20;
     e->splitk = sk > 1 ? sk : 0;
     e->smp_split = ssplit;
   }

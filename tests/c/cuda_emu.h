@@ -63,7 +63,7 @@ class emu_barrier { /* reusable barrier for n threads: spins (yielding) a while,
 };
 
 static thread_local dim3 emu_thread, emu_block;
-static dim3 emu_bdim;
+static dim3 emu_bdim, emu_gdim;
 static emu_barrier *emu_block_bar;
 static emu_barrier *emu_warp_bar[32];
 struct emu_frag { uint32_t a[4], b[2]; float c[4]; };
@@ -78,6 +78,7 @@ static float emu_shfl[32][32];
 #define threadIdx emu_thread
 #define blockIdx emu_block
 #define blockDim emu_bdim
+#define gridDim emu_gdim
 #define __global__
 #define __device__
 #define __forceinline__ inline
@@ -108,6 +109,11 @@ static inline void cu_pdl_wait() {
 }
 static inline void cu_pdl_trigger() {}
 static inline void cu_prefetch_l2(const void *) {}
+/* bulk L2 prefetch: nothing to fetch here; a test may watch the requests */
+static std::function<void(const void *, unsigned)> emu_prefetch_hook;
+static inline void cu_prefetch_l2_bulk(const void *p, unsigned n) {
+  if (emu_prefetch_hook) emu_prefetch_hook(p, n);
+}
 template <typename T> static T __ldg(const T *p) { return *p; }
 template <typename T> static T __ldcs(const T *p) { return *p; }
 template <typename T> static T __ldcg(const T *p) { return *p; }
@@ -201,6 +207,7 @@ static inline double emu_urand(uint64_t *state) {
 template <typename F>
 static inline void emu_run(dim3 grid, int nthr, F body) {
   emu_bdim = dim3(nthr, 1, 1);
+  emu_gdim = grid;
   emu_barrier bb(nthr), done(nthr);
   emu_block_bar = &bb;
   int nw = (nthr + 31) / 32;
