@@ -27,12 +27,14 @@
 -- --eval-questions held-out questions and its metrics are written beside it (metrics.json).
 --
 -- --out (default: the shipped checkpoint, which this recipe regenerates) is checked before the
--- training: it may be missing, an empty folder, or a model folder this recipe could have written
--- (config.json of a qwen2 with the toy's 257 ids, model.safetensors, and nothing but the files
--- listed in MODEL_FILES); anything else is refused. The model is saved into a new sibling
--- folder <out>.tmp.XXXXXX (a mktemp template), then put in place by renames: the old folder set
--- aside as <out>.old.XXXXXX, the new one renamed to <out>, the old one removed; no other file is
--- touched.
+-- training, and again after it (it may have changed meanwhile): it may be missing, an empty
+-- folder, or a model folder this recipe could have written (config.json of a qwen2 with the
+-- toy's 257 ids, model.safetensors, and nothing but the files listed in MODEL_FILES); anything
+-- else is refused. The model folder is written as m:save writes one (jsonio.write_dir_atomic):
+-- into a new sibling folder <out>.tmp-PID-TIME-SERIAL, synced, then put in place by renames (an
+-- old folder set aside as <out>.old-PID-TIME-SERIAL and removed once the new one is in place); no
+-- other file is touched. Training is costly, so when --out is refused after it, or the renames
+-- fail, the model is kept in <out>.kept-PID-TIME-SERIAL and the error names that folder.
 local confit = require "confit"
 local model = require "confit.model"
 local toy = require "confit.toy"
@@ -75,14 +77,6 @@ local MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors
 
 local q, list_dir = cli.shell_quote, cli.list_dir
 
--- A new empty folder named like template with its XXXXXX made unique (mktemp -d), or nil.
-local function temp_dir(template)
-  local p = io.popen("mktemp -d -- " .. q(template) .. " 2>/dev/null")
-  local dir = p:read("l")
-  if not (p:close() and dir and cli.is_dir(dir)) then return nil end
-  return dir
-end
-
 -- Remove dir, a folder this run made, and the files in it (best effort: on an error's way out).
 local function remove_own_dir(dir)
   for _, name in ipairs(list_dir(dir) or {}) do os.remove(dir .. "/" .. name) end
@@ -107,28 +101,6 @@ local function out_refused(out)
     return "is not a toy model folder (config.json of a qwen2 with 257 ids, model.safetensors)"
   end
   return nil
-end
-
--- Move the model folder tmp to out by renames: a missing out directly; an existing one (checked
--- by out_refused: only MODEL_FILES there) is first set aside beside it, then removed once tmp
--- has taken its place, so out is always a whole model, the old or the new.
-local function install(tmp, out)
-  local function check(ok, err, what)
-    if not ok then error(("pretrain_toy: cannot %s: %s (the model is in %s)"):format(what, tostring(err), tmp), 0) end
-  end
-  if not cli.exists(out) then
-    local ok, err = os.rename(tmp, out)
-    return check(ok, err, "rename it to " .. out)
-  end
-  local old = temp_dir(out .. ".old.XXXXXX")   -- an empty folder, which a rename may replace
-  check(old, "mktemp failed", "set the old " .. out .. " aside")
-  local ok, err = os.rename(out, old)
-  if not ok then os.remove(old) end
-  check(ok, err, "set the old " .. out .. " aside")
-  ok, err = os.rename(tmp, out)
-  if not ok then os.rename(old, out) end       -- the old model back in place
-  check(ok, err, "rename it to " .. out)
-  remove_own_dir(old)
 end
 
 local function config_of(o)
@@ -190,10 +162,10 @@ local function main(argv)
   end
   -- fail now, not after the training: the parent must exist and take the temporary sibling
   local parent = out:match("^(.*)/") or "."
-  local probe = (os.execute("mkdir -p -- " .. q(parent == "" and "/" or parent) .. " 2>/dev/null"))
-                and temp_dir(out .. ".tmp.XXXXXX")
-  if not probe then die("cannot create --out '%s' (a file is in the way, or no permission)", o.out) end
-  os.remove(probe)
+  if parent == "" then parent = "/" end
+  if not (cli.make_dir(parent) and os.execute(("test -w %s && test -x %s"):format(q(parent), q(parent)))) then
+    die("cannot create --out '%s' (a file is in the way, or no permission)", o.out)
+  end
   local world = toy.world(o.task)
   local m = model.new(config_of(o), {seed = o.seed, std = o.std, tokenizer = toy_tokenizer()})
   local params = train.trainable(m)
@@ -246,25 +218,26 @@ local function main(argv)
   local train_s = confit.clock() - t_start
   local summary = toy_eval.run(m, heldout, {seed = o.seed, n = 16, benchmark = "toy-" .. o.task})
   say(toy_eval.format_table({final = summary}))
-  -- save into a new sibling of out (removed if anything fails), then move it into place
-  local tmp = temp_dir(out .. ".tmp.XXXXXX")
-  if not tmp then error(("pretrain_toy: cannot create a folder beside %s"):format(out), 0) end
-  local cleanup <close> = setmetatable({}, {__close = function() if tmp then remove_own_dir(tmp) end end})
-  m:save(tmp)
-  assert(toy.write_tokenizer(tmp))
-  assert(jsonio.write_json_atomic(tmp .. "/metrics.json", {
-    recipe = "pretrain_toy", options = o, parameters = nparams, train_seconds = train_s,
-    eval = summary, eval_questions = #heldout, final_loss = history[#history].loss,
-  }))
-  bad = out_refused(out)
-  if bad then
-    local kept = tmp
-    tmp = nil
-    die("--out '%s' changed during the training and now %s: the model is in %s", o.out, bad, kept)
+  -- The model folder, written as m:save writes one; a failed write removes it. Once it is
+  -- written, out is checked again (it may have changed during the training): out_refused decides
+  -- then, so write_dir_atomic's own check, made before the save, lets every entry pass. A
+  -- refusal or a failed rename keeps the model beside out (keep_on_failure).
+  local function fill(tmp)
+    m:save_into(tmp)
+    assert(toy.write_tokenizer(tmp))
+    assert(jsonio.write_json_atomic(tmp .. "/metrics.json", {
+      recipe = "pretrain_toy", options = o, parameters = nparams, train_seconds = train_s,
+      eval = summary, eval_questions = #heldout, final_loss = history[#history].loss,
+    }))
   end
-  local dir = tmp
-  tmp = nil   -- from here a failure leaves the model there (install's message says so)
-  install(dir, out)
+  local function recheck()
+    local why = out_refused(out)
+    if why then return nil, ("--out '%s' changed during the training and now %s"):format(o.out, why) end
+    return true
+  end
+  local ok, err = jsonio.write_dir_atomic(out, fill, {replaceable = function() return true end,
+                                                       recheck = recheck, keep_on_failure = true})
+  if not ok then die("%s", err) end
   say(("pretrain_toy: saved %s (%.1fs of training)"):format(out, train_s))
   return summary
 end

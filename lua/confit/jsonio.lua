@@ -407,6 +407,13 @@ end
 --     the old folder at DIR.old-... (never removed by M.remove_stale_temps) and the new one at
 --     DIR.tmp-...; a failed second rename puts the old folder back.
 --   * dir a file (or a parent that cannot be made): nil, "cannot create directory ...".
+--   * opts.recheck(dir), when given, runs after fill, right before dir is touched (dir may have
+--     changed while fill ran): nil, message stops there, as a failed rename does.
+--   * putting the new folder in place fails (recheck says no, dir cannot be set aside, the rename
+--     fails): the temporary folder is removed; with opts.keep_on_failure (a folder that is costly
+--     to make again, say a trained model) it is kept instead, renamed to DIR.kept-PID-TIME-SERIAL
+--     (not a temporary name, so M.remove_stale_temps leaves it; it stays at DIR.tmp-... if that
+--     rename fails too), and the message ends "; the new folder is kept at <path>".
 -- Returns true (and fill's first result), or nil and a one-line message.
 function M.write_dir_atomic(dir, fill, opts)
   if type(dir) ~= "string" or dir == "" then error("jsonio: the folder must be a non-empty string, got " .. tostring(dir), 2) end
@@ -444,19 +451,29 @@ function M.write_dir_atomic(dir, fill, opts)
   end
   local fok, ferr = fsync(tmp)
   if not fok then remove(tmp); return nil, ferr end
+  -- the new folder is complete: a failure from here removes it, or keeps it (opts.keep_on_failure)
+  local function not_placed(msg)
+    if not opts.keep_on_failure then remove(tmp); return nil, msg end
+    local kept = fresh_tmp_name(dir, "kept")
+    if kept and os.rename(tmp, kept) then tmp = kept end
+    return nil, msg .. "; the new folder is kept at " .. tmp
+  end
+  if opts.recheck then
+    local cok, cerr = opts.recheck(dir)
+    if not cok then return not_placed(tostring(cerr)) end
+  end
   local aside
   if #old_names > 0 then
     local aerr
     aside, aerr = fresh_tmp_name(dir, "old")
     local rok, rerr = aside and os.rename(dir, aside)
     rerr = rerr or aerr
-    if not rok then remove(tmp); return nil, "cannot move the old " .. dir .. " aside: " .. tostring(rerr) end
+    if not rok then return not_placed("cannot move the old " .. dir .. " aside: " .. tostring(rerr)) end
   end
   local rok, rerr = os.rename(tmp, dir)
   if not rok then
     if aside then os.rename(aside, dir) end
-    remove(tmp)
-    return nil, "cannot rename " .. tmp .. " to " .. dir .. ": " .. tostring(rerr)
+    return not_placed("cannot rename " .. tmp .. " to " .. dir .. ": " .. tostring(rerr))
   end
   local dok, derr = fsync(parent)
   if aside then remove(aside) end

@@ -1,7 +1,8 @@
 -- Fault-injection findings, kept fixed: files that are not regular files in a model folder (a
 -- FIFO would block the reader forever), whole-folder atomic saves (m:save, checkpoints) that
--- leave the destination as it was when a write fails, no temporary folder left behind, and the
--- C writers' temporary files (fresh names that jsonio knows, never written through a symlink).
+-- leave the destination as it was when a write fails, no temporary folder left behind (unless
+-- the caller asks to keep it: keep_on_failure), and the C writers' temporary files (fresh names
+-- that jsonio knows, never written through a symlink).
 -- Out-of-memory paths have no hook in the library: they were checked with an LD_PRELOAD
 -- allocation-failure shim outside the repository (see the commit's report).
 local H = dofile("tests/lua/harness.lua")
@@ -203,6 +204,78 @@ H.case("write_dir_atomic and remove_stale_temps: temporary folders", function()
   H.write(stale .. "/sub/model.safetensors", "x")
   H.eq(table.concat(jsonio.remove_stale_temps(parent), " "), "d.tmp-999999-1-1", "removed")
   H.eq(names(parent), "d", "the folder stays")
+end)
+
+H.case("write_dir_atomic: a failed put-in-place removes the new folder, or keeps and names it (keep_on_failure)", function()
+  local parent = tempdir()
+  local dst = parent .. "/d"
+  -- the one entry beside dst, and what it holds
+  local function beside()
+    local list = {}
+    for _, n in ipairs(cli.list_dir(parent)) do if n ~= "d" then list[#list + 1] = n end end
+    return list
+  end
+  -- dst appears, holding a file, while fill runs: the rename into place fails
+  local function fill(tmp)
+    H.write(tmp .. "/a", "new")
+    assert(os.execute("mkdir -- " .. q(dst)))
+    H.write(dst .. "/theirs", "x")
+  end
+  local ok, err = jsonio.write_dir_atomic(dst, fill)
+  H.eq(ok, nil, "failed")
+  H.ok(err:find("cannot rename", 1, true) and err:find(dst, 1, true), err)
+  H.ok(not err:find("kept", 1, true), "nothing kept by default: " .. err)
+  H.eq(#beside(), 0, "the temporary folder removed")
+  H.eq(names(dst), "theirs", "what appeared is untouched")
+  assert(os.execute("rm -rf -- " .. q(dst)))
+  ok, err = jsonio.write_dir_atomic(dst, fill, {keep_on_failure = true})
+  H.eq(ok, nil, "failed")
+  local kept = beside()
+  H.eq(#kept, 1, "one folder kept beside dst")
+  kept = parent .. "/" .. tostring(kept[1])
+  H.ok(err:find("cannot rename", 1, true) and err:find("kept at " .. kept, 1, true), err)
+  H.eq(read(kept .. "/a"), "new", "the new folder, whole")
+  H.eq(names(dst), "theirs", "what appeared is untouched")
+  H.eq(jsonio.is_temp_name(kept), nil, "not a temporary name: " .. kept)
+  H.eq(#jsonio.remove_stale_temps(parent), 0, "the stale-temp cleanup leaves it")
+  assert(os.execute("rm -rf -- " .. q(dst) .. " " .. q(kept)))
+  -- an old folder set aside, then the rename of the new one fails: the old one is put back
+  H.ok(jsonio.write_dir_atomic(dst, function(tmp) H.write(tmp .. "/a", "old") end), "the old folder")
+  local rename, seen = os.rename, nil
+  os.rename = function(a, b)
+    if a == seen and b == dst then return nil, "injected: Read-only file system" end
+    return rename(a, b)
+  end
+  ok, err = jsonio.write_dir_atomic(dst, function(tmp) seen = tmp; H.write(tmp .. "/a", "new") end,
+                                    {replaceable = function() return true end, keep_on_failure = true})
+  os.rename = rename
+  H.eq(ok, nil, "failed")
+  kept = beside()
+  H.eq(#kept, 1, "one folder kept beside dst")
+  kept = parent .. "/" .. tostring(kept[1])
+  H.ok(err:find("injected", 1, true) and err:find("kept at " .. kept, 1, true), err)
+  H.eq(read(dst .. "/a"), "old", "the old folder back in place")
+  H.eq(read(kept .. "/a"), "new", "the new one kept")
+  assert(os.execute("rm -rf -- " .. q(kept)))
+  -- opts.recheck runs after fill, before dst is touched: a refusal is a failed put-in-place
+  local checked
+  local function refuse(d) checked = read(seen .. "/a"); return nil, d .. " changed meanwhile" end
+  for _, keep in ipairs({false, true}) do
+    ok, err = jsonio.write_dir_atomic(dst, function(tmp) seen = tmp; H.write(tmp .. "/a", "new") end,
+                                      {replaceable = function() return true end, recheck = refuse,
+                                       keep_on_failure = keep})
+    H.eq(ok, nil, "refused")
+    H.eq(checked, "new", "recheck ran after fill")
+    H.ok(err:find(dst .. " changed meanwhile", 1, true), err)
+    H.eq(read(dst .. "/a"), "old", "dst untouched")
+    kept = beside()
+    H.eq(#kept, keep and 1 or 0, "kept only with keep_on_failure: " .. err)
+    if keep then
+      H.ok(err:find("kept at " .. parent .. "/" .. kept[1], 1, true), err)
+      H.eq(read(parent .. "/" .. kept[1] .. "/a"), "new", "the new folder kept")
+      assert(os.execute("rm -rf -- " .. q(parent .. "/" .. kept[1])))
+    end
+  end
 end)
 
 for _, p in ipairs(temps) do os.execute("rm -rf -- " .. q(p)) end

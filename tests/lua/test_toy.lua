@@ -390,5 +390,55 @@ H.case("pretrain_toy: a run that dies leaves no temporary folder; a failed save 
   H.eq(assert(jsonio.read_json(d .. "/m/metrics.json")).options.seed, 2, "the old model kept")
 end)
 
+-- the one folder in d beside --out's name, with the error that must name it
+local function kept_beside(d, out_name, e)
+  local list = {}
+  for name in ls(d):gmatch("%S+") do if name ~= out_name then list[#list + 1] = name end end
+  H.eq(#list, 1, "one folder kept beside --out: " .. ls(d))
+  local kept = d .. "/" .. tostring(list[1])
+  H.ok(tostring(e):find(kept, 1, true), "the error names " .. kept .. ": " .. tostring(e))
+  H.eq(ls(kept), "config.json generation_config.json metrics.json model.safetensors tokenizer.json "
+       .. "tokenizer_config.json", "the trained model, whole")
+  H.eq(jsonio.is_temp_name(kept), nil, "not a temporary name (a stale-temp cleanup would take it)")
+  return kept
+end
+
+H.case("pretrain_toy: a failed rename into --out keeps the trained model beside it and says where", function()
+  local d = PT .. "/rename"
+  assert(os.execute("mkdir -p " .. q(d)))
+  local out = d .. "/m"
+  local rename = os.rename
+  os.rename = function(a, b)
+    if a ~= b and b == out then return nil, out .. ": injected: Read-only file system" end
+    return rename(a, b)
+  end
+  local ok, e = pretrain_into(out, "--seed", "4")
+  os.rename = rename
+  H.ok(not ok and cli.is_user_error(e, "pretrain_toy") and tostring(e):find("injected", 1, true), tostring(e))
+  local kept = kept_beside(d, "m", e)
+  H.eq(assert(jsonio.read_json(kept .. "/metrics.json")).options.seed, 4, "this run's model")
+  H.ok(not cli.exists(out), "no --out")
+end)
+
+H.case("pretrain_toy: an --out that changes during the training is refused after it; the model is kept", function()
+  local d = PT .. "/changed"
+  assert(os.execute("mkdir -p " .. q(d)))
+  local out = d .. "/m"
+  assert(pretrain_into(out, "--seed", "2"))
+  -- the final evaluation runs after the training: a notes file appears in --out then
+  local run = toy_eval.run
+  toy_eval.run = function(...) spit(out .. "/notes.txt", "mine\n"); return run(...) end
+  local ok, e = pretrain_into(out, "--seed", "5")
+  toy_eval.run = run
+  H.ok(not ok and cli.is_user_error(e, "pretrain_toy"), tostring(e))
+  H.ok(tostring(e):find("--out '" .. out .. "' changed during the training and now holds notes.txt", 1, true),
+       tostring(e))
+  H.eq(ls(out), "config.json generation_config.json metrics.json model.safetensors notes.txt tokenizer.json "
+       .. "tokenizer_config.json", "--out untouched")
+  H.eq(assert(jsonio.read_json(out .. "/metrics.json")).options.seed, 2, "the old model there")
+  local kept = kept_beside(d, "m", e)
+  H.eq(assert(jsonio.read_json(kept .. "/metrics.json")).options.seed, 5, "this run's model kept")
+end)
+
 os.execute("rm -rf " .. q(PT))
 H.finish()
