@@ -60,9 +60,8 @@
  * 2.01). Written after the eleventh session's GPU time, not yet run: CONFIT_GEN_PREFETCH=1 and
  * CONFIT_GEN_PREFETCH_MB=M (the decode attention's blocks, which read few bytes and wait on
  * memory for most of the attention's 15 us, ask L2 for the layer's o_proj weight and the first M
- * MB of its gate/up weight, cp.async.bulk.prefetch, so that those GEMMs find them there; the
- * attention reads 0.72 ms worth of weights per step from memory at full bandwidth otherwise
- * idle during it). skinny.cu replaced k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs
+ * MB of its gate/up weight, cp.async.bulk.prefetch, so that those GEMMs find them there; during
+ * the attention the memory's bandwidth otherwise idles). skinny.cu replaced k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs
  * 2.97 ms per step).
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
