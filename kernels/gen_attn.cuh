@@ -111,7 +111,8 @@ struct att_args {
   void *kcw, *vcw;                         /* rq: the caches, written at (slot[r], pos[r]) */
   const char *pf[2];  /* L2 prefetch (CONFIT_GEN_PREFETCH): byte ranges the next kernels read
                          (the layer's o_proj weight, the start of its gate/up weight), each block
-                         asking for its share when it starts (att_prefetch); pf_n[i] bytes, 0: none */
+                         asking for its share when it starts (gen_prefetch_share); pf_n[i] bytes,
+                         0: none */
   size_t pf_n[2];
   int *cnt;    /* non-NULL: the last of the nsplit blocks of a (row, y) merges the splits itself
                   (k_attn_combine's work; one ticket counter per (row, y), zero between launches) */
@@ -199,11 +200,12 @@ __device__ void att_merge(const att_args &a, int r, int kvh, int gbeg, int gend)
 }
 
 /* Block b of the grid's nb asks L2 for its share of the n bytes at p: [b c, b c + c), c = n / nb
- * rounded up to 16 bytes, in requests of at most ATT_PF_MAX bytes (p and n are multiples of 16).
- * The attention reads few bytes and waits on memory; the weights of the kernels after it are
- * fetched meanwhile. */
+ * rounded up to 16 bytes, in requests of at most ATT_PF_MAX bytes (p and n are multiples of 16;
+ * called by one thread of the block). A kernel that reads few bytes and waits on memory (the
+ * attention; generate.cu's RMSNorm and SwiGLU) so fetches the weights of the GEMM after it
+ * (CONFIT_GEN_PREFETCH). */
 #define ATT_PF_MAX 65536
-__device__ __forceinline__ void att_prefetch(const char *p, size_t n) {
+__device__ __forceinline__ void gen_prefetch_share(const char *p, size_t n) {
   size_t nb = (size_t)gridDim.x * gridDim.y * gridDim.z;
   size_t b = blockIdx.x + (size_t)gridDim.x * (blockIdx.y + (size_t)gridDim.y * blockIdx.z);
   size_t c = (n + nb - 1) / nb;
@@ -228,7 +230,7 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
   int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32;
   int group = H / KVH, hh = hd / 2;
   int gper = (group + a.gs - 1) / a.gs, gbeg = gi * gper, gend = min(group, gbeg + gper); /* my query heads */
-  if (tid < 2 && a.pf_n[tid]) att_prefetch(a.pf[tid], a.pf_n[tid]); /* weights: before the wait */
+  if (tid < 2 && a.pf_n[tid]) gen_prefetch_share(a.pf[tid], a.pf_n[tid]); /* weights: before the wait */
   int p = a.pos[r], pl_r = a.plen[r];
   int start = split * a.C, end = min(start + a.C, p + 1);
   size_t own = ((size_t)a.slot[r] * KVH + kvh) * cap * hd, pre = ((size_t)a.pslot[r] * KVH + kvh) * cap * hd;

@@ -57,11 +57,12 @@
  * GEMMs as 4 batched GEMMs over parts of K, their partials added by the attention and the next
  * k_rmsnorm: 2.20 ms), CONFIT_GEN_ATT_MERGE=1 (the attention merges its splits: 2.57 ms),
  * CONFIT_GEN_ATT_GS=2 (2.27 ms; with the one-pass staging and the split sampler 2.14 against
- * 2.01). Written after the eleventh session's GPU time, not yet run: CONFIT_GEN_PREFETCH=1 and
- * CONFIT_GEN_PREFETCH_MB=M (the decode attention's blocks, which read few bytes and wait on
- * memory for most of the attention's 15 us, ask L2 for the layer's o_proj weight and the first M
- * MB of its gate/up weight, cp.async.bulk.prefetch, so that those GEMMs find them there; during
- * the attention the memory's bandwidth otherwise idles). skinny.cu replaced k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs
+ * 2.01). Written after the eleventh session's GPU time, not yet run: L2 prefetch of the next
+ * GEMM's weight by a kernel that reads few bytes and waits on memory while the memory's
+ * bandwidth idles (gen_prefetch_share, cp.async.bulk.prefetch): CONFIT_GEN_PREFETCH bit 1, the
+ * attention (about 15 us of the step per layer) asks for the o_proj weight; bit 2, the input
+ * RMSNorm for the q|k|v weight; CONFIT_GEN_PREFETCH_MB=M, the attention for the first M MB of
+ * gate/up; CONFIT_GEN_PREFETCH_DOWN_MB=M, k_swiglu for the first M MB of down. skinny.cu replaced k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs
  * 2.97 ms per step).
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
@@ -127,18 +128,23 @@ __global__ void k_embed(const void *embv, const int *tok, float *x, int D, float
   }
 }
 
+/* k_attn, k_attn_qp, k_attn_combine; rope_lo / rope_hi; gen_prefetch_share */
+#include "kernels/gen_attn.cuh"
+
 // y (A, D) in T = x (A, D) f32 * rsqrt(mean(x^2) + eps) * w (D). With np > 0 the split-K
 // partials of the GEMM before (CONFIT_GEN_SPLITK; parts[s] at s * pstride, (A, D) each) are added
 // into x first, in order, and x is written back (each thread rereads only what it wrote).
 // A thread's first RMS_REG elements stay in registers, their loads issued together (the norm
 // weight's before the dependent-launch wait: it is no predecessor's output); elements past
-// RMS_REG * blockDim (D > 4096 at 1024 threads) take the loop after.
+// RMS_REG * blockDim (D > 4096 at 1024 threads) take the loop after. pfn > 0: the blocks ask L2
+// for their shares of the pfn bytes at pf first (the next GEMM's weight; CONFIT_GEN_PREFETCH).
 #define RMS_REG 4
 template <typename T>
 __global__ void k_rmsnorm(float *x, const float *w, void *yv, int D, float eps, const float *parts, int np,
-                          size_t pstride) {
+                          size_t pstride, const char *pf, size_t pfn) {
   T *y = (T *)yv;
   int r = blockIdx.x, bd = blockDim.x, tid = threadIdx.x;
+  if (tid == 0 && pfn) gen_prefetch_share(pf, pfn);
   float wv[RMS_REG], xv[RMS_REG];
 #pragma unroll
   for (int k = 0; k < RMS_REG; k++)
@@ -174,8 +180,6 @@ __global__ void k_rmsnorm(float *x, const float *w, void *yv, int D, float eps, 
     if (tid + k * bd < D) y[(size_t)r * D + tid + k * bd] = from_float<T>(xv[k] * inv * wv[k]);
   for (int j = tid + RMS_REG * bd; j < D; j += bd) y[(size_t)r * D + j] = from_float<T>(xr[j] * inv * w[j]);
 }
-
-#include "kernels/gen_attn.cuh"
 
 /* qkv (A, ld) f32 holds q | k | v of each row. Adds the biases, rotates q and k at pos[r] (rope_lo,
  * rope_hi of gen_attn.cuh)
@@ -219,9 +223,10 @@ __global__ void k_rope_kv(const float *qkv, int ld, const float *bq, const float
 }
 
 
-// out (A, F) in T = silu(gu[:, :F]) * gu[:, F:]; gu (A, 2F) f32
+// out (A, F) in T = silu(gu[:, :F]) * gu[:, F:]; gu (A, 2F) f32; pf, pfn as k_rmsnorm's
 template <typename T>
-__global__ void k_swiglu(const float *gu, void *outv, int F, int64_t n) {
+__global__ void k_swiglu(const float *gu, void *outv, int F, int64_t n, const char *pf, size_t pfn) {
+  if (threadIdx.x == 0 && pfn) gen_prefetch_share(pf, pfn);
   cu_pdl_wait();
   cu_pdl_trigger();
   T *out = (T *)outv;
@@ -557,8 +562,11 @@ struct gen_engine {
   int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
   bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
   bool att_qpair;       /* the fused attention stages its queries in one pass (CONFIT_GEN_ATT_QPAIR, default 1) */
-  bool pf_o;            /* the decode attention asks L2 for the layer's o_proj weight (CONFIT_GEN_PREFETCH=1) */
+  bool pf_o;            /* the decode attention asks L2 for the layer's o_proj weight (CONFIT_GEN_PREFETCH=1 or 3) */
   size_t pf_gu;         /* and for this many bytes from the start of its gate/up weight (CONFIT_GEN_PREFETCH_MB) */
+  size_t pf_qkv;        /* the input RMSNorm asks for this many bytes of the layer's q|k|v weight
+                           (CONFIT_GEN_PREFETCH=2 or 3: all of it) */
+  size_t pf_down;       /* k_swiglu for this many of its down weight (CONFIT_GEN_PREFETCH_DOWN_MB) */
   int splitk;           /* CONFIT_GEN_SPLITK: parts of K for the decode qkv, o_proj, down GEMMs (gen_add_x) */
   float *skp;           /* their partials, splitk x gen_splitk_rows x max(D, Q + 2 KV) f32 */
   int pend;             /* partials in skp that the next k_rmsnorm adds into x (0: none) */
@@ -1222,10 +1230,18 @@ static int gen_add_x(gen_engine *e, bool fold, bool decode, const void *W, const
 
 static int norm_threads(int D) { return D >= 2048 ? 1024 : D >= 512 ? 512 : D >= 128 ? 128 : 32; }
 
-/* h (A, D) = rmsnorm(x) * g, adding the pending split-K partials into x first (gen_add_x) */
-static void gen_norm(gen_engine *e, int A, const float *g) {
+/* A weight range for gen_prefetch_share: the first min(bytes, want) bytes at w, rounded down to
+ * 16, or 0 (nothing) when w is not 16-byte aligned or that leaves nothing */
+static size_t pf_bytes(const void *w, size_t bytes, size_t want) {
+  size_t n = (bytes < want ? bytes : want) / 16 * 16;
+  return (uintptr_t)w % 16 == 0 ? n : 0;
+}
+
+/* h (A, D) = rmsnorm(x) * g, adding the pending split-K partials into x first (gen_add_x); its
+ * blocks ask L2 for the pfn bytes at pf (0: none) */
+static void gen_norm(gen_engine *e, int A, const float *g, const void *pf = NULL, size_t pfn = 0) {
   LAUNCH_T(k_rmsnorm, A, norm_threads(e->D), e->x, g, e->h, e->D, (float)e->m->cfg.rms_eps,
-           (const float *)(e->pend ? e->skp : NULL), e->pend, (size_t)e->D * A);
+           (const float *)(e->pend ? e->skp : NULL), e->pend, (size_t)e->D * A, (const char *)pf, pfn);
   e->pend = 0;
 }
 
@@ -1287,14 +1303,10 @@ static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int g
   aa.kcw = kc; aa.vcw = vc;
   if (merge) { aa.cnt = e->att_cnt; aa.out = e->att; }
   if (pf) {
-    size_t ob = (size_t)e->D * e->Q * wsize(e), gb = (size_t)(Ly->gu_fused ? 2 : 1) * e->F * e->D * wsize(e);
-    const char *w[2] = {(const char *)Ly->ow, (const char *)Ly->gw};
-    size_t n[2] = {e->pf_o ? ob : 0, e->pf_gu < gb ? e->pf_gu : gb};
-    for (int i = 0; i < 2; i++)
-      if (n[i] >= 16 && (uintptr_t)w[i] % 16 == 0) {
-        aa.pf[i] = w[i];
-        aa.pf_n[i] = n[i] / 16 * 16;
-      }
+    aa.pf[0] = (const char *)Ly->ow;
+    aa.pf_n[0] = e->pf_o ? pf_bytes(Ly->ow, (size_t)e->D * e->Q * wsize(e), SIZE_MAX) : 0;
+    aa.pf[1] = (const char *)Ly->gw;
+    aa.pf_n[1] = pf_bytes(Ly->gw, (size_t)(Ly->gu_fused ? 2 : 1) * e->F * e->D * wsize(e), e->pf_gu);
   }
   if (rq && e->att_qpair && hd % 16 == 0 && hd <= 128) /* gen_attn.cuh: QP */
     LAUNCH_T(k_attn_qp, ag, ATT_T, aa);
@@ -1342,7 +1354,10 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     gen_layer *Ly = &e->layer[l];
     void *kc = (char *)e->kc + l * lkv, *vc = (char *)e->vc + l * lkv;
     STAGE("rmsnorm");
-    if (KEEP("rmsnorm") && !fold) { gen_norm(e, A, Ly->in_norm); }
+    if (KEEP("rmsnorm") && !fold) {
+      size_t qb = (size_t)(Ly->qkv_fused ? Q + 2 * KV : Q) * D * wsize(e);
+      gen_norm(e, A, Ly->in_norm, Ly->qw, decode ? pf_bytes(Ly->qw, qb, e->pf_qkv) : 0);
+    }
     STAGE("qkv");
     if (!KEEP("qkv")) {
     } else if (fold) {
@@ -1403,7 +1418,9 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     }
     int64_t n = (int64_t)A * F;
     STAGE("swiglu");
-    if (KEEP("swiglu") && !sw) LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
+    if (KEEP("swiglu") && !sw)
+      LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n, (const char *)Ly->dw,
+               decode ? pf_bytes(Ly->dw, (size_t)D * F * wsize(e), e->pf_down) : 0);
     STAGE("down");
     if (KEEP("down") && gen_add_x(e, fold, decode, Ly->dw, e->act, F, A, F, GK_DOWN, "generate: down_proj")) return -1;
   }
@@ -1633,7 +1650,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, pdl, rope, nt, ksb, minb, gs, amerge, qpair, pfo, pfmb, sk, wide, ssplit, dev = 0, cc = 0;
+    int mma, pdl, rope, nt, ksb, minb, gs, amerge, qpair, pfw, pfmb, pfdmb, sk, wide, ssplit, dev = 0, cc = 0;
     /* programmatic dependent launches by default where the GPU has them (sm_90 on): on an H200
      * the 1.5B step at batch 16 took 2.12 ms with them and 2.20 without (2026-11-26) */
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -1657,7 +1674,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
         env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide) ||
         env_int("CONFIT_GEN_SAMPLE_SPLIT", 1, 0, SMP_MAXS, &ssplit) || env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) ||
-        env_int("CONFIT_GEN_PREFETCH", 0, 0, 1, &pfo) || env_int("CONFIT_GEN_PREFETCH_MB", 0, 0, 1024, &pfmb)) {
+        env_int("CONFIT_GEN_PREFETCH", 0, 0, 3, &pfw) || env_int("CONFIT_GEN_PREFETCH_MB", 0, 0, 1024, &pfmb) ||
+        env_int("CONFIT_GEN_PREFETCH_DOWN_MB", 0, 0, 1024, &pfdmb)) {
       rc = -1;
       goto fail;
     }
@@ -1680,10 +1698,15 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
      * splits each row over several blocks: H200, 1.5B b16, in one run (2026-11-27): 2.18 ms/step
      * with neither, 2.05 with the one-pass staging, 2.01 with both; =0 turns each off */
     e->att_qpair = qpair == 1;
-    /* opt-in, not yet run on a GPU (eleventh session): the decode attention, which reads few
-     * bytes and waits on memory, asks L2 for the o_proj weight and the first MB of gate/up */
-    e->pf_o = pfo == 1;
+    /* opt-in, not yet run on a GPU (eleventh session): kernels that read few bytes and wait on
+     * memory ask L2 for the next GEMM's weight: CONFIT_GEN_PREFETCH bit 1: the attention, the
+     * o_proj weight; bit 2: the input RMSNorm, the q|k|v weight; CONFIT_GEN_PREFETCH_MB: the
+     * attention, that many MB of the gate/up weight; CONFIT_GEN_PREFETCH_DOWN_MB: the SwiGLU,
+     * that many MB of the down weight */
+    e->pf_o = (pfw & 1) != 0;
+    e->pf_qkv = (pfw & 2) ? SIZE_MAX : 0;
     e->pf_gu = (size_t)pfmb << 20;
+    e->pf_down = (size_t)pfdmb << 20;
     e->splitk = sk > 1 ? sk : 0;
     e->smp_split = ssplit;
   }
@@ -1816,7 +1839,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       int g = np - p0 < gp ? np - p0 : gp;
       STAGE("final_norm");
       LAUNCH_T(k_rmsnorm, g, norm_threads(e->D), xlast + (size_t)p0 * e->D, e->final_norm, e->h, e->D,
-               (float)c->rms_eps, (const float *)NULL, 0, (size_t)0);
+               (float)c->rms_eps, (const float *)NULL, 0, (size_t)0, (const char *)NULL, (size_t)0);
       STAGE("lm_head");
       if ((rc = gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, g, e->D, e->V, 0.f, "generate: lm_head"))) goto fail;
       STAGE(NULL);
