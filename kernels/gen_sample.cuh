@@ -1,14 +1,18 @@
 /* gen_sample.cuh - the draw of generate.c's sampler (g_draw) and the decode step's sampler split
  * over several blocks per row (k_sample_split), apart so that tests/c/test_gen_sample_emu.cpp can
- * run them on the CPU: it needs from its includer __syncthreads, __threadfence, atomicAdd,
- * __ldcg, the thread and block indices, expf, logf, fmaxf and INFINITY (cuda_internal.cuh, or
- * the test's emulation of them).
+ * run them on the CPU: it needs from its includer __syncthreads, __syncthreads_or, __threadfence, atomicAdd,
+ * __ldcg, the thread and block indices, expf, logf, fmaxf, INFINITY and NAN (cuda_internal.cuh,
+ * or the test's emulation of them).
  */
 #ifndef CF_GEN_SAMPLE_CUH
 #define CF_GEN_SAMPLE_CUH
 
-/* a sampled token and its log-probability, as the samplers write them */
+/* a sampled token and its log-probability, as the samplers write them; for a row whose logits
+ * cannot be sampled, tok is one of GEN_BAD_* (generate.cu turns it into an error naming the token,
+ * the sample and the prompt, as generate.c does) and the row's next token is id 0 */
 struct gen_out { int tok; float lp; };
+#define GEN_BAD_NONFINITE (-1)  /* a logit is NaN or +inf */
+#define GEN_BAD_ALL_NEG_INF (-2) /* every logit is -inf */
 
 __device__ __forceinline__ void g_philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
   uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
@@ -47,16 +51,17 @@ __device__ __forceinline__ double g_draw(uint64_t key, uint64_t step) {
  * sum (so the walk and the segment totals agree to the last bits of a double). Against k_sample,
  * which sums (double) expf(z - lse) per id, each id's probability differs only by the rounding of
  * its own float exponential, not by an error shared by a whole segment. Greedy picks the first
- * maximum. Writes out (token, log-prob z - lse) and advances tok, pos and step as k_sample does.
- * Tree merges run in a fixed order: the result is deterministic. */
+ * maximum. Writes out (token, log-prob z - lse) and advances tok, pos and step as k_sample does;
+ * a row holding a NaN or +inf logit, or only -inf, gets GEN_BAD_* instead (no draw). Tree merges
+ * run in a fixed order: the result is deterministic. */
 #define SMP_T 256    /* threads per block */
 #define SMP_U 4      /* 16-byte loads a thread has in flight in a pass over its segment */
 #define SMP_MAXS 32  /* segments per row at most */
 #define SMP_GROUP 8  /* threads per group of the inverse-CDF walk: SMP_T / 32 groups */
 
-/* a segment's summary: its first maximum (bv at id bi), the maximum zm of z and S = sum of
- * (double) expf(z - zm) */
-struct smp_part { double S; float bv, zm; int bi, pad; };
+/* a segment's summary: its first maximum (bv at id bi), the maximum zm of z, S = sum of
+ * (double) expf(z - zm), and whether it holds a NaN or +inf logit */
+struct smp_part { double S; float bv, zm; int bi, bad; };
 
 struct smp_args {
   const float *logits;           /* (rows, ldl) */
@@ -146,9 +151,13 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   /* the segment's first maximum and zm, then its sum */
   smp_max mx;
   mx.bv = -INFINITY; mx.zm = -INFINITY; mx.bi = V;
-  smp_each(lg, lo, hi, tid, [&](float v, int i) { mx.see(v, i, T); });
+  int bad = 0; /* a NaN or +inf seen */
+  smp_each(lg, lo, hi, tid, [&](float v, int i) {
+    mx.see(v, i, T);
+    bad |= !(v < INFINITY);
+  });
   red[tid] = mx;
-  __syncthreads();
+  bad = __syncthreads_or(bad);
   for (int o = SMP_T / 2; o > 0; o >>= 1) {
     if (tid < o) red[tid].merge(red[tid + o]);
     __syncthreads();
@@ -165,7 +174,7 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   /* this segment's summary to the workspace; the row's last block goes on */
   if (tid == 0) {
     smp_part *pp = a.part + (size_t)r * S + s;
-    pp->S = dm[0]; pp->bv = red[0].bv; pp->zm = zm; pp->bi = red[0].bi;
+    pp->S = dm[0]; pp->bv = red[0].bv; pp->zm = zm; pp->bi = red[0].bi; pp->bad = bad;
   }
   __threadfence();
   __syncthreads();
@@ -176,17 +185,28 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   if (tid < S) {
     const smp_part *pp = a.part + (size_t)r * S + tid;
     segs[tid].S = __ldcg(&pp->S); segs[tid].bv = __ldcg(&pp->bv); segs[tid].zm = __ldcg(&pp->zm);
-    segs[tid].bi = __ldcg(&pp->bi);
+    segs[tid].bi = __ldcg(&pp->bi); segs[tid].bad = __ldcg(&pp->bad);
   }
   __syncthreads();
   /* the row, merged in segment order (every thread the same, from shared memory): the first
    * maximum, and lse = M + log(sum_q S_q exp(zm_q - M)) in double */
   smp_max row;
   row.bv = -INFINITY; row.zm = -INFINITY; row.bi = V;
+  int rowbad = 0;
   for (int q = 0; q < S; q++) {
     smp_max o;
     o.bv = segs[q].bv; o.zm = segs[q].zm; o.bi = segs[q].bi;
     row.merge(o);
+    rowbad |= segs[q].bad;
+  }
+  if (rowbad || row.bv == -INFINITY) { /* nothing to sample: every thread leaves here alike */
+    if (tid == 0) {
+      a.out[r].tok = rowbad ? GEN_BAD_NONFINITE : GEN_BAD_ALL_NEG_INF;
+      a.out[r].lp = NAN;
+      if (a.update) { a.tok[r] = 0; a.pos[r] += 1; a.step[r] += 1; }
+      a.cnt[r] = 0;
+    }
+    return;
   }
   double L = 0;
   for (int q = 0; q < S; q++)

@@ -272,7 +272,8 @@ __device__ A block_exscan(A v, A *total, A *buf) {
 /* One block per row r; logits row lrow[r] (or r) of (., ldl) f32. Picks the token (greedy: the
  * first maximum; else a draw u = Philox(step[r], key[r]) over the kept candidates in index
  * order), writes out[r] = (token, log-prob under log_softmax(logits / T)) and, when update,
- * advances tok[r], pos[r] and step[r]. */
+ * advances tok[r], pos[r] and step[r]. A row holding a NaN or +inf logit, or only -inf, gets
+ * out[r].tok = GEN_BAD_* instead (gen_sample.cuh) and token 0 next. */
 __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, int64_t ldl, const int *lrow,
                                                           int V, float temp, int greedy, int top_k, float top_p,
                                                           const unsigned long long *key, int *step, int *tok,
@@ -296,8 +297,9 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
   /* one pass: the first maximum, and per thread a running max zm and sum zs of exp(z - zm) over
    * z = logit / T (online softmax); float4 loads when the row is 16-byte aligned */
   float bv = -INFINITY, zm = -INFINITY, zs = 0.f;
-  int bi = V;
+  int bi = V, bad = 0;
   auto see = [&](float v, int i) {
+    if (!(v < INFINITY)) bad = 1;
     if (v > bv) { bv = v; bi = i; }
     float z = v / T;
     if (z == -INFINITY) return;
@@ -342,7 +344,15 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
     }
     if (lane == 0) { s_bv[0] = bv; s_bi[0] = bi; }
   }
-  __syncthreads();
+  int anybad = __syncthreads_or(bad); /* also the barrier after s_bv[0] */
+  if (anybad || s_bv[0] == -INFINITY) { /* nothing to sample: all threads leave */
+    if (tid == 0) {
+      out[r].tok = anybad ? GEN_BAD_NONFINITE : GEN_BAD_ALL_NEG_INF;
+      out[r].lp = NAN;
+      if (update) { tok[r] = 0; pos[r] += 1; step[r] += 1; }
+    }
+    return;
+  }
   bv = s_bv[0];
   bi = s_bi[0] < V ? s_bi[0] : 0;
   float mx = bv / T;
@@ -495,6 +505,15 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
 }
 
 /* ---------------------------------------------------------------- host side */
+
+/* The error for sampler output tok that is no token: GEN_BAD_* (gen_sample.cuh) worded as
+ * generate.c words it, for token ntok + 1 of slot i (sample i % n + 1 of prompt i / n + 1). */
+static int gen_bad_token(int tok, int ntok, int i, int n) {
+  const char *why = tok == GEN_BAD_NONFINITE ? "a logit is NaN or +inf" : tok == GEN_BAD_ALL_NEG_INF ? "every logit is -inf" : NULL;
+  if (why)
+    return CF_ERR("generate: token %d of sample %d (prompt %d): non-finite logits: %s", ntok + 1, i % n + 1, i / n + 1, why);
+  return CF_ERR("generate (CUDA): sampler returned token %d", tok);
+}
 
 static uint64_t g_mix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -1864,6 +1883,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       for (int r = 0; r < rows; r++) {
         int i = p0 * n + r;
         int64_t tok = ring[r].tok;
+        if (tok < 0 || tok >= e->V) { rc = gen_bad_token((int)tok, 0, i, n); goto fail; }
         s[i].tokens[0] = tok;
         s[i].logprobs[0] = ring[r].lp;
         s[i].ntokens = 1;
@@ -1937,7 +1957,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
           int i = act[r];
           if (done[i]) continue;
           gen_out go = ring[(size_t)w * e->Bmax + r];
-          if (go.tok < 0 || go.tok >= e->V) { rc = CF_ERR("generate (CUDA): sampler returned token %d", go.tok); goto fail; }
+          if (go.tok < 0 || go.tok >= e->V) { rc = gen_bad_token(go.tok, s[i].ntokens, i, n); goto fail; }
           s[i].tokens[s[i].ntokens] = go.tok;
           s[i].logprobs[s[i].ntokens] = go.lp;
           s[i].ntokens++;

@@ -85,6 +85,17 @@ static float emu_shfl[32][32];
 #define __shared__ static
 #define __launch_bounds__(...)
 static inline void __syncthreads() { emu_block_bar->wait(); }
+/* nonzero when p is nonzero in any thread of the block; a barrier (blocks run one at a time) */
+static std::atomic<int> emu_or_acc{0};
+static inline int __syncthreads_or(int p) {
+  if (p) emu_or_acc.store(1);
+  emu_block_bar->wait();
+  int r = emu_or_acc.load();
+  emu_block_bar->wait();
+  if (threadIdx.x == 0) emu_or_acc.store(0);
+  emu_block_bar->wait();
+  return r;
+}
 static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 static inline int atomicAdd(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline uint32_t cu_pack_bf16x2(float lo, float hi) { /* round to nearest even, lo in the low half */

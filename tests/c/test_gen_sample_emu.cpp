@@ -11,8 +11,9 @@
  * ids, of uneven length, and empty), vocabularies not a multiple of 4, rows not 16-byte aligned
  * (the element path), ties for the maximum, ids of zero probability (-inf), temperatures below
  * and above 1, greedy, many draws per row, a heavy-tailed vocabulary of 30,000 in 17 segments;
- * the row state advanced, the tickets reset; and the
- * logits written by the predecessor kernel only at the dependency wait (garbage before it).
+ * the row state advanced, the tickets reset; the
+ * logits written by the predecessor kernel only at the dependency wait (garbage before it); and
+ * rows that cannot be sampled (NaN, +inf, only -inf: GEN_BAD_*).
  */
 #include "cuda_emu.h"
 #include "check.h"
@@ -101,6 +102,37 @@ static void run(const scase &c) {
   CHECK(bad == 0, "%s: %d wrong draws", what, bad);
 }
 
+/* Rows that cannot be sampled: a NaN, a +inf (in the last segment), only -inf, a NaN among -inf,
+ * beside an ordinary row; the bad rows get GEN_BAD_* and token 0 next, every row its state
+ * advanced and its ticket reset, the ordinary row a token in range */
+static void run_bad(int V, int ldl, int S, int greedy) {
+  const int R = 5;
+  std::vector<float> L((size_t)R * ldl);
+  for (int r = 0; r < R; r++)
+    for (int i = 0; i < V; i++) L[(size_t)r * ldl + i] = r >= 3 ? -INFINITY : (float)(4 * urand());
+  L[(size_t)1 * ldl + V / 3] = NAN;
+  L[(size_t)2 * ldl + V - 1] = INFINITY;
+  L[(size_t)4 * ldl + V / 2] = NAN;
+  const int want[R] = {0, GEN_BAD_NONFINITE, GEN_BAD_NONFINITE, GEN_BAD_ALL_NEG_INF, GEN_BAD_NONFINITE};
+  std::vector<unsigned long long> key(R, 12345);
+  std::vector<int> step(R, 7), tok(R, -5), pos(R, 40), cnt(R, 0);
+  std::vector<gen_out> out(R);
+  std::vector<smp_part> part((size_t)R * SMP_MAXS);
+  smp_args a;
+  memset(&a, 0, sizeof a);
+  a.logits = L.data(); a.ldl = ldl; a.V = V; a.S = S; a.temp = 1.0f; a.greedy = greedy;
+  a.key = key.data(); a.step = step.data(); a.tok = tok.data(); a.pos = pos.data(); a.update = 1;
+  a.out = out.data(); a.part = part.data(); a.cnt = cnt.data();
+  emu_run(dim3(S, R, 1), SMP_T, [=] { k_sample_split(a); });
+  for (int r = 0; r < R; r++) {
+    bool ok = pos[r] == 41 && step[r] == 8 && cnt[r] == 0;
+    if (want[r] < 0) ok = ok && out[r].tok == want[r] && tok[r] == 0 && out[r].lp != out[r].lp;
+    else ok = ok && out[r].tok >= 0 && out[r].tok < V && tok[r] == out[r].tok;
+    CHECK(ok, "bad logits, V %d S %d%s, row %d: tok %d (want %d) next %d pos %d step %d cnt %d", V, S,
+          greedy ? " greedy" : "", r, out[r].tok, want[r], tok[r], pos[r], step[r], cnt[r]);
+  }
+}
+
 int main() {
   /* the segments: multiples of 4 long, the last shorter or empty */
   {
@@ -125,6 +157,9 @@ int main() {
     {30000, 30000, 2, 17, 1.0f, 0, 8, true},
   };
   for (const scase &c : cases) run(c);
+  run_bad(1000, 1000, 1, 0);
+  run_bad(1001, 1003, 5, 0);
+  run_bad(4099, 4100, 32, 1);
   printf("worst miss %.3g of the total\n", worst_miss);
   return check_finish();
 }

@@ -304,6 +304,38 @@ H.case("bf16, 16-row decode batches: GPU log-probs match the CPU forward", funct
   gpu:free(); ref:free()
 end)
 
+-- Logits that cannot be sampled raise an error naming the token, the sample and the prompt, as
+-- the CPU's do (its wording for the cause differs: the GPU does not name the id). The final norm
+-- NaN: every logit NaN at token 1 (the prefill's sampler, k_sample); every embedding row but the
+-- prompt's NaN: token 2's logits NaN (the decode step's samplers: k_sample_split untruncated and
+-- greedy, k_sample with top-k / top-p); the CPU fails at the same token (checked there too).
+H.case("NaN logits: a clear error at the token they appear, on the GPU as on the CPU", function()
+  local opts = {{temperature = 0}, {temperature = 1}, {temperature = 1, top_k = 3}, {temperature = 0.7, top_p = 0.9}}
+  for _, where in ipairs{"norm", "embedding"} do
+    local prompt = {1, 2, 3}
+    local models = {cpu = load(FIX[2]), cuda = load(FIX[2])}
+    assert(models.cuda:to_device("cuda", "f32"))
+    for dev, m in pairs(models) do
+      local p = m:parameters()
+      confit.no_grad(function()
+        if where == "norm" then p["model.norm.weight"]:fill_(0 / 0)
+        else
+          for id = 0, m:config().vocab_size - 1 do
+            if id < 1 or id > 3 then p["model.embed_tokens.weight"]:narrow(1, id + 1, 1):fill_(0 / 0) end
+          end
+        end
+      end)
+      local at = where == "norm" and "token 1 of sample 1 (prompt 1)" or "token 2 of sample 1 (prompt 1)"
+      for _, o in ipairs(opts) do
+        o.max_new_tokens, o.seed, o.n = 8, 5, 2
+        local err = H.raises(function() m:generate({prompt}, o) end, "generate", "non-finite logits", at)
+        H.ok(not err:find("\n", 1, true), dev .. " " .. where .. ": one line: " .. err)
+      end
+      m:free()
+    end
+  end
+end)
+
 H.case("init_random_cuda: a random model generates", function()
   local m = load(FIX[1])
   assert(m:init_random_cuda(42, 0.5))
