@@ -62,7 +62,10 @@
  * bandwidth idles (gen_prefetch_share, cp.async.bulk.prefetch): CONFIT_GEN_PREFETCH bit 1, the
  * attention (about 15 us of the step per layer) asks for the o_proj weight; bit 2, the input
  * RMSNorm for the q|k|v weight; CONFIT_GEN_PREFETCH_MB=M, the attention for the first M MB of
- * gate/up; CONFIT_GEN_PREFETCH_DOWN_MB=M, k_swiglu for the first M MB of down. skinny.cu replaced k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs
+ * gate/up; CONFIT_GEN_PREFETCH_DOWN_MB=M, k_swiglu for the first M MB of down. Also not yet
+ * run: CONFIT_GEN_ATT_SPLITS=N, at most N attention splits per row (by default as many as fill
+ * the GPU: at the 1.5B shape's batch 16, 11 splits of one 64-position tile, each block a short
+ * chain of waits; fewer splits: longer blocks, fewer partials to merge). skinny.cu replaced k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs
  * 2.97 ms per step).
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
@@ -1669,7 +1672,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, pdl, rope, nt, ksb, minb, gs, amerge, qpair, pfw, pfmb, pfdmb, sk, wide, ssplit, dev = 0, cc = 0;
+    int mma, pdl, rope, nt, ksb, minb, gs, amerge, qpair, pfw, pfmb, pfdmb, asplit, sk, wide, ssplit, dev = 0, cc = 0;
     /* programmatic dependent launches by default where the GPU has them (sm_90 on): on an H200
      * the 1.5B step at batch 16 took 2.12 ms with them and 2.20 without (2026-11-26) */
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -1694,7 +1697,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide) ||
         env_int("CONFIT_GEN_SAMPLE_SPLIT", 1, 0, SMP_MAXS, &ssplit) || env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) ||
         env_int("CONFIT_GEN_PREFETCH", 0, 0, 3, &pfw) || env_int("CONFIT_GEN_PREFETCH_MB", 0, 0, 1024, &pfmb) ||
-        env_int("CONFIT_GEN_PREFETCH_DOWN_MB", 0, 0, 1024, &pfdmb)) {
+        env_int("CONFIT_GEN_PREFETCH_DOWN_MB", 0, 0, 1024, &pfdmb) || env_int("CONFIT_GEN_ATT_SPLITS", 0, 0, ATT_MAXSPLIT, &asplit)) {
       rc = -1;
       goto fail;
     }
@@ -1726,6 +1729,10 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     e->pf_qkv = (pfw & 2) ? SIZE_MAX : 0;
     e->pf_gu = (size_t)pfmb << 20;
     e->pf_down = (size_t)pfdmb << 20;
+    /* opt-in, not yet run on a GPU: at most this many attention splits per row (fewer, longer
+     * blocks: each walks several tiles, and the combine merges fewer partials; 0: as many as
+     * fill the GPU, one tile each at the 1.5B shape's batch 16) */
+    if (asplit > 0) e->nsplit_max = asplit;
     e->splitk = sk > 1 ? sk : 0;
     e->smp_split = ssplit;
   }

@@ -2,7 +2,7 @@
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-skinny] [--no-lt] [--variants "mma+pdl lt"]
-#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge qpair qpair0 pf pfo pfq pfguN pfdN splitk2..8 sample0..32, +)
+#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge qpair qpair0 pf pfo pfq pfguN pfdN asN splitk2..8 sample0..32, +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."] [--deadline SECONDS]
 #                                           [--knockout "none attention combine ..."]   (none first)
 #
@@ -17,10 +17,10 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     decode variant of $VARIANTS (default "pf+pfgu16+pfd8 pfo pf pf+pfgu16 pf+pfd8
-#     pf+pfgu32+pfd16 qpair0 sample0 rope0 lt": the L2 prefetches, not yet measured, all of them
-#     first, then in parts; then each default switch turned off in turn, to confirm it still pays,
-#     and the cublasLt plans, a tie when last measured;
+#     decode variant of $VARIANTS (default "pf+pfgu16+pfd8 pfo pf as4 pf+pfgu16 pf+pfd8 as2
+#     pf+pfgu32+pfd16 qpair0 sample0 rope0 lt": the L2 prefetches and the attention in fewer
+#     splits, not yet measured, the likeliest first; then each default switch turned off in turn,
+#     to confirm it still pays, and the cublasLt plans, a tie when last measured;
 #     --variants "...", --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
 #     below says what each is); rows "1.5B+MMA+PDL" etc.; with --knockout, the 1.5B decode
 #     benchmark at batch 16 once per named stage with that stage left out of the step
@@ -40,7 +40,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; DEADLINE=${DEADLINE:-}; VARIANTS=${VARIANTS:-pf+pfgu16+pfd8 pfo pf pf+pfgu16 pf+pfd8 pf+pfgu32+pfd16 qpair0 sample0 rope0 lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; DEADLINE=${DEADLINE:-}; VARIANTS=${VARIANTS:-pf+pfgu16+pfd8 pfo pf as4 pf+pfgu16 pf+pfd8 as2 pf+pfgu32+pfd16 qpair0 sample0 rope0 lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -224,6 +224,7 @@ EOF
   #         input RMSNorm the q|k|v weight (=2), pf both (=3), pfguN the attention the first N MB
   #         of gate/up (CONFIT_GEN_PREFETCH_MB=N), pfdN the SwiGLU the first N MB of down
   #         (CONFIT_GEN_PREFETCH_DOWN_MB=N)
+  #   asN   at most N attention splits per row (CONFIT_GEN_ATT_SPLITS=N): fewer, longer blocks
   #   merge the attention merges its splits itself, no k_attn_combine (CONFIT_GEN_ATT_MERGE=1)
   #   qpair the attention stages its queries in one pass, a RoPE pair per thread (k_attn_qp;
   #         CONFIT_GEN_ATT_QPAIR=1, the default); qpair0 the two passes of k_attn
@@ -264,6 +265,7 @@ EOF
             *) P="CONFIT_GEN_PREFETCH_DOWN_MB=${part#pfd}" ;;
           esac
           TEST_ENV="$TEST_ENV $P"; BENCH_ENV="$BENCH_ENV $P" ;;
+        as[0-9]|as[0-9][0-9]) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_SPLITS=${part#as}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_SPLITS=${part#as}" ;;
         sample0) TEST_ENV="$TEST_ENV CONFIT_GEN_SAMPLE_SPLIT=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SAMPLE_SPLIT=0" ;;
         splitk[2-8]) TEST_ENV="$TEST_ENV CONFIT_GEN_SPLITK=${part#splitk}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SPLITK=${part#splitk}" ;;
         sample[1-9]|sample[1-3][0-9]) # the tests' vocabularies are tiny: chosen, N would be 1 there
