@@ -20,7 +20,7 @@
 --   loss = -sum_i w_i * lp_i over all N samples of all Q questions: no 1/N, no mean over questions.
 -- The code, in reading order:
 --   rl.batch                 prompt + completion ids per sample, prompt_lens P, comp_lens L
---   rl.loss / rl.backward    check the inputs, fill in the temperature (with_temperature), call
+--   rl.loss / rl.backward    check the inputs, fill in the temperature (enter, with_temperature), call
 --   rl.methods.l2            made by rl.register_weighted("l2", its weight function)
 --   weighted_loss            lp from rl.token_view, w from the weight function, the loss
 --   rl.token_view            token_rows: one forward (m:hidden), the hidden rows at positions
@@ -169,36 +169,37 @@ local LOSS_OPTS = {{"temperature", {above = 0}}, {"alpha", {min = 0}}, {"clip_ep
                    {"kl_coef", {min = 0}}, {"clip_max", {min = 0}}, {"micro_batch", {int = true, min = 0}}}
 local LOSS_OPT_WHY = {micro_batch = " (0 = one pass)", temperature = " (the loss temperature)"}
 
--- opts (a table, {} for nil), or an error naming who, the option and its range
-local function check_loss_opts(who, opts)
+-- opts (a table, {} for nil), or an error naming who, the option and its range (level: as error's)
+local function check_loss_opts(who, opts, level)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then error(("%s: opts must be a table, got %s"):format(who, show(opts)), 3) end
+  if type(opts) ~= "table" then error(("%s: opts must be a table, got %s"):format(who, show(opts)), level) end
   for _, e in ipairs(LOSS_OPTS) do
     local v = opts[e[1]]
     local want = v ~= nil and num_problem(v, e[2])
     if want then
-      error(("%s: opts.%s must be %s%s, got %s"):format(who, e[1], want, LOSS_OPT_WHY[e[1]] or "", show(v)), 3)
+      error(("%s: opts.%s must be %s%s, got %s"):format(who, e[1], want, LOSS_OPT_WHY[e[1]] or "", show(v)), level)
     end
   end
   return opts
 end
 
--- an error unless batch is one of rl.batch's (its rewards, when set, one finite number per sample)
-local function check_batch(who, batch)
+-- an error unless batch is one of rl.batch's (its rewards, when set, one finite number per sample);
+-- level: as error's
+local function check_batch(who, batch, level)
   if type(batch) ~= "table" or type(batch.samples) ~= "table" or type(batch.model) ~= "table"
      or batch.ids == nil or type(batch.comp_lens) ~= "table" then
     error(("%s: batch must be a batch made by rl.batch, got %s"):format(who,
-          type(batch) == "table" and "a table without its fields (samples, model, ids, ...)" or show(batch)), 3)
+          type(batch) == "table" and "a table without its fields (samples, model, ids, ...)" or show(batch)), level)
   end
   local r, N = batch.rewards, #batch.samples
   if r ~= nil then
     if type(r) ~= "table" or #r ~= N then
       error(("%s: batch.rewards must hold one reward per sample (%d), got %s"):format(who, N,
-            type(r) == "table" and (#r .. " rewards") or show(r)), 3)
+            type(r) == "table" and (#r .. " rewards") or show(r)), level)
     end
     for i = 1, N do
       if type(r[i]) ~= "number" or not isfinite(r[i]) then
-        error(("%s: batch.rewards[%d] must be a finite number, got %s"):format(who, i, show(r[i])), 3)
+        error(("%s: batch.rewards[%d] must be a finite number, got %s"):format(who, i, show(r[i])), level)
       end
     end
   end
@@ -217,10 +218,11 @@ local function loss_temperature(o, batch, who, level)
   return T
 end
 
--- opts with its temperature set (a copy when it lacked one): what the methods are given
-local function with_temperature(who, opts, batch)
+-- opts with its temperature set (a copy when it lacked one): what the methods are given (level: as
+-- error's)
+local function with_temperature(who, opts, batch, level)
   if opts.temperature ~= nil then return opts end
-  local o = {temperature = loss_temperature(opts, batch, who, 4)}
+  local o = {temperature = loss_temperature(opts, batch, who, level + 1)}
   for k, v in pairs(opts) do o[k] = v end
   return o
 end
@@ -788,21 +790,22 @@ function rl.builtin(name) return BUILTIN[ALIASES[name] or name] == true end
 
 -- What a method needs of its batch and options, checked before any forward: GRPO compares a
 -- question's samples (n >= 2), TTRL votes on extracted answers, the KL term needs the reference.
-local function check_method_batch(who, canon, batch, opts)
+-- level: as error's.
+local function check_method_batch(who, canon, batch, opts, level)
   if not rl.trains(canon) then
-    error(("%s: %s does not train; evaluate at a colder temperature instead"):format(who, canon), 3)
+    error(("%s: %s does not train; evaluate at a colder temperature instead"):format(who, canon), level)
   end
   if not rl.grpo_reward[canon] then return end
   if (batch.n or 0) < 2 then
     error(("%s: %s needs n >= 2 samples per question (GRPO's advantages compare a question's samples: "
-           .. "with n = %s every advantage is 0 and nothing trains)"):format(who, canon, tostring(batch.n)), 3)
+           .. "with n = %s every advantage is 0 and nothing trains)"):format(who, canon, tostring(batch.n)), level)
   end
   if canon == "grpo_ttrl" and batch.rewards == nil and batch.extract == nil then
     error(("%s: grpo_ttrl rewards agreement with the majority of the extracted answers: build the batch "
-           .. "with rl.batch(m, prompts, samples, {extract = fn}) (without it every reward is 0)"):format(who), 3)
+           .. "with rl.batch(m, prompts, samples, {extract = fn}) (without it every reward is 0)"):format(who), level)
   end
   if (opts.kl_coef or 0) > 0 and batch.ref_model == nil then
-    error(("%s: kl_coef > 0 needs batch.ref_model (the start model)"):format(who), 3)
+    error(("%s: kl_coef > 0 needs batch.ref_model (the start model)"):format(who), level)
   end
 end
 
@@ -819,6 +822,21 @@ local function check_result(canon, loss, met)
   end
 end
 
+-- The entry checks of rl.loss, rl.backward and rl.snapshot_policy (who), in this order, before any
+-- forward: the method (rl.resolve), opts, the batch, what the method needs of them, the loss
+-- temperature. Returns the method's canonical name and opts with the temperature set; when
+-- stop(canon) is true, the name and nil as soon as the batch is checked. Called by who itself:
+-- every error points at the line that called who (level 3 here, 4 in the checks).
+local function enter(who, name, batch, opts, stop)
+  local canon, err = rl.resolve(name)
+  if not canon then error(who .. ": " .. err, 3) end
+  opts = check_loss_opts(who, opts, 4)
+  check_batch(who, batch, 4)
+  if stop and stop(canon) then return canon, nil end
+  check_method_batch(who, canon, batch, opts, 4)
+  return canon, with_temperature(who, opts, batch, 4)
+end
+
 --- The loss of a method by name (aliases allowed): loss tensor, metrics table. Refused with one
 --- line before any forward: an unknown method, opts out of range (temperature > 0; alpha,
 --- clip_eps, kl_coef, clip_max >= 0; finite numbers), a batch not made by rl.batch or with
@@ -827,12 +845,8 @@ end
 --- opts.temperature; the method is given opts with it set); and after it a method that returns no
 --- loss tensor.
 function rl.loss(name, batch, opts)
-  local canon, err = rl.resolve(name)
-  if not canon then error("rl.loss: " .. err, 2) end
-  opts = check_loss_opts("rl.loss", opts)
-  check_batch("rl.loss", batch)
-  check_method_batch("rl.loss", canon, batch, opts)
-  opts = with_temperature("rl.loss", opts, batch)
+  local canon
+  canon, opts = enter("rl.loss", name, batch, opts)
   local loss, met = rl.methods[canon](batch, opts)
   check_result(canon, loss, met)
   return loss, met
@@ -961,7 +975,7 @@ function rl.fill_metrics(met, batch, T, K, m)
   if want then error(("rl.fill_metrics: T (the loss temperature) must be %s, got %s"):format(want, show(T)), 2) end
   want = K ~= nil and num_problem(K, {int = true, min = 0})
   if want then error(("rl.fill_metrics: K (sequences per forward, 0 = all) must be %s, got %s"):format(want, show(K)), 2) end
-  check_batch("rl.fill_metrics", batch)
+  check_batch("rl.fill_metrics", batch, 3)
   met, T = met or {}, T or batch.temperature
   if T == nil then
     error("rl.fill_metrics: no loss temperature: pass T, or build the batch with rl.batch(m, prompts, samples, "
@@ -985,6 +999,9 @@ function rl.fill_metrics(met, batch, T, K, m)
   return met
 end
 
+-- the weighted methods and em_ft: their p_old is the current model's at every update (no snapshot)
+local function reads_no_snapshot(canon) return rl.weights[canon] or canon == "em_ft" end
+
 --- Before several updates on one batch (train.run's updates_per_batch, GRPO's mu): record the
 --- current model as the policy that drew the samples. Every sample gets old_logprobs (its token
 --- log-probs at the loss temperature as rl.loss takes it, without a graph, opts.micro_batch
@@ -994,13 +1011,9 @@ end
 --- is the current model's at every update (RLSC.md), so for them nothing is computed. Returns
 --- the batch.
 function rl.snapshot_policy(name, batch, opts)
-  local canon, err = rl.resolve(name)
-  if not canon then error("rl.snapshot_policy: " .. err, 2) end
-  opts = check_loss_opts("rl.snapshot_policy", opts)
-  check_batch("rl.snapshot_policy", batch)
-  if rl.weights[canon] or canon == "em_ft" then return batch end
-  check_method_batch("rl.snapshot_policy", canon, batch, opts)
-  opts = with_temperature("rl.snapshot_policy", opts, batch)
+  local canon
+  canon, opts = enter("rl.snapshot_policy", name, batch, opts, reads_no_snapshot)
+  if not opts then return batch end
   local T, K = opts.temperature, opts.micro_batch or 0
   each_chunk_no_grad(batch, K, function(sub, idx)
     local v = rl.token_view(sub, T)
@@ -1039,12 +1052,8 @@ end
 --- (with micro-batches the chunks before it have added their gradients: the caller must not
 --- step; train.run stops the run).
 function rl.backward(name, batch, opts)
-  local canon, err = rl.resolve(name)
-  if not canon then error("rl.backward: " .. err, 2) end
-  opts = check_loss_opts("rl.backward", opts)
-  check_batch("rl.backward", batch)
-  check_method_batch("rl.backward", canon, batch, opts)
-  opts = with_temperature("rl.backward", opts, batch)
+  local canon
+  canon, opts = enter("rl.backward", name, batch, opts)
   local K = opts.micro_batch or 0
   if K == 0 or K >= #batch.samples then
     local loss, met = rl.methods[canon](batch, opts)

@@ -1252,6 +1252,50 @@ H.case("rl.backward on a model with nothing trainable says how to fix it", funct
   refused(function() rl.backward("l2", b, {micro_batch = 2}) end, "train.trainable(m)")
 end)
 
+-- Each entry check of rl.loss, rl.backward and rl.snapshot_policy (the method, opts, the batch, what
+-- the method needs, the loss temperature) raises at its error level: the message starts with the
+-- file and line of the public call (here, this file), never a line inside rl.lua.
+H.case("rl.loss, rl.backward and rl.snapshot_policy refuse bad input at the caller's line", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 2, 5, 3)                                    -- n = 2, extract, temperature
+  local b1 = make_batch(m, 1, 5, 3)                                   -- n = 1
+  local plain = rl.batch(m, PROMPTS, b.samples, {n = 2})              -- no extract, no temperature
+  local function with_rewards(r)
+    local c = {}
+    for k, v in pairs(b) do c[k] = v end
+    c.rewards = r
+    return c
+  end
+  local cases = {
+    {"nope", b, {}, "unknown method 'nope'"},
+    {"l2", b, "x", "opts must be a table"},
+    {"l2", b, {alpha = -1}, "opts.alpha must be"},
+    {"l2", nil, {}, "batch must be a batch made by rl.batch"},
+    {"l2", with_rewards({1}), {}, "batch.rewards must hold one reward per sample"},
+    {"l2", with_rewards({1, 0, 0 / 0, 1, 0, 1}), {}, "batch.rewards[3] must be a finite number"},
+    {"temp_only", b, {}, "temp_only does not train"},
+    {"grpo_prob", b1, {}, "grpo_prob needs n >= 2"},
+    {"ttrl", plain, {}, "grpo_ttrl rewards agreement"},
+    {"grpo_prob", b, {kl_coef = 0.1}, "kl_coef > 0 needs batch.ref_model"},
+    {"grpo_prob", plain, {}, "no loss temperature"},
+  }
+  local file = debug.getinfo(1, "S").short_src
+  H.ok(file:find("test_rl.lua", 1, true), "this file's name: " .. file)
+  for _, f in ipairs({{"rl.loss", rl.loss}, {"rl.backward", rl.backward}, {"rl.snapshot_policy", rl.snapshot_policy}}) do
+    for _, c in ipairs(cases) do
+      local line, ok, err = debug.getinfo(1, "l").currentline, pcall(function() f[2](c[1], c[2], c[3]) end)
+      local want = ("%s:%d: %s: "):format(file, line, f[1])
+      H.ok(not ok, f[1] .. " refuses: " .. c[4])
+      err = tostring(err)
+      H.eq(err:sub(1, #want), want, f[1] .. " (" .. c[4] .. ") points at the caller: " .. err)
+      H.ok(err:find(c[4], 1, true), f[1] .. ": the message names it: " .. err)
+    end
+  end
+  -- rl.snapshot_policy of a method that reads no snapshot returns after the batch check
+  H.eq(rl.snapshot_policy("l2", plain, {}), plain, "l2: nothing to snapshot, no temperature needed")
+  H.eq(rl.snapshot_policy("em_ft", b1, {}), b1, "em_ft: nothing to snapshot")
+end)
+
 -- the options of run_tiny, with extra ones set ("NIL" removes one)
 local function tiny_opts(extra)
   local qs = toy.world("mixed"):questions("train", 4, 3)
