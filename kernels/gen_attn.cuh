@@ -211,7 +211,8 @@ __device__ __forceinline__ void gen_prefetch_share(const char *p, size_t n) {
   size_t c = (n + nb - 1) / nb;
   c = (c + 15) / 16 * 16;
   size_t lo = b * c, hi = lo + c < n ? lo + c : n;
-  for (; lo < hi; lo += ATT_PF_MAX) cu_prefetch_l2_bulk(p + lo, (unsigned)(hi - lo < ATT_PF_MAX ? hi - lo : ATT_PF_MAX));
+  for (; lo < hi; lo += ATT_PF_MAX)
+    cu_prefetch_l2_bulk(p + lo, (unsigned)(hi - lo < ATT_PF_MAX ? hi - lo : ATT_PF_MAX));
 }
 
 template <typename T, bool VEC, int HD, bool QP>
@@ -568,7 +569,9 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
 template <typename T, bool VEC, int HD>
 __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) { attn_body<T, VEC, HD, false>(a); }
 template <typename T>
-__global__ void __launch_bounds__(ATT_T, sizeof(T) == 2 ? 3 : 1) k_attn_qp(att_args a) { attn_body<T, true, 128, true>(a); }
+__global__ void __launch_bounds__(ATT_T, sizeof(T) == 2 ? 3 : 1) k_attn_qp(att_args a) {
+  attn_body<T, true, 128, true>(a);
+}
 
 // out (A, H*hd) in T = merge of the nsplit partials. grid (H, A), hd threads (rounded to 32).
 // One warp turns the splits' maxima and sums into weights w[s] = exp(pm[s] - M) and the total L

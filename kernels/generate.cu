@@ -65,8 +65,8 @@
  * gate/up; CONFIT_GEN_PREFETCH_DOWN_MB=M, k_swiglu for the first M MB of down. Also not yet
  * run: CONFIT_GEN_ATT_SPLITS=N, at most N attention splits per row (by default as many as fill
  * the GPU: at the 1.5B shape's batch 16, 11 splits of one 64-position tile, each block a short
- * chain of waits; fewer splits: longer blocks, fewer partials to merge). skinny.cu replaced k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs
- * 2.97 ms per step).
+ * chain of waits; fewer splits: longer blocks, fewer partials to merge). skinny.cu replaced
+ * k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs 2.97 ms per step).
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
 #include "kernels/cuda_internal.cuh"
@@ -512,9 +512,12 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
 /* The error for sampler output tok that is no token: GEN_BAD_* (gen_sample.cuh) worded as
  * generate.c words it, for token ntok + 1 of slot i (sample i % n + 1 of prompt i / n + 1). */
 static int gen_bad_token(int tok, int ntok, int i, int n) {
-  const char *why = tok == GEN_BAD_NONFINITE ? "a logit is NaN or +inf" : tok == GEN_BAD_ALL_NEG_INF ? "every logit is -inf" : NULL;
+  const char *why = tok == GEN_BAD_NONFINITE     ? "a logit is NaN or +inf"
+                    : tok == GEN_BAD_ALL_NEG_INF ? "every logit is -inf"
+                                                 : NULL;
   if (why)
-    return CF_ERR("generate: token %d of sample %d (prompt %d): non-finite logits: %s", ntok + 1, i % n + 1, i / n + 1, why);
+    return CF_ERR("generate: token %d of sample %d (prompt %d): non-finite logits: %s", ntok + 1, i % n + 1,
+                  i / n + 1, why);
   return CF_ERR("generate (CUDA): sampler returned token %d", tok);
 }
 
@@ -1695,9 +1698,11 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
         env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide) ||
-        env_int("CONFIT_GEN_SAMPLE_SPLIT", 1, 0, SMP_MAXS, &ssplit) || env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) ||
-        env_int("CONFIT_GEN_PREFETCH", 0, 0, 3, &pfw) || env_int("CONFIT_GEN_PREFETCH_MB", 0, 0, 1024, &pfmb) ||
-        env_int("CONFIT_GEN_PREFETCH_DOWN_MB", 0, 0, 1024, &pfdmb) || env_int("CONFIT_GEN_ATT_SPLITS", 0, 0, ATT_MAXSPLIT, &asplit)) {
+        env_int("CONFIT_GEN_SAMPLE_SPLIT", 1, 0, SMP_MAXS, &ssplit) ||
+        env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) || env_int("CONFIT_GEN_PREFETCH", 0, 0, 3, &pfw) ||
+        env_int("CONFIT_GEN_PREFETCH_MB", 0, 0, 1024, &pfmb) ||
+        env_int("CONFIT_GEN_PREFETCH_DOWN_MB", 0, 0, 1024, &pfdmb) ||
+        env_int("CONFIT_GEN_ATT_SPLITS", 0, 0, ATT_MAXSPLIT, &asplit)) {
       rc = -1;
       goto fail;
     }
