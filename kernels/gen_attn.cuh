@@ -308,10 +308,6 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
             for (int q = 1; q < qnp; q++) v += row[(size_t)q * qps + o];
             return v;
           };
-          /* 1: each query element with its partials (added in order) and bias, unrotated, into
-           * qs; the loads of ATT_QB elements in flight at once: one wait on L2 per ATT_QB
-           * elements, not per element (more at once would cost registers: the tile's K and V are
-           * in flight). Past the last element a thread loads the last one again, unused. */
           const float *qrow = row + (size_t)hbase * hd;
           if (QP) {
             /* one pass: thread i takes pairs (g, j) = (i / hh, i % hh), ATT_QP of them at once,
@@ -346,6 +342,10 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
               }
             }
           } else {
+            /* 1: each query element with its partials (added in order) and bias, unrotated, into
+             * qs; the loads of ATT_QB elements in flight at once: one wait on L2 per ATT_QB
+             * elements, not per element (more at once would cost registers: the tile's K and V
+             * are in flight). Past the last element a thread loads the last one again, unused. */
             for (int i0 = tid; i0 < G * hd; i0 += ATT_QB * ATT_T) {
               float x[ATT_QB];
 #pragma unroll
@@ -565,7 +565,7 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
 /* the kernels: k_attn as measured (ptxas chose 168 registers for bf16 at head_dim 128; an explicit
  * minimum of blocks per multiprocessor, even 1, changes its choice), and k_attn_qp, QP at head_dim
  * <= 128 (16-byte loads), held to 3 blocks of 128 threads per multiprocessor in bf16 (168
- * registers, no spills; unbounded it took 224) */
+ * registers, no spills; unbounded it took 227) */
 template <typename T, bool VEC, int HD>
 __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) { attn_body<T, VEC, HD, false>(a); }
 template <typename T>
