@@ -424,15 +424,10 @@ function M.tokenizer_config_json()
   }, "\n")
 end
 
+-- path written as every file of a model folder is: a fresh temporary file, synced, renamed
 local function write_file(path, text)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, "toy.write_tokenizer: " .. tostring(err) end
-  local ok, werr = f:write(text)
-  f:close()
-  if not ok then os.remove(tmp); return nil, "toy.write_tokenizer: " .. tostring(werr) end
-  local rok, rerr = os.rename(tmp, path)
-  if not rok then os.remove(tmp); return nil, "toy.write_tokenizer: " .. tostring(rerr) end
+  local ok, err = require("confit.jsonio").write_text_atomic(path, text)
+  if not ok then return nil, "toy.write_tokenizer: " .. tostring(err) end
   return true
 end
 

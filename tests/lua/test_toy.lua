@@ -224,6 +224,17 @@ H.case("tokenizer files: valid JSON, 256 bytes + EOS, bijective byte mapping", f
   H.eq(ok, nil, "missing dir fails"); H.ok(err:find("toy.write_tokenizer", 1, true), err)
 end)
 
+H.case("toy.write_tokenizer: its temporary files are fresh names (a leftover in the way does not stop it)", function()
+  local dir = os.tmpname(); os.remove(dir); assert(os.execute("mkdir " .. dir))
+  -- what a killed writer with fixed temporary names would have left: folders, which no write can replace
+  assert(os.execute("mkdir " .. dir .. "/tokenizer.json.tmp " .. dir .. "/tokenizer_config.json.tmp"))
+  local ok, err = toy.write_tokenizer(dir)
+  H.ok(ok, "written beside the leftovers: " .. tostring(err))
+  local f = io.open(dir .. "/tokenizer.json", "rb")
+  H.ok(f and #f:read("a") > 1000, "tokenizer.json there"); if f then f:close() end
+  os.execute("rm -rf " .. dir)
+end)
+
 H.case("encode/decode: one id per byte, EOS 256", function()
   local ids = toy.encode("1+2=\\boxed{3}", true)
   H.eq(#ids, 14, "13 bytes + eos"); H.eq(ids[1], 49, "'1'"); H.eq(ids[14], toy.EOS_ID, "eos")
