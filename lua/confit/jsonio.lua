@@ -411,7 +411,8 @@ end
 --     changed while fill ran): nil, message stops there, as a failed rename does.
 --   * putting the new folder in place fails (recheck says no, dir cannot be set aside, the rename
 --     fails): the temporary folder is removed; with opts.keep_on_failure (a folder that is costly
---     to make again, say a trained model) it is kept instead, renamed to DIR.kept-PID-TIME-SERIAL
+--     to make again, say a trained model; then the refusals above, found before fill, come after
+--     it, so the folder is written anyway) it is kept instead, renamed to DIR.kept-PID-TIME-SERIAL
 --     (not a temporary name, so M.remove_stale_temps leaves it; it stays at DIR.tmp-... if that
 --     rename fails too), and the message ends "; the new folder is kept at <path>".
 -- Returns true (and fill's first result), or nil and a one-line message.
@@ -425,19 +426,23 @@ function M.write_dir_atomic(dir, fill, opts)
   if parent == "" then parent = "/" end
   local ok, err = cli.make_dir(parent)
   if not ok then return nil, err end
+  -- why dir cannot be replaced, found before fill: nothing is written then, unless the caller
+  -- keeps what it writes (opts.keep_on_failure): the folder is written and kept
+  local refused
   local exists = cli.exists(dir)
   if exists and not cli.is_dir(dir) then
-    return nil, "cannot create directory " .. dir .. " (a file is in the way, or no permission)"
+    refused = "cannot create directory " .. dir .. " (a file is in the way, or no permission)"
   end
-  local old_names = exists and cli.list_dir(dir) or {}
-  if exists and not cli.list_dir(dir) then return nil, "cannot list the folder " .. dir end
+  local old_names = exists and not refused and cli.list_dir(dir) or {}
+  if exists and not refused and not cli.list_dir(dir) then refused = "cannot list the folder " .. dir end
   table.sort(old_names)
   for _, name in ipairs(old_names) do
-    if not (opts.replaceable and opts.replaceable(name)) then
-      return nil, ("%s already holds %s, which this save does not write: not replaced (save into a new or "
-                   .. "empty folder, or move it away first)"):format(dir, name)
+    if not refused and not (opts.replaceable and opts.replaceable(name)) then
+      refused = ("%s already holds %s, which this save does not write: not replaced (save into a new or "
+                 .. "empty folder, or move it away first)"):format(dir, name)
     end
   end
+  if refused and not opts.keep_on_failure then return nil, refused end
   local tmp, terr = fresh_tmp_name(dir)
   if not tmp then return nil, terr end
   if not os.execute("mkdir -- " .. cli.shell_quote(tmp) .. " 2>/dev/null") then
@@ -458,6 +463,7 @@ function M.write_dir_atomic(dir, fill, opts)
     if kept and os.rename(tmp, kept) then tmp = kept end
     return nil, msg .. "; the new folder is kept at " .. tmp
   end
+  if refused then return not_placed(refused) end
   if opts.recheck then
     local cok, cerr = opts.recheck(dir)
     if not cok then return not_placed(tostring(cerr)) end

@@ -276,6 +276,35 @@ H.case("write_dir_atomic: a failed put-in-place removes the new folder, or keeps
       assert(os.execute("rm -rf -- " .. q(parent .. "/" .. kept[1])))
     end
   end
+  -- refusals found before fill (dst a file; dst holding an entry the save does not write): by
+  -- default nothing is written; with keep_on_failure the folder is still written, then kept
+  assert(os.execute("rm -rf -- " .. q(dst)))
+  H.write(dst, "a file")
+  local filled
+  for _, keep in ipairs({false, true}) do
+    filled = false
+    ok, err = jsonio.write_dir_atomic(dst, function(tmp) filled = true; H.write(tmp .. "/a", "new") end,
+                                      {keep_on_failure = keep})
+    H.eq(ok, nil, "refused")
+    H.ok(err:find("a file is in the way", 1, true), err)
+    H.eq(filled, keep, "filled only to be kept")
+    H.eq(read(dst), "a file", "the file untouched")
+    kept = beside()
+    H.eq(#kept, keep and 1 or 0, "kept only with keep_on_failure: " .. err)
+    if keep then
+      H.ok(err:find("kept at " .. parent .. "/" .. kept[1], 1, true), err)
+      H.eq(read(parent .. "/" .. kept[1] .. "/a"), "new", "the new folder kept")
+      assert(os.execute("rm -rf -- " .. q(parent .. "/" .. kept[1])))
+    end
+  end
+  os.remove(dst)
+  assert(os.execute("mkdir -- " .. q(dst)))
+  H.write(dst .. "/notes", "mine")
+  ok, err = jsonio.write_dir_atomic(dst, function(tmp) H.write(tmp .. "/a", "new") end, {keep_on_failure = true})
+  H.ok(ok == nil and err:find("notes", 1, true) and err:find("kept at", 1, true), tostring(err))
+  H.eq(names(dst), "notes", "the user's folder untouched")
+  kept = beside()
+  H.eq(#kept, 1, "the new folder kept")
 end)
 
 for _, p in ipairs(temps) do os.execute("rm -rf -- " .. q(p)) end
