@@ -21,10 +21,10 @@
  * prompt's prefix in memory and in L2).
  *
  * Decode: one step = embed -> layers (rmsnorm, QKV GEMM, bias+RoPE+KV write (by default inside
- * the attention), split-K decode attention + combine, o_proj GEMM accumulating into the residual (beta = 1), rmsnorm, gate/up
- * GEMM, SwiGLU, down GEMM into the residual) -> final norm -> LM head GEMM -> sampler (one block
- * per row: argmax, log-sum-exp, radix selection for top-k/top-p, the Philox draw, the pick and
- * its log-prob; it advances the row's token, position and step in device memory). A step is
+ * the attention), split-K decode attention + combine, o_proj GEMM accumulating into the residual
+ * (beta = 1), rmsnorm, gate/up GEMM, SwiGLU, down GEMM into the residual) -> final norm -> LM
+ * head GEMM -> sampler (argmax, log-sum-exp, radix selection for top-k/top-p, the Philox draw,
+ * the pick and its log-prob; it advances the row's token, position and step in device memory). A step is
  * captured once per batch bucket (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, ...) into a CUDA graph with
  * fixed pointers; active rows are compacted into the bucket's first rows and the rest are padded
  * (dummy slot). The host replays the graph up to KW times in a row, queuing the copy of each
@@ -37,36 +37,23 @@
  * row. Attention in prefill is per row (no tiling across rows): fine for prompts of a few hundred
  * tokens, quadratic in reads beyond that.
  *
- * By default (measured fastest on an H200, 1.5B shape, batch 16, 2026-11-27: 2.01 ms per step)
- * GEMMs go to cuBLAS (cublasGemmEx), the step's kernels are programmatic dependent launches on
- * sm_90 and later (each waits in place for its predecessor; CONFIT_GEN_PDL=0 turns it off:
- * 2.20 ms with k_rope_kv, sixth session), the decode attention does k_rope_kv's work
- * (att_args.rq; CONFIT_GEN_FUSE_ROPE=0 keeps k_rope_kv: 2.12 ms against 2.07, sixth session) and
- * stages its queries in one pass, a RoPE pair per thread with all its loads in flight
- * (k_attn_qp; CONFIT_GEN_ATT_QPAIR=0 takes the two passes of k_attn: 2.18 ms against 2.05), and
- * the sampler splits each row over about two blocks per multiprocessor (k_sample_split;
- * CONFIT_GEN_SAMPLE_SPLIT=0 gives a row one block, k_sample: 2.05 ms against 2.01; untruncated
- * sampling and greedy only, k_sample otherwise). Opt-in, none faster on the same card (2026-11-27,
- * against 2.17-2.18 ms for the default of then, without the last two; runs spread about 1 %):
- * CONFIT_GEN_LT=1 (cublasLt's candidate algorithms timed per decode shape as the step runs them,
- * the fastest kept: 2.16 ms, a tie), CONFIT_GEN_MMA=1 with CONFIT_GEN_MMA_WIDE=1 (skinny.cu's
- * tensor-core GEMMs for <= 16 rows of bf16 with the SwiGLU folded into gate/up and the RMSNorms
- * into the GEMMs that read them (gen_fold), wide layout: 2.43 ms; narrow, sixth session: 2.88),
- * CONFIT_GEN_MMA=2 (the same, launch shapes, attention blocks per kv head and merge tuned; with
- * the split sampler: 2.19 ms), CONFIT_GEN_SPLITK=4 (gen_add_x: the decode qkv, o_proj and down
- * GEMMs as 4 batched GEMMs over parts of K, their partials added by the attention and the next
- * k_rmsnorm: 2.20 ms), CONFIT_GEN_ATT_MERGE=1 (the attention merges its splits: 2.57 ms),
- * CONFIT_GEN_ATT_GS=2 (2.27 ms; with the one-pass staging and the split sampler 2.14 against
- * 2.01). Written after the eleventh session's GPU time, not yet run: L2 prefetch of the next
- * GEMM's weight by a kernel that reads few bytes and waits on memory while the memory's
- * bandwidth idles (gen_prefetch_share, cp.async.bulk.prefetch): CONFIT_GEN_PREFETCH bit 1, the
- * attention (about 15 us of the step per layer) asks for the o_proj weight; bit 2, the input
- * RMSNorm for the q|k|v weight; CONFIT_GEN_PREFETCH_MB=M, the attention for the first M MB of
- * gate/up; CONFIT_GEN_PREFETCH_DOWN_MB=M, k_swiglu for the first M MB of down. Also not yet
- * run: CONFIT_GEN_ATT_SPLITS=N, at most N attention splits per row (by default as many as fill
- * the GPU: at the 1.5B shape's batch 16, 11 splits of one 64-position tile, each block a short
- * chain of waits; fewer splits: longer blocks, fewer partials to merge). skinny.cu replaced
- * k_gemv, a CUDA-core version measured slower than cuBLAS (4.97 vs 2.97 ms per step).
+ * Defaults, each kept because it measured fastest in the captured step (H200, 1.5B shape, batch
+ * 16: 2.01 ms per step, 2026-11-27; bench/README.md has every figure and the opt-in switches
+ * that lost):
+ *   - GEMMs on cuBLAS (cublasGemmEx). skinny.cu's tensor-core kernels with the norms and the
+ *     SwiGLU folded in (CONFIT_GEN_MMA=1, =2 tuned) lost to it: 2.43 and 2.19 ms against 2.17.
+ *   - Programmatic dependent launches on sm_90 and later (CONFIT_GEN_PDL=0 off): each kernel is
+ *     resident and waiting when its predecessor ends. 2.12 ms against 2.20.
+ *   - The decode attention does k_rope_kv's work (CONFIT_GEN_FUSE_ROPE=0 off; 2.07 against 2.12)
+ *     and stages its queries in one pass (k_attn_qp; CONFIT_GEN_ATT_QPAIR=0 off; 2.05 against
+ *     2.18).
+ *   - The sampler splits each row over about two blocks per multiprocessor (k_sample_split;
+ *     CONFIT_GEN_SAMPLE_SPLIT=0 off; 2.01 against 2.05; untruncated sampling and greedy only).
+ * Opt-in and not yet run on a GPU: L2 prefetch of the next GEMM's weight by kernels that wait on
+ * memory (CONFIT_GEN_PREFETCH, _PREFETCH_MB, _PREFETCH_DOWN_MB), at most N attention splits per
+ * row (CONFIT_GEN_ATT_SPLITS), skinny.cu for some GEMM kinds only, unfolded
+ * (CONFIT_GEN_MMA_KINDS with CONFIT_GEN_MMA=1). cf_cuda_qwen2_generate reads every switch
+ * ("the decode switches") and says what each does; tests/gpu/run.sh measures them as variants.
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
 #include "kernels/cuda_internal.cuh"
@@ -583,6 +570,8 @@ struct gen_engine {
   int D, F, H, KVH, hd, V, Q, KV, L;
   bool bf;
   bool mma;             /* bf16 and CONFIT_GEN_MMA=1: skinny.cu for GEMMs of <= 16 rows */
+  int mma_kinds;        /* which GEMM kinds it runs: bit GK_QKV .. GK_HEAD (CONFIT_GEN_MMA_KINDS; all by
+                           default, the only mask that folds the norms in) */
   bool pdl;             /* the step's kernels as programmatic dependent launches (sm_90 on; CONFIT_GEN_PDL) */
   int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
   bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
@@ -960,6 +949,11 @@ static cf_skinny_job sk_job(const void *W, const void *X, int ldx, float *Y, int
 enum { GK_QKV, GK_OPROJ, GK_GATEUP, GK_DOWN, GK_HEAD, GK_OTHER, GK_N };
 static const char *const gk_name[GK_N] = {"qkv", "o_proj", "gate/up", "down", "lm_head", "other"};
 struct gen_tuned { int A; cf_skinny_opts o[GK_N]; int att_gs; bool att_merge; };
+#define GK_ALL ((1 << GK_OTHER) - 1) /* CONFIT_GEN_MMA_KINDS: a bit per kind up to the head */
+
+/* whether skinny.cu runs the GEMMs of kind k (GK_QKV .. GK_HEAD; separate q, k, v count as qkv,
+ * separate gate and up as gate/up) */
+static bool gen_sk(const gen_engine *e, int k) { return e->mma && (e->mma_kinds >> k & 1); }
 
 /* the launch options of a job of kind k over A rows: tuned, else the environment's */
 static const cf_skinny_opts *gen_opts(const gen_engine *e, int A, int k) {
@@ -1001,7 +995,7 @@ static int gen_resid(gen_engine *e, const cf_skinny_job *j, int kind, const char
  * qualifies for skinny.cu in its folded form (shapes, alignment of weights and norms) and the
  * partial sums fit e->ss. Host-side checks only (at capture, not per replay). */
 static bool gen_fold(gen_engine *e, int A) {
-  if (!e->mma || !e->ss || A > 16) return false;
+  if (!e->mma || e->mma_kinds != GK_ALL || !e->ss || A > 16) return false;
   int F = e->F, Q = e->Q, KV = e->KV, ld = Q + 2 * KV;
   e->ss_groups = 1;
   for (int l = 0; l <= e->L; l++) {
@@ -1186,10 +1180,10 @@ static int gen_tune(gen_engine *e, int A) {
   return 0;
 }
 
-/* Y (A, ldy) f32 [+]= X (A, in; ldx) @ W (out, in)^T */
-static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float *Y, int ldy, int A, int in,
+/* Y (A, ldy) f32 [+]= X (A, in; ldx) @ W (out, in)^T; a GEMM of kind k (GK_QKV .. GK_HEAD) */
+static int gen_gemm(gen_engine *e, int k, const void *W, const void *X, int ldx, float *Y, int ldy, int A, int in,
                     int out, float beta, const char *what) {
-  if (e->mma) {
+  if (gen_sk(e, k)) {
     cf_skinny_job j = sk_job(W, X, ldx, Y, ldy, A, in, out, beta);
     if (cf_cuda_skinny_ok(&j)) return gen_skinny(e, &j, GK_OTHER, what);
   }
@@ -1235,7 +1229,7 @@ static int gen_add_x(gen_engine *e, bool fold, bool decode, const void *W, const
     e->pend = e->splitk;
     return 0;
   }
-  if (!fold) return gen_gemm(e, W, X, ldx, e->x, e->D, A, in, e->D, 1.f, what);
+  if (!fold) return gen_gemm(e, kind, W, X, ldx, e->x, e->D, A, in, e->D, 1.f, what);
   cf_skinny_job j = sk_resid_job(e, W, X, ldx, A, in);
   return gen_resid(e, &j, kind, what);
 }
@@ -1397,10 +1391,10 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
                gen_split_gemm(e, Ly->qw, e->h, D, A, D, ld)) {
       e->qnp = e->splitk; /* CONFIT_GEN_SPLITK: q|k|v as partials in skp, added by the attention */
     } else if (Ly->qkv_fused) {
-      if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, ld, 0.f, "generate: qkv")) return -1;
-    } else if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, Q, 0.f, "generate: q_proj") ||
-               gen_gemm(e, Ly->kw, e->h, D, e->qkv + Q, ld, A, D, KV, 0.f, "generate: k_proj") ||
-               gen_gemm(e, Ly->vw, e->h, D, e->qkv + Q + KV, ld, A, D, KV, 0.f, "generate: v_proj")) {
+      if (gen_gemm(e, GK_QKV, Ly->qw, e->h, D, e->qkv, ld, A, D, ld, 0.f, "generate: qkv")) return -1;
+    } else if (gen_gemm(e, GK_QKV, Ly->qw, e->h, D, e->qkv, ld, A, D, Q, 0.f, "generate: q_proj") ||
+               gen_gemm(e, GK_QKV, Ly->kw, e->h, D, e->qkv + Q, ld, A, D, KV, 0.f, "generate: k_proj") ||
+               gen_gemm(e, GK_QKV, Ly->vw, e->h, D, e->qkv + Q + KV, ld, A, D, KV, 0.f, "generate: v_proj")) {
       return -1;
     }
     /* decode with rq: k_attn does the bias + RoPE and writes position p's key and value itself */
@@ -1426,7 +1420,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
                             : sk_job(Ly->gw, e->h, D, NULL, 0, A, D, 2 * F, 0.f);
     gu.swiglu = true;
     gu.act = e->act;
-    bool sw = e->mma && Ly->gu_fused && cf_cuda_skinny_ok(&gu);
+    bool sw = gen_sk(e, GK_GATEUP) && Ly->gu_fused && cf_cuda_skinny_ok(&gu);
     if (!KEEP("gate_up")) {
     } else if (sw) {
       if (gen_skinny(e, &gu, fold ? GK_GATEUP : GK_OTHER, "generate: gate/up+swiglu")) return -1;
@@ -1436,9 +1430,9 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
       if (gen_skinny(e, &g, GK_OTHER, "generate: gate_proj") || gen_skinny(e, &u, GK_OTHER, "generate: up_proj"))
         return -1;
     } else if (Ly->gu_fused) {
-      if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, 2 * F, 0.f, "generate: gate/up")) return -1;
-    } else if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, F, 0.f, "generate: gate_proj") ||
-               gen_gemm(e, Ly->uw, e->h, D, e->gu + F, 2 * F, A, D, F, 0.f, "generate: up_proj")) {
+      if (gen_gemm(e, GK_GATEUP, Ly->gw, e->h, D, e->gu, 2 * F, A, D, 2 * F, 0.f, "generate: gate/up")) return -1;
+    } else if (gen_gemm(e, GK_GATEUP, Ly->gw, e->h, D, e->gu, 2 * F, A, D, F, 0.f, "generate: gate_proj") ||
+               gen_gemm(e, GK_GATEUP, Ly->uw, e->h, D, e->gu + F, 2 * F, A, D, F, 0.f, "generate: up_proj")) {
       return -1;
     }
     int64_t n = (int64_t)A * F;
@@ -1466,7 +1460,7 @@ static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
   } else if (fold) {
     cf_skinny_job h = sk_norm_job(e, e->head, e->final_norm, e->logits, e->V, Bp, e->V);
     if (gen_skinny(e, &h, GK_HEAD, "generate: lm_head")) return -1;
-  } else if (gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, Bp, e->D, e->V, 0.f, "generate: lm_head")) {
+  } else if (gen_gemm(e, GK_HEAD, e->head, e->h, e->D, e->logits, e->V, Bp, e->D, e->V, 0.f, "generate: lm_head")) {
     return -1;
   }
   STAGE("sample");
@@ -1675,7 +1669,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, pdl, rope, nt, ksb, minb, gs, amerge, qpair, pfw, pfmb, pfdmb, asplit, sk, wide, ssplit, dev = 0, cc = 0;
+    int mma, mk, pdl, rope, nt, ksb, minb, gs, amerge, qpair, pfw, pfmb, pfdmb, asplit, sk, wide, ssplit, dev = 0, cc = 0;
     /* programmatic dependent launches by default where the GPU has them (sm_90 on): on an H200
      * the 1.5B step at batch 16 took 2.12 ms with them and 2.20 without (2026-11-26) */
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -1693,7 +1687,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       cudaGetLastError();
       cc = 0;
     }
-    if (env_int("CONFIT_GEN_MMA", 0, 0, 2, &mma) || env_int("CONFIT_GEN_PDL", cc >= 9, 0, 1, &pdl) ||
+    if (env_int("CONFIT_GEN_MMA", 0, 0, 2, &mma) || env_int("CONFIT_GEN_MMA_KINDS", GK_ALL, 1, GK_ALL, &mk) ||
+        env_int("CONFIT_GEN_PDL", cc >= 9, 0, 1, &pdl) ||
         env_int("CONFIT_GEN_ATT_GS", 1, 1, 64, &gs) || env_int("CONFIT_GEN_ATT_MERGE", 0, 0, 1, &amerge) ||
         env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
@@ -1707,7 +1702,17 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       goto fail;
     }
     if (nt == 3) { rc = CF_ERR("generate: CONFIT_GEN_MMA_NT must be 1, 2 or 4 (got 3)"); goto fail; }
+    if (mma == 2 && mk != GK_ALL) {
+      rc = CF_ERR("generate: CONFIT_GEN_MMA_KINDS=%d needs CONFIT_GEN_MMA=1 (=2 tunes the folded step, all kinds)", mk);
+      goto fail;
+    }
     e->mma = e->bf && mma > 0;
+    /* opt-in, not yet run on a GPU (twelfth session): skinny.cu for some GEMM kinds only, each
+     * reading the RMSNorm's output as cuBLAS does (no folding); bits 1 qkv, 2 o_proj, 4 gate/up
+     * (with the SwiGLU), 8 down, 16 LM head. Unlike cuBLAS's kernels, skinny.cu's are dependent
+     * launches that load their first weights before the wait and let the next kernel start early
+     * (the attention after qkv loads its cached keys while qkv runs) */
+    e->mma_kinds = mk;
     e->mma_tune = e->mma && mma == 2;
     e->pdl = pdl == 1;
     /* the decode attention does k_rope_kv's work (bias, RoPE, the new key and value) by default:
@@ -1872,7 +1877,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       LAUNCH_T(k_rmsnorm, g, norm_threads(e->D), xlast + (size_t)p0 * e->D, e->final_norm, e->h, e->D,
                (float)c->rms_eps, (const float *)NULL, 0, (size_t)0, (const char *)NULL, (size_t)0);
       STAGE("lm_head");
-      if ((rc = gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, g, e->D, e->V, 0.f, "generate: lm_head"))) goto fail;
+      if ((rc = gen_gemm(e, GK_HEAD, e->head, e->h, e->D, e->logits, e->V, g, e->D, e->V, 0.f, "generate: lm_head"))) goto fail;
       STAGE(NULL);
       int rows = g * n;
       for (int r = 0; r < rows; r++) {

@@ -336,6 +336,33 @@ H.case("NaN logits: a clear error at the token they appear, on the GPU as on the
   end
 end)
 
+-- The decode switches are read from the environment when generation starts: a value out of range
+-- is an error that names it, returned to the caller like any other (the process goes on). Each
+-- setting runs in a child confit that catches the error and prints it.
+H.case("decode switches: a bad value is an error naming the switch", function()
+  local exe = arg and arg[-1] or "confit"
+  local code = ([[local m = assert(require('confit').model_load('%s')); assert(m:to_device('cuda', 'bf16'));
+    local ok, e = pcall(m.generate, m, {{1, 2, 3}}, {max_new_tokens = 2}); print(ok and 'ran' or e)]]):format(FIX[1])
+  local function child(env)
+    local p = assert(io.popen(("env %s '%s' -e \"%s\" 2>&1"):format(env, exe, (code:gsub("\n", " ")))))
+    local out = p:read("a")
+    p:close()
+    return out
+  end
+  local bad = {
+    {"CONFIT_GEN_MMA_KINDS=0", "CONFIT_GEN_MMA_KINDS must be an integer from 1 to 31"},
+    {"CONFIT_GEN_MMA_KINDS=32", "CONFIT_GEN_MMA_KINDS must be an integer from 1 to 31"},
+    {"CONFIT_GEN_MMA=2 CONFIT_GEN_MMA_KINDS=1", "CONFIT_GEN_MMA_KINDS=1 needs CONFIT_GEN_MMA=1"},
+    {"CONFIT_GEN_ATT_SPLITS=x", "CONFIT_GEN_ATT_SPLITS must be an integer"},
+  }
+  for _, b in ipairs(bad) do
+    local out = child(b[1])
+    H.ok(out:find(b[2], 1, true), b[1] .. ": " .. out)
+  end
+  local out = child("CONFIT_GEN_MMA=1 CONFIT_GEN_MMA_KINDS=5")
+  H.ok(out:find("^ran"), "CONFIT_GEN_MMA=1 CONFIT_GEN_MMA_KINDS=5 runs: " .. out)
+end)
+
 H.case("init_random_cuda: a random model generates", function()
   local m = load(FIX[1])
   assert(m:init_random_cuda(42, 0.5))
