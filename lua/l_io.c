@@ -285,18 +285,8 @@ static int l_lock(lua_State *L) {
 }
 
 void cf_lua_open_io(lua_State *L) {
-  if (luaL_newmetatable(L, LOCK_MT)) {
-    lua_pushcfunction(L, l_lock_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_lock_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_lock_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_newtable(L);
-    lua_pushcfunction(L, l_lock_close);
-    lua_setfield(L, -2, "close");
-    lua_setfield(L, -2, "__index");
-  }
+  static const luaL_Reg lock_methods[] = {{"close", l_lock_close}, {NULL, NULL}};
+  cf_lua_resource_mt(L, LOCK_MT, l_lock_close, l_lock_tostring, lock_methods);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_lock);
   lua_setfield(L, -2, "lock");

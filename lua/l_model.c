@@ -363,16 +363,7 @@ void cf_lua_open_model(lua_State *L) {
     {"param_names", model_param_names}, {"set_param", model_set_param}, {"tie", model_tie},
     {"save", model_save}, {"config", model_config}, {"set_recompute", model_set_recompute},
     {"free", model_free}, {NULL, NULL}};
-  if (luaL_newmetatable(L, MODEL_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, model_free);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, model_free);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, model_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  cf_lua_resource_mt(L, MODEL_MT, model_free, model_tostring, methods);
   lua_pop(L, 1);
   lua_pushcfunction(L, model_load);
   lua_setfield(L, -2, "model_load");

@@ -38,6 +38,21 @@ static cf_dtype check_dtype(lua_State *L, int idx, const char *def) {
   return dt;
 }
 
+#ifdef CF_HAVE_CUDA
+/* The end of a method that put the model's parameters on the GPU (core status rc): the model
+ * (argument 1) on success; a missing device is the expected failure (nil, message); any other
+ * error raises. */
+static int cuda_result(lua_State *L, int rc) {
+  if (rc) {
+    const char *msg = cf_error_message();
+    if (strstr(msg, "no CUDA device")) return fail(L, msg);
+    return cf_lua_error(L);
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+#endif
+
 static int m_to_device(lua_State *L) {
   cf_qwen2 *m = check_model(L, 1);
   const char *dev = luaL_checkstring(L, 2);
@@ -56,13 +71,7 @@ static int m_to_device(lua_State *L) {
   cf_dtype dt = check_dtype(L, 3, "bf16");
 #ifdef CF_HAVE_CUDA
   CF_LUA_CORE(L, rc = cf_qwen2_to_cuda(m, dt));
-  if (rc) {
-    const char *msg = cf_error_message();
-    if (strstr(msg, "no CUDA device")) return fail(L, msg);
-    return cf_lua_error(L);
-  }
-  lua_settop(L, 1);
-  return 1;
+  return cuda_result(L, rc);
 #else
   (void)m; (void)dt; (void)rc;
   return fail(L, "to_device: this build has no CUDA");
@@ -78,13 +87,7 @@ static int m_init_random_cuda(lua_State *L) {
 #ifdef CF_HAVE_CUDA
   int rc;
   CF_LUA_CORE(L, rc = cf_qwen2_init_random_cuda(m, dt, (uint64_t)seed, std));
-  if (rc) {
-    const char *msg = cf_error_message();
-    if (strstr(msg, "no CUDA device")) return fail(L, msg);
-    return cf_lua_error(L);
-  }
-  lua_settop(L, 1);
-  return 1;
+  return cuda_result(L, rc);
 #else
   (void)m; (void)seed; (void)dt;
   return fail(L, "init_random_cuda: this build has no CUDA");

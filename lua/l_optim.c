@@ -427,21 +427,17 @@ static const char *const docs[][2] = {
 
 void cf_lua_open_optim(lua_State *L) {
   int module = lua_gettop(L);
-  luaL_newmetatable(L, OPTIM_MT);
-  lua_pushcfunction(L, m_free);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, m_free);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, mm_newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pushcfunction(L, mm_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "__methods");
-  lua_pushcclosure(L, mm_index, 1);
-  lua_setfield(L, -2, "__index");
+  if (cf_lua_resource_mt(L, OPTIM_MT, m_free, mm_tostring, methods)) {
+    lua_pushcfunction(L, mm_newindex);
+    lua_setfield(L, -2, "__newindex");
+    /* opt.lr etc. read the config: __index becomes a closure that looks in the method table
+     * first; the table stays reachable as __methods (completion, introspection) */
+    lua_getfield(L, -1, "__index");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__methods");
+    lua_pushcclosure(L, mm_index, 1);
+    lua_setfield(L, -2, "__index");
+  }
   lua_pop(L, 1);
 
   lua_newtable(L);

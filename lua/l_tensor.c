@@ -870,6 +870,7 @@ static int mm_unm(lua_State *L) {
 
 /* ---------------------------------------------------------------- methods */
 
+/* t:free(), and __gc and __close: drops the box's reference (idempotent) */
 static int m_free(lua_State *L) {
   tbox *b = checkbox(L, 1);
   cf_tensor_release(b->t);
@@ -1039,23 +1040,18 @@ static int m_copy_(lua_State *L) {
   return 1;
 }
 
-static int m_clone(lua_State *L) {
+/* Pushes the new tensor make(self) returns (t:clone(), t:detach()); the box comes first. */
+static int push_made_from_self(lua_State *L, cf_tensor *(*make)(cf_tensor *)) {
   cf_tensor *t = cf_lua_checktensor(L, 1);
   cf_tensor **slot = cf_lua_newtensorbox(L);
-  cf_tensor *c;
-  CF_LUA_CORE(L, c = cf_tensor_clone(t));
-  fill_box(L, slot, c);
+  cf_tensor *r;
+  CF_LUA_CORE(L, r = make(t));
+  fill_box(L, slot, r);
   return 1;
 }
 
-static int m_detach(lua_State *L) {
-  cf_tensor *t = cf_lua_checktensor(L, 1);
-  cf_tensor **slot = cf_lua_newtensorbox(L);
-  cf_tensor *d;
-  CF_LUA_CORE(L, d = cf_detach(t));
-  fill_box(L, slot, d);
-  return 1;
-}
+static int m_clone(lua_State *L) { return push_made_from_self(L, cf_tensor_clone); }
+static int m_detach(lua_State *L) { return push_made_from_self(L, cf_detach); }
 
 static void set_requires_grad(lua_State *L, cf_tensor *t, bool on) {
   if (t->grad_fn) {
@@ -1127,13 +1123,6 @@ static int m_backward(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------- metamethods */
-
-static int mm_gc(lua_State *L) {
-  tbox *b = checkbox(L, 1);
-  cf_tensor_release(b->t);
-  b->t = NULL;
-  return 0;
-}
 
 static int mm_index(lua_State *L) {
   tbox *b = checkbox(L, 1);
@@ -1353,7 +1342,7 @@ static const luaL_Reg methods[] = {
   {"copy_", m_copy_}, {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {
-  {"__gc", mm_gc}, {"__close", mm_gc}, {"__newindex", mm_newindex}, {"__len", mm_len},
+  {"__gc", m_free}, {"__close", m_free}, {"__newindex", mm_newindex}, {"__len", mm_len},
   {"__eq", mm_eq}, {"__tostring", mm_tostring}, {"__add", mm_add}, {"__sub", mm_sub},
   {"__mul", mm_mul}, {"__div", mm_div}, {"__pow", mm_pow}, {"__unm", mm_unm}, {NULL, NULL}};
 

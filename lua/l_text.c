@@ -170,16 +170,7 @@ static const luaL_Reg bpe_methods[] = {
 };
 
 void cf_lua_open_text(lua_State *L) {
-  if (luaL_newmetatable(L, BPE_MT)) {
-    luaL_newlib(L, bpe_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_free);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_free);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  cf_lua_resource_mt(L, BPE_MT, l_free, l_tostring, bpe_methods);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_load);
   lua_setfield(L, -2, "bpe_load");

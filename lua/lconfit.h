@@ -16,6 +16,7 @@
 #ifndef CF_LCONFIT_H
 #define CF_LCONFIT_H
 #include <lua.h>
+#include <lauxlib.h>
 #include "tensor.h"
 
 #define CF_LUA_PART(name) void cf_lua_open_##name(lua_State *L);
@@ -58,6 +59,13 @@ void cf_lua_add_peak_reset(void (*reset)(void));
 
 /* confit.clock() first calls this hook when set (a CUDA part installs a device synchronize). */
 void cf_lua_set_clock_sync(void (*sync)(void));
+
+/* The metatable of a resource userdata (liolib style), made once: luaL_newmetatable(tname) (so
+ * __name names the type in errors), __gc and __close both free_fn (which must be idempotent),
+ * __tostring, and __index a new table of `methods`. Leaves the metatable on the stack; returns 1
+ * when it was made now (the caller may add fields), 0 when it already existed (nothing set). */
+int cf_lua_resource_mt(lua_State *L, const char *tname, lua_CFunction free_fn, lua_CFunction tostring_fn,
+                       const luaL_Reg *methods);
 
 /* Adds name -> doc to the module's `doc` table (creating it); the module table is at `module`. */
 void cf_lua_add_doc(lua_State *L, int module, const char *name, const char *doc);

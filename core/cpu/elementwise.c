@@ -24,6 +24,14 @@ static int check_compute_dtype(const char *op, const cf_tensor *out) {
   return CF_ERR("%s: unsupported dtype %s on the CPU", op, cf_dtype_name(out->dtype));
 }
 
+/* One case of an op switch: runs LOOP(T, OP) with T the C type of out's dtype (f32 or f64;
+ * check_compute_dtype refused the others before the switch). */
+#define TYPED_CASE(LOOP, OP)                                                                    \
+  case OP:                                                                                      \
+    if (out->dtype == CF_DTYPE_F32) LOOP(float, OP);                                            \
+    else LOOP(double, OP);                                                                      \
+    break
+
 /* ---------------------------------------------------------------- unary */
 
 typedef enum { U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_ABS, U_CLAMP, U_SILU, U_SIGMOID, U_TANH,
@@ -77,11 +85,7 @@ static inline double unary_fn(unary_op op, double x, double lo, double hi) {
     }                                                                                           \
   } while (0)
 
-#define UNARY_CASE(OP)                                                                          \
-  case OP:                                                                                      \
-    if (out->dtype == CF_DTYPE_F32) UNARY_LOOP(float, OP);                                      \
-    else UNARY_LOOP(double, OP);                                                                \
-    break
+#define UNARY_CASE(OP) TYPED_CASE(UNARY_LOOP, OP)
 
 /* out [..] = f(x [..]) (same shape) */
 static int unary(const char *name, unary_op op, cf_tensor *out, cf_tensor *x, double lo, double hi) {
@@ -156,11 +160,7 @@ static inline double binary_fn(binary_op op, double a, double b) {
     }                                                                                           \
   } while (0)
 
-#define BINARY_CASE(OP)                                                                         \
-  case OP:                                                                                      \
-    if (out->dtype == CF_DTYPE_F32) BINARY_LOOP(float, OP);                                     \
-    else BINARY_LOOP(double, OP);                                                               \
-    break
+#define BINARY_CASE(OP) TYPED_CASE(BINARY_LOOP, OP)
 
 /* out [broadcast(a, b)] = f(a, b) */
 static int binary(const char *name, binary_op op, cf_tensor *out, cf_tensor *a, cf_tensor *b) {
@@ -234,33 +234,24 @@ static int select_kernel(const char *name, cf_tensor *out, cf_tensor *c, cf_tens
   const void *cs = c->storage->data;
   cf_dtype cdt = c->dtype;
   bool have_a = a != NULL;
-  if (out->dtype == CF_DTYPE_F32) {
-    float *o = out->storage->data;
-    const float *bs = b->storage->data, *as = (a ? a : b)->storage->data;
-    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
-    for (int64_t u = 0; u < it.units; u++) {
-      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off);
-      for (int64_t j = 0; j < len; j++) {
-        bool on = cf_iter_load(cs, cdt, off[1] + j * it.inner_stride[1]) != 0;
-        o[off[0] + j * it.inner_stride[0]] =
-            on ? (have_a ? as[off[3] + j * it.inner_stride[3]] : (float)fill)
-               : bs[off[2] + j * it.inner_stride[2]];
-      }
-    }
-  } else {
-    double *o = out->storage->data;
-    const double *bs = b->storage->data, *as = (a ? a : b)->storage->data;
-    #pragma omp parallel for if (it.numel > CF_OMP_MIN)
-    for (int64_t u = 0; u < it.units; u++) {
-      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off);
-      for (int64_t j = 0; j < len; j++) {
-        bool on = cf_iter_load(cs, cdt, off[1] + j * it.inner_stride[1]) != 0;
-        o[off[0] + j * it.inner_stride[0]] =
-            on ? (have_a ? as[off[3] + j * it.inner_stride[3]] : fill)
-               : bs[off[2] + j * it.inner_stride[2]];
-      }
-    }
-  }
+#define SELECT_LOOP(T)                                                                              \
+  do {                                                                                              \
+    T *o = out->storage->data;                                                                      \
+    const T *bs = b->storage->data, *as = (a ? a : b)->storage->data;                               \
+    _Pragma("omp parallel for if (it.numel > CF_OMP_MIN)")                                          \
+    for (int64_t u = 0; u < it.units; u++) {                                                        \
+      int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off);                                    \
+      for (int64_t j = 0; j < len; j++) {                                                           \
+        bool on = cf_iter_load(cs, cdt, off[1] + j * it.inner_stride[1]) != 0;                      \
+        o[off[0] + j * it.inner_stride[0]] =                                                        \
+            on ? (have_a ? as[off[3] + j * it.inner_stride[3]] : (T)fill)                           \
+               : bs[off[2] + j * it.inner_stride[2]];                                               \
+      }                                                                                             \
+    }                                                                                               \
+  } while (0)
+  if (out->dtype == CF_DTYPE_F32) SELECT_LOOP(float);
+  else SELECT_LOOP(double);
+#undef SELECT_LOOP
   return 0;
 }
 

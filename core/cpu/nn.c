@@ -904,58 +904,72 @@ int cf_infer_token_logprob(const char *op, cf_tensor *const *in, int nin, const 
   return 0;
 }
 
+/* The rows of a tempered loss (token_logprob, entropy and their backward passes): the
+ * temperature checked, logits held as [N x V] contiguous, targets (when given) held contiguous
+ * and range-checked (negative ids are skipped rows). */
+typedef struct {
+  cf_tensor *z, *tg;   /* held logits; held targets or NULL */
+  const char *zp;
+  const void *tp;      /* target data or NULL */
+  int64_t N, V;
+  bool f64;
+  size_t es;
+  double s;            /* 1 / temperature */
+} tempered_rows;
+
+static int tempered_rows_init(tempered_rows *g, const char *op, double temperature, cf_tensor *logits,
+                              cf_tensor *targets) {
+  double temp = 1.0;
+  if (check_temperature(op, temperature, &temp)) return -1;
+  if (rows_setup(op, logits, targets, true, &g->z, &g->tg, &g->N, &g->V)) return -1;
+  g->zp = cf_tensor_data(g->z);
+  g->tp = g->tg ? cf_tensor_data(g->tg) : NULL;
+  g->f64 = g->z->dtype == CF_DTYPE_F64;
+  g->es = cf_dtype_size(g->z->dtype);
+  g->s = 1.0 / temp;
+  return 0;
+}
+
+static void tempered_rows_free(tempered_rows *g) {
+  cf_tensor_release(g->z);
+  cf_tensor_release(g->tg);
+}
+
 /* out [..] = z[target]/T - lse(z/T); 0 where target < 0 */
 int cf_cpu_token_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
-  double temp = 1.0;
-  if (check_temperature("token_logprob", a->f[0], &temp)) return -1;
-  cf_tensor *z = NULL, *tg = NULL;
-  int64_t N, V;
-  if (rows_setup("token_logprob", in[0], in[1], true, &z, &tg, &N, &V)) return -1;
-  bool f64 = z->dtype == CF_DTYPE_F64;
-  size_t es = cf_dtype_size(z->dtype);
-  const char *zp = cf_tensor_data(z);
-  const void *tp = cf_tensor_data(tg);
+  tempered_rows g;
+  if (tempered_rows_init(&g, "token_logprob", a->f[0], in[0], in[1])) return -1;
   void *op = cf_tensor_data(out);
-  double s = 1.0 / temp;
-  #pragma omp parallel for schedule(static) if (N * V > 65536)
-  for (int64_t r = 0; r < N; r++) {
-    int64_t t = ld_id(tp, tg->dtype, r);
-    if (t < 0) { stf(op, f64, r, 0.0); continue; }
-    const char *row = zp + (size_t)(r * V) * es;
-    stf(op, f64, r, row_logprob(row, f64, V, s, t));
+  #pragma omp parallel for schedule(static) if (g.N * g.V > 65536)
+  for (int64_t r = 0; r < g.N; r++) {
+    int64_t t = ld_id(g.tp, g.tg->dtype, r);
+    if (t < 0) { stf(op, g.f64, r, 0.0); continue; }
+    const char *row = g.zp + (size_t)(r * g.V) * g.es;
+    stf(op, g.f64, r, row_logprob(row, g.f64, g.V, g.s, t));
   }
-  cf_tensor_release(z);
-  cf_tensor_release(tg);
+  tempered_rows_free(&g);
   return 0;
 }
 
 /* gz [.., V] = g / T * (onehot(target) - softmax(z / T)) on rows with target >= 0 */
 int cf_cpu_token_logprob_backward(cf_tensor *gz, cf_tensor *logits, cf_tensor *targets,
                                   double temperature, cf_tensor *gout0) {
-  double temp = 1.0;
-  if (check_temperature("token_logprob backward", temperature, &temp)) return -1;
-  cf_tensor *z = NULL, *tg = NULL;
-  int64_t N, V;
-  if (rows_setup("token_logprob backward", logits, targets, true, &z, &tg, &N, &V)) return -1;
+  tempered_rows g;
+  if (tempered_rows_init(&g, "token_logprob backward", temperature, logits, targets)) return -1;
   cf_tensor *gout = cf_tensor_contiguous(gout0);
-  if (!gout) { cf_tensor_release(z); cf_tensor_release(tg); return -1; }
-  bool f64 = z->dtype == CF_DTYPE_F64;
-  size_t es = cf_dtype_size(z->dtype);
-  const char *zp = cf_tensor_data(z);
-  const void *tp = cf_tensor_data(tg), *gop = cf_tensor_data(gout);
+  if (!gout) { tempered_rows_free(&g); return -1; }
+  const void *gop = cf_tensor_data(gout);
   char *gp = cf_tensor_data(gz);
-  double s = 1.0 / temp;
-  #pragma omp parallel for schedule(static) if (N * V > 65536)
-  for (int64_t r = 0; r < N; r++) {
-    int64_t t = ld_id(tp, tg->dtype, r);
+  #pragma omp parallel for schedule(static) if (g.N * g.V > 65536)
+  for (int64_t r = 0; r < g.N; r++) {
+    int64_t t = ld_id(g.tp, g.tg->dtype, r);
     if (t < 0) continue;
-    const char *row = zp + (size_t)(r * V) * es;
-    char *grow = gp + (size_t)(r * V) * es;
-    row_logprob_grad(row, grow, f64, V, s, t, ldf(gop, f64, r) * s);
+    const char *row = g.zp + (size_t)(r * g.V) * g.es;
+    char *grow = gp + (size_t)(r * g.V) * g.es;
+    row_logprob_grad(row, grow, g.f64, g.V, g.s, t, ldf(gop, g.f64, r) * g.s);
   }
-  cf_tensor_release(z);
-  cf_tensor_release(tg);
+  tempered_rows_free(&g);
   cf_tensor_release(gout);
   return 0;
 }
@@ -963,42 +977,30 @@ int cf_cpu_token_logprob_backward(cf_tensor *gz, cf_tensor *logits, cf_tensor *t
 /* out [..] = -sum p log p, p = softmax(z / T) = lse(z/T) - sum p z/T */
 int cf_cpu_entropy(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
-  double temp = 1.0;
-  if (check_temperature("entropy", a->f[0], &temp)) return -1;
-  cf_tensor *z = NULL, *tg = NULL;
-  int64_t N, V;
-  if (rows_setup("entropy", in[0], NULL, false, &z, &tg, &N, &V)) return -1;
-  bool f64 = z->dtype == CF_DTYPE_F64;
-  size_t es = cf_dtype_size(z->dtype);
-  const char *zp = cf_tensor_data(z);
+  tempered_rows g;
+  if (tempered_rows_init(&g, "entropy", a->f[0], in[0], NULL)) return -1;
   void *op = cf_tensor_data(out);
-  double s = 1.0 / temp;
-  if (V == 0) memset(op, 0, (size_t)cf_tensor_numel(out) * es); /* no classes: N is 0, rows are 0 */
-  #pragma omp parallel for schedule(static) if (N * V > 65536)
-  for (int64_t r = 0; r < N; r++) stf(op, f64, r, row_entropy(zp + (size_t)(r * V) * es, f64, V, s));
-  cf_tensor_release(z);
+  if (g.V == 0) memset(op, 0, (size_t)cf_tensor_numel(out) * g.es); /* no classes: N is 0, rows are 0 */
+  #pragma omp parallel for schedule(static) if (g.N * g.V > 65536)
+  for (int64_t r = 0; r < g.N; r++)
+    stf(op, g.f64, r, row_entropy(g.zp + (size_t)(r * g.V) * g.es, g.f64, g.V, g.s));
+  tempered_rows_free(&g);
   return 0;
 }
 
 /* gz [.., V] = -g * (p / T) * (log p + H) */
 int cf_cpu_entropy_backward(cf_tensor *gz, cf_tensor *logits, double temperature, cf_tensor *gout0) {
-  double temp = 1.0;
-  if (check_temperature("entropy backward", temperature, &temp)) return -1;
-  cf_tensor *z = NULL, *tg = NULL;
-  int64_t N, V;
-  if (rows_setup("entropy backward", logits, NULL, false, &z, &tg, &N, &V)) return -1;
+  tempered_rows g;
+  if (tempered_rows_init(&g, "entropy backward", temperature, logits, NULL)) return -1;
   cf_tensor *gout = cf_tensor_contiguous(gout0);
-  if (!gout) { cf_tensor_release(z); return -1; }
-  bool f64 = z->dtype == CF_DTYPE_F64;
-  size_t es = cf_dtype_size(z->dtype);
-  const char *zp = cf_tensor_data(z);
+  if (!gout) { tempered_rows_free(&g); return -1; }
   const void *gop = cf_tensor_data(gout);
   char *gp = cf_tensor_data(gz);
-  double s = 1.0 / temp;
-  #pragma omp parallel for schedule(static) if (N * V > 65536)
-  for (int64_t r = 0; r < N; r++)
-    row_entropy_grad(zp + (size_t)(r * V) * es, gp + (size_t)(r * V) * es, f64, V, s, ldf(gop, f64, r));
-  cf_tensor_release(z);
+  #pragma omp parallel for schedule(static) if (g.N * g.V > 65536)
+  for (int64_t r = 0; r < g.N; r++)
+    row_entropy_grad(g.zp + (size_t)(r * g.V) * g.es, gp + (size_t)(r * g.V) * g.es, g.f64, g.V, g.s,
+                     ldf(gop, g.f64, r));
+  tempered_rows_free(&g);
   cf_tensor_release(gout);
   return 0;
 }
