@@ -223,7 +223,7 @@ static int m_to(lua_State *L) {
     if (!next) return cf_lua_error(L);
     cur = next;
   }
-  *slot = cur;
+  cf_lua_fillbox(L, slot, cur);
   return 1;
 }
 
@@ -231,9 +231,7 @@ static int move_method(lua_State *L, cf_device dev) {
   cf_tensor *t = cf_lua_checktensor(L, 1);
   if (no_gpu_for(L, t, dev)) return 2;
   cf_tensor **slot = cf_lua_newtensorbox(L);
-  cf_tensor *c = move_to(L, t, dev);
-  if (!c) return cf_lua_error(L);
-  *slot = c;
+  cf_lua_fillbox(L, slot, move_to(L, t, dev));
   return 1;
 }
 

@@ -246,6 +246,14 @@ static void push_config(lua_State *L, const cf_optim *o) {
   lua_setfield(L, -2, "steps");
 }
 
+/* pushes a new tensor box holding a copy of t */
+static void push_copy(lua_State *L, cf_tensor *t) {
+  cf_tensor **slot = cf_lua_newtensorbox(L);
+  cf_tensor *c;
+  CF_LUA_CORE(L, c = cf_tensor_clone(t));
+  cf_lua_fillbox(L, slot, c);
+}
+
 static int m_state(lua_State *L) {
   cf_optim *o = check_optim(L, 1);
   lua_newtable(L);
@@ -262,21 +270,13 @@ static int m_state(lua_State *L) {
       cf_tensor *st = cf_optim_state_get(o, i, s);
       if (!st) continue;
       lua_pushfstring(L, "%s.%d", cf_optim_slot_name(o, s), i + 1);
-      cf_tensor **slot = cf_lua_newtensorbox(L);
-      cf_tensor *c;
-      CF_LUA_CORE(L, c = cf_tensor_clone(st));
-      if (!c) cf_lua_error(L);
-      *slot = c;
+      push_copy(L, st);
       lua_rawset(L, tab);
     }
     cf_tensor *ms = cf_optim_master_get(o, i);
     if (ms) {
       lua_pushfstring(L, "master.%d", i + 1);
-      cf_tensor **slot = cf_lua_newtensorbox(L);
-      cf_tensor *c;
-      CF_LUA_CORE(L, c = cf_tensor_clone(ms));
-      if (!c) cf_lua_error(L);
-      *slot = c;
+      push_copy(L, ms);
       lua_rawset(L, tab);
     }
   }

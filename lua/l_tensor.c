@@ -89,8 +89,7 @@ cf_tensor **cf_lua_newtensorbox(lua_State *L) {
   return &b->t;
 }
 
-/* Fills a box made by cf_lua_newtensorbox with a new reference; NULL raises the core error. */
-static void fill_box(lua_State *L, cf_tensor **slot, cf_tensor *t) {
+void cf_lua_fillbox(lua_State *L, cf_tensor **slot, cf_tensor *t) {
   if (!t) cf_lua_error(L);
   *slot = t;
   note_new_tensor(L, t);
@@ -281,7 +280,7 @@ static cf_tensor *push_host(lua_State *L, cf_tensor *t) {
   }
   cf_tensor *h;
   CF_LUA_CORE(L, h = cf_tensor_to_device(t, CF_DEVICE_CPU));
-  fill_box(L, slot, h);
+  cf_lua_fillbox(L, slot, h);
   return h;
 }
 
@@ -346,7 +345,7 @@ static void finish_new(lua_State *L, const ctor_opts *o, const char *fn) {
     cf_tensor **slot = cf_lua_newtensorbox(L);
     cf_tensor *d;
     CF_LUA_CORE(L, d = cf_tensor_to_device(b->t, o->device));
-    fill_box(L, slot, d);
+    cf_lua_fillbox(L, slot, d);
     lua_remove(L, -2);
     b = (tbox *)lua_touserdata(L, -1);
   }
@@ -416,7 +415,7 @@ static int make_filled(lua_State *L, const char *fn, int shape_idx, int has_valu
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *t;
   CF_LUA_CORE(L, t = cf_tensor_full(nd, shape, o.dtype, value));
-  fill_box(L, slot, t);
+  cf_lua_fillbox(L, slot, t);
   finish_new(L, &o, fn);
   return 1;
 }
@@ -432,7 +431,7 @@ static int l_ones(lua_State *L) {
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *t;
   CF_LUA_CORE(L, t = cf_tensor_full(nd, shape, o.dtype, 1.0));
-  fill_box(L, slot, t);
+  cf_lua_fillbox(L, slot, t);
   finish_new(L, &o, "ones");
   return 1;
 }
@@ -454,7 +453,7 @@ static int make_random(lua_State *L, const char *fn, bool normal) {
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *t;
   CF_LUA_CORE(L, t = normal ? cf_tensor_randn(nd, shape, o.dtype, g) : cf_tensor_rand(nd, shape, o.dtype, g));
-  fill_box(L, slot, t);
+  cf_lua_fillbox(L, slot, t);
   finish_new(L, &o, fn);
   return 1;
 }
@@ -483,7 +482,7 @@ static int l_arange(lua_State *L) {
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *t;
   CF_LUA_CORE(L, t = cf_tensor_arange(start, end, step, o.dtype));
-  fill_box(L, slot, t);
+  cf_lua_fillbox(L, slot, t);
   finish_new(L, &o, "arange");
   return 1;
 }
@@ -500,7 +499,7 @@ static int l_from_bytes(lua_State *L) {
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *t;
   CF_LUA_CORE(L, t = cf_tensor_from_bytes(nd, shape, o.dtype, s, len));
-  fill_box(L, slot, t);
+  cf_lua_fillbox(L, slot, t);
   finish_new(L, &o, "from_bytes");
   return 1;
 }
@@ -570,7 +569,7 @@ static int l_tensor_new(lua_State *L) {
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *t;
   CF_LUA_CORE(L, t = cf_tensor_zeros(nd, shape, o.dtype));
-  fill_box(L, slot, t);
+  cf_lua_fillbox(L, slot, t);
   int64_t pos[CF_MAX_DIMS], flat = 0;
   if (type == LUA_TTABLE) {
     fill_nested(L, 1, t, 0, pos, &flat);
@@ -647,8 +646,7 @@ static cf_tensor *tensor_arg(op_ctx *c, int ai, char s) {
     cf_tensor_release(t);
     t = d;
   }
-  if (!t) cf_lua_error(L);
-  *slot = t;
+  cf_lua_fillbox(L, slot, t);
   return t;
 }
 
@@ -852,7 +850,7 @@ static int do_op(lua_State *L, int id) {
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *out;
   CF_LUA_CORE(L, out = cf_op((cf_op_id)id, in, nin, &a));
-  fill_box(L, slot, out);
+  cf_lua_fillbox(L, slot, out);
   return 1;
 }
 
@@ -1002,7 +1000,7 @@ static int m_get(lua_State *L) {
     h = el ? cf_tensor_to_device(el, CF_DEVICE_CPU) : NULL;
     cf_tensor_release(el);
   });
-  fill_box(L, slot, h);
+  cf_lua_fillbox(L, slot, h);
   push_elem_at(L, h, h->offset);
   return 1;
 }
@@ -1046,7 +1044,7 @@ static int push_made_from_self(lua_State *L, cf_tensor *(*make)(cf_tensor *)) {
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *r;
   CF_LUA_CORE(L, r = make(t));
-  fill_box(L, slot, r);
+  cf_lua_fillbox(L, slot, r);
   return 1;
 }
 
@@ -1112,7 +1110,7 @@ static int m_backward(lua_State *L) {
           s = d;
         }
       });
-      fill_box(L, slot, s);
+      cf_lua_fillbox(L, slot, s);
       seed = s;
     }
   }

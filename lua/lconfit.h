@@ -36,6 +36,10 @@ void cf_lua_pushtensor(lua_State *L, cf_tensor *t);
 /* Pushes an empty box and returns its slot: fill it with a new reference after the allocation
  * (liolib style: the box exists before the resource, so a Lua error can leak nothing). */
 cf_tensor **cf_lua_newtensorbox(lua_State *L);
+/* Fills such a box with t (a new reference) and counts t's bytes, when they are new, towards the
+ * allocation pressure that runs a full Lua GC (Lua's collector sees only the small boxes); t ==
+ * NULL raises the core's error. Every binding that makes a tensor fills its box so. */
+void cf_lua_fillbox(lua_State *L, cf_tensor **slot, cf_tensor *t);
 /* Raises the core's current message (cf_error_message()) as a Lua error. Never returns. */
 int cf_lua_error(lua_State *L);
 

@@ -260,6 +260,31 @@ end)
 
 -- ---------------------------------------------------------------- f32 masters and bf16 state
 
+-- opt:state() copies every state tensor into new boxes: those bytes count towards the binding's
+-- allocation pressure like any new tensor's (a full GC once they pass max(256 MiB, live bytes)),
+-- so a loop that saves the state keeps its peak bounded even while Lua's own collector, which
+-- sees only the small boxes, would not run
+H.case("opt:state() copies count towards the allocation pressure", function()
+  collectgarbage()
+  local w = confit.zeros({1000, 1000}, {requires_grad = true}) -- 4 MB
+  local opt = confit.optim.adamw({w}, {lr = 0.1})
+  w.grad = confit.ones(1000, 1000)
+  opt:step()
+  collectgarbage()
+  local before = confit.memory().cpu_bytes
+  local peak = 0
+  collectgarbage("stop")
+  for _ = 1, 60 do -- 8 MB of moments a call, 480 MB in all
+    local s = opt:state()
+    peak = math.max(peak, confit.memory().cpu_bytes)
+    s = nil
+  end
+  collectgarbage("restart")
+  collectgarbage()
+  H.ok(peak < before + (300 << 20), string.format("peak %d MiB over %d MiB", (peak - before) >> 20, 300))
+  opt:free()
+end)
+
 local function bf16(values) return confit.tensor(values, {dtype = "bf16"}) end
 local function bf16_param(values) return confit.tensor(values, {dtype = "bf16", requires_grad = true}) end
 -- the values of t rounded to bf16 (round to nearest even), as a Lua list

@@ -373,6 +373,23 @@ H.case("GC of thousands of temporaries keeps memory flat", function()
   H.ok(peak < before + (300 << 20), string.format("peak %d MiB", peak >> 20))
 end)
 
+-- t:to(dtype) and t:to(device) make new tensors too: their bytes count towards the pressure
+H.case("t:to copies count towards the allocation pressure", function()
+  collectgarbage()
+  local x = confit.zeros(1000, 1000) -- 4 MB; as f64 8 MB
+  local before = confit.memory().cpu_bytes
+  local peak = 0
+  collectgarbage("stop")
+  for _ = 1, 60 do
+    local y = x:to("f64")
+    peak = math.max(peak, confit.memory().cpu_bytes)
+    y = nil
+  end
+  collectgarbage("restart")
+  collectgarbage()
+  H.ok(peak < before + (300 << 20), string.format("peak %d MiB over %d MiB", (peak - before) >> 20, 300))
+end)
+
 H.case("allocation failure runs a full Lua GC and retries", function()
   local exe = arg and arg[-1]
   if not exe or not io.open("/proc/self/status") then
