@@ -46,10 +46,6 @@ local cli = require "confit.cli"
 -- Mistakes in the command line: one line "pretrain_toy: ..." and exit status 1 (confit.cli).
 local die = cli.die_for("pretrain_toy")
 
-local TASKS = {}
-for k in pairs(toy.presets) do TASKS[#TASKS + 1] = k end
-table.sort(TASKS)
-
 local SPEC = {
   out = {"string", "examples/toy/model"},
   steps = {"int", 1500, min = 1},
@@ -59,7 +55,7 @@ local SPEC = {
   weight_decay = {"number", 0.01, min = 0},
   grad_clip = {"number", 1.0, above = 0},
   seed = {"int", 1},
-  task = {"string", "mixed", choices = TASKS},
+  task = {"string", "mixed", choices = cli.sorted_keys(toy.presets)},
   eval_every = {"int", 100, min = 0},
   eval_questions = {"int", 100, min = 1},
   layers = {"int", 3, min = 1},

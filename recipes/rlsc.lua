@@ -242,6 +242,25 @@ local function load_model(o)
   return m
 end
 
+-- The options of train.run, the same for the toy world and --data: the flags, the model, the
+-- training questions and the log; `checks` adds how a completion's answer is found and graded
+-- (extract, answer_key, grade) and, for --data, the stop tokens.
+local function train_opts(o, m, questions, say, checks)
+  local t = {
+    model = m, questions = questions, method = o.method, alpha = o.alpha, n = o.n,
+    temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
+    max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
+    lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed, state_dtype = o.state_dtype,
+    micro_batch = o.micro_batch, updates_per_batch = o.updates_per_batch,
+    clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
+    ref_model = o.kl_coef > 0 and load_model(o) or nil,
+    out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
+    log = say,
+  }
+  for k, v in pairs(checks) do t[k] = v end
+  return t
+end
+
 local function run_toy(o, m, say)
   local world = toy.world(o.task)
   local bench_name = "toy-" .. o.task
@@ -261,19 +280,10 @@ local function run_toy(o, m, say)
                 timing.eval_before_s))
   end
   local t1 = confit.clock()
-  local steps = train.run({
-    model = m, questions = trainq, method = o.method, alpha = o.alpha, n = o.n,
-    temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
-    max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
-    lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed, state_dtype = o.state_dtype,
-    micro_batch = o.micro_batch, updates_per_batch = o.updates_per_batch,
-    clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
-    ref_model = o.kl_coef > 0 and load_model(o) or nil,
-    out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
+  local steps = train.run(train_opts(o, m, trainq, say, {
     extract = toy.extract_boxed, answer_key = toy_eval.answer_key,
     grade = function(text, answer) return (toy.grade(text, answer)) end,
-    log = say,
-  })
+  }))
   timing.train_s = confit.clock() - t1
   local after
   if not o.no_eval then
@@ -444,22 +454,13 @@ local function run_real(o, m, say)
     end
   end
   local t1 = confit.clock()
-  local steps = train.run({
-    model = m, questions = questions, method = o.method, alpha = o.alpha, n = o.n,
-    temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
-    max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
-    lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed, state_dtype = o.state_dtype,
-    micro_batch = o.micro_batch, updates_per_batch = o.updates_per_batch,
-    clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, stop = stop,
-    ref_model = o.kl_coef > 0 and load_model(o) or nil,
-    out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
-    extract = extract, answer_key = function(a) return grade.normalize(a, gopts) end,
+  local steps = train.run(train_opts(o, m, questions, say, {
+    stop = stop, extract = extract, answer_key = function(a) return grade.normalize(a, gopts) end,
     grade = labelled and function(text, answer)
       local p = extract(text)
       return p ~= nil and grade.equal(p, answer, gopts)
     end or nil,
-    log = say,
-  })
+  }))
   timing.train_s = confit.clock() - t1
   local t2 = confit.clock()
   local after = do_eval("after")

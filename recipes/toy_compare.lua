@@ -35,10 +35,6 @@ local cli = require "confit.cli"
 -- Mistakes in the command line: one line "toy_compare: ..." and exit status 1 (confit.cli).
 local die = cli.die_for("toy_compare")
 
-local TASKS = {}
-for k in pairs(toy.presets) do TASKS[#TASKS + 1] = k end
-table.sort(TASKS)
-
 local SPEC = {
   methods = {"string", "temp_only,l1,l2,self_sft,em_ft,grpo_ttrl"},
   seeds = {"string", "1,2,3"},
@@ -54,7 +50,7 @@ local SPEC = {
   eval_n = {"int", 16, min = 1},
   eval_seed = {"int", 1},
   model = {"string", "examples/toy/model"},
-  task = {"string", "mixed", choices = TASKS},
+  task = {"string", "mixed", choices = cli.sorted_keys(toy.presets)},
   out = {"string", "runs/toy_compare"},
   md = {"string", "runs/toy_compare.md"},
   quiet = {"flag", false},

@@ -288,8 +288,7 @@ end
 
 -- Input checks shared by the recipes ------------------------------------------------------------
 
---- True when path names an existing file or directory.
--- The keys of a table, sorted (flag choices, axis names, parameter names).
+--- The keys of a table, sorted (flag choices, axis names, parameter names).
 function M.sorted_keys(t)
   local ks = {}
   for k in pairs(t) do ks[#ks + 1] = k end
@@ -297,6 +296,7 @@ function M.sorted_keys(t)
   return ks
 end
 
+--- True when path names an existing file or directory.
 function M.exists(path)
   return os.rename(path, path) and true or false
 end

@@ -640,6 +640,23 @@ local function no_data_svg(w, h, title, why)
     .. "\n</svg>"
 end
 
+-- An axes chart (a: the options of axes()) with the legend rows of items {label, color} under
+-- its plot area. Returns the SVG parts so far (the opening tag and the axes) for the caller to
+-- add its marks to, the x/y mappings, and finish(), which adds the legend and the closing tag
+-- and returns the SVG text.
+local function legend_chart(a, items)
+  local draw_legend, lh = legend_below(items, 58, a.w - 70)   -- axes()' default left and right
+  local s = {svg_open(a.w, a.h + lh, a.title)}
+  local ax, X, Y = axes(a)
+  s[#s + 1] = ax
+  local function finish()
+    s[#s + 1] = draw_legend(a.h)
+    s[#s + 1] = "</svg>"
+    return table.concat(s, "\n")
+  end
+  return s, X, Y, finish
+end
+
 -- Line plot of series {name, color, xs, ys}; points with a non-finite y break the line.
 function M.line_plot(o)
   local w, h = o.width or 350, o.height or 230
@@ -671,11 +688,10 @@ function M.line_plot(o)
       end
     end
   end
-  local draw_legend, lh = legend_below(o.legend == false and {} or items, 58, w - 70)
-  local s = {svg_open(w, h + lh, o.title)}
-  local ax, X, Y = axes({w = w, h = h, xlo = xlo, xhi = xhi, ylo = ylo, yhi = yhi, title = o.title,
-                         xlabel = o.xlabel, ylabel = o.ylabel, integer_x = o.integer_x})
-  s[#s + 1] = ax
+  local s, X, Y, finish = legend_chart({w = w, h = h, xlo = xlo, xhi = xhi, ylo = ylo, yhi = yhi,
+                                        title = o.title, xlabel = o.xlabel, ylabel = o.ylabel,
+                                        integer_x = o.integer_x},
+                                       o.legend == false and {} or items)
   for _, se in ipairs(o.series) do
     local segs, cur, pts = {}, {}, {}
     for i, x in ipairs(se.xs) do
@@ -698,9 +714,7 @@ function M.line_plot(o)
       end
     end
   end
-  s[#s + 1] = draw_legend(h)
-  s[#s + 1] = "</svg>"
-  return table.concat(s, "\n")
+  return finish()
 end
 
 -- Histogram of several value lists on shared bins, each normalised to shares (outlined steps
@@ -753,11 +767,8 @@ function M.histogram(o)
                 label = hh.m > 0 and fmt("%s (n=%d, mean %s)", se.name, hh.m, num(mean / hh.m, 3))
                         or fmt("%s (no data)", se.name)}
   end
-  local draw_legend, lh = legend_below(items, 58, w - 70)
-  local s = {svg_open(w, h + lh, o.title)}
-  local ax, X, Y = axes({w = w, h = h, xlo = lo, xhi = hi, ylo = 0, yhi = ymax * 1.12, title = o.title,
-                         xlabel = o.xlabel, ylabel = "share"})
-  s[#s + 1] = ax
+  local s, X, Y, finish = legend_chart({w = w, h = h, xlo = lo, xhi = hi, ylo = 0, yhi = ymax * 1.12,
+                                        title = o.title, xlabel = o.xlabel, ylabel = "share"}, items)
   for k, se in ipairs(o.series) do
     local hh = hists[k]
     if hh.m > 0 then
@@ -770,9 +781,7 @@ function M.histogram(o)
                       table.concat(d), se.color, se.color)
     end
   end
-  s[#s + 1] = draw_legend(h)
-  s[#s + 1] = "</svg>"
-  return table.concat(s, "\n")
+  return finish()
 end
 
 -- Dot-and-whisker chart of accuracy before (hollow) and after (filled) per run, 0-100%.
