@@ -143,8 +143,11 @@ int cf_blas_layout(int64_t r, int64_t c, int64_t sr, int64_t sc, int64_t *ld, bo
 /* Make t's last two dims BLAS-addressable (shared by the CPU and cuBLAS matmuls): *use is t
  * (retained) or a contiguous copy, with its leading dimension and transpose flag. */
 int cf_blas_operand(cf_tensor *t, cf_tensor **use, int64_t *ld, bool *trans);
-/* Can A's batch dims fold into its rows (one [batch*n x k] matrix with row stride ld)? */
-bool cf_blas_rows_fold(const cf_tensor *A, int64_t ld, bool trans);
+/* Can a batched matmul A [.., n, k] @ B [.., k, m] with nb output batches run as ONE GEMM
+ * [nb*n x k] @ [k x m] (shared by the CPU and cuBLAS matmuls)? Yes for one batch, or when B is
+ * not batched (its batch dims are all 1) and A's batch dims fold into its rows (A as
+ * cf_blas_operand holds it, with row stride ld). */
+bool cf_blas_batch_folds(int64_t nb, const cf_tensor *A, int64_t ld, bool trans, const cf_tensor *B);
 /* True when a GEMM of this size is too small to split over threads (callers then run several at
  * once on OpenMP threads instead). */
 bool cf_cpu_gemm_small(int64_t m, int64_t n, int64_t k);

@@ -439,10 +439,7 @@ static int at_setup(const char *op, at_geo *g, at_ops *o, cf_tensor *q, cf_tenso
   if (mask) {
     g->mask = cf_tensor_data(mask);
     g->mdt = mask->dtype;
-    for (int d = 0; d < 4; d++) {
-      int md = d - (4 - mask->ndim);
-      g->ms[d] = md >= 0 && mask->shape[md] != 1 ? mask->stride[md] : 0;
-    }
+    cf_broadcast_strides(mask, 4, 4, g->ms); /* mask broadcasts to [B, Hq, T, S] */
   }
   return 0;
 }

@@ -26,6 +26,7 @@ extern "C" {
 #include "ops.h"
 #include "autograd.h"
 #include "nn_ops.h"
+#include "kernel_geo.h"
 }
 #include "kernels/cuda.h"
 
@@ -172,7 +173,7 @@ __device__ __forceinline__ int64_t ld_id(const void *p, int dt, int64_t i) {
 
 /* ---------------------------------------------------------------- strided indexer */
 
-#define CU_MAX_OPS 4
+#define CU_MAX_OPS CF_WALK_MAX_OPS
 /* Up to 4 operands walked over one (coalesced) iteration shape; strides in elements, offsets
  * relative to each operand's data pointer (view offset already applied). */
 struct cu_iter {
@@ -183,35 +184,11 @@ struct cu_iter {
 };
 
 /* Builds the iterator of ops[0..nop) broadcast to shape (right-aligned, size-1 dims stride 0),
- * dropping size-1 dims and merging dims contiguous for every operand. */
+ * dropping size-1 dims and merging dims contiguous for every operand: the CPU's dim walk
+ * (cf_coalesce_dims, core/kernel_geo.h). */
 static inline void cu_iter_init(cu_iter *it, int ndim, const int64_t *shape, int nop,
                                 const cf_tensor *const *ops) {
-  int64_t sh[CF_MAX_DIMS], st[CU_MAX_OPS][CF_MAX_DIMS];
-  int nd = 0;
-  for (int d = 0; d < ndim; d++) {
-    if (shape[d] == 1) continue;
-    sh[nd] = shape[d];
-    for (int k = 0; k < nop; k++) {
-      const cf_tensor *t = ops[k];
-      int sd = d - (ndim - t->ndim);
-      st[k][nd] = (sd < 0 || t->shape[sd] == 1) ? 0 : t->stride[sd];
-    }
-    nd++;
-  }
-  int m = 0;
-  for (int d = 0; d < nd; d++) {
-    bool merge = m > 0;
-    for (int k = 0; k < nop && merge; k++)
-      if (it->st[k][m - 1] != st[k][d] * sh[d]) merge = false;
-    if (merge) {
-      it->shape[m - 1] *= sh[d];
-      for (int k = 0; k < nop; k++) it->st[k][m - 1] = st[k][d];
-    } else {
-      it->shape[m] = sh[d];
-      for (int k = 0; k < nop; k++) it->st[k][m] = st[k][d];
-      m++;
-    }
-  }
+  int m = cf_coalesce_dims(ndim, shape, nop, ops, it->shape, it->st);
   it->nd = m;
   it->nop = nop;
   it->contiguous = m <= 1;

@@ -508,13 +508,6 @@ static int gen_bad_token(int tok, int ntok, int i, int n) {
   return CF_ERR("generate (CUDA): sampler returned token %d", tok);
 }
 
-static uint64_t g_mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 /* The generator's own cuBLAS handle on confit's stream, with a fixed workspace so that GEMMs
  * can be captured into graphs; pure f32 compute (no TF32) whatever cf_cuda_set_tf32 says. */
 static cublasHandle_t g_gen_blas;
@@ -1595,13 +1588,6 @@ static int gen_weights(gen_engine *e) {
   return 0;
 }
 
-static bool gen_is_stop(const cf_qwen2 *m, const cf_gen_opts *o, int64_t t) {
-  if (!o->ignore_eos)
-    for (int i = 0; i < m->cfg.n_eos; i++) if (m->cfg.eos[i] == t) return true;
-  for (int i = 0; i < o->nstop; i++) if (o->stop[i] == t) return true;
-  return false;
-}
-
 #define GEN_MAX_GRAPHS 64
 
 extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *plen, int np,
@@ -1663,7 +1649,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if (!done || !last || !act || !keys) { rc = CF_ERR("generate: out of memory"); goto fail; }
   if (e->hd > ATT_MAXHD || e->hd % 2) { rc = CF_ERR("generate (CUDA): head_dim %d unsupported (even, <= %d)", e->hd, ATT_MAXHD); goto fail; }
   for (int i = 0; i < nslots; i++)
-    keys[i] = g_mix64(o->seed ^ g_mix64(((uint64_t)(uint32_t)(i / n) << 32) | (uint32_t)(i % n)));
+    keys[i] = cf_gen_key(o->seed, i / n, i % n);
   if (gen_blas(&e->blas)) { rc = -1; goto fail; }
   /* anything queued before (weights being written) precedes us in stream order */
   if ((rc = gen_weights(e))) goto fail;
@@ -1906,7 +1892,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         s[i].ntokens = 1;
         s[i].logprob = ring[r].lp;
         last[i] = tok;
-        if (gen_is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
+        if (cf_gen_is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
         else if (s[i].ntokens >= maxnew) done[i] = true;
       }
     }
@@ -1980,7 +1966,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
           s[i].ntokens++;
           s[i].logprob += go.lp;
           last[i] = go.tok;
-          if (gen_is_stop(m, o, go.tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
+          if (cf_gen_is_stop(m, o, go.tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
           else if (s[i].ntokens >= maxnew) done[i] = true;
         }
     }

@@ -91,21 +91,16 @@ extern "C" int cf_cuda_matmul(cf_tensor *out, cf_tensor *const *in, int nin, con
   const char *pa = (const char *)cf_tensor_data(A), *pb = (const char *)cf_tensor_data(B);
   char *pc = (char *)cf_tensor_data(out);
   int64_t nb = total / (n * m);
-  bool b_batched = false;
-  for (int d = 0; d < B->ndim - 2; d++) if (B->shape[d] != 1) b_batched = true;
   int rc = 0;
 
-  if (nb == 1 || (!b_batched && cf_blas_rows_fold(A, lda, ta))) {
+  if (cf_blas_batch_folds(nb, A, lda, ta, B)) {
     rc = cu_gemm("matmul", ta, tb, nb * n, m, k, 1.0f, pa, lda, 0, pb, ldb, 0, 0.0f, pc, dt, m, 0, 1, dt);
   } else {
     /* batch strides of a and b aligned to the output's batch dims (0 where broadcast) */
     int nbd = nd - 2;
     int64_t sa[CF_MAX_DIMS] = {0}, sb[CF_MAX_DIMS] = {0};
-    for (int d = 0; d < nbd; d++) {
-      int da = d - (nd - A->ndim), db = d - (nd - B->ndim);
-      sa[d] = da >= 0 && A->shape[da] != 1 ? A->stride[da] : 0;
-      sb[d] = db >= 0 && B->shape[db] != 1 ? B->stride[db] : 0;
-    }
+    cf_broadcast_strides(A, nd, nbd, sa);
+    cf_broadcast_strides(B, nd, nbd, sb);
     /* the longest suffix [j, nbd) of batch dims addressed as idx * (ga, gb) */
     int j = nbd - 1;
     int64_t cnt = out->shape[j], ga = sa[j], gb = sb[j];
@@ -117,13 +112,8 @@ extern "C" int cf_cuda_matmul(cf_tensor *out, cf_tensor *const *in, int nin, con
     }
     int64_t outer = nb / cnt;
     for (int64_t o = 0; o < outer && rc == 0; o++) {
-      int64_t r = o, oa = 0, ob = 0;
-      for (int d = j - 1; d >= 0; d--) {
-        int64_t i = r % out->shape[d];
-        r /= out->shape[d];
-        oa += i * sa[d];
-        ob += i * sb[d];
-      }
+      int64_t oa, ob;
+      cf_batch_offsets(out->shape, j, sa, sb, o, &oa, &ob);
       rc = cu_gemm("matmul", ta, tb, n, m, k, 1.0f, pa + (size_t)oa * es, lda, ga, pb + (size_t)ob * es,
                    ldb, gb, 0.0f, pc + (size_t)(o * cnt * n * m) * es, dt, m, n * m, cnt, dt);
     }

@@ -711,26 +711,17 @@ extern "C" int cf_cuda_entropy_backward(cf_tensor *gz, cf_tensor *logits, double
 #define HEAD_CHUNK_BYTES ((int64_t)1 << 30)
 
 typedef struct {
-  cf_tensor *hh, *wh, *tg;
-  const char *hp, *wp;
-  int64_t ldh, ldw, N, V, D, C;
-  bool th, tw;
+  cf_head_mats m;  /* h and w as cuBLAS reads them (core/kernel_geo.h, shared with the CPU) */
+  cf_tensor *tg;   /* contiguous targets */
+  int64_t N, V, D, C;
   cf_dtype dt;
   size_t es;
-  float s;
+  float s;         /* 1 / temperature */
 } head_geo;
 
 static void head_free(head_geo *g) {
-  cf_tensor_release(g->hh);
-  cf_tensor_release(g->wh);
+  cf_head_mats_free(&g->m);
   cf_tensor_release(g->tg);
-}
-
-/* A 2-d operand as BLAS reads it (cf_blas_operand) and its data pointer. */
-static int head_operand(cf_tensor *t, cf_tensor **hold, const char **p, int64_t *ld, bool *tr) {
-  if (cf_blas_operand(t, hold, ld, tr)) return -1;
-  *p = (const char *)cf_tensor_data(*hold);
-  return 0;
 }
 
 static int head_init(head_geo *g, const char *op, cf_tensor *h, cf_tensor *w, cf_tensor *targets, double temperature) {
@@ -747,7 +738,7 @@ static int head_init(head_geo *g, const char *op, cf_tensor *h, cf_tensor *w, cf
   if (c < 64) c = 64;
   g->C = g->N < c ? g->N : c;
   if (targets && (cu_check_ids(op, targets, g->V, true, "target", w) || !(g->tg = cu_contig(targets)))) return -1;
-  if (head_operand(h, &g->hh, &g->hp, &g->ldh, &g->th) || head_operand(w, &g->wh, &g->wp, &g->ldw, &g->tw)) {
+  if (cf_head_mats_init(&g->m, h, w)) {
     head_free(g);
     return -1;
   }
@@ -756,10 +747,10 @@ static int head_init(head_geo *g, const char *op, cf_tensor *h, cf_tensor *w, cf
 
 /* Z [rows x V] f32 = h[r0 .. r0+rows) @ w^T */
 static int head_logits(const head_geo *g, int64_t r0, int64_t rows, float *Z) {
-  const char *hp = g->hp + (size_t)(g->th ? r0 : r0 * g->ldh) * g->es;
+  const cf_head_mats *m = &g->m;
   if (g->D == 0) return cu_check(cudaMemsetAsync(Z, 0, (size_t)(rows * g->V) * 4, cu_stream()), "head_logprob");
-  return cu_gemm("head_logprob", g->th, !g->tw, rows, g->V, g->D, 1.0f, hp, g->ldh, 0, g->wp, g->ldw, 0, 0.0f,
-                 Z, CF_DTYPE_F32, g->V, 0, 1, g->dt);
+  return cu_gemm("head_logprob", m->th, !m->tw, rows, g->V, g->D, 1.0f, cf_head_rows(m, r0, g->es), m->ldh, 0,
+                 m->wp, m->ldw, 0, 0.0f, Z, CF_DTYPE_F32, g->V, 0, 1, g->dt);
 }
 
 /* out [N] per row of z = h @ w^T / T, a chunk of rows at a time: with targets
@@ -859,13 +850,11 @@ static int head_backward(const char *op, cf_tensor *gh, cf_tensor *gw, cf_tensor
     else DISPATCH_FT(g.dt, T, head_row_grads<T, 2>((T *)Zc, Z, g, gout, rows, r0));
     rc = cu_launched(op);
     if (rc == 0 && gh)
-      rc = cu_gemm(op, false, g.tw, rows, g.D, g.V, 1.0f, Zc, g.V, 0, g.wp, g.ldw, 0, 0.0f,
+      rc = cu_gemm(op, false, g.m.tw, rows, g.D, g.V, 1.0f, Zc, g.V, 0, g.m.wp, g.m.ldw, 0, 0.0f,
                    (char *)cf_tensor_data(gh) + (size_t)(r0 * g.D) * g.es, g.dt, g.D, 0, 1, g.dt);
-    if (rc == 0 && gw) {
-      const char *hp = g.hp + (size_t)(g.th ? r0 : r0 * g.ldh) * g.es;
-      rc = cu_gemm(op, true, g.th, g.V, g.D, rows, 1.0f, Zc, g.V, 0, hp, g.ldh, 0, 1.0f,
-                   gwacc, acc_dt, g.D, 0, 1, g.dt);
-    }
+    if (rc == 0 && gw)
+      rc = cu_gemm(op, true, g.m.th, g.V, g.D, rows, 1.0f, Zc, g.V, 0, cf_head_rows(&g.m, r0, g.es), g.m.ldh, 0,
+                   1.0f, gwacc, acc_dt, g.D, 0, 1, g.dt);
   }
   if (rc == 0 && gw && gwacc != cf_tensor_data(gw))
     rc = cu_convert(cf_tensor_data(gw), gw->dtype, gwacc, CF_DTYPE_F32, g.V * g.D);

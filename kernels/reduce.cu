@@ -296,27 +296,6 @@ __global__ void __launch_bounds__(CF_CU_THREADS) softmax_cols_kernel(const T *x,
 
 /* ---------------------------------------------------------------- host side */
 
-static int geometry(const char *op, const cf_tensor *x, int64_t dim, bool all_ok, int64_t *outer,
-                    int64_t *n, int64_t *inner) {
-  if (dim == CF_DIM_ALL && all_ok) {
-    *outer = 1;
-    *n = cf_tensor_numel(x);
-    *inner = 1;
-    return 0;
-  }
-  if (dim < 0 || dim >= x->ndim) {
-    char b[128];
-    return CF_ERR("%s: dim %lld out of range for a %d-d tensor %s", op, (long long)dim + 1, x->ndim,
-                  cf_shape_str(x, b, sizeof b));
-  }
-  *outer = 1;
-  *inner = 1;
-  for (int d = 0; d < dim; d++) *outer *= x->shape[d];
-  for (int d = (int)dim + 1; d < x->ndim; d++) *inner *= x->shape[d];
-  *n = x->shape[dim];
-  return 0;
-}
-
 template <typename T, int OP>
 static void launch_reduce(const T *x, void *out, int64_t rows, int64_t n, int64_t inner, int unbiased) {
   if (inner == 1 && rows <= 0x7fffffffLL)
@@ -330,12 +309,9 @@ template <int OP>
 static int reduce(const char *name, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
   if (cu_check_float(name, x0)) return -1;
   int64_t outer = 0, n = 0, inner = 1;
-  if (geometry(name, x0, a->i[0], true, &outer, &n, &inner)) return -1;
+  if (cf_reduce_geometry(name, x0, a->i[0], true, &outer, &n, &inner)) return -1;
   int64_t rows = outer * inner;
-  if ((OP == R_MAX || OP == R_ARGMAX) && n == 0 && rows > 0) {
-    char b[128];
-    return CF_ERR("%s: reduction over an empty dim of %s", name, cf_shape_str(x0, b, sizeof b));
-  }
+  if ((OP == R_MAX || OP == R_ARGMAX) && cf_reduce_nonempty(name, x0, n, rows)) return -1;
   if (rows == 0) return 0;
   if (n == 0) { /* sum 0, mean/var NaN, lse -inf (the output is uninitialised: CF_FULLWRITE) */
     if (OP == R_SUM)
@@ -390,7 +366,7 @@ template <bool LOGP>
 static int softmax(const char *name, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
   if (cu_check_float(name, x0)) return -1;
   int64_t outer = 0, n = 0, inner = 1;
-  if (geometry(name, x0, a->i[0], false, &outer, &n, &inner)) return -1;
+  if (cf_reduce_geometry(name, x0, a->i[0], false, &outer, &n, &inner)) return -1;
   int64_t rows = outer * inner;
   if (rows == 0 || n == 0) return 0;
   cf_tensor *x = cu_contig(x0);

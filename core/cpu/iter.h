@@ -5,7 +5,8 @@
  * size 1 (or a missing leading dim, or an expanded stride-0 dim) gets stride 0. cf_iter_init then
  * drops size-1 dims and merges neighbouring dims that are contiguous for every operand, so
  * contiguous same-shape operands collapse to one flat dim (the fast path: unit strides, no index
- * arithmetic in the inner loop).
+ * arithmetic in the inner loop). That dim walk is cf_coalesce_dims (kernel_geo.h), which CUDA's
+ * cu_iter shares.
  *
  * The work is cut into "units": a unit is a run of at most CF_ITER_CHUNK elements along the
  * innermost (coalesced) dim of one row. Units are independent, so a kernel runs
@@ -24,10 +25,11 @@
 #ifndef CF_CPU_ITER_H
 #define CF_CPU_ITER_H
 
+#include "kernel_geo.h"
 #include "tensor.h"
 #include <stdint.h>
 
-#define CF_ITER_MAX 4
+#define CF_ITER_MAX CF_WALK_MAX_OPS
 #define CF_ITER_CHUNK 4096
 #define CF_OMP_MIN 32768 /* fewer elements than this run on one thread */
 
@@ -42,36 +44,10 @@ typedef struct cf_iter {
 
 static inline void cf_iter_init(cf_iter *it, int ndim, const int64_t *shape, int nop,
                                 cf_tensor *const *ops) {
-  int64_t sh[CF_MAX_DIMS], st[CF_ITER_MAX][CF_MAX_DIMS];
   it->nop = nop;
   it->numel = 1;
   for (int d = 0; d < ndim; d++) it->numel *= shape[d];
-  int nd = 0;
-  for (int d = 0; d < ndim; d++) {
-    if (shape[d] == 1) continue;
-    sh[nd] = shape[d];
-    for (int k = 0; k < nop; k++) {
-      const cf_tensor *t = ops[k];
-      int sd = d - (ndim - t->ndim);
-      st[k][nd] = (sd < 0 || t->shape[sd] == 1) ? 0 : t->stride[sd];
-    }
-    nd++;
-  }
-  /* merge dim d into the dim before it when that is contiguous for every operand */
-  int m = 0;
-  for (int d = 0; d < nd; d++) {
-    bool merge = m > 0;
-    for (int k = 0; k < nop && merge; k++)
-      if (it->stride[k][m - 1] != st[k][d] * sh[d]) merge = false;
-    if (merge) {
-      it->shape[m - 1] *= sh[d];
-      for (int k = 0; k < nop; k++) it->stride[k][m - 1] = st[k][d];
-    } else {
-      it->shape[m] = sh[d];
-      for (int k = 0; k < nop; k++) it->stride[k][m] = st[k][d];
-      m++;
-    }
-  }
+  int m = cf_coalesce_dims(ndim, shape, nop, (const cf_tensor *const *)ops, it->shape, it->stride);
   it->ndim = m;
   for (int k = 0; k < nop; k++) {
     it->base[k] = ops[k]->offset;

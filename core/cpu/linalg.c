@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "error.h"
+#include "kernel_geo.h"
 #include "nn_ops.h"
 #include "ops.h"
 
@@ -158,7 +159,7 @@ int cf_blas_operand(cf_tensor *t, cf_tensor **use, int64_t *ld, bool *trans) {
 }
 
 /* Can A's batch dims fold into its rows (one [batch*n x k] row-major matrix with row stride ld)? */
-bool cf_blas_rows_fold(const cf_tensor *A, int64_t ld, bool trans) {
+static bool rows_fold(const cf_tensor *A, int64_t ld, bool trans) {
   int nd = A->ndim;
   if (trans && A->shape[nd - 1] != 1) return false;
   int64_t expect = ld * A->shape[nd - 2];
@@ -168,6 +169,13 @@ bool cf_blas_rows_fold(const cf_tensor *A, int64_t ld, bool trans) {
     expect *= A->shape[d];
   }
   return true;
+}
+
+bool cf_blas_batch_folds(int64_t nb, const cf_tensor *A, int64_t ld, bool trans, const cf_tensor *B) {
+  if (nb == 1) return true;
+  for (int d = 0; d < B->ndim - 2; d++)
+    if (B->shape[d] != 1) return false;
+  return rows_fold(A, ld, trans);
 }
 
 int cf_cpu_matmul(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *args) {
@@ -197,10 +205,7 @@ int cf_cpu_matmul(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *
   char *pc = cf_tensor_data(out);
 
   int64_t nb = total / (n * m);
-  bool b_batched = false;
-  for (int d = 0; d < B->ndim - 2; d++) if (B->shape[d] != 1) b_batched = true;
-
-  if (nb == 1 || (!b_batched && cf_blas_rows_fold(A, lda, ta))) {
+  if (cf_blas_batch_folds(nb, A, lda, ta, B)) {
     cf_cpu_gemm(out->dtype, ta, tb, nb * n, m, k, 1.0, pa, lda, pb, ldb, 0.0, pc, m);
     cf_tensor_release(A);
     cf_tensor_release(B);
@@ -210,21 +215,13 @@ int cf_cpu_matmul(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *
   /* Batch strides of a and b aligned to the output's batch dims (0 where broadcast). */
   int nbd = nd - 2;
   int64_t sa[CF_MAX_DIMS] = {0}, sb[CF_MAX_DIMS] = {0};
-  for (int d = 0; d < nbd; d++) {
-    int da = d - (nd - A->ndim), db = d - (nd - B->ndim);
-    sa[d] = da >= 0 && A->shape[da] != 1 ? A->stride[da] : 0;
-    sb[d] = db >= 0 && B->shape[db] != 1 ? B->stride[db] : 0;
-  }
+  cf_broadcast_strides(A, nd, nbd, sa);
+  cf_broadcast_strides(B, nd, nbd, sb);
   bool par = cf_cpu_gemm_small(n, m, k) || nb >= omp_get_max_threads();
   #pragma omp parallel for schedule(static) if (par)
   for (int64_t bi = 0; bi < nb; bi++) {
-    int64_t r = bi, oa = 0, ob = 0;
-    for (int d = nbd - 1; d >= 0; d--) {
-      int64_t i = r % out->shape[d];
-      r /= out->shape[d];
-      oa += i * sa[d];
-      ob += i * sb[d];
-    }
+    int64_t oa, ob;
+    cf_batch_offsets(out->shape, nbd, sa, sb, bi, &oa, &ob);
     cf_cpu_gemm(out->dtype, ta, tb, n, m, k, 1.0, pa + (size_t)oa * es, lda, pb + (size_t)ob * es,
                 ldb, 0.0, pc + (size_t)(bi * n * m) * es, m);
   }

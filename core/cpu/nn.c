@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "error.h"
+#include "kernel_geo.h"
 #include "nn_ops.h"
 #include "ops.h"
 #include "rope_freq.h"
@@ -653,10 +654,7 @@ static int attn_init(attn_geo *g, cf_tensor *q, cf_tensor *k, cf_tensor *v, cf_t
   if (mask) {
     g->mask = cf_tensor_data(mask);
     g->mdt = mask->dtype;
-    for (int d = 0; d < 4; d++) {
-      int md = d - (4 - mask->ndim);
-      g->ms[d] = md >= 0 && mask->shape[md] != 1 ? mask->stride[md] : 0;
-    }
+    cf_broadcast_strides(mask, 4, 4, g->ms); /* mask broadcasts to [B, Hq, T, S] */
   }
   return 0;
 }
@@ -1038,25 +1036,17 @@ int cf_infer_head_entropy(const char *op, cf_tensor *const *in, int nin, const c
 }
 
 typedef struct {
-  cf_tensor *hh, *wh, *tg;   /* held operands (h, w possibly copied), contiguous targets */
-  const char *hp, *wp;
-  int64_t ldh, ldw, N, V, D;
-  bool th, tw, f64;
+  cf_head_mats m;            /* h and w as BLAS reads them (kernel_geo.h, shared with CUDA) */
+  cf_tensor *tg;             /* contiguous targets */
+  int64_t N, V, D;
+  bool f64;
   size_t es;
   double s;                  /* 1 / temperature */
 } head_geo;
 
 static void head_free(head_geo *g) {
-  cf_tensor_release(g->hh);
-  cf_tensor_release(g->wh);
+  cf_head_mats_free(&g->m);
   cf_tensor_release(g->tg);
-}
-
-/* A 2-d operand as BLAS reads it (cf_blas_operand) and its data pointer. */
-static int head_operand(cf_tensor *t, cf_tensor **hold, const char **p, int64_t *ld, bool *tr) {
-  if (cf_blas_operand(t, hold, ld, tr)) return -1;
-  *p = cf_tensor_data(*hold);
-  return 0;
 }
 
 static int head_init(head_geo *g, const char *op, cf_tensor *h, cf_tensor *w, cf_tensor *targets,
@@ -1076,7 +1066,7 @@ static int head_init(head_geo *g, const char *op, cf_tensor *h, cf_tensor *w, cf
     head_free(g);
     return -1;
   }
-  if (head_operand(h, &g->hh, &g->hp, &g->ldh, &g->th) || head_operand(w, &g->wh, &g->wp, &g->ldw, &g->tw)) {
+  if (cf_head_mats_init(&g->m, h, w)) {
     head_free(g);
     return -1;
   }
@@ -1085,10 +1075,10 @@ static int head_init(head_geo *g, const char *op, cf_tensor *h, cf_tensor *w, cf
 
 /* Z [rows x V] = h[r0 .. r0+rows) @ w^T (typed; temperature applied later in double). */
 static void head_logits(const head_geo *g, int64_t r0, int64_t rows, void *Z) {
-  const char *hp = g->hp + (size_t)(g->th ? r0 : r0 * g->ldh) * g->es;
+  const cf_head_mats *m = &g->m;
   if (g->D == 0) memset(Z, 0, (size_t)(rows * g->V) * g->es);
-  else cf_cpu_gemm(g->f64 ? CF_DTYPE_F64 : CF_DTYPE_F32, g->th, !g->tw, rows, g->V, g->D, 1.0, hp,
-                   g->ldh, g->wp, g->ldw, 0.0, Z, g->V);
+  else cf_cpu_gemm(g->f64 ? CF_DTYPE_F64 : CF_DTYPE_F32, m->th, !m->tw, rows, g->V, g->D, 1.0,
+                   cf_head_rows(m, r0, g->es), m->ldh, m->wp, m->ldw, 0.0, Z, g->V);
 }
 
 /* out [N] per row of z = h @ w^T / T, CF_HEAD_CHUNK rows of logits at a time: with targets
@@ -1163,12 +1153,11 @@ static int head_backward(const char *op, cf_tensor *gh, cf_tensor *gw, cf_tensor
     }
     if (g.D == 0) continue;
     if (gh)
-      cf_cpu_gemm(dt, false, g.tw, rows, g.D, g.V, 1.0, Z, g.V, g.wp, g.ldw, 0.0,
+      cf_cpu_gemm(dt, false, g.m.tw, rows, g.D, g.V, 1.0, Z, g.V, g.m.wp, g.m.ldw, 0.0,
                   (char *)cf_tensor_data(gh) + (size_t)(r0 * g.D) * g.es, g.D);
-    if (gw) {
-      const char *hp = g.hp + (size_t)(g.th ? r0 : r0 * g.ldh) * g.es;
-      cf_cpu_gemm(dt, true, g.th, g.V, g.D, rows, 1.0, Z, g.V, hp, g.ldh, 1.0, cf_tensor_data(gw), g.D);
-    }
+    if (gw)
+      cf_cpu_gemm(dt, true, g.m.th, g.V, g.D, rows, 1.0, Z, g.V, cf_head_rows(&g.m, r0, g.es), g.m.ldh,
+                  1.0, cf_tensor_data(gw), g.D);
   }
   free(Z);
   cf_tensor_release(gout);

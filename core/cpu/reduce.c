@@ -2,9 +2,10 @@
  * and log_softmax.
  *
  * The input is made contiguous (a copy only when it is not) and seen as [outer, n, inner] where
- * n is the reduced dim (for CF_DIM_ALL: outer = inner = 1, n = numel). Each of the outer * inner
- * rows is reduced independently, in double, in a fixed order, so results do not depend on the
- * number of threads (rows are spread over OpenMP threads; one huge row runs on one thread).
+ * n is the reduced dim (for CF_DIM_ALL: outer = inner = 1, n = numel; cf_reduce_geometry in
+ * kernel_geo.h, shared with kernels/reduce.cu). Each of the outer * inner rows is reduced
+ * independently, in double, in a fixed order, so results do not depend on the number of threads
+ * (rows are spread over OpenMP threads; one huge row runs on one thread).
  * f32 and f64 inputs share the code: loads and stores go through ld/st, which branch on one
  * flag the compiler hoists out of the loops. bf16 compute is GPU-only.
  *
@@ -20,6 +21,7 @@
  */
 #include "cpu/iter.h"
 #include "error.h"
+#include "kernel_geo.h"
 #include "ops.h"
 #include <math.h>
 
@@ -36,28 +38,6 @@ static int check_float(const char *op, const cf_tensor *x) {
   if (x->dtype == CF_DTYPE_BF16)
     return CF_ERR("%s: bf16 compute is GPU-only; convert with to_dtype", op);
   return CF_ERR("%s: unsupported dtype %s on the CPU", op, cf_dtype_name(x->dtype));
-}
-
-/* [outer, n, inner] of x around dim (CF_DIM_ALL allowed when all_ok). */
-static int geometry(const char *op, const cf_tensor *x, int64_t dim, bool all_ok, int64_t *outer,
-                    int64_t *n, int64_t *inner) {
-  if (dim == CF_DIM_ALL && all_ok) {
-    *outer = 1;
-    *n = cf_tensor_numel(x);
-    *inner = 1;
-    return 0;
-  }
-  if (dim < 0 || dim >= x->ndim) {
-    char b[128];
-    return CF_ERR("%s: dim %lld out of range for a %d-d tensor %s", op, (long long)dim + 1, x->ndim,
-                  cf_shape_str(x, b, sizeof b));
-  }
-  *outer = 1;
-  *inner = 1;
-  for (int d = 0; d < dim; d++) *outer *= x->shape[d];
-  for (int d = (int)dim + 1; d < x->ndim; d++) *inner *= x->shape[d];
-  *n = x->shape[dim];
-  return 0;
 }
 
 /* ---------------------------------------------------------------- reductions */
@@ -121,12 +101,9 @@ static double row_reduce(reduce_op op, const void *x, bool f32, int64_t base, in
 static int reduce(const char *name, reduce_op op, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
   if (check_float(name, x0)) return -1;
   int64_t outer = 0, n = 0, inner = 0;
-  if (geometry(name, x0, a->i[0], true, &outer, &n, &inner)) return -1;
+  if (cf_reduce_geometry(name, x0, a->i[0], true, &outer, &n, &inner)) return -1;
   int64_t rows = outer * inner;
-  if ((op == R_MAX || op == R_ARGMAX) && n == 0 && rows > 0) {
-    char b[128];
-    return CF_ERR("%s: reduction over an empty dim of %s", name, cf_shape_str(x0, b, sizeof b));
-  }
+  if ((op == R_MAX || op == R_ARGMAX) && cf_reduce_nonempty(name, x0, n, rows)) return -1;
   bool unbiased = op == R_VAR && (a->ni < 3 || a->i[2] != 0);
   cf_tensor *x = cf_tensor_contiguous(x0);
   if (!x) return -1;
@@ -176,7 +153,7 @@ int cf_cpu_var(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) 
 static int softmax(const char *name, bool logp, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
   if (check_float(name, x0)) return -1;
   int64_t outer = 0, n = 0, inner = 0;
-  if (geometry(name, x0, a->i[0], false, &outer, &n, &inner)) return -1;
+  if (cf_reduce_geometry(name, x0, a->i[0], false, &outer, &n, &inner)) return -1;
   cf_tensor *x = cf_tensor_contiguous(x0);
   if (!x) return -1;
   const void *xp = cf_tensor_data(x);

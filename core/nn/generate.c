@@ -355,6 +355,7 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
   return pick;
 }
 
+/* one step of splitmix64 (its increment and finaliser) */
 static uint64_t mix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -362,14 +363,17 @@ static uint64_t mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+uint64_t cf_gen_key(uint64_t seed, int prompt, int j) {
+  return mix64(seed ^ mix64(((uint64_t)(uint32_t)prompt << 32) | (uint32_t)j));
+}
+
 static double draw(uint64_t seed, int prompt, int j, int step) {
   uint32_t w[4];
-  uint64_t key = mix64(seed ^ mix64(((uint64_t)(uint32_t)prompt << 32) | (uint32_t)j));
-  cf_philox((uint64_t)step, key, w);
+  cf_philox((uint64_t)step, cf_gen_key(seed, prompt, j), w);
   return (double)(((uint64_t)(w[0] >> 5) << 26) | (w[1] >> 6)) * (1.0 / 9007199254740992.0);
 }
 
-static bool is_stop(const cf_qwen2 *m, const cf_gen_opts *o, int64_t t) {
+bool cf_gen_is_stop(const cf_qwen2 *m, const cf_gen_opts *o, int64_t t) {
   if (!o->ignore_eos)
     for (int i = 0; i < m->cfg.n_eos; i++) if (m->cfg.eos[i] == t) return true;
   for (int i = 0; i < o->nstop; i++) if (o->stop[i] == t) return true;
@@ -519,7 +523,7 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
       if (tok < 0) { rc = bad_logits(0, i, n); goto done; }
       push_token(&s[i], tok, lp, cap);
       last[i] = tok;
-      if (is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
+      if (cf_gen_is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
       else if (s[i].ntokens >= cap) done[i] = true;
     }
   } else {
@@ -556,7 +560,7 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
       if (tok < 0) { rc = bad_logits(step, i, n); goto done; }
       push_token(&s[i], tok, lp, cap);
       last[i] = tok;
-      if (is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
+      if (cf_gen_is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
       else if (s[i].ntokens >= cap) done[i] = true;
     }
   }

@@ -51,6 +51,14 @@ int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int
                            int nprompts, const cf_gen_opts *o, cf_gen_sample **out)
   __attribute__((weak));
 
+/* The Philox key of sample j of prompt (0-based) under seed: its random stream, counted by decode
+ * step, on the CPU (generate.c) and the GPU (kernels/generate.cu) alike. */
+uint64_t cf_gen_key(uint64_t seed, int prompt, int j);
+
+/* Does token t end a sample: one of the model's EOS ids (unless o->ignore_eos) or of o->stop?
+ * (Both generators ask this; the stop token itself is kept in the sample.) */
+bool cf_gen_is_stop(const cf_qwen2 *m, const cf_gen_opts *o, int64_t t);
+
 /* Pick a token from logits [V] (the CPU generator's; the GPU samples in kernels/gen_sample.cuh).
  * u: uniform in [0, 1); any T > 0 (T <= 0: greedy). Writes the token's log-prob under
  * log_softmax(logits / T) (T = 1 when greedy). Returns -1 with a message (core/error.h) when
