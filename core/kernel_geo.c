@@ -3,6 +3,7 @@
 #include "error.h"
 #include "nn_ops.h"
 #include "ops.h"
+#include <math.h>
 #include <string.h>
 
 int cf_coalesce_dims(int ndim, const int64_t *shape, int nop, const cf_tensor *const *ops,
@@ -31,6 +32,14 @@ int cf_coalesce_dims(int ndim, const int64_t *shape, int nop, const cf_tensor *c
     }
   }
   return m;
+}
+
+int cf_check_temperature(const char *op, double temp, double max_inv, double *out) {
+  if (isnan(temp)) temp = 1.0;
+  if (!(temp > 0) || isinf(temp)) return CF_ERR("%s: temperature must be > 0 and finite, got %g", op, temp);
+  if (!(1.0 / temp <= max_inv)) return CF_ERR("%s: temperature %g is too small (1 / T overflows)", op, temp);
+  *out = temp;
+  return 0;
 }
 
 int cf_reduce_geometry(const char *op, const cf_tensor *x, int64_t dim, bool all_ok,

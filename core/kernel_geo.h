@@ -64,6 +64,14 @@ int cf_reduce_geometry(const char *op, const cf_tensor *x, int64_t dim, bool all
  * empty dim of [..]" when the reduced dim is empty (n == 0) and there are rows (rows > 0). */
 int cf_reduce_nonempty(const char *op, const cf_tensor *x, int64_t n, int64_t rows);
 
+/* ---------------------------------------------------------------- tempered losses */
+
+/* The temperature of token_logprob, entropy, head_logprob, head_entropy and their backward
+ * passes: NaN stands for the default 1. -1 with "op: temperature must be > 0 and finite, got T"
+ * or "op: temperature T is too small (1 / T overflows)" unless 1 / T is at most max_inv:
+ * DBL_MAX where the kernel scales by 1 / T in double (the CPU), FLT_MAX where in float (CUDA). */
+int cf_check_temperature(const char *op, double temp, double max_inv, double *out);
+
 /* ---------------------------------------------------------------- LM head */
 
 /* head_logprob / head_entropy's matrices h [N x D] and w [V x D] as (cu)BLAS reads them: each

@@ -14,17 +14,17 @@
 #include "kernels/cuda_internal.cuh"
 #include "rope_freq.h"
 #include <cub/cub.cuh>
+#include <float.h>
 #include <limits.h>
 
 extern "C" {
 #include "nn_bwd.h" /* the declarations grad_nn.c calls: checked against the definitions */
 }
 
+/* The temperature (NaN: 1) must be > 0, finite, and large enough that the kernels' float scale
+ * 1 / T is finite (core/kernel_geo.h; the CPU, scaling in double, takes T down to ~5.6e-309) */
 static int check_temperature(const char *op, double temp, double *out) {
-  if (isnan(temp)) temp = 1.0;
-  if (!(temp > 0) || isinf(temp)) return CF_ERR("%s: temperature must be > 0 and finite, got %g", op, temp);
-  *out = temp;
-  return 0;
+  return cf_check_temperature(op, temp, FLT_MAX, out);
 }
 
 /* ================================================================ embedding */

@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 #include "error.h"
@@ -74,13 +75,10 @@ static int cpu_float(const char *op, const cf_tensor *t) {
                 cf_dtype_name(t->dtype));
 }
 
-/* The temperature (NaN: 1) must be > 0, finite, and large enough that s = 1 / T is finite. */
+/* The temperature (NaN: 1) must be > 0, finite, and large enough that s = 1 / T is a finite
+ * double (the CPU kernels scale in double; kernel_geo.h) */
 static int check_temperature(const char *op, double temp, double *out) {
-  if (isnan(temp)) temp = 1.0;
-  if (!(temp > 0) || isinf(temp)) return CF_ERR("%s: temperature must be > 0 and finite, got %g", op, temp);
-  if (isinf(1.0 / temp)) return CF_ERR("%s: temperature %g is too small (1 / T overflows)", op, temp);
-  *out = temp;
-  return 0;
+  return cf_check_temperature(op, temp, DBL_MAX, out);
 }
 
 /* The largest of n elements (NaN skipped: it reaches the sums); -inf for n == 0. */

@@ -367,6 +367,21 @@ H.case("id range errors name the id", function()
            "target 12 out of range")
 end)
 
+-- The GPU's vocabulary losses scale by 1 / T in float: a temperature whose reciprocal passes
+-- FLT_MAX is refused (the CPU, in double, takes it), never turned into inf and NaN
+H.case("tempered losses: a temperature too small for a float 1 / T is refused", function()
+  local z, t0 = rn({2, 5}, 604), confit.tensor({1, 2}, {dtype = "i64"})
+  local h, w = rn({2, 4}, 605), rn({5, 4}, 606)
+  for _, T in ipairs({1e-39, 1e-310}) do
+    H.raises(function() return z:cuda():token_logprob(t0:cuda(), T) end, "token_logprob", "too small")
+    H.raises(function() return z:cuda():entropy(T) end, "entropy", "too small")
+    H.raises(function() return h:cuda():head_logprob(w:cuda(), t0:cuda(), T) end, "head_logprob", "too small")
+    H.raises(function() return h:cuda():head_entropy(w:cuda(), T) end, "head_entropy", "too small")
+  end
+  H.ok(pcall(z.token_logprob, z, t0, 1e-39), "the CPU takes 1e-39")
+  H.raises(function() return z:cuda():token_logprob(t0:cuda(), -1) end, "token_logprob", "must be > 0")
+end)
+
 H.case("optimizer kernels (AdamW, SGD, clip_grad_norm) match the CPU", function()
   for _, dt in ipairs({"f32", "bf16"}) do
     local p0 = rn({33, 17}, 700)
