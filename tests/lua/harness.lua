@@ -92,6 +92,23 @@ function H.read(path)
   return s
 end
 
+-- The highest confit CPU bytes in use, over what was in use before, while make() runs n times
+-- with Lua's automatic collector stopped (each result dropped at once): what the binding's own
+-- allocation pressure (a full GC once new tensor bytes pass max(256 MiB, live bytes)) allows.
+function H.peak_without_lua_gc(n, make)
+  local confit = require "confit"
+  collectgarbage()
+  local before, peak = confit.memory().cpu_bytes, 0
+  collectgarbage("stop")
+  for _ = 1, n do
+    local r = make() -- alive while the bytes are read, unreachable after
+    peak = math.max(peak, confit.memory().cpu_bytes)
+  end
+  collectgarbage("restart")
+  collectgarbage()
+  return peak - before
+end
+
 -- Write text to the file at path (raises when it cannot).
 function H.write(path, text)
   local f = assert(io.open(path, "wb"))

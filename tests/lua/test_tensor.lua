@@ -362,32 +362,16 @@ H.case("GC of thousands of temporaries keeps memory flat", function()
   H.ok(after - before <= 64 * 64 * 4 + 4096, string.format("bounded: %d -> %d", before, after))
   -- with Lua's automatic collector stopped, the binding's allocation pressure (a full GC once
   -- new tensor bytes pass max(256 MiB, live bytes)) still keeps the peak bounded
-  local peak = 0
-  collectgarbage("stop")
-  for _ = 1, 1500 do
-    local z = confit.zeros(256, 256) -- 256 KiB each, 375 MiB in all
-    peak = math.max(peak, confit.memory().cpu_bytes)
-    z = nil
-  end
-  collectgarbage("restart")
-  H.ok(peak < before + (300 << 20), string.format("peak %d MiB", peak >> 20))
+  local peak = H.peak_without_lua_gc(1500, function() return confit.zeros(256, 256) end) -- 256 KiB each
+  H.ok(peak < 300 << 20, string.format("peak %d MiB", peak >> 20))
 end)
 
 -- t:to(dtype) and t:to(device) make new tensors too: their bytes count towards the pressure
 H.case("t:to copies count towards the allocation pressure", function()
   collectgarbage()
   local x = confit.zeros(1000, 1000) -- 4 MB; as f64 8 MB
-  local before = confit.memory().cpu_bytes
-  local peak = 0
-  collectgarbage("stop")
-  for _ = 1, 60 do
-    local y = x:to("f64")
-    peak = math.max(peak, confit.memory().cpu_bytes)
-    y = nil
-  end
-  collectgarbage("restart")
-  collectgarbage()
-  H.ok(peak < before + (300 << 20), string.format("peak %d MiB over %d MiB", (peak - before) >> 20, 300))
+  local peak = H.peak_without_lua_gc(60, function() return x:to("f64") end)
+  H.ok(peak < 300 << 20, string.format("peak %d MiB over %d MiB", peak >> 20, 300))
 end)
 
 H.case("allocation failure runs a full Lua GC and retries", function()
