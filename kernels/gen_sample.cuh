@@ -1,7 +1,7 @@
 /* gen_sample.cuh - the draw of generate.c's sampler (g_draw) and the decode step's sampler split
  * over several blocks per row (k_sample_split), apart so that tests/c/test_gen_sample_emu.cpp can
  * run them on the CPU: it needs from its includer __syncthreads, __syncthreads_or, __threadfence, atomicAdd,
- * __ldcg, the thread and block indices, expf, logf, fmaxf, INFINITY and NAN (cuda_internal.cuh,
+ * __ldcg, the thread and block indices, expf, logf, fmaxf, fabsf, INFINITY and NAN (cuda_internal.cuh,
  * or the test's emulation of them).
  */
 #ifndef CF_GEN_SAMPLE_CUH
@@ -13,6 +13,18 @@
 struct gen_out { int tok; float lp; };
 #define GEN_BAD_NONFINITE (-1)  /* a logit is NaN or +inf */
 #define GEN_BAD_ALL_NEG_INF (-2) /* every logit is -inf */
+#define GEN_BAD_OVERFLOW (-3)    /* the largest logit / T is no finite float: T too small for the
+                                    float z = logit / T (the CPU, in double, shifts by the largest
+                                    first; the GPU refuses rather than sample NaN) */
+
+/* Which GEN_BAD_* a row of first maximum bv is under temperature T (bad: a NaN or +inf seen), or
+ * 0 when it can be sampled. Every thread of a block asks with the same values. */
+__device__ __forceinline__ int gen_row_bad(int bad, float bv, float T) {
+  if (bad) return GEN_BAD_NONFINITE;
+  if (bv == -INFINITY) return GEN_BAD_ALL_NEG_INF;
+  if (!(fabsf(bv / T) < INFINITY)) return GEN_BAD_OVERFLOW;
+  return 0;
+}
 
 __device__ __forceinline__ void g_philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
   uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
@@ -199,9 +211,10 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
     row.merge(o);
     rowbad |= segs[q].bad;
   }
-  if (rowbad || row.bv == -INFINITY) { /* nothing to sample: every thread leaves here alike */
+  int why = gen_row_bad(rowbad, row.bv, T);
+  if (why) { /* nothing to sample: every thread leaves here alike */
     if (tid == 0) {
-      a.out[r].tok = rowbad ? GEN_BAD_NONFINITE : GEN_BAD_ALL_NEG_INF;
+      a.out[r].tok = why;
       a.out[r].lp = NAN;
       if (a.update) { a.tok[r] = 0; a.pos[r] += 1; a.step[r] += 1; }
       a.cnt[r] = 0;

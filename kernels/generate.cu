@@ -335,9 +335,10 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
     if (lane == 0) { s_bv[0] = bv; s_bi[0] = bi; }
   }
   int anybad = __syncthreads_or(bad); /* also the barrier after s_bv[0] */
-  if (anybad || s_bv[0] == -INFINITY) { /* nothing to sample: all threads leave */
+  int why = gen_row_bad(anybad, s_bv[0], T);
+  if (why) { /* nothing to sample: all threads leave */
     if (tid == 0) {
-      out[r].tok = anybad ? GEN_BAD_NONFINITE : GEN_BAD_ALL_NEG_INF;
+      out[r].tok = why;
       out[r].lp = NAN;
       if (update) { tok[r] = 0; pos[r] += 1; step[r] += 1; }
     }
@@ -505,6 +506,10 @@ static int gen_bad_token(int tok, int ntok, int i, int n) {
   if (why)
     return CF_ERR("generate: token %d of sample %d (prompt %d): non-finite logits: %s", ntok + 1, i % n + 1,
                   i / n + 1, why);
+  if (tok == GEN_BAD_OVERFLOW)
+    return CF_ERR("generate: token %d of sample %d (prompt %d): the largest logit / temperature overflows the GPU "
+                  "sampler's float: temperature too small (0 decodes greedily; the CPU takes it)",
+                  ntok + 1, i % n + 1, i / n + 1);
   return CF_ERR("generate (CUDA): sampler returned token %d", tok);
 }
 

@@ -103,24 +103,28 @@ static void run(const scase &c) {
 }
 
 /* Rows that cannot be sampled: a NaN, a +inf (in the last segment), only -inf, a NaN among -inf,
- * beside an ordinary row; the bad rows get GEN_BAD_* and token 0 next, every row its state
- * advanced and its ticket reset, the ordinary row a token in range */
-static void run_bad(int V, int ldl, int S, int greedy) {
-  const int R = 5;
+ * beside an ordinary row and a row of negative logits; the bad rows get GEN_BAD_* and token 0
+ * next, every row its state advanced and its ticket reset, the ordinary rows a token in range.
+ * At a temperature so small that the largest logit / T is no finite float (tiny: 1e-40, not
+ * greedy) the two ordinary rows get GEN_BAD_OVERFLOW (the NaN and -inf rows keep theirs). */
+static void run_bad(int V, int ldl, int S, int greedy, bool tiny) {
+  const int R = 6;
   std::vector<float> L((size_t)R * ldl);
   for (int r = 0; r < R; r++)
-    for (int i = 0; i < V; i++) L[(size_t)r * ldl + i] = r >= 3 ? -INFINITY : (float)(4 * urand());
+    for (int i = 0; i < V; i++)
+      L[(size_t)r * ldl + i] = r == 3 || r == 4 ? -INFINITY : r == 5 ? (float)(-1 - 4 * urand()) : (float)(4 * urand());
   L[(size_t)1 * ldl + V / 3] = NAN;
   L[(size_t)2 * ldl + V - 1] = INFINITY;
   L[(size_t)4 * ldl + V / 2] = NAN;
-  const int want[R] = {0, GEN_BAD_NONFINITE, GEN_BAD_NONFINITE, GEN_BAD_ALL_NEG_INF, GEN_BAD_NONFINITE};
+  int ov = tiny && !greedy ? GEN_BAD_OVERFLOW : 0;
+  const int want[R] = {ov, GEN_BAD_NONFINITE, GEN_BAD_NONFINITE, GEN_BAD_ALL_NEG_INF, GEN_BAD_NONFINITE, ov};
   std::vector<unsigned long long> key(R, 12345);
   std::vector<int> step(R, 7), tok(R, -5), pos(R, 40), cnt(R, 0);
   std::vector<gen_out> out(R);
   std::vector<smp_part> part((size_t)R * SMP_MAXS);
   smp_args a;
   memset(&a, 0, sizeof a);
-  a.logits = L.data(); a.ldl = ldl; a.V = V; a.S = S; a.temp = 1.0f; a.greedy = greedy;
+  a.logits = L.data(); a.ldl = ldl; a.V = V; a.S = S; a.temp = tiny ? 1e-40f : 1.0f; a.greedy = greedy;
   a.key = key.data(); a.step = step.data(); a.tok = tok.data(); a.pos = pos.data(); a.update = 1;
   a.out = out.data(); a.part = part.data(); a.cnt = cnt.data();
   emu_run(dim3(S, R, 1), SMP_T, [=] { k_sample_split(a); });
@@ -128,8 +132,8 @@ static void run_bad(int V, int ldl, int S, int greedy) {
     bool ok = pos[r] == 41 && step[r] == 8 && cnt[r] == 0;
     if (want[r] < 0) ok = ok && out[r].tok == want[r] && tok[r] == 0 && out[r].lp != out[r].lp;
     else ok = ok && out[r].tok >= 0 && out[r].tok < V && tok[r] == out[r].tok;
-    CHECK(ok, "bad logits, V %d S %d%s, row %d: tok %d (want %d) next %d pos %d step %d cnt %d", V, S,
-          greedy ? " greedy" : "", r, out[r].tok, want[r], tok[r], pos[r], step[r], cnt[r]);
+    CHECK(ok, "bad logits, V %d S %d%s%s, row %d: tok %d (want %d) next %d pos %d step %d cnt %d", V, S,
+          greedy ? " greedy" : "", tiny ? " T 1e-40" : "", r, out[r].tok, want[r], tok[r], pos[r], step[r], cnt[r]);
   }
 }
 
@@ -155,11 +159,15 @@ int main() {
     {20000, 20000, 1, 16, 1.0f, 0, 4, false},
     {20000, 20000, 2, 2, 0.8f, 0, 4, false},  /* 40 ids per thread in the last walk */
     {30000, 30000, 2, 17, 1.0f, 0, 8, true},
+    {1000, 1000, 2, 4, 1e-37f, 0, 12, false}, /* logit / T near FLT_MAX: one-hot, or uniform over ties */
   };
   for (const scase &c : cases) run(c);
-  run_bad(1000, 1000, 1, 0);
-  run_bad(1001, 1003, 5, 0);
-  run_bad(4099, 4100, 32, 1);
+  run_bad(1000, 1000, 1, 0, false);
+  run_bad(1001, 1003, 5, 0, false);
+  run_bad(4099, 4100, 32, 1, false);
+  run_bad(1000, 1000, 1, 0, true);
+  run_bad(1001, 1003, 5, 0, true);
+  run_bad(4099, 4100, 32, 1, true); /* greedy: T is 1, nothing overflows */
   printf("worst miss %.3g of the total\n", worst_miss);
   return check_finish();
 }

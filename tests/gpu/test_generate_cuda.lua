@@ -336,6 +336,22 @@ H.case("NaN logits: a clear error at the token they appear, on the GPU as on the
   end
 end)
 
+-- A temperature so small that the largest logit / T is no finite float: the GPU samplers, whose
+-- z = logit / T is a float, refuse it with an error at token 1 (the prefill's sampler) under
+-- every sampling path; the CPU, in double, shifts by the largest logit first and decodes greedily
+H.case("a temperature too small for the GPU sampler's float: a clear error; the CPU takes it", function()
+  local cpu, gpu = load(FIX[1]), load(FIX[1])
+  assert(gpu:to_device("cuda", "f32"))
+  for _, o in ipairs({{temperature = 1e-40}, {temperature = 1e-40, top_k = 3}, {temperature = 1e-40, top_p = 0.9}}) do
+    o.max_new_tokens, o.seed, o.n = 6, 5, 2
+    H.raises(function() gpu:generate({{1, 2, 3}}, o) end, "token 1 of sample 1 (prompt 1)", "temperature too small")
+    local r = cpu:generate({{1, 2, 3}}, o)
+    local g = cpu:generate({{1, 2, 3}}, {temperature = 0, max_new_tokens = 6, n = 2})
+    same_tokens(r[1].tokens, g[1].tokens, "CPU at T = 1e-40 decodes greedily")
+  end
+  cpu:free(); gpu:free()
+end)
+
 -- The decode switches are read from the environment when generation starts: a value out of range
 -- is an error that names it, returned to the caller like any other (the process goes on). Each
 -- setting runs in a child confit that catches the error and prints it.
