@@ -452,22 +452,29 @@ extern "C" int cf_cuda_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta
 
 /* ================================================================ row losses over a vocabulary */
 
-/* Block-wide log(sum(exp(row[j] * s))), every thread gets it (-inf for an empty row). */
+/* A vocabulary row's maximum m and lsum = log(sum_j exp((row[j] - m) s)), block-wide (every thread
+ * gets both; s = 1 / T > 0): log p_j = (row[j] - m) s - lsum, as the CPU computes it (core/cpu/nn.c),
+ * never forming the log-sum-exp m s + lsum, which loses lsum in float once |m s| passes about
+ * 1e8 and overflows where m s does. A row of only -inf (or none) gets m = -inf and NaN terms. */
+struct row_ls {
+  float m, ls;
+  template <typename R>
+  __device__ __forceinline__ float lp(const R *row, int64_t j, float s) const { return (ldf(row, j) - m) * s - ls; }
+};
 template <typename R>
-__device__ __forceinline__ float row_lse(const R *row, int64_t V, float s) {
+__device__ __forceinline__ row_ls row_lsum(const R *row, int64_t V, float s) {
   float m = -INFINITY;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, ldf(row, j) * s);
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, ldf(row, j));
   m = block_max(m);
-  if (m == -INFINITY) return m;
   float acc = 0;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) acc += expf(ldf(row, j) * s - m);
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) acc += expf((ldf(row, j) - m) * s);
   acc = block_sum(acc);
-  return m + logf(acc);
+  return row_ls{m, logf(acc)};
 }
 
-// MODE 0 cross_entropy: part[r] = (lse - z[t], 1) or (0, 0) for t < 0
-// MODE 1 token_logprob: out[r] = z[t] s - lse(z s)  (0 where t < 0)
-// MODE 2 entropy:       out[r] = lse - sum p z s
+// MODE 0 cross_entropy: part[r] = (-log p_t, 1) or (0, 0) for t < 0   (s = 1)
+// MODE 1 token_logprob: out[r] = log p_t of softmax(z s)  (0 where t < 0)
+// MODE 2 entropy:       out[r] = -sum p log p = lsum - sum p (z - m) s, terms with p = 0 left out
 template <typename T, typename R, int MODE>
 __global__ void __launch_bounds__(CF_CU_THREADS) row_loss_kernel(T *out, float2 *part, const R *z, const void *tg,
                                                                  int tdt, int64_t V, int64_t ldz, float s,
@@ -480,19 +487,19 @@ __global__ void __launch_bounds__(CF_CU_THREADS) row_loss_kernel(T *out, float2 
     if (MODE == 1 && threadIdx.x == 0) stf(out, r, 0.f);
     return;
   }
-  float lse = row_lse(row, V, s);
+  row_ls L = row_lsum(row, V, s);
   if (MODE == 0) {
-    if (threadIdx.x == 0) part[r] = make_float2(lse - ldf(row, t), 1.f);
+    if (threadIdx.x == 0) part[r] = make_float2(-L.lp(row, t, s), 1.f);
   } else if (MODE == 1) {
-    if (threadIdx.x == 0) stf(out, r, ldf(row, t) * s - lse);
+    if (threadIdx.x == 0) stf(out, r, L.lp(row, t, s));
   } else {
     float ez = 0;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-      float x = ldf(row, j) * s, e = expf(x - lse);
+      float x = (ldf(row, j) - L.m) * s, e = expf(x - L.ls);
       if (e > 0.f) ez += e * x; /* p = 0 adds nothing (0 * -inf would be NaN) */
     }
     ez = block_sum(ez);
-    if (threadIdx.x == 0) stf(out, r, V > 0 ? lse - ez : 0.f); /* no classes: 0, not -inf */
+    if (threadIdx.x == 0) stf(out, r, V > 0 ? L.ls - ez : 0.f); /* no classes: 0 */
   }
 }
 
@@ -530,25 +537,25 @@ __global__ void __launch_bounds__(CF_CU_THREADS) row_grad_kernel(GT *gz, int64_t
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) stf(grow, j, 0.f);
     return;
   }
-  float lse = row_lse(row, V, s);
+  row_ls L = row_lsum(row, V, s);
   if (MODE == 0) {
     float c = cnt[0] > 0 ? ldf(gout, 0) / cnt[0] : 0.f;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
-      stf(grow, j, c * (expf(ldf(row, j) - lse) - (j == t ? 1.f : 0.f)));
+      stf(grow, j, c * (expf(L.lp(row, j, s)) - (j == t ? 1.f : 0.f)));
   } else if (MODE == 1) {
     float c = ldf(gout, r) * s;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
-      stf(grow, j, c * ((j == t ? 1.f : 0.f) - expf(ldf(row, j) * s - lse)));
+      stf(grow, j, c * ((j == t ? 1.f : 0.f) - expf(L.lp(row, j, s))));
   } else {
     float H = 0;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-      float lp = ldf(row, j) * s - lse, p = expf(lp);
+      float lp = L.lp(row, j, s), p = expf(lp);
       if (p > 0.f) H -= p * lp; /* p = 0 adds nothing (0 * -inf would be NaN) */
     }
     H = block_sum(H);
     float c = -ldf(gout, r) * s;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-      float lp = ldf(row, j) * s - lse, p = expf(lp);
+      float lp = L.lp(row, j, s), p = expf(lp);
       stf(grow, j, p > 0.f ? c * p * (lp + H) : 0.f);
     }
   }

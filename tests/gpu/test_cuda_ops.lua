@@ -561,6 +561,41 @@ H.case("entropy over a row holding -inf: terms of probability 0 add nothing (the
   end
 end)
 
+-- Vocabulary rows keep the maximum m apart from lsum = log sum exp((z - m) / T), as the CPU does
+-- (log p = (z - m) / T - lsum): a tie at 3e38, a tie at 1e9 (where the float m + lsum of before
+-- lost lsum = log 2), a tiny temperature (z / T would overflow a float) all give the CPU's values
+H.case("vocabulary losses: huge logits and tiny temperatures (the CPU's values)", function()
+  local log2 = math.log(2)
+  for _, dev in ipairs({"cpu", "cuda"}) do
+    for _, big in ipairs({3e38, 1e9}) do
+      local t0 = confit.tensor({0}, {dtype = "i64"}):to(dev)
+      local z = confit.tensor({{big, big, 0}}):to(dev)
+      z.requires_grad = true
+      local lp = z:token_logprob(t0)
+      lp:sum():backward()
+      H.near(lp:cpu():item(), -log2, 1e-6, dev .. " token_logprob of a tie at " .. big)
+      H.same_list(H.flat(z.grad:cpu()), {0.5, -0.5, 0}, 1e-6, dev .. " its gradient")
+      z.grad = nil
+      local ce = z:cross_entropy(t0)
+      ce:backward()
+      H.near(ce:cpu():item(), log2, 1e-6, dev .. " cross_entropy of a tie at " .. big)
+      H.same_list(H.flat(z.grad:cpu()), {-0.5, 0.5, 0}, 1e-6, dev .. " its gradient")
+      z.grad = nil
+      local e = z:entropy()
+      e:sum():backward()
+      H.near(e:cpu():item(), log2, 1e-6, dev .. " entropy of a tie at " .. big)
+      H.same_list(H.flat(z.grad:cpu()), {0, 0, 0}, 1e-6, dev .. " its gradient")
+    end
+    local h, w = confit.tensor({{1e9}}):to(dev), confit.tensor({{1}, {1}, {0}}):to(dev)
+    H.near(h:head_entropy(w):cpu():item(), log2, 1e-6, dev .. " head_entropy of a tie at 1e9")
+    H.near(h:head_logprob(w, confit.tensor({1}, {dtype = "i64"}):to(dev)):cpu():item(), -log2, 1e-6,
+           dev .. " head_logprob of a tie at 1e9")
+    local zt = confit.tensor({{30, 30, 29}}):to(dev)
+    H.near(zt:token_logprob(confit.tensor({0}, {dtype = "i64"}):to(dev), 1e-38):cpu():item(), -log2, 1e-6,
+           dev .. " token_logprob at T = 1e-38 (z / T past FLT_MAX)")
+  end
+end)
+
 H.case("timings", function()
   local B, Hq, Hkv, T, D = 4, 12, 2, 512, 128
   local q = rn({B, Hq, T, D}, 900):to("cuda", "bf16")
