@@ -24,11 +24,11 @@
  * the attention), split-K decode attention + combine, o_proj GEMM accumulating into the residual
  * (beta = 1), rmsnorm, gate/up GEMM, SwiGLU, down GEMM into the residual) -> final norm -> LM
  * head GEMM -> sampler (argmax, log-sum-exp, radix selection for top-k/top-p, the Philox draw,
- * the pick and its log-prob; it advances the row's token, position and step in device memory). A step is
- * captured once per batch bucket (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, ...) into a CUDA graph with
- * fixed pointers; active rows are compacted into the bucket's first rows and the rest are padded
- * (dummy slot). The host replays the graph up to KW times in a row, queuing the copy of each
- * step's (token, log-prob) pairs into pinned memory, then waits once, applies stops and
+ * the pick and its log-prob; it advances the row's token, position and step in device memory).
+ * A step is captured once per batch bucket (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, ...) into a CUDA
+ * graph with fixed pointers; active rows are compacted into the bucket's first rows and the rest
+ * are padded (dummy slot). The host replays the graph up to KW times in a row, queuing the copy of
+ * each step's (token, log-prob) pairs into pinned memory, then waits once, applies stops and
  * max_new_tokens, and re-compacts. Rows that finish inside a window compute a few discarded
  * tokens; the cache has KW spare positions for them.
  *
