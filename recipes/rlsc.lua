@@ -545,6 +545,13 @@ local function check_out_dir(o)
     die("--resume: --out '%s' is a run of --model '%s', not '%s'; resume with its --model or use another --out",
         o.out, run.model, o.model)
   end
+  -- and on its device and dtype: a checkpoint of bf16 weights on the GPU holds f32 master copies
+  -- that f32 parameters cannot take, and one of f32 weights would lose them in bf16
+  local dtype = o.device == "cpu" and "f32" or o.dtype
+  if o.resumed and run and run.device ~= nil and (run.device ~= o.device or run.dtype ~= dtype) then
+    die("--resume: --out '%s' is a run on --device %s --dtype %s, not --device %s (%s); resume with its --device "
+        .. "and --dtype or use another --out", o.out, tostring(run.device), tostring(run.dtype), o.device, dtype)
+  end
   local bad = train.check_out(o.out, {
     method = o.method, resume = o.resume, seed = o.seed, alpha = o.alpha, n = o.n,
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,

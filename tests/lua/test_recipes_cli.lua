@@ -493,16 +493,21 @@ do
   write(GRIDROOT .. "/alpha=0/ablate.json", "{}\n")
   -- (fix_rlsc2) runs with a checkpoint to resume (made by hand: the checks stop before reading
   -- weights): one of another model folder, one whose checkpoint has another architecture
-  local function fake_run(dir, model_path, hidden)
+  -- (fix_rlsc3) and one made on the GPU in bf16: its checkpoint holds f32 masters of bf16 weights
+  local function fake_run(dir, model_path, hidden, device, dtype)
     assert(os.execute("mkdir -p " .. q(dir .. "/checkpoint-1")))
-    write(dir .. "/config.json", ('{"recipe": "rlsc", "model": "%s"}\n'):format(model_path))
+    write(dir .. "/config.json", ('{"recipe": "rlsc", "model": "%s"%s}\n'):format(model_path,
+          device and (', "device": "%s", "dtype": "%s"'):format(device, dtype) or ""))
     write(dir .. "/checkpoint-1/trainer_state.json", '{"step": 1, "method": "l2", "seed": 1}\n')
     write(dir .. "/checkpoint-1/config.json", (read(TOYM .. "/config.json"):gsub('"hidden_size":%s*128', '"hidden_size": ' .. hidden)))
   end
   local OTHERRUN, ARCHRUN = FR .. "/other-model-run", FR .. "/arch-run"
   fake_run(OTHERRUN, "elsewhere/model", 128)
   fake_run(ARCHRUN, TOYM, 64)
-  local RUNCFG = {[OTHERRUN] = read(OTHERRUN .. "/config.json"), [ARCHRUN] = read(ARCHRUN .. "/config.json")}
+  local GPURUN = FR .. "/gpu-run"
+  fake_run(GPURUN, TOYM, 128, "cuda", "bf16")
+  local RUNCFG = {[OTHERRUN] = read(OTHERRUN .. "/config.json"), [ARCHRUN] = read(ARCHRUN .. "/config.json"),
+                  [GPURUN] = read(GPURUN .. "/config.json")}
 
   local function o(dir) return " --out " .. q(dir) end
   local cases = {
@@ -532,6 +537,9 @@ do
     {TINY .. " --resume" .. o(OTHERRUN), {"--out '" .. OTHERRUN .. "' is a run of --model 'elsewhere/model', not '" .. TOYM .. "'"}},
     {TINY .. " --resume" .. o(ARCHRUN), {ARCHRUN .. "/checkpoint-1 was trained from another model (hidden_size 64, the model to train 128)"}},
     {TINY .. o(ARCHRUN), {"--out '" .. ARCHRUN .. "' holds checkpoint-1 of an earlier run: resume it (--resume) or use another --out"}},
+    -- (fix_rlsc3)
+    {TINY .. " --resume" .. o(GPURUN), {"--out '" .. GPURUN .. "' is a run on --device cuda --dtype bf16, not --device cpu (f32)",
+                                         "resume with its --device and --dtype"}},
   }
   local runs = {}
   for i, c in ipairs(cases) do runs[i] = {"rlsc", c[1]} end
