@@ -21,12 +21,7 @@ local CFG = {model_type = "qwen2", hidden_size = 32, intermediate_size = 64, num
              max_position_embeddings = 64, tie_word_embeddings = false, eos_token_id = 63,
              rms_norm_eps = 1e-6, rope_theta = 10000.0}
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
-end
+local tmpdir = H.tmpdir
 
 local function new_model(dev, dt, seed)
   local m = model.new(CFG, {seed = seed, std = 0.5})

@@ -109,6 +109,14 @@ function H.peak_without_lua_gc(n, make)
   return peak - before
 end
 
+-- A new empty folder under the system's temporary directory (the caller removes it).
+function H.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p '" .. d .. "'"))
+  return d
+end
+
 -- Write text to the file at path (raises when it cannot).
 function H.write(path, text)
   local f = assert(io.open(path, "wb"))

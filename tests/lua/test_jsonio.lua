@@ -4,12 +4,7 @@ local H = dofile("tests/lua/harness.lua")
 local jsonio = require "confit.jsonio"
 local cjson = require "cjson"
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
-end
+local tmpdir = H.tmpdir
 
 local slurp, spit = H.read, H.write
 
