@@ -288,12 +288,7 @@ void cf_lua_open_io(lua_State *L) {
   static const luaL_Reg lock_methods[] = {{"close", l_lock_close}, {NULL, NULL}};
   cf_lua_resource_mt(L, LOCK_MT, l_lock_close, l_lock_tostring, lock_methods);
   lua_pop(L, 1);
-  lua_pushcfunction(L, l_lock);
-  lua_setfield(L, -2, "lock");
-  lua_pushcfunction(L, l_fsync);
-  lua_setfield(L, -2, "fsync");
-  lua_pushcfunction(L, l_load);
-  lua_setfield(L, -2, "load_safetensors");
-  lua_pushcfunction(L, l_save);
-  lua_setfield(L, -2, "save_safetensors");
+  static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"load_safetensors", l_load},
+                                       {"save_safetensors", l_save}, {NULL, NULL}};
+  luaL_setfuncs(L, functions, 0);
 }

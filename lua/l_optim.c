@@ -440,13 +440,9 @@ void cf_lua_open_optim(lua_State *L) {
   }
   lua_pop(L, 1);
 
-  lua_newtable(L);
-  lua_pushcfunction(L, l_adamw);
-  lua_setfield(L, -2, "adamw");
-  lua_pushcfunction(L, l_sgd);
-  lua_setfield(L, -2, "sgd");
-  lua_pushcfunction(L, l_clip_grad_norm);
-  lua_setfield(L, -2, "clip_grad_norm");
+  static const luaL_Reg functions[] = {{"adamw", l_adamw}, {"sgd", l_sgd}, {"clip_grad_norm", l_clip_grad_norm},
+                                       {NULL, NULL}};
+  luaL_newlib(L, functions);
   lua_setfield(L, module, "optim");
   for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) cf_lua_add_doc(L, module, docs[i][0], docs[i][1]);
 }
