@@ -144,14 +144,6 @@ __device__ __forceinline__ void cu_pdl_trigger() {
 __device__ __forceinline__ void cu_prefetch_l2(const void *p) {
   asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
 }
-/* Asks for the n bytes at p (global memory; p and n multiples of 16) to be brought into L2, one
- * bulk request (sm_90 and later: cp.async.bulk.prefetch; nothing below). A hint: nothing waits
- * for it, and what it fetches may be evicted before use. */
-__device__ __forceinline__ void cu_prefetch_l2_bulk(const void *p, unsigned n) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(__cvta_generic_to_global(p)), "r"(n) : "memory");
-#endif
-}
 
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }

@@ -1,7 +1,7 @@
 /* gen_attn.cuh - the decode attention of generate.cu (k_attn, k_attn_combine), apart so that
  * tests/c/test_gen_attn_emu.cpp can run it on the CPU: it needs from its includer bf16, the
  * vector types, bf16x8_to_float, to_float, from_float, warp_sum, warp_max, cu_pdl_wait/trigger,
- * cu_prefetch_l2_bulk, __syncthreads, __threadfence, atomicAdd, __ldcg, __fmaf_rn, __fmul_rn, the
+ * __syncthreads, __threadfence, atomicAdd, __ldcg, __fmaf_rn, __fmul_rn, the
  * thread and block indices, gridDim, expf, fmaxf, min and INFINITY
  * (cuda_internal.cuh, or the test's emulation of them).
  */
@@ -109,11 +109,6 @@ struct att_args {
   const float *bq, *bk, *bv;               /* rq: biases (may be NULL) */
   const float *cos_t, *sin_t;              /* rq: (cap, hd/2) */
   void *kcw, *vcw;                         /* rq: the caches, written at (slot[r], pos[r]) */
-  const char *pf[2];  /* L2 prefetch (CONFIT_GEN_PREFETCH): byte ranges the next kernels read
-                         (the layer's o_proj weight, the start of its gate/up weight), each block
-                         asking for its share when it starts (gen_prefetch_share); pf_n[i] bytes,
-                         0: none */
-  size_t pf_n[2];
   int *cnt;    /* non-NULL: the last of the nsplit blocks of a (row, y) merges the splits itself
                   (k_attn_combine's work; one ticket counter per (row, y), zero between launches) */
   void *out;   /* with cnt: the attention output (A, H*hd) of T */
@@ -199,22 +194,6 @@ __device__ void att_merge(const att_args &a, int r, int kvh, int gbeg, int gend)
   if (tid == 0) *ct = 0;
 }
 
-/* Block b of the grid's nb asks L2 for its share of the n bytes at p: [b c, b c + c), c = n / nb
- * rounded up to 16 bytes, in requests of at most ATT_PF_MAX bytes (p and n are multiples of 16;
- * called by one thread of the block). A kernel that reads few bytes and waits on memory (the
- * attention; generate.cu's RMSNorm and SwiGLU) so fetches the weights of the GEMM after it
- * (CONFIT_GEN_PREFETCH). */
-#define ATT_PF_MAX 65536
-__device__ __forceinline__ void gen_prefetch_share(const char *p, size_t n) {
-  size_t nb = (size_t)gridDim.x * gridDim.y * gridDim.z;
-  size_t b = blockIdx.x + (size_t)gridDim.x * (blockIdx.y + (size_t)gridDim.y * blockIdx.z);
-  size_t c = (n + nb - 1) / nb;
-  c = (c + 15) / 16 * 16;
-  size_t lo = b * c, hi = lo + c < n ? lo + c : n;
-  for (; lo < hi; lo += ATT_PF_MAX)
-    cu_prefetch_l2_bulk(p + lo, (unsigned)(hi - lo < ATT_PF_MAX ? hi - lo : ATT_PF_MAX));
-}
-
 template <typename T, bool VEC, int HD, bool QP>
 __device__ __forceinline__ void attn_body(const att_args &a) {
   constexpr int KCH = HD / 16; /* 8-element chunks of a K half row */
@@ -231,7 +210,6 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
   int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32;
   int group = H / KVH, hh = hd / 2;
   int gper = (group + a.gs - 1) / a.gs, gbeg = gi * gper, gend = min(group, gbeg + gper); /* my query heads */
-  if (tid < 2 && a.pf_n[tid]) gen_prefetch_share(a.pf[tid], a.pf_n[tid]); /* weights: before the wait */
   int p = a.pos[r], pl_r = a.plen[r];
   int start = split * a.C, end = min(start + a.C, p + 1);
   size_t own = ((size_t)a.slot[r] * KVH + kvh) * cap * hd, pre = ((size_t)a.pslot[r] * KVH + kvh) * cap * hd;

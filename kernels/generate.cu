@@ -38,8 +38,8 @@
  * tokens, quadratic in reads beyond that.
  *
  * Defaults, each kept because it measured fastest in the captured step (H200, 1.5B shape, batch
- * 16: 2.01 ms per step, 2026-11-27; bench/README.md has every figure and the opt-in switches
- * that lost):
+ * 16: 2.01 ms per step in the eleventh session, 2.04-2.06 in the thirteenth, each default still
+ * paying; bench/README.md has every figure and the opt-in switches that lost):
  *   - GEMMs on cuBLAS (cublasGemmEx). skinny.cu's tensor-core kernels with the norms and the
  *     SwiGLU folded in (CONFIT_GEN_MMA=1, =2 tuned) lost to it: 2.43 and 2.19 ms against 2.17.
  *   - Programmatic dependent launches on sm_90 and later (CONFIT_GEN_PDL=0 off): each kernel is
@@ -49,11 +49,8 @@
  *     2.18).
  *   - The sampler splits each row over about two blocks per multiprocessor (k_sample_split;
  *     CONFIT_GEN_SAMPLE_SPLIT=0 off; 2.01 against 2.05; untruncated sampling and greedy only).
- * Opt-in and not yet run on a GPU: L2 prefetch of the next GEMM's weight by kernels that wait on
- * memory (CONFIT_GEN_PREFETCH, _PREFETCH_MB, _PREFETCH_DOWN_MB), at most N attention splits per
- * row (CONFIT_GEN_ATT_SPLITS), skinny.cu for some GEMM kinds only, unfolded
- * (CONFIT_GEN_MMA_KINDS with CONFIT_GEN_MMA=1). cf_cuda_qwen2_generate reads every switch
- * ("the decode switches") and says what each does; tests/gpu/run.sh measures them as variants.
+ * cf_cuda_qwen2_generate reads every switch ("the decode switches") and says what each does;
+ * tests/gpu/run.sh measures them as variants.
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
 #include "kernels/cuda_internal.cuh"
@@ -118,7 +115,7 @@ __global__ void k_embed(const void *embv, const int *tok, float *x, int D, float
   }
 }
 
-/* k_attn, k_attn_qp, k_attn_combine; rope_lo / rope_hi; gen_prefetch_share */
+/* k_attn, k_attn_qp, k_attn_combine; rope_lo / rope_hi */
 #include "kernels/gen_attn.cuh"
 
 // y (A, D) in T = x (A, D) f32 * rsqrt(mean(x^2) + eps) * w (D). With np > 0 the split-K
@@ -126,15 +123,13 @@ __global__ void k_embed(const void *embv, const int *tok, float *x, int D, float
 // into x first, in order, and x is written back (each thread rereads only what it wrote).
 // A thread's first RMS_REG elements stay in registers, their loads issued together (the norm
 // weight's before the dependent-launch wait: it is no predecessor's output); elements past
-// RMS_REG * blockDim (D > 4096 at 1024 threads) take the loop after. pfn > 0: the blocks ask L2
-// for their shares of the pfn bytes at pf first (the next GEMM's weight; CONFIT_GEN_PREFETCH).
+// RMS_REG * blockDim (D > 4096 at 1024 threads) take the loop after.
 #define RMS_REG 4
 template <typename T>
 __global__ void k_rmsnorm(float *x, const float *w, void *yv, int D, float eps, const float *parts, int np,
-                          size_t pstride, const char *pf, size_t pfn) {
+                          size_t pstride) {
   T *y = (T *)yv;
   int r = blockIdx.x, bd = blockDim.x, tid = threadIdx.x;
-  if (tid == 0 && pfn) gen_prefetch_share(pf, pfn);
   float wv[RMS_REG], xv[RMS_REG];
 #pragma unroll
   for (int k = 0; k < RMS_REG; k++)
@@ -213,10 +208,9 @@ __global__ void k_rope_kv(const float *qkv, int ld, const float *bq, const float
 }
 
 
-// out (A, F) in T = silu(gu[:, :F]) * gu[:, F:]; gu (A, 2F) f32; pf, pfn as k_rmsnorm's
+// out (A, F) in T = silu(gu[:, :F]) * gu[:, F:]; gu (A, 2F) f32
 template <typename T>
-__global__ void k_swiglu(const float *gu, void *outv, int F, int64_t n, const char *pf, size_t pfn) {
-  if (threadIdx.x == 0 && pfn) gen_prefetch_share(pf, pfn);
+__global__ void k_swiglu(const float *gu, void *outv, int F, int64_t n) {
   cu_pdl_wait();
   cu_pdl_trigger();
   T *out = (T *)outv;
@@ -568,17 +562,10 @@ struct gen_engine {
   int D, F, H, KVH, hd, V, Q, KV, L;
   bool bf;
   bool mma;             /* bf16 and CONFIT_GEN_MMA=1: skinny.cu for GEMMs of <= 16 rows */
-  int mma_kinds;        /* which GEMM kinds it runs: bit GK_QKV .. GK_HEAD (CONFIT_GEN_MMA_KINDS; all by
-                           default, the only mask that folds the norms in) */
   bool pdl;             /* the step's kernels as programmatic dependent launches (sm_90 on; CONFIT_GEN_PDL) */
   int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
   bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
   bool att_qpair;       /* the fused attention stages its queries in one pass (CONFIT_GEN_ATT_QPAIR, default 1) */
-  bool pf_o;            /* the decode attention asks L2 for the layer's o_proj weight (CONFIT_GEN_PREFETCH=1 or 3) */
-  size_t pf_gu;         /* and for this many bytes from the start of its gate/up weight (CONFIT_GEN_PREFETCH_MB) */
-  size_t pf_qkv;        /* the input RMSNorm asks for this many bytes of the layer's q|k|v weight
-                           (CONFIT_GEN_PREFETCH=2 or 3: all of it) */
-  size_t pf_down;       /* k_swiglu for this many of its down weight (CONFIT_GEN_PREFETCH_DOWN_MB) */
   int splitk;           /* CONFIT_GEN_SPLITK: parts of K for the decode qkv, o_proj, down GEMMs (gen_add_x) */
   float *skp;           /* their partials, splitk x gen_splitk_rows x max(D, Q + 2 KV) f32 */
   int pend;             /* partials in skp that the next k_rmsnorm adds into x (0: none) */
@@ -621,7 +608,6 @@ struct gen_engine {
   int sms;              /* multiprocessors */
   smp_part *smp_part;   /* k_sample_split's segment summaries (Bmax x SMP_MAXS) and tickets (Bmax) */
   int *smp_cnt;
-  int nsplit_max;
   /* pinned host staging */
   void *pin;
   size_t pin_bytes;
@@ -947,11 +933,6 @@ static cf_skinny_job sk_job(const void *W, const void *X, int ldx, float *Y, int
 enum { GK_QKV, GK_OPROJ, GK_GATEUP, GK_DOWN, GK_HEAD, GK_OTHER, GK_N };
 static const char *const gk_name[GK_N] = {"qkv", "o_proj", "gate/up", "down", "lm_head", "other"};
 struct gen_tuned { int A; cf_skinny_opts o[GK_N]; int att_gs; bool att_merge; };
-#define GK_ALL ((1 << GK_OTHER) - 1) /* CONFIT_GEN_MMA_KINDS: a bit per kind up to the head */
-
-/* whether skinny.cu runs the GEMMs of kind k (GK_QKV .. GK_HEAD; separate q, k, v count as qkv,
- * separate gate and up as gate/up) */
-static bool gen_sk(const gen_engine *e, int k) { return e->mma && (e->mma_kinds >> k & 1); }
 
 /* the launch options of a job of kind k over A rows: tuned, else the environment's */
 static const cf_skinny_opts *gen_opts(const gen_engine *e, int A, int k) {
@@ -993,7 +974,7 @@ static int gen_resid(gen_engine *e, const cf_skinny_job *j, int kind, const char
  * qualifies for skinny.cu in its folded form (shapes, alignment of weights and norms) and the
  * partial sums fit e->ss. Host-side checks only (at capture, not per replay). */
 static bool gen_fold(gen_engine *e, int A) {
-  if (!e->mma || e->mma_kinds != GK_ALL || !e->ss || A > 16) return false;
+  if (!e->mma || !e->ss || A > 16) return false;
   int F = e->F, Q = e->Q, KV = e->KV, ld = Q + 2 * KV;
   e->ss_groups = 1;
   for (int l = 0; l <= e->L; l++) {
@@ -1178,10 +1159,10 @@ static int gen_tune(gen_engine *e, int A) {
   return 0;
 }
 
-/* Y (A, ldy) f32 [+]= X (A, in; ldx) @ W (out, in)^T; a GEMM of kind k (GK_QKV .. GK_HEAD) */
-static int gen_gemm(gen_engine *e, int k, const void *W, const void *X, int ldx, float *Y, int ldy, int A, int in,
+/* Y (A, ldy) f32 [+]= X (A, in; ldx) @ W (out, in)^T */
+static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float *Y, int ldy, int A, int in,
                     int out, float beta, const char *what) {
-  if (gen_sk(e, k)) {
+  if (e->mma) {
     cf_skinny_job j = sk_job(W, X, ldx, Y, ldy, A, in, out, beta);
     if (cf_cuda_skinny_ok(&j)) return gen_skinny(e, &j, GK_OTHER, what);
   }
@@ -1227,7 +1208,7 @@ static int gen_add_x(gen_engine *e, bool fold, bool decode, const void *W, const
     e->pend = e->splitk;
     return 0;
   }
-  if (!fold) return gen_gemm(e, kind, W, X, ldx, e->x, e->D, A, in, e->D, 1.f, what);
+  if (!fold) return gen_gemm(e, W, X, ldx, e->x, e->D, A, in, e->D, 1.f, what);
   cf_skinny_job j = sk_resid_job(e, W, X, ldx, A, in);
   return gen_resid(e, &j, kind, what);
 }
@@ -1247,18 +1228,10 @@ static int gen_add_x(gen_engine *e, bool fold, bool decode, const void *W, const
 
 static int norm_threads(int D) { return D >= 2048 ? 1024 : D >= 512 ? 512 : D >= 128 ? 128 : 32; }
 
-/* A weight range for gen_prefetch_share: the first min(bytes, want) bytes at w, rounded down to
- * 16, or 0 (nothing) when w is not 16-byte aligned or that leaves nothing */
-static size_t pf_bytes(const void *w, size_t bytes, size_t want) {
-  size_t n = (bytes < want ? bytes : want) / 16 * 16;
-  return (uintptr_t)w % 16 == 0 ? n : 0;
-}
-
-/* h (A, D) = rmsnorm(x) * g, adding the pending split-K partials into x first (gen_add_x); its
- * blocks ask L2 for the pfn bytes at pf (0: none) */
-static void gen_norm(gen_engine *e, int A, const float *g, const void *pf = NULL, size_t pfn = 0) {
+/* h (A, D) = rmsnorm(x) * g, adding the pending split-K partials into x first (gen_add_x) */
+static void gen_norm(gen_engine *e, int A, const float *g) {
   LAUNCH_T(k_rmsnorm, A, norm_threads(e->D), e->x, g, e->h, e->D, (float)e->m->cfg.rms_eps,
-           (const float *)(e->pend ? e->skp : NULL), e->pend, (size_t)e->D * A, (const char *)pf, pfn);
+           (const float *)(e->pend ? e->skp : NULL), e->pend, (size_t)e->D * A);
   e->pend = 0;
 }
 
@@ -1267,7 +1240,6 @@ static void att_split(const gen_engine *e, int A, int *nsplit, int *C) {
   int want = (528 + A * e->KVH - 1) / (A * e->KVH);
   int maxs = (e->cap + ATT_TILE - 1) / ATT_TILE;
   if (want > maxs) want = maxs;
-  if (want > e->nsplit_max) want = e->nsplit_max;
   if (want < 1) want = 1;
   int c = (e->cap + want - 1) / want;
   c = (c + ATT_TILE - 1) / ATT_TILE * ATT_TILE;
@@ -1294,10 +1266,8 @@ static bool gen_att_merge(const gen_engine *e, int A) {
 
 /* The decode attention of layer l over A rows (k_attn; gen_attn.cuh): rq, early as att_args says,
  * gs blocks per kv head. Writes e->po/pm/pl (and with rq the caches at each row's position);
- * with merge also e->att (no k_attn_combine needed). With pf, the blocks also ask L2 for the
- * weights that CONFIT_GEN_PREFETCH / _MB name (ranges of 16-byte multiples at 16-byte addresses;
- * a weight not so aligned is left out). */
-static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int gs, bool merge, bool pf) {
+ * with merge also e->att (no k_attn_combine needed). */
+static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int gs, bool merge) {
   const gen_layer *Ly = &e->layer[l];
   int hd = e->hd, nsplit, C;
   att_split(e, A, &nsplit, &C);
@@ -1319,12 +1289,6 @@ static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int g
   aa.ld = e->Q + 2 * e->KV; aa.bq = Ly->bq; aa.bk = Ly->bk; aa.bv = Ly->bv; aa.cos_t = e->cos_t; aa.sin_t = e->sin_t;
   aa.kcw = kc; aa.vcw = vc;
   if (merge) { aa.cnt = e->att_cnt; aa.out = e->att; }
-  if (pf) {
-    aa.pf[0] = (const char *)Ly->ow;
-    aa.pf_n[0] = e->pf_o ? pf_bytes(Ly->ow, (size_t)e->D * e->Q * wsize(e), SIZE_MAX) : 0;
-    aa.pf[1] = (const char *)Ly->gw;
-    aa.pf_n[1] = pf_bytes(Ly->gw, (size_t)(Ly->gu_fused ? 2 : 1) * e->F * e->D * wsize(e), e->pf_gu);
-  }
   if (rq && e->att_qpair && hd % 16 == 0 && hd <= 128) /* gen_attn.cuh: QP */
     LAUNCH_T(k_attn_qp, ag, ATT_T, aa);
   else if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, aa);
@@ -1342,7 +1306,7 @@ static float tune_att(gen_engine *e, int A, int gs, bool merge, cudaEvent_t ev0,
   att_split(e, A, &nsplit, &C);
   int hd = e->hd;
   return graph_time(e, 2 * e->L, [&](int i) {
-    if (gen_attention(e, i % e->L, A, e->rq, e->pdl, gs, merge, true)) return false;
+    if (gen_attention(e, i % e->L, A, e->rq, e->pdl, gs, merge)) return false;
     if (!merge) /* the separate merge counts too */
       LAUNCH_T(k_attn_combine, dim3(e->H, A), (hd + 31) / 32 * 32, e->po, e->pm, e->pl, e->att, e->H, hd, nsplit);
     return cu_launched("generate: combine") == 0;
@@ -1371,10 +1335,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
     gen_layer *Ly = &e->layer[l];
     void *kc = (char *)e->kc + l * lkv, *vc = (char *)e->vc + l * lkv;
     STAGE("rmsnorm");
-    if (KEEP("rmsnorm") && !fold) {
-      size_t qb = (size_t)(Ly->qkv_fused ? Q + 2 * KV : Q) * D * wsize(e);
-      gen_norm(e, A, Ly->in_norm, Ly->qw, decode ? pf_bytes(Ly->qw, qb, e->pf_qkv) : 0);
-    }
+    if (KEEP("rmsnorm") && !fold) gen_norm(e, A, Ly->in_norm);
     STAGE("qkv");
     if (!KEEP("qkv")) {
     } else if (fold) {
@@ -1389,10 +1350,10 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
                gen_split_gemm(e, Ly->qw, e->h, D, A, D, ld)) {
       e->qnp = e->splitk; /* CONFIT_GEN_SPLITK: q|k|v as partials in skp, added by the attention */
     } else if (Ly->qkv_fused) {
-      if (gen_gemm(e, GK_QKV, Ly->qw, e->h, D, e->qkv, ld, A, D, ld, 0.f, "generate: qkv")) return -1;
-    } else if (gen_gemm(e, GK_QKV, Ly->qw, e->h, D, e->qkv, ld, A, D, Q, 0.f, "generate: q_proj") ||
-               gen_gemm(e, GK_QKV, Ly->kw, e->h, D, e->qkv + Q, ld, A, D, KV, 0.f, "generate: k_proj") ||
-               gen_gemm(e, GK_QKV, Ly->vw, e->h, D, e->qkv + Q + KV, ld, A, D, KV, 0.f, "generate: v_proj")) {
+      if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, ld, 0.f, "generate: qkv")) return -1;
+    } else if (gen_gemm(e, Ly->qw, e->h, D, e->qkv, ld, A, D, Q, 0.f, "generate: q_proj") ||
+               gen_gemm(e, Ly->kw, e->h, D, e->qkv + Q, ld, A, D, KV, 0.f, "generate: k_proj") ||
+               gen_gemm(e, Ly->vw, e->h, D, e->qkv + Q + KV, ld, A, D, KV, 0.f, "generate: v_proj")) {
       return -1;
     }
     /* decode with rq: k_attn does the bias + RoPE and writes position p's key and value itself */
@@ -1403,7 +1364,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
                e->rows.slot, e->qr, kc, vc, e->H, e->KVH, hd, e->cap);
     STAGE("attention");
     bool merge = gen_att_merge(e, A);
-    if (KEEP("attention") && gen_attention(e, l, A, rq, decode && e->pdl, gen_att_gs(e, A), merge, decode)) return -1;
+    if (KEEP("attention") && gen_attention(e, l, A, rq, decode && e->pdl, gen_att_gs(e, A), merge)) return -1;
     e->qnp = 0;
     STAGE("attn_combine");
     if (KEEP("combine") && !merge)
@@ -1418,7 +1379,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
                             : sk_job(Ly->gw, e->h, D, NULL, 0, A, D, 2 * F, 0.f);
     gu.swiglu = true;
     gu.act = e->act;
-    bool sw = gen_sk(e, GK_GATEUP) && Ly->gu_fused && cf_cuda_skinny_ok(&gu);
+    bool sw = e->mma && Ly->gu_fused && cf_cuda_skinny_ok(&gu);
     if (!KEEP("gate_up")) {
     } else if (sw) {
       if (gen_skinny(e, &gu, fold ? GK_GATEUP : GK_OTHER, "generate: gate/up+swiglu")) return -1;
@@ -1428,16 +1389,15 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
       if (gen_skinny(e, &g, GK_OTHER, "generate: gate_proj") || gen_skinny(e, &u, GK_OTHER, "generate: up_proj"))
         return -1;
     } else if (Ly->gu_fused) {
-      if (gen_gemm(e, GK_GATEUP, Ly->gw, e->h, D, e->gu, 2 * F, A, D, 2 * F, 0.f, "generate: gate/up")) return -1;
-    } else if (gen_gemm(e, GK_GATEUP, Ly->gw, e->h, D, e->gu, 2 * F, A, D, F, 0.f, "generate: gate_proj") ||
-               gen_gemm(e, GK_GATEUP, Ly->uw, e->h, D, e->gu + F, 2 * F, A, D, F, 0.f, "generate: up_proj")) {
+      if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, 2 * F, 0.f, "generate: gate/up")) return -1;
+    } else if (gen_gemm(e, Ly->gw, e->h, D, e->gu, 2 * F, A, D, F, 0.f, "generate: gate_proj") ||
+               gen_gemm(e, Ly->uw, e->h, D, e->gu + F, 2 * F, A, D, F, 0.f, "generate: up_proj")) {
       return -1;
     }
     int64_t n = (int64_t)A * F;
     STAGE("swiglu");
     if (KEEP("swiglu") && !sw)
-      LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n, (const char *)Ly->dw,
-               decode ? pf_bytes(Ly->dw, (size_t)D * F * wsize(e), e->pf_down) : 0);
+      LAUNCH_T(k_swiglu, cu_blocks(n, 256), 256, e->gu, e->act, F, n);
     STAGE("down");
     if (KEEP("down") && gen_add_x(e, fold, decode, Ly->dw, e->act, F, A, F, GK_DOWN, "generate: down_proj")) return -1;
   }
@@ -1458,7 +1418,7 @@ static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
   } else if (fold) {
     cf_skinny_job h = sk_norm_job(e, e->head, e->final_norm, e->logits, e->V, Bp, e->V);
     if (gen_skinny(e, &h, GK_HEAD, "generate: lm_head")) return -1;
-  } else if (gen_gemm(e, GK_HEAD, e->head, e->h, e->D, e->logits, e->V, Bp, e->D, e->V, 0.f, "generate: lm_head")) {
+  } else if (gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, Bp, e->D, e->V, 0.f, "generate: lm_head")) {
     return -1;
   }
   STAGE("sample");
@@ -1629,7 +1589,6 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   e->Q = e->H * e->hd; e->KV = e->KVH * e->hd;
   e->st = cu_stream();
   e->nslots = nslots;
-  e->nsplit_max = 1 << 20;
   int rc = 0;
   int maxp = 0;
   int64_t P = 0;
@@ -1660,7 +1619,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, mk, pdl, rope, nt, ksb, minb, gs, amerge, qpair, pfw, pfmb, pfdmb, asplit, sk, wide, ssplit, dev = 0, cc = 0;
+    int mma, pdl, rope, nt, ksb, minb, gs, amerge, qpair, sk, wide, ssplit, dev = 0, cc = 0;
     /* programmatic dependent launches by default where the GPU has them (sm_90 on): on an H200
      * the 1.5B step at batch 16 took 2.12 ms with them and 2.20 without (2026-11-26) */
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -1678,32 +1637,18 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       cudaGetLastError();
       cc = 0;
     }
-    if (env_int("CONFIT_GEN_MMA", 0, 0, 2, &mma) || env_int("CONFIT_GEN_MMA_KINDS", GK_ALL, 1, GK_ALL, &mk) ||
-        env_int("CONFIT_GEN_PDL", cc >= 9, 0, 1, &pdl) ||
+    if (env_int("CONFIT_GEN_MMA", 0, 0, 2, &mma) || env_int("CONFIT_GEN_PDL", cc >= 9, 0, 1, &pdl) ||
         env_int("CONFIT_GEN_ATT_GS", 1, 1, 64, &gs) || env_int("CONFIT_GEN_ATT_MERGE", 0, 0, 1, &amerge) ||
         env_int("CONFIT_GEN_FUSE_ROPE", -1, 0, 1, &rope) || env_int("CONFIT_GEN_MMA_NT", 0, 0, 4, &nt) ||
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
         env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide) ||
         env_int("CONFIT_GEN_SAMPLE_SPLIT", 1, 0, SMP_MAXS, &ssplit) ||
-        env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) || env_int("CONFIT_GEN_PREFETCH", 0, 0, 3, &pfw) ||
-        env_int("CONFIT_GEN_PREFETCH_MB", 0, 0, 1024, &pfmb) ||
-        env_int("CONFIT_GEN_PREFETCH_DOWN_MB", 0, 0, 1024, &pfdmb) ||
-        env_int("CONFIT_GEN_ATT_SPLITS", 0, 0, ATT_MAXSPLIT, &asplit)) {
+        env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair)) {
       rc = -1;
       goto fail;
     }
     if (nt == 3) { rc = CF_ERR("generate: CONFIT_GEN_MMA_NT must be 1, 2 or 4 (got 3)"); goto fail; }
-    if (mma == 2 && mk != GK_ALL) {
-      rc = CF_ERR("generate: CONFIT_GEN_MMA_KINDS=%d needs CONFIT_GEN_MMA=1 (=2 tunes the folded step, all kinds)", mk);
-      goto fail;
-    }
     e->mma = e->bf && mma > 0;
-    /* opt-in, not yet run on a GPU (twelfth session): skinny.cu for some GEMM kinds only, each
-     * reading the RMSNorm's output as cuBLAS does (no folding); bits 1 qkv, 2 o_proj, 4 gate/up
-     * (with the SwiGLU), 8 down, 16 LM head. Unlike cuBLAS's kernels, skinny.cu's are dependent
-     * launches that load their first weights before the wait and let the next kernel start early
-     * (the attention after qkv loads its cached keys while qkv runs) */
-    e->mma_kinds = mk;
     e->mma_tune = e->mma && mma == 2;
     e->pdl = pdl == 1;
     /* the decode attention does k_rope_kv's work (bias, RoPE, the new key and value) by default:
@@ -1721,19 +1666,6 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
      * splits each row over several blocks: H200, 1.5B b16, in one run (2026-11-27): 2.18 ms/step
      * with neither, 2.05 with the one-pass staging, 2.01 with both; =0 turns each off */
     e->att_qpair = qpair == 1;
-    /* opt-in, not yet run on a GPU (eleventh session): kernels that read few bytes and wait on
-     * memory ask L2 for the next GEMM's weight: CONFIT_GEN_PREFETCH bit 1: the attention, the
-     * o_proj weight; bit 2: the input RMSNorm, the q|k|v weight; CONFIT_GEN_PREFETCH_MB: the
-     * attention, that many MB of the gate/up weight; CONFIT_GEN_PREFETCH_DOWN_MB: the SwiGLU,
-     * that many MB of the down weight */
-    e->pf_o = (pfw & 1) != 0;
-    e->pf_qkv = (pfw & 2) ? SIZE_MAX : 0;
-    e->pf_gu = (size_t)pfmb << 20;
-    e->pf_down = (size_t)pfdmb << 20;
-    /* opt-in, not yet run on a GPU: at most this many attention splits per row (fewer, longer
-     * blocks: each walks several tiles, and the combine merges fewer partials; 0: as many as
-     * fill the GPU, one tile each at the 1.5B shape's batch 16) */
-    if (asplit > 0) e->nsplit_max = asplit;
     e->splitk = sk > 1 ? sk : 0;
     e->smp_split = ssplit;
   }
@@ -1866,9 +1798,9 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       int g = np - p0 < gp ? np - p0 : gp;
       STAGE("final_norm");
       LAUNCH_T(k_rmsnorm, g, norm_threads(e->D), xlast + (size_t)p0 * e->D, e->final_norm, e->h, e->D,
-               (float)c->rms_eps, (const float *)NULL, 0, (size_t)0, (const char *)NULL, (size_t)0);
+               (float)c->rms_eps, (const float *)NULL, 0, (size_t)0);
       STAGE("lm_head");
-      if ((rc = gen_gemm(e, GK_HEAD, e->head, e->h, e->D, e->logits, e->V, g, e->D, e->V, 0.f, "generate: lm_head"))) goto fail;
+      if ((rc = gen_gemm(e, e->head, e->h, e->D, e->logits, e->V, g, e->D, e->V, 0.f, "generate: lm_head"))) goto fail;
       STAGE(NULL);
       int rows = g * n;
       for (int r = 0; r < rows; r++) {

@@ -120,11 +120,6 @@ static inline void cu_pdl_wait() {
 }
 static inline void cu_pdl_trigger() {}
 static inline void cu_prefetch_l2(const void *) {}
-/* bulk L2 prefetch: nothing to fetch here; a test may watch the requests */
-static std::function<void(const void *, unsigned)> emu_prefetch_hook;
-static inline void cu_prefetch_l2_bulk(const void *p, unsigned n) {
-  if (emu_prefetch_hook) emu_prefetch_hook(p, n);
-}
 template <typename T> static T __ldg(const T *p) { return *p; }
 template <typename T> static T __ldcs(const T *p) { return *p; }
 template <typename T> static T __ldcg(const T *p) { return *p; }

@@ -20,14 +20,11 @@
 
 #include "kernels/gen_attn.cuh"
 
-#include <algorithm>
 #include <math.h>
-#include <mutex>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utility>
 #include <vector>
 
 static uint64_t rs = 0x9E3779B97F4A7C15ull;
@@ -47,7 +44,6 @@ static const char *mode_name[] = {"rotated q", "rotated q, early loads", "fused 
                                   "fused bias+RoPE, early loads"};
 
 static bool g_qp = false; /* run k_attn_qp (the one-pass query staging; VEC, HD 128, fused only) */
-static bool g_pf = false; /* ask for L2 prefetches (att_args.pf) and check the requests */
 
 template <typename T, bool VEC, int HD>
 static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np = 1) {
@@ -133,19 +129,6 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   a.kcw = kc.data(); a.vcw = vc.data();
   std::vector<int> cnt((size_t)A * KVH * gs, 0);
   if (merge) { a.cnt = cnt.data(); a.out = out.data(); }
-  /* prefetch: a range of many 64 KB requests' worth and one smaller than the blocks (most ask for
-   * nothing); every request is recorded */
-  std::vector<char> pfbuf0(3 << 20), pfbuf1(64);
-  std::vector<std::pair<const char *, unsigned>> pfreq;
-  std::mutex pfm;
-  if (g_pf) {
-    a.pf[0] = pfbuf0.data() + 16; a.pf_n[0] = ((size_t)3 << 20) - 32;
-    a.pf[1] = pfbuf1.data() + 16; a.pf_n[1] = 48;
-  }
-  emu_prefetch_hook = [&](const void *p, unsigned n) {
-    std::lock_guard<std::mutex> lk(pfm);
-    pfreq.push_back({(const char *)p, n});
-  };
   /* the predecessor kernel, emulated: what it writes (the rotated queries; in early mode also
    * position p of each row's own slot; in the fused form the GEMM's rows) is NaN until the block
    * waits for it, and NaN again for the next block */
@@ -172,7 +155,6 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
     emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn<T, VEC, HD>(a); });
   emu_wait_hook = nullptr;
   emu_block_end_hook = nullptr;
-  emu_prefetch_hook = nullptr;
   put(true);
   if (!merge)
     emu_run(dim3(H, A, 1), (hd + 31) / 32 * 32,
@@ -180,31 +162,10 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   bool zero = true;
   for (int v : cnt) zero = zero && v == 0;
   char what[200];
-  snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head%s%s%s%s", c.name, sizeof(T) == 2 ? "bf16" : "f32",
+  snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head%s%s%s", c.name, sizeof(T) == 2 ? "bf16" : "f32",
            mode_name[mode], gs, merge ? ", merged in the attention" : "", np > 1 ? ", split-K q|k|v" : "",
-           g_qp ? ", one-pass query staging" : "", g_pf ? ", L2 prefetch" : "");
+           g_qp ? ", one-pass query staging" : "");
   CHECK(zero, "%s: ticket counters not reset", what);
-  /* the prefetch requests tile each range exactly: 16-byte aligned pieces of at most ATT_PF_MAX
-   * bytes, none outside, no gap, no overlap; none at all without g_pf */
-  if (g_pf) {
-    std::sort(pfreq.begin(), pfreq.end());
-    size_t inside = 0;
-    for (int k = 0; k < 2; k++) {
-      const char *at = a.pf[k], *end = a.pf[k] + a.pf_n[k];
-      bool ok = true;
-      for (const auto &q : pfreq) {
-        if (q.first < a.pf[k] || q.first >= end) continue;
-        inside++;
-        ok = ok && q.first == at && q.second % 16 == 0 && q.second > 0 && q.second <= ATT_PF_MAX &&
-             (uintptr_t)q.first % 16 == 0;
-        at += q.second;
-      }
-      CHECK(ok && at == end, "%s: prefetch requests of range %d do not tile it", what, k);
-    }
-    CHECK(inside == pfreq.size(), "%s: %zu prefetch requests outside the ranges", what, pfreq.size() - inside);
-  } else {
-    CHECK(pfreq.empty(), "%s: prefetch requests without ranges", what);
-  }
   /* the reference: softmax(q k / sqrt(hd)) v over positions 0..p, in double */
   int bad = 0;
   double worst = 0;
@@ -322,16 +283,5 @@ int main() {
     run<bf16, true, 128>(c16, m, 3, true, 2);
   }
   g_qp = false;
-  /* L2 prefetch of the next kernels' weights (CONFIT_GEN_PREFETCH): in both kernels, in every
-   * grid shape (merged, 3 blocks per kv head, several tiles per split) */
-  g_pf = true;
-  run<bf16, true, 128>(c128, MODE_FUSED_EARLY);
-  run<bf16, true, 128>(c16, MODE_EARLY, 3, true);
-  run<float, false, 128>(c24, MODE_ROTATED);
-  g_qp = true;
-  run<bf16, true, 128>(c128, MODE_FUSED_EARLY);
-  run<bf16, true, 128>(c1, MODE_FUSED, 2);
-  g_qp = false;
-  g_pf = false;
   return check_finish();
 }

@@ -2,7 +2,7 @@
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-skinny] [--no-lt] [--variants "mma+pdl lt"]
-#                                           [--profile]   (variants: lt mma mkN tune wide pdl pdl0 rope rope0 gs2 gs3 merge qpair qpair0 pf pfo pfq pfguN pfdN asN splitk2..8 sample0..32, +)
+#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge qpair qpair0 splitk2..8 sample0..32, +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."] [--deadline SECONDS]
 #                                           [--knockout "none attention combine ..."]   (none first)
 #
@@ -17,11 +17,9 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     decode variant of $VARIANTS (default "pf+pfgu16+pfd8 mk1 pfo mk3 pf as4 pf+pfgu16 pf+pfd8
-#     mk2 as2 pf+pfgu32+pfd16 qpair0 sample0 rope0 lt": the L2 prefetches, skinny.cu for the small
-#     GEMMs only and the attention in fewer splits, not yet measured, the likeliest first; then each default switch turned off in turn,
-#     to confirm it still pays, and the cublasLt plans, a tie when last measured;
-#     --variants "...", --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
+#     decode variant of $VARIANTS (default "qpair0 sample0 rope0 lt": each default switch turned
+#     off in turn, to confirm it still pays, and the cublasLt plans, a tie when last measured; --variants "...",
+#     --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
 #     below says what each is); rows "1.5B+MMA+PDL" etc.; with --knockout, the 1.5B decode
 #     benchmark at batch 16 once per named stage with that stage left out of the step
 #     (CONFIT_GEN_KNOCKOUT; "none" for the whole step): rows "knockout STAGE", the step time and
@@ -40,7 +38,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; DEADLINE=${DEADLINE:-}; VARIANTS=${VARIANTS:-pf+pfgu16+pfd8 mk1 pfo mk3 pf as4 pf+pfgu16 pf+pfd8 mk2 as2 pf+pfgu32+pfd16 qpair0 sample0 rope0 lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; DEADLINE=${DEADLINE:-}; VARIANTS=${VARIANTS:-qpair0 sample0 rope0 lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -212,10 +210,6 @@ EOF
   #   lt    timed cuBLAS / cublasLt GEMM plans (CONFIT_GEN_LT; plans printed to the log)
   #   mma   skinny.cu's tensor-core GEMMs, SwiGLU and RMSNorms folded in, the attention doing the
   #         RoPE (CONFIT_GEN_MMA=1)
-  #   mkN   skinny.cu for the GEMM kinds of mask N only (1 qkv, 2 o_proj, 4 gate/up with the
-  #         SwiGLU, 8 down, 16 LM head), reading the RMSNorm's output, cuBLAS for the rest
-  #         (CONFIT_GEN_MMA=1 CONFIT_GEN_MMA_KINDS=N): its kernels start early and let the next
-  #         one start early, cuBLAS's do neither
   #   tune  the same, each GEMM kind's launch shape timed per batch first (CONFIT_GEN_MMA=2;
   #         choices in the log; the wide layout among the shapes)
   #   wide  with mma: skinny.cu's wide layout, X staged in shared memory (CONFIT_GEN_MMA_WIDE=1)
@@ -223,12 +217,6 @@ EOF
   #   rope  the attention doing the RoPE (CONFIT_GEN_FUSE_ROPE=1; the default, on f32 models too,
   #         so the test's exact f32 comparisons cover it); rope0 keeps k_rope_kv
   #   gs2, gs3  2 or 3 attention blocks per kv head (CONFIT_GEN_ATT_GS)
-  #   pfo, pfq, pf, pfguN, pfdN  L2 prefetch of the next GEMM's weight by a kernel that waits on
-  #         memory: pfo the attention fetches the o_proj weight (CONFIT_GEN_PREFETCH=1), pfq the
-  #         input RMSNorm the q|k|v weight (=2), pf both (=3), pfguN the attention the first N MB
-  #         of gate/up (CONFIT_GEN_PREFETCH_MB=N), pfdN the SwiGLU the first N MB of down
-  #         (CONFIT_GEN_PREFETCH_DOWN_MB=N)
-  #   asN   at most N attention splits per row (CONFIT_GEN_ATT_SPLITS=N): fewer, longer blocks
   #   merge the attention merges its splits itself, no k_attn_combine (CONFIT_GEN_ATT_MERGE=1)
   #   qpair the attention stages its queries in one pass, a RoPE pair per thread (k_attn_qp;
   #         CONFIT_GEN_ATT_QPAIR=1, the default); qpair0 the two passes of k_attn
@@ -250,8 +238,6 @@ EOF
       case "$part" in
         lt) TEST_ENV="$TEST_ENV CONFIT_GEN_LT=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_LT=2" ;;
         mma) TEST_ENV="$TEST_ENV CONFIT_GEN_MMA=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_MMA=1" ;;
-        mk[1-9]|mk[1-3][0-9]) P="CONFIT_GEN_MMA=1 CONFIT_GEN_MMA_KINDS=${part#mk}"
-          TEST_ENV="$TEST_ENV $P"; BENCH_ENV="$BENCH_ENV $P" ;;
         tune) TEST_ENV="$TEST_ENV CONFIT_GEN_MMA=2"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_MMA=2" ;;
         wide) TEST_ENV="$TEST_ENV CONFIT_GEN_MMA_WIDE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_MMA_WIDE=1" ;;
         pdl) TEST_ENV="$TEST_ENV CONFIT_GEN_PDL=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_PDL=1" ;;
@@ -262,16 +248,6 @@ EOF
         merge) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_MERGE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_MERGE=1" ;;
         qpair|qpair0) Q=1; [ "$part" = qpair0 ] && Q=0
           TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_QPAIR=$Q"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_QPAIR=$Q" ;;
-        pf|pfo|pfq|pfgu[0-9]*|pfd[0-9]*)
-          case "$part" in
-            pf) P="CONFIT_GEN_PREFETCH=3" ;;
-            pfo) P="CONFIT_GEN_PREFETCH=1" ;;
-            pfq) P="CONFIT_GEN_PREFETCH=2" ;;
-            pfgu*) P="CONFIT_GEN_PREFETCH_MB=${part#pfgu}" ;;
-            *) P="CONFIT_GEN_PREFETCH_DOWN_MB=${part#pfd}" ;;
-          esac
-          TEST_ENV="$TEST_ENV $P"; BENCH_ENV="$BENCH_ENV $P" ;;
-        as[0-9]|as[0-9][0-9]) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_SPLITS=${part#as}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_SPLITS=${part#as}" ;;
         sample0) TEST_ENV="$TEST_ENV CONFIT_GEN_SAMPLE_SPLIT=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SAMPLE_SPLIT=0" ;;
         splitk[2-8]) TEST_ENV="$TEST_ENV CONFIT_GEN_SPLITK=${part#splitk}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SPLITK=${part#splitk}" ;;
         sample[1-9]|sample[1-3][0-9]) # the tests' vocabularies are tiny: chosen, N would be 1 there

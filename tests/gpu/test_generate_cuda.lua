@@ -366,17 +366,16 @@ H.case("decode switches: a bad value is an error naming the switch", function()
     return out
   end
   local bad = {
-    {"CONFIT_GEN_MMA_KINDS=0", "CONFIT_GEN_MMA_KINDS must be an integer from 1 to 31"},
-    {"CONFIT_GEN_MMA_KINDS=32", "CONFIT_GEN_MMA_KINDS must be an integer from 1 to 31"},
-    {"CONFIT_GEN_MMA=2 CONFIT_GEN_MMA_KINDS=1", "CONFIT_GEN_MMA_KINDS=1 needs CONFIT_GEN_MMA=1"},
-    {"CONFIT_GEN_ATT_SPLITS=x", "CONFIT_GEN_ATT_SPLITS must be an integer"},
+    {"CONFIT_GEN_ATT_GS=0", "CONFIT_GEN_ATT_GS must be an integer from 1 to 64"},
+    {"CONFIT_GEN_ATT_QPAIR=x", "CONFIT_GEN_ATT_QPAIR must be an integer from 0 to 1"},
+    {"CONFIT_GEN_MMA_NT=3", "CONFIT_GEN_MMA_NT must be 1, 2 or 4"},
   }
   for _, b in ipairs(bad) do
     local out = child(b[1])
     H.ok(out:find(b[2], 1, true), b[1] .. ": " .. out)
   end
-  local out = child("CONFIT_GEN_MMA=1 CONFIT_GEN_MMA_KINDS=5")
-  H.ok(out:find("^ran"), "CONFIT_GEN_MMA=1 CONFIT_GEN_MMA_KINDS=5 runs: " .. out)
+  local out = child("CONFIT_GEN_ATT_GS=2")
+  H.ok(out:find("^ran"), "CONFIT_GEN_ATT_GS=2 runs: " .. out)
 end)
 
 H.case("init_random_cuda: a random model generates", function()
