@@ -1,9 +1,9 @@
-/* gen_attn.cuh - the decode attention of generate.cu (k_attn, k_attn_combine), apart so that
- * tests/c/test_gen_attn_emu.cpp can run it on the CPU: it needs from its includer bf16, the
- * vector types, bf16x8_to_float, to_float, from_float, warp_sum, warp_max, cu_pdl_wait/trigger,
- * __syncthreads, __threadfence, atomicAdd, __ldcg, __fmaf_rn, __fmul_rn, the
- * thread and block indices, gridDim, expf, fmaxf, min and INFINITY
- * (cuda_internal.cuh, or the test's emulation of them).
+/* gen_attn.cuh - the decode attention of generate.cu (k_attn, k_attn_qp, k_attn_tc,
+ * k_attn_combine), apart so that tests/c/test_gen_attn_emu.cpp can run it on the CPU: it needs
+ * from its includer bf16 (cuda_bf16.h's conversions), the vector types, bf16x8_to_float,
+ * to_float, from_float, warp_sum, warp_max, cu_pdl_wait/trigger, cu_mma_bf16, __syncthreads,
+ * __threadfence, atomicAdd, __ldcg, __fmaf_rn, __fmul_rn, the thread and block indices, gridDim,
+ * expf, fmaxf, min, memcpy and INFINITY (cuda_internal.cuh, or the test's emulation of them).
  */
 #ifndef CF_GEN_ATTN_CUH
 #define CF_GEN_ATTN_CUH
@@ -40,11 +40,28 @@
  * staged in one pass, a thread taking ATT_QP RoPE pairs at once with every load of them (elements,
  * partials, biases, cos, sin) in flight together, where k_attn takes two passes (elements and
  * biases into shared memory, then the rotation), each with its own waits on L2; the same
- * arithmetic in the same order (k_attn_qp below, the default: CONFIT_GEN_ATT_QPAIR). */
+ * arithmetic in the same order (k_attn_qp below, the default: CONFIT_GEN_ATT_QPAIR).
+ * TC (with QP, bf16 caches; k_attn_tc): the scores on the tensor cores, positions as M, heads as
+ * N. The SIMT scores are most of a tile's instructions (per thread 96 shared loads of the query
+ * and 384 FMA), and the tile is bound by issue; as mma m16n8k16 a warp does its 16 positions
+ * with all 8 heads in 24 mma and 12 shared loads per thread:
+ *  loads   warp w takes positions [16 w, 16 w + 16) (as P V does), lane 4 g + t dims
+ *          32 c + 8 t .. + 7 of each 32-dim chunk c of positions g and g + 8 (8 16-byte loads,
+ *          as many as a K half row): the A fragments as they come (att_tc_scores);
+ *  query   staged as with QP (f32, in qs), then split once per pass into three bf16 parts
+ *          h1 + h2 + h3 (att_tc_split) and laid out as the B fragments (qb: one 16-byte shared
+ *          load per chunk and part). K is exact in bf16, the parts hold the f32 query to about
+ *          2^-27: three mma per k-step give the scores of the f32 path to about 1e-6 relative
+ *          (one part alone would be bf16's 2^-9);
+ *  scores  the three parts' accumulators added into ts, which the softmax reads instead of the
+ *          two halves in part.
+ * The rest (staging, position p, softmax, P V, partials, merge) is k_attn_qp's. */
 static_assert(ATT_T == 128 && ATT_TILE == 64, "k_attn's thread layout assumes 128 threads and 64-position tiles");
 #define ATT_QPAD 4                     /* floats between the two halves of a query row in shared memory */
 #define ATT_PVG 4                      /* position groups of P V: one per warp */
 #define ATT_PVP (ATT_TILE / ATT_PVG)   /* positions per group */
+#define ATT_TSPAD 4  /* TC: floats after each head's scores (a warp's stores of one C register,
+                        heads 2t, positions g, then fall in 32 different banks) */
 
 /* 8 consecutive cache elements as loaded (16 bytes of bf16, 32 of f32) and a pair of them */
 template <typename T> struct kv8;
@@ -194,8 +211,64 @@ __device__ void att_merge(const att_args &a, int r, int kvh, int gbeg, int gend)
   if (tid == 0) *ct = 0;
 }
 
-template <typename T, bool VEC, int HD, bool QP>
+/* TC: 8 query elements v (f32, 16-byte aligned) as three bf16 parts v = h1 + h2 + h3, each
+ * the rounding of what the ones before leave (the differences are exact in f32; together the
+ * parts hold v to about 2^-27 relative, more than f32's own 2^-24), in pairs, element 2j in the
+ * low half of word j */
+__device__ __forceinline__ void att_tc_split(const float4 *v, uint4 &h1, uint4 &h2, uint4 &h3) {
+  float4 x = v[0], y = v[1];
+  float e[8] = {x.x, x.y, x.z, x.w, y.x, y.y, y.z, y.w};
+  uint32_t w[3][4];
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    float r0 = e[2 * j], r1 = e[2 * j + 1];
+#pragma unroll
+    for (int h = 0; h < 3; h++) {
+      __nv_bfloat162 b = __floats2bfloat162_rn(r0, r1);
+      memcpy(&w[h][j], &b, 4);
+      float2 f = __bfloat1622float2(b);
+      r0 -= f.x;
+      r1 -= f.y;
+    }
+  }
+  h1 = make_uint4(w[0][0], w[0][1], w[0][2], w[0][3]);
+  h2 = make_uint4(w[1][0], w[1][1], w[1][2], w[1][3]);
+  h3 = make_uint4(w[2][0], w[2][1], w[2][2], w[2][3]);
+}
+
+/* TC: the scores of a warp's 16 positions (M) with the 8 heads (N) of the group, accumulated into
+ * c[part], one accumulator per query part (three independent chains of mma instead of one three
+ * times as long). The warp's lane 4 g + t holds in k[2 c] and k[2 c + 1] dims 32 c + 8 t .. + 7
+ * of its positions g and g + 8 (xa, xb). mma's A fragment wants row g / g + 8 at k 2t, 2t + 1
+ * (registers 0, 1) and 2t + 8, 2t + 9 (registers 2, 3): xa.x, xb.x, xa.y, xb.y puts dims
+ * 8t .. 8t + 3 of the chunk at those k, xa.z .. xb.w dims 8t + 4 .. 8t + 7 in a second step; the
+ * B fragment (k 2t, 2t + 1 and 2t + 8, 2t + 9 of column g: head g) then takes the query's same
+ * dims, words x, y and z, w of qb's uint4 (a permutation of the reduction, the same on both
+ * sides). Chunks past head_dim are skipped; the dims past it in the last one are zero in both. */
+template <int HD>
+__device__ __forceinline__ void att_tc_scores(float (&c)[3][4], const kv8<bf16> (&k)[HD / 16],
+                                              const uint4 (*qb)[3][32], int hd, int lane) {
+#pragma unroll
+  for (int ch = 0; ch < HD / 32; ch++) {
+    if (32 * ch >= hd) break;
+    const uint4 &xa = k[2 * ch].u, &xb = k[2 * ch + 1].u;
+    uint32_t a0[4] = {xa.x, xb.x, xa.y, xb.y}, a1[4] = {xa.z, xb.z, xa.w, xb.w};
+#pragma unroll
+    for (int h = 0; h < 3; h++) {
+      uint4 b = qb[ch][h][lane];
+      cu_mma_bf16(c[h], a0, b.x, b.y);
+      cu_mma_bf16(c[h], a1, b.z, b.w);
+    }
+  }
+}
+/* f32 caches: no TC (k_attn_tc<float> is k_attn_qp); never called */
+template <int HD>
+__device__ __forceinline__ void att_tc_scores(float (&)[3][4], const kv8<float> (&)[HD / 16], const uint4 (*)[3][32],
+                                              int, int) {}
+
+template <typename T, bool VEC, int HD, bool QP, bool TC = false>
 __device__ __forceinline__ void attn_body(const att_args &a) {
+  static_assert(!TC || (sizeof(T) == 2 && QP && VEC && HD % 32 == 0), "TC: bf16, the one-pass staging, 16-byte K loads");
   constexpr int KCH = HD / 16; /* 8-element chunks of a K half row */
   constexpr int PVC = HD / 64; /* dim-pair passes of a lane */
   const T *kc = (const T *)a.kc, *vc = (const T *)a.vc;
@@ -206,6 +279,8 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
   __shared__ float red[ATT_PVG - 1][ATT_G][HD];
   __shared__ float ms[ATT_G], ls[ATT_G], as[ATT_G];
   __shared__ __align__(16) T kvp[2][HD];   /* rq: the new position's key and value */
+  __shared__ __align__(16) uint4 qb[TC ? HD / 32 : 1][3][32]; /* TC: the queries as B fragments */
+  __shared__ float ts[TC ? ATT_G : 1][ATT_TILE + ATT_TSPAD];   /* TC: the scores */
   int split = blockIdx.x, kvh = blockIdx.y / a.gs, gi = blockIdx.y % a.gs, r = blockIdx.z;
   int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32;
   int group = H / KVH, hh = hd / 2;
@@ -251,7 +326,19 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
       /* loads: my K half row and my V pairs, all in flight together */
       kv8<T> kr8[KCH];
       const T *krow = NULL;
-      if (st_tt < n) {
+      if (TC) {
+        /* TC: rows g and g + 8 of my warp's 16 positions, dims 32 c + 8 t .. + 7 of each 32-dim
+         * chunk c (kr8[2 c], kr8[2 c + 1]; lane 4 g + t). Unconditional: past the tile the last
+         * position again (its scores are not read), past head_dim the row's last 8 dims (they
+         * meet zero queries); predicated loads and zeros cost spills */
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          int t = t0 + min(16 * warp + (lane >> 2) + 8 * h, n - 1);
+          const T *kt = kc + (t < pl_r ? pre : own) + (size_t)t * hd;
+#pragma unroll
+          for (int c = 0; c < HD / 32; c++) kr8[2 * c + h].load(kt + min(32 * c + 8 * (lane & 3), hd - 8));
+        }
+      } else if (st_tt < n) {
         int t = t0 + st_tt;
         krow = kc + (t < pl_r ? pre : own) + (size_t)t * hd + half * hh;
         if (VEC) {
@@ -389,6 +476,20 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
             }
           }
         }
+        if (TC) {
+          /* the queries once more, as the scores' B fragments (att_tc_split); heads past G and
+           * dims past head_dim zero. (Staged straight into qb, the rounding would sit where the
+           * tile's K and V loads are in flight and cost spills.) */
+          __syncthreads();
+          for (int u = tid; u < HD / 32 * 32; u += ATT_T) {
+            int c = u >> 5, g = (u >> 2) & 7, d = 32 * c + 8 * (u & 3);
+            uint4 h1 = make_uint4(0u, 0u, 0u, 0u), h2 = h1, h3 = h1;
+            if (g < G && d < hd) att_tc_split((const float4 *)&qs[g][d + (d >= hh ? ATT_QPAD : 0)], h1, h2, h3);
+            qb[c][0][u & 31] = h1;
+            qb[c][1][u & 31] = h2;
+            qb[c][2][u & 31] = h3;
+          }
+        }
         if (tid < ATT_G) { ms[tid] = -INFINITY; ls[tid] = 0.f; }
         __syncthreads();
       }
@@ -400,9 +501,23 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
          * given a shared address it stops the kernel (cudaErrorInvalidAddressSpace, seen on an
          * H200 when one pointer chose between the two) */
         int tp = p - t0;
-        const T *kg = kc + own + (size_t)p * hd + half * hh, *vg = vc + own + (size_t)p * hd;
-        const T *ks = &kvp[0][half * hh], *vs = kvp[1];
-        if (st_tt == tp) {
+        const T *kg = kc + own + (size_t)p * hd + (TC ? 0 : half * hh), *vg = vc + own + (size_t)p * hd;
+        const T *ks = &kvp[0][TC ? 0 : half * hh], *vs = kvp[1];
+        if (TC) {
+          /* its row is kr8[2 c] (tp % 16 < 8) or kr8[2 c + 1] of the lanes 4 (tp % 8) + t of warp
+           * tp / 16 */
+          if (warp == tp >> 4 && lane >> 2 == (tp & 7)) {
+#pragma unroll
+            for (int c = 0; c < HD / 32; c++) {
+              int d = min(32 * c + 8 * (lane & 3), hd - 8); /* as loaded above */
+              kv8<T> x;
+              if (mine) x.load(ks + d);
+              else x.load_cg(kg + d);
+              if (tp & 8) kr8[2 * c + 1] = x;
+              else kr8[2 * c] = x;
+            }
+          }
+        } else if (st_tt == tp) {
           krow = mine ? ks : kg;
           if (VEC) {
 #pragma unroll
@@ -424,8 +539,26 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
             }
         }
       }
-      /* scores: half dot products of my position with every head of the group */
-      {
+      if (TC) {
+        /* scores on the tensor cores: my warp's 16 positions with the 8 heads (past G zero), C
+         * register i of lane 4 g + t is position 16 w + g + 8 (i / 2), head 2 t + i % 2; the
+         * parts' sums (smallest first) to ts. A warp whose positions are all past the tile has
+         * nothing to do (the branch is the warp's: mma wants all its lanes) */
+        if (16 * warp < n) {
+          float c3[3][4];
+#pragma unroll
+          for (int h = 0; h < 3; h++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) c3[h][i] = 0.f;
+          att_tc_scores<HD>(c3, kr8, qb, hd, lane);
+          int tt = 16 * warp + (lane >> 2), g = 2 * (lane & 3);
+          ts[g][tt] = (c3[2][0] + c3[1][0]) + c3[0][0];
+          ts[g + 1][tt] = (c3[2][1] + c3[1][1]) + c3[0][1];
+          ts[g][tt + 8] = (c3[2][2] + c3[1][2]) + c3[0][2];
+          ts[g + 1][tt + 8] = (c3[2][3] + c3[1][3]) + c3[0][3];
+        }
+      } else {
+        /* scores: half dot products of my position with every head of the group */
         float s[ATT_G];
 #pragma unroll
         for (int g = 0; g < ATT_G; g++) s[g] = 0.f;
@@ -460,8 +593,8 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
       __syncthreads();
       /* online softmax per head: one warp per head */
       for (int g = warp; g < G; g += nwarp) {
-        float x = lane < n ? part[0][g][lane] + part[1][g][lane] : -INFINITY;
-        float y = lane + 32 < n ? part[0][g][lane + 32] + part[1][g][lane + 32] : -INFINITY;
+        float x = lane < n ? (TC ? ts[g][lane] : part[0][g][lane] + part[1][g][lane]) : -INFINITY;
+        float y = lane + 32 < n ? (TC ? ts[g][lane + 32] : part[0][g][lane + 32] + part[1][g][lane + 32]) : -INFINITY;
         float mt = warp_max(fmaxf(x, y));
         float mold = ms[g], mnew = fmaxf(mold, mt);
         float ex = lane < n ? expf(x - mnew) : 0.f, ey = lane + 32 < n ? expf(y - mnew) : 0.f;
@@ -549,6 +682,14 @@ __global__ void __launch_bounds__(ATT_T) k_attn(att_args a) { attn_body<T, VEC, 
 template <typename T>
 __global__ void __launch_bounds__(ATT_T, sizeof(T) == 2 ? 3 : 1) k_attn_qp(att_args a) {
   attn_body<T, true, 128, true>(a);
+}
+/* k_attn_tc: k_attn_qp with the scores on the tensor cores (TC) in bf16 (168 registers, no
+ * spills, at 3 blocks per multiprocessor as k_attn_qp), launched as k_attn_qp: the same
+ * arguments, grid and ATT_T threads, head_dim % 16 == 0 and <= 128, rq or not. In f32 it is
+ * k_attn_qp (mma takes bf16; an f32 cache would not be exact in it) */
+template <typename T>
+__global__ void __launch_bounds__(ATT_T, sizeof(T) == 2 ? 3 : 1) k_attn_tc(att_args a) {
+  attn_body<T, true, 128, true, sizeof(T) == 2>(a);
 }
 
 // out (A, H*hd) in T = merge of the nsplit partials. grid (H, A), hd threads (rounded to 32).

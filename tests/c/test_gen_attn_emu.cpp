@@ -13,7 +13,10 @@
  * and value (checked in the caches too; the caches hold NaN at p before), without and with early
  * loads. The predecessor kernel is emulated at the wait: what it
  * writes is NaN in every block until that block has waited, so a read before the wait of
- * anything but the finished cache shows.
+ * anything but the finished cache shows. The variants k_attn_qp (one-pass query staging) and
+ * k_attn_tc (its scores on the tensor cores, through the emulated mma) take the same checks,
+ * and k_attn_tc's split partials are held to k_attn_qp's far more closely than to the reference
+ * (agree below: its precision, not only its indexing).
  */
 #include "cuda_emu.h"
 #include "check.h"
@@ -44,6 +47,9 @@ static const char *mode_name[] = {"rotated q", "rotated q, early loads", "fused 
                                   "fused bias+RoPE, early loads"};
 
 static bool g_qp = false; /* run k_attn_qp (the one-pass query staging; VEC, HD 128, fused only) */
+static bool g_tc = false; /* run k_attn_tc (k_attn_qp with the scores on the tensor cores; VEC, HD 128) */
+/* the last run's split partials (max, sum, unnormalised output), for agree() */
+static std::vector<float> g_po, g_pm, g_pl;
 
 template <typename T, bool VEC, int HD>
 static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np = 1) {
@@ -151,6 +157,9 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   if (g_qp) {
     CHECK(VEC && HD == 128 && fused, "test setup: k_attn_qp runs fused at head_dim <= 128 with 16-byte loads only");
     emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn_qp<T>(a); });
+  } else if (g_tc) {
+    CHECK(VEC && HD == 128, "test setup: k_attn_tc runs at head_dim <= 128 with 16-byte loads only");
+    emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn_tc<T>(a); });
   } else
     emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn<T, VEC, HD>(a); });
   emu_wait_hook = nullptr;
@@ -164,8 +173,11 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   char what[200];
   snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head%s%s%s", c.name, sizeof(T) == 2 ? "bf16" : "f32",
            mode_name[mode], gs, merge ? ", merged in the attention" : "", np > 1 ? ", split-K q|k|v" : "",
-           g_qp ? ", one-pass query staging" : "");
+           g_qp ? ", one-pass query staging" : g_tc ? ", tensor-core scores" : "");
   CHECK(zero, "%s: ticket counters not reset", what);
+  g_po = po;
+  g_pm = pm;
+  g_pl = pl;
   /* the reference: softmax(q k / sqrt(hd)) v over positions 0..p, in double */
   int bad = 0;
   double worst = 0;
@@ -222,6 +234,43 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
       printf("  %s: cache slot %zu kv head %zu position %zu dim %zu differs\n", what, sl, kh, t, d);
   }
   CHECK(cbad == 0, "%s: caches written wrongly (%d)", what, cbad);
+}
+
+/* k_attn_tc against k_attn_qp on the same inputs (the random state rewound), split by split:
+ * the max and the sum within AGREE relative (the max at least 1 taken: the scores here are of
+ * order 1), the unnormalised output within AGREE of the sum (the values are below 1 in
+ * magnitude: the output relative to the weights it sums; element by element it may cancel).
+ * The scores' three bf16 query parts hold the f32 query to about 2^-27, so only the summation
+ * orders differ (here at most 4e-7): far closer than the reference's tolerance above (bf16:
+ * 8e-3), which a dropped part would still meet. Without the third part the differences reach
+ * 1e-6 .. 5e-6, hence 1e-6. (The emulated mma sums exactly; the GPU's may round a little more.)
+ * Empty splits (max -inf) must match exactly. */
+#define AGREE 1e-6
+static void agree(const cfg &c, int mode, int gs = 1, bool merge = false, int np = 1) {
+  uint64_t rs0 = rs;
+  g_qp = true;
+  run<bf16, true, 128>(c, mode, gs, merge, np);
+  g_qp = false;
+  std::vector<float> po = g_po, pm = g_pm, pl = g_pl;
+  rs = rs0;
+  g_tc = true;
+  run<bf16, true, 128>(c, mode, gs, merge, np);
+  g_tc = false;
+  int bad = 0, hd = c.hd;
+  double worst[3] = {0, 0, 0};
+  auto cmp = [&](int k, float x, float y, double scale, size_t i) {
+    double e = x == y ? 0 : fabs((double)x - y) / scale;
+    if (!(e <= AGREE) && bad++ < 3) printf("  %s %zu: qp %.9g tc %.9g\n", k == 0 ? "max" : k == 1 ? "sum" : "output", i, x, y);
+    if (e > worst[k]) worst[k] = e;
+  };
+  for (size_t i = 0; i < pm.size(); i++) {
+    cmp(0, pm[i], g_pm[i], fmax(fabs((double)pm[i]), 1.0), i);
+    cmp(1, pl[i], g_pl[i], fmax((double)pl[i], 1e-30), i);
+    for (int d = 0; d < hd; d++) cmp(2, po[i * hd + d], g_po[i * hd + d], fmax((double)pl[i], 1e-30), i * hd + d);
+  }
+  CHECK(bad == 0, "%s, %s, %d block(s) per kv head: k_attn_tc's partials differ from k_attn_qp's (%d; worst max %.3g, sum %.3g, output %.3g)",
+        c.name, mode_name[mode], gs, bad, worst[0], worst[1], worst[2]);
+  printf("  agree %s, %s: worst max %.3g, sum %.3g, output %.3g\n", c.name, mode_name[mode], worst[0], worst[1], worst[2]);
 }
 
 int main() {
@@ -283,5 +332,41 @@ int main() {
     run<bf16, true, 128>(c16, m, 3, true, 2);
   }
   g_qp = false;
+  /* the scores on the tensor cores (k_attn_tc): the same checks, in every mode (it stages rotated
+   * queries as k_attn does). Warp w's 16 positions as mma rows g and g + 8 of lanes 4 g + t:
+   * position p at a row of either kind (c128: p % 16 = 6, 15, 0; ct: 15, 6, 15, 0, 8), tiles
+   * whose last warps have no position (ct: 16, 23 and 9 positions), several tiles per split (ct,
+   * c8), groups of 8 (every column of the mma's N), 6, 2 and 1 heads (columns past G zero),
+   * head_dim 16 (c16: one 32-dim chunk, half of it past head_dim) */
+  cfg ct = {"hd 128, 12 heads on 2, 3 tiles per split", 12, 2, 128, 400, 192, {399, 150, 63, 64, 200},
+            {100, 40, 0, 0, 130}};
+  cfg c8 = {"hd 128, 8 heads on 1, 2 tiles per split", 8, 1, 128, 300, 128, {299, 77}, {50, 0}};
+  cfg c2 = {"hd 128, 2 heads per kv head", 4, 2, 128, 140, 128, {139, 8}, {0, 8}};
+  g_tc = true;
+  for (int m = 0; m < NMODE; m++) {
+    run<bf16, true, 128>(c128, m);
+    run<float, true, 128>(c128, m);
+    run<bf16, true, 128>(ct, m);
+    run<bf16, true, 128>(c8, m);
+    run<bf16, true, 128>(c2, m);
+    run<bf16, true, 128>(c16, m);
+    run<bf16, true, 128>(c1, m);
+    run<bf16, true, 128>(ct, m, 2);
+    run<bf16, true, 128>(c128, m, 7);
+    run<bf16, true, 128>(ct, m, 1, true);
+  }
+  for (int m = MODE_FUSED; m <= MODE_FUSED_EARLY; m++) {
+    run<bf16, true, 128>(ct, m, 1, false, 4);
+    run<bf16, true, 128>(ct, m, 2, true, 4);
+    run<bf16, true, 128>(c16, m, 3, true, 2);
+  }
+  g_tc = false;
+  /* and as close to k_attn_qp as the precision claim says */
+  for (int m = MODE_FUSED; m <= MODE_FUSED_EARLY; m++) {
+    agree(ct, m);
+    agree(c8, m, 1, true, 4);
+    agree(c16, m);
+    agree(c2, m, 2);
+  }
   return check_finish();
 }

@@ -304,6 +304,61 @@ H.case("bf16, 16-row decode batches: GPU log-probs match the CPU forward", funct
   gpu:free(); ref:free()
 end)
 
+-- Runs code (one line of Lua, no double quotes) in a child confit with the environment settings
+-- env (the decode switches are read when generation starts); returns its output.
+local function child_confit(env, code)
+  local exe = arg and arg[-1] or "confit"
+  local p = assert(io.popen(("env %s '%s' -e \"%s\" 2>&1"):format(env, exe, (code:gsub("\n", " ")))))
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+-- The 1.5B model's attention shape (head_dim 128, 6 query heads per kv head) in bf16 with long
+-- sequences: several splits of several tiles. The default decode attention (k_attn_qp) against the
+-- CPU forward, as the bf16 case above; then the tensor-core scores (CONFIT_GEN_ATT_TC=1,
+-- k_attn_tc, in a child confit) against it: the same tokens and log-probs within 1e-3 (both read
+-- the same bf16 cache; their scores differ by f32 summation order, about 1e-6 relative).
+local HD128 = "{model_type = 'qwen2', hidden_size = 128, intermediate_size = 64, num_hidden_layers = 2, " ..
+  "num_attention_heads = 12, num_key_value_heads = 2, head_dim = 128, vocab_size = 97, " ..
+  "max_position_embeddings = 1024, rms_norm_eps = 1e-6, rope_theta = 10000, tie_word_embeddings = true}"
+H.case("bf16, head_dim 128, 6 heads per kv head, long sequences: log-probs match the CPU forward and the tensor-core scores", function()
+  local cfg = assert(_G.load("return " .. HD128))()
+  local gen = "{max_new_tokens = 150, temperature = 1, n = 4, seed = 9, ignore_eos = true}"
+  local gpu = confit.model.new(cfg, {seed = 5, std = 0.1}):to("cuda", "bf16")
+  local ref = confit.model.new(cfg, {seed = 5, std = 0.1}):to("cuda", "bf16"):to("cpu")
+  local ps = lcg_prompts({200, 37}, 97, 3)
+  local r = gpu:generate(ps, assert(_G.load("return " .. gen))())
+  H.eq(#r, 8, "samples")
+  local worst, mean = forward_gap(ref, ps, r)
+  H.ok(mean <= 0.03 and worst <= 0.3,
+       string.format("log-prob difference: mean %.3g (bound 0.03), worst %.3g (bound 0.3)", mean, worst))
+  local pl = {}
+  for i, p in ipairs(ps) do pl[i] = "{" .. table.concat(p, ",") .. "}" end
+  local out = child_confit("CONFIT_GEN_ATT_TC=1", ("local confit = require('confit'); " ..
+    "local m = confit.model.new(%s, {seed = 5, std = 0.1}):to('cuda', 'bf16'); " ..
+    "for _, s in ipairs(m:generate({%s}, %s)) do io.write(table.concat(s.tokens, ' '), '|') " ..
+    "for _, l in ipairs(s.logprobs) do io.write(string.format('%%.9g ', l)) end io.write('\\n') end")
+    :format(HD128, table.concat(pl, ","), gen))
+  local k, lp_gap = 0, 0
+  for line in out:gmatch("[^\n]+") do
+    k = k + 1
+    local toks, lps = line:match("^([%d ]*)|(.*)$")
+    H.ok(toks, "child output line " .. k .. ": " .. line)
+    if not toks or not r[k] then break end
+    H.eq(toks, table.concat(r[k].tokens, " "), "sample " .. k .. " tokens with CONFIT_GEN_ATT_TC=1")
+    local j = 0
+    for v in lps:gmatch("%S+") do
+      j = j + 1
+      lp_gap = math.max(lp_gap, math.abs(tonumber(v) - (r[k].logprobs[j] or math.huge)))
+    end
+    H.eq(j, #r[k].logprobs, "sample " .. k .. " log-probs")
+  end
+  H.eq(k, #r, "samples with CONFIT_GEN_ATT_TC=1: " .. out:sub(1, 300))
+  H.ok(lp_gap <= 1e-3, string.format("log-probs with CONFIT_GEN_ATT_TC=1 differ by up to %.3g", lp_gap))
+  gpu:free(); ref:free()
+end)
+
 -- Logits that cannot be sampled raise an error naming the token, the sample and the prompt, as
 -- the CPU's do (its wording for the cause differs: the GPU does not name the id). The final norm
 -- NaN: every logit NaN at token 1 (the prefill's sampler, k_sample); every embedding row but the
@@ -356,18 +411,13 @@ end)
 -- is an error that names it, returned to the caller like any other (the process goes on). Each
 -- setting runs in a child confit that catches the error and prints it.
 H.case("decode switches: a bad value is an error naming the switch", function()
-  local exe = arg and arg[-1] or "confit"
   local code = ([[local m = assert(require('confit').model_load('%s')); assert(m:to_device('cuda', 'bf16'));
     local ok, e = pcall(m.generate, m, {{1, 2, 3}}, {max_new_tokens = 2}); print(ok and 'ran' or e)]]):format(FIX[1])
-  local function child(env)
-    local p = assert(io.popen(("env %s '%s' -e \"%s\" 2>&1"):format(env, exe, (code:gsub("\n", " ")))))
-    local out = p:read("a")
-    p:close()
-    return out
-  end
+  local function child(env) return child_confit(env, code) end
   local bad = {
     {"CONFIT_GEN_ATT_GS=0", "CONFIT_GEN_ATT_GS must be an integer from 1 to 64"},
     {"CONFIT_GEN_ATT_QPAIR=x", "CONFIT_GEN_ATT_QPAIR must be an integer from 0 to 1"},
+    {"CONFIT_GEN_ATT_TC=2", "CONFIT_GEN_ATT_TC must be an integer from 0 to 1"},
     {"CONFIT_GEN_MMA_NT=3", "CONFIT_GEN_MMA_NT must be 1, 2 or 4"},
   }
   for _, b in ipairs(bad) do
