@@ -117,6 +117,18 @@ __device__ __forceinline__ void cu_mma_bf16(float c[4], const uint32_t a[4], uin
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* ldmatrix .x4 .trans (the decode attention's P V, gen_attn.cuh): four 8x8 matrices of 16-bit
+ * elements from shared memory, row i of matrix j at the address that lane 8 j + i gives (16
+ * bytes, 16-byte aligned); lane 4 g + t receives in register j the elements (2 t, g) and
+ * (2 t + 1, g) of matrix j, the first in the low half (the transpose of what the plain form hands
+ * out). Volatile: the same address reads other data in the next tile, after a barrier */
+__device__ __forceinline__ void cu_ldsm_x4_trans(uint32_t r[4], const void *p) {
+  uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
 /* Two floats rounded to a bf16 pair in one 32-bit word (lo in the low half: the lower index). */
 __device__ __forceinline__ uint32_t cu_pack_bf16x2(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);

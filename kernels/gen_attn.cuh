@@ -1,9 +1,10 @@
-/* gen_attn.cuh - the decode attention of generate.cu (k_attn, k_attn_qp, k_attn_tc,
+/* gen_attn.cuh - the decode attention of generate.cu (k_attn, k_attn_qp, k_attn_tc, k_attn_tc2,
  * k_attn_combine), apart so that tests/c/test_gen_attn_emu.cpp can run it on the CPU: it needs
  * from its includer bf16 (cuda_bf16.h's conversions), the vector types, bf16x8_to_float,
- * to_float, from_float, warp_sum, warp_max, cu_pdl_wait/trigger, cu_mma_bf16, __syncthreads,
- * __threadfence, atomicAdd, __ldcg, __fmaf_rn, __fmul_rn, the thread and block indices, gridDim,
- * expf, fmaxf, min, memcpy and INFINITY (cuda_internal.cuh, or the test's emulation of them).
+ * to_float, from_float, warp_sum, warp_max, cu_pdl_wait/trigger, cu_mma_bf16, cu_ldsm_x4_trans,
+ * __syncthreads, __threadfence, atomicAdd, __ldcg, __fmaf_rn, __fmul_rn, the thread and block
+ * indices, gridDim, expf, fmaxf, min, memcpy and INFINITY (cuda_internal.cuh, or the test's
+ * emulation of them).
  */
 #ifndef CF_GEN_ATTN_CUH
 #define CF_GEN_ATTN_CUH
@@ -41,7 +42,7 @@
  * partials, biases, cos, sin) in flight together, where k_attn takes two passes (elements and
  * biases into shared memory, then the rotation), each with its own waits on L2; the same
  * arithmetic in the same order (k_attn_qp below, the default: CONFIT_GEN_ATT_QPAIR).
- * TC (with QP, bf16 caches; k_attn_tc): the scores on the tensor cores, positions as M, heads as
+ * TC 1 (with QP, bf16 caches; k_attn_tc): the scores on the tensor cores, positions as M, heads as
  * N. The SIMT scores are most of a tile's instructions (per thread 96 shared loads of the query
  * and 384 FMA), and the tile is bound by issue; as mma m16n8k16 a warp does its 16 positions
  * with all 8 heads in 24 mma and 12 shared loads per thread:
@@ -55,13 +56,35 @@
  *          (one part alone would be bf16's 2^-9);
  *  scores  the three parts' accumulators added into ts, which the softmax reads instead of the
  *          two halves in part.
- * The rest (staging, position p, softmax, P V, partials, merge) is k_attn_qp's. */
+ * The rest (staging, position p, softmax, P V, partials, merge) is k_attn_qp's.
+ * TC 2 (with TC 1's scores; k_attn_tc2): P V on the tensor cores too. Once the scores are off
+ * the CUDA cores, P V is most of a tile's instructions (per thread 32 dim pairs x 16 positions x
+ * up to 8 heads: 512 FMA and the weights' shared loads); as O^T = V^T P^T in mma m16n8k16, dims
+ * as M, heads as N, positions as K, warp w takes dims 32 w .. 32 w + 31 (two m-tiles) over all 64
+ * positions (4 k-steps) in 8 ldmatrix, 12 8-byte shared loads and 24 mma per thread, and the four
+ * warps' sums need no adding up (no red):
+ *  loads   V as 16-byte chunks, thread i chunk i % 16 of positions i / 16 + 8 k (8 loads, as many
+ *          bytes as k_attn_qp's pairs), in flight with K; after the scores they go to shared
+ *          memory (vst: rows of positions, zero past the tile), from which ldmatrix .trans reads
+ *          the A fragments (V^T) directly;
+ *  softmax a lane takes positions 2 lane, 2 lane + 1 (not lane, lane + 32: the same max and
+ *          weights, the sum added in another order) and writes P as three bf16 parts (as the
+ *          query: P V within about 1e-6 of the f32 path), one word per part, into pb in the order
+ *          of the B fragments (one 8-byte load per part and k-step); heads past G zero;
+ *  P V     the C fragment's columns are heads: each column rescaled by its head's alpha, then the
+ *          tile's 4 k-steps x 3 parts added; at the end of the split each warp writes its dims of
+ *          po. */
 static_assert(ATT_T == 128 && ATT_TILE == 64, "k_attn's thread layout assumes 128 threads and 64-position tiles");
 #define ATT_QPAD 4                     /* floats between the two halves of a query row in shared memory */
 #define ATT_PVG 4                      /* position groups of P V: one per warp */
 #define ATT_PVP (ATT_TILE / ATT_PVG)   /* positions per group */
 #define ATT_TSPAD 4  /* TC: floats after each head's scores (a warp's stores of one C register,
                         heads 2t, positions g, then fall in 32 different banks) */
+#define ATT_VROW 17  /* TC 2: 16-byte units of a staged V row, 16 and 1 pad (rows 272 bytes apart:
+                        the 8 rows of 16 bytes that one ldmatrix phase reads fall in 32 banks) */
+#define ATT_PVPARTS 3 /* TC 2: bf16 parts of P */
+#define ATT_PBW 40   /* TC 2: words of a head's row of a P part, 32 and 8 pad (a half warp's 8-byte
+                        loads, heads g .. g + 3, then fall in 32 different banks) */
 
 /* 8 consecutive cache elements as loaded (16 bytes of bf16, 32 of f32) and a pair of them */
 template <typename T> struct kv8;
@@ -266,9 +289,65 @@ template <int HD>
 __device__ __forceinline__ void att_tc_scores(float (&)[3][4], const kv8<float> (&)[HD / 16], const uint4 (*)[3][32],
                                               int, int) {}
 
-template <typename T, bool VEC, int HD, bool QP, bool TC = false>
+/* TC 2: the word of positions 2 j, 2 j + 1 (j < 32) in a head's row of a P part: the B fragment
+ * of k-step s for lane 4 g + q is positions 16 s + 2 q, + 1 (register 0) and 16 s + 2 q + 8, + 9
+ * (register 1) of head g, so words 8 s + 2 q and 8 s + 2 q + 1 hold them: one 8-byte load */
+__device__ __forceinline__ int att_tc_pword(int j) { return 8 * (j >> 3) + 2 * (j & 3) + ((j >> 2) & 1); }
+
+/* TC 2: my 8 chunks of the tile's V (vt[k]: position tid / 16 + 8 k, dims 8 (tid % 16) .. + 7)
+ * into the staging rows (16-byte units); positions past n zero (the loads there repeated the last
+ * position, and a position's V may be NaN where P is 0: 0 * NaN would leak) */
+__device__ __forceinline__ void att_tc_stage(uint4 (*vst)[ATT_VROW], const kv8<bf16> (&vt)[8], int n, int tid) {
+#pragma unroll
+  for (int k = 0; k < 8; k++) {
+    int tt = (tid >> 4) + 8 * k;
+    vst[tt][tid & 15] = tt < n ? vt[k].u : make_uint4(0u, 0u, 0u, 0u);
+  }
+}
+/* TC 2: vt[k0] = x, as selects (a store to vt[k0] would put vt in local memory) */
+__device__ __forceinline__ void att_tc_pick(kv8<bf16> (&vt)[8], const kv8<bf16> &x, int k0) {
+#pragma unroll
+  for (int k = 0; k < 8; k++) {
+    uint4 &u = vt[k].u;
+    bool p = k == k0;
+    u = make_uint4(p ? x.u.x : u.x, p ? x.u.y : u.y, p ? x.u.z : u.z, p ? x.u.w : u.w);
+  }
+}
+__device__ __forceinline__ void att_tc_pick(kv8<float> (&)[8], const kv8<float> &, int) {}
+/* f32 caches: no TC; never called */
+__device__ __forceinline__ void att_tc_stage(uint4 (*)[ATT_VROW], const kv8<float> (&)[8], int, int) {}
+
+/* TC 2: the tile's P V added into c (c[m]: the C fragment of my warp's m-tile m, dims 32 w + 16 m
+ * .. + 15 as rows, the 8 heads as columns), k-step s positions 16 s .. + 15: the A fragment (V^T:
+ * rows dims, k positions) by ldmatrix .trans from the staging rows, lane l giving row
+ * 16 s + l % 8 + 8 (l / 16) at dims + 8 ((l / 8) % 2) (matrices 0 .. 3: the fragment's registers
+ * 0 .. 3, dims g / g + 8 at positions 2 t, 2 t + 1 / 2 t + 8, 2 t + 9); the B fragment (P^T: k
+ * positions, column head g) the parts' 8-byte slots, smallest part first. All 4 k-steps, also
+ * past n (rows zero, P zero there: skipping them cost spills). A warp whose dims are all past
+ * head_dim has nothing to do (hd % 16 == 0: an m-tile is all in or all out) */
+__device__ __forceinline__ void att_tc_pv(float (&c)[2][4], const uint4 (*vst)[ATT_VROW],
+                                          const uint32_t (*pb)[ATT_G][ATT_PBW], int hd, int warp, int lane) {
+#pragma unroll
+  for (int s = 0; s < ATT_TILE / 16; s++) {
+    uint2 b[ATT_PVPARTS];
+#pragma unroll
+    for (int h = 0; h < ATT_PVPARTS; h++) b[h] = *(const uint2 *)&pb[h][lane >> 2][8 * s + 2 * (lane & 3)];
+#pragma unroll
+    for (int m = 0; m < 2; m++) {
+      int d0 = 32 * warp + 16 * m;
+      if (d0 >= hd) break;
+      uint32_t a[4];
+      cu_ldsm_x4_trans(a, (const bf16 *)vst[16 * s + (lane & 7) + 8 * (lane >> 4)] + d0 + 8 * ((lane >> 3) & 1));
+#pragma unroll
+      for (int h = ATT_PVPARTS - 1; h >= 0; h--) cu_mma_bf16(c[m], a, b[h].x, b[h].y);
+    }
+  }
+}
+
+template <typename T, bool VEC, int HD, bool QP, int TC = 0>
 __device__ __forceinline__ void attn_body(const att_args &a) {
   static_assert(!TC || (sizeof(T) == 2 && QP && VEC && HD % 32 == 0), "TC: bf16, the one-pass staging, 16-byte K loads");
+  static_assert(TC < 2 || HD == 128, "TC 2: 4 warps of 32 dims, 16 V chunks per row");
   constexpr int KCH = HD / 16; /* 8-element chunks of a K half row */
   constexpr int PVC = HD / 64; /* dim-pair passes of a lane */
   const T *kc = (const T *)a.kc, *vc = (const T *)a.vc;
@@ -276,11 +355,13 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
   __shared__ __align__(16) float qs[ATT_G][HD + ATT_QPAD];
   __shared__ float part[2][ATT_G][ATT_TILE];
   __shared__ float ps[ATT_G][ATT_TILE];
-  __shared__ float red[ATT_PVG - 1][ATT_G][HD];
+  __shared__ float red[TC == 2 ? 1 : ATT_PVG - 1][ATT_G][TC == 2 ? 1 : HD]; /* TC 2: no group sums */
   __shared__ float ms[ATT_G], ls[ATT_G], as[ATT_G];
   __shared__ __align__(16) T kvp[2][HD];   /* rq: the new position's key and value */
   __shared__ __align__(16) uint4 qb[TC ? HD / 32 : 1][3][32]; /* TC: the queries as B fragments */
   __shared__ float ts[TC ? ATT_G : 1][ATT_TILE + ATT_TSPAD];   /* TC: the scores */
+  __shared__ uint4 vst[TC == 2 ? ATT_TILE : 1][ATT_VROW];                          /* TC 2: the tile's V */
+  __shared__ __align__(16) uint32_t pb[TC == 2 ? ATT_PVPARTS : 1][ATT_G][ATT_PBW]; /* TC 2: P's parts */
   int split = blockIdx.x, kvh = blockIdx.y / a.gs, gi = blockIdx.y % a.gs, r = blockIdx.z;
   int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarp = ATT_T / 32;
   int group = H / KVH, hh = hd / 2;
@@ -321,6 +402,11 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
     for (int g = 0; g < ATT_G; g++)
 #pragma unroll
       for (int c = 0; c < PVC; c++) { acc[g][c][0] = 0.f; acc[g][c][1] = 0.f; }
+    float cacc[2][4]; /* TC 2: my warp's P V, C fragments of its two m-tiles */
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+#pragma unroll
+      for (int i = 0; i < 4; i++) cacc[m][i] = 0.f;
     for (int t0 = start; t0 < end; t0 += ATT_TILE) {
       int n = min(ATT_TILE, end - t0);
       /* loads: my K half row and my V pairs, all in flight together */
@@ -347,14 +433,26 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
         }
       }
       kv2<T> vr[PVC][ATT_PVP];
+      kv8<T> vt[8]; /* TC 2 */
+      if (TC == 2) {
+        /* TC 2: chunk tid % 16 (dims 8 (tid % 16) .. + 7) of positions tid / 16 + 8 k, into vt[k]
+         * (att_tc_stage puts them in shared memory). Unconditional, as K's: past the tile the last
+         * position again (zeroed there), past head_dim the row's last 8 dims (not read) */
 #pragma unroll
-      for (int c = 0; c < PVC; c++) {
-        int d = 2 * (lane + 32 * c);
+        for (int k = 0; k < 8; k++) {
+          int t = t0 + min((tid >> 4) + 8 * k, n - 1);
+          vt[k].load(vc + (t < pl_r ? pre : own) + (size_t)t * hd + min(8 * (tid & 15), hd - 8));
+        }
+      } else {
 #pragma unroll
-        for (int k = 0; k < ATT_PVP; k++) {
-          int tt = pv_grp * ATT_PVP + k, t = t0 + tt;
-          if (tt < n && d < hd) vr[c][k].load(vc + (t < pl_r ? pre : own) + (size_t)t * hd + d);
-          else vr[c][k].zero();
+        for (int c = 0; c < PVC; c++) {
+          int d = 2 * (lane + 32 * c);
+#pragma unroll
+          for (int k = 0; k < ATT_PVP; k++) {
+            int tt = pv_grp * ATT_PVP + k, t = t0 + tt;
+            if (tt < n && d < hd) vr[c][k].load(vc + (t < pl_r ? pre : own) + (size_t)t * hd + d);
+            else vr[c][k].zero();
+          }
         }
       }
       if (!waited) { /* from here on what the previous kernel wrote is visible */
@@ -491,6 +589,13 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
           }
         }
         if (tid < ATT_G) { ms[tid] = -INFINITY; ls[tid] = 0.f; }
+        if (TC == 2) {
+          /* the B fragments' columns past G: P zero, their alpha 1 (columns do not mix in mma;
+           * theirs are never written out, but hold no garbage) */
+          if (tid < ATT_G) as[tid] = 1.f;
+          for (int i = tid; i < ATT_PVPARTS * ATT_G * ATT_PBW; i += ATT_T)
+            if ((i / ATT_PBW) % ATT_G >= G) pb[i / (ATT_G * ATT_PBW)][(i / ATT_PBW) % ATT_G][i % ATT_PBW] = 0u;
+        }
         __syncthreads();
       }
       if ((a.early || mine) && p >= t0 && p < t0 + n) {
@@ -528,15 +633,26 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
               }
           }
         }
+        if (TC == 2) {
+          /* its V is vt[tp / 8] of the threads 16 (tp % 8) .. + 15 */
+          if (tid >> 4 == (tp & 7)) {
+            int d = min(8 * (tid & 15), hd - 8); /* as loaded above */
+            kv8<T> x;
+            if (mine) x.load(vs + d);
+            else x.load_cg(vg + d);
+            att_tc_pick(vt, x, tp >> 3);
+          }
+        } else {
 #pragma unroll
-        for (int c = 0; c < PVC; c++) {
-          int d = 2 * (lane + 32 * c);
+          for (int c = 0; c < PVC; c++) {
+            int d = 2 * (lane + 32 * c);
 #pragma unroll
-          for (int k = 0; k < ATT_PVP; k++)
-            if (pv_grp * ATT_PVP + k == tp && d < hd) {
-              if (mine) vr[c][k].load(vs + d);
-              else vr[c][k].load_cg(vg + d);
-            }
+            for (int k = 0; k < ATT_PVP; k++)
+              if (pv_grp * ATT_PVP + k == tp && d < hd) {
+                if (mine) vr[c][k].load(vs + d);
+                else vr[c][k].load_cg(vg + d);
+              }
+          }
         }
       }
       if (TC) {
@@ -557,6 +673,8 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
           ts[g][tt + 8] = (c3[2][2] + c3[1][2]) + c3[0][2];
           ts[g + 1][tt + 8] = (c3[2][3] + c3[1][3]) + c3[0][3];
         }
+        /* TC 2: the tile's V to shared memory, now that it has had the scores' time to arrive */
+        if (TC == 2) att_tc_stage(vst, vt, n, tid);
       } else {
         /* scores: half dot products of my position with every head of the group */
         float s[ATT_G];
@@ -593,13 +711,32 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
       __syncthreads();
       /* online softmax per head: one warp per head */
       for (int g = warp; g < G; g += nwarp) {
-        float x = lane < n ? (TC ? ts[g][lane] : part[0][g][lane] + part[1][g][lane]) : -INFINITY;
-        float y = lane + 32 < n ? (TC ? ts[g][lane + 32] : part[0][g][lane + 32] + part[1][g][lane + 32]) : -INFINITY;
+        /* my positions: lane and lane + 32; TC 2 the pair 2 lane, 2 lane + 1 (one word of P's parts) */
+        int tx = TC == 2 ? 2 * lane : lane, ty = TC == 2 ? 2 * lane + 1 : lane + 32;
+        float x = tx < n ? (TC ? ts[g][tx] : part[0][g][lane] + part[1][g][lane]) : -INFINITY;
+        float y = ty < n ? (TC ? ts[g][ty] : part[0][g][lane + 32] + part[1][g][lane + 32]) : -INFINITY;
         float mt = warp_max(fmaxf(x, y));
         float mold = ms[g], mnew = fmaxf(mold, mt);
-        float ex = lane < n ? expf(x - mnew) : 0.f, ey = lane + 32 < n ? expf(y - mnew) : 0.f;
-        ps[g][lane] = ex;
-        ps[g][lane + 32] = ey;
+        float ex = tx < n ? expf(x - mnew) : 0.f, ey = ty < n ? expf(y - mnew) : 0.f;
+        if (TC == 2) {
+          /* TC 2: P in bf16 parts, each the rounding of what the ones before leave (as
+           * att_tc_split), in the words of the B fragments */
+          int w = att_tc_pword(lane);
+          float r0 = ex, r1 = ey;
+#pragma unroll
+          for (int h = 0; h < ATT_PVPARTS; h++) {
+            __nv_bfloat162 b = __floats2bfloat162_rn(r0, r1);
+            uint32_t u;
+            memcpy(&u, &b, 4);
+            pb[h][g][w] = u;
+            float2 f = __bfloat1622float2(b);
+            r0 -= f.x;
+            r1 -= f.y;
+          }
+        } else {
+          ps[g][lane] = ex;
+          ps[g][lane + 32] = ey;
+        }
         float sum = warp_sum(ex + ey);
         if (lane == 0) {
           float alpha = expf(mold - mnew);
@@ -609,57 +746,80 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
         }
       }
       __syncthreads();
-      /* acc = acc * alpha + P V over my group's positions (V already in registers) */
+      if (TC == 2) {
+        /* TC 2: the columns (heads 2 t, 2 t + 1) times their alpha, then the tile's P V */
+        float a0 = as[2 * (lane & 3)], a1 = as[2 * (lane & 3) + 1];
 #pragma unroll
-      for (int g = 0; g < ATT_G; g++)
-        if (g < G)
+        for (int m = 0; m < 2; m++) { cacc[m][0] *= a0; cacc[m][1] *= a1; cacc[m][2] *= a0; cacc[m][3] *= a1; }
+        att_tc_pv(cacc, vst, pb, hd, warp, lane);
+      } else {
+        /* acc = acc * alpha + P V over my group's positions (V already in registers) */
 #pragma unroll
-          for (int c = 0; c < PVC; c++) { acc[g][c][0] *= as[g]; acc[g][c][1] *= as[g]; }
+        for (int g = 0; g < ATT_G; g++)
+          if (g < G)
 #pragma unroll
-      for (int c = 0; c < PVC; c++) {
-        if (2 * (lane + 32 * c) >= hd) break;
+            for (int c = 0; c < PVC; c++) { acc[g][c][0] *= as[g]; acc[g][c][1] *= as[g]; }
 #pragma unroll
-        for (int k = 0; k < ATT_PVP; k++) {
-          int tt = pv_grp * ATT_PVP + k;
-          float2 v = vr[c][k].get();
+        for (int c = 0; c < PVC; c++) {
+          if (2 * (lane + 32 * c) >= hd) break;
 #pragma unroll
-          for (int g = 0; g < ATT_G; g++)
-            if (g < G) {
-              float w = ps[g][tt];
-              acc[g][c][0] += w * v.x;
-              acc[g][c][1] += w * v.y;
-            }
+          for (int k = 0; k < ATT_PVP; k++) {
+            int tt = pv_grp * ATT_PVP + k;
+            float2 v = vr[c][k].get();
+#pragma unroll
+            for (int g = 0; g < ATT_G; g++)
+              if (g < G) {
+                float w = ps[g][tt];
+                acc[g][c][0] += w * v.x;
+                acc[g][c][1] += w * v.y;
+              }
+          }
         }
       }
       __syncthreads();
     }
-    /* the position groups add: groups 1.. hand their sums over through shared memory */
-    if (pv_grp > 0) {
+    if (TC == 2) {
+      /* TC 2: my warp's dims of every head, C register i of lane 4 g + t: dim g + 8 (i / 2) of the
+       * m-tile, head 2 t + i % 2 */
 #pragma unroll
-      for (int c = 0; c < PVC; c++) {
-        int d = 2 * (lane + 32 * c);
-        if (d >= hd) break;
+      for (int m = 0; m < 2; m++) {
+        int d0 = 32 * warp + 16 * m;
+        if (d0 >= hd) break;
 #pragma unroll
-        for (int g = 0; g < ATT_G; g++)
-          if (g < G) { red[pv_grp - 1][g][d] = acc[g][c][0]; red[pv_grp - 1][g][d + 1] = acc[g][c][1]; }
+        for (int i = 0; i < 4; i++) {
+          int g = 2 * (lane & 3) + (i & 1), d = d0 + (lane >> 2) + 8 * (i >> 1);
+          if (g < G) a.po[(((size_t)r * H + hbase + g) * nsplit + split) * hd + d] = cacc[m][i];
+        }
       }
-    }
-    __syncthreads();
-    if (pv_grp == 0) {
+    } else {
+      /* the position groups add: groups 1.. hand their sums over through shared memory */
+      if (pv_grp > 0) {
 #pragma unroll
-      for (int c = 0; c < PVC; c++) {
-        int d = 2 * (lane + 32 * c);
-        if (d >= hd) break;
+        for (int c = 0; c < PVC; c++) {
+          int d = 2 * (lane + 32 * c);
+          if (d >= hd) break;
 #pragma unroll
-        for (int g = 0; g < ATT_G; g++)
-          if (g < G) {
-            float o0 = acc[g][c][0], o1 = acc[g][c][1];
+          for (int g = 0; g < ATT_G; g++)
+            if (g < G) { red[pv_grp - 1][g][d] = acc[g][c][0]; red[pv_grp - 1][g][d + 1] = acc[g][c][1]; }
+        }
+      }
+      __syncthreads();
+      if (pv_grp == 0) {
 #pragma unroll
-            for (int j = 0; j < ATT_PVG - 1; j++) { o0 += red[j][g][d]; o1 += red[j][g][d + 1]; }
-            size_t pi = ((size_t)r * H + hbase + g) * nsplit + split;
-            a.po[pi * hd + d] = o0;
-            a.po[pi * hd + d + 1] = o1;
-          }
+        for (int c = 0; c < PVC; c++) {
+          int d = 2 * (lane + 32 * c);
+          if (d >= hd) break;
+#pragma unroll
+          for (int g = 0; g < ATT_G; g++)
+            if (g < G) {
+              float o0 = acc[g][c][0], o1 = acc[g][c][1];
+#pragma unroll
+              for (int j = 0; j < ATT_PVG - 1; j++) { o0 += red[j][g][d]; o1 += red[j][g][d + 1]; }
+              size_t pi = ((size_t)r * H + hbase + g) * nsplit + split;
+              a.po[pi * hd + d] = o0;
+              a.po[pi * hd + d + 1] = o1;
+            }
+        }
       }
     }
     if (tid < G) {
@@ -689,7 +849,13 @@ __global__ void __launch_bounds__(ATT_T, sizeof(T) == 2 ? 3 : 1) k_attn_qp(att_a
  * k_attn_qp (mma takes bf16; an f32 cache would not be exact in it) */
 template <typename T>
 __global__ void __launch_bounds__(ATT_T, sizeof(T) == 2 ? 3 : 1) k_attn_tc(att_args a) {
-  attn_body<T, true, 128, true, sizeof(T) == 2>(a);
+  attn_body<T, true, 128, true, sizeof(T) == 2 ? 1 : 0>(a);
+}
+/* k_attn_tc2: k_attn_tc with P V on the tensor cores too (TC 2; bf16: 168 registers, no spills,
+ * 36,580 bytes of shared memory), launched as k_attn_qp; in f32 it is k_attn_qp */
+template <typename T>
+__global__ void __launch_bounds__(ATT_T, sizeof(T) == 2 ? 3 : 1) k_attn_tc2(att_args a) {
+  attn_body<T, true, 128, true, sizeof(T) == 2 ? 2 : 0>(a);
 }
 
 // out (A, H*hd) in T = merge of the nsplit partials. grid (H, A), hd threads (rounded to 32).

@@ -50,7 +50,7 @@
  *   - The sampler splits each row over about two blocks per multiprocessor (k_sample_split;
  *     CONFIT_GEN_SAMPLE_SPLIT=0 off; 2.01 against 2.05; untruncated sampling and greedy only).
  * Opt-in and not yet run on a GPU: the attention's scores on the tensor cores (CONFIT_GEN_ATT_TC=1,
- * k_attn_tc). cf_cuda_qwen2_generate reads every switch ("the decode switches") and says what
+ * k_attn_tc), and its P V too (=2, k_attn_tc2). cf_cuda_qwen2_generate reads every switch ("the decode switches") and says what
  * each does; tests/gpu/run.sh measures them as variants.
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
@@ -567,7 +567,7 @@ struct gen_engine {
   int att_gs;           /* attention blocks per kv head (CONFIT_GEN_ATT_GS, default 1) */
   bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
   bool att_qpair;       /* the fused attention stages its queries in one pass (CONFIT_GEN_ATT_QPAIR, default 1) */
-  bool att_tc;          /* and, over a bf16 cache, its scores on the tensor cores (CONFIT_GEN_ATT_TC=1) */
+  int att_tc;           /* and, over a bf16 cache, on the tensor cores: 1 its scores, 2 also P V (CONFIT_GEN_ATT_TC) */
   int splitk;           /* CONFIT_GEN_SPLITK: parts of K for the decode qkv, o_proj, down GEMMs (gen_add_x) */
   float *skp;           /* their partials, splitk x gen_splitk_rows x max(D, Q + 2 KV) f32 */
   int pend;             /* partials in skp that the next k_rmsnorm adds into x (0: none) */
@@ -1291,7 +1291,9 @@ static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int g
   aa.ld = e->Q + 2 * e->KV; aa.bq = Ly->bq; aa.bk = Ly->bk; aa.bv = Ly->bv; aa.cos_t = e->cos_t; aa.sin_t = e->sin_t;
   aa.kcw = kc; aa.vcw = vc;
   if (merge) { aa.cnt = e->att_cnt; aa.out = e->att; }
-  if (rq && e->att_qpair && e->att_tc && hd % 16 == 0 && hd <= 128) /* gen_attn.cuh: QP, TC (bf16) */
+  if (rq && e->att_qpair && e->att_tc == 2 && hd % 16 == 0 && hd <= 128) /* gen_attn.cuh: QP, TC 2 (bf16) */
+    LAUNCH_T(k_attn_tc2, ag, ATT_T, aa);
+  else if (rq && e->att_qpair && e->att_tc == 1 && hd % 16 == 0 && hd <= 128) /* QP, TC 1 (bf16) */
     LAUNCH_T(k_attn_tc, ag, ATT_T, aa);
   else if (rq && e->att_qpair && hd % 16 == 0 && hd <= 128) /* gen_attn.cuh: QP */
     LAUNCH_T(k_attn_qp, ag, ATT_T, aa);
@@ -1647,7 +1649,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
         env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide) ||
         env_int("CONFIT_GEN_SAMPLE_SPLIT", 1, 0, SMP_MAXS, &ssplit) ||
-        env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) || env_int("CONFIT_GEN_ATT_TC", 0, 0, 1, &atc)) {
+        env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) || env_int("CONFIT_GEN_ATT_TC", 0, 0, 2, &atc)) {
       rc = -1;
       goto fail;
     }
@@ -1671,10 +1673,10 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
      * with neither, 2.05 with the one-pass staging, 2.01 with both; =0 turns each off */
     e->att_qpair = qpair == 1;
     /* opt-in, not yet run on a GPU (thirteenth session): the scores of k_attn_qp as a tensor-core
-     * product (k_attn_tc; bf16 caches; in f32 it is k_attn_qp). Fewer attention
-     * splits cost about 5 us per extra 64-position tile (bench/README.md), mostly the tile's
-     * arithmetic on the CUDA cores */
-    e->att_tc = atc == 1;
+     * product (=1, k_attn_tc), and P V too (=2, k_attn_tc2); bf16 caches (in f32 each is
+     * k_attn_qp). Fewer attention splits cost about 5 us per extra 64-position tile
+     * (bench/README.md), mostly the tile's arithmetic on the CUDA cores */
+    e->att_tc = atc;
     e->splitk = sk > 1 ? sk : 0;
     e->smp_split = ssplit;
   }

@@ -1,13 +1,16 @@
 /* cuda_emu.h - just enough of CUDA to run a kernel's device code on the CPU (the *_emu tests):
  * every CUDA thread an OS thread, blocks one after another in a shuffled order (so __shared__
  * arrays can be statics),
- * __syncthreads a barrier of the block, warp-wide operations (mma.sync, __shfl_xor_sync)
- * gathered through a per-warp stage between two barriers of the warp. Written from the CUDA and
- * PTX documentation, independently of the kernels it runs: the mma fragment layout is the PTX
- * ISA's for m16n8k16 (lane g = lane/4, t = lane%4 holds A elements a0..a7 at row
- * g + 8*((i/2)%2), column 2t + (i%2) + 8*(i/4), B elements b0..b3 at row (k) 2t + (i%2) + 8*(i/2),
- * column g, C elements c0..c3 at row g + 8*(i/2), column 2t + (i%2); register j holds elements 2j
- * (low half) and 2j+1). Checks index arithmetic, not timing or the GPU's memory model.
+ * __syncthreads a barrier of the block, warp-wide operations (mma.sync, ldmatrix, __shfl_xor_sync)
+ * gathered through a per-warp stage at a barrier of the warp (two stages, used in turn: a lane
+ * writes one again only after the next operation's barrier, by which every lane has read it).
+ * Written from the CUDA and PTX documentation, independently of the kernels it runs: the mma
+ * fragment layout is the PTX ISA's for m16n8k16 (lane g = lane/4, t = lane%4 holds A elements
+ * a0..a7 at row g + 8*((i/2)%2), column 2t + (i%2) + 8*(i/4), B elements b0..b3 at row (k)
+ * 2t + (i%2) + 8*(i/2), column g, C elements c0..c3 at row g + 8*(i/2), column 2t + (i%2);
+ * register j holds elements 2j (low half) and 2j+1), ldmatrix .x4 .trans's the PTX ISA's too
+ * (rows of matrix j from the addresses of lanes 8j..8j+7, lane 4g + t receiving in register j its
+ * elements (2t, g), (2t+1, g)). Checks index arithmetic, not timing or the GPU's memory model.
  *
  * Use: include this, then the kernel header, then emu_run(grid, threads, [&]{ kernel(args); }).
  */
@@ -67,8 +70,10 @@ static dim3 emu_bdim, emu_gdim;
 static emu_barrier *emu_block_bar;
 static emu_barrier *emu_warp_bar[32];
 struct emu_frag { uint32_t a[4], b[2]; float c[4]; };
-static emu_frag emu_stage[32][32]; /* [warp][lane] */
-static float emu_shfl[32][32];
+static emu_frag emu_stage[2][32][32]; /* [call parity][warp][lane] */
+static const void *emu_rows[2][32][32]; /* [call parity][warp][lane]: the row addresses of an ldmatrix */
+static float emu_shfl[2][32][32];
+static thread_local unsigned emu_wcall; /* warp-wide operations so far (all lanes of a warp agree) */
 
 /* cuda_bf16.h defined these qualifiers for host code; the kernel's shared arrays become statics */
 #undef __global__
@@ -134,11 +139,10 @@ using std::min;
 /* __shfl_xor_sync over the whole warp: every lane's value through the stage */
 static inline float __shfl_xor_sync(unsigned, float v, int o) {
   int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31;
-  emu_shfl[warp][lane] = v;
+  int b = emu_wcall++ & 1;
+  emu_shfl[b][warp][lane] = v;
   emu_warp_bar[warp]->wait();
-  float r = emu_shfl[warp][lane ^ o];
-  emu_warp_bar[warp]->wait();
-  return r;
+  return emu_shfl[b][warp][lane ^ o];
 }
 /* the butterflies of cuda_internal.cuh's warp_sum / warp_max, over the emulated shuffle */
 static inline float warp_sum(float v) {
@@ -174,7 +178,8 @@ static inline float emu_half(uint32_t reg, int hi) { /* element of a packed bf16
 /* the warp-wide mma.sync, from the PTX fragment layout (see the header) */
 static inline void cu_mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
   int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31;
-  emu_frag &f = emu_stage[warp][lane];
+  int bf = emu_wcall++ & 1;
+  emu_frag &f = emu_stage[bf][warp][lane];
   memcpy(f.a, a, sizeof f.a);
   f.b[0] = b0;
   f.b[1] = b1;
@@ -183,18 +188,38 @@ static inline void cu_mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uin
   float A[16][16], B[16][8], C[16][8];
   for (int l = 0; l < 32; l++) {
     int g = l / 4, t = l % 4;
-    const emu_frag &s = emu_stage[warp][l];
+    const emu_frag &s = emu_stage[bf][warp][l];
     for (int i = 0; i < 8; i++) A[g + 8 * ((i / 2) % 2)][2 * t + (i % 2) + 8 * (i / 4)] = emu_half(s.a[i / 2], i % 2);
     for (int i = 0; i < 4; i++) B[2 * t + (i % 2) + 8 * (i / 2)][g] = emu_half(s.b[i / 2], i % 2);
     for (int i = 0; i < 4; i++) C[g + 8 * (i / 2)][2 * t + (i % 2)] = s.c[i];
   }
-  emu_warp_bar[warp]->wait(); /* every lane has read the stage before anyone writes it again */
   int g = lane / 4, t = lane % 4;
   for (int i = 0; i < 4; i++) {
     int r = g + 8 * (i / 2), n = 2 * t + (i % 2);
     double s = C[r][n];
     for (int k = 0; k < 16; k++) s += (double)A[r][k] * B[k][n];
     c[i] = (float)s;
+  }
+}
+
+/* ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16, from the PTX layout (see the header): every lane
+ * gives one row address (16 bytes, which must be 16-byte aligned), then takes its elements from
+ * the rows the others gave */
+static inline void cu_ldsm_x4_trans(uint32_t r[4], const void *p) {
+  int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31;
+  if ((uintptr_t)p % 16) {
+    fprintf(stderr, "cu_ldsm_x4_trans: lane %d of warp %d: row address %p not 16-byte aligned\n", lane, warp, p);
+    abort();
+  }
+  int bf = emu_wcall++ & 1;
+  emu_rows[bf][warp][lane] = p;
+  emu_warp_bar[warp]->wait();
+  int g = lane / 4, t = lane % 4;
+  for (int j = 0; j < 4; j++) {
+    uint16_t lo, hi; /* column g of rows 2t and 2t + 1 of matrix j */
+    memcpy(&lo, (const char *)emu_rows[bf][warp][8 * j + 2 * t] + 2 * g, 2);
+    memcpy(&hi, (const char *)emu_rows[bf][warp][8 * j + 2 * t + 1] + 2 * g, 2);
+    r[j] = (uint32_t)lo | (uint32_t)hi << 16;
   }
 }
 

@@ -13,10 +13,12 @@
  * and value (checked in the caches too; the caches hold NaN at p before), without and with early
  * loads. The predecessor kernel is emulated at the wait: what it
  * writes is NaN in every block until that block has waited, so a read before the wait of
- * anything but the finished cache shows. The variants k_attn_qp (one-pass query staging) and
- * k_attn_tc (its scores on the tensor cores, through the emulated mma) take the same checks,
- * and k_attn_tc's split partials are held to k_attn_qp's far more closely than to the reference
- * (agree below: its precision, not only its indexing).
+ * anything but the finished cache shows. The variants k_attn_qp (one-pass query staging),
+ * k_attn_tc (its scores on the tensor cores, through the emulated mma) and k_attn_tc2 (P V there
+ * too, its V through the emulated ldmatrix) take the same checks, and the split partials of both
+ * are held to k_attn_qp's far more closely than to the reference (agree below: their precision,
+ * not only their indexing). The emulated ldmatrix is itself checked against the mma fragment
+ * layout first (ldsm_check).
  */
 #include "cuda_emu.h"
 #include "check.h"
@@ -48,6 +50,7 @@ static const char *mode_name[] = {"rotated q", "rotated q, early loads", "fused 
 
 static bool g_qp = false; /* run k_attn_qp (the one-pass query staging; VEC, HD 128, fused only) */
 static bool g_tc = false; /* run k_attn_tc (k_attn_qp with the scores on the tensor cores; VEC, HD 128) */
+static bool g_tc2 = false; /* run k_attn_tc2 (k_attn_tc with P V on the tensor cores too; VEC, HD 128) */
 /* the last run's split partials (max, sum, unnormalised output), for agree() */
 static std::vector<float> g_po, g_pm, g_pl;
 
@@ -160,6 +163,9 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   } else if (g_tc) {
     CHECK(VEC && HD == 128, "test setup: k_attn_tc runs at head_dim <= 128 with 16-byte loads only");
     emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn_tc<T>(a); });
+  } else if (g_tc2) {
+    CHECK(VEC && HD == 128, "test setup: k_attn_tc2 runs at head_dim <= 128 with 16-byte loads only");
+    emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn_tc2<T>(a); });
   } else
     emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn<T, VEC, HD>(a); });
   emu_wait_hook = nullptr;
@@ -173,7 +179,10 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   char what[200];
   snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head%s%s%s", c.name, sizeof(T) == 2 ? "bf16" : "f32",
            mode_name[mode], gs, merge ? ", merged in the attention" : "", np > 1 ? ", split-K q|k|v" : "",
-           g_qp ? ", one-pass query staging" : g_tc ? ", tensor-core scores" : "");
+           g_qp    ? ", one-pass query staging"
+           : g_tc  ? ", tensor-core scores"
+           : g_tc2 ? ", tensor-core scores and P V"
+                   : "");
   CHECK(zero, "%s: ticket counters not reset", what);
   g_po = po;
   g_pm = pm;
@@ -236,15 +245,18 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   CHECK(cbad == 0, "%s: caches written wrongly (%d)", what, cbad);
 }
 
-/* k_attn_tc against k_attn_qp on the same inputs (the random state rewound), split by split:
+/* k_attn_tc and k_attn_tc2 against k_attn_qp on the same inputs (the random state rewound), split
+ * by split:
  * the max and the sum within AGREE relative (the max at least 1 taken: the scores here are of
  * order 1), the unnormalised output within AGREE of the sum (the values are below 1 in
  * magnitude: the output relative to the weights it sums; element by element it may cancel).
  * The scores' three bf16 query parts hold the f32 query to about 2^-27, so only the summation
  * orders differ (here at most 4e-7): far closer than the reference's tolerance above (bf16:
  * 8e-3), which a dropped part would still meet. Without the third part the differences reach
- * 1e-6 .. 5e-6, hence 1e-6. (The emulated mma sums exactly; the GPU's may round a little more.)
- * Empty splits (max -inf) must match exactly. */
+ * 1e-6 .. 5e-6, hence 1e-6. k_attn_tc2's P V takes P in three bf16 parts the same way
+ * (ATT_PVPARTS), V is exact in bf16: here at most 1.3e-7 (with two parts 1.2e-6 .. 2.6e-6). (The
+ * emulated mma sums exactly; the GPU's may round a little more.) Empty splits (max -inf) must
+ * match exactly. */
 #define AGREE 1e-6
 static void agree(const cfg &c, int mode, int gs = 1, bool merge = false, int np = 1) {
   uint64_t rs0 = rs;
@@ -252,28 +264,75 @@ static void agree(const cfg &c, int mode, int gs = 1, bool merge = false, int np
   run<bf16, true, 128>(c, mode, gs, merge, np);
   g_qp = false;
   std::vector<float> po = g_po, pm = g_pm, pl = g_pl;
-  rs = rs0;
-  g_tc = true;
-  run<bf16, true, 128>(c, mode, gs, merge, np);
-  g_tc = false;
-  int bad = 0, hd = c.hd;
-  double worst[3] = {0, 0, 0};
-  auto cmp = [&](int k, float x, float y, double scale, size_t i) {
-    double e = x == y ? 0 : fabs((double)x - y) / scale;
-    if (!(e <= AGREE) && bad++ < 3) printf("  %s %zu: qp %.9g tc %.9g\n", k == 0 ? "max" : k == 1 ? "sum" : "output", i, x, y);
-    if (e > worst[k]) worst[k] = e;
-  };
-  for (size_t i = 0; i < pm.size(); i++) {
-    cmp(0, pm[i], g_pm[i], fmax(fabs((double)pm[i]), 1.0), i);
-    cmp(1, pl[i], g_pl[i], fmax((double)pl[i], 1e-30), i);
-    for (int d = 0; d < hd; d++) cmp(2, po[i * hd + d], g_po[i * hd + d], fmax((double)pl[i], 1e-30), i * hd + d);
+  for (int level = 1; level <= 2; level++) {
+    rs = rs0;
+    (level == 1 ? g_tc : g_tc2) = true;
+    run<bf16, true, 128>(c, mode, gs, merge, np);
+    g_tc = g_tc2 = false;
+    const char *name = level == 1 ? "k_attn_tc" : "k_attn_tc2";
+    int bad = 0, hd = c.hd;
+    double worst[3] = {0, 0, 0};
+    auto cmp = [&](int k, float x, float y, double scale, size_t i) {
+      double e = x == y ? 0 : fabs((double)x - y) / scale;
+      if (!(e <= AGREE) && bad++ < 3)
+        printf("  %s %s %zu: qp %.9g tc %.9g\n", name, k == 0 ? "max" : k == 1 ? "sum" : "output", i, x, y);
+      if (e > worst[k]) worst[k] = e;
+    };
+    for (size_t i = 0; i < pm.size(); i++) {
+      cmp(0, pm[i], g_pm[i], fmax(fabs((double)pm[i]), 1.0), i);
+      cmp(1, pl[i], g_pl[i], fmax((double)pl[i], 1e-30), i);
+      for (int d = 0; d < hd; d++) cmp(2, po[i * hd + d], g_po[i * hd + d], fmax((double)pl[i], 1e-30), i * hd + d);
+    }
+    CHECK(bad == 0,
+          "%s, %s, %d block(s) per kv head: %s's partials differ from k_attn_qp's (%d; worst max %.3g, sum %.3g, "
+          "output %.3g)",
+          c.name, mode_name[mode], gs, name, bad, worst[0], worst[1], worst[2]);
+    printf("  agree %s, %s, %s: worst max %.3g, sum %.3g, output %.3g\n", name, c.name, mode_name[mode], worst[0],
+           worst[1], worst[2]);
   }
-  CHECK(bad == 0, "%s, %s, %d block(s) per kv head: k_attn_tc's partials differ from k_attn_qp's (%d; worst max %.3g, sum %.3g, output %.3g)",
-        c.name, mode_name[mode], gs, bad, worst[0], worst[1], worst[2]);
-  printf("  agree %s, %s: worst max %.3g, sum %.3g, output %.3g\n", c.name, mode_name[mode], worst[0], worst[1], worst[2]);
+}
+
+/* the emulated ldmatrix .x4 .trans against the mma fragment layout (cuda_emu.h's header, which
+ * the emulated mma follows): a 16 x 16 matrix X of distinct bf16 in shared-memory rows (padded,
+ * as the kernel's), lanes giving the rows as att_tc_pv does; the registers must be the A fragment
+ * of X^T (row m, column k: X[k][m]), and an mma of it with a B of ones X^T's row sums */
+static void ldsm_check() {
+  static uint4 rows[16][3]; /* 16 elements and 8 pad per row */
+  static uint32_t got[32][4];
+  static float sums[32][4];
+  bf16 *x = (bf16 *)rows;
+  for (int k = 0; k < 16; k++)
+    for (int m = 0; m < 24; m++) x[k * 24 + m] = __float2bfloat16((float)(k * 16 + (m & 15)));
+  emu_run(dim3(1, 1, 1), 32, [] {
+    int lane = threadIdx.x;
+    uint32_t a[4];
+    cu_ldsm_x4_trans(a, (const bf16 *)rows[(lane & 7) + 8 * (lane >> 4)] + 8 * ((lane >> 3) & 1));
+    memcpy(got[lane], a, sizeof a);
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    uint32_t one = cu_pack_bf16x2(1.f, 1.f);
+    cu_mma_bf16(c, a, one, one);
+    memcpy(sums[lane], c, sizeof c);
+  });
+  int bad = 0;
+  for (int lane = 0; lane < 32; lane++) {
+    int g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 8; i++) { /* A element i: row g + 8 ((i / 2) % 2), column 2 t + i % 2 + 8 (i / 4) */
+      int m = g + 8 * ((i / 2) % 2), k = 2 * t + i % 2 + 8 * (i / 4);
+      float v = emu_half(got[lane][i / 2], i % 2);
+      if (v != (float)(k * 16 + m) && bad++ < 3)
+        printf("  ldmatrix: lane %d element %d: %g, want X[%d][%d] = %d\n", lane, i, v, k, m, k * 16 + m);
+    }
+    for (int i = 0; i < 4; i++) { /* C row g + 8 (i / 2): sum over k of X[k][m] = 16 m + 1920 */
+      int m = g + 8 * (i / 2);
+      if (sums[lane][i] != (float)(16 * m + 1920) && bad++ < 3)
+        printf("  ldmatrix + mma: lane %d c%d: %g\n", lane, i, sums[lane][i]);
+    }
+  }
+  CHECK(bad == 0, "emulated ldmatrix .x4 .trans: fragments differ from the mma layout (%d)", bad);
 }
 
 int main() {
+  ldsm_check();
   /* positions: tile edges (63, 64), a split edge, the last cached position, short rows; plen > 0
    * rows read their first plen positions from the shared prompt slot */
   cfg c128 = {"hd 128, 12 heads on 2", 12, 2, 128, 200, 64, {150, 63, 64, 0}, {40, 40, 0, 0}};
@@ -361,6 +420,32 @@ int main() {
     run<bf16, true, 128>(c16, m, 3, true, 2);
   }
   g_tc = false;
+  /* P V on the tensor cores too (k_attn_tc2): the same list. Warp w's dims 32 w .. 32 w + 31 as two
+   * m-tiles, positions as 4 k-steps of 16: position p in each k-step and at both halves of one
+   * (c128: p % 64 = 22, 63, 0; ct: 15, 22, 63, 0, 8; c8: 43, 13), tiles whose last k-steps have
+   * no position (their staged rows repeat the tile's last one, which is position p's stale NaN
+   * in the fused and early forms: zeroed, or it leaks), heads past G zero in the B fragments (c2,
+   * c1, 6 heads; c16's second pass of 4 heads after 8), head_dim 16 (c16: warp 0's first m-tile
+   * only) */
+  g_tc2 = true;
+  for (int m = 0; m < NMODE; m++) {
+    run<bf16, true, 128>(c128, m);
+    run<float, true, 128>(c128, m);
+    run<bf16, true, 128>(ct, m);
+    run<bf16, true, 128>(c8, m);
+    run<bf16, true, 128>(c2, m);
+    run<bf16, true, 128>(c16, m);
+    run<bf16, true, 128>(c1, m);
+    run<bf16, true, 128>(ct, m, 2);
+    run<bf16, true, 128>(c128, m, 7);
+    run<bf16, true, 128>(ct, m, 1, true);
+  }
+  for (int m = MODE_FUSED; m <= MODE_FUSED_EARLY; m++) {
+    run<bf16, true, 128>(ct, m, 1, false, 4);
+    run<bf16, true, 128>(ct, m, 2, true, 4);
+    run<bf16, true, 128>(c16, m, 3, true, 2);
+  }
+  g_tc2 = false;
   /* and as close to k_attn_qp as the precision claim says */
   for (int m = MODE_FUSED; m <= MODE_FUSED_EARLY; m++) {
     agree(ct, m);

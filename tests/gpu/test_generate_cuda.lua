@@ -316,13 +316,14 @@ end
 
 -- The 1.5B model's attention shape (head_dim 128, 6 query heads per kv head) in bf16 with long
 -- sequences: several splits of several tiles. The default decode attention (k_attn_qp) against the
--- CPU forward, as the bf16 case above; then the tensor-core scores (CONFIT_GEN_ATT_TC=1,
--- k_attn_tc, in a child confit) against it: the same tokens and log-probs within 1e-3 (both read
--- the same bf16 cache; their scores differ by f32 summation order, about 1e-6 relative).
+-- CPU forward, as the bf16 case above; then the attention on the tensor cores (in a child confit:
+-- CONFIT_GEN_ATT_TC=1, k_attn_tc, the scores; =2, k_attn_tc2, the scores and P V) against it: the
+-- same tokens and log-probs within 1e-3 (all read the same bf16 cache; they differ by f32
+-- summation order, about 1e-6 relative).
 local HD128 = "{model_type = 'qwen2', hidden_size = 128, intermediate_size = 64, num_hidden_layers = 2, " ..
   "num_attention_heads = 12, num_key_value_heads = 2, head_dim = 128, vocab_size = 97, " ..
   "max_position_embeddings = 1024, rms_norm_eps = 1e-6, rope_theta = 10000, tie_word_embeddings = true}"
-H.case("bf16, head_dim 128, 6 heads per kv head, long sequences: log-probs match the CPU forward and the tensor-core scores", function()
+H.case("bf16, head_dim 128, 6 heads per kv head, long sequences: log-probs match the CPU forward and the tensor-core attention", function()
   local cfg = assert(_G.load("return " .. HD128))()
   local gen = "{max_new_tokens = 150, temperature = 1, n = 4, seed = 9, ignore_eos = true}"
   local gpu = confit.model.new(cfg, {seed = 5, std = 0.1}):to("cuda", "bf16")
@@ -335,27 +336,30 @@ H.case("bf16, head_dim 128, 6 heads per kv head, long sequences: log-probs match
        string.format("log-prob difference: mean %.3g (bound 0.03), worst %.3g (bound 0.3)", mean, worst))
   local pl = {}
   for i, p in ipairs(ps) do pl[i] = "{" .. table.concat(p, ",") .. "}" end
-  local out = child_confit("CONFIT_GEN_ATT_TC=1", ("local confit = require('confit'); " ..
+  local code = ("local confit = require('confit'); " ..
     "local m = confit.model.new(%s, {seed = 5, std = 0.1}):to('cuda', 'bf16'); " ..
     "for _, s in ipairs(m:generate({%s}, %s)) do io.write(table.concat(s.tokens, ' '), '|') " ..
     "for _, l in ipairs(s.logprobs) do io.write(string.format('%%.9g ', l)) end io.write('\\n') end")
-    :format(HD128, table.concat(pl, ","), gen))
-  local k, lp_gap = 0, 0
-  for line in out:gmatch("[^\n]+") do
-    k = k + 1
-    local toks, lps = line:match("^([%d ]*)|(.*)$")
-    H.ok(toks, "child output line " .. k .. ": " .. line)
-    if not toks or not r[k] then break end
-    H.eq(toks, table.concat(r[k].tokens, " "), "sample " .. k .. " tokens with CONFIT_GEN_ATT_TC=1")
-    local j = 0
-    for v in lps:gmatch("%S+") do
-      j = j + 1
-      lp_gap = math.max(lp_gap, math.abs(tonumber(v) - (r[k].logprobs[j] or math.huge)))
+    :format(HD128, table.concat(pl, ","), gen)
+  for _, env in ipairs({"CONFIT_GEN_ATT_TC=1", "CONFIT_GEN_ATT_TC=2"}) do
+    local out = child_confit(env, code)
+    local k, lp_gap = 0, 0
+    for line in out:gmatch("[^\n]+") do
+      k = k + 1
+      local toks, lps = line:match("^([%d ]*)|(.*)$")
+      H.ok(toks, env .. ": child output line " .. k .. ": " .. line)
+      if not toks or not r[k] then break end
+      H.eq(toks, table.concat(r[k].tokens, " "), env .. ": sample " .. k .. " tokens")
+      local j = 0
+      for v in lps:gmatch("%S+") do
+        j = j + 1
+        lp_gap = math.max(lp_gap, math.abs(tonumber(v) - (r[k].logprobs[j] or math.huge)))
+      end
+      H.eq(j, #r[k].logprobs, env .. ": sample " .. k .. " log-probs")
     end
-    H.eq(j, #r[k].logprobs, "sample " .. k .. " log-probs")
+    H.eq(k, #r, env .. ": samples: " .. out:sub(1, 300))
+    H.ok(lp_gap <= 1e-3, string.format("%s: log-probs differ by up to %.3g", env, lp_gap))
   end
-  H.eq(k, #r, "samples with CONFIT_GEN_ATT_TC=1: " .. out:sub(1, 300))
-  H.ok(lp_gap <= 1e-3, string.format("log-probs with CONFIT_GEN_ATT_TC=1 differ by up to %.3g", lp_gap))
   gpu:free(); ref:free()
 end)
 
@@ -417,7 +421,7 @@ H.case("decode switches: a bad value is an error naming the switch", function()
   local bad = {
     {"CONFIT_GEN_ATT_GS=0", "CONFIT_GEN_ATT_GS must be an integer from 1 to 64"},
     {"CONFIT_GEN_ATT_QPAIR=x", "CONFIT_GEN_ATT_QPAIR must be an integer from 0 to 1"},
-    {"CONFIT_GEN_ATT_TC=2", "CONFIT_GEN_ATT_TC must be an integer from 0 to 1"},
+    {"CONFIT_GEN_ATT_TC=3", "CONFIT_GEN_ATT_TC must be an integer from 0 to 2"},
     {"CONFIT_GEN_MMA_NT=3", "CONFIT_GEN_MMA_NT must be 1, 2 or 4"},
   }
   for _, b in ipairs(bad) do
