@@ -49,9 +49,10 @@
  *     2.18).
  *   - The sampler splits each row over about two blocks per multiprocessor (k_sample_split;
  *     CONFIT_GEN_SAMPLE_SPLIT=0 off; 2.01 against 2.05; untruncated sampling and greedy only).
- * Opt-in and not yet run on a GPU: the attention's scores on the tensor cores (CONFIT_GEN_ATT_TC=1,
- * k_attn_tc), and its P V too (=2, k_attn_tc2). cf_cuda_qwen2_generate reads every switch ("the decode switches") and says what
- * each does; tests/gpu/run.sh measures them as variants.
+ * Opt-in and not yet run on a GPU: the attention's scores on the tensor cores
+ * (CONFIT_GEN_ATT_TC=1, k_attn_tc), and its P V too (=2, k_attn_tc2). cf_cuda_qwen2_generate
+ * reads every switch ("the decode switches") and says what each does; tests/gpu/run.sh measures
+ * them as variants.
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
 #include "kernels/cuda_internal.cuh"
@@ -116,7 +117,7 @@ __global__ void k_embed(const void *embv, const int *tok, float *x, int D, float
   }
 }
 
-/* k_attn, k_attn_qp, k_attn_combine; rope_lo / rope_hi */
+/* k_attn, k_attn_qp, k_attn_tc, k_attn_tc2, k_attn_combine; rope_lo / rope_hi */
 #include "kernels/gen_attn.cuh"
 
 // y (A, D) in T = x (A, D) f32 * rsqrt(mean(x^2) + eps) * w (D). With np > 0 the split-K
@@ -1675,7 +1676,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     /* opt-in, not yet run on a GPU (thirteenth session): the scores of k_attn_qp as a tensor-core
      * product (=1, k_attn_tc), and P V too (=2, k_attn_tc2); bf16 caches (in f32 each is
      * k_attn_qp). Fewer attention splits cost about 5 us per extra 64-position tile
-     * (bench/README.md), mostly the tile's arithmetic on the CUDA cores */
+     * (bench/README.md), presumably mostly the tile's arithmetic on the CUDA cores */
     e->att_tc = atc;
     e->splitk = sk > 1 ? sk : 0;
     e->smp_split = ssplit;

@@ -48,9 +48,12 @@ enum { MODE_ROTATED, MODE_EARLY, MODE_FUSED, MODE_FUSED_EARLY, NMODE };
 static const char *mode_name[] = {"rotated q", "rotated q, early loads", "fused bias+RoPE",
                                   "fused bias+RoPE, early loads"};
 
-static bool g_qp = false; /* run k_attn_qp (the one-pass query staging; VEC, HD 128, fused only) */
-static bool g_tc = false; /* run k_attn_tc (k_attn_qp with the scores on the tensor cores; VEC, HD 128) */
-static bool g_tc2 = false; /* run k_attn_tc2 (k_attn_tc with P V on the tensor cores too; VEC, HD 128) */
+/* the kernel run() runs: k_attn, k_attn_qp (the one-pass query staging; VEC, HD 128, fused only),
+ * k_attn_tc (k_attn_qp with the scores on the tensor cores; VEC, HD 128) or k_attn_tc2 (P V on
+ * them too) */
+enum { K_ATTN, K_QP, K_TC, K_TC2 };
+static int g_kernel = K_ATTN;
+static const char *kernel_name[] = {"k_attn", "k_attn_qp", "k_attn_tc", "k_attn_tc2"};
 /* the last run's split partials (max, sum, unnormalised output), for agree() */
 static std::vector<float> g_po, g_pm, g_pl;
 
@@ -157,17 +160,13 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   put(false);
   emu_wait_hook = [&] { put(true); };
   emu_block_end_hook = [&] { put(false); };
-  if (g_qp) {
-    CHECK(VEC && HD == 128 && fused, "test setup: k_attn_qp runs fused at head_dim <= 128 with 16-byte loads only");
-    emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn_qp<T>(a); });
-  } else if (g_tc) {
-    CHECK(VEC && HD == 128, "test setup: k_attn_tc runs at head_dim <= 128 with 16-byte loads only");
-    emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn_tc<T>(a); });
-  } else if (g_tc2) {
-    CHECK(VEC && HD == 128, "test setup: k_attn_tc2 runs at head_dim <= 128 with 16-byte loads only");
-    emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn_tc2<T>(a); });
-  } else
-    emu_run(dim3(nsplit, KVH * gs, A), ATT_T, [=] { k_attn<T, VEC, HD>(a); });
+  CHECK(g_kernel == K_ATTN || (VEC && HD == 128 && (fused || g_kernel != K_QP)),
+        "test setup: %s runs at head_dim <= 128 with 16-byte loads only (k_attn_qp fused only)", kernel_name[g_kernel]);
+  dim3 grid(nsplit, KVH * gs, A);
+  if (g_kernel == K_QP) emu_run(grid, ATT_T, [=] { k_attn_qp<T>(a); });
+  else if (g_kernel == K_TC) emu_run(grid, ATT_T, [=] { k_attn_tc<T>(a); });
+  else if (g_kernel == K_TC2) emu_run(grid, ATT_T, [=] { k_attn_tc2<T>(a); });
+  else emu_run(grid, ATT_T, [=] { k_attn<T, VEC, HD>(a); });
   emu_wait_hook = nullptr;
   emu_block_end_hook = nullptr;
   put(true);
@@ -179,10 +178,10 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
   char what[200];
   snprintf(what, sizeof what, "%s, %s, %s, %d block(s) per kv head%s%s%s", c.name, sizeof(T) == 2 ? "bf16" : "f32",
            mode_name[mode], gs, merge ? ", merged in the attention" : "", np > 1 ? ", split-K q|k|v" : "",
-           g_qp    ? ", one-pass query staging"
-           : g_tc  ? ", tensor-core scores"
-           : g_tc2 ? ", tensor-core scores and P V"
-                   : "");
+           g_kernel == K_QP    ? ", one-pass query staging"
+           : g_kernel == K_TC  ? ", tensor-core scores"
+           : g_kernel == K_TC2 ? ", tensor-core scores and P V"
+                               : "");
   CHECK(zero, "%s: ticket counters not reset", what);
   g_po = po;
   g_pm = pm;
@@ -260,16 +259,15 @@ static void run(const cfg &c, int mode, int gs = 1, bool merge = false, int np =
 #define AGREE 1e-6
 static void agree(const cfg &c, int mode, int gs = 1, bool merge = false, int np = 1) {
   uint64_t rs0 = rs;
-  g_qp = true;
+  g_kernel = K_QP;
   run<bf16, true, 128>(c, mode, gs, merge, np);
-  g_qp = false;
   std::vector<float> po = g_po, pm = g_pm, pl = g_pl;
-  for (int level = 1; level <= 2; level++) {
+  for (int k = K_TC; k <= K_TC2; k++) {
     rs = rs0;
-    (level == 1 ? g_tc : g_tc2) = true;
+    g_kernel = k;
     run<bf16, true, 128>(c, mode, gs, merge, np);
-    g_tc = g_tc2 = false;
-    const char *name = level == 1 ? "k_attn_tc" : "k_attn_tc2";
+    g_kernel = K_ATTN;
+    const char *name = kernel_name[k];
     int bad = 0, hd = c.hd;
     double worst[3] = {0, 0, 0};
     auto cmp = [&](int k, float x, float y, double scale, size_t i) {
@@ -378,7 +376,7 @@ int main() {
   /* the one-pass query staging (k_attn_qp, CONFIT_GEN_ATT_QPAIR=1): the same checks; 6 heads x
    * 64 pairs fill its 3 pairs x 128 threads exactly, 12 heads on 1 take two passes of 8 and 4
    * heads (partial pair batches), 2 heads on 2 leave most threads without a pair */
-  g_qp = true;
+  g_kernel = K_QP;
   for (int m = MODE_FUSED; m <= MODE_FUSED_EARLY; m++) {
     run<bf16, true, 128>(c128, m);
     run<float, true, 128>(c128, m);
@@ -390,9 +388,9 @@ int main() {
     run<bf16, true, 128>(c128, m, 1, false, 4);
     run<bf16, true, 128>(c16, m, 3, true, 2);
   }
-  g_qp = false;
-  /* the scores on the tensor cores (k_attn_tc): the same checks, in every mode (it stages rotated
-   * queries as k_attn does). Warp w's 16 positions as mma rows g and g + 8 of lanes 4 g + t:
+  g_kernel = K_ATTN;
+  /* the scores on the tensor cores (k_attn_tc): the same checks, in the fused forms (generate.cu
+   * launches it, as k_attn_qp, only there). Warp w's 16 positions as mma rows g and g + 8 of lanes 4 g + t:
    * position p at a row of either kind (c128: p % 16 = 6, 15, 0; ct: 15, 6, 15, 0, 8), tiles
    * whose last warps have no position (ct: 16, 23 and 9 positions), several tiles per split (ct,
    * c8), groups of 8 (every column of the mma's N), 6, 2 and 1 heads (columns past G zero),
@@ -401,51 +399,32 @@ int main() {
             {100, 40, 0, 0, 130}};
   cfg c8 = {"hd 128, 8 heads on 1, 2 tiles per split", 8, 1, 128, 300, 128, {299, 77}, {50, 0}};
   cfg c2 = {"hd 128, 2 heads per kv head", 4, 2, 128, 140, 128, {139, 8}, {0, 8}};
-  g_tc = true;
-  for (int m = 0; m < NMODE; m++) {
-    run<bf16, true, 128>(c128, m);
-    run<float, true, 128>(c128, m);
-    run<bf16, true, 128>(ct, m);
-    run<bf16, true, 128>(c8, m);
-    run<bf16, true, 128>(c2, m);
-    run<bf16, true, 128>(c16, m);
-    run<bf16, true, 128>(c1, m);
-    run<bf16, true, 128>(ct, m, 2);
-    run<bf16, true, 128>(c128, m, 7);
-    run<bf16, true, 128>(ct, m, 1, true);
+  /* and with P V on the tensor cores too (k_attn_tc2), the same list: warp w's dims 32 w ..
+   * 32 w + 31 as two m-tiles, positions as 4 k-steps of 16: position p in each k-step and at both
+   * halves of one (c128: p % 64 = 22, 63, 0; ct: 15, 22, 63, 0, 8; c8: 43, 13), tiles whose last
+   * k-steps have no position (their staged rows repeat the tile's last one, which is position
+   * p's stale NaN in the fused and early forms: zeroed, or it leaks), heads past G zero in the B
+   * fragments (c2, c1, 6 heads; c16's second pass of 4 heads after 8), head_dim 16 (c16: warp
+   * 0's first m-tile only) */
+  for (int k = K_TC; k <= K_TC2; k++) {
+    g_kernel = k;
+    for (int m = MODE_FUSED; m <= MODE_FUSED_EARLY; m++) {
+      run<bf16, true, 128>(c128, m);
+      if (k == K_TC) run<float, true, 128>(c128, m); /* k_attn_qp, for both */
+      run<bf16, true, 128>(ct, m);
+      run<bf16, true, 128>(c8, m);
+      run<bf16, true, 128>(c2, m);
+      run<bf16, true, 128>(c16, m);
+      run<bf16, true, 128>(c1, m);
+      run<bf16, true, 128>(ct, m, 2);
+      run<bf16, true, 128>(c128, m, 7);
+      run<bf16, true, 128>(ct, m, 1, true);
+      run<bf16, true, 128>(ct, m, 1, false, 4);
+      run<bf16, true, 128>(ct, m, 2, true, 4);
+      run<bf16, true, 128>(c16, m, 3, true, 2);
+    }
   }
-  for (int m = MODE_FUSED; m <= MODE_FUSED_EARLY; m++) {
-    run<bf16, true, 128>(ct, m, 1, false, 4);
-    run<bf16, true, 128>(ct, m, 2, true, 4);
-    run<bf16, true, 128>(c16, m, 3, true, 2);
-  }
-  g_tc = false;
-  /* P V on the tensor cores too (k_attn_tc2): the same list. Warp w's dims 32 w .. 32 w + 31 as two
-   * m-tiles, positions as 4 k-steps of 16: position p in each k-step and at both halves of one
-   * (c128: p % 64 = 22, 63, 0; ct: 15, 22, 63, 0, 8; c8: 43, 13), tiles whose last k-steps have
-   * no position (their staged rows repeat the tile's last one, which is position p's stale NaN
-   * in the fused and early forms: zeroed, or it leaks), heads past G zero in the B fragments (c2,
-   * c1, 6 heads; c16's second pass of 4 heads after 8), head_dim 16 (c16: warp 0's first m-tile
-   * only) */
-  g_tc2 = true;
-  for (int m = 0; m < NMODE; m++) {
-    run<bf16, true, 128>(c128, m);
-    run<float, true, 128>(c128, m);
-    run<bf16, true, 128>(ct, m);
-    run<bf16, true, 128>(c8, m);
-    run<bf16, true, 128>(c2, m);
-    run<bf16, true, 128>(c16, m);
-    run<bf16, true, 128>(c1, m);
-    run<bf16, true, 128>(ct, m, 2);
-    run<bf16, true, 128>(c128, m, 7);
-    run<bf16, true, 128>(ct, m, 1, true);
-  }
-  for (int m = MODE_FUSED; m <= MODE_FUSED_EARLY; m++) {
-    run<bf16, true, 128>(ct, m, 1, false, 4);
-    run<bf16, true, 128>(ct, m, 2, true, 4);
-    run<bf16, true, 128>(c16, m, 3, true, 2);
-  }
-  g_tc2 = false;
+  g_kernel = K_ATTN;
   /* and as close to k_attn_qp as the precision claim says */
   for (int m = MODE_FUSED; m <= MODE_FUSED_EARLY; m++) {
     agree(ct, m);
