@@ -18,14 +18,15 @@
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
 #     decode variant of $VARIANTS (default "tc2 tc qpair0 sample0 rope0 lt": the attention on
-#     the tensor cores, P V and scores or the scores only, not yet measured; then each default switch turned off in turn, to
-#     confirm it still pays, and the cublasLt plans, a tie when last measured; --variants "...",
-#     --no-lt drops lt), the generation test and the 1.5B decode benchmark again under it (5b
-#     below says what each is); rows "1.5B+MMA+PDL" etc.; with --knockout, the 1.5B decode
-#     benchmark at batch 16 once per named stage with that stage left out of the step
-#     (CONFIT_GEN_KNOCKOUT; "none" for the whole step): rows "knockout STAGE", the step time and
-#     how much less than the whole step (that stage's cost inside the CUDA graph); KNOCKOUT_ENV
-#     (e.g. "CONFIT_GEN_MMA=2 CONFIT_GEN_MMA_WIDE=1") splits another decode variant's step so;
+#     the tensor cores, P V and scores or the scores only, not yet measured; then each default
+#     switch turned off in turn, to confirm it still pays, and the cublasLt plans, a tie when last
+#     measured; --variants "...", --no-lt drops lt), the generation test and the 1.5B decode
+#     benchmark again under it (5b below says what each is); rows "1.5B+MMA+PDL" etc.; with
+#     --knockout, the 1.5B decode benchmark at batch 16 once per named stage with that stage left
+#     out of the step (CONFIT_GEN_KNOCKOUT; "none" for the whole step): rows "knockout STAGE", the
+#     step time and how much less than the whole step (that stage's cost inside the CUDA graph);
+#     KNOCKOUT_ENV (e.g. "CONFIT_GEN_MMA=2 CONFIT_GEN_MMA_WIDE=1") splits another decode variant's
+#     step so;
 #  6. with --sanitize: compute-sanitizer over each GPU test file (time-limited; the tools
 #     SANITIZE_TOOLS names, default memcheck, also racecheck / synccheck; the files SANITIZE_TESTS
 #     names, default all; SANITIZE_LIMIT seconds each, default 240);
