@@ -82,7 +82,7 @@ static_assert(ATT_T == 128 && ATT_TILE == 64, "k_attn's thread layout assumes 12
                         heads 2t, positions g, then fall in 32 different banks) */
 #define ATT_VROW 17  /* TC 2: 16-byte units of a staged V row, 16 and 1 pad (rows 272 bytes apart:
                         the 8 rows of 16 bytes that one ldmatrix phase reads fall in 32 banks) */
-#define ATT_PVPARTS 3 /* TC 2: bf16 parts of P */
+#define ATT_PVPARTS 3 /* TC 2: bf16 parts of P (att_tc_parts makes three) */
 #define ATT_PBW 40   /* TC 2: words of a head's row of a P part, 32 and 8 pad (a half warp's 8-byte
                         loads, heads g .. g + 3, then fall in 32 different banks) */
 
@@ -234,25 +234,34 @@ __device__ void att_merge(const att_args &a, int r, int kvh, int gbeg, int gend)
   if (tid == 0) *ct = 0;
 }
 
-/* TC: 8 query elements v (f32, 16-byte aligned) as three bf16 parts v = h1 + h2 + h3, each
- * the rounding of what the ones before leave (the differences are exact in f32; together the
- * parts hold v to about 2^-27 relative, more than f32's own 2^-24), in pairs, element 2j in the
- * low half of word j */
+/* TC: the pair (r0, r1) as three bf16 pairs w[0] + w[1] + w[2], each the rounding of what the
+ * ones before leave (the differences are exact in f32; together the parts hold the pair to about
+ * 2^-27 relative, more than f32's own 2^-24), r0 in the low half of each word. The queries
+ * (att_tc_split) and, with TC 2, P take their parts so. */
+__device__ __forceinline__ void att_tc_parts(float r0, float r1, uint32_t (&w)[3]) {
+#pragma unroll
+  for (int h = 0; h < 3; h++) {
+    __nv_bfloat162 b = __floats2bfloat162_rn(r0, r1);
+    memcpy(&w[h], &b, 4);
+    float2 f = __bfloat1622float2(b);
+    r0 -= f.x;
+    r1 -= f.y;
+  }
+}
+
+/* TC: 8 query elements v (f32, 16-byte aligned) as three bf16 parts v = h1 + h2 + h3
+ * (att_tc_parts), in pairs, element 2j in the low half of word j */
 __device__ __forceinline__ void att_tc_split(const float4 *v, uint4 &h1, uint4 &h2, uint4 &h3) {
   float4 x = v[0], y = v[1];
   float e[8] = {x.x, x.y, x.z, x.w, y.x, y.y, y.z, y.w};
   uint32_t w[3][4];
 #pragma unroll
   for (int j = 0; j < 4; j++) {
-    float r0 = e[2 * j], r1 = e[2 * j + 1];
-#pragma unroll
-    for (int h = 0; h < 3; h++) {
-      __nv_bfloat162 b = __floats2bfloat162_rn(r0, r1);
-      memcpy(&w[h][j], &b, 4);
-      float2 f = __bfloat1622float2(b);
-      r0 -= f.x;
-      r1 -= f.y;
-    }
+    uint32_t p[3];
+    att_tc_parts(e[2 * j], e[2 * j + 1], p);
+    w[0][j] = p[0];
+    w[1][j] = p[1];
+    w[2][j] = p[2];
   }
   h1 = make_uint4(w[0][0], w[0][1], w[0][2], w[0][3]);
   h2 = make_uint4(w[1][0], w[1][1], w[1][2], w[1][3]);
@@ -719,20 +728,12 @@ __device__ __forceinline__ void attn_body(const att_args &a) {
         float mold = ms[g], mnew = fmaxf(mold, mt);
         float ex = tx < n ? expf(x - mnew) : 0.f, ey = ty < n ? expf(y - mnew) : 0.f;
         if (TC == 2) {
-          /* TC 2: P in bf16 parts, each the rounding of what the ones before leave (as
-           * att_tc_split), in the words of the B fragments */
+          /* TC 2: P in bf16 parts (att_tc_parts), in the words of the B fragments */
           int w = att_tc_pword(lane);
-          float r0 = ex, r1 = ey;
+          uint32_t u[ATT_PVPARTS];
+          att_tc_parts(ex, ey, u);
 #pragma unroll
-          for (int h = 0; h < ATT_PVPARTS; h++) {
-            __nv_bfloat162 b = __floats2bfloat162_rn(r0, r1);
-            uint32_t u;
-            memcpy(&u, &b, 4);
-            pb[h][g][w] = u;
-            float2 f = __bfloat1622float2(b);
-            r0 -= f.x;
-            r1 -= f.y;
-          }
+          for (int h = 0; h < ATT_PVPARTS; h++) pb[h][g][w] = u[h];
         } else {
           ps[g][lane] = ex;
           ps[g][lane + 32] = ey;
