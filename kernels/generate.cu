@@ -1292,12 +1292,10 @@ static int gen_attention(gen_engine *e, int l, int A, bool rq, bool early, int g
   aa.ld = e->Q + 2 * e->KV; aa.bq = Ly->bq; aa.bk = Ly->bk; aa.bv = Ly->bv; aa.cos_t = e->cos_t; aa.sin_t = e->sin_t;
   aa.kcw = kc; aa.vcw = vc;
   if (merge) { aa.cnt = e->att_cnt; aa.out = e->att; }
-  if (rq && e->att_qpair && e->att_tc == 2 && hd % 16 == 0 && hd <= 128) /* gen_attn.cuh: QP, TC 2 (bf16) */
-    LAUNCH_T(k_attn_tc2, ag, ATT_T, aa);
-  else if (rq && e->att_qpair && e->att_tc == 1 && hd % 16 == 0 && hd <= 128) /* QP, TC 1 (bf16) */
-    LAUNCH_T(k_attn_tc, ag, ATT_T, aa);
-  else if (rq && e->att_qpair && hd % 16 == 0 && hd <= 128) /* gen_attn.cuh: QP */
-    LAUNCH_T(k_attn_qp, ag, ATT_T, aa);
+  bool qp = rq && e->att_qpair && hd % 16 == 0 && hd <= 128; /* gen_attn.cuh: QP (and TC in bf16) */
+  if (qp && e->att_tc == 2) LAUNCH_T(k_attn_tc2, ag, ATT_T, aa);
+  else if (qp && e->att_tc == 1) LAUNCH_T(k_attn_tc, ag, ATT_T, aa);
+  else if (qp) LAUNCH_T(k_attn_qp, ag, ATT_T, aa);
   else if (hd % 16 == 0 && hd <= 128) LAUNCH_T3(k_attn, true, 128, ag, ATT_T, aa);
   else if (hd % 16 == 0) LAUNCH_T3(k_attn, true, ATT_MAXHD, ag, ATT_T, aa);
   else if (hd <= 128) LAUNCH_T3(k_attn, false, 128, ag, ATT_T, aa);
