@@ -1,8 +1,15 @@
-/* gen_sample.cuh - the draw of generate.c's sampler (g_draw) and the decode step's sampler split
- * over several blocks per row (k_sample_split), apart so that tests/c/test_gen_sample_emu.cpp can
- * run them on the CPU: it needs from its includer __syncthreads, __syncthreads_or, __threadfence, atomicAdd,
- * __ldcg, the thread and block indices, expf, logf, fmaxf, fabsf, INFINITY and NAN (cuda_internal.cuh,
- * or the test's emulation of them).
+/* gen_sample.cuh - the samplers of generate.cu: the draw of generate.c (g_draw), the one-block-
+ * per-row sampler with top-k / top-p (k_sample) and the decode step's sampler split over several
+ * blocks per row (k_sample_split), apart so that tests/c/test_gen_sample_emu.cpp can run them on
+ * the CPU: it needs from its includer __syncthreads, __syncthreads_or, __threadfence, atomicAdd
+ * (int, unsigned, unsigned long long), atomicMin, atomicMax, __shfl_xor_sync and __shfl_up_sync
+ * (int, float, double), block_sum, __ldcg, __float_as_uint, the thread and block indices, expf,
+ * logf, exp, log, ceil, fmaf, INFINITY and NAN (cuda_internal.cuh, or the test's emulation).
+ *
+ * Both samplers work in z = (logit - m) / T, m the largest logit of the row (or of a segment or a
+ * thread, rescaled when merged), as generate.c does where logit / T would overflow: no z
+ * overflows, so any temperature the host passes as a float (the smallest positive float up to
+ * FLT_MAX) samples softmax(logits / T) - one-hot, or uniform over tied maxima, when T is tiny.
  */
 #ifndef CF_GEN_SAMPLE_CUH
 #define CF_GEN_SAMPLE_CUH
@@ -13,17 +20,27 @@
 struct gen_out { int tok; float lp; };
 #define GEN_BAD_NONFINITE (-1)  /* a logit is NaN or +inf */
 #define GEN_BAD_ALL_NEG_INF (-2) /* every logit is -inf */
-#define GEN_BAD_OVERFLOW (-3)    /* the largest logit / T is no finite float: T too small for the
-                                    float z = logit / T (the CPU, in double, shifts by the largest
-                                    first; the GPU refuses rather than sample NaN) */
 
-/* Which GEN_BAD_* a row of first maximum bv is under temperature T (bad: a NaN or +inf seen), or
- * 0 when it can be sampled. Every thread of a block asks with the same values. */
-__device__ __forceinline__ int gen_row_bad(int bad, float bv, float T) {
+/* Which GEN_BAD_* a row of first maximum bv is (bad: a NaN or +inf seen), or 0 when it can be
+ * sampled. Every thread of a block asks with the same values. */
+__device__ __forceinline__ int gen_row_bad(int bad, float bv) {
   if (bad) return GEN_BAD_NONFINITE;
   if (bv == -INFINITY) return GEN_BAD_ALL_NEG_INF;
-  if (!(fabsf(bv / T) < INFINITY)) return GEN_BAD_OVERFLOW;
   return 0;
+}
+
+/* z = (v - m) / T for a logit v <= m, given hm = m / 2 (m finite, T a positive float): computed
+ * as 2 ((v / 2 - m / 2) / T), where v - m itself could overflow (logits of both signs near
+ * FLT_MAX); the halving and doubling are exact, so this is (v - m) / T rounded as floats round it
+ * elsewhere. 0 for v = m, -inf for v = -inf or where (v - m) / T passes -FLT_MAX (probability 0
+ * either way). */
+__device__ __forceinline__ float gen_z(float v, float hm, float T) { return 2.0f * (fmaf(0.5f, v, -hm) / T); }
+
+/* (v - m) / T - lse in double: the log-probability of logit v in a row of largest logit m whose
+ * z = (logit - m) / T have log-sum-exp lse, as the CPU's double has it (the float z rounds);
+ * with lse 0, z itself in double (a segment's scale) */
+__device__ __forceinline__ double gen_lp(float v, float m, float T, double lse) {
+  return ((double)v - (double)m) / (double)T - lse;
 }
 
 __device__ __forceinline__ void g_philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
@@ -55,15 +72,15 @@ __device__ __forceinline__ double g_draw(uint64_t key, uint64_t step) {
  * decode step of 16 rows, 16 of the GPU's multiprocessors do the work. Without top-k / top-p
  * truncation the draw needs only the first maximum, the log-sum-exp and the inverse CDF in
  * index order, and those split: grid (S, rows), block (s, r) takes segment s of row r (V / S ids,
- * a multiple of 4 long), finds its first maximum and the maximum zm of z = logit / T, then sums
- * (double) expf(z - zm) over it, and stores the three; the last block of the row to finish (a
- * ticket) merges the segments in order (lse in double), draws u = g_draw(key, step) like k_sample,
- * finds the segment where the cumulative probability passes u, then inside it the group of
- * threads, the thread and the id, summing the same (double) expf(z - zm) terms as the segment's
- * sum (so the walk and the segment totals agree to the last bits of a double). Against k_sample,
- * which sums (double) expf(z - lse) per id, each id's probability differs only by the rounding of
- * its own float exponential, not by an error shared by a whole segment. Greedy picks the first
- * maximum. Writes out (token, log-prob z - lse) and advances tok, pos and step as k_sample does;
+ * a multiple of 4 long), finds its first maximum bv, then sums (double) expf(gen_z(logit, bv / 2,
+ * T)) over it, and stores the two; the last block of the row to finish (a ticket) merges the
+ * segments in order (each segment's scale exp((bv_q - M) / T), M the row's maximum, and lse, in
+ * double), draws u = g_draw(key, step) like k_sample, finds the segment where the cumulative
+ * probability passes u, then inside it the group of threads, the thread and the id, summing the
+ * same terms as the segment's sum (so the walk and the segment totals agree to the last bits of a
+ * double). Against k_sample, which sums (double) expf(z - lse) per id, each id's probability
+ * differs only by the rounding of its own float z and exponential, not by an error shared by a
+ * whole segment (the scale is a double). Greedy picks the first maximum. Writes out (token, log-prob z - lse) and advances tok, pos and step as k_sample does;
  * a row holding a NaN or +inf logit, or only -inf, gets GEN_BAD_* instead (no draw). Tree merges
  * run in a fixed order: the result is deterministic. */
 #define SMP_T 256    /* threads per block */
@@ -71,9 +88,9 @@ __device__ __forceinline__ double g_draw(uint64_t key, uint64_t step) {
 #define SMP_MAXS 32  /* segments per row at most */
 #define SMP_GROUP 8  /* threads per group of the inverse-CDF walk: SMP_T / 32 groups */
 
-/* a segment's summary: its first maximum (bv at id bi), the maximum zm of z, S = sum of
- * (double) expf(z - zm), and whether it holds a NaN or +inf logit */
-struct smp_part { double S; float bv, zm; int bi, bad; };
+/* a segment's summary: its first maximum (bv at id bi), S = sum of (double) expf((logit - bv) / T),
+ * and whether it holds a NaN or +inf logit */
+struct smp_part { double S; float bv; int bi, bad; };
 
 struct smp_args {
   const float *logits;           /* (rows, ldl) */
@@ -96,30 +113,25 @@ __device__ __forceinline__ void smp_segment(int V, int S, int s, int *lo, int *h
   *hi = *lo + seg < V ? *lo + seg : V;
 }
 
-/* first maximum (value v at id i, over ids seen in increasing order per thread) and max of z */
+/* first maximum (value v at id i, over ids seen in increasing order per thread) */
 struct smp_max {
-  float bv, zm;
+  float bv;
   int bi;
-  __device__ __forceinline__ void see(float v, int i, float T) {
+  __device__ __forceinline__ void see(float v, int i) {
     if (v > bv) { bv = v; bi = i; }
-    zm = fmaxf(zm, v / T);
   }
   __device__ __forceinline__ void merge(const smp_max &o) {
     if (o.bv > bv || (o.bv == bv && o.bi < bi)) { bv = o.bv; bi = o.bi; }
-    zm = fmaxf(zm, o.zm);
   }
 };
 
-/* (double) expf(v / T - zm), 0 for z = -inf */
-__device__ __forceinline__ double smp_p(float v, float T, float zm) {
-  float z = v / T;
-  return z == -INFINITY ? 0.0 : (double)expf(z - zm);
-}
+/* (double) expf((v - m) / T), hm = m / 2: 0 for v = -inf */
+__device__ __forceinline__ double smp_p(float v, float hm, float T) { return (double)expf(gen_z(v, hm, T)); }
 
-/* f(v, i) for thread tid's share of the ids in [lo, hi), in increasing order (float4 loads
- * when the row is 16-byte aligned there, then the rest one by one) */
+/* f(v, i) for thread tid's share (of nthr threads) of the ids in [lo, hi), in increasing order
+ * (float4 loads when the row is 16-byte aligned there, then the rest one by one) */
 template <typename F>
-__device__ __forceinline__ void smp_each(const float *lg, int lo, int hi, int tid, F f) {
+__device__ __forceinline__ void smp_each(const float *lg, int lo, int hi, int tid, int nthr, F f) {
   int i0 = lo;
   if ((((uintptr_t)(lg + lo)) & 15) == 0) {
     int n4 = (hi - lo) / 4;
@@ -127,24 +139,24 @@ __device__ __forceinline__ void smp_each(const float *lg, int lo, int hi, int ti
     int j = tid;
     /* SMP_U loads in flight, then their values in the order of the plain loop below: a loop
      * whose body uses what it just loaded waits on memory every iteration */
-    for (; j + (SMP_U - 1) * SMP_T < n4; j += SMP_U * SMP_T) {
+    for (; j + (SMP_U - 1) * nthr < n4; j += SMP_U * nthr) {
       float4 q[SMP_U];
 #pragma unroll
-      for (int u = 0; u < SMP_U; u++) q[u] = __ldcg(l4 + j + u * SMP_T);
+      for (int u = 0; u < SMP_U; u++) q[u] = __ldcg(l4 + j + u * nthr);
 #pragma unroll
       for (int u = 0; u < SMP_U; u++) {
-        int i = lo + 4 * (j + u * SMP_T);
+        int i = lo + 4 * (j + u * nthr);
         f(q[u].x, i); f(q[u].y, i + 1); f(q[u].z, i + 2); f(q[u].w, i + 3);
       }
     }
-    for (; j < n4; j += SMP_T) {
+    for (; j < n4; j += nthr) {
       float4 q = __ldcg(l4 + j);
       int i = lo + 4 * j;
       f(q.x, i); f(q.y, i + 1); f(q.z, i + 2); f(q.w, i + 3);
     }
     i0 = lo + 4 * n4;
   }
-  for (int i = i0 + tid; i < hi; i += SMP_T) f(__ldcg(lg + i), i);
+  for (int i = i0 + tid; i < hi; i += nthr) f(__ldcg(lg + i), i);
 }
 
 __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
@@ -160,12 +172,12 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   float T = a.greedy ? 1.0f : a.temp;
   int lo, hi;
   smp_segment(V, S, s, &lo, &hi);
-  /* the segment's first maximum and zm, then its sum */
+  /* the segment's first maximum, then its sum */
   smp_max mx;
-  mx.bv = -INFINITY; mx.zm = -INFINITY; mx.bi = V;
+  mx.bv = -INFINITY; mx.bi = V;
   int bad = 0; /* a NaN or +inf seen */
-  smp_each(lg, lo, hi, tid, [&](float v, int i) {
-    mx.see(v, i, T);
+  smp_each(lg, lo, hi, tid, SMP_T, [&](float v, int i) {
+    mx.see(v, i);
     bad |= !(v < INFINITY);
   });
   red[tid] = mx;
@@ -174,9 +186,9 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
     if (tid < o) red[tid].merge(red[tid + o]);
     __syncthreads();
   }
-  float zm = red[0].zm;
+  float sbv = red[0].bv, hs = 0.5f * sbv;
   double sum = 0;
-  if (zm != -INFINITY) smp_each(lg, lo, hi, tid, [&](float v, int) { sum += smp_p(v, T, zm); });
+  if (!bad && sbv != -INFINITY) smp_each(lg, lo, hi, tid, SMP_T, [&](float v, int) { sum += smp_p(v, hs, T); });
   dm[tid] = sum;
   __syncthreads();
   for (int o = SMP_T / 2; o > 0; o >>= 1) {
@@ -186,7 +198,7 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   /* this segment's summary to the workspace; the row's last block goes on */
   if (tid == 0) {
     smp_part *pp = a.part + (size_t)r * S + s;
-    pp->S = dm[0]; pp->bv = red[0].bv; pp->zm = zm; pp->bi = red[0].bi; pp->bad = bad;
+    pp->S = dm[0]; pp->bv = sbv; pp->bi = red[0].bi; pp->bad = bad;
   }
   __threadfence();
   __syncthreads();
@@ -196,22 +208,21 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   __threadfence();
   if (tid < S) {
     const smp_part *pp = a.part + (size_t)r * S + tid;
-    segs[tid].S = __ldcg(&pp->S); segs[tid].bv = __ldcg(&pp->bv); segs[tid].zm = __ldcg(&pp->zm);
-    segs[tid].bi = __ldcg(&pp->bi); segs[tid].bad = __ldcg(&pp->bad);
+    segs[tid].S = __ldcg(&pp->S); segs[tid].bv = __ldcg(&pp->bv); segs[tid].bi = __ldcg(&pp->bi); segs[tid].bad = __ldcg(&pp->bad);
   }
   __syncthreads();
   /* the row, merged in segment order (every thread the same, from shared memory): the first
-   * maximum, and lse = M + log(sum_q S_q exp(zm_q - M)) in double */
+   * maximum M, and the lse of z = (logit - M) / T, log(sum_q S_q exp((bv_q - M) / T)) in double */
   smp_max row;
-  row.bv = -INFINITY; row.zm = -INFINITY; row.bi = V;
+  row.bv = -INFINITY; row.bi = V;
   int rowbad = 0;
   for (int q = 0; q < S; q++) {
     smp_max o;
-    o.bv = segs[q].bv; o.zm = segs[q].zm; o.bi = segs[q].bi;
+    o.bv = segs[q].bv; o.bi = segs[q].bi;
     row.merge(o);
     rowbad |= segs[q].bad;
   }
-  int why = gen_row_bad(rowbad, row.bv, T);
+  int why = gen_row_bad(rowbad, row.bv);
   if (why) { /* nothing to sample: every thread leaves here alike */
     if (tid == 0) {
       a.out[r].tok = why;
@@ -223,22 +234,22 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   }
   double L = 0;
   for (int q = 0; q < S; q++)
-    if (segs[q].S > 0) L += segs[q].S * exp((double)segs[q].zm - (double)row.zm);
-  double lse = (double)row.zm + log(L);
+    if (segs[q].S > 0) L += segs[q].S * exp(gen_lp(segs[q].bv, row.bv, T, 0));
+  double lse = log(L);
   int bi = row.bi < V ? row.bi : 0;
   if (!a.greedy) {
     double u = g_draw(a.key[r], (uint64_t)a.step[r]);
     if (tid == 0) {
-      /* the segment (mass S_q exp(zm_q - lse)); past the end (rounding) the last with mass. The
-       * target goes on in the chosen segment's own units, exp(z - zm_q) */
+      /* the segment (mass S_q exp((bv_q - M) / T - lse)); past the end (rounding) the last with
+       * mass. The target goes on in the chosen segment's own units, exp((logit - bv_q) / T) */
       double total = 0;
       for (int q = 0; q < S; q++)
-        if (segs[q].S > 0) total += segs[q].S * exp((double)segs[q].zm - lse);
+        if (segs[q].S > 0) total += segs[q].S * exp(gen_lp(segs[q].bv, row.bv, T, lse));
       double target = u * total, cum = 0, unit = 1;
       int pick = -1, lastm = 0;
       for (int q = 0; q < S && pick < 0; q++) {
         if (!(segs[q].S > 0)) continue;
-        double e = exp((double)segs[q].zm - lse), m = segs[q].S * e;
+        double e = exp(gen_lp(segs[q].bv, row.bv, T, lse)), m = segs[q].S * e;
         lastm = q;
         unit = e;
         if (target < cum + m) pick = q;
@@ -251,11 +262,11 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
     __syncthreads();
     /* inside the segment: thread tid's contiguous chunk, its sum of the same terms */
     smp_segment(V, S, s_seg, &lo, &hi);
-    float zq = segs[s_seg].zm;
+    float hq = 0.5f * segs[s_seg].bv;
     int chunk = (hi - lo + SMP_T - 1) / SMP_T;
     int clo = lo + tid * chunk < hi ? lo + tid * chunk : hi, chi = clo + chunk < hi ? clo + chunk : hi;
     double mass = 0;
-    for (int i = clo; i < chi; i++) mass += smp_p(__ldcg(lg + i), T, zq);
+    for (int i = clo; i < chi; i++) mass += smp_p(__ldcg(lg + i), hq, T);
     dm[tid] = mass;
     __syncthreads();
     if (tid < SMP_T / SMP_GROUP) {
@@ -295,7 +306,7 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
       double t = s_target, cum = 0;
       int found = -1, lastk = -1;
       for (int i = clo; i < chi && found < 0; i++) {
-        double p = smp_p(__ldcg(lg + i), T, zq);
+        double p = smp_p(__ldcg(lg + i), hq, T);
         if (p <= 0) continue;
         lastk = i;
         if (!s_take_last && t < cum + p) found = i;
@@ -309,10 +320,265 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   }
   if (tid == 0) {
     a.out[r].tok = bi;
-    a.out[r].lp = (float)((double)(lg[bi] / T) - lse);
+    a.out[r].lp = (float)gen_lp(lg[bi], row.bv, T, lse);
     if (a.update) { a.tok[r] = bi; a.pos[r] += 1; a.step[r] += 1; }
     a.cnt[r] = 0;
   }
 }
+
+/* ---------------------------------------------------------------- k_sample */
+
+/* Order-preserving map of a float to uint32 (larger float -> larger key). */
+__device__ __forceinline__ uint32_t fkey(float f) {
+  uint32_t b = __float_as_uint(f);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+/* Exclusive scan of one value per thread over the block (blockDim.x a multiple of 32); returns
+ * the prefix and writes the total. Deterministic (fixed tree). */
+template <typename A>
+__device__ A block_exscan(A v, A *total, A *buf) {
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  A x = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    A y = __shfl_up_sync(0xffffffffu, x, o);
+    if (lane >= o) x += y;
+  }
+  __syncthreads();
+  if (lane == 31) buf[w] = x;
+  __syncthreads();
+  if (w == 0) {
+    A t = lane < nw ? buf[lane] : (A)0;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      A y = __shfl_up_sync(0xffffffffu, t, o);
+      if (lane >= o) t += y;
+    }
+    if (lane < nw) buf[lane] = t;
+  }
+  __syncthreads();
+  A before = (w > 0 ? buf[w - 1] : (A)0) + x - v;
+  *total = buf[nw - 1];
+  __syncthreads();
+  return before;
+}
+
+/* One block per row r; logits row lrow[r] (or r) of (., ldl) f32. Picks the token (greedy: the
+ * first maximum; else a draw u = Philox(step[r], key[r]) over the kept candidates in index
+ * order), writes out[r] = (token, log-prob under log_softmax(logits / T)) and, when update,
+ * advances tok[r], pos[r] and step[r]. A row holding a NaN or +inf logit, or only -inf, gets
+ * out[r].tok = GEN_BAD_* instead (gen_sample.cuh) and token 0 next. */
+__global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, int64_t ldl, const int *lrow,
+                                                          int V, float temp, int greedy, int top_k, float top_p,
+                                                          const unsigned long long *key, int *step, int *tok,
+                                                          int *pos, gen_out *out, int update) {
+  cu_pdl_wait();
+  cu_pdl_trigger();
+  __shared__ float s_bv[32];
+  __shared__ int s_bi[32];
+  __shared__ unsigned s_cnt[256];
+  __shared__ unsigned long long s_mass[256];
+  __shared__ double s_dbuf[32];
+  __shared__ int s_ibuf[32];
+  __shared__ uint32_t s_prefix, s_mask;
+  __shared__ int s_all, s_pick, s_lastkept;
+  __shared__ unsigned long long s_macc;
+  __shared__ unsigned s_cacc, s_binc;
+  __shared__ unsigned long long s_binm;
+  int r = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5, nw = blockDim.x >> 5;
+  const float *lg = logits + (size_t)(lrow ? lrow[r] : r) * ldl;
+  float T = greedy ? 1.0f : temp;
+  /* one pass: the first maximum (bv at bi), which is also the thread's running maximum of an
+   * online softmax: zs = sum of exp(gen_z(v, bv / 2, T)) over the thread's ids */
+  float bv = -INFINITY, zs = 0.f;
+  int bi = V, bad = 0;
+  smp_each(lg, 0, V, tid, blockDim.x, [&](float v, int i) {
+    bad |= !(v < INFINITY);
+    if (v == -INFINITY) return;
+    if (v > bv) { zs = zs * expf(gen_z(bv, 0.5f * v, T)) + 1.0f; bv = v; bi = i; }
+    else zs += expf(gen_z(v, 0.5f * bv, T));
+  });
+  float tbv = bv; /* this thread's maximum, for its zs */
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+  }
+  if (lane == 0) { s_bv[w] = bv; s_bi[w] = bi; }
+  __syncthreads();
+  if (w == 0) {
+    bv = lane < nw ? s_bv[lane] : -INFINITY;
+    bi = lane < nw ? s_bi[lane] : V;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+      int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+    }
+    if (lane == 0) { s_bv[0] = bv; s_bi[0] = bi; }
+  }
+  int anybad = __syncthreads_or(bad); /* also the barrier after s_bv[0] */
+  int why = gen_row_bad(anybad, s_bv[0]);
+  if (why) { /* nothing to sample: all threads leave */
+    if (tid == 0) {
+      out[r].tok = why;
+      out[r].lp = NAN;
+      if (update) { tok[r] = 0; pos[r] += 1; step[r] += 1; }
+    }
+    return;
+  }
+  bv = s_bv[0];
+  bi = s_bi[0] < V ? s_bi[0] : 0;
+  /* lse of z = (logit - bv) / T: the largest z is 0 */
+  float hb = 0.5f * bv;
+  float lse = logf(block_sum(zs > 0.f ? zs * expf(gen_z(tbv, hb, T)) : 0.f));
+  int pick = bi;
+  if (!greedy) {
+    double u = g_draw(key[r], (uint64_t)step[r]);
+    /* truncation: keep keys > kt, and the first `keq` (by index) equal to kt */
+    if (tid == 0) { s_all = 1; s_prefix = 0; s_mask = 0; }
+    __syncthreads();
+    bool trunc_p = top_p < 1.0f, trunc_k = top_k > 0 && top_k < V;
+    long long n_keep = V;
+    if (trunc_p) {
+      /* n_p: how many candidates, best first, reach mass top_p (in 2^40 fixed point) */
+      double thr = (double)top_p * 1099511627776.0;
+      if (tid == 0) { s_macc = 0; s_cacc = 0; s_all = 0; }
+      for (int pass = 0; pass < 4; pass++) {
+        int shift = 24 - 8 * pass;
+        for (int b = tid; b < 256; b += blockDim.x) { s_cnt[b] = 0; s_mass[b] = 0; }
+        __syncthreads();
+        uint32_t prefix = s_prefix, mask = s_mask;
+        for (int i = tid; i < V; i += blockDim.x) {
+          float v = lg[i];
+          uint32_t k = fkey(v);
+          if ((k & mask) != prefix) continue;
+          int b = (k >> shift) & 255;
+          atomicAdd(&s_cnt[b], 1u);
+          float pv = expf(gen_z(v, hb, T) - lse);
+          atomicAdd(&s_mass[b], (unsigned long long)((double)pv * 1099511627776.0));
+        }
+        __syncthreads();
+        if (tid == 0 && !s_all) {
+          int sel = -1;
+          for (int b = 255; b >= 0; b--) {
+            if (s_cnt[b] == 0) continue;
+            if ((double)(s_macc + s_mass[b]) >= thr) { sel = b; break; }
+            s_macc += s_mass[b];
+            s_cacc += s_cnt[b];
+          }
+          if (sel < 0) s_all = 1;
+          else {
+            s_prefix = prefix | ((uint32_t)sel << shift);
+            s_mask = mask | (0xFFu << shift);
+            s_binc = s_cnt[sel];
+            s_binm = s_mass[sel];
+          }
+        }
+        __syncthreads();
+        if (s_all) break;
+      }
+      if (!s_all) {
+        /* every element of the final bin has the same logit, so the same mass */
+        double each = (double)s_binm / (double)s_binc;
+        double need = ceil((thr - (double)s_macc) / (each > 0 ? each : 1.0));
+        long long j = need < 1 ? 1 : (need > s_binc ? s_binc : (long long)need);
+        n_keep = (long long)s_cacc + j;
+      }
+      __syncthreads();
+    }
+    if (trunc_k && top_k < n_keep) n_keep = top_k;
+    int all = n_keep >= V;
+    uint32_t kt = 0;
+    long long keq = 0;
+    if (!all) {
+      /* the n_keep-th largest key, and how many equal to it are kept */
+      if (tid == 0) { s_prefix = 0; s_mask = 0; s_cacc = 0; }
+      __syncthreads();
+      for (int pass = 0; pass < 4; pass++) {
+        int shift = 24 - 8 * pass;
+        for (int b = tid; b < 256; b += blockDim.x) s_cnt[b] = 0;
+        __syncthreads();
+        uint32_t prefix = s_prefix, mask = s_mask;
+        for (int i = tid; i < V; i += blockDim.x) {
+          uint32_t k = fkey(lg[i]);
+          if ((k & mask) == prefix) atomicAdd(&s_cnt[(k >> shift) & 255], 1u);
+        }
+        __syncthreads();
+        if (tid == 0) {
+          int sel = 0;
+          for (int b = 255; b >= 0; b--) {
+            if (s_cnt[b] == 0) continue;
+            sel = b;
+            if ((long long)s_cacc + s_cnt[b] >= n_keep) break;
+            s_cacc += s_cnt[b];
+          }
+          s_prefix = prefix | ((uint32_t)sel << shift);
+          s_mask = mask | (0xFFu << shift);
+        }
+        __syncthreads();
+      }
+      kt = s_prefix;
+      keq = n_keep - (long long)s_cacc;
+    }
+    /* contiguous chunks per thread, in index order */
+    int chunk = (V + blockDim.x - 1) / blockDim.x;
+    int lo = min(tid * chunk, V), hi = min(lo + chunk, V);
+    int eq_before = 0, eq_total;
+    if (!all) {
+      int c = 0;
+      for (int i = lo; i < hi; i++) c += fkey(lg[i]) == kt;
+      eq_before = block_exscan<int>(c, &eq_total, s_ibuf);
+    }
+    double mass = 0;
+    int lastk = -1;
+    {
+      int e = eq_before;
+      for (int i = lo; i < hi; i++) {
+        float v = lg[i];
+        bool kept = all;
+        if (!all) {
+          uint32_t k = fkey(v);
+          if (k > kt) kept = true;
+          else if (k == kt) { kept = e < keq; e++; }
+        }
+        if (kept) { mass += (double)expf(gen_z(v, hb, T) - lse); lastk = i; }
+      }
+    }
+    double total;
+    double before = block_exscan<double>(mass, &total, s_dbuf);
+    if (tid == 0) { s_pick = V; s_lastkept = -1; }
+    __syncthreads();
+    if (lastk >= 0) atomicMax(&s_lastkept, lastk);
+    double target = u * total;
+    if (mass > 0 && before <= target && target < before + mass) {
+      double cum = before;
+      int e = eq_before, found = lastk;
+      for (int i = lo; i < hi; i++) {
+        float v = lg[i];
+        bool kept = all;
+        if (!all) {
+          uint32_t k = fkey(v);
+          if (k > kt) kept = true;
+          else if (k == kt) { kept = e < keq; e++; }
+        }
+        if (!kept) continue;
+        cum += (double)expf(gen_z(v, hb, T) - lse);
+        if (target < cum) { found = i; break; }
+      }
+      atomicMin(&s_pick, found);
+    }
+    __syncthreads();
+    pick = s_pick < V ? s_pick : (s_lastkept >= 0 ? s_lastkept : bi);
+  }
+  if (tid == 0) {
+    out[r].tok = pick;
+    out[r].lp = (float)gen_lp(lg[pick], bv, T, lse);
+    if (update) { tok[r] = pick; pos[r] += 1; step[r] += 1; }
+  }
+}
+
 
 #endif

@@ -57,6 +57,7 @@
  */
 #include "kernels/cuda_internal.cuh"
 #include <cublasLt.h>
+#include <float.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,15 +79,6 @@ extern "C" {
 
 /* g_philox, g_draw (generate.c's draw) and gen_out; k_sample_split */
 #include "kernels/gen_sample.cuh"
-
-/* Order-preserving map of a float to uint32 (larger float -> larger key). */
-__device__ __forceinline__ uint32_t fkey(float f) {
-  uint32_t b = __float_as_uint(f);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-__device__ __forceinline__ float fkey_inv(uint32_t k) {
-  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
-}
 
 /* ---------------------------------------------------------------- layer kernels */
 /* Every kernel of the step calls cu_pdl_wait(); cu_pdl_trigger() before it touches what an earlier
@@ -223,274 +215,6 @@ __global__ void k_swiglu(const float *gu, void *outv, int F, int64_t n) {
   }
 }
 
-/* ---------------------------------------------------------------- the sampler */
-
-/* Exclusive scan of one value per thread over the block (blockDim.x == GEN_SAMPLE_T); returns
- * the prefix and writes the total. Deterministic (fixed tree). */
-template <typename A>
-__device__ A block_exscan(A v, A *total, A *buf) {
-  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  A x = v;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    A y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
-  }
-  __syncthreads();
-  if (lane == 31) buf[w] = x;
-  __syncthreads();
-  if (w == 0) {
-    A t = lane < nw ? buf[lane] : (A)0;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      A y = __shfl_up_sync(0xffffffffu, t, o);
-      if (lane >= o) t += y;
-    }
-    if (lane < nw) buf[lane] = t;
-  }
-  __syncthreads();
-  A before = (w > 0 ? buf[w - 1] : (A)0) + x - v;
-  *total = buf[nw - 1];
-  __syncthreads();
-  return before;
-}
-
-/* One block per row r; logits row lrow[r] (or r) of (., ldl) f32. Picks the token (greedy: the
- * first maximum; else a draw u = Philox(step[r], key[r]) over the kept candidates in index
- * order), writes out[r] = (token, log-prob under log_softmax(logits / T)) and, when update,
- * advances tok[r], pos[r] and step[r]. A row holding a NaN or +inf logit, or only -inf, gets
- * out[r].tok = GEN_BAD_* instead (gen_sample.cuh) and token 0 next. */
-__global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, int64_t ldl, const int *lrow,
-                                                          int V, float temp, int greedy, int top_k, float top_p,
-                                                          const unsigned long long *key, int *step, int *tok,
-                                                          int *pos, gen_out *out, int update) {
-  cu_pdl_wait();
-  cu_pdl_trigger();
-  __shared__ float s_bv[32];
-  __shared__ int s_bi[32];
-  __shared__ unsigned s_cnt[256];
-  __shared__ unsigned long long s_mass[256];
-  __shared__ double s_dbuf[32];
-  __shared__ int s_ibuf[32];
-  __shared__ uint32_t s_prefix, s_mask;
-  __shared__ int s_all, s_pick, s_lastkept;
-  __shared__ unsigned long long s_macc;
-  __shared__ unsigned s_cacc, s_binc;
-  __shared__ unsigned long long s_binm;
-  int r = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5, nw = blockDim.x >> 5;
-  const float *lg = logits + (size_t)(lrow ? lrow[r] : r) * ldl;
-  float T = greedy ? 1.0f : temp;
-  /* one pass: the first maximum, and per thread a running max zm and sum zs of exp(z - zm) over
-   * z = logit / T (online softmax); float4 loads when the row is 16-byte aligned */
-  float bv = -INFINITY, zm = -INFINITY, zs = 0.f;
-  int bi = V, bad = 0;
-  auto see = [&](float v, int i) {
-    if (!(v < INFINITY)) bad = 1;
-    if (v > bv) { bv = v; bi = i; }
-    float z = v / T;
-    if (z == -INFINITY) return;
-    if (z > zm) { zs = zs * expf(zm - z) + 1.0f; zm = z; }
-    else zs += expf(z - zm);
-  };
-  int done = 0;
-  if ((((uintptr_t)lg) & 15) == 0) {
-    int n4 = V / 4, bd = blockDim.x, j = tid;
-    const float4 *l4 = (const float4 *)lg;
-    for (; j + 3 * bd < n4; j += 4 * bd) { /* 4 loads in flight, then their values in order */
-      float4 q0 = l4[j], q1 = l4[j + bd], q2 = l4[j + 2 * bd], q3 = l4[j + 3 * bd];
-      see(q0.x, 4 * j); see(q0.y, 4 * j + 1); see(q0.z, 4 * j + 2); see(q0.w, 4 * j + 3);
-      int j1 = j + bd, j2 = j + 2 * bd, j3 = j + 3 * bd;
-      see(q1.x, 4 * j1); see(q1.y, 4 * j1 + 1); see(q1.z, 4 * j1 + 2); see(q1.w, 4 * j1 + 3);
-      see(q2.x, 4 * j2); see(q2.y, 4 * j2 + 1); see(q2.z, 4 * j2 + 2); see(q2.w, 4 * j2 + 3);
-      see(q3.x, 4 * j3); see(q3.y, 4 * j3 + 1); see(q3.z, 4 * j3 + 2); see(q3.w, 4 * j3 + 3);
-    }
-    for (; j < n4; j += bd) {
-      float4 q = l4[j];
-      see(q.x, 4 * j); see(q.y, 4 * j + 1); see(q.z, 4 * j + 2); see(q.w, 4 * j + 3);
-    }
-    done = 4 * n4;
-  }
-  for (int i = done + tid; i < V; i += blockDim.x) see(lg[i], i);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-    int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
-  }
-  if (lane == 0) { s_bv[w] = bv; s_bi[w] = bi; }
-  __syncthreads();
-  if (w == 0) {
-    bv = lane < nw ? s_bv[lane] : -INFINITY;
-    bi = lane < nw ? s_bi[lane] : V;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-      int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
-    }
-    if (lane == 0) { s_bv[0] = bv; s_bi[0] = bi; }
-  }
-  int anybad = __syncthreads_or(bad); /* also the barrier after s_bv[0] */
-  int why = gen_row_bad(anybad, s_bv[0], T);
-  if (why) { /* nothing to sample: all threads leave */
-    if (tid == 0) {
-      out[r].tok = why;
-      out[r].lp = NAN;
-      if (update) { tok[r] = 0; pos[r] += 1; step[r] += 1; }
-    }
-    return;
-  }
-  bv = s_bv[0];
-  bi = s_bi[0] < V ? s_bi[0] : 0;
-  float mx = bv / T;
-  float se = block_sum(zs > 0.f ? zs * expf(zm - mx) : 0.f);
-  float lse = mx + logf(se);
-  int pick = bi;
-  if (!greedy) {
-    double u = g_draw(key[r], (uint64_t)step[r]);
-    /* truncation: keep keys > kt, and the first `keq` (by index) equal to kt */
-    if (tid == 0) { s_all = 1; s_prefix = 0; s_mask = 0; }
-    __syncthreads();
-    bool trunc_p = top_p < 1.0f, trunc_k = top_k > 0 && top_k < V;
-    long long n_keep = V;
-    if (trunc_p) {
-      /* n_p: how many candidates, best first, reach mass top_p (in 2^40 fixed point) */
-      double thr = (double)top_p * 1099511627776.0;
-      if (tid == 0) { s_macc = 0; s_cacc = 0; s_all = 0; }
-      for (int pass = 0; pass < 4; pass++) {
-        int shift = 24 - 8 * pass;
-        for (int b = tid; b < 256; b += blockDim.x) { s_cnt[b] = 0; s_mass[b] = 0; }
-        __syncthreads();
-        uint32_t prefix = s_prefix, mask = s_mask;
-        for (int i = tid; i < V; i += blockDim.x) {
-          float v = lg[i];
-          uint32_t k = fkey(v);
-          if ((k & mask) != prefix) continue;
-          int b = (k >> shift) & 255;
-          atomicAdd(&s_cnt[b], 1u);
-          float pv = expf(v / T - lse);
-          atomicAdd(&s_mass[b], (unsigned long long)((double)pv * 1099511627776.0));
-        }
-        __syncthreads();
-        if (tid == 0 && !s_all) {
-          int sel = -1;
-          for (int b = 255; b >= 0; b--) {
-            if (s_cnt[b] == 0) continue;
-            if ((double)(s_macc + s_mass[b]) >= thr) { sel = b; break; }
-            s_macc += s_mass[b];
-            s_cacc += s_cnt[b];
-          }
-          if (sel < 0) s_all = 1;
-          else {
-            s_prefix = prefix | ((uint32_t)sel << shift);
-            s_mask = mask | (0xFFu << shift);
-            s_binc = s_cnt[sel];
-            s_binm = s_mass[sel];
-          }
-        }
-        __syncthreads();
-        if (s_all) break;
-      }
-      if (!s_all) {
-        /* every element of the final bin has the same logit, so the same mass */
-        double each = (double)s_binm / (double)s_binc;
-        double need = ceil((thr - (double)s_macc) / (each > 0 ? each : 1.0));
-        long long j = need < 1 ? 1 : (need > s_binc ? s_binc : (long long)need);
-        n_keep = (long long)s_cacc + j;
-      }
-      __syncthreads();
-    }
-    if (trunc_k && top_k < n_keep) n_keep = top_k;
-    int all = n_keep >= V;
-    uint32_t kt = 0;
-    long long keq = 0;
-    if (!all) {
-      /* the n_keep-th largest key, and how many equal to it are kept */
-      if (tid == 0) { s_prefix = 0; s_mask = 0; s_cacc = 0; }
-      __syncthreads();
-      for (int pass = 0; pass < 4; pass++) {
-        int shift = 24 - 8 * pass;
-        for (int b = tid; b < 256; b += blockDim.x) s_cnt[b] = 0;
-        __syncthreads();
-        uint32_t prefix = s_prefix, mask = s_mask;
-        for (int i = tid; i < V; i += blockDim.x) {
-          uint32_t k = fkey(lg[i]);
-          if ((k & mask) == prefix) atomicAdd(&s_cnt[(k >> shift) & 255], 1u);
-        }
-        __syncthreads();
-        if (tid == 0) {
-          int sel = 0;
-          for (int b = 255; b >= 0; b--) {
-            if (s_cnt[b] == 0) continue;
-            sel = b;
-            if ((long long)s_cacc + s_cnt[b] >= n_keep) break;
-            s_cacc += s_cnt[b];
-          }
-          s_prefix = prefix | ((uint32_t)sel << shift);
-          s_mask = mask | (0xFFu << shift);
-        }
-        __syncthreads();
-      }
-      kt = s_prefix;
-      keq = n_keep - (long long)s_cacc;
-    }
-    /* contiguous chunks per thread, in index order */
-    int chunk = (V + blockDim.x - 1) / blockDim.x;
-    int lo = min(tid * chunk, V), hi = min(lo + chunk, V);
-    int eq_before = 0, eq_total;
-    if (!all) {
-      int c = 0;
-      for (int i = lo; i < hi; i++) c += fkey(lg[i]) == kt;
-      eq_before = block_exscan<int>(c, &eq_total, s_ibuf);
-    }
-    double mass = 0;
-    int lastk = -1;
-    {
-      int e = eq_before;
-      for (int i = lo; i < hi; i++) {
-        float v = lg[i];
-        bool kept = all;
-        if (!all) {
-          uint32_t k = fkey(v);
-          if (k > kt) kept = true;
-          else if (k == kt) { kept = e < keq; e++; }
-        }
-        if (kept) { mass += (double)expf(v / T - lse); lastk = i; }
-      }
-    }
-    double total;
-    double before = block_exscan<double>(mass, &total, s_dbuf);
-    if (tid == 0) { s_pick = V; s_lastkept = -1; }
-    __syncthreads();
-    if (lastk >= 0) atomicMax(&s_lastkept, lastk);
-    double target = u * total;
-    if (mass > 0 && before <= target && target < before + mass) {
-      double cum = before;
-      int e = eq_before, found = lastk;
-      for (int i = lo; i < hi; i++) {
-        float v = lg[i];
-        bool kept = all;
-        if (!all) {
-          uint32_t k = fkey(v);
-          if (k > kt) kept = true;
-          else if (k == kt) { kept = e < keq; e++; }
-        }
-        if (!kept) continue;
-        cum += (double)expf(v / T - lse);
-        if (target < cum) { found = i; break; }
-      }
-      atomicMin(&s_pick, found);
-    }
-    __syncthreads();
-    pick = s_pick < V ? s_pick : (s_lastkept >= 0 ? s_lastkept : bi);
-  }
-  if (tid == 0) {
-    out[r].tok = pick;
-    out[r].lp = lg[pick] / T - lse;
-    if (update) { tok[r] = pick; pos[r] += 1; step[r] += 1; }
-  }
-}
-
 /* ---------------------------------------------------------------- host side */
 
 /* The error for sampler output tok that is no token: GEN_BAD_* (gen_sample.cuh) worded as
@@ -502,10 +226,6 @@ static int gen_bad_token(int tok, int ntok, int i, int n) {
   if (why)
     return CF_ERR("generate: token %d of sample %d (prompt %d): non-finite logits: %s", ntok + 1, i % n + 1,
                   i / n + 1, why);
-  if (tok == GEN_BAD_OVERFLOW)
-    return CF_ERR("generate: token %d of sample %d (prompt %d): the largest logit / temperature overflows the GPU "
-                  "sampler's float: temperature too small (0 decodes greedily; the CPU takes it)",
-                  ntok + 1, i % n + 1, i / n + 1);
   return CF_ERR("generate (CUDA): sampler returned token %d", tok);
 }
 
@@ -1615,6 +1335,11 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   sp.temp = sp.greedy ? 1.0f : (float)o->temperature;
   sp.top_k = o->top_k;
   sp.top_p = (float)o->top_p;
+  if (!(sp.temp > 0) || !(sp.temp < INFINITY)) { /* past a float's range: 0 or inf as a float */
+    rc = CF_ERR("generate (CUDA): temperature %g is outside the GPU sampler's float range (%g to %g; 0 decodes "
+                "greedily; the CPU takes any)", o->temperature, (double)1.4e-45f, (double)FLT_MAX);
+    goto fail;
+  }
   if (!done || !last || !act || !keys) { rc = CF_ERR("generate: out of memory"); goto fail; }
   if (e->hd > ATT_MAXHD || e->hd % 2) { rc = CF_ERR("generate (CUDA): head_dim %d unsupported (even, <= %d)", e->hd, ATT_MAXHD); goto fail; }
   for (int i = 0; i < nslots; i++)

@@ -1,7 +1,7 @@
 /* cuda_emu.h - just enough of CUDA to run a kernel's device code on the CPU (the *_emu tests):
  * every CUDA thread an OS thread, blocks one after another in a shuffled order (so __shared__
  * arrays can be statics),
- * __syncthreads a barrier of the block, warp-wide operations (mma.sync, ldmatrix, __shfl_xor_sync)
+ * __syncthreads a barrier of the block, warp-wide operations (mma.sync, ldmatrix, the shuffles)
  * gathered through a per-warp stage at a barrier of the warp (two stages, used in turn: a lane
  * writes one again only after the next operation's barrier, by which every lane has read it).
  * Written from the CUDA and PTX documentation, independently of the kernels it runs: the mma
@@ -72,7 +72,7 @@ static emu_barrier *emu_warp_bar[32];
 struct emu_frag { uint32_t a[4], b[2]; float c[4]; };
 static emu_frag emu_stage[2][32][32]; /* [call parity][warp][lane] */
 static const void *emu_rows[2][32][32]; /* [call parity][warp][lane]: the row addresses of an ldmatrix */
-static float emu_shfl[2][32][32];
+static uint64_t emu_shfl[2][32][32]; /* a shuffled value's bytes (at most 8) */
 static thread_local unsigned emu_wcall; /* warp-wide operations so far (all lanes of a warp agree) */
 
 /* cuda_bf16.h defined these qualifiers for host code; the kernel's shared arrays become statics */
@@ -102,7 +102,22 @@ static inline int __syncthreads_or(int p) {
   return r;
 }
 static inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-static inline int atomicAdd(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+template <typename T> static inline T atomicAdd(T *p, T v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline int atomicMin(int *p, int v) {
+  int o = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+  while (v < o && !__atomic_compare_exchange_n(p, &o, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
+  return o;
+}
+static inline int atomicMax(int *p, int v) {
+  int o = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+  while (v > o && !__atomic_compare_exchange_n(p, &o, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
+  return o;
+}
+static inline uint32_t __float_as_uint(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
 static inline uint32_t cu_pack_bf16x2(float lo, float hi) { /* round to nearest even, lo in the low half */
   bf16 a = __float2bfloat16(lo), b = __float2bfloat16(hi);
   uint16_t ua, ub;
@@ -136,18 +151,41 @@ static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c);
 #endif
 using std::min;
 
-/* __shfl_xor_sync over the whole warp: every lane's value through the stage */
-static inline float __shfl_xor_sync(unsigned, float v, int o) {
+/* a warp shuffle over the whole warp: every lane's value through the stage, lane src(lane)'s
+ * value back */
+template <typename T, typename F>
+static inline T emu_shuffle(T v, F src) {
+  static_assert(sizeof(T) <= 8, "a shuffled value is at most 8 bytes");
   int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31;
   int b = emu_wcall++ & 1;
-  emu_shfl[b][warp][lane] = v;
+  memcpy(&emu_shfl[b][warp][lane], &v, sizeof v);
   emu_warp_bar[warp]->wait();
-  return emu_shfl[b][warp][lane ^ o];
+  T r;
+  memcpy(&r, &emu_shfl[b][warp][src(lane)], sizeof r);
+  return r;
 }
-/* the butterflies of cuda_internal.cuh's warp_sum / warp_max, over the emulated shuffle */
-static inline float warp_sum(float v) {
+template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int o) {
+  return emu_shuffle(v, [o](int l) { return l ^ o; });
+}
+/* lanes below o keep their own value */
+template <typename T> static inline T __shfl_up_sync(unsigned, T v, int o) {
+  return emu_shuffle(v, [o](int l) { return l >= o ? l - o : l; });
+}
+/* the butterflies of cuda_internal.cuh's warp_sum / warp_max and its block_sum, over the emulated
+ * shuffle */
+template <typename A> static inline A warp_sum(A v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
+}
+template <typename A> static inline A block_sum(A v) {
+  __shared__ A part[32];
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) part[w] = v;
+  __syncthreads();
+  A r = lane < nw ? part[lane] : (A)0;
+  return warp_sum(r);
 }
 static inline float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));

@@ -395,18 +395,33 @@ H.case("NaN logits: a clear error at the token they appear, on the GPU as on the
   end
 end)
 
--- A temperature so small that the largest logit / T is no finite float: the GPU samplers, whose
--- z = logit / T is a float, refuse it with an error at token 1 (the prefill's sampler) under
--- every sampling path; the CPU, in double, shifts by the largest logit first and decodes greedily
-H.case("a temperature too small for the GPU sampler's float: a clear error; the CPU takes it", function()
+-- Temperatures at the ends of a float's range: the GPU samplers work in z = (logit - max) / T, as
+-- the CPU does where logit / T would overflow, so at T = 1e-40 (a subnormal float) every sampling
+-- path decodes greedily like the CPU, log-probs 0 (no tied maxima here); at T = 1e30 (a float)
+-- the draw is near uniform and each log-prob -log(vocab) within float rounding, as on the CPU. A temperature no
+-- float holds above 0 (1e-50) or below inf (1e39) is refused, naming it; the CPU takes it.
+H.case("temperatures at the ends of a float's range: tiny decodes greedily as on the CPU, huge near uniform", function()
   local cpu, gpu = load(FIX[1]), load(FIX[1])
   assert(gpu:to_device("cuda", "f32"))
+  local g = cpu:generate({{1, 2, 3}}, {temperature = 0, max_new_tokens = 6, n = 2})
+  local V = cpu:config().vocab_size
   for _, o in ipairs({{temperature = 1e-40}, {temperature = 1e-40, top_k = 3}, {temperature = 1e-40, top_p = 0.9}}) do
     o.max_new_tokens, o.seed, o.n = 6, 5, 2
-    H.raises(function() gpu:generate({{1, 2, 3}}, o) end, "token 1 of sample 1 (prompt 1)", "temperature too small")
-    local r = cpu:generate({{1, 2, 3}}, o)
-    local g = cpu:generate({{1, 2, 3}}, {temperature = 0, max_new_tokens = 6, n = 2})
-    same_tokens(r[1].tokens, g[1].tokens, "CPU at T = 1e-40 decodes greedily")
+    local r, c = gpu:generate({{1, 2, 3}}, o), cpu:generate({{1, 2, 3}}, o)
+    same_tokens(r[1].tokens, g[1].tokens, "GPU at T = 1e-40 decodes greedily")
+    same_tokens(c[1].tokens, g[1].tokens, "CPU at T = 1e-40 decodes greedily")
+    for t = 1, #r[1].tokens do H.near(r[1].logprobs[t], 0, 1e-6, "T = 1e-40: log-prob of token " .. t) end
+  end
+  for _, o in ipairs({{temperature = 1e30}, {temperature = 1e30, top_k = 5}}) do
+    o.max_new_tokens, o.seed, o.n = 6, 5, 2
+    local r = gpu:generate({{1, 2, 3}}, o)
+    -- log-probs are under the full log_softmax(logits / T), truncated or not
+    for t = 1, #r[1].tokens do H.near(r[1].logprobs[t], -math.log(V), 1e-4, "T = 1e30: log-prob of token " .. t) end
+  end
+  for _, T in ipairs({1e-50, 1e39}) do
+    H.raises(function() gpu:generate({{1, 2, 3}}, {temperature = T, max_new_tokens = 2}) end,
+             "temperature " .. string.format("%g", T), "outside the GPU sampler's float range")
+    H.eq(#cpu:generate({{1, 2, 3}}, {temperature = T, max_new_tokens = 2})[1].tokens, 2, "CPU at T = " .. T)
   end
   cpu:free(); gpu:free()
 end)
