@@ -532,21 +532,21 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
       for (int i = lo; i < hi; i++) c += fkey(lg[i]) == kt;
       eq_before = block_exscan<int>(c, &eq_total, s_ibuf);
     }
-    double mass = 0;
-    int lastk = -1;
-    {
+    /* f(i, p) over this thread's kept ids in index order, p the id's probability, until f says stop */
+    auto each_kept = [&](auto f) {
       int e = eq_before;
       for (int i = lo; i < hi; i++) {
         float v = lg[i];
-        bool kept = all;
         if (!all) {
           uint32_t k = fkey(v);
-          if (k > kt) kept = true;
-          else if (k == kt) { kept = e < keq; e++; }
+          if (k < kt || (k == kt && e++ >= keq)) continue; /* of the ids equal to kt, the first keq */
         }
-        if (kept) { mass += (double)expf(gen_z(v, hb, T) - lse); lastk = i; }
+        if (f(i, (double)expf(gen_z(v, hb, T) - lse))) return;
       }
-    }
+    };
+    double mass = 0;
+    int lastk = -1;
+    each_kept([&](int i, double p) { mass += p; lastk = i; return false; });
     double total;
     double before = block_exscan<double>(mass, &total, s_dbuf);
     if (tid == 0) { s_pick = V; s_lastkept = -1; }
@@ -555,19 +555,12 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
     double target = u * total;
     if (mass > 0 && before <= target && target < before + mass) {
       double cum = before;
-      int e = eq_before, found = lastk;
-      for (int i = lo; i < hi; i++) {
-        float v = lg[i];
-        bool kept = all;
-        if (!all) {
-          uint32_t k = fkey(v);
-          if (k > kt) kept = true;
-          else if (k == kt) { kept = e < keq; e++; }
-        }
-        if (!kept) continue;
-        cum += (double)expf(gen_z(v, hb, T) - lse);
-        if (target < cum) { found = i; break; }
-      }
+      int found = lastk;
+      each_kept([&](int i, double p) {
+        cum += p;
+        if (target < cum) found = i;
+        return target < cum;
+      });
       atomicMin(&s_pick, found);
     }
     __syncthreads();
@@ -579,6 +572,5 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
     if (update) { tok[r] = pick; pos[r] += 1; step[r] += 1; }
   }
 }
-
 
 #endif

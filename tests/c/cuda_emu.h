@@ -171,26 +171,8 @@ template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int o) {
 template <typename T> static inline T __shfl_up_sync(unsigned, T v, int o) {
   return emu_shuffle(v, [o](int l) { return l >= o ? l - o : l; });
 }
-/* the butterflies of cuda_internal.cuh's warp_sum / warp_max and its block_sum, over the emulated
- * shuffle */
-template <typename A> static inline A warp_sum(A v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-template <typename A> static inline A block_sum(A v) {
-  __shared__ A part[32];
-  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();
-  if (lane == 0) part[w] = v;
-  __syncthreads();
-  A r = lane < nw ? part[lane] : (A)0;
-  return warp_sum(r);
-}
-static inline float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
+/* cuda_internal.cuh's warp and block reductions, over the emulated shuffle */
+#include "kernels/block_reduce.cuh"
 /* element helpers of cuda_internal.cuh */
 static inline void bf16x8_to_float(const uint4 &u, float *f) {
   const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
