@@ -80,16 +80,17 @@ __device__ __forceinline__ double g_draw(uint64_t key, uint64_t step) {
  * same terms as the segment's sum (so the walk and the segment totals agree to the last bits of a
  * double). Against k_sample, which sums (double) expf(z - lse) per id, each id's probability
  * differs only by the rounding of its own float z and exponential, not by an error shared by a
- * whole segment (the scale is a double). Greedy picks the first maximum. Writes out (token, log-prob z - lse) and advances tok, pos and step as k_sample does;
- * a row holding a NaN or +inf logit, or only -inf, gets GEN_BAD_* instead (no draw). Tree merges
- * run in a fixed order: the result is deterministic. */
+ * whole segment (the scale is a double). Greedy picks the first maximum. Writes out (token,
+ * log-prob z - lse) and advances tok, pos and step as k_sample does; a row holding a NaN or +inf
+ * logit, or only -inf, gets GEN_BAD_* instead (no draw). Tree merges run in a fixed order: the
+ * result is deterministic. */
 #define SMP_T 256    /* threads per block */
 #define SMP_U 4      /* 16-byte loads a thread has in flight in a pass over its segment */
 #define SMP_MAXS 32  /* segments per row at most */
 #define SMP_GROUP 8  /* threads per group of the inverse-CDF walk: SMP_T / 32 groups */
 
-/* a segment's summary: its first maximum (bv at id bi), S = sum of (double) expf((logit - bv) / T),
- * and whether it holds a NaN or +inf logit */
+/* a segment's summary: its first maximum (bv at id bi), S = sum of (double) expf((logit - bv) /
+ * T), and whether it holds a NaN or +inf logit */
 struct smp_part { double S; float bv; int bi, bad; };
 
 struct smp_args {
@@ -208,7 +209,8 @@ __global__ void __launch_bounds__(SMP_T) k_sample_split(smp_args a) {
   __threadfence();
   if (tid < S) {
     const smp_part *pp = a.part + (size_t)r * S + tid;
-    segs[tid].S = __ldcg(&pp->S); segs[tid].bv = __ldcg(&pp->bv); segs[tid].bi = __ldcg(&pp->bi); segs[tid].bad = __ldcg(&pp->bad);
+    segs[tid].S = __ldcg(&pp->S); segs[tid].bv = __ldcg(&pp->bv);
+    segs[tid].bi = __ldcg(&pp->bi); segs[tid].bad = __ldcg(&pp->bad);
   }
   __syncthreads();
   /* the row, merged in segment order (every thread the same, from shared memory): the first

@@ -416,7 +416,9 @@ H.case("temperatures at the ends of a float's range: tiny decodes greedily as on
     o.max_new_tokens, o.seed, o.n = 6, 5, 2
     local r = gpu:generate({{1, 2, 3}}, o)
     -- log-probs are under the full log_softmax(logits / T), truncated or not
-    for t = 1, #r[1].tokens do H.near(r[1].logprobs[t], -math.log(V), 1e-4, "T = 1e30: log-prob of token " .. t) end
+    for t = 1, #r[1].tokens do
+      H.near(r[1].logprobs[t], -math.log(V), 1e-4, "T = 1e30: log-prob of token " .. t)
+    end
   end
   for _, T in ipairs({1e-50, 1e39}) do
     H.raises(function() gpu:generate({{1, 2, 3}}, {temperature = T, max_new_tokens = 2}) end,
