@@ -548,7 +548,11 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
     };
     double mass = 0;
     int lastk = -1;
-    each_kept([&](int i, double p) { mass += p; lastk = i; return false; });
+    each_kept([&](int i, double p) {
+      mass += p;
+      if (p > 0) lastk = i; /* past the end (rounding): the last kept id with probability */
+      return false;
+    });
     double total;
     double before = block_exscan<double>(mass, &total, s_dbuf);
     if (tid == 0) { s_pick = V; s_lastkept = -1; }

@@ -3,9 +3,10 @@
  * Contract: the same as the CPU sampler in core/nn/generate.c (prefill once per prompt, n samples
  * per prompt, stop tokens, per-token log-probs under log_softmax(logits / T), sample j of prompt
  * p drawing from the Philox stream keyed by (seed, p, j) and counted by step). Greedy decoding
- * picks the first maximum like the CPU; sampled tokens follow the same distribution and, without
- * top-k/top-p, walk the candidates in the same (index) order with the same uniform draw, so they
- * agree with the CPU except where f32 rounding moves a boundary.
+ * picks the first maximum like the CPU; sampled tokens follow the same distribution, top-k/top-p
+ * keep the same candidates (by logit, ties by id), and the draw walks them in the same (id)
+ * order with the same uniform, so they agree with the CPU except where f32 rounding moves a
+ * boundary.
  *
  * Weights: every matrix (embedding, projections, head) must be a contiguous CUDA tensor of one
  * dtype W, bf16 or f32; norms and biases may be f32 or bf16 (copied to f32 per call). Math is

@@ -18,6 +18,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <string.h>
 
 typedef struct {
   int64_t capacity;           /* positions per slot */
@@ -241,31 +242,40 @@ done:
   return rc;
 }
 
-/* Sorts idx[0..n) / p[0..n) by probability, descending, ties by id ascending: a total order, so
- * any prefix of the sorted vocabulary sorts to the same sequence whether it is sorted alone or
- * with the rest. */
-static void sort_by_p(int64_t *idx, double *p, int64_t n) {
+/* Truncation ranks the candidates by a key: the logit's bits mapped to an unsigned order (larger
+ * logit, larger key; +0 above -0, as the GPU sampler's fkey), then the id, smaller first; larger
+ * keys first. The logit order is the probability order wherever the double probabilities differ,
+ * and breaks their ties as exact arithmetic would; the order is total, so any prefix of the sorted
+ * vocabulary sorts to the same sequence whether it is sorted alone or with the rest. */
+static inline uint64_t cand_key(const float *logits, int64_t i) {
+  uint32_t b;
+  memcpy(&b, &logits[i], sizeof b);
+  uint32_t k = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  return ((uint64_t)k << 32) | (uint32_t)(0xFFFFFFFFu - (uint32_t)i);
+}
+static inline int64_t cand_id(uint64_t key) { return (int64_t)(0xFFFFFFFFu - (uint32_t)key); }
+
+/* Sorts the keys k[0..n), largest first. */
+static void sort_keys(uint64_t *k, int64_t n) {
   for (int64_t gap = n / 2; gap > 0; gap /= 2)
     for (int64_t i = gap; i < n; i++) {
-      int64_t ti = idx[i];
-      double tp = p[i];
+      uint64_t t = k[i];
       int64_t j = i;
-      while (j >= gap && (p[j - gap] < tp || (p[j - gap] == tp && idx[j - gap] > ti))) {
-        p[j] = p[j - gap]; idx[j] = idx[j - gap]; j -= gap;
-      }
-      p[j] = tp; idx[j] = ti;
+      while (j >= gap && k[j - gap] < t) { k[j] = k[j - gap]; j -= gap; }
+      k[j] = t;
     }
 }
 
-/* How many of the sorted candidates top-k / top-p keep: the first keep, cut where the running
- * sum first reaches top_p. *reached: the sum reached top_p (or top_p is off). */
-static int64_t nucleus(const double *p, int64_t n, int64_t keep, double top_p, bool *reached) {
+/* How many of the sorted candidates k[0..n) (probabilities p by id) top-k / top-p keep: the
+ * first keep, cut where the running sum first reaches top_p. *reached: the sum reached top_p (or
+ * top_p is off). */
+static int64_t nucleus(const double *p, const uint64_t *k, int64_t n, int64_t keep, double top_p, bool *reached) {
   if (keep > n) keep = n;
   *reached = !(top_p < 1.0);
   if (*reached) return keep;
   double cum = 0;
   for (int64_t i = 0; i < keep; i++) {
-    cum += p[i];
+    cum += p[cand_id(k[i])];
     if (cum >= top_p) { *reached = true; return i + 1; }
   }
   return keep;
@@ -275,6 +285,12 @@ static int64_t nucleus(const double *p, int64_t n, int64_t keep, double top_p, b
 
 /* (logit - c) / T in double: with c = 0 exactly logit / T */
 static inline double scaled(const float *logits, int64_t i, double c, double T) { return (logits[i] - c) / T; }
+
+/* The probability p[i] of id i in the draw: all are kept without truncation (last 0); with it,
+ * those whose key is at least `last`, the last kept's; 0 for the others. */
+static inline double kept_p(const float *logits, const double *p, uint64_t last, int64_t i) {
+  return last == 0 || cand_key(logits, i) >= last ? p[i] : 0.0;
+}
 
 /* Returns the token, or -1 with a message when the logits hold NaN or +inf, or only -inf.
  * Any T > 0 samples softmax(logits / T): where the largest logit / T overflows (T tiny), the
@@ -294,16 +310,19 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
   for (int64_t i = 0; i < V; i++) sum += exp(scaled(logits, i, c, T) - mx);
   double lse = mx + log(sum);
   if (temperature <= 0) { *logprob = scaled(logits, best, c, T) - lse; return best; }
-  /* Truncation (top-k, top-p) keeps a prefix of the vocabulary sorted by probability. Sorting
-   * all V (151,936 for Qwen) every token dominated CPU sampling, so only a prefix that surely
-   * holds the kept tokens is sorted: the ids whose probability is within 2^-b of the largest,
-   * b the first power that holds at least top_k ids or top_p of the mass (one pass buckets the
-   * ids by b). The sort order is total, so the kept tokens, their order and every sum are those
-   * of sorting all V; if the running sum misses top_p inside the prefix (rounding), the whole
-   * vocabulary is sorted. Without truncation, the full softmax is sampled. */
+  /* Truncation (top-k, top-p) keeps a prefix of the vocabulary sorted by probability (by logit,
+   * cand_before). Sorting all V (151,936 for Qwen) every token dominated CPU sampling, so only a
+   * prefix that surely holds the kept tokens is sorted: the ids whose probability is within 2^-b
+   * of the largest, b the first power that holds at least top_k ids or top_p of the mass (one
+   * pass buckets the ids by b). The sort order is total, so the kept tokens, their order and
+   * every sum are those of sorting all V; if the running sum misses top_p inside the prefix
+   * (rounding), the whole vocabulary is sorted. The kept tokens are then drawn from in id order,
+   * as without truncation and as the GPU does, so that the same u picks the same token on both. */
   int64_t n = V;
-  for (int64_t i = 0; i < V; i++) { idx[i] = i; p[i] = exp(scaled(logits, i, c, T) - lse); }
+  uint64_t last = 0; /* truncation: the last kept candidate's key (no key is 0) */
+  for (int64_t i = 0; i < V; i++) p[i] = exp(scaled(logits, i, c, T) - lse);
   if (top_k > 0 || top_p < 1.0) {
+    uint64_t *key = (uint64_t *)idx; /* the caller's V int64 of workspace */
     int64_t keep = top_k > 0 && top_k < V ? top_k : V;
     double pmax = p[best];
     int64_t count[SAMPLE_BUCKETS] = {0};
@@ -329,27 +348,33 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
     if (B < SAMPLE_BUCKETS - 1) {
       for (int64_t i = 0; i < V; i++) {
         int e;
-        if (p[i] > 0 && (frexp(p[i] / pmax, &e), 1 - e <= B)) { idx[m] = i; p[m] = p[i]; m++; }
+        if (p[i] > 0 && (frexp(p[i] / pmax, &e), 1 - e <= B)) key[m++] = cand_key(logits, i);
       }
     } else {
-      m = V;
+      for (m = 0; m < V; m++) key[m] = cand_key(logits, m);
     }
     bool reached;
-    sort_by_p(idx, p, m);
-    n = nucleus(p, m, keep, top_p, &reached);
+    sort_keys(key, m);
+    n = nucleus(p, key, m, keep, top_p, &reached);
     if (!reached && m < keep && m < V) {        /* the prefix fell short: sort everything */
-      for (int64_t i = 0; i < V; i++) { idx[i] = i; p[i] = exp(scaled(logits, i, c, T) - lse); }
-      sort_by_p(idx, p, V);
-      n = nucleus(p, V, keep, top_p, &reached);
+      for (int64_t i = 0; i < V; i++) key[i] = cand_key(logits, i);
+      sort_keys(key, V);
+      n = nucleus(p, key, V, keep, top_p, &reached);
     }
+    last = key[n - 1];
   }
+  /* the inverse CDF at u over the kept ids in id order; past the end (rounding), the last with
+   * probability */
   double total = 0;
-  for (int64_t i = 0; i < n; i++) total += p[i];
+  for (int64_t i = 0; i < V; i++) total += kept_p(logits, p, last, i);
   double target = u * total, cum = 0;
-  int64_t pick = idx[n - 1];
-  for (int64_t i = 0; i < n; i++) {
-    cum += p[i];
-    if (target < cum) { pick = idx[i]; break; }
+  int64_t pick = -1;
+  for (int64_t i = 0; i < V; i++) {
+    double q = kept_p(logits, p, last, i);
+    if (!(q > 0)) continue;
+    pick = i;
+    cum += q;
+    if (target < cum) break;
   }
   *logprob = scaled(logits, pick, c, T) - lse;
   return pick;

@@ -2,8 +2,8 @@
  * tests/c/cuda_emu.h, against a naive double-precision sampler: the first maximum for greedy;
  * otherwise the inverse CDF in index order, at u = g_draw(key, step) (the draw generate.c uses),
  * over softmax(logits / T) computed as generate.c computes it, z = (logit - max) / T, restricted for
- * top-k / top-p to the candidates the CPU keeps (the most probable first, ties by id, cut where
- * the running sum first reaches top_p). Needs no GPU (built when the CUDA toolkit is found).
+ * top-k / top-p to the candidates the CPU keeps (by logit, ties by id, cut where the running sum
+ * first reaches top_p). Needs no GPU (built when the CUDA toolkit is found).
  *
  * A drawn id passes when the target u * total lies in its cumulative interval up to 1e-9 of the
  * total (the kernels' terms are float exponentials summed in another order; an error shared by a
@@ -69,12 +69,12 @@ static bool check_draw(const float *lg, int V, const scase &c, double u, int k, 
   bool ok = k >= 0 && k < V;
   if (ok && c.greedy) ok = k == first;
   if (ok && !c.greedy) {
-    /* the kept set: by probability, ties by id; the first top_k, cut where the sum reaches top_p */
+    /* the kept set: by logit, ties by id; the first top_k, cut where the sum reaches top_p */
     std::vector<char> kept(V, 1);
     if ((c.top_k > 0 && c.top_k < V) || c.top_p < 1.0f) {
       std::vector<int> ord(V);
       for (int i = 0; i < V; i++) ord[i] = i;
-      std::sort(ord.begin(), ord.end(), [&](int x, int y) { return p[x] > p[y] || (p[x] == p[y] && x < y); });
+      std::sort(ord.begin(), ord.end(), [&](int x, int y) { return lg[x] > lg[y] || (lg[x] == lg[y] && x < y); });
       int n = c.top_k > 0 && c.top_k < V ? c.top_k : V;
       if (c.top_p < 1.0f) {
         double cum = 0;
@@ -240,11 +240,12 @@ int main() {
     {3001, 3001, 2, 0, 0.5f, 1, 2, false},
     {20000, 20000, 1, 0, 1.0f, 0, 3, true, false, 0, 0.95f, 1024},
     {1000, 1000, 2, 0, 1.0f, 0, 2, false, false, 40, 1.0f, 1024},
-    /* k_sample at the ends of a float's range (untruncated where all probabilities tie: the GPU
-     * orders tied probabilities by logit, the CPU by id) */
+    /* k_sample at the ends of a float's range (at FLT_MAX the probabilities tie in double:
+     * truncation keeps the largest logits) */
     {1000, 1000, 2, 0, 1.4e-45f, 0, 6, false, false, 3},
     {1000, 1000, 2, 0, 1e-37f, 0, 6, false, false, 0, 0.9f},
     {1000, 1000, 2, 0, FLT_MAX, 0, 6, false},
+    {1000, 1000, 2, 0, FLT_MAX, 0, 6, false, false, 7, 0.5f},
     {2000, 2000, 2, 0, 1e38f, 0, 6, false, true, 20, 0.7f},
     {2000, 2000, 2, 0, 1.0f, 0, 6, false, true},
   };

@@ -1,7 +1,8 @@
 /* test_sample.c - cf_sample_token (core/nn/generate.c) against a plain reference: softmax in
- * double; when truncating, the whole vocabulary sorted by probability (descending, ties by id)
- * with qsort, top-k then top-p cut where the running sum first reaches top_p; the pick of u times
- * the kept mass (without truncation, over the ids in order).
+ * double; when truncating, the whole vocabulary sorted by logit (descending, ties by id: the
+ * probability order, its ties broken as exact arithmetic would) with qsort, top-k then top-p cut
+ * where the running sum first reaches top_p; the pick of u times the kept mass over the kept ids
+ * in id order (as the GPU draws), past the end the last with probability.
  * The sampler sorts only a prefix that holds the kept tokens; its token and log-prob must equal
  * the reference's exactly, for flat, peaked, tied and underflowing distributions. Then the edges:
  * temperatures so small that logit / T overflows (the softmax is then one-hot, or uniform over
@@ -16,11 +17,16 @@
 
 #include "check.h"
 
-typedef struct { int64_t id; double p; } cand;
+typedef struct { int64_t id; double p; float logit; } cand;
 
-static int by_p(const void *a, const void *b) {
+static int by_logit(const void *a, const void *b) {
   const cand *x = a, *y = b;
-  if (x->p != y->p) return x->p > y->p ? -1 : 1;
+  if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int by_id(const void *a, const void *b) {
+  const cand *x = a, *y = b;
   return x->id < y->id ? -1 : x->id > y->id;
 }
 
@@ -32,18 +38,23 @@ static int64_t reference(const float *logits, int64_t V, double T, int top_k, do
   for (int64_t i = 0; i < V; i++) sum += exp(logits[i] / T - mx);
   double lse = mx + log(sum);
   cand *c = malloc((size_t)V * sizeof *c);
-  for (int64_t i = 0; i < V; i++) { c[i].id = i; c[i].p = exp(logits[i] / T - lse); }
-  if (top_k > 0 || top_p < 1.0) qsort(c, (size_t)V, sizeof *c, by_p);   /* else: in id order */
+  for (int64_t i = 0; i < V; i++) { c[i].id = i; c[i].p = exp(logits[i] / T - lse); c[i].logit = logits[i]; }
+  if (top_k > 0 || top_p < 1.0) qsort(c, (size_t)V, sizeof *c, by_logit);   /* else: in id order */
   int64_t keep = top_k > 0 && top_k < V ? top_k : V, n = keep;
   if (top_p < 1.0) {
     double cum = 0;
     for (int64_t i = 0; i < keep; i++) { cum += c[i].p; if (cum >= top_p) { n = i + 1; break; } }
   }
+  qsort(c, (size_t)n, sizeof *c, by_id);
   double total = 0;
   for (int64_t i = 0; i < n; i++) total += c[i].p;
   double target = u * total, cum = 0;
-  int64_t pick = c[n - 1].id;
-  for (int64_t i = 0; i < n; i++) { cum += c[i].p; if (target < cum) { pick = c[i].id; break; } }
+  int64_t pick = -1;
+  for (int64_t i = 0; i < n; i++) {
+    if (c[i].p > 0) pick = c[i].id;
+    cum += c[i].p;
+    if (c[i].p > 0 && target < cum) break;
+  }
   free(c);
   *logprob = logits[pick] / T - lse;
   return pick;
@@ -122,7 +133,9 @@ static void test_bad_logits(void) {
 
 int main(void) {
   const int64_t sizes[] = {1, 2, 7, 1000, 40000};
-  const double temps[] = {0.3, 1.0, 2.5};
+  /* 1e30: distinct logits, probabilities equal in double (truncation keeps the largest logits) */
+  const double temps[] = {0.3, 1.0, 2.5, 1e30};
+  const size_t nt = sizeof temps / sizeof *temps;
   const int ks[] = {0, 1, 5, 64, 100000};
   const double ps[] = {1.0, 0.95, 0.5, 0.01, 0.999999};
   const double us[] = {0.0, 0.37, 0.999999};
@@ -135,7 +148,7 @@ int main(void) {
     for (int kind = 0; kind < 6; kind++) {
       fill(lg, V, kind);
       if (kind == 4 && V >= 1) lg[0] = 1.0f;   /* at least one finite logit */
-      for (size_t ti = 0; ti < 3; ti++)
+      for (size_t ti = 0; ti < nt; ti++)
         for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
           for (size_t pi = 0; pi < sizeof ps / sizeof *ps; pi++)
             for (size_t ui = 0; ui < 3; ui++) {

@@ -116,12 +116,15 @@ for _, dir in ipairs(FIX) do
     end
   end)
 
-  H.case(name .. ": truncated sampling against the CPU sampler", function()
-    -- top-k/top-p keep the same candidate set; the GPU walks it in index order, the CPU by
-    -- probability, so draws may pick other members: compare the log-prob of what the GPU picked
+  H.case(name .. ": truncated sampling f32 equals CPU", function()
+    -- top-k/top-p keep the same candidates (by logit, ties by id) and both draw from them in id
+    -- order with the same Philox stream, so the tokens agree (except where f32 rounding moves a
+    -- boundary, as untruncated); the log-probs score as the CPU's forward does
     local o = {max_new_tokens = 12, temperature = 0.8, top_k = 5, top_p = 0.8, n = 2, seed = 3, ignore_eos = true}
-    local b = gpu:generate(ps, o)
+    local a, b = cpu:generate(ps, o), gpu:generate(ps, o)
     for i = 1, #b do
+      same_tokens(b[i].tokens, a[i].tokens, "sample " .. i)
+      H.near(b[i].logprob, a[i].logprob, 1e-4, "logprob sum " .. i)
       H.near(b[i].logprob, cpu_score(cpu, ps[b[i].prompt], b[i].tokens, 0.8), 1e-3, "scored " .. i)
     end
   end)
