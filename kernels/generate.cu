@@ -78,7 +78,7 @@ extern "C" {
 
 /* ---------------------------------------------------------------- device helpers */
 
-/* g_philox, g_draw (generate.c's draw) and gen_out; k_sample_split */
+/* g_philox, g_draw (generate.c's draw) and gen_out; the samplers k_sample and k_sample_split */
 #include "kernels/gen_sample.cuh"
 
 /* ---------------------------------------------------------------- layer kernels */

@@ -18,7 +18,6 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <string.h>
 
 typedef struct {
   int64_t capacity;           /* positions per slot */
@@ -247,7 +246,7 @@ done:
  * keys first. The logit order is the probability order wherever the double probabilities differ,
  * and breaks their ties as exact arithmetic would; the order is total, so any prefix of the sorted
  * vocabulary sorts to the same sequence whether it is sorted alone or with the rest. */
-static inline uint64_t cand_key(const float *logits, int64_t i) {
+static inline uint64_t cand_key(const float *logits, int64_t i) { /* ids below 2^32 */
   uint32_t b;
   memcpy(&b, &logits[i], sizeof b);
   uint32_t k = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
@@ -311,7 +310,7 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
   double lse = mx + log(sum);
   if (temperature <= 0) { *logprob = scaled(logits, best, c, T) - lse; return best; }
   /* Truncation (top-k, top-p) keeps a prefix of the vocabulary sorted by probability (by logit,
-   * cand_before). Sorting all V (151,936 for Qwen) every token dominated CPU sampling, so only a
+   * cand_key). Sorting all V (151,936 for Qwen) every token dominated CPU sampling, so only a
    * prefix that surely holds the kept tokens is sorted: the ids whose probability is within 2^-b
    * of the largest, b the first power that holds at least top_k ids or top_p of the mass (one
    * pass buckets the ids by b). The sort order is total, so the kept tokens, their order and
