@@ -21,10 +21,14 @@ extern "C" {
 #include "nn_bwd.h" /* the declarations grad_nn.c calls: checked against the definitions */
 }
 
-/* The temperature (NaN: 1) must be > 0, finite, and large enough that the kernels' float scale
- * 1 / T is finite (core/kernel_geo.h; the CPU, scaling in double, takes T down to ~5.6e-309) */
+/* The temperature (NaN: 1) must be > 0, finite, and such that the kernels' float scale 1 / T is
+ * finite (core/kernel_geo.h; the CPU, scaling in double, takes T down to ~5.6e-309) and not 0
+ * (T past ~7e45: a -inf logit times 0 would be NaN; the CPU takes any finite T) */
 static int check_temperature(const char *op, double temp, double *out) {
-  return cf_check_temperature(op, temp, FLT_MAX, out);
+  if (cf_check_temperature(op, temp, FLT_MAX, out)) return -1;
+  if (!((float)(1.0 / *out) > 0))
+    return CF_ERR("%s: temperature %g is too large (the GPU's float 1 / T is 0)", op, *out);
+  return 0;
 }
 
 /* ================================================================ embedding */

@@ -368,7 +368,7 @@ H.case("id range errors name the id", function()
 end)
 
 -- The GPU's vocabulary losses scale by 1 / T in float: a temperature whose reciprocal passes
--- FLT_MAX is refused (the CPU, in double, takes it), never turned into inf and NaN
+-- FLT_MAX, or rounds to 0, is refused (the CPU, in double, takes it), never turned into inf and NaN
 H.case("tempered losses: a temperature too small for a float 1 / T is refused", function()
   local z, t0 = rn({2, 5}, 604), confit.tensor({1, 2}, {dtype = "i64"})
   local h, w = rn({2, 4}, 605), rn({5, 4}, 606)
@@ -379,6 +379,10 @@ H.case("tempered losses: a temperature too small for a float 1 / T is refused", 
     H.raises(function() return h:cuda():head_entropy(w:cuda(), T) end, "head_entropy", "too small")
   end
   H.ok(pcall(z.token_logprob, z, t0, 1e-39), "the CPU takes 1e-39")
+  -- past ~7e45 the float 1 / T is 0 (a -inf logit would give NaN): refused too
+  H.raises(function() return z:cuda():token_logprob(t0:cuda(), 1e50) end, "token_logprob", "too large")
+  H.raises(function() return h:cuda():head_entropy(w:cuda(), 1e50) end, "head_entropy", "too large")
+  H.ok(pcall(z.token_logprob, z, t0, 1e50), "the CPU takes 1e50")
   H.raises(function() return z:cuda():token_logprob(t0:cuda(), -1) end, "token_logprob", "must be > 0")
 end)
 
