@@ -336,6 +336,16 @@ __device__ __forceinline__ uint32_t fkey(float f) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
+/* The warp's first maximum: every lane gets the largest bv, at the smallest bi among ties */
+__device__ __forceinline__ void warp_first_max(float &bv, int &bi) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+  }
+}
+
 /* Exclusive scan of one value per thread over the block (blockDim.x a multiple of 32); returns
  * the prefix and writes the total. Deterministic (fixed tree). */
 template <typename A>
@@ -402,23 +412,13 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
     else zs += expf(gen_z(v, 0.5f * bv, T));
   });
   float tbv = bv; /* this thread's maximum, for its zs */
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-    int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
-  }
+  warp_first_max(bv, bi);
   if (lane == 0) { s_bv[w] = bv; s_bi[w] = bi; }
   __syncthreads();
   if (w == 0) {
     bv = lane < nw ? s_bv[lane] : -INFINITY;
     bi = lane < nw ? s_bi[lane] : V;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-      int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
-    }
+    warp_first_max(bv, bi);
     if (lane == 0) { s_bv[0] = bv; s_bi[0] = bi; }
   }
   int anybad = __syncthreads_or(bad); /* also the barrier after s_bv[0] */
