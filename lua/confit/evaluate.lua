@@ -711,6 +711,10 @@ end
 
 -- A plain-text table of summaries (one row each), percentages for rates.
 function evaluate.format_table(summaries)
+  if type(summaries) ~= "table" then fail("format_table: expected a list of summaries, got " .. type(summaries), 2) end
+  for i, s in ipairs(summaries) do
+    if type(s) ~= "table" then fail(("format_table: summary %d must be a table, got %s"):format(i, type(s)), 2) end
+  end
   local cols = {{"benchmark", function(s) return s.benchmark or "" end},
                 {"mode", function(s) return (s.grader and s.grader ~= s.mode) and s.grader or (s.mode or "") end},
                 {"n", function(s) return tostring(s.n) end}}
@@ -806,8 +810,8 @@ function evaluate.run(model, problems, opts)
   if type(problems) ~= "table" then fail("problems must be a list", 2) end
   local injected = opts.generate ~= nil
   if injected and type(opts.generate) ~= "function" then fail("opts.generate must be a function", 2) end
-  if not injected and (model == nil or model.generate == nil) then
-    fail("need a model with :generate (or opts.generate)", 2)
+  if not injected and (type(model) ~= "table" or model.generate == nil) then
+    fail("need a model with :generate (or opts.generate), got " .. (model == nil and "none" or type(model)), 2)
   end
   -- The C generate directly when there is one (token ids in, token ids out; we decode),
   -- else the model's own generate.

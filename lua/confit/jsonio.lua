@@ -259,6 +259,8 @@ end
 -- still appending), instead of failing. opts.lines: also return the list of the records' lines
 -- as they are in the file (to keep some of them verbatim: decoding turns 0.0 into 0).
 function M.read_jsonl(path, opts)
+  if type(path) ~= "string" then error("jsonio.read_jsonl: path must be a string, got " .. type(path), 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("jsonio.read_jsonl: opts must be a table, got " .. type(opts), 2) end
   local text, err = read_all(path)
   if not text then return nil, err end
   local lines = opts and opts.lines and {} or nil

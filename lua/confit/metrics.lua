@@ -51,6 +51,11 @@ end
 local function length_of(t) return t.n or #t end
 
 function metrics.majority(answers, opts)
+  if type(answers) ~= "table" then error("metrics.majority: answers must be a list, got " .. type(answers), 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("metrics.majority: opts must be a table such as {key = fn}, got " .. type(opts), 2) end
+  if opts and opts.key ~= nil and type(opts.key) ~= "function" then
+    error("metrics.majority: opts.key must be a function, got " .. type(opts.key), 2)
+  end
   local key = (opts and opts.key) or function(a) return a end
   local count, first, order = {}, {}, {}
   for i = 1, length_of(answers) do
@@ -148,9 +153,12 @@ end
 -- boolean, else the Student-t interval of the per-problem means (clipped to [0, 1]).
 function metrics.summarize(problems, opts)
   opts = opts or {}
+  if type(problems) ~= "table" then error("metrics.summarize: problems must be a list, got " .. type(problems), 2) end
+  if type(opts) ~= "table" then error("metrics.summarize: opts must be a table such as {k = {1, 8}}, got " .. type(opts), 2) end
   local out = {problems = #problems, pass_at = {}}
   local vals, all_bool, lengths, boxes, maj = {}, true, {}, {}, {}
   for i, p in ipairs(problems) do
+    if type(p) ~= "table" then error(string.format("metrics.summarize: problem %d must be a table, got %s", i, type(p)), 2) end
     local c = p.correct
     if c == nil and p.n and p.c then c = p.n > 0 and p.c / p.n or 0 end
     if type(c) == "boolean" then vals[#vals + 1] = c and 1 or 0

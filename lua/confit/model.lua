@@ -86,6 +86,10 @@ end
 
 --- Random init in the usual transformer way: norms at 1, biases at 0, weights N(0, std^2).
 function Model:init_random(seed, std)
+  seed = math.tointeger(seed) or error("init_random: seed must be an integer, got " .. tostring(seed), 2)
+  if type(std) ~= "number" or not (std >= 0) or std == math.huge then
+    error("init_random: std must be a finite number >= 0, got " .. tostring(std), 2)
+  end
   local confit = require "confit"
   local params = self.core:parameters()
   for i, name in ipairs(self.core:param_names()) do
@@ -120,12 +124,20 @@ function Model:set_param(name, t) return self.core:set_param(name, t) end
 --- (total lengths when rows are right-padded).
 function Model:logprobs(ids, prompt_lens, opts)
   opts = opts or {}
+  if type(opts) ~= "table" then error("logprobs: opts must be a table such as {temperature = 0.5}, got " .. type(opts), 2) end
   return self.core:logprobs(as_ids(self, ids), prompt_lens, opts.temperature or 1.0, opts.lens)
 end
 
 --- Right-pad token lists into an i64 [B, Tmax] tensor; returns ids, lens.
 function M.pad(seqs, pad_id)
   pad_id = pad_id or 0
+  if type(seqs) ~= "table" then error("pad: seqs must be a list of token-id lists, got " .. type(seqs), 2) end
+  pad_id = math.tointeger(pad_id) or error("pad: pad_id must be an integer, got " .. tostring(pad_id), 2)
+  for i, s in ipairs(seqs) do
+    if type(s) ~= "table" or getmetatable(s) ~= nil then
+      error(("pad: sequence %d must be a list of token ids, got %s"):format(i, type(s)), 2)
+    end
+  end
   local maxlen, lens, rows = 0, {}, {}
   for i, s in ipairs(seqs) do lens[i] = #s; if #s > maxlen then maxlen = #s end end
   for i, s in ipairs(seqs) do
@@ -146,6 +158,8 @@ end
 --- is taken as it is. Anything else, or a string for a model without a tokenizer, raises
 --- "<what>: prompt i ..." at the level of whoever called the function calling this one.
 function Model:prompt_ids(prompts, what)
+  what = what or "prompt_ids"
+  if type(prompts) ~= "table" then error(("%s: prompts must be a list, got %s"):format(what, type(prompts)), 3) end
   local ids = {}
   for i, p in ipairs(prompts) do
     if type(p) == "string" then
@@ -232,6 +246,7 @@ end
 --- the tokenizer files) into the existing folder dir: each file atomically, the folder as a whole
 --- not. m:save and train.save_checkpoint call it inside a temporary folder.
 function Model:save_into(dir)
+  if type(dir) ~= "string" then error("save_into: dir must be a folder path, got " .. type(dir), 2) end
   self.core:save(dir)
   local src, tok_json = self.dir, nil
   if self.tokenizer and type(self.tokenizer.path) == "string" then

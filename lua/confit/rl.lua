@@ -474,7 +474,16 @@ local function base_metrics(batch, lpv)
   end
   return met
 end
-rl.base_metrics = base_metrics
+function rl.base_metrics(batch, lpv)
+  if type(batch) ~= "table" or type(batch.samples) ~= "table" or type(batch.comp_lens) ~= "table" then
+    error("rl.base_metrics: batch must be a batch of rl.batch, got " .. show(batch), 2)
+  end
+  if type(lpv) ~= "table" or #lpv ~= #batch.samples then
+    error(("rl.base_metrics: lpv must be a list of %d log-probs (one per sample), got %s"):format(#batch.samples,
+          type(lpv) == "table" and #lpv .. " entries" or show(lpv)), 2)
+  end
+  return base_metrics(batch, lpv)
+end
 
 local function mean_of(xs)
   local s = 0

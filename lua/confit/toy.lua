@@ -200,6 +200,9 @@ end
 -- toy.world("mixed" | "pure" | {preset=, steps=, lo=, hi=, ops=, direct_share=, allow_negative=})
 function M.world(spec)
   spec = spec or "mixed"
+  if type(spec) ~= "string" and type(spec) ~= "table" then
+    error("toy.world: expected a preset name or a table of options, got " .. type(spec), 2)
+  end
   local opts = {}
   local base_name = type(spec) == "string" and spec or spec.preset or "mixed"
   local base = M.presets[base_name]

@@ -167,6 +167,8 @@ H.case("read errors name the file and line", function()
   H.eq(v, nil, "bad jsonl"); H.ok(err:find(q .. ":4:", 1, true), err)
   v, err = jsonio.read_jsonl(d .. "/nope.jsonl")
   H.eq(v, nil, "missing jsonl"); H.ok(err:find("nope.jsonl", 1, true), err)
+  H.raises(function() jsonio.read_jsonl(nil) end, "jsonio.read_jsonl: path must be a string", "nil")
+  H.raises(function() jsonio.read_jsonl(q, 1) end, "jsonio.read_jsonl: opts must be a table", "number")
   os.remove(p); os.remove(q); os.remove(d)
 end)
 

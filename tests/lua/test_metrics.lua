@@ -69,6 +69,13 @@ H.case("summarize and majority refuse values they would miscount", function()
   H.raises(function() metrics.summarize({{maj = "yes"}}) end, "'maj' must be a boolean, 0 or 1")
   H.raises(function() metrics.summarize({}, {k = 2}) end, "opts.k must be a list")
   H.raises(function() metrics.majority({"a"}, {key = function() return nil end}) end, "key of answer 1")
+  -- (public API audit) arguments of the wrong kind are named, not "attempt to index"
+  H.raises(function() metrics.summarize(-1) end, "problems must be a list", "number")
+  H.raises(function() metrics.summarize({{correct = true}, 3}) end, "problem 2 must be a table", "number")
+  H.raises(function() metrics.summarize({}, true) end, "opts must be a table", "boolean")
+  H.raises(function() metrics.majority(nil) end, "answers must be a list", "nil")
+  H.raises(function() metrics.majority({"a"}, print) end, "opts must be a table", "function")
+  H.raises(function() metrics.majority({"a"}, {key = 1}) end, "opts.key must be a function", "number")
   H.near(metrics.summarize({{correct = 0.25}, {correct = true}}).acc, 0.625, 1e-15, "shares and booleans still mix")
 end)
 

@@ -75,6 +75,8 @@ H.case("rows are sorted, largest first, and the report shows them", function()
   H.ok(text:find("total", 1, true), "report has a total line")
   H.eq(P.total(rows).calls, 4, "total calls")
   H.raises(function() P.report(rows, {top = 0}) end, "top must be")
+  H.raises(function() P.report(rows, 5) end, "opts must be a table", "number")
+  H.raises(function() P.report({rows[1], {name = "x"}}) end, "row 2 is not a row")
 end)
 
 H.case("phases label regions; backward and optimizer keep their own", function()

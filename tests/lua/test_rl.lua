@@ -1124,7 +1124,12 @@ H.case("rl.batch refuses bad prompts, samples and n with one line naming them", 
   refused(function() rl.batch(m, {p}, s, {extract = "boxed"}) end, "rl.batch", "opts.extract", "function")
   refused(function() rl.batch(m, {p}, s, "x") end, "rl.batch", "opts must be a table")
   -- the good batch still builds
-  H.eq(rl.batch(m, {p}, s, {n = 2}).n, 2, "n")
+  local b = rl.batch(m, {p}, s, {n = 2})
+  H.eq(b.n, 2, "n")
+  refused(function() rl.base_metrics(nil, {}) end, "rl.base_metrics", "batch must be a batch of rl.batch", "nil")
+  refused(function() rl.base_metrics(b) end, "rl.base_metrics", "lpv must be a list of 2 log-probs", "nil")
+  refused(function() rl.base_metrics(b, {-1}) end, "rl.base_metrics", "lpv must be a list of 2", "1 entries")
+  H.near(rl.base_metrics(b, {-1, -2}).mean_confidence, (math.exp(-1) + math.exp(-2)) / 2, 1e-12, "base_metrics")
 end)
 
 H.case("rl.batch encodes string prompts with the model's tokenizer", function()
