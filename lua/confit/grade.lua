@@ -35,6 +35,8 @@
 --   * symbolic equivalence is numeric evaluation at random points (positive values in
 --     [0.35, 2.65], so |x| = x cannot be told apart), not sympy simplification; "\log" is the
 --     natural log, "i" is an ordinary variable (so 2i+1 = 1+2i, but no complex arithmetic);
+--     values agree within the relative tolerance below, or within the rounding a cancellation
+--     leaves (1e-12 times the largest operand of a sum), so tiny constants keep their digits;
 --   * kept from the harness on purpose: numbers compare with relative tolerance 1e-4, so
 --     "70001" equals "70000", and a prediction equal to the reference x100 or /100 counts;
 --   * strict mode shares this normalisation (EVAL.md: "the subset above"), zero-padded
@@ -610,8 +612,12 @@ local function evaluate(node, k, ctx)
   if op == "fn" then return FN[node[2]](evaluate(node[3], k, ctx)) end
   if op == "fact" then return factorial(evaluate(node[2], k, ctx)) end
   local a, b = evaluate(node[2], k, ctx), evaluate(node[3], k, ctx)
-  if op == "add" then return a + b
-  elseif op == "sub" then return a - b
+  if op == "add" or op == "sub" then
+    -- the largest finite operand of a sum: what its rounding error scales with (trees_equal)
+    local m = math.max(math.abs(a), math.abs(b))
+    if m > ctx.scale and m < math.huge then ctx.scale = m end
+    if op == "add" then return a + b end
+    return a - b
   elseif op == "mul" then return a * b
   elseif op == "div" then return a / b
   elseif op == "pow" then return a ^ b
@@ -630,17 +636,24 @@ local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge en
 -- undefined (a root of a negative, arcsin out of range) are skipped; the first NPOINTS points
 -- draw variables from [0.35, 2.65], the rest log-uniformly from [0.01, 100] so that
 -- expressions with small domains still get defined points; at least one must be defined.
+-- Values agree within the relative tolerance, or within 1e-12 times the largest operand of an
+-- addition or subtraction on either side at that point: the rounding left by a cancellation
+-- (sin^2 x + cos^2 x - 1 against 0). Sides without one compare relatively only, so tiny
+-- constants keep their digits (2.9 x 10^-19 is not 2.88 x 10^-19, nor is 0).
 local function trees_equal(ta, tb, ctx, sign_free)
   local same, flipped, defined = true, sign_free, 0
   for k = 1, 2 * NPOINTS do
     if defined >= NPOINTS then break end
-    local a, b = evaluate(ta, k, ctx), evaluate(tb, k, ctx)
+    ctx.scale = 0
+    local a = evaluate(ta, k, ctx)
+    local b = evaluate(tb, k, ctx)
     local fa, fb = finite(a), finite(b)
     if fa ~= fb then return false end
     if fa then
       defined = defined + 1
-      same = same and close(a, b, 1e-12)
-      flipped = flipped and close(a, -b, 1e-12)
+      local tol = 1e-12 * ctx.scale
+      same = same and close(a, b, tol)
+      flipped = flipped and close(a, -b, tol)
       if not (same or flipped) then return false end
     end
   end

@@ -240,6 +240,20 @@ local CASES = {
   {"eq", "10000000000\\cdot10000000000", "10^{20}", true},
   {"eq", "\\dbinom{5}{2}", "10", true},
   {"eq", "\\tbinom{6}{3}", "20", true},
+  -- tiny magnitudes keep their digits: symbolic comparison once equalled any two values below
+  -- 1e-12 (an absolute tolerance meant for cancellations), so a wrong mantissa passed
+  {"eq", "3\\times10^{-19}", "2.88\\times10^{-19}", false},
+  {"eq", "3\\times 10^{-19}", "2.88e-19", false},
+  {"eq", "1\\times10^{-15}", "2.88\\times10^{-19}", false},
+  {"eq", "6.63\\times10^{-34}", "6.626\\times10^{-34}", false},
+  {"eq", "0", "2.88\\times10^{-19}", false},
+  {"eq", "I(0)", "2.88e-19", false},
+  {"eq", "2.8801\\times10^{-19}", "2.88\\times10^{-19}", true},
+  {"eq", "2.88\\times10^{-19}", "2.88e-19", true},
+  {"eq", "10^{-19}+10^{-20}", "1.1\\times10^{-19}", true},
+  -- while a cancellation's rounding still compares equal to 0
+  {"eq", "\\sin^2 x+\\cos^2 x-1", "0", true},
+  {"eq", "(1+10^{-20})-1", "10^{-20}", true},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
