@@ -631,19 +631,31 @@ end
 
 local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
 
+-- Whether a tree holds a step function (floor, ceil): two such expressions can agree everywhere
+-- in [0.35, 2.65] and differ beyond (floor(log_2 n) and floor(log_5 n) are both 0 on [1, 2)).
+local function has_step(node)
+  if node[1] == "fn" and (node[2] == "floor" or node[2] == "ceil") then return true end
+  for i = 2, #node do
+    if type(node[i]) == "table" and has_step(node[i]) then return true end
+  end
+  return false
+end
+
 -- Compare two expression trees at up to 2*NPOINTS points, stopping after NPOINTS points where
--- both are defined. sign_free: also accept a = -b (equations). Points where both sides are
--- undefined (a root of a negative, arcsin out of range) are skipped; the first NPOINTS points
--- draw variables from [0.35, 2.65], the rest log-uniformly from [0.01, 100] so that
--- expressions with small domains still get defined points; at least one must be defined.
+-- both are defined (with a step function on either side: at every point). sign_free: also
+-- accept a = -b (equations). Points where both sides are undefined (a root of a negative,
+-- arcsin out of range) are skipped; the first NPOINTS points draw variables from [0.35, 2.65],
+-- the rest log-uniformly from [0.01, 100] so that expressions with small domains still get
+-- defined points; at least one must be defined.
 -- Values agree within the relative tolerance, or within 1e-12 times the largest operand of an
 -- addition or subtraction on either side at that point: the rounding left by a cancellation
 -- (sin^2 x + cos^2 x - 1 against 0). Sides without one compare relatively only, so tiny
 -- constants keep their digits (2.9 x 10^-19 is not 2.88 x 10^-19, nor is 0).
 local function trees_equal(ta, tb, ctx, sign_free)
   local same, flipped, defined = true, sign_free, 0
+  local enough = (has_step(ta) or has_step(tb)) and 2 * NPOINTS or NPOINTS
   for k = 1, 2 * NPOINTS do
-    if defined >= NPOINTS then break end
+    if defined >= enough then break end
     ctx.scale = 0
     local a = evaluate(ta, k, ctx)
     local b = evaluate(tb, k, ctx)

@@ -254,6 +254,13 @@ local CASES = {
   -- while a cancellation's rounding still compares equal to 0
   {"eq", "\\sin^2 x+\\cos^2 x-1", "0", true},
   {"eq", "(1+10^{-20})-1", "10^{-20}", true},
+  -- step functions are compared beyond [0.35, 2.65] too (olympiadbench answers whose digit was
+  -- changed once compared equal there)
+  {"eq", "\\left\\lfloor\\log _{5} n\\right\\rfloor+1", "\\left\\lfloor\\log _{2} n\\right\\rfloor+1", false},
+  {"eq", "\\lceil n / 5\\rceil+1", "\\lceil n / 2\\rceil+1", false},
+  {"eq", "\\lfloor\\frac{2 n-1}{8}\\rfloor", "\\lfloor\\frac{2 n-1}{5}\\rfloor", false},
+  {"eq", "\\left\\lfloor \\frac{n}{2} \\right\\rfloor", "\\lfloor n/2\\rfloor", true},
+  {"eq", "\\lfloor\\log_{2} n\\rfloor+1", "\\left\\lfloor\\log _{2} n\\right\\rfloor+1", true},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
