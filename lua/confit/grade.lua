@@ -279,7 +279,8 @@ local TEXT_CMDS = {"text", "textbf", "textrm", "textit", "mbox", "mathrm", "math
 local UNIT_CMDS = {"text", "textrm", "mbox", "mathrm"}
 
 -- A trailing "\text{unit}" (optionally followed by ^2 / ^{3}) is removed when something is
--- left before it: "10\text{ cm}^2" -> "10", but "\text{(B)}" stays.
+-- left before it: "10\text{ cm}^2" -> "10", but "\text{(B)}" stays, and so does the text after
+-- an "=" or ":" ("x=\text{Evelyn}": the answer, not a unit).
 local function drop_trailing_unit(s)
   local body = s:gsub("%^{?%d}?$", "")
   if not ends(body, "}") then return s end
@@ -297,7 +298,7 @@ local function drop_trailing_unit(s)
   for _, cmd in ipairs(UNIT_CMDS) do
     if ends(head, "\\" .. cmd) then
       local before = trim(head:sub(1, -#cmd - 2))
-      if before ~= "" then return before end
+      if before ~= "" and not before:find("[=:]$") then return before end
     end
   end
   return s
@@ -367,14 +368,14 @@ local function normalize_latex(s)
   s = s:gsub("\\left%f[%A]", ""):gsub("\\right%f[%A]", "")
   s = replace(s, "\\{", "{")
   s = replace(s, "\\}", "}")
+  s = replace(s, "\\$", "")                              -- math delimiters first, so that a unit
+  s = replace(s, "$", "")                                -- inside them is trailing: "$5 \text{ cm}$"
+  s = replace(s, "\\(", "")
+  s = replace(s, "\\)", "")
   s = drop_trailing_unit(trim(s))
   s = replace(s, "^{\\circ}", "")
   s = replace(s, "^\\circ", "")
   s = replace(s, "\194\176", "")                          -- the degree sign
-  s = replace(s, "\\$", "")
-  s = replace(s, "$", "")
-  s = replace(s, "\\(", "")
-  s = replace(s, "\\)", "")
   for _, cmd in ipairs(TEXT_CMDS) do s = unwrap(s, cmd, true) end
   s = trim(s)
   local rest = s:match("^[xyz]%s*=(.*)$") or s:match("^[xyz]%s*\\in%f[%A](.*)$")

@@ -261,6 +261,13 @@ local CASES = {
   {"eq", "\\lfloor\\frac{2 n-1}{8}\\rfloor", "\\lfloor\\frac{2 n-1}{5}\\rfloor", false},
   {"eq", "\\left\\lfloor \\frac{n}{2} \\right\\rfloor", "\\lfloor n/2\\rfloor", true},
   {"eq", "\\lfloor\\log_{2} n\\rfloor+1", "\\left\\lfloor\\log _{2} n\\right\\rfloor+1", true},
+  -- a unit inside math delimiters is trailing once they go ("the answer is $5.4 \text{ cents}$.")
+  {"n", "$5.4 \\text{ cents}$", "5.4"},
+  {"n", "\\(15\\mbox{ cm}^2\\)", "15"},
+  {"eq", "$\\frac{270}7\\text{ degrees}$", "\\frac{270}7\\text{ degrees}", true},
+  -- the text after "=" is the answer, not a unit
+  {"n", "x=\\text{Evelyn}", "Evelyn"},
+  {"eq", "x = \\text{(C)}", "\\text{(C)}", true},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
