@@ -267,6 +267,10 @@ local CASES = {
   {"eq", "$\\frac{270}7\\text{ degrees}$", "\\frac{270}7\\text{ degrees}", true},
   -- the text after "=" is the answer, not a unit
   {"n", "x=\\text{Evelyn}", "Evelyn"},
+  -- a number with thousands separators against an expression of it
+  {"eq", "1.008 \\times 10^{4}", "10,\\!080", true},
+  {"eq", "4 \\times 10^{4}", "40,000", true},
+  {"eq", "4.1 \\times 10^{4}", "40,000", false},
   {"eq", "x = \\text{(C)}", "\\text{(C)}", true},
 }
 
