@@ -31,6 +31,7 @@
 --   * a comma counts as a thousands separator only in groups of three digits ("1,000",
 --     "1{,}000"); "1,2" is a two-element list, not the number 12;
 --   * "\sqrt2x" is sqrt(2)*x as in LaTeX (one token under the root), like "\frac12";
+--   * a one-character subscript loses its braces ("52_{8}" is "52_8", the same LaTeX);
 --   * "\," "\;" "\:" "\ " "~" "\quad" are spaces, and "\displaystyle", "\big" etc. are dropped;
 --   * symbolic equivalence is numeric evaluation at random points (positive values in
 --     [0.35, 2.65], so |x| = x cannot be told apart), not sympy simplification; "\log" is the
@@ -350,10 +351,28 @@ local SPACES = {"\\qquad", "\\quad", "\\,", "\\;", "\\:", "\\ ", "~"}
 local DROPS = {"\\displaystyle", "\\Bigl", "\\Bigr", "\\bigl", "\\bigr", "\\Big", "\\big",
                "\\!"}
 
+-- f applied to the text between the row breaks "\\" of s: a break followed by a space or a
+-- comma is not the start of "\ " or "\," (which ate a backslash of every "\\ " in a matrix)
+local function between_breaks(s, f)
+  local out, pos = {}, 1
+  while true do
+    local i = s:find("\\\\", pos, true)
+    if not i then break end
+    out[#out + 1] = f(s:sub(pos, i - 1))
+    out[#out + 1] = "\\\\"
+    pos = i + 2
+  end
+  out[#out + 1] = f(s:sub(pos))
+  return table.concat(out)
+end
+
 local function normalize_latex(s)
   s = rstrip(trim(s:gsub("\n", "")), {[46] = true})
-  for _, d in ipairs(DROPS) do s = replace(s, d, "") end
-  for _, sp in ipairs(SPACES) do s = replace(s, sp, " ") end
+  s = between_breaks(s, function(p)
+    for _, d in ipairs(DROPS) do p = replace(p, d, "") end
+    for _, sp in ipairs(SPACES) do p = replace(p, sp, " ") end
+    return p
+  end)
   s = s:gsub("(\\%a+)%s+{", "%1{")                       -- "\text {x}" -> "\text{x}"
   -- matrices: array / bmatrix -> pmatrix
   s = s:gsub("\\begin{array}{[^}]*}", "\\begin{pmatrix}")
@@ -393,6 +412,7 @@ local function normalize_tail(s)
   if #parts == 2 and #trim(parts[1]) <= 2 and trim(parts[2]) ~= "" then s = parts[2] end
   s = fix_sqrt(s)
   s = s:gsub("%s+", "")
+  s = s:gsub("_{(%w)}", "_%1")                           -- "52_{8}" -> "52_8"
   s = fix_fracs(s)
   s = replace(s, "{,}", ",")
   s = s:gsub("^(%-?)(%d+)/(%d+)$", "%1\\frac{%2}{%3}")

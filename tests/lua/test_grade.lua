@@ -203,7 +203,9 @@ local CASES = {
   {"eq", "6 - 5i", "6 + 5i", false},
   {"eq", "1 \\pm \\sqrt{19}", "1 \\pm \\sqrt{19}", true},
   {"eq", "1 \\pm \\sqrt{19}", "1 \\pm \\sqrt{18}", false},
-  {"eq", "52_8", "52_{8}", false},
+  {"eq", "52_8", "52_{8}", true},   -- the same LaTeX: a one-character subscript needs no braces
+  {"eq", "52_8", "52_9", false},
+  {"eq", "52_8", "42_8", false},
   {"eq", "\\text{east}", "\\text{west}", false},
   {"eq", "f(x)=2x", "f(x) = 2 x", true},
   {"eq", "y = 2x + 3", "2x+3", true},
@@ -267,6 +269,12 @@ local CASES = {
   {"eq", "$\\frac{270}7\\text{ degrees}$", "\\frac{270}7\\text{ degrees}", true},
   -- the text after "=" is the answer, not a unit
   {"n", "x=\\text{Evelyn}", "Evelyn"},
+  -- a matrix's row breaks survive "\\ " (the "\ " space rule ate one of their backslashes, and
+  -- no two matrices written with different spacing compared equal)
+  {"n", "\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}", "\\begin{pmatrix}-1/3\\\\2/3\\\\5/3\\end{pmatrix}"},
+  {"eq", "\\begin{pmatrix}-\\frac{1}{3}\\\\ \\frac{2}{3} \\\\ \\frac53\\end{pmatrix}", "\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}", true},
+  {"eq", "\\begin{pmatrix}-1/3\\\\2/3\\\\5/4\\end{pmatrix}", "\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}", false},
+  {"eq", "\\begin{bmatrix} -1 & 0 \\\\ 0 & -1 \\end{bmatrix}", "\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}", true},
   -- a number with thousands separators against an expression of it
   {"eq", "1.008 \\times 10^{4}", "10,\\!080", true},
   {"eq", "4 \\times 10^{4}", "40,000", true},
