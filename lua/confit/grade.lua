@@ -368,6 +368,7 @@ end
 
 local function normalize_latex(s)
   s = rstrip(trim(s:gsub("\n", "")), {[46] = true})
+  s = unwrap(unwrap(s, "boxed", true), "fbox", true)     -- an answer passed with its box
   s = between_breaks(s, function(p)
     for _, d in ipairs(DROPS) do p = replace(p, d, "") end
     for _, sp in ipairs(SPACES) do p = replace(p, sp, " ") end

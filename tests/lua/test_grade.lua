@@ -205,6 +205,9 @@ local CASES = {
   {"eq", "1 \\pm \\sqrt{19}", "1 \\pm \\sqrt{18}", false},
   {"eq", "52_8", "52_{8}", true},   -- the same LaTeX: a one-character subscript needs no braces
   {"eq", "52_8", "52_9", false},
+  {"eq", "\\boxed{12}", "12", true},
+  {"eq", "\\boxed{5 \\text{ cm}}", "5", true},
+  {"eq", "\\boxed{12}", "13", false},
   {"eq", "52_8", "42_8", false},
   {"eq", "\\text{east}", "\\text{west}", false},
   {"eq", "f(x)=2x", "f(x) = 2 x", true},
