@@ -13,8 +13,10 @@
  */
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "lconfit.h"
 #include "error.h"
 #include "interrupt.h"
@@ -56,6 +58,15 @@ static int model_new(lua_State *L) {
   model_box *b = new_box(L);
   cf_qwen2_config cfg;
   if (cf_qwen2_config_parse(json, "model config", &cfg)) return cf_lua_error(L);
+  /* its f32 parameters are filled (init_random) and so touched: more than the machine's memory
+   * would end in the kernel's out-of-memory kill, not an error */
+  double need = cf_qwen2_numel(&cfg) * 4, have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+  if (have > 0 && need > have) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "model config: its %.0f parameters need %.1f GB in f32, more than this machine's "
+             "%.1f GB of memory", cf_qwen2_numel(&cfg), need / 1e9, have / 1e9);
+    return luaL_error(L, "%s", msg);
+  }
   CF_LUA_CORE(L, b->m = cf_qwen2_new(&cfg));
   if (!b->m) return cf_lua_error(L);
   return 1;

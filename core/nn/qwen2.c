@@ -128,6 +128,7 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
   }
   cfg->max_pos = 32768;
   if (get_int(o, "max_position_embeddings", &cfg->max_pos, false, label) < 0) goto done;
+  if (cfg->max_pos == 0) { CF_ERR("%s: max_position_embeddings must be > 0", label); goto done; }
   cfg->rms_eps = 1e-6;
   get_num(o, "rms_norm_eps", &cfg->rms_eps);
   cfg->rope_theta = 10000.0;
@@ -522,19 +523,28 @@ static int load_shard(cf_qwen2 *m, const char *path, bool *seen) {
 }
 
 /* How many layers the checkpoint's tensor names cover (the largest N of "model.layers.N." plus
- * one), from the shards' headers alone; -1 when a header cannot be read. */
-static int checkpoint_layers(char **files, size_t nfiles) {
+ * one), from the shards' headers alone; -1 when a header cannot be read. *elements: how many
+ * numbers all its tensors hold. */
+static int checkpoint_layers(char **files, size_t nfiles, double *elements) {
   int most = 0;
+  *elements = 0;
   for (size_t i = 0; i < nfiles; i++) {
     cf_st_file *f = cf_st_open(files[i]);
     if (!f) return -1;
     for (size_t k = 0; k < cf_st_count(f); k++) {
       int n;
       if (sscanf(cf_st_get(f, k)->name, "model.layers.%d.", &n) == 1 && n >= most) most = n + 1;
+      *elements += (double)cf_st_numel(cf_st_get(f, k));
     }
     cf_st_close(f);
   }
   return most;
+}
+
+double cf_qwen2_numel(const cf_qwen2_config *c) {
+  double D = c->hidden, q = (double)c->heads * c->head_dim, kv = (double)c->kv_heads * c->head_dim;
+  double layer = D * q * 2 + D * kv * 2 + D * (double)c->intermediate * 3 + 2 * D + (c->qkv_bias ? q + 2 * kv : 0);
+  return (double)c->vocab * D * (c->tie_embeddings ? 1 : 2) + (double)c->layers * layer + D;
 }
 
 cf_qwen2 *cf_qwen2_load(const char *dir) {
@@ -545,10 +555,20 @@ cf_qwen2 *cf_qwen2_load(const char *dir) {
   if (cf_st_index_files(dir, &files, &nfiles)) return NULL;
   /* a config.json with more layers than its checkpoint is refused before the model's memory
    * (every layer's, in f32) is allocated */
-  int have = checkpoint_layers(files, nfiles);
+  double elements, want = cf_qwen2_numel(&cfg);
+  int have = checkpoint_layers(files, nfiles, &elements);
   if (have >= 0 && have < cfg.layers) {
     CF_ERR("%s: the checkpoint has no tensor \"model.layers.%d.*\" (config.json: num_hidden_layers = %d; "
            "the checkpoint holds %d layers)", dir, have, cfg.layers, have);
+    have = -1;
+  } else if (have >= 0 && want > 2 * elements + 1e6) {
+    /* and one whose sizes ask for far more parameters than the checkpoint has numbers (a
+     * garbled head_dim or intermediate_size would otherwise fail as an allocation of terabytes;
+     * a tensor or two missing is named by the load below) */
+    CF_ERR("%s: config.json describes %.0f parameters (hidden_size %d, intermediate_size %d, "
+           "%d heads of head_dim %d, %d kv heads, vocab_size %d) but the checkpoint holds %.0f: they do not "
+           "belong together", dir, want, cfg.hidden, cfg.intermediate, cfg.heads, cfg.head_dim, cfg.kv_heads,
+           cfg.vocab, elements);
     have = -1;
   }
   cf_qwen2 *m = have >= 0 ? cf_qwen2_new(&cfg) : NULL;

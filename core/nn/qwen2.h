@@ -65,6 +65,8 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
 /* Write config.json (and generation_config.json) for cfg into dir. */
 int cf_qwen2_config_save(const cf_qwen2_config *cfg, const char *dir);
 
+/* How many parameters a model of cfg has (every weight, bias and norm; the head once when tied). */
+double cf_qwen2_numel(const cf_qwen2_config *cfg);
 /* Load a model folder: config + safetensors (single or sharded). NULL + message on failure. */
 cf_qwen2 *cf_qwen2_load(const char *dir);
 /* A model with every parameter zero-filled (f32, CPU) for cfg: to be filled by the caller. */

@@ -255,6 +255,11 @@ static void test_config_errors(void) {
   CHECK(cf_qwen2_config_parse("[1,2]", "cfg.json", &c) != 0, "non-object refused");
   CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":8,"
                               "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9,"
+                              "\"max_position_embeddings\":0}", "cfg.json", &c) != 0 &&
+        strstr(cf_error_message(), "max_position_embeddings must be > 0"), "no positions refused: %s",
+        cf_error_message());
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":8,"
+                              "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9,"
                               "\"rope_parameters\":{\"rope_theta\":5000,\"rope_type\":\"default\"}}", "x", &c) == 0 &&
         c.rope_theta == 5000 && c.qkv_bias, "rope_theta inside rope_parameters: %s", cf_error_message());
   CHECK(cf_qwen2_load("/nonexistent/model") == NULL && strstr(cf_error_message(), "config.json"),
@@ -388,6 +393,20 @@ static void test_mixed_dtype_checkpoint_maps(void) {
   CHECK(m2 == NULL && strstr(cf_error_message(), "\"model.layers.1.*\"") &&
         strstr(cf_error_message(), "num_hidden_layers = 100000"), "too many layers refused: %s", cf_error_message());
   cf_qwen2_free(m2);
+  /* and one whose sizes ask for more parameters than the checkpoint holds numbers (a garbled
+   * head_dim of 2^29 was an allocation of half a terabyte; a small one keeps this test safe
+   * should the check go) */
+  cfg.layers = m->cfg.layers;
+  cfg.head_dim = 1 << 16;
+  CHECK(cf_qwen2_config_save(&cfg, dir) == 0, "config save: %s", cf_error_message());
+  m2 = cf_qwen2_load(dir);
+  CHECK(m2 == NULL && strstr(cf_error_message(), "do not belong together") &&
+        strstr(cf_error_message(), "head_dim 65536"), "oversized config refused: %s", cf_error_message());
+  cf_qwen2_free(m2);
+  cfg.head_dim = m->cfg.head_dim;
+  double total = 0;
+  for (int i = 0; i < m->nparams; i++) total += (double)cf_tensor_numel(*m->slots[i]);
+  CHECK(cf_qwen2_numel(&cfg) == total, "cf_qwen2_numel %.0f, the model's slots hold %.0f", cf_qwen2_numel(&cfg), total);
   cf_qwen2_free(m);
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

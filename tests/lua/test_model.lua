@@ -468,6 +468,12 @@ H.case("model methods refuse bad arguments by name", function()
   m:init_random(3, 0.01) -- an integral float seed and a finite std are taken
   m:init_random(3.0, 0)
   m:free()
+  -- a config whose f32 parameters outgrow the machine is refused before they are allocated (a
+  -- hundred million layers ended in the kernel's out-of-memory kill)
+  H.raises(function()
+    model.new({model_type = "qwen2", hidden_size = 32, intermediate_size = 48, num_hidden_layers = 100000000,
+               num_attention_heads = 4, num_key_value_heads = 2, vocab_size = 64})
+  end, "model config: its", "parameters need", "more than this machine's")
 end)
 
 cleanup()
