@@ -28,6 +28,7 @@
  */
 #include <lua.h>
 #include <lauxlib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lconfit.h"
@@ -283,6 +284,20 @@ static int m_state(lua_State *L) {
   return 1;
 }
 
+/* Whether every element of a CPU floating tensor is finite (1), one is not (0), or it cannot
+ * tell (-1: out of memory for the f32 copy). Tensors on another device count as finite. */
+static int state_finite(cf_tensor *t) {
+  if (cf_tensor_device(t) != CF_DEVICE_CPU || !cf_dtype_is_float(t->dtype)) return 1;
+  cf_tensor *f = t->dtype == CF_DTYPE_F32 ? cf_tensor_contiguous(t) : cf_tensor_to_dtype(t, CF_DTYPE_F32);
+  if (!f) return -1;
+  const float *d = cf_tensor_data(f);
+  int64_t n = cf_tensor_numel(f);
+  int ok = 1;
+  for (int64_t k = 0; k < n && ok; k++) ok = isfinite(d[k]);
+  cf_tensor_release(f);
+  return ok;
+}
+
 static int m_load_state(lua_State *L) {
   cf_optim *o = check_optim(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -305,11 +320,29 @@ static int m_load_state(lua_State *L) {
     lua_pop(L, 1);
   }
   if (cf_optim_check_config(&c)) cf_lua_error(L);
+  /* the step counters: an integer >= 0, and no parameter updated more often than the optimizer
+   * stepped (a corrupted count would silently skew AdamW's bias correction) */
+  lua_getfield(L, 2, "steps");
+  int isint;
+  lua_Integer steps = lua_tointegerx(L, -1, &isint);
+  if (!isint || steps < 0)
+    luaL_error(L, "load_state: steps must be an integer >= 0, got %s", luaL_tolstring(L, -1, NULL));
+  lua_pop(L, 1);
+  for (int i = 0; i < o->n; i++) {
+    lua_pushfstring(L, "step.%d", i + 1);
+    lua_rawget(L, 2);
+    lua_Integer si = lua_tointegerx(L, -1, &isint);
+    if (!isint || si < 0 || si > steps)
+      luaL_error(L, "load_state: step.%d must be an integer in [0, steps = %I], got %s", i + 1, steps,
+                 luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 1);
+  }
   int nslots = (c.kind == CF_OPTIM_ADAMW) ? 2 : (c.momentum != 0 ? 1 : 0);
   /* check every tensor before changing anything */
   for (int i = 0; i < o->n; i++)
     for (int s = 0; s < nslots; s++) {
-      lua_pushfstring(L, "%s.%d", c.kind == CF_OPTIM_ADAMW ? (s ? "exp_avg_sq" : "exp_avg") : "momentum_buffer", i + 1);
+      const char *slot = c.kind == CF_OPTIM_ADAMW ? (s ? "exp_avg_sq" : "exp_avg") : "momentum_buffer";
+      lua_pushfstring(L, "%s.%d", slot, i + 1);
       lua_rawget(L, 2);
       if (!lua_isnil(L, -1)) {
         cf_tensor *t = cf_lua_totensor(L, -1);
@@ -319,6 +352,11 @@ static int m_load_state(lua_State *L) {
           luaL_error(L, "load_state: state of parameter %d is %s, the parameter is %s", i + 1,
                      cf_shape_str(t, a, sizeof a), cf_shape_str(o->params[i], b, sizeof b));
         }
+        /* a NaN or inf moment would turn the parameter into NaN at the first step */
+        int fin;
+        CF_LUA_CORE(L, fin = state_finite(t));
+        if (fin < 0) cf_lua_error(L);
+        if (!fin) luaL_error(L, "load_state: %s.%d holds NaN or inf", slot, i + 1);
       }
       lua_pop(L, 1);
     }
@@ -336,6 +374,10 @@ static int m_load_state(lua_State *L) {
       if (!cf_same_shape(t, p) || !cf_dtype_is_float(t->dtype))
         luaL_error(L, "load_state: master.%d is %s %s, the parameter is %s", i + 1, cf_dtype_name(t->dtype),
                    cf_shape_str(t, a, sizeof a), cf_shape_str(p, b, sizeof b));
+      int fin;
+      CF_LUA_CORE(L, fin = state_finite(t));
+      if (fin < 0) cf_lua_error(L);
+      if (!fin) luaL_error(L, "load_state: master.%d holds NaN or inf", i + 1);
     }
     lua_pop(L, 1);
   }

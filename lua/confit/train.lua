@@ -117,9 +117,9 @@ function M.latest_checkpoint(out)
   return nil
 end
 
--- nil, or what is wrong with the safetensors file at path: it must be there, its header must
--- parse and every tensor must end inside the file (a truncated copy fails here). The tensors
--- themselves are read at the resume.
+-- nil and the header (name -> entry), or what is wrong with the safetensors file at path: it
+-- must be there, its header must parse and every tensor must end inside the file (a truncated
+-- copy fails here). The tensors themselves are read at the resume.
 local function safetensors_problem(path)
   local f, err = io.open(path, "rb")
   if not f then return tostring(err) end
@@ -139,7 +139,7 @@ local function safetensors_problem(path)
       end
     end
   end
-  return nil
+  return nil, h
 end
 
 -- The records of a run's steps.jsonl up to step `upto` and their lines as written (a resume
@@ -208,7 +208,8 @@ function M.load_checkpoint(dir, m, opt)
     local state = {}
     for k, v in pairs(st.optimizer) do state[k] = v end
     for k, v in pairs(tensors) do state[k] = v end
-    opt:load_state(state)
+    local ok, err = pcall(opt.load_state, opt, state)
+    if not ok then cli.raise(("resume: checkpoint %s: %s"):format(dir, tostring(err))) end
   end
   return st
 end
@@ -265,6 +266,58 @@ local function run_settings(o, T_loss)
   for _, k in ipairs(RESUME_KEYS) do s[k] = o[k] end
   s.loss_temperature = T_loss
   return s
+end
+
+local function int(v) return math.type(v) == "integer" or (type(v) == "number" and math.tointeger(v) ~= nil) end
+
+-- nil, or what is wrong with the fields of a trainer_state.json (st, read from checkpoint step
+-- `step`) that the comparison with this run's settings reads: the step, the method, the seed,
+-- the settings, and the optimizer being an object when there
+local function trainer_state_problem(st, step)
+  if not (int(st.step) and st.step == step) then
+    return ("step is %s, the folder's name says %d"):format(rl.show(st.step), step)
+  end
+  if st.method ~= nil and type(st.method) ~= "string" then return "method must be a string, got " .. rl.show(st.method) end
+  if st.seed ~= nil and not int(st.seed) then return "seed must be an integer, got " .. rl.show(st.seed) end
+  if st.settings ~= nil and type(st.settings) ~= "table" then
+    return "settings must be an object, got " .. rl.show(st.settings)
+  end
+  if st.optimizer ~= nil and type(st.optimizer) ~= "table" then
+    return "optimizer must be an object, got " .. rl.show(st.optimizer)
+  end
+  return nil
+end
+
+-- nil, or what is wrong with the optimizer's scalars in a trainer_state.json: its kind, nparams,
+-- steps and one step counter per parameter (opt:load_state checks them again, and the tensors
+-- against the parameters)
+local function optimizer_state_problem(st)
+  local opt = st.optimizer
+  if type(opt) ~= "table" then return "optimizer must be an object, got " .. rl.show(opt) end
+  if type(opt.kind) ~= "string" then return "optimizer.kind must be a string, got " .. rl.show(opt.kind) end
+  if not (int(opt.nparams) and opt.nparams >= 0) then
+    return "optimizer.nparams must be an integer >= 0, got " .. rl.show(opt.nparams)
+  end
+  if not (int(opt.steps) and opt.steps >= 0) then
+    return "optimizer.steps must be an integer >= 0, got " .. rl.show(opt.steps)
+  end
+  -- one counter step.<i> per parameter, i = 1 .. nparams (walked as the file has them: a huge
+  -- nparams costs nothing)
+  local counters = 0
+  for k, s in pairs(opt) do
+    local i = type(k) == "string" and math.tointeger(tonumber(k:match("^step%.(%d+)$")))
+    if i then
+      if i < 1 or i > opt.nparams then return ("optimizer.%s: there are nparams = %d parameters"):format(k, opt.nparams) end
+      if not (int(s) and s >= 0 and s <= opt.steps) then
+        return ("optimizer.%s must be an integer in [0, steps = %d], got %s"):format(k, opt.steps, rl.show(s))
+      end
+      counters = counters + 1
+    end
+  end
+  if counters ~= opt.nparams then
+    return ("optimizer has %d step counters (step.<i>) for nparams = %d parameters"):format(counters, opt.nparams)
+  end
+  return nil
 end
 
 -- nil, or a message naming the first setting of this run that differs from the checkpoint's
@@ -337,7 +390,13 @@ function M.check_out(out, opts)
   end
   local st = jsonio.read_json(dir .. "/trainer_state.json")
   if type(st) ~= "table" then return ("resume: %s has no readable trainer_state.json"):format(dir) end
-  local bad = resume_mismatch(st, o, rl.resolve(o.method) or o.method, o.loss_temperature or o.temperature)
+  local function damaged(why)
+    return ("resume: checkpoint %s is damaged (%s)%s"):format(dir, why, list[2] and
+           (("; remove it to resume from the earlier %s"):format(list[2].dir:match("[^/]+$"))) or "")
+  end
+  local bad = trainer_state_problem(st, step)
+  if bad then return damaged("trainer_state.json: " .. bad) end
+  bad = resume_mismatch(st, o, rl.resolve(o.method) or o.method, o.loss_temperature or o.temperature)
   if bad then
     return ("resume: %s was made with %s; resume with the run's settings or use another --out")
            :format(dir, bad)
@@ -350,12 +409,22 @@ function M.check_out(out, opts)
     return ("resume: %s was trained from another model (%s); resume with the run's --model or use another --out")
            :format(dir, bad)
   end
+  bad = optimizer_state_problem(st)
+  if bad then return damaged("trainer_state.json: " .. bad) end
   for _, f in ipairs({"model.safetensors", "optimizer.safetensors"}) do
-    local why = safetensors_problem(dir .. "/" .. f)
-    if why then
-      return ("resume: checkpoint %s is damaged (%s)%s"):format(dir, why, list[2] and
-             (("; remove it to resume from the earlier %s"):format(list[2].dir:match("[^/]+$"))) or "")
+    local why, h = safetensors_problem(dir .. "/" .. f)
+    if not why and f == "optimizer.safetensors" and st.optimizer.kind == "adamw" then
+      -- the moments of every parameter AdamW has updated (a missing one would restart at zero)
+      for i = 1, st.optimizer.nparams do
+        local missing = st.optimizer["step." .. i] > 0 and (not h["exp_avg." .. i] and "exp_avg." .. i
+                        or not h["exp_avg_sq." .. i] and "exp_avg_sq." .. i)
+        if missing then
+          why = ("%s/%s has no %s, of a parameter after %d updates"):format(dir, f, missing, st.optimizer["step." .. i])
+          break
+        end
+      end
     end
+    if why then return damaged(why) end
   end
   local kept, serr = steps_before(out .. "/steps.jsonl", step)
   if not kept then return ("resume: %s (fix or remove that line)"):format(serr) end

@@ -175,6 +175,22 @@ H.case("state round trip: a restored optimizer continues identically", function(
   local s = a:state()
   s["exp_avg.1"] = confit.zeros(3)
   H.raises(function() a:load_state(s) end, "load_state", "[3]", "[1]")
+  -- step counters: integers, none past the optimizer's steps (a bad one skewed bias correction)
+  s = a:state()
+  for _, c in ipairs({{"step.1", -1, "step.1 must be an integer in [0, steps = 0]"}, {"step.1", 1, "got 1"},
+                      {"step.1", "x", "got x"}, {"step.1", nil, "got nil"}, {"steps", -2, "steps must be an integer >= 0"},
+                      {"steps", 0.5, "steps must be an integer >= 0, got 0.5"}}) do
+    local bad = {}
+    for k, v in pairs(s) do bad[k] = v end
+    bad[c[1]] = c[2]
+    H.raises(function() a:load_state(bad) end, "load_state", c[3])
+  end
+  -- a moment holding NaN or inf is refused, naming it
+  local bad = {}
+  for k, v in pairs(s) do bad[k] = v end
+  bad["exp_avg_sq.1"] = confit.tensor({1 / 0}, {dtype = "f64"})
+  H.raises(function() a:load_state(bad) end, "load_state", "exp_avg_sq.1 holds NaN or inf")
+  a:load_state(s)
 end)
 
 H.case("lr and other hyperparameters can change between steps", function()

@@ -211,6 +211,57 @@ H.case("--resume: a cut checkpoint is one line naming it and the earlier one; no
   os.execute(("rm -rf %q"):format(d))
 end)
 
+H.case("--resume: a trainer_state.json with a field of the wrong kind is one line naming it; nothing rewritten", function()
+  -- (a corrupted per-parameter step counter resumed silently, skewing AdamW's bias correction;
+  -- an optimizer that was not an object, or of another kind, ended in a traceback)
+  local cases = {
+    {function(st) st.optimizer["step.3"] = -1 end, "optimizer.step.3 must be an integer in [0, steps = 3], got -1"},
+    {function(st) st.optimizer["step.3"] = "x" end, "optimizer.step.3 must be an integer"},
+    {function(st) st.optimizer["step.3"] = nil end, "step counters (step.<i>) for nparams"},
+    {function(st) st.optimizer = 5 end, "optimizer must be an object, got 5"},
+    {function(st) st.settings = "x" end, "settings must be an object"},
+    {function(st) st.step = 7 end, "step is 7, the folder's name says 3"},
+  }
+  for _, c in ipairs(cases) do
+    local d = copy_of_base()
+    local path = d .. "/checkpoint-3/trainer_state.json"
+    local st = assert(jsonio.read_json(path))
+    c[1](st)
+    assert(jsonio.write_json_atomic(path, st))
+    local steps, cfg = slurp(d .. "/steps.jsonl"), slurp(d .. "/config.json")
+    local ok, text = run(TINY .. " --steps 4 --resume", d)
+    one_line_failure(ok, text, d .. "/checkpoint-3", "trainer_state.json", c[2], "checkpoint-2")
+    H.eq(slurp(d .. "/steps.jsonl"), steps, "steps.jsonl untouched")
+    H.eq(slurp(d .. "/config.json"), cfg, "config.json untouched")
+    os.execute(("rm -rf %q"):format(d))
+  end
+end)
+
+H.case("--resume: an optimizer state missing a moment, or holding NaN, is an error naming it", function()
+  -- (a missing moment restarted at zero; a NaN one turned its parameter into NaN at the first step.
+  -- The names are checked with the other inputs, before the run's first line; the values when the
+  -- state is loaded, after it)
+  local confit = require "confit"
+  for _, c in ipairs({{function(t) t["exp_avg.5"] = nil end, "has no exp_avg.5, of a parameter after 3 updates", true},
+                      {function(t) t["exp_avg_sq.2"] = t["exp_avg_sq.2"] * (0 / 0) end, "exp_avg_sq.2 holds NaN or inf"}}) do
+    local d = copy_of_base()
+    local path = d .. "/checkpoint-3/optimizer.safetensors"
+    local t = assert(confit.load_safetensors(path))
+    c[1](t)
+    assert(confit.save_safetensors(path, t))
+    local steps = slurp(d .. "/steps.jsonl")
+    local ok, text = run(TINY .. " --steps 4 --resume", d)
+    if c[3] then one_line_failure(ok, text, d .. "/checkpoint-3", c[2])
+    else
+      local last = text:match("([^\n]*)\n?$")
+      H.ok(not ok and not text:find("traceback", 1, true), "one error, no traceback: " .. text)
+      H.ok(last:find("^rlsc: resume: checkpoint ") and last:find(c[2], 1, true), last)
+    end
+    H.eq(slurp(d .. "/steps.jsonl"), steps, "steps.jsonl untouched")
+    os.execute(("rm -rf %q"):format(d))
+  end
+end)
+
 H.case("a diverging run (--lr 1e30): one error line, true to what was saved", function()
   local d = tmpdir()
   local ok, text = run("--no-eval --questions-per-step 1 --n 2 --steps 3 --lr 1e30", d)
