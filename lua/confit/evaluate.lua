@@ -335,7 +335,50 @@ end
 -- nil, or why the records of path (recs) cannot stand for problems: a record is resumed only
 -- when its question and answer are the data's now (an edited data file is not graded with the
 -- old answers).
-local function data_conflict(path, recs, problems)
+-- nil, or what is wrong with one completion of a record (what: "greedy", "samples[2]") as
+-- completion_record writes it and summarize reads it
+local function completion_problem(x, what)
+  if type(x) ~= "table" then return what .. " must be an object, got " .. type(x) end
+  local function kind(v) return v == nil and "nothing" or is_null(v) and "null" or type(v) end
+  if type(x.completion) ~= "string" then return what .. ".completion must be a string, got " .. kind(x.completion) end
+  if not (is_null(x.extracted) or type(x.extracted) == "string") then
+    return what .. ".extracted must be a string or null, got " .. kind(x.extracted)
+  end
+  for _, k in ipairs({"correct", "boxed"}) do
+    if type(x[k]) ~= "boolean" then return ("%s.%s must be a boolean, got %s"):format(what, k, kind(x[k])) end
+  end
+  if x.finished ~= nil and type(x.finished) ~= "boolean" then
+    return what .. ".finished must be a boolean, got " .. kind(x.finished)
+  end
+  if not (type(x.length) == "number" and math.tointeger(x.length) and x.length >= 0) then
+    return what .. ".length must be an integer >= 0, got " .. tostring(x.length)
+  end
+  if not (is_null(x.logprob) or type(x.logprob) == "number") then
+    return what .. ".logprob must be a number or null, got " .. kind(x.logprob)
+  end
+end
+
+-- nil, or what is wrong with a record resumed under settings s: the greedy completion when s
+-- asks for one, exactly s.n samples, each as completion_problem wants it
+local function record_problem(r, s)
+  if s.greedy then
+    local why = completion_problem(r.greedy, "greedy")
+    if why then return why end
+  end
+  local smp = r.samples
+  local n = type(smp) == "table" and #smp or nil
+  if s.n > 0 and n ~= s.n then
+    return ("samples must be a list of %d completions, got %s"):format(s.n, n and n .. " entries" or type(smp))
+  end
+  for j = 1, s.n do
+    local why = completion_problem(smp[j], ("samples[%d]"):format(j))
+    if why then return why end
+  end
+end
+
+-- nil, or why the records recs of path cannot be resumed for problems under settings s: a
+-- record whose question or answer the data changed, or (s given) one that is damaged
+local function data_conflict(path, recs, problems, s)
   local by_id = {}
   for _, r in ipairs(recs) do
     if type(r) == "table" and r.id ~= nil then by_id[tostring(r.id)] = r end
@@ -348,6 +391,11 @@ local function data_conflict(path, recs, problems)
       if what then
         return string.format("%s holds problem %s with another %s than the data now; %s", path,
                              tostring(p.id), what, START_OVER)
+      end
+      local why = s and record_problem(r, s)
+      if why then
+        return string.format("%s holds a damaged record of problem %s (%s): remove its line to evaluate it again; %s",
+                             path, tostring(p.id), why, START_OVER)
       end
     end
   end
@@ -365,18 +413,18 @@ function evaluate.check_resume(opts, problems)
   if conflict or not problems or not file_exists(path) then return conflict end
   local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
   if not recs then return "cannot resume from " .. tostring(err) end
-  return data_conflict(path, recs, problems)
+  return data_conflict(path, recs, problems, s)
 end
 
 -- Resume: the records already in path (keyed by tostring(id)), after dropping a torn tail.
-local function load_done(path, ident, settings_path, problems)
+local function load_done(path, ident, settings_path, problems, s)
   local done = {}
   if not file_exists(path) then return done end
   local conflict = resume_conflict(path, ident, settings_path)
   if conflict then fail(conflict, 3) end
   local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
   if not recs then fail("cannot resume from " .. tostring(err), 3) end
-  conflict = data_conflict(path, recs, problems)
+  conflict = data_conflict(path, recs, problems, s)
   if conflict then fail(conflict, 3) end
   local f = io.open(path, "rb")
   local text = f:read("a")
@@ -444,7 +492,6 @@ local function sample_length(smp)
   fail("generate returned a sample without tokens or length", 4)
 end
 
--- Log-probs at temperature 1 of completions sampled at another temperature (RUNDIR.md).
 -- Log-probs at temperature 1 of completions sampled at another temperature (RUNDIR.md).
 -- items[k] = {prompt ids, completion ids}; rows are scored `batch` at a time.
 local function rescore(model, items, batch)
@@ -854,7 +901,7 @@ function evaluate.run(model, problems, opts)
     path = s.out_dir .. "/eval_" .. s.stage .. ".jsonl"
     settings_path = s.out_dir .. "/eval_" .. s.stage .. ".settings.json"
     if s.resume then
-      done = load_done(path, ident, settings_path, problems)
+      done = load_done(path, ident, settings_path, problems, s)
     elseif file_exists(path) then
       os.remove(path)
     end

@@ -329,6 +329,33 @@ H.case("resume refuses records whose question or answer the data changed", funct
   H.near(s2.acc, 3 / 3, 0)
 end)
 
+H.case("resume refuses a damaged record, naming the problem and the field", function()
+  -- (a record whose greedy completion was not an object, or whose samples were cut, was resumed
+  -- as it was: the summary silently left it out of acc, or counted fewer samples)
+  local dir = TMP .. "/resume-damaged"
+  local function opts(f) return {generate = f.generate, out_dir = dir, progress = QUIET, benchmark = "unit", n = 4} end
+  evaluate.run(nil, PROBLEMS, opts(fake(SCRIPT)))
+  local path = dir .. "/eval_before.jsonl"
+  local good = assert(jsonio.read_jsonl(path))
+  for _, c in ipairs({{function(r) r.greedy = 1e300 end, "greedy must be an object"},
+                      {function(r) r.greedy.correct = "x" end, "greedy.correct must be a boolean, got string"},
+                      {function(r) r.samples[4] = nil end, "samples must be a list of 4 completions, got 3 entries"},
+                      {function(r) r.samples[1].length = -3 end, "samples[1].length must be an integer >= 0"},
+                      {function(r) r.samples[2].extracted = 7 end, "samples[2].extracted must be a string or null"}}) do
+    local recs = assert(jsonio.read_jsonl(path))
+    c[1](recs[2])
+    assert(jsonio.write_jsonl_atomic(path, recs))
+    local why = evaluate.check_resume(opts(fake(SCRIPT)), PROBLEMS)
+    H.ok(why and why:find("damaged record of problem two", 1, true) and why:find(c[2], 1, true)
+         and why:find("remove its line", 1, true), tostring(why))
+    H.raises(function() evaluate.run(nil, PROBLEMS, opts(fake(SCRIPT))) end, path, "problem two", c[2])
+    assert(jsonio.write_jsonl_atomic(path, good))
+  end
+  local f = fake(SCRIPT)
+  H.eq(evaluate.run(nil, PROBLEMS, opts(f)).resumed, 3, "the intact records resume")
+  H.eq(f.calls, 0, "nothing generated")
+end)
+
 -- (fix_eval2) Records say which model wrote them: another folder, rewritten weights, another
 -- device or dtype are refused like other settings, and so are records that do not say.
 H.case("resume refuses records of another model folder, other weights, device or dtype", function()
