@@ -313,6 +313,15 @@ for i, c in ipairs(CASES) do
   end)
 end
 
+H.case("a Minerva-style final line with a box inside the dollars grades right", function()
+  -- rule 1 takes "\\boxed{5}" from between "final answer is $" and "$. I hope"; the box was
+  -- compared as it was, so the right answer counted wrong
+  local text = "Final Answer: The final answer is $\\boxed{5}$. I hope it is correct."
+  H.eq(grade.extract(text), "\\boxed{5}", "extracted as the harness does")
+  H.eq(grade.equal(grade.extract(text), "5"), true, "graded")
+  H.eq(grade.equal(grade.extract(text), "6"), false, "graded")
+end)
+
 H.case("default mode is qwen", function()
   H.eq(grade.extract("The answer is 5"), "5")
   H.eq(grade.equal("0.5", "\\frac{1}{2}"), true)
