@@ -175,6 +175,17 @@ local function one_line_failure(ok, text, ...)
   for _, f in ipairs({...}) do H.ok(text:find(f, 1, true), ("lacks %q: %s"):format(f, text)) end
 end
 
+-- --resume of the damaged copy d fails with one line holding every fragment, and leaves its
+-- steps.jsonl and config.json as they were; d is removed
+local function refused_untouched(d, ...)
+  local steps, cfg = slurp(d .. "/steps.jsonl"), slurp(d .. "/config.json")
+  local ok, text = run(TINY .. " --steps 4 --resume", d)
+  one_line_failure(ok, text, ...)
+  H.eq(slurp(d .. "/steps.jsonl"), steps, "steps.jsonl untouched")
+  H.eq(slurp(d .. "/config.json"), cfg, "config.json untouched")
+  os.execute(("rm -rf %q"):format(d))
+end
+
 H.case("--resume: a malformed steps.jsonl line, or a record without its step, is one line; nothing rewritten", function()
   for _, c in ipairs({{'{"step": 2, oops', "/steps.jsonl:2: "}, {'{"loss": 1.5}', '/steps.jsonl: record 2 has no numeric "step"'}}) do
     local d = copy_of_base()
@@ -182,12 +193,7 @@ H.case("--resume: a malformed steps.jsonl line, or a record without its step, is
     for line in slurp(d .. "/steps.jsonl"):gmatch("[^\n]+") do lines[#lines + 1] = line end
     lines[2] = c[1]
     spit(d .. "/steps.jsonl", table.concat(lines, "\n") .. "\n")
-    local steps, cfg = slurp(d .. "/steps.jsonl"), slurp(d .. "/config.json")
-    local ok, text = run(TINY .. " --steps 4 --resume", d)
-    one_line_failure(ok, text, d .. c[2])
-    H.eq(slurp(d .. "/steps.jsonl"), steps, "steps.jsonl untouched")
-    H.eq(slurp(d .. "/config.json"), cfg, "config.json untouched")
-    os.execute(("rm -rf %q"):format(d))
+    refused_untouched(d, d .. c[2])
   end
 end)
 
@@ -228,12 +234,7 @@ H.case("--resume: a trainer_state.json with a field of the wrong kind is one lin
     local st = assert(jsonio.read_json(path))
     c[1](st)
     assert(jsonio.write_json_atomic(path, st))
-    local steps, cfg = slurp(d .. "/steps.jsonl"), slurp(d .. "/config.json")
-    local ok, text = run(TINY .. " --steps 4 --resume", d)
-    one_line_failure(ok, text, d .. "/checkpoint-3", "trainer_state.json", c[2], "checkpoint-2")
-    H.eq(slurp(d .. "/steps.jsonl"), steps, "steps.jsonl untouched")
-    H.eq(slurp(d .. "/config.json"), cfg, "config.json untouched")
-    os.execute(("rm -rf %q"):format(d))
+    refused_untouched(d, d .. "/checkpoint-3", "trainer_state.json", c[2], "checkpoint-2")
   end
 end)
 
