@@ -180,9 +180,11 @@ static int model_generate(lua_State *L) {
   memset(&o, 0, sizeof o);
   int64_t n = opt_int(L, 3, "n", 1), maxn = opt_int(L, 3, "max_new_tokens", 256);
   int64_t topk = opt_int(L, 3, "top_k", 0);
-  if (n < 1 || n > 1 << 20) luaL_error(L, "generate: n must be in [1, 2^20] (got %d)", (int)n);
-  if (maxn < 0 || maxn > 1 << 24) luaL_error(L, "generate: max_new_tokens must be in [0, 2^24]");
-  if (topk < 0 || topk > 1 << 30) luaL_error(L, "generate: top_k must be >= 0");
+  if (n < 1 || n > 1 << 20) luaL_error(L, "generate: n must be in [1, 2^20] (got %I)", (lua_Integer)n);
+  if (maxn < 0 || maxn > 1 << 24)
+    luaL_error(L, "generate: max_new_tokens must be in [0, 2^24] (got %I)", (lua_Integer)maxn);
+  if (topk < 0) luaL_error(L, "generate: top_k must be >= 0 (got %I)", (lua_Integer)topk);
+  if (topk > 1 << 30) topk = 1 << 30; /* past any vocabulary: keeps every token, as 0 does */
   o.n = (int)n;
   o.max_new_tokens = (int)maxn;
   o.top_k = (int)topk;

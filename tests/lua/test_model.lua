@@ -199,6 +199,14 @@ for _, dir in ipairs(FIXTURES) do
     err = H.raises(function() m:generate({{1, 2}}, {max_new_tokens = 2, stop = {m.config.vocab_size}}) end,
                    "outside the vocabulary")
     H.ok(err:find("stop[1]", 1, true), err)
+    -- counts out of range name the value given; a top_k past any vocabulary keeps every token
+    H.raises(function() m:generate({{1, 2}}, {top_k = -5}) end, "top_k must be >= 0 (got -5)")
+    H.raises(function() m:generate({{1, 2}}, {n = 2 ^ 40}) end, "n must be in [1, 2^20] (got 1099511627776)")
+    H.raises(function() m:generate({{1, 2}}, {max_new_tokens = -1}) end, "max_new_tokens must be in [0, 2^24] (got -1)")
+    local o = {temperature = 1, seed = 3, max_new_tokens = 4}
+    local all = m:generate({{1, 2}}, o)[1].tokens
+    o.top_k = 2 ^ 31
+    H.eq(table.concat(m:generate({{1, 2}}, o)[1].tokens, ","), table.concat(all, ","), "top_k 2^31 keeps all")
   end)
 
   H.case(name .. ": string prompts without a tokenizer raise a clear error", function()
