@@ -442,7 +442,44 @@ local VARIANTS = {
     if r:find("$", 1, true) then return r end         -- a "$" inside would end the phrase
     return grade.extract("Final Answer: The final answer is $" .. r .. "$. I hope it is correct.")
   end,
+  dollars = function(r) return "$" .. r .. "$" end,
 }
+
+-- The value of a reference that is a plain number (thousands separators allowed), else nil
+local function ref_number(r)
+  local n = grade.normalize(r)
+  if n:match("^%-?%d%d?%d?,%d%d%d[,%d]*$") and n:gsub("^%-?%d%d?%d?", ""):gsub(",%d%d%d", "") == "" then
+    n = n:gsub(",", "")
+  end
+  local v = tonumber(n)
+  return v and v == v and math.abs(v) < 1e300 and v or nil
+end
+
+-- Rewritings of a numeric reference that must still equal it (each returns r itself for others)
+local function numeric(f) return function(r) local v = ref_number(r); return v and f(v) or r end end
+VARIANTS.sig6 = numeric(function(v) return string.format("%.6g", v) end)
+VARIANTS.scientific = numeric(function(v)
+  if v == 0 then return "0" end
+  local e = math.floor(math.log(math.abs(v), 10))
+  return string.format("%.6g \\times 10^{%d}", v / 10 ^ e, e)
+end)
+VARIANTS.money = numeric(function(v) return "\\$" .. string.format("%.10g", v) end)
+VARIANTS.unit = numeric(function(v) return string.format("%.10g", v) .. " \\text{ units}" end)
+VARIANTS.grouped = numeric(function(v)
+  if v ~= math.floor(v) or math.abs(v) < 1000 or math.abs(v) >= 2 ^ 53 then return string.format("%.10g", v) end
+  local s = tostring(math.tointeger(v)):gsub("^%-", "")
+  return (v < 0 and "-" or "") .. s:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
+end)
+
+-- A numeric reference with its leading digit changed: at least 10 % away, never 100x, so it must
+-- not equal the reference
+local function perturbed(r)
+  local v = ref_number(r)
+  local n = v and grade.normalize(r)
+  local i = n and n:find("%d")
+  if not i then return nil end
+  return n:sub(1, i - 1) .. tostring((tonumber(n:sub(i, i)) + 3) % 10) .. n:sub(i + 1)
+end
 
 local data_dir = H.shared("benchmarks/math500.jsonl") and "../shared/data/benchmarks"
 if not data_dir then
@@ -460,6 +497,8 @@ else
                     strict_self = grade.equal(r, r, STRICT),
                     strict_boxed = grade.equal(grade.extract("\\boxed{" .. r .. "}", STRICT), r, STRICT)}
         for vname, v in pairs(VARIANTS) do ok[vname] = grade.equal(v(r), r, Q) end
+        local p = perturbed(r)
+        if p then ok.perturbed_differs = not grade.equal(p, r, Q) end
         for check, passed in pairs(ok) do
           totals.checks = totals.checks + 1
           if not passed then
