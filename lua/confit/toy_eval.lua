@@ -47,7 +47,7 @@ local M = {}
 --- pass@1 is pass1_t05).
 function M.pass_ks(n)
   local ks, k = {}, 2
-  while k < n do ks[#ks + 1] = k; k = k * 2 end
+  while k < n and k < 2 ^ 53 do ks[#ks + 1] = k; k = k * 2 end   -- (an integer k would wrap past 2^62)
   if n >= 2 then ks[#ks + 1] = n end
   return ks
 end

@@ -301,6 +301,8 @@ H.case("toy_eval: maj<n> and pass<k> named after the real n, pass@k for k = 2, 4
   H.eq(table.concat(toy_eval.pass_ks(16), ","), "2,4,8,16")
   H.eq(table.concat(toy_eval.pass_ks(12), ","), "2,4,8,12")
   H.eq(table.concat(toy_eval.pass_ks(2), ","), "2")
+  -- a huge n ends (an integer k doubling past 2^62 wrapped negative and looped forever)
+  H.eq(#toy_eval.pass_ks(math.maxinteger), 53, "2, 4, ... 2^52, then n")
   H.eq(#toy_eval.pass_ks(1), 0, "n = 1: pass@1 is pass1_t05")
   H.eq(toy_eval.KEYS[4], "maj16", "KEYS: the default n = 16")
   H.eq(toy_eval.KEYS[8], "pass16")
