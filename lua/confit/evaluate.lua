@@ -332,9 +332,6 @@ local function as_written(v)
   return utf8.len(v) and v or jsonio.fix_utf8(v)
 end
 
--- nil, or why the records of path (recs) cannot stand for problems: a record is resumed only
--- when its question and answer are the data's now (an edited data file is not graded with the
--- old answers).
 -- nil, or what is wrong with one completion of a record (what: "greedy", "samples[2]") as
 -- completion_record writes it and summarize reads it
 local function completion_problem(x, what)
@@ -376,8 +373,9 @@ local function record_problem(r, s)
   end
 end
 
--- nil, or why the records recs of path cannot be resumed for problems under settings s: a
--- record whose question or answer the data changed, or (s given) one that is damaged
+-- nil, or why the records of path (recs) cannot stand for problems: a record is resumed only
+-- when its question and answer are the data's now (an edited data file is not graded with the
+-- old answers) and, with settings s, when it is whole (record_problem)
 local function data_conflict(path, recs, problems, s)
   local by_id = {}
   for _, r in ipairs(recs) do

@@ -764,8 +764,8 @@ function equiv(p, r, ctx)
   local ep, er = equation_sides(p), equation_sides(r)
   if ep and er then return trees_equal(ep, er, ctx, true) end
   if ep or er then return false end
-  -- a side that is a number (thousands separators, a percent) is that number: "10,080" has no
-  -- expression parse, and 1.008 \times 10^{4} is it
+  -- a side that is a number is that number: "10,080" (thousands separators) has no expression
+  -- parse, and 1.008 \times 10^{4} is it
   local tp, tr = np and {"num", np} or parse_expr(p), nr and {"num", nr} or parse_expr(r)
   if not (tp and tr) then return false end
   return trees_equal(tp, tr, ctx, false)
