@@ -1,0 +1,87 @@
+-- test_api_args.lua - the documented Lua API (confit.repl_help's names) called with arguments of
+-- every wrong kind, drawn from a fixed seed: each call returns or raises an error that says what
+-- is wrong, never a Lua runtime error from inside the library ("attempt to index a number value
+-- (local 'opts')"), and the process survives. Functions that write files, free objects or train
+-- are left out; every other documented name is called. Such calls found the checks the fifteenth
+-- session added (m:pad, m:init_random, metrics.summarize, profiler.report, ...).
+local H = dofile("tests/lua/harness.lua")
+local confit = require "confit"
+
+local tok = assert(confit.tokenizer("examples/toy/model/tokenizer.json"))
+local m = assert(confit.load("examples/toy/model"))
+local R = function(n) return require("confit." .. n) end
+
+local FUNCS = {
+  {"chat.apply", R"chat".apply}, {"confit.load", confit.load}, {"confit.load_safetensors", confit.load_safetensors},
+  {"confit.model.new", confit.model.new}, {"confit.profiler.report", confit.profiler.report},
+  {"confit.tokenizer", confit.tokenizer}, {"evaluate.format_table", R"evaluate".format_table},
+  {"grade.equal", R"grade".equal}, {"grade.extract", R"grade".extract}, {"grade.normalize", R"grade".normalize},
+  {"grade.reference", R"grade".reference}, {"jsonio.read_jsonl", R"jsonio".read_jsonl},
+  {"metrics.majority", R"metrics".majority}, {"metrics.pass_at_k", R"metrics".pass_at_k},
+  {"metrics.summarize", R"metrics".summarize}, {"rl.base_metrics", R"rl".base_metrics}, {"rl.batch", R"rl".batch},
+  {"rl.loss", R"rl".loss}, {"rl.backward", R"rl".backward}, {"toy.world", R"toy".world},
+  {"evaluate.run", R"evaluate".run},
+}
+for _, n in ipairs({"device", "encode", "forward", "generate", "hidden", "init_random", "logprobs", "pad",
+                    "param_names", "parameters", "prompt_ids", "set_param", "set_recompute", "to"}) do
+  FUNCS[#FUNCS + 1] = {"m:" .. n, function(...) return m[n](m, ...) end}
+end
+for _, n in ipairs({"chat", "decode", "encode", "encode_chat", "id_to_token", "token_to_id"}) do
+  FUNCS[#FUNCS + 1] = {"tok:" .. n, function(...) return tok[n](tok, ...) end}
+end
+for _, n in ipairs({"exp", "log", "log_softmax", "logsumexp", "matmul", "mean", "silu", "softmax", "sum", "tanh",
+                    "transpose"}) do
+  FUNCS[#FUNCS + 1] = {"t:" .. n, function(...) return confit.randn({2, 3}, {seed = 1})[n](confit.randn({2, 3}, {seed = 1}), ...) end}
+end
+
+H.case("every documented name is called", function()
+  local help = require "confit.repl_help"
+  local have = {}
+  for _, f in ipairs(FUNCS) do have[f[1]] = true end
+  local left_out = {["confit.fsync"] = "writes", ["confit.lock"] = "locks a file", ["confit.save_safetensors"] = "writes",
+                    ["confit.profile"] = "runs its argument", ["jsonio.write_json_atomic"] = "writes",
+                    ["jsonio.remove_stale_temps"] = "removes files", ["report.write"] = "writes", ["m:save"] = "writes",
+                    ["m:free"] = "frees the model", ["tok:free"] = "frees the tokenizer", ["train.run"] = "trains",
+                    ["m.config"] = "a table", ["m.tokenizer"] = "a table", ["rl.methods"] = "a table"}
+  for name in pairs(help) do
+    H.ok(have[name] or left_out[name], name .. " is documented but neither called here nor left out with a reason")
+  end
+end)
+
+local VALUES = {0, -1, 1, 2, 0.5, 1e300, 0 / 0, 1 / 0, "", "x", "\\boxed{3}", true, false, {}, {1, 2}, {{1}},
+                {"a", "b"}, {a = 1}, {n = 2, temperature = 0.5}, print, confit.randn({2}, {seed = 1}), tok,
+                "/nonexistent/x.json", {{role = "user", content = "hi"}}, {{role = 1}}, {model = 1}, {samples = {}},
+                {{1, 2}, {3}}, "examples/toy/model"}
+local function value()
+  local v = VALUES[math.random(#VALUES)]
+  if type(v) == "table" and getmetatable(v) == nil then   -- a fresh copy: a call may change its argument
+    local c = {}
+    for k, x in pairs(v) do c[k] = x end
+    return c
+  end
+  return v
+end
+
+H.case("2,000 calls with arguments of every kind: no Lua runtime error from inside the library", function()
+  math.randomseed(20261127)
+  local bad = {}
+  for i = 1, 2000 do
+    local f = FUNCS[math.random(#FUNCS)]
+    local args = {}
+    local nargs = math.random(0, 4)
+    for j = 1, nargs do args[j] = value() end
+    local ok, err = pcall(f[2], table.unpack(args, 1, nargs))
+    local msg = not ok and tostring(err) or ""
+    if not ok and (msg == "" or msg:find("attempt to", 1, true)) then
+      local shown = {}
+      for j = 1, nargs do shown[j] = type(args[j]) == "string" and ("%q"):format(args[j]) or type(args[j]) end
+      bad[#bad + 1] = ("%s(%s): %s"):format(f[1], table.concat(shown, ", "), msg)
+      if #bad >= 10 then break end
+    end
+  end
+  H.ok(#bad == 0, #bad .. " calls failed inside the library:\n" .. table.concat(bad, "\n"))
+end)
+
+m:free()
+tok:free()
+H.finish()
