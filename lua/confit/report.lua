@@ -1197,8 +1197,14 @@ function M.render(dirs_or_runs, opts)
   end
   local runs = {}
   local dirs = {}
-  for _, x in ipairs(dirs_or_runs) do
-    if type(x) == "table" then runs[#runs + 1] = x else dirs[#dirs + 1] = x end
+  for i, x in ipairs(dirs_or_runs) do
+    if type(x) == "table" then
+      if type(x.dir) ~= "string" or type(x.notes) ~= "table" or type(x.files) ~= "table" then
+        error(("report: entry %d is a table but not a run of report.load_run (dir, notes, files)"):format(i), 2)
+      end
+      runs[#runs + 1] = x
+    elseif type(x) == "string" then dirs[#dirs + 1] = x
+    else error(("report: entry %d must be a run folder (a string), got %s"):format(i, type(x)), 2) end
   end
   local expanded, grid_notes, grids = M.expand(dirs)
   for _, d in ipairs(opts.grids or {}) do grids[#grids + 1] = d end

@@ -251,6 +251,9 @@ H.case("render: a lone empty run directory says no data everywhere", function()
   -- (Lua API audit) one folder as a string is that folder; nil is named
   H.eq(report.render(dir_empty), h, "a string is one folder")
   H.raises(function() report.render(nil) end, "expected a list of run folders")
+  -- entries: folders or runs of report.load_run (an empty table was "attempt to index a nil value")
+  H.raises(function() report.render({{}}) end, "entry 1 is a table but not a run of report.load_run")
+  H.raises(function() report.render({5}) end, "entry 1 must be a run folder (a string), got number")
   -- names that are not valid UTF-8 (odd directory names) still give a valid UTF-8 page
   local r = report.load_run(dir_empty)
   r.name = "odd\255name \206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177\206\177"
