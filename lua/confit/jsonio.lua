@@ -239,8 +239,14 @@ local function read_all(path)
   return text
 end
 
+-- Raises (at the caller of the caller) unless path is a non-empty string
+local function check_path(path)
+  if type(path) ~= "string" or path == "" then error("jsonio: the path must be a non-empty string, got " .. tostring(path), 3) end
+end
+
 -- The value in a JSON file, or nil, "path:line: message".
 function M.read_json(path)
+  check_path(path)
   local text, err = read_all(path)
   if not text then return nil, err end
   text = no_bom(text)
@@ -259,7 +265,7 @@ end
 -- still appending), instead of failing. opts.lines: also return the list of the records' lines
 -- as they are in the file (to keep some of them verbatim: decoding turns 0.0 into 0).
 function M.read_jsonl(path, opts)
-  if type(path) ~= "string" then error("jsonio.read_jsonl: path must be a string, got " .. type(path), 2) end
+  check_path(path)
   if opts ~= nil and type(opts) ~= "table" then error("jsonio.read_jsonl: opts must be a table, got " .. type(opts), 2) end
   local text, err = read_all(path)
   if not text then return nil, err end
@@ -374,7 +380,7 @@ end
 -- Write text to a fresh temporary file beside path, sync it to the disk, rename it over path
 -- and sync the directory, so readers (and a restart after a crash) see the old or the new file.
 function M.write_text_atomic(path, text)
-  if type(path) ~= "string" or path == "" then error("jsonio: the path must be a non-empty string, got " .. tostring(path), 2) end
+  check_path(path)
   if type(text) ~= "string" then error("jsonio: writing " .. path .. ": the text must be a string, got " .. type(text), 2) end
   local tmp, terr = fresh_tmp_name(path)
   if not tmp then return nil, terr end
@@ -492,12 +498,14 @@ end
 -- Write value as pretty JSON (2-space indent, sorted keys) atomically. true or nil, message.
 -- Raises for values JSON cannot hold (NaN, functions, cycles) before touching the file.
 function M.write_json_atomic(path, value, opts)
+  check_path(path)
   local text = M.encode(value, {indent = (opts and opts.indent) or 2, what = "writing " .. path})
   return M.write_text_atomic(path, text .. "\n")
 end
 
 -- Append one value as one line. true or nil, message.
 function M.append_jsonl(path, value)
+  check_path(path)
   local line = M.encode(value, {what = "appending to " .. path})
   local f, err = io.open(path, "ab")
   if not f then return nil, err end
@@ -512,6 +520,7 @@ end
 
 -- Write a whole list as a JSON-lines file atomically. true or nil, message.
 function M.write_jsonl_atomic(path, list)
+  check_path(path)
   local n = 0
   for k in pairs(list) do
     if math.type(k) ~= "integer" or k < 1 then error(("jsonio: writing %s: the records must be a list, got the key %s"):format(path, tostring(k)), 2) end

@@ -167,7 +167,12 @@ H.case("read errors name the file and line", function()
   H.eq(v, nil, "bad jsonl"); H.ok(err:find(q .. ":4:", 1, true), err)
   v, err = jsonio.read_jsonl(d .. "/nope.jsonl")
   H.eq(v, nil, "missing jsonl"); H.ok(err:find("nope.jsonl", 1, true), err)
-  H.raises(function() jsonio.read_jsonl(nil) end, "jsonio.read_jsonl: path must be a string", "nil")
+  H.raises(function() jsonio.read_jsonl(nil) end, "jsonio: the path must be a non-empty string, got nil")
+  -- every reader and writer names a path that is not one (write_json_atomic concatenated it first)
+  for _, f in ipairs({jsonio.read_json, jsonio.write_json_atomic, jsonio.append_jsonl, jsonio.write_jsonl_atomic,
+                      jsonio.write_text_atomic}) do
+    H.raises(function() f(true, {}) end, "jsonio: the path must be a non-empty string, got true")
+  end
   H.raises(function() jsonio.read_jsonl(q, 1) end, "jsonio.read_jsonl: opts must be a table", "number")
   os.remove(p); os.remove(q); os.remove(d)
 end)
