@@ -320,6 +320,52 @@ local function optimizer_state_problem(st)
   return nil
 end
 
+-- nil, or what is wrong with a checkpoint's optimizer tensors (opt: trainer_state.json's
+-- optimizer; hm, ho: the headers of model.safetensors and optimizer.safetensors), before the
+-- resume deletes what a finished run left and loads them: the optimizer's parameter i is the
+-- i-th of the model's tensors in name order (confit.optim takes a name -> tensor table so), and
+-- its state tensors (exp_avg.i, exp_avg_sq.i, momentum_buffer.i, master.i) have that shape; an
+-- AdamW parameter it has updated has both moments (a missing one would restart at zero); and
+-- every state tensor is finite (one pass over the values: a NaN moment turns its parameter into
+-- NaN at the first step)
+local function optimizer_tensors_problem(dir, opt, hm, ho)
+  local names = {}
+  for name in pairs(hm) do if name ~= "__metadata__" then names[#names + 1] = name end end
+  table.sort(names)
+  if #names ~= opt.nparams then
+    return ("trainer_state.json's optimizer has %d parameters, model.safetensors %d tensors"):format(opt.nparams, #names)
+  end
+  local function shape(e) return type(e) == "table" and type(e.shape) == "table" and table.concat(e.shape, " x ") or "?" end
+  local path = dir .. "/optimizer.safetensors"
+  for i, name in ipairs(names) do
+    if opt.kind == "adamw" and opt["step." .. i] > 0 then
+      for _, slot in ipairs({"exp_avg", "exp_avg_sq"}) do
+        if not ho[slot .. "." .. i] then
+          return ("%s has no %s.%d, of a parameter after %d updates (%s)"):format(path, slot, i, opt["step." .. i], name)
+        end
+      end
+    end
+    for _, slot in ipairs({"exp_avg", "exp_avg_sq", "momentum_buffer", "master"}) do
+      local e = ho[slot .. "." .. i]
+      if e and shape(e) ~= shape(hm[name]) then
+        return ("%s: %s.%d is [%s], its parameter %s is [%s]"):format(path, slot, i, shape(e), name, shape(hm[name]))
+      end
+    end
+  end
+  local tensors, err = confit.load_safetensors(path)
+  if not tensors then return tostring(err) end
+  for _, k in ipairs(cli.sorted_keys(tensors)) do
+    local t = tensors[k]
+    local dt = confit.is_tensor(t) and t:dtype()
+    if (dt == "f32" or dt == "f64" or dt == "bf16" or dt == "f16") and t:numel() > 0 then
+      if dt ~= "f32" and dt ~= "f64" then t = t:to("f32") end   -- (bf16 arithmetic is the GPU's)
+      local v = t:abs():max():item()
+      if not (v == v and v < math.huge) then return ("%s: %s holds NaN or inf"):format(path, k) end
+    end
+  end
+  return nil
+end
+
 -- nil, or a message naming the first setting of this run that differs from the checkpoint's
 local function resume_mismatch(st, o, method, T_loss)
   local function differ(a, b)
@@ -411,21 +457,14 @@ function M.check_out(out, opts)
   end
   bad = optimizer_state_problem(st)
   if bad then return damaged("trainer_state.json: " .. bad) end
+  local headers = {}
   for _, f in ipairs({"model.safetensors", "optimizer.safetensors"}) do
     local why, h = safetensors_problem(dir .. "/" .. f)
-    if not why and f == "optimizer.safetensors" and st.optimizer.kind == "adamw" then
-      -- the moments of every parameter AdamW has updated (a missing one would restart at zero)
-      for i = 1, st.optimizer.nparams do
-        local missing = st.optimizer["step." .. i] > 0 and (not h["exp_avg." .. i] and "exp_avg." .. i
-                        or not h["exp_avg_sq." .. i] and "exp_avg_sq." .. i)
-        if missing then
-          why = ("%s/%s has no %s, of a parameter after %d updates"):format(dir, f, missing, st.optimizer["step." .. i])
-          break
-        end
-      end
-    end
     if why then return damaged(why) end
+    headers[f] = h
   end
+  bad = optimizer_tensors_problem(dir, st.optimizer, headers["model.safetensors"], headers["optimizer.safetensors"])
+  if bad then return damaged(bad) end
   local kept, serr = steps_before(out .. "/steps.jsonl", step)
   if not kept then return ("resume: %s (fix or remove that line)"):format(serr) end
   return nil
