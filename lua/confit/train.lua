@@ -326,8 +326,8 @@ end
 -- i-th of the model's tensors in name order (confit.optim takes a name -> tensor table so), and
 -- its state tensors (exp_avg.i, exp_avg_sq.i, momentum_buffer.i, master.i) have that shape; an
 -- AdamW parameter it has updated has both moments (a missing one would restart at zero); and
--- every state tensor is finite (one pass over the values: a NaN moment turns its parameter into
--- NaN at the first step)
+-- every weight and state tensor is finite (one pass over the values: a NaN moment turns its
+-- parameter into NaN at the first step)
 local function optimizer_tensors_problem(dir, opt, hm, ho)
   local names = {}
   for name in pairs(hm) do if name ~= "__metadata__" then names[#names + 1] = name end end
@@ -352,15 +352,17 @@ local function optimizer_tensors_problem(dir, opt, hm, ho)
       end
     end
   end
-  local tensors, err = confit.load_safetensors(path)
-  if not tensors then return tostring(err) end
-  for _, k in ipairs(cli.sorted_keys(tensors)) do
-    local t = tensors[k]
-    local dt = confit.is_tensor(t) and t:dtype()
-    if (dt == "f32" or dt == "f64" or dt == "bf16" or dt == "f16") and t:numel() > 0 then
-      if dt ~= "f32" and dt ~= "f64" then t = t:to("f32") end   -- (bf16 arithmetic is the GPU's)
-      local v = t:abs():max():item()
-      if not (v == v and v < math.huge) then return ("%s: %s holds NaN or inf"):format(path, k) end
+  for _, p in ipairs({dir .. "/model.safetensors", path}) do
+    local tensors, err = confit.load_safetensors(p)
+    if not tensors then return tostring(err) end
+    for _, k in ipairs(cli.sorted_keys(tensors)) do
+      local t = tensors[k]
+      local dt = confit.is_tensor(t) and t:dtype()
+      if (dt == "f32" or dt == "f64" or dt == "bf16" or dt == "f16") and t:numel() > 0 then
+        if dt ~= "f32" and dt ~= "f64" then t = t:to("f32") end   -- (bf16 arithmetic is the GPU's)
+        local v = t:abs():max():item()
+        if not (v == v and v < math.huge) then return ("%s: %s holds NaN or inf"):format(p, k) end
+      end
     end
   end
   return nil

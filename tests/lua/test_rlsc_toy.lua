@@ -255,6 +255,14 @@ H.case("--resume: an optimizer state missing a moment, of the wrong shape or hol
     assert(confit.save_safetensors(path, t))
     refused_untouched(d, d .. "/checkpoint-3", c[2], "checkpoint-2")
   end
+  -- and a weight holding NaN (the first step's logits were not finite, after the deletions)
+  local d = copy_of_base()
+  spit(d .. "/summary.json", '{"finished": true}\n')
+  local path = d .. "/checkpoint-3/model.safetensors"
+  local w = assert(confit.load_safetensors(path))
+  w["model.norm.weight"] = w["model.norm.weight"] * (0 / 0)
+  assert(confit.save_safetensors(path, w))
+  refused_untouched(d, d .. "/checkpoint-3", "model.safetensors: model.norm.weight holds NaN or inf")
 end)
 
 H.case("a diverging run (--lr 1e30): one error line, true to what was saved", function()
