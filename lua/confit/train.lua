@@ -328,6 +328,8 @@ end
 -- AdamW parameter it has updated has both moments (a missing one would restart at zero); and
 -- every weight and state tensor is finite (one pass over the values: a NaN moment turns its
 -- parameter into NaN at the first step)
+local values_checked = {}   -- checkpoint folders whose values this process found finite (a recipe
+                            -- checks before train.run checks again: one pass over the values)
 local function optimizer_tensors_problem(dir, opt, hm, ho)
   local names = {}
   for name in pairs(hm) do if name ~= "__metadata__" then names[#names + 1] = name end end
@@ -352,6 +354,7 @@ local function optimizer_tensors_problem(dir, opt, hm, ho)
       end
     end
   end
+  if values_checked[dir] then return nil end
   for _, p in ipairs({dir .. "/model.safetensors", path}) do
     local tensors, err = confit.load_safetensors(p)
     if not tensors then return tostring(err) end
@@ -365,6 +368,7 @@ local function optimizer_tensors_problem(dir, opt, hm, ho)
       end
     end
   end
+  values_checked[dir] = true
   return nil
 end
 
