@@ -119,7 +119,7 @@ end
 
 -- nil and the header (name -> entry), or what is wrong with the safetensors file at path: it
 -- must be there, its header must parse and every tensor must end inside the file (a truncated
--- copy fails here). The tensors themselves are read at the resume.
+-- copy fails here). The values are read by optimizer_tensors_problem.
 local function safetensors_problem(path)
   local f, err = io.open(path, "rb")
   if not f then return tostring(err) end
@@ -426,7 +426,9 @@ M.DEFAULTS = DEFAULTS
 --- recipe's --out): nil, or a message. A resumed run must have the settings of the latest
 --- checkpoint and its model's architecture (ARCH_KEYS of opts.model_config, a config.json
 --- table, else of opts.model.config when opts.model is a loaded model), the checkpoint's files
---- must be whole, and steps.jsonl readable; a fresh one must find no checkpoint (a later resume
+--- must be whole and their fields and tensors sound (trainer_state_problem,
+--- optimizer_state_problem, optimizer_tensors_problem), and steps.jsonl readable; a fresh one
+--- must find no checkpoint (a later resume
 --- would continue an earlier run's). Recipes call it before they write anything; train.run calls
 --- it too.
 function M.check_out(out, opts)
