@@ -330,37 +330,57 @@ local function read_questions(o)
     text = f:read("a")
     f:close()
   end
-  local questions, labelled, lineno, seen = {}, true, 0, {}
-  for line in (text .. "\n"):gmatch("(.-)\r?\n") do
-    lineno = lineno + 1
-    if line:find("%S") then
-      local r, derr = jsonio.decode(line)
-      if r == nil then
-        die("--data %s:%d: malformed JSON: %s", o.data, lineno, (tostring(derr):gsub("^jsonio: ", "")))
+  -- the records and where each is ("file:line", or "file: item i" of a JSON array, as eval reads)
+  local recs = {}
+  if text:match("^%s*%[") then
+    local arr, derr = jsonio.decode(text)
+    if type(arr) ~= "table" then
+      die("--data %s: malformed JSON array: %s", o.data, (tostring(derr):gsub("^jsonio: ", "")))
+    end
+    for i, r in ipairs(arr) do recs[#recs + 1] = {("%s: item %d"):format(o.data, i), r} end
+  else
+    local lineno = 0
+    for line in (text .. "\n"):gmatch("(.-)\r?\n") do
+      lineno = lineno + 1
+      if line:find("%S") then
+        local r, derr = jsonio.decode(line)
+        if r == nil then
+          die("--data %s:%d: malformed JSON: %s", o.data, lineno, (tostring(derr):gsub("^jsonio: ", "")))
+        end
+        recs[#recs + 1] = {("%s:%d"):format(o.data, lineno), r}
       end
-      if type(r) ~= "table" then die("--data %s:%d: expected a JSON object", o.data, lineno) end
+    end
+  end
+  local questions, labelled, seen = {}, true, {}
+  for _, wr in ipairs(recs) do
+    local where, r = wr[1], wr[2]
+    do
+      if type(r) ~= "table" or r[1] ~= nil then
+        die("--data %s: expected a JSON object, got %s", where, type(r) == "table" and "an array" or type(r))
+      end
       local q = r[o.question_field]
       if type(q) ~= "string" then
-        die("--data %s:%d: no string field '%s' (--question-field)", o.data, lineno, o.question_field)
+        die("--data %s: no string field '%s' (--question-field)", where, o.question_field)
       end
-      if not q:find("%S") then die("--data %s:%d: empty question", o.data, lineno) end
+      if not q:find("%S") then die("--data %s: empty question", where) end
       local a = r[o.answer_field]
       if a == nil or a == jsonio.null then
         labelled = false; a = nil
-        o.unlabelled_line = o.unlabelled_line or lineno  -- the first, named when nothing is evaluated
+        o.unlabelled_where = o.unlabelled_where or where  -- the first, named when nothing is evaluated
       elseif type(a) ~= "string" and type(a) ~= "number" then
-        die("--data %s:%d: field '%s' (--answer-field) must be a string or a number", o.data, lineno, o.answer_field)
+        die("--data %s: field '%s' (--answer-field) must be a string or a number", where, o.answer_field)
       end
       local i = #questions + 1
       local id = r.id
       if id == nil or id == jsonio.null then id = i
       elseif type(id) ~= "string" and type(id) ~= "number" then
-        die("--data %s:%d: field 'id' must be a string or a number", o.data, lineno)
+        die("--data %s: field 'id' must be a string or a number", where)
       end
       if seen[tostring(id)] then
-        die("--data %s:%d: id %s repeats line %d (ids must be unique)", o.data, lineno, tostring(id), seen[tostring(id)])
+        die("--data %s: id %s repeats %s (ids must be unique)", where, tostring(id), seen[tostring(id)])
       end
-      seen[tostring(id)] = lineno
+      local at = where:sub(#o.data + 1)   -- ":12" (a line) or ": item 3" (of an array)
+      seen[tostring(id)] = at:match("^: (item %d+)$") or ("line " .. at:sub(2))
       questions[i] = {id = id, question = q, answer = a ~= nil and tostring(a) or nil,
                       prompt = chat.apply(o.template, q)}
     end
@@ -436,9 +456,9 @@ local function run_real(o, m, say)
   end
   if not o.no_eval and not problems then
     -- said once, with the reason and the way to an evaluation
-    say(("rlsc: no answers to evaluate against: %s:%d has no field '%s' (--answer-field), so there is no "
+    say(("rlsc: no answers to evaluate against: %s has no field '%s' (--answer-field), so there is no "
          .. "evaluation before or after training; give --eval-data NAME (a benchmark: %s) or --eval-data FILE, "
-         .. "or --answer-field FIELD"):format(o.data, o.unlabelled_line or 1, o.answer_field,
+         .. "or --answer-field FIELD"):format(o.unlabelled_where or o.data, o.answer_field,
                                              table.concat(require("confit.bench").names, ", ")))
   end
   if o.before_redo then say("rlsc: --resume: " .. o.before_redo .. "; evaluating again before training") end

@@ -404,16 +404,27 @@ H.case("data mistakes: one line, exit 1, nothing written", function()
   local f = assert(io.open(BAD, "wb"))
   f:write('{"id": 7, "problem": "1+1?", "answer": "2"}\n{"id": 7, "problem": "2+2?", "answer": "4"}\n')
   f:close()
+  -- a JSON array, as eval.lua reads it (once "no string field" for the whole array on line 1)
+  local ARR = TMP .. "/dup-array.json"
+  f = assert(io.open(ARR, "wb"))
+  f:write('[{"id": 7, "problem": "1+1?", "answer": "2"}, {"id": 7, "problem": "2+2?", "answer": "4"}]\n')
+  f:close()
+  local NESTED = TMP .. "/nested-array.json"
+  f = assert(io.open(NESTED, "wb"))
+  f:write('[{"problem": "1+1?", "answer": "2"}, [1, 2]]\n')
+  f:close()
   local cases = {
     {"--data", BAD, "dup.jsonl:2: id 7 repeats line 1"},
     {"--eval-data", BAD, "share the id 7"},
+    {"--data", ARR, "dup-array.json: item 2: id 7 repeats item 1"},
+    {"--data", NESTED, "nested-array.json: item 2: expected a JSON object, got an array"},
   }
   for k, c in ipairs(cases) do
     local out = TMP .. "/bad" .. k
     local cmd = ("%q recipes/rlsc.lua --model %q %s --question-field problem --steps 1 --n 2 "
                  .. "--max-new-tokens 8 --out %q 2>&1"):format(exe, MODEL,
-                 c[1] == "--data" and ("--data %q"):format(BAD)
-                   or ("--data %q --eval-data %q"):format(DATA, BAD), out)
+                 c[1] == "--data" and ("--data %q"):format(c[2])
+                   or ("--data %q --eval-data %q"):format(DATA, c[2]), out)
     local p = assert(io.popen(cmd))
     local text = p:read("a")
     local _, _, code = p:close()
@@ -422,6 +433,18 @@ H.case("data mistakes: one line, exit 1, nothing written", function()
     H.ok(not text:find("traceback", 1, true), c[1] .. ": no traceback\n" .. text)
     H.ok(not io.open(out .. "/config.json", "rb"), c[1] .. ": nothing written")
   end
+  -- and a well-formed JSON array trains as its JSON lines would
+  local GOOD = TMP .. "/good-array.json"
+  f = assert(io.open(GOOD, "wb"))
+  f:write('[{"problem": "1+1?", "answer": "2"}, {"problem": "2+2?", "answer": "4"}]\n')
+  f:close()
+  local out = TMP .. "/good-array"
+  local p = assert(io.popen(("%q recipes/rlsc.lua --model %q --data %q --question-field problem --steps 1 --n 2 "
+                             .. "--max-new-tokens 8 --no-eval --quiet --out %q 2>&1"):format(exe, MODEL, GOOD, out)))
+  local text = p:read("a")
+  local _, _, code = p:close()
+  H.eq(code, 0, "a JSON array trains\n" .. text)
+  H.eq(#assert(jsonio.read_jsonl(out .. "/steps.jsonl")), 1, "one step")
 end)
 
 -- The audit's fixes (real-data path) ---------------------------------------------------------
