@@ -324,36 +324,12 @@ local function read_questions(o)
     o.data_reference, o.data_question_field = name, question_field_of(o, name)
     return questions, true
   end
-  local text
-  do
-    local f = assert(io.open(o.data, "rb"))
-    text = f:read("a")
-    f:close()
-  end
-  -- the records and where each is ("file:line", or "file: item i" of a JSON array, as eval reads)
-  local recs = {}
-  if text:match("^%s*%[") then
-    local arr, derr = jsonio.decode(text)
-    if type(arr) ~= "table" then
-      die("--data %s: malformed JSON array: %s", o.data, (tostring(derr):gsub("^jsonio: ", "")))
-    end
-    for i, r in ipairs(arr) do recs[#recs + 1] = {("%s: item %d"):format(o.data, i), r} end
-  else
-    local lineno = 0
-    for line in (text .. "\n"):gmatch("(.-)\r?\n") do
-      lineno = lineno + 1
-      if line:find("%S") then
-        local r, derr = jsonio.decode(line)
-        if r == nil then
-          die("--data %s:%d: malformed JSON: %s", o.data, lineno, (tostring(derr):gsub("^jsonio: ", "")))
-        end
-        recs[#recs + 1] = {("%s:%d"):format(o.data, lineno), r}
-      end
-    end
-  end
+  -- the records and where each is ("file:line", or "file: element N" of a JSON array, as eval reads)
+  local recs, rerr = require("confit.bench").records(o.data)
+  if not recs then die("--data %s", rerr) end
   local questions, labelled, seen = {}, true, {}
-  for _, wr in ipairs(recs) do
-    local where, r = wr[1], wr[2]
+  for _, rw in ipairs(recs) do
+    local r, where = rw[1], rw[2]
     do
       if type(r) ~= "table" or r[1] ~= nil then
         die("--data %s: expected a JSON object, got %s", where, type(r) == "table" and "an array" or type(r))
@@ -379,8 +355,8 @@ local function read_questions(o)
       if seen[tostring(id)] then
         die("--data %s: id %s repeats %s (ids must be unique)", where, tostring(id), seen[tostring(id)])
       end
-      local at = where:sub(#o.data + 1)   -- ":12" (a line) or ": item 3" (of an array)
-      seen[tostring(id)] = at:match("^: (item %d+)$") or ("line " .. at:sub(2))
+      local at = where:sub(#o.data + 1)   -- ":12" (a line) or ": element 3" (of an array)
+      seen[tostring(id)] = at:match("^: (element %d+)$") or ("line " .. at:sub(2))
       questions[i] = {id = id, question = q, answer = a ~= nil and tostring(a) or nil,
                       prompt = chat.apply(o.template, q)}
     end

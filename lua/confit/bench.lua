@@ -66,12 +66,12 @@ local function read_all(path)
 end
 
 -- Decoded records with their locations: {rec, where} where where is "file:line" or
--- "file: element N".
+-- "file: element N". Raises "file:line: malformed JSON: ..." (level 0).
 local function decode_records(path, data)
   local out = {}
   if data:match("^%s*%[") then
     local arr, err = jsonio.decode(data)
-    if arr == nil then error(string.format("bench.load: %s: malformed JSON array: %s", path, (err:gsub("^jsonio: ", ""))), 0) end
+    if arr == nil then error(string.format("%s: malformed JSON array: %s", path, (err:gsub("^jsonio: ", ""))), 0) end
     for i, rec in ipairs(arr) do out[#out + 1] = {rec, string.format("%s: element %d", path, i)} end
     return out
   end
@@ -81,12 +81,23 @@ local function decode_records(path, data)
     if line:match("%S") then
       local rec, err = jsonio.decode(line)
       if rec == nil then
-        error(string.format("bench.load: %s:%d: malformed JSON: %s", path, lineno, (err:gsub("^jsonio: ", ""))), 0)
+        error(string.format("%s:%d: malformed JSON: %s", path, lineno, (err:gsub("^jsonio: ", ""))), 0)
       end
       out[#out + 1] = {rec, string.format("%s:%d", path, lineno)}
     end
   end
   return out
+end
+
+--- The records of a JSON-lines file or of a JSON array (of objects, as bench.load reads them),
+--- each {rec, where} (where: "file:line" or "file: element N"), or nil and a message: the file
+--- cannot be read, or "file:line: malformed JSON: ...".
+function bench.records(path)
+  local data, err = read_all(path)
+  if not data then return nil, err end
+  local ok, recs = pcall(decode_records, path, data)
+  if not ok then return nil, recs end
+  return recs
 end
 
 local function item_from(rec, where, n, qfield, answer_of, afield)
@@ -137,8 +148,10 @@ function bench.load(name_or_path, opts)
     end
     return nil, err
   end
+  local ok, recs = pcall(decode_records, path, data)
+  if not ok then error("bench.load: " .. recs, 0) end
   local items = {}
-  for n, r in ipairs(decode_records(path, data)) do
+  for n, r in ipairs(recs) do
     if opts.limit and #items >= opts.limit then break end
     items[#items + 1] = item_from(r[1], r[2], n, qfield, answer_of, afield)
   end

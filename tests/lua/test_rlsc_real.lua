@@ -416,8 +416,8 @@ H.case("data mistakes: one line, exit 1, nothing written", function()
   local cases = {
     {"--data", BAD, "dup.jsonl:2: id 7 repeats line 1"},
     {"--eval-data", BAD, "share the id 7"},
-    {"--data", ARR, "dup-array.json: item 2: id 7 repeats item 1"},
-    {"--data", NESTED, "nested-array.json: item 2: expected a JSON object, got an array"},
+    {"--data", ARR, "dup-array.json: element 2: id 7 repeats element 1"},
+    {"--data", NESTED, "nested-array.json: element 2: expected a JSON object, got an array"},
   }
   for k, c in ipairs(cases) do
     local out = TMP .. "/bad" .. k
