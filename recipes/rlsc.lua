@@ -53,7 +53,8 @@
 -- refused. An unfinished rlsc run there without checkpoints is started over (its files removed);
 -- one with checkpoints is continued from the latest with --resume (same settings, same --model)
 -- and otherwise refused; a finished one
--- (summary.json) is only resumed. A --data run with --resume keeps its evaluation before training
+-- (summary.json) is only resumed (its results wait in superseded/ until the resumed run's
+-- summary.json is written). A --data run with --resume keeps its evaluation before training
 -- when it was made with the same settings and data, and continues one that was cut short (also
 -- without a checkpoint): only the problems eval_before.jsonl lacks are generated (records made
 -- otherwise are evaluated again, and the log says why). Every input (flags, files, the model,
@@ -565,6 +566,53 @@ local function check_out_dir(o)
   take_lock(o)
 end
 
+local function remove_tree(path)
+  if cli.exists(path) then os.execute("rm -rf -- " .. cli.shell_quote(path)) end
+end
+
+-- A finished run resumed from a checkpoint keeps its results here until the resumed run has
+-- written its own summary.json (docs/RUNDIR.md)
+local SUPERSEDED = "superseded"
+
+-- What an earlier attempt in this run directory wrote (check_out_dir accepted the folder): the
+-- evaluations, summary, profile and final weights, which this run writes anew or not at all (a
+-- resumed --data run keeps eval_before, see check), and on a fresh start the step log (a
+-- resumed run's train.run cuts it back to the checkpoint). An unfinished attempt's are removed.
+-- A finished run's (summary.json: check_out_dir lets only a resume from a checkpoint use it)
+-- move into superseded/, with copies of its config.json and steps.jsonl, so a resumed run that
+-- stops on the way loses none of them; that folder goes when this run writes its summary.json.
+local function clear_earlier(o)
+  local stale = {"eval_after.jsonl", "eval_after.settings.json", "summary.json", "profile.json", "model"}
+  if not o.keep_before then
+    stale[#stale + 1] = "eval_before.jsonl"; stale[#stale + 1] = "eval_before.settings.json"
+  end
+  if not o.resumed then stale[#stale + 1] = "steps.jsonl" end
+  if not cli.exists(o.out .. "/summary.json") then
+    for _, f in ipairs(stale) do remove_tree(o.out .. "/" .. f) end
+    return
+  end
+  local keep = o.out .. "/" .. SUPERSEDED
+  remove_tree(keep)   -- an older finished run's, which the one at the top superseded
+  local ok, err = cli.make_dir(keep)
+  if not ok then die("--out '%s': %s", o.out, err) end
+  for _, f in ipairs({"config.json", "steps.jsonl"}) do
+    if cli.exists(o.out .. "/" .. f) then
+      local h = io.open(o.out .. "/" .. f, "rb")
+      local text = h and h:read("a")
+      if h then h:close() end
+      local wrote, werr = false, "it cannot be read"
+      if text then wrote, werr = jsonio.write_text_atomic(keep .. "/" .. f, text) end
+      if not wrote then die("--out '%s': cannot keep the finished run's %s: %s", o.out, f, tostring(werr)) end
+    end
+  end
+  for _, f in ipairs(stale) do
+    if cli.exists(o.out .. "/" .. f) then
+      local moved, merr = os.rename(o.out .. "/" .. f, keep .. "/" .. f)
+      if not moved then die("--out '%s': cannot move the finished run's %s into %s/: %s", o.out, f, SUPERSEDED, tostring(merr)) end
+    end
+  end
+end
+
 -- Every check of the command line and the input files, before anything is printed or written.
 local function check(o)
   if o.no_eval then
@@ -739,7 +787,8 @@ local function help_notes()
     "--out: a new or empty folder, an rlsc run directory or an ablate grid point; never a model folder\n" ..
     "  or a folder of other files. An unfinished run without checkpoints there starts over; one with\n" ..
     "  checkpoints needs --resume (same settings, same --model), which continues from the latest; a\n" ..
-    "  finished run (summary.json) is kept unless resumed from a checkpoint. --resume needs --out.\n" ..
+    "  finished run (summary.json) is kept unless resumed from a checkpoint (its results then wait in\n" ..
+    "  OUT/superseded/ until the resumed run writes its summary.json). --resume needs --out.\n" ..
     "  With --data, --resume also continues the evaluation before training where it stopped (a run cut\n" ..
     "  short before its first checkpoint included); records made with other settings are evaluated again."
 end
@@ -757,6 +806,7 @@ local function main(argv)
   take_lock(o)   -- a new folder (an existing one was locked by check_out_dir)
   -- temporary files of atomic writes that a killed run left behind
   jsonio.remove_stale_temps(o.out)
+  clear_earlier(o)
   local cfg = {
     recipe = "rlsc", name = o.name or o.out:match("([^/]+)/*$"), seed = o.seed, model = o.model,
     method = method, loss = method, alpha = o.alpha, samples_per_question = o.n,
@@ -797,17 +847,6 @@ local function main(argv)
   end
   local ok, err = jsonio.write_json_atomic(o.out .. "/config.json", cfg)
   if not ok then die("cannot write --out '%s': %s", o.out, tostring(err)) end
-  -- what an earlier attempt in this run directory wrote (check_out_dir accepted the folder):
-  -- the evaluations, summary, profile and final weights, which this run writes anew or not at
-  -- all (a resumed --data run keeps eval_before, see check), and on a fresh start the step log
-  -- (a resumed run's train.run cuts it back to the checkpoint)
-  local stale = {"eval_after.jsonl", "eval_after.settings.json", "summary.json", "profile.json"}
-  if not o.keep_before then
-    stale[#stale + 1] = "eval_before.jsonl"; stale[#stale + 1] = "eval_before.settings.json"
-  end
-  if not o.resumed then stale[#stale + 1] = "steps.jsonl" end
-  for _, f in ipairs(stale) do os.remove(o.out .. "/" .. f) end
-  if cli.exists(o.out .. "/model") then os.execute("rm -rf -- " .. cli.shell_quote(o.out .. "/model")) end
   if rl.trains(method) then
     say(("rlsc: %s on %s, method %s, alpha %g, N %d, T %g, %d steps x %d questions, lr %g, seed %d -> %s")
         :format(o.model, o.data or ("toy " .. o.task), method, o.alpha, o.n, o.temperature, o.steps,
@@ -840,6 +879,8 @@ local function main(argv)
     for _, s in pairs({summary.before, summary.after}) do s.benchmark = "toy-" .. o.task end
   end
   assert(jsonio.write_json_atomic(o.out .. "/summary.json", summary))
+  -- this run is finished: the results it resumed over are superseded now
+  remove_tree(o.out .. "/" .. SUPERSEDED)
   if before and after then
     say("")
     say(toy_eval.format_table({{"before", before}, {"after", after}},

@@ -298,6 +298,49 @@ H.case("--out: an unfinished run starts over without the earlier files; a finish
   os.execute(("rm -rf %q"):format(d))
 end)
 
+H.case("--resume of a finished run that stops on the way: its results wait in superseded/ until the resumed run's summary", function()
+  -- (they were deleted before training: a resume that then failed lost them)
+  local d = copy_of_base()
+  spit(d .. "/summary.json", '{"finished": true}\n')
+  spit(d .. "/eval_after.jsonl", '{"id": 7}\n')
+  spit(d .. "/profile.json", '[]\n')
+  os.execute(("mkdir -p %q/model && echo w > %q/model/weights"):format(d, d))
+  local steps, cfg = slurp(d .. "/steps.jsonl"), slurp(d .. "/config.json")
+  -- the resumed run stops in training (in-process, train.run replaced by a failure)
+  local train = require "confit.train"
+  local real_run = train.run
+  train.run = function() error("stopped on the way", 0) end
+  local main = dofile("recipes/rlsc.lua")
+  local ok, err = pcall(main, {"--checkpoint-every", "1", "--no-eval", "--questions-per-step", "1", "--n", "2",
+                               "--steps", "4", "--resume", "--out", d, "--quiet"})
+  train.run = real_run
+  H.ok(not ok and tostring(err):find("stopped on the way", 1, true), tostring(err))
+  local s = d .. "/superseded"
+  H.eq(slurp(s .. "/summary.json"), '{"finished": true}\n', "superseded/summary.json")
+  H.eq(slurp(s .. "/eval_after.jsonl"), '{"id": 7}\n', "superseded/eval_after.jsonl")
+  H.eq(slurp(s .. "/profile.json"), '[]\n', "superseded/profile.json")
+  H.eq(slurp(s .. "/model/weights"), "w\n", "superseded/model")
+  H.eq(slurp(s .. "/steps.jsonl"), steps, "superseded/steps.jsonl (a copy)")
+  H.eq(slurp(s .. "/config.json"), cfg, "superseded/config.json (a copy)")
+  H.ok(not slurp(d .. "/summary.json") and not slurp(d .. "/eval_after.jsonl"), "nothing stale at the top")
+  -- resumed again, to the end: its own summary, and superseded/ gone
+  local ok2, text = run(TINY .. " --steps 4 --resume", d)
+  H.ok(ok2, text)
+  H.eq(assert(jsonio.read_json(d .. "/summary.json")).config.steps, 4, "the resumed run's summary")
+  H.ok(not require("confit.cli").exists(s), "superseded/ removed once the run finished")
+  -- a finished run resumed when an older superseded/ is left over: the older one is replaced
+  spit(d .. "/summary.json", '{"second": true}\n')
+  os.execute(("mkdir -p %q && echo old > %q/summary.json && echo x > %q/stray"):format(s, s, s))
+  train.run = function() error("stopped again", 0) end
+  ok, err = pcall(main, {"--checkpoint-every", "1", "--no-eval", "--questions-per-step", "1", "--n", "2",
+                         "--steps", "5", "--resume", "--out", d, "--quiet"})
+  train.run = real_run
+  H.ok(not ok and tostring(err):find("stopped again", 1, true), tostring(err))
+  H.eq(slurp(s .. "/summary.json"), '{"second": true}\n', "the newest finished run's summary kept")
+  H.ok(not slurp(s .. "/stray"), "the older superseded/ replaced")
+  os.execute(("rm -rf %q"):format(d))
+end)
+
 -- >>> the fix_rlsc2 fixes: a resume must continue from --model's checkpoints, a fresh start in
 -- a reused folder keeps none of the earlier attempt's files, an ablate grid point is an --out,
 -- messages name --out, a resumed --data run keeps its evaluation before training
