@@ -3,6 +3,10 @@
  * confit.load_safetensors(path) -> {name = tensor}, metadata | nil, message
  *   F32/F64/BF16/I32/I64 keep their dtype; F16 widens to f32; a file holding another dtype
  *   gives nil and a message naming the tensor and the dtype.
+ * confit.safetensors_nonfinite(path) -> name | false | nil, message
+ *   the first tensor (in the file's order) of a float dtype holding a NaN or an infinity, read
+ *   in place from the mapping (nothing is copied: a checkpoint of any size is checked before it
+ *   is loaded), or false when there is none; nil and a message when the file does not open.
  * confit.save_safetensors(path, {name = tensor}, metadata?) -> true
  *   written atomically (temporary file, fsync, rename); laid out by element size, then name
  *   (every tensor aligned, core/io/safetensors.c); CPU copies of
@@ -86,6 +90,28 @@ static int l_load(lua_State *L) {
   }
   cf_st_close(f);
   return 2;
+}
+
+static int l_nonfinite(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  cf_st_file *f;
+  CF_LUA_CORE(L, f = cf_st_open(path));
+  if (!f) {
+    luaL_pushfail(L);
+    lua_pushstring(L, cf_error_message());
+    return 2;
+  }
+  lua_pushboolean(L, 0);
+  for (size_t i = 0; i < cf_st_count(f); i++) {
+    const cf_st_entry *e = cf_st_get(f, i);
+    if (cf_st_nonfinite(e)) {
+      lua_pop(L, 1);
+      lua_pushstring(L, e->name);
+      break;
+    }
+  }
+  cf_st_close(f);
+  return 1;
 }
 
 static const char *st_name(cf_dtype dt) {
@@ -289,6 +315,7 @@ void cf_lua_open_io(lua_State *L) {
   cf_lua_resource_mt(L, LOCK_MT, l_lock_close, l_lock_tostring, lock_methods);
   lua_pop(L, 1);
   static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"load_safetensors", l_load},
+                                       {"safetensors_nonfinite", l_nonfinite},
                                        {"save_safetensors", l_save}, {NULL, NULL}};
   luaL_setfuncs(L, functions, 0);
 }

@@ -1023,6 +1023,45 @@ int cf_st_to_f32(const cf_st_entry *e, float *out) {
   return CF_ERR("cf_st_to_f32: tensor '%.200s': no conversion from dtype '%.8s'", e->name ? e->name : "?", dt);
 }
 
+/* 1 when some element of the n words at p (each `size` bytes, unaligned) has all of mask's
+ * exponent bits set (NaN or inf). The words are OR-reduced in blocks: a block without a hit costs
+ * one compare, and the loop vectorises. */
+#define ST_SCAN(NAME, T)                                                                                      \
+  static int NAME(const unsigned char *p, int64_t n, T mask) {                                               \
+    for (int64_t i = 0; i < n; i += 1024) {                                                                   \
+      int64_t end = n - i < 1024 ? n : i + 1024;                                                              \
+      int hit = 0;                                                                                            \
+      for (int64_t j = i; j < end; j++) {                                                                     \
+        T x;                                                                                                  \
+        memcpy(&x, p + (size_t)j * sizeof(T), sizeof(T));                                                    \
+        hit |= (x & mask) == mask;                                                                            \
+      }                                                                                                       \
+      if (hit) return 1;                                                                                      \
+    }                                                                                                         \
+    return 0;                                                                                                 \
+  }
+ST_SCAN(st_scan64, uint64_t)
+ST_SCAN(st_scan32, uint32_t)
+ST_SCAN(st_scan16, uint16_t)
+ST_SCAN(st_scan8, uint8_t)
+#undef ST_SCAN
+
+int cf_st_nonfinite(const cf_st_entry *e) {
+  if (!e || !e->data || !e->nbytes) return 0;
+  char dt[sizeof e->dtype + 1];
+  memcpy(dt, e->dtype, sizeof e->dtype);
+  dt[sizeof e->dtype] = 0;
+  const unsigned char *p = e->data;
+  size_t b = e->nbytes;
+  if (!strcmp(dt, "F64")) return st_scan64(p, (int64_t)(b / 8), 0x7ff0000000000000ull);
+  if (!strcmp(dt, "F32")) return st_scan32(p, (int64_t)(b / 4), 0x7f800000u);
+  if (!strcmp(dt, "BF16")) return st_scan16(p, (int64_t)(b / 2), (uint16_t)0x7f80u);
+  if (!strcmp(dt, "F16")) return st_scan16(p, (int64_t)(b / 2), (uint16_t)0x7c00u);
+  if (!strcmp(dt, "F8_E5M2")) return st_scan8(p, (int64_t)b, (uint8_t)0x7cu);
+  if (!strcmp(dt, "F8_E4M3")) return st_scan8(p, (int64_t)b, (uint8_t)0x7fu); /* NaN only; no inf */
+  return 0;
+}
+
 /* ---- sharded model folders ---- */
 
 void cf_st_index_free(char **files, size_t n) {

@@ -105,6 +105,12 @@ int cf_st_write_memory(const cf_st_entry *entries, size_t n, const char *const *
  * dtype without a conversion. bf16/f16 widening is exact. */
 int cf_st_to_f32(const cf_st_entry *e, float *out);
 
+/* Whether an entry of a float dtype (F64, F32, F16, BF16, F8_E5M2, F8_E4M3) holds a NaN or an
+ * infinity: 1 if so, 0 if not or when the dtype is not a float. Reads the mapping in place (the
+ * exponent bits of each element; nothing is copied), so a checkpoint's values can be checked
+ * before they are loaded. */
+int cf_st_nonfinite(const cf_st_entry *e);
+
 /* Shards of a Hugging Face model folder: the unique file names of weight_map in
  * dir/model.safetensors.index.json (sorted), or dir/model.safetensors alone. *files gets malloc'd
  * paths "dir/<name>"; free them with cf_st_index_free. Shard names with '/' or ".." are refused. */

@@ -32,6 +32,7 @@ return {
   ["jsonio.remove_stale_temps"] = "jsonio.remove_stale_temps(dir) -> names: remove the atomic writers' temporary files whose writing process is gone",
   ["confit.fsync"] = "confit.fsync(path) -> true | nil, msg: flush a file's or a directory's data to the disk (the atomic writers sync before renaming)",
   ["confit.load_safetensors"] = "confit.load_safetensors(path) -> table | nil, msg: name -> tensor from a .safetensors file (mmap, strictly validated)",
+  ["confit.safetensors_nonfinite"] = "confit.safetensors_nonfinite(path) -> name | false | nil, msg: the first float tensor of a .safetensors file holding NaN or inf, read in place (nothing copied), or false",
   ["confit.save_safetensors"] = "confit.save_safetensors(path, tensors [, metadata]) -> true: writes name -> tensor atomically (temp file, fsync, rename)",
   ["confit.tokenizer"] = "confit.tokenizer(path_to_tokenizer_json) -> tok | nil, msg: byte-level BPE; tok:encode(text), tok:decode(ids), tok:chat(messages)",
   ["confit.profile"] = "confit.profile(fn, ...) -> rows, fn's results: runs fn with the profiler on; rows per (phase, region): calls, host and device time",

@@ -355,18 +355,12 @@ local function optimizer_tensors_problem(dir, opt, hm, ho)
     end
   end
   if values_checked[dir] then return nil end
+  -- read in place from the files' mappings: nothing is copied (a 7B checkpoint's moments would
+  -- not fit in memory twice)
   for _, p in ipairs({dir .. "/model.safetensors", path}) do
-    local tensors, err = confit.load_safetensors(p)
-    if not tensors then return tostring(err) end
-    for _, k in ipairs(cli.sorted_keys(tensors)) do
-      local t = tensors[k]
-      local dt = confit.is_tensor(t) and t:dtype()
-      if (dt == "f32" or dt == "f64" or dt == "bf16" or dt == "f16") and t:numel() > 0 then
-        if dt ~= "f32" and dt ~= "f64" then t = t:to("f32") end   -- (bf16 arithmetic is the GPU's)
-        local v = t:abs():max():item()
-        if not (v == v and v < math.huge) then return ("%s: %s holds NaN or inf"):format(p, k) end
-      end
-    end
+    local bad, err = confit.safetensors_nonfinite(p)
+    if bad == nil then return tostring(err) end
+    if bad then return ("%s: %s holds NaN or inf"):format(p, bad) end
   end
   values_checked[dir] = true
   return nil

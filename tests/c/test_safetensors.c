@@ -890,6 +890,109 @@ static void rm_tree(const char *dir) {
   rmdir(dir);
 }
 
+/* cf_st_nonfinite (the resume check reads a checkpoint's values with it, in place) against
+ * isfinite of the values widened by cf_st_to_f32 or read as double: every bit pattern of the 8-
+ * and 16-bit floats, special and random 32- and 64-bit ones, a NaN or inf at block edges of a
+ * long tensor, unaligned data, and integers whose bits look like an infinity. */
+static uint64_t nf_state = 88172645463325252ull;
+static uint64_t nf_rand(void) {
+  nf_state ^= nf_state << 13;
+  nf_state ^= nf_state >> 7;
+  nf_state ^= nf_state << 17;
+  return nf_state;
+}
+
+static int nf_ref(const cf_st_entry *e) {
+  if (!strcmp(e->dtype, "F64")) {
+    for (size_t i = 0; i < e->nbytes / 8; i++) {
+      double x;
+      memcpy(&x, (const char *)e->data + 8 * i, 8);
+      if (!isfinite(x)) return 1;
+    }
+    return 0;
+  }
+  int64_t n = cf_st_numel(e);
+  float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+  if (!v || cf_st_to_f32(e, v)) { free(v); return -1; }
+  int bad = 0;
+  for (int64_t i = 0; i < n; i++) bad |= !isfinite(v[i]);
+  free(v);
+  return bad;
+}
+
+static void test_nonfinite(void) {
+  /* one element: every pattern of the small floats */
+  const char *small[] = {"BF16", "F16", "F8_E5M2", "F8_E4M3"};
+  int mism = 0, hits = 0;
+  for (size_t d = 0; d < 4; d++) {
+    size_t sz = cf_st_dtype_size(small[d]);
+    for (uint32_t b = 0; b < (1u << (8 * sz)); b++) {
+      unsigned char raw[2];
+      if (sz == 2) { uint16_t h = (uint16_t)b; memcpy(raw, &h, 2); } else raw[0] = (unsigned char)b;
+      cf_st_entry e = {"x", "", 1, {1}, raw, sz};
+      snprintf(e.dtype, sizeof e.dtype, "%s", small[d]);
+      int got = cf_st_nonfinite(&e), want = nf_ref(&e);
+      hits += got;
+      if (got != want && mism++ < 5) printf("  %s pattern 0x%x: nonfinite %d, isfinite says %d\n", small[d], b, got, want);
+    }
+  }
+  CHECK(mism == 0, "%d small-float patterns disagree with isfinite", mism);
+  /* the patterns with every exponent bit set, two signs each: bf16 2 * 2^7, f16 2 * 2^10, E5M2
+   * 2 * 2^2; E4M3 has no inf and one NaN per sign */
+  CHECK(hits == 256 + 2048 + 8 + 2, "hits %d", hits);
+  /* random and special 32- and 64-bit patterns */
+  mism = 0;
+  for (int i = 0; i < 200000; i++) {
+    uint64_t r = nf_rand();
+    if (i % 4 == 1) r |= 0x7ff0000000000000ull;                   /* f64 NaN / inf */
+    if (i % 4 == 2) r = (r & ~0x7f800000ull) | 0x7f800000ull;     /* f32 NaN / inf */
+    if (i % 8 == 3) r &= 0xfff0000000000000ull;                    /* +-inf, +-0 */
+    uint32_t w = (uint32_t)r;
+    cf_st_entry a = {"a", "F32", 1, {1}, &w, 4}, b = {"b", "F64", 1, {1}, &r, 8};
+    if (cf_st_nonfinite(&a) != nf_ref(&a) && mism++ < 5) printf("  F32 0x%08x disagrees\n", w);
+    if (cf_st_nonfinite(&b) != nf_ref(&b) && mism++ < 5) printf("  F64 0x%016llx disagrees\n", (unsigned long long)r);
+  }
+  CHECK(mism == 0, "%d 32/64-bit patterns disagree with isfinite", mism);
+  /* a long tensor, unaligned: finite, then one NaN or inf at each edge of the 1024-element blocks */
+  enum { N = 5000 };
+  unsigned char *buf = malloc(N * 8 + 1);
+  const char *big[] = {"F32", "F64", "BF16", "F16"};
+  const uint64_t inf_bits[] = {0x7f800000u, 0x7ff0000000000000ull, 0x7f80u, 0x7c00u};
+  const uint64_t nan_bits[] = {0xffc00001u, 0xfff8000000000001ull, 0xffc1u, 0xfe01u};
+  for (size_t d = 0; d < 4 && buf; d++) {
+    size_t sz = cf_st_dtype_size(big[d]);
+    cf_st_entry e = {"t", "", 1, {N}, buf + 1, N * sz};
+    snprintf(e.dtype, sizeof e.dtype, "%s", big[d]);
+    for (size_t i = 0; i < N; i++) {   /* finite values of either sign, including the largest */
+      float f = (float)((i % 7) - 3) * 0.37f;
+      uint64_t bits = 0;
+      if (sz == 4) memcpy(&bits, &f, 4);
+      else if (sz == 8) { double x = i == 17 ? 1.7976931348623157e308 : f; memcpy(&bits, &x, 8); }
+      else bits = i == 17 ? (d == 2 ? 0x7f7fu : 0x7bffu) : (uint64_t)(i & 0x3fff);
+      if (sz == 4 && i == 17) bits = 0x7f7fffffu;
+      memcpy(buf + 1 + i * sz, &bits, sz);
+    }
+    CHECK(cf_st_nonfinite(&e) == 0 && nf_ref(&e) == 0, "%s: finite tensor flagged", big[d]);
+    const size_t at[] = {0, 1023, 1024, 2047, 4096, N - 1};
+    for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+      for (int which = 0; which < 2; which++) {
+        unsigned char keep[8];
+        memcpy(keep, buf + 1 + at[k] * sz, sz);
+        uint64_t bits = which ? nan_bits[d] : inf_bits[d];
+        memcpy(buf + 1 + at[k] * sz, &bits, sz);
+        CHECK(cf_st_nonfinite(&e) == 1 && nf_ref(&e) == 1, "%s: %s at %zu not found", big[d], which ? "NaN" : "inf", at[k]);
+        memcpy(buf + 1 + at[k] * sz, keep, sz);
+      }
+    }
+  }
+  free(buf);
+  /* integers and empty tensors are never flagged */
+  uint32_t ibits[2] = {0x7f800000u, 0xffffffffu};
+  cf_st_entry i32 = {"i", "I32", 1, {2}, ibits, 8}, u32 = {"u", "U32", 1, {2}, ibits, 8}, empty = {"z", "F32", 1, {0}, NULL, 0};
+  CHECK(!cf_st_nonfinite(&i32) && !cf_st_nonfinite(&u32) && !cf_st_nonfinite(&empty) && !cf_st_nonfinite(NULL),
+        "integer, empty or NULL flagged");
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) {
     mkdir(argv[2], 0755);
@@ -917,6 +1020,7 @@ int main(int argc, char **argv) {
   test_special_files();
   test_write_alignment();
   test_half();
+  test_nonfinite();
   test_index();
   check_fixture("tests/fixtures/tiny_qwen2", 1);
   check_fixture("tests/fixtures/tiny_llama", 0);

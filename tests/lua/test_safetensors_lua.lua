@@ -236,6 +236,32 @@ H.case("failures: nil and a message naming the file (and tensor)", function()
   H.ok(tostring(err):find("no_such_dir", 1, true), "names the path: " .. tostring(err))
 end)
 
+H.case("safetensors_nonfinite: the first float tensor holding NaN or inf, in the file's order, read in place", function()
+  local p = tempfile()
+  local a, b = confit.tensor({1, -2, 3e38}), confit.tensor({{0, 5}, {6, 7}}, {dtype = "f64"})
+  local c = confit.tensor({1, 2, 3}):to("bf16")
+  confit.save_safetensors(p, {a = a, b = b, c = c, n = confit.tensor({2147483647}, {dtype = "i32"})})
+  H.eq(confit.safetensors_nonfinite(p), false, "all finite")
+  for _, case in ipairs({{"a", 0 / 0}, {"a", math.huge}, {"b", -math.huge}, {"c", 0 / 0}}) do
+    local t = {a = a:clone(), b = b:clone(), c = c:to("f32")}
+    local x = t[case[1]]
+    if x:dim() == 2 then x:set(2, 2, case[2]) else x:set(x:numel(), case[2]) end
+    if case[1] == "c" then t.c = t.c:to("bf16") end
+    confit.save_safetensors(p, t)
+    H.eq(confit.safetensors_nonfinite(p), case[1], ("%s holding %s"):format(case[1], tostring(case[2])))
+  end
+  -- two bad tensors: the first in the file (f64 before f32 before bf16, then by name)
+  confit.save_safetensors(p, {a = a * (0 / 0), b = b * (0 / 0)})
+  H.eq(confit.safetensors_nonfinite(p), "b", "f64 b is first in the file")
+  -- a hand-written F16 infinity (0x7c00), at the end of a 3000-element tensor
+  write_st(p, '{"h":{"dtype":"F16","shape":[3000],"data_offsets":[0,6000]}}',
+           string.rep("\0\60", 2999) .. "\0\124")
+  H.eq(confit.safetensors_nonfinite(p), "h", "F16 inf")
+  local bad, err = confit.safetensors_nonfinite("tests/no_such_file.safetensors")
+  H.ok(bad == nil and err:find("no_such_file.safetensors", 1, true), tostring(err))
+  H.ok(not pcall(confit.safetensors_nonfinite, {}), "a table is not a path")
+end)
+
 H.case("argument errors on save", function()
   local p = tempfile()
   H.raises(function() confit.save_safetensors(p, {[1] = confit.ones({1})}) end, "names must be strings")
