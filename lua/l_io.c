@@ -51,15 +51,22 @@ static int st_dtype(const char *s, cf_dtype *dt) {
   return 0;
 }
 
-static int l_load(lua_State *L) {
+/* The file at argument 1 opened, or NULL with nil and the reader's message pushed (return 2). */
+static cf_st_file *open_arg(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   cf_st_file *f;
   CF_LUA_CORE(L, f = cf_st_open(path));
   if (!f) {
     luaL_pushfail(L);
     lua_pushstring(L, cf_error_message());
-    return 2;
   }
+  return f;
+}
+
+static int l_load(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  cf_st_file *f = open_arg(L);
+  if (!f) return 2;
   lua_newtable(L);
   for (size_t i = 0; i < cf_st_count(f); i++) {
     const cf_st_entry *e = cf_st_get(f, i);
@@ -93,14 +100,8 @@ static int l_load(lua_State *L) {
 }
 
 static int l_nonfinite(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  cf_st_file *f;
-  CF_LUA_CORE(L, f = cf_st_open(path));
-  if (!f) {
-    luaL_pushfail(L);
-    lua_pushstring(L, cf_error_message());
-    return 2;
-  }
+  cf_st_file *f = open_arg(L);
+  if (!f) return 2;
   lua_pushboolean(L, 0);
   for (size_t i = 0; i < cf_st_count(f); i++) {
     const cf_st_entry *e = cf_st_get(f, i);
