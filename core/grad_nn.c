@@ -45,8 +45,10 @@ static int finish(int rc, cf_tensor **gin, cf_tensor *const *g, int n) {
 
 /* t [.., r, c] as a 2-d [(..) * r, c] tensor: a view when possible, else a contiguous copy. */
 static cf_tensor *flatten_rows(cf_tensor *t) {
-  int64_t shape[2] = {cf_tensor_numel(t) / (t->shape[t->ndim - 1] ? t->shape[t->ndim - 1] : 1),
-                      t->shape[t->ndim - 1]};
+  /* the rows are the leading dims' product (not numel / columns: with no columns that is 0) */
+  int64_t rows = 1;
+  for (int d = 0; d < t->ndim - 1; d++) rows *= t->shape[d];
+  int64_t shape[2] = {rows, t->shape[t->ndim - 1]};
   cf_tensor *v = cf_view_reshape(t, 2, shape);
   if (v) return v;
   cf_error_clear();
