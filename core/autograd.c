@@ -264,9 +264,19 @@ int cf_autograd_check_saved(const char *op, const char *what, const cf_tensor *t
                 (unsigned long long)version, (unsigned long long)cf_tensor_version(t));
 }
 
-/* Every tensor n's backward will read still holds the values n saw. */
+/* Every tensor n's backward will read still holds the values n saw, and n's output still holds
+ * what n computed: a write into it (or into a view sharing its storage) replaced part of the
+ * value the gradient describes, and the tape would pass the old value's gradient on. */
 static int check_node(const cf_node *n) {
   const char *name = cf_node_name(n);
+  if (n->out && cf_tensor_version(n->out) != n->version[n->nin]) {
+    char b[128];
+    return CF_ERR("backward: the output %s %s of %s was modified in place (fill_, copy_ or set, or through a "
+                  "view of it) after %s computed it (version %llu, now %llu): its gradient would be the old "
+                  "value's; build the new value with ops (e.g. confit.where) or write into t:detach() and use that",
+                  cf_shape_str(n->out, b, sizeof b), cf_dtype_name(n->out->dtype), name, name,
+                  (unsigned long long)n->version[n->nin], (unsigned long long)cf_tensor_version(n->out));
+  }
   for (int k = 0; k <= n->nin; k++) {
     cf_tensor *t = k < n->nin ? n->in[k] : n->out;
     if (!t || !reads_value(n, k)) continue;

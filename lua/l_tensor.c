@@ -1377,7 +1377,7 @@ static const char *const docs[][2] = {
   {"t:dim", "t:dim() -> number of dims"},
   {"t:dtype", "t:dtype() -> \"f32\" | \"f64\" | \"bf16\" | \"i32\" | \"i64\""},
   {"t:device", "t:device() -> \"cpu\" | \"cuda\""},
-  {"t:backward", "t:backward([seed [, {retain_graph = true}]]): reverse-mode autograd from t (one element unless a seed tensor/number is given); accumulates into .grad of leaves. Refused when a value the gradient needs was written in place (fill_, copy_, set, an optimizer step) after the forward saved it"},
+  {"t:backward", "t:backward([seed [, {retain_graph = true}]]): reverse-mode autograd from t (one element unless a seed tensor/number is given); accumulates into .grad of leaves. Refused when a value the gradient needs was written in place (fill_, copy_, set, an optimizer step) after the forward saved it, or a tensor the tape computed was written in place (its gradient would be the old value's)"},
   {"t:detach", "t:detach() -> tensor: same data, cut from the autograd graph"},
   {"t.grad", "t.grad: the accumulated gradient of a leaf after backward(), or nil; settable to nil or a same-shaped tensor"},
   {"t.requires_grad", "t.requires_grad: whether gradients flow to t; settable on leaf tensors"},

@@ -191,6 +191,31 @@ H.case("an output a backward reads (exp's) written in place is refused too", fun
   H.raises(function() y:backward() end, "output", "exp", "[2]", "modified in place")
 end)
 
+H.case("a computed tensor written in place (itself or through a view) is refused: its gradient would be the old value's", function()
+  -- (y = x * 2; y:fill_(0); (y * x):sum() gave x.grad = 2 x, though the sum is 0 for every x)
+  local writes = {
+    fill_ = function(y) y:fill_(0) end,
+    copy_ = function(y) y:copy_(confit.tensor({0, 0, 0}, "f64")) end,
+    set = function(y) y:set(2, 0) end,
+    view_fill_ = function(y) y:narrow(1, 2, 2):fill_(0) end,
+  }
+  for name, write in pairs(writes) do
+    local x = confit.tensor({1, 2, 3}, {dtype = "f64", requires_grad = true})
+    local y = x * 2
+    write(y)
+    local z = (y * x):sum()
+    H.raises(function() z:backward() end, "the output [3] f64 of mul was modified in place")
+    H.eq(x.grad, nil, name .. ": no gradient accumulated")
+  end
+  -- written after a backward, as a new value detached from the tape: fine
+  local x = confit.tensor({1, 2, 3}, {dtype = "f64", requires_grad = true})
+  local y = (x * 2):detach()
+  y:fill_(0)
+  local z = (y * x):sum()
+  z:backward()
+  same_list(flat(x.grad), {0, 0, 0}, 0, "a detached constant")
+end)
+
 H.case("an optimizer step between a retain_graph backward and the next backward is refused", function()
   local w = confit.tensor({1, 2}, {requires_grad = true})
   local y = (w * w):sum()
