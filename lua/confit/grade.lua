@@ -27,7 +27,12 @@
 --   * "x=", "y=", "z=" and "x\in" style prefixes are removed only at the start of the answer,
 --     not everywhere (the harness turns "(x=1,y=2x)" into "(1,22)"); the EVAL.md rule "left
 --     side of at most 2 characters" still applies, so "2x=4" becomes "4" as in the harness;
+--   * the "left side of at most 2 characters" never ends in "<", ">" or "!": "x>=3" is not "3";
 --   * "\left"/"\right" are removed only as delimiters, so "\rightarrow" survives;
+--   * "+\infty" where a term starts is "\infty" ("(3,+\infty)" = "(3,\infty)"), and
+--     "\geqslant" / "\leqslant" are "\ge" / "\le";
+--   * two words of two or more letters ("east", "Evelyn") compare as text, case-insensitively:
+--     as products of one-letter variables "north" and "thorn" were equal;
 --   * a comma counts as a thousands separator only in groups of three digits ("1,000",
 --     "1{,}000"); "1,2" is a two-element list, not the number 12;
 --   * "\sqrt2x" is sqrt(2)*x as in LaTeX (one token under the root), like "\frac12";
@@ -283,7 +288,9 @@ local UNIT_CMDS = {"text", "textrm", "mbox", "mathrm"}
 -- left before it: "10\text{ cm}^2" -> "10", but "\text{(B)}" stays, and so does the text after
 -- an "=" or ":" ("x=\text{Evelyn}": the answer, not a unit).
 local function drop_trailing_unit(s)
-  local body = s:gsub("%^{?%d}?$", "")
+  -- (the exponent's braces are a pair: "}?" alone ate the brace of "\text{ cm^2}")
+  local body = s:gsub("%^{%d}$", "")
+  if body == s then body = s:gsub("%^%d$", "") end
   if not ends(body, "}") then return s end
   local d, open = 0, nil
   for i = #body, 1, -1 do
@@ -344,6 +351,8 @@ end
 local function fix_infinity(s)
   s = s:gsub("%f[%a]infinity%f[%A]", "\\infty")
   if not s:find("\\infty", 1, true) then s = s:gsub("%f[%a]inf%f[%A]", "\\infty") end
+  -- "+\infty" where a term starts (the answer, an interval end): "(3,+\infty)" is "(3,\infty)"
+  s = s:gsub("^%+\\infty", "\\infty"):gsub("([%(%[,])%+\\infty", "%1\\infty")
   return s
 end
 
@@ -384,6 +393,7 @@ local function normalize_latex(s)
   s = replace(s, "dbinom", "binom")
   s = replace(s, "tbinom", "binom")
   s = s:gsub("\\neq%f[%A]", "\\ne"):gsub("\\leq%f[%A]", "\\le"):gsub("\\geq%f[%A]", "\\ge")
+  s = s:gsub("\\leqslant%f[%A]", "\\le"):gsub("\\geqslant%f[%A]", "\\ge")
   s = s:gsub("\\left%.", ""):gsub("\\right%.", "")
   s = s:gsub("\\left%f[%A]", ""):gsub("\\right%f[%A]", "")
   s = replace(s, "\\{", "{")
@@ -410,7 +420,10 @@ end
 
 local function normalize_tail(s)
   local parts = split_top(s, "=")
-  if #parts == 2 and #trim(parts[1]) <= 2 and trim(parts[2]) ~= "" then s = parts[2] end
+  -- "x = 3" -> "3"; not the "x>" of "x>=3", "x<=3", "x!=3"
+  if #parts == 2 and #trim(parts[1]) <= 2 and not trim(parts[1]):find("[<>!]$") and trim(parts[2]) ~= "" then
+    s = parts[2]
+  end
   s = fix_sqrt(s)
   s = s:gsub("%s+", "")
   s = s:gsub("_{(%w)}", "_%1")                           -- "52_{8}" -> "52_8"
@@ -752,6 +765,9 @@ end
 -- p and r are normalised. Steps of EVAL.md, first that decides.
 function equiv(p, r, ctx)
   if p == r or lower(p) == lower(r) then return true end
+  -- two words ("east", "Evelyn", "SRMC") are text, not products of one-letter variables (as
+  -- products "north" and "thorn" were equal)
+  if p:match("^%a%a+$") and r:match("^%a%a+$") then return false end
   if max_depth(p) > MAX_DEPTH or max_depth(r) > MAX_DEPTH then return false end
   local np, nr = parse_number(p), parse_number(r)
   if np and nr then return numbers_equal(np, nr) end

@@ -283,6 +283,29 @@ local CASES = {
   {"eq", "4 \\times 10^{4}", "40,000", true},
   {"eq", "4.1 \\times 10^{4}", "40,000", false},
   {"eq", "x = \\text{(C)}", "\\text{(C)}", true},
+  -- (sixteenth session) "+\infty" is \infty where a term starts (math500's interval answers)
+  {"eq", "(3,+\\infty)", "(3,\\infty)", true},
+  {"eq", "[0,+\\infty)", "[0, \\infty)", true},
+  {"eq", "(-\\infty,+\\infty)", "\\mathbb{R}", true},
+  {"eq", "1+\\infty", "\\infty", false},
+  -- a unit inside \text{...} with an exponent ("}?" once ate the closing brace)
+  {"eq", "5 \\text{ cm^2}", "5", true},
+  {"eq", "9.8 \\text{m/s^2}", "9.8", true},
+  {"eq", "3 \\mathrm{m^3}", "3", true},
+  {"eq", "3 \\mathrm{m^3}", "4", false},
+  -- ">=", "<=", "!=" are no "x =" prefix to drop
+  {"eq", "x>=3", "x<=3", false},
+  {"eq", "x<=3", "3", false},
+  {"eq", "x!=3", "3", false},
+  {"n", "x=3", "3"},
+  -- \geqslant, \leqslant (olympiadbench's "k \geqslant 2")
+  {"eq", "k \\geq 2", "k \\geqslant 2", true},
+  {"eq", "k \\le 2", "k \\leqslant 2", true},
+  -- words are text: anagrams were equal as products of one-letter variables
+  {"eq", "\\text{north}", "\\text{thorn}", false},
+  {"eq", "no", "on", false},
+  {"eq", "\\text{East}", "east", true},
+  {"eq", "2xy", "2yx", true},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
