@@ -6,7 +6,8 @@
 --   return {
 --     base = {model = "examples/toy/model", steps = 20, questions_per_step = 8},  -- flags of every run
 --     grid = {method = {"l1", "l2"}, alpha = {0, 0.1}, n = {8, 16}, seed = {1, 2, 3}},
---     out = "runs/ablate-x",             -- the grid directory (--out overrides)
+--     out = "runs/ablate-x",             -- the grid directory (--out overrides): new, empty or an
+--                                        -- earlier grid's (only grid.json, results.*, key=value/)
 --     recipe = "recipes/rlsc.lua",       -- optional: the recipe each run calls (default)
 --     seed_key = "seed",                 -- optional: the axis results are averaged over
 --     metrics = {"acc", "pass@1"},       -- optional: which after-metrics to tabulate
@@ -423,6 +424,26 @@ function M.subprocess_runner(run, ctx)
   return nil, string.format("%s; log %s%s", ended, log, t ~= "" and (":\n    " .. t:gsub("\n", "\n    ")) or "")
 end
 
+-- What ablate writes into a grid folder: grid.json, the results, its lock, the temporary files of
+-- its atomic writes and one folder per grid point ("key=value,..."). An --out holding anything
+-- else (a finished rlsc run, a model, notes) is refused before anything is written: the grid's
+-- grid.json and results would overwrite files of the same name there.
+local GRID_FILES = {["grid.json"] = true, ["results.csv"] = true, ["results.md"] = true, [".lock"] = true}
+local function check_grid_folder(out)
+  if not cli.exists(out) then return end
+  if not cli.is_dir(out) then die("--out %s is a file, not a folder", out) end
+  local names = cli.list_dir(out)
+  if not names then die("--out %s: cannot list the folder", out) end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local point = name:find("=", 1, true) and cli.is_dir(out .. "/" .. name)
+    if not (GRID_FILES[name] or point or jsonio.is_temp_name(name)) then
+      die("--out %s holds %s, which ablate does not write (an ablate grid folder holds grid.json, results.* "
+          .. "and its runs' key=value folders): give a new or empty folder, or an earlier grid's", out, name)
+    end
+  end
+end
+
 -- Run every unfinished grid point. opts: runner(run, ctx) -> true | nil, why, stop (default
 -- subprocess_runner; stop: an exit status, the run was interrupted), out, dry_run, say
 -- (print-like), clock. A run that returns stop, or a Ctrl-C of this process while a run goes on,
@@ -436,6 +457,7 @@ function M.run_grid(spec, opts)
   local runs, names = M.expand(spec)
   local runner = opts.runner or M.subprocess_runner
   local ctx = {exe = opts.exe or M.executable(), recipe = spec.recipe, out = out}
+  check_grid_folder(out)
   M.check_finished(spec, runs, out)
   -- one ablate per grid folder, held until run_grid returns (however it ends)
   local grid_lock = {}

@@ -296,9 +296,13 @@ function M.sorted_keys(t)
   return ks
 end
 
---- True when path names an existing file or directory.
+--- True when path names an existing file or directory. (Renamed onto itself: a rename that
+--- fails for any reason but ENOENT (2), ENOTDIR (20) or ENAMETOOLONG (36) found the path there:
+--- "DIR/.", "." and "/" give EBUSY, an entry of a read-only folder EROFS or EACCES; all once
+--- counted as missing, and a recipe took an existing run folder given as "RUN/." for a new one.)
 function M.exists(path)
-  return os.rename(path, path) and true or false
+  local ok, _, code = os.rename(path, path)
+  return ok and true or (code ~= 2 and code ~= 20 and code ~= 36)
 end
 
 --- A path as written, without "./" parts, repeated or trailing slashes ("a//./b/" -> "a/b"), to

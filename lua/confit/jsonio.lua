@@ -429,7 +429,11 @@ function M.write_dir_atomic(dir, fill, opts)
   if type(fill) ~= "function" then error("jsonio: write_dir_atomic needs a function to fill the folder", 2) end
   opts = opts or {}
   local cli = require("confit.cli")
-  dir = dir:gsub("(.)/+$", "%1")
+  dir = cli.tidy_path(dir)   -- "a//b/./" is "a/b"
+  local last = dir:match("([^/]*)$")
+  if dir == "/" or last == "." or last == ".." then
+    return nil, ("cannot replace the folder '%s' as a whole: name it by its own name, not '.' or '..'"):format(dir)
+  end
   local parent = dir_of(dir)
   if parent == "" then parent = "/" end
   local ok, err = cli.make_dir(parent)

@@ -206,6 +206,20 @@ H.case("write_dir_atomic and remove_stale_temps: temporary folders", function()
   H.eq(names(parent), "d", "the folder stays")
 end)
 
+H.case("write_dir_atomic: 'DIR/.' is DIR; '.', '..' and '/' are refused before anything is written", function()
+  local parent = tempdir()
+  H.ok(jsonio.write_dir_atomic(parent .. "/d/.", function(tmp) H.write(tmp .. "/a", "1") end), "DIR/.")
+  H.eq(read(parent .. "/d/a"), "1", "written into DIR")
+  H.eq(names(parent), "d", "only the folder")
+  for _, dir in ipairs({".", parent .. "/d/..", "/"}) do
+    local called = false
+    local ok, err = jsonio.write_dir_atomic(dir, function() called = true end)
+    H.ok(not ok and err:find("name it by its own name", 1, true), tostring(err))
+    H.ok(not called, dir .. ": nothing written")
+  end
+  H.eq(names(parent), "d", "nothing beside it")
+end)
+
 H.case("write_dir_atomic: a failed put-in-place removes the new folder, or keeps and names it (keep_on_failure)", function()
   local parent = tempdir()
   local dst = parent .. "/d"

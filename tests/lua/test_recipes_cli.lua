@@ -223,6 +223,11 @@ H.case("nothing was written outside the temp folder, and the cases ran in parall
 end)
 
 -- (audit_w) a flag given twice, in either spelling, is refused: which value was meant is unknown
+H.case("cli.exists: '.', '/', 'DIR/.' and an existing file are there; a missing path, one under a file, an overlong name are not", function()
+  for _, p in ipairs({".", "..", "/", "lua/.", "lua/", "README.md"}) do H.ok(cli.exists(p), p) end
+  for _, p in ipairs({TMP .. "/nope", TMP .. "/nope/.", "README.md/x", ("x"):rep(5000)}) do H.ok(not cli.exists(p), p) end
+end)
+
 H.case("cli.parse_args: a flag given twice is refused, naming it", function()
   local spec = {eval_n = {"int", 16}, quiet = {"flag", false}}
   local e = H.raises(function() cli.parse_args({"--eval-n", "2", "--eval_n=4"}, spec, "recipes/x.lua") end)
@@ -305,6 +310,26 @@ H.case("pretrain_toy: an --out holding other files is refused in one line and le
        .. "only an empty folder or a toy model folder is replaced (give another --out)\n")
   H.eq(read(dir .. "/notes.txt"), "keep\n", "notes.txt kept")
   H.ok(cli.is_dir(dir .. "/precious"), "precious/ kept")
+end)
+
+H.case("pretrain_toy and ablate: an --out named 'DIR/.' is checked as DIR; ablate refuses a folder of other files", function()
+  local dir = TMP .. "/dot_keep"
+  assert(os.execute("mkdir -p " .. q(dir)))
+  write(dir .. "/notes.txt", "keep\n")
+  local rc, text = run_recipe("pretrain_toy", "--steps 1 --batch 1 --eval-every 0 --eval-questions 1 "
+    .. "--layers 1 --hidden 4 --heads 1 --ffn 2 --out " .. q(dir .. "/."))
+  H.eq(rc, 1, text)
+  H.ok(text:find("holds notes.txt, which pretrain_toy does not write", 1, true), text)
+  -- ablate wrote its grid.json and results into any --out (a finished rlsc run's folder too)
+  local g = TMP .. "/dot_grid.lua"
+  write(g, "return {base = {steps = 1, questions_per_step = 1, n = 2, no_eval = true}, grid = {seed = {1}}}\n")
+  for _, out in ipairs({dir, dir .. "/."}) do
+    rc, text = run_recipe("ablate", q(g) .. " --out " .. q(out))
+    H.eq(rc, 1, text)
+    H.ok(text:find("holds notes.txt, which ablate does not write", 1, true), text)
+  end
+  H.eq(cli.list_dir(dir)[1], "notes.txt", "only notes.txt")
+  H.eq(#cli.list_dir(dir), 1, "nothing written")
 end)
 
 H.case("ablate: a value that cannot be a flag names the grid file and the axis", function()
@@ -540,6 +565,11 @@ do
     -- (fix_rlsc3)
     {TINY .. " --resume" .. o(GPURUN), {"--out '" .. GPURUN .. "' is a run on --device cuda --dtype bf16, not --device cpu (f32)",
                                          "resume with its --device and --dtype"}},
+    -- (sixteenth session) the same folders named "DIR/.": cli.exists took them for missing (a
+    -- rename onto itself gives EBUSY), and every --out check was skipped
+    {TINY .. " --lr 1e30" .. o(FINISHED .. "/."), {FINISHED .. "/.", "finished run (summary.json)"}},
+    {"--model " .. q(TOKMODEL) .. " " .. TINY .. o(TOKMODEL .. "/."), {TOKMODEL .. "/.", "not an rlsc run's"}},
+    {TINY .. o(NOTES .. "/."), {"holds eval_before.jsonl and no rlsc run (config.json)"}},
   }
   local runs = {}
   for i, c in ipairs(cases) do runs[i] = {"rlsc", c[1]} end
