@@ -34,6 +34,16 @@ function M.raise(msg)
   error(setmetatable({msg = tostring(msg)}, UserError), 0)
 end
 
+--- Re-raise the error e of a model's generate: the sampler's refusal of NaN / inf logits (weights
+--- that are not finite, or so large that the logits overflow: an update that diverged) as a user
+--- error naming `what` ("evaluation"), anything else as it is.
+function M.raise_generate_error(e, what)
+  local why = type(e) == "string" and e:match("non%-finite logits: (.*)$")
+  if not why then error(e, 0) end
+  M.raise(("%s: the model's logits are not finite (%s): its weights hold NaN or inf or have grown too large "
+           .. "(a diverged update? a smaller --lr)"):format(what, why))
+end
+
 --- A die(fmt, ...) for one recipe: raises the user error "<name>: <fmt formatted>".
 function M.die_for(name)
   return function(fmt, ...) M.raise(name .. ": " .. string.format(fmt, ...)) end

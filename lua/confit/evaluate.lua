@@ -861,10 +861,14 @@ function evaluate.run(model, problems, opts)
   -- The C generate directly when there is one (token ids in, token ids out; we decode),
   -- else the model's own generate.
   local gen = opts.generate or function(prompts, go)
+    local ok, out
     if model.core and model.core.generate and type(prompts[1]) == "table" then
-      return model.core:generate(prompts, go)
+      ok, out = pcall(model.core.generate, model.core, prompts, go)
+    else
+      ok, out = pcall(model.generate, model, prompts, go)
     end
-    return model:generate(prompts, go)
+    if not ok then require("confit.cli").raise_generate_error(out, "evaluation") end
+    return out
   end
   local keys = {}
   local count = 0

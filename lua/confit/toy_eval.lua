@@ -89,7 +89,8 @@ local function sample_all(m, prompts, gen, chunk)
     -- generate keys sample j of the p-th prompt of a call by (seed, p, j); the seed of a call
     -- is derived from its first question, so draws depend on opts.chunk (keep it fixed)
     o.seed = gen.seed * 1000003 + first
-    local out = m:generate(ps, o)
+    local gok, out = pcall(m.generate, m, ps, o)
+    if not gok then require("confit.cli").raise_generate_error(out, "evaluation") end
     local n = gen.n or 1
     for i = first, last do
       local list = {}

@@ -47,7 +47,9 @@
 -- with a one-line warning (M.underflow_warning): only weight decay moved the weights.
 --
 -- A non-finite loss or gradient stops the run (an error naming the step and the tensor) before the
--- optimizer step, so no checkpoint or weight is ever written from a corrupt update.
+-- optimizer step; an update that made a weight NaN or inf (a finite gradient and a huge lr) stops
+-- it before a checkpoint is written and after the last step (M.bad_weight), so no checkpoint or
+-- weight is ever written from a corrupt update. Logits that overflow in sampling stop it too.
 local confit = require "confit"
 local model = require "confit.model"
 local rl = require "confit.rl"
@@ -91,6 +93,15 @@ function M.bad_gradient(params)
       local norm = confit.optim.clip_grad_norm({p}, math.huge)
       if not isfinite(norm) then return name, norm end
     end
+  end
+  return nil
+end
+
+--- The name of the first parameter (sorted order) holding NaN or inf, or nil.
+function M.bad_weight(params)
+  for _, name in ipairs(sorted_keys(params)) do
+    local v = params[name]:abs():max():item()
+    if not isfinite(v) then return name end
   end
   return nil
 end
@@ -780,7 +791,18 @@ function M.run(opts)
       local t_u = u == 1 and t0 or confit.clock()
       update(step, u, batch, ropts, t_u, u == 1 and t_gen or 0, u == 1 and ntok or nil)
     end
-    if o.out and (o.checkpoint_every or 0) > 0 and step % o.checkpoint_every == 0 then
+    local save = o.out and (o.checkpoint_every or 0) > 0 and step % o.checkpoint_every == 0
+    -- an update with a finite gradient may still diverge (a huge lr): weights that are not
+    -- finite are never saved, nor handed on (the last step's, to an evaluation or a save)
+    if save or step == o.steps then
+      local bad = M.bad_weight(params)
+      if bad then
+        local ostep = step * U
+        cli.raise(("train: step %d: the update made %s NaN or inf (it diverged: a smaller --lr?); stopped, and "
+                   .. "nothing of step %d is saved"):format(ostep, bad, ostep))
+      end
+    end
+    if save then
       M.save_checkpoint(o.out, step, m, opt, {method = method, seed = o.seed, settings = run_settings(o, T_loss)})
     end
   end

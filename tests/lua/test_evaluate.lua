@@ -584,6 +584,21 @@ local function tiny_model()
   return model.new(cfg, {tokenizer = tokdir .. "/tokenizer.json", seed = 7})
 end
 
+H.case("a model whose logits are not finite: a user error naming the evaluation, no traceback", function()
+  local m = tiny_model()
+  local p = m:parameters()["model.norm.weight"]
+  require("confit").no_grad(function() p:fill_(0 / 0) end)
+  local qs = toy.world("mixed"):questions("heldout", 2, 1)
+  local probs = {}
+  for i, q in ipairs(qs) do probs[i] = {id = i, question = q.prompt, answer = q.answer} end
+  local ok, err = pcall(evaluate.run, m, probs, {n = 0, max_new_tokens = 4, template = "plain", progress = false})
+  local cli = require "confit.cli"
+  H.ok(not ok and cli.is_user_error(err), tostring(err))
+  H.ok(cli.message(err):find("^evaluation: the model's logits are not finite"), cli.message(err))
+  ok, err = pcall(require("confit.toy_eval").run, m, qs, {n = 2, max_new_tokens = 4})
+  H.ok(not ok and cli.is_user_error(err) and cli.message(err):find("^evaluation: the model's logits"), tostring(err))
+end)
+
 H.case("end to end with a tiny random model: records, counts, resume, rescoring", function()
   local m = tiny_model()
   local qs = toy.world("mixed"):questions("heldout", 6, 1)

@@ -279,6 +279,26 @@ H.case("a diverging run (--lr 1e30): one error line, true to what was saved", fu
   os.execute(("rm -rf %q"):format(d))
 end)
 
+H.case("an update that diverges with a finite gradient (--lr 1e308): one line, no checkpoint or model saved; huge weights stop the evaluation in one line", function()
+  -- (the NaN weights were saved as checkpoint-1 and by --save-model, and the evaluation after
+  -- training stopped with a traceback: "non-finite logits")
+  local d = tmpdir()
+  local ok, text = run("--no-eval --questions-per-step 1 --n 2 --steps 3 --checkpoint-every 1 --save-model --lr 1e308", d)
+  H.ok(not ok and not text:find("traceback", 1, true), text)
+  local last = text:match("([^\n]*)\n?$")
+  H.ok(last:find("^rlsc: train: step 1: the update made ") and last:find("NaN or inf (it diverged", 1, true)
+       and last:find("nothing of step 1 is saved", 1, true), last)
+  H.ok(not slurp(d .. "/checkpoint-1/trainer_state.json") and not slurp(d .. "/model/config.json"), "nothing saved")
+  os.execute(("rm -rf %q"):format(d))
+  -- finite weights whose logits overflow: the evaluation after training says so in one line
+  d = tmpdir()
+  ok, text = run("--steps 1 --questions-per-step 1 --eval-questions 2 --eval-n 2 --lr 1e20", d)
+  H.ok(not ok and not text:find("traceback", 1, true), text)
+  H.ok(text:find("rlsc: evaluation: the model's logits are not finite", 1, true), text)
+  H.ok(not slurp(d .. "/summary.json"), "no summary.json")
+  os.execute(("rm -rf %q"):format(d))
+end)
+
 H.case("--out: an unfinished run starts over without the earlier files; a finished one resumes from its checkpoint", function()
   local d = copy_of_base()
   spit(d .. "/eval_after.jsonl", '{"id": 1}\n')
