@@ -550,7 +550,7 @@ local function check_out_dir(o)
         .. "and --dtype or use another --out", o.out, tostring(run.device), tostring(run.dtype), o.device, dtype)
   end
   local bad = train.check_out(o.out, {
-    method = o.method, resume = o.resume, seed = o.seed, alpha = o.alpha, n = o.n,
+    method = o.method, resume = o.resume, seed = o.seed, alpha = o.alpha, n = o.n, steps = o.steps,
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
     max_new_tokens = o.max_new_tokens, questions_per_step = o.questions_per_step,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, grad_clip = o.grad_clip,

@@ -455,6 +455,12 @@ function M.check_out(out, opts)
   end
   local bad = trainer_state_problem(st, step)
   if bad then return damaged("trainer_state.json: " .. bad) end
+  -- a run of fewer steps than the checkpoint holds would evaluate and summarise the later model
+  -- as a run of o.steps
+  if int(o.steps) and step > o.steps then
+    return ("resume: %s is at step %d, past --steps %d: resume with --steps %d or more, or use another --out")
+           :format(dir, step, o.steps, step)
+  end
   bad = resume_mismatch(st, o, rl.resolve(o.method) or o.method, o.loss_temperature or o.temperature)
   if bad then
     return ("resume: %s was made with %s; resume with the run's settings or use another --out")

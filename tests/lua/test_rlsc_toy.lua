@@ -279,6 +279,19 @@ H.case("a diverging run (--lr 1e30): one error line, true to what was saved", fu
   os.execute(("rm -rf %q"):format(d))
 end)
 
+H.case("--resume with --steps below the latest checkpoint is refused in one line; a finished run's summary kept", function()
+  -- (it evaluated the step-3 model and wrote a summary of a 2-step run over the finished one's)
+  local d = copy_of_base()
+  spit(d .. "/summary.json", '{"finished": true}\n')
+  local steps, cfg = slurp(d .. "/steps.jsonl"), slurp(d .. "/config.json")
+  local ok, text = run(TINY .. " --steps 2 --resume", d)
+  one_line_failure(ok, text, d .. "/checkpoint-3 is at step 3, past --steps 2", "--steps 3 or more")
+  H.eq(slurp(d .. "/summary.json"), '{"finished": true}\n', "summary.json kept")
+  H.eq(slurp(d .. "/steps.jsonl"), steps, "steps.jsonl untouched")
+  H.eq(slurp(d .. "/config.json"), cfg, "config.json untouched")
+  os.execute(("rm -rf %q"):format(d))
+end)
+
 H.case("an update that diverges with a finite gradient (--lr 1e308): one line, no checkpoint or model saved; huge weights stop the evaluation in one line", function()
   -- (the NaN weights were saved as checkpoint-1 and by --save-model, and the evaluation after
   -- training stopped with a traceback: "non-finite logits")
