@@ -163,6 +163,9 @@ function M.encode(v, opts)
   local out = {}
   local ok, err = pcall(encode_value, v, "value", {}, opts and opts.indent, 0, out)
   if not ok then
+    -- a Ctrl-C (the hook raises "interrupted" between any two instructions) or an error object
+    -- goes on as it is: the recipe prints "interrupted" and exits 130, not a traceback
+    if type(err) ~= "string" or require("confit.cli").is_interrupt(err) then error(err, 0) end
     if opts and opts.what then err = err .. " (" .. opts.what .. ")" end
     error(err, 2)
   end

@@ -62,6 +62,20 @@ H.case("encode: NaN/Inf, bad keys, sparse arrays, cycles raise with a key path",
   H.eq(jsonio.encode({a = s, b = s}), '{"a":[1],"b":[1]}', "shared subtable")
 end)
 
+H.case("encode: a Ctrl-C or an error object raised while encoding goes on unchanged", function()
+  -- ("interrupted (writing ...)" no longer read as a Ctrl-C: the recipe printed a traceback, exit
+  -- 1, not "interrupted", 130; an error object met a string concatenation)
+  local function raising(e) return setmetatable({}, {__pairs = function() error(e, 0) end}) end
+  local ok, err = pcall(jsonio.encode, raising("interrupted"), {what = "writing x"})
+  H.eq(err, "interrupted", "a bare interrupt")
+  ok, err = pcall(jsonio.write_json_atomic, os.tmpname(), {a = raising("x.lua:3: interrupted")})
+  H.eq(err, "x.lua:3: interrupted", "a positioned interrupt")
+  H.ok(require("confit.cli").is_interrupt(err), "still a Ctrl-C")
+  local obj = setmetatable({msg = "m"}, require("confit.cli").UserError)
+  ok, err = pcall(jsonio.encode, raising(obj), {what = "w"})
+  H.ok(not ok and err == obj, "the object itself: " .. tostring(err))
+end)
+
 H.case("write_json_atomic / read_json round trip", function()
   local d = tmpdir()
   local v = {config = {lr = 1e-5, alpha = 0.1, steps = 20, name = "rlsc", flags = {true, false}},
