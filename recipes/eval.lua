@@ -6,7 +6,9 @@
 --       [--limit K] [--out DIR] [--max-new-tokens N] [--template NAME] [--batch-size B]
 --       [--seed S] [--no-greedy] [--no-resume] [--device cpu|cuda] [--dtype bf16|f32]
 --   confit recipes/eval.lua --model DIR --data FILE --question-field F --answer-field F [--name N]
---       (--bench and --data together: the benchmarks, then the file)
+--       (--bench and --data together: the benchmarks, then the file; a --data file named after a
+--       benchmark, e.g. a copy of gsm8k.jsonl, is read as that benchmark unless --answer-field is
+--       given, as rlsc reads it)
 --   confit recipes/eval.lua --model examples/toy/model --bench toy      (toy-mixed, toy-pure)
 --
 -- Writes OUT/<benchmark>/{config.json, eval_before.jsonl, eval_before.settings.json, summary.json}
@@ -30,7 +32,9 @@ local USAGE = [[
 usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [options]
   --bench a,b,...        aime24 amc23 math500 minerva_math olympiadbench gsm8k toy toy-mixed toy-pure
   --data FILE            any JSONL or JSON array; --question-field F (question) --answer-field F
-                         (answer) --name NAME (default: the file's base name)
+                         (answer) --name NAME (default: the file's base name); a file named after a
+                         benchmark (gsm8k.jsonl, ...) without --answer-field is read as that
+                         benchmark (its question field, its reference answers)
                          (one of them at least; --bench and --data together evaluate the
                          benchmarks, then the file, each in its own OUT/<name>/)
   --data-dir DIR         benchmark files (default ../shared/data/benchmarks, from the current folder)
@@ -44,7 +48,7 @@ usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [option
   --no-greedy            skip the greedy completion (then n > 0 is needed)
   --max-new-tokens N     default 3072 (64 for the toy world)
   --limit K              first K problems of each benchmark (toy: K questions)
-  --toy-questions N      held-out toy questions (default 500); --toy-seed S (default 1)
+  --toy-questions N      held-out toy questions (default 500, at most 10000); --toy-seed S (default 1)
   --batch-size B         problems per generate call (default 8); --seed S (default 0)
   --out DIR              default runs/eval-<model>-<mode>; not a folder holding another
                          recipe's run (config.json or summary.json that eval did not write)
@@ -74,6 +78,9 @@ local SPEC = {
 
 -- Largest values (the generator's limits: lua/l_model.c).
 local MAX = {n = 1 << 20, ["top-k"] = 1 << 30}
+-- held-out toy questions at most (rlsc's --eval-questions bound; the split holds some 80,000
+-- distinct ones, and drawing near all of them takes minutes)
+local TOY_MAX = 10000
 
 -- Parse "--key value", "--key=value" and flags into a table keyed by the option name; an option
 -- given twice is refused (no value silently wins).
@@ -96,6 +103,10 @@ function M.parse_args(argv)
         i = i + 1
         val = argv[i]
         if val == nil then die("--%s needs a value", key) end
+      end
+      -- decimal only: tonumber reads "0x10" as 16
+      if (ty == "int" or ty == "number") and val:find("[xX]") then
+        die("--%s expects a decimal number, got '%s'", key, val)
       end
       if ty == "int" then
         local v = math.tointeger(tonumber(val))
@@ -143,6 +154,10 @@ function M.problem_sets(o)
     if TOY[name] then
       local toy = require "confit.toy"
       local count = o.limit or o["toy-questions"] or 500
+      if count > TOY_MAX then
+        die("--%s: the toy world's held-out split is evaluated on at most %d questions, got %d",
+            o.limit and "limit" or "toy-questions", TOY_MAX, count)
+      end
       local qs = toy.world(TOY[name]):questions("heldout", count, o["toy-seed"] or 1)
       local probs = {}
       for i, q in ipairs(qs) do probs[i] = {id = i, question = q.prompt, answer = tostring(q.answer)} end
@@ -168,10 +183,22 @@ function M.problem_sets(o)
   end
   if o.data then
     cli.check_file("eval", o.data, "--data")
-    local ok, items, err = pcall(bench.load, o.data, {question = o["question-field"],
-                                                       answer = o["answer-field"], limit = o.limit})
-    if not ok then die("%s", load_error(items)) end
-    if not items then die("cannot read --data %s: %s", o.data, load_error(err or "read error")) end
+    -- a file named after a benchmark (a copy of gsm8k.jsonl) is that benchmark, as rlsc reads
+    -- it, unless --answer-field says which field holds the answer (gsm8k's whole worked solution
+    -- was the reference)
+    local as_bench, bdir = nil, nil
+    if not o["answer-field"] then as_bench, bdir = bench.named_after(o.data) end
+    local ok, items, err
+    if as_bench then
+      ok, items, err = pcall(bench.load, as_bench, {dir = bdir, question = o["question-field"], limit = o.limit})
+    else
+      ok, items, err = pcall(bench.load, o.data, {question = o["question-field"],
+                                                  answer = o["answer-field"], limit = o.limit})
+    end
+    local hint = as_bench and (" (a file named %s.jsonl is read as the benchmark %s: give --answer-field FIELD to "
+                               .. "read it as a plain file)"):format(as_bench, as_bench) or ""
+    if not ok then die("%s%s", load_error(items), hint) end
+    if not items then die("cannot read --data %s: %s%s", o.data, load_error(err or "read error"), hint) end
     -- ids must be unique for resume; fall back to positions when the file's are not
     local seen, dup = {}, false
     for _, it in ipairs(items) do
@@ -183,6 +210,11 @@ function M.problem_sets(o)
       for i, it in ipairs(items) do it.id = i end
     end
     local name = o.name or basename(o.data):gsub("%.jsonl?$", "")
+    -- the benchmark's folder is OUT/<name>: a name, not a path
+    if name == "" or name == "." or name == ".." or name:find("/", 1, true) then
+      die("%s '%s' names the benchmark's folder inside --out: give a name without '/' that is not '', '.' or '..'",
+          o.name and "--name" or "--data's base name", name)
+    end
     sets[#sets + 1] = {name = name, problems = items, source = o.data}
   end
   if #sets == 0 then die("nothing to evaluate: give --bench NAMES or --data FILE (see --help)") end

@@ -201,12 +201,7 @@ end
 -- minerva_math's last \boxed{} of the solution) and its ids (id, idx or unique_id).
 local function known_benchmark(o, path)
   if o.given.answer_field then return nil end
-  local base = path:match("([^/]+)$") or path
-  local name = base:match("^(.+)%.jsonl$")
-  for _, n in ipairs(require("confit.bench").names) do
-    if n == name then return name, path:match("^(.*)/[^/]*$") or "." end
-  end
-  return nil
+  return require("confit.bench").named_after(path)
 end
 
 -- A benchmark file's items (known_benchmark) through confit.bench; what: the flag, for messages.

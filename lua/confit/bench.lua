@@ -37,6 +37,16 @@ bench.names = {"aime24", "amc23", "math500", "minerva_math", "olympiadbench", "g
 --- name that is not one of bench.names.
 function bench.question_field(name) return KNOWN[name] end
 
+--- The benchmark a file is named after ("data/gsm8k.jsonl": "gsm8k") and its folder ("data"),
+--- or nil: the recipes read such a file as that benchmark (its question field, its reference
+--- answers: gsm8k's number after "####", not the worked solution) unless told its answer field.
+function bench.named_after(path)
+  if type(path) ~= "string" then error("bench.named_after: expected a path, got " .. type(path), 2) end
+  local name = (path:match("([^/]+)$") or ""):match("^(.+)%.jsonl$")
+  if not (name and KNOWN[name]) then return nil end
+  return name, path:match("^(.*)/[^/]*$") or "."
+end
+
 local function text_of(v)
   if type(v) == "string" then return v end
   if type(v) == "number" then

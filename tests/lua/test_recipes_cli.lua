@@ -400,6 +400,15 @@ do
     {"eval", eval_line("--bench toy --temperature 1e400 --n 2", FE .. "/o1"), {"--temperature", "1e400"}},
     {"eval", eval_line("--bench toy --n 2000000", FE .. "/o2"), {"--n", "1048576", "2000000"}},
     {"eval", eval_line("--bench toy --dtype fp16", FE .. "/o7"), {"--dtype", "fp16"}},
+    -- (sixteenth session) --name is a folder inside --out; the toy split is bounded; decimals only
+    {"eval", eval_line("--data " .. q(DATA) .. " --name ''", FE .. "/o9"), {"--name ''", "names the benchmark's folder"}},
+    {"eval", eval_line("--data " .. q(DATA) .. " --name ../escaped", FE .. "/o9"), {"--name '../escaped'", "without '/'"}},
+    {"eval", eval_line("--data " .. q(DATA) .. " --name .", FE .. "/o9"), {"--name '.'"}},
+    {"eval", eval_line("--bench toy --toy-questions 1000000000", FE .. "/o9"), {"--toy-questions", "at most 10000"}},
+    {"eval", eval_line("--bench toy --temperature 0x10", FE .. "/o9"), {"--temperature", "decimal", "0x10"}},
+    -- a copy of gsm8k.jsonl is the benchmark gsm8k: a record without "####" has no reference
+    {"eval", eval_line("--data " .. q(GSM_NOREF), FE .. "/o9"), {GSM_NOREF .. ":1: missing answer (reference of gsm8k)",
+                                                               "read as the benchmark gsm8k", "--answer-field"}},
     {"eval", eval_line("--data " .. q(EMPTYQ) .. " --template plain", FE .. "/o3"), {EMPTYQ .. ":3: empty question"}},
     {"eval", eval_line("--data " .. q(FE), FE .. "/o4"), {FE, "is a directory"}},
     {"eval", eval_line("--data " .. q(BADJSON) .. " --template plain", FE .. "/o8"),
