@@ -163,7 +163,14 @@ local function main(argv)
     die("cannot create --out '%s' (a file is in the way, or no permission)", o.out)
   end
   local world = toy.world(o.task)
-  local m = model.new(config_of(o), {seed = o.seed, std = o.std, tokenizer = toy_tokenizer()})
+  -- a shape the machine cannot hold (--hidden 100000) is a mistake of the command line, said in
+  -- one line; the model's own message names the size and the memory
+  local mok, m = pcall(model.new, config_of(o), {seed = o.seed, std = o.std, tokenizer = toy_tokenizer()})
+  if not mok then
+    local msg = type(m) == "string" and m:gsub("^[^\n]-:%d+: ", "")
+    if not (msg and msg:find("^model config: ")) then error(m, 0) end   -- anything else is a bug
+    die("%s (the shape of --hidden, --layers, --heads, --ffn)", msg)
+  end
   local params = train.trainable(m)
   local nparams = 0
   for _, p in pairs(params) do nparams = nparams + p:numel() end

@@ -124,7 +124,7 @@ local SPEC = {
   dtype = {"string", "bf16", choices = {"bf16", "f32"}},
   recompute = {"flag", false},    -- activation recomputation per layer (m:set_recompute)
   micro_batch = {"int", 0, min = 0}, -- sequences per forward/backward (0 = the whole step; rl.backward)
-  updates_per_batch = {"int", 1, min = 1}, -- optimizer steps per sampled batch (GRPO's mu; train.run)
+  updates_per_batch = {"int", 1, min = 1, max = 1000}, -- optimizer steps per sampled batch (GRPO's mu; train.run)
   profile = {"flag", false},      -- time every op and generation stage: OUT/profile.json + a table
   state_dtype = {"string", "f32", choices = {"f32", "bf16"}}, -- AdamW moments (bf16: 7B on one H200)
 }

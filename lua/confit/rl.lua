@@ -147,6 +147,7 @@ local function isfinite(x) return x == x and x ~= math.huge and x ~= -math.huge 
 
 -- a value as a message shows it: strings quoted (on one line), tables and functions by type
 local function show(v)
+  if v == require("confit.jsonio").null then return "null" end   -- (a JSON null: "a userdata")
   if type(v) == "string" then return (("%q"):format(v):gsub("\\\n", "\\n")) end
   if type(v) == "number" or type(v) == "boolean" or v == nil then return tostring(v) end
   return "a " .. type(v)

@@ -468,8 +468,19 @@ function M.check_out(out, opts)
   end
   local mc = o.model_config
   if mc == nil and type(o.model) == "table" then mc = o.model.config end
-  local ck = type(mc) == "table" and jsonio.read_json(dir .. "/config.json")
-  bad = type(ck) == "table" and model_mismatch(ck, mc)
+  -- the checkpoint's architecture: every checkpoint has it (m:save_into), so one without it is
+  -- damaged (resumed unchecked, it met the weights' shapes only when they were copied in)
+  local ck, cerr = jsonio.read_json(dir .. "/config.json")
+  if type(ck) ~= "table" then return damaged("config.json: " .. (cerr and tostring(cerr) or "not a JSON object")) end
+  for _, k in ipairs(ARCH_KEYS) do
+    if k ~= "model_type" and ck[k] ~= nil and not int(ck[k]) then
+      return damaged(("config.json: %s must be an integer, got %s"):format(k, rl.show(ck[k])))
+    end
+  end
+  if ck.hidden_size == nil or ck.num_hidden_layers == nil then
+    return damaged("config.json: no hidden_size or num_hidden_layers")
+  end
+  bad = type(mc) == "table" and model_mismatch(ck, mc)
   if bad then
     return ("resume: %s was trained from another model (%s); resume with the run's --model or use another --out")
            :format(dir, bad)
@@ -500,7 +511,7 @@ for _, k in ipairs(OTHER_KEYS) do KNOWN_KEYS[k] = true end
 local NUMBER_RULES = {
   {"steps", int = true, min = 0}, {"questions_per_step", int = true, min = 1}, {"n", int = true, min = 1},
   {"max_new_tokens", int = true, min = 1}, {"top_k", int = true, min = 0}, {"micro_batch", int = true, min = 0},
-  {"updates_per_batch", int = true, min = 1}, {"checkpoint_every", int = true, min = 0}, {"seed", int = true},
+  {"updates_per_batch", int = true, min = 1, max = 1000}, {"checkpoint_every", int = true, min = 0}, {"seed", int = true},
   {"temperature", above = 0}, {"loss_temperature", above = 0}, {"top_p", above = 0, max = 1},
   {"lr", min = 0}, {"weight_decay", min = 0}, {"beta1", min = 0, below = 1}, {"beta2", min = 0, below = 1},
   {"eps", min = 0}, {"alpha", min = 0}, {"clip_eps", min = 0}, {"clip_max", min = 0}, {"kl_coef", min = 0},

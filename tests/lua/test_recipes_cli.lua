@@ -121,6 +121,8 @@ local CASES = {
   {"pretrain_toy", "--steps -5 " .. P_OUT, 1, {"--steps", "-5"}},
   {"pretrain_toy", "--batch many " .. P_OUT, 1, {"--batch", "'many'"}},
   {"pretrain_toy", "--loss-on foo " .. P_OUT, 1, {"--loss-on", "foo"}},
+  -- a shape past the machine's memory: the model's message in one line (a traceback before)
+  {"pretrain_toy", "--hidden 100000 " .. P_OUT, 1, {"parameters need", "GB in f32", "--hidden"}},
   {"pretrain_toy", "--hidden 130 --heads 4 " .. P_OUT, 1, {"--hidden", "--heads"}},
   {"pretrain_toy", "--out " .. q(BAD .. "/model"), 1, {"--out", BAD .. "/model"}},
   {"pretrain_toy", "--help", 0, {"usage", "--steps"}},
@@ -550,6 +552,7 @@ do
     {"--n 2000000 " .. TINY .. o(NEW), {"--n", "1048576", "2000000"}},
     {"--eval-n 2000000 --steps 1 --questions-per-step 1 --n 2" .. o(NEW), {"--eval-n", "1048576"}},
     {"--steps 1000000000 --no-eval" .. o(NEW), {"--steps", "1000000", "1000000000"}},
+    {"--updates-per-batch 1000000 --no-eval" .. o(NEW), {"--updates-per-batch", "1000", "1000000"}},
     {"--eval-questions 1000000000 --steps 1" .. o(NEW), {"--eval-questions", "10000"}},
     {"--steps 100000 --questions-per-step 2 --no-eval" .. o(NEW), {"200000 distinct training questions", "100000"}},
     {"--model tests/fixtures/tiny_qwen2 " .. TINY .. o(NEW), {"tests/fixtures/tiny_qwen2", "no tokenizer.json"}},

@@ -228,6 +228,8 @@ H.case("--resume: a trainer_state.json with a field of the wrong kind is one lin
     {function(st) st.optimizer = 5 end, "optimizer must be an object, got 5"},
     {function(st) st.settings = "x" end, "settings must be an object"},
     {function(st) st.step = 7 end, "step is 7, the folder's name says 3"},
+    -- a JSON null is named so ("got a userdata" before)
+    {function(st) st.optimizer = jsonio.null end, "optimizer must be an object, got null"},
   }
   for _, c in ipairs(cases) do
     local d = copy_of_base()
@@ -277,6 +279,17 @@ H.case("a diverging run (--lr 1e30): one error line, true to what was saved", fu
   H.eq(#assert(jsonio.read_jsonl(d .. "/steps.jsonl")), step - 1, "steps.jsonl holds the steps before")
   H.ok(not slurp(d .. "/summary.json"), "no summary.json")
   os.execute(("rm -rf %q"):format(d))
+end)
+
+H.case("--resume: a checkpoint without a readable config.json, or one of no architecture, is damaged; nothing rewritten", function()
+  -- (it resumed without the architecture check)
+  for _, c in ipairs({{nil, "config.json: "}, {"{}\n", "config.json: no hidden_size or num_hidden_layers"},
+                      {'{"hidden_size": "128", "num_hidden_layers": 3}\n', 'config.json: hidden_size must be an integer, got "128"'},
+                      {"[1]\n", "config.json: no hidden_size or num_hidden_layers"}}) do
+    local d = copy_of_base()
+    if c[1] then spit(d .. "/checkpoint-3/config.json", c[1]) else os.remove(d .. "/checkpoint-3/config.json") end
+    refused_untouched(d, d .. "/checkpoint-3 is damaged (" .. c[2], "remove it to resume from the earlier checkpoint-2")
+  end
 end)
 
 H.case("--resume with --steps below the latest checkpoint is refused in one line; a finished run's summary kept", function()
