@@ -605,7 +605,11 @@ cf_tensor *cf_view_expand(cf_tensor *t, int ndim, const int64_t *shape) {
 }
 
 cf_tensor *cf_view_unsqueeze(cf_tensor *t, int dim) {
-  if (dim < 0 || dim > t->ndim || t->ndim >= CF_MAX_DIMS) {
+  if (t->ndim >= CF_MAX_DIMS) {
+    CF_ERR("unsqueeze: a %d-d tensor cannot take another dim (at most %d)", t->ndim, CF_MAX_DIMS);
+    return NULL;
+  }
+  if (dim < 0 || dim > t->ndim) {
     CF_ERR("unsqueeze: dim %d out of range for a %d-d tensor", dim + 1, t->ndim);
     return NULL;
   }

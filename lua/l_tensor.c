@@ -249,9 +249,14 @@ static void store_value(lua_State *L, int idx, cf_tensor *t, int64_t off, const 
   if (t->dtype == CF_DTYPE_I32 || t->dtype == CF_DTYPE_I64) {
     int ok = 0;
     lua_Integer v = lua_tointegerx(L, idx, &ok);
-    if (!ok)
+    if (!ok) {
+      /* an integral float outside [-2^63, 2^63) (2^63 itself) is out of range, not fractional */
+      lua_Number x = lua_tonumber(L, idx);
+      if (x == floor(x) && !isinf(x))
+        luaL_error(L, "%s: %s = %s does not fit in %s", fn, where, lua_tostring(L, idx), cf_dtype_name(t->dtype));
       luaL_error(L, "%s: %s = %s is not an integer (dtype %s)", fn, where, lua_tostring(L, idx),
                  cf_dtype_name(t->dtype));
+    }
     if (t->dtype == CF_DTYPE_I32) {
       if (v < INT32_MIN || v > INT32_MAX)
         luaL_error(L, "%s: %s = %I does not fit in i32", fn, where, (LUAI_UACINT)v);
@@ -361,13 +366,13 @@ static int read_shape(lua_State *L, int idx, const char *fn, int *nd, int64_t *s
   *nd = 0;
   if (lua_type(L, idx) == LUA_TTABLE && !cf_lua_totensor(L, idx)) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-    if (n > CF_MAX_DIMS) luaL_error(L, "%s: shape has %d dims, at most %d", fn, (int)n, CF_MAX_DIMS);
+    if (n > CF_MAX_DIMS) luaL_error(L, "%s: shape has %I dims, at most %d", fn, (lua_Integer)n, CF_MAX_DIMS);
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, i);
       int ok = 0;
       lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &ok) : 0;
       if (!ok || v < 0)
-        luaL_error(L, "%s: shape entry %d is %s, expected a size >= 0", fn, (int)i,
+        luaL_error(L, "%s: shape entry %I is %s, expected a size >= 0", fn, (lua_Integer)i,
                    luaL_tolstring(L, -1, NULL));
       shape[(*nd)++] = v;
       lua_pop(L, 1);
@@ -377,7 +382,7 @@ static int read_shape(lua_State *L, int idx, const char *fn, int *nd, int64_t *s
   while (lua_type(L, idx) == LUA_TNUMBER) {
     if (*nd >= CF_MAX_DIMS) luaL_error(L, "%s: more than %d sizes", fn, CF_MAX_DIMS);
     lua_Integer v = check_int(L, idx, fn, "size");
-    if (v < 0) luaL_error(L, "%s: size %d is %d, expected >= 0", fn, *nd + 1, (int)v);
+    if (v < 0) luaL_error(L, "%s: size %d is %I, expected >= 0", fn, *nd + 1, (lua_Integer)v);
     shape[(*nd)++] = v;
     idx++;
   }
@@ -663,11 +668,11 @@ static int64_t dim_arg(op_ctx *c, int ai, const cf_tensor *ref, int extra) {
   if (d >= 1 && d <= nd) return d - 1;
   if (d <= -1 && d >= -nd) return nd + d;
   if (nd == 0)
-    return luaL_error(L, "%s: argument #%d (dim): the tensor is 0-d (a scalar) and has no dim %d", c->op->name,
-                      user_argno(L, ai), (int)d);
+    return luaL_error(L, "%s: argument #%d (dim): the tensor is 0-d (a scalar) and has no dim %I", c->op->name,
+                      user_argno(L, ai), (lua_Integer)d);
   char b[128];
-  return luaL_error(L, "%s: argument #%d (dim): %d is out of range for %s%d-d tensor %s (valid: 1..%d or -%d..-1)",
-                    c->op->name, user_argno(L, ai), (int)d, extra ? "insertion into a " : "a ",
+  return luaL_error(L, "%s: argument #%d (dim): %I is out of range for %s%d-d tensor %s (valid: 1..%d or -%d..-1)",
+                    c->op->name, user_argno(L, ai), (lua_Integer)d, extra ? "insertion into a " : "a ",
                     ref ? ref->ndim : 0, ref ? shape_str(ref, b, sizeof b) : "[]", nd, nd);
 }
 
@@ -800,8 +805,8 @@ static int do_op(lua_State *L, int id) {
         int64_t limit = *q == 'n' ? size + 1 : size;
         if (x == 0 || i0 < 0 || i0 >= limit) {
           char b[128];
-          luaL_error(L, "%s: argument #%d (index): %d is out of range for dim %d of size %d in %s",
-                     op->name, user_argno(L, ai), (int)x, (int)last_dim + 1, (int)size,
+          luaL_error(L, "%s: argument #%d (index): %I is out of range for dim %d of size %I in %s",
+                     op->name, user_argno(L, ai), (lua_Integer)x, (int)last_dim + 1, (lua_Integer)size,
                      ref ? shape_str(ref, b, sizeof b) : "[]");
         }
         push_int_slot(&c, &a, i0);
@@ -945,7 +950,7 @@ static int m_item(lua_State *L) {
   int64_t n = cf_tensor_numel(t);
   if (n != 1) {
     char b[128];
-    return luaL_error(L, "item: tensor %s has %d elements, expected exactly one", shape_str(t, b, sizeof b), (int)n);
+    return luaL_error(L, "item: tensor %s has %I elements, expected exactly one", shape_str(t, b, sizeof b), (lua_Integer)n);
   }
   cf_tensor *h = push_host(L, t);
   push_elem_at(L, h, flat_offset(h, 0));
@@ -962,8 +967,8 @@ static int64_t index_offset(lua_State *L, const cf_tensor *t, int first, int giv
     lua_Integer i = check_int(L, first + d, fn, "index");
     int64_t i0 = i >= 1 ? i - 1 : t->shape[d] + i;
     if (i == 0 || i0 < 0 || i0 >= t->shape[d])
-      luaL_error(L, "%s: index %d is out of range for dim %d of size %d in %s", fn, (int)i, d + 1,
-                 (int)t->shape[d], shape_str(t, b, sizeof b));
+      luaL_error(L, "%s: index %I is out of range for dim %d of size %I in %s", fn, (lua_Integer)i, d + 1,
+                 (lua_Integer)t->shape[d], shape_str(t, b, sizeof b));
     off += i0 * t->stride[d];
   }
   return off;
@@ -1031,6 +1036,15 @@ static int m_fill_(lua_State *L) {
 static int m_copy_(lua_State *L) {
   cf_tensor *t = cf_lua_checktensor(L, 1);
   cf_tensor *s = cf_lua_checktensor(L, 2);
+  /* an expanded view holds one element at several places: which of src's values lands there
+   * would be whichever was written last */
+  for (int d = 0; d < t->ndim; d++)
+    if (t->stride[d] == 0 && t->shape[d] > 1) {
+      char b[128];
+      luaL_error(L, "copy_: the destination %s repeats its elements along dim %d (an expanded view): several "
+                 "values of src would land on one element; copy into a tensor of its own (t:contiguous())",
+                 shape_str(t, b, sizeof b), d + 1);
+    }
   int rc;
   CF_LUA_CORE(L, rc = cf_tensor_copy_(t, s));
   if (rc) cf_lua_error(L);
@@ -1151,8 +1165,8 @@ static int mm_index(lua_State *L) {
     char sh[128];
     if (t->ndim == 0) return luaL_error(L, "cannot index a 0-d tensor (use t:item())");
     if (i == 0 || i > t->shape[0] || i < -t->shape[0])
-      return luaL_error(L, "t[%d]: index out of range for dim 1 of size %d in %s", (int)i, (int)t->shape[0],
-                        shape_str(t, sh, sizeof sh));
+      return luaL_error(L, "t[%I]: index out of range for dim 1 of size %I in %s", (lua_Integer)i,
+                        (lua_Integer)t->shape[0], shape_str(t, sh, sizeof sh));
     /* t[i] = t:select(1, i) */
     lua_settop(L, 1);
     lua_pushinteger(L, 1);

@@ -505,6 +505,29 @@ H.case("copy_ from an overlapping view of the same storage copies through a temp
   same_list(flat(e), {1, 2, 3, 4}, 0)
 end)
 
+H.case("copy_ into an expanded view is refused (several values on one element); fill_ there is fine", function()
+  local a = confit.tensor({{1}, {2}}, "f64")
+  H.raises(function() a:expand(2, 3):copy_(confit.tensor({{1, 2, 3}, {4, 5, 6}}, "f64")) end,
+           "copy_: the destination [2 x 3] repeats its elements along dim 2")
+  same_list(flat(a), {1, 2}, 0, "a untouched")
+  a:expand(2, 3):fill_(7)
+  same_list(flat(a), {7, 7}, 0, "fill_")
+  local b = confit.zeros(2, 3)
+  b:copy_(confit.ones(1, 3):expand(2, 3))   -- an expanded source is fine
+  same_list(flat(b), {1, 1, 1, 1, 1, 1}, 0, "from an expanded source")
+end)
+
+H.case("messages print large integers whole (they wrapped to int: '1 is out of range ... 1..2')", function()
+  local t = confit.zeros(3, 4)
+  H.raises(function() return t:sum(2 ^ 32 + 1) end, "4294967297 is out of range")
+  H.raises(function() return t:select(1, 2 ^ 40) end, "1099511627776 is out of range for dim 1 of size 3")
+  H.raises(function() return t[2 ^ 40] end, "t[1099511627776]")
+  H.raises(function() return t:get(2 ^ 40, 1) end, "index 1099511627776 is out of range")
+  H.raises(function() return confit.zeros(1, 1, 1, 1, 1, 1, 1, 1):unsqueeze(1) end, "cannot take another dim (at most 8)")
+  H.raises(function() return confit.tensor({2 ^ 63}, {dtype = "i64"}) end, "does not fit in i64")
+  H.raises(function() return confit.tensor({0.5}, {dtype = "i64"}) end, "0.5 is not an integer")
+end)
+
 H.case("writes to integer dtypes refuse values out of range (NaN included)", function()
   H.raises(function() confit.full({1}, 2 ^ 40, {dtype = "i32"}) end, "full", "1099511627776", "does not fit in i32")
   H.raises(function() confit.tensor{3e9}:to_dtype("i32") end, "to_dtype", "3000000000", "does not fit in i32")
