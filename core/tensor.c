@@ -273,6 +273,37 @@ cf_tensor *cf_tensor_arange(double start, double end, double step, cf_dtype dt) 
   return t;
 }
 
+cf_tensor *cf_tensor_arange_int(int64_t start, int64_t end, int64_t step, cf_dtype dt) {
+  if (dt != CF_DTYPE_I32 && dt != CF_DTYPE_I64) return CF_ERR("arange_int: dtype %s is not an integer dtype", cf_dtype_name(dt)), NULL;
+  if (step == 0) return CF_ERR("arange: invalid range start=%lld end=%lld step=0", (long long)start, (long long)end), NULL;
+  /* the count in unsigned arithmetic: end - start and |step| fit in uint64_t (no double: its
+   * 53-bit mantissa repeated and skipped values past 2^53) */
+  uint64_t span = 0, mag = step > 0 ? (uint64_t)step : 0 - (uint64_t)step;
+  if (step > 0 && end > start) span = (uint64_t)end - (uint64_t)start;
+  if (step < 0 && end < start) span = (uint64_t)start - (uint64_t)end;
+  uint64_t cnt = span ? (span - 1) / mag + 1 : 0;
+  if (cnt >= ((uint64_t)1 << 62)) {
+    CF_ERR("arange: start=%lld end=%lld step=%lld gives %llu elements, too many", (long long)start, (long long)end,
+           (long long)step, (unsigned long long)cnt);
+    return NULL;
+  }
+  int64_t n = (int64_t)cnt;
+  /* the values run monotonically from the first to the last: checking both checks all */
+  int64_t last = n ? (int64_t)((uint64_t)start + (uint64_t)(n - 1) * (uint64_t)step) : start;
+  if (dt == CF_DTYPE_I32 && n > 0 && (start < INT32_MIN || start > INT32_MAX || last < INT32_MIN || last > INT32_MAX)) {
+    CF_ERR("arange: value %lld does not fit in i32", (long long)(start < INT32_MIN || start > INT32_MAX ? start : last));
+    return NULL;
+  }
+  cf_tensor *t = cf_tensor_zeros(1, &n, dt);
+  if (!t) return NULL;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t v = (int64_t)((uint64_t)start + (uint64_t)i * (uint64_t)step);
+    if (dt == CF_DTYPE_I64) ((int64_t *)cf_tensor_data(t))[i] = v;
+    else ((int32_t *)cf_tensor_data(t))[i] = (int32_t)v;
+  }
+  return t;
+}
+
 cf_tensor *cf_tensor_from_bytes(int ndim, const int64_t *shape, cf_dtype dt, const void *bytes,
                                 size_t nbytes) {
   cf_tensor *t = cf_tensor_zeros(ndim, shape, dt);

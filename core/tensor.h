@@ -134,6 +134,9 @@ cf_tensor *cf_tensor_zeros(int ndim, const int64_t *shape, cf_dtype dt);
 cf_tensor *cf_tensor_full(int ndim, const int64_t *shape, cf_dtype dt, double value);
 cf_tensor *cf_tensor_scalar(double value, cf_dtype dt);   /* 0-d */
 cf_tensor *cf_tensor_arange(double start, double end, double step, cf_dtype dt);
+/* The same for integer bounds into i32 / i64, exact over the whole int64 range (the double
+ * version loses integers past 2^53). */
+cf_tensor *cf_tensor_arange_int(int64_t start, int64_t end, int64_t step, cf_dtype dt);
 /* Copies nbytes = numel * dtype size of raw little-endian data. */
 cf_tensor *cf_tensor_from_bytes(int ndim, const int64_t *shape, cf_dtype dt, const void *bytes,
                                 size_t nbytes);

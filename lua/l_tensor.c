@@ -484,9 +484,17 @@ static int l_arange(lua_State *L) {
   int next = n + 1;
   ctor_opts o;
   read_opts(L, next, "arange", &o);
+  /* integer bounds into an integer dtype: exact (doubles lose integers past 2^53) */
+  bool ints = o.dtype == CF_DTYPE_I32 || o.dtype == CF_DTYPE_I64;
+  for (int k = 1; k <= n; k++) ints = ints && lua_isinteger(L, k);
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *t;
-  CF_LUA_CORE(L, t = cf_tensor_arange(start, end, step, o.dtype));
+  if (ints) {
+    lua_Integer a = n == 1 ? 0 : lua_tointeger(L, 1), z = lua_tointeger(L, n == 1 ? 1 : 2), s = n == 3 ? lua_tointeger(L, 3) : 1;
+    CF_LUA_CORE(L, t = cf_tensor_arange_int(a, z, s, o.dtype));
+  } else {
+    CF_LUA_CORE(L, t = cf_tensor_arange(start, end, step, o.dtype));
+  }
   cf_lua_fillbox(L, slot, t);
   finish_new(L, &o, "arange");
   return 1;

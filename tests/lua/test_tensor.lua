@@ -517,6 +517,20 @@ H.case("copy_ into an expanded view is refused (several values on one element); 
   same_list(flat(b), {1, 1, 1, 1, 1, 1}, 0, "from an expanded source")
 end)
 
+H.case("arange of integers into i64 is exact past 2^53 (doubles repeated and skipped values)", function()
+  local function ints(t) local o = {} for i, v in ipairs(t:totable()) do o[i] = v end return o end
+  local b = 1 << 53
+  H.eq(table.concat(ints(confit.arange(b, b + 4, {dtype = "i64"})), " "),
+       table.concat({b, b + 1, b + 2, b + 3}, " "), "from 2^53")
+  local c = 1 << 60
+  H.eq(#ints(confit.arange(c, c + 3, {dtype = "i64"})), 3, "three from 2^60 (none before)")
+  H.eq(table.concat(ints(confit.arange(math.maxinteger - 2, math.maxinteger, {dtype = "i64"})), " "),
+       ("%d %d"):format(math.maxinteger - 2, math.maxinteger - 1), "up to INT64_MAX")
+  H.eq(table.concat(ints(confit.arange(5, -5, -3, {dtype = "i64"})), " "), "5 2 -1 -4", "a negative step")
+  H.raises(function() return confit.arange(math.mininteger, math.maxinteger, {dtype = "i64"}) end, "too many")
+  H.raises(function() return confit.arange(1, 5, 0, {dtype = "i32"}) end, "step=0")
+end)
+
 H.case("messages print large integers whole (they wrapped to int: '1 is out of range ... 1..2')", function()
   local t = confit.zeros(3, 4)
   H.raises(function() return t:sum(2 ^ 32 + 1) end, "4294967297 is out of range")
