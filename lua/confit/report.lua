@@ -430,7 +430,7 @@ end
 function M.load_run(dir)
   local run = {dir = dir, notes = {}, files = {}, acc = {}}
   local function note(s) run.notes[#run.notes + 1] = s end
-  if not os.rename(dir, dir) then note(dir .. ": no such directory") end
+  if not require("confit.cli").exists(dir) then note(dir .. ": no such directory") end
   local function load(file, reader, opts)
     local p = dir .. "/" .. file
     if not file_exists(p) then run.files[file] = "missing"; return nil end
@@ -458,6 +458,12 @@ function M.load_run(dir)
         t[phase] = nil
       end
     end
+  end
+  if run.summary ~= nil and not is_object(run.summary) then
+    -- ([1, 2, 3], a number, a string: "ok" in the runs table beside "no data: no summary.json")
+    note(fmt("%s/summary.json: not a JSON object; skipped", dir))
+    run.summary = nil
+    run.files["summary.json"] = "unreadable"
   end
   local sb = type(run.summary) == "table" and run.summary.benchmarks
   if type(sb) == "table" and not is_object(sb) then

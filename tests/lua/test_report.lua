@@ -328,6 +328,16 @@ H.case("load_run and render skip records and summary entries that are not object
   local out = root .. "/wrong-types.html"
   local main = dofile("recipes/report.lua")
   H.eq(main({out, d}), 0, "recipes/report.lua carries on")
+  -- a summary.json that is no object at all: a note, and the runs table does not say "ok"
+  for _, text in ipairs({"[1,2,3]", "5", '"x"'}) do
+    put("summary.json", text)
+    r = report.load_run(d)
+    H.ok(table.concat(r.notes, "\n"):find(d .. "/summary.json: not a JSON object; skipped", 1, true), text)
+    H.eq(r.files["summary.json"], "unreadable", text)
+    H.eq(r.summary, nil, text)
+  end
+  -- a run folder named "DIR/." is there
+  H.ok(not table.concat(report.load_run(d .. "/.").notes, "\n"):find("no such directory", 1, true), "DIR/.")
 end)
 
 -- (fix_report) Hostile but parseable numbers: no hang, no traceback, every drawn coordinate
