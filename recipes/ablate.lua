@@ -120,6 +120,16 @@ end
 function M.check(spec, where)
   where = where or "grid"
   if type(spec) ~= "table" then die("%s must return a table, got %s", where, type(spec)) end
+  -- a misspelt key (metric = ..., seeds = ...) would be ignored without a word
+  local KEYS = {base = true, grid = true, out = true, recipe = true, seed_key = true, metrics = true}
+  for k in pairs(spec) do
+    if not KEYS[k] then
+      die("%s: unknown key %s (a grid file returns base, grid, out, recipe, seed_key, metrics)", where, tostring(k))
+    end
+  end
+  if spec.out ~= nil and (type(spec.out) ~= "string" or spec.out == "") then
+    die("%s: out must be a folder path (a string), got %s", where, tostring(spec.out))
+  end
   local base = spec.base or {}
   if type(base) ~= "table" then die("%s: base must be a table of flags", where) end
   local grid = spec.grid
@@ -133,6 +143,15 @@ function M.check(spec, where)
     end
     if type(vals) ~= "table" then vals = {vals} end
     if #vals == 0 then die("%s: axis %s has no values", where, k) end
+    -- {1, nil, 3}: # and ipairs stop at the hole (only seed 1 ran)
+    local count = 0
+    for key in pairs(vals) do
+      if math.type(key) ~= "integer" or key < 1 then
+        die("%s: axis %s must be a list of values, got the key %s", where, k, tostring(key))
+      end
+      count = count + 1
+    end
+    if count ~= #vals then die("%s: axis %s has a hole (a nil value) in its list", where, k) end
     local seen = {}
     for i, v in ipairs(vals) do
       local s = M.format_value(v, ("%s: axis %s"):format(where, k))
@@ -182,7 +201,12 @@ function M.load(path)
   local chunk, err = loadfile(path, "t")
   if not chunk then die("cannot read grid file: %s", tostring(err)) end
   local ok, spec = pcall(chunk)
-  if not ok then die("grid file %s failed: %s", path, tostring(spec)) end
+  if not ok then
+    -- error({}) has no message: say what it raised, not a table's address
+    local why = type(spec) == "string" and spec or cli.message(spec)
+    if type(spec) == "table" and getmetatable(spec) == nil then why = "it raised a table, not a message" end
+    die("grid file %s failed: %s", path, why)
+  end
   return M.check(spec, path)
 end
 
