@@ -16,8 +16,8 @@
 -- the answer field become text ("27.0" -> "27").
 --
 -- Errors follow DESIGN.md: a file that cannot be opened is an environmental failure and comes
--- back as nil, message; malformed JSON, a record that is not an object, and a missing question
--- or answer are data errors and raise, naming the file and the line (JSONL) or the element
+-- back as nil, message; malformed JSON, a record that is not an object, and a question or answer
+-- that is missing, of the wrong type or (the answer) empty are data errors and raise, naming the file and the line (JSONL) or the element
 -- (JSON array).
 local jsonio = require "confit.jsonio"
 local grade = require "confit.grade"
@@ -116,12 +116,20 @@ local function item_from(rec, where, n, qfield, answer_of, afield)
                         rec == jsonio.null and "null" or type(rec)), 0)
   end
   local q = rec[qfield]
-  if type(q) ~= "string" then
+  if q == nil then
     error(string.format("bench.load: %s: missing question field '%s'", where, qfield), 0)
+  elseif type(q) ~= "string" then
+    error(string.format("bench.load: %s: question field '%s' is %s, expected a string", where, qfield,
+                        q == jsonio.null and "null" or ("a JSON " .. (type(q) == "table" and "array or object" or type(q)))), 0)
   end
-  local a = answer_of(rec)
+  local a, kind = answer_of(rec)
   if a == nil then
-    error(string.format("bench.load: %s: missing answer (%s)", where, afield), 0)
+    error(string.format("bench.load: %s: %s (%s)", where, kind and ("the answer is " .. kind .. ", not text or a number")
+                        or "missing answer", afield), 0)
+  end
+  -- every problem would be graded wrong against an empty reference
+  if not a:find("%S") then
+    error(string.format("bench.load: %s: empty answer (%s)", where, afield), 0)
   end
   return {id = id_of(rec, n), question = q, answer = a, record = rec, where = where}
 end
@@ -144,7 +152,12 @@ function bench.load(name_or_path, opts)
     path = name_or_path
     qfield = opts.question or "question"
     local af = opts.answer or "answer"
-    answer_of = function(rec) return text_of(rec[af]) end
+    answer_of = function(rec)
+      local v = rec[af]
+      if v == nil then return nil end
+      if v == jsonio.null then return nil, "null" end
+      return text_of(v), type(v) == "table" and "a JSON array or object" or ("a " .. type(v))
+    end
     afield = "field '" .. af .. "'"
   end
   if opts.limit ~= nil and (math.type(opts.limit) ~= "integer" or opts.limit < 0) then

@@ -41,8 +41,19 @@ H.case("missing fields name file, line and field", function()
   H.raises(function() bench.load(p) end, p .. ":2", "missing answer", "'answer'")
   os.remove(p)
   p = write_tmp('{"question": null, "answer": "1"}\n')
-  H.raises(function() bench.load(p) end, p .. ":1", "missing question field 'question'")
+  H.raises(function() bench.load(p) end, p .. ":1", "question field 'question' is null, expected a string")
   os.remove(p)
+  -- a field of the wrong type is named so (it was "missing"), an empty answer refused (every
+  -- problem graded wrong against it)
+  for _, c in ipairs({{'{"question": ["a"], "answer": "1"}', "question field 'question' is a JSON array or object"},
+                      {'{"question": "a", "answer": {"x": 1}}', "the answer is a JSON array or object, not text or a number"},
+                      {'{"question": "a", "answer": true}', "the answer is a boolean"},
+                      {'{"question": "a", "answer": null}', "the answer is null"},
+                      {'{"question": "a", "answer": " "}', "empty answer (field 'answer')"}}) do
+    p = write_tmp(c[1] .. "\n")
+    H.raises(function() bench.load(p) end, p .. ":1", c[2])
+    os.remove(p)
+  end
   p = write_tmp('[{"question": "a", "answer": "1"}, 5]')
   H.raises(function() bench.load(p) end, "element 2", "expected a JSON object")
   os.remove(p)
