@@ -296,6 +296,16 @@ local function trainer_state_problem(st, step)
   if st.optimizer ~= nil and type(st.optimizer) ~= "table" then
     return "optimizer must be an object, got " .. rl.show(st.optimizer)
   end
+  -- the settings compared with this run's are numbers (a string there read as another setting)
+  for _, k in ipairs(RESUME_KEYS) do
+    local v = st.settings and st.settings[k]
+    if v ~= nil and type(v) ~= "number" then return ("settings.%s must be a number, got %s"):format(k, rl.show(v)) end
+  end
+  for _, k in pairs(OPT_KEYS) do
+    local v = st.optimizer and st.optimizer[k]
+    local want = k == "state_dtype" and "string" or "number"
+    if v ~= nil and type(v) ~= want then return ("optimizer.%s must be a %s, got %s"):format(k, want, rl.show(v)) end
+  end
   return nil
 end
 

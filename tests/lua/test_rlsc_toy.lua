@@ -230,6 +230,9 @@ H.case("--resume: a trainer_state.json with a field of the wrong kind is one lin
     {function(st) st.step = 7 end, "step is 7, the folder's name says 3"},
     -- a JSON null is named so ("got a userdata" before)
     {function(st) st.optimizer = jsonio.null end, "optimizer must be an object, got null"},
+    -- a setting of the wrong type is damage, not another setting ("lr x, this run 0.0001")
+    {function(st) st.optimizer.lr = "x" end, 'optimizer.lr must be a number, got "x"'},
+    {function(st) st.settings.alpha = {} end, "settings.alpha must be a number, got a table"},
   }
   for _, c in ipairs(cases) do
     local d = copy_of_base()
