@@ -28,7 +28,8 @@
 --     not everywhere (the harness turns "(x=1,y=2x)" into "(1,22)"); the EVAL.md rule "left
 --     side of at most 2 characters" still applies, so "2x=4" becomes "4" as in the harness;
 --   * the "left side of at most 2 characters" never ends in "<", ">" or "!": "x>=3" is not "3";
---   * "\left"/"\right" are removed only as delimiters, so "\rightarrow" survives;
+--   * "\left"/"\right" are removed only as delimiters, so "\rightarrow" survives; a matrix in
+--     brackets is the matrix ("\left(\begin{array}...\end{array}\right)" is its pmatrix);
 --   * "+\infty" where a term starts is "\infty" ("(3,+\infty)" = "(3,\infty)"), and
 --     "\geqslant" / "\leqslant" are "\ge" / "\le";
 --   * two words of two or more letters ("east", "Evelyn") compare as text, case-insensitively:
@@ -396,6 +397,10 @@ local function normalize_latex(s)
   s = s:gsub("\\leqslant%f[%A]", "\\le"):gsub("\\geqslant%f[%A]", "\\ge")
   s = s:gsub("\\left%.", ""):gsub("\\right%.", "")
   s = s:gsub("\\left%f[%A]", ""):gsub("\\right%f[%A]", "")
+  -- a matrix in brackets is the matrix ("\left(\begin{array}...\end{array}\right)" = pmatrix)
+  local inner = trim(s):match("^%((%s*\\begin{pmatrix}.*\\end{pmatrix}%s*)%)$")
+                or trim(s):match("^%[(%s*\\begin{pmatrix}.*\\end{pmatrix}%s*)%]$")
+  if inner and not inner:find("\\end{pmatrix}.*\\begin{pmatrix}") then s = trim(inner) end
   s = replace(s, "\\{", "{")
   s = replace(s, "\\}", "}")
   s = replace(s, "\\$", "")                              -- math delimiters first, so that a unit

@@ -306,6 +306,11 @@ local CASES = {
   {"eq", "no", "on", false},
   {"eq", "\\text{East}", "east", true},
   {"eq", "2xy", "2yx", true},
+  -- a matrix in brackets is the matrix (array in \left( \right) against pmatrix)
+  {"eq", "\\left(\\begin{array}{cc} 1 & 2 \\\\ 3 & 4 \\end{array}\\right)", "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", true},
+  {"eq", "\\left[\\begin{array}{c} 1 \\\\ 3 \\end{array}\\right]", "\\begin{pmatrix} 1 \\\\ 3 \\end{pmatrix}", true},
+  {"eq", "\\left(\\begin{array}{cc} 1 & 2 \\\\ 3 & 5 \\end{array}\\right)", "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", false},
+  {"n", "(\\begin{pmatrix}1\\end{pmatrix},\\begin{pmatrix}2\\end{pmatrix})", "(\\begin{pmatrix}1\\end{pmatrix},\\begin{pmatrix}2\\end{pmatrix})"},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
