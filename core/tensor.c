@@ -440,8 +440,9 @@ cf_tensor *cf_view_narrow(cf_tensor *t, int dim, int64_t start, int64_t len) {
   /* (len > size - start, not start + len > size: that sum may wrap past INT64_MAX) */
   if (start < 0 || len < 0 || start > t->shape[dim] || len > t->shape[dim] - start) {
     char b[128];
-    CF_ERR("narrow: %lld elements from %lld run past dim %d of size %lld in %s", (long long)len,
-           (long long)start + 1, dim + 1, (long long)t->shape[dim], cf_shape_str(t, b, sizeof b));
+    /* (the 1-based start in unsigned arithmetic: start may be INT64_MAX) */
+    CF_ERR("narrow: %lld elements from %llu run past dim %d of size %lld in %s", (long long)len,
+           (unsigned long long)start + 1, dim + 1, (long long)t->shape[dim], cf_shape_str(t, b, sizeof b));
     return NULL;
   }
   cf_tensor *v = view_of(t);

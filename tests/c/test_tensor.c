@@ -101,7 +101,8 @@ static void test_views(void) {
   CHECK(!nw && has("narrow: 9223372036854775807 elements from 2 run past dim 2 of size 3"), "narrow wrap: %s",
         cf_error_message());
   cf_tensor *ns = cf_view_narrow(t, 1, INT64_MAX, 1);
-  CHECK(!ns && has("run past dim 2 of size 3"), "narrow start past the end: %s", cf_error_message());
+  CHECK(!ns && has("1 elements from 9223372036854775808 run past dim 2 of size 3"), "narrow start past the end: %s",
+        cf_error_message());
   cf_tensor *ne = cf_view_narrow(t, 1, 3, 0);
   CHECK(ne && ne->shape[1] == 0, "an empty narrow at the end is a view");
   cf_tensor_release(ne);
