@@ -206,7 +206,7 @@ static int model_generate(lua_State *L) {
       stop[i] = lua_tointegerx(L, -1, &ok);
       if (!ok) luaL_error(L, "generate: stop[%d] is not an integer token id", i + 1);
       if (stop[i] < 0 || stop[i] >= m->cfg.vocab)
-        luaL_error(L, "generate: stop[%d] = %d is outside the vocabulary [0, %d)", i + 1, (int)stop[i], m->cfg.vocab);
+        luaL_error(L, "generate: stop[%d] = %I is outside the vocabulary [0, %d)", i + 1, (lua_Integer)stop[i], m->cfg.vocab);
       lua_pop(L, 1);
     }
     o.stop = stop;
@@ -235,6 +235,16 @@ static int model_generate(lua_State *L) {
     lua_pop(L, 1);
     prompts[p] = ids;
     plen[p] = len;
+  }
+  /* max_new_tokens not given: 256, or what the context leaves after the longest prompt (the toy
+   * model's 128 positions refused every call that gave no max_new_tokens) */
+  lua_getfield(L, 3, "max_new_tokens");
+  bool given_max = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (!given_max) {
+    int longest = 0;
+    for (int p = 0; p < np; p++) longest = plen[p] > longest ? plen[p] : longest;
+    if (longest < m->cfg.max_pos && m->cfg.max_pos - longest < o.max_new_tokens) o.max_new_tokens = m->cfg.max_pos - longest;
   }
   cf_gen_sample *s = NULL;
   int rc;

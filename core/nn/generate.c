@@ -435,13 +435,14 @@ static int check_opts(const cf_qwen2 *m, const int64_t *const *prompts, const in
   if (o->top_k < 0) return CF_ERR("generate: top_k must be >= 0 (got %d)", o->top_k);
   for (int p = 0; p < np; p++) {
     if (plen[p] < 1) return CF_ERR("generate: prompt %d is empty", p + 1);
-    if (plen[p] + o->max_new_tokens > m->cfg.max_pos)
-      return CF_ERR("generate: prompt %d (%d tokens) + max_new_tokens %d exceeds max_position_embeddings %d",
-                    p + 1, plen[p], o->max_new_tokens, m->cfg.max_pos);
+    /* a bad id first: the context error would hide it */
     for (int t = 0; t < plen[p]; t++)
       if (prompts[p][t] < 0 || prompts[p][t] >= m->cfg.vocab)
         return CF_ERR("generate: prompt %d token %d is id %lld, outside the vocabulary [0, %d)", p + 1,
                       t + 1, (long long)prompts[p][t], m->cfg.vocab);
+    if (plen[p] + o->max_new_tokens > m->cfg.max_pos)
+      return CF_ERR("generate: prompt %d (%d tokens) + max_new_tokens %d exceeds max_position_embeddings %d",
+                    p + 1, plen[p], o->max_new_tokens, m->cfg.max_pos);
   }
   return 0;
 }

@@ -61,7 +61,9 @@ bool cf_gen_is_stop(const cf_qwen2 *m, const cf_gen_opts *o, int64_t t);
 
 /* Pick a token from logits [V] (the CPU generator's; the GPU samples in kernels/gen_sample.cuh).
  * u: uniform in [0, 1); any T > 0 (T <= 0: greedy). top_k (0: off) and top_p (1: off) keep the
- * most probable ids (by logit, ties by id); the pick is the inverse CDF at u over the kept ids in
+ * most probable ids (by logit, ties by id); top_p is measured against the probabilities over the
+ * whole vocabulary, not renormalised over the top_k ids first as Hugging Face and vLLM do, so with
+ * both set it may keep more ids than they would; the pick is the inverse CDF at u over the kept ids in
  * id order, as on the GPU. Writes the token's log-prob under log_softmax(logits / T) (T = 1 when
  * greedy). scratch_idx, scratch_p: workspace of V each. Returns -1 with a message (core/error.h)
  * when the logits hold NaN or +inf, or only -inf. */

@@ -19,6 +19,8 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +62,10 @@ static int get_int(cJSON *o, const char *key, int *out, bool required, const cha
     if (required) return CF_ERR("%s: missing field \"%s\"", label, key);
     return 1;
   }
-  if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valuedouble < 0)
-    return CF_ERR("%s: field \"%s\" must be a non-negative integer", label, key);
+  /* the range first: (int) of a double past INT_MAX is undefined */
+  if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= INT_MAX) ||
+      v->valuedouble != floor(v->valuedouble))
+    return CF_ERR("%s: field \"%s\" must be an integer in [0, %d]", label, key, INT_MAX);
   *out = (int)v->valuedouble;
   return 0;
 }
@@ -73,19 +77,34 @@ static int get_num(cJSON *o, const char *key, double *out) {
   return 0;
 }
 
+/* An eos id: a non-negative integer that an int holds (3.7 became 3, 1e12 INT_MIN) */
+static int eos_id(const cJSON *e, int *out) {
+  if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= INT_MAX) ||
+      e->valuedouble != floor(e->valuedouble))
+    return -1;
+  *out = (int)e->valuedouble;
+  return 0;
+}
+
 static int read_eos(cJSON *o, cf_qwen2_config *cfg, const char *label) {
   cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "eos_token_id");
   if (!v || cJSON_IsNull(v)) return 1;
   cfg->n_eos = 0;
   if (cJSON_IsNumber(v)) {
-    cfg->eos[cfg->n_eos++] = (int)v->valuedouble;
+    if (eos_id(v, &cfg->eos[0])) return CF_ERR("%s: eos_token_id must be a token id (an integer >= 0), got %g", label, v->valuedouble);
+    cfg->n_eos = 1;
     return 0;
   }
   if (!cJSON_IsArray(v)) return CF_ERR("%s: eos_token_id must be a number or a list", label);
+  if (cJSON_GetArraySize(v) > CF_MAX_EOS)
+    return CF_ERR("%s: eos_token_id lists %d ids, at most %d are supported", label, cJSON_GetArraySize(v), CF_MAX_EOS);
   cJSON *e;
   cJSON_ArrayForEach(e, v) {
     if (!cJSON_IsNumber(e)) return CF_ERR("%s: eos_token_id entries must be numbers", label);
-    if (cfg->n_eos < CF_MAX_EOS) cfg->eos[cfg->n_eos++] = (int)e->valuedouble;
+    if (eos_id(e, &cfg->eos[cfg->n_eos]))
+      return CF_ERR("%s: eos_token_id entry %d must be a token id (an integer >= 0), got %g", label, cfg->n_eos + 1,
+                    e->valuedouble);
+    cfg->n_eos++;
   }
   return 0;
 }

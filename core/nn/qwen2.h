@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include "../tensor.h"
 
-#define CF_MAX_EOS 8
+#define CF_MAX_EOS 32
 
 typedef struct cf_qwen2_config {
   char model_type[16];     /* "qwen2" or "llama" */

@@ -69,6 +69,7 @@ end
 --- tokenizer object or a tokenizer.json path to attach.
 function M.new(config, opts)
   opts = opts or {}
+  if type(opts) ~= "table" then error("model.new: opts must be a table such as {seed = 1}, got " .. type(opts), 2) end
   local cjson = require "cjson"
   local c = core.model_new(cjson.encode(config))
   local tok = opts.tokenizer
@@ -125,7 +126,18 @@ function Model:set_param(name, t) return self.core:set_param(name, t) end
 function Model:logprobs(ids, prompt_lens, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("logprobs: opts must be a table such as {temperature = 0.5}, got " .. type(opts), 2) end
-  return self.core:logprobs(as_ids(self, ids), prompt_lens, opts.temperature or 1.0, opts.lens)
+  -- a misspelt option (len for lens) silently scored the padding
+  for k in pairs(opts) do
+    if k ~= "temperature" and k ~= "lens" then
+      error(("logprobs: unknown option %s (options: temperature, lens)"):format(tostring(k)), 2)
+    end
+  end
+  ids = as_ids(self, ids)
+  if core.is_tensor(ids) and ids:dim() == 2 and ids:size(1) == 0 then   -- no rows: no sums (as m:forward gives none)
+    local z = core.zeros({0})
+    return self:device() ~= "cpu" and z:to(self:device()) or z
+  end
+  return self.core:logprobs(ids, prompt_lens, opts.temperature or 1.0, opts.lens)
 end
 
 --- Right-pad token lists into an i64 [B, Tmax] tensor; returns ids, lens.

@@ -27,7 +27,7 @@ return {
   ["m:parameters"] = "m:parameters() -> table: the trainable weight tensors (name -> tensor), e.g. for confit.optim.adamw",
   ["m:set_recompute"] = "m:set_recompute(on) -> previous: activation recomputation per layer (the training forward keeps each layer's input only; backward runs the layer again: same gradients, less memory)",
   ["m:logprobs"] = "m:logprobs(ids, prompt_lens [, {temperature=, lens=}]) -> [B]: sums of completion-token log-probs (chunked head, differentiable)",
-  ["m:generate"] = "m:generate(prompts, {n=, temperature=, top_p=, top_k=, max_new_tokens=, seed=, stop=, ignore_eos=}) -> samples {tokens, text, logprob, finish}",
+  ["m:generate"] = "m:generate(prompts, {n=, temperature=, top_p=, top_k=, max_new_tokens=, seed=, stop=, ignore_eos=}) -> samples {tokens, text, logprob, finish}; max_new_tokens defaults to 256, or what the context leaves after the longest prompt; top_p counts probability over the whole vocabulary among the top_k ids (Hugging Face and vLLM renormalise over the top_k ids first)",
   ["confit.lock"] = "confit.lock(path) -> handle | nil, msg, pid: an exclusive flock on path (rlsc, eval and ablate lock their --out as OUT/.lock); handle:close() releases it, and so does the process's death",
   ["jsonio.remove_stale_temps"] = "jsonio.remove_stale_temps(dir) -> names: remove the atomic writers' temporary files whose writing process is gone",
   ["confit.fsync"] = "confit.fsync(path) -> true | nil, msg: flush a file's or a directory's data to the disk (the atomic writers sync before renaming)",

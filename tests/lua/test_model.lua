@@ -484,5 +484,42 @@ H.case("model methods refuse bad arguments by name", function()
   end, "model config: its", "parameters need", "more than this machine's")
 end)
 
+H.case("sixteenth session: logprobs options and empty batches, eos ids, generate's default length and its checks' order", function()
+  local m = assert(confit.load("examples/toy/model"))
+  local ids, lens = model.pad({{1, 2, 3, 4, 5, 6, 7}, {8, 9, 10}})
+  -- a misspelt option scored the padding without a word
+  H.raises(function() m:logprobs(ids, {3, 1}, {len = lens}) end, "logprobs: unknown option len (options: temperature, lens)")
+  local e = m:logprobs(confit.zeros({0, 3}, {dtype = "i64"}), {})
+  H.eq(e:numel(), 0, "no rows: no sums (it failed inside stack)")
+  H.raises(function() model.new({}, "x") end, "model.new: opts must be a table")
+  -- max_new_tokens not given: what the 128 positions leave (256 refused every such call)
+  local s = m:generate({"3+4="})
+  H.ok(#s[1].tokens >= 1 and #s[1].tokens <= 124, "generated within the context: " .. #s[1].tokens)
+  H.raises(function() m:generate({"3+4="}, {max_new_tokens = 256}) end, "exceeds max_position_embeddings 128")
+  -- a bad id is named before the context (it was hidden behind the context error)
+  H.raises(function() m:generate({{-1}}) end, "prompt 1 token 1 is id -1, outside the vocabulary")
+  H.raises(function() m:generate({{1, 2}}, {stop = {1 << 40}}) end, "stop[1] = 1099511627776 is outside")
+  m:free()
+  -- eos ids: integers >= 0 an int holds (3.7 was 3, 1e12 INT_MIN), at most CF_MAX_EOS (cut silently)
+  local base = {model_type = "qwen2", hidden_size = 32, intermediate_size = 48, num_hidden_layers = 2,
+                num_attention_heads = 4, num_key_value_heads = 2, vocab_size = 64}
+  for _, v in ipairs({3.7, 1e12, -1}) do
+    base.eos_token_id = v
+    H.raises(function() model.new(base) end, "eos_token_id must be a token id (an integer >= 0)")
+  end
+  local many = {}
+  for i = 1, 40 do many[i] = i end
+  base.eos_token_id = many
+  H.raises(function() model.new(base) end, "eos_token_id lists 40 ids, at most 32")
+  base.eos_token_id = {1, 2.5}
+  H.raises(function() model.new(base) end, "eos_token_id entry 2 must be a token id")
+  base.eos_token_id = {5, 7}
+  local ok = model.new(base)
+  H.eq(table.concat(ok.config.eos_token_id, ","), "5,7", "a good list")
+  ok:free()
+  base.eos_token_id, base.hidden_size = nil, 1e12
+  H.raises(function() model.new(base) end, 'field "hidden_size" must be an integer in [0, 2147483647]')
+end)
+
 cleanup()
 H.finish()
