@@ -1044,6 +1044,12 @@ static int m_fill_(lua_State *L) {
 static int m_copy_(lua_State *L) {
   cf_tensor *t = cf_lua_checktensor(L, 1);
   cf_tensor *s = cf_lua_checktensor(L, 2);
+  /* copy_ is not on the tape: src's gradient would stop here without a word (a batch assembled
+   * with copy_ trained nothing through it) */
+  if (cf_grad_enabled() && (s->requires_grad || s->grad_fn))
+    luaL_error(L, "copy_: src needs a gradient, and copy_ is not recorded for autograd (the copy would carry "
+               "none): build the tensor with ops (confit.cat, confit.stack, confit.where), or copy src:detach() "
+               "or inside confit.no_grad to drop the gradient on purpose");
   /* an expanded view holds one element at several places: which of src's values lands there
    * would be whichever was written last */
   for (int d = 0; d < t->ndim; d++)
@@ -1411,7 +1417,7 @@ static const char *const docs[][2] = {
   {"t:get", "t:get(i, j, ...) -> number: one element, 1-based indices (negative from the end)"},
   {"t:set", "t:set(i, j, ..., v) -> t: write one element (CPU; an integer dtype refuses a value that does not fit)"},
   {"t:fill_", "t:fill_(v) -> t: set every element to v (an integer dtype refuses a value that does not fit, NaN included)"},
-  {"t:copy_", "t:copy_(src) -> t: copy src's values (same shape, any dtype; a view overlapping t is read whole before t is written)"},
+  {"t:copy_", "t:copy_(src) -> t: copy src's values (same shape, any dtype; a view overlapping t is read whole before t is written); not recorded for autograd, so a src that needs a gradient is refused outside confit.no_grad (copy src:detach())"},
   {"t[i]", "t[i] -> t:select(1, i): the i-th slice along dim 1 (1-based, negative from the end)"},
 };
 

@@ -216,6 +216,17 @@ H.case("a computed tensor written in place (itself or through a view) is refused
   same_list(flat(x.grad), {0, 0, 0}, 0, "a detached constant")
 end)
 
+H.case("copy_ from a tensor that needs a gradient is refused (copy_ is not on the tape); detached or under no_grad it copies", function()
+  -- (a batch assembled with copy_ silently trained nothing through it)
+  local x = confit.tensor({1, 2}, {dtype = "f64", requires_grad = true})
+  local buf = confit.zeros({2, 2}, {dtype = "f64"})
+  H.raises(function() buf:select(1, 1):copy_(x) end, "copy_: src needs a gradient")
+  H.raises(function() buf:select(1, 1):copy_(x * 2) end, "copy_: src needs a gradient")
+  buf:select(1, 1):copy_(x:detach())
+  confit.no_grad(function() buf:select(1, 2):copy_(x * 2) end)
+  same_list(flat(buf), {1, 2, 2, 4}, 0, "copied")
+end)
+
 H.case("an optimizer step between a retain_graph backward and the next backward is refused", function()
   local w = confit.tensor({1, 2}, {requires_grad = true})
   local y = (w * w):sum()

@@ -434,7 +434,7 @@ H.case("toy tokenizer: string prompts, decoded text without the stop token, save
   local emb = m:parameters()["model.embed_tokens.weight"]
   local h = m:hidden({ids}):select(1, 1):select(1, -1)       -- [D], last prompt position
   local row = emb:select(1, toy.EOS_ID + 1)
-  row:copy_(h * 100)
+  row:copy_((h * 100):detach())
   local e = m:generate({text, "1+1="}, {temperature = 0, max_new_tokens = 8})
   H.eq(e[1].finish, "stop", "EOS stops the sample")
   H.eq(e[1].tokens[#e[1].tokens], toy.EOS_ID, "EOS is the last token")
