@@ -685,6 +685,9 @@ function M.collect(spec, runs, out)
       local summary, err = jsonio.read_json(path)
       if not summary then
         problems[#problems + 1] = {dir = r.dir, why = tostring(err)}
+      elseif type(summary) ~= "table" or summary[1] ~= nil then
+        -- ([1, 2]: no metrics, and the run was counted neither done nor failed)
+        problems[#problems + 1] = {dir = r.dir, why = path .. ": not a JSON object"}
       else
         for bname, b in pairs(benchmarks_of(summary)) do
           local after = type(b) == "table" and b.after
@@ -798,6 +801,7 @@ end
 
 local function fmt_metric(m, x, signed)
   local f = m == "mean_length" and "%.1f" or "%.3f"
+  if math.abs(x) >= 1e6 then f = "%.4g" end   -- (1e300 in "%.3f" is 301 digits)
   if signed then f = f:gsub("%%", "%%+") end
   return string.format(f, x)
 end

@@ -205,6 +205,22 @@ H.case("one seed: no spread; several benchmarks: one row each", function()
   H.ok(md:find("| 1 | math500 | 1 | 0.500 (Δ +0.100) | 0.500 |", 1, true), md)
 end)
 
+H.case("a summary.json that is not an object is a listed problem; a huge metric prints short", function()
+  local out = TMP .. "/g10"
+  local spec = ablate.check({grid = {seed = {1, 2}}, out = out})
+  ablate.run_grid(spec, {say = quiet, runner = function(run)
+    if run.params.seed == 1 then H.write(run.path .. "/summary.json", "[1, 2]\n")
+    else jsonio.write_json_atomic(run.path .. "/summary.json", {before = {acc = 0.5}, after = {acc = 1e300}}) end
+    return true
+  end})
+  local _, _, problems = ablate.collect(spec, ablate.expand(spec), out)
+  H.eq(#problems, 1, "the array summary is a problem (it was skipped silently)")
+  H.ok(problems[1].why:find("not a JSON object", 1, true), problems[1].why)
+  ablate.write_results(spec, ablate.expand(spec), out, {})
+  local md = read(out .. "/results.md")
+  H.ok(md:find("1e+300", 1, true) and not md:find(("0"):rep(40), 1, true), md)
+end)
+
 H.case("metrics: any numeric after-key but settings and bookkeeping; explicit list wins", function()
   local out = TMP .. "/g9"
   local spec = ablate.check({grid = {seed = {1, 2}}, out = out})
