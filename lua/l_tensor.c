@@ -372,7 +372,7 @@ static int read_shape(lua_State *L, int idx, const char *fn, int *nd, int64_t *s
       int ok = 0;
       lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &ok) : 0;
       if (!ok || v < 0)
-        luaL_error(L, "%s: shape entry %I is %s, expected a size >= 0", fn, (lua_Integer)i,
+        luaL_error(L, "%s: shape entry %I is %s, expected an integer size >= 0", fn, (lua_Integer)i,
                    luaL_tolstring(L, -1, NULL));
       shape[(*nd)++] = v;
       lua_pop(L, 1);

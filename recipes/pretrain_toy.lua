@@ -204,7 +204,10 @@ local function main(argv)
     local loss = -lp:sum() / ntok
     loss:backward()
     local lv = loss:item()
-    if lv ~= lv or lv == math.huge then die("the loss is %s at step %d (try a lower --lr)", lv, step) end
+    if lv ~= lv or lv == math.huge then
+      -- at step 1 the update has not run yet: the initial weights (--std) made it
+      die("the loss is %s at step %d (%s)", lv, step, step == 1 and "try a smaller --std" or "try a lower --lr")
+    end
     confit.optim.clip_grad_norm(params, o.grad_clip)
     opt:step()
     if step % 20 == 0 or step == 1 then

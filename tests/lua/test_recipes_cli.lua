@@ -316,6 +316,14 @@ H.case("pretrain_toy: an --out holding other files is refused in one line and le
   H.ok(cli.is_dir(dir .. "/precious"), "precious/ kept")
 end)
 
+H.case("pretrain_toy: a loss that is not finite before any update names --std, not --lr", function()
+  local rc, text = run_recipe("pretrain_toy", "--std 1e300 --steps 1 --batch 1 --eval-every 0 --eval-questions 1 "
+    .. "--layers 1 --hidden 4 --heads 1 --ffn 2 --out " .. q(TMP .. "/pt_std"))
+  H.eq(rc, 1, text)
+  H.ok(text:find("pretrain_toy: the loss is %S+ at step 1 %(try a smaller %-%-std%)\n$"), text)
+  H.ok(not text:find("traceback", 1, true), text)
+end)
+
 H.case("pretrain_toy and ablate: an --out named 'DIR/.' is checked as DIR; ablate refuses a folder of other files", function()
   local dir = TMP .. "/dot_keep"
   assert(os.execute("mkdir -p " .. q(dir)))
