@@ -12,7 +12,7 @@
 -- API: grade.extract(text, opts) -> string or nil; grade.normalize(s, opts) -> string;
 -- grade.equal(pred, ref, opts) -> boolean; grade.reference(dataset, record) -> string or nil.
 -- opts.mode is "qwen" or "strict". extract returns the cleaned raw answer (not normalised);
--- an empty answer counts as none (nil). normalize currently does the same in both modes.
+-- an answer that is empty, or normalises to nothing ("$$", "\boxed{\text{}}"), counts as none (nil). normalize currently does the same in both modes.
 --
 -- Bounded time: answers longer than MAX_LEN characters are not normalised and compare only as
 -- exact strings; nesting deeper than MAX_DEPTH skips structural and symbolic comparison; every
@@ -258,8 +258,12 @@ function grade.extract(text, opts)
   if type(text) ~= "string" then
     error("grade.extract: text must be a string, got " .. type(text), 2)
   end
-  if mode == "strict" then return extract_strict(text) end
-  return extract_qwen(text)
+  local a
+  if mode == "strict" then a = extract_strict(text) else a = extract_qwen(text) end
+  -- an answer that normalises to nothing ("$$", "\boxed{\text{}}") is none: as "" it voted in
+  -- maj@n and counted as a distinct answer
+  if a ~= nil and grade.normalize(a, opts) == "" then return nil end
+  return a
 end
 
 -- ---------------------------------------------------------------- normalisation
