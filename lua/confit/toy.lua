@@ -130,7 +130,8 @@ end
 
 -- Grading --------------------------------------------------------------------------------------
 
--- Content of the last \boxed{...} (brace-balanced, nested braces kept), or nil.
+-- Content of the last \boxed{...} (brace-balanced, nested braces kept), or nil (also for an
+-- empty box).
 function M.extract_boxed(s)
   local last
   local init = 1
@@ -146,7 +147,12 @@ function M.extract_boxed(s)
     if c == 123 then depth = depth + 1
     elseif c == 125 then
       depth = depth - 1
-      if depth == 0 then return s:sub(last + 1, i - 1) end
+      if depth == 0 then
+        local content = s:sub(last + 1, i - 1)
+        -- an empty box is no answer (as "" it voted, in maj@n and in TTRL's majority reward)
+        if not content:find("%S") then return nil end
+        return content
+      end
     end
   end
   return nil -- unterminated box
