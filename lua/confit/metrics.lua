@@ -145,7 +145,9 @@ end
 
 -- problems[i] fields (all optional but the first that applies):
 --   correct  boolean (greedy accuracy) or a number in [0, 1] (avg@n of one problem)
---   n, c     samples drawn and correct ones (for pass@k with opts.k = {1, 8, ...})
+--   n, c     samples drawn and correct ones (for pass@k with opts.k = {1, 8, ...}; pass@k is
+--            given only when every problem with samples drew at least k: over some of them it
+--            would be another set's; a problem with n = 0 has no accuracy, not 0)
 --   maj      0/1 or boolean: majority vote correct
 --   length   completion length in tokens;  boxed  boolean: the completion contains a box
 -- Result: {problems, acc, acc_lo, acc_hi, interval = "wilson95" | "t95", pass_at = {[k] = v},
@@ -160,7 +162,7 @@ function metrics.summarize(problems, opts)
   for i, p in ipairs(problems) do
     if type(p) ~= "table" then error(string.format("metrics.summarize: problem %d must be a table, got %s", i, type(p)), 2) end
     local c = p.correct
-    if c == nil and p.n and p.c then c = p.n > 0 and p.c / p.n or 0 end
+    if c == nil and p.n and p.c and p.n > 0 then c = p.c / p.n end
     if type(c) == "boolean" then vals[#vals + 1] = c and 1 or 0
     elseif type(c) == "number" and c >= 0 and c <= 1 then vals[#vals + 1] = c; all_bool = false
     elseif c ~= nil then
@@ -192,11 +194,13 @@ function metrics.summarize(problems, opts)
     end
   end
   for _, k in ipairs(opts.k or {}) do
-    local xs = {}
+    local xs, short = {}, false
     for _, p in ipairs(problems) do
-      if p.n and p.c and p.n >= k then xs[#xs + 1] = metrics.pass_at_k(p.n, p.c, k) end
+      if p.n and p.c and p.n > 0 then
+        if p.n >= k then xs[#xs + 1] = metrics.pass_at_k(p.n, p.c, k) else short = true end
+      end
     end
-    if #xs > 0 then out.pass_at[k] = metrics.mean(xs) end
+    if #xs > 0 and not short then out.pass_at[k] = metrics.mean(xs) end
   end
   if #maj > 0 then out.maj = metrics.mean(maj) end
   if #lengths > 0 then out.mean_length = metrics.mean(lengths) end

@@ -177,6 +177,13 @@ H.case("summarize", function()
   H.near(avg.acc, 0.5, 1e-15)
   H.eq(avg.interval, "t95")
   H.raises(function() metrics.summarize({{correct = "yes"}}) end, "problem 1", "correct")
+  -- pass@k over only the problems that drew k would be another set's; n = 0 has no accuracy
+  local mixed = metrics.summarize({{n = 4, c = 2}, {n = 2, c = 1}}, {k = {1, 2, 4}})
+  H.near(mixed.pass_at[2], ((1 - 1 / 6) + 1) / 2, 1e-15)
+  H.eq(mixed.pass_at[4], nil, "pass@4: problem 2 drew 2")
+  local none = metrics.summarize({{n = 0, c = 0}, {n = 2, c = 1}}, {k = {1}})
+  H.near(none.acc, 0.5, 1e-15)
+  H.near(none.pass_at[1], 0.5, 1e-15)
 end)
 
 H.finish()
