@@ -115,6 +115,13 @@ static int l_nonfinite(lua_State *L) {
   return 1;
 }
 
+/* confit.stdout_ok() -> whether every write to the standard output so far went through (the C
+ * stream's error flag: io.stdout:flush() sees only what is still buffered) */
+static int l_stdout_ok(lua_State *L) {
+  lua_pushboolean(L, fflush(stdout) == 0 && !ferror(stdout));
+  return 1;
+}
+
 static const char *st_name(cf_dtype dt) {
   switch (dt) {
     case CF_DTYPE_F32: return "F32";
@@ -316,7 +323,7 @@ void cf_lua_open_io(lua_State *L) {
   cf_lua_resource_mt(L, LOCK_MT, l_lock_close, l_lock_tostring, lock_methods);
   lua_pop(L, 1);
   static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"load_safetensors", l_load},
-                                       {"safetensors_nonfinite", l_nonfinite},
+                                       {"safetensors_nonfinite", l_nonfinite}, {"stdout_ok", l_stdout_ok},
                                        {"save_safetensors", l_save}, {NULL, NULL}};
   luaL_setfuncs(L, functions, 0);
 }

@@ -488,11 +488,8 @@ function M.run_grid(spec, opts)
   local _ <close> = setmetatable({}, {__close = function() if grid_lock.h then grid_lock.h:close() end end})
   if not opts.dry_run then
     if not mkdir_p(out) then die("cannot create %s", out) end
-    local h, _, pid = require("confit").lock(out .. "/.lock")
-    if not h then
-      die("--out %s is in use by another confit process%s; wait for it or use another --out", out,
-          pid and (" (PID %d)"):format(pid) or "")
-    end
+    local h, err, pid = require("confit").lock(out .. "/.lock")
+    if not h then die("--out %s; wait for it or use another --out", cli.lock_problem(out, err, pid)) end
     grid_lock.h = h
     jsonio.remove_stale_temps(out)   -- what a killed ablate left half written (grid.json, results)
     local axes = {}
@@ -522,7 +519,7 @@ function M.run_grid(spec, opts)
       -- alone: the point fails with that reason and nothing is written into its folder
       local busy
       do
-        local h, _, pid = require("confit").lock(r.path .. "/.lock")
+        local h, lerr, pid = require("confit").lock(r.path .. "/.lock")
         if h then
           jsonio.remove_stale_temps(r.path)   -- ablate.json (or the run's files) cut short by a kill
           local wok, werr = jsonio.write_json_atomic(r.path .. "/ablate.json",
@@ -530,8 +527,7 @@ function M.run_grid(spec, opts)
           h:close()   -- the recipe run there takes its own lock
           if not wok then die("cannot write %s/ablate.json: %s", r.path, tostring(werr)) end
         else
-          busy = ("%s is in use by another confit process%s; wait for it and run ablate again")
-                 :format(r.path, pid and (" (PID %d)"):format(pid) or "")
+          busy = cli.lock_problem(r.path, lerr, pid) .. "; wait for it and run ablate again"
         end
       end
       -- an unfinished RL run that left checkpoints continues from them (rlsc refuses a fresh

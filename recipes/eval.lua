@@ -355,11 +355,8 @@ function M.main(argv)
     if fresh then made[#made + 1] = dir end
     if i == 1 then
       -- one eval process per OUT: a second one would write the same records
-      local h, _, pid = require("confit").lock(out .. "/.lock")
-      if not h then
-        give_up("--out %s is in use by another confit process%s; wait for it or use another --out", out,
-                pid and (" (PID %d)"):format(pid) or "")
-      end
+      local h, err, pid = require("confit").lock(out .. "/.lock")
+      if not h then give_up("--out %s; wait for it or use another --out", cli.lock_problem(out, err, pid)) end
       lock = h
     end
   end

@@ -485,13 +485,8 @@ end
 -- a second confit process on one run directory is refused in one line.
 local function take_lock(o)
   if o.lock then return end
-  local h, _, pid = confit.lock(o.out .. "/.lock")
-  if not h and pid then
-    die("--out %s is in use by another confit process (PID %d); wait for it or use another --out", o.out, pid)
-  elseif not h then
-    die("--out %s is in use by another confit process (or its lock file %s/.lock cannot be taken); "
-        .. "wait for it or use another --out", o.out, o.out)
-  end
+  local h, err, pid = confit.lock(o.out .. "/.lock")
+  if not h then die("--out %s; wait for it or use another --out", cli.lock_problem(o.out, err, pid)) end
   o.lock = h
 end
 

@@ -44,6 +44,30 @@ function M.raise_generate_error(e, what)
            .. "(a diverged update? a smaller --lr)"):format(what, why))
 end
 
+--- Why the lock of folder dir was not taken, from confit.lock's message and holder PID: "is in use
+--- by another confit process (PID n)", or the real reason when no process holds it (the lock file
+--- cannot be created: a read-only or full folder), which read "in use" before.
+function M.lock_problem(dir, msg, pid)
+  if pid then return ("%s is in use by another confit process (PID %d)"):format(dir, pid) end
+  if tostring(msg):find("held by another process", 1, true) then
+    return ("%s is in use by another confit process"):format(dir)
+  end
+  return ("%s: cannot take its lock file: %s"):format(dir, tostring(msg))
+end
+
+-- strerror texts of failures of the machine, not of the code: a recipe that meets one (a full
+-- disk while it writes a checkpoint) says so in one line, without a traceback
+local ENVIRONMENT = {"No space left on device", "Read-only file system", "Permission denied",
+                     "Operation not permitted", "Input/output error", "Disk quota exceeded",
+                     "Too many open files", "File too large"}
+
+--- True when e is an error message naming such a failure.
+function M.is_environment_error(e)
+  if type(e) ~= "string" then return false end
+  for _, s in ipairs(ENVIRONMENT) do if e:find(s, 1, true) then return true end end
+  return false
+end
+
 --- A die(fmt, ...) for one recipe: raises the user error "<name>: <fmt formatted>".
 function M.die_for(name)
   return function(fmt, ...) M.raise(name .. ": " .. string.format(fmt, ...)) end
@@ -70,12 +94,20 @@ function M.is_interrupt(e)
 end
 
 --- Run main(argv) as the program `name`. A user error prints its message on stderr (one line;
---- "<name>: " is added when missing) and exits 1; a Ctrl-C prints "<name>: interrupted" and
---- exits 130; any other error prints its message and a traceback on stderr and exits 1. A number
---- returned by main is the exit status; anything else is returned.
+--- "<name>: " is added when missing) and exits 1, and so does a failure of the machine
+--- (M.is_environment_error: a full disk, a read-only folder), its message without the source
+--- positions; a Ctrl-C prints "<name>: interrupted" and exits 130; any other error prints its
+--- message and a traceback on stderr and exits 1. A number returned by main is the exit status;
+--- anything else is returned.
 function M.run(name, main, argv)
   local ok, res = xpcall(main, function(e)
     if M.is_user_error(e, name) or M.is_interrupt(e) then return e end
+    if M.is_environment_error(e) then
+      -- "x.lua:12: y.c:899: path: write failed: No space left on device" -> from "path"
+      local msg = e
+      repeat local n; msg, n = msg:gsub("^[%w_%-%./]+%.%a+:%d+: ", "") until n == 0
+      return setmetatable({msg = (msg:gsub("\n.*$", ""))}, UserError)
+    end
     return debug.traceback(tostring(e), 2)
   end, argv or {})
   if not ok then
@@ -103,6 +135,11 @@ end
 --- must not look like a success).
 function M.flush_stdout(name)
   local ok, err = io.stdout:flush()
+  -- a write that failed earlier leaves the stream in error with nothing left to flush
+  local core_ok, core = pcall(require, "confit.core")
+  if ok and core_ok and core.stdout_ok and not core.stdout_ok() then
+    ok, err = false, "an earlier write failed (a full disk or a closed pipe?)"
+  end
   if ok then return true end
   io.stderr:write(("%s: cannot write the standard output: %s\n"):format(name, tostring(err)))
   return false

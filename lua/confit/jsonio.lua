@@ -394,7 +394,13 @@ function M.write_text_atomic(path, text)
   local cok, cerr = f:close()
   if ok and not cok then ok, werr = nil, cerr end
   if ok then ok, werr = fsync(tmp) end
-  if not ok then os.remove(tmp); return nil, tmp .. ": " .. tostring(werr) end
+  if not ok then
+    -- named by the file being written (the temporary name is gone); io's messages name the
+    -- temporary path already, which is cut out
+    local why = tostring(werr):gsub("^" .. tmp:gsub("%p", "%%%0") .. ":%s*", "")
+    os.remove(tmp)
+    return nil, path .. ": " .. why
+  end
   local rok, rerr = os.rename(tmp, path)
   if not rok then os.remove(tmp); return nil, rerr end
   local dok, derr = fsync(dir_of(path) == "" and "/" or dir_of(path))

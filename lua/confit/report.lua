@@ -441,8 +441,10 @@ function M.load_run(dir)
   end
   run.config = load("config.json", jsonio.read_json)
   run.steps = load("steps.jsonl", jsonio.read_jsonl, {partial_tail = true})
-  run.before = load("eval_before.jsonl", jsonio.read_jsonl)
-  run.after = load("eval_after.jsonl", jsonio.read_jsonl)
+  -- a last line cut short (a writer still appending, or stopped by a full disk) is dropped, not
+  -- the whole file
+  run.before = load("eval_before.jsonl", jsonio.read_jsonl, {partial_tail = true})
+  run.after = load("eval_after.jsonl", jsonio.read_jsonl, {partial_tail = true})
   run.summary = load("summary.json", jsonio.read_json)
   for _, k in ipairs({"steps", "before", "after"}) do
     local file = k == "steps" and "steps.jsonl" or ("eval_" .. k .. ".jsonl")

@@ -316,6 +316,31 @@ H.case("pretrain_toy: an --out holding other files is refused in one line and le
   H.ok(cli.is_dir(dir .. "/precious"), "precious/ kept")
 end)
 
+H.case("a failure of the machine (a full disk) is one line without positions; a lost standard output is exit 1; a lock that cannot be taken says why", function()
+  -- (a full disk while rlsc wrote a checkpoint ended in a traceback; eval, ablate and report
+  -- exited 0 with their table lost on a full stdout; an uncreatable lock file read "in use")
+  local script = TMP .. "/envfail.lua"
+  write(script, 'local cli = require "confit.cli"\n'
+        .. 'return cli.run("demo", function() error("/w/lua/confit/train.lua:188: safetensors.c:899: /o/ck/optimizer.safetensors: '
+        .. 'write failed: No space left on device") end, {})\n')
+  local p = assert(io.popen(("%s %s 2>&1; echo rc=$?"):format(q(EXE), q(script))))
+  local text = p:read("a")
+  p:close()
+  H.eq(text, "demo: /o/ck/optimizer.safetensors: write failed: No space left on device\nrc=1\n")
+  if cli.exists("/dev/full") then
+    p = assert(io.popen(("%s recipes/eval.lua --help > /dev/full 2>%s; echo rc=$?"):format(q(EXE), q(TMP .. "/full.err"))))
+    text = p:read("a")
+    p:close()
+    H.eq(text, "rc=1\n", "eval --help into a full stdout")
+    H.ok((read(TMP .. "/full.err") or ""):find("eval: cannot write the standard output", 1, true), read(TMP .. "/full.err"))
+  end
+  H.eq(cli.lock_problem("OUT", "x is held by another process (PID 7)", 7), "OUT is in use by another confit process (PID 7)")
+  H.eq(cli.lock_problem("OUT", "x is held by another process", nil), "OUT is in use by another confit process")
+  local h, err, pid = require("confit").lock(TMP .. "/no/such/dir/.lock")
+  H.ok(not h, "no lock")
+  H.ok(cli.lock_problem("OUT", err, pid):find("^OUT: cannot take its lock file: .*No such file or directory"), cli.lock_problem("OUT", err, pid))
+end)
+
 H.case("pretrain_toy: a loss that is not finite before any update names --std, not --lr", function()
   local rc, text = run_recipe("pretrain_toy", "--std 1e300 --steps 1 --batch 1 --eval-every 0 --eval-questions 1 "
     .. "--layers 1 --hidden 4 --heads 1 --ffn 2 --out " .. q(TMP .. "/pt_std"))

@@ -336,6 +336,11 @@ H.case("load_run and render skip records and summary entries that are not object
     H.eq(r.files["summary.json"], "unreadable", text)
     H.eq(r.summary, nil, text)
   end
+  -- an eval file whose last line was cut short (a full disk stopped the append) keeps its whole
+  -- records (the file was dropped whole: "no data")
+  put("eval_before.jsonl", '{"benchmark":"x","id":1,"greedy":{"correct":true}}\n{"benchmark":"x","id":2,"gre')
+  r = report.load_run(d)
+  H.eq(#r.before, 1, "the whole record kept")
   -- a run folder named "DIR/." is there
   H.ok(not table.concat(report.load_run(d .. "/.").notes, "\n"):find("no such directory", 1, true), "DIR/.")
 end)
