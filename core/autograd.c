@@ -217,13 +217,13 @@ static int accumulate_leaf(cf_tensor *leaf, cf_tensor *g) {
 
 /* ---------------------------------------------------------------- saved versions */
 
-/* Whether the backward of n reads the values of input k (k == nin: the output). Shapes are
- * never written in place, so a tensor read only for its shape (sum's input, a view's) is not
- * listed. An op missing here is checked on every input and its output: list a new op once its
- * rule is known. */
+/* Whether the backward of n reads the values of input k. (Its output is checked for every node,
+ * in check_node: a computed tensor written in place is refused whatever its backward reads.)
+ * Shapes are never written in place, so a tensor read only for its shape (sum's input, a view's)
+ * is not listed. An op missing here is checked on every input: list a new op once its rule is
+ * known. */
 static bool reads_value(const cf_node *n, int k) {
-  bool out = k == n->nin;
-  if (n->custom) return !out;      /* its inputs; extra state through check_saved */
+  if (n->custom) return true;      /* its inputs; extra state through check_saved */
   switch ((cf_op_id)n->op) {
     case CF_OP_add: case CF_OP_sub: case CF_OP_neg: case CF_OP_sum: case CF_OP_mean:
     case CF_OP_cat: case CF_OP_stack: case CF_OP_narrow: case CF_OP_select: case CF_OP_transpose:
@@ -231,25 +231,25 @@ static bool reads_value(const cf_node *n, int k) {
     case CF_OP_unsqueeze: case CF_OP_contiguous: case CF_OP_to_dtype:
       return false;
     case CF_OP_mul: case CF_OP_matmul:            /* each input's gradient reads the other one */
-      return !out && n->needs[1 - k];
+      return n->needs[1 - k];
     case CF_OP_div:                                /* da = g / b, db = -g out / b */
-      return out ? n->needs[1] : k == 1;
+      return k == 1;
     case CF_OP_pow: case CF_OP_maximum: case CF_OP_minimum:
       return true;
     case CF_OP_swiglu: case CF_OP_rmsnorm: case CF_OP_attention: case CF_OP_cross_entropy:
     case CF_OP_token_logprob: case CF_OP_head_logprob: case CF_OP_head_entropy:
-      return !out;
+      return true;
     case CF_OP_where:                              /* the condition */
       return k == 0;
     case CF_OP_masked_fill: case CF_OP_embedding: case CF_OP_gather: case CF_OP_rope:
       return k == 1;                               /* the mask, ids, index, positions */
     case CF_OP_exp: case CF_OP_sqrt: case CF_OP_sigmoid: case CF_OP_tanh: case CF_OP_relu:
-    case CF_OP_softmax: case CF_OP_log_softmax:
-      return out;
+    case CF_OP_softmax: case CF_OP_log_softmax:   /* their output only */
+      return false;
     case CF_OP_log: case CF_OP_silu: case CF_OP_max: case CF_OP_var: case CF_OP_entropy:
       return k == 0;
     case CF_OP_rsqrt: case CF_OP_abs: case CF_OP_clamp: case CF_OP_gelu: case CF_OP_logsumexp:
-      return k == 0 || out;
+      return k == 0;
     default:
       return true;
   }
@@ -271,18 +271,17 @@ static int check_node(const cf_node *n) {
   const char *name = cf_node_name(n);
   if (n->out && cf_tensor_version(n->out) != n->version[n->nin]) {
     char b[128];
-    return CF_ERR("backward: the output %s %s of %s was modified in place (fill_, copy_ or set, or through a "
-                  "view of it) after %s computed it (version %llu, now %llu): its gradient would be the old "
+    return CF_ERR("backward: the output %s %s of %s was modified in place (fill_, copy_, set or an optimizer "
+                  "step, or through a view of it) after %s computed it (version %llu, now %llu): its gradient would be the old "
                   "value's; build the new value with ops (e.g. confit.where) or write into t:detach() and use that",
                   cf_shape_str(n->out, b, sizeof b), cf_dtype_name(n->out->dtype), name, name,
                   (unsigned long long)n->version[n->nin], (unsigned long long)cf_tensor_version(n->out));
   }
-  for (int k = 0; k <= n->nin; k++) {
-    cf_tensor *t = k < n->nin ? n->in[k] : n->out;
+  for (int k = 0; k < n->nin; k++) {
+    cf_tensor *t = n->in[k];
     if (!t || !reads_value(n, k)) continue;
     char what[32];
-    if (k < n->nin) snprintf(what, sizeof what, "input %d", k + 1);
-    else snprintf(what, sizeof what, "the output");
+    snprintf(what, sizeof what, "input %d", k + 1);
     if (cf_autograd_check_saved(name, what, t, n->version[k])) return -1;
   }
   if (n->custom && n->custom->check_saved && n->custom->check_saved(n)) return -1;

@@ -11,12 +11,12 @@
  *
  * In-place writes: a node records the storage version (tensor.h) of each saved input and of its
  * output when it is made. Before any rule runs, cf_backward checks, for every node it will visit,
- * the tensors that node's backward reads the values of (a per-op list in autograd.c: mul reads
- * the other factor, exp its output, add nothing); a version that moved means the tensor was
- * written in place after the node saved it, and the backward is refused with the op, the tensor
- * and its shape named, before any gradient is accumulated. Every node's output is checked too,
- * whatever its backward reads: a computed tensor written in place (itself or through a view)
- * no longer holds the value whose gradient the tape passes on. A custom node checks its own extra
+ * its output (a computed tensor written in place, itself or through a view, no longer holds the
+ * value whose gradient the tape passes on; exp's backward reads it too) and the inputs that
+ * node's backward reads the values of (a per-op list in autograd.c: mul reads the other factor,
+ * add nothing); a version that moved means the tensor was written in place after the node saved
+ * it, and the backward is refused with the op, the tensor and its shape named, before any
+ * gradient is accumulated. A custom node checks its own extra
  * state through check_saved.
  */
 #ifndef CF_AUTOGRAD_H
