@@ -28,12 +28,13 @@
  */
 #include <lua.h>
 #include <lauxlib.h>
-#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lconfit.h"
 #include "error.h"
 #include "optim.h"
+#include "io/safetensors.h"
 
 #define OPTIM_MT "confit.optim"
 
@@ -285,17 +286,19 @@ static int m_state(lua_State *L) {
 }
 
 /* Whether every element of a CPU floating tensor is finite (1), one is not (0), or it cannot
- * tell (-1: out of memory for the f32 copy). Tensors on another device count as finite. */
+ * tell (-1: out of memory for a contiguous copy of a strided one). Read in place by the
+ * exponent bits, as the resume check reads a checkpoint's files (cf_st_nonfinite). Tensors on
+ * another device count as finite. */
 static int state_finite(cf_tensor *t) {
   if (cf_tensor_device(t) != CF_DEVICE_CPU || !cf_dtype_is_float(t->dtype)) return 1;
-  cf_tensor *f = t->dtype == CF_DTYPE_F32 ? cf_tensor_contiguous(t) : cf_tensor_to_dtype(t, CF_DTYPE_F32);
-  if (!f) return -1;
-  const float *d = cf_tensor_data(f);
-  int64_t n = cf_tensor_numel(f);
-  int ok = 1;
-  for (int64_t k = 0; k < n && ok; k++) ok = isfinite(d[k]);
-  cf_tensor_release(f);
-  return ok;
+  cf_tensor *c = cf_tensor_contiguous(t);
+  if (!c) return -1;
+  cf_st_entry e = {.name = "state", .ndim = 0,
+                   .data = cf_tensor_data(c), .nbytes = (size_t)cf_tensor_numel(c) * cf_dtype_size(c->dtype)};
+  snprintf(e.dtype, sizeof e.dtype, "%s", c->dtype == CF_DTYPE_F64 ? "F64" : c->dtype == CF_DTYPE_BF16 ? "BF16" : "F32");
+  int bad = cf_st_nonfinite(&e);
+  cf_tensor_release(c);
+  return !bad;
 }
 
 static int m_load_state(lua_State *L) {

@@ -190,6 +190,9 @@ H.case("state round trip: a restored optimizer continues identically", function(
   for k, v in pairs(s) do bad[k] = v end
   bad["exp_avg_sq.1"] = confit.tensor({1 / 0}, {dtype = "f64"})
   H.raises(function() a:load_state(bad) end, "load_state", "exp_avg_sq.1 holds NaN or inf")
+  bad["exp_avg_sq.1"] = s["exp_avg_sq.1"]
+  bad["exp_avg.1"] = confit.tensor({0 / 0}):to("bf16")   -- a bf16 moment, read by its bits
+  H.raises(function() a:load_state(bad) end, "load_state", "exp_avg.1 holds NaN or inf")
   a:load_state(s)
 end)
 
