@@ -587,12 +587,8 @@ local function clear_earlier(o)
   if not ok then die("--out '%s': %s", o.out, err) end
   for _, f in ipairs({"config.json", "steps.jsonl"}) do
     if cli.exists(o.out .. "/" .. f) then
-      local h = io.open(o.out .. "/" .. f, "rb")
-      local text = h and h:read("a")
-      if h then h:close() end
-      local wrote, werr = false, "it cannot be read"
-      if text then wrote, werr = jsonio.write_text_atomic(keep .. "/" .. f, text) end
-      if not wrote then die("--out '%s': cannot keep the finished run's %s: %s", o.out, f, tostring(werr)) end
+      local copied, cerr = jsonio.copy_file(o.out .. "/" .. f, keep .. "/" .. f)
+      if not copied then die("--out '%s': cannot keep the finished run's %s: %s", o.out, f, tostring(cerr)) end
     end
   end
   for _, f in ipairs(stale) do

@@ -313,8 +313,8 @@ local function fresh_tmp_name(path, tag)
   for _ = 1, 100 do
     tmp_serial = tmp_serial + 1
     local tmp = string.format("%s.%s-%s-%d-%d", path, tag or "tmp", PID, os.time(), tmp_serial)
-    -- os.rename(x, x) succeeds for anything there, a dangling symlink included
-    if not os.rename(tmp, tmp) then return tmp end
+    -- anything there, a dangling symlink included, takes the name (cli.exists)
+    if not require("confit.cli").exists(tmp) then return tmp end
   end
   return nil, path .. ": no free temporary name"
 end
@@ -405,6 +405,18 @@ function M.write_text_atomic(path, text)
   if not rok then os.remove(tmp); return nil, rerr end
   local dok, derr = fsync(dir_of(path) == "" and "/" or dir_of(path))
   if not dok then return nil, derr end
+  return true
+end
+
+-- Copy the file src to dst atomically (M.write_text_atomic). true, or nil and a message naming the
+-- file that could not be read or written.
+function M.copy_file(src, dst)
+  check_path(src)
+  check_path(dst)
+  local data, err = read_all(src)
+  if not data then return nil, "cannot read " .. src .. ": " .. tostring(err) end
+  local ok, werr = M.write_text_atomic(dst, data)
+  if not ok then return nil, "cannot write " .. dst .. ": " .. tostring(werr) end
   return true
 end
 

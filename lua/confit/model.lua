@@ -232,13 +232,8 @@ local TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tok
 -- Copy src to dst atomically (a synced temporary file renamed into place).
 local function copy_file(src, dst)
   if not is_regular(src) then error("save: cannot copy " .. src .. ": not a regular file", 3) end
-  local f, err = io.open(src, "rb")
-  if not f then error("save: cannot read " .. src .. ": " .. tostring(err), 3) end
-  local data, rerr = f:read("a")
-  f:close()
-  if not data then error("save: cannot read " .. src .. ": " .. tostring(rerr), 3) end
-  local ok, werr = jsonio.write_text_atomic(dst, data)
-  if not ok then error("save: cannot write " .. dst .. ": " .. tostring(werr), 3) end
+  local ok, err = jsonio.copy_file(src, dst)
+  if not ok then error("save: " .. err, 3) end
 end
 
 local SAVED_NAMES = {["config.json"] = true, ["generation_config.json"] = true, ["trainer_state.json"] = true}
