@@ -448,6 +448,7 @@ local function run_real(o, m, say)
   local t1 = confit.clock()
   local steps = train.run(train_opts(o, m, questions, say, {
     stop = stop, extract = extract, answer_key = function(a) return grade.normalize(a, gopts) end,
+    answer_equal = function(a, b) return grade.equal(a, b, gopts) end,
     grade = labelled and function(text, answer)
       local p = extract(text)
       return p ~= nil and grade.equal(p, answer, gopts)

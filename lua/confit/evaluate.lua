@@ -144,23 +144,22 @@ function evaluate.grade_completion(grader, text, answer)
 end
 
 -- Answer diversity of one problem's samples (collapse shows as fewer distinct answers): the
--- number of distinct extracted answers, grouped by grader.key as maj@n groups them, and the
+-- number of distinct extracted answers, grouped as maj@n groups them (grader.key, then the keys
+-- whose answers grader.equal calls equal: "0.5" and "\\frac{1}{2}" are one), and the
 -- share of the samples giving the most frequent one. Samples without an answer are no answer
 -- (counted in the share's denominator only). Returns distinct, modal_share (0, 0 when none).
 function evaluate.answer_spread(samples, grader)
   local key = grader and grader.key or function(a) return a end
-  local count, distinct, top = {}, 0, 0
-  for _, x in ipairs(samples) do
+  local answers = {n = #samples}
+  for i, x in ipairs(samples) do
     local a = type(x) == "table" and x.extracted
-    if a ~= nil and a ~= false and not is_null(a) then
-      local k = key(a)
-      if k == nil then k = a end
-      if not count[k] then count[k] = 0; distinct = distinct + 1 end
-      count[k] = count[k] + 1
-      if count[k] > top then top = count[k] end
-    end
+    if a ~= nil and a ~= false and not is_null(a) then answers[i] = a end
   end
-  return distinct, #samples > 0 and top / #samples or 0
+  local groups = metrics.vote_groups(answers, {key = function(a) local k = key(a); if k == nil then k = a end; return k end,
+                                               equal = grader and grader.equal})
+  local top = 0
+  for _, g in ipairs(groups) do if g.count > top then top = g.count end end
+  return #groups, #samples > 0 and top / #samples or 0
 end
 
 -- Options ---------------------------------------------------------------------------------------
@@ -709,7 +708,7 @@ function evaluate.summarize(records, s)
         local d, ms = evaluate.answer_spread(smp, grader)
         distinct[#distinct + 1], modal[#modal + 1] = d, ms
       end
-      local winner = metrics.majority(answers, {key = grader.key})
+      local winner = metrics.majority(answers, {key = grader.key, equal = grader.equal})
       majs[#majs + 1] = (winner ~= nil and grader.equal(winner, r.answer)) and 1 or 0
     end
   end

@@ -6,11 +6,17 @@
 --   majority(answers, opts)   the most frequent answer and its count. nil entries (no answer
 --                             extracted) are skipped and never win; ties go to the answer seen
 --                             first. Answers are grouped by opts.key(a) (default: the answer
---                             itself; pass grade.normalize to merge "1/2" and "\frac{1}{2}").
---                             Returns nil, 0 when every answer is nil. Takes answers.n as the
---                             length when set, so lists with nil holes work.
+--                             itself; pass grade.normalize to merge "1/2" and "\frac{1}{2}"),
+--                             then, with opts.equal(a, b), each group joins the first earlier
+--                             group whose first answer it equals ("0.5" and "\frac{1}{2}"; one
+--                             call per pair of distinct keys). Returns nil, 0 when every answer
+--                             is nil. Takes answers.n as the length when set, so lists with nil
+--                             holes work.
+--   vote_groups(answers, opts) the groups majority counts, in first-seen order: {answer = the
+--                             first answer, count = n, members = {indices into answers}}.
 --   maj_at_n(answers, ref, opts)  1 when the majority answer equals ref (opts.equal, default
---                             confit.grade.equal in opts.mode), else 0 (also when all are nil).
+--                             confit.grade.equal in opts.mode; the vote merges by it too), else 0
+--                             (also when all are nil).
 --   mean(xs), std(xs)         std is the sample standard deviation (n-1 denominator; 0 for n<2).
 --   proportion_ci(k, n)       95% Wilson score interval for k successes out of n.
 --   mean_ci(xs, lo, hi)       95% interval for a mean: mean -/+ t(0.975, n-1) * std / sqrt(n)
@@ -50,43 +56,63 @@ end
 
 local function length_of(t) return t.n or #t end
 
-function metrics.majority(answers, opts)
-  if type(answers) ~= "table" then error("metrics.majority: answers must be a list, got " .. type(answers), 2) end
-  if opts ~= nil and type(opts) ~= "table" then error("metrics.majority: opts must be a table such as {key = fn}, got " .. type(opts), 2) end
-  if opts and opts.key ~= nil and type(opts.key) ~= "function" then
-    error("metrics.majority: opts.key must be a function, got " .. type(opts.key), 2)
+-- (the errors name `name` and point at the caller of its caller: majority's, vote_groups')
+local function vote(name, answers, opts)
+  if type(answers) ~= "table" then error("metrics." .. name .. ": answers must be a list, got " .. type(answers), 3) end
+  if opts ~= nil and type(opts) ~= "table" then error("metrics." .. name .. ": opts must be a table such as {key = fn}, got " .. type(opts), 3) end
+  for _, f in ipairs({"key", "equal"}) do
+    if opts and opts[f] ~= nil and type(opts[f]) ~= "function" then
+      error(("metrics." .. name .. ": opts.%s must be a function, got %s"):format(f, type(opts[f])), 3)
+    end
   end
   local key = (opts and opts.key) or function(a) return a end
-  local count, first, order = {}, {}, {}
+  local equal = opts and opts.equal
+  local group_of, groups = {}, {}  -- key -> its group; groups in first-seen order
   for i = 1, length_of(answers) do
     local a = answers[i]
     if a ~= nil then
       local kk = key(a)
-      if kk == nil then error(string.format("metrics.majority: the key of answer %d (%s) is nil", i, tostring(a)), 2) end
-      if count[kk] == nil then
-        count[kk], first[kk] = 0, a
-        order[#order + 1] = kk
+      if kk == nil then error(string.format("metrics.%s: the key of answer %d (%s) is nil", name, i, tostring(a)), 3) end
+      local g = group_of[kk]
+      if g == nil then
+        if equal then           -- a new spelling: the first earlier group it equals, if any
+          for _, h in ipairs(groups) do
+            if equal(a, h.answer) then g = h; break end
+          end
+        end
+        if g == nil then g = {answer = a, count = 0, members = {}}; groups[#groups + 1] = g end
+        group_of[kk] = g
       end
-      count[kk] = count[kk] + 1
+      g.count = g.count + 1
+      g.members[#g.members + 1] = i
     end
   end
-  local best, best_n = nil, 0
-  for _, kk in ipairs(order) do       -- first-seen order: strict ">" keeps the earlier on ties
-    if count[kk] > best_n then best, best_n = kk, count[kk] end
+  return groups
+end
+
+function metrics.vote_groups(answers, opts)
+  local groups = vote("vote_groups", answers, opts)  -- not a tail call: the errors' level 3
+  return groups
+end
+
+function metrics.majority(answers, opts)
+  local best = nil
+  for _, g in ipairs(vote("majority", answers, opts)) do  -- strict ">": ties to the earlier
+    if best == nil or g.count > best.count then best = g end
   end
   if best == nil then return nil, 0 end
-  return first[best], best_n
+  return best.answer, best.count
 end
 
 function metrics.maj_at_n(answers, ref, opts)
   opts = opts or {}
-  local winner = metrics.majority(answers, opts)
-  if winner == nil then return 0 end
   local equal = opts.equal
   if not equal then
     local grade = require "confit.grade"
     equal = function(a, b) return grade.equal(a, b, {mode = opts.mode}) end
   end
+  local winner = metrics.majority(answers, {key = opts.key, equal = equal})
+  if winner == nil then return 0 end
   return equal(winner, ref) and 1 or 0
 end
 

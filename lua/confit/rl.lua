@@ -258,6 +258,7 @@ end
 --- >= 1, default #samples / #prompts), opts.extract(text) -> answer or nil (for majority votes,
 --- grpo_ttrl's reward, and logging), opts.answers (labels per question, used only for
 --- train_acc), opts.grade(text, answer) -> bool, opts.answer_key(a) -> grouping key for votes,
+--- opts.answer_equal(a, b) -> bool (votes merge keys whose answers it calls equal: "0.5", "1/2"),
 --- opts.temperature (> 0: the samples' sampling temperature, kept as batch.temperature: the loss
 --- temperature of rl.loss, rl.backward, rl.snapshot_policy and rl.fill_metrics when they are given
 --- none; without it they must be given one). Every mistake is refused here with one line
@@ -280,7 +281,7 @@ function rl.batch(m, prompts, samples, opts)
   if opts.n ~= nil and (math.type(opts.n) ~= "integer" or opts.n < 1) then
     error("rl.batch: opts.n must be an integer >= 1 (samples per prompt), got " .. show(opts.n), 2)
   end
-  for _, k in ipairs({"extract", "grade", "answer_key"}) do
+  for _, k in ipairs({"extract", "grade", "answer_key", "answer_equal"}) do
     if opts[k] ~= nil and type(opts[k]) ~= "function" then
       error(("rl.batch: opts.%s must be a function, got %s"):format(k, show(opts[k])), 2)
     end
@@ -308,6 +309,7 @@ function rl.batch(m, prompts, samples, opts)
   local b = {model = m, n = n, samples = samples, prompts = prompts, groups = {},
              prompt_lens = {}, comp_lens = {}, question_of = {}, texts = {},
              extracted = {n = #samples}, answers = opts.answers, answer_key = opts.answer_key,
+             answer_equal = opts.answer_equal,
              extract = opts.extract, temperature = opts.temperature}
   local seqs = {}
   for i, s in ipairs(samples) do
@@ -445,6 +447,15 @@ end
 
 -- Metrics every method reports ------------------------------------------------------------------
 
+-- the extracted answers of group g (nil holes kept: .n) and the vote's options: majority votes
+-- and answer_diversity count answers alike (metrics.vote_groups)
+local function group_answers(batch, g)
+  local answers = {n = g[2] - g[1] + 1}
+  for i = g[1], g[2] do answers[i - g[1] + 1] = batch.extracted[i] end
+  return answers
+end
+local function vote_opts(batch) return {key = batch.answer_key, equal = batch.answer_equal} end
+
 local function base_metrics(batch, lpv)
   local N = #batch.samples
   local s_lp, s_conf, s_len, n_w, n_box = 0, 0, 0, 0, 0
@@ -458,14 +469,10 @@ local function base_metrics(batch, lpv)
   end
   local met = {n_samples = N, mean_logp = s_lp / N, mean_confidence = s_conf / N,
                weight_share = n_w / N, mean_length = s_len / N, box_rate = n_box / N}
-  local key = batch.answer_key or function(a) return a end
+  local metrics = require "confit.metrics"
   local distinct = 0
   for _, g in ipairs(batch.groups) do
-    local seen = {}
-    for i = g[1], g[2] do
-      local a = batch.extracted[i]
-      if a ~= nil and not seen[key(a)] then seen[key(a)] = true; distinct = distinct + 1 end
-    end
+    distinct = distinct + #metrics.vote_groups(group_answers(batch, g), vote_opts(batch))
   end
   met.answer_diversity = distinct / N
   if batch.correct then
@@ -680,16 +687,14 @@ rl.reward_needs_view = {majority = false, self_certainty = true, neg_entropy = t
 
 function rl.rewards.majority(batch)
   local metrics = require "confit.metrics"
-  local key = batch.answer_key or function(a) return a end
   local r = {}
   for _, g in ipairs(batch.groups) do
-    local answers = {n = g[2] - g[1] + 1}
-    for i = g[1], g[2] do answers[i - g[1] + 1] = batch.extracted[i] end
-    local winner = metrics.majority(answers, {key = key})
-    for i = g[1], g[2] do
-      local a = batch.extracted[i]
-      r[i] = (winner ~= nil and a ~= nil and key(a) == key(winner)) and 1.0 or 0.0
+    for i = g[1], g[2] do r[i] = 0.0 end
+    local best = nil               -- metrics.majority's winner: the largest group, ties to the first
+    for _, v in ipairs(metrics.vote_groups(group_answers(batch, g), vote_opts(batch))) do
+      if best == nil or v.count > best.count then best = v end
     end
+    for _, j in ipairs(best and best.members or {}) do r[g[1] + j - 1] = 1.0 end
   end
   return r
 end
@@ -868,7 +873,7 @@ end
 --- the runs of idx that share a question.
 function rl.sub_batch(batch, idx)
   local b = {model = batch.model, n = batch.n, prompts = batch.prompts, answers = batch.answers,
-             answer_key = batch.answer_key, extract = batch.extract, ref_model = batch.ref_model, qtok = batch.qtok,
+             answer_key = batch.answer_key, answer_equal = batch.answer_equal, extract = batch.extract, ref_model = batch.ref_model, qtok = batch.qtok,
              temperature = batch.temperature,
              gsize = batch.gsize, samples = {}, groups = {},
              prompt_lens = {}, comp_lens = {}, question_of = {}, texts = {}, seqs = {},

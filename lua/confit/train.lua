@@ -511,7 +511,7 @@ function M.check_out(out, opts)
 end
 
 -- The options of train.run besides DEFAULTS' (an unknown key, a typo, is refused)
-local OTHER_KEYS = {"model", "questions", "prompt_of", "extract", "grade", "answer_key", "loss_temperature",
+local OTHER_KEYS = {"model", "questions", "prompt_of", "extract", "grade", "answer_key", "answer_equal", "loss_temperature",
                     "stop", "out", "resume", "ref_model", "log", "on_step", "state_dtype", "model_config"}
 local KNOWN_KEYS = {}
 for k in pairs(DEFAULTS) do KNOWN_KEYS[k] = true end
@@ -567,7 +567,7 @@ local function options_problem(o, method)
       end
     end
   end
-  for _, k in ipairs({"prompt_of", "extract", "grade", "answer_key", "log", "on_step"}) do
+  for _, k in ipairs({"prompt_of", "extract", "grade", "answer_key", "answer_equal", "log", "on_step"}) do
     if o[k] ~= nil and type(o[k]) ~= "function" then return ("%s must be a function, got %s"):format(k, show(o[k])) end
   end
   if o.out ~= nil and (type(o.out) ~= "string" or o.out == "") then
@@ -625,7 +625,7 @@ end
 
 --- Run RL. opts: model, questions (list of {prompt = string | token ids, answer = optional}),
 --- prompt_of(q) (default q.prompt), extract(text) -> answer (grpo_ttrl needs it), grade(text,
---- answer) -> bool, answer_key(a), the DEFAULTS above (micro_batch: sequences per
+--- answer) -> bool, answer_key(a), answer_equal(a, b) (rl.batch's: votes), the DEFAULTS above (micro_batch: sequences per
 --- forward/backward, 0 = all; updates_per_batch: optimizer steps per sampled batch, see the
 --- header), loss_temperature (default = temperature), state_dtype ("f32" | "bf16", AdamW's
 --- moments), stop (extra stop ids), out (run directory, created when missing; nil = write
@@ -808,7 +808,8 @@ function M.run(opts)
     local have_labels = answers[1] ~= nil and o.grade ~= nil
     local batch = rl.batch(m, prompts, samples, {n = o.n, extract = o.extract,
                                                  answers = have_labels and answers or nil,
-                                                 grade = o.grade, answer_key = o.answer_key})
+                                                 grade = o.grade, answer_key = o.answer_key,
+                                                 answer_equal = o.answer_equal})
     batch.ref_model = o.ref_model
     local ropts = {alpha = o.alpha, temperature = T_loss, clip_eps = o.clip_eps, kl_coef = o.kl_coef,
                    clip_max = o.clip_max, micro_batch = o.micro_batch}

@@ -204,6 +204,13 @@ H.case("answer diversity per problem and in the summary (hand-made records)", fu
   }
   local d, m = evaluate.answer_spread(recs[2].samples, evaluate.graders.toy)
   H.eq(d, 1, "distinct answers of problem 2"); H.near(m, 3 / 4, 1e-15, "modal share of problem 2")
+  -- the qwen grader: 0.5 and \frac{1}{2} are one answer (grade.equal), 3 another
+  d, m = evaluate.answer_spread({smp("0.5", true), smp("\\frac{1}{2}", true), smp("3", false)}, evaluate.graders.qwen)
+  H.eq(d, 2, "0.5 and 1/2 are one distinct answer"); H.near(m, 2 / 3, 1e-15)
+  local s2 = evaluate.summarize({{id = 1, answer = "1/2", samples = {smp("0.5", true), smp("7", false),
+                                   smp("\\frac{1}{2}", true), smp("7", false), smp("1/2", true)}}},
+                                 {grader = evaluate.graders.qwen})
+  H.eq(s2["maj@5"], 1, "maj@5: 0.5, \\frac{1}{2} and 1/2 vote together against 7, 7")
   d, m = evaluate.answer_spread({smp(null, false), smp(null, false)}, evaluate.graders.toy)
   H.eq(d, 0, "no answers: none distinct"); H.eq(m, 0, "no answers: no modal share")
   local s = evaluate.summarize(recs, {grader = evaluate.graders.toy})

@@ -103,6 +103,30 @@ H.case("majority with a key merges equivalent spellings", function()
   H.eq(a, "\\frac{1}{2}", "first spelling is returned"); H.eq(n, 3)
 end)
 
+H.case("majority with equal merges the spellings a key keeps apart, one call per pair of keys", function()
+  local grade = require "confit.grade"
+  local calls = 0
+  local function equal(a, b) calls = calls + 1; return grade.equal(a, b) end
+  -- keys: "0.5" (1), "7" (2), "\frac{1}{2}" (2: "\frac{1}{2}" and "1/2"); 0.5 equals 1/2
+  local answers = {"0.5", "7", "\\frac{1}{2}", "7", "1/2"}
+  local a, n = metrics.majority(answers, {key = grade.normalize})
+  H.eq(a, "7", "by key alone 7 and 1/2 tie at 2, 7 seen first"); H.eq(n, 2)
+  a, n = metrics.majority(answers, {key = grade.normalize, equal = equal})
+  H.eq(a, "0.5", "0.5 and its fraction spellings are one group, first spelling returned"); H.eq(n, 3)
+  H.eq(calls, 2, "7 against 0.5, then \\frac{1}{2} against 0.5: repeats of a key ask nothing")
+  local groups = metrics.vote_groups({n = 6, "2", nil, "\\sqrt{8}", "x", "2\\sqrt{2}", "2.0"},
+                                     {key = grade.normalize, equal = grade.equal})
+  H.eq(#groups, 3, "2 and 2.0; sqrt 8 and 2 sqrt 2; x")
+  H.eq(groups[1].answer, "2"); H.eq(groups[1].count, 2); H.eq(table.concat(groups[1].members, ","), "1,6")
+  H.eq(groups[2].answer, "\\sqrt{8}"); H.eq(table.concat(groups[2].members, ","), "3,5")
+  H.eq(groups[3].answer, "x"); H.eq(table.concat(groups[3].members, ","), "4")
+  H.eq(#metrics.vote_groups({n = 2}), 0)
+  H.raises(function() metrics.majority({"a"}, {equal = "yes"}) end, "metrics.majority: opts.equal must be a function", "string")
+  H.raises(function() metrics.vote_groups(7) end, "metrics.vote_groups: answers must be a list", "number")
+  local ok, err = pcall(function() metrics.vote_groups({"a"}, {key = function() return nil end}) end)
+  H.ok(not ok and err:find("test_metrics.lua", 1, true), "the error points at the caller: " .. tostring(err))
+end)
+
 H.case("maj@n", function()
   H.eq(metrics.maj_at_n({"2", "2", "3"}, "2"), 1)
   H.eq(metrics.maj_at_n({"2", "3", "3"}, "2"), 0)
@@ -111,6 +135,8 @@ H.case("maj@n", function()
   H.eq(metrics.maj_at_n({n = 2}, "1"), 0)
   H.eq(metrics.maj_at_n({"a", "A"}, "B", {equal = function(x, y) return x == y end}), 0)
   H.eq(metrics.maj_at_n({"0.5"}, "\\frac{1}{2}", {mode = "strict"}), 0)
+  -- the vote merges what the grader calls equal: 0.5, 1/2 and \frac{1}{2} (3) beat 7 (2)
+  H.eq(metrics.maj_at_n({"0.5", "7", "\\frac{1}{2}", "7", "1/2"}, "1/2"), 1, "equal answers vote together")
 end)
 
 H.case("mean and std", function()

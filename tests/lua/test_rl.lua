@@ -426,6 +426,24 @@ local function fake_answers(b)
   for i = 1, 12 do b.extracted[i] = TTRL_FAKE[i] end
 end
 
+H.case("grpo_ttrl's reward and answer_diversity merge the answers answer_equal calls equal", function()
+  local grade = require "confit.grade"
+  local b = {groups = {{1, 5}, {6, 8}}, extracted = {n = 8, "0.5", "7", "\\frac{1}{2}", "7", nil, "x", "y", "y"},
+             answer_key = function(a) return grade.normalize(a) end}
+  local r = rl.rewards.majority(b)
+  H.eq(table.concat(r, ","), "0.0,1.0,0.0,1.0,0.0,0.0,1.0,1.0", "by key: 7 ties 0.5's and wins, seen first")
+  b.answer_equal = function(x, y) return grade.equal(x, y) end
+  -- 7 and 0.5 tie at 2 by key alone; merged, 0.5 and \frac{1}{2} win
+  r = rl.rewards.majority(b)
+  H.eq(table.concat(r, ","), "1.0,0.0,1.0,0.0,0.0,0.0,1.0,1.0", "merged: 0.5 and 1/2 rewarded, no answer never")
+  b.samples, b.comp_lens, b.texts = {}, {}, {}
+  for i = 1, 8 do b.samples[i], b.comp_lens[i], b.texts[i] = {tokens = {1}}, 1, "" end
+  local lp = {-1, -1, -1, -1, -1, -1, -1, -1}
+  H.near(rl.base_metrics(b, lp).answer_diversity, (2 + 2) / 8, 1e-15, "distinct: {0.5, 7} and {x, y}")
+  b.answer_equal = nil
+  H.near(rl.base_metrics(b, lp).answer_diversity, (3 + 2) / 8, 1e-15, "by key alone 0.5 and 1/2 count twice")
+end)
+
 H.case("grpo: with old_logprobs the clip binds (clipped tokens get no gradient, the others rho A)", function()
   local m = tiny(5, 0.6)
   local b = make_batch(m, 4, 13, 3)
