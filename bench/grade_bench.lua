@@ -2,7 +2,9 @@
 -- six benchmarks in ../shared/data/benchmarks. Each reference is wrapped in a completion
 -- ("... The final answer is $\boxed{REF}$"), extracted and judged against itself, and against a
 -- reformatted spelling (\dfrac, spaces), in both modes. Prints one JSON line per benchmark and
--- mode plus a total, with the machine's host name and CPU model.
+-- mode plus a total, with the machine's host name and CPU model. Each repeat starts with
+-- normalize's memo empty (grade.forget): a reference is normalized once per repeat and reused
+-- for its second spelling, as evaluation reuses it for a problem's samples.
 -- Run from the project root: build/confit bench/grade_bench.lua [repeats]
 require("confit.cli").header_help(arg)
 local grade = require "confit.grade"
@@ -43,6 +45,7 @@ local function run(items, mode)
   local n, ok = 0, 0
   local t0 = os.clock()
   for _ = 1, repeats do
+    grade.forget()               -- every repeat from cold: normalize's memo would answer it
     for _, it in ipairs(items) do
       local r = it.answer
       for _, text in ipairs({"The final answer is $\\boxed{" .. r .. "}$",
@@ -78,8 +81,10 @@ end
 -- settles, so each pair goes through the LaTeX parser and the random-point evaluation.
 local n, ok, secs = 0, 0, 0
 for _, name in ipairs(bench.names) do
+  local items = bench.load(name)
+  grade.forget()
   local t0 = os.clock()
-  for _, it in ipairs(bench.load(name)) do
+  for _, it in ipairs(items) do
     local twice = "\\frac{2(" .. grade.normalize(it.answer) .. ")}{2}"
     n = n + 1
     if grade.equal(twice, it.answer) then ok = ok + 1 end

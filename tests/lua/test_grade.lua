@@ -370,6 +370,26 @@ H.case("equal is deterministic across calls", function()
   end
 end)
 
+H.case("normalize's memo gives what a cold call gives, also past its size (4096)", function()
+  local inputs = {}
+  for i = 1, 5000 do inputs[i] = ("\\dfrac{%d}{ %d }"):format(i, i + 1) end
+  for _, c in ipairs(CASES) do if c[1] == "n" then inputs[#inputs + 1] = c[2] end end
+  local cold = {}
+  for i, s in ipairs(inputs) do grade.forget(); cold[i] = grade.normalize(s) end
+  grade.forget()
+  for i, s in ipairs(inputs) do  -- each asked twice in a row (a miss, then a hit) while the memo
+    for ask = 1, 2 do            -- fills, is emptied at 4096 and fills again
+      local w = grade.normalize(s)
+      if w ~= cold[i] then H.eq(w, cold[i], ("ask %d of input %d %q"):format(ask, i, s)) end
+    end
+    if i == 3000 then            -- and a hit long after the miss
+      local w = grade.normalize(inputs[1])
+      if w ~= cold[1] then H.eq(w, cold[1], "input 1 again") end
+    end
+  end
+  H.eq(grade.normalize("\\dfrac{7}{ 8 }"), "\\frac{7}{8}")
+end)
+
 -- ---------------------------------------------------------------- hostile inputs
 
 -- Each input with what the grader gives for it: qwen and strict extraction, equal(a or text,
