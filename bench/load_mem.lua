@@ -7,12 +7,11 @@
 --   build/confit bench/load_mem.lua --load DIR      the measuring child: one JSON line
 --
 -- The child reads VmRSS / VmHWM from /proc/self/status before confit.load(DIR), after it, and
--- after one forward pass (which touches every weight: the loader maps F32 tensors of the file
--- without copying, so their pages are only resident once read). It reports
+-- after one forward pass (which touches every weight). It reports
 --   peak_over_baseline = VmHWM at the end - VmRSS before loading
--- beside the weights' f32 byte size; target for an f32 file: peak_over_baseline <= weights + a
--- small constant (one copy of the weights, never two). A bf16 file has to be widened to f32
--- (the compute dtype), so its figure is reported too, for comparison.
+-- beside the weights' f32 byte size; target for either file: peak_over_baseline <= weights + a
+-- small constant (one copy of the weights, never two: the loader reads the tensors into the
+-- model's parameters, a bf16 file widened through a 4 MB buffer).
 require("confit.cli").header_help(arg)
 local confit = require "confit"
 

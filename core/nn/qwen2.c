@@ -468,35 +468,64 @@ int cf_qwen2_set_param(cf_qwen2 *m, int i, cf_tensor *t) {
 
 /* ---------------------------------------------------------------- loading */
 
-/* Storages that alias a private file mapping share one counter; the last unmaps. */
-typedef struct { void *base; size_t len; int refs; } shared_map;
-
-static void shared_map_release(cf_storage *s) {
-  shared_map *sm = s->ctx;
-  if (--sm->refs == 0) { munmap(sm->base, sm->len); free(sm); }
+/* Read n bytes at offset off of fd into dst (pread, EINTR retried); a short read means the file
+ * shrank since it was measured. */
+static int read_at(int fd, const char *path, const char *name, void *dst, size_t n, size_t off) {
+  unsigned char *d = dst;
+  while (n > 0) {
+    ssize_t r = pread(fd, d, n, (off_t)off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return CF_ERR("%s: tensor \"%s\": cannot read: %s", path, name, strerror(errno));
+    if (r == 0) return CF_ERR("%s: tensor \"%s\": the file ended early (did it change while loading?)", path, name);
+    d += r;
+    n -= (size_t)r;
+    off += (size_t)r;
+  }
+  return 0;
 }
 
+#define LOAD_CHUNK ((size_t)4 << 20) /* bytes read at a time for a tensor that is widened to f32 */
+
+/* Entry e (at byte offset off of the file) into the f32 tensor out: an F32 tensor is read into
+ * place, any other dtype in chunks of LOAD_CHUNK through buf and widened by cf_st_to_f32. */
+static int read_tensor(int fd, const char *path, const cf_st_entry *e, size_t off, float *out, unsigned char *buf) {
+  if (strcmp(e->dtype, "F32") == 0) return read_at(fd, path, e->name, out, e->nbytes, off);
+  size_t el = cf_st_dtype_size(e->dtype), per = LOAD_CHUNK / el;
+  int64_t numel = cf_st_numel(e);
+  for (int64_t i = 0; i < numel; i += (int64_t)per) {
+    size_t k = (size_t)(numel - i) < per ? (size_t)(numel - i) : per;
+    if (read_at(fd, path, e->name, buf, k * el, off + (size_t)i * el)) return -1;
+    cf_st_entry part = *e;      /* the chunk as an entry of its own: k elements at buf */
+    part.ndim = 1;
+    part.shape[0] = (int64_t)k;
+    part.data = buf;
+    part.nbytes = k * el;
+    if (cf_st_to_f32(&part, out + i)) return cf_error_prefix("%s: tensor \"%s\": ", path, e->name);
+  }
+  return 0;
+}
+
+/* One shard into m's parameters. The header is parsed from a read-only mapping; the tensors'
+ * bytes are read with pread into the model's own f32 parameters (other dtypes through a 4 MB
+ * buffer, widened by cf_st_to_f32), so nothing of the model aliases the file: a file replaced or cut
+ * after the load changes nothing and cannot fault (a mapping used in place raised SIGBUS when
+ * the file was truncated, and showed another file's bytes when it was overwritten in place), and
+ * the page cache is never counted twice in the resident set. */
 static int load_shard(cf_qwen2 *m, const char *path, bool *seen) {
-  /* O_NONBLOCK: a FIFO at path must not block the open; only a regular file is mapped */
+  /* O_NONBLOCK: a FIFO at path must not block the open; only a regular file is read */
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return CF_ERR("cannot open %s: %s", path, strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0) { int err = errno; close(fd); return CF_ERR("cannot stat %s: %s", path, strerror(err)); }
   if (!S_ISREG(st.st_mode)) { close(fd); return CF_ERR("%s: not a regular file", path); }
   size_t len = (size_t)st.st_size;
-  /* Private writable mapping: pages are read from the file on first touch, and the optimizer
-   * may update weights in place (copy-on-write), never touching the file. */
-  void *base = len ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0) : NULL;
-  close(fd);
-  if (len && base == MAP_FAILED) return CF_ERR("cannot map %s: %s", path, strerror(errno));
+  void *base = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+  if (len && base == MAP_FAILED) { int err = errno; close(fd); return CF_ERR("cannot map %s: %s", path, strerror(err)); }
   cf_st_file *f = cf_st_open_memory(base, len, path);
-  if (!f) { if (len) munmap(base, len); return -1; }
-  shared_map *sm = calloc(1, sizeof *sm);
-  if (!sm) { cf_st_close(f); munmap(base, len); return CF_ERR("out of memory"); }
-  sm->base = base;
-  sm->len = len;
-  sm->refs = 1;  /* held by this function until the end */
+  unsigned char *buf = f ? malloc(LOAD_CHUNK) : NULL;
   int rc = 0;
+  if (!f) rc = -1;
+  else if (!buf) rc = CF_ERR("out of memory");
   for (size_t i = 0; i < cf_st_count(f) && rc == 0; i++) {
     const cf_st_entry *e = cf_st_get(f, i);
     int idx = -1;
@@ -516,28 +545,16 @@ static int load_shard(cf_qwen2 *m, const char *path, bool *seen) {
                   cf_shape_str(want, b, sizeof b));
       break;
     }
-    cf_tensor *t = NULL;
-    if (strcmp(e->dtype, "F32") == 0 && ((uintptr_t)e->data % 4) == 0) {
-      cf_storage *s = cf_storage_wrap((void *)e->data, e->nbytes, CF_DEVICE_CPU, shared_map_release, sm, false);
-      if (!s) { rc = -1; break; }
-      sm->refs++;
-      t = cf_tensor_from_storage(s, 0, want->ndim, want->shape, CF_DTYPE_F32);
-      cf_storage_release(s);
-    } else {
-      t = cf_tensor_zeros(want->ndim, want->shape, CF_DTYPE_F32);
-      if (t && cf_st_to_f32(e, cf_tensor_data(t))) {
-        cf_error_prefix("%s: tensor \"%s\": ", path, e->name);
-        cf_tensor_release(t);
-        t = NULL;
-      }
-    }
-    if (!t) { rc = -1; break; }
-    cf_tensor_release(want);
-    *m->slots[idx] = t;
+    /* into the parameter cf_qwen2_new made (f32, contiguous, on the CPU): no second copy of the
+     * largest tensor while it is read */
+    size_t off = (size_t)((const unsigned char *)e->data - (const unsigned char *)base);
+    if (e->nbytes && read_tensor(fd, path, e, off, cf_tensor_data(want), buf)) { rc = -1; break; }
     seen[idx] = true;
   }
+  free(buf);
   cf_st_close(f);
-  if (--sm->refs == 0) { if (len) munmap(base, len); free(sm); }
+  if (len) munmap(base, len);
+  close(fd);
   return rc;
 }
 

@@ -343,6 +343,47 @@ H.case("load: a corrupted model.safetensors gives nil and a message naming the f
   H.ok(err and err:find("config.json", 1, true), "message names config.json: " .. tostring(err))
 end)
 
+H.case("load: the model owns its weights; a file cut or overwritten in place afterwards changes nothing", function()
+  -- (seventeenth session) F32 tensors aliased a private mapping of the file: truncating it raised
+  -- SIGBUS at the next forward (the process died), overwriting it in place changed the logits
+  local src, dir = "tests/fixtures/tiny_qwen2", tempdir()
+  for _, f in ipairs({"config.json", "generation_config.json", "model.safetensors"}) do
+    write_file(dir .. "/" .. f, read_file(src .. "/" .. f))
+  end
+  local m = assert(confit.load(dir))
+  local ids = {{1, 2, 3, 4, 5}}
+  local before = H.flat(m:forward(ids))
+  local size = #read_file(dir .. "/model.safetensors")
+  local f = assert(io.open(dir .. "/model.safetensors", "r+b"))  -- the same file, other bytes
+  f:write(string.rep("\x7f", size))
+  f:close()
+  H.same_list(H.flat(m:forward(ids)), before, 0, "logits after the file was overwritten in place")
+  f = assert(io.open(dir .. "/model.safetensors", "wb"))         -- the same file, cut to nothing
+  f:close()
+  H.same_list(H.flat(m:forward(ids)), before, 0, "logits after the file was truncated")
+  m:free()
+end)
+
+H.case("load: bf16 tensors larger than the 4 MB read buffer are widened exactly, chunk by chunk", function()
+  local dir = tempdir()
+  local cfg = {model_type = "qwen2", hidden_size = 512, intermediate_size = 64, num_hidden_layers = 1,
+               num_attention_heads = 8, num_key_value_heads = 2, vocab_size = 4500, max_position_embeddings = 64,
+               rms_norm_eps = 1e-6, rope_theta = 10000.0, tie_word_embeddings = false, eos_token_id = 0}
+  local m = model.new(cfg, {seed = 3, std = 0.02})
+  m:save(dir)
+  local w = assert(confit.load_safetensors(dir .. "/model.safetensors"))
+  local half, want = {}, {}
+  for k, t in pairs(w) do half[k] = t:to_dtype("bf16"); want[k] = half[k]:to_dtype("f32") end
+  H.eq(w["model.embed_tokens.weight"]:numel() * 2 > 4 * 2 ^ 20, true, "the embedding's bf16 bytes span two reads")
+  assert(confit.save_safetensors(dir .. "/model.safetensors", half, {format = "pt"}))
+  local b = assert(confit.load(dir))
+  local params = b:parameters()
+  for k, t in pairs(want) do
+    H.eq(params[k]:sub(t):abs():max():item(), 0, k .. " equals its bf16 value widened")
+  end
+  m:free(); b:free()
+end)
+
 -- (fix_eval) A tokenizer must fit the model's embedding rows; m:to a device that is not there raises.
 H.case("load: a tokenizer with ids past the model's vocab_size is refused, with the numbers", function()
   local src = "tests/fixtures/tiny_qwen2"
