@@ -202,6 +202,23 @@ static int l_save(lua_State *L) {
   return 1;
 }
 
+/* confit.path_kind(path) -> "file" | "dir" | "link" | "other", or nil, message, errno: what the
+ * directory entry at path is (lstat: a symbolic link is "link", dangling or not). Asks nothing of
+ * the file system but the lookup, so a read-only or full one answers like any other. */
+static int l_path_kind(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (lstat(path, &st) != 0) {
+    int err = errno;
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(err));
+    lua_pushinteger(L, err);
+    return 3;
+  }
+  lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir" : S_ISLNK(st.st_mode) ? "link" : "other");
+  return 1;
+}
+
 static int l_fsync(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -322,7 +339,7 @@ void cf_lua_open_io(lua_State *L) {
   static const luaL_Reg lock_methods[] = {{"close", l_lock_close}, {NULL, NULL}};
   cf_lua_resource_mt(L, LOCK_MT, l_lock_close, l_lock_tostring, lock_methods);
   lua_pop(L, 1);
-  static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"load_safetensors", l_load},
+  static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"path_kind", l_path_kind}, {"load_safetensors", l_load},
                                        {"safetensors_nonfinite", l_nonfinite}, {"stdout_ok", l_stdout_ok},
                                        {"save_safetensors", l_save}, {NULL, NULL}};
   luaL_setfuncs(L, functions, 0);

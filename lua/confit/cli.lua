@@ -343,13 +343,15 @@ function M.sorted_keys(t)
   return ks
 end
 
---- True when path names an existing file or directory. (Renamed onto itself: a rename that
---- fails for any reason but ENOENT (2), ENOTDIR (20) or ENAMETOOLONG (36) found the path there:
---- "DIR/.", "." and "/" give EBUSY, an entry of a read-only folder EROFS or EACCES; all once
---- counted as missing, and a recipe took an existing run folder given as "RUN/." for a new one.)
+--- True when path names an existing directory entry (a file, a folder, a link, dangling or not),
+--- asked with lstat (confit.path_kind). A lookup that fails for any reason but ENOENT (2),
+--- ENOTDIR (20) or ENAMETOOLONG (36) counts as there (a folder we may not search could hold it:
+--- never write over what may exist). (Until the seventeenth session a rename onto itself asked:
+--- on a read-only file system it fails with EROFS before it looks, and every missing file of a
+--- read-only model folder counted as there.)
 function M.exists(path)
-  local ok, _, code = os.rename(path, path)
-  return ok and true or (code ~= 2 and code ~= 20 and code ~= 36)
+  local kind, _, code = require("confit").path_kind(path)
+  return kind ~= nil or (code ~= 2 and code ~= 20 and code ~= 36)
 end
 
 --- A path as written, without "./" parts, repeated or trailing slashes ("a//./b/" -> "a/b"), to

@@ -464,7 +464,10 @@ function M.write_dir_atomic(dir, fill, opts)
   local refused
   local exists = cli.exists(dir)
   if exists and not cli.is_dir(dir) then
-    refused = "cannot create directory " .. dir .. " (a file is in the way, or no permission)"
+    local kind = require("confit").path_kind(dir)
+    refused = "cannot create directory " .. dir .. " ("
+              .. (kind == "file" and "a file is in the way" or kind == "link" and "a link to no folder is in the way"
+                  or kind and "something that is no folder is in the way" or "no permission to look") .. ")"
   end
   local old_names = exists and not refused and cli.list_dir(dir) or {}
   if exists and not refused and not cli.list_dir(dir) then refused = "cannot list the folder " .. dir end
@@ -478,8 +481,10 @@ function M.write_dir_atomic(dir, fill, opts)
   if refused and not opts.keep_on_failure then return nil, refused end
   local tmp, terr = fresh_tmp_name(dir)
   if not tmp then return nil, terr end
-  if not os.execute("mkdir -- " .. cli.shell_quote(tmp) .. " 2>/dev/null") then
-    return nil, "cannot create the temporary folder " .. tmp
+  local mk = io.popen("mkdir -- " .. cli.shell_quote(tmp) .. " 2>&1", "r")
+  local said = mk and mk:read("a") or ""
+  if not (mk and mk:close()) then   -- with mkdir's reason ("...: Read-only file system")
+    return nil, "cannot create the temporary folder " .. tmp .. " (" .. (said:match(":%s*([^:\n]+)%s*$") or "no permission") .. ")"
   end
   local function remove(p) os.execute("rm -rf -- " .. cli.shell_quote(p) .. " 2>/dev/null") end
   local res = table.pack(pcall(fill, tmp))
@@ -503,10 +508,10 @@ function M.write_dir_atomic(dir, fill, opts)
   end
   local aside
   if #old_names > 0 then
-    local aerr
-    aside, aerr = fresh_tmp_name(dir, "old")
-    local rok, rerr = aside and os.rename(dir, aside)
-    rerr = rerr or aerr
+    local rok, rerr
+    aside, rerr = fresh_tmp_name(dir, "old")
+    -- (not "aside and os.rename(...)": an "and" keeps one value, and the message was lost)
+    if aside then rok, rerr = os.rename(dir, aside) end
     if not rok then return not_placed("cannot move the old " .. dir .. " aside: " .. tostring(rerr)) end
   end
   local rok, rerr = os.rename(tmp, dir)

@@ -30,6 +30,7 @@ return {
   ["m:generate"] = "m:generate(prompts, {n=, temperature=, top_p=, top_k=, max_new_tokens=, seed=, stop=, ignore_eos=}) -> samples {tokens, text, logprob, finish}; max_new_tokens defaults to 256, or what the context leaves after the longest prompt; top_p counts probability over the whole vocabulary among the top_k ids (Hugging Face and vLLM renormalise over the top_k ids first)",
   ["confit.lock"] = "confit.lock(path) -> handle | nil, msg, pid: an exclusive flock on path (rlsc, eval and ablate lock their --out as OUT/.lock); handle:close() releases it, and so does the process's death",
   ["jsonio.remove_stale_temps"] = "jsonio.remove_stale_temps(dir) -> names: remove the atomic writers' temporary files whose writing process is gone",
+  ["confit.path_kind"] = "confit.path_kind(path) -> \"file\" | \"dir\" | \"link\" | \"other\" | nil, msg, errno: what the directory entry at path is (lstat; a link is not followed)",
   ["confit.fsync"] = "confit.fsync(path) -> true | nil, msg: flush a file's or a directory's data to the disk (the atomic writers sync before renaming)",
   ["confit.load_safetensors"] = "confit.load_safetensors(path) -> table | nil, msg: name -> tensor from a .safetensors file (mmap, strictly validated)",
   ["confit.safetensors_nonfinite"] = "confit.safetensors_nonfinite(path) -> name | false | nil, msg: the first float tensor of a .safetensors file holding NaN or inf, read in place (nothing copied), or false",

@@ -364,6 +364,36 @@ H.case("load: the model owns its weights; a file cut or overwritten in place aft
   m:free()
 end)
 
+H.case("a model folder on a read-only file system loads, saves elsewhere, and says why it cannot be saved into", function()
+  -- (seventeenth session) cli.exists asked rename(p, p), which fails with EROFS before it looks:
+  -- the fixture's missing tokenizer.json counted as there, so the load failed opening it
+  local dir = tempdir()
+  assert(os.execute(("cp -r tests/fixtures/tiny_qwen2 %q/m && mkdir %q/out"):format(dir, dir)))
+  write_file(dir .. "/child.lua", ([[
+local confit, cli = require "confit", require "confit.cli"
+local ro = %q
+print("exists", cli.exists(ro .. "/tokenizer.json"), cli.exists(ro .. "/config.json"))
+local m = assert(confit.load(ro))
+print("saved", m:save(%q))
+print("into", select(2, pcall(m.save, m, ro .. "/sub")))
+print("over", select(2, pcall(m.save, m, ro)))
+]]):format(dir .. "/m", dir .. "/out/saved"))
+  local p = io.popen(("unshare -rm sh -c 'mount --bind %s/m %s/m && mount -o remount,bind,ro %s/m && echo mounted "
+                      .. "&& %s %s/child.lua' 2>&1"):format(dir, dir, dir, arg[-1] or "build/confit", dir))
+  local out = p:read("a")
+  p:close()
+  if not out:find("mounted", 1, true) then
+    print("skip: no read-only bind mount here (unshare -rm): " .. out:gsub("\n", " "))
+    return
+  end
+  H.ok(out:find("exists\tfalse\ttrue", 1, false), "tokenizer.json missing, config.json there: " .. out)
+  H.ok(out:find("saved\ttrue", 1, true), "saved elsewhere: " .. out)
+  H.ok(out:find("into\t[^\n]*Read%-only file system"), "the reason named: " .. out)
+  -- the mount point cannot be set aside: the rename's reason, which an "a and f()" had dropped
+  H.ok(out:find("over\t[^\n]*aside: Device or resource busy"), "why the folder cannot be replaced: " .. out)
+  H.ok(exists(dir .. "/out/saved/model.safetensors"), "the saved folder")
+end)
+
 H.case("load: bf16 tensors larger than the 4 MB read buffer are widened exactly, chunk by chunk", function()
   local dir = tempdir()
   local cfg = {model_type = "qwen2", hidden_size = 512, intermediate_size = 64, num_hidden_layers = 1,
