@@ -299,7 +299,8 @@ int cf_qwen2_config_save(const cf_qwen2_config *c, const char *dir) {
     }
   }
   ADD(cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings));
-  if (!qwen) ADD(cJSON_AddBoolToObject(o, "attention_bias", c->qkv_bias));
+  /* Qwen2 has q/k/v biases unless it says otherwise: written when it does, so it loads back */
+  if (!qwen || !c->qkv_bias) ADD(cJSON_AddBoolToObject(o, "attention_bias", c->qkv_bias));
   ADD(cJSON_AddStringToObject(o, "hidden_act", "silu"));
   ADD(cJSON_AddStringToObject(o, "torch_dtype", "float32"));
   if (c->n_eos == 1) ADD(cJSON_AddNumberToObject(o, "eos_token_id", c->eos[0]));

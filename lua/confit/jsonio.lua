@@ -429,8 +429,9 @@ end
 --     it was; dir is untouched.
 --   * dir missing, or an empty folder: the new folder is renamed onto it.
 --   * dir a folder with entries: replaced only when opts.replaceable(name) is true for every
---     entry (nil, message naming the first other one, before anything is written: a save never
---     deletes what it did not write, say a user's notes or a folder given by mistake). Then
+--     entry and none is a folder (nil, message naming the first other one, before anything is
+--     written: a save never deletes what it did not write, say a user's notes or a folder given
+--     by mistake). Then
 --     dir is renamed aside to DIR.old-PID-TIME-SERIAL, the new folder renamed in, the parent
 --     synced, and the old folder removed. A crash between the two renames leaves no dir but
 --     the old folder at DIR.old-... (never removed by M.remove_stale_temps) and the new one at
@@ -473,9 +474,11 @@ function M.write_dir_atomic(dir, fill, opts)
   if exists and not refused and not cli.list_dir(dir) then refused = "cannot list the folder " .. dir end
   table.sort(old_names)
   for _, name in ipairs(old_names) do
-    if not refused and not (opts.replaceable and opts.replaceable(name)) then
-      refused = ("%s already holds %s, which this save does not write: not replaced (save into a new or "
-                 .. "empty folder, or move it away first)"):format(dir, name)
+    -- a folder inside is never replaced, whatever its name ("notes.safetensors/" is no weights file)
+    local sub = not refused and require("confit").path_kind(dir .. "/" .. name) == "dir"
+    if not refused and (sub or not (opts.replaceable and opts.replaceable(name))) then
+      refused = ("%s already holds %s%s, which this save does not write: not replaced (save into a new or "
+                 .. "empty folder, or move it away first)"):format(dir, sub and "the folder " or "", name)
     end
   end
   if refused and not opts.keep_on_failure then return nil, refused end

@@ -249,16 +249,59 @@ function M.is_saved_file(name)
          or name:find("%.safetensors%.index%.json$") ~= nil or jsonio.is_temp_name(name) ~= nil
 end
 
+-- The keys of the JSON object in the file `from` (the folder the model was loaded from) that the
+-- file `to` (just written by the core's save) lacks, added to `to`: bos_token_id, pad_token_id,
+-- a generation_config.json's temperature, top_p, ... are the model's settings too, and a save over
+-- the folder it came from would otherwise drop them for good. The keys the core writes keep its
+-- values (they describe the weights saved); the others are appended to its text as they decode
+-- (the core's text is kept as written: "rope_theta": 1000000.0 stays a float). Nothing is added
+-- when `from` is gone or is not a JSON object (the file written is complete for confit).
+local function keep_source_keys(from, to)
+  if not is_regular(from) then return end
+  local src = jsonio.read_json(from)
+  if type(src) ~= "table" or src[1] ~= nil then return end
+  local text = assert(io.open(to, "rb")):read("a")
+  local have = jsonio.decode(text) or {}
+  local extra = {}
+  for k, v in pairs(src) do
+    if type(k) == "string" and have[k] == nil then extra[#extra + 1] = k end
+  end
+  if #extra == 0 then return end
+  table.sort(extra)
+  local parts = {}
+  for _, k in ipairs(extra) do
+    parts[#parts + 1] = ("\t%s:\t%s"):format(jsonio.encode(k), jsonio.encode(src[k], {what = "copying " .. from}))
+  end
+  local head = text:match("^(.-)%s*}%s*$")
+  if not head then return end
+  local ok, err = jsonio.write_text_atomic(to, head .. (head:match("{%s*$") and "\n" or ",\n") .. table.concat(parts, ",\n") .. "\n}\n")
+  if not ok then error("save: " .. err, 3) end
+end
+
 --- Write the files of a saved folder (config.json, generation_config.json, model.safetensors,
 --- the tokenizer files) into the existing folder dir: each file atomically, the folder as a whole
---- not. m:save and train.save_checkpoint call it inside a temporary folder.
+--- not. m:save and train.save_checkpoint call it inside a temporary folder. Keys of the loaded
+--- folder's config.json and generation_config.json that the core does not write (bos_token_id,
+--- temperature, ...) are kept (keep_source_keys); a tokenizer whose tokenizer.json is gone is an
+--- error, not a folder saved without it.
 function Model:save_into(dir)
   if type(dir) ~= "string" then error("save_into: dir must be a folder path, got " .. type(dir), 2) end
   self.core:save(dir)
+  if self.dir then
+    for _, name in ipairs({"config.json", "generation_config.json"}) do
+      local from, to = self.dir .. "/" .. name, dir .. "/" .. name
+      if cli.exists(to) then keep_source_keys(from, to)
+      elseif is_regular(from) then copy_file(from, to) end
+    end
+  end
   local src, tok_json = self.dir, nil
   if self.tokenizer and type(self.tokenizer.path) == "string" then
     tok_json = self.tokenizer.path
     src = tok_json:match("^(.*)/[^/]*$") or "."
+    if not is_regular(tok_json) then
+      error(("save: the model's tokenizer came from %s, which is gone: the folder would be saved without "
+             .. "its tokenizer"):format(tok_json), 3)
+    end
   end
   if src and cli.tidy_path(src) ~= cli.tidy_path(dir) then
     for _, name in ipairs(TOKENIZER_FILES) do

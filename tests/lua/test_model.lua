@@ -394,6 +394,57 @@ print("over", select(2, pcall(m.save, m, ro)))
   H.ok(exists(dir .. "/out/saved/model.safetensors"), "the saved folder")
 end)
 
+H.case("m:save keeps the loaded folder's other settings, refuses a lost tokenizer and a folder inside, round-trips attention_bias", function()
+  -- (seventeenth session) a save over the folder the model came from dropped bos_token_id,
+  -- a generation_config.json's temperature ... for good; a tokenizer whose folder was deleted was
+  -- left out without a word; a folder named notes.safetensors was deleted as a weights file; a
+  -- qwen2 without q/k/v biases saved a config.json that did not say so
+  local jsonio = require "confit.jsonio"
+  local dir = tempdir()
+  assert(os.execute(("cp -r examples/toy/model %q/m && rm -f %q/m/metrics.json"):format(dir, dir)))
+  local c = assert(jsonio.read_json(dir .. "/m/config.json"))
+  c.bos_token_id, c.pad_token_id, c.initializer_range = 5, 6, 0.02
+  assert(jsonio.write_json_atomic(dir .. "/m/config.json", c))
+  local g = assert(jsonio.read_json(dir .. "/m/generation_config.json"))
+  g.temperature, g.top_p, g.do_sample = 0.7, 0.8, true
+  assert(jsonio.write_json_atomic(dir .. "/m/generation_config.json", g))
+  local m = assert(confit.load(dir .. "/m"))
+  m:save(dir .. "/m")
+  local text = read_file(dir .. "/m/config.json")
+  c = assert(jsonio.decode(text))
+  H.eq(c.bos_token_id, 5); H.eq(c.pad_token_id, 6); H.eq(c.initializer_range, 0.02)
+  H.eq(c.vocab_size, 257, "the model's own keys as the core writes them")
+  H.ok(text:find('"rope_theta":%s*10000%.0'), "the core's text kept (a float stays one): " .. text)
+  g = assert(jsonio.read_json(dir .. "/m/generation_config.json"))
+  H.eq(g.temperature, 0.7); H.eq(g.top_p, 0.8); H.eq(g.do_sample, true); H.eq(g.eos_token_id, 256)
+  local m2 = assert(confit.load(dir .. "/m"))
+  H.same_list(H.flat(m2:forward({{1, 2, 3}})), H.flat(m:forward({{1, 2, 3}})), 0, "the saved weights")
+  m2:free()
+  -- a folder inside the target is never replaced, whatever its name
+  assert(os.execute(("mkdir -p %q/t/notes.safetensors && echo keep > %q/t/notes.safetensors/a.txt"):format(dir, dir)))
+  H.raises(function() m:save(dir .. "/t") end, "already holds the folder notes.safetensors")
+  H.eq(read_file(dir .. "/t/notes.safetensors/a.txt"), "keep\n", "the folder's file is still there")
+  -- the tokenizer's folder deleted after the load
+  assert(os.execute(("cp -r %q/m %q/gone"):format(dir, dir)))
+  local m3 = assert(confit.load(dir .. "/gone"))
+  assert(os.execute(("rm -rf %q/gone"):format(dir)))
+  H.raises(function() m3:save(dir .. "/m5") end, "tokenizer came from", "gone", "without its tokenizer")
+  H.eq(exists(dir .. "/m5/config.json"), false, "nothing saved")
+  m3:free(); m:free()
+  -- qwen2 without q/k/v biases
+  local nb = model.new({model_type = "qwen2", hidden_size = 8, intermediate_size = 16, num_hidden_layers = 1,
+                        num_attention_heads = 2, num_key_value_heads = 1, vocab_size = 11, attention_bias = false,
+                        max_position_embeddings = 32, eos_token_id = 0}, {seed = 2})
+  nb:save(dir .. "/nb")
+  local back, err = confit.load(dir .. "/nb")
+  H.ok(back, "a qwen2 without biases loads back: " .. tostring(err))
+  if back then
+    H.same_list(H.flat(back:forward({{1, 2}})), H.flat(nb:forward({{1, 2}})), 0, "its weights")
+    back:free()
+  end
+  nb:free()
+end)
+
 H.case("load: bf16 tensors larger than the 4 MB read buffer are widened exactly, chunk by chunk", function()
   local dir = tempdir()
   local cfg = {model_type = "qwen2", hidden_size = 512, intermediate_size = 64, num_hidden_layers = 1,
