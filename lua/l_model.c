@@ -132,10 +132,10 @@ static int model_logprobs(lua_State *L) {
 static double opt_num(lua_State *L, int t, const char *key, double def) {
   lua_getfield(L, t, key);
   double v = def;
-  if (!lua_isnil(L, -1)) {
-    int ok;
-    v = lua_tonumberx(L, -1, &ok);
-    if (!ok) luaL_error(L, "generate: option %s must be a number (got %s)", key, luaL_typename(L, -1));
+  if (!lua_isnil(L, -1)) {  /* a number, not a string that reads as one ("0.5" was taken) */
+    if (lua_type(L, -1) != LUA_TNUMBER)
+      luaL_error(L, "generate: option %s must be a number (got %s)", key, luaL_typename(L, -1));
+    v = lua_tonumber(L, -1);
   }
   lua_pop(L, 1);
   return v;
@@ -145,9 +145,10 @@ static int64_t opt_int(lua_State *L, int t, const char *key, int64_t def) {
   lua_getfield(L, t, key);
   int64_t v = def;
   if (!lua_isnil(L, -1)) {
-    int ok;
-    v = lua_tointegerx(L, -1, &ok);
-    if (!ok) luaL_error(L, "generate: option %s must be an integer (got %s)", key, luaL_typename(L, -1));
+    int ok = 0;
+    if (lua_type(L, -1) == LUA_TNUMBER) v = lua_tointegerx(L, -1, &ok);
+    if (!ok) luaL_error(L, "generate: option %s must be an integer (got %s)", key,
+                        lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
   }
   lua_pop(L, 1);
   return v;
@@ -192,6 +193,8 @@ static int model_generate(lua_State *L) {
   o.top_p = opt_num(L, 3, "top_p", 1.0);
   o.seed = (uint64_t)opt_int(L, 3, "seed", 0);
   lua_getfield(L, 3, "ignore_eos");
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1)) /* "no" would have counted as true */
+    luaL_error(L, "generate: option ignore_eos must be true or false (got %s)", luaL_typename(L, -1));
   o.ignore_eos = lua_toboolean(L, -1);
   lua_pop(L, 1);
   int64_t *stop = NULL;
@@ -244,7 +247,12 @@ static int model_generate(lua_State *L) {
   if (!given_max) {
     int longest = 0;
     for (int p = 0; p < np; p++) longest = plen[p] > longest ? plen[p] : longest;
-    if (longest < m->cfg.max_pos && m->cfg.max_pos - longest < o.max_new_tokens) o.max_new_tokens = m->cfg.max_pos - longest;
+    if (longest >= m->cfg.max_pos)  /* not "+ max_new_tokens 256 exceeds": the user gave none */
+      for (int p = 0; p < np; p++)
+        if (plen[p] == longest)
+          luaL_error(L, "generate: prompt %d has %d tokens, and the model's context (max_position_embeddings %d) "
+                        "leaves no position to generate into", p + 1, plen[p], m->cfg.max_pos);
+    if (m->cfg.max_pos - longest < o.max_new_tokens) o.max_new_tokens = m->cfg.max_pos - longest;
   }
   cf_gen_sample *s = NULL;
   int rc;

@@ -265,6 +265,11 @@ static void sort_keys(uint64_t *k, int64_t n) {
     }
 }
 
+/* A running sum of probabilities "reaches" top_p when it is within TOP_P_SLACK of it: ten tied
+ * tokens of probability 0.1 add up to 0.7999999999999999 after eight, which top_p = 0.8 must keep
+ * as reached (exactly, it is 0.8), not take a ninth. */
+#define TOP_P_SLACK 1e-12
+
 /* How many of the sorted candidates k[0..n) (probabilities p by id) top-k / top-p keep: the
  * first keep, cut where the running sum first reaches top_p. *reached: the sum reached top_p (or
  * top_p is off). */
@@ -275,14 +280,14 @@ static int64_t nucleus(const double *p, const uint64_t *k, int64_t n, int64_t ke
   double cum = 0;
   for (int64_t i = 0; i < keep; i++) {
     cum += p[cand_id(k[i])];
-    if (cum >= top_p) { *reached = true; return i + 1; }
+    if (cum >= top_p - TOP_P_SLACK) { *reached = true; return i + 1; }
   }
   return keep;
 }
 
 #define SAMPLE_BUCKETS 64
 
-/* (logit - c) / T in double: with c = 0 exactly logit / T */
+/* (logit - c) / T in double, c the largest logit */
 static inline double scaled(const float *logits, int64_t i, double c, double T) { return (logits[i] - c) / T; }
 
 /* The probability p[i] of id i in the draw: all are kept without truncation (last 0); with it,
@@ -292,8 +297,11 @@ static inline double kept_p(const float *logits, const double *p, uint64_t last,
 }
 
 /* Returns the token, or -1 with a message when the logits hold NaN or +inf, or only -inf.
- * Any T > 0 samples softmax(logits / T): where the largest logit / T overflows (T tiny), the
- * logits are shifted by the largest first, so the draw is one-hot, or uniform over tied maxima. */
+ * Any T > 0 samples softmax(logits / T), computed as z = (logit - max) / T, p = exp(z) / sum
+ * exp(z), log-prob z - log(sum): for a tiny T the draw is one-hot, or uniform over tied maxima
+ * with log-prob -log(ties). (Until the seventeenth session the logits were shifted only where
+ * max / T overflowed: at T = 1e-16 a large but finite max / T swallowed log(sum), every tied
+ * maximum got p = 1 and log-prob 0, and top_p kept the first alone.) */
 int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int top_k,
                         double top_p, double u, double *logprob, int64_t *idx, double *p) {
   int64_t best = 0;
@@ -304,10 +312,9 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
   }
   if (logits[best] == -INFINITY) return CF_ERR("non-finite logits: every logit is -inf");
   double T = temperature > 0 ? temperature : 1.0;
-  double c = isfinite(logits[best] / T) ? 0.0 : logits[best];
-  double mx = scaled(logits, best, c, T), sum = 0;
-  for (int64_t i = 0; i < V; i++) sum += exp(scaled(logits, i, c, T) - mx);
-  double lse = mx + log(sum);
+  double c = logits[best], sum = 0;
+  for (int64_t i = 0; i < V; i++) sum += exp(scaled(logits, i, c, T));
+  double lse = log(sum);
   if (temperature <= 0) { *logprob = scaled(logits, best, c, T) - lse; return best; }
   /* Truncation (top-k, top-p) keeps a prefix of the vocabulary sorted by probability (by logit,
    * cand_key). Sorting all V (151,936 for Qwen) every token dominated CPU sampling, so only a
@@ -319,7 +326,7 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
    * as without truncation and as the GPU does, so that the same u picks the same token on both. */
   int64_t n = V;
   uint64_t last = 0; /* truncation: the last kept candidate's key (no key is 0) */
-  for (int64_t i = 0; i < V; i++) p[i] = exp(scaled(logits, i, c, T) - lse);
+  for (int64_t i = 0; i < V; i++) p[i] = exp(scaled(logits, i, c, T)) / sum; /* ties: equal, 1/k exactly */
   if (top_k > 0 || top_p < 1.0) {
     uint64_t *key = (uint64_t *)idx; /* the caller's V int64 of workspace */
     int64_t keep = top_k > 0 && top_k < V ? top_k : V;
@@ -341,7 +348,7 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
     for (int b = 0; b < SAMPLE_BUCKETS - 1; b++) {
       cc += count[b];
       cm += mass[b];
-      if (cc >= keep || (top_p < 1.0 && cm >= top_p)) { B = b; break; }
+      if (cc >= keep || (top_p < 1.0 && cm >= top_p - TOP_P_SLACK)) { B = b; break; }
     }
     int64_t m = 0;
     if (B < SAMPLE_BUCKETS - 1) {
@@ -431,7 +438,7 @@ static int check_opts(const cf_qwen2 *m, const int64_t *const *prompts, const in
   if (o->max_new_tokens < 0) return CF_ERR("generate: max_new_tokens must be >= 0 (got %d)", o->max_new_tokens);
   if (!(o->temperature >= 0) || !isfinite(o->temperature))
     return CF_ERR("generate: temperature must be a finite number >= 0 (got %g)", o->temperature);
-  if (!(o->top_p > 0 && o->top_p <= 1)) return CF_ERR("generate: top_p must be in (0, 1] (got %g)", o->top_p);
+  if (!(o->top_p > 0 && o->top_p <= 1)) return CF_ERR("generate: top_p must be in (0, 1] (got %.15g)", o->top_p);
   if (o->top_k < 0) return CF_ERR("generate: top_k must be >= 0 (got %d)", o->top_k);
   for (int p = 0; p < np; p++) {
     if (plen[p] < 1) return CF_ERR("generate: prompt %d is empty", p + 1);

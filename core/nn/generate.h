@@ -3,8 +3,11 @@
  * Prompts of different lengths are prefilled together, once each; the n samples of a prompt
  * start from copies of that prompt's KV cache. Each decode step runs every unfinished sample as
  * one row of the same GEMMs, at its own position. Sample j of prompt p draws its random numbers
- * from a Philox stream keyed by (seed, p, j) and counted by step, so results do not depend on
- * threading; greedy decoding (temperature 0) does not depend on how prompts are batched.
+ * from a Philox stream keyed by (seed, p, j) and counted by step, so the random number a sample
+ * uses at a step does not depend on threading, batching or n. The logits do, at the level of
+ * float rounding (about 1e-6: up to 4 rows take a row-by-row product, more rows and other thread
+ * counts sgemm's blocking), so a token can differ alone and batched only where two candidates
+ * are that close, for greedy decoding too.
  *
  * A sample's tokens include the stop token that ended it (its log-prob counts in the sum).
  * Log-probs are those of the sampling distribution at the given temperature before top-k/top-p
@@ -61,8 +64,9 @@ bool cf_gen_is_stop(const cf_qwen2 *m, const cf_gen_opts *o, int64_t t);
 
 /* Pick a token from logits [V] (the CPU generator's; the GPU samples in kernels/gen_sample.cuh).
  * u: uniform in [0, 1); any T > 0 (T <= 0: greedy). top_k (0: off) and top_p (1: off) keep the
- * most probable ids (by logit, ties by id); top_p is measured against the probabilities over the
- * whole vocabulary, not renormalised over the top_k ids first as Hugging Face and vLLM do, so with
+ * most probable ids (by logit, ties by id); top_p keeps the shortest prefix whose probabilities
+ * add up to top_p (within 1e-12, which rounding of the sum may miss), measured against the
+ * probabilities over the whole vocabulary, not renormalised over the top_k ids first as Hugging Face and vLLM do, so with
  * both set it may keep more ids than they would; the pick is the inverse CDF at u over the kept ids in
  * id order, as on the GPU. Writes the token's log-prob under log_softmax(logits / T) (T = 1 when
  * greedy). scratch_idx, scratch_p: workspace of V each. Returns -1 with a message (core/error.h)

@@ -1,12 +1,14 @@
 /* test_sample.c - cf_sample_token (core/nn/generate.c) against a plain reference: softmax in
- * double; when truncating, the whole vocabulary sorted by logit (descending, ties by id: the
+ * double as generate.h specifies it (z = (logit - max) / T, p = exp(z) / sum, log-prob
+ * z - log(sum)); when truncating, the whole vocabulary sorted by logit (descending, ties by id: the
  * probability order, its ties broken as exact arithmetic would) with qsort, top-k then top-p cut
- * where the running sum first reaches top_p; the pick of u times the kept mass over the kept ids
+ * where the running sum first reaches top_p (within 1e-12); the pick of u times the kept mass over the kept ids
  * in id order (as the GPU draws), past the end the last with probability.
  * The sampler sorts only a prefix that holds the kept tokens; its token and log-prob must equal
  * the reference's exactly, for flat, peaked, tied and underflowing distributions. Then the edges:
- * temperatures so small that logit / T overflows (the softmax is then one-hot, or uniform over
- * tied maxima), and logits holding NaN, +inf or only -inf, which are refused with a message.
+ * temperatures so small that logit / T overflows or swallows log(sum) (the softmax is then
+ * one-hot, or uniform over tied maxima), top_p at a boundary the sum's rounding misses, and
+ * logits holding NaN, +inf or only -inf, which are refused with a message.
  * Prints "N passed, N failed"; exits 1 on any failure.
  */
 #include "error.h"
@@ -34,16 +36,15 @@ static int64_t reference(const float *logits, int64_t V, double T, int top_k, do
                          double *logprob) {
   int64_t best = 0;
   for (int64_t i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
-  double mx = logits[best] / T, sum = 0;
-  for (int64_t i = 0; i < V; i++) sum += exp(logits[i] / T - mx);
-  double lse = mx + log(sum);
+  double mx = logits[best], sum = 0;
+  for (int64_t i = 0; i < V; i++) sum += exp((logits[i] - mx) / T);
   cand *c = malloc((size_t)V * sizeof *c);
-  for (int64_t i = 0; i < V; i++) { c[i].id = i; c[i].p = exp(logits[i] / T - lse); c[i].logit = logits[i]; }
+  for (int64_t i = 0; i < V; i++) { c[i].id = i; c[i].p = exp((logits[i] - mx) / T) / sum; c[i].logit = logits[i]; }
   if (top_k > 0 || top_p < 1.0) qsort(c, (size_t)V, sizeof *c, by_logit);   /* else: in id order */
   int64_t keep = top_k > 0 && top_k < V ? top_k : V, n = keep;
   if (top_p < 1.0) {
     double cum = 0;
-    for (int64_t i = 0; i < keep; i++) { cum += c[i].p; if (cum >= top_p) { n = i + 1; break; } }
+    for (int64_t i = 0; i < keep; i++) { cum += c[i].p; if (cum >= top_p - 1e-12) { n = i + 1; break; } }
   }
   qsort(c, (size_t)n, sizeof *c, by_id);
   double total = 0;
@@ -56,7 +57,7 @@ static int64_t reference(const float *logits, int64_t V, double T, int top_k, do
     if (c[i].p > 0 && target < cum) break;
   }
   free(c);
-  *logprob = logits[pick] / T - lse;
+  *logprob = (logits[pick] - mx) / T - log(sum);
   return pick;
 }
 
@@ -86,8 +87,9 @@ static void fill(float *lg, int64_t V, int kind) {
 /* cf_sample_token(logits, T, top_k, top_p, u) picks want with log-prob lp */
 static void expect_pick(const char *what, const float *lg, int64_t V, double T, int top_k, double top_p,
                         double u, int64_t want, double lp_want) {
-  int64_t idx[8];
-  double p[8], lp = NAN;
+  int64_t idx[16];                 /* workspace of V each: every case has V <= 16 */
+  double p[16], lp = NAN;
+  if (V > 16) { CHECK(0, "%s: V = %lld is past expect_pick's workspace", what, (long long)V); return; }
   int64_t got = cf_sample_token(lg, V, T, top_k, top_p, u, &lp, idx, p);
   CHECK(got == want && lp == lp_want, "%s (T=%g top_k=%d top_p=%g u=%g): token %lld (logprob %.17g), want %lld (%.17g)%s%s",
         what, T, top_k, top_p, u, (long long)got, lp, (long long)want, lp_want, got < 0 ? ": " : "",
@@ -110,6 +112,25 @@ static void test_tiny_temperatures(void) {
         }
   expect_pick("1e10 / 1e-300 overflows", big, 3, 1e-300, 0, 1.0, 0.7, 0, 0.0);
   expect_pick("-1e10 / 1e-300 overflows", low, 2, 1e-300, 0, 1.0, 0.7, 0, 0.0);
+  /* (seventeenth session) 0.13 / 1e-16 is finite but swallowed log(3) when the logits were not
+   * shifted: every tied maximum had log-prob 0 and top_p = 0.5 kept id 1 alone */
+  const float tie3[5] = {-1, 0.13f, 0.13f, -2, 0.13f};
+  for (int ui = 0; ui < 3; ui++) {
+    double u = us[ui];
+    expect_pick("three tied maxima at T = 1e-16", tie3, 5, 1e-16, 0, 1.0, u, u < 1 / 3.0 ? 1 : u < 2 / 3.0 ? 2 : 4, -log(3.0));
+    expect_pick("top_p 0.5 of three tied maxima at T = 1e-16: two", tie3, 5, 1e-16, 0, 0.5, u, u < 0.5 ? 1 : 2, -log(3.0));
+  }
+}
+
+/* ten tied logits: the running sum of 0.1 is 0.7999999999999999 after eight, which reaches
+ * top_p = 0.8 (it would have taken a ninth); 0.1 and 0.3 keep one and three */
+static void test_top_p_boundary(void) {
+  float ten[10];
+  for (int i = 0; i < 10; i++) ten[i] = 0.25f;
+  const double ps[] = {0.1, 0.3, 0.5, 0.8};
+  const int64_t kept[] = {1, 3, 5, 8};
+  for (int k = 0; k < 4; k++)
+    expect_pick("ten ties, the last kept at u near 1", ten, 10, 1.0, 0, ps[k], 0.999999, kept[k] - 1, -log(10.0));
 }
 
 /* logits with NaN or +inf, or only -inf, are refused (sampled and greedy) */
@@ -170,6 +191,7 @@ int main(void) {
   CHECK(mismatches == 0, "%d of %d draws differ from the reference", mismatches, cases);
   CHECK(cases > 5000, "%d draws compared", cases);
   test_tiny_temperatures();
+  test_top_p_boundary();
   test_bad_logits();
   return check_finish();
 }
