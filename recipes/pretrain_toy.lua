@@ -229,7 +229,7 @@ local function main(argv)
   -- then, so write_dir_atomic's own check, made before the save, lets every entry pass. A
   -- refusal or a failed rename keeps the model beside out (keep_on_failure).
   local function fill(tmp)
-    m:save_into(tmp)
+    m:save_into(tmp, {tokenizer = false})   -- its tokenizer's folder is gone: written here
     assert(toy.write_tokenizer(tmp))
     assert(jsonio.write_json_atomic(tmp .. "/metrics.json", {
       recipe = "pretrain_toy", options = o, parameters = nparams, train_seconds = train_s,

@@ -40,10 +40,35 @@ static char *read_text(const char *path, int *missing) {
 }
 
 /* cJSON_Parse that tells out of memory (malloc sets errno) from bad JSON: NULL with *oom. */
-static cJSON *parse_json(const char *text, bool *oom) {
+/* text as JSON, nothing but whitespace after it ("{...} garbage" was taken), no object holding a
+ * key twice at any depth (cJSON keeps both and answers the first; Python's json the last); NULL
+ * with *oom, or with *why saying what is wrong and where */
+static bool dup_keys(const cJSON *o, const char **key) {
+  for (const cJSON *a = o ? o->child : NULL; a; a = a->next) {
+    if (cJSON_IsObject(o) && a->string)
+      for (const cJSON *b = a->next; b; b = b->next)
+        if (b->string && strcmp(a->string, b->string) == 0) { *key = a->string; return true; }
+    if (dup_keys(a, key)) return true;
+  }
+  return false;
+}
+
+static cJSON *parse_json(const char *text, bool *oom, char *why, size_t nwhy) {
   errno = 0;
-  cJSON *o = cJSON_Parse(text);
+  const char *end = NULL;
+  cJSON *o = cJSON_ParseWithOpts(text, &end, 1);
   *oom = !o && errno == ENOMEM;
+  const char *key = NULL;
+  if (!o && !*oom) {
+    size_t at = end && end >= text ? (size_t)(end - text) : 0;
+    size_t line = 1;
+    for (size_t i = 0; i < at && text[i]; i++) line += text[i] == '\n';
+    snprintf(why, nwhy, "not valid JSON (line %zu, byte %zu)", line, at + 1);
+  } else if (o && dup_keys(o, &key)) {
+    snprintf(why, nwhy, "the key \"%.100s\" appears twice in one object", key);
+    cJSON_Delete(o);
+    o = NULL;
+  }
   return o;
 }
 
@@ -70,10 +95,22 @@ static int get_int(cJSON *o, const char *key, int *out, bool required, const cha
   return 0;
 }
 
-static int get_num(cJSON *o, const char *key, double *out) {
+/* 1 when key is absent or null (*out kept), 0 when a number (*out set), -1 and a message naming it
+ * otherwise ("rope_theta": "1e6" was ignored, the default used) */
+static int get_num(cJSON *o, const char *key, double *out, const char *label) {
   cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  if (!v || !cJSON_IsNumber(v)) return 1;
+  if (!v || cJSON_IsNull(v)) return 1;
+  if (!cJSON_IsNumber(v)) return CF_ERR("%s: field \"%s\" must be a number", label, key);
   *out = v->valuedouble;
+  return 0;
+}
+
+/* the same for true / false ("tie_word_embeddings": "true" was read as false) */
+static int get_bool(cJSON *o, const char *key, bool *out, const char *label) {
+  cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (!v || cJSON_IsNull(v)) return 1;
+  if (!cJSON_IsBool(v)) return CF_ERR("%s: field \"%s\" must be true or false", label, key);
+  *out = cJSON_IsTrue(v);
   return 0;
 }
 
@@ -112,9 +149,11 @@ static int read_eos(cJSON *o, cf_qwen2_config *cfg, const char *label) {
 int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   bool oom;
-  cJSON *o = parse_json(json, &oom);
+  char why[200];
+  cJSON *o = parse_json(json, &oom, why, sizeof why);
   if (oom) return CF_ERR("%s: out of memory parsing it", label);
-  if (!o || !cJSON_IsObject(o)) {
+  if (!o) return CF_ERR("%s: %s", label, why);
+  if (!cJSON_IsObject(o)) {
     cJSON_Delete(o);
     return CF_ERR("%s: not a JSON object", label);
   }
@@ -149,11 +188,16 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
   if (get_int(o, "max_position_embeddings", &cfg->max_pos, false, label) < 0) goto done;
   if (cfg->max_pos == 0) { CF_ERR("%s: max_position_embeddings must be > 0", label); goto done; }
   cfg->rms_eps = 1e-6;
-  get_num(o, "rms_norm_eps", &cfg->rms_eps);
   cfg->rope_theta = 10000.0;
-  get_num(o, "rope_theta", &cfg->rope_theta);
+  if (get_num(o, "rms_norm_eps", &cfg->rms_eps, label) < 0 || get_num(o, "rope_theta", &cfg->rope_theta, label) < 0)
+    goto done;
+  for (int i = 0; i < 2; i++) {     /* null or an object: a string here was ignored */
+    const char *k = i ? "rope_parameters" : "rope_scaling";
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (v && !cJSON_IsNull(v) && !cJSON_IsObject(v)) { CF_ERR("%s: field \"%s\" must be an object or null", label, k); goto done; }
+  }
   cJSON *rp = cJSON_GetObjectItemCaseSensitive(o, "rope_parameters");
-  if (cJSON_IsObject(rp)) get_num(rp, "rope_theta", &cfg->rope_theta);
+  if (cJSON_IsObject(rp) && get_num(rp, "rope_theta", &cfg->rope_theta, label) < 0) goto done;
   if (!(cfg->rms_eps > 0 && cfg->rms_eps < 1) || !(cfg->rope_theta > 1 && cfg->rope_theta < 1e30)) {
     CF_ERR("%s: rms_norm_eps (%g) must be in (0, 1) and rope_theta (%g) in (1, 1e30)", label, cfg->rms_eps,
            cfg->rope_theta);
@@ -186,7 +230,7 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
     /* Llama 3.1+: the four numbers, all required */
     const char *keys[4] = {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"};
     for (int j = 0; j < 4; j++)
-      if (get_num(rs, keys[j], &cfg->rope_scaling[j])) {
+      if (get_num(rs, keys[j], &cfg->rope_scaling[j], label)) {
         CF_ERR("%s: %s of rope type \"llama3\" needs a number \"%s\"", label, scaling_keys[i], keys[j]);
         goto done;
       }
@@ -204,19 +248,21 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
            cJSON_IsString(act) ? act->valuestring : "(not a string)");
     goto done;
   }
-  if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "mlp_bias"))) {
+  bool mlp_bias = false, sliding = false;
+  cfg->tie_embeddings = false;
+  cfg->qkv_bias = strcmp(cfg->model_type, "qwen2") == 0;
+  if (get_bool(o, "mlp_bias", &mlp_bias, label) < 0 || get_bool(o, "use_sliding_window", &sliding, label) < 0 ||
+      get_bool(o, "tie_word_embeddings", &cfg->tie_embeddings, label) < 0 ||
+      get_bool(o, "attention_bias", &cfg->qkv_bias, label) < 0)
+    goto done;
+  if (mlp_bias) {
     CF_ERR("%s: mlp_bias = true is not supported (MLP projections without bias)", label);
     goto done;
   }
-  if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "use_sliding_window"))) {
+  if (sliding) {
     CF_ERR("%s: use_sliding_window = true is not supported (full causal attention only)", label);
     goto done;
   }
-  cJSON *tie = cJSON_GetObjectItemCaseSensitive(o, "tie_word_embeddings");
-  cfg->tie_embeddings = tie ? cJSON_IsTrue(tie) : false;
-  cfg->qkv_bias = strcmp(cfg->model_type, "qwen2") == 0;
-  cJSON *ab = cJSON_GetObjectItemCaseSensitive(o, "attention_bias");
-  if (ab && (cJSON_IsTrue(ab) || cJSON_IsFalse(ab))) cfg->qkv_bias = cJSON_IsTrue(ab);
   if (read_eos(o, cfg, label) < 0) goto done;
   rc = 0;
 done:
@@ -238,8 +284,9 @@ int cf_qwen2_config_load(const char *dir, cf_qwen2_config *cfg) {
   text = read_text(path, &missing);
   if (text) {
     bool oom;
-    cJSON *o = parse_json(text, &oom);
-    if (!o) rc = oom ? CF_ERR("%s: out of memory parsing it", path) : CF_ERR("%s: not valid JSON", path);
+    char why[200];
+    cJSON *o = parse_json(text, &oom, why, sizeof why);
+    if (!o) rc = oom ? CF_ERR("%s: out of memory parsing it", path) : CF_ERR("%s: %s", path, why);
     else if (read_eos(o, cfg, path) < 0) rc = -1;
     cJSON_Delete(o);
   } else if (!missing) {
@@ -512,7 +559,8 @@ static int read_tensor(int fd, const char *path, const cf_st_entry *e, size_t of
  * after the load changes nothing and cannot fault (a mapping used in place raised SIGBUS when
  * the file was truncated, and showed another file's bytes when it was overwritten in place), and
  * the page cache is never counted twice in the resident set. */
-static int load_shard(cf_qwen2 *m, const char *path, bool *seen) {
+static int load_shard(cf_qwen2 *m, char **files, int shard, int *seen) {
+  const char *path = files[shard];
   /* O_NONBLOCK: a FIFO at path must not block the open; only a regular file is read */
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return CF_ERR("cannot open %s: %s", path, strerror(errno));
@@ -537,6 +585,10 @@ static int load_shard(cf_qwen2 *m, const char *path, bool *seen) {
       rc = CF_ERR("%s: unexpected tensor \"%s\" for a %s model", path, e->name, m->cfg.model_type);
       break;
     }
+    if (seen[idx]) { /* the later shard's copy silently won until the seventeenth session */
+      rc = CF_ERR("%s: tensor \"%s\" is also in %s: which one is the model's?", path, e->name, files[seen[idx] - 1]);
+      break;
+    }
     cf_tensor *want = *m->slots[idx];
     bool shape_ok = e->ndim == want->ndim;
     for (int d = 0; shape_ok && d < e->ndim; d++) shape_ok = e->shape[d] == want->shape[d];
@@ -550,7 +602,7 @@ static int load_shard(cf_qwen2 *m, const char *path, bool *seen) {
      * largest tensor while it is read */
     size_t off = (size_t)((const unsigned char *)e->data - (const unsigned char *)base);
     if (e->nbytes && read_tensor(fd, path, e, off, cf_tensor_data(want), buf)) { rc = -1; break; }
-    seen[idx] = true;
+    seen[idx] = shard + 1;
   }
   free(buf);
   cf_st_close(f);
@@ -569,8 +621,16 @@ static int checkpoint_layers(char **files, size_t nfiles, double *elements) {
     cf_st_file *f = cf_st_open(files[i]);
     if (!f) return -1;
     for (size_t k = 0; k < cf_st_count(f); k++) {
-      int n;
-      if (sscanf(cf_st_get(f, k)->name, "model.layers.%d.", &n) == 1 && n >= most) most = n + 1;
+      /* the layer number read with strtol, capped: sscanf's %d of "model.layers.2147483647." was
+       * INT_MAX + 1 here, and of a longer number undefined */
+      const char *name = cf_st_get(f, k)->name, *pre = "model.layers.";
+      if (strncmp(name, pre, strlen(pre)) == 0 && name[strlen(pre)] >= '0' && name[strlen(pre)] <= '9') {
+        char *end;
+        errno = 0;
+        long n = strtol(name + strlen(pre), &end, 10);
+        if (*end == '.' && errno == 0 && n >= most) most = n < INT_MAX ? (int)n + 1 : INT_MAX;
+        else if (*end == '.' && errno == ERANGE) most = INT_MAX;
+      }
       *elements += (double)cf_st_numel(cf_st_get(f, k));
     }
     cf_st_close(f);
@@ -609,7 +669,7 @@ cf_qwen2 *cf_qwen2_load(const char *dir) {
     have = -1;
   }
   cf_qwen2 *m = have >= 0 ? cf_qwen2_new(&cfg) : NULL;
-  bool *seen = m ? calloc((size_t)m->nparams, sizeof *seen) : NULL;
+  int *seen = m ? calloc((size_t)m->nparams, sizeof *seen) : NULL; /* the shard a parameter came from, + 1 */
   if (!seen) {
     if (m && !seen) CF_ERR("out of memory");
     cf_st_index_free(files, nfiles);
@@ -617,7 +677,7 @@ cf_qwen2 *cf_qwen2_load(const char *dir) {
     return NULL;
   }
   int rc = 0;
-  for (size_t i = 0; i < nfiles && rc == 0; i++) rc = load_shard(m, files[i], seen);
+  for (size_t i = 0; i < nfiles && rc == 0; i++) rc = load_shard(m, files, (int)i, seen);
   cf_st_index_free(files, nfiles);
   for (int p = 0; p < m->nparams && rc == 0; p++)
     if (!seen[p]) rc = CF_ERR("%s: the checkpoint has no tensor \"%s\"", dir, m->names[p]);

@@ -283,9 +283,12 @@ end
 --- not. m:save and train.save_checkpoint call it inside a temporary folder. Keys of the loaded
 --- folder's config.json and generation_config.json that the core does not write (bos_token_id,
 --- temperature, ...) are kept (keep_source_keys); a tokenizer whose tokenizer.json is gone is an
---- error, not a folder saved without it.
-function Model:save_into(dir)
+--- error, not a folder saved without it. opts.tokenizer = false: no tokenizer files (the caller
+--- writes its own: recipes/pretrain_toy.lua).
+function Model:save_into(dir, opts)
   if type(dir) ~= "string" then error("save_into: dir must be a folder path, got " .. type(dir), 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("save_into: opts must be a table such as {tokenizer = false}, got " .. type(opts), 2) end
+  local with_tok = not (opts and opts.tokenizer == false)
   self.core:save(dir)
   if self.dir then
     for _, name in ipairs({"config.json", "generation_config.json"}) do
@@ -294,13 +297,14 @@ function Model:save_into(dir)
       elseif is_regular(from) then copy_file(from, to) end
     end
   end
+  if not with_tok then return true end
   local src, tok_json = self.dir, nil
   if self.tokenizer and type(self.tokenizer.path) == "string" then
     tok_json = self.tokenizer.path
     src = tok_json:match("^(.*)/[^/]*$") or "."
     if not is_regular(tok_json) then
       error(("save: the model's tokenizer came from %s, which is gone: the folder would be saved without "
-             .. "its tokenizer"):format(tok_json), 3)
+             .. "its tokenizer (set m.tokenizer = nil to save the model alone)"):format(tok_json), 3)
     end
   end
   if src and cli.tidy_path(src) ~= cli.tidy_path(dir) then

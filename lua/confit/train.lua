@@ -203,11 +203,24 @@ function M.load_checkpoint(dir, m, opt)
     if not w then cli.raise("train: " .. err) end
     -- copied into the parameters as they are (device, dtype, and the GPU's fused layouts: the
     -- q/k/v and gate/up weights are views of one buffer there); the checkpoint holds f32 on the CPU
+    -- every parameter must be there at its shape: a tensor missing (renamed, dropped) left that
+    -- parameter at the model's own value without a word until the seventeenth session
     local params = m:parameters()
+    local function dims(t) return table.concat(t:shape(), " x ") end
+    for _, name in ipairs(m:param_names()) do
+      local t, p = w[name], params[name]
+      if p and not t then
+        cli.raise(("train: checkpoint %s/model.safetensors has no tensor %s: damaged, or not this model's"):format(dir, name))
+      end
+      if p and dims(t) ~= dims(p) then
+        cli.raise(("train: checkpoint %s/model.safetensors: tensor %s is %s, the model's parameter %s")
+                  :format(dir, name, dims(t), dims(p)))
+      end
+    end
     confit.no_grad(function()
       for _, name in ipairs(m:param_names()) do
         local t, p = w[name], params[name]
-        if t and p then   -- shapes: the resume checks compared the architectures first
+        if t and p then
           if t:device() ~= p:device() then t = assert(t:to(p:device())) end
           p:copy_(t)
         end

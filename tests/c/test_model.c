@@ -238,7 +238,17 @@ static void test_config_errors(void) {
       {"\"rms_norm_eps\":-1e-6", "rms_norm_eps"},
       {"\"rms_norm_eps\":0", "rms_norm_eps"},
       {"\"rope_theta\":0", "rope_theta"},
-      {"\"rope_theta\":1e300", "rope_theta"}};
+      {"\"rope_theta\":1e300", "rope_theta"},
+      /* (seventeenth session) values of the wrong type were ignored or misread */
+      {"\"rope_theta\":\"1e6\"", "\"rope_theta\" must be a number"},
+      {"\"rms_norm_eps\":\"1e-6\"", "\"rms_norm_eps\" must be a number"},
+      {"\"tie_word_embeddings\":\"true\"", "\"tie_word_embeddings\" must be true or false"},
+      {"\"tie_word_embeddings\":1", "\"tie_word_embeddings\" must be true or false"},
+      {"\"mlp_bias\":1", "\"mlp_bias\" must be true or false"},
+      {"\"use_sliding_window\":\"true\"", "\"use_sliding_window\" must be true or false"},
+      {"\"attention_bias\":1", "\"attention_bias\" must be true or false"},
+      {"\"rope_scaling\":\"dynamic\"", "\"rope_scaling\" must be an object or null"},
+      {"\"hidden_size\":16", "\"hidden_size\" appears twice"}};
   for (int i = 0; i < (int)(sizeof refused / sizeof refused[0]); i++) {
     char js[400];
     snprintf(js, sizeof js, "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,"
@@ -254,6 +264,15 @@ static void test_config_errors(void) {
   CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8}", "cfg.json", &c) != 0 &&
         strstr(cf_error_message(), "intermediate_size"), "missing field named: %s", cf_error_message());
   CHECK(cf_qwen2_config_parse("[1,2]", "cfg.json", &c) != 0, "non-object refused");
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":8,"
+                              "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9} x", "cfg.json", &c) != 0 &&
+        strstr(cf_error_message(), "not valid JSON (line 1"), "text after the object refused: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":8,\n"
+                              "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9,\"rope_scaling\":null,"
+                              "\"tie_word_embeddings\":null,\"rope_theta\":null}\n  \n", "cfg.json", &c) == 0 && c.rope_theta == 10000.0,
+        "nulls are the defaults, whitespace after the object is fine: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\n\"hidden_size\":8,,}", "cfg.json", &c) != 0 &&
+        strstr(cf_error_message(), "line 2"), "the line of a syntax error named: %s", cf_error_message());
   CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":8,"
                               "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9,"
                               "\"max_position_embeddings\":0}", "cfg.json", &c) != 0 &&

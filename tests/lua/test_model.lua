@@ -445,6 +445,35 @@ H.case("m:save keeps the loaded folder's other settings, refuses a lost tokenize
   nb:free()
 end)
 
+H.case("load: a tensor in two shards is refused, naming both files", function()
+  -- (seventeenth session) the copy in the shard whose name sorts last silently won
+  local jsonio = require "confit.jsonio"
+  local src, dir = "tests/fixtures/tiny_qwen2", tempdir()
+  write_file(dir .. "/config.json", read_file(src .. "/config.json"))
+  local w = assert(confit.load_safetensors(src .. "/model.safetensors"))
+  local a, b, map = {}, {}, {}
+  for k, t in pairs(w) do
+    if k:find("^model%.layers%.0%.") then a[k] = t; map[k] = "a.safetensors" else b[k] = t; map[k] = "b.safetensors" end
+  end
+  b["model.layers.0.input_layernorm.weight"] = confit.zeros(a["model.layers.0.input_layernorm.weight"]:shape())
+  assert(confit.save_safetensors(dir .. "/a.safetensors", a, {format = "pt"}))
+  assert(confit.save_safetensors(dir .. "/b.safetensors", b, {format = "pt"}))
+  assert(jsonio.write_json_atomic(dir .. "/model.safetensors.index.json", {metadata = {}, weight_map = map}))
+  local m, err = confit.load(dir)
+  H.eq(m, nil, "model")
+  H.ok(err and err:find("b.safetensors", 1, true) and err:find("model.layers.0.input_layernorm.weight", 1, true)
+       and err:find("is also in", 1, true) and err:find("a.safetensors", 1, true), "message: " .. tostring(err))
+  b["model.layers.0.input_layernorm.weight"] = nil      -- each tensor once: it loads
+  assert(confit.save_safetensors(dir .. "/b.safetensors", b, {format = "pt"}))
+  m = assert(confit.load(dir))
+  m:free()
+  -- a layer number past an int (its count was INT_MAX + 1, undefined; the load said "unknown error")
+  b["model.layers.2147483647.foo"] = confit.zeros({1})
+  assert(confit.save_safetensors(dir .. "/b.safetensors", b, {format = "pt"}))
+  m, err = confit.load(dir)
+  H.ok(m == nil and err:find('unexpected tensor "model.layers.2147483647.foo"', 1, true), "message: " .. tostring(err))
+end)
+
 H.case("load: bf16 tensors larger than the 4 MB read buffer are widened exactly, chunk by chunk", function()
   local dir = tempdir()
   local cfg = {model_type = "qwen2", hidden_size = 512, intermediate_size = 64, num_hidden_layers = 1,
@@ -604,6 +633,22 @@ H.case("model methods refuse bad arguments by name", function()
     model.new({model_type = "qwen2", hidden_size = 32, intermediate_size = 48, num_hidden_layers = 100000000,
                num_attention_heads = 4, num_key_value_heads = 2, vocab_size = 64})
   end, "model config: its", "parameters need", "more than this machine's")
+end)
+
+H.case("generate's options: numbers that are numbers, a boolean ignore_eos, a full context named, top_p shown", function()
+  local m = assert(confit.load(FIXTURES[1]))
+  local P = {{1, 2, 3}}
+  -- (seventeenth session) strings that read as numbers were taken, "no" counted as true
+  H.raises(function() m:generate(P, {temperature = "0.5", max_new_tokens = 1}) end, "option temperature must be a number", "string")
+  H.raises(function() m:generate(P, {top_k = "3", max_new_tokens = 1}) end, "option top_k must be an integer", "string")
+  H.raises(function() m:generate(P, {max_new_tokens = 1.5}) end, "option max_new_tokens must be an integer", "1.5")
+  H.raises(function() m:generate(P, {ignore_eos = "no", max_new_tokens = 1}) end, "ignore_eos must be true or false", "string")
+  H.raises(function() m:generate(P, {top_p = 1.0000001, max_new_tokens = 1}) end, "top_p must be in (0, 1]", "1.0000001")
+  local full = {}
+  for i = 1, m.config.max_position_embeddings do full[i] = 1 + i % 5 end
+  H.raises(function() m:generate({{1}, full}) end, "prompt 2 has " .. #full .. " tokens", "leaves no position")
+  H.eq(#m:generate(P, {ignore_eos = true, max_new_tokens = 2, temperature = 0})[1].tokens, 2, "true is taken")
+  m:free()
 end)
 
 H.case("sixteenth session: logprobs options and empty batches, eos ids, generate's default length and its checks' order", function()

@@ -647,6 +647,30 @@ H.case("train.run: checkpoints and resume equal an uninterrupted run", function(
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+H.case("train.run: resume refuses a checkpoint that lacks a parameter or holds one at another shape", function()
+  -- (seventeenth session) a renamed tensor left that parameter at the model's own value
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute(("mkdir -p %q"):format(dir))
+  run_tiny(dir, 2, {checkpoint_every = 2})
+  local ck = train.latest_checkpoint(dir)
+  local w = assert(confit.load_safetensors(ck .. "/model.safetensors"))
+  local keep = w["model.norm.weight"]
+  w["model.norm.weight"], w["model.norm.weightX"] = nil, keep
+  assert(confit.save_safetensors(ck .. "/model.safetensors", w, {format = "pt"}))
+  H.raises(function() run_tiny(dir, 3, {resume = true, checkpoint_every = 2}) end,
+           "model.safetensors has no tensor model.norm.weight")
+  H.raises(function() train.load_checkpoint(ck, tiny(9, 0.3)) end, "model.safetensors has no tensor model.norm.weight")
+  -- at another shape: the resume's own check compares it with the optimizer's moments first;
+  -- load_checkpoint, called alone, names it too
+  w["model.norm.weightX"], w["model.norm.weight"] = nil, confit.zeros({7})
+  assert(confit.save_safetensors(ck .. "/model.safetensors", w, {format = "pt"}))
+  H.raises(function() run_tiny(dir, 3, {resume = true, checkpoint_every = 2}) end, "model.norm.weight is [7]")
+  H.raises(function() train.load_checkpoint(ck, tiny(9, 0.3)) end,
+           "tensor model.norm.weight is 7, the model's parameter " .. keep:shape()[1])
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: resume refuses settings that differ from the checkpoint's", function()
   local dir = os.tmpname()
   os.remove(dir)
