@@ -83,15 +83,15 @@ static int l_encode(lua_State *L) {
 static int l_decode(lua_State *L) {
   bpe_box *b = check_box(L);
   luaL_checktype(L, 2, LUA_TTABLE);
-  int flags = lua_toboolean(L, 3) ? CF_BPE_SKIP_SPECIAL : 0;
+  int flags = (lua_toboolean(L, 3) ? CF_BPE_SKIP_SPECIAL : 0) | (lua_toboolean(L, 4) ? 0 : CF_BPE_SKIP_UNKNOWN);
   size_t n = (size_t)lua_rawlen(L, 2);
   release_scratch(b);
   b->ids = malloc((n ? n : 1) * sizeof *b->ids);
   if (!b->ids) return luaL_error(L, "decode: out of memory (%d ids)", (int)n);
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 2, (lua_Integer)i + 1);
-    int isint;
-    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    int isint = 0;   /* a number with an integer value (3.0 from a JSON library too), not "3" */
+    lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
     if (!isint || v < INT32_MIN || v > INT32_MAX)
       return luaL_error(L, "decode: ids[%d] is %s, not an integer token id", (int)i + 1,
                         lua_isnumber(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));

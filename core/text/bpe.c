@@ -874,15 +874,17 @@ int cf_bpe_decode(const cf_bpe *t, const int32_t *ids, size_t n, int flags, char
   size_t total = 0;
   for (size_t i = 0; i < n; i++) {
     int32_t id = ids[i];
-    if (id < 0 || (size_t)id >= t->n_ids || !(t->toks[id].flags & T_PRESENT))
+    bool unknown = id < 0 || (size_t)id >= t->n_ids || !(t->toks[id].flags & T_PRESENT);
+    if (unknown && (id < 0 || !(flags & CF_BPE_SKIP_UNKNOWN)))
       return CF_ERR("decode: id %d (position %zu) is not a token of this vocabulary (size %zu)",
                     id, i, t->n_ids);
-    total += t->toks[id].bytes_len;
+    if (!unknown) total += t->toks[id].bytes_len;
   }
   char *r = malloc(total + 1);
   if (!r) return CF_ERR("decode: out of memory (%zu bytes)", total);
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
+    if ((size_t)ids[i] >= t->n_ids || !(t->toks[ids[i]].flags & T_PRESENT)) continue; /* skipped: unknown */
     const tok *k = &t->toks[ids[i]];
     if ((flags & CF_BPE_SKIP_SPECIAL) && (k->flags & T_SPECIAL)) continue;
     memcpy(r + o, t->strs.p + k->bytes_off, k->bytes_len);

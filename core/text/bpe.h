@@ -38,9 +38,12 @@ void cf_bpe_free(cf_bpe *t);
  * token in the vocabulary). */
 int cf_bpe_encode(cf_bpe *t, const char *text, size_t len, int32_t **ids, size_t *n);
 
-enum { CF_BPE_SKIP_SPECIAL = 1 };
+enum { CF_BPE_SKIP_SPECIAL = 1, CF_BPE_SKIP_UNKNOWN = 2 };
 /* ids[0..n) -> *out (malloc'd, NUL-terminated for convenience, *out_len bytes without the NUL).
- * flags: CF_BPE_SKIP_SPECIAL drops added tokens marked special. An unknown id is an error. */
+ * flags: CF_BPE_SKIP_SPECIAL drops added tokens marked special; CF_BPE_SKIP_UNKNOWN drops ids
+ * >= 0 that are no token (a model's embedding rows past the tokenizer's: Qwen's 151,669 ids in
+ * 151,936 rows), as Hugging Face's decode does; without it such an id is an error. A negative id
+ * is always an error. */
 int cf_bpe_decode(const cf_bpe *t, const int32_t *ids, size_t n, int flags, char **out,
                   size_t *out_len);
 

@@ -40,6 +40,7 @@
 --     nil with the reason when the file or the template is missing or of another kind. "llama31"
 --     when the Llama 3 template writes the "Cutting Knowledge Date" system turn (3.1, 3.2, 3.3).
 --     A family is also the name of its general template (chat.apply(chat.family(dir), msgs)).
+--   chat.markers(name) -> list of the special tokens template `name` writes ({} for plain)
 --   chat.default_template(mode, family) -> name
 --     the template EVAL.md's mode ("qwen" | "strict") uses for a model of that family: the
 --     question goes in "the model's chat template" (ChatML when the family is unknown).
@@ -57,7 +58,20 @@ local function bad(msg) error(setmetatable({msg = msg}, BAD), 0) end
 local function messages_of(x)
   if type(x) == "string" then return {{role = "user", content = x}} end
   if type(x) ~= "table" then bad("expected a question string or a list of messages, got " .. type(x)) end
+  if #x == 0 and (x.role ~= nil or x.content ~= nil) then
+    bad("got one message, not a list of messages: wrap it in { }")
+  end
   if #x == 0 then bad("the message list is empty") end
+  local last = 0           -- ipairs stops at a gap: the messages after it were dropped unseen
+  for k in pairs(x) do
+    if math.type(k) ~= "integer" or k < 1 then
+      bad(("the message list has a key %s: a list 1..n of messages is expected"):format(tostring(k)))
+    end
+    if k > last then last = k end
+  end
+  for i = 1, last do
+    if x[i] == nil then bad(("message %d is nil, and message %d after a gap would be dropped"):format(i, last)) end
+  end
   for i, m in ipairs(x) do
     if type(m) ~= "table" then bad(string.format("message %d is a %s, not a table", i, type(m))) end
     if type(m.role) ~= "string" or m.role == "" then
@@ -73,8 +87,9 @@ end
 -- The single question of a one-turn input (a string, or one user message).
 local function question_of(x, name)
   local msgs = messages_of(x)
-  if #msgs ~= 1 or msgs[1].role ~= "user" then
-    bad(string.format("takes a question or one user message, got %d messages", #msgs))
+  if #msgs ~= 1 then bad(string.format("takes a question or one user message, got %d messages", #msgs)) end
+  if msgs[1].role ~= "user" then
+    bad(string.format("takes a question or one user message, got one %s message", msgs[1].role))
   end
   return msgs[1].content
 end
@@ -273,6 +288,14 @@ function M.family(dir)
   end
   return nil, path .. ": chat_template is neither ChatML nor Llama 3's"
 end
+
+-- The special tokens a template writes (a tokenizer must have them as special tokens).
+local CHATML_MARKS = {"<|im_start|>", "<|im_end|>"}
+local LLAMA_MARKS = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}
+local MARKS = {chatml = CHATML_MARKS, ["qwen25-math-cot"] = CHATML_MARKS, strict = CHATML_MARKS,
+               llama3 = LLAMA_MARKS, ["llama3-math-cot"] = LLAMA_MARKS, ["strict-llama3"] = LLAMA_MARKS,
+               llama31 = LLAMA_MARKS, ["llama31-math-cot"] = LLAMA_MARKS, ["strict-llama31"] = LLAMA_MARKS}
+function M.markers(name) return MARKS[name] or {} end
 
 local DEFAULTS = {chatml = {qwen = "qwen25-math-cot", strict = "strict"},
                   llama3 = {qwen = "llama3-math-cot", strict = "strict-llama3"},

@@ -3,9 +3,16 @@
 --   local tok = assert(require("confit.tokenizer").new("path/tokenizer.json"))
 --   tok:encode(text)              -> {ids...}   0-based ids; "<|im_end|>" etc. in the text are
 --                                               matched as added tokens; no BOS is added
---   tok:decode(ids [, {skip_special = true}]) -> string (raw bytes, possibly partial UTF-8)
---   tok:chat(messages_or_question [, {template = "chatml", system = ..., date = ..., add_generation_prompt = true}])
---                                 -> prompt string (see confit.chat for the templates)
+--   tok:decode(ids [, {skip_special = true, strict = true}]) -> string (raw bytes, possibly
+--                                 partial UTF-8). An id >= 0 that is no token (a model's
+--                                 embedding rows past the tokenizer's) is skipped, as Hugging
+--                                 Face's decode skips it; strict = true makes it an error.
+--   tok:chat(messages_or_question [, {template = ..., system = ..., date = ..., add_generation_prompt = true}])
+--                                 -> prompt string (see confit.chat for the templates). The
+--                                 default template is the tokenizer folder's chat format
+--                                 (chat.family of its tokenizer_config.json), else "chatml"; a
+--                                 template whose markers (<|im_start|>, <|start_header_id|>, ...)
+--                                 are no special tokens of this tokenizer is refused.
 --   tok:encode_chat(...)          -> ids of tok:chat(...)
 --   tok:token_to_id(s), tok:id_to_token(id), tok:added_tokens(), tok:free()
 --   fields: tok.vocab_size, tok.eos_ids (list, primary first), tok.eos_id, tok.special
@@ -67,7 +74,23 @@ function Tokenizer:decode(ids, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("tokenizer:decode: opts must be a table such as {skip_special = true}, got " .. type(opts), 2)
   end
-  return self.bpe:decode(ids, opts and opts.skip_special or false)
+  for k in pairs(opts or {}) do   -- a misspelt option ("skip_specials") did nothing without a word
+    if k ~= "skip_special" and k ~= "strict" then
+      error(("tokenizer:decode: unknown option %s (options: skip_special, strict)"):format(tostring(k)), 2)
+    end
+  end
+  local ok, text = pcall(self.bpe.decode, self.bpe, ids, opts and opts.skip_special or false, opts and opts.strict or false)
+  if not ok then error("tokenizer:" .. tostring(text):gsub("^[^:]*%.c:%d+: ", ""), 2) end
+  return text
+end
+
+-- The chat format of the tokenizer's folder (chat.family), once; false when unknown.
+local function family(self)
+  if self.family == nil then
+    local dir = self.path:match("^(.*)/[^/]*$") or "."
+    self.family = chat.family(dir) or false
+  end
+  return self.family
 end
 
 function Tokenizer:chat(messages, opts)
@@ -77,12 +100,23 @@ function Tokenizer:chat(messages, opts)
   end
   local rest = {} -- the template's own options (chat.apply checks them)
   for k, v in pairs(opts or {}) do if k ~= "template" then rest[k] = v end end
-  local s = chat._apply(opts and opts.template or "chatml", messages, rest, 3)
+  local name = opts and opts.template or family(self) or "chatml"
+  local s = chat._apply(name, messages, rest, 3)
+  for _, mark in ipairs(chat.markers(name)) do
+    if not self.special[mark] then
+      error(("tokenizer:chat: template %q writes %s, which is no special token of %s: the prompt would spell it "
+             .. "out in ordinary tokens (a template of this tokenizer's format: %s)")
+            :format(name, mark, self.path, family(self) or "plain, or see confit.chat"), 2)
+    end
+  end
   return s
 end
 
 function Tokenizer:encode_chat(messages, opts)
-  return self:encode(self:chat(messages, opts))
+  check_self(self, "encode_chat")
+  local ok, s = pcall(self.chat, self, messages, opts)
+  if not ok then error(tostring(s):gsub("^[^\n]-:%d+: ", ""), 2) end
+  return self:encode(s)
 end
 
 function Tokenizer:token_to_id(s)

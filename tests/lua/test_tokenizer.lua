@@ -174,8 +174,21 @@ H.case("bad arguments raise clear errors", function()
   H.raises(function() tok:decode("abc") end, "decode", "table")
   H.raises(function() tok:decode({1, "x"}) end, "ids[2]")
   H.raises(function() tok:decode({1, 2.5}) end, "ids[2]")
-  H.raises(function() tok:decode({999}) end, "id 999")
+  -- (seventeenth session) an id >= 0 that is no token is skipped, as Hugging Face's decode skips
+  -- it (a model's rows past the tokenizer's); strict = true keeps the error. Negative: an error.
+  H.eq(tok:decode({72, 999, 105}), "Hi", "unknown id skipped")
+  H.raises(function() tok:decode({999}, {strict = true}) end, "id 999")
   H.raises(function() tok:decode({-1}) end, "id -1")
+  H.raises(function() tok:decode({72}, {skip_specials = true}) end, "unknown option skip_specials")
+  H.raises(function() tok:decode({"72"}) end, "ids[1]", "not an integer token id")
+  H.eq(tok:decode({72.0}), "H", "an integral float (ids read by a JSON library) is an id")
+  local ok, err = pcall(function() local s = tok:decode({-1}); return s end)
+  H.ok(not ok and err:find("^tests/lua/test_tokenizer.lua:%d+: tokenizer:decode: id %-1"), "at the caller's line: " .. tostring(err))
+  H.raises(function() tok.encode_chat("x") end, "encode_chat", "call it with ':'")
+  -- a template whose markers are no special tokens of this tokenizer (toy: <|endoftext|> only)
+  H.raises(function() tok:chat("1+1") end, 'template "chatml" writes <|im_start|>', "no special token")
+  H.raises(function() tok:encode_chat("1+1", {template = "llama3"}) end, "writes <|begin_of_text|>")
+  H.eq(tok:chat("1+1", {template = "plain"}), "1+1", "plain writes no marker")
   H.raises(function() tok.encode("x") end, "tokenizer")
   H.raises(function() tokenizer.new(nil) end, "path must be a string")
   tok:free()
@@ -300,8 +313,6 @@ H.case("chat options: each template takes its own, of the right type; errors nam
   local tok = assert(tokenizer.new(toy_path))
   ok, err = pcall(function() local s = tok:chat(q, {template = "llama31", date = 5}); return s end)
   H.ok(not ok and err:find("test_tokenizer.lua:%d+: confit.chat") ~= nil, "tok:chat position: " .. tostring(err))
-  H.eq(tok:chat(q, {template = "llama31", date = "01 Jan 2026"}), chat.apply("llama31", q, {date = "01 Jan 2026"}),
-    "tok:chat passes the template's options")
   tok:free()
 end)
 
@@ -367,6 +378,19 @@ H.case("qwen: the folder's chat template is ChatML", function()
 end)
 
 local qwen = assert(tokenizer.new(qwen_path))
+
+H.case("qwen: tok:chat passes the template's options; the default is the folder's format; bad lists named", function()
+  local q = "What is 1+1?"
+  H.eq(qwen:chat(q, {template = "chatml", system = "S"}), chat.apply("chatml", q, {system = "S"}),
+       "tok:chat passes the template's options")
+  H.eq(qwen:chat(q), chat.apply("chatml", q), "the default: the folder's ChatML")
+  -- (seventeenth session) messages after a gap were dropped; one message alone was "empty"
+  H.raises(function() qwen:chat({{role = "user", content = "a"}, nil, {role = "user", content = "c"}}) end,
+           "message 3 after a gap")
+  H.raises(function() qwen:chat({role = "user", content = "hi"}) end, "one message, not a list", "wrap it")
+  H.raises(function() qwen:chat({{role = "assistant", content = "q"}}, {template = "qwen25-math-cot"}) end,
+           "got one assistant message")
+end)
 
 H.case("qwen: known sizes and special ids", function()
   H.eq(qwen.vocab_size, 151669, "vocab size (model + added)")
@@ -457,6 +481,8 @@ H.case("qwen: invalid UTF-8 is encoded byte by byte and decodes back", function(
   H.eq(#ids, 1, "one token for 中")
   local parts = qwen:encode("\xe4\xb8")
   H.eq(qwen:decode(parts), "\xe4\xb8", "partial character decodes to its bytes")
+  -- ids past the tokenizer's 151,669 but inside Qwen's 151,936 embedding rows, as a sampler may draw
+  H.eq(qwen:decode({9707, 151700, 151935}), qwen:decode({9707}), "the model's extra rows decode to nothing")
 end)
 
 -- A quadratic merge would take minutes here: ctest's timeout catches that, no clock needed.
