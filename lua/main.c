@@ -942,7 +942,8 @@ static int pmain(lua_State *L) {
    * that is not a terminal (a pipe, a file) is a script: a failed chunk makes the exit status 1. */
   if (c->interactive || nothing) {
     int failures = repl(L);
-    status = failures && !g_tty ? LUA_ERRRUN : LUA_OK;
+    /* from a pipe, a failed -e chunk or script before the REPL counts too (it gave 0) */
+    status = (failures || status != LUA_OK) && !g_tty ? LUA_ERRRUN : LUA_OK;
     c->interrupted = 0; /* the session's status, not the script's */
   }
   c->exit_code = c->interrupted ? 130 : status == LUA_OK ? 0 : 1;

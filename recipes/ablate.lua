@@ -181,6 +181,12 @@ function M.check(spec, where)
   end
   for _, k in ipairs(axis_names(base)) do once(k, "base " .. k) end
   for _, k in ipairs(axis_names(axes)) do once(k, "axis " .. k) end
+  -- every run's --out is its grid point's folder: an out in base or as an axis was dropped without
+  -- a word (an axis out = {"a", "b"} made two identical runs)
+  if given.out then
+    die("%s: %s: each run's --out is its grid point's folder under the grid's out; set the grid's folder with "
+        .. "the top-level out (or --out)", where, given.out)
+  end
   if spec.seed_key ~= nil and axes[spec.seed_key] == nil then
     die("%s: seed_key %s is not an axis of the grid (axes: %s)", where, tostring(spec.seed_key),
         table.concat(axis_names(axes), ", "))
@@ -930,8 +936,21 @@ function M.main(argv)
   end
   M.check_recipe(spec, path)
   local res
-  if o.report_only then
+  -- --report-only: an ablate grid folder, and no ablate at work in it (its lock, held until main
+  -- returns): results.* were written into any folder (an rlsc run's, a user's results.md) until
+  -- the seventeenth session
+  local function report_lock()
     if not cli.is_dir(out) then die("--report-only: no grid directory '%s' (nothing has run yet)", out) end
+    check_grid_folder(out)
+    if not file_exists(out .. "/grid.json") then
+      die("--report-only: '%s' holds no grid.json: no ablate grid has run there yet", out)
+    end
+    local h, err, pid = require("confit").lock(out .. "/.lock")
+    if not h then die("--out %s; wait for it (it writes the results when it ends)", cli.lock_problem(out, err, pid)) end
+    return h
+  end
+  local held <close> = o.report_only and report_lock() or nil
+  if o.report_only then
     res = {failed = {}, runs = (M.expand(spec))}
     M.check_finished(spec, res.runs, out)
   else
@@ -946,9 +965,14 @@ function M.main(argv)
   for _, p in ipairs(problems or {}) do
     io.stderr:write("ablate: warning: ", p.dir, ": unreadable summary.json: ", p.why, "\n")
   end
-  print(string.format("ablate: %d runs (%s ran, %s skipped, %d failed); %d rows, metrics: %s",
-    #res.runs, tostring(res.ran or 0), tostring(res.skipped or 0), #res.failed, #rows,
-    #mlist > 0 and table.concat(mlist, ", ") or "none yet"))
+  if o.report_only then   -- nothing ran or was skipped: say what was found
+    print(string.format("ablate: %d runs, %d rows from the finished ones, metrics: %s", #res.runs, #rows,
+      #mlist > 0 and table.concat(mlist, ", ") or "none yet"))
+  else
+    print(string.format("ablate: %d runs (%s ran, %s skipped, %d failed); %d rows, metrics: %s",
+      #res.runs, tostring(res.ran or 0), tostring(res.skipped or 0), #res.failed, #rows,
+      #mlist > 0 and table.concat(mlist, ", ") or "none yet"))
+  end
   print("ablate: results in " .. out .. "/results.md and results.csv")
   if stop then return stop.status end
   return #res.failed == 0 and 0 or 1

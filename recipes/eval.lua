@@ -244,6 +244,12 @@ function M.foreign_out(out, names)
     if type(r) == "string" then return string.format("%s, written by %s", path, r) end
     return string.format("%s, not written by eval", path)
   end
+  -- files only other recipes write: an ablate grid's, a training run's (eval's summary.json there
+  -- hid the grid from the report, and ablate then refused its own folder)
+  for _, f in ipairs({{"grid.json", "ablate's grid"}, {"results.csv", "ablate's results"},
+                      {"steps.jsonl", "a training run's steps"}}) do
+    if file_exists(out .. "/" .. f[1]) then return ("%s/%s, %s"):format(out, f[1], f[2]) end
+  end
   local why = check(out .. "/config.json", nil, true) or check(out .. "/summary.json", "config")
   for _, name in ipairs(names) do
     why = why or check(out .. "/" .. name .. "/config.json")

@@ -18,7 +18,8 @@
 -- (any confit.rl method name works). The grid is written as an ablation grid of docs/RUNDIR.md
 -- (OUT/grid.json, OUT/method=<m>,seed=<s>/...), the table to --md (and printed). --out must be
 -- new, empty or an earlier toy_compare grid: anything else in it is refused before any work, and
--- only run folders toy_compare wrote are replaced. summary.json carries docs/RUNDIR.md's acc,
+-- only run folders toy_compare wrote are replaced; one toy_compare at a time holds it (OUT/.lock,
+-- a second is refused naming the first's PID). summary.json carries docs/RUNDIR.md's acc,
 -- pass@1, pass@k, maj@K and n beside the toy's metric names (toy_eval.rundir), as rlsc writes
 -- them; K = --eval-n, and the table's maj@K and pass@K columns are named after it. Spread =
 -- sample standard deviation over the seeds (n - 1 denominator).
@@ -38,7 +39,7 @@ local die = cli.die_for("toy_compare")
 local SPEC = {
   methods = {"string", "temp_only,l1,l2,self_sft,em_ft,grpo_ttrl"},
   seeds = {"string", "1,2,3"},
-  steps = {"int", 20, min = 1},
+  steps = {"int", 20, min = 1, max = 1000000},
   questions_per_step = {"int", 4, min = 1},
   n = {"int", 16, min = 1},
   alpha = {"number", 0.1, min = 0},
@@ -46,7 +47,7 @@ local SPEC = {
   lr = {"number", 1e-4, min = 0},
   temperature_scale = {"number", 0.5, above = 0},
   max_new_tokens = {"int", 64, min = 1},
-  eval_questions = {"int", 100, min = 1},
+  eval_questions = {"int", 100, min = 1, max = 10000},   -- rlsc's and eval's bound
   eval_n = {"int", 16, min = 1},
   eval_seed = {"int", 1},
   model = {"string", "examples/toy/model"},
@@ -211,7 +212,7 @@ local function main(argv)
       elseif name:match(RUN_NAME) then
         local w = foreign_run(p, name)
         if w then why = ("'%s' %s"):format(name, w) end
-      elseif tmp_of(name) == "grid.json" or (md_in_out and (name == md_base or tmp_of(name) == md_base)) then
+      elseif name == ".lock" or tmp_of(name) == "grid.json" or (md_in_out and (name == md_base or tmp_of(name) == md_base)) then
         why = nil   -- a leftover temporary file of toy_compare's, or the table of an earlier run
       else
         why = ("'%s' is not something toy_compare writes"):format(name)
@@ -222,6 +223,10 @@ local function main(argv)
     end
   end
   cli.mkdir_p("toy_compare", o.out, "--out")
+  -- one toy_compare per --out (OUT/.lock, held until the process ends): a second one took the
+  -- first's live run folders for its own, removed them, and both appended to one steps.jsonl
+  local lock <close>, lerr, lpid = confit.lock(o.out .. "/.lock")
+  if not lock then die("--out %s; wait for it or use another --out", cli.lock_problem(o.out, lerr, lpid)) end
   if md_dir and md_dir ~= "" then cli.mkdir_p("toy_compare", md_dir, "--md") end
   if cli.is_dir(o.md) then die("--md '%s' is a directory (give the Markdown file to write)", o.md) end
   do -- the table is written at the end: make sure a file can be written beside --md first

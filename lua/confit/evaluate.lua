@@ -220,6 +220,15 @@ function evaluate.settings(opts, model)
       table.sort(names)
       fail(string.format("unknown template %q (known: %s)", t, table.concat(names, ", ")), 2)
     end
+    -- a template whose markers the model's tokenizer lacks as special tokens would spell
+    -- <|im_start|> out in ordinary tokens: every prompt wrong, without a word
+    local tok = type(model) == "table" and type(model.tokenizer) == "table" and model.tokenizer or nil
+    for _, mark in ipairs(chat.markers(t)) do
+      if tok and type(tok.special) == "table" and not tok.special[mark] then
+        fail(("template %q writes %s, which is no special token of the model's tokenizer (%s): pass a template "
+              .. "of the model's chat format (confit.chat), or plain"):format(t, mark, tostring(tok.path)), 2)
+      end
+    end
     s.template = t
     s.apply_template = function(q) return chat.apply(t, q) end
   elseif type(t) == "function" then

@@ -314,6 +314,20 @@ H.case("command line: dry run, report only, user errors", function()
   H.ok(text:find("(0 ran, 4 skipped", 1, true), text)
   code, text = run_cmd("'" .. gridf .. "' --report-only --out " .. TMP .. "/g7")
   H.eq(code, 0, text)
+  H.ok(text:find("ablate: 4 runs, 2 rows from the finished ones", 1, true), text)
+  -- (seventeenth session) --report-only wrote results.* into any folder, and beside a live ablate
+  os.execute("mkdir -p '" .. TMP .. "/g7other' && echo mine > '" .. TMP .. "/g7other/results.md'")
+  code, text = run_cmd("'" .. gridf .. "' --report-only --out " .. TMP .. "/g7other")
+  H.eq(code, 1, text); H.ok(text:find("holds results.md", 1, false) or text:find("grid.json", 1, true), text)
+  H.eq(read(TMP .. "/g7other/results.md"), "mine\n", "a user's results.md is left alone")
+  os.execute("mkdir -p '" .. TMP .. "/g7empty'")
+  code, text = run_cmd("'" .. gridf .. "' --report-only --out " .. TMP .. "/g7empty")
+  H.eq(code, 1, text); H.ok(text:find("holds no grid.json", 1, true), text)
+  H.eq(read(TMP .. "/g7empty/results.md"), nil, "nothing written")
+  local held = assert(require("confit").lock(TMP .. "/g7/.lock"))
+  code, text = run_cmd("'" .. gridf .. "' --report-only --out " .. TMP .. "/g7")
+  held:close()
+  H.eq(code, 1, text); H.ok(text:find("is in use by another confit process", 1, true), text)
   -- errors: one line, status 1
   code, text = run_cmd("'" .. TMP .. "/nope.lua'")
   H.eq(code, 1, text); H.ok(text:find("^ablate: cannot read grid file"), text)
@@ -619,6 +633,10 @@ H.case("B2: a key given twice (base and grid, or both spellings) is refused; a d
   local runs = ablate.expand(spec)
   H.eq(runs[2].dir, "eval-n=4", "the directory keeps the axis as written")
   H.eq(table.concat(ablate.flags(spec, runs[2], "D"), " "), "--out D --eval-n 4 --steps 1")
+  -- (seventeenth session) out in base or as an axis was dropped without a word
+  H.ok(err({base = {out = "/x"}, grid = {seed = {1}}}):find("base out: each run's --out is its grid point's folder", 1, true),
+       err({base = {out = "/x"}, grid = {seed = {1}}}))
+  H.ok(err({grid = {out = {"a", "b"}}}):find("axis out", 1, true), err({grid = {out = {"a", "b"}}}))
 end)
 
 H.case("U3: a seed_key that is not an axis is refused, naming the axes", function()

@@ -134,6 +134,7 @@ local CASES = {
   {"toy_compare", "--model " .. q(TMP .. "/no-model") .. " " .. C_OUT, 1, {"--model", TMP .. "/no-model"}},
   {"toy_compare", "--model " .. q(MODEL) .. " --max-new-tokens 125 " .. C_OUT, 1, {"--max-new-tokens 125"}},
   {"toy_compare", "--help", 0, {"usage", "--seeds"}},
+  {"toy_compare", "--eval-questions 20000 " .. C_OUT, 1, {"--eval-questions", "20000"}},
   -- ablate
   {"ablate", "--bogus", 1, {"--bogus"}},
   {"ablate", "", 1, {"grid file"}},
@@ -301,6 +302,22 @@ local function run_recipe(recipe, args)
   local ok, _, code = os.execute(("%s recipes/%s.lua %s > %s 2>&1"):format(q(EXE), recipe, args, q(outf)))
   return ok and 0 or code, read(outf) or ""
 end
+
+H.case("toy_compare: an --out another toy_compare holds is refused in one line, nothing touched", function()
+  -- (seventeenth session) a second toy_compare removed the first's live run folders as its own
+  local confit = require "confit"
+  local dir = TMP .. "/tc_locked"
+  assert(os.execute("mkdir -p " .. q(dir)))
+  local h = assert(confit.lock(dir .. "/.lock"))
+  local me = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+  local rc, text = run_recipe("toy_compare", "--methods l2 --seeds 1 --steps 1 --eval-questions 2 --eval-n 1 --out "
+                              .. q(dir) .. " --md " .. q(TMP .. "/tc_locked.md"))
+  h:close()
+  H.eq(rc, 1, text)
+  H.ok(text:find("is in use by another confit process (PID " .. me .. ")", 1, true), text)
+  H.eq(select(2, text:gsub("\n", "")), 1, "one line: " .. text)
+  H.ok(not cli.exists(dir .. "/grid.json"), "nothing written")
+end)
 
 H.case("pretrain_toy: an --out holding other files is refused in one line and left alone", function()
   local dir = TMP .. "/pt_keep"
