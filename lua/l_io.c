@@ -86,7 +86,13 @@ static int l_load(lua_State *L) {
     } else {
       CF_LUA_CORE(L, t = cf_tensor_from_bytes(e->ndim, e->shape, dt, e->data, e->nbytes));
     }
-    if (!t) { cf_st_close(f); return cf_lua_error(L); }
+    if (!t) { /* nil and the reason naming the file and the tensor, as for a malformed file (a shape of
+               * [2^52, 2^52, 0] holds no bytes, so the reader takes it, and no tensor can hold it) */
+      luaL_pushfail(L);
+      lua_pushfstring(L, "%s: tensor \"%s\": %s", path, e->name, cf_error_message());
+      cf_st_close(f);
+      return 2;
+    }
     cf_lua_pushtensor(L, t);
     lua_setfield(L, -2, e->name);
   }
@@ -147,6 +153,9 @@ static int l_save(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, 2)) {
     if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "save_safetensors: tensor names must be strings");
+    size_t nl;
+    const char *nm = lua_tolstring(L, -2, &nl);
+    if (strlen(nm) != nl) luaL_error(L, "save_safetensors: the tensor name \"%s...\" holds a NUL byte", nm);
     if (!cf_lua_totensor(L, -1))
       luaL_error(L, "save_safetensors: tensors.%s is a %s, not a tensor", lua_tostring(L, -2), luaL_typename(L, -1));
     n++;
@@ -184,6 +193,10 @@ static int l_save(lua_State *L) {
     while (lua_next(L, 3)) {
       if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "save_safetensors: metadata must map strings to strings");
+      size_t kl, vl;
+      const char *ks = lua_tolstring(L, -2, &kl), *vs = lua_tolstring(L, -1, &vl);
+      if (strlen(ks) != kl || strlen(vs) != vl) /* "x\0y" was saved as "x" */
+        luaL_error(L, "save_safetensors: metadata \"%s\" holds a NUL byte (in its key or value)", ks);
       nm++;
       lua_pop(L, 1);
     }

@@ -487,6 +487,14 @@ static int help_show(lua_State *L) {
   const char *last = name;
   for (const char *p = name; *p; p++)
     if (*p == '.' || *p == ':') last = p + 1;
+  /* a name of Lua's own libraries is not confit's by its last part (math.max found t:max) */
+  static const char *const lua_libs[] = {"math.", "os.", "string.", "table.", "io.", "coroutine.", "utf8.",
+                                         "debug.", "package.", NULL};
+  for (int i = 0; lua_libs[i]; i++)
+    if (strncmp(name, lua_libs[i], strlen(lua_libs[i])) == 0) {
+      printf("no help for '%s': it is Lua's own (the Lua 5.4 manual, section 6)\n", name);
+      return 0;
+    }
   const char *keys[8];
   int nkeys = 0;
   keys[nkeys++] = name;
@@ -503,7 +511,11 @@ static int help_show(lua_State *L) {
     for (int s = 0; s < nsrc; s++)
       if (doc_lookup(L, src[s], keys[k])) {
         const char *doc = lua_tostring(L, -1);
-        if (strstr(doc, last) != NULL) printf("%s\n", doc);
+        /* a doc that opens with its own signature ("t:max(dim)", "metrics.majority(...") is shown
+         * as it is; another ("natural log") after the name it was found under */
+        const char *at = strstr(doc, last), *space = strchr(doc, ' ');
+        size_t ll = strlen(last);
+        if (at && (!space || at < space) && (at[ll] == '(' || at[ll] == ' ' || at[ll] == '\0')) printf("%s\n", doc);
         else printf("%s: %s\n", keys[k], doc);
         return 0;
       }

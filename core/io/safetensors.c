@@ -945,6 +945,13 @@ int cf_st_write(const char *path, const cf_st_entry *entries, size_t n, const ch
     free(hb.p);
     return -1;
   }
+  /* what the reader would refuse is not written: a name or metadata that is not UTF-8 made a file
+   * that this reader (and Hugging Face's) cannot open */
+  if (hb.len > 8 && st_prescan((const unsigned char *)hb.p + 8, hb.len - 8, path)) {
+    free(hb.p);
+    free(ord);
+    return cf_error_prefix("cf_st_write: a tensor name or a metadata string is not UTF-8 text: ");
+  }
   st_file_parts fp = {&hb, ord, n};
   int rc = st_write_atomic(path, st_emit_file, &fp);
   free(hb.p);

@@ -50,7 +50,9 @@ end
 --- Load a Hugging Face model folder. Returns the model, or nil and a message (also when the
 --- folder's tokenizer.json has ids past the model's vocab_size).
 function M.load(dir)
-  if type(dir) ~= "string" then error("confit.load: expected a folder path, got " .. type(dir), 2) end
+  if type(dir) ~= "string" or dir == "" then
+    error("confit.load: expected a folder path, got " .. (dir == "" and "an empty string" or type(dir)), 2)
+  end
   local c, err = core.model_load(dir)
   if not c then return nil, err end
   local tok

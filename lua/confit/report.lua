@@ -393,9 +393,18 @@ local function grids_section(grids)
   local s = {}
   for _, g in ipairs(grids) do
     local there = file_exists(g .. "/results.md")
-    s[#s + 1] = fmt('<p>Ablation grid %s: the mean ± sample standard deviation over seeds per grid '
-                    .. "point and benchmark is in %s/results.md and %s/results.csv%s.</p>", esc(g), esc(g), esc(g),
-                    there and "" or " (not written yet: confit recipes/ablate.lua GRID.lua --report-only writes them)")
+    -- ablate's grid.json names its recipe; toy_compare's holds axes and runs only, and its table
+    -- goes to its --md file (the ablate advice was wrong for it)
+    local gj = jsonio.read_json(g .. "/grid.json")
+    local by_ablate = type(gj) == "table" and gj.recipe ~= nil
+    if there or by_ablate then
+      s[#s + 1] = fmt('<p>Ablation grid %s: the mean ± sample standard deviation over seeds per grid '
+                      .. "point and benchmark is in %s/results.md and %s/results.csv%s.</p>", esc(g), esc(g), esc(g),
+                      there and "" or " (not written yet: confit recipes/ablate.lua GRID.lua --report-only writes them)")
+    else
+      s[#s + 1] = fmt("<p>Grid %s: its table over seeds is where its maker wrote it (recipes/toy_compare.lua: "
+                      .. "its --md file).</p>", esc(g))
+    end
   end
   return table.concat(s, "\n")
 end

@@ -317,6 +317,7 @@ H.case("load: a missing folder gives nil and a message naming config.json", func
   H.eq(m, nil, "model")
   H.ok(type(err) == "string" and err:find("config.json", 1, true), "message: " .. tostring(err))
   H.ok(err:find("no_such_model", 1, true), "message names the folder: " .. err)
+  H.raises(function() confit.load("") end, "expected a folder path, got an empty string") -- it read /config.json
 end)
 
 H.case("load: a corrupted model.safetensors gives nil and a message naming the file", function()

@@ -183,6 +183,13 @@ H.case(":help prints the one-line doc of an API name", function()
   has(lines[4] or "", "no help for 'no_such_name'")
 end)
 
+H.case(":help of a name of Lua's own libraries says so (math.max found t:max's doc)", function()
+  local out = run("", ":help math.max\n:help os.clock\n:help string.format\n")
+  H.eq(out, "no help for 'math.max': it is Lua's own (the Lua 5.4 manual, section 6)\n"
+            .. "no help for 'os.clock': it is Lua's own (the Lua 5.4 manual, section 6)\n"
+            .. "no help for 'string.format': it is Lua's own (the Lua 5.4 manual, section 6)\n")
+end)
+
 H.case(":help reads the binding's confit.doc table too", function()
   local out, err = seg("help_binding")
   H.eq(err, "", "stderr (is require 'confit' broken?)")

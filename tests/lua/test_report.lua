@@ -115,7 +115,7 @@ make_run(dir_b, {seed = 2, steps = 12, benches = {"toy-mixed"}, greedy = false, 
                  train_acc = true, config = {recipe = "rlsc", seed = 2, alpha = 0.1,
                  optim = {lr = 3e-5, weight_decay = 0.01}, samples = 8, temperature = 0.5}})
 assert(jsonio.write_json_atomic(root .. "/grid/grid.json", {axes = {alpha = {0.1}, lr = {1e-5}},
-  runs = {{dir = "alpha=0.1,lr=1e-05", params = {alpha = 0.1, lr = 1e-5}}}}))
+  runs = {{dir = "alpha=0.1,lr=1e-05", params = {alpha = 0.1, lr = 1e-5}}}, recipe = "recipes/rlsc.lua"}))
 assert(os.execute("mkdir -p " .. sh_quote(dir_empty) .. " " .. sh_quote(dir_bad)))
 do
   local f = assert(io.open(dir_bad .. "/steps.jsonl", "wb"))
@@ -612,6 +612,13 @@ H.case("a grid's page points to ablate's results.md and results.csv", function()
   local out = root .. "/grid-report.html"
   H.eq(dofile("recipes/report.lua")({out, root .. "/grid"}), 0)
   H.ok(slurp(out):find("results.md", 1, true), "recipes/report.lua's page too")
+  -- (seventeenth session) toy_compare's grid (no recipe in grid.json, its table in --md) was told
+  -- to run ablate --report-only
+  local tc = root .. "/tc-grid"
+  os.execute("mkdir -p " .. sh_quote(tc .. "/method=l2,seed=1"))
+  assert(jsonio.write_json_atomic(tc .. "/grid.json", {axes = {method = {"l2"}, seed = {1}}, runs = {}}))
+  local t = report.render({tc})
+  H.ok(not t:find("report-only", 1, true) and t:find("its --md file", 1, true), "toy_compare's grid")
 end)
 
 if not io.open("/usr/bin/chromium", "rb") then

@@ -68,6 +68,7 @@ H.case("round trip of f32, f64, bf16, i32, i64, 0-d, empty and non-contiguous te
   }
   H.ok(not t.transposed:is_contiguous(), "the transposed input is a strided view")
   local p = tempfile()
+  os.remove(p)              -- (os.tmpname made it)
   H.eq(confit.save_safetensors(p, t), true, "save returns true")
   local back, meta = confit.load_safetensors(p)
   H.ok(back, "load: " .. tostring(meta))
@@ -92,6 +93,7 @@ end)
 
 H.case("metadata round trip", function()
   local p = tempfile()
+  os.remove(p)              -- (os.tmpname made it)
   local meta = {format = "pt", seed = "1234", note = "a \"quoted\" value\nwith a newline", ["ü"] = "ÿ"}
   confit.save_safetensors(p, {w = confit.ones({2, 2})}, meta)
   local t, m = confit.load_safetensors(p)
@@ -108,6 +110,7 @@ end)
 
 H.case("the header by hand: little-endian length, JSON, offsets, raw values", function()
   local p = tempfile()
+  os.remove(p)              -- (os.tmpname made it)
   local a = confit.tensor({1.5, -2.0, 0.25})
   local b = confit.tensor({{7, -8}}, {dtype = "i64"})
   local c = confit.tensor({1.0, -3.0}, {dtype = "bf16"})
@@ -161,6 +164,7 @@ H.case("layout: element size descending, then name, so every tensor is naturally
     ["f.f64"] = confit.tensor(0.1, {dtype = "f64"}),
   }
   local p = tempfile()
+  os.remove(p)              -- (os.tmpname made it)
   confit.save_safetensors(p, t)
   local s = read_file(p)
   local n = string.unpack("<I8", s)
@@ -184,6 +188,7 @@ end)
 
 H.case("a hand-written file (as another writer would make it) loads; F16 widens to f32", function()
   local p = tempfile()
+  os.remove(p)              -- (os.tmpname made it)
   local header = cjson.encode({
     h = {dtype = "F16", shape = {3}, data_offsets = {0, 6}},
     w = {dtype = "F32", shape = {2, 1}, data_offsets = {6, 14}},
@@ -205,6 +210,7 @@ H.case("failures: nil and a message naming the file (and tensor)", function()
   H.ok(type(err) == "string" and err:find("no_such_file.safetensors", 1, true), "names the file: " .. tostring(err))
   -- truncated
   local p = tempfile()
+  os.remove(p)              -- (os.tmpname made it)
   confit.save_safetensors(p, {w = confit.ones({16, 16})})
   local s = read_file(p)
   write_file(p, s:sub(1, #s - 10))
@@ -238,6 +244,7 @@ end)
 
 H.case("safetensors_nonfinite: the first float tensor holding NaN or inf, in the file's order, read in place", function()
   local p = tempfile()
+  os.remove(p)              -- (os.tmpname made it)
   local a, b = confit.tensor({1, -2, 3e38}), confit.tensor({{0, 5}, {6, 7}}, {dtype = "f64"})
   local c = confit.tensor({1, 2, 3}):to("bf16")
   confit.save_safetensors(p, {a = a, b = b, c = c, n = confit.tensor({2147483647}, {dtype = "i32"})})
@@ -264,6 +271,7 @@ end)
 
 H.case("argument errors on save", function()
   local p = tempfile()
+  os.remove(p)              -- (os.tmpname made it)
   H.raises(function() confit.save_safetensors(p, {[1] = confit.ones({1})}) end, "names must be strings")
   H.raises(function() confit.save_safetensors(p, {w = 3}) end, "save_safetensors: tensors.w is a number, not a tensor")
   H.raises(function() confit.save_safetensors(p, {a = confit.ones({1}), b = "x"} ) end,
@@ -275,6 +283,7 @@ end)
 H.case("the model writer's file is what load_safetensors reads (same reader)", function()
   local ref = assert(confit.load_safetensors("tests/fixtures/tiny_qwen2/model.safetensors"))
   local p = tempfile()
+  os.remove(p)              -- (os.tmpname made it)
   confit.save_safetensors(p, ref, {format = "pt"})
   local back = assert(confit.load_safetensors(p))
   for name, want in pairs(ref) do same_values(back[name], want, name) end
@@ -290,6 +299,22 @@ H.case("the model writer's file is what load_safetensors reads (same reader)", f
   same_values(w, ref["model.norm.weight"], "model.norm.weight")
   m:free()
   os.execute(("rm -rf %q"):format(dir))
+end)
+
+H.case("seventeenth session: what the reader refuses is not written; a tensor no tensor can hold is nil, message", function()
+  local p = tempfile()
+  os.remove(p)              -- (os.tmpname made it)
+  -- a name that is not UTF-8 made a file load_safetensors refused; a NUL cut a name or a value short
+  local ok, err = pcall(confit.save_safetensors, p, {["\xff\xfe"] = confit.zeros({2})})
+  H.ok(not ok and tostring(err):find("not UTF-8 text", 1, true), tostring(err))
+  H.raises(function() confit.save_safetensors(p, {["a\0b"] = confit.zeros({2})}) end, "holds a NUL byte")
+  H.raises(function() confit.save_safetensors(p, {a = confit.zeros({2})}, {k = "x\0y"}) end, "metadata \"k\" holds a NUL byte")
+  H.eq(io.open(p, "rb"), nil, "nothing written")
+  -- [2^52, 2^52, 0] holds no bytes, so the reader takes the header; no tensor can hold the shape
+  local h = '{"a":{"dtype":"F32","shape":[4503599627370496,4503599627370496,0],"data_offsets":[0,0]}}'
+  local f = assert(io.open(p, "wb")); f:write(string.pack("<I8", #h) .. h); f:close()
+  local t, msg = confit.load_safetensors(p)
+  H.eq(t, nil); H.ok(msg and msg:find(p .. ': tensor "a"', 1, true) and msg:find("too large", 1, true), tostring(msg))
 end)
 
 for _, p in ipairs(temps) do os.remove(p) end
