@@ -124,6 +124,12 @@ function M.parse_args(argv)
     end
     i = i + 1
   end
+  -- (seventeenth session) --limit 0 said "benchmark ... has no problems"; --name without --data
+  -- did nothing (a --bench set is named after its benchmark)
+  if o.limit == 0 then die("--limit must be >= 1 (the first K problems of each benchmark), got 0") end
+  if o.name ~= nil and o.data == nil then
+    die("--name names the --data set; a --bench benchmark is named after itself (give --data, or no --name)")
+  end
   return o
 end
 

@@ -77,6 +77,12 @@ local function messages_of(x)
     if type(m.role) ~= "string" or m.role == "" then
       bad(string.format("message %d has no role (a non-empty string)", i))
     end
+    -- the role goes into the turn's header as it is: a line break or a marker there would start
+    -- turns of its own
+    if m.role:find("[%c<>|]") then
+      bad(string.format("message %d's role %q holds a control character or one of < > | (a role is a word "
+                        .. "such as user)", i, m.role))
+    end
     if type(m.content) ~= "string" then
       bad(string.format("message %d (%s) has no content string", i, m.role))
     end

@@ -325,7 +325,8 @@ local function resume_conflict(path, ident, settings_path)
   local seen = {}
   for _, k in ipairs(keys) do
     if not seen[k] and prev[k] ~= ident[k] then
-      diffs[#diffs + 1] = string.format("%s: %s then, %s now", k, tostring(prev[k]), tostring(ident[k]))
+      local function shown(v) if v == nil then return "not set" end return tostring(v) end
+      diffs[#diffs + 1] = string.format("%s: %s then, %s now", k, shown(prev[k]), shown(ident[k]))
     end
     seen[k] = true
   end

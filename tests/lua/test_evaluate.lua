@@ -660,6 +660,14 @@ H.case("end to end with a tiny random model: records, counts, resume, rescoring"
   for k, v in pairs(opts) do o4[k] = v end
   o4.batch_size = 3
   H.raises(function() evaluate.run(m, probs, o4) end, "batch_size: 4 then, 3 now")
+  -- a setting the earlier run's file lacks reads "not set" (it read "nil")
+  local sp = dir .. "/eval_before.settings.json"
+  local keep_settings = H.read(sp)
+  local st = assert(jsonio.read_json(sp))
+  st.batch_size = nil
+  assert(jsonio.write_json_atomic(sp, st))
+  H.raises(function() evaluate.run(m, probs, opts) end, "batch_size: not set then, 4 now")
+  H.write(sp, keep_settings)
   -- same seed, same samples: greedy identical across batch sizes
   local o3 = {grader = "toy", template = "plain", max_new_tokens = 8, batch_size = 1,
               progress = QUIET}

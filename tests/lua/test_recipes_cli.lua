@@ -110,6 +110,8 @@ local CASES = {
   {"eval", "--help", 0, {"--bench and --data together"}},
   -- eval
   {"eval", "--bogus", 1, {"--bogus"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 0", 1, {"--limit must be >= 1", "got 0"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --name foo", 1, {"--name names the --data set"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --n x", 1, {"--n", "'x'"}},
   {"eval", "--model " .. q(TMP .. "/no-model") .. " --bench toy", 1, {TMP .. "/no-model"}},
   {"eval", "--model " .. q(MODEL) .. " --data " .. q(MISSING), 1, {MISSING}},
