@@ -258,6 +258,7 @@ end
 -- values (they describe the weights saved); the others are appended to its text as they decode
 -- (the core's text is kept as written: "rope_theta": 1000000.0 stays a float). Nothing is added
 -- when `from` is gone or is not a JSON object (the file written is complete for confit).
+local DESCRIBE_WEIGHTS = {dtype = true, torch_dtype = true, quantization_config = true}
 local function keep_source_keys(from, to)
   if not is_regular(from) then return end
   local src = jsonio.read_json(from)
@@ -265,8 +266,8 @@ local function keep_source_keys(from, to)
   local text = assert(io.open(to, "rb")):read("a")
   local have = jsonio.decode(text) or {}
   local extra = {}
-  for k, v in pairs(src) do
-    if type(k) == "string" and have[k] == nil then extra[#extra + 1] = k end
+  for k in pairs(src) do  -- not what describes other weights than those saved (f32, not quantized)
+    if type(k) == "string" and have[k] == nil and not DESCRIBE_WEIGHTS[k] then extra[#extra + 1] = k end
   end
   if #extra == 0 then return end
   table.sort(extra)
