@@ -164,7 +164,12 @@ static int l_save(lua_State *L) {
   const char **names = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *names, 0);
   int k = 0;
   lua_pushnil(L);
-  while (lua_next(L, 2)) { names[k++] = lua_tostring(L, -2); lua_pop(L, 1); }
+  while (lua_next(L, 2)) { /* never past n: a finalizer run by the allocation may change the table */
+    if (k >= n || lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "save_safetensors: the tensor table changed while it was read");
+    names[k++] = lua_tostring(L, -2);
+    lua_pop(L, 1);
+  }
+  if (k != n) luaL_error(L, "save_safetensors: the tensor table changed while it was read");
   qsort(names, (size_t)n, sizeof *names, cmp_str);
   cf_st_entry *e = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *e, 0);
   lua_createtable(L, n, 0);  /* keeps the contiguous CPU copies alive */
@@ -205,7 +210,13 @@ static int l_save(lua_State *L) {
   k = 0;
   if (has_meta) {
     lua_pushnil(L);
-    while (lua_next(L, 3)) { kv[k++] = lua_tostring(L, -2); kv[k++] = lua_tostring(L, -1); lua_pop(L, 1); }
+    while (lua_next(L, 3)) {
+      if (k >= 2 * nm || lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "save_safetensors: the metadata table changed while it was read");
+      kv[k++] = lua_tostring(L, -2);
+      kv[k++] = lua_tostring(L, -1);
+      lua_pop(L, 1);
+    }
   }
   kv[k] = NULL;
   int rc;

@@ -123,6 +123,10 @@ static int model_logprobs(lua_State *L) {
   lua_settop(L, 5);
   int64_t *plen = int_list(L, 3, B, "prompt_lens");
   int64_t *lens = lua_isnil(L, 5) ? NULL : int_list(L, 5, B, "lens");
+  /* the lists' reads may run Lua (an __index, a finalizer) that frees the model or ids: both are
+   * looked up again, an error if freed, instead of used after free */
+  m = check_model(L, 1);
+  ids = cf_lua_checktensor(L, 2);
   cf_tensor *out;
   CF_LUA_CORE(L, out = cf_qwen2_logprobs(m, ids, plen, lens, temp));
   cf_lua_pushtensor(L, out);
@@ -256,6 +260,7 @@ static int model_generate(lua_State *L) {
   }
   cf_gen_sample *s = NULL;
   int rc;
+  m = check_model(L, 1); /* the option and prompt reads may have run Lua that freed it */
   CF_LUA_CORE(L, rc = cf_qwen2_generate(m, (const int64_t *const *)prompts, plen, np, &o, &s));
   cf_interrupt_clear();
   if (rc) return cf_lua_error(L);

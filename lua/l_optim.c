@@ -81,9 +81,12 @@ static cf_tensor **collect_params(lua_State *L, int idx, const char *fn, int *n_
   while (lua_next(L, idx)) {
     if (lua_type(L, -2) != LUA_TSTRING)
       luaL_error(L, "%s: the parameter table mixes a list with other keys; give a list or name -> tensor", fn);
+    /* the buffer's allocation may have run a finalizer that changed the table: never past n */
+    if (k >= n) luaL_error(L, "%s: the parameter table changed while it was read", fn);
     names[k++] = lua_tostring(L, -2); /* anchored by the table */
     lua_pop(L, 1);
   }
+  if (k != n) luaL_error(L, "%s: the parameter table changed while it was read", fn);
   qsort(names, (size_t)n, sizeof *names, cmp_names);
   ps = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *ps, 0);
   for (int i = 0; i < n; i++) {
@@ -328,8 +331,9 @@ static int m_load_state(lua_State *L) {
   lua_getfield(L, 2, "steps");
   int isint;
   lua_Integer steps = lua_tointegerx(L, -1, &isint);
-  if (!isint || steps < 0)
-    luaL_error(L, "load_state: steps must be an integer >= 0, got %s", luaL_tolstring(L, -1, NULL));
+  /* at most 2^53 (a count a JSON number holds): INT64_MAX overflowed at the next step */
+  if (!isint || steps < 0 || steps > ((lua_Integer)1 << 53))
+    luaL_error(L, "load_state: steps must be an integer in [0, 2^53], got %s", luaL_tolstring(L, -1, NULL));
   lua_pop(L, 1);
   for (int i = 0; i < o->n; i++) {
     lua_pushfstring(L, "step.%d", i + 1);
@@ -384,14 +388,17 @@ static int m_load_state(lua_State *L) {
     }
     lua_pop(L, 1);
   }
+  /* the reads above may have run Lua (an __index, a finalizer) that freed the optimizer: looked up
+   * again, an error if freed; steps as checked (a second read could see another value) */
+  o = check_optim(L, 1);
   o->cfg = c;
-  lua_getfield(L, 2, "steps");
-  o->steps = lua_tointeger(L, -1);
-  lua_pop(L, 1);
+  o->steps = steps;
   for (int i = 0; i < o->n; i++) {
     lua_pushfstring(L, "step.%d", i + 1);
     lua_rawget(L, 2);
-    o->param_steps[i] = lua_tointeger(L, -1);
+    o = check_optim(L, 1);
+    lua_Integer si = lua_tointeger(L, -1);
+    o->param_steps[i] = si >= 0 && si <= steps ? si : 0; /* checked above, unless Lua changed the table since */
     lua_pop(L, 1);
     for (int s = 0; s < nslots; s++) {
       lua_pushfstring(L, "%s.%d", cf_optim_slot_name(o, s), i + 1);

@@ -1142,6 +1142,11 @@ static int m_backward(lua_State *L) {
       seed = s;
     }
   }
+  /* the option reads and the seed's box may have run Lua (an __index, a finalizer) that freed t
+   * or the seed: looked up again, an error if freed, instead of used after free */
+  t = cf_lua_checktensor(L, 1);
+  if (seed_idx && !lua_isnoneornil(L, seed_idx) && cf_lua_totensor(L, seed_idx)) seed = cf_lua_checktensor(L, seed_idx);
+  else if (seed) seed = cf_lua_checktensor(L, -1);
   int rc;
   CF_LUA_CORE(L, rc = cf_backward(t, seed, retain));
   if (rc) cf_lua_error(L);
@@ -1204,7 +1209,15 @@ static int mm_newindex(lua_State *L) {
     if (!cf_same_shape(g, t) || g->dtype != t->dtype || cf_tensor_device(g) != cf_tensor_device(t))
       return luaL_error(L, "grad: must match the tensor: %s %s given for %s %s", shape_str(g, a, sizeof a),
                         cf_dtype_name(g->dtype), shape_str(t, b, sizeof b), cf_dtype_name(t->dtype));
-    cf_tensor_retain(g);
+    /* a grad that is t itself, has a graph (which may hold t) or a grad of its own (which may be
+     * t) is kept as a detached alias of its data: as it was, t.grad = t or t.grad = t * 2 made a
+     * reference cycle that was never freed */
+    if (g == t || g->grad_fn || g->grad || g->requires_grad) {
+      CF_LUA_CORE(L, g = cf_detach(g));
+      if (!g) return cf_lua_error(L);
+    } else {
+      cf_tensor_retain(g);
+    }
     cf_tensor_release(t->grad);
     t->grad = g;
     return 0;

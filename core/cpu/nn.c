@@ -323,6 +323,8 @@ int cf_infer_cat(const char *op, cf_tensor *const *in, int nin, const cf_args *a
     if (!ok)
       return CF_ERR("%s: shapes must match except in dim %d: %s and %s (tensor %d)", op, dim + 1,
                     cf_shape_str(t0, b1, sizeof b1), cf_shape_str(t, b2, sizeof b2), k + 1);
+    if (t->shape[dim] > INT64_MAX - out->shape[dim]) /* the sum wrapped (signed overflow: undefined) */
+      return CF_ERR("%s: the joined size in dim %d overflows (tensor %d)", op, dim + 1, k + 1);
     out->shape[dim] += t->shape[dim];
   }
   out->dtype = t0->dtype;

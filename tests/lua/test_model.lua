@@ -652,6 +652,18 @@ H.case("generate's options: numbers that are numbers, a boolean ignore_eos, a fu
   m:free()
 end)
 
+H.case("generate and logprobs whose option tables free the model raise, not use it after free", function()
+  local m = assert(confit.load(FIXTURES[1]))
+  H.raises(function() m.core:generate({{1, 2, 3}}, setmetatable({}, {__index = function() m:free() end})) end,
+           "model was freed")
+  local m2 = assert(confit.load(FIXTURES[1]))
+  local ids = confit.tensor({{1, 2, 3}}, {dtype = "i64"})
+  H.raises(function()
+    m2.core:logprobs(ids, setmetatable({}, {__len = function() return 1 end,
+                                             __index = function() m2:free(); return 1 end}), 1)
+  end, "model was freed")
+end)
+
 H.case("sixteenth session: logprobs options and empty batches, eos ids, generate's default length and its checks' order", function()
   local m = assert(confit.load("examples/toy/model"))
   local ids, lens = model.pad({{1, 2, 3, 4, 5, 6, 7}, {8, 9, 10}})

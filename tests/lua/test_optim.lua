@@ -178,8 +178,8 @@ H.case("state round trip: a restored optimizer continues identically", function(
   -- step counters: integers, none past the optimizer's steps (a bad one skewed bias correction)
   s = a:state()
   for _, c in ipairs({{"step.1", -1, "step.1 must be an integer in [0, steps = 0]"}, {"step.1", 1, "got 1"},
-                      {"step.1", "x", "got x"}, {"step.1", nil, "got nil"}, {"steps", -2, "steps must be an integer >= 0"},
-                      {"steps", 0.5, "steps must be an integer >= 0, got 0.5"}}) do
+                      {"step.1", "x", "got x"}, {"step.1", nil, "got nil"}, {"steps", -2, "steps must be an integer in [0, 2^53]"},
+                      {"steps", 0.5, "steps must be an integer in [0, 2^53], got 0.5"}}) do
     local bad = {}
     for k, v in pairs(s) do bad[k] = v end
     bad[c[1]] = c[2]
@@ -499,6 +499,19 @@ H.case("two views of one storage passed as separate parameters are refused", fun
   h2.grad = f64({2, 2}, false)
   opt:step()
   same_list(flat(base), {0, 1, 1, 2}, 0, "each view stepped once")
+end)
+
+H.case("seventeenth session: load_state bounds the step counts and survives a table that frees the optimizer", function()
+  local w = confit.randn({3}, {requires_grad = true})
+  local opt = confit.optim.adamw({w}, {lr = 1e-3})
+  w.grad = confit.ones({3})
+  opt:step()
+  local st = opt:state()
+  st.steps = math.maxinteger                   -- counted past INT64_MAX at the next step
+  H.raises(function() opt:load_state(st) end, "steps must be an integer in [0, 2^53]")
+  st = opt:state()
+  H.raises(function() opt:load_state(setmetatable(st, {__index = function() opt:free(); collectgarbage() end})) end,
+           "optimizer was freed")
 end)
 
 H.finish()

@@ -687,4 +687,24 @@ H.case("elementwise gradients at 0, infinities, NaN and subnormals (values from 
   same_list(flat(x.grad), {0.5, 0.5, 0.5}, 1e-7, "gelu f32")
 end)
 
+H.case("seventeenth session: a grad that would close a reference cycle, a cat that overflows, a backward whose options free t", function()
+  local function live() collectgarbage(); collectgarbage(); return confit.memory().cpu_bytes end
+  local b = live()
+  for _ = 1, 500 do local x = confit.randn({256}):requires_grad_(); local y = x * 2; x.grad = y end
+  for _ = 1, 500 do local x = confit.randn({256}); x.grad = x end
+  H.eq(live() - b, 0, "x.grad = x * 2 and x.grad = x free everything (a cycle leaked each)")
+  local x = confit.tensor({1, 2, 3})
+  x.grad = x
+  same_list(flat(x.grad), {1, 2, 3}, 0, "the grad holds the data")
+  local parts = {}
+  for i = 1, 64 do parts[i] = confit.zeros({1}):expand({1 << 58}) end
+  parts[65] = confit.ones({5})
+  H.raises(function() confit.cat(parts, 1) end, "cat: the joined size in dim 1 overflows")
+  -- an option table whose __index frees the tensor: an error, not a use after free
+  local w = confit.randn({4}, {requires_grad = true})
+  local y = w:sum()
+  H.raises(function() y:backward(setmetatable({}, {__index = function() y:free(); collectgarbage() end})) end,
+           "tensor was freed")
+end)
+
 H.finish()
