@@ -212,6 +212,7 @@ static int model_generate(lua_State *L) {
       int ok;
       stop[i] = lua_tointegerx(L, -1, &ok);
       if (!ok) luaL_error(L, "generate: stop[%d] is not an integer token id", i + 1);
+      m = check_model(L, 1); /* the reads may have run Lua that freed it (see below) */
       if (stop[i] < 0 || stop[i] >= m->cfg.vocab)
         luaL_error(L, "generate: stop[%d] = %I is outside the vocabulary [0, %d)", i + 1, (lua_Integer)stop[i], m->cfg.vocab);
       lua_pop(L, 1);
@@ -248,6 +249,7 @@ static int model_generate(lua_State *L) {
   lua_getfield(L, 3, "max_new_tokens");
   bool given_max = !lua_isnil(L, -1);
   lua_pop(L, 1);
+  m = check_model(L, 1);
   if (!given_max) {
     int longest = 0;
     for (int p = 0; p < np; p++) longest = plen[p] > longest ? plen[p] : longest;

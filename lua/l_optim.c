@@ -326,6 +326,10 @@ static int m_load_state(lua_State *L) {
     lua_pop(L, 1);
   }
   if (cf_optim_check_config(&c)) cf_lua_error(L);
+  /* A read of the state table may run Lua (an __index, a finalizer run by an allocation) that
+   * frees this optimizer: o is looked up again after each (an error if freed), never used after
+   * free. */
+  o = check_optim(L, 1);
   /* the step counters: an integer >= 0, and no parameter updated more often than the optimizer
    * stepped (a corrupted count would silently skew AdamW's bias correction) */
   lua_getfield(L, 2, "steps");
@@ -335,7 +339,7 @@ static int m_load_state(lua_State *L) {
   if (!isint || steps < 0 || steps > ((lua_Integer)1 << 53))
     luaL_error(L, "load_state: steps must be an integer in [0, 2^53], got %s", luaL_tolstring(L, -1, NULL));
   lua_pop(L, 1);
-  for (int i = 0; i < o->n; i++) {
+  for (int i = 0; i < (o = check_optim(L, 1))->n; i++) {
     lua_pushfstring(L, "step.%d", i + 1);
     lua_rawget(L, 2);
     lua_Integer si = lua_tointegerx(L, -1, &isint);
@@ -346,11 +350,12 @@ static int m_load_state(lua_State *L) {
   }
   int nslots = (c.kind == CF_OPTIM_ADAMW) ? 2 : (c.momentum != 0 ? 1 : 0);
   /* check every tensor before changing anything */
-  for (int i = 0; i < o->n; i++)
+  for (int i = 0; i < (o = check_optim(L, 1))->n; i++)
     for (int s = 0; s < nslots; s++) {
       const char *slot = c.kind == CF_OPTIM_ADAMW ? (s ? "exp_avg_sq" : "exp_avg") : "momentum_buffer";
       lua_pushfstring(L, "%s.%d", slot, i + 1);
       lua_rawget(L, 2);
+      o = check_optim(L, 1);
       if (!lua_isnil(L, -1)) {
         cf_tensor *t = cf_lua_totensor(L, -1);
         if (!t) luaL_error(L, "load_state: state entry %d/%d is not a tensor", i + 1, s + 1);
@@ -367,9 +372,10 @@ static int m_load_state(lua_State *L) {
       }
       lua_pop(L, 1);
     }
-  for (int i = 0; i < o->n; i++) {
+  for (int i = 0; i < (o = check_optim(L, 1))->n; i++) {
     lua_pushfstring(L, "master.%d", i + 1);
     lua_rawget(L, 2);
+    o = check_optim(L, 1);
     if (!lua_isnil(L, -1)) {
       cf_tensor *t = cf_lua_totensor(L, -1);
       cf_tensor *p = o->params[i];
@@ -403,6 +409,7 @@ static int m_load_state(lua_State *L) {
     for (int s = 0; s < nslots; s++) {
       lua_pushfstring(L, "%s.%d", cf_optim_slot_name(o, s), i + 1);
       lua_rawget(L, 2);
+      o = check_optim(L, 1);
       cf_tensor *t = lua_isnil(L, -1) ? NULL : cf_lua_totensor(L, -1);
       int rc;
       CF_LUA_CORE(L, rc = cf_optim_state_set(o, i, s, t));
@@ -411,6 +418,7 @@ static int m_load_state(lua_State *L) {
     }
     lua_pushfstring(L, "master.%d", i + 1);
     lua_rawget(L, 2);
+    o = check_optim(L, 1);
     cf_tensor *t = lua_isnil(L, -1) ? NULL : cf_lua_totensor(L, -1);
     if (t || o->params[i]->dtype == CF_DTYPE_BF16) {
       int rc;

@@ -1121,6 +1121,7 @@ static int m_backward(lua_State *L) {
   } else if (!lua_isnoneornil(L, opts_idx)) {
     luaL_error(L, "backward: options must be a table such as {retain_graph = true}");
   }
+  t = cf_lua_checktensor(L, 1); /* the option reads may have run Lua that freed it (see below) */
   cf_tensor *seed = NULL;
   if (seed_idx && !lua_isnoneornil(L, seed_idx)) {
     seed = cf_lua_totensor(L, seed_idx);
