@@ -328,7 +328,8 @@ local function read_questions(o)
     local r, where = rw[1], rw[2]
     do
       if type(r) ~= "table" or r[1] ~= nil then
-        die("--data %s: expected a JSON object, got %s", where, type(r) == "table" and "an array" or type(r))
+        die("--data %s: expected a JSON object, got %s", where, r == jsonio.null and "null"
+            or type(r) == "table" and "an array" or type(r))
       end
       local q = r[o.question_field]
       if type(q) ~= "string" then
@@ -496,6 +497,23 @@ end
 -- and log.txt). A fresh run starts an unfinished rlsc run over, --resume continues it from its
 -- latest checkpoint (with the same settings and model); a finished run (summary.json) is only
 -- resumed from a checkpoint. No --out: a new folder. Sets o.resumed (a checkpoint is continued).
+-- A fingerprint of the training questions as train.run gets them (prompt after --template, answer,
+-- in order): FNV-1a over their bytes, as 16 hex digits. A resume compares it with the run's, so
+-- another --data, its fields, --template or the file edited since are refused (they mixed two
+-- training sets in one run).
+local function questions_digest(qs)
+  local h = -3750763034362895579   -- FNV-1a 64 offset basis 0xcbf29ce484222325 (integers wrap)
+  local function eat(s)
+    for i = 1, #s do h = (h ~ s:byte(i)) * 1099511628211 end
+    h = (h ~ 0xff) * 1099511628211    -- a separator no UTF-8 text holds
+  end
+  for _, q in ipairs(qs) do
+    eat(type(q.prompt) == "table" and table.concat(q.prompt, ",") or tostring(q.prompt))
+    eat(q.answer == nil and "" or tostring(q.answer))
+  end
+  return ("%016x"):format(h)
+end
+
 local function check_out_dir(o)
   if not o.out then
     if o.resume then die("--resume needs --out (the run directory to continue)") end
@@ -527,11 +545,29 @@ local function check_out_dir(o)
   end
   local ckpt = train.latest_checkpoint(o.out)
   o.resumed = o.resume and ckpt ~= nil
+  -- a live run's checkpoints are its own: a run without --resume that finds one asks its lock
+  -- first (the advice to --resume them ended at that lock anyway)
+  if ckpt and not o.resume then
+    local h, err, pid = confit.lock(o.out .. "/.lock")
+    if not h then die("--out %s; wait for it or use another --out", cli.lock_problem(o.out, err, pid)) end
+    h:close()
+  end
   -- the checkpoint continued must come from --model: the run's recorded folder, then (in
   -- train.check_out) the architecture of --model's config.json against the checkpoint's
   if o.resumed and run and type(run.model) == "string" and not same_folder(run.model, o.model) then
     die("--resume: --out '%s' is a run of --model '%s', not '%s'; resume with its --model or use another --out",
         o.out, run.model, o.model)
+  end
+  -- and on the same training questions (a run of an earlier confit has no digest: not compared)
+  if o.resumed and run and o.data and type(run.questions_digest) == "string"
+     and run.questions_digest ~= questions_digest(o.questions) then
+    die("--resume: --out '%s' trained on other questions (--data %s%s): --data, its fields, --template or the "
+        .. "file changed; resume with the run's or use another --out", o.out, tostring(run.data),
+        run.template and (", --template " .. tostring(run.template)) or "")
+  end
+  if o.resumed and run and not o.data and (run.data ~= nil or (run.task ~= nil and run.task ~= o.task)) then
+    die("--resume: --out '%s' trained on %s, not the toy task %s; resume with the run's or use another --out",
+        o.out, run.data and ("--data " .. tostring(run.data)) or ("the toy task " .. tostring(run.task)), o.task)
   end
   -- and on its device and dtype: a checkpoint of bf16 weights on the GPU holds f32 master copies
   -- that f32 parameters cannot take, and one of f32 weights would lose them in bf16
@@ -648,6 +684,7 @@ local function check(o)
     -- --template was given (then both use it)
     o.eval_template = o.template
     if o.template == "auto" then
+      o.template_auto = true
       o.template = evaluate.default_template("qwen", o.model)
       o.eval_template = evaluate.default_template(o.eval_mode, o.model)
     end
@@ -697,6 +734,20 @@ local function check(o)
         if n > longest then longest, where = n, q.id end
       end
       return longest, where
+    end
+    -- a template whose markers are no special tokens of the model's tokenizer spells them out in
+    -- ordinary tokens: every prompt wrong (training went on without a word; the evaluation
+    -- refused it with a traceback, after config.json was written)
+    local auto = o.template_auto and " (--template auto's choice)" or ""
+    for _, t in ipairs({{o.template, "the training template"}, {not o.no_eval and o.eval_problems and o.eval_template,
+                                                                "the evaluation's template"}}) do
+      for _, mark in ipairs(t[1] and chat.markers(t[1]) or {}) do
+        if not tok.special[mark] then
+          die("%s %s%s writes %s, which is no special token of --model '%s''s tokenizer: give --template of its "
+              .. "chat format (%s), or --template plain", t[2], t[1], auto, mark, o.model,
+              chat.family(o.model) or "its folder has no chat template")
+        end
+      end
     end
     local longest, where = longest_prompt(o.questions, function(q) return q.prompt end, "--data " .. o.data)
     local hint = require("confit.evaluate").context_hint
@@ -805,6 +856,7 @@ local function main(argv)
     recompute = o.recompute, micro_batch = o.micro_batch, updates_per_batch = o.updates_per_batch,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
     task = not o.data and o.task or nil, data = o.data, template = o.data and o.template or nil,
+    questions_digest = o.data and questions_digest(o.questions) or nil,
     -- how --data was read: its fields, or a benchmark's fields and reference answers
     question_field = o.data_question_field, answer_field = o.data_answer_field,
     answer_reference = o.data_reference,

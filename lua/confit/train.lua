@@ -520,6 +520,23 @@ function M.check_out(out, opts)
   if bad then return damaged(bad) end
   local kept, serr = steps_before(out .. "/steps.jsonl", step)
   if not kept then return ("resume: %s (fix or remove that line)"):format(serr) end
+  -- every batch up to the checkpoint's must have its record: a log cut short (its appends are
+  -- not synced, the checkpoints are) resumed with a gap in the step numbers
+  if cli.exists(out .. "/steps.jsonl") then
+    local have = {}
+    for _, r in ipairs(kept) do have[type(r.batch) == "number" and r.batch or r.step] = true end
+    for b = 1, step do
+      if not have[b] then
+        local earlier
+        for _, c in ipairs(list) do if c.step < b then earlier = c; break end end
+        return ("resume: %s/steps.jsonl has no record of step %d, before %s (a write lost in a crash?): %s")
+               :format(out, b, dir:match("[^/]+$"), earlier
+                 and ("remove the checkpoints after step %d to resume from %s, or use another --out")
+                     :format(b - 1, earlier.dir:match("[^/]+$"))
+                 or "use another --out")
+      end
+    end
+  end
   return nil
 end
 

@@ -647,6 +647,25 @@ H.case("train.run: checkpoints and resume equal an uninterrupted run", function(
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+H.case("train.run: resume refuses a steps.jsonl that lacks a step before the checkpoint, naming the way out", function()
+  -- (seventeenth session) a log cut short resumed with a gap in its step numbers
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute(("mkdir -p %q"):format(dir))
+  run_tiny(dir, 4, {checkpoint_every = 2})
+  local lines = {}
+  for l in io.lines(dir .. "/steps.jsonl") do lines[#lines + 1] = l end
+  H.eq(#lines, 4)
+  H.write(dir .. "/steps.jsonl", table.concat(lines, "\n", 1, 3) .. "\n")
+  H.raises(function() run_tiny(dir, 5, {resume = true, checkpoint_every = 2}) end,
+           "steps.jsonl has no record of step 4, before checkpoint-4", "remove the checkpoints after step 3 to resume from checkpoint-2")
+  H.eq(select(2, H.read(dir .. "/steps.jsonl"):gsub("\n", "")), 3, "the log untouched")
+  os.execute(("rm -rf %q/checkpoint-4"):format(dir))
+  local recs = run_tiny(dir, 5, {resume = true, checkpoint_every = 2})
+  H.eq(#recs, 5, "resumed from checkpoint-2: steps 1-5")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: resume refuses a checkpoint that lacks a parameter or holds one at another shape", function()
   -- (seventeenth session) a renamed tensor left that parameter at the model's own value
   local dir = os.tmpname()

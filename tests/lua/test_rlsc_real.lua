@@ -413,11 +413,16 @@ H.case("data mistakes: one line, exit 1, nothing written", function()
   f = assert(io.open(NESTED, "wb"))
   f:write('[{"problem": "1+1?", "answer": "2"}, [1, 2]]\n')
   f:close()
+  local NULLLINE = TMP .. "/null-line.jsonl"
+  f = assert(io.open(NULLLINE, "wb"))
+  f:write('{"problem": "1+1?", "answer": "2"}\nnull\n')
+  f:close()
   local cases = {
     {"--data", BAD, "dup.jsonl:2: id 7 repeats line 1"},
     {"--eval-data", BAD, "share the id 7"},
     {"--data", ARR, "dup-array.json: element 2: id 7 repeats element 1"},
     {"--data", NESTED, "nested-array.json: element 2: expected a JSON object, got an array"},
+    {"--data", NULLLINE, "null-line.jsonl:2: expected a JSON object, got null"},  -- it said "userdata"
   }
   for k, c in ipairs(cases) do
     local out = TMP .. "/bad" .. k
@@ -445,6 +450,36 @@ H.case("data mistakes: one line, exit 1, nothing written", function()
   local _, _, code = p:close()
   H.eq(code, 0, "a JSON array trains\n" .. text)
   H.eq(#assert(jsonio.read_jsonl(out .. "/steps.jsonl")), 1, "one step")
+end)
+
+H.case("--resume on other training questions is refused before anything is written", function()
+  -- (seventeenth session) another --data, its fields or --template resumed and mixed two
+  -- training sets in one run; the run's questions_digest decides
+  local out = TMP .. "/resume-data"
+  rm_rf(out)
+  local base = ("%q recipes/rlsc.lua --model %q --question-field problem --steps %%d --n 2 --max-new-tokens 8 "
+                .. "--checkpoint-every 1 --no-eval --quiet --out %q"):format(exe, MODEL, out)
+  local function go(args)
+    local p = assert(io.popen(args .. " 2>&1"))
+    local text = p:read("a")
+    local _, _, code = p:close()
+    return code, text
+  end
+  local OTHER = TMP .. "/other.jsonl"
+  local f = assert(io.open(OTHER, "wb"))
+  f:write('{"problem": "3+3?", "answer": "6"}\n{"problem": "5+5?", "answer": "10"}\n')
+  f:close()
+  local code, text = go(base:format(1) .. (" --data %q"):format(DATA))
+  H.eq(code, 0, text)
+  local before = H.read(out .. "/config.json")
+  code, text = go(base:format(2) .. (" --data %q --resume"):format(OTHER))
+  H.eq(code, 1, text); H.ok(text:find("trained on other questions", 1, true), text)
+  code, text = go(base:format(2) .. (" --data %q --template plain --resume"):format(DATA))
+  H.eq(code, 1, text); H.ok(text:find("trained on other questions", 1, true), "another --template: " .. text)
+  H.eq(H.read(out .. "/config.json"), before, "config.json untouched")
+  code, text = go(base:format(2) .. (" --data %q --resume"):format(DATA))
+  H.eq(code, 0, "the same data resumes\n" .. text)
+  rm_rf(out)
 end)
 
 -- The audit's fixes (real-data path) ---------------------------------------------------------
