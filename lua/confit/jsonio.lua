@@ -253,6 +253,10 @@ function M.read_json(path)
   local text, err = read_all(path)
   if not text then return nil, err end
   text = no_bom(text)
+  local ulen, bad = utf8.len(text)
+  if not ulen then
+    return nil, string.format("%s:%d: not UTF-8 text (byte %d)", path, line_of(text, bad), bad)
+  end
   local v, derr = decode_root(text)
   if v == nil and derr then
     local char = tonumber(derr:match("at character (%d+)"))
@@ -286,6 +290,10 @@ function M.read_jsonl(path, opts)
         return nil, string.format("%s:%d: %s", path, lineno, derr)
       end
       if v == M.null then return nil, string.format("%s:%d: a record is null", path, lineno) end
+      -- JSON text is UTF-8: a record holding other bytes (Latin-1, a cut character) was taken
+      -- as it was and written back with U+FFFD in their place
+      local ulen, bad = utf8.len(line)
+      if not ulen then return nil, string.format("%s:%d: not UTF-8 text (byte %d of the line)", path, lineno, bad) end
       out[#out + 1] = v
       if lines then lines[#lines + 1] = line end
     end

@@ -308,4 +308,17 @@ H.case("confit.lock: one holder per lock file; released on close and garbage col
   os.remove(d)
 end)
 
+H.case("seventeenth session: read_jsonl and read_json refuse bytes that are not UTF-8, naming the line", function()
+  local p = os.tmpname()
+  H.write(p, '{"a": 1}\n{"b": "caf\xe9"}\n')
+  local v, err = jsonio.read_jsonl(p)
+  H.eq(v, nil); H.ok(err and err:find(p .. ":2: not UTF-8 text", 1, true), tostring(err))
+  H.write(p, '{\n"b": "\xff"}\n')
+  v, err = jsonio.read_json(p)
+  H.eq(v, nil); H.ok(err and err:find(p .. ":2: not UTF-8 text", 1, true), tostring(err))
+  H.write(p, '{"b": "caf\xc3\xa9"}\n')
+  H.eq(jsonio.read_json(p).b, "caf\xc3\xa9", "UTF-8 reads")
+  os.remove(p)
+end)
+
 H.finish()

@@ -417,12 +417,17 @@ H.case("data mistakes: one line, exit 1, nothing written", function()
   f = assert(io.open(NULLLINE, "wb"))
   f:write('{"problem": "1+1?", "answer": "2"}\nnull\n')
   f:close()
+  local LATIN1 = TMP .. "/latin1.jsonl"
+  f = assert(io.open(LATIN1, "wb"))
+  f:write('{"problem": "1+1?", "answer": "2"}\n{"problem": "caf\xe9 + 1?", "answer": "2"}\n')
+  f:close()
   local cases = {
     {"--data", BAD, "dup.jsonl:2: id 7 repeats line 1"},
     {"--eval-data", BAD, "share the id 7"},
     {"--data", ARR, "dup-array.json: element 2: id 7 repeats element 1"},
     {"--data", NESTED, "nested-array.json: element 2: expected a JSON object, got an array"},
     {"--data", NULLLINE, "null-line.jsonl:2: expected a JSON object, got null"},  -- it said "userdata"
+    {"--data", LATIN1, "latin1.jsonl:2: not UTF-8 text"},   -- the bytes became U+FFFD in the records
   }
   for k, c in ipairs(cases) do
     local out = TMP .. "/bad" .. k
