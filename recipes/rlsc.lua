@@ -492,11 +492,6 @@ local function take_lock(o)
   o.lock = h
 end
 
--- --out: a new or empty folder, an rlsc run directory (its config.json has recipe "rlsc") that
--- holds no model, or an ablate grid point that rlsc has not written to yet (only ablate.json
--- and log.txt). A fresh run starts an unfinished rlsc run over, --resume continues it from its
--- latest checkpoint (with the same settings and model); a finished run (summary.json) is only
--- resumed from a checkpoint. No --out: a new folder. Sets o.resumed (a checkpoint is continued).
 -- A fingerprint of the training questions as train.run gets them (prompt after --template, answer,
 -- in order): FNV-1a over their bytes, as 16 hex digits. A resume compares it with the run's, so
 -- another --data, its fields, --template or the file edited since are refused (they mixed two
@@ -514,6 +509,11 @@ local function questions_digest(qs)
   return ("%016x"):format(h)
 end
 
+-- --out: a new or empty folder, an rlsc run directory (its config.json has recipe "rlsc") that
+-- holds no model, or an ablate grid point that rlsc has not written to yet (only ablate.json
+-- and log.txt). A fresh run starts an unfinished rlsc run over, --resume continues it from its
+-- latest checkpoint (with the same settings and model); a finished run (summary.json) is only
+-- resumed from a checkpoint. No --out: a new folder. Sets o.resumed (a checkpoint is continued).
 local function check_out_dir(o)
   if not o.out then
     if o.resume then die("--resume needs --out (the run directory to continue)") end
@@ -568,6 +568,10 @@ local function check_out_dir(o)
   if o.resumed and run and not o.data and (run.data ~= nil or (run.task ~= nil and run.task ~= o.task)) then
     die("--resume: --out '%s' trained on %s, not the toy task %s; resume with the run's or use another --out",
         o.out, run.data and ("--data " .. tostring(run.data)) or ("the toy task " .. tostring(run.task)), o.task)
+  end
+  if o.resumed and run and o.data and run.data == nil and run.task ~= nil then
+    die("--resume: --out '%s' trained on the toy task %s, not --data %s; resume with the run's or use another --out",
+        o.out, tostring(run.task), o.data)
   end
   -- and on its device and dtype: a checkpoint of bf16 weights on the GPU holds f32 master copies
   -- that f32 parameters cannot take, and one of f32 weights would lose them in bf16

@@ -115,7 +115,7 @@ end
 function Tokenizer:encode_chat(messages, opts)
   check_self(self, "encode_chat")
   local ok, s = pcall(self.chat, self, messages, opts)
-  if not ok then error(tostring(s):gsub("^[^\n]-:%d+: ", ""), 2) end
+  if not ok then error((tostring(s):gsub("^[^\n]-:%d+: ", "")), 2) end
   return self:encode(s)
 end
 
