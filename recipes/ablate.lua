@@ -945,6 +945,12 @@ function M.main(argv)
     if not file_exists(out .. "/grid.json") then
       die("--report-only: '%s' holds no grid.json: no ablate grid has run there yet", out)
     end
+    -- ablate's grid.json names its recipe; toy_compare's does not (and refuses files it did not
+    -- write, so results.* written there locked toy_compare out of its own folder)
+    local gj = jsonio.read_json(out .. "/grid.json")
+    if type(gj) ~= "table" or gj.recipe == nil then
+      die("--report-only: '%s/grid.json' is not an ablate grid's (toy_compare's? it writes its table to its --md)", out)
+    end
     local h, err, pid = require("confit").lock(out .. "/.lock")
     if not h then die("--out %s; wait for it (it writes the results when it ends)", cli.lock_problem(out, err, pid)) end
     return h

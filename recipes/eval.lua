@@ -19,7 +19,8 @@
 -- unreadable, the settings changed, another model (folder or weights), device or dtype wrote them,
 -- or a finished problem's question or answer changed in the data.
 -- OUT defaults to runs/eval-<model folder name>-<mode>; eval refuses an OUT holding another
--- recipe's run (its config.json or summary.json), never overwriting them.
+-- recipe's run (its config.json or summary.json, an ablate grid's grid.json or results.csv, a
+-- training run's steps.jsonl), never writing into it.
 --
 -- User errors (missing model, unknown benchmark, bad flags, unreadable data) print one line
 -- "eval: ..." and exit with status 1; anything else is a bug and keeps its traceback (confit.cli).
@@ -51,7 +52,8 @@ usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [option
   --toy-questions N      held-out toy questions (default 500, at most 10000); --toy-seed S (default 1)
   --batch-size B         problems per generate call (default 8); --seed S (default 0)
   --out DIR              default runs/eval-<model>-<mode>; not a folder holding another
-                         recipe's run (config.json or summary.json that eval did not write)
+                         recipe's run (config.json or summary.json that eval did not write,
+                         an ablate grid's grid.json or results.csv, a training run's steps.jsonl)
   --no-resume            start over; by default a rerun with the same OUT keeps the finished
                          problems, and stops when their settings file is missing or unreadable,
                          the decoding settings, the model (folder or weights), device or dtype
@@ -160,6 +162,10 @@ function M.problem_sets(o)
     if TOY[name] then
       local toy = require "confit.toy"
       local count = o.limit or o["toy-questions"] or 500
+      if (o["toy-questions"] or 0) > TOY_MAX then  -- also beside --limit, which replaces it
+        die("--toy-questions: the toy world's held-out split is evaluated on at most %d questions, got %d",
+            TOY_MAX, o["toy-questions"])
+      end
       if count > TOY_MAX then
         die("--%s: the toy world's held-out split is evaluated on at most %d questions, got %d",
             o.limit and "limit" or "toy-questions", TOY_MAX, count)

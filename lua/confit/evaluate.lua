@@ -162,6 +162,19 @@ function evaluate.answer_spread(samples, grader)
   return #groups, #samples > 0 and top / #samples or 0
 end
 
+-- nil, or why template t (a name) cannot be written with tokenizer tok: a marker of it that is
+-- no special token of tok (it would be spelled out in ordinary tokens)
+local function marker_problem(t, tok)
+  if type(t) ~= "string" or type(tok) ~= "table" or type(tok.special) ~= "table" then return nil end
+  for _, mark in ipairs(chat.markers(t)) do
+    if not tok.special[mark] then
+      return ("template %q writes %s, which is no special token of the model's tokenizer (%s): pass a template "
+              .. "of the model's chat format (confit.chat), or plain"):format(t, mark, tostring(tok.path))
+    end
+  end
+  return nil
+end
+
 -- Options ---------------------------------------------------------------------------------------
 
 local function check_int(v, name, lo)
@@ -222,13 +235,8 @@ function evaluate.settings(opts, model)
     end
     -- a template whose markers the model's tokenizer lacks as special tokens would spell
     -- <|im_start|> out in ordinary tokens: every prompt wrong, without a word
-    local tok = type(model) == "table" and type(model.tokenizer) == "table" and model.tokenizer or nil
-    for _, mark in ipairs(chat.markers(t)) do
-      if tok and type(tok.special) == "table" and not tok.special[mark] then
-        fail(("template %q writes %s, which is no special token of the model's tokenizer (%s): pass a template "
-              .. "of the model's chat format (confit.chat), or plain"):format(t, mark, tostring(tok.path)), 2)
-      end
-    end
+    local bad = marker_problem(t, type(model) == "table" and model.tokenizer or nil)
+    if bad then fail(bad, 2) end
     s.template = t
     s.apply_template = function(q) return chat.apply(t, q) end
   elseif type(t) == "function" then
@@ -551,12 +559,15 @@ local function too_long(s, id, n, ctx)
                        tostring(id), n, ctx, hint and (" (" .. hint .. ")") or "")
 end
 
---- Before a model is loaded: nil, or the message evaluate.run would fail with for the first
---- problem whose prompt (opts' template, encoded with tokenizer) has no room for one new token
---- in a context of ctx positions (config.json's max_position_embeddings; nil: no check).
+--- Before a model is loaded: nil, or the message evaluate.run would fail with: the template's
+--- markers are no special tokens of tokenizer, or the first problem whose prompt (opts' template,
+--- encoded with tokenizer) has no room for one new token in a context of ctx positions
+--- (config.json's max_position_embeddings; nil: no length check).
 function evaluate.check_prompts(problems, opts, tokenizer, ctx)
-  if not ctx then return nil end
   local s = evaluate.settings(opts, nil)
+  local bad = marker_problem(s.template, tokenizer)
+  if bad then return bad end
+  if not ctx then return nil end
   for i, p in ipairs(problems) do
     local text = s.apply_template(p.question, p)
     if type(text) == "string" then

@@ -73,6 +73,8 @@ return {
   ["grade.reference"] = "grade.reference(dataset, record) -> answer | nil: the reference answer of a benchmark record",
   ["metrics.pass_at_k"] = "metrics.pass_at_k(n, c, k) -> number: the unbiased pass@k of n samples with c correct (require \"confit.metrics\")",
   ["metrics.majority"] = "metrics.majority(answers [, {key=, equal=}]) -> answer, count: the most frequent answer (ties: the first seen); grouped by key(a), groups merged where equal(a, b)",
+  ["grade.forget"] = "grade.forget(): empty grade.normalize's memo of its last results (benchmarks time grading from cold)",
+  ["chat.markers"] = "chat.markers(name) -> list: the special tokens template name writes (a tokenizer must have them as special tokens; {} for plain)",
   ["metrics.vote_groups"] = "metrics.vote_groups(answers [, {key=, equal=}]) -> the groups majority counts, first seen first: {answer=, count=, members={indices}}",
   ["metrics.summarize"] = "metrics.summarize(problems [, {k = {1, 8, ...}}]) -> table: acc with its 95% interval, pass@k, maj, mean length, box rate",
   ["toy.world"] = "toy.world(\"mixed\" | \"pure\" | spec) -> world: the toy arithmetic world's questions and answers (require \"confit.toy\")",

@@ -115,6 +115,7 @@ local CASES = {
   -- eval
   {"eval", "--bogus", 1, {"--bogus"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 0", 1, {"--limit must be >= 1", "got 0"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --toy-questions 10001 --limit 2", 1, {"--toy-questions", "10001"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --name foo", 1, {"--name names the --data set"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --n x", 1, {"--n", "'x'"}},
   {"eval", "--model " .. q(TMP .. "/no-model") .. " --bench toy", 1, {TMP .. "/no-model"}},
