@@ -50,6 +50,7 @@ static int model_load(lua_State *L) {
     lua_pushstring(L, cf_error_message());
     return 2;
   }
+  cf_lua_note_pressure(L); /* models dropped unfreed held their weights until Lua's GC ran by chance */
   return 1;
 }
 
@@ -69,6 +70,7 @@ static int model_new(lua_State *L) {
   }
   CF_LUA_CORE(L, b->m = cf_qwen2_new(&cfg));
   if (!b->m) return cf_lua_error(L);
+  cf_lua_note_pressure(L);
   return 1;
 }
 

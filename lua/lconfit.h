@@ -33,6 +33,9 @@ cf_tensor *cf_lua_checktensor(lua_State *L, int idx);
 cf_tensor *cf_lua_totensor(lua_State *L, int idx);
 /* Pushes a box for t, taking over the caller's reference. t == NULL raises the core's error. */
 void cf_lua_pushtensor(lua_State *L, cf_tensor *t);
+/* A full Lua GC when the CPU bytes live have grown past the allowance since the last one (l_tensor.c's
+ * "pressure"); every boxed tensor asks it, and so does a model load (its weights are no tensor result). */
+void cf_lua_note_pressure(lua_State *L);
 /* Pushes an empty box and returns its slot: fill it with a new reference after the allocation
  * (liolib style: the box exists before the resource, so a Lua error can leak nothing). */
 cf_tensor **cf_lua_newtensorbox(lua_State *L);

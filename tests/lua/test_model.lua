@@ -652,6 +652,24 @@ H.case("generate's options: numbers that are numbers, a boolean ignore_eos, a fu
   m:free()
 end)
 
+H.case("results holding a graph are counted by the GC pressure: a forward loop stays bounded", function()
+  -- (seventeenth session) only a result's own bytes were counted: m:forward on a trainable model
+  -- without backward kept every call's activations until Lua's GC ran by chance (2.3 GB after 60)
+  collectgarbage(); collectgarbage()
+  local m = assert(confit.load("examples/toy/model"))
+  for _, p in pairs(m:parameters()) do p.requires_grad = true end
+  local ids = {}
+  for b = 1, 16 do local r = {} for t = 1, 64 do r[t] = (b * t) % 200 + 1 end ids[b] = r end
+  local base, peak = confit.memory().cpu_bytes, 0
+  for _ = 1, 30 do
+    local lg = m:forward(ids)
+    peak = math.max(peak, confit.memory().cpu_bytes - base)
+    lg = nil
+  end
+  H.ok(peak < 400 * 2 ^ 20, ("peak growth %.0f MB, the allowance is 256 MiB"):format(peak / 2 ^ 20))
+  m:free()
+end)
+
 H.case("generate and logprobs whose option tables free the model raise, not use it after free", function()
   local m = assert(confit.load(FIXTURES[1]))
   H.raises(function() m.core:generate({{1, 2, 3}}, setmetatable({}, {__index = function() m:free() end})) end,
