@@ -57,7 +57,7 @@ local SPEC = {
   seed = {"int", 1},
   task = {"string", "mixed", choices = cli.sorted_keys(toy.presets)},
   eval_every = {"int", 100, min = 0},
-  eval_questions = {"int", 100, min = 1},
+  eval_questions = {"int", 100, min = 1, max = 10000},   -- rlsc's, eval's and toy_compare's bound
   layers = {"int", 3, min = 1},
   hidden = {"int", 128, min = 2},
   heads = {"int", 2, min = 1},

@@ -128,6 +128,8 @@ local CASES = {
   {"pretrain_toy", "--steps -5 " .. P_OUT, 1, {"--steps", "-5"}},
   {"pretrain_toy", "--batch many " .. P_OUT, 1, {"--batch", "'many'"}},
   {"pretrain_toy", "--loss-on foo " .. P_OUT, 1, {"--loss-on", "foo"}},
+  -- (seventeenth session) past the held-out pool (83,603 distinct) it searched for minutes
+  {"pretrain_toy", "--eval-questions 50000 " .. P_OUT, 1, {"--eval-questions", "10000", "50000"}},
   -- a shape past the machine's memory: the model's message in one line (a traceback before)
   {"pretrain_toy", "--hidden 100000 " .. P_OUT, 1, {"parameters need", "GB in f32", "--hidden"}},
   {"pretrain_toy", "--hidden 130 --heads 4 " .. P_OUT, 1, {"--hidden", "--heads"}},
