@@ -39,10 +39,7 @@ static char *read_text(const char *path, int *missing) {
   return buf;
 }
 
-/* cJSON_Parse that tells out of memory (malloc sets errno) from bad JSON: NULL with *oom. */
-/* text as JSON, nothing but whitespace after it ("{...} garbage" was taken), no object holding a
- * key twice at any depth (cJSON keeps both and answers the first; Python's json the last); NULL
- * with *oom, or with *why saying what is wrong and where */
+/* Whether an object at or under o holds a key twice (*key: the first such). */
 static bool dup_keys(const cJSON *o, const char **key) {
   for (const cJSON *a = o ? o->child : NULL; a; a = a->next) {
     if (cJSON_IsObject(o) && a->string)
@@ -53,6 +50,9 @@ static bool dup_keys(const cJSON *o, const char **key) {
   return false;
 }
 
+/* text as JSON, nothing but whitespace after it ("{...} garbage" was taken), no object holding a
+ * key twice at any depth (cJSON keeps both and answers the first; Python's json the last). NULL
+ * with *oom when malloc failed (it sets errno), else with *why saying what is wrong and where. */
 static cJSON *parse_json(const char *text, bool *oom, char *why, size_t nwhy) {
   errno = 0;
   const char *end = NULL;
