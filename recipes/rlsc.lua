@@ -745,12 +745,11 @@ local function check(o)
     local auto = o.template_auto and " (--template auto's choice)" or ""
     for _, t in ipairs({{o.template, "the training template"}, {not o.no_eval and o.eval_problems and o.eval_template,
                                                                 "the evaluation's template"}}) do
-      for _, mark in ipairs(t[1] and chat.markers(t[1]) or {}) do
-        if not tok.special[mark] then
-          die("%s %s%s writes %s, which is no special token of --model '%s''s tokenizer: give --template of its "
-              .. "chat format (%s), or --template plain", t[2], t[1], auto, mark, o.model,
-              chat.family(o.model) or "its folder has no chat template")
-        end
+      local mark = t[1] and chat.missing_marker(t[1], tok)
+      if mark then
+        die("%s %s%s writes %s, which is no special token of --model '%s''s tokenizer: give --template of its "
+            .. "chat format (%s), or --template plain", t[2], t[1], auto, mark, o.model,
+            chat.family(o.model) or "its folder has no chat template")
       end
     end
     local longest, where = longest_prompt(o.questions, function(q) return q.prompt end, "--data " .. o.data)

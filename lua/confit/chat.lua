@@ -41,6 +41,7 @@
 --     when the Llama 3 template writes the "Cutting Knowledge Date" system turn (3.1, 3.2, 3.3).
 --     A family is also the name of its general template (chat.apply(chat.family(dir), msgs)).
 --   chat.markers(name) -> list of the special tokens template `name` writes ({} for plain)
+--   chat.missing_marker(name, tok) -> the first of them tokenizer tok lacks as special, or nil
 --   chat.default_template(mode, family) -> name
 --     the template EVAL.md's mode ("qwen" | "strict") uses for a model of that family: the
 --     question goes in "the model's chat template" (ChatML when the family is unknown).
@@ -302,6 +303,17 @@ local MARKS = {chatml = CHATML_MARKS, ["qwen25-math-cot"] = CHATML_MARKS, strict
                llama3 = LLAMA_MARKS, ["llama3-math-cot"] = LLAMA_MARKS, ["strict-llama3"] = LLAMA_MARKS,
                llama31 = LLAMA_MARKS, ["llama31-math-cot"] = LLAMA_MARKS, ["strict-llama31"] = LLAMA_MARKS}
 function M.markers(name) return MARKS[name] or {} end
+
+-- The first marker template `name` writes that tokenizer tok lacks as a special token (it would be
+-- spelled out in ordinary tokens), or nil. tok.special: content -> id (confit.tokenizer's).
+function M.missing_marker(name, tok)
+  local special = type(tok) == "table" and tok.special
+  if type(special) ~= "table" then return nil end
+  for _, mark in ipairs(MARKS[name] or {}) do
+    if not special[mark] then return mark end
+  end
+  return nil
+end
 
 local DEFAULTS = {chatml = {qwen = "qwen25-math-cot", strict = "strict"},
                   llama3 = {qwen = "llama3-math-cot", strict = "strict-llama3"},

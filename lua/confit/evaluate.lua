@@ -165,14 +165,10 @@ end
 -- nil, or why template t (a name) cannot be written with tokenizer tok: a marker of it that is
 -- no special token of tok (it would be spelled out in ordinary tokens)
 local function marker_problem(t, tok)
-  if type(t) ~= "string" or type(tok) ~= "table" or type(tok.special) ~= "table" then return nil end
-  for _, mark in ipairs(chat.markers(t)) do
-    if not tok.special[mark] then
-      return ("template %q writes %s, which is no special token of the model's tokenizer (%s): pass a template "
-              .. "of the model's chat format (confit.chat), or plain"):format(t, mark, tostring(tok.path))
-    end
-  end
-  return nil
+  local mark = type(t) == "string" and chat.missing_marker(t, tok)
+  if not mark then return nil end
+  return ("template %q writes %s, which is no special token of the model's tokenizer (%s): pass a template "
+          .. "of the model's chat format (confit.chat), or plain"):format(t, mark, tostring(tok.path))
 end
 
 -- Options ---------------------------------------------------------------------------------------

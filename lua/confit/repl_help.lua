@@ -75,6 +75,7 @@ return {
   ["metrics.majority"] = "metrics.majority(answers [, {key=, equal=}]) -> answer, count: the most frequent answer (ties: the first seen); grouped by key(a), groups merged where equal(a, b)",
   ["grade.forget"] = "grade.forget(): empty grade.normalize's memo of its last results (benchmarks time grading from cold)",
   ["chat.markers"] = "chat.markers(name) -> list: the special tokens template name writes (a tokenizer must have them as special tokens; {} for plain)",
+  ["chat.missing_marker"] = "chat.missing_marker(name, tok) -> string | nil: the first special token template name writes that tokenizer tok lacks",
   ["metrics.vote_groups"] = "metrics.vote_groups(answers [, {key=, equal=}]) -> the groups majority counts, first seen first: {answer=, count=, members={indices}}",
   ["metrics.summarize"] = "metrics.summarize(problems [, {k = {1, 8, ...}}]) -> table: acc with its 95% interval, pass@k, maj, mean length, box rate",
   ["toy.world"] = "toy.world(\"mixed\" | \"pure\" | spec) -> world: the toy arithmetic world's questions and answers (require \"confit.toy\")",

@@ -102,12 +102,11 @@ function Tokenizer:chat(messages, opts)
   for k, v in pairs(opts or {}) do if k ~= "template" then rest[k] = v end end
   local name = opts and opts.template or family(self) or "chatml"
   local s = chat._apply(name, messages, rest, 3)
-  for _, mark in ipairs(chat.markers(name)) do
-    if not self.special[mark] then
-      error(("tokenizer:chat: template %q writes %s, which is no special token of %s: the prompt would spell it "
-             .. "out in ordinary tokens (a template of this tokenizer's format: %s)")
-            :format(name, mark, self.path, family(self) or "plain, or see confit.chat"), 2)
-    end
+  local mark = chat.missing_marker(name, self)
+  if mark then
+    error(("tokenizer:chat: template %q writes %s, which is no special token of %s: the prompt would spell it "
+           .. "out in ordinary tokens (a template of this tokenizer's format: %s)")
+          :format(name, mark, self.path, family(self) or "plain, or see confit.chat"), 2)
   end
   return s
 end
