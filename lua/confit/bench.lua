@@ -79,13 +79,8 @@ end
 -- "file: element N". Raises "file:line: malformed JSON: ..." (level 0).
 local function decode_records(path, data)
   local out = {}
-  -- JSON text is UTF-8: other bytes (Latin-1, a cut character) were taken as they were, and the
-  -- records written back with U+FFFD in their place
-  local ulen, bad = utf8.len(data)
-  if not ulen then
-    local line = select(2, data:sub(1, bad - 1):gsub("\n", "")) + 1
-    error(string.format("%s:%d: not UTF-8 text (byte %d of the file)", path, line, bad), 0)
-  end
+  local uerr = jsonio.utf8_problem(data, path)
+  if uerr then error(uerr, 0) end
   if data:match("^%s*%[") then
     local arr, err = jsonio.decode(data)
     if arr == nil then error(string.format("%s: malformed JSON array: %s", path, (err:gsub("^jsonio: ", ""))), 0) end

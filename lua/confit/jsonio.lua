@@ -247,16 +247,23 @@ local function check_path(path)
   if type(path) ~= "string" or path == "" then error("jsonio: the path must be a non-empty string, got " .. tostring(path), 3) end
 end
 
+--- nil when text (the contents of file path) is UTF-8, else "path:line: not UTF-8 text (byte N)":
+--- JSON text is UTF-8, and other bytes (Latin-1, a cut character) were taken as they were and
+--- written back with U+FFFD in their place. (read_json, read_jsonl and bench's readers ask it.)
+function M.utf8_problem(text, path)
+  local ulen, bad = utf8.len(text)
+  if ulen then return nil end
+  return string.format("%s:%d: not UTF-8 text (byte %d)", path, line_of(text, bad), bad)
+end
+
 -- The value in a JSON file, or nil, "path:line: message".
 function M.read_json(path)
   check_path(path)
   local text, err = read_all(path)
   if not text then return nil, err end
   text = no_bom(text)
-  local ulen, bad = utf8.len(text)
-  if not ulen then
-    return nil, string.format("%s:%d: not UTF-8 text (byte %d)", path, line_of(text, bad), bad)
-  end
+  local uerr = M.utf8_problem(text, path)
+  if uerr then return nil, uerr end
   local v, derr = decode_root(text)
   if v == nil and derr then
     local char = tonumber(derr:match("at character (%d+)"))
@@ -290,8 +297,7 @@ function M.read_jsonl(path, opts)
         return nil, string.format("%s:%d: %s", path, lineno, derr)
       end
       if v == M.null then return nil, string.format("%s:%d: a record is null", path, lineno) end
-      -- JSON text is UTF-8: a record holding other bytes (Latin-1, a cut character) was taken
-      -- as it was and written back with U+FFFD in their place
+      -- (checked per record: a torn last line may end inside a character)
       local ulen, bad = utf8.len(line)
       if not ulen then return nil, string.format("%s:%d: not UTF-8 text (byte %d of the line)", path, lineno, bad) end
       out[#out + 1] = v
