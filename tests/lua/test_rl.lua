@@ -584,6 +584,14 @@ H.case("one RLSC step raises the mean confidence of the trained question's sampl
   H.ok(f1 > f0, ("fresh samples: mean confidence %g -> %g"):format(f0, f1))
 end)
 
+-- a new empty folder (removed by the case that made it)
+local function fresh_dir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute(("mkdir -p %q"):format(dir))
+  return dir
+end
+
 local function run_tiny(out, steps, extra)
   local m = tiny(9, 0.3)
   local qs = {}
@@ -621,9 +629,7 @@ H.case("train.run: same seed, same step metrics bit for bit", function()
 end)
 
 H.case("train.run: checkpoints and resume equal an uninterrupted run", function()
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute(("mkdir -p %q"):format(dir))
+  local dir = fresh_dir()
   local full = run_tiny(nil, 3)
   run_tiny(dir, 2, {checkpoint_every = 2})
   local before_text = H.read(dir .. "/steps.jsonl")
@@ -649,9 +655,7 @@ end)
 
 H.case("train.run: resume refuses a steps.jsonl that lacks a step before the checkpoint, naming the way out", function()
   -- (seventeenth session) a log cut short resumed with a gap in its step numbers
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute(("mkdir -p %q"):format(dir))
+  local dir = fresh_dir()
   run_tiny(dir, 4, {checkpoint_every = 2})
   local lines = {}
   for l in io.lines(dir .. "/steps.jsonl") do lines[#lines + 1] = l end
@@ -668,9 +672,7 @@ end)
 
 H.case("train.run: resume refuses a checkpoint that lacks a parameter or holds one at another shape", function()
   -- (seventeenth session) a renamed tensor left that parameter at the model's own value
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute(("mkdir -p %q"):format(dir))
+  local dir = fresh_dir()
   run_tiny(dir, 2, {checkpoint_every = 2})
   local ck = train.latest_checkpoint(dir)
   local w = assert(confit.load_safetensors(ck .. "/model.safetensors"))
@@ -691,9 +693,7 @@ H.case("train.run: resume refuses a checkpoint that lacks a parameter or holds o
 end)
 
 H.case("train.run: resume refuses settings that differ from the checkpoint's", function()
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute(("mkdir -p %q"):format(dir))
+  local dir = fresh_dir()
   run_tiny(dir, 2, {checkpoint_every = 2})
   for _, c in ipairs({{{lr = 5e-2}, "lr 0.001, this run 0.05"}, {{alpha = 0.3}, "alpha 0.1, this run 0.3"},
                       {{method = "l1"}, "method l2, this run l1"}, {{seed = 9}, "seed 4, this run 9"},
@@ -716,9 +716,7 @@ H.case("train.run: resume refuses settings that differ from the checkpoint's", f
 end)
 
 H.case("train.run: a NaN loss stops the run naming the step, before any update", function()
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute(("mkdir -p %q"):format(dir))
+  local dir = fresh_dir()
   local m = tiny(9, 0.3)
   local w = m:parameters()["model.norm.weight"]
   w:set(1, 0 / 0)
@@ -1098,9 +1096,7 @@ H.case("train.run updates_per_batch = 2: RLSC's p_old is the current model's at 
 end)
 
 H.case("train.run updates_per_batch = 2: resume equals an uninterrupted run; another updates_per_batch is refused", function()
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute(("mkdir -p %q"):format(dir))
+  local dir = fresh_dir()
   local X = {method = "grpo_prob", updates_per_batch = 2, lr = 1e-2, clip_eps = 0.05}
   local function with(t) local o = {} for k, v in pairs(X) do o[k] = v end for k, v in pairs(t) do o[k] = v end return o end
   local full = run_tiny(nil, 3, X)
@@ -1130,9 +1126,7 @@ H.case("train.run updates_per_batch = 2: resume equals an uninterrupted run; ano
 end)
 
 H.case("train.run: a resume of a method of one's own compares every setting (which ones it reads is unknown)", function()
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute(("mkdir -p %q"):format(dir))
+  local dir = fresh_dir()
   rl.register_weighted("test_own", function(lpv, _, o)
     local w = {}
     for i, v in ipairs(lpv) do w[i] = math.exp(v) + o.clip_max end

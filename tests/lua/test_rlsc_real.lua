@@ -401,26 +401,16 @@ end)
 
 H.case("data mistakes: one line, exit 1, nothing written", function()
   local BAD = TMP .. "/dup.jsonl"
-  local f = assert(io.open(BAD, "wb"))
-  f:write('{"id": 7, "problem": "1+1?", "answer": "2"}\n{"id": 7, "problem": "2+2?", "answer": "4"}\n')
-  f:close()
+  H.write(BAD, '{"id": 7, "problem": "1+1?", "answer": "2"}\n{"id": 7, "problem": "2+2?", "answer": "4"}\n')
   -- a JSON array, as eval.lua reads it (once "no string field" for the whole array on line 1)
   local ARR = TMP .. "/dup-array.json"
-  f = assert(io.open(ARR, "wb"))
-  f:write('[{"id": 7, "problem": "1+1?", "answer": "2"}, {"id": 7, "problem": "2+2?", "answer": "4"}]\n')
-  f:close()
+  H.write(ARR, '[{"id": 7, "problem": "1+1?", "answer": "2"}, {"id": 7, "problem": "2+2?", "answer": "4"}]\n')
   local NESTED = TMP .. "/nested-array.json"
-  f = assert(io.open(NESTED, "wb"))
-  f:write('[{"problem": "1+1?", "answer": "2"}, [1, 2]]\n')
-  f:close()
+  H.write(NESTED, '[{"problem": "1+1?", "answer": "2"}, [1, 2]]\n')
   local NULLLINE = TMP .. "/null-line.jsonl"
-  f = assert(io.open(NULLLINE, "wb"))
-  f:write('{"problem": "1+1?", "answer": "2"}\nnull\n')
-  f:close()
+  H.write(NULLLINE, '{"problem": "1+1?", "answer": "2"}\nnull\n')
   local LATIN1 = TMP .. "/latin1.jsonl"
-  f = assert(io.open(LATIN1, "wb"))
-  f:write('{"problem": "1+1?", "answer": "2"}\n{"problem": "caf\xe9 + 1?", "answer": "2"}\n')
-  f:close()
+  H.write(LATIN1, '{"problem": "1+1?", "answer": "2"}\n{"problem": "caf\xe9 + 1?", "answer": "2"}\n')
   local cases = {
     {"--data", BAD, "dup.jsonl:2: id 7 repeats line 1"},
     {"--eval-data", BAD, "share the id 7"},
@@ -445,9 +435,7 @@ H.case("data mistakes: one line, exit 1, nothing written", function()
   end
   -- and a well-formed JSON array trains as its JSON lines would
   local GOOD = TMP .. "/good-array.json"
-  f = assert(io.open(GOOD, "wb"))
-  f:write('[{"problem": "1+1?", "answer": "2"}, {"problem": "2+2?", "answer": "4"}]\n')
-  f:close()
+  H.write(GOOD, '[{"problem": "1+1?", "answer": "2"}, {"problem": "2+2?", "answer": "4"}]\n')
   local out = TMP .. "/good-array"
   local p = assert(io.popen(("%q recipes/rlsc.lua --model %q --data %q --question-field problem --steps 1 --n 2 "
                              .. "--max-new-tokens 8 --no-eval --quiet --out %q 2>&1"):format(exe, MODEL, GOOD, out)))
@@ -471,9 +459,7 @@ H.case("--resume on other training questions is refused before anything is writt
     return code, text
   end
   local OTHER = TMP .. "/other.jsonl"
-  local f = assert(io.open(OTHER, "wb"))
-  f:write('{"problem": "3+3?", "answer": "6"}\n{"problem": "5+5?", "answer": "10"}\n')
-  f:close()
+  H.write(OTHER, '{"problem": "3+3?", "answer": "6"}\n{"problem": "5+5?", "answer": "10"}\n')
   local code, text = go(base:format(1) .. (" --data %q"):format(DATA))
   H.eq(code, 0, text)
   local before = H.read(out .. "/config.json")
