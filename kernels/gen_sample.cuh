@@ -439,15 +439,67 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
   int pick = bi;
   if (!greedy) {
     double u = g_draw(key[r], (uint64_t)step[r]);
-    /* truncation: keep keys > kt, and the first `keq` (by index) equal to kt */
-    if (tid == 0) { s_all = 1; s_prefix = 0; s_mask = 0; }
-    __syncthreads();
+    /* truncation: keep keys > kt, and the first `keq` (by index) equal to kt. Masses are sums of
+     * each id's probability in 2^40 fixed point (an order-free, exact sum). */
+    auto fixed_p = [&](float v) { return (unsigned long long)((double)expf(gen_z(v, hb, T) - lse) * 1099511627776.0); };
+    /* The n-th largest key (*kt) and how many of the ids equal to it are among the first n (*keq),
+     * by a radix select a byte a pass from the top; with_mass: also the mass of those n ids. */
+    auto select_kth = [&](long long n, bool with_mass, uint32_t *kt, long long *keq, unsigned long long *mass) {
+      if (tid == 0) { s_prefix = 0; s_mask = 0; s_cacc = 0; s_macc = 0; }
+      __syncthreads();
+      for (int pass = 0; pass < 4; pass++) {
+        int shift = 24 - 8 * pass;
+        for (int b = tid; b < 256; b += blockDim.x) { s_cnt[b] = 0; s_mass[b] = 0; }
+        __syncthreads();
+        uint32_t prefix = s_prefix, mask = s_mask;
+        for (int i = tid; i < V; i += blockDim.x) {
+          float v = lg[i];
+          uint32_t k = fkey(v);
+          if ((k & mask) != prefix) continue;
+          atomicAdd(&s_cnt[(k >> shift) & 255], 1u);
+          if (with_mass) atomicAdd(&s_mass[(k >> shift) & 255], fixed_p(v));
+        }
+        __syncthreads();
+        if (tid == 0) {
+          int sel = 0;
+          for (int b = 255; b >= 0; b--) {
+            if (s_cnt[b] == 0) continue;
+            sel = b;
+            if ((long long)s_cacc + s_cnt[b] >= n) break;
+            s_cacc += s_cnt[b];
+            s_macc += s_mass[b];
+          }
+          s_prefix = prefix | ((uint32_t)sel << shift);
+          s_mask = mask | (0xFFu << shift);
+          s_binc = s_cnt[sel];
+          s_binm = s_mass[sel];
+        }
+        __syncthreads();
+      }
+      *kt = s_prefix;
+      *keq = n - (long long)s_cacc;
+      /* the last bin holds one key: its ids have the same logit, so the same mass each */
+      if (with_mass) *mass = s_macc + (unsigned long long)*keq * (s_binm / s_binc);
+      __syncthreads(); /* every thread has read the shared results before they are reused */
+    };
     bool trunc_p = top_p < 1.0f, trunc_k = top_k > 0 && top_k < V;
     long long n_keep = V;
+    uint32_t kt = 0;
+    long long keq = 0;
+    bool have_k = false; /* kt, keq are top_k's */
+    /* top_p's cut: the running mass reaching top_p of the whole vocabulary's, or, with top-k, of
+     * the top_k ids' mass (top-p among the top-k ids renormalised: Hugging Face's and vLLM's order) */
+    double thr = (double)top_p * 1099511627776.0;
+    if (trunc_p && trunc_k) {
+      unsigned long long mk = 0;
+      select_kth(top_k, true, &kt, &keq, &mk);
+      have_k = true;
+      thr = (double)top_p * (double)mk;
+    }
     if (trunc_p) {
-      /* n_p: how many candidates, best first, reach mass top_p (in 2^40 fixed point) */
-      double thr = (double)top_p * 1099511627776.0;
-      if (tid == 0) { s_macc = 0; s_cacc = 0; s_all = 0; }
+      /* n_p: how many candidates, best first, reach mass thr */
+      if (tid == 0) { s_macc = 0; s_cacc = 0; s_all = 0; s_prefix = 0; s_mask = 0; }
+      __syncthreads();
       for (int pass = 0; pass < 4; pass++) {
         int shift = 24 - 8 * pass;
         for (int b = tid; b < 256; b += blockDim.x) { s_cnt[b] = 0; s_mass[b] = 0; }
@@ -459,8 +511,7 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
           if ((k & mask) != prefix) continue;
           int b = (k >> shift) & 255;
           atomicAdd(&s_cnt[b], 1u);
-          float pv = expf(gen_z(v, hb, T) - lse);
-          atomicAdd(&s_mass[b], (unsigned long long)((double)pv * 1099511627776.0));
+          atomicAdd(&s_mass[b], fixed_p(v));
         }
         __syncthreads();
         if (tid == 0 && !s_all) {
@@ -493,38 +544,7 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
     }
     if (trunc_k && top_k < n_keep) n_keep = top_k;
     int all = n_keep >= V;
-    uint32_t kt = 0;
-    long long keq = 0;
-    if (!all) {
-      /* the n_keep-th largest key, and how many equal to it are kept */
-      if (tid == 0) { s_prefix = 0; s_mask = 0; s_cacc = 0; }
-      __syncthreads();
-      for (int pass = 0; pass < 4; pass++) {
-        int shift = 24 - 8 * pass;
-        for (int b = tid; b < 256; b += blockDim.x) s_cnt[b] = 0;
-        __syncthreads();
-        uint32_t prefix = s_prefix, mask = s_mask;
-        for (int i = tid; i < V; i += blockDim.x) {
-          uint32_t k = fkey(lg[i]);
-          if ((k & mask) == prefix) atomicAdd(&s_cnt[(k >> shift) & 255], 1u);
-        }
-        __syncthreads();
-        if (tid == 0) {
-          int sel = 0;
-          for (int b = 255; b >= 0; b--) {
-            if (s_cnt[b] == 0) continue;
-            sel = b;
-            if ((long long)s_cacc + s_cnt[b] >= n_keep) break;
-            s_cacc += s_cnt[b];
-          }
-          s_prefix = prefix | ((uint32_t)sel << shift);
-          s_mask = mask | (0xFFu << shift);
-        }
-        __syncthreads();
-      }
-      kt = s_prefix;
-      keq = n_keep - (long long)s_cacc;
-    }
+    if (!all && !(have_k && n_keep == top_k)) select_kth(n_keep, false, &kt, &keq, NULL);
     /* contiguous chunks per thread, in index order */
     int chunk = (V + blockDim.x - 1) / blockDim.x;
     int lo = min(tid * chunk, V), hi = min(lo + chunk, V);

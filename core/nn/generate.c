@@ -271,16 +271,24 @@ static void sort_keys(uint64_t *k, int64_t n) {
 #define TOP_P_SLACK 1e-12
 
 /* How many of the sorted candidates k[0..n) (probabilities p by id) top-k / top-p keep: the
- * first keep, cut where the running sum first reaches top_p. *reached: the sum reached top_p (or
- * top_p is off). */
-static int64_t nucleus(const double *p, const uint64_t *k, int64_t n, int64_t keep, double top_p, bool *reached) {
+ * first keep, cut where the running sum first reaches top_p of their mass (with top-k, keep < the
+ * vocabulary and k holding all keep, top_p counts among the top-k ids renormalised, as Hugging
+ * Face's and vLLM's samplers do; without it, the mass is the whole vocabulary's, 1). *reached:
+ * the sum reached the cut (or top_p is off). */
+static int64_t nucleus(const double *p, const uint64_t *k, int64_t n, int64_t keep, bool top_k, double top_p,
+                       bool *reached) {
   if (keep > n) keep = n;
   *reached = !(top_p < 1.0);
   if (*reached) return keep;
-  double cum = 0;
+  double mass = 1.0;
+  if (top_k) {
+    mass = 0;
+    for (int64_t i = 0; i < keep; i++) mass += p[cand_id(k[i])];
+  }
+  double cum = 0, cut = top_p * mass - TOP_P_SLACK;
   for (int64_t i = 0; i < keep; i++) {
     cum += p[cand_id(k[i])];
-    if (cum >= top_p - TOP_P_SLACK) { *reached = true; return i + 1; }
+    if (cum >= cut) { *reached = true; return i + 1; }
   }
   return keep;
 }
@@ -319,8 +327,8 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
   /* Truncation (top-k, top-p) keeps a prefix of the vocabulary sorted by probability (by logit,
    * cand_key). Sorting all V (151,936 for Qwen) every token dominated CPU sampling, so only a
    * prefix that surely holds the kept tokens is sorted: the ids whose probability is within 2^-b
-   * of the largest, b the first power that holds at least top_k ids or top_p of the mass (one
-   * pass buckets the ids by b). The sort order is total, so the kept tokens, their order and
+   * of the largest, b the first power that holds at least top_k ids (with top-k; top_p then cuts
+   * among them) or else top_p of the mass (one pass buckets the ids by b). The sort order is total, so the kept tokens, their order and
    * every sum are those of sorting all V; if the running sum misses top_p inside the prefix
    * (rounding), the whole vocabulary is sorted. The kept tokens are then drawn from in id order,
    * as without truncation and as the GPU does, so that the same u picks the same token on both. */
@@ -329,7 +337,8 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
   for (int64_t i = 0; i < V; i++) p[i] = exp(scaled(logits, i, c, T)) / sum; /* ties: equal, 1/k exactly */
   if (top_k > 0 || top_p < 1.0) {
     uint64_t *key = (uint64_t *)idx; /* the caller's V int64 of workspace */
-    int64_t keep = top_k > 0 && top_k < V ? top_k : V;
+    bool by_k = top_k > 0 && top_k < V;
+    int64_t keep = by_k ? top_k : V;
     double pmax = p[best];
     int64_t count[SAMPLE_BUCKETS] = {0};
     double mass[SAMPLE_BUCKETS] = {0};
@@ -348,7 +357,8 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
     for (int b = 0; b < SAMPLE_BUCKETS - 1; b++) {
       cc += count[b];
       cm += mass[b];
-      if (cc >= keep || (top_p < 1.0 && cm >= top_p - TOP_P_SLACK)) { B = b; break; }
+      /* with top-k, the prefix holds all keep ids (top_p's cut counts among them) */
+      if (cc >= keep || (!by_k && top_p < 1.0 && cm >= top_p - TOP_P_SLACK)) { B = b; break; }
     }
     int64_t m = 0;
     if (B < SAMPLE_BUCKETS - 1) {
@@ -361,11 +371,11 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
     }
     bool reached;
     sort_keys(key, m);
-    n = nucleus(p, key, m, keep, top_p, &reached);
+    n = nucleus(p, key, m, keep, by_k, top_p, &reached);
     if (!reached && m < keep && m < V) {        /* the prefix fell short: sort everything */
       for (int64_t i = 0; i < V; i++) key[i] = cand_key(logits, i);
       sort_keys(key, V);
-      n = nucleus(p, key, V, keep, top_p, &reached);
+      n = nucleus(p, key, V, keep, by_k, top_p, &reached);
     }
     last = key[n - 1];
   }

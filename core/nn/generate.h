@@ -65,10 +65,11 @@ bool cf_gen_is_stop(const cf_qwen2 *m, const cf_gen_opts *o, int64_t t);
 /* Pick a token from logits [V] (the CPU generator's; the GPU samples in kernels/gen_sample.cuh).
  * u: uniform in [0, 1); any T > 0 (T <= 0: greedy). top_k (0: off) and top_p (1: off) keep the
  * most probable ids (by logit, ties by id); top_p keeps the shortest prefix whose probabilities
- * add up to top_p (within 1e-12, which rounding of the sum may miss), measured against the
- * probabilities over the whole vocabulary, not renormalised over the top_k ids first as Hugging Face and vLLM do, so with
- * both set it may keep more ids than they would; the pick is the inverse CDF at u over the kept ids in
- * id order, as on the GPU. Writes the token's log-prob under log_softmax(logits / T) (T = 1 when
+ * add up to top_p (within 1e-12, which rounding of the sum may miss) of the whole vocabulary's
+ * mass, or with top_k of the top_k ids' mass: top-k first, then top-p among the top-k ids
+ * renormalised, as Hugging Face's and vLLM's samplers do (until the eighteenth session top_p
+ * counted against the whole vocabulary with top_k too, keeping more ids than they would). The
+ * pick is the inverse CDF at u over the kept ids in id order, as on the GPU. Writes the token's log-prob under log_softmax(logits / T) (T = 1 when
  * greedy). scratch_idx, scratch_p: workspace of V each. Returns -1 with a message (core/error.h)
  * when the logits hold NaN or +inf, or only -inf. */
 int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int top_k,

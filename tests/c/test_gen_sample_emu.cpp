@@ -2,8 +2,8 @@
  * tests/c/cuda_emu.h, against a naive double-precision sampler: the first maximum for greedy;
  * otherwise the inverse CDF in index order, at u = g_draw(key, step) (the draw generate.c uses),
  * over softmax(logits / T) computed as generate.c computes it, z = (logit - max) / T, restricted for
- * top-k / top-p to the candidates the CPU keeps (by logit, ties by id, cut where the running sum
- * first reaches top_p). Needs no GPU (built when the CUDA toolkit is found).
+ * top-k / top-p to the candidates the CPU keeps (by logit, ties by id, the first top_k, cut where
+ * the running sum first reaches top_p of their mass). Needs no GPU (built when the CUDA toolkit is found).
  *
  * A drawn id passes when the target u * total lies in its cumulative interval up to 1e-9 of the
  * total (the kernels' terms are float exponentials summed in another order; an error shared by a
@@ -76,10 +76,12 @@ static bool check_draw(const float *lg, int V, const scase &c, double u, int k, 
       for (int i = 0; i < V; i++) ord[i] = i;
       std::sort(ord.begin(), ord.end(), [&](int x, int y) { return lg[x] > lg[y] || (lg[x] == lg[y] && x < y); });
       int n = c.top_k > 0 && c.top_k < V ? c.top_k : V;
-      if (c.top_p < 1.0f) {
-        double cum = 0;
+      if (c.top_p < 1.0f) { /* among the top_k ids, renormalised (Hugging Face's order) */
+        double mass = 0, cum = 0;
+        for (int j = 0; j < n; j++) mass += p[ord[j]];
+        if (n == V) mass = 1.0;
         for (int j = 0; j < n; j++)
-          if ((cum += p[ord[j]]) >= (double)c.top_p) { n = j + 1; break; }
+          if ((cum += p[ord[j]]) >= (double)c.top_p * mass) { n = j + 1; break; }
       }
       std::fill(kept.begin(), kept.end(), 0);
       for (int j = 0; j < n; j++) kept[ord[j]] = 1;

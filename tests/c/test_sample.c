@@ -2,7 +2,7 @@
  * double as generate.h specifies it (z = (logit - max) / T, p = exp(z) / sum, log-prob
  * z - log(sum)); when truncating, the whole vocabulary sorted by logit (descending, ties by id: the
  * probability order, its ties broken as exact arithmetic would) with qsort, top-k then top-p cut
- * where the running sum first reaches top_p (within 1e-12); the pick of u times the kept mass over the kept ids
+ * where the running sum first reaches top_p of the top-k ids' mass (within 1e-12); the pick of u times the kept mass over the kept ids
  * in id order (as the GPU draws), past the end the last with probability.
  * The sampler sorts only a prefix that holds the kept tokens; its token and log-prob must equal
  * the reference's exactly, for flat, peaked, tied and underflowing distributions. Then the edges:
@@ -42,9 +42,11 @@ static int64_t reference(const float *logits, int64_t V, double T, int top_k, do
   for (int64_t i = 0; i < V; i++) { c[i].id = i; c[i].p = exp((logits[i] - mx) / T) / sum; c[i].logit = logits[i]; }
   if (top_k > 0 || top_p < 1.0) qsort(c, (size_t)V, sizeof *c, by_logit);   /* else: in id order */
   int64_t keep = top_k > 0 && top_k < V ? top_k : V, n = keep;
-  if (top_p < 1.0) {
-    double cum = 0;
-    for (int64_t i = 0; i < keep; i++) { cum += c[i].p; if (cum >= top_p - 1e-12) { n = i + 1; break; } }
+  if (top_p < 1.0) { /* among the top_k, renormalised (Hugging Face's order: top-k, then top-p) */
+    double mass = 0, cum = 0;
+    for (int64_t i = 0; i < keep; i++) mass += c[i].p;
+    if (keep == V) mass = 1.0;
+    for (int64_t i = 0; i < keep; i++) { cum += c[i].p; if (cum >= top_p * mass - 1e-12) { n = i + 1; break; } }
   }
   qsort(c, (size_t)n, sizeof *c, by_id);
   double total = 0;
@@ -133,6 +135,22 @@ static void test_top_p_boundary(void) {
     expect_pick("ten ties, the last kept at u near 1", ten, 10, 1.0, 0, ps[k], 0.999999, kept[k] - 1, -log(10.0));
 }
 
+/* top-k, then top-p among the top-k ids renormalised (Hugging Face's and vLLM's order): of
+ * probabilities 0.5, 0.2, 0.2, 0.1, top_k = 2 keeps 0.5 and 0.2 (0.714 and 0.286 renormalised);
+ * top_p = 0.6 then keeps the first alone, where a cut over the whole vocabulary (0.5 < 0.6) kept
+ * both; top_p = 0.75 keeps both (0.714 < 0.75), and u = 0.99 draws the second */
+static void test_top_k_then_top_p(void) {
+  const float lg[4] = {logf(0.5f), logf(0.2f), logf(0.2f), logf(0.1f)};
+  const double us[] = {0.0, 0.6, 0.99};
+  for (int ui = 0; ui < 3; ui++) {
+    double lp0, lp1;
+    reference(lg, 4, 1.0, 2, 0.6, us[ui], &lp0);
+    expect_pick("top_k 2 then top_p 0.6: the first alone", lg, 4, 1.0, 2, 0.6, us[ui], 0, lp0);
+    reference(lg, 4, 1.0, 2, 0.75, us[ui], &lp1);
+    expect_pick("top_k 2 then top_p 0.75: both", lg, 4, 1.0, 2, 0.75, us[ui], ui == 2 ? 1 : 0, lp1);
+  }
+}
+
 /* logits with NaN or +inf, or only -inf, are refused (sampled and greedy) */
 static void test_bad_logits(void) {
   const float nan1[3] = {0, NAN, 1}, nan0[3] = {NAN, 0, 1}, inf1[3] = {0, INFINITY, 1};
@@ -192,6 +210,7 @@ int main(void) {
   CHECK(cases > 5000, "%d draws compared", cases);
   test_tiny_temperatures();
   test_top_p_boundary();
+  test_top_k_then_top_p();
   test_bad_logits();
   return check_finish();
 }
