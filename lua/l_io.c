@@ -361,7 +361,7 @@ static int l_lock(lua_State *L) {
 
 void cf_lua_open_io(lua_State *L) {
   static const luaL_Reg lock_methods[] = {{"close", l_lock_close}, {NULL, NULL}};
-  cf_lua_resource_mt(L, LOCK_MT, l_lock_close, l_lock_tostring, lock_methods);
+  cf_lua_resource_mt(L, LOCK_MT, l_lock_close, l_lock_close, l_lock_tostring, lock_methods);
   lua_pop(L, 1);
   static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"path_kind", l_path_kind}, {"load_safetensors", l_load},
                                        {"safetensors_nonfinite", l_nonfinite}, {"stdout_ok", l_stdout_ok},

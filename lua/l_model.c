@@ -74,10 +74,21 @@ static int model_new(lua_State *L) {
   return 1;
 }
 
-static int model_free(lua_State *L) {
+static int model_gc(lua_State *L) {
   model_box *b = luaL_checkudata(L, 1, MODEL_MT);
   cf_qwen2_free(b->m);
   b->m = NULL;
+  cf_lua_release_pending(L);
+  return 0;
+}
+
+static void release_model(void *m) { cf_qwen2_free(m); }
+
+static int model_free(lua_State *L) { /* m:free() and __close */
+  model_box *b = luaL_checkudata(L, 1, MODEL_MT);
+  cf_qwen2 *m = b->m;
+  b->m = NULL;
+  cf_lua_release(L, release_model, m);
   return 0;
 }
 
@@ -403,7 +414,7 @@ void cf_lua_open_model(lua_State *L) {
     {"param_names", model_param_names}, {"set_param", model_set_param}, {"tie", model_tie},
     {"save", model_save}, {"config", model_config}, {"set_recompute", model_set_recompute},
     {"free", model_free}, {NULL, NULL}};
-  cf_lua_resource_mt(L, MODEL_MT, model_free, model_tostring, methods);
+  cf_lua_resource_mt(L, MODEL_MT, model_gc, model_free, model_tostring, methods);
   lua_pop(L, 1);
   lua_pushcfunction(L, model_load);
   lua_setfield(L, -2, "model_load");

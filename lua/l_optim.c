@@ -62,6 +62,11 @@ static cf_tensor **collect_params(lua_State *L, int idx, const char *fn, int *n_
   int n = (int)lua_rawlen(L, idx);
   cf_tensor **ps;
   if (n > 0) {
+    int keys = 0; /* a list and nothing else: {w, bias = v} would train w alone */
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { keys++; lua_pop(L, 1); }
+    if (keys != n)
+      luaL_error(L, "%s: the parameter table mixes a list with other keys; give a list or name -> tensor", fn);
     ps = lua_newuserdatauv(L, (size_t)n * sizeof *ps, 0);
     for (int i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, i);
@@ -204,10 +209,21 @@ static int m_zero_grad(lua_State *L) {
   return 0;
 }
 
-static int m_free(lua_State *L) {
+static int m_gc(lua_State *L) {
   obox *b = luaL_checkudata(L, 1, OPTIM_MT);
   cf_optim_free(b->o);
   b->o = NULL;
+  cf_lua_release_pending(L);
+  return 0;
+}
+
+static void release_optim(void *o) { cf_optim_free(o); }
+
+static int m_free(lua_State *L) { /* opt:free() and __close */
+  obox *b = luaL_checkudata(L, 1, OPTIM_MT);
+  cf_optim *o = b->o;
+  b->o = NULL;
+  cf_lua_release(L, release_optim, o);
   return 0;
 }
 
@@ -314,11 +330,12 @@ static int m_load_state(lua_State *L) {
     luaL_error(L, "load_state: the state is of a %s optimizer, this one is %s", k ? k : "(no kind)", kind);
   lua_pop(L, 1);
   lua_getfield(L, 2, "nparams");
+  o = check_optim(L, 1); /* the reads may have freed it (see below) */
   if (lua_tointeger(L, -1) != o->n)
     luaL_error(L, "load_state: the state has %d parameters, this optimizer %d", (int)lua_tointeger(L, -1), o->n);
   lua_pop(L, 1);
   /* hyperparameters: every field of the state that names one */
-  cf_optim_config c = o->cfg;
+  cf_optim_config c = check_optim(L, 1)->cfg;
   static const char *const fields[] = {"lr", "weight_decay", "beta1", "beta2", "eps", "momentum", "dampening", "nesterov",
                                        "state_dtype"};
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
@@ -434,15 +451,16 @@ static int mm_index(lua_State *L) {
   obox *b = luaL_checkudata(L, 1, OPTIM_MT);
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  cf_optim *o = b->o; /* a free while the table is built is deferred (cf_lua_release) */
   const char *key = lua_tostring(L, 2);
-  if (!key || !b->o) return 0;
+  if (!key || !o) return 0;
   lua_newtable(L);
-  push_config(L, b->o);
-  if (b->o->cfg.kind == CF_OPTIM_ADAMW) {
+  push_config(L, o);
+  if (o->cfg.kind == CF_OPTIM_ADAMW) {
     lua_createtable(L, 2, 0);
-    lua_pushnumber(L, b->o->cfg.beta1);
+    lua_pushnumber(L, o->cfg.beta1);
     lua_rawseti(L, -2, 1);
-    lua_pushnumber(L, b->o->cfg.beta2);
+    lua_pushnumber(L, o->cfg.beta2);
     lua_rawseti(L, -2, 2);
     lua_setfield(L, -2, "betas");
   }
@@ -487,7 +505,7 @@ static const char *const docs[][2] = {
 
 void cf_lua_open_optim(lua_State *L) {
   int module = lua_gettop(L);
-  if (cf_lua_resource_mt(L, OPTIM_MT, m_free, mm_tostring, methods)) {
+  if (cf_lua_resource_mt(L, OPTIM_MT, m_gc, m_free, mm_tostring, methods)) {
     lua_pushcfunction(L, mm_newindex);
     lua_setfield(L, -2, "__newindex");
     /* opt.lr etc. read the config: __index becomes a closure that looks in the method table

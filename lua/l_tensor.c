@@ -4,7 +4,8 @@
  *
  * The box. A tensor is a full userdata holding one pointer to a refcounted cf_tensor; the box
  * owns one reference. __gc, __close and t:free() are the same idempotent release: they drop
- * the reference and set the pointer to NULL, after which every use raises "tensor was freed".
+ * the reference and set the pointer to NULL, after which every use raises "tensor was freed"
+ * (t:free() and __close through cf_lua_release: later, when a binding is running below them).
  * Boxes are created empty before the core allocates (liolib style), so a Lua error raised at
  * any point leaves only a collectable box, never a leaked tensor. __eq is identity of the
  * underlying tensor (two boxes from two reads of t.grad compare equal).
@@ -891,11 +892,23 @@ static int mm_unm(lua_State *L) {
 
 /* ---------------------------------------------------------------- methods */
 
-/* t:free(), and __gc and __close: drops the box's reference (idempotent) */
-static int m_free(lua_State *L) {
+/* __gc: drops the box's reference now (idempotent) */
+static int m_gc(lua_State *L) {
   tbox *b = checkbox(L, 1);
   cf_tensor_release(b->t);
   b->t = NULL;
+  cf_lua_release_pending(L);
+  return 0;
+}
+
+static void release_tensor(void *t) { cf_tensor_release(t); }
+
+/* t:free() and __close: the same, through cf_lua_release (later when a binding runs below) */
+static int m_free(lua_State *L) {
+  tbox *b = checkbox(L, 1);
+  cf_tensor *t = b->t;
+  b->t = NULL;
+  cf_lua_release(L, release_tensor, t);
   return 0;
 }
 
@@ -1392,7 +1405,7 @@ static const luaL_Reg methods[] = {
   {"copy_", m_copy_}, {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {
-  {"__gc", m_free}, {"__close", m_free}, {"__newindex", mm_newindex}, {"__len", mm_len},
+  {"__gc", m_gc}, {"__close", m_free}, {"__newindex", mm_newindex}, {"__len", mm_len},
   {"__eq", mm_eq}, {"__tostring", mm_tostring}, {"__add", mm_add}, {"__sub", mm_sub},
   {"__mul", mm_mul}, {"__div", mm_div}, {"__pow", mm_pow}, {"__unm", mm_unm}, {NULL, NULL}};
 

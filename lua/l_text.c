@@ -32,18 +32,37 @@ static bpe_box *check_box(lua_State *L) {
   return b;
 }
 
-static void release_scratch(bpe_box *b) {
+/* Drops the box's buffers through cf_lua_release: a call below this one (a finalizer re-entering
+ * encode on the same tokenizer) may still be reading them through its local pointers. */
+static void release_scratch(lua_State *L, bpe_box *b) {
+  int32_t *ids = b->ids;
+  char *text = b->text;
+  b->ids = NULL;
+  b->text = NULL;
+  cf_lua_release(L, free, ids);
+  cf_lua_release(L, free, text);
+}
+
+static int l_gc(lua_State *L) {
+  bpe_box *b = luaL_checkudata(L, 1, BPE_MT);
   free(b->ids);
   b->ids = NULL;
   free(b->text);
   b->text = NULL;
-}
-
-static int l_free(lua_State *L) {
-  bpe_box *b = luaL_checkudata(L, 1, BPE_MT);
-  release_scratch(b);
   cf_bpe_free(b->bpe);
   b->bpe = NULL;
+  cf_lua_release_pending(L);
+  return 0;
+}
+
+static void release_bpe(void *t) { cf_bpe_free(t); }
+
+static int l_free(lua_State *L) { /* tok:free() and __close */
+  bpe_box *b = luaL_checkudata(L, 1, BPE_MT);
+  release_scratch(L, b);
+  cf_bpe *t = b->bpe;
+  b->bpe = NULL;
+  cf_lua_release(L, release_bpe, t);
   return 0;
 }
 
@@ -67,16 +86,18 @@ static int l_encode(lua_State *L) {
   bpe_box *b = check_box(L);
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
-  release_scratch(b);
+  release_scratch(L, b);
   size_t n;
-  if (cf_bpe_encode(b->bpe, s, len, &b->ids, &n))
+  int32_t *ids = NULL;
+  if (cf_bpe_encode(b->bpe, s, len, &ids, &n))
     return luaL_error(L, "%s", cf_error_message());
+  b->ids = ids; /* the box owns it until released: a Lua error below leaks nothing */
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
-    lua_pushinteger(L, b->ids[i]);
+    lua_pushinteger(L, ids[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  release_scratch(b);
+  release_scratch(L, b);
   return 1;
 }
 
@@ -85,9 +106,10 @@ static int l_decode(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   int flags = (lua_toboolean(L, 3) ? CF_BPE_SKIP_SPECIAL : 0) | (lua_toboolean(L, 4) ? 0 : CF_BPE_SKIP_UNKNOWN);
   size_t n = (size_t)lua_rawlen(L, 2);
-  release_scratch(b);
-  b->ids = malloc((n ? n : 1) * sizeof *b->ids);
-  if (!b->ids) return luaL_error(L, "decode: out of memory (%d ids)", (int)n);
+  release_scratch(L, b);
+  int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+  if (!ids) return luaL_error(L, "decode: out of memory (%d ids)", (int)n);
+  b->ids = ids; /* owned by the box, as in encode */
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 2, (lua_Integer)i + 1);
     int isint = 0;   /* a number with an integer value (3.0 from a JSON library too), not "3" */
@@ -96,13 +118,15 @@ static int l_decode(lua_State *L) {
       return luaL_error(L, "decode: ids[%d] is %s, not an integer token id", (int)i + 1,
                         lua_isnumber(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
     lua_pop(L, 1);
-    b->ids[i] = (int32_t)v;
+    ids[i] = (int32_t)v;
   }
   size_t len;
-  if (cf_bpe_decode(b->bpe, b->ids, n, flags, &b->text, &len))
+  char *text = NULL;
+  if (cf_bpe_decode(b->bpe, ids, n, flags, &text, &len))
     return luaL_error(L, "%s", cf_error_message());
-  lua_pushlstring(L, b->text, len);
-  release_scratch(b);
+  b->text = text;
+  lua_pushlstring(L, text, len);
+  release_scratch(L, b);
   return 1;
 }
 
@@ -133,15 +157,15 @@ static int l_vocab_size(lua_State *L) {
 }
 
 static int l_added_tokens(lua_State *L) {
-  bpe_box *b = check_box(L);
-  size_t n = cf_bpe_n_added(b->bpe);
+  cf_bpe *t = check_box(L)->bpe; /* a free while the table is built is deferred (cf_lua_release) */
+  size_t n = cf_bpe_n_added(t);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     int32_t id;
     const char *c;
     size_t len;
     int special;
-    cf_bpe_added(b->bpe, i, &id, &c, &len, &special);
+    cf_bpe_added(t, i, &id, &c, &len, &special);
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, id);
     lua_setfield(L, -2, "id");
@@ -170,7 +194,7 @@ static const luaL_Reg bpe_methods[] = {
 };
 
 void cf_lua_open_text(lua_State *L) {
-  cf_lua_resource_mt(L, BPE_MT, l_free, l_tostring, bpe_methods);
+  cf_lua_resource_mt(L, BPE_MT, l_gc, l_free, l_tostring, bpe_methods);
   lua_pop(L, 1);
   lua_pushcfunction(L, l_load);
   lua_setfield(L, -2, "bpe_load");

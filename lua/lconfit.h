@@ -68,14 +68,32 @@ void cf_lua_add_peak_reset(void (*reset)(void));
 void cf_lua_set_clock_sync(void (*sync)(void));
 
 /* The metatable of a resource userdata (liolib style), made once: luaL_newmetatable(tname) (so
- * __name names the type in errors), __gc and __close both free_fn (which must be idempotent),
- * __tostring, and __index a new table of `methods`. Leaves the metatable on the stack; returns 1
- * when it was made now (the caller may add fields), 0 when it already existed (nothing set). */
-int cf_lua_resource_mt(lua_State *L, const char *tname, lua_CFunction free_fn, lua_CFunction tostring_fn,
-                       const luaL_Reg *methods);
+ * __name names the type in errors), __gc gc_fn (releases at once), __close free_fn (releases
+ * through cf_lua_release; the methods' "free" should be it too; both idempotent), __tostring, and
+ * __index a new table of `methods`. Leaves the metatable on the stack; returns 1 when it was made
+ * now (the caller may add fields), 0 when it already existed (nothing set). */
+int cf_lua_resource_mt(lua_State *L, const char *tname, lua_CFunction gc_fn, lua_CFunction free_fn,
+                       lua_CFunction tostring_fn, const luaL_Reg *methods);
 
 /* Adds name -> doc to the module's `doc` table (creating it); the module table is at `module`. */
 void cf_lua_add_doc(lua_State *L, int module, const char *name, const char *doc);
+
+/* Releasing from Lua. A binding holds borrowed pointers (above) while it runs, and Lua code it
+ * runs - a finalizer an allocation calls, an __index of an option table - may free one
+ * explicitly (t:free(), m:free(), opt:free(), tok:free(), <close>). So an explicit free calls
+ * cf_lua_release(L, fn, p): fn(p) now when no binding is on L's call stack below the caller,
+ * else fn(p) later, at the first explicit free or collection that finds none (the box is marked
+ * freed at once either way, so later use raises "... was freed"). __gc releases at once (a box
+ * the collector finalizes is unreachable, and bindings look boxes up again after running Lua
+ * code) and then calls cf_lua_release_pending. Not covered: a binding's Lua code resuming a
+ * coroutine that frees the object (the coroutine's stack does not show the binding). */
+typedef void (*cf_lua_release_fn)(void *);
+void cf_lua_release(lua_State *L, cf_lua_release_fn fn, void *p);
+/* Releases what cf_lua_release kept, when no binding is on L's stack below the caller. */
+void cf_lua_release_pending(lua_State *L);
+/* The bindings the stack check recognises: every C function of the module table at idx (and its
+ * tables, 3 deep) and of the registry's "confit.*" metatables. luaopen_confit_core calls it. */
+void cf_lua_note_bindings(lua_State *L, int idx);
 
 /* Model boxes (l_model.c): metatable "confit.model" holding one cf_qwen2 pointer. */
 #define CF_LUA_MODEL_MT "confit.model"

@@ -14,12 +14,19 @@ function M.seconds(r)
 end
 
 -- Runs fn(...) under the profiler and returns rows, fn's results. The profiler is stopped even
--- when fn raises (the error is raised again, unchanged).
+-- when fn raises (the error is raised again, unchanged). fn runs in a coroutine of its own and
+-- may not yield: a yield out of it (to a coroutine that might never resume it) left the profiler
+-- on for the rest of the process; it is an error now.
 function M.run(fn, ...)
   if type(fn) ~= "function" then error("confit.profile: expected a function, got " .. type(fn), 2) end
   local p = core()
   p.start()
-  local res = table.pack(pcall(fn, ...))
+  local co = coroutine.create(fn)
+  local res = table.pack(coroutine.resume(co, ...))
+  if res[1] and coroutine.status(co) == "suspended" then
+    coroutine.close(co)
+    res = {false, "confit.profile: the profiled function yielded; profile a call that runs to its end", n = 2}
+  end
   local ok_stop, rows = pcall(p.stop)
   if not res[1] then error(res[2], 0) end
   if not ok_stop then error(rows, 0) end
