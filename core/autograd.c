@@ -150,7 +150,28 @@ int cf_autograd_record_custom(const cf_custom_fn *fn, void *ctx, cf_tensor *cons
 
 /* ---------------------------------------------------------------- helpers */
 
+/* bf16 is a storage type on the CPU (no add or sum kernel takes it there), yet the layout ops
+ * take it, so a graph through them has bf16 gradients. The engine's own arithmetic on them
+ * (accumulation, sum_to) runs in f32 there, converted back to bf16 once per result, as the
+ * GPU's bf16 kernels accumulate in f32. */
+static bool cpu_bf16(const cf_tensor *t) {
+  return t->dtype == CF_DTYPE_BF16 && cf_tensor_device(t) == CF_DEVICE_CPU;
+}
+
+/* f32 (a reference this takes over; NULL after an error) converted to bf16: a new reference */
+static cf_tensor *to_bf16_of(cf_tensor *f32) {
+  cf_tensor *r = f32 ? cf_tensor_to_dtype(f32, CF_DTYPE_BF16) : NULL;
+  cf_tensor_release(f32);
+  return r;
+}
+
 cf_tensor *cf_sum_to(cf_tensor *g, int ndim, const int64_t *shape) {
+  if (cpu_bf16(g)) {
+    cf_tensor *f = cf_tensor_to_dtype(g, CF_DTYPE_F32);
+    cf_tensor *s = f ? cf_sum_to(f, ndim, shape) : NULL;
+    cf_tensor_release(f);
+    return to_bf16_of(s);
+  }
   cf_tensor_retain(g);
   while (g->ndim > ndim) {
     cf_tensor *s = cf_op_dim(CF_OP_sum, g, 0, false);
@@ -188,7 +209,16 @@ void cf_zero_grad(cf_tensor *t) {
 /* acc <- acc + g (acc may be NULL). Takes over g's reference. */
 static int accumulate(cf_tensor **acc, cf_tensor *g) {
   if (!*acc) { *acc = g; return 0; }
-  cf_tensor *s = cf_op2(CF_OP_add, *acc, g);
+  cf_tensor *s;
+  if (cpu_bf16(*acc) && cpu_bf16(g)) {
+    cf_tensor *a = cf_tensor_to_dtype(*acc, CF_DTYPE_F32);
+    cf_tensor *b = a ? cf_tensor_to_dtype(g, CF_DTYPE_F32) : NULL;
+    s = to_bf16_of(b ? cf_op2(CF_OP_add, a, b) : NULL);
+    cf_tensor_release(a);
+    cf_tensor_release(b);
+  } else {
+    s = cf_op2(CF_OP_add, *acc, g);
+  }
   cf_tensor_release(g);
   if (!s) return -1;
   cf_tensor_release(*acc);

@@ -6,8 +6,10 @@
  * tensor whose .grad receives the gradient. cf_backward() walks the nodes reachable from a
  * tensor in reverse topological order (iteratively: long chains do not recurse), calls each
  * op's backward rule with gradients disabled, reduces broadcast gradients to the input's shape,
- * and accumulates into leaf .grad. Unless retain_graph is set, each node's saved tensors are
- * released as soon as it has run; a second backward through it is then an error.
+ * and accumulates into leaf .grad (bf16 gradients on the CPU, where bf16 is a storage type that
+ * only the layout ops take, are added in f32 and converted back). Unless retain_graph is set,
+ * each node's saved tensors are released as soon as it has run; a second backward through it is
+ * then an error.
  *
  * In-place writes: a node records the storage version (tensor.h) of each saved input and of its
  * output when it is made. Before any rule runs, cf_backward checks, for every node it will visit,
@@ -88,7 +90,8 @@ int cf_autograd_check_saved(const char *op, const char *what, const cf_tensor *t
 /* Backpropagate from t. seed may be NULL when t has one element (seed 1). */
 int cf_backward(cf_tensor *t, cf_tensor *seed, bool retain_graph);
 
-/* Sum g over broadcast dims so it has the given shape (new reference). */
+/* Sum g over broadcast dims so it has the given shape (new reference). A bf16 g on the CPU, where
+ * no sum kernel takes bf16, is summed in f32 and converted back once. */
 cf_tensor *cf_sum_to(cf_tensor *g, int ndim, const int64_t *shape);
 
 /* A tensor sharing t's data with no autograd history (new reference). */

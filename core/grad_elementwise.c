@@ -12,7 +12,7 @@
  *                    operand the whole gradient to both (as PyTorch);
  *   abs              gradient 0 at 0 and at NaN (PyTorch's sgn);  relu: 0 at 0;
  *   clamp            the gradient passes where lo <= x <= hi (bounds included; an unclamped
- *                    infinity passes, NaN does not);
+ *                    infinity passes, NaN does not; nowhere when lo > hi, as PyTorch);
  *   pow              d/da is 0 where b == 0, d/db is 0 where a == 0.
  */
 #include "grad_expr.h"
@@ -180,10 +180,16 @@ int cf_bwd_abs(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   return unary_done(&s, g, sign, gin);
 }
 
-/* passes where the value was not clamped (out == x, bounds included; not at NaN) */
+/* passes where lo <= x <= hi: with lo <= hi, where the value was not clamped (out == x, bounds
+ * included; not at NaN); with lo > hi nowhere (the output is hi everywhere, a constant). */
 int cf_bwd_clamp(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   cf_gx s = {0};
-  cf_tensor *moved = differs(&s, n->out, n->in[0]);
+  cf_tensor *x = n->in[0];
+  if (n->args.f[0] > n->args.f[1]) { /* both bounds given (an absent one is NaN) */
+    gin[0] = cf_tensor_empty(x->ndim, x->shape, g->dtype, cf_tensor_device(x));
+    return gin[0] ? 0 : -1;
+  }
+  cf_tensor *moved = differs(&s, n->out, x);
   gin[0] = gx_result(&s, gx_where(&s, moved, gx_const(&s, g, 0.0), g));
   return gx_end(&s);
 }

@@ -1,4 +1,5 @@
 -- Autograd from Lua: backward, seeds, accumulation, retain_graph, no_grad, detach, leaf rules,
+-- clamp at and past its bounds, bf16 graphs on the CPU (layout ops only),
 -- and a finite-difference check of a composite f64 function.
 local H = dofile("tests/lua/harness.lua")
 local confit = require "confit"
@@ -159,6 +160,57 @@ H.case("finite differences agree with backward for a composite f64 function", fu
   end
   check(a, a.grad, "a")
   check(b, b.grad, "b")
+end)
+
+H.case("clamp passes the gradient where lo <= x <= hi: nowhere when lo > hi, at the bounds, not at NaN", function()
+  local function grad(v, lo, hi)
+    local x = confit.tensor(v, {dtype = "f64", requires_grad = true})
+    local y = x:clamp(lo, hi)
+    y:sum():backward()
+    return flat(y), flat(x.grad)
+  end
+  -- (lo > hi gave the gradient at x == hi, though the output is the constant hi)
+  local y, g = grad({-2, -1, 0, 1, 2}, 0.5, -1)
+  same_list(y, {-1, -1, -1, -1, -1}, 0, "lo > hi gives hi everywhere")
+  same_list(g, {0, 0, 0, 0, 0}, 0, "lo > hi: no gradient anywhere (as PyTorch)")
+  local _, gn = grad({0 / 0, 0.5}, 0.5, -1)
+  same_list(gn, {0, 0}, 0, "lo > hi with a NaN input")
+  _, g = grad({-2, -1, 0, 1, 2}, -1, 1)
+  same_list(g, {0, 1, 1, 1, 0}, 0, "bounds included")
+  _, g = grad({-2, -1, 0, 1, 2}, 1, 1)
+  same_list(g, {0, 0, 0, 1, 0}, 0, "lo == hi passes at the bound")
+  _, g = grad({-2, 0, 2, math.huge, 0 / 0}, 0, nil)
+  same_list(g, {0, 1, 1, 1, 0}, 0, "lo only: an unclamped infinity passes, NaN does not")
+  _, g = grad({-math.huge, -2, 0, 2, 0 / 0}, nil, 0)
+  same_list(g, {1, 1, 1, 0, 0}, 0, "hi only")
+end)
+
+-- bf16 is a storage type on the CPU: the layout ops take it, so their backward must too
+H.case("a bf16 graph on the CPU runs backward: a tensor used twice, expand, .grad accumulation", function()
+  -- (gave "add: bf16 compute is GPU-only" / "sum: bf16 compute is GPU-only" from inside backward)
+  local x = confit.tensor({1.5, 2.25}, {requires_grad = true})
+  local b = x:to_dtype("bf16")
+  local y = (b:to_dtype("f32") + b:to_dtype("f32")):sum()
+  y:backward()
+  same_list(flat(x.grad), {2, 2}, 0, "used twice")
+  x = confit.tensor({1.5}, {requires_grad = true})
+  x:to_dtype("bf16"):expand({3}):to_dtype("f32"):sum():backward()
+  same_list(flat(x.grad), {3}, 0, "expand")
+  x = confit.tensor({{1}, {2}}, {requires_grad = true})
+  x:to_dtype("bf16"):expand({2, 3}):unsqueeze(1):expand({4, 2, 3}):to_dtype("f32"):sum():backward()
+  same_list(flat(x.grad), {12, 12}, 0, "expand over a new and a size-1 dim")
+  -- a bf16 leaf: used twice in one backward, then accumulated across backward calls
+  local w = confit.tensor({1, 2, 3}, {dtype = "bf16", requires_grad = true})
+  local l = (w:to_dtype("f32") * confit.tensor{1, 2, 3} + w:narrow(1, 1, 3):to_dtype("f32")):sum()
+  l:backward()
+  H.eq(w.grad:dtype(), "bf16", "the leaf's gradient keeps its dtype")
+  same_list(flat(w.grad), {2, 3, 4}, 0, "a bf16 leaf used twice")
+  w:to_dtype("f32"):sum():backward()
+  same_list(flat(w.grad), {3, 4, 5}, 0, "accumulated into a bf16 .grad")
+  -- the sum runs in f32 and is rounded once: 259 ones in bf16 is 260 (not stuck at 256)
+  local v = confit.tensor({1}, {requires_grad = true})
+  v:to_dtype("bf16"):expand({259}):to_dtype("f32"):sum():backward()
+  same_list(flat(v.grad), {260}, 0, "rounded once from the f32 sum")
 end)
 
 -- ---------------------------------------------------------------- in-place writes after a save
