@@ -442,6 +442,20 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
     /* truncation: keep keys > kt, and the first `keq` (by index) equal to kt. Masses are sums of
      * each id's probability in 2^40 fixed point (an order-free, exact sum). */
     auto fixed_p = [&](float v) { return (unsigned long long)((double)expf(gen_z(v, hb, T) - lse) * 1099511627776.0); };
+    /* One radix pass: s_cnt[b] (and with_mass, s_mass[b]) over the ids whose key matches prefix
+     * under mask, by the key's byte at shift. */
+    auto histogram = [&](int shift, uint32_t prefix, uint32_t mask, bool with_mass) {
+      for (int b = tid; b < 256; b += blockDim.x) { s_cnt[b] = 0; s_mass[b] = 0; }
+      __syncthreads();
+      for (int i = tid; i < V; i += blockDim.x) {
+        float v = lg[i];
+        uint32_t k = fkey(v);
+        if ((k & mask) != prefix) continue;
+        atomicAdd(&s_cnt[(k >> shift) & 255], 1u);
+        if (with_mass) atomicAdd(&s_mass[(k >> shift) & 255], fixed_p(v));
+      }
+      __syncthreads();
+    };
     /* The n-th largest key (*kt) and how many of the ids equal to it are among the first n (*keq),
      * by a radix select a byte a pass from the top; with_mass: also the mass of those n ids. */
     auto select_kth = [&](long long n, bool with_mass, uint32_t *kt, long long *keq, unsigned long long *mass) {
@@ -449,17 +463,8 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
       __syncthreads();
       for (int pass = 0; pass < 4; pass++) {
         int shift = 24 - 8 * pass;
-        for (int b = tid; b < 256; b += blockDim.x) { s_cnt[b] = 0; s_mass[b] = 0; }
-        __syncthreads();
         uint32_t prefix = s_prefix, mask = s_mask;
-        for (int i = tid; i < V; i += blockDim.x) {
-          float v = lg[i];
-          uint32_t k = fkey(v);
-          if ((k & mask) != prefix) continue;
-          atomicAdd(&s_cnt[(k >> shift) & 255], 1u);
-          if (with_mass) atomicAdd(&s_mass[(k >> shift) & 255], fixed_p(v));
-        }
-        __syncthreads();
+        histogram(shift, prefix, mask, with_mass);
         if (tid == 0) {
           int sel = 0;
           for (int b = 255; b >= 0; b--) {
@@ -502,18 +507,8 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
       __syncthreads();
       for (int pass = 0; pass < 4; pass++) {
         int shift = 24 - 8 * pass;
-        for (int b = tid; b < 256; b += blockDim.x) { s_cnt[b] = 0; s_mass[b] = 0; }
-        __syncthreads();
         uint32_t prefix = s_prefix, mask = s_mask;
-        for (int i = tid; i < V; i += blockDim.x) {
-          float v = lg[i];
-          uint32_t k = fkey(v);
-          if ((k & mask) != prefix) continue;
-          int b = (k >> shift) & 255;
-          atomicAdd(&s_cnt[b], 1u);
-          atomicAdd(&s_mass[b], fixed_p(v));
-        }
-        __syncthreads();
+        histogram(shift, prefix, mask, true);
         if (tid == 0 && !s_all) {
           int sel = -1;
           for (int b = 255; b >= 0; b--) {
