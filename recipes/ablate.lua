@@ -22,8 +22,9 @@
 -- flags with "_" turned into "-" (questions_per_step -> --questions-per-step); true is a bare flag,
 -- false leaves the flag out. Each setting is given once: a key both in base and in grid, or in two
 -- spellings (eval_n and eval-n), is refused. A run whose DIR/summary.json exists
--- is finished and skipped, so re-running the same command continues an interrupted grid (an rlsc
--- run that left checkpoints gets --resume); a failed run is reported and the grid goes on. A run
+-- is finished and skipped, so re-running the same command continues an interrupted grid (a run
+-- of rlsc, or of a wrapper of it, that left checkpoints gets --resume); a failed run is reported
+-- and the grid goes on. A run
 -- that ends by a Ctrl-C or a kill (SIGINT / SIGTERM, or exit status 130 / 143) stops the grid, and
 -- so does a Ctrl-C of ablate itself (after the run going on): the results so far are written and
 -- the exit status is 130 (143 for SIGTERM). A kill -9 of ablate leaves its running run going on
@@ -487,6 +488,9 @@ function M.run_grid(spec, opts)
   local runs, names = M.expand(spec)
   local runner = opts.runner or M.subprocess_runner
   local ctx = {exe = opts.exe or M.executable(), recipe = spec.recipe, out = out}
+  -- a recipe with a --resume flag (rlsc, or a wrapper of it) continues a run from its checkpoints
+  local flags = recipe_flags(spec.recipe)
+  ctx.resumable = spec.recipe:match("rlsc%.lua$") ~= nil or (flags ~= nil and flags.resume ~= nil)
   check_grid_folder(out)
   M.check_finished(spec, runs, out)
   -- one ablate per grid folder, held until run_grid returns (however it ends)
@@ -495,7 +499,7 @@ function M.run_grid(spec, opts)
   if not opts.dry_run then
     if not mkdir_p(out) then die("cannot create %s", out) end
     local h, err, pid = require("confit").lock(out .. "/.lock")
-    if not h then die("--out %s; wait for it or use another --out", cli.lock_problem(out, err, pid)) end
+    if not h then die("--out %s", cli.lock_refusal(out, err, pid)) end
     grid_lock.h = h
     jsonio.remove_stale_temps(out)   -- what a killed ablate left half written (grid.json, results)
     local axes = {}
@@ -533,13 +537,13 @@ function M.run_grid(spec, opts)
           h:close()   -- the recipe run there takes its own lock
           if not wok then die("cannot write %s/ablate.json: %s", r.path, tostring(werr)) end
         else
-          busy = cli.lock_problem(r.path, lerr, pid) .. "; wait for it and run ablate again"
+          busy = cli.lock_refusal(r.path, lerr, pid, "wait for it and run ablate again", "ablate cannot write there")
         end
       end
       -- an unfinished RL run that left checkpoints continues from them (rlsc refuses a fresh
-      -- start over them)
+      -- start over them; a wrapper of rlsc was left failing there until the eighteenth session)
       local resumed = ""
-      if ctx.recipe:match("rlsc%.lua$") and require("confit.train").latest_checkpoint(r.path) then
+      if ctx.resumable and require("confit.train").latest_checkpoint(r.path) then
         local has = false
         for _, a in ipairs(r.argv) do has = has or a == "--resume" end
         if not has then r.argv[#r.argv + 1] = "--resume" end
@@ -912,6 +916,10 @@ function M.main(argv)
       if a == "--out" then
         i = i + 1
         o.out = argv[i]
+        -- an option in its place: the folder was left out (--out --dry-run ran the grid in "./--dry-run")
+        if o.out and (o.out:match("^%-%-") or o.out == "-h") then
+          die("--out needs a directory (got the option %s; a folder starting with -- is given as --out=DIR)", o.out)
+        end
       else
         o.out = a:sub(7)
       end
@@ -952,7 +960,10 @@ function M.main(argv)
       die("--report-only: '%s/grid.json' is not an ablate grid's (toy_compare's? it writes its table to its --md)", out)
     end
     local h, err, pid = require("confit").lock(out .. "/.lock")
-    if not h then die("--out %s; wait for it (it writes the results when it ends)", cli.lock_problem(out, err, pid)) end
+    if not h then
+      die("--out %s", cli.lock_refusal(out, err, pid, "wait for it (it writes the results when it ends)",
+                                       "--report-only needs to write results.csv and results.md there"))
+    end
     return h
   end
   local held <close> = o.report_only and report_lock() or nil

@@ -60,7 +60,8 @@ usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [option
                          changed, or the data file changed a question or answer of a kept problem
   --device cpu|cuda      default cpu; --dtype bf16|f32 applies to cuda (default bf16; the CPU
                          computes in f32)
-  --progress bar|plain|off]]
+  --progress bar|plain|off
+  (an option takes _ for -, --top_p as --top-p; a value starting with -- only as --name=VALUE)]]
 
 local TOY = {toy = "mixed", ["toy-mixed"] = "mixed", ["toy-pure"] = "pure"}
 
@@ -84,19 +85,23 @@ local MAX = {n = 1 << 20, ["top-k"] = 1 << 30}
 -- distinct ones, and drawing near all of them takes minutes)
 local TOY_MAX = 10000
 
--- Parse "--key value", "--key=value" and flags into a table keyed by the option name; an option
--- given twice is refused (no value silently wins).
+-- Parse "--key value", "--key=value" and flags into a table keyed by the option name (--top_p
+-- is --top-p, as confit.cli reads the other recipes' flags); an option given twice, in either
+-- spelling, is refused (no value silently wins), and so is a value left out before the next
+-- option (a value starting with -- is given as --key=value).
 function M.parse_args(argv)
   local o, i = {}, 1
   while i <= #argv do
     local a = argv[i]
     if a == "-h" then a = "--help" end
-    local key, val = a:match("^%-%-([%w%-]+)=(.*)$")
-    if not key then key = a:match("^%-%-([%w%-]+)$") end
+    local key, val = a:match("^%-%-([%w_%-]+)=(.*)$")
+    if not key then key = a:match("^%-%-([%w_%-]+)$") end
     if not key then die("unexpected argument '%s' (options start with --; see --help)", a) end
+    local flag = key
+    key = key:gsub("_", "-")
     local ty = SPEC[key]
-    if not ty then die("unknown option --%s (see --help)", key) end
-    if o[key] ~= nil then die("--%s is given twice (give each option once)", key) end
+    if not ty then die("unknown option --%s (see --help)", flag) end
+    if o[key] ~= nil then die("--%s is given twice (give each option once)", flag) end
     if ty == "flag" then
       if val ~= nil then die("--%s takes no value", key) end
       o[key] = true
@@ -104,7 +109,10 @@ function M.parse_args(argv)
       if val == nil then
         i = i + 1
         val = argv[i]
-        if val == nil then die("--%s needs a value", key) end
+        if val == nil or val:match("^%-%-") or val == "-h" then
+          die("--%s needs a value%s", flag, val and (" (got the option %s; a value starting with -- is given as --%s=VALUE)")
+                                                      :format(val, flag) or "")
+        end
       end
       -- decimal only: tonumber reads "0x10" as 16
       if (ty == "int" or ty == "number") and val:find("[xX]") then
@@ -374,7 +382,7 @@ function M.main(argv)
     if i == 1 then
       -- one eval process per OUT: a second one would write the same records
       local h, err, pid = require("confit").lock(out .. "/.lock")
-      if not h then give_up("--out %s; wait for it or use another --out", cli.lock_problem(out, err, pid)) end
+      if not h then give_up("--out %s", cli.lock_refusal(out, err, pid)) end
       lock = h
     end
   end

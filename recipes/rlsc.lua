@@ -5,7 +5,8 @@
 -- before/after table is printed, and the LAST line of output is one JSON object
 -- {"before": {...}, "after": {...}, "config": {...}} with the metric keys of confit.toy_eval,
 -- named after --eval-n (n = 16: greedy_acc, pass1_t05, pass1_t10, maj16, pass2, pass4, pass8,
--- pass16, distinct_answers, direct_share, mean_length, mean_confidence, weight_share; n = 4:
+-- pass16, distinct_answers, direct_share, mean_length, sample_mean_length, mean_confidence,
+-- weight_share; n = 4:
 -- maj4, pass2, pass4). --data runs print the same kind of before/after table of
 -- confit.evaluate's metrics (acc, pass@1, pass@k, maj@n, answer diversity, lengths, box and
 -- truncation rates).
@@ -19,7 +20,9 @@
 --
 -- Methods: every name of confit.rl (l1, l2, ours_lennorm, ours_softmax, ours_clip, self_sft,
 -- em_ft, grpo_ttrl, grpo_intuitor, grpo_rent, grpo_prob, temp_only). temp_only trains nothing:
--- its "after" evaluation samples at the eval temperatures times --temperature-scale (0.5:
+-- its "after" evaluation samples at the eval temperatures times --temperature-scale (a flag
+-- refused with a method that trains, as --task is with --data and the --data flags --template,
+-- --eval-mode, --question-field and --answer-field are in the toy world; 0.5:
 -- T = 0.25 and 0.5, reported under the pass1_t05 / pass1_t10 keys; greedy cannot change). With
 -- --data the evaluation samples --eval-n (16 for temp_only unless given) completions at T = 0.6
 -- before and at 0.6 x --temperature-scale after.
@@ -79,6 +82,10 @@ local sorted_names = cli.sorted_keys
 -- the generator's limit on samples per prompt (--n, --eval-n)
 local MAX_SAMPLES = 1 << 20
 
+-- the smallest temperature of a loss on the CPU: its kernels scale by 1 / T in double, which
+-- overflows below ~5.56e-309 (the training step refused it after config.json was written)
+local MIN_TEMPERATURE = 5.6e-309
+
 local SPEC = {
   method = {"string", "l2"},
   alpha = {"number", 0.1, min = 0},
@@ -88,8 +95,8 @@ local SPEC = {
   lr = {"number", 1e-4, min = 0},
   weight_decay = {"number", 0.01, min = 0},
   grad_clip = {"number", 0, min = 0},
-  temperature = {"number", 0.5, above = 0},
-  loss_temperature = {"number", nil, above = 0},
+  temperature = {"number", 0.5, min = MIN_TEMPERATURE},
+  loss_temperature = {"number", nil, min = MIN_TEMPERATURE},
   top_p = {"number", 1.0, above = 0, max = 1},
   max_new_tokens = {"int", 64, min = 1},
   clip_eps = {"number", 0.2, min = 0},
@@ -488,7 +495,7 @@ end
 local function take_lock(o)
   if o.lock then return end
   local h, err, pid = confit.lock(o.out .. "/.lock")
-  if not h then die("--out %s; wait for it or use another --out", cli.lock_problem(o.out, err, pid)) end
+  if not h then die("--out %s", cli.lock_refusal(o.out, err, pid)) end
   o.lock = h
 end
 
@@ -549,7 +556,7 @@ local function check_out_dir(o)
   -- first (the advice to --resume them ended at that lock anyway)
   if ckpt and not o.resume then
     local h, err, pid = confit.lock(o.out .. "/.lock")
-    if not h then die("--out %s; wait for it or use another --out", cli.lock_problem(o.out, err, pid)) end
+    if not h then die("--out %s", cli.lock_refusal(o.out, err, pid)) end
     h:close()
   end
   -- the checkpoint continued must come from --model: the run's recorded folder, then (in
@@ -650,6 +657,26 @@ local function check(o)
   local method, merr = rl.resolve(o.method)
   if not method then die("--method: %s", merr) end
   o.method = method
+  -- flags that would do nothing here are refused, not ignored (--dtype on the CPU is documented)
+  if o.given.temperature_scale and rl.trains(method) then
+    die("--temperature-scale sets --method temp_only's colder evaluation; --method %s trains and does not use it", method)
+  end
+  if o.data then
+    if o.given.task then die("--task picks the toy world's task; a --data run trains on --data %s (drop --task)", o.data) end
+  else
+    for _, k in ipairs({"eval_mode", "template", "question_field", "answer_field"}) do
+      if o.given[k] then
+        die("--%s applies to --data runs; the toy world has its own prompts and grader (drop --%s, or give --data FILE)",
+            (k:gsub("_", "-")), (k:gsub("_", "-")))
+      end
+    end
+  end
+  -- the GPU's tempered losses scale by 1 / T in float: refused past its range before any work
+  local T_loss = o.loss_temperature or o.temperature
+  if o.device == "cuda" and rl.trains(method) and (T_loss < 3e-39 or T_loss > 1e45) then
+    die("--%s %g is outside the GPU losses' range (3e-39 to 1e45: their float 1 / T overflows or is 0)",
+        o.loss_temperature and "loss-temperature" or "temperature", T_loss)
+  end
   if rl.grpo_reward[method] and o.n < 2 then
     die("--method %s needs --n >= 2: its advantages are rewards relative to the other samples of a question (got --n %d)", method, o.n)
   end
@@ -668,6 +695,11 @@ local function check(o)
     die("--eval-data needs --data FILE (the toy world evaluates on its held-out questions)")
   elseif not o.no_eval and o.eval_n < 1 then
     die("--eval-n must be >= 1 for the toy evaluation, got %d (or give --no-eval)", o.eval_n)
+  end
+  -- a method of one's own split by --micro-batch between questions it does not declare a sum over
+  if rl.trains(method) then
+    local split = rl.micro_batch_problem(method, o.micro_batch, o.n * o.questions_per_step, o.questions_per_step)
+    if split then die("--micro-batch %d: %s", o.micro_batch, split) end
   end
   -- --eval-questions / --eval-seed: the toy's held-out questions (200, drawn with seed 1), or
   -- the first N problems of a --data run's evaluation (all) and its sampling seed (--seed)
@@ -818,7 +850,11 @@ local function help_notes()
     "--data / --eval-data FILE named after a benchmark (gsm8k.jsonl, math500.jsonl, olympiadbench.jsonl, ...)\n" ..
     "  without --answer-field: read as --eval-data NAME reads that benchmark (its question field unless\n" ..
     "  --question-field is given, its reference answers, its ids); with --answer-field: a plain file.\n" ..
-    "--dtype applies to --device cuda (the CPU computes in f32).\n" ..
+    "--dtype applies to --device cuda (the CPU computes in f32). Flags that would do nothing are refused:\n" ..
+    "  --task with --data; --template, --eval-mode, --question-field, --answer-field without it (the toy\n" ..
+    "  world has its own prompts and grader); --temperature-scale with a method that trains.\n" ..
+    "--temperature / --loss-temperature: the loss's temperature T needs 1 / T finite: >= 5.6e-309 on the\n" ..
+    "  CPU, 3e-39 to 1e45 with --device cuda (its losses scale in float).\n" ..
     "--updates-per-batch MU: MU optimizer steps on each sampled batch (GRPO's mu), the loss computed\n" ..
     "  anew each time; --steps, --checkpoint-every and checkpoint-<K> count sampled batches, steps.jsonl\n" ..
     "  and the log have one line per optimizer step (step = (batch - 1) * MU + update, with batch and\n" ..

@@ -3,9 +3,13 @@
 --
 --   confit recipes/toy_compare.lua [--methods temp_only,l1,l2,self_sft,em_ft,grpo_ttrl]
 --       [--seeds 1,2,3] [--steps 20] [--questions-per-step 4] [--n 16] [--lr 1e-4]
---       [--eval-questions 100] [--eval-n 16] [--model examples/toy/model] [--task mixed]
---       [--out runs/toy_compare] [--md runs/toy_compare.md]
+--       [--eval-questions 100] [--eval-n 16] [--eval-seed 1] [--model examples/toy/model]
+--       [--task mixed] [--out runs/toy_compare] [--md runs/toy_compare.md]
 --
+-- --eval-seed draws the held-out questions (recorded as eval.question_seed, as rlsc records it).
+-- rlsc's bounds apply: --temperature >= 5.6e-309 (the CPU losses' 1 / T), --questions-per-step
+-- <= 4096 and at most 100,000 training questions (--steps x --questions-per-step) per seed.
+-- --md is checked writable before --out is made.
 -- Every method runs from the same checkpoint with the same settings as the main job (alpha 0.1,
 -- N = 16, T = 0.5, AdamW lr 1e-4, 4 questions per step) on the same training questions for a
 -- given seed, and is evaluated on the same held-out questions with the same sampling seeds.
@@ -36,19 +40,23 @@ local cli = require "confit.cli"
 -- Mistakes in the command line: one line "toy_compare: ..." and exit status 1 (confit.cli).
 local die = cli.die_for("toy_compare")
 
+-- rlsc's bounds: the generator's samples per prompt, the CPU losses' smallest temperature (1 / T
+-- a finite double), the toy world's distinct training questions per seed
+local MAX_SAMPLES, MIN_TEMPERATURE, TOY_MAX_QUESTIONS = 1 << 20, 5.6e-309, 100000
+
 local SPEC = {
   methods = {"string", "temp_only,l1,l2,self_sft,em_ft,grpo_ttrl"},
   seeds = {"string", "1,2,3"},
   steps = {"int", 20, min = 1, max = 1000000},
-  questions_per_step = {"int", 4, min = 1},
-  n = {"int", 16, min = 1},
+  questions_per_step = {"int", 4, min = 1, max = 4096},
+  n = {"int", 16, min = 1, max = MAX_SAMPLES},
   alpha = {"number", 0.1, min = 0},
-  temperature = {"number", 0.5, above = 0},
+  temperature = {"number", 0.5, min = MIN_TEMPERATURE},
   lr = {"number", 1e-4, min = 0},
   temperature_scale = {"number", 0.5, above = 0},
   max_new_tokens = {"int", 64, min = 1},
   eval_questions = {"int", 100, min = 1, max = 10000},   -- rlsc's and eval's bound
-  eval_n = {"int", 16, min = 1},
+  eval_n = {"int", 16, min = 1, max = MAX_SAMPLES},
   eval_seed = {"int", 1},
   model = {"string", "examples/toy/model"},
   task = {"string", "mixed", choices = cli.sorted_keys(toy.presets)},
@@ -171,6 +179,10 @@ local function main(argv)
     seeds[#seeds + 1] = v
   end
   if #seeds == 0 then die("--seeds is empty (give integers such as 1,2,3)") end
+  if o.steps * o.questions_per_step > TOY_MAX_QUESTIONS then
+    die("--steps %d x --questions-per-step %d asks the toy world for %d distinct training questions; at most %d",
+        o.steps, o.questions_per_step, o.steps * o.questions_per_step, TOY_MAX_QUESTIONS)
+  end
   cli.check_model_dir("toy_compare", o.model, "--model")
   local world = toy.world(o.task)
   local heldout = world:questions("heldout", o.eval_questions, o.eval_seed)
@@ -222,20 +234,33 @@ local function main(argv)
       end
     end
   end
-  cli.mkdir_p("toy_compare", o.out, "--out")
-  -- one toy_compare per --out (OUT/.lock, held until the process ends): a second one took the
-  -- first's live run folders for its own, removed them, and both appended to one steps.jsonl
-  local lock <close>, lerr, lpid = confit.lock(o.out .. "/.lock")
-  if not lock then die("--out %s; wait for it or use another --out", cli.lock_problem(o.out, lerr, lpid)) end
-  if md_dir and md_dir ~= "" then cli.mkdir_p("toy_compare", md_dir, "--md") end
-  if cli.is_dir(o.md) then die("--md '%s' is a directory (give the Markdown file to write)", o.md) end
-  do -- the table is written at the end: make sure a file can be written beside --md first
+  -- the table is written at the end: a file must be writable beside --md, checked before --out
+  -- is made (a refusal left an empty --out): a probe file when its folder is there, else its
+  -- nearest folder that is, which mkdir -p will create it in
+  local md_parent = md_dir and md_dir ~= "" and md_dir or (md_dir and "/" or ".")
+  if cli.exists(md_parent) then
+    if not cli.is_dir(md_parent) then die("cannot write --md '%s': '%s' is not a folder", o.md, md_parent) end
     local tmp = unique_tmp(o.md)
     local f, err = io.open(tmp, "wb")
     if not f then die("cannot write --md '%s': %s", o.md, tostring(err)) end
     f:close()
     os.remove(tmp)
+  else
+    local up = md_parent
+    repeat up = up:match("^(.*)/[^/]*$") or "." until up == "" or cli.exists(up)
+    if up == "" then up = "/" end
+    if not cli.is_dir(up) then die("cannot write --md '%s': '%s' is not a folder", o.md, up) end
+    if not os.execute(("test -w %s && test -x %s"):format(cli.shell_quote(up), cli.shell_quote(up))) then
+      die("cannot write --md '%s': its folder cannot be made in '%s' (no permission, or a read-only file system)", o.md, up)
+    end
   end
+  cli.mkdir_p("toy_compare", o.out, "--out")
+  -- one toy_compare per --out (OUT/.lock, held until the process ends): a second one took the
+  -- first's live run folders for its own, removed them, and both appended to one steps.jsonl
+  local lock <close>, lerr, lpid = confit.lock(o.out .. "/.lock")
+  if not lock then die("--out %s", cli.lock_refusal(o.out, lerr, lpid)) end
+  if md_dir and md_dir ~= "" then cli.mkdir_p("toy_compare", md_dir, "--md") end
+  if cli.is_dir(o.md) then die("--md '%s' is a directory (give the Markdown file to write)", o.md) end
   local t_all = confit.clock()
   local before, after = {}, {}
   -- grid.json lists the finished runs: rewritten (atomically) at the start and after each run,
@@ -268,7 +293,7 @@ local function main(argv)
                    loss_temperature = o.temperature, max_new_tokens = o.max_new_tokens,
                    steps = o.steps, questions_per_step = o.questions_per_step,
                    optim = {name = "adamw", lr = o.lr, weight_decay = 0.01}, task = o.task,
-                   eval = {questions = #heldout, n = o.eval_n, seed = seed}}
+                   eval = {questions = #heldout, n = o.eval_n, seed = seed, question_seed = o.eval_seed}}
       if not rl.trains(mth) then cfg.temperature_scale = o.temperature_scale end
       assert(jsonio.write_json_atomic(dir .. "/config.json", cfg))
       assert(jsonio.write_jsonl_atomic(dir .. "/eval_before.jsonl", rec_b))
@@ -328,10 +353,10 @@ local function main(argv)
   for _, mth in ipairs(methods) do row(mth, after[mth]) end
   local total = confit.clock() - t_all
   local md = {
-    ("Toy world `%s`, model `%s`: %d held-out questions, %d samples per question for the sampled " ..
+    ("Toy world `%s`, model `%s`: %d held-out questions (drawn with seed %d), %d samples per question for the sampled " ..
      "metrics; training %d steps x %d questions x N = %d at T = %g, AdamW lr %g, alpha %g; seeds %s%s.%s " ..
      "%.0f s on this machine.")
-      :format(o.task, o.model, #heldout, o.eval_n, o.steps, o.questions_per_step, o.n,
+      :format(o.task, o.model, #heldout, o.eval_seed, o.eval_n, o.steps, o.questions_per_step, o.n,
               o.temperature, o.lr, o.alpha, table.concat(seeds, ","),
               #seeds > 1 and " (mean ± sample std over seeds)" or " (one seed: no spread)",
               has_temp_only and (" temp_only: no training, sampled at %g x the temperature (its greedy " ..

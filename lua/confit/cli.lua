@@ -2,7 +2,9 @@
 -- in the command line or the input files (unknown flag, bad value, value out of range, missing or
 -- malformed file) prints ONE line "<recipe>: <what and where>" on stderr and exits with status 1;
 -- a Ctrl-C prints "<recipe>: interrupted" and exits with status 130; any other error is a bug and
--- keeps its traceback (also exit status 1).
+-- keeps its traceback (also exit status 1). Under `confit -i recipe.lua ...` nothing exits: a
+-- failure is raised to the executable, which prints it ("confit: <recipe>: ...") and starts the
+-- REPL as it promises (M.run, M.exit).
 --
 --   local cli = require "confit.cli"
 --   local die = cli.die_for("myrecipe")                 -- die("--x must be ..., got %s", v)
@@ -55,6 +57,16 @@ function M.lock_problem(dir, msg, pid)
   return ("%s: cannot take its lock file: %s"):format(dir, tostring(msg))
 end
 
+--- The refusal of folder dir whose lock was not taken: M.lock_problem, then the advice that fits
+--- the reason: `wait` (default "wait for it or use another --out") when another process holds
+--- the lock, `other` (default "use another --out") when the lock file cannot be made (waiting for
+--- a read-only folder helps nothing).
+function M.lock_refusal(dir, msg, pid, wait, other)
+  local held = pid ~= nil or tostring(msg):find("held by another process", 1, true) ~= nil
+  local advice = held and (wait or "wait for it or use another --out") or (other or "use another --out")
+  return M.lock_problem(dir, msg, pid) .. "; " .. advice
+end
+
 -- strerror texts of failures of the machine, not of the code: a recipe that meets one (a full
 -- disk while it writes a checkpoint) says so in one line, without a traceback
 local ENVIRONMENT = {"No space left on device", "Read-only file system", "Permission denied",
@@ -93,15 +105,46 @@ function M.is_interrupt(e)
   return type(e) == "string" and (e == "interrupted" or e:match("^[^\n]*:%d+: interrupted$") ~= nil)
 end
 
+--- True when the confit executable enters its REPL after the script (`confit -i script ...`:
+--- lua/main.c starts the REPL even when the script fails), read from the options it left at
+--- arg's negative indices (the program at the lowest; an -e takes the next word as its code).
+function M.repl_follows()
+  if not (arg and arg[0] and arg[-1]) then return false end
+  local i = -1
+  while arg[i - 1] ~= nil do i = i - 1 end
+  i = i + 1                                     -- past the program
+  while i < 0 do
+    local a = arg[i]
+    if a == "-i" then return true end
+    if a == "--" then return false end
+    if a == "-e" then i = i + 1 end
+    i = i + 1
+  end
+  return false
+end
+
+-- The end of a recipe with an exit status when the REPL follows (M.exit): raised up to M.run.
+local Exit = {}
+Exit.__tostring = function(e) return ("exit status %d"):format(e.code) end
+
+--- End the program with exit status code (os.exit), or, when the REPL follows the script
+--- (M.repl_follows), end the recipe's main instead so that M.run hands the status to the REPL.
+function M.exit(code)
+  if M.repl_follows() then error(setmetatable({code = code}, Exit), 0) end
+  os.exit(code)
+end
+
 --- Run main(argv) as the program `name`. A user error prints its message on stderr (one line;
 --- "<name>: " is added when missing) and exits 1, and so does a failure of the machine
 --- (M.is_environment_error: a full disk, a read-only folder), its message without the source
 --- positions; a Ctrl-C prints "<name>: interrupted" and exits 130; any other error prints its
 --- message and a traceback on stderr and exits 1. A number returned by main is the exit status;
---- anything else is returned.
+--- anything else is returned. When the REPL follows (`confit -i recipe.lua ...`), nothing exits:
+--- a failure (an error, or a status other than 0) is raised to the executable, which prints it
+--- after "confit: " and starts the REPL (from a pipe, its exit status is then 1).
 function M.run(name, main, argv)
   local ok, res = xpcall(main, function(e)
-    if M.is_user_error(e, name) or M.is_interrupt(e) then return e end
+    if getmetatable(e) == Exit or M.is_user_error(e, name) or M.is_interrupt(e) then return e end
     if M.is_environment_error(e) then
       -- "x.lua:12: y.c:899: path: write failed: No space left on device" -> from "path"
       local msg = e
@@ -110,22 +153,31 @@ function M.run(name, main, argv)
     end
     return debug.traceback(tostring(e), 2)
   end, argv or {})
+  local repl = M.repl_follows()
+  -- end with status code after message msg (nil: none)
+  local function finish(code, msg)
+    if repl then
+      if code == 0 then return 0 end
+      error(setmetatable({msg = msg or ("%s: exit status %d"):format(name, code)}, UserError), 0)
+    end
+    if msg then io.stderr:write(msg, "\n") end
+    os.exit(code)
+  end
   if not ok then
     io.stdout:flush()   -- what was printed comes first
+    if getmetatable(res) == Exit then return finish(res.code) end
     if M.is_interrupt(res) then
-      io.stderr:write(name, ": interrupted\n")
-      os.exit(130)
+      if repl then error("interrupted", 0) end
+      return finish(130, name .. ": interrupted")
     elseif M.is_user_error(res, name) then
       local msg = M.message(res):gsub("\n+$", "")
       if msg:sub(1, #name + 2) ~= name .. ": " then msg = name .. ": " .. msg end
-      io.stderr:write(msg, "\n")
-    else
-      io.stderr:write(tostring(res), "\n")
+      return finish(1, msg)
     end
-    os.exit(1)
+    return finish(1, tostring(res))
   end
   if math.type(res) == "integer" then
-    os.exit(M.flush_stdout(name) and res or (res ~= 0 and res or 1))
+    return finish(M.flush_stdout(name) and res or (res ~= 0 and res or 1))
   end
   return res
 end
@@ -235,7 +287,8 @@ local function out_of_range(s, v)
 end
 
 --- For scripts without a flag table (the benchmarks): when argv asks for --help / -h, print the
---- script's leading comment block (its documentation) and exit 0.
+--- script's leading comment block (its documentation) and exit 0 (1 when the standard output
+--- cannot be written).
 function M.header_help(argv)
   local a = argv and argv[1]
   if a ~= "--help" and a ~= "-h" then return end
@@ -249,8 +302,7 @@ function M.header_help(argv)
     end
     f:close()
   end
-  io.stdout:flush()
-  os.exit(0)
+  os.exit(M.flush_stdout(M.name_of(src)) and 0 or 1)
 end
 
 --- The program name of a recipe path: "recipes/rlsc.lua" -> "rlsc".
@@ -260,10 +312,12 @@ end
 
 --- Parse `arg`-style flags: spec = {name = {type, default, min =, max =, above =, choices =}}
 --- with type "string", "number", "int" or "flag" (no value); --some-name and --some_name both
---- set some_name; --name value and --name=value both work. A flag given again (in either
---- spelling) is refused: which value was meant is unknown. min/max bound numbers inclusively,
+--- set some_name; --name value and --name=value both work (a value starting with "--", or "-h",
+--- only as --name=value: after --name it is a flag, and the value was left out). A flag given
+--- again (in either spelling) is refused: which value was meant is unknown. min/max bound numbers inclusively,
 --- above exclusively; choices lists the allowed strings. --help / -h prints the flags and exits
---- 0 (notes, when given: lines printed after the flags). Mistakes raise user errors
+--- 0, or 1 when the standard output cannot be written (notes, when given: lines printed after
+--- the flags; M.exit: with the REPL to follow, main ends instead). Mistakes raise user errors
 --- "<name>: ..." (name: the recipe's file name without .lua).
 --- Returns the options table (defaults filled in, `given` = the set of names given).
 function M.parse_args(argv, spec, prog, notes)
@@ -286,8 +340,7 @@ function M.parse_args(argv, spec, prog, notes)
                                                      range ~= "" and ("; " .. range) or ""))
       end
       if notes then print(notes) end
-      io.stdout:flush()
-      os.exit(0)
+      M.exit(M.flush_stdout(name) and 0 or 1)   -- a lost help text is no success
     end
     local flag, val = a:match("^%-%-([%w_%-]+)=(.*)$")
     if not flag then flag = a:match("^%-%-([%w_%-]+)$") end
@@ -308,7 +361,11 @@ function M.parse_args(argv, spec, prog, notes)
       if val == nil then
         i = i + 1
         val = argv[i]
-        if val == nil then die("--%s needs a value", flag) end
+        -- a flag in its place: the value was left out (--out --quiet made a folder "--quiet")
+        if val == nil or val:match("^%-%-") or val == "-h" then
+          die("--%s needs a value%s", flag, val and (" (got the flag %s; a value starting with -- is given as --%s=VALUE)")
+                                                      :format(val, flag) or "")
+        end
       end
       if s[1] == "number" or s[1] == "int" then
         local v = tonumber(val)

@@ -145,6 +145,16 @@ H.case("running a grid: skip finished, failures, results with mean ± sample std
   rows = csv_rows(assert(read(out .. "/results.csv")))
   H.eq(rows[2].runs, "3")
   H.ok(not read(out .. "/results.md"):find("Failed", 1, true), "no failures listed now")
+  -- a wrapper of rlsc (its own file name) resumes too: it failed at that point on every rerun,
+  -- told to pass --resume, which ablate gave no way to do
+  local wrapper = TMP .. "/mine.lua"
+  H.write(wrapper, 'return require("confit.cli").main("mine", dofile("recipes/rlsc.lua"))\n')
+  local specw = ablate.check({recipe = wrapper, grid = {alpha = {0}, seed = {1}}, out = TMP .. "/gw"})
+  os.execute(("mkdir -p %q"):format(TMP .. "/gw/alpha=0,seed=1/checkpoint-2"))
+  jsonio.write_json_atomic(TMP .. "/gw/alpha=0,seed=1/checkpoint-2/trainer_state.json", {step = 2})
+  argv = nil
+  ablate.run_grid(specw, {runner = function(r, ctx) argv = r.argv; return fake_runner({})(r, ctx) end, say = quiet})
+  H.eq(argv and argv[#argv], "--resume", "a wrapper's run that left checkpoints resumes")
   -- a runner that returns success without writing summary.json counts as failed
   local spec3 = ablate.check({grid = {alpha = {1}}, out = TMP .. "/g3"})
   local r3 = ablate.run_grid(spec3, {runner = function() return true end, say = quiet})

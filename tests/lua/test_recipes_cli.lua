@@ -912,5 +912,166 @@ do
 end
 -- <<< end of the audit_w block
 
+-- >>> the hD audit block: tiny temperatures refused up front; a value left out before the next
+-- flag; flags with no effect in their mode; toy_compare's --eval-seed recorded; `confit -i`
+-- reaches the REPL; --help into a full stdout; eval's _ spellings; the advice of a lock refusal;
+-- toy_compare's --md checked before --out is made and its --questions-per-step bounded.
+do
+  local HD = TMP .. "/hD"
+  assert(os.execute("mkdir -p " .. q(HD)))
+  local SMALL = "--steps 1 --questions-per-step 1 --n 2 --eval-questions 1 --eval-n 1 --max-new-tokens 8 --quiet"
+  local function o(name) return " --out " .. q(HD .. "/" .. name) end
+  local function tcq(name) return SMALL .. " --methods l2 --seeds 1" .. o(name) .. " --md " .. q(HD .. "/" .. name .. ".md") end
+  local function grid(name, body)
+    local path = HD .. "/" .. name .. ".lua"
+    write(path, ("return {%s, out = %q}\n"):format(body, HD .. "/" .. name))
+    return q(path)
+  end
+  -- folders whose lock file cannot be made (a folder in its place: "Is a directory")
+  for _, d in ipairs({"lk_rlsc", "lk_tc", "lk_eval", "lk_abl"}) do assert(os.execute("mkdir -p " .. q(HD .. "/" .. d .. "/.lock"))) end
+  local AFILE = HD .. "/afile"
+  write(AFILE, "x\n")
+  local LOCKED = {"cannot take its lock file", "Is a directory; use another --out"}
+  local cases = {
+    -- 1: refused by the flag check, so also by ablate's dry run (the step failed after config.json)
+    {"rlsc", SMALL .. " --temperature 1e-309" .. o("t1"), 1, {"--temperature must be >= 5.6e-309, got 1e-309"}},
+    {"rlsc", SMALL .. " --loss-temperature 1e-309" .. o("t2"), 1, {"--loss-temperature must be >= 5.6e-309"}},
+    {"rlsc", SMALL .. " --device cuda --temperature 1e-40" .. o("t3"), 1, {"--temperature 1e-40", "GPU losses' range"}},
+    {"toy_compare", tcq("t4") .. " --temperature 1e-309", 1, {"--temperature must be >= 5.6e-309"}},
+    {"ablate", grid("t5", 'base = {temperature = 1e-309}, grid = {seed = {1}}') .. " --dry-run", 1, {"run seed=1", "--temperature must be >= 5.6e-309"}},
+    -- 2: a flag where a value belongs
+    {"rlsc", SMALL .. " --out --quiet", 1, {"--out needs a value", "--quiet", "--out=VALUE"}},
+    {"ablate", grid("v1", 'grid = {seed = {1}}') .. " --out --dry-run", 1, {"--out needs a directory", "--dry-run"}},
+    {"ablate", grid("v2", 'base = {alpha = true}, grid = {seed = {1}}') .. " --dry-run", 1, {"--alpha needs a value"}},
+    {"eval", "--model --bench toy", 1, {"--model needs a value", "--bench"}},
+    -- 3: flags that do nothing in the mode given
+    {"rlsc", SMALL .. " --eval-mode strict" .. o("n1"), 1, {"--eval-mode applies to --data runs"}},
+    {"rlsc", SMALL .. " --template chatml" .. o("n2"), 1, {"--template applies to --data runs"}},
+    {"rlsc", SMALL .. " --question-field zz" .. o("n3"), 1, {"--question-field applies to --data runs"}},
+    {"rlsc", SMALL .. " --answer-field zz" .. o("n4"), 1, {"--answer-field applies to --data runs"}},
+    {"rlsc", SMALL .. " --temperature-scale 0.01" .. o("n5"), 1, {"--temperature-scale", "--method l2 trains"}},
+    {"rlsc", "--model examples/toy/model --data " .. q(GOOD) .. " --template plain --task pure" .. o("n6"), 1,
+     {"--task picks the toy world's task"}},
+    -- 7: eval reads --top_p as --top-p (its range check answers), --max_new_tokens=0 likewise
+    {"eval", "--model examples/toy/model --bench toy --top_p 2", 1, {"--top-p must be in (0, 1]"}},
+    {"eval", "--model examples/toy/model --bench toy --max_new_tokens=0", 1, {"--max-new-tokens must be >= 1"}},
+    {"eval", "--model examples/toy/model --bench toy --top_p 1 --top-p 1", 1, {"--top-p is given twice"}},
+    -- 8: a lock file that cannot be made is no process to wait for
+    {"rlsc", SMALL .. o("lk_rlsc"), 1, LOCKED, {"wait for it"}},
+    {"toy_compare", tcq("lk_tc"), 1, LOCKED, {"wait for it"}},
+    {"eval", "--model examples/toy/model --bench toy --limit 1 --max-new-tokens 4" .. o("lk_eval"), 1, LOCKED, {"wait for it"}},
+    {"ablate", grid("lk_abl", 'base = {steps = 1}, grid = {seed = {1}}'), 1, LOCKED, {"wait for it"}},
+    -- 9: --md that cannot be written is found before --out is made; --questions-per-step bounded
+    {"toy_compare", SMALL .. " --methods l2 --seeds 1" .. o("m1") .. " --md " .. q(AFILE .. "/sub/t.md"), 1,
+     {"cannot write --md", AFILE .. "' is not a folder"}},
+    {"toy_compare", "--questions-per-step 100000000" .. o("m2"), 1, {"--questions-per-step must be >= 1 and <= 4096"}},
+    {"toy_compare", "--steps 100 --questions-per-step 4000" .. o("m3"), 1, {"400000 distinct training questions; at most 100000"}},
+  }
+  local res = run_side_by_side(HD, cases)
+  for i, c in ipairs(cases) do
+    H.case(("hD: %s %s"):format(c[1], c[2]), function() check_run(c[1], c[2], res[i], c[3], c[4], c[5]) end)
+  end
+  H.case("hD: the refusals wrote nothing (no run folder, no --out of toy_compare, no './--quiet')", function()
+    for _, d in ipairs({"t1", "t2", "t3", "t4", "t5", "v1", "n1", "n2", "n3", "n4", "n5", "n6", "m1", "m2", "m3"}) do
+      H.ok(not cli.exists(HD .. "/" .. d), d .. " was made")
+    end
+    H.ok(not cli.exists("--quiet") and not cli.exists("--dry-run"), "a folder named after a flag")
+    for _, d in ipairs({"lk_rlsc", "lk_tc", "lk_eval", "lk_abl"}) do
+      H.eq(table.concat(cli.list_dir(HD .. "/" .. d), " "), ".lock", d .. " holds only its .lock")
+    end
+  end)
+  H.case("hD: cli.lock_refusal advises waiting only for a lock another process holds", function()
+    H.eq(cli.lock_refusal("OUT", "x is held by another process (PID 7)", 7),
+         "OUT is in use by another confit process (PID 7); wait for it or use another --out")
+    H.eq(cli.lock_refusal("OUT", "x: cannot open the lock file: Read-only file system", nil),
+         "OUT: cannot take its lock file: x: cannot open the lock file: Read-only file system; use another --out")
+    H.eq(cli.lock_refusal("P", "x is held by another process", nil, "wait", "other"), "P is in use by another confit process; wait")
+    H.eq(cli.lock_refusal("P", "x: cannot lock: No lock", nil, "wait", "other"), "P: cannot take its lock file: x: cannot lock: No lock; other")
+  end)
+  local full = cli.exists("/dev/full") and H.case or function(name) H.skip(name, "no /dev/full") end
+  full("hD: --help into a full standard output is exit 1 with one line, for every recipe", function()
+    for _, r in ipairs({"rlsc", "toy_compare", "pretrain_toy", "eval", "ablate", "report"}) do
+      local p = assert(io.popen(("%s recipes/%s.lua --help 2>&1 >/dev/full; echo rc=$?"):format(q(EXE), r)))
+      local text = p:read("a")
+      p:close()
+      H.ok(text:find("^" .. r .. ": cannot write the standard output: [^\n]*\nrc=1\n$"), r .. ": " .. text)
+    end
+    -- a script's header as its help (cli.header_help: the benchmarks) alike
+    local p = assert(io.popen(("%s bench/grade_bench.lua --help 2>&1 >/dev/full; echo rc=$?"):format(q(EXE))))
+    local text = p:read("a")
+    p:close()
+    H.ok(text:find("^grade_bench: cannot write the standard output: [^\n]*\nrc=1\n$"), "grade_bench: " .. text)
+  end)
+  H.case("hD: cli.repl_follows reads -i among the executable's options, not as an -e chunk's code", function()
+    local saved = arg
+    local function follows(t) arg = t; local r = cli.repl_follows(); arg = saved; return r end
+    H.eq(follows({[-2] = "confit", [-1] = "-i", [0] = "s.lua"}), true, "confit -i s.lua")
+    H.eq(follows({[-4] = "confit", [-3] = "-e", [-2] = "x=1", [-1] = "-i", [0] = "s.lua"}), true, "confit -e x=1 -i s.lua")
+    H.eq(follows({[-3] = "confit", [-2] = "-e", [-1] = "-i", [0] = "s.lua"}), false, "confit -e -i s.lua: -i is code")
+    H.eq(follows({[-2] = "confit", [-1] = "--", [0] = "s.lua"}), false, "confit -- s.lua")
+    H.eq(follows({[-1] = "confit", [0] = "s.lua"}), false, "confit s.lua")
+  end)
+  H.case("hD: confit -i recipe.lua reaches the REPL after a success, a refusal and --help", function()
+    local function repl(args)
+      local p = assert(io.popen(("echo 'print(\"in repl\")' | %s -i %s 2>&1; echo rc=$?"):format(q(EXE), args)))
+      local text = p:read("a")
+      p:close()
+      return text
+    end
+    local text = repl("recipes/eval.lua --model examples/toy/model --bench toy --limit 1 --max-new-tokens 4 --progress off"
+                      .. o("repl_eval"))
+    H.ok(text:find("eval: results in", 1, true) and text:find("\nin repl\nrc=0\n$"), "eval returning 0: " .. text)
+    text = repl("recipes/rlsc.lua --bogus")
+    H.eq(text, "confit: rlsc: unknown flag --bogus (see --help)\nin repl\nrc=1\n", "a refusal")
+    text = repl("recipes/ablate.lua --help")
+    H.ok(text:find("^usage: confit recipes/ablate.lua") and text:find("\nin repl\nrc=0\n$"), "ablate --help: " .. text)
+    text = repl("recipes/rlsc.lua --help")
+    H.ok(text:find("^usage: confit recipes/rlsc.lua") and text:find("\nin repl\nrc=0\n$"), "rlsc --help: " .. text)
+    -- without -i the refusal is its one line, and the status is the recipe's
+    local p = assert(io.popen(("%s recipes/rlsc.lua --bogus 2>&1; echo rc=$?"):format(q(EXE))))
+    text = p:read("a")
+    p:close()
+    H.eq(text, "rlsc: unknown flag --bogus (see --help)\nrc=1\n")
+  end)
+  H.case("hD: toy_compare records --eval-seed as rlsc does (eval.question_seed) and names it in the table", function()
+    local jsonio = require "confit.jsonio"
+    local out, md = HD .. "/seed7", HD .. "/seed7.md"
+    local p = assert(io.popen(("%s recipes/toy_compare.lua %s --methods l2 --seeds 1 --eval-seed 7 --out %s --md %s 2>&1; echo rc=$?")
+                              :format(q(EXE), SMALL, q(out), q(md))))
+    local text = p:read("a")
+    p:close()
+    H.ok(text:find("rc=0", 1, true), text)
+    local cfg = jsonio.read_json(out .. "/method=l2,seed=1/config.json")
+    H.eq(type(cfg) == "table" and cfg.eval.question_seed, 7, "config.json eval.question_seed")
+    local sum = jsonio.read_json(out .. "/method=l2,seed=1/summary.json")
+    H.eq(type(sum) == "table" and sum.config.eval.question_seed, 7, "summary.json config.eval.question_seed")
+    H.ok((read(md) or ""):find("1 held-out questions (drawn with seed 7)", 1, true), read(md))
+  end)
+end
+-- <<< end of the hD audit block
+
+H.case("rlsc: --micro-batch that would split a method of one's own is refused before anything is written", function()
+  -- (eighteenth session) a batch-wide mean came out scaled by the number of chunks; train.run
+  -- refused it only after rlsc had printed its header and written config.json
+  local w = TMP .. "/mean_wrapper.lua"
+  write(w, 'local rl = require "confit.rl"\n'
+        .. 'rl.methods.mean_sft = function(b, o) return -rl.seq_logprobs(b, o.temperature):mean(), {} end\n'
+        .. 'return require("confit.cli").main("mine", dofile("recipes/rlsc.lua"))\n')
+  local out = TMP .. "/mean_out"
+  local function go(extra)
+    local outf = TMP .. "/mean.out"
+    local ok, _, code = os.execute(("%s %s --method mean_sft --steps 1 --questions-per-step 2 --n 2 --no-eval "
+                                    .. "--max-new-tokens 4 --out %s %s > %s 2>&1"):format(q(EXE), q(w), q(out), extra, q(outf)))
+    return ok and 0 or code, read(outf) or ""
+  end
+  local rc, text = go("--micro-batch 2")
+  H.eq(rc, 1, text)
+  H.ok(text:find("--micro-batch 2: method mean_sft is not declared a sum over questions", 1, true), text)
+  H.eq(select(2, text:gsub("\n", "")), 1, "one line: " .. text)
+  H.ok(not cli.exists(out), "nothing written")
+  rc, text = go("--micro-batch 0")
+  H.eq(rc, 0, text)
+end)
+
 os.execute("rm -rf " .. q(TMP))
 H.finish()
