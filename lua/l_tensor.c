@@ -1171,6 +1171,9 @@ static int m_backward(lua_State *L) {
   t = cf_lua_checktensor(L, 1);
   if (seed_idx && !lua_isnoneornil(L, seed_idx) && cf_lua_totensor(L, seed_idx)) seed = cf_lua_checktensor(L, seed_idx);
   else if (seed) seed = cf_lua_checktensor(L, -1);
+  if (!t->requires_grad) /* the core's message, and the usual cause when training by hand */
+    return luaL_error(L, "backward: the tensor does not require grad (no input had requires_grad; a loaded "
+                         "model's parameters need require(\"confit.train\").trainable(m) first)");
   int rc;
   CF_LUA_CORE(L, rc = cf_backward(t, seed, retain));
   if (rc) cf_lua_error(L);

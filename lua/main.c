@@ -464,10 +464,35 @@ static int doc_lookup(lua_State *L, int tab, const char *key) {
   return 0;
 }
 
+/* Whether the first part of name (before its first '.' or ':') is one of confit's Lua modules
+ * (confit.<part> found by package.searchpath: rl, metrics, toy, bench, ...) or an object the docs
+ * spell tok:, m: or opt:. Such a name is documented under its own spelling or not at all: by its
+ * last part it found another name's doc (bench.load showed confit.load's, tok:pad m:pad's). */
+static int confit_owned(lua_State *L, const char *name) {
+  size_t n = strcspn(name, ".:");
+  if (n == 0 || name[n] == '\0') return 0;
+  static const char *const objects[] = {"tok", "m", "opt", NULL};
+  for (int i = 0; objects[i]; i++)
+    if (strlen(objects[i]) == n && strncmp(name, objects[i], n) == 0) return 1;
+  int top = lua_gettop(L), found = 0;
+  lua_getglobal(L, "package");
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_getfield(L, -1, "searchpath");
+    lua_pushliteral(L, "confit.");
+    lua_pushlstring(L, name, n);
+    lua_concat(L, 2);
+    lua_getfield(L, top + 1, "path");
+    found = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING;
+  }
+  lua_settop(L, top);
+  return found;
+}
+
 /* Lua C function: prints the one-line doc of arg 1. Sources, in order: the table returned by
  * confit.repl_help, require("confit").doc, require("confit.core").doc. A qualified name
  * ("x:matmul", "confit.optim.adamw") is also looked up by its last part and by the API spellings
- * used in the docs (confit.<name>, t:<name>, t.<name>, m:<name>). */
+ * used in the docs (confit.<name>, t:<name>, t.<name>, m:<name>), unless its first part is
+ * confit's own (confit_owned) or Lua's. */
 static int help_show(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   int src[3], nsrc = 0;
@@ -498,7 +523,7 @@ static int help_show(lua_State *L) {
   const char *keys[8];
   int nkeys = 0;
   keys[nkeys++] = name;
-  if (*last) {
+  if (*last && !confit_owned(L, name)) {
     keys[nkeys++] = last;
     keys[nkeys++] = lua_pushfstring(L, "confit.%s", last);
     keys[nkeys++] = lua_pushfstring(L, "t:%s", last);

@@ -16,7 +16,9 @@
 --                   and when the format is unknown, "llama3-math-cot" / "strict-llama3" for
 --                   Llama 3.0, "llama31-math-cot" / "strict-llama31" for Llama 3.1 and later)
 --   grader          "qwen" | "strict" | "toy" or a table {name, extract(text) -> answer|nil,
---                   equal(pred, ref) -> bool, key(answer) -> string}; default: the mode's
+--                   equal(pred, ref) -> bool, key(answer) -> string}; default: the mode's. A
+--                   table's name and the digest of its functions' bytecode are kept for resume;
+--                   a table without a name grades a fresh run only (its records are not resumed)
 --   greedy          run greedy decoding (default true)
 --   n               samples per problem (default 0); temperature (0.6), top_p (0.95), top_k (0)
 --   max_new_tokens  default 3072
@@ -32,8 +34,9 @@
 --   summary_file    false: do not touch summary.json (a recipe that writes its own)
 --   resume          default true: problems already in the eval file are not generated again
 --                   (refused when the eval file's settings file is missing or unreadable, when
---                   the settings or the model differ, or when a record's question or answer is
---                   not the data's now)
+--                   the settings or the model differ, when a record's question or answer is
+--                   not the data's now, when its prompt_digest is not the digest of the prompt
+--                   the template gives now, or with a grader table without a name)
 --   generate        function(prompts, gen_opts) -> samples, replacing model:generate (tests,
 --                   servers); model may then be nil
 --   model_dir       the model folder whose chat format picks the default template and whose
@@ -55,7 +58,9 @@
 --    rewritten without it before anything is appended), and a file written with different
 --    decoding settings or by another model, device or dtype (or whose settings file is lost, or
 --    does not name the model) is refused rather than mixed, as is a record whose question or
---    answer the data file has changed since.
+--    answer the data file has changed since, or whose prompt_digest (the FNV-1a digest of its
+--    templated prompt) is not the prompt's the template gives now (a template function is kept
+--    as "custom": its prompts show whether it changed).
 --  * Summaries are computed from the records alone (resumed and new alike), so re-running on a
 --    finished directory reproduces the same summary without generating anything.
 local chat = require "confit.chat"
@@ -118,6 +123,26 @@ evaluate.graders = {
   },
 }
 
+-- FNV-1a (64 bits) of the string s as 16 hex digits: a fingerprint that resume compares (a
+-- changed prompt or grader code), not a cryptographic hash
+local function digest(s)
+  local h = 0xcbf29ce484222325
+  for i = 1, #s do h = (h ~ s:byte(i)) * 0x100000001b3 end
+  return string.format("%016x", h)
+end
+
+-- The fingerprint of a grader table's code: its functions' bytecode (string.dump, debug
+-- information stripped). A C function, or what a function reads through its upvalues, does not
+-- show in it: the grader's name stands for those.
+local function code_digest(g)
+  local parts = {}
+  for i, k in ipairs({"extract", "equal", "key"}) do
+    local ok, code = pcall(string.dump, g[k], true)
+    parts[i] = g[k] == nil and "-" or ok and code or "C"
+  end
+  return digest(table.concat(parts, "\0"))
+end
+
 local function resolve_grader(g, mode)
   if g == nil then return evaluate.graders[mode] end
   if type(g) == "string" then
@@ -125,11 +150,16 @@ local function resolve_grader(g, mode)
     if not r then fail(string.format("unknown grader %q (known: qwen, strict, toy)", g), 3) end
     return r
   end
+  for _, r in pairs(evaluate.graders) do if g == r then return r end end
   if type(g) ~= "table" or type(g.extract) ~= "function" or type(g.equal) ~= "function" then
     fail("grader must be a name or a table with extract and equal functions", 3)
   end
-  return {name = g.name or "custom", extract = g.extract, equal = g.equal,
-          key = g.key or function(a) return a end}
+  if g.key ~= nil and type(g.key) ~= "function" then fail("grader.key must be a function, got " .. type(g.key), 3) end
+  if g.name ~= nil and (type(g.name) ~= "string" or g.name == "") then
+    fail("grader.name must be a non-empty string, got " .. tostring(g.name), 3)
+  end
+  return {name = g.name or "custom", named = g.name ~= nil, code = code_digest(g), extract = g.extract,
+          equal = g.equal, key = g.key or function(a) return a end}
 end
 
 -- Whether a completion contains a box (EVAL.md's "box rate").
@@ -279,7 +309,7 @@ end
 
 -- The settings that must agree for resumed records to be mixed with new ones.
 local function identity(s)
-  local id = {benchmark = s.benchmark, mode = s.mode, grader = s.grader.name,
+  local id = {benchmark = s.benchmark, mode = s.mode, grader = s.grader.name, grader_code = s.grader.code,
               template = s.template, greedy = s.greedy, n = s.n,
               max_new_tokens = s.max_new_tokens, seed = s.seed, device = s.device, dtype = s.dtype,
               batch_size = s.batch_size}
@@ -305,10 +335,17 @@ local function has_content(path)
 end
 
 -- nil, or why the records in path (written with the settings in settings_path) cannot be
--- resumed with the settings ident. Records whose settings file is missing or unreadable are
--- not resumed: nothing would say how they were made.
-local function resume_conflict(path, ident, settings_path)
+-- resumed with the settings ident under grader. Records whose settings file is missing or
+-- unreadable are not resumed: nothing would say how they were made; nor are records graded by a
+-- grader table without a name: its code does not show everything it depends on.
+local function resume_conflict(path, ident, settings_path, grader)
   if not has_content(path) then return nil end
+  if grader.code and not grader.named then
+    return string.format("cannot resume %s with a grader table that has no name: resume compares a grader's "
+                         .. "name and the code of its functions, which does not show a C function or what "
+                         .. "they read through upvalues; give it a name (grader.name, a new one whenever it "
+                         .. "grades otherwise) and %s", path, START_OVER)
+  end
   local prev, err
   if file_exists(settings_path) then prev, err = jsonio.read_json(settings_path) end
   if type(prev) ~= "table" then
@@ -386,9 +423,28 @@ local function record_problem(r, s)
   end
 end
 
+-- nil, or why a record r of problem p was written from another prompt than settings s give now:
+-- its prompt_digest against the template's prompt (a template function that changed). A record
+-- without one (written before confit recorded it) stands only under a template name.
+local function prompt_problem(r, p, s)
+  local text = s.apply_template(p.question, p)
+  if type(text) ~= "string" then return nil end   -- run_batch names a template that gives no string
+  local now = digest(text)
+  if r.prompt_digest == now then return nil end
+  if r.prompt_digest == nil then
+    if s.template ~= "custom" then return nil end
+    return "has no prompt_digest (written before confit recorded it), so nothing shows that the template "
+           .. "function gives its prompt now"
+  end
+  return ("was written from another prompt than %s gives now (prompt_digest %s then, %s now)")
+         :format(s.template == "custom" and "the template function" or "template " .. s.template,
+                 tostring(r.prompt_digest), now)
+end
+
 -- nil, or why the records of path (recs) cannot stand for problems: a record is resumed only
 -- when its question and answer are the data's now (an edited data file is not graded with the
--- old answers) and, with settings s, when it is whole (record_problem)
+-- old answers) and, with settings s, when its prompt is the template's now (prompt_problem) and
+-- it is whole (record_problem)
 local function data_conflict(path, recs, problems, s)
   local by_id = {}
   for _, r in ipairs(recs) do
@@ -403,7 +459,11 @@ local function data_conflict(path, recs, problems, s)
         return string.format("%s holds problem %s with another %s than the data now; %s", path,
                              tostring(p.id), what, START_OVER)
       end
-      local why = s and record_problem(r, s)
+      local why = s and prompt_problem(r, p, s)
+      if why then
+        return string.format("%s holds problem %s, which %s; %s", path, tostring(p.id), why, START_OVER)
+      end
+      why = s and record_problem(r, s)
       if why then
         return string.format("%s holds a damaged record of problem %s (%s): remove its line to evaluate it again; %s",
                              path, tostring(p.id), why, START_OVER)
@@ -420,7 +480,7 @@ function evaluate.check_resume(opts, problems)
   if not s.out_dir or not s.resume then return nil end
   local path = s.out_dir .. "/eval_" .. s.stage .. ".jsonl"
   local conflict = resume_conflict(path, identity(s),
-                                   s.out_dir .. "/eval_" .. s.stage .. ".settings.json")
+                                   s.out_dir .. "/eval_" .. s.stage .. ".settings.json", s.grader)
   if conflict or not problems or not file_exists(path) then return conflict end
   local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
   if not recs then return "cannot resume from " .. tostring(err) end
@@ -431,7 +491,7 @@ end
 local function load_done(path, ident, settings_path, problems, s)
   local done = {}
   if not file_exists(path) then return done end
-  local conflict = resume_conflict(path, ident, settings_path)
+  local conflict = resume_conflict(path, ident, settings_path, s.grader)
   if conflict then fail(conflict, 3) end
   local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
   if not recs then fail("cannot resume from " .. tostring(err), 3) end
@@ -645,7 +705,8 @@ local function run_batch(model, s, gen, injected, batch, first_pos)
   local records, cache = {}, {}
   for i, p in ipairs(batch) do
     local r = {benchmark = s.benchmark, id = p.id, question = p.question,
-               answer = tostring(p.answer), mode = s.mode, samples = jsonio.array()}
+               answer = tostring(p.answer), mode = s.mode, prompt_digest = digest(prompts[i]),
+               samples = jsonio.array()}
     if greedy_out then
       local g = greedy_out[i]
       r.greedy = completion_record(s, model, g, p.answer, injected, nil, cache)
@@ -776,9 +837,16 @@ function evaluate.format_table(summaries)
   for i, s in ipairs(summaries) do
     if type(s) ~= "table" then fail(("format_table: summary %d must be a table, got %s"):format(i, type(s)), 2) end
   end
+  -- text columns (left-aligned): the benchmark, its mode (as records and summary name it) and,
+  -- when some benchmark is graded by another rule than its mode's (toy, a grader of one's own), the grader
   local cols = {{"benchmark", function(s) return s.benchmark or "" end},
-                {"mode", function(s) return (s.grader and s.grader ~= s.mode) and s.grader or (s.mode or "") end},
-                {"n", function(s) return tostring(s.n) end}}
+                {"mode", function(s) return s.mode or "" end}}
+  local function any(pred) for _, s in ipairs(summaries) do if pred(s) then return true end end end
+  if any(function(s) return s.grader and s.grader ~= s.mode end) then
+    cols[#cols + 1] = {"grader", function(s) return s.grader or "" end}
+  end
+  local ntext = #cols
+  cols[#cols + 1] = {"n", function(s) return tostring(s.n) end}
   local function pct(x) return x and string.format("%.1f", 100 * x) or "-" end
   local function with_ci(key)
     return function(s)
@@ -788,7 +856,6 @@ function evaluate.format_table(summaries)
       return pct(s[key])
     end
   end
-  local any = function(pred) for _, s in ipairs(summaries) do if pred(s) then return true end end end
   if any(function(s) return s.acc end) then cols[#cols + 1] = {"acc % [95% CI]", with_ci("acc")} end
   local samp = {}
   for _, s in ipairs(summaries) do if s.samples then samp[s.samples] = true end end
@@ -821,7 +888,7 @@ function evaluate.format_table(summaries)
   local function line(cells)
     local parts = {}
     for j, v in ipairs(cells) do
-      parts[j] = j <= 2 and (v .. string.rep(" ", widths[j] - #v)) or (string.rep(" ", widths[j] - #v) .. v)
+      parts[j] = j <= ntext and (v .. string.rep(" ", widths[j] - #v)) or (string.rep(" ", widths[j] - #v) .. v)
     end
     return table.concat(parts, "  ")
   end

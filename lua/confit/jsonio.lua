@@ -460,6 +460,32 @@ end
 --     (not a temporary name, so M.remove_stale_temps leaves it; it stays at DIR.tmp-... if that
 --     rename fails too), and the message ends "; the new folder is kept at <path>".
 -- Returns true (and fill's first result), or nil and a one-line message.
+--- Why write_dir_atomic would not replace the folder dir (nil: it would, or dir is not there):
+--- something not a folder is in the way, the folder cannot be listed, or it holds a folder or a
+--- file that replaceable(name) does not accept (what the save does not write is never removed).
+function M.replace_problem(dir, replaceable)
+  local cli = require("confit.cli")
+  if not cli.exists(dir) then return nil end
+  if not cli.is_dir(dir) then
+    local kind = require("confit").path_kind(dir)
+    return "cannot create directory " .. dir .. " ("
+           .. (kind == "file" and "a file is in the way" or kind == "link" and "a link to no folder is in the way"
+               or kind and "something that is no folder is in the way" or "no permission to look") .. ")"
+  end
+  local old_names = cli.list_dir(dir)
+  if not old_names then return "cannot list the folder " .. dir end
+  table.sort(old_names)
+  for _, name in ipairs(old_names) do
+    -- a folder inside is never replaced, whatever its name ("notes.safetensors/" is no weights file)
+    local sub = require("confit").path_kind(dir .. "/" .. name) == "dir"
+    if sub or not (replaceable and replaceable(name)) then
+      return ("%s already holds %s%s, which this save does not write: not replaced (save into a new or "
+              .. "empty folder, or move it away first)"):format(dir, sub and "the folder " or "", name)
+    end
+  end
+  return nil
+end
+
 function M.write_dir_atomic(dir, fill, opts)
   if type(dir) ~= "string" or dir == "" then error("jsonio: the folder must be a non-empty string, got " .. tostring(dir), 2) end
   if type(fill) ~= "function" then error("jsonio: write_dir_atomic needs a function to fill the folder", 2) end
@@ -476,26 +502,9 @@ function M.write_dir_atomic(dir, fill, opts)
   if not ok then return nil, err end
   -- why dir cannot be replaced, found before fill: nothing is written then, unless the caller
   -- keeps what it writes (opts.keep_on_failure): the folder is written and kept
-  local refused
-  local exists = cli.exists(dir)
-  if exists and not cli.is_dir(dir) then
-    local kind = require("confit").path_kind(dir)
-    refused = "cannot create directory " .. dir .. " ("
-              .. (kind == "file" and "a file is in the way" or kind == "link" and "a link to no folder is in the way"
-                  or kind and "something that is no folder is in the way" or "no permission to look") .. ")"
-  end
-  local old_names = exists and not refused and cli.list_dir(dir) or {}
-  if exists and not refused and not cli.list_dir(dir) then refused = "cannot list the folder " .. dir end
-  table.sort(old_names)
-  for _, name in ipairs(old_names) do
-    -- a folder inside is never replaced, whatever its name ("notes.safetensors/" is no weights file)
-    local sub = not refused and require("confit").path_kind(dir .. "/" .. name) == "dir"
-    if not refused and (sub or not (opts.replaceable and opts.replaceable(name))) then
-      refused = ("%s already holds %s%s, which this save does not write: not replaced (save into a new or "
-                 .. "empty folder, or move it away first)"):format(dir, sub and "the folder " or "", name)
-    end
-  end
+  local refused = M.replace_problem(dir, opts.replaceable)
   if refused and not opts.keep_on_failure then return nil, refused end
+  local old_names = not refused and cli.exists(dir) and cli.list_dir(dir) or {}
   local tmp, terr = fresh_tmp_name(dir)
   if not tmp then return nil, terr end
   local mk = io.popen("mkdir -- " .. cli.shell_quote(tmp) .. " 2>&1", "r")

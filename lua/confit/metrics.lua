@@ -179,14 +179,20 @@ end
 -- Result: {problems, acc, acc_lo, acc_hi, interval = "wilson95" | "t95", pass_at = {[k] = v},
 --          maj, mean_length, box_rate}. acc uses the Wilson interval when every `correct` is
 -- boolean, else the Student-t interval of the per-problem means (clipped to [0, 1]).
+-- A non-empty list where no problem has any of these fields is refused (evaluation records
+-- such as eval_before.jsonl's lines are summarised by confit.evaluate.summarize instead).
+local FIELDS = {"correct", "n", "c", "maj", "length", "boxed"}
+
 function metrics.summarize(problems, opts)
   opts = opts or {}
   if type(problems) ~= "table" then error("metrics.summarize: problems must be a list, got " .. type(problems), 2) end
   if type(opts) ~= "table" then error("metrics.summarize: opts must be a table such as {k = {1, 8}}, got " .. type(opts), 2) end
   local out = {problems = #problems, pass_at = {}}
   local vals, all_bool, lengths, boxes, maj = {}, true, {}, {}, {}
+  local known = false
   for i, p in ipairs(problems) do
     if type(p) ~= "table" then error(string.format("metrics.summarize: problem %d must be a table, got %s", i, type(p)), 2) end
+    for _, k in ipairs(FIELDS) do known = known or p[k] ~= nil end
     local c = p.correct
     if c == nil and p.n and p.c and p.n > 0 then c = p.c / p.n end
     if type(c) == "boolean" then vals[#vals + 1] = c and 1 or 0
@@ -203,6 +209,11 @@ function metrics.summarize(problems, opts)
       end
       maj[#maj + 1] = (p.maj == true or p.maj == 1) and 1 or 0
     end
+  end
+  if #problems > 0 and not known then
+    error(string.format("metrics.summarize: none of the %d problems has a field it reads (%s; per problem, "
+                        .. "not per completion: for evaluate.run's records use confit.evaluate.summarize)",
+                        #problems, table.concat(FIELDS, ", ")), 2)
   end
   if opts.k ~= nil and type(opts.k) ~= "table" then
     error("metrics.summarize: opts.k must be a list of k values such as {1, 8}, got " .. tostring(opts.k), 2)

@@ -8,7 +8,9 @@
 -- the other modules (`train`, `evaluate`, `grade`, `metrics`, `toy`, `chat`, `jsonio`,
 -- `report`). The REPL also looks names up in require("confit").doc (written by the C bindings,
 -- which document every op, tensor method and C function: an entry here must not repeat one of
--- them), and tries a qualified name by its last part, so `:help x:matmul` finds `t:matmul`.
+-- them), and tries a qualified name by its last part, so `:help x:matmul` finds `t:matmul`,
+-- except a name of a confit Lua module (`rl.x`, `bench.x`, ...) or of `tok:`, `m:`, `opt:`: that
+-- is found under its own spelling or not at all (`:help bench.load` is "no help", not confit.load).
 -- tests/lua/test_repl.lua checks that every name here exists.
 return {
   ["t:matmul"] = "t:matmul(u) -> tensor: matrix product t @ u (batched over leading dims); inner dims must agree",
@@ -24,7 +26,7 @@ return {
   ["t:logsumexp"] = "t:logsumexp(dim [, keepdim]) -> tensor: log(sum(exp(t))) along dim, computed stably",
   ["confit.load"] = "confit.load(dir) -> model | nil, msg: a Qwen2/Llama model from a Hugging Face folder (config.json, *.safetensors, tokenizer.json if present)",
   ["m:forward"] = "m:forward(ids) -> logits [B, T, V]: ids an i64 [B, T] tensor or a table of equal-length id lists",
-  ["m:parameters"] = "m:parameters() -> table: the trainable weight tensors (name -> tensor), e.g. for confit.optim.adamw",
+  ["m:parameters"] = "m:parameters() -> table: the weight tensors (name -> tensor), e.g. for confit.optim.adamw; a loaded model's do not require gradients: train.trainable(m) marks them before training by hand",
   ["m:set_recompute"] = "m:set_recompute(on) -> previous: activation recomputation per layer (the training forward keeps each layer's input only; backward runs the layer again: same gradients, less memory)",
   ["m:logprobs"] = "m:logprobs(ids, prompt_lens [, {temperature=, lens=}]) -> [B]: sums of completion-token log-probs (chunked head, differentiable)",
   ["m:generate"] = "m:generate(prompts, {n=, temperature=, top_p=, top_k=, max_new_tokens=, seed=, stop=, ignore_eos=}) -> samples {tokens, text, logprob, finish}; max_new_tokens defaults to 256, or what the context leaves after the longest prompt; with both top_k and top_p, top_p counts among the top_k ids renormalised (as Hugging Face and vLLM do); each sample's logprob is under the whole tempered distribution, not the truncated one",
@@ -62,11 +64,18 @@ return {
   ["tok:id_to_token"] = "tok:id_to_token(id) -> string | nil: the vocabulary entry of an id",
   ["tok:free"] = "tok:free(): release the tokenizer now",
   ["rl.batch"] = "rl.batch(m, prompts, samples [, {temperature=, extract=, grade=, answers=, answer_key=}]) -> batch: m:generate's samples (n per prompt, prompt by prompt) packed for rl.loss / rl.backward (temperature: the sampling one, their loss temperature when given none)",
-  ["rl.methods"] = "rl.methods : name -> function(batch, opts) -> loss, metrics: the RL methods (l1, l2, ours_*, em_ft, self_sft, grpo_*); add your own here or with rl.register_weighted",
+  ["rl.methods"] = "rl.methods : name -> function(batch, opts) -> loss, metrics: the RL methods (l1, l2, ours_*, em_ft, self_sft, grpo_*); add your own here (and to rl.per_question for micro-batches) or with rl.register_weighted",
+  ["rl.per_question"] = "rl.per_question : name -> true: declares a method of one's own in rl.methods a sum over questions of terms each from its own question's samples, so rl.backward may split it into micro-batches (between questions); undeclared, a micro_batch that would split the questions is refused",
+  ["rl.register_weighted"] = "rl.register_weighted(name, weight_fn [, {per_sample = true}]) -> method: a weighted likelihood -sum_i w_i log p(y_i) of your own, weights = weight_fn(lpv, batch, opts) from the f64 log-probs lpv; sets rl.methods[name] and rl.weights[name] (micro-batches give the one-pass gradient); per_sample: a weight depends on its own sample only",
+  ["rl.seq_logprobs"] = "rl.seq_logprobs(batch, T) -> lp [N], values: each sample's completion log-prob at temperature T (differentiable, f32) and its values (f64 list)",
+  ["rl.token_view"] = "rl.token_view(batch, T [, m]) -> {logp_tok, seq, offs, ntok, H, W}: per-token log-probs [Ntok] at temperature T (differentiable), their per-sample sums [N], and the hidden rows H and head weight W they come from (H:head_entropy(W, T): no logits held)",
+  ["rl.like"] = "rl.like(values, ref) -> tensor: a list of Lua numbers as a tensor of ref's dtype and device (weights beside log-probs)",
+  ["rl.fill_metrics"] = "rl.fill_metrics(met, batch [, T [, K [, m]]]) -> met: the standard metrics met lacks (entropy included), from a forward without a graph, K sequences at a time (train.run calls it for a method of one's own)",
   ["rl.base_metrics"] = "rl.base_metrics(batch, lpv) -> metrics: mean_logp, mean_confidence, weight_share, mean_length of a batch (for a custom method's metrics)",
+  ["train.trainable"] = "train.trainable(m) -> params: mark every parameter of m as requiring a gradient and return m:parameters(); a loaded model's do not, so training by hand (loss:backward(), confit.optim.adamw) needs it first (require \"confit.train\")",
   ["train.run"] = "train.run{model=, questions=, method=, steps=, n=, temperature=, lr=, out=, ...} -> step records: the RL loop (sample, loss, backward, AdamW, log; checkpoints and resume) (require \"confit.train\")",
   ["evaluate.run"] = "evaluate.run(model, problems [, {mode=, n=, temperature=, greedy=, out_dir=, benchmark=, ...}]) -> summary, records: the EVAL.md loop (require \"confit.evaluate\")",
-  ["evaluate.format_table"] = "evaluate.format_table(summaries) -> string: evaluation summaries as a text table",
+  ["evaluate.format_table"] = "evaluate.format_table(summaries) -> string: evaluation summaries as a text table (benchmark, mode, and grader when it is not the mode's)",
   ["grade.extract"] = "grade.extract(text [, {mode=\"qwen\"|\"strict\"}]) -> answer | nil: the answer of a completion (EVAL.md's rules) (require \"confit.grade\")",
   ["grade.normalize"] = "grade.normalize(s [, {mode=}]) -> string: an answer in normal form (EVAL.md's list)",
   ["grade.equal"] = "grade.equal(pred, ref [, {mode=}]) -> boolean: EVAL.md's equivalence (normal forms, numbers, tuples, intervals, matrices, equations, symbolic)",
@@ -77,7 +86,7 @@ return {
   ["chat.markers"] = "chat.markers(name) -> list: the special tokens template name writes (a tokenizer must have them as special tokens; {} for plain)",
   ["chat.missing_marker"] = "chat.missing_marker(name, tok) -> string | nil: the first special token template name writes that tokenizer tok lacks",
   ["metrics.vote_groups"] = "metrics.vote_groups(answers [, {key=, equal=}]) -> the groups majority counts, first seen first: {answer=, count=, members={indices}}",
-  ["metrics.summarize"] = "metrics.summarize(problems [, {k = {1, 8, ...}}]) -> table: acc with its 95% interval, pass@k, maj, mean length, box rate",
+  ["metrics.summarize"] = "metrics.summarize(problems [, {k = {1, 8, ...}}]) -> table: acc with its 95% interval, pass@k, maj, mean length, box rate from per-problem fields correct (boolean or share), n and c (samples, correct ones), maj, length, boxed; a list where no problem has any of them is refused (evaluate.run's records: evaluate.summarize)",
   ["toy.world"] = "toy.world(\"mixed\" | \"pure\" | spec) -> world: the toy arithmetic world's questions and answers (require \"confit.toy\")",
   ["chat.apply"] = "chat.apply(name, question_or_messages [, {system=, date=, add_generation_prompt=}]) -> prompt string: a named template (chatml, qwen25-math-cot, strict, llama3, llama31, plain, ...) (require \"confit.chat\")",
   ["jsonio.read_jsonl"] = "jsonio.read_jsonl(path [, {partial_tail=}]) -> records | nil, msg: a JSON-lines file, errors naming the line (require \"confit.jsonio\")",

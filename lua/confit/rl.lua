@@ -81,7 +81,10 @@
 -- return loss, metrics end, with opts as above (opts.temperature: the loss temperature, always set
 -- by rl.loss and rl.backward). The
 -- metrics may be any subset, {} or nil: train.run fills in the standard ones it lacks with
--- rl.fill_metrics. rl.backward splits such a method between questions only (see HACKING.md). A
+-- rl.fill_metrics. Micro-batches (opts.micro_batch) would add up the loss of each chunk, which is
+-- the one-pass loss only for a sum, so rl.backward splits such a method only when it is declared
+-- a sum over questions, rl.per_question.NAME = true (then between questions only: a question's
+-- samples stay in one chunk), and refuses to split it otherwise (rl.micro_batch_problem). A
 -- weighted likelihood, loss = -sum_i w_i log p(y_i), is best registered with
 --   rl.register_weighted(NAME, function(lpv, batch, opts) return weights end, {per_sample = true})
 -- (lpv: f64 sequence log-probs of the current model; per_sample only when a sample's weight
@@ -367,8 +370,27 @@ local function like(values, ref)
   if ref:device() ~= "cpu" then t = t:to(ref:device()) end
   return t
 end
-rl.like = like
-rl.seq_logprobs = seq_logprobs
+-- the loss temperature T of a public piece (who), checked; level: as error's
+local function check_T(who, T, level)
+  local want = num_problem(T, {above = 0})
+  if want then error(("%s: T (the loss temperature) must be %s, got %s"):format(who, want, show(T)), level) end
+end
+
+--- rl.like(values, ref): like, its arguments checked.
+function rl.like(values, ref)
+  if type(values) ~= "table" then error("rl.like: values must be a list of numbers, got " .. show(values), 2) end
+  if not confit.is_tensor(ref) then
+    error("rl.like: ref must be a tensor (the result takes its dtype and device), got " .. show(ref), 2)
+  end
+  return like(values, ref)
+end
+
+--- rl.seq_logprobs(batch, T): seq_logprobs, its arguments checked.
+function rl.seq_logprobs(batch, T)
+  check_batch("rl.seq_logprobs", batch, 3)
+  check_T("rl.seq_logprobs", T, 2)
+  return seq_logprobs(batch, T)
+end
 
 local function head_weight(m)
   local ps = m:parameters()
@@ -406,6 +428,11 @@ end
 --- [Ntok] (differentiable, at temperature T), seq [N] (their per-sample sums), and the hidden rows
 --- H [Ntok, D] and head weight W they come from (the [Ntok, V] logits are never held).
 function rl.token_view(batch, T, m)
+  check_batch("rl.token_view", batch, 3)
+  check_T("rl.token_view", T, 2)
+  if m ~= nil and (type(m) ~= "table" or type(m.hidden) ~= "function") then
+    error("rl.token_view: m must be a model (default batch.model), got " .. show(m), 2)
+  end
   m = m or batch.model
   local H, targets, offs, ntok = token_rows(m, batch)
   local W = head_weight(m)
@@ -801,6 +828,26 @@ for k in pairs(rl.methods) do BUILTIN[k] = true end
 --- Whether name (aliases allowed) is one of confit's own methods, not one registered by a user.
 function rl.builtin(name) return BUILTIN[ALIASES[name] or name] == true end
 
+-- rl.per_question[NAME] = true: a method of one's own declares its loss a sum over the batch's
+-- questions of terms that each depend on that question's samples only (a sum over samples is one;
+-- -lp:mean() over the batch, or a count of the batch's tokens in a denominator, is not). Only
+-- then does rl.backward split it into micro-batches (between questions, rl.chunks).
+rl.per_question = {}
+
+--- nil, or why micro-batches of K sequences (0: one pass) would change the loss and gradient of
+--- method name on a batch of N samples of Q questions: a method of one's own that is neither
+--- weighted (rl.register_weighted) nor declared in rl.per_question, when the chunks would split
+--- the questions (K < N and Q > 1). rl.backward and train.run refuse such a call before any forward.
+function rl.micro_batch_problem(name, K, N, Q)
+  local canon = ALIASES[name] or name
+  if K == 0 or K >= N or Q <= 1 then return nil end
+  if rl.weights[canon] or rl.grpo_reward[canon] or canon == "em_ft" or rl.per_question[canon] then return nil end
+  return ("method %s is not declared a sum over questions, so micro_batch = %d (%d of the %d sequences of %d "
+          .. "questions at a time) could change its loss and gradient: set rl.per_question[%q] = true when its "
+          .. "loss is a sum of per-question terms, each from its own question's samples, or take the step in "
+          .. "one pass (micro_batch = 0; rlsc: --micro-batch 0)"):format(canon, K, K, N, Q, canon)
+end
+
 -- The loss by name -------------------------------------------------------------------------------
 
 -- What a method needs of its batch and options, checked before any forward: GRPO compares a
@@ -1063,13 +1110,17 @@ end
 --- sequences held at a time; the samples go longest first (less padding). What needs a whole
 --- question comes first, from a forward without a graph: the weights of ours_softmax, the rewards
 --- of GRPO (but TTRL's majority votes need no forward). A method added to rl.methods splits between
---- questions only. A loss that is not finite is returned before its backward, with nil metrics
+--- questions only, and only when rl.per_question declares it a sum over questions: otherwise a
+--- micro_batch that would split the questions is refused before any forward (rl.micro_batch_problem).
+--- A loss that is not finite is returned before its backward, with nil metrics
 --- (with micro-batches the chunks before it have added their gradients: the caller must not
 --- step; train.run stops the run).
 function rl.backward(name, batch, opts)
   local canon
   canon, opts = enter("rl.backward", name, batch, opts)
   local K = opts.micro_batch or 0
+  local split = rl.micro_batch_problem(canon, K, #batch.samples, #batch.groups)
+  if split then error("rl.backward: " .. split, 2) end
   if K == 0 or K >= #batch.samples then
     local loss, met = rl.methods[canon](batch, opts)
     check_result(canon, loss, met)

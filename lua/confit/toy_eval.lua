@@ -4,8 +4,8 @@
 --
 -- questions: list of {prompt, answer} (world:questions("heldout", n, seed)). For each question
 -- it decodes greedily once, samples opts.n (16) completions at T = 0.5 and opts.n at T = 1.0,
--- and returns the summary: the metric keys M.keys(n) (all fractions in [0, 1] except the two
--- counts), named after the real sample count n = opts.n, plus samples = n:
+-- and returns the summary: the metric keys M.keys(n) (fractions in [0, 1] but distinct_answers and
+-- the lengths), named after the real sample count n = opts.n, plus samples = n:
 --
 --   greedy_acc        share of questions whose greedy completion is correct
 --   pass1_t05         mean over questions of the share of correct samples at T = 0.5 (avg@n,
@@ -17,7 +17,9 @@
 --                     2, 4, 8, ... below n and k = n (M.pass_ks(n)): pass2 .. pass16 at n = 16
 --   distinct_answers  mean over questions of the number of distinct extracted answers (T = 0.5)
 --   direct_share      share of T = 0.5 samples that answer directly (a box before any '=')
---   mean_length       mean length in tokens (EOS included) of the T = 0.5 samples
+--   mean_length       mean length in tokens (EOS included) of the greedy completions, else
+--                     (greedy = false) of the T = 0.5 samples: docs/EVALUATION.md's definition
+--   sample_mean_length  with greedy completions, the mean length of the T = 0.5 samples
 --   mean_confidence   mean over T = 0.5 samples of exp(log p(y|x)), log p at T = 0.5 (the
 --                     RLSC weight p_old), exponentiated in f64
 --   weight_share      share of T = 0.5 samples whose exp(log p) exceeds 1e-6
@@ -57,8 +59,8 @@ function M.keys(n)
   n = n or 16
   local keys = {"greedy_acc", "pass1_t05", "pass1_t10", "maj" .. n}
   for _, k in ipairs(M.pass_ks(n)) do keys[#keys + 1] = "pass" .. k end
-  for _, k in ipairs({"distinct_answers", "direct_share", "mean_length", "mean_confidence",
-                      "weight_share"}) do
+  for _, k in ipairs({"distinct_answers", "direct_share", "mean_length", "sample_mean_length",
+                      "mean_confidence", "weight_share"}) do
     keys[#keys + 1] = k
   end
   return keys
@@ -193,7 +195,7 @@ function M.run(m, questions, opts)
   local ks = M.pass_ks(n)
   local acc_g, p05, p10, maj, pk, distinct = {}, {}, {}, {}, {}, {}
   for _, k in ipairs(ks) do pk[k] = {} end
-  local n_direct, n_samp, len_sum, conf_sum, n_weight = 0, 0, 0, 0, 0
+  local n_direct, n_samp, len_sum, conf_sum, n_weight, greedy_len = 0, 0, 0, 0, 0, {}
   local records = {}
   for i, q in ipairs(questions) do
     local rec = {benchmark = opts.benchmark or "toy", id = i, question = q.prompt,
@@ -201,6 +203,7 @@ function M.run(m, questions, opts)
     if greedy then
       rec.greedy = completion_record(greedy[i][1], q.answer, 0)
       acc_g[#acc_g + 1] = rec.greedy.correct and 1 or 0
+      greedy_len[#greedy_len + 1] = rec.greedy.length
     end
     local c, answers, seen, nd = 0, {n = #s05[i]}, {}, 0
     for j, s in ipairs(s05[i]) do
@@ -242,7 +245,10 @@ function M.run(m, questions, opts)
     pass1_t10 = s10 and metrics.mean(p10) or nil,
     distinct_answers = metrics.mean(distinct),
     direct_share = n_direct / n_samp,
-    mean_length = len_sum / n_samp,
+    -- EVALUATION.md's mean_length: over the greedy completions when there are any, the samples'
+    -- beside it as sample_mean_length (a table comparing runs compares one thing under one name)
+    mean_length = greedy and metrics.mean(greedy_len) or len_sum / n_samp,
+    sample_mean_length = greedy and len_sum / n_samp or nil,
     mean_confidence = conf_sum / n_samp,
     weight_share = n_weight / n_samp,
     samples = n,

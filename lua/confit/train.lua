@@ -74,8 +74,13 @@ function M.is_main_script()
   return yes
 end
 
---- Mark every parameter of m as requiring gradients; returns m:parameters().
+--- Mark every parameter of m as requiring gradients; returns m:parameters(). A loaded model's
+--- parameters do not require them: training by hand (m:logprobs, loss:backward(), an optimizer
+--- over m:parameters()) calls this first, or backward finds nothing to differentiate.
 function M.trainable(m)
+  if type(m) ~= "table" or type(m.parameters) ~= "function" then
+    error("train.trainable: m must be a model (confit.load(dir) or confit.model.new(config)), got " .. rl.show(m), 2)
+  end
   local ps = m:parameters()
   for _, p in pairs(ps) do p:requires_grad_(true) end
   return ps
@@ -464,6 +469,20 @@ function M.check_out(out, opts)
   for k, v in pairs(DEFAULTS) do o[k] = v end
   for k, v in pairs(opts) do o[k] = v end
   local list = checkpoints(out)
+  -- a checkpoint-<s> that is no checkpoint (no trainer_state.json: a copy cut short, notes) and
+  -- that the save at step s would not replace: the run would train up to s and then fail there
+  local from = o.resume and list[1] and list[1].step or 0
+  for _, name in ipairs(cli.list_dir(out) or {}) do
+    local s = math.tointeger(tonumber(name:match("^checkpoint%-(%d+)$")))
+    local path = out .. "/" .. name
+    if s and s > from and not cli.exists(path .. "/trainer_state.json") then
+      local why = jsonio.replace_problem(path, model.is_saved_file)
+      if why then
+        return ("%s is no checkpoint (no trainer_state.json), and the checkpoint of step %d could not replace it: "
+                .. "%s"):format(path, s, why)
+      end
+    end
+  end
   if not list[1] then return nil end
   local dir, step = list[1].dir, list[1].step
   if not o.resume then
@@ -520,9 +539,13 @@ function M.check_out(out, opts)
   if bad then return damaged(bad) end
   local kept, serr = steps_before(out .. "/steps.jsonl", step)
   if not kept then return ("resume: %s (fix or remove that line)"):format(serr) end
+  if not cli.exists(out .. "/steps.jsonl") then
+    return ("resume: %s/steps.jsonl is missing, yet %s is at step %d: resumed, the run would log steps %d on "
+            .. "alone; put the log back, or use another --out"):format(out, dir:match("[^/]+$"), step, step + 1)
+  end
   -- every batch up to the checkpoint's must have its record: a log cut short (its appends are
   -- not synced, the checkpoints are) resumed with a gap in the step numbers
-  if cli.exists(out .. "/steps.jsonl") then
+  do
     local have = {}
     for _, r in ipairs(kept) do have[type(r.batch) == "number" and r.batch or r.step] = true end
     for b = 1, step do
@@ -625,6 +648,8 @@ local function options_problem(o, method)
     return ("method %s needs n >= 2 samples per question (GRPO's advantages compare a question's samples: "
             .. "with n = %d every advantage is 0 and nothing trains)"):format(method, o.n)
   end
+  local split = rl.micro_batch_problem(method, o.micro_batch, o.n * o.questions_per_step, o.questions_per_step)
+  if split then return split end
   if method == "grpo_ttrl" and o.extract == nil then
     return "method grpo_ttrl rewards agreement with the majority of the extracted answers: it needs "
            .. "extract(text) -> answer (without it every reward is 0 and nothing trains)"
@@ -669,7 +694,9 @@ end
 --- checkpoint_every >= 0), the rest finite numbers (temperature, loss_temperature > 0; top_p in
 --- (0, 1]; lr, weight_decay, eps, alpha, clip_eps, clip_max, kl_coef, grad_clip >= 0; betas in
 --- [0, 1)); kl_coef > 0 needs ref_model; checkpoint_every > 0 and resume need out; the GRPO
---- methods need n >= 2 (their advantages compare a question's samples), grpo_ttrl needs extract;
+--- methods need n >= 2 (their advantages compare a question's samples), grpo_ttrl needs extract,
+--- a method of one's own not declared in rl.per_question runs micro_batch > 0 only where no chunk
+--- would split the step's questions (rl.micro_batch_problem);
 --- an unknown option (a typo) is refused. steps = 0 samples nothing and returns {} (with out, an
 --- empty steps.jsonl). A fresh run (resume not set) refuses an out that holds checkpoints (see
 --- M.check_out) or a steps.jsonl with records: it would overwrite an earlier run's log.

@@ -23,6 +23,8 @@ local FUNCS = {
   {"metrics.pass_at_k", R"metrics".pass_at_k},
   {"metrics.summarize", R"metrics".summarize}, {"rl.base_metrics", R"rl".base_metrics}, {"rl.batch", R"rl".batch},
   {"rl.loss", R"rl".loss}, {"rl.backward", R"rl".backward}, {"toy.world", R"toy".world},
+  {"rl.seq_logprobs", R"rl".seq_logprobs}, {"rl.token_view", R"rl".token_view}, {"rl.like", R"rl".like},
+  {"rl.fill_metrics", R"rl".fill_metrics}, {"train.trainable", R"train".trainable},
   {"evaluate.run", R"evaluate".run},
 }
 for _, n in ipairs({"device", "encode", "forward", "generate", "hidden", "init_random", "logprobs", "pad",
@@ -45,7 +47,8 @@ H.case("every documented name is called", function()
                     ["confit.profile"] = "runs its argument", ["jsonio.write_json_atomic"] = "writes",
                     ["jsonio.remove_stale_temps"] = "removes files", ["report.write"] = "writes", ["m:save"] = "writes",
                     ["m:free"] = "frees the model", ["tok:free"] = "frees the tokenizer", ["train.run"] = "trains",
-                    ["m.config"] = "a table", ["m.tokenizer"] = "a table", ["rl.methods"] = "a table"}
+                    ["m.config"] = "a table", ["m.tokenizer"] = "a table", ["rl.methods"] = "a table",
+                    ["rl.per_question"] = "a table", ["rl.register_weighted"] = "registers a method"}
   for name in pairs(help) do
     H.ok(have[name] or left_out[name], name .. " is documented but neither called here nor left out with a reason")
   end

@@ -283,6 +283,54 @@ H.case("resume skips finished problems, tolerates a torn last line, refuses othe
   H.eq(#assert(jsonio.read_jsonl(path)), 3)
 end)
 
+-- A template function or a grader table of one's own changed between runs: resume compared only
+-- "custom" with "custom" and mixed the records (8 problems of template A resumed under template B).
+H.case("resume refuses records of another template function or grader table", function()
+  local dir = TMP .. "/resume-custom"
+  local function opts(template, grader)
+    return {generate = fake(SCRIPT).generate, out_dir = dir, progress = QUIET, benchmark = "unit",
+            template = template, grader = grader}
+  end
+  local A = function(q) return "A: " .. q end
+  local B = function(q) return "B: " .. q end
+  evaluate.run(nil, {PROBLEMS[1], PROBLEMS[2]}, opts(A))
+  local recs = assert(jsonio.read_jsonl(dir .. "/eval_before.jsonl"))
+  H.eq(type(recs[1].prompt_digest), "string", "each record keeps its prompt's digest")
+  H.raises(function() evaluate.run(nil, PROBLEMS, opts(B)) end, "holds problem 1",
+           "another prompt than the template function gives now", "--no-resume")
+  local why = evaluate.check_resume(opts(B), PROBLEMS)
+  H.ok(why and why:find("another prompt", 1, true), "check_resume says so first: " .. tostring(why))
+  H.eq(#assert(jsonio.read_jsonl(dir .. "/eval_before.jsonl")), 2, "nothing appended")
+  -- another function that gives the same prompts resumes, and new problems are generated
+  local A2 = function(q) return "A: " .. q end
+  local s = evaluate.run(nil, PROBLEMS, opts(A2))
+  H.eq(s.resumed, 2); H.eq(s.n, 3)
+  -- a record without a digest (an older confit) stands under a template name only
+  local path = dir .. "/eval_before.jsonl"
+  recs = assert(jsonio.read_jsonl(path))
+  for _, r in ipairs(recs) do r.prompt_digest = nil end
+  assert(jsonio.write_jsonl_atomic(path, recs))
+  H.raises(function() evaluate.run(nil, PROBLEMS, opts(A)) end, "holds problem 1", "has no prompt_digest")
+  -- graders: a named table resumes under the same name and code, not under other code
+  local g1 = {name = "mine", extract = function(t) return t:match("boxed{(.-)}") end,
+              equal = function(p, r) return p == r end}
+  local g2 = {name = "mine", extract = g1.extract, equal = function() return true end}
+  evaluate.run(nil, {PROBLEMS[1], PROBLEMS[2]}, (function() local o = opts(A, g1); o.resume = false; return o end)())
+  H.eq(evaluate.run(nil, {PROBLEMS[1], PROBLEMS[2]}, opts(A, g1)).resumed, 2, "the same grader resumes")
+  H.raises(function() evaluate.run(nil, PROBLEMS, opts(A, g2)) end, "other settings", "grader_code:")
+  -- a table without a name: its code does not show everything it depends on, so no resume
+  local anon = {extract = g1.extract, equal = g1.equal}
+  H.raises(function() evaluate.run(nil, PROBLEMS, opts(A, anon)) end, "grader table that has no name",
+           "grader.name")
+  H.ok(evaluate.check_resume(opts(A, anon)), "check_resume refuses it too")
+  local o = opts(A, anon); o.resume = false
+  H.eq(evaluate.run(nil, PROBLEMS, o).n, 3, "a fresh run with it is fine")
+  -- confit's own grader tables passed as tables are the named graders
+  local ot = opts("plain", evaluate.graders.toy); ot.resume = false
+  evaluate.run(nil, PROBLEMS, ot)
+  H.eq(evaluate.run(nil, PROBLEMS, opts("plain", "toy")).resumed, 3, "evaluate.graders.toy = \"toy\"")
+end)
+
 -- (fix_eval) Resume refuses what it cannot vouch for: records without a readable settings
 -- file, and records whose question or answer the data has changed since.
 H.case("resume refuses records whose settings file is missing or unreadable", function()
@@ -522,7 +570,13 @@ H.case("toy grader and the summary table", function()
                                       template = "plain", progress = QUIET, benchmark = "toy-mixed"})
   H.near(s.acc, 1.0, 0, "toy grader compares integers")
   local t = evaluate.format_table({s})
-  H.ok(t:find("toy%-mixed%s+toy%s"), "benchmark and grader columns: " .. t)
+  -- the mode column says what the records and the summary say (it printed the grader "toy");
+  -- the grader has a column of its own when it is not the mode's
+  H.eq(s.mode, "qwen"); H.eq(s.grader, "toy")
+  H.ok(t:find("^benchmark%s+mode%s+grader%s+n%s"), "header: " .. t)
+  H.ok(t:find("toy%-mixed%s+qwen%s+toy%s+2%s"), "benchmark, mode and grader columns: " .. t)
+  local q = evaluate.run(nil, probs, {generate = fake(script).generate, template = "plain", progress = QUIET})
+  H.ok(not evaluate.format_table({q}):find("grader", 1, true), "no grader column when it is the mode's")
   H.ok(t:find("100.0 [", 1, true), "acc with interval in percent: " .. t)
 end)
 

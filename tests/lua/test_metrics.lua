@@ -212,4 +212,23 @@ H.case("summarize", function()
   H.near(none.pass_at[1], 0.5, 1e-15)
 end)
 
+-- Records of another shape (evaluate.run's eval_before.jsonl lines: greedy and samples per
+-- problem) gave {problems = 40, pass_at = {}}, as if nothing had been measured.
+H.case("summarize refuses problems none of which has a field it reads, naming the fields", function()
+  local recs = {}
+  for i = 1, 40 do
+    recs[i] = {id = i, question = "q", answer = "1", mode = "qwen", has_box = true,
+               greedy = {completion = "\\boxed{1}", correct = true, length = 5, boxed = true},
+               samples = {{completion = "1", correct = false, length = 1, boxed = false}}}
+  end
+  local err = H.raises(function() metrics.summarize(recs, {k = {1}}) end, "metrics.summarize",
+                       "none of the 40 problems", "correct, n, c, maj, length, boxed", "evaluate.summarize")
+  H.ok(not err:find("\n", 1, true), "one line: " .. err)
+  H.raises(function() metrics.summarize({{}, {foo = 1}}) end, "none of the 2 problems")
+  -- one recognised field anywhere is enough; an empty list is no mistake
+  H.eq(metrics.summarize({{}, {length = 7}}).mean_length, 7)
+  H.eq(metrics.summarize({{boxed = false}}).box_rate, 0)
+  H.eq(metrics.summarize({}).problems, 0)
+end)
+
 H.finish()

@@ -190,6 +190,40 @@ H.case(":help of a name of Lua's own libraries says so (math.max found t:max's d
             .. "no help for 'string.format': it is Lua's own (the Lua 5.4 manual, section 6)\n")
 end)
 
+-- A name of a confit Lua module or object without an entry was looked up by its last part:
+-- bench.load showed confit.load's doc, toy.encode m:encode's, metrics.mean t:mean's, tok:pad m:pad's.
+H.case(":help of an undocumented name of confit's modules and objects says so, not another name's doc", function()
+  local names = {"bench.load", "toy.encode", "metrics.mean", "tok:pad", "opt:sum", "m:matmul", "rl.nope.sum"}
+  local input = {}
+  for i, n in ipairs(names) do input[i] = ":help " .. n end
+  local out = run("", table.concat(input, "\n") .. "\n:help x:softmax\n:help m:pad\n:help confit.model.pad\n")
+  local lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  for i, n in ipairs(names) do H.eq(lines[i], "no help for '" .. n .. "'") end
+  -- a name of no module keeps the lookup by its last part; documented names are found
+  H.ok(lines[#names + 1] and lines[#names + 1]:find("softmax", 1, true), "x:softmax: " .. tostring(lines[#names + 1]))
+  H.eq(lines[#names + 2], repl_docs["m:pad"])
+  H.eq(lines[#names + 3], repl_docs["m:pad"], "confit.model.pad by its last part")
+end)
+
+-- docs/TOY.md's "Your own loss" builds with these; :help said "no help" for most of them
+H.case(":help knows the pieces of a method of one's own and train.trainable", function()
+  local names = {"rl.register_weighted", "rl.token_view", "rl.seq_logprobs", "rl.like", "rl.fill_metrics",
+                 "rl.base_metrics", "rl.per_question", "rl.methods", "train.trainable"}
+  local input = {}
+  for i, n in ipairs(names) do input[i] = ":help " .. n end
+  local out = run("", table.concat(input, "\n") .. "\n")
+  local lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  for i, n in ipairs(names) do
+    H.ok(repl_docs[n], n .. " has an entry")
+    H.eq(lines[i], repl_docs[n], ":help " .. n)
+  end
+  H.ok(repl_docs["m:parameters"]:find("train.trainable", 1, true), "m:parameters points to train.trainable")
+  H.ok(repl_docs["metrics.summarize"]:find("correct", 1, true) and repl_docs["metrics.summarize"]:find("boxed", 1, true),
+       "metrics.summarize names the fields it reads")
+end)
+
 H.case(":help reads the binding's confit.doc table too", function()
   local out, err = seg("help_binding")
   H.eq(err, "", "stderr (is require 'confit' broken?)")

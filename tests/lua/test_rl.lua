@@ -670,6 +670,28 @@ H.case("train.run: resume refuses a steps.jsonl that lacks a step before the che
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+H.case("train.run: resume refuses a missing steps.jsonl; a checkpoint-N folder no save could replace is named first", function()
+  -- (eighteenth session) without its log a resume wrote steps 3.. alone; a checkpoint-4 holding
+  -- notes (no trainer_state.json) let the run train steps 3-4 and then fail with a traceback
+  local dir = fresh_dir()
+  run_tiny(dir, 2, {checkpoint_every = 2})
+  os.rename(dir .. "/steps.jsonl", dir .. "/steps.jsonl.away")
+  H.raises(function() run_tiny(dir, 4, {resume = true, checkpoint_every = 2}) end,
+           "steps.jsonl is missing, yet checkpoint-2 is at step 2", "put the log back")
+  H.ok(not require("confit.cli").exists(dir .. "/steps.jsonl"), "nothing written")
+  os.rename(dir .. "/steps.jsonl.away", dir .. "/steps.jsonl")
+  assert(os.execute(("mkdir -p %q"):format(dir .. "/checkpoint-4")))
+  H.write(dir .. "/checkpoint-4/notes.txt", "mine\n")
+  local t0 = H.read(dir .. "/steps.jsonl")
+  H.raises(function() run_tiny(dir, 4, {resume = true, checkpoint_every = 2}) end,
+           "checkpoint-4 is no checkpoint (no trainer_state.json)", "already holds notes.txt")
+  H.eq(H.read(dir .. "/steps.jsonl"), t0, "nothing trained")
+  os.remove(dir .. "/checkpoint-4/notes.txt")
+  local recs = run_tiny(dir, 4, {resume = true, checkpoint_every = 2})
+  H.eq(#recs, 4, "an empty checkpoint-4 folder is replaced")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: resume refuses a checkpoint that lacks a parameter or holds one at another shape", function()
   -- (seventeenth session) a renamed tensor left that parameter at the model's own value
   local dir = fresh_dir()
@@ -992,6 +1014,7 @@ H.case("rl.backward: a method of one's own returning a loss alone or loss, {} gi
   local b = ragged_batch(m, 4)
   rl.methods.test_bare = function(batch, o) return -rl.seq_logprobs(batch, o.temperature):sum(), {} end
   rl.methods.test_none = function(batch, o) return -rl.seq_logprobs(batch, o.temperature):sum() end
+  rl.per_question.test_bare, rl.per_question.test_none = true, true   -- sums over samples
   for _, name in ipairs({"test_bare", "test_none"}) do
     for _, K in ipairs({0, 5}) do
       zero_grads(m)
@@ -1252,6 +1275,7 @@ H.case("a method of one's own: a loss that is no tensor, or weights that are not
   rl.methods.test_number = function() return 5, {} end
   rl.methods.test_vector = function(batch, o) return rl.seq_logprobs(batch, o.temperature or 1.0), {} end
   rl.methods.test_badmet = function(batch, o) return -rl.seq_logprobs(batch, o.temperature or 1.0):sum(), "ok" end
+  rl.per_question.test_number = true
   refused(function() rl.backward("test_number", b, {}) end, "method test_number must return a loss tensor", "got 5")
   refused(function() rl.backward("test_number", b, {micro_batch = 2}) end, "method test_number must return a loss tensor")
   refused(function() rl.loss("test_number", b, {}) end, "method test_number must return a loss tensor")
@@ -1271,7 +1295,7 @@ H.case("a method of one's own: a loss that is no tensor, or weights that are not
   end, {per_sample = true})
   refused(function() rl.loss("test_strw", b, {}) end, "method test_strw", "sample 1", '"1"')
   refused(function() rl.backward("test_strw", b, {micro_batch = 2}) end, "method test_strw", "sample 1", '"1"')
-  rl.methods.test_number, rl.methods.test_vector, rl.methods.test_badmet = nil, nil, nil
+  rl.methods.test_number, rl.methods.test_vector, rl.methods.test_badmet, rl.per_question.test_number = nil, nil, nil, nil
   rl.methods.test_nanw, rl.methods.test_strw, rl.weights.test_nanw, rl.weights.test_strw = nil, nil, nil, nil
 end)
 
@@ -1444,5 +1468,66 @@ H.case("train.run out: created when missing, an earlier run's steps.jsonl is not
   os.execute(("rm -rf %q"):format(root))
 end)
 -- <<< end of the input checks
+
+-- A method of one's own that is no sum over samples (a batch-wide mean, a loss over all the batch's
+-- tokens): rl.backward added up the chunks' losses, a gradient 4 times the one-pass one at
+-- micro_batch 4 over 4 questions, or one in another direction, without a word.
+H.case("micro-batches split a method of one's own only when rl.per_question declares it a sum over questions", function()
+  local m = tiny(3, 0.6)
+  local b = ragged_batch(m, 4)      -- 3 questions x 4 samples
+  local T = 0.7
+  rl.methods.test_mean = function(batch, o) return -rl.seq_logprobs(batch, o.temperature):mean(), {} end
+  local lv0, g0 = backward_with(m, "test_mean", b, {temperature = T})
+  for _, K in ipairs({3, 4, 5, 8}) do
+    zero_grads(m)
+    refused(function() rl.backward("test_mean", b, {temperature = T, micro_batch = K}) end,
+            "rl.backward: method test_mean is not declared a sum over questions",
+            ("micro_batch = %d"):format(K), 'rl.per_question["test_mean"] = true', "micro_batch = 0")
+    H.eq(all_grads(m)[1] or 0, 0, "refused before any backward")
+  end
+  -- what the chunks cannot split stays allowed: one pass (K >= N), or one question
+  H.near((backward_with(m, "test_mean", b, {temperature = T, micro_batch = 12})), lv0, 1e-12, "K = N: one pass")
+  H.eq(rl.micro_batch_problem("test_mean", 4, 16, 1), nil, "one question: one chunk")
+  H.eq(rl.micro_batch_problem("test_mean", 0, 16, 4), nil, "K = 0: one pass")
+  for _, name in ipairs({"l2", "em_ft", "grpo_ttrl", "rlsc_l1"}) do
+    H.eq(rl.micro_batch_problem(name, 4, 16, 4), nil, name .. " splits exactly")
+  end
+  -- declared, it splits between questions: a sum over questions of per-question means is exact
+  rl.methods.test_qmean = function(batch, o)
+    local lp = rl.seq_logprobs(batch, o.temperature)
+    local loss
+    for _, g in ipairs(batch.groups) do
+      local part = -lp:narrow(1, g[1], g[2] - g[1] + 1):mean()
+      loss = loss and loss + part or part
+    end
+    return loss, {}
+  end
+  rl.per_question.test_qmean = true
+  local lq0, gq0 = backward_with(m, "test_qmean", b, {temperature = T})
+  local lq, gq = backward_with(m, "test_qmean", b, {temperature = T, micro_batch = 5})
+  H.near(lq, lq0, 1e-5, "declared: loss in micro-batches")
+  local err = rel_err(gq, gq0)
+  H.ok(err < 1e-4, ("declared: gradient relative error %g"):format(err))
+  -- train.run refuses it among its option checks, before it samples
+  local ok, e = pcall(train.run, tiny_opts({method = "test_mean", questions_per_step = 2, micro_batch = 2}))
+  H.ok(not ok and tostring(e):find("train.run: method test_mean is not declared a sum over questions", 1, true),
+       tostring(e))
+  H.eq(#train.run(tiny_opts({method = "test_mean", questions_per_step = 2, micro_batch = 0})), 1, "one pass runs")
+  rl.methods.test_mean, rl.methods.test_qmean, rl.per_question.test_qmean = nil, nil, nil
+end)
+
+-- the pieces :help now documents check their arguments (HACKING.md: a wrong kind is named)
+H.case("train.trainable, rl.seq_logprobs, rl.token_view and rl.like name a wrong argument", function()
+  refused(function() train.trainable(5) end, "train.trainable: m must be a model", "got 5")
+  refused(function() rl.seq_logprobs({}, 0.7) end, "rl.seq_logprobs: batch must be a batch made by rl.batch")
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 2, 5, 3)
+  refused(function() rl.seq_logprobs(b, 0) end, "rl.seq_logprobs: T (the loss temperature) must be a finite number > 0", "got 0")
+  refused(function() rl.token_view(b, nil) end, "rl.token_view: T", "got nil")
+  refused(function() rl.token_view(b, 0.7, "m") end, "rl.token_view: m must be a model", '"m"')
+  refused(function() rl.like({1}, 3) end, "rl.like: ref must be a tensor", "got 3")
+  refused(function() rl.like(3, confit.zeros({1})) end, "rl.like: values must be a list", "got 3")
+  H.eq(rl.like({1, 2}, confit.zeros({1})):numel(), 2)
+end)
 
 H.finish()

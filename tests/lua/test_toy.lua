@@ -274,7 +274,7 @@ H.case("toy_eval: maj<n> and pass<k> named after the real n, pass@k for k = 2, 4
   local s = toy_eval.run(m, qs, {n = 4, rescore = false})
   H.eq(s.maj16, nil, "no maj16 from 4 samples"); H.eq(s.pass16, nil, "no pass16 from 4 samples")
   local want = {"greedy_acc", "pass1_t05", "pass1_t10", "maj4", "pass2", "pass4", "distinct_answers",
-                "direct_share", "mean_length", "mean_confidence", "weight_share"}
+                "direct_share", "mean_length", "sample_mean_length", "mean_confidence", "weight_share"}
   local got = {}
   for k in pairs(s) do got[#got + 1] = k end
   table.sort(got)
@@ -309,6 +309,33 @@ H.case("toy_eval: maj<n> and pass<k> named after the real n, pass@k for k = 2, 4
   H.eq(#toy_eval.pass_ks(1), 0, "n = 1: pass@1 is pass1_t05")
   H.eq(toy_eval.KEYS[4], "maj16", "KEYS: the default n = 16")
   H.eq(toy_eval.KEYS[8], "pass16")
+end)
+
+-- mean_length was the T = 0.5 samples' mean in the toy summaries and the greedy completions' in
+-- confit.evaluate's (EVALUATION.md), so tables comparing runs compared two things under one name
+H.case("toy_eval: mean_length over the greedy completions, sample_mean_length over the samples", function()
+  -- greedy answers "\\boxed{2}" (10 tokens with EOS); the T = 0.5 samples are longer
+  local m = {generate = function(_, prompts, o)
+    local out = {}
+    for _ = 1, #prompts do
+      for j = 1, o.n do
+        local text = o.temperature == 0 and "\\boxed{2}" or ("1+1=2;" .. string.rep(" ", j) .. "\\boxed{2}")
+        out[#out + 1] = {text = text, tokens = toy.encode(text, true), logprob = -1, finish = "stop"}
+      end
+    end
+    return out
+  end}
+  local qs = {{prompt = "1+1=", answer = 2}, {prompt = "2+0=", answer = 2}}
+  local s, recs = toy_eval.run(m, qs, {n = 2, rescore = false})
+  H.eq(recs[1].greedy.length, 10)
+  H.near(s.mean_length, 10, 1e-12, "the greedy completions' mean")
+  local want = ((recs[1].samples[1].length + recs[1].samples[2].length) * 2) / 4
+  H.ok(want > 10, "the samples are longer")
+  H.near(s.sample_mean_length, want, 1e-12, "the samples' mean beside it")
+  H.ok(toy_eval.format_table({{"before", s}}):find("sample_mean_length", 1, true), "a row of the table")
+  -- without greedy completions mean_length is the samples' mean, and there is no sample_mean_length
+  local s2 = toy_eval.run(m, qs, {n = 2, rescore = false, greedy = false})
+  H.near(s2.mean_length, want, 1e-12); H.eq(s2.sample_mean_length, nil)
 end)
 
 -- recipes/pretrain_toy.lua's --out, with a tiny model (a fraction of a second a run) ---------------
