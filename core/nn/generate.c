@@ -144,6 +144,67 @@ static float *kv_at(float *base, const engine *e, int64_t slot, int h, int64_t p
   return base + (((size_t)slot * e->KVH + h) * e->kv.capacity + pos) * e->hd;
 }
 
+/* out = softmax(scale * K q) V for one query head over the n cached positions of one kv head
+ * (K, V: n rows of hd floats, consecutive), all in double: each score summed in index order,
+ * probabilities exp(score - max) / sum, out[j] the sum over positions in order of p[s] V[s][j].
+ * sc: n doubles of scratch.
+ *
+ * Written for speed with the same operations in the same order as the plain loops, so the same
+ * bits: eight keys' dot products at a time (eight chains of additions in flight, not one), the
+ * value sum sixteen outputs at a time held in registers (not reloaded for every position), and
+ * the values and the next keys prefetched while the scores are summed (the cache of a decode
+ * batch is far larger than the CPU's caches). A score's products are exact in double, so a
+ * fused multiply-add could not change them; the value sum's (p V[s][j], rounded) must not be
+ * contracted into one, and neither clone can emit it (the avx2 target has no FMA). */
+#define SCORE_KEYS 8
+#define VALUE_OUTS 16
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void attend_head(const float *q, const float *K, const float *V, int64_t n, int hd, double scale,
+                        double *sc, float *out) {
+  int64_t s = 0;
+  for (; s + SCORE_KEYS <= n; s += SCORE_KEYS) {
+    const float *k = K + (size_t)s * hd;
+    for (size_t b = 0; b < (size_t)SCORE_KEYS * hd; b += 16) {     /* a cache line: 16 floats */
+      __builtin_prefetch(V + (size_t)s * hd + b);
+      if (s + 2 * SCORE_KEYS <= n) __builtin_prefetch(k + (size_t)SCORE_KEYS * hd + b);
+    }
+    double d[SCORE_KEYS] = {0};
+    for (int j = 0; j < hd; j++) {
+      double qj = q[j];
+      for (int t = 0; t < SCORE_KEYS; t++) d[t] += qj * k[(size_t)t * hd + j];
+    }
+    for (int t = 0; t < SCORE_KEYS; t++) sc[s + t] = d[t] * scale;
+  }
+  for (; s < n; s++) {
+    const float *k = K + (size_t)s * hd;
+    for (int b = 0; b < hd; b += 16) __builtin_prefetch(V + (size_t)s * hd + b);
+    double d = 0;
+    for (int j = 0; j < hd; j++) d += (double)q[j] * k[j];
+    sc[s] = d * scale;
+  }
+  double mx = -INFINITY, sum = 0;
+  for (s = 0; s < n; s++) if (sc[s] > mx) mx = sc[s];
+  for (s = 0; s < n; s++) { sc[s] = exp(sc[s] - mx); sum += sc[s]; }
+  for (s = 0; s < n; s++) sc[s] = sc[s] / sum;
+  int j0 = 0;
+  for (; j0 + VALUE_OUTS <= hd; j0 += VALUE_OUTS) {
+    double acc[VALUE_OUTS] = {0};
+    for (s = 0; s < n; s++) {
+      const float *v = V + (size_t)s * hd + j0;
+      double p = sc[s];
+      for (int t = 0; t < VALUE_OUTS; t++) acc[t] += p * v[t];
+    }
+    for (int t = 0; t < VALUE_OUTS; t++) out[j0 + t] = (float)acc[t];
+  }
+  for (; j0 < hd; j0++) {
+    double acc = 0;
+    for (s = 0; s < n; s++) acc += sc[s] * V[(size_t)s * hd + j0];
+    out[j0] = (float)acc;
+  }
+}
+
 /* One pass of A rows through the layers. Writes final-norm hidden states of all rows to hout. */
 static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *pos,
                         const int64_t *tok, float *hout) {
@@ -160,7 +221,7 @@ static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *po
   int nth = omp_get_max_threads();
   if ((int64_t)nth > (int64_t)A * H) nth = A * H;
   if (nth < 1) nth = 1;
-  size_t per_thread = (size_t)e->kv.capacity + (size_t)hd;
+  size_t per_thread = (size_t)e->kv.capacity;
   double *scratch = malloc((size_t)nth * per_thread * sizeof *scratch);
   int rc = 0;
   if (!x || !h || !q || !k || !v || !att || !g || !u || !scratch) { rc = CF_ERR("generate: out of memory for %d rows", A); goto done; }
@@ -197,26 +258,9 @@ static int forward_rows(engine *e, int A, const int64_t *slot, const int64_t *po
         int kvh = hh / group;
         int64_t n = pos[r] + 1;
         float *out = att + (size_t)r * Q + (size_t)hh * hd;
-        /* this thread's scratch: scores [capacity] then accumulator [hd] */
+        /* this thread's scratch: the scores [capacity] */
         double *sc = scratch + (size_t)omp_get_thread_num() * per_thread;
-        double *acc = sc + e->kv.capacity;
-        for (int j = 0; j < hd; j++) acc[j] = 0;
-        double mx = -INFINITY;
-        for (int64_t s = 0; s < n; s++) {
-          const float *kr = kv_at(K, e, slot[r], kvh, s);
-          double d = 0;
-          for (int j = 0; j < hd; j++) d += (double)qr[j] * kr[j];
-          sc[s] = d * scale;
-          if (sc[s] > mx) mx = sc[s];
-        }
-        double sum = 0;
-        for (int64_t s = 0; s < n; s++) { sc[s] = exp(sc[s] - mx); sum += sc[s]; }
-        for (int64_t s = 0; s < n; s++) {
-          const float *vr = kv_at(Vc, e, slot[r], kvh, s);
-          double p = sc[s] / sum;
-          for (int j = 0; j < hd; j++) acc[j] += p * vr[j];
-        }
-        for (int j = 0; j < hd; j++) out[j] = (float)acc[j];
+        attend_head(qr, kv_at(K, e, slot[r], kvh, 0), kv_at(Vc, e, slot[r], kvh, 0), n, hd, scale, sc, out);
       }
     }
     cf_prof_next(&st, "o_proj");
@@ -321,7 +365,7 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
   if (logits[best] == -INFINITY) return CF_ERR("non-finite logits: every logit is -inf");
   double T = temperature > 0 ? temperature : 1.0;
   double c = logits[best], sum = 0;
-  for (int64_t i = 0; i < V; i++) sum += exp(scaled(logits, i, c, T));
+  for (int64_t i = 0; i < V; i++) { p[i] = exp(scaled(logits, i, c, T)); sum += p[i]; }  /* normalised below */
   double lse = log(sum);
   if (temperature <= 0) { *logprob = scaled(logits, best, c, T) - lse; return best; }
   /* Truncation (top-k, top-p) keeps a prefix of the vocabulary sorted by probability (by logit,
@@ -334,7 +378,7 @@ int64_t cf_sample_token(const float *logits, int64_t V, double temperature, int 
    * as without truncation and as the GPU does, so that the same u picks the same token on both. */
   int64_t n = V;
   uint64_t last = 0; /* truncation: the last kept candidate's key (no key is 0) */
-  for (int64_t i = 0; i < V; i++) p[i] = exp(scaled(logits, i, c, T)) / sum; /* ties: equal, 1/k exactly */
+  for (int64_t i = 0; i < V; i++) p[i] = p[i] / sum; /* ties: equal, 1/k exactly */
   if (top_k > 0 || top_p < 1.0) {
     uint64_t *key = (uint64_t *)idx; /* the caller's V int64 of workspace */
     bool by_k = top_k > 0 && top_k < V;

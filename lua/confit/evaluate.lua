@@ -564,15 +564,28 @@ local function sample_length(smp)
 end
 
 -- Log-probs at temperature 1 of completions sampled at another temperature (RUNDIR.md).
--- items[k] = {prompt ids, completion ids}; rows are scored `batch` at a time.
+-- items[k] = {prompt ids, completion ids}; rows are scored `batch` at a time, in order of
+-- length (prompt + completion; ties in item order), so that each call pads its rows to about
+-- their own length instead of to the longest sample beside them. A row's log-prob is the same up
+-- to float rounding (the last bits of the BLAS products depend on the call's shape, in any
+-- order); the order depends only on the items, so a resumed batch is scored as an uninterrupted
+-- one was.
 local function rescore(model, items, batch)
   local confit = require "confit"
   local mpad = require("confit.model").pad
+  local order = {}
+  for k = 1, #items do order[k] = k end
+  local function len(k) return #items[k][1] + #items[k][2] end
+  table.sort(order, function(a, b)
+    local la, lb = len(a), len(b)
+    if la ~= lb then return la < lb end
+    return a < b
+  end)
   local out = {}
-  for i = 1, #items, batch do
+  for i = 1, #order, batch do
     local seqs, plens = {}, {}
-    for j = i, math.min(#items, i + batch - 1) do
-      local p, c = items[j][1], items[j][2]
+    for j = i, math.min(#order, i + batch - 1) do
+      local p, c = items[order[j]][1], items[order[j]][2]
       local seq = table.move(p, 1, #p, 1, {})
       table.move(c, 1, #c, #seq + 1, seq)
       seqs[#seqs + 1] = seq
@@ -582,7 +595,7 @@ local function rescore(model, items, batch)
     local lp = confit.no_grad(function()
       return model:logprobs(ids, plens, {temperature = 1, lens = lens})
     end)
-    for k, v in ipairs(lp:totable()) do out[i + k - 1] = v end
+    for k, v in ipairs(lp:totable()) do out[order[i + k - 1]] = v end
     if lp.free then lp:free() end
     if ids.free then ids:free() end
   end

@@ -104,9 +104,19 @@ local function sample_all(m, prompts, gen, chunk)
 end
 
 -- Teacher-forced log-probs at temperature 1 for a list of (prompt ids, sample) pairs; fills
--- sample.logprob_t1. Rows are batched by `batch`.
+-- sample.logprob_t1. Rows are batched by `batch`, in order of length (prompt + completion; ties
+-- in list order), so that a batch pads its rows to about their own length rather than to the
+-- longest sample of 16 questions (about half the work was padding). A row's log-prob is the same
+-- up to float rounding: the last bits of the BLAS products depend on the batch's shape, in any
+-- order.
 local function rescore(m, items, batch)
   local model = require "confit.model"
+  local function len(it) return #it.prompt + #it.sample.tokens end
+  local sorted = {}
+  for i, it in ipairs(items) do sorted[i] = {it, len(it), i} end
+  table.sort(sorted, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[3] < b[3] end)
+  for i, e in ipairs(sorted) do sorted[i] = e[1] end
+  items = sorted
   confit.no_grad(function()
     for first = 1, #items, batch do
       local last = math.min(#items, first + batch - 1)
