@@ -314,6 +314,9 @@ local function identity(s)
               max_new_tokens = s.max_new_tokens, seed = s.seed, device = s.device, dtype = s.dtype,
               batch_size = s.batch_size}
   if s.n > 0 then id.temperature, id.top_p, id.top_k = s.temperature, s.top_p, s.top_k end
+  -- with both, top_p counts among the top_k ids since the eighteenth session (the whole
+  -- vocabulary before): records sampled the old way lack the key, and are not mixed in
+  if s.n > 0 and s.top_k > 0 and s.top_p < 1 then id.top_p_among_top_k = true end
   if s.model_dir then id.model, id.model_files = evaluate.model_identity(s.model_dir) end
   return id
 end

@@ -249,9 +249,12 @@ end
 -- settings that decide its samples and its loss; the optimizer's own (lr, betas, eps, weight
 -- decay, state dtype) are compared with the optimizer state it restores.
 local RESUME_KEYS = {"alpha", "n", "temperature", "loss_temperature", "top_p", "top_k", "max_new_tokens",
-                     "questions_per_step", "clip_eps", "kl_coef", "clip_max", "grad_clip", "updates_per_batch"}
--- what a checkpoint that lacks a key (written before it existed) was made with
-local RESUME_WAS = {updates_per_batch = 1}
+                     "questions_per_step", "clip_eps", "kl_coef", "clip_max", "grad_clip", "updates_per_batch",
+                     "top_p_among_top_k"}
+-- what a checkpoint that lacks a key (written before it existed) was made with; top_p_among_top_k:
+-- with both top_k and top_p, top_p counts among the top_k ids since the eighteenth session (the
+-- whole vocabulary before), so such a run is not resumed from an older checkpoint
+local RESUME_WAS = {updates_per_batch = 1, top_p_among_top_k = false}
 -- the keys only some built-in methods read (the others, and all for a method of one's own, are
 -- compared for every method)
 local METHOD_KEYS = {alpha = {l2 = true, ours_lennorm = true, ours_softmax = true, ours_clip = true},
@@ -294,6 +297,7 @@ local function run_settings(o, T_loss)
   local s = {}
   for _, k in ipairs(RESUME_KEYS) do s[k] = o[k] end
   s.loss_temperature = T_loss
+  s.top_p_among_top_k = o.top_k > 0 and o.top_p < 1
   return s
 end
 
@@ -314,10 +318,12 @@ local function trainer_state_problem(st, step)
   if st.optimizer ~= nil and type(st.optimizer) ~= "table" then
     return "optimizer must be an object, got " .. rl.show(st.optimizer)
   end
-  -- the settings compared with this run's are numbers (a string there read as another setting)
+  -- the settings compared with this run's are numbers (a string there read as another setting),
+  -- top_p_among_top_k a boolean
   for _, k in ipairs(RESUME_KEYS) do
     local v = st.settings and st.settings[k]
-    if v ~= nil and type(v) ~= "number" then return ("settings.%s must be a number, got %s"):format(k, rl.show(v)) end
+    local want = k == "top_p_among_top_k" and "boolean" or "number"
+    if v ~= nil and type(v) ~= want then return ("settings.%s must be a %s, got %s"):format(k, want, rl.show(v)) end
   end
   for _, k in pairs(OPT_KEYS) do
     local v = st.optimizer and st.optimizer[k]

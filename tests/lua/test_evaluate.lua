@@ -281,6 +281,18 @@ H.case("resume skips finished problems, tolerates a torn last line, refuses othe
   evaluate.run(nil, PROBLEMS, o5)
   H.eq(f5.calls, 6)
   H.eq(#assert(jsonio.read_jsonl(path)), 3)
+  -- top_k with top_p: records sampled before top_p counted among the top_k ids (their settings
+  -- file lacks top_p_among_top_k) are not mixed with new ones
+  local o6 = opts(fake(SCRIPT)); o6.top_k, o6.top_p, o6.resume = 5, 0.9, false
+  evaluate.run(nil, PROBLEMS, o6)
+  o6.resume = true
+  H.eq(evaluate.check_resume(o6), nil, "the same settings resume")
+  local spath = dir .. "/eval_before.settings.json"
+  local st = assert(jsonio.read_json(spath))
+  H.eq(st.top_p_among_top_k, true)
+  st.top_p_among_top_k = nil
+  assert(jsonio.write_json_atomic(spath, st))
+  H.raises(function() evaluate.run(nil, PROBLEMS, o6) end, "other settings", "top_p_among_top_k")
 end)
 
 -- A template function or a grader table of one's own changed between runs: resume compared only

@@ -692,6 +692,21 @@ H.case("train.run: resume refuses a missing steps.jsonl; a checkpoint-N folder n
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+H.case("train.run: top_k with top_p is not resumed from a checkpoint older than top_p among the top_k", function()
+  local dir = fresh_dir()
+  run_tiny(dir, 2, {checkpoint_every = 2, top_k = 3, top_p = 0.9})
+  local ck = train.latest_checkpoint(dir)
+  local st = assert(jsonio.read_json(ck .. "/trainer_state.json"))
+  H.eq(st.settings.top_p_among_top_k, true)
+  H.eq(#run_tiny(dir, 3, {resume = true, checkpoint_every = 2, top_k = 3, top_p = 0.9}), 3, "the same settings resume")
+  os.execute(("rm -rf %q/checkpoint-3"):format(dir))
+  st.settings.top_p_among_top_k = nil -- as an older confit wrote it
+  assert(jsonio.write_json_atomic(ck .. "/trainer_state.json", st))
+  H.raises(function() run_tiny(dir, 3, {resume = true, checkpoint_every = 2, top_k = 3, top_p = 0.9}) end,
+           "top_p_among_top_k false, this run true")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: resume refuses a checkpoint that lacks a parameter or holds one at another shape", function()
   -- (seventeenth session) a renamed tensor left that parameter at the model's own value
   local dir = fresh_dir()
