@@ -5,6 +5,7 @@
  *                                      largest first; device_s is nil for regions with no device time
  *   confit.profiler.active() -> bool
  *   confit.profiler.phase(label) -> previous label   (regions entered from now on carry it)
+ *   confit.profiler.pcall(fn, ...) -> ok, ...        pcall that fn cannot yield out of
  *
  * The report formatting and confit.profile(fn, ...) are Lua (lua/confit/profiler.lua).
  */
@@ -59,8 +60,20 @@ static int l_phase(lua_State *L) {
   return 1;
 }
 
+/* profiler.pcall(fn, ...) -> ok, results or error: pcall without a continuation, so fn cannot
+ * yield (confit.profile: a yield out of a profiled call left the profiler on for good) and runs
+ * on the caller's thread (a coroutine of its own missed main.c's Ctrl-C hook) */
+static int l_pcall(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int ok = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0) == LUA_OK;
+  lua_pushboolean(L, ok);
+  lua_insert(L, 1);
+  return lua_gettop(L);
+}
+
 static const luaL_Reg functions[] = {
-  {"start", l_start}, {"stop", l_stop}, {"active", l_active}, {"phase", l_phase}, {NULL, NULL}};
+  {"start", l_start}, {"stop", l_stop}, {"active", l_active}, {"phase", l_phase}, {"pcall", l_pcall},
+  {NULL, NULL}};
 
 static const char *const docs[][2] = {
   {"confit.profiler.start", "confit.profiler.start(): time every op, backward rule, gradient accumulation, optimizer step and generation stage from now on (outermost regions only: no double counting)"},
@@ -71,6 +84,7 @@ static const char *const docs[][2] = {
 
 void cf_lua_open_profile(lua_State *L) {
   int module = lua_gettop(L);
+  cf_lua_not_binding(l_pcall);
   lua_newtable(L);
   luaL_setfuncs(L, functions, 0);
   lua_setfield(L, module, "profiler");

@@ -1451,7 +1451,7 @@ static const char *const docs[][2] = {
   {"t.requires_grad", "t.requires_grad: whether gradients flow to t; settable on leaf tensors"},
   {"t:requires_grad_", "t:requires_grad_([on = true]) -> t"},
   {"t:zero_grad", "t:zero_grad() -> t: drops t.grad"},
-  {"t:free", "t:free(): release this reference now (the same as __gc and <close>); later use raises \"tensor was freed\""},
+  {"t:free", "t:free(): release this reference now (the same as __gc and <close>; called by code a binding runs, a finalizer or an __index, once that binding returns); later use raises \"tensor was freed\""},
   {"t:clone", "t:clone() -> a fresh contiguous copy, detached from the graph (t * 1 copies with gradient)"},
   {"t:is_contiguous", "t:is_contiguous() -> boolean: row-major without gaps"},
   {"t:get", "t:get(i, j, ...) -> number: one element, 1-based indices (negative from the end)"},
@@ -1465,6 +1465,7 @@ void cf_lua_open_tensor(lua_State *L) {
   int module = lua_gettop(L);
   cf_set_alloc_retry_hook(alloc_retry_hook, NULL);
   cf_lua_add_memory_reporter(cpu_memory_reporter);
+  cf_lua_not_binding(l_no_grad); /* it only runs Lua: frees under it are not deferred */
 
   /* methods table: hand-written methods, then one closure per op (ops win on a name clash) */
   lua_newtable(L);

@@ -33,7 +33,16 @@ static int by_address(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+static lua_CFunction not_bindings[8];
+static int nnot;
+
+void cf_lua_not_binding(lua_CFunction f) {
+  for (int i = 0; i < nnot; i++) if (not_bindings[i] == f) return;
+  if (nnot < (int)(sizeof not_bindings / sizeof *not_bindings)) not_bindings[nnot++] = f;
+}
+
 static void note_binding(lua_CFunction f) {
+  for (int i = 0; i < nnot; i++) if (not_bindings[i] == f) return;
   if (nbindings == capbindings) {
     size_t cap = capbindings ? 2 * capbindings : 256;
     uintptr_t *n = realloc(bindings, cap * sizeof *n);

@@ -92,8 +92,12 @@ void cf_lua_release(lua_State *L, cf_lua_release_fn fn, void *p);
 /* Releases what cf_lua_release kept, when no binding is on L's stack below the caller. */
 void cf_lua_release_pending(lua_State *L);
 /* The bindings the stack check recognises: every C function of the module table at idx (and its
- * tables, 3 deep) and of the registry's "confit.*" metatables. luaopen_confit_core calls it. */
+ * tables, 3 deep) and of the registry's "confit.*" metatables, but those passed to
+ * cf_lua_not_binding. luaopen_confit_core calls it. */
 void cf_lua_note_bindings(lua_State *L, int idx);
+/* A C function that only calls Lua (confit.no_grad, the profiler's pcall): it holds no borrowed
+ * pointer, so the frees of the Lua code it runs are not deferred. The parts call it when they open. */
+void cf_lua_not_binding(lua_CFunction f);
 
 /* Model boxes (l_model.c): metatable "confit.model" holding one cf_qwen2 pointer. */
 #define CF_LUA_MODEL_MT "confit.model"

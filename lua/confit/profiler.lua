@@ -14,18 +14,16 @@ function M.seconds(r)
 end
 
 -- Runs fn(...) under the profiler and returns rows, fn's results. The profiler is stopped even
--- when fn raises (the error is raised again, unchanged). fn runs in a coroutine of its own and
--- may not yield: a yield out of it (to a coroutine that might never resume it) left the profiler
--- on for the rest of the process; it is an error now.
+-- when fn raises (the error is raised again, unchanged). fn may not yield (profiler.pcall has no
+-- continuation): a yield out of it, to a coroutine that might never resume it, left the profiler
+-- on for the rest of the process.
 function M.run(fn, ...)
   if type(fn) ~= "function" then error("confit.profile: expected a function, got " .. type(fn), 2) end
   local p = core()
   p.start()
-  local co = coroutine.create(fn)
-  local res = table.pack(coroutine.resume(co, ...))
-  if res[1] and coroutine.status(co) == "suspended" then
-    coroutine.close(co)
-    res = {false, "confit.profile: the profiled function yielded; profile a call that runs to its end", n = 2}
+  local res = table.pack(p.pcall(fn, ...))
+  if not res[1] and type(res[2]) == "string" and res[2]:find("attempt to yield across a C-call boundary", 1, true) then
+    res[2] = "confit.profile: the profiled function yielded; profile a call that runs to its end"
   end
   local ok_stop, rows = pcall(p.stop)
   if not res[1] then error(res[2], 0) end

@@ -8,6 +8,7 @@
 -- collection, in the middle of the call under test.
 -- Also: a parameter table that mixes a list with names is refused (it trained the list alone),
 -- and confit.profile refuses a function that yields (the profiler stayed on for good).
+-- confit.no_grad and the profiler's pcall only run Lua: frees under them are not deferred.
 local H = dofile("tests/lua/harness.lua")
 local confit = require "confit"
 local cli = require "confit.cli"
@@ -90,6 +91,18 @@ H.case("a parameter table mixing a list with names is refused (the named tensors
   H.eq(#confit.optim.adamw({w, v}):params(), 2)
 end)
 
+H.case("frees under confit.no_grad and confit.profile are at once (they only run Lua: no binding holds them)", function()
+  -- (the first version of the deferral counted no_grad as a binding: its frees waited for it)
+  local function freed_bytes()
+    local t = confit.zeros{1 << 18}
+    local before = confit.memory().cpu_bytes
+    t:free()
+    return before - confit.memory().cpu_bytes
+  end
+  H.eq(confit.no_grad(freed_bytes), 1 << 20, "under no_grad")
+  H.eq(select(2, confit.profile(freed_bytes)), 1 << 20, "under profile")
+end)
+
 H.case("confit.profile: a function that yields is refused, and the profiler is off after", function()
   local co = coroutine.create(function()
     return confit.profile(function() coroutine.yield(1); return 2 end)
@@ -100,6 +113,8 @@ H.case("confit.profile: a function that yields is refused, and the profiler is o
   local rows, r = confit.profile(function() return (confit.ones{2} + 1):sum():item() end)
   H.eq(r, 4.0)
   H.ok(#rows > 0, "rows of the next profile")
+  -- fn runs on the caller's thread (a coroutine of its own missed main.c's Ctrl-C hook)
+  H.eq(select(2, confit.profile(function() return coroutine.running() end)), coroutine.running())
 end)
 
 H.finish()
