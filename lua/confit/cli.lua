@@ -127,10 +127,14 @@ end
 local Exit = {}
 Exit.__tostring = function(e) return ("exit status %d"):format(e.code) end
 
+-- how many M.run calls are running their main (only they catch M.exit's raise)
+local in_run = 0
+
 --- End the program with exit status code (os.exit), or, when the REPL follows the script
---- (M.repl_follows), end the recipe's main instead so that M.run hands the status to the REPL.
+--- (M.repl_follows) and M.run runs it, end the recipe's main instead so that M.run hands the
+--- status to the REPL (a script that parses its flags without M.run, a benchmark, exits).
 function M.exit(code)
-  if M.repl_follows() then error(setmetatable({code = code}, Exit), 0) end
+  if in_run > 0 and M.repl_follows() then error(setmetatable({code = code}, Exit), 0) end
   os.exit(code)
 end
 
@@ -143,6 +147,7 @@ end
 --- a failure (an error, or a status other than 0) is raised to the executable, which prints it
 --- after "confit: " and starts the REPL (from a pipe, its exit status is then 1).
 function M.run(name, main, argv)
+  in_run = in_run + 1
   local ok, res = xpcall(main, function(e)
     if getmetatable(e) == Exit or M.is_user_error(e, name) or M.is_interrupt(e) then return e end
     if M.is_environment_error(e) then
@@ -153,6 +158,7 @@ function M.run(name, main, argv)
     end
     return debug.traceback(tostring(e), 2)
   end, argv or {})
+  in_run = in_run - 1
   local repl = M.repl_follows()
   -- end with status code after message msg (nil: none)
   local function finish(code, msg)

@@ -17,7 +17,7 @@
 --                   Llama 3.0, "llama31-math-cot" / "strict-llama31" for Llama 3.1 and later)
 --   grader          "qwen" | "strict" | "toy" or a table {name, extract(text) -> answer|nil,
 --                   equal(pred, ref) -> bool, key(answer) -> string}; default: the mode's. A
---                   table's name and the digest of its functions' bytecode are kept for resume;
+--                   table's name and the digest of its functions' code are kept for resume;
 --                   a table without a name grades a fresh run only (its records are not resumed)
 --   greedy          run greedy decoding (default true)
 --   n               samples per problem (default 0); temperature (0.6), top_p (0.95), top_k (0)
@@ -131,14 +131,41 @@ local function digest(s)
   return string.format("%016x", h)
 end
 
--- The fingerprint of a grader table's code: its functions' bytecode (string.dump, debug
--- information stripped). A C function, or what a function reads through its upvalues, does not
--- show in it: the grader's name stands for those.
+-- The text of Lua function f's definition (its lines in the file or the chunk it came from), or
+-- nil: where it stands in the file does not count (string.dump's bytecode held the line numbers,
+-- so a comment added above an unchanged grader refused its resume)
+local function source_text(f)
+  local info = debug.getinfo(f, "S")
+  if not info or info.what ~= "Lua" or info.linedefined < 1 then return nil end
+  local src = info.source
+  local text
+  if src:sub(1, 1) == "@" then
+    local h = io.open(src:sub(2), "rb")
+    if not h then return nil end
+    text = h:read("a")
+    h:close()
+  elseif src:sub(1, 1) ~= "=" then
+    text = src
+  end
+  if not text then return nil end
+  local lines, n = {}, 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if n >= info.linedefined then lines[#lines + 1] = line end
+    if n >= info.lastlinedefined then break end
+  end
+  return table.concat(lines, "\n")
+end
+
+-- The fingerprint of a grader table's code: the text of its functions' definitions, else their
+-- bytecode (string.dump, stripped). A C function, or what a function reads through its upvalues,
+-- does not show in it: the grader's name stands for those.
 local function code_digest(g)
   local parts = {}
   for i, k in ipairs({"extract", "equal", "key"}) do
-    local ok, code = pcall(string.dump, g[k], true)
-    parts[i] = g[k] == nil and "-" or ok and code or "C"
+    local f = g[k]
+    local ok, code = pcall(string.dump, f, true)
+    parts[i] = f == nil and "-" or (type(f) == "function" and source_text(f)) or ok and code or "C"
   end
   return digest(table.concat(parts, "\0"))
 end

@@ -476,12 +476,14 @@ function M.check_out(out, opts)
   for k, v in pairs(opts) do o[k] = v end
   local list = checkpoints(out)
   -- a checkpoint-<s> that is no checkpoint (no trainer_state.json: a copy cut short, notes) and
-  -- that the save at step s would not replace: the run would train up to s and then fail there
+  -- that the run's save at step s would not replace: it would train up to s and then fail there
   local from = o.resume and list[1] and list[1].step or 0
+  local every = int(o.checkpoint_every) and o.checkpoint_every or 0
   for _, name in ipairs(cli.list_dir(out) or {}) do
     local s = math.tointeger(tonumber(name:match("^checkpoint%-(%d+)$")))
     local path = out .. "/" .. name
-    if s and s > from and not cli.exists(path .. "/trainer_state.json") then
+    local saved = s and every > 0 and s % every == 0 and s > from and int(o.steps) and s <= o.steps
+    if saved and not cli.exists(path .. "/trainer_state.json") then
       local why = jsonio.replace_problem(path, model.is_saved_file)
       if why then
         return ("%s is no checkpoint (no trainer_state.json), and the checkpoint of step %d could not replace it: "

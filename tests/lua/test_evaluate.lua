@@ -330,6 +330,13 @@ H.case("resume refuses records of another template function or grader table", fu
   evaluate.run(nil, {PROBLEMS[1], PROBLEMS[2]}, (function() local o = opts(A, g1); o.resume = false; return o end)())
   H.eq(evaluate.run(nil, {PROBLEMS[1], PROBLEMS[2]}, opts(A, g1)).resumed, 2, "the same grader resumes")
   H.raises(function() evaluate.run(nil, PROBLEMS, opts(A, g2)) end, "other settings", "grader_code:")
+  -- where the functions stand in their file does not count (the bytecode held line numbers)
+  local src = 'return {name = "moved", extract = function(t) return t:match("boxed{(.-)}") end,\n'
+              .. '  equal = function(p, r) return p == r end}'
+  local ga, gb = load(src)(), load("\n\n-- a comment added above\n" .. src)()
+  local o1 = opts(A, ga); o1.resume = false
+  evaluate.run(nil, {PROBLEMS[1], PROBLEMS[2]}, o1)
+  H.eq(evaluate.run(nil, {PROBLEMS[1], PROBLEMS[2]}, opts(A, gb)).resumed, 2, "the same code three lines lower resumes")
   -- a table without a name: its code does not show everything it depends on, so no resume
   local anon = {extract = g1.extract, equal = g1.equal}
   H.raises(function() evaluate.run(nil, PROBLEMS, opts(A, anon)) end, "grader table that has no name",

@@ -1050,6 +1050,14 @@ do
 end
 -- <<< end of the hD audit block
 
+H.case("confit -i with a script that parses its flags without cli.run: --help exits 0 as it says", function()
+  -- (cli.exit raised its 'exit status 0' to no cli.run, and confit printed it and exited 1)
+  local p = assert(io.popen(("echo 'print(1)' | %s -i bench/micro_batch.lua --help 2>&1; echo rc=$?"):format(q(EXE))))
+  local text = p:read("a")
+  p:close()
+  H.ok(text:find("rc=0\n", 1, true) and not text:find("exit status", 1, true), text)
+end)
+
 H.case("rlsc: --micro-batch that would split a method of one's own is refused before anything is written", function()
   -- (eighteenth session) a batch-wide mean came out scaled by the number of chunks; train.run
   -- refused it only after rlsc had printed its header and written config.json

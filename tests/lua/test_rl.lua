@@ -686,6 +686,10 @@ H.case("train.run: resume refuses a missing steps.jsonl; a checkpoint-N folder n
   H.raises(function() run_tiny(dir, 4, {resume = true, checkpoint_every = 2}) end,
            "checkpoint-4 is no checkpoint (no trainer_state.json)", "already holds notes.txt")
   H.eq(H.read(dir .. "/steps.jsonl"), t0, "nothing trained")
+  -- a folder no save of this run reaches is left alone (checkpoint-4 past --steps 3)
+  H.eq(#run_tiny(dir, 3, {resume = true, checkpoint_every = 2}), 3, "steps 1-3, checkpoint-4 untouched")
+  H.eq(H.read(dir .. "/checkpoint-4/notes.txt"), "mine\n")
+  os.execute(("rm -rf %q/checkpoint-3"):format(dir))
   os.remove(dir .. "/checkpoint-4/notes.txt")
   local recs = run_tiny(dir, 4, {resume = true, checkpoint_every = 2})
   H.eq(#recs, 4, "an empty checkpoint-4 folder is replaced")
