@@ -291,7 +291,8 @@ local function recipe_flags(recipe)
   if f then f:close() end
   if not (text and text:find("cli\"?%)?%.main%s*%(")) then return nil end   -- cli.main( or cli").main(
   local ok, main = pcall(dofile, recipe)
-  return ok and cli.flags_of(main) or nil
+  if not ok then return nil end
+  return cli.flags_of(main), cli.check_of(main)
 end
 
 -- The metric names of rlsc's summaries (confit.toy_eval's and their docs/RUNDIR.md names,
@@ -308,10 +309,11 @@ local function rlsc_metric(m)
 end
 
 --- Check a grid against its recipe's flags when the recipe declared them (recipe_flags): every
---- key a flag, every run's flags as the recipe parses them, every --method one of confit.rl's,
+--- key a flag, every run's flags as the recipe parses them and checks them together (its declared
+--- check: rlsc refuses, say, --temperature-scale with a method that trains), every --method one of confit.rl's,
 --- the metrics list rlsc's names. Raises user errors "<where>: ..."; true when checked.
 function M.check_recipe(spec, where)
-  local flags = recipe_flags(spec.recipe)
+  local flags, check = recipe_flags(spec.recipe)
   if not flags then return false end
   local keys = axis_names(spec.base)
   for _, k in ipairs(axis_names(spec.grid)) do keys[#keys + 1] = k end
@@ -325,6 +327,8 @@ function M.check_recipe(spec, where)
     local argv = M.flags(spec, r, "x")
     table.remove(argv, 1); table.remove(argv, 1)   -- --out x
     local ok, e = pcall(cli.parse_args, argv, flags, spec.recipe)
+    -- and the flags that parse but do not go together (the recipe's declared check)
+    if ok and check then ok, e = pcall(check, e) end
     if not ok then die("%s: run %s: %s", where, r.dir, (cli.message(e):gsub("^[^:]*: ", ""))) end
     local method = M.settings(spec, r).method
     if method and flags.method then

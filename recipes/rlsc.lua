@@ -647,8 +647,9 @@ local function clear_earlier(o)
   end
 end
 
--- Every check of the command line and the input files, before anything is printed or written.
-local function check(o)
+-- The checks of flags that parse but do not go together (no file read: ablate runs them on each
+-- point of a grid before it runs any, cli.declare_flags).
+local function check_flags(o)
   if o.no_eval then
     for _, k in ipairs({"eval_n", "eval_questions", "eval_seed", "eval_data", "eval_mode"}) do
       if o.given[k] then die("--no-eval runs no evaluation, so --%s has nothing to set; drop one of them", (k:gsub("_", "-"))) end
@@ -701,6 +702,11 @@ local function check(o)
     local split = rl.micro_batch_problem(method, o.micro_batch, o.n * o.questions_per_step, o.questions_per_step)
     if split then die("--micro-batch %d: %s", o.micro_batch, split) end
   end
+end
+
+-- Every check of the command line and the input files, before anything is printed or written.
+local function check(o)
+  check_flags(o)
   -- --eval-questions / --eval-seed: the toy's held-out questions (200, drawn with seed 1), or
   -- the first N problems of a --data run's evaluation (all) and its sampling seed (--seed)
   if o.data then
@@ -987,4 +993,4 @@ end
 -- Run as a script: mistakes in the command line or the data print one line "rlsc: ..." and exit
 -- 1, anything else keeps its traceback (confit.cli). Loaded with dofile: returns main, whose
 -- flags cli.flags_of(main) gives (ablate checks a grid against them).
-return cli.main("rlsc", cli.declare_flags(main, SPEC))
+return cli.main("rlsc", cli.declare_flags(main, SPEC, check_flags))

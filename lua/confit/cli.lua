@@ -250,16 +250,24 @@ function M.main(name, main, module)
   return module or main
 end
 
--- The flag table of each recipe main that declared one (weak keys: a main no longer used goes).
+-- The flag table, and the check of the parsed flags, of each recipe main that declared one
+-- (weak keys: a main no longer used goes).
 local flag_tables = setmetatable({}, {__mode = "k"})
+local flag_checks = setmetatable({}, {__mode = "k"})
 
---- Declare the parse_args spec main parses its flags with; returns main. A recipe ends
---- `return cli.main("rlsc", cli.declare_flags(main, SPEC))`, so that whoever loads it (ablate,
---- checking a grid before it runs anything) finds the flags with cli.flags_of(main).
-function M.declare_flags(main, spec)
+--- Declare the parse_args spec main parses its flags with, and optionally check(o), which raises
+--- the user errors of flags that parse but do not go together (it reads no file); returns main.
+--- A recipe ends `return cli.main("rlsc", cli.declare_flags(main, SPEC, check_flags))`, so that
+--- whoever loads it (ablate, checking a grid before it runs anything) finds them with
+--- cli.flags_of(main) and cli.check_of(main).
+function M.declare_flags(main, spec, check)
   flag_tables[main] = spec
+  flag_checks[main] = check
   return main
 end
+
+--- The check declared for main (cli.declare_flags), or nil.
+function M.check_of(main) return flag_checks[main] end
 
 --- The spec declared for main (cli.declare_flags), or nil.
 function M.flags_of(main) return flag_tables[main] end

@@ -58,6 +58,8 @@ end
 local GRID_TYPO = grid_file("typo_axis", 'grid = {methd = {"l1", "l2"}}')
 local GRID_METHOD = grid_file("bad_method", 'grid = {method = {"l2", "l3"}}')
 local GRID_VALUE = grid_file("bad_value", 'base = {steps = 0}, grid = {seed = {1}}')
+-- (eighteenth session) flags that parse but do not go together at one point: rlsc's declared check
+local GRID_COMBO = grid_file("bad_combo", 'base = {temperature_scale = 0.3}, grid = {method = {"temp_only", "l2"}}')
 local GRID_SEEDKEY = grid_file("bad_seed_key", 'grid = {alpha = {0}, seed = {1}}, seed_key = "sed"')
 local GRID_METRICS = grid_file("bad_metrics", 'grid = {alpha = {0}}, metrics = {"acc", "pass@l"}')
 local GRID_TWICE = grid_file("twice", 'base = {eval_n = 2}, grid = {["eval-n"] = {2, 4}}')
@@ -157,6 +159,7 @@ local CASES = {
   {"ablate", q(GRID_TYPO) .. " --dry-run", 1, {"methd", "recipes/rlsc.lua"}},
   {"ablate", q(GRID_METHOD) .. " --dry-run", 1, {"l3", "l2"}},
   {"ablate", q(GRID_VALUE) .. " --dry-run", 1, {"--steps", "0"}},
+  {"ablate", q(GRID_COMBO) .. " --dry-run", 1, {"method=l2", "--temperature-scale", "--method l2 trains"}},
   {"ablate", q(GRID_SEEDKEY) .. " --dry-run", 1, {"seed_key", "sed", "alpha, seed"}},
   {"ablate", q(GRID_METRICS) .. " --dry-run", 1, {"pass@l", "pass@k"}},
   {"ablate", q(GRID_TWICE) .. " --dry-run", 1, {"eval-n", "twice"}},
