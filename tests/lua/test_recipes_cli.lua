@@ -9,6 +9,13 @@ local cli = require "confit.cli"
 local EXE = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+-- The output of shell command cmd (with its stderr and `echo rc=$?` when it asks for them).
+local function shell(cmd)
+  local p = assert(io.popen(cmd))
+  local text = p:read("a")
+  p:close()
+  return text
+end
 
 local TMP = os.tmpname()
 os.remove(TMP)
@@ -294,9 +301,7 @@ H.case("cli.main: the recipe run, a wrapper run (tail call or not); nothing when
         .. ('print(type(coroutine.wrap(dofile)(%q)))\n'):format(dir .. "/w.lua")
         .. ('print(type(select(2, pcall(dofile, %q))))\n'):format(dir .. "/w2.lua"))
   local function go(script)
-    local p = assert(io.popen(("%s %s x y 2>&1"):format(q(EXE), q(script))))
-    local text = p:read("a")
-    p:close()
+    local text = shell(("%s %s x y 2>&1"):format(q(EXE), q(script)))
     return text
   end
   H.eq(go(A), "ran a: x y\n", "the recipe run as the script")
@@ -352,9 +357,7 @@ H.case("a failure of the machine (a full disk) is one line without positions; a 
   write(script, 'local cli = require "confit.cli"\n'
         .. 'return cli.run("demo", function() error("/w/lua/confit/train.lua:188: safetensors.c:899: /o/ck/optimizer.safetensors: '
         .. 'write failed: No space left on device") end, {})\n')
-  local p = assert(io.popen(("%s %s 2>&1; echo rc=$?"):format(q(EXE), q(script))))
-  local text = p:read("a")
-  p:close()
+  local text = shell(("%s %s 2>&1; echo rc=$?"):format(q(EXE), q(script)))
   H.eq(text, "demo: /o/ck/optimizer.safetensors: write failed: No space left on device\nrc=1\n")
   if cli.exists("/dev/full") then
     p = assert(io.popen(("%s recipes/eval.lua --help > /dev/full 2>%s; echo rc=$?"):format(q(EXE), q(TMP .. "/full.err"))))
@@ -530,9 +533,7 @@ do
     local h = assert(require("confit").lock(out .. "/.lock"))
     local me = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
     local function eval(args)
-      local p = assert(io.popen(("%s recipes/eval.lua %s 2>&1; echo rc=$?"):format(q(EXE), args)))
-      local text = p:read("a")
-      p:close()
+      local text = shell(("%s recipes/eval.lua %s 2>&1; echo rc=$?"):format(q(EXE), args))
       return text
     end
     local args = eval_line("--bench toy --limit 1 --max-new-tokens 8", out)
@@ -777,9 +778,7 @@ do
   local jsonio = require "confit.jsonio"
   local RLSC = "recipes/rlsc.lua"
   local function rlsc(args)
-    local p = assert(io.popen(("%s %s %s 2>&1; echo rc=$?"):format(q(EXE), RLSC, args)))
-    local text = p:read("a")
-    p:close()
+    local text = shell(("%s %s %s 2>&1; echo rc=$?"):format(q(EXE), RLSC, args))
     local last
     for line in text:gmatch("[^\n]+") do if not line:match("^rc=") then last = line end end
     return text, last
@@ -905,10 +904,8 @@ do
     local deep = TMP .. "/a/b"          -- no ../shared/data/benchmarks from there
     assert(os.execute("mkdir -p " .. q(deep)))
     local exe = EXE:sub(1, 1) == "/" and EXE or (here .. "/" .. EXE)   -- run by hand: build/confit
-    local p = assert(io.popen(("cd %s && %s %s --model %s --bench math500 2>&1; echo rc=$?")
-                              :format(q(deep), q(exe), q(here .. "/recipes/eval.lua"), q(here .. "/examples/toy/model"))))
-    local text = p:read("a")
-    p:close()
+    local text = shell(("cd %s && %s %s --model %s --bench math500 2>&1; echo rc=$?")
+                       :format(q(deep), q(exe), q(here .. "/recipes/eval.lua"), q(here .. "/examples/toy/model")))
     H.ok(text:find("rc=1", 1, true) and text:find("--data-dir", 1, true), text)
     H.ok(not text:find("stack traceback", 1, true), text)
   end)
@@ -994,15 +991,11 @@ do
   local full = cli.exists("/dev/full") and H.case or function(name) H.skip(name, "no /dev/full") end
   full("hD: --help into a full standard output is exit 1 with one line, for every recipe", function()
     for _, r in ipairs({"rlsc", "toy_compare", "pretrain_toy", "eval", "ablate", "report"}) do
-      local p = assert(io.popen(("%s recipes/%s.lua --help 2>&1 >/dev/full; echo rc=$?"):format(q(EXE), r)))
-      local text = p:read("a")
-      p:close()
+      local text = shell(("%s recipes/%s.lua --help 2>&1 >/dev/full; echo rc=$?"):format(q(EXE), r))
       H.ok(text:find("^" .. r .. ": cannot write the standard output: [^\n]*\nrc=1\n$"), r .. ": " .. text)
     end
     -- a script's header as its help (cli.header_help: the benchmarks) alike
-    local p = assert(io.popen(("%s bench/grade_bench.lua --help 2>&1 >/dev/full; echo rc=$?"):format(q(EXE))))
-    local text = p:read("a")
-    p:close()
+    local text = shell(("%s bench/grade_bench.lua --help 2>&1 >/dev/full; echo rc=$?"):format(q(EXE)))
     H.ok(text:find("^grade_bench: cannot write the standard output: [^\n]*\nrc=1\n$"), "grade_bench: " .. text)
   end)
   H.case("hD: cli.repl_follows reads -i among the executable's options, not as an -e chunk's code", function()
@@ -1016,9 +1009,7 @@ do
   end)
   H.case("hD: confit -i recipe.lua reaches the REPL after a success, a refusal and --help", function()
     local function repl(args)
-      local p = assert(io.popen(("echo 'print(\"in repl\")' | %s -i %s 2>&1; echo rc=$?"):format(q(EXE), args)))
-      local text = p:read("a")
-      p:close()
+      local text = shell(("echo 'print(\"in repl\")' | %s -i %s 2>&1; echo rc=$?"):format(q(EXE), args))
       return text
     end
     local text = repl("recipes/eval.lua --model examples/toy/model --bench toy --limit 1 --max-new-tokens 4 --progress off"
@@ -1031,18 +1022,14 @@ do
     text = repl("recipes/rlsc.lua --help")
     H.ok(text:find("^usage: confit recipes/rlsc.lua") and text:find("\nin repl\nrc=0\n$"), "rlsc --help: " .. text)
     -- without -i the refusal is its one line, and the status is the recipe's
-    local p = assert(io.popen(("%s recipes/rlsc.lua --bogus 2>&1; echo rc=$?"):format(q(EXE))))
-    text = p:read("a")
-    p:close()
+    text = shell(("%s recipes/rlsc.lua --bogus 2>&1; echo rc=$?"):format(q(EXE)))
     H.eq(text, "rlsc: unknown flag --bogus (see --help)\nrc=1\n")
   end)
   H.case("hD: toy_compare records --eval-seed as rlsc does (eval.question_seed) and names it in the table", function()
     local jsonio = require "confit.jsonio"
     local out, md = HD .. "/seed7", HD .. "/seed7.md"
-    local p = assert(io.popen(("%s recipes/toy_compare.lua %s --methods l2 --seeds 1 --eval-seed 7 --out %s --md %s 2>&1; echo rc=$?")
-                              :format(q(EXE), SMALL, q(out), q(md))))
-    local text = p:read("a")
-    p:close()
+    local text = shell(("%s recipes/toy_compare.lua %s --methods l2 --seeds 1 --eval-seed 7 --out %s --md %s 2>&1; echo rc=$?")
+                       :format(q(EXE), SMALL, q(out), q(md)))
     H.ok(text:find("rc=0", 1, true), text)
     local cfg = jsonio.read_json(out .. "/method=l2,seed=1/config.json")
     H.eq(type(cfg) == "table" and cfg.eval.question_seed, 7, "config.json eval.question_seed")
@@ -1055,9 +1042,7 @@ end
 
 H.case("confit -i with a script that parses its flags without cli.run: --help exits 0 as it says", function()
   -- (cli.exit raised its 'exit status 0' to no cli.run, and confit printed it and exited 1)
-  local p = assert(io.popen(("echo 'print(1)' | %s -i bench/micro_batch.lua --help 2>&1; echo rc=$?"):format(q(EXE))))
-  local text = p:read("a")
-  p:close()
+  local text = shell(("echo 'print(1)' | %s -i bench/micro_batch.lua --help 2>&1; echo rc=$?"):format(q(EXE)))
   H.ok(text:find("rc=0\n", 1, true) and not text:find("exit status", 1, true), text)
 end)
 
