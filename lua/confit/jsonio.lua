@@ -394,6 +394,12 @@ local function dir_of(path)
   return path:match("^(.*)/[^/]*$") or "."
 end
 
+--- Sync a file written by appends (append_jsonl) to the disk. true or nil, message.
+function M.sync(path)
+  check_path(path)
+  return fsync(path)
+end
+
 -- Write text to a fresh temporary file beside path, sync it to the disk, rename it over path
 -- and sync the directory, so readers (and a restart after a crash) see the old or the new file.
 function M.write_text_atomic(path, text)

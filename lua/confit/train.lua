@@ -551,8 +551,8 @@ function M.check_out(out, opts)
     return ("resume: %s/steps.jsonl is missing, yet %s is at step %d: resumed, the run would log steps %d on "
             .. "alone; put the log back, or use another --out"):format(out, dir:match("[^/]+$"), step, step + 1)
   end
-  -- every batch up to the checkpoint's must have its record: a log cut short (its appends are
-  -- not synced, the checkpoints are) resumed with a gap in the step numbers
+  -- every batch up to the checkpoint's must have its record (train.run syncs the log before each
+  -- checkpoint; a log edited, or copied without its tail, would resume with a gap in the steps)
   do
     local have = {}
     for _, r in ipairs(kept) do have[type(r.batch) == "number" and r.batch or r.step] = true end
@@ -896,6 +896,8 @@ function M.run(opts)
       end
     end
     if save then
+      -- the log first: a checkpoint on the disk implies the records of every step up to it
+      if steps_path then assert(jsonio.sync(steps_path)) end
       M.save_checkpoint(o.out, step, m, opt, {method = method, seed = o.seed, settings = run_settings(o, T_loss)})
     end
   end

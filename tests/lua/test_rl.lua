@@ -653,6 +653,27 @@ H.case("train.run: checkpoints and resume equal an uninterrupted run", function(
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+H.case("train.run: steps.jsonl is synced before each checkpoint is written", function()
+  -- (nineteenth session) the appends were never synced while the checkpoints were: after a power
+  -- loss a checkpoint could outlive its steps' records, and the resume was refused
+  local dir = fresh_dir()
+  local events = {}
+  local sync0, save0 = jsonio.sync, train.save_checkpoint
+  jsonio.sync = function(p, ...)
+    events[#events + 1] = "sync " .. p:match("[^/]+$") .. " " .. #assert(jsonio.read_jsonl(p))
+    return sync0(p, ...)
+  end
+  train.save_checkpoint = function(out, step, ...)
+    events[#events + 1] = "save " .. step
+    return save0(out, step, ...)
+  end
+  local ok, err = pcall(run_tiny, dir, 4, {checkpoint_every = 2})
+  jsonio.sync, train.save_checkpoint = sync0, save0
+  assert(ok, err)
+  H.eq(table.concat(events, ", "), "sync steps.jsonl 2, save 2, sync steps.jsonl 4, save 4")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: resume refuses a steps.jsonl that lacks a step before the checkpoint, naming the way out", function()
   -- (seventeenth session) a log cut short resumed with a gap in its step numbers
   local dir = fresh_dir()
