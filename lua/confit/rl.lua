@@ -481,7 +481,25 @@ local function group_answers(batch, g)
   for i = g[1], g[2] do answers[i - g[1] + 1] = batch.extracted[i] end
   return answers
 end
-local function vote_opts(batch) return {key = batch.answer_key, equal = batch.answer_equal} end
+-- The vote of group g (metrics.vote_groups), once per batch and group: grpo_ttrl's reward and
+-- answer_diversity both need it. A weak table, so a batch's votes go with it; a vote is reused
+-- only while the group's answers and the batch's key and equal functions are the same ones.
+local VOTES = setmetatable({}, {__mode = "k"})
+local function group_votes(batch, g)
+  local answers = group_answers(batch, g)
+  local per = VOTES[batch]
+  if not per then per = {}; VOTES[batch] = per end
+  local c = per[g]
+  if c and c.key == batch.answer_key and c.equal == batch.answer_equal and c.answers.n == answers.n then
+    local same = true
+    for i = 1, answers.n do if c.answers[i] ~= answers[i] then same = false; break end end
+    if same then return c.votes end
+  end
+  c = {key = batch.answer_key, equal = batch.answer_equal, answers = answers,
+       votes = require("confit.metrics").vote_groups(answers, {key = batch.answer_key, equal = batch.answer_equal})}
+  per[g] = c
+  return c.votes
+end
 
 local function base_metrics(batch, lpv)
   local N = #batch.samples
@@ -496,10 +514,9 @@ local function base_metrics(batch, lpv)
   end
   local met = {n_samples = N, mean_logp = s_lp / N, mean_confidence = s_conf / N,
                weight_share = n_w / N, mean_length = s_len / N, box_rate = n_box / N}
-  local metrics = require "confit.metrics"
   local distinct = 0
   for _, g in ipairs(batch.groups) do
-    distinct = distinct + #metrics.vote_groups(group_answers(batch, g), vote_opts(batch))
+    distinct = distinct + #group_votes(batch, g)
   end
   met.answer_diversity = distinct / N
   if batch.correct then
@@ -713,12 +730,11 @@ rl.rewards = {}
 rl.reward_needs_view = {majority = false, self_certainty = true, neg_entropy = true, probability = true}
 
 function rl.rewards.majority(batch)
-  local metrics = require "confit.metrics"
   local r = {}
   for _, g in ipairs(batch.groups) do
     for i = g[1], g[2] do r[i] = 0.0 end
     local best = nil               -- metrics.majority's winner: the largest group, ties to the first
-    for _, v in ipairs(metrics.vote_groups(group_answers(batch, g), vote_opts(batch))) do
+    for _, v in ipairs(group_votes(batch, g)) do
       if best == nil or v.count > best.count then best = v end
     end
     for _, j in ipairs(best and best.members or {}) do r[g[1] + j - 1] = 1.0 end

@@ -444,6 +444,26 @@ H.case("grpo_ttrl's reward and answer_diversity merge the answers answer_equal c
   H.near(rl.base_metrics(b, lp).answer_diversity, (3 + 2) / 8, 1e-15, "by key alone 0.5 and 1/2 count twice")
 end)
 
+H.case("grpo_ttrl votes once per group: the reward and answer_diversity share the vote", function()
+  -- (nineteenth session) each group was voted on twice per loss
+  local m = tiny(5, 0.6)
+  local b = make_batch(m, 4, 13, 3)
+  fake_answers(b)
+  local metrics = require "confit.metrics"
+  local vg, calls = metrics.vote_groups, 0
+  metrics.vote_groups = function(...) calls = calls + 1; return vg(...) end
+  local ok, err = pcall(function()
+    local _, met = rl.loss("grpo_ttrl", b, {temperature = 0.9})
+    H.eq(calls, #b.groups, "one vote per group")
+    H.ok(met.answer_diversity > 0 and met.mean_reward > 0, "the vote reaches both")
+    b.extracted[1] = "99"           -- changed answers are voted on again
+    rl.loss("grpo_ttrl", b, {temperature = 0.9})
+    H.eq(calls, #b.groups + 1, "only the changed group again")
+  end)
+  metrics.vote_groups = vg
+  assert(ok, err)
+end)
+
 H.case("grpo: with old_logprobs the clip binds (clipped tokens get no gradient, the others rho A)", function()
   local m = tiny(5, 0.6)
   local b = make_batch(m, 4, 13, 3)
