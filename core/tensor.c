@@ -180,11 +180,14 @@ static void set_contiguous_strides(cf_tensor *t) {
 static int check_shape(int ndim, const int64_t *shape, int64_t *numel) {
   if (ndim < 0 || ndim > CF_MAX_DIMS)
     return CF_ERR("tensor: %d dims requested, at most %d supported", ndim, CF_MAX_DIMS);
-  int64_t n = 1;
+  /* the product of the non-zero sizes is bounded too: strides are products of sizes, and an
+   * empty tensor's still are (a 0 in dim 1 must not let [0, 2^62, 2^62] through) */
+  int64_t n = 1, nz = 1;
   for (int d = 0; d < ndim; d++) {
     if (shape[d] < 0) return CF_ERR("tensor: negative size %lld in dim %d", (long long)shape[d], d + 1);
-    if (shape[d] > 0 && n > INT64_MAX / 16 / shape[d])
+    if (shape[d] > 0 && nz > INT64_MAX / 16 / shape[d])
       return CF_ERR("tensor: shape too large (overflow at dim %d)", d + 1);
+    if (shape[d] > 0) nz *= shape[d];
     n *= shape[d];
   }
   *numel = n;
@@ -497,7 +500,7 @@ static int resolve_shape(const char *op, const cf_tensor *t, int ndim, const int
                          int64_t *out) {
   if (ndim < 0 || ndim > CF_MAX_DIMS) return CF_ERR("%s: %d dims (at most %d)", op, ndim, CF_MAX_DIMS);
   int infer = -1;
-  int64_t known = 1;
+  int64_t known = 1, nz = 1;   /* nz: the product of the non-zero sizes (check_shape's bound) */
   for (int d = 0; d < ndim; d++) {
     out[d] = shape[d];
     if (shape[d] == -1) {
@@ -506,8 +509,9 @@ static int resolve_shape(const char *op, const cf_tensor *t, int ndim, const int
     } else if (shape[d] < 0) {
       return CF_ERR("%s: negative size %lld in dim %d", op, (long long)shape[d], d + 1);
     } else {
-      if (shape[d] > 0 && known > INT64_MAX / 16 / shape[d])
+      if (shape[d] > 0 && nz > INT64_MAX / 16 / shape[d])
         return CF_ERR("%s: shape too large (overflow at dim %d)", op, d + 1);
+      if (shape[d] > 0) nz *= shape[d];
       known *= shape[d];
     }
   }
@@ -726,7 +730,8 @@ double cf_tensor_get_flat(const cf_tensor *t, int64_t i) {
 
 /* ---------------------------------------------------------------- copies */
 
-/* Visit every element of two same-shape views in row-major order: calls fn(dst_off, src_off). */
+/* Copy src into dst (two same-shape views; the dtypes may differ) element by element in row-major
+ * order, with fast paths for contiguous data. */
 static void copy_strided(cf_tensor *dst, cf_tensor *src) {
   int64_t n = cf_tensor_numel(dst);
   if (n == 0) return;

@@ -221,6 +221,19 @@ static void test_creation(void) {
   int64_t neg[2] = {2, -1};
   cf_tensor *h = cf_tensor_zeros(2, neg, CF_DTYPE_F32);
   CHECK(!h && has("negative size -1 in dim 2"), "negative size: %s", cf_error_message());
+  /* (nineteenth session) a 0 in dim 1 let any later sizes through, and their strides overflowed */
+  int64_t huge[3] = {0, (int64_t)1 << 62, (int64_t)1 << 62};
+  cf_tensor *z = cf_tensor_zeros(3, huge, CF_DTYPE_F32);
+  CHECK(!z && has("shape too large (overflow at dim 2)"), "empty tensor with huge sizes: %s", cf_error_message());
+  int64_t s0[1] = {0};
+  cf_tensor *e0 = cf_tensor_zeros(1, s0, CF_DTYPE_F32);
+  cf_tensor *rz = cf_view_reshape(e0, 3, huge);
+  CHECK(!rz && has("shape too large (overflow at dim 2)"), "reshape of an empty tensor to huge sizes: %s",
+        cf_error_message());
+  int64_t fine[3] = {0, (int64_t)1 << 40, 7};
+  rz = cf_view_reshape(e0, 3, fine);
+  CHECK(rz && rz->stride[0] == ((int64_t)7 << 40) && rz->stride[1] == 7, "reshape of an empty tensor, large sizes");
+  cf_tensor_release(rz); cf_tensor_release(e0);
   cf_tensor *full = cf_tensor_full(1, s3, CF_DTYPE_F64, 2.5);
   CHECK(full && cf_tensor_get_flat(full, 2) == 2.5, "full");
   cf_tensor_release(f); cf_tensor_release(full);
