@@ -407,7 +407,8 @@ static int run_node(cf_node *n, bool retain) {
 
 static int backward(cf_tensor *t, cf_tensor *seed, bool retain_graph) {
   if (!t->requires_grad)
-    return CF_ERR("backward: the tensor does not require grad (no input had requires_grad)");
+    return CF_ERR("backward: the tensor does not require grad (no input had requires_grad, or it was computed "
+                  "with gradients off)");
   int64_t numel = cf_tensor_numel(t);
   cf_tensor *s = NULL;
   if (seed) {

@@ -209,6 +209,11 @@ static const char *shape_str(const cf_tensor *t, char *buf, size_t n) {
   return cf_shape_str(t, buf, n);
 }
 
+/* What a refused integer argument was: a number as written (1.5), anything else by its type. */
+static const char *shown_int_arg(lua_State *L, int idx) {
+  return lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx);
+}
+
 /* An integral Lua number at idx, or raise "<fn>: argument #n (<what>) ..." */
 static lua_Integer check_int(lua_State *L, int idx, const char *fn, const char *what) {
   int ok = 0;
@@ -216,7 +221,7 @@ static lua_Integer check_int(lua_State *L, int idx, const char *fn, const char *
   if (lua_type(L, idx) == LUA_TNUMBER) v = lua_tointegerx(L, idx, &ok);
   if (!ok)
     luaL_error(L, "%s: argument #%d (%s): expected an integer, got %s", fn, user_argno(L, idx),
-               what, lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx));
+               what, shown_int_arg(L, idx));
   return v;
 }
 
@@ -680,8 +685,7 @@ static int64_t dim_arg(op_ctx *c, int ai, const cf_tensor *ref, int extra) {
   int ok = 0;
   lua_Integer d = lua_type(L, ai) == LUA_TNUMBER ? lua_tointegerx(L, ai, &ok) : 0;
   if (!ok) {
-    op_error(c, ai, "dim", "expected an integer, got ",
-             lua_type(L, ai) == LUA_TNUMBER ? lua_tostring(L, ai) : luaL_typename(L, ai));
+    op_error(c, ai, "dim", "expected an integer, got ", shown_int_arg(L, ai));
   }
   int nd = (ref ? ref->ndim : 0) + extra;
   if (d >= 1 && d <= nd) return d - 1;
@@ -815,7 +819,7 @@ static int do_op(lua_State *L, int id) {
       case 'x': {
         int ok = 0;
         lua_Integer x = lua_type(L, ai) == LUA_TNUMBER ? lua_tointegerx(L, ai, &ok) : 0;
-        if (!ok) op_error(&c, ai, "index", "expected an integer, got ", luaL_typename(L, ai));
+        if (!ok) op_error(&c, ai, "index", "expected an integer, got ", shown_int_arg(L, ai));
         int64_t size = (ref && last_dim >= 0) ? ref->shape[last_dim] : 0;
         int64_t i0 = x >= 1 ? x - 1 : size + x;
         /* a start followed by a length (narrow) may be one past the end: an empty slice there */
@@ -1172,8 +1176,9 @@ static int m_backward(lua_State *L) {
   if (seed_idx && !lua_isnoneornil(L, seed_idx) && cf_lua_totensor(L, seed_idx)) seed = cf_lua_checktensor(L, seed_idx);
   else if (seed) seed = cf_lua_checktensor(L, -1);
   if (!t->requires_grad) /* the core's message, and the usual cause when training by hand */
-    return luaL_error(L, "backward: the tensor does not require grad (no input had requires_grad; a loaded "
-                         "model's parameters need require(\"confit.train\").trainable(m) first)");
+    return luaL_error(L, "backward: the tensor does not require grad (no input had requires_grad, or it was "
+                         "computed inside confit.no_grad or from detached tensors; a loaded model's parameters "
+                         "need require(\"confit.train\").trainable(m) first)");
   int rc;
   CF_LUA_CORE(L, rc = cf_backward(t, seed, retain));
   if (rc) cf_lua_error(L);

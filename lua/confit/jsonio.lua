@@ -158,7 +158,8 @@ encode_value = function(v, path, seen, indent, depth, out)
 end
 
 -- JSON text of v. opts.indent = spaces per level (pretty, multi-line); default one line.
--- opts.what is added to error messages ("writing runs/a/summary.json").
+-- opts.what is added to error messages ("writing runs/a/summary.json"); opts.level, the error's
+-- level (default 2: the caller of encode).
 function M.encode(v, opts)
   local out = {}
   local ok, err = pcall(encode_value, v, "value", {}, opts and opts.indent, 0, out)
@@ -167,7 +168,7 @@ function M.encode(v, opts)
     -- goes on as it is: the recipe prints "interrupted" and exits 130, not a traceback
     if type(err) ~= "string" or require("confit.cli").is_interrupt(err) then error(err, 0) end
     if opts and opts.what then err = err .. " (" .. opts.what .. ")" end
-    error(err, 2)
+    error(err, opts and math.tointeger(opts.level) or 2)
   end
   return table.concat(out)
 end

@@ -72,8 +72,11 @@ end
 function M.new(config, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("model.new: opts must be a table such as {seed = 1}, got " .. type(opts), 2) end
-  local cjson = require "cjson"
-  local c = core.model_new(cjson.encode(config))
+  if type(config) ~= "table" then error("model.new: config must be a table of config.json's fields, got " .. type(config), 2) end
+  -- jsonio writes every double so that it reads back the same (cjson keeps 14 digits) and
+  -- refuses NaN and inf naming the field
+  local text = require("confit.jsonio").encode(config, {what = "model.new: config", level = 3})
+  local c = core.model_new(text)
   local tok = opts.tokenizer
   if type(tok) == "string" then
     local err
@@ -104,6 +107,7 @@ function Model:init_random(seed, std)
     self.core:set_param(name, t)
   end
   self.core:tie()
+  return self
 end
 
 -- ids as an i64 tensor on the model's device.

@@ -71,6 +71,10 @@ H.case("errors: non-scalar backward without seed, no requires_grad, bad seed", f
   H.raises(function() y:backward(confit.ones(3)) end, "backward", "[3]", "[2 x 2]")
   H.raises(function() y:backward("x") end, "backward", "seed")
   H.raises(function() confit.ones(2):sum():backward() end, "backward", "does not require grad", "trainable(m)")
+  -- (nineteenth session) a result computed under no_grad: the message named only trainable(m)
+  local x = confit.ones(2, {requires_grad = true})
+  H.raises(function() confit.no_grad(function() return x:sum() end):backward() end,
+           "does not require grad", "inside confit.no_grad")
 end)
 
 H.case("no_grad runs without the tape and restores the mode, also on error", function()

@@ -621,6 +621,15 @@ H.case("model methods refuse bad arguments by name", function()
   H.raises(function() m:init_random("x", 0.02) end, "init_random: seed must be an integer", "x")
   H.raises(function() m:init_random(1, -1) end, "init_random: std must be a finite number >= 0", "-1")
   H.raises(function() m:init_random(1, 0 / 0) end, "init_random: std")
+  H.eq(m:init_random(1, 0.02), m, "init_random returns the model, as its help says")
+  -- (nineteenth session) model.new encoded the config with cjson: 14 digits, and a NaN unnamed
+  local cfg = {model_type = "qwen2", hidden_size = 8, intermediate_size = 16, num_hidden_layers = 1,
+               num_attention_heads = 2, num_key_value_heads = 1, vocab_size = 16, max_position_embeddings = 32,
+               rms_norm_eps = 1e-6, rope_theta = 10000.123456789011, tie_word_embeddings = true}
+  H.eq(model.new(cfg).config.rope_theta, 10000.123456789011, "the config's doubles kept exactly")
+  cfg.rms_norm_eps = 0 / 0
+  H.raises(function() model.new(cfg) end, "rms_norm_eps", "NaN", "model.new")
+  H.raises(function() model.new("qwen2") end, "model.new: config must be a table", "string")
   H.raises(function() m:logprobs({{1, 2, 3}}, {1}, 0.5) end, "logprobs: opts must be a table", "number")
   H.raises(function() m:prompt_ids(7) end, "prompt_ids: prompts must be a list", "number")
   H.raises(function() m:prompt_ids({true}) end, "prompt_ids: prompt 1 must be a list of token ids or a string", "boolean")
