@@ -355,21 +355,12 @@ evaluate.mkdir_p = require("confit.cli").make_dir
 
 local START_OVER = "use another output directory, or start over (eval.lua --no-resume; opts.resume = false)"
 
--- True when the file at path is not empty.
-local function has_content(path)
-  local f = io.open(path, "rb")
-  if not f then return false end
-  local size = f:seek("end")
-  f:close()
-  return (size or 0) > 0
-end
-
 -- nil, or why the records in path (written with the settings in settings_path) cannot be
 -- resumed with the settings ident under grader. Records whose settings file is missing or
 -- unreadable are not resumed: nothing would say how they were made; nor are records graded by a
 -- grader table without a name: its code does not show everything it depends on.
 local function resume_conflict(path, ident, settings_path, grader)
-  if not has_content(path) then return nil end
+  if not jsonio.has_content(path) then return nil end
   if grader.code and not grader.named then
     return string.format("cannot resume %s with a grader table that has no name: resume compares a grader's "
                          .. "name and the code of its functions, which does not show a C function or what "

@@ -566,6 +566,18 @@ function M.write_json_atomic(path, value, opts)
   return M.write_text_atomic(path, text .. "\n")
 end
 
+--- True when the file at path holds anything but white space: a JSON-lines file with records (a
+--- missing file, an empty one or blank lines hold none).
+function M.has_content(path)
+  local f = io.open(path, "rb")
+  if not f then return false end
+  while true do
+    local chunk = f:read(65536)
+    if not chunk then f:close(); return false end
+    if chunk:find("%S") then f:close(); return true end
+  end
+end
+
 -- Append one value as one line. true or nil, message.
 function M.append_jsonl(path, value)
   check_path(path)

@@ -675,17 +675,6 @@ local function options_problem(o, method)
   return nil
 end
 
--- true when the file at path holds anything but white space (a missing file holds nothing)
-local function has_content(path)
-  local f = io.open(path, "rb")
-  if not f then return false end
-  while true do
-    local chunk = f:read(65536)
-    if not chunk then f:close(); return false end
-    if chunk:find("%S") then f:close(); return true end
-  end
-end
-
 --- Run RL. opts: model, questions (list of {prompt = string | token ids, answer = optional}),
 --- prompt_of(q) (default q.prompt), extract(text) -> answer (grpo_ttrl needs it), grade(text,
 --- answer) -> bool, answer_key(a), answer_equal(a, b) (rl.batch's: votes), the DEFAULTS above (micro_batch: sequences per
@@ -738,7 +727,7 @@ function M.run(opts)
     if bad then cli.raise("train: " .. bad) end
     -- a fresh run would overwrite the log of an earlier one (check_out found no checkpoint:
     -- there is nothing to resume from; a resume without one starts over, as it says)
-    if not o.resume and has_content(steps_path) then
+    if not o.resume and jsonio.has_content(steps_path) then
       cli.raise(("train.run: out '%s' holds the steps.jsonl of an earlier run (and no checkpoint to resume it from); "
                  .. "remove it or use another out"):format(o.out))
     end
