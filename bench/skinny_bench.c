@@ -4,7 +4,7 @@
  *
  * For each weight matrix of a decode step (qkv, o_proj, gate/up, down, LM head) of the Qwen2.5
  * 1.5B and 7B shapes, at N rows (default 16): the time of cublasGemmEx (bf16 in, f32 out and
- * compute, CUBLAS_GEMM_DEFAULT: what generate.cu calls) and of cf_cuda_skinny_gemm in each
+ * compute, CUBLAS_GEMM_DEFAULT: what generate.cu calls) and of the skinny kernel (cf_cuda_skinny_plan, cf_cuda_skinny_run) in each
  * launch shape (tiles per block 1/2/4, K split chosen or 1, register bound 1/2, and a few as
  * programmatic dependent launches: back to back, each overlaps the previous) and in the wide
  * layout (impl "skinny_wide": tiles per warp, X staged in shared memory); gate/up also in

@@ -36,28 +36,6 @@ static inline cf_tensor *cf_embedding(cf_tensor *weight, cf_tensor *ids) {
   return cf_op2(CF_OP_embedding, weight, ids);
 }
 
-static inline cf_tensor *cf_gather(cf_tensor *t, int dim, cf_tensor *index) {
-  cf_args a = cf_args_none();
-  a.i[0] = dim;
-  a.ni = 1;
-  cf_tensor *in[2] = {t, index};
-  return cf_op(CF_OP_gather, in, 2, &a);
-}
-
-static inline cf_tensor *cf_cat(cf_tensor *const *ts, int n, int dim) {
-  cf_args a = cf_args_none();
-  a.i[0] = dim;
-  a.ni = 1;
-  return cf_op(CF_OP_cat, ts, n, &a);
-}
-
-static inline cf_tensor *cf_stack(cf_tensor *const *ts, int n, int dim) {
-  cf_args a = cf_args_none();
-  a.i[0] = dim;
-  a.ni = 1;
-  return cf_op(CF_OP_stack, ts, n, &a);
-}
-
 /* x [.., D], weight [D] */
 static inline cf_tensor *cf_rmsnorm(cf_tensor *x, cf_tensor *weight, double eps) {
   cf_args a = cf_args_none();
@@ -114,23 +92,6 @@ static inline cf_tensor *cf_head_logprob(cf_tensor *h, cf_tensor *w, cf_tensor *
   a.nf = 1;
   cf_tensor *in[3] = {h, w, targets};
   return cf_op(CF_OP_head_logprob, in, 3, &a);
-}
-
-/* h [N, D], w [V, D] -> [N] */
-static inline cf_tensor *cf_head_entropy(cf_tensor *h, cf_tensor *w, double temperature) {
-  cf_args a = cf_args_none();
-  a.f[0] = temperature;
-  a.nf = 1;
-  cf_tensor *in[2] = {h, w};
-  return cf_op(CF_OP_head_entropy, in, 2, &a);
-}
-
-static inline cf_tensor *cf_entropy(cf_tensor *logits, double temperature) {
-  cf_args a = cf_args_none();
-  a.f[0] = temperature;
-  a.nf = 1;
-  cf_tensor *in[1] = {logits};
-  return cf_op(CF_OP_entropy, in, 1, &a);
 }
 
 /* ---------------------------------------------------------------- kernel helpers

@@ -10,6 +10,8 @@
  * model:generate(prompts, opts)      -> list of {prompt, tokens, logprobs, logprob, finish}
  * model:parameters()                 -> {name = tensor}; model:param_names() -> ordered list
  * model:set_param(name, tensor); model:save(dir); model:config() -> table; model:free()
+ * model:tie()                        -> the LM head shares the embedding again (after set_param)
+ * model:set_recompute(on)            -> recompute each layer's activations in the backward
  */
 #include <lauxlib.h>
 #include <lua.h>
