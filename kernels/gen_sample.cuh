@@ -382,7 +382,7 @@ __device__ A block_exscan(A v, A *total, A *buf) {
  * advances tok[r], pos[r] and step[r]. A row holding a NaN or +inf logit, or only -inf, gets
  * out[r].tok = GEN_BAD_* instead (gen_sample.cuh) and token 0 next. */
 __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, int64_t ldl, const int *lrow,
-                                                          int V, float temp, int greedy, int top_k, float top_p,
+                                                          int V, float temp, int greedy, int top_k, double top_p,
                                                           const unsigned long long *key, int *step, int *tok,
                                                           int *pos, gen_out *out, int update) {
   cu_pdl_wait();
@@ -487,20 +487,25 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
       if (with_mass) *mass = s_macc + (unsigned long long)*keq * (s_binm / s_binc);
       __syncthreads(); /* every thread has read the shared results before they are reused */
     };
-    bool trunc_p = top_p < 1.0f, trunc_k = top_k > 0 && top_k < V;
+    bool trunc_p = top_p < 1.0, trunc_k = top_k > 0 && top_k < V;
     long long n_keep = V;
     uint32_t kt = 0;
     long long keq = 0;
     bool have_k = false; /* kt, keq are top_k's */
     /* top_p's cut: the running mass reaching top_p of the whole vocabulary's, or, with top-k, of
-     * the top_k ids' mass (top-p among the top-k ids renormalised: Hugging Face's and vLLM's order) */
-    double thr = (double)top_p * 1099511627776.0;
+     * the top_k ids' mass (top-p among the top-k ids renormalised: Hugging Face's and vLLM's order).
+     * Reached within TOP_P_REL of it: the masses are of float probabilities, each within a few
+     * float ulps of its exact value, so ten tied ids of 0.099999994 must reach 0.5 after five, as
+     * they do exactly (the CPU's TOP_P_SLACK in double) */
+    const double TOP_P_REL = 4e-6;
+    double thr = top_p * 1099511627776.0;
     if (trunc_p && trunc_k) {
       unsigned long long mk = 0;
       select_kth(top_k, true, &kt, &keq, &mk);
       have_k = true;
-      thr = (double)top_p * (double)mk;
+      thr = top_p * (double)mk;
     }
+    thr -= thr * TOP_P_REL;
     if (trunc_p) {
       /* n_p: how many candidates, best first, reach mass thr */
       if (tid == 0) { s_macc = 0; s_cacc = 0; s_all = 0; s_prefix = 0; s_mask = 0; }

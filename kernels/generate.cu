@@ -1131,7 +1131,7 @@ static int gen_layers(gen_engine *e, int A, bool fold, bool decode) {
   return cu_launched("generate: layer kernels");
 }
 
-struct gen_sampling { float temp, top_p; int greedy, top_k; };
+struct gen_sampling { float temp; double top_p; int greedy, top_k; };
 
 /* One decode step of Bp rows: layers, final norm, head, sampler (advances the row state). */
 static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
@@ -1148,7 +1148,7 @@ static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
     return -1;
   }
   STAGE("sample");
-  bool trunc = !sp->greedy && ((sp->top_k > 0 && sp->top_k < e->V) || sp->top_p < 1.0f);
+  bool trunc = !sp->greedy && ((sp->top_k > 0 && sp->top_k < e->V) || sp->top_p < 1.0);
   if (!KEEP("sample")) {
   } else if (e->smp_split && !trunc) {
     /* k_sample_split: S segments per row, about two blocks per multiprocessor, segments of at
@@ -1335,7 +1335,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   sp.greedy = o->temperature <= 0;
   sp.temp = sp.greedy ? 1.0f : (float)o->temperature;
   sp.top_k = o->top_k;
-  sp.top_p = (float)o->top_p;
+  sp.top_p = o->top_p; /* in double, as the CPU's: (float)0.99999999 is 1, no truncation */
   if (!(sp.temp > 0) || !(sp.temp < INFINITY)) { /* past a float's range: 0 or inf as a float */
     rc = CF_ERR("generate (CUDA): temperature %g is outside the GPU sampler's float range (%g to %g; 0 decodes "
                 "greedily; the CPU takes any)", o->temperature, (double)1.4e-45f, (double)FLT_MAX);
