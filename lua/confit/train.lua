@@ -111,6 +111,17 @@ function M.bad_weight(params)
   return nil
 end
 
+--- The key of the first tensor (sorted order) of an optimizer state (opt:state()) holding NaN
+--- or inf, or nil. A moment can overflow while the weights stay finite: a gradient of 1e21 is
+--- finite in f32, its square is not.
+function M.bad_state(state)
+  for _, k in ipairs(sorted_keys(state)) do
+    local v = state[k]
+    if confit.is_tensor(v) and v:numel() > 0 and not isfinite(v:abs():max():item()) then return k end
+  end
+  return nil
+end
+
 -- Checkpoints ----------------------------------------------------------------------------------
 
 -- The complete checkpoint folders of a run directory, latest first: a list of {dir, step}.
@@ -183,9 +194,19 @@ end
 --- checkpoint of that step is replaced as a whole (model.is_saved_file decides what it may hold).
 function M.save_checkpoint(out, step, m, opt, extra)
   local final = ("%s/checkpoint-%d"):format(out, step)
+  -- what resume would refuse is never written (load_checkpoint's check: every value finite)
+  local state = opt:state()
+  local bad = M.bad_state(state)
+  if bad then
+    local i = math.tointeger(tonumber(bad:match("%.(%d+)$")))
+    local names = sorted_keys(m:parameters())
+    cli.raise(("train: step %d: the optimizer's %s%s holds NaN or inf (a gradient too large for the state's "
+               .. "dtype: a huge --alpha? --grad-clip bounds it); stopped, and %s is not written (a resume would "
+               .. "refuse it)"):format(step, bad, i and names[i] and (" (of " .. names[i] .. ")") or "",
+                                      final:match("[^/]+$")))
+  end
   local ok, err = jsonio.write_dir_atomic(final, function(tmp)
     if m.save_into then m:save_into(tmp) else m:save(tmp) end
-    local state = opt:state()
     local tensors, scalars = {}, {}
     for k, v in pairs(state) do
       if confit.is_tensor(v) then tensors[k] = v else scalars[k] = v end
@@ -823,6 +844,14 @@ function M.run(opts)
     -- the standard metrics (RUNDIR.md) a method of one's own left out: a forward without a
     -- graph, before the update
     rl.fill_metrics(met, batch, T_loss, o.micro_batch)
+    -- the record must be writable (JSON has no NaN or inf) before the update is applied
+    for _, k in ipairs(sorted_keys(met)) do
+      local v = met[k]
+      if type(v) == "number" and not isfinite(v) then
+        cli.raise(("train: %s: the metric %s is %s (method %s); stopped before the update, so step %d is neither applied nor saved")
+                  :format(where, k, tostring(v), method, ostep))
+      end
+    end
     local gnorm = confit.optim.clip_grad_norm(params, (o.grad_clip or 0) > 0 and o.grad_clip or math.huge)
     if not isfinite(gnorm) then
       local name, n = M.bad_gradient(params)

@@ -694,6 +694,44 @@ H.case("train.run: steps.jsonl is synced before each checkpoint is written", fun
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+H.case("train.run: a non-finite metric stops the run before the update; an overflowed moment is never saved", function()
+  -- (nineteenth session) em_ft at a tiny loss temperature: a finite loss, mean_logp -inf; the
+  -- update was applied, then the record's append failed with a traceback
+  local dir = fresh_dir()
+  rl.methods.test_infmet = function(batch, o)
+    local lv, met = rl.methods.l2(batch, o)
+    met.mean_logp = -math.huge
+    return lv, met
+  end
+  local m = tiny(9, 0.3)
+  local before = m:parameters()["model.norm.weight"]:clone()
+  local qs = {}
+  for i, q in ipairs(toy.world("mixed"):questions("train", 8, 3)) do qs[i] = q end
+  local o = {model = m, questions = qs, method = "test_infmet", n = 4, steps = 2, questions_per_step = 2,
+             temperature = 0.7, max_new_tokens = 6, lr = 1e-2, seed = 4, out = dir,
+             prompt_of = function(q) return toy.encode(q.prompt) end, log = function() end}
+  local ok, err = pcall(H.raises, function() train.run(o) end,
+                        "train: step 1: the metric mean_logp is -inf (method test_infmet)", "neither applied nor saved")
+  rl.methods.test_infmet = nil   -- (other cases walk rl.methods)
+  assert(ok, err)
+  H.eq(m:parameters()["model.norm.weight"]:sub(before):abs():max():item(), 0, "the weights untouched")
+  H.eq(H.read(dir .. "/steps.jsonl") or "", "", "nothing logged")
+  os.execute(("rm -rf %q"):format(dir))
+  -- a gradient of 1e21 is finite in f32, its square is not: exp_avg_sq overflows, the weights do not
+  dir = fresh_dir()
+  local p = confit.tensor({1, 2}, {requires_grad = true})
+  local opt = confit.optim.adamw({p}, {lr = 0.1})
+  p.grad = confit.tensor({1e21, 1})
+  opt:step()
+  H.eq(train.bad_weight({p = p}), nil, "the weight finite")
+  H.eq(train.bad_state(opt:state()), "exp_avg_sq.1")
+  local fake = {parameters = function() return {w = p} end, save = function() end}
+  H.raises(function() train.save_checkpoint(dir, 3, fake, opt) end, "train: step 3: the optimizer's exp_avg_sq.1 (of w)",
+           "--grad-clip", "checkpoint-3 is not written")
+  H.eq(io.open(dir .. "/checkpoint-3", "rb"), nil, "no checkpoint folder")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: resume refuses a steps.jsonl that lacks a step before the checkpoint, naming the way out", function()
   -- (seventeenth session) a log cut short resumed with a gap in its step numbers
   local dir = fresh_dir()
