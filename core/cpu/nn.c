@@ -660,17 +660,25 @@ static int attn_init(attn_geo *g, cf_tensor *q, cf_tensor *k, cf_tensor *v, cf_t
 }
 
 /* Row t of head (b, h): scores (typed, S entries) -> probabilities in place. Rows with no
- * allowed key become all zeros. */
+ * allowed key become all zeros; a NaN among the allowed scores makes them all NaN (as a softmax
+ * does; the maximum skipped it, and a row of NaN scores passed for one with no key). */
 static void attn_softmax_row(const attn_geo *g, int64_t b, int64_t h, int64_t t, void *row) {
   int64_t S = g->S, lim = g->causal ? t + (S - g->T) : S - 1;
   if (lim > S - 1) lim = S - 1;
   const char *mrow = g->mask ? (const char *)g->mask : NULL;
   int64_t mo = b * g->ms[0] + h * g->ms[1] + t * g->ms[2];
   double mx = -INFINITY;
+  bool nan = false;
   for (int64_t s = 0; s <= lim; s++) {
     if (mrow && ld_any(mrow, g->mdt, mo + s * g->ms[3]) == 0) continue;
     double x = ldf(row, g->f64, s);
     if (x > mx) mx = x;
+    nan |= x != x;
+  }
+  if (nan) {
+    for (int64_t s = 0; s < S; s++)
+      stf(row, g->f64, s, s <= lim && !(mrow && ld_any(mrow, g->mdt, mo + s * g->ms[3]) == 0) ? NAN : 0.0);
+    return;
   }
   if (mx == -INFINITY) {
     memset(row, 0, (size_t)S * g->es);

@@ -338,6 +338,23 @@ H.case("backward refuses unknown options", function()
   same_list(flat(x.grad), {4, 8}, 0)
 end)
 
+H.case("attention: a NaN score makes its row NaN, forward and backward (not a row of zeros)", function()
+  -- (nineteenth session) the row maximum skipped NaN, and the row passed for one with no key:
+  -- a model with a NaN q_proj bias gave finite logits
+  local nan = 0 / 0
+  for _, causal in ipairs({false, true}) do
+    local q = confit.tensor({{{{nan, 0}, {1, 0}}}}, {requires_grad = true})   -- [1, 1, 2, 2]
+    local k = confit.tensor({{{{1, 0}, {2, 0}}}})
+    local v = confit.tensor({{{{1, 2}, {3, 4}}}})
+    local o = q:attention(k, v, nil, nil, causal):totable()[1][1]
+    H.ok(o[1][1] ~= o[1][1] and o[1][2] ~= o[1][2], "row 1 NaN, causal " .. tostring(causal))
+    H.ok(o[2][1] == o[2][1], "row 2 finite")
+    q:attention(k, v, nil, nil, causal):sum():backward()
+    local g = q.grad:totable()[1][1]
+    H.ok(g[1][1] ~= g[1][1], "its gradient NaN")
+  end
+end)
+
 H.case("no_grad names itself when its argument is not callable", function()
   H.raises(function() confit.no_grad(5) end, "no_grad", "function", "number")
   H.raises(function() confit.no_grad() end, "no_grad", "function")
