@@ -852,6 +852,10 @@ static int do_op(lua_State *L, int id) {
         if (s == 'F' && (type == LUA_TNIL || type == LUA_TNONE)) v = NAN;
         else if (type == LUA_TNUMBER) v = lua_tonumber(L, ai);
         else v = op_error(&c, ai, "number", "expected a number, got ", luaL_typename(L, ai));
+        /* an optional number's NaN means "absent" to the core: a NaN given is refused, not
+         * taken for the default (a NaN temperature computed at T = 1) */
+        if (s == 'F' && type == LUA_TNUMBER && v != v)
+          op_error(&c, ai, "number", "expected a number or nil (nil for the default), got ", "nan");
         if (a.nf >= 6) luaL_error(L, "%s: too many number arguments", op->name);
         a.f[a.nf++] = v;
         ai++;

@@ -174,6 +174,13 @@ H.case("views, layout and copies", function()
   shape_is(confit.ones(3, 1):expand(3, 5), {3, 5})
   same_list(flat(a:narrow(2, 2, 2)), {1, 2, 5, 6, 9, 10})
   same_list(flat(a:select(2, -1)), {3, 7, 11})
+  -- (nineteenth session) an optional number given as NaN was taken as absent: a NaN temperature
+  -- computed at T = 1, a NaN clamp bound was no bound
+  local nan = 0 / 0
+  H.raises(function() a:clamp(nan, 1) end, "clamp: argument #1 (number): expected a number or nil", "got nan")
+  H.raises(function() a:token_logprob(confit.tensor({1, 0, 2}, {dtype = "i64"}), nan) end,
+           "token_logprob: argument #2 (number)", "got nan")
+  H.eq(a:clamp(nil, 1):max():item(), 1, "nil is still the absent bound")
   -- a non-integral index is shown as written, like a dim (it said "got number")
   H.raises(function() a:narrow(2, 1.5, 2) end, "argument #2 (index): expected an integer, got 1.5")
   local d = a:to_dtype("f64")
