@@ -271,7 +271,7 @@ end
 -- decay, state dtype) are compared with the optimizer state it restores.
 local RESUME_KEYS = {"alpha", "n", "temperature", "loss_temperature", "top_p", "top_k", "max_new_tokens",
                      "questions_per_step", "clip_eps", "kl_coef", "clip_max", "grad_clip", "updates_per_batch",
-                     "top_p_among_top_k"}
+                     "top_p_among_top_k", "stop_ids"}
 -- what a checkpoint that lacks a key (written before it existed) was made with; top_p_among_top_k:
 -- with both top_k and top_p, top_p counts among the top_k ids since the eighteenth session (the
 -- whole vocabulary before), so such a run is not resumed from an older checkpoint
@@ -319,6 +319,16 @@ local function run_settings(o, T_loss)
   for _, k in ipairs(RESUME_KEYS) do s[k] = o[k] end
   s.loss_temperature = T_loss
   s.top_p_among_top_k = o.top_k > 0 and o.top_p < 1
+  -- the sampling's stop ids, sorted, as one string ("" for none); nil when o.stop is (a
+  -- recipe's check_out before the tokenizer that gives them is loaded: train.run compares them)
+  if o.stop == nil then return s end
+  local ids, seen = {}, {}
+  for _, id in ipairs(o.stop or {}) do
+    if not seen[id] then seen[id] = true; ids[#ids + 1] = math.tointeger(id) or id end
+  end
+  table.sort(ids, function(a, b) return tostring(a) < tostring(b) end)
+  for i, id in ipairs(ids) do ids[i] = tostring(id) end
+  s.stop_ids = table.concat(ids, ",")
   return s
 end
 
@@ -343,7 +353,7 @@ local function trainer_state_problem(st, step)
   -- top_p_among_top_k a boolean
   for _, k in ipairs(RESUME_KEYS) do
     local v = st.settings and st.settings[k]
-    local want = k == "top_p_among_top_k" and "boolean" or "number"
+    local want = k == "top_p_among_top_k" and "boolean" or k == "stop_ids" and "string" or "number"
     if v ~= nil and type(v) ~= want then return ("settings.%s must be a %s, got %s"):format(k, want, rl.show(v)) end
   end
   for _, k in pairs(OPT_KEYS) do
@@ -448,7 +458,7 @@ local function resume_mismatch(st, o, method, T_loss)
     if was == nil and st.settings then was = RESUME_WAS[k] end
     -- a method of one's own may read any setting
     local used = not METHOD_KEYS[k] or METHOD_KEYS[k][method] or not rl.builtin(method)
-    if used and was ~= nil and differ(was, mine[k]) then
+    if used and was ~= nil and not (k == "stop_ids" and mine[k] == nil) and differ(was, mine[k]) then
       return ("%s %s, this run %s"):format(k, tostring(was), tostring(mine[k]))
     end
   end
@@ -490,7 +500,7 @@ M.DEFAULTS = DEFAULTS
 --- optimizer_state_problem, optimizer_tensors_problem), and steps.jsonl readable; a fresh one
 --- must find no checkpoint (a later resume
 --- would continue an earlier run's). Recipes call it before they write anything; train.run calls
---- it too.
+--- it too. opts.stop (the stop ids) may be left out: they are then not compared (train.run does).
 function M.check_out(out, opts)
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
@@ -723,6 +733,7 @@ function M.run(opts)
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
   for k, v in pairs(opts) do o[k] = v end
+  if o.stop == nil then o.stop = {} end   -- no stop ids is a setting a resume compares too
   local method, merr = rl.resolve(o.method)
   if not method then cli.raise("train.run: " .. merr) end
   local bad_opt = options_problem(o, method)

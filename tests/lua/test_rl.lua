@@ -732,6 +732,19 @@ H.case("train.run: a non-finite metric stops the run before the update; an overf
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+H.case("train.run: resume refuses other stop ids (a sampling setting)", function()
+  -- (nineteenth session) stop was not among the compared settings: a resume without it sampled
+  -- longer completions from step 3 on, without a word
+  local dir = fresh_dir()
+  local semi = toy.encode(";")[1]
+  run_tiny(dir, 2, {checkpoint_every = 2, stop = {semi}})
+  H.raises(function() run_tiny(dir, 3, {resume = true, checkpoint_every = 2}) end,
+           "stop_ids " .. semi .. ", this run ")
+  H.raises(function() run_tiny(dir, 3, {resume = true, checkpoint_every = 2, stop = {semi, 1}}) end, "stop_ids")
+  H.eq(#run_tiny(dir, 3, {resume = true, checkpoint_every = 2, stop = {semi, semi}}), 3, "the same ids resume")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: resume refuses a steps.jsonl that lacks a step before the checkpoint, naming the way out", function()
   -- (seventeenth session) a log cut short resumed with a gap in its step numbers
   local dir = fresh_dir()
