@@ -21,12 +21,30 @@ static int l_start(lua_State *L) {
   return 0;
 }
 
+#define ROWS_MT "confit.profiler_rows"
+
+/* The rows cf_prof_stop hands over live in a box whose __gc frees them: building the result
+ * tables may run out of memory and raise. */
+static int rows_gc(lua_State *L) {
+  cf_prof_row **box = luaL_checkudata(L, 1, ROWS_MT);
+  free(*box);
+  *box = NULL;
+  return 0;
+}
+
 static int l_stop(lua_State *L) {
-  cf_prof_row *rows = NULL;
+  cf_prof_row **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  if (luaL_newmetatable(L, ROWS_MT)) {
+    lua_pushcfunction(L, rows_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
   int n = 0;
   int rc;
-  CF_LUA_CORE(L, rc = cf_prof_stop(&rows, &n));
+  CF_LUA_CORE(L, rc = cf_prof_stop(box, &n));
   if (rc) return cf_lua_error(L);
+  cf_prof_row *rows = *box;
   lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
     lua_createtable(L, 0, 5);
@@ -45,6 +63,7 @@ static int l_stop(lua_State *L) {
     lua_rawseti(L, -2, i + 1);
   }
   free(rows);
+  *box = NULL;
   return 1;
 }
 
