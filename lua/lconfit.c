@@ -78,18 +78,36 @@ void cf_lua_note_bindings(lua_State *L, int idx) {
   nbindings = n;
 }
 
-/* Is a binding on L's call stack below the caller of the caller (level 1 up)? */
-static int binding_below(lua_State *L) {
+/* Is a binding on thread T's call stack from level `from` up? */
+static int binding_on_stack(lua_State *T, int from) {
   lua_Debug ar;
-  for (int level = 1; lua_getstack(L, level, &ar); level++) {
-    if (!lua_checkstack(L, 1)) return 1; /* cannot look: assume one */
-    lua_getinfo(L, "f", &ar);
-    lua_CFunction f = lua_tocfunction(L, -1);
-    lua_pop(L, 1);
+  for (int level = from; lua_getstack(T, level, &ar); level++) {
+    if (!lua_checkstack(T, 1)) return 1; /* cannot look: assume one */
+    lua_getinfo(T, "f", &ar);
+    lua_CFunction f = lua_tocfunction(T, -1);
+    lua_pop(T, 1);
     uintptr_t key = (uintptr_t)f;
     if (f && bsearch(&key, bindings, nbindings, sizeof *bindings, by_address)) return 1;
   }
   return 0;
+}
+
+/* Is a binding on L's call stack below the caller of the caller (level 1 up)? In a coroutine,
+ * the main thread's whole stack is below too: a binding there may have run the Lua code (a
+ * finalizer, an __index) that resumed this coroutine. (A coroutine between the two, resumed
+ * from such code in turn, is not walked: Lua does not say which thread resumed which.) */
+static int binding_below(lua_State *L) {
+  if (binding_on_stack(L, 1)) return 1;
+  if (lua_pushthread(L)) { /* L is the main thread */
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pop(L, 1);
+  if (!lua_checkstack(L, 1)) return 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *M = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return M && M != L ? binding_on_stack(M, 0) : 0;
 }
 
 typedef struct { cf_lua_release_fn fn; void *p; } pending_release;

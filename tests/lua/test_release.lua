@@ -58,6 +58,30 @@ print("released", before - confit.memory().cpu_bytes)
   H.ok(out:find("released\t40\n"), out)
 end)
 
+H.case("a finalizer frees an op's input from a coroutine it resumes: still released after the op", function()
+  -- (nineteenth session) the coroutine's own stack holds no binding, so the free was not deferred
+  local out, ok = run("op_input_coroutine", PRELUDE .. [[
+local a = confit.zeros{10}
+local filler = brink()
+local ran = false
+setmetatable({}, {__gc = function() coroutine.wrap(function() ran = true; a:free() end)() end})
+local r = a:add(1)
+print("ran", ran, "sum", r:sum():item(), "freed", freed(a, "numel"))
+local before = confit.memory().cpu_bytes
+local z = confit.zeros{1}; z:free()
+print("released", before - confit.memory().cpu_bytes)
+-- outside any binding a coroutine's free is immediate
+local b = confit.zeros{5}
+before = confit.memory().cpu_bytes
+coroutine.wrap(function() b:free() end)()
+print("at once", before - confit.memory().cpu_bytes)
+]])
+  H.ok(ok, "the script failed:\n" .. out)
+  H.ok(out:find("ran\ttrue\tsum\t10.0\tfreed\t[^\n]*tensor was freed"), out)
+  H.ok(out:find("released\t40\n"), out)
+  H.ok(out:find("at once\t20\n"), out)
+end)
+
 H.case("a finalizer frees the optimizer while opt:state() copies its tensors", function()
   local out, ok = run("optim_state", PRELUDE .. [[
 local w, v = confit.zeros({3}, {requires_grad = true}), confit.zeros({2}, {requires_grad = true})
