@@ -662,6 +662,10 @@ local function check_flags(o)
   if o.given.temperature_scale and rl.trains(method) then
     die("--temperature-scale sets --method temp_only's colder evaluation; --method %s trains and does not use it", method)
   end
+  if o.kl_coef > 0 and rl.trains(method) and not train.method_reads("kl_coef", method) then
+    die("--kl-coef %g: --method %s has no KL term (the GRPO methods have one), and the run would load a reference "
+        .. "model for nothing (drop --kl-coef)", o.kl_coef, method)
+  end
   if o.data then
     if o.given.task then die("--task picks the toy world's task; a --data run trains on --data %s (drop --task)", o.data) end
   else
@@ -858,7 +862,10 @@ local function help_notes()
     "  --question-field is given, its reference answers, its ids); with --answer-field: a plain file.\n" ..
     "--dtype applies to --device cuda (the CPU computes in f32). Flags that would do nothing are refused:\n" ..
     "  --task with --data; --template, --eval-mode, --question-field, --answer-field without it (the toy\n" ..
-    "  world has its own prompts and grader); --temperature-scale with a method that trains.\n" ..
+    "  world has its own prompts and grader); --temperature-scale with a method that trains; --kl-coef > 0\n" ..
+    "  with a method that has no KL term (all but the GRPO methods). --alpha (l2, ours_*), --clip-eps\n" ..
+    "  (GRPO) and --clip-max (ours_clip) are recorded whatever the method, as an ablate grid crosses them\n" ..
+    "  with methods; the other methods do not read them.\n" ..
     "--temperature / --loss-temperature: the loss's temperature T needs 1 / T finite: >= 5.6e-309 on the\n" ..
     "  CPU, 3e-39 to 1e45 with --device cuda (its losses scale in float).\n" ..
     "--updates-per-batch MU: MU optimizer steps on each sampled batch (GRPO's mu), the loss computed\n" ..

@@ -282,6 +282,12 @@ local METHOD_KEYS = {alpha = {l2 = true, ours_lennorm = true, ours_softmax = tru
                      clip_max = {ours_clip = true},
                      clip_eps = {grpo_ttrl = true, grpo_intuitor = true, grpo_rent = true, grpo_prob = true},
                      kl_coef = {grpo_ttrl = true, grpo_intuitor = true, grpo_rent = true, grpo_prob = true}}
+--- Whether method (a canonical name) reads the setting key: alpha, clip_max, clip_eps and kl_coef
+--- are read by some built-in methods only; a method of one's own may read any.
+function M.method_reads(key, method)
+  return not METHOD_KEYS[key] or METHOD_KEYS[key][method] == true or not rl.builtin(method)
+end
+
 -- Half the smallest positive f32 (2^-150): a weight below it is 0 once the loss multiplies it
 -- into the f32 log-probs.
 local F32_ZERO = 2.0 ^ -150
@@ -457,7 +463,7 @@ local function resume_mismatch(st, o, method, T_loss)
     local was = st.settings and st.settings[k]
     if was == nil and st.settings then was = RESUME_WAS[k] end
     -- a method of one's own may read any setting
-    local used = not METHOD_KEYS[k] or METHOD_KEYS[k][method] or not rl.builtin(method)
+    local used = M.method_reads(k, method)
     if used and was ~= nil and not (k == "stop_ids" and mine[k] == nil) and differ(was, mine[k]) then
       return ("%s %s, this run %s"):format(k, tostring(was), tostring(mine[k]))
     end

@@ -950,6 +950,11 @@ do
     {"rlsc", SMALL .. " --question-field zz" .. o("n3"), 1, {"--question-field applies to --data runs"}},
     {"rlsc", SMALL .. " --answer-field zz" .. o("n4"), 1, {"--answer-field applies to --data runs"}},
     {"rlsc", SMALL .. " --temperature-scale 0.01" .. o("n5"), 1, {"--temperature-scale", "--method l2 trains"}},
+    -- (nineteenth session) --kl-coef with a method without a KL term: ignored, yet recorded in
+    -- config.json, and a reference model loaded for nothing
+    {"rlsc", SMALL .. " --kl-coef 0.5" .. o("n7"), 1, {"--kl-coef 0.5: --method l2 has no KL term", "drop --kl-coef"}},
+    {"ablate", grid("klx", 'base = {kl_coef = 0.1}, grid = {method = {"grpo_ttrl", "l1"}}') .. " --dry-run", 1,
+     {"method=l1", "--kl-coef 0.1: --method l1 has no KL term"}},
     {"rlsc", "--model examples/toy/model --data " .. q(GOOD) .. " --template plain --task pure" .. o("n6"), 1,
      {"--task picks the toy world's task"}},
     -- 7: eval reads --top_p as --top-p (its range check answers), --max_new_tokens=0 likewise
