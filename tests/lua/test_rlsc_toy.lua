@@ -601,4 +601,27 @@ H.case("load_checkpoint converts the file's tensors to the parameters' dtype", f
   os.execute("rm -rf '" .. dir .. "'")
 end)
 
+H.case("rlsc --model --data takes the paper's setting (RLSC.md) for every flag not given", function()
+  -- (nineteenth session) only lr, micro_batch and eval_n were checked: the rest could drift
+  local cli = require "confit.cli"
+  local main = dofile("recipes/rlsc.lua")
+  local flags, check = cli.flags_of(main), cli.check_of(main)
+  local function checked(argv)
+    local o = cli.parse_args(argv, flags, "recipes/rlsc.lua")
+    check(o)
+    return o
+  end
+  local o = checked({"--model", MODEL, "--data", "x.jsonl"})
+  local want = {method = "l2", alpha = 0.1, n = 16, temperature = 0.5, top_p = 1, max_new_tokens = 3072,
+                steps = 10, questions_per_step = 1, lr = 1e-5, weight_decay = 0.01, kl_coef = 0, grad_clip = 0,
+                loss_temperature = nil}
+  for k, v in pairs(want) do H.eq(o[k], v, "--" .. k) end
+  -- a flag given wins over the paper's value
+  o = checked({"--model", MODEL, "--data", "x.jsonl", "--n", "4", "--lr", "2e-6"})
+  H.eq(o.n, 4, "--n given"); H.eq(o.lr, 2e-6, "--lr given"); H.eq(o.steps, 10, "--steps still the paper's")
+  -- the toy world keeps its own defaults
+  o = checked({})
+  H.ok(o.lr ~= 1e-5 and o.max_new_tokens ~= 3072, "the toy run is not the paper's setting")
+end)
+
 H.finish()
