@@ -729,4 +729,16 @@ H.case("sixteenth session: logprobs options and empty batches, eos ids, generate
 end)
 
 cleanup()
+-- (nineteenth session, mutation testing) generate's eps was never far from the fixtures' 1e-5
+H.case("generate uses the config's rms_norm_eps (generate vs logprobs at eps 0.5)", function()
+  local cfg = assert(require("confit.jsonio").read_json("tests/fixtures/tiny_qwen2/config.json"))
+  cfg.rms_norm_eps = 0.5
+  local m = model.new(cfg, {seed = 3, std = 0.5})
+  local prompt = {1, 2, 3, 4}
+  local s = m:generate({prompt}, {temperature = 0, max_new_tokens = 6, ignore_eos = true})[1]
+  local full = {table.unpack(prompt)}
+  for _, t in ipairs(s.tokens) do full[#full + 1] = t end
+  H.near(m:logprobs({full}, {#prompt}):item(), s.logprob, 1e-4, "generate vs logprobs")
+  m:free()
+end)
 H.finish()

@@ -318,4 +318,37 @@ H.case("seventeenth session: what the reader refuses is not written; a tensor no
 end)
 
 for _, p in ipairs(temps) do os.remove(p) end
+-- (nineteenth session, mutation testing) header checks no test reached
+do
+local p = os.tmpname()
+local function write(path, bytes) local f = assert(io.open(path, "wb")); f:write(bytes); f:close() end
+local function st(header, data) write(p, string.pack("<I8", #header) .. header .. data) end
+local function refused(what, ...)
+  local ok, t, err = pcall(confit.load_safetensors, p)
+  local msg = ok and err or t
+  H.ok((not ok) or t == nil, what .. ": refused")
+  for _, s in ipairs({...}) do H.ok(tostring(msg):find(s, 1, true), what .. ": message has '" .. s .. "': " .. tostring(msg)) end
+end
+H.case("overlapping data_offsets, by one byte", function()
+  st('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[3,7]}}',
+     string.rep("\0", 7))
+  refused("1-byte overlap", "overlap")
+end)
+H.case("an overlong UTF-8 sequence in a name", function()
+  st('{"a\xC1\x81":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', string.rep("\0", 4))
+  refused("overlong", "UTF-8")
+end)
+H.case("a header length past the end of the file by less than 8 bytes", function()
+  local header = '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+  write(p, string.pack("<I8", #header + 4) .. header)   -- 4 bytes short, within the 8-byte prefix slack
+  refused("short header", "runs past the end")
+end)
+H.case("a dimension above 2^53", function()
+  st('{"a":{"dtype":"F32","shape":[1e300],"data_offsets":[0,4]}}', string.rep("\0", 4))
+  refused("huge dim", "too large")
+end)
+os.remove(p)
+os.remove(p)
+end
+
 H.finish()

@@ -716,4 +716,26 @@ H.case("seventeenth session: a grad that would close a reference cycle, a cat th
            "tensor was freed")
 end)
 
+-- (nineteenth session, mutation testing) NaN propagation that no test held: a relu, max or
+-- softmax that dropped its NaN check passed the suite
+do
+local nan = 0 / 0
+local function isnan(x) return x ~= x end
+H.case("relu propagates NaN (elementwise.c header: maximum/minimum/relu/clamp propagate NaN)", function()
+  local r = confit.tensor({nan, -1, 2}):relu():totable()
+  H.ok(isnan(r[1]), "relu(NaN) is NaN, got " .. tostring(r[1]))
+end)
+H.case("max/argmax propagate NaN, the first NaN wins (reduce.c header)", function()
+  local t = confit.tensor({1, nan, 0})
+  H.ok(isnan(t:max():item()), "max is NaN, got " .. tostring(t:max():item()))
+  H.eq(t:argmax(1):item(), 1, "argmax is the NaN's index")
+end)
+H.case("softmax of an all-NaN row is NaN, not the all-zero 'fully masked' row", function()
+  local r = confit.tensor({{nan, nan}}):softmax(2):totable()[1]
+  H.ok(isnan(r[1]) and isnan(r[2]), "softmax NaN row, got " .. tostring(r[1]))
+  local l = confit.tensor({{nan, -1 / 0}}):log_softmax(2):totable()[1]
+  H.ok(isnan(l[1]), "log_softmax of {NaN, -inf} is NaN, got " .. tostring(l[1]))
+end)
+end
+
 H.finish()
