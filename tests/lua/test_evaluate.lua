@@ -881,4 +881,25 @@ H.case("recipes/eval.lua: user errors are one line with exit status 1", function
 end)
 
 rm_rf(TMP)
+-- (nineteenth session, mutation testing) the default rescoring was only checked at T = 1, where
+-- keeping the sampling temperature's log-prob gives the same number
+H.case("sampled records keep the log-prob at temperature 1 by default (RUNDIR.md), sampling at 0.7", function()
+  local m = require("confit.model").load("examples/toy/model")
+  local probs = {}
+  for i, q in ipairs(toy.world("mixed"):questions("heldout", 2, 1)) do
+    probs[i] = {id = i, question = q.prompt, answer = q.answer}
+  end
+  local base = {grader = "toy", template = "plain", n = 2, temperature = 0.7, max_new_tokens = 8, greedy = false,
+                progress = QUIET, seed = 9}
+  local _, ra = evaluate.run(m, probs, base)
+  base.rescore = true
+  local _, rb = evaluate.run(m, probs, base)
+  for i = 1, #probs do
+    for j = 1, 2 do
+      H.near(ra[i].samples[j].logprob, rb[i].samples[j].logprob, 1e-9, ("problem %d sample %d"):format(i, j))
+    end
+  end
+  m:free()
+end)
+
 H.finish()

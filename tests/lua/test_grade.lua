@@ -568,4 +568,9 @@ else
   end)
 end
 
+-- (nineteenth session, mutation testing) a float reference prints as its integer
+H.case("amc23's float reference 27.0 is the answer text 27", function()
+  H.eq(grade.reference("amc23", {answer = 27.0}), "27")
+end)
+
 H.finish()

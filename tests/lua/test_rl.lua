@@ -1641,4 +1641,67 @@ H.case("train.trainable, rl.seq_logprobs, rl.token_view and rl.like name a wrong
   H.eq(rl.like({1, 2}, confit.zeros({1})):numel(), 2)
 end)
 
+-- (nineteenth session, mutation testing) defaults and settings whose change passed the suite
+H.case("rl.loss l2 without opts.alpha uses alpha = 0.1; weight_share counts p > 1e-6 exactly", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 4)
+  H.near(rl.loss("l2", b, {temperature = 0.4}):item(), rl.loss("l2", b, {temperature = 0.4, alpha = 0.1}):item(),
+         1e-6, "the default alpha")
+  local b1 = make_batch(m, 1)                                   -- 3 samples
+  H.near(rl.base_metrics(b1, {-14.3, -13.0, -20.0}).weight_share, 1 / 3, 1e-12,
+         "p = 6.2e-7, 2.3e-6, 2e-9: one above 1e-6")
+end)
+
+do
+  local function params_flat(m)
+    local out, ps = {}, m:parameters()
+    local names = {}
+    for k in pairs(ps) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      for _, x in ipairs(ps[k]:contiguous():view({-1}):totable()) do out[#out + 1] = x end
+    end
+    return out
+  end
+  local function maxdiff(a, b)
+    local d = 0
+    for i = 1, #a do d = math.max(d, math.abs(a[i] - b[i])) end
+    return d
+  end
+  local function opts(extra)
+    local o = {model = tiny(9, 0.3), questions = toy.world("mixed"):questions("train", 8, 3), method = "l2", n = 4,
+               steps = 2, questions_per_step = 1, temperature = 0.7, max_new_tokens = 4, lr = 1e-3, seed = 4,
+               prompt_of = function(q) return toy.encode(q.prompt) end, extract = toy.extract_boxed,
+               log = function() end}
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return o
+  end
+
+  H.case("train.run: each step its own seed, questions taken in turn (Q per step)", function()
+    local texts = {}
+    train.run(opts({questions = toy.world("mixed"):questions("train", 1, 3), lr = 0, on_step = function(rec, batch)
+      local t = {}
+      for i, s in ipairs(batch.samples) do t[i] = table.concat(s.tokens, ",") end
+      texts[rec.step] = table.concat(t, "|")
+    end}))
+    H.ok(texts[1] ~= texts[2], "step 2 drew step 1's samples again (one question, lr 0)")
+    local qs = toy.world("mixed"):questions("train", 8, 3)
+    local seen = {}
+    train.run(opts({questions = qs, questions_per_step = 2, n = 2, lr = 0,
+                    on_step = function(rec, batch) seen[rec.step] = batch.prompts end}))
+    for j = 1, 2 do
+      H.eq(table.concat(seen[2][j], ","), table.concat(toy.encode(qs[2 + j].prompt), ","), "step 2, question " .. j)
+    end
+  end)
+
+  H.case("train.run: grad_clip changes the update; weight_decay defaults to 0.01", function()
+    local a, b = opts({steps = 3}), opts({steps = 3, grad_clip = 1e-9})
+    train.run(a); train.run(b)
+    H.ok(maxdiff(params_flat(a.model), params_flat(b.model)) > 1e-6, "grad_clip 1e-9 gave the unclipped weights")
+    local c, d = opts({lr = 1e-2}), opts({lr = 1e-2, weight_decay = 0.01})
+    train.run(c); train.run(d)
+    H.eq(maxdiff(params_flat(c.model), params_flat(d.model)), 0, "the default weight decay is 0.01 (RLSC.md)")
+  end)
+end
+
 H.finish()

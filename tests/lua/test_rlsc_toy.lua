@@ -624,4 +624,19 @@ H.case("rlsc --model --data takes the paper's setting (RLSC.md) for every flag n
   H.ok(o.lr ~= 1e-5 and o.max_new_tokens ~= 3072, "the toy run is not the paper's setting")
 end)
 
+-- (nineteenth session, mutation testing) dropping --loss-temperature on its way to train.run
+-- passed the suite: only its parsing and its config.json entry were checked
+H.case("rlsc --loss-temperature reaches the loss", function()
+  local function step1(extra)
+    local d = tmpdir()
+    local ok, text = run("--steps 1 --n 2 --questions-per-step 1 --no-eval --max-new-tokens 6 --quiet " .. extra, d)
+    H.ok(ok, text)
+    local rec = assert(jsonio.read_jsonl(d .. "/steps.jsonl"))[1]
+    os.execute(("rm -rf %q"):format(d))
+    return rec
+  end
+  local a, b = step1(""), step1("--loss-temperature 1.0")
+  H.ok(a.mean_logp ~= b.mean_logp, ("mean_logp at T = 0.5 (%s) and at T = 1 (%s)"):format(a.mean_logp, b.mean_logp))
+end)
+
 H.finish()
