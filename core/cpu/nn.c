@@ -124,13 +124,13 @@ static double row_entropy(const void *z, bool f64, int64_t n, double s) {
   return n == 0 ? 0 : row_entropy_lsum(z, f64, n, s, &m, &ls); /* no classes: nothing uncertain */
 }
 
-/* Its gradient times g: out[j] = -g s p_j (log p_j + H), 0 where p_j = 0; out may be z (each
- * element is read before it is written). */
+/* Its gradient times g: out[j] = -g s p_j (log p_j + H), 0 where p_j = 0 (NaN where the row
+ * makes p NaN, as the forward is); out may be z (each element is read before it is written). */
 static void row_entropy_grad(const void *z, void *out, bool f64, int64_t n, double s, double g) {
   double m, ls, H = row_entropy_lsum(z, f64, n, s, &m, &ls), c = -g * s;
   for (int64_t j = 0; j < n; j++) {
     double lp = shifted(z, f64, j, m, s) - ls, p = exp(lp);
-    stf(out, f64, j, p > 0 ? c * p * (lp + H) : 0.0);
+    stf(out, f64, j, p != 0 ? c * p * (lp + H) : 0.0);
   }
 }
 

@@ -387,4 +387,19 @@ H.case("a leaf's grad does not share storage with the user's seed", function()
   seed:fill_(5)
   H.same_list(H.flat(x.grad), {1, 1, 1, 1}, 0, "x.grad unchanged by writing the seed")
 end)
+H.case("entropy: a row holding NaN or +inf has a NaN gradient, as its forward; a -inf logit gets 0", function()
+  -- (nineteenth session) the gradient was 0 there (torch: NaN)
+  local nan = 0 / 0
+  for _, row in ipairs({{1, nan, 0}, {1, 1 / 0, 0}}) do
+    local x = confit.tensor({row}, {requires_grad = true})
+    x:entropy():sum():backward()
+    local g = x.grad:totable()[1]
+    H.ok(g[1] ~= g[1] and g[3] ~= g[3], "NaN gradient for " .. tostring(row[2]))
+  end
+  local x = confit.tensor({{1, 2, -1 / 0}}, {requires_grad = true})
+  x:entropy():sum():backward()
+  local g = x.grad:totable()[1]
+  H.eq(g[3], 0, "the -inf logit"); H.near(g[1], -g[2], 1e-12, "the others finite")
+end)
+
 H.finish()
