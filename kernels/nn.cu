@@ -554,13 +554,13 @@ __global__ void __launch_bounds__(CF_CU_THREADS) row_grad_kernel(GT *gz, int64_t
     float H = 0;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
       float lp = L.lp(row, j, s), p = expf(lp);
-      if (p > 0.f) H -= p * lp; /* p = 0 adds nothing (0 * -inf would be NaN) */
+      if (p != 0.f) H -= p * lp; /* p = 0 adds nothing (0 * -inf would be NaN); a NaN p, NaN */
     }
     H = block_sum(H);
     float c = -ldf(gout, r) * s;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
       float lp = L.lp(row, j, s), p = expf(lp);
-      stf(grow, j, p > 0.f ? c * p * (lp + H) : 0.f);
+      stf(grow, j, p != 0.f ? c * p * (lp + H) : 0.f);
     }
   }
 }
