@@ -700,4 +700,38 @@ H.case("U2: run from another folder, the default recipe is found; a missing reci
 end)
 
 os.execute("rm -rf '" .. TMP .. "'")
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, A04, A07, A10)
+do
+local ablate = dofile("recipes/ablate.lua")
+local jsonio = require "confit.jsonio"
+local metrics = require "confit.metrics"
+
+H.case("collect: delta_std is the spread of the per-run changes, not of the values", function()
+  local out = H.tmpdir() .. "/g"
+  local spec = ablate.check({grid = {seed = {1, 2, 3}}, out = out})
+  local runs = ablate.expand(spec)
+  local after = {0.5, 0.6, 0.9}
+  local before = {0.1, 0.3, 0.5}
+  for i, r in ipairs(runs) do
+    os.execute("mkdir -p '" .. out .. "/" .. r.dir .. "'")
+    assert(jsonio.write_json_atomic(out .. "/" .. r.dir .. "/summary.json",
+      {before = {acc = before[i], ["pass@2"] = 0.1, ["pass@16"] = 0.2},
+       after = {acc = after[i], ["pass@2"] = 0.3, ["pass@16"] = 0.4}}))
+  end
+  local rows, mlist = ablate.collect(spec, runs, out)
+  local st = rows[1].stats.acc
+  H.near(st.std, metrics.std(after), 1e-12, "std of the values")
+  H.near(st.delta_std, metrics.std({0.4, 0.3, 0.4}), 1e-12, "std of the changes")
+  -- pass@k columns by k (docs: pass@k by k), not by the text of the name
+  H.eq(table.concat(mlist, ","), "acc,pass@2,pass@16")
+end)
+
+H.case("csv: a field holding a double quote is quoted, its quotes doubled (RFC 4180)", function()
+  local rows = {{params = {tag = 'a"b'}, benchmark = "x", runs = 1, planned = 1, stats = {}}}
+  local text = ablate.csv(rows, {}, {"tag"})
+  local line = text:match("\n([^\n]*)")
+  H.eq(line, '"a""b",x,1,1')
+end)
+end
+
 H.finish()

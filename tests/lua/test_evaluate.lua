@@ -902,4 +902,98 @@ H.case("sampled records keep the log-prob at temperature 1 by default (RUNDIR.md
   m:free()
 end)
 
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, V02, V03, V04, V05, V06)
+do
+local eval = dofile("recipes/eval.lua")
+
+H.case("eval.parse_args: integers are >= 0 and --n, --top-k at most their limit", function()
+  H.raises(function() eval.parse_args({"--n", "-1"}) end, "--n expects an integer >= 0")
+  H.raises(function() eval.parse_args({"--limit", "-3"}) end, "--limit expects an integer >= 0")
+  H.eq(eval.parse_args({"--n", tostring(1 << 20)}).n, 1 << 20, "the limit itself")
+  H.raises(function() eval.parse_args({"--n", tostring((1 << 20) + 1)}) end, "--n must be <= 1048576")
+  H.raises(function() eval.parse_args({"--top-k", tostring((1 << 30) + 1)}) end, "--top-k must be <= 1073741824")
+end)
+
+H.case("eval.problem_sets: the toy split is bounded at 10000 questions, exactly", function()
+  H.raises(function() eval.problem_sets({bench = "toy", ["toy-questions"] = 10001}) end, "at most 10000")
+  H.raises(function() eval.problem_sets({bench = "toy", limit = 10001}) end, "--limit", "at most 10000")
+end)
+
+H.case("eval.problem_sets: repeated ids in --data fall back to line positions; --name .. is refused", function()
+  local dir = H.tmpdir()
+  local data = dir .. "/set.jsonl"
+  H.write(data, '{"id": 1, "question": "a?", "answer": "1"}\n{"id": 1, "question": "b?", "answer": "2"}\n')
+  local sets = eval.problem_sets({data = data})
+  H.eq(sets[1].problems[1].id, 1); H.eq(sets[1].problems[2].id, 2, "the second problem's id is its line")
+  H.raises(function() eval.problem_sets({data = data, name = ".."}) end, "'..'", "names the benchmark's folder")
+  H.raises(function() eval.problem_sets({data = data, name = "."}) end, "names the benchmark's folder")
+end)
+end
+
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, EV2, EV5)
+do
+local evaluate = require "confit.evaluate"
+local jsonio = require "confit.jsonio"
+
+local function fake(script)
+  local f = {calls = 0}
+  function f.generate(prompts, o)
+    f.calls = f.calls + 1
+    local out = {}
+    for pi, p in ipairs(prompts) do
+      local entry
+      for q, e in pairs(script) do if p:find(q, 1, true) then entry = e end end
+      local texts = o.temperature == 0 and {entry.greedy} or entry.samples
+      for _, t in ipairs(texts) do
+        local toks = {}
+        for i = 1, #t do toks[i] = t:byte(i) end
+        out[#out + 1] = {prompt = pi, text = t, tokens = toks, logprob = -0.1 * #t, finish = "stop"}
+      end
+    end
+    return out
+  end
+  return f
+end
+local PROBLEMS = {{id = 1, question = "Q-one: 2+3?", answer = "5"}, {id = 2, question = "Q-two: 7", answer = "7"},
+                  {id = 3, question = "Q-three: 4", answer = "4"}}
+local SCRIPT = {["Q-one"] = {greedy = "\\boxed{5}", samples = {"\\boxed{5}", "\\boxed{4}"}},
+                ["Q-two"] = {greedy = "\\boxed{7}", samples = {"\\boxed{7}", "\\boxed{7}"}},
+                ["Q-three"] = {greedy = "\\boxed{1}", samples = {"\\boxed{4}", "\\boxed{1}"}}}
+local QUIET = {mode = "off"}
+
+H.case("resume: a last record without its newline is completed before new records are appended", function()
+  local dir = H.tmpdir() .. "/nl"
+  local opts = function(f) return {generate = f.generate, n = 2, out_dir = dir, batch_size = 1, progress = QUIET,
+                                   benchmark = "unit"} end
+  evaluate.run(nil, PROBLEMS, opts(fake(SCRIPT)))
+  local path = dir .. "/eval_before.jsonl"
+  local lines = {}
+  for l in io.lines(path) do lines[#lines + 1] = l end
+  H.eq(#lines, 3)
+  -- drop the last record, and the newline after the second (a copy or an editor that strips it)
+  H.write(path, lines[1] .. "\n" .. lines[2])
+  local f = fake(SCRIPT)
+  local s = evaluate.run(nil, PROBLEMS, opts(f))
+  H.eq(f.calls, 2, "only problem 3 is generated")
+  H.eq(s.resumed, 2)
+  local recs, err = jsonio.read_jsonl(path)
+  H.ok(recs, "the file stays JSON lines: " .. tostring(err))
+  H.eq(#recs, 3)
+end)
+
+H.case("resume: a setting the earlier records name and this run lacks (the model) is a difference", function()
+  local dir = H.tmpdir() .. "/model-gone"
+  local opts = function(f) return {generate = f.generate, n = 2, out_dir = dir, batch_size = 1, progress = QUIET,
+                                   benchmark = "unit"} end
+  evaluate.run(nil, PROBLEMS, opts(fake(SCRIPT)))
+  local sp = dir .. "/eval_before.settings.json"
+  local st = assert(jsonio.read_json(sp))
+  H.eq(st.model, nil, "no model folder named by a generate function")
+  st.model = "/models/other"          -- as eval.lua with --model writes it
+  assert(jsonio.write_json_atomic(sp, st))
+  local why = evaluate.check_resume(opts(fake(SCRIPT)))
+  H.ok(why and why:find("model: /models/other then, not set now", 1, true), tostring(why))
+end)
+end
+
 H.finish()

@@ -321,4 +321,19 @@ H.case("seventeenth session: read_jsonl and read_json refuse bytes that are not 
   os.remove(p)
 end)
 
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, J10)
+do
+local jsonio = require "confit.jsonio"
+
+H.case("write_dir_atomic replaces a folder that holds exactly one replaceable file", function()
+  local dir = H.tmpdir() .. "/ckpt"
+  os.execute("mkdir -p '" .. dir .. "'")
+  H.write(dir .. "/model.safetensors", "old")
+  local ok, err = jsonio.write_dir_atomic(dir, function(tmp) H.write(tmp .. "/model.safetensors", "new") end,
+                                          {replaceable = function(name) return name == "model.safetensors" end})
+  H.ok(ok, "one old entry is replaced: " .. tostring(err))
+  H.eq(H.read(dir .. "/model.safetensors"), "new")
+end)
+end
+
 H.finish()

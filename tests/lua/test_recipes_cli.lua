@@ -1075,4 +1075,38 @@ H.case("rlsc: --micro-batch that would split a method of one's own is refused be
 end)
 
 os.execute("rm -rf " .. q(TMP))
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, C04, C05, C07, C08)
+do
+local cli = require "confit.cli"
+
+H.case("cli.parse_args: --flag=0 / =1 are false / true, like =false / =true", function()
+  local spec = {quiet = {"flag", false}, steps = {"int", 2}}
+  H.eq(cli.parse_args({"--quiet=0"}, spec, "recipes/x.lua").quiet, false, "--quiet=0")
+  H.eq(cli.parse_args({"--quiet=1"}, spec, "recipes/x.lua").quiet, true, "--quiet=1")
+  H.eq(cli.parse_args({"--quiet=false"}, spec, "recipes/x.lua").quiet, false, "--quiet=false")
+end)
+
+H.case("cli.parse_args: -h after a flag that takes a value is a missing value, not the value", function()
+  local spec = {out = {"string", "runs"}}
+  H.raises(function() cli.parse_args({"--out", "-h"}, spec, "recipes/x.lua") end, "x: --out needs a value", "-h")
+  H.eq(cli.parse_args({"--out=-h"}, spec, "recipes/x.lua").out, "-h", "as --out=-h it is the value")
+end)
+
+H.case("cli.check_context: prompt + new tokens must fit the context exactly (no off-by-one)", function()
+  cli.check_context("x", 100, 60, 40, "prompt")          -- 60 + 40 = 100 fits
+  H.raises(function() cli.check_context("x", 100, 60, 41, "prompt") end, "x: --max-new-tokens 41 does not fit", "at most 40")
+  H.raises(function() cli.check_context("x", 100, 100, 1, "prompt") end, "the longest prompt has 100 tokens")
+  H.raises(function() cli.check_context("x", 100, 10, 100, "prompt") end, "must be below the model's context")
+end)
+
+H.case("cli: every listed strerror is a failure of the machine (one line, no traceback)", function()
+  for _, s in ipairs({"No space left on device", "Read-only file system", "Permission denied",
+                      "Operation not permitted", "Input/output error", "Disk quota exceeded",
+                      "Too many open files", "File too large"}) do
+    H.ok(cli.is_environment_error("x.lua:1: out/summary.json: " .. s), s)
+  end
+  H.ok(not cli.is_environment_error("x.lua:1: attempt to index a nil value"), "a bug is no environment error")
+end)
+end
+
 H.finish()

@@ -650,4 +650,19 @@ else
 end
 
 os.execute("rm -rf " .. sh_quote(root))
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, P02)
+do
+local progress = require "confit.progress"
+
+H.case("progress: a rate below 1 per second is shown as seconds per item", function()
+  local t, out = 0, {}
+  local stream = {write = function(_, ...) for _, s in ipairs({...}) do out[#out + 1] = s end end}
+  local p = progress.new({total = 10, mode = "plain", clock = function() return t end, stream = stream,
+                          label = "eval", unit = "q"})
+  t = 8; p:update(2)                     -- 0.25 q/s
+  local text = table.concat(out)
+  H.ok(text:find("4.0 s/q", 1, true), text)
+end)
+end
+
 H.finish()

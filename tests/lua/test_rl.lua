@@ -762,6 +762,18 @@ H.case("train.run: resume refuses a steps.jsonl that lacks a step before the che
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+H.case("train.run: resume refuses a steps.jsonl that lacks step 1", function()
+  -- (nineteenth session, mutation testing: a gap check starting at step 2 passed the suite)
+  local dir = fresh_dir()
+  run_tiny(dir, 2, {checkpoint_every = 2})
+  local lines = {}
+  for l in io.lines(dir .. "/steps.jsonl") do lines[#lines + 1] = l end
+  H.write(dir .. "/steps.jsonl", lines[2] .. "\n")
+  H.raises(function() run_tiny(dir, 3, {resume = true, checkpoint_every = 2}) end,
+           "steps.jsonl has no record of step 1, before checkpoint-2")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: resume refuses a missing steps.jsonl; a checkpoint-N folder no save could replace is named first", function()
   -- (eighteenth session) without its log a resume wrote steps 3.. alone; a checkpoint-4 holding
   -- notes (no trainer_state.json) let the run train steps 3-4 and then fail with a traceback

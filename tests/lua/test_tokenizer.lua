@@ -499,4 +499,48 @@ end)
 
 qwen:free()
 os.remove(toy_path)
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, H09, H10, H12, T02)
+do
+local chat = require "confit.chat"
+local tokenizer = require "confit.tokenizer"
+
+H.case("chat.missing_marker names each Llama 3 marker a tokenizer lacks, <|eot_id|> too", function()
+  local all = {["<|begin_of_text|>"] = 1, ["<|start_header_id|>"] = 2, ["<|end_header_id|>"] = 3, ["<|eot_id|>"] = 4}
+  H.eq(chat.missing_marker("llama3", {special = all}), nil, "all there")
+  for mark in pairs(all) do
+    local some = {}
+    for k, v in pairs(all) do if k ~= mark then some[k] = v end end
+    H.eq(chat.missing_marker("llama3", {special = some}), mark, "without " .. mark)
+    H.eq(chat.missing_marker("strict-llama31", {special = some}), mark, "strict-llama31 without " .. mark)
+  end
+end)
+
+H.case("chat: a role holding < > or | is refused (it would write a marker of its own)", function()
+  for _, role in ipairs({"user<|im_end|>", "a|b", "<x>"}) do
+    H.raises(function() chat.apply("chatml", {{role = role, content = "hi"}}) end, "role", "< > |")
+    H.raises(function() chat.apply("llama3", {{role = role, content = "hi"}}) end, "role", "< > |")
+  end
+end)
+
+H.case("the *-math-cot and strict-* Llama templates honour add_generation_prompt = false", function()
+  for _, name in ipairs({"llama3-math-cot", "llama31-math-cot", "strict-llama3", "strict-llama31"}) do
+    local with = chat.apply(name, "1+1?")
+    local without = chat.apply(name, "1+1?", {add_generation_prompt = false})
+    H.eq(with, without .. "<|start_header_id|>assistant<|end_header_id|>\n\n", name)
+    H.ok(without:sub(-10) == "<|eot_id|>", name .. " ends with the user turn: " .. without)
+  end
+end)
+
+H.case("tokenizer:chat with no template uses the folder's chat format (chat.family)", function()
+  local dir = H.tmpdir() .. "/llama-tok"
+  os.execute("mkdir -p '" .. dir .. "' && cp examples/toy/model/tokenizer.json '" .. dir .. "/'")
+  H.write(dir .. "/tokenizer_config.json",
+          '{"chat_template": "{{ \'<|start_header_id|>\' + m.role + \'<|end_header_id|>\' }}"}')
+  local tok = tokenizer.new(dir .. "/tokenizer.json")
+  -- the toy tokenizer has no Llama 3 special tokens: the refusal names the template it chose
+  H.raises(function() tok:chat("hi") end, 'template "llama3"', "<|begin_of_text|>")
+  tok:free()
+end)
+end
+
 H.finish()

@@ -485,4 +485,75 @@ H.case("pretrain_toy: an --out that changes during the training is refused after
 end)
 
 os.execute("rm -rf " .. q(PT))
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, E02, E04, E06, E07, E10, E11)
+do
+local toy = require "confit.toy"
+local toy_eval = require "confit.toy_eval"
+
+-- texts[prompt] = list of boxed answers (greedy takes the first); logprobs[j] = sample j's logprob
+local function fake_model(texts, logprobs, seeds)
+  return {generate = function(_, prompts, o)
+    if seeds then seeds[#seeds + 1] = {temperature = o.temperature, seed = o.seed} end
+    local out = {}
+    for _, ids in ipairs(prompts) do
+      local list = texts[toy.decode(ids)]
+      for j = 1, o.n do
+        local text = "\\boxed{" .. list[o.temperature == 0 and 1 or j] .. "}"
+        out[#out + 1] = {text = text, tokens = toy.encode(text, true), logprob = logprobs and logprobs[j] or -1,
+                         finish = "stop"}
+      end
+    end
+    return out
+  end}
+end
+
+H.case("toy_eval: maj<n> groups answers by integer value, as toy.grade compares them", function()
+  local qs = {{prompt = "1+1=", answer = 2}}
+  local s = toy_eval.run(fake_model({["1+1="] = {"02", "02", "+2", "5"}}), qs, {n = 4, rescore = false})
+  H.near(s.pass1_t05, 0.75, 1e-12, "02 and +2 are graded correct")
+  H.near(s.maj4, 1, 1e-12, "the majority answer 02 is 2: correct")
+  H.near(s.distinct_answers, 2, 1e-12, "02 and +2 are one answer, 5 another")
+  H.eq(toy_eval.answer_key("07"), "7"); H.eq(toy_eval.answer_key(" +7 "), "7"); H.eq(toy_eval.answer_key("x"), "x")
+end)
+
+H.case("toy_eval: weight_share counts samples whose exp(logprob) exceeds 1e-6", function()
+  local qs = {{prompt = "1+1=", answer = 2}}
+  local s = toy_eval.run(fake_model({["1+1="] = {2, 2, 2, 2}}, {-1, -2, -100, -800}), qs, {n = 4, rescore = false})
+  H.near(s.weight_share, 0.5, 1e-12, "two of four samples keep a weight")
+  H.near(s.mean_confidence, (math.exp(-1) + math.exp(-2) + math.exp(-100) + math.exp(-800)) / 4, 1e-12)
+end)
+
+H.case("toy_eval: a record's logprob is the teacher-forced T = 1 one, logprob_t the sampling one", function()
+  local m = fake_model({["1+1="] = {2, 2}}, {-1, -1})
+  function m.logprobs(_, ids, plens, o)
+    H.eq(o.temperature, 1.0)
+    local out = {}
+    for i = 1, #plens do out[i] = -7 end
+    return {totable = function() return out end}
+  end
+  local _, recs = toy_eval.run(m, {{prompt = "1+1=", answer = 2}}, {n = 2})
+  H.eq(recs[1].samples[1].logprob, -7, "T = 1 rescored")
+  H.eq(recs[1].samples[1].logprob_t, -1, "at the sampling temperature")
+end)
+
+H.case("toy_eval.format_table: change = second column minus first", function()
+  local a = {greedy_acc = 0.2, samples = 2}
+  local b = {greedy_acc = 0.5, samples = 2}
+  local t = toy_eval.format_table({{"before", a}, {"after", b}}, {change = true})
+  local line = t:match("greedy_acc[^\n]*")
+  H.ok(line and line:find("+0.3000", 1, true), t)
+end)
+
+H.case("toy_eval: the greedy, T = 0.5 and T = 1.0 passes draw with distinct seeds", function()
+  local seeds = {}
+  toy_eval.run(fake_model({["1+1="] = {2, 2}}, nil, seeds), {{prompt = "1+1=", answer = 2}}, {n = 2, rescore = false})
+  H.eq(#seeds, 3)
+  local by = {}
+  for _, s in ipairs(seeds) do
+    H.eq(by[s.seed], nil, "seed " .. s.seed .. " used twice (T = " .. s.temperature .. ")")
+    by[s.seed] = true
+  end
+end)
+end
+
 H.finish()
