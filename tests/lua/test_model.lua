@@ -741,4 +741,25 @@ H.case("generate uses the config's rms_norm_eps (generate vs logprobs at eps 0.5
   H.near(m:logprobs({full}, {#prompt}):item(), s.logprob, 1e-4, "generate vs logprobs")
   m:free()
 end)
+-- (nineteenth session, mutation testing) logprobs refused a prompt length of 0 in no row (row b > 1
+-- then scored its first token from row b - 1's last hidden state), and lists longer than the batch
+do
+local confit = require "confit"
+
+for _, dir in ipairs({"tests/fixtures/tiny_qwen2", "tests/fixtures/tiny_llama"}) do
+  local m = assert(confit.load(dir))
+  local ids = {{5, 9, 2, 7}, {1, 2, 3, 4}}
+  H.case(dir .. ": logprobs refuses a prompt length of 0 in any row", function()
+    H.raises(function() return m:logprobs(ids, {1, 0}) end, "prompt length 0", "1 <= prompt <= length")
+    H.raises(function() return m:logprobs(ids, {0, 1}) end, "prompt length 0")
+    H.eq(#m:logprobs(ids, {1, 1}):totable(), 2, "prompt length 1 is fine")
+  end)
+  H.case(dir .. ": logprobs refuses lists whose length is not the batch's", function()
+    H.raises(function() return m:logprobs(ids, {1, 1}, {lens = {4, 4, 4}}) end, "lens has 3 entries, the batch has 2 rows")
+    H.raises(function() return m:logprobs(ids, {1, 1, 1}) end, "prompt_lens has 3 entries")
+    H.raises(function() return m:logprobs(ids, {1}) end, "prompt_lens has 1 entries")
+  end)
+end
+end
+
 H.finish()

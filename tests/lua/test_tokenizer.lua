@@ -543,4 +543,108 @@ H.case("tokenizer:chat with no template uses the folder's chat format (chat.fami
 end)
 end
 
+-- (nineteenth session, mutation testing) added tokens' lstrip / rstrip and longest match, a token
+-- both in the vocabulary and added, byte_fallback and Split behaviours refused at load
+do
+local tokenizer = require "confit.tokenizer"
+local cjson = require "cjson"
+
+local function ids_eq(got, want, msg)
+  local ok = #got == #want
+  for i = 1, math.min(#got, #want) do ok = ok and got[i] == want[i] end
+  if not ok then
+    error(string.format("%s:\n  got  {%s}\n  want {%s}", msg or "ids", table.concat(got, ","),
+      table.concat(want, ",")), 2)
+  end
+end
+local function write_tmp(text)
+  local p = os.tmpname()
+  local f = assert(io.open(p, "wb")); f:write(text); f:close()
+  return p
+end
+local function byte_chars()
+  local map, n = {}, 0
+  for b = 0, 255 do
+    local printable = (b >= 33 and b <= 126) or (b >= 161 and b <= 172) or (b >= 174)
+    if printable then map[b] = utf8.char(b) else map[b] = utf8.char(256 + n); n = n + 1 end
+  end
+  return map
+end
+local function toy_json(extra)
+  local bc = byte_chars()
+  local v = {}
+  for b = 0, 255 do v[#v + 1] = cjson.encode(bc[b]) .. ":" .. b end
+  return [==[{"version":"1.0","truncation":null,"padding":null,
+"added_tokens":[{"id":256,"content":"<|endoftext|>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],
+"normalizer":null,
+"pre_tokenizer":]==] .. (extra and extra.pre or
+    [[{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]]) .. [[,
+"post_processor":null,
+"decoder":{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false},
+"model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":"","end_of_word_suffix":"","fuse_unk":false,"byte_fallback":false,
+"vocab":{]] .. table.concat(v, ",") .. [[},"merges":]] .. (extra and extra.merges or "[]") .. "}}"
+end
+-- ------------------------------------------------------------------ the cases
+
+-- toy_json with more added tokens after <|endoftext|> (a list of JSON objects as text)
+local function with_added(objs, extra)
+  local j = toy_json(extra)
+  return (j:gsub('"special":true}%]', '"special":true},' .. table.concat(objs, ",") .. "]", 1))
+end
+local function added(id, content, lstrip, rstrip)
+  return string.format('{"id":%d,"content":%s,"single_word":false,"lstrip":%s,"rstrip":%s,"normalized":false,"special":true}',
+    id, cjson.encode(content), tostring(lstrip), tostring(rstrip))
+end
+
+H.case("added tokens: lstrip and rstrip take the whitespace beside them, as Hugging Face does", function()
+  local p = write_tmp(with_added({added(257, "<L>", true, false), added(258, "<R>", false, true)}))
+  local tok = assert(tokenizer.new(p))
+  ids_eq(tok:encode("a \t<L>b"), {97, 257, 98}, "lstrip: the spaces before <L> go")
+  ids_eq(tok:encode("a<R> \n b"), {97, 258, 98}, "rstrip: the spaces after <R> go")
+  ids_eq(tok:encode("a <R> b"), {97, 32, 258, 98}, "rstrip keeps the space before")
+  ids_eq(tok:encode("a <L> b"), {97, 257, 32, 98}, "lstrip keeps the space after")
+  tok:free()
+  os.remove(p)
+end)
+
+H.case("added tokens: the longest match wins where one is a prefix of another", function()
+  local p = write_tmp(with_added({added(257, "<x>", false, false), added(258, "<x>y", false, false)}))
+  local tok = assert(tokenizer.new(p))
+  ids_eq(tok:encode("<x>y<x>z"), {258, 257, 122}, "leftmost-longest")
+  tok:free()
+  os.remove(p)
+end)
+
+H.case("a token that is both in the vocabulary and added decodes to its content", function()
+  -- byte 0xE9's character is "é" (U+00E9): as a vocabulary token it stands for the single byte 0xE9,
+  -- as an added token with the same id for its content, UTF-8 "é" (bpe.c's design note)
+  local p = write_tmp(with_added({added(233, "é", false, false)}))
+  local tok = assert(tokenizer.new(p))
+  ids_eq(tok:encode("é"), {233}, "the added token matches")
+  H.eq(tok:decode({233}), "é", "decodes to the content, not to byte 0xE9")
+  H.eq(tok:decode(tok:encode("caf\u{e9}")), "café", "round trip")
+  tok:free()
+  os.remove(p)
+end)
+
+H.case("what bpe.c does not implement is refused at load, named", function()
+  local j = toy_json():gsub('"byte_fallback":false', '"byte_fallback":true', 1)
+  local p = write_tmp(j)
+  local t, err = tokenizer.new(p)
+  H.eq(t, nil, "byte_fallback")
+  H.ok(err and err:find("byte_fallback", 1, true), tostring(err))
+  os.remove(p)
+  local qwen_re = [[(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+]]
+  for _, beh in ipairs({"Removed", "MergedWithPrevious", "Contiguous"}) do
+    local pre = [[{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":]] .. cjson.encode(qwen_re) ..
+      [[},"behavior":"]] .. beh .. [[","invert":false},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]}]]
+    p = write_tmp(toy_json({pre = pre}))
+    t, err = tokenizer.new(p)
+    H.eq(t, nil, "behavior " .. beh)
+    H.ok(err and err:find("behavior " .. beh, 1, true), tostring(err))
+    os.remove(p)
+  end
+end)
+end
+
 H.finish()

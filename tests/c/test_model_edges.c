@@ -1,0 +1,190 @@
+/* test_model_edges.c - config parsing (transformers' defaults, refusals, llama3 RoPE scaling in
+ * rope_parameters, the Llama 3.1 inverse frequencies against transformers' values), eos ids from
+ * generation_config.json, and the CPU generator's random streams, interrupt finish and prompt-id
+ * range: checks that mutation testing (nineteenth session) found missing, each of these changes
+ * passing the rest of the suite.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "error.h"
+#include "interrupt.h"
+#include "nn/generate.h"
+#include "nn/qwen2.h"
+#include "rng.h"
+#include "rope_freq.h"
+
+#include "check.h"
+
+#define BASE "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1," \
+             "\"num_attention_heads\":2,\"vocab_size\":9"
+
+/* Defaults as transformers' LlamaConfig / Qwen2Config have them (num_key_value_heads None means
+ * num_attention_heads; rms_norm_eps 1e-6), non-integers refused, heads a multiple of kv heads. */
+static void test_config_defaults_and_refusals(void) {
+  cf_qwen2_config c;
+  CHECK(cf_qwen2_config_parse(BASE "}", "x", &c) == 0 && c.kv_heads == 2,
+        "num_key_value_heads absent: one kv head per head (got %d): %s", c.kv_heads, cf_error_message());
+  CHECK(cf_qwen2_config_parse(BASE "}", "x", &c) == 0 && c.rms_eps == 1e-6,
+        "rms_norm_eps absent: 1e-6 (got %g)", c.rms_eps);
+  CHECK(cf_qwen2_config_parse(BASE ",\"num_key_value_heads\":1.5}", "x", &c) != 0 &&
+        strstr(cf_error_message(), "num_key_value_heads"), "a fractional integer field refused: %s", cf_error_message());
+  /* 3 heads over 2 kv heads: group 1, so head 2 would read kv head 2 (past the cache) */
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"llama\",\"hidden_size\":12,\"intermediate_size\":8,"
+                              "\"num_hidden_layers\":1,\"num_attention_heads\":3,\"num_key_value_heads\":2,"
+                              "\"vocab_size\":9}", "x", &c) != 0 && strstr(cf_error_message(), "multiple"),
+        "heads not a multiple of kv heads refused: %s", cf_error_message());
+}
+
+/* transformers >= 5 writes the rope scaling into rope_parameters (with rope_theta): Llama 3.1's
+ * must be kept from there too, not silently replaced by plain RoPE. */
+static void test_rope_parameters_llama3(void) {
+  cf_qwen2_config c;
+  int rc = cf_qwen2_config_parse(BASE ",\"rope_parameters\":{\"rope_type\":\"llama3\",\"rope_theta\":500000.0,"
+                                 "\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+                                 "\"original_max_position_embeddings\":8192}}", "x", &c);
+  CHECK(rc == 0 && c.rope_theta == 500000 && c.rope_scaling[0] == 8 && c.rope_scaling[1] == 1 &&
+        c.rope_scaling[2] == 4 && c.rope_scaling[3] == 8192,
+        "llama3 scaling in rope_parameters kept (factor %g): %s", c.rope_scaling[0], cf_error_message());
+  CHECK(cf_qwen2_config_parse(BASE ",\"rope_parameters\":{\"rope_type\":\"yarn\",\"factor\":4.0}}", "x", &c) != 0 &&
+        strstr(cf_error_message(), "yarn"), "an unsupported type in rope_parameters refused: %s", cf_error_message());
+}
+
+/* Llama 3.1's real numbers (theta 5e5, head_dim 128, factor 8, low 1, high 4, original 8192):
+ * expected values from transformers' _compute_llama3_parameters in float64. Pairs 29 and 30 have
+ * wavelengths 2402 and 2948, inside the smoothed band [2048, 8192] that the fixture's tiny
+ * config (head_dim 16) never reaches near its lower edge. */
+static void test_rope_inv_freq_llama31(void) {
+  static const struct { int i; double want; } ref[] = {
+      {0, 1.0}, {20, 0.016560440080994446}, {28, 0.003211445994752591}, {29, 0.002166570763503359},
+      {30, 0.0013718935677611381}, {31, 0.0008567514129196321}, {33, 0.00031269375038406517},
+      {35, 9.556212353964683e-05}, {40, 3.428102195952591e-05}, {63, 3.068925988914511e-07}};
+  cf_rope_scaling s = {8.0, 1.0, 4.0, 8192.0};
+  for (size_t k = 0; k < sizeof ref / sizeof ref[0]; k++) {
+    double got = cf_rope_inv_freq(500000.0, ref[k].i, 128, s);
+    CHECK(fabs(got - ref[k].want) <= 1e-12 * ref[k].want, "llama3 inv_freq of pair %d: %.17g, want %.17g",
+          ref[k].i, got, ref[k].want);
+  }
+}
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "wb");
+  if (f) { fputs(text, f); fclose(f); }
+}
+
+/* generation_config.json's eos ids replace config.json's (Qwen2.5 instruct: [151645, 151643]). */
+static void test_generation_config_eos(void) {
+  char tmpl[] = "/tmp/confit_gcfg_XXXXXX";
+  char *dir = mkdtemp(tmpl);
+  CHECK(dir != NULL, "mkdtemp");
+  if (!dir) return;
+  char p1[300], p2[300];
+  snprintf(p1, sizeof p1, "%s/config.json", dir);
+  snprintf(p2, sizeof p2, "%s/generation_config.json", dir);
+  write_text(p1, BASE ",\"eos_token_id\":2}");
+  write_text(p2, "{\"eos_token_id\":[5,6],\"do_sample\":true}");
+  cf_qwen2_config c;
+  int rc = cf_qwen2_config_load(dir, &c);
+  CHECK(rc == 0 && c.n_eos == 2 && c.eos[0] == 5 && c.eos[1] == 6,
+        "eos ids from generation_config.json (n_eos %d, first %d): %s", c.n_eos, c.eos[0], cf_error_message());
+  unlink(p1);
+  unlink(p2);
+  rmdir(dir);
+}
+
+/* A model whose every weight is zero gives all-zero logits: the draw is uniform over V = 64 ids,
+ * and with probabilities 1/64 (exact) the inverse CDF picks floor(u * 64). So each sample's tokens
+ * spell out its random numbers, which generate.h fixes: sample j of prompt p at step t uses
+ * Philox(counter t, key cf_gen_key(seed, p, j)) (the GPU generator uses the same stream). */
+static double draw_ref(uint64_t seed, int p, int j, int step) {
+  uint32_t w[4];
+  cf_philox((uint64_t)step, cf_gen_key(seed, p, j), w);
+  return (double)(((uint64_t)(w[0] >> 5) << 26) | (w[1] >> 6)) * (1.0 / 9007199254740992.0);
+}
+
+static cf_qwen2 *zero_model(void) {
+  cf_qwen2_config c;
+  if (cf_qwen2_config_parse("{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,"
+                            "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":64,"
+                            "\"max_position_embeddings\":64,\"eos_token_id\":63}", "x", &c)) return NULL;
+  return cf_qwen2_new(&c);
+}
+
+static void test_sample_streams(void) {
+  cf_qwen2 *m = zero_model();
+  CHECK(m != NULL, "zero model: %s", cf_error_message());
+  if (!m) return;
+  int64_t a[2] = {1, 2}, b[3] = {3, 4, 5};
+  const int64_t *ps[2] = {a, b};
+  int pl[2] = {2, 3};
+  cf_gen_opts o = {.n = 2, .temperature = 1.0, .top_p = 1, .max_new_tokens = 6, .seed = 1234, .ignore_eos = true};
+  cf_gen_sample *s = NULL;
+  int rc = cf_qwen2_generate(m, ps, pl, 2, &o, &s);
+  CHECK(rc == 0, "generate: %s", cf_error_message());
+  if (rc == 0) {
+    for (int i = 0; i < 4; i++) {
+      int p = i / 2, j = i % 2;
+      CHECK(s[i].ntokens == 6, "sample %d: %d tokens", i, s[i].ntokens);
+      for (int t = 0; t < s[i].ntokens; t++) {
+        int64_t want = (int64_t)floor(draw_ref(1234, p, j, t) * 64);
+        CHECK(s[i].tokens[t] == want, "prompt %d sample %d step %d: token %lld, its stream says %lld", p, j, t,
+              (long long)s[i].tokens[t], (long long)want);
+      }
+    }
+    cf_gen_samples_free(s, 4);
+  }
+  cf_qwen2_free(m);
+}
+
+/* An interrupt pending when decoding starts ends every unfinished sample after the prefill's token
+ * with finish = interrupted (not length: the caller must know the sample was cut). */
+static void test_interrupt_finish(void) {
+  cf_qwen2 *m = zero_model();
+  if (!m) return;
+  int64_t a[2] = {1, 2};
+  const int64_t *ps[1] = {a};
+  int pl[1] = {2};
+  cf_gen_opts o = {.n = 2, .temperature = 0, .top_p = 1, .max_new_tokens = 5, .ignore_eos = true};
+  cf_gen_sample *s = NULL;
+  cf_interrupt_request();
+  int rc = cf_qwen2_generate(m, ps, pl, 1, &o, &s);
+  cf_interrupt_clear();
+  CHECK(rc == 0, "generate: %s", cf_error_message());
+  if (rc == 0) {
+    for (int i = 0; i < 2; i++)
+      CHECK(s[i].finish == CF_FINISH_INTERRUPTED && s[i].ntokens == 1, "sample %d: finish %d after %d tokens", i,
+            s[i].finish, s[i].ntokens);
+    cf_gen_samples_free(s, 2);
+  }
+  cf_qwen2_free(m);
+}
+
+/* A prompt id equal to vocab_size is outside the embedding (it would be read past its end). */
+static void test_prompt_id_at_vocab(void) {
+  cf_qwen2 *m = zero_model();
+  if (!m) return;
+  int64_t a[2] = {1, 64};
+  const int64_t *ps[1] = {a};
+  int pl[1] = {2};
+  cf_gen_opts o = {.n = 1, .temperature = 0, .top_p = 1, .max_new_tokens = 2, .ignore_eos = true};
+  cf_gen_sample *s = NULL;
+  int rc = cf_qwen2_generate(m, ps, pl, 1, &o, &s);
+  CHECK(rc != 0 && strstr(cf_error_message(), "outside the vocabulary"), "id == vocab_size refused: %s",
+        rc ? cf_error_message() : "(accepted)");
+  if (rc == 0) cf_gen_samples_free(s, 1);
+  cf_qwen2_free(m);
+}
+
+int main(void) {
+  test_config_defaults_and_refusals();
+  test_rope_parameters_llama3();
+  test_rope_inv_freq_llama31();
+  test_generation_config_eos();
+  test_sample_streams();
+  test_interrupt_finish();
+  test_prompt_id_at_vocab();
+  return check_finish();
+}
