@@ -738,4 +738,99 @@ H.case("softmax of an all-NaN row is NaN, not the all-zero 'fully masked' row", 
 end)
 end
 
+-- (nineteenth session, mutation testing) op checks and CPU paths no test reached: masked_fill's
+-- alignment, integer slots, finite temperatures, long broadcast rows, batched transposed matmul,
+-- attention masks, rope positions, views through size-1 dims, .grad dtypes
+do
+local confit = require "confit"
+local flat = H.flat
+
+-- m04 (core/ops.c cf_infer_masked_fill): a mask broadcasts right-aligned, as every op's operands do
+H.case("masked_fill: mask right-aligned to the tensor (valid accepted, invalid refused)", function()
+  local t = confit.zeros{3, 4}
+  local m = confit.tensor{1, 0, 0, 1}                    -- [4] against [3 x 4]: valid
+  local r = flat(t:masked_fill(m, 5))
+  H.eq(r[1], 5) H.eq(r[2], 0) H.eq(r[4], 5) H.eq(r[12], 5)
+  -- [2 x 3] against [2 x 3 x 3]: right-aligned 2 vs 3 does not broadcast (left-aligned it "fits")
+  H.raises(function() confit.zeros{2, 3, 3}:masked_fill(confit.ones{2, 3}, 1) end, "does not broadcast")
+end)
+
+-- m06 (core/ops.c check_inputs): an I slot refuses a float tensor by name, before any kernel reads
+-- its bytes as integers (confit.tensor{...} is f32 by default: the common mistake)
+H.case("integer slots refuse float tensors with a dtype message", function()
+  local lg = confit.randn{2, 5}
+  H.raises(function() lg:cross_entropy(confit.tensor{1, 3}) end, "must be an integer")
+  H.raises(function() confit.randn{4, 3}:embedding(confit.tensor{{0, 0}}) end, "must be an integer")
+  H.raises(function() lg:gather(2, confit.tensor{{0}, {0}}) end, "must be an integer")
+end)
+
+-- m09 (core/kernel_geo.c cf_check_temperature): an infinite temperature is refused (ops.def: "> 0 and finite")
+H.case("temperature must be finite", function()
+  local lg = confit.randn{2, 5}
+  local tg = confit.tensor({1, 3}, "i64")
+  H.raises(function() lg:token_logprob(tg, math.huge) end, "finite")
+  H.raises(function() lg:entropy(math.huge) end, "finite")
+end)
+
+-- m10 (core/cpu/iter.h cf_iter_unit): rows longer than CF_ITER_CHUNK (4096) that do not coalesce
+-- (a [N x V] logits minus a [N x 1] max, V = 151936 for Qwen) are cut into several units per row
+H.case("broadcast elementwise over rows longer than one iterator chunk", function()
+  local V = 5000
+  local a = confit.arange(4 * V):to_dtype("f64"):view(4, V)   -- 4 rows x 2 chunks
+  local b = confit.tensor({{0}, {1e6}, {2e6}, {3e6}}, "f64")   -- [4 x 1]: stride 0 along the row
+  local c = a + b
+  for r = 1, 4 do for _, col in ipairs({1, 4096, 4097, V}) do
+    H.eq(c:get(r, col), (r - 1) * V + (col - 1) + (r - 1) * 1e6, "c[" .. r .. "][" .. col .. "]")
+  end end
+  -- the same through a strided (transposed) operand
+  local d = (a:transpose(1, 2):contiguous():transpose(1, 2) * 1) - a
+  H.eq(d:abs():max():item(), 0, "transposed operand, long rows")
+end)
+
+-- m13 (core/cpu/linalg.c rows_fold): a batched, transposed, square A with a 2-d B must not fold its
+-- batch into rows (its batch stride equals ld * n only by coincidence)
+H.case("matmul: batched transposed square A @ 2-d B", function()
+  confit.manual_seed(7)
+  local a = confit.randn({2, 3, 3}, "f64")
+  local at = a:transpose(2, 3)                          -- strides (9, 1, 3)
+  local w = confit.randn({3, 2}, "f64")
+  local got, want = flat(at:matmul(w)), flat(at:contiguous():matmul(w))
+  H.same_list(got, want, 1e-12, "at @ w")
+end)
+
+-- m25 (core/cpu/nn.c cf_infer_attention): a mask that does not broadcast to [B, Hq, T, S] is refused
+H.case("attention: a mask of the wrong shape is refused", function()
+  local q, k, v = confit.randn{1, 2, 3, 4}, confit.randn{1, 2, 5, 4}, confit.randn{1, 2, 5, 4}
+  H.eq(q:attention(k, v, confit.ones{3, 5}, nil, false):shape()[3], 3, "[T, S] mask is fine")
+  H.raises(function() q:attention(k, v, confit.ones{5, 3}, nil, false) end, "does not broadcast")
+  H.raises(function() q:attention(k, v, confit.ones{2, 2, 3, 5}, nil, false) end, "does not broadcast")
+end)
+
+-- m29 (core/cpu/nn.c rope_table): positions [B, T] must have x's batch size
+H.case("rope: positions [B, T] with another B is refused", function()
+  local x = confit.randn{2, 1, 3, 4}
+  local ok = x:rope(confit.tensor({{0, 1, 2}, {5, 6, 7}}, "i64"), 10000)
+  H.eq(ok:shape()[1], 2)
+  H.raises(function() x:rope(confit.tensor({{0, 1, 2}}, "i64"), 10000) end, "positions must be")
+  H.raises(function() x:rope(confit.tensor({{0, 1, 2}, {0, 1, 2}, {0, 1, 2}}, "i64"), 10000) end, "positions must be")
+end)
+
+-- m39 (core/tensor.c view_reshape): a size-1 dim's stride never matters to a view
+H.case("view through a permuted size-1 dim", function()
+  local x = confit.arange(6):view(2, 3, 1):permute(1, 3, 2)   -- [2 x 1 x 3], strides (3, 1, 1)
+  H.same_list(flat(x:view(6)), {0, 1, 2, 3, 4, 5})
+  H.same_list(flat(x:view(2, 3)), {0, 1, 2, 3, 4, 5})
+end)
+
+-- m47 (lua/l_tensor.c mm_newindex): t.grad = g needs g's dtype to match (the optimizer reads the
+-- grad's bytes as the parameter's dtype)
+H.case("t.grad = g refuses another dtype", function()
+  local t = confit.zeros{2, 3}
+  H.raises(function() t.grad = confit.zeros({2, 3}, "f64") end, "grad: must match")
+  H.raises(function() t.grad = confit.zeros({2, 3}, "bf16") end, "grad: must match")
+  t.grad = confit.ones{2, 3}
+  H.eq(t.grad:sum():item(), 6)
+end)
+end
+
 H.finish()
