@@ -762,4 +762,68 @@ for _, dir in ipairs({"tests/fixtures/tiny_qwen2", "tests/fixtures/tiny_llama"})
 end
 end
 
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, model)
+do
+local confit = require "confit"
+local model = require "confit.model"
+local jsonio = require "confit.jsonio"
+local toy = require "confit.toy"
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local root = os.tmpname(); os.remove(root)
+assert(os.execute("mkdir -p " .. q(root)))
+
+H.case("m:save keeps a generation_config.json the core does not write (no eos ids) (mutant m03)", function()
+  -- a model without eos ids: the core writes no generation_config.json, the loaded folder's is copied
+  assert(os.execute(("cp -r examples/toy/model %s/src && rm -f %s/src/metrics.json"):format(q(root), q(root))))
+  local c = assert(jsonio.read_json(root .. "/src/config.json"))
+  c.eos_token_id = nil
+  assert(jsonio.write_json_atomic(root .. "/src/config.json", c))
+  assert(jsonio.write_json_atomic(root .. "/src/generation_config.json", {temperature = 0.7, top_p = 0.8}))
+  local m = assert(model.load(root .. "/src"))
+  m:save(root .. "/dst")
+  m:free()
+  local g = jsonio.read_json(root .. "/dst/generation_config.json")
+  H.ok(g, "generation_config.json saved")
+  H.eq(g and g.temperature, 0.7, "its temperature")
+  H.eq(g and g.top_p, 0.8, "its top_p")
+end)
+
+H.case("a tokenizer with one id more than the model's rows is refused (mutant m04)", function()
+  local d = root .. "/tok"
+  assert(os.execute("mkdir -p " .. q(d)))
+  assert(toy.write_tokenizer(d))   -- 257 ids: 0..256
+  local cfg = {model_type = "qwen2", hidden_size = 8, intermediate_size = 16, num_hidden_layers = 1,
+               num_attention_heads = 2, num_key_value_heads = 1, vocab_size = 256,
+               max_position_embeddings = 32, eos_token_id = 0}
+  H.raises(function() model.new(cfg, {tokenizer = d .. "/tokenizer.json"}) end,
+           "has ids up to 256", "vocab_size is 256")
+  cfg.vocab_size = 257
+  local m = model.new(cfg, {tokenizer = d .. "/tokenizer.json"})   -- exactly enough rows: fine
+  m:free()
+end)
+
+H.case("model.pad fills with the pad id it is given (mutant m05)", function()
+  local ids, lens = model.pad({{1, 2, 3}, {4}}, 9)
+  H.eq(lens[1], 3); H.eq(lens[2], 1)
+  local t = ids:totable()
+  H.eq(t[2][1], 4); H.eq(t[2][2], 9, "padding"); H.eq(t[2][3], 9, "padding")
+  local ids0 = model.pad({{5, 6}, {}})
+  H.eq(ids0:totable()[2][1], 0, "default pad id 0")
+end)
+
+H.case("m:save replaces a saved folder holding a temporary file a killed save left behind (mutant m09)", function()
+  assert(os.execute(("cp -r examples/toy/model %s/left && rm -f %s/left/metrics.json"):format(q(root), q(root))))
+  H.write(root .. "/left/config.json.tmp-999999-1-1", "{")   -- an atomic write cut short
+  local m = assert(model.load("examples/toy/model"))
+  local ok, err = pcall(m.save, m, root .. "/left")
+  m:free()
+  H.ok(ok, "saved: " .. tostring(err))
+  local back = assert(model.load(root .. "/left"))
+  back:free()
+end)
+
+os.execute("rm -rf " .. q(root))
+end
+
 H.finish()

@@ -138,4 +138,39 @@ H.case("CPU generation stages", function()
   H.ok(by_key(r2)["fwd/neg"], "phase back to fwd")
 end)
 
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, profiler)
+do
+local prof = require "confit.profiler"
+
+local ROWS = {
+  {phase = "forward", name = "matmul", host_s = 0.001, device_s = 0.009, calls = 3},
+  {phase = "backward", name = "matmul_bwd", host_s = 0.002, device_s = 0.0005, calls = 3},
+  {phase = "optimizer", name = "adamw", host_s = 0.0005, calls = 1},
+}
+
+H.case("seconds: device time when larger than host time, else host time (mutant p01)", function()
+  H.eq(prof.seconds(ROWS[1]), 0.009, "device-bound row")
+  H.eq(prof.seconds(ROWS[2]), 0.002, "host-bound row")
+  H.eq(prof.seconds(ROWS[3]), 0.0005, "no device time")
+end)
+
+H.case("report: a row's share is of the larger of the device and host totals (mutants p01, p04)", function()
+  local text = prof.report(ROWS)
+  -- totals: device 9.5 ms, host 3.5 ms: shares of 9.5 ms
+  local line = text:match("[^\n]*matmul\n") or text:match("[^\n]* matmul[^\n]*")
+  H.ok(line and line:find(("%.1f%%"):format(100 * 0.009 / 0.0095), 1, true), "matmul's share 94.7%: " .. tostring(line))
+  for pctv in text:gmatch("(%d+%.%d)%%") do
+    H.ok(tonumber(pctv) <= 100, "no share above 100%: " .. text)
+  end
+end)
+
+H.case("report: opts.phase keeps one phase's rows and totals (mutant p02)", function()
+  local text = prof.report(ROWS, {phase = "backward"})
+  H.ok(text:find("matmul_bwd", 1, true), "the backward row")
+  H.ok(not text:find(" matmul\n", 1, true) and not text:find("adamw", 1, true), "no other phase's rows:\n" .. text)
+  local total = text:match("[^\n]*total$")
+  H.ok(total and total:find("2.000", 1, true) and total:find("0.500", 1, true), "totals of the phase: " .. tostring(total))
+end)
+end
+
 H.finish()

@@ -1109,4 +1109,77 @@ H.case("cli: every listed strerror is a failure of the machine (one line, no tra
 end)
 end
 
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, toy_compare)
+do
+local jsonio = require "confit.jsonio"
+local cli = require "confit.cli"
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local root = os.tmpname(); os.remove(root)
+assert(os.execute("mkdir -p " .. q(root)))
+
+local main = dofile("recipes/toy_compare.lua")
+local TINY = {"--steps", "1", "--questions-per-step", "1", "--n", "2", "--eval-questions", "2",
+              "--eval-n", "2", "--max-new-tokens", "8", "--quiet"}
+local function args(extra)
+  local a = {}
+  for _, x in ipairs(TINY) do a[#a + 1] = x end
+  for _, x in ipairs(extra) do a[#a + 1] = x end
+  return a
+end
+
+H.case("two seeds: each method's row is the mean and sample SD over both seeds (mutant tc1)", function()
+  local out = root .. "/two-seeds"
+  local r = main(args({"--methods", "l2", "--seeds", "1,2", "--out", out, "--md", out .. ".md"}))
+  H.eq(#r.after.l2, 2, "one 'after' summary per seed")
+  -- the l2 row's last cell (confidence): mean ± sample SD of the two seeds' mean_confidence
+  local function conf(seed)
+    local sm = assert(jsonio.read_json(out .. "/method=l2,seed=" .. seed .. "/summary.json"))
+    return sm.after.mean_confidence
+  end
+  local c1, c2 = conf(1), conf(2)
+  local mean = (c1 + c2) / 2
+  local sd = math.sqrt(((c1 - mean) ^ 2 + (c2 - mean) ^ 2) / (2 - 1))
+  local want = ("%.3f ± %.3f |"):format(mean, sd)
+  H.ok(r.markdown:match("\n| l2 |[^\n]*") and r.markdown:match("\n| l2 |[^\n]*"):sub(-#want) == want,
+       want .. " ends the l2 row in\n" .. r.markdown)
+end)
+
+H.case("one seed: cells are the value alone, no spread (mutant tc4)", function()
+  local out = root .. "/one-seed"
+  local r = main(args({"--methods", "l2", "--seeds", "1", "--out", out, "--md", out .. ".md"}))
+  H.ok(not r.markdown:find("±", 1, true), "no ± with one seed:\n" .. r.markdown)
+  H.ok(not r.markdown:lower():find("nan", 1, true), "no nan:\n" .. r.markdown)
+end)
+
+H.case("temp_only's after evaluation samples colder; a trained method's at the usual temperatures (mutant tc2)", function()
+  local out = root .. "/temps"
+  main(args({"--methods", "temp_only,l2", "--seeds", "1", "--out", out, "--md", out .. ".md"}))
+  local function sample_temps(dir)
+    local recs = assert(jsonio.read_jsonl(dir .. "/eval_after.jsonl"))
+    local seen = {}
+    for _, rec in ipairs(recs) do for _, s in ipairs(rec.samples) do seen[s.temperature] = true end end
+    return seen
+  end
+  local t = sample_temps(out .. "/method=temp_only,seed=1")
+  H.ok(t[0.25] and not t[0.5], "temp_only: T = 0.5 x 0.5")
+  local l = sample_temps(out .. "/method=l2,seed=1")
+  H.ok(l[0.5] and not l[0.25], "l2: T = 0.5")
+end)
+
+H.case("an --out holding another recipe's grid.json (other axes) is refused before any work (mutant tc5)", function()
+  local out = root .. "/ablate-grid"
+  assert(os.execute("mkdir -p " .. q(out)))
+  local gj = {axes = {alpha = {0.1, 0.2}}, runs = {}, recipe = "recipes/rlsc.lua"}
+  assert(jsonio.write_json_atomic(out .. "/grid.json", gj))
+  local ok, err = pcall(main, args({"--methods", "l2", "--seeds", "1", "--out", out, "--md", root .. "/ag.md"}))
+  H.ok(not ok, "refused")
+  H.ok(cli.message(err):find("grid.json is not one of toy_compare's", 1, true), cli.message(err))
+  local g = jsonio.read_json(out .. "/grid.json")
+  H.ok(g and g.axes and g.axes.alpha, "the other grid.json is left as it was")
+end)
+
+os.execute("rm -rf " .. q(root))
+end
+
 H.finish()

@@ -480,4 +480,32 @@ else
 end
 
 for _, p in ipairs(created) do os.remove(p) end
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, repl_help)
+do
+
+local exe = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
+if arg and arg[-1] and arg[-1]:match("confit$") then exe = arg[-1] end
+local function q(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end
+
+H.case("every function of require('confit') has a :help line (mutant h02)", function()
+  local confit = require "confit"
+  local names = {}
+  for k, v in pairs(confit) do if type(v) == "function" then names[#names + 1] = "confit." .. k end end
+  table.sort(names)
+  H.ok(#names >= 2, "confit's own functions (the core's are documented by the bindings)")
+  local inp = os.tmpname()
+  local lines = {}
+  for i, n in ipairs(names) do lines[i] = ":help " .. n end
+  H.write(inp, table.concat(lines, "\n") .. "\n")
+  local p = assert(io.popen(("CONFIT_HISTORY= %s < %s 2>&1"):format(q(exe), q(inp))))
+  local out = p:read("a")
+  p:close()
+  os.remove(inp)
+  local missing = {}
+  for n in out:gmatch("no help for '([^']+)'") do missing[#missing + 1] = n end
+  H.eq(#missing, 0, "no help for: " .. table.concat(missing, ", "))
+  H.ok(out:find("confit.profile(fn, ...)", 1, true), "confit.profile's line")
+end)
+end
+
 H.finish()

@@ -665,4 +665,124 @@ H.case("progress: a rate below 1 per second is shown as seconds per item", funct
 end)
 end
 
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, report)
+do
+local jsonio = require "confit.jsonio"
+local report = require "confit.report"
+local cli = require "confit.cli"
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local root = os.tmpname(); os.remove(root)
+assert(os.execute("mkdir -p " .. q(root)))
+
+-- files {name = text or a Lua value (JSON) or a list of records (JSONL, name ending .jsonl)}
+local function put(dir, files)
+  assert(os.execute("mkdir -p " .. q(dir)))
+  for name, v in pairs(files) do
+    if type(v) == "string" then
+      local f = assert(io.open(dir .. "/" .. name, "wb")); f:write(v); f:close()
+    elseif name:match("%.jsonl$") then assert(jsonio.write_jsonl_atomic(dir .. "/" .. name, v))
+    else assert(jsonio.write_json_atomic(dir .. "/" .. name, v)) end
+  end
+  return dir
+end
+
+-- the interval cell the accuracy table shows for a share interval
+local function ci_text(lo, hi) return ("[%.1f, %.1f]"):format(100 * lo, 100 * hi) end
+
+H.case("eval_accuracy: a benchmark with greedy and sample-only records is 'mixed' (mutant r04)", function()
+  local acc = report.eval_accuracy({
+    {benchmark = "b", greedy = {correct = true}},
+    {benchmark = "b", samples = {{correct = true}, {correct = false}}},
+  })
+  H.near(acc.b.acc, 0.75, 1e-12, "mean of 1 and 0.5")
+  H.eq(acc.b.kind, "mixed", "greedy correctness and pass@1 in one benchmark")
+end)
+
+H.case("a summary with acc and pass@1 is shown by its acc (greedy), the headline (mutant r06)", function()
+  local d = put(root .. "/both-metrics", {
+    ["config.json"] = {recipe = "rlsc", benchmark = "toy-mixed"},
+    ["summary.json"] = {before = {acc = 0.2, ["pass@1"] = 0.5, n = 10},
+                        after = {acc = 0.6, ["pass@1"] = 0.7, n = 10}}})
+  local h = report.render({d})
+  H.ok(h:find('<td class="n">20.0</td>', 1, true), "before acc 20.0")
+  H.ok(h:find('<td class="n">60.0</td>', 1, true), "after acc 60.0")
+  H.ok(h:find(">+40.0<", 1, true), "change acc +40.0")
+  H.ok(h:find("<td>summary acc</td>", 1, true), "source: summary acc")
+end)
+
+H.case("a summary share without an interval: Wilson of the rounded count, 0.29 x 100 = 29 (mutant r07)", function()
+  -- 0.29 * 100 is 28.999999999999996 in doubles: the count is rounded, not floored
+  local d = put(root .. "/wilson-round", {
+    ["config.json"] = {benchmark = "b"},
+    ["summary.json"] = {before = {acc = 0.29, n = 100}}})
+  local h = report.render({d})
+  local lo, hi = report.wilson(29, 100)
+  H.ok(h:find(ci_text(lo, hi), 1, true), "Wilson(29, 100) = " .. ci_text(lo, hi))
+  local lo2, hi2 = report.wilson(28, 100)
+  H.ok(not h:find(ci_text(lo2, hi2), 1, true), "not Wilson(28, 100)")
+end)
+
+H.case("the eval files' interval is used only for the same number as the summary's (mutant r08)", function()
+  local recs = {}
+  for i = 1, 10 do recs[i] = {benchmark = "b", id = i, greedy = {correct = i <= 3}} end
+  local d = put(root .. "/eval-differs", {
+    ["summary.json"] = {before = {acc = 0.9, n = 10}},
+    ["eval_before.jsonl"] = recs})
+  local h = report.render({d})
+  local lo, hi = report.wilson(9, 10)
+  H.ok(h:find(ci_text(lo, hi), 1, true), "the summary's acc 0.9 with Wilson(9, 10) " .. ci_text(lo, hi))
+  local elo, ehi = report.wilson(3, 10)
+  H.ok(not h:find(ci_text(elo, ehi), 1, true), "not the eval files' 3/10 interval around 90%")
+end)
+
+H.case("training curves are drawn against steps.jsonl's step, not the record's index (mutant r13)", function()
+  local d = put(root .. "/steps-by-10", {["steps.jsonl"] = '{"step":10,"loss":1.0}\n{"step":20,"loss":0.8}\n'
+                                                         .. '{"step":30,"loss":0.5}\n'})
+  local h = report.render({d})
+  local loss = h:match("<svg[^>]-aria%-label=\"loss\".-</svg>")
+  H.ok(loss, "a loss plot")
+  H.ok(loss:find('text%-anchor="middle" fill="#444">30</text>'), "x tick at step 30")
+  H.ok(not loss:find('text%-anchor="middle" fill="#444">3</text>'), "no x tick at 3 (the index)")
+end)
+
+H.case("two runs of one name are told apart by their folders (mutant r14)", function()
+  local a = put(root .. "/g1/seed=1", {["steps.jsonl"] = '{"step":1,"loss":1}\n'})
+  local b = put(root .. "/g2/seed=1", {["steps.jsonl"] = '{"step":1,"loss":2}\n'})
+  local h = report.render({a, b})
+  H.ok(h:find("seed=1 (" .. report.escape(b) .. ")", 1, true), "the second run named with its folder")
+end)
+
+H.case("the histograms count sampled completions where there are any, greedy otherwise (mutant r17)", function()
+  local d = put(root .. "/greedy-and-samples", {["eval_before.jsonl"] = {
+    {benchmark = "b", id = 1, greedy = {correct = true, length = 5, logprob = -1},
+     samples = {{correct = true, length = 10, logprob = -2}, {correct = true, length = 11, logprob = -3},
+                {correct = false, length = 12, logprob = -4}}}}})
+  local h = report.render({d})
+  H.ok(h:find("before (n=3, mean 11)", 1, true), "the three samples' lengths")
+  H.ok(not h:find("before (n=1, mean 5)", 1, true), "not the greedy one")
+end)
+
+H.case("a summary interval that does not hold its share is not used (mutant r21)", function()
+  local d = put(root .. "/bad-ci", {
+    ["config.json"] = {benchmark = "b"},
+    ["summary.json"] = {before = {acc = 0.9, acc_ci95 = {0.1, 0.2}, n = 10}}})
+  local h = report.render({d})
+  H.ok(not h:find("[10.0, 20.0]", 1, true), "the stale interval is dropped")
+  local lo, hi = report.wilson(9, 10)
+  H.ok(h:find(ci_text(lo, hi), 1, true), "Wilson(9, 10) instead")
+end)
+
+H.case("recipes/report.lua: a run directory that does not exist is refused, nothing written (mutant rr2)", function()
+  local main = dofile("recipes/report.lua")
+  local out = root .. "/nope.html"
+  local ok, err = pcall(main, {out, root .. "/no-such-run"})
+  H.ok(not ok, "refused")
+  H.ok(cli.message(err):find("no such directory", 1, true), cli.message(err))
+  H.ok(not io.open(out, "rb"), "no page written")
+end)
+
+os.execute("rm -rf " .. q(root))
+end
+
 H.finish()

@@ -639,4 +639,52 @@ H.case("rlsc --loss-temperature reaches the loss", function()
   H.ok(a.mean_logp ~= b.mean_logp, ("mean_logp at T = 0.5 (%s) and at T = 1 (%s)"):format(a.mean_logp, b.mean_logp))
 end)
 
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, rlsc)
+do
+local jsonio = require "confit.jsonio"
+local report = require "confit.report"
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local root = os.tmpname(); os.remove(root)
+
+local main = dofile("recipes/rlsc.lua")
+local out = root .. "/run"
+local real_print = print
+print = function() end   -- the run's last line (its JSON object) is printed even with --quiet
+local r = main({"--steps", "1", "--questions-per-step", "1", "--n", "2", "--eval-questions", "2",
+                "--eval-n", "2", "--max-new-tokens", "8", "--quiet", "--out", out})
+print = real_print
+
+H.case("a toy run's summary.json names its benchmark in before and after (RUNDIR.md) (mutant s02)", function()
+  local s = assert(jsonio.read_json(out .. "/summary.json"))
+  H.eq(s.before.benchmark, "toy-mixed", "before.benchmark")
+  H.eq(s.after.benchmark, "toy-mixed", "after.benchmark")
+  -- so the report names the run's row after it even without the eval files
+  os.remove(out .. "/eval_before.jsonl"); os.remove(out .. "/eval_after.jsonl")
+  H.eq(report.load_run(out).summary_name, "toy-mixed", "the report's benchmark name")
+end)
+
+H.case("a --data run's before/after table has one pass@1 row (mutant s05)", function()
+  local data = root .. "/short.jsonl"
+  H.write(data, '{"question": "1+2=", "answer": "3"}\n{"question": "4+4-1=", "answer": "7"}\n')
+  local lines = {}
+  local real = print
+  print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+  local ok, err = pcall(main, {"--steps", "1", "--questions-per-step", "1", "--n", "2", "--max-new-tokens", "8",
+                               "--model", "examples/toy/model", "--template", "plain", "--eval-n", "2",
+                               "--data", data, "--out", root .. "/data"})
+  print = real
+  H.ok(ok, tostring(err))
+  local text = table.concat(lines, "\n")
+  H.ok(text:find("metric%s+before%s+after%s+change"), "the table:\n" .. text)
+  local rows = 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    if line:match("^pass@1%s") then rows = rows + 1 end
+  end
+  H.eq(rows, 1, "pass@1 rows in\n" .. text)
+end)
+
+os.execute("rm -rf " .. q(root))
+end
+
 H.finish()

@@ -556,4 +556,78 @@ H.case("toy_eval: the greedy, T = 0.5 and T = 1.0 passes draw with distinct seed
 end)
 end
 
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, pretrain_toy)
+do
+local jsonio = require "confit.jsonio"
+local cli = require "confit.cli"
+local confit = require "confit"
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local function ls(dir)
+  local p = io.popen("ls -A " .. q(dir))
+  local t = {}
+  for name in p:lines() do t[#t + 1] = name end
+  p:close()
+  return table.concat(t, " ")
+end
+local pretrain = dofile("recipes/pretrain_toy.lua")
+local function pretrain_into(out)
+  return pcall(pretrain, {"--steps", "1", "--batch", "1", "--eval-every", "0", "--eval-questions", "1",
+                          "--layers", "1", "--hidden", "4", "--heads", "1", "--ffn", "2", "--quiet", "--out", out})
+end
+local PT = os.tmpname(); os.remove(PT)
+assert(os.execute("mkdir -p " .. q(PT)))
+
+H.case("pretrain_toy --out: a qwen2 model folder of another vocabulary is not replaced (mutant pt1)", function()
+  -- the files of an m:save of a real Qwen2 model: every name is one pretrain_toy writes
+  local d = PT .. "/qwen"
+  assert(os.execute("mkdir -p " .. q(d)))
+  H.write(d .. "/config.json", '{"model_type": "qwen2", "vocab_size": 151936, "hidden_size": 1536}')
+  H.write(d .. "/model.safetensors", "weights worth keeping")
+  H.write(d .. "/tokenizer.json", "{}")
+  local ok, e = pretrain_into(d)
+  H.ok(not ok and cli.is_user_error(e), "refused as a user error: " .. tostring(e))
+  H.ok(cli.message(e):find("is not a toy model folder", 1, true), cli.message(e))
+  H.eq(ls(d), "config.json model.safetensors tokenizer.json", "untouched")
+  H.eq(H.read(d .. "/model.safetensors"), "weights worth keeping", "the weights are still there")
+end)
+
+H.case("pretrain_toy saves a model with tied embeddings, as its config says (mutant pt3)", function()
+  local d = PT .. "/tied"
+  local ok, e = pretrain_into(d)
+  H.ok(ok, tostring(e))
+  local cfg = assert(jsonio.read_json(d .. "/config.json"))
+  H.eq(cfg.tie_word_embeddings, true, "config.json: tie_word_embeddings")
+  local t = assert(confit.load_safetensors(d .. "/model.safetensors"))
+  H.eq(t["lm_head.weight"], nil, "no separate lm_head.weight in the file")
+end)
+
+os.execute("rm -rf " .. q(PT))
+end
+
+-- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, toy)
+do
+local toy = require "confit.toy"
+
+H.case("split_of follows the documented rule: held out iff fnv1a64(prompt) mod 10 == 0 (mutant t06)", function()
+  -- the shipped model was pretrained on the train split of this rule: another rule would put
+  -- its training prompts into the held-out evaluation
+  local held, n = 0, 0
+  local w = toy.world("mixed")
+  for _, ex in ipairs(w:sample("train", 300, 5)) do
+    for _, p in ipairs({ex.prompt, (ex.prompt:gsub("=$", "+1="))}) do
+      local want = ((toy.fnv1a64(p) & 0x7FFFFFFFFFFFFFFF) % 10 == 0) and "heldout" or "train"
+      H.eq(toy.split_of(p), want, p)
+      if want == "heldout" then held = held + 1 end
+      n = n + 1
+    end
+  end
+  H.ok(held > 0 and held < n, "both splits met")
+  -- and a fixed prompt of each split (the FNV-1a 64 of the bytes)
+  for _, q in ipairs(w:questions("heldout", 5, 1)) do
+    H.eq((toy.fnv1a64(q.prompt) & 0x7FFFFFFFFFFFFFFF) % 10, 0, "held-out question " .. q.prompt)
+  end
+end)
+end
+
 H.finish()
