@@ -935,31 +935,12 @@ do
 local evaluate = require "confit.evaluate"
 local jsonio = require "confit.jsonio"
 
-local function fake(script)
-  local f = {calls = 0}
-  function f.generate(prompts, o)
-    f.calls = f.calls + 1
-    local out = {}
-    for pi, p in ipairs(prompts) do
-      local entry
-      for q, e in pairs(script) do if p:find(q, 1, true) then entry = e end end
-      local texts = o.temperature == 0 and {entry.greedy} or entry.samples
-      for _, t in ipairs(texts) do
-        local toks = {}
-        for i = 1, #t do toks[i] = t:byte(i) end
-        out[#out + 1] = {prompt = pi, text = t, tokens = toks, logprob = -0.1 * #t, finish = "stop"}
-      end
-    end
-    return out
-  end
-  return f
-end
+-- fake() is the file's own; PROBLEMS and SCRIPT below are this block's
 local PROBLEMS = {{id = 1, question = "Q-one: 2+3?", answer = "5"}, {id = 2, question = "Q-two: 7", answer = "7"},
                   {id = 3, question = "Q-three: 4", answer = "4"}}
 local SCRIPT = {["Q-one"] = {greedy = "\\boxed{5}", samples = {"\\boxed{5}", "\\boxed{4}"}},
                 ["Q-two"] = {greedy = "\\boxed{7}", samples = {"\\boxed{7}", "\\boxed{7}"}},
                 ["Q-three"] = {greedy = "\\boxed{1}", samples = {"\\boxed{4}", "\\boxed{1}"}}}
-local QUIET = {mode = "off"}
 
 H.case("resume: a last record without its newline is completed before new records are appended", function()
   local dir = H.tmpdir() .. "/nl"

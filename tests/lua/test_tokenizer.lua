@@ -546,45 +546,7 @@ end
 -- (nineteenth session, mutation testing) added tokens' lstrip / rstrip and longest match, a token
 -- both in the vocabulary and added, byte_fallback and Split behaviours refused at load
 do
-local tokenizer = require "confit.tokenizer"
-local cjson = require "cjson"
-
-local function ids_eq(got, want, msg)
-  local ok = #got == #want
-  for i = 1, math.min(#got, #want) do ok = ok and got[i] == want[i] end
-  if not ok then
-    error(string.format("%s:\n  got  {%s}\n  want {%s}", msg or "ids", table.concat(got, ","),
-      table.concat(want, ",")), 2)
-  end
-end
-local function write_tmp(text)
-  local p = os.tmpname()
-  local f = assert(io.open(p, "wb")); f:write(text); f:close()
-  return p
-end
-local function byte_chars()
-  local map, n = {}, 0
-  for b = 0, 255 do
-    local printable = (b >= 33 and b <= 126) or (b >= 161 and b <= 172) or (b >= 174)
-    if printable then map[b] = utf8.char(b) else map[b] = utf8.char(256 + n); n = n + 1 end
-  end
-  return map
-end
-local function toy_json(extra)
-  local bc = byte_chars()
-  local v = {}
-  for b = 0, 255 do v[#v + 1] = cjson.encode(bc[b]) .. ":" .. b end
-  return [==[{"version":"1.0","truncation":null,"padding":null,
-"added_tokens":[{"id":256,"content":"<|endoftext|>","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],
-"normalizer":null,
-"pre_tokenizer":]==] .. (extra and extra.pre or
-    [[{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]]) .. [[,
-"post_processor":null,
-"decoder":{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false},
-"model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":"","end_of_word_suffix":"","fuse_unk":false,"byte_fallback":false,
-"vocab":{]] .. table.concat(v, ",") .. [[},"merges":]] .. (extra and extra.merges or "[]") .. "}}"
-end
--- ------------------------------------------------------------------ the cases
+-- (ids_eq, write_tmp and toy_json are the file's own)
 
 -- toy_json with more added tokens after <|endoftext|> (a list of JSON objects as text)
 local function with_added(objs, extra)

@@ -558,19 +558,8 @@ end
 
 -- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, pretrain_toy)
 do
-local jsonio = require "confit.jsonio"
-local cli = require "confit.cli"
+-- q, ls, pretrain, jsonio and cli are the file's own (the pretrain_toy section above)
 local confit = require "confit"
-
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-local function ls(dir)
-  local p = io.popen("ls -A " .. q(dir))
-  local t = {}
-  for name in p:lines() do t[#t + 1] = name end
-  p:close()
-  return table.concat(t, " ")
-end
-local pretrain = dofile("recipes/pretrain_toy.lua")
 local function pretrain_into(out)
   return pcall(pretrain, {"--steps", "1", "--batch", "1", "--eval-every", "0", "--eval-questions", "1",
                           "--layers", "1", "--hidden", "4", "--heads", "1", "--ffn", "2", "--quiet", "--out", out})
