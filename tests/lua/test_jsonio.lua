@@ -336,4 +336,33 @@ H.case("write_dir_atomic replaces a folder that holds exactly one replaceable fi
 end)
 end
 
+-- (nineteenth session, mutation testing: path_kind following links passed the suite)
+do
+local confit = require "confit"
+local cli = require "confit.cli"
+
+local base = os.tmpname()
+os.remove(base)
+assert(os.execute(("mkdir -p %q"):format(base)))
+
+H.case("path_kind: a symbolic link is \"link\" (lstat), dangling or not; cli.exists sees a dangling one", function()
+  H.write(base .. "/f", "x")
+  assert(os.execute(("mkdir %q && ln -s f %q && ln -s d %q && ln -s nowhere %q"):format(
+    base .. "/d", base .. "/lf", base .. "/ld", base .. "/dangling")))
+  H.eq(confit.path_kind(base .. "/f"), "file", "a file")
+  H.eq(confit.path_kind(base .. "/d"), "dir", "a folder")
+  H.eq(confit.path_kind(base .. "/lf"), "link", "a link to a file is not followed")
+  H.eq(confit.path_kind(base .. "/ld"), "link", "a link to a folder is not followed")
+  H.eq(confit.path_kind(base .. "/dangling"), "link", "a dangling link is a link")
+  -- never write over what may exist: a dangling link is there (cli.exists, jsonio.replace_problem)
+  H.eq(cli.exists(base .. "/dangling"), true, "cli.exists(dangling link)")
+  local kind, msg, code = confit.path_kind(base .. "/missing")
+  H.eq(kind, nil, "missing: nil")
+  H.eq(code, 2, "missing: ENOENT")
+  H.ok(msg:find("missing", 1, true), "the message names the path")
+end)
+
+os.execute(("rm -rf %q"):format(base))
+end
+
 H.finish()

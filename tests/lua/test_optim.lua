@@ -540,4 +540,26 @@ H.case("clip_grad_norm with an inf gradient scales nothing (optim.h: returned as
   H.eq(n, 1 / 0, "norm inf")
   H.eq(H.flat(a.grad)[2], 2, "finite element untouched")
 end)
+-- (nineteenth session, mutation testing: nesterov read as any truthy value passed the suite)
+do
+local confit = require "confit"
+
+H.case("sgd: nesterov must be a boolean (0, \"no\", \"false\" would read as true)", function()
+  local p = {confit.zeros({2})}
+  for _, v in ipairs({0, 1, "no", "false", {}}) do
+    H.raises(function() confit.optim.sgd(p, {momentum = 0.9, nesterov = v}) end, "nesterov must be a boolean")
+  end
+  local opt = confit.optim.sgd(p, {momentum = 0.9, nesterov = false})
+  H.eq(opt.nesterov, false, "false stays false")
+  H.raises(function() opt.nesterov = 0 end, "nesterov must be a boolean")
+  H.eq(opt.nesterov, false, "a refused set changes nothing")
+  local st = opt:state()
+  st.nesterov = "false"
+  H.raises(function() opt:load_state(st) end, "nesterov must be a boolean")
+  H.eq(opt.nesterov, false, "a refused load_state changes nothing")
+  opt.nesterov = true
+  H.eq(opt.nesterov, true, "true is taken")
+end)
+end
+
 H.finish()

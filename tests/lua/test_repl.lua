@@ -508,4 +508,43 @@ H.case("every function of require('confit') has a :help line (mutant h02)", func
 end)
 end
 
+-- (nineteenth session, mutation testing: "confit -e" without its chunk exited 0)
+do
+
+local function exists(p) local f = io.open(p, "rb"); if f then f:close() return true end return false end
+local exe
+local bdir = os.getenv("CONFIT_BUILD_DIR")
+if bdir and exists(bdir .. "/confit") then exe = bdir .. "/confit"
+elseif arg and arg[-1] and arg[-1]:match("confit$") and exists(arg[-1]) then exe = arg[-1]
+elseif exists("build/confit") then exe = "build/confit" end
+local function q(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end
+
+local function run(args)
+  local err = os.tmpname()
+  local p = assert(io.popen(("CONFIT_HISTORY= %s %s < /dev/null 2> %s"):format(q(exe), args, q(err)), "r"))
+  local out = p:read("a")
+  local _, how, code = p:close()
+  local e = H.read(err) or ""
+  os.remove(err)
+  return out, e, how, code
+end
+
+if not exe then H.skip("usage errors exit 1", "confit executable not found (set CONFIT_BUILD_DIR)") else
+H.case("usage errors exit 1: '-e' without its chunk, an unknown option; -h exits 0", function()
+  local out, err, how, code = run("-e")
+  H.eq(how, "exit", "not a signal")
+  H.eq(code, 1, "confit -e: exit status")
+  H.ok(err:find("'-e' needs an argument", 1, true), "the message: " .. err)
+  H.eq(out, "", "nothing on stdout")
+  _, err, how, code = run("-e 'x = 1' -e")
+  H.eq(code, 1, "a trailing -e: exit status")
+  _, err, how, code = run("--no-such-option")
+  H.eq(code, 1, "unknown option: exit status")
+  H.ok(err:find("unrecognized option", 1, true), "unknown option message")
+  _, _, how, code = run("-h")
+  H.eq(code, 0, "-h exits 0")
+end)
+end
+end
+
 H.finish()

@@ -609,4 +609,30 @@ H.case("what bpe.c does not implement is refused at load, named", function()
 end)
 end
 
+-- (nineteenth session, mutation testing: ids wrapping around 32 bits passed the suite)
+do
+local confit = require "confit"
+
+-- a 3-token byte-level vocabulary is enough: "a" = 0, "b" = 1, "c" = 2
+local path = os.tmpname()
+H.write(path, [[{"version":"1.0","added_tokens":[],"normalizer":null,
+"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false},
+"post_processor":null,"decoder":{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false},
+"model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":"","end_of_word_suffix":"",
+"fuse_unk":false,"byte_fallback":false,"vocab":{"a":0,"b":1,"c":2},"merges":[]}}]])
+
+H.case("id_to_token: ids outside [0, vocab) give nil, none wraps around 32 bits", function()
+  local tok = assert(confit.tokenizer(path))
+  H.eq(tok:id_to_token(1), "b", "a valid id")
+  H.eq(tok:id_to_token(-1), nil, "-1")
+  H.eq(tok:id_to_token(3), nil, "past the vocabulary")
+  H.eq(tok:id_to_token(-(1 << 32) + 1), nil, "-2^32 + 1 is no id (it is 1 mod 2^32)")
+  H.eq(tok:id_to_token((1 << 32) + 1), nil, "2^32 + 1 is no id")
+  H.eq(tok:id_to_token(math.mininteger + 2), nil, "mininteger + 2")
+  tok:free()
+end)
+
+os.remove(path)
+end
+
 H.finish()
