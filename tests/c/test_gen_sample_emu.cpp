@@ -260,6 +260,8 @@ int main() {
     {1000, 1000, 4, 0, 1.0f, 0, 6, false, false, 0, 0.8, 256, 10},
     {1003, 1003, 4, 0, 1.0f, 0, 6, false, false, 0, 0.2, 256, 5},
     {1000, 1000, 2, 0, 1.0f, 0, 6, false, false, 0, 2.0 / 3.0, 256, 3},
+    /* top-k cut inside 10 tied ids, with top-p: the top_k mass counts 4 of the ties, not the bin */
+    {1000, 1000, 4, 0, 1.0f, 0, 6, false, false, 4, 0.5, 256, 10},
   };
   for (const scase &c : cases) run(c);
   /* bad rows: split and k_sample, at T 1, the smallest positive float and FLT_MAX */
