@@ -540,9 +540,46 @@ static void test_recompute_version(void) {
   cf_qwen2_free(m);
 }
 
+/* (nineteenth session, mutation testing: dropping the recomputed layer's position check passed
+ * the suite) */
+/* cf_qwen2_hidden with caller-given positions (qwen2.h): with recomputation the backward runs the
+ * layer again with them, so positions written in place after the forward must be refused, as a
+ * weight written in place is (test_recompute_version above) and as the plain graph does. */
+static void test_recompute_positions_version(void) {
+  for (int recompute = 0; recompute < 2; recompute++) {
+    cf_qwen2 *m = tiny_model();
+    CHECK(m != NULL, "tiny model: %s", cf_error_message());
+    if (!m) return;
+    m->recompute = recompute;
+    for (int i = 0; i < m->nparams; i++) (*m->slots[i])->requires_grad = true;
+    int64_t shape[2] = {1, 4}, ps[1] = {4};
+    cf_tensor *ids = cf_tensor_zeros(2, shape, CF_DTYPE_I64), *pos = cf_tensor_zeros(1, ps, CF_DTYPE_I64);
+    for (int64_t t = 0; t < 4; t++) {
+      ((int64_t *)cf_tensor_data(ids))[t] = t + 1;
+      ((int64_t *)cf_tensor_data(pos))[t] = t;
+    }
+    cf_tensor *h = cf_qwen2_hidden(m, ids, pos);
+    cf_tensor *loss = h ? cf_op_dim(CF_OP_sum, h, CF_DIM_ALL, false) : NULL;
+    CHECK(loss != NULL, "forward with positions: %s", cf_error_message());
+    if (loss) {
+      cf_tensor_fill_(pos, 3.0);   /* after the forward, before its backward */
+      int rc = cf_backward(loss, NULL, false);
+      CHECK(rc != 0 && strstr(cf_error_message(), "modified in place"),
+            "%s: positions written before the backward are refused: %s", recompute ? "recompute" : "plain",
+            rc ? cf_error_message() : "(ran)");
+    }
+    cf_tensor_release(loss);
+    cf_tensor_release(h);
+    cf_tensor_release(pos);
+    cf_tensor_release(ids);
+    cf_qwen2_free(m);
+  }
+}
+
 int main(void) {
   test_set_param_checks();
   test_recompute_version();
+  test_recompute_positions_version();
   test_config_errors();
   test_mixed_dtype_checkpoint_loads();
   test_fixture("tests/fixtures/tiny_qwen2");

@@ -1,7 +1,8 @@
 /* test_nn_ops.c - specific checks of the transformer ops beyond the table-driven rows
  * (optest_nn.inc): attention with grouped-query heads, masks and a causal offset at sizes that
  * take every threading path, fully masked rows, head_logprob against token_logprob(matmul) with
- * N not a multiple of the chunk, matmul layouts at BLAS sizes, and error messages with shapes.
+ * N not a multiple of the chunk, matmul layouts at BLAS sizes, error messages with shapes, and
+ * rmsnorm's weight gradient summed over several threads' partial rows.
  *
  * Prints "N passed, N failed" and exits 1 on any failure.
  */
@@ -11,6 +12,7 @@
 #include "optest.h"
 
 #include "check.h"
+#include <omp.h>
 
 static cf_rng rng;
 
@@ -379,6 +381,45 @@ static void test_rope_batched_positions(void) {
   cf_tensor_release(all);
 }
 
+/* (nineteenth session, mutation testing: a sum of thread 0's part alone passed the suite) */
+/* rmsnorm's weight gradient at a size that runs on several threads (numel > 32768): the per-thread
+ * partial rows must all be summed. A transformer's norms are always this large (D 896 x tokens). */
+static void test_rmsnorm_gw_threads(void) {
+  int threads = omp_get_max_threads();
+  omp_set_num_threads(4);
+  cf_rng g;
+  cf_rng_init(&g, 11);
+  int64_t R = 128, D = 512, xs[2] = {R, D}, ws[1] = {D};
+  cf_tensor *x = cf_tensor_randn(2, xs, CF_DTYPE_F64, &g), *w = cf_tensor_randn(1, ws, CF_DTYPE_F64, &g);
+  cf_tensor *gr = cf_tensor_randn(2, xs, CF_DTYPE_F64, &g);
+  w->requires_grad = true;
+  double eps = 1e-6;
+  cf_tensor *y = cf_rmsnorm(x, w, eps);
+  cf_tensor *p = y ? cf_op2(CF_OP_mul, y, gr) : NULL;
+  cf_tensor *l = p ? cf_op_dim(CF_OP_sum, p, CF_DIM_ALL, false) : NULL;
+  int rc = l ? cf_backward(l, NULL, false) : -1;
+  CHECK(rc == 0 && w->grad, "rmsnorm backward ran: %s", cf_error_message());
+  if (rc == 0 && w->grad) {
+    const double *xp = cf_tensor_data(x), *gp = cf_tensor_data(gr);
+    double *want = calloc((size_t)D, sizeof(double)), worst = 0;
+    for (int64_t r = 0; r < R; r++) {
+      double ss = 0;
+      for (int64_t j = 0; j < D; j++) ss += xp[r * D + j] * xp[r * D + j];
+      double rs = 1.0 / sqrt(ss / (double)D + eps);
+      for (int64_t j = 0; j < D; j++) want[j] += gp[r * D + j] * xp[r * D + j] * rs;
+    }
+    for (int64_t j = 0; j < D; j++) {
+      double e = fabs(cf_tensor_get_flat(w->grad, j) - want[j]) / (1 + fabs(want[j]));
+      if (!(e <= worst)) worst = e;
+    }
+    CHECK(worst < 1e-9, "rmsnorm weight gradient on several threads: worst relative error %g", worst);
+    free(want);
+  }
+  cf_tensor_release(l); cf_tensor_release(p); cf_tensor_release(y);
+  cf_tensor_release(x); cf_tensor_release(w); cf_tensor_release(gr);
+  omp_set_num_threads(threads);
+}
+
 int main(void) {
   cf_rng_init(&rng, 1234);
   test_attention_forward(2, 6, 2, 5, 9, 8, 4, true, true, NAN);     /* GQA, mask, S > T */
@@ -394,5 +435,6 @@ int main(void) {
   test_errors();
   test_cross_entropy_all_ignored();
   test_rope_batched_positions();
+  test_rmsnorm_gw_threads();
   return check_finish();
 }
