@@ -111,17 +111,6 @@ function M.bad_weight(params)
   return nil
 end
 
---- The key of the first tensor (sorted order) of an optimizer state (opt:state()) holding NaN
---- or inf, or nil. A moment can overflow while the weights stay finite: a gradient of 1e21 is
---- finite in f32, its square is not.
-function M.bad_state(state)
-  for _, k in ipairs(sorted_keys(state)) do
-    local v = state[k]
-    if confit.is_tensor(v) and v:numel() > 0 and not isfinite(v:abs():max():item()) then return k end
-  end
-  return nil
-end
-
 -- Checkpoints ----------------------------------------------------------------------------------
 
 -- The complete checkpoint folders of a run directory, latest first: a list of {dir, step}.
@@ -194,24 +183,27 @@ end
 --- checkpoint of that step is replaced as a whole (model.is_saved_file decides what it may hold).
 function M.save_checkpoint(out, step, m, opt, extra)
   local final = ("%s/checkpoint-%d"):format(out, step)
-  -- what resume would refuse is never written (load_checkpoint's check: every value finite)
-  local state = opt:state()
-  local bad = M.bad_state(state)
-  if bad then
-    local i = math.tointeger(tonumber(bad:match("%.(%d+)$")))
-    local names = sorted_keys(m:parameters())
-    cli.raise(("train: step %d: the optimizer's %s%s holds NaN or inf (a gradient too large for the state's "
-               .. "dtype: a huge --alpha? --grad-clip bounds it); stopped, and %s is not written (a resume would "
-               .. "refuse it)"):format(step, bad, i and names[i] and (" (of " .. names[i] .. ")") or "",
-                                      final:match("[^/]+$")))
-  end
   local ok, err = jsonio.write_dir_atomic(final, function(tmp)
     if m.save_into then m:save_into(tmp) else m:save(tmp) end
     local tensors, scalars = {}, {}
-    for k, v in pairs(state) do
+    for k, v in pairs(opt:state()) do
       if confit.is_tensor(v) then tensors[k] = v else scalars[k] = v end
     end
-    assert(confit.save_safetensors(tmp .. "/optimizer.safetensors", tensors))
+    local opath = tmp .. "/optimizer.safetensors"
+    assert(confit.save_safetensors(opath, tensors))
+    -- what a resume would refuse is never written: the check it makes (every value finite), on
+    -- the file just written, read in place. A moment can overflow while the weights stay finite
+    -- (a gradient of 1e21 is finite in f32, its square is not); write_dir_atomic removes tmp.
+    local bad, berr = confit.safetensors_nonfinite(opath)
+    if bad == nil then error(berr, 0) end
+    if bad then
+      local i = math.tointeger(tonumber(bad:match("%.(%d+)$")))
+      local names = sorted_keys(m:parameters())
+      cli.raise(("train: step %d: the optimizer's %s%s holds NaN or inf (a gradient too large for the state's "
+                 .. "dtype: a huge --alpha? --grad-clip bounds it); stopped, and %s is not written (a resume "
+                 .. "would refuse it)"):format(step, bad, i and names[i] and (" (of " .. names[i] .. ")") or "",
+                                               final:match("[^/]+$")))
+    end
     local st = {step = step, optimizer = scalars}
     for k, v in pairs(extra or {}) do st[k] = v end
     assert(jsonio.write_json_atomic(tmp .. "/trainer_state.json", st))

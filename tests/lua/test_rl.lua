@@ -724,7 +724,7 @@ H.case("train.run: a non-finite metric stops the run before the update; an overf
   p.grad = confit.tensor({1e21, 1})
   opt:step()
   H.eq(train.bad_weight({p = p}), nil, "the weight finite")
-  H.eq(train.bad_state(opt:state()), "exp_avg_sq.1")
+  H.ok(not (opt:state()["exp_avg_sq.1"]:abs():max():item() < math.huge), "exp_avg_sq.1 overflowed")
   local fake = {parameters = function() return {w = p} end, save = function() end}
   H.raises(function() train.save_checkpoint(dir, 3, fake, opt) end, "train: step 3: the optimizer's exp_avg_sq.1 (of w)",
            "--grad-clip", "checkpoint-3 is not written")
