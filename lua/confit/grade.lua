@@ -38,6 +38,10 @@
 --   * a comma counts as a thousands separator only in groups of three digits ("1,000",
 --     "1{,}000"); "1,2" is a two-element list, not the number 12;
 --   * "\sqrt2x" is sqrt(2)*x as in LaTeX (one token under the root), like "\frac12";
+--   * a whole answer "137 \frac{1}{2}" (an integer, then a fraction below 1) is the mixed number
+--     137.5, not the product (MATH-500 writes two answers so);
+--   * a function without parentheses takes the product that follows up to the next operator or
+--     function, as latex2sympy reads it: "\sin 2x" is sin(2x), "\sin x\cos x" sin(x)cos(x);
 --   * a one-character subscript loses its braces ("52_{8}" is "52_8", the same LaTeX);
 --   * "\," "\;" "\:" "\ " "~" "\quad" are spaces, and "\displaystyle", "\big" etc. are dropped;
 --   * symbolic equivalence is numeric evaluation at random points (positive values in
@@ -54,7 +58,8 @@ local lpeg = require "lpeg"
 local grade = {}
 
 local MAX_LEN = 2000          -- longer answers: no normalisation, exact comparison only
-local MAX_DEPTH = 48          -- deeper bracket nesting: no structural / symbolic comparison
+local MAX_DEPTH = 24          -- deeper bracket nesting: no structural / symbolic comparison
+                              -- (LPeg's capture nesting gives out at about 28 nested \frac)
 local BUDGET_S = 0.25         -- CPU seconds per comparison
 local EVAL_STEPS = 200000     -- expression-node evaluations per comparison
 local NPOINTS = 6             -- random points for symbolic comparison
@@ -442,6 +447,7 @@ local function normalize_tail(s)
   s = s:gsub("_{(%w)}", "_%1")                           -- "52_{8}" -> "52_8"
   s = fix_fracs(s)
   s = replace(s, "{,}", ",")
+  s = s:gsub("%f[%d](%d+)%.0*(%D)", "%1%2")              -- "27.0" -> "27" before a/b: "-1./3" is -1/3
   s = s:gsub("^(%-?)(%d+)/(%d+)$", "%1\\frac{%2}{%3}")
   s = s:gsub("^%.(%d)", "0.%1"):gsub("([{(%[,=+%-*/])%.(%d)", "%10.%2")
   s = rstrip(s, {[92] = true, [44] = true, [46] = true})    -- trailing "\", ",", "."
@@ -487,6 +493,12 @@ local DECIMAL = (function()
 end)()
 
 local function parse_number(s)
+  -- a mixed number: "137\frac{1}{2}" (MATH-500's "137 \frac{1}{2}") is 137.5, not 137 / 2
+  local sign, whole, num, den = s:match("^([+-]?)(%d+)\\frac{(%d+)}{(%d+)}$")
+  if whole and tonumber(num) < tonumber(den) then
+    local x = tonumber(whole) + tonumber(num) / tonumber(den)
+    return sign == "-" and -x or x
+  end
   local pct = false
   if ends(s, "%") then pct, s = true, s:sub(1, -2) end
   s = replace(s, "{,}", ",")
@@ -588,13 +600,16 @@ local expr = P{ "Top",
   Binom = P"\\binom" * V"Arg" * V"Arg" / function(n, k) return {"binom", n, k} end,
   Floor = P"\\lfloor" * V"Sum" * P"\\rfloor" / function(a) return {"fn", "floor", a} end
         + P"\\lceil" * V"Sum" * P"\\rceil" / function(a) return {"fn", "ceil", a} end,
-  Func = C(fname) * (P"_" * V"Arg" + Cc(false)) * (P"^" * V"Exponent" + Cc(false)) * V"Power"
+  Func = C(fname) * (P"_" * V"Arg" + Cc(false)) * (P"^" * V"Exponent" + Cc(false)) * V"FuncArg"
          / function(name, base, power, arg)
              local f = {"fn", name:sub(2), arg}
              if base then f = {"div", {"fn", "ln", arg}, {"fn", "ln", base}} end   -- \log_b x
              if power then f = {"pow", f, power} end                             -- \sin^2 x
              return f
            end,
+  -- "(...)" alone; else the implicit product up to an operator or the next function: "\sin 2x"
+  -- is sin(2x), "\sin x\cos x" sin(x) cos(x)
+  FuncArg = #P"(" * V"Power" + Ct(V"Power" * (Cc"mul" * -fname * V"Power")^0) / fold_left,
   Const = P"\\pi" * Cc"pi" / function() return {"num", math.pi} end
         + P"\\infty" / function() return {"num", math.huge} end
         + P"e" / function() return {"num", math.exp(1)} end,
@@ -739,9 +754,10 @@ end
 local function lower(s) return s:lower() end
 
 -- Structure of an answer: a matrix, a union of sets, a bracketed tuple / interval / set, or a
--- bare comma list. Returns kind, parts (a list; for a matrix, a list of rows), or nil.
-local function structure(s)
-  if parse_number(s) then return nil end
+-- bare comma list. Returns kind, parts (a list; for a matrix, a list of rows), or nil. A number
+-- ("2,251,252" reads as one with thousands separators) has none unless list_too.
+local function structure(s, list_too)
+  if not list_too and parse_number(s) then return nil end
   local inner = s:match("^\\begin{pmatrix}(.*)\\end{pmatrix}$")
   if inner then
     local rows = split_top(inner, "\\\\")
@@ -800,6 +816,10 @@ function equiv(p, r, ctx)
   if np and nr then return numbers_equal(np, nr) end
   local kp, pp = structure(p)
   local kr, pr = structure(r)
+  -- against a tuple, "2,251,252" is the list it also reads as (EVAL.md's numeric step is for
+  -- two numbers)
+  if kr and not kp and np then kp, pp = structure(p, true) end
+  if kp and not kr and nr then kr, pr = structure(r, true) end
   if kp or kr then
     if not (kp and kr) then return false end
     return structures_equal(kp, pp, kr, pr, ctx)
