@@ -127,8 +127,9 @@ function Model:param_names() return self.core:param_names() end
 function Model:set_recompute(on) return self.core:set_recompute(on) end
 function Model:set_param(name, t) return self.core:set_param(name, t) end
 
---- Sums of completion-token log-probs per row: [B]. opts.temperature (default 1), opts.lens
---- (total lengths when rows are right-padded).
+--- Sums of completion-token log-probs per row: [B]. ids: an i64 [B, T] tensor, or a list of
+--- token-id lists (of any lengths: padded here, each row scored up to its own length);
+--- opts.temperature (default 1), opts.lens (total lengths when a tensor's rows are right-padded).
 function Model:logprobs(ids, prompt_lens, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("logprobs: opts must be a table such as {temperature = 0.5}, got " .. type(opts), 2) end
@@ -138,12 +139,20 @@ function Model:logprobs(ids, prompt_lens, opts)
       error(("logprobs: unknown option %s (options: temperature, lens)"):format(tostring(k)), 2)
     end
   end
+  local lens = opts.lens
+  -- token lists: their own lengths (a ragged list, padded by a caller without lens, scored the
+  -- padding as completion tokens)
+  if type(ids) == "table" and getmetatable(ids) == nil and type(ids[1]) == "table" then
+    local padded, own = M.pad(ids)
+    ids = padded
+    if lens == nil then lens = own end
+  end
   ids = as_ids(self, ids)
   if core.is_tensor(ids) and ids:dim() == 2 and ids:size(1) == 0 then   -- no rows: no sums (as m:forward gives none)
     local z = core.zeros({0})
     return self:device() ~= "cpu" and z:to(self:device()) or z
   end
-  return self.core:logprobs(ids, prompt_lens, opts.temperature or 1.0, opts.lens)
+  return self.core:logprobs(ids, prompt_lens, opts.temperature or 1.0, lens)
 end
 
 --- Right-pad token lists into an i64 [B, Tmax] tensor; returns ids, lens.

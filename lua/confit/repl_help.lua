@@ -28,7 +28,7 @@ return {
   ["m:forward"] = "m:forward(ids) -> logits [B, T, V]: ids an i64 [B, T] tensor or a table of equal-length id lists",
   ["m:parameters"] = "m:parameters() -> table: the weight tensors (name -> tensor), e.g. for confit.optim.adamw; a loaded model's do not require gradients: train.trainable(m) marks them before training by hand",
   ["m:set_recompute"] = "m:set_recompute(on) -> previous: activation recomputation per layer (the training forward keeps each layer's input only; backward runs the layer again: same gradients, less memory)",
-  ["m:logprobs"] = "m:logprobs(ids, prompt_lens [, {temperature=, lens=}]) -> [B]: sums of completion-token log-probs (chunked head, differentiable)",
+  ["m:logprobs"] = "m:logprobs(ids, prompt_lens [, {temperature=, lens=}]) -> [B]: sums of completion-token log-probs (chunked head, differentiable); ids an i64 [B, T] tensor (lens: the rows' lengths when right-padded) or token-id lists of any lengths",
   ["m:generate"] = "m:generate(prompts, {n=, temperature=, top_p=, top_k=, max_new_tokens=, seed=, stop=, ignore_eos=}) -> samples {tokens, text, logprob, finish}; max_new_tokens defaults to 256, or what the context leaves after the longest prompt; with both top_k and top_p, top_p counts among the top_k ids renormalised (as Hugging Face and vLLM do); each sample's logprob is under the whole tempered distribution, not the truncated one",
   ["confit.lock"] = "confit.lock(path) -> handle | nil, msg, pid: an exclusive flock on path (rlsc, eval and ablate lock their --out as OUT/.lock); handle:close() releases it, and so does the process's death",
   ["jsonio.remove_stale_temps"] = "jsonio.remove_stale_temps(dir) -> names: remove the atomic writers' temporary files whose writing process is gone",

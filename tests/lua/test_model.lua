@@ -103,6 +103,11 @@ for _, dir in ipairs(FIXTURES) do
     -- without lens every row counts to the end: row 2 then differs
     local full = m:logprobs(ref.ids, pl):totable()
     H.ok(full[2] ~= lp1:totable()[2], "lens changes the padded row")
+    -- token lists of their own lengths need no lens (the README's snippet scored the padding)
+    local ragged = ids_table(ref.ids)
+    for i, row in ipairs(ragged) do for j = #row, lens[i] + 1, -1 do row[j] = nil end end
+    H.eq(#ragged[2], 10, "row 2 cut to its length")
+    H.eq((m:logprobs(ragged, pl) - lp1):abs():max():item(), 0, "ragged lists score each row to its length")
   end)
 
   H.case(name .. ": gradients of sum(w * logprobs_t05) equal the fixture's grad.<name>", function()
