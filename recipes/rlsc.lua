@@ -750,7 +750,8 @@ local function check(o)
   -- --max-new-tokens must fit the model's context after the longest prompt (the --data prompts
   -- measured with the model folder's tokenizer.json, the toy prompts with the toy's bytes)
   o.context = cli.model_context("rlsc", o.model, "--model")
-  cli.check_context("rlsc", o.context, 0, o.max_new_tokens)
+  local mnt_default = not o.given.max_new_tokens
+  cli.check_context("rlsc", o.context, 0, o.max_new_tokens, nil, nil, mnt_default)
   if not o.data then
     if o.steps * o.questions_per_step > TOY_MAX_QUESTIONS then
       die("--steps %d x --questions-per-step %d asks the toy world for %d distinct training questions; at most %d",
@@ -762,7 +763,7 @@ local function check(o)
       for _, q in ipairs(world:questions("heldout", o.eval_questions, o.eval_seed)) do qs[#qs + 1] = q end
     end
     for _, q in ipairs(qs) do longest = math.max(longest, #toy.encode(q.prompt)) end
-    cli.check_context("rlsc", o.context, longest, o.max_new_tokens, "toy prompt")
+    cli.check_context("rlsc", o.context, longest, o.max_new_tokens, "toy prompt", nil, mnt_default)
   end
   if not cli.exists(o.model .. "/tokenizer.json") then
     die("--model '%s' has no tokenizer.json (rlsc reads its prompts and samples with it)", o.model)
@@ -797,7 +798,7 @@ local function check(o)
     local longest, where = longest_prompt(o.questions, function(q) return q.prompt end, "--data " .. o.data)
     local hint = require("confit.evaluate").context_hint
     cli.check_context("rlsc", o.context, longest, o.max_new_tokens,
-                      ("prompt (--data %s, question %s)"):format(o.data, tostring(where)), hint(o.template))
+                      ("prompt (--data %s, question %s)"):format(o.data, tostring(where)), hint(o.template), mnt_default)
     -- confit.evaluate gives a long prompt fewer new tokens (like vLLM): it only needs room for one
     if o.eval_problems and not o.no_eval then
       local what = "--eval-data " .. (o.eval_data or o.data)

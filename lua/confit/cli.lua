@@ -474,20 +474,23 @@ end
 --- Check that max_new new tokens after a prompt of `longest` tokens (the longest `what`) fit a
 --- context of ctx positions (no check when ctx is nil); raises "<name>: ..." otherwise, with
 --- `hint` (e.g. confit.evaluate.context_hint(template)) after a prompt that is too long.
-function M.check_context(name, ctx, longest, max_new, what, hint)
+--- by_default: max_new is the recipe's default, not the user's (the message says so).
+function M.check_context(name, ctx, longest, max_new, what, hint, by_default)
   if not ctx then return end
   local die = M.die_for(name)
   local tail = hint and (" (" .. hint .. ")") or ""
+  local shown = by_default and ("%d (the default: give a smaller --max-new-tokens)"):format(max_new)
+                or tostring(max_new)
   if max_new >= ctx then
-    die("--max-new-tokens %d must be below the model's context of %d positions", max_new, ctx)
+    die("--max-new-tokens %s must be below the model's context of %d positions", shown, ctx)
   end
   if longest >= ctx then
     die("the longest %s has %d tokens, more than the model's context of %d positions%s",
         what or "prompt", longest, ctx, tail)
   end
   if longest + max_new > ctx then
-    die("--max-new-tokens %d does not fit: the longest %s has %d tokens and the model's context "
-        .. "is %d positions (so at most %d)%s", max_new, what or "prompt", longest, ctx, ctx - longest, tail)
+    die("--max-new-tokens %s does not fit: the longest %s has %d tokens and the model's context "
+        .. "is %d positions (so at most %d)%s", shown, what or "prompt", longest, ctx, ctx - longest, tail)
   end
 end
 

@@ -108,6 +108,9 @@ local CASES = {
    {"the training template qwen25-math-cot (--template auto's choice) writes <|im_start|>", "--template plain"}},
   {"rlsc", "--model " .. q(TOKMODEL) .. " --data " .. q(GOOD) .. " --template plain --max-new-tokens 200 " .. R_OUT, 1,
    {"--max-new-tokens 200", "128"}},
+  -- not given: the --data default (3072) is named as the default, not as what the user wrote
+  {"rlsc", "--model " .. q(TOKMODEL) .. " --data " .. q(GOOD) .. " --template plain " .. R_OUT, 1,
+   {"--max-new-tokens 3072 (the default: give a smaller --max-new-tokens)", "128"}},
   {"rlsc", "--help", 0, {"usage", "--steps", "--eval-questions N: toy: N held-out questions (default 200); --data: the first N",
                           "--eval-seed S: toy: the seed that draws the held-out questions", "--data: the seed of the evaluation's sampling (default: --seed)"}},
   -- (the audit's fixes) --eval-seed is the evaluation's seed with --data; benchmark-named files
