@@ -489,6 +489,17 @@ static int confit_owned(lua_State *L, const char *name) {
   return found;
 }
 
+/* Prints doc, found under key for a name whose last part is last: a doc that opens with its own
+ * signature ("t:max(dim)", "metrics.majority(...", "t.grad: ...") as it is, another ("natural
+ * log") after the key. */
+static void print_doc(const char *key, const char *doc, const char *last) {
+  const char *at = strstr(doc, last), *space = strchr(doc, ' ');
+  size_t ll = strlen(last);
+  if (at && (!space || at < space) && (at[ll] == '(' || at[ll] == ' ' || at[ll] == ':' || at[ll] == '\0'))
+    printf("%s\n", doc);
+  else printf("%s: %s\n", key, doc);
+}
+
 /* Lua C function: prints the one-line doc of arg 1. Sources, in order: the table returned by
  * confit.repl_help, require("confit").doc, require("confit.core").doc. A qualified name
  * ("x:matmul", "confit.optim.adamw") is also looked up by its last part and by the API spellings
@@ -521,9 +532,12 @@ static int help_show(lua_State *L) {
       printf("no help for '%s': it is Lua's own (the Lua 5.4 manual, section 6)\n", name);
       return 0;
     }
-  const char *keys[8];
+  const char *keys[9];
   int nkeys = 0;
   keys[nkeys++] = name;
+  /* a module path without its "confit." (optim.adamw, profiler.report) */
+  if (strncmp(name, "confit.", 7) != 0 && strchr(name, '.') && !strchr(name, ':'))
+    keys[nkeys++] = lua_pushfstring(L, "confit.%s", name);
   if (*last && !confit_owned(L, name)) {
     keys[nkeys++] = last;
     keys[nkeys++] = lua_pushfstring(L, "confit.%s", last);
@@ -536,15 +550,56 @@ static int help_show(lua_State *L) {
   for (int k = 0; k < nkeys; k++)
     for (int s = 0; s < nsrc; s++)
       if (doc_lookup(L, src[s], keys[k])) {
-        const char *doc = lua_tostring(L, -1);
-        /* a doc that opens with its own signature ("t:max(dim)", "metrics.majority(...") is shown
-         * as it is; another ("natural log") after the name it was found under */
-        const char *at = strstr(doc, last), *space = strchr(doc, ' ');
-        size_t ll = strlen(last);
-        if (at && (!space || at < space) && (at[ll] == '(' || at[ll] == ' ' || at[ll] == '\0')) printf("%s\n", doc);
-        else printf("%s: %s\n", keys[k], doc);
+        print_doc(keys[k], lua_tostring(L, -1), last);
         return 0;
       }
+  /* a bare name documented only under qualified ones ("adamw": confit.optim.adamw; "trainable":
+   * train.trainable): the one, or the list of them */
+  if (!strpbrk(name, ".:")) {
+    size_t nl = strlen(name);
+    lua_newtable(L);
+    int found = lua_gettop(L), n = 0;
+    for (int s = 0; s < nsrc; s++) {
+      lua_pushnil(L);
+      while (lua_next(L, src[s])) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) continue;
+        size_t kl;
+        const char *k = lua_tolstring(L, -1, &kl);
+        if (kl > nl && (k[kl - nl - 1] == '.' || k[kl - nl - 1] == ':') && strcmp(k + kl - nl, name) == 0) {
+          lua_pushvalue(L, -1);
+          if (lua_rawget(L, found) == LUA_TNIL) {
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, found, ++n);
+            lua_pushvalue(L, -2);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, found);
+          }
+          lua_pop(L, 1);
+        }
+      }
+    }
+    if (n == 1) {
+      lua_rawgeti(L, found, 1);
+      const char *key = lua_tostring(L, -1);
+      for (int s = 0; s < nsrc; s++)
+        if (doc_lookup(L, src[s], key)) {
+          print_doc(key, lua_tostring(L, -1), last);
+          return 0;
+        }
+    } else if (n > 1) {
+      lua_getglobal(L, "table");
+      lua_getfield(L, -1, "sort");
+      lua_pushvalue(L, found);
+      lua_call(L, 1, 0);
+      lua_getfield(L, -1, "concat");
+      lua_pushvalue(L, found);
+      lua_pushliteral(L, ", ");
+      lua_call(L, 2, 1);
+      printf("'%s' is documented as %s (:help one of them)\n", name, lua_tostring(L, -1));
+      return 0;
+    }
+  }
   printf("no help for '%s'\n", name);
   return 0;
 }

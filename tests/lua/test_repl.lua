@@ -183,6 +183,21 @@ H.case(":help prints the one-line doc of an API name", function()
   has(lines[4] or "", "no help for 'no_such_name'")
 end)
 
+-- (twentieth session) a bare name or a module path without "confit." found nothing although the
+-- full name is documented (:help adamw, :help trainable, :help optim.adamw)
+H.case(":help finds a name documented only qualified, or lists the names", function()
+  local out = run("", ":help adamw\n:help optim.adamw\n:help trainable\n:help run\n")
+  H.eq(out, docs["confit.optim.adamw"] .. "\n" .. docs["confit.optim.adamw"] .. "\n" .. docs["train.trainable"]
+            .. "\n'run' is documented as evaluate.run, train.run (:help one of them)\n")
+end)
+
+-- a field's doc opens with its name and a colon: it was printed after the name again
+H.case(":help of a field shows its doc once (t.grad: t.grad: ...)", function()
+  local out = run("", ":help t.grad\n:help t.requires_grad\n")
+  H.eq(out, docs["t.grad"] .. "\n" .. docs["t.requires_grad"] .. "\n")
+  H.ok(docs["t.grad"]:find("^t%.grad: "), "the doc opens with its name")
+end)
+
 H.case(":help of a name of Lua's own libraries says so (math.max found t:max's doc)", function()
   local out = run("", ":help math.max\n:help os.clock\n:help string.format\n")
   H.eq(out, "no help for 'math.max': it is Lua's own (the Lua 5.4 manual, section 6)\n"
