@@ -8,9 +8,11 @@
  * fragment layout is the PTX ISA's for m16n8k16 (lane g = lane/4, t = lane%4 holds A elements
  * a0..a7 at row g + 8*((i/2)%2), column 2t + (i%2) + 8*(i/4), B elements b0..b3 at row (k)
  * 2t + (i%2) + 8*(i/2), column g, C elements c0..c3 at row g + 8*(i/2), column 2t + (i%2);
- * register j holds elements 2j (low half) and 2j+1), ldmatrix .x4 .trans's the PTX ISA's too
- * (rows of matrix j from the addresses of lanes 8j..8j+7, lane 4g + t receiving in register j its
- * elements (2t, g), (2t+1, g)). Checks index arithmetic, not timing or the GPU's memory model.
+ * register j holds elements 2j (low half) and 2j+1), ldmatrix .x4's the PTX ISA's too (rows of
+ * matrix j from the addresses of lanes 8j..8j+7, lane 4g + t receiving in register j its elements
+ * (g, 2t), (g, 2t+1), or with .trans (2t, g), (2t+1, g)). cp.async copies land at their
+ * wait_group, not before; the dynamic shared memory is a buffer of the launch's size, poisoned
+ * before every block (emu_smem). Checks index arithmetic, not timing or the GPU's memory model.
  *
  * Use: include this, then the kernel header, then emu_run(grid, threads, [&]{ kernel(args); }).
  */
@@ -167,6 +169,9 @@ static inline T emu_shuffle(T v, F src) {
 template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int o) {
   return emu_shuffle(v, [o](int l) { return l ^ o; });
 }
+template <typename T> static inline T __shfl_sync(unsigned, T v, int src) {
+  return emu_shuffle(v, [src](int) { return src & 31; });
+}
 /* lanes below o keep their own value */
 template <typename T> static inline T __shfl_up_sync(unsigned, T v, int o) {
   return emu_shuffle(v, [o](int l) { return l >= o ? l - o : l; });
@@ -184,6 +189,8 @@ static inline void bf16x8_to_float(const uint4 &u, float *f) {
 }
 static inline float to_float(float v) { return v; }
 static inline float to_float(bf16 v) { return __bfloat162float(v); }
+static inline void stf(float *p, int64_t i, float v) { p[i] = v; }
+static inline void stf(bf16 *p, int64_t i, float v) { p[i] = __float2bfloat16(v); }
 template <typename T> T from_float(float v);
 template <> inline float from_float<float>(float v) { return v; }
 template <> inline bf16 from_float<bf16>(float v) { return __float2bfloat16(v); }
@@ -222,13 +229,14 @@ static inline void cu_mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uin
   }
 }
 
-/* ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16, from the PTX layout (see the header): every lane
- * gives one row address (16 bytes, which must be 16-byte aligned), then takes its elements from
- * the rows the others gave */
-static inline void cu_ldsm_x4_trans(uint32_t r[4], const void *p) {
+/* ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16, from the PTX layout (see the header): every
+ * lane gives one row address (16 bytes, which must be 16-byte aligned), then takes its elements
+ * from the rows the others gave: lane 4g + t gets in register j elements (g, 2t), (g, 2t+1) of
+ * matrix j, or with .trans (2t, g), (2t+1, g) */
+static inline void emu_ldsm_x4(uint32_t r[4], const void *p, bool trans) {
   int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31;
   if ((uintptr_t)p % 16) {
-    fprintf(stderr, "cu_ldsm_x4_trans: lane %d of warp %d: row address %p not 16-byte aligned\n", lane, warp, p);
+    fprintf(stderr, "ldmatrix: lane %d of warp %d: row address %p not 16-byte aligned\n", lane, warp, p);
     abort();
   }
   int bf = emu_wcall++ & 1;
@@ -236,11 +244,56 @@ static inline void cu_ldsm_x4_trans(uint32_t r[4], const void *p) {
   emu_warp_bar[warp]->wait();
   int g = lane / 4, t = lane % 4;
   for (int j = 0; j < 4; j++) {
-    uint16_t lo, hi; /* column g of rows 2t and 2t + 1 of matrix j */
-    memcpy(&lo, (const char *)emu_rows[bf][warp][8 * j + 2 * t] + 2 * g, 2);
-    memcpy(&hi, (const char *)emu_rows[bf][warp][8 * j + 2 * t + 1] + 2 * g, 2);
+    uint16_t lo, hi;
+    const char *const *rows = (const char *const *)emu_rows[bf][warp];
+    if (trans) { /* column g of rows 2t and 2t + 1 of matrix j */
+      memcpy(&lo, rows[8 * j + 2 * t] + 2 * g, 2);
+      memcpy(&hi, rows[8 * j + 2 * t + 1] + 2 * g, 2);
+    } else { /* columns 2t and 2t + 1 of row g of matrix j */
+      memcpy(&lo, rows[8 * j + g] + 4 * t, 2);
+      memcpy(&hi, rows[8 * j + g] + 4 * t + 2, 2);
+    }
     r[j] = (uint32_t)lo | (uint32_t)hi << 16;
   }
+}
+static inline void cu_ldsm_x4_trans(uint32_t r[4], const void *p) { emu_ldsm_x4(r, p, true); }
+
+/* A launch's dynamic shared memory: a test sizes emu_smem to the launch's byte count before
+ * emu_run (a heap buffer of exactly that size, so that the sanitizer build sees a kernel reach
+ * past it); emu_run fills it with 0xFF bytes (NaN as floats and bf16) before every block, so
+ * that a read of what the block has not written shows. */
+static std::vector<unsigned char> emu_smem;
+
+/* cp.async (cp.async.cg.shared.global, 16 bytes; commit_group; wait_group N), deferred: a copy
+ * reads its source when issued but lands in shared memory only when a wait_group lets its group
+ * go (every committed group but the newest N), so that a tile used before its wait (and the
+ * barrier after it) reads the block's stale data or the poison. Both addresses must be 16-byte
+ * aligned and the destination inside emu_smem. */
+struct emu_cp { unsigned char *dst; unsigned char data[16]; };
+static thread_local std::vector<emu_cp> emu_cp_pending; /* issued, oldest first */
+static thread_local std::vector<size_t> emu_cp_groups;  /* the end of each committed group */
+static inline void emu_cp16(void *dst, const void *src, bool ok) {
+  unsigned char *d = (unsigned char *)dst;
+  if ((uintptr_t)dst % 16 || (ok && (uintptr_t)src % 16) || d < emu_smem.data() ||
+      d + 16 > emu_smem.data() + emu_smem.size()) {
+    fprintf(stderr, "cp.async: thread %u: destination %p (shared memory %p + %zu bytes) or source %p\n",
+            threadIdx.x, dst, (void *)emu_smem.data(), emu_smem.size(), src);
+    abort();
+  }
+  emu_cp c;
+  c.dst = d;
+  if (ok) memcpy(c.data, src, 16);
+  else memset(c.data, 0, 16);
+  emu_cp_pending.push_back(c);
+}
+static inline void emu_cp_commit() { emu_cp_groups.push_back(emu_cp_pending.size()); }
+static inline void emu_cp_wait(int n) {
+  if ((int)emu_cp_groups.size() <= n) return;
+  size_t upto = emu_cp_groups[emu_cp_groups.size() - 1 - n];
+  for (size_t i = 0; i < upto; i++) memcpy(emu_cp_pending[i].dst, emu_cp_pending[i].data, 16);
+  emu_cp_pending.erase(emu_cp_pending.begin(), emu_cp_pending.begin() + (long)upto);
+  emu_cp_groups.erase(emu_cp_groups.begin(), emu_cp_groups.end() - n);
+  for (size_t &e : emu_cp_groups) e -= upto;
 }
 
 /* a test's random numbers: xorshift64 on *state, uniform in [-1, 1) */
@@ -278,7 +331,17 @@ static inline void emu_run(dim3 grid, int nthr, F body) {
       emu_thread = dim3(t, 0, 0);
       for (const dim3 &b : order) {
         emu_block = b;
+        if (!emu_smem.empty()) {
+          if (t == 0) memset(emu_smem.data(), 0xFF, emu_smem.size());
+          done.wait();
+        }
         body();
+        if (!emu_cp_pending.empty()) {
+          fprintf(stderr, "cp.async: thread %d ends block (%u, %u, %u) with %zu copies not waited for\n", t, b.x,
+                  b.y, b.z, emu_cp_pending.size());
+          abort();
+        }
+        emu_cp_groups.clear();
         done.wait(); /* the block's shared arrays are free for the next block */
         if (emu_block_end_hook) {
           if (t == 0) emu_block_end_hook();
