@@ -7,12 +7,13 @@
  * model:forward(ids)                 -> logits [B, T, V]          (ids: integer [B, T] tensor)
  * model:hidden(ids)                  -> final hidden states [B, T, D]
  * model:logprobs(ids, prompt_lens, temperature [, lens]) -> [B] sums of completion log-probs
- * model:generate(prompts, opts)      -> list of {prompt, tokens, logprobs, logprob, finish}
+ * model:generate(prompts, opts)      -> list of {prompt, tokens, logprobs, logprob, finish [, score_logprob]}
  * model:parameters()                 -> {name = tensor}; model:param_names() -> ordered list
  * model:set_param(name, tensor); model:save(dir); model:config() -> table; model:free()
  * model:tie()                        -> the LM head shares the embedding again (after set_param)
  * model:set_recompute(on)            -> recompute each layer's activations in the backward
  */
+#include <math.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
@@ -185,7 +186,7 @@ static int model_generate(lua_State *L) {
   lua_settop(L, 3);
   /* a misspelt option would otherwise be ignored without a word */
   static const char *const known[] = {"n", "max_new_tokens", "top_k", "temperature", "top_p", "seed",
-                                      "ignore_eos", "stop", NULL};
+                                      "ignore_eos", "stop", "score_temperature", NULL};
   lua_pushnil(L);
   while (lua_next(L, 3)) {
     lua_pop(L, 1);
@@ -194,7 +195,7 @@ static int model_generate(lua_State *L) {
       for (int i = 0; known[i] && !ok; i++) ok = strcmp(lua_tostring(L, -1), known[i]) == 0;
     if (!ok)
       luaL_error(L, "generate: unknown option %s (options: n, max_new_tokens, temperature, top_p, top_k, seed, "
-                    "stop, ignore_eos)", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+                    "stop, ignore_eos, score_temperature)", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
   }
   cf_gen_opts o;
   memset(&o, 0, sizeof o);
@@ -211,6 +212,12 @@ static int model_generate(lua_State *L) {
   o.temperature = opt_num(L, 3, "temperature", 1.0);
   o.top_p = opt_num(L, 3, "top_p", 1.0);
   o.seed = (uint64_t)opt_int(L, 3, "seed", 0);
+  lua_getfield(L, 3, "score_temperature");
+  bool scored = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  o.score_temperature = opt_num(L, 3, "score_temperature", 0.0);
+  if (scored && !(o.score_temperature > 0 && o.score_temperature < HUGE_VAL))
+    luaL_error(L, "generate: score_temperature must be a finite number > 0 (got %f)", o.score_temperature);
   lua_getfield(L, 3, "ignore_eos");
   if (!lua_isnil(L, -1) && !lua_isboolean(L, -1)) /* "no" would have counted as true */
     luaL_error(L, "generate: option ignore_eos must be true or false (got %s)", luaL_typename(L, -1));
@@ -295,6 +302,10 @@ static int model_generate(lua_State *L) {
     lua_setfield(L, -2, "logprobs");
     lua_pushnumber(L, s[i].logprob);
     lua_setfield(L, -2, "logprob");
+    if (scored) {
+      lua_pushnumber(L, s[i].score_logprob);
+      lua_setfield(L, -2, "score_logprob");
+    }
     lua_pushstring(L, finish_name(s[i].finish));
     lua_setfield(L, -2, "finish");
     lua_rawseti(L, -2, i + 1);

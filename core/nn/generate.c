@@ -465,6 +465,15 @@ bool cf_gen_is_stop(const cf_qwen2 *m, const cf_gen_opts *o, int64_t t) {
   return false;
 }
 
+/* log_softmax(logits / T)[tok] in double, c the largest logit (the sampler's own arithmetic) */
+static double score_token(const float *logits, int64_t V, double T, int64_t tok) {
+  float c = logits[0];
+  for (int64_t i = 1; i < V; i++) if (logits[i] > c) c = logits[i];
+  double sum = 0;
+  for (int64_t i = 0; i < V; i++) sum += exp(scaled(logits, i, c, T));
+  return scaled(logits, tok, c, T) - log(sum);
+}
+
 static int push_token(cf_gen_sample *s, int64_t tok, double lp, int cap) {
   if (s->ntokens >= cap) return 0;
   s->tokens[s->ntokens] = tok;
@@ -515,6 +524,9 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
   if (check_opts(m, prompts, plen, np, o)) return -1;
   if (cf_tensor_device(m->embed) == CF_DEVICE_CUDA) {
     if (!cf_cuda_qwen2_generate) return CF_ERR("generate: the model is on CUDA but this build has no CUDA");
+    if (o->score_temperature > 0)
+      return CF_ERR("generate: score_temperature is computed by the CPU generator only (on the GPU, score the "
+                    "samples with m:logprobs)");
     return cf_cuda_qwen2_generate(m, prompts, plen, np, o, out);
   }
   if (check_weights(m)) return -1;
@@ -608,6 +620,7 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
       int64_t tok = cf_sample_token(lg, e.V, o->temperature, o->top_k, o->top_p, u, &lp, sidx, sp);
       if (tok < 0) { rc = bad_logits(0, i, n); goto done; }
       push_token(&s[i], tok, lp, cap);
+      if (o->score_temperature > 0) s[i].score_logprob += score_token(lg, e.V, o->score_temperature, tok);
       last[i] = tok;
       if (cf_gen_is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
       else if (s[i].ntokens >= cap) done[i] = true;
@@ -645,6 +658,8 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
                                     o->top_p, u, &lp, sidx, sp);
       if (tok < 0) { rc = bad_logits(step, i, n); goto done; }
       push_token(&s[i], tok, lp, cap);
+      if (o->score_temperature > 0)
+        s[i].score_logprob += score_token(logits + (size_t)r * e.V, e.V, o->score_temperature, tok);
       last[i] = tok;
       if (cf_gen_is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
       else if (s[i].ntokens >= cap) done[i] = true;

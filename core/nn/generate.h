@@ -32,6 +32,9 @@ typedef struct cf_gen_opts {
   const int64_t *stop;      /* extra stop ids */
   int nstop;
   bool ignore_eos;          /* do not stop on the model's EOS ids */
+  double score_temperature; /* > 0 (the CPU only): also each sample's log-prob under
+                               log_softmax(logits / score_temperature), from the sampler's own
+                               logits (score_logprob); 0 = off */
 } cf_gen_opts;
 
 typedef struct cf_gen_sample {
@@ -40,6 +43,7 @@ typedef struct cf_gen_sample {
   float *logprobs;          /* per token */
   int ntokens;
   double logprob;           /* sum of logprobs */
+  double score_logprob;     /* with score_temperature: the sum at that temperature */
   int finish;               /* CF_FINISH_* */
 } cf_gen_sample;
 

@@ -45,7 +45,8 @@
 --   device, dtype   where and in which precision the model computes, kept for resume likewise
 --                   (default model:device(); dtype is "f32" on the CPU whatever is given)
 --   rescore         sampled completions' logprob at temperature 1 (RUNDIR.md): default true
---                   when sampling at T ~= 1 with a real model (one extra forward pass)
+--                   when sampling at T ~= 1 with a real model (on the CPU from the sampler's
+--                   own logits, score_temperature; on the GPU one extra forward pass)
 --   progress        options for confit.progress (e.g. {mode = "off"}); false = none
 --
 -- Invariants:
@@ -700,7 +701,7 @@ local function run_batch(model, s, gen, injected, batch, first_pos)
     table.insert(groups[cap], i)
   end
   -- run generate over each group; out[i] (greedy) or out[(i-1)*n + j] in batch order
-  local function generate_all(n, temperature, seed)
+  local function generate_all(n, temperature, seed, score)
     local out = {}
     for gi, cap in ipairs(order) do
       local idx = groups[cap]
@@ -709,6 +710,7 @@ local function run_batch(model, s, gen, injected, batch, first_pos)
       local go = {n = n, temperature = temperature, max_new_tokens = cap, stop = stop,
                   seed = seed + (gi - 1) * 7919}
       if temperature > 0 then go.top_p, go.top_k = s.top_p, s.top_k end
+      if score then go.score_temperature = 1 end
       local res = gen(sub, go)
       if type(res) ~= "table" or #res ~= #sub * n then
         fail(string.format("generate returned %s samples for %d prompts x n=%d",
@@ -725,10 +727,20 @@ local function run_batch(model, s, gen, injected, batch, first_pos)
   if s.greedy then greedy_out = generate_all(1, 0, s.seed) end
   local rescored
   if s.n > 0 then
-    sample_out = generate_all(s.n, s.temperature, s.seed * 1000003 + first_pos)
     local want = s.rescore
     if want == nil then want = s.temperature ~= 1 end
-    if want and not injected and prompt_ids and model.logprobs then
+    want = want and not injected and prompt_ids and model.logprobs
+    -- the CPU generator scores its samples at T = 1 from the logits it samples from (the same
+    -- model, so within float rounding of a teacher-forced pass, at no extra forward); the GPU's
+    -- samples are rescored
+    local by_sampler = want and type(model.device) == "function" and model:device() == "cpu"
+    sample_out = generate_all(s.n, s.temperature, s.seed * 1000003 + first_pos, by_sampler)
+    if by_sampler then
+      rescored = {}
+      for k, smp in ipairs(sample_out) do rescored[k] = smp.score_logprob end
+      if #rescored ~= #sample_out then rescored = nil end
+    end
+    if want and not rescored then
       local pairs_ = {}
       for i = 1, #batch do
         for j = 1, s.n do pairs_[#pairs_ + 1] = {prompt_ids[i], sample_out[(i - 1) * s.n + j].tokens} end

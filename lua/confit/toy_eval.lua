@@ -29,15 +29,16 @@
 --
 -- records: one per question in the eval_*.jsonl format of docs/RUNDIR.md: samples = the T = 0.5
 -- samples, samples_t10 = the T = 1.0 samples (an extra key), greedy = the greedy completion. Each
--- completion's `logprob` is at temperature 1 (rescored by teacher forcing for the T = 0.5
--- samples, as RUNDIR.md asks); `logprob_t` is the log-prob under the sampling temperature.
+-- completion's `logprob` is at temperature 1, as RUNDIR.md asks (for the T = 0.5 samples the CPU
+-- generator's score_temperature = 1, other models' samples rescored by teacher forcing);
+-- `logprob_t` is the log-prob under the sampling temperature.
 --
 -- opts: n (16), seed (1: the sampling seeds; the same seed gives the same draws before and
 -- after training, so the comparison is paired), max_new_tokens (64), temperature_scale (1:
 -- multiplies both sampling temperatures; the temperature-only sharpening baseline evaluates
 -- with 0.5, i.e. T = 0.25 and 0.5, under the same keys), greedy (true), pass1_t10 (true; false
--- skips the T = 1.0 pass and leaves pass1_t10 = nil), rescore (true: teacher-forced T = 1
--- log-probs for the records), chunk (32 questions per generate call), benchmark ("toy").
+-- skips the T = 1.0 pass and leaves pass1_t10 = nil), rescore (true: T = 1 log-probs for the
+-- records), chunk (32 questions per generate call), benchmark ("toy").
 -- Answers are compared as integers (toy.grade); majority votes group answers by integer value.
 local confit = require "confit"
 local toy = require "confit.toy"
@@ -183,20 +184,28 @@ function M.run(m, questions, opts)
     greedy = sample_all(m, prompts, {n = 1, temperature = 0, max_new_tokens = max_new,
                                      seed = seed}, chunk)
   end
+  -- the records' T = 1 log-probs: the CPU generator scores its samples from the logits it
+  -- samples from (within float rounding of a teacher-forced pass, which cost a third of the main
+  -- job); other models' samples (the GPU's, a test's fake) are rescored
+  local score = opts.rescore ~= false and type(m.device) == "function" and m:device() == "cpu" and 1.0 or nil
   local t05 = 0.5 * scale
   local s05 = sample_all(m, prompts, {n = n, temperature = t05, max_new_tokens = max_new,
-                                      seed = seed + 1}, chunk)
+                                      seed = seed + 1, score_temperature = score}, chunk)
   local t10, s10 = 1.0 * scale, nil
   if do_t10 then
     s10 = sample_all(m, prompts, {n = n, temperature = t10, max_new_tokens = max_new,
-                                  seed = seed + 2}, chunk)
+                                  seed = seed + 2, score_temperature = t10 ~= 1.0 and score or nil}, chunk)
   end
   if opts.rescore ~= false then
     local items = {}
+    local function add(i, s)
+      if s.score_logprob then s.logprob_t1 = s.score_logprob
+      else items[#items + 1] = {prompt = prompts[i], sample = s} end
+    end
     for i = 1, #questions do
-      for _, s in ipairs(s05[i]) do items[#items + 1] = {prompt = prompts[i], sample = s} end
+      for _, s in ipairs(s05[i]) do add(i, s) end
       if s10 and t10 ~= 1.0 then
-        for _, s in ipairs(s10[i]) do items[#items + 1] = {prompt = prompts[i], sample = s} end
+        for _, s in ipairs(s10[i]) do add(i, s) end
       end
     end
     if #items > 0 then rescore(m, items, opts.rescore_batch or 256) end

@@ -762,6 +762,30 @@ H.case("end to end with a tiny random model: records, counts, resume, rescoring"
       H.near(rb[i].samples[j].logprob, ra[i].samples[j].logprob, 1e-3, "rescored logprob")
     end
   end
+  -- at T = 0.5 the CPU generator scores its samples at T = 1 itself (score_temperature); a model
+  -- elsewhere (here the same model said to be on "cuda") is rescored by a teacher-forced pass:
+  -- the same samples, log-probs equal within float rounding, and not the T = 0.5 ones
+  m.core = real
+  base.temperature, base.rescore = 0.5, nil
+  local scored = 0
+  local function count(_, ...) scored = scored + 1; return m:logprobs(...) end
+  local here = setmetatable({logprobs = count}, {__index = m})
+  local elsewhere = setmetatable({device = function() return "cuda" end, logprobs = count}, {__index = m})
+  local _, rs = evaluate.run(here, probs, base)
+  H.eq(scored, 0, "no teacher-forced pass on the CPU")
+  local _, rt = evaluate.run(elsewhere, probs, base)
+  H.ok(scored > 0, "a teacher-forced pass elsewhere")
+  base.rescore = false
+  local _, rn = evaluate.run(m, probs, base)
+  local differs = false
+  for i = 1, 6 do
+    for j = 1, 2 do
+      H.eq(rs[i].samples[j].completion, rt[i].samples[j].completion, "same samples")
+      H.near(rs[i].samples[j].logprob, rt[i].samples[j].logprob, 1e-4, "sampler's T = 1 score vs teacher forcing")
+      if math.abs(rs[i].samples[j].logprob - rn[i].samples[j].logprob) > 1e-3 then differs = true end
+    end
+  end
+  H.ok(differs, "the records' logprob is at T = 1, not the sampling temperature's")
   m.core = real
   -- prompts near the context (128 positions) get fewer new tokens; too long ones are refused
   local long = string.rep("1+", 61) .. "1="                 -- 124 tokens: 4 new ones fit

@@ -659,6 +659,15 @@ H.case("generate's options: numbers that are numbers, a boolean ignore_eos, a fu
   H.raises(function() m:generate(P, {max_new_tokens = 1.5}) end, "option max_new_tokens must be an integer", "1.5")
   H.raises(function() m:generate(P, {ignore_eos = "no", max_new_tokens = 1}) end, "ignore_eos must be true or false", "string")
   H.raises(function() m:generate(P, {top_p = 1.0000001, max_new_tokens = 1}) end, "top_p must be in (0, 1]", "1.0000001")
+  -- score_temperature (twentieth session): finite and > 0; only asked-for samples carry the score,
+  -- which at the sampling temperature is the sample's own log-prob
+  for _, bad in ipairs({0, -1, 0 / 0, math.huge}) do
+    H.raises(function() m:generate(P, {score_temperature = bad, max_new_tokens = 1}) end,
+             "score_temperature must be a finite number > 0")
+  end
+  H.eq(m:generate(P, {max_new_tokens = 2, seed = 3})[1].score_logprob, nil, "not asked: no score")
+  local sc = m:generate(P, {max_new_tokens = 3, seed = 3, temperature = 0.7, score_temperature = 0.7})[1]
+  H.eq(sc.score_logprob, sc.logprob, "at the sampling temperature: its own log-prob")
   local full = {}
   for i = 1, m.config.max_position_embeddings do full[i] = 1 + i % 5 end
   H.raises(function() m:generate({{1}, full}) end, "prompt 2 has " .. #full .. " tokens", "leaves no position")

@@ -394,6 +394,35 @@ H.case("toy_eval.run refuses counts it cannot use (chunk 0 looped on a zero step
   m:free()
 end)
 
+-- (twentieth session) the records' T = 1 log-probs of the T = 0.5 samples come from the CPU
+-- generator (score_temperature) instead of a teacher-forced pass (a third of the main job): the
+-- same values within float rounding; a model elsewhere (said to be on "cuda") is still rescored
+H.case("toy_eval's T = 1 record log-probs: the CPU sampler's, equal to teacher forcing", function()
+  local m = assert(require("confit").load("examples/toy/model"))
+  local qs = {{prompt = "1+2=", answer = 3}, {prompt = "4-1+2=", answer = 5}, {prompt = "2+2+3=", answer = 7}}
+  local calls = 0
+  local function count(_, ...) calls = calls + 1; return m:logprobs(...) end
+  local here = setmetatable({logprobs = count}, {__index = m})
+  local elsewhere = setmetatable({device = function() return "cuda" end, logprobs = count}, {__index = m})
+  local o = {n = 4, pass1_t10 = false, max_new_tokens = 24}
+  local _, ra = toy_eval.run(here, qs, o)
+  H.eq(calls, 0, "no teacher-forced pass on the CPU")
+  local _, rb = toy_eval.run(elsewhere, qs, o)
+  H.ok(calls > 0, "rescored elsewhere")
+  local apart = false
+  for i = 1, #qs do
+    for j = 1, 4 do
+      local a, b = ra[i].samples[j], rb[i].samples[j]
+      H.eq(a.completion, b.completion, "same samples")
+      H.near(a.logprob, b.logprob, 1e-4, "T = 1: sampler vs teacher forcing")
+      H.eq(a.logprob_t, b.logprob_t, "the sampling temperature's, unchanged")
+      if math.abs(a.logprob - a.logprob_t) > 1e-3 then apart = true end
+    end
+  end
+  H.ok(apart, "logprob is at T = 1, not T = 0.5")
+  m:free()
+end)
+
 H.case("pretrain_toy --out: anything but an empty folder or a toy model is refused, untouched", function()
   local d = PT .. "/refused"
   assert(os.execute("mkdir -p " .. q(d .. "/keep/precious") .. " " .. q(d .. "/other")))
