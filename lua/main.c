@@ -489,6 +489,14 @@ static int confit_owned(lua_State *L, const char *name) {
   return found;
 }
 
+/* Pushes Lua's table library as loaded, not the global `table`, which a REPL user may have set
+ * (`table = {1, 2}` broke :help with "attempt to call a nil value"). */
+static void cf_lib_table(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, LUA_TABLIBNAME);
+  lua_remove(L, -2);
+}
+
 /* Prints doc, found under key for a name whose last part is last: a doc that opens with its own
  * signature ("t:max(dim)", "metrics.majority(...", "t.grad: ...") as it is, another ("natural
  * log") after the key. */
@@ -588,7 +596,7 @@ static int help_show(lua_State *L) {
           return 0;
         }
     } else if (n > 1) {
-      lua_getglobal(L, "table");
+      cf_lib_table(L);
       lua_getfield(L, -1, "sort");
       lua_pushvalue(L, found);
       lua_call(L, 1, 0);
@@ -606,7 +614,7 @@ static int help_show(lua_State *L) {
 
 /* Prints the sorted list at `list` (n strings) after `title`, wrapped at 78 columns. */
 static void print_wrapped(lua_State *L, int list, int n, const char *title) {
-  lua_getglobal(L, "table");
+  cf_lib_table(L);
   lua_getfield(L, -1, "sort");
   lua_pushvalue(L, list);
   lua_call(L, 1, 0);

@@ -40,8 +40,10 @@
 --   * "\sqrt2x" is sqrt(2)*x as in LaTeX (one token under the root), like "\frac12";
 --   * a whole answer "137 \frac{1}{2}" (an integer, then a fraction below 1) is the mixed number
 --     137.5, not the product (MATH-500 writes two answers so);
---   * a function without parentheses takes the product that follows up to the next operator or
---     function, as latex2sympy reads it: "\sin 2x" is sin(2x), "\sin x\cos x" sin(x)cos(x);
+--   * a function without parentheses takes the implicit product that follows, up to the next
+--     operator or function: "\sin 2x" is sin(2x) as latex2sympy reads it, "\sin x\cos x"
+--     sin(x)cos(x); an explicit operator ends it ("\sin x/2" is sin(x)/2, where sympy's grammar
+--     reads sin(x/2)); "\sin(x)^2" is sin(x)^2;
 --   * a one-character subscript loses its braces ("52_{8}" is "52_8", the same LaTeX);
 --   * "\," "\;" "\:" "\ " "~" "\quad" are spaces, and "\displaystyle", "\big" etc. are dropped;
 --   * symbolic equivalence is numeric evaluation at random points (positive values in
@@ -607,9 +609,10 @@ local expr = P{ "Top",
              if power then f = {"pow", f, power} end                             -- \sin^2 x
              return f
            end,
-  -- "(...)" alone; else the implicit product up to an operator or the next function: "\sin 2x"
-  -- is sin(2x), "\sin x\cos x" sin(x) cos(x)
-  FuncArg = #P"(" * V"Power" + Ct(V"Power" * (Cc"mul" * -fname * V"Power")^0) / fold_left,
+  -- "(...)" alone (a power after it is the function's: "\sin(x)^2" is sin(x)^2); else the
+  -- implicit product up to an operator or the next function: "\sin 2x" is sin(2x),
+  -- "\sin x\cos x" sin(x) cos(x)
+  FuncArg = #P"(" * V"Postfix" + Ct(V"Power" * (Cc"mul" * -fname * V"Power")^0) / fold_left,
   Const = P"\\pi" * Cc"pi" / function() return {"num", math.pi} end
         + P"\\infty" / function() return {"num", math.huge} end
         + P"e" / function() return {"num", math.exp(1)} end,
@@ -817,9 +820,18 @@ function equiv(p, r, ctx)
   local kp, pp = structure(p)
   local kr, pr = structure(r)
   -- against a tuple, "2,251,252" is the list it also reads as (EVAL.md's numeric step is for
-  -- two numbers)
-  if kr and not kp and np then kp, pp = structure(p, true) end
-  if kp and not kr and nr then kr, pr = structure(r, true) end
+  -- two numbers), element by element as text (of the normalised wholes, not normalised again:
+  -- that reads "000" as 0): "1,000" is no (1,0), "5,600" no (5,6)
+  if (kr and not kp and np) or (kp and not kr and nr) then
+    if (kp or kr) ~= "seq" then return false end           -- a number is no matrix or union
+    local _, lp = structure(p, true)
+    local _, lr = structure(r, true)
+    if not (lp and lr) or #lp ~= #lr then return false end
+    for i = 1, #lp do
+      if lp[i] ~= lr[i] then return false end
+    end
+    return true
+  end
   if kp or kr then
     if not (kp and kr) then return false end
     return structures_equal(kp, pp, kr, pr, ctx)

@@ -145,7 +145,14 @@ function Model:logprobs(ids, prompt_lens, opts)
   if type(ids) == "table" and getmetatable(ids) == nil and type(ids[1]) == "table" then
     local padded, own = M.pad(ids)
     ids = padded
-    if lens == nil then lens = own end
+    if lens == nil then lens = own
+    elseif type(lens) == "table" then   -- a length past its row would score the padding
+      for i, n in ipairs(own) do
+        if math.type(lens[i]) == "integer" and lens[i] > n then
+          error(("logprobs: lens[%d] = %d is longer than row %d (%d tokens)"):format(i, lens[i], i, n), 2)
+        end
+      end
+    end
   end
   ids = as_ids(self, ids)
   if core.is_tensor(ids) and ids:dim() == 2 and ids:size(1) == 0 then   -- no rows: no sums (as m:forward gives none)

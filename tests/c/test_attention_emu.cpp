@@ -159,12 +159,13 @@ static void reference(const prob &p, data &d, double scale) {
 }
 
 /* got against the reference: NaN where the reference is NaN, elsewhere within tol of the largest
- * reference value; nan_ok: got may also be NaN where the reference is finite (a NaN input reaching
- * a gradient through a zero weight, 0 * NaN, as the CPU's products do too: dq through a key the
- * query does not see, dk of keys a NaN query does not see through dS = P (dP - Di)) */
+ * reference value; nan_ok (per element, may be empty): got may also be NaN where the reference is
+ * finite (a NaN input reaching a gradient through a zero weight, 0 * NaN, as the CPU's products do
+ * too: dq through a key the query does not see, dk of keys a NaN query does not see through
+ * dS = P (dP - Di)) */
 template <typename T>
 static void compare(const char *what, const char *ctx, const std::vector<T> &got, const std::vector<double> &ref,
-                    double tol, bool nan_ok = false) {
+                    double tol, const std::vector<bool> &nan_ok = std::vector<bool>()) {
   double M = 0;
   for (double r : ref) if (r == r && fabs(r) > M) M = fabs(r);
   size_t bad = 0, first = 0;
@@ -172,7 +173,7 @@ static void compare(const char *what, const char *ctx, const std::vector<T> &got
   for (size_t i = 0; i < ref.size(); i++) {
     double g = tof(got[i]), r = ref[i], err;
     if (r != r) err = g != g ? 0 : INFINITY;
-    else if (g != g) err = nan_ok ? 0 : INFINITY;
+    else if (g != g) err = !nan_ok.empty() && nan_ok[i] ? 0 : INFINITY;
     else err = fabs(g - r) / (M > 0 ? M : 1);
     if (err > tol) {
       if (!bad++) first = i;
@@ -181,6 +182,24 @@ static void compare(const char *what, const char *ctx, const std::vector<T> &got
   }
   CHECK(bad == 0, "%s, %s: %zu of %zu elements off (tolerance %g of max |ref| %g), first at %zu: %g, want %g, worst %g",
         ctx, what, bad, ref.size(), tol, M, first, bad ? (double)tof(got[first]) : 0.0, bad ? ref[first] : 0.0, worst);
+}
+
+/* The elements of a gradient [B, H, L, E] (dense) in the (batch, kv head) blocks a NaN input of p
+ * reaches (rep: query heads per kv head of this gradient's heads; 1 for dk): where 0 * NaN may
+ * leave NaN (compare's nan_ok). Every other block must be exact. */
+static std::vector<bool> nan_blocks(const prob &p, int H, int L, int E, int rep) {
+  std::vector<bool> in((size_t)p.B * p.Hkv, false);
+  if (p.nan_q >= 0) {
+    size_t i = (size_t)p.nan_q / p.D / p.T; /* dense q: b * Hq + h */
+    in[(i / p.Hq) * p.Hkv + (i % p.Hq) / (p.Hq / p.Hkv)] = true;
+  }
+  if (p.nan_k >= 0) in[(size_t)p.nan_k / p.D / p.S] = true; /* dense k: b * Hkv + kh */
+  std::vector<bool> ok((size_t)p.B * H * L * E);
+  for (size_t i = 0; i < ok.size(); i++) {
+    size_t bh = i / E / L, b = bh / H, h = bh % H;
+    ok[i] = in[b * p.Hkv + h / rep];
+  }
+  return ok;
 }
 
 template <typename T>
@@ -257,8 +276,9 @@ static void run_at(const prob &p, double tol) {
   snprintf(ctx, sizeof ctx, "CUDA cores %s, %s", sizeof(T) == 4 ? "f32" : "bf16", p.name);
   compare("out", ctx, out, d.out, tol);
   bool nan_in = p.nan_q >= 0 || p.nan_k >= 0;
-  compare("dq", ctx, gq, d.gq, tol, nan_in);
-  compare("dk", ctx, gk, d.gk, tol, nan_in);
+  std::vector<bool> none;
+  compare("dq", ctx, gq, d.gq, tol, nan_in ? nan_blocks(p, p.Hq, p.T, p.D, p.Hq / p.Hkv) : none);
+  compare("dk", ctx, gk, d.gk, tol, nan_in ? nan_blocks(p, p.Hkv, p.S, p.D, 1) : none);
   compare("dv", ctx, gv, d.gv, tol);
 }
 
@@ -307,8 +327,9 @@ static void run_tc(const prob &p, double tol) {
   snprintf(ctx, sizeof ctx, "tensor cores D %d, %s", D, p.name);
   compare("out", ctx, out, d.out, tol);
   bool nan_in = p.nan_q >= 0 || p.nan_k >= 0;
-  compare("dq", ctx, gq, d.gq, tol, nan_in);
-  compare("dk", ctx, gk, d.gk, tol, nan_in);
+  std::vector<bool> none;
+  compare("dq", ctx, gq, d.gq, tol, nan_in ? nan_blocks(p, p.Hq, p.T, p.D, p.Hq / p.Hkv) : none);
+  compare("dk", ctx, gk, d.gk, tol, nan_in ? nan_blocks(p, p.Hkv, p.S, p.D, 1) : none);
   compare("dv", ctx, gv, d.gv, tol);
 }
 
@@ -333,10 +354,13 @@ int main() {
                  -1, -1};
   prob full = {"not causal, 3 heads on 1, T 65, S 64", 1, 3, 1, 65, 64, 64, 64, false, false, false, -1, -1};
   prob tfew = {"more queries than keys (T 100, S 40), causal", 1, 1, 1, 100, 40, 128, 128, true, false, false, -1, -1};
+  /* not causal with S off the 64-key tiles: only the key-range mask ends the last tile */
+  prob tedge = {"not causal, S 70 (a partial key tile)", 1, 2, 1, 16, 70, 64, 64, false, false, false, -1, -1};
   run_tc<64>(gqa, 2e-2);
   run_tc<128>(tcache, 2e-2);
   run_tc<64>(full, 2e-2);
   run_tc<128>(tfew, 2e-2);
+  run_tc<64>(tedge, 2e-2);
 
   /* NaN: in q at (b 1, h 1, t 37, e 5) and in k at (b 0, kv head 0, s 10, e 3), dense layout */
   prob nq = odd;
@@ -345,8 +369,9 @@ int main() {
   nq.nan_k = (int)((((size_t)0 * 2 + 0) * 70 + 10) * 40 + 3);
   run_at<float>(nq, 1e-5);
   run_at<bf16>(nq, 2e-2);
-  prob tq = {"NaN in a query and in a key, 2 heads on 1, T = S = 100", 2, 2, 1, 100, 100, 64, 64, true, false, false,
-             (int)((((size_t)1 * 2 + 1) * 100 + 37) * 64 + 5), (int)((((size_t)0 * 1 + 0) * 100 + 70) * 64 + 3)};
+  /* both NaNs in kv head 0 (b 1 head 1, b 0 key 70): kv head 1's gradients stay exact */
+  prob tq = {"NaN in a query and in a key, 4 heads on 2, T = S = 100", 2, 4, 2, 100, 100, 64, 64, true, false, false,
+             (int)((((size_t)1 * 4 + 1) * 100 + 37) * 64 + 5), (int)((((size_t)0 * 2 + 0) * 100 + 70) * 64 + 3)};
   run_tc<64>(tq, 2e-2);
   return check_finish();
 }

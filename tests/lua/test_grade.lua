@@ -336,6 +336,28 @@ local CASES = {
   {"eq", "\\frac{9}{5}", "1\\frac{4}{5}", true},
   {"eq", "-2\\frac{1}{2}", "-2.5", true},
   {"eq", "2\\frac{3}{2}", "3", true},
+  -- (twentieth session, a review and mutation testing of the rules above) a number's groups are
+  -- no tuple's items: "1,000" is not (1,0), "5,600" not (5,6), "10,080" not (10,80)
+  {"eq", "(1,0)", "1,000", false},
+  {"eq", "1,000", "(1,0)", false},
+  {"eq", "(5,6)", "5,600", false},
+  {"eq", "(10,80)", "10,\\!080", false},
+  {"eq", "\\{1,0\\}", "1,000", false},
+  {"eq", "10,080", "1.008 \\times 10^{4}", true},
+  -- a power after a function's parentheses is the function's; what follows multiplies it
+  {"eq", "\\sin(x)^2", "\\sin^2 x", true},
+  {"eq", "\\cos(x)^2+\\sin(x)^2", "1", true},
+  {"eq", "\\sin(x)^2", "\\sin(x^2)", false},
+  {"eq", "\\sin(x)y", "y\\sin x", true},
+  {"eq", "\\sin 2xy", "\\sin(2xy)", true},
+  -- a mixed number: the whole answer, a signed integer, a fraction below 1
+  {"eq", "2\\frac{3}{3}", "2", true},
+  {"eq", "+2\\frac{1}{2}", "2.5", true},
+  {"eq", "3\\cdot2\\frac{1}{2}", "3", true},
+  {"eq", "2\\frac{1}{2}x", "x", true},
+  {"eq", "0\\frac{1}{2}", "\\frac{1}{2}", true},
+  -- the late "27.0" rule still cleans a ".0" the leading-dot rule made
+  {"es", "(.0,1)", "(0,1)", true},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
@@ -501,6 +523,7 @@ H.case("nesting up to max_depth is compared symbolically, deeper is not", functi
   H.eq(grade.equal(sqrts(D), "x^{" .. 0.5 ^ D .. "}"), true, "\\sqrt nested max_depth deep")
   H.eq(grade.equal(("("):rep(D) .. "x+1" .. (")"):rep(D), "1+x"), true, "parentheses max_depth deep")
   H.eq(grade.equal(fracs(D + 2), "x"), false, "deeper: not compared")
+  H.eq(grade.equal("x", fracs(D + 2)), false, "a deeper reference: not compared either")
 end)
 
 H.case("hostile: long equal strings are equal, long different ones are not", function()

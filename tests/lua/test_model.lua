@@ -108,6 +108,9 @@ for _, dir in ipairs(FIXTURES) do
     for i, row in ipairs(ragged) do for j = #row, lens[i] + 1, -1 do row[j] = nil end end
     H.eq(#ragged[2], 10, "row 2 cut to its length")
     H.eq((m:logprobs(ragged, pl) - lp1):abs():max():item(), 0, "ragged lists score each row to its length")
+    H.eq((m:logprobs(ragged, pl, {lens = lens}) - lp1):abs():max():item(), 0, "with their own lens")
+    local long = {lens[1], lens[2] + 1, lens[3]}
+    H.raises(function() m:logprobs(ragged, pl, {lens = long}) end, "lens[2] = 11 is longer than row 2 (10 tokens)")
   end)
 
   H.case(name .. ": gradients of sum(w * logprobs_t05) equal the fixture's grad.<name>", function()

@@ -50,6 +50,18 @@ local TOKMODEL = TMP .. "/tokmodel"
 assert(os.execute("mkdir -p " .. q(TOKMODEL)))
 write(TOKMODEL .. "/config.json", '{"max_position_embeddings": 128}\n')
 write(TOKMODEL .. "/tokenizer.json", read("examples/toy/model/tokenizer.json"))
+-- (twentieth session) contexts where a default --max-new-tokens does not fit after the prompt: 66
+-- positions for the toy's 64 after a toy prompt, 3100 with the toy tokenizer for the --data 3072
+-- after a 102-token question
+local M66 = TMP .. "/m66"
+assert(os.execute("mkdir -p " .. q(M66)))
+write(M66 .. "/config.json", '{"max_position_embeddings": 66}\n')
+local T3100 = TMP .. "/t3100"
+assert(os.execute("mkdir -p " .. q(T3100)))
+write(T3100 .. "/config.json", '{"max_position_embeddings": 3100}\n')
+write(T3100 .. "/tokenizer.json", read("examples/toy/model/tokenizer.json"))
+local LONGQ = TMP .. "/longq.jsonl"
+write(LONGQ, ('{"question": "%s", "answer": "2"}\n'):format(("1+"):rep(50) .. "1="))
 local GRID_SYNTAX = TMP .. "/broken_grid.lua"
 write(GRID_SYNTAX, "return {grid = {alpha = {0, 0.1}}\n")
 local GRID_EMPTY = TMP .. "/empty_axis.lua"
@@ -97,7 +109,11 @@ local CASES = {
   {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(NOQ) .. " " .. R_OUT, 1,
    {NOQ .. ":1", "--question-field"}},
   {"rlsc", "--model " .. q(BADMODEL) .. " " .. R_OUT, 1, {BADMODEL .. "/config.json:2"}},
-  {"rlsc", "--model " .. q(MODEL) .. " --max-new-tokens 500 " .. R_OUT, 1, {"--max-new-tokens 500", "128"}},
+  {"rlsc", "--model " .. q(MODEL) .. " --max-new-tokens 500 " .. R_OUT, 1, {"--max-new-tokens 500", "128"}, {"the default"}},
+  {"rlsc", "--model " .. q(M66) .. " " .. R_OUT, 1,
+   {"--max-new-tokens 64 (the default: give a smaller --max-new-tokens) does not fit", "toy prompt"}},
+  {"rlsc", "--model " .. q(T3100) .. " --data " .. q(LONGQ) .. " --template plain " .. R_OUT, 1,
+   {"--max-new-tokens 3072 (the default: give a smaller --max-new-tokens) does not fit"}},
   {"rlsc", "--model " .. q(MODEL) .. " --max-new-tokens 125 " .. R_OUT, 1, {"--max-new-tokens 125", "toy prompt"}},
   -- --data prompts are measured before the banner and the run directory (checked at the end)
   {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --max-new-tokens 16 " .. R_OUT, 1,
@@ -228,7 +244,7 @@ local t0 = require("confit").clock()
 local results = run_side_by_side(TMP, CASES)
 local wall = require("confit").clock() - t0
 for i, c in ipairs(CASES) do
-  H.case(("%s %s"):format(c[1], c[2]), function() check_run(c[1], c[2], results[i], c[3], c[4]) end)
+  H.case(("%s %s"):format(c[1], c[2]), function() check_run(c[1], c[2], results[i], c[3], c[4], c[5]) end)
 end
 
 H.case("report: a malformed JSONL line is a warning naming file and line; the page is written", function()

@@ -191,6 +191,13 @@ H.case(":help finds a name documented only qualified, or lists the names", funct
             .. "\n'run' is documented as evaluate.run, train.run (:help one of them)\n")
 end)
 
+-- a user's global named table broke :help (it sorted with the global table.sort)
+H.case(":help works after the user sets a global named table", function()
+  local out = run("", "table = {1, 2, 3}\n:help run\n:help confit.tensor\n")
+  H.ok(out:find("'run' is documented as evaluate.run, train.run", 1, true), out)
+  H.ok(out:find(docs["confit.tensor"], 1, true), out)
+end)
+
 -- a field's doc opens with its name and a colon: it was printed after the name again
 H.case(":help of a field shows its doc once (t.grad: t.grad: ...)", function()
   local out = run("", ":help t.grad\n:help t.requires_grad\n")
