@@ -143,6 +143,11 @@ function Model:logprobs(ids, prompt_lens, opts)
   -- token lists: their own lengths (a ragged list, padded by a caller without lens, scored the
   -- padding as completion tokens)
   if type(ids) == "table" and getmetatable(ids) == nil and type(ids[1]) == "table" then
+    for i, row in ipairs(ids) do
+      if type(row) ~= "table" or getmetatable(row) ~= nil then
+        error(("logprobs: ids[%d] must be a list of token ids like ids[1], got %s"):format(i, type(row)), 2)
+      end
+    end
     local padded, own = M.pad(ids)
     ids = padded
     if lens == nil then lens = own

@@ -111,6 +111,7 @@ for _, dir in ipairs(FIXTURES) do
     H.eq((m:logprobs(ragged, pl, {lens = lens}) - lp1):abs():max():item(), 0, "with their own lens")
     local long = {lens[1], lens[2] + 1, lens[3]}
     H.raises(function() m:logprobs(ragged, pl, {lens = long}) end, "lens[2] = 11 is longer than row 2 (10 tokens)")
+    H.raises(function() m:logprobs({ragged[1], 7, ragged[3]}, pl) end, "logprobs: ids[2] must be a list of token ids")
   end)
 
   H.case(name .. ": gradients of sum(w * logprobs_t05) equal the fixture's grad.<name>", function()
