@@ -735,10 +735,12 @@ local function run_batch(model, s, gen, injected, batch, first_pos)
     -- samples are rescored
     local by_sampler = want and type(model.device) == "function" and model:device() == "cpu"
     sample_out = generate_all(s.n, s.temperature, s.seed * 1000003 + first_pos, by_sampler)
-    if by_sampler then
+    if by_sampler then   -- every sample's score, or none (a model object that drops the option)
       rescored = {}
-      for k, smp in ipairs(sample_out) do rescored[k] = smp.score_logprob end
-      if #rescored ~= #sample_out then rescored = nil end
+      for k, smp in ipairs(sample_out) do
+        if type(smp.score_logprob) ~= "number" then rescored = nil; break end
+        rescored[k] = smp.score_logprob
+      end
     end
     if want and not rescored then
       local pairs_ = {}

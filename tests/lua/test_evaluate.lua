@@ -786,6 +786,25 @@ H.case("end to end with a tiny random model: records, counts, resume, rescoring"
     end
   end
   H.ok(differs, "the records' logprob is at T = 1, not the sampling temperature's")
+  -- a CPU model object of one's own whose generate gives no score for some samples (here each
+  -- call's first): the samples are rescored, not recorded at the sampling temperature (such a
+  -- sample once slipped through a length check of a table with a hole)
+  scored = 0
+  local dropping = setmetatable({logprobs = count, core = false, device = function() return "cpu" end,
+                                 generate = function(_, prompts, go)
+    local out = m:generate(prompts, go)
+    out[1].score_logprob = nil
+    return out
+  end}, {__index = m})
+  base.rescore = nil
+  local _, rd = evaluate.run(dropping, probs, base)
+  H.ok(scored > 0, "rescored")
+  for i = 1, 6 do
+    for j = 1, 2 do
+      H.eq(rd[i].samples[j].completion, rs[i].samples[j].completion, "same samples")
+      H.near(rd[i].samples[j].logprob, rs[i].samples[j].logprob, 1e-4, "T = 1, not the sampling temperature's")
+    end
+  end
   m.core = real
   -- prompts near the context (128 positions) get fewer new tokens; too long ones are refused
   local long = string.rep("1+", 61) .. "1="                 -- 124 tokens: 4 new ones fit

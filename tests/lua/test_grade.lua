@@ -343,6 +343,8 @@ local CASES = {
   {"eq", "(5,6)", "5,600", false},
   {"eq", "(10,80)", "10,\\!080", false},
   {"eq", "\\{1,0\\}", "1,000", false},
+  {"eq", "2,300", "2\\cup300", false},
+  {"eq", "1,000", "(1,000,5)", false},
   {"eq", "10,080", "1.008 \\times 10^{4}", true},
   -- a power after a function's parentheses is the function's; what follows multiplies it
   {"eq", "\\sin(x)^2", "\\sin^2 x", true},

@@ -654,6 +654,28 @@ H.case("model methods refuse bad arguments by name", function()
   end, "model config: its", "parameters need", "more than this machine's")
 end)
 
+-- score_temperature apart from the sampling temperature, over several decode steps (the shipped
+-- case scored at the sampling temperature only: a score that ignored its T survived)
+H.case("generate's score_temperature equals teacher forcing at that temperature", function()
+  local m = assert(confit.load("examples/toy/model"))
+  local P = {toy.encode("1+2="), toy.encode("14-3+2=")}
+  local out = m:generate(P, {n = 2, temperature = 1.0, max_new_tokens = 10, seed = 2, ignore_eos = true,
+                             score_temperature = 0.5})
+  local seqs, pl = {}, {}
+  for k, smp in ipairs(out) do
+    local p = P[(k - 1) // 2 + 1]
+    local row = table.move(p, 1, #p, 1, {})
+    table.move(smp.tokens, 1, #smp.tokens, #row + 1, row)
+    seqs[k], pl[k] = row, #p
+  end
+  local tf = confit.no_grad(function() return m:logprobs(seqs, pl, {temperature = 0.5}) end):totable()
+  for k, smp in ipairs(out) do
+    H.eq(#smp.tokens, 10, "ten tokens")
+    H.near_abs(smp.score_logprob, tf[k], 1e-4, "sample " .. k .. ": score at T = 0.5 vs teacher forcing")
+  end
+  m:free()
+end)
+
 H.case("generate's options: numbers that are numbers, a boolean ignore_eos, a full context named, top_p shown", function()
   local m = assert(confit.load(FIXTURES[1]))
   local P = {{1, 2, 3}}

@@ -193,9 +193,10 @@ end)
 
 -- a user's global named table broke :help (it sorted with the global table.sort)
 H.case(":help works after the user sets a global named table", function()
-  local out = run("", "table = {1, 2, 3}\n:help run\n:help confit.tensor\n")
+  local out = run("", "table = {1, 2, 3}\n:help run\n:help confit.tensor\n:help\n")
   H.ok(out:find("'run' is documented as evaluate.run, train.run", 1, true), out)
   H.ok(out:find(docs["confit.tensor"], 1, true), out)
+  H.ok(out:find("confit.optim.adamw", 1, true), "the bare :help lists the names: " .. out:sub(1, 300))
 end)
 
 -- a field's doc opens with its name and a colon: it was printed after the name again

@@ -420,6 +420,19 @@ H.case("toy_eval's T = 1 record log-probs: the CPU sampler's, equal to teacher f
     end
   end
   H.ok(apart, "logprob is at T = 1, not T = 0.5")
+  -- temperature_scale 0.5: the "T = 1" pass samples at 0.5 and is scored at T = 1 too
+  calls = 0
+  local o2 = {n = 3, max_new_tokens = 16, temperature_scale = 0.5}
+  local _, rc = toy_eval.run(here, qs, o2)
+  H.eq(calls, 0, "no teacher-forced pass on the CPU, either pass")
+  local _, rd = toy_eval.run(elsewhere, qs, o2)
+  for i = 1, #qs do
+    for j = 1, 3 do
+      local a, b = rc[i].samples_t10[j], rd[i].samples_t10[j]
+      H.eq(a.completion, b.completion, "same samples")
+      H.near(a.logprob, b.logprob, 1e-4, "samples_t10 at T = 1")
+    end
+  end
   m:free()
 end)
 
