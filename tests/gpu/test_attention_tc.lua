@@ -107,6 +107,48 @@ H.case("cases the tensor-core path does not take fall back (D = 32, f32, mask)",
     q2:attention(k2, v2, m, nil, false))
 end)
 
+-- (twentieth session, written without a GPU: tests/c/test_attention_emu.cpp checks the same on the
+-- CPU emulation) a NaN in a query or a key makes the rows it reaches NaN, forward and backward,
+-- on both paths, as on the CPU; before, a NaN query's row came out zeros on the CUDA cores and the
+-- backward of rows that see a NaN key was zeros on both. Kv heads no NaN reaches still agree.
+H.case("NaN in a query and in a key: NaN rows as on the CPU, on both paths", function()
+  local B, Hq, Hkv, T, S, D = 2, 4, 2, 20, 20, 64
+  local q, k, v = rb({B, Hq, T, D}, 501, 1.5), rb({B, Hkv, S, D}, 502, 1.5), rb({B, Hkv, S, D}, 503)
+  q:set(2, 2, 6, 4, 0 / 0)    -- batch 2, query head 2 (kv head 1), position 6
+  k:set(1, 1, 11, 3, 0 / 0)   -- batch 1, kv head 1, key 11
+  local R = rb({B, Hq, T, D}, 504)
+  local qc, kc, vc = q:clone():requires_grad_(), k:clone():requires_grad_(), v:clone():requires_grad_()
+  local oc = qc:attention(kc, vc, nil, nil, true)
+  ;(oc * R):sum():backward()
+  local function nan_list(t)
+    local out = {}
+    for i, x in ipairs(H.flat(t:cpu():to("f32"))) do out[i] = x ~= x end
+    return out
+  end
+  local function same_nan(what, got, ref)
+    local g, r, bad = nan_list(got), nan_list(ref), 0
+    for i = 1, #r do if g[i] ~= r[i] then bad = bad + 1 end end
+    H.eq(bad, 0, what .. ": elements NaN on one side only")
+  end
+  for _, path in ipairs({{"tensor cores", true, "bf16"}, {"CUDA cores", false, "f32"}}) do
+    confit.cuda.set_attention_tc(path[2])
+    local function dev(t) return t:to("cuda", path[3]):requires_grad_() end
+    local qg, kg, vg = dev(q), dev(k), dev(v)
+    local og = qg:attention(kg, vg, nil, nil, true)
+    ;(og * R:to("cuda", path[3])):sum():backward()
+    same_nan(path[1] .. " out", og, oc)
+    same_nan(path[1] .. " dv", vg.grad, vc.grad)
+    local row = nan_list(qg.grad:cpu():select(1, 2):select(1, 2):select(1, 6))
+    for e = 1, D do H.ok(row[e], path[1] .. " dq: the NaN query's row is NaN") end
+    -- kv head 2 (query heads 3 and 4) sees no NaN: its outputs and gradients as the CPU's
+    check(path[1] .. " out, heads 3-4", og:narrow(2, 3, 2), oc:narrow(2, 3, 2))
+    check(path[1] .. " dq, heads 3-4", qg.grad:narrow(2, 3, 2), qc.grad:narrow(2, 3, 2))
+    check(path[1] .. " dk, kv head 2", kg.grad:narrow(2, 2, 1), kc.grad:narrow(2, 2, 1))
+    check(path[1] .. " dv, kv head 2", vg.grad:narrow(2, 2, 1), vc.grad:narrow(2, 2, 1))
+  end
+  confit.cuda.set_attention_tc(true)
+end)
+
 -- ---------------------------------------------------------------- timings (information only)
 
 local function time_it(fn, reps)
