@@ -163,8 +163,8 @@ static inline double binary_fn(binary_op op, double a, double b) {
 #define BINARY_CASE(OP) TYPED_CASE(BINARY_LOOP, OP)
 
 /* swiglu of f32 in float math, a / (1 + e^-a) * b as the decoder (core/nn/generate.c) writes
- * it: binary_fn's double exp per element made the op 3x slower than the GEMM that feeds it (12 %
- * of the toy main job; bench/swiglu_bench.lua) */
+ * it: with binary_fn's double exp per element the op took about twice the time of the GEMM that
+ * feeds it (12 % of the toy main job; bench/swiglu_bench.lua) */
 static inline float swiglu_f(float a, float b) { return a / (1.0f + expf(-a)) * b; }
 
 /* out [broadcast(a, b)] = f(a, b) */
