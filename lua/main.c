@@ -543,9 +543,12 @@ static int help_show(lua_State *L) {
   const char *keys[9];
   int nkeys = 0;
   keys[nkeys++] = name;
-  /* a module path without its "confit." (optim.adamw, profiler.report) */
+  /* a module path without its "confit." (optim.adamw, profiler.report), or with it where the docs
+   * name the module alone (confit.bench.records: bench.records) */
   if (strncmp(name, "confit.", 7) != 0 && strchr(name, '.') && !strchr(name, ':'))
     keys[nkeys++] = lua_pushfstring(L, "confit.%s", name);
+  else if (strncmp(name, "confit.", 7) == 0 && strchr(name + 7, '.'))
+    keys[nkeys++] = name + 7;
   if (*last && !confit_owned(L, name)) {
     keys[nkeys++] = last;
     keys[nkeys++] = lua_pushfstring(L, "confit.%s", last);

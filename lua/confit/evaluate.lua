@@ -655,11 +655,19 @@ end
 --- encoded with tokenizer) has no room for one new token in a context of ctx positions
 --- (config.json's max_position_embeddings; nil: no length check).
 function evaluate.check_prompts(problems, opts, tokenizer, ctx)
+  if type(problems) ~= "table" then fail("check_prompts: problems must be a list, got " .. type(problems), 2) end
+  if ctx ~= nil and math.type(ctx) ~= "integer" then
+    fail("check_prompts: ctx must be an integer (max_position_embeddings) or nil, got " .. tostring(ctx), 2)
+  end
+  if ctx and not (type(tokenizer) == "userdata" or type(tokenizer) == "table") then
+    fail("check_prompts: tokenizer must be a tokenizer (confit.tokenizer), got " .. type(tokenizer), 2)
+  end
   local s = evaluate.settings(opts, nil)
   local bad = marker_problem(s.template, tokenizer)
   if bad then return bad end
   if not ctx then return nil end
   for i, p in ipairs(problems) do
+    if type(p) ~= "table" then fail(("check_prompts: problem %d must be a table {id=, question=}, got %s"):format(i, type(p)), 2) end
     local text = s.apply_template(p.question, p)
     if type(text) == "string" then
       local n = #tokenizer:encode(text)

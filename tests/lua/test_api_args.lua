@@ -26,6 +26,9 @@ local FUNCS = {
   {"rl.seq_logprobs", R"rl".seq_logprobs}, {"rl.token_view", R"rl".token_view}, {"rl.like", R"rl".like},
   {"rl.fill_metrics", R"rl".fill_metrics}, {"train.trainable", R"train".trainable},
   {"evaluate.run", R"evaluate".run},
+  {"evaluate.context_hint", R"evaluate".context_hint}, {"evaluate.check_prompts", R"evaluate".check_prompts},
+  {"chat.family", R"chat".family}, {"jsonio.sync", R"jsonio".sync}, {"jsonio.is_temp_name", R"jsonio".is_temp_name},
+  {"bench.records", R"bench".records}, {"rl.snapshot_policy", R"rl".snapshot_policy},
 }
 for _, n in ipairs({"device", "encode", "forward", "generate", "hidden", "init_random", "logprobs", "pad",
                     "param_names", "parameters", "prompt_ids", "set_param", "set_recompute", "to"}) do
@@ -48,7 +51,9 @@ H.case("every documented name is called", function()
                     ["jsonio.remove_stale_temps"] = "removes files", ["report.write"] = "writes", ["m:save"] = "writes",
                     ["m:free"] = "frees the model", ["tok:free"] = "frees the tokenizer", ["train.run"] = "trains",
                     ["m.config"] = "a table", ["m.tokenizer"] = "a table", ["rl.methods"] = "a table",
-                    ["rl.per_question"] = "a table", ["rl.register_weighted"] = "registers a method"}
+                    ["rl.per_question"] = "a table", ["rl.register_weighted"] = "registers a method",
+                    ["jsonio.append_jsonl"] = "writes", ["jsonio.write_dir_atomic"] = "writes",
+                    ["cli.main"] = "runs its argument"}
   for name in pairs(help) do
     H.ok(have[name] or left_out[name], name .. " is documented but neither called here nor left out with a reason")
   end

@@ -186,9 +186,9 @@ end)
 -- (twentieth session) a bare name or a module path without "confit." found nothing although the
 -- full name is documented (:help adamw, :help trainable, :help optim.adamw)
 H.case(":help finds a name documented only qualified, or lists the names", function()
-  local out = run("", ":help adamw\n:help optim.adamw\n:help trainable\n:help run\n")
+  local out = run("", ":help adamw\n:help optim.adamw\n:help trainable\n:help run\n:help confit.bench.records\n")
   H.eq(out, docs["confit.optim.adamw"] .. "\n" .. docs["confit.optim.adamw"] .. "\n" .. docs["train.trainable"]
-            .. "\n'run' is documented as evaluate.run, train.run (:help one of them)\n")
+            .. "\n'run' is documented as evaluate.run, train.run (:help one of them)\n" .. docs["bench.records"] .. "\n")
 end)
 
 -- a user's global named table broke :help (it sorted with the global table.sort)
@@ -296,7 +296,8 @@ H.case("every name repl_help documents exists", function()
   local m = assert(confit.load("examples/toy/model"))
   local opt = confit.optim.adamw({confit.zeros({2}, {requires_grad = true})}, {lr = 1e-3})
   local owners = {confit = confit, t = confit.zeros({2}), m = m, tok = m.tokenizer, opt = opt}
-  for _, mod in ipairs({"rl", "train", "evaluate", "grade", "metrics", "toy", "chat", "jsonio", "report"}) do
+  for _, mod in ipairs({"rl", "train", "evaluate", "grade", "metrics", "toy", "chat", "jsonio", "report", "bench",
+                       "cli"}) do
     owners[mod] = require("confit." .. mod)
   end
   local n = 0
