@@ -16,7 +16,9 @@
  *
  * A NaN in a query makes that query's output row and its gradient row NaN, and the key and value
  * gradients of every key the query sees (as on the CPU, core/cpu/nn.c); a NaN in a key makes
- * the rows that see it NaN. Rows that see no NaN stay finite and right.
+ * the rows that see it NaN. The CPU's dense products (0 * NaN) also make NaN what the kernels may
+ * keep finite: dk at keys a NaN query does not see, dq through a NaN key a query does not see;
+ * there either is accepted. Kv heads no NaN reaches stay finite and right.
  */
 #include "cuda_emu.h"
 #include "check.h"

@@ -110,7 +110,9 @@ end)
 -- (twentieth session, written without a GPU: tests/c/test_attention_emu.cpp checks the same on the
 -- CPU emulation) a NaN in a query or a key makes the rows it reaches NaN, forward and backward,
 -- on both paths, as on the CPU; before, a NaN query's row came out zeros on the CUDA cores and the
--- backward of rows that see a NaN key was zeros on both. Kv heads no NaN reaches still agree.
+-- backward of rows that see a NaN key was zeros on both. Compared: the NaN patterns of out and dv,
+-- the NaN query's dq row (dq and dk elsewhere may differ: the CPU's dense products make 0 * NaN
+-- NaN where the kernels skip masked keys), and the kv head no NaN reaches, which still agrees.
 H.case("NaN in a query and in a key: NaN rows as on the CPU, on both paths", function()
   local B, Hq, Hkv, T, S, D = 2, 4, 2, 20, 20, 64
   local q, k, v = rb({B, Hq, T, D}, 501, 1.5), rb({B, Hkv, S, D}, 502, 1.5), rb({B, Hkv, S, D}, 503)
