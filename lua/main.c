@@ -558,9 +558,29 @@ static int help_show(lua_State *L) {
     keys[nkeys++] = lua_pushfstring(L, "tok:%s", last);
     keys[nkeys++] = lua_pushfstring(L, "opt:%s", last);
   }
+  int bare = !strpbrk(name, ".:");
   for (int k = 0; k < nkeys; k++)
     for (int s = 0; s < nsrc; s++)
       if (doc_lookup(L, src[s], keys[k])) {
+        /* a bare name that is a method or field of several objects (free: m:free, opt:free, t:free,
+         * tok:free; zero_grad: t: and opt:): all of them, not the first */
+        if (bare && k >= 3) {
+          char list[512] = "";
+          int n = 0;
+          for (int j = 3; j < nkeys; j++)
+            for (int s2 = 0; s2 < nsrc; s2++)
+              if (doc_lookup(L, src[s2], keys[j])) {
+                lua_pop(L, 1);
+                if (strlen(list) + strlen(keys[j]) + 3 < sizeof list)
+                  snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", n ? ", " : "", keys[j]);
+                n++;
+                break;
+              }
+          if (n > 1) {
+            printf("'%s' is documented as %s (:help one of them)\n", name, list);
+            return 0;
+          }
+        }
         print_doc(keys[k], lua_tostring(L, -1), last);
         return 0;
       }

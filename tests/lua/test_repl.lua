@@ -191,6 +191,13 @@ H.case(":help finds a name documented only qualified, or lists the names", funct
             .. "\n'run' is documented as evaluate.run, train.run (:help one of them)\n" .. docs["bench.records"] .. "\n")
 end)
 
+-- a bare name several objects document (the README's opt:zero_grad showed t:zero_grad's doc)
+H.case(":help of a method several objects have lists them", function()
+  local out = run("", ":help zero_grad\n:help encode\n:help step\n")
+  H.eq(out, "'zero_grad' is documented as t:zero_grad, opt:zero_grad (:help one of them)\n"
+            .. "'encode' is documented as m:encode, tok:encode (:help one of them)\n" .. docs["opt:step"] .. "\n")
+end)
+
 -- a user's global named table broke :help (it sorted with the global table.sort)
 H.case(":help works after the user sets a global named table", function()
   local out = run("", "table = {1, 2, 3}\n:help run\n:help confit.tensor\n:help\n")
