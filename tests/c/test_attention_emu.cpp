@@ -240,6 +240,19 @@ static data make(const prob &p) {
 
 static char ctx[256];
 
+/* A run's output and gradients against the reference (under ctx); with a NaN input, dq and dk may
+ * also be NaN in the (batch, kv head) blocks it reaches */
+template <typename T>
+static void compare_all(const prob &p, const data &d, double tol, const std::vector<T> &out,
+                        const std::vector<T> &gq, const std::vector<T> &gk, const std::vector<T> &gv) {
+  bool nan_in = p.nan_q >= 0 || p.nan_k >= 0;
+  std::vector<bool> none;
+  compare("out", ctx, out, d.out, tol);
+  compare("dq", ctx, gq, d.gq, tol, nan_in ? nan_blocks(p, p.Hq, p.T, p.D, p.Hq / p.Hkv) : none);
+  compare("dk", ctx, gk, d.gk, tol, nan_in ? nan_blocks(p, p.Hkv, p.S, p.D, 1) : none);
+  compare("dv", ctx, gv, d.gv, tol);
+}
+
 /* ---------------------------------------------------------------- the CUDA cores (attention.cuh) */
 
 template <typename T>
@@ -276,12 +289,7 @@ static void run_at(const prob &p, double tol) {
   emu_smem.assign(at_dkv_smem(g), 0);
   emu_run(gridk, AT_WARPS * 32, [&] { attn_dkv_kernel<T>(gk.data(), gv.data(), q.data(), k.data(), v.data(), dO.data(), lse.data(), Di.data(), g); });
   snprintf(ctx, sizeof ctx, "CUDA cores %s, %s", sizeof(T) == 4 ? "f32" : "bf16", p.name);
-  compare("out", ctx, out, d.out, tol);
-  bool nan_in = p.nan_q >= 0 || p.nan_k >= 0;
-  std::vector<bool> none;
-  compare("dq", ctx, gq, d.gq, tol, nan_in ? nan_blocks(p, p.Hq, p.T, p.D, p.Hq / p.Hkv) : none);
-  compare("dk", ctx, gk, d.gk, tol, nan_in ? nan_blocks(p, p.Hkv, p.S, p.D, 1) : none);
-  compare("dv", ctx, gv, d.gv, tol);
+  compare_all(p, d, tol, out, gq, gk, gv);
 }
 
 /* ---------------------------------------------------------------- the tensor cores (attention_tc.cuh) */
@@ -327,12 +335,7 @@ static void run_tc(const prob &p, double tol) {
   }
   emu_smem.clear();
   snprintf(ctx, sizeof ctx, "tensor cores D %d, %s", D, p.name);
-  compare("out", ctx, out, d.out, tol);
-  bool nan_in = p.nan_q >= 0 || p.nan_k >= 0;
-  std::vector<bool> none;
-  compare("dq", ctx, gq, d.gq, tol, nan_in ? nan_blocks(p, p.Hq, p.T, p.D, p.Hq / p.Hkv) : none);
-  compare("dk", ctx, gk, d.gk, tol, nan_in ? nan_blocks(p, p.Hkv, p.S, p.D, 1) : none);
-  compare("dv", ctx, gv, d.gv, tol);
+  compare_all(p, d, tol, out, gq, gk, gv);
 }
 
 int main() {

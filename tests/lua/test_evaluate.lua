@@ -753,15 +753,19 @@ H.case("end to end with a tiny random model: records, counts, resume, rescoring"
   -- rescoring at temperature 1 reproduces generate's own temperature-1 log-probs
   local base = {grader = "toy", template = "plain", n = 2, temperature = 1.0, max_new_tokens = 8,
                 greedy = false, progress = QUIET, seed = 9}
+  -- two runs' records: the same samples, log-probs within tol
+  local function same_samples(ra, rb, tol, what)
+    for i = 1, 6 do
+      for j = 1, 2 do
+        H.eq(rb[i].samples[j].completion, ra[i].samples[j].completion, "same samples")
+        H.near(rb[i].samples[j].logprob, ra[i].samples[j].logprob, tol, what)
+      end
+    end
+  end
   local _, ra = evaluate.run(m, probs, base)
   base.rescore = true
   local _, rb = evaluate.run(m, probs, base)
-  for i = 1, 6 do
-    for j = 1, 2 do
-      H.eq(rb[i].samples[j].completion, ra[i].samples[j].completion, "same samples")
-      H.near(rb[i].samples[j].logprob, ra[i].samples[j].logprob, 1e-3, "rescored logprob")
-    end
-  end
+  same_samples(ra, rb, 1e-3, "rescored logprob")
   -- at T = 0.5 the CPU generator scores its samples at T = 1 itself (score_temperature); a model
   -- elsewhere (here the same model said to be on "cuda") is rescored by a teacher-forced pass:
   -- the same samples, log-probs equal within float rounding, and not the T = 0.5 ones
@@ -777,11 +781,10 @@ H.case("end to end with a tiny random model: records, counts, resume, rescoring"
   H.ok(scored > 0, "a teacher-forced pass elsewhere")
   base.rescore = false
   local _, rn = evaluate.run(m, probs, base)
+  same_samples(rs, rt, 1e-4, "sampler's T = 1 score vs teacher forcing")
   local differs = false
   for i = 1, 6 do
     for j = 1, 2 do
-      H.eq(rs[i].samples[j].completion, rt[i].samples[j].completion, "same samples")
-      H.near(rs[i].samples[j].logprob, rt[i].samples[j].logprob, 1e-4, "sampler's T = 1 score vs teacher forcing")
       if math.abs(rs[i].samples[j].logprob - rn[i].samples[j].logprob) > 1e-3 then differs = true end
     end
   end
@@ -799,12 +802,7 @@ H.case("end to end with a tiny random model: records, counts, resume, rescoring"
   base.rescore = nil
   local _, rd = evaluate.run(dropping, probs, base)
   H.ok(scored > 0, "rescored")
-  for i = 1, 6 do
-    for j = 1, 2 do
-      H.eq(rd[i].samples[j].completion, rs[i].samples[j].completion, "same samples")
-      H.near(rd[i].samples[j].logprob, rs[i].samples[j].logprob, 1e-4, "T = 1, not the sampling temperature's")
-    end
-  end
+  same_samples(rs, rd, 1e-4, "T = 1, not the sampling temperature's")
   m.core = real
   -- prompts near the context (128 positions) get fewer new tokens; too long ones are refused
   local long = string.rep("1+", 61) .. "1="                 -- 124 tokens: 4 new ones fit
