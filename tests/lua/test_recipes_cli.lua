@@ -26,9 +26,15 @@ local read, write = H.read, H.write
 -- Inputs: a folder that passes for a model (config.json only, with the toy's 128 positions: the
 -- checks stop before loading),
 -- JSONL files with a malformed line and without the question field, grid files, a run directory.
-local MODEL = TMP .. "/model"
-assert(os.execute("mkdir -p " .. q(MODEL)))
-write(MODEL .. "/config.json", '{"max_position_embeddings": 128}\n')
+-- a folder TMP/name whose config.json gives ctx positions, with the toy's tokenizer.json when tok
+local function model_folder(name, ctx, tok)
+  local dir = TMP .. "/" .. name
+  assert(os.execute("mkdir -p " .. q(dir)))
+  write(dir .. "/config.json", ('{"max_position_embeddings": %d}\n'):format(ctx))
+  if tok then write(dir .. "/tokenizer.json", read("examples/toy/model/tokenizer.json")) end
+  return dir
+end
+local MODEL = model_folder("model", 128)
 local BADMODEL = TMP .. "/badmodel"
 assert(os.execute("mkdir -p " .. q(BADMODEL)))
 write(BADMODEL .. "/config.json", '{"max_position_embeddings": 128,\n "hidden_size": }\n')
@@ -46,20 +52,11 @@ write(GSM_NOREF, '{"question": "1+1=", "answer": "2"}\n')
 local MINERVA_Q = TMP .. "/bench/minerva_math.jsonl" -- minerva_math's question field is problem
 write(MINERVA_Q, '{"question": "1+1=", "solution": "\\\\boxed{2}"}\n')
 -- a model folder with the toy's byte-level tokenizer (its ChatML prompt is 158 tokens > 128)
-local TOKMODEL = TMP .. "/tokmodel"
-assert(os.execute("mkdir -p " .. q(TOKMODEL)))
-write(TOKMODEL .. "/config.json", '{"max_position_embeddings": 128}\n')
-write(TOKMODEL .. "/tokenizer.json", read("examples/toy/model/tokenizer.json"))
+local TOKMODEL = model_folder("tokmodel", 128, true)
 -- (twentieth session) contexts where a default --max-new-tokens does not fit after the prompt: 66
 -- positions for the toy's 64 after a toy prompt, 3100 with the toy tokenizer for the --data 3072
 -- after a 102-token question
-local M66 = TMP .. "/m66"
-assert(os.execute("mkdir -p " .. q(M66)))
-write(M66 .. "/config.json", '{"max_position_embeddings": 66}\n')
-local T3100 = TMP .. "/t3100"
-assert(os.execute("mkdir -p " .. q(T3100)))
-write(T3100 .. "/config.json", '{"max_position_embeddings": 3100}\n')
-write(T3100 .. "/tokenizer.json", read("examples/toy/model/tokenizer.json"))
+local M66, T3100 = model_folder("m66", 66), model_folder("t3100", 3100, true)
 local LONGQ = TMP .. "/longq.jsonl"
 write(LONGQ, ('{"question": "%s", "answer": "2"}\n'):format(("1+"):rep(50) .. "1="))
 local GRID_SYNTAX = TMP .. "/broken_grid.lua"
