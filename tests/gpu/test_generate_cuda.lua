@@ -317,53 +317,88 @@ local function child_confit(env, code)
   return out
 end
 
--- The 1.5B model's attention shape (head_dim 128, 6 query heads per kv head) in bf16 with long
--- sequences: several splits of several tiles. The default decode attention (k_attn_qp) against the
--- CPU forward, as the bf16 case above; then the attention on the tensor cores (in a child confit:
--- CONFIT_GEN_ATT_TC=1, k_attn_tc, the scores; =2, k_attn_tc2, the scores and P V) against it: the
--- same tokens and log-probs within 1e-3 (all read the same bf16 cache; they differ by f32
--- summation order, about 1e-6 relative).
+-- The 1.5B model's attention shape (head_dim 128, 6 query heads per kv head) in bf16, where the
+-- decode attention runs on the tensor cores by default (k_attn_tc2; CONFIT_GEN_ATT_TC=1 k_attn_tc,
+-- =0 k_attn_qp on the CUDA cores).
+-- 1. Long sequences (several splits of several tiles) against the CPU forward, as the bf16 case
+--    above. An H200 (2026-11-27) saw mean 0.0037, worst 0.019 (k_attn_tc2, k_attn_qp); under
+--    CONFIT_GEN_FUSE_ROPE=0 (k_rope_kv, then the attention over rotated queries; not the default)
+--    mean 0.0295, worst 0.55, which these bounds refuse: not yet understood (docs/HACKING.md).
+-- 2. The three attentions against one another. Their generations part after a few dozen tokens
+--    (on an H200 sample 1 of 4 at token 15): they sum in different orders, about 1e-6 relative,
+--    and a bf16 rounding that flips moves the logits by about 1e-3 and, now and then, a sampled
+--    token. So each runs (in a child confit, the switch read from the environment) on prompts
+--    of many lengths (partial and whole 64-position tiles, several splits) for 6 new tokens: the
+--    first comes from the prefill (no decode attention), the rest from decode steps. Each against
+--    the CPU forward as in 1 (an H200: mean 0.004, worst 0.014); and along each sample, up to
+--    where its tokens part from k_attn_qp's, the log-probs agree within 0.02 (an H200: 0.005
+--    with =1, 0.009 with =2, every token compared); most tokens are compared.
 local HD128 = "{model_type = 'qwen2', hidden_size = 128, intermediate_size = 64, num_hidden_layers = 2, " ..
   "num_attention_heads = 12, num_key_value_heads = 2, head_dim = 128, vocab_size = 97, " ..
   "max_position_embeddings = 1024, rms_norm_eps = 1e-6, rope_theta = 10000, tie_word_embeddings = true}"
-H.case("bf16, head_dim 128, 6 heads per kv head, long sequences: log-probs match the CPU forward and the tensor-core attention", function()
+H.case("bf16, head_dim 128, 6 heads per kv head: log-probs match the CPU forward, the three attentions one another", function()
   local cfg = assert(_G.load("return " .. HD128))()
-  local gen = "{max_new_tokens = 150, temperature = 1, n = 4, seed = 9, ignore_eos = true}"
   local gpu = confit.model.new(cfg, {seed = 5, std = 0.1}):to("cuda", "bf16")
   local ref = confit.model.new(cfg, {seed = 5, std = 0.1}):to("cuda", "bf16"):to("cpu")
   local ps = lcg_prompts({200, 37}, 97, 3)
-  local r = gpu:generate(ps, assert(_G.load("return " .. gen))())
+  local r = gpu:generate(ps, {max_new_tokens = 150, temperature = 1, n = 4, seed = 9, ignore_eos = true})
   H.eq(#r, 8, "samples")
   local worst, mean = forward_gap(ref, ps, r)
-  H.ok(mean <= 0.03 and worst <= 0.3,
-       string.format("log-prob difference: mean %.3g (bound 0.03), worst %.3g (bound 0.3)", mean, worst))
+  print(string.format("  default attention, long sequences against the CPU forward: mean %.3g, worst %.3g", mean, worst))
+  H.ok(mean <= 0.015 and worst <= 0.15,
+       string.format("log-prob difference: mean %.3g (bound 0.015), worst %.3g (bound 0.15)", mean, worst))
+  gpu:free()
+  local lens = {1, 2, 17, 62, 63, 64, 65, 127, 128, 129, 200, 255, 300, 383, 450, 511}
+  local sp = lcg_prompts(lens, 97, 11)
+  local gen = "{max_new_tokens = 6, temperature = 1, n = 2, seed = 9, ignore_eos = true}"
   local pl = {}
-  for i, p in ipairs(ps) do pl[i] = "{" .. table.concat(p, ",") .. "}" end
+  for i, p in ipairs(sp) do pl[i] = "{" .. table.concat(p, ",") .. "}" end
   local code = ("local confit = require('confit'); " ..
     "local m = confit.model.new(%s, {seed = 5, std = 0.1}):to('cuda', 'bf16'); " ..
-    "for _, s in ipairs(m:generate({%s}, %s)) do io.write(table.concat(s.tokens, ' '), '|') " ..
+    "for _, s in ipairs(m:generate({%s}, %s)) do io.write(s.prompt, '|', table.concat(s.tokens, ' '), '|') " ..
     "for _, l in ipairs(s.logprobs) do io.write(string.format('%%.9g ', l)) end io.write('\\n') end")
     :format(HD128, table.concat(pl, ","), gen)
-  for _, env in ipairs({"CONFIT_GEN_ATT_TC=1", "CONFIT_GEN_ATT_TC=2"}) do
-    local out = child_confit(env, code)
-    local k, lp_gap = 0, 0
+  local runs = {}
+  for level = 0, 2 do
+    local env = "CONFIT_GEN_ATT_TC=" .. level
+    local out, rows = child_confit(env, code), {}
     for line in out:gmatch("[^\n]+") do
-      k = k + 1
-      local toks, lps = line:match("^([%d ]*)|(.*)$")
-      H.ok(toks, env .. ": child output line " .. k .. ": " .. line)
-      if not toks or not r[k] then break end
-      H.eq(toks, table.concat(r[k].tokens, " "), env .. ": sample " .. k .. " tokens")
-      local j = 0
-      for v in lps:gmatch("%S+") do
-        j = j + 1
-        lp_gap = math.max(lp_gap, math.abs(tonumber(v) - (r[k].logprobs[j] or math.huge)))
-      end
-      H.eq(j, #r[k].logprobs, env .. ": sample " .. k .. " log-probs")
+      local pi, toks, lps = line:match("^(%d+)|([%d ]*)|(.*)$")
+      H.ok(pi, env .. ": child output line " .. (#rows + 1) .. ": " .. line)
+      if not pi then break end
+      local smp = {prompt = tonumber(pi), tokens = {}, logprobs = {}}
+      for t in toks:gmatch("%d+") do smp.tokens[#smp.tokens + 1] = tonumber(t) end
+      for v in lps:gmatch("%S+") do smp.logprobs[#smp.logprobs + 1] = tonumber(v) end
+      H.eq(#smp.tokens, 6, env .. ": sample " .. (#rows + 1) .. " tokens")
+      H.eq(#smp.logprobs, 6, env .. ": sample " .. (#rows + 1) .. " log-probs")
+      rows[#rows + 1] = smp
     end
-    H.eq(k, #r, env .. ": samples: " .. out:sub(1, 300))
-    H.ok(lp_gap <= 1e-3, string.format("%s: log-probs differ by up to %.3g", env, lp_gap))
+    H.eq(#rows, 2 * #lens, env .. ": samples: " .. out:sub(1, 300))
+    local w, m = forward_gap(ref, sp, rows)
+    print(string.format("  %s against the CPU forward: mean %.3g, worst %.3g", env, m, w))
+    H.ok(m <= 0.015 and w <= 0.15,
+         string.format("%s: log-prob difference: mean %.3g (bound 0.015), worst %.3g (bound 0.15)", env, m, w))
+    runs[level] = rows
   end
-  gpu:free(); ref:free()
+  for level = 1, 2 do
+    local compared, total, gap = 0, 0, 0
+    for k, smp in ipairs(runs[level]) do
+      local base = runs[0][k]
+      H.eq(smp.prompt, base.prompt, "sample " .. k .. " prompt")
+      H.eq(smp.tokens[1], base.tokens[1], "CONFIT_GEN_ATT_TC=" .. level .. ": sample " .. k .. ": the prefill's token")
+      for t = 1, #base.tokens do
+        total = total + 1
+        if smp.tokens[t] ~= base.tokens[t] then break end
+        compared = compared + 1
+        gap = math.max(gap, math.abs(smp.logprobs[t] - base.logprobs[t]))
+      end
+    end
+    print(string.format("  CONFIT_GEN_ATT_TC=%d against =0: %d of %d tokens compared, log-probs within %.3g",
+                        level, compared, total, gap))
+    H.ok(compared >= 0.8 * total, string.format("CONFIT_GEN_ATT_TC=%d: only %d of %d tokens before the samples part", level, compared, total))
+    H.ok(gap <= 2e-2, string.format("CONFIT_GEN_ATT_TC=%d: log-probs differ from =0 by up to %.3g", level, gap))
+  end
+  ref:free()
 end)
 
 -- Logits that cannot be sampled raise an error naming the token, the sample and the prompt, as
@@ -426,7 +461,7 @@ H.case("temperatures at the ends of a float's range: tiny decodes greedily as on
   for _, T in ipairs({1e-50, 1e39}) do
     H.raises(function() gpu:generate({{1, 2, 3}}, {temperature = T, max_new_tokens = 2}) end,
              "temperature " .. string.format("%g", T), "outside the GPU sampler's float range")
-    H.eq(#cpu:generate({{1, 2, 3}}, {temperature = T, max_new_tokens = 2})[1].tokens, 2, "CPU at T = " .. T)
+    H.eq(#cpu:generate({{1, 2, 3}}, {temperature = T, max_new_tokens = 2, ignore_eos = true})[1].tokens, 2, "CPU at T = " .. T)
   end
   cpu:free(); gpu:free()
 end)
