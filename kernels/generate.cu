@@ -39,8 +39,9 @@
  * tokens, quadratic in reads beyond that.
  *
  * Defaults, each kept because it measured fastest in the captured step (H200, 1.5B shape, batch
- * 16: 2.01 ms per step in the eleventh session, 2.04-2.06 in the thirteenth, each default still
- * paying; bench/README.md has every figure and the opt-in switches that lost):
+ * 16: 2.01 ms per step in the eleventh session, 2.04-2.06 in the thirteenth, 2.01 in the
+ * twenty-first before the tensor-core attention and 1.78 with it; bench/README.md has every
+ * figure and the opt-in switches that lost):
  *   - GEMMs on cuBLAS (cublasGemmEx). skinny.cu's tensor-core kernels with the norms and the
  *     SwiGLU folded in (CONFIT_GEN_MMA=1, =2 tuned) lost to it: 2.43 and 2.19 ms against 2.17.
  *   - Programmatic dependent launches on sm_90 and later (CONFIT_GEN_PDL=0 off): each kernel is
@@ -48,12 +49,13 @@
  *   - The decode attention does k_rope_kv's work (CONFIT_GEN_FUSE_ROPE=0 off; 2.07 against 2.12)
  *     and stages its queries in one pass (k_attn_qp; CONFIT_GEN_ATT_QPAIR=0 off; 2.05 against
  *     2.18).
+ *   - Over a bf16 cache the decode attention's scores and P V are tensor-core products
+ *     (k_attn_tc2; CONFIT_GEN_ATT_TC=2): 1.78 ms against 1.93 with the scores only (=1, k_attn_tc)
+ *     and 2.01 with neither (=0, k_attn_qp); at a 2048-token prompt 2.06, 2.37 and 2.57 ms.
  *   - The sampler splits each row over about two blocks per multiprocessor (k_sample_split;
  *     CONFIT_GEN_SAMPLE_SPLIT=0 off; 2.01 against 2.05; untruncated sampling and greedy only).
- * Opt-in and not yet run on a GPU: the attention's scores on the tensor cores
- * (CONFIT_GEN_ATT_TC=1, k_attn_tc), and its P V too (=2, k_attn_tc2). cf_cuda_qwen2_generate
- * reads every switch ("the decode switches") and says what each does; tests/gpu/run.sh measures
- * them as variants.
+ * cf_cuda_qwen2_generate reads every switch ("the decode switches") and says what each does;
+ * tests/gpu/run.sh measures them as variants.
  * CONFIT_NO_GRAPH=1 replays the step eagerly instead of the graph.
  */
 #include "kernels/cuda_internal.cuh"
@@ -1374,7 +1376,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
         env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide) ||
         env_int("CONFIT_GEN_SAMPLE_SPLIT", 1, 0, SMP_MAXS, &ssplit) ||
-        env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) || env_int("CONFIT_GEN_ATT_TC", 0, 0, 2, &atc)) {
+        env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) || env_int("CONFIT_GEN_ATT_TC", 2, 0, 2, &atc)) {
       rc = -1;
       goto fail;
     }
@@ -1397,10 +1399,10 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
      * splits each row over several blocks: H200, 1.5B b16, in one run (2026-11-27): 2.18 ms/step
      * with neither, 2.05 with the one-pass staging, 2.01 with both; =0 turns each off */
     e->att_qpair = qpair == 1;
-    /* opt-in, not yet run on a GPU (thirteenth session): the scores of k_attn_qp as a tensor-core
-     * product (=1, k_attn_tc), and P V too (=2, k_attn_tc2); bf16 caches (in f32 each is
-     * k_attn_qp). Fewer attention splits cost about 5 us per extra 64-position tile
-     * (bench/README.md), presumably mostly the tile's arithmetic on the CUDA cores */
+    /* over a bf16 cache the attention's scores and P V are tensor-core products by default
+     * (=2, k_attn_tc2), the scores only with =1 (k_attn_tc), neither with =0 (k_attn_qp; each is
+     * k_attn_qp over an f32 cache): H200, 1.5B b16, in one run (2026-11-27): 1.78, 1.93 and 2.01
+     * ms/step; with a 2048-token prompt 2.06, 2.37 and 2.57 (the tiles' arithmetic weighs more) */
     e->att_tc = atc;
     e->splitk = sk > 1 ? sk : 0;
     e->smp_split = ssplit;

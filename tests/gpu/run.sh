@@ -2,7 +2,7 @@
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-skinny] [--no-lt] [--variants "mma+pdl lt"]
-#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge qpair qpair0 tc tc2 splitk2..8 sample0..32, +)
+#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge qpair qpair0 tc0 tc tc2 splitk2..8 sample0..32, +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."] [--deadline SECONDS]
 #                                           [--knockout "none attention combine ..."]   (none first)
 #
@@ -17,9 +17,9 @@
 #  5. runs bench/skinny_bench (each decode GEMM: skinny.cu's launch shapes against cuBLAS), then
 #     bench/gpu_bench.lua within a time budget (--profile: plus a per-region breakdown of each
 #     measurement from confit.profiler, the largest regions of each in the table); then, for each
-#     decode variant of $VARIANTS (default "tc2 tc qpair0 sample0 rope0 lt": the attention on
-#     the tensor cores, P V and scores or the scores only, not yet measured; then each default
-#     switch turned off in turn, to confirm it still pays, and the cublasLt plans, a tie when last
+#     decode variant of $VARIANTS (default "tc0 tc qpair0 sample0 rope0 lt": each default
+#     switch turned off in turn, to confirm it still pays: the attention on the CUDA cores, or
+#     only its scores on the tensor cores, ...; and the cublasLt plans, a tie when last
 #     measured; --variants "...", --no-lt drops lt), the generation test and the 1.5B decode
 #     benchmark again under it (5b below says what each is); rows "1.5B+MMA+PDL" etc.; with
 #     --knockout, the 1.5B decode benchmark at batch 16 once per named stage with that stage left
@@ -40,7 +40,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
 
-SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; DEADLINE=${DEADLINE:-}; VARIANTS=${VARIANTS:-tc2 tc qpair0 sample0 rope0 lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
+SANITIZE=0; BENCH=1; TESTS=1; SKINNY=1; KNOCKOUT=""; DEADLINE=${DEADLINE:-}; VARIANTS=${VARIANTS:-tc0 tc qpair0 sample0 rope0 lt}; BENCH_BUDGET=${BENCH_BUDGET:-300}; BENCH_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -222,8 +222,8 @@ EOF
   #   merge the attention merges its splits itself, no k_attn_combine (CONFIT_GEN_ATT_MERGE=1)
   #   qpair the attention stages its queries in one pass, a RoPE pair per thread (k_attn_qp;
   #         CONFIT_GEN_ATT_QPAIR=1, the default); qpair0 the two passes of k_attn
-  #   tc    the attention's scores on the tensor cores (k_attn_tc; CONFIT_GEN_ATT_TC=1); tc2 its
-  #         P V too (k_attn_tc2; CONFIT_GEN_ATT_TC=2)
+  #   tc    the attention's scores on the tensor cores, P V not (k_attn_tc; CONFIT_GEN_ATT_TC=1);
+  #         tc0 neither (k_attn_qp; =0); tc2 both (k_attn_tc2; =2, the default)
   #   splitkN  the qkv, o_proj and down GEMMs in N parts of K, added by the attention and the
   #         next RMSNorm (CONFIT_GEN_SPLITK=N, 2..8)
   #   sampleN  the sampler split over N blocks per row (CONFIT_GEN_SAMPLE_SPLIT=N; 1: N chosen,
@@ -252,7 +252,7 @@ EOF
         merge) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_MERGE=1"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_MERGE=1" ;;
         qpair|qpair0) Q=1; [ "$part" = qpair0 ] && Q=0
           TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_QPAIR=$Q"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_QPAIR=$Q" ;;
-        tc|tc2) N=1; [ "$part" = tc2 ] && N=2
+        tc|tc0|tc2) N=1; [ "$part" = tc2 ] && N=2; [ "$part" = tc0 ] && N=0
           TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_TC=$N"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_TC=$N" ;;
         sample0) TEST_ENV="$TEST_ENV CONFIT_GEN_SAMPLE_SPLIT=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SAMPLE_SPLIT=0" ;;
         splitk[2-8]) TEST_ENV="$TEST_ENV CONFIT_GEN_SPLITK=${part#splitk}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SPLITK=${part#splitk}" ;;
