@@ -292,6 +292,7 @@ struct gen_engine {
   bool att_merge;       /* the attention merges its splits itself (CONFIT_GEN_ATT_MERGE=1) */
   bool att_qpair;       /* the fused attention stages its queries in one pass (CONFIT_GEN_ATT_QPAIR, default 1) */
   int att_tc;           /* and, over a bf16 cache, on the tensor cores: 1 its scores, 2 also P V (CONFIT_GEN_ATT_TC) */
+  int att_splits;       /* at most this many attention splits per row (CONFIT_GEN_ATT_SPLITS; 0: as att_split chooses) */
   int splitk;           /* CONFIT_GEN_SPLITK: parts of K for the decode qkv, o_proj, down GEMMs (gen_add_x) */
   float *skp;           /* their partials, splitk x gen_splitk_rows x max(D, Q + 2 KV) f32 */
   int pend;             /* partials in skp that the next k_rmsnorm adds into x (0: none) */
@@ -966,6 +967,7 @@ static void att_split(const gen_engine *e, int A, int *nsplit, int *C) {
   int want = (528 + A * e->KVH - 1) / (A * e->KVH);
   int maxs = (e->cap + ATT_TILE - 1) / ATT_TILE;
   if (want > maxs) want = maxs;
+  if (e->att_splits > 0 && want > e->att_splits) want = e->att_splits;
   if (want < 1) want = 1;
   int c = (e->cap + want - 1) / want;
   c = (c + ATT_TILE - 1) / ATT_TILE * ATT_TILE;
@@ -1352,7 +1354,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   if ((rc = gen_weights(e))) goto fail;
   {
     /* the decode switches (kernels/generate.cu header; bench/README.md) */
-    int mma, pdl, rope, nt, ksb, minb, gs, amerge, qpair, atc, sk, wide, ssplit, dev = 0, cc = 0;
+    int mma, pdl, rope, nt, ksb, minb, gs, amerge, qpair, atc, asplits, sk, wide, ssplit, dev = 0, cc = 0;
     /* programmatic dependent launches by default where the GPU has them (sm_90 on): on an H200
      * the 1.5B step at batch 16 took 2.12 ms with them and 2.20 without (2026-11-26) */
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -1376,7 +1378,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         env_int("CONFIT_GEN_MMA_KSB", 0, 0, 16, &ksb) || env_int("CONFIT_GEN_MMA_MINB", 0, 0, 2, &minb) ||
         env_int("CONFIT_GEN_SPLITK", 0, 0, 8, &sk) || env_int("CONFIT_GEN_MMA_WIDE", 0, 0, 1, &wide) ||
         env_int("CONFIT_GEN_SAMPLE_SPLIT", 1, 0, SMP_MAXS, &ssplit) ||
-        env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) || env_int("CONFIT_GEN_ATT_TC", 2, 0, 2, &atc)) {
+        env_int("CONFIT_GEN_ATT_QPAIR", 1, 0, 1, &qpair) || env_int("CONFIT_GEN_ATT_TC", 2, 0, 2, &atc) ||
+        env_int("CONFIT_GEN_ATT_SPLITS", 0, 0, 64, &asplits)) {
       rc = -1;
       goto fail;
     }
@@ -1404,6 +1407,12 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
      * k_attn_qp over an f32 cache): H200, 1.5B b16, in one run (2026-11-27): 1.78, 1.93 and 2.01
      * ms/step; with a 2048-token prompt 2.06, 2.37 and 2.57 (the tiles' arithmetic weighs more) */
     e->att_tc = atc;
+    /* opt-in, not yet run on a GPU with k_attn_tc2: at most N splits per row, fewer and longer
+     * blocks (the 1.5B shape at batch 16 and a 640-token cache: 11 splits of one 64-position
+     * tile) and fewer partials for k_attn_combine. Against k_attn_qp, whose tiles cost about 5 us
+     * each, 4 and 2 lost (2.34, 2.73 ms against 2.04; thirteenth session); tensor-core tiles are
+     * cheaper */
+    e->att_splits = asplits;
     e->splitk = sk > 1 ? sk : 0;
     e->smp_split = ssplit;
   }

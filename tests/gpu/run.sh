@@ -2,7 +2,7 @@
 # tests/gpu/run.sh - THE one script for a lent GPU machine (see ../shared/docs/GPU.md).
 #
 # From the project root:   tests/gpu/run.sh [--sanitize] [--no-bench] [--no-tests] [--no-skinny] [--no-lt] [--variants "mma+pdl lt"]
-#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge qpair qpair0 tc0 tc tc2 splitk2..8 sample0..32, +)
+#                                           [--profile]   (variants: lt mma tune wide pdl pdl0 rope rope0 gs2 gs3 merge qpair qpair0 tc0 tc tc2 as1..64 splitk2..8 sample0..32, +)
 #                                           [--bench-budget SECONDS] [--bench-args "..."] [--deadline SECONDS]
 #                                           [--knockout "none attention combine ..."]   (none first)
 #
@@ -224,6 +224,7 @@ EOF
   #         CONFIT_GEN_ATT_QPAIR=1, the default); qpair0 the two passes of k_attn
   #   tc    the attention's scores on the tensor cores, P V not (k_attn_tc; CONFIT_GEN_ATT_TC=1);
   #         tc0 neither (k_attn_qp; =0); tc2 both (k_attn_tc2; =2, the default)
+  #   asN   at most N attention splits per row (CONFIT_GEN_ATT_SPLITS=N, 1..64)
   #   splitkN  the qkv, o_proj and down GEMMs in N parts of K, added by the attention and the
   #         next RMSNorm (CONFIT_GEN_SPLITK=N, 2..8)
   #   sampleN  the sampler split over N blocks per row (CONFIT_GEN_SAMPLE_SPLIT=N; 1: N chosen,
@@ -254,6 +255,7 @@ EOF
           TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_QPAIR=$Q"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_QPAIR=$Q" ;;
         tc|tc0|tc2) N=1; [ "$part" = tc2 ] && N=2; [ "$part" = tc0 ] && N=0
           TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_TC=$N"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_TC=$N" ;;
+        as[1-9]|as[1-6][0-9]) TEST_ENV="$TEST_ENV CONFIT_GEN_ATT_SPLITS=${part#as}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_ATT_SPLITS=${part#as}" ;;
         sample0) TEST_ENV="$TEST_ENV CONFIT_GEN_SAMPLE_SPLIT=0"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SAMPLE_SPLIT=0" ;;
         splitk[2-8]) TEST_ENV="$TEST_ENV CONFIT_GEN_SPLITK=${part#splitk}"; BENCH_ENV="$BENCH_ENV CONFIT_GEN_SPLITK=${part#splitk}" ;;
         sample[1-9]|sample[1-3][0-9]) # the tests' vocabularies are tiny: chosen, N would be 1 there

@@ -358,9 +358,11 @@ H.case("bf16, head_dim 128, 6 heads per kv head: log-probs match the CPU forward
     "for _, s in ipairs(m:generate({%s}, %s)) do io.write(s.prompt, '|', table.concat(s.tokens, ' '), '|') " ..
     "for _, l in ipairs(s.logprobs) do io.write(string.format('%%.9g ', l)) end io.write('\\n') end")
     :format(HD128, table.concat(pl, ","), gen)
+  -- the three levels, then the default's tiles in at most 2 splits per row (CONFIT_GEN_ATT_SPLITS:
+  -- up to 5 tiles a block; not yet run on a GPU)
+  local envs = {"CONFIT_GEN_ATT_TC=0", "CONFIT_GEN_ATT_TC=1", "CONFIT_GEN_ATT_TC=2", "CONFIT_GEN_ATT_SPLITS=2"}
   local runs = {}
-  for level = 0, 2 do
-    local env = "CONFIT_GEN_ATT_TC=" .. level
+  for i, env in ipairs(envs) do
     local out, rows = child_confit(env, code), {}
     for line in out:gmatch("[^\n]+") do
       local pi, toks, lps = line:match("^(%d+)|([%d ]*)|(.*)$")
@@ -378,14 +380,14 @@ H.case("bf16, head_dim 128, 6 heads per kv head: log-probs match the CPU forward
     print(string.format("  %s against the CPU forward: mean %.3g, worst %.3g", env, m, w))
     H.ok(m <= 0.015 and w <= 0.15,
          string.format("%s: log-prob difference: mean %.3g (bound 0.015), worst %.3g (bound 0.15)", env, m, w))
-    runs[level] = rows
+    runs[i] = rows
   end
-  for level = 1, 2 do
-    local compared, total, gap = 0, 0, 0
-    for k, smp in ipairs(runs[level]) do
-      local base = runs[0][k]
+  for i = 2, #envs do
+    local env, compared, total, gap = envs[i], 0, 0, 0
+    for k, smp in ipairs(runs[i]) do
+      local base = runs[1][k]
       H.eq(smp.prompt, base.prompt, "sample " .. k .. " prompt")
-      H.eq(smp.tokens[1], base.tokens[1], "CONFIT_GEN_ATT_TC=" .. level .. ": sample " .. k .. ": the prefill's token")
+      H.eq(smp.tokens[1], base.tokens[1], env .. ": sample " .. k .. ": the prefill's token")
       for t = 1, #base.tokens do
         total = total + 1
         if smp.tokens[t] ~= base.tokens[t] then break end
@@ -393,10 +395,10 @@ H.case("bf16, head_dim 128, 6 heads per kv head: log-probs match the CPU forward
         gap = math.max(gap, math.abs(smp.logprobs[t] - base.logprobs[t]))
       end
     end
-    print(string.format("  CONFIT_GEN_ATT_TC=%d against =0: %d of %d tokens compared, log-probs within %.3g",
-                        level, compared, total, gap))
-    H.ok(compared >= 0.8 * total, string.format("CONFIT_GEN_ATT_TC=%d: only %d of %d tokens before the samples part", level, compared, total))
-    H.ok(gap <= 2e-2, string.format("CONFIT_GEN_ATT_TC=%d: log-probs differ from =0 by up to %.3g", level, gap))
+    print(string.format("  %s against CONFIT_GEN_ATT_TC=0: %d of %d tokens compared, log-probs within %.3g",
+                        env, compared, total, gap))
+    H.ok(compared >= 0.8 * total, string.format("%s: only %d of %d tokens before the samples part", env, compared, total))
+    H.ok(gap <= 2e-2, string.format("%s: log-probs differ from CONFIT_GEN_ATT_TC=0 by up to %.3g", env, gap))
   end
   ref:free()
 end)
@@ -477,6 +479,7 @@ H.case("decode switches: a bad value is an error naming the switch", function()
     {"CONFIT_GEN_ATT_GS=0", "CONFIT_GEN_ATT_GS must be an integer from 1 to 64"},
     {"CONFIT_GEN_ATT_QPAIR=x", "CONFIT_GEN_ATT_QPAIR must be an integer from 0 to 1"},
     {"CONFIT_GEN_ATT_TC=3", "CONFIT_GEN_ATT_TC must be an integer from 0 to 2"},
+    {"CONFIT_GEN_ATT_SPLITS=65", "CONFIT_GEN_ATT_SPLITS must be an integer from 0 to 64"},
     {"CONFIT_GEN_MMA_NT=3", "CONFIT_GEN_MMA_NT must be 1, 2 or 4"},
   }
   for _, b in ipairs(bad) do
