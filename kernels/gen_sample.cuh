@@ -1,9 +1,10 @@
 /* gen_sample.cuh - the samplers of generate.cu: the draw of generate.c (g_draw), the one-block-
- * per-row sampler with top-k / top-p (k_sample) and the decode step's sampler split over several
- * blocks per row (k_sample_split), apart so that tests/c/test_gen_sample_emu.cpp can run them on
+ * per-row sampler with top-k / top-p (k_sample), the decode step's sampler split over several
+ * blocks per row (k_sample_split) and the drawn token's score at a second temperature (k_score),
+ * apart so that tests/c/test_gen_sample_emu.cpp can run them on
  * the CPU: it needs from its includer __syncthreads, __syncthreads_or, __threadfence, atomicAdd
  * (int, unsigned, unsigned long long), atomicMin, atomicMax, __shfl_xor_sync and __shfl_up_sync
- * (int, float, double), block_sum, __ldcg, __float_as_uint, the thread and block indices, expf,
+ * (int, float, double), block_sum, block_max, __ldcg, __float_as_uint, the thread and block indices, expf,
  * logf, exp, log, ceil, fmaf, INFINITY and NAN (cuda_internal.cuh, or the test's emulation).
  *
  * Both samplers work in z = (logit - m) / T, m the largest logit of the row (or of a segment or a
@@ -597,6 +598,35 @@ __global__ void __launch_bounds__(GEN_SAMPLE_T) k_sample(const float *logits, in
     out[r].lp = (float)gen_lp(lg[pick], bv, T, lse);
     if (update) { tok[r] = pick; pos[r] += 1; step[r] += 1; }
   }
+}
+
+/* ---------------------------------------------------------------- k_score
+ *
+ * m:generate's score_temperature: the token the sampler just drew, scored at a second
+ * temperature Ts, as generate.c's score_token does. One block per row r (logits row lrow[r], or r
+ * without lrow), run after the sampler wrote out[r]: score[r] = (logit[tok] - M) / Ts - log(sum_i
+ * exp((logit_i - M) / Ts)), M the row's largest logit, in double but for each term's float z and
+ * exponential (gen_z: no z overflows, so any Ts a float holds works). A row the sampler refused
+ * (out[r].tok a GEN_BAD_*) gets NaN. */
+__global__ void __launch_bounds__(GEN_SAMPLE_T) k_score(const float *logits, int64_t ldl, const int *lrow, int V,
+                                                         float Ts, const gen_out *out, double *score) {
+  cu_pdl_wait();
+  cu_pdl_trigger();
+  int r = blockIdx.x, tid = threadIdx.x;
+  const float *lg = logits + (size_t)(lrow ? lrow[r] : r) * ldl;
+  int k = out[r].tok; /* the same in every thread: all leave together or none */
+  if (k < 0 || k >= V) {
+    if (tid == 0) score[r] = NAN;
+    return;
+  }
+  float m = -INFINITY;
+  smp_each(lg, 0, V, tid, blockDim.x, [&](float v, int) { m = fmaxf(m, v); });
+  m = block_max(m);
+  float hm = 0.5f * m;
+  double se = 0;
+  smp_each(lg, 0, V, tid, blockDim.x, [&](float v, int) { se += (double)expf(gen_z(v, hm, Ts)); });
+  se = block_sum(se);
+  if (tid == 0) score[r] = gen_lp(lg[k], m, Ts, log(se));
 }
 
 #endif

@@ -331,6 +331,8 @@ struct gen_engine {
   gen_rows rows;
   void *rows_mem;
   gen_out *out;
+  float score_t;        /* score_temperature as a float (0: none); k_score writes score (Bmax doubles) */
+  double *score;
   int smp_split;        /* CONFIT_GEN_SAMPLE_SPLIT: 0 k_sample, 1 (default) k_sample_split with S chosen, 2.. S */
   int sms;              /* multiprocessors */
   smp_part *smp_part;   /* k_sample_split's segment summaries (Bmax x SMP_MAXS) and tickets (Bmax) */
@@ -1173,8 +1175,14 @@ static int gen_step(gen_engine *e, int Bp, const gen_sampling *sp) {
     cu_launch(e->pdl, Bp, GEN_SAMPLE_T, 0, e->st, k_sample, e->logits, e->V, NULL, e->V, sp->temp, sp->greedy,
               sp->top_k, sp->top_p, e->rows.key, e->rows.step, e->rows.tok, e->rows.pos, e->out, 1);
   }
+  if (cu_launched("generate: sampler")) return -1;
+  if (e->score_t > 0 && KEEP("sample")) { /* score_temperature: the drawn tokens at it */
+    STAGE("score");
+    cu_launch(e->pdl, Bp, GEN_SAMPLE_T, 0, e->st, k_score, e->logits, (int64_t)e->V, (const int *)NULL, e->V,
+              e->score_t, (const gen_out *)e->out, e->score);
+  }
   STAGE(NULL);
-  return cu_launched("generate: sampler");
+  return cu_launched("generate: score");
 }
 
 /* Row-state staging: [tok][pos][step][slot][pslot][plen][lrow] (R ints each), then key (R u64). */
@@ -1345,6 +1353,12 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
                 "greedily; the CPU takes any)", o->temperature, (double)1.4e-45f, (double)FLT_MAX);
     goto fail;
   }
+  e->score_t = o->score_temperature > 0 ? (float)o->score_temperature : 0.f;
+  if (o->score_temperature > 0 && !(e->score_t > 0 && e->score_t < INFINITY)) {
+    rc = CF_ERR("generate (CUDA): score_temperature %g is outside the GPU's float range (%g to %g; the CPU takes any)",
+                o->score_temperature, (double)1.4e-45f, (double)FLT_MAX);
+    goto fail;
+  }
   if (!done || !last || !act || !keys) { rc = CF_ERR("generate: out of memory"); goto fail; }
   if (e->hd > ATT_MAXHD || e->hd % 2) { rc = CF_ERR("generate (CUDA): head_dim %d unsupported (even, <= %d)", e->hd, ATT_MAXHD); goto fail; }
   for (int i = 0; i < nslots; i++)
@@ -1471,6 +1485,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         !(e->act = gen_alloc(e, (size_t)R * F * ws, "buffers")) ||
         !(e->rows_mem = gen_alloc(e, stage_bytes(R), "row state")) ||
         !(e->out = (gen_out *)gen_alloc(e, (size_t)e->Bmax * sizeof(gen_out), "outputs")) ||
+        (e->score_t > 0 && !(e->score = (double *)gen_alloc(e, (size_t)e->Bmax * sizeof(double), "scores"))) ||
         !(e->cos_t = (float *)gen_alloc(e, (size_t)e->cap * h2 * 4 * 2, "rope tables")) ||
         (e->splitk && !(e->skp = (float *)gen_alloc(e, (size_t)e->splitk * gen_splitk_rows(e) * (D > Q + 2 * e->KV ? D : Q + 2 * e->KV) * 4,
                                                    "split-K partials"))) ||
@@ -1487,7 +1502,8 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
     gen_stage dv = stage_view(e->rows_mem, R);
     e->rows.tok = dv.tok; e->rows.pos = dv.pos; e->rows.step = dv.step; e->rows.slot = dv.slot;
     e->rows.pslot = dv.pslot; e->rows.plen = dv.plen; e->rows.lrow = dv.lrow; e->rows.key = dv.key;
-    e->pin_bytes = stage_bytes(R) + (size_t)GEN_KW * e->Bmax * sizeof(gen_out) + (size_t)np * 0;
+    /* pinned: the row state, then a window's outputs (and scores) */
+    e->pin_bytes = stage_bytes(R) + (size_t)GEN_KW * e->Bmax * (sizeof(gen_out) + sizeof(double));
     size_t table = (size_t)e->cap * h2 * 2 * sizeof(float);
     if (table > e->pin_bytes) e->pin_bytes = table;
     if (cu_check(cudaMallocHost(&e->pin, e->pin_bytes), "generate: pinned staging")) { e->pin = NULL; rc = -1; goto fail; }
@@ -1508,6 +1524,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
   {
     gen_stage hs = stage_view(e->pin, R);
     gen_out *ring = (gen_out *)((char *)e->pin + stage_bytes(R));
+    double *sring = (double *)(ring + (size_t)GEN_KW * e->Bmax); /* with score_t: the window's scores */
     /* ---- prefill: prompt rows in chunks of R, each into the slot of its prompt's first sample */
     float *xlast = (float *)gen_alloc(e, (size_t)np * e->D * 4, "prompt states");
     if (!xlast) { rc = -1; goto fail; }
@@ -1561,8 +1578,16 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
       k_sample<<<rows, GEN_SAMPLE_T, 0, e->st>>>(e->logits, e->V, e->rows.lrow, e->V, sp.temp, sp.greedy, sp.top_k,
                                                   sp.top_p, e->rows.key, e->rows.step, e->rows.tok, e->rows.pos,
                                                   e->out, 0);
-      if ((rc = cu_launched("generate: sampler")) ||
-          (rc = cu_check(cudaMemcpyAsync(ring, e->out, (size_t)rows * sizeof(gen_out), cudaMemcpyDeviceToHost, e->st),
+      if ((rc = cu_launched("generate: sampler"))) goto fail;
+      if (e->score_t > 0) {
+        STAGE("score");
+        k_score<<<rows, GEN_SAMPLE_T, 0, e->st>>>(e->logits, e->V, e->rows.lrow, e->V, e->score_t, e->out, e->score);
+        if ((rc = cu_launched("generate: score")) ||
+            (rc = cu_check(cudaMemcpyAsync(sring, e->score, (size_t)rows * sizeof(double), cudaMemcpyDeviceToHost,
+                                           e->st), "generate: first scores")))
+          goto fail;
+      }
+      if ((rc = cu_check(cudaMemcpyAsync(ring, e->out, (size_t)rows * sizeof(gen_out), cudaMemcpyDeviceToHost, e->st),
                          "generate: first tokens")) ||
           (rc = cu_check(cudaStreamSynchronize(e->st), "generate: first tokens")))
         goto fail;
@@ -1575,6 +1600,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         s[i].logprobs[0] = ring[r].lp;
         s[i].ntokens = 1;
         s[i].logprob = ring[r].lp;
+        if (e->score_t > 0) s[i].score_logprob = sring[r];
         last[i] = tok;
         if (cf_gen_is_stop(m, o, tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
         else if (s[i].ntokens >= maxnew) done[i] = true;
@@ -1632,7 +1658,10 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
         else rc = gen_step(e, Bp, &sp);
         if (rc) goto fail;
         if ((rc = cu_check(cudaMemcpyAsync(ring + (size_t)w * e->Bmax, e->out, (size_t)Bp * sizeof(gen_out),
-                                           cudaMemcpyDeviceToHost, e->st), "generate: tokens")))
+                                           cudaMemcpyDeviceToHost, e->st), "generate: tokens")) ||
+            (e->score_t > 0 &&
+             (rc = cu_check(cudaMemcpyAsync(sring + (size_t)w * e->Bmax, e->score, (size_t)Bp * sizeof(double),
+                                            cudaMemcpyDeviceToHost, e->st), "generate: scores"))))
           goto fail;
       }
       STAGE("host_wait");
@@ -1649,6 +1678,7 @@ extern "C" int cf_cuda_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts
           s[i].logprobs[s[i].ntokens] = go.lp;
           s[i].ntokens++;
           s[i].logprob += go.lp;
+          if (e->score_t > 0) s[i].score_logprob += sring[(size_t)w * e->Bmax + r];
           last[i] = go.tok;
           if (cf_gen_is_stop(m, o, go.tok)) { done[i] = true; s[i].finish = CF_FINISH_STOP; }
           else if (s[i].ntokens >= maxnew) done[i] = true;

@@ -524,9 +524,6 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
   if (check_opts(m, prompts, plen, np, o)) return -1;
   if (cf_tensor_device(m->embed) == CF_DEVICE_CUDA) {
     if (!cf_cuda_qwen2_generate) return CF_ERR("generate: the model is on CUDA but this build has no CUDA");
-    if (o->score_temperature > 0)
-      return CF_ERR("generate: score_temperature is computed by the CPU generator only (on the GPU, score the "
-                    "samples with m:logprobs)");
     return cf_cuda_qwen2_generate(m, prompts, plen, np, o, out);
   }
   if (check_weights(m)) return -1;

@@ -32,9 +32,10 @@ typedef struct cf_gen_opts {
   const int64_t *stop;      /* extra stop ids */
   int nstop;
   bool ignore_eos;          /* do not stop on the model's EOS ids */
-  double score_temperature; /* > 0 (the CPU only): also each sample's log-prob under
+  double score_temperature; /* > 0: also each sample's log-prob under
                                log_softmax(logits / score_temperature), from the sampler's own
-                               logits (score_logprob); 0 = off */
+                               logits (score_logprob; on the GPU k_score, within a float's range);
+                               0 = off */
 } cf_gen_opts;
 
 typedef struct cf_gen_sample {

@@ -18,6 +18,9 @@
  * kernel only at the dependency wait (garbage before it).
  * k_sample (one block per row, top-k and top-p): those rows under top-k, top-p and both, rows
  * picked through lrow, blocks of 256 and 1024 threads.
+ * k_score (score_temperature: the drawn id's log-prob at a second temperature) after the first
+ * two draws of each, at 1 and at the case's temperature, against generate.c's score_token in double; NaN
+ * for the rows the sampler refused.
  * Both: temperatures at the ends of a float's range (the smallest positive float, where the draw
  * is one-hot or uniform over tied maxima, and FLT_MAX, where it is near uniform), logits near
  * +-FLT_MAX; rows that cannot be sampled (NaN, +inf, only -inf: GEN_BAD_*).
@@ -108,6 +111,25 @@ static bool check_draw(const float *lg, int V, const scase &c, double u, int k, 
   return ok;
 }
 
+static double worst_score = 0; /* the farthest k_score was from the reference */
+
+/* k_score's score of token k of row lg at temperature Ts against generate.c's score_token in
+ * double: (logit[k] - max) / Ts - log(sum exp((logit - max) / Ts)), within 1e-5 (and 1e-7
+ * relative, for the scores near -1e45 of a tiny Ts) */
+static bool check_score(const float *lg, int V, int k, float Ts, double got, const char *what, int r, int d, int *bad) {
+  double m = -INFINITY;
+  for (int i = 0; i < V; i++) m = lg[i] > m ? lg[i] : m;
+  double se = 0;
+  for (int i = 0; i < V; i++) se += exp(((double)lg[i] - m) / Ts);
+  double want = ((double)lg[k] - m) / Ts - log(se);
+  double err = fabs(got - want);
+  bool ok = err <= 1e-5 + 1e-7 * fabs(want);
+  if (ok && err > worst_score) worst_score = err;
+  if (!ok && (*bad)++ < 3)
+    printf("  %s: row %d draw %d: k_score of id %d at Ts %g: %.10g, want %.10g\n", what, r, d, k, Ts, got, want);
+  return ok;
+}
+
 static float case_logit(const scase &c, int r, int i) {
   if (c.ties) return i % (c.V / c.ties) == 7 && i / (c.V / c.ties) < c.ties ? 1.5f : -INFINITY;
   float v = (float)(4 * urand());
@@ -130,6 +152,7 @@ static void run(const scase &c) {
     lrow[r] = R - 1 - r; /* k_sample: row r samples logits row R - 1 - r */
   }
   std::vector<gen_out> out(R);
+  std::vector<double> score(R);
   std::vector<smp_part> part((size_t)R * SMP_MAXS);
   smp_args a;
   memset(&a, 0, sizeof a);
@@ -161,6 +184,17 @@ static void run(const scase &c) {
                step[r], cnt[r]);
       if (ok) check_draw(lg, V, c, g_draw(key[r], (uint64_t)step0[r]), k, out[r].lp, what, r, d, &bad);
     }
+    /* then, after the first two draws, k_score (score_temperature) of the drawn ids, at the
+     * case's temperature and at 1, its logits too landing at the wait (1024 threads where
+     * k_sample had them) */
+    if (d >= 2) continue;
+    float Ts = d % 2 ? 1.0f : c.temp;
+    for (auto &v : score) v = -12345;
+    emu_run(dim3(R, 1, 1), c.nthr, [&] {
+      k_score(G.data(), c.ldl, c.S ? NULL : lrow.data(), V, Ts, out.data(), score.data());
+    });
+    for (int r = 0; r < R; r++)
+      check_score(&L[(size_t)(c.S ? r : lrow[r]) * c.ldl], V, out[r].tok, Ts, score[r], what, r, d, &bad);
   }
   emu_wait_hook = nullptr;
   emu_block_end_hook = nullptr;
@@ -197,8 +231,12 @@ static void run_bad(int V, int ldl, int S, int greedy, float temp, bool topk) {
       k_sample(L.data(), ldl, NULL, V, temp, greedy, topk ? 5 : 0, 1.0f, key.data(), step.data(), tok.data(),
                pos.data(), out.data(), 1);
     });
+  /* k_score: NaN for the refused rows, a log-prob for the others */
+  std::vector<double> score(R, -12345);
+  emu_run(dim3(R, 1, 1), 256, [&] { k_score(L.data(), ldl, NULL, V, 1.0f, out.data(), score.data()); });
   for (int r = 0; r < R; r++) {
     bool ok = pos[r] == 41 && step[r] == 8 && cnt[r] == 0;
+    ok = ok && (want[r] < 0 ? score[r] != score[r] : score[r] <= 0);
     if (want[r] < 0) ok = ok && out[r].tok == want[r] && tok[r] == 0 && out[r].lp != out[r].lp;
     else ok = ok && out[r].tok >= 0 && out[r].tok < V && tok[r] == out[r].tok && out[r].lp <= 0;
     CHECK(ok, "bad logits, %s V %d S %d T %g%s%s, row %d: tok %d (want %d) lp %g next %d pos %d step %d cnt %d",
@@ -274,6 +312,6 @@ int main() {
   }
   run_bad(4099, 4100, 32, 1, 1.0f, false);
   run_bad(4099, 4100, 0, 1, 1.0f, false);
-  printf("worst miss %.3g of the total\n", worst_miss);
+  printf("worst miss %.3g of the total; k_score within %.3g\n", worst_miss, worst_score);
   return check_finish();
 }

@@ -88,6 +88,28 @@ for _, dir in ipairs(FIX) do
     end
   end)
 
+  -- score_temperature (k_score after each sampler: the prefill's first token through lrow, the
+  -- decode steps' through k_sample_split untruncated, k_sample with top-k, and greedy): each
+  -- sample's score_logprob as the CPU's, which equals teacher forcing (test_model.lua). Written in
+  -- the twenty-first session after its GPU time: not yet run on a GPU.
+  H.case(name .. ": score_temperature f32 equals CPU", function()
+    for _, o in ipairs({{temperature = 0.6, score_temperature = 1}, {temperature = 1, top_k = 5, score_temperature = 0.5},
+                        {temperature = 0, score_temperature = 2}}) do
+      o.max_new_tokens, o.n, o.seed, o.ignore_eos = 10, 3, 77, true
+      local a, b = cpu:generate(ps, o), gpu:generate(ps, o)
+      H.eq(#b, #a, "sample count")
+      for i = 1, #a do
+        same_tokens(b[i].tokens, a[i].tokens, "sample " .. i)
+        H.ok(type(b[i].score_logprob) == "number", "sample " .. i .. ": a score")
+        H.near_abs(b[i].score_logprob or 0 / 0, a[i].score_logprob, 1e-4,
+                   string.format("sample %d: score at T = %g", i, o.score_temperature))
+      end
+    end
+    H.eq(gpu:generate(ps, {max_new_tokens = 2})[1].score_logprob, nil, "not asked: no score")
+    H.raises(function() gpu:generate(ps, {max_new_tokens = 2, score_temperature = 1e-50}) end,
+             "score_temperature 1e-50", "outside the GPU's float range")
+  end)
+
   H.case(name .. ": seeded sampling with top-k/top-p is reproducible", function()
     local o = {max_new_tokens = 16, temperature = 1.1, top_k = 7, top_p = 0.9, n = 4, seed = 99, ignore_eos = true}
     local a, b = gpu:generate(ps, o), gpu:generate(ps, o)
