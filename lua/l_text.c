@@ -114,9 +114,11 @@ static int l_decode(lua_State *L) {
     lua_rawgeti(L, 2, (lua_Integer)i + 1);
     int isint = 0;   /* a number with an integer value (3.0 from a JSON library too), not "3" */
     lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
-    if (!isint || v < INT32_MIN || v > INT32_MAX)
+    if (!isint)
       return luaL_error(L, "decode: ids[%d] is %s, not an integer token id", (int)i + 1,
                         lua_isnumber(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+    if (v < INT32_MIN || v > INT32_MAX)
+      return luaL_error(L, "decode: ids[%d] is %s, outside the token id range", (int)i + 1, lua_tostring(L, -1));
     lua_pop(L, 1);
     ids[i] = (int32_t)v;
   }

@@ -262,6 +262,24 @@ static int load_normalizer(cf_bpe *t, const cJSON *n) {
   return CF_ERR("normalizer \"%s\" is not supported (only null or NFC)", ty);
 }
 
+/* The post-processor only adds special tokens around a sequence (BOS, EOS), which encode never
+ * does (as Hugging Face's add_special_tokens=False, what chat templates expect: they write the
+ * markers themselves): null, ByteLevel (offsets only), TemplateProcessing or a Sequence of them
+ * are taken and not applied; any other kind is refused. */
+static int load_post(const cJSON *p) {
+  if (!p || cJSON_IsNull(p)) return 0;
+  const char *ty = get_type(p);
+  if (!strcmp(ty, "ByteLevel") || !strcmp(ty, "TemplateProcessing")) return 0;
+  if (!strcmp(ty, "Sequence")) {
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(p, "processors"))
+      if (load_post(e)) return -1;
+    return 0;
+  }
+  return CF_ERR("post_processor \"%s\" is not supported (only null, ByteLevel, TemplateProcessing or a Sequence "
+                "of them, none applied: encode adds no special tokens)", *ty ? ty : "(no type)");
+}
+
 static int load_bytelevel(cf_bpe *t, const cJSON *p) {
   t->bl_prefix_space = get_bool(p, "add_prefix_space", 0);
   t->bl_use_regex = get_bool(p, "use_regex", 1);
@@ -375,7 +393,9 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
   }
   size_t n_added = 0;
   cJSON_ArrayForEach(e, added) {
-    if (get_id(cJSON_GetObjectItemCaseSensitive(e, "id"), "added token", &id)) return -1;
+    if (!cJSON_IsObject(e)) return CF_ERR("added_tokens[%zu] is not an object {\"id\": ..., \"content\": ...}", n_added);
+    if (get_id(cJSON_GetObjectItemCaseSensitive(e, "id"), "added token", &id))
+      return cf_error_prefix("added_tokens[%zu]: ", n_added);
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
     if (!cJSON_IsString(c) || !*c->valuestring)
       return CF_ERR("added token %d: \"content\" is missing or empty", id);
@@ -496,10 +516,12 @@ cf_bpe *cf_bpe_load_json(const char *json, size_t len) {
   int rc = !cJSON_IsObject(root) ? CF_ERR("tokenizer: top level is not an object") : 0;
   if (!rc) rc = load_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"));
   if (!rc) rc = load_pretok(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"));
+  if (!rc) rc = load_post(cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
   if (!rc) {
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "decoder");
     if (!d || strcmp(get_type(d), "ByteLevel"))
-      rc = CF_ERR("decoder \"%s\" is not supported (only ByteLevel)", d ? get_type(d) : "null");
+      rc = CF_ERR("decoder \"%s\" is not supported (only ByteLevel)",
+                  !d || cJSON_IsNull(d) ? "null" : *get_type(d) ? get_type(d) : "(no type)");
   }
   if (!rc) rc = load_model(t, root, &bm);
   cJSON_Delete(root);

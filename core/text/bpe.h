@@ -12,9 +12,13 @@
  *                  Sequence[Split{Regex, Isolated}, ByteLevel] where the regex is one of the known
  *                  patterns (Qwen2 / Llama-3 / GPT-2), matched by hand-written code in pretok.c.
  *   decoder        ByteLevel.
+ *   post_processor null, ByteLevel, TemplateProcessing or a Sequence of them, never applied:
+ *                  encode adds no BOS / EOS (Hugging Face's add_special_tokens=False; chat
+ *                  templates write their markers themselves, and a plain prompt gets none).
  *
- * Encoding never fails on odd input: bytes that are not valid UTF-8 are classified as
- * punctuation-like characters and encoded through their byte tokens. Decoding returns the raw
+ * Encoding takes any bytes: those that are not valid UTF-8 are classified as punctuation-like
+ * characters and encoded through their byte tokens (it fails, naming the byte, only where the
+ * vocabulary lacks that byte's token). Decoding returns the raw
  * bytes of the tokens (which may be partial UTF-8). Token ids are 0-based as in the file.
  *
  * Thread safety: a cf_bpe keeps a word cache and scratch buffers, so one cf_bpe must not be

@@ -6,14 +6,18 @@
 -- {role = "system"|"user"|"assistant"|..., content = string}. opts (each template takes only the
 -- ones it uses; another, or a value of the wrong type, is an error naming the template):
 --   system                 system message (chatml, strict, llama3, llama31): a string, or false
---                          for no system turn (llama31: no system message; its date lines stay)
+--                          for no system turn (llama31: no system message; its date lines stay);
+--                          a string beside a system message in the list is an error
 --   date                   llama31's "Today Date" (llama31, llama31-math-cot, strict-llama31)
 --   add_generation_prompt  append the opening of the assistant turn (boolean, default true;
 --                          every template but plain)
 --
 -- Templates:
---   chatml           ChatML, `<|im_start|>role\ncontent<|im_end|>\n` per turn; when the messages
---                    hold no system turn, Qwen2.5-Math's default system message is used
+--   chatml           ChatML, `<|im_start|>role\ncontent<|im_end|>\n` per turn, as Qwen2.5(-Math)'s
+--                    template writes it (a run of tool messages as one user turn of
+--                    `<tool_response>` blocks; no Qwen3 `<think>` block in assistant turns); when
+--                    the messages hold no system turn, Qwen2.5-Math's default system message
+--                    is used
 --   qwen25-math-cot  the byte-exact prompt of the Qwen2.5-Math evaluation harness (EVAL.md
 --                    "qwen" mode): ChatML with the default system message and one user turn
 --   strict           EVAL.md "strict" mode: the user turn is
@@ -101,15 +105,30 @@ local function question_of(x, name)
   return msgs[1].content
 end
 
+-- opts.system (a string) and a system message of the list both: which one was meant is unknown
+local function one_system(msgs, opts)
+  if type(opts.system) == "string" and msgs[1].role == "system" then
+    bad("opts.system and a system message (message 1) are both given: pass one of them")
+  end
+end
+
 local function chatml(msgs, opts)
+  one_system(msgs, opts)
   local out = {}
   local system = opts.system
   if system == nil then system = M.QWEN_MATH_SYSTEM end
   if system ~= false and msgs[1].role ~= "system" then
     out[#out + 1] = "<|im_start|>system\n" .. system .. "<|im_end|>\n"
   end
-  for _, m in ipairs(msgs) do
-    out[#out + 1] = "<|im_start|>" .. m.role .. "\n" .. m.content .. "<|im_end|>\n"
+  for i, m in ipairs(msgs) do
+    if m.role == "tool" then
+      -- Qwen2.5's template: a run of tool results is one user turn of <tool_response> blocks
+      if i == 1 or msgs[i - 1].role ~= "tool" then out[#out + 1] = "<|im_start|>user" end
+      out[#out + 1] = "\n<tool_response>\n" .. m.content .. "\n</tool_response>"
+      if i == #msgs or msgs[i + 1].role ~= "tool" then out[#out + 1] = "<|im_end|>\n" end
+    else
+      out[#out + 1] = "<|im_start|>" .. m.role .. "\n" .. m.content .. "<|im_end|>\n"
+    end
   end
   if opts.add_generation_prompt ~= false then out[#out + 1] = "<|im_start|>assistant\n" end
   return table.concat(out)
@@ -148,6 +167,7 @@ M.LLAMA31_DATE = "26 Jul 2024"
 
 -- dated: Llama 3.1's form, whose system turn (always there) opens with the date lines
 local function llama3(msgs, opts, dated)
+  one_system(msgs, opts)
   local out = {"<|begin_of_text|>"}
   local system = opts.system
   local first = 1

@@ -58,12 +58,23 @@ local function check_self(self, method)
   end
 end
 
+-- An error of the C tokenizer (confit.bpe) as tokenizer:METHOD's, at the caller's caller: without
+-- the C file's position and without a second method prefix
+local function rethrow(method, msg)
+  msg = tostring(msg):gsub("^[^:]*%.c:%d+: ", ""):gsub("^confit%.bpe: ", "")
+  if msg:sub(1, #method + 2) == method .. ": " then msg = msg:sub(#method + 3) end
+  msg = msg:gsub("^[^:]*%.c:%d+: ", "")
+  error("tokenizer:" .. method .. ": " .. msg, 3)
+end
+
 function Tokenizer:encode(text)
   check_self(self, "encode")
   if type(text) ~= "string" then
     error("tokenizer:encode: text must be a string, got " .. type(text), 2)
   end
-  return self.bpe:encode(text)
+  local ok, ids = pcall(self.bpe.encode, self.bpe, text)
+  if not ok then rethrow("encode", ids) end
+  return ids
 end
 
 function Tokenizer:decode(ids, opts)
@@ -80,7 +91,7 @@ function Tokenizer:decode(ids, opts)
     end
   end
   local ok, text = pcall(self.bpe.decode, self.bpe, ids, opts and opts.skip_special or false, opts and opts.strict or false)
-  if not ok then error("tokenizer:" .. tostring(text):gsub("^[^:]*%.c:%d+: ", ""), 2) end
+  if not ok then rethrow("decode", text) end
   return text
 end
 
