@@ -865,7 +865,13 @@ function M.markdown(rows, mlist, axes, info)
     out[#out + 1] = "Failed or unfinished runs:"
     out[#out + 1] = ""
     for _, f in ipairs(info.failed) do
-      out[#out + 1] = "- `" .. f.dir .. "`: " .. md_escape((f.why:gsub("\n.*", "")))
+      -- one line: the first of why, and the last non-empty line of a log tail after it (the
+      -- error, where the tail ends; alone the first line ended in "log.txt:")
+      local first, rest = f.why:match("^([^\n]*)\n?(.*)$")
+      local last
+      for l in rest:gmatch("[^\n]+") do if l:find("%S") then last = l:match("^%s*(.-)%s*$") end end
+      local why = last and (first .. " " .. last) or (first:gsub(":$", ""))
+      out[#out + 1] = "- `" .. f.dir .. "`: " .. md_escape(why)
     end
   end
   return table.concat(out, "\n") .. "\n"
@@ -898,7 +904,8 @@ usage: confit recipes/ablate.lua GRID.lua [--out DIR] [--dry-run] [--report-only
   so that rlsc's main runs when the wrapper is the script run (a run that writes nothing to its
   log.txt never ran its main).
   --dry-run      print the command of every unfinished run, run nothing
-  --report-only  only (re)write results.csv and results.md from finished runs
+  --report-only  only (re)write results.csv and results.md from finished runs, listing the
+                 points without a summary; exit status 0
   Keys are rlsc's flags (eval_n or eval-n: --eval-n), each given once (in base or as an axis);
   with rlsc (or a wrapper of it) they, the methods and the metrics are checked before anything
   runs. A run ended by Ctrl-C or SIGTERM, or a Ctrl-C of ablate, stops the grid (status 130 /
@@ -974,6 +981,14 @@ function M.main(argv)
   if o.report_only then
     res = {failed = {}, runs = (M.expand(spec))}
     M.check_finished(spec, res.runs, out)
+    -- the points without a summary (not run yet, failed, or cut short) are listed as such
+    for _, r in ipairs(res.runs) do
+      if not file_exists(out .. "/" .. r.dir .. "/summary.json") then
+        local log = out .. "/" .. r.dir .. "/log.txt"
+        res.failed[#res.failed + 1] = {dir = r.dir, why = "no summary.json: not run, failed or cut short"
+          .. (file_exists(log) and ("; log " .. log) or "; never started")}
+      end
+    end
   else
     res = M.run_grid(spec, {out = out, dry_run = o.dry_run})
     if o.dry_run then return 0 end
@@ -986,9 +1001,12 @@ function M.main(argv)
   for _, p in ipairs(problems or {}) do
     io.stderr:write("ablate: warning: ", p.dir, ": unreadable summary.json: ", p.why, "\n")
   end
-  if o.report_only then   -- nothing ran or was skipped: say what was found
-    print(string.format("ablate: %d runs, %d rows from the finished ones, metrics: %s", #res.runs, #rows,
+  if o.report_only then   -- nothing ran or was skipped: say what was found (status 0 either way)
+    print(string.format("ablate: %d runs, %d rows from the finished ones%s, metrics: %s", #res.runs, #rows,
+      #res.failed > 0 and string.format(" (%d without a summary)", #res.failed) or "",
       #mlist > 0 and table.concat(mlist, ", ") or "none yet"))
+    print("ablate: results in " .. out .. "/results.md and results.csv")
+    return 0
   else
     print(string.format("ablate: %d runs (%s ran, %s skipped, %d failed); %d rows, metrics: %s",
       #res.runs, tostring(res.ran or 0), tostring(res.skipped or 0), #res.failed, #rows,

@@ -279,12 +279,15 @@ end
 -- opts.partial_tail: drop a last line that has no newline and does not parse (a writer that is
 -- still appending), instead of failing. opts.lines: also return the list of the records' lines
 -- as they are in the file (to keep some of them verbatim: decoding turns 0.0 into 0).
+-- A third result tells where things were: {linenos = each record's line number, dropped = the
+-- line number of a last line dropped by partial_tail, or nil}.
 function M.read_jsonl(path, opts)
   check_path(path)
   if opts ~= nil and type(opts) ~= "table" then error("jsonio.read_jsonl: opts must be a table, got " .. type(opts), 2) end
   local text, err = read_all(path)
   if not text then return nil, err end
   local lines = opts and opts.lines and {} or nil
+  local where = {linenos = {}}
   local out, lineno, pos = {}, 0, 1
   while pos <= #text do
     local nl = text:find("\n", pos, true)
@@ -294,7 +297,7 @@ function M.read_jsonl(path, opts)
     if line:find("%S") then
       local v, derr = decode_root(line)
       if v == nil then
-        if not nl and opts and opts.partial_tail then break end
+        if not nl and opts and opts.partial_tail then where.dropped = lineno; break end
         return nil, string.format("%s:%d: %s", path, lineno, derr)
       end
       if v == M.null then return nil, string.format("%s:%d: a record is null", path, lineno) end
@@ -302,10 +305,11 @@ function M.read_jsonl(path, opts)
       local ulen, bad = utf8.len(line)
       if not ulen then return nil, string.format("%s:%d: not UTF-8 text (byte %d of the line)", path, lineno, bad) end
       out[#out + 1] = v
+      where.linenos[#out] = lineno
       if lines then lines[#lines + 1] = line end
     end
   end
-  return out, lines
+  return out, lines, where
 end
 
 -- Writing --------------------------------------------------------------------------------------

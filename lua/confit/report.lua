@@ -410,29 +410,36 @@ local function grids_section(grids)
 end
 
 -- The records of JSONL file path that are objects; each other one is noted with its line
--- (lines counted as jsonio.read_jsonl reads them: blank ones hold no record).
-local function objects_only(recs, path, note)
+-- (linenos: each record's, as jsonio.read_jsonl gives them); line[rec] = its line, for later notes.
+local function objects_only(recs, linenos, path, note, line)
   if not recs then return nil end
-  local keep, lines = {}, nil
+  local keep = {}
   for i, r in ipairs(recs) do
     if type(r) == "table" and r[1] == nil then -- an object (a JSON array decodes to a list)
       keep[#keep + 1] = r
+      line[r] = linenos[i]
     else
-      if not lines then
-        lines = {}
-        local f = io.open(path, "rb")
-        local text = f and f:read("a") or ""
-        if f then f:close() end
-        local lineno = 0
-        for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-          lineno = lineno + 1
-          if line:find("%S") then lines[#lines + 1] = lineno end
-        end
-      end
-      note(fmt("%s:%s: not a JSON object; skipped", path, tostring(lines[i] or "?")))
+      note(fmt("%s:%s: not a JSON object; skipped", path, tostring(linenos[i] or "?")))
     end
   end
   return keep
+end
+
+-- Why eval record rec cannot be scored as it is, or nil: correct must be true or false (a 1 or
+-- "yes" from another writer scored 0 without a word), each sample an object
+local function eval_record_problem(rec)
+  if type(rec.greedy) == "table" and rec.greedy.correct ~= nil and type(rec.greedy.correct) ~= "boolean" then
+    return "greedy.correct is " .. tostring(rec.greedy.correct) .. ", not true or false"
+  end
+  if type(rec.samples) == "table" then
+    for j, smp in ipairs(rec.samples) do
+      if type(smp) ~= "table" then return fmt("samples[%d] is not an object", j) end
+      if type(smp.correct) ~= "boolean" then
+        return fmt("samples[%d].correct is %s, not true or false", j, tostring(smp.correct))
+      end
+    end
+  end
+  return nil
 end
 
 -- Read one run directory. Never raises for missing or malformed files: run.notes says why.
@@ -443,21 +450,23 @@ function M.load_run(dir)
   local function load(file, reader, opts)
     local p = dir .. "/" .. file
     if not file_exists(p) then run.files[file] = "missing"; return nil end
-    local v, err = reader(p, opts)
+    local v, err, where = reader(p, opts)
     if v == nil then run.files[file] = "unreadable"; note(err); return nil end
     run.files[file] = "ok"
-    return v
+    return v, where
   end
   run.config = load("config.json", jsonio.read_json)
-  run.steps = load("steps.jsonl", jsonio.read_jsonl, {partial_tail = true})
-  -- a last line cut short (a writer still appending, or stopped by a full disk) is dropped, not
-  -- the whole file
-  run.before = load("eval_before.jsonl", jsonio.read_jsonl, {partial_tail = true})
-  run.after = load("eval_after.jsonl", jsonio.read_jsonl, {partial_tail = true})
   run.summary = load("summary.json", jsonio.read_json)
+  local line = setmetatable({}, {__mode = "k"}) -- record -> its line in its file
   for _, k in ipairs({"steps", "before", "after"}) do
     local file = k == "steps" and "steps.jsonl" or ("eval_" .. k .. ".jsonl")
-    run[k] = objects_only(run[k], dir .. "/" .. file, note)
+    -- a last line cut short (a writer still appending, or stopped by a full disk) is dropped, not
+    -- the whole file; in an eval file (written whole, then renamed) that is damage: noted
+    local recs, where = load(file, jsonio.read_jsonl, {partial_tail = true})
+    if where and where.dropped and k ~= "steps" then
+      note(fmt("%s/%s:%d: the last line is cut short; dropped (%d records kept)", dir, file, where.dropped, #recs))
+    end
+    run[k] = objects_only(recs, where and where.linenos or {}, dir .. "/" .. file, note, line)
   end
   local function is_object(v) return type(v) == "table" and v[1] == nil end
   -- before/after of one summary entry must be objects (an array's numbers are no metrics)
@@ -499,11 +508,13 @@ function M.load_run(dir)
   for _, k in ipairs({"before", "after"}) do
     if run[k] then
       local keep = {}
-      for i, rec in ipairs(run[k]) do
+      for _, rec in ipairs(run[k]) do
         local b = rec.benchmark
-        if b == nil or type(b) == "string" or type(b) == "number" then keep[#keep + 1] = rec
+        local why = not (b == nil or type(b) == "string" or type(b) == "number") and "benchmark is not a string"
+                    or eval_record_problem(rec)
+        if not why then keep[#keep + 1] = rec
         else
-          note(fmt("%s/eval_%s.jsonl: record %d: benchmark is not a string; skipped", dir, k, i))
+          note(fmt("%s/eval_%s.jsonl:%s: %s; record skipped", dir, k, tostring(line[rec] or "?"), why))
         end
       end
       run[k] = keep

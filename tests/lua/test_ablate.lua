@@ -297,6 +297,12 @@ H.case("subprocess runner: real processes, quoting, log.txt, exit status", funct
   H.eq(res2.failed[1].dir, "alpha=0,fail=true,seed=1")
   H.ok(res2.failed[1].why:find("exit status 3", 1, true), res2.failed[1].why)
   H.ok(res2.failed[1].why:find("asked to fail", 1, true), "log tail in the reason")
+  -- results.md keeps the reason on one line: the log tail's last line, not a dangling "log.txt:"
+  -- (twenty-first session)
+  ablate.write_results(spec2, res2.runs, TMP .. "/g6", res2.failed)
+  local line = (read(TMP .. "/g6/results.md") or ""):match("\n(%- `alpha=0,fail=true,seed=1`[^\n]*)")
+  H.ok(line and line:find("exit status 3", 1, true) and line:find("asked to fail", 1, true) and not line:find(":$"),
+       tostring(line))
 end)
 
 local function run_cmd(args)
@@ -325,6 +331,16 @@ H.case("command line: dry run, report only, user errors", function()
   code, text = run_cmd("'" .. gridf .. "' --report-only --out " .. TMP .. "/g7")
   H.eq(code, 0, text)
   H.ok(text:find("ablate: 4 runs, 2 rows from the finished ones", 1, true), text)
+  -- a point without its summary is listed by --report-only too (it listed none before the
+  -- twenty-first session)
+  local sj = TMP .. "/g7/alpha=0.25,seed=2/summary.json"
+  local keep = read(sj)
+  os.remove(sj)
+  code, text = run_cmd("'" .. gridf .. "' --report-only --out " .. TMP .. "/g7")
+  H.eq(code, 0, text)
+  H.ok((read(TMP .. "/g7/results.md") or ""):find("- `alpha=0.25,seed=2`: no summary.json: not run, failed or cut short; log ", 1, true),
+       read(TMP .. "/g7/results.md"))
+  write(sj, keep)
   -- (seventeenth session) --report-only wrote results.* into any folder, and beside a live ablate
   os.execute("mkdir -p '" .. TMP .. "/g7other' && echo mine > '" .. TMP .. "/g7other/results.md'")
   code, text = run_cmd("'" .. gridf .. "' --report-only --out " .. TMP .. "/g7other")

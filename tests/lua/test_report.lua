@@ -318,10 +318,13 @@ H.case("load_run and render skip records and summary entries that are not object
   local r = report.load_run(d)
   local notes = table.concat(r.notes, "\n")
   for _, want in ipairs({d .. "/eval_before.jsonl:3:", d .. "/eval_after.jsonl:1:",
+                         d .. "/eval_before.jsonl:4: samples[1] is not an object; record skipped",
                          d .. "/steps.jsonl:1:", d .. "/steps.jsonl:3:", d .. "/summary.json: benchmarks.x"}) do
     H.ok(notes:find(want, 1, true), "note " .. want .. " in:\n" .. notes)
   end
-  H.eq(#r.before, 2, "objects kept"); H.eq(#r.after, 1); H.eq(#r.steps, 1, "the array record skipped")
+  -- (a record with a sample that is no object was scored, that sample as wrong, before the
+  -- twenty-first session)
+  H.eq(#r.before, 1, "objects kept"); H.eq(#r.after, 1); H.eq(#r.steps, 1, "the array record skipped")
   local html = report.render({r})
   H.ok(html:find("eval_before.jsonl:3:", 1, true), "the page names the line")
   H.ok(not html:find("<b>", 1, true), "summary text escaped or dropped")
@@ -341,6 +344,27 @@ H.case("load_run and render skip records and summary entries that are not object
   put("eval_before.jsonl", '{"benchmark":"x","id":1,"greedy":{"correct":true}}\n{"benchmark":"x","id":2,"gre')
   r = report.load_run(d)
   H.eq(#r.before, 1, "the whole record kept")
+  -- and says so (an eval file is written whole and renamed: a cut line is damage, twenty-first
+  -- session), where a live steps.jsonl's is not
+  H.ok(table.concat(r.notes, "\n"):find(d .. "/eval_before.jsonl:2: the last line is cut short; dropped (1 records kept)",
+                                        1, true), table.concat(r.notes, "\n"))
+  put("steps.jsonl", '{"step":1,"loss":0.5}\n{"step":2,"lo')
+  r = report.load_run(d)
+  H.eq(#r.steps, 1, "a live steps.jsonl's whole records")
+  H.ok(not table.concat(r.notes, "\n"):find("steps.jsonl:2", 1, true), "no note for a live steps.jsonl")
+  -- correct written as 1 / "yes" by another writer: the record is skipped with a note naming the
+  -- line, not scored as wrong (the report showed 0 % without a word)
+  put("eval_before.jsonl", '{"benchmark":"x","id":1,"greedy":{"correct":true}}\n'
+      .. '{"benchmark":"x","id":2,"greedy":{"correct":1}}\n{"benchmark":"x","id":3,"samples":[{"correct":"yes"}]}\n'
+      .. '{"benchmark":"x","id":4,"samples":[{"text":"no grade"}]}\n')
+  r = report.load_run(d)
+  notes = table.concat(r.notes, "\n")
+  for _, want in ipairs({":2: greedy.correct is 1, not true or false; record skipped",
+                         ":3: samples[1].correct is yes, not true or false", ":4: samples[1].correct is nil"}) do
+    H.ok(notes:find(d .. "/eval_before.jsonl" .. want, 1, true), want .. " in:\n" .. notes)
+  end
+  H.eq(#r.before, 1, "the one well-formed record")
+  H.eq(report.eval_accuracy(r.before).x.acc, 1, "scored from it alone")
   -- a run folder named "DIR/." is there
   H.ok(not table.concat(report.load_run(d .. "/.").notes, "\n"):find("no such directory", 1, true), "DIR/.")
 end)
