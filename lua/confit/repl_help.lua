@@ -99,7 +99,7 @@ return {
   ["metrics.summarize"] = "metrics.summarize(problems [, {k = {1, 8, ...}}]) -> table: acc with its 95% interval, pass@k, maj, mean length, box rate from per-problem fields correct (boolean or share), n and c (samples, correct ones), maj, length, boxed; a list where no problem has any of them is refused (evaluate.run's records: evaluate.summarize)",
   ["toy.world"] = "toy.world(\"mixed\" | \"pure\" | spec) -> world: the toy arithmetic world's questions and answers (require \"confit.toy\")",
   ["chat.apply"] = "chat.apply(name, question_or_messages [, {system=, date=, add_generation_prompt=}]) -> prompt string: a named template (chatml, qwen25-math-cot, strict, llama3, llama31, plain, ...) (require \"confit.chat\")",
-  ["jsonio.read_jsonl"] = "jsonio.read_jsonl(path [, {partial_tail=}]) -> records | nil, msg: a JSON-lines file, errors naming the line (require \"confit.jsonio\")",
+  ["jsonio.read_jsonl"] = "jsonio.read_jsonl(path [, {partial_tail=, lines=}]) -> records, lines, {linenos, dropped} | nil, msg: a JSON-lines file, errors naming the line; partial_tail drops a torn last line (where.dropped: its line); lines=true also returns each record's text (require \"confit.jsonio\")",
   ["jsonio.write_json_atomic"] = "jsonio.write_json_atomic(path, value) -> true | nil, msg: pretty JSON, written to a synced temporary file and renamed",
   ["report.write"] = "report.write(out_html, dirs [, opts]) -> true | nil, msg: the HTML report of run folders (require \"confit.report\")",
 }
