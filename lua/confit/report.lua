@@ -262,8 +262,9 @@ local function accuracy(run, phase, bench, want, problem)
     if key then
       local r = {acc = m[key], n = finite(m.n) and m.n or nil, source = "summary " .. key, metric = key}
       local ci = m[key .. "_ci95"]
+      -- (a zero-width one, a Student t interval of equal scores, says nothing: Wilson instead)
       if type(ci) == "table" and finite(ci[1]) and finite(ci[2]) and ci[1] <= r.acc
-         and r.acc <= ci[2] then
+         and r.acc <= ci[2] and ci[1] < ci[2] then
         -- a share's interval ends in [0, 1] (an unclipped Student t interval may not)
         r.lo, r.hi = math.max(0, ci[1]), math.min(1, ci[2])
       elseif ev and ev.kind == key and math.abs(ev.acc - r.acc) < 1e-9 then

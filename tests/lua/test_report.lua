@@ -555,6 +555,13 @@ H.case("summary intervals are clipped to [0, 1]", function()
   put_files(d, {["summary.json"] = '{"benchmarks":{"b":{"before":{"pass@1":0.5,"pass@1_ci95":[-0.121,1.121],"n":3}}}}'})
   local h = report.render({d})
   H.ok(h:find("<td class=\"n\">50.0</td><td class=\"n\">[0.0, 100.0]</td>", 1, true), "clipped interval")
+  -- a zero-width one (a Student t interval of six problems all at 0) gives way to Wilson's
+  -- (twenty-first session: "[0.0, 0.0]" was shown)
+  put_files(d, {["summary.json"] = '{"benchmarks":{"b":{"before":{"pass@1":0,"pass@1_ci95":[0,0],"n":6}}}}'})
+  local lo, hi = report.wilson(0, 6)
+  h = report.render({d})
+  H.ok(h:find(string.format("<td class=\"n\">0.0</td><td class=\"n\">[%.1f, %.1f]</td>", 100 * lo, 100 * hi), 1, true)
+       and hi > 0.3, "Wilson interval of 0 of 6")
 end)
 
 -- (audit) recipes/eval.lua --out OUT writes OUT/summary.json and OUT/<bench>/ per benchmark:
