@@ -1112,6 +1112,19 @@ int cf_st_index_files(const char *dir, char ***files, size_t *n) {
     *n = 1;
     return 0;
   }
+  /* both: one is stale (a folder saved again as one file keeps its old index), and which one
+   * is not ours to guess: transformers takes model.safetensors, an index-first reader the shards */
+  {
+    char *single = st_join(dir, "model.safetensors");
+    struct stat st1;
+    int both = single && lstat(single, &st1) == 0;
+    free(single);
+    if (both) {
+      free(ipath);
+      return CF_ERR("%s: holds both model.safetensors and model.safetensors.index.json, which may give different "
+                    "weights (transformers loads model.safetensors): remove the stale one", dir);
+    }
+  }
   if (S_ISREG(st.st_mode) && st.st_size > ((off_t)1 << 30)) {
     CF_ERR("%s: index file larger than 1 GB", ipath);
     free(ipath);

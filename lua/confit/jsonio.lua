@@ -235,6 +235,9 @@ local function line_of(text, char)
 end
 
 local function read_all(path)
+  -- a FIFO (or a device) would block the open until a writer comes: refused, as the C readers do
+  local kind = require("confit").path_kind(path)
+  if kind == "dir" or kind == "other" then return nil, path .. ": not a regular file" end
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
   local text = f:read("a")

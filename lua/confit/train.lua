@@ -113,14 +113,22 @@ end
 
 -- Checkpoints ----------------------------------------------------------------------------------
 
+-- Whether path names a file that opening cannot block on: a regular file (or a link, as a
+-- Hugging Face cache has them), not a FIFO, whose open waits for a writer forever
+local function plain_file(path)
+  local kind = confit.path_kind(path)
+  return kind == "file" or kind == "link"
+end
+
 -- The complete checkpoint folders of a run directory, latest first: a list of {dir, step}.
 local function checkpoints(out)
   local list = {}
   for _, name in ipairs(cli.list_dir(out) or {}) do
     local s = name:match("^checkpoint%-(%d+)$")
     s = s and math.tointeger(tonumber(s))
-    local f = s and io.open(out .. "/" .. name .. "/trainer_state.json", "rb")
-    if f then f:close(); list[#list + 1] = {dir = out .. "/" .. name, step = s} end
+    -- (a FIFO there is taken as present: safetensors_problem and read_json refuse it by name)
+    local there = s and confit.path_kind(out .. "/" .. name .. "/trainer_state.json")
+    if there then list[#list + 1] = {dir = out .. "/" .. name, step = s} end
   end
   table.sort(list, function(a, b) return a.step > b.step end)
   return list
@@ -137,12 +145,18 @@ end
 -- must be there, its header must parse and every tensor must end inside the file (a truncated
 -- copy fails here). The values are read by optimizer_tensors_problem.
 local function safetensors_problem(path)
+  if confit.path_kind(path) and not plain_file(path) then return path .. ": not a regular file" end
   local f, err = io.open(path, "rb")
   if not f then return tostring(err) end
   local size = f:seek("end")
   f:seek("set")
   local head = f:read(8)
   local n = head and #head == 8 and string.unpack("<i8", head)
+  -- the C reader's limit: a damaged length must not be read (a 7B optimizer file is tens of GB)
+  if n and n > 100000000 then
+    f:close()
+    return ("%s: header length %d exceeds the 100 MB limit (damaged?)"):format(path, n)
+  end
   local header = n and n >= 2 and n <= size - 8 and f:read(n)
   f:close()
   local h = header and jsonio.decode(header)
@@ -526,12 +540,13 @@ function M.check_out(out, opts)
     return ("--out '%s' holds %s of an earlier run: resume it (--resume) or use another --out")
            :format(out, dir:match("[^/]+$"))
   end
-  local st = jsonio.read_json(dir .. "/trainer_state.json")
-  if type(st) ~= "table" then return ("resume: %s has no readable trainer_state.json"):format(dir) end
   local function damaged(why)
     return ("resume: checkpoint %s is damaged (%s)%s"):format(dir, why, list[2] and
            (("; remove it to resume from the earlier %s"):format(list[2].dir:match("[^/]+$"))) or "")
   end
+  local st, st_err = jsonio.read_json(dir .. "/trainer_state.json")
+  if st == nil then return damaged(tostring(st_err)) end
+  if type(st) ~= "table" then return ("resume: %s has no readable trainer_state.json"):format(dir) end
   local bad = trainer_state_problem(st, step)
   if bad then return damaged("trainer_state.json: " .. bad) end
   -- a run of fewer steps than the checkpoint holds would evaluate and summarise the later model

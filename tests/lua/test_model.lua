@@ -477,6 +477,14 @@ H.case("load: a tensor in two shards is refused, naming both files", function()
   assert(confit.save_safetensors(dir .. "/b.safetensors", b, {format = "pt"}))
   m = assert(confit.load(dir))
   m:free()
+  -- a model.safetensors beside the index (a folder saved again as one file keeps the old index):
+  -- refused naming both, not the shards taken while transformers takes the file (twenty-first
+  -- session)
+  write_file(dir .. "/model.safetensors", read_file(src .. "/model.safetensors"))
+  m, err = confit.load(dir)
+  H.ok(m == nil and err:find("holds both model.safetensors and model.safetensors.index.json", 1, true),
+       "message: " .. tostring(err))
+  os.remove(dir .. "/model.safetensors")
   -- a layer number past an int (its count was INT_MAX + 1, undefined; the load said "unknown error")
   b["model.layers.2147483647.foo"] = confit.zeros({1})
   assert(confit.save_safetensors(dir .. "/b.safetensors", b, {format = "pt"}))

@@ -270,6 +270,23 @@ H.case("--resume: an optimizer state missing a moment, of the wrong shape or hol
   refused_untouched(d, d .. "/checkpoint-3", "model.safetensors: model.norm.weight holds NaN or inf")
 end)
 
+-- (twenty-first session) a FIFO in a checkpoint hung the resume in its open; a header length
+-- damaged to gigabytes was read whole (memory the size of the file) before it was refused
+H.case("--resume: a FIFO in a checkpoint, or a header length past 100 MB, is one line naming it", function()
+  for _, name in ipairs({"trainer_state.json", "optimizer.safetensors"}) do
+    local d = copy_of_base()
+    local path = d .. "/checkpoint-3/" .. name
+    os.remove(path)
+    assert(os.execute(("mkfifo %q"):format(path)))
+    refused_untouched(d, path .. ": not a regular file", "checkpoint-2")
+  end
+  local d = copy_of_base()
+  local path = d .. "/checkpoint-3/optimizer.safetensors"
+  local bytes = slurp(path)
+  spit(path, string.pack("<i8", 3000000000) .. bytes:sub(9))
+  refused_untouched(d, path .. ": header length 3000000000 exceeds the 100 MB limit", "checkpoint-2")
+end)
+
 H.case("a diverging run (--lr 1e30): one error line, true to what was saved", function()
   local d = tmpdir()
   local ok, text = run("--no-eval --questions-per-step 1 --n 2 --steps 3 --lr 1e30", d)
