@@ -625,11 +625,25 @@ local function clear_earlier(o)
     stale[#stale + 1] = "eval_before.jsonl"; stale[#stale + 1] = "eval_before.settings.json"
   end
   if not o.resumed then stale[#stale + 1] = "steps.jsonl" end
+  local keep = o.out .. "/" .. SUPERSEDED
+  -- superseded/.moving stands while the files move: a resume stopped among the moves (some in
+  -- superseded/, summary.json perhaps still at the top) finishes them instead of taking the top
+  -- for an older run's and deleting what had moved
+  local marker = keep .. "/.moving"
+  local function move_stale()
+    for _, f in ipairs(stale) do
+      if cli.exists(o.out .. "/" .. f) then
+        local moved, merr = os.rename(o.out .. "/" .. f, keep .. "/" .. f)
+        if not moved then die("--out '%s': cannot move the finished run's %s into %s/: %s", o.out, f, SUPERSEDED, tostring(merr)) end
+      end
+    end
+    os.remove(marker)
+  end
+  if cli.exists(marker) then move_stale(); return end
   if not cli.exists(o.out .. "/summary.json") then
     for _, f in ipairs(stale) do remove_tree(o.out .. "/" .. f) end
     return
   end
-  local keep = o.out .. "/" .. SUPERSEDED
   remove_tree(keep)   -- an older finished run's, which the one at the top superseded
   local ok, err = cli.make_dir(keep)
   if not ok then die("--out '%s': %s", o.out, err) end
@@ -639,12 +653,9 @@ local function clear_earlier(o)
       if not copied then die("--out '%s': cannot keep the finished run's %s: %s", o.out, f, tostring(cerr)) end
     end
   end
-  for _, f in ipairs(stale) do
-    if cli.exists(o.out .. "/" .. f) then
-      local moved, merr = os.rename(o.out .. "/" .. f, keep .. "/" .. f)
-      if not moved then die("--out '%s': cannot move the finished run's %s into %s/: %s", o.out, f, SUPERSEDED, tostring(merr)) end
-    end
-  end
+  local marked, merr = jsonio.write_json_atomic(marker, {moving = stale})
+  if not marked then die("--out '%s': %s", o.out, tostring(merr)) end
+  move_stale()
 end
 
 -- The checks of flags that parse but do not go together (no file read: ablate runs them on each

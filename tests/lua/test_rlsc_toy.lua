@@ -404,6 +404,23 @@ H.case("--resume of a finished run that stops on the way: its results wait in su
   H.ok(not ok and tostring(err):find("stopped again", 1, true), tostring(err))
   H.eq(slurp(s .. "/summary.json"), '{"second": true}\n', "the newest finished run's summary kept")
   H.ok(not slurp(s .. "/stray"), "the older superseded/ replaced")
+  H.ok(not slurp(s .. "/.moving"), "the move's marker gone once every file moved")
+  -- (twenty-first session) a resume stopped among the moves: eval_after.jsonl in superseded/,
+  -- summary.json still at the top; the next resume took the top for a finished run's and
+  -- deleted superseded/, eval_after.jsonl with it. The marker makes it finish the moves.
+  os.execute(("rm -rf %q"):format(s))
+  os.execute(("mkdir -p %q"):format(s))
+  spit(s .. "/.moving", '{"moving": ["eval_after.jsonl", "summary.json"]}\n')
+  spit(s .. "/eval_after.jsonl", '{"id": 9}\n')
+  spit(d .. "/summary.json", '{"third": true}\n')
+  train.run = function() error("stopped a third time", 0) end
+  ok, err = pcall(main, {"--checkpoint-every", "1", "--no-eval", "--questions-per-step", "1", "--n", "2",
+                         "--steps", "6", "--resume", "--out", d, "--quiet"})
+  train.run = real_run
+  H.ok(not ok and tostring(err):find("stopped a third time", 1, true), tostring(err))
+  H.eq(slurp(s .. "/eval_after.jsonl"), '{"id": 9}\n', "what had moved is kept")
+  H.eq(slurp(s .. "/summary.json"), '{"third": true}\n', "and the rest moved after it")
+  H.ok(not slurp(d .. "/summary.json") and not slurp(s .. "/.moving"), "nothing left at the top; marker gone")
   os.execute(("rm -rf %q"):format(d))
 end)
 
