@@ -39,14 +39,27 @@ static char *read_text(const char *path, int *missing) {
   return buf;
 }
 
-/* Whether an object at or under o holds a key twice (*key: the first such). */
-static bool dup_keys(const cJSON *o, const char **key) {
-  for (const cJSON *a = o ? o->child : NULL; a; a = a->next) {
-    if (cJSON_IsObject(o) && a->string)
-      for (const cJSON *b = a->next; b; b = b->next)
-        if (b->string && strcmp(a->string, b->string) == 0) { *key = a->string; return true; }
-    if (dup_keys(a, key)) return true;
+static int cmp_key(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* Whether an object at or under o holds a key twice (*key: such a key). Keys are compared in
+ * sorted order (an id2label map of 50,000 keys took 2.9 s pairwise); *oom when that failed. */
+static bool dup_keys(const cJSON *o, const char **key, bool *oom) {
+  if (cJSON_IsObject(o)) {
+    size_t n = 0;
+    for (const cJSON *a = o->child; a; a = a->next) n += a->string != NULL;
+    if (n > 1) {
+      const char **k = malloc(n * sizeof *k);
+      if (!k) { *oom = true; return true; }
+      n = 0;
+      for (const cJSON *a = o->child; a; a = a->next) if (a->string) k[n++] = a->string;
+      qsort(k, n, sizeof *k, cmp_key);
+      for (size_t i = 1; i < n; i++)
+        if (strcmp(k[i - 1], k[i]) == 0) { *key = k[i]; free(k); return true; }
+      free(k);
+    }
   }
+  for (const cJSON *a = o ? o->child : NULL; a; a = a->next)
+    if (dup_keys(a, key, oom)) return true;
   return false;
 }
 
@@ -64,8 +77,8 @@ static cJSON *parse_json(const char *text, bool *oom, char *why, size_t nwhy) {
     size_t line = 1;
     for (size_t i = 0; i < at && text[i]; i++) line += text[i] == '\n';
     snprintf(why, nwhy, "not valid JSON (line %zu, byte %zu)", line, at + 1);
-  } else if (o && dup_keys(o, &key)) {
-    snprintf(why, nwhy, "the key \"%.100s\" appears twice in one object", key);
+  } else if (o && dup_keys(o, &key, oom)) {
+    if (!*oom) snprintf(why, nwhy, "the key \"%.100s\" appears twice in one object", key);
     cJSON_Delete(o);
     o = NULL;
   }
@@ -143,6 +156,15 @@ static int read_eos(cJSON *o, cf_qwen2_config *cfg, const char *label) {
                     e->valuedouble);
     cfg->n_eos++;
   }
+  return 0;
+}
+
+/* eos ids the model cannot emit (past vocab_size) would never stop a generation */
+static int check_eos(const cf_qwen2_config *cfg, const char *label) {
+  for (int i = 0; i < cfg->n_eos; i++)
+    if (cfg->eos[i] >= cfg->vocab)
+      return CF_ERR("%s: eos_token_id %d is not below vocab_size %d: the model cannot emit it", label, cfg->eos[i],
+                    cfg->vocab);
   return 0;
 }
 
@@ -259,11 +281,16 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
     CF_ERR("%s: mlp_bias = true is not supported (MLP projections without bias)", label);
     goto done;
   }
+  /* Llama's attention_bias puts a bias on o_proj too, which this transformer does not compute */
+  if (cfg->qkv_bias && strcmp(cfg->model_type, "llama") == 0) {
+    CF_ERR("%s: attention_bias = true is not supported for llama (its o_proj bias is not computed)", label);
+    goto done;
+  }
   if (sliding) {
     CF_ERR("%s: use_sliding_window = true is not supported (full causal attention only)", label);
     goto done;
   }
-  if (read_eos(o, cfg, label) < 0) goto done;
+  if (read_eos(o, cfg, label) < 0 || check_eos(cfg, label)) goto done;
   rc = 0;
 done:
   cJSON_Delete(o);
@@ -287,7 +314,7 @@ int cf_qwen2_config_load(const char *dir, cf_qwen2_config *cfg) {
     char why[200];
     cJSON *o = parse_json(text, &oom, why, sizeof why);
     if (!o) rc = oom ? CF_ERR("%s: out of memory parsing it", path) : CF_ERR("%s: %s", path, why);
-    else if (read_eos(o, cfg, path) < 0) rc = -1;
+    else if (read_eos(o, cfg, path) < 0 || check_eos(cfg, path)) rc = -1;
     cJSON_Delete(o);
   } else if (!missing) {
     rc = -1;
@@ -593,8 +620,13 @@ static int load_shard(cf_qwen2 *m, char **files, int shard, int *seen) {
     bool shape_ok = e->ndim == want->ndim;
     for (int d = 0; shape_ok && d < e->ndim; d++) shape_ok = e->shape[d] == want->shape[d];
     if (!shape_ok) {
-      char b[128];
-      rc = CF_ERR("%s: tensor \"%s\" has the wrong shape (expected %s)", path, e->name,
+      char b[128], g[160];
+      size_t k = 0;
+      g[k++] = '[';
+      for (int d = 0; d < e->ndim && k < sizeof g - 24; d++)
+        k += (size_t)snprintf(g + k, sizeof g - k, "%s%lld", d ? " x " : "", (long long)e->shape[d]);
+      snprintf(g + k, sizeof g - k, "]");
+      rc = CF_ERR("%s: tensor \"%s\" has the shape %s, config.json gives %s", path, e->name, g,
                   cf_shape_str(want, b, sizeof b));
       break;
     }

@@ -248,7 +248,12 @@ static void test_config_errors(void) {
       {"\"use_sliding_window\":\"true\"", "\"use_sliding_window\" must be true or false"},
       {"\"attention_bias\":1", "\"attention_bias\" must be true or false"},
       {"\"rope_scaling\":\"dynamic\"", "\"rope_scaling\" must be an object or null"},
-      {"\"hidden_size\":16", "\"hidden_size\" appears twice"}};
+      {"\"hidden_size\":16", "\"hidden_size\" appears twice"},
+      /* (twenty-first session) loaded before: generation never stopped; the bias of o_proj
+       * was refused by the tensor's name, or left out when the file had none */
+      {"\"eos_token_id\":9", "eos_token_id 9 is not below vocab_size 9"},
+      {"\"eos_token_id\":[1,100000]", "eos_token_id 100000 is not below vocab_size 9"},
+      {"\"attention_bias\":true", "attention_bias = true is not supported for llama"}};
   for (int i = 0; i < (int)(sizeof refused / sizeof refused[0]); i++) {
     char js[400];
     snprintf(js, sizeof js, "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,"

@@ -705,6 +705,10 @@ static void test_index(void) {
   write_bytes(path_in(dir, "model.safetensors.index.json"), idx, strlen(idx));
   files = NULL;
   n = 0;
+  /* both the single file and the index: refused, naming both (one is stale) */
+  CHECK(cf_st_index_files(dir, &files, &n) == -1 && strstr(cf_error_message(), "holds both model.safetensors and"),
+        "both: %s", cf_error_message());
+  unlink(path_in(dir, "model.safetensors"));
   int rc = cf_st_index_files(dir, &files, &n);
   CHECK(rc == 0 && n == 2, "index: rc %d n %zu %s", rc, n, cf_error_message());
   if (rc == 0 && n == 2) {

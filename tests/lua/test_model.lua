@@ -492,6 +492,17 @@ H.case("load: a tensor in two shards is refused, naming both files", function()
   H.ok(m == nil and err:find('unexpected tensor "model.layers.2147483647.foo"', 1, true), "message: " .. tostring(err))
 end)
 
+-- (twenty-first session) the message gave the expected shape only: which of config.json and the
+-- weights is wrong was left to guess
+H.case("load: a tensor of another shape than config.json's names both shapes", function()
+  local src, dir = "tests/fixtures/tiny_qwen2", tempdir()
+  write_file(dir .. "/config.json", (read_file(src .. "/config.json"):gsub('"vocab_size": 64', '"vocab_size": 65')))
+  write_file(dir .. "/model.safetensors", read_file(src .. "/model.safetensors"))
+  local m, err = confit.load(dir)
+  H.ok(m == nil and err:find('tensor "model.embed_tokens.weight" has the shape [64 x 32], config.json gives [65 x 32]', 1, true),
+       "message: " .. tostring(err))
+end)
+
 H.case("load: bf16 tensors larger than the 4 MB read buffer are widened exactly, chunk by chunk", function()
   local dir = tempdir()
   local cfg = {model_type = "qwen2", hidden_size = 512, intermediate_size = 64, num_hidden_layers = 1,
