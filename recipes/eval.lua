@@ -308,6 +308,17 @@ function M.main(argv)
     die("no model at '%s' (no config.json there)", o.model)
   end
   local sets = M.problem_sets(o)
+  -- a template from the folder's chat format: a broken tokenizer_config.json is a user error
+  -- naming it (evaluate.default_template raises), before anything is written
+  if not o.template then
+    for _, set in ipairs(sets) do
+      if not set.toy then
+        local ok, err = pcall(evaluate.default_template, mode, o.model)
+        if not ok then die("%s (or give --template)", (tostring(err):gsub("^.-evaluate: ", ""))) end
+        break
+      end
+    end
+  end
 
   -- --dtype applies to cuda; the CPU computes in f32
   local dtype = device == "cuda" and (o.dtype or "bf16") or "f32"

@@ -742,7 +742,10 @@ local function check(o)
     o.eval_template = o.template
     if o.template == "auto" then
       o.template_auto = true
-      o.template = evaluate.default_template("qwen", o.model)
+      -- (a broken tokenizer_config.json: a user error naming it, not a traceback)
+      local tok, terr = pcall(evaluate.default_template, "qwen", o.model)
+      if not tok then die("--template auto: %s", (tostring(terr):gsub("^.-evaluate: ", ""))) end
+      o.template = terr
       o.eval_template = evaluate.default_template(o.eval_mode, o.model)
     end
     o.questions, o.labelled = read_questions(o)

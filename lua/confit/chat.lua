@@ -39,9 +39,10 @@
 --   strict-llama31   the same in llama31 (the system turn holds the date lines only)
 --   plain            the question as is
 --
---   chat.family(dir) -> "chatml" | "llama3" | "llama31" | nil, why
+--   chat.family(dir) -> "chatml" | "llama3" | "llama31" | nil, why, broken
 --     which format a model folder's chat template (dir/tokenizer_config.json, chat_template) uses;
---     nil with the reason when the file or the template is missing or of another kind. "llama31"
+--     nil with the reason when the file or the template is missing or of another kind (broken:
+--     true when the file is there but cannot be read as a JSON object). "llama31"
 --     when the Llama 3 template writes the "Cutting Knowledge Date" system turn (3.1, 3.2, 3.3).
 --     A family is also the name of its general template (chat.apply(chat.family(dir), msgs)).
 --   chat.markers(name) -> list of the special tokens template `name` writes ({} for plain)
@@ -300,8 +301,9 @@ function M.family(dir)
   if type(dir) ~= "string" then fail("family: dir must be a string, got " .. type(dir)) end
   local path = dir .. "/tokenizer_config.json"
   local cfg, err = require("confit.jsonio").read_json(path)
-  if cfg == nil then return nil, tostring(err) end
-  if type(cfg) ~= "table" then return nil, path .. ": not a JSON object" end
+  -- a third result, true: the file is there but broken (callers refuse rather than fall back)
+  if cfg == nil then return nil, tostring(err), require("confit.cli").exists(path) end
+  if type(cfg) ~= "table" then return nil, path .. ": not a JSON object", true end
   local t = cfg.chat_template
   if type(t) == "table" then
     local pick = t[1]

@@ -79,7 +79,10 @@ evaluate.DEFAULT_TEMPLATE = {qwen = "qwen25-math-cot", strict = "strict"}
 -- the model's chat format (confit.chat.family), ChatML when that is unknown or there is no model.
 function evaluate.default_template(mode, model)
   local dir = type(model) == "string" and model or (type(model) == "table" and model.dir) or nil
-  local family = dir and chat.family(dir) or nil
+  local family, why, broken
+  if dir then family, why, broken = chat.family(dir) end
+  -- a broken tokenizer_config.json is no reason to take ChatML for a Llama folder without a word
+  if broken then error("evaluate: cannot choose the model's chat template: " .. tostring(why), 2) end
   return chat.default_template(mode, family)
 end
 

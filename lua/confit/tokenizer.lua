@@ -99,7 +99,11 @@ end
 local function family(self)
   if self.family == nil then
     local dir = self.path:match("^(.*)/[^/]*$") or "."
-    self.family = chat.family(dir) or false
+    local f, why, broken = chat.family(dir)
+    if broken then
+      error(("tokenizer:chat: %s (give opts.template to choose one)"):format(tostring(why)), 3)
+    end
+    self.family = f or false
   end
   return self.family
 end
@@ -115,9 +119,10 @@ function Tokenizer:chat(messages, opts)
   local s = chat._apply(name, messages, rest, 3)
   local mark = chat.missing_marker(name, self)
   if mark then
+    local known, fam = pcall(family, self)   -- (a broken tokenizer_config.json: no suggestion)
     error(("tokenizer:chat: template %q writes %s, which is no special token of %s: the prompt would spell it "
            .. "out in ordinary tokens (a template of this tokenizer's format: %s)")
-          :format(name, mark, self.path, family(self) or "plain, or see confit.chat"), 2)
+          :format(name, mark, self.path, known and fam or "plain, or see confit.chat"), 2)
   end
   return s
 end

@@ -53,6 +53,9 @@ local MINERVA_Q = TMP .. "/bench/minerva_math.jsonl" -- minerva_math's question 
 write(MINERVA_Q, '{"question": "1+1=", "solution": "\\\\boxed{2}"}\n')
 -- a model folder with the toy's byte-level tokenizer (its ChatML prompt is 158 tokens > 128)
 local TOKMODEL = model_folder("tokmodel", 128, true)
+-- (twenty-first session) a broken tokenizer_config.json: ChatML was taken without a word
+local BADTC = model_folder("badtc", 128, true)
+write(BADTC .. "/tokenizer_config.json", "{bad\n")
 -- (twentieth session) contexts where a default --max-new-tokens does not fit after the prompt: 66
 -- positions for the toy's 64 after a toy prompt, 3100 with the toy tokenizer for the --data 3072
 -- after a 102-token question
@@ -137,6 +140,10 @@ local CASES = {
   {"rlsc", "--steps 1 --questions-per-step 1 --n 2 --no-eval --eval-n 8 " .. R_OUT, 1, {"--no-eval", "--eval-n"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --n 1 --n 2", 1, {"--n", "twice"}},
   {"eval", "--help", 0, {"--bench and --data together"}},
+  {"eval", "--model " .. q(BADTC) .. " --bench gsm8k --limit 1 --out " .. q(TMP .. "/badtc-eval"), 1,
+   {"cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:", "--template"}},
+  {"rlsc", "--model " .. q(BADTC) .. " --data " .. q(GOOD) .. " " .. R_OUT, 1,
+   {"--template auto: cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:"}},
   -- eval
   {"eval", "--bogus", 1, {"--bogus"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 0", 1, {"--limit must be >= 1", "got 0"}},

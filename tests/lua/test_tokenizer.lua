@@ -563,6 +563,20 @@ H.case("tokenizer:chat with no template uses the folder's chat format (chat.fami
   -- the toy tokenizer has no Llama 3 special tokens: the refusal names the template it chose
   H.raises(function() tok:chat("hi") end, 'template "llama3"', "<|begin_of_text|>")
   tok:free()
+  -- (twenty-first session) a broken tokenizer_config.json fell back to ChatML without a word:
+  -- refused, naming the file, where a template must be chosen from it
+  H.write(dir .. "/tokenizer_config.json", '{bad')
+  local _, why, broken = chat.family(dir)
+  H.ok(broken and why:find(dir .. "/tokenizer_config.json:1:", 1, true), "broken: " .. tostring(why))
+  tok = tokenizer.new(dir .. "/tokenizer.json")
+  H.raises(function() tok:chat("hi") end, "tokenizer:chat:", dir .. "/tokenizer_config.json:1:", "give opts.template")
+  H.eq(tok:chat("hi", {template = "plain"}), "hi", "a template given: the file is not asked")
+  tok:free()
+  H.raises(function() require("confit.evaluate").default_template("qwen", dir) end,
+           "cannot choose the model's chat template", "tokenizer_config.json")
+  os.remove(dir .. "/tokenizer_config.json")
+  H.eq(select(3, chat.family(dir)), false, "no file: not broken")
+  H.eq(require("confit.evaluate").default_template("qwen", dir), "qwen25-math-cot", "no file: ChatML's")
 end)
 end
 
