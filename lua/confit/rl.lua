@@ -543,6 +543,12 @@ local function mean_of(xs)
   return #xs > 0 and s / #xs or 0
 end
 
+local function max_of(xs)
+  local m = #xs > 0 and xs[1] or 0
+  for i = 2, #xs do if xs[i] > m then m = xs[i] end end
+  return m
+end
+
 -- Weighted log-likelihood methods: loss = -sum_i w_i log p_i ------------------------------------
 
 -- rl.weights[name] = {fn = weight_fn, per_sample = bool, name = name} for every weighted method
@@ -578,7 +584,7 @@ local function weighted_loss(batch, o, weight_fn, w_given, name)
   local w = w_given or checked_weights(weight_fn(lpv, batch, o), #lpv, name, lpv)
   local loss = -(like(w, lp) * lp):sum()
   local met = base_metrics(batch, lpv)
-  met.mean_weight = mean_of(w)
+  met.mean_weight, met.max_weight = mean_of(w), max_of(w)
   met.entropy = rl.view_entropy(v, T)
   return loss, met, lpv, w, v.ntok
 end
@@ -698,6 +704,18 @@ end
 
 --- Group-normalised advantages (f64 list) of rewards r within each question.
 function rl.advantages(r, batch)
+  if type(batch) ~= "table" or type(batch.groups) ~= "table" or type(batch.samples) ~= "table" then
+    error("rl.advantages: batch must be a batch made by rl.batch, got " .. show(batch), 2)
+  end
+  if type(r) ~= "table" or #r ~= #batch.samples then
+    error(("rl.advantages: r must hold one reward per sample (%d), got %s"):format(#batch.samples,
+          type(r) == "table" and (#r .. " rewards") or show(r)), 2)
+  end
+  for i = 1, #r do
+    if type(r[i]) ~= "number" or not isfinite(r[i]) then
+      error(("rl.advantages: reward %d is %s, not a finite number"):format(i, show(r[i])), 2)
+    end
+  end
   local adv = {}
   for _, g in ipairs(batch.groups) do
     local sd = std_of(r, g[1], g[2])
@@ -873,7 +891,29 @@ local function check_method_batch(who, canon, batch, opts, level)
   if not rl.trains(canon) then
     error(("%s: %s does not train; evaluate at a colder temperature instead"):format(who, canon), level)
   end
+  -- a KL anchor asked of a built-in method without a KL term was dropped without a word
+  if (opts.kl_coef or 0) > 0 and rl.builtin(canon) and not rl.grpo_reward[canon] then
+    error(("%s: kl_coef = %g, but %s has no KL term (the GRPO methods have one)"):format(who, opts.kl_coef, canon), level)
+  end
   if not rl.grpo_reward[canon] then return end
+  -- the samples' old log-probs (the GRPO ratio's p_old), where given: one finite number per
+  -- completion token, named by the batch's sample index (before any forward; a micro-batch
+  -- named its own index)
+  for i, smp in ipairs(batch.samples) do
+    local ol = type(smp) == "table" and smp.old_logprobs
+    if ol ~= nil and ol ~= false then
+      local L = batch.comp_lens[i]
+      if type(ol) ~= "table" or #ol ~= L then
+        error(("%s: sample %d has %s old_logprobs for %d tokens"):format(who, i,
+              type(ol) == "table" and tostring(#ol) or show(ol), L), level)
+      end
+      for t = 1, L do
+        if type(ol[t]) ~= "number" or not isfinite(ol[t]) then
+          error(("%s: sample %d's old_logprobs[%d] is %s, not a finite number"):format(who, i, t, show(ol[t])), level)
+        end
+      end
+    end
+  end
   if (batch.n or 0) < 2 then
     error(("%s: %s needs n >= 2 samples per question (GRPO's advantages compare a question's samples: "
            .. "with n = %s every advantage is 0 and nothing trains)"):format(who, canon, tostring(batch.n)), level)
@@ -935,6 +975,15 @@ end
 --- The batch of the samples idx (indices into batch, in that order), padded anew; its groups are
 --- the runs of idx that share a question.
 function rl.sub_batch(batch, idx)
+  check_batch("rl.sub_batch", batch, 3)
+  if type(idx) ~= "table" or #idx == 0 then
+    error("rl.sub_batch: idx must be a non-empty list of sample indices, got " .. show(idx), 2)
+  end
+  for j, i in ipairs(idx) do
+    if math.type(i) ~= "integer" or i < 1 or i > #batch.samples then
+      error(("rl.sub_batch: idx[%d] is %s, not a sample index in 1..%d"):format(j, show(i), #batch.samples), 2)
+    end
+  end
   local b = {model = batch.model, n = batch.n, prompts = batch.prompts, answers = batch.answers,
              answer_key = batch.answer_key, answer_equal = batch.answer_equal, extract = batch.extract, ref_model = batch.ref_model, qtok = batch.qtok,
              temperature = batch.temperature,
@@ -961,6 +1010,10 @@ end
 --- exact, so the samples go longest first and each chunk pads only to its own longest; otherwise
 --- a chunk holds whole questions (consecutive ones while they fit; a larger question alone).
 function rl.chunks(batch, K, per_sample)
+  check_batch("rl.chunks", batch, 3)
+  if math.type(K) ~= "integer" or K < 1 then
+    error("rl.chunks: K must be an integer >= 1 (sequences per micro-batch), got " .. show(K), 2)
+  end
   local out = {}
   if per_sample then
     local order, len = {}, batch.lens
@@ -1208,7 +1261,7 @@ function rl.backward(name, batch, opts)
   if per_sample then
     for k, x in pairs(base_metrics(batch, lpv_all)) do met[k] = x end
   end
-  if wt then met.mean_weight = mean_of(w_used) end
+  if wt then met.mean_weight, met.max_weight = mean_of(w_used), max_of(w_used) end
   if reward then
     met.mean_reward, met.kl = mean_of(r_all), kl
   end

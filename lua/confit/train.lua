@@ -299,13 +299,18 @@ end
 local F32_ZERO = 2.0 ^ -150
 
 --- The warning for a step whose weighted loss trains nothing: every sample's p_old underflowed
---- (weight_share 0) and the method's weights sum below what f32 holds (alpha = 0 adds
---- nothing), so the loss and its gradient are 0 and only weight decay moves the weights. nil
---- for any other step. method: the canonical name; met: the step's metrics; alpha: the run's.
+--- (weight_share 0) and each of the method's weights is below what f32 holds (alpha = 0 adds
+--- nothing; the largest, max_weight, at most 2^-150: each weight is rounded to f32 on its own),
+--- so the loss and its gradient are 0 and only weight decay moves the weights. nil for any other
+--- step. method: the canonical name; met: the step's metrics; alpha: the run's.
 function M.underflow_warning(step, method, met, alpha)
   local w, n = met.mean_weight, met.n_samples
   if met.weight_share ~= 0 or type(w) ~= "number" or type(n) ~= "number" then return nil end
-  if not (w >= 0 and w * n < F32_ZERO) then return nil end
+  -- (a sum below 2^-150 missed the steps where every weight rounds to 0 but their sum does not)
+  local wmax = met.max_weight
+  if type(wmax) == "number" then
+    if not (wmax >= 0 and wmax <= F32_ZERO) then return nil end
+  elseif not (w >= 0 and w * n < F32_ZERO) then return nil end
   local what, fix
   if not rl.builtin(method) then
     what, fix = (" (method %s's weights are all 0)"):format(method), "weights that do not underflow"
@@ -692,6 +697,9 @@ local function options_problem(o, method)
   end
   if o.kl_coef > 0 and o.ref_model == nil then
     return ("kl_coef = %g needs ref_model (the start model the KL term compares with)"):format(o.kl_coef)
+  end
+  if o.kl_coef > 0 and not M.method_reads("kl_coef", method) then
+    return ("kl_coef = %g, but method %s has no KL term (the GRPO methods have one)"):format(o.kl_coef, method)
   end
   if o.model_config ~= nil and type(o.model_config) ~= "table" then
     return "model_config must be a config.json table, got " .. show(o.model_config)

@@ -1528,6 +1528,7 @@ H.case("train.run checks every option before anything runs, one line naming it a
     {{grad_clip = -1}, "grad_clip", ">= 0", "no clipping"}, {{clip_eps = -0.2}, "clip_eps"},
     {{clip_max = -1}, "clip_max"}, {{kl_coef = -1}, "kl_coef", ">= 0"},
     {{kl_coef = 0.1, method = "grpo_prob"}, "kl_coef = 0.1 needs ref_model"},
+    {{kl_coef = 0.1, method = "l2", ref_model = tiny(3, 0.6)}, "kl_coef = 0.1, but method l2 has no KL term"},
     {{checkpoint_every = -1}, "checkpoint_every", ">= 0"},
     {{checkpoint_every = 1}, "checkpoint_every = 1 needs out"},
     {{resume = true}, "resume = true needs out"}, {{resume = "yes"}, "resume must be true or false"},
@@ -1651,6 +1652,46 @@ H.case("train.trainable, rl.seq_logprobs, rl.token_view and rl.like name a wrong
   refused(function() rl.like({1}, 3) end, "rl.like: ref must be a tensor", "got 3")
   refused(function() rl.like(3, confit.zeros({1})) end, "rl.like: values must be a list", "got 3")
   H.eq(rl.like({1, 2}, confit.zeros({1})):numel(), 2)
+end)
+
+-- (twenty-first session, a review's findings) a KL anchor asked of a method without a KL term was
+-- dropped without a word; old_logprobs were checked after the forward, under a micro-batch's own
+-- sample number; the building blocks took any arguments; the underflow warning tested the sum
+H.case("kl_coef without a KL term, bad old_logprobs and bad helper arguments are refused by name", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 2, 5, 3)
+  b.ref_model = m
+  for _, name in ipairs({"l2", "l1", "em_ft", "self_sft"}) do
+    refused(function() rl.loss(name, b, {temperature = 0.7, kl_coef = 0.1}) end, "kl_coef = 0.1, but " .. name,
+            "has no KL term")
+    refused(function() rl.backward(name, b, {temperature = 0.7, kl_coef = 0.1}) end, "has no KL term")
+  end
+  H.ok(rl.loss("grpo_prob", b, {temperature = 0.7, kl_coef = 0.1}), "a GRPO method takes it")
+  local L5 = b.comp_lens[5]
+  b.samples[5].old_logprobs = {-1}
+  for _, mb in ipairs({0, 2}) do
+    refused(function() rl.backward("grpo_prob", b, {temperature = 0.7, micro_batch = mb}) end,
+            ("sample 5 has 1 old_logprobs for %d tokens"):format(L5))
+  end
+  local ol = {}
+  for t = 1, L5 do ol[t] = -1 end
+  ol[2] = "x"
+  b.samples[5].old_logprobs = ol
+  refused(function() rl.loss("grpo_prob", b, {temperature = 0.7}) end, "sample 5's old_logprobs[2] is \"x\"")
+  b.samples[5].old_logprobs = nil
+  refused(function() rl.advantages(nil, b) end, "rl.advantages: r must hold one reward per sample")
+  refused(function() rl.advantages({1, 2}, b) end, "rl.advantages: r must hold one reward per sample (6)", "2 rewards")
+  refused(function() rl.advantages({1, 2, 0 / 0, 4, 5, 6}, b) end, "reward 3", "not a finite number")
+  refused(function() rl.chunks(b, 0, true) end, "rl.chunks: K must be an integer >= 1", "got 0")
+  refused(function() rl.sub_batch(b, {1, 99}) end, "rl.sub_batch: idx[2] is 99, not a sample index in 1..6")
+  -- every weight at most 2^-150 rounds to 0 in f32 though 16 of them sum above it
+  local w = 2 ^ -151
+  H.ok(train.underflow_warning(1, "l1", {weight_share = 0, mean_weight = w, max_weight = w, n_samples = 16}, 0),
+       "warned: every weight rounds to 0")
+  H.eq(train.underflow_warning(1, "l1", {weight_share = 0, mean_weight = 2 ^ -148, max_weight = 2 ^ -146,
+                                         n_samples = 16}, 0), nil, "not when one weight stays")
+  H.ok(rl.loss("l1", b, {temperature = 0.7}) and select(2, rl.loss("l1", b, {temperature = 0.7})).max_weight,
+       "max_weight among the metrics")
 end)
 
 -- (nineteenth session, mutation testing) defaults and settings whose change passed the suite
