@@ -77,10 +77,11 @@ int cf_bwd_max(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   return gx_end(&s);
 }
 
-/* d logsumexp = softmax: g * exp(x - out) */
+/* d logsumexp = softmax(x): g * softmax(x), by the softmax op, whose row of all -inf is 0 (as
+ * exp(x - out) it was exp(-inf + inf) = NaN, against the forward's no-NaN -inf) */
 int cf_bwd_logsumexp(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   cf_gx s = {0};
-  cf_tensor *p = gx_op1(&s, CF_OP_exp, gx_op2(&s, CF_OP_sub, n->in[0], kept_dim(&s, n->out, &n->args)));
+  cf_tensor *p = gx_dim(&s, CF_OP_softmax, n->in[0], (int)n->args.i[0], false);
   gin[0] = gx_result(&s, gx_op2(&s, CF_OP_mul, kept_dim(&s, g, &n->args), p));
   return gx_end(&s);
 }

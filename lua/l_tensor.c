@@ -666,6 +666,11 @@ static cf_tensor *tensor_arg(op_ctx *c, int ai, char s) {
   else if (c->ref_float) dt = c->ref_float->dtype;
   if (c->ref_any) dev = cf_tensor_device(c->ref_any);
   double v = lua_tonumber(L, ai);
+  /* an index (ids, targets) must be a whole number: 1.5 was truncated to 1 without a word, NaN
+   * failed in the scalar's conversion without naming the op */
+  if (dt == CF_DTYPE_I64 && !(v == floor(v) && v >= -9.2e18 && v <= 9.2e18))
+    luaL_error(L, "%s: argument #%d: the index %s is not an integer", c->op->name, user_argno(L, ai),
+               lua_tostring(L, ai));
   luaL_checkstack(L, 2, "too many arguments");
   cf_tensor **slot = cf_lua_newtensorbox(L);
   CF_LUA_CORE(L, t = cf_tensor_scalar(v, dt));

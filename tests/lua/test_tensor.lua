@@ -833,4 +833,22 @@ H.case("t.grad = g refuses another dtype", function()
 end)
 end
 
+-- (twenty-first session, a review's findings) a number where an index goes (embedding ids,
+-- cross_entropy targets) was truncated (1.5 -> 1) and NaN failed without naming the op; the
+-- gradient of logsumexp over a row of all -inf was NaN (exp(-inf + inf)), where softmax's is 0
+H.case("a fractional index is refused naming the op; logsumexp's gradient of an all -inf row is 0", function()
+  local w = confit.tensor({{1, 1}, {2, 2}, {3, 3}})
+  H.raises(function() w:embedding(1.5) end, "embedding:", "the index 1.5 is not an integer")
+  H.raises(function() w:embedding(0 / 0) end, "embedding:", "is not an integer")
+  H.raises(function() confit.tensor({{1, 2, 3}}):cross_entropy(2.7) end, "cross_entropy:", "the index 2.7")
+  H.same_list(flat(w:embedding(1)), {2, 2})
+  H.near(confit.tensor({{1, 2, 3}}):cross_entropy(2):item(), 0.40760597586632, 1e-6)
+  local a = confit.tensor({{-math.huge, -math.huge, -math.huge}, {0, 1, 2}}, {requires_grad = true})
+  a:logsumexp(2):sum():backward()
+  local g = flat(a.grad)
+  H.same_list({g[1], g[2], g[3]}, {0, 0, 0})
+  local sm = flat(confit.tensor({0, 1, 2}):softmax(1))
+  for j = 1, 3 do H.near(g[3 + j], sm[j], 1e-6, "the other row: softmax") end
+end)
+
 H.finish()
