@@ -864,7 +864,7 @@ local function help_notes()
   local methods = {}
   for name in pairs(rl.methods) do methods[#methods + 1] = name end
   table.sort(methods)
-  return "methods: " .. table.concat(methods, ", ") .. " (and the aliases of confit.rl).\n" ..
+  return "methods: " .. table.concat(methods, ", ") .. "; aliases: " .. table.concat(rl.aliases(), ", ") .. ".\n" ..
     "The defaults above are the toy world's. With --data, flags not given take the paper's settings:\n" ..
     "  --n 16 --temperature 0.5 --max-new-tokens 3072 --steps 10 --questions-per-step 1 --lr 1e-5\n" ..
     "  --weight-decay 0.01 --eval-n 0 (temp_only: 16) --micro-batch 4; --model is then required.\n" ..

@@ -350,7 +350,8 @@ function M.parse_args(argv, spec, prog, notes)
       for _, k in ipairs(names) do
         local s = spec[k]
         local range = describe_range(s)
-        print(("  --%-22s %-7s default %s%s"):format(k:gsub("_", "-"), s[1], tostring(s[2]),
+        -- (no default: "none", not Lua's nil; the notes below may say what is taken then)
+        print(("  --%-22s %-7s default %s%s"):format(k:gsub("_", "-"), s[1], s[2] == nil and "none" or tostring(s[2]),
                                                      range ~= "" and ("; " .. range) or ""))
       end
       if notes then print(notes) end

@@ -13,6 +13,14 @@
 -- is found under its own spelling or not at all (`:help bench.load` is "no help", not confit.load).
 -- tests/lua/test_repl.lua checks that every name here exists.
 return {
+  -- the Lua modules themselves (not fields of require("confit"): each is required by its name)
+  ["confit.rl"] = "confit.rl: require \"confit.rl\": the RL losses (rl.loss, rl.backward, rl.batch, rl.register_weighted, rl.methods); :help rl.loss etc.",
+  ["confit.train"] = "confit.train: require \"confit.train\": train.run(opts), the RLSC loop with checkpoints and resume; :help train.run",
+  ["confit.evaluate"] = "confit.evaluate: require \"confit.evaluate\": evaluate.run over benchmark records (grading, pass@k, maj@n); :help evaluate.run",
+  ["confit.chat"] = "confit.chat: require \"confit.chat\": chat templates as Lua functions (chat.apply(name, messages), chat.family(dir), chat.markers); :help chat.apply",
+  ["confit.bench"] = "confit.bench: require \"confit.bench\": benchmark files (bench.records(path), bench.load); :help bench.records",
+  ["confit.grade"] = "confit.grade: require \"confit.grade\": math answer extraction and equivalence (grade.extract, grade.equal); :help grade.equal",
+  ["confit.metrics"] = "confit.metrics: require \"confit.metrics\": pass@k, majority vote, intervals (metrics.pass_at_k, metrics.summarize)",
   ["t:matmul"] = "t:matmul(u) -> tensor: matrix product t @ u (batched over leading dims); inner dims must agree",
   ["t:transpose"] = "t:transpose(d1, d2) -> tensor: a view with dims d1 and d2 swapped (1-based, negative from the end)",
   ["t:sum"] = "t:sum([dim [, keepdim]]) -> tensor: sum of all elements, or along dim",
@@ -41,6 +49,7 @@ return {
   ["confit.profile"] = "confit.profile(fn, ...) -> rows, fn's results: runs fn with the profiler on; rows per (phase, region): calls, host and device time",
   ["confit.profiler.report"] = "confit.profiler.report(rows [, {top=}]) -> string: the profile rows as a table, largest first",
   ["rl.backward"] = "rl.backward(method, batch, {alpha=, temperature=, micro_batch=K, ...}) -> loss value, metrics: the loss's gradient, K sequences per forward/backward (require \"confit.rl\")",
+  ["rl.aliases"] = "rl.aliases() -> list: the built-in methods' aliases as \"alias = method\" strings, sorted (rl.resolve maps them)",
   ["rl.loss"] = "rl.loss(method, batch, opts) -> loss tensor, metrics: an RL method's loss by name (require \"confit.rl\"; rl.batch builds the batch)",
   ["m:hidden"] = "m:hidden(ids) -> [B, T, hidden]: the final-norm hidden states (the input of the LM head)",
   ["m:param_names"] = "m:param_names() -> list: the parameters' Hugging Face names, in the checkpoint's order",

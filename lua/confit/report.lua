@@ -458,6 +458,12 @@ function M.load_run(dir)
   end
   run.config = load("config.json", jsonio.read_json)
   run.summary = load("summary.json", jsonio.read_json)
+  -- a folder without any of a run's files (a typo'd path, a model folder): said, not a silent
+  -- "no data" row (twenty-first session)
+  if require("confit.cli").exists(dir) and not is_run_dir(dir) then
+    note(dir .. ": holds none of a run's files (config.json, steps.jsonl, eval_*.jsonl, summary.json): "
+         .. "a run not started yet, or not a run directory?")
+  end
   local line = setmetatable({}, {__mode = "k"}) -- record -> its line in its file
   for _, k in ipairs({"steps", "before", "after"}) do
     local file = k == "steps" and "steps.jsonl" or ("eval_" .. k .. ".jsonl")

@@ -131,6 +131,14 @@ rl.WEIGHT_MIN = 1e-6
 local ALIASES = {rlsc_l1 = "l1", rlsc_l2 = "l2", ttrl = "grpo_ttrl", intuitor = "grpo_intuitor",
                  rent = "grpo_rent", prob = "grpo_prob"}
 
+--- The aliases of the built-in methods: "alias = method" strings, sorted.
+function rl.aliases()
+  local out = {}
+  for a, m in pairs(ALIASES) do out[#out + 1] = a .. " = " .. m end
+  table.sort(out)
+  return out
+end
+
 --- The canonical name of a method, or nil and a message listing the known ones.
 function rl.resolve(name)
   name = ALIASES[name] or name

@@ -140,6 +140,9 @@ local CASES = {
   {"rlsc", "--steps 1 --questions-per-step 1 --n 2 --no-eval --eval-n 8 " .. R_OUT, 1, {"--no-eval", "--eval-n"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --n 1 --n 2", 1, {"--n", "twice"}},
   {"eval", "--help", 0, {"--bench and --data together"}},
+  -- (twenty-first session) "the aliases of confit.rl" without naming them; "default nil"
+  {"rlsc", "--help", 0, {"aliases: ", "ttrl = grpo_ttrl", "rlsc_l2 = l2", "--data                   string  default none"},
+   {"default nil"}},
   {"eval", "--model " .. q(BADTC) .. " --bench gsm8k --limit 1 --out " .. q(TMP .. "/badtc-eval"), 1,
    {"cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:", "--template"}},
   {"rlsc", "--model " .. q(BADTC) .. " --data " .. q(GOOD) .. " " .. R_OUT, 1,

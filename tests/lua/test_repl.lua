@@ -191,6 +191,17 @@ H.case(":help finds a name documented only qualified, or lists the names", funct
             .. "\n'run' is documented as evaluate.run, train.run (:help one of them)\n" .. docs["bench.records"] .. "\n")
 end)
 
+-- (twenty-first session) the modules the README names: confit.chat showed tok:chat's doc, the
+-- others "no help"
+H.case(":help of a confit Lua module names how to require it", function()
+  local out = run("", ":help confit.chat\n:help confit.rl\n:help confit.evaluate\n:help confit.train\n")
+  H.eq(out, docs["confit.chat"] .. "\n" .. docs["confit.rl"] .. "\n" .. docs["confit.evaluate"] .. "\n"
+            .. docs["confit.train"] .. "\n")
+  for _, mod in ipairs({"chat", "rl", "evaluate", "train"}) do
+    has(docs["confit." .. mod], 'require "confit.' .. mod .. '"')
+  end
+end)
+
 -- a bare name several objects document (the README's opt:zero_grad showed t:zero_grad's doc)
 H.case(":help of a method several objects have lists them", function()
   local out = run("", ":help zero_grad\n:help encode\n:help step\n")
@@ -311,6 +322,10 @@ H.case("every name repl_help documents exists", function()
   for name in pairs(repl_docs) do
     local head, rest = name:match("^([%w_]+)[%.:](.+)$")
     local v = head and owners[head]
+    if head == "confit" and v[rest] == nil and rest:match("^[%w_]+$") then   -- a module's own entry
+      local ok, mod = pcall(require, "confit." .. rest)
+      v = ok and {[rest] = mod} or v
+    end
     H.ok(v ~= nil, "unknown prefix in " .. name)
     for part in (rest or ""):gmatch("[^%.:]+") do
       if v ~= nil then v = v[part] end

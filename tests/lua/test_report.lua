@@ -181,7 +181,10 @@ H.case("load_run: files, names, problems", function()
   H.ok(bad.notes[1] and bad.notes[1]:find("steps.jsonl:2:", 1, true), tostring(bad.notes[1]))
   local e = report.load_run(dir_empty)
   H.eq(e.name, "empty", "basename"); H.eq(e.files["config.json"], "missing", "missing")
-  H.eq(#e.notes, 0, "an empty directory is no problem")
+  -- (twenty-first session) said once, as a note: a typo'd path or a model folder showed as a
+  -- silent "no data" row
+  H.eq(#e.notes, 1, "an empty directory: one note")
+  H.ok(e.notes[1]:find("holds none of a run's files", 1, true), e.notes[1])
   local gone = report.load_run(root .. "/gone")
   H.ok(gone.notes[1] and gone.notes[1]:find("no such directory", 1, true), "missing directory noted")
   -- a run still being written: a torn last line is dropped
