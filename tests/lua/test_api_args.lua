@@ -28,7 +28,7 @@ local FUNCS = {
   {"evaluate.run", R"evaluate".run},
   {"evaluate.context_hint", R"evaluate".context_hint}, {"evaluate.check_prompts", R"evaluate".check_prompts},
   {"chat.family", R"chat".family}, {"jsonio.sync", R"jsonio".sync}, {"jsonio.is_temp_name", R"jsonio".is_temp_name},
-  {"bench.records", R"bench".records}, {"rl.snapshot_policy", R"rl".snapshot_policy},
+  {"bench.records", R"bench".records}, {"rl.snapshot_policy", R"rl".snapshot_policy}, {"rl.aliases", R"rl".aliases},
 }
 for _, n in ipairs({"device", "encode", "forward", "generate", "hidden", "init_random", "logprobs", "pad",
                     "param_names", "parameters", "prompt_ids", "set_param", "set_recompute", "to"}) do
@@ -54,6 +54,9 @@ H.case("every documented name is called", function()
                     ["rl.per_question"] = "a table", ["rl.register_weighted"] = "registers a method",
                     ["jsonio.append_jsonl"] = "writes", ["jsonio.write_dir_atomic"] = "writes",
                     ["cli.main"] = "runs its argument"}
+  for _, mod in ipairs({"rl", "train", "evaluate", "chat", "bench", "grade", "metrics"}) do
+    left_out["confit." .. mod] = "a module's own entry (how to require it)"
+  end
   for name in pairs(help) do
     H.ok(have[name] or left_out[name], name .. " is documented but neither called here nor left out with a reason")
   end
