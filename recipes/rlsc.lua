@@ -349,6 +349,8 @@ local function read_questions(o)
         o.unlabelled_where = o.unlabelled_where or where  -- the first, named when nothing is evaluated
       elseif type(a) ~= "string" and type(a) ~= "number" then
         die("--data %s: field '%s' (--answer-field) must be a string or a number", where, o.answer_field)
+      elseif not tostring(a):find("%S") then   -- as bench.load (--eval-data, eval.lua) refuses it
+        die("--data %s: empty answer (field '%s'): every problem would be graded wrong against it", where, o.answer_field)
       end
       local i = #questions + 1
       local id = r.id
@@ -426,7 +428,10 @@ local function run_real(o, m, say)
   local questions, labelled = o.questions, o.labelled
   local stop = {} -- the tokenizer's end-of-turn and end-of-text special tokens (tokenizer.lua)
   for i, id in ipairs(m.tokenizer.eos_ids or {}) do stop[i] = id end
-  local gopts = {mode = o.eval_mode}
+  -- training extracts and grades answers in qwen mode, as the header says (grpo_ttrl's vote,
+  -- answer_diversity, train_acc); --eval-mode is the evaluation's alone (it set these too until
+  -- the twenty-first session, so a resume with another one mixed two rewards)
+  local gopts = {mode = "qwen"}
   local extract = function(text) return grade.extract(text, gopts) end
   local evaluate = require "confit.evaluate"
   local problems = o.eval_problems
@@ -587,6 +592,12 @@ local function check_out_dir(o)
     die("--resume: --out '%s' is a run on --device %s --dtype %s, not --device %s (%s); resume with its --device "
         .. "and --dtype or use another --out", o.out, tostring(run.device), tostring(run.dtype), o.device, dtype)
   end
+  -- a finished run's model/ moves to superseded/ and goes with it: resumed without --save-model,
+  -- the run ended with no weights and no word (twenty-first session)
+  if o.resumed and run and run.save_model == true and not o.save_model then
+    die("--resume: --out '%s' was run with --save-model; give --save-model again (its model/ is replaced by "
+        .. "this run's), or use another --out", o.out)
+  end
   local bad = train.check_out(o.out, {
     method = o.method, resume = o.resume, seed = o.seed, alpha = o.alpha, n = o.n, steps = o.steps,
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
@@ -673,7 +684,7 @@ local function check_flags(o)
   if o.given.temperature_scale and rl.trains(method) then
     die("--temperature-scale sets --method temp_only's colder evaluation; --method %s trains and does not use it", method)
   end
-  if o.kl_coef > 0 and rl.trains(method) and not train.method_reads("kl_coef", method) then
+  if o.kl_coef > 0 and not train.method_reads("kl_coef", method) then
     die("--kl-coef %g: --method %s has no KL term (the GRPO methods have one), and the run would load a reference "
         .. "model for nothing (drop --kl-coef)", o.kl_coef, method)
   end
@@ -927,7 +938,7 @@ local function main(argv)
     -- how --data was read: its fields, or a benchmark's fields and reference answers
     question_field = o.data_question_field, answer_field = o.data_answer_field,
     answer_reference = o.data_reference,
-    checkpoint_every = o.checkpoint_every,
+    checkpoint_every = o.checkpoint_every, save_model = o.save_model,
     started_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), git = git_commit(), device = o.device, dtype = o.device ~= "cpu" and o.dtype or "f32",
     steps_logprob_temperature = o.loss_temperature or o.temperature,
   }

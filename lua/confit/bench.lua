@@ -124,6 +124,10 @@ local function item_from(rec, where, n, qfield, answer_of, afield)
     error(string.format("bench.load: %s: question field '%s' is %s, expected a string", where, qfield,
                         q == jsonio.null and "null" or ("a JSON " .. (type(q) == "table" and "array or object" or type(q)))), 0)
   end
+  -- a blank question: evaluate.run refused it later, after the caller had written its files
+  if not q:find("%S") then
+    error(string.format("bench.load: %s: empty question (%s)", where, qfield), 0)
+  end
   local a, kind = answer_of(rec)
   if a == nil then
     error(string.format("bench.load: %s: %s (%s)", where, kind and ("the answer is " .. kind .. ", not text or a number")

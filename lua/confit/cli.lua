@@ -486,8 +486,8 @@ function M.check_context(name, ctx, longest, max_new, what, hint, by_default)
     die("--max-new-tokens %s must be below the model's context of %d positions", shown, ctx)
   end
   if longest >= ctx then
-    die("the longest %s has %d tokens, more than the model's context of %d positions%s",
-        what or "prompt", longest, ctx, tail)
+    die("the longest %s has %d tokens, %s the model's context of %d positions: no room for a new token%s",
+        what or "prompt", longest, longest > ctx and "more than" or "as many as", ctx, tail)
   end
   if longest + max_new > ctx then
     die("--max-new-tokens %s does not fit: the longest %s has %d tokens and the model's context "

@@ -55,6 +55,15 @@ write(MINERVA_Q, '{"question": "1+1=", "solution": "\\\\boxed{2}"}\n')
 local TOKMODEL = model_folder("tokmodel", 128, true)
 -- (twenty-first session) a broken tokenizer_config.json: ChatML was taken without a word
 local BADTC = model_folder("badtc", 128, true)
+-- (twenty-first session, a review's findings) a blank --eval-data question was a traceback after
+-- config.json; an empty --data answer was taken; a prompt of exactly the context was "more than" it
+local BLANKQ = TMP .. "/blankq.jsonl"
+write(BLANKQ, '{"question": "   ", "answer": "10"}\n{"question": "1+2=", "answer": "3"}\n')
+local EMPTYA = TMP .. "/emptya.jsonl"
+write(EMPTYA, '{"question": "1+2+3+4=", "answer": ""}\n')
+local CTX8 = TMP .. "/ctx8.jsonl"
+write(CTX8, '{"question": "12345678", "answer": "1"}\n')
+local TOK8 = model_folder("tok8", 8, true)
 write(BADTC .. "/tokenizer_config.json", "{bad\n")
 -- (twentieth session) contexts where a default --max-new-tokens does not fit after the prompt: 66
 -- positions for the toy's 64 after a toy prompt, 3100 with the toy tokenizer for the --data 3072
@@ -143,6 +152,15 @@ local CASES = {
   -- (twenty-first session) "the aliases of confit.rl" without naming them; "default nil"
   {"rlsc", "--help", 0, {"aliases: ", "ttrl = grpo_ttrl", "rlsc_l2 = l2", "--data                   string  default none"},
    {"default nil"}},
+  {"rlsc", "--model " .. q(TOKMODEL) .. " --data " .. q(GOOD) .. " --template plain --max-new-tokens 16 --eval-data "
+     .. q(BLANKQ) .. " " .. R_OUT, 1, {"--eval-data", BLANKQ .. ":1", "empty question"}},
+  {"eval", "--model " .. q(TOKMODEL) .. " --data " .. q(BLANKQ) .. " --template plain --out " .. q(TMP .. "/blankq-eval"), 1,
+   {BLANKQ .. ":1", "empty question"}},
+  {"rlsc", "--model " .. q(TOKMODEL) .. " --data " .. q(EMPTYA) .. " --template plain --max-new-tokens 16 " .. R_OUT, 1,
+   {"--data " .. EMPTYA .. ":1: empty answer"}},
+  {"rlsc", "--model " .. q(TOK8) .. " --data " .. q(CTX8) .. " --template plain --max-new-tokens 4 " .. R_OUT, 1,
+   {"has 8 tokens, as many as the model's context of 8 positions: no room for a new token"}},
+  {"rlsc", "--method temp_only --kl-coef 0.1 " .. R_OUT, 1, {"--kl-coef 0.1: --method temp_only has no KL term"}},
   {"eval", "--model " .. q(BADTC) .. " --bench gsm8k --limit 1 --out " .. q(TMP .. "/badtc-eval"), 1,
    {"cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:", "--template"}},
   {"rlsc", "--model " .. q(BADTC) .. " --data " .. q(GOOD) .. " " .. R_OUT, 1,

@@ -287,6 +287,44 @@ H.case("--resume: a FIFO in a checkpoint, or a header length past 100 MB, is one
   refused_untouched(d, path .. ": header length 3000000000 exceeds the 100 MB limit", "checkpoint-2")
 end)
 
+-- (twenty-first session) a finished --save-model run resumed without it lost model/ without a word
+H.case("--resume of a --save-model run without --save-model is refused; config.json records it", function()
+  local d = tmpdir()
+  local ok, text = run(TINY .. " --steps 2 --save-model", d)
+  H.ok(ok, text)
+  H.eq(assert(require("confit.jsonio").read_json(d .. "/config.json")).save_model, true, "config.json save_model")
+  ok, text = run(TINY .. " --steps 3 --resume", d)
+  one_line_failure(ok, text, "--resume:", "was run with --save-model; give --save-model again")
+  H.ok(require("confit.cli").exists(d .. "/model/config.json"), "model/ kept")
+  ok, text = run(TINY .. " --steps 3 --resume --save-model", d)
+  H.ok(ok, text)
+  os.execute(("rm -rf %q"):format(d))
+end)
+
+-- (twenty-first session) --eval-mode set the training's answer extraction too (grpo_ttrl's vote,
+-- train_acc): with the same seed, step 1's reward was 1.0 in qwen mode and 0.375 in strict
+H.case("--eval-mode leaves training alone: the same steps under qwen and strict", function()
+  local data = os.tmpname()
+  local lines = {}
+  for i = 1, 6 do lines[i] = ('{"question": "%d+%d+%d=", "answer": "%d"}'):format(i, i + 1, 2, 2 * i + 3) end
+  spit(data, table.concat(lines, "\n") .. "\n")
+  local steps = {}
+  for _, mode in ipairs({"qwen", "strict"}) do
+    local d = tmpdir()
+    local ok, text = run(("--model examples/toy/model --data %q --template plain --method grpo_ttrl --steps 2 --n 4 "
+                          .. "--max-new-tokens 32 --eval-questions 2 --eval-n 0 --eval-mode %s --lr 1e-3 --quiet")
+                         :format(data, mode), d)
+    H.ok(ok, text)
+    local recs = assert(require("confit.jsonio").read_jsonl(d .. "/steps.jsonl"))
+    local keep = {}
+    for i, r in ipairs(recs) do keep[i] = ("%s %s %s"):format(r.loss, r.mean_reward, r.train_acc) end
+    steps[mode] = table.concat(keep, "|")
+    os.execute(("rm -rf %q"):format(d))
+  end
+  H.eq(steps.strict, steps.qwen, "the training's losses, rewards and train_acc")
+  os.remove(data)
+end)
+
 H.case("a diverging run (--lr 1e30): one error line, true to what was saved", function()
   local d = tmpdir()
   local ok, text = run("--no-eval --questions-per-step 1 --n 2 --steps 3 --lr 1e30", d)
