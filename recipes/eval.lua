@@ -191,6 +191,14 @@ function M.problem_sets(o)
         die("cannot read benchmark %s: %s%s", name, load_error(err or "read error"), o["data-dir"] and ""
             or (" (the default --data-dir %s is relative to the current folder; give --data-dir DIR)"):format(bench.default_dir))
       end
+      -- a benchmark's ids must be unique (its records are resumed by id): refused here, before the
+      -- model is loaded and anything is written (evaluate.run refused it after config.json)
+      local first = {}
+      for _, it in ipairs(items) do
+        local k = tostring(it.id)
+        if first[k] then die("%s: %s and %s share the id %s (ids must be unique)", name, first[k], it.where, k) end
+        first[k] = it.where
+      end
       sets[#sets + 1] = {name = name, problems = items,
                          source = (o["data-dir"] or bench.default_dir) .. "/" .. name .. ".jsonl"}
     else
@@ -208,12 +216,13 @@ function M.problem_sets(o)
     -- was the reference)
     local as_bench, bdir = nil, nil
     if not o["answer-field"] then as_bench, bdir = bench.named_after(o.data) end
+    -- the whole file is read first: whether its ids repeat (then positions stand for them) must
+    -- not depend on --limit, or a larger limit renamed the finished problems and did them again
     local ok, items, err
     if as_bench then
-      ok, items, err = pcall(bench.load, as_bench, {dir = bdir, question = o["question-field"], limit = o.limit})
+      ok, items, err = pcall(bench.load, as_bench, {dir = bdir, question = o["question-field"]})
     else
-      ok, items, err = pcall(bench.load, o.data, {question = o["question-field"],
-                                                  answer = o["answer-field"], limit = o.limit})
+      ok, items, err = pcall(bench.load, o.data, {question = o["question-field"], answer = o["answer-field"]})
     end
     local hint = as_bench and (" (a file named %s.jsonl is read as the benchmark %s: give --answer-field FIELD to "
                                .. "read it as a plain file)"):format(as_bench, as_bench) or ""
@@ -229,6 +238,7 @@ function M.problem_sets(o)
       io.stderr:write("eval: ids in ", o.data, " repeat; using line positions as ids\n")
       for i, it in ipairs(items) do it.id = i end
     end
+    if o.limit then for i = #items, o.limit + 1, -1 do items[i] = nil end end
     local name = o.name or basename(o.data):gsub("%.jsonl?$", "")
     -- the benchmark's folder is OUT/<name>: a name, not a path
     if name == "" or name == "." or name == ".." or name:find("/", 1, true) then
@@ -411,12 +421,18 @@ function M.main(argv)
     end
   end
 
+  -- OUT/summary.json is rewritten whole when this run ends; until then the old one would speak for
+  -- records being redone
+  os.remove(out .. "/summary.json")
   local summaries, bench_summaries = {}, {}
   for _, plan in ipairs(plans) do
     local set, dir, cfg = plan.set, plan.dir, plan.cfg
     cfg.started_at = iso_now()
     local wok, werr = jsonio.write_json_atomic(dir .. "/config.json", cfg)
     if not wok then die("cannot write %s/config.json: %s", dir, tostring(werr)) end
+    -- the summary of the records as they were goes: evaluate.run writes this run's when it ends
+    -- (a --no-resume run stopped on the way left the old numbers beside its new records and config)
+    os.remove(dir .. "/summary.json")
     local rok, summary = pcall(evaluate.run, model, set.problems, plan.eopts)
     if not rok then
       -- evaluate's own checks (changed settings, prompts longer than the context, ...) are

@@ -500,6 +500,9 @@ end
 --- Before anything is written: nil, or why evaluate.run(model, problems, opts) would refuse to
 --- resume what opts.out_dir holds (records written with other settings, or without a readable
 --- settings file; with problems given, also records whose question or answer the data changed).
+-- after a records file's unreadable line: what to do (a damaged record's message says as much)
+local UNREADABLE_WAY_OUT = " (remove that line to evaluate its problem again, or give --no-resume or another --out)"
+
 function evaluate.check_resume(opts, problems)
   local s = evaluate.settings(opts)
   if not s.out_dir or not s.resume then return nil end
@@ -508,7 +511,7 @@ function evaluate.check_resume(opts, problems)
                                    s.out_dir .. "/eval_" .. s.stage .. ".settings.json", s.grader)
   if conflict or not problems or not file_exists(path) then return conflict end
   local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
-  if not recs then return "cannot resume from " .. tostring(err) end
+  if not recs then return "cannot resume from " .. tostring(err) .. UNREADABLE_WAY_OUT end
   return data_conflict(path, recs, problems, s)
 end
 
@@ -519,7 +522,7 @@ local function load_done(path, ident, settings_path, problems, s)
   local conflict = resume_conflict(path, ident, settings_path, s.grader)
   if conflict then fail(conflict, 3) end
   local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
-  if not recs then fail("cannot resume from " .. tostring(err), 3) end
+  if not recs then fail("cannot resume from " .. tostring(err) .. UNREADABLE_WAY_OUT, 3) end
   conflict = data_conflict(path, recs, problems, s)
   if conflict then fail(conflict, 3) end
   local f = io.open(path, "rb")

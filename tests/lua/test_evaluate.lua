@@ -852,6 +852,58 @@ H.case("recipes/eval.lua refuses an ablate grid folder or a training run as --ou
   end
 end)
 
+-- (twenty-first session, a review's findings) duplicate ids in a --bench file were refused after
+-- the model had loaded and config.json was written; --data's fallback to positions was decided
+-- after --limit, so a larger limit renamed the finished problems and did them again; a
+-- --no-resume run stopped on the way left the old summaries beside its new records
+H.case("recipes/eval.lua: ids checked on the whole file before anything is written; a restart drops the old summaries", function()
+  local bdir = TMP .. "/dupbench"
+  os.execute(("mkdir -p '%s'"):format(bdir))
+  H.write(bdir .. "/math500.jsonl", '{"problem": "1+1=", "answer": "2", "unique_id": "a"}\n'
+          .. '{"problem": "2+2=", "answer": "4", "unique_id": "b"}\n{"problem": "3+3=", "answer": "6", "unique_id": "a"}\n')
+  local out = TMP .. "/dupbench-out"
+  local code, text = run_cmd("--model examples/toy/model --bench math500 --data-dir " .. bdir
+                             .. " --template plain --max-new-tokens 4 --out " .. out)
+  H.eq(code, 1, text)
+  H.ok(text:find("math500.jsonl:1 and " .. bdir .. "/math500.jsonl:3 share the id a", 1, true), text)
+  H.eq(io.open(out .. "/math500/config.json", "rb"), nil, "nothing written")
+  local data = TMP .. "/dupdata.jsonl"
+  H.write(data, '{"question": "1+1=", "answer": "2", "id": "q1"}\n{"question": "2+2=", "answer": "4", "id": "q2"}\n'
+          .. '{"question": "3+3=", "answer": "6", "id": "q1"}\n')
+  local dout = TMP .. "/dupdata-out"
+  code, text = run_cmd("--model examples/toy/model --data " .. data .. " --template plain --max-new-tokens 4 --limit 2 --out " .. dout)
+  H.eq(code, 0, text)
+  H.ok(text:find("repeat; using line positions as ids", 1, true), "positions under --limit 2 too: " .. text)
+  code, text = run_cmd("--model examples/toy/model --data " .. data .. " --template plain --max-new-tokens 4 --limit 3 --out " .. dout)
+  H.eq(code, 0, text)
+  H.eq(#assert(jsonio.read_jsonl(dout .. "/dupdata/eval_before.jsonl")), 3, "3 records for 3 problems, none twice")
+  -- a restart (--no-resume) removes the old summaries before it writes any record
+  H.ok(io.open(dout .. "/dupdata/summary.json", "rb") and io.open(dout .. "/summary.json", "rb"), "summaries there")
+  -- (in-process: evaluate.run stands in for a run stopped on the way, and says what it found)
+  local evaluate = require "confit.evaluate"
+  local real_run, found = evaluate.run, nil
+  evaluate.run = function()
+    found = {bench = io.open(dout .. "/dupdata/summary.json", "rb") ~= nil, top = io.open(dout .. "/summary.json", "rb") ~= nil}
+    error("evaluate: stopped on the way", 0)
+  end
+  local ok = pcall(dofile("recipes/eval.lua").main, {"--model", "examples/toy/model", "--data", data, "--template", "plain",
+                                                     "--max-new-tokens", "4", "--limit", "3", "--no-resume", "--n", "2",
+                                                     "--out", dout})
+  evaluate.run = real_run
+  H.ok(not ok and found, "the stand-in ran")
+  H.eq(found and found.bench, false, "the benchmark's old summary.json gone before its records are redone")
+  H.eq(found and found.top, false, "OUT/summary.json gone too")
+  -- an unreadable records line names the way out, as a damaged record's does
+  local rp = dout .. "/dupdata/eval_before.jsonl"
+  local lines = {}
+  for l in H.read(rp):gmatch("[^\n]+") do lines[#lines + 1] = l end
+  lines[2] = lines[2]:sub(1, 20)
+  H.write(rp, table.concat(lines, "\n") .. "\n")
+  code, text = run_cmd("--model examples/toy/model --data " .. data .. " --template plain --max-new-tokens 4 --limit 3 --out " .. dout)
+  H.eq(code, 1, text)
+  H.ok(text:find("eval_before.jsonl:2:", 1, true) and text:find("remove that line to evaluate its problem again", 1, true), text)
+end)
+
 H.case("recipes/eval.lua: user errors are one line with exit status 1", function()
   local code, text = run_cmd("--model " .. TMP .. "/no-such-model --bench aime24")
   H.eq(code, 1, text); H.ok(text:find("no%-such%-model"), text)
