@@ -754,9 +754,9 @@ local function check(o)
     if o.template == "auto" then
       o.template_auto = true
       -- (a broken tokenizer_config.json: a user error naming it, not a traceback)
-      local tok, terr = pcall(evaluate.default_template, "qwen", o.model)
-      if not tok then die("--template auto: %s", (tostring(terr):gsub("^.-evaluate: ", ""))) end
-      o.template = terr
+      local chosen, t_or_err = pcall(evaluate.default_template, "qwen", o.model)
+      if not chosen then die("--template auto: %s", (tostring(t_or_err):gsub("^.-evaluate: ", ""))) end
+      o.template = t_or_err
       o.eval_template = evaluate.default_template(o.eval_mode, o.model)
     end
     o.questions, o.labelled = read_questions(o)
