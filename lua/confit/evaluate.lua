@@ -1112,6 +1112,12 @@ function evaluate.run(model, problems, opts)
   summary.wall_s = wall
   if todo > 0 and wall > 0 then summary.tokens_per_s = tokens / wall end
   if s.out_dir and s.summary_file then
+    -- the records on the disk before the (synced) summary that describes them: appends only
+    -- flush, and after a power loss the summary spoke for records that were gone
+    if todo > 0 and path then
+      local sok, serr = jsonio.sync(path)
+      if not sok then fail("cannot sync " .. path .. ": " .. tostring(serr), 2) end
+    end
     local ok, err = evaluate.write_summary(s.out_dir, s.summary_file, s.benchmark, s.stage,
                                            summary, opts.config)
     if not ok then fail("cannot write summary: " .. tostring(err), 2) end
