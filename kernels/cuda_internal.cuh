@@ -160,17 +160,7 @@ __device__ __forceinline__ void cu_prefetch_l2(const void *p) {
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
 
-/* Element i of any dtype as double (masks: nonzero = true). */
-__device__ __forceinline__ double ld_any(const void *p, int dt, int64_t i) {
-  switch (dt) {
-    case CF_DTYPE_F32: return ((const float *)p)[i];
-    case CF_DTYPE_F64: return ((const double *)p)[i];
-    case CF_DTYPE_BF16: return __bfloat162float(((const bf16 *)p)[i]);
-    case CF_DTYPE_I32: return ((const int32_t *)p)[i];
-    case CF_DTYPE_I64: return (double)((const int64_t *)p)[i];
-    default: return 0;
-  }
-}
+#include "kernels/ld_any.cuh" /* ld_any: element i of any dtype as double */
 __device__ __forceinline__ int64_t ld_id(const void *p, int dt, int64_t i) {
   return dt == CF_DTYPE_I64 ? ((const int64_t *)p)[i] : (int64_t)((const int32_t *)p)[i];
 }

@@ -1056,11 +1056,11 @@ function evaluate.run(model, problems, opts)
     if not wok then fail("cannot write " .. settings_path .. ": " .. tostring(werr), 2) end
   end
 
-  local todo = 0
-  for _, p in ipairs(problems) do if not done[tostring(p.id)] then todo = todo + 1 end end
+  local pending = 0
+  for _, p in ipairs(problems) do if not done[tostring(p.id)] then pending = pending + 1 end end
   local bar
-  if s.progress ~= false and todo > 0 then
-    local popts = {total = todo, label = "eval " .. s.benchmark, unit = "q"}
+  if s.progress ~= false and pending > 0 then
+    local popts = {total = pending, label = "eval " .. s.benchmark, unit = "q"}
     for k, v in pairs(type(s.progress) == "table" and s.progress or {}) do popts[k] = v end
     bar = require("confit.progress").new(popts)
   end
@@ -1107,14 +1107,14 @@ function evaluate.run(model, problems, opts)
   local records = {}
   for i, p in ipairs(problems) do records[i] = by_key[tostring(p.id)] end
   local summary = evaluate.summarize(records, s)
-  summary.resumed = #problems - todo
+  summary.resumed = #problems - pending
   summary.generated_tokens = tokens
   summary.wall_s = wall
-  if todo > 0 and wall > 0 then summary.tokens_per_s = tokens / wall end
+  if pending > 0 and wall > 0 then summary.tokens_per_s = tokens / wall end
   if s.out_dir and s.summary_file then
     -- the records on the disk before the (synced) summary that describes them: appends only
     -- flush, and after a power loss the summary spoke for records that were gone
-    if todo > 0 and path then
+    if pending > 0 and path then
       local sok, serr = jsonio.sync(path)
       if not sok then fail("cannot sync " .. path .. ": " .. tostring(serr), 2) end
     end

@@ -33,17 +33,7 @@ extern "C" {
 #include <string.h>
 #include <vector>
 
-/* cuda_internal.cuh's element of any dtype as double */
-static inline double ld_any(const void *p, int dt, int64_t i) {
-  switch (dt) {
-    case CF_DTYPE_F32: return ((const float *)p)[i];
-    case CF_DTYPE_F64: return ((const double *)p)[i];
-    case CF_DTYPE_BF16: return __bfloat162float(((const bf16 *)p)[i]);
-    case CF_DTYPE_I32: return ((const int32_t *)p)[i];
-    case CF_DTYPE_I64: return (double)((const int64_t *)p)[i];
-    default: return 0;
-  }
-}
+#include "kernels/ld_any.cuh" /* ld_any, as the kernels have it (cuda_internal.cuh) */
 #define AT_SMEM(name) float *name = (float *)emu_smem.data()
 #include "kernels/attention.cuh"
 
