@@ -580,6 +580,34 @@ static int read_tensor(int fd, const char *path, const cf_st_entry *e, size_t of
   return 0;
 }
 
+/* "[a x b x ...]": a checkpoint entry's shape, as cf_shape_str writes a tensor's. */
+static const char *entry_shape(const cf_st_entry *e, char *g, size_t n) {
+  size_t k = 0;
+  g[k++] = '[';
+  for (int d = 0; d < e->ndim && k + 24 < n; d++)
+    k += (size_t)snprintf(g + k, n - k, "%s%lld", d ? " x " : "", (long long)e->shape[d]);
+  snprintf(g + k, n - k, "]");
+  return g;
+}
+
+/* A weight that holds a NaN or an infinity is refused at the load, naming it, how many and the
+ * first: loaded, it made every forward NaN and the training's first loss the first sign (before
+ * the twenty-second session). The exponent bits are tested, so the loop vectorises. */
+static int nonfinite_problem(const char *path, const char *name, const float *x, int64_t n) {
+  int64_t bad = 0, first = -1;
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, x + i, sizeof u);
+    bad += (u & 0x7f800000u) == 0x7f800000u;
+  }
+  if (!bad) return 0;
+  while (isfinite(x[++first])) {}
+  const char *what = isnan(x[first]) ? "NaN" : x[first] > 0 ? "inf" : "-inf";
+  return CF_ERR("%s: tensor \"%s\" holds %lld non-finite value%s (the first, at element %lld, is %s): a "
+                "checkpoint saved after the training diverged?", path, name, (long long)bad, bad == 1 ? "" : "s",
+                (long long)first, what);
+}
+
 /* One shard into m's parameters. The header is parsed from a read-only mapping; the tensors'
  * bytes are read with pread into the model's own f32 parameters (other dtypes through a 4 MB
  * buffer, widened by cf_st_to_f32), so nothing of the model aliases the file: a file replaced or cut
@@ -607,8 +635,19 @@ static int load_shard(cf_qwen2 *m, char **files, int shard, int *seen) {
     int idx = -1;
     for (int p = 0; p < m->nparams; p++) if (strcmp(m->names[p], e->name) == 0) { idx = p; break; }
     if (idx < 0) {
-      /* Tied checkpoints may still carry lm_head.weight; rotary caches are not parameters. */
-      if (strcmp(e->name, "lm_head.weight") == 0 || strstr(e->name, "rotary_emb")) continue;
+      /* Tied checkpoints may still carry lm_head.weight (unread: the embedding is the head), but
+       * only of the embedding's shape: another one means config.json's tie_word_embeddings does
+       * not describe these weights (it was skipped unseen before the twenty-second session).
+       * Rotary caches are not parameters. */
+      if (strcmp(e->name, "lm_head.weight") == 0) {
+        if (e->ndim == 2 && e->shape[0] == m->cfg.vocab && e->shape[1] == m->cfg.hidden) continue;
+        char g[96];
+        rc = CF_ERR("%s: tensor \"lm_head.weight\" has the shape %s, but config.json ties the LM head to the "
+                    "embedding [%d x %d] (tie_word_embeddings = true): they do not belong together",
+                    path, entry_shape(e, g, sizeof g), m->cfg.vocab, m->cfg.hidden);
+        break;
+      }
+      if (strstr(e->name, "rotary_emb")) continue;
       rc = CF_ERR("%s: unexpected tensor \"%s\" for a %s model", path, e->name, m->cfg.model_type);
       break;
     }
@@ -621,19 +660,15 @@ static int load_shard(cf_qwen2 *m, char **files, int shard, int *seen) {
     for (int d = 0; shape_ok && d < e->ndim; d++) shape_ok = e->shape[d] == want->shape[d];
     if (!shape_ok) {
       char b[128], g[160];
-      size_t k = 0;
-      g[k++] = '[';
-      for (int d = 0; d < e->ndim && k < sizeof g - 24; d++)
-        k += (size_t)snprintf(g + k, sizeof g - k, "%s%lld", d ? " x " : "", (long long)e->shape[d]);
-      snprintf(g + k, sizeof g - k, "]");
-      rc = CF_ERR("%s: tensor \"%s\" has the shape %s, config.json gives %s", path, e->name, g,
-                  cf_shape_str(want, b, sizeof b));
+      rc = CF_ERR("%s: tensor \"%s\" has the shape %s, config.json gives %s", path, e->name,
+                  entry_shape(e, g, sizeof g), cf_shape_str(want, b, sizeof b));
       break;
     }
     /* into the parameter cf_qwen2_new made (f32, contiguous, on the CPU): no second copy of the
      * largest tensor while it is read */
     size_t off = (size_t)((const unsigned char *)e->data - (const unsigned char *)base);
     if (e->nbytes && read_tensor(fd, path, e, off, cf_tensor_data(want), buf)) { rc = -1; break; }
+    if (nonfinite_problem(path, e->name, cf_tensor_data(want), cf_st_numel(e))) { rc = -1; break; }
     seen[idx] = shard + 1;
   }
   free(buf);

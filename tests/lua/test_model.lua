@@ -503,6 +503,43 @@ H.case("load: a tensor of another shape than config.json's names both shapes", f
        "message: " .. tostring(err))
 end)
 
+-- (twenty-second session) both loaded silently: a NaN weight made every forward NaN, and a tied
+-- checkpoint's lm_head.weight was skipped whatever its shape
+H.case("load: a non-finite weight is refused, naming it; a tied lm_head.weight of another shape too", function()
+  local src, dir = "tests/fixtures/tiny_qwen2", tempdir()
+  write_file(dir .. "/config.json", read_file(src .. "/config.json"))
+  local w = assert(confit.load_safetensors(src .. "/model.safetensors"))
+  local name = "model.layers.1.mlp.down_proj.weight"
+  local t = w[name]:clone()
+  t:set(3, 5, 0 / 0); t:set(7, 2, 1 / 0); t:set(9, 9, -1 / 0)
+  w[name] = t
+  for _, dtype in ipairs({"f32", "bf16"}) do
+    local ws = {}
+    for k, v in pairs(w) do ws[k] = dtype == "f32" and v or v:to_dtype(dtype) end
+    assert(confit.save_safetensors(dir .. "/model.safetensors", ws, {format = "pt"}))
+    local m, err = confit.load(dir)
+    H.eq(m, nil, dtype .. " model")
+    H.ok(err and err:find('tensor "' .. name .. '" holds 3 non-finite values (the first, at element '
+                          .. (3 - 1) * t:shape()[2] + (5 - 1) .. ", is NaN)", 1, true)
+         and err:find("model.safetensors", 1, true), dtype .. " message: " .. tostring(err))
+  end
+  w[name] = assert(confit.load_safetensors(src .. "/model.safetensors"))[name]
+  local V, D = table.unpack(w["model.embed_tokens.weight"]:shape())
+  w["lm_head.weight"] = confit.zeros({V, D}) -- the embedding's shape: read past (the head is the embedding)
+  assert(confit.save_safetensors(dir .. "/model.safetensors", w, {format = "pt"}))
+  local m = assert(confit.load(dir))
+  local ref = assert(confit.load(src))
+  H.same_list(H.flat(m:forward({{1, 2, 3}})), H.flat(ref:forward({{1, 2, 3}})), 0, "the head is the embedding")
+  m:free(); ref:free()
+  w["lm_head.weight"] = confit.zeros({V + 1, D})
+  assert(confit.save_safetensors(dir .. "/model.safetensors", w, {format = "pt"}))
+  local err
+  m, err = confit.load(dir)
+  H.ok(m == nil and err:find(('tensor "lm_head.weight" has the shape [%d x %d], but config.json ties the LM head '
+                              .. "to the embedding [%d x %d]"):format(V + 1, D, V, D), 1, true),
+       "message: " .. tostring(err))
+end)
+
 H.case("load: bf16 tensors larger than the 4 MB read buffer are widened exactly, chunk by chunk", function()
   local dir = tempdir()
   local cfg = {model_type = "qwen2", hidden_size = 512, intermediate_size = 64, num_hidden_layers = 1,
