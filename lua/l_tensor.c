@@ -887,6 +887,13 @@ static int do_op(lua_State *L, int id) {
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *out;
   CF_LUA_CORE(L, out = cf_op((cf_op_id)id, in, nin, &a));
+  if (!out) {
+    /* a failure below the op's own checks (an allocation, a device error) says which op it was
+     * in: "add: tensor.c:112: out of memory ..." (it did not before the twenty-second session) */
+    char named[64];
+    snprintf(named, sizeof named, "%s:", op->name);
+    if (!strstr(cf_error_message(), named)) cf_error_prefix("%s: ", op->name);
+  }
   cf_lua_fillbox(L, slot, out);
   return 1;
 }

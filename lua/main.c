@@ -47,6 +47,15 @@
 #include "../lua/lconfit.h"
 #include "interrupt.h"
 
+#ifdef __SANITIZE_ADDRESS__
+/* In the sanitizer build an allocation too large to serve returns NULL, as it does from glibc,
+ * instead of ending the process: the library's out-of-memory paths (a clear error naming the op
+ * and the bytes) are what the tests then check. ASAN_OPTIONS given still win. */
+__attribute__((used, visibility("default"))) const char *__asan_default_options(void) {
+  return "allocator_may_return_null=1";
+}
+#endif
+
 #ifndef CONFIT_VERSION
 #define CONFIT_VERSION "0.1.0"
 #endif

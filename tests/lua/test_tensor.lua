@@ -851,4 +851,22 @@ H.case("a fractional index is refused naming the op; logsumexp's gradient of an 
   for j = 1, 3 do H.near(g[3 + j], sm[j], 1e-6, "the other row: softmax") end
 end)
 
+-- (twenty-second session) an allocation failing inside an op said "tensor.c:112: out of memory"
+-- without the op; 250e12 floats (1 PB) are more than any address space, so the request fails
+-- fast everywhere (the sanitizer build returns NULL too: main.c's __asan_default_options)
+H.case("an op whose output cannot be allocated names itself, once", function()
+  local one = confit.ones({1})
+  local huge = one:expand({250000000000000})
+  for name, f in pairs({contiguous = function() return huge:contiguous() end,
+                        exp = function() return huge:exp() end,
+                        add = function() return huge + 1 end}) do
+    local err = H.raises(f, name .. ": ", "out of memory", "1000000000000000 bytes")
+    local _, count = err:gsub(name .. ":", "")
+    H.eq(count, 1, "the op named once: " .. err)
+  end
+  local err = H.raises(function() return confit.zeros({3, 4}):matmul(confit.zeros({5, 6})) end, "matmul: inner dims")
+  local _, count = err:gsub("matmul:", "")
+  H.eq(count, 1, "a message that names the op is left as it is: " .. err)
+end)
+
 H.finish()
