@@ -15,6 +15,11 @@
  *   flushes a file's or a directory's data to the disk (fsync): the Lua writers (jsonio's
  *   atomic writes, checkpoints) sync a temporary file before renaming it and the directory
  *   after. A file system that cannot sync a directory (EINVAL, EROFS) counts as done.
+ * confit.rename_exchange(a, b) -> true | nil, message
+ *   swaps the paths a and b in one atomic step (Linux renameat2 RENAME_EXCHANGE): jsonio's
+ *   write_dir_atomic puts a new folder in an old one's place with it, so no crash leaves
+ *   neither. nil and a message when the file system or the kernel cannot (the caller falls back
+ *   to two renames) or either path is missing.
  * confit.lock(path) -> handle | nil, message, pid
  *   an exclusive lock on the file path (created when missing, mode 0644): flock(LOCK_EX |
  *   LOCK_NB) on a descriptor opened O_CLOEXEC (a child process started by os.execute does not
@@ -26,6 +31,7 @@
  *   which the next taker simply locks. A taker that locked a file since removed (or replaced)
  *   by its holder opens the path again, so two handles never lock different files of one path.
  */
+#define _GNU_SOURCE /* renameat2 */
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -264,6 +270,17 @@ static int l_fsync(lua_State *L) {
   return 1;
 }
 
+static int l_rename_exchange(lua_State *L) {
+  const char *a = luaL_checkstring(L, 1), *b = luaL_checkstring(L, 2);
+  if (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) != 0) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "cannot exchange %s and %s: %s", a, b, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 #define LOCK_MT "confit.lock"
 
 typedef struct {
@@ -363,7 +380,7 @@ void cf_lua_open_io(lua_State *L) {
   static const luaL_Reg lock_methods[] = {{"close", l_lock_close}, {NULL, NULL}};
   cf_lua_resource_mt(L, LOCK_MT, l_lock_close, l_lock_close, l_lock_tostring, lock_methods);
   lua_pop(L, 1);
-  static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"path_kind", l_path_kind}, {"load_safetensors", l_load},
+  static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"rename_exchange", l_rename_exchange}, {"path_kind", l_path_kind}, {"load_safetensors", l_load},
                                        {"safetensors_nonfinite", l_nonfinite}, {"stdout_ok", l_stdout_ok},
                                        {"save_safetensors", l_save}, {NULL, NULL}};
   luaL_setfuncs(L, functions, 0);

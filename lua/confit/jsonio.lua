@@ -459,11 +459,14 @@ end
 --   * dir a folder with entries: replaced only when opts.replaceable(name) is true for every
 --     entry and none is a folder (nil, message naming the first other one, before anything is
 --     written: a save never deletes what it did not write, say a user's notes or a folder given
---     by mistake). Then
---     dir is renamed aside to DIR.old-PID-TIME-SERIAL, the new folder renamed in, the parent
---     synced, and the old folder removed. A crash between the two renames leaves no dir but
---     the old folder at DIR.old-... (never removed by M.remove_stale_temps) and the new one at
---     DIR.tmp-...; a failed second rename puts the old folder back.
+--     by mistake). Then the two folders are swapped in one atomic step (confit.rename_exchange:
+--     Linux's renameat2, which ext4, xfs, btrfs and tmpfs do), the parent synced, and the old
+--     folder, now at DIR.tmp-..., removed (a crash before that leaves it to
+--     M.remove_stale_temps). Where the swap cannot be done, dir is renamed aside to
+--     DIR.old-PID-TIME-SERIAL, the new folder renamed in, the parent synced and the old folder
+--     removed: a crash between those two renames leaves no dir but the old folder at DIR.old-...
+--     (never removed by M.remove_stale_temps) and the new one at DIR.tmp-...; a failed second
+--     rename puts the old folder back.
 --   * dir a file (or a parent that cannot be made): nil, "cannot create directory ...".
 --   * opts.recheck(dir), when given, runs after fill, right before dir is touched (dir may have
 --     changed while fill ran): nil, message stops there, as a failed rename does.
@@ -473,6 +476,8 @@ end
 --     it, so the folder is written anyway) it is kept instead, renamed to DIR.kept-PID-TIME-SERIAL
 --     (not a temporary name, so M.remove_stale_temps leaves it; it stays at DIR.tmp-... if that
 --     rename fails too), and the message ends "; the new folder is kept at <path>".
+--   * opts.on_step(name), for tests: called as the folder is placed, with "exchanged" (the
+--     swap), or "aside" (dir renamed aside) and "renamed" (the new folder renamed in).
 -- Returns true (and fill's first result), or nil and a one-line message.
 --- Why write_dir_atomic would not replace the folder dir (nil: it would, or dir is not there):
 --- something not a folder is in the way, the folder cannot be listed, or it holds a folder or a
@@ -546,18 +551,27 @@ function M.write_dir_atomic(dir, fill, opts)
     local cok, cerr = opts.recheck(dir)
     if not cok then return not_placed(tostring(cerr)) end
   end
+  local step = opts.on_step or function() end
   local aside
-  if #old_names > 0 then
-    local rok, rerr
-    aside, rerr = fresh_tmp_name(dir, "old")
-    -- (not "aside and os.rename(...)": an "and" keeps one value, and the message was lost)
-    if aside then rok, rerr = os.rename(dir, aside) end
-    if not rok then return not_placed("cannot move the old " .. dir .. " aside: " .. tostring(rerr)) end
-  end
-  local rok, rerr = os.rename(tmp, dir)
-  if not rok then
-    if aside then os.rename(aside, dir) end
-    return not_placed("cannot rename " .. tmp .. " to " .. dir .. ": " .. tostring(rerr))
+  if #old_names > 0 and has_core and type(core) == "table" and core.rename_exchange
+     and core.rename_exchange(tmp, dir) then
+    aside = tmp         -- one atomic step: dir is the new folder, and the old one is at tmp
+    step("exchanged")
+  else
+    if #old_names > 0 then
+      local rok, rerr
+      aside, rerr = fresh_tmp_name(dir, "old")
+      -- (not "aside and os.rename(...)": an "and" keeps one value, and the message was lost)
+      if aside then rok, rerr = os.rename(dir, aside) end
+      if not rok then return not_placed("cannot move the old " .. dir .. " aside: " .. tostring(rerr)) end
+      step("aside")
+    end
+    local rok, rerr = os.rename(tmp, dir)
+    if not rok then
+      if aside then os.rename(aside, dir) end
+      return not_placed("cannot rename " .. tmp .. " to " .. dir .. ": " .. tostring(rerr))
+    end
+    step("renamed")
   end
   local dok, derr = fsync(parent)
   if aside then remove(aside) end

@@ -206,6 +206,47 @@ H.case("write_dir_atomic and remove_stale_temps: temporary folders", function()
   H.eq(names(parent), "d", "the folder stays")
 end)
 
+-- (twenty-second session) a folder replaced by two renames (the old one aside, the new one in)
+-- was missing between them: a crash there left neither at its name
+local SWAP_CASE = "write_dir_atomic swaps a new folder for an old one in one step: the folder is never missing"
+local function can_swap()
+  local parent = tempdir()
+  assert(os.execute("mkdir -- " .. q(parent .. "/x") .. " " .. q(parent .. "/y")))
+  return confit.rename_exchange(parent .. "/x", parent .. "/y")
+end
+if not can_swap() then
+  H.skip(SWAP_CASE, "this file system cannot swap two folders (renameat2 RENAME_EXCHANGE): the two-rename fallback runs")
+else H.case(SWAP_CASE, function()
+  local parent = tempdir()
+  local dst = parent .. "/d"
+  H.ok(jsonio.write_dir_atomic(dst, function(tmp) H.write(tmp .. "/a", "old"); H.write(tmp .. "/b", "old") end), "old")
+  local steps = {}
+  local function step(name)
+    steps[#steps + 1] = name
+    H.eq(names(dst), "a b", name .. ": the folder is there, whole")
+    H.eq(read(dst .. "/a") .. read(dst .. "/b"), "newnew", name .. ": the new one")
+  end
+  H.ok(jsonio.write_dir_atomic(dst, function(tmp) H.write(tmp .. "/a", "new"); H.write(tmp .. "/b", "new") end,
+                               {replaceable = function() return true end, on_step = step}), "new")
+  H.eq(table.concat(steps, " "), "exchanged", "one step")
+  H.eq(names(parent), "d", "the old folder removed")
+  -- the two-rename fallback reports its steps, the folder missing after the first
+  local core = require "confit.core"
+  local exchange = core.rename_exchange
+  core.rename_exchange = function() return nil, "injected" end
+  steps = {}
+  local missing
+  H.ok(jsonio.write_dir_atomic(dst, function(tmp) H.write(tmp .. "/a", "3"); H.write(tmp .. "/b", "3") end,
+                               {replaceable = function() return true end,
+                                on_step = function(name) steps[#steps + 1] = name; missing = missing or not cli.exists(dst) end}),
+       "fallback")
+  core.rename_exchange = exchange
+  H.eq(table.concat(steps, " "), "aside renamed", "two steps")
+  H.eq(missing, true, "the window the swap closes")
+  H.eq(read(dst .. "/a"), "3", "written")
+  H.eq(names(parent), "d", "the old folder removed")
+end) end
+
 H.case("write_dir_atomic: 'DIR/.' is DIR; '.', '..' and '/' are refused before anything is written", function()
   local parent = tempdir()
   H.ok(jsonio.write_dir_atomic(parent .. "/d/.", function(tmp) H.write(tmp .. "/a", "1") end), "DIR/.")
@@ -253,16 +294,20 @@ H.case("write_dir_atomic: a failed put-in-place removes the new folder, or keeps
   H.eq(jsonio.is_temp_name(kept), nil, "not a temporary name: " .. kept)
   H.eq(#jsonio.remove_stale_temps(parent), 0, "the stale-temp cleanup leaves it")
   assert(os.execute("rm -rf -- " .. q(dst) .. " " .. q(kept)))
-  -- an old folder set aside, then the rename of the new one fails: the old one is put back
+  -- where the folders cannot be swapped in one step: an old folder set aside, then the rename
+  -- of the new one fails: the old one is put back
   H.ok(jsonio.write_dir_atomic(dst, function(tmp) H.write(tmp .. "/a", "old") end), "the old folder")
   local rename, seen = os.rename, nil
   os.rename = function(a, b)
     if a == seen and b == dst then return nil, "injected: Read-only file system" end
     return rename(a, b)
   end
+  local core = require "confit.core"
+  local exchange = core.rename_exchange
+  core.rename_exchange = function(a, b) return nil, "cannot exchange " .. a .. " and " .. b .. ": injected" end
   ok, err = jsonio.write_dir_atomic(dst, function(tmp) seen = tmp; H.write(tmp .. "/a", "new") end,
                                     {replaceable = function() return true end, keep_on_failure = true})
-  os.rename = rename
+  os.rename, core.rename_exchange = rename, exchange
   H.eq(ok, nil, "failed")
   kept = beside()
   H.eq(#kept, 1, "one folder kept beside dst")
