@@ -105,7 +105,6 @@ void cf_lua_open_model_cuda(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"to_device", m_to_device}, {"init_random_cuda", m_init_random_cuda}, {"device", m_device},
     {NULL, NULL}};
-  int module = lua_gettop(L);
   luaL_getmetatable(L, MODEL_MT);
   if (lua_istable(L, -1)) {
     lua_getfield(L, -1, "__index");
@@ -113,11 +112,6 @@ void cf_lua_open_model_cuda(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  cf_lua_add_doc(L, module, "model:to_device",
-                 "model:to_device(\"cuda\" [, \"bf16\"|\"f32\"]) or model:to_device(\"cpu\") -> model | nil, "
-                 "message: moves every parameter (bf16 keeps no f32 master copy)");
-  cf_lua_add_doc(L, module, "model:init_random_cuda",
-                 "model:init_random_cuda(seed, std [, dtype]) -> model | nil, message: parameters drawn on "
-                 "the GPU (norms 1, biases 0, matrices N(0, std^2)); for benchmarks");
-  cf_lua_add_doc(L, module, "model:device", "model:device() -> \"cpu\"|\"cuda\", dtype of the parameters");
+  /* undocumented in the REPL: the Lua model (confit.model) wraps these, and its m:to, m:device
+   * and m:init_random_cuda are (repl_help.lua) */
 }

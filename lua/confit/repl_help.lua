@@ -55,6 +55,7 @@ return {
   ["m:hidden"] = "m:hidden(ids) -> [B, T, hidden]: the final-norm hidden states (the input of the LM head)",
   ["m:param_names"] = "m:param_names() -> list: the parameters' Hugging Face names, in the checkpoint's order",
   ["m:set_param"] = "m:set_param(name, tensor): replace one parameter (same shape) by its Hugging Face name",
+  ["m:init_random_cuda"] = "m:init_random_cuda(seed, std [, \"bf16\" | \"f32\"]) -> m | nil, msg: every parameter allocated on the GPU and drawn there (norms 1, biases 0, matrices N(0, std^2); bf16 by default), for benchmarks; nil, msg without a GPU",
   ["m:init_random"] = "m:init_random(seed, std) -> m: draw every matrix from N(0, std^2), norms 1, biases 0",
   ["m:pad"] = "m:pad(seqs [, pad_id]) -> ids, lens: right-pad token lists into an i64 [B, Tmax] tensor (also confit.model.pad)",
   ["m:prompt_ids"] = "m:prompt_ids(prompts, what) -> lists of ids: strings encoded with the tokenizer, id lists as they are (m:generate and rl.batch use it; errors say what)",

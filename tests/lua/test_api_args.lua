@@ -49,7 +49,7 @@ H.case("every documented name is called", function()
   local left_out = {["confit.fsync"] = "writes", ["confit.rename_exchange"] = "renames files", ["confit.lock"] = "locks a file", ["confit.save_safetensors"] = "writes",
                     ["confit.profile"] = "runs its argument", ["jsonio.write_json_atomic"] = "writes",
                     ["jsonio.remove_stale_temps"] = "removes files", ["report.write"] = "writes", ["m:save"] = "writes",
-                    ["m:free"] = "frees the model", ["tok:free"] = "frees the tokenizer", ["train.run"] = "trains",
+                    ["m:free"] = "frees the model", ["m:init_random_cuda"] = "needs a GPU", ["tok:free"] = "frees the tokenizer", ["train.run"] = "trains",
                     ["m.config"] = "a table", ["m.tokenizer"] = "a table", ["rl.methods"] = "a table",
                     ["rl.per_question"] = "a table", ["rl.register_weighted"] = "registers a method",
                     ["jsonio.append_jsonl"] = "writes", ["jsonio.write_dir_atomic"] = "writes",
