@@ -1095,7 +1095,8 @@ static int m_copy_(lua_State *L) {
                "or inside confit.no_grad to drop the gradient on purpose");
   /* an expanded view holds one element at several places: which of src's values lands there
    * would be whichever was written last */
-  for (int d = 0; d < t->ndim; d++)
+  /* (a tensor of no elements has stride 0 wherever a later dim is 0, and nothing to repeat) */
+  for (int d = 0; d < t->ndim && cf_tensor_numel(t) > 0; d++)
     if (t->stride[d] == 0 && t->shape[d] > 1) {
       char b[128];
       luaL_error(L, "copy_: the destination %s repeats its elements along dim %d (an expanded view): several "

@@ -110,16 +110,20 @@ function Model:init_random(seed, std)
   return self
 end
 
--- ids as an i64 tensor on the model's device.
-local function as_ids(self, ids)
+-- ids as an i64 tensor on the model's device. An empty list is refused for `what` at its caller's
+-- caller (it became an i64 [0] tensor, and the message spoke of that tensor).
+local function as_ids(self, ids, what)
+  if type(ids) == "table" and getmetatable(ids) == nil and next(ids) == nil then
+    error(what .. ": ids is an empty list: no sequences to run", 3)
+  end
   if type(ids) == "table" then ids = require("confit").tensor(ids, {dtype = "i64"}) end
   local dev = self:device()
   if dev ~= "cpu" and ids:device() ~= dev then ids = ids:to(dev) end
   return ids
 end
 
-function Model:forward(ids) return self.core:forward(as_ids(self, ids)) end
-function Model:hidden(ids) return self.core:hidden(as_ids(self, ids)) end
+function Model:forward(ids) return self.core:forward(as_ids(self, ids, "forward")) end
+function Model:hidden(ids) return self.core:hidden(as_ids(self, ids, "hidden")) end
 function Model:parameters() return self.core:parameters() end
 function Model:param_names() return self.core:param_names() end
 -- m:set_recompute(on) -> previous: activation recomputation per layer (keep only each layer's
@@ -159,7 +163,9 @@ function Model:logprobs(ids, prompt_lens, opts)
       end
     end
   end
-  ids = as_ids(self, ids)
+  -- an empty list of sequences: no rows, no sums, as for a [0, T] tensor
+  if type(ids) == "table" and getmetatable(ids) == nil and next(ids) == nil then ids = core.zeros({0, 1}, {dtype = "i64"}) end
+  ids = as_ids(self, ids, "logprobs")
   if core.is_tensor(ids) and ids:dim() == 2 and ids:size(1) == 0 then   -- no rows: no sums (as m:forward gives none)
     local z = core.zeros({0})
     return self:device() ~= "cpu" and z:to(self:device()) or z

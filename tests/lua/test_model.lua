@@ -321,6 +321,20 @@ H.case("generate: NaN logits raise an error naming the token and the sample, sam
   m:free()
 end)
 
+-- (twenty-second session, from a review helper) an empty list became an i64 [0] tensor, and the
+-- message spoke of that tensor
+H.case("an empty list of sequences: forward and hidden refuse it by name, logprobs gives no sums", function()
+  local m = assert(confit.load("tests/fixtures/tiny_qwen2"))
+  for _, f in ipairs({"forward", "hidden"}) do
+    local err = H.raises(function() local r = m[f](m, {}); return r end, f .. ": ids is an empty list: no sequences to run")
+    H.ok(err:find("test_model.lua", 1, true), "at the caller: " .. err)
+  end
+  local lp = m:logprobs({}, {})
+  H.eq(lp:numel(), 0, "no sums"); H.eq(lp:dim(), 1, "[0]")
+  H.eq(m:logprobs({}, {}, {temperature = 0.5}):numel(), 0, "with options")
+  m:free()
+end)
+
 H.case("load: a missing folder gives nil and a message naming config.json", function()
   local m, err = confit.load("tests/fixtures/no_such_model")
   H.eq(m, nil, "model")

@@ -869,4 +869,13 @@ H.case("an op whose output cannot be allocated names itself, once", function()
   H.eq(count, 1, "a message that names the op is left as it is: " .. err)
 end)
 
+-- (twenty-second session, from a review helper) a fresh [3, 0] tensor has stride 0 on dim 1 and
+-- copy_ took it for an expanded view
+H.case("copy_ into a tensor of no elements is no copy into an expanded view", function()
+  local t = confit.zeros({3, 0})
+  H.eq(t:copy_(confit.zeros({3, 0})), t, "copy_ returns the destination")
+  H.eq(confit.zeros({2, 0, 4}):copy_(confit.ones({2, 0, 4})):numel(), 0, "[2 x 0 x 4]")
+  H.raises(function() confit.zeros({1, 3}):expand({2, 3}):copy_(confit.ones({2, 3})) end, "copy_", "expanded view")
+end)
+
 H.finish()
