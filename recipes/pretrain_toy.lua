@@ -49,7 +49,7 @@ local die = cli.die_for("pretrain_toy")
 local SPEC = {
   out = {"string", "examples/toy/model"},
   steps = {"int", 1500, min = 1},
-  batch = {"int", 64, min = 1},
+  batch = {"int", 64, min = 1, max = 100000},   -- rlsc's bound on the toy's questions (drawn distinct)
   lr = {"number", 3e-3, min = 0},
   warmup = {"int", 20, min = 0},
   weight_decay = {"number", 0.01, min = 0},

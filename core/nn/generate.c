@@ -18,6 +18,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
   int64_t capacity;           /* positions per slot */
@@ -542,6 +543,21 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
   for (int p = 0; p < np; p++) { if (plen[p] > maxp) maxp = plen[p]; total_prompt += plen[p]; }
   e.kv.capacity = maxp + o->max_new_tokens;
   int rc = 0;
+  /* What the buffers below will hold once touched (the KV cache, every sample's logits, hidden
+   * rows and tokens): more than the machine's memory ended in the kernel's out-of-memory kill
+   * (allocations succeed under overcommit and fail only as pages are touched), so it is refused
+   * here, said in numbers (before the twenty-second session: a killed process, nothing printed). */
+  {
+    double slots = (double)e.nslots, rows = (double)(total_prompt > e.nslots ? total_prompt : e.nslots);
+    double kv = 2.0 * c->layers * slots * e.KVH * (double)e.kv.capacity * e.hd * sizeof(float);
+    double need = kv + slots * (e.V + e.D) * 4.0 + rows * (e.D * 4.0 + 24.0) + slots * o->max_new_tokens * 12.0;
+    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (have > 0 && need > have)
+      return CF_ERR("generate: out of memory: %lld samples (%d prompt%s x n %d) of up to %lld positions need about "
+                    "%.1f GB (the KV cache %.1f GB), more than this machine's %.1f GB: generate fewer samples, or "
+                    "fewer new tokens, at a time", (long long)e.nslots, np, np == 1 ? "" : "s", n,
+                    (long long)e.kv.capacity, need / 1e9, kv / 1e9, have / 1e9);
+  }
   cf_gen_sample *s = calloc((size_t)(e.nslots ? e.nslots : 1), sizeof *s);
   e.kv.k = calloc((size_t)c->layers, sizeof *e.kv.k);
   e.kv.v = calloc((size_t)c->layers, sizeof *e.kv.v);
@@ -567,7 +583,8 @@ int cf_qwen2_generate(cf_qwen2 *m, const int64_t *const *prompts, const int *ple
     e.kv.k[l] = malloc((per_layer ? per_layer : 1) * sizeof(float));
     e.kv.v[l] = malloc((per_layer ? per_layer : 1) * sizeof(float));
     if (!e.kv.k[l] || !e.kv.v[l]) {
-      rc = CF_ERR("generate: out of memory for the KV cache (%zu bytes per layer)", 2 * per_layer * sizeof(float));
+      rc = CF_ERR("generate: out of memory for the KV cache (%zu bytes per layer: %lld samples x %lld positions)",
+                  2 * per_layer * sizeof(float), (long long)e.nslots, (long long)e.kv.capacity);
       goto done;
     }
   }

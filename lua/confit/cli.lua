@@ -68,10 +68,11 @@ function M.lock_refusal(dir, msg, pid, wait, other)
 end
 
 -- strerror texts of failures of the machine, not of the code: a recipe that meets one (a full
--- disk while it writes a checkpoint) says so in one line, without a traceback
+-- disk while it writes a checkpoint) says so in one line, without a traceback; so does memory
+-- running out (the core's "out of memory: ..." with what was asked, Lua's own "not enough memory")
 local ENVIRONMENT = {"No space left on device", "Read-only file system", "Permission denied",
                      "Operation not permitted", "Input/output error", "Disk quota exceeded",
-                     "Too many open files", "File too large"}
+                     "Too many open files", "File too large", "out of memory", "not enough memory"}
 
 --- True when e is an error message naming such a failure.
 function M.is_environment_error(e)

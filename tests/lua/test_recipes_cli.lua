@@ -186,6 +186,12 @@ local CASES = {
   -- a shape past the machine's memory: the model's message in one line (a traceback before)
   {"pretrain_toy", "--hidden 100000 " .. P_OUT, 1, {"parameters need", "GB in f32", "--hidden"}},
   {"pretrain_toy", "--hidden 130 --heads 4 " .. P_OUT, 1, {"--hidden", "--heads"}},
+  -- (twenty-second session, a review's findings) --batch had no bound (its draw grew until
+  -- killed); samples past the machine's memory were a kernel kill or a traceback
+  {"pretrain_toy", "--batch 1000000000 " .. P_OUT, 1, {"--batch", "<= 100000"}},
+  {"rlsc", "--steps 1 --n 1048576 --no-eval --quiet --out " .. q(OUT .. "/rlsc_mem"), 1,
+   {"rlsc: generate: out of memory: 4194304 samples (4 prompts x n 1048576)", "more than this machine's",
+    "generate fewer samples"}},
   {"pretrain_toy", "--out " .. q(BAD .. "/model"), 1, {"--out", BAD .. "/model"}},
   {"pretrain_toy", "--help", 0, {"usage", "--steps"}},
   -- toy_compare
