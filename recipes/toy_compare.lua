@@ -143,6 +143,7 @@ local function is_own_grid(path)
 end
 
 local norm = cli.tidy_path -- to compare --md with --out
+local MD_HEAD = "Toy world " -- how the table's file starts (an existing --md is replaced only then)
 
 -- a name beside path that nothing uses (temporary files never clobber one that is there)
 local function unique_tmp(path)
@@ -198,12 +199,24 @@ local function main(argv)
     cli.check_context("toy_compare", ctx, longest, o.max_new_tokens, "toy prompt")
   end
   -- --md: a file, not --out or anything toy_compare writes under it
+  if o.md == "" then die("--md needs the Markdown file to write (got an empty name)") end
   local out_n, md_n = norm(o.out), norm(o.md)
   local md_dir, md_base = md_n:match("^(.*)/([^/]*)$")
   if not md_dir then md_dir, md_base = nil, md_n end
   if md_n == out_n or md_base == "" or md_base == "." or md_base == ".." or o.md:match("/$")
      or cli.is_dir(o.md) then
     die("--md '%s' is a directory (give the Markdown file to write)", o.md)
+  end
+  -- a file there already is replaced only when it is a table of toy_compare's (a typo in --md
+  -- replaced a data file with the table, before the twenty-second session)
+  if cli.exists(o.md) and not cli.is_dir(o.md) then
+    local f = io.open(o.md, "rb")
+    local head = f and f:read(#MD_HEAD)
+    if f then f:close() end
+    if head ~= nil and head ~= MD_HEAD then   -- (an empty file holds nothing to lose)
+      die("--md '%s' is a file toy_compare did not write (its tables start \"%s\"): not replaced; give another --md",
+          o.md, MD_HEAD)
+    end
   end
   local md_in_out = md_dir == out_n
   if md_n:sub(1, #out_n + 1) == out_n .. "/" then
@@ -353,7 +366,7 @@ local function main(argv)
   for _, mth in ipairs(methods) do row(mth, after[mth]) end
   local total = confit.clock() - t_all
   local md = {
-    ("Toy world `%s`, model `%s`: %d held-out questions (drawn with seed %d), %d samples per question for the sampled " ..
+    (MD_HEAD .. "`%s`, model `%s`: %d held-out questions (drawn with seed %d), %d samples per question for the sampled " ..
      "metrics; training %d steps x %d questions x N = %d at T = %g, AdamW lr %g, alpha %g; seeds %s%s.%s " ..
      "%.0f s on this machine.")
       :format(o.task, o.model, #heldout, o.eval_seed, o.eval_n, o.steps, o.questions_per_step, o.n,

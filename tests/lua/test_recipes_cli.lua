@@ -199,6 +199,10 @@ local CASES = {
   {"toy_compare", "--seeds 1,x " .. C_OUT, 1, {"--seeds", "'x'"}},
   {"toy_compare", "--methods l2,nope " .. C_OUT, 1, {"--methods", "nope"}},
   {"toy_compare", "--steps -1 " .. C_OUT, 1, {"--steps", "-1"}},
+  -- (twenty-second session, a review's findings) a typo in --md replaced a data file with the table
+  {"toy_compare", "--out " .. q(OUT .. "/cmp") .. " --md " .. q(BAD), 1,
+   {"--md '" .. BAD .. "' is a file toy_compare did not write", "not replaced"}},
+  {"toy_compare", "--out " .. q(OUT .. "/cmp") .. " --md ''", 1, {"--md needs the Markdown file to write"}},
   {"toy_compare", "--model " .. q(TMP .. "/no-model") .. " " .. C_OUT, 1, {"--model", TMP .. "/no-model"}},
   {"toy_compare", "--model " .. q(MODEL) .. " --max-new-tokens 125 " .. C_OUT, 1, {"--max-new-tokens 125"}},
   {"toy_compare", "--help", 0, {"usage", "--seeds"}},
