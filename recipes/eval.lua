@@ -51,9 +51,11 @@ usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [option
   --limit K              first K problems of each benchmark (toy: K questions)
   --toy-questions N      held-out toy questions (default 500, at most 10000); --toy-seed S (default 1)
   --batch-size B         problems per generate call (default 8); --seed S (default 0)
-  --out DIR              default runs/eval-<model>-<mode>; not a folder holding another
-                         recipe's run (config.json or summary.json that eval did not write,
-                         an ablate grid's grid.json or results.csv, a training run's steps.jsonl)
+  --out DIR              default runs/eval-<model>-<mode>; a new or empty folder, or one of
+                         eval's (its summary.json, benchmark folders of earlier evals, empty
+                         folders); not a folder holding another recipe's run (config.json or
+                         summary.json that eval did not write, an ablate grid's grid.json or
+                         results.csv, a training run's steps.jsonl) or anything else
   --no-resume            start over; by default a rerun with the same OUT keeps the finished
                          problems, and stops when their settings file is missing or unreadable,
                          the decoding settings, the model (folder or weights), device or dtype
@@ -262,7 +264,8 @@ end
 
 -- nil, or why eval must not write into OUT: eval writes OUT/summary.json and, per benchmark,
 -- OUT/<name>/{config.json, summary.json}; a file there that another recipe wrote (a training
--- run's summary, a model's config.json) is not overwritten.
+-- run's summary, a model's config.json) is not overwritten. The second result is "foreign" when
+-- OUT holds something that is no run's (a file of the user's, a folder not eval's).
 function M.foreign_out(out, names)
   -- key: where the file keeps its config (nil: it is one); any: no such file is eval's
   local function check(path, key, any)
@@ -285,7 +288,29 @@ function M.foreign_out(out, names)
     why = why or check(out .. "/" .. name .. "/config.json")
       or check(out .. "/" .. name .. "/summary.json", "config")
   end
-  return why
+  if why then return why end
+  -- anything else in OUT must be eval's too: its lock, temporary files, and benchmark folders (an
+  -- earlier eval's, holding its config.json, or empty); it wrote beside anything before the
+  -- twenty-second session (--out / or --out $HOME scattered records there)
+  local own = {[".lock"] = true, ["summary.json"] = true}
+  for _, name in ipairs(names) do own[name] = true end
+  local list = cli.is_dir(out) and cli.list_dir(out) or {}
+  table.sort(list)
+  for _, name in ipairs(list) do
+    local path = out .. "/" .. name
+    if not (own[name] or jsonio.is_temp_name(name)) then
+      local ok = false
+      if cli.is_dir(path) then
+        local inside = cli.list_dir(path)
+        ok = inside ~= nil and (#inside == 0 or check(path .. "/config.json") == nil and file_exists(path .. "/config.json"))
+      end
+      if not ok then
+        return ("%s holds %s, which eval does not write: eval writes into a new or empty folder or one of its own"):format(
+          out, name), "foreign"
+      end
+    end
+  end
+  return nil
 end
 
 local function iso_now() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
@@ -335,7 +360,8 @@ function M.main(argv)
   local out = o.out or ("runs/eval-" .. basename(o.model) .. "-" .. mode)
   local names = {}
   for i, set in ipairs(sets) do names[i] = set.name end
-  local foreign = M.foreign_out(out, names)
+  local foreign, kind = M.foreign_out(out, names)
+  if kind == "foreign" then die("--out %s; give another --out", foreign) end
   if foreign then die("--out %s is another run's folder (%s); give another --out", out, foreign) end
 
   -- every benchmark's config and options; what OUT holds is checked for all of them before

@@ -71,6 +71,13 @@ write(BADTC .. "/tokenizer_config.json", "{bad\n")
 local M66, T3100 = model_folder("m66", 66), model_folder("t3100", 3100, true)
 local LONGQ = TMP .. "/longq.jsonl"
 write(LONGQ, ('{"question": "%s", "answer": "2"}\n'):format(("1+"):rep(50) .. "1="))
+-- (twenty-second session, a review's findings) eval wrote its records beside anything in --out
+local NOTES = TMP .. "/notes-out"
+assert(os.execute("mkdir -p " .. q(NOTES .. "/toy-mixed")))
+write(NOTES .. "/notes.txt", "mine\n")
+local STRAYDIR = TMP .. "/straydir-out"
+assert(os.execute("mkdir -p " .. q(STRAYDIR .. "/photos")))
+write(STRAYDIR .. "/photos/a.jpg", "x")
 local GRID_SYNTAX = TMP .. "/broken_grid.lua"
 write(GRID_SYNTAX, "return {grid = {alpha = {0, 0.1}}\n")
 local GRID_EMPTY = TMP .. "/empty_axis.lua"
@@ -167,6 +174,10 @@ local CASES = {
    {"--template auto: cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:"}},
   -- eval
   {"eval", "--bogus", 1, {"--bogus"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 1 --out " .. q(NOTES), 1,
+   {"--out " .. NOTES .. " holds notes.txt, which eval does not write", "give another --out"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 1 --out " .. q(STRAYDIR), 1,
+   {"--out " .. STRAYDIR .. " holds photos, which eval does not write"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 0", 1, {"--limit must be >= 1", "got 0"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --toy-questions 10001 --limit 2", 1, {"--toy-questions", "10001"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --name foo", 1, {"--name names the --data set"}},
@@ -603,6 +614,21 @@ do
     H.ok(not cli.exists(out .. "/summary.json.tmp-999999-1-1"), "OUT's temporary file removed")
     H.ok(not cli.exists(out .. "/toy-mixed/eval_before.jsonl.tmp-999999-1-2"), "the benchmark folder's removed")
     H.ok(not cli.exists(out .. "/.lock"), "the lock file is removed at the end")
+  end)
+  -- (twenty-second session) what eval lets stand in OUT besides its own run: another benchmark's
+  -- folder of an earlier eval, an empty folder; a folder of anything else is refused (cases above)
+  H.case("eval: an --out holding an earlier eval's other benchmark, or an empty folder, is eval's", function()
+    local out = FE .. "/shared-out"
+    local data = FE .. "/two.jsonl"
+    write(data, '{"question": "1+1=", "answer": "2"}\n')
+    local first = shell(("%s recipes/eval.lua %s 2>&1; echo rc=$?"):format(q(EXE),
+      eval_line("--data " .. q(data) .. " --template plain --max-new-tokens 4", out)))
+    H.ok(first:find("rc=0", 1, true), first)
+    assert(os.execute("mkdir -p " .. q(out .. "/empty")))
+    local second = shell(("%s recipes/eval.lua %s 2>&1; echo rc=$?"):format(q(EXE),
+      eval_line("--bench toy --limit 1 --max-new-tokens 4", out)))
+    H.ok(second:find("rc=0", 1, true), second)
+    H.ok(cli.exists(out .. "/two/config.json") and cli.exists(out .. "/toy-mixed/config.json"), "both benchmarks")
   end)
 end
 -- <<< end of the eval / toy_compare inputs block
