@@ -1083,7 +1083,20 @@ static int pmain(lua_State *L) {
   return 0;
 }
 
+/* libgomp reads its settings from the environment when it loads, before main runs. Its default
+ * spin of its idle threads (300,000 turns before they sleep) cost little on a quiet machine and
+ * everything on a busy one: with one other busy process on a 2-core machine the main job took
+ * 20 s to 200 s (its quiet 8.3 s). 1,000 turns measured the same quiet (8.6 s) and 17-23 s busy
+ * (OMP_WAIT_POLICY=passive: 11.8 s quiet, 14-18 s busy). So when neither setting is given,
+ * confit runs itself again with GOMP_SPINCOUNT=1000 (a failed exec goes on as it is). */
+static void settle_openmp(char **argv) {
+  if (getenv("GOMP_SPINCOUNT") || getenv("OMP_WAIT_POLICY")) return;
+  if (setenv("GOMP_SPINCOUNT", "1000", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv) {
+  settle_openmp(argv);
   /* Tensors, activations and the sampler's KV cache are freed and allocated again at every op
    * and every generate call. glibc maps each block over its (adaptive) threshold afresh and
    * returns the top of the heap past 128 KB, so the same memory was page-faulted in and zeroed
