@@ -111,7 +111,7 @@ local SPEC = {
   seed = {"int", 1},
   model = {"string", "examples/toy/model"},
   task = {"string", "mixed", choices = sorted_names(toy.presets)},
-  out = {"string", nil},
+  out = {"string", nil, shown = "runs/rlsc-<UTC time>"},
   name = {"string", nil},
   data = {"string", nil},
   question_field = {"string", "question"},
@@ -680,7 +680,12 @@ local function check_flags(o)
   local method, merr = rl.resolve(o.method)
   if not method then die("--method: %s", merr) end
   o.method = method
-  -- flags that would do nothing here are refused, not ignored (--dtype on the CPU is documented)
+  -- flags that would do nothing here are refused, not ignored (--dtype on the CPU is documented);
+  -- temp_only without its evaluation would do nothing at all (the toy world ran it before the
+  -- twenty-second session)
+  if method == "temp_only" and o.no_eval then
+    die("--method temp_only trains nothing: it is only an evaluation (drop --no-eval)")
+  end
   if o.given.temperature_scale and rl.trains(method) then
     die("--temperature-scale sets --method temp_only's colder evaluation; --method %s trains and does not use it", method)
   end
@@ -713,7 +718,6 @@ local function check_flags(o)
     -- temp_only is judged on sampled decoding before and after (greedy cannot change)
     if method == "temp_only" then
       if not o.given.eval_n then o.eval_n = 16 end
-      if o.no_eval then die("--method temp_only trains nothing: it is only an evaluation (drop --no-eval)") end
       if o.eval_n < 1 then
         die("--method temp_only compares sampled decoding before and after; --eval-n must be >= 1, got %d", o.eval_n)
       end

@@ -604,9 +604,10 @@ static int nonfinite_problem(const char *path, const char *name, const float *x,
   if (!bad) return 0;
   while (isfinite(x[++first])) {}
   const char *what = isnan(x[first]) ? "NaN" : x[first] > 0 ? "inf" : "-inf";
-  return CF_ERR("%s: tensor \"%s\" holds %lld non-finite value%s (the first, at element %lld, is %s): a "
-                "checkpoint saved after the training diverged?", path, name, (long long)bad, bad == 1 ? "" : "s",
-                (long long)first, what);
+  /* the element counted from 1 in row-major order, as Lua counts */
+  return CF_ERR("%s: tensor \"%s\" holds %lld non-finite value%s (the first, element %lld of %lld counting from "
+                "1, is %s): a checkpoint saved after the training diverged?", path, name, (long long)bad,
+                bad == 1 ? "" : "s", (long long)first + 1, (long long)n, what);
 }
 
 /* One shard into m's parameters. The header is parsed from a read-only mapping; the tensors'

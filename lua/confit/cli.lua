@@ -325,7 +325,8 @@ function M.name_of(prog)
   return (tostring(prog):match("([^/]+)%.lua$")) or tostring(prog)
 end
 
---- Parse `arg`-style flags: spec = {name = {type, default, min =, max =, above =, choices =}}
+--- Parse `arg`-style flags: spec = {name = {type, default, min =, max =, above =, choices =,
+--- shown =}} (shown: the default as --help words it, when it is computed: "runs/rlsc-<UTC time>")
 --- with type "string", "number", "int" or "flag" (no value); --some-name and --some_name both
 --- set some_name; --name value and --name=value both work (a value starting with "--", or "-h",
 --- only as --name=value: after --name it is a flag, and the value was left out). A flag given
@@ -351,8 +352,9 @@ function M.parse_args(argv, spec, prog, notes)
       for _, k in ipairs(names) do
         local s = spec[k]
         local range = describe_range(s)
-        -- (no default: "none", not Lua's nil; the notes below may say what is taken then)
-        print(("  --%-22s %-7s default %s%s"):format(k:gsub("_", "-"), s[1], s[2] == nil and "none" or tostring(s[2]),
+        -- (no default: "none", not Lua's nil, or what the spec's shown says is taken then)
+        local default = s.shown or (s[2] == nil and "none" or tostring(s[2]))
+        print(("  --%-22s %-7s default %s%s"):format(k:gsub("_", "-"), s[1], default,
                                                      range ~= "" and ("; " .. range) or ""))
       end
       if notes then print(notes) end

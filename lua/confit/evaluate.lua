@@ -48,6 +48,8 @@
 --                   when sampling at T ~= 1 with a real model (on the CPU from the sampler's
 --                   own logits, score_temperature; on the GPU one extra forward pass)
 --   progress        options for confit.progress (e.g. {mode = "off"}); false = none
+--   config          with out_dir and a summary file: the run's config, kept in summary.json
+-- Any other option is refused, naming it and the options.
 --
 -- Invariants:
 --  * Sampled decoding draws from seed * 1000003 + (position of the batch's first problem in
@@ -249,9 +251,25 @@ end
 
 -- Options with defaults applied and checked; model (optional): whose folder's chat format picks
 -- the default template when opts gives neither template nor model_dir.
+-- the options evaluate.run, check_resume and check_prompts read (the header lists them); another
+-- key is refused: a misspelt one (max_new_token) was dropped without a word before the
+-- twenty-second session
+local OPTION_NAMES = {"mode", "template", "grader", "greedy", "n", "temperature", "top_p", "top_k", "max_new_tokens",
+                      "stop", "seed", "batch_size", "benchmark", "out_dir", "stage", "summary_file", "resume",
+                      "generate", "model_dir", "device", "dtype", "rescore", "progress", "config"}
+local KNOWN_OPTION = {}
+for _, k in ipairs(OPTION_NAMES) do KNOWN_OPTION[k] = true end
+
 function evaluate.settings(opts, model)
   opts = opts or {}
   if type(opts) ~= "table" then fail("opts must be a table", 2) end
+  for k in pairs(opts) do
+    if not KNOWN_OPTION[k] then
+      local names = {table.unpack(OPTION_NAMES)}
+      table.sort(names)
+      fail(("unknown option %s (options: %s)"):format(tostring(k), table.concat(names, ", ")), 3)
+    end
+  end
   local s = {}
   s.mode = opts.mode or "qwen"
   if s.mode ~= "qwen" and s.mode ~= "strict" then

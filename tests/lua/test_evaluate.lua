@@ -529,6 +529,12 @@ H.case("argument checks", function()
   H.raises(function() evaluate.run(nil, {{id = "q7", question = "  ", answer = "2"}}, {generate = g}) end,
            "problem 1 (id q7): the question is empty")
   H.raises(function() evaluate.run(nil, PROBLEMS, {}) end, "need a model")
+  -- (twenty-second session, a review's finding) a misspelt option was dropped without a word
+  local err = H.raises(function() evaluate.run(nil, PROBLEMS, {generate = g, max_new_token = 4}) end,
+                       "evaluate: unknown option max_new_token (options: ", "max_new_tokens")
+  H.ok(err:find("test_evaluate.lua", 1, true), "at the caller: " .. err)
+  H.raises(function() evaluate.check_resume({out_dir = TMP, benchmark = "x", tempreature = 1}, PROBLEMS) end,
+           "unknown option tempreature")
   H.raises(function() evaluate.run(nil, PROBLEMS, {generate = function() return {} end, progress = QUIET}) end,
            "0 samples for 3 prompts x n=1")
 end)

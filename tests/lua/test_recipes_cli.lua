@@ -168,6 +168,10 @@ local CASES = {
   {"rlsc", "--model " .. q(TOK8) .. " --data " .. q(CTX8) .. " --template plain --max-new-tokens 4 " .. R_OUT, 1,
    {"has 8 tokens, as many as the model's context of 8 positions: no room for a new token"}},
   {"rlsc", "--method temp_only --kl-coef 0.1 " .. R_OUT, 1, {"--kl-coef 0.1: --method temp_only has no KL term"}},
+  -- (twenty-second session, a review's findings) the toy world ran temp_only --no-eval (nothing);
+  -- --help said --out had no default
+  {"rlsc", "--method temp_only --no-eval " .. R_OUT, 1, {"--method temp_only trains nothing", "drop --no-eval"}},
+  {"rlsc", "--help", 0, {"--out                    string  default runs/rlsc-<UTC time>"}},
   {"eval", "--model " .. q(BADTC) .. " --bench gsm8k --limit 1 --out " .. q(TMP .. "/badtc-eval"), 1,
    {"cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:", "--template"}},
   {"rlsc", "--model " .. q(BADTC) .. " --data " .. q(GOOD) .. " " .. R_OUT, 1,
