@@ -142,6 +142,15 @@ function M.parse_args(argv)
   if o.name ~= nil and o.data == nil then
     die("--name names the --data set; a --bench benchmark is named after itself (give --data, or no --name)")
   end
+  -- (twenty-second session, a review's findings) flags that did nothing, or read from "/"
+  local toy_given = false
+  for name in (o.bench or ""):gmatch("[^,%s]+") do toy_given = toy_given or TOY[name] ~= nil end
+  if not toy_given then
+    for _, k in ipairs({"toy-questions", "toy-seed"}) do
+      if o[k] ~= nil then die("--%s applies to the toy benchmark (--bench toy); none is evaluated here (drop --%s)", k, k) end
+    end
+  end
+  if o["data-dir"] == "" then die("--data-dir needs a folder (got an empty name)") end
   return o
 end
 
@@ -242,10 +251,14 @@ function M.problem_sets(o)
     end
     if o.limit then for i = #items, o.limit + 1, -1 do items[i] = nil end end
     local name = o.name or basename(o.data):gsub("%.jsonl?$", "")
-    -- the benchmark's folder is OUT/<name>: a name, not a path
+    -- the benchmark's folder is OUT/<name>: a name, not a path, nor a file eval writes in OUT
     if name == "" or name == "." or name == ".." or name:find("/", 1, true) then
       die("%s '%s' names the benchmark's folder inside --out: give a name without '/' that is not '', '.' or '..'",
           o.name and "--name" or "--data's base name", name)
+    end
+    if name == "summary.json" or name == ".lock" or jsonio.is_temp_name(name) then
+      die("%s '%s' names the benchmark's folder inside --out, where eval keeps its own %s: give another name",
+          o.name and "--name" or "--data's base name", name, name == ".lock" and "lock" or "files")
     end
     sets[#sets + 1] = {name = name, problems = items, source = o.data}
   end
@@ -395,7 +408,15 @@ function M.main(argv)
     plans[#plans + 1] = {set = set, dir = dir, cfg = cfg, eopts = eopts}
   end
   -- every prompt must leave room for a new token: checked with the folder's tokenizer alone
-  if not file_exists(o.model .. "/tokenizer.json") then die("model folder '%s' has no tokenizer.json", o.model) end
+  if not file_exists(o.model .. "/tokenizer.json") then
+    -- there but unreadable (no permission) is said as such, not as missing
+    if cli.exists(o.model .. "/tokenizer.json") then
+      local f, rerr = io.open(o.model .. "/tokenizer.json", "rb")
+      if f then f:close(); rerr = "not a regular file" end
+      die("model folder '%s': cannot read tokenizer.json (%s)", o.model, tostring(rerr):match(":%s*([^:]+)$") or tostring(rerr))
+    end
+    die("model folder '%s' has no tokenizer.json", o.model)
+  end
   local tok, terr = require("confit.tokenizer").new(o.model .. "/tokenizer.json")
   if not tok then die("model folder '%s': %s", o.model, tostring(terr)) end
   local ctx = cli.model_context("eval", o.model)

@@ -178,6 +178,12 @@ local CASES = {
    {"--template auto: cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:"}},
   -- eval
   {"eval", "--bogus", 1, {"--bogus"}},
+  {"eval", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --toy-questions 5 --out " .. q(TMP .. "/tq-eval"), 1,
+   {"--toy-questions applies to the toy benchmark (--bench toy)", "drop --toy-questions"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench gsm8k --data-dir '' --out " .. q(TMP .. "/dd-eval"), 1,
+   {"--data-dir needs a folder (got an empty name)"}},
+  {"eval", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --name summary.json --out " .. q(TMP .. "/ns-eval"), 1,
+   {"--name 'summary.json' names the benchmark's folder inside --out, where eval keeps its own files"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 1 --out " .. q(NOTES), 1,
    {"--out " .. NOTES .. " holds notes.txt, which eval does not write", "give another --out"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 1 --out " .. q(STRAYDIR), 1,
