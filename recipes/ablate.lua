@@ -920,8 +920,10 @@ function M.main(argv)
   while i <= #argv do
     local a = argv[i]
     if a == "-h" or a == "--help" then print(USAGE); return 0
-    elseif a == "--dry-run" then o.dry_run = true
-    elseif a == "--report-only" then o.report_only = true
+    elseif a == "--dry-run" or a == "--report-only" then   -- once each, as every recipe's flags
+      local k = a == "--dry-run" and "dry_run" or "report_only"
+      if o[k] then die("%s is given twice (give it once)", a) end
+      o[k] = true
     elseif a == "--out" or a:match("^%-%-out=") then
       if o.out then die("--out is given twice (give it once)") end
       if a == "--out" then

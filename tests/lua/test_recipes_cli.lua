@@ -75,6 +75,8 @@ write(LONGQ, ('{"question": "%s", "answer": "2"}\n'):format(("1+"):rep(50) .. "1
 local NOTES = TMP .. "/notes-out"
 assert(os.execute("mkdir -p " .. q(NOTES .. "/toy-mixed")))
 write(NOTES .. "/notes.txt", "mine\n")
+local ARRLINE = TMP .. "/arrline.jsonl"
+write(ARRLINE, '{"question": "1+1=", "answer": "2"}\n[1, 2]\n')
 local STRAYDIR = TMP .. "/straydir-out"
 assert(os.execute("mkdir -p " .. q(STRAYDIR .. "/photos")))
 write(STRAYDIR .. "/photos/a.jpg", "x")
@@ -178,6 +180,9 @@ local CASES = {
    {"--template auto: cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:"}},
   -- eval
   {"eval", "--bogus", 1, {"--bogus"}},
+  {"eval", "--model " .. q(MODEL) .. " --data " .. q(ARRLINE) .. " --template plain --out " .. q(TMP .. "/arr-eval"), 1,
+   {ARRLINE .. ":2: expected a JSON object, got an array"}},
+  {"ablate", q(GRID_OK) .. " --dry-run --dry-run", 1, {"--dry-run is given twice"}},
   {"eval", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --toy-questions 5 --out " .. q(TMP .. "/tq-eval"), 1,
    {"--toy-questions applies to the toy benchmark (--bench toy)", "drop --toy-questions"}},
   {"eval", "--model " .. q(MODEL) .. " --bench gsm8k --data-dir '' --out " .. q(TMP .. "/dd-eval"), 1,
