@@ -237,6 +237,11 @@ static char *read_line_plain(void) {
     }
   }
   while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = '\0';
+  /* a UTF-8 byte order mark before the first line is dropped, as the script loader drops it
+   * (piped input that began with one was "unexpected symbol near '<\239>'") */
+  static int first = 1;
+  if (first && len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) memmove(buf, buf + 3, len - 2);
+  first = 0;
   return buf;
 }
 
