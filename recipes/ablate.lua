@@ -810,7 +810,7 @@ function M.csv(rows, mlist, axes)
 end
 
 local function fmt_metric(m, x, signed)
-  local f = m == "mean_length" and "%.1f" or "%.3f"
+  local f = m:find("length$") and "%.1f" or "%.3f"   -- token counts (mean_length, sample_mean_length)
   if math.abs(x) >= 1e6 then f = "%.4g" end   -- (1e300 in "%.3f" is 301 digits)
   if signed then f = f:gsub("%%", "%%+") end
   return string.format(f, x)

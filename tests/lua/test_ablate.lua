@@ -129,6 +129,9 @@ H.case("running a grid: skip finished, failures, results with mean ± sample std
   local md = assert(read(out .. "/results.md"))
   H.ok(md:find("| 0.1 | l1 | all | 3 | 0.620 ± 0.010 (Δ +0.120 ± 0.010) |", 1, true), md)
   H.ok(md:find("120.0 ± 10.0 (Δ +20.0 ± 10.0)", 1, true), "length cell")
+  -- (twenty-second session, a review's finding) the sampled completions' length had 3 decimals
+  H.eq(ablate.cell("sample_mean_length", {mean = 57.25, std = 1.5}), "57.2 ± 1.5", "a sampled length")
+  H.eq(ablate.cell("sample_box_rate", {mean = 0.25}), "0.250", "a rate")
   H.ok(md:find("| 0 | l2 | all | 2 of 3 | 0.615 ± 0.007 (Δ +0.115 ± 0.007) |", 1, true), "partial row")
   H.ok(md:find("sample standard deviation (n − 1 denominator)", 1, true), "says which spread")
   H.ok(md:find("`" .. fail_dir .. "`: boom", 1, true), "lists the failed run")
