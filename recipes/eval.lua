@@ -52,10 +52,10 @@ usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [option
   --toy-questions N      held-out toy questions (default 500, at most 10000); --toy-seed S (default 1)
   --batch-size B         problems per generate call (default 8); --seed S (default 0)
   --out DIR              default runs/eval-<model>-<mode>; a new or empty folder, or one of
-                         eval's (its summary.json, benchmark folders of earlier evals, empty
-                         folders); not a folder holding another recipe's run (config.json or
-                         summary.json that eval did not write, an ablate grid's grid.json or
-                         results.csv, a training run's steps.jsonl) or anything else
+                         eval's (its summary.json or benchmark folders of earlier evals); not
+                         a folder holding other things and no eval run, nor another recipe's
+                         run (config.json or summary.json that eval did not write, an ablate
+                         grid's grid.json or results.csv, a training run's steps.jsonl)
   --no-resume            start over; by default a rerun with the same OUT keeps the finished
                          problems, and stops when their settings file is missing or unreadable,
                          the decoding settings, the model (folder or weights), device or dtype
@@ -302,26 +302,26 @@ function M.foreign_out(out, names)
       or check(out .. "/" .. name .. "/summary.json", "config")
   end
   if why then return why end
-  -- anything else in OUT must be eval's too: its lock, temporary files, and benchmark folders (an
-  -- earlier eval's, holding its config.json, or empty); it wrote beside anything before the
-  -- twenty-second session (--out / or --out $HOME scattered records there)
+  -- a folder of other things and no eval run is refused, as rlsc refuses one: eval wrote beside
+  -- anything before the twenty-second session (--out / or --out $HOME scattered records there).
+  -- Beside an eval run (its summary.json, a benchmark folder with eval's config.json) other files
+  -- may stand (a report.html of it)
   local own = {[".lock"] = true, ["summary.json"] = true}
   for _, name in ipairs(names) do own[name] = true end
   local list = cli.is_dir(out) and cli.list_dir(out) or {}
   table.sort(list)
+  local has_run, stranger = file_exists(out .. "/summary.json"), nil
   for _, name in ipairs(list) do
     local path = out .. "/" .. name
-    if not (own[name] or jsonio.is_temp_name(name)) then
-      local ok = false
-      if cli.is_dir(path) then
-        local inside = cli.list_dir(path)
-        ok = inside ~= nil and (#inside == 0 or check(path .. "/config.json") == nil and file_exists(path .. "/config.json"))
-      end
-      if not ok then
-        return ("%s holds %s, which eval does not write: eval writes into a new or empty folder or one of its own"):format(
-          out, name), "foreign"
-      end
+    if file_exists(path .. "/config.json") and check(path .. "/config.json") == nil then has_run = true
+    elseif not (own[name] or jsonio.is_temp_name(name)) then
+      local inside = cli.is_dir(path) and cli.list_dir(path)
+      if not (inside and #inside == 0) then stranger = stranger or name end
     end
+  end
+  if stranger and not has_run then
+    return ("%s holds %s and no eval run (summary.json, a benchmark folder): eval writes into a new or empty "
+            .. "folder or one of its own"):format(out, stranger), "foreign"
   end
   return nil
 end

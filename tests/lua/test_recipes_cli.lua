@@ -190,9 +190,9 @@ local CASES = {
   {"eval", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --name summary.json --out " .. q(TMP .. "/ns-eval"), 1,
    {"--name 'summary.json' names the benchmark's folder inside --out, where eval keeps its own files"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 1 --out " .. q(NOTES), 1,
-   {"--out " .. NOTES .. " holds notes.txt, which eval does not write", "give another --out"}},
+   {"--out " .. NOTES .. " holds notes.txt and no eval run", "give another --out"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 1 --out " .. q(STRAYDIR), 1,
-   {"--out " .. STRAYDIR .. " holds photos, which eval does not write"}},
+   {"--out " .. STRAYDIR .. " holds photos and no eval run"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 0", 1, {"--limit must be >= 1", "got 0"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --toy-questions 10001 --limit 2", 1, {"--toy-questions", "10001"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --name foo", 1, {"--name names the --data set"}},
@@ -632,7 +632,7 @@ do
   end)
   -- (twenty-second session) what eval lets stand in OUT besides its own run: another benchmark's
   -- folder of an earlier eval, an empty folder; a folder of anything else is refused (cases above)
-  H.case("eval: an --out holding an earlier eval's other benchmark, or an empty folder, is eval's", function()
+  H.case("eval: an --out holding an earlier eval's other benchmark (and a report of it) is eval's", function()
     local out = FE .. "/shared-out"
     local data = FE .. "/two.jsonl"
     write(data, '{"question": "1+1=", "answer": "2"}\n')
@@ -640,6 +640,7 @@ do
       eval_line("--data " .. q(data) .. " --template plain --max-new-tokens 4", out)))
     H.ok(first:find("rc=0", 1, true), first)
     assert(os.execute("mkdir -p " .. q(out .. "/empty")))
+    write(out .. "/report.html", "<html></html>")   -- a report of the run beside it
     local second = shell(("%s recipes/eval.lua %s 2>&1; echo rc=$?"):format(q(EXE),
       eval_line("--bench toy --limit 1 --max-new-tokens 4", out)))
     H.ok(second:find("rc=0", 1, true), second)
