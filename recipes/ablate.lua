@@ -321,6 +321,20 @@ function M.check_recipe(spec, where)
     if not flags[flag_key(k)] then
       die("%s: %s is not a flag of %s (see confit %s --help)", where, k, spec.recipe, spec.recipe)
     end
+    -- a value of the wrong kind said as such (a boolean for a string flag read "--method needs a
+    -- value (got the flag --seed)", a string for a switch "unexpected argument", before the
+    -- twenty-second session)
+    local values = type(spec.grid[k]) == "table" and spec.grid[k] or {spec.base[k]}
+    local switch = flags[flag_key(k)][1] == "flag"
+    for _, v in ipairs(values) do
+      if switch and type(v) ~= "boolean" then
+        die("%s: %s = %s: --%s is a switch: give true (on) or false (off)", where, k, M.format_value(v),
+            (flag_key(k):gsub("_", "-")))
+      elseif not switch and v == true then
+        die("%s: %s = true: --%s takes a %s value (false leaves it out)", where, k, (flag_key(k):gsub("_", "-")),
+            flags[flag_key(k)][1])
+      end
+    end
   end
   local rl = require "confit.rl"
   for _, r in ipairs((M.expand(spec))) do

@@ -97,6 +97,9 @@ local GRID_METHOD = grid_file("bad_method", 'grid = {method = {"l2", "l3"}}')
 local GRID_VALUE = grid_file("bad_value", 'base = {steps = 0}, grid = {seed = {1}}')
 -- (eighteenth session) flags that parse but do not go together at one point: rlsc's declared check
 local GRID_COMBO = grid_file("bad_combo", 'base = {temperature_scale = 0.3}, grid = {method = {"temp_only", "l2"}}')
+-- (twenty-second session) a boolean for a string flag, a string for a switch
+local GRID_BOOL = grid_file("bool_string", 'base = {method = true}, grid = {seed = {1}}')
+local GRID_SWITCH = grid_file("string_switch", 'base = {quiet = "yes"}, grid = {seed = {1}}')
 local GRID_SEEDKEY = grid_file("bad_seed_key", 'grid = {alpha = {0}, seed = {1}}, seed_key = "sed"')
 local GRID_METRICS = grid_file("bad_metrics", 'grid = {alpha = {0}}, metrics = {"acc", "pass@l"}')
 local GRID_TWICE = grid_file("twice", 'base = {eval_n = 2}, grid = {["eval-n"] = {2, 4}}')
@@ -246,6 +249,8 @@ local CASES = {
   {"ablate", q(GRID_TYPO) .. " --dry-run", 1, {"methd", "recipes/rlsc.lua"}},
   {"ablate", q(GRID_METHOD) .. " --dry-run", 1, {"l3", "l2"}},
   {"ablate", q(GRID_VALUE) .. " --dry-run", 1, {"--steps", "0"}},
+  {"ablate", q(GRID_BOOL) .. " --dry-run", 1, {"method = true: --method takes a string value"}},
+  {"ablate", q(GRID_SWITCH) .. " --dry-run", 1, {"quiet = yes: --quiet is a switch: give true (on) or false (off)"}},
   {"ablate", q(GRID_COMBO) .. " --dry-run", 1, {"method=l2", "--temperature-scale", "--method l2 trains"}},
   {"ablate", q(GRID_SEEDKEY) .. " --dry-run", 1, {"seed_key", "sed", "alpha, seed"}},
   {"ablate", q(GRID_METRICS) .. " --dry-run", 1, {"pass@l", "pass@k"}},
@@ -1038,7 +1043,8 @@ do
     -- 2: a flag where a value belongs
     {"rlsc", SMALL .. " --out --quiet", 1, {"--out needs a value", "--quiet", "--out=VALUE"}},
     {"ablate", grid("v1", 'grid = {seed = {1}}') .. " --out --dry-run", 1, {"--out needs a directory", "--dry-run"}},
-    {"ablate", grid("v2", 'base = {alpha = true}, grid = {seed = {1}}') .. " --dry-run", 1, {"--alpha needs a value"}},
+    {"ablate", grid("v2", 'base = {alpha = true}, grid = {seed = {1}}') .. " --dry-run", 1,
+     {"alpha = true: --alpha takes a number value"}},
     {"eval", "--model --bench toy", 1, {"--model needs a value", "--bench"}},
     -- 3: flags that do nothing in the mode given
     {"rlsc", SMALL .. " --eval-mode strict" .. o("n1"), 1, {"--eval-mode applies to --data runs"}},
