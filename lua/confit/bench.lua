@@ -112,6 +112,17 @@ function bench.records(path)
   return recs
 end
 
+-- where each benchmark's reference answer is read (grade.reference), for the message of a record
+-- without one (a gsm8k answer of 18, not "... #### 18", said only "missing answer" before the
+-- twenty-second session)
+local REFERENCE_FROM = {
+  gsm8k = "the text after the last '####' of field 'answer'",
+  math500 = "the last \\boxed{} of field 'solution', else field 'answer'",
+  minerva_math = "the last \\boxed{} of field 'solution'",
+  olympiadbench = "field 'final_answer' (a string or a list of them)",
+  aime24 = "field 'answer'", amc23 = "field 'answer'",
+}
+
 local function item_from(rec, where, n, qfield, answer_of, afield)
   -- (an array decodes to a table too: it was "missing question field" before the twenty-second
   -- session, where rlsc's reader says what it is)
@@ -155,7 +166,7 @@ function bench.load(name_or_path, opts)
     path = (opts.dir or bench.default_dir) .. "/" .. name_or_path .. ".jsonl"
     qfield = opts.question or known
     answer_of = function(rec) return grade.reference(name_or_path, rec) end
-    afield = "reference of " .. name_or_path
+    afield = "reference of " .. name_or_path .. ": " .. (REFERENCE_FROM[name_or_path] or "its reference field")
   else
     path = name_or_path
     qfield = opts.question or "question"

@@ -561,7 +561,7 @@ do
     {"eval", eval_line("--bench toy --toy-questions 1000000000", FE .. "/o9"), {"--toy-questions", "at most 10000"}},
     {"eval", eval_line("--bench toy --temperature 0x10", FE .. "/o9"), {"--temperature", "decimal", "0x10"}},
     -- a copy of gsm8k.jsonl is the benchmark gsm8k: a record without "####" has no reference
-    {"eval", eval_line("--data " .. q(GSM_NOREF), FE .. "/o9"), {GSM_NOREF .. ":1: missing answer (reference of gsm8k)",
+    {"eval", eval_line("--data " .. q(GSM_NOREF), FE .. "/o9"), {GSM_NOREF .. ":1: missing answer (reference of gsm8k: the text after the last '####' of field 'answer')",
                                                                "read as the benchmark gsm8k", "--answer-field"}},
     {"eval", eval_line("--data " .. q(EMPTYQ) .. " --template plain", FE .. "/o3"), {EMPTYQ .. ":3: empty question"}},
     {"eval", eval_line("--data " .. q(FE), FE .. "/o4"), {FE, "is a directory"}},
