@@ -281,9 +281,15 @@ end
 -- OUT holds something that is no run's (a file of the user's, a folder not eval's).
 function M.foreign_out(out, names)
   -- key: where the file keeps its config (nil: it is one); any: no such file is eval's
+  local damaged
   local function check(path, key, any)
     if not file_exists(path) then return nil end
-    local cfg = jsonio.read_json(path)
+    local cfg, err = jsonio.read_json(path)
+    -- a file that does not parse is no proof of another recipe's run: said as what it is
+    if cfg == nil then
+      local e = tostring(err)
+      damaged = damaged or (e:find(path, 1, true) and e or (path .. ": " .. e))
+    end
     if key and type(cfg) == "table" then cfg = cfg[key] end
     local r = type(cfg) == "table" and cfg.recipe
     if r == "eval" and not any then return nil end
@@ -301,6 +307,7 @@ function M.foreign_out(out, names)
     why = why or check(out .. "/" .. name .. "/config.json")
       or check(out .. "/" .. name .. "/summary.json", "config")
   end
+  if damaged then return damaged, "damaged" end
   if why then return why end
   -- a folder of other things and no eval run is refused, as rlsc refuses one: eval wrote beside
   -- anything before the twenty-second session (--out / or --out $HOME scattered records there).
@@ -375,6 +382,7 @@ function M.main(argv)
   for i, set in ipairs(sets) do names[i] = set.name end
   local foreign, kind = M.foreign_out(out, names)
   if kind == "foreign" then die("--out %s; give another --out", foreign) end
+  if kind == "damaged" then die("--out %s: %s: remove or repair it, or give another --out", out, foreign) end
   if foreign then die("--out %s is another run's folder (%s); give another --out", out, foreign) end
 
   -- every benchmark's config and options; what OUT holds is checked for all of them before

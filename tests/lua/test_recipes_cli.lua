@@ -75,6 +75,9 @@ write(LONGQ, ('{"question": "%s", "answer": "2"}\n'):format(("1+"):rep(50) .. "1
 local NOTES = TMP .. "/notes-out"
 assert(os.execute("mkdir -p " .. q(NOTES .. "/toy-mixed")))
 write(NOTES .. "/notes.txt", "mine\n")
+local DAMAGED = TMP .. "/damaged-out"     -- eval's own config.json, cut: no other run's
+assert(os.execute("mkdir -p " .. q(DAMAGED .. "/toy-mixed")))
+write(DAMAGED .. "/toy-mixed/config.json", '{"recipe": "eval", "na')
 local ARRLINE = TMP .. "/arrline.jsonl"
 write(ARRLINE, '{"question": "1+1=", "answer": "2"}\n[1, 2]\n')
 local STRAYDIR = TMP .. "/straydir-out"
@@ -192,6 +195,8 @@ local CASES = {
    {"--data-dir needs a folder (got an empty name)"}},
   {"eval", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --name summary.json --out " .. q(TMP .. "/ns-eval"), 1,
    {"--name 'summary.json' names the benchmark's folder inside --out, where eval keeps its own files"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 1 --out " .. q(DAMAGED), 1,
+   {"--out " .. DAMAGED .. ": " .. DAMAGED .. "/toy-mixed/config.json:", "remove or repair it"}, {"another run's"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 1 --out " .. q(NOTES), 1,
    {"--out " .. NOTES .. " holds notes.txt and no eval run", "give another --out"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 1 --out " .. q(STRAYDIR), 1,
