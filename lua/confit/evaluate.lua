@@ -520,6 +520,14 @@ end
 --- settings file; with problems given, also records whose question or answer the data changed).
 -- after a records file's unreadable line: what to do (a damaged record's message says as much)
 local UNREADABLE_WAY_OUT = " (remove that line to evaluate its problem again, or give --no-resume or another --out)"
+-- the message for records file path that read_jsonl could not read (err): the way out above when
+-- err names a line of it, else the file's own (a folder in its place, no permission: "remove that
+-- line" fitted nothing, before the twenty-second session)
+local function unreadable(path, err)
+  local e = tostring(err)
+  local names_line = e:sub(1, #path + 1) == path .. ":" and e:sub(#path + 2):match("^%d+:") ~= nil
+  return "cannot resume from " .. e .. (names_line and UNREADABLE_WAY_OUT or " (give --no-resume or another --out)")
+end
 
 function evaluate.check_resume(opts, problems)
   local s = evaluate.settings(opts)
@@ -529,7 +537,7 @@ function evaluate.check_resume(opts, problems)
                                    s.out_dir .. "/eval_" .. s.stage .. ".settings.json", s.grader)
   if conflict or not problems or not file_exists(path) then return conflict end
   local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
-  if not recs then return "cannot resume from " .. tostring(err) .. UNREADABLE_WAY_OUT end
+  if not recs then return unreadable(path, err) end
   return data_conflict(path, recs, problems, s)
 end
 
@@ -540,7 +548,7 @@ local function load_done(path, ident, settings_path, problems, s)
   local conflict = resume_conflict(path, ident, settings_path, s.grader)
   if conflict then fail(conflict, 3) end
   local recs, err = jsonio.read_jsonl(path, {partial_tail = true})
-  if not recs then fail("cannot resume from " .. tostring(err) .. UNREADABLE_WAY_OUT, 3) end
+  if not recs then fail(unreadable(path, err), 3) end
   conflict = data_conflict(path, recs, problems, s)
   if conflict then fail(conflict, 3) end
   local f = io.open(path, "rb")

@@ -640,6 +640,18 @@ do
     H.ok(not cli.exists(out .. "/toy-mixed/eval_before.jsonl.tmp-999999-1-2"), "the benchmark folder's removed")
     H.ok(not cli.exists(out .. "/.lock"), "the lock file is removed at the end")
   end)
+  -- (twenty-second session, a review's finding) a records file that is a folder got "remove that
+  -- line" as its way out
+  H.case("eval: records that cannot be read as a file are refused with the file's way out", function()
+    local out = FE .. "/recdir"
+    local args = eval_line("--bench toy --limit 2 --max-new-tokens 4", out)
+    local first = shell(("%s recipes/eval.lua %s 2>&1; echo rc=$?"):format(q(EXE), args))
+    H.ok(first:find("rc=0", 1, true), first)
+    assert(os.execute(("rm %s && mkdir %s"):format(q(out .. "/toy-mixed/eval_before.jsonl"), q(out .. "/toy-mixed/eval_before.jsonl"))))
+    local text = shell(("%s recipes/eval.lua %s 2>&1; echo rc=$?"):format(q(EXE), args))
+    H.ok(text:find("eval_before.jsonl: not a regular file (give --no-resume or another --out)", 1, true), text)
+    H.ok(not text:find("remove that line", 1, true), text)
+  end)
   -- (twenty-second session) what eval lets stand in OUT besides its own run: another benchmark's
   -- folder of an earlier eval, an empty folder; a folder of anything else is refused (cases above)
   H.case("eval: an --out holding an earlier eval's other benchmark (and a report of it) is eval's", function()
