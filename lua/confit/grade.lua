@@ -664,13 +664,20 @@ local FN = {
   tanh = function(x) local a, b = math.exp(x), math.exp(-x); return (a - b) / (a + b) end,
 }
 
--- The value of variable `name` at point k: a hash of the name seeds a small LCG, so every
--- comparison sees the same values (deterministic), distinct per name and per point.
+-- The value of variable `name` at point k: a hash of the name and k (FNV-1a), mixed by
+-- murmur3's finalizer, so every comparison sees the same values (deterministic), distinct per
+-- name and per point. The mixing is not affine: an LCG over (hash + k c) gave two variables the
+-- same difference at every point (x - y was 1.19477 at all six), so sqrt(x - a) and
+-- sqrt(-a + x) were never defined and x equalled y + 1.1948 (twenty-second session).
 local function var_value(name, k)
   local h = 2166136261
-  for i = 1, #name do h = ((h ~ name:byte(i)) * 16777619) % 4294967296 end
-  local x = (h + k * 2654435761) % 4294967296
-  for _ = 1, 3 do x = (x * 1664525 + 1013904223) % 4294967296 end
+  local key = name .. "\0" .. k
+  for i = 1, #key do h = ((h ~ key:byte(i)) * 16777619) & 0xffffffff end
+  local x = h ~ (h >> 16)
+  x = (x * 0x85ebca6b) & 0xffffffff
+  x = x ~ (x >> 13)
+  x = (x * 0xc2b2ae35) & 0xffffffff
+  x = x ~ (x >> 16)
   local u = x / 4294967296
   if k <= NPOINTS then return 0.35 + 2.3 * u end
   return 10 ^ (4 * u - 2)            -- extra points: log-uniform in [0.01, 100]
