@@ -352,14 +352,20 @@ function M.is_temp_name(name)
   return base, math.tointeger(tonumber(pid))
 end
 
--- true when process pid is alive (its /proc entry exists); nil when /proc cannot tell
+-- true when process pid is alive (its /proc entry exists and it is no zombie); nil when /proc
+-- cannot tell. A killed process its parent has not reaped yet (a zombie: state Z, or X) writes
+-- nothing more: it counted as alive before the twenty-second session, and its temporary files
+-- stayed for good where the rerun came at once (ablate and its runs killed together)
 local function pid_alive(pid)
   local self = io.open("/proc/self/stat", "rb")
   if not self then return nil end
   self:close()
   local f = io.open("/proc/" .. pid .. "/stat", "rb")
-  if f then f:close(); return true end
-  return false
+  if not f then return false end
+  local stat = f:read("a") or ""
+  f:close()
+  local state = stat:match("^.*%)%s+(%a)")   -- the field after the command name, which may hold ")"
+  return state ~= "Z" and state ~= "X"
 end
 
 -- Remove the temporary files of atomic writes (M.is_temp_name) in folder dir (not below it)
@@ -524,6 +530,14 @@ function M.write_dir_atomic(dir, fill, opts)
   local refused = M.replace_problem(dir, opts.replaceable)
   if refused and not opts.keep_on_failure then return nil, refused end
   local old_names = not refused and cli.exists(dir) and cli.list_dir(dir) or {}
+  -- earlier saves of dir that a killed writer left (DIR.tmp-PID-... of a dead PID) go first: no
+  -- reader of dir removed them (pretrain_toy kept one per killed save, twenty-second session)
+  for _, name in ipairs(cli.list_dir(parent) or {}) do
+    local base, pid = M.is_temp_name(name)
+    if base == last and pid and pid_alive(pid) == false then
+      os.execute("rm -rf -- " .. cli.shell_quote(parent .. "/" .. name) .. " 2>/dev/null")
+    end
+  end
   local tmp, terr = fresh_tmp_name(dir)
   if not tmp then return nil, terr end
   local mk = io.popen("mkdir -- " .. cli.shell_quote(tmp) .. " 2>&1", "r")

@@ -247,6 +247,32 @@ else H.case(SWAP_CASE, function()
   H.eq(names(parent), "d", "the old folder removed")
 end) end
 
+-- (twenty-second session, a kill -9 harness's findings) a killed writer not yet reaped (a zombie)
+-- counted as alive, so its temporary files stayed; a killed save's folder beside DIR stayed until
+-- a reader of DIR's parent cleaned it, which pretrain_toy never did
+H.case("stale temporaries: a zombie writer's go; a save removes its dead predecessors' folders", function()
+  local parent = tempdir()
+  -- sh starts a child that exits at once and becomes sleep, which never reaps it: a zombie
+  local p = assert(io.popen("sh -c 'sleep 0 & echo $!; exec sleep 2'"))
+  local zpid = assert(math.tointeger(tonumber(p:read("l"))))
+  local state
+  for _ = 1, 50 do   -- until the child has exited
+    local f = io.open("/proc/" .. zpid .. "/stat", "rb")
+    state = f and f:read("a"):match("^.*%)%s+(%a)")
+    if f then f:close() end
+    if state == "Z" then break end
+    os.execute("sleep 0.02")
+  end
+  H.eq(state, "Z", "the child is a zombie")
+  H.write(parent .. "/x.json.tmp-" .. zpid .. "-1-1", "{")
+  H.eq(table.concat(jsonio.remove_stale_temps(parent), " "), "x.json.tmp-" .. zpid .. "-1-1", "a zombie's temporary file")
+  p:close()
+  -- killed saves of d (dead PIDs) go when d is saved; another folder's stay
+  assert(os.execute("mkdir -p -- " .. q(parent .. "/d.tmp-999999-1-1/x") .. " " .. q(parent .. "/e.tmp-999999-1-1")))
+  H.ok(jsonio.write_dir_atomic(parent .. "/d", function(tmp) H.write(tmp .. "/a", "1") end), "saved")
+  H.eq(names(parent), "d e.tmp-999999-1-1", "d's dead predecessor removed, e's left to its own reader")
+end)
+
 H.case("write_dir_atomic: 'DIR/.' is DIR; '.', '..' and '/' are refused before anything is written", function()
   local parent = tempdir()
   H.ok(jsonio.write_dir_atomic(parent .. "/d/.", function(tmp) H.write(tmp .. "/a", "1") end), "DIR/.")
