@@ -373,9 +373,10 @@ end
 -- writing while it calls this). Those of another live process (a concurrent writer) stay, and
 -- so does everything when /proc is not there to tell. A temporary folder of M.write_dir_atomic
 -- (a model or checkpoint save cut short) goes with what it holds. The C writers
--- (core/io/safetensors.c: model.safetensors, config.json) use the same names. Returns the list
--- of names removed.
-function M.remove_stale_temps(dir)
+-- (core/io/safetensors.c: model.safetensors, config.json) use the same names. only (optional):
+-- the temporaries of that one name alone (M.write_dir_atomic clears its own folder's). Returns the
+-- list of names removed.
+function M.remove_stale_temps(dir, only)
   local removed = {}
   local cli = require("confit.cli")
   local names = cli.list_dir(dir)
@@ -383,7 +384,7 @@ function M.remove_stale_temps(dir)
   PID = PID or process_id()
   for _, name in ipairs(names) do
     local base, pid = M.is_temp_name(name)
-    if base and pid and (tostring(pid) == PID or pid_alive(pid) == false) then
+    if base and pid and (only == nil or base == only) and (tostring(pid) == PID or pid_alive(pid) == false) then
       local path = dir .. "/" .. name
       local gone = os.remove(path)
       if not gone and cli.is_dir(path) then
@@ -532,12 +533,7 @@ function M.write_dir_atomic(dir, fill, opts)
   local old_names = not refused and cli.exists(dir) and cli.list_dir(dir) or {}
   -- earlier saves of dir that a killed writer left (DIR.tmp-PID-... of a dead PID) go first: no
   -- reader of dir removed them (pretrain_toy kept one per killed save, twenty-second session)
-  for _, name in ipairs(cli.list_dir(parent) or {}) do
-    local base, pid = M.is_temp_name(name)
-    if base == last and pid and pid_alive(pid) == false then
-      os.execute("rm -rf -- " .. cli.shell_quote(parent .. "/" .. name) .. " 2>/dev/null")
-    end
-  end
+  M.remove_stale_temps(parent, last)
   local tmp, terr = fresh_tmp_name(dir)
   if not tmp then return nil, terr end
   local mk = io.popen("mkdir -- " .. cli.shell_quote(tmp) .. " 2>&1", "r")
