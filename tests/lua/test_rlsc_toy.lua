@@ -413,12 +413,16 @@ H.case("--resume of a finished run that stops on the way: its results wait in su
   -- the resumed run stops in training (in-process, train.run replaced by a failure)
   local train = require "confit.train"
   local real_run = train.run
-  train.run = function() error("stopped on the way", 0) end
   local main = dofile("recipes/rlsc.lua")
-  local ok, err = pcall(main, {"--checkpoint-every", "1", "--no-eval", "--questions-per-step", "1", "--n", "2",
-                               "--steps", "4", "--resume", "--out", d, "--quiet"})
-  train.run = real_run
-  H.ok(not ok and tostring(err):find("stopped on the way", 1, true), tostring(err))
+  -- a --resume of d to `steps` whose training fails with `why`
+  local function resume_stopped(steps, why)
+    train.run = function() error(why, 0) end
+    local ok, err = pcall(main, {"--checkpoint-every", "1", "--no-eval", "--questions-per-step", "1", "--n", "2",
+                                 "--steps", tostring(steps), "--resume", "--out", d, "--quiet"})
+    train.run = real_run
+    H.ok(not ok and tostring(err):find(why, 1, true), tostring(err))
+  end
+  resume_stopped(4, "stopped on the way")
   local s = d .. "/superseded"
   H.eq(slurp(s .. "/summary.json"), '{"finished": true}\n', "superseded/summary.json")
   H.eq(slurp(s .. "/eval_after.jsonl"), '{"id": 7}\n', "superseded/eval_after.jsonl")
@@ -435,11 +439,7 @@ H.case("--resume of a finished run that stops on the way: its results wait in su
   -- a finished run resumed when an older superseded/ is left over: the older one is replaced
   spit(d .. "/summary.json", '{"second": true}\n')
   os.execute(("mkdir -p %q && echo old > %q/summary.json && echo x > %q/stray"):format(s, s, s))
-  train.run = function() error("stopped again", 0) end
-  ok, err = pcall(main, {"--checkpoint-every", "1", "--no-eval", "--questions-per-step", "1", "--n", "2",
-                         "--steps", "5", "--resume", "--out", d, "--quiet"})
-  train.run = real_run
-  H.ok(not ok and tostring(err):find("stopped again", 1, true), tostring(err))
+  resume_stopped(5, "stopped again")
   H.eq(slurp(s .. "/summary.json"), '{"second": true}\n', "the newest finished run's summary kept")
   H.ok(not slurp(s .. "/stray"), "the older superseded/ replaced")
   H.ok(not slurp(s .. "/.moving"), "the move's marker gone once every file moved")
@@ -451,11 +451,7 @@ H.case("--resume of a finished run that stops on the way: its results wait in su
   spit(s .. "/.moving", '{"moving": ["eval_after.jsonl", "summary.json"]}\n')
   spit(s .. "/eval_after.jsonl", '{"id": 9}\n')
   spit(d .. "/summary.json", '{"third": true}\n')
-  train.run = function() error("stopped a third time", 0) end
-  ok, err = pcall(main, {"--checkpoint-every", "1", "--no-eval", "--questions-per-step", "1", "--n", "2",
-                         "--steps", "6", "--resume", "--out", d, "--quiet"})
-  train.run = real_run
-  H.ok(not ok and tostring(err):find("stopped a third time", 1, true), tostring(err))
+  resume_stopped(6, "stopped a third time")
   H.eq(slurp(s .. "/eval_after.jsonl"), '{"id": 9}\n', "what had moved is kept")
   H.eq(slurp(s .. "/summary.json"), '{"third": true}\n', "and the rest moved after it")
   H.ok(not slurp(d .. "/summary.json") and not slurp(s .. "/.moving"), "nothing left at the top; marker gone")
