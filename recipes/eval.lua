@@ -14,8 +14,9 @@
 -- Writes OUT/<benchmark>/{config.json, eval_before.jsonl, eval_before.settings.json, summary.json}
 -- per docs/RUNDIR.md,
 -- and OUT/summary.json with every benchmark of this invocation; prints the summary table.
--- Re-running with the same OUT resumes: finished problems are not generated again. A resume is
--- refused (one line; --no-resume starts over) when the records' settings file is missing or
+-- Re-running with the same OUT resumes: finished problems are not generated again (--no-resume
+-- starts over, keeping the earlier results in OUT/superseded/<benchmark> until it finishes). A
+-- resume is refused (one line; --no-resume starts over) when the records' settings file is missing or
 -- unreadable, the settings changed, another model (folder or weights), device or dtype wrote them,
 -- or a finished problem's question or answer changed in the data.
 -- OUT defaults to runs/eval-<model folder name>-<mode>; eval refuses an OUT holding another
@@ -59,7 +60,9 @@ usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [option
   --no-resume            start over; by default a rerun with the same OUT keeps the finished
                          problems, and stops when their settings file is missing or unreadable,
                          the decoding settings, the model (folder or weights), device or dtype
-                         changed, or the data file changed a question or answer of a kept problem
+                         changed, or the data file changed a question or answer of a kept problem.
+                         The earlier results wait in OUT/superseded/<benchmark> until the
+                         restart finishes (a restart stopped on the way loses none of them)
   --device cpu|cuda      default cpu; --dtype bf16|f32 applies to cuda (default bf16; the CPU
                          computes in f32)
   --progress bar|plain|off
@@ -155,6 +158,14 @@ function M.parse_args(argv)
 end
 
 local file_exists = require("confit.cli").can_read
+
+-- A restart (--no-resume) keeps a benchmark's earlier results, OUT/<name> whole, in
+-- OUT/superseded/<name> until it has written its own summary (docs/RUNDIR.md): one rename, so a
+-- restart stopped at any moment loses none of them. A restart stopped on the way leaves records
+-- of its own and no summary.json beside superseded/<name>: the next restart drops those and
+-- keeps the superseded results; finished results (summary.json) take the older ones' place.
+local SUPERSEDED = "superseded"
+
 
 local function basename(p)
   p = p:gsub("/+$", "")
@@ -256,9 +267,10 @@ function M.problem_sets(o)
       die("%s '%s' names the benchmark's folder inside --out: give a name without '/' that is not '', '.' or '..'",
           o.name and "--name" or "--data's base name", name)
     end
-    if name == "summary.json" or name == ".lock" or jsonio.is_temp_name(name) then
+    if name == "summary.json" or name == ".lock" or name == SUPERSEDED or jsonio.is_temp_name(name) then
       die("%s '%s' names the benchmark's folder inside --out, where eval keeps its own %s: give another name",
-          o.name and "--name" or "--data's base name", name, name == ".lock" and "lock" or "files")
+          o.name and "--name" or "--data's base name", name,
+          name == ".lock" and "lock" or name == SUPERSEDED and "restarts' earlier results" or "files")
     end
     sets[#sets + 1] = {name = name, problems = items, source = o.data}
   end
@@ -313,7 +325,7 @@ function M.foreign_out(out, names)
   -- anything before the twenty-second session (--out / or --out $HOME scattered records there).
   -- Beside an eval run (its summary.json, a benchmark folder with eval's config.json) other files
   -- may stand (a report.html of it)
-  local own = {[".lock"] = true, ["summary.json"] = true}
+  local own = {[".lock"] = true, ["summary.json"] = true, [SUPERSEDED] = true}
   for _, name in ipairs(names) do own[name] = true end
   local list = cli.is_dir(out) and cli.list_dir(out) or {}
   table.sort(list)
@@ -334,6 +346,26 @@ function M.foreign_out(out, names)
 end
 
 local function iso_now() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
+
+local function set_aside(out, name, dir)
+  local kept = out .. "/" .. SUPERSEDED .. "/" .. name
+  local finished = file_exists(dir .. "/summary.json")
+  if not (finished or file_exists(dir .. "/eval_before.jsonl")) then return nil end
+  if cli.exists(kept) and not finished then
+    os.remove(dir .. "/eval_before.jsonl")     -- an unfinished restart's: the superseded results stay
+    return nil
+  end
+  cli.remove_tree(kept)
+  local ok, err = cli.make_dir(out .. "/" .. SUPERSEDED)
+  if not ok then die("--out %s: %s", out, err) end
+  local moved, merr = os.rename(dir, kept)
+  if not moved then die("--out %s: cannot move %s's earlier results into %s/: %s", out, name, SUPERSEDED, tostring(merr)) end
+  local confit = require "confit"
+  confit.fsync(out .. "/" .. SUPERSEDED); confit.fsync(out)
+  ok, err = cli.make_dir(dir)
+  if not ok then die("--out %s: %s", out, err) end
+  return kept
+end
 
 function M.main(argv)
   local o = M.parse_args(argv)
@@ -483,6 +515,10 @@ function M.main(argv)
   for _, plan in ipairs(plans) do
     local set, dir, cfg = plan.set, plan.dir, plan.cfg
     cfg.started_at = iso_now()
+    if not plan.eopts.resume then
+      local kept = set_aside(out, set.name, dir)
+      if kept then print(("eval: %s: --no-resume: the earlier results wait in %s until this run finishes"):format(set.name, kept)) end
+    end
     local wok, werr = jsonio.write_json_atomic(dir .. "/config.json", cfg)
     if not wok then die("cannot write %s/config.json: %s", dir, tostring(werr)) end
     -- the summary of the records as they were goes: evaluate.run writes this run's when it ends
@@ -499,7 +535,10 @@ function M.main(argv)
     end
     summaries[#summaries + 1] = summary
     bench_summaries[set.name] = {before = summary}
+    -- this benchmark's results are whole again: the ones a restart set aside go
+    cli.remove_tree(out .. "/" .. SUPERSEDED .. "/" .. set.name)
   end
+  os.remove(out .. "/" .. SUPERSEDED)   -- when empty
   local top = {recipe = "eval", name = basename(out), model = o.model, mode = mode,
                benchmarks = {}, n = n, greedy = not o["no-greedy"], device = device}
   for _, set in ipairs(sets) do top.benchmarks[#top.benchmarks + 1] = set.name end

@@ -615,9 +615,7 @@ local function check_out_dir(o)
   take_lock(o)
 end
 
-local function remove_tree(path)
-  if cli.exists(path) then os.execute("rm -rf -- " .. cli.shell_quote(path)) end
-end
+local remove_tree = cli.remove_tree
 
 -- A finished run resumed from a checkpoint keeps its results here until the resumed run has
 -- written its own summary.json (docs/RUNDIR.md)

@@ -526,6 +526,11 @@ function M.list_dir(dir)
   return names
 end
 
+--- Remove path and everything below it, when it exists (rm -rf).
+function M.remove_tree(path)
+  if M.exists(path) then os.execute("rm -rf -- " .. M.shell_quote(path)) end
+end
+
 --- Create directory dir (and its parents): true, or nil and a one-line message when that fails
 --- or dir is a file, with mkdir's reason in brackets ("Not a directory", "Read-only file system").
 function M.make_dir(dir)

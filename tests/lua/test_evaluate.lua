@@ -885,22 +885,58 @@ H.case("recipes/eval.lua: ids checked on the whole file before anything is writt
   H.eq(#assert(jsonio.read_jsonl(dout .. "/dupdata/eval_before.jsonl")), 3, "3 records for 3 problems, none twice")
   -- a restart (--no-resume) removes the old summaries before it writes any record
   H.ok(io.open(dout .. "/dupdata/summary.json", "rb") and io.open(dout .. "/summary.json", "rb"), "summaries there")
-  -- (in-process: evaluate.run stands in for a run stopped on the way, and says what it found)
+  -- (in-process: evaluate.run stands in for a run stopped on the way, after `first` problems
+  -- when given, and says what it found)
   local evaluate = require "confit.evaluate"
   local real_run, found = evaluate.run, nil
-  evaluate.run = function()
-    found = {bench = io.open(dout .. "/dupdata/summary.json", "rb") ~= nil, top = io.open(dout .. "/summary.json", "rb") ~= nil}
-    error("evaluate: stopped on the way", 0)
+  local rp = dout .. "/dupdata/eval_before.jsonl"
+  local kept_rp = dout .. "/superseded/dupdata/eval_before.jsonl"
+  local function restart_stopped(first)
+    found = nil
+    evaluate.run = function(m, problems, opts)
+      found = {bench = io.open(dout .. "/dupdata/summary.json", "rb") ~= nil, top = io.open(dout .. "/summary.json", "rb") ~= nil}
+      if first then
+        local o = {}
+        for k, v in pairs(opts) do o[k] = v end
+        o.summary_file = false
+        real_run(m, table.move(problems, 1, first, 1, {}), o)
+      end
+      error("evaluate: stopped on the way", 0)
+    end
+    local ok = pcall(dofile("recipes/eval.lua").main, {"--model", "examples/toy/model", "--data", data, "--template", "plain",
+                                                       "--max-new-tokens", "4", "--limit", "3", "--no-resume", "--n", "2",
+                                                       "--out", dout})
+    evaluate.run = real_run
+    H.ok(not ok and found, "the stand-in ran")
   end
-  local ok = pcall(dofile("recipes/eval.lua").main, {"--model", "examples/toy/model", "--data", data, "--template", "plain",
-                                                     "--max-new-tokens", "4", "--limit", "3", "--no-resume", "--n", "2",
-                                                     "--out", dout})
-  evaluate.run = real_run
-  H.ok(not ok and found, "the stand-in ran")
+  local finished = H.read(rp)
+  restart_stopped(1)
   H.eq(found and found.bench, false, "the benchmark's old summary.json gone before its records are redone")
   H.eq(found and found.top, false, "OUT/summary.json gone too")
+  -- (twenty-third session) the finished results wait in OUT/superseded/<name> until the restart
+  -- finishes: a restart stopped on the way lost them before
+  H.eq(H.read(kept_rp), finished, "the finished records kept whole")
+  H.ok(io.open(dout .. "/superseded/dupdata/summary.json", "rb") and io.open(dout .. "/superseded/dupdata/config.json", "rb"),
+       "with their summary and config")
+  H.eq(#assert(jsonio.read_jsonl(rp)), 1, "the stopped restart's own record")
+  -- a second restart stopped on the way keeps the finished results, not the first one's record
+  restart_stopped(nil)
+  H.eq(H.read(kept_rp), finished, "still the finished records")
+  H.eq(io.open(rp, "rb"), nil, "the unfinished restart's records dropped")
+  -- a resume of the stopped restart that finishes: the superseded results go
+  code, text = run_cmd("--model examples/toy/model --data " .. data .. " --template plain --max-new-tokens 4 --limit 3 --n 2 --out " .. dout)
+  H.eq(code, 0, text)
+  H.eq(#assert(jsonio.read_jsonl(rp)), 3, "all three records")
+  H.eq(io.open(dout .. "/superseded", "rb"), nil, "superseded/ gone with what it held")
+  -- a finished run beside an older superseded folder (its removal was cut short) takes its place
+  os.execute(("mkdir -p '%s/superseded/dupdata' && echo old > '%s/superseded/dupdata/eval_before.jsonl'"):format(dout, dout))
+  finished = H.read(rp)
+  restart_stopped(nil)
+  H.eq(H.read(kept_rp), finished, "the newer finished records kept")
+  code, text = run_cmd("--model examples/toy/model --data " .. data .. " --template plain --max-new-tokens 4 --limit 3 --out " .. dout)
+  H.eq(code, 0, text)
+  H.eq(io.open(dout .. "/superseded", "rb"), nil, "superseded/ gone once a run finished")
   -- an unreadable records line names the way out, as a damaged record's does
-  local rp = dout .. "/dupdata/eval_before.jsonl"
   local lines = {}
   for l in H.read(rp):gmatch("[^\n]+") do lines[#lines + 1] = l end
   lines[2] = lines[2]:sub(1, 20)
