@@ -15,6 +15,9 @@
  *   flushes a file's or a directory's data to the disk (fsync): the Lua writers (jsonio's
  *   atomic writes, checkpoints) sync a temporary file before renaming it and the directory
  *   after. A file system that cannot sync a directory (EINVAL, EROFS) counts as done.
+ * confit.truncate(path, size) -> true | nil, message
+ *   cuts the file path to its first size bytes in place and syncs it (ftruncate, fsync): a
+ *   torn last line of a records file goes without a copy of the file (no free space needed).
  * confit.rename_exchange(a, b) -> true | nil, message
  *   swaps the paths a and b in one atomic step (Linux renameat2 RENAME_EXCHANGE): jsonio's
  *   write_dir_atomic puts a new folder in an old one's place with it, so no crash leaves
@@ -270,6 +273,30 @@ static int l_fsync(lua_State *L) {
   return 1;
 }
 
+static int l_truncate(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_Integer size = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, size >= 0, 2, "size must be >= 0");
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  const char *what = "open";
+  int err = 0;
+  if (fd < 0) {
+    err = errno;
+  } else {
+    what = "truncate";
+    if (ftruncate(fd, (off_t)size) != 0) err = errno;
+    else if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) { what = "fsync"; err = errno; }
+    close(fd);
+  }
+  if (err) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s failed: %s", path, what, strerror(err));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_rename_exchange(lua_State *L) {
   const char *a = luaL_checkstring(L, 1), *b = luaL_checkstring(L, 2);
   if (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) != 0) {
@@ -380,7 +407,7 @@ void cf_lua_open_io(lua_State *L) {
   static const luaL_Reg lock_methods[] = {{"close", l_lock_close}, {NULL, NULL}};
   cf_lua_resource_mt(L, LOCK_MT, l_lock_close, l_lock_close, l_lock_tostring, lock_methods);
   lua_pop(L, 1);
-  static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"rename_exchange", l_rename_exchange}, {"path_kind", l_path_kind}, {"load_safetensors", l_load},
+  static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"truncate", l_truncate}, {"rename_exchange", l_rename_exchange}, {"path_kind", l_path_kind}, {"load_safetensors", l_load},
                                        {"safetensors_nonfinite", l_nonfinite}, {"stdout_ok", l_stdout_ok},
                                        {"save_safetensors", l_save}, {NULL, NULL}};
   luaL_setfuncs(L, functions, 0);

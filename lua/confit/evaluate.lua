@@ -58,7 +58,7 @@
 --    missing records are appended, so a resumed run gets the samples (and the greedy results,
 --    whose float sums depend on the batch's make-up) of an uninterrupted one.
 --  * Records are appended batch by batch; on resume a torn last line is dropped (the file is
---    rewritten without it before anything is appended), and a file written with different
+--    cut short in place before anything is appended), and a file written with different
 --    decoding settings or by another model, device or dtype (or whose settings file is lost, or
 --    does not name the model) is refused rather than mixed, as is a record whose question or
 --    answer the data file has changed since, or whose prompt_digest (the FNV-1a digest of its
@@ -556,10 +556,22 @@ local function load_done(path, ident, settings_path, problems, s)
   f:close()
   local lines = 0
   for line in text:gmatch("[^\n]+") do if line:find("%S") then lines = lines + 1 end end
-  if lines ~= #recs or (#text > 0 and text:sub(-1) ~= "\n") then
-    -- a torn last line: rewrite the file with the complete records before appending
-    local ok, werr = jsonio.write_jsonl_atomic(path, recs)
-    if not ok then fail("cannot rewrite " .. path .. ": " .. tostring(werr), 3) end
+  if lines ~= #recs then
+    -- a torn last line (read_jsonl drops one only after the last newline) is cut off in place:
+    -- no copy of the file, so no free space is needed
+    local ok, terr = require("confit").truncate(path, (text:match(".*\n()") or 1) - 1)
+    if not ok then fail("cannot cut the torn last line off " .. path .. ": " .. tostring(terr), 3) end
+  elseif #text > 0 and text:sub(-1) ~= "\n" then
+    -- a whole last record without its newline gets it before the next one is appended
+    local f, werr = io.open(path, "ab")
+    local ok = false
+    if f then
+      ok, werr = f:write("\n")
+      local closed, cerr = f:close()
+      if ok then ok, werr = closed, cerr end
+    end
+    if ok then ok, werr = jsonio.sync(path) end
+    if not ok then fail("cannot end the last line of " .. path .. ": " .. tostring(werr), 3) end
   end
   for _, r in ipairs(recs) do
     if type(r) == "table" and r.id ~= nil then done[tostring(r.id)] = r end

@@ -42,6 +42,7 @@ return {
   ["jsonio.remove_stale_temps"] = "jsonio.remove_stale_temps(dir [, only]) -> names: remove the atomic writers' temporary files whose writing process is gone (only: those of that one name)",
   ["confit.path_kind"] = "confit.path_kind(path) -> \"file\" | \"dir\" | \"link\" | \"other\" | nil, msg, errno: what the directory entry at path is (lstat; a link is not followed)",
   ["confit.rename_exchange"] = "confit.rename_exchange(a, b) -> true | nil, msg: swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE; jsonio.write_dir_atomic puts a new folder in an old one's place with it); nil, msg where the file system cannot",
+  ["confit.truncate"] = "confit.truncate(path, size) -> true | nil, msg: cut a file to its first size bytes in place and sync it (a torn last line of records goes without a copy)",
   ["confit.fsync"] = "confit.fsync(path) -> true | nil, msg: flush a file's or a directory's data to the disk (the atomic writers sync before renaming)",
   ["confit.load_safetensors"] = "confit.load_safetensors(path) -> table | nil, msg: name -> tensor from a .safetensors file (mmap, strictly validated)",
   ["confit.safetensors_nonfinite"] = "confit.safetensors_nonfinite(path) -> name | false | nil, msg: the first float tensor of a .safetensors file holding NaN or inf, read in place (nothing copied), or false",

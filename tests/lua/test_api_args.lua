@@ -46,7 +46,7 @@ H.case("every documented name is called", function()
   local help = require "confit.repl_help"
   local have = {}
   for _, f in ipairs(FUNCS) do have[f[1]] = true end
-  local left_out = {["confit.fsync"] = "writes", ["confit.rename_exchange"] = "renames files", ["confit.lock"] = "locks a file", ["confit.save_safetensors"] = "writes",
+  local left_out = {["confit.fsync"] = "writes", ["confit.truncate"] = "writes", ["confit.rename_exchange"] = "renames files", ["confit.lock"] = "locks a file", ["confit.save_safetensors"] = "writes",
                     ["confit.profile"] = "runs its argument", ["jsonio.write_json_atomic"] = "writes",
                     ["jsonio.remove_stale_temps"] = "removes files", ["report.write"] = "writes", ["m:save"] = "writes",
                     ["m:free"] = "frees the model", ["m:init_random_cuda"] = "needs a GPU", ["tok:free"] = "frees the tokenizer", ["train.run"] = "trains",

@@ -254,6 +254,8 @@ H.case("resume skips finished problems, tolerates a torn last line, refuses othe
   local last_start = text:sub(1, -2):match(".*()\n") + 1
   local torn = text:sub(1, last_start + 40)
   fh = assert(io.open(path, "wb")); fh:write(torn); fh:close()
+  local function inode() local p = io.popen("stat -c %i '" .. path .. "'"); local i = p:read("a"); p:close(); return i end
+  local torn_inode = inode()
   local f3 = fake(SCRIPT)
   local s3 = evaluate.run(nil, PROBLEMS, opts(f3))
   H.eq(f3.calls, 2, "only the torn problem is regenerated (greedy + samples)")
@@ -262,6 +264,17 @@ H.case("resume skips finished problems, tolerates a torn last line, refuses othe
   local recs = assert(jsonio.read_jsonl(path))
   H.eq(#recs, 3, "three complete lines, no torn one left")
   H.eq(recs[3].id, 3)
+  -- (twenty-third session) the torn line is cut off in place: the whole lines stay byte for
+  -- byte (they were written again from their decoded records before)
+  H.eq(H.read(path):sub(1, last_start - 1), text:sub(1, last_start - 1), "the kept lines as they were")
+  H.eq(inode(), torn_inode, "the same file, cut, not a copy")
+  -- a last record whole but for its newline keeps it and gets the newline
+  local whole = H.read(path)
+  fh = assert(io.open(path, "wb")); fh:write(whole:sub(1, -2)); fh:close()
+  local f3b = fake(SCRIPT)
+  local s3b = evaluate.run(nil, PROBLEMS, opts(f3b))
+  H.eq(f3b.calls, 0, "nothing generated"); H.eq(s3b.resumed, 3)
+  H.eq(H.read(path), whole, "the newline back, nothing else changed")
   -- more problems than before: only the new one is generated
   local more = {PROBLEMS[1], PROBLEMS[2], PROBLEMS[3],
                 {id = 4, question = "Q-one: again", answer = "5"}}
