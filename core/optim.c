@@ -303,11 +303,6 @@ cf_optim *cf_optim_new(const cf_optim_config *cfg, cf_tensor *const *params, int
              cf_shape_str(p, b, sizeof b));
       return NULL;
     }
-    if (p->storage->readonly) {
-      CF_ERR("%s: parameter %d %s is read-only (a file mapping); clone it first", k, i + 1,
-             cf_shape_str(p, b, sizeof b));
-      return NULL;
-    }
     for (int j = 0; j < i; j++) {
       if (params[j] == p) { CF_ERR("%s: parameter %d is the same tensor as parameter %d", k, i + 1, j + 1); return NULL; }
       if (params_overlap(params[j], p)) {

@@ -137,20 +137,6 @@ static cf_storage *storage_alloc(cf_device dev, size_t nbytes, bool zero) {
 cf_storage *cf_storage_new(cf_device dev, size_t nbytes) { return storage_alloc(dev, nbytes, true); }
 cf_storage *cf_storage_new_uninit(cf_device dev, size_t nbytes) { return storage_alloc(dev, nbytes, false); }
 
-cf_storage *cf_storage_wrap(void *data, size_t nbytes, cf_device dev,
-                            void (*release)(cf_storage *), void *ctx, bool readonly) {
-  cf_storage *s = calloc(1, sizeof *s);
-  if (!s) { CF_ERR("out of memory allocating a storage header"); return NULL; }
-  s->refcount = 1;
-  s->device = dev;
-  s->data = data;
-  s->nbytes = nbytes;
-  s->release = release;
-  s->ctx = ctx;
-  s->readonly = readonly;
-  return s;
-}
-
 void cf_storage_retain(cf_storage *s) { if (s) s->refcount++; }
 
 void cf_storage_release(cf_storage *s) {
@@ -850,7 +836,6 @@ static int copy_impl(const char *op, cf_tensor *dst, cf_tensor *src, bool checke
     return CF_ERR("%s: shapes differ: %s <- %s", op, cf_shape_str(dst, a, sizeof a),
                   cf_shape_str(src, b, sizeof b));
   }
-  if (dst->storage->readonly) return CF_ERR("%s: destination is read-only (a file mapping)", op);
   if (copy_overlaps(dst, src)) {
     cf_tensor *tmp = cf_tensor_clone(src);
     if (!tmp) return -1;
@@ -897,7 +882,6 @@ int cf_tensor_copy_(cf_tensor *dst, cf_tensor *src) { return copy_named("copy_",
 
 int cf_tensor_fill_(cf_tensor *t, double value) {
   if (check_fits("fill_", "value", t->dtype, value)) return -1;
-  if (t->storage->readonly) return CF_ERR("fill_: the tensor is read-only (a file mapping)");
   if (cf_tensor_device(t) != CF_DEVICE_CPU) {
     cf_tensor *c = cf_tensor_full(t->ndim, t->shape, t->dtype, value);
     if (!c) return -1;

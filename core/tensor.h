@@ -1,7 +1,7 @@
 /* tensor.h - storages and tensors: the data every other part of confit passes around.
  *
- * A storage owns refcounted bytes on one device (CPU memory from malloc or a read-only file
- * mapping; CUDA memory from the caching allocator). A tensor is a view on a storage: dtype,
+ * A storage owns refcounted bytes on one device (CPU memory from malloc; CUDA memory from the
+ * caching allocator). A tensor is a view on a storage: dtype,
  * shape, strides (in elements) and an offset (in elements). Views (narrow, select, transpose,
  * permute, view, expand) share the storage and copy nothing. New storages are zero-filled, except
  * those from the _uninit functions (contents undefined; 0xFF bytes in poison mode, CONFIT_POISON=1).
@@ -50,10 +50,8 @@ struct cf_storage {
   cf_device device;
   void *data;
   size_t nbytes;
-  /* Frees data (and ctx); NULL means free(data). Called when refcount drops to 0. */
+  /* Frees data; NULL means free(data). Called when refcount drops to 0. */
   void (*release)(cf_storage *s);
-  void *ctx;
-  bool readonly; /* e.g. a read-only file mapping: writes must copy first */
   uint64_t version; /* bumped by every in-place write (see the header) */
 };
 
@@ -86,8 +84,6 @@ cf_storage *cf_storage_new(cf_device dev, size_t nbytes);      /* zero-filled */
 /* Like cf_storage_new but the bytes are left as they come (no zero-fill pass): for buffers the
  * caller overwrites completely. In poison mode they are 0xFF bytes instead (see below). */
 cf_storage *cf_storage_new_uninit(cf_device dev, size_t nbytes);
-cf_storage *cf_storage_wrap(void *data, size_t nbytes, cf_device dev,
-                            void (*release)(cf_storage *), void *ctx, bool readonly);
 void cf_storage_retain(cf_storage *s);
 void cf_storage_release(cf_storage *s);
 /* Hook run once when an allocation fails, before retrying (the Lua face installs a full GC). */

@@ -907,7 +907,8 @@ static int gen_gemm(gen_engine *e, const void *W, const void *X, int ldx, float 
 
 /* x (A, D) += X (A, in; ldx) @ W (D, in)^T: the residual GEMMs (o_proj, down); folded, through
  * skinny.cu leaving the sums of squares of the new x for the next norm (gen_resid). In a decode
- * step with CONFIT_GEN_SPLITK=s (opt-in, not yet run on a GPU) the GEMM is s GEMMs over parts of
+ * step with CONFIT_GEN_SPLITK=s (opt-in: 2.20 ms against 2.17 at s = 4 on an H200, eleventh
+ * session; not yet beside the tensor-core attention) the GEMM is s GEMMs over parts of
  * K in one strided-batched call, s times the thread blocks of one on these skinny shapes (on an
  * H200 cuBLAS streamed the down weights at 51 % of the copy bandwidth, o_proj's at 20 %), each
  * writing its partial product; the next k_rmsnorm adds them into x, so no kernel is added. The

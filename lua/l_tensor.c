@@ -1028,7 +1028,6 @@ static int64_t index_offset(lua_State *L, const cf_tensor *t, int first, int giv
 static void check_cpu_writable(lua_State *L, const cf_tensor *t, const char *fn) {
   if (cf_tensor_device(t) != CF_DEVICE_CPU)
     luaL_error(L, "%s: the tensor is on %s; element writes need a CPU tensor", fn, cf_device_name(cf_tensor_device(t)));
-  if (t->storage->readonly) luaL_error(L, "%s: the tensor is read-only (a file mapping); clone it first", fn);
 }
 
 static int m_get(lua_State *L) {
@@ -1076,7 +1075,6 @@ static int m_set(lua_State *L) {
 static int m_fill_(lua_State *L) {
   cf_tensor *t = cf_lua_checktensor(L, 1);
   double v = luaL_checknumber(L, 2);
-  if (t->storage->readonly) luaL_error(L, "fill_: the tensor is read-only (a file mapping); clone it first");
   int rc;
   CF_LUA_CORE(L, rc = cf_tensor_fill_(t, v));
   if (rc) cf_lua_error(L);

@@ -196,7 +196,8 @@ static void print_usage(FILE *f) {
           ":time (wall time of each command; on when stdin is a terminal), :complete text, :quit.\n"
           "Fed from a pipe or a file, the REPL goes on after an error and exits with status 1.\n"
           "Environment: CONFIT_LUA_DIR (pure-Lua modules), CONFIT_HISTORY (REPL history file,\n"
-          "default ~/.confit_history; empty = none).\n",
+          "default ~/.confit_history; empty = none), CONFIT_PROGRESS (bar, plain or off: the\n"
+          "recipes' progress lines; default bar on a terminal, else plain).\n",
           progname);
 }
 

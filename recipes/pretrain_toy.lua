@@ -31,9 +31,9 @@
 -- folder, or a model folder this recipe could have written (config.json of a qwen2 with the
 -- toy's 257 ids, model.safetensors, and nothing but the files listed in MODEL_FILES); anything
 -- else is refused. The model folder is written as m:save writes one (jsonio.write_dir_atomic):
--- into a new sibling folder <out>.tmp-PID-TIME-SERIAL, synced, then put in place by renames (an
--- old folder set aside as <out>.old-PID-TIME-SERIAL and removed once the new one is in place); no
--- other file is touched. Training is costly, so when --out is refused after it, or the renames
+-- into a new sibling folder <out>.tmp-PID-TIME-SERIAL, synced, then swapped with the old folder
+-- in one step (renameat2 RENAME_EXCHANGE; where the file system cannot, by two renames through
+-- <out>.old-PID-TIME-SERIAL), the old one then removed; no other file is touched. Training is costly, so when --out is refused after it, or the renames
 -- fail, the model is kept in <out>.kept-PID-TIME-SERIAL and the error names that folder.
 local confit = require "confit"
 local model = require "confit.model"

@@ -75,7 +75,6 @@ local evaluate = {}
 
 evaluate.KS = {1, 2, 4, 8, 16}
 evaluate.STOP_TOKENS = {"<|im_end|>", "<|endoftext|>"}
-evaluate.DEFAULT_TEMPLATE = {qwen = "qwen25-math-cot", strict = "strict"}
 
 -- The mode's template for a model (a confit.model with .dir, or a folder path): the prompt in
 -- the model's chat format (confit.chat.family), ChatML when that is unknown or there is no model.

@@ -64,7 +64,6 @@ local function encode_string(s)
     return ESC[c] or string.format("\\u%04x", c:byte())
   end) .. '"'
 end
-M.encode_string = encode_string
 
 -- Text of a number with enough digits to read back the same double.
 function M.write_number(x, path)

@@ -75,7 +75,6 @@ local function spread(lo, hi, d0)
   end
   return lo, hi
 end
-M.spread = spread
 
 local function basename(p)
   p = p:gsub("/+$", "")
@@ -89,7 +88,6 @@ local function trunc(s, n)
   if len <= n then return s end
   return s:sub(1, utf8.offset(s, n) - 1) .. "…"
 end
-M.truncate = trunc
 
 local file_exists = require("confit.cli").can_read
 
@@ -105,7 +103,6 @@ local function num(x, digits)
   local s = fmt("%." .. (digits or 4) .. "g", x)
   return s
 end
-M.format_number = num
 
 local function pct(x) return finite(x) and fmt("%.1f", 100 * x) or "–" end
 
