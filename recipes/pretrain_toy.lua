@@ -1,6 +1,6 @@
 -- recipes/pretrain_toy.lua: supervised next-token pretraining of the toy model from random init.
 --
---   confit recipes/pretrain_toy.lua [--out examples/toy/model] [--steps 1500] [--batch 64]
+--   confit recipes/pretrain_toy.lua [--out DIR] [--steps 1500] [--batch 64]
 --       [--lr 3e-3] [--warmup 20] [--seed 1] [--task mixed] [--eval-every 100]
 --       [--eval-questions 100] [--layers 3] [--hidden 128] [--heads 2] [--ffn 336] [--std 0.08]
 --
@@ -26,15 +26,16 @@
 -- evaluation is printed so the point can be chosen; the final model is evaluated on
 -- --eval-questions held-out questions and its metrics are written beside it (metrics.json).
 --
--- --out (default: the shipped checkpoint, which this recipe regenerates) is checked before the
--- training, and again after it (it may have changed meanwhile): it may be missing, an empty
+-- --out (default runs/pretrain_toy-<UTC time>; `--out examples/toy/model` remakes the shipped
+-- checkpoint: until the twenty-third session that was the default, and a short trial run
+-- replaced it) is checked before the training, and again after it (it may have changed meanwhile): it may be missing, an empty
 -- folder, or a model folder this recipe could have written (config.json of a qwen2 with the
 -- toy's 257 ids, model.safetensors, and nothing but the files listed in MODEL_FILES); anything
 -- else is refused. The model folder is written as m:save writes one (jsonio.write_dir_atomic):
 -- into a new sibling folder <out>.tmp-PID-TIME-SERIAL, synced, then swapped with the old folder
 -- in one step (renameat2 RENAME_EXCHANGE; where the file system cannot, by two renames through
--- <out>.old-PID-TIME-SERIAL), the old one then removed; no other file is touched. Training is costly, so when --out is refused after it, or the renames
--- fail, the model is kept in <out>.kept-PID-TIME-SERIAL and the error names that folder.
+-- <out>.old-PID-TIME-SERIAL), the old one then removed; no other file is touched. Training is
+-- costly, so when --out is refused after it, or the renames fail, the model is kept in <out>.kept-PID-TIME-SERIAL and the error names that folder.
 local confit = require "confit"
 local model = require "confit.model"
 local toy = require "confit.toy"
@@ -47,7 +48,7 @@ local cli = require "confit.cli"
 local die = cli.die_for("pretrain_toy")
 
 local SPEC = {
-  out = {"string", "examples/toy/model"},
+  out = {"string", nil, shown = "runs/pretrain_toy-<UTC time>"},
   steps = {"int", 1500, min = 1},
   batch = {"int", 64, min = 1, max = 100000},   -- rlsc's bound on the toy's questions (drawn distinct)
   lr = {"number", 3e-3, min = 0},
@@ -150,6 +151,7 @@ local function main(argv)
   if o.hidden % o.heads ~= 0 or (o.hidden // o.heads) % 2 ~= 0 then
     die("--hidden %d must be --heads %d times an even head size", o.hidden, o.heads)
   end
+  o.out = o.out or ("runs/pretrain_toy-" .. os.date("!%Y%m%d-%H%M%S"))
   local out = o.out:gsub("/+$", "")
   if out == "" then die("--out must name a folder") end
   local bad = out_refused(out)

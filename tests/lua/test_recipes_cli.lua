@@ -440,6 +440,22 @@ H.case("pretrain_toy: an --out holding other files is refused in one line and le
   H.ok(cli.is_dir(dir .. "/precious"), "precious/ kept")
 end)
 
+H.case("pretrain_toy: the default --out is a new runs/ folder, not the shipped checkpoint", function()
+  -- (twenty-third session, a review's finding) a short trial run replaced examples/toy/model
+  local dir = TMP .. "/pt_default"
+  assert(os.execute("mkdir -p " .. q(dir)))
+  local abs = io.popen("pwd"):read("l")
+  local exe = EXE:sub(1, 1) == "/" and EXE or (abs .. "/" .. EXE)
+  local outf = TMP .. "/pt_default.out"
+  local ok = os.execute(("cd %s && %s %s/recipes/pretrain_toy.lua --steps 1 --batch 1 --eval-every 0 --eval-questions 1 "
+    .. "--layers 1 --hidden 4 --heads 1 --ffn 2 > %s 2>&1"):format(q(dir), q(exe), q(abs), q(outf)))
+  local text = read(outf) or ""
+  H.ok(ok, text)
+  local saved = text:match("saved (runs/pretrain_toy%-%d+%-%d+)")
+  H.ok(saved, "saved where: " .. text)
+  H.ok(saved and cli.exists(dir .. "/" .. saved .. "/model.safetensors"), "the model is in " .. tostring(saved))
+end)
+
 H.case("a failure of the machine (a full disk) is one line without positions; a lost standard output is exit 1; a lock that cannot be taken says why", function()
   -- (a full disk while rlsc wrote a checkpoint ended in a traceback; eval, ablate and report
   -- exited 0 with their table lost on a full stdout; an uncreatable lock file read "in use")
