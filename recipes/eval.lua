@@ -19,7 +19,8 @@
 -- resume is refused (one line; --no-resume starts over) when the records' settings file is missing or
 -- unreadable, the settings changed, another model (folder or weights), device or dtype wrote them,
 -- or a finished problem's question or answer changed in the data.
--- OUT defaults to runs/eval-<model folder name>-<mode>; eval refuses an OUT holding another
+-- OUT defaults to runs/eval-<model folder name>-<mode> (a folder named model or checkpoint-N
+-- with its parent's name before it: runs/eval-toy-model-qwen); eval refuses an OUT holding another
 -- recipe's run (its config.json or summary.json, an ablate grid's grid.json or results.csv, a
 -- training run's steps.jsonl), never writing into it.
 --
@@ -52,11 +53,12 @@ usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [option
   --limit K              first K problems of each benchmark (toy: K questions)
   --toy-questions N      held-out toy questions (default 500, at most 10000); --toy-seed S (default 1)
   --batch-size B         problems per generate call (default 8); --seed S (default 0)
-  --out DIR              default runs/eval-<model>-<mode>; a new or empty folder, or one of
-                         eval's (its summary.json or benchmark folders of earlier evals); not
-                         a folder holding other things and no eval run, nor another recipe's
-                         run (config.json or summary.json that eval did not write, an ablate
-                         grid's grid.json or results.csv, a training run's steps.jsonl)
+  --out DIR              default runs/eval-<model>-<mode> (<model>: the folder's name, after
+                         its parent's when it is model or checkpoint-N); a new or empty folder,
+                         or one of eval's (its summary.json or benchmark folders of earlier
+                         evals); not a folder holding other things and no eval run, nor another
+                         recipe's run (config.json or summary.json that eval did not write, an
+                         ablate grid's grid.json or results.csv, a training run's steps.jsonl)
   --no-resume            start over; by default a rerun with the same OUT keeps the finished
                          problems, and stops when their settings file is missing or unreadable,
                          the decoding settings, the model (folder or weights), device or dtype
@@ -170,6 +172,19 @@ local SUPERSEDED = "superseded"
 local function basename(p)
   p = p:gsub("/+$", "")
   return p:match("([^/]+)$") or p
+end
+
+-- The model's name in the default OUT: its folder's name, and its parent folder's before it when
+-- that name says nothing of which model it is ("model", "checkpoint-20": every rlsc --save-model
+-- and the toy model were all runs/eval-model-<mode>, so a second model's eval met the first's
+-- records)
+local function model_label(dir)
+  local name = basename(dir)
+  if name == "model" or name:match("^checkpoint%-%d+$") then
+    local parent = basename((dir:gsub("/+$", "")):match("^(.*)/[^/]*$") or "")
+    if parent ~= "" and parent ~= "." and parent ~= ".." then name = parent .. "-" .. name end
+  end
+  return name
 end
 
 -- bench.load's error message without its "bench.load: " prefix (it names the file and line).
@@ -409,7 +424,7 @@ function M.main(argv)
 
   -- --dtype applies to cuda; the CPU computes in f32
   local dtype = device == "cuda" and (o.dtype or "bf16") or "f32"
-  local out = o.out or ("runs/eval-" .. basename(o.model) .. "-" .. mode)
+  local out = o.out or ("runs/eval-" .. model_label(o.model) .. "-" .. mode)
   local names = {}
   for i, set in ipairs(sets) do names[i] = set.name end
   local foreign, kind = M.foreign_out(out, names)

@@ -857,6 +857,20 @@ local function run_cmd(args)
   return (ok and 0 or code), text
 end
 
+H.case("recipes/eval.lua: the default --out names a model folder called model after its parent", function()
+  -- (twenty-third session, a review's finding) the toy model and every rlsc --save-model folder
+  -- all defaulted to runs/eval-model-qwen, so the second model's eval met the first's records
+  local dir = TMP .. "/default-out"
+  os.execute(("mkdir -p '%s'"):format(dir))
+  local abs = io.popen("pwd"):read("l")
+  local exe = EXE:sub(1, 1) == "/" and EXE or (abs .. "/" .. EXE)
+  local outf = TMP .. "/default-out.txt"
+  local ok = os.execute(("cd '%s' && '%s' '%s/recipes/eval.lua' --model '%s/examples/toy/model' --bench toy --limit 1 "
+                         .. "--max-new-tokens 2 --n 1 --progress off > '%s' 2>&1"):format(dir, exe, abs, abs, outf))
+  H.ok(ok, H.read(outf))
+  H.ok(io.open(dir .. "/runs/eval-toy-model-qwen/summary.json", "rb"), "runs/eval-toy-model-qwen: " .. H.read(outf))
+end)
+
 H.case("recipes/eval.lua refuses an ablate grid folder or a training run as --out, writing nothing", function()
   -- (seventeenth session) eval wrote its summary.json into an ablate grid: the report then showed
   -- the eval run alone, and ablate refused to continue its own folder
