@@ -935,16 +935,23 @@ local function check_method_batch(who, canon, batch, opts, level)
   end
 end
 
--- an error unless a method gave a scalar loss tensor and a metrics table (or nil)
+-- an error unless a method gave a scalar loss tensor and a metrics table (or nil); the message
+-- names where the method is defined (the error's position is the caller of rl.loss / rl.backward,
+-- train.lua under a recipe, not the method that returned the wrong thing)
 local function check_result(canon, loss, met)
+  local function fail(fmt, ...)
+    local info = type(rl.methods[canon]) == "function" and debug.getinfo(rl.methods[canon], "S")
+    local at = info and info.what == "Lua" and (" (defined at %s:%d)"):format(info.short_src, info.linedefined) or ""
+    error(("rl: method %s%s " .. fmt):format(canon, at, ...), 4)
+  end
   if not confit.is_tensor(loss) then
-    error(("rl: method %s must return a loss tensor (and a metrics table), got %s"):format(canon, show(loss)), 3)
+    fail("must return a loss tensor (and a metrics table), got %s", show(loss))
   end
   if loss:numel() ~= 1 then
-    error(("rl: method %s must return a scalar loss tensor, got one of %d elements"):format(canon, loss:numel()), 3)
+    fail("must return a scalar loss tensor, got one of %d elements", loss:numel())
   end
   if met ~= nil and type(met) ~= "table" then
-    error(("rl: method %s must return a metrics table (or nil) after its loss, got %s"):format(canon, show(met)), 3)
+    fail("must return a metrics table (or nil) after its loss, got %s", show(met))
   end
 end
 

@@ -1399,9 +1399,14 @@ H.case("a method of one's own: a loss that is no tensor, or weights that are not
   rl.methods.test_vector = function(batch, o) return rl.seq_logprobs(batch, o.temperature or 1.0), {} end
   rl.methods.test_badmet = function(batch, o) return -rl.seq_logprobs(batch, o.temperature or 1.0):sum(), "ok" end
   rl.per_question.test_number = true
-  refused(function() rl.backward("test_number", b, {}) end, "method test_number must return a loss tensor", "got 5")
-  refused(function() rl.backward("test_number", b, {micro_batch = 2}) end, "method test_number must return a loss tensor")
-  refused(function() rl.loss("test_number", b, {}) end, "method test_number must return a loss tensor")
+  local at = debug.getinfo(rl.methods.test_number, "S").linedefined
+  local e1 = refused(function() rl.backward("test_number", b, {}) end, "method test_number", "must return a loss tensor", "got 5")
+  -- (twenty-third session) the method's definition is named: under a recipe the error's position
+  -- is train.lua's call of rl.backward
+  H.ok(e1:find("(defined at tests/lua/test_rl.lua:" .. at .. ")", 1, true), e1)
+  H.ok(e1:find("^tests/lua/test_rl.lua:%d+: rl: method"), "the position is the caller's: " .. e1)
+  refused(function() rl.backward("test_number", b, {micro_batch = 2}) end, "method test_number", "must return a loss tensor")
+  refused(function() rl.loss("test_number", b, {}) end, "method test_number", "must return a loss tensor")
   refused(function() rl.backward("test_vector", b, {}) end, "test_vector", "scalar", "6 elements")
   refused(function() rl.backward("test_badmet", b, {}) end, "test_badmet", "metrics table")
   rl.register_weighted("test_nanw", function(lpv)
