@@ -48,24 +48,42 @@ local cli = require "confit.cli"
 local die = cli.die_for("pretrain_toy")
 
 local SPEC = {
-  out = {"string", nil, shown = "runs/pretrain_toy-<UTC time>"},
-  steps = {"int", 1500, min = 1},
-  batch = {"int", 64, min = 1, max = 100000},   -- rlsc's bound on the toy's questions (drawn distinct)
-  lr = {"number", 3e-3, min = 0},
-  warmup = {"int", 20, min = 0},
-  weight_decay = {"number", 0.01, min = 0},
-  grad_clip = {"number", 1.0, above = 0},
-  seed = {"int", 1},
-  task = {"string", "mixed", choices = cli.sorted_keys(toy.presets)},
-  eval_every = {"int", 100, min = 0},
-  eval_questions = {"int", 100, min = 1, max = 10000},   -- rlsc's, eval's and toy_compare's bound
-  layers = {"int", 3, min = 1},
-  hidden = {"int", 128, min = 2},
-  heads = {"int", 2, min = 1},
-  ffn = {"int", 336, min = 1},
-  loss_on = {"string", "completion", choices = {"all", "completion"}},
-  std = {"number", 0.08, min = 0},
-  quiet = {"flag", false},
+  out = {"string", nil, shown = "runs/pretrain_toy-<UTC time>",
+    help = "the model folder to write (examples/toy/model remakes the shipped checkpoint)"},
+  steps = {"int", 1500, min = 1,
+    help = "optimizer steps"},
+  batch = {"int", 64, min = 1, max = 100000,
+    help = "sequences per step"},   -- rlsc's bound on the toy's questions (drawn distinct)
+  lr = {"number", 3e-3, min = 0,
+    help = "AdamW peak learning rate"},
+  warmup = {"int", 20, min = 0,
+    help = "steps of linear warmup before the cosine decay"},
+  weight_decay = {"number", 0.01, min = 0,
+    help = "AdamW weight decay"},
+  grad_clip = {"number", 1.0, above = 0,
+    help = "clip the gradient's global norm to this"},
+  seed = {"int", 1,
+    help = "seed of the initial weights and the training data"},
+  task = {"string", "mixed", choices = cli.sorted_keys(toy.presets),
+    help = "the toy world's task"},
+  eval_every = {"int", 100, min = 0,
+    help = "print a small held-out evaluation every this many steps (0: none)"},
+  eval_questions = {"int", 100, min = 1, max = 10000,
+    help = "held-out questions of the final evaluation (metrics.json)"},   -- rlsc's, eval's and toy_compare's bound
+  layers = {"int", 3, min = 1,
+    help = "transformer layers"},
+  hidden = {"int", 128, min = 2,
+    help = "hidden size"},
+  heads = {"int", 2, min = 1,
+    help = "attention heads"},
+  ffn = {"int", 336, min = 1,
+    help = "feed-forward size"},
+  loss_on = {"string", "completion", choices = {"all", "completion"},
+    help = "which tokens the loss predicts: the completion's, or all after the first"},
+  std = {"number", 0.08, min = 0,
+    help = "standard deviation of the initial weights"},
+  quiet = {"flag", false,
+    help = "print no progress lines"},
 }
 
 -- The files this recipe writes into a model folder (model:save, the tokenizer, metrics.json).
@@ -246,7 +264,8 @@ local function main(argv)
   local ok, err = jsonio.write_dir_atomic(out, fill, {replaceable = function() return true end,
                                                        recheck = recheck, keep_on_failure = true})
   if not ok then die("%s", err) end
-  say(("pretrain_toy: saved %s (%.1fs of training)"):format(out, train_s))
+  -- where the model went: printed under --quiet too (the default --out is a new folder each run)
+  print(("pretrain_toy: saved %s (%.1fs of training)"):format(out, train_s))
   return summary
 end
 

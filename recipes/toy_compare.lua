@@ -45,24 +45,42 @@ local die = cli.die_for("toy_compare")
 local MAX_SAMPLES, MIN_TEMPERATURE, TOY_MAX_QUESTIONS = 1 << 20, 5.6e-309, 100000
 
 local SPEC = {
-  methods = {"string", "temp_only,l1,l2,self_sft,em_ft,grpo_ttrl"},
-  seeds = {"string", "1,2,3"},
-  steps = {"int", 20, min = 1, max = 1000000},
-  questions_per_step = {"int", 4, min = 1, max = 4096},
-  n = {"int", 16, min = 1, max = MAX_SAMPLES},
-  alpha = {"number", 0.1, min = 0},
-  temperature = {"number", 0.5, min = MIN_TEMPERATURE},
-  lr = {"number", 1e-4, min = 0},
-  temperature_scale = {"number", 0.5, above = 0},
-  max_new_tokens = {"int", 64, min = 1},
-  eval_questions = {"int", 100, min = 1, max = 10000},   -- rlsc's and eval's bound
-  eval_n = {"int", 16, min = 1, max = MAX_SAMPLES},
-  eval_seed = {"int", 1},
-  model = {"string", "examples/toy/model"},
-  task = {"string", "mixed", choices = cli.sorted_keys(toy.presets)},
-  out = {"string", "runs/toy_compare"},
-  md = {"string", "runs/toy_compare.md"},
-  quiet = {"flag", false},
+  methods = {"string", "temp_only,l1,l2,self_sft,em_ft,grpo_ttrl",
+    help = "the methods compared, comma-separated (rlsc --method names)"},
+  seeds = {"string", "1,2,3",
+    help = "the seeds, comma-separated: each method runs once per seed"},
+  steps = {"int", 20, min = 1, max = 1000000,
+    help = "training steps per run"},
+  questions_per_step = {"int", 4, min = 1, max = 4096,
+    help = "training questions per step"},
+  n = {"int", 16, min = 1, max = MAX_SAMPLES,
+    help = "samples per training question"},
+  alpha = {"number", 0.1, min = 0,
+    help = "l2 and ours_*: each sample's weight is its probability plus alpha"},
+  temperature = {"number", 0.5, min = MIN_TEMPERATURE,
+    help = "sampling temperature of the training samples and of the loss"},
+  lr = {"number", 1e-4, min = 0,
+    help = "AdamW learning rate"},
+  temperature_scale = {"number", 0.5, above = 0,
+    help = "temp_only: samples at this times the evaluation's temperatures"},
+  max_new_tokens = {"int", 64, min = 1,
+    help = "longest completion, in tokens"},
+  eval_questions = {"int", 100, min = 1, max = 10000,
+    help = "held-out questions of the evaluations"},   -- rlsc's and eval's bound
+  eval_n = {"int", 16, min = 1, max = MAX_SAMPLES,
+    help = "samples per question in the evaluations (the table's maj@K, pass@K)"},
+  eval_seed = {"int", 1,
+    help = "seed that draws the held-out questions"},
+  model = {"string", "examples/toy/model",
+    help = "the toy model folder"},
+  task = {"string", "mixed", choices = cli.sorted_keys(toy.presets),
+    help = "the toy world's task"},
+  out = {"string", "runs/toy_compare",
+    help = "the folder of the runs (one rlsc run directory per method and seed)"},
+  md = {"string", "runs/toy_compare.md",
+    help = "the Markdown file the table goes to"},
+  quiet = {"flag", false,
+    help = "print no progress lines; the table still prints"},
 }
 
 -- the table's columns for K samples per question: {summary key, header}; pass@K only for K > 1
@@ -381,9 +399,10 @@ local function main(argv)
   }
   local text = table.concat(md, "\n")
   say("")
-  say(text)   -- first: the table is on the screen even when --md cannot be written
+  -- first: the table is on the screen even when --md cannot be written; --quiet too prints it
+  -- (the result; it printed nothing at all before the twenty-third session)
+  print(text)
   local ok, err = jsonio.write_text_atomic(o.md, text)
-  if not ok and o.quiet then print(text) end
   if not ok then die("cannot write --md '%s': %s (the table is printed above)", o.md, tostring(err)) end
   return {before = before, after = after, markdown = text}
 end

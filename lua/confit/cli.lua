@@ -326,7 +326,8 @@ function M.name_of(prog)
 end
 
 --- Parse `arg`-style flags: spec = {name = {type, default, min =, max =, above =, choices =,
---- shown =}} (shown: the default as --help words it, when it is computed: "runs/rlsc-<UTC time>")
+--- shown =, help =}} (shown: the default as --help words it, when it is computed:
+--- "runs/rlsc-<UTC time>"; help: what the flag does, printed under it by --help)
 --- with type "string", "number", "int" or "flag" (no value); --some-name and --some_name both
 --- set some_name; --name value and --name=value both work (a value starting with "--", or "-h",
 --- only as --name=value: after --name it is a flag, and the value was left out). A flag given
@@ -356,6 +357,15 @@ function M.parse_args(argv, spec, prog, notes)
         local default = s.shown or (s[2] == nil and "none" or tostring(s[2]))
         print(("  --%-22s %-7s default %s%s"):format(k:gsub("_", "-"), s[1], default,
                                                      range ~= "" and ("; " .. range) or ""))
+        -- what the flag does, under it (wrapped at 96 columns)
+        if s.help then
+          local line = "     "
+          for word in s.help:gmatch("%S+") do
+            if #line + 1 + #word > 96 and line:find("%S") then print(line); line = "     " end
+            line = line .. " " .. word
+          end
+          print(line)
+        end
       end
       if notes then print(notes) end
       M.exit(M.flush_stdout(name) and 0 or 1)   -- a lost help text is no success

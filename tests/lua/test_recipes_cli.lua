@@ -447,13 +447,38 @@ H.case("pretrain_toy: the default --out is a new runs/ folder, not the shipped c
   local abs = io.popen("pwd"):read("l")
   local exe = EXE:sub(1, 1) == "/" and EXE or (abs .. "/" .. EXE)
   local outf = TMP .. "/pt_default.out"
-  local ok = os.execute(("cd %s && %s %s/recipes/pretrain_toy.lua --steps 1 --batch 1 --eval-every 0 --eval-questions 1 "
+  -- (--quiet: where the model went is printed all the same)
+  local ok = os.execute(("cd %s && %s %s/recipes/pretrain_toy.lua --quiet --steps 1 --batch 1 --eval-every 0 --eval-questions 1 "
     .. "--layers 1 --hidden 4 --heads 1 --ffn 2 > %s 2>&1"):format(q(dir), q(exe), q(abs), q(outf)))
   local text = read(outf) or ""
   H.ok(ok, text)
   local saved = text:match("saved (runs/pretrain_toy%-%d+%-%d+)")
   H.ok(saved, "saved where: " .. text)
   H.ok(saved and cli.exists(dir .. "/" .. saved .. "/model.safetensors"), "the model is in " .. tostring(saved))
+end)
+
+H.case("toy_compare --quiet prints its table; every flag of rlsc, toy_compare and pretrain_toy says what it does", function()
+  -- (twenty-third session, a review's findings) toy_compare --quiet printed nothing at all, and
+  -- --help gave flags with a type and a default only
+  local rc, text = run_recipe("toy_compare", "--quiet --methods l2 --seeds 1 --steps 1 --questions-per-step 1 --n 2 "
+    .. "--eval-questions 2 --eval-n 2 --out " .. q(TMP .. "/tc_quiet") .. " --md " .. q(TMP .. "/tc_quiet.md"))
+  H.eq(rc, 0, text)
+  H.ok(text:find("| before (shipped model) |", 1, true) and text:find("| l2 |", 1, true), "the table: " .. text)
+  H.eq(text, read(TMP .. "/tc_quiet.md") .. "\n", "the table and nothing else")
+  for _, r in ipairs({"rlsc", "toy_compare", "pretrain_toy"}) do
+    local hrc, help = run_recipe(r, "--help")
+    H.eq(hrc, 0, help)
+    local lines, flags = {}, 0
+    for l in help:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    for i, l in ipairs(lines) do
+      local flag = l:match("^  (%-%-[%w%-]+)%s+%a+%s+default ")
+      if flag then
+        flags = flags + 1
+        H.ok(lines[i + 1] and lines[i + 1]:match("^      %S"), r .. " " .. flag .. " has no description under it")
+      end
+    end
+    H.ok(flags >= 15, r .. ": " .. flags .. " flags listed")
+  end
 end)
 
 H.case("a failure of the machine (a full disk) is one line without positions; a lost standard output is exit 1; a lock that cannot be taken says why", function()
