@@ -5,7 +5,7 @@
 -- GRID.lua returns a table:
 --   return {
 --     base = {model = "examples/toy/model", steps = 20, questions_per_step = 8},  -- flags of every run
---     grid = {method = {"l1", "l2"}, alpha = {0, 0.1}, n = {8, 16}, seed = {1, 2, 3}},
+--     grid = {method = {"l2", "ours_lennorm"}, alpha = {0, 0.1}, n = {8, 16}, seed = {1, 2, 3}},
 --     out = "runs/ablate-x",             -- the grid directory (--out overrides): new, empty or an
 --                                        -- earlier grid's (only grid.json, results.*, key=value/)
 --     recipe = "recipes/rlsc.lua",       -- optional: the recipe each run calls (default)
