@@ -39,7 +39,8 @@
 -- Before anything runs (a dry run too), a recipe of confit.cli that declares its flags (rlsc, or
 -- a wrapper ending `return cli.main(name, dofile("recipes/rlsc.lua"))`: loaded, it returns
 -- rlsc's main and runs nothing) is asked for them: every key must be one of its flags, every
--- run's flags must parse, every --method must be a method of confit.rl, and the metrics list
+-- run's flags must parse, every --method must be a method of confit.rl, every --model (the
+-- recipe's default too) a model folder, and the metrics list
 -- must name metrics rlsc's summaries hold. Other recipes are not loaded, nor checked.
 --
 -- Results: OUT/grid.json (axes and runs), OUT/results.csv and OUT/results.md with one row per grid
@@ -337,13 +338,26 @@ function M.check_recipe(spec, where)
     end
   end
   local rl = require "confit.rl"
+  local models = {}
   for _, r in ipairs((M.expand(spec))) do
     local argv = M.flags(spec, r, "x")
     table.remove(argv, 1); table.remove(argv, 1)   -- --out x
     local ok, e = pcall(cli.parse_args, argv, flags, spec.recipe)
+    local o = ok and e
     -- and the flags that parse but do not go together (the recipe's declared check)
-    if ok and check then ok, e = pcall(check, e) end
+    if ok and check then ok, e = pcall(check, o) end
     if not ok then die("%s: run %s: %s", where, r.dir, (cli.message(e):gsub("^[^:]*: ", ""))) end
+    -- the model folder each run would load (its default too): every run failed on a missing
+    -- one, each after the other, before the twenty-third session
+    local model = flags.model and o.model
+    if type(model) == "string" and not models[model] then
+      models[model] = true
+      if not cli.exists(model) then
+        die("%s: run %s: --model '%s': no such directory%s", where, r.dir, model, cli.from_here(model))
+      elseif not cli.exists(model .. "/config.json") then
+        die("%s: run %s: --model '%s' is not a model folder (no config.json there)", where, r.dir, model)
+      end
+    end
     local method = M.settings(spec, r).method
     if method and flags.method then
       local _, merr = rl.resolve(method)

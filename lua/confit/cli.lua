@@ -462,12 +462,22 @@ function M.is_dir(path)
   return false
 end
 
+--- " (a path from the current folder, DIR)" for a relative path (a default such as
+--- examples/toy/model is one: run from elsewhere, it is not found), "" for an absolute one.
+function M.from_here(path)
+  if path:sub(1, 1) == "/" then return "" end
+  local p = io.popen("pwd 2>/dev/null")
+  local here = p and p:read("l")
+  if p then p:close() end
+  return here and (" (a path from the current folder, %s)"):format(here) or ""
+end
+
 --- Check that dir is a Hugging Face model folder (has config.json); raises a user error
 --- "<name>: <flag> '<dir>': ..." otherwise.
 function M.check_model_dir(name, dir, flag)
   flag = flag or "--model"
   local die = M.die_for(name)
-  if not M.exists(dir) then die("%s '%s': no such directory", flag, dir) end
+  if not M.exists(dir) then die("%s '%s': no such directory%s", flag, dir, M.from_here(dir)) end
   if not M.is_dir(dir) then die("%s '%s' is not a directory (a model folder is expected)", flag, dir) end
   if not M.exists(dir .. "/config.json") then
     die("%s '%s' is not a model folder (no config.json there)", flag, dir)
