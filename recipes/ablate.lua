@@ -1,6 +1,9 @@
 -- recipes/ablate.lua: run an ablation grid of RLSC runs and tabulate the results.
 --
---   confit recipes/ablate.lua GRID.lua [--out DIR] [--dry-run] [--report-only]
+--   confit recipes/ablate.lua GRID.lua [--out DIR] [--set KEY=VALUE ...] [--dry-run] [--report-only]
+--
+-- --set KEY=VALUE (repeatable) sets or replaces a base setting of every run before the grid is
+-- checked (a number, true / false, else a string); a key that is an axis is refused.
 --
 -- GRID.lua returns a table:
 --   return {
@@ -204,8 +207,47 @@ function M.check(spec, where)
   return s
 end
 
--- Load a grid file: a Lua chunk returning the spec.
-function M.load(path)
+-- The value of a --set KEY=VALUE: true / false, a number (an integer when it reads as one),
+-- else the string as given.
+local function set_value(text)
+  if text == "true" then return true elseif text == "false" then return false end
+  local n = tonumber(text)
+  if n and text:match("^[%s%d%.eE+-]+$") then return math.tointeger(n) or n end
+  return text
+end
+
+--- Apply the command line's --set KEY=VALUE overrides (a list of strings) to a grid file's spec
+--- before it is checked: each sets (or replaces) a base setting of every run; a key that is an
+--- axis of the grid, a word without "=", or a key set twice is refused.
+function M.apply_sets(spec, sets, where)
+  if #sets == 0 or type(spec) ~= "table" then return spec end
+  if spec.base ~= nil and type(spec.base) ~= "table" then return spec end   -- M.check says why
+  local base, seen = spec.base or {}, {}
+  for _, s in ipairs(sets) do
+    local k, v = s:match("^([^=]+)=(.*)$")
+    if not k or not k:match("^[%w_][%w_%-]*$") then
+      die("--set %s: give KEY=VALUE, a flag's name and its value (--set steps=2)", s)
+    end
+    local f = flag_key(k)
+    if seen[f] then die("--set %s: %s is set twice (give each --set once)", s, k) end
+    seen[f] = true
+    for axis in pairs(type(spec.grid) == "table" and spec.grid or {}) do
+      if type(axis) == "string" and flag_key(axis) == f then
+        die("--set %s: %s is an axis of %s; --set replaces a setting of every run (edit the grid's values in the file)",
+            s, axis, where)
+      end
+    end
+    for old in pairs(base) do
+      if type(old) == "string" and flag_key(old) == f then base[old] = nil end
+    end
+    base[k] = set_value(v)
+  end
+  spec.base = base
+  return spec
+end
+
+-- Load a grid file: a Lua chunk returning the spec; sets: the command line's --set overrides.
+function M.load(path, sets)
   local chunk, err = loadfile(path, "t")
   if not chunk then die("cannot read grid file: %s", tostring(err)) end
   local ok, spec = pcall(chunk)
@@ -215,7 +257,7 @@ function M.load(path)
     if type(spec) == "table" and getmetatable(spec) == nil then why = "it raised a table, not a message" end
     die("grid file %s failed: %s", path, why)
   end
-  return M.check(spec, path)
+  return M.check(M.apply_sets(spec, sets or {}, path), path)
 end
 
 -- Directory name of a parameter set: key=value joined by commas, keys in byte order.
@@ -924,13 +966,15 @@ function M.write_results(spec, runs, out, failed)
 end
 
 local USAGE = [[
-usage: confit recipes/ablate.lua GRID.lua [--out DIR] [--dry-run] [--report-only]
+usage: confit recipes/ablate.lua GRID.lua [--out DIR] [--set KEY=VALUE ...] [--dry-run] [--report-only]
   GRID.lua returns {base = {flags...}, grid = {axis = {values...}, ...}, out = "runs/x"}
     optional: recipe = "recipes/rlsc.lua", seed_key = "seed", metrics = {"acc", "pass@1"}
   A recipe of one's own wrapping rlsc (e.g. to register a method with confit.rl) ends with
     return require("confit.cli").main("mine", dofile("recipes/rlsc.lua"))
   so that rlsc's main runs when the wrapper is the script run (a run that writes nothing to its
   log.txt never ran its main).
+  --set K=V      set (or replace) base setting K of every run, e.g. --set steps=2 --set
+                 eval_questions=20 for a quick trial (true / false for a switch; not an axis)
   --dry-run      print the command of every unfinished run, run nothing
   --report-only  only (re)write results.csv and results.md from finished runs, listing the
                  points without a summary; exit status 0
@@ -943,11 +987,16 @@ usage: confit recipes/ablate.lua GRID.lua [--out DIR] [--dry-run] [--report-only
   run and the setting; remove that run directory to run it again, or give another --out.]]
 
 function M.main(argv)
-  local path, o = nil, {}
+  local path, o, sets = nil, {}, {}
   local i = 1
   while i <= #argv do
     local a = argv[i]
     if a == "-h" or a == "--help" then print(USAGE); return 0
+    elseif a == "--set" or a:match("^%-%-set=") then
+      local s
+      if a == "--set" then i = i + 1; s = argv[i] else s = a:sub(7) end
+      if not s or s:match("^%-%-") then die("--set needs KEY=VALUE (--set steps=2)") end
+      sets[#sets + 1] = s
     elseif a == "--dry-run" or a == "--report-only" then   -- once each, as every recipe's flags
       local k = a == "--dry-run" and "dry_run" or "report_only"
       if o[k] then die("%s is given twice (give it once)", a) end
@@ -977,7 +1026,7 @@ function M.main(argv)
   end
   if not cli.exists(path) then die("cannot read grid file '%s': no such file", path) end
   if cli.is_dir(path) then die("cannot read grid file '%s': it is a directory", path) end
-  local spec = M.load(path)
+  local spec = M.load(path, sets)
   local out = o.out or spec.out
   if not out then die("no output directory: set out in %s or give --out", path) end
   if not o.report_only and (not file_exists(spec.recipe) or cli.is_dir(spec.recipe)) then

@@ -268,6 +268,15 @@ local CASES = {
   {"rlsc", "--model no/such/model --steps 1", 1, {"--model 'no/such/model': no such directory (a path from the current folder, /"}},
   {"ablate", q(GRID_OK) .. " --dry-run --report-only", 1, {"--dry-run", "--report-only"}},
   {"ablate", q(GRID_OK) .. " --dry-run --out a --out b", 1, {"--out", "twice"}},
+  -- (twenty-third session) --set: a quick trial of a grid file without editing it
+  {"ablate", q(GRID_OK) .. " --dry-run --set steps=2 --set eval-questions=20 --set quiet=true", 0,
+   {"--alpha 0 --eval-questions 20 --quiet --steps 2"}},
+  {"ablate", q(GRID_TWICE) .. " --dry-run --set eval_n=3", 1, {"--set eval_n=3: eval-n is an axis"}},
+  {"ablate", q(GRID_VALUE) .. " --dry-run --set steps=3", 0, {"--seed 1 --steps 3"}},
+  {"ablate", q(GRID_OK) .. " --dry-run --set steps", 1, {"--set steps: give KEY=VALUE"}},
+  {"ablate", q(GRID_OK) .. " --dry-run --set steps=1 --set steps=2", 1, {"steps is set twice"}},
+  {"ablate", q(GRID_OK) .. " --dry-run --set", 1, {"--set needs KEY=VALUE"}},
+  {"ablate", q(GRID_OK) .. " --dry-run --set stepz=1", 1, {"stepz is not a flag of"}},
   -- report
   {"report", "", 1, {"output file", "run directory"}},
   {"report", "--bogus", 1, {"--bogus"}},
