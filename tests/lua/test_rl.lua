@@ -1403,8 +1403,8 @@ H.case("a method of one's own: a loss that is no tensor, or weights that are not
   local e1 = refused(function() rl.backward("test_number", b, {}) end, "method test_number", "must return a loss tensor", "got 5")
   -- (twenty-third session) the method's definition is named: under a recipe the error's position
   -- is train.lua's call of rl.backward
-  H.ok(e1:find("(defined at tests/lua/test_rl.lua:" .. at .. ")", 1, true), e1)
-  H.ok(e1:find("^tests/lua/test_rl.lua:%d+: rl: method"), "the position is the caller's: " .. e1)
+  H.ok(e1:find("%(defined at [^)]*tests/lua/test_rl%.lua:" .. at .. "%)"), e1)
+  H.ok(e1:find("^[^:]*tests/lua/test_rl%.lua:%d+: rl: method"), "the position is the caller's: " .. e1)
   refused(function() rl.backward("test_number", b, {micro_batch = 2}) end, "method test_number", "must return a loss tensor")
   refused(function() rl.loss("test_number", b, {}) end, "method test_number", "must return a loss tensor")
   refused(function() rl.backward("test_vector", b, {}) end, "test_vector", "scalar", "6 elements")
