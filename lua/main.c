@@ -31,6 +31,8 @@
  *    last '.' or ':' with ordinary indexing inside a pcall, then lists the string keys of the
  *    value and of the tables along its metatables' __index chain; ':' keeps callables only.
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <sched.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -1094,9 +1096,18 @@ static int pmain(lua_State *L) {
  * everything on a busy one: with one other busy process on a 2-core machine the main job took
  * 20 s to 200 s (its quiet 8.3 s). 1,000 turns measured the same quiet (8.6 s) and 17-23 s busy
  * (OMP_WAIT_POLICY=passive: 11.8 s quiet, 14-18 s busy). So when neither setting is given,
- * confit runs itself again with GOMP_SPINCOUNT=1000 (a failed exec goes on as it is). */
+ * confit runs itself again with GOMP_SPINCOUNT=1000 (a failed exec goes on as it is). Not when
+ * OpenMP runs one thread (OMP_NUM_THREADS=1, or one CPU to run on): nothing spins then, and the
+ * restart would only cost its 0.06 s. */
+static int one_openmp_thread(void) {
+  const char *n = getenv("OMP_NUM_THREADS");
+  if (n && n[0] == '1' && (n[1] == 0 || n[1] == ',')) return 1;
+  cpu_set_t set;
+  return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1;
+}
+
 static void settle_openmp(char **argv) {
-  if (getenv("GOMP_SPINCOUNT") || getenv("OMP_WAIT_POLICY")) return;
+  if (getenv("GOMP_SPINCOUNT") || getenv("OMP_WAIT_POLICY") || one_openmp_thread()) return;
   if (setenv("GOMP_SPINCOUNT", "1000", 1) != 0) return;
   execv("/proc/self/exe", argv);
 }
