@@ -90,7 +90,7 @@ void cf_storage_release(cf_storage *s);
 void cf_set_alloc_retry_hook(void (*hook)(void *ud), void *ud);
 /* Runs the retry hook once when one is set (device allocators call it before their retry). */
 void cf_run_alloc_retry_hook(void);
-/* Live bytes of CPU storages allocated by confit (not counting file mappings). */
+/* Live bytes of CPU storages allocated by confit. */
 size_t cf_cpu_bytes_live(void);
 /* The most CPU tensor bytes live at once since the start or the last cf_cpu_reset_peak(), which
  * sets it to what is live now. */

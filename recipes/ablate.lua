@@ -207,12 +207,18 @@ function M.check(spec, where)
   return s
 end
 
--- The value of a --set KEY=VALUE: true / false, a number (an integer when it reads as one),
--- else the string as given.
-local function set_value(text)
-  if text == "true" then return true elseif text == "false" then return false end
-  local n = tonumber(text)
-  if n and text:match("^[%s%d%.eE+-]+$") then return math.tointeger(n) or n end
+local recipe_flags   -- (below)
+
+-- The value of a --set KEY=VALUE for a flag of type ty (the recipe's declared flags; nil when
+-- they are not known): a switch's true / false, a number flag's number (an integer when it reads
+-- as one), a string flag's text as given (--set name=007 stays 007); with ty unknown, true /
+-- false, then a number, else the text.
+local function set_value(text, ty)
+  if (ty == nil or ty == "flag") and (text == "true" or text == "false") then return text == "true" end
+  if ty == nil or ty == "number" or ty == "int" then
+    local n = tonumber(text)
+    if n and text:match("^[%s%d%.eE+-]+$") then return math.tointeger(n) or n end
+  end
   return text
 end
 
@@ -223,6 +229,7 @@ function M.apply_sets(spec, sets, where)
   if #sets == 0 or type(spec) ~= "table" then return spec end
   if spec.base ~= nil and type(spec.base) ~= "table" then return spec end   -- M.check says why
   local base, seen = spec.base or {}, {}
+  local flags = recipe_flags(spec.recipe or M.default_recipe()) or {}
   for _, s in ipairs(sets) do
     local k, v = s:match("^([^=]+)=(.*)$")
     if not k or not k:match("^[%w_][%w_%-]*$") then
@@ -240,7 +247,7 @@ function M.apply_sets(spec, sets, where)
     for old in pairs(base) do
       if type(old) == "string" and flag_key(old) == f then base[old] = nil end
     end
-    base[k] = set_value(v)
+    base[k] = set_value(v, type(flags[f]) == "table" and flags[f][1] or nil)
   end
   spec.base = base
   return spec
@@ -328,7 +335,7 @@ end
 -- `return cli.main(name, dofile("recipes/rlsc.lua"))`), or nil. Only a file that ends in cli.main
 -- is loaded: loaded with dofile, it returns its main and runs nothing (a wrapper registers its
 -- methods with confit.rl, which the method check then knows).
-local function recipe_flags(recipe)
+function recipe_flags(recipe)
   local f = io.open(recipe, "rb")
   local text = f and f:read("a")
   if f then f:close() end
@@ -354,8 +361,11 @@ end
 --- Check a grid against its recipe's flags when the recipe declared them (recipe_flags): every
 --- key a flag, every run's flags as the recipe parses them and checks them together (its declared
 --- check: rlsc refuses, say, --temperature-scale with a method that trains), every --method one of confit.rl's,
---- the metrics list rlsc's names. Raises user errors "<where>: ..."; true when checked.
-function M.check_recipe(spec, where)
+--- the metrics list rlsc's names, and the model folder of every run that will start (opts.out:
+--- the grid folder, whose finished runs are left out; opts.report_only: no run starts, so none).
+--- Raises user errors "<where>: ..."; true when checked.
+function M.check_recipe(spec, where, opts)
+  opts = opts or {}
   local flags, check = recipe_flags(spec.recipe)
   if not flags then return false end
   local keys = axis_names(spec.base)
@@ -392,7 +402,9 @@ function M.check_recipe(spec, where)
     -- the model folder each run would load (its default too): every run failed on a missing
     -- one, each after the other, before the twenty-third session
     local model = flags.model and o.model
-    if type(model) == "string" and not models[model] then
+    local starts = not opts.report_only
+                   and not (opts.out and file_exists(opts.out .. "/" .. r.dir .. "/summary.json"))
+    if starts and type(model) == "string" and not models[model] then
       models[model] = true
       if not cli.exists(model) then
         die("%s: run %s: --model '%s': no such directory%s", where, r.dir, model, cli.from_here(model))
@@ -1032,7 +1044,7 @@ function M.main(argv)
   if not o.report_only and (not file_exists(spec.recipe) or cli.is_dir(spec.recipe)) then
     die("%s: recipe %s: no such file (a relative path is from the current folder)", path, spec.recipe)
   end
-  M.check_recipe(spec, path)
+  M.check_recipe(spec, path, {out = out, report_only = o.report_only})
   local res
   -- --report-only: an ablate grid folder, and no ablate at work in it (its lock, held until main
   -- returns): results.* were written into any folder (an rlsc run's, a user's results.md) until

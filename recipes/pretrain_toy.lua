@@ -169,7 +169,13 @@ local function main(argv)
   if o.hidden % o.heads ~= 0 or (o.hidden // o.heads) % 2 ~= 0 then
     die("--hidden %d must be --heads %d times an even head size", o.hidden, o.heads)
   end
-  o.out = o.out or ("runs/pretrain_toy-" .. os.date("!%Y%m%d-%H%M%S"))
+  if not o.out then
+    -- a new folder: a second run in the same second takes -2, -3, ... (it replaced the first's model)
+    local base = "runs/pretrain_toy-" .. os.date("!%Y%m%d-%H%M%S")
+    local k = 1
+    o.out = base
+    while cli.exists(o.out) do k = k + 1; o.out = base .. "-" .. k end
+  end
   local out = o.out:gsub("/+$", "")
   if out == "" then die("--out must name a folder") end
   local bad = out_refused(out)

@@ -276,6 +276,8 @@ local CASES = {
   {"ablate", q(GRID_OK) .. " --dry-run --set steps", 1, {"--set steps: give KEY=VALUE"}},
   {"ablate", q(GRID_OK) .. " --dry-run --set steps=1 --set steps=2", 1, {"steps is set twice"}},
   {"ablate", q(GRID_OK) .. " --dry-run --set", 1, {"--set needs KEY=VALUE"}},
+  -- a string flag keeps its text; a number flag's value is a number
+  {"ablate", q(GRID_OK) .. " --dry-run --set name=007 --set lr=1e-5", 0, {"--lr 1e-05 --name 007"}},
   {"ablate", q(GRID_OK) .. " --dry-run --set stepz=1", 1, {"stepz is not a flag of"}},
   -- report
   {"report", "", 1, {"output file", "run directory"}},
@@ -470,6 +472,40 @@ H.case("pretrain_toy: the default --out is a new runs/ folder, not the shipped c
   local saved = text:match("saved (runs/pretrain_toy%-%d+%-%d+)")
   H.ok(saved, "saved where: " .. text)
   H.ok(saved and cli.exists(dir .. "/" .. saved .. "/model.safetensors"), "the model is in " .. tostring(saved))
+  -- a folder of that name already there (a run in the same second) is left alone: the next
+  -- free name takes the model (the second run replaced the first's model)
+  local t0 = os.time()
+  for dt = 0, 30 do
+    local name = dir .. "/runs/pretrain_toy-" .. os.date("!%Y%m%d-%H%M%S", t0 + dt)
+    assert(os.execute("mkdir -p " .. q(name)))
+    write(name .. "/mine.txt", "keep\n")
+  end
+  ok = os.execute(("cd %s && %s %s/recipes/pretrain_toy.lua --quiet --steps 1 --batch 1 --eval-every 0 --eval-questions 1 "
+    .. "--layers 1 --hidden 4 --heads 1 --ffn 2 > %s 2>&1"):format(q(dir), q(exe), q(abs), q(outf)))
+  text = read(outf) or ""
+  H.ok(ok, text)
+  saved = text:match("saved (runs/pretrain_toy%-%d+%-%d+%-2)")
+  H.ok(saved and cli.exists(dir .. "/" .. saved .. "/model.safetensors"), "saved beside the taken name: " .. text)
+end)
+
+H.case("ablate: the model-folder check leaves out finished runs and --report-only", function()
+  -- (twenty-third session, a review's finding) a grid whose model folder moved away after its
+  -- runs finished could no longer be reported nor rerun (every run skipped)
+  local mdir = TMP .. "/abl_model"
+  assert(os.execute(("mkdir -p %s && cp examples/toy/model/* %s/"):format(q(mdir), q(mdir))))
+  local gridf = TMP .. "/abl_moved.lua"
+  write(gridf, ("return {base = {model = %q, steps = 1, n = 2, questions_per_step = 1, no_eval = true}, "
+                .. "grid = {seed = {1}}, out = %q}\n"):format(mdir, TMP .. "/abl_moved"))
+  local rc, text = run_recipe("ablate", q(gridf))
+  H.eq(rc, 0, text)
+  assert(os.execute(("mv %s %s"):format(q(mdir), q(mdir .. ".moved"))))
+  rc, text = run_recipe("ablate", q(gridf) .. " --report-only")
+  H.eq(rc, 0, text)
+  rc, text = run_recipe("ablate", q(gridf))
+  H.eq(rc, 0, text); H.ok(text:find("1 skipped", 1, true), text)
+  -- a run that would start is still checked
+  rc, text = run_recipe("ablate", q(gridf) .. " --dry-run --out " .. q(TMP .. "/abl_moved2"))
+  H.eq(rc, 1, text); H.ok(text:find("no such directory", 1, true), text)
 end)
 
 H.case("toy_compare --quiet prints its table; every flag of rlsc, toy_compare and pretrain_toy says what it does", function()

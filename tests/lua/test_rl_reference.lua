@@ -221,17 +221,25 @@ local MUTATIONS = {
 H.case("every comparison fails when an option is changed", function()
   local by_name = {}
   for _, c in ipairs(CASES) do by_name[c.name] = c end
+  local kinds, failed = {}, {}   -- every kind of comparison made, and those some mutation failed
   for _, mu in ipairs(MUTATIONS) do
     local c = assert(by_name[mu[1]], mu[1])
     local checks = compare(c, run(c, "loss", mu[3]))
     local bad = failures(checks)
     local grad_bad = 0
-    for _, k in ipairs(checks) do if k.what:match("^grad") and not (k.err <= k.tol) then grad_bad = grad_bad + 1 end end
+    for _, k in ipairs(checks) do
+      kinds[k.what] = true
+      if not (k.err <= k.tol) then failed[k.what] = true end
+      if k.what:match("^grad") and not (k.err <= k.tol) then grad_bad = grad_bad + 1 end
+    end
     H.ok(grad_bad >= 1, ("%s with %s: no gradient comparison failed (%s)"):format(c.name, mu[2], table.concat(bad, "; ")))
     if os.getenv("CONFIT_RLREF_VERBOSE") then
       print(("mutation %s, %s: %d checks fail: %s"):format(c.name, mu[2], #bad, table.concat(bad, "; ")))
     end
   end
+  -- each kind of comparison (the loss, each gradient, each metric) fails under some mutation:
+  -- none can pass whatever confit computes
+  for what in pairs(kinds) do H.ok(failed[what], what .. ": no mutation made this comparison fail") end
 end)
 
 local keys = {}
