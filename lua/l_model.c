@@ -23,6 +23,7 @@
 #include "lconfit.h"
 #include "error.h"
 #include "interrupt.h"
+#include "rng.h"
 #include "nn/generate.h"
 #include "nn/qwen2.h"
 
@@ -211,7 +212,18 @@ static int model_generate(lua_State *L) {
   o.top_k = (int)topk;
   o.temperature = opt_num(L, 3, "temperature", 1.0);
   o.top_p = opt_num(L, 3, "top_p", 1.0);
-  o.seed = (uint64_t)opt_int(L, 3, "seed", 0);
+  /* no seed: one drawn from the global generator (confit.manual_seed), so unseeded calls differ
+   * from each other and a script stays reproducible; every call drew with seed 0 before */
+  lua_getfield(L, 3, "seed");
+  bool seeded = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (seeded) {
+    o.seed = (uint64_t)opt_int(L, 3, "seed", 0);
+  } else {
+    cf_rng *g = cf_rng_global();
+    uint64_t hi = cf_rng_u32(g);
+    o.seed = (hi << 31) ^ cf_rng_u32(g);   /* kept below 2^63: a Lua integer's range */
+  }
   lua_getfield(L, 3, "score_temperature");
   bool scored = !lua_isnil(L, -1);
   lua_pop(L, 1);

@@ -33,7 +33,8 @@
 -- Inputs are checked where they come in, each mistake one line naming it ("rl.batch: prompt 2,
 -- token 5: ...", "rl.loss: opts.alpha must be ..."): rl.batch its model, prompts, samples and n;
 -- rl.loss, rl.backward and rl.snapshot_policy the options they read (temperature > 0, given or
--- the batch's; alpha, clip_eps, kl_coef, clip_max >= 0, finite; micro_batch an integer >= 0), the
+-- the batch's; alpha, clip_eps, kl_coef, clip_max >= 0, finite; micro_batch an integer >= 0;
+-- with a built-in method, no other option: a method of one's own may read its own), the
 -- batch (rl.batch's, its rewards one finite number per sample) and what the method needs (GRPO:
 -- n >= 2, grpo_ttrl: a batch built with extract, kl_coef > 0: batch.ref_model), all before any
 -- forward; then a method's result (a scalar loss tensor, a metrics table or nil) and a weight
@@ -964,6 +965,20 @@ local function enter(who, name, batch, opts, stop)
   local canon, err = rl.resolve(name)
   if not canon then error(who .. ": " .. err, 3) end
   opts = check_loss_opts(who, opts, 4)
+  -- a built-in method reads LOSS_OPTS only: a misspelt option (alpah = 5) ran with the default
+  -- before the twenty-third session; a method of one's own may read options of its own
+  if rl.builtin(canon) then
+    for k in pairs(opts) do
+      local known = false
+      for _, e in ipairs(LOSS_OPTS) do known = known or e[1] == k end
+      if not known then
+        local names = {}
+        for i, e in ipairs(LOSS_OPTS) do names[i] = e[1] end
+        error(("%s: unknown option %s for method %s (its options: %s)"):format(who, show(k), canon,
+              table.concat(names, ", ")), 3)
+      end
+    end
+  end
   check_batch(who, batch, 4)
   if stop and stop(canon) then return canon, nil end
   check_method_batch(who, canon, batch, opts, 4)

@@ -187,6 +187,19 @@ for _, dir in ipairs(FIXTURES) do
     end
     H.ok(same, "same seed gives the same samples")
     H.ok(differ, "another seed gives other samples")
+    -- (twenty-third session) no seed: one drawn from the global generator, so confit.manual_seed
+    -- decides, and two calls in a row differ (every unseeded call drew with seed 0 before)
+    local function unseeded()
+      local out = m:generate({prompt}, {temperature = 1.0, n = 3, max_new_tokens = 12, ignore_eos = true})
+      local t = {}
+      for j = 1, 3 do t[j] = table.concat(out[j].tokens, ",") end
+      return table.concat(t, ";")
+    end
+    confit.manual_seed(5)
+    local u1, u2 = unseeded(), unseeded()
+    confit.manual_seed(5)
+    H.eq(unseeded(), u1, "manual_seed repeats the unseeded samples")
+    H.ok(u1 ~= u2, "two unseeded calls differ")
   end)
 
   H.case(name .. ": stop ids end a sample, finish = stop, the stop token is kept", function()

@@ -1392,6 +1392,25 @@ H.case("GRPO methods refuse n = 1 and grpo_ttrl a batch without extract (they wo
   zero_grads(m)
 end)
 
+H.case("a built-in method refuses an option it does not read; a method of one's own reads any", function()
+  -- (twenty-third session, a review's finding) rl.loss("l2", b, {alpah = 5}) ran with alpha 0.1
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 2, 5, 3)
+  refused(function() rl.loss("l2", b, {alpah = 5}) end, "rl.loss", 'unknown option "alpah" for method l2', "alpha")
+  refused(function() rl.backward("grpo_ttrl", b, {temprature = 0.1}) end, "rl.backward", '"temprature"')
+  refused(function() rl.snapshot_policy("ttrl", b, {klcoef = 1}) end, "rl.snapshot_policy", '"klcoef"', "grpo_ttrl")
+  local seen
+  rl.methods.test_ownopt = function(batch, o)
+    seen = o.power
+    return -rl.seq_logprobs(batch, o.temperature or 1.0):sum(), {}
+  end
+  rl.per_question.test_ownopt = true
+  zero_grads(m)
+  rl.backward("test_ownopt", b, {power = 3})
+  H.eq(seen, 3, "a method of one's own gets its option")
+  zero_grads(m)
+end)
+
 H.case("a method of one's own: a loss that is no tensor, or weights that are not finite, are named", function()
   local m = tiny(3, 0.6)
   local b = make_batch(m, 2, 5, 3)
