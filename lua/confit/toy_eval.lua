@@ -156,6 +156,10 @@ end
 --- Evaluate m on questions; returns summary (the keys M.keys(opts.n), plus samples), records
 --- (per question).
 function M.run(m, questions, opts)
+  if opts ~= nil and type(opts) ~= "table" then error("toy_eval.run: opts must be a table, got " .. type(opts), 2) end
+  if type(m) ~= "table" or type(m.generate) ~= "function" then
+    error("toy_eval.run: m must be a model (confit.load), got " .. type(m), 2)
+  end
   opts = opts or {}
   local n = opts.n or 16
   local seed = opts.seed or 1
@@ -177,7 +181,13 @@ function M.run(m, questions, opts)
     error("toy_eval.run: temperature_scale must be a finite number > 0, got " .. tostring(scale), 2)
   end
   local prompts = {}
-  for i, q in ipairs(questions) do prompts[i] = toy.encode(q.prompt) end
+  for i, q in ipairs(questions) do
+    if type(q) ~= "table" or type(q.prompt) ~= "string" then
+      error(("toy_eval.run: question %d must be a table with a prompt string (world:questions gives them), got %s")
+            :format(i, type(q)), 2)
+    end
+    prompts[i] = toy.encode(q.prompt)
+  end
 
   local greedy
   if opts.greedy ~= false then
@@ -295,14 +305,25 @@ end
 --- row no summary has a number for is left out. opts.change: with two columns, a third,
 --- "change" = the second minus the first.
 function M.format_table(cols, opts)
+  if type(cols) ~= "table" then error("toy_eval.format_table: cols must be a table of summaries, got " .. type(cols), 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("toy_eval.format_table: opts must be a table, got " .. type(opts), 2) end
   opts = opts or {}
   local list = {}
   if #cols > 0 then list = cols
   else
     local names = {}
     for name in pairs(cols) do names[#names + 1] = name end
-    table.sort(names)
+    table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
     for _, name in ipairs(names) do list[#list + 1] = {name, cols[name]} end
+  end
+  for i, c in ipairs(list) do
+    if type(c) ~= "table" or type(c[2]) ~= "table" then
+      error(("toy_eval.format_table: column %d must be {name, summary} (a summary table), got %s"):format(i, type(c)), 2)
+    end
+    c[1] = tostring(c[1])
+  end
+  if opts.keys ~= nil and type(opts.keys) ~= "table" then
+    error("toy_eval.format_table: opts.keys must be a list of metric names, got " .. type(opts.keys), 2)
   end
   local keys = opts.keys
   if not keys then

@@ -29,6 +29,7 @@ local FUNCS = {
   {"evaluate.context_hint", R"evaluate".context_hint}, {"evaluate.check_prompts", R"evaluate".check_prompts},
   {"chat.family", R"chat".family}, {"jsonio.sync", R"jsonio".sync}, {"jsonio.is_temp_name", R"jsonio".is_temp_name},
   {"bench.records", R"bench".records}, {"rl.snapshot_policy", R"rl".snapshot_policy}, {"rl.aliases", R"rl".aliases},
+  {"toy_eval.run", R"toy_eval".run}, {"toy_eval.format_table", R"toy_eval".format_table},
 }
 for _, n in ipairs({"device", "encode", "forward", "generate", "hidden", "init_random", "logprobs", "pad",
                     "param_names", "parameters", "prompt_ids", "set_param", "set_recompute", "to"}) do

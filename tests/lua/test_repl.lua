@@ -188,7 +188,7 @@ end)
 H.case(":help finds a name documented only qualified, or lists the names", function()
   local out = run("", ":help adamw\n:help optim.adamw\n:help trainable\n:help run\n:help confit.bench.records\n")
   H.eq(out, docs["confit.optim.adamw"] .. "\n" .. docs["confit.optim.adamw"] .. "\n" .. docs["train.trainable"]
-            .. "\n'run' is documented as evaluate.run, train.run (:help one of them)\n" .. docs["bench.records"] .. "\n")
+            .. "\n'run' is documented as evaluate.run, toy_eval.run, train.run (:help one of them)\n" .. docs["bench.records"] .. "\n")
 end)
 
 -- (twenty-first session) the modules the README names: confit.chat showed tok:chat's doc, the
@@ -212,7 +212,7 @@ end)
 -- a user's global named table broke :help (it sorted with the global table.sort)
 H.case(":help works after the user sets a global named table", function()
   local out = run("", "table = {1, 2, 3}\n:help run\n:help confit.tensor\n:help\n")
-  H.ok(out:find("'run' is documented as evaluate.run, train.run", 1, true), out)
+  H.ok(out:find("'run' is documented as evaluate.run, toy_eval.run, train.run", 1, true), out)
   H.ok(out:find(docs["confit.tensor"], 1, true), out)
   H.ok(out:find("confit.optim.adamw", 1, true), "the bare :help lists the names: " .. out:sub(1, 300))
 end)
@@ -315,7 +315,7 @@ H.case("every name repl_help documents exists", function()
   local opt = confit.optim.adamw({confit.zeros({2}, {requires_grad = true})}, {lr = 1e-3})
   local owners = {confit = confit, t = confit.zeros({2}), m = m, tok = m.tokenizer, opt = opt}
   for _, mod in ipairs({"rl", "train", "evaluate", "grade", "metrics", "toy", "chat", "jsonio", "report", "bench",
-                       "cli"}) do
+                       "cli", "toy_eval"}) do
     owners[mod] = require("confit." .. mod)
   end
   local n = 0
