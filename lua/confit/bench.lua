@@ -187,6 +187,10 @@ function bench.load(name_or_path, opts)
     -- a bare word that is no file: most likely a misspelt benchmark name
     if not known and not path:find("[/.]") then
       err = err .. " (not a file, nor a benchmark: " .. table.concat(bench.names, ", ") .. ")"
+      -- eval.lua's --bench toy is the toy world, which is no file
+      if path:match("^toy") then
+        err = err .. "; the toy world's questions come from require(\"confit.toy\").world(task):questions(split, n, seed)"
+      end
     end
     return nil, err
   end

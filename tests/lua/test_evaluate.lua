@@ -557,6 +557,10 @@ H.case("bench.load: a misspelt name lists the benchmarks; limit must be a count"
   local items, err = bench.load("aime2024")
   H.eq(items, nil)
   H.ok(tostring(err):find("nor a benchmark: aime24, amc23", 1, true), tostring(err))
+  H.ok(not tostring(err):find("toy world", 1, true), tostring(err))
+  -- (twenty-third session) eval.lua's --bench toy is no file: bench.load says where it comes from
+  local _, errt = bench.load("toy")
+  H.ok(tostring(errt):find('require("confit.toy").world(task):questions', 1, true), tostring(errt))
   local _, err2 = bench.load(TMP .. "/no-such.jsonl")
   H.ok(not tostring(err2):find("nor a benchmark", 1, true), "a path is not taken for a name: " .. tostring(err2))
   H.raises(function() bench.load("aime24", {limit = -1}) end, "opts.limit must be an integer >= 0")
