@@ -307,7 +307,8 @@ function rl.batch(m, prompts, samples, opts)
   end
   local n = opts.n or (#samples // #prompts)
   if n < 1 or n * #prompts ~= #samples then
-    error(("rl.batch: %d samples for %d prompts is not n = %d per prompt"):format(#samples, #prompts, n), 2)
+    error(("rl.batch: %d samples for %d prompts is not n = %d per prompt%s"):format(#samples, #prompts, n,
+          opts.n == nil and " (opts.n, the samples per prompt, defaults to 1: give m:generate's n)" or ""), 2)
   end
   local V = type(m.config) == "table" and math.tointeger(m.config.vocab_size) or nil
   local ids_of = {}

@@ -1321,7 +1321,9 @@ H.case("rl.batch refuses bad prompts, samples and n with one line naming them", 
   refused(function() rl.batch(m, {p}, s, {n = 0}) end, "rl.batch", "opts.n", "integer >= 1", "0")
   refused(function() rl.batch(m, {p}, s, {n = "2"}) end, "rl.batch", "opts.n", '"2"')
   refused(function() rl.batch(m, {p}, s, {n = 1.0}) end, "rl.batch", "opts.n", "1.0")
-  refused(function() rl.batch(m, {p, p}, {s[1], s[2], s[1]}) end, "3 samples for 2 prompts")
+  refused(function() rl.batch(m, {p, p}, {s[1], s[2], s[1]}) end, "3 samples for 2 prompts", "opts.n, the samples per prompt, defaults to 1")
+  local e = refused(function() rl.batch(m, {p, p}, {s[1], s[2], s[1]}, {n = 2}) end, "3 samples for 2 prompts is not n = 2")
+  H.ok(not e:find("defaults to 1", 1, true), e)
   refused(function() rl.batch(m, {p}, s, {extract = "boxed"}) end, "rl.batch", "opts.extract", "function")
   refused(function() rl.batch(m, {p}, s, "x") end, "rl.batch", "opts must be a table")
   -- the good batch still builds
