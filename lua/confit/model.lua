@@ -116,6 +116,10 @@ local function as_ids(self, ids, what)
   if type(ids) == "table" and getmetatable(ids) == nil and next(ids) == nil then
     error(what .. ": ids is an empty list: no sequences to run", 3)
   end
+  -- text where ids belong (m:logprobs({"2+3=5"}, ...)) read "tensor: element [1] is a string"
+  if type(ids) == "string" or (type(ids) == "table" and getmetatable(ids) == nil and type(ids[1]) == "string") then
+    error(what .. ": ids are token ids (an i64 tensor or lists of integers), not text: encode it with m:encode", 3)
+  end
   if type(ids) == "table" then ids = require("confit").tensor(ids, {dtype = "i64"}) end
   local dev = self:device()
   if dev ~= "cpu" and ids:device() ~= dev then ids = ids:to(dev) end

@@ -345,6 +345,12 @@ H.case("an empty list of sequences: forward and hidden refuse it by name, logpro
   local lp = m:logprobs({}, {})
   H.eq(lp:numel(), 0, "no sums"); H.eq(lp:dim(), 1, "[0]")
   H.eq(m:logprobs({}, {}, {temperature = 0.5}):numel(), 0, "with options")
+  -- (twenty-third session, a review's finding) text where ids belong read "tensor: element [1] is a string"
+  for _, f in ipairs({"forward", "hidden", "logprobs"}) do
+    local err = H.raises(function() local r = m[f](m, {"1+1=2"}, {2}); return r end, f .. ": ids are token ids", "m:encode")
+    H.ok(err:find("test_model.lua", 1, true), "at the caller: " .. err)
+  end
+  H.raises(function() return m:forward("1+1") end, "forward: ids are token ids")
   m:free()
 end)
 
