@@ -511,6 +511,7 @@ function M.main(argv)
   end
   -- temporary files of atomic writes that a killed eval left behind
   for _, dir in ipairs(dirs) do jsonio.remove_stale_temps(dir) end
+  jsonio.remove_stale_temps(out .. "/" .. SUPERSEDED)   -- a removal of superseded results cut short (cli.remove_tree)
   local model, err = require("confit.model").load(o.model)
   if not model then give_up("cannot load model '%s': %s", o.model, tostring(err)) end
   if not model.tokenizer then give_up("model folder '%s' has no tokenizer.json", o.model) end
@@ -536,9 +537,10 @@ function M.main(argv)
     end
     local wok, werr = jsonio.write_json_atomic(dir .. "/config.json", cfg)
     if not wok then die("cannot write %s/config.json: %s", dir, tostring(werr)) end
-    -- the summary of the records as they were goes: evaluate.run writes this run's when it ends
-    -- (a --no-resume run stopped on the way left the old numbers beside its new records and config)
-    os.remove(dir .. "/summary.json")
+    -- a resume keeps the summary of the finished records it extends until evaluate.run writes
+    -- this run's: it is what tells a restart (set_aside) that they are finished results (a resume
+    -- stopped on the way left finished records without it, and a restart then dropped them for
+    -- the older superseded ones); a restart's folder is a new one, without a summary
     local rok, summary = pcall(evaluate.run, model, set.problems, plan.eopts)
     if not rok then
       -- evaluate's own checks (changed settings, prompts longer than the context, ...) are

@@ -546,9 +546,14 @@ function M.list_dir(dir)
   return names
 end
 
---- Remove path and everything below it, when it exists (rm -rf).
+--- Remove path and everything below it, when it exists: renamed aside first (one step, to a
+--- temporary name jsonio.is_temp_name knows), then rm -rf. An rm that outlives a killed caller
+--- then works on a name nobody uses again (it could remove what a next run had put at path).
 function M.remove_tree(path)
-  if M.exists(path) then os.execute("rm -rf -- " .. M.shell_quote(path)) end
+  if not M.exists(path) then return end
+  local tmp = require("confit.jsonio").temp_name(path)
+  if tmp and os.rename(path, tmp) then path = tmp end
+  os.execute("rm -rf -- " .. M.shell_quote(path))
 end
 
 --- Create directory dir (and its parents): true, or nil and a one-line message when that fails

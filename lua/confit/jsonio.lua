@@ -340,6 +340,10 @@ local function fresh_tmp_name(path, tag)
   return nil, path .. ": no free temporary name"
 end
 
+--- A fresh temporary name beside path (PATH.tmp-PID-TIME-SERIAL, M.is_temp_name's), or nil and
+--- a message: what a writer or a remover (cli.remove_tree) puts aside under.
+function M.temp_name(path) return fresh_tmp_name(path) end
+
 -- The name a temporary file of this module's atomic writes has (NAME.tmp-PID-TIME-SERIAL, a
 -- bare file name or a path): returns NAME (with the path's folder part) and the writer's PID,
 -- or nil for any other name. Such a file is never data: it is a write in progress (its writer

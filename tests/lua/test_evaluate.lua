@@ -922,7 +922,7 @@ H.case("recipes/eval.lua: ids checked on the whole file before anything is writt
   local real_run, found = evaluate.run, nil
   local rp = dout .. "/dupdata/eval_before.jsonl"
   local kept_rp = dout .. "/superseded/dupdata/eval_before.jsonl"
-  local function restart_stopped(first)
+  local function restart_stopped(first, plain)   -- plain: a resume, not a restart
     found = nil
     evaluate.run = function(m, problems, opts)
       found = {bench = io.open(dout .. "/dupdata/summary.json", "rb") ~= nil, top = io.open(dout .. "/summary.json", "rb") ~= nil}
@@ -934,9 +934,10 @@ H.case("recipes/eval.lua: ids checked on the whole file before anything is writt
       end
       error("evaluate: stopped on the way", 0)
     end
-    local ok = pcall(dofile("recipes/eval.lua").main, {"--model", "examples/toy/model", "--data", data, "--template", "plain",
-                                                       "--max-new-tokens", "4", "--limit", "3", "--no-resume", "--n", "2",
-                                                       "--out", dout})
+    local argv = {"--model", "examples/toy/model", "--data", data, "--template", "plain",
+                  "--max-new-tokens", "4", "--limit", "3", "--n", "2", "--out", dout}
+    if not plain then argv[#argv + 1] = "--no-resume" end
+    local ok = pcall(dofile("recipes/eval.lua").main, argv)
     evaluate.run = real_run
     H.ok(not ok and found, "the stand-in ran")
   end
@@ -967,12 +968,27 @@ H.case("recipes/eval.lua: ids checked on the whole file before anything is writt
   code, text = run_cmd("--model examples/toy/model --data " .. data .. " --template plain --max-new-tokens 4 --limit 3 --out " .. dout)
   H.eq(code, 0, text)
   H.eq(io.open(dout .. "/superseded", "rb"), nil, "superseded/ gone once a run finished")
+  -- (a review's kill harness) a resume stopped on the way over finished records removed their
+  -- summary.json, and a restart beside an older superseded folder then took the finished records
+  -- for a stopped restart's: they were dropped and the older ones kept
+  code, text = run_cmd("--model examples/toy/model --data " .. data .. " --template plain --max-new-tokens 4 --limit 3 --n 2 --no-resume --out " .. dout)
+  H.eq(code, 0, text)
+  os.execute(("mkdir -p '%s/superseded/dupdata' && echo old > '%s/superseded/dupdata/eval_before.jsonl'"):format(dout, dout))
+  finished = H.read(rp)
+  restart_stopped(nil, true)
+  H.eq(found and found.bench, true, "a resume keeps the summary of the records it extends")
+  restart_stopped(nil)
+  H.eq(H.read(kept_rp), finished, "the finished records kept, not the older ones")
+  code, text = run_cmd("--model examples/toy/model --data " .. data .. " --template plain --max-new-tokens 4 --limit 3 --n 2 --out " .. dout)
+  H.eq(code, 0, text)
+  H.eq(H.read(rp), finished, "the same records again")
+  H.eq(io.open(dout .. "/superseded", "rb"), nil, "superseded/ gone")
   -- an unreadable records line names the way out, as a damaged record's does
   local lines = {}
   for l in H.read(rp):gmatch("[^\n]+") do lines[#lines + 1] = l end
   lines[2] = lines[2]:sub(1, 20)
   H.write(rp, table.concat(lines, "\n") .. "\n")
-  code, text = run_cmd("--model examples/toy/model --data " .. data .. " --template plain --max-new-tokens 4 --limit 3 --out " .. dout)
+  code, text = run_cmd("--model examples/toy/model --data " .. data .. " --template plain --max-new-tokens 4 --limit 3 --n 2 --out " .. dout)
   H.eq(code, 1, text)
   H.ok(text:find("eval_before.jsonl:2:", 1, true) and text:find("remove that line to evaluate its problem again", 1, true), text)
 end)

@@ -359,6 +359,24 @@ H.case("cli.exists: '.', '/', 'DIR/.' and an existing file are there; a missing 
   for _, p in ipairs({TMP .. "/nope", TMP .. "/nope/.", "README.md/x", ("x"):rep(5000)}) do H.ok(not cli.exists(p), p) end
 end)
 
+H.case("cli.remove_tree puts the tree aside under a temporary name before rm removes it", function()
+  -- (twenty-third session, a review's kill harness) an rm -rf that outlived its killed caller
+  -- could remove what the next run had put at the same path
+  local dir = TMP .. "/rt/keep"
+  assert(os.execute("mkdir -p " .. q(dir .. "/sub")))
+  write(dir .. "/sub/f.txt", "x")
+  local real, seen = os.execute, nil
+  os.execute = function(cmd) seen = cmd; return real(cmd) end
+  local ok = pcall(cli.remove_tree, dir)
+  os.execute = real
+  H.ok(ok, "removed")
+  H.ok(not cli.exists(dir), "gone")
+  local target = seen and seen:match("^rm %-rf %-%- (.+)$")
+  H.ok(target and require("confit.jsonio").is_temp_name((target:gsub("^'(.*)'$", "%1"))), "rm ran on a temporary name: " .. tostring(seen))
+  H.eq(#cli.list_dir(TMP .. "/rt"), 0, "nothing left beside it")
+  cli.remove_tree(TMP .. "/rt/none")   -- a missing path: nothing to do
+end)
+
 H.case("cli.parse_args: a flag given twice is refused, naming it", function()
   local spec = {eval_n = {"int", 16}, quiet = {"flag", false}}
   local e = H.raises(function() cli.parse_args({"--eval-n", "2", "--eval_n=4"}, spec, "recipes/x.lua") end)
