@@ -493,7 +493,7 @@ static const luaL_Reg methods[] = {
   {"params", m_params}, {"free", m_free}, {NULL, NULL}};
 
 static const char *const docs[][2] = {
-  {"confit.optim.adamw", "confit.optim.adamw(params, {lr = 1e-3, weight_decay = 0.01, betas = {0.9, 0.999}, eps = 1e-8, state_dtype = \"f32\"|\"bf16\"}) -> optimizer: AdamW (PyTorch semantics, decoupled weight decay; f32 master copies of bf16 parameters; bf16 state halves its memory); opt:step(), opt:zero_grad(), opt.lr settable"},
+  {"confit.optim.adamw", "confit.optim.adamw(params, {lr = 1e-3, weight_decay = 0.01, betas = {0.9, 0.999}, eps = 1e-8, state_dtype = \"f32\"|\"bf16\"}) -> optimizer: AdamW (PyTorch semantics, decoupled weight decay; f32 master copies of bf16 parameters; bf16 state halves its memory); opt:step(), opt:zero_grad(), opt.lr settable; opt:state() -> a flat snapshot (scalars and copies of the state tensors), opt:load_state(s) continues from one identically (train.save_checkpoint / train.load_checkpoint write and read them with the model)"},
   {"confit.optim.sgd", "confit.optim.sgd(params, {lr = 1e-3, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false, state_dtype = \"f32\"|\"bf16\"}) -> optimizer"},
   {"confit.optim.clip_grad_norm", "confit.optim.clip_grad_norm(params, max_norm) -> total L2 norm of the gradients before clipping"},
   {"opt:step", "opt:step(): one update of every parameter that has a .grad"},

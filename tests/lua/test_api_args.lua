@@ -29,7 +29,7 @@ local FUNCS = {
   {"evaluate.context_hint", R"evaluate".context_hint}, {"evaluate.check_prompts", R"evaluate".check_prompts},
   {"chat.family", R"chat".family}, {"jsonio.sync", R"jsonio".sync}, {"jsonio.is_temp_name", R"jsonio".is_temp_name},
   {"bench.records", R"bench".records}, {"rl.snapshot_policy", R"rl".snapshot_policy}, {"rl.aliases", R"rl".aliases},
-  {"toy_eval.run", R"toy_eval".run}, {"toy_eval.format_table", R"toy_eval".format_table},
+  {"train.latest_checkpoint", R"train".latest_checkpoint}, {"toy_eval.run", R"toy_eval".run}, {"toy_eval.format_table", R"toy_eval".format_table},
 }
 for _, n in ipairs({"device", "encode", "forward", "generate", "hidden", "init_random", "logprobs", "pad",
                     "param_names", "parameters", "prompt_ids", "set_param", "set_recompute", "to"}) do
@@ -50,7 +50,8 @@ H.case("every documented name is called", function()
   local left_out = {["confit.fsync"] = "writes", ["confit.truncate"] = "writes", ["confit.rename_exchange"] = "renames files", ["confit.lock"] = "locks a file", ["confit.save_safetensors"] = "writes",
                     ["confit.profile"] = "runs its argument", ["jsonio.write_json_atomic"] = "writes",
                     ["jsonio.remove_stale_temps"] = "removes files", ["report.write"] = "writes", ["m:save"] = "writes",
-                    ["m:free"] = "frees the model", ["m:init_random_cuda"] = "needs a GPU", ["tok:free"] = "frees the tokenizer", ["train.run"] = "trains",
+                    ["m:free"] = "frees the model", ["m:init_random_cuda"] = "needs a GPU", ["tok:free"] = "frees the tokenizer", ["train.run"] = "trains", ["train.save_checkpoint"] = "writes",
+                    ["train.load_checkpoint"] = "loads into its model and optimizer",
                     ["m.config"] = "a table", ["m.tokenizer"] = "a table", ["rl.methods"] = "a table",
                     ["rl.per_question"] = "a table", ["rl.register_weighted"] = "registers a method",
                     ["jsonio.append_jsonl"] = "writes", ["jsonio.write_dir_atomic"] = "writes",
