@@ -252,18 +252,8 @@ static int l_path_kind(lua_State *L) {
   return 1;
 }
 
-static int l_fsync(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  const char *what = "open";
-  int err = 0;
-  if (fd < 0) {
-    err = errno;
-  } else {
-    what = "fsync";
-    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) err = errno;
-    close(fd);
-  }
+/* true, or nil and "<path>: <what> failed: <reason>" when err (an errno) is set */
+static int path_result(lua_State *L, const char *path, const char *what, int err) {
   if (err) {
     luaL_pushfail(L);
     lua_pushfstring(L, "%s: %s failed: %s", path, what, strerror(err));
@@ -273,28 +263,26 @@ static int l_fsync(lua_State *L) {
   return 1;
 }
 
+static int l_fsync(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return path_result(L, path, "open", errno);
+  int err = fsync(fd) != 0 && errno != EINVAL && errno != EROFS ? errno : 0;
+  close(fd);
+  return path_result(L, path, "fsync", err);
+}
+
 static int l_truncate(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   lua_Integer size = luaL_checkinteger(L, 2);
   luaL_argcheck(L, size >= 0, 2, "size must be >= 0");
   int fd = open(path, O_WRONLY | O_CLOEXEC);
-  const char *what = "open";
-  int err = 0;
-  if (fd < 0) {
-    err = errno;
-  } else {
-    what = "truncate";
-    if (ftruncate(fd, (off_t)size) != 0) err = errno;
-    else if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) { what = "fsync"; err = errno; }
-    close(fd);
-  }
-  if (err) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "%s: %s failed: %s", path, what, strerror(err));
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  if (fd < 0) return path_result(L, path, "open", errno);
+  const char *what = "truncate";
+  int err = ftruncate(fd, (off_t)size) != 0 ? errno : 0;
+  if (!err && fsync(fd) != 0 && errno != EINVAL && errno != EROFS) { what = "fsync"; err = errno; }
+  close(fd);
+  return path_result(L, path, what, err);
 }
 
 static int l_rename_exchange(lua_State *L) {
