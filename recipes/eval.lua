@@ -168,7 +168,6 @@ local file_exists = require("confit.cli").can_read
 -- keeps the superseded results; finished results (summary.json) take the older ones' place.
 local SUPERSEDED = "superseded"
 
-
 local function basename(p)
   p = p:gsub("/+$", "")
   return p:match("([^/]+)$") or p
