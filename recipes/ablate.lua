@@ -3,7 +3,8 @@
 --   confit recipes/ablate.lua GRID.lua [--out DIR] [--set KEY=VALUE ...] [--dry-run] [--report-only]
 --
 -- --set KEY=VALUE (repeatable) sets or replaces a base setting of every run before the grid is
--- checked (a number, true / false, else a string); a key that is an axis is refused.
+-- checked (read as the recipe's flag takes it: a number, true / false for a switch, else the
+-- text as given); a key that is an axis is refused.
 --
 -- GRID.lua returns a table:
 --   return {
@@ -132,6 +133,9 @@ function M.check(spec, where)
       die("%s: unknown key %s (a grid file returns base, grid, out, recipe, seed_key, metrics)", where, tostring(k))
     end
   end
+  if spec.recipe ~= nil and (type(spec.recipe) ~= "string" or spec.recipe == "") then
+    die("%s: recipe must be a script's path (a string), got %s", where, type(spec.recipe) == "string" and "''" or type(spec.recipe))
+  end
   if spec.out ~= nil and (type(spec.out) ~= "string" or spec.out == "") then
     die("%s: out must be a folder path (a string), got %s", where, tostring(spec.out))
   end
@@ -229,7 +233,8 @@ function M.apply_sets(spec, sets, where)
   if #sets == 0 or type(spec) ~= "table" then return spec end
   if spec.base ~= nil and type(spec.base) ~= "table" then return spec end   -- M.check says why
   local base, seen = spec.base or {}, {}
-  local flags = recipe_flags(spec.recipe or M.default_recipe()) or {}
+  local recipe = spec.recipe == nil and M.default_recipe() or spec.recipe
+  local flags = type(recipe) == "string" and recipe_flags(recipe) or {}   -- (M.check refuses another)
   for _, s in ipairs(sets) do
     local k, v = s:match("^([^=]+)=(.*)$")
     if not k or not k:match("^[%w_][%w_%-]*$") then

@@ -108,6 +108,7 @@ local GRID_METRICS = grid_file("bad_metrics", 'grid = {alpha = {0}}, metrics = {
 local GRID_TWICE = grid_file("twice", 'base = {eval_n = 2}, grid = {["eval-n"] = {2, 4}}')
 -- (twenty-third session) a model folder that is not there failed every run, one after the other
 local GRID_NOMODEL = grid_file("no_model", 'base = {model = "no/such/model"}, grid = {seed = {1, 2}}')
+local GRID_RECIPE = grid_file("bad_recipe", 'grid = {seed = {1}}, recipe = {}')   -- a Lua error from io.open
 local GRID_NOTMODEL = grid_file("not_model", ('base = {model = %q}, grid = {seed = {1}}'):format(TMP))
 local RUN = TMP .. "/run1"
 assert(os.execute("mkdir -p " .. q(RUN)))
@@ -265,6 +266,7 @@ local CASES = {
   {"ablate", q(GRID_TWICE) .. " --dry-run", 1, {"eval-n", "twice"}},
   {"ablate", q(GRID_NOMODEL) .. " --dry-run", 1, {"run seed=1: --model 'no/such/model': no such directory (a path from the current folder, /"}},
   {"ablate", q(GRID_NOTMODEL) .. " --dry-run", 1, {"is not a model folder (no config.json there)"}},
+  {"ablate", q(GRID_RECIPE) .. " --dry-run", 1, {"recipe must be a script's path (a string), got table"}},
   {"rlsc", "--model no/such/model --steps 1", 1, {"--model 'no/such/model': no such directory (a path from the current folder, /"}},
   {"ablate", q(GRID_OK) .. " --dry-run --report-only", 1, {"--dry-run", "--report-only"}},
   {"ablate", q(GRID_OK) .. " --dry-run --out a --out b", 1, {"--out", "twice"}},
