@@ -1,10 +1,10 @@
 /* tensor.h - storages and tensors: the data every other part of confit passes around.
  *
  * A storage owns refcounted bytes on one device (CPU memory from malloc; CUDA memory from the
- * caching allocator). A tensor is a view on a storage: dtype,
- * shape, strides (in elements) and an offset (in elements). Views (narrow, select, transpose,
- * permute, view, expand) share the storage and copy nothing. New storages are zero-filled, except
- * those from the _uninit functions (contents undefined; 0xFF bytes in poison mode, CONFIT_POISON=1).
+ * caching allocator). A tensor is a view on a storage: dtype, shape, strides (in elements) and an
+ * offset (in elements). Views (narrow, select, transpose, permute, view, expand) share the
+ * storage and copy nothing. New storages are zero-filled, except those from the _uninit functions
+ * (contents undefined; 0xFF bytes in poison mode, CONFIT_POISON=1).
  *
  * Ownership: every function that returns a tensor returns a NEW reference that the caller must
  * release with cf_tensor_release(). Nothing steals a reference unless its name says so.

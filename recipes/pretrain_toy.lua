@@ -27,15 +27,16 @@
 -- --eval-questions held-out questions and its metrics are written beside it (metrics.json).
 --
 -- --out (default runs/pretrain_toy-<UTC time>; `--out examples/toy/model` remakes the shipped
--- checkpoint: until the twenty-third session that was the default, and a short trial run
--- replaced it) is checked before the training, and again after it (it may have changed meanwhile): it may be missing, an empty
--- folder, or a model folder this recipe could have written (config.json of a qwen2 with the
--- toy's 257 ids, model.safetensors, and nothing but the files listed in MODEL_FILES); anything
--- else is refused. The model folder is written as m:save writes one (jsonio.write_dir_atomic):
--- into a new sibling folder <out>.tmp-PID-TIME-SERIAL, synced, then swapped with the old folder
--- in one step (renameat2 RENAME_EXCHANGE; where the file system cannot, by two renames through
--- <out>.old-PID-TIME-SERIAL), the old one then removed; no other file is touched. Training is
--- costly, so when --out is refused after it, or the renames fail, the model is kept in <out>.kept-PID-TIME-SERIAL and the error names that folder.
+-- checkpoint: until the twenty-third session that was the default, and a short trial run replaced
+-- it) is checked before the training, and again after it (it may have changed meanwhile): it may
+-- be missing, an empty folder, or a model folder this recipe could have written (config.json of a
+-- qwen2 with the toy's 257 ids, model.safetensors, and nothing but the files listed in
+-- MODEL_FILES); anything else is refused. The model folder is written as m:save writes one
+-- (jsonio.write_dir_atomic): into a new sibling folder <out>.tmp-PID-TIME-SERIAL, synced, then
+-- swapped with the old folder in one step (renameat2 RENAME_EXCHANGE; where the file system
+-- cannot, by two renames through <out>.old-PID-TIME-SERIAL), the old one then removed; no other
+-- file is touched. Training is costly, so when --out is refused after it, or the renames fail,
+-- the model is kept in <out>.kept-PID-TIME-SERIAL and the error names that folder.
 local confit = require "confit"
 local model = require "confit.model"
 local toy = require "confit.toy"
@@ -83,7 +84,7 @@ local SPEC = {
   std = {"number", 0.08, min = 0,
     help = "standard deviation of the initial weights"},
   quiet = {"flag", false,
-    help = "print no progress lines"},
+    help = "print no progress lines (where the model was saved still prints)"},
 }
 
 -- The files this recipe writes into a model folder (model:save, the tokenizer, metrics.json).
