@@ -199,7 +199,8 @@ static void print_usage(FILE *f) {
           "Fed from a pipe or a file, the REPL goes on after an error and exits with status 1.\n"
           "Environment: CONFIT_LUA_DIR (pure-Lua modules), CONFIT_HISTORY (REPL history file,\n"
           "default ~/.confit_history; empty = none), CONFIT_PROGRESS (bar, plain or off: the\n"
-          "recipes' progress lines; default bar on a terminal, else plain).\n",
+          "recipes' progress lines; default bar on a terminal, else plain), CONFIT_DEBUG=1 (core\n"
+          "errors start with the C file and line that raised them).\n",
           progname);
 }
 

@@ -854,6 +854,24 @@ end)
 -- (twenty-second session) an allocation failing inside an op said "tensor.c:112: out of memory"
 -- without the op; 250e12 floats (1 PB) are more than any address space, so the request fails
 -- fast everywhere (the sanitizer build returns NULL too: main.c's __asan_default_options)
+-- (twenty-third session, two reviews' findings) "generate.c:515: generate: ..." read as noise: a
+-- core error says what is wrong, and CONFIT_DEBUG=1 brings the C file and line back
+H.case("core errors carry no C file and line unless CONFIT_DEBUG is set", function()
+  local exe = arg and arg[-1]
+  if not exe then return H.skip("core error positions", "needs the executable path") end
+  local code = [['print(select(2, pcall(function() return require("confit").zeros({3, 4}):matmul(require("confit").zeros({5, 6})) end)))']]
+  local function run(env)
+    local p = assert(io.popen(("%s '%s' -e %s 2>&1"):format(env, exe, code)))
+    local out = p:read("a")
+    p:close()
+    return out
+  end
+  local plain, debug = run("env -u CONFIT_DEBUG"), run("CONFIT_DEBUG=1")
+  H.ok(plain:find("matmul: inner dims", 1, true) and not plain:find("%a%.c:%d+: "), "no C position: " .. plain)
+  H.ok(debug:find("%a%.c:%d+: matmul: inner dims"), "the C position under CONFIT_DEBUG=1: " .. debug)
+  H.ok(run("CONFIT_DEBUG=0"):find("%a%.c:%d+: ") == nil, "CONFIT_DEBUG=0 is off")
+end)
+
 H.case("an op whose output cannot be allocated names itself, once", function()
   local one = confit.ones({1})
   local huge = one:expand({250000000000000})
