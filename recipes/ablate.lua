@@ -340,14 +340,20 @@ end
 -- `return cli.main(name, dofile("recipes/rlsc.lua"))`), or nil. Only a file that ends in cli.main
 -- is loaded: loaded with dofile, it returns its main and runs nothing (a wrapper registers its
 -- methods with confit.rl, which the method check then knows).
+-- (a file is loaded once for its text: --set asks before the grid is checked, check_recipe after)
+local loaded_recipes = {}
 function recipe_flags(recipe)
   local f = io.open(recipe, "rb")
   local text = f and f:read("a")
   if f then f:close() end
   if not (text and text:find("cli\"?%)?%.main%s*%(")) then return nil end   -- cli.main( or cli").main(
-  local ok, main = pcall(dofile, recipe)
-  if not ok then return nil end
-  return cli.flags_of(main), cli.check_of(main)
+  local key = recipe .. "\0" .. text
+  if not loaded_recipes[key] then
+    local ok, main = pcall(dofile, recipe)
+    if not ok then return nil end
+    loaded_recipes[key] = {flags = cli.flags_of(main), check = cli.check_of(main)}
+  end
+  return loaded_recipes[key].flags, loaded_recipes[key].check
 end
 
 -- The metric names of rlsc's summaries (confit.toy_eval's and their docs/RUNDIR.md names,
