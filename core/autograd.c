@@ -258,7 +258,7 @@ static bool reads_value(const cf_node *n, int k) {
     case CF_OP_add: case CF_OP_sub: case CF_OP_neg: case CF_OP_sum: case CF_OP_mean:
     case CF_OP_cat: case CF_OP_stack: case CF_OP_narrow: case CF_OP_select: case CF_OP_transpose:
     case CF_OP_permute: case CF_OP_view: case CF_OP_reshape: case CF_OP_expand: case CF_OP_squeeze:
-    case CF_OP_unsqueeze: case CF_OP_contiguous: case CF_OP_to_dtype:
+    case CF_OP_unsqueeze: case CF_OP_contiguous: case CF_OP_to_dtype: case CF_OP_cumsum:
       return false;
     case CF_OP_mul: case CF_OP_matmul:            /* each input's gradient reads the other one */
       return n->needs[1 - k];
@@ -274,9 +274,10 @@ static bool reads_value(const cf_node *n, int k) {
     case CF_OP_masked_fill: case CF_OP_embedding: case CF_OP_gather: case CF_OP_rope:
       return k == 1;                               /* the mask, ids, index, positions */
     case CF_OP_exp: case CF_OP_sqrt: case CF_OP_sigmoid: case CF_OP_tanh: case CF_OP_relu:
-    case CF_OP_softmax: case CF_OP_log_softmax:   /* their output only */
+    case CF_OP_softmax: case CF_OP_log_softmax: case CF_OP_expm1:   /* their output only */
       return false;
     case CF_OP_log: case CF_OP_silu: case CF_OP_max: case CF_OP_var: case CF_OP_entropy:
+    case CF_OP_min: case CF_OP_log1p: case CF_OP_sin: case CF_OP_cos:
       return k == 0;
     case CF_OP_rsqrt: case CF_OP_abs: case CF_OP_clamp: case CF_OP_gelu: case CF_OP_logsumexp:
       return k == 0;

@@ -2,10 +2,10 @@
  *
  * Rules are formulas over table ops (grad_expr.h), so they run on any device that has the
  * forward kernels. Binary rules return full-size gradients; the engine sums them down to each
- * input's shape. Masks are built from nonzero-ness (where treats nonzero as true). There is no
- * comparison op, so comparisons are spelled with ops that propagate NaN: `differs` is x != y
- * (true for NaN, false for equal infinities, where x - y alone is NaN), `is_nan` is nonzero only
- * at NaN.
+ * input's shape. Masks are built from nonzero-ness (where treats nonzero as true). The rules
+ * predate the comparison ops (eq, ne, ...) and spell comparisons with ops that propagate NaN:
+ * `differs` is x != y (true for NaN, false for equal infinities, where x - y alone is NaN),
+ * `is_nan` is nonzero only at NaN.
  *
  * Conventions at non-differentiable points (documented in ops.def's docs):
  *   maximum/minimum  ties (equal infinities too) send half of the gradient to each input, a NaN
@@ -233,4 +233,27 @@ int cf_bwd_relu(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   cf_gx s = {0};
   gin[0] = gx_result(&s, gx_where(&s, n->out, g, gx_const(&s, g, 0.0)));
   return gx_end(&s);
+}
+
+/* d log(1 + x) = 1 / (1 + x) */
+int cf_bwd_log1p(cf_node *n, cf_tensor *g, cf_tensor **gin) {
+  cf_gx s = {0};
+  gin[0] = gx_result(&s, gx_op2(&s, CF_OP_div, g, gx_num(&s, CF_OP_add, n->in[0], 1.0)));
+  return gx_end(&s);
+}
+
+/* d (e^x - 1) = e^x = out + 1 */
+int cf_bwd_expm1(cf_node *n, cf_tensor *g, cf_tensor **gin) {
+  cf_gx s = {0};
+  return unary_done(&s, g, gx_num(&s, CF_OP_add, n->out, 1.0), gin);
+}
+
+int cf_bwd_sin(cf_node *n, cf_tensor *g, cf_tensor **gin) {
+  cf_gx s = {0};
+  return unary_done(&s, g, gx_op1(&s, CF_OP_cos, n->in[0]), gin);
+}
+
+int cf_bwd_cos(cf_node *n, cf_tensor *g, cf_tensor **gin) {
+  cf_gx s = {0};
+  return unary_done(&s, g, gx_op1(&s, CF_OP_neg, gx_op1(&s, CF_OP_sin, n->in[0])), gin);
 }

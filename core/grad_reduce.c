@@ -1,11 +1,11 @@
-/* grad_reduce.c - backward rules of the reductions (sum mean max logsumexp var) and of softmax
- * and log_softmax. argmax has none (CF_NOGRAD).
+/* grad_reduce.c - backward rules of the reductions (sum mean max min logsumexp var), of cumsum,
+ * and of softmax and log_softmax. argmax and argmin have none (CF_NOGRAD).
  *
  * A reduced gradient is first given back its reduced dim (kept_dim: an unsqueeze view when the
  * op dropped it; a 0-d gradient of an all-dims reduction broadcasts as it is), then broadcast
  * against the input. sum and mean return stride-0 expanded views of the right shape.
- * max sends the gradient to the FIRST maximum only: the one-hot is "arange(n) - argmax == 0",
- * built from table ops so the rule runs on any device.
+ * max sends the gradient to the FIRST maximum only (min to the first minimum): the one-hot is
+ * "arange(n) - argmax == 0", built from table ops so the rule runs on any device.
  */
 #include "grad_expr.h"
 #include <math.h>
@@ -43,8 +43,9 @@ int cf_bwd_mean(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   return gx_end(&s);
 }
 
-/* One-hot of the first maximum along dim (x's shape) times the kept gradient. */
-int cf_bwd_max(cf_node *n, cf_tensor *g, cf_tensor **gin) {
+/* One-hot of the first maximum (arg = argmax) or minimum (argmin) along dim (x's shape) times
+ * the kept gradient. */
+static int extreme_bwd(cf_op_id arg, cf_node *n, cf_tensor *g, cf_tensor **gin) {
   cf_gx s = {0};
   cf_tensor *x = n->in[0];
   int dim = (int)n->args.i[0];
@@ -60,7 +61,7 @@ int cf_bwd_max(cf_node *n, cf_tensor *g, cf_tensor **gin) {
     gk = kept_dim(&s, g, &n->args);
   }
   if (!xs || !gk) return gx_end(&s);
-  cf_tensor *idx = gx_keep(&s, cf_op_dim(CF_OP_argmax, xs, dim, true));
+  cf_tensor *idx = gx_keep(&s, cf_op_dim(arg, xs, dim, true));
   /* positions compare in f32 for bf16 inputs: bf16 holds integers exactly only up to 256 */
   cf_dtype cmp = x->dtype == CF_DTYPE_BF16 ? CF_DTYPE_F32 : x->dtype;
   cf_tensor *idxf = idx ? gx_keep(&s, cf_tensor_to_dtype(idx, cmp)) : NULL;
@@ -74,6 +75,18 @@ int cf_bwd_max(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   cf_tensor *r = gx_where(&s, notmax, gx_const(&s, g, 0.0), gk);
   if (r && xs != x) r = gx_keep(&s, cf_view_reshape(r, x->ndim, x->shape));
   gin[0] = gx_result(&s, r);
+  return gx_end(&s);
+}
+
+int cf_bwd_max(cf_node *n, cf_tensor *g, cf_tensor **gin) { return extreme_bwd(CF_OP_argmax, n, g, gin); }
+int cf_bwd_min(cf_node *n, cf_tensor *g, cf_tensor **gin) { return extreme_bwd(CF_OP_argmin, n, g, gin); }
+
+/* out[i] = sum over j <= i of x[j] (j >= i when reverse): dx[j] = sum over i >= j of g[i], the
+ * cumsum of g the other way */
+int cf_bwd_cumsum(cf_node *n, cf_tensor *g, cf_tensor **gin) {
+  cf_gx s = {0};
+  bool reverse = n->args.ni > 1 && n->args.i[1] != 0;
+  gin[0] = gx_result(&s, gx_dim(&s, CF_OP_cumsum, g, (int)n->args.i[0], !reverse));
   return gx_end(&s);
 }
 

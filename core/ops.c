@@ -107,6 +107,13 @@ int cf_infer_broadcast(const char *op, cf_tensor *const *in, int nin, const cf_a
   return cf_broadcast_shapes(op, in, nin, out);
 }
 
+/* comparisons: the broadcast shape; 0/1 values in a's dtype when a is floating, else f32 */
+int cf_infer_compare(const char *op, cf_tensor *const *in, int nin, const cf_args *a, cf_meta *out) {
+  (void)a;
+  out->dtype = cf_dtype_is_float(in[0]->dtype) ? in[0]->dtype : CF_DTYPE_F32;
+  return cf_broadcast_shapes(op, in, nin, out);
+}
+
 int cf_infer_where(const char *op, cf_tensor *const *in, int nin, const cf_args *a, cf_meta *out) {
   (void)a;
   out->dtype = in[1]->dtype;

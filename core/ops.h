@@ -83,6 +83,7 @@ int cf_broadcast_shapes(const char *op, cf_tensor *const *in, int nin, cf_meta *
 CF_INFER_DECL(same)
 CF_INFER_DECL(broadcast)
 CF_INFER_DECL(where)
+CF_INFER_DECL(compare)
 CF_INFER_DECL(reduce)
 CF_INFER_DECL(argmax)
 CF_INFER_DECL(scalar)

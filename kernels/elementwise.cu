@@ -1,5 +1,6 @@
 /* elementwise.cu - CUDA kernels of the elementwise ops (add sub mul div pow maximum minimum
- * swiglu, where, masked_fill, neg exp log sqrt rsqrt abs clamp silu sigmoid tanh gelu relu),
+ * swiglu, where, masked_fill, eq ne lt le gt ge, neg exp log log1p expm1 sqrt rsqrt abs clamp
+ * silu sigmoid tanh gelu relu sin cos sign),
  * swiglu's fused backward, and the fused
  * optimizer kernels registered with core/optim.h (AdamW, SGD, sum of squares, scale). The
  * optimizer kernels are templated on the parameter type (f32, or bf16 updated through its f32
@@ -9,9 +10,11 @@
  * and the operation. Inputs may have any strides and broadcast (cu_iter, coalesced on the host);
  * when every operand is dense and unbroadcast the kernel indexes flat (the fast path). The
  * output is the fresh contiguous tensor cf_op allocated. Semantics follow core/cpu/elementwise.c:
- * maximum/minimum/relu/clamp propagate NaN; masks may have any dtype, nonzero = true.
- * Finding a kernel: cf_cuda_<op> of the unary and binary ops is made by a macro, so grep for
- * `UNARY(<op>,` or `BINARY(<op>,` (clamp, where, masked_fill are written out).
+ * maximum/minimum/relu/clamp/sign propagate NaN; masks may have any dtype, nonzero = true;
+ * comparisons read both operands (any dtypes) as double, as the CPU does.
+ * Finding a kernel: cf_cuda_<op> of the unary, binary and comparison ops is made by a macro, so
+ * grep for `UNARY(<op>,`, `BINARY(<op>,` or `COMPARE(<op>,` (clamp, where, masked_fill are
+ * written out).
  */
 #include "kernels/cuda_internal.cuh"
 
@@ -22,8 +25,10 @@ extern "C" {
 
 /* ---------------------------------------------------------------- math */
 
-enum { U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_ABS, U_CLAMP, U_SILU, U_SIGMOID, U_TANH, U_GELU, U_RELU };
+enum { U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_ABS, U_CLAMP, U_SILU, U_SIGMOID, U_TANH, U_GELU, U_RELU,
+       U_LOG1P, U_EXPM1, U_SIN, U_COS, U_SIGN };
 enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN, B_SWIGLU };
+enum { C_EQ, C_NE, C_LT, C_LE, C_GT, C_GE };
 
 __device__ __forceinline__ float sigmoidf_(float x) {
   if (x >= 0) return 1.0f / (1.0f + expf(-x));
@@ -49,8 +54,26 @@ __device__ __forceinline__ float unary_fn(float x, float lo, float hi) {
     case U_TANH: return tanhf(x);
     case U_GELU: return 0.5f * x * erfcf(-x * 0.70710678118654752440f);
     case U_RELU: return isnan(x) ? x : (x > 0 ? x : 0.0f);
+    case U_LOG1P: return log1pf(x);
+    case U_EXPM1: return expm1f(x);
+    case U_SIN: return sinf(x);
+    case U_COS: return cosf(x);
+    case U_SIGN: return isnan(x) ? x : (float)((x > 0) - (x < 0));
   }
   return x;
+}
+
+template <int OP>
+__device__ __forceinline__ bool compare_fn(double x, double y) {
+  switch (OP) {
+    case C_EQ: return x == y;
+    case C_NE: return x != y;
+    case C_LT: return x < y;
+    case C_LE: return x <= y;
+    case C_GT: return x > y;
+    case C_GE: return x >= y;
+  }
+  return false;
 }
 
 template <int OP>
@@ -189,6 +212,19 @@ __global__ void __launch_bounds__(CF_CU_THREADS) swiglu_bwd_kernel(T *ga, T *gb,
   }
 }
 
+// out = a <op> b ? 1 : 0, a and b of any dtypes (operands: out, a, b)
+template <typename T, int OP>
+__global__ void __launch_bounds__(CF_CU_THREADS) compare_kernel(T *out, const void *a, int adt, const void *b,
+                                                                int bdt, cu_iter it, int64_t n) {
+  int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += stride) {
+    int64_t off[3];
+    if (it.contiguous) off[0] = off[1] = off[2] = i;
+    else cu_offsets<3>(it, i, off);
+    stf(out, off[0], compare_fn<OP>(ld_any(a, adt, off[1]), ld_any(b, bdt, off[2])) ? 1.0f : 0.0f);
+  }
+}
+
 // out = cond != 0 ? (a or fill) : b   (operands: out, cond, b, a)
 template <typename T>
 __global__ void __launch_bounds__(CF_CU_THREADS) select_kernel(T *out, const void *c, int cdt, const T *a,
@@ -240,6 +276,11 @@ UNARY(sigmoid, U_SIGMOID)
 UNARY(tanh, U_TANH)
 UNARY(gelu, U_GELU)
 UNARY(relu, U_RELU)
+UNARY(log1p, U_LOG1P)
+UNARY(expm1, U_EXPM1)
+UNARY(sin, U_SIN)
+UNARY(cos, U_COS)
+UNARY(sign, U_SIGN)
 
 extern "C" int cf_cuda_clamp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
@@ -317,6 +358,36 @@ extern "C" int cf_cuda_swiglu_backward(cf_tensor *ga, cf_tensor *gb, cf_tensor *
         (const bf16 *)cf_tensor_data(b), it, n, vec);
   return cu_launched("swiglu backward");
 }
+
+template <int OP>
+static int compare(const char *name, cf_tensor *out, cf_tensor *a, cf_tensor *b) {
+  if (cu_check_float(name, out)) return -1;
+  int64_t n = cf_tensor_numel(out);
+  if (n == 0) return 0;
+  const cf_tensor *ops[3] = {out, a, b};
+  cu_iter it;
+  cu_iter_init(&it, out->ndim, out->shape, 3, ops);
+  unsigned g = cu_blocks(n, CF_CU_THREADS);
+  if (out->dtype == CF_DTYPE_F32)
+    compare_kernel<float, OP><<<g, CF_CU_THREADS, 0, cu_stream()>>>((float *)cf_tensor_data(out),
+        cf_tensor_data(a), (int)a->dtype, cf_tensor_data(b), (int)b->dtype, it, n);
+  else
+    compare_kernel<bf16, OP><<<g, CF_CU_THREADS, 0, cu_stream()>>>((bf16 *)cf_tensor_data(out),
+        cf_tensor_data(a), (int)a->dtype, cf_tensor_data(b), (int)b->dtype, it, n);
+  return cu_launched(name);
+}
+
+#define COMPARE(name, code)                                                                      \
+  extern "C" int cf_cuda_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) { \
+    (void)nin; (void)a;                                                                           \
+    return compare<code>(#name, out, in[0], in[1]);                                              \
+  }
+COMPARE(eq, C_EQ)
+COMPARE(ne, C_NE)
+COMPARE(lt, C_LT)
+COMPARE(le, C_LE)
+COMPARE(gt, C_GT)
+COMPARE(ge, C_GE)
 
 static int select_op(const char *name, cf_tensor *out, cf_tensor *c, cf_tensor *a, cf_tensor *b, double fill) {
   if (cu_check_float(name, out)) return -1;

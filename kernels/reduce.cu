@@ -1,5 +1,5 @@
-/* reduce.cu - CUDA kernels of the reductions (sum mean max argmax logsumexp var) and of softmax
- * and log_softmax.
+/* reduce.cu - CUDA kernels of the reductions (sum mean max argmax min argmin logsumexp var), of
+ * cumsum, and of softmax and log_softmax.
  *
  * The input is made contiguous (a device copy only when it is not) and seen as [outer, n, inner]
  * around the reduced dim (dim = all: one row of numel). Two layouts:
@@ -10,13 +10,18 @@
  * Accumulation: sums, means and variances in double; logsumexp and softmax in f32 after
  * subtracting the row maximum (fp32 accumulation for bf16 too).
  * Conventions (same as core/cpu/reduce.c): max/argmax pick the FIRST maximum and propagate NaN
- * (the first NaN wins) and refuse an empty dim; mean of nothing is NaN; logsumexp of an all -inf
+ * (the first NaN wins) and refuse an empty dim; min/argmin are max/argmax of the negated values; mean of nothing is NaN; logsumexp of an all -inf
  * row is -inf; softmax of an all -inf row is 0 (log_softmax -inf); var divides by n - 1 when
  * unbiased.
  */
 #include "kernels/cuda_internal.cuh"
 
-enum { R_SUM, R_MEAN, R_MAX, R_ARGMAX, R_LSE, R_VAR };
+enum { R_SUM, R_MEAN, R_MAX, R_ARGMAX, R_MIN, R_ARGMIN, R_LSE, R_VAR };
+
+/* max/argmax and min/argmin share one walk: the latter look at -x (and min gives -(max of -x)) */
+#define R_ARGLIKE(OP) ((OP) == R_MAX || (OP) == R_ARGMAX || (OP) == R_MIN || (OP) == R_ARGMIN)
+#define R_SIGN(OP) (((OP) == R_MIN || (OP) == R_ARGMIN) ? -1.0f : 1.0f)
+#define R_INDEX(OP) ((OP) == R_ARGMAX || (OP) == R_ARGMIN)
 
 /* (v, i) beats (w, j): NaN first, then larger, then the smaller index. */
 __device__ __forceinline__ bool arg_better(float v, int64_t i, float w, int64_t j) {
@@ -76,17 +81,17 @@ __global__ void __launch_bounds__(CF_CU_THREADS) reduce_rows_kernel(const T *x, 
     } else if (threadIdx.x == 0) {
       stf((T *)out, r, (float)(OP == R_SUM ? acc : acc / (double)n));
     }
-  } else if (OP == R_MAX || OP == R_ARGMAX) {
+  } else if (R_ARGLIKE(OP)) {
     float v = -INFINITY;
     int64_t idx = INT64_MAX;
     for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
-      float w = ldf(row, k);
+      float w = R_SIGN(OP) * ldf(row, k);
       if (arg_better(w, k, v, idx)) { v = w; idx = k; }
     }
     block_argmax(v, idx);
     if (threadIdx.x == 0) {
-      if (OP == R_ARGMAX) ((int64_t *)out)[r] = idx;
-      else stf((T *)out, r, v);
+      if (R_INDEX(OP)) ((int64_t *)out)[r] = idx;
+      else stf((T *)out, r, R_SIGN(OP) * v);
     }
   } else { /* R_LSE */
     float m = -INFINITY;
@@ -129,16 +134,16 @@ __global__ void __launch_bounds__(CF_CU_THREADS) reduce_cols_kernel(const T *x, 
       } else {
         stf((T *)out, r, (float)(OP == R_SUM ? acc : acc / (double)n));
       }
-    } else if (OP == R_MAX || OP == R_ARGMAX) {
+    } else if (R_ARGLIKE(OP)) {
       float v = -INFINITY;
       int64_t idx = 0;
       for (int64_t k = 0; k < n; k++) {
-        float w = ldf(col, k * inner);
+        float w = R_SIGN(OP) * ldf(col, k * inner);
         if (k == 0 || arg_better(w, k, v, idx)) { v = w; idx = k; }
         if (isnan(w)) break;
       }
-      if (OP == R_ARGMAX) ((int64_t *)out)[r] = idx;
-      else stf((T *)out, r, v);
+      if (R_INDEX(OP)) ((int64_t *)out)[r] = idx;
+      else stf((T *)out, r, R_SIGN(OP) * v);
     } else {
       float m = -INFINITY;
       bool nan = false;
@@ -311,7 +316,7 @@ static int reduce(const char *name, cf_tensor *out, cf_tensor *x0, const cf_args
   int64_t outer = 0, n = 0, inner = 1;
   if (cf_reduce_geometry(name, x0, a->i[0], true, &outer, &n, &inner)) return -1;
   int64_t rows = outer * inner;
-  if ((OP == R_MAX || OP == R_ARGMAX) && cf_reduce_nonempty(name, x0, n, rows)) return -1;
+  if (R_ARGLIKE(OP) && cf_reduce_nonempty(name, x0, n, rows)) return -1;
   if (rows == 0) return 0;
   if (n == 0) { /* sum 0, mean/var NaN, lse -inf (the output is uninitialised: CF_FULLWRITE) */
     if (OP == R_SUM)
@@ -352,6 +357,14 @@ extern "C" int cf_cuda_argmax(cf_tensor *out, cf_tensor *const *in, int nin, con
   (void)nin;
   return reduce<R_ARGMAX>("argmax", out, in[0], a);
 }
+extern "C" int cf_cuda_min(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce<R_MIN>("min", out, in[0], a);
+}
+extern "C" int cf_cuda_argmin(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce<R_ARGMIN>("argmin", out, in[0], a);
+}
 extern "C" int cf_cuda_logsumexp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
   if (a->i[0] == CF_DIM_ALL) return CF_ERR("logsumexp: a dim is required");
@@ -360,6 +373,46 @@ extern "C" int cf_cuda_logsumexp(cf_tensor *out, cf_tensor *const *in, int nin, 
 extern "C" int cf_cuda_var(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
   return reduce<R_VAR>("var", out, in[0], a);
+}
+
+/* ---------------------------------------------------------------- cumsum */
+
+// out [outer, n, inner] = running sums of x along n, from the end when reverse (one thread per
+// column, double accumulation as on the CPU, so both round the same sums)
+template <typename T>
+__global__ void __launch_bounds__(CF_CU_THREADS) cumsum_kernel(const T *x, T *out, int64_t rows, int64_t n,
+                                                               int64_t inner, bool reverse) {
+  for (int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; r < rows; r += (int64_t)gridDim.x * blockDim.x) {
+    int64_t base = (r / inner) * n * inner + r % inner;
+    double acc = 0;
+    for (int64_t j = 0; j < n; j++) {
+      int64_t i = base + (reverse ? n - 1 - j : j) * inner;
+      acc += (double)ldf(x, i);
+      stf(out, i, (float)acc);
+    }
+  }
+}
+
+extern "C" int cf_cuda_cumsum(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  cf_tensor *x0 = in[0];
+  if (cu_check_float("cumsum", x0)) return -1;
+  int64_t outer = 0, n = 0, inner = 1;
+  if (cf_reduce_geometry("cumsum", x0, a->i[0], false, &outer, &n, &inner)) return -1;
+  int64_t rows = outer * inner;
+  if (rows == 0 || n == 0) return 0;
+  bool reverse = a->ni > 1 && a->i[1] != 0;
+  cf_tensor *x = cu_contig(x0);
+  if (!x) return -1;
+  unsigned g = cu_blocks(rows, CF_CU_THREADS);
+  if (x->dtype == CF_DTYPE_F32)
+    cumsum_kernel<float><<<g, CF_CU_THREADS, 0, cu_stream()>>>((const float *)cf_tensor_data(x),
+        (float *)cf_tensor_data(out), rows, n, inner, reverse);
+  else
+    cumsum_kernel<bf16><<<g, CF_CU_THREADS, 0, cu_stream()>>>((const bf16 *)cf_tensor_data(x),
+        (bf16 *)cf_tensor_data(out), rows, n, inner, reverse);
+  cf_tensor_release(x);
+  return cu_launched("cumsum");
 }
 
 template <bool LOGP>

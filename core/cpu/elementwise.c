@@ -1,6 +1,7 @@
 /* elementwise.c - CPU kernels of the elementwise ops: binary with broadcasting (add sub mul div
- * pow maximum minimum swiglu), where, masked_fill and the unary ops (neg exp log sqrt rsqrt abs
- * clamp silu sigmoid tanh gelu relu), and swiglu's fused backward.
+ * pow maximum minimum swiglu), where, masked_fill, the comparisons (eq ne lt le gt ge), the unary
+ * ops (neg exp log log1p expm1 sqrt rsqrt abs clamp silu sigmoid tanh gelu relu sin cos sign),
+ * and swiglu's fused backward.
  *
  * The math is written once, in double (unary_fn, binary_fn); each kernel has two thin typed
  * loops, f32 and f64, over the strided iterator of iter.h (inputs may have any strides and
@@ -8,9 +9,11 @@
  * compute is GPU-only: convert with to_dtype. Masks (where, masked_fill) may have any dtype;
  * nonzero means true.
  *
- * NaN: maximum/minimum/relu/clamp propagate NaN inputs (like PyTorch).
- * Finding a kernel: cf_cpu_<op> of the unary and binary ops is made by a macro, so grep for
- * `UNARY_KERNEL(<op>,` or `BINARY_KERNEL(<op>,` (clamp, where, masked_fill are written out).
+ * NaN: maximum/minimum/relu/clamp/sign propagate NaN inputs (like PyTorch); a comparison with
+ * NaN is false, except ne, which is true.
+ * Finding a kernel: cf_cpu_<op> of the unary, binary and comparison ops is made by a macro, so
+ * grep for `UNARY_KERNEL(<op>,`, `BINARY_KERNEL(<op>,` or `COMPARE_KERNEL(<op>,` (clamp, where,
+ * masked_fill are written out).
  */
 #include "cpu/iter.h"
 #include "error.h"
@@ -35,7 +38,7 @@ static int check_compute_dtype(const char *op, const cf_tensor *out) {
 /* ---------------------------------------------------------------- unary */
 
 typedef enum { U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_ABS, U_CLAMP, U_SILU, U_SIGMOID, U_TANH,
-               U_GELU, U_RELU } unary_op;
+               U_GELU, U_RELU, U_LOG1P, U_EXPM1, U_SIN, U_COS, U_SIGN } unary_op;
 
 static inline double sigmoid(double x) {
   if (x >= 0) return 1.0 / (1.0 + exp(-x));
@@ -61,6 +64,11 @@ static inline double unary_fn(unary_op op, double x, double lo, double hi) {
     case U_TANH: return tanh(x);
     case U_GELU: return 0.5 * x * erfc(-x * 0.70710678118654752440); /* = 0.5 x (1 + erf(x/sqrt2)) */
     case U_RELU: return isnan(x) ? x : (x > 0 ? x : 0.0);
+    case U_LOG1P: return log1p(x);
+    case U_EXPM1: return expm1(x);
+    case U_SIN: return sin(x);
+    case U_COS: return cos(x);
+    case U_SIGN: return isnan(x) ? x : (double)((x > 0) - (x < 0));
   }
   return x;
 }
@@ -96,7 +104,8 @@ static int unary(const char *name, unary_op op, cf_tensor *out, cf_tensor *x, do
   switch (op) {
     UNARY_CASE(U_NEG); UNARY_CASE(U_EXP); UNARY_CASE(U_LOG); UNARY_CASE(U_SQRT); UNARY_CASE(U_RSQRT);
     UNARY_CASE(U_ABS); UNARY_CASE(U_CLAMP); UNARY_CASE(U_SILU); UNARY_CASE(U_SIGMOID); UNARY_CASE(U_TANH);
-    UNARY_CASE(U_GELU); UNARY_CASE(U_RELU);
+    UNARY_CASE(U_GELU); UNARY_CASE(U_RELU); UNARY_CASE(U_LOG1P); UNARY_CASE(U_EXPM1); UNARY_CASE(U_SIN);
+    UNARY_CASE(U_COS); UNARY_CASE(U_SIGN);
   }
   return 0;
 }
@@ -117,6 +126,11 @@ UNARY_KERNEL(sigmoid, U_SIGMOID)
 UNARY_KERNEL(tanh, U_TANH)
 UNARY_KERNEL(gelu, U_GELU)
 UNARY_KERNEL(relu, U_RELU)
+UNARY_KERNEL(log1p, U_LOG1P)
+UNARY_KERNEL(expm1, U_EXPM1)
+UNARY_KERNEL(sin, U_SIN)
+UNARY_KERNEL(cos, U_COS)
+UNARY_KERNEL(sign, U_SIGN)
 
 /* clamp "T F F": a->f[0] = lo, a->f[1] = hi (NaN = absent); lo > hi gives hi everywhere */
 int cf_cpu_clamp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
@@ -245,6 +259,60 @@ int cf_cpu_swiglu_backward(cf_tensor *ga, cf_tensor *gb, cf_tensor *a, cf_tensor
 #undef SWIGLU_BWD_LOOP
   return 0;
 }
+
+/* ---------------------------------------------------------------- comparisons */
+
+typedef enum { C_EQ, C_NE, C_LT, C_LE, C_GT, C_GE } compare_op;
+
+/* x <op> y of two numbers of any dtype, read as double (exact for f32, bf16, i32, and i64 up to
+ * 2^53): IEEE, so every comparison with NaN is false but ne */
+static inline bool compare_fn(compare_op op, double x, double y) {
+  switch (op) {
+    case C_EQ: return x == y;
+    case C_NE: return x != y;
+    case C_LT: return x < y;
+    case C_LE: return x <= y;
+    case C_GT: return x > y;
+    case C_GE: return x >= y;
+  }
+  return false;
+}
+
+/* out [broadcast(a, b)] = a <op> b ? 1 : 0; a and b of any dtypes, out f32 or f64 */
+static int compare(const char *name, compare_op op, cf_tensor *out, cf_tensor *a, cf_tensor *b) {
+  if (check_compute_dtype(name, out)) return -1;
+  cf_tensor *ops[3] = {out, a, b};
+  cf_iter it;
+  cf_iter_init(&it, out->ndim, out->shape, 3, ops);
+  const void *as = a->storage->data, *bs = b->storage->data;
+  cf_dtype adt = a->dtype, bdt = b->dtype;
+  bool f32 = out->dtype == CF_DTYPE_F32;
+  void *o = out->storage->data;
+  #pragma omp parallel for if (it.numel > CF_OMP_MIN)
+  for (int64_t u = 0; u < it.units; u++) {
+    int64_t off[CF_ITER_MAX], len = cf_iter_unit(&it, u, off);
+    for (int64_t j = 0; j < len; j++) {
+      bool r = compare_fn(op, cf_iter_load(as, adt, off[1] + j * it.inner_stride[1]),
+                          cf_iter_load(bs, bdt, off[2] + j * it.inner_stride[2]));
+      int64_t i = off[0] + j * it.inner_stride[0];
+      if (f32) ((float *)o)[i] = r ? 1.0f : 0.0f;
+      else ((double *)o)[i] = r ? 1.0 : 0.0;
+    }
+  }
+  return 0;
+}
+
+#define COMPARE_KERNEL(name, code)                                                         \
+  int cf_cpu_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {     \
+    (void)nin; (void)a;                                                                     \
+    return compare(#name, code, out, in[0], in[1]);                                         \
+  }
+COMPARE_KERNEL(eq, C_EQ)
+COMPARE_KERNEL(ne, C_NE)
+COMPARE_KERNEL(lt, C_LT)
+COMPARE_KERNEL(le, C_LE)
+COMPARE_KERNEL(gt, C_GT)
+COMPARE_KERNEL(ge, C_GE)
 
 /* ---------------------------------------------------------------- where, masked_fill */
 

@@ -1,5 +1,5 @@
-/* reduce.c - CPU kernels of the reductions (sum mean max argmax logsumexp var) and of softmax
- * and log_softmax.
+/* reduce.c - CPU kernels of the reductions (sum mean max argmax min argmin logsumexp var), of
+ * cumsum, and of softmax and log_softmax.
  *
  * The input is made contiguous (a copy only when it is not) and seen as [outer, n, inner] where
  * n is the reduced dim (for CF_DIM_ALL: outer = inner = 1, n = numel; cf_reduce_geometry in
@@ -10,14 +10,16 @@
  * flag the compiler hoists out of the loops. bf16 compute is GPU-only.
  *
  * Conventions: max/argmax pick the FIRST maximum on ties and propagate NaN (the first NaN wins);
- * they refuse an empty reduced dim. mean over an empty dim is NaN, sum is 0, logsumexp is -inf.
+ * they refuse an empty reduced dim. min/argmin are max/argmax of the negated values (the first
+ * minimum, the same NaN rule). cumsum accumulates in double along its dim, from the end when
+ * reverse. mean over an empty dim is NaN, sum is 0, logsumexp is -inf.
  * logsumexp of a row that is all -inf is -inf (no NaN). softmax of an all -inf row is all 0 and
  * log_softmax gives -inf there (a fully masked row carries no probability; no NaN). var divides
  * by n - 1 when unbiased (NaN for one element), else by n; over an empty dim it is NaN like the
  * mean (kernels/reduce.cu fills NaN there too).
  *
  * Arg layout (ops.h): reductions "T D k": i[0] dim or CF_DIM_ALL, i[1] keepdim; var adds i[2]
- * unbiased; softmax/log_softmax "T d": i[0] dim.
+ * unbiased; cumsum "T d k": i[0] dim, i[1] reverse; softmax/log_softmax "T d": i[0] dim.
  */
 #include "cpu/iter.h"
 #include "error.h"
@@ -42,16 +44,17 @@ static int check_float(const char *op, const cf_tensor *x) {
 
 /* ---------------------------------------------------------------- reductions */
 
-typedef enum { R_SUM, R_MEAN, R_MAX, R_ARGMAX, R_LSE, R_VAR } reduce_op;
+typedef enum { R_SUM, R_MEAN, R_MAX, R_ARGMAX, R_MIN, R_ARGMIN, R_LSE, R_VAR } reduce_op;
 
-/* Index (0..n-1) of the first maximum of x[base + k*s], the first NaN if any; -1 when n == 0. */
-static int64_t row_argmax(const void *x, bool f32, int64_t base, int64_t s, int64_t n) {
+/* Index (0..n-1) of the first maximum of sg * x[base + k*s] (sg = -1: the first minimum of x),
+ * the first NaN if any; -1 when n == 0. */
+static int64_t row_argmax(const void *x, bool f32, int64_t base, int64_t s, int64_t n, double sg) {
   if (n == 0) return -1;
   int64_t best = 0;
-  double bv = ld(x, f32, base);
+  double bv = sg * ld(x, f32, base);
   if (isnan(bv)) return 0;
   for (int64_t k = 1; k < n; k++) {
-    double v = ld(x, f32, base + k * s);
+    double v = sg * ld(x, f32, base + k * s);
     if (isnan(v)) return k;
     if (v > bv) { bv = v; best = k; }
   }
@@ -69,7 +72,10 @@ static double row_reduce(reduce_op op, const void *x, bool f32, int64_t base, in
     }
     case R_MAX:
     case R_ARGMAX:
-      return ld(x, f32, base + row_argmax(x, f32, base, s, n) * s);
+      return ld(x, f32, base + row_argmax(x, f32, base, s, n, 1.0) * s);
+    case R_MIN:
+    case R_ARGMIN:
+      return ld(x, f32, base + row_argmax(x, f32, base, s, n, -1.0) * s);
     case R_LSE: {
       double m = -INFINITY;
       for (int64_t k = 0; k < n; k++) {
@@ -103,7 +109,8 @@ static int reduce(const char *name, reduce_op op, cf_tensor *out, cf_tensor *x0,
   int64_t outer = 0, n = 0, inner = 0;
   if (cf_reduce_geometry(name, x0, a->i[0], true, &outer, &n, &inner)) return -1;
   int64_t rows = outer * inner;
-  if ((op == R_MAX || op == R_ARGMAX) && cf_reduce_nonempty(name, x0, n, rows)) return -1;
+  if ((op == R_MAX || op == R_ARGMAX || op == R_MIN || op == R_ARGMIN) && cf_reduce_nonempty(name, x0, n, rows))
+    return -1;
   bool unbiased = op == R_VAR && (a->ni < 3 || a->i[2] != 0);
   cf_tensor *x = cf_tensor_contiguous(x0);
   if (!x) return -1;
@@ -113,7 +120,8 @@ static int reduce(const char *name, reduce_op op, cf_tensor *out, cf_tensor *x0,
   #pragma omp parallel for if (rows > 1 && rows * n > CF_OMP_MIN)
   for (int64_t r = 0; r < rows; r++) {
     int64_t base = (r / inner) * n * inner + r % inner;
-    if (op == R_ARGMAX) ((int64_t *)op_)[r] = row_argmax(xp, f32, base, inner, n);
+    if (op == R_ARGMAX || op == R_ARGMIN)
+      ((int64_t *)op_)[r] = row_argmax(xp, f32, base, inner, n, op == R_ARGMAX ? 1.0 : -1.0);
     else st(op_, f32, r, row_reduce(op, xp, f32, base, inner, n, unbiased));
   }
   cf_tensor_release(x);
@@ -136,6 +144,14 @@ int cf_cpu_argmax(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *
   (void)nin;
   return reduce("argmax", R_ARGMAX, out, in[0], a);
 }
+int cf_cpu_min(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce("min", R_MIN, out, in[0], a);
+}
+int cf_cpu_argmin(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return reduce("argmin", R_ARGMIN, out, in[0], a);
+}
 /* logsumexp "T d k": a dim is required */
 int cf_cpu_logsumexp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
@@ -145,6 +161,36 @@ int cf_cpu_logsumexp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_arg
 int cf_cpu_var(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
   return reduce("var", R_VAR, out, in[0], a);
+}
+
+/* ---------------------------------------------------------------- cumsum */
+
+/* cumsum "T d k": out [x's shape] = running sums along a->i[0], from the end when a->i[1] */
+int cf_cpu_cumsum(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  cf_tensor *x0 = in[0];
+  if (check_float("cumsum", x0)) return -1;
+  int64_t outer = 0, n = 0, inner = 0;
+  if (cf_reduce_geometry("cumsum", x0, a->i[0], false, &outer, &n, &inner)) return -1;
+  bool reverse = a->ni > 1 && a->i[1] != 0;
+  cf_tensor *x = cf_tensor_contiguous(x0);
+  if (!x) return -1;
+  const void *xp = cf_tensor_data(x);
+  void *o = cf_tensor_data(out);
+  bool f32 = x->dtype == CF_DTYPE_F32;
+  int64_t rows = outer * inner;
+  #pragma omp parallel for if (rows > 1 && rows * n > CF_OMP_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t base = (r / inner) * n * inner + r % inner;
+    double acc = 0;
+    for (int64_t j = 0; j < n; j++) {
+      int64_t i = base + (reverse ? n - 1 - j : j) * inner;
+      acc += ld(xp, f32, i);
+      st(o, f32, i, acc);
+    }
+  }
+  cf_tensor_release(x);
+  return 0;
 }
 
 /* ---------------------------------------------------------------- softmax, log_softmax */

@@ -342,6 +342,95 @@ static void check_ties(void) {
   cf_tensor_release(z);
 }
 
+/* The ops added for user code: min/argmin ties, comparisons at NaN and infinities and across
+ * dtypes, log1p/expm1 near 0 (a naive log(1 + x) keeps no digits of x = 1e-10), cumsum's
+ * reverse gradient, sign at 0. */
+static void check_new_ops(void) {
+  double xv[5] = {2, -1, 4, -1, 3};
+  cf_tensor *x = vec(5, xv, CF_DTYPE_F64);
+  x->requires_grad = true;
+  cf_tensor *m = cf_op_dim(CF_OP_min, x, CF_DIM_ALL, false);
+  CHECK(m && cf_tensor_get_flat(m, 0) == -1, "min of a tie");
+  CHECK(m && cf_backward(m, NULL, false) == 0, "min backward: %s", cf_error_message());
+  double gw[5] = {0, 1, 0, 0, 0};
+  CHECK(vec_is(x->grad, 5, gw), "min: gradient goes to the first minimum only");
+  cf_tensor *am = cf_op_dim(CF_OP_argmin, x, 0, false);
+  CHECK(am && am->dtype == CF_DTYPE_I64 && cf_tensor_get_flat(am, 0) == 1, "argmin picks the first minimum");
+  cf_tensor_release(am);
+  cf_tensor_release(m);
+  cf_tensor_release(x);
+  double nv[4] = {1, NAN, -5, NAN};
+  cf_tensor *xn = vec(4, nv, CF_DTYPE_F32);
+  cf_tensor *mn = cf_op_dim(CF_OP_min, xn, 0, false), *amn = cf_op_dim(CF_OP_argmin, xn, 0, false);
+  CHECK(mn && isnan(cf_tensor_get_flat(mn, 0)) && amn && cf_tensor_get_flat(amn, 0) == 1,
+        "min propagates NaN; argmin points at the first NaN");
+  cf_tensor_release(mn); cf_tensor_release(amn); cf_tensor_release(xn);
+
+  double av[5] = {NAN, INFINITY, -INFINITY, 1, 2}, bv[5] = {NAN, INFINITY, 0, 1, 3};
+  cf_tensor *a = vec(5, av, CF_DTYPE_F32), *b = vec(5, bv, CF_DTYPE_F64);
+  struct { cf_op_id id; double want[5]; } cases[] = {
+    {CF_OP_eq, {0, 1, 0, 1, 0}}, {CF_OP_ne, {1, 0, 1, 0, 1}}, {CF_OP_lt, {0, 0, 1, 0, 1}},
+    {CF_OP_le, {0, 1, 1, 1, 1}}, {CF_OP_gt, {0, 0, 0, 0, 0}}, {CF_OP_ge, {0, 1, 0, 1, 0}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    cf_tensor *r = cf_op2(cases[i].id, a, b);
+    CHECK(r && r->dtype == CF_DTYPE_F32 && vec_is(r, 5, cases[i].want) && !r->requires_grad,
+          "%s of f32 and f64 at NaN, inf and ties: 0/1 in a's dtype, no gradient (%s)",
+          cf_ops[cases[i].id].name, r ? "" : cf_error_message());
+    cf_tensor_release(r);
+  }
+  cf_tensor_release(a);
+  cf_tensor_release(b);
+  int64_t one = 1;
+  cf_tensor *ids = cf_tensor_zeros(1, &one, CF_DTYPE_I64);
+  ((int64_t *)ids->storage->data)[0] = ((int64_t)1 << 53) + 1; /* not a double: compared as 2^53 */
+  cf_tensor *big = cf_tensor_scalar(9007199254740992.0, CF_DTYPE_F64);
+  cf_tensor *eq = cf_op2(CF_OP_eq, ids, big);
+  CHECK(eq && eq->dtype == CF_DTYPE_F32 && cf_tensor_get_flat(eq, 0) == 1,
+        "eq of an integer tensor gives f32 (ids compare as doubles)");
+  cf_tensor_release(eq); cf_tensor_release(big); cf_tensor_release(ids);
+
+  for (int dt = 0; dt < 2; dt++) {
+    double tiny = dt ? 1e-10 : 1e-6;
+    double tv[2] = {tiny, -tiny};
+    cf_tensor *t = vec(2, tv, dt ? CF_DTYPE_F64 : CF_DTYPE_F32);
+    cf_tensor *l = cf_op1(CF_OP_log1p, t), *e = cf_op1(CF_OP_expm1, t);
+    double rel = dt ? 1e-14 : 1e-6;
+    bool ok = l && e;
+    for (int64_t i = 0; ok && i < 2; i++) {
+      double v = (dt ? tv[i] : (double)(float)tv[i]);
+      ok &= fabs(cf_tensor_get_flat(l, i) - (v - v * v / 2)) <= rel * fabs(v);
+      ok &= fabs(cf_tensor_get_flat(e, i) - (v + v * v / 2)) <= rel * fabs(v);
+    }
+    CHECK(ok, "%s log1p/expm1 keep the digits of a tiny x", dt ? "f64" : "f32");
+    cf_tensor_release(l); cf_tensor_release(e); cf_tensor_release(t);
+  }
+
+  double cv[4] = {1, 2, 3, 4};
+  cf_tensor *c = vec(4, cv, CF_DTYPE_F64);
+  c->requires_grad = true;
+  cf_args ra = cf_args_none();
+  ra.i[0] = 0;
+  ra.i[1] = 1;
+  ra.ni = 2;
+  cf_tensor *rc = cf_op(CF_OP_cumsum, &c, 1, &ra);
+  double rcw[4] = {10, 9, 7, 4};
+  CHECK(vec_is(rc, 4, rcw), "reverse cumsum sums from the end");
+  double wv[4] = {1, 10, 100, 1000};
+  cf_tensor *w = vec(4, wv, CF_DTYPE_F64);
+  CHECK(rc && cf_backward(rc, w, false) == 0, "reverse cumsum backward: %s", cf_error_message());
+  double gc[4] = {1, 11, 111, 1111};
+  CHECK(vec_is(c->grad, 4, gc), "reverse cumsum's gradient is the forward cumsum of the seed");
+  cf_tensor_release(w); cf_tensor_release(rc); cf_tensor_release(c);
+
+  double sv[4] = {0, -0.0, -3, INFINITY};
+  cf_tensor *sx = vec(4, sv, CF_DTYPE_F64);
+  cf_tensor *sg = cf_op1(CF_OP_sign, sx);
+  double sw[4] = {0, 0, -1, 1};
+  CHECK(vec_is(sg, 4, sw), "sign at 0, -0, negative and +inf");
+  cf_tensor_release(sg); cf_tensor_release(sx);
+}
+
 static void check_infinities(void) {
   double v[3] = {-INFINITY, -INFINITY, -INFINITY};
   for (int dt = 0; dt < 2; dt++) {
@@ -599,6 +688,7 @@ int main(int argc, char **argv) {
   }
   if (!only) {
     check_ties();
+    check_new_ops();
     check_infinities();
     check_errors();
     check_fullwrite_edges();

@@ -101,6 +101,19 @@ add("masked_fill", {make = function() return {rn({17, 33}, 12), mask01({33}, 13)
 for _, op in ipairs({"neg", "exp", "abs", "silu", "sigmoid", "tanh", "gelu", "relu"}) do
   add(op, {make = function() return {rn({17, 129}, 14)}, {} end})
 end
+for _, op in ipairs({"expm1", "sin", "cos"}) do
+  add(op, {make = function() return {rn({17, 129}, 204)}, {} end})
+end
+add("sign", {nograd = true, make = function() local x = rn({17, 129}, 205); return {x - x:clamp(-0.3, 0.3)}, {} end})
+add("log1p", {make = function() return {ru({17, 129}, 206, -0.5, 3)}, {} end})
+-- comparisons: ties (x against its clamp), broadcasting, integer ids against a number and
+-- against floats (any dtypes meet as numbers)
+for _, op in ipairs({"eq", "ne", "lt", "le", "gt", "ge"}) do
+  add(op, {nograd = true, make = function() local x = rn({17, 33}, 200); return {x, x:clamp(-0.5, 0.5)}, {} end})
+  add(op, {nograd = true, make = function() return {rn({3, 17, 33}, 201), rn({17, 1}, 202)}, {} end})
+  add(op, {nograd = true, out_dtype = "f32", make = function() return {ints(51, 0, 9, 203, {3, 17})}, {4} end})
+  add(op, {nograd = true, out_dtype = "f32", make = function() return {ints(51, 0, 3, 207, {3, 17}), ru({17}, 208, 0, 3)}, {} end})
+end
 for _, op in ipairs({"log", "sqrt", "rsqrt"}) do
   add(op, {make = function() return {ru({17, 129}, 15, 0.2, 3)}, {} end})
 end
@@ -125,6 +138,15 @@ add("sub", {make = function() return {rn({40}, 190), rn({1300, 40}, 191)}, {} en
 add("swiglu", {make = function() return {rn({17, 129}, 192), rn({17, 129}, 193)}, {} end})
 add("argmax", {nograd = true, make = function() return {rn({17, 33, 5}, 21)}, {2} end})
 add("argmax", {nograd = true, make = function() return {rn({17, 129}, 22)}, {} end})
+for _, op in ipairs({"min", "argmin"}) do
+  local ng = op == "argmin" or nil
+  add(op, {nograd = ng, make = function() return {rn({17, 33, 5}, 210)}, {2} end})
+  add(op, {nograd = ng, make = function() return {rn({17, 129}, 211)}, {} end})
+  add(op, {nograd = ng, make = function() return {rn({17, 33, 5}, 212)}, {3, true} end})
+end
+add("cumsum", {make = function() return {rn({17, 33, 5}, 213)}, {2} end})
+add("cumsum", {make = function() return {rn({17, 129}, 214)}, {-1, true} end})
+add("cumsum", {make = function() return {rn({5, 300}, 215)}, {1} end})
 add("logsumexp", {make = function() return {rn({17, 33, 5}, 23)}, {2, true} end})
 add("logsumexp", {make = function() return {rn({17, 129}, 24)}, {-1} end})
 for _, op in ipairs({"softmax", "log_softmax"}) do
