@@ -25,7 +25,8 @@
  *    with plain fgets otherwise (no prompts, no banner, :time off), so piped sessions give
  *    clean output that tests can compare.
  *  - A line is first compiled as "return <line>" so expressions print their values (all of
- *    them, through tostring/__tostring); a trailing ';' runs it without printing. A chunk that
+ *    them, through tostring/__tostring; a table without __tostring through the Lua function
+ *    confit.pretty.format: {2, 3}, not its address); a trailing ';' runs it without printing. A chunk that
  *    fails to compile only because it ended early ("... near <eof>") is continued with ">> ".
  *  - Tab completion (and the scriptable `:complete text`) resolves the dotted path before the
  *    last '.' or ':' with ordinary indexing inside a pcall, then lists the string keys of the
@@ -193,8 +194,9 @@ static void print_usage(FILE *f) {
           "  -h, --help    print this help\n"
           "  --            stop handling options\n"
           "Errors print a traceback to stderr and give exit status 1.\n"
-          "With no script and no -e, starts the REPL: expressions print their values, a line\n"
-          "ending in ';' runs silently, Tab completes, Ctrl-C interrupts. Commands: :help [name],\n"
+          "With no script and no -e, starts the REPL: expressions print their values (tables\n"
+          "readably, as confit.pretty.format does), a line ending in ';' runs silently, Tab\n"
+          "completes, Ctrl-C interrupts. Commands: :help [name],\n"
           ":time (wall time of each command; on when stdin is a terminal), :complete text, :quit.\n"
           "Fed from a pipe or a file, the REPL goes on after an error and exits with status 1.\n"
           "Environment: CONFIT_LUA_DIR (pure-Lua modules), CONFIT_HISTORY (REPL history file,\n"
@@ -681,8 +683,9 @@ static void help_overview(lua_State *L) {
          "  :time        toggle printing the wall time of each command (now %s)\n"
          "  :complete x  list what Tab completes x to (e.g. :complete confit.ra)\n"
          "  :quit        leave (or Ctrl-D)\n"
-         "An expression prints its values; end a line with ';' to run it silently. Tab completes\n"
-         "globals, fields after '.', methods after ':'. Ctrl-C interrupts running code.\n",
+         "An expression prints its values (a table as {2, 3} or {key = value, ...}: :help\n"
+         "pretty.format); end a line with ';' to run it silently. Tab completes globals, fields\n"
+         "after '.', methods after ':'. Ctrl-C interrupts running code.\n",
          g_timing ? "on" : "off");
   int top = lua_gettop(L);
   lua_newtable(L); /* seen */
@@ -774,12 +777,26 @@ static int incomplete(lua_State *L, int status) {
   return msg && l >= 5 && strcmp(msg + l - 5, "<eof>") == 0;
 }
 
-/* Lua C function: prints its arguments with tostring (__tostring / __name aware). */
+/* Registry key of the REPL's table printer, confit.pretty's format (repl_preload stores it: a
+ * user's globals cannot change it). */
+#define REPL_FORMAT "confit.repl.format"
+
+/* Lua C function: prints its arguments, a table through confit.pretty.format ({2, 3}), anything
+ * else with tostring (__tostring / __name aware; the formatter keeps a table's __tostring too). */
 static int print_results(lua_State *L) {
   int n = lua_gettop(L);
   for (int i = 1; i <= n; i++) {
     size_t l;
-    const char *s = luaL_tolstring(L, i, &l);
+    const char *s = NULL;
+    if (lua_type(L, i) == LUA_TTABLE) {
+      if (lua_getfield(L, LUA_REGISTRYINDEX, REPL_FORMAT) == LUA_TFUNCTION) {
+        lua_pushvalue(L, i);
+        lua_call(L, 1, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) s = lua_tolstring(L, -1, &l);
+      }
+      if (s == NULL) lua_pop(L, 1); /* no formatter, or it gave no string */
+    }
+    if (s == NULL) s = luaL_tolstring(L, i, &l);
     if (i > 1) fputc('\t', stdout);
     fwrite(s, 1, l, stdout);
     lua_pop(L, 1);
@@ -873,7 +890,8 @@ static void repl_save_history(void) {
   g_histfile = NULL;
 }
 
-/* confit = require "confit", as a global for the session; a failure is only a warning. */
+/* confit = require "confit", as a global for the session, and the table printer
+ * require("confit.pretty").format in the registry; a failure is only a warning. */
 static void repl_preload(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "confit");
@@ -886,6 +904,18 @@ static void repl_preload(lua_State *L) {
             msg ? msg : "(no message)");
     lua_pop(L, 1);
   }
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "confit.pretty");
+  status = docall(L, 1, 1);
+  if (status == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
+    lua_getfield(L, -1, "format");
+    lua_setfield(L, LUA_REGISTRYINDEX, REPL_FORMAT);
+  } else if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "%s: warning: require \"confit.pretty\" failed (tables print as addresses): %s\n",
+            progname, msg ? msg : "(no message)");
+  }
+  lua_pop(L, 1);
 }
 
 /* Reads, evaluates and prints until the input ends; returns how many chunks failed. */

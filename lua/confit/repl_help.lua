@@ -6,9 +6,9 @@
 -- the user writes them: `confit.x` for module functions, `t:x` for tensor methods, `m:x` for
 -- model methods, `tok:x` for tokenizer methods, `rl.x` for require("confit.rl").x and so on for
 -- the other modules (`train`, `evaluate`, `grade`, `metrics`, `toy`, `chat`, `jsonio`,
--- `report`). The REPL also looks names up in require("confit").doc (written by the C bindings,
--- which document every op, tensor method and C function: an entry here must not repeat one of
--- them), and tries a qualified name by its last part, so `:help x:matmul` finds `t:matmul`,
+-- `report`, `pretty`). The REPL also looks names up in require("confit").doc (written by the C
+-- bindings, which document every op, tensor method and C function: an entry here must not
+-- repeat one of them), and tries a qualified name by its last part, so `:help x:matmul` finds `t:matmul`,
 -- except a name of a confit Lua module (`rl.x`, `bench.x`, ...) or of `tok:`, `m:`, `opt:`: that
 -- is found under its own spelling or not at all (`:help bench.load` is "no help", not confit.load).
 -- tests/lua/test_repl.lua checks that every name here exists.
@@ -118,5 +118,6 @@ return {
   ["chat.apply"] = "chat.apply(name, question_or_messages [, {system=, date=, add_generation_prompt=}]) -> prompt string: a named template (chatml, qwen25-math-cot, strict, llama3, llama31, plain, ...) (require \"confit.chat\")",
   ["jsonio.read_jsonl"] = "jsonio.read_jsonl(path [, {partial_tail=, lines=}]) -> records, lines, {linenos, dropped} | nil, msg: a JSON-lines file, errors naming the line; partial_tail drops a torn last line (where.dropped: its line); lines=true also returns each record's text (require \"confit.jsonio\")",
   ["jsonio.write_json_atomic"] = "jsonio.write_json_atomic(path, value) -> true | nil, msg: pretty JSON, written to a synced temporary file and renamed",
+  ["pretty.format"] = "pretty.format(v) -> string: a table as readable text ({2, 3}, {loss = 0.5, name = \"a\"}: keys sorted, nested tables to 3 levels, 50 entries a table, cycles cut), anything else as tostring(v); the REPL prints a table result so (require \"confit.pretty\")",
   ["report.write"] = "report.write(out_html, dirs [, opts]) -> true | nil, msg: the HTML report of run folders (require \"confit.report\")",
 }

@@ -30,6 +30,7 @@ local FUNCS = {
   {"chat.family", R"chat".family}, {"jsonio.sync", R"jsonio".sync}, {"jsonio.is_temp_name", R"jsonio".is_temp_name},
   {"bench.records", R"bench".records}, {"rl.snapshot_policy", R"rl".snapshot_policy}, {"rl.aliases", R"rl".aliases},
   {"train.latest_checkpoint", R"train".latest_checkpoint}, {"toy_eval.run", R"toy_eval".run}, {"toy_eval.format_table", R"toy_eval".format_table},
+  {"pretty.format", R"pretty".format},
 }
 for _, n in ipairs({"device", "encode", "forward", "generate", "hidden", "init_random", "logprobs", "pad",
                     "param_names", "parameters", "prompt_ids", "set_param", "set_recompute", "to"}) do

@@ -99,6 +99,21 @@ segment("complete", table.concat({
   ":complete nope.x",
   ":complete ('s'):",
   ""}, "\n"))
+segment("tables", table.concat({
+  "confit.zeros({2, 3}):shape()",
+  "{{1, 2}, {3}}",
+  '{b = 1, a = "x\\ny", [3] = true, ["end"] = 0, [1.5] = {}}',
+  "c = {1}; c.me = c",
+  "c",
+  'setmetatable({}, {__tostring = function() return "<T>" end})',
+  "return 1, {2}, 's'",
+  "l = {}; for i = 1, 60 do l[i] = i end",
+  "l",
+  "{loss = 0.25, entropy = 1.5, mean_logp = -3.5, mean_length = 12, weight_share = 0.5, n = 8}",
+  "T, S = table, string; table = nil; string = nil",
+  '{"globals gone", n = 1}',
+  "table, string = T, S",
+  ""}, "\n"))
 segment("tensor_complete", 't = confit.tensor({1, 2})\nprint(type(t))\n:complete t:ma\n')
 segment("eof", "print('a')\nfor i=1,2 do\n") -- must stay last: input ends inside the loop
 
@@ -294,6 +309,51 @@ H.case(":complete lists Tab completions, walking __index chains", function()
     "io.stdout:setvbuf", "u:matmul", "print", "while", ""}, "\n"))
 end)
 
+-- (twenty-fourth session) a table result printed as its address: x:shape(), t:totable() and
+-- rl.loss's metrics all read "table: 0x561fe3861c20"
+H.case("a table result prints its contents (confit.pretty.format); __tostring still wins", function()
+  local out, err = seg("tables")
+  H.eq(err, "", "stderr")
+  local fifty = {}
+  for i = 1, 50 do fifty[i] = tostring(i) end
+  H.eq(out, table.concat({
+    "{2, 3}",
+    "{{1, 2}, {3}}",
+    '{[1.5] = {}, [3] = true, a = "x\\ny", b = 1, ["end"] = 0}',
+    "{1, me = <cycle>}",
+    "<T>",
+    "1\t{2}\ts",
+    "{" .. table.concat(fifty, ", ") .. ", ... (60 entries)}",
+    "{\n  entropy = 1.5,\n  loss = 0.25,\n  mean_length = 12,\n  mean_logp = -3.5,\n  n = 8,\n  weight_share = 0.5\n}",
+    '{"globals gone", n = 1}',
+    ""}, "\n"))
+end)
+
+H.case("pretty.format: depth, budget, tensors inside, no metamethod runs", function()
+  local pretty = require "confit.pretty"
+  local confit = require "confit"
+  H.eq(pretty.format({{{{{1}}}}}), "{{{{...}}}}", "three levels below the top, then {...}")
+  H.eq(pretty.format({{}, {a = {}}}), "{{}, {a = {}}}", "empty tables")
+  H.eq(pretty.format("s"), "s", "a string alone is as tostring gives it")
+  H.eq(pretty.format({"s", 1.5, true, false}), '{"s", 1.5, true, false}')
+  H.eq(pretty.format({x = confit.tensor({1.5, 2}):sum()}), "{x = tensor[] f32 cpu 3.5}", "a tensor on one line")
+  local touched = false
+  local proxy = setmetatable({1}, {__index = function() touched = true end, __pairs = function() touched = true end,
+                                   __len = function() touched = true; return 9 end, __metatable = "locked"})
+  H.eq(pretty.format(proxy), "{1}")
+  H.ok(not touched, "no __index, __pairs or __len ran")
+  local big = {}
+  for i = 1, 100 do big[i] = {} for j = 1, 100 do big[i][j] = j end end
+  local text = pretty.format(big)
+  H.ok(#text < 8000, "a 100 x 100 table is cut short: " .. #text .. " characters")
+  H.ok(text:find("... (100 entries)", 1, true), "it says how many entries there were")
+  local cyc = {}
+  cyc[1] = {cyc}
+  H.eq(pretty.format(cyc), "{{<cycle>}}")
+  local shared = {1}
+  H.eq(pretty.format({shared, shared}), "{{1}, {1}}", "a table met twice but not inside itself prints twice")
+end)
+
 H.case("tensor methods complete through the binding's metatable", function()
   local out, err = seg("tensor_complete")
   H.eq(err, "", "confit.tensor and the completion raise nothing")
@@ -315,7 +375,7 @@ H.case("every name repl_help documents exists", function()
   local opt = confit.optim.adamw({confit.zeros({2}, {requires_grad = true})}, {lr = 1e-3})
   local owners = {confit = confit, t = confit.zeros({2}), m = m, tok = m.tokenizer, opt = opt}
   for _, mod in ipairs({"rl", "train", "evaluate", "grade", "metrics", "toy", "chat", "jsonio", "report", "bench",
-                       "cli", "toy_eval"}) do
+                       "cli", "toy_eval", "pretty"}) do
     owners[mod] = require("confit." .. mod)
   end
   local n = 0
