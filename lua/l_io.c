@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <limits.h>
 #include <lua.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -252,6 +253,23 @@ static int l_path_kind(lua_State *L) {
   return 1;
 }
 
+/* confit.realpath(path) -> absolute path, or nil, message, errno: path with every symbolic link,
+ * "." and ".." resolved (realpath(3)); it must exist. Two paths name one file or folder when
+ * their real paths are equal (recipes/report.lua counts a run given twice once). */
+static int l_realpath(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char real[PATH_MAX]; /* no malloc'd result: pushing it may raise, and it would leak */
+  if (realpath(path, real) == NULL) {
+    int err = errno;
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(err));
+    lua_pushinteger(L, err);
+    return 3;
+  }
+  lua_pushstring(L, real);
+  return 1;
+}
+
 /* true, or nil and "<path>: <what> failed: <reason>" when err (an errno) is set */
 static int path_result(lua_State *L, const char *path, const char *what, int err) {
   if (err) {
@@ -395,7 +413,8 @@ void cf_lua_open_io(lua_State *L) {
   static const luaL_Reg lock_methods[] = {{"close", l_lock_close}, {NULL, NULL}};
   cf_lua_resource_mt(L, LOCK_MT, l_lock_close, l_lock_close, l_lock_tostring, lock_methods);
   lua_pop(L, 1);
-  static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"truncate", l_truncate}, {"rename_exchange", l_rename_exchange}, {"path_kind", l_path_kind}, {"load_safetensors", l_load},
+  static const luaL_Reg functions[] = {{"lock", l_lock}, {"fsync", l_fsync}, {"truncate", l_truncate}, {"rename_exchange", l_rename_exchange}, {"path_kind", l_path_kind}, {"realpath", l_realpath},
+                                       {"load_safetensors", l_load},
                                        {"safetensors_nonfinite", l_nonfinite}, {"stdout_ok", l_stdout_ok},
                                        {"save_safetensors", l_save}, {NULL, NULL}};
   luaL_setfuncs(L, functions, 0);

@@ -5,7 +5,9 @@
 -- eval.lua output (OUT/summary.json, OUT/<bench>/) for its benchmark folders.
 -- A RUNDIR that does not exist, a wrong argument or an unwritable OUT.html print one line
 -- "report: ..." and exit 1 (confit.cli). A file of a run that is missing or malformed does not
--- stop the report: the page says which file and line, and so does a warning on stderr.
+-- stop the report: the page says which file and line, and so does a warning on stderr. A run
+-- reached twice (given alone and inside its grid, or a folder named twice, compared by real path)
+-- counts once, and stderr says so once.
 --
 -- Called from Lua (tests): local main = dofile("recipes/report.lua"); main({"out.html", dir})
 local report = require "confit.report"
@@ -41,10 +43,11 @@ local function main(argv)
     dirs[#dirs + 1] = d
   end
   local runs = {}
-  local expanded, grid_notes, grids = report.expand(dirs)
+  local expanded, grid_notes, grids, repeats = report.expand(dirs)
   for _, note in ipairs(grid_notes) do
     io.stderr:write("report: warning: ", report.terminal_safe(note), "\n")
   end
+  for _, line in ipairs(repeats) do io.stderr:write("report: ", report.terminal_safe(line), "\n") end
   for _, d in ipairs(expanded) do
     local r = report.load_run(d)
     for _, note in ipairs(r.notes) do

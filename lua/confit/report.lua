@@ -335,20 +335,51 @@ local function inside_grid(sub)
   return sub:find("[^/.]") ~= nil -- not "." or "./"
 end
 
+-- What tells two spellings of one folder apart from two folders: its real path (links, "." and
+-- ".." resolved), or the path tidied where it cannot be resolved (it does not exist).
+local function folder_key(d)
+  local real = require("confit").realpath(d)
+  return real or "?" .. require("confit.cli").tidy_path(d)
+end
+
 -- Run directories named by a list of paths: a grid directory expands to its runs (grid.json's
 -- order, else subdirectories holding run files, by name); anything else is taken as a run.
 -- Second result: problems met in grid.json files (unreadable, wrong shape, a "dir" outside
 -- the grid), as text lines. Third: the grid directories (those with a grid.json: ablate's).
+-- Fourth: one line for each path given twice and each run reached twice (alone and inside its
+-- grid, or by two spellings of one folder): counted once, where it came first.
 function M.expand(dirs)
-  local out, notes, grids = {}, {}, {}
+  local out, notes, grids, repeats = {}, {}, {}, {}
+  local given, seen, told = {}, {}, {}
+  local function add(run)
+    local key = folder_key(run)
+    if not seen[key] then
+      seen[key] = run
+      out[#out + 1] = run
+    elseif not told[key] then
+      told[key] = true
+      local first = seen[key] ~= run and fmt(" (also as %s)", seen[key]) or ""
+      repeats[#repeats + 1] = fmt("run %s given twice%s, counted once", run, first)
+    end
+  end
   for _, d in ipairs(dirs) do
     d = d:gsub("/+$", "")
     if d == "" then d = "/" end
+    local key = folder_key(d)
+    if given[key] then
+      if not told[key] then
+        local first = given[key] ~= d and fmt(" (also as %s)", given[key]) or ""
+        repeats[#repeats + 1] = fmt("%s given twice%s, counted once", d, first)
+        told[key] = true
+      end
+      goto next_dir
+    end
+    given[key] = d
     local evals = eval_output_runs(d)
     if evals then
-      for _, e in ipairs(evals) do out[#out + 1] = e end
+      for _, e in ipairs(evals) do add(e) end
     elseif is_run_dir(d) then
-      out[#out + 1] = d
+      add(d)
     else
       local gpath = d .. "/grid.json"
       local grid, gerr
@@ -371,19 +402,20 @@ function M.expand(dirs)
           elseif not inside_grid(sub) then
             notes[#notes + 1] = fmt("%s: runs[%d].dir '%s' is outside the grid; refused", gpath, i, sub)
           else
-            out[#out + 1] = d .. "/" .. sub; found = true
+            add(d .. "/" .. sub); found = true
           end
         end
       end
       if not found then
         for _, name in ipairs(list_subdirs(d)) do
-          if is_run_dir(d .. "/" .. name) then out[#out + 1] = d .. "/" .. name; found = true end
+          if is_run_dir(d .. "/" .. name) then add(d .. "/" .. name); found = true end
         end
       end
-      if not found then out[#out + 1] = d end -- shown as a run with no data
+      if not found then add(d) end -- shown as a run with no data
     end
+    ::next_dir::
   end
-  return out, notes, grids
+  return out, notes, grids, repeats
 end
 
 -- Where an ablation grid's table of mean ± SD over seeds is (recipes/ablate.lua writes it).

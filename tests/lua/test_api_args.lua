@@ -14,6 +14,7 @@ local R = function(n) return require("confit." .. n) end
 local FUNCS = {
   {"chat.apply", R"chat".apply}, {"confit.load", confit.load}, {"confit.load_safetensors", confit.load_safetensors},
   {"confit.safetensors_nonfinite", confit.safetensors_nonfinite}, {"confit.path_kind", confit.path_kind},
+  {"confit.realpath", confit.realpath},
   {"grade.forget", R"grade".forget}, {"chat.markers", R"chat".markers}, {"chat.missing_marker", R"chat".missing_marker},
   {"confit.model.new", confit.model.new}, {"confit.profiler.report", confit.profiler.report},
   {"confit.tokenizer", confit.tokenizer}, {"evaluate.format_table", R"evaluate".format_table},

@@ -816,6 +816,67 @@ H.case("recipes/report.lua: a run directory that does not exist is refused, noth
   H.ok(not io.open(out, "rb"), "no page written")
 end)
 
+-- (twenty-fourth session) a run given alone and inside its grid was counted twice ("report: 5 runs"
+-- for 4 distinct runs)
+local function grid_of(g, names)
+  local runs = {}
+  for i, n in ipairs(names) do
+    put(g .. "/" .. n, {["steps.jsonl"] = '{"step":1,"loss":' .. i .. '}\n'})
+    runs[i] = {dir = n}
+  end
+  put(g, {["grid.json"] = {axes = {seed = {1, 2}}, runs = runs}})
+  return g
+end
+
+H.case("confit.realpath resolves links, . and ..; a missing path is nil, message, errno", function()
+  local confit = require "confit"
+  local d = put(root .. "/real/x", {})
+  assert(os.execute("ln -s x " .. q(root .. "/real/lnk")))
+  local want = confit.realpath(d)
+  H.ok(want and want:sub(1, 1) == "/" and not want:find("/%.%.?/"), tostring(want))
+  H.eq(confit.realpath(root .. "/real/lnk"), want, "a link")
+  H.eq(confit.realpath(root .. "/real/./x/../x/"), want, ". and ..")
+  local none, msg, code = confit.realpath(root .. "/real/missing")
+  H.eq(none, nil); H.ok(msg:find("missing", 1, true), msg); H.eq(code, 2, "ENOENT")
+end)
+
+H.case("expand: a run reached twice counts once, and a fourth result says so once", function()
+  local g = grid_of(root .. "/dupgrid", {"method=l2,seed=1", "method=l2,seed=2"})
+  local other = put(root .. "/dup-other", {["steps.jsonl"] = '{"step":1,"loss":1}\n'})
+  local runs, _, grids, repeats = report.expand({g .. "/method=l2,seed=1", other, g, other .. "/", g})
+  local function lines(list) return table.concat(list, "\n") end
+  H.eq(lines(runs), lines({g .. "/method=l2,seed=1", other, g .. "/method=l2,seed=2"}), "each run once, where it came first")
+  H.eq(lines(grids), g, "the grid once")
+  H.eq(lines(repeats), lines({"run " .. g .. "/method=l2,seed=1 given twice, counted once",
+                              other .. " given twice, counted once", g .. " given twice, counted once"}))
+  -- two spellings of one folder: a link and a "./" path
+  assert(os.execute("ln -s dupgrid " .. q(root .. "/dupgrid-link")))
+  runs, _, _, repeats = report.expand({root .. "/dupgrid-link/method=l2,seed=2", root .. "/./dupgrid"})
+  H.eq(#runs, 2, "two runs: " .. table.concat(runs, ", "))
+  H.eq(lines(repeats), ("run %s/./dupgrid/method=l2,seed=2 given twice (also as %s/dupgrid-link/method=l2,seed=2), counted once")
+                       :format(root, root))
+  H.eq(#select(4, report.expand({g, other})), 0, "nothing repeated, nothing said")
+end)
+
+H.case("recipes/report.lua: a run given alone and in its grid counts once, said once on stderr", function()
+  local exe = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
+  if arg and arg[-1] and arg[-1]:match("confit$") then exe = arg[-1] end
+  local g = grid_of(root .. "/RUNS/grid", {"method=l2,seed=1", "method=l2,seed=2", "method=l1,seed=1",
+                                           "method=l1,seed=2"})
+  local out, err = root .. "/dup.html", root .. "/dup.err"
+  local p = assert(io.popen(("%s recipes/report.lua %s %s %s 2> %s"):format(q(exe), q(out), q(g .. "/method=l2,seed=1"),
+                                                                               q(g), q(err))))
+  local stdout = p:read("a")
+  local ok = p:close()
+  local stderr = H.read(err) or ""
+  H.ok(ok, "exit status 0: " .. stderr)
+  H.eq(stdout, "report: 4 runs -> " .. out .. "\n")
+  H.eq(stderr, "report: run " .. g .. "/method=l2,seed=1 given twice, counted once\n")
+  local page = slurp(out)
+  H.ok(count(page, ">method=l1,seed=2") > 0, "the runs are named on the page")
+  H.eq(count(page, ">method=l2,seed=1"), count(page, ">method=l1,seed=2"), "the run is named as often as another run")
+end)
+
 os.execute("rm -rf " .. q(root))
 end
 
