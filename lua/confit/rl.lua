@@ -34,7 +34,10 @@
 -- token 5: ...", "rl.loss: opts.alpha must be ..."): rl.batch its model, prompts, samples and n;
 -- rl.loss, rl.backward and rl.snapshot_policy the options they read (temperature > 0, given or
 -- the batch's; alpha, clip_eps, kl_coef, clip_max >= 0, finite; micro_batch an integer >= 0;
--- with a built-in method, no other option: a method of one's own may read its own), the
+-- a built-in method takes only the options it reads, rl.reads: l1, self_sft and em_ft
+-- temperature and micro_batch, l2 and ours_* alpha too, ours_clip clip_max too, the GRPO methods
+-- clip_eps and kl_coef; a method of one's own may read its own, but kl_coef > 0 is refused for a
+-- weighted one, which has no KL term), the
 -- batch (rl.batch's, its rewards one finite number per sample) and what the method needs (GRPO:
 -- n >= 2, grpo_ttrl: a batch built with extract, kl_coef > 0: batch.ref_model), all before any
 -- forward; then a method's result (a scalar loss tensor, a metrics table or nil) and a weight
@@ -181,6 +184,16 @@ end
 local LOSS_OPTS = {{"temperature", {above = 0}}, {"alpha", {min = 0}}, {"clip_eps", {min = 0}},
                    {"kl_coef", {min = 0}}, {"clip_max", {min = 0}}, {"micro_batch", {int = true, min = 0}}}
 local LOSS_OPT_WHY = {micro_batch = " (0 = one pass)", temperature = " (the loss temperature)"}
+
+-- the options each built-in method reads (rl.loss refuses the others, so a value given to a
+-- method that ignores it is never dropped without a word); a method of one's own may read any
+local GRPO_OPTS = {"temperature", "clip_eps", "kl_coef", "micro_batch"}
+local ALPHA_OPTS = {"temperature", "alpha", "micro_batch"}
+local PLAIN_OPTS = {"temperature", "micro_batch"}
+local METHOD_OPTS = {l1 = PLAIN_OPTS, l2 = ALPHA_OPTS, ours_lennorm = ALPHA_OPTS, ours_softmax = ALPHA_OPTS,
+                     ours_clip = {"temperature", "alpha", "clip_max", "micro_batch"}, self_sft = PLAIN_OPTS,
+                     em_ft = PLAIN_OPTS, grpo_ttrl = GRPO_OPTS, grpo_intuitor = GRPO_OPTS, grpo_rent = GRPO_OPTS,
+                     grpo_prob = GRPO_OPTS, temp_only = PLAIN_OPTS}
 
 -- opts (a table, {} for nil), or an error naming who, the option and its range (level: as error's)
 local function check_loss_opts(who, opts, level)
@@ -571,9 +584,13 @@ rl.weights = {}
 -- diverged model's NaN reaches the loss, which rl.backward's caller reports as such); else an
 -- error naming the method (and the sample)
 local function checked_weights(w, n, name, lpv)
+  if confit.is_tensor(w) then
+    error(("rl: method %s: its weight function gave a tensor for %d samples; it must return a Lua list of "
+           .. "%d numbers (t:totable())"):format(tostring(name), n, n), 0)
+  end
   if type(w) ~= "table" or #w ~= n then
-    error(("rl: method %s: its weight function gave %s for %d samples"):format(tostring(name),
-          type(w) == "table" and (#w .. " weights") or type(w), n), 0)
+    error(("rl: method %s: its weight function gave %s for %d samples (a Lua list of numbers, one per sample)")
+          :format(tostring(name), type(w) == "table" and (#w .. " weights") or type(w), n), 0)
   end
   for i = 1, n do
     if type(w[i]) ~= "number" or (not isfinite(w[i]) and isfinite(lpv[i])) then
@@ -872,6 +889,21 @@ for k in pairs(rl.methods) do BUILTIN[k] = true end
 --- Whether name (aliases allowed) is one of confit's own methods, not one registered by a user.
 function rl.builtin(name) return BUILTIN[ALIASES[name] or name] == true end
 
+--- Whether method name (aliases allowed) reads the loss option key (temperature, alpha, clip_eps,
+--- kl_coef, clip_max, micro_batch, or one of its own): a built-in method reads its own list only
+--- (rl.loss refuses the others); a method registered with rl.register_weighted has no KL term
+--- (no kl_coef); any other method of one's own may read any option.
+function rl.reads(name, key)
+  local canon = ALIASES[name] or name
+  local list = BUILTIN[canon] and METHOD_OPTS[canon]
+  if list then
+    for _, k in ipairs(list) do if k == key then return true end end
+    return false
+  end
+  if key == "kl_coef" and rl.weights[canon] then return false end
+  return true
+end
+
 -- rl.per_question[NAME] = true: a method of one's own declares its loss a sum over the batch's
 -- questions of terms that each depend on that question's samples only (a sum over samples is one;
 -- -lp:mean() over the batch, or a count of the batch's tokens in a denominator, is not). Only
@@ -901,8 +933,9 @@ local function check_method_batch(who, canon, batch, opts, level)
   if not rl.trains(canon) then
     error(("%s: %s does not train; evaluate at a colder temperature instead"):format(who, canon), level)
   end
-  -- a KL anchor asked of a built-in method without a KL term was dropped without a word
-  if (opts.kl_coef or 0) > 0 and rl.builtin(canon) and not rl.grpo_reward[canon] then
+  -- a KL anchor asked of a method without a KL term (a weighted one, of one's own too) was
+  -- dropped without a word
+  if (opts.kl_coef or 0) > 0 and not rl.reads(canon, "kl_coef") then
     error(("%s: kl_coef = %g, but %s has no KL term (the GRPO methods have one)"):format(who, opts.kl_coef, canon), level)
   end
   if not rl.grpo_reward[canon] then return end
@@ -966,17 +999,20 @@ local function enter(who, name, batch, opts, stop)
   local canon, err = rl.resolve(name)
   if not canon then error(who .. ": " .. err, 3) end
   opts = check_loss_opts(who, opts, 4)
-  -- a built-in method reads LOSS_OPTS only: a misspelt option (alpah = 5) ran with the default
-  -- before the twenty-third session; a method of one's own may read options of its own
-  if rl.builtin(canon) then
+  -- a built-in method reads its METHOD_OPTS only: a misspelt option (alpah = 5) ran with the
+  -- default before the twenty-third session, and one it does not use (clip_max for l2) was
+  -- dropped before the twenty-fourth; a method of one's own may read options of its own
+  local list = rl.builtin(canon) and METHOD_OPTS[canon]
+  if list then
     for k in pairs(opts) do
-      local known = false
-      for _, e in ipairs(LOSS_OPTS) do known = known or e[1] == k end
-      if not known then
-        local names = {}
-        for i, e in ipairs(LOSS_OPTS) do names[i] = e[1] end
+      -- (kl_coef = 0: no KL term, true of every method)
+      if not rl.reads(canon, k) and not (k == "kl_coef" and opts.kl_coef == 0) then
+        if k == "kl_coef" then
+          error(("%s: kl_coef = %s, but %s has no KL term (the GRPO methods have one)"):format(who,
+                show(opts.kl_coef), canon), 3)
+        end
         error(("%s: unknown option %s for method %s (its options: %s)"):format(who, show(k), canon,
-              table.concat(names, ", ")), 3)
+              table.concat(list, ", ")), 3)
       end
     end
   end

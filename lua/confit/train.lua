@@ -282,16 +282,13 @@ local RESUME_KEYS = {"alpha", "n", "temperature", "loss_temperature", "top_p", "
 -- with both top_k and top_p, top_p counts among the top_k ids since the eighteenth session (the
 -- whole vocabulary before), so such a run is not resumed from an older checkpoint
 local RESUME_WAS = {updates_per_batch = 1, top_p_among_top_k = false}
--- the keys only some built-in methods read (the others, and all for a method of one's own, are
--- compared for every method)
-local METHOD_KEYS = {alpha = {l2 = true, ours_lennorm = true, ours_softmax = true, ours_clip = true},
-                     clip_max = {ours_clip = true},
-                     clip_eps = {grpo_ttrl = true, grpo_intuitor = true, grpo_rent = true, grpo_prob = true},
-                     kl_coef = {grpo_ttrl = true, grpo_intuitor = true, grpo_rent = true, grpo_prob = true}}
+-- the loss options only some methods read (rl.reads); the other settings are compared for every method
+local METHOD_KEYS = {alpha = true, clip_max = true, clip_eps = true, kl_coef = true}
 --- Whether method (a canonical name) reads the setting key: alpha, clip_max, clip_eps and kl_coef
---- are read by some built-in methods only; a method of one's own may read any.
+--- as rl.reads says (some built-in methods only; a method of one's own any, but a weighted one
+--- has no kl_coef); every other setting, yes.
 function M.method_reads(key, method)
-  return not METHOD_KEYS[key] or METHOD_KEYS[key][method] == true or not rl.builtin(method)
+  return not METHOD_KEYS[key] or rl.reads(method, key)
 end
 
 -- Half the smallest positive f32 (2^-150): a weight below it is 0 once the loss multiplies it
@@ -314,7 +311,7 @@ function M.underflow_warning(step, method, met, alpha)
   local what, fix
   if not rl.builtin(method) then
     what, fix = (" (method %s's weights are all 0)"):format(method), "weights that do not underflow"
-  elseif METHOD_KEYS.alpha[method] then
+  elseif rl.reads(method, "alpha") then
     what, fix = (" and alpha = %g"):format(alpha or 0), "alpha > 0"
   else
     what, fix = "", "l2 with alpha > 0"
@@ -336,6 +333,11 @@ local function run_settings(o, T_loss)
   for _, k in ipairs(RESUME_KEYS) do s[k] = o[k] end
   s.loss_temperature = T_loss
   s.top_p_among_top_k = o.top_k > 0 and o.top_p < 1
+  -- a method of one's own's options (method_opts), compared on resume like the others
+  if type(o.method_opts) == "table" and next(o.method_opts) ~= nil then
+    s.method_opts = {}
+    for k, v in pairs(o.method_opts) do s.method_opts[k] = v end
+  end
   -- the sampling's stop ids, sorted, as one string ("" for none); nil when o.stop is (a
   -- recipe's check_out before the tokenizer that gives them is loaded: train.run compares them)
   if o.stop == nil then return s end
@@ -372,6 +374,13 @@ local function trainer_state_problem(st, step)
     local v = st.settings and st.settings[k]
     local want = k == "top_p_among_top_k" and "boolean" or k == "stop_ids" and "string" or "number"
     if v ~= nil and type(v) ~= want then return ("settings.%s must be a %s, got %s"):format(k, want, rl.show(v)) end
+  end
+  local mo = st.settings and st.settings.method_opts
+  if mo ~= nil and type(mo) ~= "table" then return "settings.method_opts must be an object, got " .. rl.show(mo) end
+  for k, v in pairs(mo or {}) do
+    if type(v) ~= "number" and type(v) ~= "string" and type(v) ~= "boolean" then
+      return ("settings.method_opts.%s must be a number, string or boolean, got %s"):format(tostring(k), rl.show(v))
+    end
   end
   for _, k in pairs(OPT_KEYS) do
     local v = st.optimizer and st.optimizer[k]
@@ -477,6 +486,16 @@ local function resume_mismatch(st, o, method, T_loss)
     local used = M.method_reads(k, method)
     if used and was ~= nil and not (k == "stop_ids" and mine[k] == nil) and differ(was, mine[k]) then
       return ("%s %s, this run %s"):format(k, tostring(was), tostring(mine[k]))
+    end
+  end
+  -- method_opts: a checkpoint without them was made without (they came in the twenty-fourth session)
+  local was_mo, mine_mo = st.settings and st.settings.method_opts or {}, mine.method_opts or {}
+  local mo_keys = {}
+  for k in pairs(was_mo) do mo_keys[k] = true end
+  for k in pairs(mine_mo) do mo_keys[k] = true end
+  for _, k in ipairs(sorted_keys(mo_keys)) do
+    if differ(was_mo[k], mine_mo[k]) then
+      return ("method_opts.%s %s, this run %s"):format(k, rl.show(was_mo[k]), rl.show(mine_mo[k]))
     end
   end
   for ok, sk in pairs(OPT_KEYS) do
@@ -622,7 +641,8 @@ end
 
 -- The options of train.run besides DEFAULTS' (an unknown key, a typo, is refused)
 local OTHER_KEYS = {"model", "questions", "prompt_of", "extract", "grade", "answer_key", "answer_equal", "loss_temperature",
-                    "stop", "out", "resume", "ref_model", "log", "on_step", "state_dtype", "model_config"}
+                    "stop", "out", "resume", "ref_model", "log", "on_step", "state_dtype", "model_config",
+                    "method_opts"}
 local KNOWN_KEYS = {}
 for k in pairs(DEFAULTS) do KNOWN_KEYS[k] = true end
 for _, k in ipairs(OTHER_KEYS) do KNOWN_KEYS[k] = true end
@@ -642,6 +662,36 @@ local NUMBER_WHY = {steps = " (0: a run that samples nothing)", micro_batch = " 
 
 local function is_model(x)
   return type(x) == "table" and type(x.generate) == "function" and type(x.parameters) == "function"
+end
+
+--- nil, or what is wrong with method_opts, train.run's options for a method of one's own
+--- (merged into the opts its loss receives) for method (a canonical name): a table of names
+--- (strings that are no option of train.run's own) to numbers, strings or booleans (recorded
+--- with the checkpoints); a built-in method takes none (it reads train.run's own options only).
+function M.method_opts_problem(mo, method)
+  if mo == nil then return nil end
+  if type(mo) ~= "table" then
+    return "method_opts must be a table of a method's own options ({my_thresh = 3}), got " .. rl.show(mo)
+  end
+  for k in pairs(mo) do
+    if type(k) ~= "string" or k == "" then
+      return ("method_opts: a key must be an option's name (a string), got %s"):format(rl.show(k))
+    end
+  end
+  for _, k in ipairs(sorted_keys(mo)) do
+    local v = mo[k]
+    if not (type(v) == "string" or type(v) == "boolean" or (type(v) == "number" and isfinite(v))) then
+      return ("method_opts.%s must be a finite number, a string or a boolean, got %s"):format(k, rl.show(v))
+    end
+    if KNOWN_KEYS[k] then
+      return ("method_opts.%s: %s is an option of train.run itself; give it as %s = ... beside method_opts"):format(k, k, k)
+    end
+    if rl.builtin(method) then
+      return ("method_opts.%s: method %s is built in and reads none of its own (method_opts is for a method of "
+              .. "one's own, rl.methods or rl.register_weighted)"):format(k, method)
+    end
+  end
+  return nil
 end
 
 -- nil, or the first mistake in train.run's options o (defaults filled in) for the method
@@ -695,12 +745,14 @@ local function options_problem(o, method)
   if o.ref_model ~= nil and not is_model(o.ref_model) then
     return "ref_model must be a loaded model (the start model, for the KL term), got " .. show(o.ref_model)
   end
-  if o.kl_coef > 0 and o.ref_model == nil then
-    return ("kl_coef = %g needs ref_model (the start model the KL term compares with)"):format(o.kl_coef)
-  end
   if o.kl_coef > 0 and not M.method_reads("kl_coef", method) then
     return ("kl_coef = %g, but method %s has no KL term (the GRPO methods have one)"):format(o.kl_coef, method)
   end
+  if o.kl_coef > 0 and o.ref_model == nil then
+    return ("kl_coef = %g needs ref_model (the start model the KL term compares with)"):format(o.kl_coef)
+  end
+  local bad = M.method_opts_problem(o.method_opts, method)
+  if bad then return bad end
   if o.model_config ~= nil and type(o.model_config) ~= "table" then
     return "model_config must be a config.json table, got " .. show(o.model_config)
   end
@@ -719,8 +771,12 @@ local function options_problem(o, method)
       local q = o.questions[i]
       local p = type(q) == "table" and q.prompt
       if (type(p) ~= "string" and type(p) ~= "table") or #p == 0 then
+        if type(q) ~= "table" then
+          return ("question %d must be a table {prompt = string | token ids, answer = optional} (or give "
+                  .. "prompt_of(q) -> prompt), got %s"):format(i, show(q))
+        end
         return ("question %d: prompt must be a non-empty string or list of token ids (or give prompt_of), got %s")
-               :format(i, type(q) == "table" and show(q.prompt) or ("the question " .. show(q)))
+               :format(i, show(q.prompt))
       end
     end
   end
@@ -734,7 +790,11 @@ end
 --- header), loss_temperature (default = temperature), state_dtype ("f32" | "bf16", AdamW's
 --- moments), stop (extra stop ids), out (run directory, created when missing; nil = write
 --- nothing), resume, ref_model (GRPO KL), log(line) (default print), on_step(record, batch) (after
---- each optimizer step; batch: the rl.batch it was taken on), model_config (see M.check_out).
+--- each optimizer step; batch: the rl.batch it was taken on), model_config (see M.check_out),
+--- method_opts (a method of one's own's options, {my_thresh = 3}: merged into the opts its loss
+--- receives, recorded with the checkpoints and compared on resume; M.method_opts_problem).
+--- The method's loss gets the loss options it reads (rl.reads: a built-in method only its own,
+--- l1 no alpha), the loss temperature and micro_batch, and method_opts.
 --- Returns the list of step records (one per optimizer step).
 ---
 --- Every option is checked before anything runs, each mistake one line "train.run: ..." naming
@@ -742,7 +802,8 @@ end
 --- questions_per_step, n, max_new_tokens, updates_per_batch >= 1; top_k, micro_batch,
 --- checkpoint_every >= 0), the rest finite numbers (temperature, loss_temperature > 0; top_p in
 --- (0, 1]; lr, weight_decay, eps, alpha, clip_eps, clip_max, kl_coef, grad_clip >= 0; betas in
---- [0, 1)); kl_coef > 0 needs ref_model; checkpoint_every > 0 and resume need out; the GRPO
+--- [0, 1)); kl_coef > 0 needs a method with a KL term (the GRPO methods; a method registered with
+--- rl.register_weighted has none) and ref_model; checkpoint_every > 0 and resume need out; the GRPO
 --- methods need n >= 2 (their advantages compare a question's samples), grpo_ttrl needs extract,
 --- a method of one's own not declared in rl.per_question runs micro_batch > 0 only where no chunk
 --- would split the step's questions (rl.micro_batch_problem);
@@ -926,8 +987,12 @@ function M.run(opts)
                                                  grade = o.grade, answer_key = o.answer_key,
                                                  answer_equal = o.answer_equal})
     batch.ref_model = o.ref_model
-    local ropts = {alpha = o.alpha, temperature = T_loss, clip_eps = o.clip_eps, kl_coef = o.kl_coef,
-                   clip_max = o.clip_max, micro_batch = o.micro_batch}
+    -- the loss options the method reads (a built-in one refuses the others), and method_opts
+    local ropts = {temperature = T_loss, micro_batch = o.micro_batch}
+    for _, k in ipairs({"alpha", "clip_eps", "kl_coef", "clip_max"}) do
+      if rl.reads(method, k) then ropts[k] = o[k] end
+    end
+    for k, v in pairs(o.method_opts or {}) do ropts[k] = v end
     -- several updates on this batch: the ratio of the later ones is taken against this policy
     if U > 1 then rl.snapshot_policy(method, batch, ropts) end
     for u = 1, U do

@@ -78,9 +78,16 @@ local function weighted_grad(m, b, T, c, name)
   return acc
 end
 
+-- opts without the loss options method name does not read (a built-in method refuses them)
+local function own(name, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do if rl.reads(name, k) then o[k] = v end end
+  return o
+end
+
 local function loss_and_grad(m, name, b, opts)
   zero_grads(m)
-  local loss, met = rl.loss(name, b, opts)
+  local loss, met = rl.loss(name, b, own(name, opts))
   loss:backward()
   local g = grad_of(m, PNAME)
   zero_grads(m)
@@ -745,6 +752,29 @@ H.case("train.run: resume refuses other stop ids (a sampling setting)", function
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+H.case("train.run: method_opts reach a method of one's own, and a resume compares them", function()
+  -- (twenty-fourth session) train.run{method = "mine", my_thresh = 3} was refused as an unknown
+  -- option: a method's own hyperparameter could not reach it
+  local seen = {}
+  rl.register_weighted("test_mo24", function(lpv, _, o)
+    seen[#seen + 1] = o.my_thresh
+    local w = {}
+    for i = 1, #lpv do w[i] = o.my_thresh end
+    return w
+  end, {per_sample = true})
+  local dir = fresh_dir()
+  run_tiny(dir, 2, {method = "test_mo24", checkpoint_every = 2, method_opts = {my_thresh = 3}})
+  H.ok(#seen > 0 and seen[1] == 3 and seen[#seen] == 3, "the weight function got my_thresh = 3")
+  H.raises(function() run_tiny(dir, 3, {method = "test_mo24", resume = true, checkpoint_every = 2,
+                                        method_opts = {my_thresh = 4}}) end, "method_opts.my_thresh 3, this run 4")
+  H.raises(function() run_tiny(dir, 3, {method = "test_mo24", resume = true, checkpoint_every = 2}) end,
+           "method_opts.my_thresh 3, this run nil")
+  H.eq(#run_tiny(dir, 3, {method = "test_mo24", resume = true, checkpoint_every = 2, method_opts = {my_thresh = 3}}), 3,
+       "the same method_opts resume")
+  os.execute(("rm -rf %q"):format(dir))
+  rl.methods.test_mo24, rl.weights.test_mo24 = nil, nil
+end)
+
 H.case("train.run: resume refuses a steps.jsonl that lacks a step before the checkpoint, naming the way out", function()
   -- (seventeenth session) a log cut short resumed with a gap in its step numbers
   local dir = fresh_dir()
@@ -924,7 +954,7 @@ end
 
 local function backward_with(m, name, b, opts)
   zero_grads(m)
-  local lv, met = rl.backward(name, b, opts)
+  local lv, met = rl.backward(name, b, own(name, opts))
   local g = all_grads(m)
   zero_grads(m)
   return lv, g, met
@@ -941,7 +971,7 @@ for _, name in ipairs(METHODS) do
     local opts = {alpha = 0.1, temperature = 0.7, kl_coef = 0}
     if name:find("^grpo") then opts.kl_coef = 0.05; b.ref_model = tiny(4, 0.6) end
     local lv0, g0, met0 = backward_with(m, name, b, opts)
-    local loss = rl.loss(name, b, opts)
+    local loss = rl.loss(name, b, own(name, opts))
     H.near(lv0, loss:item(), 1e-12, "micro_batch 0 is rl.loss")
     for _, K in ipairs({1, 3, 5}) do
       opts.micro_batch = K
@@ -1007,7 +1037,7 @@ H.case("micro-batches bound the rows of every forward and cut padding", function
   for _, name in ipairs(METHODS) do
     rows = 0
     zero_grads(m)
-    rl.backward(name, b, {alpha = 0.1, temperature = 0.7, micro_batch = 3})
+    rl.backward(name, b, own(name, {alpha = 0.1, temperature = 0.7, micro_batch = 3}))
     H.ok(rows > 0 and rows <= 3, ("%s: at most 3 rows per forward, got %d"):format(name, rows))
   end
   m.hidden = real
@@ -1048,7 +1078,7 @@ H.case("every method logs the mean token entropy of the scored tokens", function
   for _, name in ipairs(METHODS) do
     local opts = {alpha = 0.1, temperature = T}
     if name:find("^grpo") then opts.kl_coef = 0 end
-    local _, met = rl.loss(name, b, opts)
+    local _, met = rl.loss(name, b, own(name, opts))
     H.ok(met.entropy, name .. " logs entropy")
     H.near(met.entropy, want, 1e-5, name .. " entropy")
   end
@@ -1394,6 +1424,34 @@ H.case("GRPO methods refuse n = 1 and grpo_ttrl a batch without extract (they wo
   zero_grads(m)
 end)
 
+H.case("each built-in method takes the options it reads only (twenty-fourth session)", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 2, 5, 3)
+  -- l2 listed clip_max and kl_coef as its options, took clip_max and ignored it
+  refused(function() rl.loss("l2", b, {alpha = 0.1, clipmax = 0.3}) end, "rl.loss",
+          'unknown option "clipmax" for method l2 (its options: temperature, alpha, micro_batch)')
+  refused(function() rl.loss("l2", b, {clip_max = 0.3}) end, '"clip_max" for method l2')
+  refused(function() rl.loss("l1", b, {alpha = 0.3}) end, '"alpha" for method l1 (its options: temperature, micro_batch)')
+  refused(function() rl.backward("grpo_prob", b, {alpha = 0.3}) end, '"alpha" for method grpo_prob')
+  refused(function() rl.loss("ours_clip", b, {clip_eps = 0.3}) end, '"clip_eps" for method ours_clip')
+  refused(function() rl.loss("l2", b, {kl_coef = 0.5}) end, "rl.loss: kl_coef = 0.5, but l2 has no KL term")
+  H.ok(rl.loss("l2", b, {kl_coef = 0, alpha = 0.2}), "kl_coef = 0 (off) is true of every method")
+  H.ok(rl.loss("ours_clip", b, {alpha = 0.2, clip_max = 0.3}), "ours_clip reads clip_max")
+  H.eq(rl.reads("ours_clip", "clip_max"), true); H.eq(rl.reads("l2", "clip_max"), false)
+  H.eq(rl.reads("ttrl", "kl_coef"), true, "aliases"); H.eq(rl.reads("rlsc_l1", "alpha"), false)
+  -- a weighted method of one's own: no KL term (weighted_loss has none), any other option
+  rl.register_weighted("test_kl24", function(lpv, _, o) local w = {} for i = 1, #lpv do w[i] = o.mine or 1 end return w end,
+                       {per_sample = true})
+  H.eq(rl.reads("test_kl24", "kl_coef"), false); H.eq(rl.reads("test_kl24", "mine"), true)
+  refused(function() rl.loss("test_kl24", b, {kl_coef = 0.5}) end, "rl.loss: kl_coef = 0.5, but test_kl24 has no KL term")
+  H.ok(rl.loss("test_kl24", b, {mine = 2}), "its own option")
+  -- a weight function that gives a tensor: said so, with the fix
+  rl.register_weighted("test_tw24", function(lpv) return confit.ones({#lpv}) end)
+  refused(function() rl.loss("test_tw24", b, {}) end, "rl: method test_tw24: its weight function gave a tensor",
+          "Lua list of 6 numbers (t:totable())")
+  rl.methods.test_kl24, rl.weights.test_kl24, rl.methods.test_tw24, rl.weights.test_tw24 = nil, nil, nil, nil
+end)
+
 H.case("a built-in method refuses an option it does not read; a method of one's own reads any", function()
   -- (twenty-third session, a review's finding) rl.loss("l2", b, {alpah = 5}) ran with alpha 0.1
   local m = tiny(3, 0.6)
@@ -1575,7 +1633,17 @@ H.case("train.run checks every option before anything runs, one line naming it a
     {{lrr = 5}, "unknown option 'lrr'"},
     {{log = 5}, "log must be a function"}, {{stop = "x"}, "stop must be a list of token ids"},
     {{state_dtype = "f16"}, "state_dtype"},
+    -- (twenty-fourth session) questions as plain strings: the message said a string would do
+    {{questions = {"3+8="}, prompt_of = "NIL"}, "question 1 must be a table {prompt = ", '"3+8="', "prompt_of"},
+    -- a weighted method of one's own has no KL term either (kl_coef was dropped without a word)
+    {{kl_coef = 0.5, method = "test_w24"}, "kl_coef = 0.5, but method test_w24 has no KL term"},
+    {{method_opts = 3}, "method_opts must be a table", "got 3"},
+    {{method_opts = {my_thresh = 3}}, "method_opts.my_thresh: method l2 is built in"},
+    {{method_opts = {alpha = 3}, method = "test_w24"}, "method_opts.alpha: alpha is an option of train.run itself"},
+    {{method_opts = {[1] = 3}, method = "test_w24"}, "method_opts: a key must be", "got 1"},
+    {{method_opts = {x = {}}, method = "test_w24"}, "method_opts.x must be a finite number, a string or a boolean"},
   }
+  rl.register_weighted("test_w24", function(lpv) local w = {} for i = 1, #lpv do w[i] = 1 end return w end)
   for _, c in ipairs(cases) do
     local wrote = false
     local o = tiny_opts(c[1])
