@@ -4,7 +4,10 @@
 --
 -- --set KEY=VALUE (repeatable) sets or replaces a base setting of every run before the grid is
 -- checked (read as the recipe's flag takes it: a number, true / false for a switch, else the
--- text as given); a key that is an axis is refused.
+-- text as given); a key that is an axis is refused. rlsc's --method-opt (an option of a method of
+-- one's own) is set so for every run, --set method_opt=my_thresh=3 (or base = {method_opt =
+-- "my_thresh=3"}): one per run, and never an axis, whose values name folders and hold no "=";
+-- sweep it with one ablate per value (--set and --out).
 --
 -- GRID.lua returns a table:
 --   return {

@@ -117,6 +117,9 @@ local SPEC = {
     help = "GRPO: weight of the KL term to the starting model (0: none, no reference model loaded)"},
   clip_max = {"number", 0.5, min = 0,
     help = "ours_clip: the cap on each sample's probability weight"},
+  method_opt = {"list", nil, shown = "none",
+    help = "KEY=VALUE, repeatable: an option of a method of one's own (its loss gets opts.KEY; VALUE a "
+           .. "number, true / false, else the text; recorded in config.json)"},
   temperature_scale = {"number", 0.5, above = 0,
     help = "temp_only: the evaluation samples at this times its temperature"},
   -- nil: resolved per mode in check (toy: 200 questions, seed 1; --data: every problem, --seed)
@@ -297,7 +300,7 @@ local function train_opts(o, m, questions, say, checks)
     max_new_tokens = o.max_new_tokens, steps = o.steps, questions_per_step = o.questions_per_step,
     lr = o.lr, weight_decay = o.weight_decay, grad_clip = o.grad_clip, seed = o.seed, state_dtype = o.state_dtype,
     micro_batch = o.micro_batch, updates_per_batch = o.updates_per_batch,
-    clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
+    clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, method_opts = o.method_opts,
     ref_model = o.kl_coef > 0 and load_model(o) or nil,
     out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
     log = say,
@@ -645,7 +648,7 @@ local function check_out_dir(o)
     temperature = o.temperature, loss_temperature = o.loss_temperature, top_p = o.top_p,
     max_new_tokens = o.max_new_tokens, questions_per_step = o.questions_per_step,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, grad_clip = o.grad_clip,
-    updates_per_batch = o.updates_per_batch,
+    updates_per_batch = o.updates_per_batch, method_opts = o.method_opts,
     lr = o.lr, weight_decay = o.weight_decay, state_dtype = o.state_dtype,
     model_config = jsonio.read_json(o.model .. "/config.json")})
   if bad then die("%s", bad) end
@@ -729,6 +732,25 @@ local function check_flags(o)
   if o.given.temperature_scale and rl.trains(method) then
     die("--temperature-scale sets --method temp_only's colder evaluation; --method %s trains and does not use it", method)
   end
+  -- --method-opt KEY=VALUE: train.run's method_opts (a method of one's own)
+  local mo = {}
+  for _, s in ipairs(o.method_opt or {}) do
+    local k, v = s:match("^([%a_][%w_]*)=(.*)$")
+    if not k then die("--method-opt %s: give KEY=VALUE, an option's name and its value (--method-opt my_thresh=3)", s) end
+    if mo[k] ~= nil then die("--method-opt %s: %s is given twice (give each option once)", s, k) end
+    local n = v:match("^[%s%d%.eE+-]+$") and tonumber(v)
+    if v == "true" or v == "false" then mo[k] = v == "true"
+    elseif n then mo[k] = math.tointeger(n) or n
+    else mo[k] = v end
+    if rl.builtin(method) then
+      die("--method-opt %s: --method %s is built in and reads no option of its own (--method-opt is for a method of "
+          .. "one's own, docs/TOY.md)", s, method)
+    end
+    if SPEC[k] or train.DEFAULTS[k] then die("--method-opt %s: %s is a setting of its own (--%s)", s, k, (k:gsub("_", "-"))) end
+    local bad = train.method_opts_problem(mo, method)
+    if bad then die("--method-opt %s: %s", s, bad) end
+  end
+  o.method_opts = next(mo) and mo or nil
   if o.kl_coef > 0 and not train.method_reads("kl_coef", method) then
     die("--kl-coef %g: --method %s has no KL term (the GRPO methods have one), and the run would load a reference "
         .. "model for nothing (drop --kl-coef)", o.kl_coef, method)
@@ -933,9 +955,14 @@ local function help_notes()
     "--dtype applies to --device cuda (the CPU computes in f32). Flags that would do nothing are refused:\n" ..
     "  --task with --data; --template, --eval-mode, --question-field, --answer-field without it (the toy\n" ..
     "  world has its own prompts and grader); --temperature-scale with a method that trains; --kl-coef > 0\n" ..
-    "  with a method that has no KL term (all but the GRPO methods). --alpha (l2, ours_*), --clip-eps\n" ..
+    "  with a method that has no KL term (all but the GRPO methods; a method registered with\n" ..
+    "  rl.register_weighted has none either); --method-opt with a built-in method. --alpha (l2, ours_*), --clip-eps\n" ..
     "  (GRPO) and --clip-max (ours_clip) are recorded whatever the method, as an ablate grid crosses them\n" ..
-    "  with methods; the other methods do not read them.\n" ..
+    "  with methods; the other methods do not read them (train.run passes each method only the\n" ..
+    "  options it reads, rl.reads).\n" ..
+    "--method-opt KEY=VALUE (repeatable): an option of a method of one's own, given to its loss as\n" ..
+    "  opts.KEY (VALUE: a number when it reads as one, true / false, else the text); recorded in\n" ..
+    "  config.json (method_opts) and compared on --resume (docs/TOY.md, \"Your own loss\").\n" ..
     "--temperature / --loss-temperature: the loss's temperature T needs 1 / T finite: >= 5.6e-309 on the\n" ..
     "  CPU, 3e-39 to 1e45 with --device cuda (its losses scale in float).\n" ..
     "--updates-per-batch MU: MU optimizer steps on each sampled batch (GRPO's mu), the loss computed\n" ..
@@ -976,7 +1003,7 @@ local function main(argv)
     optim = {name = "adamw", lr = o.lr, weight_decay = o.weight_decay, betas = {0.9, 0.999},
              eps = 1e-8, grad_clip = o.grad_clip, state_dtype = o.state_dtype},
     recompute = o.recompute, micro_batch = o.micro_batch, updates_per_batch = o.updates_per_batch,
-    clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max,
+    clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, method_opts = o.method_opts,
     task = not o.data and o.task or nil, data = o.data, template = o.data and o.template or nil,
     questions_digest = o.data and questions_digest(o.questions) or nil,
     -- how --data was read: its fields, or a benchmark's fields and reference answers

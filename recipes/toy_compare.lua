@@ -355,7 +355,7 @@ local function main(argv)
       local last = steps[#steps]
       say(("  %-10s greedy %.3f -> %.3f  pass1_t05 %.3f -> %.3f  direct %.2f  len %.1f  (%s%.1fs)")
           :format(mth, b.greedy_acc, a.greedy_acc, b.pass1_t05, a.pass1_t05, a.direct_share,
-                  a.mean_length, last and ("w>1e-6 %.2f, "):format(last.weight_share) or "",
+                  a.mean_length, last and ("p>1e-6 %.2f, "):format(last.weight_share) or "",
                   confit.clock() - t1))
     end
   end

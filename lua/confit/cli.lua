@@ -328,7 +328,8 @@ end
 --- Parse `arg`-style flags: spec = {name = {type, default, min =, max =, above =, choices =,
 --- shown =, help =}} (shown: the default as --help words it, when it is computed:
 --- "runs/rlsc-<UTC time>"; help: what the flag does, printed under it by --help)
---- with type "string", "number", "int" or "flag" (no value); --some-name and --some_name both
+--- with type "string", "number", "int", "flag" (no value) or "list" (a string that may be given
+--- again: each one is added to a list, {} when none is given); --some-name and --some_name both
 --- set some_name; --name value and --name=value both work (a value starting with "--", or "-h",
 --- only as --name=value: after --name it is a flag, and the value was left out). A flag given
 --- again (in either spelling) is refused: which value was meant is unknown. min/max bound numbers inclusively,
@@ -342,6 +343,7 @@ function M.parse_args(argv, spec, prog, notes)
   local die = M.die_for(name)
   local o, given = {}, {}
   for k, s in pairs(spec) do o[k] = s[2] end
+  for k, s in pairs(spec) do if s[1] == "list" then o[k] = {} end end
   local i = 1
   while i <= #argv do
     local a = argv[i]
@@ -376,7 +378,7 @@ function M.parse_args(argv, spec, prog, notes)
     local key = flag:gsub("%-", "_")
     local s = spec[key]
     if not s then die("unknown flag --%s (see --help)", flag) end
-    if given[key] then die("--%s is given twice (give each flag once)", flag) end
+    if given[key] and s[1] ~= "list" then die("--%s is given twice (give each flag once)", flag) end
     if s[1] == "flag" then
       o[key] = true
       if val then
@@ -409,7 +411,7 @@ function M.parse_args(argv, spec, prog, notes)
         die("--%s must be %s, got %s", flag, bad,
             type(val) == "string" and ("'" .. val .. "'") or tostring(val))
       end
-      o[key] = val
+      if s[1] == "list" then table.insert(o[key], val) else o[key] = val end
     end
     given[key] = true
     i = i + 1

@@ -468,12 +468,24 @@ end
 --- The mean token entropy (nats, a Lua number) of softmax(z / T) over the completion tokens of
 --- a token view (RUNDIR.md's per-step `entropy`), without a graph (head_entropy: no logits held).
 function rl.view_entropy(v, T)
+  if type(v) ~= "table" or math.type(v.ntok) ~= "integer" or (v.ntok > 0 and not (confit.is_tensor(v.H)
+     and confit.is_tensor(v.W))) then
+    error("rl.view_entropy: v must be a token view of rl.token_view, got " .. show(v), 2)
+  end
+  check_T("rl.view_entropy", T, 2)
   if v.ntok == 0 then return 0 end
   return confit.no_grad(function() return v.H:detach():head_entropy(v.W, T):sum():item() end) / v.ntok
 end
 
 --- [N] per-sample sums of a per-token tensor x [Ntok] (differentiable).
 function rl.segment_sums(x, batch)
+  check_batch("rl.segment_sums", batch, 3)
+  local ntok = 0
+  for _, L in ipairs(batch.comp_lens) do ntok = ntok + L end
+  if not confit.is_tensor(x) or x:numel() ~= ntok or #x:shape() ~= 1 then
+    error(("rl.segment_sums: x must be a per-token tensor [%d] (the batch's completion tokens), got %s"):format(ntok,
+          confit.is_tensor(x) and ("a tensor of shape [" .. table.concat(x:shape(), ", ") .. "]") or show(x)), 2)
+  end
   local parts, off = {}, 0
   for i = 1, #batch.samples do
     local L = batch.comp_lens[i]

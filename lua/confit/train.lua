@@ -959,7 +959,7 @@ function M.run(opts)
     if U > 1 then rec.batch, rec.update = step, u end
     records[#records + 1] = rec
     if steps_path then assert(jsonio.append_jsonl(steps_path, rec)) end
-    log(("step %3d%s  loss %9.4f  logp %s  conf %s  w>1e-6 %s  len %s  ent %s%s%s  %.2fs")
+    log(("step %3d%s  loss %9.4f  logp %s  conf %s  p>1e-6 %s  len %s  ent %s%s%s  %.2fs")
         :format(ostep, U > 1 and ("  upd %d/%d"):format(u, U) or "", lv, num("%8.3f", met.mean_logp),
                 num("%.4f", met.mean_confidence), num("%.2f", met.weight_share),
                 num("%5.1f", met.mean_length), num("%.3f", met.entropy),

@@ -164,6 +164,29 @@ H.case("running a grid: skip finished, failures, results with mean ± sample std
   H.eq(#r3.failed, 1); H.ok(r3.failed[1].why:find("summary.json", 1, true), r3.failed[1].why)
 end)
 
+H.case("a method of one's own's option set for every run (base, --set method_opt=K=V); not an axis", function()
+  -- (twenty-fourth session) --method-opt KEY=VALUE reaches a method of one's own through rlsc
+  local wrapper = TMP .. "/thr.lua"
+  H.write(wrapper, 'local rl = require "confit.rl"\n'
+          .. 'rl.register_weighted("thr24", function(lpv, _, o) local w = {} for i = 1, #lpv do w[i] = o.t end return w end)\n'
+          .. 'return require("confit.cli").main("thr", dofile("recipes/rlsc.lua"))\n')
+  local spec = ablate.check({recipe = wrapper, base = {method = "thr24", method_opt = "t=3"}, grid = {seed = {1, 2}},
+                             out = TMP .. "/gmo"})
+  local runs = ablate.expand(spec)
+  H.eq(table.concat(ablate.flags(spec, runs[2], "D"), " "), "--out D --method thr24 --method-opt t=3 --seed 2")
+  local set = ablate.apply_sets({recipe = wrapper, base = {method = "thr24"}, grid = {seed = {1}}}, {"method_opt=t=2"}, "g.lua")
+  H.eq(set.base.method_opt, "t=2", "--set method_opt=t=2")
+  -- the recipe's check runs on every point first: a built-in method takes none
+  H.ok(pcall(ablate.check_recipe, spec, "g.lua"), "the wrapper's method takes it")
+  local bad = ablate.check({recipe = wrapper, base = {method_opt = "t=1"}, grid = {seed = {1}}, out = TMP .. "/gmo2"})
+  local ok, e = pcall(ablate.check_recipe, bad, "g.lua")
+  H.ok(not ok and tostring(require("confit.cli").message(e)):find("--method l2 is built in", 1, true), tostring(e))
+  -- an axis's values name directories, which hold no "=": one ablate per value (--set, --out)
+  ok, e = pcall(ablate.check, {recipe = wrapper, base = {method = "thr24"}, grid = {method_opt = {"t=1", "t=3"}}})
+  H.ok(not ok and tostring(require("confit.cli").message(e)):find('value "t=1" of axis method_opt cannot be part of a directory name', 1, true),
+       tostring(e))
+end)
+
 -- (audit_f) a killed ablate's rlsc child may still write its grid point; a rerun must not start a
 -- second writer there: the point fails, naming the holder, and its folder is not written.
 -- A second ablate on one grid folder is refused; a dead writer's temporary files are removed.

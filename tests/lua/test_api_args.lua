@@ -30,6 +30,8 @@ local FUNCS = {
   {"evaluate.context_hint", R"evaluate".context_hint}, {"evaluate.check_prompts", R"evaluate".check_prompts},
   {"chat.family", R"chat".family}, {"jsonio.sync", R"jsonio".sync}, {"jsonio.is_temp_name", R"jsonio".is_temp_name},
   {"bench.records", R"bench".records}, {"rl.snapshot_policy", R"rl".snapshot_policy}, {"rl.aliases", R"rl".aliases},
+  {"rl.segment_sums", R"rl".segment_sums}, {"rl.view_entropy", R"rl".view_entropy}, {"rl.advantages", R"rl".advantages},
+  {"rl.reads", R"rl".reads}, {"rl.resolve", R"rl".resolve}, {"rl.trains", R"rl".trains}, {"rl.builtin", R"rl".builtin},
   {"train.latest_checkpoint", R"train".latest_checkpoint}, {"toy_eval.run", R"toy_eval".run}, {"toy_eval.format_table", R"toy_eval".format_table},
   {"pretty.format", R"pretty".format},
 }
@@ -54,7 +56,7 @@ H.case("every documented name is called", function()
                     ["jsonio.remove_stale_temps"] = "removes files", ["report.write"] = "writes", ["m:save"] = "writes",
                     ["m:free"] = "frees the model", ["m:init_random_cuda"] = "needs a GPU", ["tok:free"] = "frees the tokenizer", ["train.run"] = "trains", ["train.save_checkpoint"] = "writes",
                     ["train.load_checkpoint"] = "loads into its model and optimizer",
-                    ["m.config"] = "a table", ["m.tokenizer"] = "a table", ["rl.methods"] = "a table",
+                    ["m.config"] = "a table", ["m.tokenizer"] = "a table", ["rl.methods"] = "a table", ["rl.weights"] = "a table",
                     ["rl.per_question"] = "a table", ["rl.register_weighted"] = "registers a method",
                     ["jsonio.append_jsonl"] = "writes", ["jsonio.write_dir_atomic"] = "writes",
                     ["cli.main"] = "runs its argument"}

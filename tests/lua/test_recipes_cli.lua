@@ -1305,6 +1305,41 @@ H.case("rlsc: --micro-batch that would split a method of one's own is refused be
   H.eq(rc, 0, text)
 end)
 
+H.case("rlsc: --method-opt KEY=VALUE reaches a method of one's own and config.json; mistakes are one line", function()
+  -- (twenty-fourth session) a method's own hyperparameter could not reach it through rlsc
+  local w = TMP .. "/mo_wrapper.lua"
+  write(w, 'local rl = require "confit.rl"\n'
+        .. 'rl.register_weighted("thr", function(lpv, _, o)\n'
+        .. '  assert(o.my_thresh == 3 and o.tag == "a=b" and o.on == true, "method_opts: " .. tostring(o.my_thresh))\n'
+        .. '  local w = {} for i = 1, #lpv do w[i] = o.my_thresh end return w end, {per_sample = true})\n'
+        .. 'return require("confit.cli").main("mine", dofile("recipes/rlsc.lua"))\n')
+  local function go(out, extra)
+    local outf = TMP .. "/mo.out"
+    local ok, _, code = os.execute(("%s %s --steps 1 --questions-per-step 1 --n 2 --no-eval --quiet "
+                                    .. "--max-new-tokens 4 --out %s %s > %s 2>&1"):format(q(EXE), q(w), q(out), extra, q(outf)))
+    return ok and 0 or code, read(outf) or ""
+  end
+  local rc, text = go(TMP .. "/mo_ok", "--method thr --method-opt my_thresh=3 --method-opt tag=a=b --method-opt=on=true")
+  H.eq(rc, 0, text)
+  local cfg = require("confit.jsonio").read_json(TMP .. "/mo_ok/config.json")
+  H.ok(cfg and cfg.method_opts and cfg.method_opts.my_thresh == 3 and cfg.method_opts.tag == "a=b"
+       and cfg.method_opts.on == true, "config.json records method_opts")
+  for _, c in ipairs({
+    {"--method thr --method-opt my_thresh", "--method-opt my_thresh: give KEY=VALUE"},
+    {"--method thr --method-opt my_thresh=3 --method-opt my_thresh=4", "my_thresh is given twice"},
+    {"--method l2 --method-opt my_thresh=3", "--method-opt my_thresh=3: --method l2 is built in"},
+    {"--method thr --method-opt alpha=3", "--method-opt alpha=3: alpha is a setting of its own (--alpha)"},
+    {"--method thr --kl-coef 0.5", "--kl-coef 0.5: --method thr has no KL term"},
+  }) do
+    local out = TMP .. "/mo_bad"
+    rc, text = go(out, c[1])
+    H.eq(rc, 1, c[1] .. ": " .. text)
+    H.ok(text:find(c[2], 1, true), c[1] .. ": " .. text)
+    H.eq(select(2, text:gsub("\n", "")), 1, "one line: " .. text)
+    H.ok(not cli.exists(out), "nothing written")
+  end
+end)
+
 os.execute("rm -rf " .. q(TMP))
 -- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, C04, C05, C07, C08)
 do

@@ -752,6 +752,16 @@ H.case("train.run: resume refuses other stop ids (a sampling setting)", function
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+H.case("train.run: the step line's p>1e-6 is weight_share, the share of samples with p_old > 1e-6", function()
+  -- (twenty-fourth session) it read w>1e-6, but counts p_old, not the method's weights (l2's are >= alpha)
+  local lines = {}
+  local recs = run_tiny(nil, 1, {log = function(l) lines[#lines + 1] = l end})
+  local step = lines[#lines]:match("^step .*") and lines[#lines] or lines[1]
+  local v = step:match("  p>1e%-6 ([%d.]+)  ")
+  H.ok(v, "the label: " .. step)
+  H.eq(tonumber(v), tonumber(("%.2f"):format(recs[1].weight_share)), "its value is weight_share")
+end)
+
 H.case("train.run: method_opts reach a method of one's own, and a resume compares them", function()
   -- (twenty-fourth session) train.run{method = "mine", my_thresh = 3} was refused as an unknown
   -- option: a method's own hyperparameter could not reach it
