@@ -81,12 +81,12 @@ local maxlen = 0
 for _, L in ipairs(batch.lens) do if L > maxlen then maxlen = L end end
 for _, K in ipairs(ks) do
   zero()
-  rl.backward(method, batch, {alpha = 0.1, temperature = 0.5, micro_batch = K})   -- warm-up
+  rl.backward(method, batch, {alpha = rl.reads(method, "alpha") and 0.1 or nil, temperature = 0.5, micro_batch = K})   -- warm-up
   zero()
   local before = confit.memory()[live_key()]
   confit.reset_peak_memory()
   local t0 = confit.clock()
-  local lv = rl.backward(method, batch, {alpha = 0.1, temperature = 0.5, micro_batch = K})
+  local lv = rl.backward(method, batch, {alpha = rl.reads(method, "alpha") and 0.1 or nil, temperature = 0.5, micro_batch = K})
   local dt = confit.clock() - t0
   local peak = confit.memory()[peak_key()] - before
   local g = grads()
