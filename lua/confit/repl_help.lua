@@ -53,7 +53,7 @@ return {
   ["confit.profiler.report"] = "confit.profiler.report(rows [, {top=}]) -> string: the profile rows as a table, largest first",
   ["rl.backward"] = "rl.backward(method, batch, {alpha=, temperature=, micro_batch=K, ...}) -> loss value, metrics: the loss's gradient, K sequences per forward/backward (require \"confit.rl\")",
   ["rl.aliases"] = "rl.aliases() -> list: the built-in methods' aliases as \"alias = method\" strings, sorted (rl.resolve maps them)",
-  ["rl.loss"] = "rl.loss(method, batch, opts) -> loss tensor, metrics: an RL method's loss by name (require \"confit.rl\"; rl.batch builds the batch); opts: temperature, alpha, clip_eps, kl_coef, clip_max, micro_batch (a built-in method refuses others; a method of one's own gets them all)",
+  ["rl.loss"] = "rl.loss(method, batch, opts) -> loss tensor, metrics: an RL method's loss by name (require \"confit.rl\"; rl.batch builds the batch); opts: temperature, alpha, clip_eps, kl_coef, clip_max, micro_batch (a built-in method takes only those it reads, rl.reads, and refuses others; a method of one's own gets them all, and train.run's method_opts / rlsc's --method-opt)",
   ["m:hidden"] = "m:hidden(ids) -> [B, T, hidden]: the final-norm hidden states (the input of the LM head)",
   ["m:param_names"] = "m:param_names() -> list: the parameters' Hugging Face names, in the checkpoint's order",
   ["m:set_param"] = "m:set_param(name, tensor): replace one parameter (same shape) by its Hugging Face name",
