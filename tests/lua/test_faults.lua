@@ -252,21 +252,28 @@ end) end
 -- a reader of DIR's parent cleaned it, which pretrain_toy never did
 H.case("stale temporaries: a zombie writer's go; a save removes its dead predecessors' folders", function()
   local parent = tempdir()
-  -- sh starts a child that exits at once and becomes sleep, which never reaps it: a zombie
-  local p = assert(io.popen("sh -c 'sleep 0 & echo $!; exec sleep 2'"))
+  -- sh starts a child that exits at once and becomes sleep, which never reaps it: a zombie.
+  -- (The sleep outlives the wait below, which allows 10 s on a loaded machine: with 1 s and
+  -- `sleep 2` the suite failed here once with other builds running; it is killed at the end.)
+  local p = assert(io.popen("sh -c 'echo $$; sleep 0 & echo $!; exec sleep 60'"))
+  local shpid = assert(math.tointeger(tonumber(p:read("l"))))
   local zpid = assert(math.tointeger(tonumber(p:read("l"))))
   local state
-  for _ = 1, 50 do   -- until the child has exited
+  for _ = 1, 200 do   -- until the child has exited
     local f = io.open("/proc/" .. zpid .. "/stat", "rb")
     state = f and f:read("a"):match("^.*%)%s+(%a)")
     if f then f:close() end
     if state == "Z" then break end
-    os.execute("sleep 0.02")
+    os.execute("sleep 0.05")
   end
-  H.eq(state, "Z", "the child is a zombie")
-  H.write(parent .. "/x.json.tmp-" .. zpid .. "-1-1", "{")
-  H.eq(table.concat(jsonio.remove_stale_temps(parent), " "), "x.json.tmp-" .. zpid .. "-1-1", "a zombie's temporary file")
+  local ok, err = pcall(function()
+    H.eq(state, "Z", "the child is a zombie")
+    H.write(parent .. "/x.json.tmp-" .. zpid .. "-1-1", "{")
+    H.eq(table.concat(jsonio.remove_stale_temps(parent), " "), "x.json.tmp-" .. zpid .. "-1-1", "a zombie's temporary file")
+  end)
+  os.execute("kill " .. shpid .. " 2>/dev/null")
   p:close()
+  if not ok then error(err, 0) end
   -- killed saves of d (dead PIDs) go when d is saved; another folder's stay
   assert(os.execute("mkdir -p -- " .. q(parent .. "/d.tmp-999999-1-1/x") .. " " .. q(parent .. "/e.tmp-999999-1-1")))
   H.ok(jsonio.write_dir_atomic(parent .. "/d", function(tmp) H.write(tmp .. "/a", "1") end), "saved")
