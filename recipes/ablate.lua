@@ -1058,7 +1058,12 @@ function M.main(argv)
   if not o.report_only and (not file_exists(spec.recipe) or cli.is_dir(spec.recipe)) then
     die("%s: recipe %s: no such file (a relative path is from the current folder)", path, spec.recipe)
   end
-  M.check_recipe(spec, path, {out = out, report_only = o.report_only})
+  if not M.check_recipe(spec, path, {out = out, report_only = o.report_only}) and not o.report_only then
+    -- a recipe that does not end in cli.main declares no flags: say so, not a silent "all well"
+    io.stderr:write(("ablate: %s does not end in cli.main(...), so its flags and values are not checked "
+      .. "before the runs start (a wrapper of rlsc: `return require(\"confit.cli\").main(\"mine\", "
+      .. "dofile(\"recipes/rlsc.lua\"))`)\n"):format(spec.recipe))
+  end
   local res
   -- --report-only: an ablate grid folder, and no ablate at work in it (its lock, held until main
   -- returns): results.* were written into any folder (an rlsc run's, a user's results.md) until

@@ -719,6 +719,35 @@ H.case("U1: a wrapper recipe's grid is checked with rlsc's flags and the wrapper
   H.eq(code, 1, text); H.ok(text:find("stpes is not a flag of", 1, true), text)
 end)
 
+-- (twenty-fourth session, a user walkthrough) docs/TOY.md's "Your own loss" script, named as a
+-- grid's recipe, failed every run ("--method is given twice": it put --method sq in front of the
+-- flags), and a dry run of a recipe not ending in cli.main said nothing of its flags going unchecked
+H.case("docs/TOY.md's \"Your own loss\" script is a grid recipe; an unchecked recipe is named", function()
+  local f = assert(io.open("docs/TOY.md", "rb"))
+  local code = f:read("a"):match("### Your own loss.-```lua\n(.-)```")
+  f:close()
+  H.ok(code, "docs/TOY.md has a lua block under \"### Your own loss\"")
+  local recipe = TMP .. "/my_loss.lua"
+  write(recipe, code)
+  local gridf = TMP .. "/g_my_loss.lua"
+  local function grid(methods, rec)
+    write(gridf, ("return {base = {steps = 1}, grid = {method = {%s}, seed = {1}}, out = %q, recipe = %q}")
+                 :format(methods, TMP .. "/g_my_loss", rec or recipe))
+    return run_cmd("'" .. gridf .. "' --dry-run")
+  end
+  local code_, text = grid('"l2", "sq"')
+  H.eq(code_, 0, text)
+  H.ok(text:find("--method sq", 1, true) and not text:find("not checked", 1, true), text)
+  code_, text = grid('"l2", "sqq"')
+  H.eq(code_, 1, text); H.ok(text:find("unknown method 'sqq'", 1, true), text)
+  -- a script that runs rlsc through cli.run (no cli.main): the dry run says it checked nothing
+  local plain = TMP .. "/plain_recipe.lua"
+  write(plain, 'require("confit.cli").run("rlsc", dofile("recipes/rlsc.lua"), arg)\n')
+  code_, text = grid('"l2", "sqq"', plain)
+  H.eq(code_, 0, text)
+  H.ok(text:find("does not end in cli.main", 1, true) and text:find("not checked", 1, true), text)
+end)
+
 H.case("U2: run from another folder, the default recipe is found; a missing recipe is refused", function()
   local here = io.popen("pwd"):read("l")
   local exe = EXE:sub(1, 1) == "/" and EXE or (here .. "/" .. EXE)

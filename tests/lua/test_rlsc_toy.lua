@@ -633,7 +633,7 @@ H.case("docs/TOY.md's \"Your own loss\" example runs (reduced)", function()
   local f = os.tmpname() .. ".lua"
   spit(f, code)
   local d = tmpdir()
-  local p = assert(io.popen(("%q %q --no-eval --steps 1 --questions-per-step 1 --n 4 --out %q 2>&1"):format(exe, f, d)))
+  local p = assert(io.popen(("%q %q --method sq --no-eval --steps 1 --questions-per-step 1 --n 4 --out %q 2>&1"):format(exe, f, d)))
   local text = p:read("a")
   H.ok(p:close(), text)
   local last
