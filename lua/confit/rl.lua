@@ -1023,8 +1023,11 @@ local function enter(who, name, batch, opts, stop)
           error(("%s: kl_coef = %s, but %s has no KL term (the GRPO methods have one)"):format(who,
                 show(opts.kl_coef), canon), 3)
         end
-        error(("%s: unknown option %s for method %s (its options: %s)"):format(who, show(k), canon,
-              table.concat(list, ", ")), 3)
+        local general = false   -- an option of another method (clip_max for l2), or a misspelling
+        for _, e in ipairs(LOSS_OPTS) do general = general or e[1] == k end
+        local what = general and ("method %s does not use the option %s"):format(canon, show(k))
+                             or ("unknown option %s for method %s"):format(show(k), canon)
+        error(("%s: %s (its options: %s)"):format(who, what, table.concat(list, ", ")), 3)
       end
     end
   end

@@ -1440,10 +1440,11 @@ H.case("each built-in method takes the options it reads only (twenty-fourth sess
   -- l2 listed clip_max and kl_coef as its options, took clip_max and ignored it
   refused(function() rl.loss("l2", b, {alpha = 0.1, clipmax = 0.3}) end, "rl.loss",
           'unknown option "clipmax" for method l2 (its options: temperature, alpha, micro_batch)')
-  refused(function() rl.loss("l2", b, {clip_max = 0.3}) end, '"clip_max" for method l2')
-  refused(function() rl.loss("l1", b, {alpha = 0.3}) end, '"alpha" for method l1 (its options: temperature, micro_batch)')
-  refused(function() rl.backward("grpo_prob", b, {alpha = 0.3}) end, '"alpha" for method grpo_prob')
-  refused(function() rl.loss("ours_clip", b, {clip_eps = 0.3}) end, '"clip_eps" for method ours_clip')
+  refused(function() rl.loss("l2", b, {clip_max = 0.3}) end, 'method l2 does not use the option "clip_max"')
+  refused(function() rl.loss("l1", b, {alpha = 0.3}) end,
+          'method l1 does not use the option "alpha" (its options: temperature, micro_batch)')
+  refused(function() rl.backward("grpo_prob", b, {alpha = 0.3}) end, 'method grpo_prob does not use the option "alpha"')
+  refused(function() rl.loss("ours_clip", b, {clip_eps = 0.3}) end, 'method ours_clip does not use the option "clip_eps"')
   refused(function() rl.loss("l2", b, {kl_coef = 0.5}) end, "rl.loss: kl_coef = 0.5, but l2 has no KL term")
   H.ok(rl.loss("l2", b, {kl_coef = 0, alpha = 0.2}), "kl_coef = 0 (off) is true of every method")
   H.ok(rl.loss("ours_clip", b, {alpha = 0.2, clip_max = 0.3}), "ours_clip reads clip_max")
