@@ -277,7 +277,7 @@ static bool reads_value(const cf_node *n, int k) {
     case CF_OP_softmax: case CF_OP_log_softmax: case CF_OP_expm1:   /* their output only */
       return false;
     case CF_OP_log: case CF_OP_silu: case CF_OP_max: case CF_OP_var: case CF_OP_entropy:
-    case CF_OP_min: case CF_OP_log1p: case CF_OP_sin: case CF_OP_cos:
+    case CF_OP_min: case CF_OP_log1p: case CF_OP_sin: case CF_OP_cos: case CF_OP_sort:
       return k == 0;
     case CF_OP_rsqrt: case CF_OP_abs: case CF_OP_clamp: case CF_OP_gelu: case CF_OP_logsumexp:
       return k == 0;

@@ -1,5 +1,5 @@
-/* grad_reduce.c - backward rules of the reductions (sum mean max min logsumexp var), of cumsum,
- * and of softmax and log_softmax. argmax and argmin have none (CF_NOGRAD).
+/* grad_reduce.c - backward rules of the reductions (sum mean max min logsumexp var), of cumsum
+ * and sort, and of softmax and log_softmax. argmax, argmin and argsort have none (CF_NOGRAD).
  *
  * A reduced gradient is first given back its reduced dim (kept_dim: an unsqueeze view when the
  * op dropped it; a 0-d gradient of an all-dims reduction broadcasts as it is), then broadcast
@@ -87,6 +87,28 @@ int cf_bwd_cumsum(cf_node *n, cf_tensor *g, cf_tensor **gin) {
   cf_gx s = {0};
   bool reverse = n->args.ni > 1 && n->args.i[1] != 0;
   gin[0] = gx_result(&s, gx_dim(&s, CF_OP_cumsum, g, (int)n->args.i[0], !reverse));
+  return gx_end(&s);
+}
+
+/* out[j] = x[idx[j]] along dim (idx = argsort(x), a permutation of each row): dx[i] = g[inv[i]]
+ * with inv the inverse permutation, argsort(idx) (idx as floats: exact below 2^24 in f32) */
+int cf_bwd_sort(cf_node *n, cf_tensor *g, cf_tensor **gin) {
+  cf_gx s = {0};
+  cf_tensor *x = n->in[0];
+  int dim = (int)n->args.i[0];
+  cf_tensor *idx = gx_keep(&s, cf_op(CF_OP_argsort, &x, 1, &n->args));
+  cf_dtype fdt = x->dtype == CF_DTYPE_F64 ? CF_DTYPE_F64 : CF_DTYPE_F32;
+  cf_tensor *idxf = idx ? gx_keep(&s, cf_tensor_to_dtype(idx, fdt)) : NULL;
+  cf_tensor *inv = gx_dim(&s, CF_OP_argsort, idxf, dim, false);
+  cf_tensor *r = NULL;
+  if (inv) {
+    cf_args ga = cf_args_none();
+    ga.i[0] = dim;
+    ga.ni = 1;
+    cf_tensor *gi[2] = {g, inv};
+    r = gx_keep(&s, cf_op(CF_OP_gather, gi, 2, &ga));
+  }
+  gin[0] = gx_result(&s, r);
   return gx_end(&s);
 }
 

@@ -142,6 +142,13 @@ int cf_infer_argmax(const char *op, cf_tensor *const *in, int nin, const cf_args
   return rc;
 }
 
+/* argsort: the input's shape, i64 indices */
+int cf_infer_argsort(const char *op, cf_tensor *const *in, int nin, const cf_args *a, cf_meta *out) {
+  int rc = cf_infer_same(op, in, nin, a, out);
+  out->dtype = CF_DTYPE_I64;
+  return rc;
+}
+
 int cf_infer_scalar(const char *op, cf_tensor *const *in, int nin, const cf_args *a, cf_meta *out) {
   (void)op; (void)nin; (void)a;
   out->ndim = 0;

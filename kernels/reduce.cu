@@ -1,5 +1,5 @@
 /* reduce.cu - CUDA kernels of the reductions (sum mean max argmax min argmin logsumexp var), of
- * cumsum, and of softmax and log_softmax.
+ * cumsum, and of softmax and log_softmax; sort and argsort run the CPU kernel on a host copy.
  *
  * The input is made contiguous (a device copy only when it is not) and seen as [outer, n, inner]
  * around the reduced dim (dim = all: one row of numel). Two layouts:
@@ -413,6 +413,44 @@ extern "C" int cf_cuda_cumsum(cf_tensor *out, cf_tensor *const *in, int nin, con
         (bf16 *)cf_tensor_data(out), rows, n, inner, reverse);
   cf_tensor_release(x);
   return cu_launched("cumsum");
+}
+
+/* ---------------------------------------------------------------- sort, argsort */
+
+extern "C" int cf_cpu_sort(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a);
+extern "C" int cf_cpu_argsort(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a);
+
+/* The CPU kernel on a host copy (f32 for bf16: a sort moves values, so the round trip is exact),
+ * its result copied back into out: a sort in a recipe orders a batch's few numbers, where a
+ * device sort would gain nothing; the two copies are in order on the stream (synchronous). */
+static int sort_on_host(const char *name, bool idx, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
+  if (cu_check_float(name, x0)) return -1;
+  if (cf_tensor_numel(out) == 0) return 0;
+  cf_tensor *h = cf_tensor_to_device(x0, CF_DEVICE_CPU);
+  cf_tensor *h32 = h ? cf_tensor_to_dtype(h, CF_DTYPE_F32) : NULL;
+  cf_tensor_release(h);
+  if (!h32) return -1;
+  cf_tensor *ho = cf_tensor_empty(out->ndim, out->shape, idx ? CF_DTYPE_I64 : CF_DTYPE_F32, CF_DEVICE_CPU);
+  int rc = ho ? (idx ? cf_cpu_argsort : cf_cpu_sort)(ho, &h32, 1, a) : -1;
+  cf_tensor_release(h32);
+  cf_tensor *hc = !rc && out->dtype != ho->dtype ? cf_tensor_to_dtype(ho, out->dtype) : NULL;
+  if (!rc && out->dtype != ho->dtype && !hc) rc = -1;
+  cf_tensor *d = !rc ? cf_tensor_to_device(hc ? hc : ho, CF_DEVICE_CUDA) : NULL;
+  if (!rc && !d) rc = -1;
+  if (!rc) rc = cf_tensor_copy_(out, d);
+  cf_tensor_release(d);
+  cf_tensor_release(hc);
+  cf_tensor_release(ho);
+  return rc;
+}
+
+extern "C" int cf_cuda_sort(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return sort_on_host("sort", false, out, in[0], a);
+}
+extern "C" int cf_cuda_argsort(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return sort_on_host("argsort", true, out, in[0], a);
 }
 
 template <bool LOGP>

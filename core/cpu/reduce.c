@@ -1,5 +1,5 @@
 /* reduce.c - CPU kernels of the reductions (sum mean max argmax min argmin logsumexp var), of
- * cumsum, and of softmax and log_softmax.
+ * cumsum, sort and argsort, and of softmax and log_softmax.
  *
  * The input is made contiguous (a copy only when it is not) and seen as [outer, n, inner] where
  * n is the reduced dim (for CF_DIM_ALL: outer = inner = 1, n = numel; cf_reduce_geometry in
@@ -12,20 +12,23 @@
  * Conventions: max/argmax pick the FIRST maximum on ties and propagate NaN (the first NaN wins);
  * they refuse an empty reduced dim. min/argmin are max/argmax of the negated values (the first
  * minimum, the same NaN rule). cumsum accumulates in double along its dim, from the end when
- * reverse. mean over an empty dim is NaN, sum is 0, logsumexp is -inf.
+ * reverse. sort/argsort are stable (equal values keep their order, descending too) and put NaN
+ * after every number ascending, before them descending (NaN counts as the largest). mean over an empty dim is NaN, sum is 0, logsumexp is -inf.
  * logsumexp of a row that is all -inf is -inf (no NaN). softmax of an all -inf row is all 0 and
  * log_softmax gives -inf there (a fully masked row carries no probability; no NaN). var divides
  * by n - 1 when unbiased (NaN for one element), else by n; over an empty dim it is NaN like the
  * mean (kernels/reduce.cu fills NaN there too).
  *
  * Arg layout (ops.h): reductions "T D k": i[0] dim or CF_DIM_ALL, i[1] keepdim; var adds i[2]
- * unbiased; cumsum "T d k": i[0] dim, i[1] reverse; softmax/log_softmax "T d": i[0] dim.
+ * unbiased; cumsum "T d k": i[0] dim, i[1] reverse; sort/argsort "T d k": i[0] dim, i[1]
+ * descending; softmax/log_softmax "T d": i[0] dim.
  */
 #include "cpu/iter.h"
 #include "error.h"
 #include "kernel_geo.h"
 #include "ops.h"
 #include <math.h>
+#include <stdlib.h>
 
 static inline double ld(const void *p, bool f32, int64_t i) {
   return f32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
@@ -191,6 +194,70 @@ int cf_cpu_cumsum(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *
   }
   cf_tensor_release(x);
   return 0;
+}
+
+/* ---------------------------------------------------------------- sort, argsort */
+
+typedef struct { double v; int64_t i; } sort_item;
+
+/* a before b: the smaller value (NaN the largest), then the smaller index (stable) */
+static int sort_asc(const void *pa, const void *pb) {
+  const sort_item *a = pa, *b = pb;
+  bool an = isnan(a->v), bn = isnan(b->v);
+  if (an != bn) return an ? 1 : -1;
+  if (!an && a->v != b->v) return a->v < b->v ? -1 : 1;
+  return a->i < b->i ? -1 : (a->i > b->i);
+}
+/* a before b: the larger value (NaN the largest), then the smaller index (stable) */
+static int sort_desc(const void *pa, const void *pb) {
+  const sort_item *a = pa, *b = pb;
+  bool an = isnan(a->v), bn = isnan(b->v);
+  if (an != bn) return an ? -1 : 1;
+  if (!an && a->v != b->v) return a->v > b->v ? -1 : 1;
+  return a->i < b->i ? -1 : (a->i > b->i);
+}
+
+/* out [x's shape] = x sorted along a->i[0] (values; indices i64 when idx), descending when a->i[1] */
+static int sort_kernel(const char *name, bool idx, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
+  if (check_float(name, x0)) return -1;
+  int64_t outer = 0, n = 0, inner = 0;
+  if (cf_reduce_geometry(name, x0, a->i[0], false, &outer, &n, &inner)) return -1;
+  bool desc = a->ni > 1 && a->i[1] != 0;
+  int64_t rows = outer * inner;
+  if (rows == 0 || n == 0) return 0;
+  cf_tensor *x = cf_tensor_contiguous(x0);
+  if (!x) return -1;
+  sort_item *buf = malloc((size_t)rows * (size_t)n * sizeof *buf);
+  if (!buf) {
+    cf_tensor_release(x);
+    return CF_ERR("%s: out of memory for %lld sort items", name, (long long)(rows * n));
+  }
+  const void *xp = cf_tensor_data(x);
+  void *o = cf_tensor_data(out);
+  bool f32 = x->dtype == CF_DTYPE_F32;
+  #pragma omp parallel for if (rows > 1 && rows * n > CF_OMP_MIN)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t base = (r / inner) * n * inner + r % inner;
+    sort_item *row = buf + r * n;
+    for (int64_t k = 0; k < n; k++) row[k] = (sort_item){ld(xp, f32, base + k * inner), k};
+    qsort(row, (size_t)n, sizeof *row, desc ? sort_desc : sort_asc);
+    for (int64_t k = 0; k < n; k++) {
+      if (idx) ((int64_t *)o)[base + k * inner] = row[k].i;
+      else st(o, f32, base + k * inner, row[k].v);
+    }
+  }
+  free(buf);
+  cf_tensor_release(x);
+  return 0;
+}
+
+int cf_cpu_sort(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return sort_kernel("sort", false, out, in[0], a);
+}
+int cf_cpu_argsort(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
+  (void)nin;
+  return sort_kernel("argsort", true, out, in[0], a);
 }
 
 /* ---------------------------------------------------------------- softmax, log_softmax */

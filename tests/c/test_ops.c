@@ -423,6 +423,24 @@ static void check_new_ops(void) {
   CHECK(vec_is(c->grad, 4, gc), "reverse cumsum's gradient is the forward cumsum of the seed");
   cf_tensor_release(w); cf_tensor_release(rc); cf_tensor_release(c);
 
+  /* sort: NaN the largest, ties stable both ways (the -0 and 0 tie too) */
+  double ov[6] = {2, NAN, -0.0, 1, 0, 2};
+  cf_tensor *xo = vec(6, ov, CF_DTYPE_F32);
+  for (int desc = 0; desc < 2; desc++) {
+    cf_args sa = cf_args_none();
+    sa.i[0] = 0;
+    sa.i[1] = desc;
+    sa.ni = 2;
+    cf_tensor *sv_ = cf_op(CF_OP_sort, &xo, 1, &sa), *si = cf_op(CF_OP_argsort, &xo, 1, &sa);
+    double want_v[2][6] = {{-0.0, 0, 1, 2, 2, NAN}, {NAN, 2, 2, 1, -0.0, 0}};
+    double want_i[2][6] = {{2, 4, 3, 0, 5, 1}, {1, 0, 5, 3, 2, 4}};
+    CHECK(vec_is(sv_, 6, want_v[desc]) && vec_is(si, 6, want_i[desc]) && si->dtype == CF_DTYPE_I64,
+          "%s sort/argsort: NaN the largest, ties in their order", desc ? "descending" : "ascending");
+    CHECK(sv_ && signbit(cf_tensor_get_flat(sv_, desc ? 4 : 0)), "sort keeps -0 before the 0 that follows it");
+    cf_tensor_release(sv_); cf_tensor_release(si);
+  }
+  cf_tensor_release(xo);
+
   double sv[4] = {0, -0.0, -3, INFINITY};
   cf_tensor *sx = vec(4, sv, CF_DTYPE_F64);
   cf_tensor *sg = cf_op1(CF_OP_sign, sx);

@@ -144,6 +144,12 @@ for _, op in ipairs({"min", "argmin"}) do
   add(op, {nograd = ng, make = function() return {rn({17, 129}, 211)}, {} end})
   add(op, {nograd = ng, make = function() return {rn({17, 33, 5}, 212)}, {3, true} end})
 end
+-- sort runs on a host copy: values and indices as the CPU's, the gradient through argsort + gather
+for _, op in ipairs({"sort", "argsort"}) do
+  local ng = op == "argsort" or nil
+  add(op, {nograd = ng, make = function() return {rn({17, 33, 5}, 216)}, {2} end})
+  add(op, {nograd = ng, make = function() return {rn({17, 129}, 217)}, {-1, true} end})
+end
 add("cumsum", {make = function() return {rn({17, 33, 5}, 213)}, {2} end})
 add("cumsum", {make = function() return {rn({17, 129}, 214)}, {-1, true} end})
 add("cumsum", {make = function() return {rn({5, 300}, 215)}, {1} end})
