@@ -42,9 +42,12 @@ local function quote(s) return (fmt("%q", s):gsub("\\\n", "\\n")) end
 local function scalar(v)
   if type(v) == "string" then return quote(v) end
   local s = tostring(v)
-  if s:find("\n", 1, true) then -- a tensor: its lines as one, cut short
+  if s:find("\n", 1, true) then -- a tensor: its lines as one, cut short between two words
     s = s:gsub("%s+", " ")
-    if #s > VALUE_MAX then s = s:sub(1, VALUE_MAX - 3) .. "..." end
+    if #s > VALUE_MAX then
+      local cut = s:sub(1, VALUE_MAX - 4):match("^(.*%S) ") or s:sub(1, VALUE_MAX - 4)
+      s = cut:find("%.%.%.$") and cut or cut .. " ..."
+    end
   end
   return s
 end

@@ -337,6 +337,13 @@ H.case("pretty.format: depth, budget, tensors inside, no metamethod runs", funct
   H.eq(pretty.format("s"), "s", "a string alone is as tostring gives it")
   H.eq(pretty.format({"s", 1.5, true, false}), '{"s", 1.5, true, false}')
   H.eq(pretty.format({x = confit.tensor({1.5, 2}):sum()}), "{x = tensor[] f32 cpu 3.5}", "a tensor on one line")
+  -- (twenty-fourth session) a long tensor was cut inside a number ("... -0.1..."), which reads as
+  -- a value: the cut falls between two words
+  local long = pretty.format({w = confit.arange(400):view({20, 20}):add(1000.123456)})
+  H.ok(long:find(" ...}", 1, true) and not long:find("%d%.%.%."), long)
+  for num in long:gmatch("[%d%.%-]+") do
+    if num ~= "..." and num:find("%d") then H.ok(num:match("^%-?%d+%.?%d*$"), "a whole number: " .. num .. " in " .. long) end
+  end
   local touched = false
   local proxy = setmetatable({1}, {__index = function() touched = true end, __pairs = function() touched = true end,
                                    __len = function() touched = true; return 9 end, __metatable = "locked"})
