@@ -656,8 +656,11 @@ static cf_tensor *tensor_arg(op_ctx *c, int ai, char s) {
   bool optional = s == 't' || s == 'i' || s == 'm';
   if ((type == LUA_TNIL || type == LUA_TNONE) && optional) return NULL;
   if (type != LUA_TNUMBER) {
-    luaL_error(L, "%s: argument #%d: expected a tensor or a number, got %s", c->op->name,
-               user_argno(L, ai), luaL_typename(L, ai));
+    /* t.sum() (a '.' for ':') passes no tensor first */
+    bool dot = ai == 1 && (type == LUA_TNIL || type == LUA_TNONE);
+    luaL_error(L, "%s: argument #%d: expected a tensor or a number, got %s%s%s%s", c->op->name,
+               user_argno(L, ai), luaL_typename(L, ai), dot ? " (a method is called with ':', t:" : "",
+               dot ? c->op->name : "", dot ? "(...))" : "");
   }
   cf_dtype dt = CF_DTYPE_F32;
   cf_device dev = CF_DEVICE_CPU;

@@ -940,4 +940,11 @@ H.case("sort/argsort from Lua: top k, a median, the gradient back to the sorted 
   same_list(flat(x.grad), {30, 10, 20, 40, 2, 3, 4, 1}, 0, "each value's gradient is its sorted place's weight")
 end)
 
+H.case("an op method called with '.' says to use ':'", function()
+  local t = confit.tensor({1, 2})
+  H.raises(function() return t.sum() end, "sum: argument #1", "called with ':', t:sum(...)")
+  local e = H.raises(function() return confit.add(t, nil) end, "add: argument #2")
+  H.ok(not e:find("':'", 1, true), "a missing second argument is not a '.' call: " .. e)
+end)
+
 H.finish()
