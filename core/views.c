@@ -66,9 +66,15 @@ cf_tensor *cf_viewop_expand(cf_tensor *const *in, int nin, const cf_args *a) {
   return cf_view_expand(in[0], n, shape);
 }
 
+/* squeeze {dim}, or CF_DIM_ALL: every size-1 dim goes (a view: such dims never need a copy) */
 cf_tensor *cf_viewop_squeeze(cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
-  return cf_view_squeeze(in[0], (int)a->i[0]);
+  if (a->i[0] != CF_DIM_ALL) return cf_view_squeeze(in[0], (int)a->i[0]);
+  cf_tensor *t = in[0];
+  int64_t shape[CF_MAX_DIMS];
+  int nd = 0;
+  for (int d = 0; d < t->ndim; d++) if (t->shape[d] != 1) shape[nd++] = t->shape[d];
+  return cf_view_reshape(t, nd, shape);
 }
 
 cf_tensor *cf_viewop_unsqueeze(cf_tensor *const *in, int nin, const cf_args *a) {

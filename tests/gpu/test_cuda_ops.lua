@@ -215,6 +215,7 @@ add("view", {make = function() return {rn({17, 33}, 92)}, {{33, 17}} end, nc = f
 add("reshape", {make = function() return {rn({17, 33}, 93)}, {{3, 11, 17}} end})
 add("expand", {make = function() return {rn({17, 1}, 94)}, {{5, 17, 33}} end})
 add("squeeze", {make = function() return {rn({17, 1, 33}, 95)}, {2} end})
+add("squeeze", {make = function() return {rn({17, 1, 33, 1}, 218)}, {} end})   -- every size-1 dim
 add("unsqueeze", {make = function() return {rn({17, 33}, 96)}, {2} end})
 add("contiguous", {make = function() return {rn({17, 33}, 97)}, {} end})
 add("to_dtype", {to_dtype = true, make = function() return {rn({17, 33}, 98)}, {} end})
