@@ -698,14 +698,8 @@ end
 
 local METRIC_ORDER = {"acc", "greedy_acc", "pass@1"}
 
--- Numbers in a summary that are settings or bookkeeping, not outcomes.
-local NOT_METRICS = {n = true, correct = true, samples = true, resumed = true,
-  generated_tokens = true, wall_s = true, tokens_per_s = true, temperature = true, top_p = true,
-  top_k = true, seed = true, max_new_tokens = true, questions = true, step = true, steps = true}
-
-local function is_metric(k)
-  return not NOT_METRICS[k] and not k:match("_ci95$")
-end
+-- Numbers in a summary that are settings or bookkeeping, not outcomes (shared with the report).
+local is_metric = report.is_metric
 
 -- True when after[k] repeats a number after holds under its docs/RUNDIR.md name too (and before
 -- likewise, so that the change is the same as well): confit.report.second_name, which the

@@ -201,6 +201,19 @@ function M.second_name(k, after, before)
   return r ~= nil and after[r] == after[k] and before[r] == before[k]
 end
 
+-- Numbers in a summary stage that are settings or bookkeeping, not outcomes (and the *_ci95
+-- intervals of outcomes): the report's summary table and recipes/ablate.lua's results leave them
+-- out of the metrics alike.
+local NOT_METRICS = {n = true, correct = true, samples = true, resumed = true,
+  generated_tokens = true, wall_s = true, tokens_per_s = true, temperature = true, top_p = true,
+  top_k = true, seed = true, max_new_tokens = true, questions = true, step = true, steps = true}
+
+--- Whether summary key k is an outcome (acc, pass@k, lengths, ...), not a setting, a count or a
+--- timing of the stage (n, wall_s, temperature, resumed, ...) or an interval (*_ci95).
+function M.is_metric(k)
+  return type(k) == "string" and not NOT_METRICS[k] and not k:match("_ci95$")
+end
+
 -- A run's summary by benchmark, its single-benchmark summary named as load_run found.
 local function run_summary(run)
   return M.summary_benchmarks(run.summary, run.summary_name)
@@ -295,19 +308,21 @@ local function is_run_dir(d)
 end
 
 -- A folder that recipes/eval.lua --out wrote: OUT/summary.json (every benchmark) and one run
--- folder OUT/<bench>/ per benchmark (eval_<stage>.settings.json, or a config.json of recipe
--- "eval"). Returns those folders (summary.json's config.benchmarks order, then by name), or nil
--- when d holds run files of its own (config.json, steps.jsonl, eval files) or no such folder.
+-- folder OUT/<bench>/ per benchmark (a config.json of recipe "eval", or, with no config.json,
+-- eval_<stage>.settings.json). Returns those folders (summary.json's config.benchmarks order,
+-- then by name), or nil when d holds run files of its own (config.json, steps.jsonl, eval files),
+-- is an ablate grid (grid.json: its points, rlsc --data runs, write eval settings files too; a
+-- grid of them was read as an eval output before the twenty-fourth session), or has no such folder.
 local function eval_output_runs(d)
-  for _, f in ipairs({"config.json", "steps.jsonl", "eval_before.jsonl", "eval_after.jsonl"}) do
+  for _, f in ipairs({"config.json", "steps.jsonl", "eval_before.jsonl", "eval_after.jsonl", "grid.json"}) do
     if file_exists(d .. "/" .. f) then return nil end
   end
   local function is_eval_run(p)
-    if file_exists(p .. "/eval_before.settings.json") or file_exists(p .. "/eval_after.settings.json") then
-      return true
+    if file_exists(p .. "/config.json") then
+      local cfg = jsonio.read_json(p .. "/config.json")
+      return type(cfg) == "table" and cfg.recipe == "eval"
     end
-    local cfg = file_exists(p .. "/config.json") and jsonio.read_json(p .. "/config.json")
-    return type(cfg) == "table" and cfg.recipe == "eval"
+    return file_exists(p .. "/eval_before.settings.json") or file_exists(p .. "/eval_after.settings.json")
   end
   local found = {}
   for _, name in ipairs(list_subdirs(d)) do
@@ -1071,9 +1086,12 @@ local function accuracy_section(runs)
 end
 
 -- Other summary metrics (pass@k, maj@n, lengths, box rate) as one table; a number a summary holds
--- under two names (toy rlsc: maj4 and maj@4) once, under RUNDIR.md's (M.second_name).
+-- under two names (toy rlsc: maj4 and maj@4) once, under RUNDIR.md's (M.second_name). Settings
+-- and bookkeeping (M.is_metric false: n, wall_s, resumed, temperature, ...) go to a second table:
+-- beside the outcomes a resumed stage's "generated_tokens 0 -> 128" read like a change
+-- (twenty-fourth session).
 local function metrics_section(runs)
-  local rows = {}
+  local rows, brows = {}, {}
   for _, r in ipairs(runs) do
     local sb = run_summary(r)
     local names = {}
@@ -1094,7 +1112,8 @@ local function metrics_section(runs)
       for _, k in ipairs(keys) do
         local bv, av = before[k], after[k]
         if type(k) == "string" and M.second_name(k, after, before) then goto next end
-        rows[#rows + 1] = fmt('<tr><td><i class="sw" style="background:%s"></i>%s</td><td>%s</td><td>%s</td>'
+        local list = M.is_metric(k) and rows or brows
+        list[#list + 1] = fmt('<tr><td><i class="sw" style="background:%s"></i>%s</td><td>%s</td><td>%s</td>'
                               .. '<td class="n">%s</td><td class="n">%s</td></tr>',
                               r.color, esc(r.name), esc(trunc(tostring(b), NAME_MAX)), esc(k),
                               finite(bv) and num(bv) or "–",
@@ -1103,9 +1122,18 @@ local function metrics_section(runs)
       end
     end
   end
-  if #rows == 0 then return "<h2>Summary metrics</h2>\n<p class=\"nodata\">no data: no summary.json</p>" end
-  return "<h2>Summary metrics</h2>\n<table><tr><th>run</th><th>benchmark</th><th>metric</th><th>before</th><th>after</th></tr>\n"
-         .. table.concat(rows, "\n") .. "</table>"
+  if #rows + #brows == 0 then return "<h2>Summary metrics</h2>\n<p class=\"nodata\">no data: no summary.json</p>" end
+  local head = "<table><tr><th>run</th><th>benchmark</th><th>%s</th><th>before</th><th>after</th></tr>\n"
+  local out = {"<h2>Summary metrics</h2>"}
+  out[#out + 1] = #rows > 0 and (fmt(head, "metric") .. table.concat(rows, "\n") .. "</table>")
+                  or '<p class="nodata">no outcome metrics</p>'
+  if #brows > 0 then
+    out[#out + 1] = "<h3>Settings and bookkeeping of each stage</h3>\n<p>Counts, timings and settings of the "
+                    .. "invocation that made the stage (a resumed stage counts only what it generated itself), "
+                    .. "and intervals: not changes made by training.</p>"
+    out[#out + 1] = fmt(head, "key") .. table.concat(brows, "\n") .. "</table>"
+  end
+  return table.concat(out, "\n")
 end
 
 -- Values of one completion field over a run's eval records: sampled completions, or the

@@ -597,6 +597,22 @@ H.case("an eval.lua output folder expands to its benchmark folders", function()
   put_files(d2, {["config.json"] = '{"recipe":"rlsc"}'})
   put_files(d2 .. "/zeta", {["eval_before.settings.json"] = "{}"})
   H.eq(report.expand({d2})[1], d2, "a run stays a run")
+  -- (twenty-fourth session) an ablate grid of rlsc --data runs (they write eval settings files
+  -- too) was read as an eval output: grid.json's order and the grid itself were lost
+  local g = root .. "/grid-of-data-runs"
+  put_files(g, {["grid.json"] = '{"recipe":"recipes/rlsc.lua","runs":[{"dir":"seed=2"},{"dir":"seed=1"}]}'})
+  for _, r in ipairs({"seed=1", "seed=2"}) do
+    put_files(g .. "/" .. r, {["config.json"] = '{"recipe":"rlsc"}', ["eval_before.settings.json"] = "{}",
+                              ["eval_before.jsonl"] = rec:format("gsm8k")})
+  end
+  local runs, _, grids = report.expand({g})
+  H.eq(#grids, 1, "the folder is a grid"); H.eq(grids[1], g)
+  H.eq(runs[1], g .. "/seed=2", "grid.json's order"); H.eq(runs[2], g .. "/seed=1")
+  -- a folder of rlsc --data runs without grid.json: runs, not an eval output's benchmarks
+  local f = root .. "/folder-of-data-runs"
+  put_files(f .. "/a", {["config.json"] = '{"recipe":"rlsc"}', ["eval_before.settings.json"] = "{}"})
+  runs = report.expand({f})
+  H.eq(#runs, 1); H.eq(runs[1], f .. "/a", "found as a run inside the folder")
 end)
 
 -- Headless browser check --------------------------------------------------------------------
@@ -637,6 +653,21 @@ H.case("summary metrics: a number held under two names is one row, RUNDIR.md's",
     H.ok(not h:find("<td>" .. k .. "</td>", 1, true), k .. " is a second name")
   end
   H.ok(h:find("<td>toy-mixed</td><td>acc</td>", 1, true), "named after the summary's benchmark")
+  -- (twenty-fourth session) settings and counts of a stage are no outcomes: their own table
+  local d2 = root .. "/bookkeeping"
+  put_files(d2, {["config.json"] = '{"recipe":"rlsc","name":"bk"}',
+                 ["summary.json"] = '{"before":{"acc":0.5,"n":300,"wall_s":1e-5,"resumed":4,"generated_tokens":0,'
+                                    .. '"temperature":0.6,"acc_ci95":0.05},'
+                                    .. '"after":{"acc":0.75,"n":300,"wall_s":0.08,"resumed":0,"generated_tokens":128,'
+                                    .. '"temperature":0.6,"acc_ci95":0.05}}'})
+  local h2 = report.render({d2})
+  local metrics, book = h2:match("<h2>Summary metrics</h2>(.-)<h3>Settings and bookkeeping of each stage</h3>(.-)</table>")
+  H.ok(metrics and book, "two tables")
+  H.ok(metrics:find("<td>acc</td>", 1, true), "acc is a metric")
+  for _, k in ipairs({"n", "wall_s", "resumed", "generated_tokens", "temperature", "acc_ci95"}) do
+    H.ok(not metrics:find("<td>" .. k .. "</td>", 1, true) and book:find("<td>" .. k .. "</td>", 1, true),
+         k .. " is bookkeeping")
+  end
 end)
 
 H.case("a grid's page points to ablate's results.md and results.csv", function()
