@@ -597,7 +597,8 @@ function M.run_grid(spec, opts)
   local grid_lock = {}
   local _ <close> = setmetatable({}, {__close = function() if grid_lock.h then grid_lock.h:close() end end})
   if not opts.dry_run then
-    if not mkdir_p(out) then die("cannot create %s", out) end
+    local made, merr = mkdir_p(out)
+    if not made then die("%s", merr) end
     local h, err, pid = require("confit").lock(out .. "/.lock")
     if not h then die("--out %s", cli.lock_refusal(out, err, pid)) end
     grid_lock.h = h
@@ -624,7 +625,8 @@ function M.run_grid(spec, opts)
       for _, a in ipairs(r.argv) do parts[#parts + 1] = shell_quote(a) end
       say("ablate: " .. label .. ": " .. table.concat(parts, " "))
     else
-      if not mkdir_p(r.path) then die("cannot create %s", r.path) end
+      local made, merr = mkdir_p(r.path)
+      if not made then die("%s", merr) end
       -- a grid point another process still writes (the rlsc child of a killed ablate) is left
       -- alone: the point fails with that reason and nothing is written into its folder
       local busy

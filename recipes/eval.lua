@@ -424,6 +424,7 @@ function M.main(argv)
   -- --dtype applies to cuda; the CPU computes in f32
   local dtype = device == "cuda" and (o.dtype or "bf16") or "f32"
   local out = o.out or ("runs/eval-" .. model_label(o.model) .. "-" .. mode)
+  if cli.exists(out) and not cli.is_dir(out) then die("--out '%s' is a file, not a folder", out) end
   local names = {}
   for i, set in ipairs(sets) do names[i] = set.name end
   local foreign, kind = M.foreign_out(out, names)
@@ -579,6 +580,15 @@ function M.main(argv)
       tostring(common.max_new_tokens)))
   end
   print(evaluate.format_table(summaries))
+  -- a resume says what it kept (a rerun of a finished output printed the table alone, as if it
+  -- had evaluated again)
+  for i, set in ipairs(sets) do
+    local r, total = summaries[i].resumed or 0, summaries[i].n or #set.problems
+    if r > 0 then
+      print(("eval: %s: resumed %d of %d problems from %s/%s/eval_before.jsonl%s"):format(set.name, r, total, out,
+        set.name, r == total and " (kept; nothing generated)" or ""))
+    end
+  end
   print("eval: results in " .. out)
   return 0
 end

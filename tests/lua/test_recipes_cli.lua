@@ -213,6 +213,8 @@ local CASES = {
   {"eval", "--model " .. q(MODEL) .. " --data " .. q(MISSING), 1, {MISSING}},
   {"eval", "--model " .. q(MODEL) .. " --data " .. q(BAD), 1, {BAD .. ":2"}},
   {"eval", "--model examples/toy/model --bench toy --out " .. q(BAD .. "/x"), 1, {BAD .. "/x"}},
+  -- (twenty-fourth session) a file as --out: said as rlsc says it (it was mkdir's "File exists")
+  {"eval", "--model examples/toy/model --bench toy --out " .. q(BAD), 1, {"--out '" .. BAD .. "' is a file, not a folder"}},
   {"eval", "--help", 0, {"usage"}},
   -- pretrain_toy
   {"pretrain_toy", "--bogus " .. P_OUT, 1, {"--bogus"}},
@@ -446,6 +448,19 @@ local function run_recipe(recipe, args)
   local ok, _, code = os.execute(("%s recipes/%s.lua %s > %s 2>&1"):format(q(EXE), recipe, args, q(outf)))
   return ok and 0 or code, read(outf) or ""
 end
+
+H.case("eval: a rerun of a finished output says what it resumed", function()
+  -- (twenty-fourth session) it printed the table alone, as if it had evaluated again
+  local out = TMP .. "/eval-rerun"
+  local args = "--model examples/toy/model --bench toy --limit 2 --max-new-tokens 4 --n 0 --out " .. q(out)
+  local rc, text = run_recipe("eval", args)
+  H.eq(rc, 0, text)
+  H.ok(not text:find("resumed", 1, true), "a fresh run resumes nothing: " .. text)
+  rc, text = run_recipe("eval", args)
+  H.eq(rc, 0, text)
+  H.ok(text:find("eval: toy-mixed: resumed 2 of 2 problems from " .. out .. "/toy-mixed/eval_before.jsonl (kept; nothing generated)",
+                 1, true), text)
+end)
 
 H.case("toy_compare: an --out another toy_compare holds is refused in one line, nothing touched", function()
   -- (seventeenth session) a second toy_compare removed the first's live run folders as its own
