@@ -318,7 +318,7 @@ static int load_pretok(cf_bpe *t, const cJSON *p) {
       seen_bl = 1;
     } else {
       return CF_ERR("pre_tokenizer Sequence: element %d of type \"%s\" is not supported "
-                    "(expected [Split, ByteLevel] or [ByteLevel])", i, et);
+                    "(expected [Split, ByteLevel] or [ByteLevel])", i + 1, et);
     }
   }
   if (!seen_bl) return CF_ERR("pre_tokenizer Sequence without ByteLevel is not supported");
@@ -393,9 +393,9 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
   }
   size_t n_added = 0;
   cJSON_ArrayForEach(e, added) {
-    if (!cJSON_IsObject(e)) return CF_ERR("added_tokens[%zu] is not an object {\"id\": ..., \"content\": ...}", n_added);
+    if (!cJSON_IsObject(e)) return CF_ERR("added_tokens element %zu is not an object {\"id\": ..., \"content\": ...}", n_added + 1);
     if (get_id(cJSON_GetObjectItemCaseSensitive(e, "id"), "added token", &id))
-      return cf_error_prefix("added_tokens[%zu]: ", n_added);
+      return cf_error_prefix("added_tokens element %zu: ", n_added + 1);
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
     if (!cJSON_IsString(c) || !*c->valuestring)
       return CF_ERR("added token %d: \"content\" is missing or empty", id);
@@ -463,7 +463,7 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
     size_t la, lb;
     if (cJSON_IsString(e)) {
       const char *sp = strchr(e->valuestring, ' ');
-      if (!sp || strchr(sp + 1, ' ')) { rc = CF_ERR("merge %u \"%s\" is not \"a b\"", rank, e->valuestring); break; }
+      if (!sp || strchr(sp + 1, ' ')) { rc = CF_ERR("merge %u \"%s\" is not \"a b\"", rank + 1, e->valuestring); break; }
       a = e->valuestring; la = (size_t)(sp - a);
       b = sp + 1; lb = strlen(b);
     } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 &&
@@ -471,7 +471,7 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
       a = cJSON_GetArrayItem(e, 0)->valuestring; la = strlen(a);
       b = cJSON_GetArrayItem(e, 1)->valuestring; lb = strlen(b);
     } else {
-      rc = CF_ERR("merge %u is neither \"a b\" nor [\"a\", \"b\"]", rank);
+      rc = CF_ERR("merge %u is neither \"a b\" nor [\"a\", \"b\"]", rank + 1);
       break;
     }
     int32_t ia = smap_get(t, &t->vocab, a, la), ib = smap_get(t, &t->vocab, b, lb);
@@ -479,7 +479,7 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
     if (buf_add(&cat, a, la) || buf_add(&cat, b, lb)) { rc = -1; break; }
     int32_t im = smap_get(t, &t->vocab, cat.p, cat.n);
     if (ia < 0 || ib < 0 || im < 0) {
-      rc = CF_ERR("merge %u (\"%.*s\" \"%.*s\"): %s is not in the vocabulary", rank, (int)la, a,
+      rc = CF_ERR("merge %u (\"%.*s\" \"%.*s\"): %s is not in the vocabulary", rank + 1, (int)la, a,
                   (int)lb, b, ia < 0 ? "left part" : ib < 0 ? "right part" : "the merged token");
       break;
     }
@@ -514,6 +514,10 @@ cf_bpe *cf_bpe_load_json(const char *json, size_t len) {
   bytemap bm;
   bytemap_init(&bm);
   int rc = !cJSON_IsObject(root) ? CF_ERR("tokenizer: top level is not an object") : 0;
+  /* tokenizer_config.json, given by mistake, failed on its null pre_tokenizer */
+  if (!rc && !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "model")))
+    rc = CF_ERR("no \"model\" object: this is not a Hugging Face tokenizer.json (a tokenizer_config.json? "
+                "give the tokenizer.json beside it)");
   if (!rc) rc = load_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"));
   if (!rc) rc = load_pretok(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"));
   if (!rc) rc = load_post(cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
@@ -899,7 +903,7 @@ int cf_bpe_decode(const cf_bpe *t, const int32_t *ids, size_t n, int flags, char
     bool unknown = id < 0 || (size_t)id >= t->n_ids || !(t->toks[id].flags & T_PRESENT);
     if (unknown && (id < 0 || !(flags & CF_BPE_SKIP_UNKNOWN)))
       return CF_ERR("decode: id %d (position %zu) is not a token of this vocabulary (size %zu)",
-                    id, i, t->n_ids);
+                    id, i + 1, t->n_ids); /* positions count from 1, as the other messages' */
     if (!unknown) total += t->toks[id].bytes_len;
   }
   char *r = malloc(total + 1);

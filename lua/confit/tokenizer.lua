@@ -1,6 +1,6 @@
 -- confit.tokenizer: a byte-level BPE tokenizer (Hugging Face tokenizer.json) with chat templates.
 --
---   local tok = assert(require("confit.tokenizer").new("path/tokenizer.json"))
+--   local tok = assert(require("confit.tokenizer").new("path/tokenizer.json"))   -- or "path"
 --   tok:encode(text)              -> {ids...}   0-based ids; "<|im_end|>" etc. in the text are
 --                                               matched as added tokens; no BOS is added
 --   tok:decode(ids [, {skip_special = true, strict = true}]) -> string (raw bytes, possibly
@@ -10,15 +10,20 @@
 --   tok:chat(messages_or_question [, {template = ..., system = ..., date = ..., add_generation_prompt = true}])
 --                                 -> prompt string (see confit.chat for the templates). The
 --                                 default template is the tokenizer folder's chat format
---                                 (chat.family of its tokenizer_config.json), else "chatml"; a
---                                 template whose markers (<|im_start|>, <|start_header_id|>, ...)
---                                 are no special tokens of this tokenizer is refused.
+--                                 (chat.family of its tokenizer_config.json: chatml, llama3 or
+--                                 llama31), else "chatml". chatml (a Qwen folder's) adds Qwen2.5-
+--                                 Math's system turn (chat.QWEN_MATH_SYSTEM, "Please reason step
+--                                 by step, ...") when the messages have none; {system = false}
+--                                 gives plain ChatML without a system turn. A template whose
+--                                 markers (<|im_start|>, <|start_header_id|>, ...) are no special
+--                                 tokens of this tokenizer is refused.
 --   tok:encode_chat(...)          -> ids of tok:chat(...)
 --   tok:token_to_id(s), tok:id_to_token(id), tok:added_tokens(), tok:free()
 --   fields: tok.vocab_size, tok.eos_ids (list, primary first), tok.eos_id, tok.special
 --           (content -> id of every special added token), tok.path
 --
--- new() returns nil, message when the file is missing, corrupt or of an unsupported kind;
+-- new(path): path is a tokenizer.json, or a folder holding one (a model folder); tok.path is the
+-- file's path. It returns nil, message when the file is missing, corrupt or of an unsupported kind;
 -- wrong argument types raise errors. The BPE itself runs in C (core/text/bpe.c).
 local core = require "confit.core"
 local chat = require "confit.chat"
@@ -35,6 +40,14 @@ local EOS_NAMES = {"<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>
 function M.new(path)
   if type(path) ~= "string" then
     error("confit.tokenizer.new: path must be a string, got " .. type(path), 2)
+  end
+  -- a folder (a model's, as confit.load takes): the tokenizer.json in it
+  if require("confit.cli").is_dir(path) then
+    local dir = path
+    path = (path:gsub("/+$", "")) .. "/tokenizer.json"
+    if not require("confit.cli").exists(path) then
+      return nil, ("tokenizer: %s is a folder without a tokenizer.json"):format(dir)
+    end
   end
   local bpe, err = core.bpe_load(path)
   if not bpe then return nil, err end

@@ -163,6 +163,7 @@ H.case("load failures come back as nil, message", function()
   t, err = tokenizer.new(p)
   H.eq(t, nil, "merge of unknown tokens")
   H.ok(err:find("not in the vocabulary", 1, true), err)
+  H.ok(err:find("merge 1 ", 1, true), "merges count from 1: " .. err)
   os.remove(p)
   local t2, err2 = confit.tokenizer("/nonexistent.json")
   H.ok(t2 == nil and err2, "confit.tokenizer forwards nil, message")
@@ -670,7 +671,7 @@ H.case("what bpe.c does not implement is refused at load, named", function()
   os.remove(p)
   p = write_tmp((toy_json():gsub('"added_tokens":%[', '"added_tokens":["hi",', 1)))
   t, err = tokenizer.new(p)
-  H.ok(t == nil and err:find("added_tokens[0] is not an object", 1, true), tostring(err))
+  H.ok(t == nil and err:find("added_tokens element 1 is not an object", 1, true), tostring(err))
   os.remove(p)
 end)
 end
@@ -700,5 +701,28 @@ end)
 
 os.remove(path)
 end
+
+-- (twenty-fourth session) a model folder where tokenizer.json belongs said "not a regular file (a
+-- folder)", and tokenizer_config.json given by mistake "pre_tokenizer is null; only byte-level
+-- BPE tokenizers are supported"; decode's unknown id was at "position 0"
+H.case("a folder holding tokenizer.json loads; tokenizer_config.json is named as the wrong file", function()
+  local tok = assert(confit.tokenizer("examples/toy/model"))
+  H.eq(tok.path, "examples/toy/model/tokenizer.json")
+  local file = assert(confit.tokenizer("examples/toy/model/tokenizer.json"))
+  ids_eq(tok:encode("1+1=2;"), file:encode("1+1=2;"), "same tokenizer")
+  H.eq(assert(tokenizer.new("examples/toy/model/")).path, "examples/toy/model/tokenizer.json", "trailing slash")
+  local t, err = confit.tokenizer("tests")
+  H.ok(t == nil and err == "tokenizer: tests is a folder without a tokenizer.json", tostring(err))
+  t, err = confit.tokenizer("examples/toy/model/tokenizer_config.json")
+  H.ok(t == nil and err:find("not a Hugging Face tokenizer.json (a tokenizer_config.json? give the tokenizer.json beside it)",
+                             1, true), tostring(err))
+  local p = write_tmp(toy_json({pre = '{"type":"Sequence","pretokenizers":[{"type":"Whitespace"}]}'}))
+  t, err = tokenizer.new(p)
+  os.remove(p)
+  H.ok(t == nil and err:find('element 1 of type "Whitespace"', 1, true), "counted from 1: " .. tostring(err))
+  H.raises(function() tok:decode({72, 300}, {strict = true}) end, "id 300 (position 2)")
+  H.raises(function() tok:decode({-1}) end, "id -1 (position 1)")
+  tok:free(); file:free()
+end)
 
 H.finish()
