@@ -27,6 +27,20 @@ local function is_regular(path)
   return os.execute("test -f " .. cli.shell_quote(path)) == true
 end
 
+-- The results of pcall(self.core.X, self.core, ...), or its error raised at the line that called
+-- the method: the C binding's argument checks (luaL_error) are the caller's mistakes, named at
+-- the caller's line as the checks written in Lua are (called directly they named this file's
+-- line; under pcall they carry no position). An error that has a position already (raised by
+-- Lua code a read ran: an __index of the caller's table) passes through as it is. Use it as
+-- `local r = core_results(pcall(...))` in the method itself, not as a tail call: the level
+-- counts the method's frame.
+local function core_results(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) == "string" and not e:find("^[^\n]-:%d+: ") then error(e, 3) end
+  error(e, 0)
+end
+
 local function wrap(c, dir, tok)
   local self = setmetatable({core = c, dir = dir, tokenizer = tok}, Model)
   self.config = c:config()
@@ -126,18 +140,32 @@ local function as_ids(self, ids, what)
   return ids
 end
 
-function Model:forward(ids) return self.core:forward(as_ids(self, ids, "forward")) end
-function Model:hidden(ids) return self.core:hidden(as_ids(self, ids, "hidden")) end
+function Model:forward(ids)
+  local out = core_results(pcall(self.core.forward, self.core, as_ids(self, ids, "forward")))
+  return out
+end
+function Model:hidden(ids)
+  local out = core_results(pcall(self.core.hidden, self.core, as_ids(self, ids, "hidden")))
+  return out
+end
 function Model:parameters() return self.core:parameters() end
 function Model:param_names() return self.core:param_names() end
 -- m:set_recompute(on) -> previous: activation recomputation per layer (keep only each layer's
 -- input in the forward, run the layer again in backward: same gradients, less memory).
 function Model:set_recompute(on) return self.core:set_recompute(on) end
-function Model:set_param(name, t) return self.core:set_param(name, t) end
+function Model:set_param(name, t)
+  core_results(pcall(self.core.set_param, self.core, name, t))
+end
+
+-- The row lengths of the tensors M.pad made (weak keys): m:logprobs scores such a tensor's rows
+-- up to their own lengths when opts.lens is left out. The pad id is a real token (0 by
+-- default), and a padded tensor given without lens had its padding scored as completion tokens.
+local PADDED = setmetatable({}, {__mode = "k"})
 
 --- Sums of completion-token log-probs per row: [B]. ids: an i64 [B, T] tensor, or a list of
 --- token-id lists (of any lengths: padded here, each row scored up to its own length);
---- opts.temperature (default 1), opts.lens (total lengths when a tensor's rows are right-padded).
+--- opts.temperature (default 1), opts.lens (total lengths when a tensor's rows are right-padded;
+--- a tensor M.pad made brings its own, any other tensor's rows are scored over all T tokens).
 function Model:logprobs(ids, prompt_lens, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("logprobs: opts must be a table such as {temperature = 0.5}, got " .. type(opts), 2) end
@@ -147,7 +175,7 @@ function Model:logprobs(ids, prompt_lens, opts)
       error(("logprobs: unknown option %s (options: temperature, lens)"):format(tostring(k)), 2)
     end
   end
-  local lens = opts.lens
+  local lens, own = opts.lens, PADDED[ids]
   -- token lists: their own lengths (a ragged list, padded by a caller without lens, scored the
   -- padding as completion tokens)
   if type(ids) == "table" and getmetatable(ids) == nil and type(ids[1]) == "table" then
@@ -156,8 +184,9 @@ function Model:logprobs(ids, prompt_lens, opts)
         error(("logprobs: ids[%d] must be a list of token ids like ids[1], got %s"):format(i, type(row)), 2)
       end
     end
-    local padded, own = M.pad(ids)
-    ids = padded
+    ids, own = M.pad(ids)
+  end
+  if own then   -- the rows' own lengths: of token lists, or of a tensor M.pad made
     if lens == nil then lens = own
     elseif type(lens) == "table" then   -- a length past its row would score the padding
       for i, n in ipairs(own) do
@@ -174,7 +203,8 @@ function Model:logprobs(ids, prompt_lens, opts)
     local z = core.zeros({0})
     return self:device() ~= "cpu" and z:to(self:device()) or z
   end
-  return self.core:logprobs(ids, prompt_lens, opts.temperature or 1.0, lens)
+  local out = core_results(pcall(self.core.logprobs, self.core, ids, prompt_lens, opts.temperature or 1.0, lens))
+  return out
 end
 
 --- Right-pad token lists into an i64 [B, Tmax] tensor; returns ids, lens.
@@ -194,7 +224,9 @@ function M.pad(seqs, pad_id)
     for t = 1, maxlen do r[t] = s[t] or pad_id end
     rows[i] = r
   end
-  return require("confit").tensor(rows, {dtype = "i64"}), lens
+  local t = require("confit").tensor(rows, {dtype = "i64"})
+  PADDED[t] = table.move(lens, 1, #lens, 1, {})   -- a copy: the caller may change its lens
+  return t, lens
 end
 Model.pad = function(_, seqs, pad_id) return M.pad(seqs, pad_id) end
 
@@ -227,15 +259,48 @@ function Model:prompt_ids(prompts, what)
   return ids
 end
 
+-- opts with the strings in opts.stop replaced by their token ids (a copy; opts itself when there
+-- are none): a string must be exactly one token of the model's tokenizer ("<|im_end|>", ";"),
+-- since generation stops on a token, not on text. Errors are raised at generate's caller.
+local function stop_ids(self, opts)
+  local stop = opts.stop
+  if type(stop) ~= "table" then return opts end
+  local ids
+  for i = 1, #stop do
+    local s = stop[i]
+    if type(s) == "string" then
+      if not self.tokenizer then
+        error(("generate: stop[%d] is the string %q, but this model has no tokenizer (no tokenizer.json in its "
+               .. "folder): give token ids"):format(i, s), 3)
+      end
+      local t = self.tokenizer:encode(s)
+      if #t ~= 1 then
+        error(("generate: stop[%d] = %q is %d tokens of the model's tokenizer (%s): stop strings must be single "
+               .. "tokens"):format(i, s, #t, #t == 0 and "none" or "ids " .. table.concat(t, ", ")), 3)
+      end
+      ids = ids or table.move(stop, 1, #stop, 1, {})
+      ids[i] = t[1]
+    end
+  end
+  if not ids then return opts end
+  local copy = {}
+  for k, v in pairs(opts) do copy[k] = v end
+  copy.stop = ids
+  return copy
+end
+
 --- Sample completions. prompts: strings (encoded with the model's tokenizer) or lists of ids.
 --- Returns a flat list of samples {prompt, tokens, logprobs, logprob, finish, text} ordered
 --- prompt by prompt (n per prompt). text excludes a final stop token, and ids past the
 --- tokenizer's vocabulary (an embedding table padded beyond it: Qwen has 151936 rows for 151669
---- tokens) decode to nothing; tokens keeps every sampled id.
+--- tokens) decode to nothing; tokens keeps every sampled id. opts.stop: token ids, or strings
+--- that are each one token of the model's tokenizer.
 function Model:generate(prompts, opts)
-  if type(prompts) ~= "table" then error("generate: prompts must be a list", 2) end
+  if type(prompts) ~= "table" then error("generate: prompts must be a list, got " .. type(prompts), 2) end
   opts = opts or {}
-  local out = self.core:generate(self:prompt_ids(prompts, "generate"), opts)
+  if type(opts) ~= "table" then error("generate: opts must be a table such as {n = 4}, got " .. type(opts), 2) end
+  opts = stop_ids(self, opts)
+  local out = core_results(pcall(self.core.generate, self.core, self:prompt_ids(prompts, "generate"), opts))
   local tok = self.tokenizer
   if tok then
     local known = {}   -- id -> whether the tokenizer has it
@@ -258,7 +323,7 @@ end
 --- one it returns nil, "cannot move the model to cuda: <why>" and the model stays where it was
 --- (check it: `assert(m:to("cuda", "bf16"))`). Bad arguments and out of memory raise.
 function Model:to(device, dtype)
-  local ok, err = self.core:to_device(device, dtype)
+  local ok, err = core_results(pcall(self.core.to_device, self.core, device, dtype))
   if not ok then return nil, ("cannot move the model to %s: %s"):format(tostring(device), tostring(err)) end
   return self
 end
@@ -375,10 +440,20 @@ function Model:save(dir)
   return true
 end
 
---- "cpu" or "cuda": where the weights live.
+--- "cpu" or "cuda": where the weights live (one value; the core model's device() also gives the
+--- dtype, which m:dtype() returns).
 function Model:device()
-  if self.core.device then return self.core:device() end
+  if self.core.device then return (self.core:device()) end
   return "cpu"
+end
+
+--- "f32" or "bf16": the type the weights are held in ("f32" on the CPU).
+function Model:dtype()
+  if self.core.device then
+    local _, dt = self.core:device()
+    return dt
+  end
+  return "f32"
 end
 
 --- Fill every parameter with random values directly on the GPU (norms 1, biases 0).
@@ -391,6 +466,29 @@ function Model:free() self.core:free() end
 Model.__close = Model.free
 
 function Model:__tostring() return tostring(self.core) end
+
+-- Every method checks that it was called with ':' on a model: m.generate(prompts) took the
+-- prompts for the model and failed deep inside or said something false (m.encode("x"): "this
+-- model has no tokenizer"). A table whose __index leads to a model (a wrapper overriding some
+-- methods: setmetatable({logprobs = f}, {__index = m})) counts as one. The method runs as a tail
+-- call, so its own errors at level 2 still name its caller's line.
+local function is_model(x)
+  for _ = 1, 16 do
+    if type(x) ~= "table" then return false end
+    local mt = getmetatable(x)
+    if mt == Model then return true end
+    x = mt and mt.__index
+  end
+  return false
+end
+for name, f in pairs(Model) do
+  if type(f) == "function" and name:sub(1, 2) ~= "__" then
+    Model[name] = function(self, ...)
+      if not is_model(self) then error("model:" .. name .. ": call it with ':' on a model", 2) end
+      return f(self, ...)
+    end
+  end
+end
 
 M.Model = Model
 return M

@@ -35,7 +35,7 @@ local FUNCS = {
   {"train.latest_checkpoint", R"train".latest_checkpoint}, {"toy_eval.run", R"toy_eval".run}, {"toy_eval.format_table", R"toy_eval".format_table},
   {"pretty.format", R"pretty".format},
 }
-for _, n in ipairs({"device", "encode", "forward", "generate", "hidden", "init_random", "logprobs", "pad",
+for _, n in ipairs({"device", "dtype", "encode", "forward", "generate", "hidden", "init_random", "logprobs", "pad",
                     "param_names", "parameters", "prompt_ids", "set_param", "set_recompute", "to"}) do
   FUNCS[#FUNCS + 1] = {"m:" .. n, function(...) return m[n](m, ...) end}
 end
@@ -66,6 +66,35 @@ H.case("every documented name is called", function()
   for name in pairs(help) do
     H.ok(have[name] or left_out[name], name .. " is documented but neither called here nor left out with a reason")
   end
+end)
+
+-- (twenty-fourth session) m.generate(prompts) with '.' took the prompts for the model: a false
+-- "this model has no tokenizer" (m.encode), "attempt to index a nil value" (m.free, m.forward).
+-- Every model method now says how to call it, at the caller's line, whatever it got.
+H.case("every model method called with '.' says to call it with ':'", function()
+  local help = require "confit.repl_help"
+  local names = {}
+  for name in pairs(help) do names[#names + 1] = name:match("^m:(.+)$") end
+  for name, f in pairs(require("confit.model").Model) do   -- and the undocumented (save_into)
+    if type(f) == "function" and name:sub(1, 2) ~= "__" then names[#names + 1] = name end
+  end
+  for _, meth in ipairs(names) do
+    local name = "m:" .. meth
+    H.eq(type(m[meth]), "function", name .. " is a method")
+    for _, self in ipairs({"abc", {{1}}, confit.tensor({1, 2}), {}, 0}) do
+      local ok, err = pcall(function() local r = m[meth](self, {1}); return r end)
+      H.ok(not ok and err:find("test_api_args.lua:%d+: model:" .. meth .. ": call it with ':' on a model"),
+           name .. " called with '.' on a " .. type(self) .. ": " .. tostring(err))
+    end
+    local ok, err = pcall(function() local r = m[meth](); return r end)
+    H.ok(not ok and err:find("model:" .. meth .. ": call it with ':'", 1, true), name .. "(): " .. tostring(err))
+  end
+  H.ok(#names >= 36, "the model's methods, documented and not: " .. #names)
+  -- a table over a model (a wrapper overriding some methods, as tests and evaluate's callers make)
+  -- is a model
+  local over = setmetatable({logprobs = function() return "mine" end}, {__index = m})
+  H.eq(over:device(), "cpu", "through __index")
+  H.eq(over:logprobs(), "mine")
 end)
 
 local VALUES = {0, -1, 1, 2, 0.5, 1e300, 0 / 0, 1 / 0, "", "x", "\\boxed{3}", true, false, {}, {1, 2}, {{1}},

@@ -955,4 +955,85 @@ end)
 os.execute("rm -rf " .. q(root))
 end
 
+-- (twenty-fourth session) m:device() gave two values ("cpu", "f32") where its :help promised
+-- one; the dtype has its own method
+H.case("m:device() is the device alone, m:dtype() the weights' type", function()
+  local m = assert(model.load("examples/toy/model"))
+  H.eq(select("#", m:device()), 1, "one value")
+  H.eq(m:device(), "cpu")
+  H.eq(m:dtype(), "f32")
+  m:free()
+end)
+
+-- (twenty-fourth session) the C core's argument errors inside m:generate and m:logprobs named
+-- model.lua's line ("model.lua:238: generate: unknown option max_tokens"), not the caller's
+H.case("the core's argument errors name the caller's line", function()
+  local m = assert(model.load("examples/toy/model"))
+  local function at_caller(fn, want)
+    local ok, err = pcall(fn)
+    H.ok(not ok and err:find("^[^\n]*test_model%.lua:%d+: " .. want), tostring(err))
+    H.ok(not err:find("confit/model.lua", 1, true), "no library position: " .. err)
+  end
+  at_caller(function() local r = m:generate({"1+1="}, {max_tokens = 3}); return r end, "generate: unknown option max_tokens")
+  at_caller(function() local r = m:generate({{1}}, {stop = {1 << 40}}); return r end, "generate: stop%[1%]")
+  at_caller(function() local r = m:logprobs({{1, 2, 3}}, {1}, {temperature = 0}); return r end,
+            "logprobs: temperature must be > 0")
+  at_caller(function() local r = m:logprobs(confit.zeros({3}, {dtype = "i64"}), {1}); return r end,
+            "logprobs: ids must be %[B, T%]")
+  at_caller(function() local r = m:forward(confit.zeros({3}, {dtype = "i64"})); return r end, "forward:")
+  at_caller(function() local r = m:set_param("no.such", confit.zeros({1})); return r end, "set_param: the model has no parameter")
+  at_caller(function() local r = m:to("tpu"); return r end, "to_device: device must be")
+  m:free()
+  at_caller(function() local r = m:generate({{1}}); return r end, "model was freed")
+end)
+
+-- (twenty-fourth session) a tensor from m:pad given to m:logprobs without {lens = lens} had its
+-- padding (pad id 0, a real token) scored as completion tokens
+H.case("m:logprobs scores a tensor from m:pad up to its rows' own lengths", function()
+  local m = assert(model.load("examples/toy/model"))
+  local seqs, plens = {{5, 6, 7, 8, 9}, {5, 6}}, {2, 1}
+  local ids, lens = m:pad(seqs)
+  local want = m:logprobs(seqs, plens):totable()
+  local with_lens = m:logprobs(ids, plens, {lens = lens}):totable()
+  local without = m:logprobs(ids, plens):totable()
+  for i = 1, 2 do
+    H.near(with_lens[i], want[i], 1e-6, "lens given, row " .. i)
+    H.near(without[i], want[i], 1e-6, "lens left out, row " .. i)
+  end
+  lens[2] = 5   -- the caller's lens changed afterwards: the tensor keeps the lengths it was padded from
+  H.near(m:logprobs(ids, plens):totable()[2], want[2], 1e-6, "own copy of the lengths")
+  H.raises(function() m:logprobs(ids, plens, {lens = {5, 4}}) end, "logprobs: lens[2] = 4 is longer than row 2 (2 tokens)")
+  -- any other tensor is taken as it is: every position scored
+  local copy = confit.tensor(ids:totable(), {dtype = "i64"})
+  H.ok(math.abs(m:logprobs(copy, plens):totable()[2] - want[2]) > 1e-3, "a copy scores its padding")
+  m:free()
+end)
+
+-- (twenty-fourth session) generate's stop took only ids: {stop = {";"}} said "stop[1] is not an
+-- integer token id"
+H.case("generate: a stop string that is one token stops as its id; a longer one is refused", function()
+  local m = assert(model.load("examples/toy/model"))
+  local semi = m:encode(";")
+  H.eq(#semi, 1)
+  local o = {n = 2, temperature = 1, seed = 3, max_new_tokens = 40}
+  o.stop = {semi[1]}
+  local by_id = m:generate({"3+4-2="}, o)
+  local so = {n = 2, temperature = 1, seed = 3, max_new_tokens = 40, stop = {";"}}
+  local by_text = m:generate({"3+4-2="}, so)
+  H.eq(so.stop[1], ";", "the caller's options are not changed")
+  local stopped = 0
+  for i = 1, 2 do
+    H.eq(table.concat(by_text[i].tokens, " "), table.concat(by_id[i].tokens, " "), "sample " .. i)
+    H.eq(by_text[i].finish, by_id[i].finish)
+    if by_text[i].finish == "stop" then stopped = stopped + 1 end
+  end
+  H.ok(stopped > 0, "a sample ended on ';'")
+  H.raises(function() m:generate({"1+1="}, {stop = {";;"}}) end,
+           'generate: stop[1] = ";;" is 2 tokens of the model\'s tokenizer (ids 59, 59): stop strings must be single tokens')
+  H.raises(function() m:generate({"1+1="}, {stop = {semi[1], ""}}) end, 'stop[2] = "" is 0 tokens', "single tokens")
+  m.tokenizer = nil
+  H.raises(function() m:generate({{1}}, {stop = {";"}}) end, "stop[1] is the string \";\"", "no tokenizer")
+  m:free()
+end)
+
 H.finish()
