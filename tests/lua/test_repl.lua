@@ -699,4 +699,19 @@ end)
 end
 end
 
+-- (twenty-fourth session) :help tok:chat said the default was "the tokenizer folder's format"
+-- and the README said nothing, while a Qwen folder's chatml adds Qwen2.5-Math's system prompt
+H.case(":help tok:chat and the README say what the default template writes and how to leave it out", function()
+  local chat = require "confit.chat"
+  local readme = H.read("README.md")
+  for where, text in pairs({[":help tok:chat"] = docs["tok:chat"], README = readme}) do
+    H.ok(text:find(chat.QWEN_MATH_SYSTEM, 1, true), where .. " quotes the system message")
+    H.ok(text:find("{system = false}", 1, true), where .. " names {system = false}")
+  end
+  -- what they say is what chatml writes
+  H.ok(chat.apply("chatml", "1+1"):find("<|im_start|>system\n" .. chat.QWEN_MATH_SYSTEM .. "<|im_end|>\n", 1, true) == 1)
+  H.eq(chat.apply("chatml", "1+1", {system = false}), "<|im_start|>user\n1+1<|im_end|>\n<|im_start|>assistant\n")
+  H.ok(docs["confit.tokenizer"]:find("folder", 1, true), ":help confit.tokenizer names the folder form")
+end)
+
 H.finish()
