@@ -8,7 +8,9 @@
 --     out_dir = "runs/eval-aime24", benchmark = "aime24"})
 --   print(evaluate.format_table({summary}))
 --
--- problems[i] = {id, question, answer} (bench.load's items, or toy questions). Options:
+-- problems[i] = {id, question, answer} (bench.load's items), or a toy question {prompt, answer}
+-- (world:questions), read as {id = i (unless it has an id), question = prompt, answer =
+-- tostring(answer)}, its other fields kept (what a template function sees). Options:
 --   mode            "qwen" (default) or "strict"
 --   template        chat template name (confit.chat) or function(question, problem) -> prompt;
 --                   default evaluate.default_template(mode, model): the mode's prompt in the
@@ -92,6 +94,28 @@ local NULL = jsonio.null
 local function fail(msg, level) error("evaluate: " .. msg, (level or 1) + 1) end
 
 local function is_null(v) return v == nil or v == NULL end
+
+-- v for a message: a string quoted (n = "2" is no number 2), anything else as tostring
+local function show(v) return type(v) == "string" and ("%q"):format(v) or tostring(v) end
+
+-- problems as the loop reads them: a toy question {prompt, answer} (world:questions) becomes
+-- {id = i, question = prompt, answer = tostring(answer)} (the other fields copied), anything
+-- else stays as it is
+local function as_problems(problems)
+  local out = {}
+  for i, p in ipairs(problems) do
+    if type(p) == "table" and p.question == nil and type(p.prompt) == "string" then
+      local q = {}
+      for k, v in pairs(p) do q[k] = v end
+      q.question = p.prompt
+      if q.id == nil then q.id = i end
+      if type(q.answer) == "number" then q.answer = tostring(q.answer) end
+      p = q
+    end
+    out[i] = p
+  end
+  return out
+end
 
 -- Graders ---------------------------------------------------------------------------------------
 
@@ -188,7 +212,7 @@ local function resolve_grader(g, mode)
   end
   if g.key ~= nil and type(g.key) ~= "function" then fail("grader.key must be a function, got " .. type(g.key), 3) end
   if g.name ~= nil and (type(g.name) ~= "string" or g.name == "") then
-    fail("grader.name must be a non-empty string, got " .. tostring(g.name), 3)
+    fail("grader.name must be a non-empty string, got " .. show(g.name), 3)
   end
   return {name = g.name or "custom", named = g.name ~= nil, code = code_digest(g), extract = g.extract,
           equal = g.equal, key = g.key or function(a) return a end}
@@ -237,14 +261,14 @@ end
 
 local function check_int(v, name, lo)
   if math.type(v) ~= "integer" or v < lo then
-    fail(string.format("%s must be an integer >= %d, got %s", name, lo, tostring(v)), 4)
+    fail(string.format("%s must be an integer >= %d, got %s", name, lo, show(v)), 4)
   end
 end
 
 local function check_num(v, name, lo, hi)
   if type(v) ~= "number" or v ~= v or v < lo or (hi and v > hi) then
     fail(string.format("%s must be a number in [%s, %s], got %s", name, tostring(lo),
-                       hi and tostring(hi) or "inf", tostring(v)), 4)
+                       hi and tostring(hi) or "inf", show(v)), 4)
   end
 end
 
@@ -440,7 +464,7 @@ local function completion_problem(x, what)
     return what .. ".finished must be a boolean, got " .. kind(x.finished)
   end
   if not (type(x.length) == "number" and math.tointeger(x.length) and x.length >= 0) then
-    return what .. ".length must be an integer >= 0, got " .. tostring(x.length)
+    return what .. ".length must be an integer >= 0, got " .. show(x.length)
   end
   if not (is_null(x.logprob) or type(x.logprob) == "number") then
     return what .. ".logprob must be a number or null, got " .. kind(x.logprob)
@@ -700,7 +724,7 @@ end
 function evaluate.check_prompts(problems, opts, tokenizer, ctx)
   if type(problems) ~= "table" then fail("check_prompts: problems must be a list, got " .. type(problems), 2) end
   if ctx ~= nil and math.type(ctx) ~= "integer" then
-    fail("check_prompts: ctx must be an integer (max_position_embeddings) or nil, got " .. tostring(ctx), 2)
+    fail("check_prompts: ctx must be an integer (max_position_embeddings) or nil, got " .. show(ctx), 2)
   end
   if ctx and not (type(tokenizer) == "userdata" or type(tokenizer) == "table") then
     fail("check_prompts: tokenizer must be a tokenizer (confit.tokenizer), got " .. type(tokenizer), 2)
@@ -709,7 +733,7 @@ function evaluate.check_prompts(problems, opts, tokenizer, ctx)
   local bad = marker_problem(s.template, tokenizer)
   if bad then return bad end
   if not ctx then return nil end
-  for i, p in ipairs(problems) do
+  for i, p in ipairs(as_problems(problems)) do
     if type(p) ~= "table" then fail(("check_prompts: problem %d must be a table {id=, question=}, got %s"):format(i, type(p)), 2) end
     local text = s.apply_template(p.question, p)
     if type(text) == "string" then
@@ -1061,11 +1085,17 @@ function evaluate.run(model, problems, opts)
   for i = 1, count do
     if problems[i] == nil then fail(string.format("problems has a hole: no problem %d (of %d)", i, count), 2) end
   end
+  problems = as_problems(problems)
   for i, p in ipairs(problems) do
-    if type(p) ~= "table" or type(p.question) ~= "string" or p.answer == nil then
-      fail(string.format("problem %d needs a question string and an answer", i), 2)
+    if type(p) ~= "table" then
+      fail(string.format("problem %d must be a table {id=, question=, answer=}, got %s", i, type(p)), 2)
     end
-    if p.id == nil then fail(string.format("problem %d has no id", i), 2) end
+    if type(p.question) ~= "string" then
+      fail(string.format("problem %d needs a question string (the field question, or a toy question's prompt), got question = %s",
+                         i, p.question == nil and "nil" or type(p.question)), 2)
+    end
+    if p.answer == nil then fail(string.format("problem %d has no answer (the field answer)", i), 2) end
+    if p.id == nil then fail(string.format("problem %d has no id (the field id)", i), 2) end
     -- ids are written to the records and read back on resume: a string or a finite number
     if type(p.id) ~= "string" and not (type(p.id) == "number" and p.id == p.id and math.abs(p.id) < math.huge) then
       fail(string.format("problem %d: the id must be a string or a finite number, got %s", i, tostring(p.id)), 2)

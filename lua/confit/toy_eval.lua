@@ -38,7 +38,9 @@
 -- multiplies both sampling temperatures; the temperature-only sharpening baseline evaluates
 -- with 0.5, i.e. T = 0.25 and 0.5, under the same keys), greedy (true), pass1_t10 (true; false
 -- skips the T = 1.0 pass and leaves pass1_t10 = nil), rescore (true: T = 1 log-probs for the
--- records), chunk (32 questions per generate call), benchmark ("toy").
+-- records), chunk (32 questions per generate call), rescore_batch (256 rows per rescoring
+-- forward), benchmark ("toy"). Any other option is refused, naming these (the temperatures
+-- are not options: 0.5 and 1.0 name the keys; temperature_scale scales both).
 -- Answers are compared as integers (toy.grade); majority votes group answers by integer value.
 local confit = require "confit"
 local toy = require "confit.toy"
@@ -153,10 +155,28 @@ local function completion_record(s, answer, temperature)
   }
 end
 
+-- the options M.run reads (the header lists them); another key is refused, naming these
+local OPTION_NAMES = {"benchmark", "chunk", "greedy", "max_new_tokens", "n", "pass1_t10", "rescore",
+                      "rescore_batch", "seed", "temperature_scale"}
+local KNOWN_OPTION = {}
+for _, k in ipairs(OPTION_NAMES) do KNOWN_OPTION[k] = true end
+
+-- v for a message: a string quoted (n = "2" is no number 2), anything else as tostring
+local function show(v) return type(v) == "string" and ("%q"):format(v) or tostring(v) end
+
 --- Evaluate m on questions; returns summary (the keys M.keys(opts.n), plus samples), records
 --- (per question).
 function M.run(m, questions, opts)
   if opts ~= nil and type(opts) ~= "table" then error("toy_eval.run: opts must be a table, got " .. type(opts), 2) end
+  for k in pairs(opts or {}) do
+    if not KNOWN_OPTION[k] then
+      -- the sampling temperatures are fixed (0.5 and 1.0, the keys' names); temperature_scale
+      -- multiplies both
+      local hint = (k == "temperature" or k == "temp") and
+        "; the samples are drawn at T = 0.5 and T = 1.0, temperature_scale multiplies both" or ""
+      error(("toy_eval.run: unknown option %s (options: %s)%s"):format(tostring(k), table.concat(OPTION_NAMES, ", "), hint), 2)
+    end
+  end
   if type(m) ~= "table" or type(m.generate) ~= "function" then
     error("toy_eval.run: m must be a model (confit.load), got " .. type(m), 2)
   end
@@ -169,7 +189,7 @@ function M.run(m, questions, opts)
   local do_t10 = opts.pass1_t10 ~= false
   local function count(v, what, lo)
     if math.type(v) ~= "integer" or v < lo then
-      error(("toy_eval.run: %s must be an integer >= %d, got %s"):format(what, lo, tostring(v)), 3)
+      error(("toy_eval.run: %s must be an integer >= %d, got %s"):format(what, lo, show(v)), 3)
     end
   end
   count(n, "n", 1); count(max_new, "max_new_tokens", 1); count(chunk, "chunk", 1)
@@ -178,13 +198,18 @@ function M.run(m, questions, opts)
     error("toy_eval.run: questions must be a non-empty list", 2)
   end
   if not (type(scale) == "number" and scale > 0 and scale < math.huge) then
-    error("toy_eval.run: temperature_scale must be a finite number > 0, got " .. tostring(scale), 2)
+    error("toy_eval.run: temperature_scale must be a finite number > 0, got " .. show(scale), 2)
   end
   local prompts = {}
   for i, q in ipairs(questions) do
-    if type(q) ~= "table" or type(q.prompt) ~= "string" then
-      error(("toy_eval.run: question %d must be a table with a prompt string (world:questions gives them), got %s")
+    if type(q) ~= "table" then
+      error(("toy_eval.run: question %d must be a table {prompt=, answer=} (world:questions gives them), got %s")
             :format(i, type(q)), 2)
+    end
+    if type(q.prompt) ~= "string" then
+      local also = type(q.question) == "string" and " (it has question: toy_eval reads prompt)" or ""
+      error(("toy_eval.run: question %d needs a prompt string (world:questions gives them), got prompt = %s%s")
+            :format(i, q.prompt == nil and "nil" or type(q.prompt), also), 2)
     end
     prompts[i] = toy.encode(q.prompt)
   end

@@ -542,6 +542,9 @@ H.case("argument checks", function()
   H.raises(function() evaluate.run(nil, {{id = "q7", question = "  ", answer = "2"}}, {generate = g}) end,
            "problem 1 (id q7): the question is empty")
   H.raises(function() evaluate.run(nil, PROBLEMS, {}) end, "need a model")
+  -- (h24 walkthrough) a string is shown as one: "got 2" for "2" contradicted itself
+  H.raises(function() evaluate.run(nil, PROBLEMS, {generate = g, n = "2"}) end, 'n must be an integer >= 0, got "2"')
+  H.raises(function() evaluate.run(nil, PROBLEMS, {generate = g, top_p = "1"}) end, 'got "1"')
   -- (twenty-second session, a review's finding) a misspelt option was dropped without a word
   local err = H.raises(function() evaluate.run(nil, PROBLEMS, {generate = g, max_new_token = 4}) end,
                        "evaluate: unknown option max_new_token (options: ", "max_new_tokens")
@@ -624,6 +627,35 @@ H.case("toy grader and the summary table", function()
   local q = evaluate.run(nil, probs, {generate = fake(script).generate, template = "plain", progress = QUIET})
   H.ok(not evaluate.format_table({q}):find("grader", 1, true), "no grader column when it is the mode's")
   H.ok(t:find("100.0 [", 1, true), "acc with interval in percent: " .. t)
+end)
+
+-- (h24 walkthrough) the header promised toy questions; evaluate.run refused them ("needs a
+-- question string", then "has no id") and recipes/eval.lua converted them by hand
+H.case("toy questions are problems: prompt as the question, id the place, answer as text", function()
+  local qs = toy.world("mixed"):questions("heldout", 3, 1)
+  local script = {}
+  for _, q in ipairs(qs) do script[q.prompt] = {greedy = "\\boxed{" .. q.answer .. "}"} end
+  local seen = {}
+  local s, recs = evaluate.run(nil, qs, {generate = fake(script).generate, grader = "toy", template =
+    function(question, p) seen[#seen + 1] = p; return question end, progress = QUIET})
+  H.near(s.acc, 1.0, 0, "graded")
+  for i, q in ipairs(qs) do
+    H.eq(recs[i].id, i); H.eq(recs[i].question, q.prompt); H.eq(recs[i].answer, tostring(q.answer))
+  end
+  H.eq(seen[1].prompt, qs[1].prompt, "the template sees the toy question's fields")
+  H.eq(qs[1].question, nil, "the caller's list is left alone")
+  local m = assert(require("confit").load("examples/toy/model"))
+  local s2 = evaluate.run(m, toy.world("mixed"):questions("heldout", 2, 1),
+                          {progress = false, template = "plain", grader = "toy", max_new_tokens = 4})
+  H.eq(s2.problems or s2.n, 2, "a real model")
+  H.eq(evaluate.check_prompts(qs, {template = "plain", grader = "toy"}, m.tokenizer, 128), nil, "check_prompts too")
+  -- the messages name the field that is missing
+  H.raises(function() evaluate.run(nil, {{id = 1, answer = "2"}}, {generate = fake(script).generate}) end,
+           "problem 1 needs a question string", "question = nil")
+  H.raises(function() evaluate.run(nil, {{id = 1, question = "1+1="}}, {generate = fake(script).generate}) end,
+           "problem 1 has no answer")
+  H.raises(function() evaluate.run(nil, {{question = "1+1=", answer = "2"}}, {generate = fake(script).generate}) end,
+           "problem 1 has no id (the field id)")
 end)
 
 H.case("benchmark loaders on the real data, graded against their own references", function()

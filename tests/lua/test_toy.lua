@@ -391,6 +391,15 @@ H.case("toy_eval.run refuses counts it cannot use (chunk 0 looped on a zero step
   H.raises(function() toy_eval.run(m, q, {n = 2.5}) end, "n must be an integer >= 1")
   H.raises(function() toy_eval.run(m, {}, {}) end, "questions must be a non-empty list")
   H.raises(function() toy_eval.run(m, q, {temperature_scale = 0}) end, "temperature_scale must be")
+  -- (h24 walkthrough) unknown options ran without a word ({n = 3, temperature = 0.2} sampled at
+  -- T = 0.5), a string printed as a number ("n must be ..., got 2" for "2"), and a question
+  -- with `question` instead of `prompt` was "a table ..., got table"
+  H.raises(function() toy_eval.run(m, q, {n = 3, temperature = 0.2}) end,
+           "unknown option temperature (options: ", "temperature_scale", "T = 0.5 and T = 1.0")
+  H.raises(function() toy_eval.run(m, q, {temprature = 0.5}) end, "unknown option temprature")
+  H.raises(function() toy_eval.run(m, q, {n = "2"}) end, 'n must be an integer >= 1, got "2"')
+  H.raises(function() toy_eval.run(m, {{question = "1+1=", answer = 2}}, {n = 2}) end,
+           "question 1 needs a prompt string", "prompt = nil", "it has question")
   m:free()
 end)
 
