@@ -23,15 +23,19 @@
 --                             (Student t; for binary outcomes prefer proportion_ci), clipped to
 --                             [lo, hi] when given (shares: 0, 1; 3 problems at 1/4, 2/4, 3/4
 --                             correct give -0.12..1.12 unclipped).
---   summarize(problems, opts) one table of summary numbers for a list of per-problem records.
+--   summarize(problems, opts) one table of summary numbers for a list of per-problem records
+--                             (pass@k for opts.k, default 1, 2, 4, 8, 16 up to the samples drawn).
 local metrics = {}
+
+-- v for a message: a string quoted (n = "2" is no number 2), anything else as tostring
+local function show(v) return type(v) == "string" and ("%q"):format(v) or tostring(v) end
 
 -- v as an integer when it is a non-negative whole number below 2^53, else an error naming it
 local function check_count(name, v, what)
   local i = type(v) == "number" and v >= 0 and v < 2^53 and math.tointeger(v) or nil
   if not i then
     error(string.format("metrics.%s: %s must be a non-negative integer, got %s", name, what,
-                        tostring(v)), 3)
+                        show(v)), 3)
   end
   return i
 end
@@ -171,41 +175,67 @@ end
 
 -- problems[i] fields (all optional but the first that applies):
 --   correct  boolean (greedy accuracy) or a number in [0, 1] (avg@n of one problem)
---   n, c     samples drawn and correct ones (for pass@k with opts.k = {1, 8, ...}; pass@k is
---            given only when every problem with samples drew at least k: over some of them it
---            would be another set's; a problem with n = 0 has no accuracy, not 0)
+--   n, c     samples drawn and correct ones (for pass@k; a problem with n = 0 has no accuracy,
+--            not 0)
 --   maj      0/1 or boolean: majority vote correct
 --   length   completion length in tokens;  boxed  boolean: the completion contains a box
--- Result: {problems, acc, acc_lo, acc_hi, interval = "wilson95" | "t95", pass_at = {[k] = v},
---          maj, mean_length, box_rate}. acc uses the Wilson interval when every `correct` is
+-- opts.k: the k of pass@k, positive integers (default: those of confit.evaluate.KS, 1, 2, 4, 8,
+-- 16, that every problem with samples drew, as evaluate.summarize takes them); a k given that
+-- a problem with samples did not draw is refused (pass@k over some of the problems would be
+-- another set's). The only option.
+-- Result: {problems, acc, acc_lo, acc_hi, interval = "wilson95" | "t95", ks, pass_at, maj,
+-- mean_length, box_rate}: ks lists the k computed, in opts.k's order (empty without samples), and
+-- pass_at[k] is pass@k for each of them. acc uses the Wilson interval when every `correct` is
 -- boolean, else the Student-t interval of the per-problem means (clipped to [0, 1]).
 -- A non-empty list where no problem has any of these fields is refused (evaluation records
 -- such as eval_before.jsonl's lines are summarised by confit.evaluate.summarize instead).
 local FIELDS = {"correct", "n", "c", "maj", "length", "boxed"}
+local DEFAULT_KS = {1, 2, 4, 8, 16}   -- confit.evaluate.KS
 
 function metrics.summarize(problems, opts)
   opts = opts or {}
   if type(problems) ~= "table" then error("metrics.summarize: problems must be a list, got " .. type(problems), 2) end
   if type(opts) ~= "table" then error("metrics.summarize: opts must be a table such as {k = {1, 8}}, got " .. type(opts), 2) end
-  local out = {problems = #problems, pass_at = {}}
+  for key in pairs(opts) do
+    if key ~= "k" then error(("metrics.summarize: unknown option %s (options: k)"):format(tostring(key)), 2) end
+  end
+  if opts.k ~= nil and type(opts.k) ~= "table" then
+    error("metrics.summarize: opts.k must be a list of k values such as {1, 8}, got " .. show(opts.k), 2)
+  end
+  for i, k in ipairs(opts.k or {}) do
+    if math.type(k) ~= "integer" or k < 1 then
+      error(("metrics.summarize: opts.k[%d] must be an integer >= 1, got %s"):format(i, show(k)), 2)
+    end
+  end
+  local out = {problems = #problems, pass_at = {}, ks = {}}
   local vals, all_bool, lengths, boxes, maj = {}, true, {}, {}, {}
   local known = false
+  local fewest, fewest_at          -- the fewest samples a problem with samples drew, and where
   for i, p in ipairs(problems) do
     if type(p) ~= "table" then error(string.format("metrics.summarize: problem %d must be a table, got %s", i, type(p)), 2) end
     for _, k in ipairs(FIELDS) do known = known or p[k] ~= nil end
+    if p.n ~= nil or p.c ~= nil then
+      if type(p.n) ~= "number" or type(p.c) ~= "number" then
+        error(("metrics.summarize: problem %d: n and c must both be numbers, got n = %s, c = %s"):format(i, show(p.n), show(p.c)), 2)
+      end
+      check_count("summarize", p.n, ("problem %d: n"):format(i))
+      check_count("summarize", p.c, ("problem %d: c"):format(i))
+      if p.c > p.n then error(("metrics.summarize: problem %d: c=%d exceeds n=%d"):format(i, p.c, p.n), 2) end
+      if p.n > 0 and (fewest == nil or p.n < fewest) then fewest, fewest_at = p.n, i end
+    end
     local c = p.correct
     if c == nil and p.n and p.c and p.n > 0 then c = p.c / p.n end
     if type(c) == "boolean" then vals[#vals + 1] = c and 1 or 0
     elseif type(c) == "number" and c >= 0 and c <= 1 then vals[#vals + 1] = c; all_bool = false
     elseif c ~= nil then
       error(string.format("metrics.summarize: problem %d: 'correct' must be a boolean or a share in [0, 1], got %s",
-                          i, tostring(c)), 2)
+                          i, show(c)), 2)
     end
     if p.length then lengths[#lengths + 1] = p.length end
     if p.boxed ~= nil then boxes[#boxes + 1] = p.boxed and 1 or 0 end
     if p.maj ~= nil then
       if p.maj ~= true and p.maj ~= false and p.maj ~= 0 and p.maj ~= 1 then
-        error(string.format("metrics.summarize: problem %d: 'maj' must be a boolean, 0 or 1, got %s", i, tostring(p.maj)), 2)
+        error(string.format("metrics.summarize: problem %d: 'maj' must be a boolean, 0 or 1, got %s", i, show(p.maj)), 2)
       end
       maj[#maj + 1] = (p.maj == true or p.maj == 1) and 1 or 0
     end
@@ -215,8 +245,22 @@ function metrics.summarize(problems, opts)
                         .. "not per completion: for evaluate.run's records use confit.evaluate.summarize)",
                         #problems, table.concat(FIELDS, ", ")), 2)
   end
-  if opts.k ~= nil and type(opts.k) ~= "table" then
-    error("metrics.summarize: opts.k must be a list of k values such as {1, 8}, got " .. tostring(opts.k), 2)
+  if fewest then
+    for _, k in ipairs(opts.k or DEFAULT_KS) do
+      if k > fewest then
+        if opts.k then
+          error(("metrics.summarize: pass@%d needs %d samples per problem, problem %d drew %d "
+                 .. "(pass@k over some of the problems would be another set's)"):format(k, k, fewest_at, fewest), 2)
+        end
+      elseif out.pass_at[k] == nil then
+        local xs = {}
+        for _, p in ipairs(problems) do
+          if p.n and p.n > 0 then xs[#xs + 1] = metrics.pass_at_k(p.n, p.c, k) end
+        end
+        out.ks[#out.ks + 1] = k
+        out.pass_at[k] = metrics.mean(xs)
+      end
+    end
   end
   if #vals > 0 then
     out.acc = metrics.mean(vals)
@@ -229,15 +273,6 @@ function metrics.summarize(problems, opts)
       out.acc_lo, out.acc_hi = metrics.mean_ci(vals, 0, 1)
       out.interval = "t95"
     end
-  end
-  for _, k in ipairs(opts.k or {}) do
-    local xs, short = {}, false
-    for _, p in ipairs(problems) do
-      if p.n and p.c and p.n > 0 then
-        if p.n >= k then xs[#xs + 1] = metrics.pass_at_k(p.n, p.c, k) else short = true end
-      end
-    end
-    if #xs > 0 and not short then out.pass_at[k] = metrics.mean(xs) end
   end
   if #maj > 0 then out.maj = metrics.mean(maj) end
   if #lengths > 0 then out.mean_length = metrics.mean(lengths) end

@@ -204,12 +204,37 @@ H.case("summarize", function()
   H.eq(avg.interval, "t95")
   H.raises(function() metrics.summarize({{correct = "yes"}}) end, "problem 1", "correct")
   -- pass@k over only the problems that drew k would be another set's; n = 0 has no accuracy
-  local mixed = metrics.summarize({{n = 4, c = 2}, {n = 2, c = 1}}, {k = {1, 2, 4}})
+  local mixed = metrics.summarize({{n = 4, c = 2}, {n = 2, c = 1}}, {k = {1, 2}})
   H.near(mixed.pass_at[2], ((1 - 1 / 6) + 1) / 2, 1e-15)
-  H.eq(mixed.pass_at[4], nil, "pass@4: problem 2 drew 2")
+  H.raises(function() metrics.summarize({{n = 4, c = 2}, {n = 2, c = 1}}, {k = {1, 2, 4}}) end,
+           "pass@4 needs 4 samples per problem, problem 2 drew 2")
   local none = metrics.summarize({{n = 0, c = 0}, {n = 2, c = 1}}, {k = {1}})
   H.near(none.acc, 0.5, 1e-15)
   H.near(none.pass_at[1], 0.5, 1e-15)
+end)
+
+-- (h24 walkthrough) pass@k came only with opts.k (pass_at = {} though :help lists pass@k), a k
+-- above the samples drawn was dropped without a word, {k = {"1"}} crashed comparing a string
+-- with a number, and a misspelt option ({kk = {1}}) was ignored
+H.case("summarize: pass@k by default, k checked, ks in order, unknown options refused", function()
+  local probs = {{n = 4, c = 1}, {n = 4, c = 4}, {n = 8, c = 0}}
+  local s = metrics.summarize(probs)
+  H.eq(table.concat(s.ks, ","), "1,2,4", "evaluate.KS up to the fewest samples drawn")
+  for _, k in ipairs(s.ks) do
+    H.near(s.pass_at[k], (metrics.pass_at_k(4, 1, k) + 1 + 0) / 3, 1e-15, "pass@" .. k)
+  end
+  H.eq(#metrics.summarize({{correct = true}}).ks, 0, "no samples, no pass@k")
+  local e = metrics.summarize(probs, {k = {4, 1, 4}})
+  H.eq(table.concat(e.ks, ","), "4,1", "the order given, once each")
+  H.raises(function() metrics.summarize(probs, {k = {1, 8}}) end, "pass@8 needs 8 samples", "problem 1 drew 4")
+  H.raises(function() metrics.summarize(probs, {k = {"1"}}) end, 'opts.k[1] must be an integer >= 1, got "1"')
+  H.raises(function() metrics.summarize(probs, {k = {0}}) end, "opts.k[1] must be an integer >= 1, got 0")
+  H.raises(function() metrics.summarize(probs, {kk = {1}}) end, "unknown option kk (options: k)")
+  H.raises(function() metrics.summarize({{n = 2, c = 3}}) end, "problem 1: c=3 exceeds n=2")
+  H.raises(function() metrics.summarize({{n = "4", c = 1}}) end, 'n = "4"')
+  -- a string shown as a string: "got 16" for "16" contradicted itself
+  H.raises(function() metrics.pass_at_k("16", 4, 2) end, 'n must be a non-negative integer, got "16"')
+  H.raises(function() metrics.summarize({{correct = "0.5"}}) end, 'got "0.5"')
 end)
 
 -- Records of another shape (evaluate.run's eval_before.jsonl lines: greedy and samples per
