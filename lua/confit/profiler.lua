@@ -47,6 +47,9 @@ function M.report(rows, opts)
   opts = opts or {}
   if type(rows) ~= "table" then error("profiler.report: expected the rows of confit.profiler.stop()", 2) end
   if type(opts) ~= "table" then error("profiler.report: opts must be a table such as {top = 10}, got " .. type(opts), 2) end
+  for k in pairs(opts) do
+    if k ~= "top" and k ~= "phase" then error(("profiler.report: unknown option %s (options: phase, top)"):format(tostring(k)), 2) end
+  end
   for i, r in ipairs(rows) do
     if type(r) ~= "table" or type(r.host_s) ~= "number" or type(r.calls) ~= "number" then
       error(("profiler.report: row %d is not a row of confit.profiler.stop() (phase, name, host_s, calls)"):format(i), 2)

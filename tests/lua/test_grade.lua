@@ -394,7 +394,11 @@ H.case("a Minerva-style final line with a box inside the dollars grades right", 
   -- rule 1 takes "\\boxed{5}" from between "final answer is $" and "$. I hope"; the box was
   -- compared as it was, so the right answer counted wrong
   local text = "Final Answer: The final answer is $\\boxed{5}$. I hope it is correct."
-  H.eq(grade.extract(text), "\\boxed{5}", "extracted as the harness does")
+  -- (h24 walkthrough) the extracted answer lost its box too: records showed "\\boxed{42}"
+  H.eq(grade.extract(text), "5", "extracted without the box")
+  H.eq(grade.extract("The final answer is $\\boxed{42}$. I hope it is correct."), "42")
+  H.eq(grade.extract("The final answer is $x = \\boxed{\\frac{1}{2}}$. I hope it is correct."), "x = \\frac{1}{2}")
+  H.eq(grade.extract("The final answer is $\\boxed{42}$. I hope it is correct.", {mode = "strict"}), "42", "as strict mode")
   H.eq(grade.equal(grade.extract(text), "5"), true, "graded")
   H.eq(grade.equal(grade.extract(text), "6"), false, "graded")
 end)
@@ -407,6 +411,10 @@ end)
 H.case("unknown mode raises", function()
   H.raises(function() grade.equal("1", "1", {mode = "sympy"}) end, "unknown mode", "sympy")
   H.raises(function() grade.extract(5) end, "grade.extract", "string")
+  -- (h24 walkthrough) a misspelt option graded in qwen mode: "0.5" = "1/2" numerically
+  H.raises(function() grade.equal("0.5", "1/2", {mod = "strict"}) end, "grade: unknown option mod (options: mode)")
+  H.raises(function() grade.extract("\\boxed{1}", {mode = "strict", strict = true}) end, "unknown option strict")
+  H.raises(function() grade.normalize("1", {mdoe = "qwen"}) end, "unknown option mdoe")
 end)
 
 H.case("equal is deterministic across calls", function()

@@ -76,6 +76,8 @@ H.case("rows are sorted, largest first, and the report shows them", function()
   H.eq(P.total(rows).calls, 4, "total calls")
   H.raises(function() P.report(rows, {top = 0}) end, "top must be")
   H.raises(function() P.report(rows, 5) end, "opts must be a table", "number")
+  -- (h24 walkthrough) {tops = 3} printed 25 rows without a word
+  H.raises(function() P.report(rows, {tops = 3}) end, "unknown option tops (options: phase, top)")
   H.raises(function() P.report({rows[1], {name = "x"}}) end, "row 2 is not a row")
 end)
 
