@@ -868,6 +868,27 @@ local function ci(lo, hi) return {lo, hi} end
 -- of shares lie in [0, 1].
 function evaluate.summarize(records, s)
   s = s or {}
+  if type(records) ~= "table" then fail("summarize: records must be a list (evaluate.run's), got " .. type(records), 2) end
+  if type(s) ~= "table" then fail("summarize: opts must be a table such as {mode = \"qwen\"}, got " .. type(s), 2) end
+  for i, r in ipairs(records) do
+    if type(r) ~= "table" then fail(("summarize: record %d must be a table, got %s"):format(i, type(r)), 2) end
+    if r.samples ~= nil and type(r.samples) ~= "table" then
+      fail(("summarize: record %d: samples must be a list, got %s"):format(i, type(r.samples)), 2)
+    end
+    for j, x in ipairs(type(r.samples) == "table" and r.samples or {}) do
+      if type(x) ~= "table" then fail(("summarize: record %d: sample %d must be a table, got %s"):format(i, j, type(x)), 2) end
+    end
+  end
+  if s.grader ~= nil and type(s.grader) ~= "table" then
+    fail("summarize: opts.grader must be a grader table (evaluate.graders.qwen, ...), got " .. type(s.grader), 2)
+  end
+  if s.mode ~= nil and s.mode ~= "qwen" and s.mode ~= "strict" then
+    fail(("summarize: opts.mode must be \"qwen\" or \"strict\", got %s"):format(show(s.mode)), 2)
+  end
+  if s.ks ~= nil and type(s.ks) ~= "table" then fail("summarize: opts.ks must be a list of k such as {1, 8}, got " .. type(s.ks), 2) end
+  for i, k in ipairs(s.ks or {}) do
+    if math.type(k) ~= "integer" or k < 1 then fail(("summarize: opts.ks[%d] must be an integer >= 1, got %s"):format(i, show(k)), 2) end
+  end
   local grader = s.grader or evaluate.graders[s.mode or "qwen"]
   local out = {n = #records, benchmark = s.benchmark, mode = s.mode,
                grader = grader and grader.name, template = s.template}

@@ -8,8 +8,28 @@
 -- confit.memory, confit.profiler (start, stop, active, phase; report and confit.profile(fn, ...) are
 -- in lua/confit/profiler.lua) and confit.doc (name -> one-line doc, shown by the REPL's :help).
 -- Dtypes default to f32 everywhere unless opts.dtype says otherwise, also for integer data.
+--
+-- The Lua modules :help lists as confit.<name> (rl, train, evaluate, chat, bench, grade,
+-- metrics) are fields too, each required on first use: confit.evaluate is
+-- require("confit.evaluate"). (Not at load time: they require "confit" themselves.)
 local core = require "confit.core"
-local confit = setmetatable({}, {__index = core})
+local MODULES = {"rl", "train", "evaluate", "chat", "bench", "grade", "metrics"}
+local is_module = {}
+-- the REPL's Tab completion cannot enumerate an __index function: it offers __methods' keys
+local names = {}
+for k, v in pairs(core) do names[k] = v end
+for _, n in ipairs(MODULES) do is_module[n] = true; names[n] = true end
+local confit = setmetatable({}, {
+  __index = function(t, k)
+    local v = core[k]
+    if v == nil and is_module[k] then
+      v = require("confit." .. k)
+      rawset(t, k, v)
+    end
+    return v
+  end,
+  __methods = names,
+})
 confit.tokenizer = function(path) return require("confit.tokenizer").new(path) end
 -- Models: Hugging Face folders in and out (lua/confit/model.lua).
 confit.load = function(dir) return require("confit.model").load(dir) end

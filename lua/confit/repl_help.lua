@@ -13,7 +13,8 @@
 -- is found under its own spelling or not at all (`:help bench.load` is "no help", not confit.load).
 -- tests/lua/test_repl.lua checks that every name here exists.
 return {
-  -- the Lua modules themselves (not fields of require("confit"): each is required by its name)
+  -- the Lua modules themselves: also fields of require("confit") (lua/confit/init.lua loads each
+  -- on first use), so confit.evaluate.run works as written
   ["confit.rl"] = "confit.rl: require \"confit.rl\": the RL losses (rl.loss, rl.backward, rl.batch, rl.register_weighted, rl.methods); :help rl.loss etc.",
   ["confit.train"] = "confit.train: require \"confit.train\": train.run(opts), the RLSC loop with checkpoints and resume; :help train.run",
   ["confit.evaluate"] = "confit.evaluate: require \"confit.evaluate\": evaluate.run over benchmark records (grading, pass@k, maj@n); :help evaluate.run",
@@ -88,6 +89,10 @@ return {
   ["jsonio.append_jsonl"] = "jsonio.append_jsonl(path, value) -> true | nil, msg: append one value as one JSON line (not synced: jsonio.sync)",
   ["jsonio.write_dir_atomic"] = "jsonio.write_dir_atomic(dir, fill [, opts]) -> true | nil, msg: fill(tmpdir) writes a folder's files into a temporary folder, which then takes dir's place (synced); refused with a message: \".\", \"..\", \"/\", a file in the way, a folder holding entries fill does not write (unless opts.replaceable accepts each); raises only for bad arguments or when fill raises",
   ["jsonio.is_temp_name"] = "jsonio.is_temp_name(name) -> name, pid | nil: the file an atomic write's temporary name (NAME.tmp-PID-TIME-SERIAL) stands for, and its writer's PID",
+  ["bench.load"] = "bench.load(name_or_path [, {dir=, limit=, question=, answer=}]) -> items {id, question, answer, record, where} | nil, msg: a benchmark by name (aime24, amc23, math500, minerva_math, olympiadbench, gsm8k: <dir>/<name>.jsonl, dir by default ../shared/data/benchmarks beside the project) or a JSONL / JSON-array file (question, answer: its field names) (require \"confit.bench\")",
+  ["evaluate.summarize"] = "evaluate.summarize(records [, {mode=, grader=, benchmark=, ks=}]) -> summary: the summary evaluate.run returns, recomputed from its records (an eval_*.jsonl's lines: jsonio.read_jsonl); grader: an evaluate.graders entry (default the mode's), ks: the k of pass@k (default evaluate.KS up to n)",
+  ["m:save_into"] = "m:save_into(dir [, {tokenizer = false}]): write a saved folder's files (config.json, generation_config.json, model.safetensors, the tokenizer files unless tokenizer = false) into the existing folder dir, each file atomically, the folder as a whole not (m:save writes a whole folder atomically through it)",
+  ["tok:added_tokens"] = "tok:added_tokens() -> list of {id=, content=, special=}: tokenizer.json's added tokens (id 0-based, as tok:encode gives; special: tokenizer.json's flag: only special ones are chat markers and end-of-text ids, tok.eos_ids)",
   ["bench.records"] = "bench.records(path) -> list of {record, where} | nil, msg: the records of a JSON-lines file or a JSON array, each with its file:line (require \"confit.bench\")",
   ["cli.main"] = "cli.main(name, main [, module]) -> result: a recipe's last line (return cli.main(\"x\", main)): run main(arg) when the file is the script being run (a user error one line \"x: ...\", exit 1), else return module (default main) to whoever loaded it",
   ["rl.register_weighted"] = "rl.register_weighted(name, weight_fn [, {per_sample = true}]) -> method: a weighted likelihood -sum_i w_i log p(y_i) of your own, weights = weight_fn(lpv, batch, opts) from the f64 log-probs lpv (one per sample; batch.groups[q] = {first, last} sample of question q, batch.question_of[i] = sample i's question, batch.comp_lens[i] its completion length); sets rl.methods[name] and rl.weights[name] = {fn = weight_fn, ...} (micro-batches give the one-pass gradient); per_sample: a weight depends on its own sample only",
