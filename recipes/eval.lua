@@ -40,7 +40,7 @@ usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [option
                          benchmark (its question field, its reference answers)
                          (one of them at least; --bench and --data together evaluate the
                          benchmarks, then the file, each in its own OUT/<name>/)
-  --data-dir DIR         benchmark files (default ../shared/data/benchmarks, from the current folder)
+  --data-dir DIR         benchmark files (default ../shared/data/benchmarks beside the project, from any folder)
   --mode qwen|strict     prompt and grading of EVAL.md (default qwen)
   --template NAME        chatml, qwen25-math-cot, strict, llama3, llama3-math-cot, strict-llama3,
                          llama31, llama31-math-cot, strict-llama31, plain (default: the mode's
@@ -225,7 +225,7 @@ function M.problem_sets(o)
       if not ok then die("%s", load_error(items)) end
       if not items then
         die("cannot read benchmark %s: %s%s", name, load_error(err or "read error"), o["data-dir"] and ""
-            or (" (the default --data-dir %s is relative to the current folder; give --data-dir DIR)"):format(bench.default_dir))
+            or (" (the default --data-dir, %s; give --data-dir DIR)"):format(bench.default_dir))
       end
       -- a benchmark's ids must be unique (its records are resumed by id): refused here, before the
       -- model is loaded and anything is written (evaluate.run refused it after config.json)

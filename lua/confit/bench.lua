@@ -7,8 +7,9 @@
 --   local items = bench.load("my.jsonl", {question = "q", answer = "a"})
 --   -- items[i] = {id = ..., question = "...", answer = "...", record = <decoded JSON object>}
 --
--- A known name reads <dir>/<name>.jsonl (dir defaults to "../shared/data/benchmarks", relative
--- to the working directory, i.e. the project root; the project ships no benchmark data) and
+-- A known name reads <dir>/<name>.jsonl (dir defaults to bench.default_dir, the folder
+-- ../shared/data/benchmarks beside the project: found from this file's place, lua/confit/, so
+-- from any current folder; the project ships no benchmark data) and
 -- takes the question field and reference answer of ../shared/data/README.md (the reference via
 -- confit.grade.reference). Anything else is a path: a file whose first non-blank character is
 -- "[" is a JSON array of objects, otherwise one JSON object per line (blank lines skipped);
@@ -24,7 +25,16 @@ local grade = require "confit.grade"
 
 local bench = {}
 
-bench.default_dir = "../shared/data/benchmarks"
+-- The project's root: this file is <root>/lua/confit/bench.lua (package.path holds
+-- CONFIT_LUA_DIR, an absolute path); "." when it was found through a path relative to the root.
+local function project_root()
+  local src = debug.getinfo(1, "S").source
+  local root = src:match("^@(.*)/lua/confit/bench%.lua$")
+  if root then return root ~= "" and root or "/" end
+  return "."
+end
+
+bench.default_dir = project_root() .. "/../shared/data/benchmarks"
 
 -- name -> question field; the reference answer comes from grade.reference(name, record).
 local KNOWN = {
@@ -155,10 +165,21 @@ end
 
 -- Load a benchmark by name or a file by path. Returns the list of items, or nil, message when
 -- the file cannot be opened.
+local OPTIONS = {answer = true, dir = true, limit = true, question = true}
+
 function bench.load(name_or_path, opts)
   opts = opts or {}
   if type(name_or_path) ~= "string" then
     error("bench.load: expected a benchmark name or a path, got " .. type(name_or_path), 2)
+  end
+  if type(opts) ~= "table" then error("bench.load: opts must be a table such as {dir = DIR, limit = 50}, got " .. type(opts), 2) end
+  for k in pairs(opts) do
+    if not OPTIONS[k] then error(("bench.load: unknown option %s (options: answer, dir, limit, question)"):format(tostring(k)), 2) end
+  end
+  for _, k in ipairs({"dir", "question", "answer"}) do
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then
+      error(("bench.load: opts.%s must be a string, got %s"):format(k, type(opts[k])), 2)
+    end
   end
   local path, qfield, answer_of, afield
   local known = KNOWN[name_or_path]
@@ -193,6 +214,7 @@ function bench.load(name_or_path, opts)
         err = err .. "; the toy world's questions come from require(\"confit.toy\").world(task):questions(split, n, seed)"
       end
     end
+    if known and not opts.dir then err = err .. " (the default folder; give another as bench.load(name, {dir = DIR}))" end
     return nil, err
   end
   local ok, recs = pcall(decode_records, path, data)

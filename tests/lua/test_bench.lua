@@ -132,4 +132,28 @@ else
   end)
 end
 
+-- (h24 walkthrough) bench.load("gsm8k") worked only from the project root: the default folder
+-- was ../shared/data/benchmarks from the current folder
+H.case("the default folder is beside the project, from any current folder; its error names {dir=}", function()
+  local confit = require "confit"
+  local d = bench.default_dir
+  H.ok(d:sub(1, 1) == "/" and d:find("/../shared/data/benchmarks", 1, true), d)
+  H.eq(confit.realpath(d:gsub("/%.%./shared/data/benchmarks$", "")), confit.realpath("."), "the project root")
+  local exe = arg[-1]:sub(1, 1) == "/" and arg[-1] or (io.popen("pwd"):read("l") .. "/" .. arg[-1])
+  local p = io.popen(("cd / && '%s' -e 'print(require(\"confit.bench\").default_dir)'"):format(exe))
+  local from_root = p:read("l"); p:close()
+  H.eq(from_root, d, "the same from /")
+  -- a copy of lua/ elsewhere has no shared data beside it: the message names the option
+  local tmp = os.tmpname(); os.remove(tmp)
+  assert(os.execute(("mkdir -p '%s/p' && cp -r lua '%s/p/lua'"):format(tmp, tmp)))   -- no TMP/shared
+  p = io.popen(("cd / && CONFIT_LUA_DIR='%s/p/lua' '%s' -e 'print(select(2, require(\"confit.bench\").load(\"gsm8k\")))'"):format(tmp, exe))
+  local msg = p:read("a"); p:close()
+  os.execute(("rm -rf '%s'"):format(tmp))
+  H.ok(msg:find(tmp .. "/p/../shared/data/benchmarks/gsm8k.jsonl", 1, true), msg)
+  H.ok(msg:find("{dir = DIR}", 1, true), msg)
+  H.raises(function() bench.load("gsm8k", {limt = 3}) end, "unknown option limt (options: answer, dir, limit, question)")
+  H.raises(function() bench.load("gsm8k", 5) end, "opts must be a table")
+  H.raises(function() bench.load("gsm8k", {limit = "5"}) end, 'limit must be an integer >= 0, got "5"')
+end)
+
 H.finish()

@@ -1146,11 +1146,13 @@ do
   end)
   H.case("U2: eval.lua's default benchmark folder, missing, names --data-dir", function()
     local here = io.popen("pwd"):read("l")
-    local deep = TMP .. "/a/b"          -- no ../shared/data/benchmarks from there
-    assert(os.execute("mkdir -p " .. q(deep)))
+    local deep = TMP .. "/a/b"
+    -- the default folder is ../shared/data/benchmarks beside the project whose lua/ runs
+    -- (h24: no longer from the current folder): a copy of lua/ in TMP/a has none
+    assert(os.execute("mkdir -p " .. q(deep) .. " && cp -r lua " .. q(TMP .. "/a/lua")))
     local exe = EXE:sub(1, 1) == "/" and EXE or (here .. "/" .. EXE)   -- run by hand: build/confit
-    local text = shell(("cd %s && %s %s --model %s --bench math500 2>&1; echo rc=$?")
-                       :format(q(deep), q(exe), q(here .. "/recipes/eval.lua"), q(here .. "/examples/toy/model")))
+    local text = shell(("cd %s && CONFIT_LUA_DIR=%s %s %s --model %s --bench math500 2>&1; echo rc=$?")
+                       :format(q(deep), q(TMP .. "/a/lua"), q(exe), q(here .. "/recipes/eval.lua"), q(here .. "/examples/toy/model")))
     H.ok(text:find("rc=1", 1, true) and text:find("--data-dir", 1, true), text)
     H.ok(not text:find("stack traceback", 1, true), text)
   end)
