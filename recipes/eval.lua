@@ -229,11 +229,9 @@ function M.problem_sets(o)
       end
       -- a benchmark's ids must be unique (its records are resumed by id): refused here, before the
       -- model is loaded and anything is written (evaluate.run refused it after config.json)
-      local first = {}
-      for _, it in ipairs(items) do
-        local k = tostring(it.id)
-        if first[k] then die("%s: %s and %s share the id %s (ids must be unique)", name, first[k], it.where, k) end
-        first[k] = it.where
+      local i, j = bench.repeated_id(items)
+      if i then
+        die("%s: %s and %s share the id %s (ids must be unique)", name, items[i].where, items[j].where, tostring(items[j].id))
       end
       sets[#sets + 1] = {name = name, problems = items,
                          source = (o["data-dir"] or bench.default_dir) .. "/" .. name .. ".jsonl"}
@@ -265,15 +263,8 @@ function M.problem_sets(o)
     if not ok then die("%s%s", load_error(items), hint) end
     if not items then die("cannot read --data %s: %s%s", o.data, load_error(err or "read error"), hint) end
     -- ids must be unique for resume; fall back to positions when the file's are not
-    local seen, dup = {}, false
-    for _, it in ipairs(items) do
-      if seen[tostring(it.id)] then dup = true end
-      seen[tostring(it.id)] = true
-    end
-    if dup then
-      io.stderr:write("eval: ids in ", o.data, " repeat; using line positions as ids\n")
-      for i, it in ipairs(items) do it.id = i end
-    end
+    local numbered, note = bench.number_repeated(items, o.data)
+    if numbered then io.stderr:write("eval: ", note, "\n") end
     if o.limit then for i = #items, o.limit + 1, -1 do items[i] = nil end end
     local name = o.name or basename(o.data):gsub("%.jsonl?$", "")
     -- the benchmark's folder is OUT/<name>: a name, not a path, nor a file eval writes in OUT

@@ -24,8 +24,8 @@
 -- refused with a method that trains, as --task is with --data and the --data flags --template,
 -- --eval-mode, --question-field and --answer-field are in the toy world; 0.5:
 -- T = 0.25 and 0.5, reported under the pass1_t05 / pass1_t10 keys; greedy cannot change). With
--- --data the evaluation samples --eval-n (16 for temp_only unless given) completions at T = 0.6
--- before and at 0.6 x --temperature-scale after.
+-- --data the evaluation samples --eval-n (16 for temp_only unless given) completions at
+-- --eval-temperature (0.6) before and at that x --temperature-scale after.
 --
 -- Real data: --model DIR --data FILE (JSONL, one object per line with a --question-field,
 -- default "question"; an --answer-field, default "answer", is optional and only used for
@@ -44,9 +44,13 @@
 -- a benchmark of confit.bench (gsm8k.jsonl, olympiadbench.jsonl, ...) is read, unless
 -- --answer-field is given, as --eval-data NAME reads the benchmark: its question field (unless
 -- --question-field is given), its reference answers (confit.grade.reference: gsm8k's number after
--- "####", not the worked solution) and its ids. Ids (an "id" field, else the line's position;
--- a benchmark's: id, idx or unique_id) must be unique. The toy world's --eval-questions (200)
--- held-out questions are drawn with --eval-seed (1).
+-- "####", not the worked solution) and its ids. Ids: an "id" field, else the line's position
+-- (a benchmark's: id, idx or unique_id); a file whose ids repeat is numbered by position, as
+-- recipes/eval.lua numbers one (with its note), and a benchmark name's must be unique. The
+-- training questions are taken in file order, --questions-per-step at a time, starting over after
+-- the last (--seed draws the samples only); --questions-per-step may not exceed the file's count.
+-- The evaluation samples at --eval-temperature (0.6) with --eval-top-p (0.95). The toy world's
+-- --eval-questions (200) held-out questions are drawn with --eval-seed (1).
 --
 -- Run directory (docs/RUNDIR.md): --out, default runs/rlsc-<UTC timestamp>: config.json,
 -- steps.jsonl, eval_before.jsonl, eval_after.jsonl, summary.json, checkpoint-<step>/ when
@@ -129,10 +133,14 @@ local SPEC = {
     help = "samples per question in the evaluations (pass@k, maj@k); 0: greedy only"},
   eval_seed = {"int", nil,
     help = "seed of the evaluations (see below)"},
+  eval_temperature = {"number", 0.6, above = 0,
+    help = "--data: the sampling temperature of the evaluations' --eval-n samples (see below)"},
+  eval_top_p = {"number", 0.95, above = 0, max = 1,
+    help = "--data: nucleus sampling of the evaluations' --eval-n samples (1: off)"},
   no_eval = {"flag", false,
     help = "skip the evaluations before and after training"},
-  seed = {"int", 1,
-    help = "seed of the training questions and samples"},
+  seed = {"int", 1, min = 0,
+    help = "seed of the training samples (and of the toy world's training questions; --data: file order, below)"},
   model = {"string", "examples/toy/model",
     help = "the model folder (Hugging Face: config.json, *.safetensors, tokenizer.json)"},
   task = {"string", "mixed", choices = sorted_names(toy.presets),
@@ -180,9 +188,6 @@ local SPEC = {
   state_dtype = {"string", "f32", choices = {"f32", "bf16"},
     help = "dtype of AdamW's moments (bf16: a 7B full fine-tune fits one H200)"}, -- AdamW moments (bf16: 7B on one H200)
 }
-
--- the sampling temperature of confit.evaluate (--data runs, --eval-n > 0)
-local EVAL_TEMPERATURE = 0.6
 
 -- the toy world's training questions are distinct: at most this many (--steps x
 -- --questions-per-step), so that drawing them stays quick
@@ -350,6 +355,16 @@ end
 
 -- Real data ------------------------------------------------------------------------------------
 
+-- A --data / --eval-data file whose ids repeat is numbered by position, as eval.lua numbers
+-- one (confit.bench.number_repeated); its note waits in o.notes until every check has passed.
+local function number_repeated(o, items, path)
+  local numbered, note = require("confit.bench").number_repeated(items, path)
+  if not numbered then return end
+  o.notes = o.notes or {}
+  for _, n in ipairs(o.notes) do if n == note then return end end   -- --eval-data the --data file
+  o.notes[#o.notes + 1] = note
+end
+
 -- The training questions of --data (read before anything runs, so a bad file stops the run at
 -- once): the list of {id, question, answer, prompt} and whether every row has an answer.
 local function read_questions(o)
@@ -360,22 +375,20 @@ local function read_questions(o)
     -- a benchmark's file: its fields, reference answers and ids (every problem has an answer)
     local items = load_known(o, name, dir, "--data")
     if #items == 0 then die("--data %s holds no questions", o.data) end
-    local questions, seen = {}, {}
+    local questions = {}
     for i, it in ipairs(items) do
       if not it.question:find("%S") then die("--data %s: empty question", it.where) end
-      local k = tostring(it.id)
-      if seen[k] then die("--data %s: id %s repeats problem %d (ids must be unique)", it.where, k, seen[k]) end
-      seen[k] = i
       questions[i] = {id = it.id, question = it.question, answer = it.answer,
                       prompt = chat.apply(o.template, it.question)}
     end
+    number_repeated(o, questions, o.data)
     o.data_reference, o.data_question_field = name, question_field_of(o, name)
     return questions, true
   end
   -- the records and where each is ("file:line", or "file: element N" of a JSON array, as eval reads)
   local recs, rerr = require("confit.bench").records(o.data)
   if not recs then die("--data %s", rerr) end
-  local questions, labelled, seen = {}, true, {}
+  local questions, labelled = {}, true
   for _, rw in ipairs(recs) do
     local r, where = rw[1], rw[2]
     do
@@ -403,16 +416,12 @@ local function read_questions(o)
       elseif type(id) ~= "string" and type(id) ~= "number" then
         die("--data %s: field 'id' must be a string or a number", where)
       end
-      if seen[tostring(id)] then
-        die("--data %s: id %s repeats %s (ids must be unique)", where, tostring(id), seen[tostring(id)])
-      end
-      local at = where:sub(#o.data + 1)   -- ":12" (a line) or ": element 3" (of an array)
-      seen[tostring(id)] = at:match("^: (element %d+)$") or ("line " .. at:sub(2))
       questions[i] = {id = id, question = q, answer = a ~= nil and tostring(a) or nil,
                       prompt = chat.apply(o.template, q)}
     end
   end
   if #questions == 0 then die("--data %s holds no questions", o.data) end
+  number_repeated(o, questions, o.data)
   o.data_question_field, o.data_answer_field = o.question_field, o.answer_field
   return questions, labelled
 end
@@ -442,11 +451,15 @@ local function read_eval_data(o)
     else o.eval_question_field, o.eval_answer_field = o.question_field, o.answer_field end
   end
   if #items == 0 then die("--eval-data %s holds no problems", o.eval_data) end
-  local seen = {}
-  for i, it in ipairs(items) do
-    local k = tostring(it.id)
-    if seen[k] then die("--eval-data %s: problems %d and %d share the id %s", o.eval_data, seen[k], i, k) end
-    seen[k] = i
+  if named then
+    -- a benchmark's ids must be unique, as eval.lua's --bench NAME requires
+    local i, j = bench.repeated_id(items)
+    if i then
+      die("--eval-data %s: %s and %s share the id %s (ids must be unique)", o.eval_data, items[i].where,
+          items[j].where, tostring(items[j].id))
+    end
+  else
+    number_repeated(o, items, o.eval_data)
   end
   return items
 end
@@ -454,13 +467,13 @@ end
 -- The options of confit.evaluate for the evaluation of a --data run at stage "before" or
 -- "after" into --out; resume: the "before" stage of a resumed run that keeps its records (check).
 local function eval_opts(o, stage)
-  -- temp_only: the "after" evaluation samples at the evaluation's temperature (0.6) scaled
-  local temperature = EVAL_TEMPERATURE
-  if stage == "after" and not rl.trains(o.method) then temperature = EVAL_TEMPERATURE * o.temperature_scale end
+  -- temp_only: the "after" evaluation samples at the evaluation's temperature scaled
+  local temperature = o.eval_temperature
+  if stage == "after" and not rl.trains(o.method) then temperature = o.eval_temperature * o.temperature_scale end
   local progress = nil                 -- evaluate's progress lines (stderr); --quiet: none
   if o.quiet then progress = false end
   return {mode = o.eval_mode, template = o.eval_template, greedy = true, n = o.eval_n,
-          max_new_tokens = o.max_new_tokens, seed = o.eval_seed, temperature = temperature,
+          max_new_tokens = o.max_new_tokens, seed = o.eval_seed, temperature = temperature, top_p = o.eval_top_p,
           out_dir = o.out, stage = stage, summary_file = false,
           resume = stage == "before" and o.keep_before == true, benchmark = bench_name(o.eval_data or o.data),
           -- the model as recorded with the records (evaluate.check_resume sees no model object)
@@ -716,7 +729,7 @@ end
 -- point of a grid before it runs any, cli.declare_flags).
 local function check_flags(o)
   if o.no_eval then
-    for _, k in ipairs({"eval_n", "eval_questions", "eval_seed", "eval_data", "eval_mode"}) do
+    for _, k in ipairs({"eval_n", "eval_questions", "eval_seed", "eval_data", "eval_mode", "eval_temperature", "eval_top_p"}) do
       if o.given[k] then die("--no-eval runs no evaluation, so --%s has nothing to set; drop one of them", (k:gsub("_", "-"))) end
     end
   end
@@ -764,6 +777,12 @@ local function check_flags(o)
             (k:gsub("_", "-")), (k:gsub("_", "-")))
       end
     end
+    for _, k in ipairs({"eval_temperature", "eval_top_p"}) do
+      if o.given[k] then
+        die("--%s applies to --data runs; the toy evaluation samples at T = 0.5 and 1.0 without nucleus sampling "
+            .. "(drop --%s, or give --data FILE)", (k:gsub("_", "-")), (k:gsub("_", "-")))
+      end
+    end
   end
   -- the GPU's tempered losses scale by 1 / T in float: refused past its range before any work
   local T_loss = o.loss_temperature or o.temperature
@@ -782,6 +801,13 @@ local function check_flags(o)
       if not o.given.eval_n then o.eval_n = 16 end
       if o.eval_n < 1 then
         die("--method temp_only compares sampled decoding before and after; --eval-n must be >= 1, got %d", o.eval_n)
+      end
+    end
+    -- the evaluation's sampling settings act on its --eval-n samples only
+    for _, k in ipairs({"eval_temperature", "eval_top_p"}) do
+      if o.given[k] and not o.no_eval and o.eval_n == 0 then
+        die("--%s sets the evaluation's sampling, and --eval-n is 0 (greedy only%s): give --eval-n N, or drop --%s",
+            (k:gsub("_", "-")), o.given.eval_n and "" or ", the --data default", (k:gsub("_", "-")))
       end
     end
   elseif o.given.eval_data then
@@ -803,15 +829,24 @@ local function check(o)
   -- the first N problems of a --data run's evaluation (all) and its sampling seed (--seed)
   if o.data then
     if o.eval_seed == nil then o.eval_seed = o.seed end
-    if o.eval_seed < 0 then
-      die("--eval-seed must be >= 0 with --data (the evaluation's seed%s), got %d",
-          o.given.eval_seed and "" or "; it defaults to --seed", o.eval_seed)
-    end
+    -- (--seed is >= 0, so only a given --eval-seed can be negative)
+    if o.eval_seed < 0 then die("--eval-seed must be >= 0 with --data (the evaluation's seed), got %d", o.eval_seed) end
   else
     if o.eval_questions == nil then o.eval_questions = 200 end
     if o.eval_seed == nil then o.eval_seed = 1 end
   end
   cli.check_model_dir("rlsc", o.model, "--model")
+  -- a tokenizer that is not the model's (ids past its vocab_size) stops the run at the load:
+  -- said first, before the context checks send the user to edit config.json for nothing
+  local tok
+  if cli.exists(o.model .. "/tokenizer.json") then
+    local terr
+    tok, terr = require("confit.tokenizer").new(o.model .. "/tokenizer.json")
+    if not tok then die("--model '%s': cannot read tokenizer.json: %s", o.model, tostring(terr)) end
+    local mcfg = jsonio.read_json(o.model .. "/config.json")   -- (unreadable: model_context says so below)
+    local bad = type(mcfg) == "table" and model.vocab_mismatch(mcfg.vocab_size, tok)
+    if bad then die("cannot load --model '%s': %s", o.model, bad) end
+  end
   if o.data then
     local evaluate = require "confit.evaluate"
     -- the training prompt; the evaluation's is --eval-mode's prompt in the same format, unless a
@@ -826,6 +861,13 @@ local function check(o)
       o.eval_template = evaluate.default_template(o.eval_mode, o.model)
     end
     o.questions, o.labelled = read_questions(o)
+    -- train.run takes --data's questions in file order, --questions-per-step at a time (wrapping
+    -- around at the end); more per step than the file holds would repeat one within a step
+    if o.questions_per_step > #o.questions then
+      die("--questions-per-step %d is more than the %d training questions of --data %s: a step takes them in "
+          .. "file order, so some would repeat within the step (give at most %d)", o.questions_per_step,
+          #o.questions, o.data, #o.questions)
+    end
     -- evaluated on --eval-data, else on the training file when it has answers (read alike)
     o.eval_problems = read_eval_data(o)
     if not o.eval_problems and o.labelled then
@@ -861,8 +903,6 @@ local function check(o)
   end
   if o.data then
     local chat = require "confit.chat"
-    local tok, terr = require("confit.tokenizer").new(o.model .. "/tokenizer.json")
-    if not tok then die("--model '%s': cannot read tokenizer.json: %s", o.model, tostring(terr)) end
     -- the longest prompt of a list and its question's id; an empty prompt cannot be sampled
     local function longest_prompt(list, prompt_of, what)
       local longest, where = 0, nil
@@ -897,8 +937,8 @@ local function check(o)
       cli.check_context("rlsc", o.context, longest, 1, ("evaluation prompt (%s, question %s)"):format(what, tostring(where)),
                         hint(o.eval_template))
     end
-    tok:free()
   end
+  if tok then tok:free() end
   if o.device == "cuda" then
     local confit = require "confit"
     if not (confit.cuda and confit.cuda.available()) then die("--device cuda: no usable GPU") end
@@ -949,6 +989,13 @@ local function help_notes()
     "  evaluation's data (default: all of them).\n" ..
     "--eval-seed S: toy: the seed that draws the held-out questions (default 1; sampling uses --seed);\n" ..
     "  --data: the seed of the evaluation's sampling (default: --seed).\n" ..
+    "--eval-temperature T / --eval-top-p P (--data, with --eval-n > 0): how the evaluations sample their\n" ..
+    "  --eval-n completions (default 0.6 / 0.95; temp_only's after evaluation at T x --temperature-scale).\n" ..
+    "  The toy evaluation samples at T = 0.5 and 1.0 without nucleus sampling: refused without --data.\n" ..
+    "--seed S: the training samples' seed; the toy world also draws its training questions with it. With\n" ..
+    "  --data the questions are taken in file order, --questions-per-step at a time, starting over at the\n" ..
+    "  file's start after its last (--steps x --questions-per-step may exceed the file); a\n" ..
+    "  --questions-per-step above the file's count is refused (a question would repeat within a step).\n" ..
     "--data / --eval-data FILE named after a benchmark (gsm8k.jsonl, math500.jsonl, olympiadbench.jsonl, ...)\n" ..
     "  without --answer-field: read as --eval-data NAME reads that benchmark (its question field unless\n" ..
     "  --question-field is given, its reference answers, its ids); with --answer-field: a plain file.\n" ..
@@ -987,6 +1034,7 @@ local function main(argv)
   local say = o.quiet and function() end or print
   check(o)
   local m = load_model(o)   -- the last check: a model that does not load stops the run here
+  for _, note in ipairs(o.notes or {}) do io.stderr:write("rlsc: ", note, "\n") end
   local method = o.method
   o.out = o.out or default_out()
   cli.mkdir_p("rlsc", o.out, "--out")
@@ -1024,7 +1072,7 @@ local function main(argv)
                 max_new_tokens = es.max_new_tokens, seed = es.seed, questions = #o.eval_problems,
                 benchmark = es.benchmark, answer_reference = o.eval_reference,
                 question_field = o.eval_question_field, answer_field = o.eval_answer_field}
-    if not rl.trains(method) then cfg.eval.after_temperature = EVAL_TEMPERATURE * o.temperature_scale end
+    if not rl.trains(method) then cfg.eval.after_temperature = o.eval_temperature * o.temperature_scale end
   else
     cfg.eval = {questions = o.eval_questions, n = o.eval_n, seed = o.seed, question_seed = o.eval_seed,
                 temperatures = {0.5, 1.0}, greedy = true, max_new_tokens = o.max_new_tokens,

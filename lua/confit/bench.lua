@@ -163,6 +163,27 @@ local function item_from(rec, where, n, qfield, answer_of, afield)
   return {id = id_of(rec, n), question = q, answer = a, record = rec, where = where}
 end
 
+--- The first repeated id of a list of items (bench.load's): the positions i < j of the first
+--- item whose id an earlier one has and of that earlier one (i, j), or nil when the ids are unique.
+function bench.repeated_id(items)
+  local first = {}
+  for j, it in ipairs(items) do
+    local k = tostring(it.id)
+    if first[k] then return first[k], j end
+    first[k] = j
+  end
+  return nil
+end
+
+--- A data file's items whose ids repeat are numbered by position (1, 2, ... over the whole file):
+--- returns true when it did so, with the note the recipes print (eval.lua and rlsc.lua read a
+--- --data file so: records are resumed by id, docs/EVALUATION.md); false when the ids are unique.
+function bench.number_repeated(items, path)
+  if not bench.repeated_id(items) then return false end
+  for i, it in ipairs(items) do it.id = i end
+  return true, ("ids in %s repeat; using line positions as ids"):format(path)
+end
+
 -- Load a benchmark by name or a file by path. Returns the list of items, or nil, message when
 -- the file cannot be opened.
 local OPTIONS = {answer = true, dir = true, limit = true, question = true}

@@ -51,15 +51,18 @@ end
 --- weights, with this module's methods (generate, logprobs with opts, ...).
 function M.from_core(c) return wrap(c) end
 
--- nil, or why tok cannot drive core model c: an id of the tokenizer (added tokens included)
--- past the model's embedding rows. Fewer ids than rows is fine (Qwen pads 151669 to 151936).
-local function vocab_mismatch(c, tok)
-  local rows = c:config().vocab_size
-  if tok and rows and type(tok.vocab_size) == "number" and tok.vocab_size > rows then
+--- nil, or why tokenizer tok cannot drive a model of `rows` embedding rows (config.json's
+--- vocab_size): an id of the tokenizer (added tokens included) past them. Fewer ids than rows is
+--- fine (Qwen pads 151669 to 151936). M.load refuses such a folder; rlsc asks before its other
+--- checks of the folder.
+function M.vocab_mismatch(rows, tok)
+  if tok and type(rows) == "number" and type(tok.vocab_size) == "number" and tok.vocab_size > rows then
     return ("%s has ids up to %d but the model's vocab_size is %d: the tokenizer does not belong "
             .. "to this model"):format(tok.path, tok.vocab_size - 1, rows)
   end
 end
+
+local function vocab_mismatch(c, tok) return M.vocab_mismatch(c:config().vocab_size, tok) end
 
 --- Load a Hugging Face model folder. Returns the model, or nil and a message (also when the
 --- folder's tokenizer.json has ids past the model's vocab_size).

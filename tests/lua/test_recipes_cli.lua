@@ -110,6 +110,12 @@ local GRID_TWICE = grid_file("twice", 'base = {eval_n = 2}, grid = {["eval-n"] =
 local GRID_NOMODEL = grid_file("no_model", 'base = {model = "no/such/model"}, grid = {seed = {1, 2}}')
 local GRID_RECIPE = grid_file("bad_recipe", 'grid = {seed = {1}}, recipe = {}')   -- a Lua error from io.open
 local GRID_NOTMODEL = grid_file("not_model", ('base = {model = %q}, grid = {seed = {1}}'):format(TMP))
+-- (twenty-fourth session, a walkthrough's findings) five questions, ten a step: each twice in a
+-- batch without a word; a tokenizer past the model's vocab_size was named only after the context
+local FIVEQ = TMP .. "/fiveq.jsonl"
+write(FIVEQ, ('{"question": "1+1=", "answer": "2"}\n'):rep(5))
+local VOCAB64 = model_folder("vocab64", 8, true)
+write(VOCAB64 .. "/config.json", '{"max_position_embeddings": 8, "vocab_size": 64}\n')
 local RUN = TMP .. "/run1"
 assert(os.execute("mkdir -p " .. q(RUN)))
 write(RUN .. "/config.json", '{"recipe": "rlsc", "name": "r1"}\n')
@@ -188,6 +194,30 @@ local CASES = {
    {"cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:", "--template"}},
   {"rlsc", "--model " .. q(BADTC) .. " --data " .. q(GOOD) .. " " .. R_OUT, 1,
    {"--template auto: cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:"}},
+  -- (twenty-fourth session) --data takes its questions in file order: --seed does not pick them,
+  -- and a step of more questions than the file holds is refused
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(FIVEQ) .. " --questions-per-step 10 " .. R_OUT, 1,
+   {"--questions-per-step 10 is more than the 5 training questions of --data " .. FIVEQ, "file order"}},
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(FIVEQ) .. " --questions-per-step 5 --max-new-tokens 500 " .. R_OUT, 1,
+   {"--max-new-tokens 500"}, {"--questions-per-step"}},
+  {"rlsc", "--help", 0, {"--data the questions are taken in file order", "--seed S: the training samples' seed"},
+   {"seed of the training questions and samples"}},
+  -- --seed has its own range; the message named --eval-seed
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --seed -1 " .. R_OUT, 1, {"--seed", ">= 0", "-1"}, {"--eval-seed"}},
+  {"rlsc", "--seed -1 " .. R_OUT, 1, {"--seed", ">= 0", "-1"}},
+  -- the --data evaluation's sampling settings; the toy evaluation has its own
+  {"rlsc", "--eval-temperature 0.5 " .. R_OUT, 1, {"--eval-temperature applies to --data runs", "T = 0.5 and 1.0"}},
+  {"rlsc", "--eval-top-p 0.9 " .. R_OUT, 1, {"--eval-top-p applies to --data runs"}},
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --eval-temperature 0 --eval-n 4 " .. R_OUT, 1, {"--eval-temperature", "0"}},
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --eval-top-p 1.5 --eval-n 4 " .. R_OUT, 1, {"--eval-top-p", "1.5"}},
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --eval-temperature 0.5 " .. R_OUT, 1,
+   {"--eval-temperature sets the evaluation's sampling, and --eval-n is 0 (greedy only, the --data default)"}},
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --eval-n 4 --no-eval --eval-top-p 0.9 " .. R_OUT, 1, {"--no-eval"}},
+  {"rlsc", "--help", 0, {"--eval-temperature T / --eval-top-p P", "--eval-temperature       number  default 0.6",
+                          "--eval-top-p             number  default 0.95"}},
+  -- the tokenizer that is not the model's is named before the context checks
+  {"rlsc", "--model " .. q(VOCAB64) .. " --data " .. q(CTX8) .. " --template plain --max-new-tokens 4 " .. R_OUT, 1,
+   {"cannot load --model", "but the model's vocab_size is 64"}, {"context"}},
   -- eval
   {"eval", "--bogus", 1, {"--bogus"}},
   {"eval", "--model " .. q(MODEL) .. " --data " .. q(ARRLINE) .. " --template plain --out " .. q(TMP .. "/arr-eval"), 1,

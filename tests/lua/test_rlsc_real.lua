@@ -400,11 +400,7 @@ H.case("--eval-data FILE with the --data fields, --quiet prints only the JSON li
 end)
 
 H.case("data mistakes: one line, exit 1, nothing written", function()
-  local BAD = TMP .. "/dup.jsonl"
-  H.write(BAD, '{"id": 7, "problem": "1+1?", "answer": "2"}\n{"id": 7, "problem": "2+2?", "answer": "4"}\n')
   -- a JSON array, as eval.lua reads it (once "no string field" for the whole array on line 1)
-  local ARR = TMP .. "/dup-array.json"
-  H.write(ARR, '[{"id": 7, "problem": "1+1?", "answer": "2"}, {"id": 7, "problem": "2+2?", "answer": "4"}]\n')
   local NESTED = TMP .. "/nested-array.json"
   H.write(NESTED, '[{"problem": "1+1?", "answer": "2"}, [1, 2]]\n')
   local NULLLINE = TMP .. "/null-line.jsonl"
@@ -412,9 +408,6 @@ H.case("data mistakes: one line, exit 1, nothing written", function()
   local LATIN1 = TMP .. "/latin1.jsonl"
   H.write(LATIN1, '{"problem": "1+1?", "answer": "2"}\n{"problem": "caf\xe9 + 1?", "answer": "2"}\n')
   local cases = {
-    {"--data", BAD, "dup.jsonl:2: id 7 repeats line 1"},
-    {"--eval-data", BAD, "share the id 7"},
-    {"--data", ARR, "dup-array.json: element 2: id 7 repeats element 1"},
     {"--data", NESTED, "nested-array.json: element 2: expected a JSON object, got an array"},
     {"--data", NULLLINE, "null-line.jsonl:2: expected a JSON object, got null"},  -- it said "userdata"
     {"--data", LATIN1, "latin1.jsonl:2: not UTF-8 text"},   -- the bytes became U+FFFD in the records
@@ -503,6 +496,24 @@ local function first_lines(name, k)
   return ls, rs
 end
 
+H.case("ids that repeat: --data and --eval-data are numbered by line, as eval.lua numbers them, with its note", function()
+  -- (twenty-fourth session) rlsc refused such a file, in two wordings, where eval numbers it
+  local DUP = TMP .. "/dup.jsonl"
+  H.write(DUP, '{"id": 7, "problem": "1+1?", "answer": "2"}\n{"id": 7, "problem": "2+2?", "answer": "4"}\n')
+  local ARR = TMP .. "/dup-array.json"
+  H.write(ARR, '[{"id": 7, "problem": "1+1?", "answer": "2"}, {"id": 7, "problem": "2+2?", "answer": "4"}]\n')
+  for k, c in ipairs({{"--data %q", DUP}, {"--data %q", ARR}, {"--data %q --eval-data %q", DATA, DUP}}) do
+    local out = TMP .. "/dup" .. k
+    local r = rlsc(("%s --question-field problem --steps 1 --n 2 --max-new-tokens %d --out %q")
+                   :format(c[1]:format(c[2], c[3]), MAX_NEW, out))
+    H.ok(r.ok and r.code == 0, r.text)
+    local file = c[3] or c[2]
+    H.eq(count(r.text, "rlsc: ids in " .. file .. " repeat; using line positions as ids"), 1, "the note, once:\n" .. r.text)
+    local recs = assert(jsonio.read_jsonl(out .. "/eval_before.jsonl"))
+    H.eq(#recs, 2); H.eq(recs[1].id, 1); H.eq(recs[2].id, 2)
+  end
+end)
+
 H.case("B2: --data named after a benchmark (gsm8k, olympiadbench, minerva_math) is read with its fields and reference answers", function()
   local dir = TMP .. "/bench2"
   os.execute(("mkdir -p %q"):format(dir))
@@ -555,9 +566,14 @@ H.case("B3: --eval-questions and --eval-seed act on a --data run's evaluation", 
   H.eq(assert(jsonio.read_json(out .. "/eval_before.settings.json")).seed, 5, "the evaluation's seed")
   H.eq(j.config.eval.seed, 5); H.eq(j.config.eval.questions, 2); H.eq(j.config.seed, 1, "training's seed")
   -- the evaluation's seed defaults to --seed
-  local d = run("--seed 4 --eval-n 1", out .. "-seed4")
+  -- (and --eval-temperature / --eval-top-p set its sampling: 0.6 / 0.95 could not be changed)
+  local d = run("--seed 4 --eval-n 1 --eval-temperature 0.5 --eval-top-p 0.9", out .. "-seed4")
   H.ok(d.ok and d.code == 0, d.text)
-  H.eq(assert(jsonio.read_json(out .. "-seed4/eval_before.settings.json")).seed, 4, "--seed 4")
+  local es = assert(jsonio.read_json(out .. "-seed4/eval_before.settings.json"))
+  H.eq(es.seed, 4, "--seed 4"); H.eq(es.temperature, 0.5); H.eq(es.top_p, 0.9)
+  local dc = assert(jsonio.decode(d.last)).config.eval
+  H.eq(dc.temperature, 0.5, "config.json"); H.eq(dc.top_p, 0.9)
+  H.eq(j.config.eval.temperature, 0.6, "the default"); H.eq(j.config.eval.top_p, 0.95)
   H.eq(assert(jsonio.decode(d.last)).config.eval.questions, 3, "all problems by default")
   -- --help says what each does in each mode
   local h = rlsc("--help")
