@@ -54,7 +54,7 @@
 --
 -- Run directory (docs/RUNDIR.md): --out, default runs/rlsc-<UTC timestamp>: config.json,
 -- steps.jsonl, eval_before.jsonl, eval_after.jsonl, summary.json, checkpoint-<step>/ when
--- --checkpoint-every > 0, and model/ (the final weights) with --save-model. --out is a new or
+-- --checkpoint-every > 0 (only the newest --keep-checkpoints K of them when K > 0), and model/ (the final weights) with --save-model. --out is a new or
 -- empty folder, an rlsc run directory (config.json with recipe "rlsc") that holds no model, or an
 -- ablate grid point rlsc has not written to yet (only ablate.json and log.txt); anything else is
 -- refused. An unfinished rlsc run there without checkpoints is started over (its files removed);
@@ -167,6 +167,8 @@ local SPEC = {
     help = "how answers are extracted and judged (docs/EVALUATION.md)"},
   checkpoint_every = {"int", 0, min = 0,
     help = "save a checkpoint every this many steps (0: none)"},
+  keep_checkpoints = {"int", 0, min = 0,
+    help = "keep only the newest K checkpoint folders, removing older ones (0: keep all)"},
   resume = {"flag", false,
     help = "continue the run in --out from its latest checkpoint"},
   save_model = {"flag", false,
@@ -307,7 +309,7 @@ local function train_opts(o, m, questions, say, checks)
     micro_batch = o.micro_batch, updates_per_batch = o.updates_per_batch,
     clip_eps = o.clip_eps, kl_coef = o.kl_coef, clip_max = o.clip_max, method_opts = o.method_opts,
     ref_model = o.kl_coef > 0 and load_model(o) or nil,
-    out = o.out, checkpoint_every = o.checkpoint_every, resume = o.resume,
+    out = o.out, checkpoint_every = o.checkpoint_every, keep_checkpoints = o.keep_checkpoints, resume = o.resume,
     log = say,
   }
   for k, v in pairs(checks) do t[k] = v end
@@ -764,6 +766,10 @@ local function check_flags(o)
     if bad then die("--method-opt %s: %s", s, bad) end
   end
   o.method_opts = next(mo) and mo or nil
+  if o.given.keep_checkpoints and o.checkpoint_every == 0 then
+    die("--keep-checkpoints %d: no checkpoints are written without --checkpoint-every K (give one, or drop "
+        .. "--keep-checkpoints)", o.keep_checkpoints)
+  end
   if o.kl_coef > 0 and not train.method_reads("kl_coef", method) then
     die("--kl-coef %g: --method %s has no KL term (the GRPO methods have one), and the run would load a reference "
         .. "model for nothing (drop --kl-coef)", o.kl_coef, method)
@@ -1018,6 +1024,9 @@ local function help_notes()
     "  update keys when MU > 1). --clip-eps (GRPO's PPO clip) binds only with MU > 1: from the second\n" ..
     "  update the ratio is taken against the sampling policy (its rewards kept; clip_frac logged); with\n" ..
     "  MU = 1 the one update is on-policy, the ratio is 1. RLSC's p_old is the current model's each update.\n" ..
+    "--checkpoint-every K writes OUT/checkpoint-<step> every K steps, each a whole model and its AdamW\n" ..
+    "  state; --keep-checkpoints N keeps the newest N of them (an older one is removed only after a newer\n" ..
+    "  one is written whole; --resume continues from the newest); 0 or absent keeps all.\n" ..
     "--out: a new or empty folder, an rlsc run directory or an ablate grid point; never a model folder\n" ..
     "  or a folder of other files. An unfinished run without checkpoints there starts over; one with\n" ..
     "  checkpoints needs --resume (same settings, same --model), which continues from the latest; a\n" ..
@@ -1057,7 +1066,7 @@ local function main(argv)
     -- how --data was read: its fields, or a benchmark's fields and reference answers
     question_field = o.data_question_field, answer_field = o.data_answer_field,
     answer_reference = o.data_reference,
-    checkpoint_every = o.checkpoint_every, save_model = o.save_model,
+    checkpoint_every = o.checkpoint_every, keep_checkpoints = o.keep_checkpoints, save_model = o.save_model,
     started_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), git = git_commit(), device = o.device, dtype = o.device ~= "cpu" and o.dtype or "f32",
     steps_logprob_temperature = o.loss_temperature or o.temperature,
   }

@@ -35,7 +35,8 @@
 -- (OUT/checkpoint-<s>.tmp-PID-TIME-SERIAL, jsonio.write_dir_atomic, as m:save), every file and
 -- the folder synced to the disk, and renamed into place, so a checkpoint folder is complete or
 -- absent, a crash included; a write that fails (a full disk) removes its temporary folder and
--- raises. opts.resume continues from the latest checkpoint:
+-- raises. opts.keep_checkpoints = K > 0 keeps the newest K of them: the older ones are removed
+-- after each new one is in place (M.prune_checkpoints; 0 keeps all). opts.resume continues from the latest checkpoint:
 -- weights and optimizer state are loaded, steps.jsonl is cut back to that step, and the run goes on
 -- with the same per-step seeds, so a resumed run equals an uninterrupted one. A resume whose
 -- method, seed, sampling / loss settings or optimizer settings differ from the checkpoint's
@@ -224,6 +225,17 @@ function M.save_checkpoint(out, step, m, opt, extra)
   end, {replaceable = model.is_saved_file})
   if not ok then error("train: cannot write checkpoint " .. final .. ": " .. tostring(err)) end
   return final
+end
+
+--- Remove all but the newest `keep` complete checkpoint folders of run directory out (a
+--- checkpoint-<s> without trainer_state.json is not one, and stays). train.run calls it with
+--- opts.keep_checkpoints after each checkpoint is written whole, so the newest, which a resume
+--- continues, is never among them. Each goes through cli.remove_tree: renamed to a temporary
+--- name first, so a removal cut short leaves a folder jsonio.remove_stale_temps clears, never a
+--- damaged checkpoint-<s>.
+function M.prune_checkpoints(out, keep)
+  local list = checkpoints(out)
+  for i = keep + 1, #list do cli.remove_tree(list[i].dir) end
 end
 
 --- Load a checkpoint's weights into m (in place of its parameters) when opt is nil, else its
@@ -524,7 +536,7 @@ local DEFAULTS = {
   method = "l2", alpha = 0.1, n = 16, temperature = 0.5, top_p = 1.0, top_k = 0,
   max_new_tokens = 64, steps = 20, questions_per_step = 4, lr = 1e-4, weight_decay = 0.01,
   beta1 = 0.9, beta2 = 0.999, eps = 1e-8, grad_clip = 0, seed = 1, checkpoint_every = 0,
-  clip_eps = 0.2, kl_coef = 0, clip_max = 0.5, micro_batch = 0, updates_per_batch = 1,
+  keep_checkpoints = 0, clip_eps = 0.2, kl_coef = 0, clip_max = 0.5, micro_batch = 0, updates_per_batch = 1,
 }
 M.DEFAULTS = DEFAULTS
 
@@ -652,13 +664,14 @@ local NUMBER_RULES = {
   {"steps", int = true, min = 0}, {"questions_per_step", int = true, min = 1}, {"n", int = true, min = 1},
   {"max_new_tokens", int = true, min = 1}, {"top_k", int = true, min = 0}, {"micro_batch", int = true, min = 0},
   {"updates_per_batch", int = true, min = 1, max = 1000}, {"checkpoint_every", int = true, min = 0}, {"seed", int = true},
+  {"keep_checkpoints", int = true, min = 0},
   {"temperature", above = 0}, {"loss_temperature", above = 0}, {"top_p", above = 0, max = 1},
   {"lr", min = 0}, {"weight_decay", min = 0}, {"beta1", min = 0, below = 1}, {"beta2", min = 0, below = 1},
   {"eps", min = 0}, {"alpha", min = 0}, {"clip_eps", min = 0}, {"clip_max", min = 0}, {"kl_coef", min = 0},
   {"grad_clip", min = 0},
 }
 local NUMBER_WHY = {steps = " (0: a run that samples nothing)", micro_batch = " (0 = the whole step at once)",
-                    checkpoint_every = " (0 = none)", grad_clip = " (0 = no clipping)", top_k = " (0 = off)"}
+                    checkpoint_every = " (0 = none)", keep_checkpoints = " (0 = keep all)", grad_clip = " (0 = no clipping)", top_k = " (0 = off)"}
 
 local function is_model(x)
   return type(x) == "table" and type(x.generate) == "function" and type(x.parameters) == "function"
@@ -800,7 +813,7 @@ end
 --- Every option is checked before anything runs, each mistake one line "train.run: ..." naming
 --- the option and its range (a user error, cli.raise): counts are integers (steps >= 0,
 --- questions_per_step, n, max_new_tokens, updates_per_batch >= 1; top_k, micro_batch,
---- checkpoint_every >= 0), the rest finite numbers (temperature, loss_temperature > 0; top_p in
+--- checkpoint_every, keep_checkpoints >= 0), the rest finite numbers (temperature, loss_temperature > 0; top_p in
 --- (0, 1]; lr, weight_decay, eps, alpha, clip_eps, clip_max, kl_coef, grad_clip >= 0; betas in
 --- [0, 1)); kl_coef > 0 needs a method with a KL term (the GRPO methods; a method registered with
 --- rl.register_weighted has none) and ref_model; checkpoint_every > 0 and resume need out; the GRPO
@@ -1014,6 +1027,7 @@ function M.run(opts)
       -- the log first: a checkpoint on the disk implies the records of every step up to it
       if steps_path then assert(jsonio.sync(steps_path)) end
       M.save_checkpoint(o.out, step, m, opt, {method = method, seed = o.seed, settings = run_settings(o, T_loss)})
+      if o.keep_checkpoints > 0 then M.prune_checkpoints(o.out, o.keep_checkpoints) end
     end
   end
 

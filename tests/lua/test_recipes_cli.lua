@@ -215,6 +215,10 @@ local CASES = {
   {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --eval-n 4 --no-eval --eval-top-p 0.9 " .. R_OUT, 1, {"--no-eval"}},
   {"rlsc", "--help", 0, {"--eval-temperature T / --eval-top-p P", "--eval-temperature       number  default 0.6",
                           "--eval-top-p             number  default 0.95"}},
+  -- --keep-checkpoints without checkpoints would do nothing
+  {"rlsc", "--keep-checkpoints 2 " .. R_OUT, 1, {"--keep-checkpoints 2", "--checkpoint-every"}},
+  {"rlsc", "--keep-checkpoints -1 --checkpoint-every 1 " .. R_OUT, 1, {"--keep-checkpoints", "-1"}},
+  {"rlsc", "--help", 0, {"--keep-checkpoints N keeps the newest N"}},
   -- the tokenizer that is not the model's is named before the context checks
   {"rlsc", "--model " .. q(VOCAB64) .. " --data " .. q(CTX8) .. " --template plain --max-new-tokens 4 " .. R_OUT, 1,
    {"cannot load --model", "but the model's vocab_size is 64"}, {"context"}},

@@ -159,6 +159,25 @@ H.case("a tiny run with a checkpoint per step (the next cases damage copies of i
   base_ok = true
 end)
 
+H.case("--keep-checkpoints N keeps the newest N checkpoint folders; --resume continues from the newest", function()
+  -- (twenty-fourth session) every checkpoint was kept: tens of GB each for a 7B model
+  local d = tmpdir()
+  local ok, text, last = run(TINY .. " --steps 4 --keep-checkpoints 2", d)
+  H.ok(ok, text)
+  H.eq(jsonio.decode(last).config.keep_checkpoints, 2, "recorded in config.json")
+  local function present() local t = {}; for s = 1, 5 do t[s] = io.open(("%s/checkpoint-%d/trainer_state.json"):format(d, s), "rb") ~= nil end; return t end
+  local p = present()
+  H.ok(not p[1] and not p[2] and p[3] and p[4], "checkpoints 3 and 4 kept, 1 and 2 removed")
+  for _, name in ipairs(require("confit.cli").list_dir(d)) do H.ok(not name:find("tmp", 1, true), "a leftover " .. name) end
+  os.remove(d .. "/summary.json")
+  ok, text = run(TINY .. " --steps 5 --keep-checkpoints 2 --resume", d)
+  H.ok(ok and text:find("resum", 1, true), text)
+  p = present()
+  H.ok(not p[3] and p[4] and p[5], "after the resume: 4 and 5")
+  H.eq(#assert(jsonio.read_jsonl(d .. "/steps.jsonl")), 5, "continued from step 4")
+  os.execute(("rm -rf %q"):format(d))
+end)
+
 local function copy_of_base()
   H.ok(base_ok, "needs the tiny run")
   local d = tmpdir()
