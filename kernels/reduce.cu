@@ -341,38 +341,23 @@ static int reduce(const char *name, cf_tensor *out, cf_tensor *x0, const cf_args
   return cu_launched(name);
 }
 
-extern "C" int cf_cuda_sum(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce<R_SUM>("sum", out, in[0], a);
-}
-extern "C" int cf_cuda_mean(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce<R_MEAN>("mean", out, in[0], a);
-}
-extern "C" int cf_cuda_max(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce<R_MAX>("max", out, in[0], a);
-}
-extern "C" int cf_cuda_argmax(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce<R_ARGMAX>("argmax", out, in[0], a);
-}
-extern "C" int cf_cuda_min(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce<R_MIN>("min", out, in[0], a);
-}
-extern "C" int cf_cuda_argmin(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce<R_ARGMIN>("argmin", out, in[0], a);
-}
+/* cf_cuda_<op> of the plain reductions (grep `REDUCE(<op>,`); logsumexp is written out */
+#define REDUCE(name, code)                                                                       \
+  extern "C" int cf_cuda_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) { \
+    (void)nin;                                                                                    \
+    return reduce<code>(#name, out, in[0], a);                                                    \
+  }
+REDUCE(sum, R_SUM)
+REDUCE(mean, R_MEAN)
+REDUCE(max, R_MAX)
+REDUCE(argmax, R_ARGMAX)
+REDUCE(min, R_MIN)
+REDUCE(argmin, R_ARGMIN)
+REDUCE(var, R_VAR)
 extern "C" int cf_cuda_logsumexp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
   if (a->i[0] == CF_DIM_ALL) return CF_ERR("logsumexp: a dim is required");
   return reduce<R_LSE>("logsumexp", out, in[0], a);
-}
-extern "C" int cf_cuda_var(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce<R_VAR>("var", out, in[0], a);
 }
 
 /* ---------------------------------------------------------------- cumsum */

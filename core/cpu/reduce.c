@@ -131,39 +131,24 @@ static int reduce(const char *name, reduce_op op, cf_tensor *out, cf_tensor *x0,
   return 0;
 }
 
-int cf_cpu_sum(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce("sum", R_SUM, out, in[0], a);
-}
-int cf_cpu_mean(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce("mean", R_MEAN, out, in[0], a);
-}
-int cf_cpu_max(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce("max", R_MAX, out, in[0], a);
-}
-int cf_cpu_argmax(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce("argmax", R_ARGMAX, out, in[0], a);
-}
-int cf_cpu_min(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce("min", R_MIN, out, in[0], a);
-}
-int cf_cpu_argmin(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce("argmin", R_ARGMIN, out, in[0], a);
-}
+/* cf_cpu_<op> of the plain reductions (grep `REDUCE_KERNEL(<op>,`); logsumexp is written out */
+#define REDUCE_KERNEL(name, code)                                                          \
+  int cf_cpu_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {     \
+    (void)nin;                                                                              \
+    return reduce(#name, code, out, in[0], a);                                              \
+  }
+REDUCE_KERNEL(sum, R_SUM)
+REDUCE_KERNEL(mean, R_MEAN)
+REDUCE_KERNEL(max, R_MAX)
+REDUCE_KERNEL(argmax, R_ARGMAX)
+REDUCE_KERNEL(min, R_MIN)
+REDUCE_KERNEL(argmin, R_ARGMIN)
+REDUCE_KERNEL(var, R_VAR)
 /* logsumexp "T d k": a dim is required */
 int cf_cpu_logsumexp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
   if (a->i[0] == CF_DIM_ALL) return CF_ERR("logsumexp: a dim is required");
   return reduce("logsumexp", R_LSE, out, in[0], a);
-}
-int cf_cpu_var(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
-  (void)nin;
-  return reduce("var", R_VAR, out, in[0], a);
 }
 
 /* ---------------------------------------------------------------- cumsum */
