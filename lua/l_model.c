@@ -238,14 +238,14 @@ static int model_generate(lua_State *L) {
   int64_t *stop = NULL;
   lua_getfield(L, 3, "stop");
   if (!lua_isnil(L, -1)) {
-    if (!lua_istable(L, -1)) luaL_error(L, "generate: option stop must be a list of token ids");
+    if (!lua_istable(L, -1)) luaL_error(L, "generate: option stop must be a list of token ids (or, through m:generate, single-token strings)");
     o.nstop = (int)luaL_len(L, -1);
     stop = lua_newuserdatauv(L, (size_t)(o.nstop ? o.nstop : 1) * sizeof *stop, 0);
     for (int i = 0; i < o.nstop; i++) {
       lua_geti(L, -2, i + 1);
       int ok;
       stop[i] = lua_tointegerx(L, -1, &ok);
-      if (!ok) luaL_error(L, "generate: stop[%d] is not an integer token id", i + 1);
+      if (!ok) luaL_error(L, "generate: stop[%d] is not an integer token id (or, through m:generate, a single-token string)", i + 1);
       m = check_model(L, 1); /* the reads may have run Lua that freed it (see below) */
       if (stop[i] < 0 || stop[i] >= m->cfg.vocab)
         luaL_error(L, "generate: stop[%d] = %I is outside the vocabulary [0, %d)", i + 1, (lua_Integer)stop[i], m->cfg.vocab);

@@ -669,8 +669,10 @@ static cf_tensor *tensor_arg(op_ctx *c, int ai, char s) {
   else if (c->ref_float) dt = c->ref_float->dtype;
   if (c->ref_any) dev = cf_tensor_device(c->ref_any);
   double v = lua_tonumber(L, ai);
-  /* a number beside an integer tensor in an any-dtype slot (ids:lt(2.5)) keeps its fraction */
-  if ((s == 'M' || s == 'm') && !cf_dtype_is_float(dt) && v != floor(v)) dt = CF_DTYPE_F64;
+  /* a number beside an integer tensor in an any-dtype slot keeps its value: a fraction
+   * (ids:lt(2.5)), an infinity or a number past the dtype's range (ids:lt(math.huge)) */
+  if ((s == 'M' || s == 'm') && !cf_dtype_is_float(dt) && (v != floor(v) || !cf_value_fits(dt, v)))
+    dt = CF_DTYPE_F64;
   /* an index (ids, targets) must be a whole number: 1.5 was truncated to 1 without a word, NaN
    * failed in the scalar's conversion without naming the op */
   if (dt == CF_DTYPE_I64 && !(v == floor(v) && v >= -9.2e18 && v <= 9.2e18))

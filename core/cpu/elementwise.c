@@ -278,15 +278,16 @@ static inline bool compare_fn(compare_op op, double x, double y) {
   return false;
 }
 
-/* out [broadcast(a, b)] = a <op> b ? 1 : 0; a and b of any dtypes, out f32 or f64 */
+/* out [broadcast(a, b)] = a <op> b ? 1 : 0; a and b of any dtypes, out f32, f64 or bf16 (a mask
+ * of 0 and 1 is exact in bf16: written here as its bits, 0x3F80 for 1) */
 static int compare(const char *name, compare_op op, cf_tensor *out, cf_tensor *a, cf_tensor *b) {
-  if (check_compute_dtype(name, out)) return -1;
+  if (out->dtype != CF_DTYPE_BF16 && check_compute_dtype(name, out)) return -1;
   cf_tensor *ops[3] = {out, a, b};
   cf_iter it;
   cf_iter_init(&it, out->ndim, out->shape, 3, ops);
   const void *as = a->storage->data, *bs = b->storage->data;
   cf_dtype adt = a->dtype, bdt = b->dtype;
-  bool f32 = out->dtype == CF_DTYPE_F32;
+  cf_dtype odt = out->dtype;
   void *o = out->storage->data;
   #pragma omp parallel for if (it.numel > CF_OMP_MIN)
   for (int64_t u = 0; u < it.units; u++) {
@@ -295,8 +296,9 @@ static int compare(const char *name, compare_op op, cf_tensor *out, cf_tensor *a
       bool r = compare_fn(op, cf_iter_load(as, adt, off[1] + j * it.inner_stride[1]),
                           cf_iter_load(bs, bdt, off[2] + j * it.inner_stride[2]));
       int64_t i = off[0] + j * it.inner_stride[0];
-      if (f32) ((float *)o)[i] = r ? 1.0f : 0.0f;
-      else ((double *)o)[i] = r ? 1.0 : 0.0;
+      if (odt == CF_DTYPE_F32) ((float *)o)[i] = r ? 1.0f : 0.0f;
+      else if (odt == CF_DTYPE_F64) ((double *)o)[i] = r ? 1.0 : 0.0;
+      else ((uint16_t *)o)[i] = r ? 0x3F80 : 0;
     }
   }
   return 0;

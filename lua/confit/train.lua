@@ -507,7 +507,8 @@ local function resume_mismatch(st, o, method, T_loss)
   for k in pairs(mine_mo) do mo_keys[k] = true end
   for _, k in ipairs(sorted_keys(mo_keys)) do
     if differ(was_mo[k], mine_mo[k]) then
-      return ("method_opts.%s %s, this run %s"):format(k, rl.show(was_mo[k]), rl.show(mine_mo[k]))
+      local function said(v) return v == nil and "not given" or rl.show(v) end
+      return ("method_opts.%s %s, this run %s"):format(k, said(was_mo[k]), said(mine_mo[k]))
     end
   end
   for ok, sk in pairs(OPT_KEYS) do
@@ -748,6 +749,9 @@ local function options_problem(o, method)
   end
   if o.resume ~= nil and type(o.resume) ~= "boolean" then return "resume must be true or false, got " .. show(o.resume) end
   if o.resume and not o.out then return "resume = true needs out (the run directory to continue)" end
+  if o.keep_checkpoints > 0 and o.checkpoint_every == 0 then
+    return ("keep_checkpoints = %d, but no checkpoints are written without checkpoint_every = K > 0"):format(o.keep_checkpoints)
+  end
   if o.checkpoint_every > 0 and not o.out then
     return ("checkpoint_every = %d needs out (the run directory the checkpoints go to)"):format(o.checkpoint_every)
   end

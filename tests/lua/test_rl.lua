@@ -778,7 +778,10 @@ H.case("train.run: method_opts reach a method of one's own, and a resume compare
   H.raises(function() run_tiny(dir, 3, {method = "test_mo24", resume = true, checkpoint_every = 2,
                                         method_opts = {my_thresh = 4}}) end, "method_opts.my_thresh 3, this run 4")
   H.raises(function() run_tiny(dir, 3, {method = "test_mo24", resume = true, checkpoint_every = 2}) end,
-           "method_opts.my_thresh 3, this run nil")
+           "method_opts.my_thresh 3, this run not given")
+  -- a checkpoint-less run cannot keep checkpoints: refused as rlsc refuses it
+  H.raises(function() run_tiny(fresh_dir(), 1, {keep_checkpoints = 2}) end,
+           "keep_checkpoints = 2, but no checkpoints are written without checkpoint_every")
   H.eq(#run_tiny(dir, 3, {method = "test_mo24", resume = true, checkpoint_every = 2, method_opts = {my_thresh = 3}}), 3,
        "the same method_opts resume")
   os.execute(("rm -rf %q"):format(dir))

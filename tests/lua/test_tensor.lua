@@ -911,6 +911,16 @@ H.case("comparisons from Lua: numbers, integer ids, masks for where and weights"
   same_list(flat(ids:lt(7.5)), {1, 1, 0}, 0, "a fraction beside integer ids is kept (not truncated to 7)")
   local y = x:detach():requires_grad_()
   H.ok(not y:gt(1).requires_grad, "comparisons carry no gradient")
+  -- (the session's review) a whole number past an integer dtype's range, or an infinity, beside
+  -- integer ids was refused as "the index inf is not an integer"; a bf16 left side on the CPU
+  -- was refused as bf16 compute
+  same_list(flat(ids:lt(math.huge)), {1, 1, 1}, 0, "ids:lt(inf)")
+  same_list(flat(ids:gt(-math.huge)), {1, 1, 1}, 0, "ids:gt(-inf)")
+  same_list(flat(ids:lt(1e19)), {1, 1, 1}, 0, "ids:lt(1e19), past i64")
+  same_list(flat(confit.tensor({3, 7}, {dtype = "i32"}):lt(3e9)), {1, 1}, 0, "i32:lt(3e9), past i32")
+  local hb = confit.tensor({1, 2}):to_dtype("bf16"):eq(1)
+  H.eq(hb:dtype(), "bf16", "a bf16 left side gives a bf16 mask")
+  same_list(flat(hb:to_dtype("f32")), {1, 0}, 0, "bf16:eq(1) on the CPU")
 end)
 H.case("min/argmin, cumsum, log1p/expm1/sin/cos/sign from Lua", function()
   local x = confit.tensor({{1, -5, 2}, {4, 0, -5}})
