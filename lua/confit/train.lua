@@ -114,6 +114,14 @@ end
 
 -- Checkpoints ----------------------------------------------------------------------------------
 
+-- Whether x (a table or a userdata: a model, an optimizer) has a method `name`; any other value,
+-- or one whose lookup raises, has none.
+local function has_method(x, name)
+  if type(x) ~= "table" and type(x) ~= "userdata" then return false end
+  local ok, f = pcall(function() return x[name] end)
+  return ok and type(f) == "function"
+end
+
 -- Whether path names a file that opening cannot block on: a regular file (or a link, as a
 -- Hugging Face cache has them), not a FIFO, whose open waits for a writer forever
 local function plain_file(path)
@@ -196,7 +204,31 @@ end
 --- by its writer, then the folder synced and renamed into place (jsonio.write_dir_atomic, the
 --- helper m:save uses). A failure removes the temporary folder and raises; an existing
 --- checkpoint of that step is replaced as a whole (model.is_saved_file decides what it may hold).
+--- Arguments are checked first (one line naming the wrong one, nothing written): out a path,
+--- step an integer >= 0, m a model, opt an optimizer, extra nil or a table without the keys
+--- save_checkpoint writes itself (step, optimizer).
 function M.save_checkpoint(out, step, m, opt, extra)
+  if type(out) ~= "string" or out == "" then
+    error("train.save_checkpoint: out must be the run directory's path, got " .. rl.show(out), 2)
+  end
+  if type(step) ~= "number" or not math.tointeger(step) or step < 0 then
+    error("train.save_checkpoint: step must be an integer >= 0, got " .. rl.show(step), 2)
+  end
+  if not has_method(m, "save") then
+    error("train.save_checkpoint: m must be a model (it has no m:save), got " .. rl.show(m), 2)
+  end
+  if not has_method(opt, "state") then
+    error("train.save_checkpoint: opt must be an optimizer (confit.optim.adamw(...)), got " .. rl.show(opt), 2)
+  end
+  if extra ~= nil and type(extra) ~= "table" then
+    error("train.save_checkpoint: extra must be a table of fields for trainer_state.json, got " .. rl.show(extra), 2)
+  end
+  for _, k in ipairs({"step", "optimizer"}) do
+    if extra and extra[k] ~= nil then
+      error(("train.save_checkpoint: extra may not set \"%s\" (save_checkpoint writes it)"):format(k), 2)
+    end
+  end
+  step = math.tointeger(step)
   local final = ("%s/checkpoint-%d"):format(out, step)
   local ok, err = jsonio.write_dir_atomic(final, function(tmp)
     if m.save_into then m:save_into(tmp) else m:save(tmp) end
@@ -238,43 +270,85 @@ function M.prune_checkpoints(out, keep)
   for i = keep + 1, #list do cli.remove_tree(list[i].dir) end
 end
 
---- Load a checkpoint's weights into m (in place of its parameters) when opt is nil, else its
---- optimizer state into opt (create opt on the loaded parameters first). Returns the trainer state.
-function M.load_checkpoint(dir, m, opt)
-  local st = assert(jsonio.read_json(dir .. "/trainer_state.json"))
-  if not opt then
-    local w, err = confit.load_safetensors(dir .. "/model.safetensors")
-    if not w then cli.raise("train: " .. err) end
-    -- copied into the parameters as they are (device, dtype, and the GPU's fused layouts: the
-    -- q/k/v and gate/up weights are views of one buffer there); the checkpoint holds f32 on the CPU
-    -- every parameter must be there at its shape: a tensor missing (renamed, dropped) left that
-    -- parameter at the model's own value without a word until the seventeenth session
-    local params = m:parameters()
-    local function dims(t) return table.concat(t:shape(), " x ") end
+-- The checkpoint's weights copied into m's parameters in place (their device, dtype and the GPU's
+-- fused layouts: the q/k/v and gate/up weights are views of one buffer there); the checkpoint
+-- holds f32 on the CPU. Every parameter must be there at its shape, checked before any is
+-- written: a tensor missing (renamed, dropped) left that parameter at the model's own value
+-- without a word until the seventeenth session.
+local function load_weights(dir, m)
+  local w, err = confit.load_safetensors(dir .. "/model.safetensors")
+  if not w then cli.raise("train: " .. err) end
+  local params = m:parameters()
+  local function dims(t) return table.concat(t:shape(), " x ") end
+  for _, name in ipairs(m:param_names()) do
+    local t, p = w[name], params[name]
+    if p and not t then
+      cli.raise(("train: checkpoint %s/model.safetensors has no tensor %s: damaged, or not this model's"):format(dir, name))
+    end
+    if p and dims(t) ~= dims(p) then
+      cli.raise(("train: checkpoint %s/model.safetensors: tensor %s is %s, the model's parameter %s")
+                :format(dir, name, dims(t), dims(p)))
+    end
+  end
+  confit.no_grad(function()
     for _, name in ipairs(m:param_names()) do
       local t, p = w[name], params[name]
-      if p and not t then
-        cli.raise(("train: checkpoint %s/model.safetensors has no tensor %s: damaged, or not this model's"):format(dir, name))
-      end
-      if p and dims(t) ~= dims(p) then
-        cli.raise(("train: checkpoint %s/model.safetensors: tensor %s is %s, the model's parameter %s")
-                  :format(dir, name, dims(t), dims(p)))
+      if t and p then
+        if t:device() ~= p:device() then t = assert(t:to(p:device())) end
+        p:copy_(t)
       end
     end
-    confit.no_grad(function()
-      for _, name in ipairs(m:param_names()) do
-        local t, p = w[name], params[name]
-        if t and p then
-          if t:device() ~= p:device() then t = assert(t:to(p:device())) end
-          p:copy_(t)
-        end
-      end
-    end)
-  else
-    local tensors, terr = confit.load_safetensors(dir .. "/optimizer.safetensors")
+  end)
+end
+
+-- nil, or why opt is not an optimizer over m's parameters in train.trainable(m)'s order (the
+-- order confit.optim.adamw takes a name -> tensor table in): the same tensors (== compares the
+-- tensors under the boxes), so that the loaded moments meet the weights they were taken for.
+local function optimizer_mismatch(m, opt)
+  local params, mine = m:parameters(), opt:params()
+  local names = sorted_keys(params)
+  if #mine ~= #names then
+    return ("opt has %d parameters, m has %d: make it on m's, confit.optim.adamw(train.trainable(m), ...)")
+           :format(#mine, #names)
+  end
+  for i, name in ipairs(names) do
+    if mine[i] ~= params[name] then
+      return ("opt's parameter %d is not m's %s: make opt on m's parameters, confit.optim.adamw(train.trainable(m), ...)")
+             :format(i, name)
+    end
+  end
+  return nil
+end
+
+--- Load a checkpoint: its weights into m (in place of its parameters), and with opt also its
+--- optimizer state into opt, which must be an optimizer over m's parameters
+--- (confit.optim.adamw(train.trainable(m), ...); another model's is refused before anything is
+--- loaded). Returns the trainer state. The optimizer file is read before the weights change.
+function M.load_checkpoint(dir, m, opt)
+  if type(dir) ~= "string" or dir == "" then
+    error("train.load_checkpoint: dir must be a checkpoint folder's path, got " .. rl.show(dir), 2)
+  end
+  if not has_method(m, "parameters") or not has_method(m, "param_names") then
+    error("train.load_checkpoint: m must be a model (confit.load(dir) or confit.model.new(config)), got " .. rl.show(m), 2)
+  end
+  if opt ~= nil and not (has_method(opt, "load_state") and has_method(opt, "params")) then
+    error("train.load_checkpoint: opt must be nil or an optimizer over m's parameters (confit.optim.adamw("
+          .. "train.trainable(m), ...)), got " .. rl.show(opt), 2)
+  end
+  local bad = opt ~= nil and optimizer_mismatch(m, opt)
+  if bad then error("train.load_checkpoint: " .. bad, 2) end
+  local st, serr = jsonio.read_json(dir .. "/trainer_state.json")
+  if not st then cli.raise("train: " .. tostring(serr)) end
+  local tensors
+  if opt then
+    local terr
+    tensors, terr = confit.load_safetensors(dir .. "/optimizer.safetensors")
     if not tensors then cli.raise("train: " .. terr) end
+  end
+  load_weights(dir, m)
+  if opt then
     local state = {}
-    for k, v in pairs(st.optimizer) do state[k] = v end
+    for k, v in pairs(type(st.optimizer) == "table" and st.optimizer or {}) do state[k] = v end
     for k, v in pairs(tensors) do state[k] = v end
     local ok, err = pcall(opt.load_state, opt, state)
     if not ok then cli.raise(("resume: checkpoint %s: %s"):format(dir, tostring(err))) end
@@ -868,11 +942,7 @@ function M.run(opts)
   if o.out and o.resume then
     local dir, step = M.latest_checkpoint(o.out)
     if dir then
-      M.load_checkpoint(dir, m, nil)
-      params = M.trainable(m)
-      opt = confit.optim.adamw(params, {lr = o.lr, weight_decay = o.weight_decay,
-                                        betas = {o.beta1, o.beta2}, eps = o.eps, state_dtype = o.state_dtype})
-      M.load_checkpoint(dir, m, opt)
+      M.load_checkpoint(dir, m, opt)   -- the weights (in place: params stay m's) and the moments
       start = step + 1
       local kept_lines
       records, kept_lines = steps_before(steps_path, step)

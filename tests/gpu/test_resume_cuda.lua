@@ -82,9 +82,8 @@ for _, dd in ipairs(DEVICES) do
     -- the resumed optimizer continues as the first one did from the checkpoint (the exact
     -- restore is checked above; a bf16 weight may round to a neighbour on a last-bit difference)
     local m3 = new_model(dev, dt, 7)
-    train.load_checkpoint(ck, m3, nil)
     local opt3 = confit.optim.adamw(train.trainable(m3), {lr = 1e-2})
-    train.load_checkpoint(ck, m3, opt3)
+    train.load_checkpoint(ck, m3, opt3) -- the weights and the moments in one call
     step(m, opt2)
     step(m3, opt3)
     local p2, p3 = m:parameters(), m3:parameters()

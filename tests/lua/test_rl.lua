@@ -880,6 +880,90 @@ H.case("train.run: resume refuses a checkpoint that lacks a parameter or holds o
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+-- (twenty-fourth session) load_checkpoint(dir, m, opt) loaded the optimizer state alone and left
+-- the weights as they were: a loop resumed by hand trained its base weights with resumed moments
+local function adam_step(m, opt)
+  for _, p in pairs(m:parameters()) do p.grad = confit.ones(p:shape()) end
+  opt:step()
+end
+
+local function weights_of(m)
+  local w = {}
+  for name, p in pairs(m:parameters()) do w[name] = p:clone() end
+  return w
+end
+
+local function max_weight_diff(m, w)
+  local d = 0
+  for name, p in pairs(m:parameters()) do d = math.max(d, (p - w[name]):abs():max():item()) end
+  return d
+end
+
+H.case("train.load_checkpoint(dir, m, opt) loads the weights and the optimizer state", function()
+  local dir = fresh_dir()
+  local m = tiny(9, 0.3)
+  local opt = confit.optim.adamw(train.trainable(m), {lr = 1e-2})
+  adam_step(m, opt)
+  local ck = train.save_checkpoint(dir, 1, m, opt)
+  local saved, state = weights_of(m), opt:state()
+  adam_step(m, opt)   -- the loop goes on past the checkpoint
+  H.ok(max_weight_diff(m, saved) > 0, "the second step moved the weights")
+  local st = train.load_checkpoint(ck, m, opt)
+  H.eq(st.step, 1)
+  H.eq(max_weight_diff(m, saved), 0, "the weights are the checkpoint's")
+  local s2 = opt:state()
+  H.eq(s2.steps, 1, "steps")
+  H.eq((s2["exp_avg.1"] - state["exp_avg.1"]):abs():max():item(), 0, "exp_avg.1")
+  -- an optimizer on another model's parameters, or on some of m's, is refused; nothing loaded
+  adam_step(m, opt)
+  local moved = weights_of(m)
+  local other = confit.optim.adamw(train.trainable(tiny(9, 0.3)), {lr = 1e-2})
+  H.raises(function() train.load_checkpoint(ck, m, other) end, "train.load_checkpoint: opt's parameter 1 is not m's",
+           "train.trainable(m)")
+  local first = m:parameters()[m:param_names()[1]]
+  H.raises(function() train.load_checkpoint(ck, m, confit.optim.adamw({first})) end,
+           "train.load_checkpoint: opt has 1 parameters, m has " .. #m:param_names())
+  H.eq(max_weight_diff(m, moved), 0, "the weights untouched by a refused load")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
+-- (twenty-fourth session) the checkpoint functions took any arguments: a raw string.format error,
+-- "attempt to index a nil value (upvalue 'opt')", and extra's step overwriting the real one
+H.case("train.save_checkpoint / load_checkpoint: a wrong argument is one line naming it, nothing written", function()
+  local dir = fresh_dir()
+  local m = tiny(9, 0.3)
+  local opt = confit.optim.adamw(train.trainable(m), {lr = 1e-2})
+  local cases = {
+    {function() train.save_checkpoint(dir, 1.5, m, opt) end, "save_checkpoint: step must be an integer >= 0, got 1.5"},
+    {function() train.save_checkpoint(dir, -1, m, opt) end, "step must be an integer >= 0, got -1"},
+    {function() train.save_checkpoint(nil, 1, m, opt) end, "save_checkpoint: out must be"},
+    {function() train.save_checkpoint(dir, 1, m) end, "save_checkpoint: opt must be an optimizer", "got nil"},
+    {function() train.save_checkpoint(dir, 2, opt, m) end, "save_checkpoint: m must be a model"},
+    {function() train.save_checkpoint(dir, 5, m, opt, "x") end, "save_checkpoint: extra must be a table"},
+    {function() train.save_checkpoint(dir, 5, m, opt, {optimizer = "x"}) end,
+     'save_checkpoint: extra may not set "optimizer"'},
+    {function() train.save_checkpoint(dir, 5, m, opt, {method = "l2", step = 99}) end, 'extra may not set "step"'},
+    {function() train.load_checkpoint(dir, nil) end, "load_checkpoint: m must be a model", "got nil"},
+    {function() train.load_checkpoint(dir, m, m) end, "load_checkpoint: opt must be nil or an optimizer"},
+    {function() train.load_checkpoint(dir, opt) end, "load_checkpoint: m must be a model"},
+    {function() train.load_checkpoint(42, m) end, "load_checkpoint: dir must be"},
+  }
+  for i, c in ipairs(cases) do
+    local err = H.raises(c[1], table.unpack(c, 2))
+    H.ok(not err:find("\n") and err:find("test_rl.lua:%d+:"), "case " .. i .. ": one line at the caller's: " .. err)
+  end
+  local p = io.popen(("ls -A %q"):format(dir))
+  H.eq(p:read("a"), "", "nothing written")
+  p:close()
+  -- extra's own keys are kept beside the reserved ones
+  local ck = train.save_checkpoint(dir, 2.0, m, opt, {method = "l2"})
+  H.eq(ck, dir .. "/checkpoint-2")
+  local st = assert(jsonio.read_json(ck .. "/trainer_state.json"))
+  H.eq(st.step, 2)
+  H.eq(st.method, "l2")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: resume refuses settings that differ from the checkpoint's", function()
   local dir = fresh_dir()
   run_tiny(dir, 2, {checkpoint_every = 2})
