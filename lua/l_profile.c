@@ -4,7 +4,8 @@
  *   confit.profiler.stop() -> rows     end; rows = {{name=, phase=, calls=, host_s=, device_s=}, ...}
  *                                      largest first; device_s is nil for regions with no device time
  *   confit.profiler.active() -> bool
- *   confit.profiler.phase(label) -> previous label   (regions entered from now on carry it)
+ *   confit.profiler.phase(label) -> previous label   (regions entered from now on carry it; one
+ *                                      argument: it runs nothing)
  *   confit.profiler.pcall(fn, ...) -> ok, ...        pcall that fn cannot yield out of
  *
  * The report formatting and confit.profile(fn, ...) are Lua (lua/confit/profiler.lua).
@@ -73,6 +74,10 @@ static int l_active(lua_State *L) {
 }
 
 static int l_phase(lua_State *L) {
+  /* phase("name", fn) ran nothing: a label is set, never scoped to a call (confit.profile is) */
+  if (lua_gettop(L) > 1)
+    return luaL_error(L, "confit.profiler.phase: takes one label, got %d arguments (it labels what runs from now "
+                      "on: set it, run, set the previous label back)", lua_gettop(L));
   const char *p = luaL_checkstring(L, 1);
   if (!*p) return luaL_argerror(L, 1, "an empty phase label");
   lua_pushstring(L, cf_prof_set_phase(p));
@@ -98,7 +103,7 @@ static const char *const docs[][2] = {
   {"confit.profiler.start", "confit.profiler.start(): time every op, backward rule, gradient accumulation, optimizer step and generation stage from now on (outermost regions only: no double counting)"},
   {"confit.profiler.stop", "confit.profiler.stop() -> rows: {name, phase, calls, host_s, device_s (nil without device time)}, largest first; waits for the GPU"},
   {"confit.profiler.active", "confit.profiler.active() -> boolean"},
-  {"confit.profiler.phase", "confit.profiler.phase(label) -> previous: label the regions entered from now on (backward runs as \"bwd\", optimizer steps as \"opt\", generation as \"gen.prefill\"/\"gen.decode\"; default \"fwd\")"},
+  {"confit.profiler.phase", "confit.profiler.phase(label) -> previous: label the regions entered from now on, until the next call or the end of the confit.profile(fn) that set it (backward runs as \"bwd\", optimizer steps as \"opt\", generation as \"gen.prefill\"/\"gen.decode\"; default \"fwd\")"},
 };
 
 void cf_lua_open_profile(lua_State *L) {

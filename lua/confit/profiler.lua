@@ -16,12 +16,16 @@ end
 -- Runs fn(...) under the profiler and returns rows, fn's results. The profiler is stopped even
 -- when fn raises (the error is raised again, unchanged). fn may not yield (profiler.pcall has no
 -- continuation): a yield out of it, to a coroutine that might never resume it, left the profiler
--- on for the rest of the process.
+-- on for the rest of the process. A phase fn sets (profiler.phase) ends with it: the phase it
+-- found is set again when fn returns or raises, so the next profile is not labelled with it.
 function M.run(fn, ...)
   if type(fn) ~= "function" then error("confit.profile: expected a function, got " .. type(fn), 2) end
   local p = core()
+  local saved = p.phase("fwd")   -- (phase sets and returns the previous: read, then set back)
+  p.phase(saved)
   p.start()
   local res = table.pack(p.pcall(fn, ...))
+  p.phase(saved)
   if not res[1] and type(res[2]) == "string" and res[2]:find("attempt to yield across a C-call boundary", 1, true) then
     res[2] = "confit.profile: the profiled function yielded; profile a call that runs to its end"
   end

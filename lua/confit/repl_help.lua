@@ -50,7 +50,7 @@ return {
   ["confit.safetensors_nonfinite"] = "confit.safetensors_nonfinite(path) -> name | false | nil, msg: the first float tensor of a .safetensors file holding NaN or inf, read in place (nothing copied), or false",
   ["confit.save_safetensors"] = "confit.save_safetensors(path, tensors [, metadata]) -> true: writes name -> tensor atomically (temp file, fsync, rename)",
   ["confit.tokenizer"] = "confit.tokenizer(path) -> tok | nil, msg: byte-level BPE from a Hugging Face tokenizer.json, or from the tokenizer.json in the folder path (a model folder); tok:encode(text), tok:decode(ids), tok:chat(messages)",
-  ["confit.profile"] = "confit.profile(fn, ...) -> rows, fn's results: runs fn with the profiler on; rows per (phase, region): calls, host and device time",
+  ["confit.profile"] = "confit.profile(fn, ...) -> rows, fn's results: runs fn with the profiler on; rows per (phase, region): calls, host and device time; a phase fn sets ends with it (the one before is set again)",
   ["confit.profiler.report"] = "confit.profiler.report(rows [, {top=25, phase=}]) -> string: the profile rows as a table, largest first (top: how many rows; phase: only that phase's)",
   ["rl.backward"] = "rl.backward(method, batch, {alpha=, temperature=, micro_batch=K, ...}) -> loss value, metrics: the loss's gradient, K sequences per forward/backward (require \"confit.rl\")",
   ["rl.aliases"] = "rl.aliases() -> list: the built-in methods' aliases as \"alias = method\" strings, sorted (rl.resolve maps them)",

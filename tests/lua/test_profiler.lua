@@ -97,6 +97,24 @@ H.case("phases label regions; backward and optimizer keep their own", function()
   H.raises(function() P.phase("") end, "empty phase")
 end)
 
+-- (twenty-fourth session) a phase set inside confit.profile(fn) stayed set: the next profile's
+-- ops were labelled with it ("leak/matmul"); phase("name", fn) ignored fn without a word
+H.case("a phase set inside confit.profile ends with it, on return and on error", function()
+  local a = confit.randn({4, 4})
+  confit.profile(function() P.phase("leak") end)
+  local k = by_key(confit.profile(function() a:matmul(a) end))
+  H.ok(k["fwd/matmul"] and not k["leak/matmul"], "the next profile under fwd")
+  H.raises(function() confit.profile(function() P.phase("leak"); error("boom") end) end, "boom")
+  k = by_key(confit.profile(function() a:matmul(a) end))
+  H.ok(k["fwd/matmul"] and not k["leak/matmul"], "after an error too")
+  -- a phase set before the profile is kept through it
+  local old = P.phase("outer")
+  k = by_key(confit.profile(function() P.phase("inner"); a:matmul(a) end))
+  H.ok(k["inner/matmul"], "inside: its own")
+  H.eq(P.phase(old), "outer", "the caller's phase set again")
+  H.raises(function() P.phase("name", function() end) end, "confit.profiler.phase: takes one label, got 2 arguments")
+end)
+
 H.case("start/stop misuse is an error; errors inside leave it usable", function()
   H.raises(function() P.stop() end, "not running")
   P.start()
