@@ -477,7 +477,8 @@ __device__ __forceinline__ row_ls row_lsum(const R *row, int64_t V, float s) {
 }
 
 // MODE 0 cross_entropy: part[r] = (-log p_t, 1) or (0, 0) for t < 0   (s = 1)
-// MODE 1 token_logprob: out[r] = log p_t of softmax(z s)  (0 where t < 0)
+// MODE 1 token_logprob: out[r] = log p_t of softmax(z s)  (0 where t < 0; -inf on a row of only -inf,
+//                       as log_softmax gives there, where lp would be NaN; core/cpu/nn.c alike)
 // MODE 2 entropy:       out[r] = -sum p log p = lsum - sum p (z - m) s, terms with p = 0 left out
 template <typename T, typename R, int MODE>
 __global__ void __launch_bounds__(CF_CU_THREADS) row_loss_kernel(T *out, float2 *part, const R *z, const void *tg,
@@ -495,7 +496,10 @@ __global__ void __launch_bounds__(CF_CU_THREADS) row_loss_kernel(T *out, float2 
   if (MODE == 0) {
     if (threadIdx.x == 0) part[r] = make_float2(-L.lp(row, t, s), 1.f);
   } else if (MODE == 1) {
-    if (threadIdx.x == 0) stf(out, r, L.lp(row, t, s));
+    if (threadIdx.x == 0) {
+      bool masked = L.m == -INFINITY && ldf(row, t) == -INFINITY;   /* m: every thread's, block_max */
+      stf(out, r, masked ? -INFINITY : L.lp(row, t, s));
+    }
   } else {
     float ez = 0;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {

@@ -941,7 +941,8 @@ static void tempered_rows_free(tempered_rows *g) {
   cf_tensor_release(g->tg);
 }
 
-/* out [..] = z[target]/T - lse(z/T); 0 where target < 0 */
+/* out [..] = z[target]/T - lse(z/T); 0 where target < 0; -inf on a row of only -inf, as
+ * log_softmax gives there (row_logprob's sum would be log 0 minus it: NaN). kernels/nn.cu alike. */
 int cf_cpu_token_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
   tempered_rows g;
@@ -952,7 +953,8 @@ int cf_cpu_token_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf
     int64_t t = ld_id(g.tp, g.tg->dtype, r);
     if (t < 0) { stf(op, g.f64, r, 0.0); continue; }
     const char *row = g.zp + (size_t)(r * g.V) * g.es;
-    stf(op, g.f64, r, row_logprob(row, g.f64, g.V, g.s, t));
+    bool masked = row_max(row, g.f64, g.V) == -INFINITY && ldf(row, g.f64, t) == -INFINITY;
+    stf(op, g.f64, r, masked ? -INFINITY : row_logprob(row, g.f64, g.V, g.s, t));
   }
   tempered_rows_free(&g);
   return 0;

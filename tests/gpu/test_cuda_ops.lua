@@ -415,6 +415,19 @@ H.case("tempered losses: a temperature too small for a float 1 / T is refused", 
   H.raises(function() return z:cuda():token_logprob(t0:cuda(), -1) end, "token_logprob", "must be > 0")
 end)
 
+-- (twenty-fourth session) token_logprob of a row of only -inf is -inf, as log_softmax gives (it was NaN)
+H.case("token_logprob: a row of only -inf is -inf, as on the CPU", function()
+  local inf = math.huge
+  for _, dt in ipairs({"f32", "bf16"}) do
+    local z = confit.tensor({{-inf, -inf, -inf}, {-inf, 0, 1}, {-inf, -inf, -inf}}):to(dt)
+    local t = confit.tensor({1, 0, -1}, {dtype = "i64"})
+    local got = z:cuda():token_logprob(t:cuda()):to("cpu", "f32"):totable()
+    H.eq(got[1], -inf, dt .. " the row of only -inf")
+    H.eq(got[2], -inf, dt .. " a -inf logit")
+    H.eq(got[3], 0, dt .. " an ignored target")
+  end
+end)
+
 H.case("optimizer kernels (AdamW, SGD, clip_grad_norm) match the CPU", function()
   for _, dt in ipairs({"f32", "bf16"}) do
     local p0 = rn({33, 17}, 700)

@@ -667,6 +667,19 @@ H.case("vocabulary losses: -inf logits, huge logits and tiny temperatures (value
     for _, v in ipairs(zz:entropy(1e-3):totable()) do H.ok(v >= 0, "entropy at T = 1e-3: " .. v) end
     for _, v in ipairs(hh:head_entropy(ww, 1e-3):totable()) do H.ok(v >= 0, "head_entropy at T = 1e-3: " .. v) end
   end
+  -- (twenty-fourth session) a row of only -inf: log_softmax gives -inf there, token_logprob gave
+  -- NaN; a target < 0 is ignored (0)
+  for _, dt in ipairs({"f32", "f64"}) do
+    local zm = confit.tensor({{-inf, -inf, -inf}, {-inf, 0, 1}, {-inf, -inf, -inf}}, {dtype = dt})
+    local tm = confit.tensor({1, 0, -1}, {dtype = "i64"})
+    for _, T in ipairs({1, 0.5}) do
+      local lp = flat(zm:token_logprob(tm, T))
+      H.eq(lp[1], -inf, dt .. " token_logprob of a row of only -inf, T = " .. T)
+      H.eq(lp[2], -inf, dt .. " of a -inf logit")
+      H.eq(lp[3], 0, dt .. " an ignored target")
+    end
+    H.eq(zm:log_softmax(2):totable()[1][2], -inf, dt .. " as log_softmax")
+  end
   -- a temperature whose reciprocal overflows is refused, not turned into NaN
   H.raises(function() confit.tensor({{1, 2}}):token_logprob(t0, 1e-310) end, "token_logprob", "temperature")
   H.raises(function() confit.tensor({{1, 2}}):entropy(1e-310) end, "entropy", "temperature")
