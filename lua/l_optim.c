@@ -8,7 +8,8 @@
  *   opt:step()  opt:zero_grad()  opt:params()  opt:state()  opt:load_state(s)  opt:free()
  *   opt.lr, opt.weight_decay, ... readable and settable (e.g. a schedule sets opt.lr each step);
  *   opt.steps is the number of step() calls.
- *   confit.optim.clip_grad_norm(params, max_norm) -> the total L2 norm before clipping
+ *   confit.optim.clip_grad_norm(params, max_norm [, {error_if_nonfinite = true}]) -> the total L2 norm
+ *       before clipping; NaN or inf (nothing clipped) when a gradient is, an error with the option
  *
  * params is a list of tensors or a table name -> tensor (taken in sorted name order, so the
  * same table always gives the same order). The optimizer object holds a reference to every
@@ -28,6 +29,7 @@
  */
 #include <lua.h>
 #include <lauxlib.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,14 +184,40 @@ static int make_optim(lua_State *L, cf_optim_kind kind, const char *fn) {
 static int l_adamw(lua_State *L) { return make_optim(L, CF_OPTIM_ADAMW, "adamw"); }
 static int l_sgd(lua_State *L) { return make_optim(L, CF_OPTIM_SGD, "sgd"); }
 
+/* opts {error_if_nonfinite = bool}: read before the parameters (a table read may run Lua) */
+static bool clip_error_if_nonfinite(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return false;
+  if (lua_type(L, idx) != LUA_TTABLE)
+    luaL_error(L, "clip_grad_norm: argument #3 (options): expected a table such as {error_if_nonfinite = true}, got %s",
+               luaL_typename(L, idx));
+  bool on = false;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+    if (strcmp(key, "error_if_nonfinite") != 0)
+      luaL_error(L, "clip_grad_norm: unknown option '%s' (expected error_if_nonfinite)", key);
+    if (lua_type(L, -1) != LUA_TBOOLEAN)
+      luaL_error(L, "clip_grad_norm: error_if_nonfinite must be a boolean, got %s", luaL_typename(L, -1));
+    on = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  return on;
+}
+
+/* A NaN or inf total norm (a NaN or inf gradient) is returned and nothing is scaled, as PyTorch
+ * does by default; with error_if_nonfinite it is an error instead (the gradients left as they are). */
 static int l_clip_grad_norm(lua_State *L) {
   double max_norm = luaL_checknumber(L, 2);
+  bool strict = clip_error_if_nonfinite(L, 3);
   int n;
   cf_tensor **ps = collect_params(L, 1, "clip_grad_norm", &n);
   double total = 0;
   int rc;
   CF_LUA_CORE(L, rc = cf_clip_grad_norm(ps, n, max_norm, &total));
   if (rc) cf_lua_error(L);
+  if (strict && !isfinite(total))
+    luaL_error(L, "clip_grad_norm: the gradients' total norm is %s (a NaN or inf gradient); nothing clipped "
+               "(error_if_nonfinite)", isnan(total) ? "nan" : "inf");
   lua_pushnumber(L, total);
   return 1;
 }
@@ -495,7 +523,7 @@ static const luaL_Reg methods[] = {
 static const char *const docs[][2] = {
   {"confit.optim.adamw", "confit.optim.adamw(params, {lr = 1e-3, weight_decay = 0.01, betas = {0.9, 0.999}, eps = 1e-8, state_dtype = \"f32\"|\"bf16\"}) -> optimizer: AdamW (PyTorch semantics, decoupled weight decay; f32 master copies of bf16 parameters; bf16 state halves its memory); opt:step(), opt:zero_grad(), opt.lr settable; opt:state() -> a flat snapshot (scalars and copies of the state tensors), opt:load_state(s) continues from one identically (train.save_checkpoint / train.load_checkpoint write and read them with the model)"},
   {"confit.optim.sgd", "confit.optim.sgd(params, {lr = 1e-3, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false, state_dtype = \"f32\"|\"bf16\"}) -> optimizer"},
-  {"confit.optim.clip_grad_norm", "confit.optim.clip_grad_norm(params, max_norm) -> total L2 norm of the gradients before clipping"},
+  {"confit.optim.clip_grad_norm", "confit.optim.clip_grad_norm(params, max_norm [, {error_if_nonfinite = true}]) -> total L2 norm of the gradients before clipping; a NaN or inf gradient gives a NaN or inf norm and nothing is clipped (as PyTorch; the next opt:step() makes weights NaN), an error instead with error_if_nonfinite"},
   {"opt:step", "opt:step(): one update of every parameter that has a .grad"},
   {"opt:zero_grad", "opt:zero_grad(): drops every parameter's .grad"},
   {"opt:state", "opt:state() -> table: steps, hyperparameters, step.<i> and copies of the state tensors (exp_avg.<i>, exp_avg_sq.<i> | momentum_buffer.<i>; master.<i> for a bf16 parameter)"},

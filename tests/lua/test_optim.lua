@@ -540,6 +540,26 @@ H.case("clip_grad_norm with an inf gradient scales nothing (optim.h: returned as
   H.eq(n, 1 / 0, "norm inf")
   H.eq(H.flat(a.grad)[2], 2, "finite element untouched")
 end)
+-- (twenty-fourth session) a NaN gradient's norm came back without a word and the next step made
+-- the weights NaN: {error_if_nonfinite = true} makes it an error, as PyTorch's option does
+H.case("clip_grad_norm {error_if_nonfinite = true}: a NaN or inf norm is an error naming it", function()
+  local a = confit.tensor({1, 2}, {requires_grad = true})
+  a.grad = confit.tensor({0 / 0, 2})
+  local n = confit.optim.clip_grad_norm({a}, 1)
+  H.ok(n ~= n, "by default the NaN norm is returned")
+  H.raises(function() confit.optim.clip_grad_norm({a}, 1, {error_if_nonfinite = true}) end,
+           "clip_grad_norm: the gradients' total norm is nan", "error_if_nonfinite")
+  a.grad = confit.tensor({1 / 0, 2})
+  H.raises(function() confit.optim.clip_grad_norm({a}, 1, {error_if_nonfinite = true}) end, "total norm is inf")
+  H.eq(H.flat(a.grad)[2], 2, "nothing clipped")
+  a.grad = confit.tensor({3, 4})
+  H.near(confit.optim.clip_grad_norm({a}, 1, {error_if_nonfinite = true}), 5, 1e-6, "a finite norm as before")
+  H.near(confit.optim.clip_grad_norm({a}, 1, {error_if_nonfinite = false}), 1, 1e-5, "clipped")
+  H.raises(function() confit.optim.clip_grad_norm({a}, 1, {error_if_nonfinit = true}) end,
+           "unknown option 'error_if_nonfinit'")
+  H.raises(function() confit.optim.clip_grad_norm({a}, 1, {error_if_nonfinite = 1}) end, "must be a boolean")
+  H.raises(function() confit.optim.clip_grad_norm({a}, 1, true) end, "argument #3 (options)")
+end)
 -- (nineteenth session, mutation testing: nesterov read as any truthy value passed the suite)
 do
 local confit = require "confit"
