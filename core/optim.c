@@ -500,9 +500,11 @@ static int optim_step(cf_optim *o) {
   cf_adamw_item *items = adamw ? calloc((size_t)(o->n ? o->n : 1), sizeof *items) : NULL;
   if (adamw && !items) return CF_ERR("%s: out of memory", k);
   int nitems = 0, rc = 0;
+  bool updated = false;
   for (int i = 0; i < o->n && rc == 0; i++) {
     cf_tensor *p = o->params[i];
     if (!p->grad) continue;
+    updated = true;
     const cf_optim_kernels *kern = kernels_for(k, p);
     if (!kern) { rc = -1; break; }
     cf_tensor *g = usable_grad(k, i, p);
@@ -557,8 +559,10 @@ static int optim_step(cf_optim *o) {
   for (int j = 0; j < nitems; j++) cf_tensor_release(items[j].g);
   free(items);
   /* a step that failed (out of memory for a state, a master copy or a gradient in the
-   * parameter's dtype) is not counted; the per-parameter counts tell which updates happened */
-  if (rc == 0) o->steps++;
+   * parameter's dtype) is not counted, nor one that had no gradient to apply (it changed
+   * nothing; PyTorch's AdamW leaves a parameter without a gradient and its step alone); the
+   * per-parameter counts tell which updates happened */
+  if (rc == 0 && updated) o->steps++;
   return rc;
 }
 

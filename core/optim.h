@@ -64,7 +64,8 @@ typedef struct cf_optim_config {
 
 typedef struct cf_optim {
   cf_optim_config cfg;
-  int64_t steps;          /* cf_optim_step calls so far */
+  int64_t steps;          /* cf_optim_step calls that updated some parameter (a call with no
+                           * gradient at all changes nothing and is not counted) */
   int n;                  /* parameters */
   cf_tensor **params;     /* owned references */
   cf_tensor **state[2];   /* per parameter: AdamW exp_avg / exp_avg_sq, SGD momentum_buffer; NULL until used */

@@ -7,7 +7,8 @@
  *                                   state_dtype = "f32"})
  *   opt:step()  opt:zero_grad()  opt:params()  opt:state()  opt:load_state(s)  opt:free()
  *   opt.lr, opt.weight_decay, ... readable and settable (e.g. a schedule sets opt.lr each step);
- *   opt.steps is the number of step() calls.
+ *   opt.steps is the number of step() calls that updated a parameter (one with no .grad at all is
+ *   not counted).
  *   confit.optim.clip_grad_norm(params, max_norm [, {error_if_nonfinite = true}]) -> the total L2 norm
  *       before clipping; NaN or inf (nothing clipped) when a gradient is, an error with the option
  *
@@ -524,7 +525,7 @@ static const char *const docs[][2] = {
   {"confit.optim.adamw", "confit.optim.adamw(params, {lr = 1e-3, weight_decay = 0.01, betas = {0.9, 0.999}, eps = 1e-8, state_dtype = \"f32\"|\"bf16\"}) -> optimizer: AdamW (PyTorch semantics, decoupled weight decay; f32 master copies of bf16 parameters; bf16 state halves its memory); opt:step(), opt:zero_grad(), opt.lr settable; opt:state() -> a flat snapshot (scalars and copies of the state tensors), opt:load_state(s) continues from one identically (train.save_checkpoint / train.load_checkpoint write and read them with the model)"},
   {"confit.optim.sgd", "confit.optim.sgd(params, {lr = 1e-3, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false, state_dtype = \"f32\"|\"bf16\"}) -> optimizer"},
   {"confit.optim.clip_grad_norm", "confit.optim.clip_grad_norm(params, max_norm [, {error_if_nonfinite = true}]) -> total L2 norm of the gradients before clipping; a NaN or inf gradient gives a NaN or inf norm and nothing is clipped (as PyTorch; the next opt:step() makes weights NaN), an error instead with error_if_nonfinite"},
-  {"opt:step", "opt:step(): one update of every parameter that has a .grad"},
+  {"opt:step", "opt:step(): one update of every parameter that has a .grad (its step.<i> counted); opt.steps counts the steps that updated any (a step with no .grad at all changes nothing)"},
   {"opt:zero_grad", "opt:zero_grad(): drops every parameter's .grad"},
   {"opt:state", "opt:state() -> table: steps, hyperparameters, step.<i> and copies of the state tensors (exp_avg.<i>, exp_avg_sq.<i> | momentum_buffer.<i>; master.<i> for a bf16 parameter)"},
   {"opt:load_state", "opt:load_state(state): restore what opt:state() returned (the same kind and parameter count)"},

@@ -57,6 +57,26 @@ H.case("AdamW matches the hand-computed update over 3 steps (f64)", function()
   H.eq(state["step.1"], 3)
 end)
 
+-- (twenty-fourth session) a step with no gradient at all changed nothing but counted: steps 2
+-- beside step.1 = 1, and trainer_state.json recorded it
+H.case("a step with no gradient at all is not counted; one that updates some parameter is", function()
+  for _, make in ipairs({confit.optim.adamw, confit.optim.sgd}) do
+    local p, q = f64{1.0, 2.0}, f64{3.0}
+    local opt = make({p, q}, {lr = 0.1})
+    p.grad = f64({1, 1}, false)
+    opt:step()
+    opt:zero_grad()
+    opt:step()
+    local st = opt:state()
+    H.eq(st.steps, 1, st.kind .. ": the empty step not counted")
+    H.eq(st["step.1"], 1)
+    H.eq(st["step.2"], 0)
+    q.grad = f64({1}, false)
+    opt:step()
+    H.eq(opt:state().steps, 2, st.kind .. ": a step updating one parameter counts")
+  end
+end)
+
 H.case("AdamW defaults and f32 parameters", function()
   local p = confit.tensor({1, 2}, {requires_grad = true})
   local opt = confit.optim.adamw({p})
