@@ -980,4 +980,17 @@ H.case("squeeze() without a dim drops every size-1 dim (a view)", function()
   shape_is(x.grad, {3, 1, 2}, "the gradient has the input's shape")
 end)
 
+-- (twenty-fourth session) the selection ops refuse integer tensors while the comparisons take any
+-- dtype; their docs (what :help prints) now say so
+H.case("the docs of the ops that refuse integer values say to convert them", function()
+  local ids = confit.tensor({3, 1, 2}, {dtype = "i64"})
+  for _, op in ipairs({"where", "masked_fill", "sort", "argsort", "min", "argmin", "max", "argmax", "cumsum", "sum",
+                       "mean"}) do
+    local doc = confit.doc[op]
+    H.ok(doc and doc:find("floating", 1, true) and doc:find("to_dtype", 1, true), op .. "'s doc: " .. tostring(doc))
+  end
+  H.raises(function() return ids:sum() end, "sum: input 1 must be a floating tensor, got i64")
+  H.eq(ids:to_dtype("f32"):sum():item(), 6, "converted first")
+end)
+
 H.finish()
