@@ -64,7 +64,9 @@
 -- summary.json is written). A --data run with --resume keeps its evaluation before training
 -- when it was made with the same settings and data, and continues one that was cut short (also
 -- without a checkpoint): only the problems eval_before.jsonl lacks are generated (records made
--- otherwise are evaluated again, and the log says why). Every input (flags, files, the model,
+-- otherwise are evaluated again, and the log says why); its evaluation after training likewise
+-- when the latest checkpoint is the last step's (the resume trains nothing, so the checkpoint
+-- holds the model that wrote eval_after.jsonl). Every input (flags, files, the model,
 -- the checkpoint to resume) is checked before anything is printed or written.
 --
 -- Called from Lua (tests): local main = dofile("recipes/rlsc.lua"); main({"--steps", "2"})
@@ -477,7 +479,8 @@ local function eval_opts(o, stage)
   return {mode = o.eval_mode, template = o.eval_template, greedy = true, n = o.eval_n,
           max_new_tokens = o.max_new_tokens, seed = o.eval_seed, temperature = temperature, top_p = o.eval_top_p,
           out_dir = o.out, stage = stage, summary_file = false,
-          resume = stage == "before" and o.keep_before == true, benchmark = bench_name(o.eval_data or o.data),
+          resume = (stage == "before" and o.keep_before == true) or (stage == "after" and o.keep_after == true),
+          benchmark = bench_name(o.eval_data or o.data),
           -- the model as recorded with the records (evaluate.check_resume sees no model object)
           model_dir = o.model, device = o.device, dtype = o.device == "cuda" and o.dtype or "f32",
           progress = progress}
@@ -530,7 +533,14 @@ local function run_real(o, m, say)
   timing.train_s = confit.clock() - t1
   local t2 = confit.clock()
   local after = do_eval("after")
-  if after then timing.eval_after_s = confit.clock() - t2 end
+  if after then
+    timing.eval_after_s = confit.clock() - t2
+    if (after.resumed or 0) > 0 then
+      timing.eval_after_resumed = after.resumed
+      say(("rlsc: the evaluation after training resumed %d of %d problems from %s/eval_after.jsonl%s")
+          :format(after.resumed, after.n, o.out, after.resumed == after.n and " (kept; nothing generated)" or ""))
+    end
+  end
   if o.save_model then m:save(o.out .. "/model") end
   return before, after, steps, timing, problems and #problems or 0
 end
@@ -689,7 +699,10 @@ local SUPERSEDED = "superseded"
 -- move into superseded/, with copies of its config.json and steps.jsonl, so a resumed run that
 -- stops on the way loses none of them; that folder goes when this run writes its summary.json.
 local function clear_earlier(o)
-  local stale = {"eval_after.jsonl", "eval_after.settings.json", "summary.json", "profile.json", "model"}
+  local stale = {"summary.json", "profile.json", "model"}
+  if not o.keep_after then
+    stale[#stale + 1] = "eval_after.jsonl"; stale[#stale + 1] = "eval_after.settings.json"
+  end
   if not o.keep_before then
     stale[#stale + 1] = "eval_before.jsonl"; stale[#stale + 1] = "eval_before.settings.json"
   end
@@ -980,6 +993,25 @@ local function check(o)
     o.keep_before = why == nil
     o.before_redo = why
   end
+  -- The evaluation after training is kept likewise, but only when the resume trains nothing: the
+  -- latest checkpoint is the last step's, so the model that wrote eval_after.jsonl is the one the
+  -- checkpoint holds (a run stopped during that evaluation; before the twenty-fourth session it
+  -- was generated again whole, hours for a real model)
+  local _, ckpt_step = train.latest_checkpoint(o.out)
+  if o.data and o.resumed and ckpt_step == o.steps and not o.no_eval and o.eval_problems
+     and cli.exists(o.out .. "/eval_after.jsonl") then
+    local eo = eval_opts(o, "after")
+    eo.resume = true
+    local why = require("confit.evaluate").check_resume(eo, o.eval_problems)
+    if not why then
+      local want = {}
+      for _, q in ipairs(o.eval_problems) do want[tostring(q.id)] = true end
+      for _, r in ipairs(jsonio.read_jsonl(o.out .. "/eval_after.jsonl", {partial_tail = true}) or {}) do
+        if type(r) == "table" and not want[tostring(r.id)] then why = "a problem it does not ask for"; break end
+      end
+    end
+    o.keep_after = why == nil
+  end
 end
 
 -- printed after the flags by --help
@@ -1141,7 +1173,13 @@ local function main(argv)
     if kept then times[#times] = times[#times] .. (" (resumed %d of %d)"):format(kept, before.n) end
   end
   if timing.train_s then times[#times + 1] = ("training %.1fs"):format(timing.train_s) end
-  if timing.eval_after_s then times[#times + 1] = ("eval after %.1fs"):format(timing.eval_after_s) end
+  local kept_after = timing.eval_after_resumed
+  if kept_after and after and kept_after == after.n then
+    times[#times + 1] = "eval after kept"
+  elseif timing.eval_after_s then
+    times[#times + 1] = ("eval after %.1fs"):format(timing.eval_after_s)
+    if kept_after then times[#times] = times[#times] .. (" (resumed %d of %d)"):format(kept_after, after.n) end
+  end
   times[#times + 1] = ("total %.1fs"):format(timing.total_s)
   say("time: " .. table.concat(times, ", "))
   local last = {config = cfg}

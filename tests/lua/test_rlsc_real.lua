@@ -618,6 +618,46 @@ H.case("B5 / D3: --resume continues a before evaluation that was cut short; a fi
   H.ok(r.text:find("other settings", 1, true), "says why:\n" .. r.text)
 end)
 
+H.case("--resume continues an after evaluation cut short when the last step's checkpoint holds its model", function()
+  -- (twenty-fourth session) it was generated again whole, hours for a real model
+  local out = TMP .. "/after-resume"
+  local r = run("--eval-n 1 --checkpoint-every 1", out)
+  H.ok(r.ok and r.code == 0, r.text)
+  local path = out .. "/eval_after.jsonl"
+  local recs = assert(jsonio.read_jsonl(path))
+  H.eq(#recs, 3)
+  -- killed during the after evaluation: one record written (marked), no summary
+  recs[1].greedy.completion = recs[1].greedy.completion .. " "
+  assert(jsonio.write_jsonl_atomic(path, {recs[1]}))
+  os.remove(out .. "/summary.json")
+  r = run("--eval-n 1 --checkpoint-every 1 --resume", out)
+  H.ok(r.ok and r.code == 0, r.text)
+  local j = assert(jsonio.decode(r.last))
+  H.eq(j.after.resumed, 1, "one problem resumed"); H.eq(j.after.n, 3)
+  H.ok(r.text:find("the evaluation after training resumed 1 of 3", 1, true), "the log says so:\n" .. r.text)
+  H.ok(r.text:find("eval after ", 1, true) and r.text:find("(resumed 1 of 3)", 1, true), r.text)
+  local now = assert(jsonio.read_jsonl(path))
+  H.eq(#now, 3, "the missing problems generated")
+  H.eq(now[1].greedy.completion, ANSWER .. " ", "the kept record was not generated again")
+  -- a resume that trains (its latest checkpoint is not the last step's) evaluates after again
+  local out2 = TMP .. "/after-resume-2"
+  local base = ("--data %q --question-field problem --answer-field answer --n 2 --max-new-tokens %d "
+                .. "--questions-per-step 1 --eval-n 1 --checkpoint-every 1 --out %q"):format(DATA, MAX_NEW, out2)
+  r = rlsc(base .. " --steps 1")
+  H.ok(r.ok and r.code == 0, r.text)
+  local path2 = out2 .. "/eval_after.jsonl"
+  local recs2 = assert(jsonio.read_jsonl(path2))
+  recs2[1].greedy.completion = recs2[1].greedy.completion .. " "
+  assert(jsonio.write_jsonl_atomic(path2, {recs2[1]}))
+  os.remove(out2 .. "/summary.json")
+  r = rlsc(base .. " --steps 2 --resume")
+  H.ok(r.ok and r.code == 0, r.text)
+  H.eq(assert(jsonio.decode(r.last)).after.resumed, 0, "trained on: the after evaluation is new")
+  local again = assert(jsonio.read_jsonl(path2))
+  H.eq(#again, 3)
+  H.ok(not again[1].greedy.completion:find(" $"), "the marked record is gone")
+end)
+
 H.case("D4: a --data file without answers: one line says why nothing is evaluated and how to get an evaluation", function()
   local file = TMP .. "/noanswers.jsonl"
   local f = assert(io.open(file, "wb"))
