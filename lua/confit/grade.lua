@@ -37,7 +37,11 @@
 --     as products of one-letter variables "north" and "thorn" were equal;
 --   * a comma counts as a thousands separator only in groups of three digits ("1,000",
 --     "1{,}000"); "1,2" is a two-element list, not the number 12;
---   * "\sqrt2x" is sqrt(2)*x as in LaTeX (one token under the root), like "\frac12";
+--   * "\sqrt2x" is sqrt(2)*x as in LaTeX (one token under the root), like "\frac12" (the
+--     harness's \w+ makes "\sqrt13" sqrt(13));
+--   * a trailing "\mathrm{i}" / "\text{e}" (one letter i or e) is the constant, not a unit;
+--     "\sin^{-1}" is arcsin as in latex2sympy; "I(0)", "f(x)" (a letter before a parenthesised
+--     number or variable) are function values, not products; U+2212 is a minus;
 --   * a whole answer "137 \frac{1}{2}" (an integer, then a fraction below 1) is the mixed number
 --     137.5, not the product (MATH-500 writes two answers so);
 --   * a function without parentheses takes the implicit product that follows, up to the next
@@ -252,9 +256,11 @@ local function extract_answer_is(text)
   return nil
 end
 
+local UMINUS = "\226\136\146"   -- U+2212, the minus sign: "-" to every rule here
+
 local function extract_last_number(text)
   local last
-  for m in text:gsub(",", ""):gmatch("%-?%d*%.?%d+") do last = m end
+  for m in text:gsub(",", ""):gsub(UMINUS, "-"):gmatch("%-?%d*%.?%d+") do last = m end
   return last
 end
 
@@ -329,6 +335,9 @@ local function drop_trailing_unit(s)
   end
   if not open then return s end
   local head = body:sub(1, open - 1)
+  -- "\mathrm{i}", "\text{e}": the constants i and e, typeset upright, not units ("6-5\mathrm{i}"
+  -- lost its i and equalled 1 before the twenty-fourth session)
+  if trim(body:sub(open + 1, -2)):match("^[ie]$") then return s end
   for _, cmd in ipairs(UNIT_CMDS) do
     if ends(head, "\\" .. cmd) then
       local before = trim(head:sub(1, -#cmd - 2))
@@ -402,8 +411,12 @@ local function between_breaks(s, f)
 end
 
 local function normalize_latex(s)
-  s = rstrip(trim(s:gsub("\n", "")), {[46] = true})
-  s = unwrap(unwrap(s, "boxed", true), "fbox", true)     -- an answer passed with its box
+  s = rstrip(trim(s:gsub("\n", ""):gsub(UMINUS, "-")), {[46] = true})
+  for _ = 1, 8 do                                        -- an answer passed with its box(es)
+    local u = unwrap(unwrap(s, "boxed", true), "fbox", true)
+    if u == s then break end
+    s = u
+  end
   s = between_breaks(s, function(p)
     for _, d in ipairs(DROPS) do p = replace(p, d, "") end
     for _, sp in ipairs(SPACES) do p = replace(p, sp, " ") end
@@ -539,7 +552,8 @@ end
 
 -- ---------------------------------------------------------------- LaTeX expressions (LPeg)
 -- AST nodes are arrays {op, ...}: {"num", x} {"var", name} {"neg", a} {"add"|"sub"|"mul"|
--- "div"|"pow", a, b} {"fn", name, a} {"fact", a} {"binom", n, k} {"root", n, a}.
+-- "div"|"pow", a, b} {"fn", name, a} {"fact", a} {"binom", n, k} {"root", n, a}
+-- {"apply", letter, a} (an unknown function's value: "I(0)").
 
 local P, R, S, V, C, Ct, Cc = lpeg.P, lpeg.R, lpeg.S, lpeg.V, lpeg.C, lpeg.Ct, lpeg.Cc
 
@@ -549,6 +563,7 @@ local GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta
   "Pi", "Sigma", "Phi", "Psi", "Omega", "hbar", "ell"}
 local FUNCS = {"arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "sin", "cos", "tan", "sec",
   "csc", "cot", "exp", "ln", "log"}
+local INVERSE = {sin = "arcsin", cos = "arccos", tan = "arctan"}
 
 -- Longest names first, so "\sinh" is not read as "\sin" "h".
 local function command_choice(names)
@@ -604,7 +619,7 @@ local expr = P{ "Top",
   Postfix = V"Atom" * C"!"^0 / make_fact,
   Atom = C(number) / num
        + P"(" * V"Sum" * P")" + P"{" * V"Sum" * P"}" + P"[" * V"Sum" * P"]"
-       + V"Frac" + V"Sqrt" + V"Binom" + V"Floor" + V"Func" + V"Const" + V"Var",
+       + V"Frac" + V"Sqrt" + V"Binom" + V"Floor" + V"Func" + V"Apply" + V"Const" + V"Var",
   Arg = P"{" * V"Sum" * P"}" + C(digit) / num + C(letter) / var_name,
   Frac = P"\\frac" * V"Arg" * V"Arg" / function(a, b) return {"div", a, b} end,
   Sqrt = P"\\sqrt" * (P"[" * V"Sum" * P"]" + Cc(false)) * V"Arg"
@@ -614,7 +629,12 @@ local expr = P{ "Top",
         + P"\\lceil" * V"Sum" * P"\\rceil" / function(a) return {"fn", "ceil", a} end,
   Func = C(fname) * (P"_" * V"Arg" + Cc(false)) * (P"^" * V"Exponent" + Cc(false)) * V"FuncArg"
          / function(name, base, power, arg)
-             local f = {"fn", name:sub(2), arg}
+             local fn = name:sub(2)
+             -- "\sin^{-1} x" is arcsin x, as latex2sympy reads it (not 1 / sin x)
+             if power and INVERSE[fn] and power[1] == "neg" and power[2][1] == "num" and power[2][2] == 1 then
+               fn, power = INVERSE[fn], false
+             end
+             local f = {"fn", fn, arg}
              if base then f = {"div", {"fn", "ln", arg}, {"fn", "ln", base}} end   -- \log_b x
              if power then f = {"pow", f, power} end                             -- \sin^2 x
              return f
@@ -623,6 +643,12 @@ local expr = P{ "Top",
   -- implicit product up to an operator or the next function: "\sin 2x" is sin(2x),
   -- "\sin x\cos x" sin(x) cos(x)
   FuncArg = #P"(" * V"Postfix" + Ct(V"Power" * (Cc"mul" * -fname * V"Power")^0) / fold_left,
+  -- "I(0)", "f(x)", "V(t_0)": a letter (not e) applied to one number or variable is a function's
+  -- value, as latex2sympy reads a letter before "(" (it gave I * 0 = 0 before the twenty-fourth
+  -- session, so a minerva reference "I(0) e^{-t/RC}" equalled "0"); a sum in the parentheses
+  -- stays a product: "x(x+1)", "n(n-1)"
+  Apply = C(letter - P"e") * P"(" * (C(P"-"^-1 * number) / num + V"Var") * P")"
+          / function(name, a) return {"apply", name, a} end,
   Const = P"\\pi" * Cc"pi" / function() return {"num", math.pi} end
         + P"\\infty" / function() return {"num", math.huge} end
         + P"e" / function() return {"num", math.exp(1)} end,
@@ -707,6 +733,9 @@ local function evaluate(node, k, ctx)
   end
   if op == "neg" then return -evaluate(node[2], k, ctx) end
   if op == "fn" then return FN[node[2]](evaluate(node[3], k, ctx)) end
+  if op == "apply" then   -- an unknown function: a variable per argument value ("f(2)" is f(1+1)'s)
+    return var_value(("%s(%.12g)"):format(node[2], evaluate(node[3], k, ctx)), k)
+  end
   if op == "fact" then return factorial(evaluate(node[2], k, ctx)) end
   local a, b = evaluate(node[2], k, ctx), evaluate(node[3], k, ctx)
   if op == "add" or op == "sub" then

@@ -360,6 +360,39 @@ local CASES = {
   {"eq", "0\\frac{1}{2}", "\\frac{1}{2}", true},
   -- the late "27.0" rule still cleans a ".0" the leading-dot rule made
   {"es", "(.0,1)", "(0,1)", true},
+  -- (twenty-fourth session, an adversarial check against EVAL.md and the benchmarks)
+  -- a letter applied to a number or variable is a function's value, not a product: minerva's
+  -- "I(0) e^{-t/RC}" (the initial current) equalled "0" as I * 0 * ...
+  {"eq", "0", "I(0)", false},
+  {"eq", "0", "I(0) e^{-\\frac{t}{R C}}", false},
+  {"eq", "I(0)", "I(0) e^{-\\frac{t}{R C}}", false},
+  {"eq", "I(0)e^{-t/(RC)}", "I(0) e^{-\\frac{t}{R C}}", true},
+  {"eq", "f(2)", "2f", false},
+  {"eq", "f(-1)", "-f", false},
+  {"eq", "V(t_0)", "V(t_0)\\cdot 1", true},
+  -- a sum in the parentheses stays a product
+  {"eq", "x(x+1)", "x^2+x", true},
+  {"eq", "a(b+c)", "ab+ac", true},
+  {"eq", "2(3)", "6", true},
+  -- "\mathrm{i}", "\text{e}": constants, not trailing units ("6-5\mathrm{i}" was 6-5 = 1)
+  {"eq", "6-5\\mathrm{i}", "1", false},
+  {"eq", "6-5\\mathrm{i}", "6-5i", true},
+  {"eq", "2+3\\text{i}", "5", false},
+  {"eq", "2\\mathrm{e}", "2", false},
+  {"es", "2\\mathrm{e}", "2", false},
+  {"eq", "3\\mathrm{e}^{2}", "3e^2", true},
+  {"eq", "5\\text{ m}", "5", true},
+  -- "\sin^{-1}" is arcsin (latex2sympy), not a reciprocal
+  {"eq", "\\tan^{-1}(1)", "\\frac{\\pi}{4}", true},
+  {"eq", "\\tan^{-1}(1)", "\\cot 1", false},
+  {"eq", "\\sin^{-1}(10/13)", "\\arcsin(10/13)", true},
+  {"eq", "\\cos^{-1}(0)", "\\frac{\\pi}{2}", true},
+  {"eq", "\\sin^2 x+\\cos^2 x", "1", true},
+  -- the Unicode minus sign is a minus (the last-number rule dropped it: a wrong answer counted)
+  {"eq", "\226\136\1465", "-5", true},
+  {"x", "I got \226\136\1465", "-5"},
+  -- nested boxes all go
+  {"eq", "\\boxed{\\boxed{3}}", "3", true},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
