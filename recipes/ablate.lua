@@ -6,8 +6,9 @@
 -- checked (read as the recipe's flag takes it: a number, true / false for a switch, else the
 -- text as given); a key that is an axis is refused. rlsc's --method-opt (an option of a method of
 -- one's own) is set so for every run, --set method_opt=my_thresh=3 (or base = {method_opt =
--- "my_thresh=3"}): one per run, and never an axis, whose values name folders and hold no "=";
--- sweep it with one ablate per value (--set and --out).
+-- "my_thresh=3"}); a repeatable flag takes a list in base ({method_opt = {"a=1", "b=2"}}) and a
+-- repeated --set (each adds one; they replace the file's). Never an axis, whose values name
+-- folders and hold no "=": sweep it with one ablate per value (--set and --out).
 --
 -- GRID.lua returns a table:
 --   return {
@@ -179,7 +180,17 @@ function M.check(spec, where)
   end
   for k, v in pairs(base) do
     if type(k) ~= "string" then die("%s: base keys must be flag names", where) end
-    M.format_value(v, ("%s: base setting %s"):format(where, k))
+    if type(v) == "table" then   -- a repeatable flag's values (method_opt = {"a=1", "b=2"})
+      local count = 0
+      for _ in pairs(v) do count = count + 1 end
+      if #v == 0 or count ~= #v then
+        die("%s: base setting %s: a list of values {\"a\", \"b\"} (for a repeatable flag), got a table that is not one",
+            where, k)
+      end
+      for i, x in ipairs(v) do M.format_value(x, ("%s: base setting %s[%d]"):format(where, k, i)) end
+    else
+      M.format_value(v, ("%s: base setting %s"):format(where, k))
+    end
   end
   -- each setting once: not in base and grid, nor in two spellings
   local given = {}
@@ -244,18 +255,31 @@ function M.apply_sets(spec, sets, where)
       die("--set %s: give KEY=VALUE, a flag's name and its value (--set steps=2)", s)
     end
     local f = flag_key(k)
-    if seen[f] then die("--set %s: %s is set twice (give each --set once)", s, k) end
-    seen[f] = true
+    local list = type(flags[f]) == "table" and flags[f][1] == "list"
+    if seen[f] and not list then die("--set %s: %s is set twice (give each --set once)", s, k) end
     for axis in pairs(type(spec.grid) == "table" and spec.grid or {}) do
       if type(axis) == "string" and flag_key(axis) == f then
         die("--set %s: %s is an axis of %s; --set replaces a setting of every run (edit the grid's values in the file)",
             s, axis, where)
       end
     end
-    for old in pairs(base) do
-      if type(old) == "string" and flag_key(old) == f then base[old] = nil end
+    if list then   -- a repeatable flag: each --set adds a value (the file's own are replaced)
+      if not seen[f] then
+        for old in pairs(base) do
+          if type(old) == "string" and flag_key(old) == f then base[old] = nil end
+        end
+        base[k] = {}
+      end
+      local into = base[seen[f] or k]
+      into[#into + 1] = v
+      seen[f] = seen[f] or k
+    else
+      seen[f] = true
+      for old in pairs(base) do
+        if type(old) == "string" and flag_key(old) == f then base[old] = nil end
+      end
+      base[k] = set_value(v, type(flags[f]) == "table" and flags[f][1] or nil)
     end
-    base[k] = set_value(v, type(flags[f]) == "table" and flags[f][1] or nil)
   end
   spec.base = base
   return spec
@@ -317,7 +341,12 @@ function M.settings(spec, run)
   for k, v in pairs(run.params) do all[flag_key(k)] = v end
   all.out = nil
   for k, v in pairs(all) do
-    if v == false then all[k] = nil elseif v ~= true then all[k] = M.format_value(v) end
+    if v == false then all[k] = nil
+    elseif type(v) == "table" then   -- a repeatable flag: its values' texts, in order
+      local t = {}
+      for i, x in ipairs(v) do t[i] = M.format_value(x) end
+      all[k] = t
+    elseif v ~= true then all[k] = M.format_value(v) end
   end
   return all
 end
@@ -327,8 +356,11 @@ function M.flags(spec, run, dir)
   local all = M.settings(spec, run)
   local argv = {"--out", dir}
   for _, k in ipairs(axis_names(all)) do
-    argv[#argv + 1] = "--" .. k:gsub("_", "-")
-    if all[k] ~= true then argv[#argv + 1] = all[k] end
+    local values = type(all[k]) == "table" and all[k] or {all[k]}
+    for _, v in ipairs(values) do
+      argv[#argv + 1] = "--" .. k:gsub("_", "-")
+      if v ~= true then argv[#argv + 1] = v end
+    end
   end
   return argv
 end
@@ -336,7 +368,20 @@ end
 local function flag_text(k, v)
   local flag = "--" .. k:gsub("_", "-")
   if v == nil then return "no " .. flag end
+  if type(v) == "table" then   -- a repeatable flag's values
+    local parts = {}
+    for i, x in ipairs(v) do parts[i] = flag .. " " .. tostring(x) end
+    return table.concat(parts, " ")
+  end
   return v == true and flag or (flag .. " " .. tostring(v))
+end
+
+-- Whether two settings (texts, true, or lists of texts) are the same.
+local function same_setting(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
 end
 
 -- The flags a recipe declared (confit.cli.declare_flags: rlsc, or a wrapper ending
@@ -391,8 +436,14 @@ function M.check_recipe(spec, where, opts)
     -- a value of the wrong kind said as such (a boolean for a string flag read "--method needs a
     -- value (got the flag --seed)", a string for a switch "unexpected argument", before the
     -- twenty-second session)
-    local values = type(spec.grid[k]) == "table" and spec.grid[k] or {spec.base[k]}
-    local switch = flags[flag_key(k)][1] == "flag"
+    local kind = flags[flag_key(k)][1]
+    if type(spec.base[k]) == "table" and kind ~= "list" then
+      die("%s: base setting %s is a list, but --%s takes one value (only a repeatable flag takes a list)", where, k,
+          (flag_key(k):gsub("_", "-")))
+    end
+    local values = type(spec.grid[k]) == "table" and spec.grid[k]
+                   or (type(spec.base[k]) == "table" and spec.base[k]) or {spec.base[k]}
+    local switch = kind == "flag"
     for _, v in ipairs(values) do
       if switch and type(v) ~= "boolean" then
         die("%s: %s = %s: --%s is a switch: give true (on) or false (off)", where, k, M.format_value(v),
@@ -474,7 +525,7 @@ function M.check_finished(spec, runs, out)
           table.sort(keys)
           local a, b = {}, {}
           for _, k in ipairs(keys) do
-            if was[k] ~= now[k] then a[#a + 1] = flag_text(k, was[k]); b[#b + 1] = flag_text(k, now[k]) end
+            if not same_setting(was[k], now[k]) then a[#a + 1] = flag_text(k, was[k]); b[#b + 1] = flag_text(k, now[k]) end
           end
           if #a > 0 then
             why = ("%s, but the grid now gives it %s"):format(table.concat(a, " and "), table.concat(b, " and "))
@@ -562,7 +613,7 @@ end
 local GRID_FILES = {["grid.json"] = true, ["results.csv"] = true, ["results.md"] = true, [".lock"] = true}
 local function check_grid_folder(out)
   if not cli.exists(out) then return end
-  if not cli.is_dir(out) then die("--out %s is a file, not a folder", out) end
+  if not cli.is_dir(out) then die("--out %s is %s", out, cli.not_a_folder(out)) end
   local names = cli.list_dir(out)
   if not names then die("--out %s: cannot list the folder", out) end
   table.sort(names)

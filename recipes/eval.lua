@@ -415,7 +415,8 @@ function M.main(argv)
   -- --dtype applies to cuda; the CPU computes in f32
   local dtype = device == "cuda" and (o.dtype or "bf16") or "f32"
   local out = o.out or ("runs/eval-" .. model_label(o.model) .. "-" .. mode)
-  if cli.exists(out) and not cli.is_dir(out) then die("--out '%s' is a file, not a folder", out) end
+  if out == "" then die("--out needs a folder (got an empty name)") end
+  if cli.exists(out) and not cli.is_dir(out) then die("--out '%s' is %s", out, cli.not_a_folder(out)) end
   local names = {}
   for i, set in ipairs(sets) do names[i] = set.name end
   local foreign, kind = M.foreign_out(out, names)

@@ -601,8 +601,9 @@ local function check_out_dir(o)
     if o.resume then die("--resume needs --out (the run directory to continue)") end
     return
   end
+  if o.out == "" then die("--out needs a folder (got an empty name)") end
   if not cli.exists(o.out) then return end
-  if not cli.is_dir(o.out) then die("--out '%s' is a file, not a folder", o.out) end
+  if not cli.is_dir(o.out) then die("--out '%s' is %s", o.out, cli.not_a_folder(o.out)) end
   local names = cli.list_dir(o.out)
   if not names then die("--out '%s': cannot list the folder", o.out) end
   table.sort(names)

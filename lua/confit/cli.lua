@@ -464,6 +464,15 @@ function M.is_dir(path)
   return false
 end
 
+--- What an existing path that is no folder is, for "--out PATH is ...": "a file, not a folder",
+--- "a link to no folder (its target is missing or not a folder)", "a device, FIFO or socket, ..."
+function M.not_a_folder(path)
+  local kind = require("confit").path_kind(path)
+  if kind == "link" then return "a link to no folder (its target is missing or not a folder)" end
+  if kind == "other" then return "a device, FIFO or socket, not a folder" end
+  return "a file, not a folder"
+end
+
 --- " (a path from the current folder, DIR)" for a relative path (a default such as
 --- examples/toy/model is one: run from elsewhere, it is not found), "" for an absolute one.
 function M.from_here(path)

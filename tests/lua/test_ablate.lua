@@ -175,7 +175,7 @@ H.case("a method of one's own's option set for every run (base, --set method_opt
   local runs = ablate.expand(spec)
   H.eq(table.concat(ablate.flags(spec, runs[2], "D"), " "), "--out D --method thr24 --method-opt t=3 --seed 2")
   local set = ablate.apply_sets({recipe = wrapper, base = {method = "thr24"}, grid = {seed = {1}}}, {"method_opt=t=2"}, "g.lua")
-  H.eq(set.base.method_opt, "t=2", "--set method_opt=t=2")
+  H.eq(#set.base.method_opt, 1, "--set method_opt=t=2: a repeatable flag's list"); H.eq(set.base.method_opt[1], "t=2")
   -- the recipe's check runs on every point first: a built-in method takes none
   H.ok(pcall(ablate.check_recipe, spec, "g.lua"), "the wrapper's method takes it")
   local bad = ablate.check({recipe = wrapper, base = {method_opt = "t=1"}, grid = {seed = {1}}, out = TMP .. "/gmo2"})
@@ -407,7 +407,9 @@ H.case("grid value errors name the grid file and the axis or base setting", func
   H.eq(err({grid = {alpha = {{}}}}), "ablate: g.lua: axis alpha: values must be strings, numbers or booleans, got table")
   H.eq(err({base = {lr = 1 / 0}, grid = {alpha = {0}}}), "ablate: g.lua: base setting lr: value inf is not finite")
   H.eq(err({base = {steps = {}}, grid = {alpha = {0}}}),
-       "ablate: g.lua: base setting steps: values must be strings, numbers or booleans, got table")
+       'ablate: g.lua: base setting steps: a list of values {"a", "b"} (for a repeatable flag), got a table that is not one')
+  H.eq(err({base = {steps = {1, {}}}, grid = {alpha = {0}}}),
+       "ablate: g.lua: base setting steps[2]: values must be strings, numbers or booleans, got table")
 end)
 
 H.case("a finished run made with other settings than the grid now gives is refused", function()
@@ -746,6 +748,28 @@ H.case("docs/TOY.md's \"Your own loss\" script is a grid recipe; an unchecked re
   code_, text = grid('"l2", "sqq"', plain)
   H.eq(code_, 0, text)
   H.ok(text:find("does not end in cli.main", 1, true) and text:find("not checked", 1, true), text)
+end)
+
+H.case("a repeatable flag takes a list in base and a repeated --set (method_opt)", function()
+  -- (twenty-fourth session) base = {method_opt = {"a=1", "b=2"}} was refused as a table, and a
+  -- second --set method_opt=... as "set twice": one method option per grid
+  local recipe = TMP .. "/wrap_list.lua"
+  write(recipe, (WRAPPER:gsub('cli%.main%(', 'require("confit.cli").main(')))
+  local gridf = TMP .. "/g_list.lua"
+  write(gridf, ("return {base = {method = \"sq_test\", steps = 1, method_opt = {\"a=1\", \"b=x\"}}, grid = {seed = {1}}, "
+                .. "out = %q, recipe = %q}"):format(TMP .. "/g_list", recipe))
+  local code, text = run_cmd("'" .. gridf .. "' --dry-run")
+  H.eq(code, 0, text)
+  H.ok(text:find("--method-opt a=1 --method-opt b=x", 1, true), text)
+  code, text = run_cmd("'" .. gridf .. "' --dry-run --set method_opt=c=3 --set method_opt=d=4")
+  H.eq(code, 0, text)
+  H.ok(text:find("--method-opt c=3 --method-opt d=4", 1, true) and not text:find("a=1", 1, true), text)
+  -- a list for a flag that takes one value
+  write(gridf, ("return {base = {steps = {1, 2}}, grid = {seed = {1}}, out = %q, recipe = %q}"):format(TMP .. "/g_list", recipe))
+  code, text = run_cmd("'" .. gridf .. "' --dry-run")
+  H.eq(code, 1, text); H.ok(text:find("base setting steps is a list, but --steps takes one value", 1, true), text)
+  code, text = run_cmd("'" .. gridf .. "' --dry-run --set steps=2 --set steps=3")
+  H.eq(code, 1, text); H.ok(text:find("steps is set twice", 1, true), text)
 end)
 
 H.case("U2: run from another folder, the default recipe is found; a missing recipe is refused", function()

@@ -39,6 +39,8 @@ local BADMODEL = TMP .. "/badmodel"
 assert(os.execute("mkdir -p " .. q(BADMODEL)))
 write(BADMODEL .. "/config.json", '{"max_position_embeddings": 128,\n "hidden_size": }\n')
 local BAD = TMP .. "/bad.jsonl"
+local DANGLING = TMP .. "/dangling-link"   -- a link to nothing
+os.execute("ln -s " .. TMP .. "/no-such-target " .. DANGLING)
 write(BAD, '{"question": "1+1=", "answer": "2"}\n{"question": oops}\n')
 local NOQ = TMP .. "/noq.jsonl"
 write(NOQ, '{"problem": "1+1=", "answer": "2"}\n')
@@ -249,6 +251,11 @@ local CASES = {
   {"eval", "--model examples/toy/model --bench toy --out " .. q(BAD .. "/x"), 1, {BAD .. "/x"}},
   -- (twenty-fourth session) a file as --out: said as rlsc says it (it was mkdir's "File exists")
   {"eval", "--model examples/toy/model --bench toy --out " .. q(BAD), 1, {"--out '" .. BAD .. "' is a file, not a folder"}},
+  {"eval", "--model examples/toy/model --bench toy --out ''", 1, {"--out needs a folder (got an empty name)"}},
+  {"rlsc", "--out ''", 1, {"--out needs a folder (got an empty name)"}},
+  {"eval", "--model examples/toy/model --bench toy --out " .. q(DANGLING), 1, {"is a link to no folder"}},
+  {"rlsc", "--out " .. q(DANGLING), 1, {"is a link to no folder"}},
+  {"rlsc", "--out /dev/null", 1, {"is a device, FIFO or socket, not a folder"}},
   {"eval", "--help", 0, {"usage"}},
   -- pretrain_toy
   {"pretrain_toy", "--bogus " .. P_OUT, 1, {"--bogus"}},
