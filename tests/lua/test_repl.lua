@@ -726,4 +726,25 @@ H.case(":help tok:chat and the README say what the default template writes and h
   H.ok(docs["confit.tokenizer"]:find("folder", 1, true), ":help confit.tokenizer names the folder form")
 end)
 
+-- (twenty-fourth session) a doc edit wrote "\tan" and "\boxed" as a TAB and a backspace: the
+-- docs hold printable text, newlines and nothing else of the control characters
+H.case("README.md and docs/*.md hold no control characters", function()
+  local files = {"README.md"}
+  local p = io.popen("ls docs/*.md")
+  for f in p:lines() do files[#files + 1] = f end
+  p:close()
+  H.ok(#files > 3, "docs found")
+  for _, f in ipairs(files) do
+    local h = assert(io.open(f, "rb"))
+    local text = h:read("a")
+    h:close()
+    local line = 1
+    for i = 1, #text do
+      local b = text:byte(i)
+      if b == 10 then line = line + 1
+      elseif b < 32 or b == 127 then error(("%s:%d: control character %d"):format(f, line, b), 0) end
+    end
+  end
+end)
+
 H.finish()
