@@ -528,7 +528,7 @@ static const char *const docs[][2] = {
   {"opt:step", "opt:step(): one update of every parameter that has a .grad (its step.<i> counted); opt.steps counts the steps that updated any (a step with no .grad at all changes nothing)"},
   {"opt:zero_grad", "opt:zero_grad(): drops every parameter's .grad"},
   {"opt:state", "opt:state() -> table: steps, hyperparameters, step.<i> and copies of the state tensors (exp_avg.<i>, exp_avg_sq.<i> | momentum_buffer.<i>; master.<i> for a bf16 parameter)"},
-  {"opt:load_state", "opt:load_state(state): restore what opt:state() returned (the same kind and parameter count)"},
+  {"opt:load_state", "opt:load_state(state): restore what opt:state() returned (the same kind and parameter count, each state tensor at its parameter's shape; all checked before opt changes); the state's hyperparameters (lr, weight_decay, betas, eps | momentum, dampening, nesterov) and state_dtype replace opt's own, so the run continues as it was saved: set opt.lr etc. after it to change them"},
   {"opt:params", "opt:params() -> the list of parameters, in update order"},
 };
 

@@ -270,12 +270,10 @@ function M.prune_checkpoints(out, keep)
   for i = keep + 1, #list do cli.remove_tree(list[i].dir) end
 end
 
--- The checkpoint's weights copied into m's parameters in place (their device, dtype and the GPU's
--- fused layouts: the q/k/v and gate/up weights are views of one buffer there); the checkpoint
--- holds f32 on the CPU. Every parameter must be there at its shape, checked before any is
--- written: a tensor missing (renamed, dropped) left that parameter at the model's own value
--- without a word until the seventeenth session.
-local function load_weights(dir, m)
+-- The checkpoint's weights, checked against m's parameters: every parameter must be there at its
+-- shape, checked before any is written (copy_weights): a tensor missing (renamed, dropped) left
+-- that parameter at the model's own value without a word until the seventeenth session.
+local function read_weights(dir, m)
   local w, err = confit.load_safetensors(dir .. "/model.safetensors")
   if not w then cli.raise("train: " .. err) end
   local params = m:parameters()
@@ -290,6 +288,14 @@ local function load_weights(dir, m)
                 :format(dir, name, dims(t), dims(p)))
     end
   end
+  return w
+end
+
+-- The weights read_weights checked copied into m's parameters in place (their device, dtype and
+-- the GPU's fused layouts: the q/k/v and gate/up weights are views of one buffer there); the
+-- checkpoint holds f32 on the CPU.
+local function copy_weights(w, m)
+  local params = m:parameters()
   confit.no_grad(function()
     for _, name in ipairs(m:param_names()) do
       local t, p = w[name], params[name]
@@ -323,7 +329,10 @@ end
 --- Load a checkpoint: its weights into m (in place of its parameters), and with opt also its
 --- optimizer state into opt, which must be an optimizer over m's parameters
 --- (confit.optim.adamw(train.trainable(m), ...); another model's is refused before anything is
---- loaded). Returns the trainer state. The optimizer file is read before the weights change.
+--- loaded). Returns the trainer state. Every file is read and checked, and the optimizer state
+--- loaded (opt:load_state checks kind, counts and shapes before it changes opt), before any weight
+--- is written: a refusal leaves m and opt as they were. opt:load_state replaces opt's
+--- hyperparameters and state_dtype with the checkpoint's (the run continues as it was saved).
 function M.load_checkpoint(dir, m, opt)
   if type(dir) ~= "string" or dir == "" then
     error("train.load_checkpoint: dir must be a checkpoint folder's path, got " .. rl.show(dir), 2)
@@ -345,7 +354,9 @@ function M.load_checkpoint(dir, m, opt)
     tensors, terr = confit.load_safetensors(dir .. "/optimizer.safetensors")
     if not tensors then cli.raise("train: " .. terr) end
   end
-  load_weights(dir, m)
+  local w = read_weights(dir, m)
+  -- the optimizer state before any weight: opt:load_state checks all of it (kind, parameter
+  -- count, shapes, finite values) before it changes opt, so a refusal leaves m and opt as they were
   if opt then
     local state = {}
     for k, v in pairs(type(st.optimizer) == "table" and st.optimizer or {}) do state[k] = v end
@@ -353,6 +364,7 @@ function M.load_checkpoint(dir, m, opt)
     local ok, err = pcall(opt.load_state, opt, state)
     if not ok then cli.raise(("resume: checkpoint %s: %s"):format(dir, tostring(err))) end
   end
+  copy_weights(w, m)
   return st
 end
 

@@ -927,6 +927,28 @@ H.case("train.load_checkpoint(dir, m, opt) loads the weights and the optimizer s
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+-- (twenty-fourth session) an optimizer of another kind was refused by opt:load_state only after
+-- the weights were overwritten
+H.case("train.load_checkpoint: an optimizer of another kind is refused before any weight is written", function()
+  local dir = fresh_dir()
+  local m = tiny(9, 0.3)
+  local opt = confit.optim.adamw(train.trainable(m), {lr = 1e-2})
+  adam_step(m, opt)
+  local ck = train.save_checkpoint(dir, 1, m, opt)
+  adam_step(m, opt)
+  local moved = weights_of(m)
+  local sgd = confit.optim.sgd(train.trainable(m), {lr = 1})
+  H.raises(function() train.load_checkpoint(ck, m, sgd) end, "the state is of a adamw optimizer, this one is sgd")
+  H.eq(max_weight_diff(m, moved), 0, "the weights untouched by a refused load")
+  H.eq(sgd.lr, 1, "the optimizer untouched")
+  -- the checkpoint's hyperparameters and state_dtype replace the optimizer's own (documented)
+  local bf = confit.optim.adamw(train.trainable(m), {lr = 5, state_dtype = "bf16"})
+  train.load_checkpoint(ck, m, bf)
+  H.eq(bf.lr, 1e-2)
+  H.eq(bf.state_dtype, "f32")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 -- (twenty-fourth session) the checkpoint functions took any arguments: a raw string.format error,
 -- "attempt to index a nil value (upvalue 'opt')", and extra's step overwriting the real one
 H.case("train.save_checkpoint / load_checkpoint: a wrong argument is one line naming it, nothing written", function()
