@@ -163,12 +163,33 @@ end
 -- The row lengths of the tensors M.pad made (weak keys): m:logprobs scores such a tensor's rows
 -- up to their own lengths when opts.lens is left out. The pad id is a real token (0 by
 -- default), and a padded tensor given without lens had its padding scored as completion tokens.
+-- Each entry is {lens = ..., pad = the pad id}. The tensor may be written in place since
+-- (t:copy_, t:fill_, t:set): remembered_lens checks that every position past a row's length
+-- still holds the pad id before its lengths are trusted.
 local PADDED = setmetatable({}, {__mode = "k"})
+
+-- The lengths M.pad remembers for tensor t, nil for another tensor, false when t no longer
+-- looks as M.pad left it (a shape or a position past a row's length changed).
+local function remembered_lens(t)
+  local p = PADDED[t]
+  if not p then return nil end
+  local lens = p.lens
+  local ok, rows = pcall(t.totable, t)
+  if not ok then return nil end   -- freed: as_ids says so
+  if #rows ~= #lens then return false end
+  for i, row in ipairs(rows) do
+    for j = lens[i] + 1, #row do
+      if row[j] ~= p.pad then return false end
+    end
+  end
+  return lens
+end
 
 --- Sums of completion-token log-probs per row: [B]. ids: an i64 [B, T] tensor, or a list of
 --- token-id lists (of any lengths: padded here, each row scored up to its own length);
 --- opts.temperature (default 1), opts.lens (total lengths when a tensor's rows are right-padded;
---- a tensor M.pad made brings its own, any other tensor's rows are scored over all T tokens).
+--- a tensor M.pad made brings its own, refused once a position past them no longer holds the pad
+--- id; any other tensor's rows are scored over all T tokens).
 function Model:logprobs(ids, prompt_lens, opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("logprobs: opts must be a table such as {temperature = 0.5}, got " .. type(opts), 2) end
@@ -178,7 +199,14 @@ function Model:logprobs(ids, prompt_lens, opts)
       error(("logprobs: unknown option %s (options: temperature, lens)"):format(tostring(k)), 2)
     end
   end
-  local lens, own = opts.lens, PADDED[ids]
+  local lens, own = opts.lens, remembered_lens(ids)
+  if own == false then
+    if lens == nil then
+      error("logprobs: ids was written after m:pad made it (a position past a row's length no longer holds the "
+            .. "pad id), so the lengths m:pad remembers may be stale: give {lens = ...}", 2)
+    end
+    own = nil
+  end
   -- token lists: their own lengths (a ragged list, padded by a caller without lens, scored the
   -- padding as completion tokens)
   if type(ids) == "table" and getmetatable(ids) == nil and type(ids[1]) == "table" then
@@ -228,7 +256,7 @@ function M.pad(seqs, pad_id)
     rows[i] = r
   end
   local t = require("confit").tensor(rows, {dtype = "i64"})
-  PADDED[t] = table.move(lens, 1, #lens, 1, {})   -- a copy: the caller may change its lens
+  PADDED[t] = {lens = table.move(lens, 1, #lens, 1, {}), pad = pad_id}   -- a copy: the caller may change its lens
   return t, lens
 end
 Model.pad = function(_, seqs, pad_id) return M.pad(seqs, pad_id) end

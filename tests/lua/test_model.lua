@@ -1009,6 +1009,29 @@ H.case("m:logprobs scores a tensor from m:pad up to its rows' own lengths", func
   m:free()
 end)
 
+-- (twenty-fourth session) the lengths m:pad remembers were trusted after an in-place write into
+-- the tensor: a row written past its old length was silently cut
+H.case("m:logprobs refuses the lengths m:pad remembers once the tensor was written past them", function()
+  local m = assert(model.load("examples/toy/model"))
+  local seqs, plens = {{5, 6, 7, 8, 9}, {5, 6}}, {2, 1}
+  local ids = m:pad(seqs)
+  ids:set(2, 1, 7)   -- within row 2's length: the lengths still hold
+  H.eq(#m:logprobs(ids, plens):totable(), 2)
+  local longer = {{5, 6, 7, 8, 9}, {5, 6, 7, 8, 9}}
+  for _, write in ipairs({function(t) t:copy_(confit.tensor(longer, {dtype = "i64"})) end,
+                          function(t) t:fill_(4) end, function(t) t:set(2, 4, 3) end}) do
+    local t = m:pad(seqs)
+    write(t)
+    local err = H.raises(function() m:logprobs(t, plens) end, "logprobs: ids was written after m:pad", "{lens = ...}")
+    H.ok(not err:find("\n") and err:find("test_model.lua:%d+:"), "one line at the caller's: " .. err)
+    H.eq(#m:logprobs(t, plens, {lens = {5, 5}}):totable(), 2, "lens given: scored")
+  end
+  -- a pad id of one's own is what the positions past the lengths must hold
+  local own = m:pad(seqs, 3)
+  H.eq(#m:logprobs(own, plens):totable(), 2)
+  m:free()
+end)
+
 -- (twenty-fourth session) generate's stop took only ids: {stop = {";"}} said "stop[1] is not an
 -- integer token id"
 H.case("generate: a stop string that is one token stops as its id; a longer one is refused", function()
