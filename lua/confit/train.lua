@@ -206,7 +206,8 @@ end
 --- checkpoint of that step is replaced as a whole (model.is_saved_file decides what it may hold).
 --- Arguments are checked first (one line naming the wrong one, nothing written): out a path,
 --- step an integer >= 0, m a model, opt an optimizer, extra nil or a table without the keys
---- save_checkpoint writes itself (step, optimizer).
+--- save_checkpoint writes itself (step, optimizer) and that JSON can hold (no functions,
+--- tensors, NaN or cycles); out a folder, or a path where one can be made.
 function M.save_checkpoint(out, step, m, opt, extra)
   if type(out) ~= "string" or out == "" then
     error("train.save_checkpoint: out must be the run directory's path, got " .. rl.show(out), 2)
@@ -227,6 +228,18 @@ function M.save_checkpoint(out, step, m, opt, extra)
     if extra and extra[k] ~= nil then
       error(("train.save_checkpoint: extra may not set \"%s\" (save_checkpoint writes it)"):format(k), 2)
     end
+  end
+  -- what trainer_state.json cannot hold is refused before minutes of writing the weights
+  if extra ~= nil then
+    local ok, err = pcall(jsonio.encode, extra, {level = 0})
+    if not ok then
+      if cli.is_interrupt(err) or type(err) ~= "string" then error(err, 0) end
+      error("train.save_checkpoint: " .. err:gsub("^jsonio: value", "extra"):gsub("^jsonio: ", "")
+            .. " (extra is written to trainer_state.json)", 2)
+    end
+  end
+  if cli.exists(out) and not cli.is_dir(out) then
+    error(("train.save_checkpoint: out '%s' is a file, not a folder"):format(out), 2)
   end
   step = math.tointeger(step)
   local final = ("%s/checkpoint-%d"):format(out, step)

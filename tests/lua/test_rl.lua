@@ -953,6 +953,8 @@ end)
 -- "attempt to index a nil value (upvalue 'opt')", and extra's step overwriting the real one
 H.case("train.save_checkpoint / load_checkpoint: a wrong argument is one line naming it, nothing written", function()
   local dir = fresh_dir()
+  local file = dir .. ".file"
+  io.open(file, "w"):close()
   local m = tiny(9, 0.3)
   local opt = confit.optim.adamw(train.trainable(m), {lr = 1e-2})
   local cases = {
@@ -965,6 +967,15 @@ H.case("train.save_checkpoint / load_checkpoint: a wrong argument is one line na
     {function() train.save_checkpoint(dir, 5, m, opt, {optimizer = "x"}) end,
      'save_checkpoint: extra may not set "optimizer"'},
     {function() train.save_checkpoint(dir, 5, m, opt, {method = "l2", step = 99}) end, 'extra may not set "step"'},
+    -- (twenty-fourth session) what JSON cannot hold was found only after the whole checkpoint was
+    -- written into its temporary folder, in jsonio's words
+    {function() train.save_checkpoint(dir, 5, m, opt, {f = print}) end,
+     "save_checkpoint: extra.f is a function, which JSON cannot hold"},
+    {function() train.save_checkpoint(dir, 5, m, opt, {a = {b = 0 / 0}}) end, "save_checkpoint: extra.a.b is", "NaN"},
+    {function() local c = {}; c.me = c; train.save_checkpoint(dir, 5, m, opt, c) end,
+     "save_checkpoint: extra.me contains itself"},
+    {function() train.save_checkpoint(dir, 5, m, opt, {w = confit.zeros({2})}) end, "save_checkpoint: extra.w is a userdata"},
+    {function() train.save_checkpoint(file, 5, m, opt) end, "save_checkpoint: out '" .. file .. "' is a file, not a folder"},
     {function() train.load_checkpoint(dir, nil) end, "load_checkpoint: m must be a model", "got nil"},
     {function() train.load_checkpoint(dir, m, m) end, "load_checkpoint: opt must be nil or an optimizer"},
     {function() train.load_checkpoint(dir, opt) end, "load_checkpoint: m must be a model"},
@@ -983,7 +994,7 @@ H.case("train.save_checkpoint / load_checkpoint: a wrong argument is one line na
   local st = assert(jsonio.read_json(ck .. "/trainer_state.json"))
   H.eq(st.step, 2)
   H.eq(st.method, "l2")
-  os.execute(("rm -rf %q"):format(dir))
+  os.execute(("rm -rf %q %q"):format(dir, file))
 end)
 
 H.case("train.run: resume refuses settings that differ from the checkpoint's", function()
