@@ -296,6 +296,21 @@ end
 local function stop_ids(self, opts)
   local stop = opts.stop
   if type(stop) ~= "table" then return opts end
+  -- a map ({a = ";"}) or a list with holes was read as 1..#stop and silently ignored
+  local n = 0
+  for k in pairs(stop) do
+    if math.type(k) ~= "integer" or k < 1 then
+      error(("generate: stop must be a list of token ids or one-token strings, got a table with the key %s")
+            :format(type(k) == "string" and ("%q"):format(k) or tostring(k)), 3)
+    end
+    n = n + 1
+  end
+  for i = 1, n do
+    if stop[i] == nil then
+      error(("generate: stop must be a list of token ids or one-token strings, got a table with a hole at [%d]")
+            :format(i), 3)
+    end
+  end
   local ids
   for i = 1, #stop do
     local s = stop[i]

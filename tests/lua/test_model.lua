@@ -1059,4 +1059,17 @@ H.case("generate: a stop string that is one token stops as its id; a longer one 
   m:free()
 end)
 
+-- (twenty-fourth session) a stop given as a map, or with holes, was read as 1..#stop: ignored
+H.case("generate: a stop table that is not a list is refused", function()
+  local m = assert(model.load("examples/toy/model"))
+  for _, c in ipairs({{{a = ";"}, 'key "a"'}, {{[1] = 59, [3] = 60}, "hole at [2]"}, {{[0] = 59}, "key 0"},
+                      {{59, x = 1}, 'key "x"'}}) do
+    local err = H.raises(function() m:generate({"1+1="}, {stop = c[1], max_new_tokens = 2}) end,
+                         "generate: stop must be a list", c[2])
+    H.ok(not err:find("\n") and err:find("test_model.lua:%d+:"), "one line at the caller's: " .. err)
+  end
+  H.eq(#m:generate({"1+1="}, {stop = {}, max_new_tokens = 2}), 1, "an empty list stops on nothing")
+  m:free()
+end)
+
 H.finish()
