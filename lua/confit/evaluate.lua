@@ -1106,10 +1106,17 @@ function evaluate.run(model, problems, opts)
   for i = 1, count do
     if problems[i] == nil then fail(string.format("problems has a hole: no problem %d (of %d)", i, count), 2) end
   end
+  -- an empty list gave a summary with n = 0 and no acc, read as a result
+  if count == 0 then fail("problems is empty: nothing to evaluate", 2) end
   problems = as_problems(problems)
   for i, p in ipairs(problems) do
     if type(p) ~= "table" then
       fail(string.format("problem %d must be a table {id=, question=, answer=}, got %s", i, type(p)), 2)
+    end
+    if p.question == nil and p.prompt ~= nil then   -- a toy question whose prompt is not text
+      fail(string.format("problem %d: a toy question's prompt must be text (evaluate builds each prompt from a "
+                         .. "template around it), got %s", i, type(p.prompt) == "table"
+                         and ("a table of %d values (token ids? give the text)"):format(#p.prompt) or type(p.prompt)), 2)
     end
     if type(p.question) ~= "string" then
       fail(string.format("problem %d needs a question string (the field question, or a toy question's prompt), got question = %s",

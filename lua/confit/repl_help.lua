@@ -114,7 +114,7 @@ return {
   ["train.latest_checkpoint"] = "train.latest_checkpoint(out) -> dir, step | nil: the run directory's latest complete checkpoint",
   ["train.trainable"] = "train.trainable(m) -> params: mark every parameter of m as requiring a gradient and return m:parameters(); a loaded model's do not, so training by hand (loss:backward(), confit.optim.adamw) needs it first (require \"confit.train\")",
   ["train.run"] = "train.run{model=, questions=, method=, steps=, n=, temperature=, lr=, out=, ...} -> step records: the RL loop (sample, loss, backward, AdamW, log; checkpoints and resume) (require \"confit.train\")",
-  ["evaluate.run"] = "evaluate.run(model, problems [, {mode=, n=, temperature=, greedy=, out_dir=, benchmark=, ...}]) -> summary, records: the EVAL.md loop over problems {id, question, answer} (bench.load) or toy questions {prompt, answer} (world:questions; id = place) (require \"confit.evaluate\")",
+  ["evaluate.run"] = "evaluate.run(model, problems [, {mode=, n=, temperature=, greedy=, out_dir=, benchmark=, ...}]) -> summary, records: the EVAL.md loop over problems {id, question, answer} (bench.load) or toy questions {prompt, answer} (world:questions; id = place; the prompt as text), a non-empty list (require \"confit.evaluate\")",
   ["evaluate.format_table"] = "evaluate.format_table(summaries) -> string: evaluation summaries as a text table (benchmark, mode, and grader when it is not the mode's)",
   ["grade.extract"] = "grade.extract(text [, {mode=\"qwen\"|\"strict\"}]) -> answer | nil: the answer of a completion (EVAL.md's rules; mode is the only option) (require \"confit.grade\")",
   ["grade.normalize"] = "grade.normalize(s [, {mode=}]) -> string: an answer in normal form (EVAL.md's list)",

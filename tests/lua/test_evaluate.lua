@@ -654,6 +654,13 @@ H.case("toy questions are problems: prompt as the question, id the place, answer
            "problem 1 needs a question string", "question = nil")
   H.raises(function() evaluate.run(nil, {{id = 1, question = "1+1="}}, {generate = fake(script).generate}) end,
            "problem 1 has no answer")
+  -- (twenty-fourth session) a toy prompt of token ids was "needs a question string ... question =
+  -- nil"; an empty list gave a summary with n = 0 and no acc
+  H.raises(function() evaluate.run(m, {{prompt = {51}, answer = "7"}}, {template = "plain"}) end,
+           "problem 1: a toy question's prompt must be text", "template", "got a table of 1 values (token ids?")
+  H.raises(function() evaluate.run(nil, {{prompt = 51, answer = "7"}}, {generate = fake(script).generate}) end,
+           "prompt must be text", "got number")
+  H.raises(function() evaluate.run(m, {}, {template = "plain"}) end, "evaluate: problems is empty: nothing to evaluate")
   H.raises(function() evaluate.run(nil, {{question = "1+1=", answer = "2"}}, {generate = fake(script).generate}) end,
            "problem 1 has no id (the field id)")
 end)
