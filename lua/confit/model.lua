@@ -185,6 +185,41 @@ local function remembered_lens(t)
   return lens
 end
 
+-- M.pad's work; what names the function in messages ("pad", "logprobs"), raised at the caller of
+-- the function that called this one (m:pad's or m:logprobs's caller).
+local function pad_rows(seqs, pad_id, what)
+  local SIG = "m:pad(seqs [, pad_id])"
+  pad_id = pad_id or 0
+  if type(seqs) ~= "table" then error(("%s: seqs must be a list of token-id lists (%s), got %s"):format(what, SIG, type(seqs)), 3) end
+  if type(pad_id) ~= "number" or not math.tointeger(pad_id) then
+    error(("%s: pad_id must be an integer (%s), got %s"):format(what, SIG,
+          type(pad_id) == "number" and tostring(pad_id) or type(pad_id)), 3)
+  end
+  pad_id = math.tointeger(pad_id)
+  for i, s in ipairs(seqs) do
+    if type(s) ~= "table" or getmetatable(s) ~= nil then
+      error(("%s: sequence %d must be a list of token ids, got %s"):format(what, i, type(s)), 3)
+    end
+    for j = 1, #s do
+      local v = s[j]
+      if type(v) ~= "number" or not math.tointeger(v) then
+        error(("%s: sequence %d, token %d is %s, not an integer token id"):format(what, i, j,
+              type(v) == "number" and tostring(v) or "a " .. type(v)), 3)
+      end
+    end
+  end
+  local maxlen, lens, rows = 0, {}, {}
+  for i, s in ipairs(seqs) do lens[i] = #s; if #s > maxlen then maxlen = #s end end
+  for i, s in ipairs(seqs) do
+    local r = {}
+    for t = 1, maxlen do r[t] = s[t] or pad_id end
+    rows[i] = r
+  end
+  local t = require("confit").tensor(rows, {dtype = "i64"})
+  PADDED[t] = {lens = table.move(lens, 1, #lens, 1, {}), pad = pad_id}   -- a copy: the caller may change its lens
+  return t, lens
+end
+
 --- Sums of completion-token log-probs per row: [B]. ids: an i64 [B, T] tensor, or a list of
 --- token-id lists (of any lengths: padded here, each row scored up to its own length);
 --- opts.temperature (default 1), opts.lens (total lengths when a tensor's rows are right-padded;
@@ -215,7 +250,7 @@ function Model:logprobs(ids, prompt_lens, opts)
         error(("logprobs: ids[%d] must be a list of token ids like ids[1], got %s"):format(i, type(row)), 2)
       end
     end
-    ids, own = M.pad(ids)
+    ids, own = pad_rows(ids, 0, "logprobs")
   end
   if own then   -- the rows' own lengths: of token lists, or of a tensor M.pad made
     if lens == nil then lens = own
@@ -240,23 +275,7 @@ end
 
 --- Right-pad token lists into an i64 [B, Tmax] tensor; returns ids, lens.
 function M.pad(seqs, pad_id)
-  pad_id = pad_id or 0
-  if type(seqs) ~= "table" then error("pad: seqs must be a list of token-id lists, got " .. type(seqs), 2) end
-  pad_id = math.tointeger(pad_id) or error("pad: pad_id must be an integer, got " .. tostring(pad_id), 2)
-  for i, s in ipairs(seqs) do
-    if type(s) ~= "table" or getmetatable(s) ~= nil then
-      error(("pad: sequence %d must be a list of token ids, got %s"):format(i, type(s)), 2)
-    end
-  end
-  local maxlen, lens, rows = 0, {}, {}
-  for i, s in ipairs(seqs) do lens[i] = #s; if #s > maxlen then maxlen = #s end end
-  for i, s in ipairs(seqs) do
-    local r = {}
-    for t = 1, maxlen do r[t] = s[t] or pad_id end
-    rows[i] = r
-  end
-  local t = require("confit").tensor(rows, {dtype = "i64"})
-  PADDED[t] = {lens = table.move(lens, 1, #lens, 1, {}), pad = pad_id}   -- a copy: the caller may change its lens
+  local t, lens = pad_rows(seqs, pad_id, "pad")   -- (no tail call: its errors name our caller)
   return t, lens
 end
 Model.pad = function(_, seqs, pad_id) return M.pad(seqs, pad_id) end

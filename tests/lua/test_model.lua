@@ -716,6 +716,14 @@ H.case("model methods refuse bad arguments by name", function()
   H.raises(function() model.pad({{1}, confit.tensor({1, 2})}) end, "pad: sequence 2", "userdata")
   H.raises(function() model.pad({{1}}, 0.5) end, "pad: pad_id must be an integer", "0.5")
   local m = assert(confit.load(FIXTURES[1]))
+  -- (twenty-fourth session) a table's address, and the tensor constructor's line in model.lua
+  for _, c in ipairs({{function() m:pad({{1}}, {value = -1}) end, "pad: pad_id must be an integer (m:pad(seqs [, pad_id])), got table"},
+                      {function() m:pad({{1.5}}) end, "pad: sequence 1, token 1 is 1.5, not an integer token id"},
+                      {function() model.pad({{1, 2}, {3, "x"}}) end, "pad: sequence 2, token 2 is a string"},
+                      {function() m:logprobs({{1, 2.5}}, {1}) end, "logprobs: sequence 1, token 2 is 2.5"}}) do
+    local err = H.raises(c[1], c[2])
+    H.ok(not err:find("0x") and err:find("^tests/lua/test_model.lua:%d+:"), "at the caller's line, no address: " .. err)
+  end
   H.raises(function() m:init_random("x", 0.02) end, "init_random: seed must be an integer", "x")
   H.raises(function() m:init_random(1, -1) end, "init_random: std must be a finite number >= 0", "-1")
   H.raises(function() m:init_random(1, 0 / 0) end, "init_random: std")
