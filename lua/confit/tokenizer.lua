@@ -41,6 +41,10 @@ function M.new(path)
   if type(path) ~= "string" then
     error("confit.tokenizer.new: path must be a string, got " .. type(path), 2)
   end
+  -- "" is a folder to the file system's eye ("" .. "/." is "/."): said as the empty path it is
+  if path == "" then
+    return nil, "tokenizer: the path is empty: give a tokenizer.json or a model folder holding one"
+  end
   -- a folder (a model's, as confit.load takes): the tokenizer.json in it
   if require("confit.cli").is_dir(path) then
     local dir = path

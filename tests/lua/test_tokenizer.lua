@@ -713,6 +713,9 @@ H.case("a folder holding tokenizer.json loads; tokenizer_config.json is named as
   H.eq(assert(tokenizer.new("examples/toy/model/")).path, "examples/toy/model/tokenizer.json", "trailing slash")
   local t, err = confit.tokenizer("tests")
   H.ok(t == nil and err == "tokenizer: tests is a folder without a tokenizer.json", tostring(err))
+  -- (twenty-fourth session) "" was "a folder without a tokenizer.json" (cli.is_dir("") is true)
+  t, err = confit.tokenizer("")
+  H.ok(t == nil and err:find("^tokenizer: the path is empty"), tostring(err))
   t, err = confit.tokenizer("examples/toy/model/tokenizer_config.json")
   H.ok(t == nil and err:find("not a Hugging Face tokenizer.json (a tokenizer_config.json? give the tokenizer.json beside it)",
                              1, true), tostring(err))
