@@ -764,10 +764,17 @@ local function check_flags(o)
   -- --method-opt KEY=VALUE: train.run's method_opts (a method of one's own)
   local mo = {}
   for _, s in ipairs(o.method_opt or {}) do
-    local k, v = s:match("^([%a_][%w_]*)=(.*)$")
+    local k, v = s:match("^([^=]*)=(.*)$")
     if not k then die("--method-opt %s: give KEY=VALUE, an option's name and its value (--method-opt my_thresh=3)", s) end
+    if not k:match(train.OPTION_NAME) then
+      die("--method-opt %s: the key %q must be a plain name (letters, digits and _, not starting with a digit)", s, k)
+    end
+    -- ' 3' read as the number 3 until the twenty-fourth session: a value is taken as written
+    if v:match("^%s") or v:match("%s$") then
+      die("--method-opt %s: the value %q begins or ends with white space (write %s=VALUE, no space around '=')", s, v, k)
+    end
     if mo[k] ~= nil then die("--method-opt %s: %s is given twice (give each option once)", s, k) end
-    local n = v:match("^[%s%d%.eE+-]+$") and tonumber(v)
+    local n = v:match("^[%d%.eE+-]+$") and tonumber(v)
     if v == "true" or v == "false" then mo[k] = v == "true"
     elseif n then mo[k] = math.tointeger(n) or n
     else mo[k] = v end
@@ -1047,7 +1054,8 @@ local function help_notes()
     "  with methods; the other methods do not read them (train.run passes each method only the\n" ..
     "  options it reads, rl.reads).\n" ..
     "--method-opt KEY=VALUE (repeatable): an option of a method of one's own, given to its loss as\n" ..
-    "  opts.KEY (VALUE: a number when it reads as one, true / false, else the text); recorded in\n" ..
+    "  opts.KEY (KEY: letters, digits and _, not starting with a digit; VALUE, no space around '=': a\n" ..
+    "  number when it reads as one, true / false, else the text); recorded in\n" ..
     "  config.json (method_opts) and compared on --resume (docs/TOY.md, \"Your own loss\").\n" ..
     "--temperature / --loss-temperature: the loss's temperature T needs 1 / T finite: >= 5.6e-309 on the\n" ..
     "  CPU, 3e-39 to 1e45 with --device cuda (its losses scale in float).\n" ..

@@ -779,16 +779,21 @@ end
 
 --- nil, or what is wrong with method_opts, train.run's options for a method of one's own
 --- (merged into the opts its loss receives) for method (a canonical name): a table of names
---- (strings that are no option of train.run's own) to numbers, strings or booleans (recorded
+--- (letters, digits and _, not starting with a digit; no option of train.run's own) to numbers,
+--- strings or booleans (recorded
 --- with the checkpoints); a built-in method takes none (it reads train.run's own options only).
+-- the names method_opts may use (rlsc's --method-opt KEY=VALUE refuses any other key too)
+M.OPTION_NAME = "^[%a_][%w_]*$"
+
 function M.method_opts_problem(mo, method)
   if mo == nil then return nil end
   if type(mo) ~= "table" then
     return "method_opts must be a table of a method's own options ({my_thresh = 3}), got " .. rl.show(mo)
   end
   for k in pairs(mo) do
-    if type(k) ~= "string" or k == "" then
-      return ("method_opts: a key must be an option's name (a string), got %s"):format(rl.show(k))
+    if type(k) ~= "string" or not k:match(M.OPTION_NAME) then
+      return ("method_opts: a key must be an option's name (a string of letters, digits and _, not starting with a "
+              .. "digit), got %s"):format(rl.show(k))
     end
   end
   for _, k in ipairs(sorted_keys(mo)) do

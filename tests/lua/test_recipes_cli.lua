@@ -1387,6 +1387,10 @@ H.case("rlsc: --method-opt KEY=VALUE reaches a method of one's own and config.js
     {"--method thr --method-opt my_thresh=3 --method-opt my_thresh=4", "my_thresh is given twice"},
     {"--method l2 --method-opt my_thresh=3", "--method-opt my_thresh=3: --method l2 is built in"},
     {"--method thr --method-opt alpha=3", "--method-opt alpha=3: alpha is a setting of its own (--alpha)"},
+    -- (twenty-fourth session) KEY=VALUE was said to these, which are; and ' 3' became 3
+    {"--method thr --method-opt é=ü", '--method-opt é=ü: the key "é" must be a plain name (letters, digits and _'},
+    {"--method thr --method-opt x.y=2", '--method-opt x.y=2: the key "x.y" must be a plain name'},
+    {"--method thr --method-opt 'x= 3'", "--method-opt x= 3: the value \" 3\" begins or ends with white space"},
     {"--method thr --kl-coef 0.5", "--kl-coef 0.5: --method thr has no KL term"},
   }) do
     local out = TMP .. "/mo_bad"

@@ -1772,6 +1772,10 @@ H.case("train.run checks every option before anything runs, one line naming it a
     {{method_opts = {my_thresh = 3}}, "method_opts.my_thresh: method l2 is built in"},
     {{method_opts = {alpha = 3}, method = "test_w24"}, "method_opts.alpha: alpha is an option of train.run itself"},
     {{method_opts = {[1] = 3}, method = "test_w24"}, "method_opts: a key must be", "got 1"},
+    -- (twenty-fourth session) keys rlsc's --method-opt refuses were taken
+    {{method_opts = {["a b"] = 1}, method = "test_w24"}, "method_opts: a key must be", 'got "a b"'},
+    {{method_opts = {["a=b"] = 1}, method = "test_w24"}, "method_opts: a key must be", "letters, digits and _"},
+    {{method_opts = {["1x"] = 1}, method = "test_w24"}, "method_opts: a key must be", 'got "1x"'},
     {{method_opts = {x = {}}, method = "test_w24"}, "method_opts.x must be a finite number, a string or a boolean"},
   }
   rl.register_weighted("test_w24", function(lpv) local w = {} for i = 1, #lpv do w[i] = 1 end return w end)
