@@ -60,7 +60,11 @@ function M.report(rows, opts)
     end
   end
   local top = opts.top or 25
-  if type(top) ~= "number" or top < 1 then error("profiler.report: top must be a number >= 1", 2) end
+  -- (NaN passed the old "number >= 1" check and printed no rows; 1.5 passed too)
+  if type(top) ~= "number" or not math.tointeger(top) or top < 1 then
+    error("profiler.report: top must be an integer >= 1 (the rows shown), got " .. tostring(top), 2)
+  end
+  top = math.tointeger(top)
   local kept = {}
   for _, r in ipairs(rows) do
     if not opts.phase or r.phase == opts.phase then kept[#kept + 1] = r end

@@ -51,7 +51,7 @@ return {
   ["confit.save_safetensors"] = "confit.save_safetensors(path, tensors [, metadata]) -> true: writes name -> tensor atomically (temp file, fsync, rename)",
   ["confit.tokenizer"] = "confit.tokenizer(path) -> tok | nil, msg: byte-level BPE from a Hugging Face tokenizer.json, or from the tokenizer.json in the folder path (a model folder); tok:encode(text), tok:decode(ids), tok:chat(messages)",
   ["confit.profile"] = "confit.profile(fn, ...) -> rows, fn's results: runs fn with the profiler on; rows per (phase, region): calls, host and device time; a phase fn sets ends with it (the one before is set again)",
-  ["confit.profiler.report"] = "confit.profiler.report(rows [, {top=25, phase=}]) -> string: the profile rows as a table, largest first (top: how many rows; phase: only that phase's)",
+  ["confit.profiler.report"] = "confit.profiler.report(rows [, {top=25, phase=}]) -> string: the profile rows as a table, largest first (top: how many rows, an integer >= 1; phase: only that phase's)",
   ["rl.backward"] = "rl.backward(method, batch, {alpha=, temperature=, micro_batch=K, ...}) -> loss value, metrics: the loss's gradient, K sequences per forward/backward (require \"confit.rl\")",
   ["rl.aliases"] = "rl.aliases() -> list: the built-in methods' aliases as \"alias = method\" strings, sorted (rl.resolve maps them)",
   ["rl.loss"] = "rl.loss(method, batch, opts) -> loss tensor, metrics: an RL method's loss by name (require \"confit.rl\"; rl.batch builds the batch); opts: temperature, alpha, clip_eps, kl_coef, clip_max, micro_batch (a built-in method takes only those it reads, rl.reads, and refuses others; a method of one's own gets them all, and train.run's method_opts / rlsc's --method-opt)",

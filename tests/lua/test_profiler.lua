@@ -75,6 +75,10 @@ H.case("rows are sorted, largest first, and the report shows them", function()
   H.ok(text:find("total", 1, true), "report has a total line")
   H.eq(P.total(rows).calls, 4, "total calls")
   H.raises(function() P.report(rows, {top = 0}) end, "top must be")
+  -- (twenty-fourth session) NaN (no rows printed) and 1.5 were taken
+  H.raises(function() P.report(rows, {top = 0 / 0}) end, "profiler.report: top must be an integer >= 1", "nan")
+  H.raises(function() P.report(rows, {top = 1.5}) end, "profiler.report: top must be an integer >= 1", "1.5")
+  H.ok(P.report(rows, {top = 1.0}):find("total"), "an integral float is an integer")
   H.raises(function() P.report(rows, 5) end, "opts must be a table", "number")
   -- (h24 walkthrough) {tops = 3} printed 25 rows without a word
   H.raises(function() P.report(rows, {tops = 3}) end, "unknown option tops (options: phase, top)")
