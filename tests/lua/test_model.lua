@@ -722,7 +722,7 @@ H.case("model methods refuse bad arguments by name", function()
                       {function() model.pad({{1, 2}, {3, "x"}}) end, "pad: sequence 2, token 2 is a string"},
                       {function() m:logprobs({{1, 2.5}}, {1}) end, "logprobs: sequence 1, token 2 is 2.5"}}) do
     local err = H.raises(c[1], c[2])
-    H.ok(not err:find("0x") and err:find("^tests/lua/test_model.lua:%d+:"), "at the caller's line, no address: " .. err)
+    H.ok(not err:find("0x") and err:find("test_model.lua:%d+: ") and not err:find("model.lua:%d+: tensor"), "at the caller's line, no address: " .. err)
   end
   H.raises(function() m:init_random("x", 0.02) end, "init_random: seed must be an integer", "x")
   H.raises(function() m:init_random(1, -1) end, "init_random: std must be a finite number >= 0", "-1")
