@@ -511,16 +511,20 @@ local function run_real(o, m, say)
   end
   if o.before_redo then say("rlsc: --resume: " .. o.before_redo .. "; evaluating again before training") end
   local timing = {}
-  local t0 = confit.clock()
-  local before = do_eval("before")
-  if before then
-    timing.eval_before_s = confit.clock() - t0
-    if (before.resumed or 0) > 0 then
-      timing.eval_before_resumed = before.resumed
-      say(("rlsc: the evaluation before training resumed %d of %d problems from %s/eval_before.jsonl%s")
-          :format(before.resumed, before.n, o.out, before.resumed == before.n and " (kept; nothing generated)" or ""))
+  -- an evaluation, its time and what it resumed in timing (eval_<stage>_s, eval_<stage>_resumed)
+  local function timed_eval(stage)
+    local t0 = confit.clock()
+    local r = do_eval(stage)
+    if not r then return nil end
+    timing["eval_" .. stage .. "_s"] = confit.clock() - t0
+    if (r.resumed or 0) > 0 then
+      timing["eval_" .. stage .. "_resumed"] = r.resumed
+      say(("rlsc: the evaluation %s training resumed %d of %d problems from %s/eval_%s.jsonl%s"):format(stage,
+          r.resumed, r.n, o.out, stage, r.resumed == r.n and " (kept; nothing generated)" or ""))
     end
+    return r
   end
+  local before = timed_eval("before")
   local t1 = confit.clock()
   local steps = train.run(train_opts(o, m, questions, say, {
     stop = stop, extract = extract, answer_key = function(a) return grade.normalize(a, gopts) end,
@@ -531,16 +535,7 @@ local function run_real(o, m, say)
     end or nil,
   }))
   timing.train_s = confit.clock() - t1
-  local t2 = confit.clock()
-  local after = do_eval("after")
-  if after then
-    timing.eval_after_s = confit.clock() - t2
-    if (after.resumed or 0) > 0 then
-      timing.eval_after_resumed = after.resumed
-      say(("rlsc: the evaluation after training resumed %d of %d problems from %s/eval_after.jsonl%s")
-          :format(after.resumed, after.n, o.out, after.resumed == after.n and " (kept; nothing generated)" or ""))
-    end
-  end
+  local after = timed_eval("after")
   if o.save_model then m:save(o.out .. "/model") end
   return before, after, steps, timing, problems and #problems or 0
 end
@@ -1174,21 +1169,18 @@ local function main(argv)
   end
   -- the times of what ran (no evaluation: no "eval before 0.0s")
   local times = {}
-  local kept = timing.eval_before_resumed
-  if kept and before and kept == before.n then
-    times[#times + 1] = "eval before kept"   -- every record resumed: nothing was evaluated
-  elseif timing.eval_before_s then
-    times[#times + 1] = ("eval before %.1fs"):format(timing.eval_before_s)
-    if kept then times[#times] = times[#times] .. (" (resumed %d of %d)"):format(kept, before.n) end
+  local function eval_time(stage, r)
+    local kept = timing["eval_" .. stage .. "_resumed"]
+    if kept and r and kept == r.n then
+      times[#times + 1] = "eval " .. stage .. " kept"   -- every record resumed: nothing was evaluated
+    elseif timing["eval_" .. stage .. "_s"] then
+      times[#times + 1] = ("eval %s %.1fs"):format(stage, timing["eval_" .. stage .. "_s"])
+      if kept then times[#times] = times[#times] .. (" (resumed %d of %d)"):format(kept, r.n) end
+    end
   end
+  eval_time("before", before)
   if timing.train_s then times[#times + 1] = ("training %.1fs"):format(timing.train_s) end
-  local kept_after = timing.eval_after_resumed
-  if kept_after and after and kept_after == after.n then
-    times[#times + 1] = "eval after kept"
-  elseif timing.eval_after_s then
-    times[#times + 1] = ("eval after %.1fs"):format(timing.eval_after_s)
-    if kept_after then times[#times] = times[#times] .. (" (resumed %d of %d)"):format(kept_after, after.n) end
-  end
+  eval_time("after", after)
   times[#times + 1] = ("total %.1fs"):format(timing.total_s)
   say("time: " .. table.concat(times, ", "))
   local last = {config = cfg}
