@@ -99,7 +99,8 @@ local function emit(fields)
 end
 
 if not (confit.cuda and confit.cuda.available and confit.cuda.available()) then
-  emit({{"bench", "skip"}, {"reason", "no usable GPU (confit.cuda.available() is false)"}})
+  local why = confit.cuda and confit.cuda.device_name and select(2, confit.cuda.device_name()) or "a build without CUDA"
+  emit({{"bench", "skip"}, {"reason", "no usable GPU (" .. tostring(why) .. ")"}})
   os.exit(0)
 end
 card = confit.cuda.device_name() or "?"

@@ -28,7 +28,8 @@ for k in o.ks:gmatch("[^,]+") do
   ks[#ks + 1] = v
 end
 if o.device == "cuda" and not (confit.cuda and confit.cuda.available()) then
-  io.stderr:write("micro_batch.lua: --device cuda: no usable GPU\n"); os.exit(1)
+  local why = confit.cuda and select(2, confit.cuda.device_name()) or "a build without CUDA"
+  io.stderr:write("micro_batch.lua: --device cuda: no usable GPU (" .. tostring(why) .. ")\n"); os.exit(1)
 end
 
 local VOCAB = 8000

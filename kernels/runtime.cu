@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 extern "C" {
 #include "optim.h"
@@ -528,7 +529,11 @@ static int do_init(void) {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0) {
-    snprintf(g_init_msg, sizeof g_init_msg, "no CUDA device: %s",
+    /* without any driver the runtime says "driver version is insufficient", which sends the
+     * user to upgrade a driver that is not there: the kernel module's /proc entry tells */
+    bool no_driver = e == cudaErrorInsufficientDriver && access("/proc/driver/nvidia/version", F_OK) != 0;
+    snprintf(g_init_msg, sizeof g_init_msg, "no CUDA device: %s%s",
+             no_driver ? "no NVIDIA driver is loaded (no /proc/driver/nvidia); CUDA says: " : "",
              e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
     cudaGetLastError();
     return -1;

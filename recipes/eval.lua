@@ -475,7 +475,11 @@ function M.main(argv)
   local common = plans[1] and plans[1].cfg
   if device == "cuda" then
     local confit = require "confit"
-    if not (confit.cuda and confit.cuda.available()) then die("--device cuda: no usable GPU") end
+    if not (confit.cuda and confit.cuda.available()) then
+      local why = " (a build without CUDA)"
+      if confit.cuda then why = " (" .. tostring(select(2, confit.cuda.device_name())) .. ")" end
+      die("--device cuda: no usable GPU%s", why)
+    end
   end
 
   -- the folders are made before the model is loaded; a failure from here on removes those made

@@ -963,7 +963,11 @@ local function check(o)
   if tok then tok:free() end
   if o.device == "cuda" then
     local confit = require "confit"
-    if not (confit.cuda and confit.cuda.available()) then die("--device cuda: no usable GPU") end
+    if not (confit.cuda and confit.cuda.available()) then
+      local why = " (a build without CUDA)"
+      if confit.cuda then why = " (" .. tostring(select(2, confit.cuda.device_name())) .. ")" end
+      die("--device cuda: no usable GPU%s", why)
+    end
   end
   check_out_dir(o)
   -- --resume keeps the evaluation before training of the run it continues, also one cut short

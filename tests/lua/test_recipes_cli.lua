@@ -757,7 +757,10 @@ do
   }
   if not gpu then
     cases[#cases + 1] = {"eval", eval_line("--bench toy --limit 1 --device cuda", FE .. "/o-cuda"),
-                         {"--device cuda: no usable GPU"}}
+                         {"--device cuda: no usable GPU (", "CUDA"}}
+    -- (twenty-fourth session) the reason, as confit.cuda.device_name() gives it, in the one line
+    local _, why = require("confit").cuda.device_name()
+    cases[#cases + 1] = {"rlsc", "--device cuda --out " .. q(FE .. "/r-cuda"), {"--device cuda: no usable GPU (" .. tostring(why) .. ")"}}
   end
   local res = run_side_by_side(FE, cases)
   for i, c in ipairs(cases) do
