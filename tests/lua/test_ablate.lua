@@ -772,6 +772,17 @@ H.case("a repeatable flag takes a list in base and a repeated --set (method_opt)
   H.eq(code, 1, text); H.ok(text:find("steps is set twice", 1, true), text)
 end)
 
+H.case("a grid on a GPU this machine lacks is refused once, before any run", function()
+  local confit = require "confit"
+  if confit.cuda and confit.cuda.available() then return end   -- a GPU machine runs such grids
+  local gridf = TMP .. "/g_cuda.lua"
+  write(gridf, ("return {base = {device = \"cuda\", steps = 1}, grid = {seed = {1, 2}}, out = %q}"):format(TMP .. "/g_cuda"))
+  local code, text = run_cmd("'" .. gridf .. "'")
+  H.eq(code, 1, text)
+  H.ok(text:find("run seed=1: --device cuda: no usable GPU (", 1, true), text)
+  H.ok(not read(TMP .. "/g_cuda/grid.json"), "nothing written")
+end)
+
 H.case("U2: run from another folder, the default recipe is found; a missing recipe is refused", function()
   local here = io.popen("pwd"):read("l")
   local exe = EXE:sub(1, 1) == "/" and EXE or (here .. "/" .. EXE)
