@@ -98,9 +98,9 @@ local function emit(fields)
   io.stdout:flush()
 end
 
-if not (confit.cuda and confit.cuda.available and confit.cuda.available()) then
-  local why = confit.cuda and confit.cuda.device_name and select(2, confit.cuda.device_name()) or "a build without CUDA"
-  emit({{"bench", "skip"}, {"reason", "no usable GPU (" .. tostring(why) .. ")"}})
+local no_gpu = require("confit.cli").gpu_problem()
+if no_gpu then
+  emit({{"bench", "skip"}, {"reason", "no usable GPU (" .. no_gpu .. ")"}})
   os.exit(0)
 end
 card = confit.cuda.device_name() or "?"

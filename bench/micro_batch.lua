@@ -27,9 +27,9 @@ for k in o.ks:gmatch("[^,]+") do
   if not v or v < 0 then io.stderr:write("micro_batch.lua: --ks wants integers >= 0, got ", k, "\n"); os.exit(1) end
   ks[#ks + 1] = v
 end
-if o.device == "cuda" and not (confit.cuda and confit.cuda.available()) then
-  local why = confit.cuda and select(2, confit.cuda.device_name()) or "a build without CUDA"
-  io.stderr:write("micro_batch.lua: --device cuda: no usable GPU (" .. tostring(why) .. ")\n"); os.exit(1)
+local no_gpu = o.device == "cuda" and require("confit.cli").gpu_problem()
+if no_gpu then
+  io.stderr:write("micro_batch.lua: --device cuda: no usable GPU (" .. no_gpu .. ")\n"); os.exit(1)
 end
 
 local VOCAB = 8000

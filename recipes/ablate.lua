@@ -480,11 +480,8 @@ function M.check_recipe(spec, where, opts)
     -- a run on a GPU this machine lacks: refused once, here (every point started and failed
     -- alike, leaving a folder each, before the twenty-fourth session)
     if starts and flags.device and o.device == "cuda" then
-      local confit = require "confit"
-      if not (confit.cuda and confit.cuda.available()) then
-        local why = confit.cuda and tostring(select(2, confit.cuda.device_name())) or "a build without CUDA"
-        die("%s: run %s: --device cuda: no usable GPU (%s)", where, r.dir, why)
-      end
+      local why = cli.gpu_problem()
+      if why then die("%s: run %s: --device cuda: no usable GPU (%s)", where, r.dir, why) end
     end
     local method = M.settings(spec, r).method
     if method and flags.method then

@@ -474,12 +474,8 @@ function M.main(argv)
   tok:free()
   local common = plans[1] and plans[1].cfg
   if device == "cuda" then
-    local confit = require "confit"
-    if not (confit.cuda and confit.cuda.available()) then
-      local why = " (a build without CUDA)"
-      if confit.cuda then why = " (" .. tostring(select(2, confit.cuda.device_name())) .. ")" end
-      die("--device cuda: no usable GPU%s", why)
-    end
+    local why = cli.gpu_problem()
+    if why then die("--device cuda: no usable GPU (%s)", why) end
   end
 
   -- the folders are made before the model is loaded; a failure from here on removes those made

@@ -962,12 +962,8 @@ local function check(o)
   end
   if tok then tok:free() end
   if o.device == "cuda" then
-    local confit = require "confit"
-    if not (confit.cuda and confit.cuda.available()) then
-      local why = " (a build without CUDA)"
-      if confit.cuda then why = " (" .. tostring(select(2, confit.cuda.device_name())) .. ")" end
-      die("--device cuda: no usable GPU%s", why)
-    end
+    local why = cli.gpu_problem()
+    if why then die("--device cuda: no usable GPU (%s)", why) end
   end
   check_out_dir(o)
   -- --resume keeps the evaluation before training of the run it continues, also one cut short

@@ -464,6 +464,14 @@ function M.is_dir(path)
   return false
 end
 
+--- nil when a GPU is usable, else why not (confit.cuda.device_name's reason: no device, no
+--- driver, a build without CUDA), for "--device cuda: no usable GPU (<reason>)".
+function M.gpu_problem()
+  local cuda = require("confit").cuda
+  if cuda.available() then return nil end
+  return tostring(select(2, cuda.device_name()))
+end
+
 --- What an existing path that is no folder is, for "--out PATH is ...": "a file, not a folder",
 --- "a link to no folder (its target is missing or not a folder)", "a device, FIFO or socket, ..."
 function M.not_a_folder(path)
