@@ -45,6 +45,32 @@ static int check_float(const char *op, const cf_tensor *x) {
   return CF_ERR("%s: unsupported dtype %s on the CPU", op, cf_dtype_name(x->dtype));
 }
 
+/* x seen as rows along a dim (the shared prologue of every kernel here): x made contiguous (a
+ * copy only when it is not; rows_done releases it), [outer, n, inner] around the dim (all_ok:
+ * CF_DIM_ALL is one row of numel), rows = outer * inner, row r's first element at base(r) and
+ * its elements inner apart. */
+typedef struct {
+  cf_tensor *x;
+  const void *p;
+  bool f32;
+  int64_t outer, n, inner, rows;
+} rows_view;
+
+static int rows_init(rows_view *v, const char *name, cf_tensor *x0, int64_t dim, bool all_ok) {
+  v->x = NULL;
+  if (check_float(name, x0)) return -1;
+  if (cf_reduce_geometry(name, x0, dim, all_ok, &v->outer, &v->n, &v->inner)) return -1;
+  v->rows = v->outer * v->inner;
+  if (!(v->x = cf_tensor_contiguous(x0))) return -1;
+  v->p = cf_tensor_data(v->x);
+  v->f32 = v->x->dtype == CF_DTYPE_F32;
+  return 0;
+}
+static inline int64_t rows_base(const rows_view *v, int64_t r) {
+  return (r / v->inner) * v->n * v->inner + r % v->inner;
+}
+static void rows_done(rows_view *v) { cf_tensor_release(v->x); v->x = NULL; }
+
 /* ---------------------------------------------------------------- reductions */
 
 typedef enum { R_SUM, R_MEAN, R_MAX, R_ARGMAX, R_MIN, R_ARGMIN, R_LSE, R_VAR } reduce_op;
@@ -108,26 +134,22 @@ static double row_reduce(reduce_op op, const void *x, bool f32, int64_t base, in
 
 /* out [x's shape with dim reduced (kept as 1 when keepdim)] = reduce(x [..]) */
 static int reduce(const char *name, reduce_op op, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
-  if (check_float(name, x0)) return -1;
-  int64_t outer = 0, n = 0, inner = 0;
-  if (cf_reduce_geometry(name, x0, a->i[0], true, &outer, &n, &inner)) return -1;
-  int64_t rows = outer * inner;
-  if ((op == R_MAX || op == R_ARGMAX || op == R_MIN || op == R_ARGMIN) && cf_reduce_nonempty(name, x0, n, rows))
+  rows_view v;
+  if (rows_init(&v, name, x0, a->i[0], true)) return -1;
+  if ((op == R_MAX || op == R_ARGMAX || op == R_MIN || op == R_ARGMIN) && cf_reduce_nonempty(name, x0, v.n, v.rows)) {
+    rows_done(&v);
     return -1;
-  bool unbiased = op == R_VAR && (a->ni < 3 || a->i[2] != 0);
-  cf_tensor *x = cf_tensor_contiguous(x0);
-  if (!x) return -1;
-  const void *xp = cf_tensor_data(x);
-  void *op_ = cf_tensor_data(out);
-  bool f32 = x->dtype == CF_DTYPE_F32;
-  #pragma omp parallel for if (rows > 1 && rows * n > CF_OMP_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t base = (r / inner) * n * inner + r % inner;
-    if (op == R_ARGMAX || op == R_ARGMIN)
-      ((int64_t *)op_)[r] = row_argmax(xp, f32, base, inner, n, op == R_ARGMAX ? 1.0 : -1.0);
-    else st(op_, f32, r, row_reduce(op, xp, f32, base, inner, n, unbiased));
   }
-  cf_tensor_release(x);
+  bool unbiased = op == R_VAR && (a->ni < 3 || a->i[2] != 0);
+  void *op_ = cf_tensor_data(out);
+  #pragma omp parallel for if (v.rows > 1 && v.rows * v.n > CF_OMP_MIN)
+  for (int64_t r = 0; r < v.rows; r++) {
+    int64_t base = rows_base(&v, r);
+    if (op == R_ARGMAX || op == R_ARGMIN)
+      ((int64_t *)op_)[r] = row_argmax(v.p, v.f32, base, v.inner, v.n, op == R_ARGMAX ? 1.0 : -1.0);
+    else st(op_, v.f32, r, row_reduce(op, v.p, v.f32, base, v.inner, v.n, unbiased));
+  }
+  rows_done(&v);
   return 0;
 }
 
@@ -156,28 +178,21 @@ int cf_cpu_logsumexp(cf_tensor *out, cf_tensor *const *in, int nin, const cf_arg
 /* cumsum "T d k": out [x's shape] = running sums along a->i[0], from the end when a->i[1] */
 int cf_cpu_cumsum(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
-  cf_tensor *x0 = in[0];
-  if (check_float("cumsum", x0)) return -1;
-  int64_t outer = 0, n = 0, inner = 0;
-  if (cf_reduce_geometry("cumsum", x0, a->i[0], false, &outer, &n, &inner)) return -1;
+  rows_view v;
+  if (rows_init(&v, "cumsum", in[0], a->i[0], false)) return -1;
   bool reverse = a->ni > 1 && a->i[1] != 0;
-  cf_tensor *x = cf_tensor_contiguous(x0);
-  if (!x) return -1;
-  const void *xp = cf_tensor_data(x);
   void *o = cf_tensor_data(out);
-  bool f32 = x->dtype == CF_DTYPE_F32;
-  int64_t rows = outer * inner;
-  #pragma omp parallel for if (rows > 1 && rows * n > CF_OMP_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t base = (r / inner) * n * inner + r % inner;
+  #pragma omp parallel for if (v.rows > 1 && v.rows * v.n > CF_OMP_MIN)
+  for (int64_t r = 0; r < v.rows; r++) {
+    int64_t base = rows_base(&v, r);
     double acc = 0;
-    for (int64_t j = 0; j < n; j++) {
-      int64_t i = base + (reverse ? n - 1 - j : j) * inner;
-      acc += ld(xp, f32, i);
-      st(o, f32, i, acc);
+    for (int64_t j = 0; j < v.n; j++) {
+      int64_t i = base + (reverse ? v.n - 1 - j : j) * v.inner;
+      acc += ld(v.p, v.f32, i);
+      st(o, v.f32, i, acc);
     }
   }
-  cf_tensor_release(x);
+  rows_done(&v);
   return 0;
 }
 
@@ -204,35 +219,29 @@ static int sort_desc(const void *pa, const void *pb) {
 
 /* out [x's shape] = x sorted along a->i[0] (values; indices i64 when idx), descending when a->i[1] */
 static int sort_kernel(const char *name, bool idx, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
-  if (check_float(name, x0)) return -1;
-  int64_t outer = 0, n = 0, inner = 0;
-  if (cf_reduce_geometry(name, x0, a->i[0], false, &outer, &n, &inner)) return -1;
+  rows_view v;
+  if (rows_init(&v, name, x0, a->i[0], false)) return -1;
   bool desc = a->ni > 1 && a->i[1] != 0;
-  int64_t rows = outer * inner;
-  if (rows == 0 || n == 0) return 0;
-  cf_tensor *x = cf_tensor_contiguous(x0);
-  if (!x) return -1;
-  sort_item *buf = malloc((size_t)rows * (size_t)n * sizeof *buf);
+  if (v.rows == 0 || v.n == 0) { rows_done(&v); return 0; }   /* nothing to write (qsort of none) */
+  sort_item *buf = malloc((size_t)v.rows * (size_t)v.n * sizeof *buf);
   if (!buf) {
-    cf_tensor_release(x);
-    return CF_ERR("%s: out of memory for %lld sort items", name, (long long)(rows * n));
+    rows_done(&v);
+    return CF_ERR("%s: out of memory for %lld sort items", name, (long long)(v.rows * v.n));
   }
-  const void *xp = cf_tensor_data(x);
   void *o = cf_tensor_data(out);
-  bool f32 = x->dtype == CF_DTYPE_F32;
-  #pragma omp parallel for if (rows > 1 && rows * n > CF_OMP_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t base = (r / inner) * n * inner + r % inner;
-    sort_item *row = buf + r * n;
-    for (int64_t k = 0; k < n; k++) row[k] = (sort_item){ld(xp, f32, base + k * inner), k};
-    qsort(row, (size_t)n, sizeof *row, desc ? sort_desc : sort_asc);
-    for (int64_t k = 0; k < n; k++) {
-      if (idx) ((int64_t *)o)[base + k * inner] = row[k].i;
-      else st(o, f32, base + k * inner, row[k].v);
+  #pragma omp parallel for if (v.rows > 1 && v.rows * v.n > CF_OMP_MIN)
+  for (int64_t r = 0; r < v.rows; r++) {
+    int64_t base = rows_base(&v, r);
+    sort_item *row = buf + r * v.n;
+    for (int64_t k = 0; k < v.n; k++) row[k] = (sort_item){ld(v.p, v.f32, base + k * v.inner), k};
+    qsort(row, (size_t)v.n, sizeof *row, desc ? sort_desc : sort_asc);
+    for (int64_t k = 0; k < v.n; k++) {
+      if (idx) ((int64_t *)o)[base + k * v.inner] = row[k].i;
+      else st(o, v.f32, base + k * v.inner, row[k].v);
     }
   }
   free(buf);
-  cf_tensor_release(x);
+  rows_done(&v);
   return 0;
 }
 
@@ -249,23 +258,20 @@ int cf_cpu_argsort(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args 
 
 /* out [x's shape] = softmax or log_softmax of x along dim a->i[0] */
 static int softmax(const char *name, bool logp, cf_tensor *out, cf_tensor *x0, const cf_args *a) {
-  if (check_float(name, x0)) return -1;
-  int64_t outer = 0, n = 0, inner = 0;
-  if (cf_reduce_geometry(name, x0, a->i[0], false, &outer, &n, &inner)) return -1;
-  cf_tensor *x = cf_tensor_contiguous(x0);
-  if (!x) return -1;
-  const void *xp = cf_tensor_data(x);
+  rows_view v;
+  if (rows_init(&v, name, x0, a->i[0], false)) return -1;
+  const void *xp = v.p;
   void *o = cf_tensor_data(out);
-  bool f32 = x->dtype == CF_DTYPE_F32;
-  int64_t rows = outer * inner;
-  #pragma omp parallel for if (rows > 1 && rows * n > CF_OMP_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t base = (r / inner) * n * inner + r % inner;
+  bool f32 = v.f32;
+  int64_t n = v.n, inner = v.inner;
+  #pragma omp parallel for if (v.rows > 1 && v.rows * n > CF_OMP_MIN)
+  for (int64_t r = 0; r < v.rows; r++) {
+    int64_t base = rows_base(&v, r);
     double m = -INFINITY, acc = 0;
     for (int64_t k = 0; k < n; k++) {
-      double v = ld(xp, f32, base + k * inner);
-      if (v > m || isnan(v)) m = v;
-      if (isnan(v)) break;
+      double x = ld(xp, f32, base + k * inner);
+      if (x > m || isnan(x)) m = x;
+      if (isnan(x)) break;
     }
     if (m == -INFINITY) { /* all -inf (or empty): no probability mass */
       for (int64_t k = 0; k < n; k++) st(o, f32, base + k * inner, logp ? -INFINITY : 0.0);
@@ -278,7 +284,7 @@ static int softmax(const char *name, bool logp, cf_tensor *out, cf_tensor *x0, c
       st(o, f32, base + k * inner, logp ? z - lse : exp(z) / acc);
     }
   }
-  cf_tensor_release(x);
+  rows_done(&v);
   return 0;
 }
 
