@@ -319,11 +319,13 @@ static int binary(const char *name, cf_tensor *out, cf_tensor *a, cf_tensor *b) 
   return cu_launched(name);
 }
 
-#define BINARY(name, code)                                                                       \
+/* cf_cuda_<op> of a two-input op run by host function FN<CODE>(name, out, a, b) */
+#define TWO_INPUTS(FN, name, code)                                                               \
   extern "C" int cf_cuda_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) { \
     (void)nin; (void)a;                                                                           \
-    return binary<code>(#name, out, in[0], in[1]);                                               \
+    return FN<code>(#name, out, in[0], in[1]);                                                   \
   }
+#define BINARY(name, code) TWO_INPUTS(binary, name, code)
 BINARY(add, B_ADD)
 BINARY(sub, B_SUB)
 BINARY(mul, B_MUL)
@@ -377,11 +379,7 @@ static int compare(const char *name, cf_tensor *out, cf_tensor *a, cf_tensor *b)
   return cu_launched(name);
 }
 
-#define COMPARE(name, code)                                                                      \
-  extern "C" int cf_cuda_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) { \
-    (void)nin; (void)a;                                                                           \
-    return compare<code>(#name, out, in[0], in[1]);                                              \
-  }
+#define COMPARE(name, code) TWO_INPUTS(compare, name, code)
 COMPARE(eq, C_EQ)
 COMPARE(ne, C_NE)
 COMPARE(lt, C_LT)

@@ -210,11 +210,13 @@ static int binary(const char *name, binary_op op, cf_tensor *out, cf_tensor *a, 
   return 0;
 }
 
-#define BINARY_KERNEL(name, code)                                                          \
+/* cf_cpu_<op> of a two-input op run by FN(name, code, out, a, b) */
+#define TWO_INPUTS(FN, name, code)                                                         \
   int cf_cpu_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {     \
     (void)nin; (void)a;                                                                     \
-    return binary(#name, code, out, in[0], in[1]);                                          \
+    return FN(#name, code, out, in[0], in[1]);                                              \
   }
+#define BINARY_KERNEL(name, code) TWO_INPUTS(binary, name, code)
 BINARY_KERNEL(add, B_ADD)
 BINARY_KERNEL(sub, B_SUB)
 BINARY_KERNEL(mul, B_MUL)
@@ -304,11 +306,7 @@ static int compare(const char *name, compare_op op, cf_tensor *out, cf_tensor *a
   return 0;
 }
 
-#define COMPARE_KERNEL(name, code)                                                         \
-  int cf_cpu_##name(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {     \
-    (void)nin; (void)a;                                                                     \
-    return compare(#name, code, out, in[0], in[1]);                                         \
-  }
+#define COMPARE_KERNEL(name, code) TWO_INPUTS(compare, name, code)
 COMPARE_KERNEL(eq, C_EQ)
 COMPARE_KERNEL(ne, C_NE)
 COMPARE_KERNEL(lt, C_LT)
