@@ -117,6 +117,48 @@ local function as_problems(problems)
   return out
 end
 
+-- What is wrong with a list of problems, as evaluate.run would say it, or nil and the list with
+-- toy questions read as problems (as_problems).
+local function list_problem(problems)
+  local count = 0
+  for k in pairs(problems) do
+    if math.type(k) ~= "integer" or k < 1 then return "problems must be a list (keys 1..n), got the key " .. tostring(k) end
+    count = math.max(count, k)
+  end
+  for i = 1, count do
+    if problems[i] == nil then return string.format("problems has a hole: no problem %d (of %d)", i, count) end
+  end
+  -- an empty list gave a summary with n = 0 and no acc, read as a result
+  if count == 0 then return "problems is empty: nothing to evaluate" end
+  problems = as_problems(problems)
+  local keys = {}
+  for i, p in ipairs(problems) do
+    if type(p) ~= "table" then
+      return string.format("problem %d must be a table {id=, question=, answer=}, got %s", i, type(p))
+    end
+    if p.question == nil and p.prompt ~= nil then   -- a toy question whose prompt is not text
+      return string.format("problem %d: a toy question's prompt must be text (evaluate builds each prompt from a "
+                           .. "template around it), got %s", i, type(p.prompt) == "table"
+                           and ("a table of %d values (token ids? give the text)"):format(#p.prompt) or type(p.prompt))
+    end
+    if type(p.question) ~= "string" then
+      return string.format("problem %d needs a question string (the field question, or a toy question's prompt), got question = %s",
+                           i, p.question == nil and "nil" or type(p.question))
+    end
+    if p.answer == nil then return string.format("problem %d has no answer (the field answer)", i) end
+    if p.id == nil then return string.format("problem %d has no id (the field id)", i) end
+    -- ids are written to the records and read back on resume: a string or a finite number
+    if type(p.id) ~= "string" and not (type(p.id) == "number" and p.id == p.id and math.abs(p.id) < math.huge) then
+      return string.format("problem %d: the id must be a string or a finite number, got %s", i, tostring(p.id))
+    end
+    if not p.question:find("%S") then return string.format("problem %d (id %s): the question is empty", i, tostring(p.id)) end
+    local k = tostring(p.id)
+    if keys[k] then return string.format("problems %d and %d share the id %s", keys[k], i, k) end
+    keys[k] = i
+  end
+  return nil, problems
+end
+
 -- Graders ---------------------------------------------------------------------------------------
 
 local function math_grader(mode)
@@ -717,7 +759,8 @@ local function too_long(s, id, n, ctx)
                        tostring(id), n, ctx, hint and (" (" .. hint .. ")") or "")
 end
 
---- Before a model is loaded: nil, or the message evaluate.run would fail with: the template's
+--- Before a model is loaded: nil, or the message evaluate.run would fail with: the list is
+--- empty or has a malformed problem, the template's
 --- markers are no special tokens of tokenizer, or the first problem whose prompt (opts' template,
 --- encoded with tokenizer) has no room for one new token in a context of ctx positions
 --- (config.json's max_position_embeddings; nil: no length check).
@@ -730,11 +773,12 @@ function evaluate.check_prompts(problems, opts, tokenizer, ctx)
     fail("check_prompts: tokenizer must be a tokenizer (confit.tokenizer), got " .. type(tokenizer), 2)
   end
   local s = evaluate.settings(opts, nil)
-  local bad = marker_problem(s.template, tokenizer)
+  local bad, list = list_problem(problems)
+  if bad then return bad end
+  bad = marker_problem(s.template, tokenizer)
   if bad then return bad end
   if not ctx then return nil end
-  for i, p in ipairs(as_problems(problems)) do
-    if type(p) ~= "table" then fail(("check_prompts: problem %d must be a table {id=, question=}, got %s"):format(i, type(p)), 2) end
+  for i, p in ipairs(list) do
     local text = s.apply_template(p.question, p)
     if type(text) == "string" then
       local n = #tokenizer:encode(text)
@@ -1097,42 +1141,9 @@ function evaluate.run(model, problems, opts)
     if not ok then require("confit.cli").raise_generate_error(out, "evaluation") end
     return out
   end
-  local keys = {}
-  local count = 0
-  for k in pairs(problems) do
-    if math.type(k) ~= "integer" or k < 1 then fail("problems must be a list (keys 1..n), got the key " .. tostring(k), 2) end
-    count = math.max(count, k)
-  end
-  for i = 1, count do
-    if problems[i] == nil then fail(string.format("problems has a hole: no problem %d (of %d)", i, count), 2) end
-  end
-  -- an empty list gave a summary with n = 0 and no acc, read as a result
-  if count == 0 then fail("problems is empty: nothing to evaluate", 2) end
-  problems = as_problems(problems)
-  for i, p in ipairs(problems) do
-    if type(p) ~= "table" then
-      fail(string.format("problem %d must be a table {id=, question=, answer=}, got %s", i, type(p)), 2)
-    end
-    if p.question == nil and p.prompt ~= nil then   -- a toy question whose prompt is not text
-      fail(string.format("problem %d: a toy question's prompt must be text (evaluate builds each prompt from a "
-                         .. "template around it), got %s", i, type(p.prompt) == "table"
-                         and ("a table of %d values (token ids? give the text)"):format(#p.prompt) or type(p.prompt)), 2)
-    end
-    if type(p.question) ~= "string" then
-      fail(string.format("problem %d needs a question string (the field question, or a toy question's prompt), got question = %s",
-                         i, p.question == nil and "nil" or type(p.question)), 2)
-    end
-    if p.answer == nil then fail(string.format("problem %d has no answer (the field answer)", i), 2) end
-    if p.id == nil then fail(string.format("problem %d has no id (the field id)", i), 2) end
-    -- ids are written to the records and read back on resume: a string or a finite number
-    if type(p.id) ~= "string" and not (type(p.id) == "number" and p.id == p.id and math.abs(p.id) < math.huge) then
-      fail(string.format("problem %d: the id must be a string or a finite number, got %s", i, tostring(p.id)), 2)
-    end
-    if not p.question:find("%S") then fail(string.format("problem %d (id %s): the question is empty", i, tostring(p.id)), 2) end
-    local k = tostring(p.id)
-    if keys[k] then fail(string.format("problems %d and %d share the id %s", keys[k], i, k), 2) end
-    keys[k] = i
-  end
+  local bad
+  bad, problems = list_problem(problems)
+  if bad then fail(bad, 2) end
 
   local path, settings_path
   local done = {}

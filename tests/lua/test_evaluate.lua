@@ -649,6 +649,17 @@ H.case("toy questions are problems: prompt as the question, id the place, answer
                           {progress = false, template = "plain", grader = "toy", max_new_tokens = 4})
   H.eq(s2.problems or s2.n, 2, "a real model")
   H.eq(evaluate.check_prompts(qs, {template = "plain", grader = "toy"}, m.tokenizer, 128), nil, "check_prompts too")
+  -- (twenty-fifth session) check_prompts passed an empty list and a problem without an answer,
+  -- which evaluate.run then refused after the model was loaded
+  local function says(msg, want, what) H.ok(tostring(msg):find(want, 1, true), what .. ": " .. tostring(msg)) end
+  says(evaluate.check_prompts({}, {template = "plain", grader = "toy"}, m.tokenizer, 128),
+       "problems is empty", "check_prompts: the empty list")
+  says(evaluate.check_prompts({{id = 1, question = "1+1="}}, {template = "plain"}, m.tokenizer),
+       "problem 1 has no answer", "check_prompts: a missing answer, without ctx too")
+  says(evaluate.check_prompts({{id = 1, question = "a", answer = "1"}, {id = 1, question = "b", answer = "2"}},
+                              {template = "plain"}, m.tokenizer, 128),
+       "problems 1 and 2 share the id 1", "check_prompts: a repeated id")
+  H.raises(function() evaluate.run(m, {}, {template = "plain"}) end, "problems is empty")
   -- the messages name the field that is missing
   H.raises(function() evaluate.run(nil, {{id = 1, answer = "2"}}, {generate = fake(script).generate}) end,
            "problem 1 needs a question string", "question = nil")
@@ -1095,9 +1106,9 @@ H.case("recipes/eval.lua: user errors are one line with exit status 1", function
   H.eq(c10, 1, t10)
   H.ok(t10:find('template "chatml" writes <|im_start|>', 1, true) and t10:find("or plain", 1, true), t10)
   H.ok(not io.open(out2, "rb"), "--out not created")
-  H.eq(evaluate.check_prompts({{id = "a", question = "1+1="}}, {template = "plain", grader = "toy"},
+  H.eq(evaluate.check_prompts({{id = "a", question = "1+1=", answer = "2"}}, {template = "plain", grader = "toy"},
                               m.tokenizer, 128), nil, "a short prompt passes")
-  H.eq(evaluate.check_prompts({{id = "a", question = string.rep("1+", 64)}}, {template = "plain", grader = "toy"},
+  H.eq(evaluate.check_prompts({{id = "a", question = string.rep("1+", 64), answer = "2"}}, {template = "plain", grader = "toy"},
                               m.tokenizer, nil), nil, "no context: no check")
 end)
 
