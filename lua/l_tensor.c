@@ -1309,7 +1309,12 @@ static void format_value(char *s, size_t n, const cf_tensor *h, int64_t i) {
   switch (h->dtype) {
     case CF_DTYPE_I32: snprintf(s, n, "%d", ((const int32_t *)base)[off]); break;
     case CF_DTYPE_I64: snprintf(s, n, "%lld", (long long)((const int64_t *)base)[off]); break;
-    default: snprintf(s, n, "%.4g", cf_tensor_get_flat(h, i)); break;
+    default: {
+      double v = cf_tensor_get_flat(h, i);
+      if (isnan(v)) snprintf(s, n, "nan");   /* printf writes "-nan" for a NaN with its sign bit set (0/0) */
+      else snprintf(s, n, "%.4g", v);
+      break;
+    }
   }
 }
 
