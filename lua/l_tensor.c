@@ -1238,8 +1238,11 @@ static int mm_index(lua_State *L) {
     char sh[128];
     if (t->ndim == 0) return luaL_error(L, "cannot index a 0-d tensor (use t:item())");
     if (i == 0 || i > t->shape[0] || i < -t->shape[0])
-      return luaL_error(L, "t[%I]: index out of range for dim 1 of size %I in %s", (lua_Integer)i,
-                        (lua_Integer)t->shape[0], shape_str(t, sh, sizeof sh));
+      /* ipairs(t) reads t[#t + 1] to find the end: say so where that is the likely cause */
+      return luaL_error(L, "t[%I]: index out of range for dim 1 of size %I in %s%s", (lua_Integer)i,
+                        (lua_Integer)t->shape[0], shape_str(t, sh, sizeof sh),
+                        i == t->shape[0] + 1 ? " (ipairs over a tensor reads one past its end: loop "
+                                               "for i = 1, #t)" : "");
     /* t[i] = t:select(1, i) */
     lua_settop(L, 1);
     lua_pushinteger(L, 1);

@@ -323,6 +323,11 @@ H.case("__eq, __name, __tostring", function()
   H.eq(tostring(confit.tensor(-0.123456)), "tensor[] f32 cpu\n  -0.1235")
   H.eq(tostring(confit.tensor({3}, {dtype = "i64"})), "tensor[1] i64 cpu\n  3")
   H.eq(tostring(confit.zeros({0, 3})), "tensor[0 x 3] f32 cpu\n  (no elements)")
+  -- (twenty-fifth session) ipairs ends by reading t[#t + 1]: the message says how to loop
+  H.raises(function() for _ in ipairs(confit.tensor({1, 2})) do end end, "t[3]: index out of range",
+           "ipairs over a tensor reads one past its end: loop for i = 1, #t")
+  local far = H.raises(function() return confit.tensor({1, 2})[4] end, "t[4]: index out of range for dim 1 of size 2 in [2]")
+  H.ok(not far:find("ipairs", 1, true), "no ipairs hint two past the end: " .. far)
   -- (twenty-fifth session) 0/0 has its sign bit set and printed as "-nan"
   H.eq(tostring(confit.tensor({0/0, -(0/0), 1/0, -1/0})), "tensor[4] f32 cpu\n   nan   nan   inf  -inf")
 end)
