@@ -406,7 +406,16 @@ static int run_node(cf_node *n, bool retain) {
   return rc;
 }
 
+const char *cf_grad_cut_message(const cf_tensor *t) {
+  static _Thread_local char msg[320];
+  snprintf(msg, sizeof msg, "backward: the tensor does not require grad: it depends on the tensors that do only "
+           "through %s, which has no gradient (comparisons, sign, argmax, argmin and argsort have none)",
+           t->grad_cut_by ? t->grad_cut_by : "?");
+  return msg;
+}
+
 static int backward(cf_tensor *t, cf_tensor *seed, bool retain_graph) {
+  if (!t->requires_grad && t->grad_cut_by) return CF_ERR("%s", cf_grad_cut_message(t));
   if (!t->requires_grad)
     return CF_ERR("backward: the tensor does not require grad (no input had requires_grad, or it was computed "
                   "with gradients off)");

@@ -89,6 +89,9 @@ int cf_autograd_check_saved(const char *op, const char *what, const cf_tensor *t
 
 /* Backpropagate from t. seed may be NULL when t has one element (seed 1). */
 int cf_backward(cf_tensor *t, cf_tensor *seed, bool retain_graph);
+/* backward's message for a tensor whose dependence on the tensors that require grad goes only
+ * through a no-gradient op (t->grad_cut_by set): names the op. */
+const char *cf_grad_cut_message(const cf_tensor *t);
 
 /* Sum g over broadcast dims so it has the given shape (new reference). A bf16 g on the CPU, where
  * no sum kernel takes bf16, is summed in f32 and converted back once. */

@@ -204,7 +204,7 @@ static int check_inputs(const cf_op_info *op, cf_tensor *const *in, int nin) {
         /* layout ops (CF_VIEW) move elements of any dtype: integer ids get sliced too */
         if (op->flags & CF_VIEW) continue;
         if (!cf_dtype_is_float(t->dtype))
-          return CF_ERR("%s: input %d must be a floating tensor, got %s", op->name, k + 1,
+          return CF_ERR("%s: input %d must be a floating tensor, got %s (convert with to_dtype)", op->name, k + 1,
                         cf_dtype_name(t->dtype));
         if (ftype == CF_DTYPE_COUNT) ftype = t->dtype;
         else if (t->dtype != ftype)
@@ -221,6 +221,18 @@ static int check_inputs(const cf_op_info *op, cf_tensor *const *in, int nin) {
 }
 
 /* ---------------------------------------------------------------- dispatch */
+
+/* out does not require grad although an input does (op has no gradient), or an input's own
+ * dependence was cut that way: remember the op, for backward's message. */
+static void note_grad_cut(const cf_op_info *op, cf_tensor *const *in, int nin, cf_tensor *out) {
+  if (out->requires_grad || out->grad_cut_by) return;
+  for (int k = 0; k < nin; k++) if (in[k] == out) return;   /* an input given back is left alone */
+  for (int k = 0; k < nin; k++) {
+    if (!in[k]) continue;
+    if (in[k]->requires_grad && (op->flags & CF_NOGRAD)) { out->grad_cut_by = op->name; return; }
+    if (in[k]->grad_cut_by) { out->grad_cut_by = in[k]->grad_cut_by; return; }
+  }
+}
 
 static cf_tensor *dispatch(cf_op_id id, cf_tensor *const *in, int nin, const cf_args *a) {
   const cf_op_info *op = &cf_ops[id];
@@ -253,6 +265,7 @@ static cf_tensor *dispatch(cf_op_id id, cf_tensor *const *in, int nin, const cf_
   if (!(op->flags & CF_NOGRAD) && cf_grad_enabled()) {
     if (cf_autograd_record(id, in, nin, a, out)) { cf_tensor_release(out); return NULL; }
   }
+  if (cf_grad_enabled()) note_grad_cut(op, in, nin, out);
   return out;
 }
 

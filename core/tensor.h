@@ -70,6 +70,9 @@ typedef struct cf_tensor {
   bool requires_grad;
   struct cf_tensor *grad;   /* accumulated gradient (owned reference) or NULL */
   struct cf_node *grad_fn;  /* owned reference to the producing node, NULL for leaves */
+  /* The no-gradient op (its static name: "gt", "argsort") through which a tensor that does not
+   * require grad depends on one that does, or NULL: backward names it instead of guessing. */
+  const char *grad_cut_by;
 } cf_tensor;
 
 /* ---- dtypes ---- */

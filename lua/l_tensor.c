@@ -211,6 +211,7 @@ static const char *shape_str(const cf_tensor *t, char *buf, size_t n) {
 
 /* What a refused integer argument was: a number as written (1.5), anything else by its type. */
 static const char *shown_int_arg(lua_State *L, int idx) {
+  if (cf_lua_totensor(L, idx)) return "a tensor";
   return lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx);
 }
 
@@ -691,12 +692,48 @@ static cf_tensor *tensor_arg(op_ctx *c, int ai, char s) {
   return t;
 }
 
+/* The signature that leads the op's doc ("t:sort(dim [, descending])"), or NULL when the doc
+ * starts otherwise. */
+static const char *doc_signature(const cf_op_info *op) {
+  const char *d = op->doc;
+  size_t nl = strlen(op->name);
+  if (!d || !d[0] || d[1] != ':' || strncmp(d + 2, op->name, nl) != 0 || d[2 + nl] != '(') return NULL;
+  return strchr(d, ')') ? d : NULL;
+}
+
+/* The name the doc's signature gives argument n after the tensor (sort's 2 is "descending"),
+ * copied into buf, or NULL. */
+static const char *doc_param(const cf_op_info *op, int n, char *buf, size_t size) {
+  const char *d = doc_signature(op);
+  if (!d) return NULL;
+  d = strchr(d, '(') + 1;
+  for (int k = 1; *d && *d != ')'; k++) {
+    while (*d == ' ' || *d == '[' || *d == ',') d++;
+    size_t len = strcspn(d, " ,[])");
+    if (k == n && len > 0 && len < size) { memcpy(buf, d, len); buf[len] = 0; return buf; }
+    d += len;
+    while (*d == ' ' || *d == ']') d++;
+  }
+  return NULL;
+}
+
 /* A 0-based dim from argument ai; `extra` is 1 for an insertion dim (range ndim + 1). */
 static int64_t dim_arg(op_ctx *c, int ai, const cf_tensor *ref, int extra) {
   lua_State *L = c->L;
   int ok = 0;
   lua_Integer d = lua_type(L, ai) == LUA_TNUMBER ? lua_tointegerx(L, ai, &ok) : 0;
   if (!ok) {
+    /* t:min(u), PyTorch's elementwise form */
+    const char *pair = strcmp(c->op->name, "min") == 0 ? "minimum" : strcmp(c->op->name, "max") == 0 ? "maximum" : NULL;
+    if (pair && cf_lua_totensor(L, ai))
+      luaL_error(L, "%s: argument #%d (dim): expected an integer, got a tensor (the elementwise %s of two tensors "
+                    "is a:%s(b))", c->op->name, user_argno(L, ai), c->op->name, pair);
+    if (lua_isnoneornil(L, ai)) {   /* an optional dim (D) was taken as absent before */
+      const char *sig = doc_signature(c->op);
+      char usage[160] = "";
+      if (sig) snprintf(usage, sizeof usage, " (%.*s)", (int)(strchr(sig, ')') - sig + 1), sig);
+      luaL_error(L, "%s: argument #%d (dim) is required%s", c->op->name, user_argno(L, ai), usage);
+    }
     op_error(c, ai, "dim", "expected an integer, got ", shown_int_arg(L, ai));
   }
   int nd = (ref ? ref->ndim : 0) + extra;
@@ -714,7 +751,10 @@ static int64_t dim_arg(op_ctx *c, int ai, const cf_tensor *ref, int extra) {
 static bool flag_arg(op_ctx *c, int ai, bool dflt) {
   int type = lua_type(c->L, ai);
   if (type == LUA_TNIL || type == LUA_TNONE) return dflt;
-  if (type != LUA_TBOOLEAN) op_error(c, ai, "flag", "expected a boolean, got ", luaL_typename(c->L, ai));
+  char name[32];
+  if (type != LUA_TBOOLEAN)
+    op_error(c, ai, doc_param(c->op, ai - 1, name, sizeof name) ? name : "flag", "expected a boolean, got ",
+             luaL_typename(c->L, ai));
   return lua_toboolean(c->L, ai);
 }
 
@@ -888,9 +928,14 @@ static int do_op(lua_State *L, int id) {
         luaL_error(L, "%s: unknown spec letter '%c' in ops.def", op->name, s);
     }
   }
-  for (int i = ai; i <= nargs; i++)
-    if (!lua_isnil(L, i))
-      luaL_error(L, "%s: too many arguments (%d given, spec \"%s\")", op->name, user_argno(L, nargs), op->spec);
+  for (int i = ai; i <= nargs; i++) {
+    if (lua_isnil(L, i)) continue;
+    const char *sig = doc_signature(op);
+    char usage[160];
+    if (sig) snprintf(usage, sizeof usage, "; %.*s", (int)(strchr(sig, ')') - sig + 1), sig);
+    else snprintf(usage, sizeof usage, ", at most %d", user_argno(L, ai - 1));
+    luaL_error(L, "%s: too many arguments (%d given%s)", op->name, user_argno(L, nargs), usage);
+  }
   cf_tensor **slot = cf_lua_newtensorbox(L);
   cf_tensor *out;
   CF_LUA_CORE(L, out = cf_op((cf_op_id)id, in, nin, &a));
@@ -1197,6 +1242,7 @@ static int m_backward(lua_State *L) {
   t = cf_lua_checktensor(L, 1);
   if (seed_idx && !lua_isnoneornil(L, seed_idx) && cf_lua_totensor(L, seed_idx)) seed = cf_lua_checktensor(L, seed_idx);
   else if (seed) seed = cf_lua_checktensor(L, -1);
+  if (!t->requires_grad && t->grad_cut_by) return luaL_error(L, "%s", cf_grad_cut_message(t));
   if (!t->requires_grad) /* the core's message, and the usual cause when training by hand */
     return luaL_error(L, "backward: the tensor does not require grad (no input had requires_grad, or it was "
                          "computed inside confit.no_grad or from detached tensors; a loaded model's parameters "

@@ -75,6 +75,21 @@ H.case("errors: non-scalar backward without seed, no requires_grad, bad seed", f
   local x = confit.ones(2, {requires_grad = true})
   H.raises(function() confit.no_grad(function() return x:sum() end):backward() end,
            "does not require grad", "inside confit.no_grad")
+  -- (twenty-fifth session) a loss reached only through a no-gradient op listed causes that were
+  -- all false (x did require grad): the message names the op
+  for _, f in ipairs({function() return x:gt(0):sum() end, function() return x:sign():mul(3):sum() end,
+                      function() return x:argsort(1):to_dtype("f32"):sum() end}) do
+    H.raises(function() f():backward() end, "does not require grad: it depends on the tensors that do only through ",
+             "which has no gradient")
+  end
+  H.raises(function() x:view(1, 2):argmax(2):to_dtype("f32"):sum():backward() end, "only through argmax")
+  H.raises(function() x:gt(0):detach():sum():backward() end, "inside confit.no_grad")
+  H.raises(function() confit.no_grad(function() return x:gt(0) end):sum():backward() end, "inside confit.no_grad")
+  local y = x:gt(0)
+  H.eq(y.requires_grad, false)
+  local l = (y * x):sum()   -- the mask beside x itself: the gradient flows through x
+  l:backward()
+  H.eq(x.grad[1]:item(), 1, "mask * x: d/dx = mask")
 end)
 
 H.case("no_grad runs without the tape and restores the mode, also on error", function()

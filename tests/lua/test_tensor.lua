@@ -992,12 +992,33 @@ end)
 H.case("the docs of the ops that refuse integer values say to convert them", function()
   local ids = confit.tensor({3, 1, 2}, {dtype = "i64"})
   for _, op in ipairs({"where", "masked_fill", "sort", "argsort", "min", "argmin", "max", "argmax", "cumsum", "sum",
-                       "mean"}) do
+                       "mean", "sign"}) do
     local doc = confit.doc[op]
     H.ok(doc and doc:find("floating", 1, true) and doc:find("to_dtype", 1, true), op .. "'s doc: " .. tostring(doc))
   end
-  H.raises(function() return ids:sum() end, "sum: input 1 must be a floating tensor, got i64")
+  H.raises(function() return ids:sum() end, "sum: input 1 must be a floating tensor, got i64 (convert with to_dtype)")
   H.eq(ids:to_dtype("f32"):sum():item(), 6, "converted first")
+end)
+
+-- (twenty-fifth session, a user's walkthrough of the new ops) messages in the docs' words: the
+-- flag's name, the signature for too many arguments, a missing dim, a tensor for min's dim
+H.case("argument errors name what the docs name", function()
+  local x = confit.randn({3, 4}, {seed = 1})
+  H.raises(function() x:cumsum(1, 1) end, "cumsum: argument #2 (reverse): expected a boolean, got number")
+  H.raises(function() x:sort(1, "desc") end, "sort: argument #2 (descending): expected a boolean, got string")
+  H.raises(function() x:min(1, "x") end, "min: argument #2 (keepdim): expected a boolean")
+  H.raises(function() x:sort(1, true, 5) end, "sort: too many arguments (3 given; t:sort(dim [, descending]))")
+  H.raises(function() x:exp(1) end, "exp: too many arguments (1 given, at most 0)")
+  H.raises(function() x:add(1, 2) end, "add: too many arguments (2 given, at most 1)")
+  H.raises(function() x:cumsum() end, "cumsum: argument #1 (dim) is required (t:cumsum(dim [, reverse]))")
+  H.raises(function() x:sort() end, "sort: argument #1 (dim) is required")
+  H.raises(function() x:min(x) end, "min: argument #1 (dim): expected an integer, got a tensor",
+           "elementwise min of two tensors is a:minimum(b)")
+  H.raises(function() x:size(x) end, "size: argument #1 (dim): expected an integer, got a tensor")
+  H.raises(function() x:sum(1.5) end, "sum: argument #1 (dim): expected an integer, got 1.5")
+  for _, op in ipairs({"eq", "ne", "lt", "le", "gt", "ge", "argmax", "argmin", "argsort", "sign"}) do
+    H.ok(confit.doc[op]:find("no gradient", 1, true), op .. "'s doc says it has no gradient: " .. confit.doc[op])
+  end
 end)
 
 H.finish()
