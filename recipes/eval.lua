@@ -87,7 +87,7 @@ local SPEC = {
 }
 
 -- Largest values (the generator's limits: lua/l_model.c).
-local MAX = {n = 1 << 20, ["top-k"] = 1 << 30}
+local MAX = {n = cli.MAX_SAMPLES, ["top-k"] = 1 << 30}
 -- held-out toy questions at most (rlsc's --eval-questions bound; the split holds some 80,000
 -- distinct ones, and drawing near all of them takes minutes)
 local TOY_MAX = 10000

@@ -85,12 +85,7 @@ local die = cli.die_for("rlsc")
 
 local sorted_names = cli.sorted_keys
 
--- the generator's limit on samples per prompt (--n, --eval-n)
-local MAX_SAMPLES = 1 << 20
-
--- the smallest temperature of a loss on the CPU: its kernels scale by 1 / T in double, which
--- overflows below ~5.56e-309 (the training step refused it after config.json was written)
-local MIN_TEMPERATURE = 5.6e-309
+local MAX_SAMPLES, MIN_TEMPERATURE, TOY_MAX_QUESTIONS = cli.MAX_SAMPLES, cli.MIN_TEMPERATURE, cli.TOY_MAX_QUESTIONS
 
 local SPEC = {
   method = {"string", "l2",
@@ -192,10 +187,6 @@ local SPEC = {
   state_dtype = {"string", "f32", choices = {"f32", "bf16"},
     help = "dtype of AdamW's moments (bf16: a 7B full fine-tune fits one H200)"}, -- AdamW moments (bf16: 7B on one H200)
 }
-
--- the toy world's training questions are distinct: at most this many (--steps x
--- --questions-per-step), so that drawing them stays quick
-local TOY_MAX_QUESTIONS = 100000
 
 -- the paper's settings, applied for --data runs to every flag not given
 local PAPER = {n = 16, temperature = 0.5, max_new_tokens = 3072, steps = 10,

@@ -40,9 +40,9 @@ local cli = require "confit.cli"
 -- Mistakes in the command line: one line "toy_compare: ..." and exit status 1 (confit.cli).
 local die = cli.die_for("toy_compare")
 
--- rlsc's bounds: the generator's samples per prompt, the CPU losses' smallest temperature (1 / T
--- a finite double), the toy world's distinct training questions per seed
-local MAX_SAMPLES, MIN_TEMPERATURE, TOY_MAX_QUESTIONS = 1 << 20, 5.6e-309, 100000
+-- rlsc's bounds (confit.cli): the generator's samples per prompt, the CPU losses' smallest
+-- temperature (1 / T a finite double), the toy world's distinct training questions per seed
+local MAX_SAMPLES, MIN_TEMPERATURE, TOY_MAX_QUESTIONS = cli.MAX_SAMPLES, cli.MIN_TEMPERATURE, cli.TOY_MAX_QUESTIONS
 
 local SPEC = {
   methods = {"string", "temp_only,l1,l2,self_sft,em_ft,grpo_ttrl",

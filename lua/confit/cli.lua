@@ -23,6 +23,17 @@
 -- (the recipes' older convention) a string raised at level 0 that starts with "<recipe>: ".
 local M = {}
 
+-- Bounds the recipes share (rlsc, toy_compare, eval) ----------------------------------------------
+
+-- the generator's limit on samples per prompt (--n, --eval-n; lua/l_model.c)
+M.MAX_SAMPLES = 1 << 20
+-- the smallest temperature of a loss on the CPU: its kernels scale by 1 / T in double, which
+-- overflows below ~5.56e-309 (the training step refused it after config.json was written)
+M.MIN_TEMPERATURE = 5.6e-309
+-- the toy world's training questions are distinct: at most this many (--steps x
+-- --questions-per-step), so that drawing them stays quick
+M.TOY_MAX_QUESTIONS = 100000
+
 -- User errors -----------------------------------------------------------------------------------
 
 local UserError = {}
