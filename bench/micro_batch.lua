@@ -14,7 +14,7 @@ local model = require "confit.model"
 local train = require "confit.train"
 
 local SPEC = {ks = {"string", "0,2,4,8"}, n = {"int", 16, min = 1}, questions = {"int", 1, min = 1},
-              max_len = {"int", 256, min = 8}, device = {"string", "cpu", choices = {"cpu", "cuda"}},
+              max_len = {"int", 256, min = 8}, device = {"string", "cpu", choices = confit.devices},
               method = {"string", "l2"}}
 local o = train.parse_args(arg, SPEC, "bench/micro_batch.lua")
 local method, merr = rl.resolve(o.method)

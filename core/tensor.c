@@ -28,7 +28,16 @@ const char *cf_dtype_name(cf_dtype dt) { return dt < CF_DTYPE_COUNT ? dtype_name
 bool cf_dtype_is_float(cf_dtype dt) {
   return dt == CF_DTYPE_F32 || dt == CF_DTYPE_F64 || dt == CF_DTYPE_BF16;
 }
-const char *cf_device_name(cf_device d) { return d == CF_DEVICE_CUDA ? "cuda" : "cpu"; }
+static const char *const device_names[CF_DEVICE_COUNT] = {"cpu", "cuda"};
+static const char device_choices[] = "cpu or cuda";   /* device_names, spelled for a message */
+
+const char *cf_device_name(cf_device d) { return d < CF_DEVICE_COUNT ? device_names[d] : "?"; }
+int cf_device_from_name(const char *name, cf_device *out) {
+  for (int i = 0; i < CF_DEVICE_COUNT; i++)
+    if (strcmp(name, device_names[i]) == 0) { *out = (cf_device)i; return 0; }
+  return CF_ERR("unknown device '%s' (expected %s)", name, device_choices);
+}
+const char *cf_device_choices(void) { return device_choices; }
 
 int cf_dtype_from_name(const char *name, cf_dtype *out) {
   for (int i = 0; i < CF_DTYPE_COUNT; i++)

@@ -42,7 +42,10 @@ typedef enum {
   CF_DTYPE_COUNT
 } cf_dtype;
 
-typedef enum { CF_DEVICE_CPU = 0, CF_DEVICE_CUDA = 1 } cf_device;
+/* The devices. Their names (tensor.c: cf_device_name, cf_device_from_name) are the one list of
+ * the names a user may give: t:to, m:to, the tensor factories' device option and the recipes'
+ * --device (through confit.devices) all read it; there is no alias ("gpu"). */
+typedef enum { CF_DEVICE_CPU = 0, CF_DEVICE_CUDA = 1, CF_DEVICE_COUNT } cf_device;
 
 typedef struct cf_storage cf_storage;
 struct cf_storage {
@@ -81,6 +84,9 @@ const char *cf_dtype_name(cf_dtype dt);          /* "f32", "f64", "bf16", "i32",
 int cf_dtype_from_name(const char *name, cf_dtype *out); /* 0 ok, -1 unknown (message set) */
 bool cf_dtype_is_float(cf_dtype dt);
 const char *cf_device_name(cf_device d);         /* "cpu", "cuda" */
+/* 0 ok, -1 for any other name ("unknown device 'gpu' (expected cpu or cuda)" set) */
+int cf_device_from_name(const char *name, cf_device *out);
+const char *cf_device_choices(void);             /* "cpu or cuda": the names, for messages */
 
 /* ---- storage ---- */
 cf_storage *cf_storage_new(cf_device dev, size_t nbytes);      /* zero-filled */

@@ -178,24 +178,25 @@ static cf_tensor *move_to(lua_State *L, cf_tensor *t, cf_device dev) {
 #endif
 }
 
-/* t:to(target [, target2]): each target is "cuda", "cpu" or a dtype name; at most one of each. */
+/* t:to(target [, target2]): each target is a device name (cf_device_from_name: cpu, cuda) or a
+ * dtype name; at most one of each. */
 static int m_to(lua_State *L) {
   cf_tensor *t = cf_lua_checktensor(L, 1);
   int n = lua_gettop(L);
-  if (n < 2) return luaL_error(L, "to: expected a device (\"cuda\", \"cpu\") or a dtype name");
+  if (n < 2) return luaL_error(L, "to: expected a device (%s) or a dtype name", cf_device_choices());
   bool have_dev = false, have_dt = false;
-  cf_device dev = cf_tensor_device(t);
+  cf_device dev = cf_tensor_device(t), d;
   cf_dtype dt = t->dtype;
   for (int i = 2; i <= n; i++) {
     const char *s = luaL_checkstring(L, i);
-    if (strcmp(s, "cuda") == 0 || strcmp(s, "gpu") == 0 || strcmp(s, "cpu") == 0) {
+    if (cf_device_from_name(s, &d) == 0) {
       if (have_dev) return luaL_error(L, "to: two devices given");
       have_dev = true;
-      dev = strcmp(s, "cpu") == 0 ? CF_DEVICE_CPU : CF_DEVICE_CUDA;
+      dev = d;
     } else {
       if (have_dt) return luaL_error(L, "to: two dtypes given");
       if (cf_dtype_from_name(s, &dt))
-        return luaL_error(L, "to: '%s' is neither a device (\"cuda\", \"cpu\") nor a dtype (%s)", s,
+        return luaL_error(L, "to: '%s' is neither a device (%s) nor a dtype (%s)", s, cf_device_choices(),
                           cf_error_message());
       have_dt = true;
     }

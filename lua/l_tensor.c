@@ -346,10 +346,7 @@ static void read_opts(lua_State *L, int idx, const char *fn, ctor_opts *o) {
       o->seed = check_int(L, lua_gettop(L), fn, "seed");
       o->has_seed = true;
     } else if (strcmp(k, "device") == 0) {
-      const char *name = lua_tostring(L, -1);
-      if (name && strcmp(name, "cpu") == 0) o->device = CF_DEVICE_CPU;
-      else if (name && strcmp(name, "cuda") == 0) o->device = CF_DEVICE_CUDA;
-      else luaL_error(L, "%s: option device must be \"cpu\" or \"cuda\"", fn);
+      o->device = cf_lua_checkdevice(L, -1, fn, "option device");
     } else {
       lua_pushvalue(L, -2);
       luaL_error(L, "%s: unknown option '%s' (expected dtype, requires_grad, seed, device)", fn,
@@ -1518,6 +1515,7 @@ static const char *const docs[][2] = {
   {"confit.memory", "confit.memory() -> table: {cpu_bytes = live CPU tensor bytes, cpu_peak_bytes = their most at once, ...device fields (cuda_bytes, cuda_cached_bytes, cuda_peak_bytes) when a GPU layer is present}"},
   {"confit.reset_peak_memory", "confit.reset_peak_memory(): the peaks of confit.memory() restart from what is in use now (to measure one phase)"},
   {"confit.ops", "confit.ops: the list of op names (each is a tensor method and a module function)"},
+  {"confit.devices", "confit.devices: the list of device names (\"cpu\", \"cuda\"), the ones every function that takes a device accepts (t:to, m:to, the factories' opts.device, the recipes' --device), with or without a GPU"},
   {"t:totable", "t:totable() -> nested tables of numbers (a number for a 0-d tensor)"},
   {"t:item", "t:item() -> number: the value of a one-element tensor"},
   {"t:shape", "t:shape() -> {d1, d2, ...}"},
@@ -1565,6 +1563,12 @@ void cf_lua_open_tensor(lua_State *L) {
     cf_lua_add_doc(L, module, cf_ops[i].name, cf_ops[i].doc);
   }
   lua_setfield(L, module, "ops");
+  lua_createtable(L, CF_DEVICE_COUNT, 0); /* confit.devices: the names every device argument takes */
+  for (int i = 0; i < CF_DEVICE_COUNT; i++) {
+    lua_pushstring(L, cf_device_name((cf_device)i));
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, module, "devices");
 
   luaL_newmetatable(L, CF_LUA_TENSOR_MT);
   luaL_setfuncs(L, metamethods, 0);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lconfit.h"
+#include "error.h"
 
 int luaopen_confit_core(lua_State *L) {
   lua_newtable(L);
@@ -137,6 +138,17 @@ void cf_lua_release(lua_State *L, cf_lua_release_fn fn, void *p) {
     cappending = cap;
   }
   pending[npending++] = (pending_release){fn, p};
+}
+
+/* ---------------------------------------------------------------- device names */
+
+cf_device cf_lua_checkdevice(lua_State *L, int idx, const char *fn, const char *what) {
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_error(L, "%s: %s: expected a device name (%s), got %s", fn, what, cf_device_choices(),
+               luaL_typename(L, idx));
+  cf_device d;
+  if (cf_device_from_name(lua_tostring(L, idx), &d)) luaL_error(L, "%s: %s: %s", fn, what, cf_error_message());
+  return d;
 }
 
 /* ---------------------------------------------------------------- resource metatables */

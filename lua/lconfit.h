@@ -46,6 +46,12 @@ void cf_lua_fillbox(lua_State *L, cf_tensor **slot, cf_tensor *t);
 /* Raises the core's current message (cf_error_message()) as a Lua error. Never returns. */
 int cf_lua_error(lua_State *L);
 
+/* The device named by the value at idx, which fn's caller knows as `what` ("argument #1
+ * (device)", "option device"): a name of cf_device_from_name's one list. Raises "<fn>: <what>:
+ * expected a device name (cpu or cuda), got <type>" for a value that is no string and "<fn>:
+ * <what>: unknown device 'gpu' (expected cpu or cuda)" for another name. */
+cf_device cf_lua_checkdevice(lua_State *L, int idx, const char *fn, const char *what);
+
 /* The bracket around core calls (see above); begin returns the previous state to restore. */
 lua_State *cf_lua_gc_begin(lua_State *L);
 void cf_lua_gc_end(lua_State *prev);

@@ -391,7 +391,10 @@ function M.main(argv)
   if o["batch-size"] == 0 then die("--batch-size must be >= 1") end
   if o["max-new-tokens"] == 0 then die("--max-new-tokens must be >= 1") end
   local device = o.device or "cpu"
-  if device ~= "cpu" and device ~= "cuda" then die("--device must be cpu or cuda, got '%s'", device) end
+  -- the device names every device argument takes (confit.devices, from the C core's one list)
+  local devices, known = require("confit").devices, false
+  for _, d in ipairs(devices) do known = known or d == device end
+  if not known then die("--device must be %s, got '%s'", table.concat(devices, " or "), device) end
   if o.dtype and o.dtype ~= "bf16" and o.dtype ~= "f32" then die("--dtype must be bf16 or f32, got '%s'", o.dtype) end
   if o.progress and o.progress ~= "bar" and o.progress ~= "plain" and o.progress ~= "off" then
     die("--progress must be bar, plain or off")

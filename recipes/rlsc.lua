@@ -172,7 +172,7 @@ local SPEC = {
     help = "save the trained model as OUT/model"},
   quiet = {"flag", false,
     help = "print no progress lines; the result (the last JSON line) still prints"},
-  device = {"string", "cpu", choices = {"cpu", "cuda"},
+  device = {"string", "cpu", choices = confit.devices,
     help = "where the model computes"},
   dtype = {"string", "bf16", choices = {"bf16", "f32"},
     help = "the weights' dtype on cuda (the CPU computes in f32)"},

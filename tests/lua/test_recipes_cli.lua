@@ -138,6 +138,10 @@ local CASES = {
   {"rlsc", "--task bogus " .. R_OUT, 1, {"--task", "bogus", "mixed"}},
   {"rlsc", "--method nope " .. R_OUT, 1, {"--method", "nope"}},
   {"rlsc", "--device tpu " .. R_OUT, 1, {"--device", "tpu"}},
+  -- (h25) the device names are confit.devices, the core's one list: no "gpu" alias anywhere
+  {"rlsc", "--device gpu " .. R_OUT, 1, {"--device must be one of cpu, cuda, got 'gpu'"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --device gpu --out " .. q(TMP .. "/gpu-eval"), 1,
+   {"--device must be cpu or cuda, got 'gpu'"}},
   {"rlsc", "stray " .. R_OUT, 1, {"stray"}},
   {"rlsc", "--model " .. q(TMP .. "/no-model") .. " " .. R_OUT, 1, {"--model", TMP .. "/no-model"}},
   {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(MISSING) .. " " .. R_OUT, 1, {"--data", MISSING}},

@@ -1021,4 +1021,27 @@ H.case("argument errors name what the docs name", function()
   end
 end)
 
+-- (h25) t:to took "gpu" for "cuda" while the factories, m:to and the recipes refused it: the
+-- device names are now one list (the core's cf_device_from_name, confit.devices), and a name
+-- outside it is refused everywhere with that list
+H.case("device names: one list (confit.devices), no alias, the list in every refusal", function()
+  H.eq(table.concat(confit.devices, ","), "cpu,cuda", "confit.devices")
+  local list = table.concat(confit.devices, " or ")
+  local t = confit.randn({2, 3}, {seed = 1})
+  H.raises(function() return t:to("gpu") end, "to: 'gpu' is neither a device (" .. list .. ")")
+  H.raises(function() return t:to("gpu", "bf16") end, "to: 'gpu' is neither a device (" .. list .. ")")
+  for _, mk in ipairs({function(o) return confit.zeros({2}, o) end, function(o) return confit.ones({2}, o) end,
+                       function(o) return confit.full({2}, 1, o) end, function(o) return confit.randn({2}, o) end,
+                       function(o) return confit.rand({2}, o) end, function(o) return confit.arange(3, o) end,
+                       function(o) return confit.tensor({1, 2}, o) end,
+                       function(o) return confit.from_bytes(("\0"):rep(8), {2}, o) end}) do
+    H.raises(function() return mk({device = "gpu"}) end, ": option device: unknown device 'gpu' (expected " .. list .. ")")
+    H.raises(function() return mk({device = 1}) end, ": option device: expected a device name (" .. list .. "), got number")
+    H.eq(mk({device = "cpu"}):device(), "cpu", "device cpu")
+  end
+  local m = assert(confit.load("tests/fixtures/tiny_qwen2"))
+  H.raises(function() return m:to("gpu") end, "to: argument #1 (device): unknown device 'gpu' (expected " .. list .. ")")
+  m:free()
+end)
+
 H.finish()
