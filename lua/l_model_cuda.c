@@ -3,6 +3,8 @@
  * model:to_device(device [, dtype])      -> model | nil, message
  *     device "cuda" (dtype "bf16" default, or "f32") or "cpu" (always f32). Replaces every
  *     parameter; see kernels/model_cuda.h (no f32 master copy is kept for a bf16 model).
+ *     The Lua model's m:to(device [, dtype]) is this call: its messages number the arguments
+ *     as m:to's and name the method "to".
  * model:init_random_cuda(seed, std [, dtype]) -> model | nil, message
  *     parameters allocated and drawn on the GPU: norms 1, biases 0, matrices N(0, std^2).
  * model:device()                         -> "cpu" | "cuda", dtype of the embedding
@@ -30,11 +32,22 @@ static int fail(lua_State *L, const char *msg) {
   return 2;
 }
 
-static cf_dtype check_dtype(lua_State *L, int idx, const char *def) {
-  const char *name = luaL_optstring(L, idx, def);
+/* The dtype of the weights on dev asked for by the value at idx, fn's argument #argno (absent:
+ * bf16 on cuda, f32 on the CPU): the GPU holds bf16 or f32 weights, the CPU f32. */
+static cf_dtype check_dtype(lua_State *L, int idx, const char *fn, int argno, cf_device dev) {
+  if (lua_isnoneornil(L, idx)) return dev == CF_DEVICE_CUDA ? CF_DTYPE_BF16 : CF_DTYPE_F32;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_error(L, "%s: argument #%d (dtype): expected a dtype name (%s), got %s", fn, argno,
+               dev == CF_DEVICE_CUDA ? "bf16 or f32" : "f32", luaL_typename(L, idx));
   cf_dtype dt;
-  if (cf_dtype_from_name(name, &dt) || (dt != CF_DTYPE_BF16 && dt != CF_DTYPE_F32))
-    luaL_error(L, "dtype must be \"bf16\" or \"f32\" (got \"%s\")", name);
+  if (cf_dtype_from_name(lua_tostring(L, idx), &dt))
+    luaL_error(L, "%s: argument #%d (dtype): %s", fn, argno, cf_error_message());
+  if (dev == CF_DEVICE_CUDA && dt != CF_DTYPE_BF16 && dt != CF_DTYPE_F32)
+    luaL_error(L, "%s: argument #%d (dtype): the model's weights on cuda are bf16 or f32, not %s", fn, argno,
+               cf_dtype_name(dt));
+  if (dev == CF_DEVICE_CPU && dt != CF_DTYPE_F32)
+    luaL_error(L, "%s: argument #%d (dtype): the model's weights on the CPU are f32, not %s%s", fn, argno,
+               cf_dtype_name(dt), dt == CF_DTYPE_BF16 ? " (bf16 weights are for cuda)" : "");
   return dt;
 }
 
@@ -55,26 +68,28 @@ static int cuda_result(lua_State *L, int rc) {
 
 static int m_to_device(lua_State *L) {
   cf_qwen2 *m = check_model(L, 1);
-  const char *dev = luaL_checkstring(L, 2);
+  cf_dtype named;
+  if (lua_type(L, 2) == LUA_TSTRING && cf_dtype_from_name(lua_tostring(L, 2), &named) == 0)
+    return luaL_error(L, "to: argument #1 (device): '%s' is a dtype; the device comes first: m:to(\"cuda\", \"%s\")",
+                      lua_tostring(L, 2), lua_tostring(L, 2));
+  cf_device dev = cf_lua_checkdevice(L, 2, "to", "argument #1 (device)");
+  cf_dtype dt = check_dtype(L, 3, "to", 2, dev);
   int rc;
-  if (strcmp(dev, "cpu") == 0) {
-    if (!lua_isnoneornil(L, 3) && strcmp(luaL_checkstring(L, 3), "f32") != 0)
-      return luaL_error(L, "to_device: the CPU holds parameters in f32");
+  if (dev == CF_DEVICE_CPU) {
 #ifdef CF_HAVE_CUDA
     CF_LUA_CORE(L, rc = cf_qwen2_to_cpu(m));
     if (rc) return cf_lua_error(L);
 #endif
+    (void)dt; (void)rc;
     lua_settop(L, 1);
     return 1;
   }
-  if (strcmp(dev, "cuda") != 0) return luaL_error(L, "to_device: device must be \"cuda\" or \"cpu\" (got \"%s\")", dev);
-  cf_dtype dt = check_dtype(L, 3, "bf16");
 #ifdef CF_HAVE_CUDA
   CF_LUA_CORE(L, rc = cf_qwen2_to_cuda(m, dt));
   return cuda_result(L, rc);
 #else
-  (void)m; (void)dt; (void)rc;
-  return fail(L, "to_device: this build has no CUDA");
+  (void)m; (void)rc;
+  return fail(L, "cannot move the model to cuda: no usable GPU (CUDA is not available in this build)");
 #endif
 }
 
@@ -82,7 +97,7 @@ static int m_init_random_cuda(lua_State *L) {
   cf_qwen2 *m = check_model(L, 1);
   lua_Integer seed = luaL_checkinteger(L, 2);
   double std = luaL_checknumber(L, 3);
-  cf_dtype dt = check_dtype(L, 4, "bf16");
+  cf_dtype dt = check_dtype(L, 4, "init_random_cuda", 3, CF_DEVICE_CUDA);
   if (!(std >= 0)) return luaL_error(L, "init_random_cuda: std must be >= 0");
 #ifdef CF_HAVE_CUDA
   int rc;

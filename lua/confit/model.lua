@@ -137,6 +137,9 @@ local function as_ids(self, ids, what)
   if type(ids) == "string" or (type(ids) == "table" and getmetatable(ids) == nil and type(ids[1]) == "string") then
     error(what .. ": ids are token ids (an i64 tensor or lists of integers), not text: encode it with m:encode", 3)
   end
+  if type(ids) ~= "table" and not core.is_tensor(ids) then
+    error(("%s: argument #1 (ids): expected an i64 tensor or a table of id lists, got %s"):format(what, type(ids)), 3)
+  end
   if type(ids) == "table" then ids = require("confit").tensor(ids, {dtype = "i64"}) end
   local dev = self:device()
   if dev ~= "cpu" and ids:device() ~= dev then ids = ids:to(dev) end
@@ -157,6 +160,8 @@ function Model:param_names() return self.core:param_names() end
 -- input in the forward, run the layer again in backward: same gradients, less memory).
 function Model:set_recompute(on) return self.core:set_recompute(on) end
 function Model:set_param(name, t)
+  if type(name) ~= "string" then error("set_param: argument #1 (name): expected a parameter's name, got " .. type(name), 2) end
+  if not core.is_tensor(t) then error("set_param: argument #2 (value): expected a tensor, got " .. type(t), 2) end
   core_results(pcall(self.core.set_param, self.core, name, t))
 end
 
@@ -386,10 +391,11 @@ end
 
 --- Move the weights: m:to("cuda", "bf16") -> m. Needs the CUDA build and a usable GPU: without
 --- one it returns nil, "cannot move the model to cuda: <why>" and the model stays where it was
---- (check it: `assert(m:to("cuda", "bf16"))`). Bad arguments and out of memory raise.
+--- (check it: `assert(m:to("cuda", "bf16"))`). Bad arguments and out of memory raise (the core's
+--- to_device words its messages as m:to's: "to: argument #1 (device): ...").
 function Model:to(device, dtype)
   local ok, err = core_results(pcall(self.core.to_device, self.core, device, dtype))
-  if not ok then return nil, ("cannot move the model to %s: %s"):format(tostring(device), tostring(err)) end
+  if not ok then return nil, err end
   return self
 end
 

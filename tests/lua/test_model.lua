@@ -635,7 +635,7 @@ H.case("m:to(\"cuda\") and t:to(\"cuda\") without a usable GPU: nil, message; th
   H.ok(type(err) == "string" and err:find("cannot move the model to cuda: ", 1, true) and not err:find("\n"),
        "one line naming the move: " .. tostring(err))
   H.eq(m:device(), "cpu", "still on the CPU")
-  H.raises(function() m:to("tpu") end, 'device must be "cuda" or "cpu"')
+  H.raises(function() m:to("tpu") end, "to: argument #1 (device): unknown device 'tpu' (expected cpu or cuda)")
   local t = confit.randn({2, 3}, {seed = 1})
   for _, mv in ipairs({function() return t:to("cuda") end, function() return t:cuda() end,
                        function() return t:to("cuda", "bf16") end}) do
@@ -646,6 +646,31 @@ H.case("m:to(\"cuda\") and t:to(\"cuda\") without a usable GPU: nil, message; th
   H.raises(function() return t:to("tpu") end, "neither a device")
   H.ok(t:to("cpu") == t and t:cpu() == t, "to the CPU: the tensor itself")
   H.ok(m:to("cpu") == m, "to the CPU works")
+  m:free()
+end)
+
+-- (h25) m:to's mistakes named the binding ("to_device: ...", "bad argument #2 to '?'") and took
+-- a number for a name ("got \"1\""); each now says which argument of m:to, what it got and what
+-- it takes, at the caller's line; the device names are the one list (confit.devices, no "gpu")
+H.case("m:to's mistakes say which argument, what it got and what is accepted, at the caller's line", function()
+  local m = assert(confit.load("tests/fixtures/tiny_qwen2"))
+  local function refused(fn, want)
+    local ok, err = pcall(fn)
+    H.ok(not ok and err:find("^[^\n]*test_model%.lua:%d+: to: " .. want), tostring(err))
+    H.ok(not err:find("to_device", 1, true) and not err:find("'?'", 1, true), "no internal name: " .. err)
+  end
+  refused(function() local r = m:to(nil); return r end, "argument #1 %(device%): expected a device name %(cpu or cuda%), got nil")
+  refused(function() local r = m:to({}); return r end, "argument #1 %(device%): expected a device name %(cpu or cuda%), got table")
+  refused(function() local r = m:to(1); return r end, "argument #1 %(device%): expected a device name %(cpu or cuda%), got number")
+  refused(function() local r = m:to("gpu"); return r end, "argument #1 %(device%): unknown device 'gpu' %(expected cpu or cuda%)")
+  refused(function() local r = m:to("bf16"); return r end, "argument #1 %(device%): 'bf16' is a dtype; the device comes first")
+  refused(function() local r = m:to("cuda", 3); return r end, "argument #2 %(dtype%): expected a dtype name %(bf16 or f32%), got number")
+  refused(function() local r = m:to("cpu", {}); return r end, "argument #2 %(dtype%): expected a dtype name %(f32%), got table")
+  refused(function() local r = m:to("cuda", "f16"); return r end, "argument #2 %(dtype%): unknown dtype 'f16'")
+  refused(function() local r = m:to("cuda", "f64"); return r end, "argument #2 %(dtype%): the model's weights on cuda are bf16 or f32, not f64")
+  refused(function() local r = m:to("cpu", "bf16"); return r end, "argument #2 %(dtype%): the model's weights on the CPU are f32, not bf16")
+  H.ok(m:to("cpu", "f32") == m and m:to("cpu", "float32") == m, "f32 on the CPU, by either name")
+  H.eq(m:device(), "cpu", "still on the CPU")
   m:free()
 end)
 
@@ -990,7 +1015,7 @@ H.case("the core's argument errors name the caller's line", function()
             "logprobs: ids must be %[B, T%]")
   at_caller(function() local r = m:forward(confit.zeros({3}, {dtype = "i64"})); return r end, "forward:")
   at_caller(function() local r = m:set_param("no.such", confit.zeros({1})); return r end, "set_param: the model has no parameter")
-  at_caller(function() local r = m:to("tpu"); return r end, "to_device: device must be")
+  at_caller(function() local r = m:to("tpu"); return r end, "to: argument #1 %(device%): unknown device 'tpu'")
   m:free()
   at_caller(function() local r = m:generate({{1}}); return r end, "model was freed")
 end)
