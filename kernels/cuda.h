@@ -19,8 +19,16 @@
 extern "C" {
 #endif
 
-/* 0 when a device is usable (idempotent); -1 + message ("no CUDA device: ...") otherwise. */
+/* 0 when a device is usable (idempotent); -1 + message otherwise: "no CUDA device: ..." when
+ * there is none to use, "the GPU (<name>) started but cuBLAS did not: ..." when its cuBLAS handle
+ * could not be made (cf_cuda_state tells the two apart). */
 int cf_cuda_init(void);
+/* What the first cf_cuda_init() found (its result stays): CF_CUDA_UNTRIED before it ran;
+ * CF_CUDA_READY; CF_CUDA_NO_DEVICE when no GPU is usable (no driver, the driver reports none,
+ * device 0 would not start); CF_CUDA_NO_CUBLAS when the GPU started and cuBLAS did not. The Lua
+ * binding words "no usable GPU" by it (lua/l_cuda.c, cf_lua_no_gpu), not by the message's text. */
+typedef enum { CF_CUDA_UNTRIED, CF_CUDA_READY, CF_CUDA_NO_DEVICE, CF_CUDA_NO_CUBLAS } cf_cuda_status;
+cf_cuda_status cf_cuda_state(void);
 /* Installs the tensor.h device hooks for CF_DEVICE_CUDA without touching the driver; the first
  * allocation initialises the device (and fails with the init message when there is none). */
 void cf_cuda_register(void);

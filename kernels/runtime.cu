@@ -44,8 +44,8 @@ extern "C" void cf_run_alloc_retry_hook(void);
 /* ---------------------------------------------------------------- state */
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static int g_init_state = 0;            /* 0 not tried, 1 ok, -1 failed */
-static char g_init_msg[256];
+static int g_init_state = 0;            /* 0 not tried, 1 ok, -1 no device, -2 no cuBLAS (do_init) */
+static char g_init_msg[512];
 static char g_name[256];
 static cudaStream_t g_stream;
 static cublasHandle_t g_blas;
@@ -525,6 +525,8 @@ int cu_check_ids(const char *op, const cf_tensor *ids, int64_t limit, bool allow
 
 /* ---------------------------------------------------------------- init and hooks */
 
+/* 0, or -1 when there is no device to use (no driver, none reported, device 0 would not start), or
+ * -2 when the device started and cuBLAS did not; g_init_msg says why. */
 static int do_init(void) {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
@@ -549,8 +551,10 @@ static int do_init(void) {
   snprintf(g_name, sizeof g_name, "%s", prop.name);
   cublasStatus_t bs = cublasCreate(&g_blas);
   if (bs != CUBLAS_STATUS_SUCCESS) {
-    snprintf(g_init_msg, sizeof g_init_msg, "CUDA: cuBLAS initialisation failed (status %d)", (int)bs);
-    return -1;
+    snprintf(g_init_msg, sizeof g_init_msg, "the GPU (%s) started but cuBLAS did not: %s (status %d)", g_name,
+             cublasGetStatusString(bs), (int)bs);
+    cudaGetLastError();
+    return -2;
   }
   cublasSetStream(g_blas, g_stream);
   cublasSetPointerMode(g_blas, CUBLAS_POINTER_MODE_HOST);
@@ -615,7 +619,8 @@ static int ensure_init(void) {
 extern "C" int cf_cuda_init(void) {
   pthread_mutex_lock(&g_lock);
   if (g_init_state == 0) {
-    g_init_state = do_init() == 0 ? 1 : -1;
+    int rc = do_init();
+    g_init_state = rc == 0 ? 1 : rc;
     if (g_init_state == 1) {
       cf_register_device(CF_DEVICE_CUDA, &g_hooks);
       cf_cuda_register_optim();
@@ -638,6 +643,15 @@ extern "C" bool cf_cuda_available(void) {
     if (rc) cf_error_clear();
   }
   return g_init_state == 1;
+}
+
+extern "C" cf_cuda_status cf_cuda_state(void) {
+  switch (g_init_state) {
+    case 0: return CF_CUDA_UNTRIED;
+    case 1: return CF_CUDA_READY;
+    case -2: return CF_CUDA_NO_CUBLAS;
+    default: return CF_CUDA_NO_DEVICE;
+  }
 }
 
 extern "C" const char *cf_cuda_device_name(void) { return g_init_state == 1 ? g_name : ""; }
