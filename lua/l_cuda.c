@@ -4,10 +4,11 @@
  * t:to(...), t:cuda(), t:cpu().
  *
  * It compiles with or without CUDA: without CF_HAVE_CUDA, available() is false and the memory
- * fields are absent. Moving a tensor to "cuda" where no GPU is usable (a CPU-only build, no
- * device, a failed driver start) is the expected environmental failure of DESIGN.md: t:to and
- * t:cuda return nil, message ("CUDA is not available in this build", or why the device did not
- * start). Bad arguments and failures of the copy itself (out of memory) raise.
+ * fields are absent. Asking for "cuda" where no GPU is usable (a CPU-only build, no driver or
+ * device, a device or its cuBLAS that did not start) is the expected environmental failure of
+ * DESIGN.md: every function that places data on the GPU returns nil, message for it, worded here
+ * once (cf_lua_no_gpu: t:to, t:cuda, the factories' opts.device, m:to, m:init_random_cuda). Bad
+ * arguments and failures of the copy itself (out of memory) raise.
  * With CUDA, opening the part only installs lazy device hooks (no driver call): the device is
  * initialised by the first tensor placed on it, so `require "confit"` stays cheap and works on
  * machines without a GPU.
@@ -144,19 +145,24 @@ static int l_allocator_stats(lua_State *L) {
 
 /* ---------------------------------------------------------------- tensor methods */
 
+int cf_lua_no_gpu(lua_State *L, const char *what) {
+#ifdef CF_HAVE_CUDA
+  if (cf_cuda_init() == 0) return 0;
+  luaL_pushfail(L);
+  if (cf_cuda_state() == CF_CUDA_NO_CUBLAS) lua_pushfstring(L, "%s: %s", what, cf_error_message());
+  else lua_pushfstring(L, "%s: no usable GPU (%s)", what, cf_error_message());
+#else
+  luaL_pushfail(L);
+  lua_pushfstring(L, "%s: no usable GPU (%s)", what, NO_CUDA_BUILD);
+#endif
+  return 2;
+}
+
 /* Pushes nil, message and returns 2 when a move of t to dev needs a GPU that is not usable;
  * returns 0 otherwise (nothing pushed). */
 static int no_gpu_for(lua_State *L, const cf_tensor *t, cf_device dev) {
   if (dev != CF_DEVICE_CUDA || cf_tensor_device(t) == CF_DEVICE_CUDA) return 0;
-#ifdef CF_HAVE_CUDA
-  if (cf_cuda_init() == 0) return 0;
-  lua_pushnil(L);
-  lua_pushstring(L, cf_error_message());
-#else
-  lua_pushnil(L);
-  lua_pushstring(L, NO_CUDA_BUILD);
-#endif
-  return 2;
+  return cf_lua_no_gpu(L, "cannot move the tensor to cuda");
 }
 
 /* A copy of t on dev (t itself, retained, when already there). Leaf grad flags carry over. */
@@ -258,8 +264,8 @@ static const char *const docs[][2] = {
   {"confit.cuda.empty_cache", "confit.cuda.empty_cache(): return cached device blocks to the driver"},
   {"confit.cuda.allocator_stats", "confit.cuda.allocator_stats() -> {requests, cache_hits, driver_mallocs, driver_malloc_failures, driver_frees, cache_flushes, driver_malloc_bytes, driver_malloc_seconds}: the caching allocator's traffic since start (empty without CUDA)"},
   {"confit.empty_cache", "confit.empty_cache(): return cached device blocks to the driver (no-op without CUDA)"},
-  {"t:to", "t:to(target [, target2]) -> tensor: \"cuda\" | \"cpu\" and/or a dtype name (\"bf16\", \"f32\", ...); t itself when nothing changes; device moves keep a leaf's requires_grad but are not recorded by autograd; nil, message when \"cuda\" is asked for and no GPU is usable"},
-  {"t:cuda", "t:cuda() -> t on the GPU (t itself when already there), or nil, message when no GPU is usable"},
+  {"t:to", "t:to(target [, target2]) -> tensor: \"cuda\" | \"cpu\" and/or a dtype name (\"bf16\", \"f32\", ...); t itself when nothing changes; device moves keep a leaf's requires_grad but are not recorded by autograd; nil, message (\"cannot move the tensor to cuda: no usable GPU (<why>)\") when \"cuda\" is asked for and no GPU is usable"},
+  {"t:cuda", "t:cuda() -> t on the GPU (t itself when already there), or nil, message when no GPU is usable (as t:to)"},
   {"t:cpu", "t:cpu() -> t on the CPU (t itself when already there)"},
 };
 

@@ -9,11 +9,15 @@
  *     parameters allocated and drawn on the GPU: norms 1, biases 0, matrices N(0, std^2).
  * model:device()                         -> "cpu" | "cuda", dtype of the embedding
  *
- * "nil, message" is for the expected environmental failure (no GPU, a CPU-only build); bad
- * arguments raise. This part must be opened after the model part (lparts.def order).
+ * "nil, message" is for the expected environmental failure, no usable GPU (a CPU-only build, no
+ * device, a device or its cuBLAS that did not start), worded by cf_lua_no_gpu (l_cuda.c) and
+ * found before the move from the GPU's state, not from a message; bad arguments and every
+ * failure once the GPU is usable (out of memory) raise. This part must be opened after the model
+ * part (lparts.def order).
  */
 #include <lauxlib.h>
 #include <lua.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include "lconfit.h"
@@ -25,12 +29,6 @@
 
 #define MODEL_MT CF_LUA_MODEL_MT
 #define check_model cf_lua_checkmodel
-
-static int fail(lua_State *L, const char *msg) {
-  luaL_pushfail(L);
-  lua_pushstring(L, msg);
-  return 2;
-}
 
 /* The dtype of the weights on dev asked for by the value at idx, fn's argument #argno (absent:
  * bf16 on cuda, f32 on the CPU): the GPU holds bf16 or f32 weights, the CPU f32. */
@@ -51,21 +49,6 @@ static cf_dtype check_dtype(lua_State *L, int idx, const char *fn, int argno, cf
   return dt;
 }
 
-#ifdef CF_HAVE_CUDA
-/* The end of a method that put the model's parameters on the GPU (core status rc): the model
- * (argument 1) on success; a missing device is the expected failure (nil, message); any other
- * error raises. */
-static int cuda_result(lua_State *L, int rc) {
-  if (rc) {
-    const char *msg = cf_error_message();
-    if (strstr(msg, "no CUDA device")) return fail(L, msg);
-    return cf_lua_error(L);
-  }
-  lua_settop(L, 1);
-  return 1;
-}
-#endif
-
 static int m_to_device(lua_State *L) {
   cf_qwen2 *m = check_model(L, 1);
   cf_dtype named;
@@ -84,29 +67,37 @@ static int m_to_device(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
+  if (cf_lua_no_gpu(L, "cannot move the model to cuda")) return 2;
 #ifdef CF_HAVE_CUDA
   CF_LUA_CORE(L, rc = cf_qwen2_to_cuda(m, dt));
-  return cuda_result(L, rc);
-#else
-  (void)m; (void)rc;
-  return fail(L, "cannot move the model to cuda: no usable GPU (CUDA is not available in this build)");
+  if (rc) return cf_lua_error(L);
 #endif
+  (void)m; (void)rc;
+  lua_settop(L, 1);
+  return 1;
 }
 
 static int m_init_random_cuda(lua_State *L) {
   cf_qwen2 *m = check_model(L, 1);
-  lua_Integer seed = luaL_checkinteger(L, 2);
-  double std = luaL_checknumber(L, 3);
+  if (!lua_isinteger(L, 2))
+    return luaL_error(L, "init_random_cuda: argument #1 (seed): expected an integer, got %s",
+                      lua_type(L, 2) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, 2));
+  if (lua_type(L, 3) != LUA_TNUMBER)
+    return luaL_error(L, "init_random_cuda: argument #2 (std): expected a number, got %s", luaL_typename(L, 3));
+  lua_Integer seed = lua_tointeger(L, 2);
+  double std = lua_tonumber(L, 3);
   cf_dtype dt = check_dtype(L, 4, "init_random_cuda", 3, CF_DEVICE_CUDA);
-  if (!(std >= 0)) return luaL_error(L, "init_random_cuda: std must be >= 0");
+  if (!(std >= 0) || std == HUGE_VAL)
+    return luaL_error(L, "init_random_cuda: argument #2 (std): must be finite and >= 0 (got %f)", std);
+  if (cf_lua_no_gpu(L, "cannot place the model's parameters on cuda")) return 2;
 #ifdef CF_HAVE_CUDA
   int rc;
   CF_LUA_CORE(L, rc = cf_qwen2_init_random_cuda(m, dt, (uint64_t)seed, std));
-  return cuda_result(L, rc);
-#else
-  (void)m; (void)seed; (void)dt;
-  return fail(L, "init_random_cuda: this build has no CUDA");
+  if (rc) return cf_lua_error(L);
 #endif
+  (void)m; (void)seed; (void)dt;
+  lua_settop(L, 1);
+  return 1;
 }
 
 static int m_device(lua_State *L) {

@@ -356,10 +356,19 @@ static void read_opts(lua_State *L, int idx, const char *fn, ctor_opts *o) {
   }
 }
 
-/* Moves a freshly built CPU tensor in the box at the top of the stack to the requested device
- * and applies requires_grad. */
-static void finish_new(lua_State *L, const ctor_opts *o, const char *fn) {
+/* The end of a factory: applies requires_grad to the freshly built CPU tensor in the box at the
+ * top of the stack and moves it to the requested device. Returns the factory's count of results:
+ * 1 (the tensor), or 2 (nil, message) when opts.device is "cuda" and no GPU is usable, as for
+ * t:to (cf_lua_no_gpu; every argument was checked before). */
+static int finish_new(lua_State *L, const ctor_opts *o, const char *fn) {
   tbox *b = (tbox *)lua_touserdata(L, -1);
+  if (o->requires_grad && !cf_dtype_is_float(b->t->dtype))
+    luaL_error(L, "%s: requires_grad needs a floating dtype, not %s", fn, cf_dtype_name(b->t->dtype));
+  if (o->device == CF_DEVICE_CUDA && cf_lua_no_gpu(L, "cannot make the tensor on cuda")) {
+    cf_tensor_release(b->t); /* the CPU tensor built to be moved: nothing else holds it */
+    b->t = NULL;
+    return 2;
+  }
   if (o->device != CF_DEVICE_CPU) {
     cf_tensor **slot = cf_lua_newtensorbox(L);
     cf_tensor *d;
@@ -368,11 +377,8 @@ static void finish_new(lua_State *L, const ctor_opts *o, const char *fn) {
     lua_remove(L, -2);
     b = (tbox *)lua_touserdata(L, -1);
   }
-  if (o->requires_grad) {
-    if (!cf_dtype_is_float(b->t->dtype))
-      luaL_error(L, "%s: requires_grad needs a floating dtype, not %s", fn, cf_dtype_name(b->t->dtype));
-    b->t->requires_grad = true;
-  }
+  if (o->requires_grad) b->t->requires_grad = true;
+  return 1;
 }
 
 /* Shape at idx: a table of sizes or consecutive integer arguments. Returns the index after. */
@@ -435,8 +441,7 @@ static int make_filled(lua_State *L, const char *fn, int shape_idx, int has_valu
   cf_tensor *t;
   CF_LUA_CORE(L, t = cf_tensor_full(nd, shape, o.dtype, value));
   cf_lua_fillbox(L, slot, t);
-  finish_new(L, &o, fn);
-  return 1;
+  return finish_new(L, &o, fn);
 }
 
 static int l_zeros(lua_State *L) { return make_filled(L, "zeros", 1, 0); }
@@ -451,8 +456,7 @@ static int l_ones(lua_State *L) {
   cf_tensor *t;
   CF_LUA_CORE(L, t = cf_tensor_full(nd, shape, o.dtype, 1.0));
   cf_lua_fillbox(L, slot, t);
-  finish_new(L, &o, "ones");
-  return 1;
+  return finish_new(L, &o, "ones");
 }
 static int l_full(lua_State *L) { return make_filled(L, "full", 1, 1); }
 
@@ -473,8 +477,7 @@ static int make_random(lua_State *L, const char *fn, bool normal) {
   cf_tensor *t;
   CF_LUA_CORE(L, t = normal ? cf_tensor_randn(nd, shape, o.dtype, g) : cf_tensor_rand(nd, shape, o.dtype, g));
   cf_lua_fillbox(L, slot, t);
-  finish_new(L, &o, fn);
-  return 1;
+  return finish_new(L, &o, fn);
 }
 
 static int l_randn(lua_State *L) { return make_random(L, "randn", true); }
@@ -510,8 +513,7 @@ static int l_arange(lua_State *L) {
     CF_LUA_CORE(L, t = cf_tensor_arange(start, end, step, o.dtype));
   }
   cf_lua_fillbox(L, slot, t);
-  finish_new(L, &o, "arange");
-  return 1;
+  return finish_new(L, &o, "arange");
 }
 
 static int l_from_bytes(lua_State *L) {
@@ -527,8 +529,7 @@ static int l_from_bytes(lua_State *L) {
   cf_tensor *t;
   CF_LUA_CORE(L, t = cf_tensor_from_bytes(nd, shape, o.dtype, s, len));
   cf_lua_fillbox(L, slot, t);
-  finish_new(L, &o, "from_bytes");
-  return 1;
+  return finish_new(L, &o, "from_bytes");
 }
 
 /* confit.tensor(data, opts): the shape comes from the first entry at each level; every other
@@ -605,8 +606,7 @@ static int l_tensor_new(lua_State *L) {
     store_value(L, lua_gettop(L), t, 0, "tensor", "the value");
     lua_pop(L, 1);
   }
-  finish_new(L, &o, "tensor");
-  return 1;
+  return finish_new(L, &o, "tensor");
 }
 
 static int l_is_tensor(lua_State *L) {
@@ -1498,8 +1498,8 @@ static const luaL_Reg functions[] = {
   {"clock", l_clock}, {"memory", l_memory}, {"reset_peak_memory", l_reset_peak_memory}, {NULL, NULL}};
 
 static const char *const docs[][2] = {
-  {"confit.tensor", "confit.tensor(data [, opts]) -> tensor: from a number or nested tables of numbers; opts {dtype = \"f32\"|\"f64\"|\"bf16\"|\"i32\"|\"i64\", requires_grad = bool} (dtype defaults to f32, also for integer data)"},
-  {"confit.zeros", "confit.zeros(shape [, opts]) -> tensor: filled with 0; shape {4, 8} or 4, 8; opts {dtype, requires_grad, device}"},
+  {"confit.tensor", "confit.tensor(data [, opts]) -> tensor: from a number or nested tables of numbers; opts {dtype = \"f32\"|\"f64\"|\"bf16\"|\"i32\"|\"i64\", requires_grad = bool, device = \"cpu\"|\"cuda\"} (dtype defaults to f32, also for integer data; device as for confit.zeros)"},
+  {"confit.zeros", "confit.zeros(shape [, opts]) -> tensor: filled with 0; shape {4, 8} or 4, 8; opts {dtype, requires_grad, device = \"cpu\" | \"cuda\"} (every factory takes them; device \"cuda\" where no GPU is usable: nil, \"cannot make the tensor on cuda: no usable GPU (<why>)\", as t:to)"},
   {"confit.ones", "confit.ones(shape [, opts]) -> tensor: filled with 1"},
   {"confit.full", "confit.full(shape, value [, opts]) -> tensor: filled with value"},
   {"confit.randn", "confit.randn(shape [, opts]) -> tensor: N(0, 1) samples; opts.seed gives a fresh generator with that seed, else the global one (confit.manual_seed)"},

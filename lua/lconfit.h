@@ -52,6 +52,14 @@ int cf_lua_error(lua_State *L);
  * <what>: unknown device 'gpu' (expected cpu or cuda)" for another name. */
 cf_device cf_lua_checkdevice(lua_State *L, int idx, const char *fn, const char *what);
 
+/* The one answer where device cuda is asked for (t:to, t:cuda, m:to, m:init_random_cuda, a
+ * factory's opts.device; l_cuda.c): 0 when the GPU is usable (started now when it was not); else
+ * pushes nil and "<what>: no usable GPU (<why>)" ("<what>: <why>" for a GPU whose cuBLAS did not
+ * start: cf_cuda_state) and returns 2, the count of results. No usable GPU is the expected
+ * environmental failure (DESIGN.md): nil, message; bad arguments and failures once the GPU is
+ * usable (out of memory) raise. Callers check their arguments first. */
+int cf_lua_no_gpu(lua_State *L, const char *what);
+
 /* The bracket around core calls (see above); begin returns the previous state to restore. */
 lua_State *cf_lua_gc_begin(lua_State *L);
 void cf_lua_gc_end(lua_State *prev);

@@ -527,10 +527,12 @@ function Model:dtype()
   return "f32"
 end
 
---- Fill every parameter with random values directly on the GPU (norms 1, biases 0).
+--- Fill every parameter with random values directly on the GPU (norms 1, biases 0) -> m; without
+--- a usable GPU nil, "cannot place the model's parameters on cuda: no usable GPU (<why>)", as m:to.
 function Model:init_random_cuda(seed, std, dtype)
-  if not self.core.init_random_cuda then error("model:init_random_cuda: this build has no CUDA support", 2) end
-  return self.core:init_random_cuda(seed, std, dtype)
+  local ok, err = core_results(pcall(self.core.init_random_cuda, self.core, seed, std, dtype))
+  if not ok then return nil, err end
+  return self
 end
 
 function Model:free() self.core:free() end

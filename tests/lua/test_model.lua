@@ -627,21 +627,43 @@ H.case("load: a tokenizer with ids past the model's vocab_size is refused, with 
   t:free()
 end)
 
+-- (h25) one rule for "no usable GPU" (DESIGN.md: an environmental failure, nil, message): the
+-- factories' {device = "cuda"} raised while t:to and m:to returned nil, message; every function
+-- that places data on the GPU now returns nil, "cannot ... cuda: no usable GPU (<why>)", the why
+-- being confit.cuda.device_name()'s, and still raises for a bad argument
 H.case("m:to(\"cuda\") and t:to(\"cuda\") without a usable GPU: nil, message; the model stays on the CPU", function()
   if confit.cuda and confit.cuda.available() then H.skip("m:to without a GPU", "a GPU is usable here"); return end
+  local _, why = confit.cuda.device_name()
+  local function no_gpu(what, r, msg)
+    H.eq(r, nil, what .. " returns nil")
+    H.eq(msg, what .. ": no usable GPU (" .. why .. ")", "the message")
+  end
   local m = assert(confit.load("tests/fixtures/tiny_qwen2"))
   local moved, err = m:to("cuda", "f32")
-  H.eq(moved, nil, "m:to returns nil")
-  H.ok(type(err) == "string" and err:find("cannot move the model to cuda: ", 1, true) and not err:find("\n"),
-       "one line naming the move: " .. tostring(err))
+  no_gpu("cannot move the model to cuda", moved, err)
+  no_gpu("cannot move the model to cuda", m:to("cuda"))
+  no_gpu("cannot place the model's parameters on cuda", m:init_random_cuda(1, 0.02))
+  H.raises(function() return m:init_random_cuda(1, -1) end, "init_random_cuda: argument #2 (std): must be finite and >= 0")
   H.eq(m:device(), "cpu", "still on the CPU")
+  local makes = {zeros = function(o) return confit.zeros({2, 3}, o) end, ones = function(o) return confit.ones({2}, o) end,
+                 full = function(o) return confit.full({2}, 7, o) end, randn = function(o) return confit.randn({2}, o) end,
+                 rand = function(o) return confit.rand({2}, o) end, arange = function(o) return confit.arange(4, o) end,
+                 tensor = function(o) return confit.tensor({{1, 2}}, o) end,
+                 from_bytes = function(o) return confit.from_bytes(("\0"):rep(8), {2}, o) end}
+  for name, mk in pairs(makes) do
+    local r, why2 = mk({device = "cuda"})
+    no_gpu("cannot make the tensor on cuda", r, why2)
+    H.raises(function() return mk({device = "cuda", bogus = 1}) end, name .. ": unknown option 'bogus'")
+  end
+  -- the arguments are checked first, also those read while the tensor is built
+  H.raises(function() return confit.tensor({{1, 2}, {3}}, {device = "cuda"}) end, "tensor: ragged nested table")
+  H.raises(function() return confit.zeros({2}, {device = "cuda", dtype = "i64", requires_grad = true}) end,
+           "zeros: requires_grad needs a floating dtype")
   H.raises(function() m:to("tpu") end, "to: argument #1 (device): unknown device 'tpu' (expected cpu or cuda)")
   local t = confit.randn({2, 3}, {seed = 1})
   for _, mv in ipairs({function() return t:to("cuda") end, function() return t:cuda() end,
                        function() return t:to("cuda", "bf16") end}) do
-    local r, why = mv()
-    H.eq(r, nil, "t:to(\"cuda\") returns nil")
-    H.ok(type(why) == "string" and #why > 0 and not why:find("\n"), "with a one-line reason: " .. tostring(why))
+    no_gpu("cannot move the tensor to cuda", mv())
   end
   H.raises(function() return t:to("tpu") end, "neither a device")
   H.ok(t:to("cpu") == t and t:cpu() == t, "to the CPU: the tensor itself")
