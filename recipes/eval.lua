@@ -66,7 +66,7 @@ usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [option
                          The earlier results wait in OUT/superseded/<benchmark> until the
                          restart finishes (a restart stopped on the way loses none of them)
   --device cpu|cuda      default cpu; --dtype bf16|f32 applies to cuda (default bf16; the CPU
-                         computes in f32)
+                         computes in f32: --dtype bf16 without --device cuda is refused)
   --progress bar|plain|off
   (an option takes _ for -, --top_p as --top-p; a value starting with -- only as --name=VALUE)]]
 
@@ -396,6 +396,11 @@ function M.main(argv)
   for _, d in ipairs(devices) do known = known or d == device end
   if not known then die("--device must be %s, got '%s'", table.concat(devices, " or "), device) end
   if o.dtype and o.dtype ~= "bf16" and o.dtype ~= "f32" then die("--dtype must be bf16 or f32, got '%s'", o.dtype) end
+  -- (h25) --dtype bf16 on the CPU was taken and ignored (rlsc refuses it too): the CPU holds the
+  -- weights in f32; --dtype f32 there says what happens
+  if o.dtype == "bf16" and device == "cpu" then
+    die("--dtype bf16 applies to --device cuda: the CPU holds the weights in f32 (drop --dtype, or add --device cuda)")
+  end
   if o.progress and o.progress ~= "bar" and o.progress ~= "plain" and o.progress ~= "off" then
     die("--progress must be bar, plain or off")
   end

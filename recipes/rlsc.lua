@@ -175,7 +175,7 @@ local SPEC = {
   device = {"string", "cpu", choices = confit.devices,
     help = "where the model computes"},
   dtype = {"string", "bf16", choices = {"bf16", "f32"},
-    help = "the weights' dtype on cuda (the CPU computes in f32)"},
+    help = "the weights' dtype on cuda (the CPU computes in f32: --dtype bf16 without --device cuda is refused)"},
   recompute = {"flag", false,
     help = "recompute each layer's activations in the backward pass (less memory)"},    -- activation recomputation per layer (m:set_recompute)
   micro_batch = {"int", 0, min = 0,
@@ -738,9 +738,14 @@ local function check_flags(o)
   local method, merr = rl.resolve(o.method)
   if not method then die("--method: %s", merr) end
   o.method = method
-  -- flags that would do nothing here are refused, not ignored (--dtype on the CPU is documented);
-  -- temp_only without its evaluation would do nothing at all (the toy world ran it before the
-  -- twenty-second session)
+  -- flags that would do nothing here are refused, not ignored; temp_only without its evaluation
+  -- would do nothing at all (the toy world ran it before the twenty-second session)
+  -- (h25) --dtype bf16 on the CPU was ignored: the CPU holds the weights in f32 (its matmul has
+  -- no bf16 kernel, m:to("cpu", "bf16") is refused); --dtype f32 there says what happens
+  if o.given.dtype and o.device == "cpu" and o.dtype ~= "f32" then
+    die("--dtype %s applies to --device cuda: the CPU holds the weights in f32 (drop --dtype, or add --device cuda)",
+        o.dtype)
+  end
   if method == "temp_only" and o.no_eval then
     die("--method temp_only trains nothing: it is only an evaluation (drop --no-eval)")
   end
@@ -1032,10 +1037,11 @@ local function help_notes()
     "  without --answer-field: read as --eval-data NAME reads that benchmark (its question field unless\n" ..
     "  --question-field is given, its reference answers, its ids); with --answer-field: a plain file.\n" ..
     "--dtype applies to --device cuda (the CPU computes in f32). Flags that would do nothing are refused:\n" ..
-    "  --task with --data; --template, --eval-mode, --question-field, --answer-field without it (the toy\n" ..
-    "  world has its own prompts and grader); --temperature-scale with a method that trains; --kl-coef > 0\n" ..
-    "  with a method that has no KL term (all but the GRPO methods; a method registered with\n" ..
-    "  rl.register_weighted has none either); --method-opt with a built-in method. --alpha (l2, ours_*), --clip-eps\n" ..
+    "  --dtype bf16 without --device cuda; --task with --data; --template, --eval-mode, --question-field,\n" ..
+    "  --answer-field without --data (the toy world has its own prompts and grader); --temperature-scale\n" ..
+    "  with a method that trains; --kl-coef > 0 with a method that has no KL term (all but the GRPO\n" ..
+    "  methods; a method registered with rl.register_weighted has none either); --method-opt with a\n" ..
+    "  built-in method. --alpha (l2, ours_*), --clip-eps\n" ..
     "  (GRPO) and --clip-max (ours_clip) are recorded whatever the method, as an ablate grid crosses them\n" ..
     "  with methods; the other methods do not read them (train.run passes each method only the\n" ..
     "  options it reads, rl.reads).\n" ..

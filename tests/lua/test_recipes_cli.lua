@@ -718,8 +718,8 @@ do
   write(DATA, '{"question": "1+2=", "answer": "3"}\n{"question": "2+2=", "answer": "4"}\n')
   local prep = {("%s recipes/eval.lua %s"):format(q(EXE), eval_line("--bench toy --limit 2 --max-new-tokens 4", SETTINGS_RUN)),
                 ("%s recipes/eval.lua %s"):format(q(EXE), eval_line("--data " .. q(DATA) .. " --template plain --max-new-tokens 4", DATA_RUN)),
-                -- --dtype bf16 on the CPU is accepted (it applies to cuda)
-                ("%s recipes/eval.lua %s"):format(q(EXE), eval_line("--bench toy --limit 1 --max-new-tokens 4 --dtype bf16", MODEL_RUN))}
+                -- --dtype f32 on the CPU is accepted: it is what the CPU computes in (bf16 is refused)
+                ("%s recipes/eval.lua %s"):format(q(EXE), eval_line("--bench toy --limit 1 --max-new-tokens 4 --dtype f32", MODEL_RUN))}
   for _, cmd in ipairs(prep) do assert(os.execute(cmd .. " > /dev/null 2>&1"), cmd) end
   local SETTINGS = SETTINGS_RUN .. "/toy-mixed/eval_before.settings.json"
   write(SETTINGS, "{\n")
@@ -782,7 +782,7 @@ do
          "config.json still names the model that wrote the records")
     H.ok(not cli.exists(FE .. "/cmp/grid.json"), "toy_compare computed nothing")
   end)
-  H.case("fix_eval2: eval --dtype bf16 on the CPU runs and records f32, and the model", function()
+  H.case("fix_eval2: eval --dtype f32 on the CPU runs and records f32, and the model", function()
     local jsonio = require "confit.jsonio"
     local cfg = jsonio.read_json(MODEL_RUN .. "/toy-mixed/config.json")
     H.eq(type(cfg) == "table" and cfg.dtype, "f32", "config.json dtype")
@@ -1246,6 +1246,15 @@ do
     {"rlsc", SMALL .. " --question-field zz" .. o("n3"), 1, {"--question-field applies to --data runs"}},
     {"rlsc", SMALL .. " --answer-field zz" .. o("n4"), 1, {"--answer-field applies to --data runs"}},
     {"rlsc", SMALL .. " --temperature-scale 0.01" .. o("n5"), 1, {"--temperature-scale", "--method l2 trains"}},
+    -- (h25) --dtype bf16 on the CPU was taken and ignored by rlsc and eval (the CPU holds f32
+    -- weights; its matmul has no bf16 kernel): refused by each, and by ablate's check of a grid
+    {"rlsc", SMALL .. " --dtype bf16" .. o("n6"), 1,
+     {"rlsc: --dtype bf16 applies to --device cuda: the CPU holds the weights in f32 (drop --dtype, or add --device cuda)"}},
+    {"rlsc", SMALL .. " --device cpu --dtype bf16" .. o("n6"), 1, {"rlsc: --dtype bf16 applies to --device cuda"}},
+    {"eval", "--model examples/toy/model --bench toy --dtype bf16" .. o("n7"), 1,
+     {"eval: --dtype bf16 applies to --device cuda: the CPU holds the weights in f32 (drop --dtype, or add --device cuda)"}},
+    {"ablate", grid("n8", 'base = {dtype = "bf16"}, grid = {seed = {1}}') .. " --dry-run", 1,
+     {"run seed=1", "--dtype bf16 applies to --device cuda"}},
     -- (nineteenth session) --kl-coef with a method without a KL term: ignored, yet recorded in
     -- config.json, and a reference model loaded for nothing
     {"rlsc", SMALL .. " --kl-coef 0.5" .. o("n7"), 1, {"--kl-coef 0.5: --method l2 has no KL term", "drop --kl-coef"}},
