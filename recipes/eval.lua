@@ -396,7 +396,7 @@ function M.main(argv)
   for _, d in ipairs(devices) do known = known or d == device end
   if not known then die("--device must be %s, got '%s'", table.concat(devices, " or "), device) end
   if o.dtype and o.dtype ~= "bf16" and o.dtype ~= "f32" then die("--dtype must be bf16 or f32, got '%s'", o.dtype) end
-  -- (h25) --dtype bf16 on the CPU was taken and ignored (rlsc refuses it too): the CPU holds the
+  -- (twenty-fifth session) --dtype bf16 on the CPU was taken and ignored (rlsc refuses it too): the CPU holds the
   -- weights in f32; --dtype f32 there says what happens
   if o.dtype == "bf16" and device == "cpu" then
     die("--dtype bf16 applies to --device cuda: the CPU holds the weights in f32 (drop --dtype, or add --device cuda)")

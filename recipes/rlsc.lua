@@ -740,7 +740,7 @@ local function check_flags(o)
   o.method = method
   -- flags that would do nothing here are refused, not ignored; temp_only without its evaluation
   -- would do nothing at all (the toy world ran it before the twenty-second session)
-  -- (h25) --dtype bf16 on the CPU was ignored: the CPU holds the weights in f32 (its matmul has
+  -- (twenty-fifth session) --dtype bf16 on the CPU was ignored: the CPU holds the weights in f32 (its matmul has
   -- no bf16 kernel, m:to("cpu", "bf16") is refused); --dtype f32 there says what happens
   if o.given.dtype and o.device == "cpu" and o.dtype ~= "f32" then
     die("--dtype %s applies to --device cuda: the CPU holds the weights in f32 (drop --dtype, or add --device cuda)",

@@ -627,7 +627,7 @@ H.case("load: a tokenizer with ids past the model's vocab_size is refused, with 
   t:free()
 end)
 
--- (h25) one rule for "no usable GPU" (DESIGN.md: an environmental failure, nil, message): the
+-- (twenty-fifth session) one rule for "no usable GPU" (DESIGN.md: an environmental failure, nil, message): the
 -- factories' {device = "cuda"} raised while t:to and m:to returned nil, message; every function
 -- that places data on the GPU now returns nil, "cannot ... cuda: no usable GPU (<why>)", the why
 -- being confit.cuda.device_name()'s, and still raises for a bad argument
@@ -671,7 +671,7 @@ H.case("m:to(\"cuda\") and t:to(\"cuda\") without a usable GPU: nil, message; th
   m:free()
 end)
 
--- (h25) m:to's mistakes named the binding ("to_device: ...", "bad argument #2 to '?'") and took
+-- (twenty-fifth session) m:to's mistakes named the binding ("to_device: ...", "bad argument #2 to '?'") and took
 -- a number for a name ("got \"1\""); each now says which argument of m:to, what it got and what
 -- it takes, at the caller's line; the device names are the one list (confit.devices, no "gpu")
 H.case("m:to's mistakes say which argument, what it got and what is accepted, at the caller's line", function()

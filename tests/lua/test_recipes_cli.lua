@@ -138,7 +138,7 @@ local CASES = {
   {"rlsc", "--task bogus " .. R_OUT, 1, {"--task", "bogus", "mixed"}},
   {"rlsc", "--method nope " .. R_OUT, 1, {"--method", "nope"}},
   {"rlsc", "--device tpu " .. R_OUT, 1, {"--device", "tpu"}},
-  -- (h25) the device names are confit.devices, the core's one list: no "gpu" alias anywhere
+  -- (twenty-fifth session) the device names are confit.devices, the core's one list: no "gpu" alias anywhere
   {"rlsc", "--device gpu " .. R_OUT, 1, {"--device must be one of cpu, cuda, got 'gpu'"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --device gpu --out " .. q(TMP .. "/gpu-eval"), 1,
    {"--device must be cpu or cuda, got 'gpu'"}},
@@ -1246,7 +1246,7 @@ do
     {"rlsc", SMALL .. " --question-field zz" .. o("n3"), 1, {"--question-field applies to --data runs"}},
     {"rlsc", SMALL .. " --answer-field zz" .. o("n4"), 1, {"--answer-field applies to --data runs"}},
     {"rlsc", SMALL .. " --temperature-scale 0.01" .. o("n5"), 1, {"--temperature-scale", "--method l2 trains"}},
-    -- (h25) --dtype bf16 on the CPU was taken and ignored by rlsc and eval (the CPU holds f32
+    -- (twenty-fifth session) --dtype bf16 on the CPU was taken and ignored by rlsc and eval (the CPU holds f32
     -- weights; its matmul has no bf16 kernel): refused by each, and by ablate's check of a grid
     {"rlsc", SMALL .. " --dtype bf16" .. o("n6"), 1,
      {"rlsc: --dtype bf16 applies to --device cuda: the CPU holds the weights in f32 (drop --dtype, or add --device cuda)"}},

@@ -1021,7 +1021,7 @@ H.case("argument errors name what the docs name", function()
   end
 end)
 
--- (h25) t:to took "gpu" for "cuda" while the factories, m:to and the recipes refused it: the
+-- (twenty-fifth session) t:to took "gpu" for "cuda" while the factories, m:to and the recipes refused it: the
 -- device names are now one list (the core's cf_device_from_name, confit.devices), and a name
 -- outside it is refused everywhere with that list
 H.case("device names: one list (confit.devices), no alias, the list in every refusal", function()
