@@ -38,7 +38,8 @@
 --   * a comma counts as a thousands separator only in groups of three digits ("1,000",
 --     "1{,}000"); "1,2" is a two-element list, not the number 12;
 --   * "\sqrt2x" is sqrt(2)*x as in LaTeX (one token under the root), like "\frac12" (the
---     harness's \w+ makes "\sqrt13" sqrt(13));
+--     harness's \w+ makes "\sqrt13" sqrt(13)); a token is a character or a command word:
+--     "\frac\pi2" is \frac{\pi}{2}, "\sqrt\pi" \sqrt{\pi}, "\binom52" \binom{5}{2};
 --   * a trailing "\mathrm{i}" / "\text{e}" (one letter i or e) is the constant, not a unit;
 --     "\sin^{-1}" is arcsin as in latex2sympy; "I(0)", "f(x)" (a letter before a parenthesised
 --     number or variable) are function values, not products; U+2212 is a minus;
@@ -347,21 +348,29 @@ local function drop_trailing_unit(s)
   return s
 end
 
--- "\frac12" -> "\frac{1}{2}", "\frac1{2}" and "\frac{1}2" too (arguments: group or one char).
-local function fix_fracs(s)
+-- "\frac12" -> "\frac{1}{2}", "\frac1{2}", "\frac{1}2", "\frac\pi2" -> "\frac{\pi}{2}", and
+-- "\binom52" the same way: an argument is a group, a command word or one character, blanks
+-- before it skipped (as TeX reads them: "\frac\alpha b" is \frac{\alpha}{b}, so this runs
+-- before blanks go, which would make "\alphab" of it).
+local function fix_args(s, cmd)
   local out, pos = {}, 1
   while true do
-    local i = s:find("\\frac", pos, true)
+    local i = s:find(cmd, pos, true)
     if not i then break end
-    out[#out + 1] = s:sub(pos, i + 4)
-    local j, args = i + 5, {}
+    out[#out + 1] = s:sub(pos, i + #cmd - 1)
+    local j, args = i + #cmd, {}
     for k = 1, 2 do
+      j = s:find("%S", j) or #s + 1
       local c = s:sub(j, j)
       if c == "{" then
         local content, close = brace_content(s, j)
         if not close then args = nil; break end
         args[k] = content; j = close + 1
-      elseif c ~= "" and c ~= "\\" and c ~= "}" then
+      elseif c == "\\" then
+        local word = s:match("^\\%a+", j)
+        if not word then args = nil; break end
+        args[k] = word; j = j + #word
+      elseif c ~= "" and c ~= "}" then
         args[k] = c; j = j + 1
       else
         args = nil; break
@@ -371,15 +380,17 @@ local function fix_fracs(s)
       out[#out + 1] = "{" .. args[1] .. "}{" .. args[2] .. "}"
       pos = j
     else
-      pos = i + 5
+      pos = i + #cmd
     end
   end
   out[#out + 1] = s:sub(pos)
   return table.concat(out)
 end
 
--- "\sqrt2", "\sqrt 2" -> "\sqrt{2}" (one token under the root, as LaTeX reads it).
+-- "\sqrt2", "\sqrt 2", "\sqrt\pi" -> "\sqrt{2}", "\sqrt{\pi}" (one token under the root, as
+-- LaTeX reads it).
 local function fix_sqrt(s)
+  s = s:gsub("\\sqrt%s*(\\%a+)", "\\sqrt{%1}")
   return (s:gsub("\\sqrt%s*([^{%[\\%s])", "\\sqrt{%1}"))
 end
 
@@ -468,9 +479,9 @@ local function normalize_tail(s)
     s = parts[2]
   end
   s = fix_sqrt(s)
+  s = fix_args(fix_args(s, "\\frac"), "\\binom")
   s = s:gsub("%s+", "")
   s = s:gsub("_{(%w)}", "_%1")                           -- "52_{8}" -> "52_8"
-  s = fix_fracs(s)
   s = replace(s, "{,}", ",")
   s = s:gsub("%f[%d](%d+)%.0*(%D)", "%1%2")              -- "27.0" -> "27" before a/b: "-1./3" is -1/3
   s = s:gsub("^(%-?)(%d+)/(%d+)$", "%1\\frac{%2}{%3}")

@@ -393,6 +393,22 @@ local CASES = {
   {"x", "I got \226\136\1465", "-5"},
   -- nested boxes all go
   {"eq", "\\boxed{\\boxed{3}}", "3", true},
+  -- (twenty-fifth session) a command as a fraction's unbraced argument, as TeX reads it:
+  -- "\frac\pi2" is \frac{\pi}{2} (it was left as it stood, no expression, no match)
+  {"n", "\\frac\\pi2", "\\frac{\\pi}{2}"},
+  {"n", "\\dfrac\\pi{2}", "\\frac{\\pi}{2}"},
+  {"n", "\\tfrac\\pi 3", "\\frac{\\pi}{3}"},
+  {"n", "\\frac\\alpha b", "\\frac{\\alpha}{b}"},    -- the space ends the command word
+  {"n", "\\frac 1 2", "\\frac{1}{2}"},
+  {"n", "\\binom52", "\\binom{5}{2}"},
+  {"n", "\\sqrt\\pi", "\\sqrt{\\pi}"},
+  {"eq", "\\frac\\pi2", "\\pi/2", true},
+  {"eq", "\\frac\\pi2", "1.5707963", true},
+  {"eq", "\\frac\\pi2", "\\frac{\\pi}{3}", false},
+  {"eq", "\\dfrac\\pi{2}", "\\frac{\\pi}{2}", true},
+  {"eq", "\\frac\\sqrt2 2", "\\frac{\\sqrt{2}}{2}", false},   -- \sqrt alone on top: no expression
+  {"es", "\\frac\\pi2", "\\frac{\\pi}{2}", true},
+  {"es", "\\binom52", "\\binom{5}{2}", true},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
