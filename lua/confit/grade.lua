@@ -40,6 +40,8 @@
 --   * "\sqrt2x" is sqrt(2)*x as in LaTeX (one token under the root), like "\frac12" (the
 --     harness's \w+ makes "\sqrt13" sqrt(13)); a token is a character or a command word:
 --     "\frac\pi2" is \frac{\pi}{2}, "\sqrt\pi" \sqrt{\pi}, "\binom52" \binom{5}{2};
+--   * TeX's infix "\choose" and "\over" take the group they stand in (or the whole answer):
+--     "{n \choose k}" is \binom{n}{k}, "{1 \over 2}" \frac{1}{2};
 --   * a trailing "\mathrm{i}" / "\text{e}" (one letter i or e) is the constant, not a unit;
 --     "\sin^{-1}" is arcsin as in latex2sympy; "I(0)", "f(x)" (a letter before a parenthesised
 --     number or variable) are function values, not products; U+2212 is a minus;
@@ -394,6 +396,44 @@ local function fix_sqrt(s)
   return (s:gsub("\\sqrt%s*([^{%[\\%s])", "\\sqrt{%1}"))
 end
 
+-- TeX's infix "\\choose" and "\\over" take the whole group they stand in: "{n \\choose k}" is
+-- \\binom{n}{k}, "{1 \\over 2}" \\frac{1}{2}; outside any braces, the whole answer. Inner ones
+-- first: "{{a \\choose b} \\choose c}" is \\binom{\\binom{a}{b}}{c}.
+local INFIX = {{"\\choose", "\\binom"}, {"\\over", "\\frac"}}
+
+local function fix_infix(s)
+  if not (s:find("\\choose", 1, true) or s:find("\\over", 1, true)) then return s end
+  while true do
+    local i, j, cmd
+    for _, f in ipairs(INFIX) do
+      local a, b = s:find(escape(f[1]) .. "%f[%A]")     -- not "\\overline"
+      if a and (not i or a < i) then i, j, cmd = a, b, f[2] end
+    end
+    if not i then return s end
+    local lo, hi, d = 0, #s + 1, 0                       -- the group's braces, or the ends
+    for k = i - 1, 1, -1 do
+      local b = s:byte(k)
+      if b == 125 then d = d + 1
+      elseif b == 123 then
+        if d == 0 then lo = k; break end
+        d = d - 1
+      end
+    end
+    d = 0
+    for k = j + 1, #s do
+      local b = s:byte(k)
+      if b == 123 then d = d + 1
+      elseif b == 125 then
+        if d == 0 then hi = k; break end
+        d = d - 1
+      end
+    end
+    if (lo == 0) ~= (hi == #s + 1) then return s end     -- unbalanced braces: left as written
+    s = (lo > 0 and s:sub(1, lo - 1) or "") .. cmd .. "{" .. trim(s:sub(lo + 1, i - 1)) .. "}{"
+        .. trim(s:sub(j + 1, hi - 1)) .. "}" .. s:sub(hi + 1)
+  end
+end
+
 local function fix_infinity(s)
   s = s:gsub("%f[%a]infinity%f[%A]", "\\infty")
   if not s:find("\\infty", 1, true) then s = s:gsub("%f[%a]inf%f[%A]", "\\infty") end
@@ -456,6 +496,7 @@ local function normalize_latex(s)
   s = replace(s, "$", "")                                -- inside them is trailing: "$5 \text{ cm}$"
   s = replace(s, "\\(", "")
   s = replace(s, "\\)", "")
+  s = fix_infix(s)                                       -- before blanks go: "\\choosek"
   s = drop_trailing_unit(trim(s))
   s = replace(s, "^{\\circ}", "")
   s = replace(s, "^\\circ", "")

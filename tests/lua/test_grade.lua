@@ -409,6 +409,20 @@ local CASES = {
   {"eq", "\\frac\\sqrt2 2", "\\frac{\\sqrt{2}}{2}", false},   -- \sqrt alone on top: no expression
   {"es", "\\frac\\pi2", "\\frac{\\pi}{2}", true},
   {"es", "\\binom52", "\\binom{5}{2}", true},
+  -- TeX's infix \choose (and \over) take the group they stand in, or the whole answer
+  {"n", "{5 \\choose 2}", "\\binom{5}{2}"},
+  {"n", "n \\choose k", "\\binom{n}{k}"},
+  {"n", "2{n\\choose 2}+1", "2\\binom{n}{2}+1"},
+  {"n", "{{a \\choose b} \\choose c}", "\\binom{\\binom{a}{b}}{c}"},
+  {"n", "{1 \\over 2}", "\\frac{1}{2}"},
+  {"n", "\\overline{AB}", "\\overline{AB}"},
+  {"eq", "{5 \\choose 2}", "10", true},
+  {"eq", "{5 \\choose 2}", "\\binom{5}{2}", true},
+  {"eq", "{5 \\choose 3}", "9", false},
+  {"eq", "{n \\choose 2}", "\\frac{n(n-1)}{2}", true},
+  {"eq", "{n+1 \\choose 2}", "\\frac{n(n-1)}{2}", false},
+  {"es", "{5 \\choose 2}", "\\binom{5}{2}", true},
+  {"eq", "{x \\over 2}", "0.5x", true},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
