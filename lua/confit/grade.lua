@@ -54,7 +54,9 @@
 --   * a one-character subscript loses its braces ("52_{8}" is "52_8", the same LaTeX);
 --   * "\," "\;" "\:" "\ " "~" "\quad" are spaces, and "\displaystyle", "\big" etc. are dropped;
 --   * symbolic equivalence is numeric evaluation at random points (positive values in
---     [0.35, 2.65], so |x| = x cannot be told apart), not sympy simplification; "\log" is the
+--     [0.35, 2.65], so sqrt(x^2) = x; where an absolute value "|x|", "\lvert x\rvert" is, also
+--     points of either sign: |x| is not x), not sympy simplification; a bar that pairs with no
+--     other in its brackets is no absolute value ("{x|x>0}" stays text); "\log" is the
 --     natural log, "i" is an ordinary variable (so 2i+1 = 1+2i, but no complex arithmetic);
 --     values agree within the relative tolerance below, or within the rounding a cancellation
 --     leaves (1e-12 times the largest operand of a sum), so tiny constants keep their digits;
@@ -486,6 +488,7 @@ local function normalize_latex(s)
   s = s:gsub("\\leqslant%f[%A]", "\\le"):gsub("\\geqslant%f[%A]", "\\ge")
   s = s:gsub("\\left%.", ""):gsub("\\right%.", "")
   s = s:gsub("\\left%f[%A]", ""):gsub("\\right%f[%A]", "")
+  s = s:gsub("\\[lr]?vert%f[%A]", "|")                  -- "\lvert x \rvert" is "|x|" ("\Vert" stays)
   -- a matrix in brackets is the matrix ("\left(\begin{array}...\end{array}\right)" = pmatrix)
   local inner = trim(s):match("^%((%s*\\begin{pmatrix}.*\\end{pmatrix}%s*)%)$")
                 or trim(s):match("^%[(%s*\\begin{pmatrix}.*\\end{pmatrix}%s*)%]$")
@@ -671,12 +674,13 @@ local expr = P{ "Top",
   Postfix = V"Atom" * C"!"^0 / make_fact,
   Atom = C(number) / num
        + P"(" * V"Sum" * P")" + P"{" * V"Sum" * P"}" + P"[" * V"Sum" * P"]"
-       + V"Frac" + V"Sqrt" + V"Binom" + V"Floor" + V"Func" + V"Apply" + V"Const" + V"Var",
+       + V"Frac" + V"Sqrt" + V"Binom" + V"Floor" + V"Abs" + V"Func" + V"Apply" + V"Const" + V"Var",
   Arg = P"{" * V"Sum" * P"}" + C(digit) / num + C(letter) / var_name,
   Frac = P"\\frac" * V"Arg" * V"Arg" / function(a, b) return {"div", a, b} end,
   Sqrt = P"\\sqrt" * (P"[" * V"Sum" * P"]" + Cc(false)) * V"Arg"
          / function(n, a) return n and {"root", n, a} or {"pow", a, {"num", 0.5}} end,
   Binom = P"\\binom" * V"Arg" * V"Arg" / function(n, k) return {"binom", n, k} end,
+  Abs = P"\\lvert" * V"Sum" * P"\\rvert" / function(a) return {"fn", "abs", a} end,   -- mark_bars
   Floor = P"\\lfloor" * V"Sum" * P"\\rfloor" / function(a) return {"fn", "floor", a} end
         + P"\\lceil" * V"Sum" * P"\\rceil" / function(a) return {"fn", "ceil", a} end,
   Func = C(fname) * (P"_" * V"Arg" + Cc(false)) * (P"^" * V"Exponent" + Cc(false)) * V"FuncArg"
@@ -707,8 +711,51 @@ local expr = P{ "Top",
   Var = C((letter + greek) * subscript^-1) / var_name,
 }
 
+-- Bars "|" of an absolute value, as "\lvert" and "\rvert" for the grammar, or nil when they do
+-- not pair. A bar opens where a term starts (at the start, after an operator, an opening
+-- bracket or an opening bar) or where no bar of its bracket depth is open; else it closes the
+-- open one: "2|1-x|", "||x|-5|", "|x||y|". A bar left open when its brackets close or the
+-- answer ends pairs with none: set-builder "{x|x>0}" and "3|12" are no expressions. "\|" (a
+-- norm) is none either.
+local TERM_CMDS = {cdot = true, times = true, div = true, pm = true, mp = true}
+
+local function mark_bars(s)
+  if not s:find("|", 1, true) then return s end
+  if s:find("\\|", 1, true) then return nil end
+  local out, open, depth, pos, opened = {}, {}, 0, 1, nil   -- open: the depths of open bars
+  for i = 1, #s do
+    local b = s:byte(i)
+    if OPEN[b] then depth = depth + 1
+    elseif CLOSE[b] then
+      if open[#open] == depth then return nil end
+      depth = depth - 1
+    elseif b == 124 then
+      local starts_term = i == 1 or opened == i - 1 or s:sub(i - 1, i - 1):find("[-+*/^_,=<>]")
+      if not starts_term then                          -- after "\cdot", "\times", ...
+        local k = i - 1
+        while k > 0 and s:sub(k, k):find("%a") do k = k - 1 end
+        starts_term = k < i - 1 and s:byte(k) == 92 and TERM_CMDS[s:sub(k + 1, i - 1)]
+      end
+      out[#out + 1] = s:sub(pos, i - 1)
+      if starts_term or open[#open] ~= depth then
+        open[#open + 1], opened = depth, i
+        out[#out + 1] = "\\lvert"
+      else
+        open[#open] = nil
+        out[#out + 1] = "\\rvert"
+      end
+      pos = i + 1
+    end
+  end
+  if #open > 0 then return nil end
+  out[#out + 1] = s:sub(pos)
+  return table.concat(out)
+end
+
 local function parse_expr(s)
   if s == "" or #s > MAX_LEN then return nil end
+  s = mark_bars(s)
+  if not s then return nil end
   local ok, tree = pcall(lpeg.match, expr, s)
   if ok then return tree end
   return nil
@@ -742,7 +789,7 @@ end
 
 local FN = {
   sin = math.sin, cos = math.cos, tan = math.tan, exp = math.exp, ln = math.log,
-  log = math.log, floor = math.floor, ceil = math.ceil,
+  log = math.log, floor = math.floor, ceil = math.ceil, abs = math.abs,
   arcsin = math.asin, arccos = math.acos, arctan = math.atan,
   sec = function(x) return 1 / math.cos(x) end,
   csc = function(x) return 1 / math.sin(x) end,
@@ -768,7 +815,11 @@ local function var_value(name, k)
   x = x ~ (x >> 16)
   local u = x / 4294967296
   if k <= NPOINTS then return 0.35 + 2.3 * u end
-  return 10 ^ (4 * u - 2)            -- extra points: log-uniform in [0.01, 100]
+  if k <= 2 * NPOINTS then return 10 ^ (4 * u - 2) end   -- extra points: log-uniform in [0.01, 100]
+  -- points for |x| (trees_equal): [0.35, 2.65] of either sign (the hash's low bit), all negative
+  -- at the first, so that |x| is not x nor |x||y| xy
+  if k == 2 * NPOINTS + 1 or x & 1 == 1 then return -(0.35 + 2.3 * u) end
+  return 0.35 + 2.3 * u
 end
 
 local function evaluate(node, k, ctx)
@@ -809,18 +860,22 @@ end
 
 local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
 
--- Whether a tree holds a step function (floor, ceil): two such expressions can agree everywhere
--- in [0.35, 2.65] and differ beyond (floor(log_2 n) and floor(log_5 n) are both 0 on [1, 2)).
-local function has_step(node)
-  if node[1] == "fn" and (node[2] == "floor" or node[2] == "ceil") then return true end
+-- Whether a tree holds one of the functions `names`. A step function (floor, ceil): two such
+-- expressions can agree everywhere in [0.35, 2.65] and differ beyond (floor(log_2 n) and
+-- floor(log_5 n) are both 0 on [1, 2)); abs: |x| and x agree at every positive point.
+local STEP, ABS = {floor = true, ceil = true}, {abs = true}
+
+local function has_fn(node, names)
+  if node[1] == "fn" and names[node[2]] then return true end
   for i = 2, #node do
-    if type(node[i]) == "table" and has_step(node[i]) then return true end
+    if type(node[i]) == "table" and has_fn(node[i], names) then return true end
   end
   return false
 end
 
 -- Compare two expression trees at up to 2*NPOINTS points, stopping after NPOINTS points where
--- both are defined (with a step function on either side: at every point). sign_free: also
+-- both are defined (with a step function on either side: at every point; with an absolute
+-- value, then at 2*NPOINTS more where variables take either sign, var_value). sign_free: also
 -- accept a = -b (equations). Points where both sides are undefined (a root of a negative,
 -- arcsin out of range) are skipped; the first NPOINTS points draw variables from [0.35, 2.65],
 -- the rest log-uniformly from [0.01, 100] so that expressions with small domains still get
@@ -831,7 +886,13 @@ end
 -- constants keep their digits (2.9 x 10^-19 is not 2.88 x 10^-19, nor is 0).
 local function trees_equal(ta, tb, ctx, sign_free)
   local same, flipped, defined = true, sign_free, 0
-  local enough = (has_step(ta) or has_step(tb)) and 2 * NPOINTS or NPOINTS
+  local enough = (has_fn(ta, STEP) or has_fn(tb, STEP)) and 2 * NPOINTS or NPOINTS
+  local function agree(a, b)
+    local tol = 1e-12 * ctx.scale
+    same = same and close(a, b, tol)
+    flipped = flipped and close(a, -b, tol)
+    return same or flipped
+  end
   for k = 1, 2 * NPOINTS do
     if defined >= enough then break end
     ctx.scale = 0
@@ -841,13 +902,22 @@ local function trees_equal(ta, tb, ctx, sign_free)
     if fa ~= fb then return false end
     if fa then
       defined = defined + 1
-      local tol = 1e-12 * ctx.scale
-      same = same and close(a, b, tol)
-      flipped = flipped and close(a, -b, tol)
-      if not (same or flipped) then return false end
+      if not agree(a, b) then return false end
     end
   end
-  return defined > 0
+  if defined == 0 then return false end
+  if not (has_fn(ta, ABS) or has_fn(tb, ABS)) then return true end
+  -- with |...| on either side, also 2*NPOINTS points where variables take either sign, under
+  -- the same rules: "\ln|x|" is no "\ln x", defined where that is not
+  for k = 2 * NPOINTS + 1, 4 * NPOINTS do
+    ctx.scale = 0
+    local a = evaluate(ta, k, ctx)
+    local b = evaluate(tb, k, ctx)
+    local fa, fb = finite(a), finite(b)
+    if fa ~= fb then return false end
+    if fa and not agree(a, b) then return false end
+  end
+  return true
 end
 
 -- ---------------------------------------------------------------- equivalence

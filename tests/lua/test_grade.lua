@@ -423,6 +423,38 @@ local CASES = {
   {"eq", "{n+1 \\choose 2}", "\\frac{n(n-1)}{2}", false},
   {"es", "{5 \\choose 2}", "\\binom{5}{2}", true},
   {"eq", "{x \\over 2}", "0.5x", true},
+  -- absolute value: bars, \lvert \rvert, \left| \right|
+  {"n", "\\lvert -3 \\rvert", "|-3|"},
+  {"n", "\\left| x \\right|", "|x|"},
+  {"n", "\\left\\vert x \\right\\vert", "|x|"},
+  {"eq", "|-3|", "3", true},
+  {"eq", "|-3|", "-3", false},
+  {"eq", "\\lvert -3 \\rvert", "3", true},
+  {"eq", "\\left| -3 \\right|", "3", true},
+  {"eq", "2|1-x|", "|2x-2|", true},
+  {"eq", "||x|-5|", "|5-|x||", true},
+  {"eq", "|x|+|y|", "|y|+|x|", true},
+  {"eq", "|x|^2", "x^2", true},
+  {"eq", "\\sqrt{x^2}", "|x|", true},
+  {"es", "\\lvert x \\rvert", "|x|", true},
+  -- |x| is no x, nor |x||y| xy: variables take negative values too where a bar is (random
+  -- points are positive, where |x| and x agree)
+  {"eq", "|x|", "x", false},
+  {"eq", "x", "|x|", false},
+  {"eq", "|x-1|", "x-1", false},
+  {"eq", "|x||y|", "xy", false},
+  {"eq", "|x||y|", "|xy|", true},
+  {"eq", "|x|=3", "x=3", false},
+  {"eq", "\\ln|x|+C", "\\ln x+C", false},      -- defined at negative x, where ln x is not
+  {"eq", "\\ln|x|+C", "\\ln|-x|+C", true},
+  -- a bar that pairs with none inside its brackets is no absolute value: set-builder notation
+  -- and "divides" stay text
+  {"eq", "\\{x | x>0\\}", "\\{x|x>0\\}", true},
+  {"eq", "\\{x | x>0\\}", "\\{x|x>1\\}", false},
+  {"eq", "\\{x | x>0\\}", "(0,\\infty)", false},
+  {"eq", "(x|y)", "(x|y)", true},
+  {"eq", "3|12", "36", false},
+  {"eq", "3|x|", "3x", false},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
@@ -697,6 +729,22 @@ else
     H.ok(totals.refs > 2800, "expected ~2836 references, got " .. totals.refs)
   end)
 end
+
+-- (twenty-fifth session) where a bar is, variables take negative values too, each its own sign:
+-- |a| is no a and |a||b| no ab for every pair of letters, and |a-b| is |b-a|
+H.case("absolute values: every variable is negative somewhere, every pair differs in sign somewhere", function()
+  local L, bad = "abcdfghjklmnopqrstuvwxyz", {}
+  for i = 1, #L do
+    local a = L:sub(i, i)
+    if grade.equal("|" .. a .. "|", a) then bad[#bad + 1] = "|" .. a .. "|=" .. a end
+    for j = i + 1, #L do
+      local b = L:sub(j, j)
+      if grade.equal("|" .. a .. "||" .. b .. "|", a .. b) then bad[#bad + 1] = "|" .. a .. "||" .. b .. "|=" .. a .. b end
+      if not grade.equal("|" .. a .. "-" .. b .. "|", "|" .. b .. "-" .. a .. "|") then bad[#bad + 1] = "|" .. a .. "-" .. b .. "|" end
+    end
+  end
+  H.eq(#bad, 0, "wrong: " .. table.concat(bad, " "))
+end)
 
 -- (nineteenth session, mutation testing) a float reference prints as its integer
 H.case("amc23's float reference 27.0 is the answer text 27", function()
