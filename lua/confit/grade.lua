@@ -25,6 +25,8 @@
 -- Where we deliberately differ from the Qwen harness:
 --   * we do not delete single-letter unit words nor every "and" substring (harness bugs that
 --     turn e.g. "band" into "b" and "5 m" into "5");
+--   * a trailing unit is a \text / \mathrm / ... command, or several joined by "/", "\cdot" or
+--     nothing ("5 \text{m}/\text{s}", "5\,\mathrm{m}\,\mathrm{s}^{-1}"), removed whole;
 --   * "x=", "y=", "z=" and "x\in" style prefixes are removed only at the start of the answer,
 --     not everywhere (the harness turns "(x=1,y=2x)" into "(1,22)"); the EVAL.md rule "left
 --     side of at most 2 characters" still applies, so "2x=4" becomes "4" as in the harness;
@@ -321,14 +323,14 @@ local TEXT_CMDS = {"text", "textbf", "textrm", "textit", "mbox", "mathrm", "math
                    "operatorname", "boldsymbol"}
 local UNIT_CMDS = {"text", "textrm", "mbox", "mathrm"}
 
--- A trailing "\text{unit}" (optionally followed by ^2 / ^{3}) is removed when something is
--- left before it: "10\text{ cm}^2" -> "10", but "\text{(B)}" stays, and so does the text after
--- an "=" or ":" ("x=\text{Evelyn}": the answer, not a unit).
-local function drop_trailing_unit(s)
+-- Where the unit command ending s ("\text{ cm}", "\mathrm{s}^{-1}", "\text{m}^2") starts, or nil.
+-- "\mathrm{i}", "\text{e}": the constants i and e, typeset upright, are no units ("6-5\mathrm{i}"
+-- lost its i and equalled 1 before the twenty-fourth session).
+local function unit_at_end(s)
   -- (the exponent's braces are a pair: "}?" alone ate the brace of "\text{ cm^2}")
-  local body = s:gsub("%^{%d}$", "")
+  local body = s:gsub("%^{[+-]?%d+}$", "")
   if body == s then body = s:gsub("%^%d$", "") end
-  if not ends(body, "}") then return s end
+  if not ends(body, "}") then return nil end
   local d, open = 0, nil
   for i = #body, 1, -1 do
     local b = body:byte(i)
@@ -338,17 +340,34 @@ local function drop_trailing_unit(s)
       if d == 0 then open = i; break end
     end
   end
-  if not open then return s end
+  if not open then return nil end
+  if trim(body:sub(open + 1, -2)):match("^[ie]$") then return nil end
   local head = body:sub(1, open - 1)
-  -- "\mathrm{i}", "\text{e}": the constants i and e, typeset upright, not units ("6-5\mathrm{i}"
-  -- lost its i and equalled 1 before the twenty-fourth session)
-  if trim(body:sub(open + 1, -2)):match("^[ie]$") then return s end
   for _, cmd in ipairs(UNIT_CMDS) do
-    if ends(head, "\\" .. cmd) then
-      local before = trim(head:sub(1, -#cmd - 2))
-      if before ~= "" and not before:find("[=:]$") then return before end
-    end
+    if ends(head, "\\" .. cmd) then return #head - #cmd end
   end
+  return nil
+end
+
+-- A trailing unit is removed when something is left before it: "10\text{ cm}^2" -> "10", but
+-- "\text{(B)}" stays, and so does the text after an "=" or ":" ("x=\text{Evelyn}": the answer,
+-- not a unit). A compound unit goes whole: unit commands joined by "/", "\cdot" or nothing
+-- ("5 \text{m}/\text{s}", "5\,\mathrm{kg}\,\mathrm{m}^{2}", "\text{ m}\cdot\text{s}^{-1}"; the
+-- last alone left "5m/"), and with nothing before them they are the answer ("\text{m}/\text{s}").
+-- Bare letters are never units ("5m/s" stays): they may be variables.
+local function drop_trailing_unit(s)
+  local start = unit_at_end(s)
+  if not start then return s end
+  while true do
+    local head = rstrip(s:sub(1, start - 1), BLANK)
+    if ends(head, "/") then head = rstrip(head:sub(1, -2), BLANK)
+    elseif ends(head, "\\cdot") then head = rstrip(head:sub(1, -6), BLANK) end
+    local prev = unit_at_end(head)
+    if not prev then break end
+    start = prev
+  end
+  local before = trim(s:sub(1, start - 1))
+  if before ~= "" and not before:find("[=:]$") then return before end
   return s
 end
 

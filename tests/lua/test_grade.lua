@@ -455,6 +455,30 @@ local CASES = {
   {"eq", "(x|y)", "(x|y)", true},
   {"eq", "3|12", "36", false},
   {"eq", "3|x|", "3x", false},
+  -- compound units: every unit command of a trailing run joined by "/", "\cdot" or nothing
+  -- ("5 \text{m}/\text{s}" left "5m/"), exponents "^{-1}", "^{10}" too; bare letters are no
+  -- units ("5m/s" keeps them, as "5 m" does)
+  {"n", "5 \\text{m}/\\text{s}", "5"},
+  {"n", "5\\,\\mathrm{m}\\,\\mathrm{s}^{-1}", "5"},
+  {"n", "5\\text{ m}\\cdot\\text{s}^{-1}", "5"},
+  {"n", "5 \\text{ cm}^3/\\text{s}", "5"},
+  {"n", "5 \\text{m}^{-2}", "5"},
+  {"n", "5\\text{ km}^{10}", "5"},
+  {"n", "3\\times10^{8} \\text{ m}\\,\\text{s}^{-1}", "3\\times10^{8}"},
+  {"n", "\\text{m}/\\text{s}", "m/s"},        -- nothing before: the answer itself
+  {"n", "x=\\text{m}/\\text{s}", "m/s"},
+  {"n", "x/\\text{s}", "x/"},
+  {"n", "5m/s", "5m/s"},
+  {"n", "6-5\\mathrm{i}\\,\\text{m}", "6-5i"},
+  {"n", "\\text{Monday}\\text{ and }\\text{Tuesday}", "MondayandTuesday"},   -- all text: kept ("Mondayand")
+  {"eq", "5\\text{ m/s}", "5", true},
+  {"eq", "3 \\mathrm{cm}^2", "3", true},
+  {"eq", "10\\ \\text{km/h}", "10", true},
+  {"eq", "5 \\text{m}/\\text{s}", "5", true},
+  {"eq", "5\\,\\mathrm{kg}\\,\\mathrm{m}\\,\\mathrm{s}^{-2}", "5", true},
+  {"eq", "5 \\text{m}/\\text{s}", "6", false},
+  {"eq", "5m/s", "5", false},
+  {"es", "5 \\text{m}/\\text{s}", "5", true},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
