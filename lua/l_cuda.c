@@ -194,7 +194,10 @@ static int m_to(lua_State *L) {
   cf_device dev = cf_tensor_device(t), d;
   cf_dtype dt = t->dtype;
   for (int i = 2; i <= n; i++) {
-    const char *s = luaL_checkstring(L, i);
+    if (lua_type(L, i) != LUA_TSTRING)
+      return luaL_error(L, "to: argument #%d: expected a device (%s) or a dtype name (f32, f64, bf16, i32 or i64), "
+                           "got %s", i - 1, cf_device_choices(), luaL_typename(L, i));
+    const char *s = lua_tostring(L, i);
     if (cf_device_from_name(s, &d) == 0) {
       if (have_dev) return luaL_error(L, "to: two devices given");
       have_dev = true;
@@ -202,8 +205,8 @@ static int m_to(lua_State *L) {
     } else {
       if (have_dt) return luaL_error(L, "to: two dtypes given");
       if (cf_dtype_from_name(s, &dt))
-        return luaL_error(L, "to: '%s' is neither a device (%s) nor a dtype (%s)", s, cf_device_choices(),
-                          cf_error_message());
+        return luaL_error(L, "to: '%s' is neither a device (%s) nor a dtype (f32, f64, bf16, i32 or i64)", s,
+                          cf_device_choices());
       have_dt = true;
     }
   }

@@ -1030,6 +1030,9 @@ H.case("device names: one list (confit.devices), no alias, the list in every ref
   local t = confit.randn({2, 3}, {seed = 1})
   H.raises(function() return t:to("gpu") end, "to: 'gpu' is neither a device (" .. list .. ")")
   H.raises(function() return t:to("gpu", "bf16") end, "to: 'gpu' is neither a device (" .. list .. ")")
+  H.raises(function() return t:to("xx") end, "to: 'xx' is neither a device (" .. list .. ") nor a dtype (f32, f64, bf16, i32 or i64)")
+  H.raises(function() return t:to(nil) end, "to: argument #1: expected a device (" .. list .. ") or a dtype name", "got nil")
+  H.raises(function() return t:to("cpu", 5) end, "to: argument #2: expected a device", "got number")
   for _, mk in ipairs({function(o) return confit.zeros({2}, o) end, function(o) return confit.ones({2}, o) end,
                        function(o) return confit.full({2}, 1, o) end, function(o) return confit.randn({2}, o) end,
                        function(o) return confit.rand({2}, o) end, function(o) return confit.arange(3, o) end,
