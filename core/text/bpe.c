@@ -14,7 +14,8 @@
  *    simply emptied when full. Natural text repeats its words, so the BPE itself runs rarely.
  *  - NFC is skipped for text whose bytes are all < 0xCC: such text only holds code points below
  *    U+0300, none of which decomposes or composes with anything, so NFC leaves it unchanged.
- *    Invalid UTF-8 is never handed to utf8proc: only valid runs are normalised.
+ *    Invalid UTF-8 is never handed to utf8proc: only valid runs are normalised, each cut at the
+ *    marks Hugging Face's older Unicode tables take for starters (hf_starter, before nfc()).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "bpe.h"
@@ -795,17 +796,57 @@ static int encode_unit(cf_bpe *t, const char *s, size_t n) {
   return 0;
 }
 
-/* NFC of s into t->norm, valid UTF-8 runs only. */
+/* Code points that Hugging Face's NFC (tokenizers 0.23, through the unicode-normalization-
+ * alignments crate, whose tables predate Unicode 10) does not know, and so takes for starters
+ * (class 0, composing with nothing): the combining marks Unicode 10 to 17 added (108 of them up
+ * to Unicode 15.0, utf8proc 2.8's version: U+1DF9, U+08CA, ...), and one character of each
+ * composition added since (U+11930 of U+11935 U+11930 -> U+11938, Unicode 13; Unicode 16's
+ * Todhri, Tulu-Tigalari, Gurung Khema and Kirat Rai ones). HF leaves such a mark in place and
+ * moves or composes nothing across it; nfc() copies each one as is and normalises the text on
+ * either side apart, which gives HF's result. tests/fixtures/find_hf_nfc_starters.js printed
+ * this table: it compares HF's NFC with ICU's (Unicode 17) on 2.3 million strings built around
+ * every code point and replays this rule over all of them. The 57 code points past Unicode
+ * 15.0 are unassigned to utf8proc 2.8, where a cut changes nothing; they keep a newer utf8proc
+ * in line. */
+static const uint32_t hf_starter[][2] = {
+  {0x7FD, 0x7FD}, {0x897, 0x89F}, {0x8CA, 0x8D3}, {0x9FE, 0x9FE}, {0xC3C, 0xC3C}, {0xD3B, 0xD3C},
+  {0xEBA, 0xEBA}, {0x1715, 0x1715}, {0x1ABF, 0x1ADD}, {0x1AE0, 0x1AEB}, {0x1DF6, 0x1DFA},
+  {0xA82C, 0xA82C}, {0x105D2, 0x105D2}, {0x105DA, 0x105DA}, {0x10D24, 0x10D27}, {0x10D69, 0x10D6D},
+  {0x10EAB, 0x10EAC}, {0x10EFA, 0x10EFB}, {0x10EFD, 0x10EFF}, {0x10F46, 0x10F50},
+  {0x10F82, 0x10F85}, {0x11070, 0x11070}, {0x1133B, 0x1133B}, {0x113B8, 0x113B8},
+  {0x113BB, 0x113BB}, {0x113C2, 0x113C2}, {0x113C9, 0x113C9}, {0x113CE, 0x113D0},
+  {0x1145E, 0x1145E}, {0x11839, 0x1183A}, {0x11930, 0x11930}, {0x1193D, 0x1193E},
+  {0x11943, 0x11943}, {0x119E0, 0x119E0}, {0x11A34, 0x11A34}, {0x11A47, 0x11A47},
+  {0x11A99, 0x11A99}, {0x11D42, 0x11D42}, {0x11D44, 0x11D45}, {0x11D97, 0x11D97},
+  {0x11F41, 0x11F42}, {0x1611E, 0x16120}, {0x16129, 0x16129}, {0x1612F, 0x1612F},
+  {0x16D67, 0x16D67}, {0x16FF0, 0x16FF1}, {0x1E08F, 0x1E08F}, {0x1E130, 0x1E136},
+  {0x1E2AE, 0x1E2AE}, {0x1E2EC, 0x1E2EF}, {0x1E4EC, 0x1E4EF}, {0x1E5EE, 0x1E5EF},
+  {0x1E6E3, 0x1E6E3}, {0x1E6E6, 0x1E6E6}, {0x1E6EE, 0x1E6EF}, {0x1E6F5, 0x1E6F5},
+};
+
+int cf_bpe_hf_starter(int32_t c) {
+  size_t lo = 0, hi = sizeof hf_starter / sizeof hf_starter[0];
+  if (c < (int32_t)hf_starter[0][0]) return 0;
+  while (lo < hi) { /* the first range ending at or after c */
+    size_t mid = (lo + hi) / 2;
+    if (hf_starter[mid][1] < (uint32_t)c) lo = mid + 1; else hi = mid;
+  }
+  return lo < sizeof hf_starter / sizeof hf_starter[0] && hf_starter[lo][0] <= (uint32_t)c;
+}
+
+/* NFC of s into t->norm as Hugging Face computes it: valid UTF-8 runs only, each cut at the
+ * code points of hf_starter, which are copied as they are. */
 static int nfc(cf_bpe *t, const char *s, size_t n) {
   t->norm.n = 0;
   const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
   size_t i = 0;
   while (i < n) {
     size_t j = i;
+    utf8proc_ssize_t l = 0;
     while (j < n) {
       utf8proc_int32_t cp;
-      utf8proc_ssize_t l = utf8proc_iterate(p + j, (utf8proc_ssize_t)(n - j), &cp);
-      if (l <= 0) break;
+      l = utf8proc_iterate(p + j, (utf8proc_ssize_t)(n - j), &cp);
+      if (l <= 0 || cf_bpe_hf_starter(cp)) break;
       j += (size_t)l;
     }
     if (j > i) {
@@ -816,9 +857,10 @@ static int nfc(cf_bpe *t, const char *s, size_t n) {
       free(dst);
       if (rc) return -1;
     }
-    if (j < n) { /* one invalid byte, kept as is */
-      if (buf_add(&t->norm, s + j, 1)) return -1;
-      j++;
+    if (j < n) { /* one invalid byte, or one hf_starter code point, kept as is */
+      size_t k = l > 0 ? (size_t)l : 1;
+      if (buf_add(&t->norm, s + j, k)) return -1;
+      j += k;
     }
     i = j;
   }

@@ -7,7 +7,8 @@
  *   added_tokens   matched in the raw text before anything else, leftmost-longest; lstrip and
  *                  rstrip honoured; "special" only matters for decoding with
  *                  CF_BPE_SKIP_SPECIAL. single_word is refused.
- *   normalizer     null or NFC (also a Sequence holding only those).
+ *   normalizer     null or NFC (also a Sequence holding only those); NFC as Hugging Face's
+ *                  tokenizers computes it (cf_bpe_hf_starter).
  *   pre_tokenizer  ByteLevel (use_regex true = the GPT-2 regex, or false; add_prefix_space), or
  *                  Sequence[Split{Regex, Isolated}, ByteLevel] where the regex is one of the known
  *                  patterns (Qwen2 / Llama-3 / GPT-2), matched by hand-written code in pretok.c.
@@ -63,6 +64,12 @@ size_t cf_bpe_vocab_size(const cf_bpe *t);
 size_t cf_bpe_n_added(const cf_bpe *t);
 int cf_bpe_added(const cf_bpe *t, size_t i, int32_t *id, const char **content, size_t *len,
                  int *special);
+
+/* 1 when code point c is one that Hugging Face's NFC takes for a plain starter (its Unicode
+ * tables predate Unicode 10) while the standard gives it a combining class or a composition:
+ * NFC leaves each where it is and normalises the text on either side apart (the list and how
+ * it was found: bpe.c, hf_starter). Exposed for the fuzzers' reference NFC. */
+int cf_bpe_hf_starter(int32_t c);
 
 /* ---- pre-tokenizer (pretok.c; exposed for tests and benches) ----
  * Each pattern is the exact behaviour of the regex named beside it, applied find-iter style:

@@ -9,8 +9,8 @@
  *   - decode(encode(x)) == x byte for byte, with the exceptions the tokenizer.json itself asks
  *     for: an NFC normalizer gives back the NFC of x, taken the way bpe.c takes it (added tokens
  *     are matched in the raw text first, leftmost-longest; each stretch between them is
- *     normalised one valid UTF-8 run at a time, invalid bytes kept as they are: see nfc() in
- *     bpe.c); add_prefix_space and lstrip/rstrip add or drop whitespace, and an id that is both a
+ *     normalised one valid UTF-8 run at a time, invalid bytes and the code points of
+ *     cf_bpe_hf_starter kept as they are: see nfc() in bpe.c); add_prefix_space and lstrip/rstrip add or drop whitespace, and an id that is both a
  *     vocabulary token and an added token decodes to the added content (bpe.c's design note),
  *     which is not the byte-level spelling BPE reached it by: for those three the round trip is
  *     not checked (tok_cfg.exact == 0). Invalid UTF-8, NULs and special tokens are no exception;
@@ -127,11 +127,15 @@ static inline void tc_add(tc_buf *b, const void *s, size_t n) {
 static inline void tc_nfc_into(tc_buf *o, const uint8_t *s, size_t n) {
   size_t i = 0;
   while (i < n) {
-    size_t j = i;
+    size_t j = i, stop = 1; /* bytes copied as they are after the run: an invalid byte */
     for (;;) {
       utf8proc_int32_t cp;
       utf8proc_ssize_t l = j < n ? utf8proc_iterate(s + j, (utf8proc_ssize_t)(n - j), &cp) : 0;
       if (l <= 0) break;
+      if (cf_bpe_hf_starter(cp)) { /* kept as is, the text on either side normalised apart */
+        stop = (size_t)l;
+        break;
+      }
       j += (size_t)l;
     }
     if (j > i) {
@@ -142,7 +146,10 @@ static inline void tc_nfc_into(tc_buf *o, const uint8_t *s, size_t n) {
       else tc_add(o, s + i, j - i);
       free(dst);
     }
-    if (j < n) tc_add(o, s + j++, 1);
+    if (j < n) {
+      tc_add(o, s + j, stop);
+      j += stop;
+    }
     i = j;
   }
 }

@@ -493,6 +493,28 @@ H.case("qwen: edge cases", function()
   H.eq(qwen:decode({151667, 151645}, {skip_special = true}), "<think>", "non-special added token kept")
 end)
 
+-- (twenty-fifth session) Hugging Face's NFC treats the combining marks Unicode 10 to 15 added as
+-- starters; utf8proc moved them among the marks beside them and composed across them.
+H.case("qwen: NFC as Hugging Face's: the marks its tables lack stay put (tests/fixtures/hf_nfc_ids.json)", function()
+  local f = assert(io.open("tests/fixtures/hf_nfc_ids.json", "rb"))
+  local fx = cjson.decode(f:read("a"))
+  f:close()
+  local bad = {}
+  for _, c in ipairs(fx.cases) do
+    local want = {}
+    for i, id in ipairs(c.ids) do want[i] = math.tointeger(id) end
+    local got = qwen:encode(c.text)
+    if table.concat(got, ",") ~= table.concat(want, ",") then
+      local cps = {}
+      for _, cp in utf8.codes(c.text) do cps[#cps + 1] = string.format("U+%04X", cp) end
+      bad[#bad + 1] = string.format("%s: got {%s} want {%s}", table.concat(cps, " "),
+                                    table.concat(got, ","), table.concat(want, ","))
+    end
+  end
+  H.ok(#fx.cases >= 40, "fixture cases: " .. #fx.cases)
+  H.eq(#bad, 0, "strings whose ids differ from Hugging Face's:\n  " .. table.concat(bad, "\n  "))
+end)
+
 H.case("qwen: invalid UTF-8 is encoded byte by byte and decodes back", function()
   for _, s in ipairs({"\xff", "abc\xfe\xff def", "\xc3", "x\xc3(", "\xe2\x82", "\xed\xa0\x80", "\xf4\x90\x80\x80",
                       "\xc0\xaf <|im_end|>\xff", ("\x80"):rep(1000)}) do
