@@ -379,7 +379,10 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
   const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
   const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
   if (!cJSON_IsObject(vocab)) return CF_ERR("model: no \"vocab\" object");
-  if (merges && !cJSON_IsArray(merges)) return CF_ERR("model: \"merges\" is not an array");
+  /* Hugging Face refuses a BPE model without merges ("Missing vocab/merges"); read as none, every
+   * word would go byte by byte. A model without merges writes "merges": [] (the toy's does). */
+  if (!merges) return CF_ERR("model: no \"merges\" array (write \"merges\": [] for none)");
+  if (!cJSON_IsArray(merges)) return CF_ERR("model: \"merges\" is not an array");
   if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added))
     return CF_ERR("\"added_tokens\" is not an array");
 
