@@ -2,7 +2,7 @@
  *
  *   core.bpe_load(path) -> bpe | nil, message      (missing file, corrupt or unsupported JSON)
  *   bpe:encode(text)    -> {ids...}                 0-based ids, added tokens matched, no BOS
- *   bpe:decode(ids [, skip_special]) -> string      raw bytes (may be partial UTF-8)
+ *   bpe:decode(ids [, skip_special [, strict]]) -> string   raw bytes (may be partial UTF-8)
  *   bpe:token_to_id(s) -> id | nil    bpe:id_to_token(id) -> string | nil
  *   bpe:vocab_size()   -> n           bpe:added_tokens() -> {{id=, content=, special=}...}
  *   bpe:free()  (also __gc and __close; idempotent)
@@ -13,6 +13,7 @@
  */
 #include <lua.h>
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdlib.h>
 #include "lconfit.h"
 #include "text/bpe.h"
@@ -92,7 +93,7 @@ static int l_encode(lua_State *L) {
   if (cf_bpe_encode(b->bpe, s, len, &ids, &n))
     return luaL_error(L, "%s", cf_error_message());
   b->ids = ids; /* the box owns it until released: a Lua error below leaks nothing */
-  lua_createtable(L, (int)n, 0);
+  lua_createtable(L, n > INT_MAX ? INT_MAX : (int)n, 0); /* a size hint: the table grows past it */
   for (size_t i = 0; i < n; i++) {
     lua_pushinteger(L, ids[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
@@ -108,17 +109,18 @@ static int l_decode(lua_State *L) {
   size_t n = (size_t)lua_rawlen(L, 2);
   release_scratch(L, b);
   int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
-  if (!ids) return luaL_error(L, "decode: out of memory (%d ids)", (int)n);
+  if (!ids) return luaL_error(L, "decode: out of memory (%I ids)", (lua_Integer)n);
   b->ids = ids; /* owned by the box, as in encode */
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 2, (lua_Integer)i + 1);
     int isint = 0;   /* a number with an integer value (3.0 from a JSON library too), not "3" */
     lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
     if (!isint)
-      return luaL_error(L, "decode: ids[%d] is %s, not an integer token id", (int)i + 1,
+      return luaL_error(L, "decode: ids[%I] is %s, not an integer token id", (lua_Integer)i + 1,
                         lua_isnumber(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
     if (v < INT32_MIN || v > INT32_MAX)
-      return luaL_error(L, "decode: ids[%d] is %s, outside the token id range", (int)i + 1, lua_tostring(L, -1));
+      return luaL_error(L, "decode: ids[%I] is %s, outside the token id range", (lua_Integer)i + 1,
+                        lua_tostring(L, -1));
     lua_pop(L, 1);
     ids[i] = (int32_t)v;
   }

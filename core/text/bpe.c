@@ -500,6 +500,31 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
   return rc;
 }
 
+/* cJSON ends a string at a NUL (\u0000): "a\u0000b" would read as "a". Refuse such a string,
+ * quoted as the file writes it, once cJSON has taken the text for valid JSON. */
+static int check_nul(const char *json, size_t len) {
+  size_t start = 0; /* one past the opening quote of the string being read; 0: none */
+  for (size_t i = 0; i < len; i++) {
+    char c = json[i];
+    if (!start) {
+      if (c == '"') start = i + 1;
+    } else if (c == '"') {
+      start = 0;
+    } else if (c == '\\') {
+      if (len - i >= 6 && !memcmp(json + i + 1, "u0000", 5)) {
+        size_t j = i;
+        while (j < len && json[j] != '"') j += json[j] == '\\' ? 2 : 1;
+        size_t n = (j < len ? j : len) - start;
+        return CF_ERR("tokenizer: the string \"%.*s%s\" (near byte %zu) holds a NUL character "
+                      "(\\u0000), which is not supported", (int)(n > 80 ? 80 : n), json + start,
+                      n > 80 ? "..." : "", i);
+      }
+      i++; /* the escaped character */
+    }
+  }
+  return 0;
+}
+
 cf_bpe *cf_bpe_load_json(const char *json, size_t len) {
   errno = 0;
   cJSON *root = cJSON_ParseWithLength(json, len);
@@ -517,7 +542,7 @@ cf_bpe *cf_bpe_load_json(const char *json, size_t len) {
   if (!t) { cJSON_Delete(root); CF_ERR("tokenizer: out of memory"); return NULL; }
   bytemap bm;
   bytemap_init(&bm);
-  int rc = !cJSON_IsObject(root) ? CF_ERR("tokenizer: top level is not an object") : 0;
+  int rc = !cJSON_IsObject(root) ? CF_ERR("tokenizer: top level is not an object") : check_nul(json, len);
   /* tokenizer_config.json, given by mistake, failed on its null pre_tokenizer */
   if (!rc && !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "model")))
     rc = CF_ERR("no \"model\" object: this is not a Hugging Face tokenizer.json (a tokenizer_config.json? "
