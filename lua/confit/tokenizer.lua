@@ -3,10 +3,16 @@
 --   local tok = assert(require("confit.tokenizer").new("path/tokenizer.json"))   -- or "path"
 --   tok:encode(text)              -> {ids...}   0-based ids; "<|im_end|>" etc. in the text are
 --                                               matched as added tokens; no BOS is added
---   tok:decode(ids [, {skip_special = true, strict = true}]) -> string (raw bytes, possibly
---                                 partial UTF-8). An id >= 0 that is no token (a model's
---                                 embedding rows past the tokenizer's) is skipped, as Hugging
---                                 Face's decode skips it; strict = true makes it an error.
+--   tok:decode(ids [, {skip_special = true, strict = true, lossy = true}]) -> string: the
+--                                 tokens' bytes as they are, so ids that stop inside a multi-byte
+--                                 character give its first bytes (decode(a) .. decode(b) ==
+--                                 decode(a then b)), where Hugging Face's decode writes U+FFFD;
+--                                 lossy = true gives Hugging Face's text: each ill-formed
+--                                 stretch one U+FFFD (Rust's String::from_utf8_lossy). ids is a
+--                                 list 1..n of integers (3.0 counts as 3). An id >= 0 that is no
+--                                 token (a model's embedding rows past the tokenizer's) is
+--                                 skipped, as Hugging Face's decode skips it; strict = true
+--                                 makes it an error.
 --   tok:chat(messages_or_question [, {template = ..., system = ..., date = ..., add_generation_prompt = true}])
 --                                 -> prompt string (see confit.chat for the templates). The
 --                                 default template is the tokenizer folder's chat format
@@ -94,6 +100,35 @@ function Tokenizer:encode(text)
   return ids
 end
 
+-- s with each ill-formed stretch of UTF-8 replaced by one U+FFFD: the maximal subparts of
+-- Unicode's recommended practice, as Rust's String::from_utf8_lossy (so Hugging Face's decode)
+-- and WHATWG's decoder replace them.
+local function lossy(s)
+  if utf8.len(s) then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local b = s:byte(i)
+    local need, lo, hi = 0, 0x80, 0xBF -- continuation bytes, and the range of the first
+    if b >= 0xC2 and b <= 0xDF then need = 1
+    elseif b >= 0xE0 and b <= 0xEF then
+      need = 2
+      if b == 0xE0 then lo = 0xA0 elseif b == 0xED then hi = 0x9F end -- overlong; surrogates
+    elseif b >= 0xF0 and b <= 0xF4 then
+      need = 3
+      if b == 0xF0 then lo = 0x90 elseif b == 0xF4 then hi = 0x8F end -- overlong; past U+10FFFF
+    elseif b >= 0x80 then need = -1 end
+    local k = 1
+    while k <= need do
+      local c = s:byte(i + k)
+      if not c or c < lo or c > hi then break end
+      k, lo, hi = k + 1, 0x80, 0xBF
+    end
+    out[#out + 1] = need >= 0 and k > need and s:sub(i, i + need) or "\u{FFFD}"
+    i = i + k
+  end
+  return table.concat(out)
+end
+
 function Tokenizer:decode(ids, opts)
   check_self(self, "decode")
   if type(ids) ~= "table" then
@@ -103,12 +138,28 @@ function Tokenizer:decode(ids, opts)
     error("tokenizer:decode: opts must be a table such as {skip_special = true}, got " .. type(opts), 2)
   end
   for k in pairs(opts or {}) do   -- a misspelt option ("skip_specials") did nothing without a word
-    if k ~= "skip_special" and k ~= "strict" then
-      error(("tokenizer:decode: unknown option %s (options: skip_special, strict)"):format(tostring(k)), 2)
+    if k ~= "skip_special" and k ~= "strict" and k ~= "lossy" then
+      error(("tokenizer:decode: unknown option %s (options: skip_special, strict, lossy)"):format(tostring(k)), 2)
     end
+  end
+  -- a list 1..n: the ids after a gap were dropped unseen, and {x = 1} decoded to ""
+  local count, last = 0, 0
+  for k in pairs(ids) do
+    if math.type(k) ~= "integer" or k < 1 then
+      error(("tokenizer:decode: ids has the key %s: a list 1..n of token ids is expected"):format(
+            type(k) == "string" and ("%q"):format(k) or tostring(k)), 2)
+    end
+    count, last = count + 1, math.max(last, k)
+  end
+  if count ~= last then
+    local i = 1
+    while ids[i] ~= nil do i = i + 1 end
+    error(("tokenizer:decode: ids[%d] is nil, and the ids after the gap (up to ids[%d]) would be dropped")
+          :format(i, last), 2)
   end
   local ok, text = pcall(self.bpe.decode, self.bpe, ids, opts and opts.skip_special or false, opts and opts.strict or false)
   if not ok then rethrow("decode", text) end
+  if opts and opts.lossy then text = lossy(text) end
   return text
 end
 
@@ -159,10 +210,12 @@ end
 
 function Tokenizer:id_to_token(id)
   check_self(self, "id_to_token")
-  if math.type(id) ~= "integer" then
-    error("tokenizer:id_to_token: expected an integer id, got " .. tostring(id), 2)
+  -- an integral float (3.0, from a JSON library) is an id, as decode and the model's calls take it
+  local i = type(id) == "number" and math.tointeger(id)
+  if not i then
+    error("tokenizer:id_to_token: expected an integer id, got " .. (type(id) == "number" and tostring(id) or type(id)), 2)
   end
-  return self.bpe:id_to_token(id)
+  return self.bpe:id_to_token(i)
 end
 
 function Tokenizer:added_tokens()

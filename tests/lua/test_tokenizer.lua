@@ -91,6 +91,29 @@ H.case("toy tokenizer: every byte value round-trips, one id per byte", function(
   ids_eq(tok:encode("a\0b"), {97, 0, 98}, "embedded NUL")
 end)
 
+-- (twenty-fifth session) decode keeps a cut character's bytes; lossy = true writes U+FFFD as
+-- Hugging Face's decode does. Each expected text is HF's decode of the bytes' tokens (Qwen's
+-- tokenizer, tokenizers 0.23.2), one U+FFFD per maximal ill-formed part.
+H.case("decode: partial UTF-8 kept as bytes; lossy = true gives Hugging Face's U+FFFD", function()
+  local tok = assert(tokenizer.new(toy_path))
+  local R = "\u{FFFD}"
+  local cases = {
+    {"\xe4\xb8", R}, {"\xe4\xb8A", R .. "A"}, {"\xf0\x9f\x98", R}, {"\xc0\xaf", R .. R},
+    {"\xed\xa0\x80", R .. R .. R}, {"\xe0\x80", R .. R}, {"\xf4\x90", R .. R}, {"\xff", R},
+    {"\x80\x80", R .. R}, {"A\xe4\xb8\xad\xe4\xb8", "A中" .. R}, {"\xf4\x90\x80\x80", R:rep(4)},
+    {"\xf0\x9f\x98\x80", "😀"}, {"\xe0\xa0\x80", "\u{800}"}, {"\xc2", R}, {"\xdf\xc0", R .. R},
+    {"\xf8\x88\x80\x80", R:rep(4)}, {"\xed\x9f\xbf", "\u{D7FF}"}, {"\xee\xb0", R},
+  }
+  for _, c in ipairs(cases) do
+    local ids = {c[1]:byte(1, -1)}   -- the toy's ids are the byte values
+    H.eq(tok:decode(ids), c[1], ("raw %q"):format(c[1]))
+    H.eq(tok:decode(ids, {lossy = true}), c[2], ("lossy %q"):format(c[1]))
+  end
+  H.eq(tok:decode({104, 256}, {lossy = true}), "h<|endoftext|>", "valid text unchanged")
+  H.eq(tok:decode({0xe4, 256, 0xb8}, {lossy = true, skip_special = true}), "\u{FFFD}", "after skip_special")
+  tok:free()
+end)
+
 H.case("toy tokenizer with merges, GPT-2 regex and prefix space", function()
   -- merges "Ġ h" -> "Ġh" needs the merged token in the vocab: build a variant with two extra ids
   local j = toy_json({
@@ -198,6 +221,15 @@ H.case("bad arguments raise clear errors", function()
   H.raises(function() tok:decode({"72"}) end, "ids[1]", "not an integer token id")
   H.raises(function() tok:decode({1 << 40}) end, "tokenizer:decode: ids[1] is 1099511627776, outside the token id range")
   H.eq(tok:decode({72.0}), "H", "an integral float (ids read by a JSON library) is an id")
+  -- (twenty-fifth session) a list 1..n only: the ids after a gap were dropped, {x = 1} gave ""
+  H.raises(function() tok:decode({[1] = 72, [3] = 105}) end, "ids[2] is nil", "up to ids[3]")
+  H.raises(function() tok:decode({x = 1}) end, 'ids has the key "x"', "a list 1..n")
+  H.raises(function() tok:decode({72, [0] = 1}) end, "ids has the key 0")
+  H.eq(tok:decode({}), "", "no ids")
+  -- and id_to_token takes an integral float as decode does (it refused 10.0)
+  H.eq(tok:id_to_token(10.0), "Ċ", "id_to_token(10.0)")
+  H.raises(function() tok:id_to_token(2.5) end, "expected an integer id, got 2.5")
+  H.raises(function() tok:id_to_token("10") end, "expected an integer id, got string")
   local ok, err = pcall(function() local s = tok:decode({-1}); return s end)
   H.ok(not ok and err:find("test_tokenizer.lua:%d+: tokenizer:decode: id %-1"), "at the caller's line: " .. tostring(err))
   H.raises(function() tok.encode_chat("x") end, "encode_chat", "call it with ':'")
