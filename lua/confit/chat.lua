@@ -17,7 +17,8 @@
 --                    template writes it (a run of tool messages as one user turn of
 --                    `<tool_response>` blocks; no Qwen3 `<think>` block in assistant turns); when
 --                    the messages hold no system turn, Qwen2.5-Math's default system message
---                    is used
+--                    is used. Roles: system, user, assistant, tool; another ("bot", "developer")
+--                    is an error, where Qwen's templates drop the message without a word
 --   qwen25-math-cot  the byte-exact prompt of the Qwen2.5-Math evaluation harness (EVAL.md
 --                    "qwen" mode): ChatML with the default system message and one user turn
 --   strict           EVAL.md "strict" mode: the user turn is
@@ -113,8 +114,18 @@ local function one_system(msgs, opts)
   end
 end
 
+-- The roles Qwen's ChatML templates (Qwen2.5, Qwen2.5-Math, Qwen3) write; they drop a message of
+-- any other role without a word, so such a message is refused rather than written or dropped.
+local CHATML_ROLES = {system = true, user = true, assistant = true, tool = true}
+
 local function chatml(msgs, opts)
   one_system(msgs, opts)
+  for i, m in ipairs(msgs) do
+    if not CHATML_ROLES[m.role] then
+      bad(string.format("message %d's role %q is none of ChatML's: system, user, assistant, tool (Qwen's "
+                        .. "template would drop the message)", i, m.role))
+    end
+  end
   local out = {}
   local system = opts.system
   if system == nil then system = M.QWEN_MATH_SYSTEM end

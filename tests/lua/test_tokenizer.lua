@@ -270,6 +270,15 @@ H.case("chat templates are byte-exact", function()
 end)
 
 H.case("chat template errors", function()
+  -- (twenty-fifth session) ChatML writes Qwen's roles only: its template drops a "bot" or
+  -- "developer" message, where confit wrote <|im_start|>bot
+  for _, msgs in ipairs({{{role = "bot", content = "x"}},
+                         {{role = "user", content = "q"}, {role = "developer", content = "d"}}}) do
+    H.raises(function() chat.apply("chatml", msgs) end, ("message %d's role %q is none of ChatML's"):format(
+             #msgs, msgs[#msgs].role), "system, user, assistant, tool")
+  end
+  H.ok(chat.apply("llama3", {{role = "ipython", content = "x"}}):find("<|start_header_id|>ipython", 1, true),
+       "Llama 3's template writes any role")
   H.raises(function() chat.apply("nope", "q") end, "unknown template", "chatml")
   H.raises(function() chat.apply("chatml", 3) end, "question string or a list of messages")
   H.raises(function() chat.apply("chatml", {}) end, "empty")
