@@ -280,9 +280,31 @@ static void bench_blocks(double min_s, const char *mach) {
   cf_tensor_release(pos);
 }
 
+static const char usage[] = "usage: core_bench [matmul|blocks|all] [min-seconds]   (default: all 2)\n";
+
 int main(int argc, char **argv) {
+  if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    printf("core_bench: CPU benchmarks of the core ops, one JSON line per result (bench/README.md)\n%s", usage);
+    return 0;
+  }
   const char *which = argc > 1 ? argv[1] : "all";
-  double min_s = argc > 2 ? atof(argv[2]) : 2.0;
+  double min_s = 2.0;
+  if (strcmp(which, "matmul") && strcmp(which, "blocks") && strcmp(which, "all")) {
+    fprintf(stderr, "core_bench: unknown benchmark '%s'\n%s", which, usage);
+    return 1;
+  }
+  if (argc > 2) {
+    char *end;
+    min_s = strtod(argv[2], &end);
+    if (end == argv[2] || *end || !(min_s > 0 && min_s <= 3600)) {
+      fprintf(stderr, "core_bench: min-seconds must be a number in (0, 3600], got '%s'\n%s", argv[2], usage);
+      return 1;
+    }
+  }
+  if (argc > 3) {
+    fprintf(stderr, "core_bench: too many arguments\n%s", usage);
+    return 1;
+  }
   char mach[512];
   machine(mach, sizeof mach);
   if (!strcmp(which, "matmul") || !strcmp(which, "all")) {

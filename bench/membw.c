@@ -1,6 +1,6 @@
 /* membw.c - memory bandwidth of this machine, for the generation benchmark's bound (JSON line).
  *
- *   membw [MiB]            (default 256)
+ *   membw [MiB]            (default 256; 1 .. 65536; --help prints the usage)
  *
  * read:  sum of a MiB-sized f32 array (16 independent lanes, AVX2 where the CPU has it, so the
  *        loads and not the adds are the limit), on one thread and on all OpenMP threads.
@@ -47,9 +47,27 @@ static double read_pass(const float *a, size_t n, int threads) {
   return now() - t;
 }
 
+static const char usage[] = "usage: membw [MiB]   (1 .. 65536, default 256)\n";
+
 int main(int argc, char **argv) {
-  size_t mib = argc > 1 ? (size_t)atol(argv[1]) : 256;
-  if (mib < 1) mib = 1;
+  size_t mib = 256;
+  if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    printf("membw: this machine's memory bandwidth over two arrays of MiB each (JSON line)\n%s", usage);
+    return 0;
+  }
+  if (argc > 2) {
+    fprintf(stderr, "membw: too many arguments\n%s", usage);
+    return 1;
+  }
+  if (argc > 1) {
+    char *end;
+    long v = strtol(argv[1], &end, 10);
+    if (end == argv[1] || *end || v < 1 || v > 65536) {
+      fprintf(stderr, "membw: MiB must be a whole number in 1 .. 65536, got '%s'\n%s", argv[1], usage);
+      return 1;
+    }
+    mib = (size_t)v;
+  }
   size_t bytes = mib << 20, n = bytes / sizeof(float);
   float *a = malloc(bytes), *b = malloc(bytes);
   if (!a || !b) { fprintf(stderr, "membw: cannot allocate 2 x %zu MiB\n", mib); return 1; }

@@ -7,11 +7,26 @@
 #
 # Threads: 2 unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set (torch gets the same count).
 set -eu
-case "${1:-}" in -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac  # print the header above
+usage="usage: bench/run_core_bench.sh [build-dir [min-seconds]]"
+case "${1:-}" in
+  -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;  # print the header above
+  -*) echo "run_core_bench.sh: the first argument is the build folder, got '$1'" >&2; echo "$usage" >&2; exit 1 ;;
+esac
+[ $# -le 2 ] || { echo "run_core_bench.sh: too many arguments" >&2; echo "$usage" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-build=$(cd "${1:-$root/build}" && pwd)
+dir=${1:-$root/build}
+if [ ! -d "$dir" ]; then
+  echo "run_core_bench.sh: build folder '$dir': no such directory" >&2; echo "$usage" >&2; exit 1
+fi
+build=$(cd -- "$dir" && pwd)
+if ! ls "$build"/libconfit.* > /dev/null 2>&1; then
+  echo "run_core_bench.sh: no libconfit in '$dir' (build the project first)" >&2; echo "$usage" >&2; exit 1
+fi
 mins=${2:-2}
+case "$mins" in
+  ''|*[!0-9.]*|*.*.*|.) echo "run_core_bench.sh: min-seconds must be a number > 0, got '$mins'" >&2; echo "$usage" >&2; exit 1 ;;
+esac
 threads=${OMP_NUM_THREADS:-2}
 export OMP_NUM_THREADS=$threads
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$threads}

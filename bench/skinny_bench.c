@@ -159,6 +159,11 @@ int main(int argc, char **argv) {
   int rows = 16, reps = 200;
   const char *only = "all";
   for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      printf("skinny_bench: the decode GEMMs, kernels/skinny.cu against cuBLAS (JSON lines; bench/README.md)\n"
+             "usage: skinny_bench [--rows 1..16] [--shape 1.5B|7B|all] [--reps N]\n");
+      return 0;
+    }
     if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--shape") && i + 1 < argc) only = argv[++i];
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);

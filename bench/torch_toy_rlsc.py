@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench/torch_toy_rlsc.py: the toy benchmark's work in PyTorch, for comparison with confit.
 
-    /usr/bin/python3 bench/torch_toy_rlsc.py MODEL_DIR PROMPTS_JSON [--reps 1]
+    /usr/bin/python3 bench/torch_toy_rlsc.py MODEL_DIR PROMPTS_JSON [--reps 1] [--threads 2]
 
 MODEL_DIR is a Hugging Face Qwen2 folder (config.json, model.safetensors; read by the tiny
 loader below, no transformers). PROMPTS_JSON is written by bench/toy_bench.lua:
@@ -14,17 +14,17 @@ Prints one JSON line per measurement, like toy_bench.lua:
   eval_pass      sampling n completions of every eval prompt at T (no grad)
   pretrain_step  one supervised step (batch of prompt||completion rows, completion-token CE,
                  backward, AdamW), the unit of recipes/pretrain_toy.lua
-torch.set_num_threads(2), float32, Debian's CPU build.
+torch.set_num_threads(--threads) (toy_bench.lua passes the thread count confit ran with, so
+that both run on as many threads; every line records it), float32, Debian's CPU build.
+Times are wall time (time.perf_counter).
 """
+import argparse
 import json
 import math
 import struct
-import sys
 import time
 
 import torch
-
-torch.set_num_threads(2)
 
 
 def load_safetensors(path):
@@ -155,9 +155,30 @@ def completion_logprobs(m, seqs, prompt_lens, temperature):
     return (lp * mask).sum(-1)
 
 
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {v}")
+    return v
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(prog="bench/torch_toy_rlsc.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model_dir", metavar="MODEL_DIR", help="a Qwen2 model folder")
+    ap.add_argument("prompts_json", metavar="PROMPTS_JSON", help="the job toy_bench.lua writes")
+    ap.add_argument("--reps", type=positive_int, default=1, help="repetitions of each measurement (default 1)")
+    ap.add_argument("--threads", type=positive_int, default=2, help="torch.set_num_threads (default 2)")
+    return ap.parse_args()
+
+
 def main():
-    model_dir, prompts_path = sys.argv[1], sys.argv[2]
-    reps = int(sys.argv[sys.argv.index("--reps") + 1]) if "--reps" in sys.argv else 1
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    model_dir, prompts_path, reps = args.model_dir, args.prompts_json, args.reps
     cfg = json.load(open(model_dir + "/config.json"))
     W = load_safetensors(model_dir + "/model.safetensors")
     m = Qwen2(cfg, W)
