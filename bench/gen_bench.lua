@@ -4,6 +4,9 @@
 --                                    [--membw path/to/membw]
 --   bench/run_gen_bench.sh [build-dir]     (compiles bench/membw.c and passes --membw)
 --
+-- --quick: --new 16 and --reps 1 unless they are given (in any order). Times are wall time
+-- (confit.clock). Every line ends with the machine's fields (bench/common.lua: host, cpu, cores,
+-- threads, ...).
 -- Prints one JSON object per line:
 --   {"bench":"membw", ...}       memory bandwidth measured in this run: through confit, a 256 MiB
 --                                f32 tensor copied into a preallocated one (dst:copy_(src);
@@ -17,47 +20,35 @@
 --                                --new new tokens per sample. tok_s: B x new / wall time of the
 --                                whole generate call (prefill included); decode_tok_s: the decode
 --                                steps only (time of a --new run minus a 1-token run, over B x
---                                (new - 1) tokens). Best of --reps. "threads": OMP_NUM_THREADS.
+--                                (new - 1) tokens). Best of --reps.
 --   batch 1 also gets bound_tok_s = bandwidth / weight bytes per token and share = decode_tok_s
 --   / bound_tok_s (target >= 0.5: at batch 1 a decode step is a matrix-vector product per
 --   weight, so it cannot beat streaming the weights from memory once).
-require("confit.cli").header_help(arg)
+local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
 local confit = require "confit"
 local model = require "confit.model"
 
-local opt = {new = 128, prompt = 32, batch = 16, reps = 3, membw = false}
-do
-  local i = 1
-  while i <= #arg do
-    local a = arg[i]
-    if a == "--quick" then opt.new, opt.reps = 16, 1; i = i + 1
-    else
-      local k = a:match("^%-%-(%w+)$")
-      if not k or opt[k] == nil or not arg[i + 1] then error("gen_bench: unknown argument " .. a) end
-      if k == "membw" then opt[k] = arg[i + 1]
-      else opt[k] = math.tointeger(tonumber(arg[i + 1])) or error("gen_bench: " .. a .. " needs an integer") end
-      i = i + 2
-    end
-  end
+local MAX_POSITIONS = 4096   -- the model's max_position_embeddings (below)
+local opt = B.parse(arg, {
+  new = {"int", 128, min = 2, help = "new tokens per sample (16 with --quick)"},
+  prompt = {"int", 32, min = 1, help = "prompt tokens"},
+  batch = {"int", 16, min = 1, help = "the second batch size (batch 1 always runs)"},
+  reps = {"int", 3, min = 1, help = "best of this many runs (1 with --quick)"},
+  quick = {"flag", false, help = "--new 16 and --reps 1 unless they are given"},
+  membw = {"string", nil, help = "bench/membw.c built: its figures join the membw line"},
+})
+if opt.quick then
+  if not opt.given.new then opt.new = 16 end
+  if not opt.given.reps then opt.reps = 1 end
+end
+if opt.prompt + opt.new > MAX_POSITIONS then
+  B.die("--prompt %d + --new %d is more than the model's %d positions", opt.prompt, opt.new, MAX_POSITIONS)
+end
+if opt.membw and not require("confit.cli").can_read(opt.membw) then
+  B.die("--membw '%s': no such file", opt.membw)
 end
 
-local function jnum(x)
-  if math.type(x) == "integer" then return tostring(x) end
-  return string.format("%.6g", x)
-end
-local function emit(fields)
-  local parts = {}
-  for _, kv in ipairs(fields) do
-    local k, v = kv[1], kv[2]
-    local s
-    if type(v) == "number" then s = jnum(v)
-    elseif type(v) == "boolean" then s = tostring(v)
-    else s = string.format("%q", tostring(v)) end
-    parts[#parts + 1] = string.format("%q:%s", k, s)
-  end
-  print("{" .. table.concat(parts, ",") .. "}")
-  io.stdout:flush()
-end
+local function emit(fields) B.emit(fields, {float = "%.6g"}) end
 
 local function best_of(n, fn)
   local best = math.huge
@@ -87,8 +78,8 @@ if opt.membw then
   local p = assert(io.popen(require("confit.cli").shell_quote(opt.membw), "r"))
   local line = p:read("l")
   p:close()
-  local ok, d = pcall(require("cjson").decode, line or "")
-  if not ok or type(d) ~= "table" then error("gen_bench: " .. opt.membw .. " printed " .. tostring(line)) end
+  local d = require("confit.jsonio").decode(line or "")
+  if type(d) ~= "table" then B.die("--membw %s printed %s, not a JSON object", opt.membw, tostring(line)) end
   c = d
   for _, k in ipairs({"read_1t_gbs", "read_gbs", "copy_gbs"}) do
     if c[k] and c[k] > bw then bw, source = c[k], "membw_c." .. k end
@@ -145,8 +136,7 @@ local function run(batch)
   for _, s in ipairs(out) do ntok = ntok + #s.tokens end
   assert(ntok == batch * opt.new, "gen_bench: expected " .. batch * opt.new .. " tokens")
   local decode_s = t_full - t_one
-  local fields = {{"bench", "gen"}, {"batch", batch}, {"threads", os.getenv("OMP_NUM_THREADS") or "default"},
-                  {"prompt_tokens", opt.prompt},
+  local fields = {{"bench", "gen"}, {"batch", batch}, {"prompt_tokens", opt.prompt},
                   {"new_tokens", opt.new}, {"wall_s", t_full}, {"first_token_s", t_one},
                   {"tok_s", ntok / t_full},
                   {"decode_tok_s", batch * (opt.new - 1) / decode_s}}

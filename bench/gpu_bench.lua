@@ -46,63 +46,43 @@
 -- Shapes: 1.5B = hidden 1536, 28 layers, 12/2 heads, FFN 8960, vocab 151936, tied;
 --         7B = 3584, 28 layers, 28/4 heads, FFN 18944, vocab 152064, untied.
 -- --budget (seconds) skips stages that would start after it has passed.
-require("confit.cli").header_help(arg)
+-- The flags are checked first (a mistake: one line, exit status 1); then, without a usable GPU,
+-- one line {"bench":"skip","reason":...} and exit status 77 (tests/gpu/run.sh runs this script
+-- only where its probe found a GPU). Times are wall time (confit.clock, which synchronizes the
+-- GPU first); every line ends with the card and then the machine's fields (bench/common.lua).
+local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
 local confit = require "confit"
 
-local opt = {only = "all", shape = "all", budget = 600, new = 512, prompt = 128, train_dtype = "bf16",
-             state_dtype = "f32",
-             quick = false, profile = false, recompute = false, profile_new = 32, profile_top = 40,
-             micro_batch = 4}
-do
-  local i, given = 1, {}
-  while i <= #arg do
-    local a = arg[i]
-    if a == "--quick" then opt.quick = true; i = i + 1
-    elseif a == "--profile" then opt.profile = true; i = i + 1
-    elseif a == "--recompute" then opt.recompute = true; i = i + 1
-    else
-      local k = a:match("^%-%-([%w_]+)$")
-      if not k or opt[k] == nil or arg[i + 1] == nil then error("gpu_bench: unknown argument " .. a) end
-      local v = arg[i + 1]
-      opt[k] = type(opt[k]) == "number" and (tonumber(v) or error("gpu_bench: " .. a .. " needs a number")) or v
-      given[k] = true
-      i = i + 2
-    end
-  end
-  if opt.quick and not given.new then opt.new = 32 end
-end
+local opt = B.parse(arg, {
+  only = {"string", "all", choices = {"decode", "train", "rlsc", "all"}},
+  shape = {"string", "all", choices = {"1.5B", "7B", "all"}},
+  budget = {"number", 600, min = 0, help = "seconds; stages that would start after it are skipped"},
+  new = {"int", 512, min = 2, max = 16384, shown = "512 (32 with --quick)", help = "decode: new tokens"},
+  prompt = {"int", 128, min = 1, max = 16384, help = "decode: prompt tokens"},
+  train_dtype = {"string", "bf16", choices = {"bf16", "f32"}},
+  state_dtype = {"string", "f32", choices = {"f32", "bf16"}, help = "AdamW moments"},
+  quick = {"flag", false, help = "decode at batch 16 only, 32 new tokens unless --new is given, "
+                                 .. "one timed train step, no 7B training"},
+  profile = {"flag", false}, recompute = {"flag", false},
+  profile_new = {"int", 32, min = 2, max = 16384, help = "--profile: new tokens of the profiled decode"},
+  profile_top = {"int", 40, min = 1, help = "--profile: regions printed per measurement"},
+  micro_batch = {"int", 4, min = 1, help = "rlsc: sequences per micro-batch (one pass runs too)"},
+})
+if opt.quick and not opt.given.new then opt.new = 32 end
 
 local T0 = confit.clock()
 local card = "none"
 
-local function jnum(x)
-  if math.type(x) == "integer" then return tostring(x) end
-  if x ~= x or x == math.huge or x == -math.huge then return "null" end
-  return string.format("%.6g", x)
-end
-local function jstr(s)
-  return '"' .. tostring(s):gsub('[%c"\\]', function(c)
-    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" end
-    return string.format("\\u%04x", c:byte())
-  end) .. '"'
-end
+-- every line names the card (before the machine's fields: tests/gpu/run.sh's sed matches a
+-- line's start)
 local function emit(fields)
-  local parts = {}
-  for _, kv in ipairs(fields) do
-    local v = kv[2]
-    local s = type(v) == "number" and jnum(v) or type(v) == "boolean" and tostring(v) or jstr(v)
-    parts[#parts + 1] = jstr(kv[1]) .. ":" .. s
-  end
-  parts[#parts + 1] = jstr("card") .. ":" .. jstr(card)
-  print("{" .. table.concat(parts, ",") .. "}")
-  io.stdout:flush()
+  fields[#fields + 1] = {"card", card}
+  B.emit(fields, {float = "%.6g"})
 end
+local function jstr(s) return require("confit.jsonio").encode(tostring(s)) end
 
 local no_gpu = require("confit.cli").gpu_problem()
-if no_gpu then
-  emit({{"bench", "skip"}, {"reason", "no usable GPU (" .. no_gpu .. ")"}})
-  os.exit(0)
-end
+if no_gpu then B.skip("no usable GPU (" .. no_gpu .. ")", {{"card", card}}) end
 card = confit.cuda.device_name() or "?"
 
 local SHAPES = {
@@ -162,7 +142,7 @@ local function stage(name, fn)
   local t = confit.clock()
   local ok, err = xpcall(fn, debug.traceback)
   if not ok then
-    emit({{"bench", "error"}, {"stage", name}, {"message", tostring(err):gsub("\n.*", "")},
+    emit({{"bench", "error"}, {"stage", name}, {"message", (tostring(err):gsub("\n.*", ""))},
           {"seconds", confit.clock() - t}})
     io.stderr:write("gpu_bench: ", name, ": ", tostring(err), "\n")
   end

@@ -12,7 +12,10 @@
 -- beside the weights' f32 byte size; target for either file: peak_over_baseline <= weights + a
 -- small constant (one copy of the weights, never two: the loader reads the tensors into the
 -- model's parameters, a bf16 file widened through a 4 MB buffer).
-require("confit.cli").header_help(arg)
+-- Times are wall time (confit.clock); every line ends with the machine's fields
+-- (bench/common.lua).
+local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
+local o = B.parse(arg, {load = {"string", nil, help = "measure this model folder (the child's part)"}})
 local confit = require "confit"
 
 local function status()
@@ -23,24 +26,17 @@ local function status()
   return {rss = kb("VmRSS"), hwm = kb("VmHWM")}
 end
 
-local function emit(fields)
-  local parts = {}
-  for _, kv in ipairs(fields) do
-    local v = kv[2]
-    local s = type(v) == "number" and (math.type(v) == "integer" and tostring(v) or string.format("%.6g", v))
-              or string.format("%q", tostring(v))
-    parts[#parts + 1] = string.format("%q:%s", kv[1], s)
-  end
-  print("{" .. table.concat(parts, ",") .. "}")
-  io.stdout:flush()
-end
+local function emit(fields) B.emit(fields, {float = "%.6g"}) end
 
-if arg[1] == "--load" then
-  local dir = assert(arg[2], "load_mem: --load needs a folder")
+if o.load then
+  local dir = o.load
+  local cli = require "confit.cli"
+  if not cli.exists(dir .. "/model.safetensors") then B.die("--load '%s': no model.safetensors there", dir) end
   collectgarbage()
   local before = status()
   local t0 = confit.clock()
-  local m = assert(confit.load(dir))
+  local m, err = confit.load(dir)
+  if not m then B.die("--load '%s': %s", dir, tostring(err)) end
   local load_s = confit.clock() - t0
   local after_load = status()
   local weights = 0
@@ -96,7 +92,11 @@ local script = arg[0]
 for _, kind in ipairs({"f32", "bf16"}) do
   local p = assert(io.popen(("%s %s --load %s"):format(sq(exe), sq(script), sq(root .. "/" .. kind))))
   local line = p:read("a")
-  p:close()
+  if not p:close() or not line:match("^{") then
+    os.execute("rm -rf -- " .. sq(root))
+    B.die("the child measuring the %s folder failed", kind)
+  end
   io.write((line:gsub('^{', '{"file_dtype":"' .. kind .. '",')))
+  io.stdout:flush()
 end
 os.execute("rm -rf -- " .. sq(root))

@@ -8,29 +8,36 @@
 --
 --   build/confit bench/micro_batch.lua [--ks 0,2,4,8] [--n 16] [--questions 1] [--max-len 256]
 --                                      [--device cpu|cuda] [--method l2]
+--
+-- step_s is wall time (confit.clock); every line ends with the machine's fields (bench/common.lua).
+local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
 local confit = require "confit"
 local rl = require "confit.rl"
 local model = require "confit.model"
 local train = require "confit.train"
 
-local SPEC = {ks = {"string", "0,2,4,8"}, n = {"int", 16, min = 1}, questions = {"int", 1, min = 1},
-              max_len = {"int", 256, min = 8}, device = {"string", "cpu", choices = confit.devices},
-              method = {"string", "l2"}}
-local o = train.parse_args(arg, SPEC, "bench/micro_batch.lua")
+local MAX_POSITIONS, PROMPT = 4096, 32   -- the model's context, the prompts' length
+local o = B.parse(arg, {
+  ks = {"string", "0,2,4,8", help = "micro-batch sizes, comma-separated (0: one pass)"},
+  n = {"int", 16, min = 1, max = 4096, help = "completions per question"},
+  questions = {"int", 1, min = 1, max = 4096},
+  max_len = {"int", 256, min = 8, max = MAX_POSITIONS - PROMPT, help = "the longest completion"},
+  device = {"string", "cpu", choices = confit.devices},
+  method = {"string", "l2"},
+})
 local method, merr = rl.resolve(o.method)
-if not method or not rl.trains(method) then
-  io.stderr:write("micro_batch.lua: --method: ", merr or "temp_only does not train", "\n"); os.exit(1)
-end
+if not method or not rl.trains(method) then B.die("--method: %s", merr or (o.method .. " does not train")) end
 local ks = {}
+if not o.ks:match("^[^,]") or o.ks:find(",,", 1, true) or o.ks:find(",$") then
+  B.die("--ks wants whole numbers >= 0 separated by commas, got '%s'", o.ks)
+end
 for k in o.ks:gmatch("[^,]+") do
   local v = math.tointeger(tonumber(k))
-  if not v or v < 0 then io.stderr:write("micro_batch.lua: --ks wants integers >= 0, got ", k, "\n"); os.exit(1) end
+  if not v or v < 0 then B.die("--ks wants whole numbers >= 0 separated by commas, got '%s'", k) end
   ks[#ks + 1] = v
 end
 local no_gpu = o.device == "cuda" and require("confit.cli").gpu_problem()
-if no_gpu then
-  io.stderr:write("micro_batch.lua: --device cuda: no usable GPU (" .. no_gpu .. ")\n"); os.exit(1)
-end
+if no_gpu then B.die("--device cuda: no usable GPU (%s)", no_gpu) end
 
 local VOCAB = 8000
 local m = model.new({model_type = "qwen2", hidden_size = 512, intermediate_size = 1408,
@@ -43,14 +50,14 @@ train.trainable(m)
 local prompts, samples, total = {}, {}, 0
 for q = 1, o.questions do
   local p = {}
-  for t = 1, 32 do p[t] = (q * 977 + t * 31) % VOCAB end
+  for t = 1, PROMPT do p[t] = (q * 977 + t * 31) % VOCAB end
   prompts[q] = p
   for j = 1, o.n do
     local L = 8 + ((o.max_len - 8) * (j - 1)) // math.max(1, o.n - 1)
     local toks = {}
     for t = 1, L do toks[t] = (q * 131 + j * 17 + t * 7) % VOCAB end
     samples[#samples + 1] = {tokens = toks, text = tostring(j % 3)}   -- the "answer" TTRL votes on
-    total = total + 32 + L
+    total = total + PROMPT + L
   end
 end
 -- extract: TTRL votes on extracted answers (here the text itself, three answers per question)
@@ -98,9 +105,8 @@ for _, K in ipairs(ks) do
     scale = math.max(scale, math.abs(ref[i]))
   end
   local chunks = K > 0 and #rl.chunks(batch, K, true) or 1
-  print(string.format('{"bench":"micro_batch","method":"%s","device":"%s","micro_batch":%d,"chunks":%d,"samples":%d,' ..
-                      '"tokens":%d,"padded_tokens_one_pass":%d,"loss":%.6g,"step_s":%.3f,"peak_mb":%.1f,' ..
-                      '"grad_rel_diff":%.3g}',
-                      method, o.device, K, chunks, #samples, total, #samples * maxlen, lv, dt, peak / 2 ^ 20,
-                      diff / math.max(scale, 1e-30)))
+  B.emit({{"bench", "micro_batch"}, {"method", method}, {"device", o.device}, {"micro_batch", K}, {"chunks", chunks},
+          {"samples", #samples}, {"tokens", total}, {"padded_tokens_one_pass", #samples * maxlen},
+          {"loss", lv, "%.6g"}, {"step_s", dt, "%.3f"}, {"peak_mb", peak / 2 ^ 20, "%.1f"},
+          {"grad_rel_diff", diff / math.max(scale, 1e-30), "%.3g"}})
 end

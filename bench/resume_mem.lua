@@ -15,18 +15,22 @@
 -- the optimizer state, no step left to run, the summary written): wall seconds and the peak
 -- resident set (VmHWM, /usr/bin/time's %M where the child is rlsc). Pages of the checkpoint
 -- files that a process maps count in its resident set while mapped; copies count beside them.
-require("confit.cli").header_help(arg)
+-- Every line ends with the machine's fields (bench/common.lua).
+local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
+local o = B.parse(arg, {
+  layers = {"int", 8, min = 1, max = 64},
+  check = {"string", nil, help = "the measuring child of train.check_out: this run folder"},
+})
 local confit = require "confit"
 local jsonio = require "confit.jsonio"
-local sq = require("confit.cli").shell_quote
+local cli = require "confit.cli"
+local sq = cli.shell_quote
 
-local function emit(t)
-  print(jsonio.encode(t))
-  io.stdout:flush()
-end
+local function emit(t) B.emit(t) end
 
-if arg[1] == "--check" then
-  local out = assert(arg[2], "resume_mem: --check needs the run directory")
+if o.check then
+  local out = o.check
+  if not cli.exists(out .. "/checkpoint-1/config.json") then B.die("--check '%s': no checkpoint-1 there", out) end
   local train = require "confit.train"
   local t0 = confit.clock()
   local bad = train.check_out(out, {resume = true, n = 2, max_new_tokens = 8, questions_per_step = 1,
@@ -39,12 +43,13 @@ if arg[1] == "--check" then
   os.exit(0)
 end
 
-local layers = 8
-for i = 1, #arg do if arg[i] == "--layers" then layers = assert(math.tointeger(tonumber(arg[i + 1])), "--layers N") end end
+local layers = o.layers
+local TOY = "examples/toy/model"
+if not cli.exists(TOY .. "/config.json") then B.die("%s is absent (run from the project root)", TOY) end
 local exe, script = arg[-1] or "confit", arg[0]
 local root = os.tmpname()
 os.remove(root)
-local cfg = assert(jsonio.read_json("examples/toy/model/config.json"))
+local cfg = assert(jsonio.read_json(TOY .. "/config.json"))
 cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers = 1024, 4096, layers
 cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim = 8, 8, 128
 local m = require("confit.model").new(cfg, {seed = 1, tokenizer = "examples/toy/model/tokenizer.json"})

@@ -10,13 +10,13 @@
 -- and untruncated. One line per setting:
 --   {"bench":"sample","std":..,"top_p":..,"top_k":..,"s":best of reps,"ms_per_token":..,
 --    "mean_logprob":.. (the same samples give the same value before and after a change)}
+-- Times are wall time (confit.clock); every line ends with the machine's fields
+-- (bench/common.lua).
+local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
+local o = B.parse(arg, {reps = {"int", 3, min = 1, max = 1000, help = "best of this many runs"}})
 local confit = require "confit"
-require("confit.cli").header_help(arg)
 
-local reps = 3
-for i = 1, #arg do
-  if arg[i] == "--reps" then reps = assert(math.tointeger(tonumber(arg[i + 1])), "--reps N") end
-end
+local reps = o.reps
 
 local cfg = {model_type = "qwen2", hidden_size = 32, intermediate_size = 64, num_hidden_layers = 1,
              num_attention_heads = 4, num_key_value_heads = 2, vocab_size = 151936,
@@ -39,8 +39,9 @@ for _, std in ipairs({0.3, 1.0}) do
       for _, s in ipairs(out) do lp = lp + s.logprob end
       lp = lp / (#out * NEW)
     end
-    print(string.format('{"bench":"sample","std":%.1f,"top_p":%.2f,"top_k":%d,"s":%.4f,"ms_per_token":%.4f,"mean_logprob":%.6f}',
-                        std, cut.top_p, cut.top_k, best, best * 1e3 / (#prompts * 2 * NEW), lp))
+    B.emit({{"bench", "sample"}, {"std", std, "%.1f"}, {"top_p", cut.top_p, "%.2f"}, {"top_k", cut.top_k},
+            {"s", best, "%.4f"}, {"ms_per_token", best * 1e3 / (#prompts * 2 * NEW), "%.4f"},
+            {"mean_logprob", lp, "%.6f"}})
   end
   m:free()
 end

@@ -1,7 +1,12 @@
 -- skinny_table.lua FILE: skinny_bench's JSON lines -> run.sh table rows (metric, value, baseline):
 -- per decode GEMM the fastest skinny launch shape whose result matched cuBLAS (rel_err < 1e-2),
 -- next to cuBLAS's time. Flat JSON lines read with patterns (no JSON module needed).
-require("confit.cli").header_help(arg)
+-- (tests/gpu/run.sh runs it; also as skinny_table.lua --file FILE)
+local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
+local o = B.parse(arg, {file = {"string", nil, help = "skinny_bench's output"}}, {positional = {"file"}})
+if not o.file then B.die("which file? (usage: skinny_table.lua FILE)") end
+local f, ferr = io.open(o.file, "r")
+if not f then B.die("%s", tostring(ferr)) end
 local function field(line, k)
   local s = line:match('"' .. k .. '":"(.-)"')
   if s then return s end
@@ -9,8 +14,7 @@ local function field(line, k)
 end
 
 local order, best, blas, wrong = {}, {}, {}, {}
-local path = assert(arg[1], "usage: skinny_table.lua FILE")
-for line in io.lines(path) do
+for line in f:lines() do
   if field(line, "bench") == "skinny" then
     local key = field(line, "model") .. " " .. field(line, "gemm") .. " r" .. field(line, "rows")
     if not best[key] and not blas[key] and not wrong[key] then order[#order + 1] = key end
@@ -35,3 +39,4 @@ for _, key in ipairs(order) do
     wrong[key] and string.format(", %d WRONG", wrong[key]) or "",
     blas[key] and string.format("cuBLAS %.1f", blas[key]) or "-"))
 end
+f:close()

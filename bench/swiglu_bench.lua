@@ -7,13 +7,13 @@
 -- by a fixed random tensor (gradients of both inputs). One line per phase:
 --   {"bench":"swiglu","phase":"fwd"|"fwd+bwd","shape":[5120,336],"ms":best of reps,
 --    "checksum":.. (the same inputs give the same value before and after a change, to ~1e-6)}
+-- Times are wall time (confit.clock); every line ends with the machine's fields
+-- (bench/common.lua).
+local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
+local o = B.parse(arg, {reps = {"int", 5, min = 1, max = 1000, help = "best of this many runs"}})
 local confit = require "confit"
-require("confit.cli").header_help(arg)
 
-local reps = 5
-for i = 1, #arg do
-  if arg[i] == "--reps" then reps = assert(math.tointeger(tonumber(arg[i + 1])), "--reps N") end
-end
+local reps = o.reps
 
 local R, C = 5120, 336
 local g0 = confit.randn({R, C}, {seed = 1}) * 2
@@ -27,8 +27,7 @@ for _ = 1, reps do
   best = math.min(best, confit.clock() - t0)
   sum = y:sum():item()
 end
-local encode = require("confit.jsonio").encode
-print(encode({bench = "swiglu", phase = "fwd", shape = {R, C}, ms = best * 1e3, checksum = sum}))
+B.emit({bench = "swiglu", phase = "fwd", shape = {R, C}, ms = best * 1e3, checksum = sum})
 
 best = math.huge
 for _ = 1, reps do
@@ -40,4 +39,4 @@ for _ = 1, reps do
   best = math.min(best, confit.clock() - t0)
   sum = g.grad:sum():item() + u.grad:sum():item()
 end
-print(encode({bench = "swiglu", phase = "fwd+bwd", shape = {R, C}, ms = best * 1e3, checksum = sum}))
+B.emit({bench = "swiglu", phase = "fwd+bwd", shape = {R, C}, ms = best * 1e3, checksum = sum})

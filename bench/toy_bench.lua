@@ -8,11 +8,25 @@
 -- eval_pass      16 samples at T = 0.5 of each of --questions held-out questions (generation
 --                and grading, no rescoring), 32 questions per generate call
 -- pretrain_step  one supervised step of recipes/pretrain_toy.lua (64 rows, backward, AdamW)
--- Then runs bench/torch_toy_rlsc.py (/usr/bin/python3, torch.set_num_threads(2)) on the same
--- model folder and the same prompts, and prints its lines (impl = "torch"). The last line is a
--- summary with the best (minimum) seconds of each and the ratio torch / confit (> 1: confit is
--- faster). The two implementations sample different tokens (different RNGs), so the lengths of
--- the samples are printed beside the times.
+-- Then runs bench/torch_toy_rlsc.py (/usr/bin/python3) on the same model folder and the same
+-- prompts with as many threads as confit runs with (torch.set_num_threads: the line's
+-- "threads", the machine's OpenMP count), and passes its lines on (impl = "torch", with its own
+-- "threads"); its stderr goes to ours. The last line is a summary with the best (minimum)
+-- seconds of each, the ratio torch / confit (> 1: confit is faster) and both thread counts
+-- (confit_threads, torch_threads). The two implementations sample different tokens (different
+-- RNGs), so the lengths of the samples are printed beside the times. Times are wall time
+-- (confit.clock, time.perf_counter); every line ends with the machine's fields
+-- (bench/common.lua).
+local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
+local cli = require "confit.cli"
+local o = B.parse(arg, {
+  model = {"string", "examples/toy/model"}, reps = {"int", 2, min = 1, max = 1000},
+  questions = {"int", 200, min = 1, max = 10000, help = "held-out questions of the eval pass"},
+  no_torch = {"flag", false, help = "confit only"}, seed = {"int", 1},
+  n = {"int", 16, min = 1, max = 1024, help = "samples per question"},
+})
+if not cli.exists(o.model) then B.die("--model '%s': no such directory%s", o.model, cli.from_here(o.model)) end
+if not cli.exists(o.model .. "/config.json") then B.die("--model '%s' is not a model folder (no config.json there)", o.model) end
 local confit = require "confit"
 local model = require "confit.model"
 local toy = require "confit.toy"
@@ -20,14 +34,11 @@ local rl = require "confit.rl"
 local train = require "confit.train"
 local jsonio = require "confit.jsonio"
 
-local o = train.parse_args(arg, {
-  model = {"string", "examples/toy/model"}, reps = {"int", 2}, questions = {"int", 200},
-  no_torch = {"flag", false}, seed = {"int", 1}, n = {"int", 16},
-}, "bench/toy_bench.lua")
+local function emit(t) B.emit(t) end
 
-local function emit(t) print(jsonio.encode(t)) end
-
-local m = assert(model.load(o.model))
+local m, merr = model.load(o.model)
+if not m then B.die("--model '%s': %s", o.model, tostring(merr)) end
+if not m.tokenizer then B.die("--model '%s' has no tokenizer.json", o.model) end
 local params = train.trainable(m)
 local opt = confit.optim.adamw(params, {lr = 1e-4, weight_decay = 0.01})
 local world = toy.world("mixed")
@@ -101,6 +112,7 @@ for r = 1, o.reps do
   emit({impl = "confit", bench = "pretrain_step", rep = r, seconds = dt, rows = #seqs})
 end
 
+local torch_threads
 if not o.no_torch then
   local job = os.tmpname()
   local padded = {}
@@ -115,19 +127,25 @@ if not o.no_torch then
   assert(jsonio.write_json_atomic(job, {rlsc_prompt = prompt, eval_prompts = eval_prompts,
     n = o.n, temperature = 0.5, max_new_tokens = 64, eos = toy.EOS_ID,
     pretrain = {ids = padded, prompt_lens = plens, lens = lens}}))
-  local sq = require("confit.cli").shell_quote
-  local p = io.popen(("/usr/bin/python3 bench/torch_toy_rlsc.py %s %s --reps %d 2>&1")
-                     :format(sq(o.model), sq(job), o.reps))
+  local sq = cli.shell_quote
+  local script = (debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "torch_toy_rlsc.py"
+  local p = io.popen(("/usr/bin/python3 %s %s %s --reps %d --threads %d")
+                     :format(sq(script), sq(o.model), sq(job), o.reps, B.threads() or 2))
   for line in p:lines() do
-    print(line)
-    local ok, t = pcall(jsonio.decode, line)
-    if ok and type(t) == "table" and t.impl == "torch" then note("torch", t.bench, t.seconds) end
+    local t = jsonio.decode(line)
+    if type(t) == "table" and t.impl == "torch" then
+      note("torch", t.bench, t.seconds)
+      torch_threads = torch_threads or t.threads
+      emit(t)
+    else
+      io.stderr:write(line, "\n")   -- not a measurement: a warning, say
+    end
   end
-  p:close()
+  if not p:close() then io.stderr:write("toy_bench: bench/torch_toy_rlsc.py failed; no PyTorch figures\n") end
   os.remove(job)
 end
 
-local summary = {impl = "summary", reps = o.reps}
+local summary = {impl = "summary", reps = o.reps, confit_threads = B.threads(), torch_threads = torch_threads}
 for _, b in ipairs({"rlsc_step", "eval_pass", "pretrain_step"}) do
   summary[b .. "_confit_s"] = best["confit." .. b]
   summary[b .. "_torch_s"] = best["torch." .. b]

@@ -5,21 +5,16 @@
 -- them back to back on the same machine (see bench/README.md).
 --
 --   build/confit bench/train_step.lua [--reps 7] [--recompute] [--profile]
-require("confit.cli").header_help(arg)
+--
+-- Times are wall time (confit.clock); the line ends with the machine's fields (bench/common.lua).
+-- --profile's table goes to stderr, so the standard output stays JSON.
+local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
+local opt = B.parse(arg, {
+  reps = {"int", 7, min = 1, max = 1000, help = "timed steps after the warm-up"},
+  recompute = {"flag", false, help = "activation recomputation"},
+  profile = {"flag", false, help = "the profiler's table of one more step, on stderr"},
+})
 local confit = require "confit"
-
-local opt = {reps = 7, recompute = false, profile = false}
-do
-  local i = 1
-  while i <= #arg do
-    local a = arg[i]
-    if a == "--recompute" then opt.recompute = true
-    elseif a == "--profile" then opt.profile = true
-    elseif a == "--reps" and tonumber(arg[i + 1]) then opt.reps = math.tointeger(tonumber(arg[i + 1])) or 7; i = i + 1
-    else io.stderr:write("train_step.lua: unknown argument ", a, "\n"); os.exit(1) end
-    i = i + 1
-  end
-end
 
 local cfg = [[{"model_type":"qwen2","hidden_size":512,"intermediate_size":1408,"num_hidden_layers":4,
   "num_attention_heads":8,"num_key_value_heads":2,"vocab_size":8000,"max_position_embeddings":4096,
@@ -27,9 +22,9 @@ local cfg = [[{"model_type":"qwen2","hidden_size":512,"intermediate_size":1408,"
 local m = confit.model_new(cfg)
 for _, t in pairs(m:parameters()) do t:copy_(confit.randn(t:shape(), {seed = 1}) * 0.02); t:requires_grad_(true) end
 if m.set_recompute then m:set_recompute(opt.recompute) end
-local B, T = 4, 128
+local ROWS, T = 4, 128
 local rows = {}
-for b = 1, B do
+for b = 1, ROWS do
   local r = {}
   for t = 1, T do r[t] = (b * 131 + t * 7) % 8000 end
   rows[b] = r
@@ -49,10 +44,11 @@ for i = 1, opt.reps do
   ts[i] = confit.clock() - t0
 end
 table.sort(ts)
-print(string.format('{"bench":"train_step_cpu","params":%d,"tokens":%d,"recompute":%s,"median_ms":%.1f,"best_ms":%.1f,"reps":%d,"threads":"%s"}',
-  (function() local n = 0; for _, t in pairs(m:parameters()) do n = n + t:numel() end; return n end)(),
-  B * T, tostring(opt.recompute), 1e3 * ts[(#ts + 1) // 2], 1e3 * ts[1], opt.reps, os.getenv("OMP_NUM_THREADS") or "default"))
+local nparams = 0
+for _, t in pairs(m:parameters()) do nparams = nparams + t:numel() end
+B.emit({{"bench", "train_step_cpu"}, {"params", nparams}, {"tokens", ROWS * T}, {"recompute", opt.recompute},
+        {"median_ms", 1e3 * ts[(#ts + 1) // 2], "%.1f"}, {"best_ms", 1e3 * ts[1], "%.1f"}, {"reps", opt.reps}})
 if opt.profile and confit.profile then
   local prows = confit.profile(step)
-  print(confit.profiler.report(prows, {top = 15}))
+  io.stderr:write(confit.profiler.report(prows, {top = 15}), "\n")
 end

@@ -312,7 +312,7 @@ local function out_of_range(s, v)
   return nil
 end
 
---- For scripts without a flag table (the benchmarks): when argv asks for --help / -h, print the
+--- For scripts without a flag table: when argv asks for --help / -h, print the
 --- script's leading comment block (its documentation) and exit 0 (1 when the standard output
 --- cannot be written).
 function M.header_help(argv)

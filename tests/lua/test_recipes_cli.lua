@@ -1304,7 +1304,7 @@ do
       local text = shell(("%s recipes/%s.lua --help 2>&1 >/dev/full; echo rc=$?"):format(q(EXE), r))
       H.ok(text:find("^" .. r .. ": cannot write the standard output: [^\n]*\nrc=1\n$"), r .. ": " .. text)
     end
-    -- a script's header as its help (cli.header_help: the benchmarks) alike
+    -- a benchmark's help (its header and flags, bench/common.lua) alike
     local text = shell(("%s bench/grade_bench.lua --help 2>&1 >/dev/full; echo rc=$?"):format(q(EXE)))
     H.ok(text:find("^grade_bench: cannot write the standard output: [^\n]*\nrc=1\n$"), "grade_bench: " .. text)
   end)
