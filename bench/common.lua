@@ -125,16 +125,7 @@ function B.parse(argv, spec, opts)
   local positional = opts and opts.positional or {}
   for _, a in ipairs(argv) do
     if a == "--help" or a == "-h" then
-      local f = io.open(path, "rb")
-      if f then
-        for line in f:lines() do
-          local c = line:match("^%-%-%s?(.*)$")
-          if not c then break end
-          print(c)
-        end
-        f:close()
-        print()
-      end
+      if cli.print_header(path) then print() end
       local notes
       if #positional > 0 then
         notes = ("  (leading words without -- are, in order: --%s)"):format(table.concat(positional, ", --"))

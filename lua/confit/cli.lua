@@ -312,23 +312,18 @@ local function out_of_range(s, v)
   return nil
 end
 
---- For scripts without a flag table: when argv asks for --help / -h, print the
---- script's leading comment block (its documentation) and exit 0 (1 when the standard output
---- cannot be written).
-function M.header_help(argv)
-  local a = argv and argv[1]
-  if a ~= "--help" and a ~= "-h" then return end
-  local src = debug.getinfo(2, "S").source
-  local f = src:sub(1, 1) == "@" and io.open(src:sub(2), "rb")
-  if f then
-    for line in f:lines() do
-      local c = line:match("^%-%-%s?(.*)$")
-      if not c then break end
-      print(c)
-    end
-    f:close()
+--- Print the leading comment block of the Lua file at path (a script's documentation, its
+--- --help), without the comment marks; false when the file cannot be read.
+function M.print_header(path)
+  local f = io.open(path, "rb")
+  if not f then return false end
+  for line in f:lines() do
+    local c = line:match("^%-%-%s?(.*)$")
+    if not c then break end
+    print(c)
   end
-  os.exit(M.flush_stdout(M.name_of(src)) and 0 or 1)
+  f:close()
+  return true
 end
 
 --- The program name of a recipe path: "recipes/rlsc.lua" -> "rlsc".
