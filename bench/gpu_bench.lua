@@ -50,10 +50,10 @@
 -- one line {"bench":"skip","reason":...} and exit status 77 (tests/gpu/run.sh runs this script
 -- only where its probe found a GPU). Times are wall time (confit.clock, which synchronizes the
 -- GPU first); every line ends with the card and then the machine's fields (bench/common.lua).
-local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
+local common = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
 local confit = require "confit"
 
-local opt = B.parse(arg, {
+local opt = common.parse(arg, {
   only = {"string", "all", choices = {"decode", "train", "rlsc", "all"}},
   shape = {"string", "all", choices = {"1.5B", "7B", "all"}},
   budget = {"number", 600, min = 0, help = "seconds; stages that would start after it are skipped"},
@@ -77,12 +77,12 @@ local card = "none"
 -- line's start)
 local function emit(fields)
   fields[#fields + 1] = {"card", card}
-  B.emit(fields, {float = "%.6g"})
+  common.emit(fields, {float = "%.6g"})
 end
 local function jstr(s) return require("confit.jsonio").encode(tostring(s)) end
 
 local no_gpu = require("confit.cli").gpu_problem()
-if no_gpu then B.skip("no usable GPU (" .. no_gpu .. ")", {{"card", card}}) end
+if no_gpu then common.skip("no usable GPU (" .. no_gpu .. ")", {{"card", card}}) end
 card = confit.cuda.device_name() or "?"
 
 local SHAPES = {

@@ -407,10 +407,11 @@ static int run_node(cf_node *n, bool retain) {
 }
 
 const char *cf_grad_cut_message(const cf_tensor *t) {
-  static _Thread_local char msg[320];
+  static _Thread_local char msg[400];
   snprintf(msg, sizeof msg, "backward: the tensor does not require grad: it depends on the tensors that do only "
-           "through %s, which has no gradient (comparisons, sign, argmax, argmin and argsort have none)",
-           t->grad_cut_by ? t->grad_cut_by : "?");
+           "through %s, which has no gradient (comparisons, sign, argmax, argmin and argsort have none); its "
+           "other inputs, if any, were computed without gradients (inside confit.no_grad, from detached "
+           "tensors, or from a model not made trainable)", t->grad_cut_by ? t->grad_cut_by : "?");
   return msg;
 }
 

@@ -706,7 +706,7 @@ static const char *doc_param(const cf_op_info *op, int n, char *buf, size_t size
   d = strchr(d, '(') + 1;
   for (int k = 1; *d && *d != ')'; k++) {
     while (*d == ' ' || *d == '[' || *d == ',') d++;
-    size_t len = strcspn(d, " ,[])");
+    size_t len = strcspn(d, " ,[])=");   /* "unbiased=true": the name without its default */
     if (k == n && len > 0 && len < size) { memcpy(buf, d, len); buf[len] = 0; return buf; }
     d += len;
     while (*d == ' ' || *d == ']') d++;

@@ -341,7 +341,11 @@ local function unit_at_end(s)
     end
   end
   if not open then return nil end
-  if trim(body:sub(open + 1, -2)):match("^[ie]$") then return nil end
+  local content = trim(body:sub(open + 1, -2))
+  if content:match("^[ie]$") then return nil end
+  -- a value or a choice typeset as text is no unit: "\text{12}\text{ cm}" is 12,
+  -- "\text{(B)}\text{ m}" is (B) (the chain of units in drop_trailing_unit stops there)
+  if content:match("^[%d.+-]") or content:find("(", 1, true) then return nil end
   local head = body:sub(1, open - 1)
   for _, cmd in ipairs(UNIT_CMDS) do
     if ends(head, "\\" .. cmd) then return #head - #cmd end

@@ -83,6 +83,9 @@ H.case("errors: non-scalar backward without seed, no requires_grad, bad seed", f
              "which has no gradient")
   end
   H.raises(function() x:view(1, 2):argmax(2):to_dtype("f32"):sum():backward() end, "only through argmax")
+  -- (review) a mask times a value computed under no_grad: both causes are named
+  local logp = confit.no_grad(function() return x * 2 end)
+  H.raises(function() (x:gt(0) * logp):sum():backward() end, "only through gt", "inside confit.no_grad")
   H.raises(function() x:gt(0):detach():sum():backward() end, "inside confit.no_grad")
   H.raises(function() confit.no_grad(function() return x:gt(0) end):sum():backward() end, "inside confit.no_grad")
   local y = x:gt(0)

@@ -471,6 +471,12 @@ local CASES = {
   {"n", "5m/s", "5m/s"},
   {"n", "6-5\\mathrm{i}\\,\\text{m}", "6-5i"},
   {"n", "\\text{Monday}\\text{ and }\\text{Tuesday}", "MondayandTuesday"},   -- all text: kept ("Mondayand")
+  -- (twenty-fifth session, review) a value typeset as text ends the chain of units: these gave
+  -- "12cm" and "(B)m" for a while, and graded 12 wrong
+  {"n", "\\mathrm{12}\\,\\mathrm{cm}", "12"},
+  {"n", "\\text{12}\\text{ cm}", "12"},
+  {"n", "\\text{12 }\\text{cm}", "12"},
+  {"n", "\\text{(B)}\\text{ m}", "(B)"},
   {"eq", "5\\text{ m/s}", "5", true},
   {"eq", "3 \\mathrm{cm}^2", "3", true},
   {"eq", "10\\ \\text{km/h}", "10", true},

@@ -644,6 +644,7 @@ H.case("m:to(\"cuda\") and t:to(\"cuda\") without a usable GPU: nil, message; th
   no_gpu("cannot move the model to cuda", m:to("cuda"))
   no_gpu("cannot place the model's parameters on cuda", m:init_random_cuda(1, 0.02))
   H.raises(function() return m:init_random_cuda(1, -1) end, "init_random_cuda: argument #2 (std): must be finite and >= 0")
+  H.raises(function() return m:init_random_cuda(1, 0/0) end, "must be finite and >= 0 (got nan)")
   H.eq(m:device(), "cpu", "still on the CPU")
   local makes = {zeros = function(o) return confit.zeros({2, 3}, o) end, ones = function(o) return confit.ones({2}, o) end,
                  full = function(o) return confit.full({2}, 7, o) end, randn = function(o) return confit.randn({2}, o) end,
