@@ -52,7 +52,7 @@ static const char usage[] = "usage: membw [MiB]   (1 .. 65536, default 256)\n";
 int main(int argc, char **argv) {
   size_t mib = 256;
   if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-    printf("membw: this machine's memory bandwidth over two arrays of MiB each (JSON line)\n%s", usage);
+    printf("membw: this machine's memory bandwidth over two arrays of the given size each (JSON line)\n%s", usage);
     return 0;
   }
   if (argc > 2) {

@@ -5,6 +5,8 @@
 local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
 local o = B.parse(arg, {file = {"string", nil, help = "skinny_bench's output"}}, {positional = {"file"}})
 if not o.file then B.die("which file? (usage: skinny_table.lua FILE)") end
+-- a folder opens on Linux and fails only when read
+if require("confit.cli").is_dir(o.file) then B.die("'%s' is a folder, not skinny_bench's output", o.file) end
 local f, ferr = io.open(o.file, "r")
 if not f then B.die("%s", tostring(ferr)) end
 local function field(line, k)

@@ -23,6 +23,7 @@ for _, f in ipairs({{"tokenizer", tok_path}, {"data", data_path}}) do
     if not o.given[f[1]] then B.skip(f[2] .. " is absent") end
     B.die("--%s '%s': no such file", f[1], f[2])
   end
+  if cli.is_dir(f[2]) then B.die("--%s '%s' is a folder, not a file", f[1], f[2]) end
 end
 local f, ferr = io.open(data_path, "rb")
 if not f then B.die("--data '%s': %s", data_path, tostring(ferr)) end

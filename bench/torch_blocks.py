@@ -32,7 +32,23 @@ import platform
 import statistics
 import time
 
-import torch
+
+def parse_args():
+    ap = argparse.ArgumentParser(prog="bench/torch_blocks.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iters", type=int, default=10, help="at least this many timed iterations (default 10)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--min-seconds", type=float, default=2.0, help="and at least this long (default 2)")
+    args = ap.parse_args()
+    if args.iters < 1 or args.threads < 1 or not 0 < args.min_seconds <= 3600:
+        ap.error("--iters and --threads must be >= 1, --min-seconds in (0, 3600]")
+    return args
+
+
+# the flags are read before PyTorch is imported: --help and a mistake need no PyTorch
+ARGS = parse_args() if __name__ == "__main__" else None
+
+import torch  # noqa: E402
 
 B, T, D, HEADS, FFN = 8, 128, 256, 4, 688
 HD = D // HEADS
@@ -94,14 +110,7 @@ def machine(threads):
 
 
 def main():
-    ap = argparse.ArgumentParser(prog="bench/torch_blocks.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--iters", type=int, default=10, help="at least this many timed iterations (default 10)")
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    ap.add_argument("--min-seconds", type=float, default=2.0, help="and at least this long (default 2)")
-    args = ap.parse_args()
-    if args.iters < 1 or args.threads < 1 or not 0 < args.min_seconds <= 3600:
-        ap.error("--iters and --threads must be >= 1, --min-seconds in (0, 3600]")
+    args = ARGS
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     blocks = torch.nn.ModuleList([Block(), Block()])

@@ -24,7 +24,31 @@ import math
 import struct
 import time
 
-import torch
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {v}")
+    return v
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(prog="bench/torch_toy_rlsc.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model_dir", metavar="MODEL_DIR", help="a Qwen2 model folder")
+    ap.add_argument("prompts_json", metavar="PROMPTS_JSON", help="the job toy_bench.lua writes")
+    ap.add_argument("--reps", type=positive_int, default=1, help="repetitions of each measurement (default 1)")
+    ap.add_argument("--threads", type=positive_int, default=2, help="torch.set_num_threads (default 2)")
+    return ap.parse_args()
+
+
+# the flags are read before PyTorch is imported: --help and a mistake need no PyTorch
+ARGS = parse_args() if __name__ == "__main__" else None
+
+import torch  # noqa: E402
 
 
 def load_safetensors(path):
@@ -155,28 +179,8 @@ def completion_logprobs(m, seqs, prompt_lens, temperature):
     return (lp * mask).sum(-1)
 
 
-def positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {v}")
-    return v
-
-
-def parse_args():
-    ap = argparse.ArgumentParser(prog="bench/torch_toy_rlsc.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model_dir", metavar="MODEL_DIR", help="a Qwen2 model folder")
-    ap.add_argument("prompts_json", metavar="PROMPTS_JSON", help="the job toy_bench.lua writes")
-    ap.add_argument("--reps", type=positive_int, default=1, help="repetitions of each measurement (default 1)")
-    ap.add_argument("--threads", type=positive_int, default=2, help="torch.set_num_threads (default 2)")
-    return ap.parse_args()
-
-
 def main():
-    args = parse_args()
+    args = ARGS
     torch.set_num_threads(args.threads)
     model_dir, prompts_path, reps = args.model_dir, args.prompts_json, args.reps
     cfg = json.load(open(model_dir + "/config.json"))

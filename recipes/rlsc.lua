@@ -174,7 +174,7 @@ local SPEC = {
     help = "print no progress lines; the result (the last JSON line) still prints"},
   device = {"string", "cpu", choices = confit.devices,
     help = "where the model computes"},
-  dtype = {"string", "bf16", choices = {"bf16", "f32"},
+  dtype = {"string", "bf16", choices = {"bf16", "f32"}, shown = "bf16 on cuda, f32 on the CPU",
     help = "the weights' dtype on cuda (the CPU computes in f32: --dtype bf16 without --device cuda is refused)"},
   recompute = {"flag", false,
     help = "recompute each layer's activations in the backward pass (less memory)"},    -- activation recomputation per layer (m:set_recompute)

@@ -137,9 +137,12 @@ function Tokenizer:decode(ids, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("tokenizer:decode: opts must be a table such as {skip_special = true}, got " .. type(opts), 2)
   end
-  for k in pairs(opts or {}) do   -- a misspelt option ("skip_specials") did nothing without a word
+  for k, v in pairs(opts or {}) do   -- a misspelt option ("skip_specials") did nothing without a word
     if k ~= "skip_special" and k ~= "strict" and k ~= "lossy" then
       error(("tokenizer:decode: unknown option %s (options: skip_special, strict, lossy)"):format(tostring(k)), 2)
+    end
+    if type(v) ~= "boolean" then   -- {lossy = "no"} was taken as true
+      error(("tokenizer:decode: option %s must be true or false, got %s"):format(k, type(v)), 2)
     end
   end
   -- a list 1..n: the ids after a gap were dropped unseen, and {x = 1} decoded to ""

@@ -11,7 +11,7 @@ local EXE = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
 local q = cli.shell_quote
 local TMP = H.tmpdir()
 local NONE = TMP .. "/no-such"
-local has_torch = os.execute("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1")
+local has_python = os.execute("/usr/bin/python3 -c '' > /dev/null 2>&1")
 local blas_h
 for _, d in ipairs({"/usr/include/x86_64-linux-gnu/openblas-pthread", "/usr/include/openblas", "/usr/include"}) do
   if cli.exists(d .. "/cblas.h") then blas_h = d; break end
@@ -54,7 +54,11 @@ local REFUSED = {
   {"grade_bench", "x", "--repeats expects a number, got 'x'"},
   {"grade_bench", "1 2", "unexpected argument '2'"},
   {"tokenizer_bench", q(NONE), "--tokenizer '" .. NONE .. "': no such file"},
-  {"tokenizer_bench", "--data " .. q(NONE), "--data '" .. NONE .. "': no such file"},
+  -- (a tokenizer given: without ../shared the default one is absent, and that is a skip)
+  {"tokenizer_bench", "--tokenizer examples/toy/model/tokenizer.json --data " .. q(NONE),
+   "--data '" .. NONE .. "': no such file"},
+  -- (a folder opened on Linux and failed when read, with a traceback)
+  {"tokenizer_bench", "--tokenizer examples/toy/model/tokenizer.json --data bench", "--data 'bench' is a folder, not a file"},
   {"sample_bench", "--reps 0", "--reps must be >= 1"},
   {"swiglu_bench", "--reps -1", "--reps must be >= 1"},
   {"train_step", "--reps 0", "--reps must be >= 1"},
@@ -71,6 +75,7 @@ local REFUSED = {
   {"resume_mem", "--check " .. q(TMP), "no checkpoint-1 there"},
   {"skinny_table", "", "which file?"},
   {"skinny_table", q(NONE), NONE},
+  {"skinny_table", "bench", "'bench' is a folder, not skinny_bench's output"},
 }
 for _, r in ipairs(REFUSED) do
   add(("%s %s refused"):format(r[1], r[2]), lua(r[1], r[2]), 1, {r[3]}, function(res)
@@ -106,8 +111,10 @@ for _, s in ipairs({"eval_bench", "gen_bench", "gpu_bench", "grade_bench", "load
     H.ok(res.out:match("^%S"), "the header first: " .. res.out:sub(1, 80))
   end)
 end
-if has_torch then
+-- (the flags are read before torch is imported: --help needs only Python)
+if has_python then
   add("torch_toy_rlsc.py --help", "/usr/bin/python3 bench/torch_toy_rlsc.py --help", 0, {"MODEL_DIR", "--threads"})
+  add("torch_blocks.py --help", "/usr/bin/python3 bench/torch_blocks.py --help", 0, {"--iters", "--min-seconds"})
 end
 
 -- Quick runs: every line JSON with the machine ---------------------------------------------------
