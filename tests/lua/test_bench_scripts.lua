@@ -96,11 +96,16 @@ add("membw: --help, then bad sizes refused", ("cc -O2 -fopenmp bench/membw.c -o 
                                               .. "{ %s/membw -5; echo rc=$?; %s/membw abc; echo rc=$?; }")
                                              :format(q(CDIR), q(CDIR), q(CDIR), q(CDIR)), 0,
     {"usage: membw [MiB]", "MiB must be a whole number in 1 .. 65536, got '-5'\n", "rc=1\n", "got 'abc'"})
+-- core_bench links the build's libconfit: a sanitizer build's needs the sanitizers linked too
+-- (else "ASan runtime does not come first" and exit 1)
+local BUILD = EXE:match("^(.*)/")
+local sanitized = (H.read(BUILD .. "/CMakeCache.txt") or ""):find("CONFIT_SANITIZE:BOOL=ON", 1, true)
+local SAN = sanitized and "-fsanitize=address,undefined " or ""
 if blas_h then
   add("core_bench: --help, then a bad benchmark or time refused",
-      ("cc -O2 -fopenmp -I core -I %s bench/core_bench.c -o %s/core_bench -L%s -lconfit -lopenblas -lm -Wl,-rpath,%s "
+      ("cc -O2 -fopenmp " .. SAN .. "-I core -I %s bench/core_bench.c -o %s/core_bench -L%s -lconfit -lopenblas -lm -Wl,-rpath,%s "
        .. "&& %s/core_bench --help && { %s/core_bench nope; echo rc=$?; %s/core_bench all -1; echo rc=$?; }")
-      :format(q(blas_h), q(CDIR), q(EXE:match("^(.*)/")), q(EXE:match("^(.*)/")), q(CDIR), q(CDIR), q(CDIR)), 0,
+      :format(q(blas_h), q(CDIR), q(BUILD), q(BUILD), q(CDIR), q(CDIR), q(CDIR)), 0,
       {"usage: core_bench", "unknown benchmark 'nope'", "min-seconds must be a number in (0, 3600], got '-1'", "rc=1\n"})
 end
 
