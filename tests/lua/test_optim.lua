@@ -602,4 +602,28 @@ H.case("sgd: nesterov must be a boolean (0, \"no\", \"false\" would read as true
 end)
 end
 
+-- (twenty-fifth session, mutation testing) eps moved inside the bias correction of the f32 / bf16
+-- path, (sqrt(v) + eps) / sqrt(1 - beta2^t), passed the suite: the by-hand tests there use O(1)
+-- gradients, beside which eps is lost, and the eps test ran the f64 loop. Gradients of 1e-9 .. 1e-7
+-- with eps = 3e-8 make eps a large part of the denominator.
+H.case("f32 and bf16 AdamW with tiny gradients and a non-default eps match PyTorch's formula", function()
+  local h = {lr = 0.1, weight_decay = 0.05, betas = {0.8, 0.99}, eps = 3e-8}
+  local gs = {{1e-9, -1e-7, 3e-8, 0}, {-2e-9, 1e-7, 1e-8, 5e-9}, {1e-9, -5e-8, -3e-8, 1e-7},
+              {4e-9, 2e-7, 1e-9, -1e-9}, {-1e-9, 1e-9, 2e-8, 3e-9}}
+  for _, dt in ipairs({"f32", "bf16"}) do
+    local init = {0.5, -0.25, 1.0, 0.0}
+    local p = confit.tensor(init, {dtype = dt, requires_grad = true})
+    local opt = confit.optim.adamw({p}, h)
+    local ref, st = {0.5, -0.25, 1.0, 0.0}, {m = {0, 0, 0, 0}, v = {0, 0, 0, 0}, t = 0}
+    for s, g in ipairs(gs) do
+      p.grad = confit.tensor(g, {dtype = dt})
+      opt:step()
+      adamw_ref(ref, flat(p.grad), st, h)     -- the gradient as the step saw it (bf16: rounded)
+      local w = dt == "f32" and flat(p) or flat(opt:state()["master.1"])
+      same_list(w, ref, 1e-6, ("%s step %d"):format(dt, s))
+      if dt == "bf16" then same_list(flat(p), as_bf16(opt:state()["master.1"]), 0, "bf16 step " .. s) end
+    end
+  end
+end)
+
 H.finish()
