@@ -1934,6 +1934,40 @@ H.case("rl.loss l2 without opts.alpha uses alpha = 0.1; weight_share counts p > 
          "p = 6.2e-7, 2.3e-6, 2e-9: one above 1e-6")
 end)
 
+-- (twenty-fifth session, mutation testing) rl's head weight taken from embed_tokens before lm_head
+-- passed the suite: its models tie them. tests/fixtures/tiny_llama does not.
+H.case("rl scores an untied model with its lm_head: per-token log-probs and mean_logp equal m:logprobs", function()
+  local m = assert(confit.load("tests/fixtures/tiny_llama"))
+  local ps = m:parameters()
+  local head, emb = H.flat(ps["lm_head.weight"]), H.flat(ps["model.embed_tokens.weight"])
+  H.ok(rel_err(head, emb) > 0.1, "lm_head.weight differs from embed_tokens")
+  local T = 0.5
+  local prompts = {{1, 5, 9}, {3, 4}}
+  local samples = {{tokens = {4, 7, 2}}, {tokens = {3, 3}}, {tokens = {8}}, {tokens = {6, 10, 11, 12}}}
+  local b = rl.batch(m, prompts, samples, {n = 2, temperature = T})
+  local tok = H.flat(rl.token_view(b, T).logp_tok)
+  -- by m:logprobs (its own head): token t's log-prob is the sum over the prefix ending at t less
+  -- the sum over the one before
+  local k, sum = 0, 0
+  for i, s in ipairs(samples) do
+    local q = prompts[b.question_of[i]]
+    local rows, pl = {}, {}
+    for t = 1, #s.tokens do
+      rows[t] = table.move(s.tokens, 1, t, #q + 1, table.move(q, 1, #q, 1, {}))
+      pl[t] = #q
+    end
+    local sums = H.flat(m:logprobs(rows, pl, {temperature = T}))
+    for t = 1, #s.tokens do
+      k = k + 1
+      H.near(tok[k], sums[t] - (sums[t - 1] or 0), 1e-4, ("sample %d token %d"):format(i, t))
+    end
+    sum = sum + sums[#s.tokens]
+  end
+  H.eq(#tok, k, "one log-prob per completion token")
+  local _, met = rl.loss("l1", b)
+  H.near(met.mean_logp, sum / #samples, 1e-4, "mean_logp")
+end)
+
 do
   local function params_flat(m)
     local out, ps = {}, m:parameters()
