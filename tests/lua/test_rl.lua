@@ -2018,6 +2018,131 @@ do
     train.run(c); train.run(d)
     H.eq(maxdiff(params_flat(c.model), params_flat(d.model)), 0, "the default weight decay is 0.01 (RLSC.md)")
   end)
+
+  -- (twenty-fifth session, mutation testing) train.run's wiring that mutants changed unseen ----
+
+  -- the gradient's norm by hand: sqrt of the sum of every parameter gradient's squares
+  local function grad_norm_by_hand(m)
+    local ss = 0
+    for _, p in pairs(m:parameters()) do
+      if p.grad then for _, g in ipairs(H.flat(p.grad)) do ss = ss + g * g end end
+    end
+    return math.sqrt(ss)
+  end
+
+  -- micro_batch = 0 in the loss options passed every test: the one-pass gradient is the same
+  H.case("train.run hands micro_batch to rl.backward: a per-question method of one's own runs per chunk", function()
+    local sizes = {}
+    rl.methods.test_count = function(batch, o)
+      sizes[#sizes + 1] = #batch.samples
+      return -rl.seq_logprobs(batch, o.temperature):sum(), {}
+    end
+    rl.per_question.test_count = true
+    local ok, err = pcall(function()
+      train.run(opts({method = "test_count", questions_per_step = 2, n = 4, steps = 1, micro_batch = 4}))
+      H.eq(table.concat(sizes, ","), "4,4", "micro_batch 4, 2 questions of 4 samples: a call per question")
+      sizes = {}
+      train.run(opts({method = "test_count", questions_per_step = 2, n = 4, steps = 1}))
+      H.eq(table.concat(sizes, ","), "8", "micro_batch 0: one call")
+    end)
+    rl.methods.test_count, rl.per_question.test_count = nil, nil
+    if not ok then error(err, 0) end
+  end)
+
+  -- the check for NaN / inf weights ran only before a checkpoint, not after the last step
+  H.case("train.run: an update that makes a weight inf on the last step, no checkpoint due, stops the run", function()
+    H.raises(function() train.run(opts({steps = 1, lr = 1e39})) end,
+             "train: step 1: the update made ", " NaN or inf", "nothing of step 1 is saved")
+  end)
+
+  -- the record's grad_norm capped at grad_clip passed: it is the norm before clipping (RUNDIR.md)
+  H.case("train.run: the record's grad_norm is the norm before clipping", function()
+    local o = opts({steps = 1, lr = 0, grad_clip = 1e-6})
+    local by_hand
+    o.on_step = function(rec, batch)   -- lr 0: the model is the one the step's gradient was taken on
+      for _, p in pairs(o.model:parameters()) do p:zero_grad() end
+      rl.loss("l2", batch, {alpha = 0.1, temperature = 0.7}):backward()
+      by_hand = grad_norm_by_hand(o.model)
+    end
+    local recs = train.run(o)
+    H.ok(by_hand > 1e-3, "the clip binds: norm " .. by_hand)
+    H.near(recs[1].grad_norm, by_hand, 1e-4, "grad_norm")
+  end)
+
+  -- alpha left out of the loss options (rl's default 0.1 always) was seen by test_rlsc_real only
+  H.case("train.run hands alpha to the loss", function()
+    local o = opts({steps = 1, lr = 0, alpha = 0.5})
+    local at
+    o.on_step = function(rec, batch)
+      at = {rec = rec.loss, [0.5] = rl.loss("l2", batch, {alpha = 0.5, temperature = 0.7}):item(),
+            [0.1] = rl.loss("l2", batch, {alpha = 0.1, temperature = 0.7}):item()}
+    end
+    train.run(o)
+    H.ok(math.abs(at[0.5] - at[0.1]) > 0.1 * math.abs(at[0.1]), "alpha matters on this batch")
+    H.near(at.rec, at[0.5], 1e-5, "the step's loss is l2's at alpha 0.5")
+  end)
+
+  -- each step's seed, seed * 1000003 + step (train.lua's header): a change passed the suite
+  H.case("train.run samples step s with seed * 1000003 + s", function()
+    local seeds = {}
+    local o = opts({seed = 4, steps = 2, lr = 0})
+    local gen = o.model.generate
+    o.model.generate = function(self, prompts, g) seeds[#seeds + 1] = g.seed; return gen(self, prompts, g) end
+    train.run(o)
+    H.eq(table.concat(seeds, ","), "4000013,4000014", "the sampler's seeds")
+  end)
+
+  -- train.run's defaults (train.DEFAULTS; T = 0.5 for sampling and loss and 16 samples are RLSC.md's)
+  -- where they take effect: the sampler's options, the loss options, the optimizer (the
+  -- checkpoint's trainer_state.json) and the records. Before, of test_rl and test_rlsc_toy, only a
+  -- change of alpha, weight_decay, grad_clip, clip_max or updates_per_batch failed.
+  H.case("train.run's defaults reach the sampler, the loss and the optimizer", function()
+    local m = tiny(9, 0.3)
+    local gen, backward = m.generate, rl.backward
+    local sampled, losses = {}, {}
+    m.generate = function(self, prompts, g)    -- records the options, samples 2 tokens (fast)
+      local short = {}
+      for k, v in pairs(g) do short[k] = v end
+      short.max_new_tokens = 2
+      sampled[#sampled + 1] = {g = g, prompts = prompts}
+      return gen(self, prompts, short)
+    end
+    rl.backward = function(method, batch, ro)
+      losses[#losses + 1] = {method = method, ro = ro}
+      return backward(method, batch, ro)
+    end
+    local dir = fresh_dir()
+    local qs = {}
+    for i = 1, 5 do qs[i] = {prompt = {i, i + 1, i + 2}} end
+    local ok, recs = pcall(train.run, {model = m, questions = qs, out = dir, checkpoint_every = 20, log = function() end})
+    rl.backward = backward
+    if not ok then os.execute(("rm -rf %q"):format(dir)); error(recs, 0) end
+    local st = jsonio.read_json(dir .. "/checkpoint-20/trainer_state.json")
+    os.execute(("rm -rf %q"):format(dir))
+    H.eq(#sampled, 20, "steps = 20")
+    H.eq(#recs, 20, "one record per step (updates_per_batch = 1)")
+    H.eq(recs[20].update, nil, "no update key with updates_per_batch = 1")
+    local g = sampled[1].g
+    H.eq(#sampled[1].prompts, 4, "questions_per_step = 4")
+    H.eq(sampled[2].prompts[1][1], 5, "step 2 starts at question 5")
+    H.eq(g.n, 16, "n"); H.eq(g.temperature, 0.5, "temperature"); H.eq(g.top_p, 1.0, "top_p")
+    H.eq(g.top_k, 0, "top_k"); H.eq(g.max_new_tokens, 64, "max_new_tokens")
+    H.eq(g.seed, 1000004, "seed 1: step 1's seed"); H.eq(sampled[20].g.seed, 1000023, "step 20's seed")
+    H.eq(#g.stop, 0, "no stop ids")
+    H.eq(losses[1].method, "l2", "method")
+    H.eq(losses[1].ro.alpha, 0.1, "alpha"); H.eq(losses[1].ro.temperature, 0.5, "loss temperature")
+    H.eq(losses[1].ro.micro_batch, 0, "micro_batch")
+    H.eq(recs[1].lr, 1e-4, "lr")
+    H.ok(type(st) == "table" and type(st.optimizer) == "table", "trainer_state.json read")
+    H.near(st.optimizer.lr, 1e-4, 1e-12, "optimizer lr")
+    H.near(st.optimizer.weight_decay, 0.01, 1e-12, "weight_decay")
+    H.near(st.optimizer.beta1, 0.9, 1e-12, "beta1"); H.near(st.optimizer.beta2, 0.999, 1e-12, "beta2")
+    H.near(st.optimizer.eps, 1e-8, 1e-20, "eps")
+    H.eq(st.seed, 1, "recorded seed")
+    local set = st.settings
+    H.eq(set.clip_eps, 0.2, "clip_eps"); H.eq(set.clip_max, 0.5, "clip_max"); H.eq(set.kl_coef, 0, "kl_coef")
+    H.eq(set.grad_clip, 0, "grad_clip")
+  end)
 end
 
 H.finish()
