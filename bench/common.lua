@@ -3,6 +3,7 @@
 --   local B = dofile((debug.getinfo(1, "S").source:match("^@(.-)[^/]*$") or "") .. "common.lua")
 --   local o = B.parse(arg, SPEC)                -- SPEC as confit.cli.parse_args takes it
 --   B.die("--model '%s': no config.json", dir)  -- one line "<script>: ..." on stderr, exit 1
+--   B.int_list(o.ks, "--ks", 0, 64)             -- "0,2,4" -> {0, 2, 4}, else B.die naming --ks
 --   B.skip("../shared/data is absent")          -- a JSON line {"bench":"skip",...}, exit 77
 --   B.emit({{"bench", "gen"}, {"tok_s", x, "%.1f"}})   -- one JSON line, the machine appended
 --
@@ -104,6 +105,20 @@ function B.die(fmt, ...)
   io.stdout:flush()
   io.stderr:write(B.name, ": ", string.format(fmt, ...), "\n")
   os.exit(1)
+end
+
+--- The whole numbers in min .. max of a comma-separated flag value ("8,32" -> {8, 32}); anything
+--- else ends the script with one line naming flag ("--ks").
+function B.int_list(text, flag, min, max)
+  local out = {}
+  for item in (text .. ","):gmatch("([^,]*),") do
+    local v = math.tointeger(tonumber(item))
+    if not v or v < min or v > max then
+      B.die("%s wants whole numbers in %d .. %d separated by commas, got '%s'", flag, min, max, text)
+    end
+    out[#out + 1] = v
+  end
+  return out
 end
 
 --- End the script with a line {"bench":"skip","script":...,"reason":...} and exit status 77

@@ -21,15 +21,7 @@ local o = B.parse(arg, {
   model = {"string", nil, shown = "examples/toy/model, else a random model",
            help = "the model folder; when given, it must load"},
 })
-local sizes = {}
-if not o.batch_size:match("^%d+[%d,]*$") or o.batch_size:find(",,", 1, true) or o.batch_size:find(",$") then
-  B.die("--batch-size wants whole numbers >= 1 separated by commas, got '%s'", o.batch_size)
-end
-for bs in o.batch_size:gmatch("%d+") do
-  local v = math.tointeger(tonumber(bs))
-  if not v or v < 1 or v > 1e6 then B.die("--batch-size wants whole numbers in 1 .. 1000000, got %s", bs) end
-  sizes[#sizes + 1] = v
-end
+local sizes = B.int_list(o.batch_size, "--batch-size", 1, 1000000)
 
 local evaluate = require "confit.evaluate"
 local toy = require "confit.toy"

@@ -27,15 +27,7 @@ local o = B.parse(arg, {
 })
 local method, merr = rl.resolve(o.method)
 if not method or not rl.trains(method) then B.die("--method: %s", merr or (o.method .. " does not train")) end
-local ks = {}
-if not o.ks:match("^[^,]") or o.ks:find(",,", 1, true) or o.ks:find(",$") then
-  B.die("--ks wants whole numbers >= 0 separated by commas, got '%s'", o.ks)
-end
-for k in o.ks:gmatch("[^,]+") do
-  local v = math.tointeger(tonumber(k))
-  if not v or v < 0 then B.die("--ks wants whole numbers >= 0 separated by commas, got '%s'", k) end
-  ks[#ks + 1] = v
-end
+local ks = B.int_list(o.ks, "--ks", 0, 1 << 20)
 local no_gpu = o.device == "cuda" and require("confit.cli").gpu_problem()
 if no_gpu then B.die("--device cuda: no usable GPU (%s)", no_gpu) end
 

@@ -421,39 +421,39 @@ local function fix_sqrt(s)
   return (s:gsub("\\sqrt%s*([^{%[\\%s])", "\\sqrt{%1}"))
 end
 
--- TeX's infix "\\choose" and "\\over" take the whole group they stand in: "{n \\choose k}" is
--- \\binom{n}{k}, "{1 \\over 2}" \\frac{1}{2}; outside any braces, the whole answer. Inner ones
--- first: "{{a \\choose b} \\choose c}" is \\binom{\\binom{a}{b}}{c}.
+-- TeX's infix "\choose" and "\over" take the whole group they stand in: "{n \choose k}" is
+-- \binom{n}{k}, "{1 \over 2}" \frac{1}{2}; outside any braces, the whole answer. Inner ones
+-- first: "{{a \choose b} \choose c}" is \binom{\binom{a}{b}}{c}.
 local INFIX = {{"\\choose", "\\binom"}, {"\\over", "\\frac"}}
+
+-- The brace of the group around position `from`, walking by step: its "{" for -1, its "}" for 1;
+-- nil when no group is open there.
+local function group_brace(s, from, step)
+  local want, other = step < 0 and 123 or 125, step < 0 and 125 or 123
+  local d = 0
+  for k = from, step < 0 and 1 or #s, step do
+    local b = s:byte(k)
+    if b == other then d = d + 1
+    elseif b == want then
+      if d == 0 then return k end
+      d = d - 1
+    end
+  end
+  return nil
+end
 
 local function fix_infix(s)
   if not (s:find("\\choose", 1, true) or s:find("\\over", 1, true)) then return s end
   while true do
     local i, j, cmd
     for _, f in ipairs(INFIX) do
-      local a, b = s:find(escape(f[1]) .. "%f[%A]")     -- not "\\overline"
+      local a, b = s:find(escape(f[1]) .. "%f[%A]")     -- not "\overline"
       if a and (not i or a < i) then i, j, cmd = a, b, f[2] end
     end
     if not i then return s end
-    local lo, hi, d = 0, #s + 1, 0                       -- the group's braces, or the ends
-    for k = i - 1, 1, -1 do
-      local b = s:byte(k)
-      if b == 125 then d = d + 1
-      elseif b == 123 then
-        if d == 0 then lo = k; break end
-        d = d - 1
-      end
-    end
-    d = 0
-    for k = j + 1, #s do
-      local b = s:byte(k)
-      if b == 123 then d = d + 1
-      elseif b == 125 then
-        if d == 0 then hi = k; break end
-        d = d - 1
-      end
-    end
-    if (lo == 0) ~= (hi == #s + 1) then return s end     -- unbalanced braces: left as written
+    local lo, hi = group_brace(s, i - 1, -1), group_brace(s, j + 1, 1)   -- or the ends
+    if (lo == nil) ~= (hi == nil) then return s end     -- unbalanced braces: left as written
+    lo, hi = lo or 0, hi or #s + 1
     s = (lo > 0 and s:sub(1, lo - 1) or "") .. cmd .. "{" .. trim(s:sub(lo + 1, i - 1)) .. "}{"
         .. trim(s:sub(j + 1, hi - 1)) .. "}" .. s:sub(hi + 1)
   end
