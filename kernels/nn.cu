@@ -463,7 +463,10 @@ extern "C" int cf_cuda_rope_backward(cf_tensor *gx, cf_tensor *pos, double theta
 struct row_ls {
   float m, ls;
   template <typename R>
-  __device__ __forceinline__ float lp(const R *row, int64_t j, float s) const { return (ldf(row, j) - m) * s - ls; }
+  __device__ __forceinline__ float lp(const R *row, int64_t j, float s) const {
+    float v = ldf(row, j); /* a row of only -inf (m = -inf) has p = 0: log p -inf, not -inf - -inf */
+    return m == -INFINITY && v == -INFINITY ? -INFINITY : (v - m) * s - ls;
+  }
 };
 template <typename R>
 __device__ __forceinline__ row_ls row_lsum(const R *row, int64_t V, float s) {
@@ -477,9 +480,10 @@ __device__ __forceinline__ row_ls row_lsum(const R *row, int64_t V, float s) {
 }
 
 // MODE 0 cross_entropy: part[r] = (-log p_t, 1) or (0, 0) for t < 0   (s = 1)
-// MODE 1 token_logprob: out[r] = log p_t of softmax(z s)  (0 where t < 0; -inf on a row of only -inf,
-//                       as log_softmax gives there, where lp would be NaN; core/cpu/nn.c alike)
+// MODE 1 token_logprob: out[r] = log p_t of softmax(z s)  (0 where t < 0)
 // MODE 2 entropy:       out[r] = -sum p log p = lsum - sum p (z - m) s, terms with p = 0 left out
+// A row of only -inf has p = 0 everywhere (row_ls::lp): log p -inf, cross_entropy +inf, entropy 0;
+// a NaN logit makes the row NaN (core/cpu/nn.c alike).
 template <typename T, typename R, int MODE>
 __global__ void __launch_bounds__(CF_CU_THREADS) row_loss_kernel(T *out, float2 *part, const R *z, const void *tg,
                                                                  int tdt, int64_t V, int64_t ldz, float s,
@@ -496,18 +500,16 @@ __global__ void __launch_bounds__(CF_CU_THREADS) row_loss_kernel(T *out, float2 
   if (MODE == 0) {
     if (threadIdx.x == 0) part[r] = make_float2(-L.lp(row, t, s), 1.f);
   } else if (MODE == 1) {
-    if (threadIdx.x == 0) {
-      bool masked = L.m == -INFINITY && ldf(row, t) == -INFINITY;   /* m: every thread's, block_max */
-      stf(out, r, masked ? -INFINITY : L.lp(row, t, s));
-    }
+    if (threadIdx.x == 0) stf(out, r, L.lp(row, t, s));
   } else {
     float ez = 0;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-      float x = (ldf(row, j) - L.m) * s, e = expf(x - L.ls);
-      if (e > 0.f) ez += e * x; /* p = 0 adds nothing (0 * -inf would be NaN) */
+      float x = (ldf(row, j) - L.m) * s, e = expf(L.lp(row, j, s));
+      if (e != 0.f) ez += e * x; /* p = 0 adds nothing (0 * -inf would be NaN); a NaN p, NaN */
     }
     ez = block_sum(ez);
-    if (threadIdx.x == 0) stf(out, r, V > 0 ? L.ls - ez : 0.f); /* no classes: 0 */
+    /* no classes: 0; only -inf (m: every thread's, block_max): every p is 0, ez 0 (NaN with a NaN) */
+    if (threadIdx.x == 0) stf(out, r, V == 0 ? 0.f : L.m == -INFINITY ? ez : L.ls - ez);
   }
 }
 

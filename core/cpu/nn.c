@@ -8,7 +8,9 @@
  * Vocabulary rows (cross_entropy, token_logprob, entropy, head_*) keep the maximum m and
  * lsum = log(sum exp((z - m) / T)) apart, log p = (z - m) / T - lsum, never forming the
  * log-sum-exp m / T + lsum, which loses lsum when |m / T| is huge. A -inf logit has p = 0 and
- * adds nothing to an entropy.
+ * adds nothing to an entropy; so a row of only -inf has p = 0 everywhere (as softmax gives):
+ * log p -inf, cross_entropy +inf, entropy 0, and the gradients their formulas give with p = 0
+ * (log_p below; kernels/nn.cu alike). A NaN logit makes its row NaN.
  * Kernels that need contiguous inputs make a contiguous copy only when the input is not already;
  * attention and head_logprob read their matrices in place through BLAS strides (linalg.c).
  *
@@ -104,12 +106,28 @@ static double row_lsum(const void *z, bool f64, int64_t n, double m, double s) {
   return log(sum);
 }
 
+/* log softmax(z * s)_j = (z_j - m) s - ls, with m = row_max(z) and ls = row_lsum. On a row with
+ * no finite logit (m = -inf) p is 0: a -inf logit's log p is -inf, where the difference would be
+ * -inf - -inf, NaN (a NaN logit stays NaN). */
+static inline double log_p(const void *z, bool f64, int64_t j, double m, double s, double ls) {
+  double v = ldf(z, f64, j);
+  return m == -INFINITY && v == -INFINITY ? -INFINITY : (v - m) * s - ls;
+}
+
 /* Entropy (nats) of softmax(z * s) over n > 0 elements, with *m = row_max(z) and *ls = lsum:
  * with t = (z - m) s <= 0 and e = exp(t), H = log(sum e) - sum(e t) / sum e, two terms >= 0, so
- * H >= 0. Terms with e = 0 (p = 0, a -inf logit) are left out of sum(e t) (0 * -inf is NaN). */
+ * H >= 0. Terms with e = 0 (p = 0, a -inf logit) are left out of sum(e t) (0 * -inf is NaN), so
+ * a row of only -inf has H = 0 (NaN when a NaN is among them). */
 static double row_entropy_lsum(const void *z, bool f64, int64_t n, double s, double *m, double *ls) {
   double sum = 0, et = 0;
   *m = row_max(z, f64, n);
+  if (*m == -INFINITY) {
+    /* a flag, not `if (isnan(..)) h = NAN` in the loop: GCC 12 -O3 vectorizes that into 0 for f64 */
+    bool nan_seen = false;
+    for (int64_t j = 0; j < n; j++) nan_seen |= isnan(ldf(z, f64, j));
+    *ls = NAN; /* read only through log_p, for a NaN logit */
+    return nan_seen ? NAN : 0;
+  }
   for (int64_t j = 0; j < n; j++) {
     double t = shifted(z, f64, j, *m, s), e = exp(t);
     sum += e;
@@ -129,7 +147,7 @@ static double row_entropy(const void *z, bool f64, int64_t n, double s) {
 static void row_entropy_grad(const void *z, void *out, bool f64, int64_t n, double s, double g) {
   double m, ls, H = row_entropy_lsum(z, f64, n, s, &m, &ls), c = -g * s;
   for (int64_t j = 0; j < n; j++) {
-    double lp = shifted(z, f64, j, m, s) - ls, p = exp(lp);
+    double lp = log_p(z, f64, j, m, s, ls), p = exp(lp);
     stf(out, f64, j, p != 0 ? c * p * (lp + H) : 0.0);
   }
 }
@@ -137,13 +155,13 @@ static void row_entropy_grad(const void *z, void *out, bool f64, int64_t n, doub
 /* log_softmax(z * s)[t] over n elements */
 static double row_logprob(const void *z, bool f64, int64_t n, double s, int64_t t) {
   double m = row_max(z, f64, n);
-  return shifted(z, f64, t, m, s) - row_lsum(z, f64, n, m, s);
+  return log_p(z, f64, t, m, s, row_lsum(z, f64, n, m, s));
 }
 
 /* out[j] = c (onehot(t)_j - softmax(z * s)_j); out may be z */
 static void row_logprob_grad(const void *z, void *out, bool f64, int64_t n, double s, int64_t t, double c) {
   double m = row_max(z, f64, n), ls = row_lsum(z, f64, n, m, s);
-  for (int64_t j = 0; j < n; j++) stf(out, f64, j, c * ((j == t) - exp(shifted(z, f64, j, m, s) - ls)));
+  for (int64_t j = 0; j < n; j++) stf(out, f64, j, c * ((j == t) - exp(log_p(z, f64, j, m, s, ls))));
 }
 
 /* Range-check the ids (contiguous) against [0, limit); with allow_negative, ids < 0 pass (they
@@ -942,7 +960,7 @@ static void tempered_rows_free(tempered_rows *g) {
 }
 
 /* out [..] = z[target]/T - lse(z/T); 0 where target < 0; -inf on a row of only -inf, as
- * log_softmax gives there (row_logprob's sum would be log 0 minus it: NaN). kernels/nn.cu alike. */
+ * log_softmax gives there (log_p). kernels/nn.cu alike. */
 int cf_cpu_token_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf_args *a) {
   (void)nin;
   tempered_rows g;
@@ -952,9 +970,7 @@ int cf_cpu_token_logprob(cf_tensor *out, cf_tensor *const *in, int nin, const cf
   for (int64_t r = 0; r < g.N; r++) {
     int64_t t = ld_id(g.tp, g.tg->dtype, r);
     if (t < 0) { stf(op, g.f64, r, 0.0); continue; }
-    const char *row = g.zp + (size_t)(r * g.V) * g.es;
-    bool masked = row_max(row, g.f64, g.V) == -INFINITY && ldf(row, g.f64, t) == -INFINITY;
-    stf(op, g.f64, r, masked ? -INFINITY : row_logprob(row, g.f64, g.V, g.s, t));
+    stf(op, g.f64, r, row_logprob(g.zp + (size_t)(r * g.V) * g.es, g.f64, g.V, g.s, t));
   }
   tempered_rows_free(&g);
   return 0;

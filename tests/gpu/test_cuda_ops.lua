@@ -428,6 +428,38 @@ H.case("token_logprob: a row of only -inf is -inf, as on the CPU", function()
   end
 end)
 
+-- (twenty-sixth session) a row of only -inf has p = 0: token_logprob, cross_entropy and entropy
+-- and their gradients take the formulas' values with p = 0 (they were NaN), as on the CPU
+H.case("a row of only -inf: losses and gradients as on the CPU", function()
+  local inf, nan = math.huge, 0 / 0
+  local rows = {{-inf, -inf, -inf}, {-inf, 0, 1}, {0.5, -1, 2}, {-inf, nan, -inf}}
+  local tg = confit.tensor({1, 2, 0, 0}, {dtype = "i64"})
+  local function run(dev, dt, f)
+    local z = confit.tensor(rows):to(dt):to(dev)
+    z.requires_grad = true
+    local y = f(z, tg:to(dev))
+    y:sum():backward()
+    return H.flat(y:to("cpu", "f32")), H.flat(z.grad:to("cpu", "f32"))
+  end
+  local cases = {
+    {"token_logprob", function(z, t) return z:token_logprob(t, 0.5) end},
+    {"cross_entropy", function(z, t) return z:narrow(1, 1, 3):cross_entropy(t:narrow(1, 1, 3)) end},
+    {"entropy", function(z) return z:entropy(0.5) end},
+  }
+  for _, dt in ipairs({"f32", "bf16"}) do
+    for _, c in ipairs(cases) do
+      local yc, gc = run("cpu", "f32", c[2])
+      local yg, gg = run("cuda", dt, c[2])
+      for i = 1, #yc do
+        if yc[i] ~= yc[i] then H.ok(yg[i] ~= yg[i], dt .. " " .. c[1] .. " value " .. i .. " NaN")
+        elseif math.abs(yc[i]) == inf then H.eq(yg[i], yc[i], dt .. " " .. c[1] .. " value " .. i)
+        else H.near(yg[i], yc[i], 2e-2, dt .. " " .. c[1] .. " value " .. i) end
+      end
+      for i = 1, 9 do H.near(gg[i], gc[i], 2e-2, dt .. " " .. c[1] .. " gradient " .. i) end
+    end
+  end
+end)
+
 H.case("optimizer kernels (AdamW, SGD, clip_grad_norm) match the CPU", function()
   for _, dt in ipairs({"f32", "bf16"}) do
     local p0 = rn({33, 17}, 700)

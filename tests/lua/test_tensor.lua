@@ -871,6 +871,53 @@ H.case("a fractional index is refused naming the op; logsumexp's gradient of an 
   for j = 1, 3 do H.near(g[3 + j], sm[j], 1e-6, "the other row: softmax") end
 end)
 
+-- (twenty-sixth session) a row of only -inf has p = 0 everywhere (softmax gives 0 there), so its
+-- log p is -inf; the gradients were NaN (-inf - -inf inside the softmax) and poisoned a whole batch
+-- even where the upstream gradient was 0. They are now the formulas' with p = 0, the same as
+-- log_softmax's backward (dx = g - exp(y) sum(g)) followed by a gather; the entropy there is 0.
+H.case("a row of only -inf: token_logprob, cross_entropy and entropy gradients are finite", function()
+  local inf, nan = math.huge, 0 / 0
+  local rows = {{-inf, -inf, -inf}, {-inf, 0, 1}, {0.5, -1, 2}}
+  for _, dt in ipairs({"f64", "f32"}) do
+    for _, T in ipairs({1, 0.5}) do
+      local tg = confit.tensor({1, 2, 0}, {dtype = "i64"})
+      local w = confit.tensor({1, 0, 3}, {dtype = dt}) -- upstream gradient: 0 on the middle row
+      local z = confit.tensor(rows, {dtype = dt, requires_grad = true})
+      local lp = z:token_logprob(tg, T)
+      H.eq(flat(lp)[1], -inf, dt .. " log p on the row of only -inf")
+      lp:mul(w):sum():backward()
+      -- reference: log_softmax(z / T), gathered, through its own backward
+      local z2 = confit.tensor(rows, {dtype = dt, requires_grad = true})
+      local ref = (z2 / T):log_softmax(2):gather(2, tg:view({3, 1})):view({3})
+      H.eq(flat(ref)[1], -inf, dt .. " log_softmax agrees on the value")
+      ref:mul(w):sum():backward()
+      local g, gr = flat(z.grad), flat(z2.grad)
+      H.same_list({g[1], g[2], g[3]}, {0, 1 / T, 0}, 0, dt .. " T = " .. T .. ": the masked row's gradient is onehot / T")
+      for j = 1, 9 do H.near(g[j], gr[j], 1e-6, dt .. " T = " .. T .. " gradient " .. j .. " as log_softmax + gather") end
+    end
+    -- cross_entropy: +inf, and its gradient -onehot / count on that row
+    local z = confit.tensor(rows, {dtype = dt, requires_grad = true})
+    local ce = z:cross_entropy(confit.tensor({0, -1, 2}, {dtype = "i64"}))
+    H.eq(ce:item(), inf, dt .. " cross_entropy with a row of only -inf")
+    ce:backward()
+    local g = flat(z.grad)
+    H.same_list({g[1], g[2], g[3], g[4], g[5], g[6]}, {-0.5, 0, 0, 0, 0, 0}, 0, dt .. " cross_entropy gradient")
+    for j = 7, 9 do H.ok(g[j] == g[j], dt .. " the counted row stays finite") end
+    -- entropy: 0 with gradient 0; NaN among -inf stays NaN
+    local ze = confit.tensor({{-inf, -inf, -inf}, {-inf, nan, -inf}, {0, 1, 2}}, {dtype = dt, requires_grad = true})
+    for _, T in ipairs({1, 0.5}) do
+      ze.grad = nil
+      local e = ze:entropy(T)
+      local ev = flat(e)
+      H.eq(ev[1], 0, dt .. " entropy of a row of only -inf")
+      H.ok(ev[2] ~= ev[2], dt .. " entropy with a NaN among -inf is NaN")
+      H.ok(ev[3] > 0 and ev[3] < math.log(3), dt .. " an ordinary row")
+      e:mul(confit.tensor({1, 0, 0}, {dtype = dt})):sum():backward()
+      H.same_list({flat(ze.grad)[1], flat(ze.grad)[2], flat(ze.grad)[3]}, {0, 0, 0}, 0, dt .. " entropy gradient there")
+    end
+  end
+end)
+
 -- (twenty-second session) an allocation failing inside an op said "tensor.c:112: out of memory"
 -- without the op; 250e12 floats (1 PB) are more than any address space, so the request fails
 -- fast everywhere (the sanitizer build returns NULL too: main.c's __asan_default_options)
