@@ -326,21 +326,50 @@ local UNIT_CMDS = {"text", "textrm", "mbox", "mathrm"}
 -- Where the unit command ending s ("\text{ cm}", "\mathrm{s}^{-1}", "\text{m}^2") starts, or nil.
 -- "\mathrm{i}", "\text{e}": the constants i and e, typeset upright, are no units ("6-5\mathrm{i}"
 -- lost its i and equalled 1 before the twenty-fourth session).
-local function unit_at_end(s)
+-- The "{" that opens the group whose "}" is at s:byte(close), or nil.
+local function open_of(s, close)
+  local d = 0
+  for i = close, 1, -1 do
+    local b = s:byte(i)
+    if b == 125 then d = d + 1
+    elseif b == 123 then
+      d = d - 1
+      if d == 0 then return i end
+    end
+  end
+  return nil
+end
+
+local unit_at_end
+
+-- s is nothing but units: one or more unit commands joined by "/", "\cdot" or nothing.
+local function all_units(s)
+  s = trim(s)
+  if s == "" then return false end
+  while s ~= "" do
+    local start = unit_at_end(s)
+    if not start then return false end
+    s = rstrip(s:sub(1, start - 1), BLANK)
+    if ends(s, "/") then s = rstrip(s:sub(1, -2), BLANK)
+    elseif ends(s, "\\cdot") then s = rstrip(s:sub(1, -6), BLANK) end
+  end
+  return true
+end
+
+function unit_at_end(s)
   -- (the exponent's braces are a pair: "}?" alone ate the brace of "\text{ cm^2}")
   local body = s:gsub("%^{[+-]?%d+}$", "")
   if body == s then body = s:gsub("%^%d$", "") end
   if not ends(body, "}") then return nil end
-  local d, open = 0, nil
-  for i = #body, 1, -1 do
-    local b = body:byte(i)
-    if b == 125 then d = d + 1
-    elseif b == 123 then
-      d = d - 1
-      if d == 0 then open = i; break end
-    end
-  end
+  local open = open_of(body, #body)
   if not open then return nil end
+  -- a fraction of units: "5\frac{\text{m}}{\text{s}}" (not "\frac{m}{s}": bare letters may be
+  -- variables)
+  local open2 = body:byte(open - 1) == 125 and open_of(body, open - 1)
+  if open2 and ends(body:sub(1, open2 - 1), "\\frac") and all_units(body:sub(open2 + 1, open - 2))
+     and all_units(body:sub(open + 1, -2)) then
+    return open2 - 5
+  end
   local content = trim(body:sub(open + 1, -2))
   if content:match("^[ie]$") then return nil end
   -- a value or a choice typeset as text is no unit: "\text{12}\text{ cm}" is 12,
@@ -426,15 +455,19 @@ end
 -- first: "{{a \choose b} \choose c}" is \binom{\binom{a}{b}}{c}.
 local INFIX = {{"\\choose", "\\binom"}, {"\\over", "\\frac"}}
 
--- The brace of the group around position `from`, walking by step: its "{" for -1, its "}" for 1;
--- nil when no group is open there.
+-- Bytes that mark a \left ... \right group (brace_left_right) for fix_infix, which removes them.
+local GROUP_OPEN, GROUP_CLOSE = "\1", "\2"
+local OPENS, CLOSES = {[123] = true, [1] = true}, {[125] = true, [2] = true}
+
+-- The brace of the group around position `from`, walking by step: its "{" for -1, its "}" for 1
+-- (or a \left ... \right group's mark); nil when no group is open there.
 local function group_brace(s, from, step)
-  local want, other = step < 0 and 123 or 125, step < 0 and 125 or 123
+  local want, other = step < 0 and OPENS or CLOSES, step < 0 and CLOSES or OPENS
   local d = 0
   for k = from, step < 0 and 1 or #s, step do
     local b = s:byte(k)
-    if b == other then d = d + 1
-    elseif b == want then
+    if other[b] then d = d + 1
+    elseif want[b] then
       if d == 0 then return k end
       d = d - 1
     end
@@ -442,7 +475,7 @@ local function group_brace(s, from, step)
   return nil
 end
 
-local function fix_infix(s)
+local function fix_infix(s, marked)
   if not (s:find("\\choose", 1, true) or s:find("\\over", 1, true)) then return s end
   while true do
     local i, j, cmd
@@ -450,13 +483,14 @@ local function fix_infix(s)
       local a, b = s:find(escape(f[1]) .. "%f[%A]")     -- not "\overline"
       if a and (not i or a < i) then i, j, cmd = a, b, f[2] end
     end
-    if not i then return s end
+    if not i then break end
     local lo, hi = group_brace(s, i - 1, -1), group_brace(s, j + 1, 1)   -- or the ends
-    if (lo == nil) ~= (hi == nil) then return s end     -- unbalanced braces: left as written
+    if (lo == nil) ~= (hi == nil) then break end        -- unbalanced braces: left as written
     lo, hi = lo or 0, hi or #s + 1
     s = (lo > 0 and s:sub(1, lo - 1) or "") .. cmd .. "{" .. trim(s:sub(lo + 1, i - 1)) .. "}{"
         .. trim(s:sub(j + 1, hi - 1)) .. "}" .. s:sub(hi + 1)
   end
+  return marked and (s:gsub("[\1\2]", "")) or s
 end
 
 local function fix_infinity(s)
@@ -486,6 +520,30 @@ local function between_breaks(s, f)
   return table.concat(out)
 end
 
+-- "\left( n \choose k \right)": \left ... \right is a group in TeX, so an infix command between
+-- them takes what they enclose. The group is marked by GROUP_OPEN / GROUP_CLOSE, which fix_infix
+-- reads as braces and then removes (only where an infix stands, the pairs are balanced and the
+-- text holds no such byte already); the second result says whether it marked.
+local function brace_left_right(s)
+  if not (s:find("\\choose", 1, true) or s:find("\\over", 1, true)) or s:find("[\1\2]") then
+    return s, false
+  end
+  local _, nl = s:gsub("\\left%f[%A]", "")
+  local _, nr = s:gsub("\\right%f[%A]", "")
+  if nl == 0 or nl ~= nr then return s, false end
+  local out, pos = {}, 1
+  while true do
+    local _, b = s:find("\\left%f[%A]%s*", pos)
+    if not b then break end
+    -- the delimiter: a command word ("\langle"), an escaped character ("\{") or one character
+    local d = s:match("^\\%a+", b + 1) or s:match("^\\.", b + 1) or s:sub(b + 1, b + 1)
+    out[#out + 1] = s:sub(pos, b) .. d .. GROUP_OPEN
+    pos = b + 1 + #d
+  end
+  out[#out + 1] = s:sub(pos)
+  return (table.concat(out):gsub("\\right%f[%A]", GROUP_CLOSE .. "\\right")), true
+end
+
 local function normalize_latex(s)
   s = rstrip(trim(s:gsub("\n", ""):gsub(UMINUS, "-")), {[46] = true})
   for _ = 1, 8 do                                        -- an answer passed with its box(es)
@@ -509,6 +567,8 @@ local function normalize_latex(s)
   s = replace(s, "tbinom", "binom")
   s = s:gsub("\\neq%f[%A]", "\\ne"):gsub("\\leq%f[%A]", "\\le"):gsub("\\geq%f[%A]", "\\ge")
   s = s:gsub("\\leqslant%f[%A]", "\\le"):gsub("\\geqslant%f[%A]", "\\ge")
+  local marked
+  s, marked = brace_left_right(s)
   s = s:gsub("\\left%.", ""):gsub("\\right%.", "")
   s = s:gsub("\\left%f[%A]", ""):gsub("\\right%f[%A]", "")
   s = s:gsub("\\[lr]?vert%f[%A]", "|")                  -- "\lvert x \rvert" is "|x|" ("\Vert" stays)
@@ -522,7 +582,7 @@ local function normalize_latex(s)
   s = replace(s, "$", "")                                -- inside them is trailing: "$5 \text{ cm}$"
   s = replace(s, "\\(", "")
   s = replace(s, "\\)", "")
-  s = fix_infix(s)                                       -- before blanks go: "\\choosek"
+  s = fix_infix(s, marked)                               -- before blanks go: "\\choosek"
   s = drop_trailing_unit(trim(s))
   s = replace(s, "^{\\circ}", "")
   s = replace(s, "^\\circ", "")

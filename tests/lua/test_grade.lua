@@ -423,6 +423,17 @@ local CASES = {
   {"eq", "{n+1 \\choose 2}", "\\frac{n(n-1)}{2}", false},
   {"es", "{5 \\choose 2}", "\\binom{5}{2}", true},
   {"eq", "{x \\over 2}", "0.5x", true},
+  -- (twenty-sixth session) \left ... \right is a group too: "\left( 5 \choose 2 \right)" gave
+  -- \binom{(5}{2)}; plain parentheses are none in TeX, nor here
+  {"n", "\\left( 5 \\choose 2 \\right)", "(\\binom{5}{2})"},
+  {"n", "\\left[ 1 \\over 2 \\right]", "[\\frac{1}{2}]"},
+  {"n", "\\left\\langle a \\choose b \\right\\rangle", "\\langle\\binom{a}{b}\\rangle"},
+  {"n", "\\left( {a \\choose b} \\right)+1", "(\\binom{a}{b})+1"},
+  {"n", "\\left(1,2\\right)", "(1,2)"},           -- no infix: the text as before
+  {"n", "\\left( a \\choose b", "\\binom{(a}{b}"},  -- unbalanced: the whole answer, as before
+  {"eq", "\\left( 5 \\choose 2 \\right)", "10", true},
+  {"eq", "\\left( 5 \\choose 3 \\right)", "9", false},
+  {"eq", "\\left(1 \\over 2\\right)", "0.5", true},
   -- absolute value: bars, \lvert \rvert, \left| \right|
   {"n", "\\lvert -3 \\rvert", "|-3|"},
   {"n", "\\left| x \\right|", "|x|"},
@@ -466,6 +477,17 @@ local CASES = {
   {"n", "5\\text{ km}^{10}", "5"},
   {"n", "3\\times10^{8} \\text{ m}\\,\\text{s}^{-1}", "3\\times10^{8}"},
   {"n", "\\text{m}/\\text{s}", "m/s"},        -- nothing before: the answer itself
+  -- (twenty-sixth session) a fraction of unit commands is a unit; of bare letters or with a
+  -- number in it, not
+  {"n", "5\\frac{\\text{m}}{\\text{s}}", "5"},
+  {"n", "3\\,\\dfrac{\\mathrm{m}}{\\mathrm{s}^2}", "3"},
+  {"n", "3\\frac{\\text{km}}{\\text{h}\\cdot\\text{m}}", "3"},
+  {"n", "5\\,\\text{kg}\\frac{\\text{m}}{\\text{s}}", "5"},
+  {"n", "\\frac{\\text{m}}{\\text{s}}", "\\frac{m}{s}"},  -- nothing before: the answer
+  {"n", "5\\frac{m}{s}", "5\\frac{m}{s}"},
+  {"n", "5\\frac{1}{\\text{s}}", "5\\frac{1}{s}"},
+  {"n", "5\\frac{\\text{12}}{\\text{s}}", "5\\frac{12}{s}"},
+  {"eq", "5\\frac{\\text{m}}{\\text{s}}", "5", true},
   {"n", "x=\\text{m}/\\text{s}", "m/s"},
   {"n", "x/\\text{s}", "x/"},
   {"n", "5m/s", "5m/s"},
