@@ -31,8 +31,10 @@
  *
  * For each case test_ops.c checks (1) the f64 and the f32 forward against ref, (2) the same
  * inputs copied into non-contiguous layouts give the same result, (3) in f64, the gradient of
- * sum(out * R) (R fixed random) from cf_backward against central finite differences (eps 1e-6,
- * atol 1e-5, rtol 1e-3) for every differentiable input (spec letters T, t, L).
+ * sum(out * R) (R fixed random, given to cf_backward as a non-contiguous seed) against central
+ * finite differences (eps 1e-6, atol 1e-5, rtol 1e-3) for every differentiable input (spec
+ * letters T, t, L), and, with several such inputs, each one's gradient again with it alone
+ * requiring one (the same values).
  */
 #ifndef OPTEST_H
 #define OPTEST_H

@@ -1,7 +1,8 @@
 /* test_ops.c - the table-driven op test: every op in ops.def must have a test row (optest.h
  * format, rows in optest_*.inc). For each row and several random cases it checks the f64 and
  * f32 forward against the row's naive reference, that non-contiguous copies of the inputs give
- * the same result, and (f64) the gradient from cf_backward against central finite differences.
+ * the same result, and (f64) the gradient from cf_backward against central finite differences
+ * (a non-contiguous seed; each input's gradient also with it alone requiring one).
  * A few hand-written checks follow: tie rules, infinities, error messages, the edge cases
  * where a CF_FULLWRITE kernel must write zeros itself (with poison on), the multi-threaded
  * path on large inputs. Run with CONFIT_POISON=1 (ctest does, as c.test_ops_poison) every
@@ -169,7 +170,10 @@ static bool grad_check(int id, const optest_row *row, cf_rng *g, int k, const op
     atol = 1e-4;
   }
   cf_tensor *r = cf_tensor_randn(out->ndim, out->shape, CF_DTYPE_F64, g);
-  int rc = out->requires_grad ? cf_backward(out, r, false) : 0;
+  /* the seed in a non-contiguous layout: the op's backward gets a strided output gradient, as
+   * it does below a transpose or a narrow */
+  cf_tensor *seed = r ? opt_noncontig(r) : NULL;
+  int rc = !seed ? -1 : out->requires_grad ? cf_backward(out, seed, false) : 0;
   if (rc) {
     CHECK(false, "%s case %d grad: backward failed: %s", op, k, cf_error_message());
     ok = false;
@@ -204,9 +208,49 @@ static bool grad_check(int id, const optest_row *row, cf_rng *g, int k, const op
       }
     }
   }
+  /* each differentiable input alone: the gradient it gets when no other input needs one is the
+   * one above (a fused kernel must not compute an input's gradient only beside another's) */
+  int ndiff = 0;
+  for (int j = 0; j < c->nin; j++) ndiff += x.in[j] && x.in[j]->requires_grad;
+  for (int j = 0; j < c->nin && ok && ndiff > 1; j++) {
+    cf_tensor *t = x.in[j];
+    if (!t || !t->requires_grad) continue;
+    cf_tensor *want = t->grad;
+    t->grad = NULL;
+    for (int i = 0; i < c->nin; i++)
+      if (x.in[i] && i != j) x.in[i]->requires_grad = false;
+    cf_set_grad_enabled(true);
+    cf_tensor *y = cf_op((cf_op_id)id, x.in, x.nin, &x.args);
+    if (y && y->dtype != CF_DTYPE_F64) {
+      cf_args a64 = cf_args_none();
+      a64.i[0] = CF_DTYPE_F64;
+      a64.ni = 1;
+      cf_tensor *y64 = cf_op(CF_OP_to_dtype, &y, 1, &a64);
+      cf_tensor_release(y);
+      y = y64;
+    }
+    cf_set_grad_enabled(false);
+    if (!y || (y->requires_grad && cf_backward(y, seed, false))) {
+      CHECK(false, "%s case %d grad of input %d alone: %s", op, k, j + 1, cf_error_message());
+      ok = false;
+    }
+    for (int64_t i = 0; ok && i < cf_tensor_numel(t); i++) {
+      double a = want ? cf_tensor_get_flat(want, i) : 0, b = t->grad ? cf_tensor_get_flat(t->grad, i) : 0;
+      if (!(fabs(a - b) <= 1e-12 * (1 + fabs(a)))) {
+        CHECK(false, "%s case %d grad of input %d element %lld: %.17g with every input needing a gradient, "
+              "%.17g when it alone does", op, k, j + 1, (long long)i, a, b);
+        ok = false;
+      }
+    }
+    cf_tensor_release(y);
+    cf_tensor_release(want);
+    for (int i = 0; i < c->nin; i++)
+      if (x.in[i] && is_diff(spec, i) && x.in[i]->dtype == CF_DTYPE_F64) x.in[i]->requires_grad = true;
+  }
   if (ok) n_pass++;
   *ran = true;
   cf_tensor_release(r);
+  cf_tensor_release(seed);
   case_free(&x);
   return ok;
 }
