@@ -506,6 +506,15 @@ static void check_infinities(void) {
     CHECK(vec_is(ls, 3, v), "log_softmax of an all -inf row is -inf (no NaN)");
     cf_tensor_release(l); cf_tensor_release(sm); cf_tensor_release(ls); cf_tensor_release(x);
   }
+  /* a row holding +inf: logsumexp is +inf (as PyTorch), not inf - inf = NaN */
+  double pv[3] = {INFINITY, 1, -INFINITY};
+  for (int dt = 0; dt < 2; dt++) {
+    cf_tensor *x = vec(3, pv, dt ? CF_DTYPE_F64 : CF_DTYPE_F32);
+    cf_tensor *l = cf_op_dim(CF_OP_logsumexp, x, 0, false);
+    CHECK(l && cf_tensor_get_flat(l, 0) == INFINITY, "%s logsumexp of a row with +inf is +inf: %g",
+          dt ? "f64" : "f32", l ? cf_tensor_get_flat(l, 0) : NAN);
+    cf_tensor_release(l); cf_tensor_release(x);
+  }
   /* large values: stable */
   double big[2] = {1000, 1000};
   cf_tensor *x = vec(2, big, CF_DTYPE_F32);
@@ -524,6 +533,24 @@ static void check_infinities(void) {
   CHECK(!mx && strstr(cf_error_message(), "max: reduction over an empty dim of [2 x 0]"),
         "max over an empty dim fails: %s", cf_error_message());
   cf_tensor_release(me); cf_tensor_release(e);
+}
+
+/* var from C without its unbiased flag (two int args, as cf_op_dim gives): unbiased, the
+ * default of the "c" letter, in the forward and the backward alike */
+static void check_var_default(void) {
+  double xv[3] = {1, 2, 4};
+  cf_tensor *x = vec(3, xv, CF_DTYPE_F64);
+  x->requires_grad = true;
+  cf_tensor *v = cf_op_dim(CF_OP_var, x, 0, false);
+  CHECK(v && fabs(cf_tensor_get_flat(v, 0) - 7.0 / 3) < 1e-15, "var without the flag is unbiased: %g",
+        v ? cf_tensor_get_flat(v, 0) : NAN);
+  CHECK(v && cf_backward(v, NULL, false) == 0, "var backward: %s", cf_error_message());
+  double gw[3] = {-4.0 / 3, -1.0 / 3, 5.0 / 3};  /* 2 (x - mean) / (n - 1) */
+  bool ok = x->grad != NULL;
+  for (int64_t i = 0; ok && i < 3; i++) ok = fabs(cf_tensor_get_flat(x->grad, i) - gw[i]) < 1e-15;
+  CHECK(ok, "var's gradient without the flag is the unbiased one");
+  cf_tensor_release(v);
+  cf_tensor_release(x);
 }
 
 static void check_errors(void) {
@@ -752,6 +779,7 @@ int main(int argc, char **argv) {
     check_ties();
     check_new_ops();
     check_infinities();
+    check_var_default();
     check_errors();
     check_fullwrite_edges();
     check_large();
