@@ -1,8 +1,9 @@
 /* test_nn_ops.c - specific checks of the transformer ops beyond the table-driven rows
  * (optest_nn.inc): attention with grouped-query heads, masks and a causal offset at sizes that
- * take every threading path, fully masked rows, head_logprob against token_logprob(matmul) with
- * N not a multiple of the chunk, matmul layouts at BLAS sizes, error messages with shapes, and
- * rmsnorm's weight gradient summed over several threads' partial rows.
+ * take every threading path, fully masked rows, head_logprob and head_entropy against
+ * token_logprob / entropy of matmul's logits with N not a multiple of the chunk, matmul layouts
+ * at BLAS sizes, error messages with shapes, and rmsnorm's weight gradient summed over several
+ * threads' partial rows.
  *
  * Prints "N passed, N failed" and exits 1 on any failure.
  */
@@ -191,17 +192,25 @@ static void test_attention_masked_rows(void) {
 
 /* ---------------------------------------------------------------- head_logprob */
 
-static void test_head_vs_token(cf_dtype dt, double tol) {
+/* head_logprob (entropy false) or head_entropy (true) against token_logprob / entropy of the
+ * logits h @ w^T: values and both gradients, over N rows that are not a multiple of the chunk
+ * (each chunk reads its own rows of the output's gradient) */
+static void test_head_vs_token(cf_dtype dt, double tol, bool entropy) {
   int64_t N = 150, D = 16, V = 1000;  /* 150 = 2 * 64 + 22 */
   int64_t hs[2] = {N, D}, ws[2] = {V, D};
+  const char *what = entropy ? "head_entropy" : "head_logprob";
   cf_tensor *h = randn(2, hs, dt), *w = randn(2, ws, dt);
   cf_tensor *t = cf_tensor_zeros(1, &N, CF_DTYPE_I64);
   for (int64_t i = 0; i < N; i++) opt_set_flat(t, i, i % 17 == 3 ? -1 : (double)opt_int(&rng, 0, V - 1));
   h->requires_grad = w->requires_grad = true;
   double temp = 0.7;
-  cf_tensor *a = cf_head_logprob(h, w, t, temp);
+  cf_args ea = cf_args_none();
+  ea.f[0] = temp;
+  ea.nf = 1;
+  cf_tensor *hw[2] = {h, w};
+  cf_tensor *a = entropy ? cf_op(CF_OP_head_entropy, hw, 2, &ea) : cf_head_logprob(h, w, t, temp);
   cf_tensor *R = randn(1, &N, dt);
-  CHECK(a && cf_backward(a, R, false) == 0, "head_logprob: %s", cf_error_message());
+  CHECK(a && cf_backward(a, R, false) == 0, "%s: %s", what, cf_error_message());
   cf_tensor *gh = h->grad, *gw = w->grad;
   h->grad = w->grad = NULL;
   cf_args ta = cf_args_none();
@@ -209,14 +218,15 @@ static void test_head_vs_token(cf_dtype dt, double tol) {
   ta.ni = 2;
   cf_tensor *wt = cf_op(CF_OP_transpose, &w, 1, &ta);  /* recorded, so w gets its gradient */
   cf_tensor *logits = cf_matmul(h, wt);
-  cf_tensor *b = cf_token_logprob(logits, t, temp);
-  CHECK(b && cf_backward(b, R, false) == 0, "token_logprob(matmul): %s", cf_error_message());
-  CHECK(rel_err(a, b) < tol, "head_logprob vs token_logprob(matmul) %s: err %g", cf_dtype_name(dt), rel_err(a, b));
-  CHECK(rel_err(gh, h->grad) < tol, "head_logprob dh %s: err %g", cf_dtype_name(dt), rel_err(gh, h->grad));
-  CHECK(rel_err(gw, w->grad) < tol, "head_logprob dw %s: err %g", cf_dtype_name(dt), rel_err(gw, w->grad));
+  cf_tensor *b = entropy ? cf_op(CF_OP_entropy, &logits, 1, &ea) : cf_token_logprob(logits, t, temp);
+  CHECK(b && cf_backward(b, R, false) == 0, "%s(matmul): %s", entropy ? "entropy" : "token_logprob",
+        cf_error_message());
+  CHECK(rel_err(a, b) < tol, "%s vs the op on matmul's logits %s: err %g", what, cf_dtype_name(dt), rel_err(a, b));
+  CHECK(rel_err(gh, h->grad) < tol, "%s dh %s: err %g", what, cf_dtype_name(dt), rel_err(gh, h->grad));
+  CHECK(rel_err(gw, w->grad) < tol, "%s dw %s: err %g", what, cf_dtype_name(dt), rel_err(gw, w->grad));
   bool ignored_zero = true;
   for (int64_t i = 0; i < N; i++)
-    if (i % 17 == 3 && cf_tensor_get_flat(a, i) != 0) ignored_zero = false;
+    if (!entropy && i % 17 == 3 && cf_tensor_get_flat(a, i) != 0) ignored_zero = false;
   CHECK(ignored_zero, "head_logprob: targets < 0 must give 0");
   cf_tensor *objs[] = {h, w, t, a, R, gh, gw, wt, logits, b};
   for (size_t i = 0; i < sizeof objs / sizeof *objs; i++) cf_tensor_release(objs[i]);
@@ -429,8 +439,10 @@ int main(void) {
   test_attention_backward(2, 4, 2, 5, 9, 8, 4);                     /* heads on threads */
   test_attention_backward(1, 2, 1, 130, 140, 16, 8);                /* one kv group: rows on threads */
   test_attention_masked_rows();
-  test_head_vs_token(CF_DTYPE_F64, 1e-10);
-  test_head_vs_token(CF_DTYPE_F32, 1e-4);
+  test_head_vs_token(CF_DTYPE_F64, 1e-10, false);
+  test_head_vs_token(CF_DTYPE_F32, 1e-4, false);
+  test_head_vs_token(CF_DTYPE_F64, 1e-10, true);
+  test_head_vs_token(CF_DTYPE_F32, 1e-4, true);
   test_matmul_layouts();
   test_errors();
   test_cross_entropy_all_ignored();
