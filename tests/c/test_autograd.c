@@ -1,7 +1,10 @@
 /* test_autograd.c - the tape and backward pass: a tensor used twice, accumulation over two
  * backward calls, no-grad mode, detach, a 100000-op chain (no recursion on backward or release),
- * seeds for non-scalars, freed graphs and retain_graph, broadcast gradients reduced to the
- * input's shape. Prints "N passed, N failed"; exits 1 on any failure.
+ * seeds for non-scalars (of another dtype too), freed graphs and retain_graph, broadcast
+ * gradients reduced to the input's shape, saved values written in place (op by op), a leaf's
+ * .grad (contiguous, its own), integer results, a backward that failed part way and is run
+ * again, and where's condition (not a differentiable input). Prints "N passed, N failed";
+ * exits 1 on any failure.
  */
 #include "autograd.h"
 #include "error.h"
@@ -149,6 +152,15 @@ static void test_seed_and_freed(void) {
   double want2[3] = {4, 0, -12};
   CHECK(grad_is(x, 3, want2), "two retained passes accumulate");
   cf_tensor_release(y);
+
+  /* a seed of another dtype is converted to the tensor's: an f32 seed on an f64 graph */
+  cf_zero_grad(x);
+  y = cf_op2(CF_OP_mul, x, x);
+  cf_tensor *seed32 = cf_tensor_to_dtype(seed, CF_DTYPE_F32);
+  CHECK(seed32 && cf_backward(y, seed32, false) == 0, "backward with an f32 seed: %s", cf_error_message());
+  CHECK(grad_is(x, 3, want) && x->grad->dtype == CF_DTYPE_F64, "an f32 seed gives the f64 gradient 2x*seed");
+  cf_tensor_release(seed32);
+  cf_tensor_release(y);
   cf_tensor_release(seed);
   cf_tensor_release(x);
 }
@@ -219,6 +231,138 @@ static void test_saved_versions(void) {
   cf_tensor_release(s); cf_tensor_release(y); cf_tensor_release(w); cf_tensor_release(x);
 }
 
+/* A leaf's .grad is contiguous and its own: sum's backward hands on a stride-0 view of the seed,
+ * which the leaf stores as a copy (a write to one element of .grad changes that element only). */
+static void test_leaf_grad_layout(void) {
+  double v[3] = {1, 2, 3};
+  cf_tensor *x = leaf(3, v);
+  cf_tensor *s = sum_all(x);
+  CHECK(s && cf_backward(s, NULL, false) == 0, "backward: %s", cf_error_message());
+  CHECK(x->grad && cf_tensor_is_contiguous(x->grad), "the gradient of a sum is stored contiguous");
+  int64_t i1 = 1;
+  if (x->grad) cf_tensor_set(x->grad, &i1, 5);
+  double want[3] = {1, 5, 1};
+  CHECK(grad_is(x, 3, want), "a write to one element of .grad changes only that element");
+  cf_tensor_release(s);
+  cf_tensor_release(x);
+}
+
+/* An integer result (to_dtype of a tensor that requires grad) records no node: it carries no
+ * gradient, so a backward from it is refused as for any tensor without history. */
+static void test_integer_result(void) {
+  double v[2] = {1.5, -2};
+  cf_tensor *x = leaf(2, v);
+  cf_args a = cf_args_none();
+  a.i[0] = CF_DTYPE_I64;
+  a.ni = 1;
+  cf_tensor *ids = cf_op(CF_OP_to_dtype, &x, 1, &a);
+  CHECK(ids && ids->dtype == CF_DTYPE_I64 && !ids->requires_grad && ids->grad_fn == NULL,
+        "to_dtype(i64) of a tensor that requires grad records nothing");
+  cf_tensor_release(ids);
+  cf_tensor_release(x);
+}
+
+/* Which inputs a backward reads (reads_value in autograd.c), op by op: one that reads its input
+ * refuses a write to it; one that reads only its output (exp, sqrt, sigmoid, tanh, relu, expm1,
+ * softmax, log_softmax) runs and gives the gradient of the value it computed. */
+static cf_tensor *apply_op(cf_op_id id, bool along_dim, cf_tensor *x) {
+  return along_dim ? cf_op_dim(id, x, 0, false) : cf_op1(id, x);
+}
+
+static void test_saved_input_per_op(void) {
+  static const struct { cf_op_id id; bool along_dim, reads_input; } ops[] = {
+    {CF_OP_log, false, true}, {CF_OP_log1p, false, true}, {CF_OP_sin, false, true},
+    {CF_OP_cos, false, true}, {CF_OP_rsqrt, false, true}, {CF_OP_abs, false, true},
+    {CF_OP_silu, false, true}, {CF_OP_gelu, false, true}, {CF_OP_logsumexp, true, true},
+    {CF_OP_var, true, true}, {CF_OP_max, true, true}, {CF_OP_min, true, true},
+    {CF_OP_exp, false, false}, {CF_OP_sqrt, false, false}, {CF_OP_sigmoid, false, false},
+    {CF_OP_tanh, false, false}, {CF_OP_relu, false, false}, {CF_OP_expm1, false, false},
+    {CF_OP_softmax, true, false}, {CF_OP_log_softmax, true, false},
+  };
+  double v[3] = {0.5, 2, 1.25}, seedv[3] = {1, -2, 0.5};
+  cf_tensor *seed = leaf(3, seedv);
+  seed->requires_grad = false;
+  for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
+    const char *name = cf_ops[ops[i].id].name;
+    /* the gradient with the input left alone */
+    cf_tensor *x0 = leaf(3, v), *y0 = apply_op(ops[i].id, ops[i].along_dim, x0);
+    int rc0 = y0 ? cf_backward(y0, y0->ndim ? seed : NULL, false) : -1;
+    CHECK(rc0 == 0 && x0->grad, "%s: backward: %s", name, cf_error_message());
+    /* and with the input written after the forward */
+    cf_tensor *x = leaf(3, v), *y = apply_op(ops[i].id, ops[i].along_dim, x);
+    cf_tensor_fill_(x, 3);
+    int rc = y ? cf_backward(y, y->ndim ? seed : NULL, false) : -1;
+    if (ops[i].reads_input)
+      CHECK(rc != 0 && strstr(cf_error_message(), "modified in place") && strstr(cf_error_message(), name) &&
+                x->grad == NULL,
+            "%s reads its input: a write to it before backward is refused: %s", name,
+            rc ? cf_error_message() : "(ran)");
+    else
+      CHECK(rc == 0 && x0->grad && grad_is(x, 3, (const double[]){cf_tensor_get_flat(x0->grad, 0),
+                                                                   cf_tensor_get_flat(x0->grad, 1),
+                                                                   cf_tensor_get_flat(x0->grad, 2)}),
+            "%s reads only its output: a write to its input changes nothing: %s", name,
+            rc ? cf_error_message() : "(another gradient)");
+    cf_tensor_release(y); cf_tensor_release(x); cf_tensor_release(y0); cf_tensor_release(x0);
+  }
+  cf_tensor_release(seed);
+}
+
+/* A backward that fails part way (here a custom node's rule, the first time) leaves no gradient
+ * behind in the nodes it did not reach: the next pass over the retained graph gives the right
+ * gradient, not one with the failed pass's partial sums in it. */
+static int fail_once_calls;
+static int fail_once_backward(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
+  (void)n;
+  if (fail_once_calls++ == 0) return CF_ERR("fail_once: the planned failure");
+  cf_tensor_retain(gout);
+  gin[0] = gout; /* identity */
+  return 0;
+}
+static void fail_once_free(void *ctx) { (void)ctx; }
+static const cf_custom_fn fail_once_fn = {"fail_once", fail_once_backward, fail_once_free, NULL};
+
+static void test_failed_backward_retried(void) {
+  double v[2] = {1, 2};
+  cf_tensor *x = leaf(2, v);
+  cf_tensor *a = cf_op_scalar(CF_OP_mul, x, 3.0);          /* 3x */
+  cf_tensor *b = cf_tensor_clone(a);                        /* fail_once(a) = a */
+  bool recorded = b && cf_autograd_record_custom(&fail_once_fn, NULL, &a, 1, b, false) == 0;
+  CHECK(recorded, "custom node: %s", cf_error_message());
+  cf_tensor *c = cf_op2(CF_OP_add, a, b);                   /* 6x, the mul reached twice */
+  cf_tensor *s = sum_all(c);
+  fail_once_calls = 0;
+  CHECK(s && cf_backward(s, NULL, true) != 0 && strstr(cf_error_message(), "planned failure"),
+        "the first pass fails in the custom node: %s", cf_error_message());
+  CHECK(x->grad == NULL, "the failed pass leaves no gradient");
+  CHECK(s && cf_backward(s, NULL, true) == 0, "the second pass runs: %s", cf_error_message());
+  double want[2] = {6, 6};
+  CHECK(grad_is(x, 2, want), "the second pass gives d(6x)/dx = 6 (got %g)",
+        x->grad ? cf_tensor_get_flat(x->grad, 0) : NAN);
+  cf_tensor_release(s); cf_tensor_release(c); cf_tensor_release(b); cf_tensor_release(a);
+  cf_tensor_release(x);
+}
+
+/* where's condition is no differentiable input even when it is a float tensor that requires
+ * grad: its graph is not walked (not checked, not run), so a value its producer saved may change. */
+static void test_condition_graph_not_walked(void) {
+  double xv[2] = {1, -1}, wv[2] = {2, 3}, av[2] = {5, 6}, bv[2] = {7, 8};
+  cf_tensor *x = leaf(2, xv), *w = leaf(2, wv), *a = leaf(2, av), *b = leaf(2, bv);
+  w->requires_grad = false;
+  cf_tensor *m = cf_op2(CF_OP_mul, x, w);                   /* requires grad; saves w */
+  cf_tensor *in[3] = {m, a, b};
+  cf_tensor *y = m ? cf_op(CF_OP_where, in, 3, NULL) : NULL;
+  cf_tensor *s = y ? sum_all(y) : NULL;
+  cf_tensor_fill_(w, 0);
+  CHECK(s && cf_backward(s, NULL, false) == 0, "a write to what the condition's producer saved does not matter: %s",
+        cf_error_message());
+  double ones[2] = {1, 1}, zeros[2] = {0, 0};
+  CHECK(grad_is(a, 2, ones) && grad_is(b, 2, zeros) && x->grad == NULL,
+        "where: the gradient goes to a where the condition holds, none to the condition's inputs");
+  cf_tensor *all[] = {s, y, m, x, w, a, b};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) cf_tensor_release(all[i]);
+}
+
 /* A refused optimizer step (a gradient of another shape on a later parameter) moves nothing:
  * not the parameters before it (SGD updates one after another), not the step count. */
 static void test_refused_step_changes_nothing(void) {
@@ -254,6 +398,11 @@ int main(void) {
   test_broadcast_grad();
   test_saved_versions();
   test_refused_step_changes_nothing();
+  test_leaf_grad_layout();
+  test_integer_result();
+  test_saved_input_per_op();
+  test_failed_backward_retried();
+  test_condition_graph_not_walked();
   CHECK(cf_cpu_bytes_live() == live0, "CPU bytes live back to the start (%zu extra)", cf_cpu_bytes_live() - live0);
   return check_finish();
 }
