@@ -714,6 +714,17 @@ H.case("elementwise gradients at 0, infinities, NaN and subnormals (values from 
   local x = confit.tensor({1e-45, 1e-40, -1e-42}, {requires_grad = true})
   x:gelu():sum():backward()
   same_list(flat(x.grad), {0.5, 0.5, 0.5}, 1e-7, "gelu f32")
+  -- near 0 the derivative is 0.5 + 2 x phi(0) to double precision: the 0.5 shortcut is for
+  -- |x| <= 2^-64 only
+  same_list(grad_of(function(t) return t:gelu() end, {1e-7, -1e-7, 3e-10}),
+            {0.5000000797884561, 0.49999992021154394, 0.5000000002393654}, 1e-15, "gelu f64 near 0")
+  -- pow at a = 0 or b = 0 (torch's values for b >= 0): d/da is 0 where b == 0 and d/db is 0 where
+  -- a == 0, where the formulas give 0 * inf and 0 * log 0 (NaN, -inf)
+  local a = confit.tensor({0, 0, 2, 0}, {dtype = "f64", requires_grad = true})
+  local b = confit.tensor({0, 2, 0, 3}, {dtype = "f64", requires_grad = true})
+  a:pow(b):sum():backward()
+  same_list(flat(a.grad), {0, 0, 0, 0}, 0, "pow d/da")
+  same_list(flat(b.grad), {0, 0, math.log(2), 0}, 1e-15, "pow d/db")
 end)
 
 H.case("seventeenth session: a grad that would close a reference cycle, a cat that overflows, a backward whose options free t", function()
