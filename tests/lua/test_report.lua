@@ -911,4 +911,164 @@ end)
 os.execute("rm -rf " .. q(root))
 end
 
+-- (twenty-sixth session, mutation testing of the report: cases that fail on mutants the suite let
+-- through; expected numbers worked out by hand from the formulas the comments name)
+do
+local jsonio = require "confit.jsonio"
+local report = require "confit.report"
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local root = os.tmpname(); os.remove(root)
+assert(os.execute("mkdir -p " .. q(root)))
+
+local function put(dir, files)
+  assert(os.execute("mkdir -p " .. q(dir)))
+  for name, v in pairs(files) do
+    if type(v) == "string" then
+      local f = assert(io.open(dir .. "/" .. name, "wb")); f:write(v); f:close()
+    elseif name:match("%.jsonl$") then assert(jsonio.write_jsonl_atomic(dir .. "/" .. name, v))
+    else assert(jsonio.write_json_atomic(dir .. "/" .. name, v)) end
+  end
+  return dir
+end
+
+local Z = 1.959963984540054   -- the 97.5% normal quantile the report uses
+local function f1(x) return ("%.1f"):format(x) end
+
+H.case("statistics at the edges: no trials, one trial, 0/1 scores take Wilson, empty samples", function()
+  H.eq(report.wilson(0, 0), nil, "no trials: no interval")
+  H.eq(report.score_interval({}), nil, "no scores: nothing")
+  -- one trial: k = n = 1 gives [1 / (1 + z^2), 1], k = 0 gives [0, z^2 / (1 + z^2)]
+  local lo, hi = report.wilson(1, 1)
+  H.near(lo, 1 / (1 + Z * Z), 1e-12, "wilson(1, 1) lo"); H.eq(hi, 1, "wilson(1, 1) hi")
+  lo, hi = report.wilson(0, 1)
+  H.eq(lo, 0, "wilson(0, 1) lo"); H.near(hi, Z * Z / (1 + Z * Z), 1e-12, "wilson(0, 1) hi")
+  -- scores of 0 and 1 are a share: Wilson at p = 1/2, n = 4 is 1/2 -+ z / (2 sqrt(4 + z^2))
+  -- (the normal approximation would give 1/2 -+ z sqrt(1/3) / 2, clipped to [0, 1])
+  local m
+  m, lo, hi = report.score_interval({1, 0, 1, 0})
+  local h = Z / (2 * math.sqrt(4 + Z * Z))
+  H.eq(m, 0.5, "mean"); H.near(lo, 0.5 - h, 1e-12, "Wilson lo"); H.near(hi, 0.5 + h, 1e-12, "Wilson hi")
+  -- a record with an empty samples list and no greedy completion scores nothing
+  local acc = report.eval_accuracy({{benchmark = "b", samples = {}}, {benchmark = "b", greedy = {correct = true}}})
+  H.eq(acc.b.n, 1, "one scored record"); H.eq(acc.b.acc, 1, "its score")
+end)
+
+H.case("one question: an accuracy of 0 and of 1 with Wilson intervals, and the change", function()
+  local d = put(root .. "/one-question", {["config.json"] = {benchmark = "b"},
+    ["summary.json"] = {before = {acc = 0, n = 1}, after = {acc = 1, n = 1}}})
+  local h = report.render({d})
+  local z2 = Z * Z
+  local row = ('<td class="n">0.0</td><td class="n">[0.0, %s]</td><td class="n">100.0</td>'
+               .. '<td class="n">[%s, 100.0]</td><td class="n">+100.0</td><td class="n">1</td>')
+              :format(f1(100 * z2 / (1 + z2)), f1(100 / (1 + z2)))
+  H.ok(h:find(row, 1, true), "row " .. row)
+  H.ok(not h:find("outside [0, 1]", 1, true), "1 is a share")
+end)
+
+H.case("the accuracy table: n of a run with only an after stage; no empty warning; no empty table", function()
+  local d = put(root .. "/after-only", {["config.json"] = {benchmark = "b"},
+    ["summary.json"] = {after = {acc = 0.5, n = 10}}})
+  local h = report.render({d})
+  H.ok(h:find('<td class="n">–</td><td class="n">10</td><td>summary acc</td>', 1, true), "n from the after stage")
+  H.ok(not h:find('<p class="warn"></p>', 1, true), "no empty warning paragraph")
+  H.ok(h:find("Settings and bookkeeping", 1, true), "n is bookkeeping")
+  local d2 = put(root .. "/outcomes-only", {["config.json"] = {benchmark = "b"},
+    ["summary.json"] = {before = {acc = 0.5}, after = {acc = 0.75}}})
+  H.ok(not report.render({d2}):find("Settings and bookkeeping", 1, true), "no bookkeeping table without bookkeeping")
+end)
+
+H.case("summary metrics show four significant digits", function()
+  local d = put(root .. "/digits", {["config.json"] = {benchmark = "b"},
+    ["summary.json"] = {before = {["pass@16"] = 0.8125, mean_length = 612.5}, after = {}}})
+  local h = report.render({d})
+  H.ok(h:find('<td>pass@16</td><td class="n">0.8125</td>', 1, true), "0.8125")
+  H.ok(h:find('<td>mean_length</td><td class="n">612.5</td>', 1, true), "612.5")
+end)
+
+H.case("a single-benchmark summary is named after a config's benchmarks list of one", function()
+  local d = put(root .. "/bench-list", {["config.json"] = {benchmarks = {"gsm8k"}},
+    ["summary.json"] = {before = {acc = 0.5, n = 2}}})
+  local h = report.render({d})
+  H.ok(h:find("<tr><td>gsm8k</td>", 1, true), "row gsm8k")
+  H.ok(not h:find("<tr><td>all</td>", 1, true), "no row all")
+end)
+
+H.case("expand: hidden folders are no runs; a folder given thrice is said once; grid.json without runs", function()
+  local g = put(root .. "/hidden-grid", {})
+  put(g .. "/a", {["config.json"] = {name = "a"}})
+  put(g .. "/.trash", {["config.json"] = {name = "old"}})
+  local runs = report.expand({g})
+  H.eq(table.concat(runs, " "), g .. "/a", "the hidden folder is left out")
+  local _, _, _, repeats = report.expand({g, g, g})
+  H.eq(table.concat(repeats, "\n"), g .. " given twice, counted once", "one line")
+  local g2 = put(root .. "/no-runs-grid", {["grid.json"] = {axes = {seed = {1}}}})
+  put(g2 .. "/seed=1", {["config.json"] = {name = "s1"}})
+  local notes
+  runs, notes = report.expand({g2})
+  H.eq(table.concat(runs, " "), g2 .. "/seed=1", "found by its folder")
+  H.eq(table.concat(notes, "\n"), g2 .. '/grid.json: no "runs" list; runs found by their folders instead')
+end)
+
+-- The plot area of a 350 x 230 chart: left 58, right 12, top 28, bottom 40 (pw 280, ph 162).
+H.case("line plots: points placed with 6% padding each way; one step; two-decimal ticks; no data", function()
+  local svg = report.line_plot({title = "t", series = {{name = "s", color = "#000", xs = {1, 2}, ys = {1, 2}}}})
+  -- y range [1, 2] padded by 0.06 each way: [0.94, 2.06]
+  local function Y(v) return f1(28 + 162 - (v - 0.94) / 1.12 * 162) end
+  H.ok(svg:find(('<circle cx="58.0" cy="%s"'):format(Y(1)), 1, true), "first point at " .. Y(1) .. ": " .. svg)
+  H.ok(svg:find(('<circle cx="338.0" cy="%s"'):format(Y(2)), 1, true), "second point at " .. Y(2))
+  -- a single step: x from 0 to 2, ticks 0, 1, 2
+  svg = report.line_plot({title = "t", integer_x = true, series = {{name = "s", color = "#000", xs = {1}, ys = {1}}}})
+  local xt = {}
+  for v in svg:gmatch('y="206.0" text%-anchor="middle" fill="#444">([^<]*)</text>') do xt[#xt + 1] = v end
+  H.eq(table.concat(xt, " "), "0 1 2", "x ticks of one step")
+  -- values 0 .. 0.05: ticks every 0.01, labelled with two decimals
+  svg = report.line_plot({title = "t", series = {{name = "s", color = "#000", xs = {1, 2}, ys = {0, 0.05}}}})
+  local yt = {}
+  for v in svg:gmatch('text%-anchor="end" fill="#444">([^<]*)</text>') do yt[#yt + 1] = v end
+  H.eq(table.concat(yt, " "), "0 0.01 0.02 0.03 0.04 0.05", "y ticks")
+  -- no data: says why, escaped
+  svg = report.line_plot({title = "t", no_data = "no <x>", series = {{name = "s", color = "#000", xs = {1}, ys = {0 / 0}}}})
+  H.ok(svg:find(">no data (no &lt;x&gt;)</text>", 1, true), svg)
+  svg = report.line_plot({title = "t", series = {}})
+  H.ok(svg:find(">no data</text>", 1, true), svg)
+end)
+
+H.case("histograms: one bin per integer over a short range; real bins span the values exactly", function()
+  local svg = report.histogram({title = "h", integer = true, bins = 24,
+                                series = {{name = "x", color = "#000", values = {1, 2, 3}}}})
+  local d = assert(svg:match('<path d="(M[^"]*Z)"'), svg)
+  local heights = {}
+  for y in d:gmatch("V([%d%.]+)H") do heights[#heights + 1] = y end
+  H.eq(#heights, 3, "three bins: " .. d)
+  H.ok(heights[1] == heights[2] and heights[2] == heights[3], "equal bars: " .. d)
+  svg = report.histogram({title = "h", bins = 4, series = {{name = "x", color = "#000", values = {-4, -2}}}})
+  d = assert(svg:match('<path d="(M[^"]*Z)"'), svg)
+  H.ok(d:find("^M58%.0 190%.0") and d:find("H338%.0V190%.0Z$"), "from x = -4 to x = -2: " .. d)
+end)
+
+H.case("share curves end at 1: a box rate of 1 is drawn at the top of the plot", function()
+  local d = put(root .. "/box", {["steps.jsonl"] = '{"step":1,"loss":1,"box_rate":0.5}\n{"step":2,"loss":1,"box_rate":1}\n'})
+  local h = report.render({d})
+  local box = h:match('<svg[^>]-aria%-label="box rate".-</svg>')
+  H.ok(box and box:find('<circle cx="338.0" cy="28.0"', 1, true), tostring(box))
+end)
+
+H.case("configuration: with two runs the page says what the highlighted rows mean", function()
+  local a = put(root .. "/cfg-a", {["config.json"] = {name = "a", lr = 1}})
+  local b = put(root .. "/cfg-b", {["config.json"] = {name = "b", lr = 2}})
+  H.ok(report.render({a, b}):find("Highlighted rows differ between the runs", 1, true), "two runs")
+  H.ok(not report.render({a}):find("Highlighted rows differ", 1, true), "one run")
+end)
+
+H.case("flatten: number keys before string keys; a collision keeps the first", function()
+  for _ = 1, 20 do   -- (whatever order pairs() gives)
+    local out, dups = report.flatten({["1"] = {b = 2}, z = 0, [3] = 0, [1] = {b = 1}, ["0"] = 0})
+    H.eq(out["1.b"], "1"); H.eq(out["1.b (2)"], "2"); H.eq(table.concat(dups, ","), "1.b")
+  end
+end)
+
+os.execute("rm -rf " .. q(root))
+end
+
 H.finish()
