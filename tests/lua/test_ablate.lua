@@ -842,4 +842,109 @@ H.case("csv: a field holding a double quote is quoted, its quotes doubled (RFC 4
 end)
 end
 
+-- (twenty-sixth session, mutation testing of ablate: cases that fail on mutants the suite let through)
+do
+local ablate = dofile("recipes/ablate.lua")
+local jsonio = require "confit.jsonio"
+local cli = require "confit.cli"
+
+-- The message of the user error fn raises (a failure when it raises none, or another error).
+local function user_error(fn)
+  local ok, e = pcall(fn)
+  H.ok(not ok and getmetatable(e) == ablate.UserError, "a user error: " .. tostring(e))
+  return tostring(e)
+end
+
+H.case("grid values and checks: integers past 1e15 stay integers; base and metrics of the wrong kind", function()
+  H.eq(ablate.format_value(10000000000000000), "10000000000000000", "an integer is not 1e+16")
+  H.eq(ablate.format_value(1 << 60), "1152921504606846976", "nor rounded to a double")
+  for _, base in ipairs({5, "steps=2"}) do
+    H.eq(user_error(function() ablate.check({base = base, grid = {seed = {1}}}, "g.lua") end),
+         "ablate: g.lua: base must be a table of flags")
+  end
+  H.eq(user_error(function() ablate.check({grid = {seed = {1}}, metrics = {"acc", 5}}, "g.lua") end),
+       "ablate: g.lua: metrics must be a list of names, got a number")
+end)
+
+H.case("the default recipe is recipes/rlsc.lua from the current folder, however ablate.lua was named", function()
+  -- (ablate.json and grid.json record it: an absolute spelling would refuse the runs a relative one made)
+  local here = io.popen("pwd"):read("l")
+  local abs = dofile(here .. "/recipes/ablate.lua")
+  H.eq(abs.default_recipe(), "recipes/rlsc.lua")
+  H.eq(abs.check({grid = {seed = {1}}}).recipe, "recipes/rlsc.lua")
+end)
+
+H.case("check_recipe: an axis of a switch takes true / false, an axis of a value flag no true", function()
+  H.eq(user_error(function() ablate.check_recipe(ablate.check({grid = {quiet = {1, 2}}}), "g.lua", {report_only = true}) end),
+       "ablate: g.lua: quiet = 1: --quiet is a switch: give true (on) or false (off)")
+  H.eq(user_error(function() ablate.check_recipe(ablate.check({grid = {steps = {2, true}}}), "g.lua", {report_only = true}) end),
+       "ablate: g.lua: steps = true: --steps takes a int value (false leaves it out)")
+  H.ok(ablate.check_recipe(ablate.check({grid = {quiet = {true, false}}}), "g.lua", {report_only = true}), "booleans pass")
+end)
+
+H.case("a finished run's list setting: the same list is skipped, another refused, with or without grid.json", function()
+  local out = H.tmpdir() .. "/g"
+  local function spec_of(opts)
+    return ablate.check({base = {method_opt = opts}, grid = {alpha = {0}, method = {"l1"}, seed = {1}}, out = out})
+  end
+  H.eq(ablate.run_grid(spec_of({"a=1", "b=2"}), {runner = fake_runner({}), say = quiet}).ran, 1)
+  local res = ablate.run_grid(spec_of({"a=1", "b=2"}), {runner = fake_runner({}), say = quiet})
+  H.eq(res.skipped, 1, "the same list: finished before, skipped"); H.eq(#res.failed, 0)
+  local want = "ablate: run " .. out .. "/alpha=0,method=l1,seed=1 finished with --method-opt a=1 --method-opt b=2, "
+               .. "but the grid now gives it --method-opt a=1 --method-opt b=3: remove that run directory to run it "
+               .. "again, or give another --out"
+  H.eq(user_error(function() ablate.run_grid(spec_of({"a=1", "b=3"}), {runner = fake_runner({}), say = quiet}) end), want)
+  -- grid.json removed by hand: the run's own ablate.json still says how it was made
+  os.remove(out .. "/grid.json")
+  H.eq(user_error(function() ablate.run_grid(spec_of({"a=1", "b=3"}), {runner = fake_runner({}), say = quiet}) end), want)
+end)
+
+H.case("results: an rlsc --data summary is named after its config's eval.benchmark", function()
+  local out = H.tmpdir() .. "/g"
+  local spec = ablate.check({grid = {seed = {1}}, out = out})
+  ablate.run_grid(spec, {say = quiet, runner = function(run)
+    assert(jsonio.write_json_atomic(run.path .. "/summary.json", {before = {acc = 0.25}, after = {acc = 0.5},
+      config = {recipe = "rlsc", data = "train.jsonl", eval = {benchmark = "gsm8k"}}}))
+    return true
+  end})
+  local rows = ablate.collect(spec, ablate.expand(spec), out)
+  H.eq(#rows, 1); H.eq(rows[1].benchmark, "gsm8k")
+end)
+
+H.case("command line: --out without a folder, or no out anywhere, is refused", function()
+  local dir = H.tmpdir()
+  local g = dir .. "/g.lua"
+  H.write(g, ("return {grid = {seed = {1}}, out = %q}"):format(dir .. "/from-file"))
+  for _, argv in ipairs({{g, "--dry-run", "--out"}, {g, "--dry-run", "--out="}}) do
+    H.eq(user_error(function() ablate.main(argv) end), "ablate: --out needs a directory", table.concat(argv, " "))
+  end
+  H.write(g, "return {grid = {seed = {1}}}")
+  for _, flag in ipairs({"--dry-run", "--report-only"}) do
+    H.eq(user_error(function() ablate.main({g, flag}) end),
+         "ablate: no output directory: set out in " .. g .. " or give --out", flag)
+  end
+end)
+
+H.case("--report-only: its lock is released when it returns; no metrics yet is said so", function()
+  local dir = H.tmpdir()
+  local out, g = dir .. "/g", dir .. "/g.lua"
+  H.write(g, ("return {grid = {seed = {1}}, out = %q}"):format(out))
+  local res = ablate.run_grid(ablate.load(g), {runner = function() return nil, "boom" end, say = quiet})
+  H.eq(#res.failed, 1)
+  local lines, print0 = {}, print
+  print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+  collectgarbage("stop")   -- (a lock left to the collector would be released by chance)
+  local ok, code = pcall(ablate.main, {g, "--report-only"})
+  local lock_file = io.open(out .. "/.lock", "rb")
+  local h = require("confit").lock(out .. "/.lock")
+  collectgarbage("restart")
+  print = print0
+  if lock_file then lock_file:close() end
+  if h then h:close() end
+  H.ok(ok and code == 0, tostring(code))
+  H.eq(lock_file, nil, "the lock file is removed"); H.ok(h, "the folder is free")
+  H.eq(lines[1], "ablate: 1 runs, 1 rows from the finished ones (1 without a summary), metrics: none yet")
+end)
+end
+
 H.finish()

@@ -1061,6 +1061,24 @@ H.case("configuration: with two runs the page says what the highlighted rows mea
   H.ok(not report.render({a}):find("Highlighted rows differ", 1, true), "one run")
 end)
 
+H.case("recipes/report.lua: a file as RUNDIR is refused; warnings name their run; one run is 'run'", function()
+  local cli = require "confit.cli"
+  local main = dofile("recipes/report.lua")
+  local f = put(root .. "/a-file", {["x.txt"] = "x"}) .. "/x.txt"
+  local ok, err = pcall(main, {root .. "/never.html", f})
+  H.ok(not ok and cli.message(err):find("run directory '" .. f .. "' is not a directory", 1, true), tostring(err))
+  H.ok(not io.open(root .. "/never.html", "rb"), "no page written")
+  local exe = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
+  if arg and arg[-1] and arg[-1]:match("confit$") then exe = arg[-1] end
+  local d = put(root .. "/config-number", {["config.json"] = "5\n"})
+  local out, errf = root .. "/one.html", root .. "/one.err"
+  local p = assert(io.popen(("%s recipes/report.lua %s %s 2> %s"):format(q(exe), q(out), q(d), q(errf))))
+  local stdout = p:read("a")
+  H.ok(p:close(), "exit status 0")
+  H.eq(stdout, "report: 1 run -> " .. out .. "\n")
+  H.eq(H.read(errf), "report: warning: " .. d .. ": config.json: not an object\n")
+end)
+
 H.case("flatten: number keys before string keys; a collision keeps the first", function()
   for _ = 1, 20 do   -- (whatever order pairs() gives)
     local out, dups = report.flatten({["1"] = {b = 2}, z = 0, [3] = 0, [1] = {b = 1}, ["0"] = 0})
