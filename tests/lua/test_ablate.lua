@@ -925,6 +925,56 @@ H.case("command line: --out without a folder, or no out anywhere, is refused", f
   end
 end)
 
+H.case("a grid file that raises a table or a number is said so", function()
+  local dir = H.tmpdir()
+  H.write(dir .. "/t.lua", "error({})\n")
+  H.eq(user_error(function() ablate.load(dir .. "/t.lua") end),
+       "ablate: grid file " .. dir .. "/t.lua failed: it raised a table, not a message")
+  H.write(dir .. "/n.lua", "error(5)\n")
+  H.eq(user_error(function() ablate.load(dir .. "/n.lua") end), "ablate: grid file " .. dir .. "/n.lua failed: 5")
+end)
+
+H.case("run_grid: no out is refused; an --out holding a plain folder or a file with '=' is refused", function()
+  H.eq(user_error(function() ablate.run_grid(ablate.check({grid = {seed = {1}}}), {say = quiet}) end),
+       "ablate: no output directory: set out in the grid file or give --out")
+  for _, what in ipairs({"model/", "x=1"}) do
+    local out = H.tmpdir() .. "/g"
+    if what:sub(-1) == "/" then assert(os.execute("mkdir -p '" .. out .. "/" .. what .. "'"))
+    else assert(os.execute("mkdir -p '" .. out .. "'")); H.write(out .. "/" .. what, "x") end
+    local e = user_error(function() ablate.run_grid(ablate.check({grid = {seed = {1}}, out = out}), {say = quiet, dry_run = true}) end)
+    H.ok(e:find("holds " .. what:gsub("/$", "") .. ", which ablate does not write", 1, true), e)
+  end
+end)
+
+H.case("results: the title names the grid, a benchmarks list of one names the row, axes left-aligned; done in whole seconds", function()
+  local out = H.tmpdir() .. "/g"
+  local spec = ablate.check({grid = {alpha = {0}, seed = {1}}, out = out})
+  local times, i, lines = {100, 102.4}, 0, {}
+  ablate.run_grid(spec, {say = function(s) lines[#lines + 1] = s end, clock = function() i = i + 1; return times[i] end,
+    runner = function(run)
+      assert(jsonio.write_json_atomic(run.path .. "/summary.json", {before = {acc = 0.25}, after = {acc = 0.5},
+        config = {benchmarks = {"gsm8k"}}}))
+      return true
+    end})
+  H.eq(lines[#lines], "ablate: [1/1] alpha=0,seed=1: done in 2s")
+  local rows = ablate.write_results(spec, ablate.expand(spec), out, {})
+  H.eq(rows[1].benchmark, "gsm8k")
+  local md = H.read(out .. "/results.md")
+  H.eq(md:match("^[^\n]*"), "# Ablation results: " .. out)
+  H.ok(md:find("\n| alpha | benchmark | seeds | acc |\n|---|---|---:|---:|\n| 0 | gsm8k | 1 | 0.500 (Δ +0.250) |\n", 1, true), md)
+end)
+
+H.case("run as `confit -- recipes/ablate.lua`, the runs' program is still confit", function()
+  local dir = H.tmpdir()
+  local g = dir .. "/g.lua"
+  H.write(g, ("return {base = {steps = 1}, grid = {seed = {1}}, out = %q}"):format(dir .. "/g"))
+  local p = io.popen(("env -u CONFIT_EXE '%s' -- recipes/ablate.lua '%s' --dry-run 2>&1; echo rc=$?"):format(EXE, g))
+  local text = p:read("a")
+  p:close()
+  H.ok(text:find("rc=0", 1, true), text)
+  H.ok(text:find("[1/1] seed=1: " .. cli.shell_quote(EXE) .. " recipes/rlsc.lua --out", 1, true), text)
+end)
+
 H.case("--report-only: its lock is released when it returns; no metrics yet is said so", function()
   local dir = H.tmpdir()
   local out, g = dir .. "/g", dir .. "/g.lua"

@@ -1079,6 +1079,60 @@ H.case("recipes/report.lua: a file as RUNDIR is refused; warnings name their run
   H.eq(H.read(errf), "report: warning: " .. d .. ": config.json: not an object\n")
 end)
 
+H.case("accuracy: greedy before and sampled after are not compared; the problem says so", function()
+  local d = put(root .. "/acc-vs-pass1", {
+    ["eval_before.jsonl"] = {{benchmark = "b", id = 1, greedy = {correct = true}},
+                             {benchmark = "b", id = 2, greedy = {correct = false}}},
+    ["eval_after.jsonl"] = {{benchmark = "b", id = 1, samples = {{correct = true}, {correct = false}}}}})
+  local h = report.render({d})
+  H.ok(h:find("acc-vs-pass1, b: before is eval acc and after is eval pass@1; not compared", 1, true), "the problem")
+  H.ok(not h:find("+0.0", 1, true), "no change given")
+end)
+
+H.case("line plots: a constant series gets a band of 10% (1 around 0); circles up to 40 points", function()
+  local function yticks(ys)
+    local xs = {}
+    for i = 1, #ys do xs[i] = i end
+    local svg = report.line_plot({title = "t", series = {{name = "s", color = "#000", xs = xs, ys = ys}}})
+    local t = {}
+    for v in svg:gmatch('text%-anchor="end" fill="#444">([^<]*)</text>') do t[#t + 1] = v end
+    return table.concat(t, " "), svg
+  end
+  H.eq(yticks({5, 5}), "4.6 4.8 5.0 5.2 5.4", "5 +- 0.5: ticks every 0.2")
+  H.eq(yticks({0, 0}), "-1.0 -0.5 0 0.5 1.0", "0 +- 1: ticks every 0.5")
+  local ys = {}
+  for i = 1, 40 do ys[i] = i % 3 end
+  H.eq(select(2, select(2, yticks(ys)):gsub("<circle ", "")), 40, "40 points: a circle each")
+  ys[41] = 1
+  H.eq(select(2, select(2, yticks(ys)):gsub("<circle ", "")), 0, "41 points: the line alone")
+end)
+
+H.case("accuracy plot: the percent labels lie below the axis", function()
+  local svg = report.accuracy_plot({title = "t", rows = {{name = "r", color = "#000", before = {acc = 0.5}}}})
+  local axis = tonumber(svg:match('<path d="M%d+ (%d+)H'))
+  local n = 0
+  for y in svg:gmatch('y="(%d+)" text%-anchor="middle" fill="#444">%d+%%</text>') do
+    n = n + 1; H.ok(tonumber(y) > axis, y .. " below " .. axis)
+  end
+  H.eq(n, 6, "0% to 100% by 20")
+end)
+
+H.case("the response-length histogram of a page bins whole tokens", function()
+  local d = put(root .. "/lengths", {["eval_before.jsonl"] = {{benchmark = "b", id = 1, samples = {
+    {correct = true, length = 1, logprob = -1}, {correct = false, length = 2, logprob = -2},
+    {correct = true, length = 3, logprob = -3}}}}})
+  local sec = report.render({d}):match("<h2>Response length</h2>(.-)<h2>")
+  local path = sec and sec:match('<path d="(M[^"]*Z)"')
+  H.eq(path and select(2, path:gsub("H", "")), 3, "one bin per length 1, 2, 3: " .. tostring(path))
+end)
+
+H.case("recipes/report.lua: the output file alone is refused", function()
+  local cli = require "confit.cli"
+  local ok, err = pcall(dofile("recipes/report.lua"), {root .. "/alone.html"})
+  H.ok(not ok and getmetatable(err) == cli.UserError, tostring(err))
+  H.ok(cli.message(err):find("give the output file and at least one run directory", 1, true), cli.message(err))
+end)
+
 H.case("flatten: number keys before string keys; a collision keeps the first", function()
   for _ = 1, 20 do   -- (whatever order pairs() gives)
     local out, dups = report.flatten({["1"] = {b = 2}, z = 0, [3] = 0, [1] = {b = 1}, ["0"] = 0})
