@@ -449,8 +449,9 @@ function M.check_recipe(spec, where, opts)
         die("%s: %s = %s: --%s is a switch: give true (on) or false (off)", where, k, M.format_value(v),
             (flag_key(k):gsub("_", "-")))
       elseif not switch and v == true then
-        die("%s: %s = true: --%s takes a %s value (false leaves it out)", where, k, (flag_key(k):gsub("_", "-")),
-            flags[flag_key(k)][1])
+        local kind_name = flags[flag_key(k)][1]
+        die("%s: %s = true: --%s takes %s %s value (false leaves it out)", where, k, (flag_key(k):gsub("_", "-")),
+            kind_name:match("^[aeiou]") and "an" or "a", kind_name)
       end
     end
   end
@@ -1165,7 +1166,8 @@ function M.main(argv)
     io.stderr:write("ablate: warning: ", p.dir, ": unreadable summary.json: ", p.why, "\n")
   end
   if o.report_only then   -- nothing ran or was skipped: say what was found (status 0 either way)
-    print(string.format("ablate: %d runs, %d rows from the finished ones%s, metrics: %s", #res.runs, #rows,
+    print(string.format("ablate: %d run%s, %d row%s from the finished ones%s, metrics: %s", #res.runs,
+      #res.runs == 1 and "" or "s", #rows, #rows == 1 and "" or "s",
       #res.failed > 0 and string.format(" (%d without a summary)", #res.failed) or "",
       #mlist > 0 and table.concat(mlist, ", ") or "none yet"))
     print("ablate: results in " .. out .. "/results.md and results.csv")

@@ -878,7 +878,7 @@ H.case("check_recipe: an axis of a switch takes true / false, an axis of a value
   H.eq(user_error(function() ablate.check_recipe(ablate.check({grid = {quiet = {1, 2}}}), "g.lua", {report_only = true}) end),
        "ablate: g.lua: quiet = 1: --quiet is a switch: give true (on) or false (off)")
   H.eq(user_error(function() ablate.check_recipe(ablate.check({grid = {steps = {2, true}}}), "g.lua", {report_only = true}) end),
-       "ablate: g.lua: steps = true: --steps takes a int value (false leaves it out)")
+       "ablate: g.lua: steps = true: --steps takes an int value (false leaves it out)")
   H.ok(ablate.check_recipe(ablate.check({grid = {quiet = {true, false}}}), "g.lua", {report_only = true}), "booleans pass")
 end)
 
@@ -993,7 +993,7 @@ H.case("--report-only: its lock is released when it returns; no metrics yet is s
   if h then h:close() end
   H.ok(ok and code == 0, tostring(code))
   H.eq(lock_file, nil, "the lock file is removed"); H.ok(h, "the folder is free")
-  H.eq(lines[1], "ablate: 1 runs, 1 rows from the finished ones (1 without a summary), metrics: none yet")
+  H.eq(lines[1], "ablate: 1 run, 1 row from the finished ones (1 without a summary), metrics: none yet")
 end)
 end
 
