@@ -365,4 +365,103 @@ end)
 os.execute(("rm -rf %q"):format(base))
 end
 
+-- (twenty-sixth session, mutation testing of the input layer: cases that fail on mutants the
+-- suite let through)
+do
+local jsonio = require "confit.jsonio"
+local cli = require "confit.cli"
+
+H.case("read_jsonl: opts.lines gives each record's text, where.linenos its line; blank lines skipped", function()
+  local d = H.tmpdir()
+  local q = d .. "/r.jsonl"
+  -- blank and white-space lines between records; a last line of one character and no newline
+  H.write(q, '{"a": 1.0}\n\n   \n\t\n{"b":[1,2]}\n7')
+  local recs, lines, where = jsonio.read_jsonl(q, {lines = true})
+  H.eq(#recs, 3, "records")
+  H.eq(recs[1].a, 1, "a"); H.eq(math.type(recs[1].a), "integer", "1.0 read as an integer")
+  H.eq(recs[2].b[2], 2, "b"); H.eq(recs[3], 7, "a last line of one character without a newline")
+  H.eq(type(lines), "table", "lines")
+  H.eq(table.concat(lines, "|"), '{"a": 1.0}|{"b":[1,2]}|7', "the lines as written (1.0 kept)")
+  H.eq(table.concat(where.linenos, ","), "1,5,6", "each record's line")
+  H.eq(where.dropped, nil, "nothing dropped")
+  -- without opts.lines: no list of lines
+  local recs2, lines2 = jsonio.read_jsonl(q)
+  H.eq(#recs2, 3, "records without opts"); H.eq(lines2, nil, "no lines unless asked")
+  -- a torn last line dropped by partial_tail: its line number
+  H.write(q, '{"a":1}\n\n{"a":')
+  local r3, l3, w3 = jsonio.read_jsonl(q, {partial_tail = true, lines = true})
+  H.eq(#r3, 1, "one record"); H.eq(#l3, 1, "one line"); H.eq(w3.dropped, 3, "the torn line's number")
+  -- a blank line counts for the line numbers of errors
+  H.write(q, '{"a":1}\n\n\n{"a":}\n')
+  local v, err = jsonio.read_jsonl(q)
+  H.eq(v, nil); H.ok(tostring(err):find(q .. ":4: ", 1, true), tostring(err))
+  -- only white space: no records, no error
+  H.write(q, "\n \n")
+  H.eq(#assert(jsonio.read_jsonl(q)), 0, "blank file")
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
+H.case("decode: integral numbers up to 2^53 in size are integers, at the top and inside", function()
+  for _, c in ipairs({{"2", 2}, {"-7", -7}, {"9007199254740992", 2^53}, {"-9007199254740992", -2^53},
+                      {"-6755399441055744", -6755399441055744}}) do
+    local v = jsonio.decode(c[1])
+    H.eq(v, c[2], c[1]); H.eq(math.type(v), "integer", c[1] .. " at the top")
+    local t = jsonio.decode("[" .. c[1] .. "]")
+    H.eq(math.type(t[1]), "integer", c[1] .. " in a list")
+  end
+  H.eq(math.type(jsonio.decode("[18014398509481984]")[1]), "float", "2^54: a float")
+  H.eq(math.type(jsonio.decode("2.5")), "float", "2.5")
+end)
+
+H.case("is_temp_name: the whole name must be NAME.tmp-PID-TIME-SERIAL", function()
+  for _, name in ipairs({"config.json.tmp-12-1700000000-3.bak", "config.json.tmp--1700000000-3",
+                         "config.json.tmp-12-1700000000-3x", "config.json.tmp-12-1700000000-"}) do
+    H.eq(jsonio.is_temp_name(name), nil, name)
+  end
+  -- remove_stale_temps leaves such a file alone
+  local d = H.tmpdir()
+  H.write(d .. "/a.json.tmp-999999-1-1.bak", "mine")
+  H.eq(#jsonio.remove_stale_temps(d), 0, "nothing removed")
+  H.eq(H.read(d .. "/a.json.tmp-999999-1-1.bak"), "mine", "kept")
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
+H.case("encode with indent: nested lists and objects indented level by level", function()
+  H.eq(jsonio.encode({a = {{1, 2}, {}}, b = {c = {d = true}}}, {indent = 2}),
+       '{\n  "a": [\n    [\n      1,\n      2\n    ],\n    []\n  ],\n  "b": {\n    "c": {\n      "d": true\n    }\n  }\n}',
+       "two-space levels")
+end)
+
+H.case("writers: a folder that is not there, a non-list, no free temporary name: nil, message or an error", function()
+  local d = H.tmpdir()
+  local ok, err = jsonio.append_jsonl(d .. "/no/such/x.jsonl", {a = 1})
+  H.eq(ok, nil, "append into a missing folder"); H.ok(tostring(err):find("no/such/x.jsonl", 1, true), tostring(err))
+  H.raises(function() jsonio.write_jsonl_atomic(d .. "/r.jsonl", {a = 1}) end,
+           "the records must be a list, got the key a")
+  H.raises(function() jsonio.write_jsonl_atomic(d .. "/r.jsonl", {[0] = {}}) end, "got the key 0")
+  H.eq(cli.exists(d .. "/r.jsonl"), false, "nothing written")
+  -- every temporary name taken (cli.exists says so for each): nil and a message, nothing written
+  local real = cli.exists
+  cli.exists = function(p) return p:find("%.tmp%-") ~= nil or real(p) end
+  local ok1, e1 = jsonio.write_text_atomic(d .. "/t.txt", "x")
+  local ok2, e2 = pcall(jsonio.write_dir_atomic, d .. "/sub", function() end)
+  cli.exists = real
+  H.eq(ok1, nil, "write_text_atomic"); H.ok(tostring(e1):find("no free temporary name", 1, true), tostring(e1))
+  H.ok(ok2 and e2 == nil, "write_dir_atomic returns nil, message: " .. tostring(e2))
+  H.eq(#(cli.list_dir(d) or {}), 0, "nothing written")
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
+H.case("replace_problem names what is in the way: a file, a dangling link, a FIFO", function()
+  local d = H.tmpdir()
+  H.write(d .. "/f", "x")
+  assert(os.execute("ln -s nowhere '" .. d .. "/l' && mkfifo '" .. d .. "/p'"))
+  H.ok(tostring(jsonio.replace_problem(d .. "/f")):find("(a file is in the way)", 1, true), "file")
+  H.ok(tostring(jsonio.replace_problem(d .. "/l")):find("(a link to no folder is in the way)", 1, true), "link")
+  H.ok(tostring(jsonio.replace_problem(d .. "/p")):find("(something that is no folder is in the way)", 1, true), "fifo")
+  H.eq(jsonio.replace_problem(d .. "/missing"), nil, "nothing there")
+  os.execute("rm -rf '" .. d .. "'")
+end)
+end
+
 H.finish()
