@@ -446,6 +446,47 @@ H.case("chat.family reads the model folder's chat format; default_template follo
   os.execute("rm -rf '" .. base .. "'-*")
 end)
 
+-- (twenty-sixth session, mutation testing of the input layer: cases that fail on mutants the
+-- suite let through)
+do
+local chat = require "confit.chat"
+local tokenizer = require "confit.tokenizer"
+local L3_U = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
+local L3_G = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+
+H.case("llama3 trim: a stray continuation byte after a no-break space is no white space; both stay", function()
+  H.eq(chat.apply("llama3", "Q\u{A0}\x80"), L3_U .. "Q\u{A0}\x80<|eot_id|>" .. L3_G, "kept")
+  H.eq(chat.apply("llama3", "Q\u{A0}"), L3_U .. "Q<|eot_id|>" .. L3_G, "a no-break space alone is trimmed")
+end)
+
+H.case("chat: an option a template does not take is named with the ones it takes", function()
+  local ok, err = pcall(chat.apply, "chatml", "q", {date = "1 Jan 2025"})
+  H.ok(not ok and err:find('template "chatml" takes no option date (it takes: add_generation_prompt, system)', 1, true),
+       tostring(err))
+  ok, err = pcall(chat.apply, "plain", "q", {system = "S"})
+  H.ok(not ok and err:find('template "plain" takes no option system (it takes: none)', 1, true), tostring(err))
+end)
+
+H.case("chat.markers lists the special tokens each template writes", function()
+  H.eq(table.concat(chat.markers("chatml"), " "), "<|im_start|> <|im_end|>", "chatml")
+  H.eq(table.concat(chat.markers("qwen25-math-cot"), " "), "<|im_start|> <|im_end|>", "qwen25-math-cot")
+  H.eq(table.concat(chat.markers("strict-llama31"), " "),
+       "<|begin_of_text|> <|start_header_id|> <|end_header_id|> <|eot_id|>", "strict-llama31")
+  H.eq(#chat.markers("plain"), 0, "plain writes none")
+  H.eq(#chat.markers("nope"), 0, "an unknown name: none")
+end)
+
+H.case("decode: lossy keeps a valid two-byte character led by 0xDF; its errors name the caller's line", function()
+  local tok = assert(tokenizer.new(toy_path))
+  -- U+07FF is DF BF, the last two-byte character; FF is never UTF-8
+  H.eq(tok:decode({0xDF, 0xBF, 0xFF}, {lossy = true}), "\u{7FF}\u{FFFD}", "U+07FF then one U+FFFD")
+  H.eq(tok:decode({0xC2, 0x80, 0xFF}, {lossy = true}), "\u{80}\u{FFFD}", "U+0080 then one U+FFFD")
+  local ok, err = pcall(function() local s = tok:decode({1, nil, 3}); return s end)
+  H.ok(not ok and err:find("test_tokenizer%.lua:%d+: tokenizer:decode: ids%[2%] is nil") ~= nil, tostring(err))
+  tok:free()
+end)
+end
+
 -- ---------------------------------------------------------------- the real Qwen tokenizer
 
 local qwen_path = H.shared("tokenizer/qwen/tokenizer.json")
