@@ -448,12 +448,15 @@ function M.exists(path)
 end
 
 --- A path as written, without "./" parts, repeated or trailing slashes ("a//./b/" -> "a/b"), to
---- compare two paths the user gave.
+--- compare two paths the user gave. The current folder written "./" is "." (it was "/", the root,
+--- until the twenty-sixth session); "" (the folder part of "/name") is "/".
 function M.tidy_path(p)
+  local relative = p ~= "" and p:sub(1, 1) ~= "/"
   p = p:gsub("/+", "/")
   repeat local n; p, n = p:gsub("/%./", "/") until n == 0
   p = p:gsub("^%./", ""):gsub("/%.?$", "")
-  return p ~= "" and p or "/"
+  if p == "" then return relative and "." or "/" end
+  return p
 end
 
 --- True when path can be opened for reading (a file, or a folder on Linux).

@@ -1526,4 +1526,82 @@ end)
 os.execute("rm -rf " .. q(root))
 end
 
+-- (twenty-sixth session, mutation testing of the input layer: cases that fail on mutants the
+-- suite let through)
+do
+local D = H.tmpdir()
+
+H.case("cli.tidy_path: './' parts, repeated and trailing slashes go; './' is '.'; a '.' inside a name stays", function()
+  for _, c in ipairs({{"a//./b/", "a/b"}, {"./a", "a"}, {"a/.", "a"}, {"a/./", "a"}, {"runs/v2./out", "runs/v2./out"},
+                      {"x./y", "x./y"}, {"..", ".."}, {"../", ".."}, {".", "."}, {"./", "."}, {"././", "."},
+                      {".//", "."}, {"/", "/"}, {"/.", "/"}, {"//./", "/"}, {"/a/./b//", "/a/b"}}) do
+    H.eq(cli.tidy_path(c[1]), c[2], c[1])
+  end
+  -- ("./" was "/": a save into "./" was refused as one over the root, and rlsc took --model ./
+  -- and --model / for one folder)
+  local ok, err = require("confit.jsonio").write_dir_atomic("./", function() end)
+  H.ok(ok == nil and tostring(err):find("cannot replace the folder '.' as a whole", 1, true), tostring(err))
+end)
+
+H.case("--help wraps a flag's help at 96 columns, a word that fits the 96th column staying on its line", function()
+  local words = {}
+  for i = 1, 8 do words[i] = "w" .. i .. ("x"):rep(10) end   -- 12 characters each
+  local script = D .. "/help.lua"
+  write(script, ('local cli = require "confit.cli"\ncli.parse_args({"--help"}, {a = {"int", 1, help = %q}}, "x.lua")\n')
+                :format(table.concat(words, " ")))
+  local text = shell(("%s %s 2>&1; echo rc=$?"):format(q(EXE), q(script)))
+  local lines = {}
+  for line in text:gmatch("[^\n]+") do if line:find("^%s+w%d") then lines[#lines + 1] = line end end
+  -- five spaces, then " word" per word: seven words make 5 + 7 * 13 = 96 columns
+  H.eq(lines[1], "     " .. " " .. table.concat(words, " ", 1, 7), "the first line")
+  H.eq(#(lines[1] or ""), 96, "96 columns")
+  H.eq(lines[2], "      " .. words[8], "the word past column 96 on the next line")
+  H.eq(#lines, 2, "two lines: " .. text)
+  H.ok(text:find("rc=0\n", 1, true), text)
+end)
+
+H.case("cli.is_main_script(): true in the script being run, false in a file it loads", function()
+  local probe, outer = D .. "/probe.lua", D .. "/outer.lua"
+  write(probe, 'print("main", require("confit.cli").is_main_script())\n')
+  write(outer, ("dofile(%q)\n"):format(probe))
+  H.eq(shell(("%s %s 2>&1"):format(q(EXE), q(probe))), "main\ttrue\n", "run as the script")
+  H.eq(shell(("%s %s 2>&1"):format(q(EXE), q(outer))), "main\tfalse\n", "loaded by another script")
+end)
+
+H.case("cli.run counts its runs back: cli.exit after it ends the program, even with the REPL to follow", function()
+  local saved_arg, saved_exit = arg, os.exit
+  arg = {[-2] = "confit", [-1] = "-i", [0] = "s.lua"}
+  local r = cli.run("x", function() return "done" end, {})
+  local exited
+  os.exit = function(code) exited = code; error("stub exit", 0) end
+  local _, err = pcall(cli.exit, 5)
+  os.exit, arg = saved_exit, saved_arg
+  H.eq(r, "done", "main's result")
+  H.eq(exited, 5, "os.exit(5), not a raise to a run that is over: " .. tostring(err))
+end)
+
+H.case("cli.main with no arg table (Lua embedded elsewhere) returns main", function()
+  local saved = arg
+  arg = nil
+  local f = function() end
+  local ok, r = pcall(cli.main, "x", f)
+  arg = saved
+  H.ok(ok and r == f, "main returned: " .. tostring(r))
+end)
+
+H.case("cli.mkdir_p keeps mkdir's reason when the folder's name holds brackets; list_dir without a shell is nil", function()
+  write(D .. "/afile", "x")
+  local e = H.raises(function() cli.mkdir_p("x", D .. "/afile/a(b)/c", "--out") end,
+                     "x: cannot create --out '" .. D .. "/afile/a(b)/c'")
+  H.ok(e:find("(Not a directory)", 1, true), e)
+  local real = io.popen
+  io.popen = function() return nil, "no processes left" end
+  local ok, names = pcall(cli.list_dir, D)
+  io.popen = real
+  H.ok(ok and names == nil, "nil: " .. tostring(names))
+end)
+
+os.execute("rm -rf " .. q(D))
+end
+
 H.finish()
