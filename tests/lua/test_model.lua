@@ -1128,4 +1128,42 @@ H.case("generate: a stop table that is not a list is refused", function()
   m:free()
 end)
 
+-- (twenty-sixth session, mutation testing of the input layer: cases that fail on mutants the
+-- suite let through)
+do
+local jsonio = require "confit.jsonio"
+
+H.case("m:save: the source's dtype and quantization_config are not carried over; a source config.json broken since the load is passed over", function()
+  local dir = H.tmpdir()
+  assert(os.execute(("cp -r examples/toy/model %q/m && rm -f %q/m/metrics.json"):format(dir, dir)))
+  local c = assert(jsonio.read_json(dir .. "/m/config.json"))
+  c.dtype, c.quantization_config, c.bos_token_id = "bfloat16", {bits = 4}, 3
+  assert(jsonio.write_json_atomic(dir .. "/m/config.json", c))
+  local m = assert(confit.load(dir .. "/m"))
+  m:save(dir .. "/a")
+  local saved = assert(jsonio.read_json(dir .. "/a/config.json"))
+  H.eq(saved.bos_token_id, 3, "another key is kept")
+  H.eq(saved.dtype, nil, "dtype describes other weights than the f32 saved")
+  H.eq(saved.quantization_config, nil, "quantization_config too")
+  H.eq(saved.torch_dtype, "float32", "the core's torch_dtype")
+  -- the folder the model came from no longer holds a JSON object: the core's config.json alone
+  assert(jsonio.write_text_atomic(dir .. "/m/config.json", "not json"))
+  local ok, err = pcall(m.save, m, dir .. "/b")
+  H.ok(ok, "saved: " .. tostring(err))
+  saved = jsonio.read_json(dir .. "/b/config.json")
+  H.eq(type(saved) == "table" and saved.vocab_size, 257, "the core's keys")
+  H.eq(type(saved) == "table" and saved.bos_token_id, nil, "nothing taken from the broken file")
+  m:free()
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
+H.case("model.pad of empty sequences: an i64 [B, 0] tensor, lengths 0", function()
+  local t, lens = model.pad({{}, {}})
+  H.eq(table.concat(t:shape(), ","), "2,0", "shape")
+  H.eq(lens[1], 0); H.eq(lens[2], 0)
+  local t1 = model.pad({{}, {7}})
+  H.eq(table.concat(t1:shape(), ","), "2,1", "the longest row's length")
+end)
+end
+
 H.finish()
