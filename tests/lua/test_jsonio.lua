@@ -398,6 +398,18 @@ H.case("read_jsonl: opts.lines gives each record's text, where.linenos its line;
   -- only white space: no records, no error
   H.write(q, "\n \n")
   H.eq(#assert(jsonio.read_jsonl(q)), 0, "blank file")
+  -- trailing data after a value: an error at its line, for a record and for a whole JSON file
+  H.write(q, '{"a":1}\n{"a":2} x\n')
+  v, err = jsonio.read_jsonl(q)
+  H.eq(v, nil); H.ok(tostring(err):find(q .. ":2: Expected the end", 1, true), tostring(err))
+  local p = d .. "/two.json"
+  H.write(p, '{"a": 1}\n\n{"b": 2}\n')
+  v, err = jsonio.read_json(p)
+  H.eq(v, nil); H.ok(tostring(err):find(p .. ":3: Expected the end", 1, true), tostring(err))
+  -- CRLF line ends: the records read, the lines keep their "\r"
+  H.write(q, '{"a":1}\r\n{"a":2}\r\n')
+  local r4, l4 = jsonio.read_jsonl(q, {lines = true})
+  H.eq(#r4, 2, "CRLF records"); H.eq(l4[2], '{"a":2}\r', "the line as written")
   os.execute("rm -rf '" .. d .. "'")
 end)
 
