@@ -159,6 +159,21 @@ H.case("Wilson interval", function()
   H.raises(function() metrics.proportion_ci(3, 2) end, "k=3", "n=2")
 end)
 
+-- (mutation testing) n = 1: one success or one failure, by the formula of the header:
+-- (p + z^2/2n -/+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), which at p = 1, n = 1 is
+-- [1 / (1 + z^2), 1] and at p = 0 is [0, z^2 / (1 + z^2)]
+H.case("Wilson interval of one trial", function()
+  local z2 = 1.959963984540054 ^ 2
+  local lo, hi = metrics.proportion_ci(1, 1)
+  H.near(lo, 1 / (1 + z2), 1e-12, "1/1 lo"); H.eq(hi, 1, "1/1 hi")
+  lo, hi = metrics.proportion_ci(0, 1)
+  H.eq(lo, 0, "0/1 lo"); H.near(hi, z2 / (1 + z2), 1e-12, "0/1 hi")
+  -- 1 of 2: centre 1/2, half z sqrt(1/8 + z^2/16) / (1 + z^2/2)
+  lo, hi = metrics.proportion_ci(1, 2)
+  local half = math.sqrt(z2) * math.sqrt(1 / 8 + z2 / 16) / (1 + z2 / 2)
+  H.near(lo, 0.5 - half, 1e-12, "1/2 lo"); H.near(hi, 0.5 + half, 1e-12, "1/2 hi")
+end)
+
 H.case("mean interval uses Student t", function()
   local lo, hi = metrics.mean_ci({1, 2, 3})
   local half = 4.303 * 1 / math.sqrt(3)
@@ -166,6 +181,25 @@ H.case("mean interval uses Student t", function()
   H.near(metrics.t975(30), 2.042, 1e-3)
   H.near(metrics.t975(31), 2.040, 1e-3)
   H.near(metrics.t975(120), 1.980, 1e-3)
+end)
+
+-- (mutation testing) the header promises an error below 1e-4 past the table: checked against
+-- t(0.975, df) from a numerical inversion of the t distribution (Simpson's rule on the density,
+-- bisection); two values make the smallest interval, with t(0.975, 1) = 12.706
+H.case("t975 past the table within 1e-4; mean interval of two values", function()
+  for _, c in ipairs({{31, 2.039513}, {40, 2.021075}, {60, 2.000298}, {120, 1.979930}, {1000, 1.962339}}) do
+    H.near_abs(metrics.t975(c[1]), c[2], 1e-4, "t975(" .. c[1] .. ")")
+  end
+  -- the table decreases towards z = 1.96, and the expansion takes over below its last entry
+  for df = 2, 40 do
+    H.ok(metrics.t975(df) < metrics.t975(df - 1), "t975 decreases at df = " .. df)
+  end
+  H.ok(metrics.t975(10 ^ 6) > 1.959963984540054, "above z")
+  local lo, hi = metrics.mean_ci({0, 1})
+  local half = 12.706 * math.sqrt(0.5) / math.sqrt(2)
+  H.near(lo, 0.5 - half, 1e-12, "n = 2 lo"); H.near(hi, 0.5 + half, 1e-12, "n = 2 hi")
+  lo, hi = metrics.mean_ci({0.25})
+  H.eq(lo, 0.25, "n = 1: the mean alone"); H.eq(hi, 0.25)
 end)
 
 -- (audit) 3 problems at n = 4 with 1, 2 and 3 correct: 50.0 [-12.1, 112.1] unclipped. Shares
@@ -254,6 +288,41 @@ H.case("summarize refuses problems none of which has a field it reads, naming th
   H.eq(metrics.summarize({{}, {length = 7}}).mean_length, 7)
   H.eq(metrics.summarize({{boxed = false}}).box_rate, 0)
   H.eq(metrics.summarize({}).problems, 0)
+end)
+
+-- (mutation testing) every rate is over the problems that have its field: a problem without
+-- `boxed` is no unboxed one, and a summary without lengths or votes has no mean_length or maj
+-- (not nan); the errors point at the caller
+H.case("summarize: each rate over the problems that have its field; errors at the caller", function()
+  local s = metrics.summarize({{boxed = true, length = 10}, {correct = true}, {boxed = false, maj = 1}, {maj = false}})
+  H.near(s.box_rate, 1 / 2, 1e-15, "box_rate over the two with boxed")
+  H.eq(s.mean_length, 10, "mean_length over the one with a length")
+  H.near(s.maj, 1 / 2, 1e-15, "maj over the two with maj")
+  H.eq(s.acc, 1, "acc over the one with correct")
+  local t = metrics.summarize({{correct = false}})
+  H.eq(t.mean_length, nil, "no lengths"); H.eq(t.box_rate, nil, "no boxes"); H.eq(t.maj, nil, "no votes")
+  H.eq(t.acc, 0); H.eq(t.interval, "wilson95")
+  local u = metrics.summarize({{length = 3}})
+  H.eq(u.acc, nil, "no correct, no acc"); H.eq(u.acc_lo, nil); H.eq(u.interval, nil)
+  local here = "test_metrics.lua:"
+  for _, f in ipairs({
+    function() metrics.summarize({}, {k = 2}) end,
+    function() metrics.summarize({{n = 2, c = 3}}) end,
+    function() metrics.summarize({{n = 4, c = 2}, {n = 2, c = 1}}, {k = {4}}) end,
+    function() metrics.summarize({{correct = 2}}) end,
+    function() metrics.summarize({{maj = 2}}) end,
+    function() metrics.summarize({{}}) end,
+    function() metrics.summarize({}, {k = {0}}) end,
+    function() metrics.pass_at_k(2, 3, 1) end,
+    function() metrics.pass_at_k(2, 1, 3) end,
+    function() metrics.pass_at_k(-1, 0, 1) end,
+    function() metrics.proportion_ci(3, 2) end,
+    function() metrics.proportion_ci(-1, 2) end,
+    function() metrics.majority({"a"}, {key = function() end}) end,
+  }) do
+    local ok, err = pcall(f)
+    H.ok(not ok and tostring(err):find(here, 1, true), "the error names the caller's line: " .. tostring(err))
+  end
 end)
 
 H.finish()
