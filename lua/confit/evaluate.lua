@@ -80,13 +80,20 @@ evaluate.STOP_TOKENS = {"<|im_end|>", "<|endoftext|>"}
 
 -- The mode's template for a model (a confit.model with .dir, or a folder path): the prompt in
 -- the model's chat format (confit.chat.family), ChatML when that is unknown or there is no model.
-function evaluate.default_template(mode, model)
+-- (the name, or nil and why none can be chosen; evaluate.settings raises it at its caller's caller)
+local function default_template(mode, model)
   local dir = type(model) == "string" and model or (type(model) == "table" and model.dir) or nil
   local family, why, broken
   if dir then family, why, broken = chat.family(dir) end
   -- a broken tokenizer_config.json is no reason to take ChatML for a Llama folder without a word
-  if broken then error("evaluate: cannot choose the model's chat template: " .. tostring(why), 2) end
+  if broken then return nil, "cannot choose the model's chat template: " .. tostring(why) end
   return chat.default_template(mode, family)
+end
+
+function evaluate.default_template(mode, model)
+  local t, why = default_template(mode, model)
+  if not t then error("evaluate: " .. why, 2) end
+  return t
 end
 
 local NULL = jsonio.null
@@ -245,16 +252,16 @@ local function resolve_grader(g, mode)
   if g == nil then return evaluate.graders[mode] end
   if type(g) == "string" then
     local r = evaluate.graders[g]
-    if not r then fail(string.format("unknown grader %q (known: qwen, strict, toy)", g), 3) end
+    if not r then fail(string.format("unknown grader %q (known: qwen, strict, toy)", g), 4) end
     return r
   end
   for _, r in pairs(evaluate.graders) do if g == r then return r end end
   if type(g) ~= "table" or type(g.extract) ~= "function" or type(g.equal) ~= "function" then
-    fail("grader must be a name or a table with extract and equal functions", 3)
+    fail("grader must be a name or a table with extract and equal functions", 4)
   end
-  if g.key ~= nil and type(g.key) ~= "function" then fail("grader.key must be a function, got " .. type(g.key), 3) end
+  if g.key ~= nil and type(g.key) ~= "function" then fail("grader.key must be a function, got " .. type(g.key), 4) end
   if g.name ~= nil and (type(g.name) ~= "string" or g.name == "") then
-    fail("grader.name must be a non-empty string, got " .. show(g.name), 3)
+    fail("grader.name must be a non-empty string, got " .. show(g.name), 4)
   end
   return {name = g.name or "custom", named = g.name ~= nil, code = code_digest(g), extract = g.extract,
           equal = g.equal, key = g.key or function(a) return a end}
@@ -315,7 +322,9 @@ local function check_num(v, name, lo, hi)
 end
 
 -- Options with defaults applied and checked; model (optional): whose folder's chat format picks
--- the default template when opts gives neither template nor model_dir.
+-- the default template when opts gives neither template nor model_dir. Its errors name the line
+-- that called evaluate.run, check_resume or check_prompts (fail(..., 3); check_int and check_num
+-- one level deeper), not a line of this file.
 -- the options evaluate.run, check_resume and check_prompts read (the header lists them); another
 -- key is refused: a misspelt one (max_new_token) was dropped without a word before the
 -- twenty-second session
@@ -327,7 +336,7 @@ for _, k in ipairs(OPTION_NAMES) do KNOWN_OPTION[k] = true end
 
 function evaluate.settings(opts, model)
   opts = opts or {}
-  if type(opts) ~= "table" then fail("opts must be a table", 2) end
+  if type(opts) ~= "table" then fail("opts must be a table", 3) end
   for k in pairs(opts) do
     if not KNOWN_OPTION[k] then
       local names = {table.unpack(OPTION_NAMES)}
@@ -338,7 +347,7 @@ function evaluate.settings(opts, model)
   local s = {}
   s.mode = opts.mode or "qwen"
   if s.mode ~= "qwen" and s.mode ~= "strict" then
-    fail(string.format("mode must be \"qwen\" or \"strict\", got %q", tostring(s.mode)), 2)
+    fail(string.format("mode must be \"qwen\" or \"strict\", got %q", tostring(s.mode)), 3)
   end
   s.greedy = opts.greedy ~= false
   s.n = opts.n or 0
@@ -358,32 +367,37 @@ function evaluate.settings(opts, model)
   check_int(s.seed, "seed", 0)
   check_int(s.batch_size, "batch_size", 1)
   if s.n > 0 and s.temperature == 0 then
-    fail("sampled decoding (n > 0) needs temperature > 0; greedy is the separate greedy option", 2)
+    fail("sampled decoding (n > 0) needs temperature > 0; greedy is the separate greedy option", 3)
   end
-  if s.n == 0 and not s.greedy then fail("nothing to do: greedy is off and n = 0", 2) end
+  if s.n == 0 and not s.greedy then fail("nothing to do: greedy is off and n = 0", 3) end
   if s.stage ~= "before" and s.stage ~= "after" then
-    fail("stage must be \"before\" or \"after\", got " .. tostring(s.stage), 2)
+    fail("stage must be \"before\" or \"after\", got " .. tostring(s.stage), 3)
   end
-  if type(s.benchmark) ~= "string" or s.benchmark == "" then fail("benchmark must be a name", 2) end
-  local t = opts.template or evaluate.default_template(s.mode, opts.model_dir or model)
+  if type(s.benchmark) ~= "string" or s.benchmark == "" then fail("benchmark must be a name", 3) end
+  local t = opts.template
+  if not t then
+    local why
+    t, why = default_template(s.mode, opts.model_dir or model)
+    if not t then fail(why, 3) end
+  end
   if type(t) == "string" then
     if not chat.templates[t] then
       local names = {}
       for k in pairs(chat.templates) do names[#names + 1] = k end
       table.sort(names)
-      fail(string.format("unknown template %q (known: %s)", t, table.concat(names, ", ")), 2)
+      fail(string.format("unknown template %q (known: %s)", t, table.concat(names, ", ")), 3)
     end
     -- a template whose markers the model's tokenizer lacks as special tokens would spell
     -- <|im_start|> out in ordinary tokens: every prompt wrong, without a word
     local bad = marker_problem(t, type(model) == "table" and model.tokenizer or nil)
-    if bad then fail(bad, 2) end
+    if bad then fail(bad, 3) end
     s.template = t
     s.apply_template = function(q) return chat.apply(t, q) end
   elseif type(t) == "function" then
     s.template = "custom"
     s.apply_template = t
   else
-    fail("template must be a name or a function", 2)
+    fail("template must be a name or a function", 3)
   end
   s.grader = resolve_grader(opts.grader, s.mode)
   s.out_dir = opts.out_dir
@@ -684,14 +698,14 @@ local function completion_text(model, smp, injected, cache)
     end
     return tok:decode(toks, {skip_special = true})
   end
-  if type(smp.text) ~= "string" then fail("generate returned a sample without text", 4) end
+  if type(smp.text) ~= "string" then fail("generate returned a sample without text", 5) end
   return smp.text
 end
 
 local function sample_length(smp)
   if type(smp.tokens) == "table" then return #smp.tokens end
   if math.type(smp.length) == "integer" then return smp.length end
-  fail("generate returned a sample without tokens or length", 4)
+  fail("generate returned a sample without tokens or length", 5)
 end
 
 -- Log-probs at temperature 1 of completions sampled at another temperature (RUNDIR.md).

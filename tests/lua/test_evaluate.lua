@@ -306,6 +306,10 @@ H.case("resume skips finished problems, tolerates a torn last line, refuses othe
   st.top_p_among_top_k = nil
   assert(jsonio.write_json_atomic(spath, st))
   H.raises(function() evaluate.run(nil, PROBLEMS, o6) end, "other settings", "top_p_among_top_k")
+  -- top_p = 1 keeps every top_k id either way: nothing to tell apart
+  o6.top_p, o6.resume = 1, false
+  evaluate.run(nil, PROBLEMS, o6)
+  H.eq(assert(jsonio.read_json(spath)).top_p_among_top_k, nil, "top_p = 1")
 end)
 
 -- A template function or a grader table of one's own changed between runs: resume compared only
@@ -553,6 +557,62 @@ H.case("argument checks", function()
            "unknown option tempreature")
   H.raises(function() evaluate.run(nil, PROBLEMS, {generate = function() return {} end, progress = QUIET}) end,
            "0 samples for 3 prompts x n=1")
+end)
+
+-- (mutation testing) a hole at the first place, a toy question without an answer, the default
+-- batch size (8 problems a call), and the errors of the options at the caller's line
+H.case("argument checks: first-place holes, toy answers, default batch size, errors at the caller", function()
+  local g = fake(SCRIPT).generate
+  H.raises(function() evaluate.run(nil, {[2] = PROBLEMS[1]}, {generate = g}) end, "problems has a hole: no problem 1 (of 2)")
+  H.raises(function() evaluate.run(nil, {{prompt = "1+1="}}, {generate = g}) end, "problem 1 has no answer")
+  local script, probs = {}, {}
+  for i = 1, 9 do
+    local q = "item-" .. string.char(96 + i)
+    script[q] = {greedy = "\\boxed{" .. i .. "}"}
+    probs[i] = {id = i, question = q, answer = tostring(i)}
+  end
+  local f = fake(script)
+  local s = evaluate.run(nil, probs, {generate = f.generate, template = "plain", progress = QUIET})
+  H.eq(f.calls, 2, "9 problems at the default batch size 8: two calls")
+  H.eq(#f.prompts, 9); H.eq(s.acc, 1)
+  f = fake(script)
+  evaluate.run(nil, {table.unpack(probs, 1, 8)}, {generate = f.generate, template = "plain", progress = QUIET})
+  H.eq(f.calls, 1, "8 problems: one call")
+  -- a sample must say its length: its tokens, or an integer length
+  for _, smp in ipairs({{text = "\\boxed{5}"}, {text = "\\boxed{5}", length = 2.5}, {text = "x", length = "3"},
+                        {tokens = {1, 2}}}) do
+    local function gen(ps) local o = {}; for i in ipairs(ps) do o[i] = smp end; return o end
+    local err = H.raises(function() evaluate.run(nil, PROBLEMS, {generate = gen, progress = QUIET}) end,
+                         smp.text and "generate returned a sample without tokens or length"
+                         or "generate returned a sample without text")
+    H.ok(err:find("^tests/lua/test_evaluate.lua:%d+: "), "at the caller of evaluate.run: " .. err)
+  end
+  local dir = TMP .. "/broken-tc"
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  local fh = assert(io.open(dir .. "/tokenizer_config.json", "wb")); fh:write("{"); fh:close()
+  for _, call in ipairs({
+    function() evaluate.run(nil, PROBLEMS, {generate = g, n = 2, temperature = 0}) end,
+    function() evaluate.run(nil, PROBLEMS, {generate = g, greedy = false}) end,
+    function() evaluate.run(nil, PROBLEMS, {generate = g, template = 5}) end,
+    function() evaluate.run(nil, PROBLEMS, {generate = g, stage = "during"}) end,
+    function() evaluate.run(nil, PROBLEMS, {generate = g, top_p = 2}) end,
+    function() evaluate.run(nil, PROBLEMS, {generate = g, batch_size = 0}) end,
+    function() evaluate.run(nil, PROBLEMS, {generate = g, grader = "loose"}) end,
+    function() evaluate.run(nil, PROBLEMS, {generate = g, grader = {extract = print}}) end,
+    function() evaluate.run(nil, PROBLEMS, {generate = g, model_dir = dir}) end,
+    function() evaluate.check_resume({mode = "loose"}) end,
+    function() evaluate.check_prompts(PROBLEMS, {stage = "during"}) end,
+    function() evaluate.run(nil, PROBLEMS, {}) end,
+    function() evaluate.run(nil, {}, {generate = g}) end,
+    function() evaluate.run(nil, PROBLEMS, {generate = function() return {} end, progress = QUIET}) end,
+    function() evaluate.run(nil, PROBLEMS, {generate = g, template = function() return 1 end, progress = QUIET}) end,
+    function() evaluate.default_template("qwen", dir) end,
+    function() evaluate.summarize({{samples = 3}}) end,
+    function() evaluate.summarize({}, {ks = {0}}) end,
+  }) do
+    local ok, err = pcall(call)
+    H.ok(not ok and tostring(err):find("^tests/lua/test_evaluate.lua:%d+: "), "the error names the caller's line: " .. tostring(err))
+  end
 end)
 
 H.case("bench.load: a misspelt name lists the benchmarks; limit must be a count", function()
@@ -844,14 +904,22 @@ H.case("end to end with a tiny random model: records, counts, resume, rescoring"
   -- the same samples, log-probs equal within float rounding, and not the T = 0.5 ones
   m.core = real
   base.temperature, base.rescore = 0.5, nil
-  local scored = 0
-  local function count(_, ...) scored = scored + 1; return m:logprobs(...) end
+  local scored, scored_lens = 0, {}
+  local function count(_, ids, plens, o)
+    scored = scored + 1
+    for _, l in ipairs(o.lens) do scored_lens[#scored_lens + 1] = l end
+    return m:logprobs(ids, plens, o)
+  end
   local here = setmetatable({logprobs = count}, {__index = m})
   local elsewhere = setmetatable({device = function() return "cuda" end, logprobs = count}, {__index = m})
   local _, rs = evaluate.run(here, probs, base)
   H.eq(scored, 0, "no teacher-forced pass on the CPU")
   local _, rt = evaluate.run(elsewhere, probs, base)
   H.ok(scored > 0, "a teacher-forced pass elsewhere")
+  -- (mutation testing) the rows go in order of length (prompt + completion), shortest first
+  H.eq(#scored_lens, 12, "6 problems x 2 samples")
+  for i = 2, #scored_lens do H.ok(scored_lens[i - 1] <= scored_lens[i], "rows in order of length") end
+  H.ok(scored_lens[1] < scored_lens[12], "lengths differ: " .. table.concat(scored_lens, " "))
   base.rescore = false
   local _, rn = evaluate.run(m, probs, base)
   same_samples(rs, rt, 1e-4, "sampler's T = 1 score vs teacher forcing")
@@ -876,6 +944,11 @@ H.case("end to end with a tiny random model: records, counts, resume, rescoring"
   local _, rd = evaluate.run(dropping, probs, base)
   H.ok(scored > 0, "rescored")
   same_samples(rs, rd, 1e-4, "T = 1, not the sampling temperature's")
+  -- (mutation testing) sampled at T = 1, the samples' own log-probs are the records': no extra pass
+  scored = 0
+  base.temperature = 1.0
+  evaluate.run(elsewhere, probs, base)
+  H.eq(scored, 0, "T = 1: nothing rescored")
   m.core = real
   -- prompts near the context (128 positions) get fewer new tokens; too long ones are refused
   local long = string.rep("1+", 61) .. "1="                 -- 124 tokens: 4 new ones fit
@@ -888,6 +961,11 @@ H.case("end to end with a tiny random model: records, counts, resume, rescoring"
     evaluate.run(m, {{id = "huge", question = string.rep("1+", 64) .. "1=", answer = "1"}},
                  {grader = "toy", template = "plain", progress = QUIET})
   end, "problem huge", "130 tokens", "128 positions")
+  -- (mutation testing) a prompt that fills the context exactly leaves no room for one new token
+  H.raises(function()
+    evaluate.run(m, {{id = "full", question = string.rep("1+", 63) .. "1=", answer = "1"}},
+                 {grader = "toy", template = "plain", progress = QUIET})
+  end, "problem full", "128 tokens", "128 positions")
   -- (seventeenth session) a template whose markers the tokenizer lacks (the toy's has
   -- <|endoftext|> alone) is refused before anything runs: <|im_start|> was spelled out in bytes
   local ok, err = pcall(evaluate.run, m, {{id = "q", question = "1+1=", answer = "2"}},
