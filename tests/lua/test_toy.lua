@@ -338,6 +338,102 @@ H.case("toy_eval: mean_length over the greedy completions, sample_mean_length ov
   H.near(s2.mean_length, want, 1e-12); H.eq(s2.sample_mean_length, nil)
 end)
 
+-- (mutation testing) every key of the summary and every field of the records, by hand, from a
+-- stand-in whose samples differ by temperature and carry their own log-probs: two questions,
+-- n = 3. T = 0.5: question 1 gives 2 (direct, log p -1), 02 (stepwise, -20), 3 (direct, -2);
+-- question 2 gives no box (-0.5), 8 (direct, -30), 7 (stepwise, -3). T = 1.0: 3, 3, 2 and 7, 7, 7.
+-- Greedy: 2 (right) and 8 (wrong).
+H.case("toy_eval: every summary key and record field against hand-computed values", function()
+  local script = {
+    ["1+1="] = {greedy = "\\boxed{2}", t05 = {{"\\boxed{2}", -1}, {"1+1=2;\\boxed{02}", -20}, {"\\boxed{3}", -2}},
+                t10 = {"\\boxed{3}", "\\boxed{3}", "\\boxed{2}"}},
+    ["3+4="] = {greedy = "\\boxed{8}", t05 = {{"no box here", -0.5}, {"\\boxed{8}", -30}, {"3+4=7;\\boxed{7}", -3}},
+                t10 = {"\\boxed{7}", "\\boxed{7}", "\\boxed{7}"}},
+  }
+  local calls = {}
+  local m = {generate = function(_, prompts, o)
+    calls[#calls + 1] = o
+    local out = {}
+    for _, ids in ipairs(prompts) do
+      local e = script[toy.decode(ids)]
+      for j = 1, o.n do
+        local text, lp
+        if o.temperature == 0 then text, lp = e.greedy, -0.25
+        elseif o.temperature < 0.75 * o.scale_seen then text, lp = e.t05[j][1], e.t05[j][2]
+        else text, lp = e.t10[j], -4 end
+        out[#out + 1] = {text = text, tokens = toy.encode(text, true), logprob = lp,
+                         finish = j == 3 and "length" or "stop"}
+      end
+    end
+    return out
+  end}
+  local qs = {{prompt = "1+1=", answer = 2}, {prompt = "3+4=", answer = "7"}}
+  local function run(o)
+    local scale = o.temperature_scale or 1
+    local gen = m.generate
+    local mm = {generate = function(self, p, go) go.scale_seen = scale; return gen(self, p, go) end}
+    return toy_eval.run(mm, qs, o)
+  end
+  local s, recs = run({n = 3, rescore = false})
+  H.eq(s.samples, 3)
+  H.near(s.greedy_acc, 1 / 2, 1e-15, "greedy_acc")
+  H.near(s.pass1_t05, (2 / 3 + 1 / 3) / 2, 1e-15, "pass1_t05")
+  H.near(s.pass1_t10, (1 / 3 + 3 / 3) / 2, 1e-15, "pass1_t10")
+  -- votes: 2 and 02 are one answer (2 wins, right); 8 and 7 tie, 8 seen first (wrong)
+  H.near(s.maj3, 1 / 2, 1e-15, "maj3")
+  -- pass@2 = 1 - C(n-c, 2)/C(3, 2): c = 2 -> 1, c = 1 -> 1 - 1/3; pass@3 = 1 with any right
+  H.near(s.pass2, (1 + 2 / 3) / 2, 1e-15, "pass2"); H.near(s.pass3, 1, 1e-15, "pass3")
+  H.near(s.distinct_answers, (2 + 2) / 2, 1e-15, "distinct: {2, 3} and {8, 7}; no box is no answer")
+  H.near(s.direct_share, 3 / 6, 1e-15, "direct_share")
+  H.near(s.mean_length, 10, 1e-15, "greedy lengths: 9 bytes and the EOS")
+  H.near(s.sample_mean_length, (10 + 17 + 10 + 12 + 10 + 16) / 6, 1e-15, "sample_mean_length")
+  local conf = (math.exp(-1) + math.exp(-20) + math.exp(-2) + math.exp(-0.5) + math.exp(-30) + math.exp(-3)) / 6
+  H.near(s.mean_confidence, conf, 1e-15, "mean_confidence")
+  H.near(s.weight_share, 4 / 6, 1e-15, "weight_share: exp(-20), exp(-30) <= 1e-6")
+  -- the records
+  H.eq(#recs, 2)
+  local r1, r2 = recs[1], recs[2]
+  H.eq(r1.id, 1); H.eq(r2.id, 2); H.eq(r1.benchmark, "toy"); H.eq(r1.question, "1+1=")
+  H.eq(r1.answer, "2"); H.eq(r2.answer, "7")
+  H.eq(r1.greedy.correct, true); H.eq(r1.greedy.temperature, 0); H.eq(r1.greedy.length, 10)
+  H.eq(r2.greedy.correct, false); H.eq(r2.greedy.extracted, "8")
+  H.eq(#r1.samples, 3); H.eq(#r1.samples_t10, 3)
+  local x = r1.samples[2]
+  H.eq(x.completion, "1+1=2;\\boxed{02}"); H.eq(x.extracted, "02"); H.eq(x.correct, true)
+  H.eq(x.length, 17); H.eq(x.logprob, -20); H.eq(x.logprob_t, -20); H.eq(x.temperature, 0.5)
+  H.eq(x.boxed, true); H.eq(x.direct, false); H.eq(x.finished, true)
+  H.eq(r1.samples[3].finished, false, "finish = length"); H.eq(r1.samples[1].direct, true)
+  local y = r2.samples[1]
+  H.eq(y.extracted, nil); H.eq(y.correct, false); H.eq(y.boxed, false); H.eq(y.direct, false)
+  H.eq(r1.samples_t10[3].extracted, "2"); H.eq(r1.samples_t10[3].temperature, 1.0)
+  H.eq(r2.samples_t10[1].correct, true)
+  -- the calls: greedy, then T = 0.5 and T = 1 with seeds seed, seed + 1, seed + 2 (x 1000003 plus
+  -- the call's first question), 64 new tokens by default
+  H.eq(#calls, 3)
+  H.eq(calls[1].temperature, 0); H.eq(calls[1].n, 1); H.eq(calls[1].seed, 1 * 1000003 + 1)
+  H.eq(calls[2].temperature, 0.5); H.eq(calls[2].n, 3); H.eq(calls[2].seed, 2 * 1000003 + 1)
+  H.eq(calls[3].temperature, 1.0); H.eq(calls[3].n, 3); H.eq(calls[3].seed, 3 * 1000003 + 1)
+  for i = 1, 3 do H.eq(calls[i].max_new_tokens, 64, "max_new_tokens") end
+  -- chunks of one question: a call per question and temperature, seeds from each one's place
+  calls = {}
+  local s1 = run({n = 3, rescore = false, chunk = 1, seed = 5, max_new_tokens = 20, benchmark = "toy-x"})
+  H.eq(#calls, 6)
+  H.eq(calls[2].seed, 5 * 1000003 + 2); H.eq(calls[4].seed, 6 * 1000003 + 2); H.eq(calls[6].seed, 7 * 1000003 + 2)
+  H.eq(calls[1].max_new_tokens, 20)
+  for _, k in ipairs(toy_eval.keys(3)) do H.eq(s1[k], s[k], "chunks change nothing: " .. k) end
+  -- temperature_scale halves both temperatures under the same keys; pass1_t10 = false skips T = 1
+  calls = {}
+  local s2, recs2 = run({n = 3, rescore = false, temperature_scale = 0.5, pass1_t10 = false, greedy = false})
+  H.eq(#calls, 1); H.eq(calls[1].temperature, 0.25)
+  H.eq(s2.pass1_t10, nil); H.eq(recs2[1].samples_t10, nil); H.eq(recs2[1].greedy, nil)
+  H.eq(s2.greedy_acc, nil); H.eq(s2.sample_mean_length, nil)
+  H.near(s2.mean_length, 75 / 6, 1e-15, "no greedy: the samples' mean length")
+  H.near(s2.pass1_t05, s.pass1_t05, 1e-15); H.eq(recs2[1].samples[1].temperature, 0.25)
+  calls = {}
+  run({n = 3, rescore = false, temperature_scale = 0.5, greedy = false})
+  H.eq(calls[2].temperature, 0.5, "T = 1.0 scaled")
+end)
+
 -- recipes/pretrain_toy.lua's --out, with a tiny model (a fraction of a second a run) ---------------
 
 local pretrain = dofile("recipes/pretrain_toy.lua")
