@@ -235,6 +235,74 @@ H.case("answer diversity per problem and in the summary (hand-made records)", fu
   H.eq(rr[1].distinct_answers, nil, "greedy only: no diversity fields")
 end)
 
+-- (mutation testing) evaluate.summarize field by field on hand-made records: two problems, a
+-- greedy completion and three samples each. Problem 1: greedy right (4 tokens, boxed, finished);
+-- samples 1 (right, 2 tokens), 2 (6, cut at the limit), none (8, no box, cut). Problem 2: greedy
+-- wrong (8 tokens, no box, cut); samples 5, 5 (right, 3 tokens each), 4 (5 tokens).
+H.case("evaluate.summarize: every field by hand, with and without greedy completions", function()
+  local metrics = require "confit.metrics"
+  local function c(extracted, correct, length, boxed, finished)
+    return {completion = "x", extracted = extracted, correct = correct, length = length, boxed = boxed,
+            finished = finished}
+  end
+  local null = jsonio.null
+  local recs = {
+    {id = 1, answer = "1", greedy = c("1", true, 4, true, true),
+     samples = {c("1", true, 2, true, true), c("2", false, 6, true, false), c(null, false, 8, false, false)}},
+    {id = 2, answer = "5", greedy = c("3", false, 8, false, false),
+     samples = {c("5", true, 3, true, true), c("5", true, 3, true, true), c("4", false, 5, true, true)}},
+  }
+  local s = evaluate.summarize(recs, {grader = evaluate.graders.toy, benchmark = "b", mode = "qwen"})
+  H.eq(s.n, 2); H.eq(s.benchmark, "b"); H.eq(s.grader, "toy"); H.eq(s.samples, 3)
+  H.eq(s.acc, 0.5); H.eq(s.correct, 1)
+  local lo, hi = metrics.proportion_ci(1, 2)
+  H.eq(s.acc_ci95[1], lo); H.eq(s.acc_ci95[2], hi)
+  H.near(s["avg@3"], 0.5, 1e-15); H.near(s["pass@1"], 0.5, 1e-15)
+  lo, hi = metrics.mean_ci({1 / 3, 2 / 3}, 0, 1)
+  H.eq(s["pass@1_ci95"][1], lo); H.eq(s["pass@1_ci95"][2], hi)
+  -- pass@2 = 1 - C(3-c, 2)/C(3, 2): c = 1 -> 2/3, c = 2 -> 1; no pass@4 from 3 samples
+  H.near(s["pass@2"], (2 / 3 + 1) / 2, 1e-15, "pass@2"); H.eq(s["pass@4"], nil)
+  -- votes: 1 and 2 tie, 1 first (right); 5 (right)
+  H.eq(s["maj@3"], 1, "maj@3")
+  lo, hi = metrics.proportion_ci(2, 2)
+  H.eq(s["maj@3_ci95"][1], lo); H.eq(s["maj@3_ci95"][2], hi)
+  H.eq(s.distinct_answers, 2); H.near(s.modal_share, (1 / 3 + 2 / 3) / 2, 1e-15)
+  -- with greedy completions the headline length, box and truncation rates are theirs
+  H.eq(s.mean_length, 6, "greedy mean length"); H.eq(s.box_rate, 0.5); H.eq(s.truncated_rate, 0.5)
+  H.near(s.sample_mean_length, 27 / 6, 1e-15); H.near(s.sample_box_rate, 5 / 6, 1e-15)
+  -- the table: every column of the row, in percent (Wilson 1 of 2: 9.5..90.5)
+  local tab = evaluate.format_table({s})
+  local rows = {}
+  for line in tab:gmatch("[^\n]+") do rows[#rows + 1] = line end
+  H.eq(#rows, 3, "header, rule, one row: " .. tab)
+  local function cells(line)
+    local t = {}
+    for cell in (line .. "  "):gmatch("(%S.-)%s%s+") do t[#t + 1] = cell end
+    return table.concat(t, "|")
+  end
+  H.eq(cells(rows[1]), "benchmark|mode|grader|n|acc % [95% CI]|avg@n % [95% CI]|pass@2|maj@n|n samples|distinct|"
+       .. "mean len|box %|trunc %", "header")
+  H.eq(cells(rows[3]), "b|qwen|toy|2|50.0 [9.5, 90.5]|50.0 [0.0, 100.0]|83.3|100.0|3|2.00|6.0|50.0|50.0", "row")
+  -- opts.ks picks the k: pass@3 only (pass@1 is avg@n whatever ks says)
+  local s3 = evaluate.summarize(recs, {grader = evaluate.graders.toy, ks = {1, 3}})
+  H.eq(s3["pass@3"], 1); H.eq(s3["pass@2"], nil); H.near(s3["pass@1"], 0.5, 1e-15)
+  -- without greedy completions: the samples' rates under the headline names, no sample_* ones
+  for _, r in ipairs(recs) do r.greedy = nil end
+  local t = evaluate.summarize(recs, {grader = evaluate.graders.toy})
+  H.eq(t.acc, nil); H.eq(t.correct, nil); H.eq(t.acc_ci95, nil)
+  H.near(t.mean_length, 27 / 6, 1e-15); H.near(t.box_rate, 5 / 6, 1e-15)
+  H.near(t.truncated_rate, 2 / 6, 1e-15, "samples cut at the limit")
+  H.eq(t.sample_mean_length, nil); H.eq(t.sample_box_rate, nil)
+  -- records without `finished` (written before it was kept) have no truncation rate
+  for _, r in ipairs(recs) do for _, x in ipairs(r.samples) do x.finished = nil end end
+  H.eq(evaluate.summarize(recs, {grader = evaluate.graders.toy}).truncated_rate, nil)
+  -- a sampled run without greedy: has_box says whether any sample has a box
+  local script = {["Q-x"] = {samples = {"7", "8"}}, ["Q-y"] = {samples = {"7", "\\boxed{8}"}}}
+  local _, rr = evaluate.run(nil, {{id = 1, question = "Q-x", answer = "7"}, {id = 2, question = "Q-y", answer = "8"}},
+                             {generate = fake(script).generate, greedy = false, n = 2, progress = QUIET})
+  H.eq(rr[1].has_box, false); H.eq(rr[2].has_box, true)
+end)
+
 H.case("resume skips finished problems, tolerates a torn last line, refuses other settings", function()
   local dir = TMP .. "/resume"
   local opts = function(f) return {generate = f.generate, n = 4, out_dir = dir, batch_size = 1,
@@ -310,6 +378,23 @@ H.case("resume skips finished problems, tolerates a torn last line, refuses othe
   o6.top_p, o6.resume = 1, false
   evaluate.run(nil, PROBLEMS, o6)
   H.eq(assert(jsonio.read_json(spath)).top_p_among_top_k, nil, "top_p = 1")
+end)
+
+-- (mutation testing) the progress lines count the problems generated: none for a finished
+-- directory (it printed a bar of 0 problems)
+H.case("progress: lines while generating, none when everything is resumed", function()
+  local dir = TMP .. "/progress"
+  local lines = {}
+  local stream = {write = function(self, ...) for _, x in ipairs({...}) do lines[#lines + 1] = x end; return self end,
+                  flush = function(self) return self end}
+  local o = {generate = fake(SCRIPT).generate, out_dir = dir, progress = {mode = "plain", stream = stream}}
+  evaluate.run(nil, PROBLEMS, o)
+  local text = table.concat(lines)
+  H.ok(text:find("3/3", 1, true), "the problems counted: " .. text)
+  lines = {}
+  local s = evaluate.run(nil, PROBLEMS, o)
+  H.eq(s.resumed, 3)
+  H.eq(table.concat(lines), "", "nothing to generate, nothing printed")
 end)
 
 -- A template function or a grader table of one's own changed between runs: resume compared only
@@ -587,6 +672,12 @@ H.case("argument checks: first-place holes, toy answers, default batch size, err
                          or "generate returned a sample without text")
     H.ok(err:find("^tests/lua/test_evaluate.lua:%d+: "), "at the caller of evaluate.run: " .. err)
   end
+  -- a records file that cannot be appended to (a folder in its place)
+  local adir = TMP .. "/append-fails"
+  assert(os.execute("mkdir -p '" .. adir .. "/eval_before.jsonl/x'"))
+  local aerr = H.raises(function() evaluate.run(nil, PROBLEMS, {generate = g, out_dir = adir, resume = false, progress = QUIET}) end,
+                        "cannot append to " .. adir .. "/eval_before.jsonl")
+  H.ok(aerr:find("^tests/lua/test_evaluate.lua:%d+: "), "at the caller: " .. aerr)
   local dir = TMP .. "/broken-tc"
   assert(os.execute("mkdir -p '" .. dir .. "'"))
   local fh = assert(io.open(dir .. "/tokenizer_config.json", "wb")); fh:write("{"); fh:close()
