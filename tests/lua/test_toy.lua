@@ -496,6 +496,24 @@ H.case("toy_eval.run refuses counts it cannot use (chunk 0 looped on a zero step
   H.raises(function() toy_eval.run(m, q, {n = "2"}) end, 'n must be an integer >= 1, got "2"')
   H.raises(function() toy_eval.run(m, {{question = "1+1=", answer = 2}}, {n = 2}) end,
            "question 1 needs a prompt string", "prompt = nil", "it has question")
+  -- (mutation testing) each of these names the caller's line
+  for _, call in ipairs({
+    function() toy_eval.run(m, q, 3) end,
+    function() toy_eval.run(m, q, {temprature = 0.5}) end,
+    function() toy_eval.run({}, q) end,
+    function() toy_eval.run(m, q, {n = 0}) end,
+    function() toy_eval.run(m, q, {max_new_tokens = 0}) end,
+    function() toy_eval.run(m, {}) end,
+    function() toy_eval.run(m, q, {temperature_scale = math.huge}) end,
+    function() toy_eval.run(m, {5}) end,
+    function() toy_eval.run(m, {{prompt = 5}}) end,
+    function() toy_eval.format_table(5) end,
+    function() toy_eval.format_table({{"a", 1}}) end,
+    function() toy_eval.format_table({}, {keys = 1}) end,
+  }) do
+    local ok, err = pcall(call)
+    H.ok(not ok and tostring(err):find("^tests/lua/test_toy.lua:%d+: toy_eval%."), "at the caller: " .. tostring(err))
+  end
   m:free()
 end)
 
@@ -538,6 +556,10 @@ H.case("toy_eval's T = 1 record log-probs: the CPU sampler's, equal to teacher f
       H.near(a.logprob, b.logprob, 1e-4, "samples_t10 at T = 1")
     end
   end
+  -- (mutation testing) and at 2: the "T = 1" pass samples at 2, scored at T = 1 by the sampler
+  calls = 0
+  toy_eval.run(here, qs, {n = 2, max_new_tokens = 8, temperature_scale = 2})
+  H.eq(calls, 0, "temperature_scale 2: no teacher-forced pass on the CPU")
   m:free()
 end)
 
