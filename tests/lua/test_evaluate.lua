@@ -1212,6 +1212,33 @@ H.case("recipes/eval.lua: ids checked on the whole file before anything is writt
   H.ok(text:find("eval_before.jsonl:2:", 1, true) and text:find("remove that line to evaluate its problem again", 1, true), text)
 end)
 
+-- (mutation testing) the settings eval.lua keeps in config.json and summary.json, and its
+-- settings line, by default and with sampling, greedy off and a restart
+H.case("recipes/eval.lua: config.json, summary.json and the settings line say what ran", function()
+  local out = TMP .. "/eval-config"
+  local base = "--model examples/toy/model --bench toy --limit 2 --max-new-tokens 2 --progress off --out '" .. out .. "'"
+  local code, text = run_cmd(base .. " --no-resume")
+  H.eq(code, 0, text)
+  local cfg = assert(jsonio.read_json(out .. "/toy-mixed/config.json"))
+  H.eq(cfg.batch_size, 8, "batch_size"); H.eq(cfg.device, "cpu"); H.eq(cfg.dtype, "f32", "the CPU computes in f32")
+  H.eq(cfg.logprob_temperature, 1); H.eq(cfg.greedy, true); H.eq(cfg.n, 0); H.eq(cfg.seed, 0)
+  H.eq(cfg.temperature, 0.6); H.eq(cfg.top_p, 0.95); H.eq(cfg.top_k, 0); H.eq(cfg.max_new_tokens, 2)
+  H.eq(cfg.grader, "toy"); H.eq(cfg.template, "plain"); H.eq(cfg.toy_seed, 1); H.eq(cfg.mode, "qwen")
+  local top = assert(jsonio.read_json(out .. "/summary.json"))
+  H.eq(top.config.greedy, true); H.eq(top.config.n, 0); H.eq(top.config.device, "cpu")
+  H.eq(top.benchmarks["toy-mixed"].before.n, 2)
+  H.ok(text:find("eval: greedy true, samples 0, max new tokens 2\n", 1, true), text)
+  H.ok(not text:find("wait in", 1, true), "nothing set aside, nothing said: " .. text)
+  code, text = run_cmd(base .. " --n 2 --no-greedy --no-resume --temperature 0.7 --batch-size 3")
+  H.eq(code, 0, text)
+  H.ok(text:find("eval: greedy false, samples 2 at T=0.7 top_p=0.95, max new tokens 2\n", 1, true), text)
+  H.ok(text:find("eval: toy-mixed: --no-resume: the earlier results wait in " .. out .. "/superseded", 1, true), text)
+  top = assert(jsonio.read_json(out .. "/summary.json"))
+  H.eq(top.config.greedy, false); H.eq(top.config.n, 2)
+  cfg = assert(jsonio.read_json(out .. "/toy-mixed/config.json"))
+  H.eq(cfg.greedy, false); H.eq(cfg.n, 2); H.eq(cfg.temperature, 0.7); H.eq(cfg.batch_size, 3)
+end)
+
 H.case("recipes/eval.lua: user errors are one line with exit status 1", function()
   local code, text = run_cmd("--model " .. TMP .. "/no-such-model --bench aime24")
   H.eq(code, 1, text); H.ok(text:find("no%-such%-model"), text)

@@ -390,6 +390,9 @@ H.case("toy_eval: every summary key and record field against hand-computed value
   local conf = (math.exp(-1) + math.exp(-20) + math.exp(-2) + math.exp(-0.5) + math.exp(-30) + math.exp(-3)) / 6
   H.near(s.mean_confidence, conf, 1e-15, "mean_confidence")
   H.near(s.weight_share, 4 / 6, 1e-15, "weight_share: exp(-20), exp(-30) <= 1e-6")
+  -- the table of a map {name = summary} (pretrain_toy's {final = summary}) has its column
+  local tab = toy_eval.format_table({final = s})
+  H.ok(tab:find("^metric%s+final\n") and tab:find("\nmaj3%s+0%.5000\n") and tab:find("\npass2%s+0%.8333\n"), tab)
   -- the records
   H.eq(#recs, 2)
   local r1, r2 = recs[1], recs[2]
