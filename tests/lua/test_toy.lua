@@ -435,6 +435,26 @@ H.case("toy_eval: every summary key and record field against hand-computed value
   calls = {}
   run({n = 3, rescore = false, temperature_scale = 0.5, greedy = false})
   H.eq(calls[2].temperature, 0.5, "T = 1.0 scaled")
+  -- a model elsewhere is rescored at T = 1, 256 rows a forward by default (rescore_batch)
+  local rows = {}
+  local text = "\\boxed{2}"
+  local stub = {device = function() return "cuda" end,
+    generate = function(_, prompts, o)
+      local out = {}
+      for _ = 1, #prompts * o.n do out[#out + 1] = {text = text, tokens = toy.encode(text, true), logprob = -1, finish = "stop"} end
+      return out
+    end,
+    logprobs = function(_, _, plens)
+      rows[#rows + 1] = #plens
+      return {totable = function() local t = {}; for i = 1, #plens do t[i] = -2 end; return t end}
+    end}
+  local one = {{prompt = "1+1=", answer = 2}}
+  local _, rr = toy_eval.run(stub, one, {n = 257, greedy = false, pass1_t10 = false})
+  H.eq(table.concat(rows, ","), "256,1", "rows per rescoring forward")
+  H.eq(rr[1].samples[257].logprob, -2, "the T = 1 log-prob"); H.eq(rr[1].samples[257].logprob_t, -1)
+  rows = {}
+  toy_eval.run(stub, one, {n = 5, greedy = false, rescore_batch = 2})
+  H.eq(table.concat(rows, ","), "2,2,1", "the T = 0.5 samples, 2 rows a forward (the T = 1.0 ones need none)")
 end)
 
 -- recipes/pretrain_toy.lua's --out, with a tiny model (a fraction of a second a run) ---------------
