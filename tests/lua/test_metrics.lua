@@ -51,6 +51,8 @@ H.case("pass@k product form matches binomials and is stable for large n", functi
   -- huge counts finish (a loop over c terms of 2^53 - 1 never ended)
   H.near(metrics.pass_at_k(1e15, 1e15 - 1, 3), 1.0, 1e-12, "1e15 samples")
   H.near(metrics.pass_at_k(2 ^ 53 - 1, 3, 2), 0, 1e-12, "3 of 2^53 - 1")
+  -- (mutation testing) fewer wrong samples than k: 1 at once, not after a product of 2^51 factors
+  H.eq(metrics.pass_at_k(2 ^ 52, 2 ^ 51, 2 ^ 52), 1.0, "2^51 of 2^52, k = 2^52")
 end)
 
 H.case("pass@k argument errors", function()
