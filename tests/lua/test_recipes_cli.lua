@@ -196,7 +196,7 @@ local CASES = {
   -- --help said --out had no default
   {"rlsc", "--method temp_only --no-eval " .. R_OUT, 1, {"--method temp_only trains nothing", "drop --no-eval"}},
   {"rlsc", "--help", 0, {"--out                    string  default runs/rlsc-<UTC time>"}},
-  {"eval", "--model " .. q(BADTC) .. " --bench gsm8k --limit 1 --out " .. q(TMP .. "/badtc-eval"), 1,
+  {"eval", "--model " .. q(BADTC) .. " --data " .. q(GOOD) .. " --limit 1 --out " .. q(TMP .. "/badtc-eval"), 1,
    {"cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:", "--template"}},
   {"rlsc", "--model " .. q(BADTC) .. " --data " .. q(GOOD) .. " " .. R_OUT, 1,
    {"--template auto: cannot choose the model's chat template", BADTC .. "/tokenizer_config.json:1:"}},
