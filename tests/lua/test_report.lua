@@ -18,6 +18,19 @@ local function tmpdir()
   return d
 end
 
+-- Write files {name = text, or a Lua value (JSON), or a list of records (JSONL: a name ending
+-- .jsonl)} into dir (made when missing); returns dir.
+local function put_tree(dir, files)
+  assert(os.execute("mkdir -p " .. sh_quote(dir)))
+  for name, v in pairs(files) do
+    if type(v) == "string" then
+      local f = assert(io.open(dir .. "/" .. name, "wb")); f:write(v); f:close()
+    elseif name:match("%.jsonl$") then assert(jsonio.write_jsonl_atomic(dir .. "/" .. name, v))
+    else assert(jsonio.write_json_atomic(dir .. "/" .. name, v)) end
+  end
+  return dir
+end
+
 local slurp = H.read
 
 local function count(s, pat)
@@ -736,21 +749,8 @@ local jsonio = require "confit.jsonio"
 local report = require "confit.report"
 local cli = require "confit.cli"
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-local root = os.tmpname(); os.remove(root)
-assert(os.execute("mkdir -p " .. q(root)))
-
--- files {name = text or a Lua value (JSON) or a list of records (JSONL, name ending .jsonl)}
-local function put(dir, files)
-  assert(os.execute("mkdir -p " .. q(dir)))
-  for name, v in pairs(files) do
-    if type(v) == "string" then
-      local f = assert(io.open(dir .. "/" .. name, "wb")); f:write(v); f:close()
-    elseif name:match("%.jsonl$") then assert(jsonio.write_jsonl_atomic(dir .. "/" .. name, v))
-    else assert(jsonio.write_json_atomic(dir .. "/" .. name, v)) end
-  end
-  return dir
-end
+local q, put = sh_quote, put_tree
+local root = tmpdir()
 
 -- the interval cell the accuracy table shows for a share interval
 local function ci_text(lo, hi) return ("[%.1f, %.1f]"):format(100 * lo, 100 * hi) end
@@ -917,20 +917,8 @@ do
 local jsonio = require "confit.jsonio"
 local report = require "confit.report"
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-local root = os.tmpname(); os.remove(root)
-assert(os.execute("mkdir -p " .. q(root)))
-
-local function put(dir, files)
-  assert(os.execute("mkdir -p " .. q(dir)))
-  for name, v in pairs(files) do
-    if type(v) == "string" then
-      local f = assert(io.open(dir .. "/" .. name, "wb")); f:write(v); f:close()
-    elseif name:match("%.jsonl$") then assert(jsonio.write_jsonl_atomic(dir .. "/" .. name, v))
-    else assert(jsonio.write_json_atomic(dir .. "/" .. name, v)) end
-  end
-  return dir
-end
+local q, put = sh_quote, put_tree
+local root = tmpdir()
 
 local Z = 1.959963984540054   -- the 97.5% normal quantile the report uses
 local function f1(x) return ("%.1f"):format(x) end
