@@ -334,7 +334,8 @@ local OPTION_NAMES = {"mode", "template", "grader", "greedy", "n", "temperature"
 local KNOWN_OPTION = {}
 for _, k in ipairs(OPTION_NAMES) do KNOWN_OPTION[k] = true end
 
-function evaluate.settings(opts, model)
+-- (its errors name the line that called its caller: evaluate.run's, or evaluate.settings')
+local function settings(opts, model)
   opts = opts or {}
   if type(opts) ~= "table" then fail("opts must be a table", 3) end
   for k in pairs(opts) do
@@ -413,6 +414,13 @@ function evaluate.settings(opts, model)
     s.device = model:device()
   end
   s.dtype = s.device == "cpu" and "f32" or opts.dtype     -- the CPU computes in f32
+  return s
+end
+
+-- Not a tail call: the wrapper is the frame evaluate.run is for the internal calls, so an error
+-- names the line that called evaluate.settings.
+function evaluate.settings(opts, model)
+  local s = settings(opts, model)
   return s
 end
 
@@ -609,7 +617,7 @@ local function unreadable(path, err)
 end
 
 function evaluate.check_resume(opts, problems)
-  local s = evaluate.settings(opts)
+  local s = settings(opts)
   if not s.out_dir or not s.resume then return nil end
   local path = s.out_dir .. "/eval_" .. s.stage .. ".jsonl"
   local conflict = resume_conflict(path, identity(s),
@@ -786,7 +794,7 @@ function evaluate.check_prompts(problems, opts, tokenizer, ctx)
   if ctx and not (type(tokenizer) == "userdata" or type(tokenizer) == "table") then
     fail("check_prompts: tokenizer must be a tokenizer (confit.tokenizer), got " .. type(tokenizer), 2)
   end
-  local s = evaluate.settings(opts, nil)
+  local s = settings(opts, nil)
   local bad, list = list_problem(problems)
   if bad then return bad end
   bad = marker_problem(s.template, tokenizer)
@@ -1136,7 +1144,7 @@ end
 
 function evaluate.run(model, problems, opts)
   opts = opts or {}
-  local s = evaluate.settings(opts, model)
+  local s = settings(opts, model)
   if type(problems) ~= "table" then fail("problems must be a list", 2) end
   local injected = opts.generate ~= nil
   if injected and type(opts.generate) ~= "function" then fail("opts.generate must be a function", 2) end

@@ -698,6 +698,9 @@ H.case("argument checks: first-place holes, toy answers, default batch size, err
     function() evaluate.run(nil, PROBLEMS, {generate = function() return {} end, progress = QUIET}) end,
     function() evaluate.run(nil, PROBLEMS, {generate = g, template = function() return 1 end, progress = QUIET}) end,
     function() evaluate.default_template("qwen", dir) end,
+    function() evaluate.settings({mode = "loose"}) end,
+    function() evaluate.settings({greedy = false}) end,
+    function() evaluate.settings({seed = -1}) end,
     function() evaluate.summarize({{samples = 3}}) end,
     function() evaluate.summarize({}, {ks = {0}}) end,
   }) do
