@@ -101,6 +101,9 @@ local function decode_records(path, data)
   for line in (data .. "\n"):gmatch("([^\n]*)\n") do
     lineno = lineno + 1
     if line:match("%S") then
+      if line:sub(1, 3) == "\239\187\191" then -- read_all took the file's own mark away
+        error(string.format("%s:%d: a byte order mark inside the file (only its first line may start with one)", path, lineno), 0)
+      end
       local rec, err = jsonio.decode(line)
       if rec == nil then
         error(string.format("%s:%d: malformed JSON: %s", path, lineno, (err:gsub("^jsonio: ", ""))), 0)

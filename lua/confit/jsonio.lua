@@ -204,7 +204,6 @@ local function no_bom(text)
 end
 
 local function decode_root(text)
-  text = no_bom(text)
   local ok, v = pcall(strict.decode, text)
   if not ok then
     -- cjson's own extensions were the only fault: say so (the position stays in the message)
@@ -222,7 +221,7 @@ end
 
 -- Value of a JSON text, or nil, message.
 function M.decode(text)
-  local v, err = decode_root(text)
+  local v, err = decode_root(no_bom(text))
   if v == nil and err then return nil, "jsonio: " .. err end
   return v
 end
@@ -288,6 +287,7 @@ function M.read_jsonl(path, opts)
   if opts ~= nil and type(opts) ~= "table" then error("jsonio.read_jsonl: opts must be a table, got " .. type(opts), 2) end
   local text, err = read_all(path)
   if not text then return nil, err end
+  text = no_bom(text) -- a mark starts the file, not each line
   local lines = opts and opts.lines and {} or nil
   local where = {linenos = {}}
   local out, lineno, pos = {}, 0, 1
@@ -297,6 +297,9 @@ function M.read_jsonl(path, opts)
     lineno = lineno + 1
     pos = (nl or #text) + 1
     if line:find("%S") then
+      if line:sub(1, 3) == "\239\187\191" then
+        return nil, string.format("%s:%d: a byte order mark inside the file (only its first line may start with one)", path, lineno)
+      end
       local v, derr = decode_root(line)
       if v == nil then
         if not nl and opts and opts.partial_tail then where.dropped = lineno; break end

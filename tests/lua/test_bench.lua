@@ -80,6 +80,11 @@ H.case("a byte order mark is skipped; items say where they come from", function(
   items = assert(bench.load(p))
   H.eq(items[1].where, p .. ": element 1")
   os.remove(p)
+  -- two files joined with cat: the second one's mark is inside the file
+  p = write_tmp('{"question": "a", "answer": 1}\n\239\187\191{"question": "b", "answer": 2}\n')
+  local ok, err = pcall(bench.load, p)
+  H.ok(not ok and err:find(p .. ":2: a byte order mark inside the file", 1, true), tostring(err))
+  os.remove(p)
 end)
 
 H.case("null records, NaN and a folder are named", function()
