@@ -220,7 +220,9 @@ local function pad_rows(seqs, pad_id, what)
     for t = 1, maxlen do r[t] = s[t] or pad_id end
     rows[i] = r
   end
-  local t = require("confit").tensor(rows, {dtype = "i64"})
+  local confit = require("confit")
+  -- no sequences: still a batch, [0, 0] (a list of no rows would make a 1-d tensor)
+  local t = #rows == 0 and confit.zeros({0, 0}, {dtype = "i64"}) or confit.tensor(rows, {dtype = "i64"})
   PADDED[t] = {lens = table.move(lens, 1, #lens, 1, {}), pad = pad_id}   -- a copy: the caller may change its lens
   return t, lens
 end

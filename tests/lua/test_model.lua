@@ -756,6 +756,10 @@ H.case("model.pad: right padding into an i64 tensor with lens", function()
   H.eq(ids:shape()[1], 2, "rows"); H.eq(ids:shape()[2], 3, "cols")
   H.eq(lens[1], 3, "len 1"); H.eq(lens[2], 1, "len 2")
   H.eq(ids:get(2, 3), 0, "pad id")
+  -- an empty batch is still two-dimensional: [0, 0], as {{}} is [1, 0]
+  local e, elens = model.pad({})
+  H.eq(table.concat(e:shape(), "x"), "0x0", "no sequences"); H.eq(#elens, 0)
+  H.eq(table.concat(model.pad({{}}):shape(), "x"), "1x0", "one empty sequence")
 end)
 
 H.case("model methods refuse bad arguments by name", function()
