@@ -665,8 +665,10 @@ H.case("B1: Ctrl-C (SIGINT) to ablate alone stops the grid after the running run
   write(gridf, ("return {base = {ready = %q}, grid = {seed = {1, 2}}, out = %q, recipe = %q}"):format(ready, out, recipe))
   local sh = table.concat({
     "CONFIT_EXE='%s' '%s' recipes/ablate.lua '%s' > '%s' 2>&1 & pid=$!",
-    "(sleep 20; kill -KILL $pid) >/dev/null 2>&1 & wd=$!",
-    "i=0; while [ ! -e '%s' ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done",
+    -- (generous limits: under a loaded machine the run may take many seconds to start; they
+    -- cost nothing when it is quick)
+    "(sleep 120; kill -KILL $pid) >/dev/null 2>&1 & wd=$!",
+    "i=0; while [ ! -e '%s' ] && [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done",
     "kill -INT $pid; wait $pid; st=$?; kill $wd 2>/dev/null; echo $st"}, "\n")
   local p = assert(io.popen("sh -c '" .. sh:format(EXE, EXE, gridf, outf, ready):gsub("'", "'\\''") .. "'"))
   local st = tonumber(p:read("a"):match("%d+"))
