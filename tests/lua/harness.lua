@@ -4,6 +4,24 @@ local H = {}
 local passed, failed, skipped = 0, 0, 0
 local current = "?"
 
+-- Every name os.tmpname hands out while a test file runs (its own and those of the library code
+-- it calls) is removed, with what was put there, when the file ends through H.finish or
+-- H.skip_all: the suite leaves the temporary folder as it found it. CONFIT_KEEP_TMP=1 keeps them
+-- (to look at after a run); a file that dies on an error keeps them too.
+local temp_names, system_tmpname = {}, os.tmpname
+function os.tmpname()
+  local name = system_tmpname()
+  temp_names[#temp_names + 1] = name
+  return name
+end
+local function remove_temp_names()
+  if os.getenv("CONFIT_KEEP_TMP") == "1" or #temp_names == 0 then return end
+  local quoted = {}
+  for i, name in ipairs(temp_names) do quoted[i] = "'" .. name:gsub("'", "'\\''") .. "'" end
+  os.execute("rm -rf -- " .. table.concat(quoted, " ") .. " 2>/dev/null")
+  temp_names = {}
+end
+
 function H.case(name, fn)
   current = name
   local ok, err = xpcall(fn, debug.traceback)
@@ -19,6 +37,7 @@ end
 -- Skip the whole file (exit 77, which ctest reports as skipped).
 function H.skip_all(why)
   print("SKIP: " .. why)
+  remove_temp_names()
   os.exit(77)
 end
 
@@ -126,6 +145,7 @@ end
 
 function H.finish()
   print(string.format("%d passed, %d failed, %d skipped", passed, failed, skipped))
+  remove_temp_names()
   os.exit(failed == 0 and 0 or 1)
 end
 
