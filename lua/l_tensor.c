@@ -343,7 +343,10 @@ static void read_opts(lua_State *L, int idx, const char *fn, ctor_opts *o) {
     } else if (strcmp(k, "requires_grad") == 0) {
       o->requires_grad = lua_toboolean(L, -1);
     } else if (strcmp(k, "seed") == 0) {
-      o->seed = check_int(L, lua_gettop(L), fn, "seed");
+      /* an option, not an argument: check_int's "argument #n" would number a scratch slot */
+      int ok = 0;
+      if (lua_type(L, -1) == LUA_TNUMBER) o->seed = lua_tointegerx(L, -1, &ok);
+      if (!ok) luaL_error(L, "%s: option seed: expected an integer, got %s", fn, shown_int_arg(L, lua_gettop(L)));
       o->has_seed = true;
     } else if (strcmp(k, "device") == 0) {
       o->device = cf_lua_checkdevice(L, -1, fn, "option device");
