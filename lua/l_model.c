@@ -415,7 +415,8 @@ static int model_config(lua_State *L) {
 /* m:set_recompute(on) -> previous: activation recomputation per layer in the training forward. */
 static int model_set_recompute(lua_State *L) {
   cf_qwen2 *m = check_model(L, 1);
-  luaL_checktype(L, 2, LUA_TBOOLEAN);
+  if (lua_type(L, 2) != LUA_TBOOLEAN) /* luaL_checktype's "bad argument #1 to '?'" under a pcall */
+    luaL_error(L, "set_recompute: argument #1 (on): expected a boolean, got %s", luaL_typename(L, 2));
   lua_pushboolean(L, m->recompute);
   m->recompute = lua_toboolean(L, 2);
   return 1;

@@ -158,7 +158,10 @@ function Model:parameters() return self.core:parameters() end
 function Model:param_names() return self.core:param_names() end
 -- m:set_recompute(on) -> previous: activation recomputation per layer (keep only each layer's
 -- input in the forward, run the layer again in backward: same gradients, less memory).
-function Model:set_recompute(on) return self.core:set_recompute(on) end
+function Model:set_recompute(on)
+  local prev = core_results(pcall(self.core.set_recompute, self.core, on)) -- errors at the caller's line
+  return prev
+end
 function Model:set_param(name, t)
   if type(name) ~= "string" then error("set_param: argument #1 (name): expected a parameter's name, got " .. type(name), 2) end
   if not core.is_tensor(t) then error("set_param: argument #2 (value): expected a tensor, got " .. type(t), 2) end
