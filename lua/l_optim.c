@@ -404,7 +404,7 @@ static int m_load_state(lua_State *L) {
       o = check_optim(L, 1);
       if (!lua_isnil(L, -1)) {
         cf_tensor *t = cf_lua_totensor(L, -1);
-        if (!t) luaL_error(L, "load_state: state entry %d/%d is not a tensor", i + 1, s + 1);
+        if (!t) luaL_error(L, "load_state: %s.%d is a %s, not a tensor", slot, i + 1, luaL_typename(L, -1));
         if (!cf_same_shape(t, o->params[i])) {
           char a[128], b[128];
           luaL_error(L, "load_state: state of parameter %d is %s, the parameter is %s", i + 1,

@@ -207,4 +207,67 @@ H.case("m:set_param and m:set_recompute: names and kinds", function()
   H.eq(m:set_recompute(false), true, "previous setting")
 end)
 
+-- ---------------------------------------------------------------- optimizers (l_optim.c)
+
+H.case("optimizers: parameters and options", function()
+  local w = confit.zeros(2, 2):requires_grad_()
+  local O = confit.optim
+  H.raises(function() O.adamw({w, b = w}) end, "adamw: the parameter table mixes a list with other keys")
+  H.raises(function() O.adamw({w, 5}) end, "adamw: entry 2 of the parameter list is a number, not a tensor")
+  H.raises(function() O.sgd({a = w, b = 5}) end, "sgd: parameter 'b' is a number, not a tensor")
+  H.raises(function() O.adamw({w}, {lr = "0.1"}) end, "adamw: lr must be a number, got string")
+  H.raises(function() O.adamw({w}, {betas = {0.9}}) end, "adamw: betas must be a table of two numbers {beta1, beta2}")
+  H.raises(function() O.adamw({w}, {betas = {0.9, 0.99, 0.5}}) end, "adamw: betas must be a table of two numbers")
+  H.raises(function() O.sgd({w}, {nesterov = 1}) end, "sgd: nesterov must be a boolean")
+  H.raises(function() O.adamw({w}, {state_dtype = "f16"}) end, "adamw: state_dtype must be \"f32\" or \"bf16\", got \"f16\"")
+  H.raises(function() O.adamw({w}, {state_dtype = 5}) end, "adamw: state_dtype must be \"f32\" or \"bf16\", got a number")
+  H.raises(function() O.adamw({w}, {momentum = 0.9}) end, "adamw: unknown option 'momentum'")
+  H.raises(function() O.adamw({w}, {lr = -1}) end, "adamw: lr must be >= 0, got -1")
+  local opt = O.adamw({w}, {lr = 0.5})
+  H.raises(function() opt.lr = -1 end, "lr must be >= 0, got -1")
+  H.eq(opt.lr, 0.5, "the refused lr was not kept")
+  opt:free()
+end)
+
+H.case("clip_grad_norm: its option", function()
+  local w = confit.zeros(2):requires_grad_()
+  w.grad = confit.full({2}, 0 / 0)
+  H.raises(function() confit.optim.clip_grad_norm({w}, 1, {strict = true}) end,
+           "clip_grad_norm: unknown option 'strict' (expected error_if_nonfinite)")
+  H.raises(function() confit.optim.clip_grad_norm({w}, 1, {error_if_nonfinite = true}) end,
+           "clip_grad_norm: the gradients' total norm is nan")
+  local n = confit.optim.clip_grad_norm({w}, 1)
+  H.ok(n ~= n, "without the option: the NaN norm is returned")
+end)
+
+H.case("opt:load_state: every refusal, and the hyperparameters it restores", function()
+  local w = confit.zeros(2, 2):requires_grad_()
+  local a = confit.optim.adamw({w}, {lr = 0.5})
+  local sgd = confit.optim.sgd({w})
+  H.raises(function() a:load_state(sgd:state()) end, "load_state: the state is of a sgd optimizer, this one is adamw")
+  local st = a:state(); st.nparams = 0
+  H.raises(function() a:load_state(st) end, "load_state: the state has 0 parameters, this optimizer 1")
+  st = a:state(); st.steps = -1
+  H.raises(function() a:load_state(st) end, "load_state: steps must be an integer in [0, 2^53], got -1")
+  st = a:state(); st["step.1"] = 3
+  H.raises(function() a:load_state(st) end, "load_state: step.1 must be an integer in [0, steps = 0], got 3")
+  w.grad = confit.ones(2, 2)
+  a:step()
+  st = a:state(); st["exp_avg.1"] = confit.zeros(3)
+  H.raises(function() a:load_state(st) end, "load_state: state of parameter 1 is [3], the parameter is [2 x 2]")
+  st = a:state(); st["exp_avg_sq.1"] = confit.full({2, 2}, 0 / 0)
+  H.raises(function() a:load_state(st) end, "load_state: exp_avg_sq.1 holds NaN or inf")
+  st = a:state(); st["master.1"] = confit.zeros(2, 2)
+  H.raises(function() a:load_state(st) end, "load_state: the state has a master copy of parameter 1 (trained as bf16)")
+  st = a:state(); st["exp_avg.1"] = 5
+  H.raises(function() a:load_state(st) end, "load_state: exp_avg.1 is a number, not a tensor")
+  -- the saved hyperparameters replace the optimizer's own
+  st = a:state(); st.lr = 0.25; st.weight_decay = 0.5
+  a.lr = 1
+  a:load_state(st)
+  H.eq(a.lr, 0.25, "lr from the state")
+  H.eq(a.weight_decay, 0.5, "weight_decay from the state")
+  a:free(); sgd:free()
+end)
+
 H.finish()
