@@ -121,7 +121,7 @@ H.case("no effect without gradients; the model may be freed before backward", fu
   H.ok(ref_lp[1] < 0, "reference log-prob")
   H.raises(function() m:set_recompute(true) end, "model was freed")
   local m2 = confit.load("tests/fixtures/tiny_qwen2")
-  H.raises(function() m2:set_recompute("yes") end, "boolean expected")
+  H.raises(function() m2:set_recompute("yes") end, "set_recompute: argument #1 (on): expected a boolean, got string")
   H.eq(m2:set_recompute(true), false, "returns the previous setting")
   H.eq(m2:set_recompute(false), true, "returns the previous setting")
 end)
