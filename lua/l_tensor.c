@@ -783,7 +783,10 @@ static int list_arg(op_ctx *c, int ai, cf_args *a, bool perm, const cf_tensor *r
     if (table) { lua_rawgeti(L, ai, k + 1); idx = lua_gettop(L); }
     int ok = 0;
     lua_Integer x = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &ok) : 0;
-    if (!ok) luaL_error(L, "%s: %s entry %d is not an integer", c->op->name, what, k + 1);
+    if (!ok) {
+      const char *got = lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx);
+      luaL_error(L, "%s: %s entry %d is not an integer, got %s", c->op->name, what, k + 1, got);
+    }
     if (perm) {
       int nd = ref ? ref->ndim : 0;
       if (x >= 1 && x <= nd) x -= 1;

@@ -76,8 +76,8 @@ H.case("ops: a dim or permutation entry one past either end is refused", functio
   H.raises(function() return t:permute({2, 1, 1, 1, 1, 1, 1, 1, 1}) end, "permute: permutation has 9 entries, at most 8")
   H.raises(function() return t:reshape({1, 1, 1, 1, 1, 1, 1, 1, 6}) end, "reshape: shape has 9 entries, at most 8")
   H.raises(function() return t:reshape(1, 1, 1, 1, 1, 1, 1, 1, 6) end, "reshape: shape has 9 entries, at most 8")
-  H.raises(function() return t:reshape({2, "3"}) end, "reshape: shape entry 2 is not an integer")
-  H.raises(function() return t:reshape({3, 2.5}) end, "reshape: shape entry 2 is not an integer")
+  H.raises(function() return t:reshape({2, "3"}) end, "reshape: shape entry 2 is not an integer, got string")
+  H.raises(function() return t:reshape({3, 2.5}) end, "reshape: shape entry 2 is not an integer, got 2.5")
 end)
 
 H.case("ops: indices, counts and optional numbers", function()
