@@ -507,6 +507,42 @@ local CASES = {
   {"eq", "5 \\text{m}/\\text{s}", "6", false},
   {"eq", "5m/s", "5", false},
   {"es", "5 \\text{m}/\\text{s}", "5", true},
+  -- (twenty-seventh session, mutation testing) rules no case above held to
+  -- a period after a trailing unit: the unit still goes (strict mode's box has no clean-up)
+  {"n", "10\\text{ cm}.", "10"},
+  {"es", "10\\text{ cm}.", "10", true},
+  -- a space between a unit command and its brace ("\text {cm}" is "\text{cm}" to TeX)
+  {"eq", "10 \\text {cm}", "10", true},
+  -- \leq is \le (as \geq is \ge), the degree sign goes, the "z \in" and "x \to" prefixes go
+  {"es", "x \\leq 3", "x\\le 3", true},
+  {"n", "90\194\176", "90"},
+  {"es", "90\194\176", "90", true},
+  {"n", "z \\in (0, 1]", "(0,1]"},
+  {"n", "x \\to \\infty", "\\infty"},
+  -- a row break ending the answer ("x = 5 \\\\" from an aligned environment), a trailing comma
+  {"eq", "x = 5 \\\\", "5", true},
+  {"eq", "1, 2, 3,", "(1,2,3)", true},
+  -- a matrix whose last row ends in a row break is the same matrix
+  {"eq", "\\begin{pmatrix} 1 \\\\ 2 \\\\ \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", true},
+  -- thousands separators follow a head of at most three digits: "1234,567" is a list
+  {"eq", "1234,567", "1234567", false},
+  -- equations with nothing on the right are no answers alike; a chain of two "=" is no equation
+  -- of its first two sides
+  {"eq", "x=", "y=", false},
+  {"eq", "a+b=c+d=5", "a+b=c+d", false},
+  -- tuple elements are compared as answers of their own, "x=" prefixes dropped (as the harness's
+  -- math_equal does per element)
+  {"eq", "(x=1, y=2)", "(1,2)", true},
+  -- a union's intervals compare element by element; a union is no list, a tuple no column vector
+  {"eq", "(0, \\frac{1}{2}) \\cup (1, 2)", "(0,0.5)\\cup(1,2)", true},
+  {"eq", "(1,2)\\cup(3,4)", "(1,2),(3,4)", false},
+  {"eq", "(1,2)", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", false},
+  -- e is the constant, never a function's name: e(2) is 2e
+  {"eq", "e(2)", "2e", true},
+  -- an expression defined where the other is not differs: 2 ln(x-1) has no value at x < 1,
+  -- where ln((x-1)^2) has (sympy does not equate them either); 2 ln|x-1| is it
+  {"eq", "2\\ln(x-1)", "\\ln((x-1)^2)", false},
+  {"eq", "2\\ln|x-1|", "\\ln((x-1)^2)", true},
 }
 
 local function show(v) return v == nil and "nil" or string.format("%q", v) end
@@ -796,6 +832,40 @@ H.case("absolute values: every variable is negative somewhere, every pair differ
     end
   end
   H.eq(#bad, 0, "wrong: " .. table.concat(bad, " "))
+end)
+
+-- (twenty-seventh session, mutation testing) each benchmark's reference rule (../shared/data/
+-- README.md) on a record of its own: no test read a reference but through the files' round trip,
+-- which compares a reference with itself
+H.case("reference answers: each data set's rule", function()
+  H.eq(grade.reference("gsm8k", {answer = "3 + 4 = 7 apples.\n#### 7"}), "7", "gsm8k: after ####")
+  H.eq(grade.reference("gsm8k", {answer = "#### 1 #### 1,200"}), "1,200", "gsm8k: after the last ####")
+  H.eq(grade.reference("olympiadbench", {final_answer = {"$x=3$", "$4$"}}), "x=3",
+       "olympiadbench: the first final_answer, $ stripped")
+  H.eq(grade.reference("olympiadbench", {final_answer = "$\\frac{1}{2}$"}), "\\frac{1}{2}", "olympiadbench: a string")
+  H.eq(grade.reference("math500", {solution = "so \\boxed{4} and \\boxed{5}.", answer = "6"}), "5",
+       "math500: the last box of the solution")
+  H.eq(grade.reference("math500", {solution = "no box", answer = "6"}), "6", "math500: else the answer field")
+  H.eq(grade.reference("minerva_math", {solution = "\\boxed{2} then \\boxed{3}"}), "3", "minerva_math: the last box")
+  H.eq(grade.reference("minerva_math", {solution = "no box"}), nil, "minerva_math: none")
+  H.eq(grade.reference("aime24", {answer = "025"}), "025", "aime24: the answer as written")
+end)
+
+-- (twenty-seventh session, mutation testing) |v| is no v for subscripted and capital variables
+-- too: at the signed points every variable drew only positive values for a name such as Y_o
+-- but for the first such point, which is negative for all
+H.case("absolute values: subscripted and capital variables are negative somewhere", function()
+  local bad = {}
+  for c in ("abcdfghjklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"):gmatch(".") do
+    local subs = {}
+    for k = 0, 12 do subs[#subs + 1] = tostring(k) end
+    for l in ("abcdeiklmnorstxy"):gmatch(".") do subs[#subs + 1] = l end
+    for _, sub in ipairs(subs) do
+      local v = #sub > 1 and c .. "_{" .. sub .. "}" or c .. "_" .. sub
+      if grade.equal("|" .. v .. "|", v) then bad[#bad + 1] = v end
+    end
+  end
+  H.eq(#bad, 0, "|v| judged v for: " .. table.concat(bad, " "))
 end)
 
 -- (nineteenth session, mutation testing) a float reference prints as its integer
