@@ -153,6 +153,11 @@ local function list_problem(problems)
                            i, p.question == nil and "nil" or type(p.question))
     end
     if p.answer == nil then return string.format("problem %d has no answer (the field answer)", i) end
+    -- (as bench.load) a boolean answer was the text "false" to the toy grader and no answer to
+    -- the others
+    if type(p.answer) ~= "string" and type(p.answer) ~= "number" then
+      return string.format("problem %d: the answer must be text or a number, got %s", i, type(p.answer))
+    end
     if p.id == nil then return string.format("problem %d has no id (the field id)", i) end
     -- ids are written to the records and read back on resume: a string or a finite number
     if type(p.id) ~= "string" and not (type(p.id) == "number" and p.id == p.id and math.abs(p.id) < math.huge) then

@@ -174,8 +174,13 @@ function M.is_direct(completion)
   return eq == nil or eq > a
 end
 
--- correct (bool), extracted (string or nil). The reference may be a number or a string.
+-- correct (bool), extracted (string or nil). The reference is a number or a string: integers
+-- compare as integers, anything else as text; a reference of another kind (a missing one, a
+-- boolean) is an error, not the text "nil" or "false" a box could hold.
 function M.grade(completion, answer)
+  if type(answer) ~= "number" and type(answer) ~= "string" then
+    error("toy.grade: answer must be a number or a string, got " .. type(answer), 2)
+  end
   local got = M.extract_boxed(completion)
   if got == nil then return false, nil end
   local a, b = to_int(got), to_int(answer)

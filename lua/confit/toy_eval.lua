@@ -211,6 +211,11 @@ function M.run(m, questions, opts)
       error(("toy_eval.run: question %d needs a prompt string (world:questions gives them), got prompt = %s%s")
             :format(i, q.prompt == nil and "nil" or type(q.prompt), also), 2)
     end
+    -- graded by toy.grade, which refuses it after the generation: say so before
+    if type(q.answer) ~= "number" and type(q.answer) ~= "string" then
+      error(("toy_eval.run: question %d needs an answer, a number or a string (world:questions gives them), got %s")
+            :format(i, type(q.answer)), 2)
+    end
     prompts[i] = toy.encode(q.prompt)
   end
 

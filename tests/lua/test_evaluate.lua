@@ -650,6 +650,14 @@ H.case("argument checks: first-place holes, toy answers, default batch size, err
   local g = fake(SCRIPT).generate
   H.raises(function() evaluate.run(nil, {[2] = PROBLEMS[1]}, {generate = g}) end, "problems has a hole: no problem 1 (of 2)")
   H.raises(function() evaluate.run(nil, {{prompt = "1+1="}}, {generate = g}) end, "problem 1 has no answer")
+  -- (twenty-seventh session) a boolean answer was the text "false" to the toy grader ("\boxed{false}"
+  -- right) and no answer to the others, as bench.load refuses it in a file
+  for _, grader in ipairs({"toy", "qwen"}) do
+    H.raises(function() evaluate.run(nil, {{prompt = "1+1=", answer = false}}, {generate = g, grader = grader}) end,
+             "problem 1: the answer must be text or a number, got boolean")
+    H.raises(function() evaluate.run(nil, {{id = 1, question = "q", answer = {}}}, {generate = g, grader = grader}) end,
+             "problem 1: the answer must be text or a number, got table")
+  end
   local script, probs = {}, {}
   for i = 1, 9 do
     local q = "item-" .. string.char(96 + i)

@@ -519,6 +519,11 @@ H.case("toy_eval.run refuses counts it cannot use (chunk 0 looped on a zero step
   H.raises(function() toy_eval.run(m, q, {n = "2"}) end, 'n must be an integer >= 1, got "2"')
   H.raises(function() toy_eval.run(m, {{question = "1+1=", answer = 2}}, {n = 2}) end,
            "question 1 needs a prompt string", "prompt = nil", "it has question")
+  -- (twenty-seventh session) a question without an answer, or a boolean one, was graded against
+  -- the text "nil" / "false" after the whole generation
+  H.raises(function() toy_eval.run(m, {{prompt = "1+2="}}) end, "question 1 needs an answer", "got nil")
+  H.raises(function() toy_eval.run(m, {q[1], {prompt = "1+2=", answer = false}}) end,
+           "question 2 needs an answer", "got boolean")
   -- (mutation testing) each of these names the caller's line
   for _, call in ipairs({
     function() toy_eval.run(m, q, 3) end,
@@ -530,6 +535,7 @@ H.case("toy_eval.run refuses counts it cannot use (chunk 0 looped on a zero step
     function() toy_eval.run(m, q, {temperature_scale = math.huge}) end,
     function() toy_eval.run(m, {5}) end,
     function() toy_eval.run(m, {{prompt = 5}}) end,
+    function() toy_eval.run(m, {{prompt = "1+2=", answer = false}}) end,
     function() toy_eval.format_table(5) end,
     function() toy_eval.format_table({{"a", 1}}) end,
     function() toy_eval.format_table({}, {keys = 1}) end,
@@ -810,5 +816,63 @@ H.case("split_of follows the documented rule: held out iff fnv1a64(prompt) mod 1
   end
 end)
 end
+
+-- (twenty-seventh session, mutation testing of toy.lua) rules no case above held to
+H.case("toy: what a prompt must be, lo >= 0, chains through 0, prompts without EOS", function()
+  local nums, err = toy.parse_prompt("1+2=3")
+  H.eq(nums, nil, "text after '='"); H.ok(tostring(err):find("must end with '='", 1, true), tostring(err))
+  nums, err = toy.parse_prompt("5=")
+  H.eq(nums, nil, "no operation"); H.ok(tostring(err):find("at least one operation", 1, true), tostring(err))
+  H.eq(toy.solve("5="), nil, "solve refuses it too")
+  H.raises(function() toy.world({lo = -1, hi = 5}) end, "0 <= lo")
+  -- every intermediate is >= 0, so a step may land on 0 ("5-5=0;"), and an answer may be 0
+  local zero_steps, zero_answers = 0, 0
+  for _, e in ipairs(toy.world({direct_share = 0}):sample("train", 2000, 1)) do
+    if e.completion:find("=0;", 1, true) then zero_steps = zero_steps + 1 end
+    if e.answer == 0 then zero_answers = zero_answers + 1 end
+  end
+  H.ok(zero_steps > 0, "no step of 2000 chains lands on 0")
+  H.ok(zero_answers > 0, "no answer of 2000 chains is 0")
+  -- a prompt is its bytes alone: the EOS only when asked (a prompt ending in EOS asks the model
+  -- to start over)
+  H.eq(table.concat(toy.encode("1+2="), ","), "49,43,50,61", "no EOS unless asked")
+end)
+
+H.case("toy: the seeded streams give the same data as the shipped model and the docs' numbers saw", function()
+  -- the train and held-out streams of sample() and questions(): another stream gives other
+  -- data for the same seed (the 500 held-out questions of eval.lua --bench toy, a pretraining
+  -- set), so earlier results no longer compare
+  local w = toy.world("mixed")
+  local got = {}
+  for _, e in ipairs(w:sample("train", 3, 1)) do got[#got + 1] = e.prompt .. " " .. e.completion end
+  for _, e in ipairs(w:sample("heldout", 2, 1)) do got[#got + 1] = e.prompt .. " " .. e.completion end
+  for _, q in ipairs(w:questions("heldout", 3, 1)) do got[#got + 1] = q.prompt .. " " .. q.answer end
+  for _, q in ipairs(toy.world("pure"):questions("heldout", 2, 1)) do got[#got + 1] = q.prompt .. " " .. q.answer end
+  H.eq(table.concat(got, "\n"), table.concat({
+    "0-0+8-4-1= 0-0=0;0+8=8;8-4=4;4-1=3;\\boxed{3}",
+    "7+1+2-0+7= \\boxed{17}",
+    "4+4+3-4+1= \\boxed{8}",
+    "8+0+1+7+6= \\boxed{22}",
+    "0+8+8+3-5= \\boxed{14}",
+    "7+3+5-0+1= 16",
+    "4+9-7+2-0= 8",
+    "7+7-7+2+1= 10",
+    "43+48-17+28= 102",
+    "42+61-35+42= 110",
+  }, "\n"))
+end)
+
+H.case("toy.grade: a reference that is not an integer compares as text; one of no kind is refused", function()
+  H.eq((toy.grade("\\boxed{7.5}", "7.5")), true, "text reference")
+  H.eq((toy.grade("\\boxed{7.5}", 7.5)), true, "a float reference as its text")
+  H.eq((toy.grade("\\boxed{x}", "y")), false, "other text")
+  -- a missing or boolean reference was tostring'ed: "\boxed{false}" and "\boxed{nil}" were right
+  for _, bad in ipairs({false, true, {}}) do
+    H.raises(function() toy.grade("\\boxed{" .. tostring(bad) .. "}", bad) end,
+             "toy.grade: answer must be a number or a string, got " .. type(bad))
+  end
+  H.raises(function() toy.grade("\\boxed{nil}", nil) end, "toy.grade: answer must be a number or a string, got nil")
+  H.raises(function() toy.world():grade("\\boxed{false}", false) end, "got boolean")
+end)
 
 H.finish()
