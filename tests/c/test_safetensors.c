@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -174,6 +175,21 @@ static const bad_case bad_cases[] = {
    "duplicate key 'dtype'", "w"},
   {"negative_offset.safetensors", "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [-1, 0]}}", 1, 0,
    "data_offsets are not non-negative integers", "w"},
+  /* (twenty-seventh session, mutation testing: each of these opened with the check weakened) */
+  {"control_char_1f.safetensors", "{\"a\x1f\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1]}}", 1,
+   0, "raw control byte 0x1f at byte 3", NULL},
+  /* U+D800 (a UTF-16 surrogate, ED A0 80) and U+110000 (F4 90 80 80) are not Unicode scalar values */
+  {"surrogate.safetensors", "{\"a\xed\xa0\x80\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1]}}",
+   1, 0, "not valid UTF-8 (byte 0xa0 at 4)", NULL},
+  {"past_10ffff.safetensors",
+   "{\"a\xf4\x90\x80\x80\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1]}}", 1, 0,
+   "not valid UTF-8 (byte 0x90 at 4)", NULL},
+  /* a header cut inside a character (a truncated write): the lead byte is the header's last */
+  {"cut_character.safetensors", "{} \xc3", 0, 0, "truncated sequence at 3", NULL},
+  /* 2^53 x 2048 F32 elements are 2^66 bytes, which wraps to 0 in 64 bits: no data is not its size */
+  {"shape_overflow.safetensors",
+   "{\"w\": {\"dtype\": \"F32\", \"shape\": [9007199254740992, 2048], \"data_offsets\": [0, 0]}}", 0, 0,
+   "size mismatch", "w"},
 };
 
 static void write_bad(const char *dir, const bad_case *c) {
@@ -205,6 +221,13 @@ static const good_case good_cases[] = {
    "{\"b\": {\"dtype\": \"U8\", \"shape\": [3], \"data_offsets\": [2, 5]}, "
    "\"a\": {\"dtype\": \"BF16\", \"shape\": [1], \"data_offsets\": [0, 2], \"extra\": 1}}",
    5, 2},
+  /* a zero-size tensor starting where a non-empty one does, listed after it: the offsets tile the
+   * data section (HF's writer gives such a tensor the offset where the next one starts) */
+  {"good_zero_size_shared_offset.safetensors",
+   "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
+   "\"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}, "
+   "\"z\": {\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [4, 4]}}",
+   8, 3},
 };
 
 static void test_corpus(void) {
@@ -375,6 +398,23 @@ static void test_round_trip(void) {
   CHECK(f && cf_st_count(f) == 0 && strcmp(cf_st_metadata(f, "format"), "np") == 0 && cf_st_metadata_count(f) == 1,
         "format override");
   cf_st_close(f);
+
+  /* every control character in a name or a metadata string comes back: those without a short
+   * escape are written \u00XX in hex (\u0031 would read back as "1") */
+  char ctl[40];
+  size_t k = 0;
+  for (int c = 1; c < 0x20; c++) ctl[k++] = (char)c;
+  ctl[k++] = 0x7f;
+  ctl[k] = 0;
+  const char *meta3[] = {"ctl", ctl, NULL};
+  cf_st_entry ce = {ctl, "U8", 1, {1}, one, 1};
+  const char *p3 = path_in(tmpdir, "ctl.safetensors");
+  CHECK(cf_st_write(p3, &ce, 1, meta3) == 0, "write control characters: %s", cf_error_message());
+  f = cf_st_open(p3);
+  CHECK(f && cf_st_metadata(f, "ctl") && strcmp(cf_st_metadata(f, "ctl"), ctl) == 0,
+        "control characters in a metadata value do not round-trip");
+  CHECK(f && cf_st_find(f, ctl) != NULL, "control characters in a tensor name do not round-trip");
+  cf_st_close(f);
 }
 
 static void test_writer_errors(void) {
@@ -428,6 +468,45 @@ static void test_writer_errors(void) {
 }
 
 /* ---------------------------------------------------------------- special files, temporary names */
+
+/* The writer's temporary file "PATH.tmp-PID-TIME-SERIAL" is created O_EXCL | O_NOFOLLOW: a
+ * symlink already at the names it tries is skipped (the next serial is tried), never written
+ * through, and never renamed over PATH. Run first in main, while this process's serial counter is
+ * at 0, so that the names are known: serials 1..5 at this second and the next two are planted. */
+static void test_planted_temp_names(void) {
+  float x[2] = {1, 2};
+  cf_st_entry e = {"x", "F32", 1, {2}, x, sizeof x};
+  const char *out = path_in(tmpdir, "planted.safetensors");
+  const char *victim = path_in(tmpdir, "planted_victim.txt");
+  write_bytes(victim, "precious", 8);
+  long long t0 = (long long)time(NULL);
+  char name[700];
+  int planted = 0;
+  for (long long s = t0; s <= t0 + 2; s++)
+    for (unsigned k = 1; k <= 5; k++) {
+      snprintf(name, sizeof name, "%s.tmp-%ld-%lld-%u", out, (long)getpid(), s, k);
+      planted += symlink(victim, name) == 0;
+    }
+  CHECK(planted == 15, "planted %d symlinks", planted);
+  CHECK(cf_st_write(out, &e, 1, NULL) == 0, "write beside planted symlinks: %s", cf_error_message());
+  size_t len = 0;
+  unsigned char *v = read_all(victim, &len);
+  CHECK(v && len == 8 && memcmp(v, "precious", 8) == 0, "a planted symlink's target was written through");
+  free(v);
+  struct stat st;
+  CHECK(lstat(out, &st) == 0 && S_ISREG(st.st_mode), "%s is not a regular file after the write", out);
+  cf_st_file *f = cf_st_open(out);
+  CHECK(f && cf_st_count(f) == 1, "%s does not hold the tensor: %s", out, f ? "" : cf_error_message());
+  cf_st_close(f);
+  CHECK(count_prefixed(tmpdir, "planted.safetensors.tmp-") == 15, "the planted symlinks were not all left alone");
+  for (long long s = t0; s <= t0 + 2; s++)
+    for (unsigned k = 1; k <= 5; k++) {
+      snprintf(name, sizeof name, "%s.tmp-%ld-%lld-%u", out, (long)getpid(), s, k);
+      unlink(name);
+    }
+  unlink(victim);
+  unlink(out);
+}
 
 /* A FIFO (or any file that is not a regular one) where a safetensors file or an index is expected
  * is refused at once with a message, never opened in a way that waits for a writer. alarm():
@@ -526,6 +605,14 @@ static void test_half(void) {
   memcpy(&snan, &sb, 4);
   qn = cf_f32_to_bf16(snan);
   CHECK((qn & 0x7f80) == 0x7f80 && (qn & 0x7f), "bf16 sNaN does not become inf: %04x", qn);
+  /* f16 too: the payload 1 is in the 13 dropped bits; the result is a quiet NaN (0x7e00) of the
+   * same sign, never infinity (0x7c00) */
+  uint16_t hn = cf_f32_to_f16(snan);
+  CHECK(hn == 0x7e00, "f16 sNaN: %04x, want 7e00 (quiet NaN)", hn);
+  sb = 0xff800001u;
+  memcpy(&snan, &sb, 4);
+  hn = cf_f32_to_f16(snan);
+  CHECK(hn == 0xfe00, "f16 negative sNaN: %04x, want fe00", hn);
   CHECK(bits(cf_bf16_to_f32(0x8000)) == 0x80000000u, "bf16 -0");
   /* every finite bf16 survives widening + narrowing */
   int bad = 0;
@@ -720,6 +807,17 @@ static void test_index(void) {
   write_bytes(path_in(dir, "model.safetensors.index.json"), evil, strlen(evil));
   CHECK(cf_st_index_files(dir, &files, &n) == -1 && strstr(cf_error_message(), "not a plain file name"),
         "traversal: %s", cf_error_message());
+  /* an empty file name is no shard (it named the folder itself) */
+  const char *empty = "{\"weight_map\": {\"a\": \"model-00001-of-00001.safetensors\", \"b\": \"\"}}";
+  write_bytes(path_in(dir, "model.safetensors.index.json"), empty, strlen(empty));
+  CHECK(cf_st_index_files(dir, &files, &n) == -1 && strstr(cf_error_message(), "weight_map['b'] is not a file name") &&
+            strstr(cf_error_message(), "model.safetensors.index.json"),
+        "empty shard name: %s", cf_error_message());
+  /* an index past 1 GB is refused before it is read (a sparse file: no disk used) */
+  const char *ip = path_in(dir, "model.safetensors.index.json");
+  CHECK(truncate(ip, ((off_t)1 << 30) + 1) == 0, "truncate %s", ip);
+  CHECK(cf_st_index_files(dir, &files, &n) == -1 && strstr(cf_error_message(), "index file larger than 1 GB"),
+        "huge index: %s", cf_error_message());
   const char *nomap = "{\"metadata\": {}}";
   write_bytes(path_in(dir, "model.safetensors.index.json"), nomap, strlen(nomap));
   CHECK(cf_st_index_files(dir, &files, &n) == -1 && strstr(cf_error_message(), "weight_map"), "no weight_map: %s",
@@ -1018,6 +1116,7 @@ int main(int argc, char **argv) {
     perror("mkdtemp");
     return 1;
   }
+  test_planted_temp_names(); /* first: it knows the writer's next temporary names */
   test_corpus();
   test_round_trip();
   test_writer_errors();
