@@ -15,6 +15,9 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,28 @@
 #include "check.h"
 
 static char tmpdir[256];
+
+/* fsync, as the library sees it in this test: each call's file is logged (its path through
+ * /proc/self/fd), and fsync_fail_at = N makes the Nth call from then on fail with EIO. The data
+ * is not actually synced (nothing here needs it to survive a crash); the log shows what the
+ * writer syncs and when: the temporary file under its temporary name (before the rename), then
+ * the folder. This definition takes the place of the C library's in this executable. */
+static char fsync_log[8][512];
+static int fsync_calls, fsync_fail_at;
+
+int fsync(int fd) {
+  char link[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  char *slot = fsync_log[fsync_calls < 8 ? fsync_calls : 7];
+  ssize_t n = readlink(link, slot, sizeof fsync_log[0] - 1);
+  slot[n > 0 ? n : 0] = 0;
+  fsync_calls++;
+  if (fsync_fail_at && fsync_calls == fsync_fail_at) {
+    errno = EIO;
+    return -1;
+  }
+  return 0;
+}
 
 static char *path_in(const char *dir, const char *name) {
   static char buf[8][512];
@@ -581,6 +606,55 @@ static void test_special_files(void) {
   unlink(ff);
 }
 
+/* The writer syncs the temporary file before renaming it over the path, then the folder; a
+ * failed fsync of the file fails the write, leaves the path as it was and removes the temporary;
+ * a failed fsync of the folder is reported (the file is in place, its durability is not). */
+static void test_fsync(void) {
+  float x[2] = {1, 2}, y[2] = {3, 4};
+  cf_st_entry e = {"x", "F32", 1, {2}, x, sizeof x}, e2 = {"x", "F32", 1, {2}, y, sizeof y};
+  char dir[PATH_MAX], file[PATH_MAX + 32];
+  /* the folder's name as /proc gives it (the canonical one, as in the log) */
+  int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+  char link[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", dfd);
+  ssize_t dn = dfd >= 0 ? readlink(link, dir, sizeof dir - 1) : -1;
+  dir[dn > 0 ? dn : 0] = 0;
+  if (dfd >= 0) close(dfd);
+  CHECK(dn > 0, "the name of %s through /proc/self/fd", tmpdir);
+  snprintf(file, sizeof file, "%s/synced.safetensors", dir);
+  fsync_calls = fsync_fail_at = 0;
+  CHECK(cf_st_write(file, &e, 1, NULL) == 0, "write: %s", cf_error_message());
+  char tmpname[PATH_MAX + 40];
+  snprintf(tmpname, sizeof tmpname, "%s.tmp-", file);
+  CHECK(fsync_calls == 2, "%d fsync calls for one write, want 2 (the file, then its folder)", fsync_calls);
+  CHECK(strncmp(fsync_log[0], tmpname, strlen(tmpname)) == 0,
+        "first fsync is of '%s', want the temporary file '%s...' (synced before the rename)", fsync_log[0], tmpname);
+  CHECK(strcmp(fsync_log[1], dir) == 0, "second fsync is of '%s', want the folder '%s'", fsync_log[1], dir);
+  size_t len0 = 0, len1 = 0;
+  unsigned char *before = read_all(file, &len0);
+
+  fsync_calls = 0;
+  fsync_fail_at = 1;
+  CHECK(cf_st_write(file, &e2, 1, NULL) == -1 && strstr(cf_error_message(), "fsync failed") &&
+            strstr(cf_error_message(), file) && strstr(cf_error_message(), strerror(EIO)),
+        "a failed fsync of the file: %s", cf_error_message());
+  unsigned char *after = read_all(file, &len1);
+  CHECK(before && after && len0 == len1 && memcmp(before, after, len0) == 0, "a failed fsync changed the file");
+  free(after);
+  CHECK(count_prefixed(tmpdir, "synced.safetensors.tmp") == 0, "a failed fsync left its temporary file");
+
+  fsync_calls = 0;
+  fsync_fail_at = 2;
+  CHECK(cf_st_write(file, &e2, 1, NULL) == -1 && strstr(cf_error_message(), "written, but fsync of its directory failed"),
+        "a failed fsync of the folder: %s", cf_error_message());
+  after = read_all(file, &len1);
+  CHECK(after && len1 == len0 && memcmp(after, before, len0) != 0, "the file is not the new one after the folder's fsync failed");
+  free(after);
+  free(before);
+  fsync_calls = fsync_fail_at = 0;
+  unlink(file);
+}
+
 /* ---------------------------------------------------------------- conversions */
 
 static uint32_t bits(float f) {
@@ -1121,6 +1195,7 @@ int main(int argc, char **argv) {
   test_round_trip();
   test_writer_errors();
   test_special_files();
+  test_fsync();
   test_write_alignment();
   test_half();
   test_nonfinite();
