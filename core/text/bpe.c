@@ -242,10 +242,11 @@ static const char *get_type(const cJSON *o) {
   return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static int get_id(const cJSON *v, const char *what, int32_t *id) {
+/* The id v holds; the caller names whose id it is ('vocab entry "x": id is not ...'). */
+static int get_id(const cJSON *v, int32_t *id) {
   if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= MAX_IDS ||
       v->valuedouble != (double)(int64_t)v->valuedouble)
-    return CF_ERR("%s: id is not an integer in [0, %d)", what, MAX_IDS);
+    return CF_ERR("id is not an integer in [0, %d)", MAX_IDS);
   *id = (int32_t)v->valuedouble;
   return 0;
 }
@@ -391,14 +392,14 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
   size_t n_vocab = 0;
   const cJSON *e;
   cJSON_ArrayForEach(e, vocab) {
-    if (get_id(e, "vocab", &id)) return cf_error_prefix("vocab entry \"%s\": ", e->string);
+    if (get_id(e, &id)) return cf_error_prefix("vocab entry \"%s\": ", e->string);
     if (id > maxid) maxid = id;
     n_vocab++;
   }
   size_t n_added = 0;
   cJSON_ArrayForEach(e, added) {
     if (!cJSON_IsObject(e)) return CF_ERR("added_tokens element %zu is not an object {\"id\": ..., \"content\": ...}", n_added + 1);
-    if (get_id(cJSON_GetObjectItemCaseSensitive(e, "id"), "added token", &id))
+    if (get_id(cJSON_GetObjectItemCaseSensitive(e, "id"), &id))
       return cf_error_prefix("added_tokens element %zu: ", n_added + 1);
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
     if (!cJSON_IsString(c) || !*c->valuestring)
@@ -417,7 +418,7 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
 
   /* pass 2: vocab */
   cJSON_ArrayForEach(e, vocab) {
-    get_id(e, "vocab", &id);
+    get_id(e, &id);
     size_t n = strlen(e->string);
     if (t->toks[id].flags & T_PRESENT)
       return CF_ERR("vocab: id %d is given to both \"%s\" and \"%s\"", id,
@@ -430,7 +431,7 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
 
   /* added tokens */
   cJSON_ArrayForEach(e, added) {
-    get_id(cJSON_GetObjectItemCaseSensitive(e, "id"), "added token", &id);
+    get_id(cJSON_GetObjectItemCaseSensitive(e, "id"), &id);
     const char *c = cJSON_GetObjectItemCaseSensitive(e, "content")->valuestring;
     size_t n = strlen(c);
     if (set_tok(t, id, c, n, T_ADDED, bm)) return cf_error_prefix("added_tokens: ");
@@ -487,12 +488,12 @@ static int load_model(cf_bpe *t, const cJSON *root, const bytemap *bm) {
                   (int)lb, b, ia < 0 ? "left part" : ib < 0 ? "right part" : "the merged token");
       break;
     }
+    /* a pair listed twice takes its last rank, as in Hugging Face's tokenizers (its merge map is
+     * filled in file order, a later line replacing an earlier one: tests/fixtures/hf_edge_cases.json) */
     size_t s = mmap_slot(&t->merges, pair_key(ia, ib));
-    if (t->merges.keys[s] == UINT64_MAX) { /* the first (lowest rank) occurrence wins */
-      t->merges.keys[s] = pair_key(ia, ib);
-      t->merges.vals[s].rank = rank;
-      t->merges.vals[s].id = im;
-    }
+    t->merges.keys[s] = pair_key(ia, ib);
+    t->merges.vals[s].rank = rank;
+    t->merges.vals[s].id = im;
     rank++;
   }
   free(cat.p);

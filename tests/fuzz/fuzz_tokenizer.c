@@ -161,12 +161,10 @@ static struct ref *ref_new(const cf_bpe *t, const cJSON *root) {
     memcpy(cat + la, b, lb);
     int32_t ia = ref_id(t, a, la), ib = ref_id(t, b, lb), im = ref_id(t, cat, la + lb);
     REQUIRE(ia >= 0 && ib >= 0 && im >= 0);
-    size_t s = ref_slot(r, ref_pair(ia, ib));
-    if (r->keys[s] == UINT64_MAX) {
-      r->keys[s] = ref_pair(ia, ib);
-      r->rank[s] = rank;
-      r->merged[s] = im;
-    }
+    size_t s = ref_slot(r, ref_pair(ia, ib)); /* a pair listed twice takes its last rank, as in HF */
+    r->keys[s] = ref_pair(ia, ib);
+    r->rank[s] = rank;
+    r->merged[s] = im;
     rank++;
   }
   return r;

@@ -850,4 +850,96 @@ H.case("a folder holding tokenizer.json loads; tokenizer_config.json is named as
   tok:free(); file:free()
 end)
 
+-- (twenty-seventh session, mutation testing of core/text/bpe.c: each case fails with the check it
+-- names weakened; the suite passed them before)
+do
+local edge = cjson.decode(assert(H.read("tests/fixtures/hf_edge_cases.json")))
+
+H.case("small tokenizer.json files: Hugging Face's ids (hf_edge_cases.json), and what it refuses", function()
+  H.ok(#edge.bpe >= 6, "bpe cases in the fixture")
+  for _, c in ipairs(edge.bpe) do
+    local p = write_tmp(c.tokenizer)
+    local tok, err = tokenizer.new(p)
+    os.remove(p)
+    if c.refused then
+      H.eq(tok, nil, c.name .. ": Hugging Face refuses it; loaded")
+      H.ok(err and #err > 0, c.name .. ": a message")
+    else
+      H.ok(tok, c.name .. ": " .. tostring(err))
+      for _, case in ipairs(tok and c.cases or {}) do
+        ids_eq(tok:encode(case.text), case.ids, ("%s: %q"):format(c.name, case.text))
+      end
+      if tok then tok:free() end
+    end
+  end
+end)
+
+H.case("what bpe.c does not implement or cannot read is refused at load, named (more cases)", function()
+  local function refused(json, want, what)
+    local p = write_tmp(json)
+    local t, err = tokenizer.new(p)
+    os.remove(p)
+    H.eq(t, nil, what .. ": loaded")
+    H.ok(err and err:find(want, 1, true), what .. ": " .. tostring(err))
+  end
+  local j = toy_json()
+  -- a fractional id (Hugging Face: "expected u32"), and one at the limit 2^26
+  refused((j:gsub('"a":97,', '"a":97.5,', 1)), 'vocab entry "a": id is not an integer in [0, 67108864)', "fractional id")
+  refused((j:gsub('"a":97,', '"a":67108864,', 1)), 'vocab entry "a": id is not an integer in [0, 67108864)', "id 2^26")
+  refused((j:gsub('"id":256,', '"id":-1,', 1)), 'added_tokens element 1: id is not an integer in [0, 67108864)',
+    "negative added token id")
+  -- the same token string twice in the vocabulary (cJSON keeps both keys)
+  refused((j:gsub('"a":97,', '"a":97,"a":300,', 1)), 'vocab: token "a" appears twice', "duplicate token")
+  -- a merge line of three parts (Hugging Face: "Merges text file invalid")
+  refused(toy_json({merges = '["a b c"]'}), 'merge 1 "a b c" is not "a b"', "three-part merge")
+  -- BPE dropout samples merges at random (Hugging Face applies it in encode): any positive value
+  refused((j:gsub('"dropout":null', '"dropout":0.1', 1)), "BPE dropout is not supported", "dropout 0.1")
+  refused((j:gsub('"continuing_subword_prefix":""', '"continuing_subword_prefix":"##"', 1)),
+    'continuing_subword_prefix "##" is not supported', "continuing_subword_prefix")
+  refused((j:gsub('"end_of_word_suffix":""', '"end_of_word_suffix":"</w>"', 1)),
+    'end_of_word_suffix "</w>" is not supported', "end_of_word_suffix")
+  refused((j:gsub('"single_word":false', '"single_word":true', 1)), 'added token "<|endoftext|>": single_word is not supported',
+    "single_word")
+  refused((j:gsub('"normalizer":null', '"normalizer":{"type":"NFKC"}', 1)), 'normalizer "NFKC" is not supported', "NFKC")
+  local qwen_re = [[(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+]]
+  local split = [[{"type":"Split","pattern":{"Regex":]] .. cjson.encode(qwen_re) .. [[},"behavior":"Isolated","invert":%s}]]
+  local bl = [[{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}]]
+  refused(toy_json({pre = '{"type":"Sequence","pretokenizers":[' .. split:format("true") .. "," .. bl .. "]}"}),
+    "Split: invert is not supported", "invert")
+  refused(toy_json({pre = '{"type":"Sequence","pretokenizers":[' .. split:format("false") .. "," .. split:format("false") ..
+    "," .. bl .. "]}"}), 'element 1 of type "Split" is not supported', "two Splits")
+end)
+
+H.case("encode: 70,000 distinct words (the word cache empties when half full, never fills)", function()
+  local gpt2 = toy_json({pre = [[{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":true}]]})
+  local p = write_tmp(gpt2)
+  local tok = assert(tokenizer.new(p))
+  os.remove(p)
+  local words = {}
+  for i = 1, 70000 do
+    local w, n = {}, i
+    repeat w[#w + 1] = string.char(97 + n % 26); n = n // 26 until n == 0
+    words[i] = table.concat(w)
+  end
+  local text = table.concat(words, " ")
+  local ids = tok:encode(text) -- a full cache made this loop forever (ctest's timeout)
+  H.eq(#ids, #text, "one id per byte")
+  local same = true
+  for i = 1, #text do same = same and ids[i] == text:byte(i) end
+  H.ok(same, "ids are the bytes")
+  ids_eq(tok:encode(text), ids, "again, from the cache")
+  tok:free()
+end)
+
+H.case("decode: the id just past the vocabulary is unknown (skipped, or named when strict)", function()
+  local p = write_tmp(toy_json())
+  local tok = assert(tokenizer.new(p))
+  os.remove(p)
+  H.eq(tok.vocab_size, 257)
+  H.eq(tok:decode({104, 257, 105}), "hi", "skipped")
+  H.raises(function() tok:decode({104, 257}, {strict = true}) end, "id 257 (position 2)")
+  tok:free()
+end)
+end
+
 H.finish()
