@@ -678,7 +678,8 @@ H.case("the *-math-cot and strict-* Llama templates honour add_generation_prompt
 end)
 
 H.case("tokenizer:chat with no template uses the folder's chat format (chat.family)", function()
-  local dir = H.tmpdir() .. "/llama-tok"
+  local base = H.tmpdir()
+  local dir = base .. "/llama-tok"
   os.execute("mkdir -p '" .. dir .. "' && cp examples/toy/model/tokenizer.json '" .. dir .. "/'")
   H.write(dir .. "/tokenizer_config.json",
           '{"chat_template": "{{ \'<|start_header_id|>\' + m.role + \'<|end_header_id|>\' }}"}')
@@ -700,6 +701,9 @@ H.case("tokenizer:chat with no template uses the folder's chat format (chat.fami
   os.remove(dir .. "/tokenizer_config.json")
   H.eq(select(3, chat.family(dir)), false, "no file: not broken")
   H.eq(require("confit.evaluate").default_template("qwen", dir), "qwen25-math-cot", "no file: ChatML's")
+  os.remove(dir .. "/tokenizer.json")
+  os.remove(dir)
+  os.remove(base)
 end)
 end
 
