@@ -22,6 +22,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "io/safetensors.h"
 #include "io/half.h"
+#include "io/json_whole.h"
 #include "error.h"
 
 #include <cjson/cJSON.h>
@@ -315,23 +316,17 @@ static int st_parse(cf_st_file *f) {
   if (!hdr) return CF_ERR("%s: out of memory for a %llu-byte header", label, (unsigned long long)hlen);
   memcpy(hdr, p + 8, (size_t)hlen);
   hdr[hlen] = 0;
-  const char *end = NULL;
+  size_t at;
+  int trailing;
   errno = 0;
-  cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
+  cJSON *root = cf_json_parse_whole(hdr, (size_t)hlen, &at, &trailing);
   if (!root) {
-    int oom = errno == ENOMEM; /* cJSON's allocation failed: the header may well be fine */
-    size_t at = end ? (size_t)(end - hdr) : 0;
+    int oom = !trailing && errno == ENOMEM; /* cJSON's allocation failed: the header may well be fine */
     free(hdr);
     if (oom) return CF_ERR("%s: out of memory parsing the %llu-byte header", label, (unsigned long long)hlen);
-    return CF_ERR("%s: header is not valid JSON (error near byte %zu)", label, at);
-  }
-  for (const char *q = end; q < hdr + hlen; q++) {
-    if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
-      size_t at = (size_t)(q - hdr);
-      cJSON_Delete(root);
-      free(hdr);
+    if (trailing)
       return CF_ERR("%s: header is not valid JSON: trailing bytes after the top-level value at byte %zu", label, at);
-    }
+    return CF_ERR("%s: header is not valid JSON (error near byte %zu)", label, at);
   }
   free(hdr);
   int rc = -1;
@@ -1136,9 +1131,11 @@ int cf_st_index_files(const char *dir, char ***files, size_t *n) {
     free(ipath);
     return -1;
   }
+  size_t at;
+  int trailing;
   errno = 0;
-  cJSON *root = cJSON_ParseWithLength(text, len);
-  int oom = !root && errno == ENOMEM;
+  cJSON *root = cf_json_parse_whole(text, len, &at, &trailing);
+  int oom = !root && !trailing && errno == ENOMEM;
   free(text);
   int rc = -1;
   char **names = NULL;
@@ -1146,7 +1143,8 @@ int cf_st_index_files(const char *dir, char ***files, size_t *n) {
   const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
   if (!root) {
     if (oom) CF_ERR("%s: out of memory parsing it", ipath);
-    else CF_ERR("%s: not valid JSON", ipath);
+    else if (trailing) CF_ERR("%s: not valid JSON: trailing bytes after the top-level value at byte %zu", ipath, at);
+    else CF_ERR("%s: not valid JSON (error near byte %zu)", ipath, at);
     goto done;
   }
   if (!cJSON_IsObject(wm)) {

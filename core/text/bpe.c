@@ -20,6 +20,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "bpe.h"
 #include "error.h"
+#include "io/json_whole.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -527,16 +528,17 @@ static int check_nul(const char *json, size_t len) {
 }
 
 cf_bpe *cf_bpe_load_json(const char *json, size_t len) {
+  size_t off;
+  int trailing;
   errno = 0;
-  cJSON *root = cJSON_ParseWithLength(json, len);
-  if (!root && errno == ENOMEM) { /* cJSON's malloc failed: the file may well be fine */
+  cJSON *root = cf_json_parse_whole(json, len, &off, &trailing);
+  if (!root && !trailing && errno == ENOMEM) { /* cJSON's malloc failed: the file may well be fine */
     CF_ERR("tokenizer: out of memory parsing %zu bytes of JSON", len);
     return NULL;
   }
   if (!root) {
-    const char *at = cJSON_GetErrorPtr();
-    size_t off = at && at >= json && at <= json + len ? (size_t)(at - json) : 0;
-    CF_ERR("tokenizer: corrupt JSON near byte %zu", off);
+    if (trailing) CF_ERR("tokenizer: corrupt JSON: trailing bytes after the top-level value at byte %zu", off);
+    else CF_ERR("tokenizer: corrupt JSON near byte %zu", off);
     return NULL;
   }
   cf_bpe *t = calloc(1, sizeof *t);

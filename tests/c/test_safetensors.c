@@ -896,6 +896,21 @@ static void test_index(void) {
   write_bytes(path_in(dir, "model.safetensors.index.json"), nomap, strlen(nomap));
   CHECK(cf_st_index_files(dir, &files, &n) == -1 && strstr(cf_error_message(), "weight_map"), "no weight_map: %s",
         cf_error_message());
+  /* the index is one value: a second one after it (two writes joined) is refused, as Hugging Face's
+     JSON reader refuses it; whitespace after it is fine */
+  const char *twice = "{\"weight_map\": {\"a\": \"model-00001-of-00001.safetensors\"}}\n{\"weight_map\": {}}";
+  write_bytes(path_in(dir, "model.safetensors.index.json"), twice, strlen(twice));
+  CHECK(cf_st_index_files(dir, &files, &n) == -1 &&
+            strstr(cf_error_message(), "not valid JSON: trailing bytes after the top-level value at byte 58") &&
+            strstr(cf_error_message(), "model.safetensors.index.json"),
+        "two values: %s", cf_error_message());
+  const char *spaced = "{\"weight_map\": {\"a\": \"model-00001-of-00001.safetensors\"}}\n \t\r\n";
+  write_bytes(path_in(dir, "model.safetensors.index.json"), spaced, strlen(spaced));
+  files = NULL;
+  n = 0;
+  rc = cf_st_index_files(dir, &files, &n);
+  CHECK(rc == 0 && n == 1, "whitespace after the index: rc %d n %zu %s", rc, n, cf_error_message());
+  cf_st_index_free(files, n);
 }
 
 /* ---------------------------------------------------------------- committed fixtures */
