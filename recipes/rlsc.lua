@@ -139,7 +139,7 @@ local SPEC = {
   seed = {"int", 1, min = 0,
     help = "seed of the training samples (and of the toy world's training questions; --data: file order, below)"},
   model = {"string", "examples/toy/model",
-    help = "the model folder (Hugging Face: config.json, *.safetensors, tokenizer.json)"},
+    help = "the model folder (Hugging Face: config.json, *.safetensors, tokenizer.json); the default, the shipped toy model, is found from any current folder"},
   task = {"string", "mixed", choices = sorted_names(toy.presets),
     help = "the toy world's task"},
   out = {"string", nil, shown = "runs/rlsc-<UTC time>",
@@ -853,6 +853,7 @@ local function check(o)
     if o.eval_questions == nil then o.eval_questions = 200 end
     if o.eval_seed == nil then o.eval_seed = 1 end
   end
+  cli.project_default(o, "model")   -- the shipped toy model, from any current folder
   cli.check_model_dir("rlsc", o.model, "--model")
   -- a tokenizer that is not the model's (ids past its vocab_size) stops the run at the load:
   -- said first, before the context checks send the user to edit config.json for nothing

@@ -72,7 +72,7 @@ local SPEC = {
   eval_seed = {"int", 1,
     help = "seed that draws the held-out questions"},
   model = {"string", "examples/toy/model",
-    help = "the toy model folder"},
+    help = "the toy model folder (the default, the shipped one, is found from any current folder)"},
   task = {"string", "mixed", choices = cli.sorted_keys(toy.presets),
     help = "the toy world's task"},
   out = {"string", "runs/toy_compare",
@@ -202,6 +202,7 @@ local function main(argv)
     die("--steps %d x --questions-per-step %d asks the toy world for %d distinct training questions; at most %d",
         o.steps, o.questions_per_step, o.steps * o.questions_per_step, TOY_MAX_QUESTIONS)
   end
+  cli.project_default(o, "model")   -- the shipped toy model, from any current folder
   cli.check_model_dir("toy_compare", o.model, "--model")
   local world = toy.world(o.task)
   local heldout = world:questions("heldout", o.eval_questions, o.eval_seed)

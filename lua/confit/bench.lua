@@ -25,16 +25,7 @@ local grade = require "confit.grade"
 
 local bench = {}
 
--- The project's root: this file is <root>/lua/confit/bench.lua (package.path holds
--- CONFIT_LUA_DIR, an absolute path); "." when it was found through a path relative to the root.
-local function project_root()
-  local src = debug.getinfo(1, "S").source
-  local root = src:match("^@(.*)/lua/confit/bench%.lua$")
-  if root then return root ~= "" and root or "/" end
-  return "."
-end
-
-bench.default_dir = project_root() .. "/../shared/data/benchmarks"
+bench.default_dir = require("confit.cli").project_root() .. "/../shared/data/benchmarks"
 
 -- name -> question field; the reference answer comes from grade.reference(name, record).
 local KNOWN = {

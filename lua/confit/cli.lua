@@ -500,6 +500,26 @@ function M.from_here(path)
   return here and (" (a path from the current folder, %s)"):format(here) or ""
 end
 
+--- The project's root folder: this file is <root>/lua/confit/cli.lua (package.path holds
+--- CONFIT_LUA_DIR, an absolute path); "." when it was found through a path relative to the root.
+function M.project_root()
+  local root = debug.getinfo(1, "S").source:match("^@(.*)/lua/confit/cli%.lua$")
+  if root then return root ~= "" and root or "/" end
+  return "."
+end
+
+--- o[key], a path the user did not give (its default, relative to the current folder) and that
+--- is not there: the same path in the project these modules belong to when it is there, so that
+--- a recipe run from another folder finds the shipped toy model (examples/toy/model); else o[key].
+--- Sets o[key] to the path it returns.
+function M.project_default(o, key)
+  local path = o[key]
+  if o.given[key] or type(path) ~= "string" or path:sub(1, 1) == "/" or M.exists(path) then return path end
+  local there = M.tidy_path(M.project_root() .. "/" .. path)
+  if M.exists(there) then o[key] = there end
+  return o[key]
+end
+
 --- Check that dir is a Hugging Face model folder (has config.json); raises a user error
 --- "<name>: <flag> '<dir>': ..." otherwise.
 function M.check_model_dir(name, dir, flag)

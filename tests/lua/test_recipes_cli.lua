@@ -1418,6 +1418,30 @@ H.case("rlsc: --method-opt KEY=VALUE reaches a method of one's own and config.js
   end
 end)
 
+H.case("rlsc and toy_compare from another folder find the shipped toy model (a --model given stays as given)", function()
+  -- (twenty-seventh session) `confit /path/recipes/rlsc.lua` from elsewhere stopped at once:
+  -- "--model 'examples/toy/model': no such directory (a path from the current folder, ...)"
+  local here = shell("pwd"):gsub("\n$", "")
+  local away = TMP .. "/elsewhere"
+  assert(os.execute("mkdir -p " .. q(away)))
+  local function from_away(recipe, args)
+    local outf = TMP .. "/away.out"
+    local ok, _, code = os.execute(("cd %s && %s %s %s > %s 2>&1"):format(q(away), q(here .. "/" .. EXE),
+      q(here .. "/recipes/" .. recipe .. ".lua"), args, q(outf)))
+    return ok and 0 or code, read(outf) or ""
+  end
+  local rc, text = from_away("rlsc", "--steps 1 --questions-per-step 1 --n 2 --eval-questions 2 --eval-n 1 --quiet --out run")
+  H.eq(rc, 0, text)
+  local cfg = assert(require("confit.jsonio").read_json(away .. "/run/config.json"))
+  H.eq(cfg.model, here .. "/examples/toy/model", "the project's toy model, by its full path")
+  rc, text = from_away("toy_compare", "--methods l2 --seeds 1 --steps 1 --questions-per-step 1 --n 2 --eval-questions 2 --eval-n 1 --out cmp --md cmp.md")
+  H.eq(rc, 0, text)
+  H.ok(text:find(here .. "/examples/toy/model", 1, true), text)
+  rc, text = from_away("rlsc", "--model examples/toy/model --steps 1 --out run2")
+  H.eq(rc, 1, text)
+  H.ok(text:find("--model 'examples/toy/model': no such directory (a path from the current folder, " .. away, 1, true), text)
+end)
+
 os.execute("rm -rf " .. q(TMP))
 -- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, C04, C05, C07, C08)
 do
