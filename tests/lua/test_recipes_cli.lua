@@ -1424,9 +1424,10 @@ H.case("rlsc and toy_compare from another folder find the shipped toy model (a -
   local here = shell("pwd"):gsub("\n$", "")
   local away = TMP .. "/elsewhere"
   assert(os.execute("mkdir -p " .. q(away)))
+  local exe = EXE:sub(1, 1) == "/" and EXE or here .. "/" .. EXE   -- (ctest gives an absolute one)
   local function from_away(recipe, args)
     local outf = TMP .. "/away.out"
-    local ok, _, code = os.execute(("cd %s && %s %s %s > %s 2>&1"):format(q(away), q(here .. "/" .. EXE),
+    local ok, _, code = os.execute(("cd %s && %s %s %s > %s 2>&1"):format(q(away), q(exe),
       q(here .. "/recipes/" .. recipe .. ".lua"), args, q(outf)))
     return ok and 0 or code, read(outf) or ""
   end
