@@ -1,0 +1,131 @@
+-- Edges of the core that the other tests did not reach (twenty-seventh session, mutation testing
+-- of core/tensor.c, core/ops.c and core/optim.c): gradient clipping of bf16 and non-contiguous
+-- gradients and the version bump it makes, masked_fill with size-1 mask dims, rmsnorm's eps
+-- range, entropy of a 0-d tensor, copy_ between views that overlap through a stride, arange's
+-- count for a fractional span. Expectations are computed by hand or by naive loops here.
+local H = dofile("tests/lua/harness.lua")
+local confit = require "confit"
+
+local flat, same_list = H.flat, H.same_list
+
+H.case("clip_grad_norm over bf16 gradients: the norm of the values, every element scaled", function()
+  local a = confit.tensor({1, 1, 1}, {dtype = "bf16", requires_grad = true})
+  local b = confit.tensor({1}, {requires_grad = true})
+  a.grad = confit.tensor({-3, 4, 0.5}, {dtype = "bf16"})   -- exact in bf16
+  b.grad = confit.tensor({-2})
+  local want = math.sqrt(9 + 16 + 0.25 + 4)
+  H.near(confit.optim.clip_grad_norm({a, b}, 100), want, 1e-12, "below max_norm: the norm")
+  same_list(flat(a.grad), {-3, 4, 0.5}, 0, "below max_norm: untouched")
+  H.near(confit.optim.clip_grad_norm({a, b}, 1), want, 1e-12, "the norm before clipping")
+  local k = 1 / (want + 1e-6)
+  local g = flat(a.grad)
+  for i, v in ipairs({-3, 4, 0.5}) do
+    H.near(g[i], v * k, 2 ^ -8, "bf16 gradient entry " .. i .. " scaled (to bf16 rounding)")
+  end
+  H.near(flat(b.grad)[1], -2 * k, 1e-6, "the f32 gradient beside it scaled by the same factor")
+  H.eq(a.grad:dtype(), "bf16", "the gradient stays bf16")
+end)
+
+H.case("clip_grad_norm of a non-contiguous gradient reads and scales its own elements", function()
+  local a = confit.tensor({{1, 1}, {1, 1}}, {requires_grad = true})
+  local base = confit.tensor({{3, 0, 100}, {0, 4, 100}})
+  a.grad = base:narrow(2, 1, 2)                             -- {{3, 0}, {0, 4}}, row stride 3
+  H.ok(not a.grad:is_contiguous(), "the gradient is a strided view")
+  H.near(confit.optim.clip_grad_norm({a}, 1), 5, 1e-12, "the norm of the view's elements")
+  local k = 1 / (5 + 1e-6)
+  same_list(flat(a.grad), {3 * k, 0, 0, 4 * k}, 1e-6, "the view's elements scaled")
+end)
+
+H.case("clip_grad_norm writes the gradient in place: a graph that saved it refuses backward", function()
+  local a = confit.tensor({1, 1}, {requires_grad = true})
+  a.grad = confit.tensor({3, 4})
+  local x = confit.tensor({1, 2}, {requires_grad = true})
+  local y = (x * a.grad):sum()                              -- mul saves a.grad for x's gradient
+  confit.optim.clip_grad_norm({a}, 100)                     -- nothing clipped: nothing written
+  local z = (x * a.grad):sum()
+  confit.optim.clip_grad_norm({a}, 1)
+  H.raises(function() y:backward() end, "backward", "modified in place")
+  H.raises(function() z:backward() end, "backward", "modified in place")
+  -- a graph built after the clipping uses the clipped values
+  local w = (x * a.grad):sum()
+  w:backward()
+  same_list(flat(x.grad), flat(a.grad), 0, "the gradient through the clipped values")
+end)
+
+H.case("masked_fill: a mask with size-1 dims broadcasts over them", function()
+  local t = confit.tensor({{1, 2, 3}, {4, 5, 6}})
+  local function ref(mask, mr, mc, v)
+    local out = {}
+    for i = 1, 2 do
+      for j = 1, 3 do
+        local m = mask[mr == 1 and 1 or i][mc == 1 and 1 or j]
+        out[#out + 1] = m ~= 0 and v or (i - 1) * 3 + j
+      end
+    end
+    return out
+  end
+  local m13, m21, m11 = {{1, 0, 1}}, {{0}, {1}}, {{1}}
+  same_list(flat(t:masked_fill(confit.tensor(m13), -7)), ref(m13, 1, 3, -7), 0, "mask [1 x 3]")
+  same_list(flat(t:masked_fill(confit.tensor(m21), -7)), ref(m21, 2, 1, -7), 0, "mask [2 x 1]")
+  same_list(flat(t:masked_fill(confit.tensor(m11), -7)), ref(m11, 1, 1, -7), 0, "mask [1 x 1]")
+  H.raises(function() t:masked_fill(confit.ones(2, 2), 0) end, "masked_fill", "does not broadcast", "[2 x 2]", "[2 x 3]")
+  H.raises(function() confit.zeros(3):masked_fill(confit.ones(2, 3), 0) end, "masked_fill: mask [2 x 3] does not broadcast to the tensor [3]")
+end)
+
+H.case("rmsnorm refuses an infinite eps (it would zero every row)", function()
+  local x, w = confit.ones(2, 3), confit.ones(3)
+  H.raises(function() x:rmsnorm(w, math.huge) end, "rmsnorm", "eps must be finite and >= 0", "inf")
+  H.near(flat(x:rmsnorm(w, 1e-6))[1], 1 / math.sqrt(1 + 1e-6), 1e-6, "a finite eps")
+end)
+
+H.case("entropy of a 0-d tensor names the missing dim", function()
+  H.raises(function() confit.tensor(2):entropy() end, "entropy: needs at least 1 dim, got a 0-d tensor")
+end)
+
+H.case("copy_ between views of one storage that overlap through a stride", function()
+  for _, dt in ipairs({"f32", "f64", "bf16"}) do
+    local a = confit.arange(6, {dtype = dt})
+    local src = a:view(3, 2):select(2, 1)                   -- elements 1, 3, 5 (0, 2, 4)
+    local dst = a:narrow(1, 4, 3)                           -- elements 4, 5, 6
+    dst:copy_(src)
+    same_list(flat(a), {0, 1, 2, 0, 2, 4}, 0, dt .. ": the values src held before the copy")
+  end
+end)
+
+H.case("arange: a fractional span keeps its last value (count = ceil((stop - start) / step))", function()
+  same_list(flat(confit.arange(0, 2.5)), {0, 1, 2}, 0, "arange(0, 2.5)")
+  same_list(flat(confit.arange(0, 1, 0.3, {dtype = "f64"})), {0, 0.3, 0.6, 0.9}, 1e-12, "arange(0, 1, 0.3)")
+  same_list(flat(confit.arange(1, -1.5, -1)), {1, 0, -1}, 0, "arange(1, -1.5, -1)")
+end)
+
+H.case("squeeze() keeps size-0 dims (torch.zeros(2, 0, 1).squeeze() is [2, 0])", function()
+  local t = confit.zeros(2, 0, 1)
+  local s = t:squeeze()
+  H.eq(s:dim(), 2, "two dims left")
+  H.eq(s:size(1), 2)
+  H.eq(s:size(2), 0)
+  H.eq(confit.zeros(1, 0):squeeze():dim(), 1, "[1 x 0] squeezes to [0]")
+end)
+
+H.case("view and reshape: one -1 at most, and it must divide the element count", function()
+  local a = confit.arange(6)
+  for _, op in ipairs({"view", "reshape"}) do
+    H.raises(function() return a[op](a, -1, -1) end, op .. ": more than one -1 in the new shape")
+    H.raises(function() return a[op](a, -1, 4) end, op .. ": cannot view [6] (6 elements) with 2 dims totalling 4")
+    local v = a[op](a, -1, 3)
+    H.eq(v:size(1), 2, op .. " {-1, 3}")
+    same_list(flat(v), {0, 1, 2, 3, 4, 5}, 0, op .. " values")
+  end
+end)
+
+H.case("to_dtype to the tensor's own dtype is no copy (ops.def: a copy unless already that dtype)", function()
+  local a = confit.tensor({1, 2, 3})
+  local b = a:to_dtype("f32")
+  b:set(2, 9)
+  same_list(flat(a), {1, 9, 3}, 0, "a write through the result reaches the tensor")
+  local c = a:to_dtype("f64")
+  c:set(1, -1)
+  same_list(flat(a), {1, 9, 3}, 0, "another dtype: a copy")
+end)
+
+H.finish()
