@@ -4,7 +4,10 @@
  * shape resolution (two -1, a count that does not divide), unsqueeze's dim range, copy_ between
  * overlapping strided views, arange's element count for a fractional span, and the optimizer's
  * state and master setters (refused where no such slot or master exists), the Philox stream of
- * consecutive fills of an odd count, and cf_op's refusal of an unknown op id or too few inputs.
+ * consecutive fills of an odd count, and cf_op's refusal of an unknown op id or too few inputs;
+ * view arguments only a C caller can pass (a negative length or index, expand to fewer dims),
+ * shapes of another ndim, rand/randn in bf16 and f32 as the rounded f64 draws, an optimizer
+ * gradient of another dtype, an empty view beside its base as parameters.
  * Every expectation is written out by hand or computed by a naive loop here.
  * Prints "N passed, N failed"; exits 1 on any failure.
  */
@@ -174,6 +177,8 @@ static void test_optim_setters(void) {
         "a master for an f32 parameter refused: %s", cf_error_message());
   CHECK(o && cf_optim_master_get(o, 0) == NULL, "no master kept");
   cf_optim_free(o);
+  CHECK(cf_optim_new(&c, &p, -1) == NULL && has("sgd: negative parameter count"), "a negative count refused: %s",
+        cf_error_message());
   cf_optim_config a = cf_optim_defaults(CF_OPTIM_ADAMW);
   o = cf_optim_new(&a, &p, 1);
   CHECK(o && cf_optim_state_set(o, 0, 2, buf) != 0 && has("adamw: no state slot 3"), "adamw slot 3 refused: %s",
@@ -244,7 +249,11 @@ static void test_rng_fill_stream(void) {
   r = sqrt(-2.0 * log(1.0 - u53_ref(w[0], w[1])));
   th = 6.283185307179586 * u53_ref(w[2], w[3]);
   CHECK(fabs(y[0] - r * cos(th)) < 1e-15, "the fill after an odd one starts on counter 2");
-  /* single draws: one counter each */
+  /* single draws: one counter each; u32 is word 0 of its counter */
+  cf_rng_init(&g, 0);
+  uint32_t u0 = cf_rng_u32(&g), u1 = cf_rng_u32(&g);
+  cf_philox(1, 0, w);
+  CHECK(u0 == 0x6627e8d5u && u1 == w[0], "cf_rng_u32: word 0 of counters 0 and 1, got %08x %08x", u0, u1);
   cf_rng_init(&g, seed);
   double n0 = cf_rng_normal(&g), n1 = cf_rng_normal(&g);
   CHECK(g.counter == 2 && n0 == z[0] && n0 != n1, "cf_rng_normal uses one counter a draw");
@@ -292,6 +301,85 @@ static void test_op_calls(void) {
   cf_tensor_release(a);
 }
 
+/* argument ranges only a C caller can get wrong (the Lua binding checks its own) */
+static void test_view_args(void) {
+  int64_t s[2] = {2, 3};
+  cf_tensor *t = cf_tensor_zeros(2, s, CF_DTYPE_F32);
+  CHECK(cf_view_narrow(t, 1, 1, -1) == NULL && has("narrow: -1 elements from 2 run past dim 2"),
+        "narrow of a negative length refused: %s", cf_error_message());
+  CHECK(cf_view_select(t, 0, -1) == NULL && has("select: index 0 out of range for dim 1 of size 2"),
+        "select of index -1 refused: %s", cf_error_message());
+  int64_t three = 3;
+  CHECK(cf_view_expand(t, 1, &three) == NULL && has("expand: cannot expand [2 x 3] to 1 dims"),
+        "expand to fewer dims refused: %s", cf_error_message());
+  /* shapes with equal leading sizes but another ndim are not the same shape */
+  int64_t s21[2] = {2, 1}, two = 2;
+  cf_tensor *a = cf_tensor_zeros(1, &two, CF_DTYPE_F32), *b = cf_tensor_full(2, s21, CF_DTYPE_F32, 1);
+  CHECK(!cf_same_shape(a, b) && !cf_same_shape(b, a), "[2] and [2 x 1] differ");
+  CHECK(cf_tensor_copy_(a, b) != 0 && has("copy_: shapes differ: [2] <- [2 x 1]"), "copy_ [2] <- [2 x 1] refused: %s",
+        cf_error_message());
+  CHECK(cf_tensor_get_flat(a, 0) == 0, "nothing copied");
+  /* a variadic op needs at least one tensor */
+  cf_args ca = cf_args_none();
+  ca.i[0] = 0; ca.ni = 1;
+  cf_tensor *none[1] = {NULL};
+  CHECK(cf_op(CF_OP_cat, none, 0, &ca) == NULL && has("cat: needs at least one tensor"), "cat of nothing refused: %s",
+        cf_error_message());
+  cf_tensor_release(a); cf_tensor_release(b); cf_tensor_release(t);
+}
+
+/* rand and randn in bf16 (and f32) are the f64 draws of the same stream rounded to that dtype */
+static void test_rand_dtypes(void) {
+  int64_t n = 64;
+  for (int normal = 0; normal < 2; normal++)
+    for (int k = 0; k < 2; k++) {
+      cf_dtype dt = k ? CF_DTYPE_F32 : CF_DTYPE_BF16;
+      cf_rng g;
+      cf_rng_init(&g, 99);
+      cf_tensor *d = normal ? cf_tensor_randn(1, &n, CF_DTYPE_F64, &g) : cf_tensor_rand(1, &n, CF_DTYPE_F64, &g);
+      cf_rng_init(&g, 99);
+      cf_tensor *r = normal ? cf_tensor_randn(1, &n, dt, &g) : cf_tensor_rand(1, &n, dt, &g);
+      cf_tensor *want = cf_tensor_to_dtype(d, dt);
+      CHECK(r && want && memcmp(cf_tensor_data(r), cf_tensor_data(want), (size_t)n * cf_dtype_size(dt)) == 0,
+            "%s in %s: the f64 draws rounded", normal ? "randn" : "rand", cf_dtype_name(dt));
+      cf_tensor_release(d); cf_tensor_release(r); cf_tensor_release(want);
+    }
+}
+
+/* the optimizer takes a gradient of another floating dtype as its value in the parameter's
+ * dtype (optim.h: "g has p's dtype" by the time a kernel sees it) */
+static void test_optim_grad_dtype(void) {
+  cf_tensor *p32 = param(CF_DTYPE_F32, 1, -2), *q32 = param(CF_DTYPE_F32, 1, -2);
+  p32->grad = param(CF_DTYPE_F64, 0.5, -0.25);
+  p32->grad->requires_grad = false;
+  q32->grad = param(CF_DTYPE_F32, 0.5, -0.25);
+  q32->grad->requires_grad = false;
+  cf_optim_config c = cf_optim_defaults(CF_OPTIM_ADAMW);
+  c.lr = 0.1;
+  cf_optim *o1 = cf_optim_new(&c, &p32, 1), *o2 = cf_optim_new(&c, &q32, 1);
+  for (int s = 0; s < 2; s++) {
+    CHECK(o1 && cf_optim_step(o1) == 0, "step with an f64 gradient: %s", cf_error_message());
+    CHECK(o2 && cf_optim_step(o2) == 0, "step with an f32 gradient: %s", cf_error_message());
+  }
+  CHECK(cf_tensor_get_flat(p32, 0) == cf_tensor_get_flat(q32, 0) && cf_tensor_get_flat(p32, 1) == cf_tensor_get_flat(q32, 1),
+        "an f64 gradient steps an f32 parameter as its f32 value: %g %g vs %g %g", cf_tensor_get_flat(p32, 0),
+        cf_tensor_get_flat(p32, 1), cf_tensor_get_flat(q32, 0), cf_tensor_get_flat(q32, 1));
+  /* hand-derived first step of AdamW at lr 0.1: p - lr * wd * p - lr * sign(g) (bias-corrected m / sqrt(v)) */
+  CHECK(fabs(cf_tensor_get_flat(p32, 0) - (1 * (1 - 0.1 * 0.01) * (1 - 0.1 * 0.01) - 0.1 * (1 - 0.1 * 0.01) - 0.1)) < 1e-5,
+        "two steps of a constant gradient move by lr each: %g", cf_tensor_get_flat(p32, 0));
+  cf_optim_free(o1); cf_optim_free(o2);
+  cf_tensor_release(p32); cf_tensor_release(q32);
+  /* an empty view shares no element with anything: a parameter beside its base */
+  int64_t four = 4;
+  cf_tensor *base = cf_tensor_zeros(1, &four, CF_DTYPE_F32);
+  cf_tensor *empty = cf_view_narrow(base, 0, 1, 0);
+  cf_tensor *ps[2] = {base, empty};
+  cf_optim *o = cf_optim_new(&c, ps, 2);
+  CHECK(o != NULL, "an empty view of a parameter's storage is no overlap: %s", cf_error_message());
+  cf_optim_free(o);
+  cf_tensor_release(empty); cf_tensor_release(base);
+}
+
 int main(void) {
   size_t live0 = cf_cpu_bytes_live();
   test_from_storage_bounds();
@@ -305,6 +393,9 @@ int main(void) {
   test_nesterov_dampening();
   test_rng_fill_stream();
   test_op_calls();
+  test_view_args();
+  test_rand_dtypes();
+  test_optim_grad_dtype();
   CHECK(cf_cpu_bytes_live() == live0, "no CPU bytes live at the end (%zu)", cf_cpu_bytes_live() - live0);
   return check_finish();
 }

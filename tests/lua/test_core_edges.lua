@@ -2,7 +2,9 @@
 -- of core/tensor.c, core/ops.c and core/optim.c): gradient clipping of bf16 and non-contiguous
 -- gradients and the version bump it makes, masked_fill with size-1 mask dims, rmsnorm's eps
 -- range, entropy of a 0-d tensor, copy_ between views that overlap through a stride, arange's
--- count for a fractional span. Expectations are computed by hand or by naive loops here.
+-- count for a fractional span and its i32 range, view/reshape's -1, squeeze() of size-0 dims,
+-- to_dtype to the same dtype, the broadcast error's dim, AdamW's per-parameter step count in
+-- the batched update. Expectations are computed by hand or by naive loops here.
 local H = dofile("tests/lua/harness.lua")
 local confit = require "confit"
 
@@ -72,6 +74,12 @@ H.case("masked_fill: a mask with size-1 dims broadcasts over them", function()
   H.raises(function() confit.zeros(3):masked_fill(confit.ones(2, 3), 0) end, "masked_fill: mask [2 x 3] does not broadcast to the tensor [3]")
 end)
 
+H.case("a broadcast error names the 1-based dim and both sizes", function()
+  H.raises(function() return confit.zeros(2, 3) + confit.zeros(2, 4) end,
+           "add: shapes [2 x 3] and [2 x 4] do not broadcast (dim 2: 3 vs 4)")
+  H.raises(function() return confit.zeros(5, 1, 3) * confit.zeros(4, 2) end, "(dim 3: 3 vs 2)")
+end)
+
 H.case("rmsnorm refuses an infinite eps (it would zero every row)", function()
   local x, w = confit.ones(2, 3), confit.ones(3)
   H.raises(function() x:rmsnorm(w, math.huge) end, "rmsnorm", "eps must be finite and >= 0", "inf")
@@ -96,6 +104,8 @@ H.case("arange: a fractional span keeps its last value (count = ceil((stop - sta
   same_list(flat(confit.arange(0, 2.5)), {0, 1, 2}, 0, "arange(0, 2.5)")
   same_list(flat(confit.arange(0, 1, 0.3, {dtype = "f64"})), {0, 0.3, 0.6, 0.9}, 1e-12, "arange(0, 1, 0.3)")
   same_list(flat(confit.arange(1, -1.5, -1)), {1, 0, -1}, 0, "arange(1, -1.5, -1)")
+  H.raises(function() confit.arange(0, math.huge) end, "arange: invalid range start=0 end=inf step=1")
+  H.raises(function() confit.arange(0, 0 / 0, 1) end, "arange: invalid range")
 end)
 
 H.case("squeeze() keeps size-0 dims (torch.zeros(2, 0, 1).squeeze() is [2, 0])", function()
@@ -126,6 +136,38 @@ H.case("to_dtype to the tensor's own dtype is no copy (ops.def: a copy unless al
   local c = a:to_dtype("f64")
   c:set(1, -1)
   same_list(flat(a), {1, 9, 3}, 0, "another dtype: a copy")
+end)
+
+H.case("arange into i32 refuses a last value past the range, not only a first one", function()
+  H.raises(function() confit.arange(2147483646, 2147483650, {dtype = "i32"}) end, "arange", "2147483649", "does not fit in i32")
+  H.raises(function() confit.arange(-2147483647, -2147483652, -2, {dtype = "i32"}) end, "arange", "-2147483651", "i32")
+  same_list(flat(confit.arange(2147483645, 2147483648, {dtype = "i32"})), {2147483645, 2147483646, 2147483647}, 0, "up to INT32_MAX")
+end)
+
+-- AdamW updates all of a device's parameters in one batched call; each parameter's own count
+-- gives its bias correction (optim.h), also when an earlier parameter had no gradient
+H.case("AdamW: a parameter stepped alone counts its own steps for the bias correction", function()
+  local h = {lr = 0.1, weight_decay = 0.0, betas = {0.5, 0.9}, eps = 1e-8}
+  local p = confit.tensor({1.0, 2.0}, {dtype = "f64", requires_grad = true})
+  local q = confit.tensor({-1.0, 0.5}, {dtype = "f64", requires_grad = true})
+  local opt = confit.optim.adamw({p, q}, h)
+  local ref, m, v = {-1.0, 0.5}, {0, 0}, {0, 0}
+  local gs = {{0.3, -0.6}, {-0.9, 0.1}, {0.2, 0.2}}
+  for t, g in ipairs(gs) do
+    q.grad = confit.tensor(g, {dtype = "f64"})
+    opt:step()
+    for i = 1, 2 do                                     -- PyTorch's AdamW by hand, wd 0
+      m[i] = 0.5 * m[i] + 0.5 * g[i]
+      v[i] = 0.9 * v[i] + 0.1 * g[i] * g[i]
+      local denom = math.sqrt(v[i]) / math.sqrt(1 - 0.9 ^ t) + 1e-8
+      ref[i] = ref[i] - 0.1 / (1 - 0.5 ^ t) * m[i] / denom
+    end
+    same_list(flat(q), ref, 1e-12, "q after step " .. t)
+  end
+  local st = opt:state()
+  H.eq(st["step.1"], 0, "p never stepped")
+  H.eq(st["step.2"], 3, "q stepped 3 times")
+  same_list(flat(p), {1.0, 2.0}, 0, "p untouched")
 end)
 
 H.finish()
