@@ -5,6 +5,7 @@
  * passing the rest of the suite.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,55 @@ static void test_rope_inv_freq_llama31(void) {
   }
 }
 
+/* (twenty-seventh session, mutation testing: each of these changes passed the suite) The config's
+ * numbers in and just outside the bands the message states (rms_norm_eps in (0, 1), rope_theta in
+ * (1, 1e30)); head_dim even (RoPE rotates halves: transformers' rotate_half fails on an odd one)
+ * and above 0, num_key_value_heads above 0; an eos list of exactly CF_MAX_EOS ids; transformers'
+ * defaults for max_position_embeddings (Qwen2Config: 32768) and tie_word_embeddings (false: the
+ * model has its own lm_head.weight). */
+static void test_config_bands(void) {
+  cf_qwen2_config c;
+  static const struct { const char *field; bool ok; } band[] = {
+      {"\"rms_norm_eps\":0.999", true}, {"\"rms_norm_eps\":1", false}, {"\"rms_norm_eps\":1e-300", true},
+      {"\"rope_theta\":1.0001", true}, {"\"rope_theta\":1", false}, {"\"rope_theta\":0.5", false},
+      {"\"rope_theta\":9.9e29", true}, {"\"rope_theta\":1e30", false}, {"\"rope_theta\":1e31", false}};
+  for (size_t i = 0; i < sizeof band / sizeof band[0]; i++) {
+    char js[400];
+    snprintf(js, sizeof js, BASE ",%s}", band[i].field);
+    int rc = cf_qwen2_config_parse(js, "x", &c);
+    if (band[i].ok) CHECK(rc == 0, "%s accepted: %s", band[i].field, cf_error_message());
+    else CHECK(rc != 0 && strstr(cf_error_message(), "rms_norm_eps") && strstr(cf_error_message(), "(1, 1e30)"),
+               "%s refused with the bands named: %s", band[i].field, rc ? cf_error_message() : "(accepted)");
+  }
+  CHECK(cf_qwen2_config_parse(BASE ",\"head_dim\":3}", "x", &c) != 0 && strstr(cf_error_message(), "head_dim (3)") &&
+        strstr(cf_error_message(), "even"), "an odd head_dim refused: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse(BASE ",\"head_dim\":0}", "x", &c) != 0 && strstr(cf_error_message(), "head_dim (0)"),
+        "head_dim 0 refused: %s", cf_error_message());
+  /* (a zero here was a division by zero: heads % kv_heads) */
+  CHECK(cf_qwen2_config_parse(BASE ",\"num_key_value_heads\":0}", "x", &c) != 0 &&
+        strstr(cf_error_message(), "num_key_value_heads and vocab_size must be > 0"),
+        "num_key_value_heads 0 refused: %s", cf_error_message());
+  CHECK(cf_qwen2_config_parse(BASE ",\"head_dim\":6}", "x", &c) == 0 && c.head_dim == 6,
+        "an even head_dim other than hidden / heads kept: %s", cf_error_message());
+  char js[600];
+  int k = snprintf(js, sizeof js, "{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":8,"
+                   "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":64,\"eos_token_id\":[");
+  for (int i = 0; i < CF_MAX_EOS; i++) k += snprintf(js + k, sizeof js - (size_t)k, "%s%d", i ? "," : "", i + 10);
+  snprintf(js + k, sizeof js - (size_t)k, "]}");
+  CHECK(cf_qwen2_config_parse(js, "x", &c) == 0 && c.n_eos == CF_MAX_EOS && c.eos[CF_MAX_EOS - 1] == CF_MAX_EOS + 9,
+        "%d eos ids (the most) kept: n_eos %d: %s", CF_MAX_EOS, c.n_eos, cf_error_message());
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":8,"
+                              "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9}", "x", &c) == 0 &&
+        c.max_pos == 32768 && !c.tie_embeddings,
+        "defaults: max_position_embeddings 32768 (got %d), tie_word_embeddings false (got %d): %s", c.max_pos,
+        c.tie_embeddings, cf_error_message());
+  cf_qwen2 *m = cf_qwen2_new(&c);
+  bool head = false;
+  for (int i = 0; m && i < m->nparams; i++) head = head || strcmp(m->names[i], "lm_head.weight") == 0;
+  CHECK(m && head && m->lm_head != m->embed, "untied by default: a lm_head.weight of its own");
+  cf_qwen2_free(m);
+}
+
 static void write_text(const char *path, const char *text) {
   FILE *f = fopen(path, "wb");
   if (f) { fputs(text, f); fclose(f); }
@@ -92,6 +142,38 @@ static void test_generation_config_eos(void) {
         "eos ids from generation_config.json (n_eos %d, first %d): %s", c.n_eos, c.eos[0], cf_error_message());
   unlink(p1);
   unlink(p2);
+  rmdir(dir);
+}
+
+/* (twenty-seventh session, mutation testing) A generation_config.json that exists but cannot be
+ * read (here a folder) is an error naming it, not skipped: its eos ids would be silently lost and
+ * generation would run past the model's end-of-turn token; so is one whose eos id the model cannot
+ * emit. */
+static void test_generation_config_unreadable(void) {
+  char tmpl[] = "/tmp/confit_gcfg_XXXXXX";
+  char *dir = mkdtemp(tmpl);
+  CHECK(dir != NULL, "mkdtemp");
+  if (!dir) return;
+  char p1[300], p2[300];
+  snprintf(p1, sizeof p1, "%s/config.json", dir);
+  snprintf(p2, sizeof p2, "%s/generation_config.json", dir);
+  write_text(p1, BASE ",\"eos_token_id\":2}");
+  CHECK(mkdir(p2, 0700) == 0, "mkdir %s", p2);
+  cf_qwen2_config c;
+  int rc = cf_qwen2_config_load(dir, &c);
+  CHECK(rc != 0 && strstr(cf_error_message(), "generation_config.json"),
+        "an unreadable generation_config.json is refused, naming it: %s", rc ? cf_error_message() : "(loaded)");
+  rmdir(p2);
+  CHECK(cf_qwen2_config_load(dir, &c) == 0 && c.n_eos == 1 && c.eos[0] == 2, "without it, config.json's eos: %s",
+        cf_error_message());
+  /* its eos ids are checked against vocab_size as config.json's are: the model cannot emit id 9 */
+  write_text(p2, "{\"eos_token_id\":[5,9]}");
+  rc = cf_qwen2_config_load(dir, &c);
+  CHECK(rc != 0 && strstr(cf_error_message(), "generation_config.json") &&
+        strstr(cf_error_message(), "eos_token_id 9 is not below vocab_size 9"),
+        "an eos id past the vocabulary in generation_config.json refused: %s", rc ? cf_error_message() : "(loaded)");
+  unlink(p2);
+  unlink(p1);
   rmdir(dir);
 }
 
@@ -178,13 +260,46 @@ static void test_prompt_id_at_vocab(void) {
   cf_qwen2_free(m);
 }
 
+/* (twenty-seventh session, mutation testing: top_k = -1 accepted, and n = 0, passed the suite; the
+ * Lua binding checks its own) cf_qwen2_generate refuses each bad option, naming it and the value. */
+static void test_generate_option_checks(void) {
+  cf_qwen2 *m = zero_model();
+  if (!m) return;
+  int64_t a[2] = {1, 2};
+  const int64_t *ps[1] = {a};
+  int pl[1] = {2};
+  const cf_gen_opts good = {.n = 1, .temperature = 1, .top_p = 1, .max_new_tokens = 2, .ignore_eos = true};
+  struct { cf_gen_opts o; const char *want; } bad[9];
+  for (int i = 0; i < 9; i++) bad[i].o = good;
+  bad[0].o.n = 0; bad[0].want = "n must be >= 1 (got 0)";
+  bad[1].o.max_new_tokens = -1; bad[1].want = "max_new_tokens must be >= 0 (got -1)";
+  bad[2].o.temperature = -0.5; bad[2].want = "temperature must be a finite number >= 0 (got -0.5)";
+  bad[3].o.temperature = NAN; bad[3].want = "temperature must be a finite number >= 0";
+  bad[4].o.temperature = INFINITY; bad[4].want = "temperature must be a finite number >= 0 (got inf)";
+  bad[5].o.top_p = 0; bad[5].want = "top_p must be in (0, 1] (got 0)";
+  bad[6].o.top_p = 1.5; bad[6].want = "top_p must be in (0, 1] (got 1.5)";
+  bad[7].o.top_p = NAN; bad[7].want = "top_p must be in (0, 1]";
+  bad[8].o.top_k = -1; bad[8].want = "top_k must be >= 0 (got -1)";
+  for (int i = 0; i < 9; i++) {
+    cf_gen_sample *s = NULL;
+    int rc = cf_qwen2_generate(m, ps, pl, 1, &bad[i].o, &s);
+    CHECK(rc != 0 && strstr(cf_error_message(), bad[i].want) && s == NULL, "bad option %d refused (\"%s\"): %s", i,
+          bad[i].want, rc ? cf_error_message() : "(ran)");
+    if (rc == 0) cf_gen_samples_free(s, bad[i].o.n);
+  }
+  cf_qwen2_free(m);
+}
+
 int main(void) {
   test_config_defaults_and_refusals();
   test_rope_parameters_llama3();
   test_rope_inv_freq_llama31();
   test_generation_config_eos();
+  test_config_bands();
+  test_generation_config_unreadable();
   test_sample_streams();
   test_interrupt_finish();
   test_prompt_id_at_vocab();
+  test_generate_option_checks();
   return check_finish();
 }
