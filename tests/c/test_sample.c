@@ -151,6 +151,88 @@ static void test_top_k_then_top_p(void) {
   }
 }
 
+/* (twenty-seventh session, mutation testing: "target <= cum" passed the suite) The inverse CDF
+ * takes the first id whose running sum exceeds u times the kept mass: each id owns [before, after)
+ * of [0, 1), so a u on a boundary belongs to the next id (floor(u * V) over V equal logits, as the
+ * GPU sampler and test_model_edges' random streams assume). And over N evenly spaced u (the
+ * midpoints of N equal cells) each id is drawn N p times to within one: the draw follows the
+ * softmax exactly, no statistics needed. */
+static void test_inverse_cdf(void) {
+  const float four[4] = {0.5f, 0.5f, 0.5f, 0.5f};
+  for (int k = 0; k < 4; k++) {
+    expect_pick("four ties, u on a boundary", four, 4, 1.0, 0, 1.0, k / 4.0, k, -log(4.0));
+    if (k) expect_pick("four ties, u just below a boundary", four, 4, 1.0, 0, 1.0, nextafter(k / 4.0, 0), k - 1, -log(4.0));
+  }
+  const float lg[5] = {logf(0.5f), logf(0.25f), -INFINITY, logf(0.125f), logf(0.125f)};
+  const struct { double T; int top_k; double top_p; } cfg[] = {{1.0, 0, 1.0}, {2.0, 0, 1.0}, {1.0, 2, 1.0}, {1.0, 0, 0.7}};
+  for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
+    enum { N = 4096 };
+    int count[5] = {0};
+    int64_t idx[5];
+    double p[5], lp;
+    for (int i = 0; i < N; i++) {
+      int64_t t = cf_sample_token(lg, 5, cfg[c].T, cfg[c].top_k, cfg[c].top_p, (i + 0.5) / N, &lp, idx, p);
+      if (t >= 0 && t < 5) count[t]++;
+    }
+    /* the kept probabilities: softmax(logits / T) over the kept ids, renormalised */
+    double w[5], tot = 0;
+    for (int i = 0; i < 5; i++) w[i] = i == 2 ? 0 : pow(lg[i] == lg[i] ? exp(lg[i]) : 0, 1 / cfg[c].T);
+    if (cfg[c].top_k == 2 || cfg[c].top_p == 0.7) w[3] = w[4] = 0;    /* 0.5 + 0.25 reaches 0.7 */
+    for (int i = 0; i < 5; i++) tot += w[i];
+    for (int i = 0; i < 5; i++)
+      CHECK(fabs(count[i] - N * w[i] / tot) <= 1, "case %zu (T=%g top_k=%d top_p=%g): id %d drawn %d times of %d, want %.2f",
+            c, cfg[c].T, cfg[c].top_k, cfg[c].top_p, i, count[i], N, N * w[i] / tot);
+  }
+}
+
+/* (twenty-seventh session, mutation testing: dropping the sampler's fallback, the sort of the
+ * whole vocabulary when top_p's running sum falls short inside the sorted prefix, passed the
+ * suite) The prefix is chosen by sums taken in another order than the running sum's; top_p set
+ * between the two orders' sums of the likeliest ids (their probabilities within a factor 2 of the
+ * largest: the sampler sums the largest, then the others in id order) makes the prefix stop there while the running sum, in probability order, needs one id
+ * more (a less likely one, the largest id, so that u near 1 draws it). The pick is then the
+ * reference's, which sorts everything. */
+static void test_top_p_prefix_short(void) {
+  enum { V = 12 };
+  float lg[V];
+  int found = 0;
+  for (int trial = 0; trial < 2000 && !found; trial++) {
+    for (int i = 0; i < V - 1; i++) lg[i] = (float)(0.6 * uniform());     /* p / pmax in (0.5, 1] */
+    lg[V - 1] = -1.0f;                                                     /* below: another bucket */
+    double mx = lg[0], sum = 0, p[V];
+    for (int i = 1; i < V; i++) if (lg[i] > mx) mx = lg[i];
+    for (int i = 0; i < V; i++) { p[i] = exp(lg[i] - mx); sum += p[i]; }
+    for (int i = 0; i < V; i++) p[i] = p[i] / sum;
+    /* the prefix's sum: the largest alone (within a factor 2^0), then the others (2^-1) in id order */
+    int best = 0;
+    for (int i = 1; i < V; i++) if (lg[i] > lg[best]) best = i;
+    double others = 0, by_id, by_p = 0;
+    for (int i = 0; i < V - 1; i++) if (i != best) others += p[i];
+    by_id = p[best] + others;
+    cand c[V];
+    for (int i = 0; i < V; i++) { c[i].id = i; c[i].p = p[i]; c[i].logit = lg[i]; }
+    qsort(c, V, sizeof *c, by_logit);
+    for (int i = 0; i < V - 1; i++) by_p += c[i].p;
+    if (!(by_p < by_id)) continue;
+    /* top_p with top_p - 1e-12 in (by_p, by_id]: reached in id order, not in probability order */
+    for (double tp = by_id + 1e-12, k = 0; k < 64 && !found; k++, tp = nextafter(tp, 0)) {
+      double cut = tp * 1.0 - 1e-12;
+      if (cut > by_p && cut <= by_id) {
+        double lp_ref, lp;
+        int64_t idx[V];
+        double pp[V];
+        int64_t want = reference(lg, V, 1.0, 0, tp, 0.9999999, &lp_ref);
+        int64_t got = cf_sample_token(lg, V, 1.0, 0, tp, 0.9999999, &lp, idx, pp);
+        CHECK(want == V - 1, "the case needs the last id (reference drew %lld)", (long long)want);
+        CHECK(got == want && lp == lp_ref, "top_p %.17g between the sums: token %lld (%.17g), reference %lld (%.17g)",
+              tp, (long long)got, lp, (long long)want, lp_ref);
+        found = 1;
+      }
+    }
+  }
+  CHECK(found, "a case whose sums differ in the two orders was found");
+}
+
 /* logits with NaN or +inf, or only -inf, are refused (sampled and greedy) */
 static void test_bad_logits(void) {
   const float nan1[3] = {0, NAN, 1}, nan0[3] = {NAN, 0, 1}, inf1[3] = {0, INFINITY, 1};
@@ -212,5 +294,7 @@ int main(void) {
   test_top_p_boundary();
   test_top_k_then_top_p();
   test_bad_logits();
+  test_inverse_cdf();
+  test_top_p_prefix_short();
   return check_finish();
 }
