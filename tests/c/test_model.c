@@ -208,6 +208,16 @@ static void test_fixture(const char *dir) {
     cf_tensor_release(l1); cf_tensor_release(l2);
     CHECK(m2->cfg.n_eos == m->cfg.n_eos && m2->cfg.head_dim == m->cfg.head_dim &&
           m2->cfg.tie_embeddings == m->cfg.tie_embeddings, "%s: config round trip", dir);
+    /* (twenty-seventh session, mutation testing: max_position_embeddings left out of the saved
+     * config.json passed the suite; the reloaded model took the default 32768) every field */
+    const cf_qwen2_config *a = &m->cfg, *b = &m2->cfg;
+    bool same = strcmp(a->model_type, b->model_type) == 0 && a->hidden == b->hidden &&
+                a->intermediate == b->intermediate && a->layers == b->layers && a->heads == b->heads &&
+                a->kv_heads == b->kv_heads && a->vocab == b->vocab && a->max_pos == b->max_pos &&
+                a->rms_eps == b->rms_eps && a->rope_theta == b->rope_theta && a->qkv_bias == b->qkv_bias;
+    for (int k = 0; k < 4; k++) same = same && a->rope_scaling[k] == b->rope_scaling[k];
+    for (int k = 0; k < a->n_eos && k < CF_MAX_EOS; k++) same = same && a->eos[k] == b->eos[k];
+    CHECK(same, "%s: every config field round-trips (max_position_embeddings %d -> %d)", dir, a->max_pos, b->max_pos);
     cf_qwen2_free(m2);
   }
   if (tmp) {
@@ -438,17 +448,14 @@ static void test_mixed_dtype_checkpoint_loads(void) {
   if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
 }
 
-/* A tiny random model (1 layer, D 8) built from a config, f32 on the CPU. */
-static cf_qwen2 *tiny_model(void) {
+/* A random model built from a config (weights N(0, 0.3^2)), f32 on the CPU; NULL + message. */
+static cf_qwen2 *random_model(const char *json, uint64_t seed) {
   cf_qwen2_config c;
-  if (cf_qwen2_config_parse("{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":16,"
-                            "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"num_key_value_heads\":1,"
-                            "\"vocab_size\":11}", "tiny", &c))
-    return NULL;
+  if (cf_qwen2_config_parse(json, "tiny", &c)) return NULL;
   cf_qwen2 *m = cf_qwen2_new(&c);
   if (!m) return NULL;
   cf_rng g;
-  cf_rng_init(&g, 5);
+  cf_rng_init(&g, seed);
   for (int i = 0; i < m->nparams; i++) {
     cf_tensor *p = *m->slots[i];
     cf_tensor *r = cf_tensor_randn(p->ndim, p->shape, CF_DTYPE_F32, &g);
@@ -459,6 +466,12 @@ static cf_qwen2 *tiny_model(void) {
   }
   return m;
 }
+
+#define TINY_JSON "{\"model_type\":\"qwen2\",\"hidden_size\":8,\"intermediate_size\":16," \
+                  "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"num_key_value_heads\":1,\"vocab_size\":11"
+
+/* A tiny random model (1 layer, D 8) built from a config, f32 on the CPU. */
+static cf_qwen2 *tiny_model(void) { return random_model(TINY_JSON "}", 5); }
 
 static int find_param(const cf_qwen2 *m, const char *name) {
   for (int i = 0; i < m->nparams; i++) if (strcmp(m->names[i], name) == 0) return i;
@@ -581,10 +594,241 @@ static void test_recompute_positions_version(void) {
   }
 }
 
+/* ids 1..T as an i64 [1, T] tensor */
+static cf_tensor *ramp_ids(int64_t T) {
+  int64_t shape[2] = {1, T};
+  cf_tensor *ids = cf_tensor_zeros(2, shape, CF_DTYPE_I64);
+  for (int64_t t = 0; ids && t < T; t++) ((int64_t *)cf_tensor_data(ids))[t] = t % 10 + 1;
+  return ids;
+}
+
+/* (twenty-seventh session, mutation testing: a tied head left as it was passed the suite, since
+ * init_random re-ties after its set_params) A tied model's LM head is its embedding: after
+ * set_param replaces the embedding, the logits are the final hidden states times the new
+ * embedding's rows. */
+static void test_tied_head_follows_set_param(void) {
+  cf_qwen2 *m = random_model(TINY_JSON ",\"tie_word_embeddings\":true}", 9);
+  CHECK(m != NULL, "tied model: %s", cf_error_message());
+  if (!m) return;
+  cf_tensor *ids = ramp_ids(4);
+  cf_tensor *h = cf_qwen2_hidden(m, ids, NULL), *lg = cf_qwen2_logits(m, ids);
+  CHECK(h && lg, "forward: %s", cf_error_message());
+  const cf_tensor *E = m->embed;
+  double worst = 0;
+  for (int64_t t = 0; h && lg && t < 4; t++)
+    for (int64_t v = 0; v < m->cfg.vocab; v++) {
+      double want = 0;
+      for (int64_t d = 0; d < m->cfg.hidden; d++)
+        want += (double)((const float *)cf_tensor_data(h))[t * m->cfg.hidden + d] *
+                ((const float *)cf_tensor_data(E))[v * m->cfg.hidden + d];
+      double got = ((const float *)cf_tensor_data(lg))[t * m->cfg.vocab + v];
+      double r = fabs(got - want) / (1e-5 + 1e-4 * fabs(want));
+      if (r > worst) worst = r;
+    }
+  CHECK(worst <= 1, "tied logits are hidden x the embedding set by set_param (worst ratio %g)", worst);
+  CHECK(m->lm_head == m->embed, "the tied head is the embedding itself");
+  cf_tensor_release(h);
+  cf_tensor_release(lg);
+  cf_tensor_release(ids);
+  cf_qwen2_free(m);
+}
+
+/* (twenty-seventh session, mutation testing) Older Hugging Face checkpoints (Llama 2's) carry
+ * "model.layers.N.self_attn.rotary_emb.inv_freq": a buffer, not a parameter, that loads and is
+ * passed over (the model's RoPE comes from config.json); another unknown tensor is still refused. */
+static void test_rotary_buffer_passed_over(void) {
+  cf_qwen2 *m = tiny_model();
+  char tmpl[] = "/tmp/confit_rotary_XXXXXX";
+  char *dir = mkdtemp(tmpl);
+  CHECK(m && dir, "tiny model and a folder: %s", cf_error_message());
+  if (!m || !dir) { cf_qwen2_free(m); return; }
+  CHECK(cf_qwen2_config_save(&m->cfg, dir) == 0, "config save: %s", cf_error_message());
+  char path[600];
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  float inv[2] = {1.0f, 0.01f};
+  const char *extra[2] = {"model.layers.0.self_attn.rotary_emb.inv_freq", "model.layers.0.self_attn.other.weight"};
+  for (int k = 0; k < 2; k++) {
+    cf_st_entry *e = calloc((size_t)m->nparams + 1, sizeof *e);
+    for (int i = 0; i < m->nparams; i++) {
+      cf_tensor *t = *m->slots[i];
+      e[i].name = m->names[i];
+      snprintf(e[i].dtype, sizeof e[i].dtype, "F32");
+      e[i].ndim = t->ndim;
+      for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
+      e[i].data = cf_tensor_data(t);
+      e[i].nbytes = (size_t)cf_tensor_numel(t) * 4;
+    }
+    e[m->nparams] = (cf_st_entry){.name = (char *)extra[k], .dtype = "F32", .ndim = 1, .shape = {2}, .data = inv,
+                                  .nbytes = sizeof inv};
+    CHECK(cf_st_write(path, e, (size_t)m->nparams + 1, NULL) == 0, "write: %s", cf_error_message());
+    free(e);
+    cf_qwen2 *m2 = cf_qwen2_load(dir);
+    if (k == 0) {
+      CHECK(m2 != NULL, "a checkpoint with a rotary_emb buffer loads: %s", cf_error_message());
+      cf_tensor *ids = ramp_ids(5);
+      cf_tensor *l1 = m2 ? cf_qwen2_logits(m, ids) : NULL, *l2 = m2 ? cf_qwen2_logits(m2, ids) : NULL;
+      CHECK(!m2 || (l1 && l2 && max_rel(l2, l1, 1e-30, 0) == 0), "and gives the saved model's logits");
+      cf_tensor_release(l1); cf_tensor_release(l2); cf_tensor_release(ids);
+    } else {
+      CHECK(m2 == NULL && strstr(cf_error_message(), "unexpected tensor \"model.layers.0.self_attn.other.weight\""),
+            "another unknown tensor is refused, named: %s", m2 ? "(loaded)" : cf_error_message());
+    }
+    cf_qwen2_free(m2);
+  }
+  cf_qwen2_free(m);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+}
+
+/* (twenty-seventh session, mutation testing) The context's edges: a forward of exactly
+ * max_position_embeddings tokens runs, one more is refused; generate fills the context to its
+ * last position (prompt + max_new_tokens = max_position_embeddings), its log-prob that of the full
+ * forward of the same tokens, one more is refused; max_new_tokens = 0 gives empty samples. */
+static void test_context_edges(void) {
+  cf_qwen2 *m = random_model(TINY_JSON ",\"max_position_embeddings\":6}", 11);
+  CHECK(m != NULL, "model: %s", cf_error_message());
+  if (!m) return;
+  cf_tensor *ids = ramp_ids(6), *more = ramp_ids(7);
+  cf_tensor *lg = cf_qwen2_logits(m, ids);
+  CHECK(lg != NULL, "a forward of max_position_embeddings tokens runs: %s", cf_error_message());
+  cf_tensor *lg7 = cf_qwen2_logits(m, more);
+  CHECK(lg7 == NULL && strstr(cf_error_message(), "7 tokens exceed max_position_embeddings 6"),
+        "one more is refused: %s", lg7 ? "(ran)" : cf_error_message());
+  cf_tensor_release(lg); cf_tensor_release(lg7); cf_tensor_release(more);
+  int64_t prompt[2] = {3, 4};
+  const int64_t *pp = prompt;
+  int plen = 2;
+  cf_gen_opts o = {.n = 2, .temperature = 1.0, .top_p = 1, .max_new_tokens = 4, .seed = 3, .ignore_eos = true};
+  cf_gen_sample *s = NULL;
+  int rc = cf_qwen2_generate(m, &pp, &plen, 1, &o, &s);
+  CHECK(rc == 0, "prompt + max_new_tokens = max_position_embeddings: %s", cf_error_message());
+  for (int i = 0; rc == 0 && i < 2; i++) {
+    CHECK(s[i].ntokens == 4 && s[i].finish == CF_FINISH_LENGTH, "sample %d: %d tokens, finish %d", i, s[i].ntokens,
+          s[i].finish);
+    int64_t *d = cf_tensor_data(ids);
+    d[0] = 3; d[1] = 4;
+    for (int t = 0; t < s[i].ntokens && t < 4; t++) d[2 + t] = s[i].tokens[t];
+    int64_t pl = 2;
+    cf_tensor *full = cf_qwen2_logprobs(m, ids, &pl, NULL, 1.0);
+    CHECK(full && fabs(cf_tensor_get_flat(full, 0) - s[i].logprob) < 1e-4 * (1 + fabs(s[i].logprob)),
+          "sample %d: log-prob %g, the full forward's %g", i, s[i].logprob, full ? cf_tensor_get_flat(full, 0) : NAN);
+    cf_tensor_release(full);
+  }
+  if (rc == 0) cf_gen_samples_free(s, 2);
+  o.max_new_tokens = 5;
+  s = NULL;
+  rc = cf_qwen2_generate(m, &pp, &plen, 1, &o, &s);
+  CHECK(rc != 0 && strstr(cf_error_message(), "prompt 1 (2 tokens) + max_new_tokens 5 exceeds max_position_embeddings 6"),
+        "one past the context refused: %s", rc ? cf_error_message() : "(ran)");
+  if (rc == 0) cf_gen_samples_free(s, 2);
+  o.max_new_tokens = 0;
+  s = NULL;
+  rc = cf_qwen2_generate(m, &pp, &plen, 1, &o, &s);
+  CHECK(rc == 0 && s[0].ntokens == 0 && s[1].ntokens == 0 && s[0].finish == CF_FINISH_LENGTH && s[0].logprob == 0,
+        "max_new_tokens = 0: empty samples: %s", rc ? cf_error_message() : "");
+  if (rc == 0) cf_gen_samples_free(s, 2);
+  cf_tensor_release(ids);
+  cf_qwen2_free(m);
+}
+
+/* (twenty-seventh session, mutation testing: the generator's attention taking its softmax's
+ * maximum from 0 instead of the scores passed the suite) Attention scores far below zero: with
+ * k_proj = -q_proj and large weights every position's score with itself is about -|q|^2 / sqrt(hd),
+ * thousands below zero, where exp without the largest score subtracted is 0 / 0. The KV-cache
+ * generator still gives the full forward's log-prob. */
+static void test_generate_extreme_scores(void) {
+  /* two layers: the first one's output at position 0 (which attends to itself alone) feeds every
+   * later position through the second one's cache */
+  cf_qwen2 *m = random_model("{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":16,"
+                             "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"vocab_size\":11}", 13);
+  CHECK(m != NULL, "model: %s", cf_error_message());
+  if (!m) return;
+  for (int l = 0; l < 2; l++) {
+    cf_qwen2_layer *L = &m->layer[l];
+    float *q = cf_tensor_data(L->q_w), *k = cf_tensor_data(L->k_w), *w = cf_tensor_data(L->in_norm);
+    for (int64_t i = 0; i < cf_tensor_numel(L->q_w); i++) { q[i] *= 60; k[i] = -q[i]; }
+    for (int64_t i = 0; i < cf_tensor_numel(L->in_norm); i++) w[i] = 1;
+  }
+  int64_t prompt[3] = {3, 4, 5};
+  const int64_t *pp = prompt;
+  int plen = 3;
+  cf_gen_opts o = {.n = 1, .temperature = 0, .top_p = 1, .max_new_tokens = 4, .ignore_eos = true};
+  cf_gen_sample *s = NULL;
+  int rc = cf_qwen2_generate(m, &pp, &plen, 1, &o, &s);
+  CHECK(rc == 0, "generate with scores far below zero: %s", cf_error_message());
+  if (rc == 0) {
+    int64_t shape[2] = {1, 3 + s[0].ntokens};
+    cf_tensor *seq = cf_tensor_zeros(2, shape, CF_DTYPE_I64);
+    int64_t *d = cf_tensor_data(seq);
+    for (int t = 0; t < 3; t++) d[t] = prompt[t];
+    for (int t = 0; t < s[0].ntokens; t++) d[3 + t] = s[0].tokens[t];
+    int64_t pl = 3;
+    cf_tensor *full = cf_qwen2_logprobs(m, seq, &pl, NULL, 1.0);
+    CHECK(full && isfinite(s[0].logprob) && fabs(cf_tensor_get_flat(full, 0) - s[0].logprob) < 1e-4 * (1 + fabs(s[0].logprob)),
+          "KV-cache log-prob %g vs full forward %g", s[0].logprob, full ? cf_tensor_get_flat(full, 0) : NAN);
+    cf_tensor_release(full);
+    cf_tensor_release(seq);
+    cf_gen_samples_free(s, 1);
+  }
+  cf_qwen2_free(m);
+}
+
+/* (twenty-seventh session, mutation testing: checking only the rows of a tied checkpoint's
+ * lm_head.weight passed the suite) A tied model's checkpoint may carry lm_head.weight, unread,
+ * only of the embedding's shape [V, D]: one of width D + 1 is refused, naming both shapes. */
+static void test_tied_head_shape(void) {
+  cf_qwen2 *m = random_model(TINY_JSON ",\"tie_word_embeddings\":true}", 9);
+  char tmpl[] = "/tmp/confit_tiedhead_XXXXXX";
+  char *dir = mkdtemp(tmpl);
+  CHECK(m && dir, "tied model and a folder: %s", cf_error_message());
+  if (!m || !dir) { cf_qwen2_free(m); return; }
+  CHECK(cf_qwen2_config_save(&m->cfg, dir) == 0, "config save: %s", cf_error_message());
+  char path[600];
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  int64_t V = m->cfg.vocab, D = m->cfg.hidden;
+  float *head = calloc((size_t)(V * (D + 1)), sizeof *head);
+  for (int wide = 0; wide < 2; wide++) {
+    cf_st_entry *e = calloc((size_t)m->nparams + 1, sizeof *e);
+    for (int i = 0; i < m->nparams; i++) {
+      cf_tensor *t = *m->slots[i];
+      e[i].name = m->names[i];
+      snprintf(e[i].dtype, sizeof e[i].dtype, "F32");
+      e[i].ndim = t->ndim;
+      for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
+      e[i].data = cf_tensor_data(t);
+      e[i].nbytes = (size_t)cf_tensor_numel(t) * 4;
+    }
+    e[m->nparams] = (cf_st_entry){.name = "lm_head.weight", .dtype = "F32", .ndim = 2, .shape = {V, D + wide},
+                                  .data = head, .nbytes = (size_t)(V * (D + wide)) * 4};
+    CHECK(cf_st_write(path, e, (size_t)m->nparams + 1, NULL) == 0, "write: %s", cf_error_message());
+    free(e);
+    cf_qwen2 *m2 = cf_qwen2_load(dir);
+    if (!wide)
+      CHECK(m2 && m2->lm_head == m2->embed, "a tied checkpoint with an lm_head.weight [V, D] loads, the head the "
+            "embedding: %s", m2 ? "" : cf_error_message());
+    else
+      CHECK(m2 == NULL && strstr(cf_error_message(), "has the shape [11 x 9]") &&
+            strstr(cf_error_message(), "[11 x 8] (tie_word_embeddings = true)"),
+            "an lm_head.weight [V, D + 1] is refused: %s", m2 ? "(loaded)" : cf_error_message());
+    cf_qwen2_free(m2);
+  }
+  free(head);
+  cf_qwen2_free(m);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+}
+
 int main(void) {
   test_set_param_checks();
   test_recompute_version();
   test_recompute_positions_version();
+  test_tied_head_follows_set_param();
+  test_rotary_buffer_passed_over();
+  test_context_edges();
+  test_generate_extreme_scores();
+  test_tied_head_shape();
   test_config_errors();
   test_mixed_dtype_checkpoint_loads();
   test_fixture("tests/fixtures/tiny_qwen2");
