@@ -290,6 +290,33 @@ static void test_generate_option_checks(void) {
   cf_qwen2_free(m);
 }
 
+/* (twenty-seventh session, mutation testing: each passed the suite) A key twice in a nested object
+ * is refused as at the top (cJSON answers the first, Python's json the last: rope_scaling's factor
+ * 8 here, 2 in transformers); and a saved config.json reads back exactly, doubles that need 17
+ * digits included (rope_theta, the llama3 factor: written with 15, they came back changed). */
+static void test_config_nested_dup_and_exact_save(void) {
+  cf_qwen2_config c, back;
+  CHECK(cf_qwen2_config_parse(BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0,\"factor\":2.0,"
+                              "\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,\"original_max_position_embeddings\":64}}",
+                              "cfg.json", &c) != 0 && strstr(cf_error_message(), "the key \"factor\" appears twice"),
+        "a key twice inside rope_scaling refused: %s", cf_error_message());
+  int rc = cf_qwen2_config_parse(BASE ",\"rope_theta\":10000.123456789011,\"rope_scaling\":{\"rope_type\":\"llama3\","
+                                 "\"factor\":8.000000000000002,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+                                 "\"original_max_position_embeddings\":64}}", "x", &c);
+  CHECK(rc == 0, "config: %s", cf_error_message());
+  char tmpl[] = "/tmp/confit_cfgsave_XXXXXX";
+  char *dir = rc == 0 ? mkdtemp(tmpl) : NULL;
+  if (!dir) return;
+  CHECK(cf_qwen2_config_save(&c, dir) == 0, "save: %s", cf_error_message());
+  rc = cf_qwen2_config_load(dir, &back);
+  CHECK(rc == 0 && back.rope_theta == c.rope_theta && back.rope_scaling[0] == c.rope_scaling[0] &&
+        back.rope_scaling[3] == c.rope_scaling[3], "reloaded exactly: rope_theta %.17g, factor %.17g: %s",
+        back.rope_theta, back.rope_scaling[0], rc ? cf_error_message() : "");
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+}
+
 int main(void) {
   test_config_defaults_and_refusals();
   test_rope_parameters_llama3();
@@ -301,5 +328,6 @@ int main(void) {
   test_interrupt_finish();
   test_prompt_id_at_vocab();
   test_generate_option_checks();
+  test_config_nested_dup_and_exact_save();
   return check_finish();
 }
