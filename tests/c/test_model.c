@@ -4,7 +4,11 @@
  * greedy generation; plus KV-cache consistency, batching invariance, seeded sampling, saving
  * and reloading, and config errors; a checkpoint mixing an odd-length bf16 tensor with f32 ones
  * loads exactly, every tensor aligned in the file (the writer's layout) and every weight the
- * model's own memory (read, not mapped: the file may change after the load).
+ * model's own memory (read, not mapped: the file may change after the load). From mutation testing
+ * (twenty-seventh session): a tied head follows set_param, a rotary_emb buffer in a checkpoint is
+ * passed over and a tied lm_head.weight of another width refused, the context's edges (forward and
+ * generate at exactly max_position_embeddings, max_new_tokens 0), attention scores far below zero
+ * in the generator, and every config field through save and reload.
  */
 #include <math.h>
 #include <stdio.h>

@@ -2,7 +2,9 @@
  * rope_parameters, the Llama 3.1 inverse frequencies against transformers' values), eos ids from
  * generation_config.json, and the CPU generator's random streams, interrupt finish and prompt-id
  * range: checks that mutation testing (nineteenth session) found missing, each of these changes
- * passing the rest of the suite.
+ * passing the rest of the suite. The twenty-seventh session's added the config's bands and
+ * defaults at their edges, a generation_config.json unreadable or naming an eos id past the
+ * vocabulary, nested duplicate keys, an exact config save, and cf_qwen2_generate's option checks.
  */
 #include <math.h>
 #include <stdbool.h>

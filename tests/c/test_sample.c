@@ -8,7 +8,9 @@
  * the reference's exactly, for flat, peaked, tied and underflowing distributions. Then the edges:
  * temperatures so small that logit / T overflows or swallows log(sum) (the softmax is then
  * one-hot, or uniform over tied maxima), top_p at a boundary the sum's rounding misses, and
- * logits holding NaN, +inf or only -inf, which are refused with a message.
+ * logits holding NaN, +inf or only -inf, which are refused with a message. The draw's boundaries
+ * (u on a cell edge belongs to the next id), its frequencies over a grid of u (exact, no
+ * statistics), and top_p where the sorted prefix's running sum falls short (the full sort's fallback).
  * Prints "N passed, N failed"; exits 1 on any failure.
  */
 #include "error.h"
