@@ -319,6 +319,41 @@ static void test_config_nested_dup_and_exact_save(void) {
   if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
 }
 
+/* (twenty-seventh session, mutation testing: stopping at the first eos id only, and writing only
+ * the first into generation_config.json, passed the suite) Every id of an eos list ends a sample
+ * (Qwen2.5 instruct lists two: <|im_end|> and <|endoftext|>), and the list survives a save. The
+ * zero model's greedy token is id 0 (uniform logits, the first maximum), the list's second id. */
+static void test_eos_list(void) {
+  cf_qwen2_config c, back;
+  int rc = cf_qwen2_config_parse("{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,"
+                                 "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":64,"
+                                 "\"eos_token_id\":[5,0]}", "x", &c);
+  cf_qwen2 *m = rc == 0 ? cf_qwen2_new(&c) : NULL;
+  CHECK(m != NULL, "model: %s", cf_error_message());
+  if (!m) return;
+  int64_t a[2] = {1, 2};
+  const int64_t *ps[1] = {a};
+  int pl[1] = {2};
+  cf_gen_opts o = {.n = 1, .temperature = 0, .top_p = 1, .max_new_tokens = 4};
+  cf_gen_sample *s = NULL;
+  rc = cf_qwen2_generate(m, ps, pl, 1, &o, &s);
+  CHECK(rc == 0 && s[0].ntokens == 1 && s[0].tokens[0] == 0 && s[0].finish == CF_FINISH_STOP,
+        "the second eos id stops the sample (%d tokens, finish %d): %s", rc ? -1 : s[0].ntokens, rc ? -1 : s[0].finish,
+        rc ? cf_error_message() : "");
+  if (rc == 0) cf_gen_samples_free(s, 1);
+  cf_qwen2_free(m);
+  char tmpl[] = "/tmp/confit_eos_XXXXXX";
+  char *dir = mkdtemp(tmpl);
+  if (!dir) return;
+  CHECK(cf_qwen2_config_save(&c, dir) == 0, "save: %s", cf_error_message());
+  rc = cf_qwen2_config_load(dir, &back);
+  CHECK(rc == 0 && back.n_eos == 2 && back.eos[0] == 5 && back.eos[1] == 0, "the eos list reloads (n_eos %d): %s",
+        back.n_eos, rc ? cf_error_message() : "");
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+}
+
 int main(void) {
   test_config_defaults_and_refusals();
   test_rope_parameters_llama3();
@@ -331,5 +366,6 @@ int main(void) {
   test_prompt_id_at_vocab();
   test_generate_option_checks();
   test_config_nested_dup_and_exact_save();
+  test_eos_list();
   return check_finish();
 }
