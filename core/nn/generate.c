@@ -511,7 +511,7 @@ static int check_opts(const cf_qwen2 *m, const int64_t *const *prompts, const in
       if (prompts[p][t] < 0 || prompts[p][t] >= m->cfg.vocab)
         return CF_ERR("generate: prompt %d token %d is id %lld, outside the vocabulary [0, %d)", p + 1,
                       t + 1, (long long)prompts[p][t], m->cfg.vocab);
-    if (plen[p] + o->max_new_tokens > m->cfg.max_pos)
+    if ((int64_t)plen[p] + o->max_new_tokens > m->cfg.max_pos) /* (in int it could wrap) */
       return CF_ERR("generate: prompt %d (%d tokens) + max_new_tokens %d exceeds max_position_embeddings %d",
                     p + 1, plen[p], o->max_new_tokens, m->cfg.max_pos);
   }

@@ -6,6 +6,7 @@
  * defaults at their edges, a generation_config.json unreadable or naming an eos id past the
  * vocabulary, nested duplicate keys, an exact config save, and cf_qwen2_generate's option checks.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -271,8 +272,8 @@ static void test_generate_option_checks(void) {
   const int64_t *ps[1] = {a};
   int pl[1] = {2};
   const cf_gen_opts good = {.n = 1, .temperature = 1, .top_p = 1, .max_new_tokens = 2, .ignore_eos = true};
-  struct { cf_gen_opts o; const char *want; } bad[9];
-  for (int i = 0; i < 9; i++) bad[i].o = good;
+  struct { cf_gen_opts o; const char *want; } bad[10];
+  for (int i = 0; i < 10; i++) bad[i].o = good;
   bad[0].o.n = 0; bad[0].want = "n must be >= 1 (got 0)";
   bad[1].o.max_new_tokens = -1; bad[1].want = "max_new_tokens must be >= 0 (got -1)";
   bad[2].o.temperature = -0.5; bad[2].want = "temperature must be a finite number >= 0 (got -0.5)";
@@ -282,7 +283,10 @@ static void test_generate_option_checks(void) {
   bad[6].o.top_p = 1.5; bad[6].want = "top_p must be in (0, 1] (got 1.5)";
   bad[7].o.top_p = NAN; bad[7].want = "top_p must be in (0, 1]";
   bad[8].o.top_k = -1; bad[8].want = "top_k must be >= 0 (got -1)";
-  for (int i = 0; i < 9; i++) {
+  /* (twenty-seventh session) prompt length + max_new_tokens was an int sum: INT_MAX wrapped past the
+     context check (the Lua face caps max_new_tokens at 2^24; a C caller need not) */
+  bad[9].o.max_new_tokens = INT_MAX; bad[9].want = "+ max_new_tokens 2147483647 exceeds max_position_embeddings";
+  for (int i = 0; i < 10; i++) {
     cf_gen_sample *s = NULL;
     int rc = cf_qwen2_generate(m, ps, pl, 1, &bad[i].o, &s);
     CHECK(rc != 0 && strstr(cf_error_message(), bad[i].want) && s == NULL, "bad option %d refused (\"%s\"): %s", i,
