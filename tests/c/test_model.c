@@ -637,6 +637,22 @@ static void test_tied_head_follows_set_param(void) {
   cf_qwen2_free(m);
 }
 
+/* The safetensors entries of an f32 model's parameters, with one free entry after them (calloc'd:
+ * the caller fills entry m->nparams and frees the list). */
+static cf_st_entry *param_entries(cf_qwen2 *m) {
+  cf_st_entry *e = calloc((size_t)m->nparams + 1, sizeof *e);
+  for (int i = 0; e && i < m->nparams; i++) {
+    cf_tensor *t = *m->slots[i];
+    e[i].name = m->names[i];
+    snprintf(e[i].dtype, sizeof e[i].dtype, "F32");
+    e[i].ndim = t->ndim;
+    for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
+    e[i].data = cf_tensor_data(t);
+    e[i].nbytes = (size_t)cf_tensor_numel(t) * 4;
+  }
+  return e;
+}
+
 /* (twenty-seventh session, mutation testing) Older Hugging Face checkpoints (Llama 2's) carry
  * "model.layers.N.self_attn.rotary_emb.inv_freq": a buffer, not a parameter, that loads and is
  * passed over (the model's RoPE comes from config.json); another unknown tensor is still refused. */
@@ -652,16 +668,7 @@ static void test_rotary_buffer_passed_over(void) {
   float inv[2] = {1.0f, 0.01f};
   const char *extra[2] = {"model.layers.0.self_attn.rotary_emb.inv_freq", "model.layers.0.self_attn.other.weight"};
   for (int k = 0; k < 2; k++) {
-    cf_st_entry *e = calloc((size_t)m->nparams + 1, sizeof *e);
-    for (int i = 0; i < m->nparams; i++) {
-      cf_tensor *t = *m->slots[i];
-      e[i].name = m->names[i];
-      snprintf(e[i].dtype, sizeof e[i].dtype, "F32");
-      e[i].ndim = t->ndim;
-      for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
-      e[i].data = cf_tensor_data(t);
-      e[i].nbytes = (size_t)cf_tensor_numel(t) * 4;
-    }
+    cf_st_entry *e = param_entries(m);
     e[m->nparams] = (cf_st_entry){.name = (char *)extra[k], .dtype = "F32", .ndim = 1, .shape = {2}, .data = inv,
                                   .nbytes = sizeof inv};
     CHECK(cf_st_write(path, e, (size_t)m->nparams + 1, NULL) == 0, "write: %s", cf_error_message());
@@ -793,16 +800,7 @@ static void test_tied_head_shape(void) {
   int64_t V = m->cfg.vocab, D = m->cfg.hidden;
   float *head = calloc((size_t)(V * (D + 1)), sizeof *head);
   for (int wide = 0; wide < 2; wide++) {
-    cf_st_entry *e = calloc((size_t)m->nparams + 1, sizeof *e);
-    for (int i = 0; i < m->nparams; i++) {
-      cf_tensor *t = *m->slots[i];
-      e[i].name = m->names[i];
-      snprintf(e[i].dtype, sizeof e[i].dtype, "F32");
-      e[i].ndim = t->ndim;
-      for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
-      e[i].data = cf_tensor_data(t);
-      e[i].nbytes = (size_t)cf_tensor_numel(t) * 4;
-    }
+    cf_st_entry *e = param_entries(m);
     e[m->nparams] = (cf_st_entry){.name = "lm_head.weight", .dtype = "F32", .ndim = 2, .shape = {V, D + wide},
                                   .data = head, .nbytes = (size_t)(V * (D + wide)) * 4};
     CHECK(cf_st_write(path, e, (size_t)m->nparams + 1, NULL) == 0, "write: %s", cf_error_message());
