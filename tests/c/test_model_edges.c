@@ -128,15 +128,22 @@ static void write_text(const char *path, const char *text) {
   if (f) { fputs(text, f); fclose(f); }
 }
 
-/* generation_config.json's eos ids replace config.json's (Qwen2.5 instruct: [151645, 151643]). */
-static void test_generation_config_eos(void) {
-  char tmpl[] = "/tmp/confit_gcfg_XXXXXX";
+/* A new folder from tmpl (NULL when it cannot be made) with the paths of its config.json (p1) and
+ * generation_config.json (p2), each of 300 bytes; the caller removes what it wrote. */
+static char *gcfg_dir(char *tmpl, char *p1, char *p2) {
   char *dir = mkdtemp(tmpl);
   CHECK(dir != NULL, "mkdtemp");
+  if (!dir) return NULL;
+  snprintf(p1, 300, "%s/config.json", dir);
+  snprintf(p2, 300, "%s/generation_config.json", dir);
+  return dir;
+}
+
+/* generation_config.json's eos ids replace config.json's (Qwen2.5 instruct: [151645, 151643]). */
+static void test_generation_config_eos(void) {
+  char tmpl[] = "/tmp/confit_gcfg_XXXXXX", p1[300], p2[300];
+  char *dir = gcfg_dir(tmpl, p1, p2);
   if (!dir) return;
-  char p1[300], p2[300];
-  snprintf(p1, sizeof p1, "%s/config.json", dir);
-  snprintf(p2, sizeof p2, "%s/generation_config.json", dir);
   write_text(p1, BASE ",\"eos_token_id\":2}");
   write_text(p2, "{\"eos_token_id\":[5,6],\"do_sample\":true}");
   cf_qwen2_config c;
@@ -153,13 +160,9 @@ static void test_generation_config_eos(void) {
  * generation would run past the model's end-of-turn token; so is one whose eos id the model cannot
  * emit. */
 static void test_generation_config_unreadable(void) {
-  char tmpl[] = "/tmp/confit_gcfg_XXXXXX";
-  char *dir = mkdtemp(tmpl);
-  CHECK(dir != NULL, "mkdtemp");
+  char tmpl[] = "/tmp/confit_gcfg_XXXXXX", p1[300], p2[300];
+  char *dir = gcfg_dir(tmpl, p1, p2);
   if (!dir) return;
-  char p1[300], p2[300];
-  snprintf(p1, sizeof p1, "%s/config.json", dir);
-  snprintf(p2, sizeof p2, "%s/generation_config.json", dir);
   write_text(p1, BASE ",\"eos_token_id\":2}");
   CHECK(mkdir(p2, 0700) == 0, "mkdir %s", p2);
   cf_qwen2_config c;

@@ -442,6 +442,17 @@ static void test_round_trip(void) {
   cf_st_close(f);
 }
 
+/* After a write to out beside symlinks to victim (holding "precious"): the victim is untouched and
+ * out is a regular file. */
+static void check_not_written_through(const char *victim, const char *out) {
+  size_t len = 0;
+  unsigned char *v = read_all(victim, &len);
+  CHECK(v && len == 8 && memcmp(v, "precious", 8) == 0, "a symlink's target (%s) was written through", victim);
+  free(v);
+  struct stat st;
+  CHECK(lstat(out, &st) == 0 && S_ISREG(st.st_mode), "%s is not a regular file after the write", out);
+}
+
 static void test_writer_errors(void) {
   float x[2] = {1, 2};
   const char *p = path_in(tmpdir, "keep.safetensors");
@@ -514,12 +525,7 @@ static void test_planted_temp_names(void) {
     }
   CHECK(planted == 15, "planted %d symlinks", planted);
   CHECK(cf_st_write(out, &e, 1, NULL) == 0, "write beside planted symlinks: %s", cf_error_message());
-  size_t len = 0;
-  unsigned char *v = read_all(victim, &len);
-  CHECK(v && len == 8 && memcmp(v, "precious", 8) == 0, "a planted symlink's target was written through");
-  free(v);
-  struct stat st;
-  CHECK(lstat(out, &st) == 0 && S_ISREG(st.st_mode), "%s is not a regular file after the write", out);
+  check_not_written_through(victim, out);
   cf_st_file *f = cf_st_open(out);
   CHECK(f && cf_st_count(f) == 1, "%s does not hold the tensor: %s", out, f ? "" : cf_error_message());
   cf_st_close(f);
@@ -569,19 +575,16 @@ static void test_special_files(void) {
   snprintf(fixed, sizeof fixed, "%s.tmp.%ld", out, (long)getpid());
   CHECK(symlink(victim, fixed) == 0, "symlink %s", fixed);
   CHECK(cf_st_write(out, &e, 1, NULL) == 0, "write beside a symlink: %s", cf_error_message());
-  size_t len = 0;
-  unsigned char *v = read_all(victim, &len);
-  CHECK(v && len == 8 && memcmp(v, "precious", 8) == 0, "the symlink's target was written through");
-  free(v);
+  check_not_written_through(victim, out);
   struct stat st;
-  CHECK(lstat(out, &st) == 0 && S_ISREG(st.st_mode), "%s is not a regular file after the write", out);
   CHECK(lstat(fixed, &st) == 0 && S_ISLNK(st.st_mode), "the symlink at %s was replaced", fixed);
   unlink(fixed);
   unlink(victim);
   /* cf_st_write_file: any bytes, atomically, same naming; no temporary left behind */
   const char *txt = path_in(tmpdir, "plain.json");
   CHECK(cf_st_write_file(txt, "{\"a\": 1}\n", 9) == 0, "write_file: %s", cf_error_message());
-  v = read_all(txt, &len);
+  size_t len = 0;
+  unsigned char *v = read_all(txt, &len);
   CHECK(v && len == 9 && memcmp(v, "{\"a\": 1}\n", 9) == 0, "write_file content");
   free(v);
   CHECK(count_prefixed(tmpdir, "plain.json.tmp") == 0, "write_file left a temporary file");
