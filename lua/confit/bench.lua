@@ -73,35 +73,28 @@ local function read_all(path)
   local data, rerr = f:read("a")
   f:close()
   if not data then return nil, "bench.load: cannot read '" .. path .. "': " .. tostring(rerr) end
-  return (data:gsub("^\239\187\191", "")) -- a UTF-8 byte order mark is not part of the JSON
+  return data
 end
 
 -- Decoded records with their locations: {rec, where} where where is "file:line" or
--- "file: element N". Raises "file:line: malformed JSON: ..." (level 0).
+-- "file: element N". Raises "file:line: malformed JSON: ..." (level 0). JSON lines are read by
+-- jsonio.decode_jsonl (its byte order mark and UTF-8 rules), null lines kept for item_from to name.
 local function decode_records(path, data)
   local out = {}
   local uerr = jsonio.utf8_problem(data, path)
   if uerr then error(uerr, 0) end
-  if data:match("^%s*%[") then
+  if data:gsub("^\239\187\191", ""):match("^%s*%[") then -- (a UTF-8 byte order mark is not part of the JSON)
     local arr, err = jsonio.decode(data)
     if arr == nil then error(string.format("%s: malformed JSON array: %s", path, (err:gsub("^jsonio: ", ""))), 0) end
     for i, rec in ipairs(arr) do out[#out + 1] = {rec, string.format("%s: element %d", path, i)} end
     return out
   end
-  local lineno = 0
-  for line in (data .. "\n"):gmatch("([^\n]*)\n") do
-    lineno = lineno + 1
-    if line:match("%S") then
-      if line:sub(1, 3) == "\239\187\191" then -- read_all took the file's own mark away
-        error(string.format("%s:%d: a byte order mark inside the file (only its first line may start with one)", path, lineno), 0)
-      end
-      local rec, err = jsonio.decode(line)
-      if rec == nil then
-        error(string.format("%s:%d: malformed JSON: %s", path, lineno, (err:gsub("^jsonio: ", ""))), 0)
-      end
-      out[#out + 1] = {rec, string.format("%s:%d", path, lineno)}
-    end
+  local recs, err, where = jsonio.decode_jsonl(data, path, {nulls = true})
+  if not recs then
+    if where and where.decode then error(string.format("%s:%d: malformed JSON: %s", path, where.lineno, where.decode), 0) end
+    error(err, 0)
   end
+  for i, rec in ipairs(recs) do out[i] = {rec, string.format("%s:%d", path, where.linenos[i])} end
   return out
 end
 

@@ -287,6 +287,18 @@ function M.read_jsonl(path, opts)
   if opts ~= nil and type(opts) ~= "table" then error("jsonio.read_jsonl: opts must be a table, got " .. type(opts), 2) end
   local text, err = read_all(path)
   if not text then return nil, err end
+  return M.decode_jsonl(text, path, opts)
+end
+
+--- read_jsonl over text already read from the file path (named in the messages): the one
+--- reader of JSON lines (bench.load reads its JSON-lines files through it). Beside read_jsonl's
+--- options, opts.nulls = true keeps a null line as the record jsonio.null (for a caller that
+--- names what it expected instead). A failure's third result is {lineno = the line, decode = the
+--- decoder's message when the line did not parse}, for a caller that words it its own way.
+function M.decode_jsonl(text, path, opts)
+  if type(text) ~= "string" then error("jsonio.decode_jsonl: text must be a string, got " .. type(text), 2) end
+  check_path(path)
+  if opts ~= nil and type(opts) ~= "table" then error("jsonio.decode_jsonl: opts must be a table, got " .. type(opts), 2) end
   text = no_bom(text) -- a mark starts the file, not each line
   local lines = opts and opts.lines and {} or nil
   local where = {linenos = {}}
@@ -298,17 +310,22 @@ function M.read_jsonl(path, opts)
     pos = (nl or #text) + 1
     if line:find("%S") then
       if line:sub(1, 3) == "\239\187\191" then
-        return nil, string.format("%s:%d: a byte order mark inside the file (only its first line may start with one)", path, lineno)
+        return nil, string.format("%s:%d: a byte order mark inside the file (only its first line may start with one)", path, lineno),
+               {lineno = lineno}
       end
       local v, derr = decode_root(line)
       if v == nil then
         if not nl and opts and opts.partial_tail then where.dropped = lineno; break end
-        return nil, string.format("%s:%d: %s", path, lineno, derr)
+        return nil, string.format("%s:%d: %s", path, lineno, derr), {lineno = lineno, decode = derr}
       end
-      if v == M.null then return nil, string.format("%s:%d: a record is null", path, lineno) end
+      if v == M.null and not (opts and opts.nulls) then
+        return nil, string.format("%s:%d: a record is null", path, lineno), {lineno = lineno}
+      end
       -- (checked per record: a torn last line may end inside a character)
       local ulen, bad = utf8.len(line)
-      if not ulen then return nil, string.format("%s:%d: not UTF-8 text (byte %d of the line)", path, lineno, bad) end
+      if not ulen then
+        return nil, string.format("%s:%d: not UTF-8 text (byte %d of the line)", path, lineno, bad), {lineno = lineno}
+      end
       out[#out + 1] = v
       where.linenos[#out] = lineno
       if lines then lines[#lines + 1] = line end

@@ -104,6 +104,24 @@ H.case("null records, NaN and a folder are named", function()
   os.execute("rmdir " .. dir)
 end)
 
+-- (twenty-eighth session) bench kept its own copy of jsonio.read_jsonl's loop and its byte order
+-- mark check; it reads JSON lines through jsonio.decode_jsonl now, wording its own messages
+H.case("JSON lines are read by jsonio.decode_jsonl; a JSON array is not", function()
+  local jsonio = require "confit.jsonio"
+  local real, calls = jsonio.decode_jsonl, 0
+  jsonio.decode_jsonl = function(...) calls = calls + 1; return real(...) end
+  local p = write_tmp('{"question": "a", "answer": 1}\n')
+  local ok, items = pcall(bench.load, p)
+  local q = write_tmp('\239\187\191[{"question": "a", "answer": 1}]')
+  local ok2, items2 = pcall(bench.load, q)
+  local ok3, recs = pcall(bench.records, p)
+  jsonio.decode_jsonl = real
+  os.remove(p); os.remove(q)
+  H.ok(ok and ok2 and ok3, tostring(ok and (ok2 and recs or items2) or items))
+  H.eq(calls, 2, "bench.load and bench.records of the JSON-lines file, not the array")
+  H.eq(items[1].where, p .. ":1"); H.eq(items2[1].where, q .. ": element 1"); H.eq(recs[1][2], p .. ":1")
+end)
+
 H.case("bad argument raises", function()
   H.raises(function() bench.load(nil) end, "bench.load", "name or a path")
 end)

@@ -480,4 +480,26 @@ H.case("replace_problem names what is in the way: a file, a dangling link, a FIF
 end)
 end
 
+-- (twenty-eighth session) bench.load read JSON lines with its own copy of read_jsonl's loop (the
+-- byte order mark check twice); the text reader both now use
+H.case("decode_jsonl: read_jsonl over text; nulls kept on request; a failure says its line", function()
+  local p = "/data/x.jsonl"                                 -- only named in the messages
+  local recs, lines, where = jsonio.decode_jsonl('\239\187\191{"a": 1}\n\n{"a": 2}\n', p, {lines = true})
+  H.eq(#recs, 2); H.eq(recs[2].a, 2); H.eq(lines[2], '{"a": 2}'); H.eq(where.linenos[2], 3, "the blank line counted")
+  local v, err, w = jsonio.decode_jsonl('{"a": 1}\nnull\n', p)
+  H.eq(v, nil); H.eq(err, p .. ":2: a record is null"); H.eq(w.lineno, 2); H.eq(w.decode, nil)
+  recs, _, where = jsonio.decode_jsonl('{"a": 1}\nnull\n', p, {nulls = true})
+  H.eq(recs[2], jsonio.null, "a null line kept as jsonio.null"); H.eq(where.linenos[2], 2)
+  v, err, w = jsonio.decode_jsonl('{"a": 1}\n\n{"a": }\n', p)
+  H.eq(v, nil); H.ok(err:find(p .. ":3: Expected value", 1, true), err)
+  H.eq(w.lineno, 3); H.ok(w.decode and err == p .. ":3: " .. w.decode, tostring(w.decode))
+  v, err, w = jsonio.decode_jsonl('{"a": 1}\n\239\187\191{"a": 2}\n', p)
+  H.eq(v, nil); H.ok(err:find(p .. ":2: a byte order mark inside the file", 1, true), err); H.eq(w.decode, nil)
+  recs, _, where = jsonio.decode_jsonl('{"a": 1}\n{"a": ', p, {partial_tail = true})
+  H.eq(#recs, 1); H.eq(where.dropped, 2)
+  H.raises(function() jsonio.decode_jsonl(nil, p) end, "jsonio.decode_jsonl: text must be a string, got nil")
+  H.raises(function() jsonio.decode_jsonl("", p, true) end, "jsonio.decode_jsonl: opts must be a table, got boolean")
+  H.raises(function() jsonio.decode_jsonl("", "") end, "jsonio: the path must be a non-empty string")
+end)
+
 H.finish()
