@@ -581,7 +581,13 @@ void cf_optim_zero_grad(cf_optim *o) {
 
 /* ---------------------------------------------------------------- clipping */
 
-static int clip_grad_norm(cf_tensor *const *params, int n, double max_norm, double *total_norm) {
+/* A strided gradient (a view the user set as .grad) is scaled where it lies, as PyTorch's
+ * in-place mul_ is: the view and its base see the new values. The kernels walk contiguous
+ * memory, so such a gradient is read through a contiguous copy (copies[i]), which is scaled and
+ * copied back (cf_tensor_copy_ walks the strides and bumps the version). The copies are made
+ * before anything is scaled: running out of memory then leaves every gradient as it was. */
+static int clip_grad_norm(cf_tensor *const *params, int n, double max_norm, double *total_norm,
+                          cf_tensor **copies) {
   if (!(max_norm >= 0)) return CF_ERR("clip_grad_norm: max_norm must be >= 0, got %g", max_norm);
   double sum = 0;
   for (int i = 0; i < n; i++) {
@@ -589,15 +595,9 @@ static int clip_grad_norm(cf_tensor *const *params, int n, double max_norm, doub
     if (!p || !p->grad) continue;
     const cf_optim_kernels *kern = kernels_for("clip_grad_norm", p->grad);
     if (!kern) return -1;
-    if (!cf_tensor_is_contiguous(p->grad)) {
-      /* scaling happens in place: own a contiguous gradient first */
-      cf_tensor *c = cf_tensor_clone(p->grad);
-      if (!c) return -1;
-      cf_tensor_release(p->grad);
-      p->grad = c;
-    }
+    if (!cf_tensor_is_contiguous(p->grad) && !(copies[i] = cf_tensor_clone(p->grad))) return -1;
     double s;
-    if (kern->sumsq(p->grad, &s)) return -1;
+    if (kern->sumsq(copies[i] ? copies[i] : p->grad, &s)) return -1;
     sum += s;
   }
   double norm = sqrt(sum);
@@ -608,8 +608,13 @@ static int clip_grad_norm(cf_tensor *const *params, int n, double max_norm, doub
   for (int i = 0; i < n; i++) {
     cf_tensor *p = params[i];
     if (!p || !p->grad) continue;
-    cf_tensor_bump_version(p->grad);
-    if (kernels_for("clip_grad_norm", p->grad)->scale(p->grad, coef)) return -1;
+    const cf_optim_kernels *kern = kernels_for("clip_grad_norm", p->grad);
+    if (copies[i]) {
+      if (kern->scale(copies[i], coef) || cf_tensor_copy_(p->grad, copies[i])) return -1;
+    } else {
+      cf_tensor_bump_version(p->grad);
+      if (kern->scale(p->grad, coef)) return -1;
+    }
   }
   return 0;
 }
@@ -617,7 +622,11 @@ static int clip_grad_norm(cf_tensor *const *params, int n, double max_norm, doub
 int cf_clip_grad_norm(cf_tensor *const *params, int n, double max_norm, double *total_norm) {
   const char *old = cf_prof_set_phase("opt");
   int region = cf_prof_push("clip_grad_norm");
-  int rc = clip_grad_norm(params, n, max_norm, total_norm);
+  cf_tensor **copies = n > 0 ? calloc((size_t)n, sizeof *copies) : NULL;
+  int rc = n > 0 && !copies ? CF_ERR("clip_grad_norm: out of memory")
+                            : clip_grad_norm(params, n, max_norm, total_norm, copies);
+  for (int i = 0; i < n && copies; i++) cf_tensor_release(copies[i]);
+  free(copies);
   cf_prof_pop(region);
   cf_prof_set_phase(old);
   return rc;

@@ -85,9 +85,10 @@ int cf_optim_check_config(const cf_optim_config *cfg);
 int cf_optim_step(cf_optim *o);
 void cf_optim_zero_grad(cf_optim *o);   /* drops every parameter's .grad */
 
-/* Scales all gradients so that their global L2 norm is at most max_norm (coefficient
+/* Scales all gradients in place so that their global L2 norm is at most max_norm (coefficient
  * max_norm / (norm + 1e-6), applied only when below 1); *total_norm gets the norm before
- * clipping. A non-finite norm is returned as is and nothing is scaled. */
+ * clipping. A non-finite norm is returned as is and nothing is scaled. A strided gradient (a
+ * view) is scaled where it lies, its storage's version bumped, as every other one's. */
 int cf_clip_grad_norm(cf_tensor *const *params, int n, double max_norm, double *total_norm);
 
 /* ---- state as named tensors ---- */

@@ -38,6 +38,25 @@ H.case("clip_grad_norm of a non-contiguous gradient reads and scales its own ele
   same_list(flat(a.grad), {3 * k, 0, 0, 4 * k}, 1e-6, "the view's elements scaled")
 end)
 
+-- (twenty-eighth session) a strided gradient was replaced by a scaled contiguous copy: the user's
+-- view and its base kept the old values, where PyTorch's clip_grad_norm_ scales in place
+H.case("clip_grad_norm scales a strided gradient where it lies: its base sees it, a graph that saved it refuses backward", function()
+  local a = confit.tensor({{1, 1}, {1, 1}}, {requires_grad = true})
+  local base = confit.tensor({{3, 0, 100}, {0, 4, 100}})
+  local view = base:narrow(2, 1, 2)
+  a.grad = view
+  local x = confit.tensor({{1, 1, 1}, {1, 1, 1}}, {requires_grad = true})
+  local y = (x * base):sum()                                -- mul saves base for x's gradient
+  H.near(confit.optim.clip_grad_norm({a}, 1), 5, 1e-12)
+  local k = 1 / (5 + 1e-6)
+  same_list(flat(base), {3 * k, 0, 100, 0, 4 * k, 100}, 1e-6, "the base: the view's elements scaled, the rest untouched")
+  same_list(flat(view), {3 * k, 0, 0, 4 * k}, 1e-6, "the user's view")
+  H.ok(not a.grad:is_contiguous(), "the gradient is still the strided view")
+  base:set(1, 1, 7)
+  H.eq(a.grad:get(1, 1), 7, "a.grad still shares the base's storage")
+  H.raises(function() y:backward() end, "backward", "modified in place")
+end)
+
 H.case("clip_grad_norm writes the gradient in place: a graph that saved it refuses backward", function()
   local a = confit.tensor({1, 1}, {requires_grad = true})
   a.grad = confit.tensor({3, 4})
