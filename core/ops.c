@@ -97,7 +97,7 @@ int cf_infer_masked_fill(const char *op, cf_tensor *const *in, int nin, const cf
 
 /* rmsnorm: x's shape; eps (a->f[0]) finite and >= 0, checked once for every device. */
 int cf_infer_rmsnorm(const char *op, cf_tensor *const *in, int nin, const cf_args *a, cf_meta *out) {
-  if (!(a->f[0] >= 0) || !isfinite(a->f[0])) return CF_ERR("%s: eps must be finite and >= 0, got %g", op, a->f[0]);
+  if (!(a->f[0] >= 0) || !isfinite(a->f[0])) return CF_ERR("%s: eps must be finite and >= 0, got %g", op, cf_msgnum(a->f[0]));
   return cf_infer_same(op, in, nin, a, out);
 }
 

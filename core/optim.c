@@ -247,19 +247,19 @@ cf_optim_config cf_optim_defaults(cf_optim_kind kind) {
 
 int cf_optim_check_config(const cf_optim_config *c) {
   const char *k = kind_name(c->kind);
-  if (!(c->lr >= 0) || !isfinite(c->lr)) return CF_ERR("%s: lr must be >= 0, got %g", k, c->lr);
+  if (!(c->lr >= 0) || !isfinite(c->lr)) return CF_ERR("%s: lr must be >= 0, got %g", k, cf_msgnum(c->lr));
   if (!(c->weight_decay >= 0) || !isfinite(c->weight_decay))
-    return CF_ERR("%s: weight_decay must be >= 0, got %g", k, c->weight_decay);
+    return CF_ERR("%s: weight_decay must be >= 0, got %g", k, cf_msgnum(c->weight_decay));
   if (c->kind == CF_OPTIM_ADAMW) {
     if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
-      return CF_ERR("adamw: betas must be in [0, 1), got {%g, %g}", c->beta1, c->beta2);
+      return CF_ERR("adamw: betas must be in [0, 1), got {%g, %g}", cf_msgnum(c->beta1), cf_msgnum(c->beta2));
     /* PyTorch asks eps >= 0; an infinite eps would turn every update into 0 without a word */
-    if (!(c->eps >= 0) || !isfinite(c->eps)) return CF_ERR("adamw: eps must be finite and >= 0, got %g", c->eps);
+    if (!(c->eps >= 0) || !isfinite(c->eps)) return CF_ERR("adamw: eps must be finite and >= 0, got %g", cf_msgnum(c->eps));
   } else {
     if (!(c->momentum >= 0) || !isfinite(c->momentum))
-      return CF_ERR("sgd: momentum must be >= 0, got %g", c->momentum);
+      return CF_ERR("sgd: momentum must be >= 0, got %g", cf_msgnum(c->momentum));
     if (!(c->dampening >= 0 && c->dampening <= 1))
-      return CF_ERR("sgd: dampening must be in [0, 1], got %g", c->dampening);
+      return CF_ERR("sgd: dampening must be in [0, 1], got %g", cf_msgnum(c->dampening));
     if (c->nesterov && (c->momentum <= 0 || c->dampening != 0))
       return CF_ERR("sgd: nesterov needs momentum > 0 and dampening 0");
   }
@@ -588,7 +588,7 @@ void cf_optim_zero_grad(cf_optim *o) {
  * before anything is scaled: running out of memory then leaves every gradient as it was. */
 static int clip_grad_norm(cf_tensor *const *params, int n, double max_norm, double *total_norm,
                           cf_tensor **copies) {
-  if (!(max_norm >= 0)) return CF_ERR("clip_grad_norm: max_norm must be >= 0, got %g", max_norm);
+  if (!(max_norm >= 0)) return CF_ERR("clip_grad_norm: max_norm must be >= 0, got %g", cf_msgnum(max_norm));
   double sum = 0;
   for (int i = 0; i < n; i++) {
     cf_tensor *p = params[i];

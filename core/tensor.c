@@ -252,7 +252,8 @@ cf_tensor *cf_tensor_scalar(double value, cf_dtype dt) {
 
 cf_tensor *cf_tensor_arange(double start, double end, double step, cf_dtype dt) {
   if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step)) {
-    CF_ERR("arange: invalid range start=%g end=%g step=%g", start, end, step);
+    CF_ERR("arange: invalid range start=%g end=%g step=%g", cf_msgnum(start), cf_msgnum(end),
+           cf_msgnum(step));
     return NULL;
   }
   double cnt = ceil((end - start) / step);

@@ -136,7 +136,7 @@ static int model_logprobs(lua_State *L) {
   if (ids->ndim != 2) luaL_error(L, "logprobs: ids must be [B, T], got %d dims", ids->ndim);
   int64_t B = ids->shape[0];
   double temp = luaL_optnumber(L, 4, 1.0);
-  if (!(temp > 0)) luaL_error(L, "logprobs: temperature must be > 0 (got %f)", temp);
+  if (!(temp > 0)) luaL_error(L, "logprobs: temperature must be > 0 (got %f)", cf_msgnum(temp));
   lua_settop(L, 5);
   int64_t *plen = int_list(L, 3, B, "prompt_lens");
   int64_t *lens = lua_isnil(L, 5) ? NULL : int_list(L, 5, B, "lens");
@@ -169,7 +169,7 @@ static int64_t opt_int(lua_State *L, int t, const char *key, int64_t def) {
     int ok = 0;
     if (lua_type(L, -1) == LUA_TNUMBER) v = lua_tointegerx(L, -1, &ok);
     if (!ok) luaL_error(L, "generate: option %s must be an integer (got %s)", key,
-                        lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+                        lua_type(L, -1) == LUA_TNUMBER ? cf_lua_shown(L, -1) : luaL_typename(L, -1));
   }
   lua_pop(L, 1);
   return v;
@@ -229,7 +229,7 @@ static int model_generate(lua_State *L) {
   lua_pop(L, 1);
   o.score_temperature = opt_num(L, 3, "score_temperature", 0.0);
   if (scored && !(o.score_temperature > 0 && o.score_temperature < HUGE_VAL))
-    luaL_error(L, "generate: score_temperature must be a finite number > 0 (got %f)", o.score_temperature);
+    luaL_error(L, "generate: score_temperature must be a finite number > 0 (got %f)", cf_msgnum(o.score_temperature));
   lua_getfield(L, 3, "ignore_eos");
   if (!lua_isnil(L, -1) && !lua_isboolean(L, -1)) /* "no" would have counted as true */
     luaL_error(L, "generate: option ignore_eos must be true or false (got %s)", luaL_typename(L, -1));

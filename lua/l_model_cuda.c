@@ -89,7 +89,7 @@ static int m_init_random_cuda(lua_State *L) {
   cf_dtype dt = check_dtype(L, 4, "init_random_cuda", 3, CF_DEVICE_CUDA);
   if (!(std >= 0) || std == HUGE_VAL)
     return luaL_error(L, "init_random_cuda: argument #2 (std): must be finite and >= 0 (got %s)",
-                      std != std ? "nan" : lua_tostring(L, 3));
+                      cf_lua_shown(L, 3));
   if (cf_lua_no_gpu(L, "cannot place the model's parameters on cuda")) return 2;
 #ifdef CF_HAVE_CUDA
   int rc;

@@ -383,7 +383,7 @@ static int m_load_state(lua_State *L) {
   lua_Integer steps = lua_tointegerx(L, -1, &isint);
   /* at most 2^53 (a count a JSON number holds): INT64_MAX overflowed at the next step */
   if (!isint || steps < 0 || steps > ((lua_Integer)1 << 53))
-    luaL_error(L, "load_state: steps must be an integer in [0, 2^53], got %s", luaL_tolstring(L, -1, NULL));
+    luaL_error(L, "load_state: steps must be an integer in [0, 2^53], got %s", cf_lua_shown(L, -1));
   lua_pop(L, 1);
   for (int i = 0; i < (o = check_optim(L, 1))->n; i++) {
     lua_pushfstring(L, "step.%d", i + 1);
@@ -391,7 +391,7 @@ static int m_load_state(lua_State *L) {
     lua_Integer si = lua_tointegerx(L, -1, &isint);
     if (!isint || si < 0 || si > steps)
       luaL_error(L, "load_state: step.%d must be an integer in [0, steps = %I], got %s", i + 1, steps,
-                 luaL_tolstring(L, -1, NULL));
+                 cf_lua_shown(L, -1));
     lua_pop(L, 1);
   }
   int nslots = (c.kind == CF_OPTIM_ADAMW) ? 2 : (c.momentum != 0 ? 1 : 0);

@@ -93,6 +93,11 @@ static void note_new_tensor(lua_State *L, const cf_tensor *t) {
 
 int cf_lua_error(lua_State *L) { return luaL_error(L, "%s", cf_error_message()); }
 
+const char *cf_lua_shown(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER && isnan(lua_tonumber(L, idx))) return "nan";
+  return luaL_tolstring(L, idx, NULL);
+}
+
 cf_tensor **cf_lua_newtensorbox(lua_State *L) {
   tbox *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->t = NULL;
@@ -212,7 +217,7 @@ static const char *shape_str(const cf_tensor *t, char *buf, size_t n) {
 /* What a refused integer argument was: a number as written (1.5), anything else by its type. */
 static const char *shown_int_arg(lua_State *L, int idx) {
   if (cf_lua_totensor(L, idx)) return "a tensor";
-  return lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx);
+  return lua_type(L, idx) == LUA_TNUMBER ? cf_lua_shown(L, idx) : luaL_typename(L, idx);
 }
 
 /* An integral Lua number at idx, or raise "<fn>: argument #n (<what>) ..." */
@@ -271,8 +276,7 @@ static void store_value(lua_State *L, int idx, cf_tensor *t, int64_t off, const 
       lua_Number x = lua_tonumber(L, idx);
       if (x == floor(x) && !isinf(x))
         luaL_error(L, "%s: %s = %s does not fit in %s", fn, where, lua_tostring(L, idx), cf_dtype_name(t->dtype));
-      luaL_error(L, "%s: %s = %s is not an integer (dtype %s)", fn, where, lua_tostring(L, idx),
-                 cf_dtype_name(t->dtype));
+      luaL_error(L, "%s: %s = %s is not an integer (dtype %s)", fn, where, cf_lua_shown(L, idx), cf_dtype_name(t->dtype));
     }
     if (t->dtype == CF_DTYPE_I32) {
       if (v < INT32_MIN || v > INT32_MAX)
@@ -396,7 +400,7 @@ static int read_shape(lua_State *L, int idx, const char *fn, int *nd, int64_t *s
       lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &ok) : 0;
       if (!ok || v < 0)
         luaL_error(L, "%s: shape entry %I is %s, expected an integer size >= 0", fn, (lua_Integer)i,
-                   luaL_tolstring(L, -1, NULL));
+                   cf_lua_shown(L, -1));
       shape[(*nd)++] = v;
       lua_pop(L, 1);
     }
@@ -784,7 +788,7 @@ static int list_arg(op_ctx *c, int ai, cf_args *a, bool perm, const cf_tensor *r
     int ok = 0;
     lua_Integer x = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &ok) : 0;
     if (!ok) {
-      const char *got = lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx);
+      const char *got = lua_type(L, idx) == LUA_TNUMBER ? cf_lua_shown(L, idx) : luaL_typename(L, idx);
       luaL_error(L, "%s: %s entry %d is not an integer, got %s", c->op->name, what, k + 1, got);
     }
     if (perm) {
@@ -894,7 +898,7 @@ static int do_op(lua_State *L, int id) {
       case 'n': {
         int ok = 0;
         lua_Integer n = lua_type(L, ai) == LUA_TNUMBER ? lua_tointegerx(L, ai, &ok) : 0;
-        if (!ok || n < 0) op_error(&c, ai, "count", "expected an integer >= 0, got ", luaL_tolstring(L, ai, NULL));
+        if (!ok || n < 0) op_error(&c, ai, "count", "expected an integer >= 0, got ", cf_lua_shown(L, ai));
         push_int_slot(&c, &a, n);
         ai++;
         break;
@@ -1282,7 +1286,7 @@ static int mm_index(lua_State *L) {
     int ok = 0;
     lua_Integer i = lua_tointegerx(L, 2, &ok);
     if (!b->t) cf_lua_checktensor(L, 1);
-    if (!ok) return luaL_error(L, "tensor index %s is not an integer", lua_tostring(L, 2));
+    if (!ok) return luaL_error(L, "tensor index %s is not an integer", cf_lua_shown(L, 2));
     cf_tensor *t = b->t;
     char sh[128];
     if (t->ndim == 0) return luaL_error(L, "cannot index a 0-d tensor (use t:item())");

@@ -117,7 +117,7 @@ static int l_decode(lua_State *L) {
     lua_Integer v = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
     if (!isint)
       return luaL_error(L, "decode: ids[%I] is %s, not an integer token id", (lua_Integer)i + 1,
-                        lua_isnumber(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+                        lua_isnumber(L, -1) ? cf_lua_shown(L, -1) : luaL_typename(L, -1));
     if (v < INT32_MIN || v > INT32_MAX)
       return luaL_error(L, "decode: ids[%I] is %s, outside the token id range", (lua_Integer)i + 1,
                         lua_tostring(L, -1));

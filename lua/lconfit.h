@@ -45,6 +45,9 @@ cf_tensor **cf_lua_newtensorbox(lua_State *L);
 void cf_lua_fillbox(lua_State *L, cf_tensor **slot, cf_tensor *t);
 /* Raises the core's current message (cf_error_message()) as a Lua error. Never returns. */
 int cf_lua_error(lua_State *L);
+/* The value at idx as a message shows it (luaL_tolstring, which may push it), but "nan" for a NaN
+ * of either sign: Lua writes 0/0 as "-nan" on x86, -(0/0) as "nan" (cf_msgnum in the core). */
+const char *cf_lua_shown(lua_State *L, int idx);
 
 /* The device named by the value at idx, which fn's caller knows as `what` ("argument #1
  * (device)", "option device"): a name of cf_device_from_name's one list. Raises "<fn>: <what>:

@@ -492,10 +492,10 @@ static int rope_table(const char *op, const cf_tensor *x, const cf_tensor *pos, 
     return CF_ERR("%s: x must be [.., T, D], got %s", op, cf_shape_str(x, b1, sizeof b1));
   int64_t T = x->shape[x->ndim - 2], D = x->shape[x->ndim - 1];
   if (D % 2) return CF_ERR("%s: the last dim must be even, got x %s", op, cf_shape_str(x, b1, sizeof b1));
-  if (!(theta > 0)) return CF_ERR("%s: theta must be > 0, got %g", op, theta);
+  if (!(theta > 0)) return CF_ERR("%s: theta must be > 0, got %g", op, cf_msgnum(theta));
   const char *bad = cf_rope_scaling_check(sc);
-  if (bad) return CF_ERR("%s: rope scaling: %s (factor %g, low %g, high %g, original %g)", op, bad, sc.factor, sc.low,
-                         sc.high, sc.orig);
+  if (bad) return CF_ERR("%s: rope scaling: %s (factor %g, low %g, high %g, original %g)", op, bad, cf_msgnum(sc.factor),
+                         cf_msgnum(sc.low), cf_msgnum(sc.high), cf_msgnum(sc.orig));
   bool ok = (pos->ndim == 1 && pos->shape[0] == T) ||
             (pos->ndim == 2 && x->ndim >= 3 && pos->shape[0] == x->shape[0] && pos->shape[1] == T);
   if (!ok)

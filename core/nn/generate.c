@@ -501,8 +501,8 @@ static int check_opts(const cf_qwen2 *m, const int64_t *const *prompts, const in
   if (o->n < 1) return CF_ERR("generate: n must be >= 1 (got %d)", o->n);
   if (o->max_new_tokens < 0) return CF_ERR("generate: max_new_tokens must be >= 0 (got %d)", o->max_new_tokens);
   if (!(o->temperature >= 0) || !isfinite(o->temperature))
-    return CF_ERR("generate: temperature must be a finite number >= 0 (got %g)", o->temperature);
-  if (!(o->top_p > 0 && o->top_p <= 1)) return CF_ERR("generate: top_p must be in (0, 1] (got %.15g)", o->top_p);
+    return CF_ERR("generate: temperature must be a finite number >= 0 (got %g)", cf_msgnum(o->temperature));
+  if (!(o->top_p > 0 && o->top_p <= 1)) return CF_ERR("generate: top_p must be in (0, 1] (got %.15g)", cf_msgnum(o->top_p));
   if (o->top_k < 0) return CF_ERR("generate: top_k must be >= 0 (got %d)", o->top_k);
   for (int p = 0; p < np; p++) {
     if (plen[p] < 1) return CF_ERR("generate: prompt %d is empty", p + 1);

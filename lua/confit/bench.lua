@@ -210,7 +210,7 @@ function bench.load(name_or_path, opts)
   end
   if opts.limit ~= nil and (math.type(opts.limit) ~= "integer" or opts.limit < 0) then
     local v = opts.limit
-    error("bench.load: opts.limit must be an integer >= 0, got " .. (type(v) == "string" and ("%q"):format(v) or tostring(v)), 2)
+    error("bench.load: opts.limit must be an integer >= 0, got " .. require("confit.cli").show(v), 2)
   end
   local data, err = read_all(path)
   if not data then

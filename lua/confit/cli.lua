@@ -103,6 +103,15 @@ function M.is_user_error(e, name)
   return type(e) == "string" and name ~= nil and e:sub(1, #name + 2) == name .. ": "
 end
 
+--- v as a message shows it: a string quoted (n = "2" is no number 2), a NaN "nan" whatever its
+--- sign (tostring writes 0/0 as "-nan" on x86 and -(0/0) as "nan"; the core's messages say
+--- "nan" too, cf_msgnum), anything else as tostring.
+function M.show(v)
+  if type(v) == "string" then return ("%q"):format(v) end
+  if v ~= v then return "nan" end
+  return tostring(v)
+end
+
 --- The text of an error object (the message of a user error, tostring otherwise).
 function M.message(e)
   if getmetatable(e) == UserError then return e.msg end

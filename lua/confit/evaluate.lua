@@ -102,8 +102,8 @@ local function fail(msg, level) error("evaluate: " .. msg, (level or 1) + 1) end
 
 local function is_null(v) return v == nil or v == NULL end
 
--- v for a message: a string quoted (n = "2" is no number 2), anything else as tostring
-local function show(v) return type(v) == "string" and ("%q"):format(v) or tostring(v) end
+-- v for a message: a string quoted (n = "2" is no number 2), a NaN "nan", anything else as tostring
+local show = require("confit.cli").show
 
 -- problems as the loop reads them: a toy question {prompt, answer} (world:questions) becomes
 -- {id = i, question = prompt, answer = tostring(answer)} (the other fields copied), anything
@@ -161,7 +161,7 @@ local function list_problem(problems)
     if p.id == nil then return string.format("problem %d has no id (the field id)", i) end
     -- ids are written to the records and read back on resume: a string or a finite number
     if type(p.id) ~= "string" and not (type(p.id) == "number" and p.id == p.id and math.abs(p.id) < math.huge) then
-      return string.format("problem %d: the id must be a string or a finite number, got %s", i, tostring(p.id))
+      return string.format("problem %d: the id must be a string or a finite number, got %s", i, show(p.id))
     end
     if not p.question:find("%S") then return string.format("problem %d (id %s): the question is empty", i, tostring(p.id)) end
     local k = tostring(p.id)

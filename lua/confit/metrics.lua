@@ -27,8 +27,8 @@
 --                             (pass@k for opts.k, default 1, 2, 4, 8, 16 up to the samples drawn).
 local metrics = {}
 
--- v for a message: a string quoted (n = "2" is no number 2), anything else as tostring
-local function show(v) return type(v) == "string" and ("%q"):format(v) or tostring(v) end
+-- v for a message: a string quoted (n = "2" is no number 2), a NaN "nan", anything else as tostring
+local show = require("confit.cli").show
 
 -- v as an integer when it is a non-negative whole number below 2^53, else an error naming it
 local function check_count(name, v, what)

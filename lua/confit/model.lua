@@ -109,9 +109,9 @@ end
 
 --- Random init in the usual transformer way: norms at 1, biases at 0, weights N(0, std^2).
 function Model:init_random(seed, std)
-  seed = math.tointeger(seed) or error("init_random: seed must be an integer, got " .. tostring(seed), 2)
+  seed = math.tointeger(seed) or error("init_random: seed must be an integer, got " .. require("confit.cli").show(seed), 2)
   if type(std) ~= "number" or not (std >= 0) or std == math.huge then
-    error("init_random: std must be a finite number >= 0, got " .. tostring(std), 2)
+    error("init_random: std must be a finite number >= 0, got " .. require("confit.cli").show(std), 2)
   end
   local confit = require "confit"
   local params = self.core:parameters()

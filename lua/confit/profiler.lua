@@ -62,7 +62,7 @@ function M.report(rows, opts)
   local top = opts.top or 25
   -- (NaN passed the old "number >= 1" check and printed no rows; 1.5 passed too)
   if type(top) ~= "number" or not math.tointeger(top) or top < 1 then
-    error("profiler.report: top must be an integer >= 1 (the rows shown), got " .. tostring(top), 2)
+    error("profiler.report: top must be an integer >= 1 (the rows shown), got " .. require("confit.cli").show(top), 2)
   end
   top = math.tointeger(top)
   local kept = {}

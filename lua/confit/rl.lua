@@ -164,7 +164,8 @@ local function isfinite(x) return x == x and x ~= math.huge and x ~= -math.huge 
 local function show(v)
   if v == require("confit.jsonio").null then return "null" end   -- (a JSON null: "a userdata")
   if type(v) == "string" then return (("%q"):format(v):gsub("\\\n", "\\n")) end
-  if type(v) == "number" or type(v) == "boolean" or v == nil then return tostring(v) end
+  if type(v) == "number" then return require("confit.cli").show(v) end   -- (a NaN: "nan", either sign)
+  if type(v) == "boolean" or v == nil then return tostring(v) end
   return "a " .. type(v)
 end
 rl.show = show

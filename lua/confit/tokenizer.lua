@@ -216,7 +216,7 @@ function Tokenizer:id_to_token(id)
   -- an integral float (3.0, from a JSON library) is an id, as decode and the model's calls take it
   local i = type(id) == "number" and math.tointeger(id)
   if not i then
-    error("tokenizer:id_to_token: expected an integer id, got " .. (type(id) == "number" and tostring(id) or type(id)), 2)
+    error("tokenizer:id_to_token: expected an integer id, got " .. (type(id) == "number" and require("confit.cli").show(id) or type(id)), 2)
   end
   return self.bpe:id_to_token(i)
 end

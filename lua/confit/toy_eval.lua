@@ -161,8 +161,8 @@ local OPTION_NAMES = {"benchmark", "chunk", "greedy", "max_new_tokens", "n", "pa
 local KNOWN_OPTION = {}
 for _, k in ipairs(OPTION_NAMES) do KNOWN_OPTION[k] = true end
 
--- v for a message: a string quoted (n = "2" is no number 2), anything else as tostring
-local function show(v) return type(v) == "string" and ("%q"):format(v) or tostring(v) end
+-- v for a message: a string quoted (n = "2" is no number 2), a NaN "nan", anything else as tostring
+local show = require("confit.cli").show
 
 --- Evaluate m on questions; returns summary (the keys M.keys(opts.n), plus samples), records
 --- (per question).

@@ -1049,7 +1049,7 @@ function M.run(opts)
     local lv, met = rl.backward(method, batch, ropts)
     if not isfinite(lv) then
       cli.raise(("train: %s: the loss is %s (method %s); stopped before the update, so step %d is neither applied nor saved")
-                :format(where, tostring(lv), method, ostep))
+                :format(where, cli.show(lv), method, ostep))
     end
     -- the standard metrics (RUNDIR.md) a method of one's own left out: a forward without a
     -- graph, before the update
@@ -1059,14 +1059,14 @@ function M.run(opts)
       local v = met[k]
       if type(v) == "number" and not isfinite(v) then
         cli.raise(("train: %s: the metric %s is %s (method %s); stopped before the update, so step %d is neither applied nor saved")
-                  :format(where, k, tostring(v), method, ostep))
+                  :format(where, k, cli.show(v), method, ostep))
       end
     end
     local gnorm = confit.optim.clip_grad_norm(params, (o.grad_clip or 0) > 0 and o.grad_clip or math.huge)
     if not isfinite(gnorm) then
       local name, n = M.bad_gradient(params)
       cli.raise(("train: %s: the gradient of %s is not finite (norm %s); stopped before the update, so step %d is neither applied nor saved")
-                :format(where, name or "(unknown parameter)", tostring(n or gnorm), ostep))
+                :format(where, name or "(unknown parameter)", cli.show(n or gnorm), ostep))
     end
     opt:step()
     local step_s = confit.clock() - t_u
