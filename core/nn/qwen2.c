@@ -206,7 +206,8 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
            "head_dim (%d) even", label, cfg->heads, cfg->kv_heads, cfg->head_dim);
     goto done;
   }
-  cfg->max_pos = 32768;
+  /* transformers' defaults when the field is absent: LlamaConfig 2048, Qwen2Config 32768 */
+  cfg->max_pos = strcmp(cfg->model_type, "llama") == 0 ? 2048 : 32768;
   if (get_int(o, "max_position_embeddings", &cfg->max_pos, false, label) < 0) goto done;
   if (cfg->max_pos == 0) { CF_ERR("%s: max_position_embeddings must be > 0", label); goto done; }
   cfg->rms_eps = 1e-6;

@@ -24,7 +24,8 @@ typedef struct cf_qwen2_config {
   int kv_heads;            /* num_key_value_heads */
   int head_dim;            /* head_dim, or hidden / heads */
   int vocab;               /* vocab_size */
-  int max_pos;             /* max_position_embeddings */
+  int max_pos;             /* max_position_embeddings; absent: transformers' default for the
+                              model_type (qwen2 32768, llama 2048) */
   double rms_eps;
   double rope_theta;
   double rope_scaling[4];  /* rope_scaling of rope_type "llama3": factor, low_freq_factor,

@@ -78,8 +78,9 @@ static void test_rope_inv_freq_llama31(void) {
  * numbers in and just outside the bands the message states (rms_norm_eps in (0, 1), rope_theta in
  * (1, 1e30)); head_dim even (RoPE rotates halves: transformers' rotate_half fails on an odd one)
  * and above 0, num_key_value_heads above 0; an eos list of exactly CF_MAX_EOS ids; transformers'
- * defaults for max_position_embeddings (Qwen2Config: 32768) and tie_word_embeddings (false: the
- * model has its own lm_head.weight). */
+ * defaults for max_position_embeddings (Qwen2Config: 32768; LlamaConfig: 2048, twenty-eighth
+ * session: llama got 32768 before) and tie_word_embeddings (false: the model has its own
+ * lm_head.weight). */
 static void test_config_bands(void) {
   cf_qwen2_config c;
   static const struct { const char *field; bool ok; } band[] = {
@@ -116,6 +117,10 @@ static void test_config_bands(void) {
         c.max_pos == 32768 && !c.tie_embeddings,
         "defaults: max_position_embeddings 32768 (got %d), tie_word_embeddings false (got %d): %s", c.max_pos,
         c.tie_embeddings, cf_error_message());
+  cf_qwen2_config l;
+  CHECK(cf_qwen2_config_parse("{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":8,"
+                              "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":9}", "x", &l) == 0 &&
+        l.max_pos == 2048, "llama's default max_position_embeddings 2048 (got %d): %s", l.max_pos, cf_error_message());
   cf_qwen2 *m = cf_qwen2_new(&c);
   bool head = false;
   for (int i = 0; m && i < m->nparams; i++) head = head || strcmp(m->names[i], "lm_head.weight") == 0;

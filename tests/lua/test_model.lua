@@ -593,6 +593,26 @@ H.case("load: bf16 tensors larger than the 4 MB read buffer are widened exactly,
   m:free(); b:free()
 end)
 
+-- (twenty-eighth session) a config.json without max_position_embeddings got Qwen2's 32768 for
+-- a llama model too; transformers' LlamaConfig default is 2048
+H.case("load: max_position_embeddings absent: transformers' default for the model_type (llama 2048, qwen2 32768)", function()
+  local jsonio = require "confit.jsonio"
+  for _, c in ipairs({{"tests/fixtures/tiny_llama", 2048}, {"tests/fixtures/tiny_qwen2", 32768}}) do
+    local dir = tempdir()
+    local cfg = assert(jsonio.read_json(c[1] .. "/config.json"))
+    cfg.max_position_embeddings = nil
+    assert(jsonio.write_json_atomic(dir .. "/config.json", cfg))
+    write_file(dir .. "/model.safetensors", read_file(c[1] .. "/model.safetensors"))
+    local m = assert(confit.load(dir))
+    H.eq(m.config.max_position_embeddings, c[2], cfg.model_type .. " folder")
+    m:free()
+    local mn = model.new({model_type = cfg.model_type, hidden_size = 8, intermediate_size = 8, num_hidden_layers = 1,
+                          num_attention_heads = 2, vocab_size = 16})
+    H.eq(mn.config.max_position_embeddings, c[2], cfg.model_type .. " config table")
+    mn:free()
+  end
+end)
+
 -- (fix_eval) A tokenizer must fit the model's embedding rows; m:to a device that is not there raises.
 H.case("load: a tokenizer with ids past the model's vocab_size is refused, with the numbers", function()
   local src = "tests/fixtures/tiny_qwen2"
