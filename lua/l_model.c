@@ -13,6 +13,7 @@
  * model:tie()                        -> the LM head shares the embedding again (after set_param)
  * model:set_recompute(on)            -> recompute each layer's activations in the backward
  */
+#include <limits.h>
 #include <math.h>
 #include <lauxlib.h>
 #include <lua.h>
@@ -114,11 +115,25 @@ static int model_hidden(lua_State *L) {
   return 1;
 }
 
+/* The length of the list at idx (#, so its __len may run) as a count in [0, INT_MAX], or raise
+ * "<fn>: the length (#) of <what> must be ..., got <it>": luaL_len took any integer (a negative
+ * one became an allocation of (size_t)n bytes, one past INT_MAX wrapped in the int). */
+static int list_len(lua_State *L, int idx, const char *fn, const char *what) {
+  lua_len(L, idx);
+  int ok = 0;
+  lua_Integer n = lua_tointegerx(L, -1, &ok);
+  if (!ok || n < 0 || n > INT_MAX)
+    luaL_error(L, "%s: the length (#) of %s must be an integer in [0, %d], got %s", fn, what, INT_MAX,
+               lua_type(L, -1) == LUA_TNUMBER ? cf_lua_shown(L, -1) : luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return (int)n;
+}
+
 /* A Lua list of n integers at idx into a buffer owned by a userdata pushed on the stack. */
 static int64_t *int_list(lua_State *L, int idx, int64_t n, const char *what) {
   if (!lua_istable(L, idx)) luaL_error(L, "logprobs: %s must be a table of integers", what);
-  if ((int64_t)luaL_len(L, idx) != n)
-    luaL_error(L, "logprobs: %s has %d entries, the batch has %d rows", what, (int)luaL_len(L, idx), (int)n);
+  int len = list_len(L, idx, "logprobs", what);
+  if (len != n) luaL_error(L, "logprobs: %s has %d entries, the batch has %d rows", what, len, (int)n);
   int64_t *v = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *v, 0);
   for (int64_t i = 0; i < n; i++) {
     lua_geti(L, idx, i + 1);
@@ -239,7 +254,7 @@ static int model_generate(lua_State *L) {
   lua_getfield(L, 3, "stop");
   if (!lua_isnil(L, -1)) {
     if (!lua_istable(L, -1)) luaL_error(L, "generate: option stop must be a list of token ids (or, through m:generate, single-token strings)");
-    o.nstop = (int)luaL_len(L, -1);
+    o.nstop = list_len(L, -1, "generate", "option stop");
     stop = lua_newuserdatauv(L, (size_t)(o.nstop ? o.nstop : 1) * sizeof *stop, 0);
     for (int i = 0; i < o.nstop; i++) {
       lua_geti(L, -2, i + 1);
@@ -256,7 +271,7 @@ static int model_generate(lua_State *L) {
     lua_pushnil(L);
   }
   /* stack: 4 = stop table or nil, 5 = stop buffer or nil */
-  int np = (int)luaL_len(L, 2);
+  int np = list_len(L, 2, "generate", "the list of prompts");
   int64_t **prompts = lua_newuserdatauv(L, (size_t)(np ? np : 1) * sizeof *prompts, 0);
   int *plen = lua_newuserdatauv(L, (size_t)(np ? np : 1) * sizeof *plen, 0);
   lua_newtable(L);  /* keeps the per-prompt buffers alive */
@@ -264,7 +279,9 @@ static int model_generate(lua_State *L) {
   for (int p = 0; p < np; p++) {
     lua_geti(L, 2, p + 1);
     if (!lua_istable(L, -1)) luaL_error(L, "generate: prompt %d must be a list of token ids", p + 1);
-    int len = (int)luaL_len(L, -1);
+    char what[32];
+    snprintf(what, sizeof what, "prompt %d", p + 1);
+    int len = list_len(L, -1, "generate", what);
     int64_t *ids = lua_newuserdatauv(L, (size_t)(len ? len : 1) * sizeof *ids, 0);
     for (int t = 0; t < len; t++) {
       lua_geti(L, -2, t + 1);

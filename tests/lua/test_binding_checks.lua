@@ -198,6 +198,25 @@ H.case("m:generate: options and prompts are checked before anything is generated
   H.eq(#m:generate({long}, {seed = 1})[1].tokens, 1, "one position left: one token")
 end)
 
+-- (twenty-eighth session) the lists' lengths came from luaL_len: a __len of -1 asked for an
+-- allocation of 2^64 - 8 bytes ("not enough memory"), one of 2^32 + 1 wrapped to 1 prompt
+H.case("m.core:generate and logprobs: a list length (#, through __len) that is no count is refused", function()
+  local function len_of(n) return setmetatable({}, {__len = function() return n end}) end
+  local BAD = "must be an integer in [0, 2147483647], got "
+  H.raises(function() m.core:generate(len_of(-1), {}) end, "generate: the length (#) of the list of prompts " .. BAD .. "-1")
+  H.raises(function() m.core:generate(len_of(2 ^ 32 + 1), {}) end, "the list of prompts " .. BAD .. "4294967297")
+  H.raises(function() m.core:generate(len_of(1.5), {}) end, "the list of prompts " .. BAD .. "1.5")
+  H.raises(function() m.core:generate(len_of(0 / 0), {}) end, "the list of prompts " .. BAD .. "nan")
+  H.raises(function() m.core:generate(len_of({}), {}) end, "the list of prompts " .. BAD .. "table")
+  H.raises(function() m.core:generate({{1}, len_of(-2)}, {}) end, "generate: the length (#) of prompt 2 " .. BAD .. "-2")
+  H.raises(function() m.core:generate({{1}}, {stop = len_of(-1)}) end, "generate: the length (#) of option stop " .. BAD .. "-1")
+  local ids = confit.tensor({{1, 2, 3}}, {dtype = "i64"})
+  H.raises(function() m.core:logprobs(ids, len_of(-1)) end, "logprobs: the length (#) of prompt_lens " .. BAD .. "-1")
+  -- a __len that gives a count is still honoured (the entries read through __index)
+  local p = setmetatable({}, {__len = function() return 1 end, __index = function(_, i) return i == 1 and {1, 2} or nil end})
+  H.eq(#m.core:generate(p, {max_new_tokens = 1, seed = 1}), 1, "one prompt, one sample")
+end)
+
 H.case("m:set_param and m:set_recompute: names and kinds", function()
   H.raises(function() m:set_param("nope", confit.zeros(1)) end, "set_param: the model has no parameter \"nope\"")
   -- luaL_checktype's "bad argument #1 to 'set_recompute'" named the wrapper's line in model.lua
