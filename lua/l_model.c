@@ -59,6 +59,14 @@ static int model_load(lua_State *L) {
   return 1;
 }
 
+/* core.model_default_context(model_type) -> the max_position_embeddings the loader takes when
+ * config.json has none (cf_qwen2_default_max_pos), or nil for a model_type it does not read */
+static int model_default_context(lua_State *L) {
+  int n = cf_qwen2_default_max_pos(luaL_checkstring(L, 1));
+  if (n > 0) lua_pushinteger(L, n); else luaL_pushfail(L);
+  return 1;
+}
+
 static int model_new(lua_State *L) {
   const char *json = luaL_checkstring(L, 1);
   model_box *b = new_box(L);
@@ -463,4 +471,6 @@ void cf_lua_open_model(lua_State *L) {
   lua_setfield(L, -2, "model_load");
   lua_pushcfunction(L, model_new);
   lua_setfield(L, -2, "model_new");
+  lua_pushcfunction(L, model_default_context);
+  lua_setfield(L, -2, "model_default_context");
 }

@@ -168,6 +168,13 @@ static int check_eos(const cf_qwen2_config *cfg, const char *label) {
   return 0;
 }
 
+int cf_qwen2_default_max_pos(const char *model_type) {
+  /* transformers' defaults when the field is absent: LlamaConfig 2048, Qwen2Config 32768 */
+  if (model_type && strcmp(model_type, "llama") == 0) return 2048;
+  if (model_type && strcmp(model_type, "qwen2") == 0) return 32768;
+  return 0;
+}
+
 int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   bool oom;
@@ -206,8 +213,7 @@ int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *
            "head_dim (%d) even", label, cfg->heads, cfg->kv_heads, cfg->head_dim);
     goto done;
   }
-  /* transformers' defaults when the field is absent: LlamaConfig 2048, Qwen2Config 32768 */
-  cfg->max_pos = strcmp(cfg->model_type, "llama") == 0 ? 2048 : 32768;
+  cfg->max_pos = cf_qwen2_default_max_pos(cfg->model_type);
   if (get_int(o, "max_position_embeddings", &cfg->max_pos, false, label) < 0) goto done;
   if (cfg->max_pos == 0) { CF_ERR("%s: max_position_embeddings must be > 0", label); goto done; }
   cfg->rms_eps = 1e-6;

@@ -63,6 +63,11 @@ typedef struct cf_qwen2 {
 int cf_qwen2_config_load(const char *dir, cf_qwen2_config *cfg);
 /* Parse a config from JSON text (label names it in errors). */
 int cf_qwen2_config_parse(const char *json, const char *label, cf_qwen2_config *cfg);
+/* max_position_embeddings when config.json has none: transformers' default for model_type
+ * (LlamaConfig 2048, Qwen2Config 32768); 0 for a model_type the loader does not read. The one
+ * place the default lives: the parser and the recipes' context checks (cli.model_context,
+ * through confit.core.model_default_context) both ask it. */
+int cf_qwen2_default_max_pos(const char *model_type);
 /* Write config.json (and generation_config.json) for cfg into dir. */
 int cf_qwen2_config_save(const cf_qwen2_config *cfg, const char *dir);
 

@@ -541,15 +541,23 @@ function M.check_model_dir(name, dir, flag)
   end
 end
 
---- The context length (max_position_embeddings) in the config.json of model folder dir, or nil
---- when it has none; a config.json that cannot be read is the user error "<name>: <flag> ...".
+--- The context length of model folder dir as the loader reads it: config.json's
+--- max_position_embeddings, or when absent (or null) the loader's default for its model_type
+--- (core/nn/qwen2.c, cf_qwen2_default_max_pos: llama 2048, qwen2 32768); nil when neither is
+--- known (a value or model_type the loader refuses: its load says why). A config.json that cannot
+--- be read is the user error "<name>: <flag> ...".
 function M.model_context(name, dir, flag)
-  local cfg, err = require("confit.jsonio").read_json(dir .. "/config.json")
+  local jsonio = require "confit.jsonio"
+  local cfg, err = jsonio.read_json(dir .. "/config.json")
   if cfg == nil then M.die_for(name)("%s '%s': %s", flag or "--model", dir, tostring(err)) end
   if type(cfg) ~= "table" then
     M.die_for(name)("%s '%s': config.json is not a JSON object", flag or "--model", dir)
   end
-  return math.tointeger(cfg.max_position_embeddings)
+  local n = cfg.max_position_embeddings
+  if (n == nil or n == jsonio.null) and type(cfg.model_type) == "string" then
+    return require("confit.core").model_default_context(cfg.model_type)
+  end
+  return math.tointeger(n)
 end
 
 --- Check that max_new new tokens after a prompt of `longest` tokens (the longest `what`) fit a

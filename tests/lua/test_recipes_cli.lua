@@ -71,6 +71,13 @@ write(BADTC .. "/tokenizer_config.json", "{bad\n")
 -- positions for the toy's 64 after a toy prompt, 3100 with the toy tokenizer for the --data 3072
 -- after a 102-token question
 local M66, T3100 = model_folder("m66", 66), model_folder("t3100", 3100, true)
+-- (twenty-eighth session) config.json without max_position_embeddings (or with null): the loader
+-- takes the model_type's default (llama 2048, qwen2 32768), and so must the context checks
+-- (cli.model_context returned nil: no check, the run failed later in m:generate)
+local NOCTX_LLAMA, NOCTX_QWEN = TMP .. "/noctx-llama", TMP .. "/noctx-qwen2"
+assert(os.execute("mkdir -p " .. q(NOCTX_LLAMA) .. " " .. q(NOCTX_QWEN)))
+write(NOCTX_LLAMA .. "/config.json", '{"model_type": "llama"}\n')
+write(NOCTX_QWEN .. "/config.json", '{"model_type": "qwen2", "max_position_embeddings": null}\n')
 local LONGQ = TMP .. "/longq.jsonl"
 write(LONGQ, ('{"question": "%s", "answer": "2"}\n'):format(("1+"):rep(50) .. "1="))
 -- (twenty-second session, a review's findings) eval wrote its records beside anything in --out
@@ -155,6 +162,10 @@ local CASES = {
   {"rlsc", "--model " .. q(T3100) .. " --data " .. q(LONGQ) .. " --template plain " .. R_OUT, 1,
    {"--max-new-tokens 3072 (the default: give a smaller --max-new-tokens) does not fit"}},
   {"rlsc", "--model " .. q(MODEL) .. " --max-new-tokens 125 " .. R_OUT, 1, {"--max-new-tokens 125", "toy prompt"}},
+  {"rlsc", "--model " .. q(NOCTX_LLAMA) .. " --max-new-tokens 2048 " .. R_OUT, 1,
+   {"--max-new-tokens 2048 must be below the model's context of 2048 positions"}},
+  {"rlsc", "--model " .. q(NOCTX_QWEN) .. " --max-new-tokens 32768 " .. R_OUT, 1,
+   {"--max-new-tokens 32768 must be below the model's context of 32768 positions"}},
   -- --data prompts are measured before the banner and the run directory (checked at the end)
   {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --max-new-tokens 16 " .. R_OUT, 1,
    {"tokenizer.json"}},
@@ -1466,6 +1477,28 @@ H.case("cli.check_context: prompt + new tokens must fit the context exactly (no 
   H.raises(function() cli.check_context("x", 100, 60, 41, "prompt") end, "x: --max-new-tokens 41 does not fit", "at most 40")
   H.raises(function() cli.check_context("x", 100, 100, 1, "prompt") end, "the longest prompt has 100 tokens")
   H.raises(function() cli.check_context("x", 100, 10, 100, "prompt") end, "must be below the model's context")
+end)
+
+-- (twenty-eighth session) the context the checks use is the one the loader takes
+H.case("cli.model_context: no max_position_embeddings: the loader's default for the model_type", function()
+  local model = require "confit.model"
+  local function folder(config)
+    local dir = H.tmpdir()
+    write(dir .. "/config.json", config .. "\n")
+    return dir
+  end
+  for _, c in ipairs({{'{"model_type": "llama"}', "llama", 2048},
+                      {'{"model_type": "qwen2", "max_position_embeddings": null}', "qwen2", 32768}}) do
+    local m = model.new({model_type = c[2], hidden_size = 8, intermediate_size = 8, num_hidden_layers = 1,
+                         num_attention_heads = 2, vocab_size = 16})
+    H.eq(m.config.max_position_embeddings, c[3], c[2] .. ": the loader's default")
+    H.eq(cli.model_context("x", folder(c[1])), m.config.max_position_embeddings, c[2] .. ": cli.model_context agrees")
+    m:free()
+  end
+  H.eq(cli.model_context("x", folder('{"model_type": "llama", "max_position_embeddings": 128}')), 128,
+       "a given max_position_embeddings")
+  H.eq(cli.model_context("x", folder('{"model_type": "gpt2"}')), nil,
+       "a model_type the loader refuses: no context (its load says why)")
 end)
 
 H.case("cli: every listed strerror is a failure of the machine (one line, no traceback)", function()
