@@ -90,6 +90,7 @@ local function trunc(s, n)
 end
 
 local file_exists = require("confit.cli").can_read
+local show = require("confit.cli").show
 
 -- Longest run or benchmark name shown (in code points); longer ones end in an ellipsis.
 local NAME_MAX = 200
@@ -98,7 +99,7 @@ local NAME_MAX = 200
 local function num(x, digits)
   if type(x) ~= "number" then return tostring(x) end
   if math.type(x) == "integer" then return tostring(x) end
-  if not finite(x) then return tostring(x) end
+  if not finite(x) then return show(x) end   -- NaN as "nan" whatever its sign, as every message
   if x == math.floor(x) and math.abs(x) < 1e15 then return fmt("%d", math.tointeger(x)) end
   local s = fmt("%." .. (digits or 4) .. "g", x)
   return s

@@ -481,6 +481,21 @@ H.case("config flattening is deterministic; null and object benchmarks", functio
   H.eq(flat["a.b"], "2", "nested a.b first"); H.eq(flat["a.b (2)"], "1", "flat a.b second")
 end)
 
+-- (twenty-eighth session) tostring wrote a NaN set in a loaded run's config as "-nan" (0/0 on x86)
+-- or "nan" (-(0/0)); every message says "nan" (cli.show)
+H.case("a non-finite config value of a loaded run is shown as nan / inf / -inf", function()
+  local d = root .. "/nonfinite"
+  put_files(d, {["config.json"] = '{"name":"nonfinite","lr":0.001}'})
+  local run = report.load_run(d)
+  run.config.a, run.config.b, run.config.c, run.config.d = 0 / 0, -(0 / 0), 1 / 0, -1 / 0
+  run.config.l = {0 / 0, 1}
+  local h = report.render({run})
+  for k, v in pairs({a = "nan", b = "nan", c = "inf", d = "-inf", l = "[nan, 1]"}) do
+    H.ok(h:find("<code>" .. k .. "</code></td><td>" .. v .. "</td>", 1, true), k .. " shown as " .. v)
+  end
+  H.ok(not h:find("-nan", 1, true), "no -nan")
+end)
+
 H.case("control characters never reach the page or the terminal raw", function()
   local e = report.escape("a\0b\1c\7d\27[31me\127f\tg")
   H.ok(not e:find("[%z\1-\8\11\12\14-\31\127]"), "no control characters: " .. e)
