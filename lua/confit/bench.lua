@@ -67,7 +67,24 @@ local function id_of(rec, fallback)
   return fallback
 end
 
+-- A FIFO (or a device, a socket) would block the open until a writer comes, and a folder opens
+-- on Linux to fail at the read: both refused before any open, as jsonio's reader and the C
+-- readers do. A link is judged by what it leads to (a dangling one: the open says so).
+local function not_regular(path)
+  local confit = require "confit"
+  local kind = confit.path_kind(path)
+  if kind == "link" then
+    local real = confit.realpath(path)
+    kind = real and confit.path_kind(real)
+  end
+  if kind == "dir" then return "not a regular file (a folder)" end
+  if kind == "other" then return "not a regular file (a FIFO, socket or device)" end
+  return nil
+end
+
 local function read_all(path)
+  local why = not_regular(path)
+  if why then return nil, "bench.load: cannot read '" .. path .. "': " .. why end
   local f, err = io.open(path, "rb")
   if not f then return nil, "bench.load: cannot open '" .. path .. "': " .. tostring(err) end
   local data, rerr = f:read("a")
@@ -172,7 +189,7 @@ function bench.number_repeated(items, path)
 end
 
 -- Load a benchmark by name or a file by path. Returns the list of items, or nil, message when
--- the file cannot be opened.
+-- the file cannot be opened or is no regular file (a folder, a FIFO: refused before any open).
 local OPTIONS = {answer = true, dir = true, limit = true, question = true}
 
 function bench.load(name_or_path, opts)

@@ -100,8 +100,43 @@ H.case("null records, NaN and a folder are named", function()
   os.remove(dir)
   assert(os.execute("mkdir " .. dir))
   local items, derr = bench.load(dir)
-  H.ok(items == nil and derr:find("cannot read '" .. dir .. "'", 1, true), tostring(derr))
+  H.ok(items == nil and derr:find("cannot read '" .. dir .. "': not a regular file (a folder)", 1, true), tostring(derr))
   os.execute("rmdir " .. dir)
+end)
+
+-- (twenty-eighth session) bench.load opened its file with io.open: a FIFO blocked until a writer
+-- came (a folder failed only at the read). Refused before any open, a link judged by its target;
+-- run in a child under `timeout`, so that a regression fails here instead of hanging the suite.
+H.case("a FIFO (or a link to one) is refused without being opened, a link to a file still read", function()
+  local d = H.tmpdir()
+  local q = require("confit.cli").shell_quote
+  if not os.execute("mkfifo " .. q(d .. "/b.jsonl") .. " 2>/dev/null") then
+    H.skip("bench.load of a FIFO", "mkfifo is not available")
+    return
+  end
+  H.write(d .. "/ok.jsonl", '{"question": "1+1?", "answer": 2}\n')
+  assert(os.execute("ln -s b.jsonl " .. q(d .. "/to-fifo.jsonl") .. " && ln -s ok.jsonl " .. q(d .. "/to-file.jsonl")
+                    .. " && ln -s . " .. q(d .. "/to-dir")))
+  H.write(d .. "/s.lua", ([[
+    local bench = require "confit.bench"
+    for _, name in ipairs({"b.jsonl", "to-fifo.jsonl", "to-dir", "to-file.jsonl"}) do
+      local items, err = bench.load(%q .. "/" .. name)
+      io.write(name, " ", items and ("ITEMS " .. #items) or ("ERR " .. tostring(err)), "\n")
+    end
+  ]]):format(d))
+  local exe = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
+  local p = assert(io.popen(("timeout 20 %s %s 2>&1; echo \"rc=$?\""):format(q(exe), q(d .. "/s.lua"))))
+  local out = p:read("a")
+  p:close()
+  H.eq(out:match("rc=(%d+)%s*$"), "0", "bench.load returned (124: blocked on the FIFO): " .. out)
+  for _, want in ipairs({"b.jsonl ERR bench.load: cannot read '" .. d .. "/b.jsonl': not a regular file (a FIFO, socket or device)",
+                         "to-fifo.jsonl ERR bench.load: cannot read '" .. d .. "/to-fifo.jsonl': not a regular file (a FIFO",
+                         "to-dir ERR bench.load: cannot read '" .. d .. "/to-dir': not a regular file (a folder)",
+                         "to-file.jsonl ITEMS 1"}) do
+    H.ok(out:find(want, 1, true), "output lacks " .. want .. ": " .. out)
+  end
+  local items, err = bench.load(d .. "/missing.jsonl")
+  H.ok(items == nil and err:find("cannot open '" .. d .. "/missing.jsonl': ", 1, true), tostring(err))
 end)
 
 -- (twenty-eighth session) bench kept its own copy of jsonio.read_jsonl's loop and its byte order
