@@ -913,6 +913,26 @@ H.case("results: an rlsc --data summary is named after its config's eval.benchma
   H.eq(#rows, 1); H.eq(rows[1].benchmark, "gsm8k")
 end)
 
+-- (twenty-eighth session, mutation testing of the recipes' command lines)
+H.case("results: a toy rlsc summary made before summaries named their benchmark is a toy-<task> row", function()
+  local out = H.tmpdir() .. "/g"
+  local spec = ablate.check({grid = {seed = {1}}, out = out})
+  ablate.run_grid(spec, {say = quiet, runner = function(run)
+    assert(jsonio.write_json_atomic(run.path .. "/summary.json", {before = {acc = 0.25}, after = {acc = 0.5},
+      config = {recipe = "rlsc", task = "pure"}}))
+    return true
+  end})
+  local rows = ablate.collect(spec, ablate.expand(spec), out)
+  H.eq(#rows, 1); H.eq(rows[1].benchmark, "toy-pure", "as its eval records and the report name it")
+end)
+
+H.case("a grid value holding a control character (a tab, a newline) is no folder name", function()
+  for _, v in ipairs({"a\tb", "x\ny"}) do
+    local ok, e = pcall(ablate.check, {grid = {name = {v}}})
+    H.ok(not ok and tostring(e):find("cannot be part of a directory name", 1, true), tostring(e))
+  end
+end)
+
 H.case("command line: --out without a folder, or no out anywhere, is refused", function()
   local dir = H.tmpdir()
   local g = dir .. "/g.lua"

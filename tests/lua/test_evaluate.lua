@@ -1099,10 +1099,16 @@ H.case("recipes/eval.lua: the default --out names a model folder called model af
   local abs = io.popen("pwd"):read("l")
   local exe = EXE:sub(1, 1) == "/" and EXE or (abs .. "/" .. EXE)
   local outf = TMP .. "/default-out.txt"
+  -- (twenty-eighth session) an empty folder there (made ahead for logs) is no other run's data
+  os.execute(("mkdir -p '%s/runs/eval-toy-model-qwen/logs'"):format(dir))
   local ok = os.execute(("cd '%s' && '%s' '%s/recipes/eval.lua' --model '%s/examples/toy/model' --bench toy --limit 1 "
-                         .. "--max-new-tokens 2 --n 1 --progress off > '%s' 2>&1"):format(dir, exe, abs, abs, outf))
+                         .. "--n 1 --progress off > '%s' 2>&1"):format(dir, exe, abs, abs, outf))
   H.ok(ok, H.read(outf))
   H.ok(io.open(dir .. "/runs/eval-toy-model-qwen/summary.json", "rb"), "runs/eval-toy-model-qwen: " .. H.read(outf))
+  -- the toy world's default --max-new-tokens (64, not the math benchmarks' 3072)
+  local cfg = jsonio.read_json(dir .. "/runs/eval-toy-model-qwen/toy-mixed/config.json")
+  H.eq(type(cfg) == "table" and cfg.max_new_tokens, 64, "the toy's default --max-new-tokens")
+  H.ok(H.read(outf):find("max new tokens 64\n", 1, true), H.read(outf))
 end)
 
 H.case("recipes/eval.lua refuses an ablate grid folder or a training run as --out, writing nothing", function()
@@ -1356,6 +1362,24 @@ end)
 H.case("eval.problem_sets: the toy split is bounded at 10000 questions, exactly", function()
   H.raises(function() eval.problem_sets({bench = "toy", ["toy-questions"] = 10001}) end, "at most 10000")
   H.raises(function() eval.problem_sets({bench = "toy", limit = 10001}) end, "--limit", "at most 10000")
+end)
+
+-- (twenty-eighth session, mutation testing of the recipes' command lines)
+H.case("eval.problem_sets: --bench toy is 500 held-out questions drawn with seed 1; --limit cuts --data; a set named twice", function()
+  local sets = eval.problem_sets({bench = "toy"})
+  H.eq(#sets, 1); H.eq(sets[1].name, "toy-mixed")
+  local want = toy.world("mixed"):questions("heldout", 500, 1)
+  H.eq(#sets[1].problems, 500, "the documented default of --toy-questions")
+  H.eq(sets[1].problems[1].question, want[1].prompt, "the first question of seed 1")
+  H.eq(sets[1].problems[500].question, want[500].prompt, "the last question of seed 1")
+  H.ok(sets[1].source:find("seed 1", 1, true), sets[1].source)
+  local dir = H.tmpdir()
+  local data = dir .. "/three.jsonl"
+  H.write(data, '{"question": "a?", "answer": "1"}\n{"question": "b?", "answer": "2"}\n{"question": "c?", "answer": "3"}\n')
+  local cut = eval.problem_sets({data = data, limit = 2})
+  H.eq(#cut[1].problems, 2, "--limit 2: the first two problems")
+  H.eq(cut[1].problems[2].question, "b?")
+  H.raises(function() eval.problem_sets({bench = "toy,toy-mixed"}) end, "benchmark 'toy-mixed' is given twice")
 end)
 
 H.case("eval.problem_sets: repeated ids in --data fall back to line positions; --name .. is refused", function()

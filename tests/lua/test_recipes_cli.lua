@@ -129,12 +129,24 @@ local RUN = TMP .. "/run1"
 assert(os.execute("mkdir -p " .. q(RUN)))
 write(RUN .. "/config.json", '{"recipe": "rlsc", "name": "r1"}\n')
 write(RUN .. "/steps.jsonl", '{"step": 1, "loss": 0.5}\n{"step": 2, loss}\n')
+-- (twenty-eighth session, mutation testing of the recipes' command lines) a benchmark folder of an
+-- earlier eval given as --out; a directory named like the report's page
+local EVALBENCH = TMP .. "/evalbench"
+assert(os.execute("mkdir -p " .. q(EVALBENCH)))
+write(EVALBENCH .. "/config.json", '{"recipe": "eval", "name": "toy-mixed"}\n')
+local GRID_RECIPEDIR = grid_file("recipe_dir", ('grid = {alpha = {0}}, recipe = %q'):format(TMP))
+local PLAIN_RECIPE = TMP .. "/plain_recipe.lua"   -- a recipe that does not declare its flags
+write(PLAIN_RECIPE, 'print("plain")\n')
+local GRID_PLAIN = grid_file("plain", ('grid = {alpha = {0}}, recipe = %q'):format(PLAIN_RECIPE))
+local HTMLDIR = TMP .. "/page.html"
+assert(os.execute("mkdir -p " .. q(HTMLDIR)))
 local OUT = TMP .. "/out"   -- every recipe that writes gets an --out here, never the defaults
 
 -- {recipe, args, expected exit status, fragments the output must hold}
 local R_OUT = "--out " .. q(OUT .. "/rlsc")
 local P_OUT = "--out " .. q(OUT .. "/pretrain")
 local C_OUT = "--out " .. q(OUT .. "/cmp") .. " --md " .. q(OUT .. "/cmp.md")
+local C_TINY = C_OUT .. " --steps 1 --questions-per-step 1 --eval-questions 1 --eval-n 1 --max-new-tokens 4"
 local CASES = {
   -- rlsc
   {"rlsc", "--bogus " .. R_OUT, 1, {"--bogus"}},
@@ -346,6 +358,51 @@ local CASES = {
   {"report", q(TMP .. "/r.html") .. " " .. q(TMP .. "/no-run"), 1, {TMP .. "/no-run"}},
   {"report", q(TMP .. "/no-dir/r.html") .. " " .. q(RUN), 1, {TMP .. "/no-dir"}},
   {"report", "--help", 0, {"usage"}},
+  -- (twenty-eighth session, mutation testing: refusals and acceptances no case held)
+  -- eval: a switch takes no value (--no-resume=false was taken as --no-resume), --top-p 1 is
+  -- allowed, sampling at T = 0 and an empty batch are refused up front, --answer-field reads a
+  -- file named after a benchmark as a plain file, an earlier eval's benchmark folder is no --out
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --no-resume=false --out " .. q(TMP .. "/nr-eval"), 1,
+   {"--no-resume takes no value"}},
+  {"eval", "--model " .. q(TMP .. "/no-model") .. " --bench toy --top-p 1", 1, {"no model at"}, {"--top-p"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --n 4 --temperature 0 --out " .. q(TMP .. "/t0-eval"), 1,
+   {"--n 4 needs --temperature > 0"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --batch-size 0 --out " .. q(TMP .. "/bs-eval"), 1,
+   {"--batch-size must be >= 1"}},
+  {"eval", "--model " .. q(MODEL) .. " --data " .. q(GSM_NOREF) .. " --answer-field answer --out " .. q(TMP .. "/af-eval"), 1,
+   {"has no tokenizer.json"}, {"gsm8k"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 1 --out " .. q(EVALBENCH), 1,
+   {EVALBENCH .. "/config.json, written by eval", "another run's folder"}},
+  -- toy_compare: a method or seed named twice (an alias too), a GRPO method with one sample, none
+  -- (C_TINY: a refusal that went missing would run briefly)
+  {"toy_compare", "--methods l2,rlsc_l2 " .. C_TINY, 1, {"--methods names l2 twice"}},
+  {"toy_compare", "--seeds 1,2,1 " .. C_TINY, 1, {"--seeds names 1 twice"}},
+  {"toy_compare", "--methods grpo_ttrl --n 1 " .. C_TINY, 1, {"--methods grpo_ttrl needs --n >= 2", "got --n 1"}},
+  {"toy_compare", "--methods , " .. C_TINY, 1, {"--methods is empty"}},
+  {"toy_compare", "--seeds , " .. C_TINY, 1, {"--seeds is empty"}},
+  -- rlsc: --eval-data without --data (the toy world evaluates on its own questions), a toy
+  -- evaluation of no samples (--eval-n 0: its pass@k and maj@k are of none); temp_only
+  -- with --data samples 16 completions in its evaluations unless --eval-n is given (the --data
+  -- default of 0 would leave it nothing to compare): refused later, for the missing tokenizer
+  {"rlsc", "--eval-data gsm8k --steps 1 --questions-per-step 1 --n 2 --eval-questions 1 " .. R_OUT, 1,
+   {"--eval-data needs --data FILE"}},
+  -- exactly the toy world's 100,000 training questions are allowed ("at most 100000")
+  {"rlsc", "--model " .. q(MODEL) .. " --steps 25000 --questions-per-step 4 --max-new-tokens 16 " .. R_OUT, 1,
+   {"has no tokenizer.json"}, {"distinct training questions"}},
+  {"rlsc", "--eval-n 0 --steps 1 --questions-per-step 1 --n 2 --eval-questions 1 " .. R_OUT, 1, {"--eval-n must be >= 1 for the toy evaluation, got 0", "--no-eval"}},
+  {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(GOOD) .. " --method temp_only --max-new-tokens 16 " .. R_OUT, 1,
+   {"has no tokenizer.json"}, {"--eval-n"}},
+  -- ablate: a second grid file was taken in place of the first; a folder as the recipe ran every
+  -- point to fail; --set keeps a value's text for a string flag ("true") and for a recipe that
+  -- declares no flags (0x1F is no number to it)
+  {"ablate", q(GRID_OK) .. " " .. q(GRID_EMPTY) .. " --dry-run", 1, {"one grid file only"}},
+  {"ablate", q(GRID_RECIPEDIR) .. " --dry-run", 1, {"recipe " .. TMP .. ": no such file"}},
+  {"ablate", q(GRID_OK) .. " --dry-run --set name=true", 0, {"--alpha 0 --name true"}},
+  {"ablate", q(GRID_PLAIN) .. " --dry-run --set tag=0x1F", 0, {"--alpha 0 --tag 0x1F"}},
+  -- report: a one-dash option, a directory as the page; .htm is a page too
+  {"report", "-o " .. q(TMP .. "/r2.html") .. " " .. q(RUN), 1, {"unknown option -o"}},
+  {"report", q(HTMLDIR) .. " " .. q(RUN), 1, {"the output file '" .. HTMLDIR .. "' is a directory"}},
+  {"report", q(TMP .. "/r.htm") .. " " .. q(RUN), 0, {"report: 1 run -> " .. TMP .. "/r.htm"}},
 }
 
 -- Run `confit recipes/<recipe>.lua <args>` for every {recipe, args} of runs side by side (one
@@ -1027,7 +1084,9 @@ do
   end)
   H.case("fix_tc: summary.json aliases, grid.json, a rerun on its own grid keeps <md>.tmp", function()
     local jsonio = require "confit.jsonio"
-    local OUT, MD = TC .. "/ok", TC .. "/ok.md"
+    -- the table inside --out (twenty-eighth session): a rerun takes it, and <md>.tmp, for its own
+    local OUT = TC .. "/ok"
+    local MD = OUT .. "/ok.md"
     local cmd = ("%s recipes/toy_compare.lua %s --out %s --md %s 2>&1; echo rc=$?"):format(q(EXE), TINY, q(OUT), q(MD))
     local function go()
       local pp = assert(io.popen(cmd))
@@ -1442,13 +1501,19 @@ H.case("rlsc and toy_compare from another folder find the shipped toy model (a -
       q(here .. "/recipes/" .. recipe .. ".lua"), args, q(outf)))
     return ok and 0 or code, read(outf) or ""
   end
-  local rc, text = from_away("rlsc", "--steps 1 --questions-per-step 1 --n 2 --eval-questions 2 --eval-n 1 --quiet --out run")
+  -- (twenty-eighth session) and the toy evaluation's defaults: 200 held-out questions drawn with seed 1
+  local rc, text = from_away("rlsc", "--steps 1 --questions-per-step 1 --n 2 --eval-n 1 --max-new-tokens 8 --quiet --out run")
   H.eq(rc, 0, text)
   local cfg = assert(require("confit.jsonio").read_json(away .. "/run/config.json"))
   H.eq(cfg.model, here .. "/examples/toy/model", "the project's toy model, by its full path")
+  H.eq(cfg.eval.questions, 200, "--eval-questions' toy default"); H.eq(cfg.eval.question_seed, 1, "--eval-seed's toy default")
+  local sm = require("confit.jsonio").read_json(away .. "/run/summary.json")
+  H.eq(sm and sm.after and sm.after.n, 200, "evaluated on 200 questions")
   rc, text = from_away("toy_compare", "--methods l2 --seeds 1 --steps 1 --questions-per-step 1 --n 2 --eval-questions 2 --eval-n 1 --out cmp --md cmp.md")
   H.eq(rc, 0, text)
   H.ok(text:find(here .. "/examples/toy/model", 1, true), text)
+  -- (twenty-eighth session) --eval-n 1: maj@1 and no pass@1 column beside the T = .5 one (the same number)
+  H.ok((read(away .. "/cmp.md") or ""):find("| pass@1 T=1 | maj@1 | direct |", 1, true), read(away .. "/cmp.md"))
   rc, text = from_away("rlsc", "--model examples/toy/model --steps 1 --out run2")
   H.eq(rc, 1, text)
   H.ok(text:find("--model 'examples/toy/model': no such directory (a path from the current folder, " .. away, 1, true), text)
@@ -1567,6 +1632,9 @@ H.case("temp_only's after evaluation samples colder; a trained method's at the u
   H.ok(t[0.25] and not t[0.5], "temp_only: T = 0.5 x 0.5")
   local l = sample_temps(out .. "/method=l2,seed=1")
   H.ok(l[0.5] and not l[0.25], "l2: T = 0.5")
+  -- (twenty-eighth session) and each run's config.json says so: temp_only's scale, none for l2
+  H.eq(jsonio.read_json(out .. "/method=temp_only,seed=1/config.json").temperature_scale, 0.5, "temp_only's config.json")
+  H.eq(jsonio.read_json(out .. "/method=l2,seed=1/config.json").temperature_scale, nil, "l2's config.json")
 end)
 
 H.case("an --out holding another recipe's grid.json (other axes) is refused before any work (mutant tc5)", function()

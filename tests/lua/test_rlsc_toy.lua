@@ -559,10 +559,13 @@ H.case("a resumed --data run keeps its evaluation before training (unless made w
   spit(data, '{"question": "2+3=", "answer": "5"}\n{"question": "4+4=", "answer": "8"}\n')
   local d = tmpdir()
   local args = "--model " .. MODEL .. " --data " .. data .. " --template plain --max-new-tokens 8 --steps 2 --n 2 --checkpoint-every 1 --quiet"
+    .. " --seed 3"
   local ok, text, last = run(args, d)
   H.ok(ok, text)
   local first = assert(jsonio.decode(last))
   H.eq(first.before.resumed, 0, "the first run evaluates")
+  -- (twenty-eighth session) a --data run's evaluation samples with --seed unless --eval-seed is given
+  H.eq(first.config.eval.seed, 3, "the evaluation's seed is --seed")
   local ev = slurp(d .. "/eval_before.jsonl")
   os.remove(d .. "/summary.json")
   ok, text, last = run(args .. " --resume", d)
@@ -759,9 +762,13 @@ H.case("a --data run's before/after table has one pass@1 row (mutant s05)", func
   print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
   local ok, err = pcall(main, {"--steps", "1", "--questions-per-step", "1", "--n", "2", "--max-new-tokens", "8",
                                "--model", "examples/toy/model", "--template", "plain", "--eval-n", "2",
-                               "--data", data, "--out", root .. "/data"})
+                               "--eval-questions", "1", "--data", data, "--out", root .. "/data"})
   print = real
   H.ok(ok, tostring(err))
+  -- (twenty-eighth session) --eval-questions 1: the evaluations take the first problem alone
+  local sm = jsonio.read_json(root .. "/data/summary.json")
+  H.eq(sm and sm.before.n, 1, "before: one problem"); H.eq(sm and sm.after.n, 1, "after: one problem")
+  H.eq(sm and sm.config.eval.questions, 1, "config.json's eval.questions")
   local text = table.concat(lines, "\n")
   H.ok(text:find("metric%s+before%s+after%s+change"), "the table:\n" .. text)
   local rows = 0
