@@ -31,8 +31,10 @@
 -- it) is checked before the training, and again after it (it may have changed meanwhile): it may
 -- be missing, an empty folder, or a model folder this recipe could have written (config.json of a
 -- qwen2 with the toy's 257 ids, model.safetensors, and nothing but the files listed in
--- MODEL_FILES); anything else is refused. The model folder is written as m:save writes one
--- (jsonio.write_dir_atomic): into a new sibling folder <out>.tmp-PID-TIME-SERIAL, synced, then
+-- MODEL_FILES); anything else is refused. Its missing parent folders are made only once every
+-- flag has passed (the model's shape included), so a refused run leaves nothing. The model folder
+-- is written as m:save writes one (jsonio.write_dir_atomic): into a new sibling folder
+-- <out>.tmp-PID-TIME-SERIAL, synced, then
 -- swapped with the old folder in one step (renameat2 RENAME_EXCHANGE; where the file system
 -- cannot, by two renames through <out>.old-PID-TIME-SERIAL), the old one then removed; no other
 -- file is touched. Training is costly, so when --out is refused after it, or the renames fail,
@@ -183,20 +185,22 @@ local function main(argv)
   if bad then
     die("--out '%s' %s: only an empty folder or a toy model folder is replaced (give another --out)", o.out, bad)
   end
-  -- fail now, not after the training: the parent must exist and take the temporary sibling
-  local parent = out:match("^(.*)/") or "."
-  if parent == "" then parent = "/" end
-  if not (cli.make_dir(parent) and os.execute(("test -w %s && test -x %s"):format(q(parent), q(parent)))) then
-    die("cannot create --out '%s' (a file is in the way, or no permission)", o.out)
-  end
   local world = toy.world(o.task)
   -- a shape the machine cannot hold (--hidden 100000) is a mistake of the command line, said in
-  -- one line; the model's own message names the size and the memory
+  -- one line; the model's own message names the size and the memory. Checked before --out's
+  -- parent is made (a refusal left the folders above --out behind until the twenty-eighth session)
   local mok, m = pcall(model.new, config_of(o), {seed = o.seed, std = o.std, tokenizer = toy_tokenizer()})
   if not mok then
     local msg = type(m) == "string" and m:gsub("^[^\n]-:%d+: ", "")
     if not (msg and msg:find("^model config: ")) then error(m, 0) end   -- anything else is a bug
     die("%s (the shape of --hidden, --layers, --heads, --ffn)", msg)
+  end
+  -- fail now, not after the training: the parent must exist and take the temporary sibling
+  local parent = out:match("^(.*)/") or "."
+  if parent == "" then parent = "/" end
+  if not (cli.make_dir(parent) and os.execute(("test -w %s && test -x %s"):format(q(parent), q(parent)))) then
+    m:free()
+    die("cannot create --out '%s' (a file is in the way, or no permission)", o.out)
   end
   local params = train.trainable(m)
   local nparams = 0

@@ -292,7 +292,8 @@ local CASES = {
   -- (seventeenth session) past the held-out pool (83,603 distinct) it searched for minutes
   {"pretrain_toy", "--eval-questions 50000 " .. P_OUT, 1, {"--eval-questions", "10000", "50000"}},
   -- a shape past the machine's memory: the model's message in one line (a traceback before)
-  {"pretrain_toy", "--hidden 100000 " .. P_OUT, 1, {"parameters need", "GB in f32", "--hidden"}},
+  -- (twenty-eighth session) refused before --out's parent folders are made (they were left behind)
+  {"pretrain_toy", "--hidden 100000 --out " .. q(TMP .. "/pt-shape/sub/model"), 1, {"parameters need", "GB in f32", "--hidden"}},
   {"pretrain_toy", "--hidden 130 --heads 4 " .. P_OUT, 1, {"--hidden", "--heads"}},
   -- (twenty-second session, a review's findings) --batch had no bound (its draw grew until
   -- killed); samples past the machine's memory were a kernel kill or a traceback
@@ -467,6 +468,7 @@ end)
 H.case("nothing was written outside the temp folder, and the cases ran in parallel", function()
   H.ok(not read(OUT .. "/rlsc/config.json"), "rlsc wrote a run directory")
   H.ok(not read(OUT .. "/pretrain/config.json"), "pretrain_toy wrote a model")
+  H.ok(not cli.exists(TMP .. "/pt-shape"), "a refused pretrain_toy made the folders above its --out")
   print(("%d recipe invocations in %.1fs"):format(#CASES, wall))
 end)
 
