@@ -1504,11 +1504,14 @@ H.case("rlsc and toy_compare from another folder find the shipped toy model (a -
     return ok and 0 or code, read(outf) or ""
   end
   -- (twenty-eighth session) and the toy evaluation's defaults: 200 held-out questions drawn with seed 1
-  local rc, text = from_away("rlsc", "--steps 1 --questions-per-step 1 --n 2 --eval-n 1 --max-new-tokens 8 --quiet --out run")
+  -- (--eval-seed), sampled with --seed; --name is the run's name
+  local rc, text = from_away("rlsc", "--steps 1 --questions-per-step 1 --n 2 --eval-n 1 --max-new-tokens 8 --quiet "
+                             .. "--seed 2 --name my-run --out run")
   H.eq(rc, 0, text)
   local cfg = assert(require("confit.jsonio").read_json(away .. "/run/config.json"))
   H.eq(cfg.model, here .. "/examples/toy/model", "the project's toy model, by its full path")
   H.eq(cfg.eval.questions, 200, "--eval-questions' toy default"); H.eq(cfg.eval.question_seed, 1, "--eval-seed's toy default")
+  H.eq(cfg.eval.seed, 2, "the evaluation samples with --seed"); H.eq(cfg.name, "my-run", "--name")
   local sm = require("confit.jsonio").read_json(away .. "/run/summary.json")
   H.eq(sm and sm.after and sm.after.n, 200, "evaluated on 200 questions")
   rc, text = from_away("toy_compare", "--methods l2 --seeds 1 --steps 1 --questions-per-step 1 --n 2 --eval-questions 2 --eval-n 1 --out cmp --md cmp.md")

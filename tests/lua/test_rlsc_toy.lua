@@ -79,6 +79,15 @@ H.case("reduced main job: last line holds every metric", function()
   H.eq(j.after.maj16, nil, "no maj16 from 8 samples"); H.eq(j.after.pass16, nil, "no pass16 from 8 samples")
   H.eq(summary.after["maj@16"], nil, "no maj@16 from 8 samples")
   H.eq(summary.after["pass@16"], nil, "no pass@16 from 8 samples")
+  -- (twenty-eighth session) the evaluation before training is toy_eval's on the --eval-seed (1)
+  -- questions, sampled with --seed (3), as the header says: the same numbers in-process
+  local m = assert(require("confit.model").load(MODEL))
+  local qs = require("confit.toy").world("mixed"):questions("heldout", 12, 1)
+  local want = toy_eval.run(m, qs, {n = 8, seed = 3, max_new_tokens = 64, benchmark = "toy-mixed"})
+  m:free()
+  for _, k in ipairs({"pass1_t05", "pass1_t10", "mean_confidence", "mean_length"}) do
+    H.eq(j.before[k], want[k], "before." .. k .. " as toy_eval.run gives it")
+  end
   first = j
   os.execute(("rm -rf %q"):format(out))
 end)
@@ -113,6 +122,9 @@ H.case("temp_only: no training, greedy unchanged, colder sampling after", functi
   H.eq(j.after.greedy_acc, j.before.greedy_acc, "greedy cannot change without training")
   H.ok(j.after.mean_confidence > j.before.mean_confidence, "colder samples are more confident")
   H.eq(j.config.temperature_scale, 0.5)
+  -- (twenty-eighth session) config.json says at which temperatures the after evaluation sampled
+  local at = j.config.eval.after_temperatures
+  H.ok(type(at) == "table" and at[1] == 0.25 and at[2] == 0.5, "eval.after_temperatures 0.25, 0.5")
   H.ok(not io.open(out .. "/steps.jsonl", "rb"), "no training steps written")
   os.execute(("rm -rf %q"):format(out))
 end)
@@ -519,6 +531,17 @@ H.case("--resume with another --model: one line naming the run's model or the si
   os.execute(("rm -rf %q %q"):format(d, other))
 end)
 
+-- (twenty-eighth session, mutation testing) a toy run resumed on another --task trained on two worlds
+H.case("--resume with another --task: one line naming the run's task; nothing rewritten", function()
+  local d = copy_of_base()
+  local cfg, steps = slurp(d .. "/config.json"), slurp(d .. "/steps.jsonl")
+  local ok, text = run(TINY .. " --steps 4 --resume --task pure", d)
+  one_line_failure(ok, text, "--out '" .. d .. "' trained on the toy task mixed, not the toy task pure")
+  H.eq(slurp(d .. "/config.json"), cfg, "config.json untouched")
+  H.eq(slurp(d .. "/steps.jsonl"), steps, "steps.jsonl untouched")
+  os.execute(("rm -rf %q"):format(d))
+end)
+
 H.case("a fresh start in a reused folder removes the earlier steps.jsonl and model/ (temp_only writes neither)", function()
   local d = copy_of_base()
   os.execute(("rm -rf %q/checkpoint-*"):format(d))
@@ -568,10 +591,13 @@ H.case("a resumed --data run keeps its evaluation before training (unless made w
   H.eq(first.config.eval.seed, 3, "the evaluation's seed is --seed")
   local ev = slurp(d .. "/eval_before.jsonl")
   os.remove(d .. "/summary.json")
-  ok, text, last = run(args .. " --resume", d)
+  ok, text, last = run(args:gsub(" %-%-quiet", "") .. " --resume", d)   -- (its log checked below)
   H.ok(ok, text)
   local j = assert(jsonio.decode(last))
   H.eq(j.before.resumed, 2, "the kept records stand for both problems")
+  -- (twenty-eighth session) the log says nothing was evaluated before training: kept, not timed
+  H.ok(text:find("resumed 2 of 2 problems from " .. d .. "/eval_before.jsonl (kept; nothing generated)", 1, true), text)
+  H.ok(text:find("\ntime: eval before kept, training ", 1, true), text)
   H.eq(j.before.acc, first.before.acc, "before: the first run's accuracy")
   H.eq(assert(jsonio.read_json(d .. "/summary.json")).before.resumed, 2, "summary.json's before")
   H.eq(slurp(d .. "/eval_before.jsonl"), ev, "eval_before.jsonl kept")
