@@ -52,7 +52,8 @@
 -- The evaluation samples at --eval-temperature (0.6) with --eval-top-p (0.95). The toy world's
 -- --eval-questions (200) held-out questions are drawn with --eval-seed (1).
 --
--- Run directory (docs/RUNDIR.md): --out, default runs/rlsc-<UTC timestamp>: config.json,
+-- Run directory (docs/RUNDIR.md): --out, default runs/rlsc-<UTC timestamp> (-2, -3, ... when that
+-- name is there): config.json,
 -- steps.jsonl, eval_before.jsonl, eval_after.jsonl, summary.json, checkpoint-<step>/ when
 -- --checkpoint-every > 0 (only the newest --keep-checkpoints K of them when K > 0), and model/ (the final weights) with --save-model. --out is a new or
 -- empty folder, an rlsc run directory (config.json with recipe "rlsc") that holds no model, or an
@@ -200,10 +201,14 @@ local function git_commit()
   return c
 end
 
+-- A new folder: a name that is there in any form (a run's, or a folder of other files that an
+-- --out of it would refuse) is passed over for -2, -3, ... (until the twenty-eighth session only
+-- a config.json made it taken: a folder of the user's, or a run of the same second that had not
+-- written its config.json yet, was written into)
 local function default_out()
   local base = "runs/rlsc-" .. os.date("!%Y%m%d-%H%M%S")
   local out, k = base, 1
-  while io.open(out .. "/config.json", "rb") do k = k + 1; out = base .. "-" .. k end
+  while cli.exists(out) do k = k + 1; out = base .. "-" .. k end
   return out
 end
 

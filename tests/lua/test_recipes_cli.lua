@@ -638,6 +638,29 @@ H.case("pretrain_toy: the default --out is a new runs/ folder, not the shipped c
   H.ok(saved and cli.exists(dir .. "/" .. saved .. "/model.safetensors"), "saved beside the taken name: " .. text)
 end)
 
+H.case("rlsc: the default --out is a new folder, never one of that name holding other files", function()
+  -- (twenty-eighth session) only a config.json made a name taken: a folder runs/rlsc-<time>
+  -- holding the user's files (or a run in the same second that had not written its config.json
+  -- yet) was written into, where --out of that folder is refused
+  local dir = TMP .. "/rlsc_default"
+  local abs = io.popen("pwd"):read("l")
+  local exe = EXE:sub(1, 1) == "/" and EXE or (abs .. "/" .. EXE)
+  local t0, names = os.time(), {}
+  for dt = 0, 30 do
+    names[#names + 1] = dir .. "/runs/rlsc-" .. os.date("!%Y%m%d-%H%M%S", t0 + dt)
+    assert(os.execute("mkdir -p " .. q(names[#names])))
+    write(names[#names] .. "/mine.txt", "keep\n")
+  end
+  local outf = TMP .. "/rlsc_default.out"
+  local ok = os.execute(("cd %s && %s %s/recipes/rlsc.lua --no-eval --steps 1 --questions-per-step 1 --n 2 --quiet > %s 2>&1")
+    :format(q(dir), q(exe), q(abs), q(outf)))
+  local text = read(outf) or ""
+  H.ok(ok, text)
+  local name = text:match('"name":"(rlsc%-[%d%-]+)"')
+  H.ok(name and name:match("%-2$") and cli.exists(dir .. "/runs/" .. name .. "/summary.json"), "the run went beside: " .. text)
+  for _, n in ipairs(names) do H.eq(table.concat(cli.list_dir(n) or {}, ","), "mine.txt", n .. " left alone") end
+end)
+
 H.case("ablate: the model-folder check leaves out finished runs and --report-only", function()
   -- (twenty-third session, a review's finding) a grid whose model folder moved away after its
   -- runs finished could no longer be reported nor rerun (every run skipped)
