@@ -163,6 +163,7 @@ local CASES = {
    {"--device must be cpu or cuda, got 'gpu'"}},
   {"rlsc", "stray " .. R_OUT, 1, {"stray"}},
   {"rlsc", "--model " .. q(TMP .. "/no-model") .. " " .. R_OUT, 1, {"--model", TMP .. "/no-model"}},
+  {"rlsc", "--model " .. q(BAD) .. " " .. R_OUT, 1, {"--model '" .. BAD .. "' is not a directory (a model folder is expected)"}},
   {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(MISSING) .. " " .. R_OUT, 1, {"--data", MISSING}},
   {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(BAD) .. " " .. R_OUT, 1, {BAD .. ":2"}},
   {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(NOQ) .. " " .. R_OUT, 1,
@@ -292,6 +293,11 @@ local CASES = {
   -- (seventeenth session) past the held-out pool (83,603 distinct) it searched for minutes
   {"pretrain_toy", "--eval-questions 50000 " .. P_OUT, 1, {"--eval-questions", "10000", "50000"}},
   -- a shape past the machine's memory: the model's message in one line (a traceback before)
+  -- (twenty-eighth session) --out '' or / names no folder (a refusal gone missing would train briefly)
+  {"pretrain_toy", "--out '' --steps 1 --batch 1 --eval-every 0 --eval-questions 1 --layers 1 --hidden 4 --heads 1 --ffn 2",
+   1, {"--out must name a folder"}},
+  {"pretrain_toy", "--out / --steps 1 --batch 1 --eval-every 0 --eval-questions 1 --layers 1 --hidden 4 --heads 1 --ffn 2",
+   1, {"--out must name a folder"}},
   -- (twenty-eighth session) refused before --out's parent folders are made (they were left behind)
   {"pretrain_toy", "--hidden 100000 --out " .. q(TMP .. "/pt-shape/sub/model"), 1, {"parameters need", "GB in f32", "--hidden"}},
   {"pretrain_toy", "--hidden 130 --heads 4 " .. P_OUT, 1, {"--hidden", "--heads"}},

@@ -789,6 +789,27 @@ H.case("pretrain_toy saves a model with tied embeddings, as its config says (mut
   H.eq(t["lm_head.weight"], nil, "no separate lm_head.weight in the file")
 end)
 
+H.case("pretrain_toy: metrics.json holds the last step's loss and the held-out count; no eval line at the last step", function()
+  -- (twenty-eighth session, mutation testing) the first step's loss, or the batch size, passed
+  -- the suite as metrics.json's final_loss / eval_questions; so did an eval@N line at the last
+  -- step, the final evaluation done twice. The one-step run above has the same first step.
+  local one = assert(jsonio.read_json(PT .. "/tied/metrics.json"))
+  local d = PT .. "/two"
+  local lines, real = {}, print
+  print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+  local ok, e = pcall(pretrain, {"--steps", "2", "--batch", "1", "--eval-every", "1", "--eval-questions", "3", "--layers",
+                                 "1", "--hidden", "4", "--heads", "1", "--ffn", "2", "--out", d})
+  print = real
+  H.ok(ok, tostring(e))
+  local text = table.concat(lines, "\n")
+  H.ok(text:find("eval@1 ", 1, true) and not text:find("eval@2", 1, true), text)
+  local loss1 = tonumber(text:match("step%s+1%s+loss (%S+)"))
+  H.ok(loss1 and math.abs(loss1 - one.final_loss) < 1e-4, "the first step's loss is the one-step run's: " .. text)
+  local two = assert(jsonio.read_json(d .. "/metrics.json"))
+  H.ok(two.final_loss ~= one.final_loss, "final_loss is the second step's, not the first's")
+  H.eq(two.eval_questions, 3, "eval_questions")
+end)
+
 os.execute("rm -rf " .. q(PT))
 end
 
