@@ -162,7 +162,8 @@ local CASES = {
   {"eval", "--model " .. q(MODEL) .. " --bench toy --device gpu --out " .. q(TMP .. "/gpu-eval"), 1,
    {"--device must be cpu or cuda, got 'gpu'"}},
   {"rlsc", "stray " .. R_OUT, 1, {"stray"}},
-  {"rlsc", "--model " .. q(TMP .. "/no-model") .. " " .. R_OUT, 1, {"--model", TMP .. "/no-model"}},
+  -- (an absolute path is not said to be "from the current folder": twenty-eighth session)
+  {"rlsc", "--model " .. q(TMP .. "/no-model") .. " " .. R_OUT, 1, {"--model", TMP .. "/no-model"}, {"current folder"}},
   {"rlsc", "--model " .. q(BAD) .. " " .. R_OUT, 1, {"--model '" .. BAD .. "' is not a directory (a model folder is expected)"}},
   {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(MISSING) .. " " .. R_OUT, 1, {"--data", MISSING}},
   {"rlsc", "--model " .. q(MODEL) .. " --data " .. q(BAD) .. " " .. R_OUT, 1, {BAD .. ":2"}},
@@ -380,6 +381,14 @@ local CASES = {
    {"has no tokenizer.json"}, {"gsm8k"}},
   {"eval", "--model " .. q(MODEL) .. " --bench toy --limit 1 --out " .. q(EVALBENCH), 1,
    {EVALBENCH .. "/config.json, written by eval", "another run's folder"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --no-greedy --out " .. q(TMP .. "/ng-eval"), 1,
+   {"--no-greedy needs --n > 0"}},
+  {"eval", "--model " .. q(MODEL) .. " --bench toy --progress fancy --out " .. q(TMP .. "/pg-eval"), 1,
+   {"--progress must be bar, plain or off"}},
+  -- toy_compare: --md ending in / names a folder, even one not there yet
+  {"toy_compare", "--md " .. q(TMP .. "/md-new/") .. " --out " .. q(OUT .. "/cmp")
+     .. " --steps 1 --questions-per-step 1 --eval-questions 1 --eval-n 1 --max-new-tokens 4", 1,
+   {"--md '" .. TMP .. "/md-new/' is a directory"}},
   -- toy_compare: a method or seed named twice (an alias too), a GRPO method with one sample, none
   -- (C_TINY: a refusal that went missing would run briefly)
   {"toy_compare", "--methods l2,rlsc_l2 " .. C_TINY, 1, {"--methods names l2 twice"}},
