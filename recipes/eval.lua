@@ -20,7 +20,8 @@
 -- unreadable, the settings changed, another model (folder or weights), device or dtype wrote them,
 -- or a finished problem's question or answer changed in the data.
 -- OUT defaults to runs/eval-<model folder name>-<mode> (a folder named model or checkpoint-N
--- with its parent's name before it: runs/eval-toy-model-qwen); eval refuses an OUT holding another
+-- with its parent's name before it: runs/eval-toy-model-qwen, from examples/toy/model as from
+-- ./model in examples/toy, or from . in the model folder); eval refuses an OUT holding another
 -- recipe's run (its config.json or summary.json, an ablate grid's grid.json or results.csv, a
 -- training run's steps.jsonl), never writing into it.
 --
@@ -54,7 +55,9 @@ usage: confit recipes/eval.lua --model DIR [--bench NAMES] [--data FILE] [option
   --toy-questions N      held-out toy questions (default 500, at most 10000); --toy-seed S (default 1)
   --batch-size B         problems per generate call (default 8); --seed S (default 0)
   --out DIR              default runs/eval-<model>-<mode> (<model>: the folder's name, after
-                         its parent's when it is model or checkpoint-N); a new or empty folder,
+                         its parent's when it is model or checkpoint-N; ".", ".." and a path
+                         without a parent read from the folder's real path, so --model
+                         ./model names the folder as its full path does); a new or empty folder,
                          or one of eval's (its summary.json or benchmark folders of earlier
                          evals); not a folder holding other things and no eval run, nor another
                          recipe's run (config.json or summary.json that eval did not write, an
@@ -176,12 +179,22 @@ end
 -- The model's name in the default OUT: its folder's name, and its parent folder's before it when
 -- that name says nothing of which model it is ("model", "checkpoint-20": every rlsc --save-model
 -- and the toy model were all runs/eval-model-<mode>, so a second model's eval met the first's
--- records)
+-- records). A name the given path does not spell ("." or ".." as the folder or its parent, no
+-- parent at all: --model ., ./model, ../model, model) comes from the folder's real path
+-- (twenty-eighth session: those were all runs/eval-model-<mode>, "." runs/eval-.-<mode>), so every
+-- spelling of one folder gives one name; a name the path spells is kept (a link named for its
+-- model is not renamed after its target).
 local function model_label(dir)
-  local name = basename(dir)
+  local function named(s) return s ~= "" and s ~= "." and s ~= ".." end
+  local name, parent = basename(dir), (dir:gsub("/+$", "")):match("^(.*)/[^/]*$")
+  if not named(name) then
+    local real = require("confit").realpath(dir)
+    if real then name, parent = basename(real), nil end
+  end
   if name == "model" or name:match("^checkpoint%-%d+$") then
-    local parent = basename((dir:gsub("/+$", "")):match("^(.*)/[^/]*$") or "")
-    if parent ~= "" and parent ~= "." and parent ~= ".." then name = parent .. "-" .. name end
+    parent = parent and basename(parent) or ""
+    if not named(parent) then parent = basename(require("confit").realpath(dir .. "/..") or "") end
+    if named(parent) then name = parent .. "-" .. name end
   end
   return name
 end

@@ -592,6 +592,43 @@ H.case("eval: a rerun of a finished output says what it resumed", function()
                  1, true), text)
 end)
 
+H.case("eval: the default --out names the model folder alike however --model spells it", function()
+  -- (twenty-eighth session) --model ./model, ../model or . (a parent '.' or '..') gave
+  -- runs/eval-model-qwen (and '.' runs/eval-.-qwen) for every such folder: the names come from
+  -- the folder's real path where the given path does not name them. A `runs` file in each
+  -- folder the cases run from stops eval at its first mkdir, naming the default --out.
+  local D = TMP .. "/evalname"
+  for _, m in ipairs({"toy/model", "other/model", "run/checkpoint-3", "qwen-small"}) do
+    model_folder("evalname/" .. m, 128, true)
+  end
+  assert(os.execute("mkdir -p " .. q(D .. "/toy/x") .. " && ln -s toy/model " .. q(D .. "/mine")))
+  local abs = io.popen("pwd"):read("l")
+  local exe = EXE:sub(1, 1) == "/" and EXE or (abs .. "/" .. EXE)
+  local cases = {   -- {folder run from (under D), --model, the model's name in the default --out}
+    {"toy", "./model", "toy-model"}, {"toy", "model", "toy-model"}, {"toy", "model/", "toy-model"},
+    {"toy/x", "../model", "toy-model"}, {"toy/model", ".", "toy-model"}, {"toy/x", "../../toy/model", "toy-model"},
+    {"", D .. "/toy/model", "toy-model"}, {"", "toy/./model", "toy-model"},
+    {"toy/x", "../../other/model", "other-model"}, {"other", "./model", "other-model"},
+    {"run/checkpoint-3", ".", "run-checkpoint-3"}, {"run", "checkpoint-3", "run-checkpoint-3"},
+    {"qwen-small", ".", "qwen-small"}, {"toy", "../qwen-small", "qwen-small"},
+    {"", "mine", "mine"},   -- a link keeps the name it is given (not "toy-model")
+  }
+  local lines = {}
+  for i, c in ipairs(cases) do
+    local cwd = c[1] == "" and D or D .. "/" .. c[1]
+    write(cwd .. "/runs", "")
+    lines[i] = ("( cd %s && %s %s/recipes/eval.lua --model %s --bench toy > %s 2>&1 ) &"):format(
+      q(cwd), q(exe), q(abs), q(c[2]), q(("%s/name%d.out"):format(D, i)))
+  end
+  lines[#lines + 1] = "wait"
+  write(D .. "/cases.sh", table.concat(lines, "\n") .. "\n")
+  assert(os.execute("sh " .. q(D .. "/cases.sh") .. " > /dev/null 2>&1"))
+  for i, c in ipairs(cases) do
+    H.eq(read(("%s/name%d.out"):format(D, i)), ("eval: --out: cannot create directory runs/eval-%s-qwen (Not a directory)\n")
+         :format(c[3]), ("--model %s from %s"):format(c[2], c[1]))
+  end
+end)
+
 H.case("toy_compare: an --out another toy_compare holds is refused in one line, nothing touched", function()
   -- (seventeenth session) a second toy_compare removed the first's live run folders as its own
   local confit = require "confit"
