@@ -32,7 +32,8 @@
 -- be missing, an empty folder, or a model folder this recipe could have written (config.json of a
 -- qwen2 with the toy's 257 ids, model.safetensors, and nothing but the files listed in
 -- MODEL_FILES); anything else is refused. Its missing parent folders are made only once every
--- flag has passed (the model's shape included), so a refused run leaves nothing. The model folder
+-- flag has passed (the model's shape included, and --std: step 1's loss, taken first, must be
+-- finite), so a refused run leaves nothing. The model folder
 -- is written as m:save writes one (jsonio.write_dir_atomic): into a new sibling folder
 -- <out>.tmp-PID-TIME-SERIAL, synced, then
 -- swapped with the old folder in one step (renameat2 RENAME_EXCHANGE; where the file system
@@ -195,24 +196,11 @@ local function main(argv)
     if not (msg and msg:find("^model config: ")) then error(m, 0) end   -- anything else is a bug
     die("%s (the shape of --hidden, --layers, --heads, --ffn)", msg)
   end
-  -- fail now, not after the training: the parent must exist and take the temporary sibling
-  local parent = out:match("^(.*)/") or "."
-  if parent == "" then parent = "/" end
-  if not (cli.make_dir(parent) and os.execute(("test -w %s && test -x %s"):format(q(parent), q(parent)))) then
-    m:free()
-    die("cannot create --out '%s' (a file is in the way, or no permission)", o.out)
-  end
   local params = train.trainable(m)
   local nparams = 0
   for _, p in pairs(params) do nparams = nparams + p:numel() end
-  say(("pretrain_toy: %d parameters, world %s, %d steps of %d, lr %g, seed %d")
-      :format(nparams, o.task, o.steps, o.batch, o.lr, o.seed))
-  local opt = confit.optim.adamw(params, {lr = o.lr, weight_decay = o.weight_decay,
-                                          betas = {0.9, 0.999}, eps = 1e-8})
-  local heldout = world:questions("heldout", o.eval_questions, o.seed)
-  local t_start = confit.clock()
-  local history = {}
-  for step = 1, o.steps do
+  -- The loss of step s's batch, its gradient accumulated into the parameters.
+  local function step_loss(step)
     local batch = world:sample("train", o.batch, o.seed * 1000003 + step)
     local seqs, plens, ntok = {}, {}, 0
     for i, ex in ipairs(batch) do
@@ -229,15 +217,41 @@ local function main(argv)
       ntok = 0
       for i = 1, #seqs do ntok = ntok + #seqs[i] - 1; plens[i] = 1 end
     end
-    opt.lr = lr_at(o, step)
-    opt:zero_grad()
     local lp = m:logprobs(ids, plens, {temperature = 1.0, lens = lens})
     local loss = -lp:sum() / ntok
     loss:backward()
     local lv = loss:item()
     if lv ~= lv or lv == math.huge then
       -- at step 1 the update has not run yet: the initial weights (--std) made it
-      die("the loss is %s at step %d (%s)", lv, step, step == 1 and "try a smaller --std" or "try a lower --lr")
+      die("the loss is %s at step %d (%s)", cli.show(lv), step, step == 1 and "try a smaller --std" or "try a lower --lr")
+    end
+    return lv
+  end
+  -- Step 1's loss before anything is printed or written: an --std whose weights overflow (1e300
+  -- is inf in f32) or whose first forward does (1e19) is refused before --out's parent is made
+  -- (it was found at step 1 of the training, the folders made; twenty-eighth session). The
+  -- gradient it leaves is step 1's.
+  local t_start = confit.clock()
+  local loss1 = step_loss(1)
+  -- fail now, not after the training: the parent must exist and take the temporary sibling
+  local parent = out:match("^(.*)/") or "."
+  if parent == "" then parent = "/" end
+  if not (cli.make_dir(parent) and os.execute(("test -w %s && test -x %s"):format(q(parent), q(parent)))) then
+    m:free()
+    die("cannot create --out '%s' (a file is in the way, or no permission)", o.out)
+  end
+  say(("pretrain_toy: %d parameters, world %s, %d steps of %d, lr %g, seed %d")
+      :format(nparams, o.task, o.steps, o.batch, o.lr, o.seed))
+  local opt = confit.optim.adamw(params, {lr = o.lr, weight_decay = o.weight_decay,
+                                          betas = {0.9, 0.999}, eps = 1e-8})
+  local heldout = world:questions("heldout", o.eval_questions, o.seed)
+  local history = {}
+  for step = 1, o.steps do
+    opt.lr = lr_at(o, step)
+    local lv = loss1
+    if step > 1 then
+      opt:zero_grad()
+      lv = step_loss(step)
     end
     confit.optim.clip_grad_norm(params, o.grad_clip)
     opt:step()
