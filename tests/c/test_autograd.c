@@ -3,7 +3,10 @@
  * seeds for non-scalars (of another dtype too), freed graphs and retain_graph, broadcast
  * gradients reduced to the input's shape, saved values written in place (op by op), a leaf's
  * .grad (contiguous, its own), integer results, a backward that failed part way and is run
- * again, and where's condition (not a differentiable input). Prints "N passed, N failed";
+ * again, and where's condition (not a differentiable input); custom nodes (their state freed once,
+ * gradients of another dtype, shape or for an input that needs none), the C message of a cut
+ * graph, the grad mode after a leaf's backward, empty tensors and a freed graph under a new node
+ * (twenty-eighth session, mutation testing). Prints "N passed, N failed";
  * exits 1 on any failure.
  */
 #include "autograd.h"
@@ -13,6 +16,7 @@
 #include "tensor.h"
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -388,6 +392,158 @@ static void test_refused_step_changes_nothing(void) {
   cf_tensor_release(p[0]); cf_tensor_release(p[1]);
 }
 
+/* (twenty-eighth session, mutation testing) A custom node's state, gradients and record: ctx is
+ * freed exactly once (after a backward that frees the graph, or at once when no node is made);
+ * a gradient of another dtype is stored in the leaf's; one for an input that needs none is
+ * dropped; one of a shape that does not reduce to the input's is refused naming the shapes; a
+ * custom node attached to a tensor with a history releases the old node. */
+static int ctx_frees;
+static void count_free(void *ctx) { ctx_frees++; free(ctx); }
+/* gin[k] = gout converted to f32 (another dtype than the f64 leaves) for every input */
+static int to_f32_backward(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
+  for (int k = 0; k < n->nin; k++)
+    if (!(gin[k] = cf_tensor_to_dtype(gout, CF_DTYPE_F32))) return -1;
+  return 0;
+}
+/* a [2] gradient for a [3] input */
+static int wrong_shape_backward(cf_node *n, cf_tensor *gout, cf_tensor **gin) {
+  (void)n; (void)gout;
+  int64_t two = 2;
+  gin[0] = cf_tensor_full(1, &two, CF_DTYPE_F64, 1.0);
+  return gin[0] ? 0 : -1;
+}
+static const cf_custom_fn f32_fn = {"to_f32", to_f32_backward, count_free, NULL};
+static const cf_custom_fn wrong_fn = {"wrong_shape", wrong_shape_backward, count_free, NULL};
+
+static void test_custom_node(void) {
+  double v[3] = {1, 2, 3}, w3[3] = {4, 5, 6};
+  cf_tensor *x = leaf(3, v), *c = leaf(3, w3);
+  c->requires_grad = false;
+  /* y = x (values), gradient to x and c (c needs none: it is dropped) */
+  ctx_frees = 0;
+  cf_tensor *y = cf_tensor_clone(x);
+  cf_tensor *in2[2] = {x, c};
+  CHECK(y && cf_autograd_record_custom(&f32_fn, malloc(8), in2, 2, y, false) == 0, "record: %s", cf_error_message());
+  cf_tensor *s = cf_op_scalar(CF_OP_mul, y, 2.0), *ss = sum_all(s);
+  CHECK(ss && cf_backward(ss, NULL, false) == 0, "backward through the custom node: %s", cf_error_message());
+  double twos[3] = {2, 2, 2};
+  CHECK(grad_is(x, 3, twos) && x->grad->dtype == CF_DTYPE_F64, "an f32 gradient is stored in the f64 leaf's dtype");
+  CHECK(c->grad == NULL, "no gradient for the input that needs none");
+  CHECK(ctx_frees == 1, "the node's state is freed by the backward that frees the graph (%d frees)", ctx_frees);
+  cf_tensor_release(ss); cf_tensor_release(s); cf_tensor_release(y);
+  CHECK(ctx_frees == 1, "and not again when the node goes (%d frees)", ctx_frees);
+  /* no input requires grad: no node, the state freed at once */
+  cf_tensor *cy = cf_tensor_clone(c);
+  CHECK(cy && cf_autograd_record_custom(&f32_fn, malloc(8), &c, 1, cy, false) == 0 && cy->grad_fn == NULL &&
+            ctx_frees == 2, "no node without an input that requires grad; its state freed (%d frees)", ctx_frees);
+  cf_tensor_release(cy);
+  /* a gradient that does not reduce to the input's shape: refused, nothing accumulated */
+  cf_zero_grad(x);
+  cf_tensor *z = cf_tensor_clone(x);
+  CHECK(z && cf_autograd_record_custom(&wrong_fn, malloc(8), &x, 1, z, false) == 0, "record: %s", cf_error_message());
+  cf_tensor *sz = sum_all(z);
+  CHECK(sz && cf_backward(sz, NULL, false) != 0 && strstr(cf_error_message(), "wrong_shape") &&
+            strstr(cf_error_message(), "gradient of shape [2] does not reduce to the input's shape"),
+        "a [2] gradient for a [3] input is refused: %s", cf_error_message());
+  CHECK(x->grad == NULL, "and leaves no gradient");
+  cf_tensor_release(sz); cf_tensor_release(z);
+  /* attached to a computed tensor: its old node goes (the bytes check in main) */
+  cf_tensor *m = cf_op_scalar(CF_OP_mul, x, 3.0);
+  CHECK(m && m->grad_fn && cf_autograd_record_custom(&f32_fn, malloc(8), &x, 1, m, false) == 0 &&
+            m->grad_fn && m->grad_fn->custom == &f32_fn, "a custom node replaces a computed tensor's history");
+  cf_tensor *sm = sum_all(m);
+  CHECK(sm && cf_backward(sm, NULL, false) == 0, "backward: %s", cf_error_message());
+  double ones[3] = {1, 1, 1};
+  CHECK(grad_is(x, 3, ones), "the gradient is the custom node's (identity), not mul's");
+  cf_tensor_release(sm); cf_tensor_release(m);
+  CHECK(ctx_frees == 4, "every state freed once (%d frees)", ctx_frees);
+  cf_tensor_release(c); cf_tensor_release(x);
+}
+
+/* cf_backward from a tensor that depends on the ones requiring grad only through argmax names
+ * argmax (a C caller gets the same message as Lua's t:backward()) */
+static void test_grad_cut_named(void) {
+  double v[3] = {1, 5, 2};
+  cf_tensor *x = leaf(3, v);
+  cf_tensor *am = cf_op_dim(CF_OP_argmax, x, 0, false);
+  cf_args a = cf_args_none();
+  a.i[0] = CF_DTYPE_F64;
+  a.ni = 1;
+  cf_tensor *f = am ? cf_op(CF_OP_to_dtype, &am, 1, &a) : NULL;
+  CHECK(f && cf_backward(f, NULL, false) != 0 && strstr(cf_error_message(), "only through argmax"),
+        "backward through argmax names it: %s", cf_error_message());
+  cf_tensor_release(f); cf_tensor_release(am); cf_tensor_release(x);
+}
+
+/* A backward from a leaf itself leaves the gradient mode as it found it (on, and off) */
+static void test_leaf_backward_mode(void) {
+  double v[1] = {2};
+  cf_tensor *x = leaf(1, v);
+  CHECK(cf_backward(x, NULL, false) == 0 && cf_grad_enabled(), "backward of a leaf: grad mode still on");
+  cf_tensor *y = cf_op_scalar(CF_OP_mul, x, 2.0);
+  CHECK(y && y->requires_grad && y->grad_fn, "an op after it is recorded");
+  cf_tensor_release(y);
+  bool old = cf_set_grad_enabled(false);
+  CHECK(cf_backward(x, NULL, false) == 0 && !cf_grad_enabled(), "backward of a leaf under no_grad: still off");
+  cf_set_grad_enabled(old);
+  double want[1] = {2};
+  CHECK(grad_is(x, 1, want), "two seeds of 1 accumulated");
+  cf_tensor_release(x);
+}
+
+/* A tensor of no elements has no implicit seed (only a one-element tensor has) */
+static void test_empty_needs_seed(void) {
+  int64_t zero = 0;
+  cf_tensor *x = cf_tensor_zeros(1, &zero, CF_DTYPE_F64);
+  x->requires_grad = true;
+  cf_tensor *y = cf_op_scalar(CF_OP_mul, x, 2.0);
+  CHECK(y && cf_backward(y, NULL, false) != 0 && strstr(cf_error_message(), "has 0 elements; give a seed gradient"),
+        "backward of a [0] tensor without a seed is refused: %s", cf_error_message());
+  CHECK(cf_backward(x, NULL, false) != 0 && strstr(cf_error_message(), "has 0 elements"),
+        "and of a [0] leaf: %s", cf_error_message());
+  CHECK(x->grad == NULL, "no gradient stored");
+  cf_tensor_release(y); cf_tensor_release(x);
+}
+
+/* where's condition is no differentiable input: a condition that requires grad with branches that
+ * do not gives a result without a gradient (a backward from it is refused, not a no-op) */
+static void test_condition_alone(void) {
+  double cv[2] = {1, 0}, av[2] = {5, 6};
+  cf_tensor *c = leaf(2, cv), *a = leaf(2, av), *b = leaf(2, av);
+  a->requires_grad = b->requires_grad = false;
+  cf_tensor *in[3] = {c, a, b};
+  cf_tensor *y = cf_op(CF_OP_where, in, 3, NULL);
+  CHECK(y && !y->requires_grad && y->grad_fn == NULL, "where(cond that requires grad, a, b) requires none");
+  cf_tensor *mf = NULL;
+  if (y) {
+    cf_args ma = cf_args_none();
+    ma.f[0] = 0; ma.nf = 1;
+    cf_tensor *in2[2] = {a, c};
+    mf = cf_op(CF_OP_masked_fill, in2, 2, &ma);
+  }
+  CHECK(mf && !mf->requires_grad && mf->grad_fn == NULL, "masked_fill(a, mask that requires grad) requires none");
+  cf_tensor_release(mf); cf_tensor_release(y);
+  cf_tensor_release(a); cf_tensor_release(b); cf_tensor_release(c);
+}
+
+/* A graph freed by a backward, reached again through a new op on one of its tensors (a second
+ * loss built on a hidden value of the first): refused, not run over the released inputs */
+static void test_freed_below_new_node(void) {
+  double v[2] = {1, 2};
+  cf_tensor *x = leaf(2, v);
+  cf_tensor *h = cf_op2(CF_OP_mul, x, x), *l1 = sum_all(h);
+  CHECK(l1 && cf_backward(l1, NULL, false) == 0, "first backward: %s", cf_error_message());
+  /* x * 2 + h: the new node x * 2 comes first in the walk, the freed one after it */
+  cf_tensor *x2 = cf_op_scalar(CF_OP_mul, x, 2.0), *h2 = x2 ? cf_op2(CF_OP_add, x2, h) : NULL;
+  cf_tensor *l2 = h2 ? sum_all(h2) : NULL;
+  CHECK(l2 && cf_backward(l2, NULL, false) != 0 && strstr(cf_error_message(), "already freed"),
+        "a new loss over the freed graph is refused: %s", cf_error_message());
+  double want[2] = {2, 4};
+  CHECK(grad_is(x, 2, want), "x.grad is the first backward's alone");
+  cf_tensor_release(l2); cf_tensor_release(h2); cf_tensor_release(x2); cf_tensor_release(l1); cf_tensor_release(h); cf_tensor_release(x);
+}
+
+
 int main(void) {
   size_t live0 = cf_cpu_bytes_live();
   test_used_twice();
@@ -403,6 +559,12 @@ int main(void) {
   test_saved_input_per_op();
   test_failed_backward_retried();
   test_condition_graph_not_walked();
+  test_custom_node();
+  test_grad_cut_named();
+  test_leaf_backward_mode();
+  test_empty_needs_seed();
+  test_condition_alone();
+  test_freed_below_new_node();
   CHECK(cf_cpu_bytes_live() == live0, "CPU bytes live back to the start (%zu extra)", cf_cpu_bytes_live() - live0);
   return check_finish();
 }

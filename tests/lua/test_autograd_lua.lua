@@ -420,4 +420,57 @@ H.case("entropy: a row holding NaN or +inf has a NaN gradient, as its forward; a
   H.eq(g[3], 0, "the -inf logit"); H.near(g[1], -g[2], 1e-12, "the others finite")
 end)
 
+-- (twenty-eighth session, mutation testing) reads_value in core/autograd.c, op by op: dropping
+-- any of these inputs from the list passed the suite, and backward then gave the gradient of
+-- the old value (a changed exponent, mask, index, target or weight) without a word.
+H.case("a write to an input a backward reads is refused, for every op that reads one", function()
+  local function f(t, rg) return confit.tensor(t, {dtype = "f64", requires_grad = rg or false}) end
+  local function ids(t) return confit.tensor(t, {dtype = "i64"}) end
+  local function r(shape, seed) return confit.randn(shape, {dtype = "f64", seed = seed}) end
+  local function rg(t) t.requires_grad = true; return t end
+  -- {op, make inputs, forward, which input is written, the value written}
+  local cases = {
+    {"pow", function() return {f({1.5, 2}, true), f({2, 3})} end, function(a, b) return confit.pow(a, b) end, 2},
+    {"pow", function() return {f({1.5, 2}), f({2, 3}, true)} end, function(a, b) return confit.pow(a, b) end, 1},
+    {"maximum", function() return {f({1, 4}, true), f({3, 2}, true)} end, function(a, b) return confit.maximum(a, b) end, 2},
+    {"minimum", function() return {f({1, 4}, true), f({3, 2}, true)} end, function(a, b) return confit.minimum(a, b) end, 1},
+    {"where", function() return {f({1, 0}), f({1, 2}, true), f({3, 4}, true)} end,
+     function(c, a, b) return confit.where(c, a, b) end, 1},
+    {"masked_fill", function() return {f({1, 2}, true), f({1, 0})} end, function(x, m) return x:masked_fill(m, 0) end, 2},
+    {"gather", function() return {rg(r({2, 3}, 1)), ids({{0}, {2}})} end, function(x, i) return x:gather(2, i) end, 2},
+    {"embedding", function() return {rg(r({3, 2}, 2)), ids({0, 2})} end, function(w, i) return w:embedding(i) end, 2},
+    {"rope", function() return {rg(r({2, 4}, 3)), ids({0, 1})} end, function(x, p) return x:rope(p, 10000) end, 2},
+    {"token_logprob", function() return {rg(r({2, 3}, 4)), ids({0, 2})} end, function(z, t) return z:token_logprob(t) end, 2},
+    {"cross_entropy", function() return {rg(r({2, 3}, 5)), ids({0, 2})} end, function(z, t) return z:cross_entropy(t) end, 2},
+    {"head_logprob", function() return {rg(r({2, 3}, 6)), rg(r({4, 3}, 7)), ids({1, 3})} end,
+     function(h, w, t) return h:head_logprob(w, t) end, 2},
+    {"head_logprob", function() return {rg(r({2, 3}, 6)), rg(r({4, 3}, 7)), ids({1, 3})} end,
+     function(h, w, t) return h:head_logprob(w, t) end, 3},
+    {"head_entropy", function() return {rg(r({2, 3}, 8)), rg(r({4, 3}, 9))} end, function(h, w) return h:head_entropy(w) end, 2},
+    {"entropy", function() return {rg(r({2, 3}, 10))} end, function(x) return x:entropy() end, 1},
+    {"sort", function() return {f({3, 1, 2}, true)} end, function(x) return x:sort(1) end, 1},
+    {"clamp", function() return {f({-1, 1, 3}, true)} end, function(x) return x:clamp(0, 2) end, 1},
+    {"rmsnorm", function() return {rg(r({2, 3}, 11)), f({1, 2, 3}, true)} end, function(x, w) return x:rmsnorm(w, 1e-6) end, 2},
+    {"attention", function() return {rg(r({1, 1, 2, 4}, 12)), rg(r({1, 1, 2, 4}, 13)), rg(r({1, 1, 2, 4}, 14))} end,
+     function(q, k, v) return q:attention(k, v) end, 3},
+    {"attention", function() return {rg(r({1, 1, 2, 4}, 12)), rg(r({1, 1, 2, 4}, 13)), rg(r({1, 1, 2, 4}, 14))} end,
+     function(q, k, v) return q:attention(k, v) end, 2},
+    {"swiglu", function() return {f({1, -1}, true), f({2, 3}, true)} end, function(a, b) return confit.swiglu(a, b) end, 2},
+  }
+  for _, c in ipairs(cases) do
+    local op, make, fwd, k = c[1], c[2], c[3], c[4]
+    local what = op .. " input " .. k
+    local ok = make()
+    fwd(table.unpack(ok)):sum():backward()              -- unwritten: runs
+    local any
+    for _, t in ipairs(ok) do any = any or t.grad ~= nil end
+    H.ok(any, what .. ": some gradient without a write")
+    local ins = make()
+    local y = fwd(table.unpack(ins)):sum()
+    ins[k]:detach():fill_(1)
+    H.raises(function() y:backward() end, "input " .. k, "of " .. op .. " was modified in place")
+    for i, t in ipairs(ins) do H.eq(t.grad, nil, what .. ": no gradient for input " .. i) end
+  end
+end)
+
 H.finish()

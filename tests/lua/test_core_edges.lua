@@ -4,7 +4,8 @@
 -- range, entropy of a 0-d tensor, copy_ between views that overlap through a stride, arange's
 -- count for a fractional span and its i32 range, view/reshape's -1, squeeze() of size-0 dims,
 -- to_dtype to the same dtype, the broadcast error's dim, AdamW's per-parameter step count in
--- the batched update. Expectations are computed by hand or by naive loops here.
+-- the batched update; cumsum along a dim not the last, NaN in argmax/argmin/logsumexp, min of an
+-- empty dim, bf16 matmul on the CPU (twenty-eighth session). Expectations are computed by hand or by naive loops here.
 local H = dofile("tests/lua/harness.lua")
 local confit = require "confit"
 
@@ -187,6 +188,60 @@ H.case("AdamW: a parameter stepped alone counts its own steps for the bias corre
   H.eq(st["step.1"], 0, "p never stepped")
   H.eq(st["step.2"], 3, "q stepped 3 times")
   same_list(flat(p), {1.0, 2.0}, 0, "p untouched")
+end)
+
+-- (twenty-eighth session, mutation testing of core/cpu/reduce.c and core/cpu/linalg.c)
+H.case("cumsum along a dim that is not the last (the op test's random cases missed it)", function()
+  -- x [3 x 4] non-contiguous (a transposed [4 x 3]); naive running sums along dim 1 and 2
+  local base = confit.tensor({{1, -2, 3}, {4, 0.5, -6}, {7, 8, -9}, {10, 11, 12}}, "f64")
+  local x = base:transpose(1, 2)
+  local v = x:totable()
+  for _, rev in ipairs({false, true}) do
+    local got = x:cumsum(1, rev):totable()
+    for j = 1, 4 do
+      local acc = 0
+      for k = 1, 3 do
+        local i = rev and 4 - k or k
+        acc = acc + v[i][j]
+        H.near(got[i][j], acc, 1e-12, ("cumsum dim 1 reverse=%s [%d][%d]"):format(tostring(rev), i, j))
+      end
+    end
+  end
+  -- its gradient along dim 1: d sum(cumsum(x) * R) / dx[i][j] = sum of R[k][j] over k >= i
+  local xg = confit.tensor(v, {dtype = "f64", requires_grad = true})
+  local R = confit.tensor({{1, 2, 3, 4}, {-1, 0.5, 2, 0}, {3, -2, 1, 5}}, "f64")
+  ;(xg:cumsum(1) * R):sum():backward()
+  local g, r = xg.grad:totable(), R:totable()
+  for i = 1, 3 do
+    for j = 1, 4 do
+      local want = 0
+      for k = i, 3 do want = want + r[k][j] end
+      H.near(g[i][j], want, 1e-12, ("cumsum gradient [%d][%d]"):format(i, j))
+    end
+  end
+end)
+
+H.case("argmax/argmin with a NaN first and another later point at the first; logsumexp of NaN beside an infinity is NaN", function()
+  local nan, inf = 0 / 0, 1 / 0
+  local t = confit.tensor({nan, 2, nan, 1})
+  H.eq(t:argmax(1):item(), 0, "argmax: the first NaN")
+  H.eq(t:argmin(1):item(), 0, "argmin: the first NaN")
+  for _, row in ipairs({{nan, inf}, {inf, nan}, {nan, -inf}, {-inf, nan}}) do
+    local l = confit.tensor({row}, "f64"):logsumexp(2):item()
+    H.ok(l ~= l, ("logsumexp{%s, %s} is NaN, got %s"):format(tostring(row[1]), tostring(row[2]), tostring(l)))
+  end
+end)
+
+H.case("min and argmin over an empty dim are refused as max and argmax are", function()
+  local e = confit.zeros{0, 3}
+  for _, op in ipairs({"min", "argmin", "max", "argmax"}) do
+    H.raises(function() return e[op](e, 1) end, op .. ": reduction over an empty dim of [0 x 3]")
+  end
+end)
+
+H.case("matmul of bf16 tensors on the CPU is refused (no bf16 GEMM there), not computed as f32 bytes", function()
+  local a = confit.ones({2, 2}, {dtype = "bf16"})
+  H.raises(function() return a:matmul(a) end, "matmul: CPU computes in f32 or f64, got bf16")
 end)
 
 H.finish()
