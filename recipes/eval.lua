@@ -417,7 +417,9 @@ function M.main(argv)
   if o.progress and o.progress ~= "bar" and o.progress ~= "plain" and o.progress ~= "off" then
     die("--progress must be bar, plain or off")
   end
-  if not file_exists(o.model .. "/config.json") then
+  local has_config, config_why = file_exists(o.model .. "/config.json")
+  if not has_config then
+    if config_why then die("model folder '%s': cannot read config.json (%s)", o.model, config_why) end
     die("no model at '%s' (no config.json there)", o.model)
   end
   local sets = M.problem_sets(o)
@@ -479,8 +481,13 @@ function M.main(argv)
   if not file_exists(o.model .. "/tokenizer.json") then
     -- there but unreadable (no permission) is said as such, not as missing
     if cli.exists(o.model .. "/tokenizer.json") then
-      local f, rerr = io.open(o.model .. "/tokenizer.json", "rb")
-      if f then f:close(); rerr = "not a regular file" end
+      -- a FIFO (or a link to one) is said without opening it: the open would block
+      local rerr = cli.not_regular(o.model .. "/tokenizer.json")
+      if not rerr then
+        local f
+        f, rerr = io.open(o.model .. "/tokenizer.json", "rb")
+        if f then f:close(); rerr = "not a regular file" end
+      end
       die("model folder '%s': cannot read tokenizer.json (%s)", o.model, tostring(rerr):match(":%s*([^:]+)$") or tostring(rerr))
     end
     die("model folder '%s' has no tokenizer.json", o.model)

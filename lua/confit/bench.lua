@@ -67,20 +67,8 @@ local function id_of(rec, fallback)
   return fallback
 end
 
--- A FIFO (or a device, a socket) would block the open until a writer comes, and a folder opens
--- on Linux to fail at the read: both refused before any open, as jsonio's reader and the C
--- readers do. A link is judged by what it leads to (a dangling one: the open says so).
-local function not_regular(path)
-  local confit = require "confit"
-  local kind = confit.path_kind(path)
-  if kind == "link" then
-    local real = confit.realpath(path)
-    kind = real and confit.path_kind(real)
-  end
-  if kind == "dir" then return "not a regular file (a folder)" end
-  if kind == "other" then return "not a regular file (a FIFO, socket or device)" end
-  return nil
-end
+-- A FIFO, a folder (or a link to one) is refused before any open: cli.not_regular.
+local not_regular = require("confit.cli").not_regular
 
 local function read_all(path)
   local why = not_regular(path)

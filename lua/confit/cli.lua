@@ -468,8 +468,30 @@ function M.tidy_path(p)
   return p
 end
 
---- True when path can be opened for reading (a file, or a folder on Linux).
+--- nil when path is a regular file (or a link to one), missing, or unreadable for another reason
+--- that an open will say; else why not and its kind: "not a regular file (a folder)", "dir" or
+--- "not a regular file (a FIFO, socket or device)", "other". Asked without opening the path: a
+--- FIFO (or a device) would block the open until a writer comes, a folder opens on Linux to fail
+--- at the read. A link is judged by what it leads to (confit.path_kind is an lstat); a dangling
+--- one is left to the open. Every reader by name asks it first (can_read, jsonio's readers,
+--- bench.load, train's checkpoint checks).
+function M.not_regular(path)
+  local confit = require "confit"
+  local kind = confit.path_kind(path)
+  if kind == "link" then
+    local real = confit.realpath(path)
+    kind = real and confit.path_kind(real)
+  end
+  if kind == "dir" then return "not a regular file (a folder)", kind end
+  if kind == "other" then return "not a regular file (a FIFO, socket or device)", kind end
+  return nil
+end
+
+--- True when path can be opened for reading (a file, or a folder on Linux); false and why for a
+--- FIFO, socket or device (or a link to one), which is never opened (the open would block).
 function M.can_read(path)
+  local why, kind = M.not_regular(path)
+  if kind == "other" then return false, why end
   local f = io.open(path, "rb")
   if f then f:close(); return true end
   return false

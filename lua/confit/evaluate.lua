@@ -481,10 +481,12 @@ local function resume_conflict(path, ident, settings_path, grader)
                          .. "they read through upvalues; give it a name (grader.name, a new one whenever it "
                          .. "grades otherwise) and %s", path, START_OVER)
   end
+  -- (a FIFO there is no missing file: read_json refuses it by name without opening it)
   local prev, err
-  if file_exists(settings_path) then prev, err = jsonio.read_json(settings_path) end
+  local there = require("confit.cli").exists(settings_path)
+  if there then prev, err = jsonio.read_json(settings_path) end
   if type(prev) ~= "table" then
-    local why = not file_exists(settings_path) and "is missing"
+    local why = not there and "is missing"
       or ("cannot be read (" .. tostring(err or "not a JSON object") .. ")")
     return string.format("cannot resume %s: its settings file %s %s; %s", path, settings_path,
                          why, START_OVER)

@@ -233,9 +233,9 @@ local function line_of(text, char)
 end
 
 local function read_all(path)
-  -- a FIFO (or a device) would block the open until a writer comes: refused, as the C readers do
-  local kind = require("confit").path_kind(path)
-  if kind == "dir" or kind == "other" then return nil, path .. ": not a regular file" end
+  -- a FIFO (or a device, or a link to one) would block the open until a writer comes: refused,
+  -- as the C readers do (cli.not_regular judges a link by its target)
+  if require("confit.cli").not_regular(path) then return nil, path .. ": not a regular file" end
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
   local text = f:read("a")

@@ -122,13 +122,6 @@ local function has_method(x, name)
   return ok and type(f) == "function"
 end
 
--- Whether path names a file that opening cannot block on: a regular file (or a link, as a
--- Hugging Face cache has them), not a FIFO, whose open waits for a writer forever
-local function plain_file(path)
-  local kind = confit.path_kind(path)
-  return kind == "file" or kind == "link"
-end
-
 -- The complete checkpoint folders of a run directory, latest first: a list of {dir, step}.
 local function checkpoints(out)
   local list = {}
@@ -154,7 +147,8 @@ end
 -- must be there, its header must parse and every tensor must end inside the file (a truncated
 -- copy fails here). The values are read by optimizer_tensors_problem.
 local function safetensors_problem(path)
-  if confit.path_kind(path) and not plain_file(path) then return path .. ": not a regular file" end
+  -- a FIFO (or a link to one, a Hugging Face cache holds links) would block the open for ever
+  if cli.not_regular(path) then return path .. ": not a regular file" end
   local f, err = io.open(path, "rb")
   if not f then return tostring(err) end
   local size = f:seek("end")

@@ -95,6 +95,30 @@ H.case("a FIFO in a model folder is refused with its name, never waited on", fun
   end
 end)
 
+-- (twenty-eighth session) recipes/eval.lua asked cli.can_read, an open, whether config.json and
+-- tokenizer.json were there: a FIFO (or a link to one) blocked it; and when tokenizer.json was
+-- there but unreadable it opened it again to say why
+H.case("eval: a FIFO (or a link to one) for config.json or tokenizer.json is one line naming it", function()
+  for _, name in ipairs({"config.json", "tokenizer.json"}) do
+    for _, link in ipairs({false, true}) do
+      local dir = toy_copy(tempdir() .. "/m")
+      os.remove(dir .. "/" .. name)
+      local fifo = link and (dir .. "/../fifo") or (dir .. "/" .. name)
+      assert(os.execute("mkfifo -- " .. q(fifo)))
+      if link then assert(os.execute("ln -s ../fifo " .. q(dir .. "/" .. name))) end
+      local cmd = ("timeout 20 %s recipes/eval.lua --model %s --bench toy --limit 1 --max-new-tokens 2 --progress off --out %s 2>&1; echo \"rc=$?\"")
+        :format(q(EXE), q(dir), q(tempdir() .. "/out"))
+      local p = assert(io.popen(cmd))
+      local out = p:read("a")
+      p:close()
+      local what = name .. (link and " (a link to a FIFO)" or " (a FIFO)")
+      H.eq(out:match("rc=(%d+)%s*$"), "1", what .. ": eval ended with 1 (124: blocked on the FIFO): " .. out)
+      local want = ("eval: model folder '%s': cannot read %s (not a regular file (a FIFO, socket or device))\nrc=1"):format(dir, name)
+      H.ok(out:find(want, 1, true) == 1, what .. ": " .. out)
+    end
+  end
+end)
+
 H.case("m:save writes the folder atomically: a failed save leaves nothing, or the old folder as it was", function()
   local m = assert(confit.load(TOY))
   local parent = tempdir()

@@ -502,4 +502,44 @@ H.case("decode_jsonl: read_jsonl over text; nulls kept on request; a failure say
   H.raises(function() jsonio.decode_jsonl("", "") end, "jsonio: the path must be a non-empty string")
 end)
 
+-- (twenty-eighth session) cli.can_read (the recipes' file_exists) opened its path: a FIFO blocked
+-- it until a writer came; jsonio's readers asked an lstat, so a link to a FIFO blocked read_json.
+-- One check (cli.not_regular) judges a link by its target, before any open. Run in a child under
+-- `timeout`, so that a regression fails here instead of hanging the suite.
+H.case("can_read, read_json, read_jsonl: a FIFO or a link to one is refused without being opened", function()
+  local d = H.tmpdir()
+  local q = require("confit.cli").shell_quote
+  if not os.execute("mkfifo " .. q(d .. "/p") .. " 2>/dev/null") then
+    H.skip("readers of a FIFO", "mkfifo is not available")
+    return
+  end
+  H.write(d .. "/ok.jsonl", '{"a": 1}\n')
+  assert(os.execute("ln -s p " .. q(d .. "/to-p") .. " && ln -s ok.jsonl " .. q(d .. "/to-ok") .. " && mkdir " .. q(d .. "/dir")))
+  H.write(d .. "/s.lua", ([[
+    local cli, jsonio = require "confit.cli", require "confit.jsonio"
+    for _, name in ipairs({"p", "to-p", "to-ok", "dir"}) do
+      local path = %q .. "/" .. name
+      local ok, why = cli.can_read(path)
+      local recs, err = jsonio.read_jsonl(path)
+      local v, jerr = jsonio.read_json(path)
+      io.write(name, " can_read=", tostring(ok), " (", tostring(why), ") jsonl=",
+               recs and #recs or tostring(err), " json=", v and "ok" or tostring(jerr), "\n")
+    end
+  ]]):format(d))
+  local exe = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
+  local p = assert(io.popen(("timeout 20 %s %s 2>&1; echo \"rc=$?\""):format(q(exe), q(d .. "/s.lua"))))
+  local out = p:read("a")
+  p:close()
+  H.eq(out:match("rc=(%d+)%s*$"), "0", "the readers returned (124: blocked on the FIFO): " .. out)
+  local fifo = "(not a regular file (a FIFO, socket or device))"
+  for _, want in ipairs({
+      ("p can_read=false %s jsonl=%s/p: not a regular file json=%s/p: not a regular file"):format(fifo, d, d),
+      ("to-p can_read=false %s jsonl=%s/to-p: not a regular file json=%s/to-p: not a regular file"):format(fifo, d, d),
+      "to-ok can_read=true (nil) jsonl=1 json=ok",
+      -- a folder opens on Linux: can_read says so (its readers refuse it by name)
+      ("dir can_read=true (nil) jsonl=%s/dir: not a regular file json=%s/dir: not a regular file"):format(d, d)}) do
+    H.ok(out:find(want, 1, true), "output lacks " .. want .. ": " .. out)
+  end
+end)
+
 H.finish()

@@ -318,6 +318,26 @@ H.case("--resume: a FIFO in a checkpoint, or a header length past 100 MB, is one
   refused_untouched(d, path .. ": header length 3000000000 exceeds the 100 MB limit", "checkpoint-2")
 end)
 
+-- (twenty-eighth session) the checkpoint checks asked an lstat: a link to a FIFO (a Hugging Face
+-- cache holds links) was taken as a file and its open blocked. Run under `timeout`.
+H.case("--resume: a link to a FIFO in a checkpoint is one line naming it, never opened", function()
+  for _, name in ipairs({"trainer_state.json", "optimizer.safetensors"}) do
+    local d = copy_of_base()
+    local path = d .. "/checkpoint-3/" .. name
+    os.remove(path)
+    assert(os.execute(("mkfifo %q && ln -s ../fifo %q"):format(d .. "/fifo", path)))
+    local p = assert(io.popen(("timeout 20 %q recipes/rlsc.lua %s --steps 4 --resume --out %q 2>&1; echo \"rc=$?\"")
+                              :format(exe, TINY, d)))
+    local text = p:read("a")
+    p:close()
+    local rc = text:match("rc=(%d+)%s*$")
+    H.eq(rc, "1", name .. ": rlsc ended with 1 (124: blocked on the FIFO): " .. text)
+    text = text:gsub("rc=%d+%s*$", "")
+    one_line_failure(false, text, path .. ": not a regular file", "checkpoint-2")
+    os.execute(("rm -rf %q"):format(d))
+  end
+end)
+
 -- (twenty-first session) a finished --save-model run resumed without it lost model/ without a word
 H.case("--resume of a --save-model run without --save-model is refused; config.json records it", function()
   local d = tmpdir()
