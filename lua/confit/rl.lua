@@ -210,13 +210,19 @@ local function check_loss_opts(who, opts, level)
   return opts
 end
 
--- an error unless batch is one of rl.batch's (its rewards, when set, one finite number per sample);
--- level: as error's
+-- an error unless batch is one of rl.batch's (its rewards, when set, one finite number per sample;
+-- its temperature, when set, rl.batch's rule: a value set after rl.batch was refused only deep
+-- inside, by rl.token_view at this file's line); level: as error's
 local function check_batch(who, batch, level)
   if type(batch) ~= "table" or type(batch.samples) ~= "table" or type(batch.model) ~= "table"
      or batch.ids == nil or type(batch.comp_lens) ~= "table" then
     error(("%s: batch must be a batch made by rl.batch, got %s"):format(who,
           type(batch) == "table" and "a table without its fields (samples, model, ids, ...)" or show(batch)), level)
+  end
+  local T = batch.temperature
+  local want = T ~= nil and num_problem(T, {above = 0})
+  if want then
+    error(("%s: batch.temperature must be %s (the sampling temperature), got %s"):format(who, want, show(T)), level)
   end
   local r, N = batch.rewards, #batch.samples
   if r ~= nil then
@@ -1041,7 +1047,7 @@ end
 --- The loss of a method by name (aliases allowed): loss tensor, metrics table. Refused with one
 --- line before any forward: an unknown method, opts out of range (temperature > 0; alpha,
 --- clip_eps, kl_coef, clip_max >= 0; finite numbers), a batch not made by rl.batch or with
---- rewards of another length, a GRPO method with n < 2, grpo_ttrl on a batch without extract,
+--- rewards of another length or a batch.temperature not a finite number > 0, a GRPO method with n < 2, grpo_ttrl on a batch without extract,
 --- kl_coef > 0 without batch.ref_model, no temperature in opts or the batch (rl.batch's
 --- opts.temperature; the method is given opts with it set); and after it a method that returns no
 --- loss tensor.

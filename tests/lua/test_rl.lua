@@ -1688,6 +1688,11 @@ H.case("rl.loss, rl.backward and rl.snapshot_policy refuse bad input at the call
     c.rewards = r
     return c
   end
+  local function with_temperature(T)
+    local c = with_rewards(nil)
+    c.temperature = T
+    return c
+  end
   local cases = {
     {"nope", b, {}, "unknown method 'nope'"},
     {"l2", b, "x", "opts must be a table"},
@@ -1695,6 +1700,12 @@ H.case("rl.loss, rl.backward and rl.snapshot_policy refuse bad input at the call
     {"l2", nil, {}, "batch must be a batch made by rl.batch"},
     {"l2", with_rewards({1}), {}, "batch.rewards must hold one reward per sample"},
     {"l2", with_rewards({1, 0, 0 / 0, 1, 0, 1}), {}, "batch.rewards[3] must be a finite number"},
+    -- (twenty-eighth session) a batch.temperature set after rl.batch was refused by rl.token_view,
+    -- at rl.lua's line, as "T (the loss temperature)"; named as the batch's field, at the caller's
+    {"l2", with_temperature(0 / 0), {}, "batch.temperature must be a finite number > 0 (the sampling temperature), got nan"},
+    {"l2", with_temperature(math.huge), {alpha = 0.1}, "batch.temperature must be a finite number > 0 (the sampling temperature), got inf"},
+    {"grpo_prob", with_temperature(0), {temperature = 1}, "batch.temperature must be a finite number > 0 (the sampling temperature), got 0"},
+    {"l2", with_temperature("1"), {}, "batch.temperature must be a finite number > 0 (the sampling temperature), got \"1\""},
     {"temp_only", b, {}, "temp_only does not train"},
     {"grpo_prob", b1, {}, "grpo_prob needs n >= 2"},
     {"ttrl", plain, {}, "grpo_ttrl rewards agreement"},
