@@ -319,10 +319,12 @@ local function check_int(v, name, lo)
   end
 end
 
+-- (without hi: a finite number >= lo, generate's rule for the temperature; "a number in [0, inf]"
+-- let inf pass here, for generate to refuse it after the checks)
 local function check_num(v, name, lo, hi)
-  if type(v) ~= "number" or v ~= v or v < lo or (hi and v > hi) then
-    fail(string.format("%s must be a number in [%s, %s], got %s", name, tostring(lo),
-                       hi and tostring(hi) or "inf", show(v)), 4)
+  if type(v) ~= "number" or v ~= v or v < lo or (hi and v > hi) or (not hi and v == math.huge) then
+    if not hi then fail(string.format("%s must be a finite number >= %s, got %s", name, tostring(lo), show(v)), 4) end
+    fail(string.format("%s must be a number in [%s, %s], got %s", name, tostring(lo), tostring(hi), show(v)), 4)
   end
 end
 

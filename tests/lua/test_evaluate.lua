@@ -1456,4 +1456,21 @@ H.case("resume: a setting the earlier records name and this run lacks (the model
 end)
 end
 
+-- (twenty-eighth session) temperature was checked as "a number in [0, inf]": inf passed, and
+-- generate refused it after the checks ("finite number >= 0"); now refused first, in its words
+H.case("a temperature that is not a finite number >= 0 is refused before any generation", function()
+  local function gen() error("generate ran") end
+  for _, T in ipairs({math.huge, -math.huge, 0 / 0, -1}) do
+    local err = H.raises(function() evaluate.run(nil, PROBLEMS, {generate = gen, n = 2, temperature = T}) end,
+                         "evaluate: temperature must be a finite number >= 0, got " .. require("confit.cli").show(T))
+    H.ok(err:find("^[^:]*tests/lua/test_evaluate%.lua:%d+: "), "at the caller: " .. err)
+    H.raises(function() evaluate.settings({temperature = T}) end, "temperature must be a finite number >= 0")
+  end
+  H.eq(evaluate.settings({temperature = 1e300}).temperature, 1e300, "a large finite one passes")
+  -- toy_eval and train refused it already (temperature_scale; temperature, loss_temperature)
+  H.raises(function() require("confit.toy_eval").run({generate = gen}, {{prompt = "1+1=", answer = 2}},
+                                                     {temperature_scale = math.huge}) end,
+           "temperature_scale must be a finite number > 0, got inf")
+end)
+
 H.finish()
