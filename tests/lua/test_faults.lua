@@ -278,8 +278,9 @@ H.case("stale temporaries: a zombie writer's go; a save removes its dead predece
   local parent = tempdir()
   -- sh starts a child that exits at once and becomes sleep, which never reaps it: a zombie.
   -- (The sleep outlives the wait below, which allows 10 s on a loaded machine: with 1 s and
-  -- `sleep 2` the suite failed here once with other builds running; it is killed at the end.)
-  local p = assert(io.popen("sh -c 'echo $$; sleep 0 & echo $!; exec sleep 60'"))
+  -- `sleep 2` the suite failed here once with other builds running; it is killed at the end.
+  -- popen's own shell execs it, so no shell is left to print "Terminated" at the kill.)
+  local p = assert(io.popen("exec sh -c 'echo $$; sleep 0 & echo $!; exec sleep 60'"))
   local shpid = assert(math.tointeger(tonumber(p:read("l"))))
   local zpid = assert(math.tointeger(tonumber(p:read("l"))))
   local state
