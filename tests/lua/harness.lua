@@ -136,6 +136,22 @@ function H.tmpdir()
   return d
 end
 
+-- Runs script (Lua text) in a fresh confit process (CONFIT_BUILD_DIR's, else build/confit) under a
+-- time limit of `seconds`; returns its output (stdout and stderr), whether it ended by itself (a
+-- blocked open, say on a FIFO, shows as a timeout: 124 or 137, not as a stalled suite) and its
+-- exit status. The script's file is a temporary name, removed at H.finish.
+function H.run_limited(script, seconds)
+  local path = os.tmpname()
+  H.write(path, script)
+  local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+  local exe = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
+  local p = assert(io.popen(("timeout %d %s %s 2>&1; echo \"rc=$?\""):format(seconds, q(exe), q(path))))
+  local out = p:read("a")
+  p:close()
+  local rc = tonumber(out:match("rc=(%d+)%s*$"))
+  return (out:gsub("rc=%d+%s*$", "")), rc ~= 124 and rc ~= 137, rc
+end
+
 -- Write text to the file at path (raises when it cannot).
 function H.write(path, text)
   local f = assert(io.open(path, "wb"))

@@ -117,18 +117,15 @@ H.case("a FIFO (or a link to one) is refused without being opened, a link to a f
   H.write(d .. "/ok.jsonl", '{"question": "1+1?", "answer": 2}\n')
   assert(os.execute("ln -s b.jsonl " .. q(d .. "/to-fifo.jsonl") .. " && ln -s ok.jsonl " .. q(d .. "/to-file.jsonl")
                     .. " && ln -s . " .. q(d .. "/to-dir")))
-  H.write(d .. "/s.lua", ([[
+  local script = ([[
     local bench = require "confit.bench"
     for _, name in ipairs({"b.jsonl", "to-fifo.jsonl", "to-dir", "to-file.jsonl"}) do
       local items, err = bench.load(%q .. "/" .. name)
       io.write(name, " ", items and ("ITEMS " .. #items) or ("ERR " .. tostring(err)), "\n")
     end
-  ]]):format(d))
-  local exe = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
-  local p = assert(io.popen(("timeout 20 %s %s 2>&1; echo \"rc=$?\""):format(q(exe), q(d .. "/s.lua"))))
-  local out = p:read("a")
-  p:close()
-  H.eq(out:match("rc=(%d+)%s*$"), "0", "bench.load returned (124: blocked on the FIFO): " .. out)
+  ]]):format(d)
+  local out, _, rc = H.run_limited(script, 20)
+  H.eq(rc, 0, "bench.load returned (124: blocked on the FIFO): " .. out)
   for _, want in ipairs({"b.jsonl ERR bench.load: cannot read '" .. d .. "/b.jsonl': not a regular file (a FIFO, socket or device)",
                          "to-fifo.jsonl ERR bench.load: cannot read '" .. d .. "/to-fifo.jsonl': not a regular file (a FIFO",
                          "to-dir ERR bench.load: cannot read '" .. d .. "/to-dir': not a regular file (a folder)",

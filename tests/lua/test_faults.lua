@@ -68,24 +68,12 @@ local function break_save(m)
   return function() m.core = real end
 end
 
--- Runs script (Lua text) in a fresh confit process under a time limit; returns its output and
--- whether it ended by itself (a blocked open shows as a timeout, not as a stalled test).
-local function run_limited(script, seconds)
-  local dir = tempdir()
-  H.write(dir .. "/s.lua", script)
-  local p = assert(io.popen(("timeout %d %s %s 2>&1; echo \"rc=$?\""):format(seconds, q(EXE), q(dir .. "/s.lua"))))
-  local out = p:read("a")
-  p:close()
-  local rc = tonumber(out:match("rc=(%d+)%s*$"))
-  return out, rc ~= 124 and rc ~= 137, rc
-end
-
 H.case("a FIFO in a model folder is refused with its name, never waited on", function()
   for _, name in ipairs({"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"}) do
     local dir = toy_copy(tempdir() .. "/m")
     os.remove(dir .. "/" .. name)
     assert(os.execute("mkfifo -- " .. q(dir .. "/" .. name)))
-    local out, ended, rc = run_limited(([[
+    local out, ended, rc = H.run_limited(([[
       local m, err = require("confit").load(%q)
       io.write(m and "LOADED" or ("ERR " .. tostring(err)), "\n")
     ]]):format(dir), 20)

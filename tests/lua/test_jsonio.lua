@@ -515,7 +515,7 @@ H.case("can_read, read_json, read_jsonl: a FIFO or a link to one is refused with
   end
   H.write(d .. "/ok.jsonl", '{"a": 1}\n')
   assert(os.execute("ln -s p " .. q(d .. "/to-p") .. " && ln -s ok.jsonl " .. q(d .. "/to-ok") .. " && mkdir " .. q(d .. "/dir")))
-  H.write(d .. "/s.lua", ([[
+  local script = ([[
     local cli, jsonio = require "confit.cli", require "confit.jsonio"
     for _, name in ipairs({"p", "to-p", "to-ok", "dir"}) do
       local path = %q .. "/" .. name
@@ -525,12 +525,9 @@ H.case("can_read, read_json, read_jsonl: a FIFO or a link to one is refused with
       io.write(name, " can_read=", tostring(ok), " (", tostring(why), ") jsonl=",
                recs and #recs or tostring(err), " json=", v and "ok" or tostring(jerr), "\n")
     end
-  ]]):format(d))
-  local exe = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
-  local p = assert(io.popen(("timeout 20 %s %s 2>&1; echo \"rc=$?\""):format(q(exe), q(d .. "/s.lua"))))
-  local out = p:read("a")
-  p:close()
-  H.eq(out:match("rc=(%d+)%s*$"), "0", "the readers returned (124: blocked on the FIFO): " .. out)
+  ]]):format(d)
+  local out, _, rc = H.run_limited(script, 20)
+  H.eq(rc, 0, "the readers returned (124: blocked on the FIFO): " .. out)
   local fifo = "(not a regular file (a FIFO, socket or device))"
   for _, want in ipairs({
       ("p can_read=false %s jsonl=%s/p: not a regular file json=%s/p: not a regular file"):format(fifo, d, d),
