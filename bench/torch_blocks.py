@@ -30,6 +30,7 @@ import json
 import math
 import platform
 import statistics
+import sys
 import time
 
 
@@ -48,7 +49,13 @@ def parse_args():
 # the flags are read before PyTorch is imported: --help and a mistake need no PyTorch
 ARGS = parse_args() if __name__ == "__main__" else None
 
-import torch  # noqa: E402
+try:
+    import torch  # noqa: E402
+except ImportError as e:
+    if __name__ != "__main__":
+        raise
+    # one line, not a traceback: PyTorch is optional (the comparison only)
+    sys.exit(f"bench/torch_blocks.py: no PyTorch for {sys.executable} ({e}); bench/run_core_bench.sh skips it then")
 
 B, T, D, HEADS, FFN = 8, 128, 256, 4, 688
 HD = D // HEADS

@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import struct
+import sys
 import time
 
 
@@ -48,7 +49,13 @@ def parse_args():
 # the flags are read before PyTorch is imported: --help and a mistake need no PyTorch
 ARGS = parse_args() if __name__ == "__main__" else None
 
-import torch  # noqa: E402
+try:
+    import torch  # noqa: E402
+except ImportError as e:
+    if __name__ != "__main__":
+        raise
+    # one line, not a traceback: PyTorch is optional (the comparison only)
+    sys.exit(f"bench/torch_toy_rlsc.py: no PyTorch for {sys.executable} ({e}); bench/toy_bench.lua --no-torch runs confit alone")
 
 
 def load_safetensors(path):

@@ -122,6 +122,16 @@ end
 if has_python then
   add("torch_toy_rlsc.py --help", "/usr/bin/python3 bench/torch_toy_rlsc.py --help", 0, {"MODEL_DIR", "--threads"})
   add("torch_blocks.py --help", "/usr/bin/python3 bench/torch_blocks.py --help", 0, {"--iters", "--min-seconds"})
+  -- without PyTorch (toy_bench.lua runs the first unless --no-torch): one line, no Python traceback
+  if not os.execute("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") then
+    for _, c in ipairs({{"torch_toy_rlsc.py", "examples/toy/model " .. q(NONE)}, {"torch_blocks.py", ""}}) do
+      add(c[1] .. " without PyTorch", "/usr/bin/python3 bench/" .. c[1] .. " " .. c[2], 1,
+          {"bench/" .. c[1] .. ": no PyTorch for /usr/bin/python3 (No module named 'torch')"}, function(res)
+        H.ok(not res.err:find("Traceback", 1, true), res.err)
+        H.eq(select(2, res.err:gsub("\n", "")), 1, "one line: " .. res.err)
+      end)
+    end
+  end
 end
 
 -- Quick runs: every line JSON with the machine ---------------------------------------------------
