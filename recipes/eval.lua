@@ -435,6 +435,12 @@ function M.main(argv)
     end
   end
 
+  -- no usable GPU before what --out holds: records of a CPU run in --out would otherwise be
+  -- refused as "other settings (device: cpu then, cuda now)", sending the user to --no-resume
+  if device == "cuda" then
+    local why = cli.gpu_problem()
+    if why then die("--device cuda: no usable GPU (%s)", why) end
+  end
   -- --dtype applies to cuda; the CPU computes in f32
   local dtype = device == "cuda" and (o.dtype or "bf16") or "f32"
   local out = o.out or ("runs/eval-" .. model_label(o.model) .. "-" .. mode)
@@ -501,10 +507,6 @@ function M.main(argv)
   end
   tok:free()
   local common = plans[1] and plans[1].cfg
-  if device == "cuda" then
-    local why = cli.gpu_problem()
-    if why then die("--device cuda: no usable GPU (%s)", why) end
-  end
 
   -- the folders are made before the model is loaded; a failure from here on removes those made
   -- (and OUT/.lock, the lock this run holds on OUT until main ends, however it ends)

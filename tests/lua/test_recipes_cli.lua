@@ -907,6 +907,10 @@ do
   if not gpu then
     cases[#cases + 1] = {"eval", eval_line("--bench toy --limit 1 --device cuda", FE .. "/o-cuda"),
                          {"--device cuda: no usable GPU (", "CUDA"}}
+    -- an --out holding a CPU eval: no GPU is the mistake, not the device the records name
+    -- (it was "other settings (device: cpu then, cuda now) ... --no-resume", which then failed so)
+    cases[#cases + 1] = {"eval", eval_line("--bench toy --limit 1 --max-new-tokens 4 --device cuda", MODEL_RUN),
+                         {"--device cuda: no usable GPU ("}, {"--no-resume", "then"}}
     -- (twenty-fourth session) the reason, as confit.cuda.device_name() gives it, in the one line
     local _, why = require("confit").cuda.device_name()
     cases[#cases + 1] = {"rlsc", "--device cuda --out " .. q(FE .. "/r-cuda"), {"--device cuda: no usable GPU (" .. tostring(why) .. ")"}}
