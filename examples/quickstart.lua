@@ -34,8 +34,8 @@ print(string.format("after the block: %.1f MB; took %.3f s", confit.memory().cpu
                     confit.clock() - t0))
 
 -- A model: any Hugging Face folder of a Qwen2 / Llama model; here the shipped toy (a tiny Qwen2
--- that does chain arithmetic, examples/toy/README.md). Run from the project root.
-local m = assert(confit.load("examples/toy/model"))
+-- that does chain arithmetic, examples/toy/README.md), found from any current folder.
+local m = assert(confit.load(require("confit.cli").project_root() .. "/examples/toy/model"))
 local prompt = "3+4-2+5="
 for _, s in ipairs(m:generate({prompt}, {n = 4, temperature = 0.5, max_new_tokens = 40, seed = 1})) do
   print(string.format("%-40s log p = %7.3f  %d tokens, %s", s.text, s.logprob, #s.tokens, s.finish))

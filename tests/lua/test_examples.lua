@@ -25,6 +25,17 @@ H.case("quickstart runs and reaches the model part", function()
   H.ok(good and bad and tonumber(good) < 0 and tonumber(bad) < 0, "log-prob line:\n" .. out)
 end)
 
+-- (twenty-eighth session) run from another folder, it stopped at the model with a traceback
+-- ("examples/toy/model/config.json: cannot open"): the recipes found the toy from anywhere
+H.case("quickstart finds the toy model from another current folder", function()
+  local q = require("confit.cli").shell_quote
+  local root = assert(io.popen("pwd")):read("l")
+  local exe = EXE:sub(1, 1) == "/" and EXE or root .. "/" .. EXE
+  local out, code = run("cd / && " .. q(exe) .. " " .. q(root .. "/examples/quickstart.lua"))
+  H.eq(code, 0, "exit status; output:\n" .. out)
+  H.ok(out:find("log p(worked answer)", 1, true), "the model part ran:\n" .. out)
+end)
+
 H.case("the shipped grid passes ablate's checks", function()
   local tmp = os.tmpname()
   os.remove(tmp)
