@@ -501,7 +501,8 @@ end
 
 -- Refuse (a user error) when a finished run of the grid in out was made with other settings
 -- than the grid gives it now: those recorded in its ablate.json, else in out/grid.json.
-function M.check_finished(spec, runs, out)
+-- report_only: the way out offered is the grid's settings of then (--report-only runs nothing).
+function M.check_finished(spec, runs, out, report_only)
   local old = file_exists(out .. "/grid.json") and jsonio.read_json(out .. "/grid.json")
   local old_runs = {}
   if type(old) == "table" and type(old.runs) == "table" then
@@ -538,7 +539,10 @@ function M.check_finished(spec, runs, out)
             why = ("%s, but the grid now gives it %s"):format(table.concat(a, " and "), table.concat(b, " and "))
           end
         end
-        if why then
+        if why and report_only then
+          die("run %s finished with %s: --report-only reports a grid with the settings its runs had "
+              .. "(the grid file and --set flags they ran with)", path, why)
+        elseif why then
           die("run %s finished with %s: remove that run directory to run it again, or give another --out",
               path, why)
         end
@@ -1144,7 +1148,7 @@ function M.main(argv)
   local held <close> = o.report_only and report_lock() or nil
   if o.report_only then
     res = {failed = {}, runs = (M.expand(spec))}
-    M.check_finished(spec, res.runs, out)
+    M.check_finished(spec, res.runs, out, true)
     -- the points without a summary (not run yet, failed, or cut short) are listed as such
     for _, r in ipairs(res.runs) do
       if not file_exists(out .. "/" .. r.dir .. "/summary.json") then

@@ -457,6 +457,9 @@ H.case("a finished run made with other settings than the grid now gives is refus
   local code, text = run_cmd("'" .. gridf .. "' --report-only")
   H.eq(code, 1, text)
   H.ok(text:find("^ablate: run .-alpha=0,method=l1,seed=1 finished with %-%-steps 1"), text)
+  -- its advice is to give the settings of then, not to remove the run (nothing would be reported)
+  H.ok(text:find("--report-only reports a grid with the settings its runs had (the grid file and --set flags they ran with)",
+                 1, true) and not text:find("remove that run directory", 1, true), text)
 end)
 
 H.case("one tiny real RLSC run through recipes/rlsc.lua", function()
