@@ -201,8 +201,8 @@ static void test_fixture(const char *dir) {
   }
 
   /* save, reload, same logits */
-  char tmpl[] = "/tmp/confit_model_XXXXXX";
-  char *tmp = mkdtemp(tmpl);
+  char tmpl[512];
+  char *tmp = check_tmpdir(tmpl, sizeof tmpl, "confit_model_");
   CHECK(tmp && cf_qwen2_save(m, tmp) == 0, "%s save: %s", dir, cf_error_message());
   cf_qwen2 *m2 = tmp ? cf_qwen2_load(tmp) : NULL;
   CHECK(m2 != NULL, "%s reload: %s", dir, cf_error_message());
@@ -224,11 +224,7 @@ static void test_fixture(const char *dir) {
     CHECK(same, "%s: every config field round-trips (max_position_embeddings %d -> %d)", dir, a->max_pos, b->max_pos);
     cf_qwen2_free(m2);
   }
-  if (tmp) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0) printf("warning: could not remove %s\n", tmp);
-  }
+  if (tmp) check_rmtree(tmp);
 
   cf_tensor_release(gp); cf_tensor_release(gt);
   cf_tensor_release(ids); cf_tensor_release(want_logits); cf_tensor_release(pl); cf_tensor_release(ln);
@@ -361,8 +357,8 @@ static void test_mixed_dtype_checkpoint_loads(void) {
   CHECK(cf_qwen2_config_parse(json, "config", &cfg) == 0, "config: %s", cf_error_message());
   cf_qwen2 *m = cf_qwen2_new(&cfg);
   CHECK(m != NULL, "new: %s", cf_error_message());
-  char tmpl[] = "/tmp/confit_mixed_XXXXXX";
-  char *dir = mkdtemp(tmpl);
+  char tmpl[512];
+  char *dir = check_tmpdir(tmpl, sizeof tmpl, "confit_mixed_");
   CHECK(dir != NULL, "mkdtemp");
   if (!m || !dir) { cf_qwen2_free(m); return; }
   CHECK(cf_qwen2_config_save(&cfg, dir) == 0, "config save: %s", cf_error_message());
@@ -447,9 +443,7 @@ static void test_mixed_dtype_checkpoint_loads(void) {
   for (int i = 0; i < m->nparams; i++) total += (double)cf_tensor_numel(*m->slots[i]);
   CHECK(cf_qwen2_numel(&cfg) == total, "cf_qwen2_numel %.0f, the model's slots hold %.0f", cf_qwen2_numel(&cfg), total);
   cf_qwen2_free(m);
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+  check_rmtree(dir);
 }
 
 /* A random model built from a config (weights N(0, 0.3^2)), f32 on the CPU; NULL + message. */
@@ -658,8 +652,8 @@ static cf_st_entry *param_entries(cf_qwen2 *m) {
  * passed over (the model's RoPE comes from config.json); another unknown tensor is still refused. */
 static void test_rotary_buffer_passed_over(void) {
   cf_qwen2 *m = tiny_model();
-  char tmpl[] = "/tmp/confit_rotary_XXXXXX";
-  char *dir = mkdtemp(tmpl);
+  char tmpl[512];
+  char *dir = check_tmpdir(tmpl, sizeof tmpl, "confit_rotary_");
   CHECK(m && dir, "tiny model and a folder: %s", cf_error_message());
   if (!m || !dir) { cf_qwen2_free(m); return; }
   CHECK(cf_qwen2_config_save(&m->cfg, dir) == 0, "config save: %s", cf_error_message());
@@ -687,9 +681,7 @@ static void test_rotary_buffer_passed_over(void) {
     cf_qwen2_free(m2);
   }
   cf_qwen2_free(m);
-  char cmd[700];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+  check_rmtree(dir);
 }
 
 /* (twenty-seventh session, mutation testing) The context's edges: a forward of exactly
@@ -790,8 +782,8 @@ static void test_generate_extreme_scores(void) {
  * only of the embedding's shape [V, D]: one of width D + 1 is refused, naming both shapes. */
 static void test_tied_head_shape(void) {
   cf_qwen2 *m = random_model(TINY_JSON ",\"tie_word_embeddings\":true}", 9);
-  char tmpl[] = "/tmp/confit_tiedhead_XXXXXX";
-  char *dir = mkdtemp(tmpl);
+  char tmpl[512];
+  char *dir = check_tmpdir(tmpl, sizeof tmpl, "confit_tiedhead_");
   CHECK(m && dir, "tied model and a folder: %s", cf_error_message());
   if (!m || !dir) { cf_qwen2_free(m); return; }
   CHECK(cf_qwen2_config_save(&m->cfg, dir) == 0, "config save: %s", cf_error_message());
@@ -817,9 +809,7 @@ static void test_tied_head_shape(void) {
   }
   free(head);
   cf_qwen2_free(m);
-  char cmd[700];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+  check_rmtree(dir);
 }
 
 int main(void) {

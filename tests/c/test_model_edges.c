@@ -133,20 +133,20 @@ static void write_text(const char *path, const char *text) {
   if (f) { fputs(text, f); fclose(f); }
 }
 
-/* A new folder from tmpl (NULL when it cannot be made) with the paths of its config.json (p1) and
- * generation_config.json (p2), each of 300 bytes; the caller removes what it wrote. */
+/* A new folder in tmpl (512 bytes; NULL when it cannot be made) with the paths of its config.json (p1) and
+ * generation_config.json (p2), each of 600 bytes; the caller removes what it wrote. */
 static char *gcfg_dir(char *tmpl, char *p1, char *p2) {
-  char *dir = mkdtemp(tmpl);
+  char *dir = check_tmpdir(tmpl, 512, "confit_gcfg_");
   CHECK(dir != NULL, "mkdtemp");
   if (!dir) return NULL;
-  snprintf(p1, 300, "%s/config.json", dir);
-  snprintf(p2, 300, "%s/generation_config.json", dir);
+  snprintf(p1, 600, "%s/config.json", dir);
+  snprintf(p2, 600, "%s/generation_config.json", dir);
   return dir;
 }
 
 /* generation_config.json's eos ids replace config.json's (Qwen2.5 instruct: [151645, 151643]). */
 static void test_generation_config_eos(void) {
-  char tmpl[] = "/tmp/confit_gcfg_XXXXXX", p1[300], p2[300];
+  char tmpl[512], p1[600], p2[600];
   char *dir = gcfg_dir(tmpl, p1, p2);
   if (!dir) return;
   write_text(p1, BASE ",\"eos_token_id\":2}");
@@ -165,7 +165,7 @@ static void test_generation_config_eos(void) {
  * generation would run past the model's end-of-turn token; so is one whose eos id the model cannot
  * emit. */
 static void test_generation_config_unreadable(void) {
-  char tmpl[] = "/tmp/confit_gcfg_XXXXXX", p1[300], p2[300];
+  char tmpl[512], p1[600], p2[600];
   char *dir = gcfg_dir(tmpl, p1, p2);
   if (!dir) return;
   write_text(p1, BASE ",\"eos_token_id\":2}");
@@ -318,17 +318,15 @@ static void test_config_nested_dup_and_exact_save(void) {
                                  "\"factor\":8.000000000000002,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
                                  "\"original_max_position_embeddings\":64}}", "x", &c);
   CHECK(rc == 0, "config: %s", cf_error_message());
-  char tmpl[] = "/tmp/confit_cfgsave_XXXXXX";
-  char *dir = rc == 0 ? mkdtemp(tmpl) : NULL;
+  char tmpl[512];
+  char *dir = rc == 0 ? check_tmpdir(tmpl, sizeof tmpl, "confit_cfgsave_") : NULL;
   if (!dir) return;
   CHECK(cf_qwen2_config_save(&c, dir) == 0, "save: %s", cf_error_message());
   rc = cf_qwen2_config_load(dir, &back);
   CHECK(rc == 0 && back.rope_theta == c.rope_theta && back.rope_scaling[0] == c.rope_scaling[0] &&
         back.rope_scaling[3] == c.rope_scaling[3], "reloaded exactly: rope_theta %.17g, factor %.17g: %s",
         back.rope_theta, back.rope_scaling[0], rc ? cf_error_message() : "");
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+  check_rmtree(dir);
 }
 
 /* (twenty-seventh session, mutation testing: stopping at the first eos id only, and writing only
@@ -354,16 +352,14 @@ static void test_eos_list(void) {
         rc ? cf_error_message() : "");
   if (rc == 0) cf_gen_samples_free(s, 1);
   cf_qwen2_free(m);
-  char tmpl[] = "/tmp/confit_eos_XXXXXX";
-  char *dir = mkdtemp(tmpl);
+  char tmpl[512];
+  char *dir = check_tmpdir(tmpl, sizeof tmpl, "confit_eos_");
   if (!dir) return;
   CHECK(cf_qwen2_config_save(&c, dir) == 0, "save: %s", cf_error_message());
   rc = cf_qwen2_config_load(dir, &back);
   CHECK(rc == 0 && back.n_eos == 2 && back.eos[0] == 5 && back.eos[1] == 0, "the eos list reloads (n_eos %d): %s",
         back.n_eos, rc ? cf_error_message() : "");
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+  check_rmtree(dir);
 }
 
 int main(void) {

@@ -1203,8 +1203,7 @@ int main(int argc, char **argv) {
     }
     return 0;
   }
-  snprintf(tmpdir, sizeof tmpdir, "%s/cf_st_test_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  if (!mkdtemp(tmpdir)) {
+  if (!check_tmpdir(tmpdir, sizeof tmpdir, "cf_st_test_")) {
     perror("mkdtemp");
     return 1;
   }
