@@ -44,8 +44,12 @@ end
 if opt.prompt + opt.new > MAX_POSITIONS then
   B.die("--prompt %d + --new %d is more than the model's %d positions", opt.prompt, opt.new, MAX_POSITIONS)
 end
-if opt.membw and not require("confit.cli").can_read(opt.membw) then
-  B.die("--membw '%s': no such file", opt.membw)
+if opt.membw then
+  local cli = require("confit.cli")
+  local ok, why = cli.can_read(opt.membw)
+  if not ok then
+    B.die("--membw '%s': %s", opt.membw, why or (cli.exists(opt.membw) and "cannot be read" or "no such file"))
+  end
 end
 
 local function emit(fields) B.emit(fields, {float = "%.6g"}) end

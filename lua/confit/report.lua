@@ -304,8 +304,10 @@ local function list_subdirs(dir)
 end
 
 local function is_run_dir(d)
-  return file_exists(d .. "/config.json") or file_exists(d .. "/steps.jsonl")
-      or file_exists(d .. "/eval_before.jsonl") or file_exists(d .. "/summary.json")
+  -- a run file there but not readable (a FIFO) still makes d a run directory: load_run says why
+  local function there(p) local ok, why = file_exists(p); return ok or why ~= nil end
+  return there(d .. "/config.json") or there(d .. "/steps.jsonl")
+      or there(d .. "/eval_before.jsonl") or there(d .. "/summary.json")
 end
 
 -- A folder that recipes/eval.lua --out wrote: OUT/summary.json (every benchmark) and one run
@@ -495,7 +497,11 @@ function M.load_run(dir)
   if not require("confit.cli").exists(dir) then note(dir .. ": no such directory") end
   local function load(file, reader, opts)
     local p = dir .. "/" .. file
-    if not file_exists(p) then run.files[file] = "missing"; return nil end
+    local there, why = file_exists(p)
+    if not there and why then -- a FIFO, socket or device: never opened (the read would block)
+      run.files[file] = "unreadable"; note(p .. ": " .. why); return nil
+    end
+    if not there then run.files[file] = "missing"; return nil end
     local v, err, where = reader(p, opts)
     if v == nil then run.files[file] = "unreadable"; note(err); return nil end
     run.files[file] = "ok"

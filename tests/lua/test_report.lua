@@ -198,6 +198,18 @@ H.case("load_run: files, names, problems", function()
   -- silent "no data" row
   H.eq(#e.notes, 1, "an empty directory: one note")
   H.ok(e.notes[1]:find("holds none of a run's files", 1, true), e.notes[1])
+  -- a FIFO (or device) in a run's place is never opened (the read would block): unreadable and
+  -- why, not "missing", and the folder still counts as a run (twenty-ninth session)
+  local fifo = root .. "/fifo"
+  assert(os.execute("mkdir -p " .. sh_quote(fifo) .. " && mkfifo " .. sh_quote(fifo .. "/config.json")
+                    .. " " .. sh_quote(fifo .. "/steps.jsonl")))
+  local f = report.load_run(fifo)
+  H.eq(f.files["config.json"], "unreadable", "FIFO config.json")
+  H.eq(f.files["steps.jsonl"], "unreadable", "FIFO steps.jsonl")
+  H.eq(f.files["summary.json"], "missing", "no summary.json")
+  H.eq(#f.notes, 2, "one note per FIFO: " .. table.concat(f.notes, " | "))
+  H.eq(f.notes[1], fifo .. "/config.json: not a regular file (a FIFO, socket or device)", "config note")
+  H.eq(f.notes[2], fifo .. "/steps.jsonl: not a regular file (a FIFO, socket or device)", "steps note")
   local gone = report.load_run(root .. "/gone")
   H.ok(gone.notes[1] and gone.notes[1]:find("no such directory", 1, true), "missing directory noted")
   -- a run still being written: a torn last line is dropped
