@@ -53,7 +53,8 @@
 --     operator or function: "\sin 2x" is sin(2x) as latex2sympy reads it, "\sin x\cos x"
 --     sin(x)cos(x); an explicit operator ends it ("\sin x/2" is sin(x)/2, where sympy's grammar
 --     reads sin(x/2)); "\sin(x)^2" is sin(x)^2;
---   * a one-character subscript loses its braces ("52_{8}" is "52_8", the same LaTeX);
+--   * a one-character subscript loses its braces ("52_{8}" is "52_8", the same LaTeX); a
+--     variable's subscript of several digits is all of them ("a_10" is a_{10}, as "2^10" is 2^{10});
 --   * "\," "\;" "\:" "\ " "~" "\quad" are spaces, and "\displaystyle", "\big" etc. are dropped;
 --   * symbolic equivalence is numeric evaluation at random points (positive values in
 --     [0.35, 2.65], so sqrt(x^2) = x; where an absolute value "|x|", "\lvert x\rvert" is, also
@@ -733,7 +734,9 @@ local function num(s) return {"num", tonumber((s:gsub("{,}", ""))) + 0.0} end
 
 local digit, letter = R"09", R("az", "AZ")
 local brace = P{ "{" * ((1 - S"{}") + V(1))^0 * "}" }
-local subscript = P"_" * (brace + P"\\" * letter^1 + R("az", "AZ", "09"))
+-- a subscript of digits is all of them, as a power's ("a_10" is a_{10}, as latex2sympy reads it;
+-- it was a_1 * 0 = 0 before the twenty-ninth session); of letters, one ("x_ab" is x_a * b)
+local subscript = P"_" * (brace + P"\\" * letter^1 + R("az", "AZ") + digit^1)
 local number = (digit^1 * (P"{,}" * digit * digit * digit)^0 * (P"." * digit^0)^-1
                + P"." * digit^1) * (S"eE" * S"+-"^-1 * digit^1)^-1
 local mulop = P"*" * Cc"mul" + P"\\cdot" * Cc"mul" + P"\\times" * Cc"mul"

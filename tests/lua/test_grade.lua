@@ -207,6 +207,10 @@ local CASES = {
   {"eq", "1 \\pm \\sqrt{19}", "1 \\pm \\sqrt{19}", true},
   {"eq", "1 \\pm \\sqrt{19}", "1 \\pm \\sqrt{18}", false},
   {"eq", "52_8", "52_{8}", true},   -- the same LaTeX: a one-character subscript needs no braces
+  -- a variable's subscript of digits is all of them, as a power's (twenty-ninth session: "a_10"
+  -- was a_1 * 0, equal to 0 and not to a_{10}); of letters, one
+  {"eq", "a_10", "a_{10}", true}, {"eq", "a_10", "0", false}, {"eq", "a_10", "a_1", false},
+  {"eq", "2a_{12}+1", "1+2a_12", true}, {"eq", "x_ab", "x_{a}b", true}, {"eq", "x_ab", "x_{ab}", false},
   {"eq", "52_8", "52_9", false},
   {"eq", "\\boxed{12}", "12", true},
   {"eq", "\\boxed{5 \\text{ cm}}", "5", true},
