@@ -651,7 +651,18 @@ static int help_show(lua_State *L) {
       return 0;
     }
   }
-  printf("no help for '%s'\n", name);
+  /* an undocumented function of a confit Lua module (train.prune_checkpoints): where it is and
+   * the comment above it (pretty.source_doc) */
+  const char *src_doc = NULL;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "confit.pretty");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
+    lua_getfield(L, -1, "source_doc");
+    lua_pushstring(L, name);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) src_doc = lua_tostring(L, -1);
+  }
+  if (src_doc) printf("no help for '%s' (not in the documented API); it is defined at %s\n", name, src_doc);
+  else printf("no help for '%s'\n", name);
   return 0;
 }
 

@@ -115,4 +115,38 @@ function M.format(v)
   return "{\n  " .. concat(items, ",\n  ") .. "\n}"
 end
 
+--- pretty.source_doc(name) -> string | nil: for a function of a confit Lua module that has no
+--- one-line doc ("train.prune_checkpoints", "confit.cli.exists"), where it is defined
+--- ("/.../lua/confit/train.lua:275") and then the comment right above its definition, one line
+--- each without the "--" marks (none when there is no such comment); nil for any other name, a C
+--- function or a file that cannot be read. The REPL's `:help` shows it after "no help for ...".
+--- Reads the module's file; never raises.
+function M.source_doc(name)
+  if type(name) ~= "string" then return nil end
+  local mod, field = name:gsub("^confit%.", ""):match("^([%a_][%w_]*)%.([%a_][%w_]*)$")
+  if not mod then return nil end
+  local ok, t = pcall(require, "confit." .. mod)
+  local f = ok and type(t) == "table" and rawget(t, field)
+  if type(f) ~= "function" then return nil end
+  local info = debug.getinfo(f, "S")
+  local path = info.source:match("^@(.+)$")
+  if info.what ~= "Lua" or not path or info.linedefined < 1 then return nil end
+  local file = io.open(path, "r")
+  if not file then return nil end
+  local lines, n = {}, 0
+  for l in file:lines() do
+    n = n + 1
+    if n >= info.linedefined then break end
+    lines[n] = l
+  end
+  file:close()
+  local doc = {}
+  for i = info.linedefined - 1, 1, -1 do
+    local text = lines[i] and lines[i]:match("^%s*%-%-+ ?(.*)$")
+    if not text or lines[i]:match("^%s*%-%-%[") then break end -- a block comment ends the search
+    table.insert(doc, 1, "  " .. text)
+  end
+  return fmt("%s:%d", path, info.linedefined) .. (#doc > 0 and "\n" .. concat(doc, "\n") or "")
+end
+
 return M

@@ -224,6 +224,40 @@ H.case(":help of a method several objects have lists them", function()
             .. "'encode' is documented as m:encode, tok:encode (:help one of them)\n" .. docs["opt:step"] .. "\n")
 end)
 
+-- (twenty-ninth session) a function of a confit module without a doc: where it is defined and
+-- the comment above it, so that `:help train.prune_checkpoints` says more than "no help"
+H.case(":help of an undocumented module function shows its definition's place and comment", function()
+  local out = run("", ":help train.prune_checkpoints\n:help confit.cli.exists\n:help train.STANDARD\n")
+  local defined = "no help for 'train.prune_checkpoints' (not in the documented API); it is defined at "
+  H.eq(out:sub(1, #defined), defined, out)
+  local path, line = out:match("^[^\n]* at ([^\n]*lua/confit/train%.lua):(%d+)\n")
+  H.ok(path, "the place: " .. out)
+  local src = H.read(path)
+  local n, def = 0, nil
+  for l in (src .. "\n"):gmatch("([^\n]*)\n") do n = n + 1; if n == tonumber(line) then def = l end end
+  H.eq(def, "function M.prune_checkpoints(out, keep)", "the line named is the definition")
+  H.ok(out:find("\n  Remove all but the newest `keep` complete checkpoint folders of run directory out (a\n", 1, true),
+       "the comment's first line, indented, without its dashes: " .. out)
+  H.ok(out:find("\n  damaged checkpoint%-<s>%.\nno help for 'confit.cli.exists' %(not in the documented API%); it is defined at [^\n]*lua/confit/cli%.lua:%d+\n"),
+       "the comment's last line, then the next name's: " .. out)
+  H.ok(out:find("\n  True when path names an existing directory entry", 1, true), "cli.exists' comment")
+  -- a field that is no function (or no field at all) has no definition to show
+  H.ok(out:find("\nno help for 'train.STANDARD'\n$"), out)
+end)
+
+H.case("pretty.source_doc: nil for what has no Lua definition, never an error", function()
+  local sd = require("confit.pretty").source_doc
+  local core_fn
+  for k, v in pairs(require("confit.core")) do if type(v) == "function" then core_fn = "core." .. k; break end end
+  for _, n in ipairs({"rl.methods", "rl.nope", "nope.x", "confit.zeros", "train", "train.run.x", "1.x", core_fn}) do
+    H.eq(sd(n), nil, n)
+  end
+  for _, v in ipairs({false, 7, {}, print}) do H.eq(sd(v), nil, type(v)) end
+  -- a module named with "confit." in front
+  local place = sd("confit.toy.encode")
+  H.ok(place and place:find("lua/confit/toy%.lua:%d+\n  Token ids of a string"), tostring(place))
+end)
+
 -- a user's global named table broke :help (it sorted with the global table.sort)
 H.case(":help works after the user sets a global named table", function()
   local out = run("", "table = {1, 2, 3}\n:help run\n:help confit.tensor\n:help\n")
@@ -266,7 +300,10 @@ H.case(":help of an undocumented name of confit's modules and objects says so, n
   for i, n in ipairs(names) do input[i] = ":help " .. n end
   local out = run("", table.concat(input, "\n") .. "\n:help x:softmax\n:help m:pad\n:help confit.model.pad\n")
   local lines = {}
-  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  for l in out:gmatch("[^\n]+") do
+    -- (a module's function also says where it is defined, and its comment indented: next case)
+    if not l:find("^  ") then lines[#lines + 1] = l:gsub(" %(not in the documented API%); it is defined at .*$", "") end
+  end
   for i, n in ipairs(names) do H.eq(lines[i], "no help for '" .. n .. "'") end
   -- a name of no module keeps the lookup by its last part; documented names are found
   H.ok(lines[#names + 1] and lines[#names + 1]:find("softmax", 1, true), "x:softmax: " .. tostring(lines[#names + 1]))
