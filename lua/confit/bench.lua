@@ -57,7 +57,8 @@ local function text_of(v)
   return nil
 end
 
--- JSON decodes every number as a float; ids that are whole numbers become integers.
+-- A whole-number id is an integer (jsonio decodes one so; math.tointeger keeps that true of a
+-- float), any other number or a string is kept as it is.
 local function id_of(rec, fallback)
   for _, k in ipairs({"id", "idx", "unique_id"}) do
     local v = rec[k]

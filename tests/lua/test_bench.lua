@@ -154,6 +154,77 @@ H.case("JSON lines are read by jsonio.decode_jsonl; a JSON array is not", functi
   H.eq(items[1].where, p .. ":1"); H.eq(items2[1].where, q .. ": element 1"); H.eq(recs[1][2], p .. ":1")
 end)
 
+-- (twenty-ninth session, mutation testing) one record of each benchmark in its real layout
+-- (../shared/data/README.md), read without the data: the question from its own field (aime24 and
+-- amc23 also carry a "question" field), the reference answer, and the id an integer where the file
+-- has a whole number (resumed runs match records by id; 60.0 is not 60 once written)
+H.case("each benchmark's layout: its question field, reference answer and id", function()
+  local d = H.tmpdir()
+  local RECS = {
+    aime24 = {'{"id": 60, "problem": "P aime", "solution": "s", "answer": "025", "url": "u", "question": "Q aime"}',
+              "P aime", "025", 60},
+    amc23 = {'{"id": 0, "problem": "P amc", "answer": 27.0, "url": "u", "question": "Q amc"}', "P amc", "27", 0},
+    math500 = {'{"problem": "P math", "solution": "So $\\\\boxed{2}$, then $\\\\boxed{\\\\frac{1}{2}}$.", '
+               .. '"answer": "\\\\frac12", "subject": "Algebra", "level": 2, "unique_id": "test/algebra/1.json"}',
+               "P math", "\\frac{1}{2}", "test/algebra/1.json"},
+    minerva_math = {'{"problem": "P minerva", "solution": "$\\\\boxed{1.6}$ arcsec", "type": "t", "idx": 3}',
+                    "P minerva", "1.6", 3},
+    olympiadbench = {'{"id": 1606, "subfield": "c", "context": null, "question": "Q oly", "solution": ["s"], '
+                     .. '"final_answer": ["$x=3$", "$4$"], "is_multiple_answer": true, "unit": null}', "Q oly", "x=3", 1606},
+    gsm8k = {'{"question": "Q gsm", "answer": "16 - 3 = <<16-3=13>>13\\n#### 18", "idx": 0}', "Q gsm", "18", 0},
+  }
+  for _, name in ipairs(bench.names) do
+    local r = RECS[name]
+    H.write(d .. "/" .. name .. ".jsonl", r[1] .. "\n")
+    local items = assert(bench.load(name, {dir = d}))
+    H.eq(#items, 1, name)
+    H.eq(items[1].question, r[2], name .. " question")
+    H.eq(items[1].answer, r[3], name .. " reference")
+    H.eq(items[1].id, r[4], name .. " id")
+    H.eq(math.type(items[1].id), math.type(r[4]), name .. " id kind")
+    H.eq(items[1].where, d .. "/" .. name .. ".jsonl:1", name .. " where")
+  end
+  H.eq(#assert(bench.load("gsm8k", {dir = d, limit = 0})), 0, "limit 0: no items")
+end)
+
+-- (twenty-ninth session) the messages whole: the file and line lead, no place inside the library
+-- ahead of them; a missing path is not sent to the default folder; argument errors name the caller
+H.case("messages: whole text, and argument errors point at the caller", function()
+  local d = H.tmpdir()
+  local function load_err(text)
+    local p = d .. "/f.jsonl"
+    H.write(p, text)
+    local ok, err = pcall(bench.load, p)
+    H.ok(not ok, "refused: " .. text)
+    return tostring(err), p
+  end
+  local err, p = load_err('{"question": "a", "answer": "1"}\n{"question": "b", "answer": }\n')
+  H.eq(err:sub(1, #("bench.load: " .. p .. ":2: malformed JSON: ")), "bench.load: " .. p .. ":2: malformed JSON: ", err)
+  err, p = load_err('{"question": "a", "answer": "1"}\nnull\n')
+  H.eq(err, "bench.load: " .. p .. ":2: expected a JSON object, got null")
+  err, p = load_err('{"problem": "a", "answer": "1"}\n')
+  H.eq(err, "bench.load: " .. p .. ":1: missing question field 'question'")
+  -- (numbers past 2^63 have no integer form for "%d")
+  -- (a fractional id is kept as it is)
+  H.write(d .. "/big.json", '[{"question": "a", "answer": 1e20, "id": 2.5}]')
+  local big = assert(bench.load(d .. "/big.json"))[1]
+  H.eq(big.answer, "1e+20"); H.eq(big.id, 2.5)
+  local missing = d .. "/none.jsonl"
+  local want = "bench.load: cannot open '" .. missing .. "': " .. missing .. ": No such file or directory"
+  local items, lerr = bench.load(missing)
+  H.eq(items, nil); H.eq(lerr, want)
+  local recs, rerr = bench.records(missing)
+  H.eq(recs, nil); H.eq(rerr, want)
+  -- (called from here, under pcall: a level too far names no place at all)
+  local function call(f, ...) local r = f(...); return r end
+  for _, c in ipairs({{{bench.load, "gsm8k", {limt = 3}}, "bench.load: unknown option limt"},
+                      {{bench.load, "gsm8k", {limit = -1}}, "bench.load: opts.limit must be an integer >= 0, got -1"},
+                      {{bench.named_after, 5}, "bench.named_after: expected a path, got number"}}) do
+    local ok, e = pcall(call, table.unpack(c[1]))
+    H.ok(not ok and tostring(e):match("^tests/lua/test_bench%.lua:%d+: ") and tostring(e):find(c[2], 1, true), tostring(e))
+  end
+end)
+
 H.case("bad argument raises", function()
   H.raises(function() bench.load(nil) end, "bench.load", "name or a path")
 end)
