@@ -117,8 +117,18 @@ end
 -- --help: the documentation, exit 0 ----------------------------------------------------------
 for _, s in ipairs({"eval_bench", "gen_bench", "gpu_bench", "grade_bench", "load_mem", "micro_batch", "resume_mem",
                     "sample_bench", "skinny_table", "swiglu_bench", "tokenizer_bench", "toy_bench", "train_step"}) do
+  -- the script's leading comment first (its first line, "-- " dropped), a blank line, the flags;
+  -- the note on leading bare words only where the script takes them (grade_bench.lua 5 is --repeats 5)
+  local first = H.read("bench/" .. s .. ".lua"):match("^%-%-%s?([^\n]*)")
   add(s .. " --help", lua(s, "--reps 3 --help"), 0, {"usage: confit bench/" .. s .. ".lua [flags]"}, function(res)
-    H.ok(res.out:match("^%S"), "the header first: " .. res.out:sub(1, 80))
+    H.eq(res.out:sub(1, #first + 1), first .. "\n", "the header first: " .. res.out:sub(1, 80))
+    H.ok(res.out:find("\n\nusage: confit bench/", 1, true), "a blank line before the flags: " .. res.out)
+    local words = ({grade_bench = "--repeats", skinny_table = "--file", tokenizer_bench = "--tokenizer, --data"})[s]
+    if words then
+      H.ok(res.out:find("(leading words without -- are, in order: " .. words .. ")", 1, true), "the positional note: " .. res.out)
+    else
+      H.ok(not res.out:find("leading words", 1, true), res.out)
+    end
   end)
 end
 -- (the flags are read before torch is imported: --help needs only Python)
@@ -139,6 +149,8 @@ end
 
 -- Quick runs: every line JSON with the machine ---------------------------------------------------
 local MACHINE = {"host", "cpu", "cores", "threads", "omp_wait_policy", "gomp_spincount", "load1"}
+local function command_line(cmd) local p = io.popen(cmd); local s = p:read("l"); p:close(); return s end
+local HOST = command_line("uname -n")
 local function json_lines(res, want)
   local recs = {}
   for line in res.out:gmatch("[^\n]+") do
@@ -146,6 +158,9 @@ local function json_lines(res, want)
     H.ok(type(t) == "table", ("not a JSON object (%s): %s"):format(tostring(err), line))
     for _, k in ipairs(MACHINE) do H.ok(t[k] ~= nil, ("no %s in %s"):format(k, line)) end
     H.ok(math.type(t.threads) == "integer" and t.threads >= 1, "threads: " .. line)
+    H.ok(math.type(t.cores) == "integer" and t.cores >= 1, "cores: " .. line)
+    H.eq(t.host, HOST, "host: " .. line)
+    H.eq(type(t.load1), "number", "load1: " .. line)
     recs[#recs + 1] = t
   end
   H.ok(#recs >= (want or 1), "JSON lines: " .. #recs)
@@ -186,6 +201,30 @@ if cli.gpu_problem() then
     H.eq(recs[1].card, "none")
   end)
 end
+
+-- B.emit's fields as written: in the record's order (a map's keys sorted), a field's format, opts.float
+-- for floats only, NaN as null, a field of the machine's kept once with the record's value; B.int_list
+-- takes its bounds inclusively (twenty-ninth session, mutation testing of bench/common.lua)
+H.write(TMP .. "/emit.lua", [[
+local B = dofile("bench/common.lua")
+B.emit({{"bench", "x"}, {"ms", 1 / 3, "%.2f"}, {"nan", 0 / 0}, {"n", 3}, {"threads", 99}})
+B.emit({{"only", 1 / 3}}, {float = "%.3g"})
+B.emit({z = 1, a = "b", f = 1 / 3}, {float = "%.3g"})
+B.emit({{"ks", B.int_list("0,64", "--ks", 0, 64)}})
+B.int_list("0,65", "--ks", 0, 64)
+]])
+add("B.emit writes fields as given, B.int_list's bounds", ("%s %s"):format(q(EXE), q(TMP .. "/emit.lua")), 1,
+    {"bench: --ks wants whole numbers in 0 .. 64 separated by commas, got '0,65'\n"}, function(res)
+  local lines = {}
+  for line in res.out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+  H.eq(#lines, 4, res.out)
+  for i, want in ipairs({'{"bench":"x","ms":0.33,"nan":null,"n":3,"threads":99,"host":', '{"only":0.333,"host":',
+                         '{"a":"b","f":0.333,"z":1,"host":', '{"ks":[0,64],"host":'}) do
+    H.eq((lines[i] or ""):sub(1, #want), want, "line " .. i)
+  end
+  H.eq(select(2, (lines[1] or ""):gsub('"threads":', "")), 1, "threads once: " .. tostring(lines[1]))
+  json_lines({out = table.concat(lines, "\n", 2)}, 3)
+end)
 
 -- Every Lua benchmark goes through bench/common.lua (the ones too slow to run here too) --------
 H.case("every bench/*.lua parses with B.parse and prints through B.emit", function()
