@@ -418,7 +418,7 @@ end
 --- rl.seq_logprobs(batch, T): seq_logprobs, its arguments checked.
 function rl.seq_logprobs(batch, T)
   check_batch("rl.seq_logprobs", batch, 3)
-  check_T("rl.seq_logprobs", T, 2)
+  check_T("rl.seq_logprobs", T, 3)
   return seq_logprobs(batch, T)
 end
 
@@ -459,7 +459,7 @@ end
 --- H [Ntok, D] and head weight W they come from (the [Ntok, V] logits are never held).
 function rl.token_view(batch, T, m)
   check_batch("rl.token_view", batch, 3)
-  check_T("rl.token_view", T, 2)
+  check_T("rl.token_view", T, 3)
   if m ~= nil and (type(m) ~= "table" or type(m.hidden) ~= "function") then
     error("rl.token_view: m must be a model (default batch.model), got " .. show(m), 2)
   end
@@ -479,7 +479,7 @@ function rl.view_entropy(v, T)
      and confit.is_tensor(v.W))) then
     error("rl.view_entropy: v must be a token view of rl.token_view, got " .. show(v), 2)
   end
-  check_T("rl.view_entropy", T, 2)
+  check_T("rl.view_entropy", T, 3)
   if v.ntok == 0 then return 0 end
   return confit.no_grad(function() return v.H:detach():head_entropy(v.W, T):sum():item() end) / v.ntok
 end

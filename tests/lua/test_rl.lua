@@ -2156,4 +2156,51 @@ do
   end)
 end
 
+-- (twenty-ninth session, mutation testing) what a changed rl.lua still passed ----------------
+
+-- every refusal of rl.batch and the building blocks points at the caller's line, as rl.loss's do
+-- (a level changed by one put rl.lua's own line, or no position, in front of the message)
+H.case("rl.batch and the building blocks refuse bad input at the caller's line", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 2, 5, 3)
+  local s = b.samples
+  local p = PROMPTS[1]
+  local v = rl.token_view(b, 0.7)
+  local file = debug.getinfo(1, "S").short_src
+  local cases = {
+    {"rl.batch", function() return rl.batch(m, {p}, {s[1], s[2]}, {n = 0}) end, "opts.n must be"},
+    {"rl.batch", function() return rl.batch(m, {p}, {s[1], s[2]}, {answers = "3"}) end, "opts.answers must be a list"},
+    {"rl.batch", function() return rl.batch(m, {p}, {s[1], s[2]}, {temperature = 0}) end, "opts.temperature must be"},
+    {"rl.batch", function() return rl.batch(m, {p}, {s[1], 5}) end, "sample 2 must be a table"},
+    {"rl.batch", function() return rl.batch(m, {p}, {s[1], {tokens = {}}}) end, "sample 2 has no completion tokens"},
+    {"rl.batch", function() return rl.batch(m, {p}, {s[1], {tokens = {1}, text = 7}}) end, "sample 2: text must be"},
+    {"rl.batch", function() return rl.batch(m, {p}, {s[1], {tokens = {1, 999}}}) end, "sample 2, token 2"},
+    {"rl.batch", function() return rl.batch(m, {{}}, {s[1]}) end, "prompt 1 is empty"},
+    {"rl.token_view", function() return rl.token_view(b, 0.7, {}) end, "m must be a model"},
+    {"rl.view_entropy", function() return rl.view_entropy({}, 0.7) end, "v must be a token view"},
+    -- (before, a bad T of these three was raised at rl.lua's line)
+    {"rl.view_entropy", function() return rl.view_entropy(v, -1) end, "T (the loss temperature)"},
+    {"rl.token_view", function() return rl.token_view(b, nil) end, "T (the loss temperature)"},
+    {"rl.seq_logprobs", function() return rl.seq_logprobs(b, 0) end, "T (the loss temperature)"},
+    {"rl.seq_logprobs", function() return rl.seq_logprobs({}, 0.7) end, "batch must be a batch made by rl.batch"},
+    {"rl.segment_sums", function() return rl.segment_sums(v.logp_tok:view({-1, 1}), b) end, "x must be a per-token tensor"},
+    {"rl.segment_sums", function() return rl.segment_sums(v.logp_tok, {}) end, "batch must be a batch made by rl.batch"},
+    {"rl.sub_batch", function() return rl.sub_batch(b, {}) end, "idx must be a non-empty list"},
+    {"rl.sub_batch", function() return rl.sub_batch(b, {1, 99}) end, "idx[2] is 99"},
+    {"rl.chunks", function() return rl.chunks(b, 0) end, "K must be an integer >= 1"},
+    {"rl.advantages", function() return rl.advantages({1}, b) end, "r must hold one reward per sample"},
+    {"rl.fill_metrics", function() return rl.fill_metrics(nil, b, 0 / 0) end, "T (the loss temperature)"},
+    {"rl.register_weighted", function() return rl.register_weighted("l2", function() end) end, "built-in method"},
+    {"rl", function() return rl.methods.temp_only(b, {}) end, "temp_only does not train"},
+  }
+  for _, c in ipairs(cases) do
+    local line, ok, err = debug.getinfo(1, "l").currentline, pcall(function() c[2]() end)
+    local want = ("%s:%d: %s"):format(file, line, c[1])
+    err = tostring(err)
+    H.ok(not ok, c[1] .. " refuses: " .. c[3])
+    H.eq(err:sub(1, #want), want, c[1] .. " (" .. c[3] .. ") points at the caller: " .. err)
+    H.ok(err:find(c[3], 1, true), c[1] .. ": the message names it: " .. err)
+  end
+end)
+
 H.finish()
