@@ -1651,7 +1651,7 @@ H.case("the loss temperature defaults to the sampling temperature rl.batch recor
   end
   H.ok(math.abs(rl.loss("l2", b, {}):item() - rl.loss("l2", b, {temperature = 1.0}):item()) > 1e-6, "not 1.0")
   H.near(rl.fill_metrics(nil, b, nil, 0).entropy, rl.fill_metrics(nil, b, 0.7, 0).entropy, 1e-12, "rl.fill_metrics")
-  rl.snapshot_policy("grpo_prob", b, {})
+  H.eq(rl.snapshot_policy("grpo_prob", b, {}), b, "rl.snapshot_policy returns the batch")
   H.near(b.samples[2].old_logprobs[1], rl.token_view(b, 0.7).logp_tok:totable()[b.comp_lens[1] + 1], 1e-6,
          "rl.snapshot_policy")
   b.rewards = nil
@@ -1711,6 +1711,10 @@ H.case("rl.loss, rl.backward and rl.snapshot_policy refuse bad input at the call
     {"ttrl", plain, {}, "grpo_ttrl rewards agreement"},
     {"grpo_prob", b, {kl_coef = 0.1}, "kl_coef > 0 needs batch.ref_model"},
     {"grpo_prob", plain, {}, "no loss temperature"},
+    -- (twenty-ninth session) the options a built-in method does not read
+    {"l2", b, {alpah = 1}, "unknown option \"alpah\" for method l2"},
+    {"l2", b, {clip_max = 0.3}, "method l2 does not use the option \"clip_max\""},
+    {"l2", b, {kl_coef = 0.1}, "kl_coef = 0.1, but l2 has no KL term"},
   }
   local file = debug.getinfo(1, "S").short_src
   H.ok(file:find("test_rl.lua", 1, true), "this file's name: " .. file)
@@ -2201,6 +2205,133 @@ H.case("rl.batch and the building blocks refuse bad input at the caller's line",
     H.eq(err:sub(1, #want), want, c[1] .. " (" .. c[3] .. ") points at the caller: " .. err)
     H.ok(err:find(c[3], 1, true), c[1] .. ": the message names it: " .. err)
   end
+end)
+
+H.case("a batch missing rl.batch's fields, a sample without tokens, a model without hidden are named", function()
+  local m = tiny(3, 0.6)
+  local b = make_batch(m, 2, 5, 3)
+  local function without(key)
+    local c = {}
+    for k, x in pairs(b) do c[k] = x end
+    c[key] = nil
+    return c
+  end
+  for _, key in ipairs({"samples", "model", "ids", "comp_lens"}) do
+    refused(function() rl.loss("l2", without(key), {}) end, "rl.loss: batch must be a batch made by rl.batch",
+            "without its fields")
+  end
+  local p = PROMPTS[1]
+  refused(function() rl.batch(m, {p}, {5}) end, "rl.batch: sample 1 must be a table with tokens", "got 5")
+  refused(function() rl.batch(m, {p}, {{text = "x"}}) end, "rl.batch: sample 1 must be a table with tokens",
+          "got tokens = nil")
+  refused(function() rl.batch(m, {p}, {{tokens = "12"}}) end, "got tokens = \"12\"")
+  refused(function() rl.token_view(b, 0.7, {}) end, "rl.token_view: m must be a model", "got a table")
+  local v = rl.token_view(b, 0.7)
+  local n = v.logp_tok:numel()
+  refused(function() rl.segment_sums(v.logp_tok:view({n, 1}), b) end,
+          ("rl.segment_sums: x must be a per-token tensor [%d]"):format(n), ("got a tensor of shape [%d, 1]"):format(n))
+  refused(function() rl.segment_sums(v.logp_tok:narrow(1, 1, n - 1), b) end, ("got a tensor of shape [%d]"):format(n - 1))
+end)
+
+-- the metrics users read from fixed inputs: train_acc from the grades, box_rate from the texts,
+-- mean_weight and max_weight from the weights, in one pass and in micro-batches
+H.case("train_acc, box_rate, mean_weight and max_weight equal their hand-counted values", function()
+  local m = tiny(3, 0.6)
+  local texts = {"\\boxed{3}", "3", "\\boxed{4}", "\\boxed{6}", "x", "\\boxed{6"}
+  local samples = {}
+  for i, t in ipairs(texts) do samples[i] = {tokens = {10 + i, 20 + 2 * i}, text = t} end
+  local graded = {}
+  local b = rl.batch(m, {PROMPTS[1], PROMPTS[2]}, samples, {n = 3, temperature = 0.7, answers = {"3", "6"},
+    grade = function(text, answer)
+      graded[#graded + 1] = answer
+      return text == "\\boxed{" .. answer .. "}"
+    end})
+  H.eq(table.concat(graded, ","), "3,3,3,6,6,6", "each sample graded against its question's answer")
+  local c = {}
+  for i = 1, 6 do c[i] = tostring(b.correct[i]) end
+  H.eq(table.concat(c, ","), "true,false,false,true,false,false", "batch.correct")
+  local W = {0.2, 0.15, 0.9, 0.05, 0.3, 0.4}                       -- max not first, mean 2/6
+  rl.register_weighted("test_fixed_w", function(lpv)
+    local w = {}
+    for i = 1, #lpv do w[i] = W[i] end
+    return w
+  end)
+  local ok, err = pcall(function()
+    local lpv = lp_values(m, b, 0.7)
+    local direct = 0
+    for i = 1, 6 do direct = direct - W[i] * lpv[i] end
+    for _, K in ipairs({0, 2, 4}) do
+      zero_grads(m)
+      local lv, met = rl.backward("test_fixed_w", b, {micro_batch = K})
+      local what = " (micro_batch " .. K .. ")"
+      H.near(lv, direct, 1e-5, "loss" .. what)
+      H.near(met.train_acc, 2 / 6, 1e-15, "train_acc" .. what)
+      H.near(met.box_rate, 4 / 6, 1e-15, "box_rate: \\boxed{ in 4 of 6" .. what)
+      H.near(met.mean_weight, 2 / 6, 1e-15, "mean_weight" .. what)
+      H.eq(met.max_weight, 0.9, "max_weight" .. what)
+      H.eq(met.n_samples, 6, "n_samples" .. what)
+      H.near(met.mean_length, 2, 1e-15, "mean_length" .. what)
+    end
+    zero_grads(m)
+  end)
+  rl.methods.test_fixed_w, rl.weights.test_fixed_w = nil, nil
+  if not ok then error(err, 0) end
+end)
+
+-- ours_softmax over log-probs hundreds of nats apart (long completions): exp(lp_i - max) with the
+-- group's max, never overflowing to inf (inf / inf = NaN)
+H.case("ours_softmax's weights stay finite when the log-probs are hundreds of nats apart", function()
+  local b = {groups = {{1, 3}, {4, 5}}, comp_lens = {400, 450, 500, 20, 30}}
+  local w = rl.weights.ours_softmax.fn({-5, -30, -800, -900, -2}, b, {alpha = 0.1})
+  local z = 1 + math.exp(-25)
+  H.near(w[1], 1 / z + 0.1, 1e-15, "the likeliest sample")
+  H.near(w[2], math.exp(-25) / z + 0.1, 1e-15, "25 nats below")
+  H.eq(w[3], 0.1, "795 nats below: alpha alone")
+  H.eq(w[4], 0.1, "second question, 898 nats below: alpha alone")
+  H.near(w[5], 1.1, 1e-15, "second question's likeliest")
+end)
+
+-- rl.advantages on questions of one sample (n = 1: every advantage 0, no error) and its check
+-- of the first reward
+H.case("rl.advantages: n = 1 gives zeros; every reward is checked, the first too", function()
+  local b = {groups = {{1, 1}, {2, 2}, {3, 3}}, samples = {{}, {}, {}}}
+  H.eq(table.concat(rl.advantages({1, 5, -2}, b), ","), "0.0,0.0,0.0", "one sample per question")
+  refused(function() rl.advantages({0 / 0, 1, 2}, b) end, "rl.advantages: reward 1 is nan, not a finite number")
+  refused(function() rl.advantages({"1", 1, 2}, b) end, "reward 1 is \"1\"")
+  local b3 = {groups = {{1, 3}}, samples = {{}, {}, {}}}
+  local a = rl.advantages({1, 2, 6}, b3)
+  local sd = math.sqrt(7)                                          -- (4 + 1 + 9) / (3 - 1)
+  H.near(a[1], -2 / (sd + 1e-6), 1e-15, "(1 - 3) / sd")
+  H.near(a[3], 3 / (sd + 1e-6), 1e-15, "(6 - 3) / sd")
+end)
+
+-- rl.backward's metrics of a per-question method of one's own in micro-batches: kl a sum over
+-- the chunks, n_samples a count, the others means weighted by the chunks' samples
+H.case("micro-batches of a method of one's own: kl and n_samples add up, the rest are sample means", function()
+  local m = tiny(3, 0.6)
+  local samples = {}
+  for i = 1, 9 do samples[i] = {tokens = {i, i + 1}} end
+  local b = rl.batch(m, PROMPTS, samples, {n = 3, temperature = 0.7})
+  rl.methods.test_pq = function(batch, o)
+    local q = batch.question_of[1]
+    return -rl.seq_logprobs(batch, o.temperature):sum(),
+           {n_samples = #batch.samples, kl = 0.25 * #batch.groups, test_q = q, label = "x"}
+  end
+  rl.per_question.test_pq = true
+  local ok, err = pcall(function()
+    for _, c in ipairs({{0, 1}, {3, 2}, {6, 5 / 3}}) do
+      zero_grads(m)
+      local _, met = rl.backward("test_pq", b, {micro_batch = c[1]})
+      local what = " (micro_batch " .. c[1] .. ")"
+      H.eq(met.n_samples, 9, "n_samples" .. what)
+      H.near(met.kl, 0.75, 1e-15, "kl: 0.25 per question" .. what)
+      -- one pass: the first question's 1; chunks {1}, {2}, {3}: (1 + 2 + 3) / 3; {1, 2}, {3}: 1 * 6/9 + 3 * 3/9
+      H.near(met.test_q, c[2], 1e-15, "a mean over samples" .. what)
+    end
+    zero_grads(m)
+  end)
+  rl.methods.test_pq, rl.per_question.test_pq = nil, nil
+  if not ok then error(err, 0) end
 end)
 
 H.finish()
