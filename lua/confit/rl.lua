@@ -327,8 +327,10 @@ function rl.batch(m, prompts, samples, opts)
   end
   local n = opts.n or (#samples // #prompts)
   if n < 1 or n * #prompts ~= #samples then
+    -- (without opts.n, n is #samples // #prompts: the message said "defaults to 1" until the
+    -- twenty-ninth session, also where that n was 3)
     error(("rl.batch: %d samples for %d prompts is not n = %d per prompt%s"):format(#samples, #prompts, n,
-          opts.n == nil and " (opts.n, the samples per prompt, defaults to 1: give m:generate's n)" or ""), 2)
+          opts.n == nil and " (opts.n, the samples per prompt, not given: give m:generate's n)" or ""), 2)
   end
   local V = type(m.config) == "table" and math.tointeger(m.config.vocab_size) or nil
   local ids_of = {}

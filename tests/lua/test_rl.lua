@@ -1481,9 +1481,13 @@ H.case("rl.batch refuses bad prompts, samples and n with one line naming them", 
   refused(function() rl.batch(m, {p}, s, {n = 0}) end, "rl.batch", "opts.n", "integer >= 1", "0")
   refused(function() rl.batch(m, {p}, s, {n = "2"}) end, "rl.batch", "opts.n", '"2"')
   refused(function() rl.batch(m, {p}, s, {n = 1.0}) end, "rl.batch", "opts.n", "1.0")
-  refused(function() rl.batch(m, {p, p}, {s[1], s[2], s[1]}) end, "3 samples for 2 prompts", "opts.n, the samples per prompt, defaults to 1")
+  refused(function() rl.batch(m, {p, p}, {s[1], s[2], s[1]}) end, "3 samples for 2 prompts is not n = 1 per prompt",
+          "(opts.n, the samples per prompt, not given: give m:generate's n)")
+  -- (it said "defaults to 1" where the n tried was 7 // 2 = 3)
+  local s7 = {s[1], s[2], s[1], s[2], s[1], s[2], s[1]}
+  refused(function() rl.batch(m, {p, p}, s7) end, "7 samples for 2 prompts is not n = 3 per prompt (opts.n, the samples per prompt, not given")
   local e = refused(function() rl.batch(m, {p, p}, {s[1], s[2], s[1]}, {n = 2}) end, "3 samples for 2 prompts is not n = 2")
-  H.ok(not e:find("defaults to 1", 1, true), e)
+  H.ok(not e:find("not given", 1, true), e)
   refused(function() rl.batch(m, {p}, s, {extract = "boxed"}) end, "rl.batch", "opts.extract", "function")
   refused(function() rl.batch(m, {p}, s, "x") end, "rl.batch", "opts must be a table")
   -- the good batch still builds
