@@ -31,9 +31,12 @@ static pending *pend;
 static int npend, depth;
 static cf_prof_row *rows;
 static int nrows, caprows;
-static char phases[PHASES_MAX][PHASE_LEN];
-static int nphases;
-static const char *phase = "fwd";
+/* "fwd" is interned from the start: rows match phases by pointer, and a phase set back after a
+ * backward or a generation (cf_prof_set_phase(old)) is the interned copy. With the literal as the
+ * first phase, a profile started before any phase was set had two "fwd" rows for one op. */
+static char phases[PHASES_MAX][PHASE_LEN] = {"fwd"};
+static int nphases = 1;
+static const char *phase = phases[0];
 
 void cf_prof_register_timer(const cf_prof_timer *t) {
   timer = *t;

@@ -58,12 +58,20 @@ end)
 
 H.case("rows are sorted, largest first, and the report shows them", function()
   local a = confit.randn({256, 256})
+  -- (twenty-ninth session) the cheap neg enters first: rows left in the order they were met
+  -- (no sort) put it on top
+  local t0 = confit.clock()
   local rows = confit.profile(function()
-    for _ = 1, 3 do a:matmul(a) end
     a:neg()
+    for _ = 1, 3 do a:matmul(a) end
   end)
+  local wall = confit.clock() - t0
   local sec = require("confit.profiler").seconds
   for i = 2, #rows do H.ok(sec(rows[i - 1]) >= sec(rows[i]), "sorted at row " .. i) end
+  -- the regions are nearly all of the call: their host seconds add up to most of its wall time
+  -- (a clock that read nanoseconds as 1e-10 s gave a tenth)
+  local sum = P.total(rows).host_s
+  H.ok(sum >= 0.5 * wall and sum <= wall + 1e-3, string.format("regions %.6f s of a %.6f s call", sum, wall))
   H.eq(by_key(rows)["fwd/matmul"].calls, 3, "three matmuls")
   -- which row is on top is the clock's call (a busy machine can stall the one neg past three
   -- matmuls): the report shows whichever it is, and not the other
@@ -83,6 +91,9 @@ H.case("rows are sorted, largest first, and the report shows them", function()
   -- (h24 walkthrough) {tops = 3} printed 25 rows without a word
   H.raises(function() P.report(rows, {tops = 3}) end, "unknown option tops (options: phase, top)")
   H.raises(function() P.report({rows[1], {name = "x"}}) end, "row 2 is not a row")
+  -- a mistake in the options names the caller's line, not profiler.lua's
+  local ok, e = pcall(function() local text = P.report(rows, {tops = 3}); return text end)
+  H.ok(not ok and e:find("^tests/lua/test_profiler%.lua:%d+: profiler%.report: unknown option tops"), tostring(e))
 end)
 
 H.case("phases label regions; backward and optimizer keep their own", function()
@@ -98,7 +109,42 @@ H.case("phases label regions; backward and optimizer keep their own", function()
   H.ok(k["loss/mul"] and k["loss/sum"], "ops under the label")
   H.ok(k["bwd/mul"], "backward under bwd")
   H.ok(k["fwd/add"], "label restored afterwards")
-  H.raises(function() P.phase("") end, "empty phase")
+  H.raises(function() P.phase("") end, "bad argument #1 to 'phase' (an empty phase label)")
+end)
+
+-- (twenty-ninth session) every backward and optimizer step sets its phase and sets the previous
+-- one back: the labels are interned once each, not once a step (64 steps later every region was
+-- "other"), and a label set back is the same row's
+H.case("a long profile of many steps keeps its phases: no \"other\", one row per (phase, name)", function()
+  local w = confit.randn({4, 4}); w.requires_grad = true
+  local rows = confit.profile(function()
+    for _ = 1, 40 do
+      w.grad = nil
+      w:neg():sum():backward()
+    end
+  end)
+  local k = by_key(rows)
+  H.eq(k["fwd/neg"].calls, 40, "fwd/neg")
+  H.eq(k["bwd/neg"].calls, 40, "bwd/neg")
+  for _, r in ipairs(rows) do H.ok(r.phase == "fwd" or r.phase == "bwd", "phase " .. r.phase .. " of " .. r.name) end
+end)
+
+-- (twenty-ninth session) the first phase was the literal "fwd", not the interned one a backward
+-- sets back: a profile started before any phase was set showed fwd/neg twice, each with some calls
+H.case("a profile started at once keeps one fwd row per op across a backward", function()
+  local out, ended, rc = H.run_limited([[
+    local confit = require "confit"
+    local P = confit.profiler
+    local w = confit.randn({4, 4}); w.requires_grad = true
+    io.write(select("#", P.start()), "\n")   -- start returns nothing (the REPL prints no value)
+    w:neg():sum():backward()
+    w:neg()
+    for _, r in ipairs(P.stop()) do io.write(r.phase, "/", r.name, " ", r.calls, "\n") end]], 60)
+  H.ok(ended and rc == 0, out)
+  H.ok(out:match("^0\n"), "start returned no value: " .. out)
+  local _, n = out:gsub("fwd/neg ", "")
+  H.eq(n, 1, "rows for fwd/neg:\n" .. out)
+  H.ok(out:find("fwd/neg 2\n", 1, true), out)
 end)
 
 -- (twenty-fourth session) a phase set inside confit.profile(fn) stayed set: the next profile's
