@@ -115,6 +115,10 @@ segment("tables", table.concat({
   "table, string = T, S",
   ""}, "\n"))
 segment("tensor_complete", 't = confit.tensor({1, 2})\nprint(type(t))\n:complete t:ma\n')
+-- (twenty-ninth session) lines longer than the reader's first buffer (256 bytes) and keys that
+-- are no identifier or are hidden (__name) in completions
+segment("long_line", "x = " .. ("1 + "):rep(200) .. "1\nx\n")
+segment("complete_keys", 'b = {["1st"] = 1, __secret = 2, ok = 3, _x = 4}\n:complete b.\n:complete b.__\n')
 segment("eof", "print('a')\nfor i=1,2 do\n") -- must stay last: input ends inside the loop
 
 local session_out, session_err, session_code = run("", table.concat(segments))
@@ -353,6 +357,16 @@ H.case(":time toggles timing (off when stdin is not a terminal)", function()
   H.ok(out:match("^1\ntiming on\n2\n%[[%d.]+ m?s%]\ntiming off\n3\n$"), string.format("got %q", out))
 end)
 
+H.case("a piped line longer than the read buffer is read whole", function()
+  local out, err = seg("long_line")
+  H.eq(out, "201\n", "stdout")
+  H.eq(err, "", "stderr")
+end)
+
+H.case(":complete offers identifiers only, and __ names only after __", function()
+  H.eq(seg("complete_keys"), "b._x\nb.ok\nb.__secret\n")
+end)
+
 H.case(":complete lists Tab completions, walking __index chains", function()
   H.eq(seg("complete"), table.concat({"a.bar", "a.fn", "a.foo", "a.x", "a:fn", "io.stdout:seek",
     "io.stdout:setvbuf", "u:matmul", "print", "while", ""}, "\n"))
@@ -490,6 +504,20 @@ H.case("a script gets arg and ...; -e chunks run first, in order", function()
   out, err, code = run("-e 'x = 2' -e 'print(x * 21)' " .. q(script))
   H.eq(out, "42\ntrue\tnil\tnil\t0\t0\nprint(x * 21)\t-e\n")
   H.eq(err, "")
+  H.eq(code, 0)
+end)
+
+-- (twenty-ninth session) what follows -- is the script and its arguments, never options
+H.case("-- ends the options: the next argument is the script, the rest are its arguments", function()
+  local script = tmp("_dd.lua")
+  write(script, "print(...)\n")
+  local out, err, code = run("-- " .. q(script) .. " -e x", "print('REPL')\n")
+  H.eq(out, "-e\tx\n", "stdout")
+  H.eq(err, "")
+  H.eq(code, 0)
+  -- -- at the end: the -e chunks run, no script, no REPL (stdin unread)
+  out, err, code = run("-e 'print(1)' --", "print('stdin read')\n")
+  H.eq(out, "1\n", "stdout")
   H.eq(code, 0)
 end)
 
