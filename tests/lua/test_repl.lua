@@ -507,6 +507,20 @@ H.case("a script gets arg and ...; -e chunks run first, in order", function()
   H.eq(code, 0)
 end)
 
+-- (twenty-ninth session) a script's arguments go on the Lua stack (room is made for them: 300
+-- overran it), and the state is closed at the end, so finalizers run as in the stock lua
+H.case("a script with many arguments gets them all; its finalizers run at exit", function()
+  local script = tmp("_many.lua")
+  write(script, "print(select('#', ...), #arg, (select(300, ...)), arg[300])\n"
+    .. "setmetatable({}, {__gc = function() print('finalized') end})\n")
+  local args = {}
+  for i = 1, 300 do args[i] = "a" .. i end
+  local out, err, code = run(q(script) .. " " .. table.concat(args, " "))
+  H.eq(out, "300\t300\ta300\ta300\nfinalized\n", "stdout")
+  H.eq(err, "")
+  H.eq(code, 0)
+end)
+
 -- (twenty-ninth session) what follows -- is the script and its arguments, never options
 H.case("-- ends the options: the next argument is the script, the rest are its arguments", function()
   local script = tmp("_dd.lua")
