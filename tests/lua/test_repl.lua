@@ -618,6 +618,37 @@ H.case("Ctrl-C interrupts a running script: message, status 1", function()
   os.remove(ready)
 end)
 
+-- (twenty-ninth session, mutation testing of main.c) the script's status, as test_recipes_cli's U5
+-- checks it for a recipe, here beside the other Ctrl-C cases
+H.case("Ctrl-C ends a script with one line and status 130; an error that only reads so keeps its traceback", function()
+  local ready, script = tmp(".ready_s"), tmp("_int.lua")
+  write(script, string.format("io.open(%q, 'w'):close()\nwhile true do end\n", ready))
+  local out, err, st = run_interrupted(q(script), "", ready)
+  H.eq(err, "confit: interrupted\n", "stderr")
+  H.eq(out, "")
+  H.eq(st, 130, "status")
+  os.remove(ready)
+  -- with -i the REPL follows, and the status is the session's: the piped input is a script, and
+  -- what ran before it failed (1), not the interrupt's 130
+  out, err, st = run_interrupted("-i " .. q(script), "print('after')\n", ready)
+  H.eq(err, "confit: interrupted\n", "stderr, -i")
+  H.eq(out, "after\n", "stdout, -i")
+  H.eq(st, 1, "status, -i")
+  os.remove(ready)
+  -- a Ctrl-C caught, then an error of the script's own that starts with the word
+  write(script, string.format("pcall(function() io.open(%q, 'w'):close() while true do end end)\n"
+    .. "error('interrupted twice', 0)\n", ready))
+  _, err, st = run_interrupted(q(script), "", ready)
+  has(err, "confit: interrupted twice\nstack traceback", "stderr")
+  H.eq(st, 1, "status")
+  os.remove(ready)
+  -- the same words with no Ctrl-C at all
+  write(script, "error('interrupted', 0)\n")
+  _, err, st = run(q(script))
+  has(err, "confit: interrupted\nstack traceback", "stderr")
+  H.eq(st, 1, "status")
+end)
+
 H.case("Ctrl-C in the REPL stops the command and the session goes on", function()
   local ready = tmp(".ready2")
   local input = string.format("io.open(%q, 'w'):close() while true do end\nprint('alive')\n", ready)
