@@ -659,6 +659,24 @@ H.case("Ctrl-C in the REPL stops the command and the session goes on", function(
   os.remove(ready)
 end)
 
+-- (twenty-ninth session) piped input too: a Ctrl-C while the REPL waits for the rest of a chunk
+-- drops the chunk, and the session reads on (the pipe stays open: its writer sleeps)
+H.case("Ctrl-C while the REPL waits for input drops the pending chunk; the session goes on", function()
+  local ready, out, err = tmp(".ready4"), tmp(".out4"), tmp(".err4")
+  local sh = table.concat({
+    "{ echo %s; echo 'for i = 1, 2 do'; sleep 2; echo \"print('after')\"; } | CONFIT_HISTORY= %s > %s 2> %s & pid=$!",
+    "(sleep 12; kill -KILL $pid) >/dev/null 2>&1 & wd=$!",
+    "i=0; while [ ! -e %s ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done",
+    "sleep 0.5; kill -INT $pid; wait $pid; st=$?; kill $wd 2>/dev/null; echo $st"}, "\n")
+  local cmd = string.format(sh, q(string.format("io.open(%q, 'w'):close();", ready)), q(exe), q(out), q(err), q(ready))
+  local p = assert(io.popen("sh -c " .. q(cmd), "r"))
+  local st = tonumber(p:read("a"):match("%d+"))
+  p:close()
+  H.eq(slurp(out), "after\n", "stdout (stderr: " .. slurp(err) .. ")")
+  H.eq(st, 0, "status")
+  os.remove(ready)
+end)
+
 H.case("a Ctrl-C caught by pcall is spent: the next generation runs whole", function()
   local ready = tmp(".ready3")
   local code = string.format([[
