@@ -209,6 +209,14 @@ H.case("CPU generation stages", function()
   H.ok(by_key(r2)["fwd/neg"], "phase back to fwd")
 end)
 
+-- (twenty-ninth session) :help confit.profiler.start and the others read the binding's docs
+H.case("the profiler's functions are documented under their names", function()
+  for _, n in ipairs({"start", "stop", "active", "phase"}) do
+    local d = confit.doc["confit.profiler." .. n]
+    H.ok(type(d) == "string" and d:find("confit.profiler." .. n .. "(", 1, true), "doc of confit.profiler." .. n .. ": " .. tostring(d))
+  end
+end)
+
 -- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, profiler)
 do
 local prof = require "confit.profiler"
