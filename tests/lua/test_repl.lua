@@ -690,6 +690,29 @@ H.case("a Ctrl-C caught by pcall is spent: the next generation runs whole", func
   os.remove(ready)
 end)
 
+-- (twenty-ninth session) the handler also raises the core's flag, so a generation (C, no Lua
+-- instruction for the hook to stop at) ends at its next step, not after its last token; the
+-- profiler counts the steps that ran
+H.case("Ctrl-C stops a generation between steps", function()
+  local ready = tmp(".ready5")
+  local code = string.format([[
+    local confit = require("confit")
+    local m = assert(confit.load("examples/toy/model"))
+    local P = confit.profiler
+    P.start()
+    local ok, e = pcall(function()
+      io.open(%q, "w"):close()
+      return m:generate({"3+4="}, {n = 128, max_new_tokens = 120, ignore_eos = true})
+    end)
+    local steps = 0
+    for _, r in ipairs(P.stop()) do if r.phase == "gen.decode" and r.name == "sample" then steps = r.calls end end
+    print(ok, e, steps < 119)]], ready)
+  local out, err, st = run_interrupted("-e " .. q(code), "", ready)
+  H.eq(out, "false\tinterrupted\ttrue\n", "stdout (stderr: " .. err .. ")")
+  H.eq(st, 0, "status")
+  os.remove(ready)
+end)
+
 H.case("output that cannot be written (a full disk) is a failure, named", function()
   if not io.open("/dev/full", "w") then return H.skip("stdout to /dev/full", "no /dev/full") end
   local err = tmp(".err")
