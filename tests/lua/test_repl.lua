@@ -661,18 +661,22 @@ end)
 
 -- (twenty-ninth session) piped input too: a Ctrl-C while the REPL waits for the rest of a chunk
 -- drops the chunk, and the session reads on (the pipe stays open: its writer sleeps)
+-- Also: what a chunk wrote is flushed before the REPL waits for input (a program driving the REPL
+-- through a pipe waits for it), here io.write's line, read while the REPL waits.
 H.case("Ctrl-C while the REPL waits for input drops the pending chunk; the session goes on", function()
-  local ready, out, err = tmp(".ready4"), tmp(".out4"), tmp(".err4")
+  local ready, out, err, early = tmp(".ready4"), tmp(".out4"), tmp(".err4"), tmp(".early4")
   local sh = table.concat({
-    "{ echo %s; echo 'for i = 1, 2 do'; sleep 2; echo \"print('after')\"; } | CONFIT_HISTORY= %s > %s 2> %s & pid=$!",
+    "{ printf '%%s\\n' %s; echo 'for i = 1, 2 do'; sleep 2; echo \"print('after')\"; } | CONFIT_HISTORY= %s > %s 2> %s & pid=$!",
     "(sleep 12; kill -KILL $pid) >/dev/null 2>&1 & wd=$!",
     "i=0; while [ ! -e %s ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done",
-    "sleep 0.5; kill -INT $pid; wait $pid; st=$?; kill $wd 2>/dev/null; echo $st"}, "\n")
-  local cmd = string.format(sh, q(string.format("io.open(%q, 'w'):close();", ready)), q(exe), q(out), q(err), q(ready))
+    "sleep 0.5; cp %s %s; kill -INT $pid; wait $pid; st=$?; kill $wd 2>/dev/null; echo $st"}, "\n")
+  local cmd = string.format(sh, q(string.format("io.write('hello\\n') io.open(%q, 'w'):close();", ready)), q(exe),
+    q(out), q(err), q(ready), q(out), q(early))
   local p = assert(io.popen("sh -c " .. q(cmd), "r"))
   local st = tonumber(p:read("a"):match("%d+"))
   p:close()
-  H.eq(slurp(out), "after\n", "stdout (stderr: " .. slurp(err) .. ")")
+  H.eq(slurp(early), "hello\n", "stdout while the REPL waits")
+  H.eq(slurp(out), "hello\nafter\n", "stdout (stderr: " .. slurp(err) .. ")")
   H.eq(st, 0, "status")
   os.remove(ready)
 end)
