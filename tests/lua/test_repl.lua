@@ -902,4 +902,28 @@ H.case("README.md and docs/*.md hold no control characters", function()
   end
 end)
 
+-- (twenty-ninth session) ctest runs each Lua test through tests/lua_test.sh: exit 0 without the
+-- harness's summary fails (a confit that ran no script passed every test), as does a status that
+-- is not 0 after a clean summary (a sanitizer's report: LeakSanitizer exits 23); 77 is a skip
+H.case("tests/lua_test.sh asks both the exit status and the harness's summary", function()
+  local cases = {   -- {script, exit status lua_test.sh gives}
+    {"print('nothing run')", 1},
+    {"print('3 passed, 0 failed, 0 skipped'); os.exit(23)", 23},
+    {"print('3 passed, 1 failed, 0 skipped')", 1},
+    {"os.exit(77)", 77},
+    {"print('3 passed, 0 failed, 0 skipped')", 0},
+  }
+  for _, c in ipairs(cases) do
+    local script = tmp(".lua")
+    write(script, c[1] .. "\n")
+    local p = io.popen(("sh tests/lua_test.sh %s %s 2>&1"):format(q(exe), q(script)))
+    local out = p:read("a")
+    local _, _, rc = p:close()
+    H.eq(rc, c[2], c[1] .. ": " .. out)
+    if c[2] == 1 and c[1]:find("nothing", 1, true) then
+      H.ok(out:find("without the harness's summary", 1, true), out)
+    end
+  end
+end)
+
 H.finish()
