@@ -641,7 +641,13 @@ local function strip_times(r)
 end
 
 H.case("train.run: same seed, same step metrics bit for bit", function()
+  local t0 = confit.clock()
   local a = run_tiny(nil, 3)
+  local wall = confit.clock() - t0
+  -- (twenty-ninth session, mutation testing: clock() + t_u passed) a step's time is its share of the run's
+  for s = 1, 3 do
+    H.ok(a[s].step_s > 0 and a[s].step_s <= wall, ("step %d took %g s of the run's %g"):format(s, a[s].step_s, wall))
+  end
   local b = run_tiny(nil, 3)
   H.eq(#a, 3, "three records")
   for s = 1, 3 do
@@ -749,6 +755,14 @@ H.case("train.run: resume refuses other stop ids (a sampling setting)", function
            "stop_ids " .. semi .. ", this run ")
   H.raises(function() run_tiny(dir, 3, {resume = true, checkpoint_every = 2, stop = {semi, 1}}) end, "stop_ids")
   H.eq(#run_tiny(dir, 3, {resume = true, checkpoint_every = 2, stop = {semi, semi}}), 3, "the same ids resume")
+  os.execute(("rm -rf %q"):format(dir))
+  -- (twenty-ninth session, mutation testing: the ids compared unsorted passed) the same ids in
+  -- another order are the same setting
+  dir = fresh_dir()
+  run_tiny(dir, 2, {checkpoint_every = 2, stop = {semi, 1}})
+  H.eq(train.check_out(dir, {method = "l2", resume = true, lr = 1e-3, n = 4, questions_per_step = 2, temperature = 0.7,
+                             max_new_tokens = 6, seed = 4, checkpoint_every = 2, stop = {1, semi}}), nil,
+       "stop {1, " .. semi .. "} resumes a run made with {" .. semi .. ", 1}")
   os.execute(("rm -rf %q"):format(dir))
 end)
 
@@ -1020,6 +1034,72 @@ H.case("train.run: resume refuses settings that differ from the checkpoint's", f
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+-- (twenty-ninth session, mutation testing) the checks of train.check_out that no case reached
+H.case("train.check_out names the damage (a header length past 100 MB, a field of the wrong kind), not a parameter never updated", function()
+  local dir = fresh_dir()
+  run_tiny(dir, 2, {checkpoint_every = 2})
+  local o = {method = "l2", resume = true, lr = 1e-3, n = 4, questions_per_step = 2, temperature = 0.7,
+             max_new_tokens = 6, seed = 4}
+  H.eq(train.check_out(dir, o), nil, "the run's own settings")
+  local path = dir .. "/checkpoint-2/optimizer.safetensors"
+  local bytes = H.read(path)
+  -- one byte past the limit (core/io/safetensors.h: CF_ST_MAX_HEADER) is named so; at the limit
+  -- the length is read as a length, and this file is too short for it
+  H.write(path, string.pack("<i8", 100000001) .. bytes:sub(9))
+  H.ok((train.check_out(dir, o) or ""):find(path .. ": header length 100000001 exceeds the 100 MB limit", 1, true),
+       "past the limit: " .. tostring(train.check_out(dir, o)))
+  H.write(path, string.pack("<i8", 100000000) .. bytes:sub(9))
+  H.ok((train.check_out(dir, o) or ""):find(path .. ": not a safetensors file", 1, true),
+       "at the limit: " .. tostring(train.check_out(dir, o)))
+  H.write(path, bytes)
+  -- a field of trainer_state.json of the wrong kind is damage, named as such (not "method 5,
+  -- this run l2", nor a traceback); each case on a fresh copy of the file
+  local spath = dir .. "/checkpoint-2/trainer_state.json"
+  local text = H.read(spath)
+  for _, c in ipairs({
+    {function(st) st.method = 5 end, "method must be a string, got 5"},
+    {function(st) st.seed = 1.5 end, "seed must be an integer, got 1.5"},
+    {function(st) st.settings.top_p_among_top_k = 1 end, "settings.top_p_among_top_k must be a boolean, got 1"},
+    {function(st) st.settings.stop_ids = 7 end, "settings.stop_ids must be a string, got 7"},
+    {function(st) st.settings.method_opts = 3 end, "settings.method_opts must be an object, got 3"},
+    {function(st) st.settings.method_opts = {x = {1}} end, "settings.method_opts.x must be a number, string or boolean"},
+    {function(st) st.optimizer.state_dtype = 1 end, "optimizer.state_dtype must be a string, got 1"},
+    {function(st) st.optimizer.kind = 1 end, "optimizer.kind must be a string, got 1"},
+    {function(st) st.optimizer.nparams = -1 end, "optimizer.nparams must be an integer >= 0, got -1"},
+    {function(st) st.optimizer.steps = 1.5 end, "optimizer.steps must be an integer >= 0, got 1.5"},
+    {function(st) st.optimizer["step.27"] = 1 end, "optimizer.step.27: there are nparams = 26 parameters"},
+    {function(st) st.optimizer["step.0"] = 1 end, "optimizer.step.0: there are nparams = 26 parameters"},
+    {function(st) st.optimizer["step.1"] = 3 end, "optimizer.step.1 must be an integer in [0, steps = 2], got 3"},
+  }) do
+    local st = assert(jsonio.read_json(spath))
+    c[1](st)
+    assert(jsonio.write_json_atomic(spath, st))
+    local err = train.check_out(dir, o) or "(accepted)"
+    H.ok(err:find("checkpoint-2 is damaged (trainer_state.json: " .. c[2], 1, true), c[2] .. ": " .. err)
+    H.write(spath, text)
+  end
+  H.eq(train.check_out(dir, o), nil, "the files put back")
+  os.execute(("rm -rf %q"):format(dir))
+  -- a parameter the optimizer never updated (no gradient yet) has no moments in the file: not damage
+  dir = fresh_dir()
+  local m = tiny(9, 0.3)
+  local opt = confit.optim.adamw(train.trainable(m), {lr = 1e-2})
+  local names = m:param_names()
+  table.sort(names)
+  for _ = 1, 2 do
+    for i, name in ipairs(names) do
+      local p = m:parameters()[name]
+      p.grad = i > 1 and confit.ones(p:shape()) or nil
+    end
+    opt:step()
+  end
+  H.eq(opt:state()["step.1"], 0, "parameter 1 never updated")
+  train.save_checkpoint(dir, 2, m, opt)
+  H.write(dir .. "/steps.jsonl", '{"step": 1, "loss": 1}\n{"step": 2, "loss": 1}\n')
+  H.eq(train.check_out(dir, {resume = true, steps = 3, lr = 1e-2}), nil, "resumable without parameter 1's moments")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: a NaN loss stops the run naming the step, before any update", function()
   local dir = fresh_dir()
   local m = tiny(9, 0.3)
@@ -1033,6 +1113,18 @@ H.case("train.run: a NaN loss stops the run naming the step, before any update",
   end, "step 1", "nan")
   H.ok(err:find("loss", 1, true) or err:find("gradient", 1, true), "names the tensor: " .. err)
   H.eq(train.latest_checkpoint(dir), nil, "no checkpoint written")
+  -- (twenty-ninth session, mutation testing: the step named off by one passed) the sampler meets
+  -- the NaN first: it names the optimizer step it stopped before, with several updates per batch
+  -- the first one of the batch
+  H.ok(err:find("logits are not finite while sampling", 1, true) and err:find("so step 1 is neither applied", 1, true),
+       err)
+  local m2 = tiny(9, 0.3)
+  local w2 = m2:parameters()["model.norm.weight"]
+  err = H.raises(function()
+    train.run({model = m2, questions = qs, method = "l2", n = 2, steps = 2, questions_per_step = 1, updates_per_batch = 2,
+               max_new_tokens = 4, log = function() end, prompt_of = function(q) return toy.encode(q.prompt) end,
+               on_step = function(rec) if rec.step == 2 then w2:set(1, 0 / 0) end end})
+  end, "train: step 3 (batch 2): the model's logits are not finite while sampling", "so step 3 is neither applied nor saved")
   os.execute(("rm -rf %q"):format(dir))
 end)
 
@@ -1344,6 +1436,9 @@ H.case("train.run updates_per_batch = 2: GRPO's second update clips against the 
     H.eq(r.step, i, "step = optimizer step")
     H.eq(r.batch, (i + 1) // 2, "batch")
     H.eq(r.update, (i - 1) % 2 + 1, "update")
+    -- (twenty-ninth session, mutation testing) the sampling is the first update's: the second samples nothing
+    if r.update == 1 then H.ok(r.gen_s > 0 and r.tokens_per_s > 0, "update 1 holds the sampling")
+    else H.ok(r.gen_s == 0 and r.tokens_per_s == 0, ("update 2: gen_s %g, tokens_per_s %g"):format(r.gen_s, r.tokens_per_s)) end
   end
   -- update 1 is on-policy: ratio 1, the clip cannot matter
   H.eq(tight[1].clip_frac, 0, "update 1: nothing clipped")
@@ -1796,6 +1891,18 @@ H.case("train.run checks every option before anything runs, one line naming it a
     {{method_opts = {["a=b"] = 1}, method = "test_w24"}, "method_opts: a key must be", "letters, digits and _"},
     {{method_opts = {["1x"] = 1}, method = "test_w24"}, "method_opts: a key must be", 'got "1x"'},
     {{method_opts = {x = {}}, method = "test_w24"}, "method_opts.x must be a finite number, a string or a boolean"},
+    -- (twenty-ninth session, mutation testing: a rule's int or bound dropped passed) every count
+    -- is an integer, every range has both ends
+    {{max_new_tokens = 2.5}, "max_new_tokens must be an integer >= 1", "2.5"},
+    {{top_k = 1.5}, "top_k must be an integer >= 0", "1.5"}, {{micro_batch = 0.5}, "micro_batch must be an integer"},
+    {{questions_per_step = 1.5}, "questions_per_step must be an integer"},
+    {{checkpoint_every = 1.5}, "checkpoint_every must be an integer >= 0"},
+    {{keep_checkpoints = -1}, "keep_checkpoints must be an integer >= 0 (0 = keep all)", "-1"},
+    {{keep_checkpoints = 1.5}, "keep_checkpoints must be an integer"},
+    {{updates_per_batch = 0}, "updates_per_batch must be an integer >= 1 and <= 1000", "got 0"},
+    {{updates_per_batch = 1001}, "updates_per_batch must be an integer >= 1 and <= 1000", "1001"},
+    {{beta1 = -0.1}, "beta1 must be a finite number >= 0 and < 1"}, {{beta2 = 1}, "beta2 must be", "< 1", "got 1"},
+    {{eps = 1 / 0}, "eps must be a finite number >= 0", "inf"},
   }
   rl.register_weighted("test_w24", function(lpv) local w = {} for i = 1, #lpv do w[i] = 1 end return w end)
   for _, c in ipairs(cases) do
@@ -1938,6 +2045,12 @@ H.case("kl_coef without a KL term, bad old_logprobs and bad helper arguments are
        "warned: every weight rounds to 0")
   H.eq(train.underflow_warning(1, "l1", {weight_share = 0, mean_weight = 2 ^ -148, max_weight = 2 ^ -146,
                                          n_samples = 16}, 0), nil, "not when one weight stays")
+  -- (twenty-ninth session, mutation testing: mean / n in place of mean * n passed) metrics without
+  -- max_weight (a method of one's own) are judged by the sum of the weights, mean_weight * n_samples
+  H.eq(train.underflow_warning(1, "l1", {weight_share = 0, mean_weight = 2 ^ -152, n_samples = 16}, 0), nil,
+       "no max_weight: 16 weights of 2^-152 sum to 2^-148, above 2^-150")
+  H.ok(train.underflow_warning(1, "l1", {weight_share = 0, mean_weight = 2 ^ -156, n_samples = 16}, 0),
+       "no max_weight: 16 weights of 2^-156 sum to 2^-152, below 2^-150")
   H.ok(rl.loss("l1", b, {temperature = 0.7}) and select(2, rl.loss("l1", b, {temperature = 0.7})).max_weight,
        "max_weight among the metrics")
 end)
