@@ -647,6 +647,16 @@ H.case("train.run: same seed, same step metrics bit for bit", function()
   -- (twenty-ninth session, mutation testing: clock() + t_u passed) a step's time is its share of the run's
   for s = 1, 3 do
     H.ok(a[s].step_s > 0 and a[s].step_s <= wall, ("step %d took %g s of the run's %g"):format(s, a[s].step_s, wall))
+    H.near(a[s].tokens_per_s * a[s].step_s, a[s].mean_length * 8, 1e-9, "tokens_per_s: the 8 samples' tokens over step_s")
+    H.ok(a[s].gen_s > 0 and a[s].step_s > a[s].gen_s, ("step %d: step_s %g includes the sampling's gen_s %g")
+                                                     :format(s, a[s].step_s, a[s].gen_s))
+  end
+  -- with two updates per batch, the second update's time is its own: it began after the first ended
+  local ends = {}
+  local u2 = run_tiny(nil, 2, {updates_per_batch = 2, on_step = function(r) ends[r.step] = confit.clock() end})
+  for _, s in ipairs({2, 4}) do
+    H.ok(u2[s].step_s <= ends[s] - ends[s - 1], ("update 2 of batch %d: step_s %g, %g s after update 1 ended")
+                                                 :format(s // 2, u2[s].step_s, ends[s] - ends[s - 1]))
   end
   local b = run_tiny(nil, 3)
   H.eq(#a, 3, "three records")
@@ -766,7 +776,7 @@ H.case("train.run: resume refuses other stop ids (a sampling setting)", function
   os.execute(("rm -rf %q"):format(dir))
 end)
 
-H.case("train.run: the step line's p>1e-6 is weight_share, the share of samples with p_old > 1e-6", function()
+H.case("train.run: the step line's p>1e-6 is weight_share, the share of samples with p_old > 1e-6; clip shows with updates_per_batch > 1", function()
   -- (twenty-fourth session) it read w>1e-6, but counts p_old, not the method's weights (l2's are >= alpha)
   local lines = {}
   local recs = run_tiny(nil, 1, {log = function(l) lines[#lines + 1] = l end})
@@ -774,6 +784,16 @@ H.case("train.run: the step line's p>1e-6 is weight_share, the share of samples 
   local v = step:match("  p>1e%-6 ([%d.]+)  ")
   H.ok(v, "the label: " .. step)
   H.eq(tonumber(v), tonumber(("%.2f"):format(recs[1].weight_share)), "its value is weight_share")
+  -- (twenty-ninth session, mutation testing) the clipped share is shown with several updates per
+  -- batch only (the first update of a batch is on-policy: nothing to clip)
+  for _, u in ipairs({1, 2}) do
+    lines = {}
+    recs = run_tiny(nil, 1, {method = "grpo_prob", updates_per_batch = u, log = function(l) lines[#lines + 1] = l end})
+    H.eq(type(recs[#recs].clip_frac), "number", "grpo_prob records clip_frac")
+    local clip = lines[#lines]:match("  clip ([%d.]+)")
+    if u == 1 then H.eq(clip, nil, "updates_per_batch = 1: no clip in " .. lines[#lines])
+    else H.eq(tonumber(clip), tonumber(("%.3f"):format(recs[2].clip_frac)), "updates_per_batch = 2: " .. lines[#lines]) end
+  end
 end)
 
 H.case("train.run: method_opts reach a method of one's own, and a resume compares them", function()
