@@ -696,6 +696,22 @@ H.case("train.run: checkpoints and resume equal an uninterrupted run", function(
   os.execute(("rm -rf %q"):format(dir))
 end)
 
+-- (twenty-ninth session, mutation testing: keep_checkpoints > 1 in place of > 0 passed; only 2 was run)
+H.case("train.run: keep_checkpoints = 1 keeps the newest checkpoint alone, and the run resumes from it", function()
+  local dir = fresh_dir()
+  run_tiny(dir, 3, {checkpoint_every = 1, keep_checkpoints = 1})
+  local names = require("confit.cli").list_dir(dir)
+  table.sort(names)
+  H.eq(table.concat(names, " "), "checkpoint-3 steps.jsonl", "only the newest checkpoint")
+  local full = run_tiny(nil, 4)
+  local resumed = run_tiny(dir, 4, {resume = true, checkpoint_every = 1, keep_checkpoints = 1})
+  H.eq(jsonio.encode(strip_times(resumed[4])), jsonio.encode(strip_times(full[4])), "step 4 after the resume")
+  names = require("confit.cli").list_dir(dir)
+  table.sort(names)
+  H.eq(table.concat(names, " "), "checkpoint-4 steps.jsonl", "checkpoint-3 removed once checkpoint-4 is in place")
+  os.execute(("rm -rf %q"):format(dir))
+end)
+
 H.case("train.run: steps.jsonl is synced before each checkpoint is written", function()
   -- (nineteenth session) the appends were never synced while the checkpoints were: after a power
   -- loss a checkpoint could outlive its steps' records, and the resume was refused
