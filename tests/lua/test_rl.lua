@@ -874,7 +874,7 @@ H.case("train.run: resume refuses a missing steps.jsonl; a checkpoint-N folder n
   run_tiny(dir, 2, {checkpoint_every = 2})
   os.rename(dir .. "/steps.jsonl", dir .. "/steps.jsonl.away")
   H.raises(function() run_tiny(dir, 4, {resume = true, checkpoint_every = 2}) end,
-           "steps.jsonl is missing, yet checkpoint-2 is at step 2", "put the log back")
+           "steps.jsonl is missing, yet checkpoint-2 is at step 2", "would log steps 3 on alone", "put the log back")
   H.ok(not require("confit.cli").exists(dir .. "/steps.jsonl"), "nothing written")
   os.rename(dir .. "/steps.jsonl.away", dir .. "/steps.jsonl")
   assert(os.execute(("mkdir -p %q"):format(dir .. "/checkpoint-4")))
