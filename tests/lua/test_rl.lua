@@ -1076,9 +1076,18 @@ H.case("train.check_out names the damage (a header length past 100 MB, a field o
   run_tiny(dir, 2, {checkpoint_every = 2})
   local o = {method = "l2", resume = true, lr = 1e-3, n = 4, questions_per_step = 2, temperature = 0.7,
              max_new_tokens = 6, seed = 4}
-  H.eq(train.check_out(dir, o), nil, "the run's own settings")
   local path = dir .. "/checkpoint-2/optimizer.safetensors"
   local bytes = H.read(path)
+  -- a header the reader refuses though its lengths add up (an unknown dtype) is named before the
+  -- resume changes anything (a finished run's summary.json is removed after this check; asked
+  -- first: a folder found sound is not read again in this process)
+  local n = string.unpack("<i8", bytes)
+  H.write(path, bytes:sub(1, 8) .. bytes:sub(9, 8 + n):gsub('"F32"', '"X32"') .. bytes:sub(9 + n))
+  local err = train.check_out(dir, o) or "(accepted)"
+  H.ok(err:find("checkpoint-2 is damaged (" .. path .. ": tensor '", 1, true) and err:find("unknown dtype 'X32'", 1, true),
+       "an unknown dtype: " .. err)
+  H.write(path, bytes)
+  H.eq(train.check_out(dir, o), nil, "the run's own settings")
   -- one byte past the limit (core/io/safetensors.h: CF_ST_MAX_HEADER) is named so; at the limit
   -- the length is read as a length, and this file is too short for it
   H.write(path, string.pack("<i8", 100000001) .. bytes:sub(9))
