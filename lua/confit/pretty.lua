@@ -15,7 +15,9 @@
 local M = {}
 
 -- local references: a REPL user may set a global named table or string
-local sort, concat, fmt = table.sort, table.concat, string.format
+local sort, concat, insert, fmt = table.sort, table.concat, table.insert, string.format
+local open, getinfo = io.open, debug and debug.getinfo
+local pcall, require = pcall, require
 local type, tostring, next, rawget = type, tostring, next, rawget
 local getmetatable = debug and debug.getmetatable or getmetatable -- past a __metatable field
 local math_type = math.type
@@ -127,11 +129,11 @@ function M.source_doc(name)
   if not mod then return nil end
   local ok, t = pcall(require, "confit." .. mod)
   local f = ok and type(t) == "table" and rawget(t, field)
-  if type(f) ~= "function" then return nil end
-  local info = debug.getinfo(f, "S")
+  if type(f) ~= "function" or not getinfo then return nil end
+  local info = getinfo(f, "S")
   local path = info.source:match("^@(.+)$")
   if info.what ~= "Lua" or not path or info.linedefined < 1 then return nil end
-  local file = io.open(path, "r")
+  local file = open(path, "r")
   if not file then return nil end
   local lines, n = {}, 0
   for l in file:lines() do
@@ -144,7 +146,7 @@ function M.source_doc(name)
   for i = info.linedefined - 1, 1, -1 do
     local text = lines[i] and lines[i]:match("^%s*%-%-+ ?(.*)$")
     if not text or lines[i]:match("^%s*%-%-%[") then break end -- a block comment ends the search
-    table.insert(doc, 1, "  " .. text)
+    insert(doc, 1, "  " .. text)
   end
   return fmt("%s:%d", path, info.linedefined) .. (#doc > 0 and "\n" .. concat(doc, "\n") or "")
 end
