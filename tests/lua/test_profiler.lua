@@ -71,9 +71,10 @@ H.case("rows are sorted, largest first, and the report shows them", function()
   local sec = require("confit.profiler").seconds
   for i = 2, #rows do H.ok(sec(rows[i - 1]) >= sec(rows[i]), "sorted at row " .. i) end
   -- the matmuls are nearly all of the loop around them: their host seconds add up to most of its
-  -- wall time (a clock that read nanoseconds as 1e-10 s gave a tenth)
+  -- wall time (a clock that read nanoseconds as 1e-10 s gave a tenth; the bound leaves room for
+  -- a busy machine stalling the loop between two matmuls)
   local mm = by_key(rows)["fwd/matmul"].host_s
-  H.ok(mm >= 0.5 * wall and mm <= wall + 1e-6, string.format("matmuls %.6f s of a %.6f s loop", mm, wall))
+  H.ok(mm >= 0.25 * wall and mm <= wall + 1e-6, string.format("matmuls %.6f s of a %.6f s loop", mm, wall))
   H.eq(by_key(rows)["fwd/matmul"].calls, 3, "three matmuls")
   -- which row is on top is the clock's call (a busy machine can stall the one neg past three
   -- matmuls): the report shows whichever it is, and not the other
