@@ -666,14 +666,17 @@ end)
 -- Also: what a chunk wrote is flushed before the REPL waits for input (a program driving the REPL
 -- through a pipe waits for it), here io.write's line, read while the REPL waits.
 H.case("Ctrl-C while the REPL waits for input drops the pending chunk; the session goes on", function()
-  local ready, out, err, early = tmp(".ready4"), tmp(".out4"), tmp(".err4"), tmp(".early4")
+  local ready, out, err, early, go = tmp(".ready4"), tmp(".out4"), tmp(".err4"), tmp(".early4"), tmp(".go4")
+  -- the writer sends the last line only once the Ctrl-C has been given and had half a second
+  -- (a fixed sleep of the writer's raced confit's start on a busy machine)
   local sh = table.concat({
-    "{ printf '%%s\\n' %s; echo 'for i = 1, 2 do'; sleep 2; echo \"print('after')\"; } | CONFIT_HISTORY= %s > %s 2> %s & pid=$!",
-    "(sleep 12; kill -KILL $pid) >/dev/null 2>&1 & wd=$!",
-    "i=0; while [ ! -e %s ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done",
-    "sleep 0.5; cp %s %s; kill -INT $pid; wait $pid; st=$?; kill $wd 2>/dev/null; echo $st"}, "\n")
-  local cmd = string.format(sh, q(string.format("io.write('hello\\n') io.open(%q, 'w'):close();", ready)), q(exe),
-    q(out), q(err), q(ready), q(out), q(early))
+    "{ printf '%%s\\n' %s; echo 'for i = 1, 2 do'; j=0; while [ ! -e %s ] && [ $j -lt 1500 ]; do sleep 0.02; j=$((j+1)); done;",
+    "  echo \"print('after')\"; } | CONFIT_HISTORY= %s > %s 2> %s & pid=$!",
+    "(sleep 60; kill -KILL $pid) >/dev/null 2>&1 & wd=$!",
+    "i=0; while [ ! -e %s ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done",
+    "sleep 0.5; cp %s %s; kill -INT $pid; sleep 0.5; : > %s; wait $pid; st=$?; kill $wd 2>/dev/null; echo $st"}, "\n")
+  local cmd = string.format(sh, q(string.format("io.write('hello\\n') io.open(%q, 'w'):close();", ready)), q(go),
+    q(exe), q(out), q(err), q(ready), q(out), q(early), q(go))
   local p = assert(io.popen("sh -c " .. q(cmd), "r"))
   local st = tonumber(p:read("a"):match("%d+"))
   p:close()
