@@ -426,6 +426,23 @@ H.case("pretty.format: depth, budget, tensors inside, no metamethod runs", funct
   H.eq(pretty.format({shared, shared}), "{{1}, {1}}", "a table met twice but not inside itself prints twice")
 end)
 
+-- (twenty-ninth session, mutation testing of confit.pretty: cases no other test caught)
+H.case("pretty.format: key order, two long entries a line each, the cut of a long value", function()
+  local pretty = require "confit.pretty"
+  -- number keys in numeric order (9 before 10), then strings, then false before true
+  H.eq(pretty.format({[10] = "b", [9] = "a", [2.5] = "c"}), '{[2.5] = "c", [9] = "a", [10] = "b"}')
+  H.eq(pretty.format({[true] = 2, [false] = 1, a = 1, b = 2}), "{a = 1, b = 2, [false] = 1, [true] = 2}")
+  -- two entries that do not fit in 80 characters: one a line (one entry alone stays one line)
+  local a, b = string.rep("x", 40), string.rep("y", 40)
+  H.eq(pretty.format({a = a, b = b}), '{\n  a = "' .. a .. '",\n  b = "' .. b .. '"\n}')
+  H.eq(pretty.format({a = a .. b}), '{a = "' .. a .. b .. '"}')
+  -- a value whose text spans lines is cut only past 60 characters
+  local function shown(text) return setmetatable({}, {__tostring = function() return text end}) end
+  local sixty = "T\n" .. string.rep("b", 58)      -- "T bbb...": 60 characters on one line
+  H.eq(pretty.format({shown(sixty)}), "{T " .. string.rep("b", 58) .. "}")
+  H.eq(pretty.format({shown(sixty .. "b")}), "{T ...}", "61: cut between two words")
+end)
+
 H.case("tensor methods complete through the binding's metatable", function()
   local out, err = seg("tensor_complete")
   H.eq(err, "", "confit.tensor and the completion raise nothing")

@@ -768,6 +768,41 @@ H.case("progress: a rate below 1 per second is shown as seconds per item", funct
   local text = table.concat(out)
   H.ok(text:find("4.0 s/q", 1, true), text)
 end)
+
+-- (twenty-ninth session, mutation testing of confit.progress: cases no other test caught)
+H.case("progress: durations and rates as printed, the unknown-total line, defaults, bar redraws", function()
+  local fd = progress.format_duration
+  H.eq(fd(59), "59s"); H.eq(fd(59.6), "1:00", "rounded to 60 s: minutes"); H.eq(fd(60), "1:00")
+  H.eq(fd(125), "2:05"); H.eq(fd(3600), "1:00:00"); H.eq(fd(0/0), "?"); H.eq(fd(math.huge), "?")
+  local t, out = 0, {}
+  local stream = {write = function(_, ...) for _, s in ipairs({...}) do out[#out + 1] = s end end}
+  local function run(opts, steps)
+    out, t = {}, 0
+    opts.stream, opts.clock, opts.mode = stream, function() return t end, opts.mode or "plain"
+    local p = progress.new(opts)
+    for _, dt in ipairs(steps) do t = t + dt; p:step() end
+    return p
+  end
+  -- 1.5 items a second: "1.50 it/s", not seconds per item; a rate within the first second
+  run({total = 2, label = "a"}, {2 / 3})
+  H.eq(table.concat(out), "a  1/2 ( 50%)  1.50 it/s  ETA 1s\n")
+  -- unknown total: the count, the rate, no ETA; default interval 30 s
+  run({label = "gen"}, {29, 1})
+  H.eq(table.concat(out), "gen  2  15.0 s/it\n")
+  -- nothing done: a rate of 0
+  local p = run({total = 3, label = "z"}, {})
+  t = 5; p:finish()
+  H.eq(table.concat(out), "z  0/3 (  0%)  0 it/s  in 5s\n")
+  -- a bar redraw shows the ETA and stays on its line; finish ends it with the time taken
+  p = run({total = 4, label = "b", mode = "bar", width = 4}, {1})
+  H.eq(table.concat(out), "\rb  [#...]  1/4 ( 25%)  1.00 it/s  ETA 3s\27[K")
+  local drawn = #out
+  p:finish()
+  H.eq(table.concat(out, "", drawn + 1), "\rb  [#...]  1/4 ( 25%)  1.00 it/s  in 1s\27[K\n")
+  run({total = 4, label = "b", mode = "bar"}, {1})
+  H.ok(table.concat(out):find("  [" .. string.rep("#", 8) .. string.rep(".", 22) .. "]  ", 1, true),
+       "30 characters by default: " .. table.concat(out))
+end)
 end
 
 -- (nineteenth session, mutation testing: cases that fail on mutants the suite let through, report)
