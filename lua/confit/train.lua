@@ -271,8 +271,14 @@ end
 --- opts.keep_checkpoints after each checkpoint is written whole, so the newest, which a resume
 --- continues, is never among them. Each goes through cli.remove_tree: renamed to a temporary
 --- name first, so a removal cut short leaves a folder jsonio.remove_stale_temps clears, never a
---- damaged checkpoint-<s>.
+--- damaged checkpoint-<s>. keep = 0 keeps all, as opts.keep_checkpoints = 0 does (it removed
+--- every checkpoint when called so, before the twenty-ninth session); keep must be a whole
+--- number >= 0.
 function M.prune_checkpoints(out, keep)
+  if math.type(keep) ~= "integer" or keep < 0 then
+    error("train.prune_checkpoints: keep must be a whole number >= 0 (0 keeps all), got " .. cli.show(keep), 2)
+  end
+  if keep == 0 then return end
   local list = checkpoints(out)
   for i = keep + 1, #list do cli.remove_tree(list[i].dir) end
 end

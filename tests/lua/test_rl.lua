@@ -709,6 +709,16 @@ H.case("train.run: keep_checkpoints = 1 keeps the newest checkpoint alone, and t
   names = require("confit.cli").list_dir(dir)
   table.sort(names)
   H.eq(table.concat(names, " "), "checkpoint-4 steps.jsonl", "checkpoint-3 removed once checkpoint-4 is in place")
+  -- (twenty-ninth session) called by hand: keep = 0 keeps all, as keep_checkpoints = 0 does (it
+  -- removed every checkpoint); keep no whole number >= 0 is refused at the caller's line
+  train.prune_checkpoints(dir, 0)
+  H.ok(table.concat(require("confit.cli").list_dir(dir), " "):find("checkpoint-4", 1, true), "keep = 0: all kept")
+  for _, bad in ipairs({-1, 1.5, "2"}) do
+    local ok, e = pcall(train.prune_checkpoints, dir, bad)
+    H.ok(not ok and e:find("keep must be a whole number >= 0 (0 keeps all), got", 1, true), tostring(e))
+  end
+  local ok, e = pcall(function() train.prune_checkpoints(dir, -1); return 0 end)
+  H.ok(not ok and e:find("^[^:]*test_rl%.lua:%d+: train%.prune_checkpoints: keep"), "the caller's line: " .. tostring(e))
   os.execute(("rm -rf %q"):format(dir))
 end)
 
