@@ -152,6 +152,15 @@ function H.run_limited(script, seconds)
   return (out:gsub("rc=%d+%s*$", "")), rc ~= 124 and rc ~= 137, rc
 end
 
+-- Make a FIFO at each path given (mkfifo, coreutils; raises when one cannot be made). The cases
+-- that read one run their readers under H.run_limited: an open of a FIFO blocks.
+function H.mkfifo(...)
+  for _, path in ipairs({...}) do
+    local ok = os.execute("mkfifo -- '" .. path:gsub("'", "'\\''") .. "'")
+    if not ok then error("mkfifo " .. path .. " failed", 2) end
+  end
+end
+
 -- Write text to the file at path (raises when it cannot).
 function H.write(path, text)
   local f = assert(io.open(path, "wb"))

@@ -11,7 +11,7 @@ local EXE = (os.getenv("CONFIT_BUILD_DIR") or "build") .. "/confit"
 local q = cli.shell_quote
 local TMP = H.tmpdir()
 local NONE = TMP .. "/no-such"
-assert(os.execute("mkfifo " .. q(TMP .. "/fifo")), "mkfifo")
+H.mkfifo(TMP .. "/fifo")
 local has_python = os.execute("/usr/bin/python3 -c '' > /dev/null 2>&1")
 local blas_h
 for _, d in ipairs({"/usr/include/x86_64-linux-gnu/openblas-pthread", "/usr/include/openblas", "/usr/include"}) do

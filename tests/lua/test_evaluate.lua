@@ -471,16 +471,12 @@ H.case("resume refuses records whose settings file is missing or unreadable", fu
   H.ok(evaluate.check_resume(opts), "check_resume says so too")
   -- (twenty-eighth session) a FIFO there is no missing file: named as unreadable, never opened
   -- (a child under `timeout`: a regression blocks there, not here)
-  local q = require("confit.cli").shell_quote
-  if os.execute("mkfifo " .. q(settings) .. " 2>/dev/null") then
-    local out, _, rc = H.run_limited(("io.write(tostring(require('confit.evaluate').check_resume({out_dir = %q, benchmark = 'unit'})))")
-                                      :format(dir), 20)
-    os.remove(settings)
-    H.ok(out:find("its settings file " .. settings .. " cannot be read (" .. settings .. ": not a regular file)", 1, true)
-         and rc == 0, out)
-  else
-    H.skip("a FIFO settings file", "mkfifo is not available")
-  end
+  H.mkfifo(settings)
+  local out, _, rc = H.run_limited(("io.write(tostring(require('confit.evaluate').check_resume({out_dir = %q, benchmark = 'unit'})))")
+                                    :format(dir), 20)
+  os.remove(settings)
+  H.ok(out:find("its settings file " .. settings .. " cannot be read (" .. settings .. ": not a regular file)", 1, true)
+       and rc == 0, out)
   -- an empty eval file holds nothing to resume: no settings needed; nor does one of blank lines
   -- (nineteenth session: read_jsonl found no records in it, yet the resume asked for settings)
   for _, text in ipairs({"", "\n\n"}) do

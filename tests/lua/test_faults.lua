@@ -72,7 +72,7 @@ H.case("a FIFO in a model folder is refused with its name, never waited on", fun
   for _, name in ipairs({"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"}) do
     local dir = toy_copy(tempdir() .. "/m")
     os.remove(dir .. "/" .. name)
-    assert(os.execute("mkfifo -- " .. q(dir .. "/" .. name)))
+    H.mkfifo(dir .. "/" .. name)
     local out, ended, rc = H.run_limited(([[
       local m, err = require("confit").load(%q)
       io.write(m and "LOADED" or ("ERR " .. tostring(err)), "\n")

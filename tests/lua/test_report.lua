@@ -201,8 +201,8 @@ H.case("load_run: files, names, problems", function()
   -- a FIFO (or device) in a run's place is never opened (the read would block): unreadable and
   -- why, not "missing", and the folder still counts as a run (twenty-ninth session)
   local fifo = root .. "/fifo"
-  assert(os.execute("mkdir -p " .. sh_quote(fifo) .. " && mkfifo " .. sh_quote(fifo .. "/config.json")
-                    .. " " .. sh_quote(fifo .. "/steps.jsonl")))
+  assert(os.execute("mkdir -p " .. sh_quote(fifo)))
+  H.mkfifo(fifo .. "/config.json", fifo .. "/steps.jsonl")
   local f = report.load_run(fifo)
   H.eq(f.files["config.json"], "unreadable", "FIFO config.json")
   H.eq(f.files["steps.jsonl"], "unreadable", "FIFO steps.jsonl")
